@@ -1,0 +1,59 @@
+"""Quick start: the seed's example in the form that runs on lexigram 0.1.5008.
+
+Run: python examples/quickstart.py   (in-memory backend, no server needed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+os.environ.setdefault("LEX_QUIET", "1")
+os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
+
+from lexigram import Application  # noqa: E402
+from lexigram.di.module import Module, module  # noqa: E402
+
+from lexigram.ai.session import SessionManagerProtocol, SessionModule  # noqa: E402
+from lexigram.ai.session.config import SessionConfig  # noqa: E402
+
+
+@module(
+    imports=[
+        SessionModule.configure(
+            SessionConfig(backend="in_memory"),
+            enable_cleanup_scheduler=True,
+        )
+    ]
+)
+class AppModule(Module):
+    pass
+
+
+async def main() -> None:
+    # The seed wrote `Application(modules=[AppModule]).run()`; lexigram 0.1.5008 boots
+    # an application with `Application.boot(modules=[...])` instead.
+    async with Application.boot(modules=[AppModule]) as app:
+        manager = await app.container.resolve(SessionManagerProtocol)
+        session = await manager.create("alice", metadata={"channel": "quickstart"})
+        await manager.add_message(session.session_id, "user", "What is a session?")
+        await manager.add_message(
+            session.session_id,
+            "assistant",
+            "A conversation the server remembers between requests.",
+            tokens_used=12,
+        )
+        await manager.add_message(session.session_id, "user", "Thanks!")
+        state = await manager.get_state(session.session_id)
+        assert state is not None
+        print(f"session {state.session_id} ({state.status.value}), {state.turn_count} turns:")
+        for turn in state.turns:
+            print(f"  {turn.role:>9}: {turn.content}")
+        await manager.close(session.session_id)
+        closed = await manager.get_state(session.session_id)
+        assert closed is not None
+        print(f"closed: status={closed.status.value} total_tokens={closed.total_tokens}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,127 @@
+"""``BranchManager``: fork a session into a branch and merge it back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lexigram.contracts.ai.session import SessionState, SessionStatus
+
+from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
+from lexigram.ai.session.events import SessionBranchMergedEvent, SessionForkedEvent
+from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.manager.core import new_session_id
+from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
+
+__all__ = ["BranchManager"]
+
+
+class BranchManager:
+    """Forks and merges sessions kept in ``store``.
+
+    ``max_branches_per_session`` caps the branches of one source session (branches
+    that still exist); ``max_sessions_per_user`` and ``max_turns_per_session``, when
+    given, apply to branches and merges as to any session.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        max_branches_per_session: int = 10,
+        *,
+        max_sessions_per_user: int | None = None,
+        max_turns_per_session: int | None = None,
+        notifier: SessionNotifier | None = None,
+    ) -> None:
+        self.store = store
+        self.max_branches_per_session = max_branches_per_session
+        self.max_sessions_per_user = max_sessions_per_user
+        self.max_turns_per_session = max_turns_per_session
+        self.notifier = notifier or SessionNotifier()
+
+    async def fork(
+        self, session_id: str, branch_name: str, *, from_checkpoint: str | None = None
+    ) -> SessionState:
+        """Create a branch of ``session_id`` holding its turns up to the fork point.
+
+        The fork point is the session's current end, or ``from_checkpoint`` (a
+        checkpoint of that session). Returns the branch's full state.
+        """
+        if not isinstance(branch_name, str) or not branch_name.strip():
+            raise SessionValidationError("branch_name", f"must be a non-empty string, got {branch_name!r}")
+        source = await self.store.load_record(session_id)
+        if source is None:
+            raise SessionNotFoundError(session_id)
+        now = datetime.now(UTC)
+        header = SessionState(
+            session_id=new_session_id(),
+            user_id=source.state.user_id,
+            status=SessionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            parent_session_id=session_id,
+            branch_name=branch_name,
+        )
+        record = await self.store.fork_session(
+            session_id,
+            header,
+            from_checkpoint=from_checkpoint,
+            max_branches=self.max_branches_per_session,
+            max_live_per_user=self.max_sessions_per_user,
+        )
+        await self.notifier.notify(
+            SessionForkedEvent(
+                session_id=session_id, branch_id=record.state.session_id, branch_name=branch_name
+            )
+        )
+        state = await self.store.load(record.state.session_id)
+        if state is None:  # deleted between the fork and the read
+            raise SessionNotFoundError(record.state.session_id)
+        return state
+
+    async def merge(
+        self, parent_id: str, branch_id: str, *, strategy: MergeStrategy | None = None
+    ) -> SessionState:
+        """Merge ``branch_id`` into ``parent_id`` with ``strategy`` (``AppendMerge`` by default).
+
+        The plan is applied in one atomic step: turns keep their ids (a turn the
+        parent already has is refused with ``DuplicateTurnError`` and nothing
+        changes), totals are counted from the merged turns. Returns the parent's
+        full state.
+        """
+        branch_record = await self.store.load_record(branch_id)
+        if branch_record is None:
+            raise SessionNotFoundError(branch_id)
+        parent = await self.store.load(parent_id)
+        if parent is None:
+            raise SessionNotFoundError(parent_id)
+        branch = await self.store.load(branch_id)
+        if branch is None:
+            raise SessionNotFoundError(branch_id)
+        new_turns = await self.store.get_turns(branch_id, after_seq=branch_record.fork_seq or 0)
+        plan = await (strategy or AppendMerge()).merge(parent, branch, new_turns)
+        if not isinstance(plan, MergePlan):
+            raise SessionValidationError(
+                "strategy", f"merge() must return a MergePlan, got {type(plan).__name__}"
+            )
+        patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
+        if plan.turns:
+            await self.store.append_turns(
+                parent_id, plan.turns, max_turns=self.max_turns_per_session, patch=patch
+            )
+        elif not patch.is_empty():
+            await self.store.update_session(parent_id, patch)
+        await self.notifier.notify(
+            SessionBranchMergedEvent(
+                session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
+            )
+        )
+        merged = await self.store.load(parent_id)
+        if merged is None:
+            raise SessionNotFoundError(parent_id)
+        return merged
+
+    async def list_branches(self, session_id: str) -> list[SessionState]:
+        """Headers of the branches forked from ``session_id``, oldest first."""
+        records: list[SessionRecord] = await self.store.list_branches(session_id)
+        return [r.state for r in records]

@@ -1,0 +1,217 @@
+"""``SessionProvider``: registers the session services in a lexigram container."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from lexigram.contracts.ai.memory import MemoryConsolidatorProtocol, WorkingMemoryProtocol
+from lexigram.contracts.ai.session import SessionManagerProtocol, SessionStoreProtocol
+from lexigram.contracts.core.health import HealthCheckResult, HealthStatus
+from lexigram.contracts.events.protocols.domain import EventBusProtocol
+from lexigram.contracts.exceptions.config import ConfigurationError
+from lexigram.di.provider import Provider, ProviderPriority
+from lexigram.logging import get_logger
+
+from lexigram.ai.session.branching.branch_manager import BranchManager
+from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
+from lexigram.ai.session.config import SessionConfig, coerce_config
+from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.stores.registry import create_store
+
+__all__ = ["SessionProvider"]
+
+logger = get_logger(__name__)
+
+
+async def _optional(resolver: Any, service_type: Any) -> Any:
+    """``resolver.resolve_optional`` that treats "not visible here" like "absent"."""
+    try:
+        if hasattr(resolver, "has") and not resolver.has(service_type):
+            return None
+        return await resolver.resolve_optional(service_type)
+    except Exception:
+        return None
+
+
+class SessionProvider(Provider):
+    """Binds ``SessionConfig``, the store, the manager and the session services.
+
+    ``SessionModule.configure()`` hands the framework a *subclass* with the preset
+    config baked in, so every application builds its own provider instance.
+    """
+
+    name = "session"
+    priority = ProviderPriority.NORMAL
+    config_key = "ai_session"
+    config_model = SessionConfig
+
+    _preset: ClassVar[SessionConfig | dict[str, Any] | None] = None
+    _enable_cleanup_scheduler: ClassVar[bool] = True
+    _stub: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        config: SessionConfig | dict[str, Any] | None = None,
+        *,
+        enable_cleanup_scheduler: bool | None = None,
+    ) -> None:
+        super().__init__()
+        preset = config if config is not None else type(self)._preset
+        if preset is not None:
+            self._config = coerce_config(preset)
+            self._config_from_factory = True
+        self.enable_cleanup_scheduler = (
+            type(self)._enable_cleanup_scheduler
+            if enable_cleanup_scheduler is None
+            else enable_cleanup_scheduler
+        )
+        self.store: SessionStore | None = None
+        self.scheduler: SessionCleanupScheduler | None = None
+
+    @classmethod
+    def preset(
+        cls,
+        config: SessionConfig | dict[str, Any] | None,
+        *,
+        enable_cleanup_scheduler: bool = True,
+        stub: bool = False,
+    ) -> type[SessionProvider]:
+        """A provider class carrying ``config``; the framework instantiates it per app."""
+        if config is not None:
+            config = coerce_config(config)
+        return type(
+            "SessionProvider",
+            (cls,),
+            {
+                "_preset": config,
+                "_enable_cleanup_scheduler": enable_cleanup_scheduler and not stub,
+                "_stub": stub,
+                "__module__": cls.__module__,
+                "__doc__": cls.__doc__,
+            },
+        )
+
+    @property
+    def session_config(self) -> SessionConfig:
+        """The effective config: explicit preset, else the framework's layered config."""
+        config = self.config
+        if config is None:
+            config = SessionConfig()
+        elif not isinstance(config, SessionConfig):
+            config = coerce_config(config)
+        self._config = config
+        return config
+
+    async def register(self, container: Any) -> None:
+        """Validate the config for the environment and bind every session service."""
+        config = self.session_config
+        errors = [i for i in config.validate_for_environment() if i.severity == "error"]
+        if errors:
+            raise ConfigurationError(
+                "ai_session: configuration not allowed in this environment: "
+                + "; ".join(f"{i.field}: {i.message}" for i in errors),
+                issues=errors,
+            )
+        container.singleton(SessionConfig, config)
+        if not config.enabled:
+            return
+        store = (
+            InMemorySessionStore(session_ttl=config.session_ttl) if self._stub else create_store(config)
+        )
+        self.store = store
+        container.singleton(SessionStore, store)
+        container.singleton(SessionStoreProtocol, store)
+
+        async def build_manager(resolver: Any) -> SessionManagerImpl:
+            return SessionManagerImpl(
+                store,
+                config,
+                working_memory=await _optional(resolver, WorkingMemoryProtocol),
+                consolidator=await _optional(resolver, MemoryConsolidatorProtocol),
+                event_bus=await _optional(resolver, EventBusProtocol),
+                hooks=await _optional(resolver, _hook_registry_type()),
+            )
+
+        async def manager_alias(resolver: Any) -> SessionManagerImpl:
+            manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+            return manager
+
+        async def build_checkpoints(resolver: Any) -> CheckpointManager:
+            manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+            return manager.checkpoints
+
+        async def build_branches(resolver: Any) -> BranchManager:
+            manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+            return BranchManager(
+                store,
+                config.max_branches_per_session,
+                max_sessions_per_user=config.max_sessions_per_user,
+                max_turns_per_session=config.max_turns_per_session,
+                notifier=manager.notifier,
+            )
+
+        async def build_scheduler(resolver: Any) -> SessionCleanupScheduler:
+            manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+            return SessionCleanupScheduler(manager)
+
+        container.singleton(SessionManagerImpl, factory=build_manager)
+        container.singleton(SessionManagerProtocol, factory=manager_alias)
+        container.singleton(CheckpointManager, factory=build_checkpoints)
+        container.singleton(BranchManager, factory=build_branches)
+        container.singleton(SessionCleanupScheduler, factory=build_scheduler)
+        self._register_extensions(container, store, config)
+
+    def _register_extensions(self, container: Any, store: SessionStore, config: SessionConfig) -> None:
+        """Bind the services of the optional sub-packages (context, web, groups)."""
+        from lexigram.ai.session.di.extensions import register_extensions
+
+        register_extensions(container, store, config)
+
+    async def boot(self, container: Any) -> None:
+        """Initialise the store (tables, scripts, connection) and start the sweeper."""
+        if not self.session_config.enabled or self.store is None:
+            return
+        await self.store.initialize()
+        if self.enable_cleanup_scheduler and not self._stub:
+            scheduler: SessionCleanupScheduler = await container.resolve(SessionCleanupScheduler)
+            scheduler.start()
+            self.scheduler = scheduler
+
+    async def shutdown(self) -> None:
+        """Stop the sweeper and close the store's connections."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+        if self.store is not None:
+            await self.store.close()
+
+    async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:
+        """Ping the backend; UNHEALTHY with the reason when it does not answer."""
+        if self.store is None:
+            return HealthCheckResult(
+                component=self.name, status=HealthStatus.HEALTHY, message="session subsystem disabled"
+            )
+        import asyncio
+
+        backend = self.session_config.backend if not self._stub else "in_memory"
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=timeout)
+        except Exception as exc:
+            return HealthCheckResult(
+                component=self.name,
+                status=HealthStatus.UNHEALTHY,
+                message=f"{backend} store unreachable: {exc}",
+                details={"backend": backend},
+            )
+        return HealthCheckResult(
+            component=self.name, status=HealthStatus.HEALTHY, details={"backend": backend}
+        )
+
+
+def _hook_registry_type() -> type:
+    from lexigram.hooks import HookRegistry
+
+    return HookRegistry

@@ -1,0 +1,194 @@
+"""Errors raised by lexigram-ai-session.
+
+Every error derives from :class:`SessionError`, itself a subclass of the
+contract's ``lexigram.contracts.ai.session.SessionError``, and carries a stable
+``code`` (``LEX_ERR_SES_1xx``) that callers and logs can match on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionError as _ContractSessionError
+from lexigram.contracts.ai.session import SessionStatus
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "DuplicateTurnError",
+    "SessionCapacityError",
+    "SessionClosedError",
+    "SessionError",
+    "SessionExpiredError",
+    "SessionNotFoundError",
+    "SessionStoreError",
+    "SessionTransitionError",
+    "SessionValidationError",
+    "StoreUnavailableError",
+    "CorruptRecordError",
+    "TurnLimitReachedError",
+]
+
+
+def _status_value(status: SessionStatus | str) -> str:
+    return status.value if isinstance(status, SessionStatus) else str(status)
+
+
+class SessionError(_ContractSessionError):
+    """Base class of every error this package raises."""
+
+    _code = "LEX_ERR_SES_100"
+
+
+class SessionNotFoundError(SessionError):
+    """The session does not exist (never created, or deleted)."""
+
+    _code = "LEX_ERR_SES_101"
+
+    def __init__(self, session_id: str, **kwargs: Any) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} not found", details={"session_id": session_id}, **kwargs
+        )
+
+
+class SessionClosedError(SessionError):
+    """The session is closed and accepts no more writes."""
+
+    _code = "LEX_ERR_SES_102"
+
+    def __init__(self, session_id: str, **kwargs: Any) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} is closed", details={"session_id": session_id}, **kwargs
+        )
+
+
+class SessionExpiredError(SessionError):
+    """The session was idle longer than ``session_ttl`` and has expired."""
+
+    _code = "LEX_ERR_SES_103"
+
+    def __init__(self, session_id: str, **kwargs: Any) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} has expired", details={"session_id": session_id}, **kwargs
+        )
+
+
+class CheckpointNotFoundError(SessionError):
+    """No checkpoint has this id (never created, pruned or deleted)."""
+
+    _code = "LEX_ERR_SES_104"
+
+    def __init__(self, checkpoint_id: str, **kwargs: Any) -> None:
+        self.checkpoint_id = checkpoint_id
+        super().__init__(
+            f"checkpoint {checkpoint_id!r} not found",
+            details={"checkpoint_id": checkpoint_id},
+            **kwargs,
+        )
+
+
+class SessionTransitionError(SessionError):
+    """An illegal status transition was requested (see ``SessionStateMachine``)."""
+
+    _code = "LEX_ERR_SES_105"
+
+    def __init__(
+        self,
+        session_id: str,
+        from_status: SessionStatus | str,
+        to_status: SessionStatus | str,
+        **kwargs: Any,
+    ) -> None:
+        self.session_id = session_id
+        self.from_status = _status_value(from_status)
+        self.to_status = _status_value(to_status)
+        super().__init__(
+            f"session {session_id!r}: illegal transition {self.from_status} -> {self.to_status}",
+            details={
+                "session_id": session_id,
+                "from_status": self.from_status,
+                "to_status": self.to_status,
+            },
+            **kwargs,
+        )
+
+
+class SessionCapacityError(SessionError):
+    """A configured limit (sessions per user, turns, branches, agents, ...) was reached."""
+
+    _code = "LEX_ERR_SES_106"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        self.detail = detail
+        super().__init__(detail, details={"detail": detail}, **kwargs)
+
+
+class SessionValidationError(SessionError, ValueError):
+    """Input was rejected; the message names the offending field."""
+
+    _code = "LEX_ERR_SES_107"
+
+    def __init__(self, field: str, problem: str, **kwargs: Any) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}", details={"field": field}, **kwargs)
+
+
+class DuplicateTurnError(SessionValidationError):
+    """A turn with this ``turn_id`` is already in the session."""
+
+    _code = "LEX_ERR_SES_108"
+
+    def __init__(self, session_id: str, turn_id: str, **kwargs: Any) -> None:
+        self.session_id = session_id
+        self.turn_id = turn_id
+        super().__init__(
+            "turn.turn_id",
+            f"turn {turn_id!r} is already in session {session_id!r}",
+            **kwargs,
+        )
+
+
+class SessionStoreError(SessionError):
+    """The storage backend failed."""
+
+    _code = "LEX_ERR_SES_109"
+
+
+class StoreUnavailableError(SessionStoreError):
+    """The storage backend cannot be reached."""
+
+    _code = "LEX_ERR_SES_110"
+
+
+class CorruptRecordError(SessionStoreError):
+    """A stored record could not be decoded; the message names the record and field."""
+
+    _code = "LEX_ERR_SES_111"
+
+    def __init__(self, record: str, problem: str, **kwargs: Any) -> None:
+        self.record = record
+        self.problem = problem
+        super().__init__(f"corrupt stored record {record}: {problem}", details={"record": record}, **kwargs)
+
+
+class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
+    """A turn was added past ``max_turns_per_session``; the session is closed.
+
+    It is both a :class:`SessionCapacityError` (a limit was hit) and a
+    :class:`SessionClosedError` (the session accepts no more turns).
+    """
+
+    _code = "LEX_ERR_SES_112"
+
+    def __init__(self, session_id: str, max_turns: int) -> None:
+        self.session_id = session_id
+        self.max_turns = max_turns
+        self.detail = (
+            f"session {session_id!r} reached max_turns_per_session={max_turns} and is closed"
+        )
+        SessionError.__init__(
+            self, self.detail, details={"session_id": session_id, "max_turns": max_turns}
+        )

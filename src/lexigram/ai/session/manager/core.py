@@ -1,0 +1,417 @@
+"""``SessionManagerImpl``: the session lifecycle on top of a :class:`SessionStore`.
+
+Every write is one atomic store operation (no load -> modify -> save), so concurrent
+callers in many tasks or processes never lose a turn; the manager adds validation,
+notifications (events, hooks), memory recording and automatic checkpoints around it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.ai.memory import MemoryConsolidatorProtocol, WorkingMemoryProtocol
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+from lexigram.contracts.events.protocols.domain import EventBusProtocol
+from lexigram.hooks import HookRegistry
+from lexigram.logging import get_logger
+
+from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
+from lexigram.ai.session.config import SessionConfig, coerce_config
+from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
+from lexigram.ai.session.exceptions import (
+    SessionExpiredError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.hooks import (
+    HOOK_SESSION_CLOSED,
+    HOOK_SESSION_STARTED,
+    HOOK_TURN_ADDED,
+    SessionClosedHook,
+    SessionStartedHook,
+    SessionTurnAddedHook,
+)
+from lexigram.ai.session.manager.memory import MemoryBridge
+from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.state_machine import SessionStateMachine
+from lexigram.ai.session.stores.base import SessionPage, SessionPatch, SessionRecord, SessionStore
+from lexigram.ai.session.stores.codec import dumps, validate_turn
+
+__all__ = ["SessionManager", "SessionManagerImpl", "new_session_id", "new_turn_id"]
+
+logger = get_logger(__name__)
+
+_A, _S, _C, _E = (
+    SessionStatus.ACTIVE,
+    SessionStatus.SUSPENDED,
+    SessionStatus.CLOSED,
+    SessionStatus.EXPIRED,
+)
+
+
+def new_session_id() -> str:
+    """A fresh session id: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def new_turn_id() -> str:
+    """A fresh turn id."""
+    return uuid.uuid4().hex
+
+
+def _check_user_id(user_id: Any) -> str:
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise SessionValidationError("user_id", f"must be a non-empty string, got {user_id!r}")
+    return user_id
+
+
+def _check_session_id(session_id: Any) -> str:
+    if not isinstance(session_id, str) or not session_id:
+        raise SessionValidationError("session_id", f"must be a non-empty string, got {session_id!r}")
+    return session_id
+
+
+def _check_mapping(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SessionValidationError(name, f"expected a dict, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise SessionValidationError(name, f"keys must be strings, got {key!r}")
+    dumps(value, field=name)
+    return dict(value)
+
+
+def _check_names(name: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise SessionValidationError(name, f"expected a list of strings, got {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, str):
+            raise SessionValidationError(name, f"items must be strings, got {item!r}")
+    return list(value)
+
+
+class SessionManagerImpl:
+    """Creates, advances, checkpoints and closes sessions kept in a :class:`SessionStore`.
+
+    Optional collaborators (``None`` when the application registers none): working
+    memory (each turn is recorded as a ``MemoryEntry``), a memory consolidator
+    (called with the turns on close when ``consolidate_on_close``), an event bus and
+    a hook registry (the framework's ambient registry when none is given).
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        config: SessionConfig | dict[str, Any] | None = None,
+        working_memory: WorkingMemoryProtocol | None = None,
+        consolidator: MemoryConsolidatorProtocol | None = None,
+        event_bus: EventBusProtocol | None = None,
+        hooks: HookRegistry | None = None,
+    ) -> None:
+        if not isinstance(store, SessionStore):
+            raise SessionValidationError(
+                "store", f"expected a SessionStore, got {type(store).__name__}"
+            )
+        self.config = coerce_config(config)
+        self.store = store
+        # The store judges expiry; it must use the manager's TTL.
+        store.session_ttl = self.config.session_ttl
+        self.notifier = SessionNotifier(event_bus, hooks)
+        self.memory = MemoryBridge(working_memory, consolidator)
+        self.checkpoints = CheckpointManager(
+            store, self.config.max_checkpoints_per_session, notifier=self.notifier
+        )
+        self.state_machine = SessionStateMachine()
+
+    # ----------------------------------------------------------------- create
+    async def create(
+        self,
+        user_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        system_prompt: str | None = None,
+        variables: dict[str, Any] | None = None,
+        active_tools: Sequence[str] | None = None,
+        active_skills: Sequence[str] | None = None,
+    ) -> SessionState:
+        """Create an ACTIVE session for ``user_id``.
+
+        Raises ``SessionCapacityError`` when the user already has
+        ``max_sessions_per_user`` live sessions (checked atomically with the insert).
+        ``system_prompt`` defaults to ``config.default_system_prompt``.
+        """
+        _check_user_id(user_id)
+        now = datetime.now(UTC)
+        prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
+        if prompt is not None and not isinstance(prompt, str):
+            raise SessionValidationError("system_prompt", f"expected a string, got {prompt!r}")
+        state = SessionState(
+            session_id=new_session_id(),
+            user_id=user_id,
+            status=_A,
+            metadata=_check_mapping("metadata", metadata or {}),
+            variables=_check_mapping("variables", variables or {}),
+            active_tools=_check_names("active_tools", active_tools or []),
+            active_skills=_check_names("active_skills", active_skills or []),
+            system_prompt=prompt,
+            created_at=now,
+            updated_at=now,
+        )
+        record = await self.store.create_session(
+            state, max_live_per_user=self.config.max_sessions_per_user
+        )
+        await self.notifier.notify(
+            SessionCreatedEvent(session_id=state.session_id, user_id=user_id),
+            HOOK_SESSION_STARTED,
+            SessionStartedHook(session_id=state.session_id, user_id=user_id),
+        )
+        return record.state
+
+    # ------------------------------------------------------------------ reads
+    async def get_state(self, session_id: str) -> SessionState | None:
+        """The full state (EXPIRED when idle past ``session_ttl``), or None."""
+        return await self.store.load(_check_session_id(session_id))
+
+    async def get_header(self, session_id: str) -> SessionState | None:
+        """The state without its turns (``turns == []``, counters set), or None."""
+        record = await self.store.load_record(_check_session_id(session_id))
+        return None if record is None else record.state
+
+    async def get_turns(self, session_id: str, *, last: int | None = None) -> list[SessionTurn]:
+        """All live turns in order, or only the newest ``last`` without reading the rest."""
+        if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 0):
+            raise SessionValidationError("last", f"must be an integer >= 0, got {last!r}")
+        return await self.store.get_turns(_check_session_id(session_id), last=last)
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        status: SessionStatus | str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of the user's sessions (headers, newest first); pass ``next_cursor`` on."""
+        _check_user_id(user_id)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+            raise SessionValidationError("limit", f"must be an integer in 1..10000, got {limit!r}")
+        wanted = None
+        if status is not None:
+            try:
+                wanted = SessionStatus(status)
+            except ValueError:
+                raise SessionValidationError("status", f"unknown session status {status!r}") from None
+        return await self.store.list_user_sessions(user_id, status=wanted, limit=limit, cursor=cursor)
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        """How many live sessions the user has (what ``max_sessions_per_user`` counts)."""
+        return await self.store.count_live_sessions(_check_user_id(user_id))
+
+    # ----------------------------------------------------------------- turns
+    async def add_turn(self, session_id: str, turn: SessionTurn) -> None:
+        """Append ``turn`` (see :meth:`add_turns`)."""
+        await self.add_turns(session_id, [turn])
+
+    async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> SessionState:
+        """Append ``turns`` atomically (all or none); return the header after the append.
+
+        Raises ``SessionNotFoundError``, ``SessionClosedError``,
+        ``SessionExpiredError``, ``SessionTransitionError`` (suspended),
+        ``SessionCapacityError`` (past ``max_turns_per_session``) and
+        ``DuplicateTurnError`` (a turn id already in the session). Reaching the turn
+        cap closes the session.
+        """
+        _check_session_id(session_id)
+        if isinstance(turns, SessionTurn) or not isinstance(turns, Sequence):
+            raise SessionValidationError("turns", "expected a sequence of SessionTurn")
+        if not turns:
+            raise SessionValidationError("turns", "no turn given")
+        checked = [validate_turn(t) for t in turns]
+        result = await self.store.append_turns(
+            session_id, checked, max_turns=self.config.max_turns_per_session
+        )
+        state = result.record.state
+        await self.memory.record(session_id, state.user_id, checked)
+        await self.notifier.notify(
+            None,
+            HOOK_TURN_ADDED,
+            SessionTurnAddedHook(
+                session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
+            ),
+        )
+        await self._auto_checkpoint(session_id, state.turn_count, len(checked))
+        if result.closed_by_cap:
+            await self._after_close(state, reason="max_turns")
+        return state
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: str,
+        content: str,
+        *,
+        tokens_used: int = 0,
+        cost: float = 0.0,
+        model: str | None = None,
+        provider: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> SessionTurn:
+        """Build a turn with a fresh id and the current time, append it and return it."""
+        turn = SessionTurn(
+            turn_id=new_turn_id(),
+            role=role,
+            content=content,
+            timestamp=datetime.now(UTC),
+            tool_calls=list(tool_calls or []),
+            metadata=dict(metadata or {}),
+            tokens_used=tokens_used,
+            cost=cost,
+            model=model,
+            provider=provider,
+        )
+        await self.add_turns(session_id, [turn])
+        return turn
+
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        """Remove and return the newest turn (None when there is none); totals corrected."""
+        return await self.store.pop_turn(_check_session_id(session_id))
+
+    async def clear_turns(self, session_id: str) -> int:
+        """Remove every turn of the session; returns how many there were."""
+        return await self.store.clear_turns(_check_session_id(session_id))
+
+    async def _auto_checkpoint(self, session_id: str, turn_count: int, added: int) -> None:
+        interval = self.config.auto_checkpoint_interval
+        if not interval:
+            return
+        # Exactly one append crosses each multiple of the interval.
+        if turn_count // interval > (turn_count - added) // interval:
+            try:
+                await self.checkpoints.create(
+                    session_id, metadata={"auto": True, "turn_count": turn_count}, include_turns=False
+                )
+            except Exception as exc:
+                logger.warning("ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc))
+
+    # ---------------------------------------------------------------- update
+    async def update(
+        self,
+        session_id: str,
+        *,
+        variables: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        active_tools: Sequence[str] | None = None,
+        active_skills: Sequence[str] | None = None,
+        system_prompt: str | None = None,
+    ) -> SessionState:
+        """Replace the given mutable fields of a live session; return the new header."""
+        _check_session_id(session_id)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise SessionValidationError("system_prompt", f"expected a string, got {system_prompt!r}")
+        patch = SessionPatch(
+            variables=None if variables is None else _check_mapping("variables", variables),
+            metadata=None if metadata is None else _check_mapping("metadata", metadata),
+            active_tools=None if active_tools is None else _check_names("active_tools", active_tools),
+            active_skills=None
+            if active_skills is None
+            else _check_names("active_skills", active_skills),
+            system_prompt=system_prompt,
+        )
+        record = await self.store.update_session(session_id, patch)
+        return record.state
+
+    # ------------------------------------------------------------- lifecycle
+    async def suspend(self, session_id: str) -> SessionState:
+        """ACTIVE -> SUSPENDED; the session refuses turns until resumed."""
+        record = await self._transition(session_id, _S)
+        return record.state
+
+    async def resume(self, session_id: str) -> SessionState | None:
+        """SUSPENDED -> ACTIVE and return the full state; None when the session is unknown.
+
+        Resuming an ACTIVE session returns it unchanged; CLOSED raises
+        ``SessionTransitionError`` and EXPIRED ``SessionExpiredError``.
+        """
+        record = await self.store.load_record(_check_session_id(session_id))
+        if record is None:
+            return None
+        if record.state.status == _E:
+            raise SessionExpiredError(session_id)
+        if record.state.status != _A:
+            try:
+                await self._transition(session_id, _A)
+            except SessionNotFoundError:
+                return None
+        return await self.store.load(session_id)
+
+    async def close(self, session_id: str) -> None:
+        """ACTIVE/SUSPENDED -> CLOSED; consolidates memory and notifies subscribers."""
+        record = await self._transition(session_id, _C)
+        await self._after_close(record.state, reason="closed")
+
+    async def _transition(self, session_id: str, to_status: SessionStatus) -> SessionRecord:
+        _check_session_id(session_id)
+        return await self.store.transition(
+            session_id, to_status, allowed_from=SessionStateMachine.sources_of(to_status)
+        )
+
+    async def _after_close(self, header: SessionState, *, reason: str) -> None:
+        if self.config.consolidate_on_close and self.memory.consolidator is not None:
+            turns = await self.store.get_turns(header.session_id)
+            await self.memory.consolidate(header.session_id, header.user_id, turns)
+        duration = (header.updated_at - header.created_at).total_seconds()
+        await self.notifier.notify(
+            SessionClosedEvent(session_id=header.session_id, duration_seconds=duration, reason=reason),
+            HOOK_SESSION_CLOSED,
+            SessionClosedHook(session_id=header.session_id, reason=reason),
+        )
+
+    async def delete(self, session_id: str) -> bool:
+        """Remove the session with its turns and checkpoints; True when it existed."""
+        _check_session_id(session_id)
+        existed = await self.store.load_record(session_id) is not None
+        await self.store.delete(session_id)
+        return existed
+
+    # ----------------------------------------------------------- checkpoints
+    async def checkpoint(
+        self, session_id: str, metadata: dict[str, Any] | None = None
+    ) -> SessionCheckpoint:
+        """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
+        return await self.checkpoints.create(_check_session_id(session_id), metadata)
+
+    async def restore(self, checkpoint_id: str) -> SessionState:
+        """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
+        if not isinstance(checkpoint_id, str) or not checkpoint_id:
+            raise SessionValidationError("checkpoint_id", f"must be a non-empty string, got {checkpoint_id!r}")
+        return await self.checkpoints.restore(checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        """The session's checkpoints, newest first (header-only states)."""
+        return await self.checkpoints.list(_check_session_id(session_id))
+
+    # ------------------------------------------------------------------ misc
+    async def dispose(self) -> None:
+        """Container disposal hook; a no-op (the provider closes the store).
+
+        Defined so that the container never mistakes :meth:`close` (which closes a
+        *session*) for a resource release.
+        """
+    async def health_check(self) -> bool:
+        """Ping the store; raises ``StoreUnavailableError`` when it is unreachable."""
+        await self.store.ping()
+        return True
+
+
+SessionManager = SessionManagerImpl
+"""Alias of :class:`SessionManagerImpl`."""

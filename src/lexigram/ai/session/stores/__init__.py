@@ -1,0 +1,52 @@
+"""Session stores: in-memory, Redis (``cache``) and SQL (``database``), one contract."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lexigram.ai.session.stores.base import (
+    AppendResult,
+    SessionPage,
+    SessionPatch,
+    SessionRecord,
+    SessionStore,
+)
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.stores.registry import (
+    create_store,
+    register_backend,
+    registered_backends,
+    unregister_backend,
+)
+
+if TYPE_CHECKING:
+    from lexigram.ai.session.stores.cache import CacheSessionStore
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+__all__ = [
+    "AppendResult",
+    "CacheSessionStore",
+    "DatabaseSessionStore",
+    "InMemorySessionStore",
+    "SessionPage",
+    "SessionPatch",
+    "SessionRecord",
+    "SessionStore",
+    "create_store",
+    "register_backend",
+    "registered_backends",
+    "unregister_backend",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis and SQL stores import optional drivers: load them on first use.
+    if name == "CacheSessionStore":
+        from lexigram.ai.session.stores.cache import CacheSessionStore
+
+        return CacheSessionStore
+    if name == "DatabaseSessionStore":
+        from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+        return DatabaseSessionStore
+    raise AttributeError(name)

@@ -1,0 +1,119 @@
+"""Small pieces the store implementations share (status checks, copies, cursors)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionCapacityError,
+    SessionClosedError,
+    SessionExpiredError,
+    SessionTransitionError,
+    TurnLimitReachedError,
+)
+from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionPatch
+
+__all__ = [
+    "apply_patch",
+    "check_append",
+    "check_batch_ids",
+    "copy_state",
+    "copy_turn",
+    "effective_status",
+    "require_writable",
+]
+
+
+def effective_status(
+    status: SessionStatus, expires_at: datetime | None, now: datetime
+) -> SessionStatus:
+    """EXPIRED for a live session whose deadline has passed, else ``status``."""
+    if status in LIVE_STATUSES and expires_at is not None and expires_at <= now:
+        return SessionStatus.EXPIRED
+    return status
+
+
+def require_writable(session_id: str, status: SessionStatus) -> None:
+    """Raise the error a write to a session in ``status`` deserves (ACTIVE/SUSPENDED pass)."""
+    if status == SessionStatus.CLOSED:
+        raise SessionClosedError(session_id)
+    if status == SessionStatus.EXPIRED:
+        raise SessionExpiredError(session_id)
+
+
+def check_append(
+    session_id: str,
+    status: SessionStatus,
+    turn_count: int,
+    batch: int,
+    max_turns: int | None,
+) -> None:
+    """The status and cap checks of an append, in the order the store contract gives."""
+    if max_turns is not None:
+        if turn_count >= max_turns:
+            raise TurnLimitReachedError(session_id, max_turns)
+        if turn_count + batch > max_turns:
+            raise SessionCapacityError(
+                f"session {session_id!r}: {batch} turns would pass "
+                f"max_turns_per_session={max_turns} ({turn_count} recorded)"
+            )
+    require_writable(session_id, status)
+    if status == SessionStatus.SUSPENDED:
+        raise SessionTransitionError(session_id, SessionStatus.SUSPENDED, SessionStatus.ACTIVE)
+
+
+def check_batch_ids(session_id: str, turns: list[SessionTurn] | tuple[SessionTurn, ...]) -> None:
+    """Refuse a batch that repeats a turn id within itself."""
+    seen: set[str] = set()
+    for turn in turns:
+        if turn.turn_id in seen:
+            raise DuplicateTurnError(session_id, turn.turn_id)
+        seen.add(turn.turn_id)
+
+
+def copy_turn(turn: SessionTurn) -> SessionTurn:
+    """A copy of ``turn`` sharing no mutable container with it."""
+    if not (turn.tool_calls or turn.skill_results or turn.metadata):
+        return replace(turn, tool_calls=[], skill_results=[], metadata={})
+    return replace(
+        turn,
+        tool_calls=copy.deepcopy(turn.tool_calls),
+        skill_results=copy.deepcopy(turn.skill_results),
+        metadata=copy.deepcopy(turn.metadata),
+    )
+
+
+def copy_state(state: SessionState, turns: list[SessionTurn] | None = None) -> SessionState:
+    """A copy of ``state`` sharing no mutable container with it (``turns`` replaces the list)."""
+    return replace(
+        state,
+        turns=[copy_turn(t) for t in state.turns] if turns is None else turns,
+        metadata=copy.deepcopy(state.metadata),
+        active_tools=list(state.active_tools),
+        active_skills=list(state.active_skills),
+        variables=copy.deepcopy(state.variables),
+    )
+
+
+def apply_patch(state: SessionState, patch: SessionPatch, now: datetime) -> SessionState:
+    """The header after ``patch`` (containers copied), with ``updated_at`` = ``now``."""
+    changes: dict[str, Any] = {"updated_at": now}
+    if patch.variables is not None:
+        changes["variables"] = copy.deepcopy(patch.variables)
+    if patch.metadata is not None:
+        changes["metadata"] = copy.deepcopy(patch.metadata)
+    if patch.active_tools is not None:
+        changes["active_tools"] = list(patch.active_tools)
+    if patch.active_skills is not None:
+        changes["active_skills"] = list(patch.active_skills)
+    if patch.system_prompt is not None:
+        changes["system_prompt"] = patch.system_prompt
+    elif patch.clear_system_prompt:
+        changes["system_prompt"] = None
+    return replace(state, **changes)

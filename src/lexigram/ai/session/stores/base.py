@@ -1,0 +1,415 @@
+"""The store contract: the lexigram ``SessionStoreProtocol`` plus atomic operations.
+
+Every backend subclasses :class:`SessionStore`. The contract's whole-state methods
+(``save``/``load``/``list_sessions``/checkpoints) keep working for code written
+against ``SessionStoreProtocol``, but the manager never uses load → modify → save:
+it calls the atomic operations below, each of which a backend carries out as one
+indivisible step (a lock held without awaiting in memory, one SQL transaction, one
+Redis Lua script), so that concurrent writers in many tasks or processes never lose
+an update.
+
+Storage model every backend follows
+-----------------------------------
+* A session has a **header** (the ``SessionState`` fields without ``turns``) and a
+  **turn log**. Each appended turn gets a per-session sequence number ``seq``
+  (1, 2, 3, ... never reused). A turn is *live* while it is part of the session's
+  current history; ``SessionState.turns`` is the live turns in ``seq`` order.
+* Appending never rewrites earlier turns: it adds one log entry and updates the
+  header's counters.
+* A **checkpoint** stores the header fields plus the ``seq`` ranges of the turns that
+  were live (``[(first, last), ...]``, one range unless the session was restored
+  before), so it costs O(1) storage whatever the session's length.
+* **Restore** makes exactly the checkpoint's turns live again and the rest not
+  live; turns are never deleted by a restore, so every other checkpoint stays
+  restorable. ``pop_turn``/``clear_turns`` only end a turn's liveness too.
+* Log entries that are neither live nor named by a checkpoint may be garbage
+  collected by a backend at any time.
+* Turn ids are unique among the *live* turns of a session.
+* ``expires_at`` = ``updated_at + session_ttl`` (none when the TTL is 0) is kept with
+  the header; a live (ACTIVE/SUSPENDED) session whose ``expires_at`` has passed is
+  *reported* EXPIRED by every read, and a write to it raises
+  :class:`SessionExpiredError`. Only ``mark_expired`` (the sweeper) stores the
+  EXPIRED status, so exactly one caller observes and reports each expiry.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+
+__all__ = [
+    "LIVE_STATUSES",
+    "AppendResult",
+    "Clock",
+    "SessionPage",
+    "SessionPatch",
+    "SessionRecord",
+    "SessionStore",
+    "TurnRange",
+    "compress_seqs",
+    "utcnow",
+]
+
+Clock = Callable[[], datetime]
+TurnRange = tuple[int, int]
+
+#: Statuses of a session that still accepts work (subject to its deadline).
+LIVE_STATUSES = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def compress_seqs(seqs: Sequence[int]) -> list[TurnRange]:
+    """Compress ascending sequence numbers into inclusive ``(first, last)`` ranges."""
+    ranges: list[TurnRange] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] + 1 == seq:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A stored session's header with the store's bookkeeping.
+
+    ``state`` has ``turns == []``; its ``status`` is already the *effective* one
+    (EXPIRED when the deadline has passed). ``fork_seq`` is the last ``seq`` a
+    branch inherited from its source (None for a session that is not a branch).
+    """
+
+    state: SessionState
+    expires_at: datetime | None = None
+    fork_seq: int | None = None
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of :meth:`SessionStore.append_turns`."""
+
+    record: SessionRecord
+    closed_by_cap: bool = False
+    first_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of a user's sessions (headers, newest first) and the cursor to the next."""
+
+    items: list[SessionState]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPatch:
+    """Replacement values for a session's mutable header fields; None = unchanged."""
+
+    variables: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    active_tools: list[str] | None = None
+    active_skills: list[str] | None = None
+    system_prompt: str | None = None
+    clear_system_prompt: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        """True when the patch changes nothing."""
+        return (
+            self.variables is None
+            and self.metadata is None
+            and self.active_tools is None
+            and self.active_skills is None
+            and self.system_prompt is None
+            and not self.clear_system_prompt
+        )
+
+
+class SessionStore(abc.ABC):
+    """Base class of every session store (see the module docstring for the model).
+
+    Errors: operations on a missing session raise ``SessionNotFoundError``; writes
+    that need a live session raise ``SessionClosedError`` (CLOSED) or
+    ``SessionExpiredError`` (EXPIRED, or deadline passed). Every check happens inside the same atomic step as
+    the write it guards.
+    """
+
+    #: Name under which the backend is registered (``SessionConfig.backend``).
+    backend_name: ClassVar[str] = ""
+
+    def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
+        self.session_ttl = session_ttl
+        self.clock: Clock = clock or utcnow
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> datetime:
+        """The store's current time."""
+        return self.clock()
+
+    def deadline_for(self, updated_at: datetime) -> datetime | None:
+        """``updated_at + session_ttl``, or None when sessions do not expire."""
+        if self.session_ttl <= 0:
+            return None
+        return updated_at + timedelta(seconds=self.session_ttl)
+
+    @staticmethod
+    def is_past(expires_at: datetime | None, now: datetime) -> bool:
+        """Whether a deadline has passed at ``now``."""
+        return expires_at is not None and expires_at <= now
+
+    # ---------------------------------------------------------------- lifecycle
+    async def initialize(self) -> None:
+        """Prepare the backend (create tables, load scripts, check the connection)."""
+
+    async def close(self) -> None:
+        """Release connections. The store may not be used afterwards."""
+
+    async def ping(self) -> None:
+        """Round-trip to the backend; raise ``StoreUnavailableError`` when unreachable."""
+
+    # ----------------------------------------------------- contract (whole state)
+    @abc.abstractmethod
+    async def save(self, state: SessionState) -> None:
+        """Create or replace a whole session: header and live turns (O(n); compat path).
+
+        Refused with ``SessionNotFoundError`` for an id purged within the tombstone
+        retention, so a late write cannot bring a purged session back.
+        """
+
+    @abc.abstractmethod
+    async def load(self, session_id: str) -> SessionState | None:
+        """The full state (header + live turns) or None."""
+
+    @abc.abstractmethod
+    async def delete(self, session_id: str) -> None:
+        """Remove a session, its turns and its checkpoints. Unknown ids are ignored."""
+
+    @abc.abstractmethod
+    async def list_sessions(self, user_id: str) -> list[SessionState]:
+        """Every session of ``user_id`` as full states (compat; prefer ``list_user_sessions``)."""
+
+    @abc.abstractmethod
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        """Store a checkpoint given whole (its state's turns kept inline; compat path)."""
+
+    @abc.abstractmethod
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        """A checkpoint with its full state, or None."""
+
+    @abc.abstractmethod
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        """A session's checkpoints with full states, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        """Delete one checkpoint; True when it existed.
+
+        When the session's ``checkpoint_id`` names it, it moves to the deleted
+        checkpoint's parent.
+        """
+
+    # ------------------------------------------------------------ atomic: create
+    @abc.abstractmethod
+    async def create_session(
+        self, state: SessionState, *, max_live_per_user: int | None = None
+    ) -> SessionRecord:
+        """Insert a new session (header and ``state.turns`` as its first live turns).
+
+        Atomically refuses with ``SessionCapacityError`` when ``user_id`` already has
+        ``max_live_per_user`` live (ACTIVE/SUSPENDED, deadline not passed) sessions,
+        and with ``SessionValidationError`` (field ``session_id``) when the id exists
+        or was purged recently.
+        """
+
+    # -------------------------------------------------------------------- reads
+    @abc.abstractmethod
+    async def load_record(self, session_id: str) -> SessionRecord | None:
+        """The header and bookkeeping without reading any turn, or None."""
+
+    @abc.abstractmethod
+    async def get_turns(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[SessionTurn]:
+        """Live turns in order, reading only what is asked for.
+
+        ``last=K``: only the newest K. ``after_seq=S``: only turns with ``seq > S``
+        (oldest first), at most ``limit`` of them. Raises ``SessionNotFoundError``.
+        """
+
+    @abc.abstractmethod
+    async def get_turn_seqs(
+        self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, SessionTurn]]:
+        """Like ``get_turns`` (oldest first) but with each turn's ``seq``; for paging."""
+
+    @abc.abstractmethod
+    async def list_user_sessions(
+        self,
+        user_id: str,
+        *,
+        status: SessionStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of ``user_id``'s session headers, newest first, filtered by effective status."""
+
+    @abc.abstractmethod
+    async def count_live_sessions(self, user_id: str) -> int:
+        """How many live sessions ``user_id`` has (what the per-user cap counts)."""
+
+    # ------------------------------------------------------------ atomic: writes
+    @abc.abstractmethod
+    async def append_turns(
+        self,
+        session_id: str,
+        turns: Sequence[SessionTurn],
+        *,
+        max_turns: int | None = None,
+        patch: SessionPatch | None = None,
+    ) -> AppendResult:
+        """Append ``turns`` (all or none) and update the counters in one step.
+
+        ``patch``, when given, replaces header fields in the same step (a merge
+        carries the branch's variables this way; a group session its turn state).
+
+        Checks, in this order, inside the step: the session exists
+        (``SessionNotFoundError``); the cap (``turn_count >= max_turns`` or the batch
+        would pass it: ``TurnLimitReachedError`` / ``SessionCapacityError``); CLOSED
+        (``SessionClosedError``); EXPIRED or deadline passed
+        (``SessionExpiredError``); SUSPENDED (``SessionTransitionError(id,
+        suspended, active)``); a turn id already live or repeated in the batch
+        (``DuplicateTurnError``). Then: log entries with the next seqs, ``turn_count``,
+        ``total_tokens``, ``total_cost`` incremented, ``updated_at`` = now, deadline
+        pushed; when ``turn_count`` reaches ``max_turns`` the status becomes CLOSED in
+        the same step (``closed_by_cap``).
+        """
+
+    @abc.abstractmethod
+    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+        """Replace the mutable header fields named by ``patch`` on a live session."""
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        session_id: str,
+        to_status: SessionStatus,
+        *,
+        allowed_from: frozenset[SessionStatus],
+    ) -> SessionRecord:
+        """Compare-and-set the status.
+
+        Refuses with ``SessionTransitionError(id, current, to)`` when the effective
+        current status is not in ``allowed_from``. A session whose deadline passed
+        raises ``SessionExpiredError`` (unless ``to_status`` is EXPIRED and EXPIRED is
+        allowed). ``updated_at`` becomes now.
+        """
+
+    @abc.abstractmethod
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        """End the newest live turn's liveness and return it (None when empty); totals corrected."""
+
+    @abc.abstractmethod
+    async def clear_turns(self, session_id: str) -> int:
+        """End every live turn's liveness; totals to zero; returns how many there were."""
+
+    # -------------------------------------------------------- atomic: checkpoints
+    @abc.abstractmethod
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        """Snapshot the session in one step; return it and the ids pruned for retention.
+
+        The snapshot is the header fields plus the live turn ranges. Its parent is the
+        session's current ``checkpoint_id``, which then becomes ``checkpoint_id``.
+        Beyond ``max_checkpoints`` the oldest of the session's checkpoints are deleted.
+        With ``include_turns=False`` the returned state has ``turns == []``.
+        Works on a session of any status.
+        """
+
+    @abc.abstractmethod
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        """Put the session back to the checkpoint in one step and return the full state.
+
+        Header fields and live turns become the checkpoint's; status ACTIVE;
+        ``checkpoint_id`` = this checkpoint; ``updated_at`` = now. Refused on a
+        CLOSED/EXPIRED session. Raises ``CheckpointNotFoundError``.
+        """
+
+    @abc.abstractmethod
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        """A session's checkpoints, oldest first, with header-only states (no turns read)."""
+
+    # ------------------------------------------------------------ atomic: branches
+    @abc.abstractmethod
+    async def fork_session(
+        self,
+        source_id: str,
+        branch: SessionState,
+        *,
+        from_checkpoint: str | None = None,
+        max_branches: int | None = None,
+        max_live_per_user: int | None = None,
+    ) -> SessionRecord:
+        """Create ``branch`` (a header: new id, parent and branch name set) in one step.
+
+        Its turns are the source's live turns now, or the checkpoint's turns; its
+        header fields (variables, metadata, tools, skills, prompt, totals) come
+        from the same point; ``fork_seq`` records the last inherited ``seq``.
+        Refused with ``SessionCapacityError`` when the source already has
+        ``max_branches`` branches (sessions whose ``parent_session_id`` is the source)
+        or the user has ``max_live_per_user`` live sessions.
+        """
+
+    @abc.abstractmethod
+    async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        """Sessions whose ``parent_session_id`` is ``session_id``, oldest first."""
+
+    # ---------------------------------------------------------------- sweeping
+    @abc.abstractmethod
+    async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        """Ids of sessions still stored as live whose deadline has passed (via an index)."""
+
+    @abc.abstractmethod
+    async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        """Mark one session EXPIRED if it is still live and past its deadline.
+
+        Returns the record only to the caller that made the change, so two sweepers
+        never both report the same expiry.
+        """
+
+    @abc.abstractmethod
+    async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
+
+    @abc.abstractmethod
+    async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        """Delete a CLOSED/EXPIRED session with its checkpoints, leaving a tombstone.
+
+        Returns True when this call removed it. Until ``tombstone_until`` the id can
+        be neither created nor saved again.
+        """

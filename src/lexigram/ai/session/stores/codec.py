@@ -1,0 +1,227 @@
+"""JSON encoding of turns and session headers shared by every durable store.
+
+JSON only (orjson), never pickle. Encoding a value that JSON cannot hold raises
+:class:`SessionValidationError` naming the field; decoding a stored record that
+does not match the schema raises :class:`CorruptRecordError` naming the record
+and the field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+
+__all__ = [
+    "HEADER_JSON_FIELDS",
+    "decode_header_fields",
+    "decode_turn",
+    "dumps",
+    "encode_header_fields",
+    "encode_turn",
+    "loads",
+    "turn_from_dict",
+    "turn_to_dict",
+    "validate_turn",
+]
+
+_OPTS = orjson.OPT_NON_STR_KEYS
+
+#: Header fields that hold JSON containers.
+HEADER_JSON_FIELDS = ("metadata", "active_tools", "active_skills", "variables")
+
+
+class _TurnModel(BaseModel):
+    """Schema a turn must satisfy, on the way in and on the way out of a store."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    turn_id: str
+    role: str
+    content: str
+    timestamp: datetime
+    tool_calls: list[dict[str, Any]] = []
+    skill_results: list[dict[str, Any]] = []
+    metadata: dict[str, Any] = {}
+    tokens_used: int = 0
+    cost: float = 0.0
+    model: str | None = None
+    provider: str | None = None
+
+    @field_validator("turn_id", "role")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value
+
+    @field_validator("tokens_used", "cost")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0 or value != value:
+            raise ValueError("must be >= 0")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def dumps(value: Any, *, field: str) -> bytes:
+    """Encode ``value`` as JSON, naming ``field`` when it cannot be encoded."""
+    try:
+        return orjson.dumps(value, option=_OPTS)
+    except TypeError as exc:
+        raise SessionValidationError(field, f"value cannot be stored as JSON: {exc}") from exc
+
+
+def loads(raw: bytes | str, *, record: str) -> Any:
+    """Decode JSON ``raw``, naming ``record`` when it is not valid JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(record, f"invalid JSON: {exc}") from exc
+
+
+def validate_turn(turn: Any) -> SessionTurn:
+    """Check a turn handed in by a caller; return it with a timezone-aware timestamp.
+
+    Raises :class:`SessionValidationError` naming the first offending field.
+    """
+    if not isinstance(turn, SessionTurn):
+        raise SessionValidationError(
+            "turn", f"expected a SessionTurn, got {type(turn).__name__}"
+        )
+    data = {name: getattr(turn, name) for name in _TurnModel.model_fields}
+    try:
+        model = _TurnModel.model_validate(data, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise SessionValidationError(f"turn.{loc}", err["msg"]) from exc
+    for name in ("tool_calls", "skill_results", "metadata"):
+        dumps(getattr(turn, name), field=f"turn.{name}")
+    if model.timestamp is not turn.timestamp:
+        return _replace_turn(turn, timestamp=model.timestamp)
+    return turn
+
+
+def _replace_turn(turn: SessionTurn, **changes: Any) -> SessionTurn:
+    from dataclasses import replace
+
+    return replace(turn, **changes)
+
+
+def turn_to_dict(turn: SessionTurn) -> dict[str, Any]:
+    """A JSON-ready dict of ``turn`` (timestamp as ISO-8601)."""
+    return {
+        "turn_id": turn.turn_id,
+        "role": turn.role,
+        "content": turn.content,
+        "timestamp": turn.timestamp.isoformat(),
+        "tool_calls": turn.tool_calls,
+        "skill_results": turn.skill_results,
+        "metadata": turn.metadata,
+        "tokens_used": turn.tokens_used,
+        "cost": turn.cost,
+        "model": turn.model,
+        "provider": turn.provider,
+    }
+
+
+def turn_from_dict(data: Any, *, record: str) -> SessionTurn:
+    """Rebuild a turn from its stored dict; a mismatch raises ``CorruptRecordError``."""
+    try:
+        model = _TurnModel.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "turn"
+        raise CorruptRecordError(record, f"field {loc}: {err['msg']}") from exc
+    return SessionTurn(
+        turn_id=model.turn_id,
+        role=model.role,
+        content=model.content,
+        timestamp=model.timestamp,
+        tool_calls=model.tool_calls,
+        skill_results=model.skill_results,
+        metadata=model.metadata,
+        tokens_used=model.tokens_used,
+        cost=model.cost,
+        model=model.model,
+        provider=model.provider,
+    )
+
+
+def encode_turn(turn: SessionTurn) -> bytes:
+    """Encode one turn as JSON bytes."""
+    return dumps(turn_to_dict(turn), field="turn")
+
+
+def decode_turn(raw: bytes | str, *, record: str) -> SessionTurn:
+    """Decode one turn from JSON bytes; ``record`` names it in errors."""
+    return turn_from_dict(loads(raw, record=record), record=record)
+
+
+def encode_header_fields(state: SessionState) -> dict[str, bytes]:
+    """The JSON container fields of a session header, each encoded on its own."""
+    return {name: dumps(getattr(state, name), field=f"state.{name}") for name in HEADER_JSON_FIELDS}
+
+
+class _HeaderModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str
+    user_id: str
+    status: SessionStatus
+    metadata: dict[str, Any] = {}
+    active_tools: list[str] = []
+    active_skills: list[str] = []
+    system_prompt: str | None = None
+    variables: dict[str, Any] = {}
+    created_at: datetime
+    updated_at: datetime
+    checkpoint_id: str | None = None
+    total_tokens: int = 0
+    total_cost: float = 0.0
+    turn_count: int = 0
+    parent_session_id: str | None = None
+    branch_name: str | None = None
+
+
+def decode_header_fields(data: dict[str, Any], *, record: str) -> SessionState:
+    """Build a header-only :class:`SessionState` (no turns) from decoded stored fields."""
+    try:
+        model = _HeaderModel.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "header"
+        raise CorruptRecordError(record, f"field {loc}: {err['msg']}") from exc
+    return SessionState(
+        session_id=model.session_id,
+        user_id=model.user_id,
+        status=model.status,
+        turns=[],
+        metadata=model.metadata,
+        active_tools=model.active_tools,
+        active_skills=model.active_skills,
+        system_prompt=model.system_prompt,
+        variables=model.variables,
+        created_at=_aware(model.created_at),
+        updated_at=_aware(model.updated_at),
+        checkpoint_id=model.checkpoint_id,
+        total_tokens=model.total_tokens,
+        total_cost=model.total_cost,
+        turn_count=model.turn_count,
+        parent_session_id=model.parent_session_id,
+        branch_name=model.branch_name,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

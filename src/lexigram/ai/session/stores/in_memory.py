@@ -1,0 +1,631 @@
+"""``InMemorySessionStore``: the store for tests, development and ``SessionModule.stub()``.
+
+Every operation runs to completion without awaiting, so under asyncio each one is
+atomic with respect to every other task. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, ClassVar
+
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    DuplicateTurnError,
+    SessionCapacityError,
+    SessionNotFoundError,
+    SessionTransitionError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores._common import (
+    apply_patch,
+    check_append,
+    check_batch_ids,
+    copy_state,
+    copy_turn,
+    effective_status,
+    require_writable,
+)
+from lexigram.ai.session.stores.base import (
+    LIVE_STATUSES,
+    AppendResult,
+    Clock,
+    SessionPage,
+    SessionPatch,
+    SessionRecord,
+    SessionStore,
+    TurnRange,
+    compress_seqs,
+)
+
+__all__ = ["InMemorySessionStore"]
+
+
+@dataclass
+class _Session:
+    header: SessionState  # turns == []
+    ordinal: int
+    log: dict[int, SessionTurn] = field(default_factory=dict)
+    live: list[int] = field(default_factory=list)
+    live_ids: dict[str, int] = field(default_factory=dict)
+    next_seq: int = 1
+    expires_at: datetime | None = None
+    fork_seq: int | None = None
+
+
+@dataclass
+class _Checkpoint:
+    checkpoint_id: str
+    session_id: str
+    header: SessionState
+    created_at: datetime
+    parent_checkpoint_id: str | None
+    metadata: dict[str, Any]
+    ranges: list[TurnRange] | None = None
+    inline_turns: list[SessionTurn] | None = None
+
+
+class InMemorySessionStore(SessionStore):
+    """A dict-backed store; safe under many concurrent asyncio tasks of one event loop."""
+
+    backend_name: ClassVar[str] = "in_memory"
+
+    def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
+        super().__init__(session_ttl=session_ttl, clock=clock)
+        self._sessions: dict[str, _Session] = {}
+        self._by_user: dict[str, dict[str, None]] = {}
+        self._branches: dict[str, dict[str, None]] = {}
+        self._checkpoints: dict[str, _Checkpoint] = {}
+        self._session_checkpoints: dict[str, list[str]] = {}
+        self._tombstones: dict[str, datetime] = {}
+        self._ordinals = itertools.count(1)
+
+    # ----------------------------------------------------------------- helpers
+    def _get(self, session_id: str) -> _Session:
+        sess = self._sessions.get(session_id)
+        if sess is None:
+            raise SessionNotFoundError(session_id)
+        return sess
+
+    def _status(self, sess: _Session, now: datetime) -> SessionStatus:
+        return effective_status(sess.header.status, sess.expires_at, now)
+
+    def _record(self, sess: _Session, now: datetime) -> SessionRecord:
+        state = copy_state(sess.header, turns=[])
+        status = self._status(sess, now)
+        if status != state.status:
+            state = replace(state, status=status)
+        return SessionRecord(
+            state=state,
+            expires_at=sess.expires_at,
+            fork_seq=sess.fork_seq,
+            last_seq=sess.next_seq - 1,
+        )
+
+    def _full(self, sess: _Session, now: datetime) -> SessionState:
+        turns = [copy_turn(sess.log[s]) for s in sess.live]
+        return replace(self._record(sess, now).state, turns=turns)
+
+    def _touch(self, sess: _Session, now: datetime, **changes: Any) -> None:
+        sess.header = replace(sess.header, updated_at=now, **changes)
+        sess.expires_at = self.deadline_for(now)
+
+    def _expire_if_due(self, sess: _Session, now: datetime) -> SessionStatus:
+        """The effective status; persisting EXPIRED is the sweeper's job (``mark_expired``)."""
+        return self._status(sess, now)
+
+    def _tombstoned(self, session_id: str, now: datetime) -> bool:
+        until = self._tombstones.get(session_id)
+        if until is None:
+            return False
+        if until <= now:
+            del self._tombstones[session_id]
+            return False
+        return True
+
+    def _live_count(self, user_id: str, now: datetime) -> int:
+        return sum(
+            1
+            for sid in self._by_user.get(user_id, {})
+            if self._status(self._sessions[sid], now) in LIVE_STATUSES
+        )
+
+    def _insert(self, state: SessionState, now: datetime, fork_seq: int | None = None) -> _Session:
+        sess = _Session(header=copy_state(state, turns=[]), ordinal=next(self._ordinals))
+        for turn in state.turns:
+            self._append_one(sess, copy_turn(turn))
+        sess.fork_seq = fork_seq
+        sess.expires_at = (
+            self.deadline_for(state.updated_at) if state.status in LIVE_STATUSES else None
+        )
+        self._sessions[state.session_id] = sess
+        self._by_user.setdefault(state.user_id, {})[state.session_id] = None
+        if state.parent_session_id:
+            self._branches.setdefault(state.parent_session_id, {})[state.session_id] = None
+        return sess
+
+    @staticmethod
+    def _append_one(sess: _Session, turn: SessionTurn) -> int:
+        seq = sess.next_seq
+        sess.next_seq += 1
+        sess.log[seq] = turn
+        sess.live.append(seq)
+        sess.live_ids[turn.turn_id] = seq
+        return seq
+
+    def _set_live(self, sess: _Session, seqs: list[int]) -> None:
+        sess.live = seqs
+        sess.live_ids = {sess.log[s].turn_id: s for s in seqs}
+
+    def _gc(self, session_id: str) -> None:
+        """Drop log entries neither live nor named by a checkpoint."""
+        sess = self._sessions.get(session_id)
+        if sess is None:
+            return
+        keep = set(sess.live)
+        for cp_id in self._session_checkpoints.get(session_id, []):
+            for first, last in self._checkpoints[cp_id].ranges or []:
+                keep.update(range(first, last + 1))
+        for seq in [s for s in sess.log if s not in keep]:
+            del sess.log[seq]
+
+    # ------------------------------------------------------------ contract API
+    async def save(self, state: SessionState) -> None:
+        now = self.now()
+        if self._tombstoned(state.session_id, now):
+            raise SessionNotFoundError(state.session_id)
+        check_batch_ids(state.session_id, state.turns)
+        old = self._sessions.get(state.session_id)
+        if old is None:
+            self._insert(state, now)
+            return
+        old.header = copy_state(state, turns=[])
+        self._set_live(old, [])
+        for turn in state.turns:
+            self._append_one(old, copy_turn(turn))
+        old.expires_at = (
+            self.deadline_for(state.updated_at) if state.status in LIVE_STATUSES else None
+        )
+        self._gc(state.session_id)
+
+    async def load(self, session_id: str) -> SessionState | None:
+        sess = self._sessions.get(session_id)
+        return None if sess is None else self._full(sess, self.now())
+
+    async def delete(self, session_id: str) -> None:
+        sess = self._sessions.pop(session_id, None)
+        if sess is None:
+            return
+        self._by_user.get(sess.header.user_id, {}).pop(session_id, None)
+        if sess.header.parent_session_id:
+            self._branches.get(sess.header.parent_session_id, {}).pop(session_id, None)
+        for cp_id in self._session_checkpoints.pop(session_id, []):
+            self._checkpoints.pop(cp_id, None)
+
+    async def list_sessions(self, user_id: str) -> list[SessionState]:
+        now = self.now()
+        return [self._full(self._sessions[sid], now) for sid in self._by_user.get(user_id, {})]
+
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        state = checkpoint.state
+        self._checkpoints[checkpoint.checkpoint_id] = _Checkpoint(
+            checkpoint_id=checkpoint.checkpoint_id,
+            session_id=checkpoint.session_id,
+            header=copy_state(state, turns=[]),
+            created_at=checkpoint.created_at,
+            parent_checkpoint_id=checkpoint.parent_checkpoint_id,
+            metadata=dict(checkpoint.metadata),
+            inline_turns=[copy_turn(t) for t in state.turns],
+        )
+        ids = self._session_checkpoints.setdefault(checkpoint.session_id, [])
+        if checkpoint.checkpoint_id not in ids:
+            ids.append(checkpoint.checkpoint_id)
+
+    def _checkpoint_turns(self, cp: _Checkpoint) -> list[SessionTurn]:
+        if cp.inline_turns is not None:
+            return [copy_turn(t) for t in cp.inline_turns]
+        sess = self._get(cp.session_id)
+        return [
+            copy_turn(sess.log[s]) for first, last in cp.ranges or [] for s in range(first, last + 1)
+        ]
+
+    def _to_checkpoint(self, cp: _Checkpoint, *, include_turns: bool) -> SessionCheckpoint:
+        turns = self._checkpoint_turns(cp) if include_turns else []
+        return SessionCheckpoint(
+            checkpoint_id=cp.checkpoint_id,
+            session_id=cp.session_id,
+            state=copy_state(cp.header, turns=turns),
+            created_at=cp.created_at,
+            parent_checkpoint_id=cp.parent_checkpoint_id,
+            metadata=dict(cp.metadata),
+        )
+
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        cp = self._checkpoints.get(checkpoint_id)
+        return None if cp is None else self._to_checkpoint(cp, include_turns=True)
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        return [
+            self._to_checkpoint(self._checkpoints[c], include_turns=True)
+            for c in self._session_checkpoints.get(session_id, [])
+        ]
+
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        return [
+            self._to_checkpoint(self._checkpoints[c], include_turns=False)
+            for c in self._session_checkpoints.get(session_id, [])
+        ]
+
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        cp = self._checkpoints.pop(checkpoint_id, None)
+        if cp is None:
+            return False
+        ids = self._session_checkpoints.get(cp.session_id, [])
+        if checkpoint_id in ids:
+            ids.remove(checkpoint_id)
+        sess = self._sessions.get(cp.session_id)
+        if sess is not None and sess.header.checkpoint_id == checkpoint_id:
+            sess.header = replace(sess.header, checkpoint_id=cp.parent_checkpoint_id)
+        self._gc(cp.session_id)
+        return True
+
+    # ------------------------------------------------------------------ create
+    async def create_session(
+        self, state: SessionState, *, max_live_per_user: int | None = None
+    ) -> SessionRecord:
+        now = self.now()
+        if state.session_id in self._sessions or self._tombstoned(state.session_id, now):
+            raise SessionValidationError("session_id", f"session {state.session_id!r} already exists")
+        check_batch_ids(state.session_id, state.turns)
+        if max_live_per_user is not None and self._live_count(state.user_id, now) >= max_live_per_user:
+            raise SessionCapacityError(
+                f"user {state.user_id!r} already has {max_live_per_user} live sessions "
+                f"(max_sessions_per_user={max_live_per_user})"
+            )
+        return self._record(self._insert(state, now), now)
+
+    # ------------------------------------------------------------------- reads
+    async def load_record(self, session_id: str) -> SessionRecord | None:
+        sess = self._sessions.get(session_id)
+        return None if sess is None else self._record(sess, self.now())
+
+    async def get_turns(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[SessionTurn]:
+        if last is not None:
+            sess = self._get(session_id)
+            seqs = sess.live[-last:] if last > 0 else []
+            return [copy_turn(sess.log[s]) for s in seqs]
+        return [t for _, t in await self.get_turn_seqs(session_id, after_seq=after_seq, limit=limit)]
+
+    async def get_turn_seqs(
+        self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, SessionTurn]]:
+        sess = self._get(session_id)
+        seqs = sess.live
+        if after_seq is not None:
+            import bisect
+
+            seqs = seqs[bisect.bisect_right(seqs, after_seq):]
+        if limit is not None:
+            seqs = seqs[: max(limit, 0)]
+        return [(s, copy_turn(sess.log[s])) for s in seqs]
+
+    async def list_user_sessions(
+        self,
+        user_id: str,
+        *,
+        status: SessionStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        now = self.now()
+        below = _parse_cursor(cursor)
+        sessions = sorted(
+            (self._sessions[sid] for sid in self._by_user.get(user_id, {})),
+            key=lambda s: s.ordinal,
+            reverse=True,
+        )
+        items: list[SessionState] = []
+        last_ordinal: int | None = None
+        for sess in sessions:
+            if below is not None and sess.ordinal >= below:
+                continue
+            if status is not None and self._status(sess, now) != status:
+                continue
+            if len(items) == limit:
+                return SessionPage(items=items, next_cursor=str(last_ordinal))
+            items.append(self._record(sess, now).state)
+            last_ordinal = sess.ordinal
+        return SessionPage(items=items, next_cursor=None)
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        return self._live_count(user_id, self.now())
+
+    # ------------------------------------------------------------------ writes
+    async def append_turns(
+        self,
+        session_id: str,
+        turns: Sequence[SessionTurn],
+        *,
+        max_turns: int | None = None,
+        patch: SessionPatch | None = None,
+    ) -> AppendResult:
+        now = self.now()
+        sess = self._get(session_id)
+        batch = list(turns)
+        status = self._expire_if_due(sess, now)
+        check_append(session_id, status, sess.header.turn_count, len(batch), max_turns)
+        check_batch_ids(session_id, batch)
+        for turn in batch:
+            if turn.turn_id in sess.live_ids:
+                raise DuplicateTurnError(session_id, turn.turn_id)
+        first_seq = sess.next_seq
+        if patch is not None:
+            sess.header = apply_patch(sess.header, patch, now)
+        for turn in batch:
+            self._append_one(sess, copy_turn(turn))
+        count = sess.header.turn_count + len(batch)
+        closed = max_turns is not None and count >= max_turns
+        self._touch(
+            sess,
+            now,
+            turn_count=count,
+            total_tokens=sess.header.total_tokens + sum(t.tokens_used for t in batch),
+            total_cost=sess.header.total_cost + sum(t.cost for t in batch),
+            status=SessionStatus.CLOSED if closed else sess.header.status,
+        )
+        if closed:
+            sess.expires_at = None
+        return AppendResult(record=self._record(sess, now), closed_by_cap=closed, first_seq=first_seq)
+
+    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+        now = self.now()
+        sess = self._get(session_id)
+        require_writable(session_id, self._expire_if_due(sess, now))
+        sess.header = apply_patch(sess.header, patch, now)
+        sess.expires_at = self.deadline_for(now)
+        return self._record(sess, now)
+
+    async def transition(
+        self,
+        session_id: str,
+        to_status: SessionStatus,
+        *,
+        allowed_from: frozenset[SessionStatus],
+    ) -> SessionRecord:
+        now = self.now()
+        sess = self._get(session_id)
+        current = self._expire_if_due(sess, now)
+        if current == SessionStatus.EXPIRED and to_status != SessionStatus.EXPIRED:
+            require_writable(session_id, current)
+        if current not in allowed_from:
+            raise SessionTransitionError(session_id, current, to_status)
+        self._touch(sess, now, status=to_status)
+        if to_status not in LIVE_STATUSES:
+            sess.expires_at = None
+        return self._record(sess, now)
+
+    def _live_for_write(self, session_id: str, now: datetime) -> _Session:
+        sess = self._get(session_id)
+        status = self._expire_if_due(sess, now)
+        require_writable(session_id, status)
+        if status == SessionStatus.SUSPENDED:
+            raise SessionTransitionError(session_id, status, SessionStatus.ACTIVE)
+        return sess
+
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        now = self.now()
+        sess = self._live_for_write(session_id, now)
+        if not sess.live:
+            return None
+        seq = sess.live.pop()
+        turn = sess.log[seq]
+        sess.live_ids.pop(turn.turn_id, None)
+        self._touch(
+            sess,
+            now,
+            turn_count=sess.header.turn_count - 1,
+            total_tokens=sess.header.total_tokens - turn.tokens_used,
+            total_cost=max(sess.header.total_cost - turn.cost, 0.0),
+        )
+        self._gc(session_id)
+        return copy_turn(turn)
+
+    async def clear_turns(self, session_id: str) -> int:
+        now = self.now()
+        sess = self._live_for_write(session_id, now)
+        count = len(sess.live)
+        self._set_live(sess, [])
+        self._touch(sess, now, turn_count=0, total_tokens=0, total_cost=0.0)
+        self._gc(session_id)
+        return count
+
+    # ------------------------------------------------------------- checkpoints
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        now = self.now()
+        sess = self._get(session_id)
+        if checkpoint_id in self._checkpoints:
+            raise SessionValidationError("checkpoint_id", f"checkpoint {checkpoint_id!r} already exists")
+        header = self._record(sess, now).state
+        cp = _Checkpoint(
+            checkpoint_id=checkpoint_id,
+            session_id=session_id,
+            header=replace(header, checkpoint_id=checkpoint_id),
+            created_at=now,
+            parent_checkpoint_id=sess.header.checkpoint_id,
+            metadata=dict(metadata or {}),
+            ranges=compress_seqs(sess.live),
+        )
+        self._checkpoints[checkpoint_id] = cp
+        ids = self._session_checkpoints.setdefault(session_id, [])
+        ids.append(checkpoint_id)
+        sess.header = replace(sess.header, checkpoint_id=checkpoint_id)
+        pruned: list[str] = []
+        if max_checkpoints is not None:
+            while len(ids) > max_checkpoints:
+                old = ids.pop(0)
+                self._checkpoints.pop(old, None)
+                pruned.append(old)
+            if pruned:
+                self._gc(session_id)
+        return self._to_checkpoint(cp, include_turns=include_turns), pruned
+
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        now = self.now()
+        cp = self._checkpoints.get(checkpoint_id)
+        if cp is None:
+            raise CheckpointNotFoundError(checkpoint_id)
+        sess = self._get(cp.session_id)
+        require_writable(cp.session_id, self._expire_if_due(sess, now))
+        if cp.inline_turns is not None:
+            self._set_live(sess, [])
+            for turn in cp.inline_turns:
+                self._append_one(sess, copy_turn(turn))
+        else:
+            self._set_live(
+                sess, [s for first, last in cp.ranges or [] for s in range(first, last + 1)]
+            )
+        h = cp.header
+        sess.header = replace(
+            copy_state(h, turns=[]),
+            session_id=sess.header.session_id,
+            user_id=sess.header.user_id,
+            created_at=sess.header.created_at,
+            parent_session_id=sess.header.parent_session_id,
+            branch_name=sess.header.branch_name,
+            status=SessionStatus.ACTIVE,
+            checkpoint_id=checkpoint_id,
+            turn_count=len(sess.live),
+            updated_at=now,
+        )
+        sess.expires_at = self.deadline_for(now)
+        return self._full(sess, now)
+
+    # ---------------------------------------------------------------- branches
+    async def fork_session(
+        self,
+        source_id: str,
+        branch: SessionState,
+        *,
+        from_checkpoint: str | None = None,
+        max_branches: int | None = None,
+        max_live_per_user: int | None = None,
+    ) -> SessionRecord:
+        now = self.now()
+        source = self._get(source_id)
+        if branch.session_id in self._sessions or self._tombstoned(branch.session_id, now):
+            raise SessionValidationError("session_id", f"session {branch.session_id!r} already exists")
+        if max_branches is not None and len(self._branches.get(source_id, {})) >= max_branches:
+            raise SessionCapacityError(
+                f"session {source_id!r} already has {max_branches} branches "
+                f"(max_branches_per_session={max_branches})"
+            )
+        if (
+            max_live_per_user is not None
+            and self._live_count(branch.user_id, now) >= max_live_per_user
+        ):
+            raise SessionCapacityError(
+                f"user {branch.user_id!r} already has {max_live_per_user} live sessions "
+                f"(max_sessions_per_user={max_live_per_user})"
+            )
+        if from_checkpoint is not None:
+            cp = self._checkpoints.get(from_checkpoint)
+            if cp is None or cp.session_id != source_id:
+                raise CheckpointNotFoundError(from_checkpoint)
+            point, turns = cp.header, self._checkpoint_turns(cp)
+        else:
+            point = source.header
+            turns = [copy_turn(source.log[s]) for s in source.live]
+        state = replace(
+            copy_state(point, turns=turns),
+            session_id=branch.session_id,
+            user_id=branch.user_id,
+            status=SessionStatus.ACTIVE,
+            created_at=branch.created_at,
+            updated_at=branch.updated_at,
+            checkpoint_id=None,
+            parent_session_id=branch.parent_session_id or source_id,
+            branch_name=branch.branch_name,
+            turn_count=len(turns),
+            total_tokens=sum(t.tokens_used for t in turns),
+            total_cost=sum(t.cost for t in turns),
+        )
+        sess = self._insert(state, now, fork_seq=len(turns))
+        return self._record(sess, now)
+
+    async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        now = self.now()
+        return [
+            self._record(self._sessions[sid], now) for sid in self._branches.get(session_id, {})
+        ]
+
+    # ---------------------------------------------------------------- sweeping
+    async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        now = self.now()
+        found = [
+            sid
+            for sid, sess in self._sessions.items()
+            if sess.header.status in LIVE_STATUSES and self.is_past(sess.expires_at, now)
+        ]
+        return found[:limit]
+
+    async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        now = self.now()
+        sess = self._sessions.get(session_id)
+        if sess is None or sess.header.status not in LIVE_STATUSES:
+            return None
+        if not self.is_past(sess.expires_at, now):
+            return None
+        sess.header = replace(sess.header, status=SessionStatus.EXPIRED)
+        sess.expires_at = None
+        return self._record(sess, now)
+
+    async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        found = [
+            sid
+            for sid, sess in self._sessions.items()
+            if sess.header.status in (SessionStatus.CLOSED, SessionStatus.EXPIRED)
+            and sess.header.updated_at < older_than
+        ]
+        return found[:limit]
+
+    async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        sess = self._sessions.get(session_id)
+        if sess is None or sess.header.status not in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
+            return False
+        await self.delete(session_id)
+        self._tombstones[session_id] = tombstone_until
+        return True
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor)
+    except ValueError as exc:
+        raise SessionValidationError("cursor", f"not a cursor this store issued: {cursor!r}") from exc
