@@ -1,0 +1,44 @@
+"""Reaching the real Redis and PostgreSQL servers from tests.
+
+Outside CI a missing server skips the tests that need it; with ``CI=true`` it fails
+them, so a green CI always means the real servers were exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) the calling test when ``host:port`` does not answer."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: tests of real backends must not skip)")
+    pytest.skip(message)
+
+
+def require_redis() -> None:
+    """Redis on 127.0.0.1:6379."""
+    require_server("Redis", "127.0.0.1", 6379)
+
+
+def require_postgres() -> None:
+    """PostgreSQL on 127.0.0.1:5432."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
