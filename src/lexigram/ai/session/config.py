@@ -40,7 +40,7 @@ _INT_FIELDS: dict[str, int] = {
     "redis_pool_size": 1,
     "db_pool_size": 1,
 }
-_BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous")
+_BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous", "redis_cluster")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -78,6 +78,7 @@ class SessionConfig(BaseConfig):
 
     # backends
     redis_url: str = Field(default="redis://localhost:6379/0")
+    redis_cluster: bool = Field(default=False)
     database_url: str = Field(default="sqlite+aiosqlite:///./lexigram_sessions.db")
     key_prefix: str = Field(default="lexigram:session")
     table_prefix: str = Field(default="ai_session_")
