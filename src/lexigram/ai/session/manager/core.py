@@ -43,6 +43,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.state_machine import SessionStateMachine
+from lexigram.ai.session.observability import instrumented, telemetry
 from lexigram.ai.session.stores.base import SessionPage, SessionPatch, SessionRecord, SessionStore
 from lexigram.ai.session.stores.codec import dumps, validate_turn
 
@@ -133,6 +134,7 @@ class SessionManagerImpl:
         self.state_machine = SessionStateMachine()
 
     # ----------------------------------------------------------------- create
+    @instrumented("create")
     async def create(
         self,
         user_id: str,
@@ -169,6 +171,7 @@ class SessionManagerImpl:
         record = await self.store.create_session(
             state, max_live_per_user=self.config.max_sessions_per_user
         )
+        telemetry().session_created(backend=self.store.backend_name)
         await self.notifier.notify(
             SessionCreatedEvent(session_id=state.session_id, user_id=user_id),
             HOOK_SESSION_STARTED,
@@ -221,6 +224,7 @@ class SessionManagerImpl:
         """Append ``turn`` (see :meth:`add_turns`)."""
         await self.add_turns(session_id, [turn])
 
+    @instrumented("add_turns")
     async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> SessionState:
         """Append ``turns`` atomically (all or none); return the header after the append.
 
@@ -240,6 +244,7 @@ class SessionManagerImpl:
             session_id, checked, max_turns=self.config.max_turns_per_session
         )
         state = result.record.state
+        telemetry().turns_appended(len(checked), backend=self.store.backend_name)
         await self.memory.record(session_id, state.user_id, checked)
         await self.notifier.notify(
             None,
@@ -331,11 +336,13 @@ class SessionManagerImpl:
         return record.state
 
     # ------------------------------------------------------------- lifecycle
+    @instrumented("suspend")
     async def suspend(self, session_id: str) -> SessionState:
         """ACTIVE -> SUSPENDED; the session refuses turns until resumed."""
         record = await self._transition(session_id, _S)
         return record.state
 
+    @instrumented("resume")
     async def resume(self, session_id: str) -> SessionState | None:
         """SUSPENDED -> ACTIVE and return the full state; None when the session is unknown.
 
@@ -354,6 +361,7 @@ class SessionManagerImpl:
                 return None
         return await self.store.load(session_id)
 
+    @instrumented("close")
     async def close(self, session_id: str) -> None:
         """ACTIVE/SUSPENDED -> CLOSED; consolidates memory and notifies subscribers."""
         record = await self._transition(session_id, _C)
@@ -369,6 +377,7 @@ class SessionManagerImpl:
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
             turns = await self.store.get_turns(header.session_id)
             await self.memory.consolidate(header.session_id, header.user_id, turns)
+        telemetry().session_ended(reason, backend=self.store.backend_name)
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
             SessionClosedEvent(session_id=header.session_id, duration_seconds=duration, reason=reason),
@@ -376,6 +385,7 @@ class SessionManagerImpl:
             SessionClosedHook(session_id=header.session_id, reason=reason),
         )
 
+    @instrumented("delete")
     async def delete(self, session_id: str) -> bool:
         """Remove the session with its turns and checkpoints; True when it existed."""
         _check_session_id(session_id)
@@ -384,12 +394,14 @@ class SessionManagerImpl:
         return existed
 
     # ----------------------------------------------------------- checkpoints
+    @instrumented("checkpoint")
     async def checkpoint(
         self, session_id: str, metadata: dict[str, Any] | None = None
     ) -> SessionCheckpoint:
         """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
         return await self.checkpoints.create(_check_session_id(session_id), metadata)
 
+    @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
         if not isinstance(checkpoint_id, str) or not checkpoint_id:
