@@ -1,13 +1,30 @@
 """The cleanup scheduler: marks idle sessions EXPIRED and purges old ended sessions.
 
-Each store finds expired sessions through an index (never a scan of every session)
-and ``mark_expired`` reports each expiry to exactly one caller, so several
-application instances may sweep the same store at once without double-firing.
+One sweep has two phases:
+
+1. **expire** — ``store.find_expired`` lists live sessions whose deadline
+   (``updated_at + session_ttl``) has passed, through the store's deadline index
+   (never a scan of every session); ``store.mark_expired`` stores EXPIRED and hands
+   the record to exactly one caller, which then fires what a close fires
+   (``SessionExpiredEvent`` + ``ai_session.session_expired``, then
+   ``SessionClosedEvent(reason="expired")`` + ``ai_session.session_closed``) and
+   consolidates the turns into memory. Several application instances may sweep the
+   same store at once: each expiry is reported once.
+2. **purge** — ``store.find_purgeable`` lists CLOSED/EXPIRED sessions last updated
+   more than ``purge_after_s`` ago; ``store.purge`` deletes each with its turns and
+   checkpoints and leaves a tombstone so that a late write cannot recreate it.
+
+Expiry is *reported* by every read as soon as the deadline passes (and writes are
+refused); the sweep only makes it durable and fires the notifications, so a long
+``cleanup_interval_s`` delays events, never enforcement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +32,7 @@ from lexigram.concurrency import create_tracked_task
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.events import SessionClosedEvent, SessionExpiredEvent
+from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.hooks import (
     HOOK_SESSION_CLOSED,
     HOOK_SESSION_EXPIRED,
@@ -22,107 +40,268 @@ from lexigram.ai.session.hooks import (
     SessionExpiredHook,
 )
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.observability import telemetry
+from lexigram.ai.session.stores.base import SessionRecord
 
-__all__ = ["SessionCleanupScheduler", "SweepReport"]
+__all__ = ["MIN_TOMBSTONE_S", "SessionCleanupScheduler", "SweepProgress", "SweepReport"]
 
 logger = get_logger(__name__)
+
+#: Shortest tombstone a purge leaves, whatever ``purge_after_s`` is (one hour).
+MIN_TOMBSTONE_S = 3600
+
+SweepProgress = Callable[[str, int], None]
+"""Called after each batch with the phase (``"expire"`` / ``"purge"``) and the count so far."""
 
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one sweep did."""
+    """What one sweep did.
+
+    ``skipped`` counts sessions a store listed that this sweeper did not change
+    (another sweeper got there first, or a write moved the deadline).
+    ``interrupted`` is True when :meth:`SessionCleanupScheduler.stop` cut it short.
+    """
 
     expired: int = 0
     purged: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
 
 
 class SessionCleanupScheduler:
-    """Runs :meth:`sweep` every ``cleanup_interval_s`` seconds between ``start`` and ``stop``."""
+    """Runs :meth:`sweep` every ``cleanup_interval_s`` seconds between ``start`` and ``stop``.
 
-    def __init__(self, manager: SessionManagerImpl, *, interval_s: float | None = None) -> None:
+    Arguments default to the manager's config (``cleanup_interval_s``,
+    ``sweep_batch_size``, ``purge_after_s``). ``concurrency`` bounds how many
+    sessions of a batch are expired or purged at once; ``tombstone_s`` is how long a
+    purged id stays reserved (``purge_after_s``, at least :data:`MIN_TOMBSTONE_S`).
+    """
+
+    def __init__(
+        self,
+        manager: SessionManagerImpl,
+        *,
+        interval_s: float | None = None,
+        batch_size: int | None = None,
+        purge_after_s: float | None = None,
+        tombstone_s: float | None = None,
+        concurrency: int = 8,
+        jitter: float = 0.1,
+    ) -> None:
         self.manager = manager
         self.store = manager.store
         self.config = manager.config
-        self.interval_s = float(interval_s if interval_s is not None else self.config.cleanup_interval_s)
+        self.interval_s = _positive(
+            "interval_s", interval_s if interval_s is not None else self.config.cleanup_interval_s
+        )
+        cfg = self.config
+        self.batch_size = int(
+            _positive("batch_size", cfg.sweep_batch_size if batch_size is None else batch_size)
+        )
+        self.purge_after_s = _non_negative(
+            "purge_after_s", cfg.purge_after_s if purge_after_s is None else purge_after_s
+        )
+        self.tombstone_s = _non_negative(
+            "tombstone_s",
+            tombstone_s if tombstone_s is not None else max(self.purge_after_s, MIN_TOMBSTONE_S),
+        )
+        self.concurrency = int(_positive("concurrency", concurrency))
+        if not 0.0 <= jitter < 1.0:
+            raise SessionValidationError("jitter", f"must be in [0, 1), got {jitter!r}")
+        self.jitter = jitter
+        self.last_report: SweepReport | None = None
+        self.sweeps = 0
         self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    # ---------------------------------------------------------------- control
     @property
     def running(self) -> bool:
         """Whether the background loop is running."""
         return any(not t.done() for t in self._tasks)
 
     def start(self) -> None:
-        """Start the background loop (idempotent)."""
+        """Start the background loop (idempotent); the first sweep comes within one interval."""
         if self.running:
             return
         self._stop = asyncio.Event()
         create_tracked_task(self._run(), self._tasks, name="ai_session.sweeper")
+        logger.debug("ai_session.sweeper_started", interval_s=self.interval_s)
 
-    async def stop(self) -> None:
-        """Stop the loop and wait for it to finish."""
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Stop the loop; a sweep in progress ends after its batch (cancelled after ``grace_s``)."""
         self._stop.set()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = list(self._tasks)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
+    def _next_delay(self, first: bool) -> float:
+        if first:
+            # Spread the first sweep of several instances started together.
+            return self.interval_s * random.uniform(0.5, 1.0)
+        spread = self.interval_s * self.jitter
+        return self.interval_s + random.uniform(-spread, spread)
+
     async def _run(self) -> None:
+        first = True
         while not self._stop.is_set():
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
+                await asyncio.wait_for(self._stop.wait(), timeout=self._next_delay(first))
                 return
             except TimeoutError:
                 pass
+            first = False
             try:
                 await self.sweep()
             except Exception:
                 logger.exception("ai_session.sweep_failed")
 
-    async def sweep(self) -> SweepReport:
-        """Expire idle sessions and purge ended ones past ``purge_after_s``; one pass."""
-        batch = self.config.sweep_batch_size
-        expired = 0
-        while True:
-            ids = await self.store.find_expired(limit=batch)
-            newly = 0
-            for session_id in ids:
-                record = await self.store.mark_expired(session_id)
-                if record is None:
-                    continue
-                newly += 1
-                await self._notify_expired(record.state.session_id, record.state.user_id,
-                                           (record.state.updated_at - record.state.created_at).total_seconds())
-                if self.config.consolidate_on_close and self.manager.memory.consolidator is not None:
-                    turns = await self.store.get_turns(session_id)
-                    await self.manager.memory.consolidate(session_id, record.state.user_id, turns)
-            expired += newly
-            if len(ids) < batch or newly == 0:
-                break
-        purged = 0
-        now = self.store.now()
-        cutoff = now - timedelta(seconds=self.config.purge_after_s)
-        tombstone_until = now + timedelta(seconds=max(self.config.purge_after_s, self.config.session_ttl))
-        while True:
-            ids = await self.store.find_purgeable(older_than=cutoff, limit=batch)
-            done = 0
-            for session_id in ids:
-                if await self.store.purge(session_id, tombstone_until=tombstone_until):
-                    done += 1
-            purged += done
-            if len(ids) < batch or done == 0:
-                break
-        if expired or purged:
-            logger.info("ai_session.sweep", expired=expired, purged=purged)
-        return SweepReport(expired=expired, purged=purged)
+    # ------------------------------------------------------------------ sweep
+    async def sweep(self, *, progress: SweepProgress | None = None) -> SweepReport:
+        """Expire idle sessions, then purge ended ones older than ``purge_after_s``; one pass."""
+        async with self._lock:
+            tel = telemetry()
+            backend = self.store.backend_name
+            start = time.perf_counter()
+            failed = False
+            expired = purged = skipped = 0
+            try:
+                with tel.span("ai_session.sweep", {"ai_session.backend": backend}) as span:
+                    expired, skipped = await self._expire_phase(progress)
+                    if not self._stop.is_set():
+                        purged, more_skipped = await self._purge_phase(progress)
+                        skipped += more_skipped
+                    if span is not None:
+                        span.set_attribute("ai_session.sweep.expired", expired)
+                        span.set_attribute("ai_session.sweep.purged", purged)
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                seconds = time.perf_counter() - start
+                tel.sweep_finished(
+                    expired=expired, purged=purged, seconds=seconds, backend=backend, failed=failed
+                )
+            self.sweeps += 1
+            report = SweepReport(
+                expired=expired,
+                purged=purged,
+                skipped=skipped,
+                seconds=seconds,
+                interrupted=self._stop.is_set(),
+            )
+            self.last_report = report
+            if expired or purged:
+                logger.info(
+                    "ai_session.sweep", expired=expired, purged=purged, seconds=round(seconds, 3)
+                )
+            return report
 
-    async def _notify_expired(self, session_id: str, user_id: str, duration: float) -> None:
-        notifier = self.manager.notifier
-        await notifier.notify(
-            SessionExpiredEvent(session_id=session_id, user_id=user_id),
+    async def _expire_phase(self, progress: SweepProgress | None) -> tuple[int, int]:
+        done = skipped = 0
+        while not self._stop.is_set():
+            ids = await self.store.find_expired(limit=self.batch_size)
+            if not ids:
+                break
+            results = await self._bounded(self._expire_one(sid) for sid in ids)
+            newly = sum(results)
+            done += newly
+            skipped += len(ids) - newly
+            if progress is not None:
+                progress("expire", done)
+            # A short batch is the last one; a batch where nothing changed means
+            # another sweeper is ahead on the same ids: leave the rest to it.
+            if len(ids) < self.batch_size or newly == 0:
+                break
+        return done, skipped
+
+    async def _purge_phase(self, progress: SweepProgress | None) -> tuple[int, int]:
+        now = self.store.now()
+        cutoff = now - timedelta(seconds=self.purge_after_s)
+        until = now + timedelta(seconds=self.tombstone_s)
+        done = skipped = 0
+        while not self._stop.is_set():
+            ids = await self.store.find_purgeable(older_than=cutoff, limit=self.batch_size)
+            if not ids:
+                break
+            results = await self._bounded(
+                self.store.purge(sid, tombstone_until=until) for sid in ids
+            )
+            newly = sum(results)
+            done += newly
+            skipped += len(ids) - newly
+            if progress is not None:
+                progress("purge", done)
+            if len(ids) < self.batch_size or newly == 0:
+                break
+        return done, skipped
+
+    async def _bounded(self, jobs: Iterable[Awaitable[bool]]) -> list[bool]:
+        """Run ``jobs`` at most ``concurrency`` at a time; a failing job counts as not done."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(job: Awaitable[bool]) -> bool:
+            async with sem:
+                try:
+                    return bool(await job)
+                except Exception as exc:
+                    logger.warning("ai_session.sweep_item_failed", error=str(exc))
+                    return False
+
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+    async def _expire_one(self, session_id: str) -> bool:
+        record = await self.store.mark_expired(session_id)
+        if record is None:
+            return False
+        await self._after_expiry(record)
+        return True
+
+    async def _after_expiry(self, record: SessionRecord) -> None:
+        """What a close does, for a session this sweeper just marked EXPIRED."""
+        state = record.state
+        manager = self.manager
+        telemetry().session_ended("expired", backend=self.store.backend_name)
+        if self.config.consolidate_on_close and manager.memory.consolidator is not None:
+            try:
+                turns = await self.store.get_turns(state.session_id)
+            except Exception as exc:  # purged or deleted meanwhile
+                logger.warning(
+                    "ai_session.expiry_turns_unreadable",
+                    session_id=state.session_id,
+                    error=str(exc),
+                )
+            else:
+                await manager.memory.consolidate(state.session_id, state.user_id, turns)
+        duration = max((state.updated_at - state.created_at).total_seconds(), 0.0)
+        await manager.notifier.notify(
+            SessionExpiredEvent(session_id=state.session_id, user_id=state.user_id),
             HOOK_SESSION_EXPIRED,
-            SessionExpiredHook(session_id=session_id),
+            SessionExpiredHook(session_id=state.session_id),
         )
-        await notifier.notify(
-            SessionClosedEvent(session_id=session_id, duration_seconds=duration, reason="expired"),
+        await manager.notifier.notify(
+            SessionClosedEvent(
+                session_id=state.session_id, duration_seconds=duration, reason="expired"
+            ),
             HOOK_SESSION_CLOSED,
-            SessionClosedHook(session_id=session_id, reason="expired"),
+            SessionClosedHook(session_id=state.session_id, reason="expired"),
         )
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise SessionValidationError(name, f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise SessionValidationError(name, f"must be a number >= 0, got {value!r}")
+    return float(value)
