@@ -11,9 +11,13 @@ import os
 os.environ.setdefault("LEX_QUIET", "1")
 os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
 
-from lexigram import Application  # noqa: E402
+from lexigram.logging import configure_logging
+
+configure_logging(level="WARNING")
+
 from lexigram.di.module import Module, module  # noqa: E402
 
+from lexigram import Application  # noqa: E402
 from lexigram.ai.session import SessionManagerProtocol, SessionModule  # noqa: E402
 from lexigram.ai.session.config import SessionConfig  # noqa: E402
 

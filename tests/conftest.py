@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
 os.environ.setdefault("LEX_QUIET", "1")
 
-from lexigram.logging import configure_logging  # noqa: E402
+from lexigram.logging import configure_logging
 
 configure_logging(level="WARNING")
 

@@ -125,7 +125,12 @@ if TYPE_CHECKING:
     )
 
     from lexigram.ai.session.branching.branch_manager import BranchManager
-    from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy, SelectiveMerge
+    from lexigram.ai.session.branching.merge import (
+        AppendMerge,
+        MergePlan,
+        MergeStrategy,
+        SelectiveMerge,
+    )
     from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
     from lexigram.ai.session.checkpointing.diff import StateDiff
     from lexigram.ai.session.config import SessionConfig

@@ -89,6 +89,18 @@ class SessionConfig(BaseConfig):
     purge_after_s: int = Field(default=7 * 86400)
     sweep_batch_size: int = Field(default=1000)
 
+    @model_validator(mode="before")
+    def _coerce_scalars(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # Runs before the framework's own coercion, whose errors do not name the field.
+        data = dict(data)
+        for name in _BOOL_FIELDS:
+            if name in data:
+                data[name] = _as_bool(name, data[name])
+        for name, minimum in _INT_FIELDS.items():
+            if name in data:
+                data[name] = _as_int(name, data[name], minimum)
+        return data
+
     @model_validator(mode="after")
     def _validate(self) -> SessionConfig:
         self._coerce_and_check()
@@ -99,20 +111,40 @@ class SessionConfig(BaseConfig):
             setattr(self, name, _as_bool(name, getattr(self, name)))
         for name, minimum in _INT_FIELDS.items():
             setattr(self, name, _as_int(name, getattr(self, name), minimum))
-        interval = self.auto_checkpoint_interval
+        interval: Any = self.auto_checkpoint_interval
         self.auto_checkpoint_interval = (
-            None if interval is None or interval == "" else _as_int("auto_checkpoint_interval", interval, 0)
+            None
+            if interval is None or interval == ""
+            else _as_int("auto_checkpoint_interval", interval, 0)
         )
-        for name in ("backend", "default_turn_strategy", "header_name", "cookie_path",
-                     "key_prefix", "name", "redis_url", "database_url", "cookie_samesite"):
+        for name in (
+            "backend",
+            "default_turn_strategy",
+            "header_name",
+            "cookie_path",
+            "key_prefix",
+            "name",
+            "redis_url",
+            "database_url",
+            "cookie_samesite",
+        ):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _fail(name, f"must be a non-empty string, got {value!r}")
-        for name in ("cookie_name", "cookie_secret", "cookie_domain", "default_system_prompt", "env"):
+        for name in (
+            "cookie_name",
+            "cookie_secret",
+            "cookie_domain",
+            "default_system_prompt",
+            "env",
+        ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 _fail(name, f"must be a string or null, got {value!r}")
-        if not isinstance(self.table_prefix, str) or not self.table_prefix.replace("_", "a").isalnum():
+        if (
+            not isinstance(self.table_prefix, str)
+            or not self.table_prefix.replace("_", "a").isalnum()
+        ):
             _fail("table_prefix", f"must be letters, digits and '_', got {self.table_prefix!r}")
         if self.cookie_name == "":
             self.cookie_name = None
@@ -124,7 +156,10 @@ class SessionConfig(BaseConfig):
             )
         self.cookie_samesite = self.cookie_samesite.lower()
         if self.cookie_samesite not in _SAMESITE:
-            _fail("cookie_samesite", f"must be one of {sorted(_SAMESITE)}, got {self.cookie_samesite!r}")
+            _fail(
+                "cookie_samesite",
+                f"must be one of {sorted(_SAMESITE)}, got {self.cookie_samesite!r}",
+            )
         if self.env is not None:
             try:
                 Environment(self.env)

@@ -171,7 +171,9 @@ class CorruptRecordError(SessionStoreError):
     def __init__(self, record: str, problem: str, **kwargs: Any) -> None:
         self.record = record
         self.problem = problem
-        super().__init__(f"corrupt stored record {record}: {problem}", details={"record": record}, **kwargs)
+        super().__init__(
+            f"corrupt stored record {record}: {problem}", details={"record": record}, **kwargs
+        )
 
 
 class TurnLimitReachedError(SessionCapacityError, SessionClosedError):

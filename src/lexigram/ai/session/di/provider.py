@@ -119,7 +119,9 @@ class SessionProvider(Provider):
         if not config.enabled:
             return
         store = (
-            InMemorySessionStore(session_ttl=config.session_ttl) if self._stub else create_store(config)
+            InMemorySessionStore(session_ttl=config.session_ttl)
+            if self._stub
+            else create_store(config)
         )
         self.store = store
         container.singleton(SessionStore, store)
@@ -164,7 +166,9 @@ class SessionProvider(Provider):
         container.singleton(SessionCleanupScheduler, factory=build_scheduler)
         self._register_extensions(container, store, config)
 
-    def _register_extensions(self, container: Any, store: SessionStore, config: SessionConfig) -> None:
+    def _register_extensions(
+        self, container: Any, store: SessionStore, config: SessionConfig
+    ) -> None:
         """Bind the services of the optional sub-packages (context, web, groups)."""
         from lexigram.ai.session.di.extensions import register_extensions
 
@@ -188,11 +192,13 @@ class SessionProvider(Provider):
         if self.store is not None:
             await self.store.close()
 
-    async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:
+    async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:  # noqa: ASYNC109
         """Ping the backend; UNHEALTHY with the reason when it does not answer."""
         if self.store is None:
             return HealthCheckResult(
-                component=self.name, status=HealthStatus.HEALTHY, message="session subsystem disabled"
+                component=self.name,
+                status=HealthStatus.HEALTHY,
+                message="session subsystem disabled",
             )
         import asyncio
 

@@ -77,7 +77,9 @@ def _check_user_id(user_id: Any) -> str:
 
 def _check_session_id(session_id: Any) -> str:
     if not isinstance(session_id, str) or not session_id:
-        raise SessionValidationError("session_id", f"must be a non-empty string, got {session_id!r}")
+        raise SessionValidationError(
+            "session_id", f"must be a non-empty string, got {session_id!r}"
+        )
     return session_id
 
 
@@ -93,7 +95,9 @@ def _check_mapping(name: str, value: Any) -> dict[str, Any]:
 
 def _check_names(name: str, value: Any) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise SessionValidationError(name, f"expected a list of strings, got {type(value).__name__}")
+        raise SessionValidationError(
+            name, f"expected a list of strings, got {type(value).__name__}"
+        )
     for item in value:
         if not isinstance(item, str):
             raise SessionValidationError(name, f"items must be strings, got {item!r}")
@@ -212,8 +216,12 @@ class SessionManagerImpl:
             try:
                 wanted = SessionStatus(status)
             except ValueError:
-                raise SessionValidationError("status", f"unknown session status {status!r}") from None
-        return await self.store.list_user_sessions(user_id, status=wanted, limit=limit, cursor=cursor)
+                raise SessionValidationError(
+                    "status", f"unknown session status {status!r}"
+                ) from None
+        return await self.store.list_user_sessions(
+            user_id, status=wanted, limit=limit, cursor=cursor
+        )
 
     async def count_live_sessions(self, user_id: str) -> int:
         """How many live sessions the user has (what ``max_sessions_per_user`` counts)."""
@@ -303,10 +311,14 @@ class SessionManagerImpl:
         if turn_count // interval > (turn_count - added) // interval:
             try:
                 await self.checkpoints.create(
-                    session_id, metadata={"auto": True, "turn_count": turn_count}, include_turns=False
+                    session_id,
+                    metadata={"auto": True, "turn_count": turn_count},
+                    include_turns=False,
                 )
             except Exception as exc:
-                logger.warning("ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc))
+                logger.warning(
+                    "ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc)
+                )
 
     # ---------------------------------------------------------------- update
     async def update(
@@ -322,11 +334,15 @@ class SessionManagerImpl:
         """Replace the given mutable fields of a live session; return the new header."""
         _check_session_id(session_id)
         if system_prompt is not None and not isinstance(system_prompt, str):
-            raise SessionValidationError("system_prompt", f"expected a string, got {system_prompt!r}")
+            raise SessionValidationError(
+                "system_prompt", f"expected a string, got {system_prompt!r}"
+            )
         patch = SessionPatch(
             variables=None if variables is None else _check_mapping("variables", variables),
             metadata=None if metadata is None else _check_mapping("metadata", metadata),
-            active_tools=None if active_tools is None else _check_names("active_tools", active_tools),
+            active_tools=None
+            if active_tools is None
+            else _check_names("active_tools", active_tools),
             active_skills=None
             if active_skills is None
             else _check_names("active_skills", active_skills),
@@ -380,7 +396,9 @@ class SessionManagerImpl:
         telemetry().session_ended(reason, backend=self.store.backend_name)
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
-            SessionClosedEvent(session_id=header.session_id, duration_seconds=duration, reason=reason),
+            SessionClosedEvent(
+                session_id=header.session_id, duration_seconds=duration, reason=reason
+            ),
             HOOK_SESSION_CLOSED,
             SessionClosedHook(session_id=header.session_id, reason=reason),
         )
@@ -405,7 +423,9 @@ class SessionManagerImpl:
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
         if not isinstance(checkpoint_id, str) or not checkpoint_id:
-            raise SessionValidationError("checkpoint_id", f"must be a non-empty string, got {checkpoint_id!r}")
+            raise SessionValidationError(
+                "checkpoint_id", f"must be a non-empty string, got {checkpoint_id!r}"
+            )
         return await self.checkpoints.restore(checkpoint_id)
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
@@ -419,6 +439,7 @@ class SessionManagerImpl:
         Defined so that the container never mistakes :meth:`close` (which closes a
         *session*) for a resource release.
         """
+
     async def health_check(self) -> bool:
         """Ping the store; raises ``StoreUnavailableError`` when it is unreachable."""
         await self.store.ping()

@@ -61,7 +61,9 @@ class MemoryBridge:
                     "ai_session.working_memory_failed", session_id=session_id, error=str(exc)
                 )
 
-    async def consolidate(self, session_id: str, user_id: str, turns: Sequence[SessionTurn]) -> None:
+    async def consolidate(
+        self, session_id: str, user_id: str, turns: Sequence[SessionTurn]
+    ) -> None:
         """Hand the session's turns to the consolidator, when one is registered."""
         if self.consolidator is None or not turns:
             return

@@ -48,7 +48,9 @@ class SessionNotifier:
                     )
             except Exception as exc:
                 logger.warning(
-                    "ai_session.event_publish_failed", event_type=type(event).__name__, error=str(exc)
+                    "ai_session.event_publish_failed",
+                    event_type=type(event).__name__,
+                    error=str(exc),
                 )
         if hook is not None:
             try:

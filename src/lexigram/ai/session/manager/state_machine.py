@@ -29,7 +29,8 @@ def _as_status(value: SessionStatus | str, name: str) -> SessionStatus:
         return SessionStatus(value)
     except ValueError:
         raise SessionValidationError(
-            name, f"unknown session status {value!r}; expected one of {[s.value for s in SessionStatus]}"
+            name,
+            f"unknown session status {value!r}; expected one of {[s.value for s in SessionStatus]}",
         ) from None
 
 
@@ -44,7 +45,9 @@ class SessionStateMachine:
     }
 
     @classmethod
-    def can_transition(cls, from_status: SessionStatus | str, to_status: SessionStatus | str) -> bool:
+    def can_transition(
+        cls, from_status: SessionStatus | str, to_status: SessionStatus | str
+    ) -> bool:
         """Whether ``from_status -> to_status`` is legal."""
         src = _as_status(from_status, "from_status")
         dst = _as_status(to_status, "to_status")

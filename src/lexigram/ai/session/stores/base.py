@@ -144,8 +144,8 @@ class SessionStore(abc.ABC):
 
     Errors: operations on a missing session raise ``SessionNotFoundError``; writes
     that need a live session raise ``SessionClosedError`` (CLOSED) or
-    ``SessionExpiredError`` (EXPIRED, or deadline passed). Every check happens inside the same atomic step as
-    the write it guards.
+    ``SessionExpiredError`` (EXPIRED, or deadline passed). Every check happens
+    inside the same atomic step as the write it guards.
     """
 
     #: Name under which the backend is registered (``SessionConfig.backend``).
@@ -172,13 +172,13 @@ class SessionStore(abc.ABC):
         return expires_at is not None and expires_at <= now
 
     # ---------------------------------------------------------------- lifecycle
-    async def initialize(self) -> None:
+    async def initialize(self) -> None:  # noqa: B027 - optional hook
         """Prepare the backend (create tables, load scripts, check the connection)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store may not be used afterwards."""
 
-    async def ping(self) -> None:
+    async def ping(self) -> None:  # noqa: B027 - optional hook
         """Round-trip to the backend; raise ``StoreUnavailableError`` when unreachable."""
 
     # ----------------------------------------------------- contract (whole state)

@@ -95,9 +95,7 @@ def validate_turn(turn: Any) -> SessionTurn:
     Raises :class:`SessionValidationError` naming the first offending field.
     """
     if not isinstance(turn, SessionTurn):
-        raise SessionValidationError(
-            "turn", f"expected a SessionTurn, got {type(turn).__name__}"
-        )
+        raise SessionValidationError("turn", f"expected a SessionTurn, got {type(turn).__name__}")
     data = {name: getattr(turn, name) for name in _TurnModel.model_fields}
     try:
         model = _TurnModel.model_validate(data, strict=True)

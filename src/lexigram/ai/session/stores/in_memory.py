@@ -236,7 +236,9 @@ class InMemorySessionStore(SessionStore):
             return [copy_turn(t) for t in cp.inline_turns]
         sess = self._get(cp.session_id)
         return [
-            copy_turn(sess.log[s]) for first, last in cp.ranges or [] for s in range(first, last + 1)
+            copy_turn(sess.log[s])
+            for first, last in cp.ranges or []
+            for s in range(first, last + 1)
         ]
 
     def _to_checkpoint(self, cp: _Checkpoint, *, include_turns: bool) -> SessionCheckpoint:
@@ -285,9 +287,14 @@ class InMemorySessionStore(SessionStore):
     ) -> SessionRecord:
         now = self.now()
         if state.session_id in self._sessions or self._tombstoned(state.session_id, now):
-            raise SessionValidationError("session_id", f"session {state.session_id!r} already exists")
+            raise SessionValidationError(
+                "session_id", f"session {state.session_id!r} already exists"
+            )
         check_batch_ids(state.session_id, state.turns)
-        if max_live_per_user is not None and self._live_count(state.user_id, now) >= max_live_per_user:
+        if (
+            max_live_per_user is not None
+            and self._live_count(state.user_id, now) >= max_live_per_user
+        ):
             raise SessionCapacityError(
                 f"user {state.user_id!r} already has {max_live_per_user} live sessions "
                 f"(max_sessions_per_user={max_live_per_user})"
@@ -311,7 +318,9 @@ class InMemorySessionStore(SessionStore):
             sess = self._get(session_id)
             seqs = sess.live[-last:] if last > 0 else []
             return [copy_turn(sess.log[s]) for s in seqs]
-        return [t for _, t in await self.get_turn_seqs(session_id, after_seq=after_seq, limit=limit)]
+        return [
+            t for _, t in await self.get_turn_seqs(session_id, after_seq=after_seq, limit=limit)
+        ]
 
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
@@ -321,7 +330,7 @@ class InMemorySessionStore(SessionStore):
         if after_seq is not None:
             import bisect
 
-            seqs = seqs[bisect.bisect_right(seqs, after_seq):]
+            seqs = seqs[bisect.bisect_right(seqs, after_seq) :]
         if limit is not None:
             seqs = seqs[: max(limit, 0)]
         return [(s, copy_turn(sess.log[s])) for s in seqs]
@@ -392,7 +401,9 @@ class InMemorySessionStore(SessionStore):
         )
         if closed:
             sess.expires_at = None
-        return AppendResult(record=self._record(sess, now), closed_by_cap=closed, first_seq=first_seq)
+        return AppendResult(
+            record=self._record(sess, now), closed_by_cap=closed, first_seq=first_seq
+        )
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
         now = self.now()
@@ -469,7 +480,9 @@ class InMemorySessionStore(SessionStore):
         now = self.now()
         sess = self._get(session_id)
         if checkpoint_id in self._checkpoints:
-            raise SessionValidationError("checkpoint_id", f"checkpoint {checkpoint_id!r} already exists")
+            raise SessionValidationError(
+                "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+            )
         header = self._record(sess, now).state
         cp = _Checkpoint(
             checkpoint_id=checkpoint_id,
@@ -538,7 +551,9 @@ class InMemorySessionStore(SessionStore):
         now = self.now()
         source = self._get(source_id)
         if branch.session_id in self._sessions or self._tombstoned(branch.session_id, now):
-            raise SessionValidationError("session_id", f"session {branch.session_id!r} already exists")
+            raise SessionValidationError(
+                "session_id", f"session {branch.session_id!r} already exists"
+            )
         if max_branches is not None and len(self._branches.get(source_id, {})) >= max_branches:
             raise SessionCapacityError(
                 f"session {source_id!r} already has {max_branches} branches "
@@ -628,4 +643,6 @@ def _parse_cursor(cursor: str | None) -> int | None:
     try:
         return int(cursor)
     except ValueError as exc:
-        raise SessionValidationError("cursor", f"not a cursor this store issued: {cursor!r}") from exc
+        raise SessionValidationError(
+            "cursor", f"not a cursor this store issued: {cursor!r}"
+        ) from exc

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
     from lexigram.ai.session.stores.base import SessionStore
 
-__all__ = ["StoreFactory", "create_store", "register_backend", "registered_backends", "unregister_backend"]
+__all__ = [
+    "StoreFactory",
+    "create_store",
+    "register_backend",
+    "registered_backends",
+    "unregister_backend",
+]
 
 StoreFactory = Callable[["SessionConfig"], "SessionStore"]
 
@@ -33,7 +39,8 @@ def _cache(config: SessionConfig) -> SessionStore:
         from lexigram.ai.session.stores.cache import CacheSessionStore
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigurationError(
-            "ai_session.backend: 'cache' needs the redis extra: pip install 'lexigram-ai-session[redis]'"
+            "ai_session.backend: 'cache' needs the redis extra: "
+            "pip install 'lexigram-ai-session[redis]'"
         ) from exc
     return CacheSessionStore.from_config(config)
 
@@ -43,7 +50,8 @@ def _database(config: SessionConfig) -> SessionStore:
         from lexigram.ai.session.stores.database import DatabaseSessionStore
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigurationError(
-            "ai_session.backend: 'database' needs the sql extra: pip install 'lexigram-ai-session[sql]'"
+            "ai_session.backend: 'database' needs the sql extra: "
+            "pip install 'lexigram-ai-session[sql]'"
         ) from exc
     return DatabaseSessionStore.from_config(config)
 

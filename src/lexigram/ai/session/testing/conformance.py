@@ -146,12 +146,16 @@ class StoreConformanceSuite:
         assert isinstance(store.clock, FakeClock)
         return store.clock
 
-    async def _session(self, store: SessionStore, user: str = "alice", **fields: Any) -> SessionState:
+    async def _session(
+        self, store: SessionStore, user: str = "alice", **fields: Any
+    ) -> SessionState:
         state = make_state(user, **fields)
         await store.create_session(state)
         return state
 
-    async def _append(self, store: SessionStore, sid: str, count: int, start: int = 0) -> list[SessionTurn]:
+    async def _append(
+        self, store: SessionStore, sid: str, count: int, start: int = 0
+    ) -> list[SessionTurn]:
         turns = [make_turn(start + i) for i in range(count)]
         for turn in turns:
             await store.append_turns(sid, [turn])
@@ -184,7 +188,14 @@ class StoreConformanceSuite:
         loaded = await store.load(state.session_id)
         assert loaded is not None
         assert loaded.turns == [turn]
-        for name in ("user_id", "metadata", "active_tools", "active_skills", "system_prompt", "variables"):
+        for name in (
+            "user_id",
+            "metadata",
+            "active_tools",
+            "active_skills",
+            "system_prompt",
+            "variables",
+        ):
             assert getattr(loaded, name) == getattr(state, name), name
         assert loaded.created_at == state.created_at
         assert loaded.status == _A
@@ -412,7 +423,9 @@ class StoreConformanceSuite:
         assert record.state.metadata == {"m": 1}
         assert record.state.active_tools == ["x"]
         assert record.state.system_prompt == "hi"
-        record = await store.update_session(state.session_id, SessionPatch(clear_system_prompt=True))
+        record = await store.update_session(
+            state.session_id, SessionPatch(clear_system_prompt=True)
+        )
         assert record.state.system_prompt is None
         await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
         with pytest.raises(SessionClosedError):
@@ -501,7 +514,9 @@ class StoreConformanceSuite:
         await store.append_turns(state.session_id, [turns[-1]])  # its id is free again
         assert await store.clear_turns(state.session_id) == 4
         record = await store.load_record(state.session_id)
-        assert record is not None and record.state.turn_count == 0 and record.state.total_tokens == 0
+        assert (
+            record is not None and record.state.turn_count == 0 and record.state.total_tokens == 0
+        )
         assert await store.get_turns(state.session_id) == []
         assert await store.pop_turn(state.session_id) is None
         await store.append_turns(state.session_id, [turns[0]])
@@ -568,7 +583,9 @@ class StoreConformanceSuite:
 
     async def test_restore_refused_on_closed_session(self, store: SessionStore) -> None:
         state = await self._session(store)
-        cp, _ = await store.create_checkpoint(state.session_id, checkpoint_id="c-" + uuid.uuid4().hex)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="c-" + uuid.uuid4().hex
+        )
         await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
         with pytest.raises(SessionClosedError):
             await store.restore_checkpoint(cp.checkpoint_id)
@@ -576,7 +593,9 @@ class StoreConformanceSuite:
     async def test_restore_reactivates_suspended(self, store: SessionStore) -> None:
         state = await self._session(store)
         await self._append(store, state.session_id, 2)
-        cp, _ = await store.create_checkpoint(state.session_id, checkpoint_id="s-" + uuid.uuid4().hex)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="s-" + uuid.uuid4().hex
+        )
         await store.transition(state.session_id, _S, allowed_from=frozenset({_A}))
         restored = await store.restore_checkpoint(cp.checkpoint_id)
         assert restored.status == _A and restored.turn_count == 2
@@ -599,8 +618,12 @@ class StoreConformanceSuite:
 
     async def test_delete_checkpoint_moves_the_head(self, store: SessionStore) -> None:
         state = await self._session(store)
-        cp1, _ = await store.create_checkpoint(state.session_id, checkpoint_id="d1-" + uuid.uuid4().hex)
-        cp2, _ = await store.create_checkpoint(state.session_id, checkpoint_id="d2-" + uuid.uuid4().hex)
+        cp1, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="d1-" + uuid.uuid4().hex
+        )
+        cp2, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="d2-" + uuid.uuid4().hex
+        )
         assert await store.delete_checkpoint(cp2.checkpoint_id)
         assert not await store.delete_checkpoint(cp2.checkpoint_id)
         record = await store.load_record(state.session_id)
@@ -629,7 +652,9 @@ class StoreConformanceSuite:
     async def test_fork_from_the_end_and_from_a_checkpoint(self, store: SessionStore) -> None:
         source = await self._session(store, variables={"topic": "x"})
         turns = await self._append(store, source.session_id, 4)
-        cp, _ = await store.create_checkpoint(source.session_id, checkpoint_id="f-" + uuid.uuid4().hex)
+        cp, _ = await store.create_checkpoint(
+            source.session_id, checkpoint_id="f-" + uuid.uuid4().hex
+        )
         more = await self._append(store, source.session_id, 2, start=10)
         branch = make_state("alice", parent_session_id=source.session_id, branch_name="idea")
         record = await store.fork_session(source.session_id, branch, max_branches=5)
@@ -641,7 +666,9 @@ class StoreConformanceSuite:
         loaded = await store.load(branch.session_id)
         assert loaded is not None and _ids(loaded.turns) == _ids(turns + more)
         new = await self._append(store, branch.session_id, 3, start=50)
-        assert _ids(await store.get_turns(branch.session_id, after_seq=record.fork_seq)) == _ids(new)
+        assert _ids(await store.get_turns(branch.session_id, after_seq=record.fork_seq)) == _ids(
+            new
+        )
         source_now = await store.load(source.session_id)
         assert source_now is not None and source_now.turn_count == 6
         old = make_state("alice", parent_session_id=source.session_id, branch_name="old")
@@ -689,7 +716,9 @@ class StoreConformanceSuite:
     async def test_delete_removes_everything(self, store: SessionStore) -> None:
         state = await self._session(store)
         await self._append(store, state.session_id, 2)
-        cp, _ = await store.create_checkpoint(state.session_id, checkpoint_id="x-" + uuid.uuid4().hex)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="x-" + uuid.uuid4().hex
+        )
         await store.delete(state.session_id)
         assert await store.load(state.session_id) is None
         assert await store.load_checkpoint(cp.checkpoint_id) is None
@@ -703,7 +732,9 @@ class StoreConformanceSuite:
     ) -> None:
         state = await self._session(store, variables={"keep": True})
         turns = await self._append(store, state.session_id, 5)
-        cp, _ = await store.create_checkpoint(state.session_id, checkpoint_id="p-" + uuid.uuid4().hex)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="p-" + uuid.uuid4().hex
+        )
         other = await store_factory()
         other.clock = store.clock
         loaded = await other.load(state.session_id)
