@@ -30,6 +30,7 @@ class SessionClosedEvent(DomainEvent):
     """A session was closed (by the caller, by the turn cap) or expired."""
 
     session_id: str = field(kw_only=True)
+    user_id: str | None = field(kw_only=True, default=None)
     duration_seconds: float = field(kw_only=True, default=0.0)
     reason: str = field(kw_only=True, default="closed")
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "HOOK_BRANCH_MERGED",
     "HOOK_CHECKPOINT_CREATED",
     "HOOK_CHECKPOINT_RESTORED",
     "HOOK_SESSION_CLOSED",
     "HOOK_SESSION_EXPIRED",
+    "HOOK_SESSION_FORKED",
     "HOOK_SESSION_STARTED",
     "HOOK_TURN_ADDED",
+    "SessionBranchMergedHook",
     "SessionCheckpointCreatedHook",
     "SessionCheckpointRestoredHook",
     "SessionClosedHook",
     "SessionExpiredHook",
+    "SessionForkedHook",
     "SessionStartedHook",
     "SessionTurnAddedHook",
 ]
@@ -29,6 +33,8 @@ HOOK_CHECKPOINT_CREATED = "ai_session.checkpoint_created"
 HOOK_CHECKPOINT_RESTORED = "ai_session.checkpoint_restored"
 HOOK_SESSION_CLOSED = "ai_session.session_closed"
 HOOK_SESSION_EXPIRED = "ai_session.session_expired"
+HOOK_SESSION_FORKED = "ai_session.session_forked"
+HOOK_BRANCH_MERGED = "ai_session.branch_merged"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,14 +72,34 @@ class SessionCheckpointRestoredHook:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionClosedHook:
-    """Fired when a session is closed (by the caller or the turn cap)."""
+    """Fired when a session ends: ``reason`` is ``closed``, ``max_turns`` or ``expired``."""
 
     session_id: str
     reason: str = "closed"
+    user_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SessionExpiredHook:
-    """Fired when a session is marked EXPIRED."""
+    """Fired when a session is marked EXPIRED (then ``SessionClosedHook`` follows)."""
 
     session_id: str
+    user_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionForkedHook:
+    """Fired when a branch session ``branch_id`` was forked from ``session_id``."""
+
+    session_id: str
+    branch_id: str
+    branch_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionBranchMergedHook:
+    """Fired when branch ``branch_id`` was merged into ``session_id``."""
+
+    session_id: str
+    branch_id: str
+    merged_turns: int = 0

@@ -397,10 +397,15 @@ class SessionManagerImpl:
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
             SessionClosedEvent(
-                session_id=header.session_id, duration_seconds=duration, reason=reason
+                session_id=header.session_id,
+                user_id=header.user_id,
+                duration_seconds=duration,
+                reason=reason,
             ),
             HOOK_SESSION_CLOSED,
-            SessionClosedHook(session_id=header.session_id, reason=reason),
+            SessionClosedHook(
+                session_id=header.session_id, user_id=header.user_id, reason=reason
+            ),
         )
 
     @instrumented("delete")
