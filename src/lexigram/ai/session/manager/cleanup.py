@@ -284,14 +284,17 @@ class SessionCleanupScheduler:
         await manager.notifier.notify(
             SessionExpiredEvent(session_id=state.session_id, user_id=state.user_id),
             HOOK_SESSION_EXPIRED,
-            SessionExpiredHook(session_id=state.session_id),
+            SessionExpiredHook(session_id=state.session_id, user_id=state.user_id),
         )
         await manager.notifier.notify(
             SessionClosedEvent(
-                session_id=state.session_id, duration_seconds=duration, reason="expired"
+                session_id=state.session_id,
+                user_id=state.user_id,
+                duration_seconds=duration,
+                reason="expired",
             ),
             HOOK_SESSION_CLOSED,
-            SessionClosedHook(session_id=state.session_id, reason="expired"),
+            SessionClosedHook(session_id=state.session_id, user_id=state.user_id, reason="expired"),
         )
 
 
