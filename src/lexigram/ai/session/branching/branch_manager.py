@@ -9,6 +9,12 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus
 from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
 from lexigram.ai.session.events import SessionBranchMergedEvent, SessionForkedEvent
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.hooks import (
+    HOOK_BRANCH_MERGED,
+    HOOK_SESSION_FORKED,
+    SessionBranchMergedHook,
+    SessionForkedHook,
+)
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
@@ -72,7 +78,11 @@ class BranchManager:
         await self.notifier.notify(
             SessionForkedEvent(
                 session_id=session_id, branch_id=record.state.session_id, branch_name=branch_name
-            )
+            ),
+            HOOK_SESSION_FORKED,
+            SessionForkedHook(
+                session_id=session_id, branch_id=record.state.session_id, branch_name=branch_name
+            ),
         )
         state = await self.store.load(record.state.session_id)
         if state is None:  # deleted between the fork and the read
@@ -114,7 +124,11 @@ class BranchManager:
         await self.notifier.notify(
             SessionBranchMergedEvent(
                 session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
-            )
+            ),
+            HOOK_BRANCH_MERGED,
+            SessionBranchMergedHook(
+                session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
+            ),
         )
         merged = await self.store.load(parent_id)
         if merged is None:
