@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus
@@ -18,8 +19,15 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
+from lexigram.ai.session.stores.codec import dumps, validate_turn
 
 __all__ = ["BranchManager"]
+
+
+def _limit(name: str, value: object, smallest: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+        raise SessionValidationError(name, f"must be an integer >= {smallest}, got {value!r}")
+    return value
 
 
 class BranchManager:
@@ -40,9 +48,19 @@ class BranchManager:
         notifier: SessionNotifier | None = None,
     ) -> None:
         self.store = store
-        self.max_branches_per_session = max_branches_per_session
-        self.max_sessions_per_user = max_sessions_per_user
-        self.max_turns_per_session = max_turns_per_session
+        self.max_branches_per_session = _limit(
+            "max_branches_per_session", max_branches_per_session, 0
+        )
+        self.max_sessions_per_user = (
+            None
+            if max_sessions_per_user is None
+            else _limit("max_sessions_per_user", max_sessions_per_user, 1)
+        )
+        self.max_turns_per_session = (
+            None
+            if max_turns_per_session is None
+            else _limit("max_turns_per_session", max_turns_per_session, 1)
+        )
         self.notifier = notifier or SessionNotifier()
 
     async def fork(
@@ -54,7 +72,9 @@ class BranchManager:
         checkpoint of that session). Returns the branch's full state.
         """
         if not isinstance(branch_name, str) or not branch_name.strip():
-            raise SessionValidationError("branch_name", f"must be a non-empty string, got {branch_name!r}")
+            raise SessionValidationError(
+                "branch_name", f"must be a non-empty string, got {branch_name!r}"
+            )
         source = await self.store.load_record(session_id)
         if source is None:
             raise SessionNotFoundError(session_id)
@@ -94,14 +114,26 @@ class BranchManager:
     ) -> SessionState:
         """Merge ``branch_id`` into ``parent_id`` with ``strategy`` (``AppendMerge`` by default).
 
-        The plan is applied in one atomic step: turns keep their ids (a turn the
-        parent already has is refused with ``DuplicateTurnError`` and nothing
-        changes), totals are counted from the merged turns. Returns the parent's
-        full state.
+        ``branch_id`` must be a branch forked from ``parent_id``
+        (``SessionValidationError`` otherwise): the strategy is handed exactly the
+        turns the branch added after its recorded fork point. The plan is applied
+        in one atomic step: turns keep their ids (a turn the parent already has is
+        refused with ``DuplicateTurnError`` and nothing changes), totals are counted
+        from the merged turns. Returns the parent's full state.
         """
+        if parent_id == branch_id:
+            raise SessionValidationError("branch_id", "a session cannot be merged into itself")
+        if await self.store.load_record(parent_id) is None:
+            raise SessionNotFoundError(parent_id)
         branch_record = await self.store.load_record(branch_id)
         if branch_record is None:
             raise SessionNotFoundError(branch_id)
+        if branch_record.state.parent_session_id != parent_id:
+            raise SessionValidationError(
+                "branch_id",
+                f"session {branch_id!r} is not a branch of {parent_id!r} "
+                f"(its parent is {branch_record.state.parent_session_id!r})",
+            )
         parent = await self.store.load(parent_id)
         if parent is None:
             raise SessionNotFoundError(parent_id)
@@ -114,6 +146,7 @@ class BranchManager:
             raise SessionValidationError(
                 "strategy", f"merge() must return a MergePlan, got {type(plan).__name__}"
             )
+        plan = _checked(plan)
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
         if plan.turns:
             await self.store.append_turns(
@@ -139,3 +172,20 @@ class BranchManager:
         """Headers of the branches forked from ``session_id``, oldest first."""
         records: list[SessionRecord] = await self.store.list_branches(session_id)
         return [r.state for r in records]
+
+
+def _checked(plan: MergePlan) -> MergePlan:
+    """Validate what a (possibly user-written) strategy planned, naming the bad field."""
+    if not isinstance(plan.turns, list):
+        raise SessionValidationError(
+            "plan.turns", f"expected a list, got {type(plan.turns).__name__}"
+        )
+    turns = [validate_turn(t) for t in plan.turns]
+    for name in ("variables", "metadata"):
+        value = getattr(plan, name)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise SessionValidationError(f"plan.{name}", "expected a dict with string keys")
+        dumps(value, field=f"plan.{name}")
+    return replace(plan, turns=turns)

@@ -63,7 +63,9 @@ class CheckpointManager:
         """
         session_id = state if isinstance(state, str) else state.session_id
         if metadata is not None and not isinstance(metadata, dict):
-            raise SessionValidationError("metadata", f"expected a dict, got {type(metadata).__name__}")
+            raise SessionValidationError(
+                "metadata", f"expected a dict, got {type(metadata).__name__}"
+            )
         checkpoint, _pruned = await self.store.create_checkpoint(
             session_id,
             checkpoint_id=new_checkpoint_id(),
@@ -72,9 +74,13 @@ class CheckpointManager:
             include_turns=include_turns,
         )
         await self.notifier.notify(
-            SessionCheckpointCreatedEvent(session_id=session_id, checkpoint_id=checkpoint.checkpoint_id),
+            SessionCheckpointCreatedEvent(
+                session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
+            ),
             HOOK_CHECKPOINT_CREATED,
-            SessionCheckpointCreatedHook(session_id=session_id, checkpoint_id=checkpoint.checkpoint_id),
+            SessionCheckpointCreatedHook(
+                session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
+            ),
         )
         return checkpoint
 
@@ -82,7 +88,9 @@ class CheckpointManager:
         """Put the checkpoint's session back to it (ACTIVE) and return the full state."""
         state = await self.store.restore_checkpoint(checkpoint_id)
         await self.notifier.notify(
-            SessionCheckpointRestoredEvent(session_id=state.session_id, checkpoint_id=checkpoint_id),
+            SessionCheckpointRestoredEvent(
+                session_id=state.session_id, checkpoint_id=checkpoint_id
+            ),
             HOOK_CHECKPOINT_RESTORED,
             SessionCheckpointRestoredHook(session_id=state.session_id, checkpoint_id=checkpoint_id),
         )
@@ -95,7 +103,9 @@ class CheckpointManager:
             raise CheckpointNotFoundError(checkpoint_id)
         return checkpoint
 
-    async def list(self, session_id: str, *, include_turns: bool = False) -> builtins.list[SessionCheckpoint]:
+    async def list(
+        self, session_id: str, *, include_turns: bool = False
+    ) -> builtins.list[SessionCheckpoint]:
         """The session's checkpoints, newest first.
 
         By default each state is header-only (``turns == []``, ``turn_count`` set),

@@ -1,0 +1,16 @@
+"""The per-backend manager environment for the checkpoint tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from .harness import PARAMS, EnvFactory, open_env_factory
+
+
+@pytest.fixture(params=PARAMS)
+async def make_env(request: pytest.FixtureRequest) -> AsyncIterator[EnvFactory]:
+    """``make(**config) -> Env`` on one backend (every registered backend in turn)."""
+    async with open_env_factory(request.param) as make:
+        yield make
