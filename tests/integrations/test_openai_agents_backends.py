@@ -1,0 +1,269 @@
+"""The adapter on every conformance backend: round trips, atomicity, concurrency, lifecycle.
+
+Each test runs once per spec of ``tests/stores/backends`` (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import Runner, SQLiteSession
+from agents.memory import SessionSettings
+
+from lexigram.ai.session.exceptions import (
+    SessionCapacityError,
+    SessionClosedError,
+    SessionExpiredError,
+    SessionNotFoundError,
+    SessionTransitionError,
+    SessionValidationError,
+)
+from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
+from lexigram.ai.session.testing.conformance import FakeClock
+
+from .conftest import MakeManager, sample_items
+from .scripted import ScriptedModel, weather_agent, weather_script
+
+
+async def test_every_item_type_round_trips(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    items = sample_items()
+    await adapter.add_items(items[:3])
+    await adapter.add_items(items[3:])
+    assert await adapter.get_items() == items
+    assert await adapter.get_items(limit=4) == items[-4:]
+    # A second store instance on the same namespace (a restart, another process) sees them.
+    other = await make_manager()
+    reopened = await OpenAIAgentsSession.attach(other, adapter.session_id)
+    assert await reopened.get_items() == items
+    turns = await other.get_turns(adapter.session_id)
+    assert [t.role for t in turns] == [
+        "user", "user", "developer", "assistant", "assistant", "tool", "tool",
+        "assistant", "assistant", "tool", "assistant",
+    ]
+    assert turns[4].tool_calls[0]["name"] == "get_weather"
+    header = await other.get_header(adapter.session_id)
+    assert header is not None and header.turn_count == len(items)
+
+
+async def test_runner_history_matches_the_sdk_sqlite_session(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
+    """Items the SDK itself produces (reasoning, function call/output, messages)."""
+    manager = await make_manager()
+    ours = await OpenAIAgentsSession.create(manager, user_id="alice")
+    sdk = SQLiteSession("reference", db_path=tmp_path / "sdk.db")
+    try:
+        for session in (ours, sdk):
+            model = ScriptedModel(weather_script())
+            agent = weather_agent(model)
+            first = await Runner.run(agent, "Weather in Paris?", session=session)
+            assert first.final_output == "It is sunny in Paris."
+            second = await Runner.run(agent, "What did I ask?", session=session)
+            assert second.final_output == "You asked about the weather in Paris."
+            # The third model call saw the first run's history, read from the session.
+            seen = model.inputs[2]
+            assert isinstance(seen, list) and seen[0] == {
+                "role": "user", "content": "Weather in Paris?"
+            }
+        expected = await sdk.get_items()
+        got = await ours.get_items()
+        assert got == expected
+        kinds = [i.get("type", "message") for i in got]
+        assert kinds == [
+            "message", "reasoning", "function_call", "function_call_output",
+            "message", "message", "message",
+        ]
+    finally:
+        sdk.close()
+
+
+async def test_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
+    manager = await make_manager(max_turns_per_session=5)
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await adapter.add_items([{"role": "user", "content": "one"}])
+    with pytest.raises(SessionValidationError) as info:
+        await adapter.add_items([{"role": "user", "content": "two"}, {"no": "type"}])
+    assert info.value.field == "items[1].type"
+    with pytest.raises(SessionCapacityError):
+        await adapter.add_items([{"role": "user", "content": str(i)} for i in range(5)])
+    assert await adapter.get_items() == [{"role": "user", "content": "one"}]
+    header = await manager.get_header(adapter.session_id)
+    assert header is not None and header.turn_count == 1
+
+
+async def test_concurrent_add_items_lose_nothing(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    tasks = 40
+
+    async def writer(n: int) -> None:
+        await adapter.add_items(
+            [{"role": "user", "content": f"q{n}"}, {"role": "assistant", "content": f"a{n}"}]
+        )
+
+    await asyncio.gather(*(writer(n) for n in range(tasks)))
+    items = await adapter.get_items()
+    assert len(items) == 2 * tasks
+    # Each add_items landed whole and contiguous.
+    for first, second in zip(items[::2], items[1::2], strict=True):
+        assert first["content"][1:] == second["content"][1:]
+        assert (first["role"], second["role"]) == ("user", "assistant")
+    assert {i["content"] for i in items} == {f"{p}{n}" for n in range(tasks) for p in "qa"}
+    header = await manager.get_header(adapter.session_id)
+    assert header is not None and header.turn_count == 2 * tasks
+
+
+async def test_concurrent_pops_return_each_item_once(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    items = [{"role": "user", "content": f"m{n}"} for n in range(20)]
+    await adapter.add_items(items)
+    popped = await asyncio.gather(*(adapter.pop_item() for _ in range(25)))
+    got = [p for p in popped if p is not None]
+    assert sorted(got, key=lambda i: int(i["content"][1:])) == items
+    assert popped.count(None) == 5
+    assert await adapter.get_items() == []
+    header = await manager.get_header(adapter.session_id)
+    assert header is not None and header.turn_count == 0
+
+
+def _script(seed: int) -> list[tuple[str, Any]]:
+    rng = random.Random(seed)
+    ops: list[tuple[str, Any]] = []
+    counter = 0
+    pool = sample_items()
+    for _ in range(70):
+        op = rng.choices(["add", "get", "pop", "clear"], weights=[5, 5, 3, 1])[0]
+        if op == "add":
+            batch = []
+            for _ in range(rng.randint(0, 3)):
+                counter += 1
+                item = dict(rng.choice(pool))
+                item["n"] = counter  # tell items apart
+                batch.append(item)
+            ops.append(("add", batch))
+        elif op == "get":
+            ops.append(("get", rng.choice([None, 0, 1, 2, 3, 5, 50, -1, -7])))
+        else:
+            ops.append((op, None))
+    return ops
+
+
+async def _apply(session: Any, op: str, arg: Any) -> Any:
+    if op == "add":
+        return await session.add_items(arg)
+    if op == "get":
+        return await session.get_items() if arg is None else await session.get_items(limit=arg)
+    if op == "pop":
+        return await session.pop_item()
+    return await session.clear_session()
+
+
+@pytest.mark.parametrize("settings_limit", [None, 3])
+async def test_same_results_as_sdk_sqlite_session(
+    make_manager: MakeManager, tmp_path: Path, settings_limit: int | None
+) -> None:
+    """limit / pop / clear semantics, call by call, beside the SDK's SQLiteSession."""
+    settings = SessionSettings(limit=settings_limit)
+    manager = await make_manager()
+    ours = await OpenAIAgentsSession.create(manager, user_id="alice", session_settings=settings)
+    sdk = SQLiteSession("reference", db_path=tmp_path / "sdk.db", session_settings=settings)
+    try:
+        script = _script(seed=9 + (settings_limit or 0))
+        assert {op for op, _ in script} == {"add", "get", "pop", "clear"}
+        compared = 0
+        for step, (op, arg) in enumerate(script):
+            expected = await _apply(sdk, op, arg)
+            got = await _apply(ours, op, arg)
+            assert got == expected, f"step {step}: {op}({arg!r})"
+            compared += expected is not None and expected != []
+            assert await ours.get_items(limit=-1) == await sdk.get_items(limit=-1), f"step {step}"
+        assert compared > 10
+        # Explicit edge cases at the end of the script.
+        for limit in (None, 0, 1, 4, 10_000, -1):
+            assert await ours.get_items(limit) == await sdk.get_items(limit)
+        await ours.clear_session()
+        await sdk.clear_session()
+        assert await ours.pop_item() is None and await sdk.pop_item() is None
+        assert await ours.get_items() == await sdk.get_items() == []
+    finally:
+        sdk.close()
+
+
+async def test_closed_session_refuses_writes_but_reads(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await adapter.add_items([{"role": "user", "content": "hi"}])
+    await manager.close(adapter.session_id)
+    with pytest.raises(SessionClosedError):
+        await adapter.add_items([{"role": "user", "content": "again"}])
+    with pytest.raises(SessionClosedError):
+        await adapter.pop_item()
+    with pytest.raises(SessionClosedError):
+        await adapter.clear_session()
+    assert await adapter.get_items() == [{"role": "user", "content": "hi"}]
+
+
+async def test_turn_cap_closes_the_session(make_manager: MakeManager) -> None:
+    manager = await make_manager(max_turns_per_session=3)
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await adapter.add_items([{"role": "user", "content": str(n)} for n in range(3)])
+    with pytest.raises(SessionClosedError):
+        await adapter.add_items([{"role": "user", "content": "past the cap"}])
+    assert len(await adapter.get_items()) == 3
+
+
+async def test_suspended_session_refuses_writes(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await manager.suspend(adapter.session_id)
+    with pytest.raises(SessionTransitionError):
+        await adapter.add_items([{"role": "user", "content": "hi"}])
+    await manager.resume(adapter.session_id)
+    await adapter.add_items([{"role": "user", "content": "hi"}])
+    assert len(await adapter.get_items()) == 1
+
+
+async def test_expired_session_refuses_writes(make_manager: MakeManager) -> None:
+    manager = await make_manager(session_ttl=60)
+    clock = FakeClock()
+    manager.store.clock = clock
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await adapter.add_items([{"role": "user", "content": "hi"}])
+    clock.advance(61)
+    with pytest.raises(SessionExpiredError):
+        await adapter.add_items([{"role": "user", "content": "late"}])
+    with pytest.raises(SessionExpiredError):
+        await adapter.pop_item()
+    with pytest.raises(SessionExpiredError):
+        await adapter.clear_session()
+    assert await adapter.get_items() == [{"role": "user", "content": "hi"}]
+
+
+async def test_unknown_session_raises_not_found(make_manager: MakeManager) -> None:
+    adapter = OpenAIAgentsSession(await make_manager(), "never-created")
+    with pytest.raises(SessionNotFoundError):
+        await adapter.get_items()
+    with pytest.raises(SessionNotFoundError):
+        await adapter.add_items([{"role": "user", "content": "hi"}])
+    with pytest.raises(SessionNotFoundError):
+        await adapter.pop_item()
+
+
+async def test_turns_written_by_the_manager_are_visible_to_the_sdk(
+    make_manager: MakeManager,
+) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await manager.add_message(adapter.session_id, "user", "from our API")
+    await adapter.add_items([{"role": "assistant", "content": "from the SDK"}])
+    assert await adapter.get_items() == [
+        {"role": "user", "content": "from our API"},
+        {"role": "assistant", "content": "from the SDK"},
+    ]
