@@ -1,0 +1,298 @@
+"""``SessionContext``: the session of the current request, held in a context variable.
+
+One module-level :class:`~contextvars.ContextVar` holds the *binding* of the running
+request (or task): the bound session header, the user it was resolved for and the
+manager that can create a session lazily. Every :class:`SessionContext` instance is a
+view of that binding, so a context resolved from the container (a singleton) sees the
+session the :class:`~lexigram.ai.session.middleware.SessionMiddleware` bound for the
+request being served, and concurrent requests (each in its own task, hence its own
+context copy) never see each other's session.
+
+The binding itself is a small mutable object: a session created lazily with
+:meth:`SessionContext.ensure` inside a copied context (a thread pool, a child task)
+is still seen by the middleware that bound it, which then sets the cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import (
+    SessionError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn_id
+
+__all__ = ["SessionContext", "SessionBinding"]
+
+_LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
+
+
+@dataclass(eq=False)
+class SessionBinding:
+    """What is bound to one request: its session (if any), its user and a manager.
+
+    ``state`` is None until a session is bound or created. ``created`` tells whether
+    :meth:`SessionContext.ensure` created the session during this binding;
+    ``released`` is set when the binding is unbound (views then report no session).
+    """
+
+    state: SessionState | None
+    user_id: str | None
+    manager: SessionManagerImpl | None
+    created: bool = False
+    released: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+
+_CURRENT: ContextVar[SessionBinding | None] = ContextVar(
+    "lexigram_ai_session_binding", default=None
+)
+
+
+class SessionContext:
+    """The session bound to the current request; implements ``SessionContextProtocol``.
+
+    ``session_id`` and ``state`` raise :class:`SessionError` when no session is bound.
+    A context built with a ``session_manager`` can create sessions
+    (:meth:`get_or_create`); inside a request served by the middleware the request's
+    binding also carries the manager, so :meth:`ensure` works on any instance.
+    """
+
+    def __init__(
+        self,
+        session_manager: SessionManagerImpl | None = None,
+        *,
+        _binding: SessionBinding | None = None,
+    ) -> None:
+        if session_manager is not None and not isinstance(session_manager, SessionManagerImpl):
+            raise SessionValidationError(
+                "session_manager",
+                f"expected a SessionManagerImpl, got {type(session_manager).__name__}",
+            )
+        self._manager = session_manager
+        self._pinned = _binding
+
+    # ------------------------------------------------------------- binding
+    def bind(self, state: SessionState | None, *, user_id: str | None = None) -> Token[Any]:
+        """Bind ``state`` (None: no session yet) to the current context; return the token.
+
+        ``user_id`` is the request's user, for whom :meth:`ensure` creates a session
+        (defaults to the owner of ``state``). Pass the token to :meth:`unbind`.
+        """
+        if state is not None and not isinstance(state, SessionState):
+            raise SessionValidationError(
+                "state", f"expected a SessionState, got {type(state).__name__}"
+            )
+        if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
+            raise SessionValidationError(
+                "user_id", f"must be a non-empty string or None, got {user_id!r}"
+            )
+        owner = user_id if user_id is not None else (state.user_id if state is not None else None)
+        binding = SessionBinding(state=state, user_id=owner, manager=self._manager)
+        return _CURRENT.set(binding)
+
+    def unbind(self, token: Token[Any]) -> None:
+        """Undo the :meth:`bind` that returned ``token``; its views then see no session."""
+        binding = _CURRENT.get()
+        _CURRENT.reset(token)
+        if binding is not None:
+            binding.released = True
+
+    def pinned(self) -> SessionContext:
+        """A view fixed to the binding current now, whatever context it is later used in.
+
+        The middleware stores such a view in ``scope["session"]``. Raises
+        :class:`SessionError` when nothing is bound.
+        """
+        binding = self._binding()
+        if binding is None:
+            raise SessionError("no session context is bound to the current request")
+        return SessionContext(self._manager, _binding=binding)
+
+    @property
+    def binding(self) -> SessionBinding | None:
+        """The live binding this context sees (None outside a bound request)."""
+        return self._binding()
+
+    def _binding(self) -> SessionBinding | None:
+        binding = self._pinned if self._pinned is not None else _CURRENT.get()
+        if binding is None or binding.released:
+            return None
+        return binding
+
+    def _require_state(self) -> SessionState:
+        binding = self._binding()
+        if binding is None or binding.state is None:
+            raise SessionError("no session is bound to the current context")
+        return binding.state
+
+    def _require_manager(self, binding: SessionBinding | None) -> SessionManagerImpl:
+        manager = binding.manager if binding is not None and binding.manager else self._manager
+        if manager is None:
+            raise SessionError("this SessionContext has no session manager to create sessions with")
+        return manager
+
+    # ---------------------------------------------------------- properties
+    @property
+    def bound(self) -> bool:
+        """Whether a session is bound to the current context."""
+        binding = self._binding()
+        return binding is not None and binding.state is not None
+
+    @property
+    def session_id(self) -> str:
+        """The bound session's id; raises :class:`SessionError` when none is bound."""
+        return self._require_state().session_id
+
+    @property
+    def state(self) -> SessionState:
+        """The bound session as last read (header only unless :meth:`refresh` ran).
+
+        Raises :class:`SessionError` when no session is bound.
+        """
+        return self._require_state()
+
+    @property
+    def user_id(self) -> str | None:
+        """The user of the current request (an ``anonymous:`` id for anonymous callers)."""
+        binding = self._binding()
+        return None if binding is None else binding.user_id
+
+    @property
+    def created(self) -> bool:
+        """Whether the bound session was created during the current request."""
+        binding = self._binding()
+        return binding is not None and binding.created
+
+    # ------------------------------------------------------------ creation
+    async def ensure(
+        self,
+        *,
+        metadata: dict[str, Any] | None = None,
+        system_prompt: str | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> SessionState:
+        """The bound session, creating one for the request's user when none is bound.
+
+        The new session always gets a fresh id from the manager (never one a client
+        sent). Raises :class:`SessionError` when the request has no user (not
+        authenticated and anonymous sessions not allowed) and
+        ``SessionCapacityError`` when the user is at ``max_sessions_per_user``.
+        """
+        binding = self._binding()
+        if binding is None:
+            raise SessionError("no session context is bound to the current request")
+        async with binding.lock:
+            if binding.state is not None:
+                return binding.state
+            if binding.user_id is None:
+                raise SessionError(
+                    "the request has no user: authenticate it, or set "
+                    "ai_session.allow_anonymous to give anonymous callers sessions"
+                )
+            manager = self._require_manager(binding)
+            state = await manager.create(
+                binding.user_id, metadata, system_prompt=system_prompt, variables=variables
+            )
+            binding.state = state
+            binding.created = True
+            return state
+
+    async def get_or_create(self, user_id: str) -> SessionState:
+        """The bound live session of ``user_id``, else a new session bound in its place.
+
+        Inside a request the user must be the request's user (a
+        :class:`SessionValidationError` names ``user_id`` otherwise). Outside any
+        binding a new session is created and bound to the current context.
+        """
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise SessionValidationError("user_id", f"must be a non-empty string, got {user_id!r}")
+        binding = self._binding()
+        if binding is None:
+            manager = self._require_manager(None)
+            state = await manager.create(user_id)
+            _CURRENT.set(
+                SessionBinding(state=state, user_id=user_id, manager=manager, created=True)
+            )
+            return state
+        if binding.user_id is not None and binding.user_id != user_id:
+            raise SessionValidationError("user_id", "is not the user of the current request")
+        current = binding.state
+        if current is not None and current.user_id == user_id and current.status in _LIVE:
+            return current
+        async with binding.lock:
+            manager = self._require_manager(binding)
+            state = await manager.create(user_id)
+            binding.user_id = user_id
+            binding.state = state
+            binding.created = True
+            return state
+
+    # -------------------------------------------------------- conveniences
+    async def refresh(self) -> SessionState:
+        """Re-read the bound session in full (with its turns) and return it.
+
+        Raises :class:`SessionNotFoundError` (and unbinds the session) when it was
+        deleted meanwhile.
+        """
+        binding = self._binding()
+        if binding is None or binding.state is None:
+            raise SessionError("no session is bound to the current context")
+        state = binding.state
+        manager = self._require_manager(binding)
+        fresh = await manager.get_state(state.session_id)
+        if fresh is None:
+            binding.state = None
+            raise SessionNotFoundError(state.session_id)
+        binding.state = fresh
+        return fresh
+
+    async def turns(self, *, last: int | None = None) -> list[SessionTurn]:
+        """The bound session's live turns (only the newest ``last`` when given)."""
+        state = self._require_state()
+        return await self._require_manager(self._binding()).get_turns(state.session_id, last=last)
+
+    async def add_message(
+        self,
+        role: str,
+        content: str,
+        *,
+        tokens_used: int = 0,
+        cost: float = 0.0,
+        model: str | None = None,
+        provider: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tool_calls: Sequence[dict[str, Any]] | None = None,
+    ) -> SessionTurn:
+        """Append a turn to the bound session and keep :attr:`state` current."""
+        binding = self._binding()
+        state = self._require_state()
+        manager = self._require_manager(binding)
+        turn = SessionTurn(
+            turn_id=new_turn_id(),
+            role=role,
+            content=content,
+            timestamp=datetime.now(UTC),
+            tool_calls=list(tool_calls or []),
+            metadata=dict(metadata or {}),
+            tokens_used=tokens_used,
+            cost=cost,
+            model=model,
+            provider=provider,
+        )
+        header = await manager.add_turns(state.session_id, [turn])
+        if binding is not None and binding.state is state:
+            binding.state = header
+        return turn
+
+    def __repr__(self) -> str:
+        return f"SessionContext(bound={self.bound})"

@@ -1,0 +1,163 @@
+"""The session cookie: a value signed with itsdangerous, and its ``Set-Cookie`` header.
+
+The cookie carries ``{"sid": <session id>}`` plus, for an anonymous caller, its
+anonymous id (``"anon"``), serialised and signed by
+:class:`itsdangerous.URLSafeTimedSerializer` with the configured ``cookie_secret``.
+A value whose signature does not verify (forged, tampered, signed with another
+secret) or that is older than ``session_ttl`` decodes to None and is ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+from lexigram.contracts.core.config import Environment
+from lexigram.contracts.exceptions.config import ConfigurationError
+from lexigram.logging import get_logger
+
+from lexigram.ai.session.config import SessionConfig
+
+__all__ = [
+    "CookieCodec",
+    "CookiePayload",
+    "cookie_secret",
+    "delete_cookie_header",
+    "is_valid_id",
+    "read_cookie",
+    "set_cookie_header",
+]
+
+logger = get_logger(__name__)
+
+_SALT = "lexigram.ai.session.cookie"
+_ID = re.compile(r"[A-Za-z0-9_\-.:~]{1,200}")
+_process_secret: str | None = None
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether ``value`` looks like an id this library issues (URL-safe, <= 200 chars)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class CookiePayload:
+    """The verified content of a session cookie."""
+
+    session_id: str | None
+    anonymous_id: str | None = None
+
+
+class CookieCodec:
+    """Signs and verifies session cookie values with one secret."""
+
+    def __init__(self, secret: str, *, max_age: int | None) -> None:
+        if not isinstance(secret, str) or not secret:
+            raise ConfigurationError("ai_session.cookie_secret: must be a non-empty string")
+        self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
+        self._max_age = max_age
+
+    def encode(self, session_id: str | None, anonymous_id: str | None = None) -> str:
+        """The signed cookie value for ``session_id`` (and the caller's anonymous id)."""
+        data: dict[str, str] = {}
+        if session_id is not None:
+            data["sid"] = session_id
+        if anonymous_id is not None:
+            data["anon"] = anonymous_id
+        value = self._serializer.dumps(data)
+        return value if isinstance(value, str) else value.decode("ascii")
+
+    def decode(self, value: str) -> CookiePayload | None:
+        """The payload of a genuine, unexpired value; None for anything else."""
+        if not value or len(value) > 4096:
+            return None
+        try:
+            data = self._serializer.loads(value, max_age=self._max_age)
+        except BadData:
+            return None
+        if not isinstance(data, dict):
+            return None
+        sid = data.get("sid")
+        anon = data.get("anon")
+        for item in (sid, anon):
+            if item is not None and not is_valid_id(item):
+                return None
+        return CookiePayload(session_id=sid, anonymous_id=anon)
+
+
+def cookie_secret(config: SessionConfig) -> str:
+    """The secret cookies are signed with.
+
+    ``config.cookie_secret`` when set. Without one, production refuses to start
+    (:class:`ConfigurationError` naming ``cookie_secret``); any other environment gets
+    a random per-process secret and a warning: cookies then stop verifying after a
+    restart and differ between worker processes.
+    """
+    global _process_secret
+    if config.cookie_secret:
+        if len(config.cookie_secret) < 32:
+            logger.warning("ai_session.web.short_cookie_secret", length=len(config.cookie_secret))
+        return config.cookie_secret
+    if config.environment == Environment.PRODUCTION:
+        raise ConfigurationError(
+            "ai_session.cookie_secret: session cookies need a signing secret in production "
+            "(set LEX_AI_SESSION__COOKIE_SECRET, or cookie_name: null to disable cookies)"
+        )
+    if _process_secret is None:
+        _process_secret = secrets.token_urlsafe(32)
+        logger.warning(
+            "ai_session.web.ephemeral_cookie_secret",
+            detail="no ai_session.cookie_secret: cookies are signed with a per-process "
+            "random secret and will not survive a restart",
+        )
+    return _process_secret
+
+
+def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of cookie ``name`` in the request headers (first occurrence), or None."""
+    for key, raw in headers:
+        if key.lower() != b"cookie":
+            continue
+        for part in raw.decode("latin-1").split(";"):
+            cookie_name, sep, value = part.strip().partition("=")
+            if sep and cookie_name.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value
+    return None
+
+
+def _attributes(config: SessionConfig, *, secure: bool) -> list[str]:
+    samesite = config.cookie_samesite.capitalize()
+    attrs = [f"Path={config.cookie_path}"]
+    if config.cookie_domain:
+        attrs.append(f"Domain={config.cookie_domain}")
+    attrs += ["HttpOnly", f"SameSite={samesite}"]
+    # Browsers drop SameSite=None cookies that are not Secure.
+    if secure or samesite == "None":
+        attrs.append("Secure")
+    return attrs
+
+
+def set_cookie_header(config: SessionConfig, value: str, *, secure: bool) -> tuple[bytes, bytes]:
+    """The ``Set-Cookie`` header carrying ``value`` (Max-Age = session_ttl when > 0)."""
+    if config.cookie_name is None:
+        raise ConfigurationError("ai_session.cookie_name: cookies are disabled")
+    parts = [f"{config.cookie_name}={value}"]
+    if config.session_ttl > 0:
+        parts.append(f"Max-Age={config.session_ttl}")
+    parts += _attributes(config, secure=secure)
+    return b"set-cookie", "; ".join(parts).encode("latin-1")
+
+
+def delete_cookie_header(config: SessionConfig, *, secure: bool) -> tuple[bytes, bytes]:
+    """A ``Set-Cookie`` header that removes the session cookie."""
+    if config.cookie_name is None:
+        raise ConfigurationError("ai_session.cookie_name: cookies are disabled")
+    parts = [f'{config.cookie_name}=""', "Max-Age=0", "Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+    parts += _attributes(config, secure=secure)
+    return b"set-cookie", "; ".join(parts).encode("latin-1")

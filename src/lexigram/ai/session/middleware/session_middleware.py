@@ -1,0 +1,197 @@
+"""``SessionMiddleware``: binds the caller's own session to each HTTP/WebSocket request.
+
+Pure ASGI (no web framework needed): wrap any ASGI application (Starlette, FastAPI,
+...) with it. For each ``http`` and ``websocket`` scope it works out the request's
+user and the session it may use (:mod:`.resolution`), binds a
+:class:`~lexigram.ai.session.context.SessionContext` for the duration of the call and
+stores a view of it in ``scope["session"]``. ``lifespan`` and any other scope type
+pass through untouched.
+
+Sessions are created lazily: only when the application calls
+``await scope["session"].ensure()``. The response then carries the new session's
+signed cookie (HttpOnly, SameSite, Secure on https, Max-Age = ``session_ttl``) and
+its id in the ``config.header_name`` header.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from lexigram.logging import get_logger
+
+from lexigram.ai.session.config import SessionConfig, coerce_config
+from lexigram.ai.session.context.session_context import SessionBinding, SessionContext
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.middleware.cookies import (
+    CookieCodec,
+    cookie_secret,
+    delete_cookie_header,
+    set_cookie_header,
+)
+from lexigram.ai.session.middleware.identity import UserResolver
+from lexigram.ai.session.middleware.resolution import Rejection, Resolution, resolve_request
+
+__all__ = ["ASGIApp", "ManagerSource", "SessionMiddleware"]
+
+logger = get_logger(__name__)
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+ManagerSource = Callable[[], "SessionManagerImpl | Awaitable[SessionManagerImpl]"]
+"""A zero-argument callable giving the manager, called on the first request."""
+
+_SESSION_SCOPES = frozenset({"http", "websocket"})
+_START_MESSAGES = frozenset({"http.response.start", "websocket.accept"})
+_GONE = frozenset({Rejection.UNKNOWN, Rejection.CLOSED, Rejection.EXPIRED})
+
+
+class SessionMiddleware:
+    """ASGI middleware binding the caller's own session to each request.
+
+    ``session_manager`` is the :class:`SessionManagerImpl` or a zero-argument
+    callable returning it (sync or async, called once on the first request; handy
+    when the manager only exists after the application's lifespan booted lexigram).
+    ``config`` defaults to the manager's. ``user_resolver`` replaces the default
+    reading of ``scope["user"]``. Built without ``app`` (e.g. from the container),
+    use :meth:`wrap` to get the middleware around an application.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        *,
+        session_manager: SessionManagerImpl | ManagerSource,
+        config: SessionConfig | dict[str, Any] | None = None,
+        user_resolver: UserResolver | None = None,
+    ) -> None:
+        self.app = app
+        self._manager: SessionManagerImpl | None = None
+        self._source: ManagerSource | None = None
+        if isinstance(session_manager, SessionManagerImpl):
+            self._manager = session_manager
+        elif callable(session_manager):
+            self._source = session_manager
+        else:
+            raise SessionValidationError(
+                "session_manager",
+                f"expected a SessionManagerImpl or a callable returning one, "
+                f"got {type(session_manager).__name__}",
+            )
+        if config is None:
+            if self._manager is None:
+                raise SessionValidationError(
+                    "config", "required when session_manager is a callable"
+                )
+            config = self._manager.config
+        self.config = coerce_config(config)
+        if user_resolver is not None and not callable(user_resolver):
+            raise SessionValidationError("user_resolver", "must be callable")
+        self.user_resolver = user_resolver
+        self.codec: CookieCodec | None = None
+        if self.config.cookie_name is not None:
+            ttl = self.config.session_ttl
+            self.codec = CookieCodec(cookie_secret(self.config), max_age=ttl if ttl > 0 else None)
+
+    def wrap(self, app: ASGIApp) -> SessionMiddleware:
+        """This middleware (same manager, config, resolver and secret) around ``app``."""
+        wrapped = object.__new__(SessionMiddleware)
+        wrapped.__dict__.update(self.__dict__)
+        wrapped.app = app
+        return wrapped
+
+    async def session_manager(self) -> SessionManagerImpl:
+        """The manager (resolving the ``session_manager`` callable on first use)."""
+        if self._manager is not None:
+            return self._manager
+        assert self._source is not None
+        result = self._source()
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, SessionManagerImpl):
+            raise SessionValidationError(
+                "session_manager",
+                f"the callable returned {type(result).__name__}, not a SessionManagerImpl",
+            )
+        self._manager = result
+        return result
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if self.app is None:
+            raise RuntimeError(
+                "SessionMiddleware has no application: build it with app= or use .wrap(app)"
+            )
+        if scope.get("type") not in _SESSION_SCOPES:
+            await self.app(scope, receive, send)
+            return
+        manager = await self.session_manager()
+        resolution = await resolve_request(
+            scope,
+            manager=manager,
+            config=self.config,
+            codec=self.codec,
+            user_resolver=self.user_resolver,
+        )
+        context = SessionContext(manager)
+        token = context.bind(resolution.state, user_id=resolution.user_id)
+        view = context.pinned()
+        binding = view.binding
+        assert binding is not None
+        scope["session"] = view
+        secure = scope.get("scheme") in ("https", "wss")
+        started = False
+
+        async def send_with_cookie(message: Message) -> None:
+            nonlocal started
+            if not started and message.get("type") in _START_MESSAGES:
+                started = True
+                extra = self._response_headers(binding, resolution, secure=secure)
+                if extra:
+                    message = dict(message)
+                    message["headers"] = [*(message.get("headers") or []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cookie)
+        finally:
+            context.unbind(token)
+            if binding.created and not started:
+                logger.warning(
+                    "ai_session.web.session_created_after_response",
+                    detail="call ensure() before the response starts so the cookie can be set",
+                )
+
+    def _response_headers(
+        self, binding: SessionBinding, resolution: Resolution, *, secure: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """The headers to add to the response start for what happened to the session."""
+        headers: list[tuple[bytes, bytes]] = []
+        state = binding.state
+        if binding.created and state is not None:
+            headers.append(
+                (self.config.header_name.lower().encode("latin-1"), state.session_id.encode())
+            )
+        if self.codec is None:
+            return headers
+        anonymous_id = (
+            resolution.anonymous_id
+            if state is not None and state.user_id == binding.user_id
+            else None
+        )
+        if state is not None and (binding.created or resolution.source == "cookie"):
+            # New session, or sliding renewal of the one the cookie carried.
+            value = self.codec.encode(state.session_id, anonymous_id)
+            headers.append(set_cookie_header(self.config, value, secure=secure))
+        elif resolution.cookie_rejected or (
+            resolution.source == "cookie" and resolution.rejection in _GONE
+        ):
+            headers.append(delete_cookie_header(self.config, secure=secure))
+        return headers
+
+    def __repr__(self) -> str:
+        return f"SessionMiddleware(app={self.app!r}, backend={self.config.backend!r})"
