@@ -1,0 +1,477 @@
+"""``GroupSession``: several agents take turns in one persisted session.
+
+A run appends the opening message as a user turn, then asks the turn manager who
+speaks, calls that agent with the turns it may see (through :class:`RoleIsolation`),
+and appends its reply as an assistant turn, until a termination condition, the round
+budget, an agent failure or the session's turn cap ends it. Every turn carries the
+group's turn-taking state (see :mod:`.turn_state`) in the same atomic append, so a run
+interrupted by a crash continues with ``run(..., resume=True)`` on any backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.ai.llm import LLMClientProtocol
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from lexigram.logging import get_logger
+from lexigram.result import Result
+
+from lexigram.ai.session.exceptions import (
+    SessionCapacityError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn_id
+from lexigram.ai.session.multi_agent._checks import (
+    require_int,
+    require_name,
+    require_positive_number,
+)
+from lexigram.ai.session.multi_agent.agent import (
+    AgentReply,
+    GroupAgent,
+    GroupMember,
+    check_agent,
+    reply_from_value,
+)
+from lexigram.ai.session.multi_agent.isolation import RoleIsolation
+from lexigram.ai.session.multi_agent.strategy import build_turn_manager
+from lexigram.ai.session.multi_agent.termination import (
+    MaxRoundsTermination,
+    TerminationCondition,
+    TerminationContext,
+)
+from lexigram.ai.session.multi_agent.turn_managers import TurnContext, TurnManager
+from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY, GroupTurnState, RunStatus
+from lexigram.ai.session.stores._common import check_append
+
+__all__ = ["DEFAULT_MAX_ROUNDS", "GroupSession"]
+
+logger = get_logger(__name__)
+
+DEFAULT_MAX_ROUNDS = 10
+"""Round budget of a new run when ``max_rounds`` is not given."""
+
+
+@dataclass
+class _Run:
+    """The mutable bookkeeping of one run in progress."""
+
+    session_id: str
+    header: SessionState
+    history: list[SessionTurn]
+    state: GroupTurnState
+    termination: TerminationCondition
+
+
+class GroupSession:
+    """Several agents conversing in one session, one turn at a time.
+
+    ``turn_manager`` defaults to the config's ``default_turn_strategy`` (``llm`` is
+    needed for ``llm_directed``); ``role_isolation`` to :class:`RoleIsolation`. The
+    group holds at most ``config.max_agents_per_group`` agents. ``termination`` is
+    checked after every agent turn, besides the round budget of each run.
+    ``history_limit`` caps how many stored turns a run loads for its agents (all by
+    default); ``agent_timeout`` (seconds) turns a slow agent into a failure.
+    """
+
+    def __init__(
+        self,
+        session_manager: SessionManagerImpl,
+        turn_manager: TurnManager | None = None,
+        role_isolation: RoleIsolation | None = None,
+        *,
+        termination: TerminationCondition | None = None,
+        llm: LLMClientProtocol | None = None,
+        history_limit: int | None = None,
+        agent_timeout: float | None = None,
+    ) -> None:
+        for attr in ("add_turns", "get_turns", "get_header", "get_state", "config"):
+            if not hasattr(session_manager, attr):
+                raise SessionValidationError(
+                    "session_manager",
+                    f"expected a SessionManagerImpl, got {type(session_manager).__name__} "
+                    f"(it has no {attr!r})",
+                )
+        self.manager = session_manager
+        self.config = session_manager.config
+        if turn_manager is None:
+            turn_manager = build_turn_manager(self.config.default_turn_strategy, llm=llm)
+        elif not callable(getattr(turn_manager, "select_next", None)):
+            raise SessionValidationError(
+                "turn_manager", f"expected a TurnManager, got {type(turn_manager).__name__}"
+            )
+        if role_isolation is not None and not isinstance(role_isolation, RoleIsolation):
+            raise SessionValidationError(
+                "role_isolation", f"expected a RoleIsolation, got {type(role_isolation).__name__}"
+            )
+        if termination is not None and not isinstance(termination, TerminationCondition):
+            raise SessionValidationError(
+                "termination", f"expected a TerminationCondition, got {type(termination).__name__}"
+            )
+        if history_limit is not None:
+            require_int("history_limit", history_limit, 1)
+        if agent_timeout is not None:
+            require_positive_number("agent_timeout", agent_timeout)
+        self.turn_manager: TurnManager = turn_manager
+        self.role_isolation = role_isolation or RoleIsolation()
+        self.termination = termination
+        self.history_limit = history_limit
+        self.agent_timeout = agent_timeout
+        self._members: dict[str, GroupMember] = {}
+
+    # ---------------------------------------------------------------- roster
+    @property
+    def max_agents(self) -> int:
+        """How many agents the group may hold (``max_agents_per_group``)."""
+        return self.config.max_agents_per_group
+
+    @property
+    def agent_names(self) -> list[str]:
+        """Names of the members, in the order they joined."""
+        return list(self._members)
+
+    @property
+    def members(self) -> tuple[GroupMember, ...]:
+        """The members, in the order they joined."""
+        return tuple(self._members.values())
+
+    def add_agent(
+        self,
+        agent: GroupAgent,
+        role: str = "participant",
+        *,
+        priority: int = 0,
+        topics: Iterable[str] = (),
+    ) -> GroupMember:
+        """Add ``agent``; raises ``SessionCapacityError`` past ``max_agents_per_group``.
+
+        ``priority`` orders :class:`PriorityTurnManager` (higher first); ``topics``
+        are keywords :class:`TopicBasedTurnManager` routes to this agent.
+        """
+        name = check_agent(agent)
+        if name in self._members:
+            raise SessionValidationError(
+                "agent.name", f"an agent named {name!r} is already in the group"
+            )
+        require_name("role", role)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise SessionValidationError("priority", f"must be an integer, got {priority!r}")
+        if isinstance(topics, str) or not isinstance(topics, Iterable):
+            raise SessionValidationError("topics", f"expected a list of keywords, got {topics!r}")
+        topic_list = tuple(topics)
+        for topic in topic_list:
+            require_name("topics", topic)
+        if len(self._members) >= self.max_agents:
+            raise SessionCapacityError(
+                f"the group already has max_agents_per_group={self.max_agents} agents; "
+                f"cannot add {name!r}"
+            )
+        member = GroupMember(
+            agent=agent, role=role, priority=priority, topics=tuple(t.strip() for t in topic_list)
+        )
+        self._members[name] = member
+        return member
+
+    def remove_agent(self, name: str) -> bool:
+        """Remove the agent called ``name``; False when there is none."""
+        return self._members.pop(name, None) is not None
+
+    # ------------------------------------------------------------------- run
+    async def run(
+        self,
+        session_id: str,
+        initial_message: str | None = None,
+        *,
+        max_rounds: int | None = None,
+        resume: bool = False,
+    ) -> SessionState:
+        """Run the conversation to its end and return the session's final state.
+
+        See :meth:`stream`; the reason the run ended is in the last turn's
+        ``metadata["group"]["reason"]`` (also :meth:`run_state`).
+        """
+        async for _ in self.stream(
+            session_id, initial_message, max_rounds=max_rounds, resume=resume
+        ):
+            pass
+        state = await self.manager.get_state(session_id)
+        if state is None:
+            raise SessionNotFoundError(session_id)
+        return state
+
+    async def stream(
+        self,
+        session_id: str,
+        initial_message: str | None = None,
+        *,
+        max_rounds: int | None = None,
+        resume: bool = False,
+    ) -> AsyncIterator[SessionTurn]:
+        """Run the conversation, yielding each turn once it is stored.
+
+        A new run appends ``initial_message`` as a user turn and lasts at most
+        ``max_rounds`` rounds (default 10; a round is as many agent turns as the
+        group has agents). With ``resume=True`` and an unfinished run as the newest
+        turn of the session, that run continues where it stopped (with its own round
+        budget unless ``max_rounds`` is given) and ``initial_message`` is ignored; if
+        the newest turn ended a run, nothing happens; otherwise a new run starts.
+        """
+        require_name("session_id", session_id)
+        if max_rounds is not None:
+            require_int("max_rounds", max_rounds, 1)
+        if not self._members:
+            raise SessionValidationError(
+                "agents", "the group has no agents; call add_agent() first"
+            )
+        header = await self.manager.get_header(session_id)
+        if header is None:
+            raise SessionNotFoundError(session_id)
+        _require_writable(header, self.config.max_turns_per_session)
+
+        previous = await self._last_state(session_id) if resume else None
+        if previous is not None and previous.status != "running":
+            return
+        if previous is not None and previous.running:
+            run = await self._resume(header, previous, max_rounds)
+        else:
+            if not isinstance(initial_message, str):
+                raise SessionValidationError(
+                    "initial_message",
+                    f"a new run needs the opening message as a string, got {initial_message!r}",
+                )
+            run, opening = await self._open(
+                header, initial_message, max_rounds or DEFAULT_MAX_ROUNDS
+            )
+            yield opening
+        while run.state.running and run.header.status == SessionStatus.ACTIVE:
+            yield await self._step(run)
+
+    async def run_state(self, session_id: str) -> GroupTurnState | None:
+        """The turn-taking state of the session's newest turn (None: not a group turn)."""
+        return await self._last_state(session_id)
+
+    # ------------------------------------------------------------- internals
+    async def _last_state(self, session_id: str) -> GroupTurnState | None:
+        last = await self.manager.get_turns(session_id, last=1)
+        return GroupTurnState.from_turn(last[0]) if last else None
+
+    async def _load_history(self, session_id: str) -> list[SessionTurn]:
+        return await self.manager.get_turns(session_id, last=self.history_limit)
+
+    def _termination(self, max_rounds: int) -> TerminationCondition:
+        budget = MaxRoundsTermination(max_rounds)
+        return budget if self.termination is None else self.termination | budget
+
+    async def _resume(
+        self, header: SessionState, previous: GroupTurnState, max_rounds: int | None
+    ) -> _Run:
+        if previous.next_speaker not in self._members:
+            raise SessionValidationError(
+                "roster",
+                f"cannot resume session {header.session_id!r}: the next speaker "
+                f"{previous.next_speaker!r} is not in the group (members: {self.agent_names})",
+            )
+        rounds = max_rounds or previous.max_rounds
+        logger.info(
+            "ai_session.group.resumed",
+            session_id=header.session_id,
+            run_id=previous.run_id,
+            round=previous.round,
+            next_speaker=previous.next_speaker,
+        )
+        return _Run(
+            session_id=header.session_id,
+            header=header,
+            history=await self._load_history(header.session_id),
+            state=replace(previous, max_rounds=rounds),
+            termination=self._termination(rounds),
+        )
+
+    async def _open(
+        self, header: SessionState, message: str, max_rounds: int
+    ) -> tuple[_Run, SessionTurn]:
+        session_id = header.session_id
+        history = await self._load_history(session_id)
+        turn = _turn("user", message)
+        state = GroupTurnState(
+            run_id=uuid.uuid4().hex,
+            round=0,
+            step=0,
+            speaker=None,
+            next_speaker=None,
+            roster=tuple(self._members),
+            spoken=(),
+            max_rounds=max_rounds,
+        )
+        run = _Run(session_id, header, history, state, self._termination(max_rounds))
+        state = await self._plan_next(run, turn, state, speaker=None)
+        return run, await self._record(run, turn, state)
+
+    async def _step(self, run: _Run) -> SessionTurn:
+        speaker = run.state.next_speaker
+        assert speaker is not None  # guaranteed by run.state.running
+        member = self._members.get(speaker)
+        round_, step = run.state.next_position(len(self._members))
+        spoken = run.state.spoken if speaker in run.state.spoken else (*run.state.spoken, speaker)
+        base = replace(
+            run.state,
+            round=round_,
+            step=step,
+            speaker=speaker,
+            roster=tuple(self._members),
+            spoken=spoken,
+        )
+        if member is None:
+            return await self._fail(run, base, speaker, None, "left the group before its turn")
+        visible = self.role_isolation.filter_for_agent(run.history, member)
+        message = visible[-1].content if visible else ""
+        reply, error = await self._invoke(member, message, visible[:-1])
+        if reply is None:
+            return await self._fail(run, base, speaker, member.role, error or "no reply")
+        metadata = {**reply.metadata, "agent": speaker, "agent_role": member.role, "round": round_}
+        turn = _turn(
+            "assistant",
+            reply.content,
+            metadata=metadata,
+            tokens_used=reply.tokens_used,
+            cost=float(reply.cost),
+            model=reply.model,
+            provider=reply.provider,
+        )
+        reason = self._stop_reason(run, turn, base)
+        if reason is not None:
+            state = replace(base, next_speaker=None, status="finished", reason=reason)
+        else:
+            state = await self._plan_next(run, turn, base, speaker=speaker)
+        return await self._record(run, turn, state)
+
+    def _stop_reason(self, run: _Run, turn: SessionTurn, state: GroupTurnState) -> str | None:
+        context = TerminationContext(
+            turn=turn,
+            speaker=state.speaker or "",
+            round=state.round,
+            step=state.step,
+            roster_size=len(self._members),
+            spoken=frozenset(state.spoken),
+            total_tokens=run.header.total_tokens + turn.tokens_used,
+            total_cost=run.header.total_cost + turn.cost,
+        )
+        reason = run.termination.check(context)
+        cap = self.config.max_turns_per_session
+        if reason is None and run.header.turn_count + 1 >= cap:
+            reason = f"session reached max_turns_per_session ({cap})"
+        return reason
+
+    async def _plan_next(
+        self, run: _Run, turn: SessionTurn, state: GroupTurnState, *, speaker: str | None
+    ) -> GroupTurnState:
+        """``state`` with the next speaker chosen; a failed choice ends the run."""
+        round_, step = state.next_position(len(self._members))
+        context = TurnContext(
+            session_id=run.session_id,
+            roster=self.members,
+            turns=[*run.history, turn],
+            last_speaker=speaker,
+            round=round_,
+            step=step,
+        )
+        try:
+            chosen = await self.turn_manager.select_next(context)
+        except Exception as exc:
+            logger.warning(
+                "ai_session.group.turn_manager_failed", session_id=run.session_id, error=str(exc)
+            )
+            return _ended(state, "failed", f"turn manager failed: {_describe(exc)}")
+        if chosen is None:
+            return _ended(state, "finished", "the turn manager ended the conversation")
+        if chosen not in self._members:
+            return _ended(
+                state, "failed", f"turn manager chose {chosen!r}, who is not in the group"
+            )
+        return replace(state, next_speaker=chosen, status="running", reason=None)
+
+    async def _invoke(
+        self, member: GroupMember, message: str, history: Sequence[SessionTurn]
+    ) -> tuple[AgentReply | None, str | None]:
+        """Call the agent; (reply, None) on ``Ok``, (None, reason) on anything else."""
+        try:
+            outcome: Any = member.agent.execute(message=message, history=list(history))
+            if inspect.isawaitable(outcome):
+                if self.agent_timeout is None:
+                    outcome = await outcome
+                else:
+                    outcome = await asyncio.wait_for(outcome, self.agent_timeout)
+        except TimeoutError:
+            return None, f"timed out after {self.agent_timeout:g}s"
+        except Exception as exc:
+            return None, f"raised {_describe(exc)}"
+        if not isinstance(outcome, Result):
+            return (
+                None,
+                f"execute() returned {type(outcome).__name__}, expected a lexigram.result Result",
+            )
+        if outcome.is_err():
+            return None, f"returned Err({_describe(outcome.unwrap_err())})"
+        try:
+            return reply_from_value(outcome.unwrap()), None
+        except SessionValidationError as exc:
+            return None, str(exc)
+
+    async def _fail(
+        self, run: _Run, state: GroupTurnState, speaker: str, role: str | None, error: str
+    ) -> SessionTurn:
+        reason = f"agent {speaker!r} failed: {error}"
+        logger.warning(
+            "ai_session.group.agent_failed", session_id=run.session_id, agent=speaker, error=error
+        )
+        metadata: dict[str, Any] = {"agent": speaker, "round": state.round, "error": error}
+        if role is not None:
+            metadata["agent_role"] = role
+        turn = _turn("system", reason, metadata=metadata)
+        return await self._record(run, turn, _ended(state, "failed", reason))
+
+    async def _record(self, run: _Run, turn: SessionTurn, state: GroupTurnState) -> SessionTurn:
+        stored = replace(turn, metadata={**turn.metadata, GROUP_KEY: state.to_metadata()})
+        run.header = await self.manager.add_turns(run.session_id, [stored])
+        run.history.append(stored)
+        if self.history_limit is not None and len(run.history) > self.history_limit:
+            del run.history[: len(run.history) - self.history_limit]
+        run.state = state
+        return stored
+
+
+def _turn(
+    role: str, content: str, *, metadata: dict[str, Any] | None = None, **fields: Any
+) -> SessionTurn:
+    return SessionTurn(
+        turn_id=new_turn_id(),
+        role=role,
+        content=content,
+        timestamp=datetime.now(UTC),
+        metadata=dict(metadata or {}),
+        **fields,
+    )
+
+
+def _ended(state: GroupTurnState, status: RunStatus, reason: str) -> GroupTurnState:
+    return replace(state, next_speaker=None, status=status, reason=reason)
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, BaseException):
+        text = str(error)
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return str(error)
+
+
+def _require_writable(header: SessionState, max_turns: int) -> None:
+    """Refuse to start on a session that cannot take another turn (same errors as a write)."""
+    check_append(header.session_id, header.status, header.turn_count, 1, max_turns)
