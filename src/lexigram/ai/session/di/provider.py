@@ -31,7 +31,9 @@ async def _optional(resolver: Any, service_type: Any) -> Any:
     try:
         if hasattr(resolver, "has") and not resolver.has(service_type):
             return None
-        return await resolver.resolve_optional(service_type)
+        # A factory receives a ServiceResolver, which has no resolve_optional.
+        getter = getattr(resolver, "resolve_optional", None) or resolver.resolve
+        return await getter(service_type)
     except Exception:
         return None
 
