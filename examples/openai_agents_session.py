@@ -1,0 +1,155 @@
+"""An OpenAI Agents SDK ``Runner`` whose history lives in a lexigram session on SQLite.
+
+The model is scripted (the SDK's ``Model`` interface): no network, no API key.
+
+Run:  python examples/openai_agents_session.py [--db PATH] [--in-memory]
+Needs: pip install 'lexigram-ai-session[openai-agents]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LEX_QUIET", "1")
+os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
+
+from agents import Agent, Runner, function_tool, set_tracing_disabled
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.models.interface import Model
+from agents.usage import Usage
+from lexigram.contracts.ai.session import SessionState
+from lexigram.logging import configure_logging
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputItem,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseReasoningItem,
+)
+from openai.types.responses.response_reasoning_item import Summary
+
+from lexigram import Application
+
+configure_logging(level="WARNING")  # before the session module logs its import
+
+from lexigram.ai.session import SessionModule  # noqa: E402
+from lexigram.ai.session.config import SessionConfig  # noqa: E402
+from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession  # noqa: E402
+from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
+
+set_tracing_disabled(True)  # nothing leaves the machine
+
+
+class ScriptedModel(Model):
+    """Answers with the next scripted list of output items."""
+
+    def __init__(self, responses: list[list[ResponseOutputItem]]) -> None:
+        self.responses = responses
+
+    async def get_response(  # type: ignore[override]
+        self, system_instructions: str | None, input: str | list[TResponseInputItem],
+        *args: Any, **kwargs: Any,
+    ) -> ModelResponse:
+        return ModelResponse(output=self.responses.pop(0), usage=Usage(), response_id=None)
+
+    def stream_response(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        raise NotImplementedError
+
+
+def _say(msg_id: str, text: str) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id=msg_id, type="message", role="assistant", status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny, 21°C in {city}"
+
+
+SCRIPT: list[list[ResponseOutputItem]] = [
+    # run 1, model call 1: think, then call the tool
+    [
+        ResponseReasoningItem(
+            id="rs_1", type="reasoning",
+            summary=[Summary(type="summary_text", text="Look the weather up.")],
+        ),
+        ResponseFunctionToolCall(
+            id="fc_1", call_id="call_1", name="get_weather",
+            arguments='{"city": "Paris"}', type="function_call",
+        ),
+    ],
+    # run 1, model call 2: answer from the tool output
+    [_say("msg_1", "It is sunny and 21°C in Paris.")],
+    # run 2: answer from the history the session gave back
+    [_say("msg_2", "You asked about the weather in Paris.")],
+]
+
+
+def _config(db_path: Path, in_memory: bool) -> SessionConfig:
+    if in_memory:
+        return SessionConfig(backend="in_memory", auto_checkpoint_interval=None)
+    return SessionConfig(
+        backend="database",
+        database_url=f"sqlite+aiosqlite:///{db_path}",
+        auto_checkpoint_interval=None,
+    )
+
+
+def _print_turns(state: SessionState) -> None:
+    for n, turn in enumerate(state.turns, 1):
+        kind = turn.metadata.get("openai_item_type", "-")
+        calls = f"  tool_calls={turn.tool_calls}" if turn.tool_calls else ""
+        print(f"  {n}. {turn.role:>9} [{kind}] {turn.content}{calls}")
+    print(f"  turn_count={state.turn_count} status={state.status.value}")
+
+
+async def main(db_path: Path, in_memory: bool) -> None:
+    config = _config(db_path, in_memory)
+    agent = Agent(
+        name="weather",
+        instructions="Answer briefly.",
+        model=ScriptedModel([list(r) for r in SCRIPT]),
+        tools=[get_weather],
+    )
+    where = "in memory" if in_memory else f"SQLite file {db_path}"
+    module = SessionModule.configure(config, enable_cleanup_scheduler=False)
+    async with Application.boot(modules=[module]) as app:
+        manager = await app.container.resolve(SessionManagerImpl)
+        session = await OpenAIAgentsSession.create(manager, user_id="alice")
+        first = await Runner.run(agent, "What's the weather in Paris?", session=session)
+        print(f"run 1: {first.final_output}")
+        second = await Runner.run(agent, "What did I just ask you?", session=session)
+        print(f"run 2: {second.final_output}")
+        state = await manager.get_state(session.session_id)
+        assert state is not None
+        print(f"\nstored turns of session {session.session_id} ({where}):")
+        _print_turns(state)
+    if in_memory:
+        return
+    # A fresh application on the same file: the history survived the restart.
+    module = SessionModule.configure(config, enable_cleanup_scheduler=False)
+    async with Application.boot(modules=[module]) as app:
+        manager = await app.container.resolve(SessionManagerImpl)
+        reopened = await OpenAIAgentsSession.attach(manager, session.session_id)
+        items = await reopened.get_items(limit=2)
+        print(f"\nafter a restart, get_items(limit=2) -> {items}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, help="SQLite file (default: a new temporary file)")
+    parser.add_argument("--in-memory", action="store_true", help="use the in-memory backend")
+    args = parser.parse_args()
+    db = args.db or Path(tempfile.mkdtemp(prefix="lexigram-agents-")) / "sessions.db"
+    asyncio.run(main(db, args.in_memory))
