@@ -1,0 +1,191 @@
+"""SessionContext: contextvar binding, the contract protocol, lazy creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+
+import pytest
+from lexigram.contracts.ai.session import SessionContextProtocol, SessionStatus
+from lexigram.contracts.ai.session import SessionError as ContractSessionError
+
+from lexigram.ai.session.context import SessionContext
+from lexigram.ai.session.exceptions import (
+    SessionError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+
+@pytest.fixture
+def manager() -> SessionManagerImpl:
+    return SessionManagerImpl(InMemorySessionStore(), {"max_sessions_per_user": 3})
+
+
+def test_implements_the_contract_protocol(manager: SessionManagerImpl) -> None:
+    assert isinstance(SessionContext(manager), SessionContextProtocol)
+    assert isinstance(SessionContext(), SessionContextProtocol)
+
+
+def test_unbound_context_raises_session_error() -> None:
+    context = SessionContext()
+    assert context.bound is False and context.user_id is None and context.created is False
+    with pytest.raises(SessionError):
+        _ = context.session_id
+    with pytest.raises(ContractSessionError):  # the contract's error, as the protocol says
+        _ = context.state
+    with pytest.raises(SessionError):
+        context.pinned()
+
+
+async def test_bind_and_unbind(manager: SessionManagerImpl) -> None:
+    state = await manager.create("alice")
+    context = SessionContext(manager)
+    other_view = SessionContext()  # any instance sees the current binding
+    token = context.bind(state)
+    try:
+        assert context.session_id == state.session_id and context.state == state
+        assert other_view.session_id == state.session_id
+        assert context.user_id == "alice" and context.bound
+    finally:
+        context.unbind(token)
+    assert not context.bound and not other_view.bound
+
+
+async def test_nested_bind_restores_the_outer_session(manager: SessionManagerImpl) -> None:
+    outer, inner = await manager.create("alice"), await manager.create("alice")
+    context = SessionContext(manager)
+    outer_token = context.bind(outer)
+    inner_token = context.bind(inner)
+    assert context.session_id == inner.session_id
+    context.unbind(inner_token)
+    assert context.session_id == outer.session_id
+    context.unbind(outer_token)
+    assert not context.bound
+
+
+async def test_pinned_view_survives_other_contexts_and_dies_with_unbind(
+    manager: SessionManagerImpl,
+) -> None:
+    state = await manager.create("alice")
+    context = SessionContext(manager)
+    token = context.bind(state)
+    view = context.pinned()
+    # seen from a context where nothing is bound
+    empty = contextvars.Context()
+    assert empty.run(lambda: view.session_id) == state.session_id
+    assert empty.run(lambda: SessionContext().bound) is False
+    context.unbind(token)
+    assert view.bound is False
+
+
+async def test_tasks_do_not_see_each_others_binding(manager: SessionManagerImpl) -> None:
+    context = SessionContext(manager)
+    states = [await manager.create(f"user{i}") for i in range(3)]
+
+    async def work(i: int) -> tuple[str, str]:
+        token = context.bind(states[i])
+        try:
+            await asyncio.sleep(0.01 * (3 - i))
+            return states[i].session_id, context.session_id
+        finally:
+            context.unbind(token)
+
+    for expected, seen in await asyncio.gather(*(work(i) for i in range(3))):
+        assert expected == seen
+    assert not context.bound
+
+
+async def test_ensure_creates_once_for_the_bound_user(manager: SessionManagerImpl) -> None:
+    context = SessionContext(manager)
+    token = context.bind(None, user_id="alice")
+    try:
+        assert not context.bound
+        first = await context.ensure(metadata={"via": "test"}, system_prompt="be brief")
+        second = await context.ensure()
+        assert first is second and context.created
+        assert first.user_id == "alice" and first.metadata == {"via": "test"}
+        assert first.system_prompt == "be brief"
+        assert await manager.count_live_sessions("alice") == 1
+    finally:
+        context.unbind(token)
+
+
+async def test_ensure_without_user_or_binding_is_refused(manager: SessionManagerImpl) -> None:
+    context = SessionContext(manager)
+    with pytest.raises(SessionError, match="bound"):
+        await context.ensure()
+    token = context.bind(None)
+    try:
+        with pytest.raises(SessionError, match="no user"):
+            await context.ensure()
+    finally:
+        context.unbind(token)
+
+
+async def test_get_or_create_returns_the_bound_live_session(manager: SessionManagerImpl) -> None:
+    state = await manager.create("alice")
+    context = SessionContext(manager)
+    token = context.bind(state, user_id="alice")
+    try:
+        assert await context.get_or_create("alice") is state
+        with pytest.raises(SessionValidationError, match="user_id"):
+            await context.get_or_create("mallory")
+        with pytest.raises(SessionValidationError, match="user_id"):
+            await context.get_or_create("")
+    finally:
+        context.unbind(token)
+
+
+async def test_get_or_create_outside_a_request_binds_a_new_session(
+    manager: SessionManagerImpl,
+) -> None:
+    context = SessionContext(manager)
+
+    async def run() -> tuple[str, str]:
+        state = await context.get_or_create("bob")
+        again = await context.get_or_create("bob")
+        return state.session_id, again.session_id
+
+    # in a task, so the binding does not leak into this test's context
+    first, second = await asyncio.create_task(run())
+    assert first == second
+    assert not context.bound
+    header = await manager.get_header(first)
+    assert header is not None and header.user_id == "bob" and header.status == SessionStatus.ACTIVE
+
+
+async def test_get_or_create_without_manager_is_a_clear_error() -> None:
+    with pytest.raises(SessionError, match="manager"):
+        await SessionContext().get_or_create("alice")
+
+
+async def test_add_message_refresh_and_turns(manager: SessionManagerImpl) -> None:
+    state = await manager.create("alice")
+    context = SessionContext(manager)
+    token = context.bind(state)
+    try:
+        await context.add_message("user", "hello")
+        await context.add_message("assistant", "hi", tokens_used=3)
+        assert context.state.turn_count == 2 and context.state.total_tokens == 3
+        assert [t.content for t in await context.turns()] == ["hello", "hi"]
+        assert [t.content for t in await context.turns(last=1)] == ["hi"]
+        full = await context.refresh()
+        assert [t.role for t in full.turns] == ["user", "assistant"]
+        await manager.delete(state.session_id)
+        with pytest.raises(SessionNotFoundError):
+            await context.refresh()
+        assert not context.bound
+    finally:
+        context.unbind(token)
+
+
+def test_bad_arguments_name_the_field(manager: SessionManagerImpl) -> None:
+    with pytest.raises(SessionValidationError, match="session_manager"):
+        SessionContext(object())  # type: ignore[arg-type]
+    with pytest.raises(SessionValidationError, match="state"):
+        SessionContext(manager).bind("nope")  # type: ignore[arg-type]
+    with pytest.raises(SessionValidationError, match="user_id"):
+        SessionContext(manager).bind(None, user_id=" ")
