@@ -1,0 +1,237 @@
+"""Our OpenAI Agents SDK adapter against the SDK's own ``SQLiteSession``, in one run.
+
+Run:  python benchmarks/openai_agents.py [--n 200] [--backends in_memory,sqlite,...]
+
+Measured, per backend (ours) and for the SDK's file-backed ``SQLiteSession``:
+
+* ``add_items`` of one item into a session holding 10 items (one add per session,
+  ``n`` sessions);
+* ``add_items`` of one item into a session holding 5,000 items (``n`` adds);
+* ``get_items(limit=50)`` on that 5,000-item session (``n`` reads).
+
+Our backends: in-memory always; SQLite through ``SessionConfig(backend="database")``
+when ``stores/database.py`` is importable; and every ``BenchBackend`` that the
+``benchmarks/backends_*.py`` modules declare (Redis, PostgreSQL, ... when present).
+Our manager runs with ``auto_checkpoint_interval=None`` (the SDK has no checkpoints)
+and a turn cap above the session sizes. Prints medians, p99s and ratios ours/SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LEX_QUIET", "1")
+os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
+
+from agents import SQLiteSession
+from lexigram.logging import configure_logging
+
+configure_logging(level="WARNING")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import BenchBackend, median_ms, p99_ms  # noqa: E402
+
+from lexigram.ai.session.config import SessionConfig  # noqa: E402
+from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession  # noqa: E402
+from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
+from lexigram.ai.session.stores.base import SessionStore  # noqa: E402
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore  # noqa: E402
+
+BIG = 5_000
+SMALL = 10
+LIMIT = 50
+MANAGER_CONFIG: dict[str, Any] = {
+    "auto_checkpoint_interval": None,
+    "max_turns_per_session": 1_000_000,
+    "max_sessions_per_user": 1_000_000,
+    "session_ttl": 0,
+}
+
+
+def item(n: int) -> dict[str, Any]:
+    """A typical assistant message item (~250 bytes of JSON)."""
+    return {
+        "id": f"msg_{n}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [
+            {
+                "type": "output_text",
+                "text": f"Answer number {n}: " + "the quick brown fox jumps over a dog. " * 3,
+                "annotations": [],
+            }
+        ],
+    }
+
+
+# ------------------------------------------------------------------ backends
+async def _memory_store() -> SessionStore:
+    store = InMemorySessionStore()
+    await store.initialize()
+    return store
+
+
+async def _close(store: SessionStore) -> None:
+    await store.close()
+
+
+def _sqlite_backend(tmp: Path) -> BenchBackend | None:
+    if importlib.util.find_spec("lexigram.ai.session.stores.database") is None:
+        return None
+    from lexigram.ai.session.stores.registry import create_store
+
+    async def make() -> SessionStore:
+        url = f"sqlite+aiosqlite:///{tmp / 'lexigram.db'}"
+        store = create_store(SessionConfig(backend="database", database_url=url))
+        await store.initialize()
+        return store
+
+    return BenchBackend(name="sqlite (ours)", make_store=make, drop_store=_close)
+
+
+def _plugged_backends() -> list[BenchBackend]:
+    """``BACKENDS`` of every ``benchmarks/backends_*.py``."""
+    found: list[BenchBackend] = []
+    for path in sorted(Path(__file__).resolve().parent.glob("backends_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a backend whose driver/server is missing
+            print(f"  (skipping {path.name}: {exc})")
+            continue
+        found.extend(getattr(module, "BACKENDS", []))
+    return found
+
+
+# ------------------------------------------------------------------ timing
+@dataclass
+class Result:
+    """Timings of one implementation."""
+
+    name: str
+    add_small: list[float]
+    add_big: list[float]
+    get_big: list[float]
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return time.perf_counter() - start
+
+
+async def _measure(
+    name: str, open_session: Callable[[], Awaitable[Any]], n: int
+) -> Result:
+    """Run the three measurements on sessions opened by ``open_session``."""
+    small = [await open_session() for _ in range(n)]
+    for s in small:
+        await s.add_items([item(i) for i in range(SMALL)])
+    add_small = [await _timed(lambda s=s: s.add_items([item(SMALL)])) for s in small]
+
+    big = await open_session()
+    for start in range(0, BIG, 250):
+        await big.add_items([item(i) for i in range(start, start + 250)])
+    get_big = []
+    for _ in range(n):
+        get_big.append(await _timed(lambda: big.get_items(limit=LIMIT)))
+    got = await big.get_items(limit=LIMIT)
+    assert [i["id"] for i in got] == [f"msg_{i}" for i in range(BIG - LIMIT, BIG)], name
+    add_big = [await _timed(lambda k=k: big.add_items([item(BIG + k)])) for k in range(n)]
+    return Result(name, add_small, add_big, get_big)
+
+
+async def bench_ours(backend: BenchBackend, n: int) -> Result:
+    """Our adapter over ``backend``'s store."""
+    store = await backend.make_store()
+    try:
+        manager = SessionManagerImpl(store, MANAGER_CONFIG)
+        counter = iter(range(1_000_000))
+
+        async def open_session() -> OpenAIAgentsSession:
+            return await OpenAIAgentsSession.create(manager, user_id=f"user-{next(counter)}")
+
+        return await _measure(backend.name, open_session, n)
+    finally:
+        await backend.drop_store(store)
+
+
+async def bench_sdk(tmp: Path, n: int) -> Result:
+    """The SDK's ``SQLiteSession`` on a file."""
+    path = tmp / "sdk.db"
+    opened: list[SQLiteSession] = []
+    counter = iter(range(1_000_000))
+
+    async def open_session() -> SQLiteSession:
+        session = SQLiteSession(f"s{next(counter)}", db_path=path)
+        opened.append(session)
+        return session
+
+    try:
+        return await _measure("SDK SQLiteSession (file)", open_session, n)
+    finally:
+        for session in opened:
+            session.close()
+
+
+def _report(results: list[Result], reference: Result) -> None:
+    rows = [
+        ("add_items(1) @10", "add_small"),
+        (f"add_items(1) @{BIG}", "add_big"),
+        (f"get_items(limit={LIMIT}) @{BIG}", "get_big"),
+    ]
+    for label, attr in rows:
+        print(f"\n{label}")
+        ref = median_ms(getattr(reference, attr))
+        for r in [reference, *results]:
+            samples = getattr(r, attr)
+            med = median_ms(samples)
+            ratio = "" if r is reference else f"  x{med / ref:.2f} of SDK"
+            print(f"  {r.name:<28} median {med:7.3f} ms   p99 {p99_ms(samples):7.3f} ms{ratio}")
+
+
+async def main(n: int, only: set[str] | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmpdir:
+        tmp = Path(tmpdir)
+        backends = [
+            BenchBackend(name="in_memory (ours)", make_store=_memory_store, drop_store=_close)
+        ]
+        sqlite = _sqlite_backend(tmp)
+        if sqlite is None:
+            print("  (SQLite store not available yet: stores/database.py is missing)")
+        else:
+            backends.append(sqlite)
+        backends.extend(_plugged_backends())
+        if only:
+            backends = [b for b in backends if b.name.split()[0] in only]
+        print(f"n={n}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        reference = await bench_sdk(tmp, n)
+        results = []
+        for backend in backends:
+            print(f"  running {backend.name} ...")
+            results.append(await bench_ours(backend, n))
+        _report(results, reference)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="samples per measurement")
+    parser.add_argument("--backends", help="comma-separated names to run (default: all)")
+    args = parser.parse_args()
+    wanted = set(args.backends.split(",")) if args.backends else None
+    asyncio.run(main(args.n, wanted))
