@@ -141,6 +141,8 @@ class SessionCleanupScheduler:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        # Sweeps already running hold the event just set; later manual sweeps run in full.
+        self._stop = asyncio.Event()
 
     def _next_delay(self, first: bool) -> float:
         if first:
@@ -150,10 +152,11 @@ class SessionCleanupScheduler:
         return self.interval_s + random.uniform(-spread, spread)
 
     async def _run(self) -> None:
+        stop = self._stop
         first = True
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self._next_delay(first))
+                await asyncio.wait_for(stop.wait(), timeout=self._next_delay(first))
                 return
             except TimeoutError:
                 pass
@@ -166,6 +169,7 @@ class SessionCleanupScheduler:
     # ------------------------------------------------------------------ sweep
     async def sweep(self, *, progress: SweepProgress | None = None) -> SweepReport:
         """Expire idle sessions, then purge ended ones older than ``purge_after_s``; one pass."""
+        stop = self._stop
         async with self._lock:
             tel = telemetry()
             backend = self.store.backend_name
@@ -174,9 +178,9 @@ class SessionCleanupScheduler:
             expired = purged = skipped = 0
             try:
                 with tel.span("ai_session.sweep", {"ai_session.backend": backend}) as span:
-                    expired, skipped = await self._expire_phase(progress)
-                    if not self._stop.is_set():
-                        purged, more_skipped = await self._purge_phase(progress)
+                    expired, skipped = await self._expire_phase(stop, progress)
+                    if not stop.is_set():
+                        purged, more_skipped = await self._purge_phase(stop, progress)
                         skipped += more_skipped
                     if span is not None:
                         span.set_attribute("ai_session.sweep.expired", expired)
@@ -195,7 +199,7 @@ class SessionCleanupScheduler:
                 purged=purged,
                 skipped=skipped,
                 seconds=seconds,
-                interrupted=self._stop.is_set(),
+                interrupted=stop.is_set(),
             )
             self.last_report = report
             if expired or purged:
@@ -204,9 +208,11 @@ class SessionCleanupScheduler:
                 )
             return report
 
-    async def _expire_phase(self, progress: SweepProgress | None) -> tuple[int, int]:
+    async def _expire_phase(
+        self, stop: asyncio.Event, progress: SweepProgress | None
+    ) -> tuple[int, int]:
         done = skipped = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             ids = await self.store.find_expired(limit=self.batch_size)
             if not ids:
                 break
@@ -222,12 +228,14 @@ class SessionCleanupScheduler:
                 break
         return done, skipped
 
-    async def _purge_phase(self, progress: SweepProgress | None) -> tuple[int, int]:
+    async def _purge_phase(
+        self, stop: asyncio.Event, progress: SweepProgress | None
+    ) -> tuple[int, int]:
         now = self.store.now()
         cutoff = now - timedelta(seconds=self.purge_after_s)
         until = now + timedelta(seconds=self.tombstone_s)
         done = skipped = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             ids = await self.store.find_purgeable(older_than=cutoff, limit=self.batch_size)
             if not ids:
                 break
