@@ -14,6 +14,7 @@ import pytest
 from agents import Runner, SQLiteSession
 from agents.memory import SessionSettings
 
+from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import (
     SessionCapacityError,
     SessionClosedError,
@@ -267,3 +268,26 @@ async def test_turns_written_by_the_manager_are_visible_to_the_sdk(
         {"role": "user", "content": "from our API"},
         {"role": "assistant", "content": "from the SDK"},
     ]
+
+
+async def test_fork_checkpoint_and_restore_a_conversation(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    branches = BranchManager(manager.store)
+    main = await OpenAIAgentsSession.create(
+        manager, user_id="alice", session_settings={"limit": 10}
+    )
+    base = [{"role": "user", "content": "plan a trip"}, {"role": "assistant", "content": "where?"}]
+    await main.add_items(base)
+    checkpoint = await manager.checkpoint(main.session_id)
+    branch = await main.fork(branches, "try-rome")
+    assert branch.session_id != main.session_id
+    assert branch.session_settings == main.session_settings
+    await branch.add_items([{"role": "user", "content": "Rome"}])
+    await main.add_items([{"role": "user", "content": "Oslo"}])
+    assert await branch.get_items() == [*base, {"role": "user", "content": "Rome"}]
+    assert await main.get_items() == [*base, {"role": "user", "content": "Oslo"}]
+    await manager.restore(checkpoint.checkpoint_id)
+    assert await main.get_items() == base
+    merged = await branches.merge(main.session_id, branch.session_id)
+    assert merged.turn_count == 3
+    assert await main.get_items() == [*base, {"role": "user", "content": "Rome"}]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agents.memory.session_settings import SessionSettings
 
+from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 from lexigram.ai.session.integrations.openai_agents.mapping import item_to_turn, turn_to_item
 from lexigram.ai.session.manager.core import SessionManagerImpl
@@ -171,6 +172,22 @@ class OpenAIAgentsSession:
     async def clear_session(self) -> None:
         """Remove every item of the history (the session itself stays, with its settings)."""
         await self.manager.clear_turns(self.session_id)
+
+    # ------------------------------------------------------------- branching
+    async def fork(
+        self,
+        branches: BranchManager,
+        branch_name: str,
+        *,
+        from_checkpoint: str | None = None,
+    ) -> OpenAIAgentsSession:
+        """Fork this conversation: a new session (same settings) holding its items so far.
+
+        The fork point is now, or ``from_checkpoint``. The branch is an SDK session of
+        its own; merge it back with ``branches.merge(self.session_id, branch.session_id)``.
+        """
+        state = await branches.fork(self.session_id, branch_name, from_checkpoint=from_checkpoint)
+        return type(self)(self.manager, state.session_id, session_settings=self.session_settings)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(session_id={self.session_id!r})"
