@@ -42,13 +42,16 @@ class SessionBinding:
 
     ``state`` is None until a session is bound or created. ``created`` tells whether
     :meth:`SessionContext.ensure` created the session during this binding;
-    ``released`` is set when the binding is unbound (views then report no session).
+    ``ended`` that :meth:`SessionContext.end` closed it (the middleware then removes
+    the cookie); ``released`` is set when the binding is unbound (views then report
+    no session).
     """
 
     state: SessionState | None
     user_id: str | None
     manager: SessionManagerImpl | None
     created: bool = False
+    ended: bool = False
     released: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -236,6 +239,24 @@ class SessionContext:
             binding.state = state
             binding.created = True
             return state
+
+    async def end(self) -> None:
+        """Close the bound session (e.g. on logout) and unbind it from the request.
+
+        The middleware then deletes the session cookie. Raises :class:`SessionError`
+        when no session is bound.
+        """
+        binding = self._binding()
+        if binding is None or binding.state is None:
+            raise SessionError("no session is bound to the current context")
+        manager = self._require_manager(binding)
+        async with binding.lock:
+            state = binding.state
+            if state is None:
+                return
+            await manager.close(state.session_id)
+            binding.state = None
+            binding.ended = True
 
     # -------------------------------------------------------- conveniences
     async def refresh(self) -> SessionState:

@@ -187,8 +187,10 @@ class SessionMiddleware:
             # New session, or sliding renewal of the one the cookie carried.
             value = self.codec.encode(state.session_id, anonymous_id)
             headers.append(set_cookie_header(self.config, value, secure=secure))
-        elif resolution.cookie_rejected or (
-            resolution.source == "cookie" and resolution.rejection in _GONE
+        elif (
+            binding.ended
+            or resolution.cookie_rejected
+            or (resolution.source == "cookie" and resolution.rejection in _GONE)
         ):
             headers.append(delete_cookie_header(self.config, secure=secure))
         return headers
