@@ -1,0 +1,154 @@
+"""``SessionAnalytics``: what one session did, computed from its state."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionTurn
+
+from lexigram.ai.session.exceptions import SessionValidationError
+
+__all__ = ["SessionAnalytics", "compute", "tool_names"]
+
+_USER_ROLES = frozenset({"user", "human"})
+_REPLY_ROLES = frozenset({"assistant", "ai", "agent"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAnalytics:
+    """Figures of one session.
+
+    * ``total_turns``/``total_tokens``/``total_cost`` — from the turns when the
+      state carries them, else from the state's stored counters.
+    * ``duration_seconds`` — ``created_at`` to the last activity (the later of
+      ``updated_at`` and the newest turn's timestamp).
+    * ``agents_used`` — distinct ``metadata["agent"]`` values of the turns, in order
+      of first appearance (group sessions tag each agent turn this way).
+    * ``tools_invoked`` — tool name -> number of calls, from each turn's
+      ``tool_calls`` (``name``, ``function.name``, ``tool`` or ``tool_name``).
+    * ``avg_response_time_ms`` — mean time from a user turn to the first assistant
+      turn after it (before the next user turn); None when there is no such pair.
+    * ``models_used`` / ``providers_used`` — distinct ``model`` / ``provider`` values.
+    """
+
+    session_id: str
+    total_turns: int
+    total_tokens: int
+    total_cost: float
+    duration_seconds: float
+    agents_used: tuple[str, ...] = ()
+    tools_invoked: Mapping[str, int] = field(default_factory=dict)
+    avg_response_time_ms: float | None = None
+    models_used: tuple[str, ...] = ()
+    user_id: str = ""
+    status: str = ""
+    providers_used: tuple[str, ...] = ()
+    turns_by_role: Mapping[str, int] = field(default_factory=dict)
+    response_count: int = 0
+    error_turns: int = 0
+    first_turn_at: datetime | None = None
+    last_turn_at: datetime | None = None
+
+    @property
+    def tool_calls(self) -> int:
+        """Total number of tool calls."""
+        return sum(self.tools_invoked.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO-8601, tuples as lists)."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+            elif isinstance(value, tuple):
+                data[key] = list(value)
+            elif isinstance(value, Mapping):
+                data[key] = dict(value)
+        return data
+
+
+def tool_names(tool_calls: Iterable[Any]) -> list[str]:
+    """The tool names of a turn's ``tool_calls`` (OpenAI, Anthropic and flat shapes)."""
+    names: list[str] = []
+    for call in tool_calls:
+        if not isinstance(call, Mapping):
+            continue
+        function = call.get("function")
+        name = None
+        if isinstance(function, Mapping):
+            name = function.get("name")
+        for key in ("name", "tool", "tool_name"):
+            if name:
+                break
+            name = call.get(key)
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
+def _distinct(values: Iterable[Any]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for value in values:
+        if isinstance(value, str) and value:
+            seen.setdefault(value, None)
+    return tuple(seen)
+
+
+def _response_gaps_ms(turns: Sequence[SessionTurn]) -> list[float]:
+    gaps: list[float] = []
+    asked: datetime | None = None
+    for turn in turns:
+        role = turn.role.lower()
+        if role in _USER_ROLES:
+            asked = turn.timestamp
+        elif role in _REPLY_ROLES and asked is not None:
+            gap = (turn.timestamp - asked).total_seconds() * 1000.0
+            if gap >= 0:
+                gaps.append(gap)
+            asked = None
+    return gaps
+
+
+def compute(state: SessionState) -> SessionAnalytics:
+    """The :class:`SessionAnalytics` of ``state`` (full state, or header-only for totals)."""
+    if not isinstance(state, SessionState):
+        kind = type(state).__name__
+        raise SessionValidationError("state", f"expected a SessionState, got {kind}")
+    turns = list(state.turns)
+    if turns:
+        total_turns = len(turns)
+        total_tokens = sum(t.tokens_used for t in turns)
+        total_cost = float(sum(t.cost for t in turns))
+    else:
+        total_turns, total_tokens = state.turn_count, state.total_tokens
+        total_cost = float(state.total_cost)
+    last_activity = max([state.updated_at, *(t.timestamp for t in turns)])
+    duration = max((last_activity - state.created_at).total_seconds(), 0.0)
+    tools: Counter[str] = Counter()
+    for turn in turns:
+        tools.update(tool_names(turn.tool_calls))
+    gaps = _response_gaps_ms(turns)
+    status = state.status.value if hasattr(state.status, "value") else str(state.status)
+    return SessionAnalytics(
+        session_id=state.session_id,
+        total_turns=total_turns,
+        total_tokens=total_tokens,
+        total_cost=total_cost,
+        duration_seconds=duration,
+        agents_used=_distinct(t.metadata.get("agent") for t in turns),
+        tools_invoked=dict(tools),
+        avg_response_time_ms=sum(gaps) / len(gaps) if gaps else None,
+        models_used=_distinct(t.model for t in turns),
+        user_id=state.user_id,
+        status=status,
+        providers_used=_distinct(t.provider for t in turns),
+        turns_by_role=dict(Counter(t.role for t in turns)),
+        response_count=len(gaps),
+        error_turns=sum(1 for t in turns if t.metadata.get("error")),
+        first_turn_at=min((t.timestamp for t in turns), default=None),
+        last_turn_at=max((t.timestamp for t in turns), default=None),
+    )
