@@ -6,6 +6,7 @@ Each test runs once per spec of ``tests/stores/backends`` (see ``conftest.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,25 @@ async def test_fork_checkpoint_and_restore_a_conversation(make_manager: MakeMana
     merged = await branches.merge(main.session_id, branch.session_id)
     assert merged.turn_count == 3
     assert await main.get_items() == [*base, {"role": "user", "content": "Rome"}]
+
+
+async def test_a_cancelled_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    batch = [{"role": "user", "content": f"m{n}"} for n in range(20)]
+    outcomes = set()
+    for delay in (0, 1, 2, 3, 5, 8):
+        await adapter.clear_session()
+        task = asyncio.create_task(adapter.add_items(batch))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        items = await adapter.get_items()
+        assert items in ([], batch), f"delay {delay}: {len(items)} items"
+        outcomes.add(len(items))
+    # The session is still usable afterwards.
+    await adapter.add_items([{"role": "user", "content": "after"}])
+    assert (await adapter.get_items(limit=1)) == [{"role": "user", "content": "after"}]
+    assert outcomes <= {0, len(batch)}, outcomes

@@ -7,6 +7,9 @@ Every protocol call is one manager call, hence one atomic store operation:
 * ``pop_item()`` -> ``manager.pop_turn(id)``;
 * ``clear_session()`` -> ``manager.clear_turns(id)``.
 
+A write whose caller is cancelled still runs to its end before the cancellation
+propagates, so its outcome is settled (as with the SDK's own sessions).
+
 The session's lifecycle rules hold: writes to a closed, expired or suspended session
 raise ``SessionClosedError`` / ``SessionExpiredError`` / ``SessionTransitionError``,
 and reaching ``max_turns_per_session`` closes it. Reading works in every status.
@@ -14,9 +17,10 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agents.memory.session_settings import SessionSettings
 
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
     from agents.memory import Session
 
 __all__ = ["OpenAIAgentsSession"]
+
+_T = TypeVar("_T")
 
 
 def _coerce_settings(value: Any) -> SessionSettings:
@@ -45,6 +51,27 @@ def _coerce_settings(value: Any) -> SessionSettings:
     raise SessionValidationError(
         "session_settings", f"expected SessionSettings or a dict, got {type(value).__name__}"
     )
+
+
+async def _settle(write: Awaitable[_T]) -> _T:
+    """Run a write to completion even when the caller is cancelled meanwhile.
+
+    The store makes each write atomic; this makes its outcome settled before a
+    cancellation propagates (no transaction abandoned half-way on a pooled
+    connection), as the SDK's own sessions do. The cancellation is re-raised after.
+    """
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation wins
+        raise
 
 
 def _check_limit(limit: Any) -> int | None:
@@ -162,16 +189,16 @@ class OpenAIAgentsSession:
         turns = [
             item_to_turn(item, now=now, field=f"items[{index}]") for index, item in enumerate(items)
         ]
-        await self.manager.add_turns(self.session_id, turns)
+        await _settle(self.manager.add_turns(self.session_id, turns))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
-        turn = await self.manager.pop_turn(self.session_id)
+        turn = await _settle(self.manager.pop_turn(self.session_id))
         return None if turn is None else cast("TResponseInputItem", turn_to_item(turn))
 
     async def clear_session(self) -> None:
         """Remove every item of the history (the session itself stays, with its settings)."""
-        await self.manager.clear_turns(self.session_id)
+        await _settle(self.manager.clear_turns(self.session_id))
 
     # ------------------------------------------------------------- branching
     async def fork(
