@@ -314,3 +314,17 @@ async def test_a_cancelled_add_items_is_all_or_nothing(make_manager: MakeManager
     await adapter.add_items([{"role": "user", "content": "after"}])
     assert (await adapter.get_items(limit=1)) == [{"role": "user", "content": "after"}]
     assert outcomes <= {0, len(batch)}, outcomes
+
+
+async def test_control_characters_and_big_numbers_survive(make_manager: MakeManager) -> None:
+    """Tool outputs can carry NUL and other control characters; nothing may be lost."""
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    items = [
+        {"type": "function_call_output", "call_id": "c1", "output": "a\u0000b\u001f\u2028c 🎉"},
+        {"role": "user", "content": "x", "n": 2**62, "f": 1e-300, "neg": -0.5, "t": True},
+        {"role": "user", "content": "", "nested": {"deep": [[{"k": None}]]}},
+    ]
+    await adapter.add_items(items)
+    other = await make_manager()
+    assert await OpenAIAgentsSession(other, adapter.session_id).get_items() == items
