@@ -18,7 +18,9 @@ async def _optional_llm(resolver: Any) -> LLMClientProtocol | None:
     try:
         if hasattr(resolver, "has") and not resolver.has(LLMClientProtocol):
             return None
-        client: LLMClientProtocol | None = await resolver.resolve_optional(LLMClientProtocol)
+        # A factory gets a ServiceResolver, which has resolve() but no resolve_optional().
+        getter = getattr(resolver, "resolve_optional", None) or resolver.resolve
+        client: LLMClientProtocol | None = await getter(LLMClientProtocol)
     except Exception:
         return None
     return client
