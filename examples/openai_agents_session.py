@@ -52,13 +52,13 @@ class ScriptedModel(Model):
     def __init__(self, responses: list[list[ResponseOutputItem]]) -> None:
         self.responses = responses
 
-    async def get_response(  # type: ignore[override]
+    async def get_response(
         self, system_instructions: str | None, input: str | list[TResponseInputItem],
         *args: Any, **kwargs: Any,
     ) -> ModelResponse:
         return ModelResponse(output=self.responses.pop(0), usage=Usage(), response_id=None)
 
-    def stream_response(  # type: ignore[override]
+    def stream_response(
         self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[TResponseStreamEvent]:
         raise NotImplementedError

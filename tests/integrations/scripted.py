@@ -30,7 +30,7 @@ class ScriptedModel(Model):
         self.responses = list(responses)
         self.inputs: list[str | list[TResponseInputItem]] = []
 
-    async def get_response(  # type: ignore[override]
+    async def get_response(
         self, system_instructions: str | None, input: str | list[TResponseInputItem],
         *args: Any, **kwargs: Any,
     ) -> ModelResponse:
@@ -39,7 +39,7 @@ class ScriptedModel(Model):
             raise AssertionError("the scripted model ran out of responses")
         return ModelResponse(output=self.responses.pop(0), usage=Usage(), response_id=None)
 
-    def stream_response(  # type: ignore[override]
+    def stream_response(
         self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[TResponseStreamEvent]:
         raise NotImplementedError("the scripted model does not stream")
