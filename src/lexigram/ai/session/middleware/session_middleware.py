@@ -108,7 +108,8 @@ class SessionMiddleware:
         """The manager (resolving the ``session_manager`` callable on first use)."""
         if self._manager is not None:
             return self._manager
-        assert self._source is not None
+        if self._source is None:  # pragma: no cover - __init__ sets one of the two
+            raise RuntimeError("SessionMiddleware has no session manager")
         result = self._source()
         if inspect.isawaitable(result):
             result = await result
@@ -141,7 +142,8 @@ class SessionMiddleware:
         token = context.bind(resolution.state, user_id=resolution.user_id)
         view = context.pinned()
         binding = view.binding
-        assert binding is not None
+        if binding is None:  # pragma: no cover - bind() just set it
+            raise RuntimeError("the session binding vanished")
         scope["session"] = view
         secure = scope.get("scheme") in ("https", "wss")
         started = False
