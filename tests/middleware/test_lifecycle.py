@@ -235,3 +235,36 @@ async def test_httpx_transport_sanity(world: World) -> None:
         transport=httpx.ASGITransport(app=world.middleware(app)), base_url="http://t"
     ) as http:
         assert (await http.get("/")).json() == {"has": True}
+
+
+async def test_session_created_after_the_response_started_is_reported(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lexigram.ai.session.middleware import session_middleware
+
+    warnings: list[str] = []
+
+    class Recorder:
+        def warning(self, event: str, **fields: Any) -> None:
+            warnings.append(event)
+
+    monkeypatch.setattr(session_middleware, "logger", Recorder())
+
+    async def late(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await scope["session"].ensure()
+        await send({"type": "http.response.body", "body": b"late"})
+
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        await scope["session"].ensure()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"early"})
+
+    async with client(world.middleware(late, user_resolver=user_from_header)) as http:
+        response = await http.post("/", headers={"x-user": "alice"})
+    assert response.headers.get_list("set-cookie") == [] and len(world.created) == 1
+    assert warnings == ["ai_session.web.session_created_after_response"]
+    async with client(world.middleware(early, user_resolver=user_from_header)) as http:
+        response = await http.post("/", headers={"x-user": "alice"})
+    assert len(response.headers.get_list("set-cookie")) == 1
+    assert warnings == ["ai_session.web.session_created_after_response"]  # no new warning

@@ -147,11 +147,13 @@ class SessionMiddleware:
         scope["session"] = view
         secure = scope.get("scheme") in ("https", "wss")
         started = False
+        announced = False  # whether the response start reported a created session
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started
+            nonlocal started, announced
             if not started and message.get("type") in _START_MESSAGES:
                 started = True
+                announced = binding.created
                 extra = self._response_headers(binding, resolution, secure=secure)
                 if extra:
                     message = dict(message)
@@ -162,7 +164,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send_with_cookie)
         finally:
             context.unbind(token)
-            if binding.created and not started:
+            if started and binding.created and not announced:
                 logger.warning(
                     "ai_session.web.session_created_after_response",
                     detail="call ensure() before the response starts so the cookie can be set",
