@@ -8,6 +8,10 @@ from typing import Any
 _NAMES = {
     "SessionContext": "lexigram.ai.session.context.session_context",
     "RelevanceContextPruner": "lexigram.ai.session.context.pruner",
+    "PruneResult": "lexigram.ai.session.context.pruner",
+    "TokenCounter": "lexigram.ai.session.context.tokens",
+    "HeuristicTokenCounter": "lexigram.ai.session.context.tokens",
+    "CallableTokenCounter": "lexigram.ai.session.context.tokens",
 }
 
 __all__ = sorted(_NAMES)
