@@ -346,3 +346,24 @@ async def test_checkpoint_hooks_fire(make_env: EnvFactory) -> None:
     cp = await manager.checkpoint(sid)
     await manager.restore(cp.checkpoint_id)
     assert seen == [("created", cp.checkpoint_id), ("restored", cp.checkpoint_id)]
+
+
+async def test_bad_arguments_name_the_field(make_env: EnvFactory) -> None:
+    env = await make_env()
+    cps = env.checkpoints
+    cases = [
+        (cps.create(42), "state"),  # type: ignore[arg-type]
+        (cps.create(""), "state"),
+        (cps.restore(""), "checkpoint_id"),
+        (cps.get(None), "checkpoint_id"),  # type: ignore[arg-type]
+        (cps.delete(7), "checkpoint_id"),  # type: ignore[arg-type]
+        (cps.list(""), "session_id"),
+    ]
+    for call, field in cases:
+        with pytest.raises(SessionValidationError) as info:
+            await call
+        assert info.value.field == field
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(SessionValidationError) as info:
+            CheckpointManager(env.store, bad)  # type: ignore[arg-type]
+        assert info.value.field == "max_checkpoints_per_session"

@@ -32,6 +32,12 @@ def new_checkpoint_id() -> str:
     return "cp_" + secrets.token_urlsafe(16)
 
 
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise SessionValidationError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
 class CheckpointManager:
     """Checkpoints of sessions kept in ``store``, at most ``max_checkpoints_per_session`` each."""
 
@@ -42,8 +48,15 @@ class CheckpointManager:
         *,
         notifier: SessionNotifier | None = None,
     ) -> None:
-        if max_checkpoints_per_session < 1:
-            raise SessionValidationError("max_checkpoints_per_session", "must be >= 1")
+        if (
+            not isinstance(max_checkpoints_per_session, int)
+            or isinstance(max_checkpoints_per_session, bool)
+            or max_checkpoints_per_session < 1
+        ):
+            raise SessionValidationError(
+                "max_checkpoints_per_session",
+                f"must be an integer >= 1, got {max_checkpoints_per_session!r}",
+            )
         self.store = store
         self.max_checkpoints_per_session = max_checkpoints_per_session
         self.notifier = notifier or SessionNotifier()
@@ -61,7 +74,14 @@ class CheckpointManager:
         step; its parent is the session's previous checkpoint. The oldest checkpoints
         beyond the retention limit are deleted.
         """
-        session_id = state if isinstance(state, str) else state.session_id
+        if isinstance(state, SessionState):
+            session_id = _check_id("state.session_id", state.session_id)
+        elif isinstance(state, str):
+            session_id = _check_id("state", state)
+        else:
+            raise SessionValidationError(
+                "state", f"expected a SessionState or a session id, got {type(state).__name__}"
+            )
         if metadata is not None and not isinstance(metadata, dict):
             raise SessionValidationError(
                 "metadata", f"expected a dict, got {type(metadata).__name__}"
@@ -86,7 +106,7 @@ class CheckpointManager:
 
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the checkpoint's session back to it (ACTIVE) and return the full state."""
-        state = await self.store.restore_checkpoint(checkpoint_id)
+        state = await self.store.restore_checkpoint(_check_id("checkpoint_id", checkpoint_id))
         await self.notifier.notify(
             SessionCheckpointRestoredEvent(
                 session_id=state.session_id, checkpoint_id=checkpoint_id
@@ -98,7 +118,7 @@ class CheckpointManager:
 
     async def get(self, checkpoint_id: str) -> SessionCheckpoint:
         """The checkpoint with its full state; ``CheckpointNotFoundError`` when unknown."""
-        checkpoint = await self.store.load_checkpoint(checkpoint_id)
+        checkpoint = await self.store.load_checkpoint(_check_id("checkpoint_id", checkpoint_id))
         if checkpoint is None:
             raise CheckpointNotFoundError(checkpoint_id)
         return checkpoint
@@ -111,6 +131,7 @@ class CheckpointManager:
         By default each state is header-only (``turns == []``, ``turn_count`` set),
         which reads no turn; ``include_turns=True`` loads them.
         """
+        _check_id("session_id", session_id)
         if include_turns:
             found = await self.store.list_checkpoints(session_id)
         else:
@@ -119,5 +140,5 @@ class CheckpointManager:
 
     async def delete(self, checkpoint_id: str) -> None:
         """Delete one checkpoint; ``CheckpointNotFoundError`` when unknown."""
-        if not await self.store.delete_checkpoint(checkpoint_id):
+        if not await self.store.delete_checkpoint(_check_id("checkpoint_id", checkpoint_id)):
             raise CheckpointNotFoundError(checkpoint_id)
