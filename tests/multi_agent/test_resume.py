@@ -7,6 +7,7 @@ agents on the same backend namespace, as a restarted process would, and resumes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -152,3 +153,36 @@ async def test_interrupted_stream_is_resumable(store_factory: StoreFactory) -> N
     state = await _group(await _manager(store_factory)).run(sid, resume=True)
     assert speakers(state.turns) == [*NAMES, *NAMES]
     assert all(isinstance(t.metadata.get("group"), dict) for t in state.turns)
+
+
+class YieldingAgent(ScriptedAgent):
+    """Lets other tasks run while it "thinks", so two runs interleave."""
+
+    async def execute(self, *, message: str, history: Sequence[SessionTurn]) -> Result[Any, Any]:
+        await asyncio.sleep(0.001)
+        return await super().execute(message=message, history=history)
+
+
+async def test_two_concurrent_resumes_record_each_position_once(
+    store_factory: StoreFactory,
+) -> None:
+    manager = await _manager(store_factory)
+    sid = (await manager.create("alice")).session_id
+    with pytest.raises(Crash):
+        await _group(manager, crash=("critic", 1)).run(sid, "go", max_rounds=2)
+
+    groups = []
+    for _ in range(2):
+        group = GroupSession(await _manager(store_factory))
+        for name in NAMES:
+            group.add_agent(YieldingAgent(name))
+        groups.append(group)
+    await asyncio.gather(*(g.run(sid, resume=True) for g in groups))
+
+    turns = await manager.get_turns(sid)
+    assert speakers(turns) == [*NAMES, *NAMES]
+    positions = [(t.metadata["round"], GroupTurnState.from_turn(t).step) for t in turns[1:]]  # type: ignore[union-attr]
+    assert positions == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    # Both resumed; the loser stopped at its first refused position.
+    calls = [len(a.agent.calls) for g in groups for a in g.members]  # type: ignore[attr-defined]
+    assert sum(calls) > 5

@@ -24,11 +24,12 @@ from lexigram.logging import get_logger
 from lexigram.result import Result
 
 from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
     SessionCapacityError,
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn_id
+from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.multi_agent._checks import (
     require_int,
     require_name,
@@ -58,6 +59,10 @@ logger = get_logger(__name__)
 
 DEFAULT_MAX_ROUNDS = 10
 """Round budget of a new run when ``max_rounds`` is not given."""
+
+
+class _TakenOver(Exception):
+    """Another process recorded this run position first; this run stops."""
 
 
 @dataclass
@@ -252,7 +257,11 @@ class GroupSession:
             )
             yield opening
         while run.state.running and run.header.status == SessionStatus.ACTIVE:
-            yield await self._step(run)
+            try:
+                turn = await self._step(run)
+            except _TakenOver:
+                return
+            yield turn
 
     async def run_state(self, session_id: str) -> GroupTurnState | None:
         """The turn-taking state of the session's newest turn (None: not a group turn)."""
@@ -439,8 +448,28 @@ class GroupSession:
         return await self._record(run, turn, _ended(state, "failed", reason))
 
     async def _record(self, run: _Run, turn: SessionTurn, state: GroupTurnState) -> SessionTurn:
-        stored = replace(turn, metadata={**turn.metadata, GROUP_KEY: state.to_metadata()})
-        run.header = await self.manager.add_turns(run.session_id, [stored])
+        """Append ``turn`` with ``state`` in its metadata, under the position's turn id.
+
+        The id is derived from (run, round, step): if two processes resume the same run,
+        the store refuses the second turn for a position and that process stops.
+        """
+        stored = replace(
+            turn,
+            turn_id=f"{state.run_id}.{state.round}.{state.step}",
+            metadata={**turn.metadata, GROUP_KEY: state.to_metadata()},
+        )
+        try:
+            run.header = await self.manager.add_turns(run.session_id, [stored])
+        except DuplicateTurnError:
+            logger.warning(
+                "ai_session.group.run_taken_over",
+                session_id=run.session_id,
+                run_id=state.run_id,
+                round=state.round,
+                step=state.step,
+            )
+            run.state = _ended(state, "failed", "another process continued this run")
+            raise _TakenOver from None
         run.history.append(stored)
         if self.history_limit is not None and len(run.history) > self.history_limit:
             del run.history[: len(run.history) - self.history_limit]
@@ -452,7 +481,7 @@ def _turn(
     role: str, content: str, *, metadata: dict[str, Any] | None = None, **fields: Any
 ) -> SessionTurn:
     return SessionTurn(
-        turn_id=new_turn_id(),
+        turn_id="",  # set by GroupSession._record from the run position
         role=role,
         content=content,
         timestamp=datetime.now(UTC),
