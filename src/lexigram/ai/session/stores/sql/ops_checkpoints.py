@@ -1,0 +1,305 @@
+"""Scripts for checkpoints and forks.
+
+A checkpoint row holds the header snapshot as JSON and the ``seq`` ranges of the turns
+that were live (computed in SQL with a gaps-and-islands query), so it costs O(1)
+storage. Restore flips the ``live`` flags back to those ranges. A fork copies the
+inherited turn rows inside the database (``INSERT … SELECT``) without decoding them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    CorruptRecordError,
+    SessionCapacityError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores._common import require_writable
+from lexigram.ai.session.stores.base import SessionRecord, TurnRange
+from lexigram.ai.session.stores.codec import loads
+from lexigram.ai.session.stores.sql.context import Ctx
+from lexigram.ai.session.stores.sql.ops_sessions import (
+    _check_cap,
+    load,
+    lock_user,
+    require_new_id,
+)
+from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns
+from lexigram.ai.session.stores.sql.rows import (
+    from_us,
+    header_from_json,
+    header_params,
+    header_to_json,
+    ranges_from_json,
+    ranges_to_json,
+    turn_from_row,
+    turn_params,
+    turns_from_json,
+)
+from lexigram.ai.session.stores.sql.runner import Row, Tx
+
+__all__ = [
+    "create_checkpoint",
+    "delete_checkpoint",
+    "fork_session",
+    "list_checkpoints",
+    "load_checkpoint",
+    "restore_checkpoint",
+    "save_checkpoint",
+]
+
+
+async def _range_turns(
+    tx: Tx, ctx: Ctx, session_id: str, ranges: Sequence[TurnRange]
+) -> list[SessionTurn]:
+    turns: list[SessionTurn] = []
+    for first, last in ranges:
+        rows = await tx.all(ctx.q.turns_range, {"sid": session_id, "first": first, "last": last})
+        turns.extend(turn_from_row(r, session_id) for r in rows)
+    return turns
+
+
+async def _from_row(tx: Tx, ctx: Ctx, row: Row, include_turns: bool) -> SessionCheckpoint:
+    checkpoint_id, session_id, created, parent, metadata, header, ranges, inline = row[:8]
+    record = f"checkpoint {checkpoint_id!r}"
+    state = header_from_json(header, record)
+    meta = loads(metadata, record=f"{record} field metadata")
+    if not isinstance(meta, dict):
+        raise CorruptRecordError(record, "field metadata: expected a JSON object")
+    turns: list[SessionTurn] = []
+    if include_turns:
+        if inline is not None:
+            turns = turns_from_json(inline, record)
+        elif ranges is not None:
+            turns = await _range_turns(tx, ctx, session_id, ranges_from_json(ranges, record))
+    return SessionCheckpoint(
+        checkpoint_id=checkpoint_id,
+        session_id=session_id,
+        state=replace(state, turns=turns),
+        created_at=from_us(int(created)),
+        parent_checkpoint_id=parent,
+        metadata=meta,
+    )
+
+
+async def load_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionCheckpoint | None:
+    """A checkpoint with its turns, or None (snapshot read)."""
+    row = await tx.one(ctx.q.cp_get, {"cp": checkpoint_id})
+    return None if row is None else await _from_row(tx, ctx, row, True)
+
+
+async def list_checkpoints(
+    tx: Tx, ctx: Ctx, session_id: str, include_turns: bool
+) -> list[SessionCheckpoint]:
+    """A session's checkpoints, oldest first (snapshot read)."""
+    rows = await tx.all(ctx.q.cp_list, {"sid": session_id})
+    return [await _from_row(tx, ctx, r, include_turns) for r in rows]
+
+
+async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
+    """Insert or replace a checkpoint given whole (turns inline)."""
+    await tx.run(ctx.q.cp_upsert, params)
+
+
+async def create_checkpoint(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    checkpoint_id: str,
+    metadata_json: str,
+    max_checkpoints: int | None,
+    include_turns: bool,
+) -> tuple[SessionCheckpoint, list[str]]:
+    """Snapshot header + live ranges, chain it, prune the oldest beyond the retention."""
+    q = ctx.q
+    header = await tx.one(q.header_lock, {"sid": session_id})
+    if header is None:
+        raise SessionNotFoundError(session_id)
+    if await tx.one(q.cp_exists, {"cp": checkpoint_id}) is not None:
+        raise SessionValidationError(
+            "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+        )
+    current = ctx.record(header).state
+    snapshot = replace(current, checkpoint_id=checkpoint_id)
+    ranges = [(int(a), int(b)) for a, b in await tx.all(q.live_ranges, {"sid": session_id})]
+    await tx.run(
+        q.cp_insert,
+        {
+            "cp": checkpoint_id,
+            "sid": session_id,
+            "created": ctx.now,
+            "parent": current.checkpoint_id,
+            "metadata": metadata_json,
+            "header": header_to_json(snapshot),
+            "ranges": ranges_to_json(ranges),
+            "inline": None,
+        },
+    )
+    await tx.run(q.set_checkpoint, {"sid": session_id, "cp": checkpoint_id})
+    pruned: list[str] = []
+    if max_checkpoints is not None:
+        ids = [str(r[0]) for r in await tx.all(q.cp_ids, {"sid": session_id})]
+        for old in ids[: max(len(ids) - max_checkpoints, 0)]:
+            await tx.run(q.cp_delete, {"cp": old})
+            pruned.append(old)
+        if pruned:
+            await gc(tx, ctx, session_id)
+    turns = await live_turns(tx, ctx, session_id) if include_turns else []
+    checkpoint = SessionCheckpoint(
+        checkpoint_id=checkpoint_id,
+        session_id=session_id,
+        state=replace(snapshot, turns=turns),
+        created_at=from_us(ctx.now),
+        parent_checkpoint_id=current.checkpoint_id,
+        metadata=loads(metadata_json, record=f"checkpoint {checkpoint_id!r}"),
+    )
+    return checkpoint, pruned
+
+
+async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionState:
+    """Make the checkpoint's turns live again and its header current (ACTIVE)."""
+    q = ctx.q
+    row = await tx.one(q.cp_get, {"cp": checkpoint_id})
+    if row is None:
+        raise CheckpointNotFoundError(checkpoint_id)
+    session_id = row[1]
+    header = await tx.one(q.header_lock, {"sid": session_id})
+    if header is None:
+        raise SessionNotFoundError(session_id)
+    current = ctx.record(header)
+    require_writable(session_id, current.state.status)
+    record = f"checkpoint {checkpoint_id!r}"
+    point = header_from_json(row[5], record)
+    await tx.run(q.unlive_all, {"sid": session_id})
+    if row[7] is not None:
+        turns = turns_from_json(row[7], record)
+        rows = [turn_params(session_id, current.last_seq + i, t) for i, t in enumerate(turns, 1)]
+        await insert_turns(tx, ctx, rows)
+        if rows:
+            await tx.run(q.bump_seq, {"sid": session_id, "n": len(rows)})
+        count = len(rows)
+    else:
+        count = 0
+        for first, last in ranges_from_json(row[6] or "[]", record):
+            count += await tx.run(
+                q.live_range, {"sid": session_id, "first": first, "last": last}
+            )
+    fields = header_params(point)
+    await tx.run(
+        q.restore_header,
+        {
+            "sid": session_id,
+            "metadata": fields["metadata"],
+            "active_tools": fields["active_tools"],
+            "active_skills": fields["active_skills"],
+            "system_prompt": fields["system_prompt"],
+            "variables": fields["variables"],
+            "checkpoint_id": checkpoint_id,
+            "total_tokens": point.total_tokens,
+            "total_cost": float(point.total_cost),
+            "turn_count": count,
+            "now": ctx.now,
+            "expires": ctx.deadline(ctx.now),
+        },
+    )
+    state = await load(tx, ctx, session_id)
+    assert state is not None
+    return state
+
+
+async def delete_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> bool:
+    """Delete one checkpoint; the session's ``checkpoint_id`` moves to its parent."""
+    row = await tx.one(ctx.q.cp_delete, {"cp": checkpoint_id})
+    if row is None:
+        return False
+    session_id, parent = row[0], row[1]
+    await tx.run(ctx.q.move_checkpoint, {"sid": session_id, "cp": checkpoint_id, "parent": parent})
+    await gc(tx, ctx, session_id)
+    return True
+
+
+async def fork_session(
+    tx: Tx,
+    ctx: Ctx,
+    source_id: str,
+    branch: SessionState,
+    from_checkpoint: str | None,
+    max_branches: int | None,
+    max_live: int | None,
+) -> SessionRecord:
+    """Create ``branch`` from the source's live turns (or a checkpoint's) in one step."""
+    q = ctx.q
+    if max_live is not None:
+        await lock_user(tx, ctx, branch.user_id)
+    source = await tx.one(q.header_lock, {"sid": source_id})
+    if source is None:
+        raise SessionNotFoundError(source_id)
+    await require_new_id(tx, ctx, branch.session_id)
+    if max_branches is not None:
+        found = await tx.one(q.count_branches, {"sid": source_id})
+        if found is not None and int(found[0]) >= max_branches:
+            raise SessionCapacityError(
+                f"session {source_id!r} already has {max_branches} branches "
+                f"(max_branches_per_session={max_branches})"
+            )
+    await _check_cap(tx, ctx, branch.user_id, max_live)
+    new_id = branch.session_id
+    if from_checkpoint is not None:
+        row = await tx.one(q.cp_get, {"cp": from_checkpoint})
+        if row is None or row[1] != source_id:
+            raise CheckpointNotFoundError(from_checkpoint)
+        record = f"checkpoint {from_checkpoint!r}"
+        point = header_from_json(row[5], record)
+        if row[7] is not None:
+            inline = turns_from_json(row[7], record)
+            rows = [turn_params(new_id, i, t) for i, t in enumerate(inline, 1)]
+            await insert_turns(tx, ctx, rows)
+            count = len(rows)
+        else:
+            count = 0
+            for first, last in ranges_from_json(row[6] or "[]", record):
+                where = {"new": new_id, "offset": count, "src": source_id}
+                count += await tx.run(q.copy_range, dict(where, first=first, last=last))
+    else:
+        point = ctx.record(source).state
+        count = await tx.run(q.copy_live, {"new": new_id, "offset": 0, "src": source_id})
+    costs = await tx.all(q.live_costs, {"sid": new_id}) if count else []
+    state = replace(
+        point,
+        session_id=new_id,
+        user_id=branch.user_id,
+        status=SessionStatus.ACTIVE,
+        turns=[],
+        created_at=branch.created_at,
+        updated_at=branch.updated_at,
+        checkpoint_id=None,
+        parent_session_id=branch.parent_session_id or source_id,
+        branch_name=branch.branch_name,
+        turn_count=count,
+        total_tokens=sum(int(r[0]) for r in costs),
+        total_cost=sum(float(r[1]) for r in costs),
+    )
+    params = header_params(state)
+    row = await tx.one(
+        q.insert_session,
+        dict(
+            params,
+            expires_at=ctx.deadline(params["updated_at"]),
+            fork_seq=count,
+            last_seq=count,
+        ),
+    )
+    assert row is not None
+    return ctx.record(row)

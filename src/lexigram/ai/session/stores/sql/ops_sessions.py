@@ -1,0 +1,303 @@
+"""Scripts for session headers: create, save, read, list, update, status, sweep, purge.
+
+The per-user cap is counted inside the transaction that inserts: SQLite holds the
+database write lock from ``BEGIN IMMEDIATE``; PostgreSQL takes a transaction-scoped
+advisory lock on the user (``pg_advisory_xact_lock(hashtext(prefix || user))``), so
+concurrent creates from many processes see each other's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionStatus
+
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionCapacityError,
+    SessionNotFoundError,
+    SessionStoreError,
+    SessionTransitionError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores._common import require_writable
+from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord
+from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
+from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns
+from lexigram.ai.session.stores.sql.runner import Tx
+
+__all__ = [
+    "count_live",
+    "create_session",
+    "delete_session",
+    "find_expired",
+    "find_purgeable",
+    "list_all",
+    "list_branches",
+    "list_page",
+    "load",
+    "load_record",
+    "lock_user",
+    "mark_expired",
+    "purge",
+    "require_new_id",
+    "save",
+    "transition",
+    "update_session",
+]
+
+_PAGE_SQL = {
+    None: "page",
+    SessionStatus.ACTIVE: "page_active",
+    SessionStatus.SUSPENDED: "page_suspended",
+    SessionStatus.CLOSED: "page_closed",
+    SessionStatus.EXPIRED: "page_expired",
+}
+
+
+def _exists_error(session_id: str) -> SessionValidationError:
+    return SessionValidationError("session_id", f"session {session_id!r} already exists")
+
+
+async def lock_user(tx: Tx, ctx: Ctx, user_id: str) -> None:
+    """Serialise the per-user cap on PostgreSQL (SQLite is already serialised)."""
+    if ctx.pg:
+        await tx.run(ctx.q.user_lock, {"key": f"{ctx.lock_ns}{user_id}"})
+
+
+async def count_live(tx: Tx, ctx: Ctx, user_id: str) -> int:
+    """Live (ACTIVE/SUSPENDED, deadline not passed) sessions of ``user_id``."""
+    row = await tx.one(ctx.q.count_live, {"uid": user_id, "now": ctx.now})
+    return 0 if row is None else int(row[0])
+
+
+async def _check_cap(tx: Tx, ctx: Ctx, user_id: str, max_live: int | None) -> None:
+    if max_live is not None and await count_live(tx, ctx, user_id) >= max_live:
+        raise SessionCapacityError(
+            f"user {user_id!r} already has {max_live} live sessions "
+            f"(max_sessions_per_user={max_live})"
+        )
+
+
+async def tombstoned(tx: Tx, ctx: Ctx, session_id: str) -> bool:
+    """Whether ``session_id`` was purged and may not be reused yet (stale ones dropped)."""
+    row = await tx.one(ctx.q.tombstone, {"sid": session_id})
+    if row is None:
+        return False
+    if int(row[0]) > ctx.now:
+        return True
+    await tx.run(ctx.q.drop_tombstone, {"sid": session_id})
+    return False
+
+
+async def require_new_id(tx: Tx, ctx: Ctx, session_id: str) -> None:
+    """Refuse an id that exists or was purged recently (``SessionValidationError``)."""
+    if await tx.one(ctx.q.exists, {"sid": session_id}) is not None:
+        raise _exists_error(session_id)
+    if await tombstoned(tx, ctx, session_id):
+        raise _exists_error(session_id)
+
+
+async def insert_session(
+    tx: Tx,
+    ctx: Ctx,
+    header: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    *,
+    expires_at: int | None,
+    fork_seq: int | None = None,
+) -> SessionRecord:
+    """Insert a header and its first turns (``seq`` 1..n); the stored record."""
+    session_id = header["session_id"]
+    params = dict(header, expires_at=expires_at, fork_seq=fork_seq, last_seq=len(rows))
+    row = await tx.one(ctx.q.insert_session, params)
+    assert row is not None
+    for seq, item in enumerate(rows, start=1):
+        item["session_id"] = session_id
+        item["seq"] = seq
+    await insert_turns(tx, ctx, rows)
+    return ctx.record(row)
+
+
+async def create_session(
+    tx: Tx,
+    ctx: Ctx,
+    header: dict[str, Any],
+    rows: list[dict[str, Any]],
+    batch_dup: str | None,
+    max_live: int | None,
+    live: bool,
+) -> SessionRecord:
+    """Insert a new session; refuse a used id, a repeated turn id, or the user's cap."""
+    session_id, user_id = header["session_id"], header["user_id"]
+    if max_live is not None:
+        await lock_user(tx, ctx, user_id)
+    await require_new_id(tx, ctx, session_id)
+    if batch_dup is not None:
+        raise DuplicateTurnError(session_id, batch_dup)
+    await _check_cap(tx, ctx, user_id, max_live)
+    expires = ctx.deadline(header["updated_at"]) if live else None
+    return await insert_session(tx, ctx, header, rows, expires_at=expires)
+
+
+async def save(
+    tx: Tx,
+    ctx: Ctx,
+    header: dict[str, Any],
+    rows: list[dict[str, Any]],
+    batch_dup: str | None,
+    live: bool,
+) -> None:
+    """Create or replace a whole session (header and live turns)."""
+    session_id = header["session_id"]
+    if await tombstoned(tx, ctx, session_id):
+        raise SessionNotFoundError(session_id)
+    if batch_dup is not None:
+        raise DuplicateTurnError(session_id, batch_dup)
+    expires = ctx.deadline(header["updated_at"]) if live else None
+    found = await tx.one(ctx.q.replace_header, dict(header, expires_at=expires))
+    if found is None:
+        await insert_session(tx, ctx, header, rows, expires_at=expires)
+        return
+    last = int(found[0])
+    await tx.run(ctx.q.unlive_all, {"sid": session_id})
+    for offset, item in enumerate(rows, start=1):
+        item["session_id"] = session_id
+        item["seq"] = last + offset
+    await insert_turns(tx, ctx, rows)
+    if rows:
+        await tx.run(ctx.q.bump_seq, {"sid": session_id, "n": len(rows)})
+    await gc(tx, ctx, session_id)
+
+
+async def load_record(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None:
+    """The header of a session, or None."""
+    row = await tx.one(ctx.q.header, {"sid": session_id})
+    return None if row is None else ctx.record(row)
+
+
+async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
+    """Header and live turns (run as a snapshot read)."""
+    record = await load_record(tx, ctx, session_id)
+    if record is None:
+        return None
+    return replace(record.state, turns=await live_turns(tx, ctx, session_id))
+
+
+async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:
+    """Every session of a user with its turns, oldest first (snapshot read)."""
+    states = []
+    for row in await tx.all(ctx.q.user_all, {"uid": user_id}):
+        record = ctx.record(row)
+        turns = await live_turns(tx, ctx, record.state.session_id)
+        states.append(replace(record.state, turns=turns))
+    return states
+
+
+async def list_page(
+    tx: Tx,
+    ctx: Ctx,
+    user_id: str,
+    status: SessionStatus | None,
+    limit: int,
+    below: int | None,
+) -> tuple[list[SessionState], int | None]:
+    """A page of headers, newest first, and the ordinal to continue below (or None)."""
+    sql = getattr(ctx.q, _PAGE_SQL[status])
+    rows = await tx.all(
+        sql,
+        {
+            "uid": user_id,
+            "below": NO_LIMIT if below is None else below,
+            "lim": max(limit, 0) + 1,
+            "now": ctx.now,
+        },
+    )
+    items = [ctx.record(r).state for r in rows[:limit]]
+    more = len(rows) > limit and limit > 0
+    return items, (int(rows[limit - 1][-1]) if more else None)
+
+
+async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord]:
+    """Sessions forked from ``session_id``, oldest first."""
+    return [ctx.record(r) for r in await tx.all(ctx.q.branches, {"sid": session_id})]
+
+
+async def update_session(
+    tx: Tx, ctx: Ctx, session_id: str, patch: dict[str, Any]
+) -> SessionRecord:
+    """Replace the patched header fields of a live session."""
+    params = dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
+    row = await tx.one(ctx.q.update, params)
+    if row is None:
+        header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+        if header is None:
+            raise SessionNotFoundError(session_id)
+        require_writable(session_id, ctx.record(header).state.status)
+        row = await tx.one(ctx.q.update, params)
+        if row is None:
+            raise SessionStoreError(f"update of session {session_id!r} could not be applied")
+    return ctx.record(row)
+
+
+async def transition(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    to_status: SessionStatus,
+    allowed_from: frozenset[SessionStatus],
+) -> SessionRecord:
+    """Compare-and-set the status (effective status checked under the row lock)."""
+    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    if header is None:
+        raise SessionNotFoundError(session_id)
+    current = ctx.record(header).state.status
+    if current == SessionStatus.EXPIRED and to_status != SessionStatus.EXPIRED:
+        require_writable(session_id, current)
+    if current not in allowed_from:
+        raise SessionTransitionError(session_id, current, to_status)
+    expires = ctx.deadline(ctx.now) if to_status in LIVE_STATUSES else None
+    row = await tx.one(
+        ctx.q.set_status,
+        {"sid": session_id, "status": to_status.value, "now": ctx.now, "expires": expires},
+    )
+    assert row is not None
+    return ctx.record(row)
+
+
+async def find_expired(tx: Tx, ctx: Ctx, limit: int) -> list[str]:
+    """Ids stored as live whose deadline has passed (index on status, expires_at)."""
+    rows = await tx.all(ctx.q.find_expired, {"now": ctx.now, "lim": max(limit, 0)})
+    return [str(r[0]) for r in rows]
+
+
+async def mark_expired(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None:
+    """Store EXPIRED if still live and due; the record only for the caller that did it."""
+    row = await tx.one(ctx.q.mark_expired, {"sid": session_id, "now": ctx.now})
+    return None if row is None else ctx.record(row)
+
+
+async def find_purgeable(tx: Tx, ctx: Ctx, older_than: int, limit: int) -> list[str]:
+    """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
+    rows = await tx.all(ctx.q.find_purgeable, {"older": older_than, "lim": max(limit, 0)})
+    return [str(r[0]) for r in rows]
+
+
+async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
+    """Remove a session with its turns and checkpoints (unknown ids ignored)."""
+    params = {"sid": session_id}
+    await tx.run(ctx.q.delete_turns, params)
+    await tx.run(ctx.q.cp_delete_session, params)
+    await tx.run(ctx.q.delete_session, params)
+
+
+async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
+    """Delete a CLOSED/EXPIRED session and leave a tombstone until ``until``."""
+    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    if header is None or header[2] not in (SessionStatus.CLOSED.value, SessionStatus.EXPIRED.value):
+        return False
+    await delete_session(tx, ctx, session_id)
+    await tx.run(ctx.q.put_tombstone, {"sid": session_id, "until": until})
+    return True

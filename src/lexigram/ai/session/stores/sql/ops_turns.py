@@ -1,0 +1,232 @@
+"""Scripts for the turn log: append, read, pop, clear and garbage collection.
+
+An append never reads or rewrites earlier turns: one conditional ``UPDATE … RETURNING``
+of the header (the checks are its ``WHERE`` clause, so the happy path is a single
+statement) and one ``INSERT`` per turn. When the update matches nothing, the header
+is read to raise the error the contract names, in the contract's order. A turn id
+that is already live is refused by the partial unique index; the runner rolls the
+whole transaction back and the store names the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionNotFoundError,
+    SessionStoreError,
+    SessionTransitionError,
+)
+from lexigram.ai.session.stores._common import check_append, require_writable
+from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
+from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
+from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row
+from lexigram.ai.session.stores.sql.runner import Row, Tx
+
+__all__ = [
+    "append",
+    "find_live_duplicate",
+    "gc",
+    "get_turn_seqs",
+    "insert_turns",
+    "live_turns",
+    "pop_turn",
+    "clear_turns",
+    "require_live_for_write",
+]
+
+
+async def insert_turns(tx: Tx, ctx: Ctx, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert prepared turn rows (``session_id`` and ``seq`` already set)."""
+    if len(rows) == 1:
+        await tx.run(ctx.q.insert_turn, rows[0])
+    elif rows:
+        await tx.many(ctx.q.insert_turn, rows)
+
+
+async def append(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    rows: list[dict[str, Any]],
+    tokens: int,
+    cost: float,
+    max_turns: int | None,
+    patch: dict[str, Any] | None,
+    batch_dup: str | None,
+) -> AppendResult:
+    """Append prepared turn rows and bump the counters, checks first (see module doc)."""
+    q = ctx.q
+    n = len(rows)
+    params: dict[str, Any] = {
+        "sid": session_id,
+        "n": n,
+        "tokens": tokens,
+        "cost": cost,
+        "now": ctx.now,
+        "max": NO_LIMIT if max_turns is None else max_turns,
+        "expires": ctx.deadline(ctx.now),
+    }
+    sql = q.append
+    if patch is not None:
+        params.update(patch)
+        sql = q.append_patch
+    row = None if batch_dup is not None else await tx.one(sql, params)
+    if row is None:
+        header = await tx.one(q.header_lock, {"sid": session_id})
+        if header is None:
+            raise SessionNotFoundError(session_id)
+        current = ctx.record(header).state
+        check_append(session_id, current.status, current.turn_count, n, max_turns)
+        if batch_dup is not None:
+            raise DuplicateTurnError(session_id, batch_dup)
+        row = await tx.one(sql, params)  # the session changed between the two reads
+        if row is None:
+            raise SessionStoreError(f"append to session {session_id!r} could not be applied")
+    record = ctx.record(row)
+    first = record.last_seq - n + 1
+    for offset, item in enumerate(rows):
+        item["session_id"] = session_id
+        item["seq"] = first + offset
+    await insert_turns(tx, ctx, rows)
+    closed = max_turns is not None and record.state.turn_count >= max_turns
+    return AppendResult(record=record, closed_by_cap=closed, first_seq=first)
+
+
+async def find_live_duplicate(
+    tx: Tx, ctx: Ctx, session_id: str, turn_ids: Sequence[str]
+) -> str | None:
+    """The first of ``turn_ids`` that is a live turn of the session, or None."""
+    for turn_id in turn_ids:
+        if await tx.one(ctx.q.live_has_id, {"sid": session_id, "tid": turn_id}) is not None:
+            return turn_id
+    return None
+
+
+def _turns(rows: Sequence[Row], session_id: str) -> list[SessionTurn]:
+    return [turn_from_row(r, session_id) for r in rows]
+
+
+async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
+    """Every live turn in ``seq`` order."""
+    return _turns(await tx.all(ctx.q.live_turns, {"sid": session_id}), session_id)
+
+
+async def _require_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
+    if await tx.one(ctx.q.exists, {"sid": session_id}) is None:
+        raise SessionNotFoundError(session_id)
+
+
+async def get_turns(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    last: int | None,
+    after_seq: int | None,
+    limit: int | None,
+) -> list[SessionTurn]:
+    """Live turns: the newest ``last``, or those after ``after_seq`` (at most ``limit``)."""
+    if last is not None:
+        rows = [] if last <= 0 else await tx.all(
+            ctx.q.last_turns, {"sid": session_id, "lim": last}
+        )
+        if not rows:
+            await _require_session(tx, ctx, session_id)
+        rows.reverse()
+        return _turns(rows, session_id)
+    return [t for _, t in await get_turn_seqs(tx, ctx, session_id, after_seq, limit)]
+
+
+async def get_turn_seqs(
+    tx: Tx, ctx: Ctx, session_id: str, after_seq: int | None, limit: int | None
+) -> list[tuple[int, SessionTurn]]:
+    """Live turns after ``after_seq`` with their ``seq``, oldest first, at most ``limit``."""
+    if after_seq is None and limit is None:
+        rows = await tx.all(ctx.q.live_turns, {"sid": session_id})
+    else:
+        lim = NO_LIMIT if limit is None else max(limit, 0)
+        rows = [] if lim == 0 else await tx.all(
+            ctx.q.turns_after,
+            {"sid": session_id, "after": -1 if after_seq is None else after_seq, "lim": lim},
+        )
+    if not rows:
+        await _require_session(tx, ctx, session_id)
+    return [(int(r[0]), turn_from_row(r, session_id)) for r in rows]
+
+
+async def require_live_for_write(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord:
+    """The locked header of a session that accepts turn changes (ACTIVE)."""
+    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    if header is None:
+        raise SessionNotFoundError(session_id)
+    record = ctx.record(header)
+    status = record.state.status
+    require_writable(session_id, status)
+    if status == SessionStatus.SUSPENDED:
+        raise SessionTransitionError(session_id, status, SessionStatus.ACTIVE)
+    return record
+
+
+async def pop_turn(tx: Tx, ctx: Ctx, session_id: str) -> SessionTurn | None:
+    """End the newest live turn's liveness; totals corrected; the turn or None."""
+    record = await require_live_for_write(tx, ctx, session_id)
+    rows = await tx.all(ctx.q.last_turns, {"sid": session_id, "lim": 1})
+    if not rows:
+        return None
+    seq = int(rows[0][0])
+    turn = turn_from_row(rows[0], session_id)
+    state = record.state
+    await tx.run(ctx.q.unlive_one, {"sid": session_id, "seq": seq})
+    await tx.run(
+        ctx.q.set_counters,
+        {
+            "sid": session_id,
+            "count": state.turn_count - 1,
+            "tokens": state.total_tokens - turn.tokens_used,
+            "cost": max(state.total_cost - turn.cost, 0.0),
+            "now": ctx.now,
+            "expires": ctx.deadline(ctx.now),
+        },
+    )
+    await gc(tx, ctx, session_id)
+    return turn
+
+
+async def clear_turns(tx: Tx, ctx: Ctx, session_id: str) -> int:
+    """End every live turn's liveness; totals to zero; how many there were."""
+    await require_live_for_write(tx, ctx, session_id)
+    count = await tx.run(ctx.q.unlive_all, {"sid": session_id})
+    await tx.run(
+        ctx.q.set_counters,
+        {
+            "sid": session_id,
+            "count": 0,
+            "tokens": 0,
+            "cost": 0.0,
+            "now": ctx.now,
+            "expires": ctx.deadline(ctx.now),
+        },
+    )
+    await gc(tx, ctx, session_id)
+    return count
+
+
+async def gc(tx: Tx, ctx: Ctx, session_id: str) -> int:
+    """Delete log entries that are neither live nor named by a checkpoint; how many."""
+    dead = [int(r[0]) for r in await tx.all(ctx.q.dead_seqs, {"sid": session_id})]
+    if not dead:
+        return 0
+    kept: list[tuple[int, int]] = []
+    for (raw,) in await tx.all(ctx.q.cp_ranges, {"sid": session_id}):
+        kept.extend(ranges_from_json(raw, f"checkpoints of session {session_id!r}"))
+    doomed = [s for s in dead if not any(a <= s <= b for a, b in kept)]
+    if doomed:
+        await tx.many(
+            ctx.q.delete_dead,
+            [{"sid": session_id, "first": a, "last": b} for a, b in compress_seqs(doomed)],
+        )
+    return len(doomed)

@@ -1,0 +1,389 @@
+"""Rows ↔ contract objects: turns, session headers and checkpoint snapshots.
+
+Encoding goes through :mod:`lexigram.ai.session.stores.codec` (JSON via orjson; a
+value that cannot be stored raises ``SessionValidationError`` naming the field).
+Decoding is the hot path of ``get_state``: each column is type-checked directly and
+only a row that fails a check goes through the pydantic models of the codec, which
+then raise ``CorruptRecordError`` naming the session and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.stores._common import effective_status
+from lexigram.ai.session.stores.base import SessionRecord, TurnRange
+from lexigram.ai.session.stores.codec import (
+    HEADER_JSON_FIELDS,
+    decode_header_fields,
+    dumps,
+    turn_from_dict,
+    turn_to_dict,
+)
+
+__all__ = [
+    "HEADER_COLUMNS",
+    "TURN_COLUMNS",
+    "from_us",
+    "header_from_json",
+    "header_params",
+    "header_to_json",
+    "record_from_row",
+    "to_us",
+    "turn_from_row",
+    "turn_params",
+    "turns_from_json",
+    "turns_to_json",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_EMPTY_LIST = "[]"
+_EMPTY_DICT = "{}"
+
+#: Columns of ``sessions`` read into a :class:`SessionRecord`, in this order.
+HEADER_COLUMNS = (
+    "session_id",
+    "user_id",
+    "status",
+    "metadata",
+    "active_tools",
+    "active_skills",
+    "system_prompt",
+    "variables",
+    "created_at",
+    "updated_at",
+    "checkpoint_id",
+    "total_tokens",
+    "total_cost",
+    "turn_count",
+    "parent_session_id",
+    "branch_name",
+    "expires_at",
+    "fork_seq",
+    "last_seq",
+    "ordinal",
+)
+#: Columns of ``turns`` that make a :class:`SessionTurn`, in this order (after ``seq``).
+TURN_COLUMNS = (
+    "turn_id",
+    "role",
+    "content",
+    "ts",
+    "tool_calls",
+    "skill_results",
+    "metadata",
+    "tokens_used",
+    "cost",
+    "model",
+    "provider",
+)
+
+_STATUSES = {s.value: s for s in SessionStatus}
+
+
+def to_us(value: datetime) -> int:
+    """``value`` as integer microseconds since the epoch (a naive value counts as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    """The UTC datetime of ``value`` microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+# ---------------------------------------------------------------------- turns
+def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
+    """The bound parameters of one ``turns`` row (JSON columns encoded, fields named)."""
+    return {
+        "session_id": session_id,
+        "seq": seq,
+        "turn_id": turn.turn_id,
+        "role": turn.role,
+        "content": turn.content,
+        "ts": turn.timestamp.isoformat(),
+        "tool_calls": _json_text(turn.tool_calls, "turn.tool_calls", _EMPTY_LIST),
+        "skill_results": _json_text(turn.skill_results, "turn.skill_results", _EMPTY_LIST),
+        "metadata": _json_text(turn.metadata, "turn.metadata", _EMPTY_DICT),
+        "tokens_used": turn.tokens_used,
+        "cost": float(turn.cost),
+        "model": turn.model,
+        "provider": turn.provider,
+    }
+
+
+def _json_text(value: Any, field: str, empty: str) -> str:
+    if not value and type(value) in (list, dict):
+        return empty
+    return dumps(value, field=field).decode()
+
+
+def turn_from_row(row: Sequence[Any], session_id: str, offset: int = 1) -> SessionTurn:
+    """Build a turn from a row whose turn columns start at ``offset`` (after ``seq``).
+
+    Every column is type-checked; a row that fails goes through the codec's schema,
+    which raises ``CorruptRecordError`` naming the session, the turn and the field.
+    """
+    (turn_id, role, content, ts, tool_calls, skill_results, metadata,
+     tokens, cost, model, provider) = row[offset : offset + 11]
+    try:
+        if (
+            type(turn_id) is str
+            and type(role) is str
+            and type(content) is str
+            and type(ts) is str
+            and type(tokens) is int
+            and (model is None or type(model) is str)
+            and (provider is None or type(provider) is str)
+            and turn_id
+            and role
+            and tokens >= 0
+        ):
+            if type(cost) is not float:
+                cost = float(cost) if type(cost) is int else None
+            calls = [] if tool_calls == _EMPTY_LIST else orjson.loads(tool_calls)
+            skills = [] if skill_results == _EMPTY_LIST else orjson.loads(skill_results)
+            meta = {} if metadata == _EMPTY_DICT else orjson.loads(metadata)
+            stamp = datetime.fromisoformat(ts)
+            if (
+                cost is not None
+                and cost >= 0
+                and type(calls) is list
+                and type(skills) is list
+                and type(meta) is dict
+                and stamp.tzinfo is not None
+                and all(type(c) is dict for c in calls)
+                and all(type(s) is dict for s in skills)
+            ):
+                return SessionTurn(
+                    turn_id=turn_id,
+                    role=role,
+                    content=content,
+                    timestamp=stamp,
+                    tool_calls=calls,
+                    skill_results=skills,
+                    metadata=meta,
+                    tokens_used=tokens,
+                    cost=cost,
+                    model=model,
+                    provider=provider,
+                )
+    except (ValueError, TypeError):
+        pass
+    return _slow_turn(row[offset : offset + 11], session_id)
+
+
+def _slow_turn(cols: Sequence[Any], session_id: str) -> SessionTurn:
+    """Decode a turn that failed the fast checks; raise naming what is wrong."""
+    record = f"session {session_id!r} turn {cols[0]!r}"
+    data: dict[str, Any] = dict(zip(TURN_COLUMNS, cols, strict=True))
+    data["timestamp"] = data.pop("ts")
+    for name in ("tool_calls", "skill_results", "metadata"):
+        raw = data[name]
+        if not isinstance(raw, str | bytes):
+            raise CorruptRecordError(record, f"field {name}: not JSON text")
+        try:
+            data[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise CorruptRecordError(record, f"field {name}: invalid JSON: {exc}") from exc
+    return turn_from_dict(data, record=record)
+
+
+def turns_to_json(turns: Sequence[SessionTurn]) -> str:
+    """Turns as one JSON array (checkpoints saved whole)."""
+    return dumps([turn_to_dict(t) for t in turns], field="checkpoint.state.turns").decode()
+
+
+def turns_from_json(raw: str, record: str) -> list[SessionTurn]:
+    """The inverse of :func:`turns_to_json`; ``record`` names the checkpoint in errors."""
+    data = _loads(raw, record, "inline_turns")
+    if not isinstance(data, list):
+        raise CorruptRecordError(record, "field inline_turns: expected a JSON array")
+    return [turn_from_dict(item, record=f"{record} turn #{i}") for i, item in enumerate(data)]
+
+
+# --------------------------------------------------------------------- headers
+def header_params(state: SessionState) -> dict[str, Any]:
+    """The bound parameters of the header columns of ``state`` (JSON fields named)."""
+    params: dict[str, Any] = {
+        "session_id": state.session_id,
+        "user_id": state.user_id,
+        "status": SessionStatus(state.status).value,
+        "system_prompt": state.system_prompt,
+        "created_at": to_us(state.created_at),
+        "updated_at": to_us(state.updated_at),
+        "checkpoint_id": state.checkpoint_id,
+        "total_tokens": state.total_tokens,
+        "total_cost": float(state.total_cost),
+        "turn_count": state.turn_count,
+        "parent_session_id": state.parent_session_id,
+        "branch_name": state.branch_name,
+    }
+    for name in HEADER_JSON_FIELDS:
+        params[name] = dumps(getattr(state, name), field=f"state.{name}").decode()
+    return params
+
+
+def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
+    """A :class:`SessionRecord` from a row of :data:`HEADER_COLUMNS` (effective status)."""
+    (session_id, user_id, status, metadata, tools, skills, prompt, variables,
+     created, updated, checkpoint_id, tokens, cost, count, parent, branch,
+     expires, fork_seq, last_seq, _ordinal) = row[:20]
+    stored = _STATUSES.get(status)
+    record = f"session {session_id!r}"
+    meta = _loads(metadata, record, "metadata")
+    tool_list = _loads(tools, record, "active_tools")
+    skill_list = _loads(skills, record, "active_skills")
+    var_map = _loads(variables, record, "variables")
+    if type(cost) is int:
+        cost = float(cost)
+    if not (
+        stored is not None
+        and type(user_id) is str
+        and type(meta) is dict
+        and type(var_map) is dict
+        and type(tool_list) is list
+        and type(skill_list) is list
+        and all(type(t) is str for t in tool_list)
+        and all(type(s) is str for s in skill_list)
+        and (prompt is None or type(prompt) is str)
+        and type(created) is int
+        and type(updated) is int
+        and type(tokens) is int
+        and type(cost) is float
+        and type(count) is int
+        and (expires is None or type(expires) is int)
+        and (fork_seq is None or type(fork_seq) is int)
+        and type(last_seq) is int
+    ):
+        return _slow_record(row, now_us)
+    expires_at = None if expires is None else from_us(expires)
+    effective = stored
+    if expires is not None and expires <= now_us:
+        effective = effective_status(stored, expires_at, from_us(now_us))
+    state = SessionState(
+        session_id=session_id,
+        user_id=user_id,
+        status=effective,
+        turns=[],
+        metadata=meta,
+        active_tools=tool_list,
+        active_skills=skill_list,
+        system_prompt=prompt,
+        variables=var_map,
+        created_at=from_us(created),
+        updated_at=from_us(updated),
+        checkpoint_id=checkpoint_id,
+        total_tokens=tokens,
+        total_cost=cost,
+        turn_count=count,
+        parent_session_id=parent,
+        branch_name=branch,
+    )
+    return SessionRecord(state=state, expires_at=expires_at, fork_seq=fork_seq, last_seq=last_seq)
+
+
+def _slow_record(row: Sequence[Any], now_us: int) -> SessionRecord:
+    """Validate a header row through the codec schema; raise naming the bad field."""
+    data = dict(zip(HEADER_COLUMNS, row, strict=False))
+    session_id = data["session_id"]
+    record = f"session {session_id!r}"
+    for name in HEADER_JSON_FIELDS:
+        data[name] = _loads(data[name], record, name)
+    for name in ("created_at", "updated_at"):
+        if type(data[name]) is not int:
+            raise CorruptRecordError(record, f"field {name}: expected integer microseconds")
+        data[name] = from_us(data[name])
+    for name in ("expires_at", "fork_seq", "last_seq"):
+        value = data[name]
+        if value is not None and type(value) is not int:
+            raise CorruptRecordError(record, f"field {name}: expected an integer")
+    if data["last_seq"] is None:
+        raise CorruptRecordError(record, "field last_seq: missing")
+    state = decode_header_fields(data, record=record)
+    expires = data["expires_at"]
+    expires_at = None if expires is None else from_us(expires)
+    status = effective_status(state.status, expires_at, from_us(now_us))
+    if status != state.status:
+        state = _with_status(state, status)
+    return SessionRecord(
+        state=state, expires_at=expires_at, fork_seq=data["fork_seq"], last_seq=data["last_seq"]
+    )
+
+
+def _with_status(state: SessionState, status: SessionStatus) -> SessionState:
+    from dataclasses import replace
+
+    return replace(state, status=status)
+
+
+def _loads(raw: Any, record: str, field: str) -> Any:
+    if raw == _EMPTY_DICT:
+        return {}
+    if raw == _EMPTY_LIST:
+        return []
+    if not isinstance(raw, str | bytes):
+        raise CorruptRecordError(record, f"field {field}: not JSON text")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(record, f"field {field}: invalid JSON: {exc}") from exc
+
+
+# ----------------------------------------------------------------- checkpoints
+def header_to_json(state: SessionState) -> str:
+    """A header snapshot (no turns) as JSON text, for a checkpoint row."""
+    data: dict[str, Any] = {
+        "session_id": state.session_id,
+        "user_id": state.user_id,
+        "status": SessionStatus(state.status).value,
+        "metadata": state.metadata,
+        "active_tools": state.active_tools,
+        "active_skills": state.active_skills,
+        "system_prompt": state.system_prompt,
+        "variables": state.variables,
+        "created_at": to_us(state.created_at),
+        "updated_at": to_us(state.updated_at),
+        "checkpoint_id": state.checkpoint_id,
+        "total_tokens": state.total_tokens,
+        "total_cost": float(state.total_cost),
+        "turn_count": state.turn_count,
+        "parent_session_id": state.parent_session_id,
+        "branch_name": state.branch_name,
+    }
+    return dumps(data, field="checkpoint.state").decode()
+
+
+def header_from_json(raw: str, record: str) -> SessionState:
+    """The inverse of :func:`header_to_json`; ``record`` names the checkpoint in errors."""
+    data = _loads(raw, record, "header")
+    if not isinstance(data, dict):
+        raise CorruptRecordError(record, "field header: expected a JSON object")
+    for name in ("created_at", "updated_at"):
+        if type(data.get(name)) is not int:
+            raise CorruptRecordError(record, f"field header.{name}: expected integer microseconds")
+        data[name] = from_us(data[name])
+    return decode_header_fields(data, record=record)
+
+
+def ranges_to_json(ranges: Sequence[TurnRange]) -> str:
+    """Turn ranges as JSON text."""
+    return orjson.dumps([list(r) for r in ranges]).decode()
+
+
+def ranges_from_json(raw: str, record: str) -> list[TurnRange]:
+    """The inverse of :func:`ranges_to_json`."""
+    data = _loads(raw, record, "ranges")
+    if not isinstance(data, list) or not all(
+        isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) for r in data
+    ):
+        raise CorruptRecordError(record, "field ranges: expected [[first, last], ...]")
+    return [(int(r[0]), int(r[1])) for r in data]

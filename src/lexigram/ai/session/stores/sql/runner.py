@@ -1,0 +1,444 @@
+"""Running a store operation as one transaction, on SQLite or PostgreSQL.
+
+Every store operation is a *script*: an ``async def`` taking a :class:`Tx` and doing
+its reads, checks and writes through it. The runner wraps the script in exactly one
+transaction:
+
+* **SQLite** (aiosqlite): the whole script runs inside the connection's worker
+  thread in *one* hop — ``BEGIN IMMEDIATE`` (writes) or ``BEGIN`` (snapshot reads),
+  the script, ``COMMIT`` — because each aiosqlite call is a thread round trip that
+  costs more than the SQL itself. The script's ``await tx.…`` calls never suspend
+  there (SQLite answers synchronously), so the coroutine is driven to completion
+  with ``send(None)`` in the worker thread.
+* **PostgreSQL** (asyncpg): the script runs on the event loop against the driver
+  connection inside ``BEGIN … COMMIT`` (READ COMMITTED for writes, REPEATABLE READ
+  READ ONLY for snapshot reads). A connection found closed (server restarted) is
+  discarded and the operation retried on a fresh one as long as nothing was sent;
+  a deadlock or serialisation failure (the transaction was rolled back) is retried.
+
+SQLAlchemy owns the engine, the pool, URL handling and the DDL; the statements of
+the hot path go straight to the driver connection the pool hands out.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from lexigram.ai.session.exceptions import (
+    SessionError,
+    SessionStoreError,
+    StoreUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["Conflict", "Row", "Runner", "Script", "Tx", "make_runner"]
+
+T = TypeVar("T")
+Row = Sequence[Any]
+Script = Callable[..., Coroutine[Any, Any, T]]
+
+
+class Conflict(Exception):
+    """A unique constraint refused a row (translated by the store into a domain error)."""
+
+
+class Tx(abc.ABC):
+    """The statements a script can run inside its transaction (``:name`` parameters)."""
+
+    dialect: ClassVar[str]
+
+    @abc.abstractmethod
+    async def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        """The first row of ``sql``, or None."""
+
+    @abc.abstractmethod
+    async def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Every row of ``sql``."""
+
+    @abc.abstractmethod
+    async def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Execute ``sql``; the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute ``sql`` once per parameter set."""
+
+
+# --------------------------------------------------------------------- SQLite
+class SqliteTx(Tx):
+    """Statements on a ``sqlite3`` connection, called from its aiosqlite worker thread."""
+
+    dialect: ClassVar[str] = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        cur = self._exec(sql, params)
+        row: Row | None = cur.fetchone()
+        cur.close()
+        return row
+
+    async def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        rows: list[Row] = self._exec(sql, params).fetchall()
+        return rows
+
+    async def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        return self._exec(sql, params).rowcount
+
+    async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+    def _exec(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params or {})
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("a SQLite store script awaited something that is not the database")
+
+
+def _sqlite_call(
+    conn: sqlite3.Connection, begin: str | None, script: Script[T], args: tuple[Any, ...]
+) -> T:
+    """The body of one hop into the worker thread: a whole transaction."""
+    if begin is not None:
+        conn.execute(begin)
+    try:
+        result = _drive(script(SqliteTx(conn), *args))
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    if conn.in_transaction:
+        conn.commit()
+    return result
+
+
+# ----------------------------------------------------------------- PostgreSQL
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_PG_SQL: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def to_numeric(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` parameters rewritten to asyncpg's ``$n`` (memoised)."""
+    cached = _PG_SQL.get(sql)
+    if cached is not None:
+        return cached
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    converted = (_PARAM.sub(number, sql), tuple(names))
+    _PG_SQL[sql] = converted
+    return converted
+
+
+class PgTx(Tx):
+    """Statements on an asyncpg connection."""
+
+    dialect: ClassVar[str] = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        import asyncpg
+
+        self._conn = conn
+        self._integrity = asyncpg.IntegrityConstraintViolationError
+
+    @staticmethod
+    def _args(names: tuple[str, ...], params: Mapping[str, Any] | None) -> list[Any]:
+        if not names:
+            return []
+        assert params is not None
+        return [params[n] for n in names]
+
+    async def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        text, names = to_numeric(sql)
+        try:
+            row: Row | None = await self._conn.fetchrow(text, *self._args(names, params))
+        except self._integrity as exc:
+            raise Conflict(str(exc)) from exc
+        return row
+
+    async def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        text, names = to_numeric(sql)
+        try:
+            rows: list[Row] = await self._conn.fetch(text, *self._args(names, params))
+        except self._integrity as exc:
+            raise Conflict(str(exc)) from exc
+        return rows
+
+    async def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        text, names = to_numeric(sql)
+        try:
+            status: str = await self._conn.execute(text, *self._args(names, params))
+        except self._integrity as exc:
+            raise Conflict(str(exc)) from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        text, names = to_numeric(sql)
+        try:
+            await self._conn.executemany(text, [[r[n] for n in names] for r in rows])
+        except self._integrity as exc:
+            raise Conflict(str(exc)) from exc
+
+
+# --------------------------------------------------------------------- runners
+class Runner(abc.ABC):
+    """Runs scripts as transactions on one engine."""
+
+    dialect: ClassVar[str]
+
+    def __init__(self, engine: AsyncEngine, masked_url: str) -> None:
+        self.engine = engine
+        self.masked_url = masked_url
+
+    @abc.abstractmethod
+    async def write(self, script: Script[T], *args: Any) -> T:
+        """Run ``script`` in a write transaction (serialised with other writers)."""
+
+    @abc.abstractmethod
+    async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
+        """Run ``script`` as a read; ``snapshot`` makes several statements agree."""
+
+    def unavailable(self, exc: BaseException, doing: str = "reach") -> StoreUnavailableError:
+        """The error for a database that cannot be reached."""
+        return StoreUnavailableError(
+            f"cannot {doing} the session database {self.masked_url}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The domain error for a driver error (others are returned unchanged)."""
+        return exc
+
+
+class SqliteRunner(Runner):
+    """SQLite through aiosqlite: one worker-thread hop per operation.
+
+    Writers of one process queue on an asyncio lock shared by every store on the same
+    database file, so ``BEGIN IMMEDIATE`` only ever waits (``busy_timeout``) for other
+    processes.
+    """
+
+    dialect: ClassVar[str] = "sqlite"
+
+    def __init__(self, engine: AsyncEngine, masked_url: str, lock_key: str) -> None:
+        super().__init__(engine, masked_url)
+        self._lock_key = lock_key
+
+    def _lock(self) -> asyncio.Lock:
+        return _shared_lock(self._lock_key)
+
+    async def write(self, script: Script[T], *args: Any) -> T:
+        async with self._lock():
+            return await self._hop("BEGIN IMMEDIATE", script, args)
+
+    async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
+        return await self._hop("BEGIN" if snapshot else None, script, args)
+
+    async def _hop(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
+        try:
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection
+                assert driver is not None
+                sync_conn: sqlite3.Connection = driver._conn
+                call: Callable[..., Awaitable[T]] = driver._execute
+                return await call(_sqlite_call, sync_conn, begin, script, args)
+        except (SessionError, Conflict):
+            raise
+        except BaseException as exc:
+            raise self.translate(exc) from exc
+
+    def translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, DBAPIError) and exc.orig is not None:
+            exc = exc.orig
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc)
+            if "no such table" in text:
+                return SessionStoreError(
+                    f"the session tables are missing in {self.masked_url} ({text}); "
+                    "call initialize() (or `setup_schema`) first"
+                )
+            return self.unavailable(exc, "use")
+        if isinstance(exc, sqlite3.DatabaseError | SQLAlchemyError):
+            return SessionStoreError(f"session database {self.masked_url} failed: {exc}")
+        if isinstance(exc, ValueError) and "closed" in str(exc).lower():
+            return self.unavailable(exc, "use")
+        if isinstance(exc, OSError):
+            return self.unavailable(exc, "open")
+        return exc
+
+
+_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def _shared_lock(key: str) -> asyncio.Lock:
+    """One asyncio lock per (event loop, database file)."""
+    loop = asyncio.get_running_loop()
+    slot = (id(loop), key)
+    lock = _LOCKS.get(slot)
+    if lock is None:
+        if len(_LOCKS) > 256:
+            _LOCKS.clear()
+        lock = _LOCKS[slot] = asyncio.Lock()
+    return lock
+
+
+class PgRunner(Runner):
+    """PostgreSQL through asyncpg: BEGIN, the script, COMMIT on a pooled connection."""
+
+    dialect: ClassVar[str] = "postgresql"
+    retries: ClassVar[int] = 3
+
+    async def write(self, script: Script[T], *args: Any) -> T:
+        return await self._run(script, args, write=True, snapshot=False)
+
+    async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
+        return await self._run(script, args, write=False, snapshot=snapshot)
+
+    async def _connect(self) -> tuple[AsyncConnection, Any]:
+        """A pooled connection and its asyncpg driver connection, known to be open."""
+        for _ in range(self.retries):
+            conn = await self.engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+            except BaseException:
+                await conn.close()
+                raise
+            driver = raw.driver_connection
+            if driver is not None and not driver.is_closed():
+                return conn, driver
+            # The server closed it (restart, pg_terminate_backend): drop it from the pool.
+            await conn.invalidate()
+            await conn.close()
+        raise StoreUnavailableError(f"no open connection to {self.masked_url}")
+
+    async def _run(
+        self, script: Script[T], args: tuple[Any, ...], *, write: bool, snapshot: bool
+    ) -> T:
+        import asyncpg
+
+        last: BaseException | None = None
+        for _ in range(self.retries):
+            try:
+                conn, driver = await self._connect()
+            except (SessionError, Conflict):
+                raise
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise self.unavailable(_root(exc), "connect to") from exc
+            sent = False
+            try:
+                tr = None
+                if write or snapshot:
+                    tr = driver.transaction(
+                        isolation="read_committed" if write else "repeatable_read",
+                        readonly=not write,
+                    )
+                    await tr.start()
+                sent = write
+                result = await script(PgTx(driver), *args)
+                if tr is not None:
+                    await tr.commit()
+                return result
+            except BaseException as exc:
+                if tr is not None and not driver.is_closed() and not _is_disconnect(exc):
+                    try:
+                        await tr.rollback()
+                    except BaseException:
+                        await conn.invalidate()
+                if _is_disconnect(exc):
+                    await conn.invalidate()
+                    last = exc
+                    if not sent:
+                        continue  # nothing of a write reached the server, or a read
+                    raise self.unavailable(exc, "finish a write on") from exc
+                if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+                    last = exc
+                    continue  # rolled back as a whole: safe to run again
+                if isinstance(exc, SessionError | Conflict | asyncio.CancelledError):
+                    raise
+                raise self.translate(exc) from exc
+            finally:
+                await conn.close()
+        assert last is not None
+        raise self.unavailable(last, "use") from last
+
+    def translate(self, exc: BaseException) -> BaseException:
+        import asyncpg
+
+        exc = _root(exc)
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            return SessionStoreError(
+                f"the session tables are missing in {self.masked_url} ({exc}); "
+                "call initialize() (or `setup_schema`) first"
+            )
+        if _is_disconnect(exc):
+            return self.unavailable(exc, "use")
+        if isinstance(exc, asyncpg.PostgresError | SQLAlchemyError):
+            return SessionStoreError(f"session database {self.masked_url} failed: {exc}")
+        return exc
+
+
+def _root(exc: BaseException) -> BaseException:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        orig: BaseException = exc.orig
+        return orig
+    return exc
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection (not the statement) failed."""
+    import asyncpg
+
+    exc = _root(exc)
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.OperatorInterventionError
+        | ConnectionError
+        | OSError
+        | TimeoutError,
+    ) and not isinstance(exc, asyncpg.QueryCanceledError)
+
+
+def make_runner(engine: AsyncEngine, masked_url: str, *, sqlite_lock_key: str | None) -> Runner:
+    """The runner for ``engine``'s dialect."""
+    if engine.dialect.name == "sqlite":
+        return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url)
+    if engine.dialect.name == "postgresql":
+        return PgRunner(engine, masked_url)
+    raise SessionStoreError(f"unsupported SQL dialect {engine.dialect.name!r}")

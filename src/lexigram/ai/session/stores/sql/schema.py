@@ -1,0 +1,245 @@
+"""The SQL schema: four tables and a version table, created by ``initialize()``.
+
+Every table name starts with the store's ``table_prefix`` (default ``ai_session_``):
+
+* ``sessions``: one row per session: the header columns, the totals, ``expires_at``,
+  ``fork_seq``, ``last_seq`` (the per-session turn sequence) and ``ordinal``, a
+  creation counter that orders a user's sessions and backs the listing cursor.
+* ``turns``: one row per turn, primary key ``(session_id, seq)``; ``live`` is 1 while
+  the turn is part of the session's history. A partial unique index keeps turn ids
+  unique among the live turns of a session.
+* ``checkpoints``: a header snapshot plus the live ``seq`` ranges (or, for a
+  checkpoint saved whole, its turns inline).
+* ``tombstones``: ids of purged sessions that may not be reused before ``until_at``.
+* ``schema_version``: one row per schema version applied.
+
+Times are integers: microseconds since the Unix epoch, UTC, so that comparisons are
+exact on every engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+
+from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Schema",
+    "check_prefix",
+    "create_or_upgrade",
+]
+
+#: Version of the schema this release writes. Raise it with every change and add the
+#: step that upgrades the previous version to :data:`MIGRATIONS`.
+SCHEMA_VERSION = 1
+
+#: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1`` in place. It
+#: runs inside the transaction that records the new version.
+MIGRATIONS: dict[int, Callable[[Connection, Schema], None]] = {}
+
+_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+
+_Double = Float(precision=53).with_variant(postgresql.DOUBLE_PRECISION(), "postgresql")
+_Ordinal = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` when it is a safe table-name prefix; else ``SessionValidationError``."""
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise SessionValidationError(
+            "table_prefix",
+            f"must start with a letter or '_' and hold at most 31 letters, digits and '_', "
+            f"got {prefix!r}",
+        )
+    return prefix
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The tables of one ``table_prefix``."""
+
+    prefix: str
+    metadata: MetaData
+    sessions: Table
+    turns: Table
+    checkpoints: Table
+    tombstones: Table
+    version: Table
+
+    @classmethod
+    def build(cls, prefix: str) -> Schema:
+        """The table definitions for ``prefix``."""
+        p = check_prefix(prefix)
+        md = MetaData()
+        sessions = Table(
+            f"{p}sessions",
+            md,
+            Column("ordinal", _Ordinal, primary_key=True, autoincrement=True),
+            Column("session_id", Text, nullable=False),
+            Column("user_id", Text, nullable=False),
+            Column("status", Text, nullable=False),
+            Column("metadata", Text, nullable=False),
+            Column("active_tools", Text, nullable=False),
+            Column("active_skills", Text, nullable=False),
+            Column("system_prompt", Text, nullable=True),
+            Column("variables", Text, nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Column("updated_at", BigInteger, nullable=False),
+            Column("checkpoint_id", Text, nullable=True),
+            Column("total_tokens", BigInteger, nullable=False),
+            Column("total_cost", _Double, nullable=False),
+            Column("turn_count", BigInteger, nullable=False),
+            Column("parent_session_id", Text, nullable=True),
+            Column("branch_name", Text, nullable=True),
+            Column("expires_at", BigInteger, nullable=True),
+            Column("fork_seq", BigInteger, nullable=True),
+            Column("last_seq", BigInteger, nullable=False),
+            UniqueConstraint("session_id", name=f"{p}sessions_id_key"),
+            sqlite_autoincrement=True,
+        )
+        Index(f"{p}sessions_user_ix", sessions.c.user_id, sessions.c.ordinal)
+        Index(
+            f"{p}sessions_user_live_ix",
+            sessions.c.user_id,
+            sessions.c.status,
+            sessions.c.expires_at,
+        )
+        Index(f"{p}sessions_expiry_ix", sessions.c.status, sessions.c.expires_at)
+        Index(f"{p}sessions_purge_ix", sessions.c.status, sessions.c.updated_at)
+        Index(f"{p}sessions_parent_ix", sessions.c.parent_session_id, sessions.c.ordinal)
+
+        turns = Table(
+            f"{p}turns",
+            md,
+            Column("session_id", Text, primary_key=True),
+            Column("seq", BigInteger, primary_key=True, autoincrement=False),
+            Column("turn_id", Text, nullable=False),
+            Column("live", SmallInteger, nullable=False),
+            Column("role", Text, nullable=False),
+            Column("content", Text, nullable=False),
+            Column("ts", Text, nullable=False),
+            Column("tool_calls", Text, nullable=False),
+            Column("skill_results", Text, nullable=False),
+            Column("metadata", Text, nullable=False),
+            Column("tokens_used", BigInteger, nullable=False),
+            Column("cost", _Double, nullable=False),
+            Column("model", Text, nullable=True),
+            Column("provider", Text, nullable=True),
+        )
+        Index(
+            f"{p}turns_live_id_ux",
+            turns.c.session_id,
+            turns.c.turn_id,
+            unique=True,
+            sqlite_where=turns.c.live == 1,
+            postgresql_where=turns.c.live == 1,
+        )
+        Index(f"{p}turns_live_ix", turns.c.session_id, turns.c.live, turns.c.seq)
+
+        checkpoints = Table(
+            f"{p}checkpoints",
+            md,
+            Column("ordinal", _Ordinal, primary_key=True, autoincrement=True),
+            Column("checkpoint_id", Text, nullable=False),
+            Column("session_id", Text, nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Column("parent_checkpoint_id", Text, nullable=True),
+            Column("metadata", Text, nullable=False),
+            Column("header", Text, nullable=False),
+            Column("ranges", Text, nullable=True),
+            Column("inline_turns", Text, nullable=True),
+            UniqueConstraint("checkpoint_id", name=f"{p}checkpoints_id_key"),
+            sqlite_autoincrement=True,
+        )
+        Index(f"{p}checkpoints_session_ix", checkpoints.c.session_id, checkpoints.c.ordinal)
+
+        tombstones = Table(
+            f"{p}tombstones",
+            md,
+            Column("session_id", Text, primary_key=True),
+            Column("until_at", BigInteger, nullable=False),
+        )
+        version = Table(
+            f"{p}schema_version",
+            md,
+            Column("version", Integer, primary_key=True, autoincrement=False),
+            Column("applied_at", BigInteger, nullable=False),
+            Column("release", Text, nullable=False),
+        )
+        return cls(p, md, sessions, turns, checkpoints, tombstones, version)
+
+    @property
+    def table_names(self) -> list[str]:
+        """Every table of this prefix."""
+        return [t.name for t in self.metadata.sorted_tables]
+
+
+def current_version(conn: Connection, schema: Schema) -> int | None:
+    """The highest version recorded, or None for a database without the version table."""
+    if not conn.dialect.has_table(conn, schema.version.name):
+        return None
+    value = conn.execute(select(schema.version.c.version).order_by(
+        schema.version.c.version.desc()).limit(1)).scalar()
+    return None if value is None else int(value)
+
+
+def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release: str) -> int:
+    """Create missing tables and bring the schema to :data:`SCHEMA_VERSION` in place.
+
+    Runs inside the caller's transaction (serialised against other initialisers).
+    Refuses a database whose recorded version is newer than this release knows.
+    Returns the version found before (0 for a new database).
+    """
+    found = current_version(conn, schema)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SessionStoreError(
+            f"the tables with prefix {schema.prefix!r} are at schema version {found}, newer "
+            f"than this release of lexigram-ai-session supports ({SCHEMA_VERSION}); "
+            "upgrade the package instead of downgrading the database"
+        )
+    if found is None or found == 0:
+        schema.metadata.create_all(conn, checkfirst=True)
+        conn.execute(
+            schema.version.insert().values(
+                version=SCHEMA_VERSION, applied_at=now_us, release=release
+            )
+        )
+        return 0
+    for step in range(found, SCHEMA_VERSION):
+        migrate = MIGRATIONS.get(step)
+        if migrate is None:
+            raise SessionStoreError(
+                f"no upgrade from schema version {step} to {step + 1} (prefix {schema.prefix!r})"
+            )
+        migrate(conn, schema)
+        conn.execute(
+            schema.version.insert().values(version=step + 1, applied_at=now_us, release=release)
+        )
+    # Tables added in this version but absent (e.g. dropped by hand) come back.
+    schema.metadata.create_all(conn, checkfirst=True)
+    return found
+
+
+def drop_all(conn: Connection, schema: Schema) -> None:
+    """Drop every table of ``schema`` (destructive; tests and tooling only)."""
+    schema.metadata.drop_all(conn, checkfirst=True)

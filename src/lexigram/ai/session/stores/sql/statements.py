@@ -1,0 +1,248 @@
+"""The SQL text of every store operation, for one table prefix and dialect.
+
+Statements use ``:name`` parameters (SQLite binds them natively; the PostgreSQL
+runner rewrites them to ``$n`` once) and only SQL that SQLite (3.35+) and PostgreSQL
+both accept, except the row lock (``FOR UPDATE``) and the advisory lock, which exist
+on PostgreSQL only (SQLite serialises writers with ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS, TURN_COLUMNS
+
+__all__ = ["Statements"]
+
+_LIVE = "('active', 'suspended')"
+_ENDED = "('closed', 'expired')"
+_NOT_DUE = "(expires_at IS NULL OR expires_at > :now)"
+
+
+class Statements:
+    """Every statement the store runs, built once per store (prefix and dialect)."""
+
+    def __init__(self, prefix: str, dialect: str) -> None:
+        self.dialect = dialect
+        s, t, c, tb = (
+            f"{prefix}sessions", f"{prefix}turns", f"{prefix}checkpoints", f"{prefix}tombstones"
+        )
+        h = ", ".join(HEADER_COLUMNS)
+        tc = "seq, " + ", ".join(TURN_COLUMNS)
+        cols = ", ".join(TURN_COLUMNS)
+        lock = " FOR UPDATE" if dialect == "postgresql" else ""
+        ins_cols = [c_ for c_ in HEADER_COLUMNS if c_ != "ordinal"]
+        patch_set = (
+            "metadata = COALESCE(CAST(:p_metadata AS TEXT), metadata), "
+            "active_tools = COALESCE(CAST(:p_active_tools AS TEXT), active_tools), "
+            "active_skills = COALESCE(CAST(:p_active_skills AS TEXT), active_skills), "
+            "variables = COALESCE(CAST(:p_variables AS TEXT), variables), "
+            "system_prompt = CASE WHEN :p_prompt_set = 1 THEN CAST(:p_prompt AS TEXT) "
+            "ELSE system_prompt END"
+        )
+        appended = (
+            "last_seq = last_seq + :n, turn_count = turn_count + :n, "
+            "total_tokens = total_tokens + :tokens, total_cost = total_cost + :cost, "
+            "updated_at = :now, "
+            "status = CASE WHEN turn_count + :n >= :max THEN 'closed' ELSE status END, "
+            "expires_at = CASE WHEN turn_count + :n >= :max THEN NULL "
+            "ELSE CAST(:expires AS BIGINT) END"
+        )
+        append_where = (
+            f"WHERE session_id = :sid AND status = 'active' AND {_NOT_DUE} "
+            "AND turn_count + :n <= :max"
+        )
+        # ------------------------------------------------------------ headers
+        self.header = f"SELECT {h} FROM {s} WHERE session_id = :sid"
+        self.exists = f"SELECT 1 FROM {s} WHERE session_id = :sid"
+        self.header_lock = f"SELECT {h} FROM {s} WHERE session_id = :sid{lock}"
+        self.insert_session = (
+            f"INSERT INTO {s} ({', '.join(ins_cols)}) VALUES "
+            f"({', '.join(':' + c_ for c_ in ins_cols)}) RETURNING {h}"
+        )
+        self.replace_header = (
+            f"UPDATE {s} SET user_id = :user_id, status = :status, metadata = :metadata, "
+            "active_tools = :active_tools, active_skills = :active_skills, "
+            "system_prompt = :system_prompt, variables = :variables, "
+            "created_at = :created_at, updated_at = :updated_at, "
+            "checkpoint_id = :checkpoint_id, total_tokens = :total_tokens, "
+            "total_cost = :total_cost, turn_count = :turn_count, "
+            "parent_session_id = :parent_session_id, branch_name = :branch_name, "
+            "expires_at = CAST(:expires_at AS BIGINT) "
+            "WHERE session_id = :session_id RETURNING last_seq"
+        )
+        self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
+        self.append = f"UPDATE {s} SET {appended} {append_where} RETURNING {h}"
+        self.append_patch = (
+            f"UPDATE {s} SET {patch_set}, {appended} {append_where} RETURNING {h}"
+        )
+        self.update = (
+            f"UPDATE {s} SET {patch_set}, updated_at = :now, "
+            "expires_at = CAST(:expires AS BIGINT) "
+            f"WHERE session_id = :sid AND status IN {_LIVE} AND {_NOT_DUE} RETURNING {h}"
+        )
+        self.set_counters = (
+            f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
+            "total_cost = :cost, updated_at = :now, expires_at = CAST(:expires AS BIGINT) "
+            "WHERE session_id = :sid"
+        )
+        self.set_status = (
+            f"UPDATE {s} SET status = :status, updated_at = :now, "
+            f"expires_at = CAST(:expires AS BIGINT) WHERE session_id = :sid RETURNING {h}"
+        )
+        self.restore_header = (
+            f"UPDATE {s} SET status = 'active', metadata = :metadata, "
+            "active_tools = :active_tools, active_skills = :active_skills, "
+            "system_prompt = :system_prompt, variables = :variables, "
+            "checkpoint_id = :checkpoint_id, total_tokens = :total_tokens, "
+            "total_cost = :total_cost, turn_count = :turn_count, updated_at = :now, "
+            "expires_at = CAST(:expires AS BIGINT) WHERE session_id = :sid"
+        )
+        self.set_checkpoint = f"UPDATE {s} SET checkpoint_id = :cp WHERE session_id = :sid"
+        self.move_checkpoint = (
+            f"UPDATE {s} SET checkpoint_id = :parent "
+            "WHERE session_id = :sid AND checkpoint_id = :cp"
+        )
+        self.delete_session = f"DELETE FROM {s} WHERE session_id = :sid"
+        # -------------------------------------------------------------- users
+        self.count_live = (
+            f"SELECT COUNT(*) FROM {s} WHERE user_id = :uid AND status IN {_LIVE} "
+            f"AND {_NOT_DUE}"
+        )
+        self.user_lock = "SELECT pg_advisory_xact_lock(hashtext(:key))"
+        self.user_all = f"SELECT {h} FROM {s} WHERE user_id = :uid ORDER BY ordinal"
+        self.page = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            "ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_active = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND status = 'active' AND {_NOT_DUE} ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_suspended = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND status = 'suspended' AND {_NOT_DUE} ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_closed = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            "AND status = 'closed' ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_expired = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND (status = 'expired' OR (status IN {_LIVE} AND expires_at <= :now)) "
+            "ORDER BY ordinal DESC LIMIT :lim"
+        )
+        # ----------------------------------------------------------- branches
+        self.branches = f"SELECT {h} FROM {s} WHERE parent_session_id = :sid ORDER BY ordinal"
+        self.count_branches = f"SELECT COUNT(*) FROM {s} WHERE parent_session_id = :sid"
+        # ------------------------------------------------------------ sweeping
+        self.find_expired = (
+            f"SELECT session_id FROM {s} WHERE status IN {_LIVE} AND expires_at <= :now "
+            "ORDER BY expires_at LIMIT :lim"
+        )
+        self.mark_expired = (
+            f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id = :sid "
+            f"AND status IN {_LIVE} AND expires_at <= :now RETURNING {h}"
+        )
+        self.find_purgeable = (
+            f"SELECT session_id FROM {s} WHERE status IN {_ENDED} AND updated_at < :older "
+            "ORDER BY updated_at LIMIT :lim"
+        )
+        self.tombstone = f"SELECT until_at FROM {tb} WHERE session_id = :sid"
+        self.drop_tombstone = f"DELETE FROM {tb} WHERE session_id = :sid"
+        self.put_tombstone = (
+            f"INSERT INTO {tb} (session_id, until_at) VALUES (:sid, :until) "
+            "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"
+        )
+        # --------------------------------------------------------------- turns
+        self.insert_turn = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES "
+            f"(:session_id, :seq, 1, {', '.join(':' + c_ for c_ in TURN_COLUMNS)})"
+        )
+        self.live_turns = f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+        self.last_turns = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT :lim"
+        )
+        self.turns_after = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 AND seq > :after "
+            "ORDER BY seq LIMIT :lim"
+        )
+        self.turns_range = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "ORDER BY seq"
+        )
+        self.live_ranges = (
+            "SELECT MIN(seq), MAX(seq) FROM (SELECT seq, seq - ROW_NUMBER() OVER "
+            f"(ORDER BY seq) AS grp FROM {t} WHERE session_id = :sid AND live = 1) AS g "
+            "GROUP BY grp ORDER BY 1"
+        )
+        self.live_has_id = (
+            f"SELECT 1 FROM {t} WHERE session_id = :sid AND live = 1 AND turn_id = :tid"
+        )
+        self.live_costs = (
+            f"SELECT tokens_used, cost FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq"
+        )
+        self.unlive_one = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND seq = :seq"
+        self.unlive_all = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND live = 1"
+        self.live_range = (
+            f"UPDATE {t} SET live = 1 WHERE session_id = :sid AND seq BETWEEN :first AND :last"
+        )
+        self.dead_seqs = f"SELECT seq FROM {t} WHERE session_id = :sid AND live = 0 ORDER BY seq"
+        self.delete_dead = (
+            f"DELETE FROM {t} WHERE session_id = :sid AND live = 0 "
+            "AND seq BETWEEN :first AND :last"
+        )
+        self.delete_turns = f"DELETE FROM {t} WHERE session_id = :sid"
+        self.copy_live = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) "
+            f"SELECT :new, :offset + ROW_NUMBER() OVER (ORDER BY seq), 1, "
+            f"{cols} FROM {t} WHERE session_id = :src AND live = 1"
+        )
+        self.copy_range = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) "
+            f"SELECT :new, :offset + ROW_NUMBER() OVER (ORDER BY seq), 1, "
+            f"{cols} FROM {t} WHERE session_id = :src "
+            "AND seq BETWEEN :first AND :last"
+        )
+        # --------------------------------------------------------- checkpoints
+        self.cp_get = (
+            "SELECT checkpoint_id, session_id, created_at, parent_checkpoint_id, metadata, "
+            f"header, ranges, inline_turns FROM {c} WHERE checkpoint_id = :cp"
+        )
+        self.cp_list = (
+            "SELECT checkpoint_id, session_id, created_at, parent_checkpoint_id, metadata, "
+            f"header, ranges, inline_turns FROM {c} WHERE session_id = :sid ORDER BY ordinal"
+        )
+        self.cp_exists = f"SELECT 1 FROM {c} WHERE checkpoint_id = :cp"
+        self.cp_ids = f"SELECT checkpoint_id FROM {c} WHERE session_id = :sid ORDER BY ordinal"
+        self.cp_ranges = (
+            f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
+        )
+        self.cp_insert = (
+            f"INSERT INTO {c} (checkpoint_id, session_id, created_at, parent_checkpoint_id, "
+            "metadata, header, ranges, inline_turns) VALUES (:cp, :sid, :created, :parent, "
+            "CAST(:metadata AS TEXT), CAST(:header AS TEXT), CAST(:ranges AS TEXT), "
+            "CAST(:inline AS TEXT))"
+        )
+        self.cp_upsert = (
+            f"INSERT INTO {c} (checkpoint_id, session_id, created_at, parent_checkpoint_id, "
+            "metadata, header, ranges, inline_turns) VALUES (:cp, :sid, :created, :parent, "
+            "CAST(:metadata AS TEXT), CAST(:header AS TEXT), CAST(:ranges AS TEXT), "
+            "CAST(:inline AS TEXT)) "
+            "ON CONFLICT (checkpoint_id) DO UPDATE SET session_id = excluded.session_id, "
+            "created_at = excluded.created_at, "
+            "parent_checkpoint_id = excluded.parent_checkpoint_id, "
+            "metadata = excluded.metadata, header = excluded.header, "
+            "ranges = excluded.ranges, inline_turns = excluded.inline_turns"
+        )
+        self.cp_delete = (
+            f"DELETE FROM {c} WHERE checkpoint_id = :cp "
+            "RETURNING session_id, parent_checkpoint_id"
+        )
+        self.cp_delete_session = f"DELETE FROM {c} WHERE session_id = :sid"
+        self.ping = "SELECT 1"
+
+    @property
+    def is_postgres(self) -> bool:
+        """True when the statements are for PostgreSQL."""
+        return self.dialect == "postgresql"

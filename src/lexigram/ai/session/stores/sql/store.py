@@ -1,0 +1,526 @@
+"""``DatabaseSessionStore``: the session store on SQLAlchemy 2 async (SQLite, PostgreSQL).
+
+One row per turn, a header row per session, checkpoint rows holding ``seq`` ranges.
+Every operation is one transaction with its checks inside (see ``runner``); an append
+is a conditional header ``UPDATE … RETURNING`` plus one ``INSERT`` per turn, so it
+costs the same at turn 5,000 as at turn 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import metadata as _metadata
+from typing import Any, ClassVar, TypeVar
+
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionError,
+    SessionStoreError,
+    SessionValidationError,
+    StoreUnavailableError,
+)
+from lexigram.ai.session.stores.base import (
+    LIVE_STATUSES,
+    AppendResult,
+    Clock,
+    SessionPage,
+    SessionPatch,
+    SessionRecord,
+    SessionStore,
+)
+from lexigram.ai.session.stores.codec import dumps, validate_turn
+from lexigram.ai.session.stores.sql import ops_checkpoints as cps
+from lexigram.ai.session.stores.sql import ops_sessions as ses
+from lexigram.ai.session.stores.sql import ops_turns as trn
+from lexigram.ai.session.stores.sql.context import Ctx
+from lexigram.ai.session.stores.sql.rows import (
+    header_params,
+    header_to_json,
+    to_us,
+    turn_params,
+    turns_to_json,
+)
+from lexigram.ai.session.stores.sql.runner import Conflict, Runner, Script, make_runner
+from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
+from lexigram.ai.session.stores.sql.statements import Statements
+from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
+
+__all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
+
+T = TypeVar("T")
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_URL = "sqlite+aiosqlite:///./lexigram_sessions.db"
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+_PG_CONNECT_TIMEOUT_S = 10.0
+
+
+def _release() -> str:
+    try:
+        return _metadata.version("lexigram-ai-session")
+    except _metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        return "unknown"
+
+
+def _first_repeat(turns: Sequence[SessionTurn]) -> str | None:
+    seen: set[str] = set()
+    for turn in turns:
+        if turn.turn_id in seen:
+            return turn.turn_id
+        seen.add(turn.turn_id)
+    return None
+
+
+def _checked(turn: Any) -> SessionTurn:
+    """``turn`` when its fields have the right types (cheap); else the codec names the field."""
+    if (
+        type(turn) is SessionTurn
+        and type(turn.turn_id) is str
+        and turn.turn_id.strip()
+        and type(turn.role) is str
+        and turn.role.strip()
+        and type(turn.content) is str
+        and isinstance(turn.timestamp, datetime)
+        and turn.timestamp.tzinfo is not None
+        and type(turn.tokens_used) is int
+        and turn.tokens_used >= 0
+        and type(turn.cost) in (float, int)
+        and turn.cost >= 0
+        and (turn.model is None or type(turn.model) is str)
+        and (turn.provider is None or type(turn.provider) is str)
+        and type(turn.tool_calls) is list
+        and type(turn.skill_results) is list
+        and type(turn.metadata) is dict
+    ):
+        return turn
+    return validate_turn(turn)
+
+
+def _turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, Any]]:
+    return [turn_params(session_id, 0, _checked(t)) for t in turns]
+
+
+def _patch_params(patch: SessionPatch) -> dict[str, Any]:
+    def enc(value: Any, name: str) -> str | None:
+        return None if value is None else dumps(value, field=name).decode()
+
+    prompt_set = patch.system_prompt is not None or patch.clear_system_prompt
+    return {
+        "p_metadata": enc(patch.metadata, "metadata"),
+        "p_active_tools": enc(patch.active_tools, "active_tools"),
+        "p_active_skills": enc(patch.active_skills, "active_skills"),
+        "p_variables": enc(patch.variables, "variables"),
+        "p_prompt_set": 1 if prompt_set else 0,
+        "p_prompt": patch.system_prompt,
+    }
+
+
+class DatabaseSessionStore(SessionStore):
+    """Sessions in SQL: SQLite through aiosqlite (default), PostgreSQL through asyncpg.
+
+    ``url`` accepts ``sqlite:///…`` / ``postgresql://…`` / ``postgres://…`` and the
+    explicit async forms. ``engine`` lets several stores share one engine (the store
+    then leaves it open on :meth:`close`). Call :meth:`initialize` once to create or
+    upgrade the tables.
+    """
+
+    backend_name: ClassVar[str] = "database"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        table_prefix: str = "ai_session_",
+        pool_size: int = 10,
+        session_ttl: int = 0,
+        clock: Clock | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        super().__init__(session_ttl=session_ttl, clock=clock)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise SessionValidationError("pool_size", f"must be an integer >= 1, got {pool_size!r}")
+        self.database_url: DatabaseURL = (
+            normalise_url(engine.url) if engine is not None else normalise_url(url)
+        )
+        self.schema = Schema.build(table_prefix)
+        self.table_prefix = table_prefix
+        self._owns_engine = engine is None
+        self.engine: AsyncEngine = engine or self._make_engine(pool_size)
+        self.dialect: str = self.engine.dialect.name
+        self._statements = Statements(table_prefix, self.dialect)
+        lock_key = str(self.database_url.sqlite_path or self.database_url.masked)
+        if self.database_url.sqlite_path is not None:
+            lock_key = str(self.database_url.sqlite_path.resolve())
+        self._runner: Runner = make_runner(
+            self.engine, self.database_url.masked, sqlite_lock_key=lock_key
+        )
+        self._lock_ns = f"{table_prefix}:"
+        self._closed = False
+
+    # ----------------------------------------------------------------- set-up
+    @classmethod
+    def from_config(cls, config: Any) -> DatabaseSessionStore:
+        """Build from a ``SessionConfig`` (``database_url``, ``table_prefix``,
+        ``db_pool_size``, ``session_ttl``)."""
+        return cls(
+            config.database_url,
+            table_prefix=config.table_prefix,
+            pool_size=config.db_pool_size,
+            session_ttl=config.session_ttl,
+        )
+
+    def _make_engine(self, pool_size: int) -> AsyncEngine:
+        url = self.database_url
+        if url.is_sqlite:
+            if url.is_memory:
+                engine = create_async_engine(
+                    url.render(),
+                    poolclass=StaticPool,
+                    connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S},
+                )
+            else:
+                engine = create_async_engine(
+                    url.render(),
+                    pool_size=pool_size,
+                    max_overflow=pool_size,
+                    pool_reset_on_return=None,
+                    connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S},
+                )
+            _install_sqlite_hooks(engine, wal=not url.is_memory)
+            return engine
+        app = f"lexigram-ai-session:{self.table_prefix}"[:63]
+        return create_async_engine(
+            url.render(),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={
+                "timeout": _PG_CONNECT_TIMEOUT_S,
+                "server_settings": {"application_name": app},
+            },
+        )
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return self.database_url.masked
+
+    def __repr__(self) -> str:
+        return f"DatabaseSessionStore({self.url!r}, table_prefix={self.table_prefix!r})"
+
+    def _ctx(self) -> Ctx:
+        if self._closed:
+            raise StoreUnavailableError(f"the session store on {self.url} is closed")
+        ttl = self.session_ttl
+        return Ctx(self._statements, to_us(self.now()), ttl * 1_000_000 if ttl > 0 else 0,
+                   self._lock_ns)
+
+    async def _write(self, script: Script[T], *args: Any) -> T:
+        return await self._runner.write(script, self._ctx(), *args)
+
+    async def _read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
+        return await self._runner.read(script, self._ctx(), *args, snapshot=snapshot)
+
+    # -------------------------------------------------------------- lifecycle
+    async def initialize(self) -> None:
+        """Create the tables (idempotent) and record or check the schema version.
+
+        Raises ``StoreUnavailableError`` when the database cannot be reached and
+        ``SessionStoreError`` for tables written by a newer release.
+        """
+        path = self.database_url.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        await self.ping()
+        now = to_us(self.now())
+        try:
+            async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                        {"k": f"{self._lock_ns}schema"},
+                    )
+                await conn.run_sync(create_or_upgrade, self.schema, now_us=now, release=_release())
+        except SessionError:
+            raise
+        except Exception as exc:
+            error = self._runner.translate(exc)
+            if not isinstance(error, SessionError):
+                error = SessionStoreError(f"cannot create the session tables in {self.url}: {exc}")
+            raise error from exc
+
+    async def close(self) -> None:
+        """Dispose of the engine (when the store made it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """``SELECT 1``; ``StoreUnavailableError`` naming the (masked) URL when it fails."""
+        try:
+            await self._read(_ping)
+        except StoreUnavailableError:
+            raise
+        except SessionError as exc:
+            raise StoreUnavailableError(
+                f"session database {self.url} is not usable: {exc}"
+            ) from exc
+
+    # --------------------------------------------------------- contract (whole)
+    async def save(self, state: SessionState) -> None:
+        rows = _turn_rows(state.session_id, state.turns)
+        header = header_params(state)
+        live = SessionStatus(state.status) in LIVE_STATUSES
+        args = (header, rows, _first_repeat(state.turns), live)
+        try:
+            await self._write(ses.save, *args)
+        except Conflict:
+            await self._write(ses.save, *args)  # a concurrent first save: replace it
+
+    async def load(self, session_id: str) -> SessionState | None:
+        return await self._read(ses.load, session_id, snapshot=True)
+
+    async def delete(self, session_id: str) -> None:
+        await self._write(ses.delete_session, session_id)
+
+    async def list_sessions(self, user_id: str) -> list[SessionState]:
+        return await self._read(ses.list_all, user_id, snapshot=True)
+
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        state = checkpoint.state
+        params = {
+            "cp": checkpoint.checkpoint_id,
+            "sid": checkpoint.session_id,
+            "created": to_us(checkpoint.created_at),
+            "parent": checkpoint.parent_checkpoint_id,
+            "metadata": dumps(checkpoint.metadata, field="checkpoint.metadata").decode(),
+            "header": header_to_json(state),
+            "ranges": None,
+            "inline": turns_to_json([_checked(t) for t in state.turns]),
+        }
+        await self._write(cps.save_checkpoint, params)
+
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        return await self._read(cps.load_checkpoint, checkpoint_id, snapshot=True)
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._read(cps.list_checkpoints, session_id, True, snapshot=True)
+
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._read(cps.list_checkpoints, session_id, False)
+
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        return await self._write(cps.delete_checkpoint, checkpoint_id)
+
+    # ----------------------------------------------------------------- create
+    async def create_session(
+        self, state: SessionState, *, max_live_per_user: int | None = None
+    ) -> SessionRecord:
+        rows = _turn_rows(state.session_id, state.turns)
+        header = header_params(state)
+        live = SessionStatus(state.status) in LIVE_STATUSES
+        try:
+            return await self._write(
+                ses.create_session, header, rows, _first_repeat(state.turns),
+                max_live_per_user, live,
+            )
+        except Conflict:
+            raise SessionValidationError(
+                "session_id", f"session {state.session_id!r} already exists"
+            ) from None
+
+    # ------------------------------------------------------------------ reads
+    async def load_record(self, session_id: str) -> SessionRecord | None:
+        return await self._read(ses.load_record, session_id)
+
+    async def get_turns(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[SessionTurn]:
+        return await self._read(trn.get_turns, session_id, last, after_seq, limit)
+
+    async def get_turn_seqs(
+        self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, SessionTurn]]:
+        return await self._read(trn.get_turn_seqs, session_id, after_seq, limit)
+
+    async def list_user_sessions(
+        self,
+        user_id: str,
+        *,
+        status: SessionStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        below = _parse_cursor(cursor)
+        wanted = None if status is None else SessionStatus(status)
+        items, last = await self._read(ses.list_page, user_id, wanted, limit, below)
+        return SessionPage(items=items, next_cursor=None if last is None else str(last))
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        return await self._read(ses.count_live, user_id)
+
+    # ----------------------------------------------------------------- writes
+    async def append_turns(
+        self,
+        session_id: str,
+        turns: Sequence[SessionTurn],
+        *,
+        max_turns: int | None = None,
+        patch: SessionPatch | None = None,
+    ) -> AppendResult:
+        batch = list(turns)
+        rows = _turn_rows(session_id, batch)
+        tokens = sum(t.tokens_used for t in batch)
+        cost = sum(t.cost for t in batch)
+        patch_params = None if patch is None else _patch_params(patch)
+        try:
+            return await self._write(
+                trn.append, session_id, rows, tokens, float(cost), max_turns, patch_params,
+                _first_repeat(batch),
+            )
+        except Conflict as exc:
+            ids = [t.turn_id for t in batch]
+            dup = await self._read(trn.find_live_duplicate, session_id, ids)
+            if dup is not None:
+                raise DuplicateTurnError(session_id, dup) from None
+            raise SessionStoreError(
+                f"append to session {session_id!r} refused by the database: {exc}"
+            ) from exc
+
+    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+        return await self._write(ses.update_session, session_id, _patch_params(patch))
+
+    async def transition(
+        self,
+        session_id: str,
+        to_status: SessionStatus,
+        *,
+        allowed_from: frozenset[SessionStatus],
+    ) -> SessionRecord:
+        return await self._write(
+            ses.transition, session_id, SessionStatus(to_status), frozenset(allowed_from)
+        )
+
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        return await self._write(trn.pop_turn, session_id)
+
+    async def clear_turns(self, session_id: str) -> int:
+        return await self._write(trn.clear_turns, session_id)
+
+    # ------------------------------------------------------------ checkpoints
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        meta = dumps(metadata or {}, field="checkpoint.metadata").decode()
+        try:
+            return await self._write(
+                cps.create_checkpoint, session_id, checkpoint_id, meta, max_checkpoints,
+                include_turns,
+            )
+        except Conflict:
+            raise SessionValidationError(
+                "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+            ) from None
+
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        try:
+            return await self._write(cps.restore_checkpoint, checkpoint_id)
+        except Conflict as exc:
+            raise SessionStoreError(
+                f"checkpoint {checkpoint_id!r} cannot be restored: {exc}"
+            ) from exc
+
+    # --------------------------------------------------------------- branches
+    async def fork_session(
+        self,
+        source_id: str,
+        branch: SessionState,
+        *,
+        from_checkpoint: str | None = None,
+        max_branches: int | None = None,
+        max_live_per_user: int | None = None,
+    ) -> SessionRecord:
+        header_params(branch)  # refuse a header that cannot be stored before any I/O
+        try:
+            return await self._write(
+                cps.fork_session, source_id, branch, from_checkpoint, max_branches,
+                max_live_per_user,
+            )
+        except Conflict:
+            raise SessionValidationError(
+                "session_id", f"session {branch.session_id!r} already exists"
+            ) from None
+
+    async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        return await self._read(ses.list_branches, session_id)
+
+    # --------------------------------------------------------------- sweeping
+    async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        return await self._read(ses.find_expired, limit)
+
+    async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        return await self._write(ses.mark_expired, session_id)
+
+    async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        return await self._read(ses.find_purgeable, to_us(older_than), limit)
+
+    async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        return await self._write(ses.purge, session_id, to_us(tombstone_until))
+
+
+async def _ping(tx: Any, ctx: Ctx) -> None:
+    await tx.one(ctx.q.ping)
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor)
+    except (TypeError, ValueError) as exc:
+        raise SessionValidationError(
+            "cursor", f"not a cursor this store issued: {cursor!r}"
+        ) from exc
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, wal: bool) -> None:
+    """Autocommit driver mode (the store emits BEGIN itself), WAL, busy timeout."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,106 @@
+"""Database URLs: normalise what users write to the async drivers, and mask passwords."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from lexigram.ai.session.exceptions import SessionValidationError
+
+__all__ = ["DatabaseURL", "mask_url", "normalise_url"]
+
+_SQLITE = "sqlite+aiosqlite"
+_POSTGRES = "postgresql+asyncpg"
+_ALIASES = {
+    "sqlite": _SQLITE,
+    "sqlite+aiosqlite": _SQLITE,
+    "sqlite+pysqlite": _SQLITE,
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
+    "postgresql+asyncpg": _POSTGRES,
+    "postgresql+psycopg2": _POSTGRES,
+    "postgres+asyncpg": _POSTGRES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseURL:
+    """A parsed, normalised database URL."""
+
+    url: URL
+    """The SQLAlchemy URL with the async driver (``sqlite+aiosqlite`` / ``postgresql+asyncpg``)."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for SQLite, False for PostgreSQL."""
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_memory(self) -> bool:
+        """True for an in-memory SQLite database (gone with the last connection)."""
+        database = self.url.database or ""
+        return self.is_sqlite and database in ("", ":memory:")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None (PostgreSQL, in-memory)."""
+        if not self.is_sqlite or self.is_memory:
+            return None
+        database = self.url.database or ""
+        if database.startswith("file:"):
+            return None
+        return Path(database)
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password replaced by ``***`` (for messages and logs)."""
+        return self.url.render_as_string(hide_password=True)
+
+    def render(self) -> str:
+        """The URL in full (password included), for the engine."""
+        return self.url.render_as_string(hide_password=False)
+
+
+def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL:
+    """Parse ``url`` and switch it to the async driver.
+
+    ``sqlite:///path`` becomes ``sqlite+aiosqlite:///path``; ``postgresql://``,
+    ``postgres://`` (and ``+psycopg2``) become ``postgresql+asyncpg://``. Anything
+    else is refused with :class:`SessionValidationError` naming ``field``.
+    """
+    if isinstance(url, str):
+        if not url.strip():
+            raise SessionValidationError(field, "must be a non-empty database URL")
+        try:
+            parsed = make_url(url.strip())
+        except ArgumentError as exc:
+            raise SessionValidationError(field, f"malformed database URL: {exc}") from exc
+    elif isinstance(url, URL):
+        parsed = url
+    else:
+        raise SessionValidationError(field, f"expected a URL string, got {type(url).__name__}")
+    scheme = parsed.drivername
+    target = _ALIASES.get(scheme)
+    if target is None:
+        raise SessionValidationError(
+            field,
+            f"unsupported database URL scheme {scheme!r} in {mask_url(parsed)}; use "
+            "sqlite+aiosqlite:///<file> or postgresql+asyncpg://user@host/db",
+        )
+    parsed = parsed.set(drivername=target)
+    if target == _POSTGRES and not parsed.host and not parsed.query.get("host"):
+        raise SessionValidationError(field, f"no host in {mask_url(parsed)}")
+    return DatabaseURL(parsed)
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with the password hidden; a string that does not parse is returned cut short."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
