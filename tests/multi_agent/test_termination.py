@@ -184,3 +184,19 @@ async def test_run_with_composed_and_condition(
     group.add_agent(ScriptedAgent("editor", ["fine"]))
     state = await group.run(session_id, "go")
     assert speakers(state.turns) == ["writer", "editor", "writer"]
+
+
+async def test_a_failing_condition_ends_the_run_with_the_turn_kept(
+    manager: SessionManagerImpl, session_id: str
+) -> None:
+    class Broken(StopWordTermination):
+        def check(self, context: TerminationContext) -> str | None:
+            raise ZeroDivisionError("oops")
+
+    group = _group(manager, termination=Broken("x"))
+    group.add_agent(ScriptedAgent("a"))
+    state = await group.run(session_id, "go")
+    assert [t.content for t in state.turns] == ["go", "a #1"]
+    info = GroupTurnState.from_turn(state.turns[-1])
+    assert info is not None and info.status == "failed"
+    assert info.reason == "termination condition failed: ZeroDivisionError: oops"

@@ -355,9 +355,13 @@ class GroupSession:
             model=reply.model,
             provider=reply.provider,
         )
-        reason = self._stop_reason(run, turn, base)
+        try:
+            reason = self._stop_reason(run, turn, base)
+        except Exception as exc:
+            state = _ended(base, "failed", f"termination condition failed: {_describe(exc)}")
+            return await self._record(run, turn, state)
         if reason is not None:
-            state = replace(base, next_speaker=None, status="finished", reason=reason)
+            state = _ended(base, "finished", reason)
         else:
             state = await self._plan_next(run, turn, base, speaker=speaker)
         return await self._record(run, turn, state)
