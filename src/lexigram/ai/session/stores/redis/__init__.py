@@ -1,0 +1,7 @@
+"""The Redis backend (``backend="cache"``): store, key layout, Lua scripts."""
+
+from __future__ import annotations
+
+from lexigram.ai.session.stores.redis.store import CacheSessionStore
+
+__all__ = ["CacheSessionStore"]

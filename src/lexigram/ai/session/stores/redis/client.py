@@ -1,0 +1,149 @@
+"""Connecting to Redis (single server or Cluster) and running the store's scripts.
+
+Errors of the driver are translated here: an unreachable server becomes
+:class:`StoreUnavailableError` (with the password masked out of the URL), a
+server-side failure :class:`SessionStoreError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import DataError, RedisError, ResponseError
+
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionStoreError,
+    SessionValidationError,
+    StoreUnavailableError,
+)
+from lexigram.ai.session.stores.redis.scripts import SCRIPTS
+
+__all__ = ["AnyRedis", "ScriptRunner", "connect", "mask_url", "translate"]
+
+AnyRedis = Redis | RedisCluster
+
+#: A few quick reconnect attempts (a restarted server is picked up again), but a
+#: server that is down fails in well under a second instead of retrying for long.
+_RETRIES = 4
+_BACKOFF_BASE = 0.02
+_BACKOFF_CAP = 0.25
+_CONNECT_TIMEOUT = 3.0
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
+    """A (lazily connecting) client for ``url``; a malformed URL names ``redis_url``."""
+    retry = Retry(ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), _RETRIES)
+    try:
+        if cluster:
+            return RedisCluster.from_url(
+                url,
+                max_connections=pool_size,
+                retry=retry,
+                socket_connect_timeout=_CONNECT_TIMEOUT,
+            )
+        return Redis.from_url(
+            url,
+            max_connections=pool_size,
+            retry=retry,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+        )
+    except (ValueError, TypeError, RedisError) as exc:
+        raise SessionValidationError("redis_url", f"cannot use {mask_url(url)!r}: {exc}") from exc
+
+
+def translate(exc: BaseException, where: str) -> NoReturn:
+    """Re-raise a driver error as the store's own error type."""
+    if isinstance(exc, ResponseError | DataError):
+        raise SessionStoreError(f"Redis refused {where}: {exc}") from exc
+    raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
+
+
+class ScriptRunner:
+    """The store's only way to Redis: scripts by SHA, plain commands and pipelines.
+
+    At most ``pool_size`` calls are in flight at once (callers beyond that wait
+    their turn instead of failing with "Too many connections"), and every driver
+    error is translated by :func:`translate`. Scripts are loaded once and reloaded
+    automatically on NOSCRIPT (after a server restart or ``SCRIPT FLUSH``).
+    """
+
+    def __init__(self, client: AnyRedis, pool_size: int) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(source) for name, source in SCRIPTS.items()
+        }
+        self._client = client
+        self._gate = asyncio.Semaphore(pool_size)
+
+    async def command(self, name: str, *args: Any, **options: Any) -> Any:
+        """Run one client command (``name`` is the redis-py method)."""
+        async with self._gate:
+            try:
+                return await getattr(self._client, name)(*args, **options)
+            except RedisError as exc:
+                translate(exc, name.upper())
+
+    async def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run independent commands (possibly on several cluster slots) in one pipeline."""
+        if not commands:
+            return []
+        async with self._gate:
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for name, args in commands:
+                        getattr(pipe, name)(*args)
+                    return list(await pipe.execute())
+            except RedisError as exc:
+                translate(exc, "pipeline")
+
+    async def load_all(self) -> None:
+        """Load every script into the server(s) now, so the first call is not slowed."""
+        for script in self._scripts.values():
+            script.sha = await self.command("script_load", script.script)
+
+    async def raw(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """The script's reply as the driver returns it."""
+        async with self._gate:
+            try:
+                return await self._scripts[name](keys=keys, args=args)
+            except RedisError as exc:
+                translate(exc, f"script {name}")
+
+    async def json(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], *, record: str
+    ) -> Any:
+        """Run a script whose reply is one JSON document and decode it.
+
+        A reply that is not valid JSON means stored bytes are damaged (the reply
+        embeds them): :class:`CorruptRecordError` naming ``record``.
+        """
+        reply = await self.raw(name, keys, args)
+        try:
+            return orjson.loads(reply)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(record, f"stored data is not valid JSON/UTF-8: {exc}") from exc

@@ -1,0 +1,188 @@
+"""Cross-slot indexes of the Redis store: a user's sessions, deadlines, ended sessions.
+
+On Redis Cluster these keys live in other slots than a session's keys, so they
+cannot change in the session's own script. They are therefore kept as *hints*:
+
+* the per-user cap is a **reservation** made atomically on the user's slot
+  (count the live set, add when below the cap) *before* the session is written,
+  and removed again when the write fails;
+* entries that stopped being true (a session that closed, expired, was deleted,
+  or a reservation whose writer died) are found by re-reading the session header
+  and removed; nothing is ever answered from an index without that re-check;
+* the deadline index holds a *lower bound* of each live session's deadline; appends
+  do not touch it (that would cost a second round trip per turn), the sweeper
+  re-scores an entry whose session turned out to be extended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.ai.session.exceptions import SessionCapacityError
+from lexigram.ai.session.stores.redis.client import ScriptRunner
+from lexigram.ai.session.stores.redis.keys import KeySpace
+
+__all__ = ["RESERVATION_GRACE_US", "Indexes", "wall_us"]
+
+#: A reservation whose session header has not appeared after this long belongs to
+#: a writer that died between the two steps of a create; it no longer counts.
+RESERVATION_GRACE_US = 30_000_000
+
+_LIVE = ("active", "suspended")
+
+
+def wall_us() -> int:
+    """Real time in microseconds (reservations age in real time, not the store clock)."""
+    return time.time_ns() // 1000
+
+
+class Indexes:
+    """Reads and writes the cross-slot index keys of one store."""
+
+    def __init__(self, keys: KeySpace, scripts: ScriptRunner) -> None:
+        self._keys = keys
+        self._scripts = scripts
+
+    # ------------------------------------------------------------------ helpers
+    async def pipe(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run independent commands (possibly on several slots) in one pipeline."""
+        return await self._scripts.pipeline(commands)
+
+    async def probe(self, session_ids: Sequence[str], fields: Sequence[str]) -> list[list[Any]]:
+        """``HMGET`` of ``fields`` of each session's header (Nones when missing)."""
+        commands = [("hmget", (self._keys.header(sid), *fields)) for sid in session_ids]
+        replies = await self.pipe(commands)
+        return [
+            [None if v is None else v.decode("utf-8", "replace") for v in reply]
+            for reply in replies
+        ]
+
+    async def headers(self, session_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Every field of each session's header (None when missing)."""
+        commands = [("hgetall", (self._keys.header(sid),)) for sid in session_ids]
+        out: list[dict[str, str] | None] = []
+        for reply in await self.pipe(commands):
+            if not reply:
+                out.append(None)
+                continue
+            out.append(
+                {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in reply.items()}
+            )
+        return out
+
+    # ----------------------------------------------------------------- per user
+    async def reserve(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        cap: int | None,
+        live: bool,
+        now_us: int,
+    ) -> int | None:
+        """Reserve a place for ``session_id``; its per-user ordinal, or None if indexed.
+
+        Raises :class:`SessionCapacityError` when ``user_id`` already has ``cap``
+        live sessions after stale entries have been re-checked and dropped.
+        """
+        keys = self._keys.user(user_id)
+        args = ["", session_id, "" if cap is None else str(cap), "1" if live else "0"]
+        for attempt in range(2):
+            args[0] = str(wall_us())
+            reply = await self._scripts.raw("reserve", keys, args)
+            text = reply.decode() if isinstance(reply, bytes) else str(reply)
+            if text == "DUP":
+                return None
+            if text != "CAP":
+                return int(text)
+            if attempt == 0 and await self.prune_live(user_id, now_us=now_us) == 0:
+                break
+        raise SessionCapacityError(
+            f"user {user_id!r} already has {cap} live sessions (max_sessions_per_user={cap})"
+        )
+
+    async def live_members(self, user_id: str) -> list[tuple[str, int]]:
+        """The user's live-set entries with their reservation times (µs)."""
+        raw = await self._scripts.command(
+            "zrange", self._keys.user(user_id)[1], 0, -1, withscores=True
+        )
+        return [(m.decode(), int(score)) for m, score in raw]
+
+    async def live_status(
+        self, user_id: str, now_us: int
+    ) -> tuple[list[str], list[str]]:
+        """Split the user's live-set entries into (live session ids, dead entries)."""
+        members = await self.live_members(user_id)
+        probes = await self.probe([m for m, _ in members], ("u", "s", "ex"))
+        alive: list[str] = []
+        dead: list[str] = []
+        wall = wall_us()
+        for (sid, reserved), (owner, status, expires) in zip(members, probes, strict=True):
+            if status is None:
+                # No header yet: a create in progress, or a writer that died.
+                if reserved < wall - RESERVATION_GRACE_US:
+                    dead.append(sid)
+                continue
+            if owner != user_id or status not in _LIVE:
+                dead.append(sid)
+            elif expires is not None and expires.isdigit() and int(expires) <= now_us:
+                dead.append(sid)
+            else:
+                alive.append(sid)
+        return alive, dead
+
+    async def prune_live(self, user_id: str, *, now_us: int) -> int:
+        """Drop the user's live-set entries that are no longer live; how many were dropped."""
+        _, dead = await self.live_status(user_id, now_us)
+        if dead:
+            await self.pipe([("zrem", (self._keys.user(user_id)[1], *dead))])
+        return len(dead)
+
+    async def release(self, user_id: str, session_id: str) -> None:
+        """Undo a reservation (the session write failed)."""
+        keys = self._keys.user(user_id)
+        await self.pipe([("zrem", (keys[0], session_id)), ("zrem", (keys[1], session_id))])
+
+    async def mark_live(self, user_id: str, session_id: str) -> None:
+        """Count ``session_id`` among the user's live sessions (it became live again)."""
+        await self.pipe([("zadd", (self._keys.user(user_id)[1], {session_id: wall_us()}))])
+
+    # ----------------------------------------------------------- global indexes
+    async def add_deadline(self, session_id: str, deadline_us: int) -> None:
+        """Record a live session's deadline for the sweeper."""
+        await self.pipe([("zadd", (self._keys.deadlines, {session_id: deadline_us}))])
+
+    async def ended(self, session_id: str, user_id: str, updated_us: int) -> None:
+        """A session became CLOSED/EXPIRED: out of the live indexes, into the ended one."""
+        await self.pipe(
+            [
+                ("zrem", (self._keys.user(user_id)[1], session_id)),
+                ("zrem", (self._keys.deadlines, session_id)),
+                ("zadd", (self._keys.ended, {session_id: updated_us})),
+            ]
+        )
+
+    async def forget(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None,
+        parent_id: str | None,
+        checkpoint_ids: Sequence[str],
+    ) -> None:
+        """Remove every index entry of a deleted/purged session."""
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("zrem", (self._keys.deadlines, session_id)),
+            ("zrem", (self._keys.ended, session_id)),
+        ]
+        if user_id is not None:
+            keys = self._keys.user(user_id)
+            commands += [("zrem", (keys[0], session_id)), ("zrem", (keys[1], session_id))]
+        commands += [("delete", (self._keys.checkpoint(cp),)) for cp in checkpoint_ids]
+        await self.pipe(commands)
+        if parent_id is not None:
+            await self._scripts.raw(
+                "branch_drop", self._keys.session(parent_id), [str(wall_us()), session_id]
+            )

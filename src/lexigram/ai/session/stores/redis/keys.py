@@ -1,0 +1,92 @@
+"""Redis key layout of the session store.
+
+Every key of one session shares the hash tag ``{<session id>}``, so a Lua script
+that touches them all runs on one Redis Cluster slot. Indexes that span sessions
+(a user's sessions, the sweeper's deadlines, checkpoint ids) live in their own
+slots and are only ever *hints*: every answer drawn from them is re-checked
+against the session's own header.
+
+Layout (``P`` = the key prefix)::
+
+    P:s:{sid}:h   hash    the header (SessionState fields + bookkeeping)
+    P:s:{sid}:t   list    live turns, one JSON document per element, in seq order
+    P:s:{sid}:r   list    live seq ranges "first:last" (aligned with :t)
+    P:s:{sid}:i   hash    live turn_id -> seq (duplicate check)
+    P:s:{sid}:a   hash    seq -> turn JSON of turns no longer live but named by a checkpoint
+    P:s:{sid}:c   zset    checkpoint ids by creation order
+    P:s:{sid}:d   hash    checkpoint id -> checkpoint JSON (header, ranges / inline turns)
+    P:s:{sid}:k   hash    checkpoint id -> seq ranges "a:b,c:d" (what it keeps alive)
+    P:s:{sid}:b   zset    branch (fork) ids by creation order
+    P:s:{sid}:p   hash    branch id -> wall-clock time its reservation was made (µs)
+    P:s:{sid}:x   string  tombstone of a purged session: "purged until" (µs)
+    P:u:{uid}:s   zset    a user's sessions by per-user ordinal (newest = highest)
+    P:u:{uid}:l   zset    a user's live sessions and reservations (score: wall µs)
+    P:u:{uid}:n   string  the user's ordinal counter
+    P:c:{cpid}    string  checkpoint id -> session id
+    P:g:{index}:d zset    live sessions by (lower bound of) deadline µs
+    P:g:{index}:e zset    ended (CLOSED/EXPIRED) sessions by updated_at µs
+
+The ``s:``/``u:``/``c:``/``g:`` namespaces keep keys of different kinds from ever
+colliding whatever characters the ids contain. An id that is empty or contains
+``{``, ``}`` or ``=`` is hex-encoded inside its hash tag (``=<hex>``) so the tag
+always covers the whole id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SESSION_KEY_NAMES", "KeySpace", "tag"]
+
+#: Suffixes of a session's keys, in the order every session script receives them.
+SESSION_KEY_NAMES = ("h", "t", "r", "i", "a", "c", "d", "k", "b", "p", "x")
+
+_SPECIAL = frozenset("{}=")
+
+
+def tag(ident: str) -> str:
+    """The hash-tag body for ``ident`` (escaped when it could break the tag)."""
+    if ident and not (_SPECIAL & set(ident)):
+        return ident
+    return "=" + ident.encode("utf-8").hex()
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Builds every key the store uses under one prefix."""
+
+    prefix: str
+
+    def session(self, session_id: str) -> list[str]:
+        """All keys of one session, in :data:`SESSION_KEY_NAMES` order (one slot)."""
+        base = f"{self.prefix}:s:{{{tag(session_id)}}}:"
+        return [base + name for name in SESSION_KEY_NAMES]
+
+    def header(self, session_id: str) -> str:
+        """The session's header hash."""
+        return f"{self.prefix}:s:{{{tag(session_id)}}}:h"
+
+    def user(self, user_id: str) -> list[str]:
+        """The user's index keys: all sessions, live sessions, ordinal counter (one slot)."""
+        base = f"{self.prefix}:u:{{{tag(user_id)}}}:"
+        return [base + "s", base + "l", base + "n"]
+
+    def checkpoint(self, checkpoint_id: str) -> str:
+        """The key naming the session a checkpoint belongs to."""
+        return f"{self.prefix}:c:{{{tag(checkpoint_id)}}}"
+
+    @property
+    def deadlines(self) -> str:
+        """Sorted set of live sessions by the lower bound of their deadline."""
+        return f"{self.prefix}:g:{{index}}:d"
+
+    @property
+    def ended(self) -> str:
+        """Sorted set of CLOSED/EXPIRED sessions by their last update."""
+        return f"{self.prefix}:g:{{index}}:e"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key under the prefix."""
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.prefix)
+        return escaped + ":*"
