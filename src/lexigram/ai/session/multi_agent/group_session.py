@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +74,8 @@ class _Run:
     history: list[SessionTurn]
     state: GroupTurnState
     termination: TerminationCondition
+    views: dict[str, tuple[GroupMember, list[SessionTurn]]] = field(default_factory=dict)
+    """Per agent: the member and the turns of ``history`` it may see, kept up to date."""
 
 
 class GroupSession:
@@ -340,7 +342,7 @@ class GroupSession:
         )
         if member is None:
             return await self._fail(run, base, speaker, None, "left the group before its turn")
-        visible = self.role_isolation.filter_for_agent(run.history, member)
+        visible = self._visible(run, member)
         message = visible[-1].content if visible else ""
         reply, error = await self._invoke(member, message, visible[:-1])
         if reply is None:
@@ -411,12 +413,22 @@ class GroupSession:
             )
         return replace(state, next_speaker=chosen, status="running", reason=None)
 
+    def _visible(self, run: _Run, member: GroupMember) -> list[SessionTurn]:
+        """The turns of the run's history ``member`` may see (kept per agent, see _record)."""
+        if self.history_limit is not None:  # a short window: filter it afresh
+            return self.role_isolation.filter_for_agent(run.history, member)
+        cached = run.views.get(member.name)
+        if cached is None or cached[0] is not member:
+            cached = (member, self.role_isolation.filter_for_agent(run.history, member))
+            run.views[member.name] = cached
+        return cached[1]
+
     async def _invoke(
-        self, member: GroupMember, message: str, history: Sequence[SessionTurn]
+        self, member: GroupMember, message: str, history: list[SessionTurn]
     ) -> tuple[AgentReply | None, str | None]:
         """Call the agent; (reply, None) on ``Ok``, (None, reason) on anything else."""
         try:
-            outcome: Any = member.agent.execute(message=message, history=list(history))
+            outcome: Any = member.agent.execute(message=message, history=history)
             if inspect.isawaitable(outcome):
                 if self.agent_timeout is None:
                     outcome = await outcome
@@ -477,6 +489,9 @@ class GroupSession:
         run.history.append(stored)
         if self.history_limit is not None and len(run.history) > self.history_limit:
             del run.history[: len(run.history) - self.history_limit]
+        for member, view in run.views.values():
+            # RoleIsolation judges each turn on its own, so one new turn extends a view.
+            view.extend(self.role_isolation.filter_for_agent([stored], member))
         run.state = state
         return stored
 
