@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
-from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
 from lexigram.ai.session.stores._common import effective_status
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
 from lexigram.ai.session.stores.codec import (
@@ -30,6 +30,7 @@ from lexigram.ai.session.stores.codec import (
 __all__ = [
     "HEADER_COLUMNS",
     "TURN_COLUMNS",
+    "encode_prompt",
     "from_us",
     "header_from_json",
     "header_params",
@@ -108,7 +109,7 @@ def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
         "seq": seq,
         "turn_id": turn.turn_id,
         "role": turn.role,
-        "content": turn.content,
+        "content": _utf8(turn.content, "turn.content"),
         "ts": turn.timestamp.isoformat(),
         "tool_calls": _json_text(turn.tool_calls, "turn.tool_calls", _EMPTY_LIST),
         "skill_results": _json_text(turn.skill_results, "turn.skill_results", _EMPTY_LIST),
@@ -118,6 +119,18 @@ def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
         "model": turn.model,
         "provider": turn.provider,
     }
+
+
+def _utf8(value: str, field: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError as exc:
+        raise SessionValidationError(field, f"not valid Unicode text: {exc}") from exc
+
+
+def encode_prompt(value: str | None) -> str | None:
+    """A system prompt as stored: a JSON string (NUL-safe on PostgreSQL), or NULL."""
+    return None if value is None else dumps(value, field="system_prompt").decode()
 
 
 def _json_text(value: Any, field: str, empty: str) -> str:
@@ -138,7 +151,7 @@ def turn_from_row(row: Sequence[Any], session_id: str, offset: int = 1) -> Sessi
         if (
             type(turn_id) is str
             and type(role) is str
-            and type(content) is str
+            and type(content) is bytes
             and type(ts) is str
             and type(tokens) is int
             and (model is None or type(model) is str)
@@ -153,6 +166,7 @@ def turn_from_row(row: Sequence[Any], session_id: str, offset: int = 1) -> Sessi
             skills = [] if skill_results == _EMPTY_LIST else orjson.loads(skill_results)
             meta = {} if metadata == _EMPTY_DICT else orjson.loads(metadata)
             stamp = datetime.fromisoformat(ts)
+            text = content.decode()
             if (
                 cost is not None
                 and cost >= 0
@@ -166,7 +180,7 @@ def turn_from_row(row: Sequence[Any], session_id: str, offset: int = 1) -> Sessi
                 return SessionTurn(
                     turn_id=turn_id,
                     role=role,
-                    content=content,
+                    content=text,
                     timestamp=stamp,
                     tool_calls=calls,
                     skill_results=skills,
@@ -186,6 +200,11 @@ def _slow_turn(cols: Sequence[Any], session_id: str) -> SessionTurn:
     record = f"session {session_id!r} turn {cols[0]!r}"
     data: dict[str, Any] = dict(zip(TURN_COLUMNS, cols, strict=True))
     data["timestamp"] = data.pop("ts")
+    if isinstance(data["content"], bytes | bytearray | memoryview):
+        try:
+            data["content"] = bytes(data["content"]).decode()
+        except UnicodeDecodeError as exc:
+            raise CorruptRecordError(record, f"field content: not UTF-8: {exc}") from exc
     for name in ("tool_calls", "skill_results", "metadata"):
         raw = data[name]
         if not isinstance(raw, str | bytes):
@@ -217,7 +236,7 @@ def header_params(state: SessionState) -> dict[str, Any]:
         "session_id": state.session_id,
         "user_id": state.user_id,
         "status": SessionStatus(state.status).value,
-        "system_prompt": state.system_prompt,
+        "system_prompt": encode_prompt(state.system_prompt),
         "created_at": to_us(state.created_at),
         "updated_at": to_us(state.updated_at),
         "checkpoint_id": state.checkpoint_id,
@@ -243,6 +262,8 @@ def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
     tool_list = _loads(tools, record, "active_tools")
     skill_list = _loads(skills, record, "active_skills")
     var_map = _loads(variables, record, "variables")
+    if prompt is not None:
+        prompt = _loads(prompt, record, "system_prompt")
     if type(cost) is int:
         cost = float(cost)
     if not (
@@ -298,6 +319,8 @@ def _slow_record(row: Sequence[Any], now_us: int) -> SessionRecord:
     record = f"session {session_id!r}"
     for name in HEADER_JSON_FIELDS:
         data[name] = _loads(data[name], record, name)
+    if data["system_prompt"] is not None:
+        data["system_prompt"] = _loads(data["system_prompt"], record, "system_prompt")
     for name in ("created_at", "updated_at"):
         if type(data[name]) is not int:
             raise CorruptRecordError(record, f"field {name}: expected integer microseconds")

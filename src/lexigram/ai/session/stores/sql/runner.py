@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from lexigram.ai.session.exceptions import (
     SessionError,
     SessionStoreError,
+    SessionValidationError,
     StoreUnavailableError,
 )
 
@@ -400,6 +401,11 @@ class PgRunner(Runner):
         import asyncpg
 
         exc = _root(exc)
+        bad_text = asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError
+        if isinstance(exc, bad_text):
+            return SessionValidationError(
+                "value", f"PostgreSQL cannot store or look up this text: {exc}"
+            )
         if isinstance(exc, asyncpg.UndefinedTableError):
             return SessionStoreError(
                 f"the session tables are missing in {self.masked_url} ({exc}); "

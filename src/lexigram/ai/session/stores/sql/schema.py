@@ -7,14 +7,15 @@ Every table name starts with the store's ``table_prefix`` (default ``ai_session_
   creation counter that orders a user's sessions and backs the listing cursor.
 * ``turns``: one row per turn, primary key ``(session_id, seq)``; ``live`` is 1 while
   the turn is part of the session's history. A partial unique index keeps turn ids
-  unique among the live turns of a session.
+  unique among the live turns of a session. ``content`` is UTF-8 bytes (PostgreSQL
+  text cannot hold NUL characters); the containers are JSON text.
 * ``checkpoints``: a header snapshot plus the live ``seq`` ranges (or, for a
   checkpoint saved whole, its turns inline).
 * ``tombstones``: ids of purged sessions that may not be reused before ``until_at``.
 * ``schema_version``: one row per schema version applied.
 
-Times are integers: microseconds since the Unix epoch, UTC, so that comparisons are
-exact on every engine.
+``system_prompt`` is stored as a JSON string for the same reason. Times are integers:
+microseconds since the Unix epoch, UTC, so that comparisons are exact on every engine.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Table,
@@ -136,7 +138,7 @@ class Schema:
             Column("turn_id", Text, nullable=False),
             Column("live", SmallInteger, nullable=False),
             Column("role", Text, nullable=False),
-            Column("content", Text, nullable=False),
+            Column("content", LargeBinary, nullable=False),
             Column("ts", Text, nullable=False),
             Column("tool_calls", Text, nullable=False),
             Column("skill_results", Text, nullable=False),

@@ -45,6 +45,7 @@ from lexigram.ai.session.stores.sql import ops_sessions as ses
 from lexigram.ai.session.stores.sql import ops_turns as trn
 from lexigram.ai.session.stores.sql.context import Ctx
 from lexigram.ai.session.stores.sql.rows import (
+    encode_prompt,
     header_params,
     header_to_json,
     to_us,
@@ -111,6 +112,31 @@ def _turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, 
     return [turn_params(session_id, 0, _checked(t)) for t in turns]
 
 
+_NUL = "\x00"
+_TURN_TEXT = ("turn_id", "role", "model", "provider")
+_HEADER_TEXT = ("session_id", "user_id", "checkpoint_id", "parent_session_id", "branch_name")
+
+
+def _refuse_nul(values: Sequence[tuple[str, str | None]]) -> None:
+    """PostgreSQL ``text`` cannot hold NUL: refuse it up front, naming the field."""
+    for field, value in values:
+        if value is not None and _NUL in value:
+            raise SessionValidationError(
+                field, "contains the NUL character, which PostgreSQL text cannot store"
+            )
+
+
+def _nul_fields_of(state: SessionState | None, turns: Sequence[SessionTurn]) -> list[
+    tuple[str, str | None]
+]:
+    found: list[tuple[str, str | None]] = []
+    if state is not None:
+        found.extend((f"state.{n}", getattr(state, n)) for n in _HEADER_TEXT)
+    for turn in turns:
+        found.extend((f"turn.{n}", getattr(turn, n, None)) for n in _TURN_TEXT)
+    return found
+
+
 def _patch_params(patch: SessionPatch) -> dict[str, Any]:
     def enc(value: Any, name: str) -> str | None:
         return None if value is None else dumps(value, field=name).decode()
@@ -122,7 +148,7 @@ def _patch_params(patch: SessionPatch) -> dict[str, Any]:
         "p_active_skills": enc(patch.active_skills, "active_skills"),
         "p_variables": enc(patch.variables, "variables"),
         "p_prompt_set": 1 if prompt_set else 0,
-        "p_prompt": patch.system_prompt,
+        "p_prompt": encode_prompt(patch.system_prompt),
     }
 
 
@@ -218,6 +244,10 @@ class DatabaseSessionStore(SessionStore):
     def __repr__(self) -> str:
         return f"DatabaseSessionStore({self.url!r}, table_prefix={self.table_prefix!r})"
 
+    def _text_ok(self, state: SessionState | None, turns: Sequence[SessionTurn] = ()) -> None:
+        if self.dialect == "postgresql":
+            _refuse_nul(_nul_fields_of(state, turns))
+
     def _ctx(self) -> Ctx:
         if self._closed:
             raise StoreUnavailableError(f"the session store on {self.url} is closed")
@@ -281,6 +311,7 @@ class DatabaseSessionStore(SessionStore):
     # --------------------------------------------------------- contract (whole)
     async def save(self, state: SessionState) -> None:
         rows = _turn_rows(state.session_id, state.turns)
+        self._text_ok(state, state.turns)
         header = header_params(state)
         live = SessionStatus(state.status) in LIVE_STATUSES
         args = (header, rows, _first_repeat(state.turns), live)
@@ -300,6 +331,8 @@ class DatabaseSessionStore(SessionStore):
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         state = checkpoint.state
+        self._text_ok(state, state.turns)
+        _refuse_nul([("checkpoint.checkpoint_id", checkpoint.checkpoint_id)])
         params = {
             "cp": checkpoint.checkpoint_id,
             "sid": checkpoint.session_id,
@@ -329,6 +362,7 @@ class DatabaseSessionStore(SessionStore):
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
         rows = _turn_rows(state.session_id, state.turns)
+        self._text_ok(state, state.turns)
         header = header_params(state)
         live = SessionStatus(state.status) in LIVE_STATUSES
         try:
@@ -387,6 +421,7 @@ class DatabaseSessionStore(SessionStore):
     ) -> AppendResult:
         batch = list(turns)
         rows = _turn_rows(session_id, batch)
+        self._text_ok(None, batch)
         tokens = sum(t.tokens_used for t in batch)
         cost = sum(t.cost for t in batch)
         patch_params = None if patch is None else _patch_params(patch)
@@ -435,6 +470,8 @@ class DatabaseSessionStore(SessionStore):
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
         meta = dumps(metadata or {}, field="checkpoint.metadata").decode()
+        if self.dialect == "postgresql":
+            _refuse_nul([("checkpoint_id", checkpoint_id)])
         try:
             return await self._write(
                 cps.create_checkpoint, session_id, checkpoint_id, meta, max_checkpoints,
@@ -464,6 +501,7 @@ class DatabaseSessionStore(SessionStore):
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
         header_params(branch)  # refuse a header that cannot be stored before any I/O
+        self._text_ok(branch)
         try:
             return await self._write(
                 cps.fork_session, source_id, branch, from_checkpoint, max_branches,
