@@ -80,8 +80,9 @@ def test_malformed_metadata_names_the_turn_and_field() -> None:
         RoleIsolation().filter_for_agent(bad, 3)
 
 
+@pytest.mark.parametrize("history_limit", [None, 100])
 async def test_group_hands_each_agent_only_what_it_may_see(
-    manager: SessionManagerImpl, session_id: str
+    manager: SessionManagerImpl, session_id: str, history_limit: int | None
 ) -> None:
     writer = ScriptedAgent(
         "writer", [AgentReply("secret note", metadata={"visible_to": ["editor"]})]
@@ -90,7 +91,7 @@ async def test_group_hands_each_agent_only_what_it_may_see(
         "critic", [AgentReply("harsh words", metadata={"hidden_from": "author"})]
     )
     editor = ScriptedAgent("editor")
-    group = GroupSession(manager)
+    group = GroupSession(manager, history_limit=history_limit)
     group.add_agent(writer, role="author")
     group.add_agent(critic)
     group.add_agent(editor)

@@ -7,6 +7,9 @@ A turn is visible to everyone unless its metadata says otherwise:
 
 Each is an agent name or role, or a list of them; an entry matches an agent when it
 equals the agent's name or its group role. The agent who spoke a turn always sees it.
+
+Each turn is judged on its own: a group run keeps every agent's view up to date by
+filtering only the newest turn, so a subclass must keep that property.
 """
 
 from __future__ import annotations
