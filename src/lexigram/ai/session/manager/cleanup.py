@@ -167,8 +167,13 @@ class SessionCleanupScheduler:
                 logger.exception("ai_session.sweep_failed")
 
     # ------------------------------------------------------------------ sweep
-    async def sweep(self, *, progress: SweepProgress | None = None) -> SweepReport:
-        """Expire idle sessions, then purge ended ones older than ``purge_after_s``; one pass."""
+    async def sweep(
+        self, *, progress: SweepProgress | None = None, expire: bool = True, purge: bool = True
+    ) -> SweepReport:
+        """Expire idle sessions, then purge ended ones older than ``purge_after_s``; one pass.
+
+        ``expire=False`` / ``purge=False`` skip a phase.
+        """
         stop = self._stop
         async with self._lock:
             tel = telemetry()
@@ -178,8 +183,9 @@ class SessionCleanupScheduler:
             expired = purged = skipped = 0
             try:
                 with tel.span("ai_session.sweep", {"ai_session.backend": backend}) as span:
-                    expired, skipped = await self._expire_phase(stop, progress)
-                    if not stop.is_set():
+                    if expire:
+                        expired, skipped = await self._expire_phase(stop, progress)
+                    if purge and not stop.is_set():
                         purged, more_skipped = await self._purge_phase(stop, progress)
                         skipped += more_skipped
                     if span is not None:

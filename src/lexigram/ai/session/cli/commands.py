@@ -1,0 +1,285 @@
+"""The CLI commands: run an operation, print its result, return an exit code.
+
+Shared by ``python -m lexigram.ai.session.cli`` and the ``lexigram ai-session``
+command group. Results go to ``out`` (stdout), progress and errors to ``err``
+(stderr). Exit codes: 0 success, 1 failure (message on stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import orjson
+from lexigram.contracts.ai.session import SessionState
+
+from lexigram.ai.session.cli import operations as ops
+from lexigram.ai.session.cli.progress import ProgressLine
+from lexigram.ai.session.cli.transfer import dump_document, header_to_dict
+from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.exceptions import SessionError
+from lexigram.ai.session.manager.cleanup import SweepReport
+
+__all__ = [
+    "CommandError",
+    "run_export",
+    "run_import",
+    "run_list",
+    "run_schema_setup",
+    "run_show",
+    "run_sweep",
+]
+
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, T]], err: TextIO) -> tuple[int, T | None]:
+    """Run the coroutine; turn known failures into exit code 1 and a message."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    try:
+        return 0, asyncio.run(make())
+    except (SessionError, ConfigurationError, CommandError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return 1, None
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _when(state: SessionState) -> str:
+    return state.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_schema_setup(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
+    """``schema-setup``: create the SQL tables (or check the backend)."""
+    code, message = _run(lambda: ops.schema_setup(config), err)
+    if message is not None:
+        out.write(message + "\n")
+    return code
+
+
+def run_list(
+    config: SessionConfig,
+    user_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``list USER``: the user's sessions, newest first."""
+    code, found = _run(lambda: ops.list_sessions(config, user_id, status=status, limit=limit), err)
+    if found is None:
+        return code
+    if as_json:
+        out.write(_json([header_to_dict(s) for s in found]) + "\n")
+        return 0
+    rows = [
+        [
+            s.session_id,
+            s.status.value,
+            str(s.turn_count),
+            str(s.total_tokens),
+            f"{s.total_cost:.4f}",
+            _when(s),
+            s.branch_name or "",
+        ]
+        for s in found
+    ]
+    headers = ["SESSION", "STATUS", "TURNS", "TOKENS", "COST", "UPDATED (UTC)", "BRANCH"]
+    out.write(_table(rows, headers) + "\n")
+    err.write(f"{len(found)} session(s) of {user_id!r}\n")
+    return 0
+
+
+def run_show(
+    config: SessionConfig,
+    session_id: str,
+    *,
+    turns: int,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``show SESSION``: header, analytics, checkpoints and the newest turns."""
+    code, details = _run(lambda: ops.show_session(config, session_id), err)
+    if details is None:
+        return code
+    state = details.state
+    shown = state.turns[-turns:] if turns > 0 else []
+    if as_json:
+        out.write(
+            _json(
+                {
+                    "header": header_to_dict(state),
+                    "analytics": details.analytics.to_dict(),
+                    "checkpoints": [
+                        {
+                            "checkpoint_id": c.checkpoint_id,
+                            "created_at": c.created_at.isoformat(),
+                            "parent_checkpoint_id": c.parent_checkpoint_id,
+                            "turn_count": c.state.turn_count,
+                            "metadata": c.metadata,
+                        }
+                        for c in details.checkpoints
+                    ],
+                    "turns": [
+                        {"turn_id": t.turn_id, "role": t.role, "content": t.content,
+                         "timestamp": t.timestamp.isoformat()}
+                        for t in shown
+                    ],
+                }
+            )
+            + "\n"
+        )
+        return 0
+    a = details.analytics
+    lines = [
+        f"session   {state.session_id}",
+        f"user      {state.user_id}",
+        f"status    {state.status.value}",
+        f"created   {state.created_at.isoformat()}",
+        f"updated   {state.updated_at.isoformat()}",
+        f"turns     {state.turn_count}   tokens {state.total_tokens}   cost {state.total_cost:.4f}",
+    ]
+    if state.parent_session_id:
+        lines.append(f"branch    {state.branch_name} of {state.parent_session_id}")
+    if state.system_prompt:
+        lines.append(f"prompt    {state.system_prompt}")
+    if a.agents_used:
+        lines.append(f"agents    {', '.join(a.agents_used)}")
+    if a.models_used:
+        lines.append(f"models    {', '.join(a.models_used)}")
+    if a.tools_invoked:
+        lines.append("tools     " + ", ".join(f"{k} x{v}" for k, v in a.tools_invoked.items()))
+    if a.avg_response_time_ms is not None:
+        lines.append(f"response  {a.avg_response_time_ms:.0f} ms on average")
+    lines.append(f"checkpoints {len(details.checkpoints)}")
+    for c in details.checkpoints:
+        lines.append(f"  {c.checkpoint_id}  {c.created_at.isoformat()}  turns={c.state.turn_count}")
+    if shown:
+        lines.append(f"last {len(shown)} turn(s):")
+        for t in shown:
+            text = t.content if len(t.content) <= 200 else t.content[:197] + "..."
+            lines.append(f"  [{t.timestamp.strftime('%H:%M:%S')}] {t.role}: {text}")
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def run_export(
+    config: SessionConfig,
+    *,
+    session_ids: list[str],
+    user_id: str | None,
+    output: str | None,
+    include_checkpoints: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``export SESSION... [--user U] [-o FILE]``: a JSON document (stdout by default)."""
+    progress = ProgressLine("exported", stream=err, unit="session(s)")
+
+    async def work() -> list[dict[str, Any]]:
+        return await ops.export_sessions(
+            config,
+            session_ids=session_ids,
+            user_id=user_id,
+            include_checkpoints=include_checkpoints,
+            progress=progress,
+        )
+
+    code, entries = _run(work, err)
+    progress.finish()
+    if entries is None:
+        return code
+    data = dump_document(entries)
+    if output in (None, "-"):
+        out.write(data.decode())
+    else:
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:
+            err.write(f"error: cannot write {output}: {exc}\n")
+            return 1
+        err.write(f"wrote {len(entries)} session(s) to {output}\n")
+    return 0
+
+
+def run_import(
+    config: SessionConfig,
+    source: str,
+    *,
+    replace_existing: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``import FILE``: store the sessions of an export document (``-`` reads stdin)."""
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        err.write(f"error: cannot read {source}: {exc}\n")
+        return 1
+    progress = ProgressLine("imported", stream=err, unit="session(s)")
+
+    async def work() -> ops.ImportReport:
+        return await ops.import_sessions(
+            config, raw, replace_existing=replace_existing, progress=progress
+        )
+
+    code, report = _run(work, err)
+    progress.finish()
+    if report is None:
+        return code
+    out.write(
+        f"imported {len(report.imported)}, replaced {len(report.replaced)}, "
+        f"skipped {len(report.skipped)} (already present), "
+        f"{report.checkpoints} checkpoint(s)\n"
+    )
+    for sid in report.skipped:
+        err.write(f"skipped {sid}: already exists (use --replace to overwrite)\n")
+    return 0
+
+
+def run_sweep(
+    config: SessionConfig,
+    *,
+    expire: bool,
+    purge_after_s: int | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``sweep``: expire idle sessions and purge old ended ones now."""
+    progress = ProgressLine("expire", stream=err, unit="session(s)")
+
+    async def work() -> SweepReport:
+        return await ops.sweep_now(
+            config, expire=expire, purge_after_s=purge_after_s, progress=progress.phase
+        )
+
+    code, report = _run(work, err)
+    progress.finish()
+    if report is None:
+        return code
+    out.write(
+        f"expired {report.expired}, purged {report.purged}, skipped {report.skipped} "
+        f"in {report.seconds:.2f}s\n"
+    )
+    return 0

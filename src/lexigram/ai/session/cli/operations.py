@@ -1,0 +1,285 @@
+"""What the CLI commands do, as async functions over a configured store.
+
+Each function opens the store ``config`` names, does its work and closes it; the
+command-line front ends (:mod:`.main` for ``python -m lexigram.ai.session.cli``,
+:mod:`.typer_app` for the ``lexigram`` CLI) only parse arguments and print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionStatus
+
+from lexigram.ai.session.analytics import SessionAnalytics, compute
+from lexigram.ai.session.cli.transfer import ExportedSession, parse_document, session_to_dict
+from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler, SweepProgress, SweepReport
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.registry import create_store
+
+__all__ = [
+    "ImportReport",
+    "Progress",
+    "SessionDetails",
+    "build_config",
+    "export_sessions",
+    "import_sessions",
+    "list_sessions",
+    "open_store",
+    "schema_setup",
+    "show_session",
+    "sweep_now",
+]
+
+Progress = Callable[[int, int | None], None]
+"""Called with (done, total or None) as a long operation advances."""
+
+
+def build_config(
+    *,
+    backend: str | None = None,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    table_prefix: str | None = None,
+    key_prefix: str | None = None,
+    base: SessionConfig | None = None,
+) -> SessionConfig:
+    """The config of ``application.yaml`` / profile / ``LEX_AI_SESSION__*`` plus overrides.
+
+    A ``database_url`` without ``backend`` selects the ``database`` backend; a
+    ``redis_url`` selects ``cache``.
+    """
+    config = base if base is not None else SessionConfig.from_env_profile()
+    overrides: dict[str, Any] = {}
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if redis_url is not None:
+        overrides["redis_url"] = redis_url
+    if table_prefix is not None:
+        overrides["table_prefix"] = table_prefix
+    if key_prefix is not None:
+        overrides["key_prefix"] = key_prefix
+    if backend is not None:
+        overrides["backend"] = backend
+    elif database_url is not None:
+        overrides["backend"] = "database"
+    elif redis_url is not None:
+        overrides["backend"] = "cache"
+    if not overrides:
+        return config
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    return SessionConfig(**{**values, **overrides})
+
+
+@asynccontextmanager
+async def open_store(config: SessionConfig) -> AsyncIterator[SessionStore]:
+    """The initialised store of ``config`` (closed on exit)."""
+    store = create_store(config)
+    store.session_ttl = config.session_ttl
+    try:
+        await store.initialize()
+        yield store
+    finally:
+        await store.close()
+
+
+async def schema_setup(config: SessionConfig) -> str:
+    """Create (or upgrade) what the backend needs; returns a one-line description."""
+    if config.backend == "database":
+        from lexigram.ai.session.stores.database import setup_schema
+
+        await setup_schema(config.database_url, table_prefix=config.table_prefix)
+        return f"tables {config.table_prefix}* ready at {_safe_url(config.database_url)}"
+    async with open_store(config) as store:
+        await store.ping()
+    if config.backend == "cache":
+        return f"Redis at {_safe_url(config.redis_url)} ready (no schema to create)"
+    return f"backend {config.backend!r} ready (no schema to create)"
+
+
+def _safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    user = parts.username or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+async def list_sessions(
+    config: SessionConfig,
+    user_id: str,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[SessionState]:
+    """Up to ``limit`` of the user's session headers, newest first."""
+    if not isinstance(limit, int) or limit < 1:
+        raise SessionValidationError("limit", f"must be an integer >= 1, got {limit!r}")
+    wanted = None if status is None else _status(status)
+    found: list[SessionState] = []
+    async with open_store(config) as store:
+        cursor: str | None = None
+        while len(found) < limit:
+            page = await store.list_user_sessions(
+                user_id, status=wanted, limit=min(limit - len(found), 500), cursor=cursor
+            )
+            found.extend(page.items)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+    return found[:limit]
+
+
+def _status(value: str) -> SessionStatus:
+    try:
+        return SessionStatus(value.lower())
+    except ValueError:
+        known = ", ".join(s.value for s in SessionStatus)
+        problem = f"unknown status {value!r}; one of {known}"
+        raise SessionValidationError("status", problem) from None
+
+
+@dataclass(frozen=True)
+class SessionDetails:
+    """What ``show`` prints: the header, the newest turns, checkpoints and analytics."""
+
+    state: SessionState
+    checkpoints: list[SessionCheckpoint]
+    analytics: SessionAnalytics
+
+
+async def show_session(config: SessionConfig, session_id: str) -> SessionDetails:
+    """The session with all its turns, its checkpoint headers and its analytics."""
+    async with open_store(config) as store:
+        state = await store.load(session_id)
+        if state is None:
+            raise SessionNotFoundError(session_id)
+        checkpoints = await store.list_checkpoint_headers(session_id)
+    return SessionDetails(state=state, checkpoints=checkpoints, analytics=compute(state))
+
+
+async def export_sessions(
+    config: SessionConfig,
+    *,
+    session_ids: list[str] | None = None,
+    user_id: str | None = None,
+    include_checkpoints: bool = True,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Document entries of the named sessions, or of every session of ``user_id``."""
+    if not session_ids and not user_id:
+        raise SessionValidationError("session_id", "name a session or a user to export")
+    entries: list[dict[str, Any]] = []
+    async with open_store(config) as store:
+        ids = list(session_ids or [])
+        if user_id:
+            cursor: str | None = None
+            while True:
+                page = await store.list_user_sessions(user_id, limit=500, cursor=cursor)
+                ids.extend(s.session_id for s in page.items)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        for n, session_id in enumerate(ids, start=1):
+            state = await store.load(session_id)
+            if state is None:
+                raise SessionNotFoundError(session_id)
+            checkpoints = await store.list_checkpoints(session_id) if include_checkpoints else []
+            entries.append(session_to_dict(state, checkpoints))
+            if progress is not None:
+                progress(n, len(ids))
+    return entries
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did."""
+
+    imported: list[str]
+    skipped: list[str]
+    replaced: list[str]
+    checkpoints: int
+
+
+async def import_sessions(
+    config: SessionConfig,
+    raw: bytes | str,
+    *,
+    replace_existing: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Store every session of an export document, with its checkpoints.
+
+    A session whose id exists is skipped, or deleted and rewritten with
+    ``replace_existing``. Counters are recomputed from the turns. The whole
+    document is validated before anything is written.
+    """
+    # Oldest first, so that listings (newest first) come out as in the source store.
+    entries = sorted(parse_document(raw), key=lambda e: e.state.created_at)
+    imported: list[str] = []
+    skipped: list[str] = []
+    replaced: list[str] = []
+    checkpoints = 0
+    async with open_store(config) as store:
+        for n, entry in enumerate(entries, start=1):
+            outcome = await _import_one(store, entry, replace_existing)
+            sid = entry.state.session_id
+            if outcome == "skipped":
+                skipped.append(sid)
+            else:
+                (replaced if outcome == "replaced" else imported).append(sid)
+                checkpoints += len(entry.checkpoints)
+            if progress is not None:
+                progress(n, len(entries))
+    return ImportReport(
+        imported=imported, skipped=skipped, replaced=replaced, checkpoints=checkpoints
+    )
+
+
+async def _import_one(store: SessionStore, entry: ExportedSession, replace_existing: bool) -> str:
+    state = entry.state
+    state = replace(
+        state,
+        turn_count=len(state.turns),
+        total_tokens=sum(t.tokens_used for t in state.turns),
+        total_cost=float(sum(t.cost for t in state.turns)),
+    )
+    outcome = "imported"
+    if await store.load_record(state.session_id) is not None:
+        if not replace_existing:
+            return "skipped"
+        await store.delete(state.session_id)
+        outcome = "replaced"
+    await store.create_session(state)
+    # Checkpoints after the session (parents first, as exported: oldest first).
+    for checkpoint in entry.checkpoints:
+        await store.save_checkpoint(checkpoint)
+    return outcome
+
+
+async def sweep_now(
+    config: SessionConfig,
+    *,
+    expire: bool = True,
+    purge_after_s: int | None = None,
+    progress: SweepProgress | None = None,
+) -> SweepReport:
+    """One sweep of the store (no event bus here: expiries fire no application events).
+
+    ``expire=False`` only purges.
+    """
+    async with open_store(config) as store:
+        manager = SessionManagerImpl(store, config)
+        scheduler = SessionCleanupScheduler(manager, purge_after_s=purge_after_s)
+        return await scheduler.sweep(progress=progress, expire=expire)

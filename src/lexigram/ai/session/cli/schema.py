@@ -1,0 +1,61 @@
+"""The ``lexigram db setup`` contribution: create the session tables.
+
+The framework CLI calls :func:`ensure_schema` with its own database provider. The
+session store keeps its own SQLAlchemy engine on ``ai_session.database_url``
+(from ``application.yaml`` / ``LEX_AI_SESSION__DATABASE_URL``), so the tables are
+created there, where the store will look for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lexigram.contracts.cli.contributions import SchemaSetupOutcome, SchemaSetupResult
+
+from lexigram.ai.session.config import SessionConfig
+
+__all__ = ["ensure_schema", "schema_present"]
+
+
+async def schema_present(config: SessionConfig) -> bool:
+    """Whether the session tables of ``config.table_prefix`` exist at ``database_url``."""
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+    from lexigram.ai.session.stores.sql.schema import current_version
+
+    store = DatabaseSessionStore(
+        config.database_url, table_prefix=config.table_prefix, pool_size=1
+    )
+    try:
+        async with store.engine.connect() as conn:
+            version = await conn.run_sync(lambda c: current_version(c, store.schema))
+    finally:
+        await store.close()
+    return version is not None
+
+
+async def ensure_schema(
+    db: Any = None, *, config: SessionConfig | None = None
+) -> SchemaSetupOutcome:
+    """Create (or upgrade) the session tables; ``db`` (the CLI's provider) is not used."""
+    del db
+    try:
+        config = config or SessionConfig.from_env_profile()
+        if config.backend != "database":
+            return SchemaSetupOutcome(
+                status=SchemaSetupResult.ALREADY_PRESENT,
+                message=f"ai_session.backend is {config.backend!r}: no SQL tables to create",
+            )
+        from lexigram.ai.session.stores.database import setup_schema
+
+        existed = await schema_present(config)
+        await setup_schema(config.database_url, table_prefix=config.table_prefix)
+    except Exception as exc:
+        return SchemaSetupOutcome(status=SchemaSetupResult.FAILED, message=str(exc))
+    if existed:
+        return SchemaSetupOutcome(
+            status=SchemaSetupResult.ALREADY_PRESENT,
+            message=f"tables {config.table_prefix}* present (upgraded in place if needed)",
+        )
+    return SchemaSetupOutcome(
+        status=SchemaSetupResult.CREATED, message=f"tables {config.table_prefix}* created"
+    )

@@ -1,0 +1,141 @@
+"""The ``lexigram ai-session`` command group for the framework's CLI (``lexigram-cli``).
+
+The framework CLI mounts the Typer app :func:`create_app` returns (named by the
+contributor's ``CommandContribution``). The commands are the ones of
+``python -m lexigram.ai.session.cli``; Typer is needed only here (extra ``cli``).
+"""
+
+# No ``from __future__ import annotations``: Typer evaluates the parameter
+# annotations at runtime, and ``typer`` is imported inside :func:`create_app`.
+import sys
+from typing import Annotated, Any
+
+from lexigram.ai.session.cli import commands
+from lexigram.ai.session.cli.main import _quiet_logging
+from lexigram.ai.session.cli.operations import build_config
+
+__all__ = ["create_app"]
+
+
+def create_app() -> Any:
+    """A ``typer.Typer`` holding the session commands."""
+    try:
+        import typer
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the 'lexigram ai-session' commands need Typer: "
+            "pip install 'lexigram-ai-session[cli]'"
+        ) from exc
+
+    app = typer.Typer(
+        name="ai-session",
+        help="Manage AI conversation sessions (lexigram-ai-session).",
+        no_args_is_help=True,
+    )
+    state: dict[str, Any] = {}
+
+    @app.callback()
+    def options(
+        backend: str | None = typer.Option(None, help="in_memory, cache or database"),
+        database_url: str | None = typer.Option(None, help="SQL URL (selects database)"),
+        redis_url: str | None = typer.Option(None, help="Redis URL (selects cache)"),
+        table_prefix: str | None = typer.Option(None, help="SQL table prefix"),
+        key_prefix: str | None = typer.Option(None, help="Redis key prefix"),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="show framework logs"),
+    ) -> None:
+        """Connection options; configuration otherwise comes from application.yaml / env."""
+        _quiet_logging(verbose)
+        from lexigram.contracts.exceptions.config import ConfigurationError
+
+        try:
+            state["config"] = build_config(
+                backend=backend,
+                database_url=database_url,
+                redis_url=redis_url,
+                table_prefix=table_prefix,
+                key_prefix=key_prefix,
+            )
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            sys.stderr.write(f"error: configuration: {exc}\n")
+            raise typer.Exit(1) from exc
+
+    def finish(code: int) -> None:
+        if code:
+            raise typer.Exit(code)
+
+    @app.command("schema-setup")
+    def schema_setup() -> None:
+        """Create or upgrade the SQL tables."""
+        finish(commands.run_schema_setup(state["config"], out=sys.stdout, err=sys.stderr))
+
+    @app.command("list")
+    def list_(
+        user_id: str,
+        status: str | None = typer.Option(None, help="active, suspended, closed or expired"),
+        limit: int = typer.Option(50, help="how many sessions at most"),
+        as_json: bool = typer.Option(False, "--json", help="JSON on stdout"),
+    ) -> None:
+        """List a user's sessions, newest first."""
+        finish(
+            commands.run_list(
+                state["config"], user_id, status=status, limit=limit, as_json=as_json,
+                out=sys.stdout, err=sys.stderr,
+            )
+        )
+
+    @app.command("show")
+    def show(
+        session_id: str,
+        turns: int = typer.Option(10, help="newest turns to print"),
+        as_json: bool = typer.Option(False, "--json", help="JSON on stdout"),
+    ) -> None:
+        """Show a session."""
+        finish(
+            commands.run_show(
+                state["config"], session_id, turns=turns, as_json=as_json,
+                out=sys.stdout, err=sys.stderr,
+            )
+        )
+
+    @app.command("export")
+    def export(
+        session_ids: Annotated[list[str] | None, typer.Argument(metavar="SESSION...")] = None,
+        user: str | None = typer.Option(None, help="export every session of this user"),
+        output: str | None = typer.Option(None, "--output", "-o", help="file (default stdout)"),
+        no_checkpoints: bool = typer.Option(False, "--no-checkpoints", help="leave them out"),
+    ) -> None:
+        """Export sessions to a JSON document."""
+        finish(
+            commands.run_export(
+                state["config"], session_ids=list(session_ids or []), user_id=user,
+                output=output, include_checkpoints=not no_checkpoints,
+                out=sys.stdout, err=sys.stderr,
+            )
+        )
+
+    @app.command("import")
+    def import_(
+        file: str,
+        replace: bool = typer.Option(False, "--replace", help="overwrite existing sessions"),
+    ) -> None:
+        """Import sessions from an export document ('-' for stdin)."""
+        finish(
+            commands.run_import(
+                state["config"], file, replace_existing=replace, out=sys.stdout, err=sys.stderr
+            )
+        )
+
+    @app.command("sweep")
+    def sweep(
+        purge_after: int | None = typer.Option(None, help="seconds (default from config)"),
+        no_expire: bool = typer.Option(False, "--no-expire", help="only purge"),
+    ) -> None:
+        """Expire idle sessions and purge old ended ones now."""
+        finish(
+            commands.run_sweep(
+                state["config"], expire=not no_expire, purge_after_s=purge_after,
+                out=sys.stdout, err=sys.stderr,
+            )
+        )
+
+    return app
