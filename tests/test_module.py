@@ -247,3 +247,30 @@ def test_quickstart_example_runs() -> None:
     assert "3 turns" in out.stdout
     assert "user: What is a session?" in out.stdout
     assert "closed: status=closed total_tokens=12" in out.stdout
+
+
+async def test_extension_services_resolve() -> None:
+    from lexigram.contracts.ai.session import ContextPrunerProtocol, SessionContextProtocol
+
+    from lexigram.ai.session import RelevanceContextPruner, SessionContext, SessionMiddleware
+    from lexigram.ai.session.multi_agent import GroupSession, GroupSessionFactory
+
+    async with Application.boot(modules=[SessionModule.stub({"max_agents_per_group": 3})]) as app:
+        c = app.container
+        assert isinstance(await c.resolve(ContextPrunerProtocol), RelevanceContextPruner)
+        context = await c.resolve(SessionContextProtocol)
+        assert isinstance(context, SessionContext)
+        assert isinstance(await c.resolve(SessionMiddleware), SessionMiddleware)
+        factory = await c.resolve(GroupSessionFactory)
+        group = factory.create()
+        assert isinstance(group, GroupSession)
+
+
+def test_every_public_name_imports() -> None:
+    missing = []
+    for name in pkg.__all__:
+        try:
+            getattr(pkg, name)
+        except (AttributeError, ImportError) as exc:
+            missing.append(f"{name}: {exc}")
+    assert missing == []

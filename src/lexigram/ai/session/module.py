@@ -35,7 +35,7 @@ def _exports() -> list[type]:
     return [*_EXPORTS, *exported_types()]
 
 
-@module(providers=[SessionProvider], exports=_EXPORTS, is_global=True)
+@module(providers=[SessionProvider], exports=_exports(), is_global=True)
 class SessionModule(Module):
     """The session subsystem as a lexigram module."""
 
