@@ -108,13 +108,19 @@ class ScriptRunner:
             except RedisError as exc:
                 translate(exc, name.upper())
 
-    async def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Run independent commands (possibly on several cluster slots) in one pipeline."""
+    async def pipeline(
+        self, commands: Sequence[tuple[str, tuple[Any, ...]]], *, transaction: bool = False
+    ) -> list[Any]:
+        """Run commands in one round trip.
+
+        Without ``transaction`` they are independent (and may span cluster slots);
+        with it they run as one MULTI/EXEC and must all be on one slot.
+        """
         if not commands:
             return []
         async with self._gate:
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
+                async with self._client.pipeline(transaction=transaction) as pipe:
                     for name, args in commands:
                         getattr(pipe, name)(*args)
                     return list(await pipe.execute())

@@ -68,7 +68,10 @@ class Indexes:
                 out.append(None)
                 continue
             out.append(
-                {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in reply.items()}
+                {
+                    k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                    for k, v in reply.items()
+                }
             )
         return out
 
@@ -110,9 +113,7 @@ class Indexes:
         )
         return [(m.decode(), int(score)) for m, score in raw]
 
-    async def live_status(
-        self, user_id: str, now_us: int
-    ) -> tuple[list[str], list[str]]:
+    async def live_status(self, user_id: str, now_us: int) -> tuple[list[str], list[str]]:
         """Split the user's live-set entries into (live session ids, dead entries)."""
         members = await self.live_members(user_id)
         probes = await self.probe([m for m, _ in members], ("u", "s", "ex"))
@@ -125,9 +126,11 @@ class Indexes:
                 if reserved < wall - RESERVATION_GRACE_US:
                     dead.append(sid)
                 continue
-            if owner != user_id or status not in _LIVE:
-                dead.append(sid)
-            elif expires is not None and expires.isdigit() and int(expires) <= now_us:
+            if (
+                owner != user_id
+                or status not in _LIVE
+                or (expires is not None and expires.isdigit() and int(expires) <= now_us)
+            ):
                 dead.append(sid)
             else:
                 alive.append(sid)

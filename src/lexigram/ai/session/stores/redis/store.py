@@ -8,6 +8,7 @@ Every write to a session is one Lua script on the session's hash slot (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from lexigram.ai.session.exceptions import (
     SessionStoreError,
     SessionTransitionError,
     SessionValidationError,
+    StoreUnavailableError,
 )
 from lexigram.ai.session.stores import codec
 from lexigram.ai.session.stores._common import check_append, check_batch_ids, require_writable
@@ -101,11 +103,17 @@ class CacheSessionStore(SessionStore):
         clock: Clock | None = None,
     ) -> None:
         if isinstance(session_ttl, bool) or not isinstance(session_ttl, int) or session_ttl < 0:
-            raise SessionValidationError("session_ttl", f"expected an integer >= 0, got {session_ttl!r}")
+            raise SessionValidationError(
+                "session_ttl", f"expected an integer >= 0, got {session_ttl!r}"
+            )
         if not isinstance(key_prefix, str) or not key_prefix.strip():
-            raise SessionValidationError("key_prefix", f"expected a non-empty string, got {key_prefix!r}")
+            raise SessionValidationError(
+                "key_prefix", f"expected a non-empty string, got {key_prefix!r}"
+            )
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise SessionValidationError("pool_size", f"expected an integer >= 1, got {pool_size!r}")
+            raise SessionValidationError(
+                "pool_size", f"expected an integer >= 1, got {pool_size!r}"
+            )
         super().__init__(session_ttl=session_ttl, clock=clock)
         self.url = url
         self.cluster = cluster or isinstance(client, RedisCluster)
@@ -136,14 +144,12 @@ class CacheSessionStore(SessionStore):
 
     # ---------------------------------------------------------------- lifecycle
     async def initialize(self) -> None:
-        """Check the connection and load the Lua scripts; unreachable → ``StoreUnavailableError``."""
+        """Check the connection and load the scripts (``StoreUnavailableError`` if unreachable)."""
         await self.ping()
         await self._scripts.load_all()
 
     async def ping(self) -> None:
         """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
-        from lexigram.ai.session.exceptions import StoreUnavailableError
-
         where = f"{'Redis Cluster' if self.cluster else 'Redis'} at {mask_url(self.url)}"
         try:
             await self._client.ping()
@@ -156,10 +162,8 @@ class CacheSessionStore(SessionStore):
             return
         self._closed = True
         if self._owns_client:
-            try:
+            with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
-            except (RedisError, OSError):  # pragma: no cover - closing a broken pool
-                pass
 
     # ------------------------------------------------------------------ helpers
     def _clock(self) -> tuple[datetime, int]:
@@ -180,10 +184,34 @@ class CacheSessionStore(SessionStore):
     def _record(self, data: Any, session_id: str, now: datetime) -> SessionRecord:
         return header_record(data, record=_record_name(session_id), now=now)
 
-    def _turns(self, items: Any, session_id: str) -> list[SessionTurn]:
-        if not isinstance(items, list):
-            raise CorruptRecordError(_record_name(session_id), "turn log is not a list")
-        return decode_turns(items, record=f"{_record_name(session_id)} turn")
+    async def _run_turns(
+        self, name: str, session_id: str, args: Sequence[Any]
+    ) -> tuple[Any, list[Any]]:
+        """Run a script that may answer ``{meta, turn, turn, ...}``: (meta, raw turns)."""
+        reply = await self._scripts.raw(name, self.keys.session(session_id), args)
+        if isinstance(reply, list):
+            return self._meta(reply[0], session_id), reply[1:]
+        return self._meta(reply, session_id), []
+
+    @staticmethod
+    def _meta(raw: Any, session_id: str) -> Any:
+        try:
+            return orjson.loads(raw)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(
+                _record_name(session_id), f"unreadable stored data: {exc}"
+            ) from None
+
+    def _turns(self, items: Sequence[Any], session_id: str) -> list[SessionTurn]:
+        """Turns from their stored JSON documents (bytes), parsed in one go."""
+        record = f"{_record_name(session_id)} turn"
+        if not items:
+            return []
+        try:
+            docs = orjson.loads(b"[" + b",".join(items) + b"]")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(record, f"invalid JSON: {exc}") from None
+        return decode_turns(docs, record=record)
 
     @staticmethod
     def _refuse(reply: dict[str, Any], session_id: str) -> NoReturn:
@@ -210,8 +238,12 @@ class CacheSessionStore(SessionStore):
         if patch is None or patch.is_empty():
             return ""
         fields: dict[str, Any] = {}
-        for name, key in (("variables", "v"), ("metadata", "m"), ("active_tools", "ta"),
-                          ("active_skills", "sk")):
+        for name, key in (
+            ("variables", "v"),
+            ("metadata", "m"),
+            ("active_tools", "ta"),
+            ("active_skills", "sk"),
+        ):
             value = getattr(patch, name)
             if value is not None:
                 fields[key] = codec.dumps(value, field=name).decode()
@@ -253,7 +285,9 @@ class CacheSessionStore(SessionStore):
         fields = encode_header(
             state, expires_at=expires_at, last_seq=last_seq, fork_seq=fork_seq, ordinal=ordinal
         )
-        return orjson.dumps({k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()})
+        return orjson.dumps(
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
+        )
 
     async def _exists(self, session_id: str, now_us: int) -> bool:
         """Whether the id is taken (a session, or a tombstone still in force)."""
@@ -267,9 +301,11 @@ class CacheSessionStore(SessionStore):
 
     # ----------------------------------------------------- contract (whole state)
     async def save(self, state: SessionState) -> None:
-        now, now_us = self._clock()
+        _, now_us = self._clock()
         if not isinstance(state, SessionState):
-            raise SessionValidationError("state", f"expected a SessionState, got {type(state).__name__}")
+            raise SessionValidationError(
+                "state", f"expected a SessionState, got {type(state).__name__}"
+            )
         sid = state.session_id
         check_batch_ids(sid, state.turns)
         pairs, _, _ = self._encode_batch(state.turns)
@@ -307,12 +343,17 @@ class CacheSessionStore(SessionStore):
             await self._index.ended(sid, state.user_id, to_us(state.updated_at))
 
     async def load(self, session_id: str) -> SessionState | None:
-        now, now_us = self._clock()
-        reply = await self._run("load", session_id, [now_us])
-        if "h" not in reply:
+        # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
+        # Redis to hand out a long list (a script copying it costs the server more).
+        now, _ = self._clock()
+        keys = self.keys.session(session_id)
+        header, items = await self._scripts.pipeline(
+            [("hgetall", (keys[0],)), ("lrange", (keys[1], 0, -1))], transaction=True
+        )
+        if not header:
             return None
-        record = self._record(reply["h"], session_id, now)
-        return replace(record.state, turns=self._turns(reply["t"], session_id))
+        record = self._record(_text_map(header, session_id), session_id, now)
+        return replace(record.state, turns=self._turns(items, session_id))
 
     async def delete(self, session_id: str) -> None:
         _, now_us = self._clock()
@@ -361,7 +402,9 @@ class CacheSessionStore(SessionStore):
         state = checkpoint.state
         cpid = checkpoint.checkpoint_id
         if not isinstance(cpid, str) or not cpid:
-            raise SessionValidationError("checkpoint_id", f"expected a non-empty string, got {cpid!r}")
+            raise SessionValidationError(
+                "checkpoint_id", f"expected a non-empty string, got {cpid!r}"
+            )
         header = encode_header(state, expires_at=None, last_seq=0)
         data = {
             "sid": checkpoint.session_id,
@@ -376,7 +419,9 @@ class CacheSessionStore(SessionStore):
         if previous is not None and previous != checkpoint.session_id:
             await self._run("cp_delete", previous, [now_us, cpid])
         await self._run(
-            "cp_save", checkpoint.session_id, [now_us, checkpoint.session_id, orjson.dumps(data), cpid]
+            "cp_save",
+            checkpoint.session_id,
+            [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
         )
         await self._scripts.command("set", self.keys.checkpoint(cpid), checkpoint.session_id)
 
@@ -385,19 +430,22 @@ class CacheSessionStore(SessionStore):
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             return None
-        reply = await self._run("cp_load", owner, [now_us, checkpoint_id, "1"])
+        reply, turns = await self._run_turns("cp_load", owner, [now_us, checkpoint_id, "1"])
         if "e" in reply:
             self._refuse(reply, owner)
         if "d" not in reply:
             return None
-        return self._checkpoint(reply["d"], reply["t"], checkpoint_id)
+        return self._checkpoint(reply["d"], turns, checkpoint_id)
 
     async def _list_checkpoints(self, session_id: str, *, turns: bool) -> list[SessionCheckpoint]:
         _, now_us = self._clock()
-        reply = await self._run("cp_list", session_id, [now_us, "1" if turns else "0"])
+        reply, lists = await self._run_turns("cp_list", session_id, [now_us, "1" if turns else "0"])
         if "e" in reply:
             self._refuse(reply, session_id)
-        return [self._checkpoint(item["d"], item["t"], item["i"]) for item in reply["l"]]
+        return [
+            self._checkpoint(item["d"], items or [], item["i"])
+            for item, items in zip(reply["l"], lists, strict=True)
+        ]
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
         return await self._list_checkpoints(session_id, turns=True)
@@ -449,7 +497,7 @@ class CacheSessionStore(SessionStore):
             "1" if include_turns else "0",
         ]
         try:
-            reply = await self._run("cp_create", session_id, args)
+            reply, turns = await self._run_turns("cp_create", session_id, args)
         except BaseException:
             await self._unclaim(index_key, session_id)
             raise
@@ -464,7 +512,7 @@ class CacheSessionStore(SessionStore):
         if pruned:
             await self._index.pipe([("delete", (self.keys.checkpoint(p),)) for p in pruned])
         del now
-        return self._checkpoint(reply["d"], reply["t"], checkpoint_id), pruned
+        return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
 
     async def _checkpoint_exists(self, session_id: str, checkpoint_id: str) -> bool:
         found = await self._scripts.command(
@@ -485,13 +533,15 @@ class CacheSessionStore(SessionStore):
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             raise CheckpointNotFoundError(checkpoint_id)
-        reply = await self._run("cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)])
+        reply, turns = await self._run_turns(
+            "cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)]
+        )
         if "e" in reply:
             if reply["e"] == "CPNF":
                 raise CheckpointNotFoundError(checkpoint_id)
             self._refuse(reply, owner)
         record = self._record(reply["h"], owner, now)
-        return replace(record.state, turns=self._turns(reply["t"], owner))
+        return replace(record.state, turns=self._turns(turns, owner))
 
     # ------------------------------------------------------------------- create
     async def create_session(
@@ -499,7 +549,9 @@ class CacheSessionStore(SessionStore):
     ) -> SessionRecord:
         now, now_us = self._clock()
         if not isinstance(state, SessionState):
-            raise SessionValidationError("state", f"expected a SessionState, got {type(state).__name__}")
+            raise SessionValidationError(
+                "state", f"expected a SessionState, got {type(state).__name__}"
+            )
         sid = state.session_id
         if not isinstance(sid, str) or not sid:
             raise SessionValidationError("session_id", f"expected a non-empty string, got {sid!r}")
@@ -562,12 +614,13 @@ class CacheSessionStore(SessionStore):
     ) -> list[SessionTurn]:
         _, now_us = self._clock()
         if last is not None:
-            reply = await self._run("turns", session_id, [now_us, "last", str(int(last)), ""])
+            args = [now_us, "last", str(int(last)), ""]
         else:
-            reply = await self._run("turns", session_id, self._after_args(now_us, after_seq, limit))
+            args = self._after_args(now_us, after_seq, limit)
+        reply, items = await self._run_turns("turns", session_id, args)
         if "e" in reply:
             self._refuse(reply, session_id)
-        return self._turns(reply["t"], session_id)
+        return self._turns(items, session_id)
 
     @staticmethod
     def _after_args(now_us: int, after_seq: int | None, limit: int | None) -> list[Any]:
@@ -582,10 +635,12 @@ class CacheSessionStore(SessionStore):
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
         _, now_us = self._clock()
-        reply = await self._run("turns", session_id, self._after_args(now_us, after_seq, limit))
+        reply, items = await self._run_turns(
+            "turns", session_id, self._after_args(now_us, after_seq, limit)
+        )
         if "e" in reply:
             self._refuse(reply, session_id)
-        turns = self._turns(reply["t"], session_id)
+        turns = self._turns(items, session_id)
         seqs = _seqs_at(reply.get("r", ""), int(reply.get("i", 0)), len(turns))
         return list(zip(seqs, turns, strict=True))
 
@@ -612,7 +667,8 @@ class CacheSessionStore(SessionStore):
                 break
             ids = [m.decode() for m, _ in page]
             headers = await self._index.headers(ids)
-            for (sid, score), data in zip(zip(ids, (int(s) for _, s in page)), headers, strict=True):
+            scores = [int(s) for _, s in page]
+            for sid, score, data in zip(ids, scores, headers, strict=True):
                 if data is None or data.get("u") != user_id:
                     continue
                 record = self._record(data, sid, now)
@@ -705,7 +761,7 @@ class CacheSessionStore(SessionStore):
             self._refuse(reply, session_id)
         if reply.get("t") is None:
             return None
-        return self._turns([reply["t"]], session_id)[0]
+        return decode_turns([reply["t"]], record=f"{_record_name(session_id)} turn")[0]
 
     async def clear_turns(self, session_id: str) -> int:
         now, now_us = self._clock()
@@ -733,7 +789,7 @@ class CacheSessionStore(SessionStore):
             raise SessionNotFoundError(source_id)
         if await self._exists(bid, now_us):
             raise SessionValidationError("session_id", f"session {bid!r} already exists")
-        reply = await self._run(
+        reply, raw_turns = await self._run_turns(
             "fork_source",
             source_id,
             [
@@ -755,7 +811,7 @@ class CacheSessionStore(SessionStore):
             self._refuse(reply, source_id)
         try:
             point, _ = decode_header(reply["h"], record=_record_name(source_id))
-            turns = self._turns(reply["t"], source_id)
+            turns = self._turns(raw_turns, source_id)
             state = replace(
                 point,
                 turns=turns,
@@ -781,7 +837,9 @@ class CacheSessionStore(SessionStore):
         parent = state.parent_session_id
         if parent is not None and parent != source_id:
             await self._scripts.raw("branch_drop", self.keys.session(source_id), [now_us, bid])
-            await self._scripts.raw("branch_add", self.keys.session(parent), [now_us, bid, wall_us()])
+            await self._scripts.raw(
+                "branch_add", self.keys.session(parent), [now_us, bid, wall_us()]
+            )
         return record
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
@@ -908,4 +966,14 @@ def _parse_cursor(cursor: str | None) -> int | None:
     try:
         return int(cursor)
     except (TypeError, ValueError) as exc:
-        raise SessionValidationError("cursor", f"not a cursor this store issued: {cursor!r}") from exc
+        raise SessionValidationError(
+            "cursor", f"not a cursor this store issued: {cursor!r}"
+        ) from exc
+
+
+def _text_map(raw: Any, session_id: str) -> dict[str, str]:
+    """An ``HGETALL`` reply (bytes) as text; bytes that are not UTF-8 are corruption."""
+    try:
+        return {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+    except UnicodeDecodeError as exc:
+        raise CorruptRecordError(_record_name(session_id), f"not UTF-8 text: {exc}") from None

@@ -171,15 +171,25 @@ def encode_header(
         "n": str(_int("turn_count", state.turn_count)),
         "ls": str(last_seq),
     }
-    for name, key in (("metadata", "m"), ("active_tools", "ta"), ("active_skills", "sk"),
-                      ("variables", "v")):
+    for name, key in (
+        ("metadata", "m"),
+        ("active_tools", "ta"),
+        ("active_skills", "sk"),
+        ("variables", "v"),
+    ):
         value = getattr(state, name)
         kind = dict if name in ("metadata", "variables") else list
         if not isinstance(value, kind):
-            raise SessionValidationError(f"state.{name}", f"expected a {kind.__name__}, got {value!r}")
+            raise SessionValidationError(
+                f"state.{name}", f"expected a {kind.__name__}, got {value!r}"
+            )
         fields[key] = codec.dumps(value, field=f"state.{name}")
-    for name, key in (("system_prompt", "sp"), ("checkpoint_id", "cp"),
-                      ("parent_session_id", "ps"), ("branch_name", "bn")):
+    for name, key in (
+        ("system_prompt", "sp"),
+        ("checkpoint_id", "cp"),
+        ("parent_session_id", "ps"),
+        ("branch_name", "bn"),
+    ):
         text = _text(name, getattr(state, name), optional=True)
         if text is not None:
             fields[key] = text
@@ -219,7 +229,9 @@ def _num(data: Mapping[str, Any], key: str, name: str, *, default: str | None = 
     return int(raw)
 
 
-def _json(data: Mapping[str, Any], key: str, name: str, kind: type) -> Any:
+def _json(
+    data: Mapping[str, Any], key: str, name: str, kind: type[dict[str, Any] | list[Any]]
+) -> Any:
     raw = data.get(key)
     if raw is None:
         return kind()
