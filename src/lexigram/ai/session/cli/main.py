@@ -78,13 +78,21 @@ def _quiet_logging(verbose: bool) -> None:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    setup_logging: bool = True,
 ) -> int:
-    """Run one command; returns the exit code."""
+    """Run one command; returns the exit code.
+
+    ``setup_logging=False`` leaves the process's logging alone (when embedding).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
-    _quiet_logging(args.verbose)
+    if setup_logging:
+        _quiet_logging(args.verbose)
     from lexigram.contracts.exceptions.config import ConfigurationError
 
     try:

@@ -25,7 +25,7 @@ class ProgressLine:
         self.every_s = every_s
         self.unit = unit
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
+        self._last: float | None = None
         self._shown: str | None = None
         self._pending: str | None = None
 
@@ -44,7 +44,7 @@ class ProgressLine:
             self._shown = text
             self._pending = None
             return
-        if final or now - self._last >= self.every_s:
+        if final or self._last is None or now - self._last >= self.every_s:
             self.stream.write(text + "\n")
             self.stream.flush()
             self._last = now
@@ -58,7 +58,7 @@ class ProgressLine:
         if phase != self.label:
             self.finish()
             self._shown = None
-            self._last = 0.0
+            self._last = None
             self.label = phase
         self(done)
 

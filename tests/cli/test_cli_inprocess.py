@@ -1,0 +1,148 @@
+"""The CLI's variants and errors, through ``main()`` in-process (same code as the subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lexigram.ai.session import SessionConfig, SessionManagerImpl
+from lexigram.ai.session.cli.main import main
+from lexigram.ai.session.cli.progress import ProgressLine
+from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+from .conftest import Seeded, sqlite_url
+
+
+@pytest.fixture(autouse=True)
+def _no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in __import__("os").environ if k.startswith("LEX_AI_SESSION__")]:
+        monkeypatch.delenv(key)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err, setup_logging=False)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_listing_filters_and_table(seeded: Seeded) -> None:
+    code, out, err = run("--database-url", seeded.url, "list", "alice", "--status", "closed",
+                         "--json")
+    assert code == 0 and [r["session_id"] for r in json.loads(out)] == [seeded.closed]
+    code, out, err = run("--database-url", seeded.url, "list", "alice", "--limit", "2")
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["SESSION", "STATUS", "TURNS"]
+    assert len(lines) == 3 and "2 session(s)" in err
+    code, out, err = run("--database-url", seeded.url, "list", "alice", "--status", "gone")
+    assert code == 1 and "status" in err
+
+
+def test_show_in_text(seeded: Seeded) -> None:
+    # "--" ends the options: session ids may start with "-"
+    code, out, _ = run("--database-url", seeded.url, "show", "--turns", "1", "--", seeded.alice[0])
+    assert code == 0
+    assert "status    active" in out and "prompt    be nice" in out
+    assert "tools     weather x1" in out and "And tomorrow?" in out and "Sunny." not in out
+    code, out, _ = run("--database-url", seeded.url, "show", "--", seeded.branch)
+    assert f"branch    what-if of {seeded.alice[0]}" in out
+
+
+def test_errors_are_one_line_with_exit_code_1(seeded: Seeded, tmp_path: Path) -> None:
+    code, _, err = run("--database-url", seeded.url, "show", "no-such-session")
+    assert code == 1 and "not found" in err and "Traceback" not in err
+    code, _, err = run("--backend", "mongo", "list", "alice")
+    assert code == 1 and "backend" in err
+    code, _, err = run("--database-url", seeded.url, "import", str(tmp_path / "missing.json"))
+    assert code == 1 and "cannot read" in err
+    code, _, err = run("--database-url", seeded.url, "export")
+    assert code == 1 and "name a session or a user" in err
+
+
+def test_reimport_skips_or_replaces_and_single_export(seeded: Seeded, tmp_path: Path) -> None:
+    code, out, _ = run("--database-url", seeded.url, "export", "--", seeded.bob)
+    assert code == 0
+    doc = json.loads(out)
+    assert [s["header"]["user_id"] for s in doc["sessions"]] == ["bob"]
+    path = tmp_path / "bob.json"
+    path.write_text(out)
+    target = sqlite_url(tmp_path / "copy.db")
+    assert "imported 1" in run("--database-url", target, "import", str(path))[1]
+    code, out, err = run("--database-url", target, "import", str(path))
+    assert "skipped 1" in out and "--replace" in err
+    code, out, _ = run("--database-url", target, "import", "--replace", str(path))
+    assert "replaced 1" in out
+
+
+@pytest.mark.parametrize(
+    ("damage", "where"),
+    [
+        (lambda d: d["sessions"][0]["turns"][0].update(timestamp="yesterday"),
+         "sessions[0].turns[0]"),
+        (lambda d: d["sessions"][0]["header"].pop("user_id"), "sessions[0].header"),
+        (lambda d: d.update(format="something-else"), "format"),
+        (lambda d: d.update(version=99), "version"),
+        (lambda d: d["sessions"].append(d["sessions"][0]), "sessions[1].header.session_id"),
+        (lambda d: d["sessions"][0]["checkpoints"][0].update(checkpoint_id=""),
+         "sessions[0].checkpoints[0].checkpoint_id"),
+    ],
+)
+def test_a_damaged_document_is_refused_whole_naming_the_place(
+    seeded: Seeded, tmp_path: Path, damage: Any, where: str
+) -> None:
+    code, out, _ = run("--database-url", seeded.url, "export", "--", seeded.alice[0])
+    doc = json.loads(out)
+    damage(doc)
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(doc))
+    target = sqlite_url(tmp_path / "untouched.db")
+    code, out, err = run("--database-url", target, "import", str(path))
+    assert code == 1 and where in err, err
+    code, out, _ = run("--database-url", target, "list", "alice", "--json")
+    assert json.loads(out) == []  # nothing half-written
+
+
+def test_purge_only_sweep(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "purge.db")
+
+    async def seed() -> None:
+        store = DatabaseSessionStore(url)
+        await store.initialize()
+        try:
+            manager = SessionManagerImpl(store, SessionConfig(session_ttl=0))
+            for i in range(3):
+                await manager.close((await manager.create(f"u{i}")).session_id)
+            await manager.create("u-live")
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    code, out, err = run("--database-url", url, "sweep", "--purge-after", "0", "--no-expire")
+    assert code == 0 and "expired 0, purged 3" in out, err
+    assert "purge: 3" in err
+    assert json.loads(run("--database-url", url, "list", "u0", "--json")[1]) == []
+    assert len(json.loads(run("--database-url", url, "list", "u-live", "--json")[1])) == 1
+
+
+def test_progress_line_prints_the_last_step_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = ProgressLine("imported", stream=stream, every_s=3600, unit="session(s)")
+    for i in range(1, 6):
+        progress(i, 5)
+    progress.finish()
+    assert stream.getvalue().splitlines() == [
+        "imported: 1/5 session(s)",
+        "imported: 5/5 session(s)",
+    ]
+    phases = io.StringIO()
+    sweep = ProgressLine("expire", stream=phases, every_s=3600)
+    sweep.phase("expire", 10)
+    sweep.phase("expire", 20)
+    sweep.phase("purge", 3)
+    sweep.finish()
+    assert phases.getvalue().splitlines() == ["expire: 10", "expire: 20", "purge: 3"]
