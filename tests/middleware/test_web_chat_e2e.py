@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
 import socket
@@ -20,7 +19,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-HAS_SQL_STORE = importlib.util.find_spec("lexigram.ai.session.stores.database") is not None
 ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 
@@ -74,17 +72,25 @@ def _serve(env: dict[str, str]) -> Iterator[str]:
             process.stdout.close()
 
 
+def _env(directory: Path) -> dict[str, str]:
+    # the example's own backend (SQL on SQLite), on a file of this test
+    return {
+        "WEB_CHAT_COOKIE_SECRET": secrets.token_urlsafe(32),
+        "WEB_CHAT_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'chat.db'}",
+        "WEB_CHAT_CWD": str(directory),
+    }
+
+
 @pytest.fixture
 def server_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        "WEB_CHAT_COOKIE_SECRET": secrets.token_urlsafe(32),
-        "WEB_CHAT_CWD": str(tmp_path),
-    }
-    if HAS_SQL_STORE:
-        env["WEB_CHAT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
-    else:
-        env["WEB_CHAT_BACKEND"] = "in_memory"
-    return env
+    return _env(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One uvicorn for the tests that do not restart it."""
+    with _serve(_env(tmp_path_factory.mktemp("web_chat"))) as base:
+        yield base
 
 
 @asynccontextmanager
@@ -97,71 +103,79 @@ def _chat(http: httpx.AsyncClient, message: str, **kwargs: Any) -> Any:
     return http.post("/chat", json={"message": message}, **kwargs)
 
 
-async def test_web_chat_end_to_end(server_env: dict[str, str]) -> None:
-    with _serve(server_env) as base:
-        # an authenticated API client: the id comes back in X-Session-ID, and goes back in it
-        async with _client(base) as api:
-            first = await _chat(api, "hello there", headers=ALICE)
-            assert first.status_code == 200
-            session_id = first.headers["x-session-id"]
-            second = await _chat(api, "and again", headers={**ALICE, "X-Session-ID": session_id})
-            assert second.json()["turn_count"] == 4 and "x-session-id" not in second.headers
-            history = await api.get("/history", headers={**ALICE, "X-Session-ID": session_id})
-            assert [t["content"] for t in history.json()["turns"] if t["role"] == "user"] == [
-                "hello there",
-                "and again",
-            ]
-            # bob sending alice's id sees nothing of hers, and chatting gives him his own
-            bob_view = await api.get("/history", headers={**BOB, "X-Session-ID": session_id})
-            assert bob_view.json() == {"turns": []}
-            bob_chat = await _chat(api, "hi", headers={**BOB, "X-Session-ID": session_id})
-            assert bob_chat.headers["x-session-id"] != session_id
-            # requests that never ask for a session create none
-            for _ in range(20):
-                assert (await api.get("/history")).json() == {"turns": []}
-            unknown = await api.get("/history", headers={**ALICE, "X-Session-ID": "x" * 22})
-            assert unknown.json() == {"turns": []}
+async def test_web_chat_end_to_end(server: str) -> None:
+    base = server
+    # an authenticated API client: the id comes back in X-Session-ID, and goes back in it
+    async with _client(base) as api:
+        first = await _chat(api, "hello there", headers=ALICE)
+        assert first.status_code == 200
+        session_id = first.headers["x-session-id"]
+        second = await _chat(api, "and again", headers={**ALICE, "X-Session-ID": session_id})
+        assert second.json()["turn_count"] == 4 and "x-session-id" not in second.headers
+        history = await api.get("/history", headers={**ALICE, "X-Session-ID": session_id})
+        assert [t["content"] for t in history.json()["turns"] if t["role"] == "user"] == [
+            "hello there",
+            "and again",
+        ]
+        # bob sending alice's id sees nothing of hers, and chatting gives him his own
+        bob_view = await api.get("/history", headers={**BOB, "X-Session-ID": session_id})
+        assert bob_view.json() == {"turns": []}
+        bob_chat = await _chat(api, "hi", headers={**BOB, "X-Session-ID": session_id})
+        assert bob_chat.headers["x-session-id"] != session_id
+        # requests that never ask for a session create none
+        for _ in range(20):
+            assert (await api.get("/history")).json() == {"turns": []}
+        unknown = await api.get("/history", headers={**ALICE, "X-Session-ID": "x" * 22})
+        assert unknown.json() == {"turns": []}
 
-        # a browser-like anonymous client with a cookie jar
-        async with _client(base) as browser:
-            created = await _chat(browser, "hi from a browser")
-            [cookie] = created.headers.get_list("set-cookie")
-            attrs = [a.strip().lower() for a in cookie.split(";")]
-            assert "httponly" in attrs and "samesite=lax" in attrs and "max-age=3600" in attrs
-            assert "path=/" in attrs and "secure" not in attrs  # plain http on loopback
-            again = await _chat(browser, "me again")
-            assert again.json()["turn_count"] == 4
-            async with _client(base, cookies={"lexigram_session": "forged.cookie.value"}) as evil:
-                assert (await evil.get("/history")).json() == {"turns": []}
-            ended = await browser.post("/end")
-            assert ended.json() == {"closed": True}
-            assert "max-age=0" in ended.headers["set-cookie"].lower()
-            assert (await browser.get("/history")).json() == {"turns": []}
+    # a browser-like anonymous client with a cookie jar
+    async with _client(base) as browser:
+        created = await _chat(browser, "hi from a browser")
+        [cookie] = created.headers.get_list("set-cookie")
+        attrs = [a.strip().lower() for a in cookie.split(";")]
+        assert "httponly" in attrs and "samesite=lax" in attrs and "max-age=3600" in attrs
+        assert "path=/" in attrs and "secure" not in attrs  # plain http on loopback
+        again = await _chat(browser, "me again")
+        assert again.json()["turn_count"] == 4
+        async with _client(base, cookies={"lexigram_session": "forged.cookie.value"}) as evil:
+            assert (await evil.get("/history")).json() == {"turns": []}
+        ended = await browser.post("/end")
+        assert ended.json() == {"closed": True}
+        assert "max-age=0" in ended.headers["set-cookie"].lower()
+        assert (await browser.get("/history")).json() == {"turns": []}
 
 
-async def test_concurrent_clients_against_uvicorn(server_env: dict[str, str]) -> None:
-    with _serve(server_env) as base:
+async def test_concurrent_clients_against_uvicorn(server: str) -> None:
+    base = server
 
-        async def conversation(n: int) -> tuple[int, list[str]]:
-            async with _client(base) as http:
-                for i in range(3):
-                    response = await _chat(http, f"client {n} message {i}")
-                    assert response.status_code == 200, response.text
-                turns = (await http.get("/history")).json()["turns"]
-                return n, [t["content"] for t in turns if t["role"] == "user"]
+    async def conversation(n: int) -> tuple[int, list[str]]:
+        async with _client(base) as http:
+            for i in range(3):
+                response = await _chat(http, f"client {n} message {i}")
+                assert response.status_code == 200, response.text
+            turns = (await http.get("/history")).json()["turns"]
+            return n, [t["content"] for t in turns if t["role"] == "user"]
 
-        results = await asyncio.gather(*(conversation(n) for n in range(12)))
+    results = await asyncio.gather(*(conversation(n) for n in range(12)))
     for n, messages in results:
         assert messages == [f"client {n} message {i}" for i in range(3)]
 
 
-@pytest.mark.skipif(not HAS_SQL_STORE, reason="the SQL store is not in this checkout yet")
-async def test_sessions_and_cookies_survive_a_restart(server_env: dict[str, str]) -> None:
+async def test_sessions_and_cookies_survive_a_restart(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
     with _serve(server_env) as base:
         async with _client(base) as browser:
             await _chat(browser, "remember me")
             jar = dict(browser.cookies)
+    assert (tmp_path / "chat.db").stat().st_size > 0
     with _serve(server_env) as base:  # same SQLite file, same secret
         async with _client(base, cookies=jar) as browser:
             turns = (await browser.get("/history")).json()["turns"]
+            more = await _chat(browser, "still here?")
     assert [t["content"] for t in turns][:1] == ["remember me"]
+    assert more.json()["turn_count"] == 4 and "x-session-id" not in more.headers
+    # with another secret the old cookie no longer verifies
+    with _serve({**server_env, "WEB_CHAT_COOKIE_SECRET": secrets.token_urlsafe(32)}) as base:
+        async with _client(base, cookies=jar) as browser:
+            assert (await browser.get("/history")).json() == {"turns": []}
