@@ -6,45 +6,21 @@ from typing import Any
 
 import httpx
 from lexigram.contracts.ai.session import SessionContextProtocol
-from lexigram.di.module import DynamicModule, Module, module
-from lexigram.di.provider import Provider
 
 from lexigram import Application
 from lexigram.ai.session import SessionModule
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.context import SessionContext
-from lexigram.ai.session.di.extensions import exported_types as wired_types
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.middleware import SessionMiddleware
-from lexigram.ai.session.middleware.di import exported_types, register_web_services
 
 from .conftest import SECRET, send_json, user_from_header
 
 CONFIG = SessionConfig(cookie_secret=SECRET)
 
 
-class _WebProvider(Provider):
-    """Stands in for the provider wiring until ``di/extensions.py`` calls us."""
-
-    name = "session_web_test"
-    dependencies = ("session",)
-
-    async def register(self, container: Any) -> None:
-        register_web_services(container, CONFIG)
-
-
-@module()
-class _WebModule(Module):
-    pass
-
-
 def _modules() -> list[Any]:
-    modules: list[Any] = [SessionModule.stub(CONFIG)]
-    if SessionMiddleware not in wired_types():
-        modules.append(
-            DynamicModule(module=_WebModule, providers=[_WebProvider], exports=exported_types())
-        )
-    return modules
+    return [SessionModule.stub(CONFIG)]
 
 
 async def test_middleware_and_context_resolve_and_work_together() -> None:
@@ -82,3 +58,10 @@ def _with_user(app: Any, user: str) -> Any:
         await app(scope, receive, send)
 
     return outer
+
+
+def test_web_types_are_exported_by_the_module() -> None:
+    from lexigram.ai.session.di.extensions import exported_types as wired
+    from lexigram.ai.session.middleware.di import exported_types
+
+    assert set(exported_types()) <= set(wired())
