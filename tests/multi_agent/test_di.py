@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from lexigram.contracts.ai.llm import LLMClientProtocol
-from lexigram.di.module import DynamicModule, Module, module
+from lexigram.di.module import Module, module
 from lexigram.di.provider import Provider
 
 from lexigram import Application
@@ -20,47 +20,35 @@ from lexigram.ai.session.multi_agent import (
     PriorityTurnManager,
     RoundRobinTurnManager,
 )
-from lexigram.ai.session.multi_agent.di import exported_types, register_group_services
+from lexigram.ai.session.multi_agent.di import exported_types
 
 from .conftest import ScriptedAgent, ScriptedLLM, speakers
 
 
-def _wired_by_session_provider() -> bool:
+def _modules(config: SessionConfig, llm: Any = None) -> list[Any]:
+    """``SessionModule.stub(config)``, plus an application module registering ``llm``."""
+    modules: list[Any] = [SessionModule.stub(config)]
+    if llm is not None:
+
+        class LLMProvider(Provider):
+            name = "test_llm"
+
+            async def register(self, container: Any) -> None:
+                container.singleton(LLMClientProtocol, llm)
+
+        @module(providers=[LLMProvider], exports=[LLMClientProtocol], is_global=True)
+        class LLMModule(Module):
+            pass
+
+        modules.append(LLMModule)
+    return modules
+
+
+def test_exported_types_are_exported_by_the_session_module() -> None:
     from lexigram.ai.session.di.extensions import exported_types as session_exports
 
-    return GroupSessionFactory in session_exports()
-
-
-def _modules(config: SessionConfig, llm: Any = None) -> list[Any]:
-    """SessionModule.stub(config), plus whatever the test needs next to it.
-
-    Until the session provider calls ``register_group_services`` itself, a small
-    provider does it here, exactly as the provider will.
-    """
-    wire = not _wired_by_session_provider()
-
-    class Extras(Provider):
-        name = "group_test_extras"
-        dependencies = ("session",)
-
-        async def register(self, container: Any) -> None:
-            if llm is not None:
-                container.singleton(LLMClientProtocol, llm)
-            if wire:
-                register_group_services(container, config)
-
-    exports = [*(exported_types() if wire else []), LLMClientProtocol]
-
-    @module(providers=[Extras], exports=exports, is_global=True)
-    class ExtrasModule(Module):
-        pass
-
-    stub: DynamicModule = SessionModule.stub(config)
-    return [stub, ExtrasModule]
-
-
-def test_exported_types() -> None:
     assert exported_types() == [GroupSessionFactory]
+    assert GroupSessionFactory in session_exports()
 
 
 async def test_factory_from_the_container_uses_manager_and_config() -> None:
