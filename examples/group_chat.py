@@ -37,7 +37,7 @@ from lexigram.ai.session.config import SessionConfig  # noqa: E402
 from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
 from lexigram.ai.session.multi_agent import (  # noqa: E402
     AgentReply,
-    GroupSession,
+    GroupSessionFactory,
     StopWordTermination,
     TokenBudgetTermination,
 )
@@ -96,8 +96,9 @@ async def main(db_path: Path) -> None:
         manager = await app.container.resolve(SessionManagerImpl)
         session = await manager.create("demo-user", metadata={"example": "group_chat"})
 
-        group = GroupSession(
-            manager,
+        # The factory is wired to the manager and the configured turn strategy.
+        factory = await app.container.resolve(GroupSessionFactory)
+        group = factory.create(
             termination=StopWordTermination("APPROVED", agents=["editor"])
             | TokenBudgetTermination(500),
         )
