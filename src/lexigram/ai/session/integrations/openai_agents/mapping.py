@@ -222,7 +222,9 @@ def turn_to_item(turn: SessionTurn) -> dict[str, Any]:
     plain message ``{"role": ..., "content": ...}``; roles the SDK does not know for
     messages (e.g. ``tool``) become ``assistant``.
     """
-    raw = turn.metadata.get(ITEM_KEY) if isinstance(turn.metadata, Mapping) else None
+    raw = turn.metadata.get(ITEM_KEY)
+    if type(raw) is dict:  # the common case first: a turn the adapter wrote
+        return raw
     if raw is None:
         role = turn.role if turn.role in _MESSAGE_ROLES else "assistant"
         return {"role": role, "content": turn.content}
