@@ -44,9 +44,9 @@ from lexigram.ai.session.stores.sql.rows import (
     header_to_json,
     ranges_from_json,
     ranges_to_json,
-    turn_from_row,
     turn_params,
     turns_from_json,
+    turns_from_rows,
 )
 from lexigram.ai.session.stores.sql.runner import Row, Tx
 
@@ -67,7 +67,7 @@ async def _range_turns(
     turns: list[SessionTurn] = []
     for first, last in ranges:
         rows = await tx.all(ctx.q.turns_range, {"sid": session_id, "first": first, "last": last})
-        turns.extend(turn_from_row(r, session_id) for r in rows)
+        turns.extend(turns_from_rows(rows, session_id))
     return turns
 
 

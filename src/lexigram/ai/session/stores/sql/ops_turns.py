@@ -24,7 +24,7 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
-from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row
+from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row, turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Row, Tx
 
 __all__ = [
@@ -108,7 +108,7 @@ async def find_live_duplicate(
 
 
 def _turns(rows: Sequence[Row], session_id: str) -> list[SessionTurn]:
-    return [turn_from_row(r, session_id) for r in rows]
+    return turns_from_rows(rows, session_id)
 
 
 async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:

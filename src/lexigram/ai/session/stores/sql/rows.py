@@ -9,7 +9,9 @@ then raise ``CorruptRecordError`` naming the session and the field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,8 @@ from lexigram.ai.session.stores.codec import (
 __all__ = [
     "HEADER_COLUMNS",
     "TURN_COLUMNS",
+    "TURN_FIELDS",
+    "encode_turn_json",
     "encode_prompt",
     "from_us",
     "header_from_json",
@@ -38,6 +42,7 @@ __all__ = [
     "record_from_row",
     "to_us",
     "turn_from_row",
+    "turns_from_rows",
     "turn_params",
     "turns_from_json",
     "turns_to_json",
@@ -71,12 +76,14 @@ HEADER_COLUMNS = (
     "last_seq",
     "ordinal",
 )
-#: Columns of ``turns`` that make a :class:`SessionTurn`, in this order (after ``seq``).
-TURN_COLUMNS = (
+#: Columns of ``turns`` written per turn besides ``session_id``, ``seq`` and ``live``.
+TURN_COLUMNS = ("turn_id", "tokens_used", "cost", "data", "crc")
+#: The fields of a stored turn's JSON object (exactly those of ``SessionTurn``).
+TURN_FIELDS = (
     "turn_id",
     "role",
     "content",
-    "ts",
+    "timestamp",
     "tool_calls",
     "skill_results",
     "metadata",
@@ -103,29 +110,40 @@ def from_us(value: int) -> datetime:
 
 # ---------------------------------------------------------------------- turns
 def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
-    """The bound parameters of one ``turns`` row (JSON columns encoded, fields named)."""
+    """The bound parameters of one ``turns`` row; a value JSON cannot hold is named."""
+    data = encode_turn_json(turn)
     return {
         "session_id": session_id,
         "seq": seq,
         "turn_id": turn.turn_id,
-        "role": turn.role,
-        "content": _utf8(turn.content, "turn.content"),
-        "ts": turn.timestamp.isoformat(),
-        "tool_calls": _json_text(turn.tool_calls, "turn.tool_calls", _EMPTY_LIST),
-        "skill_results": _json_text(turn.skill_results, "turn.skill_results", _EMPTY_LIST),
-        "metadata": _json_text(turn.metadata, "turn.metadata", _EMPTY_DICT),
         "tokens_used": turn.tokens_used,
         "cost": float(turn.cost),
-        "model": turn.model,
-        "provider": turn.provider,
+        "data": data.decode(),
+        "crc": _crc32(data),
     }
 
 
-def _utf8(value: str, field: str) -> bytes:
+def encode_turn_json(turn: SessionTurn) -> bytes:
+    """The turn as one JSON object; ``SessionValidationError`` names a field JSON cannot hold."""
+    data = {
+        "turn_id": turn.turn_id,
+        "role": turn.role,
+        "content": turn.content,
+        "timestamp": turn.timestamp.isoformat(),
+        "tool_calls": turn.tool_calls,
+        "skill_results": turn.skill_results,
+        "metadata": turn.metadata,
+        "tokens_used": turn.tokens_used,
+        "cost": turn.cost,
+        "model": turn.model,
+        "provider": turn.provider,
+    }
     try:
-        return value.encode()
-    except UnicodeEncodeError as exc:
-        raise SessionValidationError(field, f"not valid Unicode text: {exc}") from exc
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        for name in ("content", "tool_calls", "skill_results", "metadata", "role", "turn_id"):
+            dumps(data[name], field=f"turn.{name}")
+        raise SessionValidationError("turn", "cannot be stored as JSON") from None
 
 
 def encode_prompt(value: str | None) -> str | None:
@@ -133,87 +151,95 @@ def encode_prompt(value: str | None) -> str | None:
     return None if value is None else dumps(value, field="system_prompt").decode()
 
 
-def _json_text(value: Any, field: str, empty: str) -> str:
-    if not value and type(value) in (list, dict):
-        return empty
-    return dumps(value, field=field).decode()
+def _turn_builder() -> Callable[[dict[str, Any]], SessionTurn]:
+    """The fastest correct way to make a ``SessionTurn`` from its field values.
 
-
-def turn_from_row(row: Sequence[Any], session_id: str, offset: int = 1) -> SessionTurn:
-    """Build a turn from a row whose turn columns start at ``offset`` (after ``seq``).
-
-    Every column is type-checked; a row that fails goes through the codec's schema,
-    which raises ``CorruptRecordError`` naming the session, the turn and the field.
+    ``SessionTurn`` is a frozen dataclass whose ``__init__`` sets each of its eleven
+    fields through ``object.__setattr__``; for rows read by the thousand we install
+    the same field dict in one step. This is only done when the class is exactly what
+    it is today (a plain dataclass, no slots, no ``__post_init__``, the fields we
+    know); otherwise the regular constructor is used.
     """
-    (turn_id, role, content, ts, tool_calls, skill_results, metadata,
-     tokens, cost, model, provider) = row[offset : offset + 11]
+    names = tuple(f.name for f in dataclasses.fields(SessionTurn))
+    plain = (
+        names == TURN_FIELDS
+        and not hasattr(SessionTurn, "__slots__")
+        and not hasattr(SessionTurn, "__post_init__")
+    )
+    if not plain:  # pragma: no cover - depends on the contract package
+        return lambda values: SessionTurn(**values)
+    new = object.__new__
+    set_attr = object.__setattr__
+
+    def build(values: dict[str, Any]) -> SessionTurn:
+        turn = new(SessionTurn)
+        set_attr(turn, "__dict__", values)
+        return turn
+
+    return build
+
+
+_build_turn = _turn_builder()
+_loads_json = orjson.loads
+_crc32 = zlib.crc32
+_from_iso = datetime.fromisoformat
+
+
+def turn_from_row(row: Sequence[Any], session_id: str) -> SessionTurn:
+    """Build a turn from a ``(seq, data, crc)`` row.
+
+    When ``crc`` matches the bytes of ``data``, the row is exactly what was validated
+    when it was written: it is parsed with orjson and only the timestamp is converted.
+    Otherwise every field is checked, and a row that fails raises
+    ``CorruptRecordError`` naming the session, the turn and the field.
+    """
+    seq, raw, crc = row
+    if type(raw) is str and crc == _crc32(raw.encode()):
+        try:
+            data = _loads_json(raw)
+            data["timestamp"] = _from_iso(data["timestamp"])
+        except (ValueError, TypeError, KeyError):
+            pass
+        else:
+            return _build_turn(data)
+    return _checked_turn(seq, raw, session_id)
+
+
+def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[SessionTurn]:
+    """:func:`turn_from_row` over many rows (the loop of ``get_state``, kept tight)."""
+    out: list[SessionTurn] = []
+    append = out.append
+    loads, crc32, from_iso, build = _loads_json, _crc32, _from_iso, _build_turn
+    for row in rows:
+        seq, raw, crc = row
+        if type(raw) is str and crc == crc32(raw.encode()):
+            try:
+                data = loads(raw)
+                data["timestamp"] = from_iso(data["timestamp"])
+            except (ValueError, TypeError, KeyError):
+                pass
+            else:
+                append(build(data))
+                continue
+        append(_checked_turn(seq, raw, session_id))
+    return out
+
+
+def _checked_turn(seq: Any, raw: Any, session_id: str) -> SessionTurn:
+    """Decode a row whose checksum does not match: check every field."""
+    where = f"session {session_id!r} turn at seq {seq!r}"
+    if not isinstance(raw, str | bytes):
+        raise CorruptRecordError(where, "field data: not JSON text")
     try:
-        if (
-            type(turn_id) is str
-            and type(role) is str
-            and type(content) is bytes
-            and type(ts) is str
-            and type(tokens) is int
-            and (model is None or type(model) is str)
-            and (provider is None or type(provider) is str)
-            and turn_id
-            and role
-            and tokens >= 0
-        ):
-            if type(cost) is not float:
-                cost = float(cost) if type(cost) is int else None
-            calls = [] if tool_calls == _EMPTY_LIST else orjson.loads(tool_calls)
-            skills = [] if skill_results == _EMPTY_LIST else orjson.loads(skill_results)
-            meta = {} if metadata == _EMPTY_DICT else orjson.loads(metadata)
-            stamp = datetime.fromisoformat(ts)
-            text = content.decode()
-            if (
-                cost is not None
-                and cost >= 0
-                and type(calls) is list
-                and type(skills) is list
-                and type(meta) is dict
-                and stamp.tzinfo is not None
-                and all(type(c) is dict for c in calls)
-                and all(type(s) is dict for s in skills)
-            ):
-                return SessionTurn(
-                    turn_id=turn_id,
-                    role=role,
-                    content=text,
-                    timestamp=stamp,
-                    tool_calls=calls,
-                    skill_results=skills,
-                    metadata=meta,
-                    tokens_used=tokens,
-                    cost=cost,
-                    model=model,
-                    provider=provider,
-                )
-    except (ValueError, TypeError):
-        pass
-    return _slow_turn(row[offset : offset + 11], session_id)
-
-
-def _slow_turn(cols: Sequence[Any], session_id: str) -> SessionTurn:
-    """Decode a turn that failed the fast checks; raise naming what is wrong."""
-    record = f"session {session_id!r} turn {cols[0]!r}"
-    data: dict[str, Any] = dict(zip(TURN_COLUMNS, cols, strict=True))
-    data["timestamp"] = data.pop("ts")
-    if isinstance(data["content"], bytes | bytearray | memoryview):
-        try:
-            data["content"] = bytes(data["content"]).decode()
-        except UnicodeDecodeError as exc:
-            raise CorruptRecordError(record, f"field content: not UTF-8: {exc}") from exc
-    for name in ("tool_calls", "skill_results", "metadata"):
-        raw = data[name]
-        if not isinstance(raw, str | bytes):
-            raise CorruptRecordError(record, f"field {name}: not JSON text")
-        try:
-            data[name] = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise CorruptRecordError(record, f"field {name}: invalid JSON: {exc}") from exc
-    return turn_from_dict(data, record=record)
+        data = _loads_json(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(where, f"field data: invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CorruptRecordError(where, "field data: expected a JSON object")
+    missing = [name for name in TURN_FIELDS if name not in data]
+    if missing:
+        raise CorruptRecordError(where, f"field {missing[0]}: missing")
+    return turn_from_dict(data, record=f"session {session_id!r} turn {data['turn_id']!r}")
 
 
 def turns_to_json(turns: Sequence[SessionTurn]) -> str:

@@ -26,7 +26,7 @@ class Statements:
             f"{prefix}sessions", f"{prefix}turns", f"{prefix}checkpoints", f"{prefix}tombstones"
         )
         h = ", ".join(HEADER_COLUMNS)
-        tc = "seq, " + ", ".join(TURN_COLUMNS)
+        tc = "seq, data, crc"
         cols = ", ".join(TURN_COLUMNS)
         lock = " FOR UPDATE" if dialect == "postgresql" else ""
         ins_cols = [c_ for c_ in HEADER_COLUMNS if c_ != "ordinal"]

@@ -113,7 +113,7 @@ def _turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, 
 
 
 _NUL = "\x00"
-_TURN_TEXT = ("turn_id", "role", "model", "provider")
+_TURN_TEXT = ("turn_id",)
 _HEADER_TEXT = ("session_id", "user_id", "checkpoint_id", "parent_session_id", "branch_name")
 
 
