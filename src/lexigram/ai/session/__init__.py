@@ -88,12 +88,21 @@ _NAMES: dict[str, str] = {
     "TopicBasedTurnManager": "lexigram.ai.session.multi_agent",
     "LLMDirectedTurnManager": "lexigram.ai.session.multi_agent",
     "RoleIsolation": "lexigram.ai.session.multi_agent",
+    "GroupSessionFactory": "lexigram.ai.session.multi_agent",
+    "AgentReply": "lexigram.ai.session.multi_agent",
+    "TerminationCondition": "lexigram.ai.session.multi_agent",
+    "MaxRoundsTermination": "lexigram.ai.session.multi_agent",
+    "StopWordTermination": "lexigram.ai.session.multi_agent",
+    "TokenBudgetTermination": "lexigram.ai.session.multi_agent",
+    "CostBudgetTermination": "lexigram.ai.session.multi_agent",
+    "AgentSpokeTermination": "lexigram.ai.session.multi_agent",
     # web and context
     "SessionMiddleware": "lexigram.ai.session.middleware",
     "SessionContext": "lexigram.ai.session.context",
     "RelevanceContextPruner": "lexigram.ai.session.context",
     # analytics
     "SessionAnalytics": "lexigram.ai.session.analytics",
+    "UserSessionAnalytics": "lexigram.ai.session.analytics",
 }
 
 __all__ = sorted(_NAMES)
