@@ -87,7 +87,7 @@ class SessionCleanupScheduler:
         batch_size: int | None = None,
         purge_after_s: float | None = None,
         tombstone_s: float | None = None,
-        concurrency: int = 8,
+        concurrency: int = 16,
         jitter: float = 0.1,
     ) -> None:
         self.manager = manager
