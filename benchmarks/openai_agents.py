@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,14 @@ def _plugged_backends() -> list[BenchBackend]:
 
 # ------------------------------------------------------------------ timing
 @dataclass
-class Result:
-    """Timings of one implementation."""
+class Subject:
+    """One implementation under test: how to open a session, and its samples."""
 
     name: str
-    add_small: list[float]
-    add_big: list[float]
-    get_big: list[float]
+    open_session: Callable[[], Awaitable[Any]]
+    small: list[Any] = field(default_factory=list)
+    big: Any = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
 
 async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
@@ -119,96 +120,105 @@ async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - start
 
 
-async def _measure(
-    name: str, open_session: Callable[[], Awaitable[Any]], n: int
-) -> Result:
-    """Run the three measurements on sessions opened by ``open_session``."""
-    small = [await open_session() for _ in range(n)]
-    for s in small:
-        await s.add_items([item(i) for i in range(SMALL)])
-    add_small = [await _timed(lambda s=s: s.add_items([item(SMALL)])) for s in small]
-
-    big = await open_session()
-    for start in range(0, BIG, 250):
-        await big.add_items([item(i) for i in range(start, start + 250)])
-    get_big = []
+async def _prepare(subject: Subject, n: int) -> None:
+    """``n`` sessions of SMALL items and one of BIG items."""
     for _ in range(n):
-        get_big.append(await _timed(lambda: big.get_items(limit=LIMIT)))
-    got = await big.get_items(limit=LIMIT)
-    assert [i["id"] for i in got] == [f"msg_{i}" for i in range(BIG - LIMIT, BIG)], name
-    add_big = [await _timed(lambda k=k: big.add_items([item(BIG + k)])) for k in range(n)]
-    return Result(name, add_small, add_big, get_big)
+        session = await subject.open_session()
+        await session.add_items([item(i) for i in range(SMALL)])
+        subject.small.append(session)
+    subject.big = await subject.open_session()
+    for start in range(0, BIG, 250):
+        await subject.big.add_items([item(i) for i in range(start, start + 250)])
+    got = await subject.big.get_items(limit=LIMIT)
+    assert [i["id"] for i in got] == [f"msg_{i}" for i in range(BIG - LIMIT, BIG)], subject.name
 
 
-async def bench_ours(backend: BenchBackend, n: int) -> Result:
-    """Our adapter over ``backend``'s store."""
-    store = await backend.make_store()
-    try:
-        manager = SessionManagerImpl(store, MANAGER_CONFIG)
-        counter = iter(range(1_000_000))
-
-        async def open_session() -> OpenAIAgentsSession:
-            return await OpenAIAgentsSession.create(manager, user_id=f"user-{next(counter)}")
-
-        return await _measure(f"{backend.name} (ours)", open_session, n)
-    finally:
-        await backend.drop_store(store)
-
-
-async def bench_sdk(tmp: Path, n: int) -> Result:
-    """The SDK's ``SQLiteSession`` on a file."""
-    path = tmp / "sdk.db"
-    opened: list[SQLiteSession] = []
-    counter = iter(range(1_000_000))
-
-    async def open_session() -> SQLiteSession:
-        session = SQLiteSession(f"s{next(counter)}", db_path=path)
-        opened.append(session)
-        return session
-
-    try:
-        return await _measure("SDK SQLiteSession (file)", open_session, n)
-    finally:
-        for session in opened:
-            session.close()
+async def _run(subjects: list[Subject], n: int) -> None:
+    """Every measurement round-robin over the subjects, so load drift hits all alike."""
+    operations: list[tuple[str, Callable[[Subject, int], Awaitable[Any]]]] = [
+        ("get_big", lambda s, k: s.big.get_items(limit=LIMIT)),
+        ("add_small", lambda s, k: s.small[k].add_items([item(SMALL)])),
+        ("add_big", lambda s, k: s.big.add_items([item(BIG + k)])),
+    ]
+    for key, operation in operations:
+        for k in range(n):
+            for subject in subjects:
+                elapsed = await _timed(lambda: operation(subject, k))  # noqa: B023
+                subject.samples.setdefault(key, []).append(elapsed)
 
 
-def _report(results: list[Result], reference: Result) -> None:
+def _report(subjects: list[Subject]) -> None:
     rows = [
         ("add_items(1) @10", "add_small"),
         (f"add_items(1) @{BIG}", "add_big"),
         (f"get_items(limit={LIMIT}) @{BIG}", "get_big"),
     ]
-    for label, attr in rows:
+    reference = subjects[0]
+    for label, key in rows:
         print(f"\n{label}")
-        ref = median_ms(getattr(reference, attr))
-        for r in [reference, *results]:
-            samples = getattr(r, attr)
+        ref = median_ms(reference.samples[key])
+        for subject in subjects:
+            samples = subject.samples[key]
             med = median_ms(samples)
-            ratio = "" if r is reference else f"  x{med / ref:.2f} of SDK"
-            print(f"  {r.name:<28} median {med:7.3f} ms   p99 {p99_ms(samples):7.3f} ms{ratio}")
+            ratio = "" if subject is reference else f"  x{med / ref:.2f} of SDK"
+            print(
+                f"  {subject.name:<26} median {med:7.3f} ms   p99 {p99_ms(samples):7.3f} ms{ratio}"
+            )
+
+
+def _sdk_subject(tmp: Path, opened: list[SQLiteSession]) -> Subject:
+    counter = iter(range(1_000_000))
+
+    async def open_session() -> SQLiteSession:
+        session = SQLiteSession(f"s{next(counter)}", db_path=tmp / "sdk.db")
+        opened.append(session)
+        return session
+
+    return Subject("SDK SQLiteSession (file)", open_session)
+
+
+def _our_subject(backend: BenchBackend, store: SessionStore) -> Subject:
+    manager = SessionManagerImpl(store, MANAGER_CONFIG)
+    counter = iter(range(1_000_000))
+
+    async def open_session() -> OpenAIAgentsSession:
+        return await OpenAIAgentsSession.create(manager, user_id=f"user-{next(counter)}")
+
+    return Subject(f"{backend.name} (ours)", open_session)
 
 
 async def main(n: int, only: set[str] | None) -> None:
+    backends = _plugged_backends()
+    if not any(b.name == "in_memory" for b in backends):
+        backends.insert(
+            0, BenchBackend(name="in_memory", make_store=_memory_store, drop_store=_close)
+        )
+    if only:
+        backends = [b for b in backends if b.name in only]
+    print(f"n={n}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    opened: list[SQLiteSession] = []
+    stores: list[tuple[BenchBackend, SessionStore]] = []
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmpdir:
-        tmp = Path(tmpdir)
-        backends = _plugged_backends()
-        if not any(b.name == "in_memory" for b in backends):
-            backends.insert(
-                0, BenchBackend(name="in_memory", make_store=_memory_store, drop_store=_close)
-            )
-        if only:
-            backends = [b for b in backends if b.name in only]
-        print(f"n={n}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-        reference = await bench_sdk(tmp, n)
-        results = []
-        for backend in backends:
-            print(f"  running {backend.name} ...")
-            try:
-                results.append(await bench_ours(backend, n))
-            except (ConnectionError, OSError) as exc:
-                print(f"  (skipping {backend.name}: {exc})")
-        _report(results, reference)
+        try:
+            subjects = [_sdk_subject(Path(tmpdir), opened)]
+            for backend in backends:
+                try:
+                    store = await backend.make_store()
+                except (ConnectionError, OSError) as exc:
+                    print(f"  (skipping {backend.name}: {exc})")
+                    continue
+                stores.append((backend, store))
+                subjects.append(_our_subject(backend, store))
+            for subject in subjects:
+                print(f"  filling {subject.name} ...")
+                await _prepare(subject, n)
+            await _run(subjects, n)
+            _report(subjects)
+        finally:
+            for session in opened:
+                session.close()
+            for backend, store in stores:
+                await backend.drop_store(store)
 
 
 if __name__ == "__main__":
