@@ -323,8 +323,9 @@ async def test_restore_is_atomic_against_concurrent_appends(make_env: EnvFactory
     assert state is not None
     assert ids(state.turns[:6]) == ids(base)
     tail = ids(state.turns[6:])
+    # Concurrent appends commit in any order; each one is whole, and none is doubled.
     assert set(tail) <= {t.turn_id for t in racers}
-    assert tail == [t.turn_id for t in racers if t.turn_id in set(tail)]
+    assert len(tail) == len(set(tail))
     assert_totals_exact(state)
 
 
