@@ -16,7 +16,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 from lexigram.ai.session.checkpointing import StateDiff
 from lexigram.ai.session.exceptions import SessionValidationError
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _ZONES = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
 _TIMES = st.datetimes(
