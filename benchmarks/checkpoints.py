@@ -382,8 +382,12 @@ async def bench_times(store: SessionStore, reps: int) -> Timings:
     return t
 
 
-async def bench_storage(opened: Opened) -> Storage | None:
-    """50 checkpoints of a 1,000-turn session (one every 20 turns)."""
+async def bench_storage(opened: Opened) -> tuple[Storage, Storage] | None:
+    """50 checkpoints of a 1,000-turn session (one every 20 turns).
+
+    Measured once as built, then again after restoring the checkpoint at turn 500 (the
+    500 later turns stop being live but stay named by checkpoints: moved, not copied).
+    """
     if opened.measure is None:
         return None
     store = opened.store
@@ -395,11 +399,15 @@ async def bench_storage(opened: Opened) -> Storage | None:
         await manager.checkpoints.create(sid, include_turns=False)
     listed = await manager.list_checkpoints(sid)
     assert len(listed) == STORAGE_CHECKPOINTS, len(listed)
-    return await opened.measure(sid)
+    built = await opened.measure(sid)
+    middle = next(c for c in listed if c.state.turn_count == STORAGE_TURNS // 2)
+    restored = await manager.restore(middle.checkpoint_id)
+    assert restored.turn_count == STORAGE_TURNS // 2
+    return built, await opened.measure(sid)
 
 
 # ------------------------------------------------------------------ report
-def report(name: str, timings: Timings, storage: Storage | None) -> None:
+def report(name: str, timings: Timings, measured: tuple[Storage, Storage] | None) -> None:
     """Print one backend's figures."""
     print(f"\n== {name}")
     for label, samples in timings.samples.items():
@@ -407,9 +415,10 @@ def report(name: str, timings: Timings, storage: Storage | None) -> None:
             f"  {label:<36} median {median_ms(samples):9.2f} ms   "
             f"p99 {p99_ms(samples):9.2f} ms   (n={len(samples)})"
         )
-    if storage is None:
+    if measured is None:
         print("  storage: not measured (no byte accounting for this backend)")
         return
+    storage, after = measured
     ratio = storage.checkpoint_bytes / storage.turn_bytes if storage.turn_bytes else float("inf")
     verdict = "OK (< 2x)" if ratio < 2 else "OVER 2x"
     print(
@@ -431,6 +440,13 @@ def report(name: str, timings: Timings, storage: Storage | None) -> None:
     if "dbstat_checkpoints" in storage.extra and storage.extra.get("dbstat_turns"):
         pages = storage.extra["dbstat_checkpoints"] / storage.extra["dbstat_turns"]
         print(f"    dbstat ratio           {pages:10.4f}")
+    before_total = storage.checkpoint_bytes + storage.turn_bytes
+    after_total = after.checkpoint_bytes + after.turn_bytes
+    print(
+        f"  after restoring the checkpoint at turn {STORAGE_TURNS // 2}: checkpoints "
+        f"{after.checkpoint_bytes:,} B + turns {after.turn_bytes:,} B = {after_total:,} B "
+        f"(before: {before_total:,} B; {after_total / max(before_total, 1):.3f}x)"
+    )
 
 
 async def main() -> None:
