@@ -213,15 +213,73 @@ class PgTx(Tx):
             raise Conflict(str(exc)) from exc
 
 
+# ---------------------------------------------------------------------- leases
+Lease = tuple["AsyncConnection", Any]
+
+
+class Leases:
+    """Connections checked out of the SQLAlchemy pool and kept for reuse (LIFO).
+
+    A checkout through ``engine.connect()`` costs three greenlet round trips, more than
+    a whole append; the store keeps up to ``keep`` idle connections (with their driver
+    connection) and hands them out again. The pool still creates, limits and disposes
+    of the connections.
+    """
+
+    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[Lease] = []
+        self._closed = False
+
+    async def acquire(self) -> Lease:
+        """An idle connection, or a new checkout."""
+        if self._idle:
+            return self._idle.pop()
+        conn = await self._engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await conn.close()
+            raise
+        return conn, raw.driver_connection
+
+    async def release(self, lease: Lease, *, broken: bool = False) -> None:
+        """Keep ``lease`` for the next caller, or give it back (``broken``: discard it)."""
+        conn = lease[0]
+        if broken:
+            try:
+                await conn.invalidate()
+            finally:
+                await conn.close()
+            return
+        if self._closed or len(self._idle) >= self._keep:
+            await conn.close()
+        else:
+            self._idle.append(lease)
+
+    async def close(self) -> None:
+        """Return every idle connection to the pool."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()
+
+
 # --------------------------------------------------------------------- runners
 class Runner(abc.ABC):
     """Runs scripts as transactions on one engine."""
 
     dialect: ClassVar[str]
 
-    def __init__(self, engine: AsyncEngine, masked_url: str) -> None:
+    def __init__(self, engine: AsyncEngine, masked_url: str, keep: int = 4) -> None:
         self.engine = engine
         self.masked_url = masked_url
+        self.leases = Leases(engine, keep)
+
+    async def close(self) -> None:
+        """Give back the connections kept for reuse."""
+        await self.leases.close()
 
     @abc.abstractmethod
     async def write(self, script: Script[T], *args: Any) -> T:
@@ -253,8 +311,10 @@ class SqliteRunner(Runner):
 
     dialect: ClassVar[str] = "sqlite"
 
-    def __init__(self, engine: AsyncEngine, masked_url: str, lock_key: str) -> None:
-        super().__init__(engine, masked_url)
+    def __init__(
+        self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4
+    ) -> None:
+        super().__init__(engine, masked_url, keep)
         self._lock_key = lock_key
 
     def _lock(self) -> asyncio.Lock:
@@ -269,17 +329,23 @@ class SqliteRunner(Runner):
 
     async def _hop(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
         try:
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver = raw.driver_connection
-                assert driver is not None
-                sync_conn: sqlite3.Connection = driver._conn
-                call: Callable[..., Awaitable[T]] = driver._execute
-                return await call(_sqlite_call, sync_conn, begin, script, args)
-        except (SessionError, Conflict):
-            raise
+            lease = await self.leases.acquire()
         except BaseException as exc:
             raise self.translate(exc) from exc
+        broken = False
+        try:
+            driver = lease[1]
+            sync_conn: sqlite3.Connection = driver._conn
+            call: Callable[..., Awaitable[T]] = driver._execute
+            return await call(_sqlite_call, sync_conn, begin, script, args)
+        except (SessionError, Conflict, asyncio.CancelledError):
+            raise
+        except BaseException as exc:
+            error = self.translate(exc)
+            broken = isinstance(error, StoreUnavailableError) or error is exc
+            raise error from exc
+        finally:
+            await self.leases.release(lease, broken=broken)
 
     def translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -328,21 +394,15 @@ class PgRunner(Runner):
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._run(script, args, write=False, snapshot=snapshot)
 
-    async def _connect(self) -> tuple[AsyncConnection, Any]:
+    async def _connect(self) -> Lease:
         """A pooled connection and its asyncpg driver connection, known to be open."""
-        for _ in range(self.retries):
-            conn = await self.engine.connect()
-            try:
-                raw = await conn.get_raw_connection()
-            except BaseException:
-                await conn.close()
-                raise
-            driver = raw.driver_connection
+        for _ in range(self.retries + self.leases._keep):
+            lease = await self.leases.acquire()
+            driver = lease[1]
             if driver is not None and not driver.is_closed():
-                return conn, driver
+                return lease
             # The server closed it (restart, pg_terminate_backend): drop it from the pool.
-            await conn.invalidate()
-            await conn.close()
+            await self.leases.release(lease, broken=True)
         raise StoreUnavailableError(f"no open connection to {self.masked_url}")
 
     async def _run(
@@ -353,14 +413,16 @@ class PgRunner(Runner):
         last: BaseException | None = None
         for _ in range(self.retries):
             try:
-                conn, driver = await self._connect()
+                lease = await self._connect()
             except (SessionError, Conflict):
                 raise
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 raise self.unavailable(_root(exc), "connect to") from exc
+            driver = lease[1]
             sent = False
+            broken = False
             try:
                 tr = None
                 if write or snapshot:
@@ -379,9 +441,9 @@ class PgRunner(Runner):
                     try:
                         await tr.rollback()
                     except BaseException:
-                        await conn.invalidate()
+                        broken = True
                 if _is_disconnect(exc):
-                    await conn.invalidate()
+                    broken = True
                     last = exc
                     if not sent:
                         continue  # nothing of a write reached the server, or a read
@@ -393,7 +455,8 @@ class PgRunner(Runner):
                     raise
                 raise self.translate(exc) from exc
             finally:
-                await conn.close()
+                dirty = broken or driver.is_closed() or driver.is_in_transaction()
+                await self.leases.release(lease, broken=dirty)
         assert last is not None
         raise self.unavailable(last, "use") from last
 
@@ -441,10 +504,12 @@ def _is_disconnect(exc: BaseException) -> bool:
     ) and not isinstance(exc, asyncpg.QueryCanceledError)
 
 
-def make_runner(engine: AsyncEngine, masked_url: str, *, sqlite_lock_key: str | None) -> Runner:
-    """The runner for ``engine``'s dialect."""
+def make_runner(
+    engine: AsyncEngine, masked_url: str, *, sqlite_lock_key: str | None, keep: int = 4
+) -> Runner:
+    """The runner for ``engine``'s dialect (``keep``: idle connections kept for reuse)."""
     if engine.dialect.name == "sqlite":
-        return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url)
+        return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url, keep)
     if engine.dialect.name == "postgresql":
-        return PgRunner(engine, masked_url)
+        return PgRunner(engine, masked_url, keep)
     raise SessionStoreError(f"unsupported SQL dialect {engine.dialect.name!r}")

@@ -189,7 +189,7 @@ class DatabaseSessionStore(SessionStore):
         if self.database_url.sqlite_path is not None:
             lock_key = str(self.database_url.sqlite_path.resolve())
         self._runner: Runner = make_runner(
-            self.engine, self.database_url.masked, sqlite_lock_key=lock_key
+            self.engine, self.database_url.masked, sqlite_lock_key=lock_key, keep=pool_size
         )
         self._lock_ns = f"{table_prefix}:"
         self._closed = False
@@ -294,6 +294,7 @@ class DatabaseSessionStore(SessionStore):
         if self._closed:
             return
         self._closed = True
+        await self._runner.close()
         if self._owns_engine:
             await self.engine.dispose()
 
