@@ -211,6 +211,79 @@ async def bench_concurrent(store: SessionStore, raw: RawRedisWriter, count: int,
     return _line(f"{count} concurrent appends (burst)", ours, base) + f"   lost turns: {lost}"
 
 
+async def bench_manager_append(store: SessionStore, sizes: tuple[int, ...], n: int) -> list[str]:
+    """``SessionManagerImpl.add_turn`` with the default config (auto-checkpoint every
+    10 turns, 50 kept) on sessions of each size: the whole add_turn path."""
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+
+    manager = SessionManagerImpl(store, {"max_turns_per_session": 100_000, "session_ttl": 86_400})
+    lines: list[str] = []
+    medians: dict[int, float] = {}
+    for size in sizes:
+        sid = (await manager.create("bench-manager")).session_id
+        for start in range(0, size, 500):
+            await manager.add_turns(sid, [turn(i) for i in range(start, min(start + 500, size))])
+        samples: list[float] = []
+        for i in range(n):
+            t = turn(size + i)
+            start_t = time.perf_counter()
+            await manager.add_turn(sid, t)
+            samples.append(time.perf_counter() - start_t)
+        medians[size] = median_ms(samples)
+        lines.append(
+            f"manager.add_turn at {size:>5} turns   {median_ms(samples):7.3f} / p99 "
+            f"{p99_ms(samples):7.3f} ms"
+        )
+    store.session_ttl = 0  # the manager set its TTL on the store; the other benches use none
+    first, last = sizes[0], sizes[-1]
+    lines.append(
+        f"manager.add_turn {last} vs {first} turns: {medians[last] / medians[first]:4.2f}x"
+    )
+    return lines
+
+
+async def bench_paging(store: SessionStore, sessions: int, turns: int, n: int) -> list[str]:
+    """A page of 50 of a user's sessions at 100 vs ``sessions`` sessions, and a page of
+    50 turns (``get_turn_seqs``) in the middle of a ``turns``-turn session."""
+    lines: list[str] = []
+    for count in (100, sessions):
+        user = "pager-" + uuid.uuid4().hex[:6]
+        for start in range(0, count, 100):
+            await asyncio.gather(
+                *(
+                    store.create_session(
+                        SessionState(
+                            session_id=f"pg-{uuid.uuid4().hex}",
+                            user_id=user,
+                            status=SessionStatus.ACTIVE,
+                            created_at=T0,
+                            updated_at=T0,
+                        )
+                    )
+                    for _ in range(min(100, count - start))
+                )
+            )
+        first = await store.list_user_sessions(user, limit=50)
+        samples: list[float] = []
+        for _ in range(n):
+            start_t = time.perf_counter()
+            page = await store.list_user_sessions(user, limit=50, cursor=first.next_cursor)
+            samples.append(time.perf_counter() - start_t)
+            assert len(page.items) == 50
+        lines.append(
+            f"list_user_sessions page of 50 at {count:>6} sessions {median_ms(samples):7.3f} ms"
+        )
+    for size in (100, turns):
+        sid = await _session(store, size)
+        samples = []
+        for _ in range(n):
+            start_t = time.perf_counter()
+            await store.get_turn_seqs(sid, after_seq=size // 2, limit=50)
+            samples.append(time.perf_counter() - start_t)
+        lines.append(f"get_turn_seqs page of 50 at {size:>6} turns  {median_ms(samples):7.3f} ms")
+    return lines
+
+
 async def main(argv: list[str] | None = None) -> None:
     """Measure the issue's targets on Redis and print one line per measurement."""
     global REDIS_URL
@@ -231,6 +304,10 @@ async def main(argv: list[str] | None = None) -> None:
         for size in (10, 10_000):
             print(await bench_last(store, size, n // 2), flush=True)
         print(await bench_concurrent(store, raw, 200, 5 if args.quick else 20), flush=True)
+        for line in await bench_manager_append(store, (10, 5_000), n):
+            print(line, flush=True)
+        for line in await bench_paging(store, 10_000, 10_000, n // 4):
+            print(line, flush=True)
     finally:
         await raw.close()
         await _drop_store(store)

@@ -403,6 +403,10 @@ async def test_health_check_and_reconnection_after_a_restart(spare_server: Path)
         await manager.add_turn(again.session_id, turn("r2"))
         loaded = await manager.get_state(again.session_id)
         assert loaded is not None and [t.turn_id for t in loaded.turns] == ["r2"]
+        # Listing reads headers through a pipelined script the restarted server
+        # has never seen: NOSCRIPT is answered by loading the scripts again.
+        page = await manager.list_sessions("restart-user")
+        assert [s.session_id for s in page.items] == [again.session_id]
 
 
 async def test_compat_checkpoint_survives_in_its_own_slot(store: CacheSessionStore) -> None:

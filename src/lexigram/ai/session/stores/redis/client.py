@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import DataError, RedisError, ResponseError
+from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
 
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
@@ -131,6 +131,35 @@ class ScriptRunner:
         """Load every script into the server(s) now, so the first call is not slowed."""
         for script in self._scripts.values():
             script.sha = await self.command("script_load", script.script)
+
+    async def many(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run one script for many key sets in one round trip (keys may span slots).
+
+        A server that lost its scripts (restart, ``SCRIPT FLUSH``) answers NOSCRIPT;
+        the scripts are then loaded again and the pipeline retried once.
+        """
+        if not calls:
+            return []
+        if isinstance(self._client, RedisCluster):
+            # redis-py refuses EVALSHA in a cluster pipeline: run them side by side.
+            return list(await asyncio.gather(*(self.raw(name, k, a) for k, a in calls)))
+        sha = self._scripts[name].sha
+        for attempt in range(2):
+            try:
+                async with self._gate, self._client.pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    return list(await pipe.execute())
+            except NoScriptError as exc:
+                if attempt:
+                    translate(exc, f"script {name}")
+                await self.load_all()
+                sha = self._scripts[name].sha
+            except RedisError as exc:
+                translate(exc, f"script {name}")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def raw(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's reply as the driver returns it."""

@@ -20,7 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lexigram.ai.session.exceptions import SessionCapacityError
+import orjson
+
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionCapacityError
 from lexigram.ai.session.stores.redis.client import ScriptRunner
 from lexigram.ai.session.stores.redis.keys import KeySpace
 
@@ -60,19 +62,20 @@ class Indexes:
         ]
 
     async def headers(self, session_ids: Sequence[str]) -> list[dict[str, str] | None]:
-        """Every field of each session's header (None when missing)."""
-        commands = [("hgetall", (self._keys.header(sid),)) for sid in session_ids]
+        """Every field of each session's header (None when missing), one round trip.
+
+        Each header comes back as one JSON document from the ``record`` script,
+        which is far cheaper to parse than the field-by-field ``HGETALL`` reply.
+        """
+        calls = [(self._keys.session(sid), ["0"]) for sid in session_ids]
         out: list[dict[str, str] | None] = []
-        for reply in await self.pipe(commands):
-            if not reply:
-                out.append(None)
-                continue
-            out.append(
-                {
-                    k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-                    for k, v in reply.items()
-                }
-            )
+        for sid, reply in zip(session_ids, await self._scripts.many("record", calls), strict=True):
+            try:
+                doc = orjson.loads(reply)
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                raise CorruptRecordError(f"session {sid!r}", f"unreadable header: {exc}") from None
+            header = doc.get("h")
+            out.append(header if isinstance(header, dict) else None)
         return out
 
     # ----------------------------------------------------------------- per user
@@ -153,9 +156,22 @@ class Indexes:
         await self.pipe([("zadd", (self._keys.user(user_id)[1], {session_id: wall_us()}))])
 
     # ----------------------------------------------------------- global indexes
-    async def add_deadline(self, session_id: str, deadline_us: int) -> None:
-        """Record a live session's deadline for the sweeper."""
-        await self.pipe([("zadd", (self._keys.deadlines, {session_id: deadline_us}))])
+    async def add_deadline(
+        self, session_id: str, deadline_us: int, *, only_new: bool = False
+    ) -> bool:
+        """Record a live session's deadline for the sweeper; True when the entry is new.
+
+        ``only_new`` leaves an existing entry alone (a create that may still fail
+        because the id is taken must not move another session's deadline).
+        """
+        (added,) = await self.pipe(
+            [("zadd", (self._keys.deadlines, {session_id: deadline_us}, only_new))]
+        )
+        return bool(added)
+
+    async def drop_deadline(self, session_id: str) -> None:
+        """Forget a deadline entry this store added (the create it belonged to failed)."""
+        await self.pipe([("zrem", (self._keys.deadlines, session_id))])
 
     async def ended(self, session_id: str, user_id: str, updated_us: int) -> None:
         """A session became CLOSED/EXPIRED: out of the live indexes, into the ended one."""

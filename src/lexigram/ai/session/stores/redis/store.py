@@ -583,16 +583,19 @@ class CacheSessionStore(SessionStore):
         k = len(pairs) // 2
         header = self._header_json(state, last_seq=k, fork_seq=fork_seq, ordinal=ordinal)
         deadline = self.deadline_for(state.updated_at) if live else None
+        added = False
         try:
+            # The deadline is indexed before the session exists: a writer dying in
+            # between leaves an entry the sweeper drops, never an unindexed session.
             if deadline is not None:
-                await self._index.add_deadline(sid, to_us(deadline))
+                added = await self._index.add_deadline(sid, to_us(deadline), only_new=True)
             reply = await self._run("create", sid, [now_us, header, k, *pairs])
             if "e" in reply:
                 self._refuse(reply, sid)
         except BaseException:
             await self._index.release(state.user_id, sid)
-            if deadline is not None:
-                await self._index.forget(sid, user_id=None, parent_id=None, checkpoint_ids=())
+            if added:
+                await self._index.drop_deadline(sid)
             raise
         if not live:
             await self._index.ended(sid, state.user_id, to_us(state.updated_at))
