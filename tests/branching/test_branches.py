@@ -325,8 +325,10 @@ async def test_branch_limit_counts_forks_of_the_source(make_env: EnvFactory) -> 
 async def test_branch_limit_holds_under_concurrent_forks(make_env: EnvFactory) -> None:
     env = await make_env(max_branches_per_session=3)
     sid, _ = await _source(env, 2)
+    other = await make_env(max_branches_per_session=3)  # a second store instance
     results = await asyncio.gather(
-        *(env.branches.fork(sid, f"b{i}") for i in range(8)), return_exceptions=True
+        *((env if i % 2 else other).branches.fork(sid, f"b{i}") for i in range(8)),
+        return_exceptions=True,
     )
     made = [r for r in results if isinstance(r, SessionState)]
     refused = [r for r in results if isinstance(r, SessionCapacityError)]

@@ -313,9 +313,10 @@ async def test_restore_is_atomic_against_concurrent_appends(make_env: EnvFactory
     cp = await m.checkpoint(sid)
     await add(env, sid, 6, 6)
     racers = [turn(200 + i) for i in range(6)]
+    other = (await make_env()).manager  # a second store instance: another "process"
     results = await asyncio.gather(
         m.restore(cp.checkpoint_id),
-        *(m.add_turn(sid, t) for t in racers),
+        *((m if i % 2 else other).add_turn(sid, t) for i, t in enumerate(racers)),
         return_exceptions=True,
     )
     assert not [r for r in results if isinstance(r, BaseException)]
