@@ -440,3 +440,32 @@ async def test_cleanup_drops_every_key_of_a_prefix() -> None:
         assert [k async for k in store.client.scan_iter(match=store.keys.pattern)] == []
     finally:
         await store.close()
+
+
+async def test_two_sweepers_expire_and_purge_each_session_once(store: CacheSessionStore) -> None:
+    from datetime import UTC, datetime
+
+    from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+
+    clock = FakeClock(datetime.now(UTC))
+    store.clock = clock
+    manager = SessionManagerImpl(store, {"session_ttl": 60, "purge_after_s": 100})
+    ids = [(await manager.create(f"sweep-user-{i}")).session_id for i in range(6)]
+    clock.advance(50)
+    await manager.add_turn(ids[0], turn("keep-alive"))  # pushes only this one's deadline
+    clock.advance(11)
+    sweepers = [SessionCleanupScheduler(manager) for _ in range(2)]
+    reports = await asyncio.gather(*(s.sweep(purge=False) for s in sweepers))
+    assert sum(r.expired for r in reports) == 5
+    for sid in ids[1:]:
+        header = await store.client.hget(store.keys.header(sid), "s")
+        assert header == b"expired"
+    assert (await manager.get_header(ids[0])).status.value == "active"  # type: ignore[union-attr]
+    clock.advance(101)
+    reports = await asyncio.gather(*(s.sweep() for s in sweepers))
+    assert sum(r.purged for r in reports) == 6  # ids[0] expired in the meantime too
+    for sid in ids:
+        assert await store.load(sid) is None
+    assert await store.client.zcard(store.keys.deadlines) == 0
+    assert await store.client.zcard(store.keys.ended) == 0
