@@ -69,7 +69,11 @@ async def test_schema_setup_contribution_creates_then_finds_the_tables(tmp_path:
     other = await ensure_schema(None, config=SessionConfig(backend="in_memory"))
     assert other.status == SchemaSetupResult.ALREADY_PRESENT
     assert "in_memory" in (other.message or "")
-    broken = SessionConfig(backend="database", database_url="sqlite+aiosqlite:////no/such/dir/x.db")
+    # nothing listens on port 1 (an unopenable SQLite file would leave an aiosqlite
+    # worker thread behind, which is the driver's doing, not what is tested here)
+    broken = SessionConfig(
+        backend="database", database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none"
+    )
     failed = await ensure_schema(None, config=broken)
     assert failed.status == SchemaSetupResult.FAILED and failed.message
 
