@@ -1,0 +1,201 @@
+"""Checkpoint operations of the Redis store (create, restore, list, delete, compat save)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
+
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    CorruptRecordError,
+    SessionNotFoundError,
+    SessionStoreError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores import codec
+from lexigram.ai.session.stores.redis.base import RedisStoreBase
+from lexigram.ai.session.stores.redis.wire import (
+    decode_header,
+    encode_header,
+    encode_turn,
+    from_us,
+    to_us,
+)
+
+__all__ = ["CheckpointOps"]
+
+
+class CheckpointOps(RedisStoreBase):
+    """Checkpoints: the header and the live seq ranges, in the session's own slot."""
+
+    def _checkpoint(self, data: Any, turns: Any, checkpoint_id: str) -> SessionCheckpoint:
+        record = f"checkpoint {checkpoint_id!r}"
+        if not isinstance(data, dict) or not isinstance(data.get("h"), dict):
+            raise CorruptRecordError(record, "field header: missing")
+        state, _ = decode_header(data["h"], record=record)
+        try:
+            created = from_us(int(data["ca"]))
+            metadata = orjson.loads(data.get("m") or "{}")
+        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise CorruptRecordError(record, f"field created_at/metadata: {exc}") from None
+        return SessionCheckpoint(
+            checkpoint_id=checkpoint_id,
+            session_id=data.get("sid") or state.session_id,
+            state=replace(state, turns=self._turns(turns, state.session_id)),
+            created_at=created,
+            parent_checkpoint_id=data.get("p"),
+            metadata=metadata,
+        )
+
+    async def _checkpoint_owner(self, checkpoint_id: str) -> str | None:
+        owner = await self._scripts.command("get", self.keys.checkpoint(checkpoint_id))
+        return None if owner is None else bytes(owner).decode()
+
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        _, now_us = self._clock()
+        state = checkpoint.state
+        cpid = checkpoint.checkpoint_id
+        if not isinstance(cpid, str) or not cpid:
+            raise SessionValidationError(
+                "checkpoint_id", f"expected a non-empty string, got {cpid!r}"
+            )
+        header = encode_header(state, expires_at=None, last_seq=0)
+        data = {
+            "sid": checkpoint.session_id,
+            "h": {k: v.decode() if isinstance(v, bytes) else v for k, v in header.items()},
+            "ca": str(to_us(checkpoint.created_at)),
+            "m": codec.dumps(checkpoint.metadata, field="checkpoint.metadata").decode(),
+            "it": [encode_turn(t).decode() for t in state.turns],
+        }
+        if checkpoint.parent_checkpoint_id is not None:
+            data["p"] = checkpoint.parent_checkpoint_id
+        previous = await self._checkpoint_owner(cpid)
+        if previous is not None and previous != checkpoint.session_id:
+            await self._run("cp_delete", previous, [now_us, cpid])
+        await self._run(
+            "cp_save",
+            checkpoint.session_id,
+            [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
+        )
+        await self._scripts.command("set", self.keys.checkpoint(cpid), checkpoint.session_id)
+
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        _, now_us = self._clock()
+        owner = await self._checkpoint_owner(checkpoint_id)
+        if owner is None:
+            return None
+        reply, turns = await self._run_turns("cp_load", owner, [now_us, checkpoint_id, "1"])
+        if "e" in reply:
+            self._refuse(reply, owner)
+        if "d" not in reply:
+            return None
+        return self._checkpoint(reply["d"], turns, checkpoint_id)
+
+    async def _list_checkpoints(self, session_id: str, *, turns: bool) -> list[SessionCheckpoint]:
+        _, now_us = self._clock()
+        reply, lists = await self._run_turns("cp_list", session_id, [now_us, "1" if turns else "0"])
+        if "e" in reply:
+            self._refuse(reply, session_id)
+        return [
+            self._checkpoint(item["d"], items or [], item["i"])
+            for item, items in zip(reply["l"], lists, strict=True)
+        ]
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._list_checkpoints(session_id, turns=True)
+
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._list_checkpoints(session_id, turns=False)
+
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        _, now_us = self._clock()
+        owner = await self._checkpoint_owner(checkpoint_id)
+        if owner is None:
+            return False
+        reply = await self._run("cp_delete", owner, [now_us, checkpoint_id])
+        await self._scripts.command("delete", self.keys.checkpoint(checkpoint_id))
+        return bool(reply.get("ok"))
+
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        now, now_us = self._clock()
+        if not isinstance(checkpoint_id, str) or not checkpoint_id:
+            raise SessionValidationError(
+                "checkpoint_id", f"expected a non-empty string, got {checkpoint_id!r}"
+            )
+        meta = codec.dumps(metadata or {}, field="metadata")
+        index_key = self.keys.checkpoint(checkpoint_id)
+        claimed = await self._scripts.command("set", index_key, session_id, nx=True)
+        if not claimed:
+            owner = await self._checkpoint_owner(checkpoint_id)
+            if owner is not None and await self._checkpoint_exists(owner, checkpoint_id):
+                if not await self._exists(session_id, now_us):
+                    raise SessionNotFoundError(session_id)
+                raise SessionValidationError(
+                    "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+                )
+            # A stale index entry (its checkpoint is gone): take it over.
+            await self._scripts.command("set", index_key, session_id)
+        args = [
+            now_us,
+            checkpoint_id,
+            meta,
+            "" if max_checkpoints is None else str(max_checkpoints),
+            "1" if include_turns else "0",
+        ]
+        try:
+            reply, turns = await self._run_turns("cp_create", session_id, args)
+        except BaseException:
+            await self._unclaim(index_key, session_id)
+            raise
+        if "e" in reply:
+            await self._unclaim(index_key, session_id)
+            if reply["e"] == "CPEX":
+                raise SessionValidationError(
+                    "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+                )
+            self._refuse(reply, session_id)
+        pruned: list[str] = list(reply["p"])
+        if pruned:
+            await self._index.pipe([("delete", (self.keys.checkpoint(p),)) for p in pruned])
+        del now
+        return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
+
+    async def _checkpoint_exists(self, session_id: str, checkpoint_id: str) -> bool:
+        found = await self._scripts.command(
+            "hexists", self.keys.session(session_id)[6], checkpoint_id
+        )
+        return bool(found)
+
+    async def _unclaim(self, index_key: str, session_id: str) -> None:
+        try:
+            owner = await self._scripts.command("get", index_key)
+            if owner is not None and bytes(owner).decode() == session_id:
+                await self._scripts.command("delete", index_key)
+        except SessionStoreError:  # pragma: no cover - best effort: a stale entry is harmless
+            pass
+
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        now, now_us = self._clock()
+        owner = await self._checkpoint_owner(checkpoint_id)
+        if owner is None:
+            raise CheckpointNotFoundError(checkpoint_id)
+        reply, turns = await self._run_turns(
+            "cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)]
+        )
+        if "e" in reply:
+            if reply["e"] == "CPNF":
+                raise CheckpointNotFoundError(checkpoint_id)
+            self._refuse(reply, owner)
+        record = self._record(reply["h"], owner, now)
+        return replace(record.state, turns=self._turns(turns, owner))
