@@ -258,6 +258,15 @@ class Leases:
         else:
             self._idle.append(lease)
 
+    async def drop_idle(self) -> None:
+        """Discard every idle connection (after the server dropped one of them)."""
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            try:
+                await conn.invalidate()
+            finally:
+                await conn.close()
+
     async def close(self) -> None:
         """Return every idle connection to the pool."""
         self._closed = True
@@ -394,15 +403,23 @@ class PgRunner(Runner):
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._run(script, args, write=False, snapshot=snapshot)
 
+    def _attempts(self) -> int:
+        """Enough tries to get past every stale connection the pool may hold."""
+        pool = self.engine.pool
+        size = getattr(pool, "size", lambda: 5)() + max(getattr(pool, "_max_overflow", 0), 0)
+        return size + self.leases._keep + 2
+
     async def _connect(self) -> Lease:
         """A pooled connection and its asyncpg driver connection, known to be open."""
-        for _ in range(self.retries + self.leases._keep):
+        for _ in range(self._attempts()):
             lease = await self.leases.acquire()
             driver = lease[1]
             if driver is not None and not driver.is_closed():
                 return lease
-            # The server closed it (restart, pg_terminate_backend): drop it from the pool.
+            # The server closed it (restart, pg_terminate_backend): the idle ones kept
+            # with it are as dead; discard them all.
             await self.leases.release(lease, broken=True)
+            await self.leases.drop_idle()
         raise StoreUnavailableError(f"no open connection to {self.masked_url}")
 
     async def _run(
@@ -411,7 +428,8 @@ class PgRunner(Runner):
         import asyncpg
 
         last: BaseException | None = None
-        for _ in range(self.retries):
+        deadlocks = 0
+        for _ in range(self._attempts()):
             try:
                 lease = await self._connect()
             except (SessionError, Conflict):
@@ -430,7 +448,13 @@ class PgRunner(Runner):
                         isolation="read_committed" if write else "repeatable_read",
                         readonly=not write,
                     )
-                    await tr.start()
+                    try:
+                        await tr.start()
+                    except Exception as exc:  # BEGIN failed: the connection is unusable
+                        tr = None
+                        broken = True
+                        last = exc
+                        continue
                 sent = write
                 result = await script(PgTx(driver), *args)
                 if tr is not None:
@@ -448,7 +472,9 @@ class PgRunner(Runner):
                     if not sent:
                         continue  # nothing of a write reached the server, or a read
                     raise self.unavailable(exc, "finish a write on") from exc
-                if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+                retry = asyncpg.DeadlockDetectedError | asyncpg.SerializationError
+                if isinstance(exc, retry) and deadlocks < self.retries:
+                    deadlocks += 1
                     last = exc
                     continue  # rolled back as a whole: safe to run again
                 if isinstance(exc, SessionError | Conflict | asyncio.CancelledError):
@@ -497,6 +523,7 @@ def _is_disconnect(exc: BaseException) -> bool:
         exc,
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
         | asyncpg.OperatorInterventionError
         | ConnectionError
         | OSError
