@@ -3,7 +3,8 @@
 ``BACKENDS`` plugs ``CacheSessionStore`` into ``benchmarks/stores.py`` (see
 ``harness.py``), with the raw baseline :class:`RawRedisWriter`: one MULTI of
 RPUSH + HINCRBY + EXPIRE of the same bytes per append, and LRANGE + orjson per
-read. Run this file directly to measure the issue's targets on its own::
+read (plus ``create`` and ``seed``, the optional extras of ``harness.py``). Run this
+file directly to measure the issue's targets on its own::
 
     python benchmarks/backends_redis.py [--quick] [--url redis://127.0.0.1:6379/0]
 
@@ -59,6 +60,22 @@ class RawRedisWriter:
             pipe.hincrby(header, "total_tokens", tokens)
             pipe.expire(turns, 86_400)
             await pipe.execute()
+
+    async def create(self, session_key: str) -> None:
+        """A new session header: MULTI; HSET of ~20 header fields; ZADD to a user index; EXEC."""
+        _, header = self._keys(session_key)
+        fields = {f"field{i}": "x" * 12 for i in range(20)}
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(header, mapping=fields)
+            pipe.zadd(f"{self._prefix}:{{users}}", {session_key: time.time()})
+            await pipe.execute()
+
+    async def seed(self, session_key: str, payloads: list[bytes], tokens: int) -> None:
+        """Bulk-load history (RPUSH in batches) before a measurement."""
+        turns, header = self._keys(session_key)
+        for start in range(0, len(payloads), 500):
+            await self._client.rpush(turns, *payloads[start : start + 500])
+        await self._client.hincrby(header, "total_tokens", tokens * len(payloads))
 
     async def read_all(self, session_key: str) -> list[Any]:
         """LRANGE every turn and parse each one with orjson."""
@@ -159,6 +176,28 @@ async def bench_append(store: SessionStore, raw: RawRedisWriter, size: int, n: i
         await raw.append(key, payload, 12)
         base.append(time.perf_counter() - start)
     return _line(f"add_turn at {size:>5} turns", ours, base)
+
+
+async def bench_flatness(store: SessionStore, small: int, big: int, n: int) -> str:
+    """add_turn on a ``small`` and a ``big`` session, interleaved sample by sample.
+
+    Measuring the two lengths one after the other lets a change of machine load
+    between the two runs show up as a ratio; alternating them cancels it out.
+    """
+    sids = {small: await _session(store, small), big: await _session(store, big)}
+    samples: dict[int, list[float]] = {small: [], big: []}
+    for i in range(n):
+        order = (small, big) if i % 2 else (big, small)
+        for size in order:
+            t = turn(1_000_000 + 2 * i + (size == big))
+            start = time.perf_counter()
+            await store.append_turns(sids[size], [t])
+            samples[size].append(time.perf_counter() - start)
+    ratio = median_ms(samples[big]) / median_ms(samples[small])
+    return (
+        f"add_turn flatness, interleaved      {big} turns {median_ms(samples[big]):6.3f} ms / "
+        f"{small} turns {median_ms(samples[small]):6.3f} ms = {ratio:4.2f}x"
+    )
 
 
 async def bench_read(store: SessionStore, raw: RawRedisWriter, size: int, n: int) -> str:
@@ -300,6 +339,7 @@ async def main(argv: list[str] | None = None) -> None:
             await bench_append(store, raw, 0, 1)
         for size in (10, 100, 1_000, 5_000):
             print(await bench_append(store, raw, size, n), flush=True)
+        print(await bench_flatness(store, 10, 5_000, n), flush=True)
         print(await bench_read(store, raw, 1_000, n // 4), flush=True)
         for size in (10, 10_000):
             print(await bench_last(store, size, n // 2), flush=True)
