@@ -61,6 +61,10 @@ _NAMES: dict[str, str] = {
     "SessionClosedHook": "lexigram.ai.session.hooks",
     "SessionExpiredHook": "lexigram.ai.session.hooks",
     "SessionTurnAddedHook": "lexigram.ai.session.hooks",
+    "SessionForkedHook": "lexigram.ai.session.hooks",
+    "SessionBranchMergedHook": "lexigram.ai.session.hooks",
+    # integrations (the SDK is imported only when this name is used)
+    "OpenAIAgentsSession": "lexigram.ai.session.integrations.openai_agents",
     # manager
     "SessionManagerImpl": "lexigram.ai.session.manager.core",
     "SessionManager": "lexigram.ai.session.manager.core",

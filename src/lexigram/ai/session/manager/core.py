@@ -60,8 +60,15 @@ _A, _S, _C, _E = (
 
 
 def new_session_id() -> str:
-    """A fresh session id: 128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """A fresh session id: 128 random bits, URL-safe, never starting with ``-``.
+
+    (A leading dash would read as an option on command lines; the redraw costs
+    nothing measurable in entropy.)
+    """
+    while True:
+        session_id = secrets.token_urlsafe(16)
+        if not session_id.startswith("-"):
+            return session_id
 
 
 def new_turn_id() -> str:
