@@ -113,7 +113,7 @@ def _turns(rows: Sequence[Row], session_id: str) -> list[SessionTurn]:
 
 async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     """Every live turn in ``seq`` order."""
-    return _turns(await tx.all(ctx.q.live_turns, {"sid": session_id}), session_id)
+    return _turns(await tx.all(ctx.q.live_data, {"sid": session_id}), session_id)
 
 
 async def _require_session(tx: Tx, ctx: Ctx, session_id: str) -> None:

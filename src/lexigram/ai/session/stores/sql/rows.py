@@ -206,12 +206,16 @@ def turn_from_row(row: Sequence[Any], session_id: str) -> SessionTurn:
 
 
 def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[SessionTurn]:
-    """:func:`turn_from_row` over many rows (the loop of ``get_state``, kept tight)."""
+    """:func:`turn_from_row` over many rows (the loop of ``get_state``, kept tight).
+
+    Rows are ``(seq, data, crc)``, or ``(data, crc)`` (errors then give the turn's
+    position instead of its ``seq``).
+    """
     out: list[SessionTurn] = []
     append = out.append
     loads, crc32, from_iso, build = _loads_json, _crc32, _from_iso, _build_turn
-    for row in rows:
-        seq, raw, crc = row
+    for position, row in enumerate(rows, start=1):
+        raw, crc = row[-2], row[-1]
         if type(raw) is str and crc == crc32(raw.encode()):
             try:
                 data = loads(raw)
@@ -221,6 +225,7 @@ def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[Sess
             else:
                 append(build(data))
                 continue
+        seq = row[0] if len(row) == 3 else f"#{position}"
         append(_checked_turn(seq, raw, session_id))
     return out
 

@@ -158,6 +158,9 @@ class Statements:
             f"(:session_id, :seq, 1, {', '.join(':' + c_ for c_ in TURN_COLUMNS)})"
         )
         self.live_turns = f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+        self.live_data = (
+            f"SELECT data, crc FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+        )
         self.last_turns = (
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
             "ORDER BY seq DESC LIMIT :lim"
