@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DuplicateTurnError,
+    SessionCapacityError,
     SessionNotFoundError,
     SessionStoreError,
     SessionTransitionError,
@@ -281,7 +282,17 @@ class RedisStoreBase(SessionStore):
         """Reserve the user's place, then write the session; undo the reservation on failure."""
         sid = state.session_id
         live = state.status in LIVE_STATUSES
-        ordinal = await self._index.reserve(state.user_id, sid, cap=cap, live=live, now_us=now_us)
+        try:
+            ordinal = await self._index.reserve(
+                state.user_id, sid, cap=cap, live=live, now_us=now_us
+            )
+        except SessionCapacityError:
+            # The contract checks the id before the cap: a taken id wins.
+            if await self._exists(sid, now_us):
+                raise SessionValidationError(
+                    "session_id", f"session {sid!r} already exists"
+                ) from None
+            raise
         if ordinal is None:
             raise SessionValidationError("session_id", f"session {sid!r} already exists")
         k = len(pairs) // 2

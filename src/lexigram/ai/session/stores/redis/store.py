@@ -140,11 +140,11 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         sid = state.session_id
         if not isinstance(sid, str) or not sid:
             raise SessionValidationError("session_id", f"expected a non-empty string, got {sid!r}")
-        if await self._exists(sid, now_us):
-            raise SessionValidationError("session_id", f"session {sid!r} already exists")
         check_batch_ids(sid, state.turns)
         pairs, _, _ = self._encode_batch(state.turns)
         self._header_json(state, last_seq=len(state.turns))  # refuse bad values before reserving
+        # No separate existence check on the way: the create script refuses a taken
+        # id atomically (and _insert says "exists" rather than "cap" when both apply).
         return await self._insert(
             state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=None
         )
