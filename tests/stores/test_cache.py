@@ -469,3 +469,19 @@ async def test_two_sweepers_expire_and_purge_each_session_once(store: CacheSessi
         assert await store.load(sid) is None
     assert await store.client.zcard(store.keys.deadlines) == 0
     assert await store.client.zcard(store.keys.ended) == 0
+
+
+async def test_taken_id_is_reported_before_the_cap(single: CacheSessionStore) -> None:
+    taken = make_state("owner-a")
+    await single.create_session(taken)
+    await single.create_session(make_state("owner-b"), max_live_per_user=1)
+    # owner-b is at its cap and the id belongs to someone else: "exists" wins,
+    # and neither user's index keeps a trace of the refused create.
+    with pytest.raises(SessionValidationError):
+        await single.create_session(replace(taken, user_id="owner-b"), max_live_per_user=1)
+    with pytest.raises(SessionValidationError):
+        await single.create_session(replace(taken, user_id="owner-c"), max_live_per_user=5)
+    assert await single.count_live_sessions("owner-b") == 1
+    assert await single.count_live_sessions("owner-c") == 0
+    assert await single.client.zcard(single.keys.user("owner-c")[0]) == 0
+    assert await single.count_live_sessions("owner-a") == 1
