@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import orjson
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
@@ -77,15 +78,26 @@ def check_batch_ids(session_id: str, turns: list[SessionTurn] | tuple[SessionTur
         seen.add(turn.turn_id)
 
 
+def _json_copy(value: Any) -> Any:
+    # A JSON round trip copies faster than deepcopy and normalises values exactly as
+    # the durable stores do (tuples become lists, non-string keys become strings).
+    return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
+
 def copy_turn(turn: SessionTurn) -> SessionTurn:
     """A copy of ``turn`` sharing no mutable container with it."""
-    if not (turn.tool_calls or turn.skill_results or turn.metadata):
-        return replace(turn, tool_calls=[], skill_results=[], metadata={})
-    return replace(
-        turn,
-        tool_calls=copy.deepcopy(turn.tool_calls),
-        skill_results=copy.deepcopy(turn.skill_results),
-        metadata=copy.deepcopy(turn.metadata),
+    return SessionTurn(
+        turn_id=turn.turn_id,
+        role=turn.role,
+        content=turn.content,
+        timestamp=turn.timestamp,
+        tool_calls=_json_copy(turn.tool_calls) if turn.tool_calls else [],
+        skill_results=_json_copy(turn.skill_results) if turn.skill_results else [],
+        metadata=_json_copy(turn.metadata) if turn.metadata else {},
+        tokens_used=turn.tokens_used,
+        cost=turn.cost,
+        model=turn.model,
+        provider=turn.provider,
     )
 
 
