@@ -268,7 +268,11 @@ async def test_listing_and_expiry_queries_use_their_indexes(sqlite_url: str) -> 
         live = await plan(q.count_live, uid="u", now=0)
         assert "sessions_user_live_ix" in live, live
         expired = await plan(q.find_expired, now=0, lim=5)
-        assert "sessions_expiry_ix" in expired, expired
+        assert "sessions_expiry_ix" in expired and "TEMP B-TREE" not in expired, expired
+        ended = await plan(q.find_purgeable, older=0, lim=5)
+        assert "sessions_ended_ix" in ended and "TEMP B-TREE" not in ended, ended
+        turns = await plan(q.live_data, sid="s")  # a range of one session, in seq order
+        assert "SEARCH" in turns and "TEMP B-TREE" not in turns, turns
         last = await plan(q.last_turns, sid="s", lim=5)
         assert "SCAN" not in last and "TEMP B-TREE" not in last, last
 

@@ -41,6 +41,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -61,6 +62,11 @@ SCHEMA_VERSION = 1
 #: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1`` in place. It
 #: runs inside the transaction that records the new version.
 MIGRATIONS: dict[int, Callable[[Connection, Schema], None]] = {}
+
+#: The statuses of a live / an ended session, as SQL (the same text in the partial
+#: indexes and in the queries that use them).
+LIVE_SQL = "('active', 'suspended')"
+ENDED_SQL = "('closed', 'expired')"
 
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
@@ -122,15 +128,28 @@ class Schema:
             UniqueConstraint("session_id", name=f"{p}sessions_id_key"),
             sqlite_autoincrement=True,
         )
+        # Partial indexes hold only the rows their queries look for, and none of them
+        # changes when a turn is appended without a TTL (a TTL moves expires_at).
+        live, ended = text(f"status IN {LIVE_SQL}"), text(f"status IN {ENDED_SQL}")
         Index(f"{p}sessions_user_ix", sessions.c.user_id, sessions.c.ordinal)
         Index(
             f"{p}sessions_user_live_ix",
             sessions.c.user_id,
-            sessions.c.status,
-            sessions.c.expires_at,
+            sqlite_where=live,
+            postgresql_where=live,
         )
-        Index(f"{p}sessions_expiry_ix", sessions.c.status, sessions.c.expires_at)
-        Index(f"{p}sessions_purge_ix", sessions.c.status, sessions.c.updated_at)
+        Index(
+            f"{p}sessions_expiry_ix",
+            sessions.c.expires_at,
+            sqlite_where=live,
+            postgresql_where=live,
+        )
+        Index(
+            f"{p}sessions_ended_ix",
+            sessions.c.updated_at,
+            sqlite_where=ended,
+            postgresql_where=ended,
+        )
         Index(f"{p}sessions_parent_ix", sessions.c.parent_session_id, sessions.c.ordinal)
 
         turns = Table(
@@ -155,7 +174,13 @@ class Schema:
             sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
         )
-        Index(f"{p}turns_live_ix", turns.c.session_id, turns.c.live, turns.c.seq)
+        Index(
+            f"{p}turns_live_ix",
+            turns.c.session_id,
+            turns.c.seq,
+            sqlite_where=turns.c.live == 1,
+            postgresql_where=turns.c.live == 1,
+        )
 
         checkpoints = Table(
             f"{p}checkpoints",

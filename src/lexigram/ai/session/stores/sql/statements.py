@@ -9,11 +9,12 @@ on PostgreSQL only (SQLite serialises writers with ``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS, TURN_COLUMNS
+from lexigram.ai.session.stores.sql.schema import ENDED_SQL, LIVE_SQL
 
 __all__ = ["Statements"]
 
-_LIVE = "('active', 'suspended')"
-_ENDED = "('closed', 'expired')"
+_LIVE = LIVE_SQL
+_ENDED = ENDED_SQL
 _NOT_DUE = "(expires_at IS NULL OR expires_at > :now)"
 
 
@@ -103,8 +104,10 @@ class Statements:
         )
         self.delete_session = f"DELETE FROM {s} WHERE session_id = :sid"
         # -------------------------------------------------------------- users
+        # SQLite has no statistics on a new file: name the (partial) index it should use.
+        live_ix = f" INDEXED BY {prefix}sessions_user_live_ix" if dialect == "sqlite" else ""
         self.count_live = (
-            f"SELECT COUNT(*) FROM {s} WHERE user_id = :uid AND status IN {_LIVE} "
+            f"SELECT COUNT(*) FROM {s}{live_ix} WHERE user_id = :uid AND status IN {_LIVE} "
             f"AND {_NOT_DUE}"
         )
         self.user_lock = "SELECT pg_advisory_xact_lock(hashtext(:key))"

@@ -8,6 +8,7 @@ costs the same at turn 5,000 as at turn 10.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata as _metadata
@@ -534,6 +535,28 @@ async def _ping(tx: Any, ctx: Ctx) -> None:
     await tx.one(ctx.q.ping)
 
 
+def _ensure_wal(cursor: Any) -> None:
+    """Switch a database file to WAL (persistent; the first connection does it).
+
+    Several connections opening a new file at once race for the switch, and SQLite
+    answers the losers "database is locked" without waiting: they check whether the
+    winner already switched, and otherwise try again shortly.
+    """
+    from sqlalchemy.util.concurrency import await_
+
+    for attempt in range(50):
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc).lower() or attempt == 49:
+                raise
+        await_(asyncio.sleep(0.01 * (attempt + 1)))
+
+
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -553,10 +576,10 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, wal: bool) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            if wal:
+                _ensure_wal(cursor)
         finally:
             cursor.close()
 
