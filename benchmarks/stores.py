@@ -68,7 +68,7 @@ class Plan:
     @classmethod
     def for_run(cls, quick: bool) -> Plan:
         """``--quick`` or the full run."""
-        return cls(80, 10, 150, 1) if quick else cls(400, 30, 600, 3)
+        return cls(100, 20, 150, 1) if quick else cls(400, 60, 600, 3)
 
 
 @dataclass
@@ -156,59 +156,69 @@ async def bench_appends(
     plan: Plan,
     report: Report,
 ) -> None:
-    """add_turn at each history length, alternated with the raw append (and the SDK)."""
-    medians: dict[int, float] = {}
+    """add_turn at each history length, alternated with the raw append (and the SDK).
+
+    One session per history length; the samples go round-robin over the lengths (and
+    between ours, the raw driver and the SDK), so that every figure sees the same
+    machine load, WAL size and checkpoints.
+    """
+    targets: dict[int, tuple[str, str, Any]] = {}
     for size in HISTORY:
-        prefix = f"h{size}-"
-        sid = await _session(store, size, prefix)
+        sid = await _session(store, size, f"h{size}-")
         key = f"raw-{uuid.uuid4().hex}"
         if raw is not None:
             await _seed_raw(raw, key, size)
         sdk_session = await sdk.session(size) if sdk is not None and size in (10, 5_000) else None
-        ours: list[float] = []
-        base: list[float] = []
-        theirs: list[float] = []
-        for i in range(plan.appends):
-            turn = bench_turn(size + i, prefix=prefix)
+        targets[size] = (sid, key, sdk_session)
+    ours: dict[int, list[float]] = {size: [] for size in HISTORY}
+    base: dict[int, list[float]] = {size: [] for size in HISTORY}
+    theirs: dict[int, list[float]] = {size: [] for size in HISTORY}
+    for i in range(plan.appends):
+        for size, (sid, key, sdk_session) in targets.items():
+            turn = bench_turn(size + i, prefix=f"h{size}-")
             start = time.perf_counter()
             await store.append_turns(sid, [turn])
-            ours.append(time.perf_counter() - start)
+            ours[size].append(time.perf_counter() - start)
             if raw is not None:
                 payload = encode_turn(turn)
                 start = time.perf_counter()
                 await raw.append(key, payload, 12)
-                base.append(time.perf_counter() - start)
+                base[size].append(time.perf_counter() - start)
             if sdk_session is not None:
                 item = sdk.item(size + i)
                 start = time.perf_counter()
                 await sdk_session.add_items([item])
-                theirs.append(time.perf_counter() - start)
-        medians[size] = median_ms(ours)
-        ratio = medians[size] / median_ms(base) if base else None
+                theirs[size].append(time.perf_counter() - start)
+    sqlite = report.backend == "sqlite"
+    for size in HISTORY:
+        mine = median_ms(ours[size])
+        ratio = mine / median_ms(base[size]) if base[size] else None
         report.add(
             Row(
                 f"add_turn @ {size:,} turns",
-                _ms(ours),
-                _ms(base) if base else "",
+                _ms(ours[size]),
+                _ms(base[size]) if base[size] else "",
                 ratio,
-                "<= 2.00x (SQLite)" if ratio is not None and report.backend == "sqlite" else "",
-                (ratio <= 2.0) if ratio is not None and report.backend == "sqlite" else None,
+                "<= 2.00x (SQLite)" if ratio is not None and sqlite else "",
+                (ratio <= 2.0) if ratio is not None and sqlite else None,
             )
         )
-        if sdk_session is not None:
-            sdk_ratio = medians[size] / median_ms(theirs)
+        if theirs[size]:
+            sdk_ratio = mine / median_ms(theirs[size])
             report.add(
                 Row(
                     f"  vs Agents SDK add_items @ {size:,}",
-                    f"{medians[size]:7.3f} ms",
-                    f"SDK {median_ms(theirs):7.3f} / {p99_ms(theirs):6.3f}",
+                    f"{mine:7.3f} ms",
+                    f"SDK {median_ms(theirs[size]):7.3f} / {p99_ms(theirs[size]):6.3f}",
                     sdk_ratio,
                     "<= 1.00x",
                     sdk_ratio <= 1.0,
                 )
             )
+    for _, _, sdk_session in targets.values():
+        if sdk_session is not None:
             sdk_session.close()
-    flat = medians[5_000] / medians[10]
+    flat = median_ms(ours[5_000]) / median_ms(ours[10])
     report.add(Row("add_turn flatness (5,000 / 10)", f"{flat:7.2f}x", "", flat, "<= 1.20x",
                    flat <= 1.2))
 

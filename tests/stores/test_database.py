@@ -377,35 +377,60 @@ async def test_nul_characters_round_trip_or_are_refused_clearly(
             assert info.value.field == "turn.turn_id"
 
 
-async def test_a_corrupt_turn_row_names_the_session_and_field(target: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("damage", "field"),
+    [
+        (lambda d: d.pop("role"), "role"),
+        (lambda d: d.update(timestamp="yesterday"), "timestamp"),
+        (lambda d: d.update(timestamp=None), "timestamp"),
+        (lambda d: d.update(extra=1), "extra"),
+    ],
+)
+async def test_a_corrupt_turn_row_names_the_session_and_field(
+    sqlite_url: str, damage: Any, field: str
+) -> None:
+    async with opened(sqlite_url, "ai_session_") as store:
+        state = header()
+        await store.create_session(state)
+        await store.append_turns(state.session_id, [turn(1), turn(2)])
+        table = "ai_session_turns"
+        data = orjson.loads(
+            await _scalar(
+                store, f"SELECT data FROM {table} WHERE session_id = :s AND seq = 2",
+                s=state.session_id,
+            )
+        )
+        damage(data)
+        await _exec(
+            store,
+            f"UPDATE {table} SET data = :d WHERE session_id = :s AND seq = 2",
+            d=orjson.dumps(data).decode(),
+            s=state.session_id,
+        )
+        with pytest.raises(CorruptRecordError) as info:
+            await store.load(state.session_id)
+        assert state.session_id in str(info.value) and field in str(info.value)
+
+
+async def test_invalid_json_in_a_turn_row_names_the_session(target: tuple[str, str]) -> None:
     url, prefix = target
     async with opened(url, prefix) as store:
         state = header()
         await store.create_session(state)
         await store.append_turns(state.session_id, [turn(1), turn(2)])
-        data = await _scalar(
-            store, f"SELECT data FROM {prefix}turns WHERE session_id = :s AND seq = 2",
-            s=state.session_id,
-        )
-        damaged = orjson.loads(data)
-        damaged["tokens_used"] = "many"
-        await _exec(
-            store,
-            f"UPDATE {prefix}turns SET data = :d WHERE session_id = :s AND seq = 2",
-            d=orjson.dumps(damaged).decode(),
-            s=state.session_id,
-        )
-        with pytest.raises(CorruptRecordError) as info:
-            await store.load(state.session_id)
-        assert state.session_id in str(info.value) and "tokens_used" in str(info.value)
         await _exec(
             store,
             f"UPDATE {prefix}turns SET data = '{{oops' WHERE session_id = :s AND seq = 1",
             s=state.session_id,
         )
-        with pytest.raises(CorruptRecordError) as info:
-            await store.get_turns(state.session_id, last=2)
-        assert state.session_id in str(info.value) and "data" in str(info.value)
+        for read in (
+            store.load(state.session_id),
+            store.get_turns(state.session_id, last=2),
+            store.get_turn_seqs(state.session_id),
+        ):
+            with pytest.raises(CorruptRecordError) as info:
+                await read
+            assert state.session_id in str(info.value) and "data" in str(info.value)
 
 
 async def test_data_survives_closing_the_store(sqlite_url: str) -> None:

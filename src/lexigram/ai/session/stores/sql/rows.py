@@ -10,7 +10,6 @@ then raise ``CorruptRecordError`` naming the session and the field.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +76,7 @@ HEADER_COLUMNS = (
     "ordinal",
 )
 #: Columns of ``turns`` written per turn besides ``session_id``, ``seq`` and ``live``.
-TURN_COLUMNS = ("turn_id", "tokens_used", "cost", "data", "crc")
+TURN_COLUMNS = ("turn_id", "tokens_used", "cost", "data")
 #: The fields of a stored turn's JSON object (exactly those of ``SessionTurn``).
 TURN_FIELDS = (
     "turn_id",
@@ -111,15 +110,13 @@ def from_us(value: int) -> datetime:
 # ---------------------------------------------------------------------- turns
 def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
     """The bound parameters of one ``turns`` row; a value JSON cannot hold is named."""
-    data = encode_turn_json(turn)
     return {
         "session_id": session_id,
         "seq": seq,
         "turn_id": turn.turn_id,
         "tokens_used": turn.tokens_used,
         "cost": float(turn.cost),
-        "data": data.decode(),
-        "crc": _crc32(data),
+        "data": encode_turn_json(turn).decode(),
     }
 
 
@@ -180,58 +177,57 @@ def _turn_builder() -> Callable[[dict[str, Any]], SessionTurn]:
 
 
 _build_turn = _turn_builder()
+#: Whether turns can be built by installing their field dict (see ``_turn_builder``).
+_FAST_BUILD = _build_turn.__name__ == "build"
 _loads_json = orjson.loads
-_crc32 = zlib.crc32
+_new = object.__new__
+_set_attr = object.__setattr__
+_FIELD_COUNT = len(TURN_FIELDS)
 _from_iso = datetime.fromisoformat
 
 
 def turn_from_row(row: Sequence[Any], session_id: str) -> SessionTurn:
-    """Build a turn from a ``(seq, data, crc)`` row.
-
-    When ``crc`` matches the bytes of ``data``, the row is exactly what was validated
-    when it was written: it is parsed with orjson and only the timestamp is converted.
-    Otherwise every field is checked, and a row that fails raises
-    ``CorruptRecordError`` naming the session, the turn and the field.
-    """
-    seq, raw, crc = row
-    if type(raw) is str and crc == _crc32(raw.encode()):
-        try:
-            data = _loads_json(raw)
-            data["timestamp"] = _from_iso(data["timestamp"])
-        except (ValueError, TypeError, KeyError):
-            pass
-        else:
-            return _build_turn(data)
-    return _checked_turn(seq, raw, session_id)
+    """Build a turn from a ``(seq, data)`` row."""
+    return turns_from_rows([row], session_id)[0]
 
 
 def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[SessionTurn]:
-    """:func:`turn_from_row` over many rows (the loop of ``get_state``, kept tight).
+    """Turns from ``(seq, data)`` rows, or ``(data,)`` rows (the loop of ``get_state``).
 
-    Rows are ``(seq, data, crc)``, or ``(data, crc)`` (errors then give the turn's
-    position instead of its ``seq``).
+    Every row was validated field by field when it was written, so the read checks
+    what damage would break: the text is a JSON object (orjson) with exactly the
+    eleven fields and an ISO-8601 timestamp with an offset. Anything else goes through
+    the codec's schema, which raises ``CorruptRecordError`` naming the session, the
+    turn (``seq``, or its position for ``(data,)`` rows) and the field.
     """
     out: list[SessionTurn] = []
     append = out.append
-    loads, crc32, from_iso, build = _loads_json, _crc32, _from_iso, _build_turn
+    loads, from_iso, new, set_dict = _loads_json, _from_iso, _new, _set_attr
+    fields, cls = _FIELD_COUNT, SessionTurn
     for position, row in enumerate(rows, start=1):
-        raw, crc = row[-2], row[-1]
-        if type(raw) is str and crc == crc32(raw.encode()):
-            try:
-                data = loads(raw)
-                data["timestamp"] = from_iso(data["timestamp"])
-            except (ValueError, TypeError, KeyError):
-                pass
-            else:
-                append(build(data))
-                continue
-        seq = row[0] if len(row) == 3 else f"#{position}"
+        raw = row[-1]
+        try:
+            data = loads(raw)
+            if type(data) is dict and len(data) == fields:
+                stamp = from_iso(data["timestamp"])
+                if stamp.tzinfo is not None:
+                    data["timestamp"] = stamp
+                    if _FAST_BUILD:
+                        turn = new(cls)
+                        set_dict(turn, "__dict__", data)
+                    else:  # pragma: no cover - depends on the contract package
+                        turn = _build_turn(data)
+                    append(turn)
+                    continue
+        except (ValueError, TypeError, KeyError):
+            pass
+        seq = row[0] if len(row) > 1 else f"#{position}"
         append(_checked_turn(seq, raw, session_id))
     return out
 
 
 def _checked_turn(seq: Any, raw: Any, session_id: str) -> SessionTurn:
-    """Decode a row whose checksum does not match: check every field."""
+    """Decode a row that failed the structural checks: check every field."""
     where = f"session {session_id!r} turn at seq {seq!r}"
     if not isinstance(raw, str | bytes):
         raise CorruptRecordError(where, "field data: not JSON text")

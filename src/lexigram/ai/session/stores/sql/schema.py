@@ -8,18 +8,16 @@ Every table name starts with the store's ``table_prefix`` (default ``ai_session_
 * ``turns``: one row per turn, primary key ``(session_id, seq)``; ``live`` is 1 while
   the turn is part of the session's history. A partial unique index keeps turn ids
   unique among the live turns of a session. ``data`` is the whole turn as JSON
-  (orjson), ``crc`` its CRC-32 (a row whose bytes still match what was validated on
-  the way in is decoded without re-checking every field); ``turn_id``,
-  ``tokens_used`` and ``cost`` are copied into columns for the index and for
-  correcting the totals when a turn is popped.
+  (orjson); ``turn_id``, ``tokens_used`` and ``cost`` are copied into columns for
+  the index and for correcting the totals when a turn is popped.
 * ``checkpoints``: a header snapshot plus the live ``seq`` ranges (or, for a
   checkpoint saved whole, its turns inline).
 * ``tombstones``: ids of purged sessions that may not be reused before ``until_at``.
 * ``schema_version``: one row per schema version applied.
 
 ``system_prompt`` is stored as a JSON string (PostgreSQL text cannot hold NUL; JSON
-escapes it). Times are integers:
-microseconds since the Unix epoch, UTC, so that comparisons are exact on every engine.
+escapes it). Times are integers: microseconds since the Unix epoch, UTC, so that
+comparisons are exact on every engine.
 """
 
 from __future__ import annotations
@@ -162,7 +160,6 @@ class Schema:
             Column("tokens_used", BigInteger, nullable=False),
             Column("cost", _Double, nullable=False),
             Column("data", Text, nullable=False),
-            Column("crc", BigInteger, nullable=False),
             # SQLite: cluster the rows of a session by seq (one range scan per read).
             sqlite_with_rowid=False,
         )

@@ -27,7 +27,7 @@ class Statements:
             f"{prefix}sessions", f"{prefix}turns", f"{prefix}checkpoints", f"{prefix}tombstones"
         )
         h = ", ".join(HEADER_COLUMNS)
-        tc = "seq, data, crc"
+        tc = "seq, data"
         cols = ", ".join(TURN_COLUMNS)
         lock = " FOR UPDATE" if dialect == "postgresql" else ""
         ins_cols = [c_ for c_ in HEADER_COLUMNS if c_ != "ordinal"]
@@ -162,7 +162,7 @@ class Statements:
         )
         self.live_turns = f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
         self.live_data = (
-            f"SELECT data, crc FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+            f"SELECT data FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
         )
         self.last_turns = (
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
