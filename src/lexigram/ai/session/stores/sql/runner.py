@@ -26,6 +26,7 @@ import abc
 import asyncio
 import re
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -376,18 +377,20 @@ class SqliteRunner(Runner):
         return exc
 
 
-_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _shared_lock(key: str) -> asyncio.Lock:
     """One asyncio lock per (event loop, database file)."""
     loop = asyncio.get_running_loop()
-    slot = (id(loop), key)
-    lock = _LOCKS.get(slot)
+    locks = _LOCKS.get(loop)
+    if locks is None:
+        locks = _LOCKS[loop] = {}
+    lock = locks.get(key)
     if lock is None:
-        if len(_LOCKS) > 256:
-            _LOCKS.clear()
-        lock = _LOCKS[slot] = asyncio.Lock()
+        lock = locks[key] = asyncio.Lock()
     return lock
 
 
