@@ -49,7 +49,7 @@ class Statements:
         )
         append_where = (
             f"WHERE session_id = :sid AND status = 'active' AND {_NOT_DUE} "
-            "AND turn_count + :n <= :max"
+            "AND turn_count < :max AND turn_count + :n <= :max"
         )
         # ------------------------------------------------------------ headers
         self.header = f"SELECT {h} FROM {s} WHERE session_id = :sid"
