@@ -189,6 +189,7 @@ class InMemorySessionStore(SessionStore):
         if old is None:
             self._insert(state, now)
             return
+        self._reindex(state.session_id, old.header, state)
         old.header = copy_state(state, turns=[])
         self._set_live(old, [])
         for turn in state.turns:
@@ -214,7 +215,21 @@ class InMemorySessionStore(SessionStore):
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
         now = self.now()
-        return [self._full(self._sessions[sid], now) for sid in self._by_user.get(user_id, {})]
+        found = sorted(
+            (self._sessions[sid] for sid in self._by_user.get(user_id, {})), key=lambda s: s.ordinal
+        )
+        return [self._full(sess, now) for sess in found]
+
+    def _reindex(self, session_id: str, old: SessionState, new: SessionState) -> None:
+        """Keep the user and branch indexes right when ``save`` changes the owner or parent."""
+        if old.user_id != new.user_id:
+            self._by_user.get(old.user_id, {}).pop(session_id, None)
+            self._by_user.setdefault(new.user_id, {})[session_id] = None
+        if old.parent_session_id != new.parent_session_id:
+            if old.parent_session_id:
+                self._branches.get(old.parent_session_id, {}).pop(session_id, None)
+            if new.parent_session_id:
+                self._branches.setdefault(new.parent_session_id, {})[session_id] = None
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         state = checkpoint.state
