@@ -19,6 +19,9 @@ prints:
   beside the raw driver reading the same turns and parsing them with orjson;
 * 200 concurrent appends to one session (wall time, turns lost) beside 200
   concurrent raw appends;
+* paging at scale: two pages of 50 of a user's sessions (the second through the
+  cursor) with 100 vs 10,000 sessions, and ``get_turns(last=20)`` of a session of 10
+  vs 10,000 turns (2,000 with ``--quick``), as a ratio that should stay near 1;
 * on SQLite, when the OpenAI Agents SDK is importable, ``SQLiteSession.add_items`` of
   one item at 10 and 5,000 items, alternated with our ``add_turn`` at the same length.
 
@@ -64,11 +67,12 @@ class Plan:
     reads: int
     creates: int
     bursts: int
+    scale: int
 
     @classmethod
     def for_run(cls, quick: bool) -> Plan:
         """``--quick`` or the full run."""
-        return cls(100, 20, 150, 1) if quick else cls(1000, 100, 1000, 5)
+        return cls(100, 20, 150, 1, 2_000) if quick else cls(1000, 100, 1000, 5, 10_000)
 
 
 @dataclass
@@ -322,6 +326,50 @@ async def bench_burst(
     )
 
 
+async def bench_scale(store: SessionStore, plan: Plan, report: Report) -> None:
+    """Paging reads on a small and a ``plan.scale`` user / session (same work per read)."""
+    big = plan.scale
+    small_user, big_user = f"few-{uuid.uuid4().hex[:6]}", f"many-{uuid.uuid4().hex[:6]}"
+    for start in range(0, big, 50):
+        await asyncio.gather(
+            *(store.create_session(_header(big_user)) for _ in range(min(50, big - start)))
+        )
+    for _ in range(100):  # two full pages, as for the big user
+        await store.create_session(_header(small_user))
+    few_turns = await _session(store, 10, "sc-")
+    many_turns = await _session(store, big, "sc-")
+
+    async def page_deep(user: str) -> None:
+        page = await store.list_user_sessions(user, limit=50)
+        assert page.items
+        if page.next_cursor is not None:  # a page from the middle, through the cursor
+            await store.list_user_sessions(user, limit=50, cursor=page.next_cursor)
+
+    lists: dict[str, list[float]] = {small_user: [], big_user: []}
+    tails: dict[str, list[float]] = {few_turns: [], many_turns: []}
+    for _ in range(plan.reads):
+        for user, samples in lists.items():
+            samples.append(await _timed(lambda u=user: page_deep(u)))
+        for sid, samples in tails.items():
+            samples.append(await _timed(lambda s=sid: store.get_turns(s, last=20)))
+    for label, small, large in (
+        (f"list 2 pages of 50 @ 100 / {big:,} sessions", lists[small_user], lists[big_user]),
+        (f"get_turns(last=20) @ 10 / {big:,} turns", tails[few_turns], tails[many_turns]),
+    ):
+        ratio = median_ms(large) / median_ms(small)
+        judged = report.backend != "in_memory"  # the reference store sorts in Python
+        report.add(
+            Row(
+                label,
+                f"{median_ms(small):7.3f} / {median_ms(large):7.3f} ms",
+                "",
+                ratio,
+                "flat (<= 1.50x)" if judged else "(not a target)",
+                ratio <= 1.5 if judged else None,
+            )
+        )
+
+
 # -------------------------------------------------------------------- the SDK
 class AgentsSdk:
     """The OpenAI Agents SDK's ``SQLiteSession`` on a file of its own."""
@@ -393,6 +441,7 @@ async def run_backend(backend: BenchBackend, plan: Plan, with_sdk: bool) -> Repo
         await bench_creates(store, raw, plan, report)
         await bench_reads(store, raw, plan, report)
         await bench_burst(store, raw, plan, report)
+        await bench_scale(store, plan, report)
     finally:
         gc.unfreeze()
         if raw is not None:
