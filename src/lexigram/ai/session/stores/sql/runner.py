@@ -340,6 +340,8 @@ class SqliteRunner(Runner):
     async def _hop(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
         try:
             lease = await self.leases.acquire()
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             raise self.translate(exc) from exc
         broken = False
