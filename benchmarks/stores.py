@@ -13,6 +13,8 @@ prints:
   holding 10, 100, 1,000 and 5,000 turns, each sample alternated with the raw driver
   doing the same write (so both see the same machine load), and the flatness ratio
   (median at 5,000 / median at 10);
+* ``SessionManagerImpl.add_turn`` at 1,000 turns (the whole path: validation, hooks,
+  an automatic checkpoint every 10 turns), for information;
 * create throughput (sessions per second, sequential ``create_session``) beside the
   raw header INSERT;
 * ``get_state`` (``store.load``: header + 1,000 turns, parsed into ``SessionTurn``)
@@ -227,6 +229,41 @@ async def bench_appends(
                    flat <= 1.2))
 
 
+async def bench_manager(
+    store: SessionStore, raw: RawWriter | None, plan: Plan, report: Report
+) -> None:
+    """``SessionManagerImpl.add_turn`` (validation, hooks, auto-checkpoint every 10) @ 1,000."""
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+
+    limits = {"max_turns_per_session": 10**6, "session_ttl": 0, "max_sessions_per_user": 10**6}
+    manager = SessionManagerImpl(store, limits)
+    state = await manager.create("bench-manager")
+    for start in range(0, 1_000, 250):
+        await store.append_turns(
+            state.session_id, [bench_turn(i, prefix="m-") for i in range(start, start + 250)]
+        )
+    key = f"raw-{uuid.uuid4().hex}"
+    if raw is not None:
+        await _seed_raw(raw, key, 1_000)
+    ours: list[float] = []
+    base: list[float] = []
+    for i in range(plan.appends // 2):
+        turn = bench_turn(1_000 + i, prefix="m-")
+        ours.append(await _timed(lambda t=turn: manager.add_turn(state.session_id, t)))
+        if raw is not None:
+            payload = encode_turn(turn)
+            base.append(await _timed(lambda p=payload: raw.append(key, p, 12)))
+    report.add(
+        Row(
+            "manager.add_turn @ 1,000 turns",
+            _ms(ours),
+            _ms(base) if base else "",
+            median_ms(ours) / median_ms(base) if base else None,
+            "(not a target)",
+        )
+    )
+
+
 async def bench_creates(
     store: SessionStore, raw: RawWriter | None, plan: Plan, report: Report
 ) -> None:
@@ -438,6 +475,7 @@ async def run_backend(backend: BenchBackend, plan: Plan, with_sdk: bool) -> Repo
         gc.collect()
         gc.freeze()
         await bench_appends(store, raw, sdk, plan, report)
+        await bench_manager(store, raw, plan, report)
         await bench_creates(store, raw, plan, report)
         await bench_reads(store, raw, plan, report)
         await bench_burst(store, raw, plan, report)
