@@ -29,6 +29,7 @@ from lexigram.ai.session.stores.sql.runner import Row, Tx
 
 __all__ = [
     "append",
+    "append_one",
     "find_live_duplicate",
     "gc",
     "get_turn_seqs",
@@ -95,6 +96,47 @@ async def append(
     await insert_turns(tx, ctx, rows)
     closed = max_turns is not None and record.state.turn_count >= max_turns
     return AppendResult(record=record, closed_by_cap=closed, first_seq=first)
+
+
+async def append_one(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    rows: list[dict[str, Any]],
+    tokens: int,
+    cost: float,
+    max_turns: int | None,
+    patch: dict[str, Any] | None,
+) -> AppendResult | None:
+    """PostgreSQL: the append as one statement; None when a check refused it.
+
+    The caller then runs :func:`append`, whose slow path names the error (or applies
+    the append if the session changed in between).
+    """
+    n = len(rows)
+    params: dict[str, Any] = {
+        "sid": session_id,
+        "n": n,
+        "tokens": tokens,
+        "cost": cost,
+        "now": ctx.now,
+        "max": NO_LIMIT if max_turns is None else max_turns,
+        "expires": ctx.deadline(ctx.now),
+        "ids": [r["turn_id"] for r in rows],
+        "toks": [r["tokens_used"] for r in rows],
+        "costs": [r["cost"] for r in rows],
+        "datas": [r["data"] for r in rows],
+    }
+    sql = ctx.q.append_one
+    if patch is not None:
+        params.update(patch)
+        sql = ctx.q.append_one_patch
+    row = await tx.one(sql, params)
+    if row is None:
+        return None
+    record = ctx.record(row)
+    closed = max_turns is not None and record.state.turn_count >= max_turns
+    return AppendResult(record=record, closed_by_cap=closed, first_seq=record.last_seq - n + 1)
 
 
 async def find_live_duplicate(

@@ -295,6 +295,10 @@ class Runner(abc.ABC):
     async def write(self, script: Script[T], *args: Any) -> T:
         """Run ``script`` in a write transaction (serialised with other writers)."""
 
+    async def write_statement(self, script: Script[T], *args: Any) -> T:
+        """Run a script of exactly one statement, atomic on its own (default: as a write)."""
+        return await self.write(script, *args)
+
     @abc.abstractmethod
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         """Run ``script`` as a read; ``snapshot`` makes several statements agree."""
@@ -405,6 +409,10 @@ class PgRunner(Runner):
     async def write(self, script: Script[T], *args: Any) -> T:
         return await self._run(script, args, write=True, snapshot=False)
 
+    async def write_statement(self, script: Script[T], *args: Any) -> T:
+        """Run a script of exactly one statement, atomic on its own (no BEGIN/COMMIT)."""
+        return await self._run(script, args, write=True, snapshot=False, single=True)
+
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._run(script, args, write=False, snapshot=snapshot)
 
@@ -428,7 +436,13 @@ class PgRunner(Runner):
         raise StoreUnavailableError(f"no open connection to {self.masked_url}")
 
     async def _run(
-        self, script: Script[T], args: tuple[Any, ...], *, write: bool, snapshot: bool
+        self,
+        script: Script[T],
+        args: tuple[Any, ...],
+        *,
+        write: bool,
+        snapshot: bool,
+        single: bool = False,
     ) -> T:
         import asyncpg
 
@@ -448,7 +462,7 @@ class PgRunner(Runner):
             broken = False
             try:
                 tr = None
-                if write or snapshot:
+                if (write and not single) or snapshot:
                     tr = driver.transaction(
                         isolation="read_committed" if write else "repeatable_read",
                         readonly=not write,

@@ -75,6 +75,26 @@ class Statements:
         self.append_patch = (
             f"UPDATE {s} SET {patch_set}, {appended} {append_where} RETURNING {h}"
         )
+        # PostgreSQL: the whole append as one statement (one round trip, its own
+        # transaction): the conditional header update, then the rows it numbers.
+        rows_from = (
+            "FROM h, unnest(CAST(:ids AS TEXT[]), CAST(:toks AS BIGINT[]), "
+            "CAST(:costs AS DOUBLE PRECISION[]), CAST(:datas AS TEXT[])) "
+            "WITH ORDINALITY AS b(turn_id, tokens_used, cost, data, ord)"
+        )
+        insert_rows = (
+            f"INSERT INTO {t} (session_id, seq, live, turn_id, tokens_used, cost, data) "
+            f"SELECT h.session_id, h.last_seq - :n + b.ord, 1, b.turn_id, b.tokens_used, "
+            f"b.cost, b.data {rows_from}"
+        )
+        self.append_one = (
+            f"WITH h AS (UPDATE {s} SET {appended} {append_where} RETURNING {h}), "
+            f"ins AS ({insert_rows}) SELECT * FROM h"
+        )
+        self.append_one_patch = (
+            f"WITH h AS (UPDATE {s} SET {patch_set}, {appended} {append_where} RETURNING {h}), "
+            f"ins AS ({insert_rows}) SELECT * FROM h"
+        )
         self.update = (
             f"UPDATE {s} SET {patch_set}, updated_at = :now, "
             "expires_at = CAST(:expires AS BIGINT) "

@@ -427,10 +427,18 @@ class DatabaseSessionStore(SessionStore):
         tokens = sum(t.tokens_used for t in batch)
         cost = sum(t.cost for t in batch)
         patch_params = None if patch is None else _patch_params(patch)
+        repeat = _first_repeat(batch)
         try:
+            if self.dialect == "postgresql" and repeat is None:
+                done = await self._runner.write_statement(
+                    trn.append_one, self._ctx(), session_id, rows, tokens, float(cost),
+                    max_turns, patch_params,
+                )
+                if done is not None:
+                    return done
             return await self._write(
                 trn.append, session_id, rows, tokens, float(cost), max_turns, patch_params,
-                _first_repeat(batch),
+                repeat,
             )
         except Conflict as exc:
             ids = [t.turn_id for t in batch]
