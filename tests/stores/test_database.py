@@ -732,3 +732,25 @@ async def test_running_app_survives_a_postgres_restart(pg_prefix: str) -> None:
     finally:
         with contextlib.suppress(AssertionError):
             await proxy.stop()
+
+
+async def test_a_shared_engine_is_used_and_left_open(sqlite_url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(sqlite_url)
+    try:
+        first = DatabaseSessionStore(engine=engine, table_prefix="a_")
+        second = DatabaseSessionStore(engine=engine, table_prefix="b_")
+        for store in (first, second):
+            await store.initialize()
+        state = header()
+        await first.create_session(state)
+        await first.append_turns(state.session_id, [turn(1)])
+        assert await second.load(state.session_id) is None  # another prefix, other tables
+        await first.close()
+        async with engine.connect() as conn:  # the engine still works
+            count = await conn.execute(text("SELECT COUNT(*) FROM a_turns"))
+            assert count.scalar() == 1
+        await second.close()
+    finally:
+        await engine.dispose()
