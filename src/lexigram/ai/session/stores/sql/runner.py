@@ -488,7 +488,7 @@ class PgRunner(Runner):
                 if _is_disconnect(exc):
                     broken = True
                     last = exc
-                    if not sent:
+                    if not sent or _not_applied(exc):
                         continue  # nothing of a write reached the server, or a read
                     raise self.unavailable(exc, "finish a write on") from exc
                 retry = asyncpg.DeadlockDetectedError | asyncpg.SerializationError
@@ -531,6 +531,26 @@ def _root(exc: BaseException) -> BaseException:
         orig: BaseException = exc.orig
         return orig
     return exc
+
+
+def _not_applied(exc: BaseException) -> bool:
+    """Whether a failed statement certainly changed nothing on the server.
+
+    True for asyncpg errors raised by the client before a statement goes out (a
+    connection the server closed behind our back is found closed, ``InterfaceError``,
+    or still busy with the server's farewell, ``InternalClientError``), and for a
+    connection lost *after the server answered the statement with an error* (e.g.
+    ``57P01 terminating connection due to administrator command`` during a restart):
+    a statement that failed did not commit. Either way a retry cannot apply it twice.
+    """
+    import asyncpg
+
+    root = _root(exc)
+    if isinstance(root, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return True
+    return isinstance(root, asyncpg.ConnectionDoesNotExistError) and isinstance(
+        root.__cause__, asyncpg.PostgresError
+    )
 
 
 def _is_disconnect(exc: BaseException) -> bool:

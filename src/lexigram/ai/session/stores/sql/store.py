@@ -8,7 +8,6 @@ costs the same at turn 5,000 as at turn 10.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata as _metadata
@@ -20,9 +19,8 @@ from lexigram.contracts.ai.session import (
     SessionStatus,
     SessionTurn,
 )
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lexigram.ai.session.exceptions import (
     DuplicateTurnError,
@@ -40,17 +38,24 @@ from lexigram.ai.session.stores.base import (
     SessionRecord,
     SessionStore,
 )
-from lexigram.ai.session.stores.codec import dumps, validate_turn
+from lexigram.ai.session.stores.codec import dumps
 from lexigram.ai.session.stores.sql import ops_checkpoints as cps
 from lexigram.ai.session.stores.sql import ops_sessions as ses
 from lexigram.ai.session.stores.sql import ops_turns as trn
 from lexigram.ai.session.stores.sql.context import Ctx
+from lexigram.ai.session.stores.sql.engine import make_engine
+from lexigram.ai.session.stores.sql.inputs import (
+    checked_turn,
+    first_repeat,
+    nul_fields_of,
+    patch_params,
+    refuse_nul,
+    turn_rows,
+)
 from lexigram.ai.session.stores.sql.rows import (
-    encode_prompt,
     header_params,
     header_to_json,
     to_us,
-    turn_params,
     turns_to_json,
 )
 from lexigram.ai.session.stores.sql.runner import Conflict, Runner, Script, make_runner
@@ -64,8 +69,6 @@ T = TypeVar("T")
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_URL = "sqlite+aiosqlite:///./lexigram_sessions.db"
-_SQLITE_BUSY_TIMEOUT_S = 30.0
-_PG_CONNECT_TIMEOUT_S = 10.0
 
 
 def _release() -> str:
@@ -73,84 +76,6 @@ def _release() -> str:
         return _metadata.version("lexigram-ai-session")
     except _metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
         return "unknown"
-
-
-def _first_repeat(turns: Sequence[SessionTurn]) -> str | None:
-    seen: set[str] = set()
-    for turn in turns:
-        if turn.turn_id in seen:
-            return turn.turn_id
-        seen.add(turn.turn_id)
-    return None
-
-
-def _checked(turn: Any) -> SessionTurn:
-    """``turn`` when its fields have the right types (cheap); else the codec names the field."""
-    if (
-        type(turn) is SessionTurn
-        and type(turn.turn_id) is str
-        and turn.turn_id.strip()
-        and type(turn.role) is str
-        and turn.role.strip()
-        and type(turn.content) is str
-        and isinstance(turn.timestamp, datetime)
-        and turn.timestamp.tzinfo is not None
-        and type(turn.tokens_used) is int
-        and turn.tokens_used >= 0
-        and type(turn.cost) in (float, int)
-        and turn.cost >= 0
-        and (turn.model is None or type(turn.model) is str)
-        and (turn.provider is None or type(turn.provider) is str)
-        and type(turn.tool_calls) is list
-        and type(turn.skill_results) is list
-        and type(turn.metadata) is dict
-    ):
-        return turn
-    return validate_turn(turn)
-
-
-def _turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, Any]]:
-    return [turn_params(session_id, 0, _checked(t)) for t in turns]
-
-
-_NUL = "\x00"
-_TURN_TEXT = ("turn_id",)
-_HEADER_TEXT = ("session_id", "user_id", "checkpoint_id", "parent_session_id", "branch_name")
-
-
-def _refuse_nul(values: Sequence[tuple[str, str | None]]) -> None:
-    """PostgreSQL ``text`` cannot hold NUL: refuse it up front, naming the field."""
-    for field, value in values:
-        if value is not None and _NUL in value:
-            raise SessionValidationError(
-                field, "contains the NUL character, which PostgreSQL text cannot store"
-            )
-
-
-def _nul_fields_of(state: SessionState | None, turns: Sequence[SessionTurn]) -> list[
-    tuple[str, str | None]
-]:
-    found: list[tuple[str, str | None]] = []
-    if state is not None:
-        found.extend((f"state.{n}", getattr(state, n)) for n in _HEADER_TEXT)
-    for turn in turns:
-        found.extend((f"turn.{n}", getattr(turn, n, None)) for n in _TURN_TEXT)
-    return found
-
-
-def _patch_params(patch: SessionPatch) -> dict[str, Any]:
-    def enc(value: Any, name: str) -> str | None:
-        return None if value is None else dumps(value, field=name).decode()
-
-    prompt_set = patch.system_prompt is not None or patch.clear_system_prompt
-    return {
-        "p_metadata": enc(patch.metadata, "metadata"),
-        "p_active_tools": enc(patch.active_tools, "active_tools"),
-        "p_active_skills": enc(patch.active_skills, "active_skills"),
-        "p_variables": enc(patch.variables, "variables"),
-        "p_prompt_set": 1 if prompt_set else 0,
-        "p_prompt": encode_prompt(patch.system_prompt),
-    }
 
 
 class DatabaseSessionStore(SessionStore):
@@ -183,7 +108,9 @@ class DatabaseSessionStore(SessionStore):
         self.schema = Schema.build(table_prefix)
         self.table_prefix = table_prefix
         self._owns_engine = engine is None
-        self.engine: AsyncEngine = engine or self._make_engine(pool_size)
+        self.engine: AsyncEngine = engine or make_engine(
+            self.database_url, pool_size=pool_size, table_prefix=table_prefix
+        )
         self.dialect: str = self.engine.dialect.name
         self._statements = Statements(table_prefix, self.dialect)
         lock_key = str(self.database_url.sqlite_path or self.database_url.masked)
@@ -207,36 +134,6 @@ class DatabaseSessionStore(SessionStore):
             session_ttl=config.session_ttl,
         )
 
-    def _make_engine(self, pool_size: int) -> AsyncEngine:
-        url = self.database_url
-        if url.is_sqlite:
-            if url.is_memory:
-                engine = create_async_engine(
-                    url.render(),
-                    poolclass=StaticPool,
-                    connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S},
-                )
-            else:
-                engine = create_async_engine(
-                    url.render(),
-                    pool_size=pool_size,
-                    max_overflow=pool_size,
-                    pool_reset_on_return=None,
-                    connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S},
-                )
-            _install_sqlite_hooks(engine, wal=not url.is_memory)
-            return engine
-        app = f"lexigram-ai-session:{self.table_prefix}"[:63]
-        return create_async_engine(
-            url.render(),
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            connect_args={
-                "timeout": _PG_CONNECT_TIMEOUT_S,
-                "server_settings": {"application_name": app},
-            },
-        )
-
     @property
     def url(self) -> str:
         """The database URL with the password masked."""
@@ -247,7 +144,7 @@ class DatabaseSessionStore(SessionStore):
 
     def _text_ok(self, state: SessionState | None, turns: Sequence[SessionTurn] = ()) -> None:
         if self.dialect == "postgresql":
-            _refuse_nul(_nul_fields_of(state, turns))
+            refuse_nul(nul_fields_of(state, turns))
 
     def _ctx(self) -> Ctx:
         if self._closed:
@@ -312,11 +209,11 @@ class DatabaseSessionStore(SessionStore):
 
     # --------------------------------------------------------- contract (whole)
     async def save(self, state: SessionState) -> None:
-        rows = _turn_rows(state.session_id, state.turns)
+        rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
         live = SessionStatus(state.status) in LIVE_STATUSES
-        args = (header, rows, _first_repeat(state.turns), live)
+        args = (header, rows, first_repeat(state.turns), live)
         try:
             await self._write(ses.save, *args)
         except Conflict:
@@ -334,7 +231,7 @@ class DatabaseSessionStore(SessionStore):
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         state = checkpoint.state
         self._text_ok(state, state.turns)
-        _refuse_nul([("checkpoint.checkpoint_id", checkpoint.checkpoint_id)])
+        refuse_nul([("checkpoint.checkpoint_id", checkpoint.checkpoint_id)])
         params = {
             "cp": checkpoint.checkpoint_id,
             "sid": checkpoint.session_id,
@@ -343,7 +240,7 @@ class DatabaseSessionStore(SessionStore):
             "metadata": dumps(checkpoint.metadata, field="checkpoint.metadata").decode(),
             "header": header_to_json(state),
             "ranges": None,
-            "inline": turns_to_json([_checked(t) for t in state.turns]),
+            "inline": turns_to_json([checked_turn(t) for t in state.turns]),
         }
         await self._write(cps.save_checkpoint, params)
 
@@ -363,13 +260,13 @@ class DatabaseSessionStore(SessionStore):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
-        rows = _turn_rows(state.session_id, state.turns)
+        rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
         live = SessionStatus(state.status) in LIVE_STATUSES
         try:
             return await self._write(
-                ses.create_session, header, rows, _first_repeat(state.turns),
+                ses.create_session, header, rows, first_repeat(state.turns),
                 max_live_per_user, live,
             )
         except Conflict:
@@ -422,22 +319,22 @@ class DatabaseSessionStore(SessionStore):
         patch: SessionPatch | None = None,
     ) -> AppendResult:
         batch = list(turns)
-        rows = _turn_rows(session_id, batch)
+        rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
         tokens = sum(t.tokens_used for t in batch)
         cost = sum(t.cost for t in batch)
-        patch_params = None if patch is None else _patch_params(patch)
-        repeat = _first_repeat(batch)
+        changes = None if patch is None else patch_params(patch)
+        repeat = first_repeat(batch)
         try:
             if self.dialect == "postgresql" and repeat is None:
                 done = await self._runner.write_statement(
                     trn.append_one, self._ctx(), session_id, rows, tokens, float(cost),
-                    max_turns, patch_params,
+                    max_turns, changes,
                 )
                 if done is not None:
                     return done
             return await self._write(
-                trn.append, session_id, rows, tokens, float(cost), max_turns, patch_params,
+                trn.append, session_id, rows, tokens, float(cost), max_turns, changes,
                 repeat,
             )
         except Conflict as exc:
@@ -450,7 +347,7 @@ class DatabaseSessionStore(SessionStore):
             ) from exc
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
-        return await self._write(ses.update_session, session_id, _patch_params(patch))
+        return await self._write(ses.update_session, session_id, patch_params(patch))
 
     async def transition(
         self,
@@ -481,7 +378,7 @@ class DatabaseSessionStore(SessionStore):
     ) -> tuple[SessionCheckpoint, list[str]]:
         meta = dumps(metadata or {}, field="checkpoint.metadata").decode()
         if self.dialect == "postgresql":
-            _refuse_nul([("checkpoint_id", checkpoint_id)])
+            refuse_nul([("checkpoint_id", checkpoint_id)])
         try:
             return await self._write(
                 cps.create_checkpoint, session_id, checkpoint_id, meta, max_checkpoints,
@@ -543,28 +440,6 @@ async def _ping(tx: Any, ctx: Ctx) -> None:
     await tx.one(ctx.q.ping)
 
 
-def _ensure_wal(cursor: Any) -> None:
-    """Switch a database file to WAL (persistent; the first connection does it).
-
-    Several connections opening a new file at once race for the switch, and SQLite
-    answers the losers "database is locked" without waiting: they check whether the
-    winner already switched, and otherwise try again shortly.
-    """
-    from sqlalchemy.util.concurrency import await_
-
-    for attempt in range(50):
-        cursor.execute("PRAGMA journal_mode")
-        if str(cursor.fetchone()[0]).lower() == "wal":
-            return
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except Exception as exc:
-            if "locked" not in str(exc).lower() or attempt == 49:
-                raise
-        await_(asyncio.sleep(0.01 * (attempt + 1)))
-
-
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -574,23 +449,3 @@ def _parse_cursor(cursor: str | None) -> int | None:
         raise SessionValidationError(
             "cursor", f"not a cursor this store issued: {cursor!r}"
         ) from exc
-
-
-def _install_sqlite_hooks(engine: AsyncEngine, *, wal: bool) -> None:
-    """Autocommit driver mode (the store emits BEGIN itself), WAL, busy timeout."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            if wal:
-                _ensure_wal(cursor)
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
