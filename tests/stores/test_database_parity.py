@@ -24,6 +24,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.stores.sql.runner import SqliteRunner
 from tests.services import POSTGRES_URL, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -213,9 +214,13 @@ class Script:
 SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "sqlite-public-api", "postgres"])
 @pytest.mark.parametrize("seed", SEEDS)
-async def test_same_results_and_errors_as_the_in_memory_store(seed: int, backend: str) -> None:
+async def test_same_results_and_errors_as_the_in_memory_store(
+    seed: int, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "sqlite-public-api":  # aiosqlite without the one-hop shortcut
+        monkeypatch.setattr(SqliteRunner, "one_hop", False)
     clock = Clock()
     memory = InMemorySessionStore(session_ttl=50, clock=clock)
     prefix = f"p{uuid.uuid4().hex[:12]}_"

@@ -138,6 +138,58 @@ def _sqlite_call(
     return result
 
 
+class AiosqliteTx(Tx):
+    """Statements through aiosqlite's public API (one worker-thread hop each)."""
+
+    dialect: ClassVar[str] = "sqlite"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = await self.all(sql, params)
+        return rows[0] if rows else None
+
+    async def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        try:
+            rows: list[Row] = list(await self._conn.execute_fetchall(sql, params or {}))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        return rows
+
+    async def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        try:
+            cursor = await self._conn.execute(sql, params or {})
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        count: int = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+
+async def _aiosqlite_call(
+    conn: Any, begin: str | None, script: Script[T], args: tuple[Any, ...]
+) -> T:
+    """The same transaction as :func:`_sqlite_call`, through the public aiosqlite API."""
+    if begin is not None:
+        await conn.execute(begin)
+    try:
+        result = await script(AiosqliteTx(conn), *args)
+    except BaseException:
+        if conn.in_transaction:
+            await conn.rollback()
+        raise
+    if conn.in_transaction:
+        await conn.commit()
+    return result
+
+
 # ----------------------------------------------------------------- PostgreSQL
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PG_SQL: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -324,6 +376,10 @@ class SqliteRunner(Runner):
     """
 
     dialect: ClassVar[str] = "sqlite"
+    #: Run each operation inside the aiosqlite worker thread in one hop (its private
+    #: ``_execute``); False (or an aiosqlite without it) uses the public API instead,
+    #: one hop per statement.
+    one_hop: ClassVar[bool] = True
 
     def __init__(
         self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4
@@ -351,8 +407,10 @@ class SqliteRunner(Runner):
         broken = False
         try:
             driver = lease[1]
+            call: Callable[..., Awaitable[T]] | None = getattr(driver, "_execute", None)
+            if call is None or not self.one_hop:
+                return await _aiosqlite_call(driver, begin, script, args)
             sync_conn: sqlite3.Connection = driver._conn
-            call: Callable[..., Awaitable[T]] = driver._execute
             return await call(_sqlite_call, sync_conn, begin, script, args)
         except (SessionError, Conflict, asyncio.CancelledError):
             raise
