@@ -8,7 +8,8 @@ and the field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
 
 __all__ = [
+    "EPOCH",
     "HEADER_JSON_FIELDS",
+    "decode_turn_document",
+    "fast_turn",
+    "from_epoch_us",
+    "to_epoch_us",
     "decode_header_fields",
     "decode_turn",
     "dumps",
@@ -223,3 +229,66 @@ def decode_header_fields(data: dict[str, Any], *, record: str) -> SessionState:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ fast paths
+# Stores read turns by the thousand (get_state of a long session). Every stored turn
+# was validated field by field on its way in, so the read path only checks the
+# structure that damage would break, and builds the turn by installing the decoded
+# dict as the instance's ``__dict__`` (several times cheaper than ``__init__``).
+# Anything that fails the checks goes through ``turn_from_dict``, which raises
+# ``CorruptRecordError`` naming the record and the field.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_TURN_FIELDS = tuple(f.name for f in fields(SessionTurn))
+_TURN_KEYS = frozenset(_TURN_FIELDS)
+_FIELD_COUNT = len(_TURN_FIELDS)
+_CAN_INSTALL_DICT = (
+    tuple(_TurnModel.model_fields) == _TURN_FIELDS
+    and not hasattr(SessionTurn, "__slots__")
+    and not hasattr(SessionTurn, "__post_init__")
+)
+_new = object.__new__
+_set_attr = object.__setattr__
+_from_iso = datetime.fromisoformat
+
+
+def to_epoch_us(value: datetime) -> int:
+    """``value`` as integer microseconds since the epoch (a naive value counts as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // _US
+
+
+def from_epoch_us(value: int) -> datetime:
+    """The UTC datetime ``value`` microseconds after the epoch."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+def fast_turn(data: Any) -> SessionTurn | None:
+    """A turn from its decoded stored document when the structure is intact, else None.
+
+    Checks what damage would break: a JSON object with exactly the turn's fields,
+    text content and an ISO-8601 timestamp with an offset (every field was validated
+    when the turn was written). Takes ownership of ``data`` (its timestamp becomes a
+    datetime). None means "decode it with :func:`turn_from_dict`", which names what
+    is wrong.
+    """
+    if not (_CAN_INSTALL_DICT and type(data) is dict and data.keys() == _TURN_KEYS):
+        return None
+    try:
+        stamp = _from_iso(data["timestamp"])
+    except (TypeError, ValueError):
+        return None
+    if stamp.tzinfo is None or type(data["content"]) is not str:
+        return None
+    data["timestamp"] = stamp
+    turn = _new(SessionTurn)
+    _set_attr(turn, "__dict__", data)
+    return turn
+
+
+def decode_turn_document(data: Any, *, record: str) -> SessionTurn:
+    """A turn from its decoded stored document: fast when intact, else fully checked."""
+    return fast_turn(data) or turn_from_dict(data, record=record)

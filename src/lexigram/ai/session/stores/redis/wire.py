@@ -14,7 +14,7 @@ pydantic schema of ``stores.codec`` (which names the bad field) on any doubt.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -36,43 +36,13 @@ __all__ = [
     "to_us",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
+EPOCH = codec.EPOCH
 _TURN_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
-_TURN_KEYS = frozenset(
-    (
-        "turn_id",
-        "role",
-        "content",
-        "timestamp",
-        "tool_calls",
-        "skill_results",
-        "metadata",
-        "tokens_used",
-        "cost",
-        "model",
-        "provider",
-    )
-)
 _STATUSES = {s.value: s for s in SessionStatus}
-# SessionTurn is a plain (non-slotted) frozen dataclass: a decoded, checked dict can
-# become its __dict__ directly, which is several times cheaper than __init__.
-_FAST_TURNS = "__dict__" in dir(SessionTurn) and not hasattr(SessionTurn, "__slots__")
-_new = object.__new__
-_set = object.__setattr__
-_fromiso = datetime.fromisoformat
 
 
-def to_us(value: datetime) -> int:
-    """Microseconds since the epoch (a naive datetime is taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // _US
-
-
-def from_us(value: int) -> datetime:
-    """The UTC datetime of ``value`` microseconds since the epoch."""
-    return EPOCH + timedelta(microseconds=value)
+to_us = codec.to_epoch_us
+from_us = codec.from_epoch_us
 
 
 # ------------------------------------------------------------------------ turns
@@ -88,39 +58,10 @@ def encode_turn(turn: Any) -> bytes:
         return codec.encode_turn(turn)
 
 
-def _slow_turn(data: Any, record: str) -> SessionTurn:
-    return codec.turn_from_dict(data, record=record)
-
-
 def decode_turns(items: list[Any], *, record: str) -> list[SessionTurn]:
     """Rebuild turns from their decoded JSON documents (fresh objects every call)."""
-    out: list[SessionTurn] = []
-    append = out.append
-    for data in items:
-        if (
-            _FAST_TURNS
-            and type(data) is dict
-            and data.keys() == _TURN_KEYS
-            and type(data["turn_id"]) is str
-            and type(data["role"]) is str
-            and type(data["content"]) is str
-            and type(data["timestamp"]) is str
-            and type(data["tokens_used"]) is int
-            and type(data["tool_calls"]) is list
-            and type(data["metadata"]) is dict
-        ):
-            try:
-                stamp = _fromiso(data["timestamp"])
-            except ValueError:
-                append(_slow_turn(data, record))
-                continue
-            data["timestamp"] = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-            turn = _new(SessionTurn)
-            _set(turn, "__dict__", data)
-            append(turn)
-        else:
-            append(_slow_turn(data, record))
-    return out
+    decode = codec.decode_turn_document
+    return [decode(data, record=record) for data in items]
 
 
 # ---------------------------------------------------------------------- headers

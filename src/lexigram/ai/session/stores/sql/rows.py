@@ -9,9 +9,7 @@ then raise ``CorruptRecordError`` naming the session and the field.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +22,9 @@ from lexigram.ai.session.stores.codec import (
     HEADER_JSON_FIELDS,
     decode_header_fields,
     dumps,
+    fast_turn,
+    from_epoch_us,
+    to_epoch_us,
     turn_from_dict,
     turn_to_dict,
 )
@@ -47,8 +48,6 @@ __all__ = [
     "turns_to_json",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 _EMPTY_LIST = "[]"
 _EMPTY_DICT = "{}"
 
@@ -95,16 +94,8 @@ TURN_FIELDS = (
 _STATUSES = {s.value: s for s in SessionStatus}
 
 
-def to_us(value: datetime) -> int:
-    """``value`` as integer microseconds since the epoch (a naive value counts as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // _US
-
-
-def from_us(value: int) -> datetime:
-    """The UTC datetime of ``value`` microseconds since the epoch."""
-    return EPOCH + timedelta(microseconds=value)
+to_us = to_epoch_us
+from_us = from_epoch_us
 
 
 # ---------------------------------------------------------------------- turns
@@ -148,44 +139,6 @@ def encode_prompt(value: str | None) -> str | None:
     return None if value is None else dumps(value, field="system_prompt").decode()
 
 
-def _turn_builder() -> Callable[[dict[str, Any]], SessionTurn]:
-    """The fastest correct way to make a ``SessionTurn`` from its field values.
-
-    ``SessionTurn`` is a frozen dataclass whose ``__init__`` sets each of its eleven
-    fields through ``object.__setattr__``; for rows read by the thousand we install
-    the same field dict in one step. This is only done when the class is exactly what
-    it is today (a plain dataclass, no slots, no ``__post_init__``, the fields we
-    know); otherwise the regular constructor is used.
-    """
-    names = tuple(f.name for f in dataclasses.fields(SessionTurn))
-    plain = (
-        names == TURN_FIELDS
-        and not hasattr(SessionTurn, "__slots__")
-        and not hasattr(SessionTurn, "__post_init__")
-    )
-    if not plain:  # pragma: no cover - depends on the contract package
-        return lambda values: SessionTurn(**values)
-    new = object.__new__
-    set_attr = object.__setattr__
-
-    def build(values: dict[str, Any]) -> SessionTurn:
-        turn = new(SessionTurn)
-        set_attr(turn, "__dict__", values)
-        return turn
-
-    return build
-
-
-_build_turn = _turn_builder()
-#: Whether turns can be built by installing their field dict (see ``_turn_builder``).
-_FAST_BUILD = _build_turn.__name__ == "build"
-_loads_json = orjson.loads
-_new = object.__new__
-_set_attr = object.__setattr__
-_FIELD_COUNT = len(TURN_FIELDS)
-_from_iso = datetime.fromisoformat
-
-
 def turn_from_row(row: Sequence[Any], session_id: str) -> SessionTurn:
     """Build a turn from a ``(seq, data)`` row."""
     return turns_from_rows([row], session_id)[0]
@@ -202,27 +155,17 @@ def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[Sess
     """
     out: list[SessionTurn] = []
     append = out.append
-    loads, from_iso, new, set_dict = _loads_json, _from_iso, _new, _set_attr
-    fields, cls = _FIELD_COUNT, SessionTurn
+    loads = orjson.loads
     for position, row in enumerate(rows, start=1):
         raw = row[-1]
         try:
-            data = loads(raw)
-            if type(data) is dict and len(data) == fields:
-                stamp = from_iso(data["timestamp"])
-                if stamp.tzinfo is not None:
-                    data["timestamp"] = stamp
-                    if _FAST_BUILD:
-                        turn = new(cls)
-                        set_dict(turn, "__dict__", data)
-                    else:  # pragma: no cover - depends on the contract package
-                        turn = _build_turn(data)
-                    append(turn)
-                    continue
-        except (ValueError, TypeError, KeyError):
-            pass
-        seq = row[0] if len(row) > 1 else f"#{position}"
-        append(_checked_turn(seq, raw, session_id))
+            turn = fast_turn(loads(raw))
+        except (ValueError, TypeError):  # not JSON text: the checked path names it
+            turn = None
+        if turn is None:
+            seq = row[0] if len(row) > 1 else f"#{position}"
+            turn = _checked_turn(seq, raw, session_id)
+        append(turn)
     return out
 
 
@@ -232,7 +175,7 @@ def _checked_turn(seq: Any, raw: Any, session_id: str) -> SessionTurn:
     if not isinstance(raw, str | bytes):
         raise CorruptRecordError(where, "field data: not JSON text")
     try:
-        data = _loads_json(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise CorruptRecordError(where, f"field data: invalid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -280,9 +223,28 @@ def header_params(state: SessionState) -> dict[str, Any]:
 
 def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
     """A :class:`SessionRecord` from a row of :data:`HEADER_COLUMNS` (effective status)."""
-    (session_id, user_id, status, metadata, tools, skills, prompt, variables,
-     created, updated, checkpoint_id, tokens, cost, count, parent, branch,
-     expires, fork_seq, last_seq, _ordinal) = row[:20]
+    (
+        session_id,
+        user_id,
+        status,
+        metadata,
+        tools,
+        skills,
+        prompt,
+        variables,
+        created,
+        updated,
+        checkpoint_id,
+        tokens,
+        cost,
+        count,
+        parent,
+        branch,
+        expires,
+        fork_seq,
+        last_seq,
+        _ordinal,
+    ) = row[:20]
     stored = _STATUSES.get(status)
     record = f"session {session_id!r}"
     meta = _loads(metadata, record, "metadata")
