@@ -129,3 +129,35 @@ def apply_patch(state: SessionState, patch: SessionPatch, now: datetime) -> Sess
     elif patch.clear_system_prompt:
         changes["system_prompt"] = None
     return replace(state, **changes)
+
+
+def branch_header(
+    point: SessionState,
+    branch: SessionState,
+    source_id: str,
+    *,
+    turns: list[SessionTurn],
+    turn_count: int,
+    total_tokens: int,
+    total_cost: float,
+) -> SessionState:
+    """A new branch's state: the fork point's fields under the branch's identity.
+
+    ``point`` is the source header (or the checkpoint's) the branch starts from;
+    ``branch`` carries the new id, owner, name and times chosen by the caller.
+    """
+    return replace(
+        point,
+        turns=turns,
+        session_id=branch.session_id,
+        user_id=branch.user_id,
+        status=SessionStatus.ACTIVE,
+        created_at=branch.created_at,
+        updated_at=branch.updated_at,
+        checkpoint_id=None,
+        parent_session_id=branch.parent_session_id or source_id,
+        branch_name=branch.branch_name,
+        turn_count=turn_count,
+        total_tokens=total_tokens,
+        total_cost=total_cost,
+    )

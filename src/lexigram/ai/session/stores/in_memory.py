@@ -29,6 +29,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import (
     apply_patch,
+    branch_header,
     check_append,
     check_batch_ids,
     copy_state,
@@ -590,16 +591,11 @@ class InMemorySessionStore(SessionStore):
         else:
             point = source.header
             turns = [copy_turn(source.log[s]) for s in source.live]
-        state = replace(
-            copy_state(point, turns=turns),
-            session_id=branch.session_id,
-            user_id=branch.user_id,
-            status=SessionStatus.ACTIVE,
-            created_at=branch.created_at,
-            updated_at=branch.updated_at,
-            checkpoint_id=None,
-            parent_session_id=branch.parent_session_id or source_id,
-            branch_name=branch.branch_name,
+        state = branch_header(
+            copy_state(point, turns=[]),
+            branch,
+            source_id,
+            turns=turns,
             turn_count=len(turns),
             total_tokens=sum(t.tokens_used for t in turns),
             total_cost=sum(t.cost for t in turns),

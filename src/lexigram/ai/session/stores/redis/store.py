@@ -21,7 +21,7 @@ from lexigram.ai.session.exceptions import (
     SessionStoreError,
     SessionValidationError,
 )
-from lexigram.ai.session.stores._common import check_append, check_batch_ids
+from lexigram.ai.session.stores._common import branch_header, check_append, check_batch_ids
 from lexigram.ai.session.stores.base import (
     LIVE_STATUSES,
     AppendResult,
@@ -363,17 +363,11 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         try:
             point, _ = decode_header(reply["h"], record=record_name(source_id))
             turns = self._turns(raw_turns, source_id)
-            state = replace(
+            state = branch_header(
                 point,
+                branch,
+                source_id,
                 turns=turns,
-                session_id=bid,
-                user_id=branch.user_id,
-                status=SessionStatus.ACTIVE,
-                created_at=branch.created_at,
-                updated_at=branch.updated_at,
-                checkpoint_id=None,
-                parent_session_id=branch.parent_session_id or source_id,
-                branch_name=branch.branch_name,
                 turn_count=len(turns),
                 total_tokens=sum(t.tokens_used for t in turns),
                 total_cost=sum(t.cost for t in turns),

@@ -15,7 +15,6 @@ from typing import Any
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
     SessionState,
-    SessionStatus,
     SessionTurn,
 )
 
@@ -26,7 +25,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.stores._common import require_writable
+from lexigram.ai.session.stores._common import branch_header, require_writable
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
 from lexigram.ai.session.stores.codec import loads
 from lexigram.ai.session.stores.sql.context import Ctx
@@ -193,9 +192,7 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     else:
         count = 0
         for first, last in ranges_from_json(row[6] or "[]", record):
-            count += await tx.run(
-                q.live_range, {"sid": session_id, "first": first, "last": last}
-            )
+            count += await tx.run(q.live_range, {"sid": session_id, "first": first, "last": last})
     fields = header_params(point)
     await tx.run(
         q.restore_header,
@@ -276,17 +273,11 @@ async def fork_session(
         point = ctx.record(source).state
         count = await tx.run(q.copy_live, {"new": new_id, "offset": 0, "src": source_id})
     costs = await tx.all(q.live_costs, {"sid": new_id}) if count else []
-    state = replace(
+    state = branch_header(
         point,
-        session_id=new_id,
-        user_id=branch.user_id,
-        status=SessionStatus.ACTIVE,
+        branch,
+        source_id,
         turns=[],
-        created_at=branch.created_at,
-        updated_at=branch.updated_at,
-        checkpoint_id=None,
-        parent_session_id=branch.parent_session_id or source_id,
-        branch_name=branch.branch_name,
         turn_count=count,
         total_tokens=sum(int(r[0]) for r in costs),
         total_cost=sum(float(r[1]) for r in costs),
