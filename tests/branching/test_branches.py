@@ -370,3 +370,33 @@ async def test_default_strategy_is_append_merge(make_env: EnvFactory) -> None:
     again = await env.branches.merge(sid, b.session_id)
     assert again.turns == base + new_b
     assert_totals_exact(again)
+
+
+async def test_a_strategy_in_the_original_two_argument_form(make_env: EnvFactory) -> None:
+    from dataclasses import replace
+
+    class KeepLastBranchTurn:
+        """Written for the original API: merge(parent, branch) -> SessionState."""
+
+        async def merge(self, parent: SessionState, branch: SessionState) -> SessionState:
+            return replace(
+                parent,
+                turns=[*parent.turns, branch.turns[-1]],
+                variables={**parent.variables, "picked": branch.turns[-1].turn_id},
+            )
+
+    env = await make_env()
+    sid, base = await _source(env, 2)
+    branch = await env.branches.fork(sid, "legacy")
+    new = await add(env, branch.session_id, 10, 3)
+    merged = await env.branches.merge(sid, branch.session_id, strategy=KeepLastBranchTurn())  # type: ignore[arg-type]
+    assert ids(merged.turns) == [*ids(base), new[-1].turn_id]
+    assert merged.variables["picked"] == new[-1].turn_id
+    assert_totals_exact(merged)
+
+    class ReturnsAPlan:
+        async def merge(self, parent: SessionState, branch: SessionState) -> object:
+            return "not a state"
+
+    with pytest.raises(SessionValidationError, match="SessionState"):
+        await env.branches.merge(sid, branch.session_id, strategy=ReturnsAPlan())  # type: ignore[arg-type]

@@ -379,3 +379,13 @@ def test_turn_timestamps_naive_become_utc() -> None:
 
     naive = SessionTurn(turn_id="t", role="user", content="x", timestamp=datetime(2026, 1, 1))
     assert validate_turn(naive).timestamp.tzinfo == UTC
+
+
+async def test_a_page_behaves_as_a_sequence(manager: SessionManagerImpl) -> None:
+    made = [(await manager.create("gina")).session_id for _ in range(3)]
+    page = await manager.list_sessions("gina", limit=2)
+    assert len(page) == 2
+    assert [s.session_id for s in page] == made[::-1][:2]
+    assert page[0].session_id == made[-1]
+    empty = await manager.list_sessions("nobody")
+    assert not empty and list(empty) == []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
-from lexigram.contracts.ai.session import SessionState, SessionStatus
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
 from lexigram.ai.session.events import SessionBranchMergedEvent, SessionForkedEvent
@@ -141,12 +143,7 @@ class BranchManager:
         if branch is None:
             raise SessionNotFoundError(branch_id)
         new_turns = await self.store.get_turns(branch_id, after_seq=branch_record.fork_seq or 0)
-        plan = await (strategy or AppendMerge()).merge(parent, branch, new_turns)
-        if not isinstance(plan, MergePlan):
-            raise SessionValidationError(
-                "strategy", f"merge() must return a MergePlan, got {type(plan).__name__}"
-            )
-        plan = _checked(plan)
+        plan = _checked(await _plan(strategy or AppendMerge(), parent, branch, new_turns))
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
         if plan.turns:
             await self.store.append_turns(
@@ -189,3 +186,48 @@ def _checked(plan: MergePlan) -> MergePlan:
             raise SessionValidationError(f"plan.{name}", "expected a dict with string keys")
         dumps(value, field=f"plan.{name}")
     return replace(plan, turns=turns)
+
+
+async def _plan(
+    strategy: Any, parent: SessionState, branch: SessionState, new_turns: list[SessionTurn]
+) -> MergePlan:
+    """Ask ``strategy`` for its plan.
+
+    Strategies written for the original two-argument form
+    (``merge(parent, branch) -> SessionState``) are accepted too: the turns of the
+    state they return that the parent does not have become the plan's turns, and
+    changed variables/metadata are carried over.
+    """
+    merge = getattr(strategy, "merge", None)
+    if merge is None or not callable(merge):
+        raise SessionValidationError("strategy", "expected an object with an async merge() method")
+    if _positional_arity(merge) == 2:
+        result = await merge(parent, branch)
+        if not isinstance(result, SessionState):
+            raise SessionValidationError(
+                "strategy",
+                f"a two-argument merge() must return a SessionState, got {type(result).__name__}",
+            )
+        known = {t.turn_id for t in parent.turns}
+        return MergePlan(
+            turns=[t for t in result.turns if t.turn_id not in known],
+            variables=None if result.variables == parent.variables else dict(result.variables),
+            metadata=None if result.metadata == parent.metadata else dict(result.metadata),
+        )
+    plan = await merge(parent, branch, new_turns)
+    if not isinstance(plan, MergePlan):
+        raise SessionValidationError(
+            "strategy", f"merge() must return a MergePlan, got {type(plan).__name__}"
+        )
+    return plan
+
+
+def _positional_arity(func: Any) -> int:
+    """How many positional arguments a bound callable takes (3 when it cannot tell)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 3
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 3
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)

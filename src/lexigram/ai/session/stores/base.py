@@ -35,7 +35,7 @@ Storage model every backend follows
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -109,10 +109,22 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class SessionPage:
-    """One page of a user's sessions (headers, newest first) and the cursor to the next."""
+    """One page of a user's sessions (headers, newest first) and the cursor to the next.
+
+    It also behaves as the sequence of its items (``len``, iteration, indexing).
+    """
 
     items: list[SessionState]
     next_cursor: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[SessionState]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> SessionState:
+        return self.items[index]
 
 
 @dataclass(frozen=True, slots=True)
