@@ -75,14 +75,15 @@ def test_compute_counts_everything_from_the_turns() -> None:
     assert result.total_cost == pytest.approx(0.75)
     # created 10 s before T0; newest turn at T0+20 is later than updated_at (T0+15)
     assert result.duration_seconds == pytest.approx(30.0)
-    assert result.agents_used == ("planner", "writer")
-    assert result.tools_invoked == {"search": 2, "calc": 1}
+    assert result.agents_used == ["planner", "writer"]
+    assert result.tools_invoked == ["search", "calc"]
+    assert result.tool_call_counts == {"search": 2, "calc": 1}
     assert result.tool_calls == 3
     # user@1 -> assistant@1.5 (500 ms), user@10 -> assistant@10.2 (200 ms)
     assert result.response_count == 2
     assert result.avg_response_time_ms == pytest.approx(350.0)
-    assert result.models_used == ("m-large", "m-small")
-    assert result.providers_used == ("acme", "other")
+    assert result.models_used == ["m-large", "m-small"]
+    assert result.providers_used == ["acme", "other"]
     assert result.turns_by_role == {"system": 1, "user": 3, "assistant": 3, "tool": 1}
     assert result.first_turn_at == T0 and result.last_turn_at == T0 + timedelta(seconds=20)
     json.dumps(result.to_dict())  # JSON-ready
@@ -94,7 +95,8 @@ def test_compute_on_a_header_uses_the_stored_counters() -> None:
     result = compute(header)
     assert (result.total_turns, result.total_tokens, result.total_cost) == (12, 340, 1.5)
     assert result.duration_seconds == pytest.approx(310.0)
-    assert result.avg_response_time_ms is None and result.agents_used == ()
+    assert result.avg_response_time_ms == 0.0 and result.response_count == 0
+    assert result.agents_used == []
 
 
 def test_compute_rejects_what_is_not_a_state() -> None:
@@ -131,9 +133,10 @@ def test_aggregate_weights_response_time_by_pairs_and_sums_tools() -> None:
     assert total.avg_turns_per_session == 3.0
     # (1000 * 1 + 100 * 2) / 3 pairs
     assert total.avg_response_time_ms == pytest.approx(400.0)
-    assert total.tools_invoked == {"x": 2, "y": 1}
+    assert total.tool_call_counts == {"x": 2, "y": 1}
+    assert sorted(total.tools_invoked) == ["x", "y"]
     assert total.sessions_by_status == {"active": 1, "closed": 1}
-    assert aggregate([]).session_count == 0 and aggregate([]).avg_response_time_ms is None
+    assert aggregate([]).session_count == 0 and aggregate([]).avg_response_time_ms == 0.0
     json.dumps(total.to_dict())
 
 
@@ -155,12 +158,12 @@ async def test_user_analytics_pages_through_the_managers_sessions() -> None:
     assert total.total_turns == 14
     assert total.total_tokens == 7 + sum(range(7))
     assert sorted(total.agents_used) == ["agent-0", "agent-1"]
-    assert total.models_used == ("m",)
+    assert total.models_used == ["m"]
     assert total.sessions_by_status == {"active": 6, "closed": 1}
     # every user turn answered: 7 pairs, the same clock tick apart or later
     assert total.avg_response_time_ms is not None and total.avg_response_time_ms >= 0
 
     headers_only = await user_analytics(manager, "bob", include_turns=False, page_size=2)
-    assert headers_only.total_turns == 14 and headers_only.agents_used == ()
+    assert headers_only.total_turns == 14 and headers_only.agents_used == []
     closed_only = await user_analytics(manager, "bob", status="closed")
     assert closed_only.session_count == 1

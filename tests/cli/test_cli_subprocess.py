@@ -57,7 +57,8 @@ def test_commands_in_a_subprocess_round_trip_an_export(seeded: Seeded, tmp_path:
     assert data["header"]["variables"] == {"city": "Paris"}
     assert data["header"]["turn_count"] == 3
     assert [c["checkpoint_id"] for c in data["checkpoints"]] == [seeded.checkpoint]
-    assert data["analytics"]["tools_invoked"] == {"weather": 1}
+    assert data["analytics"]["tools_invoked"] == ["weather"]
+    assert data["analytics"]["tool_call_counts"] == {"weather": 1}
     assert [t["content"] for t in data["turns"]] == ["Weather in Paris?", "Sunny.", "And tomorrow?"]
 
     out = tmp_path / "alice.json"

@@ -41,7 +41,7 @@ def test_pruner_implements_the_contract_protocol() -> None:
 
 
 async def test_keeps_system_newest_and_relevant_turns_in_chronological_order() -> None:
-    pruner = RelevanceContextPruner()
+    pruner = RelevanceContextPruner(keep_last=1)
     kept = await pruner.prune(HISTORY, "pasta carbonara recipe", max_turns=4)
     assert kept[0] is HISTORY[0]  # system always kept
     assert HISTORY[-1] in kept  # the newest turn
@@ -53,12 +53,17 @@ async def test_keeps_system_newest_and_relevant_turns_in_chronological_order() -
 
 
 async def test_relevance_changes_with_the_query() -> None:
-    pruner = RelevanceContextPruner()
+    pruner = RelevanceContextPruner(keep_last=1)
     weather = {HISTORY.index(m) for m in await pruner.prune(HISTORY, "Paris weather", 3)}
     train = {HISTORY.index(m) for m in await pruner.prune(HISTORY, "train London", 3)}
     # system + newest + the best of the rest
     assert weather - {0, 7} <= {1, 2} and len(weather) == 3
     assert train - {0, 7} <= {5, 6} and len(train) == 3
+
+
+async def test_by_default_a_relevant_old_turn_beats_an_irrelevant_newest_one() -> None:
+    kept = await RelevanceContextPruner().prune(HISTORY, "carbonara", max_turns=2)
+    assert kept == [HISTORY[0], HISTORY[4]]
 
 
 async def test_without_a_query_recency_decides() -> None:

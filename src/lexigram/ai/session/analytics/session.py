@@ -28,10 +28,12 @@ class SessionAnalytics:
       ``updated_at`` and the newest turn's timestamp).
     * ``agents_used`` — distinct ``metadata["agent"]`` values of the turns, in order
       of first appearance (group sessions tag each agent turn this way).
-    * ``tools_invoked`` — tool name -> number of calls, from each turn's
-      ``tool_calls`` (``name``, ``function.name``, ``tool`` or ``tool_name``).
+    * ``tools_invoked`` — distinct tool names, in order of first call, from each
+      turn's ``tool_calls`` (``name``, ``function.name``, ``tool`` or ``tool_name``);
+      ``tool_call_counts`` maps each to its number of calls.
     * ``avg_response_time_ms`` — mean time from a user turn to the first assistant
-      turn after it (before the next user turn); None when there is no such pair.
+      turn after it (before the next user turn); 0.0 when there is no such pair
+      (``response_count`` says how many pairs there were).
     * ``models_used`` / ``providers_used`` — distinct ``model`` / ``provider`` values.
     """
 
@@ -40,13 +42,14 @@ class SessionAnalytics:
     total_tokens: int
     total_cost: float
     duration_seconds: float
-    agents_used: tuple[str, ...] = ()
-    tools_invoked: Mapping[str, int] = field(default_factory=dict)
-    avg_response_time_ms: float | None = None
-    models_used: tuple[str, ...] = ()
+    agents_used: list[str] = field(default_factory=list)
+    tools_invoked: list[str] = field(default_factory=list)
+    avg_response_time_ms: float = 0.0
+    models_used: list[str] = field(default_factory=list)
     user_id: str = ""
     status: str = ""
-    providers_used: tuple[str, ...] = ()
+    providers_used: list[str] = field(default_factory=list)
+    tool_call_counts: Mapping[str, int] = field(default_factory=dict)
     turns_by_role: Mapping[str, int] = field(default_factory=dict)
     response_count: int = 0
     error_turns: int = 0
@@ -56,7 +59,7 @@ class SessionAnalytics:
     @property
     def tool_calls(self) -> int:
         """Total number of tool calls."""
-        return sum(self.tools_invoked.values())
+        return sum(self.tool_call_counts.values())
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO-8601, tuples as lists)."""
@@ -90,12 +93,12 @@ def tool_names(tool_calls: Iterable[Any]) -> list[str]:
     return names
 
 
-def _distinct(values: Iterable[Any]) -> tuple[str, ...]:
+def _distinct(values: Iterable[Any]) -> list[str]:
     seen: dict[str, None] = {}
     for value in values:
         if isinstance(value, str) and value:
             seen.setdefault(value, None)
-    return tuple(seen)
+    return list(seen)
 
 
 def _response_gaps_ms(turns: Sequence[SessionTurn]) -> list[float]:
@@ -140,8 +143,9 @@ def compute(state: SessionState) -> SessionAnalytics:
         total_cost=total_cost,
         duration_seconds=duration,
         agents_used=_distinct(t.metadata.get("agent") for t in turns),
-        tools_invoked=dict(tools),
-        avg_response_time_ms=sum(gaps) / len(gaps) if gaps else None,
+        tools_invoked=list(tools),
+        tool_call_counts=dict(tools),
+        avg_response_time_ms=sum(gaps) / len(gaps) if gaps else 0.0,
         models_used=_distinct(t.model for t in turns),
         user_id=state.user_id,
         status=status,

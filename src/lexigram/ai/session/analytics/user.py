@@ -40,12 +40,13 @@ class UserSessionAnalytics:
     avg_tokens_per_session: float
     avg_cost_per_session: float
     avg_duration_seconds: float
-    avg_response_time_ms: float | None
+    avg_response_time_ms: float
     sessions_by_status: Mapping[str, int] = field(default_factory=dict)
-    agents_used: tuple[str, ...] = ()
-    tools_invoked: Mapping[str, int] = field(default_factory=dict)
-    models_used: tuple[str, ...] = ()
-    providers_used: tuple[str, ...] = ()
+    agents_used: list[str] = field(default_factory=list)
+    tools_invoked: list[str] = field(default_factory=list)
+    models_used: list[str] = field(default_factory=list)
+    providers_used: list[str] = field(default_factory=list)
+    tool_call_counts: Mapping[str, int] = field(default_factory=dict)
     first_activity_at: datetime | None = None
     last_activity_at: datetime | None = None
 
@@ -62,12 +63,12 @@ class UserSessionAnalytics:
         return data
 
 
-def _merge_distinct(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+def _merge_distinct(groups: Iterable[list[str]]) -> list[str]:
     seen: dict[str, None] = {}
     for group in groups:
         for name in group:
             seen.setdefault(name, None)
-    return tuple(seen)
+    return list(seen)
 
 
 def aggregate(
@@ -93,10 +94,10 @@ def aggregate(
     n = len(rows)
     tools: Counter[str] = Counter()
     for row in rows:
-        tools.update(row.tools_invoked)
+        tools.update(row.tool_call_counts)
     pairs = sum(r.response_count for r in rows)
     weighted = sum(
-        (r.avg_response_time_ms or 0.0) * r.response_count for r in rows if r.response_count
+        r.avg_response_time_ms * r.response_count for r in rows if r.response_count
     )
     turn_times = [t for r in rows for t in (r.first_turn_at, r.last_turn_at) if t is not None]
     total_turns = sum(r.total_turns for r in rows)
@@ -114,10 +115,11 @@ def aggregate(
         avg_tokens_per_session=total_tokens / n if n else 0.0,
         avg_cost_per_session=total_cost / n if n else 0.0,
         avg_duration_seconds=total_duration / n if n else 0.0,
-        avg_response_time_ms=weighted / pairs if pairs else None,
+        avg_response_time_ms=weighted / pairs if pairs else 0.0,
         sessions_by_status=dict(Counter(r.status for r in rows)),
         agents_used=_merge_distinct(r.agents_used for r in rows),
-        tools_invoked=dict(tools),
+        tools_invoked=list(tools),
+        tool_call_counts=dict(tools),
         models_used=_merge_distinct(r.models_used for r in rows),
         providers_used=_merge_distinct(r.providers_used for r in rows),
         first_activity_at=min(turn_times, default=None),

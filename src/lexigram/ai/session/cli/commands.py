@@ -168,9 +168,9 @@ def run_show(
         lines.append(f"agents    {', '.join(a.agents_used)}")
     if a.models_used:
         lines.append(f"models    {', '.join(a.models_used)}")
-    if a.tools_invoked:
-        lines.append("tools     " + ", ".join(f"{k} x{v}" for k, v in a.tools_invoked.items()))
-    if a.avg_response_time_ms is not None:
+    if a.tool_call_counts:
+        lines.append("tools     " + ", ".join(f"{k} x{v}" for k, v in a.tool_call_counts.items()))
+    if a.response_count:
         lines.append(f"response  {a.avg_response_time_ms:.0f} ms on average")
     lines.append(f"checkpoints {len(details.checkpoints)}")
     for c in details.checkpoints:

@@ -3,7 +3,7 @@
 Selection, in this order:
 
 1. System messages are always kept (they count toward the limits).
-2. The newest ``keep_last`` units (see below) are kept when they fit.
+2. The newest ``keep_last`` units (none by default) are kept when they fit.
 3. The rest are taken by score, best first, while they fit; a unit that does not
    fit is skipped and smaller ones may still go in.
 4. The output is in the original (chronological) order.
@@ -106,7 +106,7 @@ class RelevanceContextPruner:
         relevance_weight: float = 0.6,
         recency_weight: float = 0.4,
         half_life: float = 8.0,
-        keep_last: int = 1,
+        keep_last: int = 0,
         always_keep_roles: Iterable[str] = ("system",),
     ) -> None:
         weights = (("relevance_weight", relevance_weight), ("recency_weight", recency_weight))
