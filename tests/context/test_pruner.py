@@ -71,10 +71,12 @@ async def test_without_a_query_recency_decides() -> None:
     assert kept == [HISTORY[0], *HISTORY[-3:]]
 
 
-async def test_system_messages_survive_even_past_the_limit() -> None:
+async def test_system_messages_come_first_within_the_limit() -> None:
     history = [msg("system", "rule one"), msg("system", "rule two"), *HISTORY[1:4]]
     kept = await RelevanceContextPruner().prune(history, "weather", max_turns=1)
-    assert kept == history[:2]
+    assert kept == history[:1]
+    kept = await RelevanceContextPruner().prune(history, "weather", max_turns=3)
+    assert kept == [*history[:2], history[2]]
     everything = await RelevanceContextPruner().prune(history, "x", max_turns=100)
     assert everything == history
 
@@ -181,3 +183,9 @@ def test_bad_settings_name_the_field() -> None:
 
 def test_terms_drop_stop_words_and_stem_lightly() -> None:
     assert terms("The trains are running to London") == ["train", "runn", "london"]
+
+
+async def test_never_more_than_max_turns_even_with_many_system_messages() -> None:
+    history = [msg("system", f"rule {i}") for i in range(4)] + [msg("user", "hello")]
+    kept = await RelevanceContextPruner().prune(history, "hello", max_turns=2)
+    assert kept == history[:2]

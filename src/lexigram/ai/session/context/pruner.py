@@ -2,7 +2,8 @@
 
 Selection, in this order:
 
-1. System messages are always kept (they count toward the limits).
+1. System messages are always kept (they count toward the limits; past ``max_turns``
+   only the oldest ones fit).
 2. The newest ``keep_last`` units (none by default) are kept when they fit.
 3. The rest are taken by score, best first, while they fit; a unit that does not
    fit is skipped and smaller ones may still go in.
@@ -137,7 +138,7 @@ class RelevanceContextPruner:
         current_query: str,
         max_turns: int,
     ) -> list[ChatMessageProtocol]:
-        """At most ``max_turns`` messages (system messages beyond that are still kept)."""
+        """At most ``max_turns`` messages, system messages first, in chronological order."""
         return self.select(history, current_query, max_turns=max_turns).messages
 
     def fit(
@@ -177,7 +178,8 @@ class RelevanceContextPruner:
             return len(units[u].indices) <= turn_room and units[u].tokens <= token_room
 
         for u, unit in enumerate(units):
-            if unit.system:
+            # System messages always go in, but never past max_turns (the oldest win).
+            if unit.system and len(unit.indices) <= turn_room:
                 take(u)
         others = [u for u, unit in enumerate(units) if not unit.system]
         for u in reversed(others[-self.keep_last :] if self.keep_last else []):
