@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
@@ -29,7 +28,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn_id
+from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn
 
 __all__ = ["SessionContext", "SessionBinding"]
 
@@ -298,17 +297,15 @@ class SessionContext:
         binding = self._binding()
         state = self._require_state()
         manager = self._require_manager(binding)
-        turn = SessionTurn(
-            turn_id=new_turn_id(),
-            role=role,
-            content=content,
-            timestamp=datetime.now(UTC),
-            tool_calls=list(tool_calls or []),
-            metadata=dict(metadata or {}),
+        turn = new_turn(
+            role,
+            content,
             tokens_used=tokens_used,
             cost=cost,
             model=model,
             provider=provider,
+            metadata=metadata,
+            tool_calls=tool_calls,
         )
         header = await manager.add_turns(state.session_id, [turn])
         if binding is not None and binding.state is state:

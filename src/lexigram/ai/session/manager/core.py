@@ -47,7 +47,7 @@ from lexigram.ai.session.observability import instrumented, telemetry
 from lexigram.ai.session.stores.base import SessionPage, SessionPatch, SessionRecord, SessionStore
 from lexigram.ai.session.stores.codec import dumps, validate_turn
 
-__all__ = ["SessionManager", "SessionManagerImpl", "new_session_id", "new_turn_id"]
+__all__ = ["SessionManager", "SessionManagerImpl", "new_session_id", "new_turn", "new_turn_id"]
 
 logger = get_logger(__name__)
 
@@ -74,6 +74,32 @@ def new_session_id() -> str:
 def new_turn_id() -> str:
     """A fresh turn id."""
     return uuid.uuid4().hex
+
+
+def new_turn(
+    role: str,
+    content: str,
+    *,
+    tokens_used: int = 0,
+    cost: float = 0.0,
+    model: str | None = None,
+    provider: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    tool_calls: Sequence[Mapping[str, Any]] | None = None,
+) -> SessionTurn:
+    """A turn with a fresh id and the current time (validated when it is appended)."""
+    return SessionTurn(
+        turn_id=new_turn_id(),
+        role=role,
+        content=content,
+        timestamp=datetime.now(UTC),
+        tool_calls=[dict(call) for call in tool_calls or []],
+        metadata=dict(metadata or {}),
+        tokens_used=tokens_used,
+        cost=cost,
+        model=model,
+        provider=provider,
+    )
 
 
 def _check_user_id(user_id: Any) -> str:
@@ -287,17 +313,15 @@ class SessionManagerImpl:
         tool_calls: list[dict[str, Any]] | None = None,
     ) -> SessionTurn:
         """Build a turn with a fresh id and the current time, append it and return it."""
-        turn = SessionTurn(
-            turn_id=new_turn_id(),
-            role=role,
-            content=content,
-            timestamp=datetime.now(UTC),
-            tool_calls=list(tool_calls or []),
-            metadata=dict(metadata or {}),
+        turn = new_turn(
+            role,
+            content,
             tokens_used=tokens_used,
             cost=cost,
             model=model,
             provider=provider,
+            metadata=metadata,
+            tool_calls=tool_calls,
         )
         await self.add_turns(session_id, [turn])
         return turn
