@@ -6,8 +6,9 @@ atomic with respect to every other task. Nothing survives the process.
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -64,6 +65,33 @@ class _Session:
     fork_seq: int | None = None
 
 
+class _UserIndex:
+    """A user's sessions by creation ordinal: ordered iteration, O(page) paging."""
+
+    def __init__(self) -> None:
+        self.ordinals: list[int] = []
+        self.ids: dict[int, str] = {}
+
+    def add(self, ordinal: int, session_id: str) -> None:
+        bisect.insort(self.ordinals, ordinal)
+        self.ids[ordinal] = session_id
+
+    def remove(self, ordinal: int) -> None:
+        if self.ids.pop(ordinal, None) is not None:
+            del self.ordinals[bisect.bisect_left(self.ordinals, ordinal)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.ids[o] for o in self.ordinals)
+
+    def newest_first(self, below: int | None) -> Iterator[str]:
+        """Session ids newest first, starting below the ordinal ``below``."""
+        end = len(self.ordinals) if below is None else bisect.bisect_left(self.ordinals, below)
+        return (self.ids[self.ordinals[i]] for i in range(end - 1, -1, -1))
+
+
+_NO_SESSIONS = _UserIndex()
+
+
 @dataclass
 class _Checkpoint:
     checkpoint_id: str
@@ -84,7 +112,7 @@ class InMemorySessionStore(SessionStore):
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)
         self._sessions: dict[str, _Session] = {}
-        self._by_user: dict[str, dict[str, None]] = {}
+        self._by_user: dict[str, _UserIndex] = {}
         self._branches: dict[str, dict[str, None]] = {}
         self._checkpoints: dict[str, _Checkpoint] = {}
         self._session_checkpoints: dict[str, list[str]] = {}
@@ -137,7 +165,7 @@ class InMemorySessionStore(SessionStore):
     def _live_count(self, user_id: str, now: datetime) -> int:
         return sum(
             1
-            for sid in self._by_user.get(user_id, {})
+            for sid in self._by_user.get(user_id, _NO_SESSIONS)
             if self._status(self._sessions[sid], now) in LIVE_STATUSES
         )
 
@@ -150,7 +178,7 @@ class InMemorySessionStore(SessionStore):
             self.deadline_for(state.updated_at) if state.status in LIVE_STATUSES else None
         )
         self._sessions[state.session_id] = sess
-        self._by_user.setdefault(state.user_id, {})[state.session_id] = None
+        self._by_user.setdefault(state.user_id, _UserIndex()).add(sess.ordinal, state.session_id)
         if state.parent_session_id:
             self._branches.setdefault(state.parent_session_id, {})[state.session_id] = None
         return sess
@@ -208,7 +236,7 @@ class InMemorySessionStore(SessionStore):
         sess = self._sessions.pop(session_id, None)
         if sess is None:
             return
-        self._by_user.get(sess.header.user_id, {}).pop(session_id, None)
+        self._by_user.get(sess.header.user_id, _NO_SESSIONS).remove(sess.ordinal)
         if sess.header.parent_session_id:
             self._branches.get(sess.header.parent_session_id, {}).pop(session_id, None)
         for cp_id in self._session_checkpoints.pop(session_id, []):
@@ -216,16 +244,15 @@ class InMemorySessionStore(SessionStore):
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
         now = self.now()
-        found = sorted(
-            (self._sessions[sid] for sid in self._by_user.get(user_id, {})), key=lambda s: s.ordinal
-        )
-        return [self._full(sess, now) for sess in found]
+        index = self._by_user.get(user_id, _NO_SESSIONS)
+        return [self._full(self._sessions[sid], now) for sid in index]
 
     def _reindex(self, session_id: str, old: SessionState, new: SessionState) -> None:
         """Keep the user and branch indexes right when ``save`` changes the owner or parent."""
         if old.user_id != new.user_id:
-            self._by_user.get(old.user_id, {}).pop(session_id, None)
-            self._by_user.setdefault(new.user_id, {})[session_id] = None
+            ordinal = self._sessions[session_id].ordinal
+            self._by_user.get(old.user_id, _NO_SESSIONS).remove(ordinal)
+            self._by_user.setdefault(new.user_id, _UserIndex()).add(ordinal, session_id)
         if old.parent_session_id != new.parent_session_id:
             if old.parent_session_id:
                 self._branches.get(old.parent_session_id, {}).pop(session_id, None)
@@ -344,8 +371,6 @@ class InMemorySessionStore(SessionStore):
         sess = self._get(session_id)
         seqs = sess.live
         if after_seq is not None:
-            import bisect
-
             seqs = seqs[bisect.bisect_right(seqs, after_seq) :]
         if limit is not None:
             seqs = seqs[: max(limit, 0)]
@@ -361,16 +386,11 @@ class InMemorySessionStore(SessionStore):
     ) -> SessionPage:
         now = self.now()
         below = _parse_cursor(cursor)
-        sessions = sorted(
-            (self._sessions[sid] for sid in self._by_user.get(user_id, {})),
-            key=lambda s: s.ordinal,
-            reverse=True,
-        )
+        index = self._by_user.get(user_id, _NO_SESSIONS)
         items: list[SessionState] = []
         last_ordinal: int | None = None
-        for sess in sessions:
-            if below is not None and sess.ordinal >= below:
-                continue
+        for sid in index.newest_first(below):
+            sess = self._sessions[sid]
             if status is not None and self._status(sess, now) != status:
                 continue
             if len(items) == limit:
