@@ -18,6 +18,17 @@ _USER_ROLES = frozenset({"user", "human"})
 _REPLY_ROLES = frozenset({"assistant", "ai", "agent"})
 
 
+def json_ready(report: Any) -> dict[str, Any]:
+    """A dataclass report as a JSON-ready dict (datetimes as ISO-8601, mappings as dicts)."""
+    data: dict[str, Any] = asdict(report)
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+        elif isinstance(value, Mapping):
+            data[key] = dict(value)
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class SessionAnalytics:
     """Figures of one session.
@@ -62,16 +73,8 @@ class SessionAnalytics:
         return sum(self.tool_call_counts.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (datetimes as ISO-8601, tuples as lists)."""
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
-            elif isinstance(value, tuple):
-                data[key] = list(value)
-            elif isinstance(value, Mapping):
-                data[key] = dict(value)
-        return data
+        """A JSON-ready dict (datetimes as ISO-8601)."""
+        return json_ready(self)
 
 
 def tool_names(tool_calls: Iterable[Any]) -> list[str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
-from lexigram.ai.session.analytics.session import SessionAnalytics, compute
+from lexigram.ai.session.analytics.session import SessionAnalytics, compute, json_ready
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 
 __all__ = [
@@ -51,16 +51,8 @@ class UserSessionAnalytics:
     last_activity_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
-            elif isinstance(value, tuple):
-                data[key] = list(value)
-            elif isinstance(value, Mapping):
-                data[key] = dict(value)
-        return data
+        """A JSON-ready dict (datetimes as ISO-8601)."""
+        return json_ready(self)
 
 
 def _merge_distinct(groups: Iterable[list[str]]) -> list[str]:

@@ -49,6 +49,21 @@ async def insert_turns(tx: Tx, ctx: Ctx, rows: Sequence[dict[str, Any]]) -> None
         await tx.many(ctx.q.insert_turn, rows)
 
 
+def _append_params(
+    ctx: Ctx, session_id: str, n: int, tokens: int, cost: float, max_turns: int | None
+) -> dict[str, Any]:
+    """The bound parameters of the header update every append makes."""
+    return {
+        "sid": session_id,
+        "n": n,
+        "tokens": tokens,
+        "cost": cost,
+        "now": ctx.now,
+        "max": NO_LIMIT if max_turns is None else max_turns,
+        "expires": ctx.deadline(ctx.now),
+    }
+
+
 async def append(
     tx: Tx,
     ctx: Ctx,
@@ -63,15 +78,7 @@ async def append(
     """Append prepared turn rows and bump the counters, checks first (see module doc)."""
     q = ctx.q
     n = len(rows)
-    params: dict[str, Any] = {
-        "sid": session_id,
-        "n": n,
-        "tokens": tokens,
-        "cost": cost,
-        "now": ctx.now,
-        "max": NO_LIMIT if max_turns is None else max_turns,
-        "expires": ctx.deadline(ctx.now),
-    }
+    params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
     sql = q.append
     if patch is not None:
         params.update(patch)
@@ -114,19 +121,11 @@ async def append_one(
     the append if the session changed in between).
     """
     n = len(rows)
-    params: dict[str, Any] = {
-        "sid": session_id,
-        "n": n,
-        "tokens": tokens,
-        "cost": cost,
-        "now": ctx.now,
-        "max": NO_LIMIT if max_turns is None else max_turns,
-        "expires": ctx.deadline(ctx.now),
-        "ids": [r["turn_id"] for r in rows],
-        "toks": [r["tokens_used"] for r in rows],
-        "costs": [r["cost"] for r in rows],
-        "datas": [r["data"] for r in rows],
-    }
+    params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
+    params["ids"] = [r["turn_id"] for r in rows]
+    params["toks"] = [r["tokens_used"] for r in rows]
+    params["costs"] = [r["cost"] for r in rows]
+    params["datas"] = [r["data"] for r in rows]
     sql = ctx.q.append_one
     if patch is not None:
         params.update(patch)

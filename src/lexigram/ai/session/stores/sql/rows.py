@@ -113,19 +113,7 @@ def turn_params(session_id: str, seq: int, turn: SessionTurn) -> dict[str, Any]:
 
 def encode_turn_json(turn: SessionTurn) -> bytes:
     """The turn as one JSON object; ``SessionValidationError`` names a field JSON cannot hold."""
-    data = {
-        "turn_id": turn.turn_id,
-        "role": turn.role,
-        "content": turn.content,
-        "timestamp": turn.timestamp.isoformat(),
-        "tool_calls": turn.tool_calls,
-        "skill_results": turn.skill_results,
-        "metadata": turn.metadata,
-        "tokens_used": turn.tokens_used,
-        "cost": turn.cost,
-        "model": turn.model,
-        "provider": turn.provider,
-    }
+    data = turn_to_dict(turn)
     try:
         return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
