@@ -112,10 +112,13 @@ class SessionPage:
     """One page of a user's sessions (headers, newest first) and the cursor to the next.
 
     It also behaves as the sequence of its items (``len``, iteration, indexing).
+    ``damaged`` lists the ids of sessions on this page whose stored record could not
+    be decoded: they are left out of ``items`` instead of failing the whole listing.
     """
 
     items: list[SessionState]
     next_cursor: str | None = None
+    damaged: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -417,6 +420,15 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
+
+    async def quarantine(self, session_id: str) -> None:  # noqa: B027 - optional hook
+        """Take a session whose record cannot be decoded out of the sweeper's indexes.
+
+        The sweeper calls this after ``mark_expired``/``purge`` raised
+        ``CorruptRecordError`` so that the damaged record is not met again in every
+        batch. The record itself is left as it is, for an operator to inspect or
+        delete. Must be idempotent and must not need to decode the record.
+        """
 
     @abc.abstractmethod
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
