@@ -1,0 +1,1 @@
+"""Fault-injection tests: a loopback proxy between the stores and the real servers."""
