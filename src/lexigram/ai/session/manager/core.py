@@ -24,7 +24,6 @@ from lexigram.contracts.events.protocols.domain import EventBusProtocol
 from lexigram.hooks import HookRegistry
 from lexigram.logging import get_logger
 
-from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
@@ -40,6 +39,7 @@ from lexigram.ai.session.hooks import (
     SessionStartedHook,
     SessionTurnAddedHook,
 )
+from lexigram.ai.session.manager.checkpoints import CheckpointManager
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.state_machine import SessionStateMachine

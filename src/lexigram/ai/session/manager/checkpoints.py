@@ -1,0 +1,147 @@
+"""``CheckpointManager``: create, list, restore, delete and prune checkpoints.
+
+It lives in the manager layer because :class:`SessionManagerImpl` checkpoints through
+it; :mod:`lexigram.ai.session.checkpointing` exports it for users.
+
+A checkpoint records the session's header fields and the positions of its live
+turns in the append-only turn log, so it costs O(1) storage whatever the session's
+length; restoring one never destroys any other.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
+
+from lexigram.ai.session.events import SessionCheckpointCreatedEvent, SessionCheckpointRestoredEvent
+from lexigram.ai.session.exceptions import CheckpointNotFoundError, SessionValidationError
+from lexigram.ai.session.hooks import (
+    HOOK_CHECKPOINT_CREATED,
+    HOOK_CHECKPOINT_RESTORED,
+    SessionCheckpointCreatedHook,
+    SessionCheckpointRestoredHook,
+)
+from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.stores.base import SessionStore
+
+__all__ = ["CheckpointManager", "new_checkpoint_id"]
+
+
+def new_checkpoint_id() -> str:
+    """A fresh, unguessable checkpoint id."""
+    return "cp_" + secrets.token_urlsafe(16)
+
+
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise SessionValidationError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+class CheckpointManager:
+    """Checkpoints of sessions kept in ``store``, at most ``max_checkpoints_per_session`` each."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        max_checkpoints_per_session: int = 50,
+        *,
+        notifier: SessionNotifier | None = None,
+    ) -> None:
+        if (
+            not isinstance(max_checkpoints_per_session, int)
+            or isinstance(max_checkpoints_per_session, bool)
+            or max_checkpoints_per_session < 1
+        ):
+            raise SessionValidationError(
+                "max_checkpoints_per_session",
+                f"must be an integer >= 1, got {max_checkpoints_per_session!r}",
+            )
+        self.store = store
+        self.max_checkpoints_per_session = max_checkpoints_per_session
+        self.notifier = notifier or SessionNotifier()
+
+    async def create(
+        self,
+        state: SessionState | str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        include_turns: bool = True,
+    ) -> SessionCheckpoint:
+        """Checkpoint the stored session ``state`` names (a state or a session id).
+
+        The checkpoint captures the session as stored at this moment, in one atomic
+        step; its parent is the session's previous checkpoint. The oldest checkpoints
+        beyond the retention limit are deleted.
+        """
+        if isinstance(state, SessionState):
+            session_id = _check_id("state.session_id", state.session_id)
+        elif isinstance(state, str):
+            session_id = _check_id("state", state)
+        else:
+            raise SessionValidationError(
+                "state", f"expected a SessionState or a session id, got {type(state).__name__}"
+            )
+        if metadata is not None and not isinstance(metadata, dict):
+            raise SessionValidationError(
+                "metadata", f"expected a dict, got {type(metadata).__name__}"
+            )
+        checkpoint, _pruned = await self.store.create_checkpoint(
+            session_id,
+            checkpoint_id=new_checkpoint_id(),
+            metadata=metadata,
+            max_checkpoints=self.max_checkpoints_per_session,
+            include_turns=include_turns,
+        )
+        await self.notifier.notify(
+            SessionCheckpointCreatedEvent(
+                session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
+            ),
+            HOOK_CHECKPOINT_CREATED,
+            SessionCheckpointCreatedHook(
+                session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
+            ),
+        )
+        return checkpoint
+
+    async def restore(self, checkpoint_id: str) -> SessionState:
+        """Put the checkpoint's session back to it (ACTIVE) and return the full state."""
+        state = await self.store.restore_checkpoint(_check_id("checkpoint_id", checkpoint_id))
+        await self.notifier.notify(
+            SessionCheckpointRestoredEvent(
+                session_id=state.session_id, checkpoint_id=checkpoint_id
+            ),
+            HOOK_CHECKPOINT_RESTORED,
+            SessionCheckpointRestoredHook(session_id=state.session_id, checkpoint_id=checkpoint_id),
+        )
+        return state
+
+    async def get(self, checkpoint_id: str) -> SessionCheckpoint:
+        """The checkpoint with its full state; ``CheckpointNotFoundError`` when unknown."""
+        checkpoint = await self.store.load_checkpoint(_check_id("checkpoint_id", checkpoint_id))
+        if checkpoint is None:
+            raise CheckpointNotFoundError(checkpoint_id)
+        return checkpoint
+
+    async def list(
+        self, session_id: str, *, include_turns: bool = False
+    ) -> builtins.list[SessionCheckpoint]:
+        """The session's checkpoints, newest first.
+
+        By default each state is header-only (``turns == []``, ``turn_count`` set),
+        which reads no turn; ``include_turns=True`` loads them.
+        """
+        _check_id("session_id", session_id)
+        if include_turns:
+            found = await self.store.list_checkpoints(session_id)
+        else:
+            found = await self.store.list_checkpoint_headers(session_id)
+        return builtins.list(reversed(found))
+
+    async def delete(self, checkpoint_id: str) -> None:
+        """Delete one checkpoint; ``CheckpointNotFoundError`` when unknown."""
+        if not await self.store.delete_checkpoint(_check_id("checkpoint_id", checkpoint_id)):
+            raise CheckpointNotFoundError(checkpoint_id)
