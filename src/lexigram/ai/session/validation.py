@@ -1,0 +1,348 @@
+"""The input rules every backend enforces, checked at the API edge before any write.
+
+One rule set, the same on every store (in-memory, SQLite, PostgreSQL, Redis), so a
+value refused by one is refused by all, with the same :class:`SessionValidationError`
+naming the exact field (``user_id``, ``turns[2].tokens_used``, ``metadata.foo[0]``):
+
+* **Ids** (``session_id``, ``user_id``, ``turn_id``, ``checkpoint_id``, branch and
+  agent names): a non-blank ``str`` of at most :data:`MAX_ID_LENGTH` characters,
+  without control characters (U+0000-U+001F, U+007F-U+009F) or lone surrogates.
+* **Text** (``content``, ``role``, ``model``, ``provider``, ``system_prompt``, tool
+  and skill names): a ``str`` without lone surrogates (U+D800-U+DFFF, what a JSON
+  ``"\\ud800"`` escape decodes to), which no backend can encode.
+* **JSON values** (``metadata``, ``variables``, ``tool_calls``, ``skill_results``):
+  ``None``, ``bool``, ``str`` (no lone surrogate), ``int`` within
+  +/-:data:`MAX_JSON_INT` (signed 64 bits), finite ``float``, ``list``/``tuple`` and
+  ``dict`` with ``str`` keys, nested at most :data:`MAX_JSON_DEPTH` levels. Every
+  backend reads such a value back equal to what was written (a tuple as a list).
+* **Token counts** (``tokens_used``, ``total_tokens``): an ``int`` (not ``bool``) in
+  ``0..MAX_SAFE_INT`` (2**53 - 1, exact in every backend's arithmetic, doubles
+  included). A write that would take a session's ``total_tokens`` past it is
+  refused naming ``total_tokens``.
+* **Costs** (``cost``, ``total_cost``): an ``int`` or ``float`` (not ``bool``),
+  finite and ``>= 0``. A write whose ``total_cost`` would not be finite is refused
+  naming ``total_cost``.
+
+The checks are cheap on the hot path: ASCII text is accepted in constant time, and
+empty containers are not walked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionTurn
+
+from lexigram.ai.session.exceptions import SessionValidationError
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INT",
+    "MAX_SAFE_INT",
+    "check_cost",
+    "check_id",
+    "check_json",
+    "check_mapping",
+    "check_names",
+    "check_optional_id",
+    "check_optional_text",
+    "check_state",
+    "check_text",
+    "check_tokens",
+    "check_totals",
+    "check_turn",
+    "check_turns",
+    "new_totals",
+]
+
+#: Largest token count (per turn and per session): 2**53 - 1, exact as a double.
+MAX_SAFE_INT = 2**53 - 1
+
+#: Longest id, in characters (at most 1,020 UTF-8 bytes: fits every backend's index).
+MAX_ID_LENGTH = 255
+
+#: Largest magnitude of an integer inside a JSON value (signed 64 bits).
+MAX_JSON_INT = 2**63 - 1
+
+#: Deepest nesting of a JSON value (containers within containers).
+MAX_JSON_DEPTH = 64
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ID_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SHOWN = 40
+
+
+def _shown(value: Any) -> str:
+    """A short, printable rendering of ``value`` for an error message."""
+    text = repr(value)
+    if len(text) > _SHOWN:
+        text = text[:_SHOWN] + "..."
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _fail(field: str, problem: str) -> SessionValidationError:
+    return SessionValidationError(field, problem)
+
+
+# ---------------------------------------------------------------------- text
+def check_text(value: Any, field: str) -> str:
+    """``value`` when it is a ``str`` without lone surrogates; else refuse naming ``field``."""
+    if type(value) is not str and not isinstance(value, str):
+        raise _fail(field, f"expected a string, got {type(value).__name__}")
+    if not value.isascii() and _SURROGATE.search(value) is not None:
+        raise _fail(field, "contains a lone surrogate (U+D800-U+DFFF), which cannot be stored")
+    return value
+
+
+def check_optional_text(value: Any, field: str) -> str | None:
+    """None, or text as :func:`check_text` accepts it."""
+    return None if value is None else check_text(value, field)
+
+
+def check_id(value: Any, field: str) -> str:
+    """``value`` when it is a valid id (see the module docstring); else refuse naming ``field``."""
+    if not isinstance(value, str):
+        raise _fail(field, f"expected a non-empty string, got {type(value).__name__}")
+    if len(value) > MAX_ID_LENGTH:
+        raise _fail(field, f"is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
+    if not value or value.isspace():
+        raise _fail(field, f"must be a non-empty string, got {_shown(value)}")
+    if _ID_BAD.search(value) is not None:
+        raise _fail(
+            field,
+            f"contains a control character or a lone surrogate: {_shown(value)}",
+        )
+    return value
+
+
+def check_optional_id(value: Any, field: str) -> str | None:
+    """None, or an id as :func:`check_id` accepts it."""
+    return None if value is None else check_id(value, field)
+
+
+# ------------------------------------------------------------------- numbers
+def check_tokens(value: Any, field: str) -> int:
+    """``value`` when it is an ``int`` (not ``bool``) in ``0..MAX_SAFE_INT``."""
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise _fail(field, f"expected an integer, got {type(value).__name__}")
+    if not 0 <= value <= MAX_SAFE_INT:
+        raise _fail(field, f"must be in 0..{MAX_SAFE_INT} (2**53 - 1), got {_shown(value)}")
+    return int(value)
+
+
+def check_cost(value: Any, field: str) -> float:
+    """``value`` when it is a finite, non-negative ``int``/``float`` (not ``bool``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(field, f"expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(field, f"is too large to store as a float: {_shown(value)}") from None
+    if not math.isfinite(number) or number < 0:
+        raise _fail(field, f"must be a finite number >= 0, got {_shown(value)}")
+    return number
+
+
+def check_totals(total_tokens: int, total_cost: float, *, prefix: str = "") -> None:
+    """Refuse session totals that cannot be stored (fields ``total_tokens``/``total_cost``)."""
+    if not 0 <= total_tokens <= MAX_SAFE_INT:
+        raise _fail(
+            f"{prefix}total_tokens",
+            f"would be {total_tokens}, past the limit of {MAX_SAFE_INT} (2**53 - 1)",
+        )
+    if not math.isfinite(total_cost) or total_cost < 0:
+        raise _fail(f"{prefix}total_cost", f"would be {total_cost!r}, not a finite number >= 0")
+
+
+def new_totals(
+    total_tokens: int, total_cost: float, turns: Sequence[SessionTurn]
+) -> tuple[int, float]:
+    """The totals after appending ``turns``, refused (:func:`check_totals`) past the limits.
+
+    Costs are added one turn at a time, in order, so the total equals a sum over the
+    live turns taken oldest first.
+    """
+    tokens = total_tokens
+    cost = total_cost
+    for turn in turns:
+        tokens += turn.tokens_used
+        cost += turn.cost
+    check_totals(tokens, cost)
+    return tokens, cost
+
+
+# ---------------------------------------------------------------------- JSON
+def _key_path(field: str, key: str) -> str:
+    return f"{field}.{key}" if key.isidentifier() else f"{field}[{_shown(key)}]"
+
+
+def _check_json(value: Any, field: str, depth: int) -> None:
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and _SURROGATE.search(value) is not None:
+            raise _fail(field, "contains a lone surrogate (U+D800-U+DFFF), which cannot be stored")
+        return
+    if value is None or kind is bool:
+        return
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+            raise _fail(
+                field, f"integer {_shown(value)} is outside +/-(2**63 - 1), which cannot be stored"
+            )
+        return
+    if kind is float or isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(field, f"{value!r} cannot be stored as JSON (numbers must be finite)")
+        return
+    if isinstance(value, str):
+        check_text(value, field)
+        return
+    if depth >= MAX_JSON_DEPTH:
+        raise _fail(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _fail(field, f"keys must be strings, got {_shown(key)}")
+            if not key.isascii() and _SURROGATE.search(key) is not None:
+                raise _fail(field, f"key {_shown(key)} contains a lone surrogate")
+            _check_json(item, _key_path(field, key), depth + 1)
+        return
+    if kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            _check_json(item, f"{field}[{index}]", depth + 1)
+        return
+    raise _fail(field, f"{type(value).__name__} cannot be stored as JSON")
+
+
+def check_json(value: Any, field: str) -> Any:
+    """``value`` when it is JSON-storable on every backend (see the module docstring)."""
+    if value or type(value) not in (dict, list):
+        _check_json(value, field, 0)
+    return value
+
+
+def check_mapping(value: Any, field: str) -> dict[str, Any]:
+    """A copy of ``value`` when it is a ``dict``-like JSON object with ``str`` keys."""
+    if not isinstance(value, Mapping):
+        raise _fail(field, f"expected a dict, got {type(value).__name__}")
+    data = dict(value)
+    check_json(data, field)
+    return data
+
+
+def check_names(value: Any, field: str) -> list[str]:
+    """A list copy of ``value`` when it is a sequence of text (tool or skill names)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _fail(field, f"expected a list of strings, got {type(value).__name__}")
+    names = list(value)
+    for index, item in enumerate(names):
+        check_text(item, f"{field}[{index}]")
+    return names
+
+
+def _check_dict_list(value: Any, field: str) -> None:
+    if type(value) is not list:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise _fail(field, f"expected a list of dicts, got {type(value).__name__}")
+        value = list(value)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise _fail(f"{field}[{index}]", f"expected a dict, got {type(item).__name__}")
+    if value:
+        _check_json(value, field, 0)
+
+
+# --------------------------------------------------------------------- turns
+def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
+    """``turn`` when every field can be stored; a naive timestamp is taken as UTC.
+
+    Checks ``turn_id`` (an id), ``role`` (non-blank text), ``content``, ``model`` and
+    ``provider`` (text), ``timestamp`` (a datetime), ``tool_calls`` and
+    ``skill_results`` (lists of JSON objects), ``metadata`` (a JSON object),
+    ``tokens_used`` and ``cost``. Errors name ``<field>.<attribute>``.
+    """
+    if not isinstance(turn, SessionTurn):
+        raise _fail(field, f"expected a SessionTurn, got {type(turn).__name__}")
+    check_id(turn.turn_id, f"{field}.turn_id")
+    role = turn.role
+    if not isinstance(role, str) or not role or role.isspace():
+        raise _fail(f"{field}.role", f"must be a non-empty string, got {_shown(role)}")
+    check_text(role, f"{field}.role")
+    content = turn.content
+    if type(content) is not str or not content.isascii():
+        check_text(content, f"{field}.content")
+    if turn.model is not None:
+        check_text(turn.model, f"{field}.model")
+    if turn.provider is not None:
+        check_text(turn.provider, f"{field}.provider")
+    check_tokens(turn.tokens_used, f"{field}.tokens_used")
+    cost = turn.cost
+    if type(cost) is not float or not (0.0 <= cost < math.inf):
+        check_cost(cost, f"{field}.cost")
+    if turn.tool_calls or type(turn.tool_calls) is not list:
+        _check_dict_list(turn.tool_calls, f"{field}.tool_calls")
+    if turn.skill_results or type(turn.skill_results) is not list:
+        _check_dict_list(turn.skill_results, f"{field}.skill_results")
+    metadata = turn.metadata
+    if metadata or type(metadata) is not dict:
+        if not isinstance(metadata, dict):
+            raise _fail(f"{field}.metadata", f"expected a dict, got {type(metadata).__name__}")
+        _check_json(metadata, f"{field}.metadata", 0)
+    stamp = turn.timestamp
+    if type(stamp) is not datetime and not isinstance(stamp, datetime):
+        raise _fail(f"{field}.timestamp", f"expected a datetime, got {type(stamp).__name__}")
+    if stamp.tzinfo is None:
+        return replace(turn, timestamp=stamp.replace(tzinfo=UTC))
+    return turn
+
+
+def check_turns(turns: Any, field: str = "turns") -> list[SessionTurn]:
+    """Each of ``turns`` checked by :func:`check_turn`, naming ``<field>[i]``."""
+    if isinstance(turns, SessionTurn | str) or not isinstance(turns, Sequence):
+        raise _fail(field, "expected a sequence of SessionTurn")
+    return [check_turn(turn, f"{field}[{index}]") for index, turn in enumerate(turns)]
+
+
+# --------------------------------------------------------------------- state
+def check_state(state: Any, field: str = "state") -> SessionState:
+    """Check a whole session handed to a store (``save``, ``create_session``, a fork).
+
+    Ids, text, JSON containers, every turn (``<field>.turns[i]``) and the totals
+    (``<field>.total_tokens``, ``<field>.total_cost``, ``<field>.turn_count``).
+    Returns ``state`` (with turns whose naive timestamps became UTC, if any).
+    """
+    if not isinstance(state, SessionState):
+        raise _fail(field, f"expected a SessionState, got {type(state).__name__}")
+    p = f"{field}."
+    check_id(state.session_id, f"{p}session_id")
+    check_id(state.user_id, f"{p}user_id")
+    check_optional_id(state.checkpoint_id, f"{p}checkpoint_id")
+    check_optional_id(state.parent_session_id, f"{p}parent_session_id")
+    check_optional_id(state.branch_name, f"{p}branch_name")
+    check_optional_text(state.system_prompt, f"{p}system_prompt")
+    if not isinstance(state.metadata, dict):
+        raise _fail(f"{p}metadata", f"expected a dict, got {type(state.metadata).__name__}")
+    check_json(state.metadata, f"{p}metadata")
+    if not isinstance(state.variables, dict):
+        raise _fail(f"{p}variables", f"expected a dict, got {type(state.variables).__name__}")
+    check_json(state.variables, f"{p}variables")
+    check_names(state.active_tools, f"{p}active_tools")
+    check_names(state.active_skills, f"{p}active_skills")
+    for name in ("created_at", "updated_at"):
+        if not isinstance(getattr(state, name), datetime):
+            raise _fail(f"{p}{name}", "expected a datetime")
+    check_tokens(state.total_tokens, f"{p}total_tokens")
+    check_cost(state.total_cost, f"{p}total_cost")
+    count = state.turn_count
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise _fail(f"{p}turn_count", f"expected an integer >= 0, got {_shown(count)}")
+    turns = check_turns(state.turns, f"{p}turns")
+    if any(a is not b for a, b in zip(turns, state.turns, strict=True)):
+        return replace(state, turns=turns)
+    return state
