@@ -6,3 +6,5 @@ this package imports none of them (nor any third-party SDK).
 * :mod:`lexigram.ai.session.integrations.openai_agents`: the OpenAI Agents SDK
   ``Session`` protocol (extra ``openai-agents``).
 """
+
+__all__: list[str] = []

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lexigram.ai.session.middleware.cookies import CookieCodec
+from lexigram.ai.session.middleware.di import register_web_services
+from lexigram.ai.session.middleware.identity import ANONYMOUS_PREFIX, UserResolver
+from lexigram.ai.session.middleware.session_middleware import SessionMiddleware
 
-_NAMES = {
-    "SessionMiddleware": "lexigram.ai.session.middleware.session_middleware",
-    "CookieCodec": "lexigram.ai.session.middleware.cookies",
-    "UserResolver": "lexigram.ai.session.middleware.identity",
-    "ANONYMOUS_PREFIX": "lexigram.ai.session.middleware.identity",
-    "register_web_services": "lexigram.ai.session.middleware.di",
-}
-
-__all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(name)
-    return getattr(importlib.import_module(module), name)
+__all__ = [
+    "ANONYMOUS_PREFIX",
+    "CookieCodec",
+    "SessionMiddleware",
+    "UserResolver",
+    "register_web_services",
+]

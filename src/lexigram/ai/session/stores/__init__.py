@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lexigram.ai.session.stores.base import (
     AppendResult,
@@ -39,14 +39,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The Redis and SQL stores import optional drivers: load them on first use.
-    if name == "CacheSessionStore":
-        from lexigram.ai.session.stores.cache import CacheSessionStore
+if not TYPE_CHECKING:
+    # The Redis and SQL stores import optional drivers: load them on first use. Hidden
+    # from type checkers, which see the imports above, so a misspelt name stays an error.
 
-        return CacheSessionStore
-    if name == "DatabaseSessionStore":
-        from lexigram.ai.session.stores.database import DatabaseSessionStore
+    def __getattr__(name: str) -> object:
+        if name == "CacheSessionStore":
+            from lexigram.ai.session.stores.cache import CacheSessionStore
 
-        return DatabaseSessionStore
-    raise AttributeError(name)
+            return CacheSessionStore
+        if name == "DatabaseSessionStore":
+            from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+            return DatabaseSessionStore
+        raise AttributeError(f"module 'lexigram.ai.session.stores' has no attribute {name!r}")
