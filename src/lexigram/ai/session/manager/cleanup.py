@@ -209,7 +209,7 @@ class SessionCleanupScheduler:
             )
             self.last_report = report
             if expired or purged:
-                logger.info(
+                logger.debug(
                     "ai_session.sweep", expired=expired, purged=purged, seconds=round(seconds, 3)
                 )
             return report

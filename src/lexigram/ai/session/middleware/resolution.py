@@ -143,7 +143,7 @@ async def resolve_request(
             payload = codec.decode(raw)
             if payload is None:
                 cookie_rejected = True
-                logger.info("ai_session.web.cookie_rejected", detail="bad signature or expired")
+                logger.debug("ai_session.web.cookie_rejected", detail="bad signature or expired")
     anonymous_id: str | None = None
     if user_id is None and config.allow_anonymous and codec is not None:
         # Anonymous callers are told apart by the id in their signed cookie only;
@@ -156,7 +156,7 @@ async def resolve_request(
     if session_id is not None:
         state, rejection = await _check(manager, session_id, user_id)
         if rejection is not None:
-            logger.info(
+            logger.debug(
                 "ai_session.web.session_not_bound",
                 reason=rejection.value,
                 source=source,

@@ -291,7 +291,7 @@ class GroupSession:
                 f"{previous.next_speaker!r} is not in the group (members: {self.agent_names})",
             )
         rounds = max_rounds or previous.max_rounds
-        logger.info(
+        logger.debug(
             "ai_session.group.resumed",
             session_id=header.session_id,
             run_id=previous.run_id,
