@@ -89,9 +89,10 @@ async def test_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
     manager = await make_manager(max_turns_per_session=5)
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
     await adapter.add_items([{"role": "user", "content": "one"}])
-    with pytest.raises(SessionValidationError) as info:
-        await adapter.add_items([{"role": "user", "content": "two"}, {"no": "type"}])
-    assert info.value.field == "items[1].type"
+    with pytest.raises(TypeError) as info:
+        await adapter.add_items([{"role": "user", "content": "two"}, {"when": object()}])
+    assert isinstance(info.value, SessionValidationError)
+    assert info.value.field == "items[1]"
     with pytest.raises(SessionCapacityError):
         await adapter.add_items([{"role": "user", "content": str(i)} for i in range(5)])
     assert await adapter.get_items() == [{"role": "user", "content": "one"}]

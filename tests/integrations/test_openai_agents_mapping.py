@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
-from lexigram.ai.session.integrations.openai_agents import ITEM_KEY, item_to_turn, turn_to_item
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.integrations.openai_agents import (
+    ITEM_KEY,
+    ITEM_TYPE_KEY,
+    NEUTRAL_ROLE,
+    item_to_turn,
+    turn_to_item,
+    turns_to_items,
+)
 from lexigram.ai.session.stores.codec import validate_turn
 
 from .conftest import sample_items
@@ -88,22 +95,59 @@ def test_reasoning_and_other_items() -> None:
 
 
 @pytest.mark.parametrize(
-    ("item", "field"),
+    "item",
     [
-        ("hello", "items[4]"),
-        ({"content": "no role or type"}, "items[4].type"),
-        ({"type": "message", "role": "", "content": "x"}, "items[4].role"),
-        ({"type": 3}, "items[4].type"),
-        ({"role": "user", "content": ("a", "b")}, "items[4]"),
-        ({"role": "user", "content": "x", "score": math.nan}, "items[4]"),
-        ({"role": "user", "content": object()}, "items[4]"),
-        ({1: "x", "role": "user"}, "items[4]"),
+        {"role": "user", "content": ("a", "b")},
+        {"role": "user", "content": "x", "score": math.nan},
+        {"role": "user", "content": "x", "score": math.inf},
+        {"role": "user", "content": object()},
+        {1: "x", "role": "user"},
+        {"role": "user", "content": "x", "n": 2**64},
+        ("a", "b"),
     ],
 )
-def test_bad_items_are_refused_naming_the_field(item: Any, field: str) -> None:
-    with pytest.raises(SessionValidationError) as info:
+def test_items_that_are_not_json_are_refused_as_type_errors(item: Any) -> None:
+    """Where the SDK's sessions raise ``TypeError``, so does the adapter (field named)."""
+    with pytest.raises(TypeError) as info:
         item_to_turn(item, now=NOW, field="items[4]")
-    assert info.value.field == field
+    assert isinstance(info.value, SessionValidationError)
+    assert info.value.field == "items[4]"
+    assert "items[4]" in str(info.value)
+
+
+ENVELOPE = {"__enc__": 1, "v": 1, "kid": "hkdf-v1", "payload": "gAAAAABn-opaque-token=="}
+
+
+@pytest.mark.parametrize(
+    ("item", "kind", "content"),
+    [
+        (ENVELOPE, "encrypted", "[encrypted item]"),
+        ({"content": "no role or type"}, "opaque", "[item]"),
+        ({"__enc__": 1, "payload": "incomplete envelope"}, "opaque", "[item]"),
+        ({"type": "message", "role": "", "content": "x"}, "opaque", "[item]"),
+        ({"type": 3}, "opaque", "[item]"),
+        ({"type": None, "x": [1, 2]}, "opaque", "[item]"),
+        ("hello", "opaque", "[item]"),
+        ([1, {"a": None}], "opaque", "[item]"),
+        (42, "opaque", "[item]"),
+        (None, "opaque", "[item]"),
+        ({}, "opaque", "[item]"),
+    ],
+)
+def test_items_of_unknown_shape_become_neutral_turns(item: Any, kind: str, content: str) -> None:
+    turn = validate_turn(item_to_turn(item, now=NOW, field="items[0]"))
+    assert (turn.role, turn.content, turn.tool_calls) == (NEUTRAL_ROLE, content, [])
+    assert turn.metadata == {ITEM_KEY: item, ITEM_TYPE_KEY: kind}
+    back = turn_to_item(turn)
+    assert back == item and type(back) is type(item)
+
+
+def test_key_order_is_kept() -> None:
+    item = {"z": 1, "payload": "p", "__enc__": 1, "kid": "k", "v": 1, "a": {"y": 1, "b": 2}}
+    back = turn_to_item(item_to_turn(item, now=NOW))
+    assert list(back) == list(item) and list(back["a"]) == ["y", "b"]
+    envelope = turn_to_item(item_to_turn(dict(reversed(list(ENVELOPE.items()))), now=NOW))
+    assert list(envelope) == ["payload", "kid", "v", "__enc__"]
 
 
 def test_the_stored_item_is_a_copy() -> None:
@@ -123,8 +167,9 @@ def test_turns_written_by_other_code_become_plain_messages() -> None:
     assert turn_to_item(_turn("tool", "42", {})) == {"role": "assistant", "content": "42"}
 
 
-def test_a_corrupt_stored_item_names_the_turn() -> None:
-    with pytest.raises(CorruptRecordError) as info:
-        turn_to_item(_turn("user", "hi", {ITEM_KEY: "not an object"}))
-    assert "t1" in str(info.value)
-    assert ITEM_KEY in str(info.value)
+def test_turns_to_items_mixes_adapter_and_foreign_turns() -> None:
+    ours = item_to_turn(ENVELOPE, now=NOW)
+    foreign = _turn("tool", "42", {})
+    assert turns_to_items([ours, foreign, ours]) == [
+        ENVELOPE, {"role": "assistant", "content": "42"}, ENVELOPE
+    ]

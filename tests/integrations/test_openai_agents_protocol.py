@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from agents import SQLiteSession
 from agents.memory import Session, SessionSettings
 
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
@@ -29,9 +31,47 @@ async def test_session_settings_accepts_a_dict_and_rejects_junk() -> None:
     manager = _manager()
     adapter = OpenAIAgentsSession(manager, "s1", session_settings={"limit": 3})
     assert adapter.session_settings == SessionSettings(limit=3)
-    with pytest.raises(SessionValidationError) as info:
+    with pytest.raises(TypeError) as info:
         OpenAIAgentsSession(manager, "s1", session_settings=42)  # type: ignore[arg-type]
+    assert isinstance(info.value, SessionValidationError)
     assert info.value.field == "session_settings"
+    with pytest.raises(SessionValidationError) as bad_value:
+        OpenAIAgentsSession(manager, "s1", session_settings={"limit": "many"})
+    assert bad_value.value.field == "session_settings"
+
+
+@pytest.mark.parametrize(
+    ("settings", "unknown"),
+    [({"limitt": 1}, "limitt"), ({"limit": 2, "max": 3, "b": 1}, "b, max")],
+)
+def test_unknown_session_settings_raise_type_error_like_the_sdk(
+    tmp_path: Path, settings: dict[str, object], unknown: str
+) -> None:
+    message = f"Unknown session settings: {unknown}"
+    with pytest.raises(TypeError, match=message):
+        SQLiteSession("reference", db_path=tmp_path / "sdk.db", session_settings=settings)
+    with pytest.raises(TypeError, match=message) as info:
+        OpenAIAgentsSession(_manager(), "s1", session_settings=settings)
+    assert isinstance(info.value, SessionValidationError)
+    assert info.value.field == "session_settings"
+    assert info.value.code == "LEX_ERR_SES_107"
+
+
+async def test_items_the_sdk_refuses_with_type_error_are_type_errors_here(tmp_path: Path) -> None:
+    manager = _manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    sdk = SQLiteSession("reference", db_path=tmp_path / "sdk.db")
+    bad = [{"role": "user", "content": "ok"}, {"role": "user", "content": {1, 2}}]
+    try:
+        with pytest.raises(TypeError):
+            await sdk.add_items(bad)  # type: ignore[list-item]
+        with pytest.raises(TypeError, match=r"items\[1\]") as info:
+            await adapter.add_items(bad)  # type: ignore[list-item]
+        assert isinstance(info.value, SessionValidationError)
+        assert info.value.field == "items[1]"
+        assert await adapter.get_items() == [] == await sdk.get_items()
+    finally:
+        sdk.close()
 
 
 @pytest.mark.parametrize(

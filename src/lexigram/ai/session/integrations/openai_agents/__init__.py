@@ -24,12 +24,28 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'lexigram-ai-session[openai-agents]'"
     ) from exc
 
+from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.integrations.openai_agents.mapping import (
+    ENCRYPTED_KIND,
     ITEM_KEY,
     ITEM_TYPE_KEY,
+    NEUTRAL_ROLE,
+    OPAQUE_KIND,
     item_to_turn,
     turn_to_item,
+    turns_to_items,
 )
 from lexigram.ai.session.integrations.openai_agents.session import OpenAIAgentsSession
 
-__all__ = ["ITEM_KEY", "ITEM_TYPE_KEY", "OpenAIAgentsSession", "item_to_turn", "turn_to_item"]
+__all__ = [
+    "ENCRYPTED_KIND",
+    "ITEM_KEY",
+    "ITEM_TYPE_KEY",
+    "NEUTRAL_ROLE",
+    "OPAQUE_KIND",
+    "OpenAIAgentsSession",
+    "SessionTypeError",
+    "item_to_turn",
+    "turn_to_item",
+    "turns_to_items",
+]

@@ -16,17 +16,27 @@ but a ``role``)            ``role``     content parts joined by newlines (``[ima
 ``*_output`` (tool         tool         the output text (text parts joined; other
 outputs)                                values as compact JSON)
 ``mcp_approval_response``  user         ``[mcp_approval_response]``
-anything else              assistant    ``[type]`` (``[type: name]`` when named)
+any other ``type``         assistant    ``[type]`` (``[type: name]`` when named)
+an ``EncryptedSession``    ``data``     ``[encrypted item]``
+envelope
+any other JSON value       ``data``     ``[item]``
+(no ``type`` nor ``role``,
+or not an object)
 =========================  ===========  =============================================
+
+``data`` is the neutral role: no lexigram feature gives it a meaning (the context
+pruner does not keep it, analytics do not count it as a reply); its
+``openai_item_type`` is ``encrypted`` or ``opaque``.
 
 Tool calls (``*_call`` items) also fill ``turn.tool_calls``; ``function_call`` gives
 ``{"id": call_id, "type": "function", "name": ..., "arguments": ...}``.
 
 The item itself is kept whole in ``turn.metadata["openai_item"]`` (with its type in
 ``"openai_item_type"`` and, for calls and outputs, ``"call_id"``), so
-:func:`turn_to_item` gives back exactly the item that was stored. Every turn gets a
-fresh lexigram turn id; the item's own ``id``/``call_id`` stay inside the item (the
-SDK does not guarantee they are unique in a history).
+:func:`turn_to_item` gives back exactly the item that was stored (equal, keys in
+the same order). Every turn gets a fresh lexigram turn id; the item's own
+``id``/``call_id`` stay inside the item (the SDK does not guarantee they are unique
+in a history).
 """
 
 from __future__ import annotations
@@ -37,18 +47,24 @@ from typing import Any
 
 from lexigram.contracts.ai.session import SessionTurn
 
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.manager.core import new_turn_id
 from lexigram.ai.session.stores.codec import dumps, loads
 
 __all__ = [
+    "CALL_ID_KEY",
+    "ENCRYPTED_KIND",
     "ITEM_KEY",
     "ITEM_TYPE_KEY",
+    "NEUTRAL_ROLE",
+    "OPAQUE_KIND",
     "item_kind",
     "item_role",
     "item_text",
     "item_to_turn",
     "turn_to_item",
+    "turns_to_items",
 ]
 
 #: Turn metadata key holding the item's full original JSON.
@@ -57,6 +73,12 @@ ITEM_KEY = "openai_item"
 ITEM_TYPE_KEY = "openai_item_type"
 #: Turn metadata key holding the ``call_id`` of a tool call or tool output.
 CALL_ID_KEY = "call_id"
+#: Role of the turn of an item whose shape is not known (see the module table).
+NEUTRAL_ROLE = "data"
+#: ``openai_item_type`` of an ``EncryptedSession`` envelope.
+ENCRYPTED_KIND = "encrypted"
+#: ``openai_item_type`` of any other item with neither ``type`` nor ``role``.
+OPAQUE_KIND = "opaque"
 
 #: Roles an SDK message may carry; a turn written elsewhere with another role is
 #: handed to the SDK as an assistant message.
@@ -64,29 +86,40 @@ _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PART_TYPES = frozenset(
     {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
 )
+_ENVELOPE_KEYS = frozenset({"__enc__", "v", "kid", "payload"})
 
 
-def item_kind(item: Mapping[str, Any], *, field: str = "item") -> str:
-    """The item's type: its ``type``, or ``message`` for a bare ``{"role", "content"}`` item."""
+def _is_envelope(item: dict[str, Any]) -> bool:
+    """An ``EncryptedSession`` envelope: ``{"__enc__": 1, "v", "kid", "payload"}``."""
+    return item.keys() == _ENVELOPE_KEYS and item["__enc__"] == 1
+
+
+def _has_role(item: dict[str, Any]) -> bool:
+    role = item.get("role")
+    return isinstance(role, str) and bool(role.strip())
+
+
+def item_kind(item: Any) -> str | None:
+    """The SDK type of a readable item, or None for an item of unknown shape.
+
+    The item's ``type`` when it is a non-empty string (a ``message`` must also carry
+    a role); ``message`` for a bare ``{"role", "content"}`` item; None for anything
+    else (no ``type`` nor ``role``, an envelope, a value that is not an object).
+    """
+    if type(item) is not dict:
+        return None
     kind = item.get("type")
-    if kind is None:
-        if "role" in item:
-            return "message"
-        raise SessionValidationError(f"{field}.type", "the item has neither 'type' nor 'role'")
-    if not isinstance(kind, str) or not kind:
-        raise SessionValidationError(f"{field}.type", f"must be a non-empty string, got {kind!r}")
-    return kind
+    if isinstance(kind, str) and kind:
+        return kind if kind != "message" or _has_role(item) else None
+    if kind is None and _has_role(item):
+        return "message"
+    return None
 
 
-def item_role(item: Mapping[str, Any], kind: str, *, field: str = "item") -> str:
-    """The turn role for an item of type ``kind`` (see the module table)."""
+def item_role(item: dict[str, Any], kind: str) -> str:
+    """The turn role for a readable item of type ``kind`` (see the module table)."""
     if kind == "message":
-        role = item.get("role")
-        if not isinstance(role, str) or not role.strip():
-            raise SessionValidationError(
-                f"{field}.role", f"must be a non-empty string, got {role!r}"
-            )
-        return role
+        return str(item["role"])
     if kind == "mcp_approval_response":
         return "user"
     if kind.endswith("_output"):
@@ -171,42 +204,51 @@ def _tool_calls(item: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     return []
 
 
-def _exact_json_copy(item: Any, *, field: str) -> dict[str, Any]:
-    """A JSON round trip of ``item`` that must compare equal to it (nothing lost)."""
-    if not isinstance(item, Mapping):
-        raise SessionValidationError(
-            field, f"expected a dict (an SDK input item), got {type(item).__name__}"
-        )
-    for key in item:
-        if not isinstance(key, str):
-            raise SessionValidationError(field, f"keys must be strings, got {key!r}")
-    copy = loads(dumps(item, field=field), record=field)
+def _exact_json_copy(item: Any, *, field: str) -> Any:
+    """A JSON round trip of ``item`` that must compare equal to it (nothing lost).
+
+    Raises :class:`SessionTypeError` (a ``TypeError`` too, as the SDK's sessions
+    raise) naming ``field`` when the item cannot be stored as JSON unchanged.
+    """
+    try:
+        raw = dumps(item, field=field)
+    except SessionValidationError as exc:
+        raise SessionTypeError(field, exc.problem) from exc.__cause__
+    copy = loads(raw, record=field)
     if copy != item:
-        raise SessionValidationError(
+        raise SessionTypeError(
             field,
             "the item does not survive a JSON round trip unchanged "
-            "(tuples, NaN/inf floats or other non-JSON values)",
+            "(a tuple, a NaN/inf float, a non-string key or another non-JSON value)",
         )
-    if not isinstance(copy, dict):  # pragma: no cover - a Mapping encodes as an object
-        raise SessionValidationError(field, "expected a JSON object")
     return copy
 
 
 def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTurn:
     """The turn that stores ``item`` (a fresh turn id, ``now`` as its timestamp).
 
-    Raises :class:`SessionValidationError` naming ``field`` (e.g. ``items[2]``) when the
-    item is not a JSON object that survives a round trip unchanged, or lacks a type.
+    Any JSON value is accepted; one of unknown shape becomes a neutral turn (role
+    ``data``). Raises :class:`SessionTypeError` naming ``field`` (e.g. ``items[2]``)
+    when the item does not survive a JSON round trip unchanged.
     """
     copy = _exact_json_copy(item, field=field)
-    kind = item_kind(copy, field=field)
+    kind = item_kind(copy)
+    if kind is None:
+        envelope = type(copy) is dict and _is_envelope(copy)
+        return SessionTurn(
+            turn_id=new_turn_id(),
+            role=NEUTRAL_ROLE,
+            content="[encrypted item]" if envelope else "[item]",
+            timestamp=now,
+            metadata={ITEM_KEY: copy, ITEM_TYPE_KEY: ENCRYPTED_KIND if envelope else OPAQUE_KIND},
+        )
     metadata: dict[str, Any] = {ITEM_KEY: copy, ITEM_TYPE_KEY: kind}
     call_id = copy.get("call_id")
     if isinstance(call_id, str):
         metadata[CALL_ID_KEY] = call_id
     return SessionTurn(
         turn_id=new_turn_id(),
-        role=item_role(copy, kind, field=field),
+        role=item_role(copy, kind),
         content=item_text(copy, kind),
         timestamp=now,
         tool_calls=_tool_calls(copy, kind),
@@ -214,7 +256,7 @@ def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTur
     )
 
 
-def turn_to_item(turn: SessionTurn) -> dict[str, Any]:
+def turn_to_item(turn: SessionTurn) -> Any:
     """The SDK item a turn stands for.
 
     A turn written by the adapter gives back its stored item exactly. A turn written
@@ -222,15 +264,14 @@ def turn_to_item(turn: SessionTurn) -> dict[str, Any]:
     plain message ``{"role": ..., "content": ...}``; roles the SDK does not know for
     messages (e.g. ``tool``) become ``assistant``.
     """
-    raw = turn.metadata.get(ITEM_KEY)
-    if type(raw) is dict:  # the common case first: a turn the adapter wrote
-        return raw
-    if raw is None:
-        role = turn.role if turn.role in _MESSAGE_ROLES else "assistant"
-        return {"role": role, "content": turn.content}
-    if not isinstance(raw, dict):
-        raise CorruptRecordError(
-            f"turn {turn.turn_id!r}",
-            f"metadata.{ITEM_KEY}: expected a JSON object, got {type(raw).__name__}",
-        )
-    return raw
+    metadata = turn.metadata
+    if ITEM_KEY in metadata:
+        return metadata[ITEM_KEY]
+    role = turn.role if turn.role in _MESSAGE_ROLES else "assistant"
+    return {"role": role, "content": turn.content}
+
+
+def turns_to_items(turns: list[SessionTurn]) -> list[Any]:
+    """:func:`turn_to_item` of each turn, in order (the read path of ``get_items``)."""
+    key = ITEM_KEY
+    return [t.metadata[key] if key in t.metadata else turn_to_item(t) for t in turns]

@@ -22,11 +22,16 @@ from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from agents.memory.session_settings import SessionSettings
+from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
-from lexigram.ai.session.integrations.openai_agents.mapping import item_to_turn, turn_to_item
+from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
+from lexigram.ai.session.integrations.openai_agents.mapping import (
+    item_to_turn,
+    turn_to_item,
+    turns_to_items,
+)
 from lexigram.ai.session.manager.core import SessionManagerImpl
 
 if TYPE_CHECKING:
@@ -39,18 +44,20 @@ _T = TypeVar("_T")
 
 
 def _coerce_settings(value: Any) -> SessionSettings:
+    """``SessionSettings`` from an instance, a dict or None, as the SDK's sessions do.
+
+    An unknown key or a value of the wrong type raises :class:`SessionTypeError`
+    (``TypeError: Unknown session settings: limitt``, as in the SDK); a bad value of a
+    known key raises :class:`SessionValidationError`. Both name ``session_settings``.
+    """
     if value is None:
         return SessionSettings()
-    if isinstance(value, SessionSettings):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return SessionSettings(**value)
-        except Exception as exc:
-            raise SessionValidationError("session_settings", str(exc)) from exc
-    raise SessionValidationError(
-        "session_settings", f"expected SessionSettings or a dict, got {type(value).__name__}"
-    )
+    try:
+        return coerce_session_settings(value)
+    except TypeError as exc:
+        raise SessionTypeError("session_settings", str(exc)) from exc
+    except ValueError as exc:
+        raise SessionValidationError("session_settings", str(exc)) from exc
 
 
 async def _settle(write: Awaitable[_T]) -> _T:
@@ -75,11 +82,11 @@ async def _settle(write: Awaitable[_T]) -> _T:
 
 
 def _check_limit(limit: Any) -> int | None:
-    if limit is None:
-        return None
+    if limit is None or type(limit) is int:
+        return limit
     if not isinstance(limit, int) or isinstance(limit, bool):
-        raise SessionValidationError("limit", f"must be an integer or None, got {limit!r}")
-    return limit
+        raise SessionTypeError("limit", f"must be an integer or None, got {limit!r}")
+    return int(limit)
 
 
 class OpenAIAgentsSession:
@@ -163,14 +170,9 @@ class OpenAIAgentsSession:
         resolved = _check_limit(limit)
         if resolved is None and self.session_settings is not None:
             resolved = _check_limit(self.session_settings.limit)
-        if resolved == 0:
-            # Still refuses an unknown session, like every other read.
-            turns = await self.manager.get_turns(self.session_id, last=0)
-        elif resolved is None or resolved < 0:
-            turns = await self.manager.get_turns(self.session_id)
-        else:
-            turns = await self.manager.get_turns(self.session_id, last=resolved)
-        return [cast("TResponseInputItem", turn_to_item(turn)) for turn in turns]
+        last = None if resolved is None or resolved < 0 else resolved
+        turns = await self.manager.get_turns(self.session_id, last=last)
+        return cast("list[TResponseInputItem]", turns_to_items(turns))
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one atomic step: all of them are stored, or none.
@@ -180,7 +182,7 @@ class OpenAIAgentsSession:
         stored. An empty list does nothing.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-            raise SessionValidationError(
+            raise SessionTypeError(
                 "items", f"expected a list of items, got {type(items).__name__}"
             )
         if not items:
