@@ -26,6 +26,7 @@ __all__ = [
     "StoreUnavailableError",
     "CorruptRecordError",
     "TurnLimitReachedError",
+    "WriteOutcomeUnknownError",
 ]
 
 
@@ -161,6 +162,16 @@ class StoreUnavailableError(SessionStoreError):
     """The storage backend cannot be reached."""
 
     _code = "LEX_ERR_SES_110"
+
+
+class WriteOutcomeUnknownError(StoreUnavailableError):
+    """The connection was lost after a write was sent to be committed.
+
+    The write may or may not have been applied: read the session to find out before
+    doing it again (a blind retry could apply it twice).
+    """
+
+    _code = "LEX_ERR_SES_113"
 
 
 class CorruptRecordError(SessionStoreError):
