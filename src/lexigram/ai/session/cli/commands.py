@@ -17,6 +17,7 @@ import orjson
 from lexigram.contracts.ai.session import SessionState
 
 from lexigram.ai.session.cli import operations as ops
+from lexigram.ai.session.cli.importing import ImportStopped
 from lexigram.ai.session.cli.progress import ProgressLine
 from lexigram.ai.session.cli.transfer import dump_document, header_to_dict
 from lexigram.ai.session.config import SessionConfig
@@ -86,27 +87,40 @@ def run_list(
     err: TextIO,
 ) -> int:
     """``list USER``: the user's sessions, newest first."""
-    code, found = _run(lambda: ops.list_sessions(config, user_id, status=status, limit=limit), err)
-    if found is None:
+    code, listing = _run(
+        lambda: ops.list_sessions(config, user_id, status=status, limit=limit), err
+    )
+    if listing is None:
         return code
+    found = listing.sessions
     if as_json:
         out.write(_json([header_to_dict(s) for s in found]) + "\n")
-        return 0
-    rows = [
-        [
-            s.session_id,
-            s.status.value,
-            str(s.turn_count),
-            str(s.total_tokens),
-            f"{s.total_cost:.4f}",
-            _when(s),
-            s.branch_name or "",
+    else:
+        rows = [
+            [
+                s.session_id,
+                s.status.value,
+                str(s.turn_count),
+                str(s.total_tokens),
+                f"{s.total_cost:.4f}",
+                _when(s),
+                s.branch_name or "",
+            ]
+            for s in found
         ]
-        for s in found
-    ]
-    headers = ["SESSION", "STATUS", "TURNS", "TOKENS", "COST", "UPDATED (UTC)", "BRANCH"]
-    out.write(_table(rows, headers) + "\n")
-    err.write(f"{len(found)} session(s) of {user_id!r}\n")
+        headers = ["SESSION", "STATUS", "TURNS", "TOKENS", "COST", "UPDATED (UTC)", "BRANCH"]
+        out.write(_table(rows, headers) + "\n")
+        err.write(f"{len(found)} session(s) of {user_id!r}\n")
+    return _report_damaged(listing.damaged, err)
+
+
+def _report_damaged(damaged: list[str], err: TextIO) -> int:
+    """Name each session whose record could not be read; exit code 1 when there are any."""
+    for session_id in damaged:
+        err.write(f"error: session {session_id!r}: stored record is damaged and was left out\n")
+    if damaged:
+        err.write(f"{len(damaged)} damaged session(s) left out\n")
+        return 1
     return 0
 
 
@@ -197,7 +211,7 @@ def run_export(
     """``export SESSION... [--user U] [-o FILE]``: a JSON document (stdout by default)."""
     progress = ProgressLine("exported", stream=err, unit="session(s)")
 
-    async def work() -> list[dict[str, Any]]:
+    async def work() -> ops.Export:
         return await ops.export_sessions(
             config,
             session_ids=session_ids,
@@ -206,10 +220,11 @@ def run_export(
             progress=progress,
         )
 
-    code, entries = _run(work, err)
+    code, export = _run(work, err)
     progress.finish()
-    if entries is None:
+    if export is None:
         return code
+    entries = export.entries
     data = dump_document(entries)
     if output in (None, "-"):
         out.write(data.decode())
@@ -220,7 +235,7 @@ def run_export(
             err.write(f"error: cannot write {output}: {exc}\n")
             return 1
         err.write(f"wrote {len(entries)} session(s) to {output}\n")
-    return 0
+    return _report_damaged(export.damaged, err)
 
 
 def run_import(
@@ -228,10 +243,15 @@ def run_import(
     source: str,
     *,
     replace_existing: bool,
+    new_checkpoint_ids: bool = False,
     out: TextIO,
     err: TextIO,
 ) -> int:
-    """``import FILE``: store the sessions of an export document (``-`` reads stdin)."""
+    """``import FILE``: store the sessions of an export document (``-`` reads stdin).
+
+    Nothing is written unless the whole document is valid; exit code 1 when it is
+    not, or when a store failure stopped the import (what was written is printed).
+    """
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
@@ -239,15 +259,23 @@ def run_import(
         return 1
     progress = ProgressLine("imported", stream=err, unit="session(s)")
 
-    async def work() -> ops.ImportReport:
-        return await ops.import_sessions(
-            config, raw, replace_existing=replace_existing, progress=progress
-        )
+    async def work() -> ops.ImportReport | ImportStopped:
+        try:
+            return await ops.import_sessions(
+                config,
+                raw,
+                replace_existing=replace_existing,
+                new_checkpoint_ids=new_checkpoint_ids,
+                progress=progress,
+            )
+        except ImportStopped as stopped:
+            return stopped
 
-    code, report = _run(work, err)
+    code, result = _run(work, err)
     progress.finish()
-    if report is None:
+    if result is None:
         return code
+    report = result.report if isinstance(result, ImportStopped) else result
     out.write(
         f"imported {len(report.imported)}, replaced {len(report.replaced)}, "
         f"skipped {len(report.skipped)} (already present), "
@@ -255,6 +283,14 @@ def run_import(
     )
     for sid in report.skipped:
         err.write(f"skipped {sid}: already exists (use --replace to overwrite)\n")
+    if isinstance(result, ImportStopped):
+        err.write(f"error: {result}\n")
+        err.write(
+            f"session {result.session_id!r}: a new one was not stored, an existing one keeps "
+            "its old header and turns; the sessions after it were not tried "
+            "(run the same import again to finish)\n"
+        )
+        return 1
     return 0
 
 

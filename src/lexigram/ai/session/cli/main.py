@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import sessions from an export document")
     p.add_argument("file", help="export document ('-' for stdin)")
     p.add_argument("--replace", action="store_true", help="overwrite sessions that exist")
+    p.add_argument(
+        "--new-checkpoint-ids",
+        action="store_true",
+        help="give every imported checkpoint a new id (to copy a session in the same store)",
+    )
 
     p = sub.add_parser("sweep", help="expire idle sessions and purge old ended ones now")
     p.add_argument("--purge-after", type=int, help="seconds (default: config purge_after_s)")
@@ -134,7 +139,8 @@ def main(
         )
     if args.command == "import":
         return commands.run_import(
-            config, args.file, replace_existing=args.replace, out=out, err=err
+            config, args.file, replace_existing=args.replace,
+            new_checkpoint_ids=args.new_checkpoint_ids, out=out, err=err,
         )
     if args.command == "sweep":
         return commands.run_sweep(

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionStatus
 
 from lexigram.ai.session.analytics import SessionAnalytics, compute
-from lexigram.ai.session.cli.transfer import ExportedSession, parse_document, session_to_dict
+from lexigram.ai.session.cli.importing import ImportReport, import_document
+from lexigram.ai.session.cli.transfer import session_to_dict
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler, SweepProgress, SweepReport
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.registry import create_store
 
 __all__ = [
+    "Export",
     "ImportReport",
+    "Listing",
     "Progress",
     "SessionDetails",
     "build_config",
@@ -116,18 +123,27 @@ def _safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
+@dataclass(frozen=True)
+class Listing:
+    """Session headers found, and the ids of sessions whose record could not be read."""
+
+    sessions: list[SessionState]
+    damaged: list[str] = field(default_factory=list)
+
+
 async def list_sessions(
     config: SessionConfig,
     user_id: str,
     *,
     status: str | None = None,
     limit: int = 50,
-) -> list[SessionState]:
-    """Up to ``limit`` of the user's session headers, newest first."""
+) -> Listing:
+    """Up to ``limit`` of the user's session headers, newest first, and the damaged ids."""
     if not isinstance(limit, int) or limit < 1:
         raise SessionValidationError("limit", f"must be an integer >= 1, got {limit!r}")
     wanted = None if status is None else _status(status)
     found: list[SessionState] = []
+    damaged: list[str] = []
     async with open_store(config) as store:
         cursor: str | None = None
         while len(found) < limit:
@@ -135,10 +151,11 @@ async def list_sessions(
                 user_id, status=wanted, limit=min(limit - len(found), 500), cursor=cursor
             )
             found.extend(page.items)
+            damaged.extend(page.damaged)
             cursor = page.next_cursor
             if not cursor:
                 break
-    return found[:limit]
+    return Listing(sessions=found[:limit], damaged=damaged)
 
 
 def _status(value: str) -> SessionStatus:
@@ -169,6 +186,14 @@ async def show_session(config: SessionConfig, session_id: str) -> SessionDetails
     return SessionDetails(state=state, checkpoints=checkpoints, analytics=compute(state))
 
 
+@dataclass(frozen=True)
+class Export:
+    """Document entries of the sessions exported, and the ids that could not be read."""
+
+    entries: list[dict[str, Any]]
+    damaged: list[str] = field(default_factory=list)
+
+
 async def export_sessions(
     config: SessionConfig,
     *,
@@ -176,11 +201,17 @@ async def export_sessions(
     user_id: str | None = None,
     include_checkpoints: bool = True,
     progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Document entries of the named sessions, or of every session of ``user_id``."""
+) -> Export:
+    """Document entries of the named sessions, or of every session of ``user_id``.
+
+    A session whose stored record cannot be decoded (listed in
+    ``SessionPage.damaged``, or raising ``CorruptRecordError`` when read) is left
+    out and its id reported in :attr:`Export.damaged`; the others are exported.
+    """
     if not session_ids and not user_id:
         raise SessionValidationError("session_id", "name a session or a user to export")
     entries: list[dict[str, Any]] = []
+    damaged: list[str] = []
     async with open_store(config) as store:
         ids = list(session_ids or [])
         if user_id:
@@ -188,28 +219,25 @@ async def export_sessions(
             while True:
                 page = await store.list_user_sessions(user_id, limit=500, cursor=cursor)
                 ids.extend(s.session_id for s in page.items)
+                damaged.extend(page.damaged)
                 cursor = page.next_cursor
                 if not cursor:
                     break
         for n, session_id in enumerate(ids, start=1):
-            state = await store.load(session_id)
-            if state is None:
-                raise SessionNotFoundError(session_id)
-            checkpoints = await store.list_checkpoints(session_id) if include_checkpoints else []
-            entries.append(session_to_dict(state, checkpoints))
+            try:
+                state = await store.load(session_id)
+                if state is None:
+                    raise SessionNotFoundError(session_id)
+                checkpoints = (
+                    await store.list_checkpoints(session_id) if include_checkpoints else []
+                )
+            except CorruptRecordError:
+                damaged.append(session_id)
+            else:
+                entries.append(session_to_dict(state, checkpoints))
             if progress is not None:
                 progress(n, len(ids))
-    return entries
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    """What an import did."""
-
-    imported: list[str]
-    skipped: list[str]
-    replaced: list[str]
-    checkpoints: int
+    return Export(entries=entries, damaged=damaged)
 
 
 async def import_sessions(
@@ -217,55 +245,23 @@ async def import_sessions(
     raw: bytes | str,
     *,
     replace_existing: bool = False,
+    new_checkpoint_ids: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Store every session of an export document, with its checkpoints.
 
-    A session whose id exists is skipped, or deleted and rewritten with
-    ``replace_existing``. Counters are recomputed from the turns. The whole
-    document is validated before anything is written.
+    The whole document is validated, and checked against the store, before
+    anything is written; see :mod:`lexigram.ai.session.cli.importing` for the
+    order of the writes and what a replace guarantees.
     """
-    # Oldest first, so that listings (newest first) come out as in the source store.
-    entries = sorted(parse_document(raw), key=lambda e: e.state.created_at)
-    imported: list[str] = []
-    skipped: list[str] = []
-    replaced: list[str] = []
-    checkpoints = 0
     async with open_store(config) as store:
-        for n, entry in enumerate(entries, start=1):
-            outcome = await _import_one(store, entry, replace_existing)
-            sid = entry.state.session_id
-            if outcome == "skipped":
-                skipped.append(sid)
-            else:
-                (replaced if outcome == "replaced" else imported).append(sid)
-                checkpoints += len(entry.checkpoints)
-            if progress is not None:
-                progress(n, len(entries))
-    return ImportReport(
-        imported=imported, skipped=skipped, replaced=replaced, checkpoints=checkpoints
-    )
-
-
-async def _import_one(store: SessionStore, entry: ExportedSession, replace_existing: bool) -> str:
-    state = entry.state
-    state = replace(
-        state,
-        turn_count=len(state.turns),
-        total_tokens=sum(t.tokens_used for t in state.turns),
-        total_cost=float(sum(t.cost for t in state.turns)),
-    )
-    outcome = "imported"
-    if await store.load_record(state.session_id) is not None:
-        if not replace_existing:
-            return "skipped"
-        await store.delete(state.session_id)
-        outcome = "replaced"
-    await store.create_session(state)
-    # Checkpoints after the session (parents first, as exported: oldest first).
-    for checkpoint in entry.checkpoints:
-        await store.save_checkpoint(checkpoint)
-    return outcome
+        return await import_document(
+            store,
+            raw,
+            replace_existing=replace_existing,
+            new_checkpoint_ids=new_checkpoint_ids,
+            progress=progress,
+        )
 
 
 async def sweep_now(

@@ -20,31 +20,28 @@ One document holds any number of sessions::
 
 ``header`` is every ``SessionState`` field but ``turns`` (datetimes ISO-8601);
 a checkpoint carries its own header and the turns it restores to, so a document
-restores without the store it came from. Reading validates everything and names
-the offending place (``sessions[0].turns[3]: field timestamp: ...``).
+restores without the store it came from. Reading validates the whole document
+before anything is written and names the offending place
+(``sessions[0].turns[3].timestamp: expected an ISO-8601 time, ...``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
-from lexigram.ai.session.stores.codec import (
-    decode_header_fields,
-    dumps,
-    loads,
-    turn_from_dict,
-    turn_to_dict,
-)
+from lexigram.ai.session.cli.reader import HEADER_FIELDS, ExportedSession, read_entry
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.stores.codec import dumps, turn_to_dict
 
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "ExportedSession",
+    "checkpoint_references",
     "dump_document",
     "header_to_dict",
     "parse_document",
@@ -54,21 +51,13 @@ __all__ = [
 EXPORT_FORMAT = "lexigram-ai-session/export"
 EXPORT_VERSION = 1
 
-_HEADER_FIELDS = tuple(f.name for f in fields(SessionState) if f.name != "turns")
-
-
-@dataclass(frozen=True)
-class ExportedSession:
-    """One session of a document: full state (with turns) and its checkpoints."""
-
-    state: SessionState
-    checkpoints: list[SessionCheckpoint] = field(default_factory=list)
+_DOCUMENT_KEYS = frozenset({"format", "version", "exported_at", "sessions"})
 
 
 def header_to_dict(state: SessionState) -> dict[str, Any]:
     """Every field of ``state`` but ``turns``, JSON-ready."""
     data: dict[str, Any] = {}
-    for name in _HEADER_FIELDS:
+    for name in HEADER_FIELDS:
         value = getattr(state, name)
         if isinstance(value, datetime):
             value = value.isoformat()
@@ -112,90 +101,15 @@ def dump_document(entries: list[dict[str, Any]], *, indent: bool = True) -> byte
     return orjson.dumps(doc, option=option) + b"\n"
 
 
-def _problem(where: str, exc: Exception) -> SessionValidationError:
-    detail = exc.problem if isinstance(exc, CorruptRecordError) else str(exc)
-    return SessionValidationError(where, detail)
-
-
-def _header(data: Any, where: str) -> SessionState:
-    if not isinstance(data, dict):
-        raise SessionValidationError(where, "expected an object")
-    try:
-        return decode_header_fields(data, record=where)
-    except CorruptRecordError as exc:
-        raise _problem(where, exc) from exc
-
-
-def _turns(data: Any, where: str) -> list[Any]:
-    if not isinstance(data, list):
-        raise SessionValidationError(where, "expected a list of turns")
-    turns = []
-    for j, item in enumerate(data):
-        try:
-            turns.append(turn_from_dict(item, record=f"{where}[{j}]"))
-        except CorruptRecordError as exc:
-            raise _problem(f"{where}[{j}]", exc) from exc
-    return turns
-
-
-def _time(value: Any, where: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}") from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _entry(data: Any, where: str) -> ExportedSession:
-    if not isinstance(data, dict):
-        raise SessionValidationError(where, "expected an object")
-    header = _header(data.get("header"), f"{where}.header")
-    turns = _turns(data.get("turns", []), f"{where}.turns")
-    state = SessionState(**{**{n: getattr(header, n) for n in _HEADER_FIELDS}, "turns": turns})
-    raw_cps = data.get("checkpoints", [])
-    if not isinstance(raw_cps, list):
-        raise SessionValidationError(f"{where}.checkpoints", "expected a list")
-    checkpoints = []
-    for k, cp in enumerate(raw_cps):
-        at = f"{where}.checkpoints[{k}]"
-        if not isinstance(cp, dict):
-            raise SessionValidationError(at, "expected an object")
-        cp_id = cp.get("checkpoint_id")
-        if not isinstance(cp_id, str) or not cp_id:
-            raise SessionValidationError(f"{at}.checkpoint_id", "must be a non-empty string")
-        parent = cp.get("parent_checkpoint_id")
-        if parent is not None and not isinstance(parent, str):
-            raise SessionValidationError(f"{at}.parent_checkpoint_id", "must be a string or null")
-        metadata = cp.get("metadata", {})
-        if not isinstance(metadata, dict):
-            raise SessionValidationError(f"{at}.metadata", "expected an object")
-        cp_header = _header(cp.get("header"), f"{at}.header")
-        if cp_header.session_id != state.session_id:
-            raise SessionValidationError(
-                f"{at}.header.session_id", "does not match the session it belongs to"
-            )
-        cp_turns = _turns(cp.get("turns", []), f"{at}.turns")
-        checkpoints.append(
-            SessionCheckpoint(
-                checkpoint_id=cp_id,
-                session_id=state.session_id,
-                state=SessionState(
-                    **{**{n: getattr(cp_header, n) for n in _HEADER_FIELDS}, "turns": cp_turns}
-                ),
-                created_at=_time(cp.get("created_at"), f"{at}.created_at"),
-                parent_checkpoint_id=parent,
-                metadata=metadata,
-            )
-        )
-    return ExportedSession(state=state, checkpoints=checkpoints)
-
-
 def parse_document(raw: bytes | str) -> list[ExportedSession]:
-    """Validate an export document and rebuild its sessions; errors name the place."""
-    try:
-        doc = loads(raw, record="document")
-    except CorruptRecordError as exc:
-        raise _problem("document", exc) from exc
+    """Validate a whole export document and rebuild its sessions; errors name the place.
+
+    Besides each entry (see :mod:`.reader`): a session id appears once, a checkpoint
+    id appears once in the whole document, and no checkpoint reference (a header's
+    ``checkpoint_id``, a checkpoint's ``parent_checkpoint_id``) names a checkpoint
+    the document gives to another session.
+    """
+    doc = _decode(raw)
     if not isinstance(doc, dict):
         raise SessionValidationError("document", "expected a JSON object")
     if doc.get("format") != EXPORT_FORMAT:
@@ -203,20 +117,71 @@ def parse_document(raw: bytes | str) -> list[ExportedSession]:
             "format", f"expected {EXPORT_FORMAT!r}, got {doc.get('format')!r}"
         )
     version = doc.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_VERSION:
+    if type(version) is not int or not 1 <= version <= EXPORT_VERSION:
         raise SessionValidationError(
             "version", f"unsupported version {version!r} (this release reads {EXPORT_VERSION})"
         )
+    unknown = sorted(str(k) for k in doc if k not in _DOCUMENT_KEYS)
+    if unknown:
+        raise SessionValidationError(unknown[0], "unknown field")
     sessions = doc.get("sessions")
     if not isinstance(sessions, list):
         raise SessionValidationError("sessions", "expected a list")
-    entries = [_entry(item, f"sessions[{i}]") for i, item in enumerate(sessions)]
-    seen: set[str] = set()
-    for i, entry in enumerate(entries):
-        if entry.state.session_id in seen:
-            raise SessionValidationError(
-                f"sessions[{i}].header.session_id",
-                f"session {entry.state.session_id!r} appears twice",
-            )
-        seen.add(entry.state.session_id)
+    entries = [read_entry(item, f"sessions[{i}]") for i, item in enumerate(sessions)]
+    _check_unique(entries)
     return entries
+
+
+def _decode(raw: bytes | str) -> Any:
+    """The JSON value of ``raw``, numbers exact.
+
+    The standard library keeps integers of any size exact (orjson turns those past
+    64 bits into floats), and reads a lone surrogate escape (``"\\ud800"``) and
+    ``NaN``, so that the field checks refuse them naming the exact place.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise SessionValidationError("document", f"invalid JSON: {exc}") from exc
+
+
+def _check_unique(entries: list[ExportedSession]) -> None:
+    """Session ids and checkpoint ids unique; checkpoint references within a session."""
+    sessions: set[str] = set()
+    owner: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        sid = entry.state.session_id
+        if sid in sessions:
+            raise SessionValidationError(
+                f"sessions[{i}].header.session_id", f"session {sid!r} appears twice"
+            )
+        sessions.add(sid)
+        for k, cp in enumerate(entry.checkpoints):
+            if cp.checkpoint_id in owner:
+                raise SessionValidationError(
+                    f"sessions[{i}].checkpoints[{k}].checkpoint_id",
+                    f"checkpoint {cp.checkpoint_id!r} appears twice",
+                )
+            owner[cp.checkpoint_id] = sid
+    for i, entry in enumerate(entries):
+        sid = entry.state.session_id
+        for where, ref in checkpoint_references(entry, f"sessions[{i}]"):
+            if owner.get(ref, sid) != sid:
+                raise SessionValidationError(
+                    where, f"names checkpoint {ref!r} of another session ({owner[ref]!r})"
+                )
+
+
+def checkpoint_references(entry: ExportedSession, where: str) -> list[tuple[str, str]]:
+    """Every checkpoint id ``entry`` names, with its place: ids, parents, header links."""
+    refs: list[tuple[str, str]] = []
+    if entry.state.checkpoint_id is not None:
+        refs.append((f"{where}.header.checkpoint_id", entry.state.checkpoint_id))
+    for k, cp in enumerate(entry.checkpoints):
+        at = f"{where}.checkpoints[{k}]"
+        refs.append((f"{at}.checkpoint_id", cp.checkpoint_id))
+        if cp.parent_checkpoint_id is not None:
+            refs.append((f"{at}.parent_checkpoint_id", cp.parent_checkpoint_id))
+        if cp.state.checkpoint_id is not None:
+            refs.append((f"{at}.header.checkpoint_id", cp.state.checkpoint_id))
+    return refs

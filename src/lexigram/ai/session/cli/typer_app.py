@@ -117,11 +117,15 @@ def create_app() -> Any:
     def import_(
         file: str,
         replace: bool = typer.Option(False, "--replace", help="overwrite existing sessions"),
+        new_checkpoint_ids: bool = typer.Option(
+            False, "--new-checkpoint-ids", help="give imported checkpoints new ids"
+        ),
     ) -> None:
         """Import sessions from an export document ('-' for stdin)."""
         finish(
             commands.run_import(
-                state["config"], file, replace_existing=replace, out=sys.stdout, err=sys.stderr
+                state["config"], file, replace_existing=replace,
+                new_checkpoint_ids=new_checkpoint_ids, out=sys.stdout, err=sys.stderr,
             )
         )
 

@@ -1,0 +1,194 @@
+"""``import``: store the sessions of an export document, all checks before any write.
+
+Order of work
+-------------
+1. The whole document is validated (:func:`~.transfer.parse_document`): nothing is
+   written when any session, turn or checkpoint of it is invalid.
+2. The target store is read, never written: which sessions exist already, and
+   whether a checkpoint id the document uses (as a checkpoint, a parent or a
+   header's ``checkpoint_id``) belongs to *another* session there. Such a document
+   is refused naming the place, so an import never moves or relinks another
+   session's checkpoints (with ``new_checkpoint_ids`` every checkpoint of the
+   document gets a fresh id instead, see :func:`renumber_checkpoints`).
+3. Sessions are written one at a time, oldest first:
+
+   * a **new** session is created in one step with its turns, then its checkpoints
+     are added; if adding a checkpoint fails, the new session is deleted again, so
+     it is stored whole or not at all;
+   * an **existing** session is skipped, or with ``replace_existing`` its
+     checkpoints from the document are written first and then its header and live
+     turns are replaced in **one atomic step** (``SessionStore.save``). It is never
+     deleted: until that step the stored session keeps its old header and turns,
+     after it the document's. Checkpoints the stored session has and the document
+     lacks are kept (still restorable).
+
+A store failure in step 3 stops the import with :class:`ImportStopped`, which
+tells what was written before it; running the same import again finishes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
+
+from lexigram.ai.session.cli.reader import ExportedSession
+from lexigram.ai.session.cli.transfer import checkpoint_references, parse_document
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.stores.base import SessionStore
+
+__all__ = [
+    "ImportReport",
+    "ImportStopped",
+    "import_document",
+    "renumber_checkpoints",
+]
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did (``checkpoints``: how many checkpoints were written)."""
+
+    imported: list[str]
+    skipped: list[str]
+    replaced: list[str]
+    checkpoints: int
+
+
+class ImportStopped(Exception):
+    """A store failure stopped an import after validation; ``report`` is what was written.
+
+    The session being written when it stopped (``session_id``) is not partly stored:
+    a new one was removed again, a replaced one keeps its old header and turns.
+    """
+
+    def __init__(self, report: ImportReport, session_id: str, cause: BaseException) -> None:
+        self.report = report
+        self.session_id = session_id
+        self.cause = cause
+        written = len(report.imported) + len(report.replaced)
+        super().__init__(
+            f"import stopped at session {session_id!r} ({cause}); "
+            f"{written} session(s) written before it"
+        )
+
+
+def renumber_checkpoints(entry: ExportedSession) -> ExportedSession:
+    """``entry`` with a fresh id for each checkpoint, every reference rewritten.
+
+    Parents and the ``checkpoint_id`` of the session's and the checkpoints' headers
+    follow the new ids; a reference to a checkpoint the entry does not hold becomes
+    None (it would name a checkpoint of another session).
+    """
+    new_ids = {cp.checkpoint_id: uuid.uuid4().hex for cp in entry.checkpoints}
+
+    def header(state: SessionState) -> SessionState:
+        link = state.checkpoint_id
+        return replace(state, checkpoint_id=None if link is None else new_ids.get(link))
+
+    checkpoints = [
+        replace(
+            cp,
+            checkpoint_id=new_ids[cp.checkpoint_id],
+            parent_checkpoint_id=(
+                None if cp.parent_checkpoint_id is None
+                else new_ids.get(cp.parent_checkpoint_id)
+            ),
+            state=header(cp.state),
+        )
+        for cp in entry.checkpoints
+    ]
+    return ExportedSession(state=header(entry.state), checkpoints=checkpoints)
+
+
+async def _exists(store: SessionStore, session_id: str) -> bool:
+    return await store.load_record(session_id) is not None
+
+
+async def _check_ownership(store: SessionStore, entry: ExportedSession, where: str) -> None:
+    """Refuse a checkpoint id that belongs to another session in ``store``."""
+    sid = entry.state.session_id
+    owners: dict[str, str | None] = {}
+    for place, ref in checkpoint_references(entry, where):
+        if ref not in owners:
+            found = await store.load_checkpoint(ref)
+            owners[ref] = None if found is None else found.session_id
+        owner = owners[ref]
+        if owner is not None and owner != sid:
+            raise SessionValidationError(
+                place,
+                f"checkpoint {ref!r} belongs to session {owner!r} in the target store; "
+                "import with new checkpoint ids (--new-checkpoint-ids) to copy a session",
+            )
+
+
+async def _write_new(
+    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
+) -> None:
+    await store.create_session(state)
+    try:
+        for checkpoint in cps:
+            await store.save_checkpoint(checkpoint)
+    except BaseException:
+        await store.delete(state.session_id)
+        raise
+
+
+async def _write_replace(
+    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
+) -> None:
+    for checkpoint in cps:
+        await store.save_checkpoint(checkpoint)
+    await store.save(state)
+
+
+async def import_document(
+    store: SessionStore,
+    raw: bytes | str,
+    *,
+    replace_existing: bool = False,
+    new_checkpoint_ids: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import every session of the document ``raw`` into ``store`` (see the module doc)."""
+    entries = parse_document(raw)
+    places = {e.state.session_id: f"sessions[{i}]" for i, e in enumerate(entries)}
+    if new_checkpoint_ids:
+        entries = [renumber_checkpoints(e) for e in entries]
+    # Oldest first, so that listings (newest first) come out as in the source store.
+    entries.sort(key=lambda e: e.state.created_at)
+    plan: list[tuple[ExportedSession, bool]] = []
+    for entry in entries:
+        exists = await _exists(store, entry.state.session_id)
+        if not exists or replace_existing:
+            await _check_ownership(store, entry, places[entry.state.session_id])
+        plan.append((entry, exists))
+    imported: list[str] = []
+    skipped: list[str] = []
+    replaced: list[str] = []
+    checkpoints = 0
+    for n, (entry, exists) in enumerate(plan, start=1):
+        sid = entry.state.session_id
+        try:
+            if exists and not replace_existing:
+                skipped.append(sid)
+            elif exists:
+                await _write_replace(store, entry.state, entry.checkpoints)
+                replaced.append(sid)
+                checkpoints += len(entry.checkpoints)
+            else:
+                await _write_new(store, entry.state, entry.checkpoints)
+                imported.append(sid)
+                checkpoints += len(entry.checkpoints)
+        except Exception as exc:
+            report = ImportReport(list(imported), list(skipped), list(replaced), checkpoints)
+            raise ImportStopped(report, sid, exc) from exc
+        if progress is not None:
+            progress(n, len(plan))
+    return ImportReport(
+        imported=imported, skipped=skipped, replaced=replaced, checkpoints=checkpoints
+    )

@@ -1,0 +1,260 @@
+"""``import`` is all or nothing and never touches what it was not given, on every backend.
+
+Each test imports into a real store (in-memory, SQLite, PostgreSQL, Redis) through
+:func:`import_document`, the function behind ``import``, and asserts what is stored
+afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lexigram.ai.session import SessionManagerImpl
+from lexigram.ai.session.cli.importing import ImportStopped, import_document
+from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
+from lexigram.ai.session.exceptions import SessionValidationError, StoreUnavailableError
+from lexigram.ai.session.stores.base import SessionStore
+from tests.stores.backends import BackendSpec, all_specs
+
+SPECS = [s for s in all_specs() if s.name != "redis_cluster"]
+
+
+@pytest.fixture(params=[pytest.param(s, id=s.name, marks=s.marks) for s in SPECS])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    spec: BackendSpec = request.param
+    async with spec.open() as factory:
+        yield await factory()
+
+
+def _manager(store: SessionStore) -> SessionManagerImpl:
+    return SessionManagerImpl(store, {"auto_checkpoint_interval": None, "session_ttl": 0})
+
+
+async def _seed(store: SessionStore, user: str = "alice") -> tuple[str, str]:
+    """A session with two turns, a checkpoint after them and a third turn."""
+    manager = _manager(store)
+    state = await manager.create(user, {"topic": "travel"})
+    await manager.add_message(state.session_id, "user", "Weather in Paris?", tokens_used=5)
+    await manager.add_message(state.session_id, "assistant", "Sunny.", tokens_used=7, cost=0.5)
+    checkpoint = await manager.checkpoint(state.session_id, {"label": "two"})
+    await manager.add_message(state.session_id, "user", "And tomorrow?", tokens_used=3)
+    return state.session_id, checkpoint.checkpoint_id
+
+
+async def _document(store: SessionStore, *session_ids: str) -> dict[str, Any]:
+    entries = []
+    for sid in session_ids:
+        state = await store.load(sid)
+        assert state is not None
+        entries.append(session_to_dict(state, await store.list_checkpoints(sid)))
+    doc: dict[str, Any] = json.loads(dump_document(entries))
+    return doc
+
+
+def _raw(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _renamed(doc: dict[str, Any], new_id: str) -> dict[str, Any]:
+    """The document with its (only) session under ``new_id``, checkpoints included."""
+    clone = copy.deepcopy(doc)
+    entry = clone["sessions"][0]
+    entry["header"]["session_id"] = new_id
+    for cp in entry["checkpoints"]:
+        cp["header"]["session_id"] = new_id
+    return clone
+
+
+async def _snapshot(store: SessionStore, sid: str) -> tuple[Any, ...]:
+    state = await store.load(sid)
+    assert state is not None
+    cps = await store.list_checkpoints(sid)
+    return (
+        [(t.turn_id, t.content) for t in state.turns],
+        state.metadata,
+        state.total_tokens,
+        sorted((c.checkpoint_id, len(c.state.turns)) for c in cps),
+    )
+
+
+async def test_replace_with_a_repeated_turn_id_leaves_the_session_as_it_was(
+    store: SessionStore,
+) -> None:
+    sid, _ = await _seed(store)
+    before = await _snapshot(store, sid)
+    doc = await _document(store, sid)
+    turns = doc["sessions"][0]["turns"]
+    turns[1]["turn_id"] = turns[0]["turn_id"]
+    turns[1]["content"] = "changed"
+    with pytest.raises(SessionValidationError) as caught:
+        await import_document(store, _raw(doc), replace_existing=True)
+    assert caught.value.field == "sessions[0].turns[1].turn_id"
+    assert await _snapshot(store, sid) == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "field"),
+    [
+        (lambda t: t.update(tokens_used=2**53), "sessions[1].turns[0].tokens_used"),
+        (lambda t: t.update(tokens_used="5"), "sessions[1].turns[0].tokens_used"),
+        (lambda t: t.update(tokens_used=True), "sessions[1].turns[0].tokens_used"),
+        (lambda t: t.update(cost=-1), "sessions[1].turns[0].cost"),
+        (lambda t: t.update(content="\ud800"), "sessions[1].turns[0].content"),
+        (lambda t: t.update(colour="red"), "sessions[1].turns[0].colour"),
+        (lambda t: t.update(turn_id="x" * 1000), "sessions[1].turns[0].turn_id"),
+        (lambda t: t["metadata"].update(big=2**70), "sessions[1].turns[0].metadata.big"),
+    ],
+)
+async def test_one_invalid_session_means_nothing_is_written(
+    store: SessionStore, damage: Any, field: str
+) -> None:
+    source = _manager(store)
+    first = await source.create("alice")
+    await source.add_message(first.session_id, "user", "hello")
+    second = await source.create("bob")
+    await source.add_message(second.session_id, "user", "hi", metadata={"k": 1})
+    doc = await _document(store, first.session_id, second.session_id)
+    await store.delete(first.session_id)
+    await store.delete(second.session_id)
+    damage(doc["sessions"][1]["turns"][0])
+    with pytest.raises(SessionValidationError) as caught:
+        await import_document(store, _raw(doc))
+    assert caught.value.field == field
+    assert await store.load_record(first.session_id) is None
+    assert await store.load_record(second.session_id) is None
+
+
+async def test_a_copy_under_a_new_id_may_not_take_the_source_checkpoints(
+    store: SessionStore,
+) -> None:
+    sid, cp = await _seed(store)
+    before = await _snapshot(store, sid)
+    doc = _renamed(await _document(store, sid), "copy-1")
+    with pytest.raises(SessionValidationError) as caught:
+        await import_document(store, _raw(doc))
+    assert caught.value.field == "sessions[0].header.checkpoint_id"
+    assert "belongs to session" in caught.value.problem
+    assert await store.load_record("copy-1") is None
+    found = await store.load_checkpoint(cp)
+    assert found is not None and found.session_id == sid
+    assert await _snapshot(store, sid) == before
+
+
+async def test_new_checkpoint_ids_copy_a_session_and_the_source_restores_itself(
+    store: SessionStore,
+) -> None:
+    sid, cp = await _seed(store)
+    doc = _renamed(await _document(store, sid), "copy-2")
+    report = await import_document(store, _raw(doc), new_checkpoint_ids=True)
+    assert report.imported == ["copy-2"] and report.checkpoints == 1
+    copies = await store.list_checkpoints("copy-2")
+    assert len(copies) == 1 and copies[0].checkpoint_id != cp
+    copy_state = await store.load("copy-2")
+    assert copy_state is not None and copy_state.checkpoint_id == copies[0].checkpoint_id
+    # the source's checkpoint still restores the source, the copy's the copy
+    restored = await _manager(store).restore(cp)
+    assert restored.session_id == sid and len(restored.turns) == 2
+    restored_copy = await _manager(store).restore(copies[0].checkpoint_id)
+    assert restored_copy.session_id == "copy-2"
+    assert [t.content for t in restored_copy.turns] == ["Weather in Paris?", "Sunny."]
+    source = await store.load(sid)
+    assert source is not None and len(source.turns) == 2
+
+
+async def test_replace_swaps_header_and_turns_and_keeps_checkpoints_it_was_not_given(
+    store: SessionStore,
+) -> None:
+    sid, cp = await _seed(store)
+    doc = await _document(store, sid)
+    entry = doc["sessions"][0]
+    entry["checkpoints"] = []
+    entry["header"]["checkpoint_id"] = None
+    entry["header"]["metadata"] = {"topic": "food"}
+    entry["header"]["total_tokens"] = 999  # counters are recomputed from the turns
+    entry["turns"] = entry["turns"][:1]
+    report = await import_document(store, _raw(doc), replace_existing=True)
+    assert report.replaced == [sid]
+    state = await store.load(sid)
+    assert state is not None
+    assert [t.content for t in state.turns] == ["Weather in Paris?"]
+    assert state.metadata == {"topic": "food"}
+    assert (state.turn_count, state.total_tokens) == (1, 5)
+    # the checkpoint the document did not carry is still there and restorable
+    restored = await _manager(store).restore(cp)
+    assert [t.content for t in restored.turns] == ["Weather in Paris?", "Sunny."]
+
+
+async def test_without_replace_an_existing_session_is_skipped_untouched(
+    store: SessionStore,
+) -> None:
+    sid, _ = await _seed(store)
+    before = await _snapshot(store, sid)
+    doc = await _document(store, sid)
+    doc["sessions"][0]["turns"][0]["content"] = "changed"
+    report = await import_document(store, _raw(doc))
+    assert report.skipped == [sid] and report.imported == []
+    assert await _snapshot(store, sid) == before
+
+
+class _FailingCheckpoints:
+    """A real store whose ``save_checkpoint`` fails from the ``fail_at``-th call on."""
+
+    def __init__(self, store: SessionStore, fail_at: int) -> None:
+        self._store = store
+        self._calls = 0
+        self._fail_at = fail_at
+
+    async def save_checkpoint(self, checkpoint: Any) -> None:
+        self._calls += 1
+        if self._calls >= self._fail_at:
+            raise StoreUnavailableError("connection lost (injected)")
+        await self._store.save_checkpoint(checkpoint)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_new_session_whose_checkpoints_fail_is_not_left_half_written(
+    store: SessionStore,
+) -> None:
+    manager = _manager(store)
+    first = await manager.create("alice")
+    await manager.checkpoint(first.session_id)
+    sid, _ = await _seed(store, "bob")
+    await manager.checkpoint(sid)
+    doc = await _document(store, first.session_id, sid)
+    await store.delete(first.session_id)
+    await store.delete(sid)
+    failing: Any = _FailingCheckpoints(store, fail_at=2)
+    with pytest.raises(ImportStopped) as caught:
+        await import_document(failing, _raw(doc))
+    assert caught.value.session_id == sid
+    assert caught.value.report.imported == [first.session_id]
+    assert await store.load_record(first.session_id) is not None
+    assert len(await store.list_checkpoints(first.session_id)) == 1
+    assert await store.load_record(sid) is None
+    assert await store.list_checkpoints(sid) == []
+
+
+async def test_a_replace_whose_checkpoints_fail_keeps_the_old_header_and_turns(
+    store: SessionStore,
+) -> None:
+    sid, _ = await _seed(store)
+    await _manager(store).checkpoint(sid)
+    state = await store.load(sid)
+    assert state is not None
+    doc = await _document(store, sid)
+    doc["sessions"][0]["turns"] = []
+    failing: Any = _FailingCheckpoints(store, fail_at=2)
+    with pytest.raises(ImportStopped):
+        await import_document(failing, _raw(doc), replace_existing=True)
+    after = await store.load(sid)
+    assert after is not None and [t.turn_id for t in after.turns] == [
+        t.turn_id for t in state.turns
+    ]
+    assert len(await store.list_checkpoints(sid)) == 2
