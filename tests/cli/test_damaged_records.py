@@ -1,0 +1,145 @@
+"""``export --user`` and ``list`` with one damaged record, on real SQLite and Redis.
+
+The healthy sessions are exported (listed), each damaged id is named on stderr and
+the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lexigram.ai.session import SessionManagerImpl
+from lexigram.ai.session.cli.main import main
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.database import DatabaseSessionStore
+from tests.services import REDIS_URL, require_redis
+from tests.stores.backends.redis import corrupt_header, drop_prefix
+from tests.stores.backends.sql import corrupt
+
+from .conftest import sqlite_url
+
+
+@pytest.fixture(autouse=True)
+def _no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("LEX_AI_SESSION__")]:
+        monkeypatch.delenv(key)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err, setup_logging=False)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def _seed(
+    store: SessionStore, damage: Callable[[SessionStore, str], Awaitable[None]]
+) -> tuple[list[str], str]:
+    """Three sessions of alice with a turn each; the middle one damaged."""
+    manager = SessionManagerImpl(store, {"auto_checkpoint_interval": None, "session_ttl": 0})
+    ids = []
+    for text in ("one", "two", "three"):
+        state = await manager.create("alice")
+        await manager.add_message(state.session_id, "user", text)
+        ids.append(state.session_id)
+    await damage(store, ids[1])
+    return [ids[0], ids[2]], ids[1]
+
+
+@pytest.fixture
+def sqlite_case(tmp_path: Path) -> tuple[list[str], list[str], str]:
+    url = sqlite_url(tmp_path / "damaged.db")
+
+    async def seed() -> tuple[list[str], str]:
+        store = DatabaseSessionStore(url)
+        await store.initialize()
+        try:
+            return await _seed(store, corrupt)
+        finally:
+            await store.close()
+
+    healthy, damaged = asyncio.run(seed())
+    return ["--database-url", url], healthy, damaged
+
+
+@pytest.fixture
+def redis_case() -> Iterator[tuple[list[str], list[str], str]]:
+    require_redis()
+    prefix = f"lxtest:{uuid.uuid4().hex[:12]}"
+
+    async def seed() -> tuple[list[str], str]:
+        store = CacheSessionStore(REDIS_URL, key_prefix=prefix)
+        await store.initialize()
+        try:
+            return await _seed(store, corrupt_header)
+        finally:
+            await store.close()
+
+    async def drop() -> None:
+        store = CacheSessionStore(REDIS_URL, key_prefix=prefix)
+        await store.initialize()
+        try:
+            await drop_prefix(store.client, store.keys.pattern)
+        finally:
+            await store.close()
+
+    healthy, damaged = asyncio.run(seed())
+    try:
+        yield ["--redis-url", REDIS_URL, "--key-prefix", prefix], healthy, damaged
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def case(
+    request: pytest.FixtureRequest,
+) -> tuple[list[str], list[str], str]:
+    value: tuple[list[str], list[str], str] = request.getfixturevalue(f"{request.param}_case")
+    return value
+
+
+def test_export_of_a_user_exports_the_healthy_sessions_and_names_the_damaged(
+    case: tuple[list[str], list[str], str], tmp_path: Path
+) -> None:
+    options, healthy, damaged = case
+    code, out, err = run(*options, "export", "--user", "alice")
+    assert code == 1
+    doc = json.loads(out)
+    exported = sorted(s["header"]["session_id"] for s in doc["sessions"])
+    assert exported == sorted(healthy)
+    assert damaged in err and "damaged" in err
+    # the healthy part imports on its own
+    target = sqlite_url(tmp_path / "copy.db")
+    path = tmp_path / "healthy.json"
+    path.write_text(out)
+    code, out, _ = run("--database-url", target, "import", str(path))
+    assert code == 0 and "imported 2" in out
+
+
+def test_list_shows_the_healthy_sessions_and_names_the_damaged(
+    case: tuple[list[str], list[str], str],
+) -> None:
+    options, healthy, damaged = case
+    code, out, err = run(*options, "list", "alice", "--json")
+    assert code == 1
+    assert sorted(s["session_id"] for s in json.loads(out)) == sorted(healthy)
+    assert damaged in err
+
+
+def test_export_of_a_named_damaged_session_exports_the_others(
+    case: tuple[list[str], list[str], str],
+) -> None:
+    options, healthy, damaged = case
+    code, out, err = run(*options, "export", "--", healthy[0], damaged)
+    assert code == 1
+    assert [s["header"]["session_id"] for s in json.loads(out)["sessions"]] == [healthy[0]]
+    assert damaged in err
