@@ -7,7 +7,7 @@ themselves are in ``store.py`` (sessions and turns), ``checkpoints.py`` and
 
 from __future__ import annotations
 
-import contextlib
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Self
@@ -46,11 +46,24 @@ from lexigram.ai.session.stores.redis.wire import (
     header_record,
     to_us,
 )
+from lexigram.ai.session.validation import MAX_SAFE_INT, check_cost, check_tokens, check_totals
 
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
 
-__all__ = ["RedisStoreBase", "record_name", "text_map"]
+__all__ = ["KEY_EXPIRY_MARGIN_S", "RedisStoreBase", "new_op", "record_name", "text_map"]
+
+#: How long past its purge time a session's keys live on in Redis (one day): the
+#: storage-level expiry is a safety net for when no sweeper runs, never the
+#: normal way a session ends.
+KEY_EXPIRY_MARGIN_S = 86_400
+
+_DEFAULT_PURGE_AFTER_S = 7 * 86_400
+
+
+def new_op() -> str:
+    """A fresh operation id: one per logical store call, shared by all its steps."""
+    return uuid.uuid4().hex
 
 
 def record_name(session_id: str) -> str:
@@ -70,6 +83,7 @@ class RedisStoreBase(SessionStore):
         pool_size: int = 50,
         cluster: bool = False,
         session_ttl: int = 0,
+        purge_after_s: int = _DEFAULT_PURGE_AFTER_S,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(session_ttl, bool) or not isinstance(session_ttl, int) or session_ttl < 0:
@@ -84,6 +98,14 @@ class RedisStoreBase(SessionStore):
             raise SessionValidationError(
                 "pool_size", f"expected an integer >= 1, got {pool_size!r}"
             )
+        if (
+            isinstance(purge_after_s, bool)
+            or not isinstance(purge_after_s, int)
+            or purge_after_s < 0
+        ):
+            raise SessionValidationError(
+                "purge_after_s", f"expected an integer >= 0, got {purge_after_s!r}"
+            )
         super().__init__(session_ttl=session_ttl, clock=clock)
         self.url = url
         self.cluster = cluster or isinstance(client, RedisCluster)
@@ -92,9 +114,21 @@ class RedisStoreBase(SessionStore):
         self._client: AnyRedis = (
             client if client is not None else connect(url, cluster=cluster, pool_size=pool_size)
         )
-        self._scripts = ScriptRunner(self._client, pool_size)
+        self._scripts = ScriptRunner(
+            self._client,
+            pool_size,
+            make_client=None
+            if client is not None
+            else lambda: connect(url, cluster=cluster, pool_size=pool_size),
+            owns_client=client is None,
+        )
         self._index = Indexes(self.keys, self._scripts)
         self._closed = False
+        #: With a TTL, every key of a session expires in Redis this long (ms) after
+        #: its deadline or its end: past the sweeper's purge time plus a margin.
+        self._key_grace_ms: int | None = (
+            (purge_after_s + KEY_EXPIRY_MARGIN_S) * 1000 if session_ttl > 0 else None
+        )
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> Self:
@@ -105,12 +139,16 @@ class RedisStoreBase(SessionStore):
             pool_size=config.redis_pool_size,
             cluster=config.redis_cluster,
             session_ttl=config.session_ttl,
+            purge_after_s=config.purge_after_s,
         )
 
     @property
     def client(self) -> AnyRedis:
-        """The underlying ``redis.asyncio`` client."""
-        return self._client
+        """The ``redis.asyncio`` client of the running event loop (one per loop)."""
+        try:
+            return self._scripts.client()
+        except (RuntimeError, SessionStoreError):  # outside a loop, or closed
+            return self._client
 
     # ---------------------------------------------------------------- lifecycle
     async def initialize(self) -> None:
@@ -122,7 +160,7 @@ class RedisStoreBase(SessionStore):
         """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
         where = f"{'Redis Cluster' if self.cluster else 'Redis'} at {mask_url(self.url)}"
         try:
-            await self._client.ping()
+            await self._scripts.client().ping()
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
 
@@ -131,9 +169,7 @@ class RedisStoreBase(SessionStore):
         if self._closed:
             return
         self._closed = True
-        if self._owns_client:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.aclose()
+        await self._scripts.close()  # every event loop's client the store made
 
     # ------------------------------------------------------------------ helpers
     def _clock(self) -> tuple[datetime, int]:
@@ -146,19 +182,47 @@ class RedisStoreBase(SessionStore):
         deadline = self.deadline_for(now)
         return "" if deadline is None else str(to_us(deadline))
 
-    async def _run(self, name: str, session_id: str, args: Sequence[Any]) -> Any:
+    def _script_keys(self, session_id: str, name: str, op: str | None) -> list[str]:
+        """The session's keys, plus the key recording operation ``op``'s reply."""
+        keys = self.keys.session(session_id)
+        if op is not None:
+            keys.append(self.keys.op(session_id, op, name))
+        return keys
+
+    def _argv(self, args: Sequence[Any]) -> list[Any]:
+        """``args`` with the key-expiry grace attached to "now" (``"now|grace_ms"``)."""
+        out = list(args)
+        if self._key_grace_ms is not None and out:
+            out[0] = f"{out[0]}|{self._key_grace_ms}"
+        return out
+
+    async def _run(
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
+    ) -> Any:
+        """Run a session script answering one JSON document; ``op`` makes a write exactly-once."""
         return await self._scripts.json(
-            name, self.keys.session(session_id), args, record=record_name(session_id)
+            name,
+            self._script_keys(session_id, name, op),
+            self._argv(args),
+            record=record_name(session_id),
+        )
+
+    async def _raw(
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
+    ) -> Any:
+        """Run a session script and return the driver's reply as is."""
+        return await self._scripts.raw(
+            name, self._script_keys(session_id, name, op), self._argv(args)
         )
 
     def _record(self, data: Any, session_id: str, now: datetime) -> SessionRecord:
         return header_record(data, record=record_name(session_id), now=now)
 
     async def _run_turns(
-        self, name: str, session_id: str, args: Sequence[Any]
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
     ) -> tuple[Any, list[Any]]:
         """Run a script that may answer ``{meta, turn, turn, ...}``: (meta, raw turns)."""
-        reply = await self._scripts.raw(name, self.keys.session(session_id), args)
+        reply = await self._raw(name, session_id, args, op=op)
         if isinstance(reply, list):
             return self._meta(reply[0], session_id), reply[1:]
         return self._meta(reply, session_id), []
@@ -197,6 +261,8 @@ class RedisStoreBase(SessionStore):
             raise DuplicateTurnError(session_id, reply["a"])
         if code == "EXISTS":
             raise SessionValidationError("session_id", f"session {session_id!r} already exists")
+        if code == "VAL":
+            raise SessionValidationError(str(reply.get("a")), str(reply.get("b")))
         if code == "CORRUPT":
             raise CorruptRecordError(
                 record_name(session_id), f"field {reply.get('a')}: {reply.get('b')!r}"
@@ -226,22 +292,25 @@ class RedisStoreBase(SessionStore):
         return orjson.dumps(fields).decode()
 
     @staticmethod
-    def _encode_batch(turns: Sequence[SessionTurn]) -> tuple[list[Any], int, float]:
+    def _encode_batch(turns: Sequence[SessionTurn]) -> tuple[list[Any], int, str]:
+        """(turn_id, JSON) pairs, the batch's tokens and its costs as ``"c1,c2,..."``.
+
+        Per-turn numbers outside the storable range are refused here, naming
+        ``turns[i].tokens_used``/``turns[i].cost``; the scripts refuse totals that
+        would leave it (``total_tokens``/``total_cost``) before writing anything.
+        """
         args: list[Any] = []
         tokens = 0
-        cost = 0.0
-        for turn in turns:
+        costs: list[str] = []
+        for index, turn in enumerate(turns):
             data = encode_turn(turn)
-            if isinstance(turn.tokens_used, bool) or not isinstance(turn.tokens_used, int):
-                raise SessionValidationError("turn.tokens_used", "expected an integer")
-            if isinstance(turn.cost, bool) or not isinstance(turn.cost, int | float):
-                raise SessionValidationError("turn.cost", "expected a number")
-            tokens += turn.tokens_used
+            tokens += check_tokens(turn.tokens_used, f"turns[{index}].tokens_used")
+            costs.append(repr(check_cost(turn.cost, f"turns[{index}].cost")))
             args.append(turn.turn_id)
             args.append(data)
-        # The same summation order as the in-memory store (sum() then add to the total).
-        cost = sum(t.cost for t in turns)
-        return args, tokens, float(cost)
+        if tokens > MAX_SAFE_INT:
+            check_totals(tokens, 0.0)
+        return args, tokens, ",".join(costs)
 
     def _header_json(
         self,
@@ -255,6 +324,7 @@ class RedisStoreBase(SessionStore):
         fields = encode_header(
             state, expires_at=expires_at, last_seq=last_seq, fork_seq=fork_seq, ordinal=ordinal
         )
+        check_totals(state.total_tokens, float(state.total_cost))
         return orjson.dumps(
             {k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
         )
@@ -278,13 +348,21 @@ class RedisStoreBase(SessionStore):
         now_us: int,
         cap: int | None,
         fork_seq: int | None,
+        op: str,
     ) -> SessionRecord:
-        """Reserve the user's place, then write the session; undo the reservation on failure."""
+        """Reserve the user's place, then write the session; undo the reservation on failure.
+
+        Every step is keyed by the operation id ``op``: a step the client re-sends
+        (its reply was lost) answers its first result again, so a create is applied
+        once and reports what really happened. When the outcome of the write is
+        unknown (Redis unreachable) the reservation is kept: it stops counting
+        after ``RESERVATION_GRACE_US`` if the session never appeared.
+        """
         sid = state.session_id
         live = state.status in LIVE_STATUSES
         try:
             ordinal = await self._index.reserve(
-                state.user_id, sid, cap=cap, live=live, now_us=now_us
+                state.user_id, sid, cap=cap, live=live, now_us=now_us, op=op
             )
         except SessionCapacityError:
             # The contract checks the id before the cap: a taken id wins.
@@ -304,17 +382,24 @@ class RedisStoreBase(SessionStore):
             # between leaves an entry the sweeper drops, never an unindexed session.
             if deadline is not None:
                 added = await self._index.add_deadline(sid, to_us(deadline), only_new=True)
-            reply = await self._run("create", sid, [now_us, header, k, *pairs])
-            if "e" in reply:
-                self._refuse(reply, sid)
+            reply = await self._run("create", sid, [now_us, header, k, *pairs], op=op)
+        except StoreUnavailableError:
+            raise  # outcome unknown: keep the reservation and the deadline entry
         except BaseException:
-            await self._index.release(state.user_id, sid)
-            if added:
-                await self._index.drop_deadline(sid)
+            await self._undo_insert(state.user_id, sid, added)
             raise
+        if "e" in reply:
+            await self._undo_insert(state.user_id, sid, added)
+            self._refuse(reply, sid)
         if not live:
             await self._index.ended(sid, state.user_id, to_us(state.updated_at))
         return self._record(reply["h"], sid, now)
+
+    async def _undo_insert(self, user_id: str, session_id: str, deadline_added: bool) -> None:
+        """Release a reservation (and the deadline entry) of a create that was refused."""
+        await self._index.release(user_id, session_id)
+        if deadline_added:
+            await self._index.drop_deadline(session_id)
 
 
 def text_map(raw: Any, session_id: str) -> dict[str, str]:

@@ -14,9 +14,10 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionStoreError,
     SessionValidationError,
+    StoreUnavailableError,
 )
 from lexigram.ai.session.stores import codec
-from lexigram.ai.session.stores.redis.base import RedisStoreBase
+from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op
 from lexigram.ai.session.stores.redis.wire import (
     decode_header,
     encode_header,
@@ -72,13 +73,15 @@ class CheckpointOps(RedisStoreBase):
         }
         if checkpoint.parent_checkpoint_id is not None:
             data["p"] = checkpoint.parent_checkpoint_id
+        op = new_op()
         previous = await self._checkpoint_owner(cpid)
         if previous is not None and previous != checkpoint.session_id:
-            await self._run("cp_delete", previous, [now_us, cpid])
+            await self._run("cp_delete", previous, [now_us, cpid], op=op)
         await self._run(
             "cp_save",
             checkpoint.session_id,
             [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
+            op=op,
         )
         await self._scripts.command("set", self.keys.checkpoint(cpid), checkpoint.session_id)
 
@@ -115,7 +118,7 @@ class CheckpointOps(RedisStoreBase):
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             return False
-        reply = await self._run("cp_delete", owner, [now_us, checkpoint_id])
+        reply = await self._run("cp_delete", owner, [now_us, checkpoint_id], op=new_op())
         await self._scripts.command("delete", self.keys.checkpoint(checkpoint_id))
         return bool(reply.get("ok"))
 
@@ -154,7 +157,9 @@ class CheckpointOps(RedisStoreBase):
             "1" if include_turns else "0",
         ]
         try:
-            reply, turns = await self._run_turns("cp_create", session_id, args)
+            reply, turns = await self._run_turns("cp_create", session_id, args, op=new_op())
+        except StoreUnavailableError:
+            raise  # outcome unknown: the checkpoint may exist, keep its index entry
         except BaseException:
             await self._unclaim(index_key, session_id)
             raise
@@ -191,7 +196,7 @@ class CheckpointOps(RedisStoreBase):
         if owner is None:
             raise CheckpointNotFoundError(checkpoint_id)
         reply, turns = await self._run_turns(
-            "cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)]
+            "cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)], op=new_op()
         )
         if "e" in reply:
             if reply["e"] == "CPNF":

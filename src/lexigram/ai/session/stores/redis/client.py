@@ -8,7 +8,8 @@ server-side failure :class:`SessionStoreError`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,9 +27,10 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
 )
+from lexigram.ai.session.stores.loops import PerLoop, drop_transport
 from lexigram.ai.session.stores.redis.scripts import SCRIPTS
 
-__all__ = ["AnyRedis", "ScriptRunner", "connect", "mask_url", "translate"]
+__all__ = ["AnyRedis", "LoopClient", "ScriptRunner", "connect", "mask_url", "translate"]
 
 AnyRedis = Redis | RedisCluster
 
@@ -84,6 +86,44 @@ def translate(exc: BaseException, where: str) -> NoReturn:
     raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
 
 
+class LoopClient:
+    """One event loop's Redis client, its in-flight gate and its script objects."""
+
+    any_loop = False
+
+    def __init__(self, client: AnyRedis, pool_size: int, owned: bool) -> None:
+        self.client = client
+        self.owned = owned
+        self.gate = asyncio.Semaphore(pool_size)
+        self.scripts: dict[str, AsyncScript] = {
+            name: client.register_script(source) for name, source in SCRIPTS.items()
+        }
+
+    async def aclose(self) -> None:
+        """Close the client's connections (on its own loop), if the store made it."""
+        if self.owned:
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.aclose()
+
+    def abandon(self) -> None:
+        """Close the sockets of a client whose loop is gone, without that loop."""
+        if not self.owned:
+            return
+        for conn in _connections(self.client):
+            writer = getattr(conn, "_writer", None)
+            if writer is not None:
+                drop_transport(writer.transport)
+            conn._reader = conn._writer = None
+
+
+def _connections(client: AnyRedis) -> list[Any]:
+    """Every connection a client holds (idle or in use)."""
+    if isinstance(client, RedisCluster):
+        return [c for node in client.get_nodes() for c in getattr(node, "_connections", ())]
+    pool = client.connection_pool
+    return [*pool._get_free_connections(), *pool._get_in_use_connections()]
+
+
 class ScriptRunner:
     """The store's only way to Redis: scripts by SHA, plain commands and pipelines.
 
@@ -93,12 +133,46 @@ class ScriptRunner:
     automatically on NOSCRIPT (after a server restart or ``SCRIPT FLUSH``).
     """
 
-    def __init__(self, client: AnyRedis, pool_size: int) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(source) for name, source in SCRIPTS.items()
-        }
-        self._client = client
-        self._gate = asyncio.Semaphore(pool_size)
+    def __init__(
+        self,
+        client: AnyRedis,
+        pool_size: int,
+        *,
+        make_client: Callable[[], AnyRedis] | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        def bundle(c: AnyRedis, owned: bool) -> LoopClient:
+            return LoopClient(c, pool_size, owned)
+
+        # Connections belong to the event loop that opened them: one client (and
+        # one gate) per loop; ``make_client`` builds the clients of other loops.
+        self._loops: PerLoop[LoopClient] = PerLoop(
+            None if make_client is None else lambda: bundle(make_client(), True),
+            first=bundle(client, owns_client),
+            what="the Redis session store",
+            refusal="it was given a Redis client, which belongs to the event loop it "
+            "was first used on; build the store from a URL to use it from any loop",
+        )
+
+    @property
+    def _client(self) -> AnyRedis:
+        return self._loops.get().client
+
+    @property
+    def _gate(self) -> asyncio.Semaphore:
+        return self._loops.get().gate
+
+    @property
+    def _scripts(self) -> dict[str, AsyncScript]:
+        return self._loops.get().scripts
+
+    def client(self) -> AnyRedis:
+        """The client of the running event loop."""
+        return self._loops.get().client
+
+    async def close(self) -> None:
+        """Close the clients of every event loop (those the store made)."""
+        await self._loops.aclose()
 
     async def command(self, name: str, *args: Any, **options: Any) -> Any:
         """Run one client command (``name`` is the redis-py method)."""
@@ -109,12 +183,18 @@ class ScriptRunner:
                 translate(exc, name.upper())
 
     async def pipeline(
-        self, commands: Sequence[tuple[str, tuple[Any, ...]]], *, transaction: bool = False
+        self,
+        commands: Sequence[tuple[str, tuple[Any, ...]]],
+        *,
+        transaction: bool = False,
+        raise_on_error: bool = True,
     ) -> list[Any]:
         """Run commands in one round trip.
 
         Without ``transaction`` they are independent (and may span cluster slots);
-        with it they run as one MULTI/EXEC and must all be on one slot.
+        with it they run as one MULTI/EXEC and must all be on one slot. With
+        ``raise_on_error=False`` a command the server refused (e.g. ``WRONGTYPE``)
+        leaves its ``ResponseError`` in the results instead of failing them all.
         """
         if not commands:
             return []
@@ -123,7 +203,7 @@ class ScriptRunner:
                 async with self._client.pipeline(transaction=transaction) as pipe:
                     for name, args in commands:
                         getattr(pipe, name)(*args)
-                    return list(await pipe.execute())
+                    return list(await pipe.execute(raise_on_error=raise_on_error))
             except RedisError as exc:
                 translate(exc, "pipeline")
 

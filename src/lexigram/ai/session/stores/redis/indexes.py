@@ -52,28 +52,48 @@ class Indexes:
         """Run independent commands (possibly on several slots) in one pipeline."""
         return await self._scripts.pipeline(commands)
 
-    async def probe(self, session_ids: Sequence[str], fields: Sequence[str]) -> list[list[Any]]:
-        """``HMGET`` of ``fields`` of each session's header (Nones when missing)."""
+    async def probe(
+        self, session_ids: Sequence[str], fields: Sequence[str]
+    ) -> list[list[Any] | None]:
+        """``HMGET`` of ``fields`` of each session's header (Nones when missing).
+
+        A header Redis cannot read as a hash (``WRONGTYPE``) gives ``None`` instead
+        of a list: one damaged key never fails the others.
+        """
         commands = [("hmget", (self._keys.header(sid), *fields)) for sid in session_ids]
-        replies = await self.pipe(commands)
+        replies = await self._scripts.pipeline(commands, raise_on_error=False)
         return [
-            [None if v is None else v.decode("utf-8", "replace") for v in reply]
+            None
+            if isinstance(reply, Exception)
+            else [None if v is None else v.decode("utf-8", "replace") for v in reply]
             for reply in replies
         ]
 
-    async def headers(self, session_ids: Sequence[str]) -> list[dict[str, str] | None]:
+    async def headers(
+        self, session_ids: Sequence[str], *, damaged: list[str] | None = None
+    ) -> list[dict[str, str] | None]:
         """Every field of each session's header (None when missing), one round trip.
 
         Each header comes back as one JSON document from the ``record`` script,
         which is far cheaper to parse than the field-by-field ``HGETALL`` reply.
+        A header that cannot be read raises :class:`CorruptRecordError`, unless
+        ``damaged`` is given: its id is then appended there and None returned.
         """
         calls = [(self._keys.session(sid), ["0"]) for sid in session_ids]
         out: list[dict[str, str] | None] = []
         for sid, reply in zip(session_ids, await self._scripts.many("record", calls), strict=True):
             try:
                 doc = orjson.loads(reply)
-            except (orjson.JSONDecodeError, TypeError) as exc:
-                raise CorruptRecordError(f"session {sid!r}", f"unreadable header: {exc}") from None
+                if "e" in doc:
+                    raise CorruptRecordError(f"session {sid!r}", f"unreadable header: {doc}")
+            except (orjson.JSONDecodeError, TypeError, CorruptRecordError) as exc:
+                if damaged is None:
+                    raise CorruptRecordError(
+                        f"session {sid!r}", f"unreadable header: {exc}"
+                    ) from None
+                damaged.append(sid)
+                out.append(None)
+                continue
             header = doc.get("h")
             out.append(header if isinstance(header, dict) else None)
         return out
@@ -87,13 +107,18 @@ class Indexes:
         cap: int | None,
         live: bool,
         now_us: int,
+        op: str | None = None,
     ) -> int | None:
         """Reserve a place for ``session_id``; its per-user ordinal, or None if indexed.
 
         Raises :class:`SessionCapacityError` when ``user_id`` already has ``cap``
-        live sessions after stale entries have been re-checked and dropped.
+        live sessions after stale entries have been re-checked and dropped. With an
+        operation id ``op``, a reservation re-sent by the client (reply lost)
+        answers the ordinal it made instead of "already indexed".
         """
         keys = self._keys.user(user_id)
+        if op is not None:
+            keys.append(self._keys.user_op(user_id, op))
         args = ["", session_id, "" if cap is None else str(cap), "1" if live else "0"]
         for attempt in range(2):
             args[0] = str(wall_us())
@@ -123,7 +148,11 @@ class Indexes:
         alive: list[str] = []
         dead: list[str] = []
         wall = wall_us()
-        for (sid, reserved), (owner, status, expires) in zip(members, probes, strict=True):
+        for (sid, reserved), probe in zip(members, probes, strict=True):
+            if probe is None:
+                dead.append(sid)  # a damaged header never holds a place under the cap
+                continue
+            owner, status, expires = probe
             if status is None:
                 # No header yet: a create in progress, or a writer that died.
                 if reserved < wall - RESERVATION_GRACE_US:
@@ -168,6 +197,15 @@ class Indexes:
             [("zadd", (self._keys.deadlines, {session_id: deadline_us}, only_new))]
         )
         return bool(added)
+
+    async def quarantine(self, session_id: str) -> None:
+        """Take a session out of the sweeper's indexes (its header cannot be decoded)."""
+        await self.pipe(
+            [
+                ("zrem", (self._keys.deadlines, session_id)),
+                ("zrem", (self._keys.ended, session_id)),
+            ]
+        )
 
     async def drop_deadline(self, session_id: str) -> None:
         """Forget a deadline entry this store added (the create it belonged to failed)."""

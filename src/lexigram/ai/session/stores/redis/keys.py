@@ -19,9 +19,11 @@ Layout (``P`` = the key prefix)::
     P:s:{sid}:b   zset    branch (fork) ids by creation order
     P:s:{sid}:p   hash    branch id -> wall-clock time its reservation was made (µs)
     P:s:{sid}:x   string  tombstone of a purged session: "purged until" (µs)
+    P:s:{sid}:o:<op>:<script>  string  reply of one write operation (kept 5 minutes)
     P:u:{uid}:s   zset    a user's sessions by per-user ordinal (newest = highest)
     P:u:{uid}:l   zset    a user's live sessions and reservations (score: wall µs)
     P:u:{uid}:n   string  the user's ordinal counter
+    P:u:{uid}:o:<op>  string  ordinal reserved by one create operation (kept 5 minutes)
     P:c:{cpid}    string  checkpoint id -> session id
     P:g:{index}:d zset    live sessions by (lower bound of) deadline µs
     P:g:{index}:e zset    ended (CLOSED/EXPIRED) sessions by updated_at µs
@@ -65,6 +67,14 @@ class KeySpace:
     def header(self, session_id: str) -> str:
         """The session's header hash."""
         return f"{self.prefix}:s:{{{tag(session_id)}}}:h"
+
+    def op(self, session_id: str, op_id: str, script: str) -> str:
+        """The key recording the reply of ``script`` run by operation ``op_id`` (same slot)."""
+        return f"{self.prefix}:s:{{{tag(session_id)}}}:o:{op_id}:{script}"
+
+    def user_op(self, user_id: str, op_id: str) -> str:
+        """The key recording the ordinal reserved by create operation ``op_id``."""
+        return f"{self.prefix}:u:{{{tag(user_id)}}}:o:{op_id}"
 
     def user(self, user_id: str) -> list[str]:
         """The user's index keys: all sessions, live sessions, ordinal counter (one slot)."""

@@ -15,11 +15,20 @@ totals uses Lua's doubles and ``%.17g``, which round-trips exactly as Python flo
 
 from __future__ import annotations
 
-__all__ = ["SCRIPTS", "SESSION_PRELUDE"]
+__all__ = ["OP_TTL_MS", "SCRIPTS", "SESSION_PRELUDE", "WRITE_SCRIPTS"]
 
 SESSION_PRELUDE = r"""
-local NOW = tonumber(ARGV[1])
-local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX = unpack(KEYS)
+-- ARGV[1] is "now" or "now|grace": grace (ms) is how long a session's keys outlive
+-- its deadline (or its end) when the store has a TTL. KEYS[12], when given, is the
+-- key recording this operation's reply (see op_wrapper in scripts.py).
+local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
+local NOW_S = NOW_TEXT or ARGV[1]
+local NOW = tonumber(NOW_S)
+local GRACE = tonumber(GRACE_TEXT or '')
+local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX = unpack(KEYS, 1, 11)
+local KO = KEYS[12]
+local MAX_SAFE = 9007199254740991
+local FAILED = false
 local LIVE = {active = true, suspended = true}
 local VALID = {active = true, suspended = true, closed = true, expired = true}
 
@@ -27,6 +36,7 @@ local function int(x) return string.format('%d', x) end
 local function num(x) return string.format('%.17g', x) end
 
 local function fail(code, a, b)
+  FAILED = true
   return cjson.encode({e = code, a = a, b = b})
 end
 
@@ -52,8 +62,10 @@ local function opt_str(v)
   return cjson.encode(v)
 end
 
+-- a hash as a table; nil when missing; nil, true when the key is not a hash
 local function hmap(key)
-  local flat = redis.call('HGETALL', key)
+  local flat = redis.pcall('HGETALL', key)
+  if flat.err then return nil, true end
   if #flat == 0 then return nil end
   local m = {}
   for j = 1, #flat, 2 do m[flat[j]] = flat[j + 1] end
@@ -65,8 +77,13 @@ local function effective(h)
   return h.s
 end
 
+local function wrong_type()
+  return fail('CORRUPT', 'header', 'not a hash')
+end
+
 local function header()
-  local h = hmap(KH)
+  local h, bad = hmap(KH)
+  if bad then return nil, wrong_type() end
   if not h then return nil, fail('NF') end
   if not VALID[h.s] then return nil, fail('CORRUPT', 'status', h.s) end
   if not (tonumber(h.n) and tonumber(h.tt) and tonumber(h.tc)) then
@@ -314,7 +331,8 @@ if tomb then
   if tonumber(tomb) > NOW then return fail('NF') end
   redis.call('DEL', KX)
 end
-local old = hmap(KH)
+local old, bad = hmap(KH)
+if bad then return wrong_type() end
 local fields = cjson.decode(ARGV[2])
 local k = tonumber(ARGV[3])
 local base = 0
@@ -347,7 +365,7 @@ if old then gc_archive() end
 return cjson.encode({new = (old == nil), u = old and old.u or nil, ps = old and old.ps or nil})
 """
 
-# ARGV: now, deadline|'', max_turns|'', k, tokens, cost, patch|'', then k pairs.
+# ARGV: now, deadline|'', max_turns|'', k, tokens, costs "c1,c2,...", patch|'', then k pairs.
 _APPEND = r"""
 local h, err = header()
 if not h then return err end
@@ -366,11 +384,20 @@ for j = 0, k - 1 do
   if seen[tid] or redis.call('HEXISTS', KI, tid) == 1 then return fail('DUP', tid) end
   seen[tid] = true
 end
+-- exact while below 2**53 (a double sum past it is >= 2**53: refused, never rounded)
+local tokens = tonumber(h.tt) + tonumber(ARGV[5])
+if tokens > MAX_SAFE then return fail('VAL', 'total_tokens', 'exceeds 2**53-1') end
+-- costs added one turn at a time, oldest first (the total is a sum over the live turns)
+local cost = tonumber(h.tc)
+for c in string.gmatch(ARGV[6], '[^,]+') do cost = cost + tonumber(c) end
+if cost ~= cost or cost >= math.huge or cost < 0 then
+  return fail('VAL', 'total_cost', 'not a finite number >= 0')
+end
 local first = (tonumber(h.ls or '0') or 0) + 1
 local last = first + k - 1
 local count = n + k
-local upd = {'n', int(count), 'tt', int(tonumber(h.tt) + tonumber(ARGV[5])),
-             'tc', num(tonumber(h.tc) + tonumber(ARGV[6])), 'ua', ARGV[1], 'ls', int(last)}
+local upd = {'n', int(count), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S,
+             'ls', int(last)}
 apply_patch(h, upd, ARGV[7])
 local closed = cap ~= nil and count >= cap
 if closed then
@@ -406,7 +433,7 @@ local h, err = header()
 if not h then return err end
 local st, err2 = writable(h)
 if not st then return err2 end
-local upd = {'ua', ARGV[1]}
+local upd = {'ua', NOW_S}
 apply_patch(h, upd, ARGV[3])
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
@@ -423,7 +450,7 @@ if cur == 'expired' and to ~= 'expired' then return fail('CHK', cur, h.n) end
 local ok = false
 for s in string.gmatch(ARGV[4], '[^,]+') do if s == cur then ok = true end end
 if not ok then return fail('TR', cur, to) end
-local upd = {'s', to, 'ua', ARGV[1]}
+local upd = {'s', to, 'ua', NOW_S}
 set_deadline(h, upd, ARGV[2], LIVE[to])
 commit(h, upd)
 return reply_h(h)
@@ -457,7 +484,7 @@ redis.call('HDEL', KI, obj.turn_id)
 local cost = tonumber(h.tc) - (tonumber(obj.cost) or 0)
 if cost < 0 then cost = 0 end
 local tokens = tonumber(h.tt) - (tonumber(obj.tokens_used) or 0)
-local upd = {'n', int(tonumber(h.n) - 1), 'tt', int(tokens), 'tc', num(cost), 'ua', ARGV[1]}
+local upd = {'n', int(tonumber(h.n) - 1), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S}
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
 retire({seq}, {js}, coverage())
@@ -474,7 +501,7 @@ if st == 'suspended' then return fail('TR', 'suspended', 'active') end
 local seqs, jsons = live_turns()
 retire(seqs, jsons, coverage())
 redis.call('DEL', KT, KR, KI)
-local upd = {'n', '0', 'tt', '0', 'tc', '0.0', 'ua', ARGV[1]}
+local upd = {'n', '0', 'tt', '0', 'tc', '0.0', 'ua', NOW_S}
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
 return reply_h(h, ',"n":' .. int(#jsons))
@@ -482,7 +509,8 @@ return reply_h(h, ',"n":' .. int(#jsons))
 
 # ARGV: now.
 _RECORD = r"""
-local h = hmap(KH)
+local h, bad = hmap(KH)
+if bad then return wrong_type() end
 if not h then return '{}' end
 return reply_h(h)
 """
@@ -529,7 +557,7 @@ local snap = {}
 for f, v in pairs(h) do snap[f] = v end
 snap.s = effective(h)
 snap.cp = cpid
-local data = cjson.encode({sid = h.id, h = snap, ca = ARGV[1], p = h.cp, m = ARGV[3], r = rtext})
+local data = cjson.encode({sid = h.id, h = snap, ca = NOW_S, p = h.cp, m = ARGV[3], r = rtext})
 local ord = redis.call('HINCRBY', KH, 'cq', 1)
 redis.call('ZADD', KC, ord, cpid)
 redis.call('HSET', KD, cpid, data)
@@ -584,21 +612,34 @@ return with_turns('{"d":' .. raw .. '}', turns)
 
 # ARGV: now, include_turns.
 _CP_LIST = r"""
+-- ordered by creation time, ties by the order they were stored in
+local flat = redis.call('ZRANGE', KC, 0, -1, 'WITHSCORES')
+local entries = {}
+for j = 1, #flat, 2 do
+  local raw = redis.call('HGET', KD, flat[j])
+  if raw then
+    local ok, data = pcall(cjson.decode, raw)
+    if not ok or type(data) ~= 'table' then return fail('CORRUPT', 'checkpoint', flat[j]) end
+    entries[#entries + 1] = {flat[j], raw, tonumber(data.ca) or 0, tonumber(flat[j + 1]), data}
+  end
+end
+table.sort(entries, function(x, y)
+  if x[3] ~= y[3] then return x[3] < y[3] end
+  return x[4] < y[4]
+end)
 local parts, lists = {}, {}
 local lm = nil
-for _, cpid in ipairs(redis.call('ZRANGE', KC, 0, -1)) do
-  local raw = redis.call('HGET', KD, cpid)
-  if raw then
-    local turns = {}
-    if ARGV[2] == '1' then
-      lm = lm or live_map()
-      local t, bad = checkpoint_turns(cpid, cjson.decode(raw), lm)
-      if not t then return fail('CORRUPT', 'turn log', int(bad)) end
-      turns = t
-    end
-    parts[#parts + 1] = '{"i":' .. cjson.encode(cpid) .. ',"d":' .. raw .. '}'
-    lists[#lists + 1] = turns
+for _, e in ipairs(entries) do
+  local cpid, raw = e[1], e[2]
+  local turns = {}
+  if ARGV[2] == '1' then
+    lm = lm or live_map()
+    local t, bad = checkpoint_turns(cpid, e[5], lm)
+    if not t then return fail('CORRUPT', 'turn log', int(bad)) end
+    turns = t
   end
+  parts[#parts + 1] = '{"i":' .. cjson.encode(cpid) .. ',"d":' .. raw .. '}'
+  lists[#lists + 1] = turns
 end
 -- {meta, turns of the 1st checkpoint (array), turns of the 2nd, ...}
 return with_turns('{"l":' .. json_list(parts) .. '}', lists)
@@ -655,7 +696,7 @@ retire(gone_s, gone_j, coverage())
 if #from_archive > 0 then push_all('HDEL', KA, from_archive) end
 write_live(seqs, jsons, ids)
 local src = data.h or {}
-local upd = {'s', 'active', 'cp', cpid, 'n', int(#jsons), 'ua', ARGV[1], 'ls', int(ls)}
+local upd = {'s', 'active', 'cp', cpid, 'n', int(#jsons), 'ua', NOW_S, 'ls', int(ls)}
 for _, f in ipairs({'m', 'ta', 'sk', 'v', 'tt', 'tc'}) do
   if src[f] then upd[#upd + 1] = f; upd[#upd + 1] = src[f] end
 end
@@ -674,7 +715,8 @@ return with_turns(reply_h(h), jsons)
 _FORK_SOURCE = r"""
 local h, err = header()
 if not h then return err end
-if ARGV[3] ~= '' then
+local mine = redis.call('ZSCORE', KB, ARGV[2])
+if ARGV[3] ~= '' and not mine then
   local count = redis.call('ZCARD', KB)
   if count >= tonumber(ARGV[3]) then return fail('CAPB', int(count)) end
 end
@@ -690,7 +732,7 @@ if ARGV[4] ~= '' then
 else
   turns = redis.call('LRANGE', KT, 0, -1)
 end
-if not redis.call('ZSCORE', KB, ARGV[2]) then
+if not mine then
   local top = redis.call('ZRANGE', KB, -1, -1, 'WITHSCORES')
   local ord = 1
   if top[2] then ord = tonumber(top[2]) + 1 end
@@ -721,8 +763,8 @@ return '{}'
 
 # ARGV: now. Delete every key of the session; report what the indexes must forget.
 _DELETE = r"""
-local h = hmap(KH)
-if not h then return '{}' end
+local h, bad = hmap(KH)
+if bad then h = {} elseif not h then return '{}' end
 local cps = redis.call('ZRANGE', KC, 0, -1)
 redis.call('DEL', KH, KT, KR, KI, KA, KC, KD, KK, KB, KP)
 return '{"u":' .. opt_str(h.u) .. ',"ps":' .. opt_str(h.ps) .. ',"c":' .. str_list(cps) .. '}'
@@ -730,7 +772,8 @@ return '{"u":' .. opt_str(h.u) .. ',"ps":' .. opt_str(h.ps) .. ',"c":' .. str_li
 
 # ARGV: now, tombstone-until µs, safety expiry seconds.
 _PURGE = r"""
-local h = hmap(KH)
+local h, bad = hmap(KH)
+if bad then return wrong_type() end
 if not h or (h.s ~= 'closed' and h.s ~= 'expired') then return '{}' end
 local cps = redis.call('ZRANGE', KC, 0, -1)
 redis.call('DEL', KH, KT, KR, KI, KA, KC, KD, KK, KB, KP)
@@ -740,8 +783,13 @@ return '{"u":' .. opt_str(h.u) .. ',"ps":' .. opt_str(h.ps) .. ',"c":' .. str_li
 
 # ARGV: now. Store EXPIRED when the session is still stored live and past its deadline.
 _MARK_EXPIRED = r"""
-local h = hmap(KH)
+local h, bad = hmap(KH)
+if bad then return wrong_type() end
+if h and not VALID[h.s] then return fail('CORRUPT', 'status', h.s) end
 if not h or not LIVE[h.s] or not h.ex or tonumber(h.ex) > NOW then return '{}' end
+for _, f in ipairs({'m', 'v', 'ta', 'sk'}) do
+  if h[f] and not pcall(cjson.decode, h[f]) then return fail('CORRUPT', f, 'invalid JSON') end
+end
 redis.call('HSET', KH, 's', 'expired')
 redis.call('HDEL', KH, 'ex')
 h.s = 'expired'
@@ -751,13 +799,79 @@ return reply_h(h)
 
 # User slot. KEYS: sessions zset, live zset, ordinal counter.
 # ARGV: wall µs, session id, cap|'', live ('1'|'0'). Reserve a place for a new session.
+# KEYS[4], when given, records the ordinal of this operation (a re-sent reserve
+# answers it again instead of 'DUP').
 _RESERVE = r"""
+if KEYS[4] then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return prev end
+end
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 'DUP' end
 if ARGV[3] ~= '' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'CAP' end
 local o = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], o, ARGV[2])
 if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2]) end
+if KEYS[4] then redis.call('SET', KEYS[4], tostring(o), 'PX', OP_TTL_MS) end
 return tostring(o)
+"""
+
+# Replays of scripts whose reply carries turns: the record holds the reply's
+# first element (the JSON meta); the turns are read again from the checkpoint.
+_CP_CREATE_REPLAY = r"""
+local function replay(prev)
+  if ARGV[5] ~= '1' or string.sub(prev, 1, 5) ~= '{"d":' then return with_turns(prev, {}) end
+  local raw = redis.call('HGET', KD, ARGV[2])
+  local turns = raw and checkpoint_turns(ARGV[2], cjson.decode(raw), live_map()) or {}
+  return with_turns(prev, turns)
+end
+"""
+
+_CP_RESTORE_REPLAY = r"""
+local function replay(prev)
+  if string.sub(prev, 1, 5) ~= '{"h":' then return prev end
+  local raw = redis.call('HGET', KD, ARGV[2])
+  local turns = raw and checkpoint_turns(ARGV[2], cjson.decode(raw), live_map()) or {}
+  return with_turns(prev, turns)
+end
+"""
+
+_DEFAULT_REPLAY = r"""
+local function replay(prev) return prev end
+"""
+
+# Runs a write script's body exactly once per operation id: KO (KEYS[12]) holds
+# the reply of the first run for OP_TTL_MS; a re-sent call answers it again. Then
+# every key of the session gets the storage-level expiry (when GRACE is given).
+_OP_EPILOGUE = r"""
+local function keep_keys()
+  if not GRACE then return end
+  local f = redis.pcall('HMGET', KH, 's', 'ex')
+  if f.err then return end
+  local ms
+  if LIVE[f[1]] and f[2] then
+    ms = math.max(math.floor((tonumber(f[2]) - NOW) / 1000), 0) + GRACE
+  elseif f[1] == 'closed' or f[1] == 'expired' then
+    ms = GRACE
+  else
+    return
+  end
+  for _, key in ipairs({KH, KT, KR, KI, KA, KC, KD, KK, KB, KP}) do
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
+if KO then
+  local prev = redis.call('GET', KO)
+  if prev then return replay(prev) end
+end
+local r = body()
+if KO then
+  local rec = r
+  if type(r) == 'table' then rec = r[1] end
+  redis.call('SET', KO, rec, 'PX', OP_TTL_MS)
+end
+if not FAILED then keep_keys() end
+return r
 """
 
 _SESSION_SCRIPTS = {
@@ -784,8 +898,53 @@ _SESSION_SCRIPTS = {
     "mark_expired": _MARK_EXPIRED,
 }
 
+#: Scripts that write: run once per operation id (see ``_OP_EPILOGUE``).
+WRITE_SCRIPTS = frozenset(
+    {
+        "create",
+        "save",
+        "append",
+        "update",
+        "transition",
+        "pop",
+        "clear",
+        "cp_create",
+        "cp_save",
+        "cp_delete",
+        "cp_restore",
+        "fork_source",
+        "branch_add",
+        "branch_drop",
+        "delete",
+        "purge",
+        "mark_expired",
+    }
+)
+
+#: How long the reply of a write stays recorded for a re-sent call (ms).
+OP_TTL_MS = 300_000
+
+_REPLAYS = {"cp_create": _CP_CREATE_REPLAY, "cp_restore": _CP_RESTORE_REPLAY}
+_OP_TTL = f"local OP_TTL_MS = {OP_TTL_MS}\n"
+
+
+def _session_script(name: str, body: str) -> str:
+    if name not in WRITE_SCRIPTS:
+        return SESSION_PRELUDE + body
+    replay = _REPLAYS.get(name, _DEFAULT_REPLAY)
+    return (
+        SESSION_PRELUDE
+        + _OP_TTL
+        + replay
+        + "local function body()\n"
+        + body
+        + "\nend\n"
+        + _OP_EPILOGUE
+    )
+
+
 #: Every script's full source by name (session scripts carry the shared prelude).
 SCRIPTS: dict[str, str] = {
-    **{name: SESSION_PRELUDE + body for name, body in _SESSION_SCRIPTS.items()},
-    "reserve": _RESERVE,
+    **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
+    "reserve": _OP_TTL + _RESERVE,
 }

@@ -16,10 +16,12 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
+    CorruptRecordError,
     SessionCapacityError,
     SessionNotFoundError,
     SessionStoreError,
     SessionValidationError,
+    StoreUnavailableError,
 )
 from lexigram.ai.session.stores._common import branch_header, check_append, check_batch_ids
 from lexigram.ai.session.stores.base import (
@@ -29,7 +31,7 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
 )
-from lexigram.ai.session.stores.redis.base import record_name, text_map
+from lexigram.ai.session.stores.redis.base import new_op, record_name, text_map
 from lexigram.ai.session.stores.redis.checkpoints import CheckpointOps
 from lexigram.ai.session.stores.redis.indexes import wall_us
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
@@ -65,10 +67,15 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         check_batch_ids(sid, state.turns)
         pairs, _, _ = self._encode_batch(state.turns)
         live = state.status in LIVE_STATUSES
-        ordinal = await self._index.reserve(state.user_id, sid, cap=None, live=live, now_us=now_us)
+        op = new_op()
+        ordinal = await self._index.reserve(
+            state.user_id, sid, cap=None, live=live, now_us=now_us, op=op
+        )
         header = self._header_json(state, last_seq=len(state.turns), ordinal=ordinal)
         try:
-            reply = await self._run("save", sid, [now_us, header, len(state.turns), *pairs])
+            reply = await self._run("save", sid, [now_us, header, len(state.turns), *pairs], op=op)
+        except StoreUnavailableError:
+            raise  # outcome unknown: keep the reservation
         except BaseException:
             if ordinal is not None:
                 await self._index.release(state.user_id, sid)
@@ -81,9 +88,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         if old_user is not None and old_user != state.user_id:
             await self._index.forget(sid, user_id=old_user, parent_id=None, checkpoint_ids=())
         if reply.get("new") and state.parent_session_id:
-            await self._scripts.raw(
-                "branch_add", self.keys.session(state.parent_session_id), [now_us, sid, wall_us()]
-            )
+            await self._raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
         await self._reindex(state, live=live)
 
     async def _reindex(self, state: SessionState, *, live: bool) -> None:
@@ -102,9 +107,16 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._clock()
         keys = self.keys.session(session_id)
-        header, items = await self._scripts.pipeline(
-            [("hgetall", (keys[0],)), ("lrange", (keys[1], 0, -1))], transaction=True
-        )
+        try:
+            header, items = await self._scripts.pipeline(
+                [("hgetall", (keys[0],)), ("lrange", (keys[1], 0, -1))], transaction=True
+            )
+        except SessionStoreError as exc:
+            if "WRONGTYPE" in str(exc):
+                raise CorruptRecordError(
+                    record_name(session_id), "a key of the session has the wrong Redis type"
+                ) from None
+            raise
         if not header:
             return None
         record = self._record(text_map(header, session_id), session_id, now)
@@ -112,7 +124,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     async def delete(self, session_id: str) -> None:
         _, now_us = self._clock()
-        reply = await self._run("delete", session_id, [now_us])
+        reply = await self._run("delete", session_id, [now_us], op=new_op())
         if "u" in reply:
             await self._index.forget(
                 session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
@@ -146,13 +158,15 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         # No separate existence check on the way: the create script refuses a taken
         # id atomically (and _insert says "exists" rather than "cap" when both apply).
         return await self._insert(
-            state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=None
+            state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=None, op=new_op()
         )
 
     # -------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
         now, now_us = self._clock()
         reply = await self._run("record", session_id, [now_us])
+        if "e" in reply:
+            self._refuse(reply, session_id)
         return self._record(reply["h"], session_id, now) if "h" in reply else None
 
     async def get_turns(
@@ -209,6 +223,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         top: str = "+inf" if below is None else f"({below}"
         batch = max(min(limit + 1, _SCAN_BATCH), 16)
         items: list[SessionState] = []
+        damaged: list[str] = []
         last_ordinal: int | None = None
         while True:
             page = await self._scripts.command(
@@ -217,22 +232,33 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             if not page:
                 break
             ids = [m.decode() for m, _ in page]
-            headers = await self._index.headers(ids)
+            bad: list[str] = []
+            headers = await self._index.headers(ids, damaged=bad)
             scores = [int(s) for _, s in page]
             for sid, score, data in zip(ids, scores, headers, strict=True):
+                if len(items) == limit:
+                    return SessionPage(items=items, next_cursor=str(last_ordinal), damaged=damaged)
+                # A damaged session takes no place on the page: it is only named.
+                if sid in bad:
+                    damaged.append(sid)
+                    last_ordinal = score
+                    continue
                 if data is None or data.get("u") != user_id:
                     continue
-                record = self._record(data, sid, now)
+                try:
+                    record = self._record(data, sid, now)
+                except CorruptRecordError:
+                    damaged.append(sid)
+                    last_ordinal = score
+                    continue
                 if status is not None and record.state.status != status:
                     continue
-                if len(items) == limit:
-                    return SessionPage(items=items, next_cursor=str(last_ordinal))
                 items.append(record.state)
                 last_ordinal = score
             if len(page) < batch:
                 break
             top = f"({int(page[-1][1])}"
-        return SessionPage(items=items, next_cursor=None)
+        return SessionPage(items=items, next_cursor=None, damaged=damaged)
 
     async def count_live_sessions(self, user_id: str) -> int:
         _, now_us = self._clock()
@@ -250,18 +276,18 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     ) -> AppendResult:
         now, now_us = self._clock()
         batch = list(turns)
-        pairs, tokens, cost = self._encode_batch(batch)
+        pairs, tokens, costs = self._encode_batch(batch)
         args = [
             now_us,
             self._deadline_arg(now),
             "" if max_turns is None else str(max_turns),
             len(batch),
             tokens,
-            repr(cost),
+            costs,
             self._patch_json(patch),
             *pairs,
         ]
-        reply = await self._run("append", session_id, args)
+        reply = await self._run("append", session_id, args, op=new_op())
         if "e" in reply:
             if reply["e"] == "CHK":
                 check_append(
@@ -277,7 +303,10 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
         now, now_us = self._clock()
         reply = await self._run(
-            "update", session_id, [now_us, self._deadline_arg(now), self._patch_json(patch)]
+            "update",
+            session_id,
+            [now_us, self._deadline_arg(now), self._patch_json(patch)],
+            op=new_op(),
         )
         if "e" in reply:
             self._refuse(reply, session_id)
@@ -297,6 +326,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             "transition",
             session_id,
             [now_us, self._deadline_arg(now), target.value, allowed],
+            op=new_op(),
         )
         if "e" in reply:
             self._refuse(reply, session_id)
@@ -307,7 +337,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
         now, now_us = self._clock()
-        reply = await self._run("pop", session_id, [now_us, self._deadline_arg(now)])
+        reply = await self._run("pop", session_id, [now_us, self._deadline_arg(now)], op=new_op())
         if "e" in reply:
             self._refuse(reply, session_id)
         if reply.get("t") is None:
@@ -316,7 +346,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     async def clear_turns(self, session_id: str) -> int:
         now, now_us = self._clock()
-        reply = await self._run("clear", session_id, [now_us, self._deadline_arg(now)])
+        reply = await self._run("clear", session_id, [now_us, self._deadline_arg(now)], op=new_op())
         if "e" in reply:
             self._refuse(reply, session_id)
         return int(reply["n"])
@@ -340,6 +370,9 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             raise SessionNotFoundError(source_id)
         if await self._exists(bid, now_us):
             raise SessionValidationError("session_id", f"session {bid!r} already exists")
+        # fork_source is re-entrant (a re-sent call finds its own reservation and
+        # skips the branch cap); the branch's create is exactly-once through ``op``.
+        op = new_op()
         reply, raw_turns = await self._run_turns(
             "fork_source",
             source_id,
@@ -374,17 +407,24 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             )
             pairs, _, _ = self._encode_batch(turns)
             record = await self._insert(
-                state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=len(turns)
+                state,
+                pairs,
+                now=now,
+                now_us=now_us,
+                cap=max_live_per_user,
+                fork_seq=len(turns),
+                op=op,
             )
+        except StoreUnavailableError:
+            raise  # outcome unknown: the branch may exist, keep its place
         except BaseException:
-            await self._scripts.raw("branch_drop", self.keys.session(source_id), [now_us, bid])
+            await self._raw("branch_drop", source_id, [now_us, bid])
             raise
         parent = state.parent_session_id
         if parent is not None and parent != source_id:
-            await self._scripts.raw("branch_drop", self.keys.session(source_id), [now_us, bid])
-            await self._scripts.raw(
-                "branch_add", self.keys.session(parent), [now_us, bid, wall_us()]
-            )
+            # Both steps are idempotent: re-sent, they leave the same indexes.
+            await self._raw("branch_drop", source_id, [now_us, bid])
+            await self._raw("branch_add", parent, [now_us, bid, wall_us()])
         return record
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
@@ -392,7 +432,8 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         members = await self._scripts.command("zrange", self.keys.session(session_id)[8], 0, -1)
         ids = [m.decode() for m in members]
         out: list[SessionRecord] = []
-        for sid, data in zip(ids, await self._index.headers(ids), strict=True):
+        damaged: list[str] = []  # an unreadable branch is left out of the listing
+        for sid, data in zip(ids, await self._index.headers(ids, damaged=damaged), strict=True):
             if data is not None and data.get("ps") == session_id:
                 out.append(self._record(data, sid, now))
         return out

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lexigram.ai.session.stores.base import SessionRecord
-from lexigram.ai.session.stores.redis.base import RedisStoreBase
+from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op
 from lexigram.ai.session.stores.redis.wire import to_us
 
 __all__ = ["SweepOps"]
@@ -35,7 +35,14 @@ class SweepOps(RedisStoreBase):
             fixes: list[tuple[str, tuple[Any, ...]]] = []
             # Every entry leaves the range [-inf, now] unless it is reported: the next
             # page therefore starts right after the ones found so far.
-            for sid, (status, expires, updated) in zip(ids, probes, strict=True):
+            for sid, probe in zip(ids, probes, strict=True):
+                if probe is None:
+                    # Unreadable header: reported, so that mark_expired names it
+                    # (CorruptRecordError) and the sweeper can quarantine it.
+                    if len(found) < limit:
+                        found.append(sid)
+                    continue
+                status, expires, updated = probe
                 if status is None:
                     fixes.append(("zrem", (key, sid)))
                 elif status not in ("active", "suspended"):
@@ -57,12 +64,18 @@ class SweepOps(RedisStoreBase):
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
         now, now_us = self._clock()
-        reply = await self._run("mark_expired", session_id, [now_us])
+        reply = await self._run("mark_expired", session_id, [now_us], op=new_op())
+        if "e" in reply:
+            self._refuse(reply, session_id)
         if "h" not in reply:
             return None
         record = self._record(reply["h"], session_id, now)
         await self._index.ended(session_id, record.state.user_id, to_us(record.state.updated_at))
         return record
+
+    async def quarantine(self, session_id: str) -> None:
+        """Remove the id from the deadline and purge indexes, reading nothing of the session."""
+        await self._index.quarantine(session_id)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_us(older_than)
@@ -79,7 +92,12 @@ class SweepOps(RedisStoreBase):
             seen.update(ids)
             probes = await self._index.probe(ids, ("s", "ua"))
             fixes: list[tuple[str, tuple[Any, ...]]] = []
-            for sid, (status, updated) in zip(ids, probes, strict=True):
+            for sid, probe in zip(ids, probes, strict=True):
+                if probe is None:
+                    if len(found) < limit:
+                        found.append(sid)
+                    continue
+                status, updated = probe
                 if status not in ("closed", "expired") or updated is None or not updated.isdigit():
                     fixes.append(("zrem", (key, sid)))
                 elif int(updated) < cutoff:
@@ -96,7 +114,9 @@ class SweepOps(RedisStoreBase):
         now, now_us = self._clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        reply = await self._run("purge", session_id, [now_us, until_us, safety])
+        reply = await self._run("purge", session_id, [now_us, until_us, safety], op=new_op())
+        if "e" in reply:
+            self._refuse(reply, session_id)
         if "u" not in reply:
             return False
         await self._index.forget(
