@@ -104,7 +104,7 @@ async def run(
     state = await manager.get_state(sid)
     assert state is not None
     _show("session now", state)
-    listed = await checkpoints.list(sid)  # newest first, headers only
+    listed = await checkpoints.list(sid)  # oldest first, headers only
     for cp in listed:
         parent = cp.parent_checkpoint_id[:10] if cp.parent_checkpoint_id else None
         print(

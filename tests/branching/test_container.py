@@ -30,8 +30,8 @@ async def test_services_from_the_container_share_the_config_and_store() -> None:
         for n in range(6):
             await manager.add_turn(sid, turn(n))
         listed = await checkpoints.list(sid)
-        assert [c.state.turn_count for c in listed] == [6, 4]  # auto every 2, 2 retained
-        branch = await branches.fork(sid, "only", from_checkpoint=listed[1].checkpoint_id)
+        assert [c.state.turn_count for c in listed] == [4, 6]  # auto every 2, 2 retained
+        branch = await branches.fork(sid, "only", from_checkpoint=listed[0].checkpoint_id)
         assert branch.turn_count == 4
         with pytest.raises(SessionCapacityError):
             await branches.fork(sid, "second")

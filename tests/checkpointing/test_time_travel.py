@@ -101,10 +101,10 @@ async def test_auto_checkpoint_every_n_turns(make_env: EnvFactory, interval: int
     turns = await add(env, sid, 0, 17)
     listed = await m.list_checkpoints(sid)
     expected_counts = list(range(interval, 18, interval))
-    assert [c.state.turn_count for c in listed] == list(reversed(expected_counts))
+    assert [c.state.turn_count for c in listed] == expected_counts  # oldest first
     assert all(c.metadata.get("auto") is True for c in listed)
-    assert [c.metadata["turn_count"] for c in listed] == list(reversed(expected_counts))
-    oldest = listed[-1]
+    assert [c.metadata["turn_count"] for c in listed] == expected_counts
+    oldest = listed[0]
     restored = await m.restore(oldest.checkpoint_id)
     assert ids(restored.turns) == ids(turns[:interval])
 
@@ -121,7 +121,7 @@ async def test_auto_checkpoint_batch_crossing_a_multiple(make_env: EnvFactory) -
     assert [c.state.turn_count for c in listed] == [6]
     await m.add_turns(sid, [turn(i) for i in range(6, 8)])  # 6 -> 8 crosses 8
     await m.add_turns(sid, [turn(i) for i in range(8, 11)])  # 8 -> 11: no multiple crossed
-    assert [c.state.turn_count for c in await m.list_checkpoints(sid)] == [8, 6]
+    assert [c.state.turn_count for c in await m.list_checkpoints(sid)] == [6, 8]
 
 
 @pytest.mark.parametrize("interval", [None, 0])
@@ -140,15 +140,15 @@ async def test_retention_prunes_the_oldest_through_the_manager(make_env: EnvFact
     sid = (await m.create("alice")).session_id
     turns = await add(env, sid, 0, 8)  # autos at 2, 4, 6, 8
     all_autos = await m.list_checkpoints(sid)
-    assert [c.state.turn_count for c in all_autos] == [8, 6, 4]
+    assert [c.state.turn_count for c in all_autos] == [4, 6, 8]
     manual = await m.checkpoint(sid, {"label": "manual"})  # prunes the one at 4
     listed = await m.list_checkpoints(sid)
     assert [c.checkpoint_id for c in listed] == [
-        manual.checkpoint_id,
-        all_autos[0].checkpoint_id,
         all_autos[1].checkpoint_id,
+        all_autos[2].checkpoint_id,
+        manual.checkpoint_id,
     ]
-    pruned = all_autos[2].checkpoint_id
+    pruned = all_autos[0].checkpoint_id
     with pytest.raises(CheckpointNotFoundError):
         await env.checkpoints.get(pruned)
     with pytest.raises(CheckpointNotFoundError):
@@ -172,7 +172,7 @@ async def test_retention_is_per_session(make_env: EnvFactory) -> None:
     assert [c.checkpoint_id for c in await m.list_checkpoints(two)] == [kept.checkpoint_id]
 
 
-async def test_parent_chain_and_newest_first(make_env: EnvFactory) -> None:
+async def test_parent_chain_and_oldest_first(make_env: EnvFactory) -> None:
     env = await make_env()
     m = env.manager
     sid = (await m.create("alice")).session_id
@@ -184,12 +184,12 @@ async def test_parent_chain_and_newest_first(make_env: EnvFactory) -> None:
     for prev, cur in itertools.pairwise(made):
         assert cur.parent_checkpoint_id == prev.checkpoint_id
     listed = await env.checkpoints.list(sid)
-    assert [c.checkpoint_id for c in listed] == [c.checkpoint_id for c in reversed(made)]
-    assert [c.metadata for c in listed] == [{"i": 3}, {"i": 2}, {"i": 1}, {"i": 0}]
+    assert [c.checkpoint_id for c in listed] == [c.checkpoint_id for c in made]
+    assert [c.metadata for c in listed] == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]
     assert all(c.state.turns == [] for c in listed)  # headers only by default
-    assert [c.state.turn_count for c in listed] == [8, 6, 4, 2]
+    assert [c.state.turn_count for c in listed] == [2, 4, 6, 8]
     full = await env.checkpoints.list(sid, include_turns=True)
-    assert [len(c.state.turns) for c in full] == [8, 6, 4, 2]
+    assert [len(c.state.turns) for c in full] == [2, 4, 6, 8]
     header = await m.get_header(sid)
     assert header is not None and header.checkpoint_id == made[-1].checkpoint_id
     # After a restore the chain continues from the restored checkpoint.
@@ -286,8 +286,8 @@ async def test_turn_cap_closes_and_checkpoints_survive(make_env: EnvFactory) -> 
     header = await m.get_header(sid)
     assert header is not None and header.status == SessionStatus.CLOSED
     listed = await m.list_checkpoints(sid)
-    assert [c.state.turn_count for c in listed] == [6, 3]
-    got = await env.checkpoints.get(listed[1].checkpoint_id)
+    assert [c.state.turn_count for c in listed] == [3, 6]
+    got = await env.checkpoints.get(listed[0].checkpoint_id)
     assert ids(got.state.turns) == ids(turns[:3])
 
 

@@ -166,8 +166,12 @@ async def test_suspend_and_resume(manager: SessionManagerImpl) -> None:
     resumed = await manager.resume(state.session_id)
     assert resumed is not None and resumed.status == A
     await manager.add_turn(state.session_id, make_turn(1))
-    again = await manager.resume(state.session_id)  # resuming an active session is harmless
-    assert again is not None and again.status == A and again.turn_count == 1
+    before = await manager.get_header(state.session_id)
+    with pytest.raises(SessionTransitionError) as info:  # ACTIVE -> ACTIVE is not a move
+        await manager.resume(state.session_id)
+    assert (info.value.from_status, info.value.to_status) == ("active", "active")
+    after = await manager.get_header(state.session_id)
+    assert after == before and after is not None and after.status == A
     assert await manager.resume("missing") is None
     await manager.suspend(state.session_id)
     await manager.close(state.session_id)
@@ -333,7 +337,7 @@ async def test_checkpoint_and_restore(make_manager) -> None:  # type: ignore[no-
     assert restored.turn_count == 3 and restored.variables == {"after": True}
     await manager.checkpoint(state.session_id)
     listed = await manager.list_checkpoints(state.session_id)
-    assert len(listed) == 2 and listed[1].checkpoint_id == cp2.checkpoint_id
+    assert len(listed) == 2 and listed[0].checkpoint_id == cp2.checkpoint_id  # oldest first
     with pytest.raises(CheckpointNotFoundError):
         await manager.restore(cp1.checkpoint_id)
 

@@ -36,7 +36,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lexigram.contracts.ai.session import SessionState, SessionTurn
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
 from lexigram.ai.session.exceptions import SessionValidationError
 
@@ -45,6 +45,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
     "MAX_SAFE_INT",
+    "check_checkpoint",
     "check_cost",
     "check_id",
     "check_json",
@@ -52,6 +53,7 @@ __all__ = [
     "check_names",
     "check_optional_id",
     "check_optional_text",
+    "check_patch",
     "check_state",
     "check_text",
     "check_tokens",
@@ -265,38 +267,40 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     Checks ``turn_id`` (an id), ``role`` (non-blank text), ``content``, ``model`` and
     ``provider`` (text), ``timestamp`` (a datetime), ``tool_calls`` and
     ``skill_results`` (lists of JSON objects), ``metadata`` (a JSON object),
-    ``tokens_used`` and ``cost``. Errors name ``<field>.<attribute>``.
+    ``tokens_used`` and ``cost``. Errors name ``<field>.<attribute>`` (only
+    ``<attribute>`` when ``field`` is empty).
     """
     if not isinstance(turn, SessionTurn):
-        raise _fail(field, f"expected a SessionTurn, got {type(turn).__name__}")
-    check_id(turn.turn_id, f"{field}.turn_id")
+        raise _fail(field or "turn", f"expected a SessionTurn, got {type(turn).__name__}")
+    p = f"{field}." if field else ""
+    check_id(turn.turn_id, f"{p}turn_id")
     role = turn.role
     if not isinstance(role, str) or not role or role.isspace():
-        raise _fail(f"{field}.role", f"must be a non-empty string, got {_shown(role)}")
-    check_text(role, f"{field}.role")
+        raise _fail(f"{p}role", f"must be a non-empty string, got {_shown(role)}")
+    check_text(role, f"{p}role")
     content = turn.content
     if type(content) is not str or not content.isascii():
-        check_text(content, f"{field}.content")
+        check_text(content, f"{p}content")
     if turn.model is not None:
-        check_text(turn.model, f"{field}.model")
+        check_text(turn.model, f"{p}model")
     if turn.provider is not None:
-        check_text(turn.provider, f"{field}.provider")
-    check_tokens(turn.tokens_used, f"{field}.tokens_used")
+        check_text(turn.provider, f"{p}provider")
+    check_tokens(turn.tokens_used, f"{p}tokens_used")
     cost = turn.cost
     if type(cost) is not float or not (0.0 <= cost < math.inf):
-        check_cost(cost, f"{field}.cost")
+        check_cost(cost, f"{p}cost")
     if turn.tool_calls or type(turn.tool_calls) is not list:
-        _check_dict_list(turn.tool_calls, f"{field}.tool_calls")
+        _check_dict_list(turn.tool_calls, f"{p}tool_calls")
     if turn.skill_results or type(turn.skill_results) is not list:
-        _check_dict_list(turn.skill_results, f"{field}.skill_results")
+        _check_dict_list(turn.skill_results, f"{p}skill_results")
     metadata = turn.metadata
     if metadata or type(metadata) is not dict:
         if not isinstance(metadata, dict):
-            raise _fail(f"{field}.metadata", f"expected a dict, got {type(metadata).__name__}")
-        _check_json(metadata, f"{field}.metadata", 0)
+            raise _fail(f"{p}metadata", f"expected a dict, got {type(metadata).__name__}")
+        _check_json(metadata, f"{p}metadata", 0)
     stamp = turn.timestamp
     if type(stamp) is not datetime and not isinstance(stamp, datetime):
-        raise _fail(f"{field}.timestamp", f"expected a datetime, got {type(stamp).__name__}")
+        raise _fail(f"{p}timestamp", f"expected a datetime, got {type(stamp).__name__}")
     if stamp.tzinfo is None:
         return replace(turn, timestamp=stamp.replace(tzinfo=UTC))
     return turn
@@ -346,3 +350,38 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     if any(a is not b for a, b in zip(turns, state.turns, strict=True)):
         return replace(state, turns=turns)
     return state
+
+
+def check_patch(patch: Any) -> None:
+    """Check the replacement values of a header patch (a ``SessionPatch``), naming each field.
+
+    ``variables``/``metadata`` must be JSON objects, ``active_tools``/``active_skills``
+    lists of text, ``system_prompt`` text; None means "unchanged" and is not checked.
+    """
+    for name in ("variables", "metadata"):
+        value = getattr(patch, name, None)
+        if value is not None:
+            if not isinstance(value, dict):
+                raise _fail(name, f"expected a dict, got {type(value).__name__}")
+            check_json(value, name)
+    for name in ("active_tools", "active_skills"):
+        value = getattr(patch, name, None)
+        if value is not None:
+            check_names(value, name)
+    check_optional_text(getattr(patch, "system_prompt", None), "system_prompt")
+
+
+def check_checkpoint(checkpoint: Any, field: str = "checkpoint") -> SessionCheckpoint:
+    """Check a whole checkpoint handed to a store (``save_checkpoint``), naming each field."""
+    if not isinstance(checkpoint, SessionCheckpoint):
+        raise _fail(field, f"expected a SessionCheckpoint, got {type(checkpoint).__name__}")
+    check_id(checkpoint.checkpoint_id, f"{field}.checkpoint_id")
+    check_id(checkpoint.session_id, f"{field}.session_id")
+    check_optional_id(checkpoint.parent_checkpoint_id, f"{field}.parent_checkpoint_id")
+    if not isinstance(checkpoint.metadata, dict):
+        raise _fail(f"{field}.metadata", "expected a dict")
+    check_json(checkpoint.metadata, f"{field}.metadata")
+    if not isinstance(checkpoint.created_at, datetime):
+        raise _fail(f"{field}.created_at", "expected a datetime")
+    state = check_state(checkpoint.state, f"{field}.state")
+    return checkpoint if state is checkpoint.state else replace(checkpoint, state=state)

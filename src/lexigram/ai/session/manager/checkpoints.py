@@ -26,6 +26,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.validation import check_id, check_mapping
 
 __all__ = ["CheckpointManager", "new_checkpoint_id"]
 
@@ -36,9 +37,7 @@ def new_checkpoint_id() -> str:
 
 
 def _check_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise SessionValidationError(name, f"must be a non-empty string, got {value!r}")
-    return value
+    return check_id(value, name)
 
 
 class CheckpointManager:
@@ -85,10 +84,8 @@ class CheckpointManager:
             raise SessionValidationError(
                 "state", f"expected a SessionState or a session id, got {type(state).__name__}"
             )
-        if metadata is not None and not isinstance(metadata, dict):
-            raise SessionValidationError(
-                "metadata", f"expected a dict, got {type(metadata).__name__}"
-            )
+        if metadata is not None:
+            metadata = check_mapping(metadata, "metadata")
         checkpoint, _pruned = await self.store.create_checkpoint(
             session_id,
             checkpoint_id=new_checkpoint_id(),
@@ -129,17 +126,16 @@ class CheckpointManager:
     async def list(
         self, session_id: str, *, include_turns: bool = False
     ) -> builtins.list[SessionCheckpoint]:
-        """The session's checkpoints, newest first.
+        """The session's checkpoints, oldest first (chronological by ``created_at``).
 
-        By default each state is header-only (``turns == []``, ``turn_count`` set),
-        which reads no turn; ``include_turns=True`` loads them.
+        The same order as the store's ``list_checkpoints``, on every backend; the
+        newest is the last. By default each state is header-only (``turns == []``,
+        ``turn_count`` set), which reads no turn; ``include_turns=True`` loads them.
         """
         _check_id("session_id", session_id)
         if include_turns:
-            found = await self.store.list_checkpoints(session_id)
-        else:
-            found = await self.store.list_checkpoint_headers(session_id)
-        return builtins.list(reversed(found))
+            return await self.store.list_checkpoints(session_id)
+        return await self.store.list_checkpoint_headers(session_id)
 
     async def delete(self, checkpoint_id: str) -> None:
         """Delete one checkpoint; ``CheckpointNotFoundError`` when unknown."""

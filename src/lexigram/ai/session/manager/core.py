@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from lexigram.contracts.ai.memory import MemoryConsolidatorProtocol, WorkingMemoryProtocol
 from lexigram.contracts.ai.session import (
@@ -27,7 +28,6 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
-    SessionExpiredError,
     SessionNotFoundError,
     SessionValidationError,
 )
@@ -45,7 +45,14 @@ from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.state_machine import SessionStateMachine
 from lexigram.ai.session.observability import instrumented, telemetry
 from lexigram.ai.session.stores.base import SessionPage, SessionPatch, SessionRecord, SessionStore
-from lexigram.ai.session.stores.codec import dumps, validate_turn
+from lexigram.ai.session.validation import (
+    check_id,
+    check_mapping,
+    check_names,
+    check_optional_text,
+    check_turn,
+    check_turns,
+)
 
 __all__ = ["SessionManager", "SessionManagerImpl", "new_session_id", "new_turn", "new_turn_id"]
 
@@ -87,14 +94,28 @@ def new_turn(
     metadata: Mapping[str, Any] | None = None,
     tool_calls: Sequence[Mapping[str, Any]] | None = None,
 ) -> SessionTurn:
-    """A turn with a fresh id and the current time (validated when it is appended)."""
+    """A turn with a fresh id and the current time (validated when it is appended).
+
+    Containers are copied; a value of the wrong type is kept as given, for the
+    validation to name it.
+    """
+    calls: Any = tool_calls
+    if tool_calls is None:
+        calls = []
+    elif isinstance(tool_calls, list | tuple):
+        calls = [dict(c) if isinstance(c, Mapping) else c for c in tool_calls]
+    meta: Any = metadata
+    if metadata is None:
+        meta = {}
+    elif isinstance(metadata, Mapping):
+        meta = dict(metadata)
     return SessionTurn(
         turn_id=new_turn_id(),
         role=role,
         content=content,
         timestamp=datetime.now(UTC),
-        tool_calls=[dict(call) for call in tool_calls or []],
-        metadata=dict(metadata or {}),
+        tool_calls=calls,
+        metadata=meta,
         tokens_used=tokens_used,
         cost=cost,
         model=model,
@@ -103,38 +124,19 @@ def new_turn(
 
 
 def _check_user_id(user_id: Any) -> str:
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise SessionValidationError("user_id", f"must be a non-empty string, got {user_id!r}")
-    return user_id
+    return check_id(user_id, "user_id")
 
 
 def _check_session_id(session_id: Any) -> str:
-    if not isinstance(session_id, str) or not session_id:
-        raise SessionValidationError(
-            "session_id", f"must be a non-empty string, got {session_id!r}"
-        )
-    return session_id
+    return check_id(session_id, "session_id")
 
 
 def _check_mapping(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SessionValidationError(name, f"expected a dict, got {type(value).__name__}")
-    for key in value:
-        if not isinstance(key, str):
-            raise SessionValidationError(name, f"keys must be strings, got {key!r}")
-    dumps(value, field=name)
-    return dict(value)
+    return check_mapping(value, name)
 
 
 def _check_names(name: str, value: Any) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise SessionValidationError(
-            name, f"expected a list of strings, got {type(value).__name__}"
-        )
-    for item in value:
-        if not isinstance(item, str):
-            raise SessionValidationError(name, f"items must be strings, got {item!r}")
-    return list(value)
+    return check_names(value, name)
 
 
 class SessionManagerImpl:
@@ -170,6 +172,39 @@ class SessionManagerImpl:
         )
         self.state_machine = SessionStateMachine()
 
+    @classmethod
+    def open(
+        cls,
+        config: SessionConfig | Mapping[str, Any] | None = None,
+        *,
+        cleanup: bool = False,
+        working_memory: WorkingMemoryProtocol | None = None,
+        consolidator: MemoryConsolidatorProtocol | None = None,
+        event_bus: EventBusProtocol | None = None,
+        hooks: HookRegistry | None = None,
+        **overrides: Any,
+    ) -> AbstractAsyncContextManager[Self]:
+        """A manager over its own store, without an Application (``async with``).
+
+        ``config`` is a ``SessionConfig``, a dict or None; ``overrides`` are config
+        fields (``database_url=...`` alone selects the database backend). The store
+        is initialised on entry; ``cleanup=True`` also runs the expiry sweeper. Both
+        are closed on exit, also when the block raises. See
+        :mod:`lexigram.ai.session.manager.standalone`.
+        """
+        from lexigram.ai.session.manager.standalone import open_manager
+
+        return open_manager(
+            config,
+            manager_class=cls,
+            cleanup=cleanup,
+            working_memory=working_memory,
+            consolidator=consolidator,
+            event_bus=event_bus,
+            hooks=hooks,
+            **overrides,
+        )
+
     # ----------------------------------------------------------------- create
     @instrumented("create")
     async def create(
@@ -181,20 +216,26 @@ class SessionManagerImpl:
         variables: dict[str, Any] | None = None,
         active_tools: Sequence[str] | None = None,
         active_skills: Sequence[str] | None = None,
+        session_id: str | None = None,
     ) -> SessionState:
         """Create an ACTIVE session for ``user_id``.
 
+        ``session_id`` lets the caller key the session by its own id (a chat thread,
+        a ticket); it must be a valid id (non-blank, at most ``MAX_ID_LENGTH``
+        characters, no control characters) and is refused with
+        ``SessionValidationError`` (field ``session_id``) when a session has it or it
+        was purged within the tombstone retention. Without it a random id is drawn.
         Raises ``SessionCapacityError`` when the user already has
         ``max_sessions_per_user`` live sessions (checked atomically with the insert).
         ``system_prompt`` defaults to ``config.default_system_prompt``.
         """
         _check_user_id(user_id)
+        chosen = new_session_id() if session_id is None else _check_session_id(session_id)
         now = datetime.now(UTC)
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
-        if prompt is not None and not isinstance(prompt, str):
-            raise SessionValidationError("system_prompt", f"expected a string, got {prompt!r}")
+        check_optional_text(prompt, "system_prompt")
         state = SessionState(
-            session_id=new_session_id(),
+            session_id=chosen,
             user_id=user_id,
             status=_A,
             metadata=_check_mapping("metadata", metadata or {}),
@@ -262,25 +303,30 @@ class SessionManagerImpl:
 
     # ----------------------------------------------------------------- turns
     async def add_turn(self, session_id: str, turn: SessionTurn) -> None:
-        """Append ``turn`` (see :meth:`add_turns`)."""
-        await self.add_turns(session_id, [turn])
+        """Append ``turn`` (see :meth:`add_turns`; errors name ``turn.<field>``)."""
+        _check_session_id(session_id)
+        await self._append(session_id, [check_turn(turn, "turn")])
 
-    @instrumented("add_turns")
     async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> SessionState:
         """Append ``turns`` atomically (all or none); return the header after the append.
 
-        Raises ``SessionNotFoundError``, ``SessionClosedError``,
-        ``SessionExpiredError``, ``SessionTransitionError`` (suspended),
-        ``SessionCapacityError`` (past ``max_turns_per_session``) and
+        Every turn is checked first (``SessionValidationError`` naming
+        ``turns[i].<field>``, see :mod:`lexigram.ai.session.validation`), and so are
+        the session's totals after the append (``total_tokens`` at most 2**53 - 1,
+        ``total_cost`` finite). Raises ``SessionNotFoundError``,
+        ``SessionClosedError``, ``SessionExpiredError``, ``SessionTransitionError``
+        (suspended), ``SessionCapacityError`` (past ``max_turns_per_session``) and
         ``DuplicateTurnError`` (a turn id already in the session). Reaching the turn
         cap closes the session.
         """
         _check_session_id(session_id)
-        if isinstance(turns, SessionTurn) or not isinstance(turns, Sequence):
-            raise SessionValidationError("turns", "expected a sequence of SessionTurn")
-        if not turns:
+        checked = check_turns(turns, "turns")
+        if not checked:
             raise SessionValidationError("turns", "no turn given")
-        checked = [validate_turn(t) for t in turns]
+        return await self._append(session_id, checked)
+
+    @instrumented("add_turns")
+    async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
         result = await self.store.append_turns(
             session_id, checked, max_turns=self.config.max_turns_per_session
         )
@@ -312,7 +358,10 @@ class SessionManagerImpl:
         metadata: dict[str, Any] | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
     ) -> SessionTurn:
-        """Build a turn with a fresh id and the current time, append it and return it."""
+        """Build a turn with a fresh id and the current time, append it and return it.
+
+        Invalid arguments raise ``SessionValidationError`` naming the parameter.
+        """
         turn = new_turn(
             role,
             content,
@@ -323,7 +372,9 @@ class SessionManagerImpl:
             metadata=metadata,
             tool_calls=tool_calls,
         )
-        await self.add_turns(session_id, [turn])
+        _check_session_id(session_id)
+        # Errors name the parameter (``tokens_used``, ``metadata.foo``).
+        await self._append(session_id, [check_turn(turn, "")])
         return turn
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
@@ -364,10 +415,7 @@ class SessionManagerImpl:
     ) -> SessionState:
         """Replace the given mutable fields of a live session; return the new header."""
         _check_session_id(session_id)
-        if system_prompt is not None and not isinstance(system_prompt, str):
-            raise SessionValidationError(
-                "system_prompt", f"expected a string, got {system_prompt!r}"
-            )
+        check_optional_text(system_prompt, "system_prompt")
         patch = SessionPatch(
             variables=None if variables is None else _check_mapping("variables", variables),
             metadata=None if metadata is None else _check_mapping("metadata", metadata),
@@ -393,19 +441,13 @@ class SessionManagerImpl:
     async def resume(self, session_id: str) -> SessionState | None:
         """SUSPENDED -> ACTIVE and return the full state; None when the session is unknown.
 
-        Resuming an ACTIVE session returns it unchanged; CLOSED raises
-        ``SessionTransitionError`` and EXPIRED ``SessionExpiredError``.
+        ACTIVE -> ACTIVE is not a legal move: resuming an ACTIVE (or CLOSED) session
+        raises ``SessionTransitionError``, an EXPIRED one ``SessionExpiredError``.
         """
-        record = await self.store.load_record(_check_session_id(session_id))
-        if record is None:
+        try:
+            await self._transition(session_id, _A)
+        except SessionNotFoundError:
             return None
-        if record.state.status == _E:
-            raise SessionExpiredError(session_id)
-        if record.state.status != _A:
-            try:
-                await self._transition(session_id, _A)
-            except SessionNotFoundError:
-                return None
         return await self.store.load(session_id)
 
     @instrumented("close")
@@ -453,19 +495,17 @@ class SessionManagerImpl:
         self, session_id: str, metadata: dict[str, Any] | None = None
     ) -> SessionCheckpoint:
         """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
-        return await self.checkpoints.create(_check_session_id(session_id), metadata)
+        _check_session_id(session_id)
+        checked = None if metadata is None else _check_mapping("metadata", metadata)
+        return await self.checkpoints.create(session_id, checked)
 
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
-        if not isinstance(checkpoint_id, str) or not checkpoint_id:
-            raise SessionValidationError(
-                "checkpoint_id", f"must be a non-empty string, got {checkpoint_id!r}"
-            )
-        return await self.checkpoints.restore(checkpoint_id)
+        return await self.checkpoints.restore(check_id(checkpoint_id, "checkpoint_id"))
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
-        """The session's checkpoints, newest first (header-only states)."""
+        """The session's checkpoints, oldest first by ``created_at`` (header-only states)."""
         return await self.checkpoints.list(_check_session_id(session_id))
 
     # ------------------------------------------------------------------ misc

@@ -2,13 +2,18 @@
 
 Every operation runs to completion without awaiting, so under asyncio each one is
 atomic with respect to every other task. Nothing survives the process.
+
+It is the reference the durable stores match: every input is checked by
+:mod:`lexigram.ai.session.validation` before anything is written, and the totals
+are always the sums over the live turns (a write that would take ``total_tokens``
+past 2**53 - 1 or make ``total_cost`` non-finite is refused).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -48,6 +53,15 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     TurnRange,
     compress_seqs,
+)
+from lexigram.ai.session.validation import (
+    check_checkpoint,
+    check_id,
+    check_json,
+    check_patch,
+    check_state,
+    check_turn,
+    new_totals,
 )
 
 __all__ = ["InMemorySessionStore"]
@@ -210,6 +224,7 @@ class InMemorySessionStore(SessionStore):
 
     # ------------------------------------------------------------ contract API
     async def save(self, state: SessionState) -> None:
+        state = check_state(state)
         now = self.now()
         if self._tombstoned(state.session_id, now):
             raise SessionNotFoundError(state.session_id)
@@ -260,6 +275,7 @@ class InMemorySessionStore(SessionStore):
                 self._branches.setdefault(new.parent_session_id, {})[session_id] = None
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        checkpoint = check_checkpoint(checkpoint)
         state = checkpoint.state
         self._checkpoints[checkpoint.checkpoint_id] = _Checkpoint(
             checkpoint_id=checkpoint.checkpoint_id,
@@ -270,9 +286,20 @@ class InMemorySessionStore(SessionStore):
             metadata=dict(checkpoint.metadata),
             inline_turns=[copy_turn(t) for t in state.turns],
         )
-        ids = self._session_checkpoints.setdefault(checkpoint.session_id, [])
-        if checkpoint.checkpoint_id not in ids:
-            ids.append(checkpoint.checkpoint_id)
+        self._file_checkpoint(checkpoint.session_id, checkpoint.checkpoint_id)
+
+    def _file_checkpoint(self, session_id: str, checkpoint_id: str) -> list[str]:
+        """Put ``checkpoint_id`` in its session's list, kept in ``created_at`` order.
+
+        Checkpoints with the same ``created_at`` keep the order they were stored in.
+        """
+        ids = self._session_checkpoints.setdefault(session_id, [])
+        if checkpoint_id in ids:
+            ids.remove(checkpoint_id)
+        stamp = self._checkpoints[checkpoint_id].created_at
+        at = bisect.bisect_right([self._checkpoints[c].created_at for c in ids], stamp)
+        ids.insert(at, checkpoint_id)
+        return ids
 
     def _checkpoint_turns(self, cp: _Checkpoint) -> list[SessionTurn]:
         if cp.inline_turns is not None:
@@ -328,6 +355,7 @@ class InMemorySessionStore(SessionStore):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
+        state = check_state(state)
         now = self.now()
         if state.session_id in self._sessions or self._tombstoned(state.session_id, now):
             raise SessionValidationError(
@@ -411,15 +439,18 @@ class InMemorySessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
     ) -> AppendResult:
+        batch = [check_turn(t, "turn") for t in turns]
+        if patch is not None:
+            check_patch(patch)
         now = self.now()
         sess = self._get(session_id)
-        batch = list(turns)
         status = self._expire_if_due(sess, now)
         check_append(session_id, status, sess.header.turn_count, len(batch), max_turns)
         check_batch_ids(session_id, batch)
         for turn in batch:
             if turn.turn_id in sess.live_ids:
                 raise DuplicateTurnError(session_id, turn.turn_id)
+        tokens, cost = new_totals(sess.header.total_tokens, sess.header.total_cost, batch)
         first_seq = sess.next_seq
         if patch is not None:
             sess.header = apply_patch(sess.header, patch, now)
@@ -431,8 +462,8 @@ class InMemorySessionStore(SessionStore):
             sess,
             now,
             turn_count=count,
-            total_tokens=sess.header.total_tokens + sum(t.tokens_used for t in batch),
-            total_cost=sess.header.total_cost + sum(t.cost for t in batch),
+            total_tokens=tokens,
+            total_cost=cost,
             status=SessionStatus.CLOSED if closed else sess.header.status,
         )
         if closed:
@@ -442,6 +473,7 @@ class InMemorySessionStore(SessionStore):
         )
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+        check_patch(patch)
         now = self.now()
         sess = self._get(session_id)
         require_writable(session_id, self._expire_if_due(sess, now))
@@ -488,8 +520,9 @@ class InMemorySessionStore(SessionStore):
             sess,
             now,
             turn_count=sess.header.turn_count - 1,
-            total_tokens=sess.header.total_tokens - turn.tokens_used,
-            total_cost=max(sess.header.total_cost - turn.cost, 0.0),
+            total_tokens=max(sess.header.total_tokens - turn.tokens_used, 0),
+            # The sum over the turns still live, oldest first, as appends built it.
+            total_cost=_cost_of(sess.log[s] for s in sess.live),
         )
         self._gc(session_id)
         return copy_turn(turn)
@@ -513,6 +546,9 @@ class InMemorySessionStore(SessionStore):
         max_checkpoints: int | None = None,
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
+        check_id(checkpoint_id, "checkpoint_id")
+        if metadata is not None:
+            check_json(metadata, "metadata")
         now = self.now()
         sess = self._get(session_id)
         if checkpoint_id in self._checkpoints:
@@ -530,8 +566,7 @@ class InMemorySessionStore(SessionStore):
             ranges=compress_seqs(sess.live),
         )
         self._checkpoints[checkpoint_id] = cp
-        ids = self._session_checkpoints.setdefault(session_id, [])
-        ids.append(checkpoint_id)
+        ids = self._file_checkpoint(session_id, checkpoint_id)
         sess.header = replace(sess.header, checkpoint_id=checkpoint_id)
         pruned: list[str] = []
         if max_checkpoints is not None:
@@ -584,6 +619,7 @@ class InMemorySessionStore(SessionStore):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
+        branch = check_state(branch, "branch")
         now = self.now()
         source = self._get(source_id)
         if branch.session_id in self._sessions or self._tombstoned(branch.session_id, now):
@@ -666,6 +702,13 @@ class InMemorySessionStore(SessionStore):
         await self.delete(session_id)
         self._tombstones[session_id] = tombstone_until
         return True
+
+
+def _cost_of(turns: Iterable[SessionTurn]) -> float:
+    total = 0.0
+    for turn in turns:
+        total += turn.cost
+    return total
 
 
 def _parse_cursor(cursor: str | None) -> int | None:
