@@ -4,27 +4,47 @@ Bound by the framework from the ``ai_session:`` block of ``application.yaml``, i
 profiles and ``LEX_AI_SESSION__<FIELD>`` environment variables (env wins over YAML).
 Every value is checked when the config is built; a bad value raises
 :class:`~lexigram.contracts.exceptions.config.ConfigurationError` naming the field.
+Unknown keys are refused (with a "did you mean" hint), a ``database_url`` or
+``redis_url`` given without ``backend`` selects its backend, and URLs appear in
+messages with their credentials redacted.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from lexigram.config import BaseConfig
 from lexigram.contracts.core.config import ConfigIssue, Environment
 from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.validation import Field, model_validator
 
-__all__ = ["BUILTIN_BACKENDS", "TURN_STRATEGIES", "SessionConfig", "coerce_config"]
+from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
+
+__all__ = [
+    "BUILTIN_BACKENDS",
+    "TURN_STRATEGIES",
+    "SessionConfig",
+    "coerce_config",
+    "known_backends",
+    "register_backend_name",
+    "unregister_backend_name",
+]
 
 BUILTIN_BACKENDS = frozenset({"in_memory", "cache", "database"})
 TURN_STRATEGIES = frozenset({"round_robin", "priority", "topic", "llm_directed"})
 _SAMESITE = frozenset({"lax", "strict", "none"})
-_SQL_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgresql+asyncpg", "postgres")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Backend names ``backend`` accepts: the built-in ones plus those registered by
+#: ``lexigram.ai.session.stores.registry.register_backend`` (stores call in here,
+#: the config never imports the stores).
+_BACKEND_NAMES: set[str] = set(BUILTIN_BACKENDS)
+#: The URL field of each URL-backed built-in backend.
+_URL_FIELD = {"database": "database_url", "cache": "redis_url"}
+_URL_BACKEND = {field: backend for backend, field in _URL_FIELD.items()}
+#: Class-level names ``model_dump()`` emits; accepted and ignored when passed back.
+_DUMPED_EXTRAS = frozenset({"model_config", "config_section"})
 
 _INT_FIELDS: dict[str, int] = {
     # field -> smallest legal value
@@ -39,6 +59,8 @@ _INT_FIELDS: dict[str, int] = {
     "sweep_batch_size": 1,
     "redis_pool_size": 1,
     "db_pool_size": 1,
+    "anonymous_sessions_per_minute": 0,
+    "max_anonymous_sessions": 0,
 }
 _BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous", "redis_cluster")
 _TRUE = {"1", "true", "yes", "on"}
@@ -75,6 +97,9 @@ class SessionConfig(BaseConfig):
     cookie_domain: str | None = Field(default=None)
     cookie_samesite: str = Field(default="lax")
     allow_anonymous: bool = Field(default=False)
+    anonymous_sessions_per_minute: int = Field(default=20)
+    max_anonymous_sessions: int = Field(default=10000)
+    scope_key: str = Field(default="ai_session")
 
     # backends
     redis_url: str = Field(default="redis://localhost:6379/0")
@@ -88,6 +113,54 @@ class SessionConfig(BaseConfig):
     # sweeper
     purge_after_s: int = Field(default=7 * 86400)
     sweep_batch_size: int = Field(default=1000)
+
+    @model_validator(mode="before")
+    def _refuse_unknown_keys(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # The framework keeps unknown keyword arguments as attributes; a typo would
+        # silently leave the default in place.
+        known = [f.name for f in fields(cls)]
+        data = {k: v for k, v in data.items() if k not in _DUMPED_EXTRAS}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            hints = []
+            for key in unknown:
+                near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hints.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            raise ConfigurationError(
+                f"ai_session: unknown configuration key(s): {', '.join(hints)}"
+            )
+        return data
+
+    @model_validator(mode="before")
+    def _select_backend(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # A URL given without ``backend`` selects its backend; a URL that the
+        # explicit backend would ignore is refused, naming both fields.
+        data = dict(data)
+        given = [name for name in _URL_BACKEND if data.get(name) not in (None, "")]
+        if "backend" not in data:
+            if len(given) == 1:
+                data["backend"] = _URL_BACKEND[given[0]]
+            elif len(given) > 1:
+                _fail(
+                    "backend",
+                    "both ai_session.database_url and ai_session.redis_url are set; "
+                    "set backend to 'database' or 'cache'",
+                )
+            return data
+        backend = data["backend"]
+        if backend not in BUILTIN_BACKENDS:
+            return data  # a user backend may read any field
+        defaults = {name: _field_default(cls, name) for name in _URL_BACKEND}
+        changed = [name for name in given if data[name] != defaults[name]]
+        own = _URL_FIELD.get(backend)
+        if changed and own not in changed:
+            stray = changed[0]
+            _fail_fields(
+                ("backend", stray),
+                f"backend {backend!r} does not use {stray} (set backend to "
+                f"{_URL_BACKEND[stray]!r}, or remove {stray})",
+            )
+        return data
 
     @model_validator(mode="before")
     def _coerce_scalars(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +194,7 @@ class SessionConfig(BaseConfig):
             "backend",
             "default_turn_strategy",
             "header_name",
+            "scope_key",
             "cookie_path",
             "key_prefix",
             "name",
@@ -165,30 +239,17 @@ class SessionConfig(BaseConfig):
                 Environment(self.env)
             except ValueError:
                 _fail("env", f"unknown environment {self.env!r}")
-        self._check_backend()
-        self._check_url("redis_url", _REDIS_SCHEMES)
-        self._check_url("database_url", _SQL_SCHEMES)
-
-    def _check_backend(self) -> None:
-        from lexigram.ai.session.stores.registry import registered_backends
-
-        known = registered_backends()
-        if self.backend not in known:
-            _fail("backend", f"unknown backend {self.backend!r}; expected one of {sorted(known)}")
-
-    def _check_url(self, name: str, schemes: tuple[str, ...]) -> None:
-        url = getattr(self, name)
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:
-            _fail(name, f"malformed URL {url!r}: {exc}")
-        if parts.scheme not in schemes:
-            _fail(name, f"malformed URL {url!r}: scheme must be one of {list(schemes)}")
-        if parts.scheme.startswith("sqlite"):
-            if not url.startswith(parts.scheme + ":///"):
-                _fail(name, f"malformed URL {url!r}: expected sqlite+aiosqlite:///<path>")
-        elif parts.scheme != "unix" and not parts.hostname:
-            _fail(name, f"malformed URL {url!r}: no host")
+        if self.backend not in _BACKEND_NAMES:
+            _fail(
+                "backend",
+                f"unknown backend {self.backend!r}; expected one of {sorted(_BACKEND_NAMES)}",
+            )
+        problem = database_url_problem(self.database_url)
+        if problem is not None:
+            _fail("database_url", problem)
+        redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
+        if redis_problem is not None:
+            _fail_fields(*redis_problem)
 
     @property
     def ttl_enabled(self) -> bool:
@@ -209,14 +270,48 @@ class SessionConfig(BaseConfig):
                     )
                 )
             if self.cookie_name is not None and not self.cookie_secret:
+                # Only SessionMiddleware needs it; it calls require_cookie_secret().
                 issues.append(
                     ConfigIssue(
                         field="ai_session.cookie_secret",
-                        message="session cookies need a signing secret in production",
+                        message="SessionMiddleware will refuse to start without a cookie "
+                        "signing secret in production",
+                        severity="warning",
                         suggestion="set LEX_AI_SESSION__COOKIE_SECRET to a long random value",
                     )
                 )
         return issues
+
+    def check_environment(self, env: Environment | None = None) -> None:
+        """Raise ``ConfigurationError`` listing the error-level issues for ``env``.
+
+        What the provider runs at boot and ``SessionManager.open()`` on entry.
+        """
+        errors = [i for i in self.validate_for_environment(env) if i.severity == "error"]
+        if errors:
+            raise ConfigurationError(
+                "ai_session: configuration not allowed in this environment: "
+                + "; ".join(f"{i.field}: {i.message}" for i in errors),
+                issues=errors,
+            )
+
+    def require_cookie_secret(self) -> str | None:
+        """The cookie signing secret, checked where cookies are actually signed.
+
+        Returns ``cookie_secret`` (None when unset outside production, or when
+        cookies are disabled with ``cookie_name: null``). In production a missing
+        secret raises ``ConfigurationError`` naming ``ai_session.cookie_secret``;
+        an application that never builds ``SessionMiddleware`` is not affected.
+        """
+        if self.cookie_secret:
+            return self.cookie_secret
+        if self.cookie_name is not None and self.environment == Environment.PRODUCTION:
+            _fail(
+                "cookie_secret",
+                "session cookies need a signing secret in production (set "
+                "LEX_AI_SESSION__COOKIE_SECRET, or cookie_name: null to disable cookies)",
+            )
+        return None
 
     def public_dict(self) -> dict[str, Any]:
         """The configured fields as a plain dict (no class variables, secret redacted)."""
@@ -233,11 +328,10 @@ def coerce_config(config: SessionConfig | dict[str, Any] | None) -> SessionConfi
     if isinstance(config, SessionConfig):
         return config
     if isinstance(config, dict):
-        known = {f.name for f in fields(SessionConfig)}
-        unknown = sorted(set(config) - known)
-        if unknown:
+        bad_keys = [key for key in config if not isinstance(key, str)]
+        if bad_keys:
             raise ConfigurationError(
-                f"ai_session: unknown configuration key(s): {', '.join(unknown)}"
+                f"ai_session: configuration keys must be strings, got {bad_keys[0]!r}"
             )
         return SessionConfig(**config)
     raise ConfigurationError(
@@ -245,8 +339,32 @@ def coerce_config(config: SessionConfig | dict[str, Any] | None) -> SessionConfi
     )
 
 
+def known_backends() -> frozenset[str]:
+    """Names ``SessionConfig.backend`` accepts (built in and registered)."""
+    return frozenset(_BACKEND_NAMES)
+
+
+def register_backend_name(name: str) -> None:
+    """Accept ``name`` as a backend (called by the stores' ``register_backend``)."""
+    _BACKEND_NAMES.add(name)
+
+
+def unregister_backend_name(name: str) -> None:
+    """Stop accepting a registered backend name (built-in names stay)."""
+    if name not in BUILTIN_BACKENDS:
+        _BACKEND_NAMES.discard(name)
+
+
+def _field_default(cls: Any, name: str) -> Any:
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
 def _fail(name: str, problem: str) -> Any:
     raise ConfigurationError(f"ai_session.{name}: {problem}")
+
+
+def _fail_fields(names: tuple[str, ...], problem: str) -> Any:
+    raise ConfigurationError(" / ".join(f"ai_session.{n}" for n in names) + f": {problem}")
 
 
 def _as_bool(name: str, value: Any) -> bool:

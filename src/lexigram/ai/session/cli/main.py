@@ -12,10 +12,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TextIO, cast
 
 from lexigram.ai.session.cli import commands
 from lexigram.ai.session.cli.operations import build_config
+from lexigram.ai.session.redaction import RedactingWriter
 
 __all__ = ["build_parser", "main"]
 
@@ -94,8 +95,10 @@ def main(
     ``setup_logging=False`` leaves the process's logging alone (when embedding).
     """
     out = out or sys.stdout
-    err = err or sys.stderr
     args = build_parser().parse_args(argv)
+    # Every message goes out with the credentials of the URLs in use redacted.
+    redacting = RedactingWriter(err or sys.stderr, [args.database_url, args.redis_url])
+    err = cast(TextIO, redacting)
     if setup_logging:
         _quiet_logging(args.verbose)
     from lexigram.contracts.exceptions.config import ConfigurationError
@@ -111,6 +114,7 @@ def main(
     except (ConfigurationError, ValueError, TypeError) as exc:
         err.write(f"error: configuration: {exc}\n")
         return 1
+    redacting.add_urls([config.database_url, config.redis_url])
     if config.backend == "in_memory" and args.command != "schema-setup":
         err.write(
             "warning: backend in_memory keeps nothing between runs; "

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from lexigram.ai.session.cli import commands
 from lexigram.ai.session.cli.main import _quiet_logging
 from lexigram.ai.session.cli.operations import build_config
+from lexigram.ai.session.redaction import RedactingWriter
 
 __all__ = ["create_app"]
 
@@ -47,6 +48,9 @@ def create_app() -> Any:
         _quiet_logging(verbose)
         from lexigram.contracts.exceptions.config import ConfigurationError
 
+        # Every message goes out with the credentials of the URLs in use redacted.
+        err = RedactingWriter(sys.stderr, [database_url, redis_url])
+        state["err"] = err
         try:
             state["config"] = build_config(
                 backend=backend,
@@ -56,8 +60,9 @@ def create_app() -> Any:
                 key_prefix=key_prefix,
             )
         except (ConfigurationError, ValueError, TypeError) as exc:
-            sys.stderr.write(f"error: configuration: {exc}\n")
-            raise typer.Exit(1) from exc
+            err.write(f"error: configuration: {exc}\n")
+            raise typer.Exit(1) from None
+        err.add_urls([state["config"].database_url, state["config"].redis_url])
 
     def finish(code: int) -> None:
         if code:
@@ -66,7 +71,7 @@ def create_app() -> Any:
     @app.command("schema-setup")
     def schema_setup() -> None:
         """Create or upgrade the SQL tables."""
-        finish(commands.run_schema_setup(state["config"], out=sys.stdout, err=sys.stderr))
+        finish(commands.run_schema_setup(state["config"], out=sys.stdout, err=state["err"]))
 
     @app.command("list")
     def list_(
@@ -79,7 +84,7 @@ def create_app() -> Any:
         finish(
             commands.run_list(
                 state["config"], user_id, status=status, limit=limit, as_json=as_json,
-                out=sys.stdout, err=sys.stderr,
+                out=sys.stdout, err=state["err"],
             )
         )
 
@@ -93,7 +98,7 @@ def create_app() -> Any:
         finish(
             commands.run_show(
                 state["config"], session_id, turns=turns, as_json=as_json,
-                out=sys.stdout, err=sys.stderr,
+                out=sys.stdout, err=state["err"],
             )
         )
 
@@ -109,7 +114,7 @@ def create_app() -> Any:
             commands.run_export(
                 state["config"], session_ids=list(session_ids or []), user_id=user,
                 output=output, include_checkpoints=not no_checkpoints,
-                out=sys.stdout, err=sys.stderr,
+                out=sys.stdout, err=state["err"],
             )
         )
 
@@ -125,7 +130,7 @@ def create_app() -> Any:
         finish(
             commands.run_import(
                 state["config"], file, replace_existing=replace,
-                new_checkpoint_ids=new_checkpoint_ids, out=sys.stdout, err=sys.stderr,
+                new_checkpoint_ids=new_checkpoint_ids, out=sys.stdout, err=state["err"],
             )
         )
 
@@ -138,7 +143,7 @@ def create_app() -> Any:
         finish(
             commands.run_sweep(
                 state["config"], expire=not no_expire, purge_after_s=purge_after,
-                out=sys.stdout, err=sys.stderr,
+                out=sys.stdout, err=state["err"],
             )
         )
 

@@ -8,7 +8,6 @@ from lexigram.contracts.ai.memory import MemoryConsolidatorProtocol, WorkingMemo
 from lexigram.contracts.ai.session import SessionManagerProtocol, SessionStoreProtocol
 from lexigram.contracts.core.health import HealthCheckResult, HealthStatus
 from lexigram.contracts.events.protocols.domain import EventBusProtocol
-from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.di.provider import Provider, ProviderPriority
 from lexigram.logging import get_logger
 
@@ -17,6 +16,7 @@ from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManag
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.standalone import initialize_store
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.stores.registry import create_store
@@ -108,15 +108,13 @@ class SessionProvider(Provider):
         return config
 
     async def register(self, container: Any) -> None:
-        """Validate the config for the environment and bind every session service."""
+        """Validate the config for the environment and bind every session service.
+
+        ``cookie_secret`` is not required here: ``SessionMiddleware`` checks it when
+        it is built, so a worker that never serves HTTP boots without one.
+        """
         config = self.session_config
-        errors = [i for i in config.validate_for_environment() if i.severity == "error"]
-        if errors:
-            raise ConfigurationError(
-                "ai_session: configuration not allowed in this environment: "
-                + "; ".join(f"{i.field}: {i.message}" for i in errors),
-                issues=errors,
-            )
+        config.check_environment()
         container.singleton(SessionConfig, config)
         if not config.enabled:
             return
@@ -180,7 +178,7 @@ class SessionProvider(Provider):
         """Initialise the store (tables, scripts, connection) and start the sweeper."""
         if not self.session_config.enabled or self.store is None:
             return
-        await self.store.initialize()
+        await initialize_store(self.store)
         if self.enable_cleanup_scheduler and not self._stub:
             scheduler: SessionCleanupScheduler = await container.resolve(SessionCleanupScheduler)
             scheduler.start()
@@ -193,6 +191,16 @@ class SessionProvider(Provider):
             self.scheduler = None
         if self.store is not None:
             await self.store.close()
+
+    async def on_error(self, error: Exception, phase: str) -> None:
+        """Log a failed boot or shutdown at DEBUG only.
+
+        The framework re-raises the error and logs it itself; the base class's
+        extra ERROR line (with a full traceback) repeated it once more.
+        """
+        logger.debug(
+            "ai_session.provider_failed", phase=phase, error_type=type(error).__name__
+        )
 
     async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:  # noqa: ASYNC109
         """Ping the backend; UNHEALTHY with the reason when it does not answer."""

@@ -4,6 +4,9 @@ Built in: ``in_memory``, ``cache`` (Redis), ``database`` (SQL). Register your ow
 with :func:`register_backend` before the config is validated::
 
     register_backend("dynamo", lambda config: DynamoSessionStore(config))
+
+A backend whose driver is not installed (``redis``, ``asyncpg``) fails with one
+``ConfigurationError`` carrying the ``pip install`` line, not an import traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from lexigram.contracts.exceptions.config import ConfigurationError
 
+from lexigram.ai.session.config import register_backend_name, unregister_backend_name
+
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
     from lexigram.ai.session.stores.base import SessionStore
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StoreFactory",
     "create_store",
+    "missing_driver_error",
     "register_backend",
     "registered_backends",
     "unregister_backend",
@@ -34,26 +40,56 @@ def _in_memory(config: SessionConfig) -> SessionStore:
     return InMemorySessionStore(session_ttl=config.session_ttl)
 
 
-def _cache(config: SessionConfig) -> SessionStore:
+#: Optional driver module -> (what needs it, the extra that installs it).
+_DRIVERS: dict[str, tuple[str, str]] = {
+    "redis": ("the cache backend (Redis)", "redis"),
+    "asyncpg": ("PostgreSQL", "postgres"),
+    "sqlalchemy": ("the database backend", "sql"),
+    "aiosqlite": ("SQLite", "sql"),
+}
+
+
+def missing_driver_error(exc: ImportError, field: str) -> ConfigurationError | None:
+    """The install hint for a missing optional driver, or None for another import error."""
+    name = (exc.name or "").split(".")[0]
+    if name not in _DRIVERS:
+        return None
+    needs, extra = _DRIVERS[name]
+    return ConfigurationError(
+        f"ai_session.{field}: {needs} needs the {name!r} package, which is not installed: "
+        f"pip install 'lexigram-ai-session[{extra}]'"
+    )
+
+
+def _build(field: str, build: Callable[[], SessionStore]) -> SessionStore:
+    """``build()``, with a missing driver reported as one short ``ConfigurationError``."""
+    error: ConfigurationError | None = None
     try:
+        return build()
+    except ImportError as exc:
+        error = missing_driver_error(exc, field)
+        if error is None:
+            raise
+    # Raised outside the handler: no 60-line import traceback chained to it.
+    raise error
+
+
+def _cache(config: SessionConfig) -> SessionStore:
+    def build() -> SessionStore:
         from lexigram.ai.session.stores.cache import CacheSessionStore
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            "ai_session.backend: 'cache' needs the redis extra: "
-            "pip install 'lexigram-ai-session[redis]'"
-        ) from exc
-    return CacheSessionStore.from_config(config)
+
+        return CacheSessionStore.from_config(config)
+
+    return _build("redis_url", build)
 
 
 def _database(config: SessionConfig) -> SessionStore:
-    try:
+    def build() -> SessionStore:
         from lexigram.ai.session.stores.database import DatabaseSessionStore
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            "ai_session.backend: 'database' needs the sql extra: "
-            "pip install 'lexigram-ai-session[sql]'"
-        ) from exc
-    return DatabaseSessionStore.from_config(config)
+
+        return DatabaseSessionStore.from_config(config)
+
+    return _build("database_url", build)
 
 
 _BACKENDS: dict[str, StoreFactory] = {
@@ -70,6 +106,7 @@ def register_backend(name: str, factory: StoreFactory, *, replace: bool = False)
     if name in _BACKENDS and not replace:
         raise ValueError(f"backend {name!r} is already registered (pass replace=True)")
     _BACKENDS[name] = factory
+    register_backend_name(name)
 
 
 def unregister_backend(name: str) -> None:
@@ -77,6 +114,7 @@ def unregister_backend(name: str) -> None:
     if name in ("in_memory", "cache", "database"):
         raise ValueError(f"backend {name!r} is built in")
     _BACKENDS.pop(name, None)
+    unregister_backend_name(name)
 
 
 def registered_backends() -> frozenset[str]:

@@ -1,0 +1,117 @@
+"""Credentials out of messages: redact the secrets of connection URLs.
+
+Every configuration error, log line and CLI message that shows a ``database_url``
+or ``redis_url`` shows it through :func:`redact_url`: the password becomes ``***``,
+and so does a user name that looks like a token (``redis://<token>@host``) or a
+``password=``/``token=`` query parameter. It works on URLs that do not parse, so a
+malformed URL is redacted too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TextIO
+
+__all__ = ["MASK", "RedactingWriter", "redact_text", "redact_url", "url_secrets"]
+
+MASK = "***"
+
+#: ``scheme://userinfo@`` at the start of a URL (userinfo up to the last ``@``
+#: before the path, so a password holding ``@`` or ``/`` is covered as a whole).
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^?#]*)@")
+_SECRET_PARAMS = re.compile(
+    r"(?P<key>[?&;](?:password|passwd|pass|pwd|secret|token|access_token|auth|"
+    r"api_key|apikey|sslpassword)=)(?P<value>[^&;#]*)",
+    re.IGNORECASE,
+)
+#: A user name this long, given without a password, is treated as a token.
+_TOKEN_LENGTH = 16
+#: Shorter secrets are redacted inside URLs only: replacing them anywhere in a
+#: message would garble it.
+_MIN_FREE_TEXT_SECRET = 4
+
+
+def _token_like(user: str) -> bool:
+    return len(user) >= _TOKEN_LENGTH
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
+    """``(scheme, user, password, rest)`` of ``url``, or None without user-info."""
+    match = _USERINFO.match(url)
+    if match is None:
+        return None
+    userinfo = match.group("userinfo")
+    if "/" in userinfo.split(":", 1)[0]:
+        return None  # an '@' in the path or query, not user-info
+    user, sep, password = userinfo.partition(":")
+    return match.group("scheme"), user, (password if sep else None), url[match.end() :]
+
+
+def redact_url(url: object) -> str:
+    """``url`` with its credentials replaced by ``***`` (never raises)."""
+    text = url if isinstance(url, str) else str(url)
+    parts = _split_userinfo(text)
+    if parts is not None:
+        scheme, user, password, rest = parts
+        if password:
+            text = f"{scheme}{user}:{MASK}@{rest}"
+        elif user and _token_like(user):
+            text = f"{scheme}{MASK}{':' if password is not None else ''}@{rest}"
+    return _SECRET_PARAMS.sub(lambda m: m.group("key") + MASK, text)
+
+
+def url_secrets(url: object) -> list[str]:
+    """The secret substrings of ``url`` (password, token-like user, secret parameters)."""
+    if not isinstance(url, str):
+        return []
+    found: list[str] = []
+    parts = _split_userinfo(url)
+    if parts is not None:
+        _, user, password, _ = parts
+        if password:
+            found.append(password)
+        elif user and _token_like(user):
+            found.append(user)
+    found += [m.group("value") for m in _SECRET_PARAMS.finditer(url) if m.group("value")]
+    return found
+
+
+def redact_text(text: str, urls: Iterable[object]) -> str:
+    """``text`` with every one of ``urls`` and each of their secrets redacted.
+
+    For messages built from another library's error, which may quote the URL.
+    """
+    for url in urls:
+        if not isinstance(url, str) or not url:
+            continue
+        text = text.replace(url, redact_url(url))
+        for secret in sorted(url_secrets(url), key=len, reverse=True):
+            if len(secret) >= _MIN_FREE_TEXT_SECRET:
+                text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingWriter:
+    """A text stream that redacts the secrets of ``urls`` from everything written."""
+
+    def __init__(self, stream: TextIO, urls: Iterable[object]) -> None:
+        self._stream = stream
+        self._urls: list[str] = []
+        self.add_urls(urls)
+
+    def add_urls(self, urls: Iterable[object]) -> None:
+        """Also redact the secrets of ``urls`` (e.g. once the config is known)."""
+        self._urls += [u for u in urls if isinstance(u, str) and u and u not in self._urls]
+
+    def write(self, text: str) -> int:
+        """Write ``text`` with the secrets redacted."""
+        return self._stream.write(redact_text(text, self._urls))
+
+    def flush(self) -> None:
+        """Flush the underlying stream."""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        """Whether the underlying stream is a terminal."""
+        return self._stream.isatty()
