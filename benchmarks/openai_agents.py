@@ -1,18 +1,25 @@
-"""Our OpenAI Agents SDK adapter against the SDK's own ``SQLiteSession``, in one run.
+"""Our OpenAI Agents SDK adapter against the SDK's own ``SQLiteSession``, side by side.
 
-Run:  python benchmarks/openai_agents.py [--n 200] [--backends in_memory,sqlite,...]
+Run:  python benchmarks/openai_agents.py [--rounds 5] [--n 200] [--backends sqlite,...]
 
-Measured, per backend (ours) and for the SDK's file-backed ``SQLiteSession``:
+Measured for the SDK's file-backed ``SQLiteSession`` and for the adapter on each of
+our backends (every ``BenchBackend`` of ``benchmarks/backends_*.py``; one whose server
+is unreachable is skipped):
 
-* ``add_items`` of one item into a session holding 10 items (one add per session,
-  ``n`` sessions);
-* ``add_items`` of one item into a session holding 5,000 items (``n`` adds);
-* ``get_items(limit=50)`` on that 5,000-item session (``n`` reads).
+* ``get_items(limit=20)`` on a session holding 2,000 items (the headline: the read
+  the ``Runner`` makes before each turn when ``session_settings.limit`` is set);
+* ``get_items(limit=50)`` on that session;
+* ``add_items`` of one item into a session holding 10 items and into the 2,000-item
+  session.
 
-Our backends: every ``BenchBackend`` the ``benchmarks/backends_*.py`` modules declare
-(in-memory, SQLite, PostgreSQL, Redis; one whose server is unreachable is skipped).
-Our manager runs with ``auto_checkpoint_interval=None`` (the SDK has no checkpoints)
-and a turn cap above the session sizes. Prints medians, p99s and ratios ours/SDK.
+Interleaved: each round takes ``n`` samples of every operation, one implementation
+after the other for each sample (the order rotates per round), so load drift on a
+shared machine hits all alike. Prints, per operation, each implementation's median
+and p99 wall time over all rounds, its mean process CPU time (every thread; less
+sensitive to other load on the machine), its ratio to the SDK, and the range of the
+per-round ratios.
+Items are typical assistant messages (about 250 bytes of JSON); our manager runs with
+``auto_checkpoint_interval=None`` (the SDK has no checkpoints).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,16 +47,15 @@ configure_logging(level="WARNING")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchBackend, median_ms, p99_ms  # noqa: E402
+from harness import BenchBackend, p99_ms  # noqa: E402
 
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession  # noqa: E402
 from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
 from lexigram.ai.session.stores.base import SessionStore  # noqa: E402
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore  # noqa: E402
 
-BIG = 5_000
+BIG = 2_000
 SMALL = 10
-LIMIT = 50
 MANAGER_CONFIG: dict[str, Any] = {
     "auto_checkpoint_interval": None,
     "max_turns_per_session": 1_000_000,
@@ -112,58 +119,76 @@ class Subject:
     small: list[Any] = field(default_factory=list)
     big: Any = None
     samples: dict[str, list[float]] = field(default_factory=dict)
+    """Per operation, every wall-clock sample (seconds)."""
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    """Per operation, the process CPU time (every thread) of every sample (seconds)."""
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    """Per operation, the wall-clock median (seconds) of each round."""
 
 
-async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
+Operation = Callable[[Subject, int], Awaitable[Any]]
+
+OPERATIONS: list[tuple[str, str, Operation]] = [
+    (f"get_items(limit=20) @{BIG:,}", "get20", lambda s, k: s.big.get_items(limit=20)),
+    (f"get_items(limit=50) @{BIG:,}", "get50", lambda s, k: s.big.get_items(limit=50)),
+    (f"add_items(1) @{SMALL}", "add_small", lambda s, k: s.small[k].add_items([item(SMALL)])),
+    (f"add_items(1) @{BIG:,}", "add_big", lambda s, k: s.big.add_items([item(BIG + k)])),
+]
 
 
-async def _prepare(subject: Subject, n: int) -> None:
-    """``n`` sessions of SMALL items and one of BIG items."""
-    for _ in range(n):
+async def _prepare(subject: Subject, sessions: int) -> None:
+    """``sessions`` sessions of SMALL items and one of BIG items."""
+    for _ in range(sessions):
         session = await subject.open_session()
         await session.add_items([item(i) for i in range(SMALL)])
         subject.small.append(session)
     subject.big = await subject.open_session()
     for start in range(0, BIG, 250):
         await subject.big.add_items([item(i) for i in range(start, start + 250)])
-    got = await subject.big.get_items(limit=LIMIT)
-    assert [i["id"] for i in got] == [f"msg_{i}" for i in range(BIG - LIMIT, BIG)], subject.name
+    got = await subject.big.get_items(limit=20)
+    assert [i["id"] for i in got] == [f"msg_{i}" for i in range(BIG - 20, BIG)], subject.name
 
 
-async def _run(subjects: list[Subject], n: int) -> None:
-    """Every measurement round-robin over the subjects, so load drift hits all alike."""
-    operations: list[tuple[str, Callable[[Subject, int], Awaitable[Any]]]] = [
-        ("get_big", lambda s, k: s.big.get_items(limit=LIMIT)),
-        ("add_small", lambda s, k: s.small[k].add_items([item(SMALL)])),
-        ("add_big", lambda s, k: s.big.add_items([item(BIG + k)])),
-    ]
-    for key, operation in operations:
+async def _round(subjects: list[Subject], n: int, offset: int, round_no: int) -> None:
+    """One round: ``n`` samples of every operation, subjects interleaved per sample."""
+    order = subjects[round_no % len(subjects):] + subjects[: round_no % len(subjects)]
+    for _, key, operation in OPERATIONS:
+        per_round: dict[str, list[float]] = {s.name: [] for s in subjects}
         for k in range(n):
-            for subject in subjects:
-                elapsed = await _timed(lambda: operation(subject, k))  # noqa: B023
-                subject.samples.setdefault(key, []).append(elapsed)
+            for subject in order:
+                cpu, start = time.process_time(), time.perf_counter()
+                await operation(subject, offset + k)
+                per_round[subject.name].append(time.perf_counter() - start)
+                subject.cpu.setdefault(key, []).append(time.process_time() - cpu)
+        for subject in subjects:
+            samples = per_round[subject.name]
+            subject.samples.setdefault(key, []).extend(samples)
+            subject.rounds.setdefault(key, []).append(statistics.median(samples))
 
 
 def _report(subjects: list[Subject]) -> None:
-    rows = [
-        ("add_items(1) @10", "add_small"),
-        (f"add_items(1) @{BIG}", "add_big"),
-        (f"get_items(limit={LIMIT}) @{BIG}", "get_big"),
-    ]
     reference = subjects[0]
-    for label, key in rows:
+    for label, key, _ in OPERATIONS:
         print(f"\n{label}")
-        ref = median_ms(reference.samples[key])
+        ref_med = statistics.median(reference.samples[key])
+        ref_cpu = statistics.mean(reference.cpu[key])
         for subject in subjects:
             samples = subject.samples[key]
-            med = median_ms(samples)
-            ratio = "" if subject is reference else f"  x{med / ref:.2f} of SDK"
-            print(
-                f"  {subject.name:<26} median {med:7.3f} ms   p99 {p99_ms(samples):7.3f} ms{ratio}"
+            med, cpu = statistics.median(samples), statistics.mean(subject.cpu[key])
+            line = (
+                f"  {subject.name:<26} median {med * 1e3:7.3f} ms   p99 {p99_ms(samples):7.3f} ms"
+                f"   cpu {cpu * 1e6:6.0f} us"
             )
+            if subject is not reference:
+                ratios = [
+                    ours / ref
+                    for ours, ref in zip(subject.rounds[key], reference.rounds[key], strict=True)
+                ]
+                line += (
+                    f"   x{med / ref_med:.2f} of SDK (rounds {min(ratios):.2f}-{max(ratios):.2f},"
+                    f" cpu x{cpu / ref_cpu:.2f})"
+                )
+            print(line)
 
 
 def _sdk_subject(tmp: Path, opened: list[SQLiteSession]) -> Subject:
@@ -187,7 +212,8 @@ def _our_subject(backend: BenchBackend, store: SessionStore) -> Subject:
     return Subject(f"{backend.name} (ours)", open_session)
 
 
-async def main(n: int, only: set[str] | None) -> None:
+async def main(rounds: int, n: int, only: set[str] | None) -> None:
+    """Fill every subject, then measure ``rounds`` interleaved rounds of ``n`` samples."""
     backends = _plugged_backends()
     if not any(b.name == "in_memory" for b in backends):
         backends.insert(
@@ -195,7 +221,10 @@ async def main(n: int, only: set[str] | None) -> None:
         )
     if only:
         backends = [b for b in backends if b.name in only]
-    print(f"n={n}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    print(
+        f"rounds={rounds} n={n}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load {tuple(round(x, 2) for x in os.getloadavg())}"
+    )
     opened: list[SQLiteSession] = []
     stores: list[tuple[BenchBackend, SessionStore]] = []
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmpdir:
@@ -211,9 +240,11 @@ async def main(n: int, only: set[str] | None) -> None:
                 subjects.append(_our_subject(backend, store))
             for subject in subjects:
                 print(f"  filling {subject.name} ...")
-                await _prepare(subject, n)
-            await _run(subjects, n)
+                await _prepare(subject, rounds * n)
+            for round_no in range(rounds):
+                await _round(subjects, n, round_no * n, round_no)
             _report(subjects)
+            print(f"\nload after: {tuple(round(x, 2) for x in os.getloadavg())}")
         finally:
             for session in opened:
                 session.close()
@@ -223,8 +254,9 @@ async def main(n: int, only: set[str] | None) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="samples per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--n", type=int, default=200, help="samples per operation per round")
     parser.add_argument("--backends", help="comma-separated names to run (default: all)")
     args = parser.parse_args()
     wanted = set(args.backends.split(",")) if args.backends else None
-    asyncio.run(main(args.n, wanted))
+    asyncio.run(main(args.rounds, args.n, wanted))
