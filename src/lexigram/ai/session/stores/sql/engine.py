@@ -9,15 +9,25 @@ writers in several processes queue instead of failing. PostgreSQL connections ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
+from lexigram.ai.session.stores.loops import drop_transport
 from lexigram.ai.session.stores.sql.urls import DatabaseURL
 
-__all__ = ["PG_CONNECT_TIMEOUT_S", "SQLITE_BUSY_TIMEOUT_S", "make_engine"]
+__all__ = [
+    "PG_CONNECT_TIMEOUT_S",
+    "SQLITE_BUSY_TIMEOUT_S",
+    "drop_driver_connection",
+    "loop_agnostic",
+    "make_engine",
+    "track_connections",
+]
 
 #: How long a SQLite writer waits for another process's write transaction.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -54,6 +64,49 @@ def make_engine(url: DatabaseURL, *, pool_size: int, table_prefix: str) -> Async
             "server_settings": {"application_name": app},
         },
     )
+
+
+def loop_agnostic(engine: AsyncEngine) -> bool:
+    """Whether one engine may serve every event loop of the process.
+
+    True when its pool keeps no connection between checkouts (``NullPool``) or
+    holds exactly one and no wait queue (``StaticPool``, SQLite ``:memory:``, whose
+    aiosqlite connection answers on whichever loop asks). Other pools keep
+    connections bound to the loop that opened them: one engine per loop.
+    """
+    return isinstance(engine.sync_engine.pool, NullPool | StaticPool)
+
+
+def track_connections(engine: AsyncEngine) -> weakref.WeakSet[Any]:
+    """The driver connections ``engine`` opens from now on (weakly held)."""
+    opened: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        driver = getattr(dbapi_conn, "driver_connection", None)
+        if driver is not None:
+            opened.add(driver)
+
+    return opened
+
+
+def drop_driver_connection(driver: Any) -> None:
+    """Close a driver connection whose event loop is gone, without touching that loop.
+
+    asyncpg: its socket is closed and the connection marked aborted (so that
+    neither asyncpg nor SQLAlchemy later tries to talk to the dead loop).
+    aiosqlite: its worker thread closes the database and stops.
+    """
+    transport = getattr(driver, "_transport", None)
+    if transport is not None:  # asyncpg
+        drop_transport(transport)
+        with contextlib.suppress(AttributeError):
+            driver._aborted = True
+        return
+    stop = getattr(driver, "stop", None)
+    if callable(stop):  # aiosqlite
+        with contextlib.suppress(Exception):
+            stop()
 
 
 def install_sqlite_hooks(engine: AsyncEngine, *, wal: bool) -> None:
