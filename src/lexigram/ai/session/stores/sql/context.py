@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lexigram.ai.session.stores.base import SessionRecord
@@ -16,14 +15,42 @@ __all__ = ["NO_LIMIT", "Ctx"]
 NO_LIMIT = 2**62
 
 
-@dataclass(frozen=True, slots=True)
 class Ctx:
-    """One operation's context: the statements, ``now`` and the TTL, in microseconds."""
+    """One operation's context: the statements, the clock and the TTL, in microseconds.
 
-    q: Statements
-    now: int
-    ttl: int
-    lock_ns: str
+    ``now`` is read from the store's clock the first time a script asks for it, that
+    is inside the transaction: on SQLite after ``BEGIN IMMEDIATE`` has the write
+    lock. A script that waits for a row lock (PostgreSQL) calls :meth:`locked` once
+    it holds it, so that a deadline is judged when the write is applied, not when
+    the caller started waiting. ``now`` never goes backwards within an operation.
+    """
+
+    __slots__ = ("_clock", "_now", "lock_ns", "q", "ttl")
+
+    def __init__(
+        self, q: Statements, clock: Callable[[], int], ttl: int, lock_ns: str
+    ) -> None:
+        self.q = q
+        self.ttl = ttl
+        self.lock_ns = lock_ns
+        self._clock = clock
+        self._now: int | None = None
+
+    @property
+    def now(self) -> int:
+        """The operation's current time (read once, on first use)."""
+        now = self._now
+        if now is None:
+            now = self._now = self._clock()
+        return now
+
+    def locked(self) -> int:
+        """Read the clock again now that the row lock is held; the new ``now``."""
+        fresh = self._clock()
+        if self._now is not None and fresh < self._now:
+            fresh = self._now
+        self._now = fresh
+        return fresh
 
     def deadline(self, at: int) -> int | None:
         """``at + ttl``, or None when sessions do not expire."""

@@ -12,8 +12,24 @@ from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.codec import dumps, validate_turn
 from lexigram.ai.session.stores.sql.rows import encode_prompt, turn_params
+from lexigram.ai.session.validation import (
+    MAX_ID_LENGTH,
+    MAX_SAFE_INT,
+    check_id,
+    check_json,
+    check_names,
+    check_optional_text,
+    check_state,
+    check_totals,
+    check_turn,
+)
+
+_INF = float("inf")
 
 __all__ = [
+    "batch_totals",
+    "checked_id",
+    "checked_state",
     "checked_turn",
     "first_repeat",
     "nul_fields_of",
@@ -33,37 +49,99 @@ def first_repeat(turns: Sequence[SessionTurn]) -> str | None:
     return None
 
 
-def checked_turn(turn: Any) -> SessionTurn:
-    """``turn`` when its fields have the right types (cheap); else the codec names the field."""
-    if (
-        type(turn) is SessionTurn
+def _fast_ok(turn: Any) -> bool:
+    """Cheap structural check of a turn that the storage rules certainly accept."""
+    if type(turn) is not SessionTurn:
+        return False
+    turn_id: Any = turn.turn_id
+    cost: Any = turn.cost
+    return (
+        type(turn_id) is str
+        and len(turn_id) <= MAX_ID_LENGTH
+        and turn_id.isascii()
+        and turn_id.isprintable()
+        and not turn_id.isspace()
         and type(turn.tool_calls) is list
         and type(turn.skill_results) is list
         and type(turn.metadata) is dict
         and all(type(c) is dict for c in turn.tool_calls)
         and all(type(c) is dict for c in turn.skill_results)
         and all(type(k) is str for k in turn.metadata)
-        and type(turn.turn_id) is str
-        and turn.turn_id.strip()
         and type(turn.role) is str
-        and turn.role.strip()
+        and turn.role.isascii()
+        and turn.role.strip() != ""
         and type(turn.content) is str
+        and turn.content.isascii()
         and isinstance(turn.timestamp, datetime)
         and turn.timestamp.tzinfo is not None
         and type(turn.tokens_used) is int
-        and turn.tokens_used >= 0
-        and type(turn.cost) in (float, int)
-        and turn.cost >= 0
-        and (turn.model is None or type(turn.model) is str)
-        and (turn.provider is None or type(turn.provider) is str)
-    ):
-        return turn
-    return validate_turn(turn)
+        and 0 <= turn.tokens_used <= MAX_SAFE_INT
+        and type(cost) in (float, int)
+        and 0 <= cost < _INF
+        and (turn.model is None or (type(turn.model) is str and turn.model.isascii()))
+        and (turn.provider is None or (type(turn.provider) is str and turn.provider.isascii()))
+    )
+
+
+def checked_turn(turn: Any, field: str = "turn") -> SessionTurn:
+    """``turn`` when it can be stored; else ``SessionValidationError`` naming ``field.<x>``.
+
+    The storage rules are those of :mod:`lexigram.ai.session.validation` (ids, text
+    without lone surrogates, tokens in ``0..2**53-1``, finite costs >= 0, JSON values).
+    A plain ASCII turn passes a cheap structural check; anything else is checked
+    field by field.
+    """
+    if _fast_ok(turn):
+        checked: SessionTurn = turn
+        return checked
+    return validate_turn(check_turn(turn, field))
 
 
 def turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, Any]]:
-    """Checked, encoded ``turns`` rows (``seq`` set later by the script)."""
-    return [turn_params(session_id, 0, checked_turn(t)) for t in turns]
+    """Checked, encoded ``turns`` rows (``seq`` set later by the script).
+
+    Errors name ``turns[i].<field>``.
+    """
+    rows = []
+    for index, turn in enumerate(turns):
+        field = f"turns[{index}]"
+        checked = checked_turn(turn, field)
+        try:
+            rows.append(turn_params(session_id, 0, checked))
+        except SessionValidationError as exc:
+            check_turn(checked, field)  # names the exact field when the rules refuse it
+            raise SessionValidationError(f"{field}.{exc.field.removeprefix('turn.')}",
+                                         exc.problem) from None
+    return rows
+
+
+def batch_totals(turns: Sequence[SessionTurn]) -> tuple[int, float]:
+    """The tokens and cost a checked batch adds, refused when they cannot be stored.
+
+    Each turn was checked alone; their sums must also fit (``total_tokens``,
+    ``total_cost``) before anything is written.
+    """
+    tokens = 0
+    cost = 0.0
+    for turn in turns:
+        tokens += turn.tokens_used
+        cost += turn.cost
+    check_totals(tokens, cost)
+    return tokens, cost
+
+
+def checked_id(value: Any, field: str) -> str:
+    """An id argument (``session_id``, ``user_id``, ``checkpoint_id``), or refused."""
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and (
+        value.isprintable() and not value.isspace()
+    ):
+        return value
+    return check_id(value, field)
+
+
+def checked_state(state: Any, field: str = "state") -> SessionState:
+    """A whole session handed to the store (create, save, a branch), or refused."""
+    return check_state(state, field)
 
 
 _NUL = "\x00"
@@ -93,10 +171,17 @@ def nul_fields_of(
 
 
 def patch_params(patch: SessionPatch) -> dict[str, Any]:
-    """The bound parameters of a header patch (None = column unchanged)."""
+    """The bound parameters of a header patch (None = column unchanged); fields checked."""
     def enc(value: Any, name: str) -> str | None:
-        return None if value is None else dumps(value, field=name).decode()
+        if value is None:
+            return None
+        if name in ("active_tools", "active_skills"):
+            check_names(value, name)
+        else:
+            check_json(value, name)
+        return dumps(value, field=name).decode()
 
+    check_optional_text(patch.system_prompt, "system_prompt")
     prompt_set = patch.system_prompt is not None or patch.clear_system_prompt
     return {
         "p_metadata": enc(patch.metadata, "metadata"),

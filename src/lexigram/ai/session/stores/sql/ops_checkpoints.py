@@ -35,7 +35,13 @@ from lexigram.ai.session.stores.sql.ops_sessions import (
     lock_user,
     require_new_id,
 )
-from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns
+from lexigram.ai.session.stores.sql.ops_turns import (
+    gc,
+    insert_turns,
+    live_totals,
+    live_turns,
+    lock_header,
+)
 from lexigram.ai.session.stores.sql.rows import (
     from_us,
     header_from_json,
@@ -123,7 +129,7 @@ async def create_checkpoint(
 ) -> tuple[SessionCheckpoint, list[str]]:
     """Snapshot header + live ranges, chain it, prune the oldest beyond the retention."""
     q = ctx.q
-    header = await tx.one(q.header_lock, {"sid": session_id})
+    header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
     if await tx.one(q.cp_exists, {"cp": checkpoint_id}) is not None:
@@ -174,7 +180,7 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     if row is None:
         raise CheckpointNotFoundError(checkpoint_id)
     session_id = row[1]
-    header = await tx.one(q.header_lock, {"sid": session_id})
+    header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
     current = ctx.record(header)
@@ -188,11 +194,10 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
         await insert_turns(tx, ctx, rows)
         if rows:
             await tx.run(q.bump_seq, {"sid": session_id, "n": len(rows)})
-        count = len(rows)
     else:
-        count = 0
         for first, last in ranges_from_json(row[6] or "[]", record):
-            count += await tx.run(q.live_range, {"sid": session_id, "first": first, "last": last})
+            await tx.run(q.live_range, {"sid": session_id, "first": first, "last": last})
+    count, tokens, cost = await live_totals(tx, ctx, session_id)
     fields = header_params(point)
     await tx.run(
         q.restore_header,
@@ -204,8 +209,8 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
             "system_prompt": fields["system_prompt"],
             "variables": fields["variables"],
             "checkpoint_id": checkpoint_id,
-            "total_tokens": point.total_tokens,
-            "total_cost": float(point.total_cost),
+            "total_tokens": tokens,
+            "total_cost": cost,
             "turn_count": count,
             "now": ctx.now,
             "expires": ctx.deadline(ctx.now),
@@ -240,7 +245,7 @@ async def fork_session(
     q = ctx.q
     if max_live is not None:
         await lock_user(tx, ctx, branch.user_id)
-    source = await tx.one(q.header_lock, {"sid": source_id})
+    source = await lock_header(tx, ctx, source_id)
     if source is None:
         raise SessionNotFoundError(source_id)
     await require_new_id(tx, ctx, branch.session_id)

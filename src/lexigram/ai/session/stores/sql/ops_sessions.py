@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus
+from lexigram.logging import get_logger
 
 from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
     DuplicateTurnError,
     SessionCapacityError,
     SessionNotFoundError,
@@ -25,7 +27,7 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
-from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns
+from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns, lock_header
 from lexigram.ai.session.stores.sql.runner import Tx
 
 __all__ = [
@@ -42,11 +44,14 @@ __all__ = [
     "lock_user",
     "mark_expired",
     "purge",
+    "quarantine",
     "require_new_id",
     "save",
     "transition",
     "update_session",
 ]
+
+_log = get_logger(__name__)
 
 _PAGE_SQL = {
     None: "page",
@@ -187,11 +192,19 @@ async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
 
 
 async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:
-    """Every session of a user with its turns, oldest first (snapshot read)."""
+    """Every session of a user with its turns, oldest first (snapshot read).
+
+    A session whose header or turns cannot be decoded is left out and logged with
+    its id, so one damaged record does not hide the others.
+    """
     states = []
     for row in await tx.all(ctx.q.user_all, {"uid": user_id}):
-        record = ctx.record(row)
-        turns = await live_turns(tx, ctx, record.state.session_id)
+        try:
+            record = ctx.record(row)
+            turns = await live_turns(tx, ctx, record.state.session_id)
+        except CorruptRecordError as exc:
+            _log.warning("ai_session.sql.damaged_record", session_id=row[0], error=str(exc))
+            continue
         states.append(replace(record.state, turns=turns))
     return states
 
@@ -203,8 +216,9 @@ async def list_page(
     status: SessionStatus | None,
     limit: int,
     below: int | None,
-) -> tuple[list[SessionState], int | None]:
-    """A page of headers, newest first, and the ordinal to continue below (or None)."""
+) -> tuple[list[SessionState], list[str], int | None]:
+    """A page of headers, newest first, the damaged ids on it, and the ordinal to
+    continue below (or None). A header that cannot be decoded is reported by id."""
     sql = getattr(ctx.q, _PAGE_SQL[status])
     rows = await tx.all(
         sql,
@@ -215,9 +229,16 @@ async def list_page(
             "now": ctx.now,
         },
     )
-    items = [ctx.record(r).state for r in rows[:limit]]
+    items: list[SessionState] = []
+    damaged: list[str] = []
+    for row in rows[:limit]:
+        try:
+            items.append(ctx.record(row).state)
+        except CorruptRecordError as exc:
+            _log.warning("ai_session.sql.damaged_record", session_id=row[0], error=str(exc))
+            damaged.append(str(row[0]))
     more = len(rows) > limit and limit > 0
-    return items, (int(rows[limit - 1][-1]) if more else None)
+    return items, damaged, (int(rows[limit - 1][-1]) if more else None)
 
 
 async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord]:
@@ -228,15 +249,22 @@ async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord
 async def update_session(
     tx: Tx, ctx: Ctx, session_id: str, patch: dict[str, Any]
 ) -> SessionRecord:
-    """Replace the patched header fields of a live session."""
-    params = dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
-    row = await tx.one(ctx.q.update, params)
+    """Replace the patched header fields of a live session.
+
+    The first attempt is one conditional update (on PostgreSQL it skips a row another
+    transaction holds); when it matches nothing the header is locked, the clock read
+    again and the error named, or the update applied.
+    """
+    def params() -> dict[str, Any]:
+        return dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
+
+    row = await tx.one(ctx.q.update, params())
     if row is None:
-        header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+        header = await lock_header(tx, ctx, session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
         require_writable(session_id, ctx.record(header).state.status)
-        row = await tx.one(ctx.q.update, params)
+        row = await tx.one(ctx.q.update, params())
         if row is None:
             raise SessionStoreError(f"update of session {session_id!r} could not be applied")
     return ctx.record(row)
@@ -250,7 +278,7 @@ async def transition(
     allowed_from: frozenset[SessionStatus],
 ) -> SessionRecord:
     """Compare-and-set the status (effective status checked under the row lock)."""
-    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
     current = ctx.record(header).state.status
@@ -279,6 +307,11 @@ async def mark_expired(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | Non
     return None if row is None else ctx.record(row)
 
 
+async def quarantine(tx: Tx, ctx: Ctx, session_id: str) -> None:
+    """Move an undecodable record out of the sweeper's indexes (no decoding)."""
+    await tx.run(ctx.q.quarantine, {"sid": session_id})
+
+
 async def find_purgeable(tx: Tx, ctx: Ctx, older_than: int, limit: int) -> list[str]:
     """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
     rows = await tx.all(ctx.q.find_purgeable, {"older": older_than, "lim": max(limit, 0)})
@@ -295,7 +328,7 @@ async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
 
 async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
     """Delete a CLOSED/EXPIRED session and leave a tombstone until ``until``."""
-    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    header = await lock_header(tx, ctx, session_id)
     if header is None or header[2] not in (SessionStatus.CLOSED.value, SessionStatus.EXPIRED.value):
         return False
     await delete_session(tx, ctx, session_id)

@@ -10,6 +10,7 @@ whole transaction back and the store names the duplicate.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
     DuplicateTurnError,
+    SessionError,
     SessionNotFoundError,
     SessionStoreError,
     SessionTransitionError,
@@ -26,17 +28,25 @@ from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compres
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
 from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row, turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Row, Tx
+from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
+
+#: The largest finite double: ``total_cost`` must stay at or below it.
+_MAX_FLOAT = sys.float_info.max
 
 __all__ = [
     "append",
     "append_one",
     "find_live_duplicate",
+    "find_replay",
     "gc",
     "get_turn_seqs",
     "insert_turns",
+    "live_totals",
     "live_turns",
+    "lock_header",
     "pop_turn",
     "clear_turns",
+    "replay_outcome",
     "require_live_for_write",
 ]
 
@@ -52,16 +62,30 @@ async def insert_turns(tx: Tx, ctx: Ctx, rows: Sequence[dict[str, Any]]) -> None
 def _append_params(
     ctx: Ctx, session_id: str, n: int, tokens: int, cost: float, max_turns: int | None
 ) -> dict[str, Any]:
-    """The bound parameters of the header update every append makes."""
+    """The bound parameters of the header update every append makes.
+
+    ``tok_room``/``cost_room`` are how large the stored totals may be for the batch to
+    fit (the totals guard of the statement); the batch alone was checked before.
+    """
+    now = ctx.now
     return {
         "sid": session_id,
         "n": n,
         "tokens": tokens,
         "cost": cost,
-        "now": ctx.now,
+        "now": now,
         "max": NO_LIMIT if max_turns is None else max_turns,
-        "expires": ctx.deadline(ctx.now),
+        "expires": ctx.deadline(now),
+        "tok_room": MAX_SAFE_INT - tokens,
+        "cost_room": _MAX_FLOAT - cost,
     }
+
+
+async def lock_header(tx: Tx, ctx: Ctx, session_id: str) -> Row | None:
+    """The session's header row, locked for this transaction; the clock read after."""
+    row = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    ctx.locked()
+    return row
 
 
 async def append(
@@ -69,30 +93,54 @@ async def append(
     ctx: Ctx,
     session_id: str,
     rows: list[dict[str, Any]],
-    tokens: int,
-    cost: float,
+    batch: Sequence[SessionTurn],
     max_turns: int | None,
     patch: dict[str, Any] | None,
     batch_dup: str | None,
 ) -> AppendResult:
-    """Append prepared turn rows and bump the counters, checks first (see module doc)."""
+    """Append prepared turn rows and bump the counters, checks first (see module doc).
+
+    One turn: a conditional update, then the insert (SQLite; the slow path of
+    PostgreSQL). Several turns, or the conditional update matched nothing: the header
+    is locked and read, the checks raise the contract's error in its order, a retried
+    batch already stored as the newest turns returns its first outcome, and the
+    totals are computed turn by turn (:func:`new_totals`), exact.
+    """
     q = ctx.q
     n = len(rows)
-    params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
-    sql = q.append
-    if patch is not None:
-        params.update(patch)
-        sql = q.append_patch
-    row = None if batch_dup is not None else await tx.one(sql, params)
+    tokens = sum(t.tokens_used for t in batch)
+    cost = float(sum(t.cost for t in batch))
+    row = None
+    if n == 1 and batch_dup is None and not ctx.pg:
+        params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
+        sql = q.append
+        if patch is not None:
+            params.update(patch)
+            sql = q.append_patch
+        row = await tx.one(sql, params)
     if row is None:
-        header = await tx.one(q.header_lock, {"sid": session_id})
+        header = await lock_header(tx, ctx, session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
-        current = ctx.record(header).state
-        check_append(session_id, current.status, current.turn_count, n, max_turns)
+        locked = ctx.record(header)
+        current = locked.state
+        try:
+            check_append(session_id, current.status, current.turn_count, n, max_turns)
+        except SessionError:
+            replayed = await replay_outcome(tx, ctx, locked, rows, max_turns)
+            if replayed is not None:
+                return replayed
+            raise
         if batch_dup is not None:
             raise DuplicateTurnError(session_id, batch_dup)
-        row = await tx.one(sql, params)  # the session changed between the two reads
+        abs_tokens, abs_cost = new_totals(current.total_tokens, current.total_cost, batch)
+        params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
+        params.update(abs_tokens=abs_tokens, abs_cost=abs_cost)
+        sql = q.append_abs
+        if patch is not None:
+            params.update(patch)
+            sql = q.append_abs_patch
+        row = await tx.one(sql, params)
         if row is None:
             raise SessionStoreError(f"append to session {session_id!r} could not be applied")
     record = ctx.record(row)
@@ -102,6 +150,43 @@ async def append(
         item["seq"] = first + offset
     await insert_turns(tx, ctx, rows)
     closed = max_turns is not None and record.state.turn_count >= max_turns
+    return AppendResult(record=record, closed_by_cap=closed, first_seq=first)
+
+
+async def replay_outcome(
+    tx: Tx,
+    ctx: Ctx,
+    record: SessionRecord,
+    rows: Sequence[dict[str, Any]],
+    max_turns: int | None,
+) -> AppendResult | None:
+    """The first outcome of a batch that is already the session's newest live turns.
+
+    A client that did not hear back from a committed append (the reply was lost)
+    sends it again: when the newest live turns have the batch's ids, in order, with
+    exactly the same stored JSON, the append already happened and its result is
+    returned instead of a ``DuplicateTurnError``. None otherwise.
+    """
+    n = len(rows)
+    if n == 0 or record.state.turn_count < n:
+        return None
+    session_id = record.state.session_id
+    newest = await tx.all(ctx.q.last_turn_ids, {"sid": session_id, "lim": n})
+    newest.reverse()
+    if len(newest) != n:
+        return None
+    for stored, item in zip(newest, rows, strict=True):
+        if stored[1] != item["turn_id"] or stored[2] != item["data"]:
+            return None
+    first = int(newest[0][0])
+    for offset, item in enumerate(rows):
+        item["session_id"] = session_id
+        item["seq"] = first + offset
+    closed = (
+        max_turns is not None
+        and record.state.turn_count >= max_turns
+        and record.last_seq == first + n - 1
+    )
     return AppendResult(record=record, closed_by_cap=closed, first_seq=first)
 
 
@@ -115,10 +200,12 @@ async def append_one(
     max_turns: int | None,
     patch: dict[str, Any] | None,
 ) -> AppendResult | None:
-    """PostgreSQL: the append as one statement; None when a check refused it.
+    """PostgreSQL: a one-turn append as one statement; None when it did not apply.
 
-    The caller then runs :func:`append`, whose slow path names the error (or applies
-    the append if the session changed in between).
+    None when a check refused it or another transaction held the header (the
+    statement skips a locked row rather than judge the deadline with a clock read
+    before the wait). The caller then runs :func:`append`, which locks, reads the
+    clock and names the error (or applies the append).
     """
     n = len(rows)
     params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
@@ -136,6 +223,16 @@ async def append_one(
     record = ctx.record(row)
     closed = max_turns is not None and record.state.turn_count >= max_turns
     return AppendResult(record=record, closed_by_cap=closed, first_seq=record.last_seq - n + 1)
+
+
+async def find_replay(
+    tx: Tx, ctx: Ctx, session_id: str, rows: Sequence[dict[str, Any]], max_turns: int | None
+) -> AppendResult | None:
+    """:func:`replay_outcome` as a read of its own (after a refused insert)."""
+    header = await tx.one(ctx.q.header, {"sid": session_id})
+    if header is None:
+        return None
+    return await replay_outcome(tx, ctx, ctx.record(header), rows, max_turns)
 
 
 async def find_live_duplicate(
@@ -201,7 +298,7 @@ async def get_turn_seqs(
 
 async def require_live_for_write(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord:
     """The locked header of a session that accepts turn changes (ACTIVE)."""
-    header = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
     record = ctx.record(header)
@@ -212,27 +309,43 @@ async def require_live_for_write(tx: Tx, ctx: Ctx, session_id: str) -> SessionRe
     return record
 
 
+async def live_totals(tx: Tx, ctx: Ctx, session_id: str) -> tuple[int, int, float]:
+    """``(turn_count, total_tokens, total_cost)`` summed over the live turns, oldest first."""
+    count, tokens, cost = 0, 0, 0.0
+    for used, spent in await tx.all(ctx.q.live_costs, {"sid": session_id}):
+        count += 1
+        tokens += int(used)
+        cost += float(spent)
+    return count, tokens, cost
+
+
+async def _set_counters(tx: Tx, ctx: Ctx, session_id: str) -> None:
+    """Set ``turn_count`` and the totals to the sums over the live turns."""
+    count, tokens, cost = await live_totals(tx, ctx, session_id)
+    now = ctx.now
+    await tx.run(
+        ctx.q.set_counters,
+        {
+            "sid": session_id,
+            "count": count,
+            "tokens": tokens,
+            "cost": cost,
+            "now": now,
+            "expires": ctx.deadline(now),
+        },
+    )
+
+
 async def pop_turn(tx: Tx, ctx: Ctx, session_id: str) -> SessionTurn | None:
-    """End the newest live turn's liveness; totals corrected; the turn or None."""
-    record = await require_live_for_write(tx, ctx, session_id)
+    """End the newest live turn's liveness; totals recomputed; the turn or None."""
+    await require_live_for_write(tx, ctx, session_id)
     rows = await tx.all(ctx.q.last_turns, {"sid": session_id, "lim": 1})
     if not rows:
         return None
     seq = int(rows[0][0])
     turn = turn_from_row(rows[0], session_id)
-    state = record.state
     await tx.run(ctx.q.unlive_one, {"sid": session_id, "seq": seq})
-    await tx.run(
-        ctx.q.set_counters,
-        {
-            "sid": session_id,
-            "count": state.turn_count - 1,
-            "tokens": state.total_tokens - turn.tokens_used,
-            "cost": max(state.total_cost - turn.cost, 0.0),
-            "now": ctx.now,
-            "expires": ctx.deadline(ctx.now),
-        },
-    )
+    await _set_counters(tx, ctx, session_id)
     await gc(tx, ctx, session_id)
     return turn
 
@@ -241,17 +354,7 @@ async def clear_turns(tx: Tx, ctx: Ctx, session_id: str) -> int:
     """End every live turn's liveness; totals to zero; how many there were."""
     await require_live_for_write(tx, ctx, session_id)
     count = await tx.run(ctx.q.unlive_all, {"sid": session_id})
-    await tx.run(
-        ctx.q.set_counters,
-        {
-            "sid": session_id,
-            "count": 0,
-            "tokens": 0,
-            "cost": 0.0,
-            "now": ctx.now,
-            "expires": ctx.deadline(ctx.now),
-        },
-    )
+    await _set_counters(tx, ctx, session_id)
     await gc(tx, ctx, session_id)
     return count
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import re
 import sqlite3
 import weakref
@@ -37,6 +38,13 @@ from lexigram.ai.session.exceptions import (
     SessionStoreError,
     SessionValidationError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
+from lexigram.ai.session.stores.loops import PerLoop
+from lexigram.ai.session.stores.sql.engine import (
+    drop_driver_connection,
+    loop_agnostic,
+    track_connections,
 )
 
 if TYPE_CHECKING:
@@ -327,6 +335,46 @@ class Leases:
         for conn, _ in idle:
             await conn.close()
 
+    def take_idle(self) -> list[Lease]:
+        """Stop keeping connections and hand over the idle ones (no I/O)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        return idle
+
+
+class LoopDb:
+    """One event loop's engine and the connections kept for reuse on that loop.
+
+    ``owned``: the engine was made for this loop (closed with it). ``any_loop``:
+    the driver is not bound to a loop (aiosqlite), so closing may run on any loop.
+    """
+
+    def __init__(self, engine: AsyncEngine, keep: int, *, owned: bool, any_loop: bool) -> None:
+        self.engine = engine
+        self.leases = Leases(engine, keep)
+        self.owned = owned
+        self.any_loop = any_loop
+        self._opened = track_connections(engine) if owned else None
+
+    async def aclose(self) -> None:
+        """Give the kept connections back; dispose of the engine if it is this loop's."""
+        try:
+            await self.leases.close()
+        finally:
+            if self.owned:
+                await self.engine.dispose()
+
+    def abandon(self) -> None:
+        """The loop is gone: close the driver connections without it, drop the rest."""
+        for conn, driver in self.leases.take_idle():
+            drop_driver_connection(driver)
+            sync = conn.sync_connection
+            if sync is not None:
+                with contextlib.suppress(Exception):
+                    sync.invalidate()
+        for driver in list(self._opened or ()):
+            drop_driver_connection(driver)
+
 
 # --------------------------------------------------------------------- runners
 class Runner(abc.ABC):
@@ -334,22 +382,69 @@ class Runner(abc.ABC):
 
     dialect: ClassVar[str]
 
-    def __init__(self, engine: AsyncEngine, masked_url: str, keep: int = 4) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        masked_url: str,
+        keep: int = 4,
+        *,
+        make_engine: Callable[[], AsyncEngine] | None = None,
+        owns_engine: bool = False,
+    ) -> None:
         self.masked_url = masked_url
-        self.leases = Leases(engine, keep)
+        # Connections belong to the event loop that opened them: each loop gets its
+        # own engine (made by ``make_engine``) unless one engine can serve them all.
+        any_loop = engine.dialect.name == "sqlite"
+        shared = loop_agnostic(engine)
+        self._shared_owned: AsyncEngine | None = engine if shared and owns_engine else None
+
+        def db(e: AsyncEngine, owned: bool) -> LoopDb:
+            return LoopDb(e, keep, owned=owned, any_loop=any_loop)
+
+        make: Callable[[], LoopDb] | None = None
+        if shared:
+            make = lambda: db(engine, False)  # noqa: E731
+        elif make_engine is not None:
+            make = lambda: db(make_engine(), True)  # noqa: E731
+        self._dbs: PerLoop[LoopDb] = PerLoop(
+            make,
+            first=db(engine, owns_engine and not shared),
+            what=f"the session store on {masked_url}",
+            refusal="it was given an engine whose pool keeps connections, which belong "
+            "to the event loop they were opened on; build the store from a URL (or give "
+            "it an engine with poolclass=NullPool) to use it from any loop",
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine of the running event loop."""
+        return self._dbs.get().engine
+
+    @property
+    def leases(self) -> Leases:
+        """The connections kept for reuse on the running event loop."""
+        return self._dbs.get().leases
 
     async def close(self) -> None:
-        """Give back the connections kept for reuse."""
-        await self.leases.close()
+        """Close every event loop's connections and the engines the store made."""
+        await self._dbs.aclose()
+        if self._shared_owned is not None:
+            await self._shared_owned.dispose()
 
     @abc.abstractmethod
-    async def write(self, script: Script[T], *args: Any) -> T:
-        """Run ``script`` in a write transaction (serialised with other writers)."""
+    async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
+        """Run ``script`` in a write transaction (serialised with other writers).
 
-    async def write_statement(self, script: Script[T], *args: Any) -> T:
+        ``retry_safe``: running the script again after it committed has the same
+        effect and reports the same outcome, so a commit whose reply was lost may be
+        retried instead of raising ``WriteOutcomeUnknownError``.
+        """
+
+    async def write_statement(
+        self, script: Script[T], *args: Any, retry_safe: bool = False
+    ) -> T:
         """Run a script of exactly one statement, atomic on its own (default: as a write)."""
-        return await self.write(script, *args)
+        return await self.write(script, *args, retry_safe=retry_safe)
 
     @abc.abstractmethod
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
@@ -382,15 +477,15 @@ class SqliteRunner(Runner):
     one_hop: ClassVar[bool] = True
 
     def __init__(
-        self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4
+        self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4, **loops: Any
     ) -> None:
-        super().__init__(engine, masked_url, keep)
+        super().__init__(engine, masked_url, keep, **loops)
         self._lock_key = lock_key
 
     def _lock(self) -> asyncio.Lock:
         return _shared_lock(self._lock_key)
 
-    async def write(self, script: Script[T], *args: Any) -> T:
+    async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
         async with self._lock():
             return await self._hop("BEGIN IMMEDIATE", script, args)
 
@@ -464,12 +559,16 @@ class PgRunner(Runner):
     dialect: ClassVar[str] = "postgresql"
     retries: ClassVar[int] = 3
 
-    async def write(self, script: Script[T], *args: Any) -> T:
-        return await self._run(script, args, write=True, snapshot=False)
+    async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
+        return await self._run(script, args, write=True, snapshot=False, retry_safe=retry_safe)
 
-    async def write_statement(self, script: Script[T], *args: Any) -> T:
+    async def write_statement(
+        self, script: Script[T], *args: Any, retry_safe: bool = False
+    ) -> T:
         """Run a script of exactly one statement, atomic on its own (no BEGIN/COMMIT)."""
-        return await self._run(script, args, write=True, snapshot=False, single=True)
+        return await self._run(
+            script, args, write=True, snapshot=False, single=True, retry_safe=retry_safe
+        )
 
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._run(script, args, write=False, snapshot=snapshot)
@@ -501,7 +600,15 @@ class PgRunner(Runner):
         write: bool,
         snapshot: bool,
         single: bool = False,
+        retry_safe: bool = False,
     ) -> T:
+        """One operation, retried on a fresh connection while that cannot apply it twice.
+
+        A connection lost while the script's statements run inside BEGIN … COMMIT
+        rolls the transaction back: retried. Lost while COMMIT (or a single-statement
+        write) was on its way, the outcome is unknown: retried when ``retry_safe``,
+        else ``WriteOutcomeUnknownError``.
+        """
         import asyncpg
 
         last: BaseException | None = None
@@ -516,7 +623,7 @@ class PgRunner(Runner):
                     raise
                 raise self.unavailable(_root(exc), "connect to") from exc
             driver = lease[1]
-            sent = False
+            unsure = False  # a commit may have happened without our hearing of it
             broken = False
             try:
                 tr = None
@@ -532,9 +639,10 @@ class PgRunner(Runner):
                         broken = True
                         last = exc
                         continue
-                sent = write
+                unsure = write and tr is None
                 result = await script(PgTx(driver), *args)
                 if tr is not None:
+                    unsure = True
                     await tr.commit()
                 return result
             except BaseException as exc:
@@ -546,9 +654,13 @@ class PgRunner(Runner):
                 if _is_disconnect(exc):
                     broken = True
                     last = exc
-                    if not sent or _not_applied(exc):
-                        continue  # nothing of a write reached the server, or a read
-                    raise self.unavailable(exc, "finish a write on") from exc
+                    if not unsure or _not_applied(exc) or retry_safe:
+                        continue  # rolled back, never sent, a read, or safe to redo
+                    raise WriteOutcomeUnknownError(
+                        f"the connection to {self.masked_url} was lost after the write "
+                        "was sent to be committed; it may or may not have been applied "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from exc
                 retry = asyncpg.DeadlockDetectedError | asyncpg.SerializationError
                 if isinstance(exc, retry) and deadlocks < self.retries:
                     deadlocks += 1
@@ -629,11 +741,23 @@ def _is_disconnect(exc: BaseException) -> bool:
 
 
 def make_runner(
-    engine: AsyncEngine, masked_url: str, *, sqlite_lock_key: str | None, keep: int = 4
+    engine: AsyncEngine,
+    masked_url: str,
+    *,
+    sqlite_lock_key: str | None,
+    keep: int = 4,
+    make_engine: Callable[[], AsyncEngine] | None = None,
+    owns_engine: bool = False,
 ) -> Runner:
-    """The runner for ``engine``'s dialect (``keep``: idle connections kept for reuse)."""
+    """The runner for ``engine``'s dialect (``keep``: idle connections kept for reuse).
+
+    ``make_engine`` builds the engine of each further event loop (see
+    :class:`~lexigram.ai.session.stores.loops.PerLoop`); ``owns_engine``: ``engine``
+    was made by the store and is disposed of by :meth:`Runner.close`.
+    """
+    loops: dict[str, Any] = {"make_engine": make_engine, "owns_engine": owns_engine}
     if engine.dialect.name == "sqlite":
-        return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url, keep)
+        return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url, keep, **loops)
     if engine.dialect.name == "postgresql":
-        return PgRunner(engine, masked_url, keep)
+        return PgRunner(engine, masked_url, keep, **loops)
     raise SessionStoreError(f"unsupported SQL dialect {engine.dialect.name!r}")

@@ -39,17 +39,40 @@ class Statements:
             "system_prompt = CASE WHEN :p_prompt_set = 1 THEN CAST(:p_prompt AS TEXT) "
             "ELSE system_prompt END"
         )
-        appended = (
-            "last_seq = last_seq + :n, turn_count = turn_count + :n, "
-            "total_tokens = total_tokens + :tokens, total_cost = total_cost + :cost, "
-            "updated_at = :now, "
-            "status = CASE WHEN turn_count + :n >= :max THEN 'closed' ELSE status END, "
-            "expires_at = CASE WHEN turn_count + :n >= :max THEN NULL "
-            "ELSE CAST(:expires AS BIGINT) END"
+        # updated_at and expires_at never move backwards (another writer's clock may
+        # run ahead); a NULL deadline (no TTL, or ended) is set as given.
+        later_now = "CASE WHEN updated_at > :now THEN updated_at ELSE :now END"
+        exp = "CAST(:expires AS BIGINT)"
+        later_expiry = (
+            f"CASE WHEN {exp} IS NULL THEN NULL WHEN expires_at > {exp} THEN expires_at "
+            f"ELSE {exp} END"
         )
+        # PostgreSQL: the first attempt of a conditional update skips a row another
+        # transaction holds (the caller then locks it, reads the clock and retries),
+        # so that no deadline is judged with a clock read before a lock wait.
+        target = (
+            f"session_id = (SELECT session_id FROM {s} WHERE session_id = :sid "
+            "FOR UPDATE SKIP LOCKED)"
+            if dialect == "postgresql"
+            else "session_id = :sid"
+        )
+
+        def appended(totals: str) -> str:
+            return (
+                f"last_seq = last_seq + :n, turn_count = turn_count + :n, {totals}, "
+                f"updated_at = {later_now}, "
+                "status = CASE WHEN turn_count + :n >= :max THEN 'closed' ELSE status END, "
+                "expires_at = CASE WHEN turn_count + :n >= :max THEN NULL "
+                f"ELSE {later_expiry} END"
+            )
+
+        delta = "total_tokens = total_tokens + :tokens, total_cost = total_cost + :cost"
+        absolute = "total_tokens = :abs_tokens, total_cost = :abs_cost"
+        # The totals guard keeps both sums exact and finite (see validation).
         append_where = (
-            f"WHERE session_id = :sid AND status = 'active' AND {_NOT_DUE} "
-            "AND turn_count < :max AND turn_count + :n <= :max"
+            f"WHERE {target} AND status = 'active' AND {_NOT_DUE} "
+            "AND turn_count < :max AND turn_count + :n <= :max "
+            "AND total_tokens <= :tok_room AND total_cost <= :cost_room"
         )
         # ------------------------------------------------------------ headers
         self.header = f"SELECT {h} FROM {s} WHERE session_id = :sid"
@@ -71,9 +94,13 @@ class Statements:
             "WHERE session_id = :session_id RETURNING last_seq"
         )
         self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
-        self.append = f"UPDATE {s} SET {appended} {append_where} RETURNING {h}"
+        self.append = f"UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}"
         self.append_patch = (
-            f"UPDATE {s} SET {patch_set}, {appended} {append_where} RETURNING {h}"
+            f"UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} RETURNING {h}"
+        )
+        self.append_abs = f"UPDATE {s} SET {appended(absolute)} {append_where} RETURNING {h}"
+        self.append_abs_patch = (
+            f"UPDATE {s} SET {patch_set}, {appended(absolute)} {append_where} RETURNING {h}"
         )
         # PostgreSQL: the whole append as one statement (one round trip, its own
         # transaction): the conditional header update, then the rows it numbers.
@@ -88,34 +115,35 @@ class Statements:
             f"b.cost, b.data {rows_from}"
         )
         self.append_one = (
-            f"WITH h AS (UPDATE {s} SET {appended} {append_where} RETURNING {h}), "
+            f"WITH h AS (UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}), "
             f"ins AS ({insert_rows}) SELECT * FROM h"
         )
         self.append_one_patch = (
-            f"WITH h AS (UPDATE {s} SET {patch_set}, {appended} {append_where} RETURNING {h}), "
+            f"WITH h AS (UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} "
+            f"RETURNING {h}), "
             f"ins AS ({insert_rows}) SELECT * FROM h"
         )
         self.update = (
-            f"UPDATE {s} SET {patch_set}, updated_at = :now, "
-            "expires_at = CAST(:expires AS BIGINT) "
-            f"WHERE session_id = :sid AND status IN {_LIVE} AND {_NOT_DUE} RETURNING {h}"
+            f"UPDATE {s} SET {patch_set}, updated_at = {later_now}, "
+            f"expires_at = {later_expiry} "
+            f"WHERE {target} AND status IN {_LIVE} AND {_NOT_DUE} RETURNING {h}"
         )
         self.set_counters = (
             f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
-            "total_cost = :cost, updated_at = :now, expires_at = CAST(:expires AS BIGINT) "
+            f"total_cost = :cost, updated_at = {later_now}, expires_at = {later_expiry} "
             "WHERE session_id = :sid"
         )
         self.set_status = (
-            f"UPDATE {s} SET status = :status, updated_at = :now, "
-            f"expires_at = CAST(:expires AS BIGINT) WHERE session_id = :sid RETURNING {h}"
+            f"UPDATE {s} SET status = :status, updated_at = {later_now}, "
+            f"expires_at = {later_expiry} WHERE session_id = :sid RETURNING {h}"
         )
         self.restore_header = (
             f"UPDATE {s} SET status = 'active', metadata = :metadata, "
             "active_tools = :active_tools, active_skills = :active_skills, "
             "system_prompt = :system_prompt, variables = :variables, "
             "checkpoint_id = :checkpoint_id, total_tokens = :total_tokens, "
-            "total_cost = :total_cost, turn_count = :turn_count, updated_at = :now, "
-            "expires_at = CAST(:expires AS BIGINT) WHERE session_id = :sid"
+            "total_cost = :total_cost, turn_count = :turn_count, "
+            f"updated_at = {later_now}, expires_at = {later_expiry} WHERE session_id = :sid"
         )
         self.set_checkpoint = f"UPDATE {s} SET checkpoint_id = :cp WHERE session_id = :sid"
         self.move_checkpoint = (
@@ -165,6 +193,12 @@ class Statements:
             f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id = :sid "
             f"AND status IN {_LIVE} AND expires_at <= :now RETURNING {h}"
         )
+        # A record that cannot be decoded leaves every index of the sweeper (and the
+        # per-user count): its status gets a ``quarantined:`` prefix, kept for an operator.
+        self.quarantine = (
+            f"UPDATE {s} SET status = 'quarantined:' || status, expires_at = NULL "
+            f"WHERE session_id = :sid AND status IN ('active', 'suspended', 'closed', 'expired')"
+        )
         self.find_purgeable = (
             f"SELECT session_id FROM {s} WHERE status IN {_ENDED} AND updated_at < :older "
             "ORDER BY updated_at LIMIT :lim"
@@ -186,6 +220,10 @@ class Statements:
         )
         self.last_turns = (
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT :lim"
+        )
+        self.last_turn_ids = (
+            f"SELECT seq, turn_id, data FROM {t} WHERE session_id = :sid AND live = 1 "
             "ORDER BY seq DESC LIMIT :lim"
         )
         self.turns_after = (
@@ -237,10 +275,13 @@ class Statements:
         )
         self.cp_list = (
             "SELECT checkpoint_id, session_id, created_at, parent_checkpoint_id, metadata, "
-            f"header, ranges, inline_turns FROM {c} WHERE session_id = :sid ORDER BY ordinal"
+            f"header, ranges, inline_turns FROM {c} WHERE session_id = :sid "
+            "ORDER BY created_at, ordinal"
         )
         self.cp_exists = f"SELECT 1 FROM {c} WHERE checkpoint_id = :cp"
-        self.cp_ids = f"SELECT checkpoint_id FROM {c} WHERE session_id = :sid ORDER BY ordinal"
+        self.cp_ids = (
+            f"SELECT checkpoint_id FROM {c} WHERE session_id = :sid ORDER BY created_at, ordinal"
+        )
         self.cp_ranges = (
             f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
         )

@@ -45,6 +45,9 @@ from lexigram.ai.session.stores.sql import ops_turns as trn
 from lexigram.ai.session.stores.sql.context import Ctx
 from lexigram.ai.session.stores.sql.engine import make_engine
 from lexigram.ai.session.stores.sql.inputs import (
+    batch_totals,
+    checked_id,
+    checked_state,
     checked_turn,
     first_repeat,
     nul_fields_of,
@@ -62,6 +65,7 @@ from lexigram.ai.session.stores.sql.runner import Conflict, Runner, Script, make
 from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
 from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
+from lexigram.ai.session.validation import check_json
 
 __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
 
@@ -117,7 +121,17 @@ class DatabaseSessionStore(SessionStore):
         if self.database_url.sqlite_path is not None:
             lock_key = str(self.database_url.sqlite_path.resolve())
         self._runner: Runner = make_runner(
-            self.engine, self.database_url.masked, sqlite_lock_key=lock_key, keep=pool_size
+            self.engine,
+            self.database_url.masked,
+            sqlite_lock_key=lock_key,
+            keep=pool_size,
+            # one engine per event loop (see docs/event-loops.md)
+            make_engine=None
+            if engine is not None
+            else lambda: make_engine(
+                self.database_url, pool_size=pool_size, table_prefix=table_prefix
+            ),
+            owns_engine=engine is None,
         )
         self._lock_ns = f"{table_prefix}:"
         self._closed = False
@@ -146,15 +160,18 @@ class DatabaseSessionStore(SessionStore):
         if self.dialect == "postgresql":
             refuse_nul(nul_fields_of(state, turns))
 
+    def _now_us(self) -> int:
+        return to_us(self.now())
+
     def _ctx(self) -> Ctx:
         if self._closed:
             raise StoreUnavailableError(f"the session store on {self.url} is closed")
         ttl = self.session_ttl
-        return Ctx(self._statements, to_us(self.now()), ttl * 1_000_000 if ttl > 0 else 0,
+        return Ctx(self._statements, self._now_us, ttl * 1_000_000 if ttl > 0 else 0,
                    self._lock_ns)
 
-    async def _write(self, script: Script[T], *args: Any) -> T:
-        return await self._runner.write(script, self._ctx(), *args)
+    async def _write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
+        return await self._runner.write(script, self._ctx(), *args, retry_safe=retry_safe)
 
     async def _read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._runner.read(script, self._ctx(), *args, snapshot=snapshot)
@@ -172,7 +189,7 @@ class DatabaseSessionStore(SessionStore):
         await self.ping()
         now = to_us(self.now())
         try:
-            async with self.engine.begin() as conn:
+            async with self._runner.engine.begin() as conn:  # the running loop's
                 if self.dialect == "postgresql":
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
@@ -188,13 +205,14 @@ class DatabaseSessionStore(SessionStore):
             raise error from exc
 
     async def close(self) -> None:
-        """Dispose of the engine (when the store made it). Idempotent."""
+        """Close every event loop's connections; dispose of the engines the store made.
+
+        Idempotent.
+        """
         if self._closed:
             return
         self._closed = True
         await self._runner.close()
-        if self._owns_engine:
-            await self.engine.dispose()
 
     async def ping(self) -> None:
         """``SELECT 1``; ``StoreUnavailableError`` naming the (masked) URL when it fails."""
@@ -209,27 +227,34 @@ class DatabaseSessionStore(SessionStore):
 
     # --------------------------------------------------------- contract (whole)
     async def save(self, state: SessionState) -> None:
+        state = checked_state(state)
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
         live = SessionStatus(state.status) in LIVE_STATUSES
         args = (header, rows, first_repeat(state.turns), live)
         try:
-            await self._write(ses.save, *args)
+            await self._write(ses.save, *args, retry_safe=True)
         except Conflict:
-            await self._write(ses.save, *args)  # a concurrent first save: replace it
+            # a concurrent first save: replace it
+            await self._write(ses.save, *args, retry_safe=True)
 
     async def load(self, session_id: str) -> SessionState | None:
-        return await self._read(ses.load, session_id, snapshot=True)
+        return await self._read(ses.load, checked_id(session_id, "session_id"), snapshot=True)
 
     async def delete(self, session_id: str) -> None:
-        await self._write(ses.delete_session, session_id)
+        await self._write(
+            ses.delete_session, checked_id(session_id, "session_id"), retry_safe=True
+        )
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
-        return await self._read(ses.list_all, user_id, snapshot=True)
+        """Every session of ``user_id`` that can be decoded (damaged ones are logged)."""
+        return await self._read(ses.list_all, checked_id(user_id, "user_id"), snapshot=True)
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
-        state = checkpoint.state
+        checked_id(checkpoint.checkpoint_id, "checkpoint.checkpoint_id")
+        checked_id(checkpoint.session_id, "checkpoint.session_id")
+        state = checked_state(checkpoint.state, "checkpoint.state")
         self._text_ok(state, state.turns)
         refuse_nul([("checkpoint.checkpoint_id", checkpoint.checkpoint_id)])
         params = {
@@ -242,24 +267,29 @@ class DatabaseSessionStore(SessionStore):
             "ranges": None,
             "inline": turns_to_json([checked_turn(t) for t in state.turns]),
         }
-        await self._write(cps.save_checkpoint, params)
+        await self._write(cps.save_checkpoint, params, retry_safe=True)
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
-        return await self._read(cps.load_checkpoint, checkpoint_id, snapshot=True)
+        cp = checked_id(checkpoint_id, "checkpoint_id")
+        return await self._read(cps.load_checkpoint, cp, snapshot=True)
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
-        return await self._read(cps.list_checkpoints, session_id, True, snapshot=True)
+        sid = checked_id(session_id, "session_id")
+        return await self._read(cps.list_checkpoints, sid, True, snapshot=True)
 
     async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
-        return await self._read(cps.list_checkpoints, session_id, False)
+        sid = checked_id(session_id, "session_id")
+        return await self._read(cps.list_checkpoints, sid, False)
 
     async def delete_checkpoint(self, checkpoint_id: str) -> bool:
-        return await self._write(cps.delete_checkpoint, checkpoint_id)
+        cp = checked_id(checkpoint_id, "checkpoint_id")
+        return await self._write(cps.delete_checkpoint, cp)
 
     # ----------------------------------------------------------------- create
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
+        state = checked_state(state)
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
@@ -276,7 +306,7 @@ class DatabaseSessionStore(SessionStore):
 
     # ------------------------------------------------------------------ reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
-        return await self._read(ses.load_record, session_id)
+        return await self._read(ses.load_record, checked_id(session_id, "session_id"))
 
     async def get_turns(
         self,
@@ -286,12 +316,14 @@ class DatabaseSessionStore(SessionStore):
         after_seq: int | None = None,
         limit: int | None = None,
     ) -> list[SessionTurn]:
-        return await self._read(trn.get_turns, session_id, last, after_seq, limit)
+        sid = checked_id(session_id, "session_id")
+        return await self._read(trn.get_turns, sid, last, after_seq, limit)
 
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
-        return await self._read(trn.get_turn_seqs, session_id, after_seq, limit)
+        sid = checked_id(session_id, "session_id")
+        return await self._read(trn.get_turn_seqs, sid, after_seq, limit)
 
     async def list_user_sessions(
         self,
@@ -301,13 +333,16 @@ class DatabaseSessionStore(SessionStore):
         limit: int = 100,
         cursor: str | None = None,
     ) -> SessionPage:
+        uid = checked_id(user_id, "user_id")
         below = _parse_cursor(cursor)
         wanted = None if status is None else SessionStatus(status)
-        items, last = await self._read(ses.list_page, user_id, wanted, limit, below)
-        return SessionPage(items=items, next_cursor=None if last is None else str(last))
+        items, damaged, last = await self._read(ses.list_page, uid, wanted, limit, below)
+        return SessionPage(
+            items=items, next_cursor=None if last is None else str(last), damaged=damaged
+        )
 
     async def count_live_sessions(self, user_id: str) -> int:
-        return await self._read(ses.count_live, user_id)
+        return await self._read(ses.count_live, checked_id(user_id, "user_id"))
 
     # ----------------------------------------------------------------- writes
     async def append_turns(
@@ -318,26 +353,33 @@ class DatabaseSessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
     ) -> AppendResult:
+        checked_id(session_id, "session_id")
         batch = list(turns)
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
-        tokens = sum(t.tokens_used for t in batch)
-        cost = sum(t.cost for t in batch)
+        tokens, cost = batch_totals(batch)
         changes = None if patch is None else patch_params(patch)
         repeat = first_repeat(batch)
         try:
-            if self.dialect == "postgresql" and repeat is None:
+            if self.dialect == "postgresql" and repeat is None and len(rows) == 1:
+                # One statement, its own transaction. A lost reply is retried: the
+                # retry finds the turn stored and returns the first outcome.
                 done = await self._runner.write_statement(
-                    trn.append_one, self._ctx(), session_id, rows, tokens, float(cost),
-                    max_turns, changes,
+                    trn.append_one, self._ctx(), session_id, rows, tokens, cost,
+                    max_turns, changes, retry_safe=True,
                 )
                 if done is not None:
                     return done
             return await self._write(
-                trn.append, session_id, rows, tokens, float(cost), max_turns, changes,
-                repeat,
+                trn.append, session_id, rows, batch, max_turns, changes, repeat,
+                retry_safe=True,
             )
         except Conflict as exc:
+            replayed = await self._read(
+                trn.find_replay, session_id, rows, max_turns, snapshot=True
+            )
+            if replayed is not None:
+                return replayed
             ids = [t.turn_id for t in batch]
             dup = await self._read(trn.find_live_duplicate, session_id, ids)
             if dup is not None:
@@ -347,7 +389,8 @@ class DatabaseSessionStore(SessionStore):
             ) from exc
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
-        return await self._write(ses.update_session, session_id, patch_params(patch))
+        sid = checked_id(session_id, "session_id")
+        return await self._write(ses.update_session, sid, patch_params(patch))
 
     async def transition(
         self,
@@ -357,14 +400,15 @@ class DatabaseSessionStore(SessionStore):
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
         return await self._write(
-            ses.transition, session_id, SessionStatus(to_status), frozenset(allowed_from)
+            ses.transition, checked_id(session_id, "session_id"), SessionStatus(to_status),
+            frozenset(allowed_from),
         )
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
-        return await self._write(trn.pop_turn, session_id)
+        return await self._write(trn.pop_turn, checked_id(session_id, "session_id"))
 
     async def clear_turns(self, session_id: str) -> int:
-        return await self._write(trn.clear_turns, session_id)
+        return await self._write(trn.clear_turns, checked_id(session_id, "session_id"))
 
     # ------------------------------------------------------------ checkpoints
     async def create_checkpoint(
@@ -376,7 +420,10 @@ class DatabaseSessionStore(SessionStore):
         max_checkpoints: int | None = None,
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
-        meta = dumps(metadata or {}, field="checkpoint.metadata").decode()
+        checked_id(session_id, "session_id")
+        checked_id(checkpoint_id, "checkpoint_id")
+        check_json(metadata or {}, "metadata")
+        meta = dumps(metadata or {}, field="metadata").decode()
         if self.dialect == "postgresql":
             refuse_nul([("checkpoint_id", checkpoint_id)])
         try:
@@ -390,6 +437,7 @@ class DatabaseSessionStore(SessionStore):
             ) from None
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        checked_id(checkpoint_id, "checkpoint_id")
         try:
             return await self._write(cps.restore_checkpoint, checkpoint_id)
         except Conflict as exc:
@@ -407,6 +455,10 @@ class DatabaseSessionStore(SessionStore):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
+        checked_id(source_id, "source_id")
+        if from_checkpoint is not None:
+            checked_id(from_checkpoint, "from_checkpoint")
+        branch = checked_state(branch, "branch")
         header_params(branch)  # refuse a header that cannot be stored before any I/O
         self._text_ok(branch)
         try:
@@ -420,20 +472,34 @@ class DatabaseSessionStore(SessionStore):
             ) from None
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
-        return await self._read(ses.list_branches, session_id)
+        return await self._read(ses.list_branches, checked_id(session_id, "session_id"))
 
     # --------------------------------------------------------------- sweeping
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
         return await self._read(ses.find_expired, limit)
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
-        return await self._write(ses.mark_expired, session_id)
+        """Store EXPIRED; ``CorruptRecordError`` (nothing changed) for an undecodable record."""
+        return await self._write(ses.mark_expired, checked_id(session_id, "session_id"))
+
+    async def quarantine(self, session_id: str) -> None:
+        """Take a damaged record out of the sweeper's indexes without decoding it.
+
+        Its ``status`` gets the prefix ``quarantined:`` (``quarantined:active``) and its
+        deadline is cleared, so neither ``find_expired`` nor ``find_purgeable`` nor
+        the per-user count meets it again; reads keep raising ``CorruptRecordError``
+        and listings report it in ``damaged``. ``delete`` removes it. Idempotent.
+        """
+        await self._write(
+            ses.quarantine, checked_id(session_id, "session_id"), retry_safe=True
+        )
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         return await self._read(ses.find_purgeable, to_us(older_than), limit)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
-        return await self._write(ses.purge, session_id, to_us(tombstone_until))
+        sid = checked_id(session_id, "session_id")
+        return await self._write(ses.purge, sid, to_us(tombstone_until))
 
 
 async def _ping(tx: Any, ctx: Ctx) -> None:
