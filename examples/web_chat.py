@@ -127,7 +127,7 @@ def scripted_reply(message: str, turn_number: int) -> str:
 
 def chat_session(request: Request) -> SessionContext:
     """The request's session context, put there by SessionMiddleware."""
-    session: SessionContext = request.scope["session"]
+    session: SessionContext = request.scope["ai_session"]
     return session
 
 

@@ -101,7 +101,7 @@ def echo_app(*, create_on: frozenset[str] = frozenset({"POST"})) -> ASGI:
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        session: SessionContext = scope["session"]
+        session: SessionContext = scope["ai_session"]
         body: dict[str, Any] = {"bound_before": session.bound}
         if scope["method"] in create_on:
             state = await session.ensure()

@@ -10,6 +10,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from lexigram.contracts.exceptions.config import ConfigurationError
 
+from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.middleware import SessionMiddleware
 from lexigram.ai.session.middleware.cookies import CookieCodec, read_cookie
 
@@ -159,7 +160,9 @@ def test_production_refuses_cookies_without_a_secret(world: World) -> None:
     assert middleware.codec is None
 
 
-async def test_production_boot_fails_without_a_secret(tmp_path: Any) -> None:
+async def test_production_without_a_secret_boots_and_refuses_only_the_middleware(
+    tmp_path: Any,
+) -> None:
     from lexigram import Application
     from lexigram.ai.session import SessionModule
 
@@ -169,10 +172,16 @@ async def test_production_boot_fails_without_a_secret(tmp_path: Any) -> None:
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
         "cookie_secret": None,
     }
-    with pytest.raises(ConfigurationError, match=r"ai_session\.cookie_secret") as info:
-        async with Application.boot(modules=[SessionModule.configure(config)]):
-            pass
-    assert "ai_session.backend" not in str(info.value)  # the only problem is the secret
+    async with Application.boot(modules=[SessionModule.configure(config)]) as app:
+        # a worker that never serves HTTP works without a cookie secret
+        manager = await app.container.resolve(SessionManagerImpl)
+        state = await manager.create("worker")
+        assert (await manager.get_header(state.session_id)) is not None
+        # the web integration refuses where it is built, naming the field
+        with pytest.raises(ConfigurationError, match=r"ai_session\.cookie_secret"):
+            await app.container.resolve(SessionMiddleware)
+        with pytest.raises(ConfigurationError, match=r"ai_session\.cookie_secret"):
+            SessionMiddleware(echo_app(), session_manager=manager)
 
 
 async def test_development_without_secret_uses_one_process_secret(world: World) -> None:

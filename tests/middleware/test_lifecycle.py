@@ -67,7 +67,7 @@ async def test_app_that_raises_still_unbinds(world: World) -> None:
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen["view"] = scope["session"]
+        seen["view"] = scope["ai_session"]
         seen["inside"] = shared.session_id
         raise RuntimeError("handler exploded")
 
@@ -84,7 +84,7 @@ async def test_app_that_raises_still_unbinds(world: World) -> None:
 
 async def test_app_that_raises_after_ensure_keeps_the_session_consistent(world: World) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await scope["session"].ensure()
+        await scope["ai_session"].ensure()
         raise ValueError("after create")
 
     async with client(world.middleware(app, user_resolver=user_from_header)) as http:
@@ -100,7 +100,7 @@ async def test_concurrent_requests_each_see_their_own_session(world: World) -> N
     shared = SessionContext(world.manager)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        view = scope["session"]
+        view = scope["ai_session"]
         first = shared.session_id
         await asyncio.sleep(random.random() / 100)  # let the other requests interleave
         await send_json(
@@ -123,7 +123,7 @@ async def test_concurrent_requests_each_see_their_own_session(world: World) -> N
 async def test_concurrent_lazy_creation_for_many_users(world: World) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(random.random() / 200)
-        state = await scope["session"].ensure()
+        state = await scope["ai_session"].ensure()
         await asyncio.sleep(random.random() / 200)
         await send_json(send, {"user": state.user_id, "id": SessionContext().session_id})
 
@@ -141,7 +141,7 @@ async def test_concurrent_lazy_creation_for_many_users(world: World) -> None:
 
 async def test_ensure_twice_in_one_request_creates_one_session(world: World) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        states = await asyncio.gather(*(scope["session"].ensure() for _ in range(5)))
+        states = await asyncio.gather(*(scope["ai_session"].ensure() for _ in range(5)))
         await send_json(send, {"ids": sorted({s.session_id for s in states})})
 
     async with client(world.middleware(app, user_resolver=user_from_header)) as http:
@@ -179,7 +179,7 @@ async def _websocket(
 def _ws_app(*, create: bool) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "websocket.connect"
-        session = scope["session"]
+        session = scope["ai_session"]
         if create:
             await session.ensure()
         await send({"type": "websocket.accept"})
@@ -198,7 +198,7 @@ async def test_websocket_binds_the_users_session(world: World) -> None:
         middleware, [(b"x-user", b"alice"), (b"x-session-id", state.session_id.encode())]
     )
     assert sent[1] == {"type": "websocket.send", "text": state.session_id}
-    assert scope["session"].bound is False  # unbound after the connection
+    assert scope["ai_session"].bound is False  # unbound after the connection
     sent, _ = await _websocket(
         middleware, [(b"x-user", b"alice"), (b"x-session-id", other.session_id.encode())]
     )
@@ -227,9 +227,9 @@ async def test_request_without_app_is_a_clear_error(world: World) -> None:
 
 
 async def test_httpx_transport_sanity(world: World) -> None:
-    # the ASGI transport really goes through the middleware (scope["session"] present)
+    # the ASGI transport really goes through the middleware (scope["ai_session"] present)
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send_json(send, {"has": "session" in scope})
+        await send_json(send, {"has": "ai_session" in scope})
 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=world.middleware(app)), base_url="http://t"
@@ -252,11 +252,11 @@ async def test_session_created_after_the_response_started_is_reported(
 
     async def late(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await scope["session"].ensure()
+        await scope["ai_session"].ensure()
         await send({"type": "http.response.body", "body": b"late"})
 
     async def early(scope: Any, receive: Any, send: Any) -> None:
-        await scope["session"].ensure()
+        await scope["ai_session"].ensure()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"early"})
 

@@ -84,7 +84,7 @@ async def test_rejections_are_logged_with_the_reason_but_never_the_id(
         def info(self, event: str, **fields: Any) -> None:
             records.append((event, fields))
 
-        warning = info
+        warning = debug = info
 
     monkeypatch.setattr(resolution, "logger", Recorder())
     bobs = await world.manager.create("bob")
@@ -175,7 +175,7 @@ async def test_anonymous_requests_asking_for_a_session_are_refused_when_not_allo
 ) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
-            await scope["session"].ensure()
+            await scope["ai_session"].ensure()
             await send_json(send, {"ok": True})
         except SessionError:
             await send_json(send, {"ok": False}, status=401)

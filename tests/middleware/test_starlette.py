@@ -1,4 +1,4 @@
-"""Inside a Starlette application: request.session, BaseHTTPMiddleware, sync endpoints."""
+"""Inside a Starlette application: current_session(), BaseHTTPMiddleware, sync endpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lexigram.ai.session.context import SessionContext
-from lexigram.ai.session.middleware import SessionMiddleware
+from lexigram.ai.session.middleware import SessionMiddleware, current_session
 
 from .conftest import World, client, set_cookies, user_from_header
 
@@ -27,7 +27,7 @@ class Noop(BaseHTTPMiddleware):
 
 def _app(world: World) -> Starlette:
     async def create(request: Request) -> Response:
-        state = await request.session.ensure()  # Starlette's request.session is scope["session"]
+        state = await current_session().ensure()  # the view in request.scope["ai_session"]
         return JSONResponse({"id": state.session_id})
 
     def sync_read(request: Request) -> Response:  # runs in a worker thread

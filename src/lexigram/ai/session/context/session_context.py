@@ -16,7 +16,7 @@ is still seen by the middleware that bound it, which then sets the cookie.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +43,9 @@ class SessionBinding:
     :meth:`SessionContext.ensure` created the session during this binding;
     ``ended`` that :meth:`SessionContext.end` closed it (the middleware then removes
     the cookie); ``released`` is set when the binding is unbound (views then report
-    no session).
+    no session). ``guard``, when set (the middleware sets it to bound anonymous
+    sessions), is awaited with the user id before a session is created for the
+    binding and refuses by raising.
     """
 
     state: SessionState | None
@@ -52,6 +54,7 @@ class SessionBinding:
     created: bool = False
     ended: bool = False
     released: bool = False
+    guard: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
 
@@ -112,7 +115,7 @@ class SessionContext:
     def pinned(self) -> SessionContext:
         """A view fixed to the binding current now, whatever context it is later used in.
 
-        The middleware stores such a view in ``scope["session"]``. Raises
+        The middleware stores such a view in ``scope[config.scope_key]``. Raises
         :class:`SessionError` when nothing is bound.
         """
         binding = self._binding()
@@ -202,6 +205,8 @@ class SessionContext:
                     "ai_session.allow_anonymous to give anonymous callers sessions"
                 )
             manager = self._require_manager(binding)
+            if binding.guard is not None:
+                await binding.guard(binding.user_id)
             state = await manager.create(
                 binding.user_id, metadata, system_prompt=system_prompt, variables=variables
             )
@@ -233,6 +238,8 @@ class SessionContext:
             return current
         async with binding.lock:
             manager = self._require_manager(binding)
+            if binding.guard is not None:
+                await binding.guard(user_id)
             state = await manager.create(user_id)
             binding.user_id = user_id
             binding.state = state

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
-from lexigram.contracts.core.config import Environment
 from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.logging import get_logger
 
@@ -91,21 +90,19 @@ class CookieCodec:
 def cookie_secret(config: SessionConfig) -> str:
     """The secret cookies are signed with.
 
-    ``config.cookie_secret`` when set. Without one, production refuses to start
-    (:class:`ConfigurationError` naming ``cookie_secret``); any other environment gets
-    a random per-process secret and a warning: cookies then stop verifying after a
-    restart and differ between worker processes.
+    ``config.cookie_secret`` when set. Without one, production refuses
+    (:meth:`SessionConfig.require_cookie_secret` raises :class:`ConfigurationError`
+    naming ``ai_session.cookie_secret``); any other environment gets a random
+    per-process secret and a warning: cookies then stop verifying after a restart and
+    differ between worker processes. Called when ``SessionMiddleware`` is built, so
+    an application that never builds it (a worker) needs no secret.
     """
     global _process_secret
-    if config.cookie_secret:
-        if len(config.cookie_secret) < 32:
-            logger.warning("ai_session.web.short_cookie_secret", length=len(config.cookie_secret))
-        return config.cookie_secret
-    if config.environment == Environment.PRODUCTION:
-        raise ConfigurationError(
-            "ai_session.cookie_secret: session cookies need a signing secret in production "
-            "(set LEX_AI_SESSION__COOKIE_SECRET, or cookie_name: null to disable cookies)"
-        )
+    secret = config.require_cookie_secret()
+    if secret:
+        if len(secret) < 32:
+            logger.warning("ai_session.web.short_cookie_secret", length=len(secret))
+        return secret
     if _process_secret is None:
         _process_secret = secrets.token_urlsafe(32)
         logger.warning(

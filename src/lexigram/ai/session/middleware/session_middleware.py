@@ -4,37 +4,45 @@ Pure ASGI (no web framework needed): wrap any ASGI application (Starlette, FastA
 ...) with it. For each ``http`` and ``websocket`` scope it works out the request's
 user and the session it may use (:mod:`.resolution`), binds a
 :class:`~lexigram.ai.session.context.SessionContext` for the duration of the call and
-stores a view of it in ``scope["session"]``. ``lifespan`` and any other scope type
-pass through untouched.
+stores a view of it in ``scope[config.scope_key]`` (``scope["ai_session"]`` by
+default, so that Starlette's own ``SessionMiddleware`` keeps ``scope["session"]``);
+:func:`current_session` returns the same view whatever the key. ``lifespan`` and any
+other scope type pass through untouched.
 
 Sessions are created lazily: only when the application calls
-``await scope["session"].ensure()``. The response then carries the new session's
+``await current_session().ensure()``. The response then carries the new session's
 signed cookie (HttpOnly, SameSite, Secure on https, Max-Age = ``session_ttl``) and
-its id in the ``config.header_name`` header.
+its id in the ``config.header_name`` header. Anonymous sessions are bounded
+(:mod:`.anonymous`): a refused ``ensure()`` is answered with ``429`` and
+``Retry-After``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
+from lexigram.contracts.ai.session import SessionStatus
+from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.context.session_context import SessionBinding, SessionContext
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.middleware.anonymous import AnonymousLimiter, AnonymousLimitError
 from lexigram.ai.session.middleware.cookies import (
     CookieCodec,
     cookie_secret,
     delete_cookie_header,
     set_cookie_header,
 )
-from lexigram.ai.session.middleware.identity import UserResolver
+from lexigram.ai.session.middleware.identity import ANONYMOUS_PREFIX, UserResolver
 from lexigram.ai.session.middleware.resolution import Rejection, Resolution, resolve_request
 
-__all__ = ["ASGIApp", "ManagerSource", "SessionMiddleware"]
+__all__ = ["ASGIApp", "ManagerSource", "SessionMiddleware", "current_session"]
 
 logger = get_logger(__name__)
 
@@ -50,6 +58,14 @@ _START_MESSAGES = frozenset({"http.response.start", "websocket.accept"})
 _GONE = frozenset({Rejection.UNKNOWN, Rejection.CLOSED, Rejection.EXPIRED})
 
 
+@dataclass
+class _Admission:
+    """A request's dealings with the anonymous bounds: places reserved, the refusal."""
+
+    reserved: int = 0
+    refused: AnonymousLimitError | None = None
+
+
 class SessionMiddleware:
     """ASGI middleware binding the caller's own session to each request.
 
@@ -59,6 +75,10 @@ class SessionMiddleware:
     ``config`` defaults to the manager's. ``user_resolver`` replaces the default
     reading of ``scope["user"]``. Built without ``app`` (e.g. from the container),
     use :meth:`wrap` to get the middleware around an application.
+
+    Building it checks the cookie secret: in production, cookies enabled and no
+    ``cookie_secret`` raise ``ConfigurationError`` naming ``ai_session.cookie_secret``.
+    With ``allow_anonymous`` it keeps the anonymous bounds (:attr:`limiter`).
     """
 
     def __init__(
@@ -96,6 +116,22 @@ class SessionMiddleware:
         if self.config.cookie_name is not None:
             ttl = self.config.session_ttl
             self.codec = CookieCodec(cookie_secret(self.config), max_age=ttl if ttl > 0 else None)
+        self.limiter: AnonymousLimiter | None = None
+        if self.config.allow_anonymous and self.codec is not None:
+            self.limiter = AnonymousLimiter(
+                per_minute=self.config.anonymous_sessions_per_minute,
+                max_live=self.config.max_anonymous_sessions,
+                read_status=self._read_status,
+            )
+
+    async def _read_status(self, session_id: str) -> SessionStatus | None:
+        """The stored status of ``session_id`` (None: gone or unreadable)."""
+        manager = await self.session_manager()
+        try:
+            header = await manager.get_header(session_id)
+        except SessionError:
+            return None
+        return None if header is None else header.status
 
     def wrap(self, app: ASGIApp) -> SessionMiddleware:
         """This middleware (same manager, config, resolver and secret) around ``app``."""
@@ -130,6 +166,15 @@ class SessionMiddleware:
         if scope.get("type") not in _SESSION_SCOPES:
             await self.app(scope, receive, send)
             return
+        key = self.config.scope_key
+        taken = scope.get(key)
+        if taken is not None and not isinstance(taken, SessionContext):
+            raise ConfigurationError(
+                f"ai_session.scope_key: scope[{key!r}] already holds a "
+                f"{type(taken).__name__} set by another middleware (Starlette's "
+                "SessionMiddleware uses 'session'); set scope_key to a free name such as "
+                "'ai_session'"
+            )
         manager = await self.session_manager()
         resolution = await resolve_request(
             scope,
@@ -144,15 +189,28 @@ class SessionMiddleware:
         binding = view.binding
         if binding is None:  # pragma: no cover - bind() just set it
             raise RuntimeError("the session binding vanished")
-        scope["session"] = view
+        admission = _Admission()
+        if self.limiter is not None and resolution.anonymous_id is not None:
+            binding.guard = self._guard(scope, admission)
+        scope[key] = view
         secure = scope.get("scheme") in ("https", "wss")
         started = False
         announced = False  # whether the response start reported a created session
+        answered = False  # whether a 500 caused by a refusal was replaced by our 429
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started, announced
-            if not started and message.get("type") in _START_MESSAGES:
+            nonlocal started, announced, answered
+            kind = message.get("type")
+            if answered:
+                return  # the body of the error response we replaced
+            if not started and kind in _START_MESSAGES:
                 started = True
+                if admission.refused is not None and message.get("status") == 500:
+                    # An error middleware inside (Starlette's ServerErrorMiddleware)
+                    # answered the refusal with a 500 before re-raising it.
+                    answered = True
+                    await _too_many(scope, send, admission.refused)
+                    return
                 announced = binding.created
                 extra = self._response_headers(binding, resolution, secure=secure)
                 if extra:
@@ -162,13 +220,53 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_with_cookie)
+        except AnonymousLimitError as refused:
+            if answered:
+                return
+            if started:
+                raise
+            await _too_many(scope, send, refused)
         finally:
             context.unbind(token)
+            self._settle(binding, resolution, admission)
             if started and binding.created and not announced:
                 logger.warning(
                     "ai_session.web.session_created_after_response",
                     detail="call ensure() before the response starts so the cookie can be set",
                 )
+
+    def _guard(
+        self, scope: MutableMapping[str, Any], admission: _Admission
+    ) -> Callable[[str], Awaitable[None]]:
+        """The binding guard: admit a new anonymous session or raise ``AnonymousLimitError``."""
+        limiter = self.limiter
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+
+        async def guard(user_id: str) -> None:
+            if limiter is None or not user_id.startswith(ANONYMOUS_PREFIX):
+                return
+            try:
+                await limiter.reserve(address)
+            except AnonymousLimitError as refused:
+                admission.refused = refused
+                raise
+            admission.reserved += 1
+
+        return guard
+
+    def _settle(
+        self, binding: SessionBinding, resolution: Resolution, admission: _Admission
+    ) -> None:
+        """Count the anonymous session the request created; release its reservations."""
+        limiter = self.limiter
+        if limiter is None:
+            return
+        created = binding.state.session_id if binding.created and binding.state else None
+        for index in range(admission.reserved):
+            limiter.settle(created if index == admission.reserved - 1 else None)
+        if binding.ended and resolution.state is not None:
+            limiter.forget(resolution.state.session_id)
 
     def _response_headers(
         self, binding: SessionBinding, resolution: Resolution, *, secure: bool
@@ -201,3 +299,38 @@ class SessionMiddleware:
 
     def __repr__(self) -> str:
         return f"SessionMiddleware(app={self.app!r}, backend={self.config.backend!r})"
+
+
+def current_session() -> SessionContext:
+    """The session view of the request being served (what ``scope[scope_key]`` holds).
+
+    Works in any endpoint, dependency or thread of the request, whatever
+    ``scope_key`` is. Raises :class:`SessionError` outside a request served by
+    :class:`SessionMiddleware`.
+    """
+    return SessionContext().pinned()
+
+
+async def _too_many(
+    scope: MutableMapping[str, Any], send: Send, refused: AnonymousLimitError
+) -> None:
+    """Answer a refused anonymous session: 429 + Retry-After (close 1013 on a WebSocket)."""
+    logger.debug(
+        "ai_session.web.anonymous_limited", bound=refused.bound, retry_after=refused.retry_after
+    )
+    if scope.get("type") == "websocket":
+        await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
+        return
+    body = f"Too many anonymous sessions; retry after {refused.retry_after} s.\n".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(refused.retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
