@@ -76,8 +76,10 @@ def _fast_ok(turn: Any) -> bool:
         and turn.timestamp.tzinfo is not None
         and type(turn.tokens_used) is int
         and 0 <= turn.tokens_used <= MAX_SAFE_INT
-        and type(cost) in (float, int)
-        and 0 <= cost < _INF
+        and (
+            (type(cost) is float and 0.0 <= cost < _INF)
+            or (type(cost) is int and 0 <= cost <= MAX_SAFE_INT)
+        )
         and (turn.model is None or (type(turn.model) is str and turn.model.isascii()))
         and (turn.provider is None or (type(turn.provider) is str and turn.provider.isascii()))
     )
