@@ -1,7 +1,8 @@
 """``InMemorySessionStore``: the store for tests, development and ``SessionModule.stub()``.
 
 Every operation runs to completion without awaiting, so under asyncio each one is
-atomic with respect to every other task. Nothing survives the process.
+atomic with respect to every other task; a lock held for the call makes it atomic
+with respect to event loops in other threads too. Nothing survives the process.
 
 It is the reference the durable stores match: every input is checked by
 :mod:`lexigram.ai.session.validation` before anything is written, and the totals
@@ -54,13 +55,14 @@ from lexigram.ai.session.stores.base import (
     TurnRange,
     compress_seqs,
 )
+from lexigram.ai.session.stores.loops import one_at_a_time
 from lexigram.ai.session.validation import (
     check_checkpoint,
     check_id,
     check_json,
     check_patch,
     check_state,
-    check_turn,
+    check_turns,
     new_totals,
 )
 
@@ -118,8 +120,9 @@ class _Checkpoint:
     inline_turns: list[SessionTurn] | None = None
 
 
+@one_at_a_time
 class InMemorySessionStore(SessionStore):
-    """A dict-backed store; safe under many concurrent asyncio tasks of one event loop."""
+    """A dict-backed store; safe under concurrent tasks of any number of event loops."""
 
     backend_name: ClassVar[str] = "in_memory"
 
@@ -439,7 +442,7 @@ class InMemorySessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
     ) -> AppendResult:
-        batch = [check_turn(t, "turn") for t in turns]
+        batch = check_turns(turns, "turns")
         if patch is not None:
             check_patch(patch)
         now = self.now()

@@ -56,6 +56,7 @@ from lexigram.ai.session.exceptions import (
     TurnLimitReachedError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.validation import MAX_ID_LENGTH, MAX_SAFE_INT
 
 __all__ = ["FakeClock", "StoreConformanceSuite", "make_state", "make_turn"]
 
@@ -213,6 +214,186 @@ class StoreConformanceSuite:
         state = await self._session(store)
         with pytest.raises(SessionValidationError):
             await store.create_session(state)
+
+    # ------------------------------------------------------- caller-chosen ids
+    async def test_caller_chosen_id_round_trips(self, store: SessionStore) -> None:
+        chosen = f"ticket 42/{{thread}}=é 😀-{uuid.uuid4().hex[:8]}"
+        state = await self._session(store, "carol", session_id=chosen)
+        await store.append_turns(chosen, [make_turn(1)])
+        loaded = await store.load(chosen)
+        assert loaded is not None and loaded.session_id == chosen and loaded.turn_count == 1
+        page = await store.list_user_sessions("carol")
+        assert [s.session_id for s in page.items] == [state.session_id]
+        longest = "L" * MAX_ID_LENGTH
+        await self._session(store, "carol", session_id=longest)
+        record = await store.load_record(longest)
+        assert record is not None and record.state.session_id == longest
+
+    async def test_taken_id_is_refused_naming_it(self, store: SessionStore) -> None:
+        chosen = "taken-" + uuid.uuid4().hex
+        first = await self._session(store, "dora", session_id=chosen, variables={"v": 1})
+        await store.append_turns(chosen, [make_turn(1)])
+        with pytest.raises(SessionValidationError) as info:
+            await store.create_session(make_state("eve", session_id=chosen))
+        assert info.value.field == "session_id" and chosen in str(info.value)
+        loaded = await store.load(chosen)
+        assert loaded is not None
+        assert (loaded.user_id, loaded.variables, loaded.turn_count) == ("dora", {"v": 1}, 1)
+        assert loaded.created_at == first.created_at
+        assert await store.count_live_sessions("eve") == 0
+
+    async def test_tombstoned_id_is_refused_naming_it(self, store: SessionStore) -> None:
+        chosen = "purged-" + uuid.uuid4().hex
+        await self._session(store, "fred", session_id=chosen)
+        await store.transition(chosen, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(10)
+        until = self.clock(store).now + timedelta(hours=1)
+        assert await store.purge(chosen, tombstone_until=until)
+        with pytest.raises(SessionValidationError) as info:
+            await store.create_session(make_state("fred", session_id=chosen))
+        assert info.value.field == "session_id" and chosen in str(info.value)
+        assert await store.load(chosen) is None
+        assert await store.count_live_sessions("fred") == 0
+
+    async def test_concurrent_creates_of_one_id_exactly_one_wins(
+        self, store: SessionStore, store_factory: StoreFactory
+    ) -> None:
+        chosen = "race-" + uuid.uuid4().hex
+        others = [await store_factory() for _ in range(3)]
+        for other in others:
+            other.clock = store.clock
+        contenders = [store, *others] * 2
+        results = await asyncio.gather(
+            *(
+                s.create_session(make_state(f"racer{i}", session_id=chosen))
+                for i, s in enumerate(contenders)
+            ),
+            return_exceptions=True,
+        )
+        winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        assert len(winners) == 1, results
+        for i, result in enumerate(results):
+            if i != winners[0]:
+                assert isinstance(result, SessionValidationError), result
+                assert result.field == "session_id"
+        loaded = await store.load(chosen)
+        assert loaded is not None and loaded.user_id == f"racer{winners[0]}"
+        live = [await store.count_live_sessions(f"racer{i}") for i in range(len(contenders))]
+        assert sum(live) == 1
+
+    # ------------------------------------------------------- input validation
+    @pytest.mark.parametrize(
+        ("fields", "field"),
+        [
+            ({"session_id": "x" * (MAX_ID_LENGTH + 1)}, "state.session_id"),
+            ({"session_id": ""}, "state.session_id"),
+            ({"session_id": "bad\x00id"}, "state.session_id"),
+            ({"session_id": "bad\ud800"}, "state.session_id"),
+            ({"user_id": "u" * 1_000_000}, "state.user_id"),
+            ({"user_id": "u\udfff"}, "state.user_id"),
+            ({"system_prompt": "p\ud800"}, "state.system_prompt"),
+            ({"metadata": {"k": "\ud800"}}, "state.metadata.k"),
+            ({"variables": {"k": float("nan")}}, "state.variables.k"),
+            ({"variables": {"k": 2**64}}, "state.variables.k"),
+            ({"active_tools": ["ok", "\ud800"]}, "state.active_tools[1]"),
+        ],
+    )
+    async def test_unstorable_headers_are_refused_naming_the_field(
+        self, store: SessionStore, fields: dict[str, Any], field: str
+    ) -> None:
+        state = make_state(**{"user_id": "gina", **fields})
+        with pytest.raises(SessionValidationError) as info:
+            await store.create_session(state)
+        assert info.value.field == field
+        assert await store.count_live_sessions("gina") == 0
+        assert (await store.list_user_sessions("gina")).items == []
+        if field != "state.session_id":
+            assert await store.load(state.session_id) is None
+
+    @pytest.mark.parametrize(
+        ("fields", "field"),
+        [
+            ({"tokens": 2**63 - 1}, "turns[1].tokens_used"),
+            ({"tokens": 2**53 + 1}, "turns[1].tokens_used"),
+            ({"tokens": 2**70}, "turns[1].tokens_used"),
+            ({"tokens": -1}, "turns[1].tokens_used"),
+            ({"cost": float("inf")}, "turns[1].cost"),
+            ({"cost": float("nan")}, "turns[1].cost"),
+            ({"cost": -0.5}, "turns[1].cost"),
+            ({"content": "a\ud800b"}, "turns[1].content"),
+            ({"model": "m\udc00"}, "turns[1].model"),
+            ({"turn_id": "t" * (MAX_ID_LENGTH + 1)}, "turns[1].turn_id"),
+            ({"metadata": {"foo": "\ud800"}}, "turns[1].metadata.foo"),
+            ({"metadata": {"foo": float("inf")}}, "turns[1].metadata.foo"),
+            ({"tool_calls": [{"args": {"n": 2**64}}]}, "turns[1].tool_calls[0].args.n"),
+        ],
+    )
+    async def test_unstorable_turns_are_refused_and_nothing_written(
+        self, store: SessionStore, fields: dict[str, Any], field: str
+    ) -> None:
+        state = await self._session(store)
+        good = make_turn(1, tokens=2, cost=0.25)
+        await store.append_turns(state.session_id, [good])
+        self.clock(store).advance(5)
+        bad = make_turn(2, **fields)
+        with pytest.raises(SessionValidationError) as info:
+            await store.append_turns(state.session_id, [make_turn(3), bad])
+        assert info.value.field == field
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turns == [good]
+        assert (loaded.turn_count, loaded.total_tokens, loaded.total_cost) == (1, 2, 0.25)
+        assert loaded.updated_at == _T0
+
+    async def test_totals_past_the_limits_are_refused(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1, tokens=MAX_SAFE_INT - 1)])
+        with pytest.raises(SessionValidationError) as info:
+            await store.append_turns(state.session_id, [make_turn(2, tokens=1), make_turn(3)])
+        assert info.value.field == "total_tokens"
+        await store.append_turns(state.session_id, [make_turn(4, tokens=1, cost=0.0)])
+        record = await store.load_record(state.session_id)
+        assert record is not None
+        assert (record.state.turn_count, record.state.total_tokens) == (2, MAX_SAFE_INT)
+        other = await self._session(store)
+        await store.append_turns(other.session_id, [make_turn(1, tokens=0, cost=1e308)])
+        with pytest.raises(SessionValidationError) as info:
+            await store.append_turns(other.session_id, [make_turn(2, tokens=0, cost=1e308)])
+        assert info.value.field == "total_cost"
+        loaded = await store.load(other.session_id)
+        assert loaded is not None
+        assert (loaded.turn_count, loaded.total_cost) == (1, 1e308)
+
+    async def test_totals_always_equal_the_sums_over_live_turns(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        costs = [0.25, 1.5, 0.125, 3.0, 0.5]
+        turns = [make_turn(i, tokens=10 * i + 1, cost=c) for i, c in enumerate(costs)]
+        await store.append_turns(state.session_id, turns[:2])
+        for turn in turns[2:]:
+            await store.append_turns(state.session_id, [turn])
+        await store.pop_turn(state.session_id)
+        await store.pop_turn(state.session_id)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turn_count == len(loaded.turns) == 3
+        assert loaded.total_tokens == sum(t.tokens_used for t in loaded.turns)
+        assert loaded.total_cost == sum(t.cost for t in loaded.turns)
+
+    async def test_unstorable_patch_is_refused_and_nothing_written(
+        self, store: SessionStore
+    ) -> None:
+        state = await self._session(store, variables={"keep": 1})
+        with pytest.raises(SessionValidationError) as info:
+            await store.update_session(
+                state.session_id, SessionPatch(variables={"k": float("inf")})
+            )
+        assert info.value.field == "variables.k"
+        with pytest.raises(SessionValidationError) as info:
+            await store.update_session(state.session_id, SessionPatch(system_prompt="\ud800"))
+        assert info.value.field == "system_prompt"
+        record = await store.load_record(state.session_id)
+        assert record is not None
+        assert record.state.variables == {"keep": 1} and record.state.system_prompt is None
 
     async def test_load_record_reads_no_turns(self, store: SessionStore) -> None:
         state = await self._session(store)
@@ -647,6 +828,30 @@ class StoreConformanceSuite:
         assert loaded.metadata == {"source": "import"}
         restored = await store.restore_checkpoint(checkpoint.checkpoint_id)
         assert _ids(restored.turns) == _ids(full.turns)
+
+    async def test_checkpoints_listed_by_created_at(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        stamps = [30, 10, 20]
+        ids = []
+        for n, offset in enumerate(stamps):
+            checkpoint = SessionCheckpoint(
+                checkpoint_id=f"order{n}-" + uuid.uuid4().hex,
+                session_id=state.session_id,
+                state=replace(state, turns=[make_turn(n)], turn_count=1),
+                created_at=_T0 + timedelta(seconds=offset),
+            )
+            await store.save_checkpoint(checkpoint)
+            ids.append(checkpoint.checkpoint_id)
+        self.clock(store).advance(60)
+        made, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="z-" + uuid.uuid4().hex
+        )
+        expected = [ids[1], ids[2], ids[0], made.checkpoint_id]
+        headers = await store.list_checkpoint_headers(state.session_id)
+        assert [c.checkpoint_id for c in headers] == expected
+        full = await store.list_checkpoints(state.session_id)
+        assert [c.checkpoint_id for c in full] == expected
+        assert [c.created_at for c in full] == sorted(c.created_at for c in full)
 
     # --------------------------------------------------------------- branches
     async def test_fork_from_the_end_and_from_a_checkpoint(self, store: SessionStore) -> None:
