@@ -64,13 +64,19 @@ from lexigram.ai.session.exceptions import (
     SessionExpiredError,
 )
 from lexigram.ai.session.manager.core import SessionManagerImpl
-from lexigram.ai.session.middleware import SessionMiddleware
+from lexigram.ai.session.middleware import (
+    AnonymousLimitError,
+    SessionMiddleware,
+    current_session,
+)
 
 SETTINGS: dict[str, Any] = {
     "backend": os.environ.get("WEB_CHAT_BACKEND", "database"),
     "database_url": os.environ.get("WEB_CHAT_DATABASE_URL", "sqlite+aiosqlite:///./web_chat.db"),
     "cookie_secret": os.environ.get("WEB_CHAT_COOKIE_SECRET") or None,
     "allow_anonymous": True,  # browsers without a login chat under their own anonymous id
+    "anonymous_sessions_per_minute": 20,  # new anonymous sessions per client address
+    "max_anonymous_sessions": 10000,  # live anonymous sessions of this process
     "session_ttl": 3600,  # idle sessions expire after an hour; the cookie's Max-Age too
     "max_sessions_per_user": 20,
     "default_system_prompt": "You are a friendly scripted assistant.",
@@ -126,9 +132,13 @@ def scripted_reply(message: str, turn_number: int) -> str:
 
 
 def chat_session(request: Request) -> SessionContext:
-    """The request's session context, put there by SessionMiddleware."""
-    session: SessionContext = request.scope["ai_session"]
-    return session
+    """The request's session context, put there by SessionMiddleware.
+
+    It is ``request.scope["ai_session"]`` (the ``scope_key`` setting), so that
+    Starlette's own ``SessionMiddleware`` can keep ``request.session``.
+    """
+    del request
+    return current_session()
 
 
 async def chat(request: Request) -> Response:
@@ -146,6 +156,8 @@ async def chat(request: Request) -> Response:
     session = chat_session(request)
     try:
         await session.ensure()  # the caller's session; created here only when it has none
+    except AnonymousLimitError:
+        raise  # the middleware answers 429 with Retry-After
     except SessionCapacityError:
         return JSONResponse({"error": "too many open sessions"}, status_code=429)
     except SessionError:
