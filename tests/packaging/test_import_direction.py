@@ -1,0 +1,160 @@
+"""The package's imports point one way: from the integrations down to the core.
+
+Layers, lowest first (a module may import its own layer and the layers below it)::
+
+    0 core          config, exceptions, types, validation, events, hooks, observability, ...
+    1 stores        stores
+    2 manager       manager
+    3 features      checkpointing, branching, multi_agent, context, analytics
+    4 integrations  middleware, cli, integrations, di, module, testing
+
+Every import of a ``lexigram.ai.session`` module counts, wherever it is written: at
+module level, under ``if TYPE_CHECKING:`` (a lower layer's signatures must not name a
+higher layer's types either) and inside functions (a lazy import is still a
+dependency). The package root ``lexigram/ai/session/__init__.py`` re-exports the public
+names and sits above every layer; no module of the package imports it.
+
+The source is read with ``ast``; nothing is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "lexigram.ai.session"
+SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = SRC / "lexigram" / "ai" / "session"
+
+LAYERS: dict[str, int] = {
+    # 0 core: no dependency on any other part of the package
+    "config": 0,
+    "config_urls": 0,
+    "exceptions": 0,
+    "types": 0,
+    "validation": 0,
+    "events": 0,
+    "hooks": 0,
+    "observability": 0,
+    "redaction": 0,
+    # 1 stores
+    "stores": 1,
+    # 2 manager
+    "manager": 2,
+    # 3 features
+    "checkpointing": 3,
+    "branching": 3,
+    "multi_agent": 3,
+    "context": 3,
+    "analytics": 3,
+    # 4 integrations
+    "middleware": 4,
+    "cli": 4,
+    "integrations": 4,
+    "di": 4,
+    "module": 4,
+    "testing": 4,
+}
+LAYER_NAMES = ("core", "stores", "manager", "features", "integrations")
+
+# (importing module, imported module) pairs allowed against the rule, each with its reason.
+# Keep this empty: a new entry needs a reason a reviewer accepts.
+ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def modules() -> list[Path]:
+    """Every module of the package except its root ``__init__``."""
+    return sorted(p for p in ROOT.rglob("*.py") if p != ROOT / "__init__.py")
+
+
+def dotted(path: Path) -> str:
+    """The module name of a source file."""
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported(path: Path, name: str) -> Iterator[tuple[int, str]]:
+    """(line, module) for each import in module ``name`` at ``path``, relatives resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+
+
+def component(module: str) -> str | None:
+    """The first name under the package (``stores`` for ``...session.stores.base``)."""
+    if module == PACKAGE:
+        return ""
+    if not module.startswith(PACKAGE + "."):
+        return None
+    return module[len(PACKAGE) + 1 :].split(".")[0]
+
+
+def test_every_part_of_the_package_has_a_layer() -> None:
+    parts = {component(dotted(p)) for p in modules()}
+    unknown = sorted(p for p in parts if p not in LAYERS)
+    assert not unknown, f"give these a layer in LAYERS: {unknown}"
+    assert len(modules()) > 50  # the source tree was found
+
+
+def violations(path: Path, source: str) -> list[str]:
+    """The imports of module ``source`` (file ``path``) that break the layering."""
+    own = component(source)
+    assert own is not None and own in LAYERS, source
+    wrong: list[str] = []
+    for line, target in imported(path, source):
+        other = component(target)
+        if other is None or other == own:
+            continue
+        if other == "":
+            wrong.append(f"line {line}: imports the package root {PACKAGE} (a cycle)")
+        elif other not in LAYERS:
+            wrong.append(f"line {line}: {target} is not part of any layer")
+        elif LAYERS[other] > LAYERS[own] and (source, target) not in ALLOWED:
+            wrong.append(
+                f"line {line}: {LAYER_NAMES[LAYERS[own]]} module imports "
+                f"{LAYER_NAMES[LAYERS[other]]} module {target}"
+            )
+    return wrong
+
+
+@pytest.mark.parametrize("path", modules(), ids=dotted)
+def test_imports_point_down(path: Path) -> None:
+    wrong = violations(path, dotted(path))
+    assert not wrong, f"{dotted(path)}:\n" + "\n".join(wrong)
+
+
+def test_the_checker_sees_type_checking_and_lazy_imports(tmp_path: Path) -> None:
+    """A manager module naming a feature type for a checker, and a lazy import: both found."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from lexigram.ai.session.stores.base import SessionStore\n"
+        "from . import state_machine\n"
+        "if TYPE_CHECKING:\n"
+        "    from lexigram.ai.session.checkpointing import StateDiff\n"
+        "def f() -> None:\n"
+        "    from ..middleware import SessionMiddleware\n"
+        "    import lexigram.ai.session\n",
+        encoding="utf-8",
+    )
+    wrong = violations(probe, f"{PACKAGE}.manager.probe")
+    assert wrong == [
+        f"line 5: manager module imports features module {PACKAGE}.checkpointing",
+        f"line 7: manager module imports integrations module {PACKAGE}.middleware",
+        f"line 8: imports the package root {PACKAGE} (a cycle)",
+    ]
