@@ -92,7 +92,8 @@ def redis_url_problem(url: str, *, cluster: bool) -> tuple[tuple[str, ...], str]
         return ("redis_url",), problem or "malformed URL"
     shown = redact_url(url)
     if parts.scheme not in REDIS_SCHEMES:
-        return ("redis_url",), f"unsupported scheme {parts.scheme!r} in {shown}; use redis://host:port/db"
+        problem = f"unsupported scheme {parts.scheme!r} in {shown}; use redis://host:port/db"
+        return ("redis_url",), problem
     if parts.scheme != "unix" and not parts.hostname:
         return ("redis_url",), f"no host in {shown}"
     db = redis_db(url)

@@ -25,15 +25,19 @@ _SECRET_PARAMS = re.compile(
     r"api_key|apikey|sslpassword)=)(?P<value>[^&;#]*)",
     re.IGNORECASE,
 )
-#: A user name this long, given without a password, is treated as a token.
+#: A user name given without a password is treated as a token when it is this long,
+#: or this long with both letters and digits.
 _TOKEN_LENGTH = 16
+_MIXED_TOKEN_LENGTH = 8
 #: Shorter secrets are redacted inside URLs only: replacing them anywhere in a
 #: message would garble it.
 _MIN_FREE_TEXT_SECRET = 4
 
 
 def _token_like(user: str) -> bool:
-    return len(user) >= _TOKEN_LENGTH
+    """A long user name, or a mixed letters-and-digits one, given without a password."""
+    mixed = any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+    return len(user) >= _TOKEN_LENGTH or (mixed and len(user) >= _MIXED_TOKEN_LENGTH)
 
 
 def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
@@ -82,13 +86,14 @@ def redact_text(text: str, urls: Iterable[object]) -> str:
 
     For messages built from another library's error, which may quote the URL.
     """
+    found: list[str] = []
     for url in urls:
-        if not isinstance(url, str) or not url:
-            continue
-        text = text.replace(url, redact_url(url))
-        for secret in sorted(url_secrets(url), key=len, reverse=True):
-            if len(secret) >= _MIN_FREE_TEXT_SECRET:
-                text = text.replace(secret, MASK)
+        if isinstance(url, str) and url:
+            text = text.replace(url, redact_url(url))
+            found += url_secrets(url)
+    for secret in sorted(set(found), key=len, reverse=True):  # longest first
+        if len(secret) >= _MIN_FREE_TEXT_SECRET:
+            text = text.replace(secret, MASK)
     return text
 
 

@@ -198,9 +198,7 @@ class SessionProvider(Provider):
         The framework re-raises the error and logs it itself; the base class's
         extra ERROR line (with a full traceback) repeated it once more.
         """
-        logger.debug(
-            "ai_session.provider_failed", phase=phase, error_type=type(error).__name__
-        )
+        logger.debug("ai_session.provider_failed", phase=phase, error_type=type(error).__name__)
 
     async def health_check(self, timeout: float = 5.0) -> HealthCheckResult:  # noqa: ASYNC109
         """Ping the backend; UNHEALTHY with the reason when it does not answer."""
