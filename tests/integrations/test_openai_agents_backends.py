@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ async def test_suspended_session_refuses_writes(make_manager: MakeManager) -> No
 
 async def test_expired_session_refuses_writes(make_manager: MakeManager) -> None:
     manager = await make_manager(session_ttl=60)
-    clock = FakeClock()
+    clock = FakeClock(datetime.now(UTC))  # the manager stamps writes with the real time
     manager.store.clock = clock
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
     await adapter.add_items([{"role": "user", "content": "hi"}])
@@ -249,14 +250,96 @@ async def test_expired_session_refuses_writes(make_manager: MakeManager) -> None
     assert await adapter.get_items() == [{"role": "user", "content": "hi"}]
 
 
-async def test_unknown_session_raises_not_found(make_manager: MakeManager) -> None:
-    adapter = OpenAIAgentsSession(await make_manager(), "never-created")
+async def test_unknown_session_raises_not_found_without_create_missing(
+    make_manager: MakeManager,
+) -> None:
+    manager = await make_manager()
+    adapter = OpenAIAgentsSession(manager, "never-created", create_missing=False)
     with pytest.raises(SessionNotFoundError):
         await adapter.get_items()
     with pytest.raises(SessionNotFoundError):
         await adapter.add_items([{"role": "user", "content": "hi"}])
     with pytest.raises(SessionNotFoundError):
         await adapter.pop_item()
+    with pytest.raises(SessionNotFoundError):
+        await adapter.clear_session()
+    assert await manager.get_header("never-created") is None
+
+
+@pytest.mark.parametrize("first_call", ["get", "add", "pop", "clear"])
+async def test_a_caller_chosen_id_is_created_on_first_use(
+    make_manager: MakeManager, first_call: str
+) -> None:
+    manager = await make_manager()
+    adapter = OpenAIAgentsSession(manager, "user_123", session_settings={"limit": 5})
+    assert await manager.get_header("user_123") is None  # the constructor does no I/O
+    first = await _apply(adapter, *{
+        "get": ("get", None), "add": ("add", [{"role": "user", "content": "hi"}]),
+        "pop": ("pop", None), "clear": ("clear", None),
+    }[first_call])
+    assert first in (None, [])
+    header = await manager.get_header("user_123")
+    assert header is not None
+    assert (header.session_id, header.user_id, header.status.value) == (
+        "user_123", "user_123", "active"
+    )
+    expected = [{"role": "user", "content": "hi"}] if first_call == "add" else []
+    assert await adapter.get_items() == expected
+    # Another adapter (another request, process or manager) finds the same conversation.
+    other = OpenAIAgentsSession(await make_manager(), "user_123", user_id="someone-else")
+    await other.add_items([{"role": "assistant", "content": "hello"}])
+    assert await adapter.get_items() == [*expected, {"role": "assistant", "content": "hello"}]
+    owner = await manager.get_header("user_123")
+    assert owner is not None and owner.user_id == "user_123"
+
+
+async def test_concurrent_first_use_creates_one_session(make_manager: MakeManager) -> None:
+    managers = [await make_manager() for _ in range(3)]
+    adapters = [
+        OpenAIAgentsSession(managers[n % 3], "thread-42", user_id="alice") for n in range(12)
+    ]
+    await asyncio.gather(
+        *(a.add_items([{"role": "user", "content": f"m{n}"}]) for n, a in enumerate(adapters))
+    )
+    items = await adapters[0].get_items()
+    assert sorted(i["content"] for i in items) == sorted(f"m{n}" for n in range(12))
+    page = await managers[0].list_sessions("alice")
+    assert [s.session_id for s in page.items] == ["thread-42"]
+    header = await managers[1].get_header("thread-42")
+    assert header is not None and header.turn_count == 12
+
+
+async def test_a_deleted_id_starts_afresh_and_a_purged_id_is_refused(
+    make_manager: MakeManager,
+) -> None:
+    manager = await make_manager()
+    adapter = OpenAIAgentsSession(manager, "ticket-7")
+    await adapter.add_items([{"role": "user", "content": "hi"}])
+    assert await manager.delete("ticket-7")
+    # As with the SDK's own sessions, the next use starts an empty conversation.
+    assert await adapter.get_items() == []
+    header = await manager.get_header("ticket-7")
+    assert header is not None and header.turn_count == 0
+    # An id the sweeper purged is refused while its tombstone lasts, naming the id.
+    await manager.close("ticket-7")
+    until = datetime.now(UTC) + timedelta(hours=1)
+    assert await manager.store.purge("ticket-7", tombstone_until=until)
+    with pytest.raises(SessionValidationError) as info:
+        await adapter.add_items([{"role": "user", "content": "x"}])
+    assert info.value.field == "session_id"
+    assert "ticket-7" in str(info.value)
+    assert await manager.get_header("ticket-7") is None
+
+
+async def test_create_with_a_chosen_id(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="bob", session_id="chat-1")
+    assert adapter.session_id == "chat-1" and adapter.user_id == "bob"
+    with pytest.raises(SessionValidationError) as info:
+        await OpenAIAgentsSession.create(manager, user_id="bob", session_id="chat-1")
+    assert info.value.field == "session_id"
+    await adapter.add_items([{"role": "user", "content": "hi"}])
+    assert await adapter.get_items() == [{"role": "user", "content": "hi"}]
 
 
 async def test_turns_written_by_the_manager_are_visible_to_the_sdk(

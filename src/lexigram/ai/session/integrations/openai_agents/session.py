@@ -7,6 +7,11 @@ Every protocol call is one manager call, hence one atomic store operation:
 * ``pop_item()`` -> ``manager.pop_turn(id)``;
 * ``clear_session()`` -> ``manager.clear_turns(id)``.
 
+A session that does not exist yet is created on the first call, with exactly the
+adapter's id (``manager.create(user_id, session_id=id)``), unless the adapter was
+built with ``create_missing=False`` (as :meth:`OpenAIAgentsSession.create` and
+:meth:`OpenAIAgentsSession.attach` do).
+
 A write whose caller is cancelled still runs to its end before the cancellation
 propagates, so its outcome is settled (as with the SDK's own sessions).
 
@@ -18,7 +23,7 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -33,6 +38,7 @@ from lexigram.ai.session.integrations.openai_agents.mapping import (
     turns_to_items,
 )
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.validation import check_id
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -41,6 +47,11 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIAgentsSession"]
 
 _T = TypeVar("_T")
+
+#: Attempts to create a missing session whose id another creator holds (see
+#: ``OpenAIAgentsSession._after_missing``), and the first pause between them.
+_CREATE_ATTEMPTS = 8
+_CREATE_PAUSE_S = 0.002
 
 
 def _coerce_settings(value: Any) -> SessionSettings:
@@ -92,14 +103,23 @@ def _check_limit(limit: Any) -> int | None:
 class OpenAIAgentsSession:
     """A lexigram session that the OpenAI Agents SDK ``Runner`` can keep its history in.
 
-    Satisfies ``agents.memory.Session`` (``isinstance`` holds). Build it around an
-    existing session id, or let :meth:`create` open a new session::
+    Satisfies ``agents.memory.Session`` (``isinstance`` holds). Key a conversation by
+    your own id, as with the SDK's ``SQLiteSession("user_123")``; the session is
+    created with exactly that id on first use::
 
-        session = await OpenAIAgentsSession.create(manager, user_id="alice")
+        session = OpenAIAgentsSession(manager, "user_123")   # no I/O yet
         result = await Runner.run(agent, "Hello", session=session)
 
+    or let :meth:`create` open a session with a random id, or :meth:`attach` wrap
+    one that must already exist.
+
     ``session_settings`` (the SDK's ``SessionSettings`` or a dict) gives the default
-    ``limit`` of :meth:`get_items`, exactly as in the SDK's own sessions.
+    ``limit`` of :meth:`get_items`, exactly as in the SDK's own sessions; an unknown
+    key raises :class:`SessionTypeError` (a ``TypeError``, as in the SDK).
+
+    The adapter keeps no event-loop state: one instance may be used from any event
+    loop of the process (``Runner.run_sync`` in a worker thread, ``asyncio.run`` in
+    several threads), as far as the manager's store allows.
     """
 
     session_id: str
@@ -111,18 +131,32 @@ class OpenAIAgentsSession:
         session_id: str,
         *,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        create_missing: bool = True,
     ) -> None:
+        """Wrap the session ``session_id`` of ``manager`` (no I/O).
+
+        With ``create_missing`` (the default), the first call that finds no session
+        ``session_id`` creates it, with exactly that id, for ``user_id`` (default: the
+        session id itself, so ``max_sessions_per_user`` counts each such conversation
+        on its own). Concurrent first calls, from any task, loop or process, create
+        one session. An id that was deleted recently is refused on first use with
+        ``SessionValidationError`` (field ``session_id``). With
+        ``create_missing=False`` a missing session raises ``SessionNotFoundError``.
+        """
         if not isinstance(manager, SessionManagerImpl):
             raise SessionValidationError(
                 "manager", f"expected a SessionManagerImpl, got {type(manager).__name__}"
             )
-        if not isinstance(session_id, str) or not session_id:
-            raise SessionValidationError(
-                "session_id", f"must be a non-empty string, got {session_id!r}"
-            )
         self.manager = manager
-        self.session_id = session_id
+        self.session_id = check_id(session_id, "session_id")
         self.session_settings = _coerce_settings(session_settings)
+        self.user_id = self.session_id if user_id is None else check_id(user_id, "user_id")
+        if not isinstance(create_missing, bool):
+            raise SessionTypeError(
+                "create_missing", f"expected a bool, got {type(create_missing).__name__}"
+            )
+        self.create_missing = create_missing
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -133,18 +167,31 @@ class OpenAIAgentsSession:
         user_id: str,
         metadata: dict[str, Any] | None = None,
         system_prompt: str | None = None,
+        session_id: str | None = None,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
     ) -> OpenAIAgentsSession:
-        """Create a new ACTIVE session for ``user_id`` and wrap it.
+        """Create a new ACTIVE session for ``user_id`` now and wrap it.
 
-        The per-user cap applies (``SessionCapacityError``).
+        ``session_id`` chooses its id (refused with ``SessionValidationError``, field
+        ``session_id``, when taken); a random id otherwise. The per-user cap applies
+        (``SessionCapacityError``). The adapter does not re-create the session if it
+        is deleted later (``SessionNotFoundError``).
         """
         if not isinstance(manager, SessionManagerImpl):
             raise SessionValidationError(
                 "manager", f"expected a SessionManagerImpl, got {type(manager).__name__}"
             )
-        state = await manager.create(user_id, metadata, system_prompt=system_prompt)
-        return cls(manager, state.session_id, session_settings=session_settings)
+        settings = _coerce_settings(session_settings)
+        state = await manager.create(
+            user_id, metadata, system_prompt=system_prompt, session_id=session_id
+        )
+        return cls(
+            manager,
+            state.session_id,
+            session_settings=settings,
+            user_id=state.user_id,
+            create_missing=False,
+        )
 
     @classmethod
     async def attach(
@@ -154,11 +201,39 @@ class OpenAIAgentsSession:
         *,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
     ) -> OpenAIAgentsSession:
-        """Wrap an existing session; ``SessionNotFoundError`` when there is none."""
-        adapter = cls(manager, session_id, session_settings=session_settings)
+        """Wrap an existing session; ``SessionNotFoundError`` when there is none.
+
+        The adapter does not create the session if it is deleted later.
+        """
+        adapter = cls(
+            manager, session_id, session_settings=session_settings, create_missing=False
+        )
         if await manager.get_header(session_id) is None:
             raise SessionNotFoundError(session_id)
         return adapter
+
+    async def _after_missing(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()`` again once the missing session exists (created here, or meanwhile).
+
+        A refused create (field ``session_id``) means the id is taken: by a concurrent
+        first call of another task, loop or process, whose session may not be readable
+        yet (retried after a short, growing pause), or by a recently purged session
+        (the error stands after the last attempt).
+        """
+        if not self.create_missing:
+            raise SessionNotFoundError(self.session_id)
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                await _settle(self.manager.create(self.user_id, session_id=self.session_id))
+            except SessionValidationError as exc:
+                if exc.field != "session_id" or attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(_CREATE_PAUSE_S * 2**attempt)
+            try:
+                return await call()
+            except SessionNotFoundError:
+                continue
+        raise SessionNotFoundError(self.session_id)  # pragma: no cover - deleted each time
 
     # ----------------------------------------------------------------- protocol
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
@@ -166,19 +241,27 @@ class OpenAIAgentsSession:
 
         ``limit=None`` falls back to ``session_settings.limit``; as in the SDK's
         ``SQLiteSession``, ``0`` gives ``[]`` and a negative limit gives everything.
+        Each item comes back exactly as it was added.
         """
         resolved = _check_limit(limit)
         if resolved is None and self.session_settings is not None:
             resolved = _check_limit(self.session_settings.limit)
         last = None if resolved is None or resolved < 0 else resolved
-        turns = await self.manager.get_turns(self.session_id, last=last)
+        try:
+            turns = await self.manager.get_turns(self.session_id, last=last)
+        except SessionNotFoundError:
+            turns = await self._after_missing(
+                lambda: self.manager.get_turns(self.session_id, last=last)
+            )
         return cast("list[TResponseInputItem]", turns_to_items(turns))
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one atomic step: all of them are stored, or none.
 
-        Each item must be a JSON object that survives a JSON round trip unchanged;
-        otherwise ``SessionValidationError`` names it (``items[i]``) and nothing is
+        Any JSON value is stored exactly as given (see the module
+        :mod:`~lexigram.ai.session.integrations.openai_agents.mapping`). One that does
+        not survive a JSON round trip unchanged raises :class:`SessionTypeError`
+        (a ``TypeError``, as in the SDK) naming it (``items[i]``), and nothing is
         stored. An empty list does nothing.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
@@ -191,16 +274,27 @@ class OpenAIAgentsSession:
         turns = [
             item_to_turn(item, now=now, field=f"items[{index}]") for index, item in enumerate(items)
         ]
-        await _settle(self.manager.add_turns(self.session_id, turns))
+        manager, session_id = self.manager, self.session_id
+        try:
+            await _settle(manager.add_turns(session_id, turns))
+        except SessionNotFoundError:
+            await self._after_missing(lambda: _settle(manager.add_turns(session_id, turns)))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
-        turn = await _settle(self.manager.pop_turn(self.session_id))
+        manager, session_id = self.manager, self.session_id
+        try:
+            turn = await _settle(manager.pop_turn(session_id))
+        except SessionNotFoundError:
+            turn = await self._after_missing(lambda: _settle(manager.pop_turn(session_id)))
         return None if turn is None else cast("TResponseInputItem", turn_to_item(turn))
 
     async def clear_session(self) -> None:
         """Remove every item of the history (the session itself stays, with its settings)."""
-        await _settle(self.manager.clear_turns(self.session_id))
+        try:
+            await _settle(self.manager.clear_turns(self.session_id))
+        except SessionNotFoundError:
+            await self._after_missing(lambda: _settle(self.manager.clear_turns(self.session_id)))
 
     # ------------------------------------------------------------- branching
     async def fork(
@@ -216,7 +310,13 @@ class OpenAIAgentsSession:
         its own; merge it back with ``branches.merge(self.session_id, branch.session_id)``.
         """
         state = await branches.fork(self.session_id, branch_name, from_checkpoint=from_checkpoint)
-        return type(self)(self.manager, state.session_id, session_settings=self.session_settings)
+        return type(self)(
+            self.manager,
+            state.session_id,
+            session_settings=self.session_settings,
+            user_id=state.user_id,
+            create_missing=False,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(session_id={self.session_id!r})"
