@@ -149,12 +149,12 @@ async def test_unstorable_values_are_refused_naming_the_field(single: CacheSessi
     bad = replace(turn("bad"), metadata={"when": object()})
     with pytest.raises(SessionValidationError) as info:
         await store.append_turns(state.session_id, [bad])
-    assert info.value.field == "turn.metadata"
+    assert info.value.field == "turns[0].metadata.when"
     record = await store.load_record(state.session_id)
     assert record is not None and record.state.turn_count == 0
     with pytest.raises(SessionValidationError) as info:
         await store.create_session(make_state("bad-values", variables={"s": {1, 2}}))
-    assert info.value.field == "state.variables"
+    assert info.value.field == "state.variables.s"
     assert await store.count_live_sessions("bad-values") == 1
 
 

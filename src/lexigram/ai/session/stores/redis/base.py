@@ -295,17 +295,23 @@ class RedisStoreBase(SessionStore):
     def _encode_batch(turns: Sequence[SessionTurn]) -> tuple[list[Any], int, str]:
         """(turn_id, JSON) pairs, the batch's tokens and its costs as ``"c1,c2,..."``.
 
-        Per-turn numbers outside the storable range are refused here, naming
-        ``turns[i].tokens_used``/``turns[i].cost``; the scripts refuse totals that
-        would leave it (``total_tokens``/``total_cost``) before writing anything.
+        Callers have checked the turns (``validation.check_turns``/``check_state``);
+        the numbers are checked again here as they are sent, naming
+        ``turns[i].tokens_used``/``turns[i].cost``. The scripts refuse totals that
+        would leave the storable range (``total_tokens``/``total_cost``) before
+        writing anything.
         """
         args: list[Any] = []
         tokens = 0
         costs: list[str] = []
         for index, turn in enumerate(turns):
-            data = encode_turn(turn)
+            if not isinstance(turn, SessionTurn):
+                raise SessionValidationError(
+                    f"turns[{index}]", f"expected a SessionTurn, got {type(turn).__name__}"
+                )
             tokens += check_tokens(turn.tokens_used, f"turns[{index}].tokens_used")
             costs.append(repr(check_cost(turn.cost, f"turns[{index}].cost")))
+            data = encode_turn(turn)
             args.append(turn.turn_id)
             args.append(data)
         if tokens > MAX_SAFE_INT:

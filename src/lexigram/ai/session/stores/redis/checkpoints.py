@@ -25,6 +25,7 @@ from lexigram.ai.session.stores.redis.wire import (
     from_us,
     to_us,
 )
+from lexigram.ai.session.validation import check_checkpoint, check_id, check_json
 
 __all__ = ["CheckpointOps"]
 
@@ -57,12 +58,9 @@ class CheckpointOps(RedisStoreBase):
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         _, now_us = self._clock()
+        checkpoint = check_checkpoint(checkpoint)
         state = checkpoint.state
         cpid = checkpoint.checkpoint_id
-        if not isinstance(cpid, str) or not cpid:
-            raise SessionValidationError(
-                "checkpoint_id", f"expected a non-empty string, got {cpid!r}"
-            )
         header = encode_header(state, expires_at=None, last_seq=0)
         data = {
             "sid": checkpoint.session_id,
@@ -132,10 +130,9 @@ class CheckpointOps(RedisStoreBase):
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
         now, now_us = self._clock()
-        if not isinstance(checkpoint_id, str) or not checkpoint_id:
-            raise SessionValidationError(
-                "checkpoint_id", f"expected a non-empty string, got {checkpoint_id!r}"
-            )
+        check_id(checkpoint_id, "checkpoint_id")
+        if metadata:
+            check_json(metadata, "metadata")
         meta = codec.dumps(metadata or {}, field="metadata")
         index_key = self.keys.checkpoint(checkpoint_id)
         claimed = await self._scripts.command("set", index_key, session_id, nx=True)

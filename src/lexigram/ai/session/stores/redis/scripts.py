@@ -474,6 +474,14 @@ local a, b = nil, nil
 if tail then a, b = string.match(tail, '^(%d+):(%d+)$') end
 if not b then return fail('CORRUPT', 'ranges', '') end
 local seq = tonumber(b)
+-- the cost total again as the sum over the turns still live, oldest first (as
+-- appends built it), so it stays exactly that sum; tokens are exact integers
+local cost = 0.0
+for _, rest in ipairs(redis.call('LRANGE', KT, 0, -2)) do
+  local fine, doc = pcall(cjson.decode, rest)
+  if not fine or type(doc) ~= 'table' then return fail('CORRUPT', 'turn', 'not JSON') end
+  cost = cost + (tonumber(doc.cost) or 0)
+end
 redis.call('RPOP', KT)
 if tonumber(a) == seq then
   redis.call('RPOP', KR)
@@ -481,9 +489,7 @@ else
   redis.call('LSET', KR, -1, a .. ':' .. int(seq - 1))
 end
 redis.call('HDEL', KI, obj.turn_id)
-local cost = tonumber(h.tc) - (tonumber(obj.cost) or 0)
-if cost < 0 then cost = 0 end
-local tokens = tonumber(h.tt) - (tonumber(obj.tokens_used) or 0)
+local tokens = math.max(tonumber(h.tt) - (tonumber(obj.tokens_used) or 0), 0)
 local upd = {'n', int(tonumber(h.n) - 1), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S}
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)

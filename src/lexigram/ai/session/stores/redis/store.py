@@ -36,6 +36,7 @@ from lexigram.ai.session.stores.redis.checkpoints import CheckpointOps
 from lexigram.ai.session.stores.redis.indexes import wall_us
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
+from lexigram.ai.session.validation import check_patch, check_state, check_turns
 
 __all__ = ["CacheSessionStore"]
 
@@ -59,10 +60,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     # ----------------------------------------------------- contract (whole state)
     async def save(self, state: SessionState) -> None:
         _, now_us = self._clock()
-        if not isinstance(state, SessionState):
-            raise SessionValidationError(
-                "state", f"expected a SessionState, got {type(state).__name__}"
-            )
+        state = check_state(state)
         sid = state.session_id
         check_batch_ids(sid, state.turns)
         pairs, _, _ = self._encode_batch(state.turns)
@@ -145,13 +143,8 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
         now, now_us = self._clock()
-        if not isinstance(state, SessionState):
-            raise SessionValidationError(
-                "state", f"expected a SessionState, got {type(state).__name__}"
-            )
+        state = check_state(state)
         sid = state.session_id
-        if not isinstance(sid, str) or not sid:
-            raise SessionValidationError("session_id", f"expected a non-empty string, got {sid!r}")
         check_batch_ids(sid, state.turns)
         pairs, _, _ = self._encode_batch(state.turns)
         self._header_json(state, last_seq=len(state.turns))  # refuse bad values before reserving
@@ -275,7 +268,9 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         patch: SessionPatch | None = None,
     ) -> AppendResult:
         now, now_us = self._clock()
-        batch = list(turns)
+        batch = check_turns(turns, "turns")
+        if patch is not None:
+            check_patch(patch)
         pairs, tokens, costs = self._encode_batch(batch)
         args = [
             now_us,
@@ -302,6 +297,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
         now, now_us = self._clock()
+        check_patch(patch)
         reply = await self._run(
             "update",
             session_id,
@@ -362,9 +358,8 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
         now, now_us = self._clock()
+        branch = check_state(branch, "branch")
         bid = branch.session_id
-        if not isinstance(bid, str) or not bid:
-            raise SessionValidationError("session_id", f"expected a non-empty string, got {bid!r}")
         source_exists = await self._scripts.command("exists", self.keys.header(source_id))
         if not source_exists:
             raise SessionNotFoundError(source_id)

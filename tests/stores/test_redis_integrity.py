@@ -1,0 +1,348 @@
+"""Redis store: numbers it cannot store, damaged records, key expiry, checkpoint order.
+
+Against the real Redis on 127.0.0.1:6379 and the local Redis Cluster. Each test
+asserts what is stored afterwards, not only the error raised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
+
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.redis.base import KEY_EXPIRY_MARGIN_S
+from lexigram.ai.session.testing.conformance import FakeClock, make_state, make_turn
+from lexigram.ai.session.validation import MAX_SAFE_INT
+from tests.stores.backends.redis import corrupt_header, open_store
+
+pytestmark = pytest.mark.redis
+
+_A, _C = SessionStatus.ACTIVE, SessionStatus.CLOSED
+_TTL = 60
+_PURGE = 100
+_GRACE_MS = (_PURGE + KEY_EXPIRY_MARGIN_S) * 1000
+
+
+@pytest.fixture(params=["redis", pytest.param("redis_cluster", marks=pytest.mark.cluster)])
+def cluster(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "redis_cluster")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(cluster: bool, clock: FakeClock) -> AsyncIterator[CacheSessionStore]:
+    async with open_store(
+        cluster=cluster, session_ttl=_TTL, purge_after_s=_PURGE, clock=clock
+    ) as factory:
+        made = await factory()
+        assert isinstance(made, CacheSessionStore)
+        yield made
+
+
+async def new_session(store: SessionStore, turns: int = 0, user_id: str = "alice") -> str:
+    state = make_state(user_id)
+    await store.create_session(state)
+    if turns:
+        await store.append_turns(state.session_id, [make_turn(n) for n in range(turns)])
+    return state.session_id
+
+
+async def totals(store: SessionStore, sid: str) -> tuple[int, int, float]:
+    record = await store.load_record(sid)
+    assert record is not None
+    return record.state.turn_count, record.state.total_tokens, record.state.total_cost
+
+
+# ------------------------------------------------------------------ numbers
+@pytest.mark.parametrize("tokens", [2**53, 2**63 - 1, 2**70, -1])
+async def test_turn_tokens_past_the_limit_are_refused_naming_the_turn(
+    store: CacheSessionStore, tokens: int
+) -> None:
+    sid = await new_session(store, 1)
+    with pytest.raises(SessionValidationError) as err:
+        await store.append_turns(sid, [make_turn(1), make_turn(2, tokens=tokens)])
+    assert err.value.field == "turns[1].tokens_used"
+    assert await totals(store, sid) == (1, 1, 0.5)
+    assert len(await store.get_turns(sid)) == 1
+
+
+@pytest.mark.parametrize("cost", [math.inf, -math.inf, math.nan, -0.5])
+async def test_turn_costs_that_are_not_finite_and_non_negative_are_refused(
+    store: CacheSessionStore, cost: float
+) -> None:
+    sid = await new_session(store, 1)
+    with pytest.raises(SessionValidationError) as err:
+        await store.append_turns(sid, [make_turn(1, cost=cost)])
+    assert err.value.field == "turns[0].cost"
+    assert await totals(store, sid) == (1, 1, 0.5)
+
+
+async def test_a_total_past_the_limit_is_refused_before_anything_is_written(
+    store: CacheSessionStore,
+) -> None:
+    sid = await new_session(store)
+    await store.append_turns(sid, [make_turn(1, tokens=MAX_SAFE_INT - 1)])
+    with pytest.raises(SessionValidationError) as err:
+        await store.append_turns(sid, [make_turn(2, tokens=2)])
+    assert err.value.field == "total_tokens"
+    assert await totals(store, sid) == (1, MAX_SAFE_INT - 1, 0.5)
+    # Up to the limit exactly: stored as the exact integer sum.
+    await store.append_turns(sid, [make_turn(3, tokens=1)])
+    assert await totals(store, sid) == (2, MAX_SAFE_INT, 1.0)
+
+
+async def test_a_batch_whose_tokens_sum_past_the_limit_is_refused(
+    store: CacheSessionStore,
+) -> None:
+    sid = await new_session(store)
+    batch = [make_turn(1, tokens=MAX_SAFE_INT), make_turn(2, tokens=MAX_SAFE_INT)]
+    with pytest.raises(SessionValidationError) as err:
+        await store.append_turns(sid, batch)
+    assert err.value.field == "total_tokens"
+    assert await totals(store, sid) == (0, 0, 0.0)
+
+
+async def test_a_cost_total_that_overflows_is_refused(store: CacheSessionStore) -> None:
+    sid = await new_session(store)
+    await store.append_turns(sid, [make_turn(1, cost=1e308)])
+    with pytest.raises(SessionValidationError) as err:
+        await store.append_turns(sid, [make_turn(2, cost=1e308)])
+    assert err.value.field == "total_cost"
+    assert await totals(store, sid) == (1, 1, 1e308)
+
+
+async def test_a_session_created_with_totals_past_the_limit_is_not_stored(
+    store: CacheSessionStore,
+) -> None:
+    state = make_state("alice", total_tokens=2**53)
+    with pytest.raises(SessionValidationError) as err:
+        await store.create_session(state)
+    assert err.value.field == "state.total_tokens"
+    assert await store.load(state.session_id) is None
+    assert (await store.list_user_sessions("alice")).items == []
+
+
+async def test_totals_stay_the_sums_over_the_live_turns(store: CacheSessionStore) -> None:
+    sid = await new_session(store)
+    costs = [0.1, 0.2, 0.3, 1e-9, 7.7]
+    turns = [make_turn(n, tokens=n + 1, cost=c) for n, c in enumerate(costs)]
+    await store.append_turns(sid, turns[:2])
+    await store.append_turns(sid, turns[2:])
+    await store.create_checkpoint(sid, checkpoint_id=f"cp-{sid}")
+
+    def in_order(values: list[float]) -> float:
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+
+    assert await totals(store, sid) == (5, 15, in_order(costs))
+    await store.pop_turn(sid)
+    assert await totals(store, sid) == (4, 10, in_order(costs[:4]))
+    await store.pop_turn(sid)
+    assert await totals(store, sid) == (3, 6, in_order(costs[:3]))
+    await store.restore_checkpoint(f"cp-{sid}")
+    assert await totals(store, sid) == (5, 15, in_order(costs))
+    await store.clear_turns(sid)
+    assert await totals(store, sid) == (0, 0, 0.0)
+
+
+# ---------------------------------------------------------- damaged records
+async def make_wrong_type(store: CacheSessionStore, sid: str) -> None:
+    """Replace the session's header hash by a string (what a stray SET would do)."""
+    key = store.keys.header(sid)
+    await store.client.delete(key)
+    await store.client.set(key, "not a hash")
+
+
+async def test_a_header_of_the_wrong_type_fails_only_its_own_session(
+    store: CacheSessionStore, clock: FakeClock
+) -> None:
+    good = await new_session(store)
+    bad = await new_session(store)
+    await make_wrong_type(store, bad)
+    clock.advance(_TTL + 1)
+
+    assert sorted(await store.find_expired()) == sorted([good, bad])
+    expired = await store.mark_expired(good)
+    assert expired is not None
+    assert expired.state.status is SessionStatus.EXPIRED
+    with pytest.raises(CorruptRecordError):
+        await store.mark_expired(bad)
+    with pytest.raises(CorruptRecordError):
+        await store.load(bad)
+    with pytest.raises(CorruptRecordError):
+        await store.load_record(bad)
+
+    await store.quarantine(bad)
+    await store.quarantine(bad)  # idempotent
+    assert await store.find_expired() == []
+    assert await store.client.zscore(store.keys.deadlines, bad) is None
+    assert await store.client.type(store.keys.header(bad)) == b"string"  # left for an operator
+
+    page = await store.list_user_sessions("alice")
+    assert [s.session_id for s in page.items] == [good]
+    assert page.damaged == [bad]
+
+
+async def test_an_undecodable_header_is_reported_not_expired(
+    store: CacheSessionStore, clock: FakeClock
+) -> None:
+    good = await new_session(store)
+    bad = await new_session(store)
+    await corrupt_header(store, bad)
+    clock.advance(_TTL + 1)
+    assert sorted(await store.find_expired()) == sorted([good, bad])
+    with pytest.raises(CorruptRecordError):
+        await store.mark_expired(bad)
+    assert await store.client.hget(store.keys.header(bad), "s") == b"active"  # untouched
+    assert await store.mark_expired(good) is not None
+    page = await store.list_user_sessions("alice")
+    assert [s.session_id for s in page.items] == [good]
+    assert page.damaged == [bad]
+
+
+async def test_a_damaged_ended_session_fails_only_its_own_purge(
+    store: CacheSessionStore, clock: FakeClock
+) -> None:
+    good = await new_session(store)
+    bad = await new_session(store)
+    for sid in (good, bad):
+        await store.transition(sid, _C, allowed_from=frozenset({_A}))
+    await make_wrong_type(store, bad)
+    clock.advance(3600)
+    cutoff = clock.now - timedelta(seconds=60)
+    assert sorted(await store.find_purgeable(older_than=cutoff)) == sorted([good, bad])
+    until = clock.now + timedelta(hours=1)
+    assert await store.purge(good, tombstone_until=until) is True
+    with pytest.raises(CorruptRecordError):
+        await store.purge(bad, tombstone_until=until)
+    await store.quarantine(bad)
+    assert await store.find_purgeable(older_than=cutoff) == []
+    assert await store.client.exists(store.keys.header(bad)) == 1
+    assert await store.load(good) is None
+
+
+async def test_pages_skip_damaged_sessions_without_losing_healthy_ones(
+    store: CacheSessionStore,
+) -> None:
+    ids = [await new_session(store) for _ in range(5)]
+    await make_wrong_type(store, ids[3])
+    await corrupt_header(store, ids[1])
+    seen: list[str] = []
+    damaged: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = await store.list_user_sessions("alice", limit=2, cursor=cursor)
+        seen += [s.session_id for s in page.items]
+        damaged += page.damaged
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [ids[4], ids[2], ids[0]]
+    assert damaged == [ids[3], ids[1]]
+
+
+async def test_a_damaged_header_does_not_hold_a_place_under_the_cap(
+    store: CacheSessionStore,
+) -> None:
+    bad = await new_session(store)
+    await make_wrong_type(store, bad)
+    await store.create_session(make_state("alice"), max_live_per_user=1)
+    assert await store.count_live_sessions("alice") == 1
+
+
+# ------------------------------------------------------- storage-level expiry
+async def session_keys(store: CacheSessionStore, sid: str) -> list[str]:
+    keys = store.keys.session(sid)[:10]
+    return [k for k in keys if await store.client.exists(k)]
+
+
+async def test_every_key_of_a_session_with_a_ttl_expires_after_its_purge_time(
+    store: CacheSessionStore,
+) -> None:
+    sid = await new_session(store, 2)
+    await store.create_checkpoint(sid, checkpoint_id=f"cp-{sid}")
+    await store.pop_turn(sid)  # archives a turn the checkpoint names
+    await store.fork_session(sid, make_state("alice"))
+    keys = await session_keys(store, sid)
+    assert len(keys) >= 8
+    for key in keys:
+        ttl = await store.client.pttl(key)
+        assert _GRACE_MS < ttl <= _TTL * 1000 + _GRACE_MS, key
+
+
+async def test_a_write_moves_the_key_expiry(store: CacheSessionStore, clock: FakeClock) -> None:
+    sid = await new_session(store, 1)
+    for key in await session_keys(store, sid):
+        await store.client.pexpire(key, 5_000)
+    clock.advance(30)
+    await store.append_turns(sid, [make_turn(2)])
+    for key in await session_keys(store, sid):
+        assert await store.client.pttl(key) > _GRACE_MS, key
+
+
+async def test_an_ended_session_keeps_its_keys_for_the_purge_grace(
+    store: CacheSessionStore,
+) -> None:
+    sid = await new_session(store, 1)
+    await store.transition(sid, _C, allowed_from=frozenset({_A}))
+    for key in await session_keys(store, sid):
+        ttl = await store.client.pttl(key)
+        assert _GRACE_MS - 60_000 < ttl <= _GRACE_MS, key
+    until = store.now() + timedelta(hours=2)
+    assert await store.purge(sid, tombstone_until=until) is True
+    assert await session_keys(store, sid) == []
+    tomb = store.keys.session(sid)[10]
+    assert await store.client.pttl(tomb) > 2 * 3600 * 1000 - 60_000  # the tombstone's own
+    with pytest.raises(SessionValidationError):
+        await store.create_session(make_state("alice", session_id=sid))
+
+
+async def test_without_a_ttl_keys_never_expire(cluster: bool) -> None:
+    async with open_store(cluster=cluster) as factory:
+        made = await factory()
+        assert isinstance(made, CacheSessionStore)
+        sid = await new_session(made, 1)
+        await made.transition(sid, _C, allowed_from=frozenset({_A}))
+        for key in await session_keys(made, sid):
+            assert await made.client.pttl(key) == -1
+
+
+# -------------------------------------------------------- checkpoint order
+async def test_checkpoints_are_listed_by_creation_time_then_insertion(
+    store: CacheSessionStore, clock: FakeClock
+) -> None:
+    sid = await new_session(store, 1)
+    state = await store.load(sid)
+    assert state is not None
+    t0 = clock.now
+
+    def checkpoint(cpid: str, seconds: int) -> SessionCheckpoint:
+        return SessionCheckpoint(
+            checkpoint_id=f"{cpid}-{sid}",
+            session_id=sid,
+            state=state,
+            created_at=t0 + timedelta(seconds=seconds),
+        )
+
+    for cpid, seconds in (("late", 10), ("early", 5), ("tie", 5), ("first", 1)):
+        await store.save_checkpoint(checkpoint(cpid, seconds))
+    clock.advance(7)
+    await store.create_checkpoint(sid, checkpoint_id=f"made-{sid}")
+    expected = [f"{c}-{sid}" for c in ("first", "early", "tie", "made", "late")]
+    headers = await store.list_checkpoint_headers(sid)
+    assert [c.checkpoint_id for c in headers] == expected
+    full = await store.list_checkpoints(sid)
+    assert [c.checkpoint_id for c in full] == expected
+    assert all(len(c.state.turns) == 1 for c in full)
