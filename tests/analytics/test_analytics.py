@@ -73,8 +73,8 @@ def test_compute_counts_everything_from_the_turns() -> None:
     assert result.total_turns == 8
     assert result.total_tokens == 49
     assert result.total_cost == pytest.approx(0.75)
-    # created 10 s before T0; newest turn at T0+20 is later than updated_at (T0+15)
-    assert result.duration_seconds == pytest.approx(30.0)
+    # first turn at T0, last at T0+20 (created_at and updated_at do not count)
+    assert result.duration_seconds == 20.0
     assert result.agents_used == ["planner", "writer"]
     assert result.tools_invoked == ["search", "calc"]
     assert result.tool_call_counts == {"search": 2, "calc": 1}
@@ -97,6 +97,15 @@ def test_compute_on_a_header_uses_the_stored_counters() -> None:
     assert result.duration_seconds == pytest.approx(310.0)
     assert result.avg_response_time_ms == 0.0 and result.response_count == 0
     assert result.agents_used == []
+
+
+def test_a_session_without_turns_lasts_zero_seconds() -> None:
+    empty = state([], updated_at=T0 + timedelta(minutes=5))
+    result = compute(empty)
+    assert result.duration_seconds == 0.0
+    assert (result.total_turns, result.first_turn_at, result.last_turn_at) == (0, None, None)
+    one = compute(state([turn(7, "user")], updated_at=T0 + timedelta(minutes=5)))
+    assert one.duration_seconds == 0.0
 
 
 def test_compute_rejects_what_is_not_a_state() -> None:

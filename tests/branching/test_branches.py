@@ -188,6 +188,26 @@ async def test_selective_merge_cherry_picks(make_env: EnvFactory) -> None:
     assert_totals_exact(again)
 
 
+async def test_selective_merge_skips_turns_the_parent_has(make_env: EnvFactory) -> None:
+    env = await make_env()
+    sid, base = await _source(env, 3)
+    branch = await env.branches.fork(sid, "pick")
+    new = await add(env, branch.session_id, 10, 3)
+    # base[1] is from before the fork: the parent has it; new[0] and new[2] it lacks.
+    strategy = SelectiveMerge([base[1].turn_id, new[2].turn_id, new[0].turn_id])
+    merged = await env.branches.merge(sid, branch.session_id, strategy=strategy)
+    assert merged.turns == [*base, new[0], new[2]]
+    assert_totals_exact(merged)
+    # Naming only turns the parent has (one merged above) changes nothing.
+    again = await env.branches.merge(
+        sid, branch.session_id, strategy=SelectiveMerge([new[0].turn_id, base[0].turn_id])
+    )
+    assert again == merged
+    stored = await env.manager.get_state(sid)
+    assert stored is not None and stored.turns == [*base, new[0], new[2]]
+    assert stored.turn_count == 5
+
+
 async def test_selective_merge_refuses_unknown_ids(make_env: EnvFactory) -> None:
     env = await make_env()
     m = env.manager
@@ -241,6 +261,40 @@ async def test_a_user_written_strategy(make_env: EnvFactory) -> None:
     assert merged.turns[-1].content == " | ".join(t.content for t in new)
     assert merged.metadata == {"merged_from": "research"}
     assert_totals_exact(merged)
+
+
+class _StateMerge:
+    """A strategy written against the contract's shape: it returns the merged parent."""
+
+    async def merge(
+        self, parent: SessionState, branch: SessionState, *args: object, **kwargs: object
+    ) -> SessionState:
+        extra = [t for t in branch.turns if t.turn_id not in {p.turn_id for p in parent.turns}]
+        return SessionState(
+            session_id=parent.session_id,
+            user_id=parent.user_id,
+            status=parent.status,
+            turns=[*parent.turns, *extra[-1:]],
+            variables={**parent.variables, "picked": len(extra[-1:])},
+            metadata=parent.metadata,
+            created_at=parent.created_at,
+            updated_at=parent.updated_at,
+        )
+
+
+async def test_a_strategy_returning_a_state_is_accepted_whatever_its_signature(
+    make_env: EnvFactory,
+) -> None:
+    env = await make_env()
+    sid, base = await _source(env, 2, variables={"a": 1})
+    branch = await env.branches.fork(sid, "state")
+    new = await add(env, branch.session_id, 10, 3)
+    merged = await env.branches.merge(sid, branch.session_id, strategy=_StateMerge())  # type: ignore[arg-type]
+    assert merged.turns == [*base, new[-1]]
+    assert merged.variables == {"a": 1, "picked": 1}
+    assert_totals_exact(merged)
+    stored = await env.manager.get_state(sid)
+    assert stored == merged
 
 
 async def test_a_strategy_returning_garbage_changes_nothing(make_env: EnvFactory) -> None:

@@ -35,8 +35,10 @@ class SessionAnalytics:
 
     * ``total_turns``/``total_tokens``/``total_cost`` — from the turns when the
       state carries them, else from the state's stored counters.
-    * ``duration_seconds`` — ``created_at`` to the last activity (the later of
-      ``updated_at`` and the newest turn's timestamp).
+    * ``duration_seconds`` — from the first turn's timestamp to the last turn's; 0
+      for a session without turns. For a header whose turns were not read
+      (``turns == []`` but ``turn_count > 0``): ``created_at`` to ``updated_at``,
+      the nearest the header can tell.
     * ``agents_used`` — distinct ``metadata["agent"]`` values of the turns, in order
       of first appearance (group sessions tag each agent turn this way).
     * ``tools_invoked`` — distinct tool names, in order of first call, from each
@@ -119,6 +121,16 @@ def _response_gaps_ms(turns: Sequence[SessionTurn]) -> list[float]:
     return gaps
 
 
+def _duration_seconds(state: SessionState, turns: list[SessionTurn]) -> float:
+    """First turn to last turn; 0 without turns; created..updated for an unread header."""
+    if turns:
+        stamps = [t.timestamp for t in turns]
+        return max((max(stamps) - min(stamps)).total_seconds(), 0.0)
+    if state.turn_count > 0:
+        return max((state.updated_at - state.created_at).total_seconds(), 0.0)
+    return 0.0
+
+
 def compute(state: SessionState) -> SessionAnalytics:
     """The :class:`SessionAnalytics` of ``state`` (full state, or header-only for totals)."""
     if not isinstance(state, SessionState):
@@ -132,8 +144,7 @@ def compute(state: SessionState) -> SessionAnalytics:
     else:
         total_turns, total_tokens = state.turn_count, state.total_tokens
         total_cost = float(state.total_cost)
-    last_activity = max([state.updated_at, *(t.timestamp for t in turns)])
-    duration = max((last_activity - state.created_at).total_seconds(), 0.0)
+    duration = _duration_seconds(state, turns)
     tools: Counter[str] = Counter()
     for turn in turns:
         tools.update(tool_names(turn.tool_calls))

@@ -11,7 +11,11 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 
 from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
 from lexigram.ai.session.events import SessionBranchMergedEvent, SessionForkedEvent
-from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.hooks import (
     HOOK_BRANCH_MERGED,
     HOOK_SESSION_FORKED,
@@ -21,7 +25,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
-from lexigram.ai.session.stores.codec import dumps, validate_turn
+from lexigram.ai.session.validation import check_id, check_mapping, check_optional_id, check_turns
 
 __all__ = ["BranchManager"]
 
@@ -73,10 +77,9 @@ class BranchManager:
         The fork point is the session's current end, or ``from_checkpoint`` (a
         checkpoint of that session). Returns the branch's full state.
         """
-        if not isinstance(branch_name, str) or not branch_name.strip():
-            raise SessionValidationError(
-                "branch_name", f"must be a non-empty string, got {branch_name!r}"
-            )
+        check_id(session_id, "session_id")
+        check_id(branch_name, "branch_name")
+        check_optional_id(from_checkpoint, "from_checkpoint")
         source = await self.store.load_record(session_id)
         if source is None:
             raise SessionNotFoundError(session_id)
@@ -123,6 +126,8 @@ class BranchManager:
         refused with ``DuplicateTurnError`` and nothing changes), totals are counted
         from the merged turns. Returns the parent's full state.
         """
+        check_id(parent_id, "parent_id")
+        check_id(branch_id, "branch_id")
         if parent_id == branch_id:
             raise SessionValidationError("branch_id", "a session cannot be merged into itself")
         if await self.store.load_record(parent_id) is None:
@@ -144,6 +149,12 @@ class BranchManager:
             raise SessionNotFoundError(branch_id)
         new_turns = await self.store.get_turns(branch_id, after_seq=branch_record.fork_seq or 0)
         plan = _checked(await _plan(strategy or AppendMerge(), parent, branch, new_turns))
+        # Judged here, the same on every backend (a store may take an append of its
+        # newest turns for a retry of that append and accept it).
+        known = {t.turn_id for t in parent.turns}
+        for turn in plan.turns:
+            if turn.turn_id in known:
+                raise DuplicateTurnError(parent_id, turn.turn_id)
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
         if plan.turns:
             await self.store.append_turns(
@@ -177,14 +188,11 @@ def _checked(plan: MergePlan) -> MergePlan:
         raise SessionValidationError(
             "plan.turns", f"expected a list, got {type(plan.turns).__name__}"
         )
-    turns = [validate_turn(t) for t in plan.turns]
+    turns = check_turns(plan.turns, "plan.turns")
     for name in ("variables", "metadata"):
         value = getattr(plan, name)
-        if value is None:
-            continue
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise SessionValidationError(f"plan.{name}", "expected a dict with string keys")
-        dumps(value, field=f"plan.{name}")
+        if value is not None:
+            check_mapping(value, f"plan.{name}")
     return replace(plan, turns=turns)
 
 
@@ -193,33 +201,32 @@ async def _plan(
 ) -> MergePlan:
     """Ask ``strategy`` for its plan.
 
-    Strategies written for the original two-argument form
-    (``merge(parent, branch) -> SessionState``) are accepted too: the turns of the
-    state they return that the parent does not have become the plan's turns, and
-    changed variables/metadata are carried over.
+    ``merge`` is called as ``merge(parent, branch)`` when it takes exactly two
+    positional arguments, else as ``merge(parent, branch, new_turns)``. It may
+    return a :class:`MergePlan` or, whatever its signature, the merged parent as a
+    :class:`SessionState`: the turns of that state the parent does not have become
+    the plan's turns, and changed variables/metadata are carried over.
     """
     merge = getattr(strategy, "merge", None)
     if merge is None or not callable(merge):
         raise SessionValidationError("strategy", "expected an object with an async merge() method")
     if _positional_arity(merge) == 2:
         result = await merge(parent, branch)
-        if not isinstance(result, SessionState):
-            raise SessionValidationError(
-                "strategy",
-                f"a two-argument merge() must return a SessionState, got {type(result).__name__}",
-            )
+    else:
+        result = await merge(parent, branch, new_turns)
+    if isinstance(result, MergePlan):
+        return result
+    if isinstance(result, SessionState):
         known = {t.turn_id for t in parent.turns}
         return MergePlan(
             turns=[t for t in result.turns if t.turn_id not in known],
             variables=None if result.variables == parent.variables else dict(result.variables),
             metadata=None if result.metadata == parent.metadata else dict(result.metadata),
         )
-    plan = await merge(parent, branch, new_turns)
-    if not isinstance(plan, MergePlan):
-        raise SessionValidationError(
-            "strategy", f"merge() must return a MergePlan, got {type(plan).__name__}"
-        )
-    return plan
+    raise SessionValidationError(
+        "strategy",
+        f"merge() must return a MergePlan or a SessionState, got {type(result).__name__}",
+    )
 
 
 def _positional_arity(func: Any) -> int:

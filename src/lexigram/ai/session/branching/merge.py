@@ -32,11 +32,15 @@ class MergeStrategy(Protocol):
     """Decides what a merge brings into the parent.
 
     ``new_turns`` are exactly the turns the branch added after its fork point.
+    ``merge`` may also return the parent's merged :class:`SessionState` instead of a
+    plan (whatever its signature, e.g. ``merge(self, parent, branch, *args,
+    **kwargs)``): the turns of that state the parent lacks are appended, and changed
+    variables/metadata replace the parent's.
     """
 
     async def merge(
         self, parent: SessionState, branch: SessionState, new_turns: list[SessionTurn]
-    ) -> MergePlan:
+    ) -> MergePlan | SessionState:
         """Plan the merge of ``branch`` into ``parent``."""
         ...
 
@@ -52,7 +56,11 @@ class AppendMerge:
 
 
 class SelectiveMerge:
-    """Cherry-pick the branch turns named in ``turn_ids`` (in branch order)."""
+    """Cherry-pick the branch turns named in ``turn_ids`` (in branch order).
+
+    A named turn the parent already has (one from before the fork, or merged
+    earlier) is skipped: the merge takes the named turns the parent lacks.
+    """
 
     def __init__(self, turn_ids: Iterable[str], *, merge_variables: bool = False) -> None:
         if isinstance(turn_ids, str):
@@ -65,14 +73,14 @@ class SelectiveMerge:
     async def merge(
         self, parent: SessionState, branch: SessionState, new_turns: list[SessionTurn]
     ) -> MergePlan:
-        """Plan: the named turns of the branch; unknown ids are an error naming them."""
+        """Plan: the named turns of the branch the parent lacks; unknown ids are an error."""
         by_id = {t.turn_id: t for t in branch.turns}
         missing = [tid for tid in self.turn_ids if tid not in by_id]
         if missing:
             raise SessionValidationError(
                 "turn_ids", f"not in branch {branch.session_id!r}: {missing}"
             )
-        wanted = set(self.turn_ids)
+        wanted = set(self.turn_ids) - {t.turn_id for t in parent.turns}
         picked = [t for t in branch.turns if t.turn_id in wanted]
         variables = {**parent.variables, **branch.variables} if self.merge_variables else None
         return MergePlan(turns=picked, variables=variables)
