@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -222,3 +223,14 @@ async def test_limiter_memory_is_bounded_and_windows_are_forgotten() -> None:
     ticks.now += 60
     await limiter.reserve("client-9")
     assert limiter.tracked_clients == 1
+
+
+async def test_concurrent_requests_never_pass_a_bound_together(world: World) -> None:
+    app = _inside(world, anonymous_sessions_per_minute=3, max_anonymous_sessions=100)
+    answers = await asyncio.gather(*(_post(app, "203.0.113.7") for _ in range(20)))
+    assert sorted(r.status_code for r in answers) == [200] * 3 + [429] * 17
+    assert len(world.created) == 3
+    total = _inside(world, anonymous_sessions_per_minute=0, max_anonymous_sessions=4)
+    answers = await asyncio.gather(*(_post(total, f"192.0.2.{i}") for i in range(20)))
+    assert sorted(r.status_code for r in answers) == [200] * 4 + [429] * 16
+    assert len(world.created) == 7

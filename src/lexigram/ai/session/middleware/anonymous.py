@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionStatus
+from lexigram.logging import get_logger
 
 from lexigram.ai.session.exceptions import SessionCapacityError
 
@@ -37,7 +38,10 @@ __all__ = [
     "RECHECK_EVERY_S",
     "AnonymousLimitError",
     "AnonymousLimiter",
+    "send_too_many",
 ]
+
+logger = get_logger(__name__)
 
 #: Client addresses whose window is remembered at once (bounded memory).
 MAX_TRACKED_CLIENTS = 10_000
@@ -106,31 +110,38 @@ class AnonymousLimiter:
     async def reserve(self, client: str) -> None:
         """Admit one new anonymous session for ``client`` or raise :class:`AnonymousLimitError`.
 
-        An admission holds a place in the total until :meth:`settle` is called.
+        An admission holds a place in the total until :meth:`settle` is called. The
+        checks and the counting run without awaiting in between, so concurrent
+        requests never pass a bound together.
         """
-        now = self._clock()
-        self._forget_old_windows(now)
-        window = self._windows.get(client)
-        if self.per_minute and window is not None and window[1] >= self.per_minute:
-            retry = max(1, math.ceil(window[0] + _WINDOW_S - now))
-            raise AnonymousLimitError(
-                f"client {client!r} created {self.per_minute} anonymous sessions this minute "
-                f"(anonymous_sessions_per_minute={self.per_minute})",
-                retry_after=retry,
-                bound="anonymous_sessions_per_minute",
-            )
-        if self.max_live and self.live_count >= self.max_live:
-            await self._recheck(now)
-            if self.live_count >= self.max_live:
+        rechecked = False
+        while True:
+            now = self._clock()
+            self._forget_old_windows(now)
+            window = self._windows.get(client)
+            if self.per_minute and window is not None and window[1] >= self.per_minute:
+                retry = max(1, math.ceil(window[0] + _WINDOW_S - now))
+                raise AnonymousLimitError(
+                    f"client {client!r} created {self.per_minute} anonymous sessions this "
+                    f"minute (anonymous_sessions_per_minute={self.per_minute})",
+                    retry_after=retry,
+                    bound="anonymous_sessions_per_minute",
+                )
+            if self.max_live and self.live_count >= self.max_live:
+                if not rechecked:
+                    rechecked = True
+                    await self._recheck(now)
+                    continue  # check everything again: others may have run meanwhile
                 raise AnonymousLimitError(
                     f"{self.max_live} anonymous sessions are live "
                     f"(max_anonymous_sessions={self.max_live})",
                     retry_after=TOTAL_RETRY_AFTER_S,
                     bound="max_anonymous_sessions",
                 )
-        if self.per_minute:
-            self._count(client, window, now)
-        self._pending += 1
+            if self.per_minute:
+                self._count(client, window, now)
+            self._pending += 1
+            return
 
     def settle(self, session_id: str | None) -> None:
         """End a reservation: ``session_id`` was created (now counted), or None (nothing was)."""
@@ -169,3 +180,30 @@ class AnonymousLimiter:
                 self._live.pop(session_id, None)
             else:
                 self._live.move_to_end(session_id)
+
+
+async def send_too_many(
+    scope: MutableMapping[str, Any],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    refused: AnonymousLimitError,
+) -> None:
+    """Answer a refused anonymous session: 429 + Retry-After (close 1013 on a WebSocket)."""
+    logger.debug(
+        "ai_session.web.anonymous_limited", bound=refused.bound, retry_after=refused.retry_after
+    )
+    if scope.get("type") == "websocket":
+        await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
+        return
+    body = f"Too many anonymous sessions; retry after {refused.retry_after} s.\n".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(refused.retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

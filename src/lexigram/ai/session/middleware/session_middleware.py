@@ -32,7 +32,11 @@ from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.context.session_context import SessionBinding, SessionContext
 from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.manager.core import SessionManagerImpl
-from lexigram.ai.session.middleware.anonymous import AnonymousLimiter, AnonymousLimitError
+from lexigram.ai.session.middleware.anonymous import (
+    AnonymousLimiter,
+    AnonymousLimitError,
+    send_too_many,
+)
 from lexigram.ai.session.middleware.cookies import (
     CookieCodec,
     cookie_secret,
@@ -209,7 +213,7 @@ class SessionMiddleware:
                     # An error middleware inside (Starlette's ServerErrorMiddleware)
                     # answered the refusal with a 500 before re-raising it.
                     answered = True
-                    await _too_many(scope, send, admission.refused)
+                    await send_too_many(scope, send, admission.refused)
                     return
                 announced = binding.created
                 extra = self._response_headers(binding, resolution, secure=secure)
@@ -225,7 +229,7 @@ class SessionMiddleware:
                 return
             if started:
                 raise
-            await _too_many(scope, send, refused)
+            await send_too_many(scope, send, refused)
         finally:
             context.unbind(token)
             self._settle(binding, resolution, admission)
@@ -309,28 +313,3 @@ def current_session() -> SessionContext:
     :class:`SessionMiddleware`.
     """
     return SessionContext().pinned()
-
-
-async def _too_many(
-    scope: MutableMapping[str, Any], send: Send, refused: AnonymousLimitError
-) -> None:
-    """Answer a refused anonymous session: 429 + Retry-After (close 1013 on a WebSocket)."""
-    logger.debug(
-        "ai_session.web.anonymous_limited", bound=refused.bound, retry_after=refused.retry_after
-    )
-    if scope.get("type") == "websocket":
-        await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
-        return
-    body = f"Too many anonymous sessions; retry after {refused.retry_after} s.\n".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(refused.retry_after).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
