@@ -28,6 +28,7 @@ BAD_URLS: list[tuple[str, str, dict[str, Any]]] = [
     ("database_url", f"postgresql://bob:{SECRET}@h:notaport/db", {}),
     ("database_url", f"postgresql://bob:{SECRET}@[h/db", {}),
     ("database_url", f"sqlite+aiosqlite://bob:{SECRET}@h/x.db", {}),
+    ("database_url", f"postgresql//bob:{SECRET}@h/db", {}),
     ("redis_url", f"http://bob:{SECRET}@x", {}),
     ("redis_url", f"redis://bob:{SECRET}@h:6379/abc", {}),
     ("redis_url", f"redis://:{SECRET}@h:6379/3", {"redis_cluster": True}),
@@ -70,6 +71,9 @@ def assert_error_clean(exc: BaseException, secret: str) -> None:
         ("sqlite+aiosqlite:///path/with@sign.db", "sqlite+aiosqlite:///path/with@sign.db"),
         ("http://bob:hunter2@[x", "http://bob:***@[x"),
         ("not a url", "not a url"),
+        ("bob:hunter2@h/db", "bob:***@h/db"),
+        ("mysql//bob:hunter2@h", "mysql//bob:***@h"),
+        ("user@example.com", "user@example.com"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
@@ -218,3 +222,29 @@ def test_typer_cli_error_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1
     assert "ai_session.database_url" in result.output
     assert_clean(result.output, SECRET)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://bob:{SECRET}@h:xx/db",
+        f"mysql://bob:{SECRET}@h/db",
+        f"postgresql://bob:{SECRET}@/db",
+        f"::bob:{SECRET}@",
+    ],
+)
+def test_sql_store_url_errors_are_redacted(url: str) -> None:
+    from lexigram.ai.session.exceptions import SessionValidationError
+    from lexigram.ai.session.stores.sql.urls import normalise_url
+
+    with pytest.raises(SessionValidationError) as info:
+        normalise_url(url)
+    assert info.value.field == "database_url"
+    assert_error_clean(info.value, SECRET)
+
+
+def test_config_and_sql_store_accept_the_same_schemes() -> None:
+    from lexigram.ai.session.config_urls import SQL_SCHEMES
+    from lexigram.ai.session.stores.sql.urls import _ALIASES
+
+    assert set(SQL_SCHEMES) == set(_ALIASES)

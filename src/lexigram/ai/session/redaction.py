@@ -20,6 +20,10 @@ MASK = "***"
 #: ``scheme://userinfo@`` at the start of a URL (userinfo up to the last ``@``
 #: before the path, so a password holding ``@`` or ``/`` is covered as a whole).
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^?#]*)@")
+#: The same without a scheme (``bob:pw@host/db``, or a mistyped scheme).
+_BARE_USERINFO = re.compile(r"^(?P<scheme>)(?P<userinfo>[^?#]*)@")
+#: Last resort for text that is no URL at all: a ``:secret@`` anywhere.
+_LOOSE_PASSWORD = re.compile(r":(?P<secret>[^:@/\s]+)@")
 _SECRET_PARAMS = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pass|pwd|secret|token|access_token|auth|"
     r"api_key|apikey|sslpassword)=)(?P<value>[^&;#]*)",
@@ -42,7 +46,7 @@ def _token_like(user: str) -> bool:
 
 def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     """``(scheme, user, password, rest)`` of ``url``, or None without user-info."""
-    match = _USERINFO.match(url)
+    match = _USERINFO.match(url) or _BARE_USERINFO.match(url)
     if match is None:
         return None
     userinfo = match.group("userinfo")
@@ -62,6 +66,8 @@ def redact_url(url: object) -> str:
             text = f"{scheme}{user}:{MASK}@{rest}"
         elif user and _token_like(user):
             text = f"{scheme}{MASK}{':' if password is not None else ''}@{rest}"
+    else:
+        text = _LOOSE_PASSWORD.sub(f":{MASK}@", text)
     return _SECRET_PARAMS.sub(lambda m: m.group("key") + MASK, text)
 
 
@@ -77,6 +83,8 @@ def url_secrets(url: object) -> list[str]:
             found.append(password)
         elif user and _token_like(user):
             found.append(user)
+    else:
+        found += [m.group("secret") for m in _LOOSE_PASSWORD.finditer(url)]
     found += [m.group("value") for m in _SECRET_PARAMS.finditer(url) if m.group("value")]
     return found
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.redaction import redact_text, redact_url
 
 __all__ = ["DatabaseURL", "mask_url", "normalise_url"]
 
@@ -74,10 +75,16 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
     if isinstance(url, str):
         if not url.strip():
             raise SessionValidationError(field, "must be a non-empty database URL")
+        problem = ""
         try:
             parsed = make_url(url.strip())
-        except ArgumentError as exc:
-            raise SessionValidationError(field, f"malformed database URL: {exc}") from exc
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+            problem = redact_text(str(exc), [url, url.strip()])
+        if problem:
+            # Raised outside the handler: the parser's error is not chained to it.
+            raise SessionValidationError(
+                field, f"malformed database URL {redact_url(url)}: {problem}"
+            )
     elif isinstance(url, URL):
         parsed = url
     else:
@@ -97,10 +104,10 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` with the password hidden; a string that does not parse is returned cut short."""
+    """``url`` with the password hidden (also a string that does not parse)."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    except (ArgumentError, ValueError):
+        return redact_url(url)
