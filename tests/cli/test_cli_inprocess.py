@@ -146,3 +146,34 @@ def test_progress_line_prints_the_last_step_when_not_a_terminal() -> None:
     sweep.phase("purge", 3)
     sweep.finish()
     assert phases.getvalue().splitlines() == ["expire: 10", "expire: 20", "purge: 3"]
+
+
+def test_a_copy_under_a_new_id_needs_new_checkpoint_ids(seeded: Seeded, tmp_path: Path) -> None:
+    code, out, _ = run("--database-url", seeded.url, "export", "--", seeded.alice[0])
+    doc = json.loads(out)
+    entry = doc["sessions"][0]
+    entry["header"]["session_id"] = "copy-of-first"
+    for cp in entry["checkpoints"]:
+        cp["header"]["session_id"] = "copy-of-first"
+    path = tmp_path / "copy.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = run("--database-url", seeded.url, "import", str(path))
+    assert code == 1 and "belongs to session" in err and "--new-checkpoint-ids" in err
+    code, out, err = run("--database-url", seeded.url, "import", "--new-checkpoint-ids", str(path))
+    assert code == 0 and "imported 1" in out, err
+
+    async def check() -> None:
+        store = DatabaseSessionStore(seeded.url)
+        await store.initialize()
+        try:
+            source = await store.load_checkpoint(seeded.checkpoint)
+            assert source is not None and source.session_id == seeded.alice[0]
+            copies = await store.list_checkpoints("copy-of-first")
+            assert len(copies) == 1 and copies[0].checkpoint_id != seeded.checkpoint
+            manager = SessionManagerImpl(store, SessionConfig(session_ttl=0))
+            restored = await manager.restore(seeded.checkpoint)
+            assert restored.session_id == seeded.alice[0]
+        finally:
+            await store.close()
+
+    asyncio.run(check())
