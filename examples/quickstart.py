@@ -1,6 +1,11 @@
-"""Quick start: the seed's example in the form that runs on lexigram 0.1.5008.
+"""Quick start: create a session, add turns, print the transcript, close it.
 
 Run: python examples/quickstart.py   (in-memory backend, no server needed)
+
+``LEX_LOGGING__LEVEL`` is the framework's log level (default INFO, which logs every boot
+step); this script sets WARNING unless the variable is set, and applies it to what is
+logged at import time too. ``LEX_LOGGING__LEVEL=INFO python examples/quickstart.py``
+shows the boot log.
 """
 
 from __future__ import annotations
@@ -8,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 
-os.environ.setdefault("LEX_QUIET", "1")
 os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
 
 from lexigram.logging import configure_logging
 
-configure_logging(level="WARNING")
+configure_logging(level=os.environ["LEX_LOGGING__LEVEL"])
 
 from lexigram.di.module import Module, module  # noqa: E402
 
@@ -35,8 +39,6 @@ class AppModule(Module):
 
 
 async def main() -> None:
-    # The seed wrote `Application(modules=[AppModule]).run()`; lexigram 0.1.5008 boots
-    # an application with `Application.boot(modules=[...])` instead.
     async with Application.boot(modules=[AppModule]) as app:
         manager = await app.container.resolve(SessionManagerProtocol)
         session = await manager.create("alice", metadata={"channel": "quickstart"})
