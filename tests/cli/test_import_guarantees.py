@@ -258,3 +258,52 @@ async def test_a_replace_whose_checkpoints_fail_keeps_the_old_header_and_turns(
         t.turn_id for t in state.turns
     ]
     assert len(await store.list_checkpoints(sid)) == 2
+
+
+def _two_with_checkpoints(doc: dict[str, Any]) -> None:
+    """Make the second session's checkpoint reuse the first session's checkpoint id."""
+    first, second = doc["sessions"]
+    second["checkpoints"][0]["checkpoint_id"] = first["checkpoints"][0]["checkpoint_id"]
+
+
+def _foreign_parent(doc: dict[str, Any]) -> None:
+    first, second = doc["sessions"]
+    second["checkpoints"][0]["parent_checkpoint_id"] = first["checkpoints"][0]["checkpoint_id"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "field"),
+    [
+        (_two_with_checkpoints, "sessions[1].checkpoints[0].checkpoint_id"),
+        (_foreign_parent, "sessions[1].checkpoints[0].parent_checkpoint_id"),
+        (lambda d: d.update(extra=1), "extra"),
+        (lambda d: d.update(version=0), "version"),
+        (lambda d: d.update(exported_at=5), "exported_at"),
+        (lambda d: d["sessions"][0]["header"].update(total_cost=float("nan")),
+         "sessions[0].header.total_cost"),
+        (lambda d: d["sessions"][0]["header"].update(status="paused"),
+         "sessions[0].header.status"),
+        (lambda d: d["sessions"][0]["header"].update(user_id="bob\x00"),
+         "sessions[0].header.user_id"),
+        (lambda d: d["sessions"][0]["checkpoints"][0]["header"].update(session_id="other"),
+         "sessions[0].checkpoints[0].header.session_id"),
+        (lambda d: d["sessions"][0]["checkpoints"][0]["turns"].append(
+            d["sessions"][0]["checkpoints"][0]["turns"][0]),
+         "sessions[0].checkpoints[0].turns[2].turn_id"),
+    ],
+)
+async def test_document_level_mistakes_are_named_and_nothing_is_written(
+    damage: Any, field: str
+) -> None:
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+    source = InMemorySessionStore()
+    first, _ = await _seed(source, "alice")
+    second, _ = await _seed(source, "bob")
+    doc = await _document(source, first, second)
+    damage(doc)
+    target = InMemorySessionStore()
+    with pytest.raises(SessionValidationError) as caught:
+        await import_document(target, _raw(doc))
+    assert caught.value.field == field
+    assert await target.load_record(first) is None and await target.load_record(second) is None

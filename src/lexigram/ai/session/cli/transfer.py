@@ -124,6 +124,9 @@ def parse_document(raw: bytes | str) -> list[ExportedSession]:
     unknown = sorted(str(k) for k in doc if k not in _DOCUMENT_KEYS)
     if unknown:
         raise SessionValidationError(unknown[0], "unknown field")
+    exported_at = doc.get("exported_at")
+    if exported_at is not None and not isinstance(exported_at, str):
+        raise SessionValidationError("exported_at", "expected an ISO-8601 time string")
     sessions = doc.get("sessions")
     if not isinstance(sessions, list):
         raise SessionValidationError("sessions", "expected a list")
