@@ -17,7 +17,11 @@ import pytest
 from lexigram.ai.session import SessionManagerImpl
 from lexigram.ai.session.cli.importing import ImportStopped, import_document
 from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
-from lexigram.ai.session.exceptions import SessionValidationError, StoreUnavailableError
+from lexigram.ai.session.exceptions import (
+    SessionValidationError,
+    StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from lexigram.ai.session.stores.base import SessionStore
 from tests.stores.backends import BackendSpec, all_specs
 
@@ -307,3 +311,32 @@ async def test_document_level_mistakes_are_named_and_nothing_is_written(
         await import_document(target, _raw(doc))
     assert caught.value.field == field
     assert await target.load_record(first) is None and await target.load_record(second) is None
+
+
+class _UnconfirmedSave:
+    """A real store whose ``save`` is applied but its confirmation lost."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    async def save(self, state: Any) -> None:
+        await self._store.save(state)
+        raise WriteOutcomeUnknownError("reply lost (injected)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_an_unconfirmed_replace_is_reported_as_such_and_is_never_a_mix(
+    store: SessionStore,
+) -> None:
+    sid, _ = await _seed(store)
+    doc = await _document(store, sid)
+    doc["sessions"][0]["turns"] = doc["sessions"][0]["turns"][:1]
+    wrapped: Any = _UnconfirmedSave(store)
+    with pytest.raises(ImportStopped) as caught:
+        await import_document(wrapped, _raw(doc), replace_existing=True)
+    assert caught.value.outcome_unknown and caught.value.session_id == sid
+    state = await store.load(sid)
+    assert state is not None and [t.content for t in state.turns] == ["Weather in Paris?"]
+    assert (state.turn_count, state.total_tokens) == (1, 5)

@@ -285,9 +285,12 @@ def run_import(
         err.write(f"skipped {sid}: already exists (use --replace to overwrite)\n")
     if isinstance(result, ImportStopped):
         err.write(f"error: {result}\n")
+        if result.outcome_unknown:
+            fate = "holds either its old header and turns or the document's (unconfirmed)"
+        else:
+            fate = "keeps its old header and turns (a new one is not stored)"
         err.write(
-            f"session {result.session_id!r}: a new one was not stored, an existing one keeps "
-            "its old header and turns; the sessions after it were not tried "
+            f"session {result.session_id!r} {fate}; the sessions after it were not tried "
             "(run the same import again to finish)\n"
         )
         return 1

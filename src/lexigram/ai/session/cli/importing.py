@@ -36,7 +36,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.cli.reader import ExportedSession
 from lexigram.ai.session.cli.transfer import checkpoint_references, parse_document
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import SessionValidationError, WriteOutcomeUnknownError
 from lexigram.ai.session.stores.base import SessionStore
 
 __all__ = [
@@ -63,13 +63,23 @@ class ImportStopped(Exception):
     """A store failure stopped an import after validation; ``report`` is what was written.
 
     The session being written when it stopped (``session_id``) is not partly stored:
-    a new one was removed again, a replaced one keeps its old header and turns.
+    a new one was removed again; a replaced one keeps its old header and turns, or,
+    when ``outcome_unknown`` (the store could not confirm the replacing step), holds
+    either the old ones or the document's, never a mix.
     """
 
-    def __init__(self, report: ImportReport, session_id: str, cause: BaseException) -> None:
+    def __init__(
+        self,
+        report: ImportReport,
+        session_id: str,
+        cause: BaseException,
+        *,
+        outcome_unknown: bool = False,
+    ) -> None:
         self.report = report
         self.session_id = session_id
         self.cause = cause
+        self.outcome_unknown = outcome_unknown
         written = len(report.imported) + len(report.replaced)
         super().__init__(
             f"import stopped at session {session_id!r} ({cause}); "
@@ -186,7 +196,8 @@ async def import_document(
                 checkpoints += len(entry.checkpoints)
         except Exception as exc:
             report = ImportReport(list(imported), list(skipped), list(replaced), checkpoints)
-            raise ImportStopped(report, sid, exc) from exc
+            unknown = exists and isinstance(exc, WriteOutcomeUnknownError)
+            raise ImportStopped(report, sid, exc, outcome_unknown=unknown) from exc
         if progress is not None:
             progress(n, len(plan))
     return ImportReport(
