@@ -17,6 +17,7 @@ name                                   kind            attributes
 ``ai_session.sweep.duration``          histogram (ms)  ``backend``
 ``ai_session.sweep.expired``           counter         ``backend``
 ``ai_session.sweep.purged``            counter         ``backend``
+``ai_session.sweep.damaged``           counter         ``backend``
 =====================================  ==============  ==================================
 
 Spans and instruments come from the global OpenTelemetry providers (whatever the
@@ -111,6 +112,11 @@ class SessionTelemetry:
         self._sweep_purged = meter.create_counter(
             "ai_session.sweep.purged", unit="{session}", description="Ended sessions purged"
         )
+        self._sweep_damaged = meter.create_counter(
+            "ai_session.sweep.damaged",
+            unit="{session}",
+            description="Undecodable sessions a sweep skipped and quarantined",
+        )
 
     # ----------------------------------------------------------------- spans
     @contextmanager
@@ -161,9 +167,16 @@ class SessionTelemetry:
             self._active.add(-1, {"backend": backend})
 
     def sweep_finished(
-        self, *, expired: int, purged: int, seconds: float, backend: str = "", failed: bool = False
+        self,
+        *,
+        expired: int,
+        purged: int,
+        seconds: float,
+        backend: str = "",
+        failed: bool = False,
+        damaged: int = 0,
     ) -> None:
-        """Record one sweep's outcome and duration."""
+        """Record one sweep's outcome and duration (``damaged``: records it quarantined)."""
         if not self.enabled:
             return
         attrs = {"backend": backend}
@@ -173,6 +186,8 @@ class SessionTelemetry:
             self._sweep_expired.add(expired, attrs)
         if purged:
             self._sweep_purged.add(purged, attrs)
+        if damaged:
+            self._sweep_damaged.add(damaged, attrs)
 
 
 _current: SessionTelemetry | None = None

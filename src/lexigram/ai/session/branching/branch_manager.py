@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
@@ -83,7 +82,7 @@ class BranchManager:
         source = await self.store.load_record(session_id)
         if source is None:
             raise SessionNotFoundError(session_id)
-        now = datetime.now(UTC)
+        now = self.store.now()  # the store's clock judges the deadline
         header = SessionState(
             session_id=new_session_id(),
             user_id=source.state.user_id,

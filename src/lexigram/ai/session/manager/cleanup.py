@@ -17,6 +17,13 @@ One sweep has two phases:
 Expiry is *reported* by every read as soon as the deadline passes (and writes are
 refused); the sweep only makes it durable and fires the notifications, so a long
 ``cleanup_interval_s`` delays events, never enforcement.
+
+A record that cannot be decoded (``CorruptRecordError`` from ``mark_expired`` or
+``purge``) never stops a sweep: it is logged at WARNING with its session id,
+counted in :attr:`SweepReport.damaged` and the ``ai_session.sweep.damaged``
+metric, and handed to ``store.quarantine`` so that later batches and sweeps do not
+meet it again; the sweep goes on with the rest. The record itself is left for an
+operator to inspect or delete.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,7 +40,7 @@ from lexigram.concurrency import create_tracked_task
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.events import SessionClosedEvent, SessionExpiredEvent
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
 from lexigram.ai.session.hooks import (
     HOOK_SESSION_CLOSED,
     HOOK_SESSION_EXPIRED,
@@ -60,7 +68,9 @@ class SweepReport:
 
     ``skipped`` counts sessions a store listed that this sweeper did not change
     (another sweeper got there first, or a write moved the deadline).
-    ``interrupted`` is True when :meth:`SessionCleanupScheduler.stop` cut it short.
+    ``damaged`` counts sessions whose stored record could not be decoded: each was
+    logged and quarantined (taken out of the sweeper's indexes), and the sweep went
+    on. ``interrupted`` is True when :meth:`SessionCleanupScheduler.stop` cut it short.
     """
 
     expired: int = 0
@@ -68,6 +78,7 @@ class SweepReport:
     skipped: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    damaged: int = 0
 
 
 class SessionCleanupScheduler:
@@ -114,7 +125,11 @@ class SessionCleanupScheduler:
         self.last_report: SweepReport | None = None
         self.sweeps = 0
         self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
+        # One lock per event loop: an asyncio lock belongs to one loop, and sweeps
+        # started on different loops are as safe together as sweeps of two processes.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- control
@@ -143,6 +158,14 @@ class SessionCleanupScheduler:
         self._tasks.clear()
         # Sweeps already running hold the event just set; later manual sweeps run in full.
         self._stop = asyncio.Event()
+
+    def _loop_lock(self) -> asyncio.Lock:
+        """The lock serialising this sweeper's passes on the running event loop."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks.setdefault(loop, asyncio.Lock())
+        return lock
 
     def _next_delay(self, first: bool) -> float:
         if first:
@@ -175,18 +198,19 @@ class SessionCleanupScheduler:
         ``expire=False`` / ``purge=False`` skip a phase.
         """
         stop = self._stop
-        async with self._lock:
+        async with self._loop_lock():
             tel = telemetry()
             backend = self.store.backend_name
             start = time.perf_counter()
             failed = False
             expired = purged = skipped = 0
+            damaged: set[str] = set()
             try:
                 with tel.span("ai_session.sweep", {"ai_session.backend": backend}) as span:
                     if expire:
-                        expired, skipped = await self._expire_phase(stop, progress)
+                        expired, skipped = await self._expire_phase(stop, progress, damaged)
                     if purge and not stop.is_set():
-                        purged, more_skipped = await self._purge_phase(stop, progress)
+                        purged, more_skipped = await self._purge_phase(stop, progress, damaged)
                         skipped += more_skipped
                     if span is not None:
                         span.set_attribute("ai_session.sweep.expired", expired)
@@ -197,7 +221,12 @@ class SessionCleanupScheduler:
             finally:
                 seconds = time.perf_counter() - start
                 tel.sweep_finished(
-                    expired=expired, purged=purged, seconds=seconds, backend=backend, failed=failed
+                    expired=expired,
+                    purged=purged,
+                    seconds=seconds,
+                    backend=backend,
+                    failed=failed,
+                    damaged=len(damaged),
                 )
             self.sweeps += 1
             report = SweepReport(
@@ -206,6 +235,7 @@ class SessionCleanupScheduler:
                 skipped=skipped,
                 seconds=seconds,
                 interrupted=stop.is_set(),
+                damaged=len(damaged),
             )
             self.last_report = report
             if expired or purged:
@@ -215,27 +245,31 @@ class SessionCleanupScheduler:
             return report
 
     async def _expire_phase(
-        self, stop: asyncio.Event, progress: SweepProgress | None
+        self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
     ) -> tuple[int, int]:
         done = skipped = 0
         while not stop.is_set():
             ids = await self.store.find_expired(limit=self.batch_size)
             if not ids:
                 break
-            results = await self._bounded(self._expire_one(sid) for sid in ids)
+            known = len(damaged)
+            results = await self._bounded(
+                ((sid, self._expire_one(sid)) for sid in ids), "expire", damaged
+            )
             newly = sum(results)
             done += newly
-            skipped += len(ids) - newly
+            skipped += len(ids) - newly - (len(damaged) - known)
             if progress is not None:
                 progress("expire", done)
-            # A short batch is the last one; a batch where nothing changed means
-            # another sweeper is ahead on the same ids: leave the rest to it.
-            if len(ids) < self.batch_size or newly == 0:
+            # A short batch is the last one; a batch where nothing changed (no
+            # expiry, no newly damaged record taken out) means another sweeper is
+            # ahead on the same ids: leave the rest to it.
+            if len(ids) < self.batch_size or newly + len(damaged) - known == 0:
                 break
         return done, skipped
 
     async def _purge_phase(
-        self, stop: asyncio.Event, progress: SweepProgress | None
+        self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
     ) -> tuple[int, int]:
         now = self.store.now()
         cutoff = now - timedelta(seconds=self.purge_after_s)
@@ -245,31 +279,62 @@ class SessionCleanupScheduler:
             ids = await self.store.find_purgeable(older_than=cutoff, limit=self.batch_size)
             if not ids:
                 break
+            known = len(damaged)
             results = await self._bounded(
-                self.store.purge(sid, tombstone_until=until) for sid in ids
+                ((sid, self.store.purge(sid, tombstone_until=until)) for sid in ids),
+                "purge",
+                damaged,
             )
             newly = sum(results)
             done += newly
-            skipped += len(ids) - newly
+            skipped += len(ids) - newly - (len(damaged) - known)
             if progress is not None:
                 progress("purge", done)
-            if len(ids) < self.batch_size or newly == 0:
+            if len(ids) < self.batch_size or newly + len(damaged) - known == 0:
                 break
         return done, skipped
 
-    async def _bounded(self, jobs: Iterable[Awaitable[bool]]) -> list[bool]:
-        """Run ``jobs`` at most ``concurrency`` at a time; a failing job counts as not done."""
+    async def _bounded(
+        self, jobs: Iterable[tuple[str, Awaitable[bool]]], phase: str, damaged: set[str]
+    ) -> list[bool]:
+        """Run ``jobs`` at most ``concurrency`` at a time; a failing job counts as not done.
+
+        A job that meets an undecodable record adds its session to ``damaged`` (once
+        per sweep) after quarantining it.
+        """
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(job: Awaitable[bool]) -> bool:
+        async def one(session_id: str, job: Awaitable[bool]) -> bool:
             async with sem:
                 try:
                     return bool(await job)
+                except CorruptRecordError as exc:
+                    if session_id not in damaged:
+                        damaged.add(session_id)
+                        await self._quarantine(session_id, phase, exc)
+                    return False
                 except Exception as exc:
-                    logger.warning("ai_session.sweep_item_failed", error=str(exc))
+                    logger.warning(
+                        "ai_session.sweep_item_failed", session_id=session_id, error=str(exc)
+                    )
                     return False
 
-        return list(await asyncio.gather(*(one(j) for j in jobs)))
+        return list(await asyncio.gather(*(one(sid, job) for sid, job in jobs)))
+
+    async def _quarantine(self, session_id: str, phase: str, exc: CorruptRecordError) -> None:
+        """Log a damaged record and take it out of the sweeper's indexes."""
+        logger.warning(
+            "ai_session.sweep_damaged_record",
+            session_id=session_id,
+            phase=phase,
+            error=str(exc),
+        )
+        try:
+            await self.store.quarantine(session_id)
+        except Exception as failure:  # the sweep goes on; the next one retries
+            logger.warning(
+                "ai_session.sweep_quarantine_failed", session_id=session_id, error=str(failure)
+            )
 
     async def _expire_one(self, session_id: str) -> bool:
         record = await self.store.mark_expired(session_id)

@@ -231,7 +231,7 @@ class SessionManagerImpl:
         """
         _check_user_id(user_id)
         chosen = new_session_id() if session_id is None else _check_session_id(session_id)
-        now = datetime.now(UTC)
+        now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
         check_optional_text(prompt, "system_prompt")
         state = SessionState(
