@@ -13,7 +13,7 @@ from lexigram.ai.session import SessionConfig, SessionModule
 from lexigram.ai.session.config import coerce_config
 from lexigram.ai.session.stores.registry import register_backend, unregister_backend
 
-SEED_DEFAULTS = {
+DOCUMENTED_DEFAULTS = {
     "enabled": True,
     "backend": "in_memory",
     "session_ttl": 86400,
@@ -33,9 +33,9 @@ SEED_DEFAULTS = {
 }
 
 
-def test_seed_defaults() -> None:
+def test_documented_defaults() -> None:
     config = SessionConfig()
-    for name, value in SEED_DEFAULTS.items():
+    for name, value in DOCUMENTED_DEFAULTS.items():
         assert getattr(config, name) == value, name
     assert SessionConfig.config_section == "ai_session"
 

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ]
 )
 class AppModule(Module):
-    """The seed's Quick Start module, defined at import time."""
+    """The README's Quick start module, defined at import time."""
 
 
 async def _use(app: Application) -> SessionManagerImpl:
@@ -51,7 +51,7 @@ async def _use(app: Application) -> SessionManagerImpl:
     return manager
 
 
-async def test_seed_quick_start_boots_twice() -> None:
+async def test_quick_start_module_boots_twice() -> None:
     managers = []
     for _ in range(2):
         async with Application.boot(modules=[AppModule]) as app:

@@ -85,3 +85,21 @@ def test_the_session_cli_needs_no_typer(tmp_path: Path) -> None:
         "", cwd=tmp_path, module="lexigram.ai.session.cli", args=("list", "u"), block=("typer",)
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_middleware_needs_no_starlette(tmp_path: Path) -> None:
+    code = """
+    import asyncio
+    from lexigram import Application
+    from lexigram.ai.session import SessionModule
+    from lexigram.ai.session.middleware import SessionMiddleware
+
+    async def main() -> None:
+        async with Application.boot(modules=[SessionModule.configure()]) as app:
+            middleware = await app.container.resolve(SessionMiddleware)
+            print("built", type(middleware).__name__)
+
+    asyncio.run(main())
+    """
+    result = run_python(code, cwd=tmp_path, block=("starlette",))
+    assert "built SessionMiddleware" in result.stdout, result.stderr
