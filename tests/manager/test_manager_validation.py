@@ -1,0 +1,176 @@
+"""The manager's API edge: caller-chosen ids, and every input refused naming its field.
+
+Over the in-memory store (the reference); tests/stores/test_parity_random.py runs the
+same kind of inputs through the manager on every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from lexigram.contracts.ai.session import SessionStatus
+
+from lexigram.ai.session import SessionManagerImpl
+from lexigram.ai.session.exceptions import SessionExpiredError, SessionValidationError
+from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.testing import FakeClock, make_turn
+from lexigram.ai.session.validation import MAX_ID_LENGTH, MAX_SAFE_INT
+
+Make = Any
+
+
+async def test_caller_chosen_session_id(manager: SessionManagerImpl) -> None:
+    state = await manager.create("alice", session_id="thread-42", variables={"k": 1})
+    assert state.session_id == "thread-42"
+    await manager.add_message("thread-42", "user", "hi")
+    stored = await manager.get_state("thread-42")
+    assert stored is not None and stored.user_id == "alice" and stored.turn_count == 1
+    page = await manager.list_sessions("alice")
+    assert [s.session_id for s in page] == ["thread-42"]
+
+
+async def test_a_taken_id_is_refused_naming_it(manager: SessionManagerImpl) -> None:
+    await manager.create("alice", session_id="ticket-7", variables={"owner": "alice"})
+    with pytest.raises(SessionValidationError) as info:
+        await manager.create("bob", session_id="ticket-7")
+    assert info.value.field == "session_id" and "ticket-7" in str(info.value)
+    stored = await manager.get_state("ticket-7")
+    assert stored is not None and stored.user_id == "alice"
+    assert stored.variables == {"owner": "alice"}
+    assert await manager.count_live_sessions("bob") == 0
+
+
+async def test_a_tombstoned_id_is_refused_naming_it(make_manager: Make, clock: FakeClock) -> None:
+    manager: SessionManagerImpl = make_manager(purge_after_s=60)
+    await manager.create("alice", session_id="gone")
+    await manager.close("gone")
+    clock.advance(120)
+    report = await SessionCleanupScheduler(manager).sweep()
+    assert report.purged == 1
+    with pytest.raises(SessionValidationError) as info:
+        await manager.create("alice", session_id="gone")
+    assert info.value.field == "session_id" and "gone" in str(info.value)
+    assert await manager.get_state("gone") is None
+
+
+async def test_concurrent_creates_of_one_id_exactly_one_wins(manager: SessionManagerImpl) -> None:
+    results = await asyncio.gather(
+        *(manager.create(f"user{i}", session_id="shared") for i in range(10)),
+        return_exceptions=True,
+    )
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    assert len(wins) == 1
+    assert all(
+        isinstance(r, SessionValidationError) and r.field == "session_id"
+        for r in results
+        if isinstance(r, BaseException)
+    )
+    stored = await manager.get_state("shared")
+    assert stored is not None and stored.user_id == wins[0].user_id
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "   ", "x" * (MAX_ID_LENGTH + 1), "a\x00b", "tab\there", "lone\ud800", 42, b"bytes"],
+)
+async def test_an_invalid_chosen_id_is_refused(manager: SessionManagerImpl, bad: Any) -> None:
+    with pytest.raises(SessionValidationError) as info:
+        await manager.create("alice", session_id=bad)
+    assert info.value.field == "session_id"
+    assert await manager.count_live_sessions("alice") == 0
+
+
+async def test_create_and_update_name_the_field(manager: SessionManagerImpl) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"user_id": "u" * 1_000_000}, "user_id"),
+        ({"user_id": "u\ud800"}, "user_id"),
+        ({"metadata": {"k": "\ud800"}}, "metadata.k"),
+        ({"variables": {"k": [1, float("nan")]}}, "variables.k[1]"),
+        ({"system_prompt": "\udfff"}, "system_prompt"),
+        ({"active_tools": ["ok", 3]}, "active_tools[1]"),
+    ]
+    for fields, field in cases:
+        args = {"user_id": "alice", **fields}
+        with pytest.raises(SessionValidationError) as info:
+            await manager.create(**args)
+        assert info.value.field == field
+    assert await manager.count_live_sessions("alice") == 0
+    state = await manager.create("alice", variables={"keep": 1})
+    with pytest.raises(SessionValidationError) as info:
+        await manager.update(state.session_id, variables={"k": float("inf")})
+    assert info.value.field == "variables.k"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.checkpoint(state.session_id, {"note": 2**64})
+    assert info.value.field == "metadata.note"
+    stored = await manager.get_state(state.session_id)
+    assert stored is not None and stored.variables == {"keep": 1}
+    assert await manager.list_checkpoints(state.session_id) == []
+
+
+async def test_turn_fields_are_named_per_entry_point(manager: SessionManagerImpl) -> None:
+    state = await manager.create("alice")
+    sid = state.session_id
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_turn(sid, make_turn(1, tokens=2**63 - 1))
+    assert info.value.field == "turn.tokens_used"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_turns(sid, [make_turn(1), make_turn(2, cost=float("inf"))])
+    assert info.value.field == "turns[1].cost"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_message(sid, "user", "hi", tokens_used=2**53 + 1)
+    assert info.value.field == "tokens_used"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_message(sid, "user", "hi", metadata={"foo": "\ud800"})
+    assert info.value.field == "metadata.foo"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_message(sid, "user", "\ud800")
+    assert info.value.field == "content"
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_message(sid, "user", "hi", metadata=5)  # type: ignore[arg-type]
+    assert info.value.field == "metadata"
+    stored = await manager.get_state(sid)
+    assert stored is not None
+    assert (stored.turn_count, stored.total_tokens, stored.total_cost, stored.turns) == (
+        0,
+        0,
+        0.0,
+        [],
+    )
+    assert stored.updated_at == state.updated_at
+
+
+async def test_totals_stay_exact_and_bounded(manager: SessionManagerImpl) -> None:
+    sid = (await manager.create("alice")).session_id
+    await manager.add_turn(sid, make_turn(1, tokens=MAX_SAFE_INT - 5, cost=0.5))
+    with pytest.raises(SessionValidationError) as info:
+        await manager.add_turns(sid, [make_turn(2, tokens=3), make_turn(3, tokens=3)])
+    assert info.value.field == "total_tokens"
+    await manager.add_turn(sid, make_turn(4, tokens=5, cost=0.25))
+    stored = await manager.get_state(sid)
+    assert stored is not None
+    assert stored.total_tokens == MAX_SAFE_INT == sum(t.tokens_used for t in stored.turns)
+    assert stored.total_cost == 0.75
+    await manager.pop_turn(sid)
+    stored = await manager.get_state(sid)
+    assert stored is not None
+    assert (stored.total_tokens, stored.total_cost) == (MAX_SAFE_INT - 5, 0.5)
+
+
+async def test_expired_session_refuses_writes_with_its_clock(
+    make_manager: Make, clock: FakeClock
+) -> None:
+    manager: SessionManagerImpl = make_manager(session_ttl=60)
+    state = await manager.create("alice", session_id="short")
+    assert state.created_at == clock.now  # stamped by the store's clock
+    clock.advance(61)
+    header = await manager.get_header("short")
+    assert header is not None and header.status == SessionStatus.EXPIRED
+    assert header.updated_at == clock.now - timedelta(seconds=61)
+    with pytest.raises(SessionExpiredError):
+        await manager.add_turn("short", replace(make_turn(1), content="late"))
+    stored = await manager.get_state("short")
+    assert stored is not None and stored.turns == []
