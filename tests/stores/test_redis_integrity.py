@@ -14,12 +14,12 @@ import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
-from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.redis.base import KEY_EXPIRY_MARGIN_S
 from lexigram.ai.session.testing.conformance import FakeClock, make_state, make_turn
 from lexigram.ai.session.validation import MAX_SAFE_INT
-from tests.stores.backends.redis import corrupt_header, open_store
+from tests.stores.backends.redis import corrupt_header, open_store, wrong_type_header
 
 pytestmark = pytest.mark.redis
 
@@ -158,19 +158,12 @@ async def test_totals_stay_the_sums_over_the_live_turns(store: CacheSessionStore
 
 
 # ---------------------------------------------------------- damaged records
-async def make_wrong_type(store: CacheSessionStore, sid: str) -> None:
-    """Replace the session's header hash by a string (what a stray SET would do)."""
-    key = store.keys.header(sid)
-    await store.client.delete(key)
-    await store.client.set(key, "not a hash")
-
-
 async def test_a_header_of_the_wrong_type_fails_only_its_own_session(
     store: CacheSessionStore, clock: FakeClock
 ) -> None:
     good = await new_session(store)
     bad = await new_session(store)
-    await make_wrong_type(store, bad)
+    await wrong_type_header(store, bad)
     clock.advance(_TTL + 1)
 
     assert sorted(await store.find_expired()) == sorted([good, bad])
@@ -219,7 +212,7 @@ async def test_a_damaged_ended_session_fails_only_its_own_purge(
     bad = await new_session(store)
     for sid in (good, bad):
         await store.transition(sid, _C, allowed_from=frozenset({_A}))
-    await make_wrong_type(store, bad)
+    await wrong_type_header(store, bad)
     clock.advance(3600)
     cutoff = clock.now - timedelta(seconds=60)
     assert sorted(await store.find_purgeable(older_than=cutoff)) == sorted([good, bad])
@@ -237,7 +230,7 @@ async def test_pages_skip_damaged_sessions_without_losing_healthy_ones(
     store: CacheSessionStore,
 ) -> None:
     ids = [await new_session(store) for _ in range(5)]
-    await make_wrong_type(store, ids[3])
+    await wrong_type_header(store, ids[3])
     await corrupt_header(store, ids[1])
     seen: list[str] = []
     damaged: list[str] = []
@@ -257,7 +250,7 @@ async def test_a_damaged_header_does_not_hold_a_place_under_the_cap(
     store: CacheSessionStore,
 ) -> None:
     bad = await new_session(store)
-    await make_wrong_type(store, bad)
+    await wrong_type_header(store, bad)
     await store.create_session(make_state("alice"), max_live_per_user=1)
     assert await store.count_live_sessions("alice") == 1
 
@@ -289,6 +282,19 @@ async def test_a_write_moves_the_key_expiry(store: CacheSessionStore, clock: Fak
     clock.advance(30)
     await store.append_turns(sid, [make_turn(2)])
     for key in await session_keys(store, sid):
+        assert await store.client.pttl(key) > _GRACE_MS, key
+
+
+async def test_keys_a_write_creates_get_the_expiry_too(store: CacheSessionStore) -> None:
+    sid = await new_session(store)
+    await store.update_session(sid, SessionPatch(metadata={"k": 1}))  # refresh-only path
+    await store.append_turns(sid, [make_turn(1)])  # creates the turn list
+    await store.clear_turns(sid)
+    await store.append_turns(sid, [make_turn(2)])  # creates it again
+    await store.append_turns(sid, [make_turn(3)])  # refresh-only path
+    keys = await session_keys(store, sid)
+    assert store.keys.session(sid)[1] in keys
+    for key in keys:
         assert await store.client.pttl(key) > _GRACE_MS, key
 
 

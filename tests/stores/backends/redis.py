@@ -23,7 +23,7 @@ from tests.stores.redis_cluster import shared_cluster
 
 from . import BackendSpec, StoreFactory
 
-__all__ = ["SPECS", "corrupt_header", "drop_prefix", "open_store"]
+__all__ = ["SPECS", "corrupt_header", "drop_prefix", "open_store", "wrong_type_header"]
 
 
 async def drop_prefix(client: Redis | RedisCluster, pattern: str) -> int:
@@ -76,6 +76,17 @@ async def corrupt_header(store: SessionStore, session_id: str) -> None:
     """Overwrite the session's metadata field with bytes that are not JSON."""
     assert isinstance(store, CacheSessionStore)
     await store.client.hset(store.keys.header(session_id), "m", b"{not json")
+
+
+async def wrong_type_header(store: SessionStore, session_id: str) -> None:
+    """Replace the session's header hash by a string (what a stray ``SET`` would do).
+
+    Every command that reads it as a hash then fails with ``WRONGTYPE``.
+    """
+    assert isinstance(store, CacheSessionStore)
+    key = store.keys.header(session_id)
+    await store.client.delete(key)
+    await store.client.set(key, "not a hash")
 
 
 SPECS = [

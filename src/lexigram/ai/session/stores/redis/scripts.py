@@ -29,6 +29,10 @@ local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX = unpack(KEYS, 1, 11)
 local KO = KEYS[12]
 local MAX_SAFE = 9007199254740991
 local FAILED = false
+-- set by a write that creates no key of its own when the session's keys already
+-- have an expiry: then they are only refreshed once it drifted by KEEP_SLACK_MS
+local KEEP_FAST = false
+local KEEP_SLACK_MS = 60000
 local LIVE = {active = true, suspended = true}
 local VALID = {active = true, suspended = true, closed = true, expired = true}
 
@@ -396,6 +400,7 @@ end
 local first = (tonumber(h.ls or '0') or 0) + 1
 local last = first + k - 1
 local count = n + k
+KEEP_FAST = n > 0 or k == 0
 local upd = {'n', int(count), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S,
              'ls', int(last)}
 apply_patch(h, upd, ARGV[7])
@@ -434,6 +439,7 @@ if not h then return err end
 local st, err2 = writable(h)
 if not st then return err2 end
 local upd = {'ua', NOW_S}
+KEEP_FAST = true
 apply_patch(h, upd, ARGV[3])
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
@@ -860,6 +866,10 @@ local function keep_keys()
     ms = GRACE
   else
     return
+  end
+  if KEEP_FAST then
+    local cur = redis.call('PTTL', KH)
+    if cur > 0 and cur <= ms and cur > ms - KEEP_SLACK_MS then return end
   end
   for _, key in ipairs({KH, KT, KR, KI, KA, KC, KD, KK, KB, KP}) do
     redis.call('PEXPIRE', key, ms)
