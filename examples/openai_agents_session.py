@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("LEX_QUIET", "1")
-os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
 
 from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
@@ -34,14 +30,12 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_reasoning_item import Summary
 
-from lexigram import Application
+# The framework logs at INFO by default (LEX_LOGGING__LEVEL); keep this script's output
+# to its own lines, including what is logged while the modules below are imported.
+configure_logging(level="WARNING")
 
-configure_logging(level="WARNING")  # before the session module logs its import
-
-from lexigram.ai.session import SessionModule  # noqa: E402
-from lexigram.ai.session.config import SessionConfig  # noqa: E402
+from lexigram.ai.session import SessionManager  # noqa: E402
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession  # noqa: E402
-from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
 
 set_tracing_disabled(True)  # nothing leaves the machine
 
@@ -96,14 +90,13 @@ SCRIPT: list[list[ResponseOutputItem]] = [
 ]
 
 
-def _config(db_path: Path, in_memory: bool) -> SessionConfig:
+def _config(db_path: Path, in_memory: bool) -> dict[str, Any]:
     if in_memory:
-        return SessionConfig(backend="in_memory", auto_checkpoint_interval=None)
-    return SessionConfig(
-        backend="database",
-        database_url=f"sqlite+aiosqlite:///{db_path}",
-        auto_checkpoint_interval=None,
-    )
+        return {"backend": "in_memory", "auto_checkpoint_interval": None}
+    return {
+        "database_url": f"sqlite+aiosqlite:///{db_path}",  # selects the database backend
+        "auto_checkpoint_interval": None,
+    }
 
 
 def _print_turns(state: SessionState) -> None:
@@ -115,6 +108,7 @@ def _print_turns(state: SessionState) -> None:
 
 
 async def main(db_path: Path, in_memory: bool) -> None:
+    """Two runs on the conversation ``user_123``, then (on SQLite) a read after a restart."""
     config = _config(db_path, in_memory)
     agent = Agent(
         name="weather",
@@ -123,25 +117,22 @@ async def main(db_path: Path, in_memory: bool) -> None:
         tools=[get_weather],
     )
     where = "in memory" if in_memory else f"SQLite file {db_path}"
-    module = SessionModule.configure(config, enable_cleanup_scheduler=False)
-    async with Application.boot(modules=[module]) as app:
-        manager = await app.container.resolve(SessionManagerImpl)
-        session = await OpenAIAgentsSession.create(manager, user_id="alice")
+    async with SessionManager.open(config) as manager:
+        # Keyed by our own id, as SQLiteSession("user_123"): created on first use.
+        session = OpenAIAgentsSession(manager, "user_123")
         first = await Runner.run(agent, "What's the weather in Paris?", session=session)
         print(f"run 1: {first.final_output}")
         second = await Runner.run(agent, "What did I just ask you?", session=session)
         print(f"run 2: {second.final_output}")
-        state = await manager.get_state(session.session_id)
+        state = await manager.get_state("user_123")
         assert state is not None
-        print(f"\nstored turns of session {session.session_id} ({where}):")
+        print(f"\nstored turns of session {state.session_id} ({where}):")
         _print_turns(state)
     if in_memory:
         return
-    # A fresh application on the same file: the history survived the restart.
-    module = SessionModule.configure(config, enable_cleanup_scheduler=False)
-    async with Application.boot(modules=[module]) as app:
-        manager = await app.container.resolve(SessionManagerImpl)
-        reopened = await OpenAIAgentsSession.attach(manager, session.session_id)
+    # A new manager on the same file (a restart): the same id finds the same history.
+    async with SessionManager.open(config) as manager:
+        reopened = OpenAIAgentsSession(manager, "user_123")
         items = await reopened.get_items(limit=2)
         print(f"\nafter a restart, get_items(limit=2) -> {items}")
 

@@ -19,7 +19,7 @@ def test_example_runs_on_sqlite_and_survives_a_restart(tmp_path: Path) -> None:
     out = done.stdout
     assert "run 1: It is sunny and 21°C in Paris." in out
     assert "run 2: You asked about the weather in Paris." in out
-    assert f"SQLite file {db}" in out
+    assert f"stored turns of session user_123 (SQLite file {db})" in out
     for line in (
         "1.      user [message] What's the weather in Paris?",
         "3. assistant [function_call] get_weather(",
