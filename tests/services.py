@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,11 +37,16 @@ def require_server(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
 def require_redis() -> None:
-    """Redis on 127.0.0.1:6379."""
-    require_server("Redis", "127.0.0.1", 6379)
+    """Redis at ``TEST_REDIS_URL`` (default 127.0.0.1:6379)."""
+    require_server("Redis", *_host_port(REDIS_URL, 6379))
 
 
 def require_postgres() -> None:
-    """PostgreSQL on 127.0.0.1:5432."""
-    require_server("PostgreSQL", "127.0.0.1", 5432)
+    """PostgreSQL at ``TEST_POSTGRES_URL`` (default 127.0.0.1:5432)."""
+    require_server("PostgreSQL", *_host_port(POSTGRES_URL, 5432))
