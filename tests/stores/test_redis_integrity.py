@@ -352,3 +352,26 @@ async def test_checkpoints_are_listed_by_creation_time_then_insertion(
     full = await store.list_checkpoints(sid)
     assert [c.checkpoint_id for c in full] == expected
     assert all(len(c.state.turns) == 1 for c in full)
+
+
+# ------------------------------------------------------- clocks that disagree
+async def test_a_writer_behind_never_moves_updated_at_or_the_deadline_back(cluster: bool) -> None:
+    async with open_store(cluster=cluster, session_ttl=_TTL) as factory:
+        ahead, behind = await factory(), await factory()
+        start = FakeClock()
+        ahead.clock = FakeClock(start.now + timedelta(seconds=30))
+        behind.clock = start
+        sid = await new_session(ahead)
+        await ahead.append_turns(sid, [make_turn(1)])
+        before = await ahead.load_record(sid)
+        assert before is not None
+        result = await behind.append_turns(sid, [make_turn(2)])
+        assert result.record.state.updated_at == before.state.updated_at
+        assert result.record.expires_at == before.expires_at
+        after = await ahead.load_record(sid)
+        assert after is not None
+        assert (after.state.updated_at, after.expires_at) == (
+            before.state.updated_at,
+            before.expires_at,
+        )
+        assert after.state.turn_count == 2

@@ -280,8 +280,18 @@ local function apply_patch(h, upd, patch)
   end
 end
 
+-- the new updated_at: "now", but never before the stored one (a writer whose clock
+-- was read earlier, or runs behind, never moves it backwards)
+local function stamp(h)
+  local u = tonumber(h.ua)
+  if u and u > NOW then return h.ua end
+  return NOW_S
+end
+
 local function set_deadline(h, upd, deadline, live)
   if live and deadline ~= '' then
+    -- nor the deadline
+    if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
     upd[#upd + 1] = 'ex'
     upd[#upd + 1] = deadline
   elseif h.ex then
@@ -401,7 +411,7 @@ local first = (tonumber(h.ls or '0') or 0) + 1
 local last = first + k - 1
 local count = n + k
 KEEP_FAST = n > 0 or k == 0
-local upd = {'n', int(count), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S,
+local upd = {'n', int(count), 'tt', int(tokens), 'tc', num(cost), 'ua', stamp(h),
              'ls', int(last)}
 apply_patch(h, upd, ARGV[7])
 local closed = cap ~= nil and count >= cap
@@ -438,7 +448,7 @@ local h, err = header()
 if not h then return err end
 local st, err2 = writable(h)
 if not st then return err2 end
-local upd = {'ua', NOW_S}
+local upd = {'ua', stamp(h)}
 KEEP_FAST = true
 apply_patch(h, upd, ARGV[3])
 set_deadline(h, upd, ARGV[2], true)
@@ -456,7 +466,7 @@ if cur == 'expired' and to ~= 'expired' then return fail('CHK', cur, h.n) end
 local ok = false
 for s in string.gmatch(ARGV[4], '[^,]+') do if s == cur then ok = true end end
 if not ok then return fail('TR', cur, to) end
-local upd = {'s', to, 'ua', NOW_S}
+local upd = {'s', to, 'ua', stamp(h)}
 set_deadline(h, upd, ARGV[2], LIVE[to])
 commit(h, upd)
 return reply_h(h)
@@ -496,7 +506,7 @@ else
 end
 redis.call('HDEL', KI, obj.turn_id)
 local tokens = math.max(tonumber(h.tt) - (tonumber(obj.tokens_used) or 0), 0)
-local upd = {'n', int(tonumber(h.n) - 1), 'tt', int(tokens), 'tc', num(cost), 'ua', NOW_S}
+local upd = {'n', int(tonumber(h.n) - 1), 'tt', int(tokens), 'tc', num(cost), 'ua', stamp(h)}
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
 retire({seq}, {js}, coverage())
@@ -513,7 +523,7 @@ if st == 'suspended' then return fail('TR', 'suspended', 'active') end
 local seqs, jsons = live_turns()
 retire(seqs, jsons, coverage())
 redis.call('DEL', KT, KR, KI)
-local upd = {'n', '0', 'tt', '0', 'tc', '0.0', 'ua', NOW_S}
+local upd = {'n', '0', 'tt', '0', 'tc', '0.0', 'ua', stamp(h)}
 set_deadline(h, upd, ARGV[2], true)
 commit(h, upd)
 return reply_h(h, ',"n":' .. int(#jsons))
@@ -708,7 +718,7 @@ retire(gone_s, gone_j, coverage())
 if #from_archive > 0 then push_all('HDEL', KA, from_archive) end
 write_live(seqs, jsons, ids)
 local src = data.h or {}
-local upd = {'s', 'active', 'cp', cpid, 'n', int(#jsons), 'ua', NOW_S, 'ls', int(ls)}
+local upd = {'s', 'active', 'cp', cpid, 'n', int(#jsons), 'ua', stamp(h), 'ls', int(ls)}
 for _, f in ipairs({'m', 'ta', 'sk', 'v', 'tt', 'tc'}) do
   if src[f] then upd[#upd + 1] = f; upd[#upd + 1] = src[f] end
 end
