@@ -105,3 +105,11 @@ def test_export_list_is_a_literal(package: str) -> None:
     assert len(exported) == len(set(exported)), f"{init}: a name is listed twice"
     module = __import__(package, fromlist=["__all__"])
     assert list(module.__all__) == exported
+
+
+def test_version_matches_the_distribution() -> None:
+    import importlib.metadata
+
+    import lexigram.ai.session
+
+    assert lexigram.ai.session.__version__ == importlib.metadata.version("lexigram-ai-session")
