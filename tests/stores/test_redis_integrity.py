@@ -135,7 +135,12 @@ async def test_a_session_created_with_totals_past_the_limit_is_not_stored(
 async def test_totals_stay_the_sums_over_the_live_turns(store: CacheSessionStore) -> None:
     sid = await new_session(store)
     costs = [0.1, 0.2, 0.3, 1e-9, 7.7]
-    turns = [make_turn(n, tokens=n + 1, cost=c) for n, c in enumerate(costs)]
+    # "cost" keys inside a turn's own JSON values must not be taken for its cost
+    decoy = {"cost": 99, "note": '"cost":5,'}
+    turns = [
+        make_turn(n, tokens=n + 1, cost=c, metadata=decoy, model='m,"cost":7')
+        for n, c in enumerate(costs)
+    ]
     await store.append_turns(sid, turns[:2])
     await store.append_turns(sid, turns[2:])
     await store.create_checkpoint(sid, checkpoint_id=f"cp-{sid}")

@@ -223,6 +223,17 @@ local function turn_id(js)
   return nil
 end
 
+-- a stored turn's cost. Turns are written with "cost" after every field that can
+-- hold an object (only model and provider, plain strings, follow it), so the last
+-- unescaped "cost" key is the turn's own: a pattern, ~50x cheaper than decoding.
+local function turn_cost(js)
+  local c = tonumber(string.match(js, '.*,"cost":([^,}]+)'))
+  if c then return c end
+  local ok, obj = pcall(cjson.decode, js)
+  if ok and type(obj) == 'table' then return tonumber(obj.cost) end
+  return nil
+end
+
 -- turn_id/seq pairs of jsons; nil and the bad seq when a document has no id
 local function id_pairs(seqs, jsons)
   local flat = {}
@@ -494,9 +505,9 @@ local seq = tonumber(b)
 -- appends built it), so it stays exactly that sum; tokens are exact integers
 local cost = 0.0
 for _, rest in ipairs(redis.call('LRANGE', KT, 0, -2)) do
-  local fine, doc = pcall(cjson.decode, rest)
-  if not fine or type(doc) ~= 'table' then return fail('CORRUPT', 'turn', 'not JSON') end
-  cost = cost + (tonumber(doc.cost) or 0)
+  local c = turn_cost(rest)
+  if not c then return fail('CORRUPT', 'turn', 'no cost') end
+  cost = cost + c
 end
 redis.call('RPOP', KT)
 if tonumber(a) == seq then
