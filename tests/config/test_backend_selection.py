@@ -96,3 +96,18 @@ async def test_yaml_backend_and_env_url_that_contradict_fail_at_boot(
     assert "ai_session.backend" in str(info.value)
     assert "ai_session.database_url" in str(info.value)
     assert not (tmp_path / "e.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"backend": ["database"]}, "backend"),
+        ({"backend": {"x": 1}}, "backend"),
+        ({"database_url": 5}, "database_url"),
+        ({"redis_url": ["redis://h/0"]}, "redis_url"),
+        ({"backend": "cache", "redis_url": None}, "redis_url"),
+    ],
+)
+def test_wrong_types_name_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"ai_session\.{field}: must be"):
+        SessionConfig(**settings)

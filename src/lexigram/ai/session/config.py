@@ -148,8 +148,8 @@ class SessionConfig(BaseConfig):
                 )
             return data
         backend = data["backend"]
-        if backend not in BUILTIN_BACKENDS:
-            return data  # a user backend may read any field
+        if not isinstance(backend, str) or backend not in BUILTIN_BACKENDS:
+            return data  # a user backend may read any field; a bad value is named later
         defaults = {name: _field_default(cls, name) for name in _URL_BACKEND}
         changed = [name for name in given if data[name] != defaults[name]]
         own = _URL_FIELD.get(backend)
