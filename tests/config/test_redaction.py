@@ -248,3 +248,13 @@ def test_config_and_sql_store_accept_the_same_schemes() -> None:
     from lexigram.ai.session.stores.sql.urls import _ALIASES
 
     assert set(SQL_SCHEMES) == set(_ALIASES)
+
+
+def test_config_repr_and_public_dict_hide_secrets() -> None:
+    config = SessionConfig(
+        database_url=f"postgresql://bob:{SECRET}@h/db", cookie_secret="cookie-" + SECRET
+    )
+    for text in (repr(config), str(config), str(config.public_dict())):
+        assert_clean(text, SECRET)
+        assert "postgresql://bob:***@h/db" in text
+    assert config.database_url == f"postgresql://bob:{SECRET}@h/db"  # the value itself is kept

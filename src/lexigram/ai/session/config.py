@@ -22,6 +22,7 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.validation import Field, model_validator
 
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
+from lexigram.ai.session.redaction import MASK, redact_url
 
 __all__ = [
     "BUILTIN_BACKENDS",
@@ -314,11 +315,18 @@ class SessionConfig(BaseConfig):
         return None
 
     def public_dict(self) -> dict[str, Any]:
-        """The configured fields as a plain dict (no class variables, secret redacted)."""
+        """The fields as a plain dict, safe to show: secret and URL credentials redacted."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         if data.get("cookie_secret"):
-            data["cookie_secret"] = "***"
+            data["cookie_secret"] = MASK
+        for name in _URL_BACKEND:
+            data[name] = redact_url(data[name])
         return data
+
+    def __repr__(self) -> str:
+        """The fields with the secret and URL credentials redacted."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.public_dict().items())
+        return f"{type(self).__name__}({shown})"
 
 
 def coerce_config(config: SessionConfig | dict[str, Any] | None) -> SessionConfig:
