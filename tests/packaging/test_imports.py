@@ -113,3 +113,14 @@ def test_version_matches_the_distribution() -> None:
     import lexigram.ai.session
 
     assert lexigram.ai.session.__version__ == importlib.metadata.version("lexigram-ai-session")
+
+
+def test_every_error_is_exported_by_the_root() -> None:
+    """Users catch the library's errors from ``lexigram.ai.session`` directly."""
+    import lexigram.ai.session
+    import lexigram.ai.session.exceptions as errors
+
+    missing = sorted(set(errors.__all__) - set(lexigram.ai.session.__all__))
+    assert not missing
+    for name in errors.__all__:
+        assert getattr(lexigram.ai.session, name) is getattr(errors, name)

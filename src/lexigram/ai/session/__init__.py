@@ -62,6 +62,7 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
     TurnLimitReachedError,
+    WriteOutcomeUnknownError,
 )
 from lexigram.ai.session.hooks import (
     SessionBranchMergedHook,
@@ -140,6 +141,7 @@ __all__ = [
     "SessionValidationError",
     "StoreUnavailableError",
     "TurnLimitReachedError",
+    "WriteOutcomeUnknownError",
     # events and hooks
     "SessionBranchMergedEvent",
     "SessionCheckpointCreatedEvent",
