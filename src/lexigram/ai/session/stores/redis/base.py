@@ -7,7 +7,7 @@ themselves are in ``store.py`` (sessions and turns), ``checkpoints.py`` and
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Self
@@ -62,8 +62,12 @@ _DEFAULT_PURGE_AFTER_S = 7 * 86_400
 
 
 def new_op() -> str:
-    """A fresh operation id: one per logical store call, shared by all its steps."""
-    return uuid.uuid4().hex
+    """A fresh operation id: one per logical store call, shared by all its steps.
+
+    128 random bits (a third of the cost of ``uuid4()``): two calls never share one
+    within the few minutes a reply stays recorded.
+    """
+    return os.urandom(16).hex()
 
 
 def record_name(session_id: str) -> str:
