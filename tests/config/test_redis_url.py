@@ -41,3 +41,12 @@ def test_cluster_with_a_db_other_than_0_names_both_fields() -> None:
     assert "ai_session.redis_url / ai_session.redis_cluster" in str(info.value)
     config = SessionConfig(redis_url="redis://127.0.0.1:7101/0", redis_cluster="true")
     assert config.redis_cluster is True and config.backend == "cache"
+
+
+def test_a_store_built_directly_names_redis_url_too() -> None:
+    from lexigram.ai.session.exceptions import SessionValidationError
+    from lexigram.ai.session.stores.cache import CacheSessionStore
+
+    with pytest.raises(SessionValidationError) as info:
+        CacheSessionStore("redis://127.0.0.1:7101/2", cluster=True)  # no connection is made
+    assert info.value.field == "redis_url"

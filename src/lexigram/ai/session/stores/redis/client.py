@@ -19,7 +19,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    DataError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
@@ -75,7 +81,7 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
             retry=retry,
             socket_connect_timeout=_CONNECT_TIMEOUT,
         )
-    except (ValueError, TypeError, RedisError) as exc:
+    except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
         raise SessionValidationError("redis_url", f"cannot use {mask_url(url)!r}: {exc}") from exc
 
 
