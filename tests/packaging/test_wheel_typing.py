@@ -57,10 +57,23 @@ def _run(args: list[str | Path], cwd: Path, timeout: float = 300) -> str:
     return result.stdout
 
 
+_SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".hypothesis"}
+_SKIP_SUFFIXES = (".egg-info", ".pyc", ".db", ".sqlite3", "_cache")
+
+
 def _project_files() -> list[str]:
-    """The files of the working tree git would commit (tracked, or new and not ignored)."""
-    out = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO)
-    return [line for line in out.splitlines() if (REPO / line).is_file()]
+    """The project's files: what git would commit, or (no checkout) the tree minus junk."""
+    if (REPO / ".git").exists():
+        out = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO)
+        return [line for line in out.splitlines() if (REPO / line).is_file()]
+    found = []
+    for path in REPO.rglob("*"):
+        parts = path.relative_to(REPO).parts
+        if any(p in _SKIP_DIRS or p.endswith(_SKIP_SUFFIXES) for p in parts):
+            continue
+        if path.is_file():
+            found.append(path.relative_to(REPO).as_posix())
+    return sorted(found)
 
 
 def _venv_python(venv: Path) -> Path:
