@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from lexigram.ai.session.exceptions import SessionStoreError, StoreUnavailableError
 
-__all__ = ["CLOSE_TIMEOUT_S", "LoopResource", "PerLoop", "drop_transport"]
+__all__ = ["CLOSE_TIMEOUT_S", "LoopResource", "PerLoop", "drop_transport", "one_at_a_time"]
 
 _log = logging.getLogger(__name__)
 
@@ -275,3 +277,33 @@ def drop_transport(transport: Any) -> None:
         transport._closing = True
         sock.close()
         transport._sock = None
+
+
+C = TypeVar("C", bound=type)
+_OP_LOCK = "_one_at_a_time_lock"
+
+
+def one_at_a_time(cls: C) -> C:
+    """Run each public coroutine method of ``cls`` under one ``threading.RLock`` per object.
+
+    For stores whose operations never suspend (the in-memory store): under one event
+    loop they are atomic anyway, but event loops in other threads could interleave
+    with them. The lock is held for the whole call, which never waits for I/O, and
+    is re-entrant (an operation may call another one).
+    """
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(cls, name, _locked(method))
+    return cls
+
+
+def _locked(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lock = self.__dict__.get(_OP_LOCK) or self.__dict__.setdefault(
+            _OP_LOCK, threading.RLock()
+        )
+        with lock:
+            return await method(self, *args, **kwargs)
+
+    return call
