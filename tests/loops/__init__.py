@@ -1,0 +1,1 @@
+"""Stores and managers used from several event loops of one process."""
