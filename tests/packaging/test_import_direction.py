@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer and the layers below it)
     1 stores        stores
     2 manager       manager
     3 features      checkpointing, branching, multi_agent, context, analytics
-    4 integrations  middleware, cli, integrations, di, module, testing
+    4 integrations  middleware, cli, integrations, di, module, testing, explorer
 
 Every import of a ``lexigram.ai.session`` module counts, wherever it is written: at
 module level, under ``if TYPE_CHECKING:`` (a lower layer's signatures must not name a
@@ -20,6 +20,8 @@ The source is read with ``ast``; nothing is imported.
 from __future__ import annotations
 
 import ast
+import graphlib
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +59,7 @@ LAYERS: dict[str, int] = {
     "di": 4,
     "module": 4,
     "testing": 4,
+    "explorer": 4,
 }
 LAYER_NAMES = ("core", "stores", "manager", "features", "integrations")
 
@@ -158,3 +161,22 @@ def test_the_checker_sees_type_checking_and_lazy_imports(tmp_path: Path) -> None
         f"line 7: manager module imports integrations module {PACKAGE}.middleware",
         f"line 8: imports the package root {PACKAGE} (a cycle)",
     ]
+
+
+def test_no_cycle_between_parts() -> None:
+    """Within a layer too, the parts (``config``, ``exceptions``, ``branching``, ...) form no
+    cycle: a cycle can fail at import time depending on which part is imported first."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in modules():
+        source = component(dotted(path))
+        assert source is not None
+        graph[source]
+        for _, target in imported(path, dotted(path)):
+            other = component(target)
+            if other and other != source:
+                graph[source].add(other)
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle between parts of the package: {exc.args[1]}")
+    assert order.index("exceptions") < order.index("manager") < order.index("middleware")
