@@ -22,7 +22,11 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 from redis.asyncio import Redis
 
 from lexigram.ai.session.events import SessionClosedEvent
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import (
+    SessionValidationError,
+    StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.cache import CacheSessionStore
@@ -400,6 +404,34 @@ async def test_purge_with_a_lost_reply_reports_true_and_forgets_the_indexes() ->
         assert await r.user_index("alice", sid) == (False, False)
         with pytest.raises(SessionValidationError):
             await r.store.create_session(make_state("alice", session_id=sid))
+
+
+# ------------------------------------------------------------ outcome unknown
+async def test_a_write_whose_every_reply_is_lost_reports_an_unknown_outcome() -> None:
+    async with rig() as r:
+        sid = await session_with(r)
+        for _ in range(20):  # more than the client's retries
+            r.drop("append")
+        with pytest.raises(WriteOutcomeUnknownError) as err:
+            await r.store.append_turns(sid, [make_turn(1)])
+        assert sid in str(err.value)
+        assert r.proxy.replies_dropped >= 2
+        r.proxy.reset()
+        # It was applied, once: reading the session tells the caller so.
+        assert len(await r.store.get_turns(sid)) == 1
+        record = await r.store.load_record(sid)
+        assert record is not None
+        assert record.state.turn_count == 1
+
+
+async def test_a_write_that_never_reached_redis_is_unavailable_not_unknown() -> None:
+    async with rig() as r:
+        sid = await session_with(r)
+        await r.proxy.close()  # nothing listens on the port any more
+        with pytest.raises(StoreUnavailableError) as err:
+            await r.store.append_turns(sid, [make_turn(1)])
+        assert not isinstance(err.value, WriteOutcomeUnknownError)
+        assert await r.direct.llen(r.store.keys.session(sid)[1]) == 0
 
 
 # ----------------------------------------------------- other kinds of fault

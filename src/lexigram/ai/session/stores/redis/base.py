@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 import orjson
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
@@ -26,6 +28,7 @@ from lexigram.ai.session.exceptions import (
     SessionTransitionError,
     SessionValidationError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from lexigram.ai.session.stores import codec
 from lexigram.ai.session.stores._common import require_writable
@@ -39,6 +42,7 @@ from lexigram.ai.session.stores.base import (
 from lexigram.ai.session.stores.redis.client import AnyRedis, ScriptRunner, connect, mask_url
 from lexigram.ai.session.stores.redis.indexes import Indexes
 from lexigram.ai.session.stores.redis.keys import KeySpace
+from lexigram.ai.session.stores.redis.scripts import WRITE_SCRIPTS
 from lexigram.ai.session.stores.redis.wire import (
     decode_turns,
     encode_header,
@@ -68,6 +72,19 @@ def new_op() -> str:
     within the few minutes a reply stays recorded.
     """
     return os.urandom(16).hex()
+
+
+def _maybe_sent(exc: StoreUnavailableError) -> bool:
+    """Whether the driver failed after the command could have reached Redis.
+
+    A failure to connect at all ("Error 111 connecting to ...", "Timeout connecting
+    to server") means nothing was sent; a reset or a timeout while reading means
+    the command may have run.
+    """
+    cause = exc.__cause__
+    if not isinstance(cause, RedisConnectionError | RedisTimeoutError):
+        return False
+    return "connecting" not in str(cause).lower()
 
 
 def record_name(session_id: str) -> str:
@@ -203,21 +220,39 @@ class RedisStoreBase(SessionStore):
     async def _run(
         self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
     ) -> Any:
-        """Run a session script answering one JSON document; ``op`` makes a write exactly-once."""
-        return await self._scripts.json(
-            name,
-            self._script_keys(session_id, name, op),
-            self._argv(args),
-            record=record_name(session_id),
-        )
+        """Run a session script answering one JSON document; ``op`` makes a write exactly-once.
+
+        A reply that is not valid JSON means stored bytes are damaged (the reply
+        embeds them): :class:`CorruptRecordError` naming the session.
+        """
+        reply = await self._raw(name, session_id, args, op=op)
+        try:
+            return orjson.loads(reply)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(
+                record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
+            ) from exc
 
     async def _raw(
         self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
     ) -> Any:
-        """Run a session script and return the driver's reply as is."""
-        return await self._scripts.raw(
-            name, self._script_keys(session_id, name, op), self._argv(args)
-        )
+        """Run a session script and return the driver's reply as is.
+
+        When the connection is lost after a write script was sent (every retry of
+        the client included), the write may have been applied:
+        :class:`WriteOutcomeUnknownError` instead of ``StoreUnavailableError``.
+        """
+        try:
+            return await self._scripts.raw(
+                name, self._script_keys(session_id, name, op), self._argv(args)
+            )
+        except StoreUnavailableError as exc:
+            if name in WRITE_SCRIPTS and _maybe_sent(exc):
+                raise WriteOutcomeUnknownError(
+                    f"the connection to Redis was lost after {name!r} was sent for session "
+                    f"{session_id!r}: it may or may not have been applied ({exc.__cause__})"
+                ) from exc
+            raise
 
     def _record(self, data: Any, session_id: str, now: datetime) -> SessionRecord:
         return header_record(data, record=record_name(session_id), now=now)
