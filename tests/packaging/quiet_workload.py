@@ -10,10 +10,10 @@ cookie and a session id that is not the caller's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from lexigram.logging import configure_logging
 
@@ -35,6 +35,10 @@ from lexigram.ai.session.multi_agent import (  # noqa: E402
     GroupSession,
     MaxRoundsTermination,
 )
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Scope]]
+Send = Callable[[Scope], Awaitable[None]]
 
 
 class Clock:
@@ -90,7 +94,8 @@ async def group_run(manager: SessionManagerImpl) -> None:
     group = GroupSession(manager, termination=MaxRoundsTermination(2))
     group.add_agent(Agent("writer"))
     group.add_agent(Agent("critic"))
-    async with aclosing(group.stream(session.session_id, "Discuss.")) as turns:
+    stream = cast(AsyncGenerator[SessionTurn, None], group.stream(session.session_id, "Discuss."))
+    async with aclosing(stream) as turns:
         async for turn in turns:
             if "agent" in turn.metadata:
                 break  # the process stops after the first agent turn
@@ -100,7 +105,7 @@ async def group_run(manager: SessionManagerImpl) -> None:
 async def web_requests(manager: SessionManagerImpl) -> None:
     owned = await manager.create("dave")
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -125,10 +130,10 @@ async def web_requests(manager: SessionManagerImpl) -> None:
             "client": ("127.0.0.1", 1234),
         }
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Scope:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Scope) -> None:
             return None
 
         await middleware(scope, receive, send)

@@ -110,7 +110,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     venv = work / "user-env"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], work)
     python = _venv_python(venv)
-    pip = [sys.executable, "-m", "pip", "--python", python]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python]
     _run([*pip, "install", "-q", "--no-deps", wheel], work)
     # The dependencies: the test environment's site-packages, without its .pth files.
     deps = Path(sysconfig.get_paths()["purelib"])
