@@ -258,3 +258,16 @@ def test_config_repr_and_public_dict_hide_secrets() -> None:
         assert_clean(text, SECRET)
         assert "postgresql://bob:***@h/db" in text
     assert config.database_url == f"postgresql://bob:{SECRET}@h/db"  # the value itself is kept
+
+
+def test_a_cookie_secret_of_the_wrong_type_is_not_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digits = "12345678901234567890123456789012345"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET", digits)  # read as a number
+    with pytest.raises(
+        ConfigurationError, match=r"ai_session\.cookie_secret: must be a string"
+    ) as info:
+        SessionConfig.from_env_profile()
+    assert_error_clean(info.value, digits)

@@ -215,6 +215,12 @@ class SessionConfig(BaseConfig):
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
+                if name == "cookie_secret":  # never echo a secret
+                    _fail(
+                        name,
+                        f"must be a string, got a {type(value).__name__} (an environment "
+                        "variable of digits only is read as a number: use letters too)",
+                    )
                 _fail(name, f"must be a string or null, got {value!r}")
         if (
             not isinstance(self.table_prefix, str)
