@@ -50,9 +50,10 @@ class Statements:
         # PostgreSQL: the first attempt of a conditional update skips a row another
         # transaction holds (the caller then locks it, reads the clock and retries),
         # so that no deadline is judged with a clock read before a lock wait.
+        # (The row is found again by its ctid: a second index scan would cost more.)
         target = (
-            f"session_id = (SELECT session_id FROM {s} WHERE session_id = :sid "
-            "FOR UPDATE SKIP LOCKED)"
+            f"ctid = (SELECT ctid FROM {s} WHERE session_id = :sid FOR UPDATE SKIP LOCKED) "
+            "AND session_id = :sid"
             if dialect == "postgresql"
             else "session_id = :sid"
         )
