@@ -87,6 +87,8 @@ _TEXT_PART_TYPES = frozenset(
     {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
 )
 _ENVELOPE_KEYS = frozenset({"__enc__", "v", "kid", "payload"})
+#: Stands for "no stored item" on the read path (a stored item may be JSON ``null``).
+_MISSING: Any = object()
 
 
 def _is_envelope(item: dict[str, Any]) -> bool:
@@ -273,5 +275,11 @@ def turn_to_item(turn: SessionTurn) -> Any:
 
 def turns_to_items(turns: list[SessionTurn]) -> list[Any]:
     """:func:`turn_to_item` of each turn, in order (the read path of ``get_items``)."""
-    key = ITEM_KEY
-    return [t.metadata[key] if key in t.metadata else turn_to_item(t) for t in turns]
+    missing = _MISSING
+    items = [turn.metadata.get(ITEM_KEY, missing) for turn in turns]
+    if missing in items:  # some turns were written by other code
+        return [
+            turn_to_item(turn) if item is missing else item
+            for item, turn in zip(items, turns, strict=True)
+        ]
+    return items
