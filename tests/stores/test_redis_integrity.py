@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 
+from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.redis.base import KEY_EXPIRY_MARGIN_S
@@ -380,3 +383,34 @@ async def test_a_writer_behind_never_moves_updated_at_or_the_deadline_back(clust
             before.expires_at,
         )
         assert after.state.turn_count == 2
+
+
+async def test_a_sweep_goes_on_past_headers_of_the_wrong_type(cluster: bool) -> None:
+    async with open_store(cluster=cluster) as factory:
+        store = await factory()
+        assert isinstance(store, CacheSessionStore)
+        clock = FakeClock(datetime.now(UTC))
+        store.clock = clock
+        manager = SessionManagerImpl(
+            store, SessionConfig(session_ttl=60, auto_checkpoint_interval=None)
+        )
+        ended = [await manager.create(f"ended-{i}") for i in range(2)]
+        for state in ended:
+            await manager.close(state.session_id)
+        clock.advance(200)
+        live = [await manager.create(f"live-{i}") for i in range(3)]
+        for state in (ended[1], live[0]):
+            await wrong_type_header(store, state.session_id)
+        clock.advance(70)
+
+        scheduler = SessionCleanupScheduler(manager, purge_after_s=100, batch_size=1)
+        report = await scheduler.sweep()
+        assert (report.expired, report.purged, report.damaged) == (2, 1, 2)
+        for state in live[1:]:
+            record = await store.load_record(state.session_id)
+            assert record is not None and record.state.status is SessionStatus.EXPIRED
+        assert await store.load_record(ended[0].session_id) is None
+        for state in (ended[1], live[0]):
+            assert await store.client.type(store.keys.header(state.session_id)) == b"string"
+        again = await scheduler.sweep()
+        assert (again.damaged, again.skipped) == (0, 0)
