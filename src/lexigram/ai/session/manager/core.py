@@ -52,6 +52,7 @@ from lexigram.ai.session.validation import (
     check_optional_text,
     check_turn,
     check_turns,
+    new_totals,
 )
 
 __all__ = ["SessionManager", "SessionManagerImpl", "new_session_id", "new_turn", "new_turn_id"]
@@ -93,8 +94,9 @@ def new_turn(
     provider: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     tool_calls: Sequence[Mapping[str, Any]] | None = None,
+    timestamp: datetime | None = None,
 ) -> SessionTurn:
-    """A turn with a fresh id and the current time (validated when it is appended).
+    """A turn with a fresh id, stamped ``timestamp`` (default: now); validated when appended.
 
     Containers are copied; a value of the wrong type is kept as given, for the
     validation to name it.
@@ -113,7 +115,7 @@ def new_turn(
         turn_id=new_turn_id(),
         role=role,
         content=content,
-        timestamp=datetime.now(UTC),
+        timestamp=datetime.now(UTC) if timestamp is None else timestamp,
         tool_calls=calls,
         metadata=meta,
         tokens_used=tokens_used,
@@ -327,6 +329,8 @@ class SessionManagerImpl:
 
     @instrumented("add_turns")
     async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
+        # A batch whose own sums cannot be stored is refused before the session is read.
+        new_totals(0, 0.0, checked)
         result = await self.store.append_turns(
             session_id, checked, max_turns=self.config.max_turns_per_session
         )
@@ -358,7 +362,7 @@ class SessionManagerImpl:
         metadata: dict[str, Any] | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
     ) -> SessionTurn:
-        """Build a turn with a fresh id and the current time, append it and return it.
+        """Build a turn with a fresh id and the store's current time, append it and return it.
 
         Invalid arguments raise ``SessionValidationError`` naming the parameter.
         """
@@ -371,6 +375,7 @@ class SessionManagerImpl:
             provider=provider,
             metadata=metadata,
             tool_calls=tool_calls,
+            timestamp=self.store.now(),
         )
         _check_session_id(session_id)
         # Errors name the parameter (``tokens_used``, ``metadata.foo``).

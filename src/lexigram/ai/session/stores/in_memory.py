@@ -443,6 +443,7 @@ class InMemorySessionStore(SessionStore):
         patch: SessionPatch | None = None,
     ) -> AppendResult:
         batch = check_turns(turns, "turns")
+        new_totals(0, 0.0, batch)  # the batch alone must fit, whatever the session holds
         if patch is not None:
             check_patch(patch)
         now = self.now()
