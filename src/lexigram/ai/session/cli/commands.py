@@ -26,6 +26,7 @@ from lexigram.ai.session.manager.cleanup import SweepReport
 
 __all__ = [
     "CommandError",
+    "run_explore",
     "run_export",
     "run_import",
     "run_list",
@@ -321,4 +322,40 @@ def run_sweep(
         f"expired {report.expired}, purged {report.purged}, skipped {report.skipped} "
         f"in {report.seconds:.2f}s\n"
     )
+    return 0
+
+
+def run_explore(
+    config: SessionConfig,
+    *,
+    host: str | None,
+    port: int | None,
+    allow_writes: bool,
+    token: str | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``explore``: serve the session explorer until Ctrl-C (see docs/explorer.md).
+
+    Refuses to start (exit code 1) on a non-loopback ``host`` without a token.
+    """
+    try:
+        from lexigram.ai.session.explorer import ExplorerSettings, serve
+    except ImportError as exc:
+        err.write(f"error: {exc}; pip install 'lexigram-ai-session[explorer]'\n")
+        return 1
+    try:
+        settings = ExplorerSettings.from_options(
+            host=host, port=port, token=token, allow_writes=allow_writes
+        )
+    except SessionError as exc:
+        err.write(f"error: {exc.message}\n")
+        return 1
+    try:
+        serve(config, settings, err=err)
+    except KeyboardInterrupt:
+        return 0
+    except (SessionError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return 1
     return 0

@@ -3,7 +3,7 @@
 Declared under the ``lexigram.cli.contributors`` entry point (name ``ai-session``):
 
 * a command group ``lexigram ai-session`` (``schema-setup``, ``list``, ``show``,
-  ``export``, ``import``, ``sweep``) built by :func:`.typer_app.create_app`;
+  ``export``, ``import``, ``sweep``, ``explore``) built by :func:`.typer_app.create_app`;
 * a schema setup step run by ``lexigram db setup`` (:func:`.schema.ensure_schema`);
 * ``session_manager`` in ``lexigram shell``.
 """
@@ -52,7 +52,8 @@ class AiSessionCliContributor:
         return [
             CommandContribution(
                 name="ai-session",
-                help="Manage AI conversation sessions: schema, list, show, export/import, sweep.",
+                help="Manage AI conversation sessions: schema, list, show, export/import, "
+                "sweep, explore.",
                 app_factory_path=f"{_HERE}.typer_app:create_app",
                 contributor=CONTRIBUTOR_ID,
                 category="ai",

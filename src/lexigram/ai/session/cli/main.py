@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the session CLI."""
     parser = argparse.ArgumentParser(
         prog="python -m lexigram.ai.session.cli",
-        description="Manage lexigram-ai-session sessions: schema, listing, export/import, sweeps.",
+        description="Manage lexigram-ai-session sessions: schema, listing, export/import, sweeps, "
+        "explorer.",
     )
     parser.add_argument("--backend", help="in_memory, cache or database")
     parser.add_argument("--database-url", help="SQL URL (selects the database backend)")
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="expire idle sessions and purge old ended ones now")
     p.add_argument("--purge-after", type=int, help="seconds (default: config purge_after_s)")
     p.add_argument("--no-expire", action="store_true", help="only purge")
+
+    p = sub.add_parser("explore", help="browse sessions, branches and checkpoints in a browser")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--allow-writes", action="store_true", help="enable close/restore/fork")
+    p.add_argument("--token", help="access token (required off loopback; "
+                   "default $AI_SESSION_EXPLORER_TOKEN)")
     return parser
 
 
@@ -149,5 +157,10 @@ def main(
     if args.command == "sweep":
         return commands.run_sweep(
             config, expire=not args.no_expire, purge_after_s=args.purge_after, out=out, err=err
+        )
+    if args.command == "explore":
+        return commands.run_explore(
+            config, host=args.host, port=args.port, allow_writes=args.allow_writes,
+            token=args.token, out=out, err=err,
         )
     raise AssertionError(args.command)  # pragma: no cover - argparse rejects others

@@ -147,4 +147,23 @@ def create_app() -> Any:
             )
         )
 
+    @app.command("explore")
+    def explore(
+        host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1)"),
+        port: int | None = typer.Option(None, help="port (default 8765)"),
+        allow_writes: bool = typer.Option(
+            False, "--allow-writes", help="enable close/restore/fork"
+        ),
+        token: str | None = typer.Option(
+            None, help="access token (required off loopback; default $AI_SESSION_EXPLORER_TOKEN)"
+        ),
+    ) -> None:
+        """Browse sessions, branches and checkpoints in a browser."""
+        finish(
+            commands.run_explore(
+                state["config"], host=host, port=port, allow_writes=allow_writes, token=token,
+                out=sys.stdout, err=state["err"],
+            )
+        )
+
     return app

@@ -1,0 +1,46 @@
+"""Small formatting helpers shared by the pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from lexigram.ai.session.explorer.html import Markup, el
+
+__all__ = ["age", "cost", "pretty_json", "status_badge", "when"]
+
+
+def age(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago ``moment`` was, in the largest whole unit (``42 s``, ``3 min``, ``2 d``)."""
+    seconds = max(0.0, ((now or datetime.now(UTC)) - moment).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def when(moment: datetime) -> Markup:
+    """A ``<time>`` showing the UTC time, with the ISO value as its datetime."""
+    return el("time", {"datetime": moment.isoformat()}, moment.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def cost(value: float) -> str:
+    """A cost with four decimals."""
+    return f"{value:.4f}"
+
+
+def pretty_json(value: Any) -> str:
+    """``value`` as indented JSON (anything not JSON shown by its ``str``)."""
+    try:
+        return orjson.dumps(
+            value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+        ).decode()
+    except TypeError:
+        return repr(value)
+
+
+def status_badge(status: str) -> Markup:
+    """A coloured status label."""
+    return el("span", {"class": f"badge status-{status}"}, status)

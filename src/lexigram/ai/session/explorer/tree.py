@@ -1,0 +1,146 @@
+"""The branch family of a session: its root, every fork (with its fork point) and merges.
+
+The root is found by following ``parent_session_id`` up; the forks by asking the
+store for each session's branches (``list_branches``), breadth first. A merge leaves
+no record of its own: the merged turns keep their ids in the parent, so a branch is
+shown as merged when turns it added after its fork point are live in its parent.
+Everything is bounded (depth, nodes, turns compared), so a huge family still
+answers quickly; :attr:`BranchTree.truncated` says when a bound was hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lexigram.contracts.ai.session import SessionState
+
+from lexigram.ai.session.exceptions import SessionNotFoundError
+from lexigram.ai.session.stores.base import SessionRecord, SessionStore
+
+__all__ = ["BranchNode", "BranchTree", "Merge", "load_tree"]
+
+MAX_DEPTH = 32
+MAX_NODES = 200
+MAX_MERGE_SCAN = 2000
+"""Turns of a parent (after the fork point) and of a branch compared to find a merge."""
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Turns of a branch found in its parent: how many, and the first one's ``seq`` there."""
+
+    turns: int
+    parent_seq: int
+
+
+@dataclass(frozen=True)
+class BranchNode:
+    """One session of the family.
+
+    ``fork_point`` is the number of turns the branch inherited from its parent (None
+    for the root); ``merge`` is set when the branch was merged back.
+    """
+
+    state: SessionState
+    depth: int
+    fork_point: int | None = None
+    merge: Merge | None = None
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def session_id(self) -> str:
+        """The session's id."""
+        return self.state.session_id
+
+    @property
+    def label(self) -> str:
+        """The branch name, or ``main`` for the root."""
+        return self.state.branch_name or ("main" if self.fork_point is None else "branch")
+
+
+@dataclass(frozen=True)
+class BranchTree:
+    """The family of ``focus``: nodes in breadth-first order from ``root``."""
+
+    focus: str
+    root: str
+    nodes: dict[str, BranchNode]
+    truncated: bool = False
+
+    @property
+    def merges(self) -> list[BranchNode]:
+        """The branches that were merged back, in tree order."""
+        return [n for n in self.nodes.values() if n.merge is not None]
+
+
+async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
+    """The branch family of ``session_id`` (raises ``SessionNotFoundError``)."""
+    record = await store.load_record(session_id)
+    if record is None:
+        raise SessionNotFoundError(session_id)
+    truncated = False
+    root = record
+    for _ in range(MAX_DEPTH):
+        parent_id = root.state.parent_session_id
+        if not parent_id:
+            break
+        parent = await store.load_record(parent_id)
+        if parent is None:  # the parent was deleted: this branch roots what is left
+            break
+        root = parent
+    else:
+        truncated = True
+    nodes: dict[str, BranchNode] = {
+        root.state.session_id: BranchNode(state=root.state, depth=0)
+    }
+    records: dict[str, SessionRecord] = {root.state.session_id: root}
+    queue = [root.state.session_id]
+    while queue:
+        current = queue.pop(0)
+        node = nodes[current]
+        for branch in await store.list_branches(current):
+            branch_id = branch.state.session_id
+            if branch_id in nodes:
+                continue
+            if len(nodes) >= MAX_NODES or node.depth + 1 > MAX_DEPTH:
+                truncated = True
+                break
+            merge = await _find_merge(store, records[current], branch)
+            nodes[branch_id] = BranchNode(
+                state=branch.state,
+                depth=node.depth + 1,
+                fork_point=branch.fork_seq or 0,
+                merge=merge,
+            )
+            records[branch_id] = branch
+            node.children.append(branch_id)
+            queue.append(branch_id)
+    if session_id not in nodes:  # beyond the bounds: show at least the session itself
+        nodes[session_id] = BranchNode(state=record.state, depth=0)
+        truncated = True
+    return BranchTree(
+        focus=session_id, root=root.state.session_id, nodes=nodes, truncated=truncated
+    )
+
+
+async def _find_merge(
+    store: SessionStore, parent: SessionRecord, branch: SessionRecord
+) -> Merge | None:
+    """Where the turns ``branch`` added after its fork point are live in ``parent``."""
+    fork_seq = branch.fork_seq or 0
+    if branch.last_seq and branch.last_seq <= fork_seq:
+        return None  # the branch added nothing
+    added = await store.get_turn_seqs(
+        branch.state.session_id, after_seq=fork_seq, limit=MAX_MERGE_SCAN
+    )
+    wanted = {turn.turn_id for _, turn in added}
+    if not wanted:
+        return None
+    # Turns at positions past the fork point have a seq past it too (seqs only grow).
+    candidates = await store.get_turn_seqs(
+        parent.state.session_id, after_seq=fork_seq, limit=MAX_MERGE_SCAN
+    )
+    found = [seq for seq, turn in candidates if turn.turn_id in wanted]
+    if not found:
+        return None
+    return Merge(turns=len(found), parent_seq=found[0])
