@@ -101,6 +101,23 @@ async def test_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
     assert header is not None and header.turn_count == 1
 
 
+async def test_values_no_backend_keeps_are_named_by_item(make_manager: MakeManager) -> None:
+    manager = await make_manager()
+    adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = [deep]
+    cases = [
+        ({"role": "user", "content": "x", "n": 2**63}, "items[1].n"),
+        ({"role": "user", "content": "x", "deep": deep}, "items[1].deep" + "[0]" * 62),
+    ]
+    for bad, field in cases:
+        with pytest.raises(SessionValidationError) as info:
+            await adapter.add_items([{"role": "user", "content": "ok"}, bad])
+        assert info.value.field == field
+    assert await adapter.get_items() == []
+
+
 async def test_concurrent_add_items_lose_nothing(make_manager: MakeManager) -> None:
     manager = await make_manager()
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")

@@ -23,6 +23,7 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -33,6 +34,7 @@ from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.integrations.openai_agents.mapping import (
+    ITEM_KEY,
     item_to_turn,
     turn_to_item,
     turns_to_items,
@@ -90,6 +92,17 @@ async def _settle(write: Awaitable[_T]) -> _T:
         if not task.cancelled():
             task.exception()  # retrieved: the caller's cancellation wins
         raise
+
+
+_ITEM_FIELD = re.compile(rf"turns\[(\d+)\]\.metadata\.{ITEM_KEY}(.*)", re.DOTALL)
+
+
+def _item_error(exc: SessionValidationError) -> SessionValidationError | None:
+    """The manager's refusal of a stored item, renamed to the caller's ``items[i]...``."""
+    match = _ITEM_FIELD.fullmatch(exc.field)
+    if match is None:
+        return None
+    return SessionValidationError(f"items[{match.group(1)}]{match.group(2)}", exc.problem)
 
 
 def _check_limit(limit: Any) -> int | None:
@@ -262,7 +275,9 @@ class OpenAIAgentsSession:
         :mod:`~lexigram.ai.session.integrations.openai_agents.mapping`). One that does
         not survive a JSON round trip unchanged raises :class:`SessionTypeError`
         (a ``TypeError``, as in the SDK) naming it (``items[i]``), and nothing is
-        stored. An empty list does nothing.
+        stored. A value every backend cannot keep (an integer beyond 64 bits signed,
+        nesting deeper than the manager's limit) raises ``SessionValidationError``
+        naming it (``items[i].path``). An empty list does nothing.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
             raise SessionTypeError(
@@ -276,9 +291,15 @@ class OpenAIAgentsSession:
         ]
         manager, session_id = self.manager, self.session_id
         try:
-            await _settle(manager.add_turns(session_id, turns))
-        except SessionNotFoundError:
-            await self._after_missing(lambda: _settle(manager.add_turns(session_id, turns)))
+            try:
+                await _settle(manager.add_turns(session_id, turns))
+            except SessionNotFoundError:
+                await self._after_missing(lambda: _settle(manager.add_turns(session_id, turns)))
+        except SessionValidationError as exc:
+            renamed = _item_error(exc)
+            if renamed is None:
+                raise
+            raise renamed from exc
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
