@@ -282,6 +282,29 @@ async def test_checkpoint_with_a_lost_reply_returns_it_and_stores_one(include_tu
         assert len(loaded.state.turns) == 2
 
 
+async def test_checkpoint_whose_id_claim_reply_is_lost_is_created() -> None:
+    async with rig() as r:
+        sid = await session_with(r, 1)
+        claim = r.store.keys.checkpoint("cp-claim").encode()
+        r.proxy.drop_next_reply(match=lambda data: claim in data and b"NX" in data)
+        checkpoint, _ = await r.store.create_checkpoint(sid, checkpoint_id="cp-claim")
+        r.assert_dropped()
+        assert checkpoint.session_id == sid
+        assert await r.direct.get(claim) == sid.encode()
+        assert [c.checkpoint_id for c in await r.store.list_checkpoint_headers(sid)] == ["cp-claim"]
+
+
+async def test_create_whose_deadline_index_reply_is_lost_is_indexed_once() -> None:
+    async with rig() as r:
+        state = make_state("alice")
+        deadlines = r.store.keys.deadlines.encode()
+        r.proxy.drop_next_reply(match=lambda data: deadlines in data and b"ZADD" in data)
+        await r.store.create_session(state)
+        r.assert_dropped()
+        assert await r.zscore(r.store.keys.deadlines, state.session_id) is not None
+        assert await r.user_index("alice", state.session_id) == (True, True)
+
+
 async def test_save_checkpoint_with_a_lost_reply_stores_one() -> None:
     async with rig() as r:
         sid = await session_with(r, 1)
