@@ -7,6 +7,7 @@ hanging it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -32,6 +33,19 @@ T = TypeVar("T")
 
 #: The longest any thread or close may take before the test fails.
 DEADLINE_S = 60.0
+
+
+def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Fail an async test that runs past ``2 * DEADLINE_S`` instead of hanging the run.
+
+    (A regression could leave the main loop waiting for a reply another loop read.)
+    """
+
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        await asyncio.wait_for(test(*args, **kwargs), 2 * DEADLINE_S)
+
+    return run
 
 
 def new_turn(label: str) -> SessionTurn:
@@ -282,6 +296,7 @@ __all__ = [
     "Backend",
     "Problems",
     "Worker",
+    "bounded",
     "eventually",
     "in_thread",
     "join",

@@ -12,8 +12,8 @@ warned or logged an error ("unclosed transport", "Event loop is closed", ...).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Awaitable, Callable
 
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.manager.core import SessionManagerImpl
@@ -22,6 +22,7 @@ from tests.loops.support import (
     DEADLINE_S,
     Backend,
     Worker,
+    bounded,
     eventually,
     in_thread,
     join,
@@ -71,17 +72,13 @@ async def close_and_count(store: SessionStore, backend: Backend, before: int) ->
     )
 
 
-def looping(job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
-    """``job`` as given (keeps lambdas typed in the calls below)."""
-    return job
-
-
+@bounded
 async def test_threads_write_beside_the_main_loop(backend: Backend) -> None:
     before = backend.connections()
     with no_leaks():
         store, sid = await opened(backend)
         workers = [
-            Worker(looping(lambda k=k: append_n(store, sid, WRITES, f"thread{k}"))).start()
+            Worker(functools.partial(append_n, store, sid, WRITES, f"thread{k}")).start()
             for k in range(THREADS)
         ]
         main_ids = await append_n(store, sid, WRITES, "main")
@@ -96,6 +93,7 @@ async def test_threads_write_beside_the_main_loop(backend: Backend) -> None:
         await close_and_count(store, backend, before)
 
 
+@bounded
 async def test_reads_from_a_thread_loop_see_the_main_loops_writes(backend: Backend) -> None:
     before = backend.connections()
     with no_leaks():
@@ -109,6 +107,7 @@ async def test_reads_from_a_thread_loop_see_the_main_loops_writes(backend: Backe
         await close_and_count(store, backend, before)
 
 
+@bounded
 async def test_a_loop_closed_without_shutting_down(backend: Backend) -> None:
     """``loop.close()`` alone: the loop's connections are dropped without it."""
     before = backend.connections()
@@ -136,6 +135,7 @@ async def test_a_loop_closed_without_shutting_down(backend: Backend) -> None:
         await close_and_count(store, backend, before)
 
 
+@bounded
 async def test_a_loop_reused_after_shutdown_asyncgens(backend: Backend) -> None:
     """The Agents SDK's ``Runner.run_sync``: one loop per thread, kept open between runs."""
     before = backend.connections()
@@ -165,6 +165,7 @@ async def test_a_loop_reused_after_shutdown_asyncgens(backend: Backend) -> None:
         await close_and_count(store, backend, before)
 
 
+@bounded
 async def test_close_while_another_loop_is_open_and_idle(backend: Backend) -> None:
     before = backend.connections()
     with no_leaks():
@@ -193,6 +194,7 @@ async def test_close_while_another_loop_is_open_and_idle(backend: Backend) -> No
         assert not thread.is_alive()
 
 
+@bounded
 async def test_close_while_another_loop_is_running(backend: Backend) -> None:
     before = backend.connections()
     with no_leaks():
@@ -203,8 +205,8 @@ async def test_close_while_another_loop_is_running(backend: Backend) -> None:
         async def busy() -> list[str]:
             ids = await append_n(store, sid, 3, "busy")
             written.set()
-            while not release.is_set():  # keeps running, without using the store
-                await asyncio.sleep(0.01)
+            # The loop keeps running (waiting in an executor thread), not using the store.
+            await asyncio.to_thread(release.wait, DEADLINE_S)
             return ids
 
         worker = Worker(busy).start()
@@ -215,6 +217,7 @@ async def test_close_while_another_loop_is_running(backend: Backend) -> None:
         assert len(ids) == 3
 
 
+@bounded
 async def test_a_manager_from_any_loop(backend: Backend) -> None:
     """A plain ``SessionManager``: the issue's repro, and writes from several loops."""
     before = backend.connections()
@@ -232,7 +235,7 @@ async def test_a_manager_from_any_loop(backend: Backend) -> None:
 
         state = await asyncio.to_thread(lambda: asyncio.run(manager.get_state(sid)))
         assert state is not None and state.turns == []
-        workers = [Worker(looping(lambda k=k: talk(f"t{k}"))).start() for k in range(THREADS)]
+        workers = [Worker(functools.partial(talk, f"t{k}")).start() for k in range(THREADS)]
         await talk("main")
         counts = await join(*workers)
         total = WRITES + sum(counts)
