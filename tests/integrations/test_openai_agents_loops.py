@@ -80,7 +80,17 @@ async def test_runner_run_sync_in_worker_threads(make_manager: MakeManager) -> N
     agent = weather_agent(model)
 
     def run(text: str) -> Callable[[], Any]:
-        return lambda: Runner.run_sync(agent, text, session=session)
+        def job() -> Any:
+            try:
+                return Runner.run_sync(agent, text, session=session)
+            finally:
+                # run_sync leaves the thread's default loop open; close it as a
+                # well-behaved worker does at exit (what asyncio.run does at its end).
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        return job
 
     # Run 1 in one worker thread, run 2 in another: two loops, neither the manager's.
     (first,) = await _in_threads(run("Weather in Paris?"))
