@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, ClassVar
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
@@ -229,23 +230,21 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             headers = await self._index.headers(ids, damaged=bad)
             scores = [int(s) for _, s in page]
             for sid, score, data in zip(ids, scores, headers, strict=True):
-                if len(items) == limit:
-                    return SessionPage(items=items, next_cursor=str(last_ordinal), damaged=damaged)
-                # A damaged session takes no place on the page: it is only named.
                 if sid in bad:
-                    damaged.append(sid)
-                    last_ordinal = score
-                    continue
-                if data is None or data.get("u") != user_id:
-                    continue
-                try:
-                    record = self._record(data, sid, now)
-                except CorruptRecordError:
+                    record = None
+                elif data is None or data.get("u") != user_id:
+                    continue  # a stale index entry
+                else:
+                    record = self._readable(data, sid, now)
+                if record is None:
+                    # A damaged session takes no place on the page: it is only named.
                     damaged.append(sid)
                     last_ordinal = score
                     continue
                 if status is not None and record.state.status != status:
                     continue
+                if len(items) == limit:
+                    return SessionPage(items=items, next_cursor=str(last_ordinal), damaged=damaged)
                 items.append(record.state)
                 last_ordinal = score
             if len(page) < batch:
@@ -430,8 +429,17 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         damaged: list[str] = []  # an unreadable branch is left out of the listing
         for sid, data in zip(ids, await self._index.headers(ids, damaged=damaged), strict=True):
             if data is not None and data.get("ps") == session_id:
-                out.append(self._record(data, sid, now))
+                record = self._readable(data, sid, now)
+                if record is not None:
+                    out.append(record)
         return out
+
+    def _readable(self, data: Any, session_id: str, now: datetime) -> SessionRecord | None:
+        """The record of a stored header, or None when it cannot be decoded."""
+        try:
+            return self._record(data, session_id, now)
+        except CorruptRecordError:
+            return None
 
 
 def _seqs_at(ranges: str, start: int, count: int) -> list[int]:
