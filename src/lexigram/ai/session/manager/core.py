@@ -285,6 +285,8 @@ class SessionManagerImpl:
     ) -> SessionPage:
         """A page of the user's sessions (headers, newest first); pass ``next_cursor`` on."""
         _check_user_id(user_id)
+        if cursor is not None:
+            check_id(cursor, "cursor")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
             raise SessionValidationError("limit", f"must be an integer in 1..10000, got {limit!r}")
         wanted = None
