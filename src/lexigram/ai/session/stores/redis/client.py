@@ -120,12 +120,16 @@ class LoopClient:
             if writer is not None:
                 drop_transport(writer.transport)
             conn._reader = conn._writer = None
+        if isinstance(self.client, RedisCluster):
+            self.client._initialize = True  # what aclose() sets: no "unclosed client" warning
 
 
 def _connections(client: AnyRedis) -> list[Any]:
     """Every connection a client holds (idle or in use)."""
     if isinstance(client, RedisCluster):
-        return [c for node in client.get_nodes() for c in getattr(node, "_connections", ())]
+        manager = client.nodes_manager
+        nodes = {id(n): n for n in (*manager.nodes_cache.values(), *manager.startup_nodes.values())}
+        return [c for node in nodes.values() for c in getattr(node, "_connections", ())]
     pool = client.connection_pool
     return [*pool._get_free_connections(), *pool._get_in_use_connections()]
 
