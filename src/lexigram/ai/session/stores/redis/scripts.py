@@ -10,7 +10,13 @@ whose ``"h"`` is the header hash and ``"t"`` the turns' JSON documents.
 
 Every value that travels through ``cjson`` is a string, so no number is ever
 re-formatted by Lua (cjson keeps only 14 significant digits). Arithmetic on
-totals uses Lua's doubles and ``%.17g``, which round-trips exactly as Python floats.
+totals uses Lua's doubles and ``%.17g``, which round-trips exactly as Python floats;
+token totals are refused past 2**53-1, below which doubles hold integers exactly.
+
+Write scripts (:data:`WRITE_SCRIPTS`) are wrapped by ``_OP_EPILOGUE``: given an
+operation-id key as ``KEYS[12]`` they run their body once per operation id and
+answer a re-sent call with the recorded reply, then set the session keys' Redis
+expiry when ``ARGV[1]`` carries a grace (``"now|grace_ms"``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ __all__ = ["OP_TTL_MS", "SCRIPTS", "SESSION_PRELUDE", "WRITE_SCRIPTS"]
 SESSION_PRELUDE = r"""
 -- ARGV[1] is "now" or "now|grace": grace (ms) is how long a session's keys outlive
 -- its deadline (or its end) when the store has a TTL. KEYS[12], when given, is the
--- key recording this operation's reply (see op_wrapper in scripts.py).
+-- key recording this operation's reply (see _OP_EPILOGUE in scripts.py).
 local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
 local NOW_S = NOW_TEXT or ARGV[1]
 local NOW = tonumber(NOW_S)
