@@ -134,6 +134,13 @@ async def append(
         if batch_dup is not None:
             raise DuplicateTurnError(session_id, batch_dup)
         abs_tokens, abs_cost = new_totals(current.total_tokens, current.total_cost, batch)
+        if ctx.pg and n == 1:
+            # The row is ours: the one-statement append (update and insert in one round
+            # trip) keeps the lock held for as short a time as possible.
+            done = await append_one(tx, ctx, session_id, rows, tokens, cost, max_turns, patch)
+            if done is None:
+                raise SessionStoreError(f"append to session {session_id!r} could not be applied")
+            return done
         params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
         params.update(abs_tokens=abs_tokens, abs_cost=abs_cost)
         sql = q.append_abs
