@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lexigram.ai.session.events import SessionClosedEvent
 from lexigram.ai.session.exceptions import (
@@ -455,6 +458,39 @@ async def test_a_write_that_never_reached_redis_is_unavailable_not_unknown() -> 
             await r.store.append_turns(sid, [make_turn(1)])
         assert not isinstance(err.value, WriteOutcomeUnknownError)
         assert await r.direct.llen(r.store.keys.session(sid)[1]) == 0
+
+
+# ------------------------------------------------------------- the proxy itself
+async def test_the_proxy_makes_the_client_resend_an_applied_command() -> None:
+    """Why the store needs operation ids: a plain INCR through the fault runs twice."""
+    require_redis()
+    key = f"lxfault:{uuid.uuid4().hex}"
+    async with FaultProxy("127.0.0.1", 6379) as proxy:
+        client = Redis(port=proxy.port, retry=Retry(NoBackoff(), 3))
+        try:
+            proxy.drop_next_reply(match=b"INCR")
+            assert await client.incr(key) == 2  # the reply of the first INCR was lost
+            assert (proxy.replies_dropped, proxy.armed) == (1, 0)
+            assert proxy.connections_total == 2  # the client reconnected once
+        finally:
+            await client.delete(key)
+            await client.aclose()
+    assert proxy.connections_open == 0
+
+
+async def test_the_proxy_bounds_its_connections() -> None:
+    require_redis()
+    async with FaultProxy("127.0.0.1", 6379, max_connections=1) as proxy:
+        first = Redis(port=proxy.port)
+        second = Redis(port=proxy.port, retry=Retry(NoBackoff(), 0))
+        try:
+            assert await first.ping()
+            with pytest.raises(RedisConnectionError):
+                await second.ping()
+            assert proxy.connections_open == 1
+        finally:
+            await first.aclose()
+            await second.aclose()
 
 
 # ----------------------------------------------------- other kinds of fault
