@@ -76,6 +76,13 @@ def _int(request: Request, name: str, *, low: int, high: int, default: int | Non
     return value
 
 
+def _paging(request: Request) -> tuple[int | None, int]:
+    """``after`` (a turn ``seq``) and ``pos`` (the position of the first turn shown)."""
+    after = _int(request, "after", low=0, high=2**62, default=None)
+    position = _int(request, "pos", low=1, high=2**62, default=1)
+    return after, position or 1
+
+
 def _text(request: Request, name: str) -> str:
     return request.query_params.get(name, "").strip()
 
@@ -144,12 +151,13 @@ class _Explorer:
 
     async def session(self, request: Request) -> Response:
         sid = _required(request.query_params.get("id", ""), "id")
+        after, position = _paging(request)
         record = await self.service.record(sid)
         limit = self.settings.turns_per_page
         page = await self.service.turns(
             record,
-            after=_int(request, "after", low=0, high=2**62, default=None),
-            position=_int(request, "pos", low=1, high=2**62, default=1) or 1,
+            after=after,
+            position=position,
             limit=limit,
             newest=request.query_params.get("view") == "newest",
         )
@@ -233,10 +241,8 @@ class _Explorer:
 
     # -------------------------------------------------------------------- API
     async def api_info(self, request: Request) -> Response:
-        from lexigram.ai.session import __version__
-
         return _json({"backend": self.service.backend, "allow_writes": self.settings.allow_writes,
-                      "version": __version__, "turns_per_page": self.settings.turns_per_page,
+                      "version": _version(), "turns_per_page": self.settings.turns_per_page,
                       "page_size": self.settings.page_size})
 
     async def api_sessions(self, request: Request) -> Response:
@@ -253,12 +259,14 @@ class _Explorer:
         return _json(record_json(record))
 
     async def api_turns(self, request: Request) -> Response:
-        record = await self.service.record(_required(request.query_params.get("id", ""), "id"))
+        sid = _required(request.query_params.get("id", ""), "id")
+        after, position = _paging(request)
         limit = _int(request, "limit", low=1, high=1000, default=self.settings.turns_per_page)
+        record = await self.service.record(sid)
         page = await self.service.turns(
             record,
-            after=_int(request, "after", low=0, high=2**62, default=None),
-            position=_int(request, "pos", low=1, high=2**62, default=1) or 1,
+            after=after,
+            position=position,
             limit=limit or 1,
             newest=request.query_params.get("view") == "newest",
         )
@@ -276,6 +284,16 @@ class _Explorer:
     async def api_analytics(self, request: Request) -> Response:
         series = await self.service.series(_required(request.query_params.get("id", ""), "id"))
         return _json(series.to_dict())
+
+
+def _version() -> str:
+    """The installed distribution's version (empty when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lexigram-ai-session")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return ""
 
 
 def _same_origin(request: Request) -> bool:

@@ -1,0 +1,136 @@
+"""The pages and the JSON API on every backend (in memory, SQLite, PostgreSQL, Redis)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lexigram.ai.session.explorer import ExplorerSettings
+from lexigram.ai.session.stores.base import SessionStore
+from tests.explorer.conftest import client_for
+from tests.explorer.seed import Story, seed_story
+from tests.stores.backends import BackendSpec, all_specs
+
+SPECS = [s for s in all_specs() if s.name in {"in_memory", "sqlite", "postgres", "redis"}]
+
+
+@pytest.fixture(params=[pytest.param(s, id=s.name, marks=s.marks) for s in SPECS])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    spec: BackendSpec = request.param
+    async with spec.open() as factory:
+        yield await factory()
+
+
+def _turn_ids(page: str) -> list[str]:
+    return re.findall(r'<article class="turn[^"]*"[^>]*data-turn-id="([^"]+)"', page)
+
+
+async def test_every_page_and_api_on_the_backend(store: SessionStore) -> None:
+    story: Story = await seed_story(store)
+    trip = await store.load(story.trip)
+    assert trip is not None
+    async with client_for(store) as http:
+        listing = await http.get("/", params={"user": "alice"})
+        assert listing.status_code == 200
+        for sid in (story.trip, story.budget, story.rainy):
+            assert f'data-session="{sid}"' in listing.text
+
+        page = await http.get("/session", params={"id": story.trip})
+        assert page.status_code == 200
+        assert _turn_ids(page.text) == [t.turn_id for t in trip.turns]
+        assert 'class="branch-graph"' in page.text and 'data-merges="1"' in page.text
+        assert 'id="rounds"' in page.text
+        assert page.text.count('class="round-sep"') == 3  # opening, round 1, round 2
+
+        analytics = await http.get("/session/analytics", params={"id": story.trip})
+        assert analytics.status_code == 200
+        assert analytics.text.count('class="chart line') == 3
+
+        api = (await http.get("/api/session", params={"id": story.trip})).json()
+        assert api["turn_count"] == trip.turn_count == 9
+        turns = (await http.get("/api/session/turns", params={"id": story.trip})).json()
+        assert [t["turn_id"] for t in turns["turns"]] == [t.turn_id for t in trip.turns]
+        assert turns["turns"][5]["tool_calls"][0]["function"]["name"] == "get_weather"
+        tree = (await http.get("/api/session/tree", params={"id": story.rainy})).json()
+        nodes = {n["session_id"]: n for n in tree["nodes"]}
+        assert tree["root"] == story.trip and set(nodes) == {story.trip, story.budget, story.rainy}
+        assert nodes[story.budget]["fork_point"] == 5
+        assert nodes[story.budget]["merged"]["turns"] == 2
+        assert nodes[story.rainy]["merged"] is None and nodes[story.rainy]["fork_point"] == 9
+        checkpoints = (await http.get("/api/session/checkpoints",
+                                      params={"id": story.trip})).json()["checkpoints"]
+        assert [c["checkpoint_id"] for c in checkpoints] == [
+            story.first_checkpoint, story.second_checkpoint
+        ]
+        assert [c["turn_count"] for c in checkpoints] == [5, 9]
+        series = (await http.get("/api/session/analytics", params={"id": story.trip})).json()
+        assert series["tokens"] == trip.total_tokens
+        assert series["cost"] == pytest.approx(trip.total_cost)
+        assert set(series["by_agent"]) == {"planner", "critic"}
+        assert series["by_tool"] == {"get_weather": 1}
+
+
+async def test_sessions_are_paged_with_the_store_cursor(store: SessionStore) -> None:
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    manager = SessionManagerImpl(store, CONFIG)
+    made = [(await manager.create("paged")).session_id for _ in range(7)]
+    await manager.close(made[0])
+    settings = ExplorerSettings(page_size=3)
+    seen: list[str] = []
+    async with client_for(store, settings) as http:
+        cursor = None
+        for _ in range(5):
+            params = {"user": "paged", **({"cursor": cursor} if cursor else {})}
+            page = (await http.get("/api/sessions", params=params)).json()
+            seen.extend(s["session_id"] for s in page["sessions"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        closed = (await http.get("/api/sessions",
+                                 params={"user": "paged", "status": "closed"})).json()
+        html = await http.get("/", params={"user": "paged", "status": "active"})
+    assert sorted(seen) == sorted(made) and len(seen) == 7
+    assert [s["session_id"] for s in closed["sessions"]] == [made[0]]
+    assert made[0] not in html.text and 'id="next-page"' in html.text
+
+
+async def test_transcript_pages_cover_every_turn_once(store: SessionStore) -> None:
+    story = await seed_story(store)
+    trip = await store.load(story.trip)
+    assert trip is not None
+    settings = ExplorerSettings(turns_per_page=4)
+    shown: list[str] = []
+    async with client_for(store, settings) as http:
+        params: dict[str, object] = {"id": story.trip}
+        for _ in range(5):
+            page = await http.get("/session", params=params)
+            assert page.status_code == 200
+            shown.extend(_turn_ids(page.text))
+            found = re.search(r'id="next-turns" rel="next" href="/session\?([^"#]+)', page.text)
+            if found is None:
+                break
+            query = dict(p.split("=", 1) for p in found.group(1).replace("&amp;", "&").split("&"))
+            params = {"id": story.trip, "after": query["after"], "pos": query["pos"]}
+        newest = await http.get("/session", params={"id": story.trip, "view": "newest"})
+    assert shown == [t.turn_id for t in trip.turns]
+    assert _turn_ids(newest.text) == [t.turn_id for t in trip.turns[-4:]]
+    assert 'id="turn-9"' in newest.text
+
+
+async def test_unknown_session_and_bad_input_answer_with_the_error(store: SessionStore) -> None:
+    async with client_for(store) as http:
+        missing = await http.get("/session", params={"id": "no-such-session"})
+        api_missing = await http.get("/api/session", params={"id": "no-such-session"})
+        bad_after = await http.get("/api/session/turns", params={"id": "x", "after": "abc"})
+        bad_status = await http.get("/api/sessions", params={"user": "u", "status": "odd"})
+        no_user = await http.get("/api/sessions")
+    assert missing.status_code == 404 and "no-such-session" in missing.text
+    assert api_missing.status_code == 404
+    assert api_missing.json()["error"]["code"] == "LEX_ERR_SES_101"
+    assert bad_after.status_code == 400 and bad_after.json()["error"]["field"] == "after"
+    assert bad_status.status_code == 400 and bad_status.json()["error"]["field"] == "status"
+    assert no_user.status_code == 400 and no_user.json()["error"]["field"] == "user"
