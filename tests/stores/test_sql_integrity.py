@@ -344,6 +344,19 @@ async def test_totals_past_the_limits_are_refused_before_anything_is_written(
         assert await _totals(store, state.session_id) == (0, 0, 0.0)
 
 
+async def test_a_live_duplicate_is_named_before_the_totals(where: tuple[str, str]) -> None:
+    async with opened(where) as store:
+        state = header()
+        await store.create_session(state)
+        await store.append_turns(state.session_id, [turn(1, tokens_used=MAX_SAFE_INT)])
+        with pytest.raises(DuplicateTurnError):
+            await store.append_turns(state.session_id, [turn(1, tokens_used=5)])
+        with pytest.raises(SessionValidationError) as info:
+            await store.append_turns(state.session_id, [turn(2, tokens_used=5)])
+        assert info.value.field == "total_tokens"
+        assert await _totals(store, state.session_id) == (1, MAX_SAFE_INT, 0.25)
+
+
 async def test_totals_are_the_exact_sums_over_the_live_turns(where: tuple[str, str]) -> None:
     costs = [0.1, 0.2, 0.3, 0.7, 1e-9]
     async with opened(where) as store:

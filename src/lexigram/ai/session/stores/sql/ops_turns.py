@@ -22,6 +22,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionStoreError,
     SessionTransitionError,
+    SessionValidationError,
 )
 from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
@@ -133,7 +134,14 @@ async def append(
             raise
         if batch_dup is not None:
             raise DuplicateTurnError(session_id, batch_dup)
-        abs_tokens, abs_cost = new_totals(current.total_tokens, current.total_cost, batch)
+        try:
+            abs_tokens, abs_cost = new_totals(current.total_tokens, current.total_cost, batch)
+        except SessionValidationError:
+            # A live duplicate is named first, as when the totals fit.
+            dup = await find_live_duplicate(tx, ctx, session_id, [r["turn_id"] for r in rows])
+            if dup is not None:
+                raise DuplicateTurnError(session_id, dup) from None
+            raise
         if ctx.pg and n == 1:
             # The row is ours: the one-statement append (update and insert in one round
             # trip) keeps the lock held for as short a time as possible.
