@@ -12,6 +12,7 @@ import asyncio
 import threading
 
 from agents import Agent, Runner, set_tracing_disabled
+from openai.types.responses import ResponseOutputItem
 
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
@@ -27,7 +28,9 @@ RUNS = 2
 
 def agent(tag: str, runs: int) -> Agent:
     """An agent answering ``runs`` times with a scripted message."""
-    replies = [[message(f"msg_{tag}_{n}", f"answer {tag} {n}")] for n in range(runs)]
+    replies: list[list[ResponseOutputItem]] = [
+        [message(f"msg_{tag}_{n}", f"answer {tag} {n}")] for n in range(runs)
+    ]
     return Agent(name=f"agent-{tag}", model=ScriptedModel(replies))
 
 
