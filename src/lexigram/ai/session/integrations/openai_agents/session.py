@@ -23,18 +23,21 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from agents.memory.session_settings import SessionSettings, coerce_session_settings
+from agents.memory.session_settings import SessionSettings
 
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
+from lexigram.ai.session.integrations.openai_agents.inputs import (
+    check_limit,
+    coerce_settings,
+    item_error,
+)
 from lexigram.ai.session.integrations.openai_agents.mapping import (
-    ITEM_KEY,
     item_to_turn,
     turn_to_item,
     turns_to_items,
@@ -56,23 +59,6 @@ _CREATE_ATTEMPTS = 8
 _CREATE_PAUSE_S = 0.002
 
 
-def _coerce_settings(value: Any) -> SessionSettings:
-    """``SessionSettings`` from an instance, a dict or None, as the SDK's sessions do.
-
-    An unknown key or a value of the wrong type raises :class:`SessionTypeError`
-    (``TypeError: Unknown session settings: limitt``, as in the SDK); a bad value of a
-    known key raises :class:`SessionValidationError`. Both name ``session_settings``.
-    """
-    if value is None:
-        return SessionSettings()
-    try:
-        return coerce_session_settings(value)
-    except TypeError as exc:
-        raise SessionTypeError("session_settings", str(exc)) from exc
-    except ValueError as exc:
-        raise SessionValidationError("session_settings", str(exc)) from exc
-
-
 async def _settle(write: Awaitable[_T]) -> _T:
     """Run a write to completion even when the caller is cancelled meanwhile.
 
@@ -92,25 +78,6 @@ async def _settle(write: Awaitable[_T]) -> _T:
         if not task.cancelled():
             task.exception()  # retrieved: the caller's cancellation wins
         raise
-
-
-_ITEM_FIELD = re.compile(rf"turns\[(\d+)\]\.metadata\.{ITEM_KEY}(.*)", re.DOTALL)
-
-
-def _item_error(exc: SessionValidationError) -> SessionValidationError | None:
-    """The manager's refusal of a stored item, renamed to the caller's ``items[i]...``."""
-    match = _ITEM_FIELD.fullmatch(exc.field)
-    if match is None:
-        return None
-    return SessionValidationError(f"items[{match.group(1)}]{match.group(2)}", exc.problem)
-
-
-def _check_limit(limit: Any) -> int | None:
-    if limit is None or type(limit) is int:
-        return limit
-    if not isinstance(limit, int) or isinstance(limit, bool):
-        raise SessionTypeError("limit", f"must be an integer or None, got {limit!r}")
-    return int(limit)
 
 
 class OpenAIAgentsSession:
@@ -163,7 +130,7 @@ class OpenAIAgentsSession:
             )
         self.manager = manager
         self.session_id = check_id(session_id, "session_id")
-        self.session_settings = _coerce_settings(session_settings)
+        self.session_settings = coerce_settings(session_settings)
         self.user_id = self.session_id if user_id is None else check_id(user_id, "user_id")
         if not isinstance(create_missing, bool):
             raise SessionTypeError(
@@ -194,7 +161,7 @@ class OpenAIAgentsSession:
             raise SessionValidationError(
                 "manager", f"expected a SessionManagerImpl, got {type(manager).__name__}"
             )
-        settings = _coerce_settings(session_settings)
+        settings = coerce_settings(session_settings)
         state = await manager.create(
             user_id, metadata, system_prompt=system_prompt, session_id=session_id
         )
@@ -256,9 +223,9 @@ class OpenAIAgentsSession:
         ``SQLiteSession``, ``0`` gives ``[]`` and a negative limit gives everything.
         Each item comes back exactly as it was added.
         """
-        resolved = _check_limit(limit)
+        resolved = check_limit(limit)
         if resolved is None and self.session_settings is not None:
-            resolved = _check_limit(self.session_settings.limit)
+            resolved = check_limit(self.session_settings.limit)
         last = None if resolved is None or resolved < 0 else resolved
         try:
             turns = await self.manager.get_turns(self.session_id, last=last)
@@ -296,7 +263,7 @@ class OpenAIAgentsSession:
             except SessionNotFoundError:
                 await self._after_missing(lambda: _settle(manager.add_turns(session_id, turns)))
         except SessionValidationError as exc:
-            renamed = _item_error(exc)
+            renamed = item_error(exc)
             if renamed is None:
                 raise
             raise renamed from exc
