@@ -414,3 +414,21 @@ async def test_a_sweep_goes_on_past_headers_of_the_wrong_type(cluster: bool) -> 
             assert await store.client.type(store.keys.header(state.session_id)) == b"string"
         again = await scheduler.sweep()
         assert (again.damaged, again.skipped) == (0, 0)
+
+
+@pytest.mark.parametrize(("field", "value"), [("s", "bogus"), ("ex", "soon"), ("m", "{")])
+async def test_a_damaged_header_field_is_reported_by_find_expired_not_dropped(
+    store: CacheSessionStore, clock: FakeClock, field: str, value: str
+) -> None:
+    bad = await new_session(store)
+    await store.client.hset(store.keys.header(bad), field, value)
+    clock.advance(_TTL + 1)
+    assert await store.find_expired() == [bad]
+    with pytest.raises(CorruptRecordError) as err:
+        await store.mark_expired(bad)
+    assert bad in str(err.value)
+    assert await store.client.hget(store.keys.header(bad), "s") == (
+        b"bogus" if field == "s" else b"active"
+    )
+    await store.quarantine(bad)
+    assert await store.find_expired() == []

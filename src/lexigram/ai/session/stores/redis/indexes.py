@@ -84,13 +84,11 @@ class Indexes:
         for sid, reply in zip(session_ids, await self._scripts.many("record", calls), strict=True):
             try:
                 doc = orjson.loads(reply)
-                if "e" in doc:
-                    raise CorruptRecordError(f"session {sid!r}", f"unreadable header: {doc}")
-            except (orjson.JSONDecodeError, TypeError, CorruptRecordError) as exc:
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                doc = {"e": "CORRUPT", "a": "header", "b": str(exc)}
+            if "e" in doc:  # not JSON, or the script found the key is not a hash
                 if damaged is None:
-                    raise CorruptRecordError(
-                        f"session {sid!r}", f"unreadable header: {exc}"
-                    ) from None
+                    raise CorruptRecordError(f"session {sid!r}", f"unreadable header: {doc}")
                 damaged.append(sid)
                 out.append(None)
                 continue

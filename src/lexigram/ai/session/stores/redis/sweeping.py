@@ -12,6 +12,7 @@ from lexigram.ai.session.stores.redis.wire import to_us
 __all__ = ["SweepOps"]
 
 _SCAN_BATCH = 200
+_LIVE = ("active", "suspended")
 _TOMBSTONE_SAFETY_S = 86_400
 
 
@@ -36,27 +37,25 @@ class SweepOps(RedisStoreBase):
             # Every entry leaves the range [-inf, now] unless it is reported: the next
             # page therefore starts right after the ones found so far.
             for sid, probe in zip(ids, probes, strict=True):
-                if probe is None:
-                    # Unreadable header: reported, so that mark_expired names it
-                    # (CorruptRecordError) and the sweeper can quarantine it.
-                    if len(found) < limit:
-                        found.append(sid)
-                    continue
-                status, expires, updated = probe
-                if status is None:
-                    fixes.append(("zrem", (key, sid)))
-                elif status not in ("active", "suspended"):
+                status, expires, updated = probe or (None, None, None)
+                deadline = int(expires) if expires is not None and expires.isdigit() else None
+                if probe is not None and status is None:
+                    fixes.append(("zrem", (key, sid)))  # the session is gone
+                elif status in ("closed", "expired"):
                     fixes.append(("zrem", (key, sid)))
                     if updated is not None and updated.isdigit():
                         fixes.append(("zadd", (self.keys.ended, {sid: int(updated)})))
-                elif expires is None or not expires.isdigit():
-                    fixes.append(("zrem", (key, sid)))
-                elif int(expires) <= now_us:
+                elif status in _LIVE and expires is None:
+                    fixes.append(("zrem", (key, sid)))  # no deadline any more
+                elif status not in _LIVE or deadline is None or deadline <= now_us:
+                    # Due, or damaged (not a hash, unknown status, bad deadline): a
+                    # damaged one is reported so that mark_expired names it
+                    # (CorruptRecordError) and the sweeper quarantines it.
                     if len(found) < limit:
                         found.append(sid)
                 else:
                     # Extended since indexed: move the lower bound up to the deadline seen.
-                    fixes.append(("zadd", (key, {sid: int(expires)}, False, True)))
+                    fixes.append(("zadd", (key, {sid: deadline}, False, True)))
             await self._index.pipe(fixes)
             if len(page) < _SCAN_BATCH:
                 break
