@@ -86,6 +86,39 @@ async def test_runner_history_matches_the_sdk_sqlite_session(
         sdk.close()
 
 
+async def test_any_json_item_round_trips_like_the_sdk_sqlite_session(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
+    """The Session protocol takes any JSON item: stored exactly, as SQLiteSession does."""
+    items: list[Any] = [
+        {"__enc__": 1, "v": 1, "kid": "hkdf-v1", "payload": "gAAAAAB-token=="},
+        {"z": 1, "a": {"y": [1, 2.5, None], "b": "naïve 🎉"}},
+        "a bare string", 42, 0.5, True, None, [1, {"k": "v"}], {},
+        {"type": "message", "content": "a message without a role"},
+        {"type": 7, "role": "user"},
+    ]
+    manager = await make_manager()
+    ours = await OpenAIAgentsSession.create(manager, user_id="alice")
+    sdk = SQLiteSession("reference", db_path=tmp_path / "sdk.db")
+    try:
+        for session in (ours, sdk):
+            await session.add_items(items[:5])
+            await session.add_items(items[5:])
+        got = await ours.get_items()
+        assert got == await sdk.get_items() == items
+        assert [type(i) for i in got] == [type(i) for i in items]
+        assert list(got[1]) == ["z", "a"] and list(got[1]["a"]) == ["y", "b"]
+        assert await ours.get_items(limit=3) == await sdk.get_items(limit=3) == items[-3:]
+        turns = await manager.get_turns(ours.session_id)
+        assert [t.role for t in turns] == ["data"] * len(items)
+        assert [t.metadata["openai_item_type"] for t in turns] == ["encrypted"] + ["opaque"] * 10
+        for _ in range(len(items)):
+            assert await ours.pop_item() == await sdk.pop_item()
+        assert await ours.get_items() == [] == await sdk.get_items()
+    finally:
+        sdk.close()
+
+
 async def test_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
     manager = await make_manager(max_turns_per_session=5)
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
