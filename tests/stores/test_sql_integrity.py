@@ -499,6 +499,16 @@ async def test_listings_return_the_healthy_sessions_and_name_the_damaged(
         assert [s.session_id for s in first.items] == [states[3].session_id, states[2].session_id]
         assert rest.damaged == [states[1].session_id]
         assert [s.session_id for s in rest.items] == [states[0].session_id]
+        branch = replace(header(), session_id="b-" + states[0].session_id, branch_name="b")
+        await store.fork_session(states[0].session_id, branch)
+        healthy = replace(header(), session_id="c-" + states[0].session_id, branch_name="c")
+        await store.fork_session(states[0].session_id, healthy)
+        await _corrupt(store, branch.session_id)
+        assert [r.state.session_id for r in await store.list_branches(states[0].session_id)] == [
+            healthy.session_id
+        ]
+        await store.delete(branch.session_id)
+        await store.delete(healthy.session_id)
         whole = await store.list_sessions("alice")
         assert [s.session_id for s in whole] == [
             states[0].session_id,

@@ -242,8 +242,14 @@ async def list_page(
 
 
 async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord]:
-    """Sessions forked from ``session_id``, oldest first."""
-    return [ctx.record(r) for r in await tx.all(ctx.q.branches, {"sid": session_id})]
+    """Sessions forked from ``session_id``, oldest first (damaged ones logged, left out)."""
+    records = []
+    for row in await tx.all(ctx.q.branches, {"sid": session_id}):
+        try:
+            records.append(ctx.record(row))
+        except CorruptRecordError as exc:
+            _log.warning("ai_session.sql.damaged_record", session_id=row[0], error=str(exc))
+    return records
 
 
 async def update_session(
