@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,6 +40,7 @@ from tests.faults.proxy import FaultProxy
 from tests.manager.test_events_support import RecordingBus
 from tests.services import REDIS_URL, require_redis
 from tests.stores.backends.redis import drop_prefix
+from tests.stores.redis_cluster import shared_cluster
 
 pytestmark = pytest.mark.redis
 
@@ -556,3 +558,122 @@ async def test_a_whole_life_with_every_reply_lost_ends_where_it_would() -> None:
         assert (record.state.turn_count, record.state.total_tokens) == (1, 1)
         assert record.state.status is _C
         assert len(await r.store.get_turns(state.session_id)) == 1
+
+
+# ------------------------------------------------------------ Redis Cluster
+@dataclass
+class ClusterRig:
+    """A store on the local Redis Cluster, every node behind its own fault proxy."""
+
+    proxies: list[FaultProxy]
+    store: CacheSessionStore
+    direct: RedisCluster
+
+    def drop(self, name: str) -> None:
+        """Drop the reply of the next run of script ``name``, whichever node runs it."""
+        for proxy in self.proxies:
+            proxy.drop_next_reply(match=script(name))
+
+    def assert_dropped(self) -> None:
+        """Exactly one reply was dropped since the last call; disarm the other nodes."""
+        dropped = sum(p.replies_dropped for p in self.proxies)
+        for proxy in self.proxies:
+            proxy.reset()
+            proxy.replies_dropped = 0
+        assert dropped == 1
+
+
+@asynccontextmanager
+async def cluster_rig() -> AsyncIterator[ClusterRig]:
+    """The shared local cluster (started on first use), reached through proxies."""
+    cluster = shared_cluster()
+    prefix = f"lxfault:{uuid.uuid4().hex[:12]}"
+    async with AsyncExitStack() as stack:
+        by_port: dict[int, FaultProxy] = {}
+        for port in cluster.ports:
+            by_port[port] = await stack.enter_async_context(FaultProxy("127.0.0.1", port))
+
+        def remap(address: tuple[str, int]) -> tuple[str, int]:
+            proxy = by_port.get(address[1])
+            return address if proxy is None else ("127.0.0.1", proxy.port)
+
+        client = RedisCluster(
+            host="127.0.0.1",
+            port=by_port[cluster.ports[0]].port,
+            address_remap=remap,
+            retry=Retry(NoBackoff(), 4),
+        )
+        direct = RedisCluster.from_url(cluster.url)
+        store = CacheSessionStore(
+            client=client, key_prefix=prefix, session_ttl=_TTL, clock=FakeClock()
+        )
+        try:
+            await store.initialize()
+            yield ClusterRig(proxies=list(by_port.values()), store=store, direct=direct)
+        finally:
+            await store.close()
+            await drop_prefix(direct, store.keys.pattern)
+            await direct.aclose()
+            await client.aclose()
+
+
+@pytest.mark.cluster
+async def test_on_a_cluster_every_write_with_a_lost_reply_is_applied_once() -> None:
+    async with cluster_rig() as r:
+        store = r.store
+        users = store.keys.user("alice")
+
+        state = make_state("alice")
+        r.drop("create")
+        assert (await store.create_session(state)).state.session_id == state.session_id
+        r.assert_dropped()
+        sid = state.session_id
+        other = make_state("alice")
+        r.drop("reserve")
+        await store.create_session(other, max_live_per_user=2)
+        r.assert_dropped()
+        assert await store.count_live_sessions("alice") == 2
+        assert await r.direct.zcard(users[0]) == 2
+
+        r.drop("append")
+        assert (await store.append_turns(sid, [make_turn(1)])).first_seq == 1
+        r.assert_dropped()
+        await store.append_turns(sid, [make_turn(2), make_turn(3)])
+        r.drop("pop")
+        popped = await store.pop_turn(sid)
+        r.assert_dropped()
+        assert popped is not None and popped.content == "message 3"
+        assert len(await store.get_turns(sid)) == 2
+
+        r.drop("cp_create")
+        checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id=f"cp-{sid}")
+        r.assert_dropped()
+        assert len(checkpoint.state.turns) == 2
+        r.drop("clear")
+        assert await store.clear_turns(sid) == 2
+        r.assert_dropped()
+        r.drop("cp_restore")
+        restored = await store.restore_checkpoint(f"cp-{sid}")
+        r.assert_dropped()
+        assert len(restored.turns) == len(await store.get_turns(sid)) == 2
+
+        branch = make_state("alice")
+        r.drop("create")
+        forked = await store.fork_session(sid, branch, max_branches=1, max_live_per_user=3)
+        r.assert_dropped()
+        assert forked.state.parent_session_id == sid
+        assert [b.state.session_id for b in await store.list_branches(sid)] == [branch.session_id]
+
+        r.drop("update")
+        assert (await store.update_session(sid, SessionPatch(metadata={"k": 1}))).state.metadata
+        r.assert_dropped()
+        r.drop("transition")
+        closed = await store.transition(sid, _C, allowed_from=_LIVE)
+        r.assert_dropped()
+        assert closed.state.status is _C
+        assert await r.direct.zscore(store.keys.ended, sid) is not None
+        r.drop("delete")
+        await store.delete(sid)
+        r.assert_dropped()
+        assert await store.load(sid) is None
+        assert await r.direct.zscore(users[0], sid) is None
