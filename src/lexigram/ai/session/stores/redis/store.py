@@ -53,7 +53,12 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     ``client`` an existing ``Redis``/``RedisCluster`` to use instead (not closed by
     :meth:`close`). Keys start with ``key_prefix``. Deadlines are logical
     (``session_ttl`` seconds after the last update, compared with this store's
-    clock); Redis key expiry is never used to end a session.
+    clock); Redis key expiry never ends a session. With a TTL it is only a safety
+    net: every key of a session expires ``purge_after_s`` plus one day after the
+    session's deadline or end, long after the sweeper would have purged it.
+
+    Every write is applied exactly once however often the client re-sends it
+    (an operation id per call, see ``docs/backend-redis.md``).
     """
 
     backend_name: ClassVar[str] = "cache"
