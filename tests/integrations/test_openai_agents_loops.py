@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from agents import Runner
 
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
@@ -73,7 +74,8 @@ def _message(n: int, who: str) -> dict[str, Any]:
     return {"role": "user", "content": f"{who}:{n}"}
 
 
-async def test_runner_run_sync_in_worker_threads(make_manager: MakeManager) -> None:
+@pytest.mark.parametrize("loop_end", ["shutdown_then_close", "close_only"])
+async def test_runner_run_sync_in_worker_threads(make_manager: MakeManager, loop_end: str) -> None:
     manager = await make_manager()
     session = await OpenAIAgentsSession.create(manager, user_id="alice")
     model = ScriptedModel(weather_script())
@@ -84,10 +86,11 @@ async def test_runner_run_sync_in_worker_threads(make_manager: MakeManager) -> N
             try:
                 return Runner.run_sync(agent, text, session=session)
             finally:
-                # run_sync leaves the thread's default loop open; close it as a
-                # well-behaved worker does at exit (what asyncio.run does at its end).
+                # run_sync leaves the thread's default loop open; close it at the
+                # thread's end, fully (as asyncio.run does) or with close() alone.
                 loop = asyncio.get_event_loop_policy().get_event_loop()
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                if loop_end == "shutdown_then_close":
+                    loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
         return job
