@@ -7,11 +7,12 @@ tests (and screen readers) can tell what it shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from lexigram.ai.session.explorer.html import Markup, el, join
 
-__all__ = ["bar_chart", "line_chart"]
+__all__ = ["bar_chart", "line_chart", "nice_ceiling"]
 
 _W, _H = 640, 220
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 56, 12, 16, 28
@@ -27,6 +28,17 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (1.0 for 0)."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if value <= step * scale * (1 + 1e-9):
+            return step * scale
+    return 10.0 * scale  # pragma: no cover - the loop always returns
+
+
 def line_chart(
     title: str,
     points: Sequence[tuple[float, float]],
@@ -40,7 +52,7 @@ def line_chart(
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
-    top = max(ys) or 1.0
+    top = nice_ceiling(max(ys))
     span = (x1 - x0) or 1.0
     plot_w, plot_h = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
 
