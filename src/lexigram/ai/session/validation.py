@@ -261,6 +261,68 @@ def _check_dict_list(value: Any, field: str) -> None:
 
 
 # --------------------------------------------------------------------- turns
+def _flat_ok(data: Any) -> bool:
+    """Whether ``data`` is a dict of ASCII keys to plain scalars the rules accept (cheap)."""
+    for key, value in data.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return False
+        elif kind is int:
+            if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+                return False
+        elif kind is float:
+            if not -math.inf < value < math.inf:
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
+
+
+def _plain_turn(turn: Any) -> bool:
+    """Whether ``turn`` certainly passes :func:`check_turn` (the common case, no names built)."""
+    if type(turn) is not SessionTurn:
+        return False
+    turn_id, role, content, tokens, cost = (
+        turn.turn_id,
+        turn.role,
+        turn.content,
+        turn.tokens_used,
+        turn.cost,
+    )
+    model, provider, metadata, stamp = turn.model, turn.provider, turn.metadata, turn.timestamp
+    return (
+        type(turn_id) is str
+        and 0 < len(turn_id) <= MAX_ID_LENGTH
+        and turn_id.isascii()
+        and turn_id.isprintable()
+        and not turn_id.isspace()
+        and type(role) is str
+        and role.isascii()
+        and role.isprintable()
+        and role != ""
+        and not role.isspace()
+        and type(content) is str
+        and content.isascii()
+        and type(tokens) is int
+        and 0 <= tokens <= MAX_SAFE_INT
+        and type(cost) is float
+        and 0.0 <= cost < math.inf
+        and (model is None or (type(model) is str and model.isascii()))
+        and (provider is None or (type(provider) is str and provider.isascii()))
+        and type(turn.tool_calls) is list
+        and not turn.tool_calls
+        and type(turn.skill_results) is list
+        and not turn.skill_results
+        and type(metadata) is dict
+        and (not metadata or _flat_ok(metadata))
+        and type(stamp) is datetime
+        and stamp.tzinfo is not None
+    )
+
+
 def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     """``turn`` when every field can be stored; a naive timestamp is taken as UTC.
 
@@ -270,6 +332,8 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     ``tokens_used`` and ``cost``. Errors name ``<field>.<attribute>`` (only
     ``<attribute>`` when ``field`` is empty).
     """
+    if _plain_turn(turn):
+        return turn  # type: ignore[no-any-return]
     if not isinstance(turn, SessionTurn):
         raise _fail(field or "turn", f"expected a SessionTurn, got {type(turn).__name__}")
     p = f"{field}." if field else ""
