@@ -260,3 +260,29 @@ async def test_stored_text_is_escaped_everywhere(store: InMemorySessionStore) ->
         assert "<img src=x" not in page.text and "<i>branch" not in page.text
         assert '<b>id' not in page.text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in pages[0].text
+
+
+async def test_mounted_under_a_prefix_links_stay_under_it(
+    store: InMemorySessionStore, story: Story
+) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from lexigram.ai.session.explorer import create_app
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    explorer = create_app(SessionManagerImpl(store, CONFIG), ExplorerSettings(token=TOKEN))
+    outer = Starlette(routes=[Mount("/explorer", app=explorer)])
+    transport = httpx.ASGITransport(app=outer, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        opened = await http.get("/explorer/session", params={"id": "trip", "token": TOKEN})
+        assert opened.status_code == 303
+        assert opened.headers["location"] == "/explorer/session?id=trip"
+        page = await http.get("/explorer/session", params={"id": "trip"})
+        css = await http.get("/explorer/static/explorer.css")
+    assert page.status_code == 200
+    assert 'href="/explorer/static/explorer.css"' in page.text
+    assert f'href="/explorer/session?id={story.budget}"' in page.text
+    assert css.status_code == 200 and "branch-graph" in css.text

@@ -100,7 +100,9 @@ class AccessGuard:
         if offered is not None and _same(offered, token):
             rest = [(k, v) for k, v in parse_qsl(scope["query_string"].decode("latin-1"))
                     if k != "token"]
-            target = scope.get("root_path", "") + scope["path"]
+            root, target = scope.get("root_path", ""), scope["path"]
+            if not target.startswith(root):  # servers that strip the mount prefix
+                target = root + target
             if rest:
                 target += "?" + urlencode(rest)
             response = RedirectResponse(target, status_code=303)
