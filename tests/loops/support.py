@@ -36,14 +36,22 @@ DEADLINE_S = 60.0
 
 
 def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Fail an async test that runs past ``2 * DEADLINE_S`` instead of hanging the run.
+    """Run an async test on its own loop in a daemon thread; fail it after ``2 * DEADLINE_S``.
 
-    (A regression could leave the main loop waiting for a reply another loop read.)
+    A regression can leave a loop waiting forever for a reply another loop read,
+    beyond the reach of a cancellation; a thread that does not finish in time is
+    left behind and the test fails instead of hanging the run. (The test's loop is
+    then the "main" loop its stores are booted on.)
     """
 
     @functools.wraps(test)
     async def run(*args: Any, **kwargs: Any) -> None:
-        await asyncio.wait_for(test(*args, **kwargs), 2 * DEADLINE_S)
+        worker = Worker(functools.partial(test, *args, **kwargs), limit=2 * DEADLINE_S)
+        worker.start()
+        await asyncio.to_thread(worker.thread.join, 2 * DEADLINE_S + 5.0)
+        assert not worker.thread.is_alive(), "the test hung (its event loop never finished)"
+        if worker.error is not None:
+            raise worker.error
 
     return run
 
@@ -73,6 +81,7 @@ class Worker:
     """A thread running ``asyncio.run(job())``; its result or error is kept."""
 
     job: Callable[[], Awaitable[Any]]
+    limit: float = DEADLINE_S
     result: Any = None
     error: BaseException | None = None
     thread: threading.Thread = field(init=False)
@@ -87,7 +96,7 @@ class Worker:
             self.error = exc
 
     async def _bounded(self) -> Any:
-        return await asyncio.wait_for(self.job(), DEADLINE_S)
+        return await asyncio.wait_for(self.job(), self.limit)
 
     def start(self) -> Worker:
         """Start the thread."""
