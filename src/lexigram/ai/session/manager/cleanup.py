@@ -4,26 +4,28 @@ One sweep has two phases:
 
 1. **expire** — ``store.find_expired`` lists live sessions whose deadline
    (``updated_at + session_ttl``) has passed, through the store's deadline index
-   (never a scan of every session); ``store.mark_expired`` stores EXPIRED and hands
-   the record to exactly one caller, which then fires what a close fires
+   (never a scan of every session); ``store.mark_expired_batch`` stores EXPIRED for
+   a whole batch (one statement or one round trip) and hands each record to
+   exactly one caller, which then fires what a close fires
    (``SessionExpiredEvent`` + ``ai_session.session_expired``, then
    ``SessionClosedEvent(reason="expired")`` + ``ai_session.session_closed``) and
    consolidates the turns into memory. Several application instances may sweep the
    same store at once: each expiry is reported once.
 2. **purge** — ``store.find_purgeable`` lists CLOSED/EXPIRED sessions last updated
-   more than ``purge_after_s`` ago; ``store.purge`` deletes each with its turns and
-   checkpoints and leaves a tombstone so that a late write cannot recreate it.
+   more than ``purge_after_s`` ago; ``store.purge_batch`` deletes a batch of them
+   with their turns and checkpoints and leaves tombstones so that a late write
+   cannot recreate them.
 
 Expiry is *reported* by every read as soon as the deadline passes (and writes are
 refused); the sweep only makes it durable and fires the notifications, so a long
 ``cleanup_interval_s`` delays events, never enforcement.
 
-A record that cannot be decoded (``CorruptRecordError`` from ``mark_expired`` or
-``purge``) never stops a sweep: it is logged at WARNING with its session id,
-counted in :attr:`SweepReport.damaged` and the ``ai_session.sweep.damaged``
-metric, and handed to ``store.quarantine`` so that later batches and sweeps do not
-meet it again; the sweep goes on with the rest. The record itself is left for an
-operator to inspect or delete.
+A record that cannot be decoded (in the ``damaged`` part of a batch's
+:class:`~lexigram.ai.session.stores.base.BatchOutcome`) never stops a sweep: it
+is logged at WARNING with its session id, counted in :attr:`SweepReport.damaged`
+and the ``ai_session.sweep.damaged`` metric, and handed to ``store.quarantine``
+so that later batches and sweeps do not meet it again; the sweep goes on with the
+rest. The record itself is left for an operator to inspect or delete.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import asyncio
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from lexigram.concurrency import create_tracked_task
 from lexigram.logging import get_logger
@@ -49,7 +52,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.observability import telemetry
-from lexigram.ai.session.stores.base import SessionRecord
+from lexigram.ai.session.stores.base import BatchOutcome, SessionRecord
 
 __all__ = ["MIN_TOMBSTONE_S", "SessionCleanupScheduler", "SweepProgress", "SweepReport"]
 
@@ -57,6 +60,8 @@ logger = get_logger(__name__)
 
 #: Shortest tombstone a purge leaves, whatever ``purge_after_s`` is (one hour).
 MIN_TOMBSTONE_S = 3600
+
+T = TypeVar("T")
 
 SweepProgress = Callable[[str, int], None]
 """Called after each batch with the phase (``"expire"`` / ``"purge"``) and the count so far."""
@@ -86,7 +91,8 @@ class SessionCleanupScheduler:
 
     Arguments default to the manager's config (``cleanup_interval_s``,
     ``sweep_batch_size``, ``purge_after_s``). ``concurrency`` bounds how many
-    sessions of a batch are expired or purged at once; ``tombstone_s`` is how long a
+    sessions of a batch are expired, purged (by a store without batched operations)
+    or notified at once; ``tombstone_s`` is how long a
     purged id stays reserved (``purge_after_s``, at least :data:`MIN_TOMBSTONE_S`).
     """
 
@@ -252,19 +258,18 @@ class SessionCleanupScheduler:
             ids = await self.store.find_expired(limit=self.batch_size)
             if not ids:
                 break
-            known = len(damaged)
-            results = await self._bounded(
-                ((sid, self._expire_one(sid)) for sid in ids), "expire", damaged
-            )
-            newly = sum(results)
+            outcome = await self._batch("expire", ids, self._mark_expired_batch)
+            newly_damaged = await self._settle(outcome, "expire", damaged)
+            await self._notify_all(outcome.done)
+            newly = len(outcome.done)
             done += newly
-            skipped += len(ids) - newly - (len(damaged) - known)
+            skipped += len(ids) - newly - newly_damaged
             if progress is not None:
                 progress("expire", done)
             # A short batch is the last one; a batch where nothing changed (no
             # expiry, no newly damaged record taken out) means another sweeper is
             # ahead on the same ids: leave the rest to it.
-            if len(ids) < self.batch_size or newly + len(damaged) - known == 0:
+            if len(ids) < self.batch_size or newly + newly_damaged == 0:
                 break
         return done, skipped
 
@@ -275,51 +280,76 @@ class SessionCleanupScheduler:
         cutoff = now - timedelta(seconds=self.purge_after_s)
         until = now + timedelta(seconds=self.tombstone_s)
         done = skipped = 0
+
+        async def purge_batch(ids: Sequence[str]) -> BatchOutcome[str]:
+            return await self.store.purge_batch(
+                ids, tombstone_until=until, concurrency=self.concurrency
+            )
+
         while not stop.is_set():
             ids = await self.store.find_purgeable(older_than=cutoff, limit=self.batch_size)
             if not ids:
                 break
-            known = len(damaged)
-            results = await self._bounded(
-                ((sid, self.store.purge(sid, tombstone_until=until)) for sid in ids),
-                "purge",
-                damaged,
-            )
-            newly = sum(results)
+            outcome = await self._batch("purge", ids, purge_batch)
+            newly_damaged = await self._settle(outcome, "purge", damaged)
+            newly = len(outcome.done)
             done += newly
-            skipped += len(ids) - newly - (len(damaged) - known)
+            skipped += len(ids) - newly - newly_damaged
             if progress is not None:
                 progress("purge", done)
-            if len(ids) < self.batch_size or newly + len(damaged) - known == 0:
+            if len(ids) < self.batch_size or newly + newly_damaged == 0:
                 break
         return done, skipped
 
-    async def _bounded(
-        self, jobs: Iterable[tuple[str, Awaitable[bool]]], phase: str, damaged: set[str]
-    ) -> list[bool]:
-        """Run ``jobs`` at most ``concurrency`` at a time; a failing job counts as not done.
+    async def _mark_expired_batch(self, ids: Sequence[str]) -> BatchOutcome[SessionRecord]:
+        return await self.store.mark_expired_batch(ids, concurrency=self.concurrency)
 
-        A job that meets an undecodable record adds its session to ``damaged`` (once
-        per sweep) after quarantining it.
+    async def _batch(
+        self,
+        phase: str,
+        ids: Sequence[str],
+        call: Callable[[Sequence[str]], Awaitable[BatchOutcome[T]]],
+    ) -> BatchOutcome[T]:
+        """One batched store call; a batch that fails as a whole changes nothing here."""
+        try:
+            return await call(ids)
+        except Exception as exc:
+            logger.warning("ai_session.sweep_batch_failed", phase=phase, error=str(exc))
+            return BatchOutcome()
+
+    async def _settle(self, outcome: BatchOutcome[Any], phase: str, damaged: set[str]) -> int:
+        """Quarantine the batch's damaged records (once per sweep), log its failures.
+
+        Returns how many damaged records were new to this sweep.
         """
-        sem = asyncio.Semaphore(self.concurrency)
+        newly = 0
+        for session_id, exc in outcome.damaged:
+            if session_id not in damaged:
+                damaged.add(session_id)
+                newly += 1
+                await self._quarantine(session_id, phase, exc)
+        for session_id, error in outcome.failed:
+            logger.warning("ai_session.sweep_item_failed", session_id=session_id, error=str(error))
+        return newly
 
-        async def one(session_id: str, job: Awaitable[bool]) -> bool:
-            async with sem:
+    async def _notify_all(self, records: Sequence[SessionRecord]) -> None:
+        """Fire what a close fires for each record, at most ``concurrency`` at once."""
+        if not records:
+            return
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(record: SessionRecord) -> None:
+            async with gate:
                 try:
-                    return bool(await job)
-                except CorruptRecordError as exc:
-                    if session_id not in damaged:
-                        damaged.add(session_id)
-                        await self._quarantine(session_id, phase, exc)
-                    return False
+                    await self._after_expiry(record)
                 except Exception as exc:
                     logger.warning(
-                        "ai_session.sweep_item_failed", session_id=session_id, error=str(exc)
+                        "ai_session.expiry_notify_failed",
+                        session_id=record.state.session_id,
+                        error=str(exc),
                     )
-                    return False
 
-        return list(await asyncio.gather(*(one(sid, job) for sid, job in jobs)))
+        await asyncio.gather(*(one(r) for r in records))
 
     async def _quarantine(self, session_id: str, phase: str, exc: CorruptRecordError) -> None:
         """Log a damaged record and take it out of the sweeper's indexes."""
@@ -335,13 +365,6 @@ class SessionCleanupScheduler:
             logger.warning(
                 "ai_session.sweep_quarantine_failed", session_id=session_id, error=str(failure)
             )
-
-    async def _expire_one(self, session_id: str) -> bool:
-        record = await self.store.mark_expired(session_id)
-        if record is None:
-            return False
-        await self._after_expiry(record)
-        return True
 
     async def _after_expiry(self, record: SessionRecord) -> None:
         """What a close does, for a session this sweeper just marked EXPIRED."""

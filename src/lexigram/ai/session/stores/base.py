@@ -35,10 +35,11 @@ Storage model every backend follows
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
@@ -47,9 +48,12 @@ from lexigram.contracts.ai.session import (
     SessionTurn,
 )
 
+from lexigram.ai.session.exceptions import CorruptRecordError
+
 __all__ = [
     "LIVE_STATUSES",
     "AppendResult",
+    "BatchOutcome",
     "Clock",
     "SessionPage",
     "SessionPatch",
@@ -62,6 +66,11 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 TurnRange = tuple[int, int]
+
+T = TypeVar("T")
+
+#: How many single-id calls the default batch methods run at once.
+BATCH_CONCURRENCY = 16
 
 #: Statuses of a session that still accepts work (subject to its deadline).
 LIVE_STATUSES = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
@@ -105,6 +114,22 @@ class AppendResult:
     record: SessionRecord
     closed_by_cap: bool = False
     first_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome(Generic[T]):
+    """Outcome of a batched sweep call (:meth:`SessionStore.mark_expired_batch`, ``purge_batch``).
+
+    ``done`` holds what this call changed (records it expired, ids it purged), each
+    session at most once and only for the one caller that changed it. ``damaged``
+    names sessions whose stored record could not be decoded (with the error);
+    ``failed`` those whose call failed otherwise. Ids in none of the three were
+    left as they were (not due, not ended, gone, or taken by another sweeper).
+    """
+
+    done: list[T] = field(default_factory=list)
+    damaged: list[tuple[str, CorruptRecordError]] = field(default_factory=list)
+    failed: list[tuple[str, Exception]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +442,38 @@ class SessionStore(abc.ABC):
         never both report the same expiry.
         """
 
+    async def mark_expired_batch(
+        self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
+    ) -> BatchOutcome[SessionRecord]:
+        """:meth:`mark_expired` for many sessions; the records this call expired.
+
+        The default runs :meth:`mark_expired` for each id (``concurrency`` at a time), so a
+        store that only implements the single-id method works unchanged; backends
+        override it with one statement or one round trip per batch. A damaged record
+        is reported in ``damaged`` (its stored status may have been changed to
+        EXPIRED by a batched override); the sweeper then quarantines it.
+        """
+        return await each_id(session_ids, self.mark_expired, concurrency=concurrency)
+
+    async def purge_batch(
+        self,
+        session_ids: Sequence[str],
+        *,
+        tombstone_until: datetime,
+        concurrency: int = BATCH_CONCURRENCY,
+    ) -> BatchOutcome[str]:
+        """:meth:`purge` for many sessions; the ids this call removed.
+
+        The default runs :meth:`purge` for each id (``concurrency`` at a time); backends
+        override it with one statement or one round trip per batch.
+        """
+
+        async def one(session_id: str) -> str | None:
+            removed = await self.purge(session_id, tombstone_until=tombstone_until)
+            return session_id if removed else None
+
+        return await each_id(session_ids, one, concurrency=concurrency)
+
     @abc.abstractmethod
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
@@ -437,3 +494,36 @@ class SessionStore(abc.ABC):
         Returns True when this call removed it. Until ``tombstone_until`` the id can
         be neither created nor saved again.
         """
+
+
+async def each_id(
+    session_ids: Sequence[str],
+    call: Callable[[str], Awaitable[T | None]],
+    *,
+    concurrency: int = BATCH_CONCURRENCY,
+) -> BatchOutcome[T]:
+    """Run ``call`` for each id (at most ``concurrency`` at once) into an outcome.
+
+    A None result means "not changed by this call"; ``CorruptRecordError`` goes to
+    ``damaged`` and any other ``Exception`` to ``failed``, so one bad id never
+    fails the others. Results keep the order of ``session_ids``.
+    """
+    gate = asyncio.Semaphore(max(concurrency, 1))
+    outcome: BatchOutcome[T] = BatchOutcome()
+
+    async def one(session_id: str) -> T | BaseException | None:
+        async with gate:
+            try:
+                return await call(session_id)
+            except Exception as exc:
+                return exc
+
+    results = await asyncio.gather(*(one(sid) for sid in dict.fromkeys(session_ids)))
+    for session_id, result in zip(dict.fromkeys(session_ids), results, strict=True):
+        if isinstance(result, CorruptRecordError):
+            outcome.damaged.append((session_id, result))
+        elif isinstance(result, Exception):
+            outcome.failed.append((session_id, result))
+        elif result is not None and not isinstance(result, BaseException):
+            outcome.done.append(result)
+    return outcome
