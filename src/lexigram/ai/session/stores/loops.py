@@ -210,8 +210,9 @@ class PerLoop(Generic[R]):
         for entry in entries:
             self._finish_watcher(entry)
             await _close_elsewhere(entry, here)
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=CLOSE_TIMEOUT_S)
+        pending = [t for t in list(self._pending) if t.get_loop() is here]
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S)
 
 
 async def _watch(owner: PerLoop[Any], entry: _Entry[Any]) -> AsyncGenerator[None, None]:
