@@ -1,11 +1,13 @@
 """Scripts for the turn log: append, read, pop, clear and garbage collection.
 
 An append never reads or rewrites earlier turns: one conditional ``UPDATE … RETURNING``
-of the header (the checks are its ``WHERE`` clause, so the happy path is a single
-statement) and one ``INSERT`` per turn. When the update matches nothing, the header
-is read to raise the error the contract names, in the contract's order. A turn id
-that is already live is refused by the partial unique index; the runner rolls the
-whole transaction back and the store names the duplicate.
+of the header (the checks, the totals guard included, are its ``WHERE`` clause, so the
+happy path is a single statement) and one ``INSERT`` per turn. When the update matches
+nothing, the header is locked and read (the clock read again once the lock is held) to
+raise the error the contract names, in the contract's order. A turn id that is already
+live is refused by the partial unique index; the runner rolls the whole transaction
+back and the store names the duplicate, unless the batch is a retry of the append that
+stored those turns (:func:`replay_outcome`).
 """
 
 from __future__ import annotations
