@@ -381,6 +381,25 @@ async def test_a_deleted_id_starts_afresh_and_a_purged_id_is_refused(
     assert await manager.get_header("ticket-7") is None
 
 
+async def test_an_expired_conversation_starts_afresh_after_delete(
+    make_manager: MakeManager,
+) -> None:
+    manager = await make_manager(session_ttl=60)
+    clock = FakeClock(datetime.now(UTC))
+    manager.store.clock = clock
+    adapter = OpenAIAgentsSession(manager, "user_9")
+    await adapter.add_items([{"role": "user", "content": "old"}])
+    clock.advance(61)
+    with pytest.raises(SessionExpiredError):
+        await adapter.add_items([{"role": "user", "content": "late"}])
+    assert await adapter.get_items() == [{"role": "user", "content": "old"}]
+    assert await manager.delete("user_9")
+    await adapter.add_items([{"role": "user", "content": "new"}])
+    assert await adapter.get_items() == [{"role": "user", "content": "new"}]
+    header = await manager.get_header("user_9")
+    assert header is not None and header.status.value == "active" and header.turn_count == 1
+
+
 async def test_create_with_a_chosen_id(make_manager: MakeManager) -> None:
     manager = await make_manager()
     adapter = await OpenAIAgentsSession.create(manager, user_id="bob", session_id="chat-1")
