@@ -43,6 +43,7 @@ async def test_every_page_and_api_on_the_backend(store: SessionStore) -> None:
         assert 'class="branch-graph"' in page.text and 'data-merges="1"' in page.text
         assert 'id="rounds"' in page.text
         assert page.text.count('class="round-sep"') == 3  # opening, round 1, round 2
+        assert "result of get_weather (call_1)" in page.text
 
         analytics = await http.get("/session/analytics", params={"id": story.trip})
         assert analytics.status_code == 200
@@ -134,3 +135,30 @@ async def test_unknown_session_and_bad_input_answer_with_the_error(store: Sessio
     assert bad_after.status_code == 400 and bad_after.json()["error"]["field"] == "after"
     assert bad_status.status_code == 400 and bad_status.json()["error"]["field"] == "status"
     assert no_user.status_code == 400 and no_user.json()["error"]["field"] == "user"
+
+
+@pytest.mark.parametrize(
+    "spec", [pytest.param(s, id=s.name, marks=s.marks) for s in SPECS if s.corrupt is not None]
+)
+async def test_damaged_sessions_are_named_in_a_warning(spec: BackendSpec) -> None:
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    async with spec.open() as factory:
+        store = await factory()
+        manager = SessionManagerImpl(store, CONFIG)
+        good = await manager.create("dana")
+        bad = await manager.create("dana")
+        assert spec.corrupt is not None
+        await spec.corrupt(store, bad.session_id)
+        async with client_for(store) as http:
+            page = await http.get("/", params={"user": "dana"})
+            api = (await http.get("/api/sessions", params={"user": "dana"})).json()
+            opened = await http.get("/session", params={"id": bad.session_id})
+    assert page.status_code == 200
+    assert 'id="damaged"' in page.text and bad.session_id in page.text
+    assert f'data-session="{good.session_id}"' in page.text
+    assert f'data-session="{bad.session_id}"' not in page.text
+    assert api["damaged"] == [bad.session_id]
+    assert [s["session_id"] for s in api["sessions"]] == [good.session_id]
+    assert opened.status_code == 500 and "damaged" in opened.text

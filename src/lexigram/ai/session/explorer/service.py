@@ -68,8 +68,11 @@ class ExplorerService:
 
     @property
     def backend(self) -> str:
-        """The store's backend name (``in_memory``, ``database``, ``cache``...)."""
-        return self.store.backend_name or type(self.store).__name__
+        """The store's backend name, with the SQL dialect (``database (sqlite)``)."""
+        name = self.store.backend_name or type(self.store).__name__
+        dialect = getattr(getattr(getattr(self.store, "engine", None), "dialect", None),
+                          "name", None)
+        return f"{name} ({dialect})" if isinstance(dialect, str) else name
 
     # ------------------------------------------------------------------ reads
     async def sessions(

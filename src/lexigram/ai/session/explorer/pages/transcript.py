@@ -42,6 +42,18 @@ def _agent(turn: SessionTurn) -> str | None:
     return agent if isinstance(agent, str) and agent else None
 
 
+def _answers(turn: SessionTurn) -> str | None:
+    """``result of <tool> (<call id>)`` for a tool turn that names its call."""
+    if turn.role != "tool":
+        return None
+    name = turn.metadata.get("name") or turn.metadata.get("tool_name")
+    call_id = turn.metadata.get("tool_call_id")
+    if not isinstance(name, str) and not isinstance(call_id, str):
+        return None
+    text = "result of " + (name if isinstance(name, str) else "tool call")
+    return text + (f" ({call_id})" if isinstance(call_id, str) else "")
+
+
 def _tool_call(call: Any) -> Markup:
     names = tool_names([call])
     name = names[0] if names else "tool call"
@@ -62,6 +74,9 @@ def _turn(entry: TurnEntry) -> Markup:
         facts.append(el("span", {"class": f"agent {agent_class(agent)}"}, agent))
     if round_ is not None:
         facts.append(el("span", {"class": "round-tag"}, f"round {round_}"))
+    answered = _answers(turn)
+    if answered:
+        facts.append(el("span", {"class": "tool-result-of"}, answered))
     if turn.model:
         facts.append(el("span", {"class": "model"}, turn.model))
     facts.append(el("span", {"class": "tokens"}, f"{turn.tokens_used} tok"))
