@@ -222,7 +222,9 @@ class Script:
         return self.rng.choice([f"message {self.n}", f"ünï 😀 {self.n}"])
 
     def json(self) -> Any:
-        return self.rng.choice([{}, {"k": self.n}, {"nested": {"a": [1, 2.5, None, True]}}])
+        return self.rng.choice(
+            [{}, {"k": self.n}, {"nested": {"a": [1, 2.5, None, True]}}, {"t": (1, "a")}]
+        )
 
     def turn(self, p_bad: float) -> SessionTurn:
         self.n += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -102,14 +101,18 @@ def copy_turn(turn: SessionTurn) -> SessionTurn:
 
 
 def copy_state(state: SessionState, turns: list[SessionTurn] | None = None) -> SessionState:
-    """A copy of ``state`` sharing no mutable container with it (``turns`` replaces the list)."""
+    """A copy of ``state`` sharing no mutable container with it (``turns`` replaces the list).
+
+    ``metadata`` and ``variables`` are copied through JSON, as the durable stores keep
+    them (a tuple comes back as a list).
+    """
     return replace(
         state,
         turns=[copy_turn(t) for t in state.turns] if turns is None else turns,
-        metadata=copy.deepcopy(state.metadata),
+        metadata=_json_copy(state.metadata) if state.metadata else {},
         active_tools=list(state.active_tools),
         active_skills=list(state.active_skills),
-        variables=copy.deepcopy(state.variables),
+        variables=_json_copy(state.variables) if state.variables else {},
     )
 
 
@@ -117,9 +120,9 @@ def apply_patch(state: SessionState, patch: SessionPatch, now: datetime) -> Sess
     """The header after ``patch`` (containers copied), with ``updated_at`` = ``now``."""
     changes: dict[str, Any] = {"updated_at": now}
     if patch.variables is not None:
-        changes["variables"] = copy.deepcopy(patch.variables)
+        changes["variables"] = _json_copy(patch.variables)
     if patch.metadata is not None:
-        changes["metadata"] = copy.deepcopy(patch.metadata)
+        changes["metadata"] = _json_copy(patch.metadata)
     if patch.active_tools is not None:
         changes["active_tools"] = list(patch.active_tools)
     if patch.active_skills is not None:

@@ -379,6 +379,16 @@ class StoreConformanceSuite:
         assert loaded.total_tokens == sum(t.tokens_used for t in loaded.turns)
         assert loaded.total_cost == sum(t.cost for t in loaded.turns)
 
+    async def test_json_values_read_back_as_json(self, store: SessionStore) -> None:
+        state = await self._session(store, variables={"t": (1, "a")}, metadata={"n": [(2,)]})
+        await store.update_session(state.session_id, SessionPatch(metadata={"p": (3, 4)}))
+        await store.append_turns(state.session_id, [make_turn(1, metadata={"m": (5,)})])
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.variables == {"t": [1, "a"]} and type(loaded.variables["t"]) is list
+        assert loaded.metadata == {"p": [3, 4]} and type(loaded.metadata["p"]) is list
+        assert type(loaded.turns[0].metadata["m"]) is list
+
     async def test_unstorable_patch_is_refused_and_nothing_written(
         self, store: SessionStore
     ) -> None:
