@@ -17,7 +17,6 @@ In this order, on every HTTP request:
 from __future__ import annotations
 
 import hmac
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -140,7 +139,7 @@ def _same(offered: str, token: str) -> bool:
     return hmac.compare_digest(offered.encode("utf-8", "replace"), token.encode("utf-8"))
 
 
-def _secured(response: Response) -> Any:
+def _secured(response: Response) -> Response:
     for key, value in SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
     return response
