@@ -70,7 +70,7 @@ class ExplorerSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
             raise SessionValidationError("host", "must be a non-empty host name or address")
-        _check_int("port", self.port, 0, 65535)
+        _check_int("port", self.port, 1, 65535)
         _check_int("page_size", self.page_size, 1, 1000)
         _check_int("turns_per_page", self.turns_per_page, 1, 5000)
         if self.token is not None:
