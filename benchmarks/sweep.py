@@ -10,10 +10,10 @@ API (``create_session``, 64 at a time) with ``session_ttl`` = 600 s; 1 % of them
 created with the store clock 30 minutes back, so their deadline has passed. Then,
 on the same data, each a single ``SessionCleanupScheduler.sweep()``:
 
-1. **nothing due** — the clock before every deadline but the 1 % (they are found
-   first, then nothing): measured before the 1 % exist, so the sweep finds nothing
-   among N live sessions. This is the cost every idle sweep pays; it must not grow
-   with N (an index lookup, not a scan).
+1. **nothing due** — measured before the 1 % exist, so the sweep finds nothing:
+   first with 1,000 live sessions, then with all N - 1 % live. This is the cost
+   every idle sweep pays; it must not grow with N (an index lookup, not a scan):
+   the ratio of the two is printed.
 2. **1 % due** — the old 1 % expire (events, hooks, EXPIRED stored).
 3. **all due, two sweepers** — the store clock moved past every deadline; two
    schedulers on two store instances (two "application instances") sweep at once.
@@ -50,6 +50,8 @@ from lexigram.ai.session.stores.base import SessionStore
 
 TTL_S = 600
 SEED_CONCURRENCY = 64
+#: The small store the idle sweep is compared with (nothing due at 1,000 and at N).
+SMALL = 1000
 
 
 class ShiftedClock:
@@ -101,6 +103,18 @@ def _manager(store: SessionStore, name: str) -> tuple[SessionManagerImpl, list[s
     return manager, seen
 
 
+async def _idle_sweep(sweeper: SessionCleanupScheduler) -> float:
+    """Median of 5 sweeps that find nothing due (seconds)."""
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        report = await sweeper.sweep()
+        samples.append(time.perf_counter() - start)
+        assert report.expired == 0 and report.purged == 0, report
+    samples.sort()
+    return samples[2]
+
+
 def _line(label: str, seconds: float, count: int, check: str) -> str:
     rate = f"{count / seconds:9.0f}/s" if count and seconds > 0 else " " * 11
     return f"  {label:<34} {seconds * 1000:10.1f} ms  {count:7d} sessions {rate}  {check}"
@@ -116,18 +130,24 @@ async def run_backend(backend: BenchBackend, n: int, out: Callable[[str], None])
         manager, seen_a = _manager(store, "a")  # sets store.session_ttl
         due = max(n // 100, 1)
 
-        seconds = await seed(store, due, n - due, clock)
-        out(_line(f"seed {n - due} live (create_session)", seconds, n - due, ""))
-
+        small = min(SMALL, n - due)
+        seconds = await seed(store, due, small, clock)
+        out(_line(f"seed {small} live (create_session)", seconds, small, ""))
         sweeper = SessionCleanupScheduler(manager, purge_after_s=3600)
-        samples = []
-        for _ in range(5):
-            start = time.perf_counter()
-            report = await sweeper.sweep()
-            samples.append(time.perf_counter() - start)
-            assert report.expired == 0 and report.purged == 0, report
-        samples.sort()
-        out(_line("1. sweep, nothing due (median of 5)", samples[2], 0, "found 0: ok"))
+        idle_small = await _idle_sweep(sweeper)
+        out(_line(f"1a. sweep, nothing due, {small} live", idle_small, 0, "found 0: ok"))
+        seconds = await seed(store, due + small, n - due - small, clock)
+        out(_line(f"seed {n - due - small} more live", seconds, n - due - small, ""))
+        idle_big = await _idle_sweep(sweeper)
+        ratio = idle_big / idle_small if idle_small > 0 else float("nan")
+        out(
+            _line(
+                f"1b. sweep, nothing due, {n - due} live",
+                idle_big,
+                0,
+                f"found 0: ok; {ratio:.2f}x the {small}-session sweep",
+            )
+        )
 
         clock.offset = -timedelta(minutes=30)  # deadline 20 min ago; not purgeable (1 h)
         seconds = await seed(store, 0, due, clock)
@@ -197,7 +217,7 @@ async def main(argv: list[str] | None = None) -> None:
     configure_logging(level="WARNING")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--backends", default="sqlite,redis")
+    parser.add_argument("--backends", default="sqlite,postgres,redis")
     args = parser.parse_args(argv)
     backends, notes = discover()
     wanted = args.backends.split(",")

@@ -23,7 +23,8 @@ name                                   kind            attributes
 Spans and instruments come from the global OpenTelemetry providers (whatever the
 application or ``lexigram-monitor`` installed), or from the providers given to
 :class:`SessionTelemetry`. Without ``opentelemetry`` every call is a no-op that
-costs one attribute check.
+costs one attribute check; with it but before any provider is installed, the
+instrumented operations skip their span and duration sample (nobody receives them).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class SessionTelemetry:
         enabled: bool = True,
     ) -> None:
         self.enabled = bool(enabled and OTEL_AVAILABLE)
+        self._listening = tracer_provider is not None or meter_provider is not None
         if not self.enabled:
             return
         assert _otel_trace is not None and _otel_metrics is not None
@@ -119,6 +121,27 @@ class SessionTelemetry:
         )
 
     # ----------------------------------------------------------------- spans
+    def listening(self) -> bool:
+        """Whether spans or durations reach a provider (one was given or installed globally).
+
+        While only OpenTelemetry's placeholder providers exist, a span and its
+        duration sample would be thrown away: the instrumented operations then skip
+        them (and their clock reads). Once true it stays true.
+        """
+        if self._listening:
+            return True
+        if not self.enabled or _otel_trace is None or _otel_metrics is None:
+            return False
+        tracer = _otel_trace.get_tracer_provider()
+        meter = _otel_metrics.get_meter_provider()
+        self._listening = not isinstance(
+            tracer, _otel_trace.ProxyTracerProvider | _otel_trace.NoOpTracerProvider
+        ) or not (
+            isinstance(meter, _otel_metrics.NoOpMeterProvider)
+            or type(meter).__name__ == "_ProxyMeterProvider"
+        )
+        return self._listening
+
     @contextmanager
     def span(self, name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """A span made current for the block (None when disabled); errors are recorded."""
@@ -222,7 +245,7 @@ def instrumented(
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             tel = telemetry()
-            if not tel.enabled:
+            if not tel.enabled or not tel.listening():
                 return await fn(*args, **kwargs)
             with tel.operation(op, backend=_backend_of(args[0]) if args else ""):
                 return await fn(*args, **kwargs)

@@ -333,13 +333,13 @@ class SessionCleanupScheduler:
         return newly
 
     async def _notify_all(self, records: Sequence[SessionRecord]) -> None:
-        """Fire what a close fires for each record, at most ``concurrency`` at once."""
+        """Fire what a close fires for each record, ``concurrency`` workers at once."""
         if not records:
             return
-        gate = asyncio.Semaphore(self.concurrency)
+        pending = iter(records)
 
-        async def one(record: SessionRecord) -> None:
-            async with gate:
+        async def worker() -> None:
+            for record in pending:
                 try:
                     await self._after_expiry(record)
                 except Exception as exc:
@@ -349,7 +349,7 @@ class SessionCleanupScheduler:
                         error=str(exc),
                     )
 
-        await asyncio.gather(*(one(r) for r in records))
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(records)))))
 
     async def _quarantine(self, session_id: str, phase: str, exc: CorruptRecordError) -> None:
         """Log a damaged record and take it out of the sweeper's indexes."""
@@ -382,21 +382,22 @@ class SessionCleanupScheduler:
                 )
             else:
                 await manager.memory.consolidate(state.session_id, state.user_id, turns)
-        duration = max((state.updated_at - state.created_at).total_seconds(), 0.0)
-        await manager.notifier.notify(
-            SessionExpiredEvent(session_id=state.session_id, user_id=state.user_id),
+        notifier = manager.notifier
+        sid, uid = state.session_id, state.user_id
+        await notifier.notify_lazy(
+            lambda: SessionExpiredEvent(session_id=sid, user_id=uid),
             HOOK_SESSION_EXPIRED,
-            SessionExpiredHook(session_id=state.session_id, user_id=state.user_id),
+            lambda: SessionExpiredHook(session_id=sid, user_id=uid),
         )
-        await manager.notifier.notify(
-            SessionClosedEvent(
-                session_id=state.session_id,
-                user_id=state.user_id,
-                duration_seconds=duration,
+        await notifier.notify_lazy(
+            lambda: SessionClosedEvent(
+                session_id=sid,
+                user_id=uid,
+                duration_seconds=max((state.updated_at - state.created_at).total_seconds(), 0.0),
                 reason="expired",
             ),
             HOOK_SESSION_CLOSED,
-            SessionClosedHook(session_id=state.session_id, user_id=state.user_id, reason="expired"),
+            lambda: SessionClosedHook(session_id=sid, user_id=uid, reason="expired"),
         )
 
 

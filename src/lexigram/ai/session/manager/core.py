@@ -339,10 +339,10 @@ class SessionManagerImpl:
         state = result.record.state
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
         await self.memory.record(session_id, state.user_id, checked)
-        await self.notifier.notify(
+        await self.notifier.notify_lazy(
             None,
             HOOK_TURN_ADDED,
-            SessionTurnAddedHook(
+            lambda: SessionTurnAddedHook(
                 session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
             ),
         )

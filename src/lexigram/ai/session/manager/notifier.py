@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lexigram.contracts.domain.events import DomainEvent
@@ -32,6 +33,28 @@ class SessionNotifier:
     def hooks(self) -> HookRegistry:
         """The registry hooks are fired on."""
         return self._hooks if self._hooks is not None else ambient_hooks.current()
+
+    def listened(self, hook: str) -> bool:
+        """Whether anything would receive ``hook`` or an event now (a bus, or a handler)."""
+        return self.event_bus is not None or self.hooks.has_action(hook)
+
+    async def notify_lazy(
+        self,
+        event: Callable[[], DomainEvent] | None,
+        hook: str,
+        payload: Callable[[], Any],
+    ) -> None:
+        """:meth:`notify`, building the event and the payload only for a listener.
+
+        With no event bus and no handler for ``hook`` this costs two lookups: the
+        hot paths (appends, the sweeper's expiries) pay nothing for what nobody
+        receives.
+        """
+        built = event() if event is not None and self.event_bus is not None else None
+        fire = self.hooks.has_action(hook)
+        if built is None and not fire:
+            return
+        await self.notify(built, hook if fire else None, payload() if fire else None)
 
     async def notify(
         self, event: DomainEvent | None = None, hook: str | None = None, payload: Any = None

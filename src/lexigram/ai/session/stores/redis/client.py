@@ -124,6 +124,18 @@ class LoopClient:
             self.client._initialize = True  # what aclose() sets: no "unclosed client" warning
 
 
+def _settle(reply: Any, name: str) -> Any:
+    """A pipeline reply as is, or a driver error as the store's own error."""
+    if isinstance(reply, RedisError):
+        try:
+            translate(reply, f"script {name}")
+        except (SessionStoreError, StoreUnavailableError) as exc:
+            return exc
+    if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 def _connections(client: AnyRedis) -> list[Any]:
     """Every connection a client holds (idle or in use)."""
     if isinstance(client, RedisCluster):
@@ -250,6 +262,46 @@ class ScriptRunner:
             except RedisError as exc:
                 translate(exc, f"script {name}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def many_settled(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """:meth:`many`, but each call's failure is returned in its place, not raised.
+
+        A failed call's entry is the store's own error (see :func:`translate`); the
+        others are unaffected, so a batch never hides what its other calls did. A
+        failure to reach Redis at all still raises.
+        """
+        if not calls:
+            return []
+        if isinstance(self._client, RedisCluster):
+            settled = await asyncio.gather(
+                *(self.raw(name, k, a) for k, a in calls), return_exceptions=True
+            )
+            return [_settle(r, name) for r in settled]
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            sha = self._scripts[name].sha
+            try:
+                async with self._gate, self._client.pipeline(transaction=False) as pipe:
+                    for i in todo:
+                        keys, args = calls[i]
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    replies = list(await pipe.execute(raise_on_error=False))
+            except RedisError as exc:
+                translate(exc, f"script {name}")
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and not attempt:
+                    missing.append(i)  # not run: the server lost its scripts
+                else:
+                    results[i] = _settle(reply, name)
+            if not missing:
+                break
+            await self.load_all()
+            todo = missing
+        return results
 
     async def raw(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's reply as the driver returns it."""

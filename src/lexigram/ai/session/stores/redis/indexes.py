@@ -219,6 +219,55 @@ class Indexes:
             ]
         )
 
+    async def ended_many(self, entries: Sequence[tuple[str, str, int]]) -> None:
+        """:meth:`ended` for many ``(session_id, user_id, updated_us)`` in one pipeline."""
+        if not entries:
+            return
+        by_user: dict[str, list[str]] = {}
+        for sid, user_id, _ in entries:
+            by_user.setdefault(user_id, []).append(sid)
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("zrem", (self._keys.deadlines, *(sid for sid, _, _ in entries))),
+            ("zadd", (self._keys.ended, {sid: us for sid, _, us in entries})),
+        ]
+        commands += [("zrem", (self._keys.user(u)[1], *sids)) for u, sids in by_user.items()]
+        await self.pipe(commands)
+
+    async def forget_many(
+        self, entries: Sequence[tuple[str, str | None, str | None, Sequence[str]]]
+    ) -> None:
+        """:meth:`forget` for many ``(session_id, user_id, parent_id, checkpoint_ids)``.
+
+        One pipeline for the index entries and checkpoint keys, one for the parents'
+        branch lists.
+        """
+        if not entries:
+            return
+        sids = [e[0] for e in entries]
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("zrem", (self._keys.deadlines, *sids)),
+            ("zrem", (self._keys.ended, *sids)),
+        ]
+        by_user: dict[str, list[str]] = {}
+        for sid, user_id, _, _ in entries:
+            if user_id is not None:
+                by_user.setdefault(user_id, []).append(sid)
+        for user_id, members in by_user.items():
+            keys = self._keys.user(user_id)
+            commands += [("zrem", (keys[0], *members)), ("zrem", (keys[1], *members))]
+        commands += [
+            ("delete", (self._keys.checkpoint(cp),)) for _, _, _, cps in entries for cp in cps
+        ]
+        await self.pipe(commands)
+        drops = [
+            (self._keys.session(parent), [str(wall_us()), sid])
+            for sid, _, parent, _ in entries
+            if parent is not None
+        ]
+        for failure in await self._scripts.many_settled("branch_drop", drops):
+            if isinstance(failure, Exception):
+                raise failure
+
     async def forget(
         self,
         session_id: str,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from lexigram.ai.session.stores.base import SessionRecord
-from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op
+import orjson
+
+from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
+from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op, record_name
 from lexigram.ai.session.stores.redis.wire import to_us
 
 __all__ = ["SweepOps"]
@@ -72,6 +76,50 @@ class SweepOps(RedisStoreBase):
         await self._index.ended(session_id, record.state.user_id, to_us(record.state.updated_at))
         return record
 
+    async def mark_expired_batch(
+        self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
+    ) -> BatchOutcome[SessionRecord]:
+        """The ``mark_expired`` script for every id in one round trip, then the indexes in one."""
+        ids = list(dict.fromkeys(session_ids))
+        outcome: BatchOutcome[SessionRecord] = BatchOutcome()
+        if not ids:
+            return outcome
+        now, now_us = self._clock()
+        argv = self._argv([now_us])
+        calls = [(self._script_keys(sid, "mark_expired", new_op()), argv) for sid in ids]
+        replies = await self._scripts.many_settled("mark_expired", calls)
+        ended: list[tuple[str, str, int]] = []
+        for sid, reply in zip(ids, replies, strict=True):
+            try:
+                data = self._settled_reply(sid, reply)
+                if "h" not in data:
+                    continue
+                record = self._record(data["h"], sid, now)
+            except CorruptRecordError as exc:
+                outcome.damaged.append((sid, exc))
+                continue
+            except Exception as exc:
+                outcome.failed.append((sid, exc))
+                continue
+            outcome.done.append(record)
+            ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
+        await self._index.ended_many(ended)
+        return outcome
+
+    def _settled_reply(self, session_id: str, reply: Any) -> Any:
+        """One reply of :meth:`ScriptRunner.many_settled` as a document, or its error raised."""
+        if isinstance(reply, Exception):
+            raise reply
+        try:
+            data = orjson.loads(reply)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(
+                record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
+            ) from exc
+        if "e" in data:
+            self._refuse(data, session_id)
+        return data
+
     async def quarantine(self, session_id: str) -> None:
         """Remove the id from the deadline and purge indexes, reading nothing of the session."""
         await self._index.quarantine(session_id)
@@ -108,6 +156,40 @@ class SweepOps(RedisStoreBase):
             if len(page) < _SCAN_BATCH:
                 break
         return found
+
+    async def purge_batch(
+        self,
+        session_ids: Sequence[str],
+        *,
+        tombstone_until: datetime,
+        concurrency: int = BATCH_CONCURRENCY,
+    ) -> BatchOutcome[str]:
+        """The ``purge`` script for every id in one round trip, then the indexes in one."""
+        ids = list(dict.fromkeys(session_ids))
+        outcome: BatchOutcome[str] = BatchOutcome()
+        if not ids:
+            return outcome
+        now, now_us = self._clock()
+        until_us = to_us(tombstone_until)
+        safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
+        argv = self._argv([now_us, until_us, safety])
+        calls = [(self._script_keys(sid, "purge", new_op()), argv) for sid in ids]
+        replies = await self._scripts.many_settled("purge", calls)
+        gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
+        for sid, reply in zip(ids, replies, strict=True):
+            try:
+                data = self._settled_reply(sid, reply)
+            except CorruptRecordError as exc:
+                outcome.damaged.append((sid, exc))
+                continue
+            except Exception as exc:
+                outcome.failed.append((sid, exc))
+                continue
+            if "u" in data:
+                outcome.done.append(sid)
+                gone.append((sid, data["u"], data.get("ps"), data["c"]))
+        await self._index.forget_many(gone)
+        return outcome
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         now, now_us = self._clock()

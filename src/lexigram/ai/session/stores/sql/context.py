@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from lexigram.ai.session.stores.base import SessionRecord
 from lexigram.ai.session.stores.sql.rows import record_from_row
 from lexigram.ai.session.stores.sql.statements import Statements
@@ -59,6 +61,12 @@ class Ctx:
     def record(self, row: Sequence[Any]) -> SessionRecord:
         """A header row as a record with the effective status at ``now``."""
         return record_from_row(row, self.now)
+
+    def id_list(self, ids: Sequence[str]) -> Any:
+        """A list of ids as one statement parameter: text[] (PostgreSQL) or a JSON array."""
+        if self.pg:
+            return list(ids)
+        return orjson.dumps(list(ids)).decode()
 
     @property
     def pg(self) -> bool:

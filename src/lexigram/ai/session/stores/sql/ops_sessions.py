@@ -25,7 +25,7 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.stores._common import require_writable
-from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord
+from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
 from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns, lock_header
 from lexigram.ai.session.stores.sql.runner import Tx
@@ -43,7 +43,9 @@ __all__ = [
     "load_record",
     "lock_user",
     "mark_expired",
+    "mark_expired_batch",
     "purge",
+    "purge_batch",
     "quarantine",
     "require_new_id",
     "save",
@@ -313,6 +315,24 @@ async def mark_expired(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | Non
     return None if row is None else ctx.record(row)
 
 
+async def mark_expired_batch(
+    tx: Tx, ctx: Ctx, session_ids: Sequence[str]
+) -> BatchOutcome[SessionRecord]:
+    """Store EXPIRED for every id still live and due, in one statement.
+
+    The records go to this caller only (a row another transaction holds is skipped
+    on PostgreSQL). A header that cannot be decoded is reported as damaged.
+    """
+    rows = await tx.all(ctx.q.mark_expired_batch, {"ids": ctx.id_list(session_ids), "now": ctx.now})
+    outcome: BatchOutcome[SessionRecord] = BatchOutcome()
+    for row in rows:
+        try:
+            outcome.done.append(ctx.record(row))
+        except CorruptRecordError as exc:
+            outcome.damaged.append((str(row[0]), exc))
+    return outcome
+
+
 async def quarantine(tx: Tx, ctx: Ctx, session_id: str) -> None:
     """Move an undecodable record out of the sweeper's indexes (no decoding)."""
     await tx.run(ctx.q.quarantine, {"sid": session_id})
@@ -330,6 +350,23 @@ async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
     await tx.run(ctx.q.delete_turns, params)
     await tx.run(ctx.q.cp_delete_session, params)
     await tx.run(ctx.q.delete_session, params)
+
+
+async def purge_batch(tx: Tx, ctx: Ctx, session_ids: Sequence[str], until: int) -> list[str]:
+    """Delete every CLOSED/EXPIRED session of ``session_ids`` and tombstone it until ``until``.
+
+    One statement per table for the whole batch; the ids removed (on PostgreSQL a
+    row another transaction holds is skipped).
+    """
+    rows = await tx.all(ctx.q.purge_pick, {"ids": ctx.id_list(session_ids)})
+    picked = [str(r[0]) for r in rows]
+    if picked:
+        params = {"ids": ctx.id_list(picked)}
+        await tx.run(ctx.q.delete_turns_batch, params)
+        await tx.run(ctx.q.cp_delete_batch, params)
+        await tx.run(ctx.q.delete_sessions_batch, params)
+        await tx.run(ctx.q.put_tombstones, {**params, "until": until})
+    return picked
 
 
 async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:

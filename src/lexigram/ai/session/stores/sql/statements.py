@@ -204,6 +204,37 @@ class Statements:
             f"SELECT session_id FROM {s} WHERE status IN {_ENDED} AND updated_at < :older "
             "ORDER BY updated_at LIMIT :lim"
         )
+        # Batches (one statement each): the ids come as one parameter, a JSON array
+        # on SQLite and a text[] on PostgreSQL, where rows another transaction holds
+        # are skipped (a second sweeper or a writer has them; a later batch retries).
+        in_ids = (
+            "= ANY(CAST(:ids AS TEXT[]))"
+            if dialect == "postgresql"
+            else "IN (SELECT value FROM json_each(:ids))"
+        )
+        skip = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
+        due = f"status IN {_LIVE} AND expires_at <= :now"
+        self.mark_expired_batch = (
+            f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id IN "
+            f"(SELECT session_id FROM {s} WHERE session_id {in_ids} AND {due}{skip}) "
+            f"AND {due} RETURNING {h}"
+        )
+        self.purge_pick = (
+            f"SELECT session_id FROM {s} WHERE session_id {in_ids} AND status IN {_ENDED}"
+            f"{skip}"
+        )
+        self.delete_turns_batch = f"DELETE FROM {t} WHERE session_id {in_ids}"
+        self.cp_delete_batch = f"DELETE FROM {c} WHERE session_id {in_ids}"
+        self.delete_sessions_batch = f"DELETE FROM {s} WHERE session_id {in_ids}"
+        ids_rows = (
+            "SELECT unnest(CAST(:ids AS TEXT[])), CAST(:until AS BIGINT)"
+            if dialect == "postgresql"
+            else "SELECT value, :until FROM json_each(:ids) WHERE true"
+        )
+        self.put_tombstones = (
+            f"INSERT INTO {tb} (session_id, until_at) {ids_rows} "
+            "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"
+        )
         self.tombstone = f"SELECT until_at FROM {tb} WHERE session_id = :sid"
         self.drop_tombstone = f"DELETE FROM {tb} WHERE session_id = :sid"
         self.put_tombstone = (

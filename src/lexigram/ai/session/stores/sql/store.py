@@ -30,8 +30,10 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores.base import (
+    BATCH_CONCURRENCY,
     LIVE_STATUSES,
     AppendResult,
+    BatchOutcome,
     Clock,
     SessionPage,
     SessionPatch,
@@ -482,6 +484,15 @@ class DatabaseSessionStore(SessionStore):
         """Store EXPIRED; ``CorruptRecordError`` (nothing changed) for an undecodable record."""
         return await self._write(ses.mark_expired, checked_id(session_id, "session_id"))
 
+    async def mark_expired_batch(
+        self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
+    ) -> BatchOutcome[SessionRecord]:
+        """One UPDATE … RETURNING for the whole batch (``SKIP LOCKED`` on PostgreSQL)."""
+        ids = [checked_id(sid, "session_ids") for sid in session_ids]
+        if not ids:
+            return BatchOutcome()
+        return await self._write(ses.mark_expired_batch, ids)
+
     async def quarantine(self, session_id: str) -> None:
         """Take a damaged record out of the sweeper's indexes without decoding it.
 
@@ -496,6 +507,20 @@ class DatabaseSessionStore(SessionStore):
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         return await self._read(ses.find_purgeable, to_us(older_than), limit)
+
+    async def purge_batch(
+        self,
+        session_ids: Sequence[str],
+        *,
+        tombstone_until: datetime,
+        concurrency: int = BATCH_CONCURRENCY,
+    ) -> BatchOutcome[str]:
+        """One DELETE per table and one tombstone INSERT for the whole batch, one transaction."""
+        ids = [checked_id(sid, "session_ids") for sid in session_ids]
+        if not ids:
+            return BatchOutcome()
+        purged = await self._write(ses.purge_batch, ids, to_us(tombstone_until))
+        return BatchOutcome(done=purged)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         sid = checked_id(session_id, "session_id")
