@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
-from tests.loops.support import Backend, redis_backend, sql_backend
+from tests.loops.support import Backend, Worker, join, redis_backend, sql_backend
 from tests.services import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
 
 NAMES = ["in_memory", "sqlite", "sqlite_memory", "postgres", "redis", "redis_cluster"]
@@ -47,4 +47,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             yield made
         finally:
             if made.cleanup is not None:
-                await made.cleanup()
+                # On its own loop and bounded: after a hang, a stuck connection of the
+                # test may hold locks that would make dropping the tables wait forever.
+                await join(Worker(made.cleanup).start())
