@@ -189,8 +189,12 @@ async def test_a_write_needs_the_csrf_token_same_origin_and_the_confirmation(
         foreign = await http.post("/actions/close",
                                   data={"id": "trip", "confirm": "yes", "csrf": csrf},
                                   headers={"origin": "http://evil.example"})
+        sandboxed = await http.post("/actions/close",
+                                    data={"id": "trip", "confirm": "yes", "csrf": csrf},
+                                    headers={"origin": "null"})
         unconfirmed = await http.post("/actions/close", data={"id": "trip", "csrf": csrf})
-        assert (no_csrf.status_code, bad_csrf.status_code, foreign.status_code) == (403, 403, 403)
+        assert (no_csrf.status_code, bad_csrf.status_code, foreign.status_code,
+                sandboxed.status_code) == (403, 403, 403, 403)
         assert unconfirmed.status_code == 400 and 'name="confirm"' in unconfirmed.text
         record = await store.load_record("trip")
         assert record is not None and record.state.status is SessionStatus.ACTIVE

@@ -194,3 +194,59 @@ def test_analytics_charts_render(site: Any, browser: Any) -> None:
     ]
     assert drawn and all((width > 0) == (value > 0) for value, width in drawn)
     _shot(browser, "analytics.png")
+
+
+def test_status_filter_lists_on_change(site: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, _, _, _ = site
+    browser.get(f"{base}/?user=alice")
+    Select(browser.find_element(By.ID, "status")).select_by_value("closed")
+    _wait_for(browser, "#no-sessions")  # the script submitted the form: no closed session
+    assert "status=closed" in browser.current_url
+
+
+@pytest.fixture(scope="module")
+def writable_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Story]]:
+    require_browser()
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('writable') / 'sessions.db'}"
+    story, _, _ = asyncio.run(_seed(url))
+    config = SessionConfig(backend="database", database_url=url, session_ttl=0)
+    with live_server(config, ExplorerSettings(allow_writes=True)) as base:
+        yield base, url, story
+
+
+async def _branch_names(url: str, session_id: str) -> list[str | None]:
+    store = DatabaseSessionStore(url)
+    await store.initialize()
+    try:
+        return [b.state.branch_name for b in await store.list_branches(session_id)]
+    finally:
+        await store.close()
+
+
+def test_fork_through_the_confirmation_page(writable_site: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, url, story = writable_site
+    browser.get(f"{base}/session?id={story.trip}")
+    browser.find_element(By.ID, "fork-link").click()
+    name = _wait_for(browser, "#branch_name")
+    name.send_keys("from-browser")
+    browser.find_element(By.ID, "do-it").click()  # the box is not ticked: nothing is sent
+    assert browser.find_elements(By.ID, "branch_name")
+    assert asyncio.run(_branch_names(url, story.trip)) == ["budget", "rainy-day"]
+    browser.find_element(By.ID, "confirm").click()
+    browser.find_element(By.ID, "do-it").click()
+    try:
+        _wait_for(browser, ".notice", "Branch created.")
+    except Exception:
+        _shot(browser, "fork-failed.png")
+        raise
+    new_id = browser.find_element(By.ID, "session-id").text
+    assert new_id not in (story.trip, story.budget, story.rainy)
+    graph = browser.find_element(By.CSS_SELECTOR, "svg.branch-graph")
+    assert graph.get_attribute("data-nodes") == "4"
+    assert asyncio.run(_branch_names(url, story.trip)) == ["budget", "rainy-day", "from-browser"]
+    _shot(browser, "forked.png")
