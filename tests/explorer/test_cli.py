@@ -118,3 +118,12 @@ async def _status(url: str, session_id: str) -> str:
         return record.state.status.value
     finally:
         await store.close()
+
+
+def test_an_unreachable_store_fails_before_serving() -> None:
+    port = _free_port()  # nothing listens there
+    code, err = _run("--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test",
+                     "explore", "--port", str(_free_port()))
+    assert code == 1
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "Session explorer on" not in err

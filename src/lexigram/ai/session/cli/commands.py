@@ -339,6 +339,8 @@ def run_explore(
 
     Refuses to start (exit code 1) on a non-loopback ``host`` without a token.
     """
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
     try:
         from lexigram.ai.session.explorer import ExplorerSettings, serve
     except ImportError as exc:
@@ -355,7 +357,7 @@ def run_explore(
         serve(config, settings, err=err)
     except KeyboardInterrupt:
         return 0
-    except (SessionError, OSError) as exc:
+    except (SessionError, ConfigurationError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return 1
     return 0

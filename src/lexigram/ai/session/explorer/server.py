@@ -7,8 +7,9 @@ from typing import TextIO
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.explorer.app import create_app
 from lexigram.ai.session.explorer.settings import ExplorerSettings
+from lexigram.ai.session.manager.core import SessionManagerImpl
 
-__all__ = ["explorer_url", "serve"]
+__all__ = ["check_store", "explorer_url", "serve"]
 
 
 def explorer_url(settings: ExplorerSettings, port: int | None = None) -> str:
@@ -19,10 +20,18 @@ def explorer_url(settings: ExplorerSettings, port: int | None = None) -> str:
     return f"http://{host}:{settings.port if port is None else port}/"
 
 
+async def check_store(config: SessionConfig) -> None:
+    """Open the store ``config`` names and ping it, so a bad URL fails before serving."""
+    async with SessionManagerImpl.open(config) as manager:
+        await manager.health_check()
+
+
 def serve(config: SessionConfig, settings: ExplorerSettings, *, err: TextIO) -> None:
     """Open the store ``config`` names and serve the explorer on ``settings.host:port``.
 
-    Blocks until the server stops (Ctrl-C). Needs uvicorn (extra ``explorer``).
+    Blocks until the server stops (Ctrl-C). Needs uvicorn (extra ``explorer``). The
+    store is checked first (:func:`check_store`): an unreachable one raises its
+    ``SessionError`` here instead of failing inside the server's startup.
     """
     try:
         import uvicorn
@@ -30,6 +39,9 @@ def serve(config: SessionConfig, settings: ExplorerSettings, *, err: TextIO) -> 
         raise ImportError(
             "the explorer needs uvicorn and starlette: pip install 'lexigram-ai-session[explorer]'"
         ) from exc
+    import asyncio
+
+    asyncio.run(check_store(config))
     app = create_app(config, settings)
     mode = "writes enabled" if settings.allow_writes else "read-only"
     access = "token required" if settings.token else "this machine only"
