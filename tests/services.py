@@ -16,6 +16,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -50,3 +51,8 @@ def require_redis() -> None:
 def require_postgres() -> None:
     """PostgreSQL at ``TEST_POSTGRES_URL`` (default 127.0.0.1:5432)."""
     require_server("PostgreSQL", *_host_port(POSTGRES_URL, 5432))
+
+
+def require_mariadb() -> None:
+    """MariaDB at ``TEST_MARIADB_URL`` (default 127.0.0.1:3306)."""
+    require_server("MariaDB", *_host_port(MARIADB_URL, 3306))

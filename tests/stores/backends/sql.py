@@ -1,6 +1,7 @@
-"""The SQL backends for the conformance suite: SQLite (temp file) and PostgreSQL.
+"""The SQL backends for the conformance suite: SQLite (temp file), PostgreSQL, MariaDB.
 
-SQLite gets a fresh database file per test; PostgreSQL a random table prefix per test,
+SQLite gets a fresh database file per test; PostgreSQL and MariaDB a random table prefix
+per test,
 whose tables are dropped at the end. Every store the factory made is closed.
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy import text
 
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
-from tests.services import POSTGRES_URL, require_postgres
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 from . import BackendSpec, StoreFactory
 
@@ -65,6 +66,18 @@ async def open_postgres() -> AsyncIterator[StoreFactory]:
         await drop_schema(POSTGRES_URL, table_prefix=prefix)
 
 
+@asynccontextmanager
+async def open_mariadb() -> AsyncIterator[StoreFactory]:
+    """Stores on the shared MariaDB under a random table prefix, dropped afterwards."""
+    require_mariadb()
+    prefix = random_prefix()
+    try:
+        async with _stores(MARIADB_URL, prefix) as (factory, _):
+            yield factory
+    finally:
+        await drop_schema(MARIADB_URL, table_prefix=prefix)
+
+
 async def corrupt(store: SessionStore, session_id: str) -> None:
     """Damage the stored header (invalid JSON in ``metadata``)."""
     assert isinstance(store, DatabaseSessionStore)
@@ -82,6 +95,12 @@ SPECS = [
         name="postgres",
         open=open_postgres,
         marks=(pytest.mark.postgres,),
+        corrupt=corrupt,
+    ),
+    BackendSpec(
+        name="mariadb",
+        open=open_mariadb,
+        marks=(pytest.mark.mariadb,),
         corrupt=corrupt,
     ),
 ]

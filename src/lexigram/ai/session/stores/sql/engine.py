@@ -54,6 +54,10 @@ def make_engine(url: DatabaseURL, *, pool_size: int, table_prefix: str) -> Async
             )
         install_sqlite_hooks(engine, wal=not url.is_memory)
         return engine
+    if url.is_mysql:
+        from lexigram.ai.session.stores.sql.mysql import make_mysql_engine
+
+        return make_mysql_engine(url, pool_size=pool_size, table_prefix=table_prefix)
     app = f"lexigram-ai-session:{table_prefix}"[:63]
     return create_async_engine(
         url.render(),
@@ -98,6 +102,11 @@ def drop_driver_connection(driver: Any) -> None:
     aiosqlite: its worker thread closes the database and stops.
     """
     transport = getattr(driver, "_transport", None)
+    if transport is not None and hasattr(driver, "thread_id"):  # asyncmy
+        drop_transport(transport)
+        with contextlib.suppress(Exception):
+            driver._connected = False
+        return
     if transport is not None:  # asyncpg
         drop_transport(transport)
         with contextlib.suppress(AttributeError):

@@ -760,4 +760,8 @@ def make_runner(
         return SqliteRunner(engine, masked_url, sqlite_lock_key or masked_url, keep, **loops)
     if engine.dialect.name == "postgresql":
         return PgRunner(engine, masked_url, keep, **loops)
+    if engine.dialect.name == "mysql":
+        from lexigram.ai.session.stores.sql.mysql import MyRunner
+
+        return MyRunner(engine, masked_url, keep, **loops)
     raise SessionStoreError(f"unsupported SQL dialect {engine.dialect.name!r}")

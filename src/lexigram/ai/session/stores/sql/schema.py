@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,13 +36,15 @@ from sqlalchemy import (
     Integer,
     MetaData,
     SmallInteger,
+    String,
     Table,
     Text,
     UniqueConstraint,
+    event,
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
 
@@ -70,6 +73,38 @@ _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
 _Double = Float(precision=53).with_variant(postgresql.DOUBLE_PRECISION(), "postgresql")
 _Ordinal = BigInteger().with_variant(Integer(), "sqlite")
+# MariaDB: ids are keys (VARCHAR: TEXT cannot be indexed whole); documents may pass
+# TEXT's 64 KiB. Every table is utf8mb4 with a binary collation without padding.
+_Id = Text().with_variant(String(255), "mysql")
+_Doc = Text().with_variant(mysql.LONGTEXT(), "mysql")
+_MYSQL_TABLE: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_nopad_bin",
+}
+
+
+def _not_mysql(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
+    """Whether a partial index is created here: MariaDB has none (emulated, see below)."""
+    return getattr(dialect, "name", "") != "mysql"
+
+
+def _live_turn_ids(prefix: str) -> Callable[..., None]:
+    """MariaDB: turn ids unique among the live turns, through a generated column.
+
+    ``live_turn_id`` holds the id of a live turn and NULL otherwise (NULLs never
+    collide in a unique index), in place of the partial unique index of the others.
+    """
+
+    def add(_target: Any, connection: Connection, **_kw: Any) -> None:
+        if connection.dialect.name == "mysql":
+            connection.execute(text(
+                f"ALTER TABLE {prefix}turns ADD COLUMN live_turn_id VARCHAR(255) "
+                "AS (CASE WHEN live = 1 THEN turn_id END) PERSISTENT, "
+                f"ADD UNIQUE INDEX {prefix}turns_live_id_ux (session_id, live_turn_id)"
+            ))
+
+    return add
 
 
 def check_prefix(prefix: str) -> str:
@@ -104,27 +139,28 @@ class Schema:
             f"{p}sessions",
             md,
             Column("ordinal", _Ordinal, primary_key=True, autoincrement=True),
-            Column("session_id", Text, nullable=False),
-            Column("user_id", Text, nullable=False),
+            Column("session_id", _Id, nullable=False),
+            Column("user_id", _Id, nullable=False),
             Column("status", Text, nullable=False),
-            Column("metadata", Text, nullable=False),
-            Column("active_tools", Text, nullable=False),
-            Column("active_skills", Text, nullable=False),
-            Column("system_prompt", Text, nullable=True),
-            Column("variables", Text, nullable=False),
+            Column("metadata", _Doc, nullable=False),
+            Column("active_tools", _Doc, nullable=False),
+            Column("active_skills", _Doc, nullable=False),
+            Column("system_prompt", _Doc, nullable=True),
+            Column("variables", _Doc, nullable=False),
             Column("created_at", BigInteger, nullable=False),
             Column("updated_at", BigInteger, nullable=False),
-            Column("checkpoint_id", Text, nullable=True),
+            Column("checkpoint_id", _Id, nullable=True),
             Column("total_tokens", BigInteger, nullable=False),
             Column("total_cost", _Double, nullable=False),
             Column("turn_count", BigInteger, nullable=False),
-            Column("parent_session_id", Text, nullable=True),
-            Column("branch_name", Text, nullable=True),
+            Column("parent_session_id", _Id, nullable=True),
+            Column("branch_name", _Id, nullable=True),
             Column("expires_at", BigInteger, nullable=True),
             Column("fork_seq", BigInteger, nullable=True),
             Column("last_seq", BigInteger, nullable=False),
             UniqueConstraint("session_id", name=f"{p}sessions_id_key"),
             sqlite_autoincrement=True,
+            **_MYSQL_TABLE,
         )
         # Partial indexes hold only the rows their queries look for, and none of them
         # changes when a turn is appended without a TTL (a TTL moves expires_at).
@@ -153,15 +189,16 @@ class Schema:
         turns = Table(
             f"{p}turns",
             md,
-            Column("session_id", Text, primary_key=True),
+            Column("session_id", _Id, primary_key=True),
             Column("seq", BigInteger, primary_key=True, autoincrement=False),
-            Column("turn_id", Text, nullable=False),
+            Column("turn_id", _Id, nullable=False),
             Column("live", SmallInteger, nullable=False),
             Column("tokens_used", BigInteger, nullable=False),
             Column("cost", _Double, nullable=False),
-            Column("data", Text, nullable=False),
+            Column("data", _Doc, nullable=False),
             # SQLite: cluster the rows of a session by seq (one range scan per read).
             sqlite_with_rowid=False,
+            **_MYSQL_TABLE,
         )
         Index(
             f"{p}turns_live_id_ux",
@@ -170,37 +207,40 @@ class Schema:
             unique=True,
             sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
-        )
+        ).ddl_if(callable_=_not_mysql)
         Index(
             f"{p}turns_live_ix",
             turns.c.session_id,
             turns.c.seq,
             sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
-        )
+        ).ddl_if(callable_=_not_mysql)
+        event.listen(turns, "after_create", _live_turn_ids(p))
 
         checkpoints = Table(
             f"{p}checkpoints",
             md,
             Column("ordinal", _Ordinal, primary_key=True, autoincrement=True),
-            Column("checkpoint_id", Text, nullable=False),
-            Column("session_id", Text, nullable=False),
+            Column("checkpoint_id", _Id, nullable=False),
+            Column("session_id", _Id, nullable=False),
             Column("created_at", BigInteger, nullable=False),
-            Column("parent_checkpoint_id", Text, nullable=True),
-            Column("metadata", Text, nullable=False),
-            Column("header", Text, nullable=False),
-            Column("ranges", Text, nullable=True),
-            Column("inline_turns", Text, nullable=True),
+            Column("parent_checkpoint_id", _Id, nullable=True),
+            Column("metadata", _Doc, nullable=False),
+            Column("header", _Doc, nullable=False),
+            Column("ranges", _Doc, nullable=True),
+            Column("inline_turns", _Doc, nullable=True),
             UniqueConstraint("checkpoint_id", name=f"{p}checkpoints_id_key"),
             sqlite_autoincrement=True,
+            **_MYSQL_TABLE,
         )
         Index(f"{p}checkpoints_session_ix", checkpoints.c.session_id, checkpoints.c.ordinal)
 
         tombstones = Table(
             f"{p}tombstones",
             md,
-            Column("session_id", Text, primary_key=True),
+            Column("session_id", _Id, primary_key=True),
             Column("until_at", BigInteger, nullable=False),
+            **_MYSQL_TABLE,
         )
         version = Table(
             f"{p}schema_version",
@@ -208,6 +248,7 @@ class Schema:
             Column("version", Integer, primary_key=True, autoincrement=False),
             Column("applied_at", BigInteger, nullable=False),
             Column("release", Text, nullable=False),
+            **_MYSQL_TABLE,
         )
         return cls(p, md, sessions, turns, checkpoints, tombstones, version)
 

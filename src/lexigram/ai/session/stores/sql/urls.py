@@ -15,6 +15,7 @@ __all__ = ["DatabaseURL", "mask_url", "normalise_url"]
 
 _SQLITE = "sqlite+aiosqlite"
 _POSTGRES = "postgresql+asyncpg"
+_MYSQL = "mysql+asyncmy"
 _ALIASES = {
     "sqlite": _SQLITE,
     "sqlite+aiosqlite": _SQLITE,
@@ -24,6 +25,14 @@ _ALIASES = {
     "postgresql+asyncpg": _POSTGRES,
     "postgresql+psycopg2": _POSTGRES,
     "postgres+asyncpg": _POSTGRES,
+    "mysql": _MYSQL,
+    "mysql+asyncmy": _MYSQL,
+    "mysql+aiomysql": _MYSQL,
+    "mysql+pymysql": _MYSQL,
+    "mariadb": _MYSQL,
+    "mariadb+asyncmy": _MYSQL,
+    "mariadb+aiomysql": _MYSQL,
+    "mariadb+pymysql": _MYSQL,
 }
 
 
@@ -32,12 +41,18 @@ class DatabaseURL:
     """A parsed, normalised database URL."""
 
     url: URL
-    """The SQLAlchemy URL with the async driver (``sqlite+aiosqlite`` / ``postgresql+asyncpg``)."""
+    """The SQLAlchemy URL with the async driver (``sqlite+aiosqlite``,
+    ``postgresql+asyncpg`` or ``mysql+asyncmy``)."""
 
     @property
     def is_sqlite(self) -> bool:
         """True for SQLite, False for PostgreSQL."""
         return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_mysql(self) -> bool:
+        """True for MariaDB (``mysql+asyncmy``)."""
+        return self.url.get_backend_name() == "mysql"
 
     @property
     def is_memory(self) -> bool:
@@ -69,8 +84,10 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
     """Parse ``url`` and switch it to the async driver.
 
     ``sqlite:///path`` becomes ``sqlite+aiosqlite:///path``; ``postgresql://``,
-    ``postgres://`` (and ``+psycopg2``) become ``postgresql+asyncpg://``. Anything
-    else is refused with :class:`SessionValidationError` naming ``field``.
+    ``postgres://`` (and ``+psycopg2``) become ``postgresql+asyncpg://``; ``mysql://``,
+    ``mariadb://`` (and ``+aiomysql``, ``+pymysql``) become ``mysql+asyncmy://`` with
+    ``charset=utf8mb4``. Anything else is refused with :class:`SessionValidationError`
+    naming ``field``.
     """
     if isinstance(url, str):
         if not url.strip():
@@ -95,11 +112,18 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
         raise SessionValidationError(
             field,
             f"unsupported database URL scheme {scheme!r} in {mask_url(parsed)}; use "
-            "sqlite+aiosqlite:///<file> or postgresql+asyncpg://user@host/db",
+            "sqlite+aiosqlite:///<file>, postgresql+asyncpg://user@host/db or "
+            "mysql+asyncmy://user@host/db",
         )
     parsed = parsed.set(drivername=target)
     if target == _POSTGRES and not parsed.host and not parsed.query.get("host"):
         raise SessionValidationError(field, f"no host in {mask_url(parsed)}")
+    if target == _MYSQL:
+        if not parsed.host and not parsed.query.get("unix_socket"):
+            raise SessionValidationError(field, f"no host in {mask_url(parsed)}")
+        if not parsed.database:
+            raise SessionValidationError(field, f"no database in {mask_url(parsed)}")
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return DatabaseURL(parsed)
 
 

@@ -1,0 +1,426 @@
+"""MariaDB through asyncmy: the engine, the statements' dialect and the runner.
+
+The store's statements are written once, in the SQL that SQLite and PostgreSQL share
+(see :mod:`~lexigram.ai.session.stores.sql.statements`). On MariaDB each is
+translated once (memoised) by :func:`translate`:
+
+* ``:name`` parameters become asyncmy's ``%(name)s``;
+* ``CAST(… AS TEXT)`` / ``AS BIGINT`` become ``AS CHAR`` / ``AS SIGNED``;
+* ``ON CONFLICT (…) DO UPDATE SET c = excluded.c`` becomes
+  ``ON DUPLICATE KEY UPDATE c = VALUES(c)``;
+* ``json_each(:ids)`` (a JSON array of ids) becomes ``JSON_TABLE``;
+* ``UPDATE … RETURNING`` (MariaDB has ``INSERT``/``DELETE … RETURNING`` only)
+  becomes the ``UPDATE`` and a ``SELECT`` of the changed rows in the same transaction:
+  for a statement on one session (``WHERE session_id = :sid …``) the row is read back
+  when the update matched it; for a batch the rows are first locked with
+  ``SELECT … FOR UPDATE`` so that exactly the rows updated are returned.
+
+Every connection runs with ``sql_mode`` ``SIMULTANEOUS_ASSIGNMENT`` (``SET a = …, b
+= …`` sees the old ``a``, as in standard SQL) and ``PIPES_AS_CONCAT``, and write
+transactions are ``SERIALIZABLE``: a plain ``SELECT`` in them takes shared next-key
+locks, so the checks of an operation (the per-user cap, the branch cap, an unused id)
+hold until it commits, as with SQLite's ``BEGIN IMMEDIATE``. Two writers that lock
+the same range in opposite orders meet a deadlock; InnoDB rolls one back and the
+runner runs it again. Snapshot reads are ``REPEATABLE READ READ ONLY``.
+
+Supported servers: MariaDB 10.6 or later (``JSON_TABLE``, ``INSERT … RETURNING``,
+``SIMULTANEOUS_ASSIGNMENT``). MySQL has none of the three in this form and is
+refused when the first connection is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from lexigram.ai.session.exceptions import (
+    SessionError,
+    SessionStoreError,
+    StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
+from lexigram.ai.session.stores.sql.runner import Conflict, Lease, Row, Runner, Script, Tx
+
+if TYPE_CHECKING:
+    from lexigram.ai.session.stores.sql.urls import DatabaseURL
+
+__all__ = [
+    "MYSQL_CONNECT_TIMEOUT_S",
+    "MyRunner",
+    "MyTx",
+    "Plan",
+    "make_mysql_engine",
+    "translate",
+]
+
+T = TypeVar("T")
+
+#: How long connecting to MariaDB may take before the store reports it unreachable.
+MYSQL_CONNECT_TIMEOUT_S = 10
+#: The collation of every table: binary and without padding, so ``"a"``, ``"A"`` and
+#: ``"a "`` are three ids, as on the other backends.
+COLLATION = "utf8mb4_nopad_bin"
+#: What every connection runs first.
+INIT_COMMAND = (
+    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',SIMULTANEOUS_ASSIGNMENT,PIPES_AS_CONCAT'), "
+    "SESSION tx_isolation = 'SERIALIZABLE', SESSION innodb_lock_wait_timeout = 30"
+)
+_ID_LIST = (
+    "JSON_TABLE({p}, '$[*]' COLUMNS (value VARCHAR(255) CHARACTER SET utf8mb4 "
+    f"COLLATE {COLLATION} PATH '$')) AS je"
+)
+
+# Server error codes.
+_DUP_ENTRY = 1062
+_DEADLOCK = 1213
+_LOCK_WAIT_TIMEOUT = 1205
+_NO_SUCH_TABLE = 1146
+_LOST = {2003, 2006, 2013, 2055, 1927, 1053, 1077, 1078, 1079, 1080, 1152, 1153, 1158,
+         1159, 1160, 1161, 4031}
+
+
+def make_mysql_engine(url: DatabaseURL, *, pool_size: int, table_prefix: str) -> AsyncEngine:
+    """An engine for MariaDB: utf8mb4, autocommit driver mode, the session settings.
+
+    The store opens its transactions itself (``START TRANSACTION``); transactions
+    SQLAlchemy opens (``initialize()``'s DDL) hold a named lock per table prefix, so
+    that processes initialising at once create the tables one after the other.
+    """
+    engine = create_async_engine(
+        url.render(),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "connect_timeout": MYSQL_CONNECT_TIMEOUT_S,
+            "init_command": INIT_COMMAND,
+        },
+    )
+    name = f"lexigram-ai-session:{table_prefix}"[:64]
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("SELECT GET_LOCK(%(n)s, 60)", {"n": name})
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _on_commit(conn: Any) -> None:
+        conn.exec_driver_sql("DO RELEASE_ALL_LOCKS()")
+
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _on_rollback(conn: Any) -> None:
+        # A dead connection fails here: the server released the lock with it.
+        with contextlib.suppress(Exception):
+            conn.exec_driver_sql("DO RELEASE_ALL_LOCKS()")
+
+    return engine
+
+
+# ---------------------------------------------------------------- statements
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_ON_CONFLICT = re.compile(r"ON CONFLICT \([^)]*\) DO UPDATE SET (.*)$", re.S)
+_EXCLUDED = re.compile(r"excluded\.(\w+)")
+_UPDATE = re.compile(r"^UPDATE (\w+) SET ", re.S)
+_ONE_KEY = re.compile(r" WHERE session_id = :(\w+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One statement as MariaDB runs it.
+
+    ``kind``: ``plain`` (``sql`` as is), ``update_one`` (``sql``, then ``fetch``
+    with ``key`` when a row matched), ``update_many`` (``lock`` picks and locks the
+    ids, ``sql`` updates them, ``fetch`` reads them back).
+    """
+
+    kind: str
+    sql: str
+    fetch: str = ""
+    lock: str = ""
+    key: str = ""
+
+
+_PLANS: dict[str, Plan] = {}
+
+
+def _pyformat(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def translate(sql: str) -> Plan:
+    """The MariaDB form of one of the store's statements (memoised)."""
+    plan = _PLANS.get(sql)
+    if plan is not None:
+        return plan
+    text = sql.replace(" AS TEXT)", " AS CHAR)").replace(" AS BIGINT)", " AS SIGNED)")
+    text = re.sub(r"json_each\((:\w+)\)", lambda m: _ID_LIST.format(p=m.group(1)), text)
+    conflict = _ON_CONFLICT.search(text)
+    if conflict is not None:
+        sets = _EXCLUDED.sub(r"VALUES(\1)", conflict.group(1))
+        text = text[: conflict.start()] + "ON DUPLICATE KEY UPDATE " + sets
+    update = _UPDATE.match(text)
+    at = text.rfind(" RETURNING ")
+    if update is None or at < 0:
+        plan = Plan("plain", _pyformat(text))
+    else:
+        table, columns, body = update.group(1), text[at + 11:], text[:at]
+        key = _ONE_KEY.search(body)
+        if key is not None:
+            plan = Plan(
+                "update_one",
+                _pyformat(body),
+                fetch=f"SELECT {columns} FROM {table} WHERE session_id = %(k)s",
+                key=key.group(1),
+            )
+        else:
+            where = body[body.index(" WHERE ") + 7:]
+            plan = Plan(
+                "update_many",
+                _pyformat(body),
+                lock=_pyformat(f"SELECT session_id FROM {table} WHERE {where} FOR UPDATE"),
+                fetch=f"SELECT {columns} FROM {table} WHERE session_id IN ({{ids}})",
+            )
+    _PLANS[sql] = plan
+    return plan
+
+
+# ---------------------------------------------------------------------- Tx
+class MyTx(Tx):
+    """Statements on an asyncmy connection (``:name`` parameters, translated)."""
+
+    dialect: ClassVar[str] = "mysql"
+
+    def __init__(self, conn: Any) -> None:
+        import asyncmy.errors
+
+        self._conn = conn
+        self._integrity = asyncmy.errors.IntegrityError
+
+    async def _exec(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None, fetch: bool
+    ) -> tuple[int, list[Row]]:
+        async with self._conn.cursor() as cur:
+            try:
+                count: int = await cur.execute(sql, params or None)
+            except self._integrity as exc:
+                raise Conflict(str(exc)) from exc
+            rows: list[Row] = list(await cur.fetchall()) if fetch else []
+            return count, rows
+
+    async def _plan(
+        self, sql: str, params: Mapping[str, Any] | None
+    ) -> tuple[int, list[Row]]:
+        plan = translate(sql)
+        if plan.kind == "plain":
+            return await self._exec(plan.sql, params, fetch=True)
+        if plan.kind == "update_one":
+            assert params is not None
+            count, _ = await self._exec(plan.sql, params, fetch=False)
+            if count == 0:
+                return 0, []
+            return await self._exec(plan.fetch, {"k": params[plan.key]}, fetch=True)
+        _, picked = await self._exec(plan.lock, params, fetch=True)
+        if not picked:
+            return 0, []
+        await self._exec(plan.sql, params, fetch=False)
+        ids = [row[0] for row in picked]
+        fetch = plan.fetch.replace("{ids}", ", ".join(["%s"] * len(ids)))
+        return await self._exec(fetch, ids, fetch=True)
+
+    async def one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        _, rows = await self._plan(sql, params)
+        return rows[0] if rows else None
+
+    async def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        _, rows = await self._plan(sql, params)
+        return rows
+
+    async def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        count, rows = await self._plan(sql, params)
+        return len(rows) if translate(sql).kind == "update_many" else count
+
+    async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        plan = translate(sql)
+        async with self._conn.cursor() as cur:
+            try:
+                await cur.executemany(plan.sql, list(rows))
+            except self._integrity as exc:
+                raise Conflict(str(exc)) from exc
+
+    async def raw(self, sql: str) -> None:
+        """Run a statement without parameters (transaction control)."""
+        async with self._conn.cursor() as cur:
+            await cur.execute(sql)
+
+
+# ------------------------------------------------------------------ runner
+class MyRunner(Runner):
+    """MariaDB through asyncmy: START TRANSACTION, the script, COMMIT.
+
+    A connection lost before COMMIT was sent rolled the transaction back: the
+    operation runs again on a fresh connection. Lost while COMMIT was on its way,
+    the outcome is unknown: retried when the operation is ``retry_safe``, else
+    ``WriteOutcomeUnknownError``. A deadlock or lock wait timeout is retried after a
+    short random pause.
+    """
+
+    dialect: ClassVar[str] = "mysql"
+    retries: ClassVar[int] = 30
+
+    async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
+        return await self._run(script, args, write=True, snapshot=False, retry_safe=retry_safe)
+
+    async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
+        return await self._run(script, args, write=False, snapshot=snapshot)
+
+    def _attempts(self) -> int:
+        pool = self.engine.pool
+        size = getattr(pool, "size", lambda: 5)() + max(getattr(pool, "_max_overflow", 0), 0)
+        return size + self.leases._keep + 2
+
+    async def _connect(self) -> Lease:
+        """A pooled connection whose driver connection is open."""
+        for _ in range(self._attempts()):
+            lease = await self.leases.acquire()
+            driver = lease[1]
+            if driver is not None and driver.connected:
+                return lease
+            await self.leases.release(lease, broken=True)
+            await self.leases.drop_idle()
+        raise StoreUnavailableError(f"no open connection to {self.masked_url}")
+
+    async def _run(
+        self,
+        script: Script[T],
+        args: tuple[Any, ...],
+        *,
+        write: bool,
+        snapshot: bool,
+        retry_safe: bool = False,
+    ) -> T:
+        last: BaseException | None = None
+        conflicts = 0
+        attempts = self._attempts()
+        tries = 0
+        while tries < attempts:
+            tries += 1
+            try:
+                lease = await self._connect()
+            except (SessionError, Conflict, asyncio.CancelledError):
+                raise
+            except BaseException as exc:
+                raise self.unavailable(_root(exc), "connect to") from exc
+            tx = MyTx(lease[1])
+            began = unsure = broken = False
+            try:
+                try:
+                    if write:
+                        await tx.raw("START TRANSACTION")
+                        began = True
+                    elif snapshot:
+                        await tx.raw("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        await tx.raw("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                        began = True
+                except Exception as exc:  # the connection is unusable
+                    began = False
+                    broken = True
+                    last = exc
+                    continue
+                result = await script(tx, *args)
+                if began:
+                    unsure = write
+                    await tx.raw("COMMIT")
+                    began = False
+                return result
+            except BaseException as exc:
+                lost = _is_disconnect(exc)
+                if began and not lost:
+                    try:
+                        await tx.raw("ROLLBACK")
+                    except BaseException:
+                        broken = True
+                if lost:
+                    broken = True
+                    last = exc
+                    if not unsure or retry_safe:
+                        continue
+                    raise WriteOutcomeUnknownError(
+                        f"the connection to {self.masked_url} was lost after the write "
+                        "was sent to be committed; it may or may not have been applied "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from exc
+                if _code(exc) in (_DEADLOCK, _LOCK_WAIT_TIMEOUT) and conflicts < self.retries:
+                    conflicts += 1
+                    tries -= 1  # not a connection problem: does not use up an attempt
+                    last = exc
+                    await asyncio.sleep(random.uniform(0, 0.002 * conflicts))
+                    continue
+                if isinstance(exc, SessionError | Conflict | asyncio.CancelledError):
+                    if isinstance(exc, asyncio.CancelledError):
+                        broken = True  # a statement may still be on the wire
+                    raise
+                raise self.translate(exc) from exc
+            finally:
+                await self.leases.release(lease, broken=broken or not lease[1].connected)
+        assert last is not None
+        raise self.unavailable(_root(last), "use") from last
+
+    def translate(self, exc: BaseException) -> BaseException:
+        import asyncmy.errors
+
+        exc = _root(exc)
+        code = _code(exc)
+        if code == _NO_SUCH_TABLE:
+            return SessionStoreError(
+                f"the session tables are missing in {self.masked_url} ({exc}); "
+                "call initialize() (or `setup_schema`) first"
+            )
+        if code == 1231 and "SIMULTANEOUS_ASSIGNMENT" in str(exc):
+            return SessionStoreError(
+                f"the server at {self.masked_url} is not MariaDB 10.6 or later "
+                "(MySQL is not supported by the SQL store)"
+            )
+        if _is_disconnect(exc):
+            return self.unavailable(exc, "use")
+        if isinstance(exc, asyncmy.errors.MySQLError | SQLAlchemyError):
+            return SessionStoreError(f"session database {self.masked_url} failed: {exc}")
+        return exc
+
+
+def _root(exc: BaseException) -> BaseException:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        orig: BaseException = exc.orig
+        return orig
+    return exc
+
+
+def _code(exc: BaseException) -> int | None:
+    """The server's error number of a driver error, or None."""
+    root = _root(exc)
+    args = getattr(root, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection (not the statement) failed."""
+    import asyncmy.errors
+
+    root = _root(exc)
+    if isinstance(root, asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError):
+        code = _code(root)
+        return code is None or code in _LOST or code >= 2000
+    return isinstance(
+        root, ConnectionError | OSError | TimeoutError | asyncio.IncompleteReadError
+    )
