@@ -162,3 +162,27 @@ async def test_damaged_sessions_are_named_in_a_warning(spec: BackendSpec) -> Non
     assert api["damaged"] == [bad.session_id]
     assert [s["session_id"] for s in api["sessions"]] == [good.session_id]
     assert opened.status_code == 500 and "damaged" in opened.text
+
+
+@pytest.mark.parametrize(
+    "spec", [pytest.param(s, id=s.name, marks=s.marks) for s in SPECS if s.corrupt is not None]
+)
+async def test_a_damaged_branch_does_not_break_its_familys_pages(spec: BackendSpec) -> None:
+    async with spec.open() as factory:
+        store = await factory()
+        story = await seed_story(store)
+        assert spec.corrupt is not None
+        await spec.corrupt(store, story.rainy)
+        async with client_for(store) as http:
+            page = await http.get("/session", params={"id": story.trip})
+            tree = (await http.get("/api/session/tree", params={"id": story.budget})).json()
+            await spec.corrupt(store, story.trip)  # now the root cannot be read either
+            orphan = await http.get("/session", params={"id": story.budget})
+            orphan_tree = (await http.get("/api/session/tree",
+                                          params={"id": story.budget})).json()
+    assert page.status_code == 200
+    assert 'data-merges="1"' in page.text  # the merge of the readable branch is still shown
+    assert {n["session_id"] for n in tree["nodes"]} == {story.trip, story.budget}
+    assert orphan.status_code == 200
+    assert 'id="tree-damaged"' in orphan.text and story.trip in orphan.text
+    assert orphan_tree["damaged"] == [story.trip] and orphan_tree["root"] == story.budget

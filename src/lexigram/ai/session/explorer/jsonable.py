@@ -108,6 +108,7 @@ def tree_json(tree: BranchTree) -> dict[str, Any]:
         "focus": tree.focus,
         "root": tree.root,
         "truncated": tree.truncated,
+        "damaged": list(tree.damaged),
         "nodes": [
             {
                 "session_id": n.session_id,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from lexigram.contracts.ai.session import SessionState
 
-from lexigram.ai.session.exceptions import SessionNotFoundError
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
 from lexigram.ai.session.stores.base import SessionRecord, SessionStore
 
 __all__ = ["BranchNode", "BranchTree", "Merge", "load_tree"]
@@ -60,12 +60,17 @@ class BranchNode:
 
 @dataclass(frozen=True)
 class BranchTree:
-    """The family of ``focus``: nodes in breadth-first order from ``root``."""
+    """The family of ``focus``: nodes in breadth-first order from ``root``.
+
+    ``damaged`` names the sessions whose parent or branches could not be read because
+    a stored record is damaged; the walk went on without them.
+    """
 
     focus: str
     root: str
     nodes: dict[str, BranchNode]
     truncated: bool = False
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def merges(self) -> list[BranchNode]:
@@ -79,12 +84,17 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
     if record is None:
         raise SessionNotFoundError(session_id)
     truncated = False
+    damaged: list[str] = []
     root = record
     for _ in range(MAX_DEPTH):
         parent_id = root.state.parent_session_id
         if not parent_id:
             break
-        parent = await store.load_record(parent_id)
+        try:
+            parent = await store.load_record(parent_id)
+        except CorruptRecordError:
+            damaged.append(parent_id)
+            break
         if parent is None:  # the parent was deleted: this branch roots what is left
             break
         root = parent
@@ -98,14 +108,23 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
     while queue:
         current = queue.pop(0)
         node = nodes[current]
-        for branch in await store.list_branches(current):
+        try:
+            branches = await store.list_branches(current)
+        except CorruptRecordError:
+            damaged.append(current)
+            continue
+        for branch in branches:
             branch_id = branch.state.session_id
             if branch_id in nodes:
                 continue
             if len(nodes) >= MAX_NODES or node.depth + 1 > MAX_DEPTH:
                 truncated = True
                 break
-            merge = await _find_merge(store, records[current], branch)
+            try:
+                merge = await _find_merge(store, records[current], branch)
+            except CorruptRecordError:
+                damaged.append(branch_id)
+                merge = None
             nodes[branch_id] = BranchNode(
                 state=branch.state,
                 depth=node.depth + 1,
@@ -119,7 +138,8 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
         nodes[session_id] = BranchNode(state=record.state, depth=0)
         truncated = True
     return BranchTree(
-        focus=session_id, root=root.state.session_id, nodes=nodes, truncated=truncated
+        focus=session_id, root=root.state.session_id, nodes=nodes, truncated=truncated,
+        damaged=damaged,
     )
 
 

@@ -107,6 +107,10 @@ def _branches(ctx: PageContext, tree: BranchTree) -> Markup:
               for n in tree.merges if n.merge is not None]
     note = (el("p", {"class": "warning"}, "The family is larger than shown (bounded walk).")
             if tree.truncated else None)
+    damaged = (el("p", {"class": "warning", "id": "tree-damaged"},
+                  "Left out of the tree: a stored record is damaged near ",
+                  [el("code", None, sid, " ") for sid in tree.damaged])
+               if tree.damaged else None)
     legend = el("p", {"class": "muted legend"},
                 "Solid lines: forks (labelled with the number of turns inherited). "
                 "Dashed arrows: merges back into the parent. Click a node to open it.")
@@ -114,7 +118,8 @@ def _branches(ctx: PageContext, tree: BranchTree) -> Markup:
               el("h2", None, f"Branches ({len(tree.nodes) - 1} fork(s), "
                              f"{len(tree.merges)} merge(s))"),
               el("div", {"class": "graph-scroll"}, branch_graph(tree, ctx.session)),
-              legend, el("ul", {"class": "merges"}, merges) if merges else None, note)
+              legend, el("ul", {"class": "merges"}, merges) if merges else None, note,
+              damaged)
 
 
 def _pager(ctx: PageContext, record: SessionRecord, page: TurnPage, limit: int) -> Markup:
