@@ -44,6 +44,8 @@ async def test_every_page_and_api_on_the_backend(store: SessionStore) -> None:
         assert 'id="rounds"' in page.text
         assert page.text.count('class="round-sep"') == 3  # opening, round 1, round 2
         assert "result of get_weather (call_1)" in page.text
+        states = re.findall(r'class="meta cp-state"><summary>([^<]*)<', page.text)
+        assert states == ["same as now", "changed since: turn_count, total_tokens, total_cost"]
 
         analytics = await http.get("/session/analytics", params={"id": story.trip})
         assert analytics.status_code == 200

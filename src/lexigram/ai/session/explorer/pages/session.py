@@ -60,6 +60,30 @@ def _actions(ctx: PageContext, record: SessionRecord) -> Markup:
     return el("nav", {"class": "actions"}, links)
 
 
+_COMPARED = ("status", "system_prompt", "variables", "metadata", "active_tools",
+             "active_skills", "turn_count", "total_tokens", "total_cost")
+
+
+def _checkpoint_state(cp: SessionCheckpoint, record: SessionRecord) -> Markup:
+    """The checkpoint's metadata and header, and what has changed since (on demand)."""
+    changed = [name for name in _COMPARED
+               if getattr(cp.state, name) != getattr(record.state, name)]
+    state = {
+        "checkpoint_metadata": cp.metadata,
+        "status": cp.state.status.value,
+        "system_prompt": cp.state.system_prompt,
+        "variables": cp.state.variables,
+        "metadata": cp.state.metadata,
+        "active_tools": cp.state.active_tools,
+        "active_skills": cp.state.active_skills,
+        "total_cost": cp.state.total_cost,
+    }
+    summary = ("same as now" if not changed
+               else "changed since: " + ", ".join(changed))
+    return el("details", {"class": "meta cp-state"}, el("summary", None, summary),
+              el("pre", None, pretty_json(state)))
+
+
 def _checkpoints(
     ctx: PageContext, record: SessionRecord, checkpoints: list[SessionCheckpoint]
 ) -> Markup:
@@ -85,12 +109,11 @@ def _checkpoints(
             el("td", {"class": "num"}, cp.state.turn_count),
             el("td", {"class": "num"}, cp.state.total_tokens),
             el("td", None, el("code", None, cp.parent_checkpoint_id or "—")),
-            el("td", None, el("details", {"class": "meta"}, el("summary", None, "metadata"),
-                              el("pre", None, pretty_json(cp.metadata))) if cp.metadata else ""),
+            el("td", None, _checkpoint_state(cp, record)),
             el("td", None, actions),
         ))
     head = el("tr", None, [el("th", None, h) for h in
-                           ("Checkpoint", "Created", "Turns", "Tokens", "Parent", "", "")])
+                           ("Checkpoint", "Created", "Turns", "Tokens", "Parent", "State", "")])
     table = (el("table", {"class": "checkpoints"}, el("thead", None, head),
                 el("tbody", None, rows)) if rows else None)
     return el("section", {"id": "checkpoints"},
