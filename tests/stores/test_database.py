@@ -54,7 +54,7 @@ from lexigram.ai.session.stores.database import (
     setup_schema,
 )
 from lexigram.ai.session.stores.sql.urls import normalise_url
-from tests.services import POSTGRES_URL, require_postgres
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPAWN = multiprocessing.get_context("spawn")
@@ -114,18 +114,23 @@ async def pg_prefix() -> AsyncIterator[str]:
         await drop_schema(POSTGRES_URL, table_prefix=prefix)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 async def target(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[tuple[str, str]]:
-    """(url, table prefix) on SQLite, then on PostgreSQL."""
+    """(url, table prefix) on SQLite, then on PostgreSQL, then on MariaDB."""
     if request.param == "sqlite":
         yield sqlite_url, "ai_session_"
         return
-    require_postgres()
+    if request.param == "postgres":
+        require_postgres()
+        url = POSTGRES_URL
+    else:
+        require_mariadb()
+        url = MARIADB_URL
     prefix = _prefix()
     try:
-        yield POSTGRES_URL, prefix
+        yield url, prefix
     finally:
-        await drop_schema(POSTGRES_URL, table_prefix=prefix)
+        await drop_schema(url, table_prefix=prefix)
 
 
 @contextlib.asynccontextmanager
@@ -137,6 +142,11 @@ async def opened(url: str, prefix: str, **kwargs: Any) -> AsyncIterator[Database
         yield store
     finally:
         await store.close()
+
+
+def _q(store: DatabaseSessionStore, name: str) -> str:
+    """``name`` quoted for the store's SQL dialect (``release`` is reserved on MariaDB)."""
+    return f"`{name}`" if store.dialect == "mysql" else name
 
 
 async def _scalar(store: DatabaseSessionStore, sql: str, **params: Any) -> Any:
@@ -164,6 +174,9 @@ async def _exec(store: DatabaseSessionStore, sql: str, **params: Any) -> None:
         ("postgresql://u:pw@db.example/app", "postgresql+asyncpg"),
         ("postgres://u@db.example:5433/app", "postgresql+asyncpg"),
         ("postgresql+asyncpg://u@db.example/app", "postgresql+asyncpg"),
+        ("mysql://u:pw@db.example/app", "mysql+asyncmy"),
+        ("mariadb+aiomysql://u@db.example:3307/app", "mysql+asyncmy"),
+        ("mysql+asyncmy://u@db.example/app", "mysql+asyncmy"),
     ],
 )
 def test_urls_are_normalised_to_the_async_drivers(given: str, driver: str) -> None:
@@ -179,7 +192,10 @@ def make_db(given: str) -> str | None:
     return make_url(given).database
 
 
-@pytest.mark.parametrize("bad", ["mysql://u@h/db", "", "not a url", "postgresql:///nohost"])
+@pytest.mark.parametrize(
+    "bad",
+    ["oracle://u@h/db", "", "not a url", "postgresql:///nohost", "mysql:///db", "mysql://u@h"],
+)
 def test_bad_urls_are_refused_naming_the_field(bad: str) -> None:
     with pytest.raises(SessionValidationError) as info:
         DatabaseSessionStore(bad)
@@ -231,7 +247,7 @@ async def test_a_newer_schema_version_is_refused(target: tuple[str, str]) -> Non
     async with opened(url, prefix) as store:
         await _exec(
             store,
-            f"INSERT INTO {prefix}schema_version (version, applied_at, release) "
+            f"INSERT INTO {prefix}schema_version (version, applied_at, {_q(store, 'release')}) "
             "VALUES (:v, 0, 'future')",
             v=SCHEMA_VERSION + 1,
         )
@@ -327,6 +343,19 @@ async def test_appends_never_touch_earlier_rows(target: tuple[str, str]) -> None
             for i in range(20, 40):
                 await store.append_turns(state.session_id, [turn(i)])
             assert await _scalar(store, "SELECT COUNT(*) FROM audit") == 0
+        elif store.dialect == "mysql":
+            audit = f"{prefix}audit"
+            await _exec(store, f"CREATE TABLE {audit} (op TEXT)")
+            for op in ("UPDATE", "DELETE"):
+                await _exec(
+                    store,
+                    f"CREATE TRIGGER {prefix}audit_{op.lower()} AFTER {op} ON {prefix}turns "
+                    f"FOR EACH ROW INSERT INTO {audit} VALUES ('{op.lower()}')",
+                )
+            for i in range(20, 40):
+                await store.append_turns(state.session_id, [turn(i)])
+            assert await _scalar(store, f"SELECT COUNT(*) FROM {audit}") == 0
+            await _exec(store, f"DROP TABLE {audit}")
         else:
             sql = (
                 f"SELECT seq, xmin::text FROM {prefix}turns WHERE session_id = :sid ORDER BY seq"
