@@ -118,6 +118,43 @@ async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     await tx.run(ctx.q.cp_upsert, params)
 
 
+async def live_ranges(tx: Tx, ctx: Ctx, session_id: str, live_count: int) -> list[TurnRange]:
+    """The seq ranges of the live turns, in order.
+
+    ``live_count`` is the header's ``turn_count``. When the first and last live seq
+    (two index probes) span exactly that many turns, the live turns are one range
+    and nothing else is read; otherwise (after a pop or a restore) the ranges are
+    computed in SQL.
+    """
+    if live_count <= 0:
+        return []
+    bounds = await tx.one(ctx.q.live_bounds, {"sid": session_id})
+    if bounds is not None and bounds[0] is not None and bounds[1] is not None:
+        first, last = int(bounds[0]), int(bounds[1])
+        if last - first + 1 == live_count:
+            return [(first, last)]
+    rows = await tx.all(ctx.q.live_ranges, {"sid": session_id})
+    return [(int(a), int(b)) for a, b in rows]
+
+
+def subtract_ranges(ranges: Sequence[TurnRange], minus: Sequence[TurnRange]) -> list[TurnRange]:
+    """The parts of sorted, disjoint ``ranges`` outside sorted, disjoint ``minus``."""
+    out: list[TurnRange] = []
+    for start, end in ranges:
+        cur = start
+        for m_start, m_end in minus:
+            if m_end < cur or m_start > end:
+                continue
+            if m_start > cur:
+                out.append((cur, m_start - 1))
+            cur = max(cur, m_end + 1)
+            if cur > end:
+                break
+        if cur <= end:
+            out.append((cur, end))
+    return out
+
+
 async def create_checkpoint(
     tx: Tx,
     ctx: Ctx,
@@ -138,7 +175,7 @@ async def create_checkpoint(
         )
     current = ctx.record(header).state
     snapshot = replace(current, checkpoint_id=checkpoint_id)
-    ranges = [(int(a), int(b)) for a, b in await tx.all(q.live_ranges, {"sid": session_id})]
+    ranges = await live_ranges(tx, ctx, session_id, current.turn_count)
     await tx.run(
         q.cp_insert,
         {
@@ -187,15 +224,21 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     require_writable(session_id, current.state.status)
     record = f"checkpoint {checkpoint_id!r}"
     point = header_from_json(row[5], record)
-    await tx.run(q.unlive_all, {"sid": session_id})
     if row[7] is not None:
+        await tx.run(q.unlive_all, {"sid": session_id})
         turns = turns_from_json(row[7], record)
         rows = [turn_params(session_id, current.last_seq + i, t) for i, t in enumerate(turns, 1)]
         await insert_turns(tx, ctx, rows)
         if rows:
             await tx.run(q.bump_seq, {"sid": session_id, "n": len(rows)})
     else:
-        for first, last in ranges_from_json(row[6] or "[]", record):
+        # Only the rows whose liveness changes are written (appending k turns after
+        # the checkpoint and restoring it touches k rows, not the whole session).
+        target = sorted(ranges_from_json(row[6] or "[]", record))
+        now_live = await live_ranges(tx, ctx, session_id, current.state.turn_count)
+        for first, last in subtract_ranges(now_live, target):
+            await tx.run(q.unlive_range, {"sid": session_id, "first": first, "last": last})
+        for first, last in subtract_ranges(target, now_live):
             await tx.run(q.live_range, {"sid": session_id, "first": first, "last": last})
     count, tokens, cost = await live_totals(tx, ctx, session_id)
     fields = header_params(point)

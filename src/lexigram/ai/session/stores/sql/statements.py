@@ -280,8 +280,21 @@ class Statements:
         )
         self.unlive_one = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND seq = :seq"
         self.unlive_all = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND live = 1"
+        # Restore touches only the rows whose liveness changes.
         self.live_range = (
-            f"UPDATE {t} SET live = 1 WHERE session_id = :sid AND seq BETWEEN :first AND :last"
+            f"UPDATE {t} SET live = 1 WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "AND live = 0"
+        )
+        self.unlive_range = (
+            f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "AND live = 1"
+        )
+        # The first and last live seq, each one probe of the partial live index.
+        self.live_bounds = (
+            f"SELECT (SELECT seq FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq LIMIT 1), "
+            f"(SELECT seq FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT 1)"
         )
         self.dead_seqs = f"SELECT seq FROM {t} WHERE session_id = :sid AND live = 0 ORDER BY seq"
         self.delete_dead = (

@@ -71,6 +71,9 @@ from lexigram.ai.session.validation import check_json
 
 __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
 
+#: Dialects whose batched sweep statements exist (others loop over single ids).
+_BATCH_DIALECTS = frozenset({"sqlite", "postgresql"})
+
 T = TypeVar("T")
 
 #: The embedded default: a SQLite file in the working directory.
@@ -488,6 +491,8 @@ class DatabaseSessionStore(SessionStore):
         self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
     ) -> BatchOutcome[SessionRecord]:
         """One UPDATE … RETURNING for the whole batch (``SKIP LOCKED`` on PostgreSQL)."""
+        if self.dialect not in _BATCH_DIALECTS:
+            return await super().mark_expired_batch(session_ids, concurrency=concurrency)
         ids = [checked_id(sid, "session_ids") for sid in session_ids]
         if not ids:
             return BatchOutcome()
@@ -516,6 +521,10 @@ class DatabaseSessionStore(SessionStore):
         concurrency: int = BATCH_CONCURRENCY,
     ) -> BatchOutcome[str]:
         """One DELETE per table and one tombstone INSERT for the whole batch, one transaction."""
+        if self.dialect not in _BATCH_DIALECTS:
+            return await super().purge_batch(
+                session_ids, tombstone_until=tombstone_until, concurrency=concurrency
+            )
         ids = [checked_id(sid, "session_ids") for sid in session_ids]
         if not ids:
             return BatchOutcome()
