@@ -1,4 +1,4 @@
-"""Lost replies between the PostgreSQL store and a real server (loopback fault proxy).
+"""Lost replies between the SQL store and a real PostgreSQL / MariaDB (loopback fault proxy).
 
 For every write operation the proxy lets the server apply the operation and drops
 its reply (the reply to ``COMMIT``, or to the one statement of a one-turn append),
@@ -32,14 +32,12 @@ from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUn
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
 from tests.faults.proxy import FaultProxy
-from tests.services import POSTGRES_URL, require_postgres
-
-pytestmark = pytest.mark.postgres
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = 60
 LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
-COMMIT = b"COMMIT;"
+COMMIT = b"COMMIT"  # PostgreSQL's "COMMIT;", MariaDB's "COMMIT"
 
 
 class Clock:
@@ -85,21 +83,38 @@ class Pair:
     clock: Clock
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
+#: Each server: (URL straight to it, its port, the URL through a proxy on ``{port}``).
+SERVERS = {
+    "postgres": (POSTGRES_URL, 5432, "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"),
+    "mariadb": (MARIADB_URL, 3306, "mysql+asyncmy://root@127.0.0.1:{port}/test"),
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     """Two stores on one random table prefix; the proxied one goes through a FaultProxy."""
-    require_postgres()
+    server: str = request.param
+    require_postgres() if server == "postgres" else require_mariadb()
+    direct_url, port, proxied_url = SERVERS[server]
     prefix = f"t{uuid.uuid4().hex[:12]}_"
     clock = Clock()
     direct = DatabaseSessionStore(
-        POSTGRES_URL, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
+        direct_url, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
     )
     try:
         await direct.initialize()
-        async with FaultProxy("127.0.0.1", 5432) as proxy:
-            url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/test"
+        async with FaultProxy("127.0.0.1", port) as proxy:
             proxied = DatabaseSessionStore(
-                url, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
+                proxied_url.format(port=proxy.port),
+                table_prefix=prefix,
+                pool_size=2,
+                session_ttl=TTL,
+                clock=clock,
             )
             try:
                 await proxied.initialize()
@@ -108,7 +123,7 @@ async def pair() -> AsyncIterator[Pair]:
                 await proxied.close()
     finally:
         await direct.close()
-        await drop_schema(POSTGRES_URL, table_prefix=prefix)
+        await drop_schema(direct_url, table_prefix=prefix)
 
 
 async def _session(
