@@ -179,7 +179,7 @@ def session_page(
     title = s.branch_name or s.session_id
     heading = el("h1", None, el("span", {"class": "muted"}, "Session "),
                  el("code", {"id": "session-id"}, s.session_id),
-                 el("span", {"class": "branch-tag"}, f" ⑂ {s.branch_name}")
+                 el("span", {"class": "branch-tag"}, f"branch {s.branch_name}")
                  if s.branch_name else None)
     grid = rounds_grid(page)
     body: list[object] = [

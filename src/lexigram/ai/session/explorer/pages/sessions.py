@@ -55,7 +55,7 @@ def sessions_page(
     rows = [
         el("tr", {"data-session": s.session_id},
            el("td", None, el("a", {"href": ctx.session(s.session_id)}, s.session_id),
-              el("span", {"class": "branch-tag"}, f" ⑂ {s.branch_name}")
+              el("span", {"class": "branch-tag"}, f"branch {s.branch_name}")
               if s.parent_session_id else None),
            el("td", None, status_badge(s.status.value)),
            el("td", {"class": "num"}, s.turn_count),
@@ -67,8 +67,9 @@ def sessions_page(
               age(s.created_at)))
         for s in page.items
     ]
-    head = el("tr", None, *(el("th", None, h) for h in
-                            ("Session", "Status", "Turns", "Tokens", "Cost", "Updated", "Age")))
+    head = el("tr", None, el("th", None, "Session"), el("th", None, "Status"),
+              *(el("th", {"class": "num"}, h) for h in ("Turns", "Tokens", "Cost", "Updated",
+                                                        "Age")))
     title = f"Sessions of {user_id}" + (f" ({status})" if status else "")
     body.append(el("h2", None, title))
     if rows:
