@@ -31,13 +31,20 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUnknownError
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
-from tests.faults.proxy import FaultProxy
+from tests.faults.proxy import FaultProxy, Matcher
 from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = 60
 LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
-COMMIT = b"COMMIT"  # PostgreSQL's "COMMIT;", MariaDB's "COMMIT"
+
+
+def COMMIT(request: bytes) -> bool:
+    """The request that commits: PostgreSQL's ``COMMIT;``, MariaDB's ``COMMIT`` query.
+
+    (Not a substring test: ``READ COMMITTED`` is in every PostgreSQL ``BEGIN``.)
+    """
+    return b"COMMIT;" in request or request.endswith(b"\x03COMMIT")
 
 
 class Clock:
@@ -152,7 +159,7 @@ class Case:
     setup: Callable[[Pair], Awaitable[dict[str, Any]]]
     call: Callable[[DatabaseSessionStore, dict[str, Any]], Awaitable[Any]]
     check: Check
-    match: Callable[[dict[str, Any]], bytes] = lambda _ctx: COMMIT
+    match: Callable[[dict[str, Any]], Matcher] = lambda _ctx: COMMIT
     retried: bool = False
 
 
