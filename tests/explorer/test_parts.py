@@ -140,3 +140,22 @@ async def test_a_branch_whose_parent_was_deleted_roots_what_is_left(
     assert tree.root == child.session_id and list(tree.nodes) == [child.session_id]
     with pytest.raises(SessionNotFoundError):
         await load_tree(manager.store, root.session_id)
+
+
+async def test_series_reads_every_turn_across_pages(manager: SessionManagerImpl) -> None:
+    from lexigram.ai.session.explorer.series import CHUNK, load_series
+
+    store = manager.store
+    big = await manager.create("u")
+    total = 2 * CHUNK + 500
+    for start in range(0, total, 500):
+        await store.append_turns(big.session_id, [
+            _turn(n, tokens_used=n % 11, cost=0.25, model="m") for n in range(start, start + 500)
+        ])
+    series = await load_series(store, big.session_id)
+    state = await store.load(big.session_id)
+    assert state is not None
+    assert series.turns == total == state.turn_count
+    assert series.tokens == state.total_tokens == sum(n % 11 for n in range(total))
+    assert series.by_model["m"].cost == pytest.approx(state.total_cost)
+    assert series.buckets[-1].last == total and len(series.buckets) <= MAX_POINTS

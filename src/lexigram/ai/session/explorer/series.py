@@ -79,21 +79,16 @@ class UsageSeries:
         }
 
 
-def summarize(turns: list[SessionTurn]) -> UsageSeries:
-    """The series of ``turns`` (in order)."""
-    series = UsageSeries()
-    width = max(1, -(-len(turns) // MAX_POINTS))
-    tokens_so_far, cost_so_far = 0, 0.0
-    for start in range(0, len(turns), width):
-        chunk = turns[start : start + width]
-        tokens = sum(t.tokens_used for t in chunk)
-        cost = sum(t.cost for t in chunk)
-        tokens_so_far += tokens
-        cost_so_far += cost
-        series.buckets.append(
-            Bucket(start + 1, start + len(chunk), tokens, cost, tokens_so_far, cost_so_far)
-        )
-    for turn in turns:
+class _Accumulator:
+    """Folds turns one at a time, keeping only each turn's tokens and cost."""
+
+    def __init__(self) -> None:
+        self.series = UsageSeries()
+        self.usage: list[tuple[int, float]] = []
+
+    def add(self, turn: SessionTurn) -> None:
+        series = self.series
+        self.usage.append((turn.tokens_used, turn.cost))
         series.by_model.setdefault(turn.model or "(none)", Usage()).add(turn)
         agent = turn.metadata.get("agent")
         if isinstance(agent, str) and agent:
@@ -101,20 +96,47 @@ def summarize(turns: list[SessionTurn]) -> UsageSeries:
         series.by_role.setdefault(turn.role, Usage()).add(turn)
         for name in tool_names(turn.tool_calls):
             series.by_tool[name] = series.by_tool.get(name, 0) + 1
-    series.turns = len(turns)
-    series.tokens = tokens_so_far
-    series.cost = cost_so_far
-    return series
+
+    def finish(self) -> UsageSeries:
+        series, usage = self.series, self.usage
+        width = max(1, -(-len(usage) // MAX_POINTS))
+        tokens_so_far, cost_so_far = 0, 0.0
+        for start in range(0, len(usage), width):
+            chunk = usage[start : start + width]
+            tokens = sum(t for t, _ in chunk)
+            cost = sum(c for _, c in chunk)
+            tokens_so_far += tokens
+            cost_so_far += cost
+            series.buckets.append(
+                Bucket(start + 1, start + len(chunk), tokens, cost, tokens_so_far, cost_so_far)
+            )
+        series.turns = len(usage)
+        series.tokens = tokens_so_far
+        series.cost = cost_so_far
+        return series
+
+
+def summarize(turns: list[SessionTurn]) -> UsageSeries:
+    """The series of ``turns`` (in order)."""
+    accumulator = _Accumulator()
+    for turn in turns:
+        accumulator.add(turn)
+    return accumulator.finish()
 
 
 async def load_series(store: SessionStore, session_id: str) -> UsageSeries:
-    """Read the live turns of ``session_id`` page by page and summarize them."""
-    turns: list[SessionTurn] = []
+    """Read the live turns of ``session_id`` page by page, folding each page as it comes.
+
+    Only each turn's tokens and cost are kept between pages, so memory stays small
+    whatever the turns hold.
+    """
+    accumulator = _Accumulator()
     after: int | None = None
     while True:
         page = await store.get_turn_seqs(session_id, after_seq=after, limit=CHUNK)
-        turns.extend(turn for _, turn in page)
+        for _, turn in page:
+            accumulator.add(turn)
         if len(page) < CHUNK:
             break
         after = page[-1][0]
-    return summarize(turns)
+    return accumulator.finish()
