@@ -34,6 +34,7 @@ from lexigram.ai.session.exceptions import SessionStoreError, StoreUnavailableEr
 __all__ = ["CLOSE_TIMEOUT_S", "LoopResource", "PerLoop", "drop_transport", "one_at_a_time"]
 
 _log = logging.getLogger(__name__)
+_running_loop = asyncio.get_running_loop
 
 #: How long closing one loop's connections may take before they are abandoned.
 CLOSE_TIMEOUT_S = 5.0
@@ -96,7 +97,7 @@ class PerLoop(Generic[R]):
     # ------------------------------------------------------------------ lookup
     def get(self) -> R:
         """The resource of the running loop (made on its first call)."""
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         last_loop, last = self._last
         if last_loop is loop and last is not None:
             return last
@@ -108,7 +109,7 @@ class PerLoop(Generic[R]):
 
     def _slow(self, loop: asyncio.AbstractEventLoop) -> R:
         dead: list[_Entry[R]] = []
-        refused: SessionStoreError | None = None
+        refused: Exception | None = None
         fresh = False
         with self._mutex:
             if self._closed:
@@ -121,7 +122,7 @@ class PerLoop(Generic[R]):
                     gone.armed = False
                 try:
                     entry = _Entry(loop, self._new())
-                except SessionStoreError as exc:
+                except Exception as exc:  # raised below, once the dead are let go
                     refused = exc
                 else:
                     self._entries[loop] = entry
@@ -131,8 +132,9 @@ class PerLoop(Generic[R]):
         for gone in dead:
             self._finish_watcher(gone)
             self._discard_dead(gone.resource)
-        if refused is not None or entry is None:
-            raise refused or SessionStoreError(f"{self._what}: no resource for this loop")
+        if refused is not None:
+            raise refused
+        assert entry is not None
         if fresh:
             self._arm(entry)
         return entry.resource

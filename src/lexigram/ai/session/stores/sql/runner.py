@@ -392,6 +392,10 @@ class Runner(abc.ABC):
         owns_engine: bool = False,
     ) -> None:
         self.masked_url = masked_url
+        pool = engine.sync_engine.pool
+        size = getattr(pool, "size", lambda: 5)() + max(getattr(pool, "_max_overflow", 0), 0)
+        #: The most connections one loop's engine and kept connections can hold.
+        self.most_connections: int = size + keep
         # Connections belong to the event loop that opened them: each loop gets its
         # own engine (made by ``make_engine``) unless one engine can serve them all.
         any_loop = engine.dialect.name == "sqlite"
@@ -575,9 +579,7 @@ class PgRunner(Runner):
 
     def _attempts(self) -> int:
         """Enough tries to get past every stale connection the pool may hold."""
-        pool = self.engine.pool
-        size = getattr(pool, "size", lambda: 5)() + max(getattr(pool, "_max_overflow", 0), 0)
-        return size + self.leases._keep + 2
+        return self.most_connections + 2
 
     async def _connect(self) -> Lease:
         """A pooled connection and its asyncpg driver connection, known to be open."""
