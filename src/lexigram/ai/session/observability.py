@@ -57,6 +57,8 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
     OTEL_AVAILABLE = False
 
 _SCOPE = "lexigram.ai.session"
+#: How long "no provider installed" is trusted before the globals are looked at again.
+_RECHECK_S = 1.0
 
 
 class SessionTelemetry:
@@ -76,6 +78,7 @@ class SessionTelemetry:
     ) -> None:
         self.enabled = bool(enabled and OTEL_AVAILABLE)
         self._listening = tracer_provider is not None or meter_provider is not None
+        self._recheck_at = 0.0
         if not self.enabled:
             return
         assert _otel_trace is not None and _otel_metrics is not None
@@ -126,12 +129,18 @@ class SessionTelemetry:
 
         While only OpenTelemetry's placeholder providers exist, a span and its
         duration sample would be thrown away: the instrumented operations then skip
-        them (and their clock reads). Once true it stays true.
+        them (and their clock reads). The globals are looked at again at most once a
+        second (a provider installed later is picked up within a second); once true
+        it stays true.
         """
         if self._listening:
             return True
         if not self.enabled or _otel_trace is None or _otel_metrics is None:
             return False
+        now = time.monotonic()
+        if now < self._recheck_at:  # looked less than a second ago: nobody then
+            return False
+        self._recheck_at = now + _RECHECK_S
         tracer = _otel_trace.get_tracer_provider()
         meter = _otel_metrics.get_meter_provider()
         self._listening = not isinstance(
