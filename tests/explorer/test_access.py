@@ -290,3 +290,13 @@ async def test_mounted_under_a_prefix_links_stay_under_it(
     assert 'href="/explorer/static/explorer.css"' in page.text
     assert f'href="/explorer/session?id={story.budget}"' in page.text
     assert css.status_code == 200 and "branch-graph" in css.text
+
+
+async def test_unknown_actions_are_not_found(store: InMemorySessionStore, story: Story) -> None:
+    async with client_for(store, ExplorerSettings(allow_writes=True)) as http:
+        csrf = await _csrf(store, http)
+        page = await http.get("/confirm/delete", params={"id": "trip"})
+        done = await http.post("/actions/delete",
+                               data={"id": "trip", "confirm": "yes", "csrf": csrf})
+    assert (page.status_code, done.status_code) == (404, 404)
+    assert await store.load_record("trip") is not None
