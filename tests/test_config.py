@@ -48,7 +48,7 @@ def test_documented_defaults() -> None:
         ("default_turn_strategy", "chaos", "default_turn_strategy"),
         ("redis_url", "http://x", "redis_url"),
         ("redis_url", "redis://", "redis_url"),
-        ("database_url", "mysql://x/y", "database_url"),
+        ("database_url", "oracle://x/y", "database_url"),
         ("database_url", "sqlite+aiosqlite:/relative", "database_url"),
         ("max_turns_per_session", 0, "max_turns_per_session"),
         ("max_sessions_per_user", "abc", "max_sessions_per_user"),

@@ -23,7 +23,7 @@ TOKEN = "tok_" + "A1b2C3d4" * 3
 
 #: (field, bad URL holding a secret, other settings) - each fails validation.
 BAD_URLS: list[tuple[str, str, dict[str, Any]]] = [
-    ("database_url", f"mysql://bob:{SECRET}@h/db", {}),
+    ("database_url", f"oracle://bob:{SECRET}@h/db", {}),
     ("database_url", f"postgresql://bob:{SECRET}@/db", {}),
     ("database_url", f"postgresql://bob:{SECRET}@h:notaport/db", {}),
     ("database_url", f"postgresql://bob:{SECRET}@[h/db", {}),
@@ -149,7 +149,7 @@ async def test_env_config_error_at_boot_is_redacted(
 @pytest.mark.parametrize(
     "env",
     [
-        {"LEX_AI_SESSION__DATABASE_URL": f"mysql://bob:{SECRET}@h/db"},
+        {"LEX_AI_SESSION__DATABASE_URL": f"oracle://bob:{SECRET}@h/db"},
         {"LEX_AI_SESSION__DATABASE_URL": f"postgresql://bob:{SECRET}@/db"},
         {"LEX_AI_SESSION__REDIS_URL": f"http://bob:{SECRET}@x"},
         {
@@ -217,7 +217,7 @@ def test_typer_cli_error_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
-        create_app(), ["--database-url", f"mysql://bob:{SECRET}@h/db", "list", "u"]
+        create_app(), ["--database-url", f"oracle://bob:{SECRET}@h/db", "list", "u"]
     )
     assert result.exit_code == 1
     assert "ai_session.database_url" in result.output
@@ -228,7 +228,7 @@ def test_typer_cli_error_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyP
     "url",
     [
         f"postgresql://bob:{SECRET}@h:xx/db",
-        f"mysql://bob:{SECRET}@h/db",
+        f"oracle://bob:{SECRET}@h/db",
         f"postgresql://bob:{SECRET}@/db",
         f"::bob:{SECRET}@",
     ],

@@ -29,6 +29,14 @@ SQL_SCHEMES = (
     "postgresql+asyncpg",
     "postgres+asyncpg",
     "postgresql+psycopg2",
+    "mysql",
+    "mysql+asyncmy",
+    "mysql+aiomysql",
+    "mysql+pymysql",
+    "mariadb",
+    "mariadb+asyncmy",
+    "mariadb+aiomysql",
+    "mariadb+pymysql",
 )
 #: Schemes ``redis_url`` accepts.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -56,7 +64,8 @@ def database_url_problem(url: str) -> str | None:
     if parts.scheme not in SQL_SCHEMES:
         return (
             f"unsupported scheme {parts.scheme!r} in {shown}; use "
-            "sqlite+aiosqlite:///<file> or postgresql://user@host/db"
+            "sqlite+aiosqlite:///<file>, postgresql://user@host/db or "
+            "mysql+asyncmy://user@host/db"
         )
     if parts.scheme.startswith("sqlite"):
         if not url.startswith(parts.scheme + ":///"):
@@ -64,6 +73,8 @@ def database_url_problem(url: str) -> str | None:
         return None
     if not parts.hostname and "host" not in parse_qs(parts.query):
         return f"no host in {shown}"
+    if parts.scheme.startswith(("mysql", "mariadb")) and not parts.path.strip("/"):
+        return f"no database in {shown}"
     return None
 
 
