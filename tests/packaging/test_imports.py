@@ -26,6 +26,7 @@ EXPECTED_LAZY = {
     "lexigram.ai.session.CacheSessionStore",
     "lexigram.ai.session.DatabaseSessionStore",
     "lexigram.ai.session.OpenAIAgentsSession",
+    "lexigram.ai.session.SessionModule",
     "lexigram.ai.session.stores.CacheSessionStore",
     "lexigram.ai.session.stores.DatabaseSessionStore",
 }
@@ -124,3 +125,15 @@ def test_every_error_is_exported_by_the_root() -> None:
     assert not missing
     for name in errors.__all__:
         assert getattr(lexigram.ai.session, name) is getattr(errors, name)
+
+
+def test_importing_the_package_and_its_cli_prints_nothing() -> None:
+    """Importing never writes to stdout (the CLI's --json output depends on it)."""
+    import subprocess
+    import sys
+
+    code = "import lexigram.ai.session, lexigram.ai.session.cli, lexigram.ai.session.stores"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout == ""

@@ -81,7 +81,6 @@ from lexigram.ai.session.manager import (
     SessionStateMachine,
 )
 from lexigram.ai.session.middleware import SessionMiddleware
-from lexigram.ai.session.module import SessionModule
 from lexigram.ai.session.multi_agent import (
     AgentReply,
     AgentSpokeTermination,
@@ -104,6 +103,7 @@ from lexigram.ai.session.types import Metadata, SessionId, TurnId
 
 if TYPE_CHECKING:
     from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
+    from lexigram.ai.session.module import SessionModule
     from lexigram.ai.session.stores.cache import CacheSessionStore
     from lexigram.ai.session.stores.database import DatabaseSessionStore
 
@@ -205,7 +205,11 @@ __all__ = [
 ]
 
 # Names whose module imports an optional dependency: imported on first attribute access.
+# SessionModule too: the framework's @module decorator logs when its module is imported,
+# before an application has configured logging, so importing the package (the CLI's
+# --json output included) must not import it.
 _LAZY: dict[str, str] = {
+    "SessionModule": "lexigram.ai.session.module",
     "CacheSessionStore": "lexigram.ai.session.stores.cache",
     "DatabaseSessionStore": "lexigram.ai.session.stores.database",
     "OpenAIAgentsSession": "lexigram.ai.session.integrations.openai_agents",
