@@ -8,7 +8,9 @@ session built through ``SessionManagerImpl``:
 
 * ``checkpoint``: ``CheckpointManager.create(session_id)`` (returns the full state,
   so it reads the 5,000 turns) and ``create(..., include_turns=False)`` (what the
-  automatic checkpoints use: nothing but the snapshot itself);
+  automatic checkpoints use: nothing but the snapshot itself), the latter alternated
+  with the same call on a 10-turn session and the ratio printed (it must not grow
+  with the session);
 * ``restore``: alternately to two checkpoints 10 turns apart, and 2,500 turns apart
   (each restore returns the full 5,000-turn state);
 * ``fork``: ``BranchManager.fork`` at the end and from a checkpoint (copies the live
@@ -353,9 +355,14 @@ async def bench_times(store: SessionStore, reps: int) -> Timings:
     t.samples["checkpoint (returns full state)"] = [
         await _timed(lambda: checkpoints.create(sid)) for _ in range(reps)
     ]
-    t.samples["checkpoint (include_turns=False)"] = [
-        await _timed(lambda: checkpoints.create(sid, include_turns=False)) for _ in range(reps)
-    ]
+    small = (await manager.create("bench-user")).session_id
+    await _grow(manager, small, 0, 10)
+    big_cp, small_cp = [], []
+    for _ in range(reps):  # alternated: both see the same machine load
+        big_cp.append(await _timed(lambda: checkpoints.create(sid, include_turns=False)))
+        small_cp.append(await _timed(lambda: checkpoints.create(small, include_turns=False)))
+    t.samples["checkpoint (include_turns=False)"] = big_cp
+    t.samples["checkpoint, 10-turn session (same)"] = small_cp
     near, far = [], []
     for i in range(reps):
         target = cp_near if i % 2 == 0 else cp_end
@@ -414,6 +421,13 @@ def report(name: str, timings: Timings, measured: tuple[Storage, Storage] | None
         print(
             f"  {label:<36} median {median_ms(samples):9.2f} ms   "
             f"p99 {p99_ms(samples):9.2f} ms   (n={len(samples)})"
+        )
+    big = timings.samples.get("checkpoint (include_turns=False)")
+    small = timings.samples.get("checkpoint, 10-turn session (same)")
+    if big and small:
+        print(
+            f"  checkpoint of {BIG:,} turns / of 10 turns (include_turns=False): "
+            f"{median_ms(big) / median_ms(small):.2f}x"
         )
     if measured is None:
         print("  storage: not measured (no byte accounting for this backend)")

@@ -46,7 +46,9 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -473,8 +475,10 @@ class RawRedis:
 
     @classmethod
     async def open(cls, spec: Spec) -> RawRedis:
-        """A client with the store's pool size."""
-        return cls(_redis_client(spec), spec.prefix)
+        """A client with the store's pool size, the script loaded (as the store does)."""
+        raw = cls(_redis_client(spec), spec.prefix)
+        raw._script.sha = await raw._client.script_load(_RAW_APPEND)
+        return raw
 
     async def exchange(self, sid: str, n: int, tag: str) -> int:
         """LRANGE + orjson; EVALSHA of the append script."""
@@ -582,7 +586,8 @@ def _worker(
         out.put(asyncio.run(_work(kind, spec, sids, duration, barrier)))
     except BaseException as exc:
         barrier.abort()
-        out.put(exc)
+        detail = "".join(traceback.format_exception(exc)[-3:])
+        out.put(RuntimeError(detail))  # driver errors do not always pickle
 
 
 @dataclass
@@ -611,7 +616,13 @@ def run_round(kind: str, spec: Spec, processes: int, duration: float) -> RoundRe
     ]
     for p in procs:
         p.start()
-    barrier.wait(timeout=300)
+    try:
+        barrier.wait(timeout=300)
+    except threading.BrokenBarrierError:
+        failure = out.get(timeout=60)  # the worker that broke the barrier says why
+        for p in procs:
+            p.join(timeout=60)
+        raise RuntimeError(f"a {kind} worker failed: {failure!r}") from None
     time.sleep(duration * 0.8)
     load = os.getloadavg()[0]
     results = [out.get(timeout=duration + 300) for _ in procs]
