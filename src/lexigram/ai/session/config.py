@@ -22,6 +22,7 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.validation import Field, model_validator
 
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
+from lexigram.ai.session.privacy.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_url
 
 __all__ = [
@@ -93,7 +94,10 @@ class SessionConfig(BaseConfig):
     # web
     cookie_name: str | None = Field(default="lexigram_session")
     header_name: str = Field(default="X-Session-ID")
-    cookie_secret: str | None = Field(default=None)
+    cookie_secret: str | list[str] | None = Field(default=None)  # noqa: RUF009
+    #: Key-encryption keys, newest first (``[{"id", "key"}]`` or ``"id:key,..."``).
+    #: Empty: sessions are stored in plaintext. See docs/privacy.md.
+    encryption_keys: str | list[Any] | None = Field(default=None)  # noqa: RUF009
     cookie_path: str = Field(default="/")
     cookie_domain: str | None = Field(default=None)
     cookie_samesite: str = Field(default="lax")
@@ -206,21 +210,16 @@ class SessionConfig(BaseConfig):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _fail(name, f"must be a non-empty string, got {value!r}")
+        self.cookie_secret = _cookie_secrets(self.cookie_secret)
+        parse_keys(self.encryption_keys)  # refuses a bad entry, naming it (never the key)
         for name in (
             "cookie_name",
-            "cookie_secret",
             "cookie_domain",
             "default_system_prompt",
             "env",
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                if name == "cookie_secret":  # never echo a secret
-                    _fail(
-                        name,
-                        f"must be a string, got a {type(value).__name__} (an environment "
-                        "variable of digits only is read as a number: use letters too)",
-                    )
                 _fail(name, f"must be a string or null, got {value!r}")
         if (
             not isinstance(self.table_prefix, str)
@@ -302,10 +301,11 @@ class SessionConfig(BaseConfig):
                 issues=errors,
             )
 
-    def require_cookie_secret(self) -> str | None:
+    def require_cookie_secret(self) -> str | list[str] | None:
         """The cookie signing secret, checked where cookies are actually signed.
 
-        Returns ``cookie_secret`` (None when unset outside production, or when
+        Returns ``cookie_secret`` (one secret, or a list newest first; None when
+        unset outside production, or when
         cookies are disabled with ``cookie_name: null``). In production a missing
         secret raises ``ConfigurationError`` naming ``ai_session.cookie_secret``;
         an application that never builds ``SessionMiddleware`` is not affected.
@@ -325,6 +325,9 @@ class SessionConfig(BaseConfig):
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         if data.get("cookie_secret"):
             data["cookie_secret"] = MASK
+        if data.get("encryption_keys"):
+            keys = parse_keys(data["encryption_keys"])
+            data["encryption_keys"] = [f"{k.id}:{MASK}" for k in keys]
         for name in _URL_BACKEND:
             data[name] = redact_url(data[name])
         return data
@@ -371,6 +374,29 @@ def unregister_backend_name(name: str) -> None:
 
 def _field_default(cls: Any, name: str) -> Any:
     return next(f.default for f in fields(cls) if f.name == name)
+
+
+def _cookie_secrets(value: Any) -> str | list[str] | None:
+    """``cookie_secret`` checked: None, one string, or a non-empty list of strings (newest first).
+
+    A secret is never echoed in the message.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        if not value:
+            _fail("cookie_secret", "must be a string or a non-empty list of strings")
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                _fail(f"cookie_secret[{index}]", f"must be a non-empty string, got a "
+                      f"{type(item).__name__}")
+        return [str(item) for item in value]
+    _fail(
+        "cookie_secret",
+        f"must be a string or a list of strings, got a {type(value).__name__} (an environment "
+        "variable of digits only is read as a number: use letters too)",
+    )
+    return None
 
 
 def _fail(name: str, problem: str) -> Any:

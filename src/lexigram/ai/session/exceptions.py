@@ -15,6 +15,7 @@ from lexigram.contracts.ai.session import SessionStatus
 __all__ = [
     "CheckpointNotFoundError",
     "DuplicateTurnError",
+    "EncryptionKeyError",
     "SessionCapacityError",
     "SessionClosedError",
     "SessionError",
@@ -204,4 +205,23 @@ class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
         )
         SessionError.__init__(
             self, self.detail, details={"session_id": session_id, "max_turns": max_turns}
+        )
+
+
+class EncryptionKeyError(SessionStoreError):
+    """An encrypted record cannot be opened: its key is missing or does not open it.
+
+    ``key_id`` names the key-encryption key the record needs (never the key itself).
+    """
+
+    _code = "LEX_ERR_SES_114"
+
+    def __init__(self, record: str, key_id: str, problem: str, **kwargs: Any) -> None:
+        self.record = record
+        self.key_id = key_id
+        self.problem = problem
+        super().__init__(
+            f"cannot decrypt {record}: key {key_id!r} {problem}",
+            details={"record": record, "key_id": key_id},
+            **kwargs,
         )

@@ -2,16 +2,17 @@
 
 The cookie carries ``{"sid": <session id>}`` plus, for an anonymous caller, its
 anonymous id (``"anon"``), serialised and signed by
-:class:`itsdangerous.URLSafeTimedSerializer` with the configured ``cookie_secret``.
-A value whose signature does not verify (forged, tampered, signed with another
-secret) or that is older than ``session_ttl`` decodes to None and is ignored.
+:class:`itsdangerous.URLSafeTimedSerializer` with the configured ``cookie_secret``
+(the newest, when it is a list; values signed with an older one still verify). A
+value whose signature does not verify (forged, tampered, signed with a secret not in
+the list) or that is older than ``session_ttl`` decodes to None and is ignored.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -51,12 +52,21 @@ class CookiePayload:
 
 
 class CookieCodec:
-    """Signs and verifies session cookie values with one secret."""
+    """Signs cookie values with the newest secret and verifies them with any of them.
 
-    def __init__(self, secret: str, *, max_age: int | None) -> None:
-        if not isinstance(secret, str) or not secret:
-            raise ConfigurationError("ai_session.cookie_secret: must be a non-empty string")
-        self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
+    ``secret`` is one secret or a list, newest first: a value signed with an older
+    secret still verifies (and the middleware re-signs it with the newest when it
+    renews the cookie), so a secret can be rotated without logging anyone out.
+    """
+
+    def __init__(self, secret: str | Sequence[str], *, max_age: int | None) -> None:
+        secrets_ = [secret] if isinstance(secret, str) else list(secret)
+        if not secrets_ or not all(isinstance(s, str) and s for s in secrets_):
+            raise ConfigurationError(
+                "ai_session.cookie_secret: must be a non-empty string or list of strings"
+            )
+        # itsdangerous signs with the last key and verifies with all of them.
+        self._serializer = URLSafeTimedSerializer(list(reversed(secrets_)), salt=_SALT)
         self._max_age = max_age
 
     def encode(self, session_id: str | None, anonymous_id: str | None = None) -> str:
@@ -87,8 +97,8 @@ class CookieCodec:
         return CookiePayload(session_id=sid, anonymous_id=anon)
 
 
-def cookie_secret(config: SessionConfig) -> str:
-    """The secret cookies are signed with.
+def cookie_secret(config: SessionConfig) -> str | list[str]:
+    """The secret cookies are signed with (or the list of secrets, newest first).
 
     ``config.cookie_secret`` when set. Without one, production refuses
     (:meth:`SessionConfig.require_cookie_secret` raises :class:`ConfigurationError`
@@ -100,8 +110,9 @@ def cookie_secret(config: SessionConfig) -> str:
     global _process_secret
     secret = config.require_cookie_secret()
     if secret:
-        if len(secret) < 32:
-            logger.warning("ai_session.web.short_cookie_secret", length=len(secret))
+        newest = secret if isinstance(secret, str) else secret[0]
+        if len(newest) < 32:
+            logger.warning("ai_session.web.short_cookie_secret", length=len(newest))
         return secret
     if _process_secret is None:
         _process_secret = secrets.token_urlsafe(32)

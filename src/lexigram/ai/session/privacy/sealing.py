@@ -1,0 +1,175 @@
+"""Sealing and opening the private fields of turns, headers, patches and checkpoints.
+
+What is sealed (one AES-GCM value each, see :mod:`.cipher`): a turn's ``content``,
+``tool_calls``, ``skill_results`` and ``metadata`` (one value, the turn's
+``content``; the other three stored empty); a header's ``metadata`` (stored as
+``{"__lexigram_key__": <envelope>, "__lexigram_sealed__": <value>}``), ``variables``
+(``{"__lexigram_sealed__": <value>}``) and ``system_prompt``; a checkpoint's own
+``metadata``. Ids, role, model, provider, status, times, counters, token counts,
+costs and tool/skill names stay in clear: the stores' indexes and totals need them.
+
+A header whose metadata has no ``__lexigram_key__`` is a plaintext session and is
+returned as stored, so plaintext and encrypted sessions live side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
+
+from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.privacy.cipher import DataKey, is_sealed
+from lexigram.ai.session.stores.base import SessionPatch
+
+__all__ = [
+    "KEY_FIELD",
+    "SEALED_FIELD",
+    "envelope_of",
+    "open_checkpoint_metadata",
+    "open_header",
+    "open_turn",
+    "seal_checkpoint_metadata",
+    "seal_header",
+    "seal_patch",
+    "seal_turn",
+]
+
+#: Metadata key holding a session's key envelope (in clear).
+KEY_FIELD = "__lexigram_key__"
+#: Key holding a sealed JSON container.
+SEALED_FIELD = "__lexigram_sealed__"
+_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def envelope_of(state: SessionState) -> str | None:
+    """The key envelope a stored header carries, or None for a plaintext session."""
+    meta = state.metadata
+    if type(meta) is dict:
+        envelope = meta.get(KEY_FIELD)
+        if isinstance(envelope, str):
+            return envelope
+    return None
+
+
+def _seal_json(key: DataKey, value: Any, context: str) -> str:
+    return key.seal(orjson.dumps(value, option=_OPTS), context)
+
+
+def _open_json(key: DataKey, value: Any, context: str, record: str) -> Any:
+    if not is_sealed(value):
+        raise CorruptRecordError(record, f"field {context}: expected a sealed value")
+    try:
+        return orjson.loads(key.open(value, context, record=record))
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(record, f"field {context}: invalid JSON inside: {exc}") from None
+
+
+# ----------------------------------------------------------------------- turns
+def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
+    """``turn`` with its private fields sealed into ``content`` (bound to its turn id)."""
+    body = [turn.content, turn.tool_calls, turn.skill_results, turn.metadata]
+    return replace(
+        turn,
+        content=_seal_json(key, body, f"turn:{turn.turn_id}"),
+        tool_calls=[],
+        skill_results=[],
+        metadata={},
+    )
+
+
+def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
+    """The plaintext turn of a stored one (a turn that is not sealed is returned as is)."""
+    if not is_sealed(turn.content):
+        return turn
+    context = f"turn:{turn.turn_id}"
+    body = _open_json(key, turn.content, context, record)
+    if not (isinstance(body, list) and len(body) == 4 and isinstance(body[0], str)):
+        raise CorruptRecordError(record, f"field {context}: unexpected sealed turn layout")
+    content, tool_calls, skill_results, metadata = body
+    return replace(
+        turn, content=content, tool_calls=tool_calls, skill_results=skill_results, metadata=metadata
+    )
+
+
+# --------------------------------------------------------------------- headers
+def _sealed_metadata(key: DataKey, metadata: dict[str, Any]) -> dict[str, Any]:
+    return {KEY_FIELD: key.envelope, SEALED_FIELD: _seal_json(key, metadata, "metadata")}
+
+
+def _sealed_variables(key: DataKey, variables: dict[str, Any]) -> dict[str, Any]:
+    return {SEALED_FIELD: _seal_json(key, variables, "variables")}
+
+
+def _sealed_prompt(key: DataKey, prompt: str | None) -> str | None:
+    return None if prompt is None else _seal_json(key, prompt, "system_prompt")
+
+
+def seal_header(state: SessionState, key: DataKey) -> SessionState:
+    """``state`` (turns included) with its header fields and turns sealed under ``key``."""
+    return replace(
+        state,
+        metadata=_sealed_metadata(key, state.metadata),
+        variables=_sealed_variables(key, state.variables),
+        system_prompt=_sealed_prompt(key, state.system_prompt),
+        turns=[seal_turn(t, key) for t in state.turns],
+    )
+
+
+def open_header(state: SessionState, key: DataKey, *, record: str) -> SessionState:
+    """The plaintext of a sealed stored state (its turns opened too)."""
+    meta = state.metadata
+    variables = state.variables
+    metadata = _open_json(key, meta.get(SEALED_FIELD), "metadata", record)
+    opened_vars = _open_json(key, variables.get(SEALED_FIELD), "variables", record)
+    prompt = state.system_prompt
+    if prompt is not None:
+        prompt = _open_json(key, prompt, "system_prompt", record)
+    if not (isinstance(metadata, dict) and isinstance(opened_vars, dict)):
+        raise CorruptRecordError(record, "field metadata/variables: expected JSON objects")
+    if prompt is not None and not isinstance(prompt, str):
+        raise CorruptRecordError(record, "field system_prompt: expected text")
+    return replace(
+        state,
+        metadata=metadata,
+        variables=opened_vars,
+        system_prompt=prompt,
+        turns=[open_turn(t, key, record=record) for t in state.turns],
+    )
+
+
+def seal_patch(patch: SessionPatch, key: DataKey) -> SessionPatch:
+    """``patch`` with its metadata, variables and system prompt sealed under ``key``."""
+    return replace(
+        patch,
+        metadata=None if patch.metadata is None else _sealed_metadata(key, patch.metadata),
+        variables=None if patch.variables is None else _sealed_variables(key, patch.variables),
+        system_prompt=_sealed_prompt(key, patch.system_prompt),
+    )
+
+
+# ----------------------------------------------------------------- checkpoints
+def seal_checkpoint_metadata(
+    metadata: dict[str, Any] | None, key: DataKey, checkpoint_id: str
+) -> dict[str, Any] | None:
+    """A checkpoint's own metadata sealed (None and ``{}`` stay as they are)."""
+    if not metadata:
+        return metadata
+    return {SEALED_FIELD: _seal_json(key, metadata, f"checkpoint:{checkpoint_id}")}
+
+
+def open_checkpoint(checkpoint: SessionCheckpoint, key: DataKey) -> SessionCheckpoint:
+    """The plaintext of a stored checkpoint of an encrypted session."""
+    record = f"checkpoint {checkpoint.checkpoint_id!r}"
+    state = open_header(checkpoint.state, key, record=record)
+    metadata = checkpoint.metadata
+    if isinstance(metadata, dict) and SEALED_FIELD in metadata:
+        metadata = _open_json(
+            key, metadata[SEALED_FIELD], f"checkpoint:{checkpoint.checkpoint_id}", record
+        )
+    return replace(checkpoint, state=state, metadata=metadata)
+
+
+open_checkpoint_metadata = open_checkpoint

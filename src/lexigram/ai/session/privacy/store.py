@@ -1,0 +1,465 @@
+"""``EncryptedSessionStore``: encryption at rest in front of any session store.
+
+It wraps a backend store and seals values in Python *before* the backend's one
+atomic step (see :mod:`.sealing` for what is sealed), and opens them after a read,
+so every backend (SQLite, PostgreSQL, MariaDB, Redis, in-memory) encrypts the same
+way and keeps its atomicity, flat append cost and concurrency guarantees.
+
+The data key of a session is made at ``create_session`` (its wrapped form stored in
+the header's metadata, in clear) and kept in a bounded in-process LRU, so an append
+does not read it again; a cache miss costs one ``load_record``. A branch shares its
+source's data key (the backend copies the source's sealed turns and header).
+Sessions stored without a key envelope (written before encryption was turned on)
+are read and written as plaintext.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
+
+from lexigram.ai.session.privacy.cipher import DataKey, new_data_key, open_envelope
+from lexigram.ai.session.privacy.keyring import Keyring
+from lexigram.ai.session.privacy.sealing import (
+    envelope_of,
+    open_checkpoint,
+    open_header,
+    open_turn,
+    seal_checkpoint_metadata,
+    seal_header,
+    seal_patch,
+    seal_turn,
+)
+from lexigram.ai.session.stores.base import (
+    AppendResult,
+    BatchOutcome,
+    Clock,
+    SessionPage,
+    SessionPatch,
+    SessionRecord,
+    SessionStore,
+)
+from lexigram.ai.session.validation import check_checkpoint, check_patch, check_state, check_turns
+
+__all__ = ["DEFAULT_KEY_CACHE", "EncryptedSessionStore"]
+
+#: How many sessions' data keys the store keeps unwrapped in memory.
+DEFAULT_KEY_CACHE = 10_000
+_PLAIN = object()  # cache value of a session stored in plaintext
+
+
+class EncryptedSessionStore(SessionStore):
+    """A :class:`SessionStore` that encrypts what it hands ``inner`` (see the module doc)."""
+
+    def __init__(
+        self, inner: SessionStore, keyring: Keyring, *, key_cache: int = DEFAULT_KEY_CACHE
+    ) -> None:
+        # No super().__init__: ttl and clock are the inner store's (properties below).
+        self.inner = inner
+        self.keyring = keyring
+        self.backend_name = inner.backend_name  # type: ignore[misc]
+        self._cache: OrderedDict[str, DataKey | object] = OrderedDict()
+        self._envelopes: OrderedDict[str, DataKey] = OrderedDict()
+        self._cache_size = max(key_cache, 1)
+
+    # -------------------------------------------------------------- delegation
+    @property
+    def session_ttl(self) -> int:
+        """The inner store's session TTL."""
+        return self.inner.session_ttl
+
+    @session_ttl.setter
+    def session_ttl(self, value: int) -> None:
+        self.inner.session_ttl = value
+
+    @property
+    def clock(self) -> Clock:
+        """The inner store's clock."""
+        return self.inner.clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self.inner.clock = value
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific attributes (engine, client, prefixes) of the inner store.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def initialize(self) -> None:
+        """Initialise the inner store."""
+        await self.inner.initialize()
+
+    async def close(self) -> None:
+        """Close the inner store and forget every cached data key."""
+        self._cache.clear()
+        self._envelopes.clear()
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        """Ping the inner store."""
+        await self.inner.ping()
+
+    # -------------------------------------------------------------------- keys
+    def _remember(self, session_id: str, key: DataKey | object) -> None:
+        cache = self._cache
+        cache[session_id] = key
+        cache.move_to_end(session_id)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    def _forget(self, session_id: str) -> None:
+        self._cache.pop(session_id, None)
+
+    def _open_envelope(self, envelope: str, record: str) -> DataKey:
+        known = self._envelopes.get(envelope)
+        if known is not None:
+            self._envelopes.move_to_end(envelope)
+            return known
+        key = open_envelope(envelope, self.keyring, record=record)
+        self._envelopes[envelope] = key
+        while len(self._envelopes) > self._cache_size:
+            self._envelopes.popitem(last=False)
+        return key
+
+    def _key_of_state(self, state: SessionState) -> DataKey | None:
+        envelope = envelope_of(state)
+        if envelope is None:
+            return None
+        return self._open_envelope(envelope, f"session {state.session_id!r}")
+
+    async def _key_for(self, session_id: str) -> DataKey | None:
+        """The data key of a stored session (None: plaintext or missing)."""
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            self._cache.move_to_end(session_id)
+            return cached if isinstance(cached, DataKey) else None
+        record = await self.inner.load_record(session_id)
+        if record is None:
+            return None
+        key = self._key_of_state(record.state)
+        self._remember(session_id, key if key is not None else _PLAIN)
+        return key
+
+    def data_key_for_new(self, session_id: str) -> DataKey:
+        """A fresh data key for a new session, wrapped under the newest key."""
+        return new_data_key(session_id, self.keyring)
+
+    # ----------------------------------------------------------------- opening
+    def _open_state(self, state: SessionState) -> SessionState:
+        key = self._key_of_state(state)
+        if key is None:
+            return state
+        self._remember(state.session_id, key)
+        return open_header(state, key, record=f"session {state.session_id!r}")
+
+    def _open_record(self, record: SessionRecord) -> SessionRecord:
+        return replace(record, state=self._open_state(record.state))
+
+    def _open_checkpoint(self, checkpoint: SessionCheckpoint) -> SessionCheckpoint:
+        key = self._key_of_state(checkpoint.state)
+        return checkpoint if key is None else open_checkpoint(checkpoint, key)
+
+    async def _open_turns(self, session_id: str, turns: list[SessionTurn]) -> list[SessionTurn]:
+        if not turns:
+            return turns
+        key = await self._key_for(session_id)
+        if key is None:
+            return turns
+        record = f"session {session_id!r}"
+        return [open_turn(t, key, record=record) for t in turns]
+
+    # --------------------------------------------------------- whole state
+    async def save(self, state: SessionState) -> None:
+        """Seal and save a whole session; an existing plaintext session stays plaintext."""
+        check_state(state)
+        key = await self._key_for(state.session_id)
+        if key is None:
+            existing = await self.inner.load_record(state.session_id)
+            if existing is not None:
+                await self.inner.save(state)
+                return
+            key = self.data_key_for_new(state.session_id)
+        await self.inner.save(seal_header(state, key))
+        self._remember(state.session_id, key)
+
+    async def load(self, session_id: str) -> SessionState | None:
+        """The opened full state, or None."""
+        state = await self.inner.load(session_id)
+        return None if state is None else self._open_state(state)
+
+    async def delete(self, session_id: str) -> None:
+        """Delete through the inner store and forget the session's key."""
+        self._forget(session_id)
+        await self.inner.delete(session_id)
+
+    async def list_sessions(self, user_id: str) -> list[SessionState]:
+        """Every session of ``user_id``, opened."""
+        return [self._open_state(s) for s in await self.inner.list_sessions(user_id)]
+
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        """Seal a whole checkpoint under its session's key (plaintext session: as is)."""
+        check_checkpoint(checkpoint)
+        key = await self._key_for(checkpoint.session_id)
+        if key is None:
+            key = self._key_of_state(checkpoint.state)
+        if key is None:
+            await self.inner.save_checkpoint(checkpoint)
+            return
+        sealed = replace(
+            checkpoint,
+            state=seal_header(checkpoint.state, key),
+            metadata=seal_checkpoint_metadata(checkpoint.metadata, key, checkpoint.checkpoint_id)
+            or {},
+        )
+        await self.inner.save_checkpoint(sealed)
+
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        """The opened checkpoint, or None."""
+        checkpoint = await self.inner.load_checkpoint(checkpoint_id)
+        return None if checkpoint is None else self._open_checkpoint(checkpoint)
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        """A session's checkpoints, opened, oldest first."""
+        return [self._open_checkpoint(c) for c in await self.inner.list_checkpoints(session_id)]
+
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        """Delete one checkpoint (nothing to open)."""
+        return await self.inner.delete_checkpoint(checkpoint_id)
+
+    # ------------------------------------------------------------------ writes
+    async def create_session(
+        self, state: SessionState, *, max_live_per_user: int | None = None
+    ) -> SessionRecord:
+        """Create the session sealed under a new data key (checked before sealing)."""
+        check_state(state)
+        key = self.data_key_for_new(state.session_id)
+        record = await self.inner.create_session(
+            seal_header(state, key), max_live_per_user=max_live_per_user
+        )
+        self._remember(state.session_id, key)
+        return self._open_record(record)
+
+    async def load_record(self, session_id: str) -> SessionRecord | None:
+        """The opened header, or None."""
+        record = await self.inner.load_record(session_id)
+        return None if record is None else self._open_record(record)
+
+    async def get_turns(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[SessionTurn]:
+        """Live turns, opened."""
+        turns = await self.inner.get_turns(session_id, last=last, after_seq=after_seq, limit=limit)
+        return await self._open_turns(session_id, turns)
+
+    async def get_turn_seqs(
+        self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, SessionTurn]]:
+        """Live turns with their seqs, opened."""
+        pairs = await self.inner.get_turn_seqs(session_id, after_seq=after_seq, limit=limit)
+        turns = await self._open_turns(session_id, [t for _, t in pairs])
+        return [(seq, turn) for (seq, _), turn in zip(pairs, turns, strict=True)]
+
+    async def list_user_sessions(
+        self,
+        user_id: str,
+        *,
+        status: SessionStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of opened headers."""
+        page = await self.inner.list_user_sessions(
+            user_id, status=status, limit=limit, cursor=cursor
+        )
+        return replace(page, items=[self._open_state(s) for s in page.items])
+
+    async def count_live_sessions(self, user_id: str) -> int:
+        """How many live sessions ``user_id`` has."""
+        return await self.inner.count_live_sessions(user_id)
+
+    async def append_turns(
+        self,
+        session_id: str,
+        turns: Sequence[SessionTurn],
+        *,
+        max_turns: int | None = None,
+        patch: SessionPatch | None = None,
+    ) -> AppendResult:
+        """Seal the turns (and patch) in Python, then the inner store's atomic append."""
+        checked = check_turns(turns)
+        if patch is not None:
+            check_patch(patch)
+        key = await self._key_for(session_id)
+        if key is not None:
+            checked = [seal_turn(t, key) for t in checked]
+            if patch is not None:
+                patch = seal_patch(patch, key)
+        result = await self.inner.append_turns(
+            session_id, checked, max_turns=max_turns, patch=patch
+        )
+        return replace(result, record=self._open_record(result.record))
+
+    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+        """Seal the patch, then the inner store's update."""
+        check_patch(patch)
+        key = await self._key_for(session_id)
+        if key is not None:
+            patch = seal_patch(patch, key)
+        return self._open_record(await self.inner.update_session(session_id, patch))
+
+    async def transition(
+        self,
+        session_id: str,
+        to_status: SessionStatus,
+        *,
+        allowed_from: frozenset[SessionStatus],
+    ) -> SessionRecord:
+        """The inner transition, record opened."""
+        record = await self.inner.transition(session_id, to_status, allowed_from=allowed_from)
+        return self._open_record(record)
+
+    async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        """The popped turn, opened."""
+        turn = await self.inner.pop_turn(session_id)
+        if turn is None:
+            return None
+        return (await self._open_turns(session_id, [turn]))[0]
+
+    async def clear_turns(self, session_id: str) -> int:
+        """End every live turn (nothing to open)."""
+        return await self.inner.clear_turns(session_id)
+
+    # ------------------------------------------------------------- checkpoints
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        """Snapshot through the inner store (its own metadata sealed), opened."""
+        key = await self._key_for(session_id)
+        if key is not None and metadata:
+            from lexigram.ai.session.validation import check_json
+
+            check_json(metadata, "metadata")
+            metadata = seal_checkpoint_metadata(metadata, key, checkpoint_id)
+        checkpoint, pruned = await self.inner.create_checkpoint(
+            session_id,
+            checkpoint_id=checkpoint_id,
+            metadata=metadata,
+            max_checkpoints=max_checkpoints,
+            include_turns=include_turns,
+        )
+        return self._open_checkpoint(checkpoint), pruned
+
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        """The inner restore, state opened."""
+        return self._open_state(await self.inner.restore_checkpoint(checkpoint_id))
+
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        """Checkpoint headers, opened."""
+        headers = await self.inner.list_checkpoint_headers(session_id)
+        return [self._open_checkpoint(c) for c in headers]
+
+    # --------------------------------------------------------------- branches
+    async def fork_session(
+        self,
+        source_id: str,
+        branch: SessionState,
+        *,
+        from_checkpoint: str | None = None,
+        max_branches: int | None = None,
+        max_live_per_user: int | None = None,
+    ) -> SessionRecord:
+        """Fork through the inner store: the branch shares the source's data key."""
+        key = await self._key_for(source_id)
+        if key is not None:
+            check_state(branch, "branch")
+            branch = seal_header(branch, key)
+        record = await self.inner.fork_session(
+            source_id,
+            branch,
+            from_checkpoint=from_checkpoint,
+            max_branches=max_branches,
+            max_live_per_user=max_live_per_user,
+        )
+        return self._open_record(record)
+
+    async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        """The source's branches, opened."""
+        return [self._open_record(r) for r in await self.inner.list_branches(session_id)]
+
+    # ---------------------------------------------------------------- sweeping
+    async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        """Ids past their deadline (clear index fields)."""
+        return await self.inner.find_expired(limit=limit)
+
+    async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        """The inner mark, record opened."""
+        record = await self.inner.mark_expired(session_id)
+        return None if record is None else self._open_record(record)
+
+    async def mark_expired_batch(
+        self, session_ids: Sequence[str], *, concurrency: int = 16
+    ) -> BatchOutcome[SessionRecord]:
+        """The inner batched mark, records opened (a record that does not open is damaged)."""
+        outcome = await self.inner.mark_expired_batch(session_ids, concurrency=concurrency)
+        opened: BatchOutcome[SessionRecord] = BatchOutcome(
+            damaged=list(outcome.damaged), failed=list(outcome.failed)
+        )
+        for record in outcome.done:
+            try:
+                opened.done.append(self._open_record(record))
+            except Exception as exc:  # a key error must not hide the expiry
+                opened.failed.append((record.state.session_id, exc))
+        return opened
+
+    async def purge_batch(
+        self,
+        session_ids: Sequence[str],
+        *,
+        tombstone_until: datetime,
+        concurrency: int = 16,
+    ) -> BatchOutcome[str]:
+        """The inner batched purge."""
+        for session_id in session_ids:
+            self._forget(session_id)
+        return await self.inner.purge_batch(
+            session_ids, tombstone_until=tombstone_until, concurrency=concurrency
+        )
+
+    async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        """Ended ids to purge."""
+        return await self.inner.find_purgeable(older_than=older_than, limit=limit)
+
+    async def quarantine(self, session_id: str) -> None:
+        """The inner quarantine."""
+        await self.inner.quarantine(session_id)
+
+    async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        """The inner purge; the key is forgotten."""
+        self._forget(session_id)
+        return await self.inner.purge(session_id, tombstone_until=tombstone_until)
+
+    def __repr__(self) -> str:
+        return f"EncryptedSessionStore({self.inner!r}, keys={list(self.keyring.ids)!r})"
