@@ -231,6 +231,16 @@ def open_files(path: Path) -> int:
     return count
 
 
+async def server_side_closed(backend: Backend) -> None:
+    """Wait until the server sees none of the store's connections (where it can tell)."""
+    if backend.on_server is None:
+        return
+    deadline = time.monotonic() + 10.0
+    while (count := await backend.on_server()) > 0:
+        assert time.monotonic() < deadline, f"the server still sees {count} connections"
+        await asyncio.sleep(0.1)
+
+
 async def eventually(check: Callable[[], bool], what: str) -> None:
     """Wait until ``check()`` holds (connections close asynchronously), at most a deadline."""
     deadline = time.monotonic() + 10.0
@@ -249,6 +259,8 @@ class Backend:
     ports: frozenset[int] = frozenset()
     files: Path | None = None
     cleanup: Callable[[], Awaitable[None]] | None = None
+    #: The server's own count of the store's connections (PostgreSQL: by application_name).
+    on_server: Callable[[], Awaitable[int]] | None = None
 
     def connections(self) -> int:
         """Sockets to the backend's server(s), or files open on its database."""
@@ -266,12 +278,27 @@ def sql_backend(name: str, url: str, prefix: str, files: Path | None = None) -> 
         if url.startswith("postgresql"):
             await drop_schema(url, table_prefix=prefix)
 
+    async def on_server() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                f"lexigram-ai-session:{prefix}"[:63],
+            )
+        finally:
+            await conn.close()
+        return count
+
+    postgres = url.startswith("postgresql")
     return Backend(
         name=name,
         make=lambda: DatabaseSessionStore(url, table_prefix=prefix, pool_size=4),
-        ports=frozenset({5432}) if url.startswith("postgresql") else frozenset(),
+        ports=frozenset({5432}) if postgres else frozenset(),
         files=files,
         cleanup=cleanup,
+        on_server=on_server if postgres else None,
     )
 
 
@@ -314,5 +341,6 @@ __all__ = [
     "no_leaks",
     "open_connections",
     "redis_backend",
+    "server_side_closed",
     "sql_backend",
 ]

@@ -29,6 +29,7 @@ from tests.loops.support import (
     new_state,
     new_turn,
     no_leaks,
+    server_side_closed,
 )
 
 THREADS = 4
@@ -66,10 +67,13 @@ async def assert_stored(store: SessionStore, session_id: str, acknowledged: list
 
 async def close_and_count(store: SessionStore, backend: Backend, before: int) -> None:
     """Close the store (bounded) and wait for its connections to be gone."""
+    if backend.on_server is not None:  # the server can see them, so it must see them now
+        assert await backend.on_server() > 0
     await asyncio.wait_for(store.close(), DEADLINE_S)
     await eventually(
         lambda: backend.connections() <= before, f"{backend.name}: every connection closed"
     )
+    await server_side_closed(backend)
 
 
 @bounded

@@ -18,7 +18,14 @@ from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from tests.integrations.scripted import ScriptedModel, message
-from tests.loops.support import DEADLINE_S, Backend, bounded, eventually, no_leaks
+from tests.loops.support import (
+    DEADLINE_S,
+    Backend,
+    bounded,
+    eventually,
+    no_leaks,
+    server_side_closed,
+)
 
 set_tracing_disabled(True)  # no trace export over the network
 
@@ -81,3 +88,4 @@ async def test_run_sync_in_threads_beside_the_main_loop(backend: Backend) -> Non
         assert state is not None and state.turn_count == 2 * runs
         await asyncio.wait_for(store.close(), DEADLINE_S)
         await eventually(lambda: backend.connections() <= before, "every connection closed")
+        await server_side_closed(backend)
