@@ -1,0 +1,103 @@
+"""Encryption at rest: nothing private in the raw storage, and clear errors on key trouble."""
+
+from __future__ import annotations
+
+import pytest
+from lexigram.contracts.ai.session import SessionTurn
+
+from lexigram.ai.session.exceptions import EncryptionKeyError
+from lexigram.ai.session.privacy.cipher import SEALED_PREFIX
+from lexigram.ai.session.privacy.store import EncryptedSessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+from .helpers import Secrets, fill_session, keyring
+from .raw import RawBackend
+
+
+async def test_raw_storage_holds_no_private_value(raw_backend: RawBackend) -> None:
+    store = EncryptedSessionStore(await raw_backend.make(), keyring("k1"))
+    secrets = Secrets()
+    session_id = await fill_session(store, "alice", secrets)
+    raw = await raw_backend.dump()
+    assert session_id.encode() in raw  # ids stay in clear: the scan sees the store
+    assert SEALED_PREFIX.encode() in raw
+    for marker in secrets.all():
+        assert marker.encode() not in raw, marker
+    # ... and every value reads back in plaintext, from another instance too.
+    other = EncryptedSessionStore(await raw_backend.make(), store.keyring)
+    state = await other.load(session_id)
+    assert state is not None
+    assert state.system_prompt == secrets.value("PROMPT")
+    assert state.metadata == {"address": secrets.value("META")}
+    assert state.variables == {"p": secrets.value("PATCHVAR")}
+    turn = state.turns[0]
+    assert turn.content == secrets.value("CONTENT")
+    assert turn.tool_calls[0]["arguments"] == {"ssn": secrets.value("TOOLARG")}
+    assert turn.skill_results[0]["output"] == secrets.value("SKILL")
+    assert turn.metadata == {"note": secrets.value("TURNMETA")}
+    assert (state.total_tokens, state.turn_count) == (5, 1)
+    checkpoints = await other.list_checkpoints(session_id)
+    assert checkpoints[0].metadata == {"label": secrets.value("CPMETA")}
+    assert checkpoints[0].state.turns[0].content == secrets.value("CONTENT")
+    branch = await other.load(f"{session_id}-b")
+    assert branch is not None and branch.turns[0].content == secrets.value("CONTENT")
+    assert branch.variables == {"b": secrets.value("BRANCHVAR")}
+
+
+async def test_the_same_scan_finds_plaintext_values(raw_backend: RawBackend) -> None:
+    """The control: without encryption the scan does find them (so it can fail)."""
+    secrets = Secrets()
+    await fill_session(await raw_backend.make(), "alice", secrets)
+    raw = await raw_backend.dump()
+    for marker in (secrets.value("CONTENT"), secrets.value("TOOLARG"), secrets.value("PATCHVAR")):
+        assert marker.encode() in raw, marker
+
+
+async def test_plaintext_and_encrypted_sessions_coexist(raw_backend: RawBackend) -> None:
+    plain = await raw_backend.make()
+    old = Secrets()
+    old_id = await fill_session(plain, "bob", old)
+    store = EncryptedSessionStore(await raw_backend.make(), keyring("k1"))
+    new = Secrets()
+    new_id = await fill_session(store, "bob", new)
+    loaded_old = await store.load(old_id)
+    assert loaded_old is not None and loaded_old.turns[0].content == old.value("CONTENT")
+    late = SessionTurn(turn_id="t2", role="user", content=old.value("LATE"),
+                       timestamp=loaded_old.turns[0].timestamp)
+    await store.append_turns(old_id, [late])  # a plaintext session stays plaintext
+    raw = await raw_backend.dump()
+    assert old.value("LATE").encode() in raw
+    assert new.value("CONTENT").encode() not in raw
+    page = await store.list_user_sessions("bob")
+    contents = {s.session_id: s.variables for s in page}
+    assert contents[new_id] == {"p": new.value("PATCHVAR")}
+    assert contents[old_id] == {"p": old.value("PATCHVAR")}
+
+
+async def test_missing_or_wrong_key_names_the_key_id() -> None:
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k-2026"))
+    session_id = await fill_session(store, "carol", Secrets())
+
+    missing = EncryptedSessionStore(inner, keyring("k-other"))
+    with pytest.raises(EncryptionKeyError, match="k-2026") as caught:
+        await missing.load(session_id)
+    assert caught.value.code == "LEX_ERR_SES_114" and caught.value.key_id == "k-2026"
+    assert "not in encryption_keys" in str(caught.value)
+
+    wrong = EncryptedSessionStore(inner, keyring("k-2026"))  # same id, other bytes
+    with pytest.raises(EncryptionKeyError, match="k-2026") as caught:
+        await wrong.get_turns(session_id)
+    assert "does not open" in str(caught.value)
+
+
+async def test_a_value_moved_to_another_session_does_not_open() -> None:
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    first = await fill_session(store, "dave", Secrets())
+    second = await fill_session(store, "dave", Secrets())
+    sealed = (await inner.get_turns(first))[0]
+    moved = type(sealed)(**{**sealed.__dict__, "turn_id": "moved"})
+    await inner.append_turns(second, [moved])
+    with pytest.raises(EncryptionKeyError, match="k1"):
+        await store.get_turns(second)
