@@ -28,6 +28,7 @@ from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
 from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns, lock_header
+from lexigram.ai.session.stores.sql.rows import turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Tx
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "list_branches",
     "list_page",
     "load",
+    "load_one_statement",
     "load_record",
     "lock_user",
     "mark_expired",
@@ -191,6 +193,17 @@ async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
     if record is None:
         return None
     return replace(record.state, turns=await live_turns(tx, ctx, session_id))
+
+
+async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
+    """:func:`load` as one statement (PostgreSQL: needs no snapshot transaction)."""
+    row = await tx.one(ctx.q.load_one, {"sid": session_id})
+    if row is None:
+        return None
+    values = list(row)
+    record = ctx.record(values[:-1])
+    turns = turns_from_rows([(data,) for data in values[-1]], session_id)
+    return replace(record.state, turns=turns)
 
 
 async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:

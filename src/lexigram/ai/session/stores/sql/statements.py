@@ -77,6 +77,12 @@ class Statements:
         )
         # ------------------------------------------------------------ headers
         self.header = f"SELECT {h} FROM {s} WHERE session_id = :sid"
+        # PostgreSQL: header and live turns in one statement (its own snapshot, one
+        # round trip instead of BEGIN, two SELECTs and COMMIT).
+        self.load_one = (
+            f"SELECT {h}, ARRAY(SELECT data FROM {t} WHERE session_id = :sid AND live = 1 "
+            f"ORDER BY seq) FROM {s} WHERE session_id = :sid"
+        )
         self.exists = f"SELECT 1 FROM {s} WHERE session_id = :sid"
         self.header_lock = f"SELECT {h} FROM {s} WHERE session_id = :sid{lock}"
         self.insert_session = (

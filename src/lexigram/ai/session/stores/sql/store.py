@@ -245,7 +245,10 @@ class DatabaseSessionStore(SessionStore):
             await self._write(ses.save, *args, retry_safe=True)
 
     async def load(self, session_id: str) -> SessionState | None:
-        return await self._read(ses.load, checked_id(session_id, "session_id"), snapshot=True)
+        sid = checked_id(session_id, "session_id")
+        if self.dialect == "postgresql":
+            return await self._read(ses.load_one_statement, sid)
+        return await self._read(ses.load, sid, snapshot=True)
 
     async def delete(self, session_id: str) -> None:
         await self._write(
