@@ -11,6 +11,7 @@ CORE_CONFIG = (
     "lexigram.ai.session.config",
     "lexigram.ai.session.config_urls",
     "lexigram.ai.session.redaction",
+    "lexigram.ai.session.backends",
     "lexigram.ai.session.privacy.keyring",
 )
 

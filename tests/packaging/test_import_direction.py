@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "hooks": 0,
     "observability": 0,
     "redaction": 0,
+    "backends": 0,
     # 1 stores
     "stores": 1,
     # 2 manager

@@ -21,6 +21,7 @@ from lexigram.contracts.core.config import ConfigIssue, Environment
 from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.validation import Field, model_validator
 
+from lexigram.ai.session.backends import backend_names, canonical_name, find_backend
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
 from lexigram.ai.session.privacy.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_url
@@ -35,7 +36,8 @@ __all__ = [
     "unregister_backend_name",
 ]
 
-BUILTIN_BACKENDS = frozenset({"in_memory", "cache", "database"})
+#: The built-in backends: ``memory``, ``sql``, ``redis`` and their older names.
+BUILTIN_BACKENDS = frozenset({"memory", "sql", "redis", "in_memory", "cache", "database"})
 TURN_STRATEGIES = frozenset({"round_robin", "priority", "topic", "llm_directed"})
 _SAMESITE = frozenset({"lax", "strict", "none"})
 #: Backend names ``backend`` accepts: the built-in ones plus those registered by
@@ -43,8 +45,14 @@ _SAMESITE = frozenset({"lax", "strict", "none"})
 #: the config never imports the stores).
 _BACKEND_NAMES: set[str] = set(BUILTIN_BACKENDS)
 #: The URL field of each URL-backed built-in backend.
-_URL_FIELD = {"database": "database_url", "cache": "redis_url"}
-_URL_BACKEND = {field: backend for backend, field in _URL_FIELD.items()}
+_URL_FIELD = {
+    "database": "database_url",
+    "cache": "redis_url",
+    "sql": "database_url",
+    "redis": "redis_url",
+}
+#: The backend a URL field selects when ``backend`` is not given.
+_URL_BACKEND = {"database_url": "database", "redis_url": "cache"}
 #: Class-level names ``model_dump()`` emits; accepted and ignored when passed back.
 _DUMPED_EXTRAS = frozenset({"model_config", "config_section"})
 
@@ -245,17 +253,40 @@ class SessionConfig(BaseConfig):
                 Environment(self.env)
             except ValueError:
                 _fail("env", f"unknown environment {self.env!r}")
-        if self.backend not in _BACKEND_NAMES:
-            _fail(
-                "backend",
-                f"unknown backend {self.backend!r}; expected one of {sorted(_BACKEND_NAMES)}",
-            )
-        problem = database_url_problem(self.database_url)
+        plugin = self._plugin_backend()
+        problem = (
+            plugin.url_problem(self.database_url)
+            if plugin is not None and plugin.url_field == "database_url"
+            else database_url_problem(self.database_url)
+        )
         if problem is not None:
             _fail("database_url", problem)
         redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
         if redis_problem is not None:
             _fail_fields(*redis_problem)
+
+    def _plugin_backend(self) -> Any:
+        """The installed or registered backend ``backend`` names (None for a built-in one).
+
+        An unknown name is refused naming ``backend``; a plugin's ``url_problem``
+        then judges the URL it reads (built-in backends' URLs are judged here, without
+        importing a store).
+        """
+        if self.backend in BUILTIN_BACKENDS:
+            return None
+        problem = ""
+        try:
+            found = find_backend(self.backend)
+        except Exception as exc:  # a plugin that does not import
+            found, problem = None, f"backend {self.backend!r} could not be loaded: {exc}"
+        if problem:
+            _fail("backend", problem)
+        if found is None and self.backend not in _BACKEND_NAMES:
+            _fail(
+                "backend",
+                f"unknown backend {self.backend!r}; expected one of {sorted(known_backends())}",
+            )
+        return found
 
     @property
     def ttl_enabled(self) -> bool:
@@ -267,7 +298,7 @@ class SessionConfig(BaseConfig):
         target = env or self.environment
         issues: list[ConfigIssue] = []
         if target == Environment.PRODUCTION:
-            if self.backend == "in_memory":
+            if canonical_name(self.backend) == "memory":
                 issues.append(
                     ConfigIssue(
                         field="ai_session.backend",
@@ -357,8 +388,8 @@ def coerce_config(config: SessionConfig | dict[str, Any] | None) -> SessionConfi
 
 
 def known_backends() -> frozenset[str]:
-    """Names ``SessionConfig.backend`` accepts (built in and registered)."""
-    return frozenset(_BACKEND_NAMES)
+    """Names ``SessionConfig.backend`` accepts (built in, installed and registered)."""
+    return frozenset(_BACKEND_NAMES) | backend_names()
 
 
 def register_backend_name(name: str) -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO, cast
 
+from lexigram.ai.session.backends import find_backend
 from lexigram.ai.session.cli import commands
 from lexigram.ai.session.cli.operations import build_config
 from lexigram.ai.session.redaction import RedactingWriter
@@ -123,9 +124,10 @@ def main(
         err.write(f"error: configuration: {exc}\n")
         return 1
     redacting.add_urls([config.database_url, config.redis_url])
-    if config.backend == "in_memory" and args.command != "schema-setup":
+    backend = find_backend(config.backend)
+    if backend is not None and not backend.persistent and args.command != "schema-setup":
         err.write(
-            "warning: backend in_memory keeps nothing between runs; "
+            f"warning: backend {config.backend} keeps nothing between runs; "
             "pass --database-url or --redis-url, or configure ai_session.backend\n"
         )
     if args.command == "schema-setup":

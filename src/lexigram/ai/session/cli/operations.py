@@ -15,6 +15,7 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionStatus
 
 from lexigram.ai.session.analytics import SessionAnalytics, compute
+from lexigram.ai.session.backends import find_backend
 from lexigram.ai.session.cli.importing import ImportReport, import_document
 from lexigram.ai.session.cli.transfer import session_to_dict
 from lexigram.ai.session.config import SessionConfig
@@ -98,29 +99,11 @@ async def open_store(config: SessionConfig) -> AsyncIterator[SessionStore]:
 
 async def schema_setup(config: SessionConfig) -> str:
     """Create (or upgrade) what the backend needs; returns a one-line description."""
-    if config.backend == "database":
-        from lexigram.ai.session.stores.database import setup_schema
-
-        await setup_schema(config.database_url, table_prefix=config.table_prefix)
-        return f"tables {config.table_prefix}* ready at {_safe_url(config.database_url)}"
-    async with open_store(config) as store:
-        await store.ping()
-    if config.backend == "cache":
-        return f"Redis at {_safe_url(config.redis_url)} ready (no schema to create)"
-    return f"backend {config.backend!r} ready (no schema to create)"
-
-
-def _safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    user = parts.username or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    backend = find_backend(config.backend)
+    if backend is None:
+        create_store(config)  # raises the ConfigurationError naming the known backends
+        raise AssertionError("unreachable")
+    return await backend.setup(config)
 
 
 @dataclass(frozen=True)

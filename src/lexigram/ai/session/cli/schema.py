@@ -12,6 +12,7 @@ from typing import Any
 
 from lexigram.contracts.cli.contributions import SchemaSetupOutcome, SchemaSetupResult
 
+from lexigram.ai.session.backends import find_backend
 from lexigram.ai.session.config import SessionConfig
 
 __all__ = ["ensure_schema", "schema_present"]
@@ -40,15 +41,15 @@ async def ensure_schema(
     del db
     try:
         config = config or SessionConfig.from_env_profile()
-        if config.backend != "database":
+        backend = find_backend(config.backend)
+        if backend is None or backend.name != "sql":
+            ready = await backend.setup(config) if backend is not None else "nothing to create"
             return SchemaSetupOutcome(
                 status=SchemaSetupResult.ALREADY_PRESENT,
-                message=f"ai_session.backend is {config.backend!r}: no SQL tables to create",
+                message=f"ai_session.backend is {config.backend!r}: {ready}",
             )
-        from lexigram.ai.session.stores.database import setup_schema
-
         existed = await schema_present(config)
-        await setup_schema(config.database_url, table_prefix=config.table_prefix)
+        await backend.setup(config)
     except Exception as exc:
         return SchemaSetupOutcome(status=SchemaSetupResult.FAILED, message=str(exc))
     if existed:

@@ -1,7 +1,9 @@
-"""Backend registry: ``SessionConfig.backend`` names a factory that builds the store.
+"""Building the store ``SessionConfig.backend`` names.
 
-Built in: ``in_memory``, ``cache`` (Redis), ``database`` (SQL). Register your own
-with :func:`register_backend` before the config is validated::
+Backends are found by :func:`lexigram.ai.session.backends.find_backend`: the built-in
+``memory``, ``sql`` and ``redis`` (aliases ``in_memory``, ``database``, ``cache``), the
+entry points of the group ``lexigram.ai.session.backends`` (an installed plugin), and
+those registered in code. A bare store factory can still be registered here::
 
     register_backend("dynamo", lambda config: DynamoSessionStore(config))
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from lexigram.contracts.exceptions.config import ConfigurationError
 
+import lexigram.ai.session.backends as backends
 from lexigram.ai.session.config import register_backend_name, unregister_backend_name
 
 if TYPE_CHECKING:
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StoreFactory",
+    "build_store",
     "create_store",
     "missing_driver_error",
     "register_backend",
@@ -32,12 +36,6 @@ __all__ = [
 ]
 
 StoreFactory = Callable[["SessionConfig"], "SessionStore"]
-
-
-def _in_memory(config: SessionConfig) -> SessionStore:
-    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
-
-    return InMemorySessionStore(session_ttl=config.session_ttl)
 
 
 #: Optional driver module -> (what needs it, the extra that installs it).
@@ -61,7 +59,7 @@ def missing_driver_error(exc: ImportError, field: str) -> ConfigurationError | N
     )
 
 
-def _build(field: str, build: Callable[[], SessionStore]) -> SessionStore:
+def build_store(field: str, build: Callable[[], SessionStore]) -> SessionStore:
     """``build()``, with a missing driver reported as one short ``ConfigurationError``."""
     error: ConfigurationError | None = None
     try:
@@ -74,60 +72,36 @@ def _build(field: str, build: Callable[[], SessionStore]) -> SessionStore:
     raise error
 
 
-def _cache(config: SessionConfig) -> SessionStore:
-    def build() -> SessionStore:
-        from lexigram.ai.session.stores.cache import CacheSessionStore
-
-        return CacheSessionStore.from_config(config)
-
-    return _build("redis_url", build)
-
-
-def _database(config: SessionConfig) -> SessionStore:
-    def build() -> SessionStore:
-        from lexigram.ai.session.stores.database import DatabaseSessionStore
-
-        return DatabaseSessionStore.from_config(config)
-
-    return _build("database_url", build)
-
-
-_BACKENDS: dict[str, StoreFactory] = {
-    "in_memory": _in_memory,
-    "cache": _cache,
-    "database": _database,
-}
-
-
 def register_backend(name: str, factory: StoreFactory, *, replace: bool = False) -> None:
     """Make ``backend=name`` build its store with ``factory(config)``."""
     if not name or not isinstance(name, str):
         raise ValueError("backend name must be a non-empty string")
-    if name in _BACKENDS and not replace:
-        raise ValueError(f"backend {name!r} is already registered (pass replace=True)")
-    _BACKENDS[name] = factory
+    if name in backends.ALIASES:
+        raise ValueError(f"backend {name!r} is built in")
+    backends.register(backends.factory_backend(name, factory), replace=replace)
     register_backend_name(name)
 
 
 def unregister_backend(name: str) -> None:
     """Remove a user-registered backend (built-in ones cannot be removed)."""
-    if name in ("in_memory", "cache", "database"):
+    if backends.canonical_name(name) in ("memory", "sql", "redis"):
         raise ValueError(f"backend {name!r} is built in")
-    _BACKENDS.pop(name, None)
+    backends.unregister(name)
     unregister_backend_name(name)
 
 
 def registered_backends() -> frozenset[str]:
     """Names accepted by ``SessionConfig.backend``."""
-    return frozenset(_BACKENDS)
+    return backends.backend_names()
 
 
 def create_store(config: SessionConfig) -> SessionStore:
     """Build the store ``config.backend`` names; an unknown name is a ``ConfigurationError``."""
-    factory = _BACKENDS.get(config.backend)
-    if factory is None:
+    backend = backends.find_backend(config.backend)
+    if backend is None:
         raise ConfigurationError(
             f"ai_session.backend: unknown backend {config.backend!r}; "
-            f"expected one of {sorted(_BACKENDS)}"
+            f"expected one of {sorted(backends.backend_names())}"
         )
-    return factory(config)
+    store: SessionStore = backend.from_config(config)
+    return store
