@@ -101,7 +101,7 @@ async def _redis() -> AsyncIterator[RawBackend]:
         client = made[0].client
         out: list[bytes] = []
         async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            out.append(key if isinstance(key, bytes) else str(key).encode())
+            name = key if isinstance(key, bytes) else str(key).encode()
             kind = await client.type(key)
             kind = kind.decode() if isinstance(kind, bytes) else kind
             if kind == "string":
@@ -118,7 +118,7 @@ async def _redis() -> AsyncIterator[RawBackend]:
                 value = await client.xrange(key)
             else:
                 value = kind
-            out.append(repr(value).encode())
+            out.append(name + b"\t" + repr(value).encode())  # one line per key
         return b"\n".join(out)
 
     try:

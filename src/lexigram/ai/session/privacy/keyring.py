@@ -25,7 +25,7 @@ __all__ = ["KEY_BYTES", "EncryptionKey", "Keyring", "new_key_text", "parse_keys"
 
 #: Length of every key-encryption key and data key (AES-256).
 KEY_BYTES = 32
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _FIELD = "ai_session.encryption_keys"
 
 
@@ -78,7 +78,7 @@ def _entry(item: Any, where: str) -> EncryptionKey:
         raise _fail(where, f"expected {{'id': ..., 'key': ...}} or 'id:key', "
                            f"got a {type(item).__name__}")
     if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
-        raise _fail(f"{where}.id", "must be 1-64 letters, digits, '_', '.' or '-'")
+        raise _fail(f"{where}.id", "must be 1-64 letters, digits, '_' or '-'")
     return EncryptionKey(id=key_id, key=_decode_key(text, f"{where}.key"))
 
 

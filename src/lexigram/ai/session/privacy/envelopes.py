@@ -1,0 +1,94 @@
+"""Where each durable backend keeps key envelopes, for rotation and for retiring a key.
+
+An envelope (see :mod:`.cipher`) sits in clear in a session header's metadata and,
+copied by the backend, in the header snapshot of each of its checkpoints. The
+accessors below find them in batches (resumable through an opaque cursor), replace
+envelopes of one session in one atomic step (one SQL transaction; one Lua script on
+the session's Redis slot), and count the records whose envelope names a key id.
+Only the envelope strings change: no turn and no sealed value is rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from lexigram.ai.session.exceptions import SessionStoreError
+from lexigram.ai.session.stores.base import SessionStore
+
+__all__ = ["ENVELOPE_IN_TEXT", "EnvelopeAccess", "envelope_access", "envelopes_in"]
+
+#: An envelope as it appears inside stored JSON text.
+ENVELOPE_IN_TEXT = re.compile(r'"__lexigram_key__"\s*:\s*"(v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*'
+                              r'\.[A-Za-z0-9_\-]+)"')
+
+Found = list[tuple[str, set[str]]]
+
+
+def envelopes_in(*texts: Any) -> set[str]:
+    """Every envelope inside the given stored JSON texts (bytes or str; None skipped)."""
+    found: set[str] = set()
+    for text in texts:
+        if text is None:
+            continue
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("utf-8", "replace")
+        found.update(ENVELOPE_IN_TEXT.findall(str(text)))
+    return found
+
+
+class EnvelopeAccess(Protocol):
+    """Batch access to the key envelopes one backend stores."""
+
+    async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
+        """Up to about ``limit`` sessions after ``cursor`` with their envelopes; next cursor."""
+        ...
+
+    async def replace(self, changes: Mapping[str, Mapping[str, str]]) -> None:
+        """Swap envelopes (old -> new) of each session, atomically per session."""
+        ...
+
+    async def count(self, key_id: str) -> int:
+        """How many stored records (headers, checkpoints) hold an envelope naming ``key_id``."""
+        ...
+
+
+def envelope_access(store: SessionStore) -> EnvelopeAccess:
+    """The accessor of ``store``'s backend (the plain store under an encrypting one)."""
+    inner = getattr(store, "inner", store)
+    if hasattr(inner, "engine") and hasattr(inner, "table_prefix"):
+        from lexigram.ai.session.privacy.envelopes_sql import SqlEnvelopes
+
+        return SqlEnvelopes(inner)
+    if hasattr(inner, "keys") and hasattr(inner, "client"):
+        from lexigram.ai.session.privacy.envelopes_redis import RedisEnvelopes
+
+        return RedisEnvelopes(inner)
+    raise SessionStoreError(
+        f"key rotation needs a durable backend (SQL or Redis); {type(inner).__name__} keeps "
+        "its data keys in this process only"
+    )
+
+
+def header_envelopes(metadata: Any) -> set[str]:
+    """The envelope of a header's stored metadata JSON text (empty for plaintext)."""
+    try:
+        data = orjson.loads(metadata) if isinstance(metadata, str | bytes) else None
+    except orjson.JSONDecodeError:
+        return set()
+    if isinstance(data, dict) and isinstance(data.get("__lexigram_key__"), str):
+        return {data["__lexigram_key__"]}
+    return set()
+
+
+def key_pattern(key_id: str) -> str:
+    """The text every envelope naming ``key_id`` contains."""
+    return f'"v1.{key_id}.'
+
+
+def ordered(items: Sequence[str]) -> list[str]:
+    """Ids in a stable order (for deterministic batches)."""
+    return sorted(items)

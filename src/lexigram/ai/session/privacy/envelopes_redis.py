@@ -1,0 +1,94 @@
+"""Key envelopes in Redis: the header hash's ``m`` field and the checkpoint hash ``d``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lexigram.ai.session.privacy.envelopes import Found, envelopes_in, key_pattern
+
+__all__ = ["RedisEnvelopes"]
+
+# KEYS: header hash, checkpoint hash (one slot). ARGV: old1, new1, old2, new2, ...
+_SWAP = """
+local function swap(s)
+  for i = 1, #ARGV, 2 do
+    local out, from = {}, 1
+    while true do
+      local a, b = string.find(s, ARGV[i], from, true)
+      if not a then break end
+      out[#out + 1] = string.sub(s, from, a - 1)
+      out[#out + 1] = ARGV[i + 1]
+      from = b + 1
+    end
+    out[#out + 1] = string.sub(s, from)
+    s = table.concat(out)
+  end
+  return s
+end
+local m = redis.call('HGET', KEYS[1], 'm')
+if m then redis.call('HSET', KEYS[1], 'm', swap(m)) end
+local d = redis.call('HGETALL', KEYS[2])
+for i = 1, #d, 2 do redis.call('HSET', KEYS[2], d[i], swap(d[i + 1])) end
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class RedisEnvelopes:
+    """Envelopes of a ``CacheSessionStore`` (the cursor is Redis's SCAN cursor)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in store.keys.prefix)
+        self.match = escaped + ":s:*:h"
+
+    async def _header_keys(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        client = self.store.client
+        position, keys = await client.scan(cursor=int(cursor or 0), match=self.match, count=limit)
+        found = [_text(k) for k in keys]
+        return found, (None if int(position) == 0 else str(position))
+
+    async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
+        """Headers found by one SCAN step after ``cursor``, with their envelopes."""
+        client = self.store.client
+        keys, next_cursor = await self._header_keys(cursor, limit)
+        out: Found = []
+        for key in keys:
+            session_id, metadata = await client.hmget(key, ["id", "m"])
+            if session_id is None:
+                continue
+            checkpoints = await client.hvals(key[:-1] + "d")
+            out.append((_text(session_id), envelopes_in(metadata, *checkpoints)))
+        return out, next_cursor
+
+    async def replace(self, changes: Mapping[str, Mapping[str, str]]) -> None:
+        """One Lua script per session on its slot."""
+        client = self.store.client
+        for session_id, swaps in changes.items():
+            if not swaps:
+                continue
+            header = self.store.keys.header(session_id)
+            args = [part for pair in swaps.items() for part in pair]
+            await client.eval(_SWAP, 2, header, header[:-1] + "d", *args)
+
+    async def count(self, key_id: str) -> int:
+        """Headers plus checkpoints naming ``key_id`` (one full SCAN)."""
+        client = self.store.client
+        needle = key_pattern(key_id)
+        total = 0
+        cursor: str | None = None
+        while True:
+            keys, cursor = await self._header_keys(cursor, 500)
+            for key in keys:
+                metadata = await client.hget(key, "m")
+                if metadata is not None and needle in _text(metadata):
+                    total += 1
+                for value in await client.hvals(key[:-1] + "d"):
+                    if needle in _text(value):
+                        total += 1
+            if cursor is None:
+                return total

@@ -1,0 +1,77 @@
+"""Key envelopes in the SQL tables: ``sessions.metadata`` and ``checkpoints.header``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import bindparam, text
+
+from lexigram.ai.session.privacy.envelopes import Found, envelopes_in, key_pattern
+
+__all__ = ["SqlEnvelopes"]
+
+
+def _like(value: str) -> str:
+    return "%" + value.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+
+
+class SqlEnvelopes:
+    """Envelopes of a ``DatabaseSessionStore`` (SQLite, PostgreSQL, MariaDB)."""
+
+    def __init__(self, store: Any) -> None:
+        self.engine = store.engine
+        self.sessions = f"{store.table_prefix}sessions"
+        self.checkpoints = f"{store.table_prefix}checkpoints"
+
+    async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
+        """Sessions in id order after ``cursor`` (the last id of the previous batch)."""
+        after = "WHERE session_id > :after " if cursor else ""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                text(f"SELECT session_id, metadata FROM {self.sessions} {after}"
+                     "ORDER BY session_id LIMIT :n"),
+                {"after": cursor, "n": limit} if cursor else {"n": limit},
+            )).all()
+            if not rows:
+                return [], None
+            ids = [row[0] for row in rows]
+            found: dict[str, set[str]] = {sid: envelopes_in(meta) for sid, meta in rows}
+            query = text(
+                f"SELECT session_id, header FROM {self.checkpoints} WHERE session_id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True))
+            for sid, header in (await conn.execute(query, {"ids": ids})).all():
+                found[sid] |= envelopes_in(header)
+        next_cursor = ids[-1] if len(rows) == limit else None
+        return [(sid, found[sid]) for sid in ids], next_cursor
+
+    async def replace(self, changes: Mapping[str, Mapping[str, str]]) -> None:
+        """One transaction per session: header and checkpoint envelopes swapped."""
+        for session_id, swaps in changes.items():
+            if not swaps:
+                continue
+            params = [{"sid": session_id, "old": old, "new": new} for old, new in swaps.items()]
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text(f"UPDATE {self.sessions} SET metadata = REPLACE(metadata, :old, :new) "
+                         "WHERE session_id = :sid"),
+                    params,
+                )
+                await conn.execute(
+                    text(f"UPDATE {self.checkpoints} SET header = REPLACE(header, :old, :new) "
+                         "WHERE session_id = :sid"),
+                    params,
+                )
+
+    async def count(self, key_id: str) -> int:
+        """Headers plus checkpoints whose stored text names ``key_id``."""
+        pattern = _like(key_pattern(key_id))
+        total = 0
+        async with self.engine.connect() as conn:
+            for table, column in ((self.sessions, "metadata"), (self.checkpoints, "header")):
+                row = (await conn.execute(
+                    text(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE :p ESCAPE '!'"),
+                    {"p": pattern},
+                )).one()
+                total += int(row[0])
+        return total

@@ -1,0 +1,36 @@
+"""Turning encryption on from the configuration: wrap the built store when keys are set."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lexigram.contracts.exceptions.config import ConfigurationError
+
+from lexigram.ai.session.privacy.keyring import Keyring
+
+if TYPE_CHECKING:
+    from lexigram.ai.session.config import SessionConfig
+    from lexigram.ai.session.stores.base import SessionStore
+
+__all__ = ["encrypt_if_configured"]
+
+
+def encrypt_if_configured(store: SessionStore, config: SessionConfig) -> SessionStore:
+    """``store`` behind an ``EncryptedSessionStore`` when ``encryption_keys`` holds a key.
+
+    Without ``cryptography`` installed a configured keyring is a
+    ``ConfigurationError`` naming the extra to install.
+    """
+    keyring = Keyring.from_config(config.encryption_keys)
+    if keyring is None:
+        return store
+    try:
+        from lexigram.ai.session.privacy.store import EncryptedSessionStore
+    except ImportError as exc:  # pragma: no cover - cryptography is in the test extra
+        raise ConfigurationError(
+            "ai_session.encryption_keys: encryption needs the 'cryptography' package "
+            "(pip install 'lexigram-ai-session[crypto]')"
+        ) from exc
+    if isinstance(store, EncryptedSessionStore):
+        return store
+    return EncryptedSessionStore(store, keyring)
