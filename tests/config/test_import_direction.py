@@ -12,7 +12,7 @@ CORE_CONFIG = (
     "lexigram.ai.session.config_urls",
     "lexigram.ai.session.redaction",
     "lexigram.ai.session.backends",
-    "lexigram.ai.session.privacy.keyring",
+    "lexigram.ai.session.encryption.keyring",
 )
 
 

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "observability": 0,
     "redaction": 0,
     "backends": 0,
+    "encryption": 0,
     # 1 stores
     "stores": 1,
     # 2 manager

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
-from lexigram.ai.session.privacy.keyring import Keyring, new_key_text, parse_keys
+from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
+from lexigram.ai.session.encryption.cipher import SEALED_PREFIX
 from lexigram.ai.session.exceptions import EncryptionKeyError
-from lexigram.ai.session.privacy.cipher import SEALED_PREFIX
-from lexigram.ai.session.privacy.store import EncryptedSessionStore
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 
 from .helpers import Secrets, fill_session, keyring

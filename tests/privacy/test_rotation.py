@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import EncryptionKeyError
-from lexigram.ai.session.privacy.envelopes import envelope_access
-from lexigram.ai.session.privacy.keyring import Keyring
-from lexigram.ai.session.privacy.rotation import RotationReport, key_usage, rotate_keys
-from lexigram.ai.session.privacy.store import EncryptedSessionStore
+from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
+from lexigram.ai.session.stores.encrypted.rotation import RotationReport, key_usage, rotate_keys
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 
 from .helpers import Secrets, fill_session, keyring
 from .raw import RawBackend

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from lexigram.ai.session.privacy.keyring import Keyring, new_key_text, parse_keys
-from lexigram.ai.session.privacy.store import EncryptedSessionStore
+from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 
 from . import BackendSpec, StoreFactory
 from .memory import SPECS as MEMORY

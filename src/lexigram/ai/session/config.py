@@ -23,7 +23,7 @@ from lexigram.validation import Field, model_validator
 
 from lexigram.ai.session.backends import backend_names, canonical_name, find_backend
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
-from lexigram.ai.session.privacy.keyring import parse_keys
+from lexigram.ai.session.encryption.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_url
 
 __all__ = [

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lexigram.ai.session.encryption.cipher import envelope_key_id, open_envelope
+from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import SessionError
-from lexigram.ai.session.privacy.cipher import envelope_key_id, open_envelope
-from lexigram.ai.session.privacy.envelopes import EnvelopeAccess
-from lexigram.ai.session.privacy.keyring import Keyring
+from lexigram.ai.session.stores.encrypted.envelopes import EnvelopeAccess
 
 __all__ = ["RotationReport", "key_usage", "rotate_keys"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lexigram.ai.session.privacy.envelopes import Found, envelopes_in, key_pattern
+from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
 
 __all__ = ["RedisEnvelopes"]
 

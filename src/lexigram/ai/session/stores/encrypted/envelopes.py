@@ -60,11 +60,11 @@ def envelope_access(store: SessionStore) -> EnvelopeAccess:
     """The accessor of ``store``'s backend (the plain store under an encrypting one)."""
     inner = getattr(store, "inner", store)
     if hasattr(inner, "engine") and hasattr(inner, "table_prefix"):
-        from lexigram.ai.session.privacy.envelopes_sql import SqlEnvelopes
+        from lexigram.ai.session.stores.encrypted.envelopes_sql import SqlEnvelopes
 
         return SqlEnvelopes(inner)
     if hasattr(inner, "keys") and hasattr(inner, "client"):
-        from lexigram.ai.session.privacy.envelopes_redis import RedisEnvelopes
+        from lexigram.ai.session.stores.encrypted.envelopes_redis import RedisEnvelopes
 
         return RedisEnvelopes(inner)
     raise SessionStoreError(

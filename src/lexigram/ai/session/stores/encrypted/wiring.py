@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from lexigram.contracts.exceptions.config import ConfigurationError
 
-from lexigram.ai.session.privacy.keyring import Keyring
+from lexigram.ai.session.encryption.keyring import Keyring
 
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
@@ -25,7 +25,7 @@ def encrypt_if_configured(store: SessionStore, config: SessionConfig) -> Session
     if keyring is None:
         return store
     try:
-        from lexigram.ai.session.privacy.store import EncryptedSessionStore
+        from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
     except ImportError as exc:  # pragma: no cover - cryptography is in the test extra
         raise ConfigurationError(
             "ai_session.encryption_keys: encryption needs the 'cryptography' package "

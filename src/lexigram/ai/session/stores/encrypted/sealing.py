@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
+from lexigram.ai.session.encryption.cipher import DataKey, is_sealed
 from lexigram.ai.session.exceptions import CorruptRecordError
-from lexigram.ai.session.privacy.cipher import DataKey, is_sealed
 from lexigram.ai.session.stores.base import SessionPatch
 
 __all__ = [

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 
-from lexigram.ai.session.privacy.envelopes import Found, envelopes_in, key_pattern
+from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
 
 __all__ = ["SqlEnvelopes"]
 

@@ -28,18 +28,8 @@ from lexigram.contracts.ai.session import (
     SessionTurn,
 )
 
-from lexigram.ai.session.privacy.cipher import DataKey, new_data_key, open_envelope
-from lexigram.ai.session.privacy.keyring import Keyring
-from lexigram.ai.session.privacy.sealing import (
-    envelope_of,
-    open_checkpoint,
-    open_header,
-    open_turn,
-    seal_checkpoint_metadata,
-    seal_header,
-    seal_patch,
-    seal_turn,
-)
+from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
+from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.stores.base import (
     AppendResult,
     BatchOutcome,
@@ -48,6 +38,16 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+)
+from lexigram.ai.session.stores.encrypted.sealing import (
+    envelope_of,
+    open_checkpoint,
+    open_header,
+    open_turn,
+    seal_checkpoint_metadata,
+    seal_header,
+    seal_patch,
+    seal_turn,
 )
 from lexigram.ai.session.validation import check_checkpoint, check_patch, check_state, check_turns
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from lexigram.ai.session.encryption.keyring import KEY_BYTES, Keyring
 from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
-from lexigram.ai.session.privacy.keyring import KEY_BYTES, Keyring
 
 __all__ = [
     "SEALED_PREFIX",
