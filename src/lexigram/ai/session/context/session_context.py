@@ -28,7 +28,8 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn
+from lexigram.ai.session.manager.core import new_turn
+from lexigram.ai.session.manager.protocol import SessionManager
 
 __all__ = ["SessionContext", "SessionBinding"]
 
@@ -50,7 +51,7 @@ class SessionBinding:
 
     state: SessionState | None
     user_id: str | None
-    manager: SessionManagerImpl | None
+    manager: SessionManager | None
     created: bool = False
     ended: bool = False
     released: bool = False
@@ -74,14 +75,14 @@ class SessionContext:
 
     def __init__(
         self,
-        session_manager: SessionManagerImpl | None = None,
+        session_manager: SessionManager | None = None,
         *,
         _binding: SessionBinding | None = None,
     ) -> None:
-        if session_manager is not None and not isinstance(session_manager, SessionManagerImpl):
+        if session_manager is not None and not isinstance(session_manager, SessionManager):
             raise SessionValidationError(
                 "session_manager",
-                f"expected a SessionManagerImpl, got {type(session_manager).__name__}",
+                f"expected a SessionManager, got {type(session_manager).__name__}",
             )
         self._manager = session_manager
         self._pinned = _binding
@@ -140,7 +141,7 @@ class SessionContext:
             raise SessionError("no session is bound to the current context")
         return binding.state
 
-    def _require_manager(self, binding: SessionBinding | None) -> SessionManagerImpl:
+    def _require_manager(self, binding: SessionBinding | None) -> SessionManager:
         manager = binding.manager if binding is not None and binding.manager else self._manager
         if manager is None:
             raise SessionError("this SessionContext has no session manager to create sessions with")
