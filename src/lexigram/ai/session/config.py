@@ -24,7 +24,7 @@ from lexigram.validation import Field, model_validator
 from lexigram.ai.session.backends import backend_names, canonical_name, find_backend
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
 from lexigram.ai.session.encryption.keyring import parse_keys
-from lexigram.ai.session.redaction import MASK, redact_url
+from lexigram.ai.session.redaction import MASK, redact_text, redact_url
 
 __all__ = [
     "BUILTIN_BACKENDS",
@@ -132,7 +132,7 @@ class SessionConfig(BaseConfig):
         # The framework keeps unknown keyword arguments as attributes; a typo would
         # silently leave the default in place.
         known = [f.name for f in fields(cls)]
-        data = {k: v for k, v in data.items() if k not in _DUMPED_EXTRAS}
+        data = _flatten_blocks({k: v for k, v in data.items() if k not in _DUMPED_EXTRAS})
         unknown = sorted(set(data) - set(known))
         if unknown:
             hints = []
@@ -148,7 +148,7 @@ class SessionConfig(BaseConfig):
     def _select_backend(cls, data: dict[str, Any]) -> dict[str, Any]:
         # A URL given without ``backend`` selects its backend; a URL that the
         # explicit backend would ignore is refused, naming both fields.
-        data = dict(data)
+        data = _flatten_blocks(dict(data))
         given = [name for name in _URL_BACKEND if data.get(name) not in (None, "")]
         if "backend" not in data:
             if len(given) == 1:
@@ -254,11 +254,12 @@ class SessionConfig(BaseConfig):
             except ValueError:
                 _fail("env", f"unknown environment {self.env!r}")
         plugin = self._plugin_backend()
-        problem = (
-            plugin.url_problem(self.database_url)
-            if plugin is not None and plugin.url_field == "database_url"
-            else database_url_problem(self.database_url)
-        )
+        if plugin is not None and plugin.url_field == "database_url":
+            # A plugin's message may quote the URL: never with its password.
+            found = plugin.url_problem(self.database_url)
+            problem = None if found is None else redact_text(str(found), [self.database_url])
+        else:
+            problem = database_url_problem(self.database_url)
         if problem is not None:
             _fail("database_url", problem)
         redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
@@ -401,6 +402,51 @@ def unregister_backend_name(name: str) -> None:
     """Stop accepting a registered backend name (built-in names stay)."""
     if name not in BUILTIN_BACKENDS:
         _BACKEND_NAMES.discard(name)
+
+
+#: The options block of each built-in backend: ``ai_session.<block>.<key>`` and the
+#: flat field it stands for (the flat fields stay accepted).
+BACKEND_BLOCKS: dict[str, dict[str, str]] = {
+    "sql": {"url": "database_url", "table_prefix": "table_prefix", "pool_size": "db_pool_size"},
+    "redis": {
+        "url": "redis_url",
+        "cluster": "redis_cluster",
+        "pool_size": "redis_pool_size",
+        "key_prefix": "key_prefix",
+    },
+}
+
+
+def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
+    """``sql: {url: ...}`` / ``redis: {...}`` moved to their flat fields (idempotent).
+
+    A key the block does not know, or a flat field given with another value, is
+    refused naming the field (``sql.url``, ``database_url``).
+    """
+    if not any(name in data for name in BACKEND_BLOCKS):
+        return data
+    data = dict(data)
+    for block, keys in BACKEND_BLOCKS.items():
+        if block not in data:
+            continue
+        options = data.pop(block)
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            _fail(block, f"must be a mapping of {sorted(keys)}, got {type(options).__name__}")
+        for key, value in options.items():
+            flat = keys.get(key)
+            if flat is None:
+                near = difflib.get_close_matches(str(key), list(keys), n=1, cutoff=0.6)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                _fail(f"{block}.{key}", f"unknown option{hint}; expected one of {sorted(keys)}")
+                continue
+            if flat in data and data[flat] != value:
+                _fail_fields(
+                    (f"{block}.{key}", flat), "both are set, to different values; keep one"
+                )
+            data[flat] = value
+    return data
 
 
 def _field_default(cls: Any, name: str) -> Any:

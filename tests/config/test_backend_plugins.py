@@ -1,0 +1,116 @@
+"""Backends by name: new names and aliases, options blocks, a plugin judging its own URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from lexigram.contracts.exceptions.config import ConfigurationError
+
+from lexigram.ai.session import backends
+from lexigram.ai.session.config import SessionConfig, known_backends
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.database import DatabaseSessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.stores.registry import create_store
+
+
+@pytest.mark.parametrize(
+    ("name", "store_type"),
+    [
+        ("memory", InMemorySessionStore),
+        ("in_memory", InMemorySessionStore),
+        ("sql", DatabaseSessionStore),
+        ("database", DatabaseSessionStore),
+        ("redis", CacheSessionStore),
+        ("cache", CacheSessionStore),
+    ],
+)
+def test_each_backend_has_one_name_and_the_old_one_as_alias(name: str, store_type: type) -> None:
+    config = SessionConfig(backend=name)
+    assert isinstance(create_store(config), store_type)
+    found = backends.find_backend(name)
+    assert found is not None and found.name == backends.canonical_name(name)
+
+
+def test_options_blocks_fill_the_flat_fields() -> None:
+    config = SessionConfig(
+        backend="sql",
+        sql={"url": "mysql://app:pw@127.0.0.1:3306/app", "table_prefix": "t_", "pool_size": 4},
+    )
+    assert (config.database_url, config.table_prefix, config.db_pool_size) == (
+        "mysql://app:pw@127.0.0.1:3306/app",
+        "t_",
+        4,
+    )
+    store = create_store(config)
+    assert isinstance(store, DatabaseSessionStore)
+    assert store.url == "mysql+asyncmy://app:***@127.0.0.1:3306/app?charset=utf8mb4"
+    redis = SessionConfig(redis={"url": "redis://h:6379/2", "cluster": False, "pool_size": 7})
+    assert redis.backend == "cache" and redis.redis_url == "redis://h:6379/2"
+    assert redis.redis_pool_size == 7
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"sql": {"ur": "sqlite://"}}, "sql.ur"),
+        ({"sql": "sqlite://"}, "sql"),
+        ({"sql": {"url": "postgresql://h/a"}, "database_url": "postgresql://h/b"}, "sql.url"),
+        ({"redis": {"url": "http://h"}}, "redis_url"),
+    ],
+)
+def test_bad_blocks_are_refused_naming_the_field(given: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(**given)
+    assert f"ai_session.{field}" in str(info.value)
+
+
+class MongoLike:
+    """A plugin backend with its own URL scheme (built in code, not installed)."""
+
+    name = "mongo_like"
+    url_field: str | None = "database_url"
+    persistent = True
+
+    def url_problem(self, url: str) -> str | None:
+        return None if url.startswith("mongodb://") else f"expected mongodb://host/db, got {url}"
+
+    def from_config(self, config: Any) -> InMemorySessionStore:
+        return InMemorySessionStore(session_ttl=config.session_ttl)
+
+    async def setup(self, config: Any) -> str:
+        return "ready"
+
+
+@pytest.fixture
+def mongo_like() -> Iterator[MongoLike]:
+    backend = MongoLike()
+    backends.register(backend)
+    try:
+        yield backend
+    finally:
+        backends.unregister(backend.name)
+
+
+def test_a_plugin_judges_its_own_url(mongo_like: MongoLike) -> None:
+    config = SessionConfig(backend="mongo_like", database_url="mongodb://u:pw@db.example/app")
+    assert isinstance(create_store(config), InMemorySessionStore)
+    assert "mongo_like" in known_backends()
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="mongo_like", database_url="postgresql://u:s3cret@h/db")
+    assert "ai_session.database_url" in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_an_unknown_backend_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="nosuch")
+    assert "ai_session.backend" in str(info.value) and "'sql'" in str(info.value)
+
+
+def test_the_entry_point_group_is_read() -> None:
+    assert backends.BACKEND_GROUP == "lexigram.ai.session.backends"
+    assert {"memory", "sql", "redis", "in_memory", "database", "cache"} <= (
+        backends.backend_names()
+    )
