@@ -14,6 +14,7 @@ __all__ = [
     "SessionCreatedEvent",
     "SessionExpiredEvent",
     "SessionForkedEvent",
+    "SessionUserErasedEvent",
 ]
 
 
@@ -75,3 +76,16 @@ class SessionBranchMergedEvent(DomainEvent):
     session_id: str = field(kw_only=True)
     branch_id: str = field(kw_only=True)
     merged_turns: int = field(kw_only=True, default=0)
+
+
+@dataclass(frozen=True, init=False)
+class SessionUserErasedEvent(DomainEvent):
+    """Everything stored about a user was erased (``manager.erase_user``).
+
+    Carries counts only: the erased values are gone and must not travel in events.
+    """
+
+    user_id: str = field(kw_only=True)
+    sessions: int = field(kw_only=True, default=0)
+    checkpoints: int = field(kw_only=True, default=0)
+    turns: int = field(kw_only=True, default=0)

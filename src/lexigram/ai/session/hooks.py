@@ -17,6 +17,7 @@ __all__ = [
     "HOOK_SESSION_FORKED",
     "HOOK_SESSION_STARTED",
     "HOOK_TURN_ADDED",
+    "HOOK_USER_ERASED",
     "SessionBranchMergedHook",
     "SessionCheckpointCreatedHook",
     "SessionCheckpointRestoredHook",
@@ -25,6 +26,7 @@ __all__ = [
     "SessionForkedHook",
     "SessionStartedHook",
     "SessionTurnAddedHook",
+    "SessionUserErasedHook",
 ]
 
 HOOK_SESSION_STARTED = "ai_session.session_started"
@@ -35,6 +37,7 @@ HOOK_SESSION_CLOSED = "ai_session.session_closed"
 HOOK_SESSION_EXPIRED = "ai_session.session_expired"
 HOOK_SESSION_FORKED = "ai_session.session_forked"
 HOOK_BRANCH_MERGED = "ai_session.branch_merged"
+HOOK_USER_ERASED = "ai_session.user_erased"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,3 +106,13 @@ class SessionBranchMergedHook:
     session_id: str
     branch_id: str
     merged_turns: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionUserErasedHook:
+    """Fired when ``erase_user`` removed every session of ``user_id`` (counts only)."""
+
+    user_id: str
+    sessions: int = 0
+    checkpoints: int = 0
+    turns: int = 0

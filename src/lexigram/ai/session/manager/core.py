@@ -39,12 +39,19 @@ from lexigram.ai.session.hooks import (
     SessionStartedHook,
     SessionTurnAddedHook,
 )
+from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.state_machine import SessionStateMachine
 from lexigram.ai.session.observability import instrumented, telemetry
-from lexigram.ai.session.stores.base import SessionPage, SessionPatch, SessionRecord, SessionStore
+from lexigram.ai.session.stores.base import (
+    SessionPage,
+    SessionPatch,
+    SessionRecord,
+    SessionStore,
+    UserErasure,
+)
 from lexigram.ai.session.validation import (
     check_id,
     check_mapping,
@@ -495,6 +502,19 @@ class SessionManagerImpl:
         existed = await self.store.load_record(session_id) is not None
         await self.store.delete(session_id)
         return existed
+
+    async def erase_user(self, user_id: str) -> UserErasure:
+        """Erase every session of ``user_id`` with branches, checkpoints and turns.
+
+        One atomic step per session; running it again finishes an interrupted run.
+        Emits ``SessionUserErasedEvent`` and the ``ai_session.user_erased`` hook.
+        A later write to an erased session is refused as for a deleted one.
+        """
+        return await privacy.erase_user(self.store, self.notifier, user_id)
+
+    async def export_user(self, user_id: str) -> privacy.UserExport:
+        """Everything stored about ``user_id`` (sessions, branches, checkpoints, turns)."""
+        return await privacy.export_user(self.store, user_id)
 
     # ----------------------------------------------------------- checkpoints
     @instrumented("checkpoint")

@@ -60,6 +60,7 @@ __all__ = [
     "SessionRecord",
     "SessionStore",
     "TurnRange",
+    "UserErasure",
     "compress_seqs",
     "utcnow",
 ]
@@ -177,6 +178,25 @@ class SessionPatch:
             and self.system_prompt is None
             and not self.clear_system_prompt
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UserErasure:
+    """What :meth:`SessionStore.erase_user` removed for one user.
+
+    ``sessions`` are the erased ids (the user's sessions and their branches), with
+    how many ``checkpoints`` and live ``turns`` they held; ``damaged`` the erased
+    sessions whose record could not be decoded (counted without their contents).
+    ``complete`` is False when a session of the user was still listed afterwards
+    (a concurrent create, or a failure): run the erasure again to finish it.
+    """
+
+    user_id: str
+    sessions: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    turns: int = 0
+    damaged: list[str] = field(default_factory=list)
+    complete: bool = True
 
 
 class SessionStore(abc.ABC):
@@ -486,6 +506,44 @@ class SessionStore(abc.ABC):
         batch. The record itself is left as it is, for an operator to inspect or
         delete. Must be idempotent and must not need to decode the record.
         """
+
+    # ----------------------------------------------------------------- erasure
+    async def erase_session(self, session_id: str) -> bool:
+        """Remove one session with everything stored for it, in one atomic step.
+
+        Its header, its turns (live or not), its checkpoints and its index entries
+        go; a later write to it is refused as after :meth:`delete`. True when it was
+        stored (also when its record could not be decoded). The default is
+        :meth:`delete`, which every backend performs as one step.
+        """
+        try:
+            existed = await self.load_record(session_id) is not None
+        except CorruptRecordError:
+            existed = True
+        await self.delete(session_id)
+        return existed
+
+    async def forget_user(  # noqa: B027 - optional hook
+        self, user_id: str, session_ids: Sequence[str]
+    ) -> None:
+        """Drop what the store keeps about ``user_id`` beyond its sessions.
+
+        Called by :meth:`erase_user` after it erased ``session_ids``: per-user
+        counters, empty indexes, retry replies naming the user or those sessions,
+        freed pages still holding their bytes. The default keeps nothing more.
+        """
+
+    async def erase_user(self, user_id: str, *, batch: int = 100) -> UserErasure:
+        """Erase every session of ``user_id`` with its branches, checkpoints and turns.
+
+        Each session goes in its own atomic step (:meth:`erase_session`), branches
+        before their source, then :meth:`forget_user`; a run that stopped half way
+        is finished by running it again. Built from the listing and erase
+        primitives, so every backend has it.
+        """
+        from lexigram.ai.session.stores.erasure import erase_user_sessions
+
+        return await erase_user_sessions(self, user_id, batch=batch)
 
     @abc.abstractmethod
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:

@@ -699,6 +699,12 @@ class InMemorySessionStore(SessionStore):
         ]
         return found[:limit]
 
+    async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """Drop the user's index once it holds no session."""
+        index = self._by_user.get(user_id)
+        if index is not None and not index.ids:
+            del self._by_user[user_id]
+
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         sess = self._sessions.get(session_id)
         if sess is None or sess.header.status not in (SessionStatus.CLOSED, SessionStatus.EXPIRED):

@@ -38,6 +38,7 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+    UserErasure,
 )
 from lexigram.ai.session.stores.encrypted.sealing import (
     envelope_of,
@@ -460,6 +461,23 @@ class EncryptedSessionStore(SessionStore):
         """The inner purge; the key is forgotten."""
         self._forget(session_id)
         return await self.inner.purge(session_id, tombstone_until=tombstone_until)
+
+    # ----------------------------------------------------------------- erasure
+    async def erase_session(self, session_id: str) -> bool:
+        """Erase through the inner store (no key needed); the key is forgotten."""
+        self._forget(session_id)
+        return await self.inner.erase_session(session_id)
+
+    async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """The inner store's ``forget_user``."""
+        await self.inner.forget_user(user_id, session_ids)
+
+    async def erase_user(self, user_id: str, *, batch: int = 100) -> UserErasure:
+        """Erase on the inner store: needs no key, so sessions under a lost key go too."""
+        erasure = await self.inner.erase_user(user_id, batch=batch)
+        for session_id in erasure.sessions:
+            self._forget(session_id)
+        return erasure
 
     def __repr__(self) -> str:
         return f"EncryptedSessionStore({self.inner!r}, keys={list(self.keyring.ids)!r})"

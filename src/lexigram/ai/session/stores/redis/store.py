@@ -134,6 +134,12 @@ class CacheSessionStore(CheckpointOps, SweepOps):
                 session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
             )
 
+    async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """Delete the user's counter and index keys and the erased sessions' retry replies."""
+        from lexigram.ai.session.stores.erasure import forget_redis_user
+
+        await forget_redis_user(self, user_id, session_ids)
+
     async def list_sessions(self, user_id: str) -> list[SessionState]:
         members = await self._scripts.command("zrange", self.keys.user(user_id)[0], 0, -1)
         out: list[SessionState] = []

@@ -538,6 +538,13 @@ class DatabaseSessionStore(SessionStore):
         sid = checked_id(session_id, "session_id")
         return await self._write(ses.purge, sid, to_us(tombstone_until))
 
+    async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
+        """SQLite: rewrite the file so that freed pages keep no copy of the erased rows."""
+        if self.dialect == "sqlite" and session_ids:
+            from lexigram.ai.session.stores.erasure import compact_sqlite
+
+            await compact_sqlite(self)
+
 
 async def _ping(tx: Any, ctx: Ctx) -> None:
     await tx.one(ctx.q.ping)

@@ -1,0 +1,122 @@
+"""Erasure and portability of one user's data (``erase_user``, ``export_user``).
+
+Erasure is the store's ``erase_user`` (one atomic step per session, resumable) plus
+a ``SessionUserErasedEvent`` and the ``ai_session.user_erased`` hook, carrying counts
+only. Export gathers every session of the user and the branches forked from them,
+each with its turns and checkpoints, read through the store (so decrypted when
+encryption is on), parents before branches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
+
+from lexigram.ai.session.events import SessionUserErasedEvent
+from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.hooks import HOOK_USER_ERASED, SessionUserErasedHook
+from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.stores.base import SessionStore, UserErasure
+from lexigram.ai.session.validation import check_id
+
+__all__ = ["ExportedUserSession", "UserExport", "erase_user", "export_user"]
+
+
+@dataclass(frozen=True)
+class ExportedUserSession:
+    """One exported session: its full state (live turns) and its checkpoints."""
+
+    state: SessionState
+    checkpoints: list[SessionCheckpoint] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserExport:
+    """Everything stored about one user; ``damaged`` names records that could not be read."""
+
+    user_id: str
+    sessions: list[ExportedUserSession] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+
+async def _user_session_ids(store: SessionStore, user_id: str) -> tuple[list[str], list[str]]:
+    ids: list[str] = []
+    damaged: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_user_sessions(user_id, limit=500, cursor=cursor)
+        ids.extend(s.session_id for s in page.items)
+        damaged.extend(page.damaged)
+        cursor = page.next_cursor
+        if not cursor:
+            return ids, damaged
+
+
+async def export_user(store: SessionStore, user_id: str) -> UserExport:
+    """Every session of ``user_id`` and of its branches, with turns and checkpoints."""
+    check_id(user_id, "user_id")
+    pending, damaged = await _user_session_ids(store, user_id)
+    seen: set[str] = set(damaged)
+    sessions: list[ExportedUserSession] = []
+    while pending:
+        session_id = pending.pop()
+        if session_id in seen:
+            continue
+        seen.add(session_id)
+        try:
+            state = await store.load(session_id)
+            if state is None:
+                continue
+            checkpoints = await store.list_checkpoints(session_id)
+            branches = await store.list_branches(session_id)
+        except CorruptRecordError:
+            damaged.append(session_id)
+            continue
+        sessions.append(ExportedUserSession(state=state, checkpoints=checkpoints))
+        pending.extend(r.state.session_id for r in branches)
+    sessions.sort(key=lambda s: (s.state.created_at, s.state.parent_session_id is not None))
+    return UserExport(user_id=user_id, sessions=_parents_first(sessions), damaged=damaged)
+
+
+def _parents_first(sessions: list[ExportedUserSession]) -> list[ExportedUserSession]:
+    """Order so that every branch comes after the session it was forked from."""
+    by_id = {s.state.session_id: s for s in sessions}
+    placed: set[str] = set()
+    out: list[ExportedUserSession] = []
+
+    def place(item: ExportedUserSession) -> None:
+        sid = item.state.session_id
+        if sid in placed:
+            return
+        placed.add(sid)
+        parent = by_id.get(item.state.parent_session_id or "")
+        if parent is not None:
+            place(parent)
+        out.append(item)
+
+    for item in sessions:
+        place(item)
+    return out
+
+
+async def erase_user(store: SessionStore, notifier: SessionNotifier, user_id: str) -> UserErasure:
+    """Erase everything stored about ``user_id``; announce it (counts only)."""
+    check_id(user_id, "user_id")
+    erasure = await store.erase_user(user_id)
+    await notifier.notify_lazy(
+        lambda: SessionUserErasedEvent(
+            user_id=user_id,
+            sessions=len(erasure.sessions),
+            checkpoints=erasure.checkpoints,
+            turns=erasure.turns,
+        ),
+        HOOK_USER_ERASED,
+        lambda: SessionUserErasedHook(
+            user_id=user_id,
+            sessions=len(erasure.sessions),
+            checkpoints=erasure.checkpoints,
+            turns=erasure.turns,
+        ),
+    )
+    return erasure

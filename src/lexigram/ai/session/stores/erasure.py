@@ -1,0 +1,126 @@
+"""Erasing a user: every session with its branches, then what the backend keeps besides.
+
+:func:`erase_user_sessions` is the default of ``SessionStore.erase_user``, built
+from the listing primitives and ``erase_session`` (one atomic step per session,
+branches before their source), so it runs on every backend and a second run
+finishes an interrupted one. :func:`forget_redis_user` and :func:`compact_sqlite`
+are the backend parts of ``forget_user``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
+from lexigram.ai.session.stores.base import SessionStore, UserErasure
+from lexigram.ai.session.validation import check_id
+
+__all__ = ["compact_sqlite", "erase_user_sessions", "forget_redis_user"]
+
+
+class _Tally:
+    """What one erasure removed so far."""
+
+    def __init__(self) -> None:
+        self.sessions: list[str] = []
+        self.checkpoints = 0
+        self.turns = 0
+        self.damaged: list[str] = []
+        self.seen: set[str] = set()
+
+
+async def _erase_tree(store: SessionStore, session_id: str, tally: _Tally) -> None:
+    """Erase ``session_id`` after its branches (depth first)."""
+    if session_id in tally.seen:
+        return
+    tally.seen.add(session_id)
+    try:
+        branches = [r.state.session_id for r in await store.list_branches(session_id)]
+    except (CorruptRecordError, SessionNotFoundError):
+        branches = []
+    for branch_id in branches:
+        await _erase_tree(store, branch_id, tally)
+    checkpoints = turns = 0
+    damaged = False
+    try:
+        record = await store.load_record(session_id)
+        checkpoints = len(await store.list_checkpoint_headers(session_id))
+        turns = record.state.turn_count if record is not None else 0
+    except CorruptRecordError:
+        damaged = True
+    if await store.erase_session(session_id):
+        tally.sessions.append(session_id)
+        tally.checkpoints += checkpoints
+        tally.turns += turns
+        if damaged:
+            tally.damaged.append(session_id)
+
+
+async def _listed(store: SessionStore, user_id: str, batch: int) -> list[str]:
+    page = await store.list_user_sessions(user_id, limit=batch)
+    return [s.session_id for s in page.items] + list(page.damaged)
+
+
+async def erase_user_sessions(
+    store: SessionStore, user_id: str, *, batch: int = 100
+) -> UserErasure:
+    """Erase every session of ``user_id`` and its branches; see ``SessionStore.erase_user``."""
+    check_id(user_id, "user_id")
+    tally = _Tally()
+    while True:
+        fresh = [sid for sid in await _listed(store, user_id, batch) if sid not in tally.seen]
+        if not fresh:
+            break
+        for session_id in fresh:
+            await _erase_tree(store, session_id, tally)
+    await store.forget_user(user_id, list(tally.sessions))
+    left = await _listed(store, user_id, 1)
+    return UserErasure(
+        user_id=user_id,
+        sessions=tally.sessions,
+        checkpoints=tally.checkpoints,
+        turns=tally.turns,
+        damaged=tally.damaged,
+        complete=not left,
+    )
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]) -> int:
+    """Delete the user's keys (ordinal counter, indexes, create replies) and the retry
+    replies of the erased sessions (kept 5 minutes); one SCAN of the key space.
+
+    Returns how many keys it deleted.
+    """
+    from lexigram.ai.session.stores.redis.keys import tag
+
+    prefix = store.keys.prefix
+    user_base = f"{prefix}:u:{{{tag(user_id)}}}:"
+    session_bases = tuple(f"{prefix}:s:{{{tag(sid)}}}:o:" for sid in session_ids)
+    client = store.client
+    doomed: list[Any] = []
+    async for raw in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
+        key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+        if key.startswith(user_base) or (session_bases and key.startswith(session_bases)):
+            doomed.append(raw)
+    for key in doomed:
+        await client.unlink(key)
+    return len(doomed)
+
+
+async def compact_sqlite(store: Any) -> None:
+    """Rewrite a SQLite database so that freed pages keep no copy of erased rows.
+
+    ``VACUUM`` rebuilds the file from the live rows; the WAL is then checkpointed and
+    truncated. Costs time proportional to the database file.
+    """
+    async with store.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute("VACUUM")
+        await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")

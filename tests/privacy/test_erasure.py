@@ -1,0 +1,114 @@
+"""erase_user: nothing of the user left in the raw storage, other users intact, resumable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from lexigram.contracts.ai.session import SessionTurn
+from lexigram.hooks import HookRegistry
+
+from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.exceptions import SessionNotFoundError
+from lexigram.ai.session.hooks import HOOK_USER_ERASED, SessionUserErasedHook
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+from .helpers import Secrets, fill_session, keyring
+from .raw import RawBackend
+
+
+def _manager(store: SessionStore, hooks: HookRegistry | None = None) -> SessionManagerImpl:
+    config = SessionConfig(auto_checkpoint_interval=None, session_ttl=0)
+    return SessionManagerImpl(store, config, hooks=hooks or HookRegistry())
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_erase_user_leaves_no_trace_and_spares_others(
+    raw_backend: RawBackend, encrypted: bool
+) -> None:
+    plain = await raw_backend.make()
+    store: SessionStore = EncryptedSessionStore(plain, keyring("k1")) if encrypted else plain
+    hooks = HookRegistry()
+    fired: list[Any] = []
+
+    async def on_erased(*, payload: Any) -> None:
+        fired.append(payload)
+
+    hooks.register_action(HOOK_USER_ERASED, on_erased)
+    manager = _manager(store, hooks)
+    victim, other = f"victim-{Secrets().tag}", f"other-{Secrets().tag}"
+    victim_secrets = [Secrets(), Secrets()]
+    victim_ids = [await fill_session(store, victim, s) for s in victim_secrets]
+    await store.delete_checkpoint(f"cp-{victim_ids[0]}")  # a turn no longer live ...
+    await store.pop_turn(victim_ids[1])  # ... and a popped turn: erased as well
+    kept = Secrets()
+    kept_id = await fill_session(store, other, kept)
+
+    erasure = await manager.erase_user(victim)
+
+    assert set(erasure.sessions) == {*victim_ids, *(f"{s}-b" for s in victim_ids)}
+    assert erasure.complete and erasure.checkpoints == 1 and erasure.turns >= 2
+    assert fired == [
+        SessionUserErasedHook(user_id=victim, sessions=4, checkpoints=1, turns=erasure.turns)
+    ]
+    raw = await raw_backend.dump()
+    assert victim.encode() not in raw
+    for secret in victim_secrets:
+        for marker in secret.all():
+            assert marker.encode() not in raw, marker
+    for session_id in victim_ids:
+        assert session_id.encode() not in raw
+        assert await store.load(session_id) is None
+        with pytest.raises(SessionNotFoundError):  # a late write is refused
+            await store.append_turns(
+                session_id,
+                [SessionTurn(turn_id="late", role="user", content="x",
+                             timestamp=datetime.now(UTC))],
+            )
+    # The other user's sessions are intact.
+    assert other.encode() in raw
+    state = await store.load(kept_id)
+    assert state is not None and state.turns[0].content == kept.value("CONTENT")
+    assert len(await store.list_checkpoints(kept_id)) == 1
+    assert (await store.load(f"{kept_id}-b")) is not None
+    again = await manager.erase_user(victim)  # nothing left: a no-op
+    assert again.sessions == [] and again.complete
+
+
+async def test_an_interrupted_erasure_is_finished_by_a_second_run() -> None:
+    inner = InMemorySessionStore()
+    ids = [await fill_session(inner, "ursula", Secrets()) for _ in range(3)]
+    calls = 0
+    real = inner.erase_session
+
+    async def failing(session_id: str) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("connection lost")
+        return await real(session_id)
+
+    inner.erase_session = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await inner.erase_user("ursula")
+    left = await inner.list_user_sessions("ursula")
+    assert 0 < len(left) < 6  # part of the job was done, atomically per session
+    inner.erase_session = real  # type: ignore[method-assign]
+    erasure = await inner.erase_user("ursula")
+    assert erasure.complete
+    assert len(await inner.list_user_sessions("ursula")) == 0
+    for session_id in ids:
+        assert await inner.load(session_id) is None
+    assert "ursula" not in inner._by_user  # no empty index left behind
+
+
+async def test_erasure_needs_no_key() -> None:
+    inner = InMemorySessionStore()
+    await fill_session(EncryptedSessionStore(inner, keyring("lost")), "vera", Secrets())
+    erasure = await EncryptedSessionStore(inner, keyring("other")).erase_user("vera")
+    assert len(erasure.sessions) == 2 and erasure.complete
+    assert len(await inner.list_user_sessions("vera")) == 0
