@@ -4,11 +4,12 @@ Create a session, append turns, checkpoint and restore, suspend and resume, clos
 let it expire; keep it in memory, Redis or SQL; fork and merge branches; run several
 agents in one group session; bind a session to each HTTP request.
 
-Every name in ``__all__`` is importable from here and fully typed. Three names need
-an optional dependency and are loaded on first use, so importing the package imports
-neither the Redis client, nor SQLAlchemy, nor the OpenAI Agents SDK:
-``CacheSessionStore`` (extra ``redis``), ``DatabaseSessionStore`` (SQLAlchemy) and
-``OpenAIAgentsSession`` (extra ``openai-agents``).
+Every name in ``__all__`` is importable from here and fully typed. Four names are
+loaded on first use: ``CacheSessionStore`` (extra ``redis``), ``DatabaseSessionStore``
+(SQLAlchemy) and ``OpenAIAgentsSession`` (extra ``openai-agents``) need an optional or
+heavy dependency, so importing the package imports neither the Redis client, nor
+SQLAlchemy, nor the OpenAI Agents SDK; ``SessionModule`` because the framework logs when
+its module is imported, before an application has configured logging.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     CorruptRecordError,
     DuplicateTurnError,
+    EncryptionKeyError,
     SessionCapacityError,
     SessionClosedError,
     SessionError,
@@ -131,6 +133,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "CorruptRecordError",
     "DuplicateTurnError",
+    "EncryptionKeyError",
     "SessionCapacityError",
     "SessionClosedError",
     "SessionError",
