@@ -1,13 +1,33 @@
 """Testing helpers shipped with the package: the store conformance suite.
 
-Importing this package needs ``pytest`` (a test dependency).
+``StoreConformanceSuite`` runs every test; one class per capability
+(``SessionsSuite``, ``ValidationSuite``, ``TurnsSuite``, ``CheckpointsSuite``,
+``BranchesSuite``, ``SweepingSuite``) runs that capability's tests alone. Importing this
+package needs ``pytest`` (a test dependency).
 """
 
 from lexigram.ai.session.testing.conformance import (
+    BranchesSuite,
+    CheckpointsSuite,
     FakeClock,
+    SessionsSuite,
     StoreConformanceSuite,
+    SweepingSuite,
+    TurnsSuite,
+    ValidationSuite,
     make_state,
     make_turn,
 )
 
-__all__ = ["FakeClock", "StoreConformanceSuite", "make_state", "make_turn"]
+__all__ = [
+    "BranchesSuite",
+    "CheckpointsSuite",
+    "FakeClock",
+    "SessionsSuite",
+    "StoreConformanceSuite",
+    "SweepingSuite",
+    "TurnsSuite",
+    "ValidationSuite",
+    "make_state",
+    "make_turn",
+]

@@ -1,0 +1,93 @@
+"""The conformance tests of one capability.
+
+Branches: forks from the end or a checkpoint, the branch cap.
+"""
+
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    SessionCapacityError,
+    SessionNotFoundError,
+)
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.testing.support import (
+    SuiteBase,
+    _ids,
+    make_state,
+)
+
+__all__ = ["BranchesSuite"]
+
+
+class BranchesSuite(SuiteBase):
+    """Branches: forks from the end or a checkpoint, the branch cap."""
+
+    # --------------------------------------------------------------- branches
+    async def test_fork_from_the_end_and_from_a_checkpoint(self, store: SessionStore) -> None:
+        source = await self._session(store, variables={"topic": "x"})
+        turns = await self._append(store, source.session_id, 4)
+        cp, _ = await store.create_checkpoint(
+            source.session_id, checkpoint_id="f-" + uuid.uuid4().hex
+        )
+        more = await self._append(store, source.session_id, 2, start=10)
+        branch = make_state("alice", parent_session_id=source.session_id, branch_name="idea")
+        record = await store.fork_session(source.session_id, branch, max_branches=5)
+        assert record.state.parent_session_id == source.session_id
+        assert record.state.branch_name == "idea"
+        assert record.state.turn_count == 6
+        assert record.state.variables == {"topic": "x"}
+        assert record.fork_seq is not None
+        loaded = await store.load(branch.session_id)
+        assert loaded is not None and _ids(loaded.turns) == _ids(turns + more)
+        new = await self._append(store, branch.session_id, 3, start=50)
+        assert _ids(await store.get_turns(branch.session_id, after_seq=record.fork_seq)) == _ids(
+            new
+        )
+        source_now = await store.load(source.session_id)
+        assert source_now is not None and source_now.turn_count == 6
+        old = make_state("alice", parent_session_id=source.session_id, branch_name="old")
+        record = await store.fork_session(source.session_id, old, from_checkpoint=cp.checkpoint_id)
+        assert record.state.turn_count == 4
+        loaded = await store.load(old.session_id)
+        assert loaded is not None and _ids(loaded.turns) == _ids(turns)
+        branches = await store.list_branches(source.session_id)
+        assert [b.state.session_id for b in branches] == [branch.session_id, old.session_id]
+        with pytest.raises(CheckpointNotFoundError):
+            await store.fork_session(
+                source.session_id,
+                make_state("alice", parent_session_id=source.session_id, branch_name="z"),
+                from_checkpoint="missing",
+            )
+
+    async def test_branch_limit_counts_forks_of_the_source(self, store: SessionStore) -> None:
+        source = await self._session(store)
+        for i in range(2):
+            await store.fork_session(
+                source.session_id,
+                make_state("alice", parent_session_id=source.session_id, branch_name=f"b{i}"),
+                max_branches=2,
+            )
+        with pytest.raises(SessionCapacityError):
+            await store.fork_session(
+                source.session_id,
+                make_state("alice", parent_session_id=source.session_id, branch_name="b2"),
+                max_branches=2,
+            )
+        other = await self._session(store)
+        await store.fork_session(
+            other.session_id,
+            make_state("alice", parent_session_id=other.session_id, branch_name="ok"),
+            max_branches=2,
+        )
+
+    async def test_fork_of_missing_session(self, store: SessionStore) -> None:
+        with pytest.raises(SessionNotFoundError):
+            await store.fork_session(
+                "missing", make_state("alice", parent_session_id="missing", branch_name="b")
+            )

@@ -1,0 +1,187 @@
+"""The conformance tests of one capability.
+
+Checkpoints: chains, restore (time travel), retention, deletion, ordering.
+"""
+
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+)
+
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    SessionClosedError,
+)
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.testing.support import (
+    _A,
+    _C,
+    _S,
+    _T0,
+    SuiteBase,
+    _ids,
+    make_turn,
+)
+
+__all__ = ["CheckpointsSuite"]
+
+
+class CheckpointsSuite(SuiteBase):
+    """Checkpoints: chains, restore (time travel), retention, deletion, ordering."""
+
+    # ------------------------------------------------------------ checkpoints
+    async def test_checkpoint_chain_and_headers(self, store: SessionStore) -> None:
+        state = await self._session(store, variables={"v": 1})
+        await self._append(store, state.session_id, 3)
+        cp1, pruned = await store.create_checkpoint(
+            state.session_id, checkpoint_id="a-" + uuid.uuid4().hex, metadata={"label": "one"}
+        )
+        assert pruned == []
+        assert cp1.parent_checkpoint_id is None
+        assert len(cp1.state.turns) == 3 and cp1.state.turn_count == 3
+        assert cp1.metadata == {"label": "one"}
+        await self._append(store, state.session_id, 2, start=10)
+        cp2, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="b-" + uuid.uuid4().hex, include_turns=False
+        )
+        assert cp2.parent_checkpoint_id == cp1.checkpoint_id
+        assert cp2.state.turns == [] and cp2.state.turn_count == 5
+        record = await store.load_record(state.session_id)
+        assert record is not None and record.state.checkpoint_id == cp2.checkpoint_id
+        headers = await store.list_checkpoint_headers(state.session_id)
+        assert [c.checkpoint_id for c in headers] == [cp1.checkpoint_id, cp2.checkpoint_id]
+        full = await store.list_checkpoints(state.session_id)
+        assert [len(c.state.turns) for c in full] == [3, 5]
+        loaded = await store.load_checkpoint(cp2.checkpoint_id)
+        assert loaded is not None and len(loaded.state.turns) == 5
+        assert loaded.state.variables == {"v": 1}
+        assert await store.load_checkpoint("missing") is None
+
+    async def test_time_travel_keeps_every_checkpoint_restorable(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        sid = state.session_id
+        turns = await self._append(store, sid, 10)
+        cp_a, _ = await store.create_checkpoint(sid, checkpoint_id="A-" + uuid.uuid4().hex)
+        await store.update_session(sid, SessionPatch(variables={"at": "B"}))
+        turns += await self._append(store, sid, 10, start=10)
+        cp_b, _ = await store.create_checkpoint(sid, checkpoint_id="B-" + uuid.uuid4().hex)
+        turns += await self._append(store, sid, 10, start=20)
+        restored = await store.restore_checkpoint(cp_a.checkpoint_id)
+        assert _ids(restored.turns) == _ids(turns[:10])
+        assert restored.turn_count == 10 and restored.total_tokens == 10
+        assert restored.variables == {}
+        assert restored.status == _A
+        assert restored.checkpoint_id == cp_a.checkpoint_id
+        extra = await self._append(store, sid, 5, start=100)
+        state_now = await store.load(sid)
+        assert state_now is not None
+        assert _ids(state_now.turns) == _ids(turns[:10] + extra)
+        restored = await store.restore_checkpoint(cp_b.checkpoint_id)
+        assert _ids(restored.turns) == _ids(turns[:20])
+        assert restored.turn_count == 20
+        assert restored.total_tokens == 20
+        assert restored.variables == {"at": "B"}
+        again = await store.load(sid)
+        assert again is not None and _ids(again.turns) == _ids(turns[:20])
+        # a turn id from the abandoned timeline can be used again
+        await store.append_turns(sid, [turns[25]])
+        with pytest.raises(CheckpointNotFoundError):
+            await store.restore_checkpoint("missing")
+
+    async def test_restore_refused_on_closed_session(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="c-" + uuid.uuid4().hex
+        )
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        with pytest.raises(SessionClosedError):
+            await store.restore_checkpoint(cp.checkpoint_id)
+
+    async def test_restore_reactivates_suspended(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await self._append(store, state.session_id, 2)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="s-" + uuid.uuid4().hex
+        )
+        await store.transition(state.session_id, _S, allowed_from=frozenset({_A}))
+        restored = await store.restore_checkpoint(cp.checkpoint_id)
+        assert restored.status == _A and restored.turn_count == 2
+
+    async def test_checkpoint_retention_prunes_oldest(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        made = []
+        for i in range(5):
+            await store.append_turns(state.session_id, [make_turn(i)])
+            cp, pruned = await store.create_checkpoint(
+                state.session_id, checkpoint_id=f"r{i}-" + uuid.uuid4().hex, max_checkpoints=3
+            )
+            made.append(cp.checkpoint_id)
+            assert pruned == ([] if i < 3 else [made[i - 3]])
+        headers = await store.list_checkpoint_headers(state.session_id)
+        assert [c.checkpoint_id for c in headers] == made[2:]
+        assert await store.load_checkpoint(made[0]) is None
+        restored = await store.restore_checkpoint(made[2])
+        assert restored.turn_count == 3
+
+    async def test_delete_checkpoint_moves_the_head(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        cp1, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="d1-" + uuid.uuid4().hex
+        )
+        cp2, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="d2-" + uuid.uuid4().hex
+        )
+        assert await store.delete_checkpoint(cp2.checkpoint_id)
+        assert not await store.delete_checkpoint(cp2.checkpoint_id)
+        record = await store.load_record(state.session_id)
+        assert record is not None and record.state.checkpoint_id == cp1.checkpoint_id
+
+    async def test_contract_checkpoint_round_trip(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        full = replace(state, turns=[make_turn(1), make_turn(2)], turn_count=2, variables={"x": 1})
+        checkpoint = SessionCheckpoint(
+            checkpoint_id="inline-" + uuid.uuid4().hex,
+            session_id=state.session_id,
+            state=full,
+            created_at=_T0,
+            metadata={"source": "import"},
+        )
+        await store.save_checkpoint(checkpoint)
+        loaded = await store.load_checkpoint(checkpoint.checkpoint_id)
+        assert loaded is not None
+        assert _ids(loaded.state.turns) == _ids(full.turns)
+        assert loaded.state.variables == {"x": 1}
+        assert loaded.metadata == {"source": "import"}
+        restored = await store.restore_checkpoint(checkpoint.checkpoint_id)
+        assert _ids(restored.turns) == _ids(full.turns)
+
+    async def test_checkpoints_listed_by_created_at(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        stamps = [30, 10, 20]
+        ids = []
+        for n, offset in enumerate(stamps):
+            checkpoint = SessionCheckpoint(
+                checkpoint_id=f"order{n}-" + uuid.uuid4().hex,
+                session_id=state.session_id,
+                state=replace(state, turns=[make_turn(n)], turn_count=1),
+                created_at=_T0 + timedelta(seconds=offset),
+            )
+            await store.save_checkpoint(checkpoint)
+            ids.append(checkpoint.checkpoint_id)
+        self.clock(store).advance(60)
+        made, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="z-" + uuid.uuid4().hex
+        )
+        expected = [ids[1], ids[2], ids[0], made.checkpoint_id]
+        headers = await store.list_checkpoint_headers(state.session_id)
+        assert [c.checkpoint_id for c in headers] == expected
+        full = await store.list_checkpoints(state.session_id)
+        assert [c.checkpoint_id for c in full] == expected
+        assert [c.created_at for c in full] == sorted(c.created_at for c in full)

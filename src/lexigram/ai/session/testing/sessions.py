@@ -1,0 +1,354 @@
+"""The conformance tests of one capability.
+
+Sessions: create, read, caller-chosen ids, listing, the per-user cap, transitions,
+delete, persistence.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from lexigram.contracts.ai.session import (
+    SessionTurn,
+)
+
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionCapacityError,
+    SessionClosedError,
+    SessionNotFoundError,
+    SessionTransitionError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.testing.support import (
+    _A,
+    _C,
+    _S,
+    _T0,
+    Corrupter,
+    StoreFactory,
+    SuiteBase,
+    _ids,
+    make_state,
+    make_turn,
+)
+from lexigram.ai.session.validation import MAX_ID_LENGTH
+
+__all__ = ["SessionsSuite"]
+
+
+class SessionsSuite(SuiteBase):
+    """Sessions: create, read, caller-chosen ids, listing, the per-user cap, transitions,
+    delete, persistence.
+    """
+
+    # ---------------------------------------------------------- create / read
+    async def test_create_and_load_round_trip_every_field(self, store: SessionStore) -> None:
+        state = make_state(
+            "ünïcødé-user 🚀",
+            metadata={"channel": "web", "nested": {"a": [1, 2.5, None, True]}},
+            active_tools=["search", "calc"],
+            active_skills=["summarize"],
+            system_prompt="Be brief. — ✓",
+            variables={"lang": "日本語", "count": 3},
+        )
+        await store.create_session(state)
+        big = "x" * 200_000 + " ünïcødé 😀 \u0000 end"
+        turn = make_turn(
+            1,
+            content=big,
+            tool_calls=[{"name": "search", "arguments": {"q": "naïve"}}],
+            skill_results=[{"skill": "summarize", "ok": True}],
+            metadata={"agent": "writer", "scores": [0.1, 0.2]},
+            model="gpt-x",
+            provider="acme",
+            tokens=123,
+            cost=0.0042,
+        )
+        await store.append_turns(state.session_id, [turn])
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turns == [turn]
+        for name in (
+            "user_id",
+            "metadata",
+            "active_tools",
+            "active_skills",
+            "system_prompt",
+            "variables",
+        ):
+            assert getattr(loaded, name) == getattr(state, name), name
+        assert loaded.created_at == state.created_at
+        assert loaded.status == _A
+        assert loaded.turn_count == 1
+        assert loaded.total_tokens == 123
+        assert loaded.total_cost == pytest.approx(0.0042)
+
+    async def test_missing_session_reads_none(self, store: SessionStore) -> None:
+        assert await store.load("nope") is None
+        assert await store.load_record("nope") is None
+        with pytest.raises(SessionNotFoundError):
+            await store.get_turns("nope")
+
+    async def test_create_refuses_existing_id(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        with pytest.raises(SessionValidationError):
+            await store.create_session(state)
+
+    # ------------------------------------------------------- caller-chosen ids
+    async def test_caller_chosen_id_round_trips(self, store: SessionStore) -> None:
+        chosen = f"ticket 42/{{thread}}=é 😀-{uuid.uuid4().hex[:8]}"
+        state = await self._session(store, "carol", session_id=chosen)
+        await store.append_turns(chosen, [make_turn(1)])
+        loaded = await store.load(chosen)
+        assert loaded is not None and loaded.session_id == chosen and loaded.turn_count == 1
+        page = await store.list_user_sessions("carol")
+        assert [s.session_id for s in page.items] == [state.session_id]
+        longest = "L" * MAX_ID_LENGTH
+        await self._session(store, "carol", session_id=longest)
+        record = await store.load_record(longest)
+        assert record is not None and record.state.session_id == longest
+
+    async def test_taken_id_is_refused_naming_it(self, store: SessionStore) -> None:
+        chosen = "taken-" + uuid.uuid4().hex
+        first = await self._session(store, "dora", session_id=chosen, variables={"v": 1})
+        await store.append_turns(chosen, [make_turn(1)])
+        with pytest.raises(SessionValidationError) as info:
+            await store.create_session(make_state("eve", session_id=chosen))
+        assert info.value.field == "session_id" and chosen in str(info.value)
+        loaded = await store.load(chosen)
+        assert loaded is not None
+        assert (loaded.user_id, loaded.variables, loaded.turn_count) == ("dora", {"v": 1}, 1)
+        assert loaded.created_at == first.created_at
+        assert await store.count_live_sessions("eve") == 0
+
+    async def test_tombstoned_id_is_refused_naming_it(self, store: SessionStore) -> None:
+        chosen = "purged-" + uuid.uuid4().hex
+        await self._session(store, "fred", session_id=chosen)
+        await store.transition(chosen, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(10)
+        until = self.clock(store).now + timedelta(hours=1)
+        assert await store.purge(chosen, tombstone_until=until)
+        with pytest.raises(SessionValidationError) as info:
+            await store.create_session(make_state("fred", session_id=chosen))
+        assert info.value.field == "session_id" and chosen in str(info.value)
+        assert await store.load(chosen) is None
+        assert await store.count_live_sessions("fred") == 0
+
+    async def test_concurrent_creates_of_one_id_exactly_one_wins(
+        self, store: SessionStore, store_factory: StoreFactory
+    ) -> None:
+        chosen = "race-" + uuid.uuid4().hex
+        others = [await store_factory() for _ in range(3)]
+        for other in others:
+            other.clock = store.clock
+        contenders = [store, *others] * 2
+        results = await asyncio.gather(
+            *(
+                s.create_session(make_state(f"racer{i}", session_id=chosen))
+                for i, s in enumerate(contenders)
+            ),
+            return_exceptions=True,
+        )
+        winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        assert len(winners) == 1, results
+        for i, result in enumerate(results):
+            if i != winners[0]:
+                assert isinstance(result, SessionValidationError), result
+                assert result.field == "session_id"
+        loaded = await store.load(chosen)
+        assert loaded is not None and loaded.user_id == f"racer{winners[0]}"
+        live = [await store.count_live_sessions(f"racer{i}") for i in range(len(contenders))]
+        assert sum(live) == 1
+
+    # ------------------------------------------------------------------ reads
+    async def test_get_turns_last_and_paging(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        turns = await self._append(store, state.session_id, 12)
+        assert _ids(await store.get_turns(state.session_id, last=3)) == _ids(turns[-3:])
+        assert await store.get_turns(state.session_id, last=0) == []
+        assert _ids(await store.get_turns(state.session_id, last=100)) == _ids(turns)
+        assert _ids(await store.get_turns(state.session_id)) == _ids(turns)
+        collected: list[SessionTurn] = []
+        after: int | None = None
+        while True:
+            page = await store.get_turn_seqs(state.session_id, after_seq=after, limit=5)
+            if not page:
+                break
+            seqs = [s for s, _ in page]
+            assert seqs == sorted(seqs)
+            collected.extend(t for _, t in page)
+            after = seqs[-1]
+        assert _ids(collected) == _ids(turns)
+        first_five = await store.get_turn_seqs(state.session_id, limit=5)
+        rest = await store.get_turns(state.session_id, after_seq=first_five[-1][0])
+        assert _ids(rest) == _ids(turns[5:])
+
+    async def test_list_user_sessions_pages_newest_first(self, store: SessionStore) -> None:
+        made = []
+        for i in range(7):
+            self.clock(store).advance(1)
+            made.append(await self._session(store, "bob", created_at=_T0 + timedelta(seconds=i)))
+        await self._session(store, "carol")
+        await store.transition(made[0].session_id, _C, allowed_from=frozenset({_A}))
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            page = await store.list_user_sessions("bob", limit=3, cursor=cursor)
+            assert len(page.items) <= 3
+            seen.extend(s.session_id for s in page.items)
+            assert all(s.turns == [] for s in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [s.session_id for s in reversed(made)]
+        closed = await store.list_user_sessions("bob", status=_C)
+        assert [s.session_id for s in closed.items] == [made[0].session_id]
+        active = await store.list_user_sessions("bob", status=_A, limit=100)
+        assert len(active.items) == 6
+        assert await store.count_live_sessions("bob") == 6
+        assert await store.count_live_sessions("nobody") == 0
+
+    async def test_contract_list_sessions_and_save(self, store: SessionStore) -> None:
+        state = make_state("dave", variables={"k": 1})
+        turns = [make_turn(1), make_turn(2)]
+        full = replace(state, turns=turns, turn_count=2, total_tokens=2, total_cost=1.0)
+        await store.save(full)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert _ids(loaded.turns) == _ids(turns)
+        assert loaded.variables == {"k": 1}
+        replaced = replace(full, turns=[turns[0]], turn_count=1, variables={"k": 2})
+        await store.save(replaced)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert _ids(loaded.turns) == [turns[0].turn_id]
+        assert loaded.variables == {"k": 2}
+        listed = await store.list_sessions("dave")
+        assert [s.session_id for s in listed] == [state.session_id]
+        assert _ids(listed[0].turns) == [turns[0].turn_id]
+
+    # ------------------------------------------------------------ user cap
+    async def test_user_cap_is_atomic_under_concurrency(self, store: SessionStore) -> None:
+        async def create() -> bool:
+            try:
+                await store.create_session(make_state("erin"), max_live_per_user=10)
+            except SessionCapacityError:
+                return False
+            return True
+
+        results = await asyncio.gather(*(create() for _ in range(50)))
+        assert sum(results) == 10
+        assert await store.count_live_sessions("erin") == 10
+        page = await store.list_user_sessions("erin", limit=100)
+        assert len(page.items) == 10
+
+    async def test_closed_sessions_free_the_user_cap(self, store: SessionStore) -> None:
+        first = make_state("frank")
+        await store.create_session(first, max_live_per_user=1)
+        with pytest.raises(SessionCapacityError):
+            await store.create_session(make_state("frank"), max_live_per_user=1)
+        await store.transition(first.session_id, _C, allowed_from=frozenset({_A}))
+        await store.create_session(make_state("frank"), max_live_per_user=1)
+
+    # ------------------------------------------------------------ transitions
+    async def test_transition_compare_and_set(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        self.clock(store).advance(3)
+        record = await store.transition(state.session_id, _S, allowed_from=frozenset({_A}))
+        assert record.state.status == _S
+        assert record.state.updated_at == self.clock(store).now
+        with pytest.raises(SessionTransitionError) as info:
+            await store.transition(state.session_id, _S, allowed_from=frozenset({_A}))
+        assert info.value.from_status == "suspended"
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A, _S}))
+        with pytest.raises(SessionTransitionError):
+            await store.transition(state.session_id, _A, allowed_from=frozenset({_S}))
+        with pytest.raises(SessionNotFoundError):
+            await store.transition("missing", _C, allowed_from=frozenset({_A}))
+
+    async def test_update_session_replaces_fields(self, store: SessionStore) -> None:
+        state = await self._session(store, variables={"a": 1}, metadata={"m": 1})
+        record = await store.update_session(
+            state.session_id,
+            SessionPatch(variables={"b": 2}, active_tools=["x"], system_prompt="hi"),
+        )
+        assert record.state.variables == {"b": 2}
+        assert record.state.metadata == {"m": 1}
+        assert record.state.active_tools == ["x"]
+        assert record.state.system_prompt == "hi"
+        record = await store.update_session(
+            state.session_id, SessionPatch(clear_system_prompt=True)
+        )
+        assert record.state.system_prompt is None
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        with pytest.raises(SessionClosedError):
+            await store.update_session(state.session_id, SessionPatch(variables={}))
+
+    # ---------------------------------------------------------------- delete
+    async def test_delete_removes_everything(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await self._append(store, state.session_id, 2)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="x-" + uuid.uuid4().hex
+        )
+        await store.delete(state.session_id)
+        assert await store.load(state.session_id) is None
+        assert await store.load_checkpoint(cp.checkpoint_id) is None
+        assert await store.count_live_sessions("alice") == 0
+        assert (await store.list_user_sessions("alice")).items == []
+        await store.delete(state.session_id)  # unknown ids are ignored
+
+    # ----------------------------------------------------------- persistence
+    async def test_data_survives_a_new_store_instance(
+        self, store: SessionStore, store_factory: StoreFactory
+    ) -> None:
+        state = await self._session(store, variables={"keep": True})
+        turns = await self._append(store, state.session_id, 5)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="p-" + uuid.uuid4().hex
+        )
+        other = await store_factory()
+        other.clock = store.clock
+        loaded = await other.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turns == turns
+        assert loaded.variables == {"keep": True}
+        assert (await other.load_checkpoint(cp.checkpoint_id)) is not None
+        await other.append_turns(state.session_id, [make_turn(99)])
+        again = await store.load(state.session_id)
+        assert again is not None and again.turn_count == 6
+
+    async def test_returned_values_are_not_aliased(self, store: SessionStore) -> None:
+        state = await self._session(store, variables={"a": {"b": 1}})
+        await store.append_turns(state.session_id, [make_turn(1, metadata={"k": [1]})])
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        loaded.turns.append(make_turn(2))
+        loaded.turns[0].metadata["k"].append(2)
+        loaded.variables["a"]["b"] = 99
+        loaded.active_tools.append("evil")
+        again = await store.load(state.session_id)
+        assert again is not None
+        assert len(again.turns) == 1
+        assert again.turns[0].metadata == {"k": [1]}
+        assert again.variables == {"a": {"b": 1}}
+        assert again.active_tools == []
+
+    async def test_corrupt_record_names_the_session(
+        self, store: SessionStore, corrupt_session: Corrupter | None
+    ) -> None:
+        if corrupt_session is None:
+            pytest.skip("this backend keeps live objects; nothing can be corrupted")
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1)])
+        await corrupt_session(store, state.session_id)
+        with pytest.raises(CorruptRecordError) as info:
+            await store.load(state.session_id)
+        assert state.session_id in str(info.value)

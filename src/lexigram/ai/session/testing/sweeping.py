@@ -1,0 +1,167 @@
+"""The conformance tests of one capability.
+
+Sweeping: expiry deadlines, find/mark expired (single and batched), purge and
+tombstones.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from lexigram.ai.session.exceptions import (
+    SessionExpiredError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.testing.support import (
+    _A,
+    _C,
+    _E,
+    _S,
+    SuiteBase,
+    make_turn,
+)
+
+__all__ = ["SweepingSuite"]
+
+
+class SweepingSuite(SuiteBase):
+    """Sweeping: expiry deadlines, find/mark expired (single and batched), purge and tombstones."""
+
+    # ------------------------------------------------------------------- TTL
+    async def test_idle_session_expires(self, store: SessionStore) -> None:
+        store.session_ttl = 60
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1)])
+        self.clock(store).advance(59)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.status == _A
+        self.clock(store).advance(2)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.status == _E
+        record = await store.load_record(state.session_id)
+        assert record is not None and record.state.status == _E
+        with pytest.raises(SessionExpiredError):
+            await store.append_turns(state.session_id, [make_turn(2)])
+        with pytest.raises(SessionExpiredError):
+            await store.transition(state.session_id, _C, allowed_from=frozenset({_A, _S}))
+        assert await store.count_live_sessions("alice") == 0
+        assert state.session_id in await store.find_expired()
+        marked = await store.mark_expired(state.session_id)
+        assert marked is not None and marked.state.status == _E
+        assert await store.mark_expired(state.session_id) is None
+        assert state.session_id not in await store.find_expired()
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.status == _E and loaded.turn_count == 1
+
+    async def test_activity_pushes_the_deadline(self, store: SessionStore) -> None:
+        store.session_ttl = 60
+        state = await self._session(store)
+        for i in range(3):
+            self.clock(store).advance(50)
+            await store.append_turns(state.session_id, [make_turn(i)])
+        assert await store.find_expired() == []
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.status == _A
+
+    async def test_concurrent_sweepers_mark_once(self, store: SessionStore) -> None:
+        store.session_ttl = 10
+        states = [await self._session(store, f"u{i}") for i in range(5)]
+        self.clock(store).advance(11)
+        results = await asyncio.gather(
+            *(store.mark_expired(s.session_id) for s in states for _ in range(4))
+        )
+        assert sum(r is not None for r in results) == 5
+
+    async def test_mark_expired_batch_expires_only_the_due_once(self, store: SessionStore) -> None:
+        store.session_ttl = 60
+        due = [await self._session(store, f"due{i}") for i in range(4)]
+        closed = await self._session(store, "closed")
+        await store.transition(closed.session_id, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(61)
+        now = self.clock(store).now
+        fresh = await self._session(store, "fresh", created_at=now, updated_at=now)
+        ids = [s.session_id for s in due] + [closed.session_id, fresh.session_id, "missing-id"]
+        outcome = await store.mark_expired_batch(ids)
+        assert sorted(r.state.session_id for r in outcome.done) == sorted(
+            s.session_id for s in due
+        )
+        assert all(r.state.status == _E for r in outcome.done)
+        assert outcome.damaged == [] and outcome.failed == []
+        again = await store.mark_expired_batch(ids)
+        assert again.done == []
+        for state in due:
+            record = await store.load_record(state.session_id)
+            assert record is not None and record.state.status == _E
+        fresh_record = await store.load_record(fresh.session_id)
+        assert fresh_record is not None and fresh_record.state.status == _A
+        closed_record = await store.load_record(closed.session_id)
+        assert closed_record is not None and closed_record.state.status == _C
+        assert await store.find_expired() == []
+        assert (await store.mark_expired_batch([])).done == []
+
+    async def test_concurrent_batches_expire_each_session_once(self, store: SessionStore) -> None:
+        store.session_ttl = 10
+        states = [await self._session(store, f"u{i}") for i in range(6)]
+        self.clock(store).advance(11)
+        ids = [s.session_id for s in states]
+        outcomes = await asyncio.gather(
+            *(store.mark_expired_batch(ids[i:] + ids[:i]) for i in range(4))
+        )
+        won = [r.state.session_id for o in outcomes for r in o.done]
+        assert sorted(won) == sorted(ids)
+
+    async def test_purge_batch_removes_only_ended_and_tombstones(
+        self, store: SessionStore
+    ) -> None:
+        ended = [await self._session(store, f"e{i}") for i in range(3)]
+        for state in ended:
+            await store.append_turns(state.session_id, [make_turn(1)])
+            await store.create_checkpoint(state.session_id, checkpoint_id="cp-" + uuid.uuid4().hex)
+            await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        live = await self._session(store, "live")
+        until = self.clock(store).now + timedelta(hours=1)
+        ids = [s.session_id for s in ended] + [live.session_id, "missing-id"]
+        outcome = await store.purge_batch(ids, tombstone_until=until)
+        assert sorted(outcome.done) == sorted(s.session_id for s in ended)
+        assert outcome.damaged == [] and outcome.failed == []
+        assert (await store.purge_batch(ids, tombstone_until=until)).done == []
+        for state in ended:
+            assert await store.load(state.session_id) is None
+            assert await store.list_checkpoint_headers(state.session_id) == []
+            with pytest.raises(SessionValidationError):
+                await store.create_session(state)
+        assert await store.load_record(live.session_id) is not None
+        self.clock(store).advance(100)
+        assert await store.find_purgeable(older_than=self.clock(store).now) == []
+        self.clock(store).advance(3601)
+        await store.create_session(ended[0])
+
+    async def test_purge_leaves_a_tombstone(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1)])
+        await store.create_checkpoint(state.session_id, checkpoint_id="cp-" + uuid.uuid4().hex)
+        open_state = await self._session(store)
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(100)
+        purgeable = await store.find_purgeable(older_than=self.clock(store).now)
+        assert state.session_id in purgeable
+        assert open_state.session_id not in purgeable
+        until = self.clock(store).now + timedelta(hours=1)
+        assert await store.purge(state.session_id, tombstone_until=until)
+        assert not await store.purge(state.session_id, tombstone_until=until)
+        assert not await store.purge(open_state.session_id, tombstone_until=until)
+        assert await store.load(state.session_id) is None
+        assert await store.list_checkpoint_headers(state.session_id) == []
+        with pytest.raises(SessionValidationError):
+            await store.create_session(state)
+        with pytest.raises(SessionNotFoundError):
+            await store.save(state)
+        self.clock(store).advance(3601)
+        await store.create_session(state)

@@ -1,0 +1,142 @@
+"""The conformance tests of one capability.
+
+Turns: append (caps, duplicates, concurrency, patches), pop and clear.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionCapacityError,
+    SessionClosedError,
+    SessionNotFoundError,
+    SessionTransitionError,
+    TurnLimitReachedError,
+)
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.testing.support import (
+    _A,
+    _C,
+    _S,
+    SuiteBase,
+    _ids,
+    make_turn,
+)
+
+__all__ = ["TurnsSuite"]
+
+
+class TurnsSuite(SuiteBase):
+    """Turns: append (caps, duplicates, concurrency, patches), pop and clear."""
+
+    # ----------------------------------------------------------------- append
+    async def test_append_updates_counters_and_time(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        self.clock(store).advance(5)
+        result = await store.append_turns(state.session_id, [make_turn(1, tokens=10, cost=1.25)])
+        assert result.record.state.turn_count == 1
+        assert result.record.state.total_tokens == 10
+        assert result.record.state.total_cost == pytest.approx(1.25)
+        assert result.record.state.updated_at == self.clock(store).now
+        assert not result.closed_by_cap
+        batch = [make_turn(2, tokens=1, cost=0.25), make_turn(3, tokens=2, cost=0.5)]
+        result = await store.append_turns(state.session_id, batch)
+        assert result.record.state.turn_count == 3
+        assert result.record.state.total_tokens == 13
+        assert result.record.state.total_cost == pytest.approx(2.0)
+        assert result.first_seq > 1
+
+    async def test_append_to_missing_session(self, store: SessionStore) -> None:
+        with pytest.raises(SessionNotFoundError):
+            await store.append_turns("missing", [make_turn(1)])
+
+    async def test_duplicate_turn_id_refused_and_nothing_written(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        first = make_turn(1, turn_id="same")
+        await store.append_turns(state.session_id, [first])
+        with pytest.raises(DuplicateTurnError):
+            await store.append_turns(state.session_id, [make_turn(2), make_turn(3, turn_id="same")])
+        with pytest.raises(DuplicateTurnError):
+            await store.append_turns(
+                state.session_id, [make_turn(4, turn_id="x"), make_turn(5, turn_id="x")]
+            )
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert _ids(loaded.turns) == ["same"]
+        assert loaded.turn_count == 1
+
+    async def test_turn_cap_closes_then_refuses(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1), make_turn(2)], max_turns=3)
+        with pytest.raises(SessionCapacityError):
+            await store.append_turns(state.session_id, [make_turn(3), make_turn(4)], max_turns=3)
+        result = await store.append_turns(state.session_id, [make_turn(5)], max_turns=3)
+        assert result.closed_by_cap
+        assert result.record.state.status == _C
+        with pytest.raises(TurnLimitReachedError):
+            await store.append_turns(state.session_id, [make_turn(6)], max_turns=3)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turn_count == 3
+        assert len(loaded.turns) == 3
+
+    async def test_closed_and_suspended_refuse_turns(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await store.transition(state.session_id, _S, allowed_from=frozenset({_A}))
+        with pytest.raises(SessionTransitionError):
+            await store.append_turns(state.session_id, [make_turn(1)])
+        await store.transition(state.session_id, _A, allowed_from=frozenset({_S}))
+        await store.append_turns(state.session_id, [make_turn(2)])
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A, _S}))
+        with pytest.raises(SessionClosedError):
+            await store.append_turns(state.session_id, [make_turn(3)])
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.turn_count == 1
+
+    async def test_concurrent_appends_lose_nothing(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        turns = [make_turn(i) for i in range(200)]
+        await asyncio.gather(*(store.append_turns(state.session_id, [t]) for t in turns))
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.turn_count == 200
+        assert sorted(_ids(loaded.turns)) == sorted(_ids(turns))
+        assert loaded.total_tokens == 200
+
+    async def test_append_with_patch_is_one_step(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        await store.append_turns(
+            state.session_id, [make_turn(1)], patch=SessionPatch(variables={"round": 1})
+        )
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert loaded.variables == {"round": 1}
+        assert loaded.turn_count == 1
+
+    # ---------------------------------------------------------- pop / clear
+    async def test_pop_and_clear_turns(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        turns = [make_turn(i, tokens=i + 1, cost=0.5) for i in range(4)]
+        await store.append_turns(state.session_id, turns)
+        popped = await store.pop_turn(state.session_id)
+        assert popped == turns[-1]
+        record = await store.load_record(state.session_id)
+        assert record is not None
+        assert record.state.turn_count == 3
+        assert record.state.total_tokens == 1 + 2 + 3
+        assert record.state.total_cost == pytest.approx(1.5)
+        await store.append_turns(state.session_id, [turns[-1]])  # its id is free again
+        assert await store.clear_turns(state.session_id) == 4
+        record = await store.load_record(state.session_id)
+        assert (
+            record is not None and record.state.turn_count == 0 and record.state.total_tokens == 0
+        )
+        assert await store.get_turns(state.session_id) == []
+        assert await store.pop_turn(state.session_id) is None
+        await store.append_turns(state.session_id, [turns[0]])
+        assert _ids(await store.get_turns(state.session_id)) == [turns[0].turn_id]
