@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TextIO, cast
 
 from lexigram.ai.session.backends import find_backend
-from lexigram.ai.session.cli import commands
+from lexigram.ai.session.cli import commands, privacy_commands
 from lexigram.ai.session.cli.operations import build_config
 from lexigram.ai.session.redaction import RedactingWriter
 
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-writes", action="store_true", help="enable close/restore/fork")
     p.add_argument("--token", help="access token (required off loopback; "
                    "default $AI_SESSION_EXPLORER_TOKEN)")
+    privacy_commands.add_parsers(sub)
     return parser
 
 
@@ -130,6 +131,8 @@ def main(
             f"warning: backend {config.backend} keeps nothing between runs; "
             "pass --database-url or --redis-url, or configure ai_session.backend\n"
         )
+    if args.command in privacy_commands.COMMANDS:
+        return privacy_commands.run(args, config, out=out, err=err)
     if args.command == "schema-setup":
         return commands.run_schema_setup(config, out=out, err=err)
     if args.command == "list":

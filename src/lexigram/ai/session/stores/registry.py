@@ -96,7 +96,10 @@ def registered_backends() -> frozenset[str]:
 
 
 def create_store(config: SessionConfig) -> SessionStore:
-    """Build the store ``config.backend`` names; an unknown name is a ``ConfigurationError``."""
+    """Build the store ``config.backend`` names; an unknown name is a ``ConfigurationError``.
+
+    With ``encryption_keys`` set it comes wrapped in ``EncryptedSessionStore``.
+    """
     backend = backends.find_backend(config.backend)
     if backend is None:
         raise ConfigurationError(
@@ -104,4 +107,6 @@ def create_store(config: SessionConfig) -> SessionStore:
             f"expected one of {sorted(backends.backend_names())}"
         )
     store: SessionStore = backend.from_config(config)
-    return store
+    from lexigram.ai.session.stores.encrypted.wiring import encrypt_if_configured
+
+    return encrypt_if_configured(store, config)

@@ -1,0 +1,231 @@
+"""CLI commands of privacy and keys: ``keys status|rotate|retire``, ``erase-user``, ``export-user``.
+
+Keys come from ``encryption_keys`` (``application.yaml`` or
+``LEX_AI_SESSION__ENCRYPTION_KEYS="new-id:key,old-id:key"``), newest first; they are
+never printed. ``keys rotate`` re-wraps every stored data key under the newest key in
+batches (progress on stderr, a cursor to resume with); ``keys retire KEYID`` exits 1
+while any record still needs that key, else says it can be removed from the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import orjson
+from lexigram.contracts.exceptions.config import ConfigurationError
+
+from lexigram.ai.session.cli.operations import open_store
+from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
+from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.encryption.keyring import Keyring
+from lexigram.ai.session.exceptions import SessionError
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
+from lexigram.ai.session.stores.encrypted.rotation import (
+    RotationReport,
+    key_usage,
+    rotate_keys,
+)
+from lexigram.ai.session.stores.encrypted.wiring import encrypt_if_configured
+
+__all__ = ["COMMANDS", "add_parsers", "run"]
+
+#: The commands this module adds to the CLI.
+COMMANDS = frozenset({"keys", "erase-user", "export-user"})
+
+T = TypeVar("T")
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``keys``, ``erase-user`` and ``export-user`` to the CLI's subparsers."""
+    keys = sub.add_parser("keys", help="encryption keys: status, rotate, retire")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    actions.add_parser("status", help="how many stored records need each configured key")
+    p = actions.add_parser("rotate", help="re-wrap every data key under the newest key")
+    p.add_argument("--batch", type=int, default=500, help="sessions per batch (default 500)")
+    p.add_argument("--resume-from", metavar="CURSOR", help="cursor printed by an earlier run")
+    p = actions.add_parser("retire", help="check that no stored record needs KEYID any more")
+    p.add_argument("key_id", metavar="KEYID")
+
+    p = sub.add_parser("erase-user", help="erase every session of a user (irreversible)")
+    p.add_argument("user_id", metavar="USER")
+    p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+
+    p = sub.add_parser("export-user", help="everything stored about a user, as one document")
+    p.add_argument("user_id", metavar="USER")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+
+def _run(make: Callable[[], Awaitable[T]], err: TextIO) -> tuple[int, T | None]:
+    async def main() -> T:
+        return await make()
+
+    try:
+        return 0, asyncio.run(main())
+    except (SessionError, ConfigurationError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return 1, None
+
+
+def _keyring(config: SessionConfig) -> Keyring:
+    keyring = Keyring.from_config(config.encryption_keys)
+    if keyring is None:
+        raise ConfigurationError(
+            "ai_session.encryption_keys: no key configured (set it in application.yaml or "
+            "LEX_AI_SESSION__ENCRYPTION_KEYS='id:key,...', newest first)"
+        )
+    return keyring
+
+
+@asynccontextmanager
+async def _store(config: SessionConfig) -> AsyncIterator[SessionStore]:
+    async with open_store(config) as store:
+        yield encrypt_if_configured(store, config)
+
+
+def run(args: argparse.Namespace, config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
+    """Run one of :data:`COMMANDS`; returns the exit code."""
+    if args.command == "erase-user":
+        return _erase(config, args.user_id, as_json=args.json, out=out, err=err)
+    if args.command == "export-user":
+        return _export(config, args.user_id, args.output, out=out, err=err)
+    action = args.keys_command
+    if action == "status":
+        return _status(config, out=out, err=err)
+    if action == "rotate":
+        return _rotate(config, batch=args.batch, resume_from=args.resume_from, out=out, err=err)
+    return _retire(config, args.key_id, out=out, err=err)
+
+
+def _status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
+    async def work() -> list[tuple[str, int]]:
+        keyring = _keyring(config)
+        async with _store(config) as store:
+            access = envelope_access(store)
+            return [(key_id, await key_usage(access, key_id)) for key_id in keyring.ids]
+
+    code, counts = _run(work, err)
+    for index, (key_id, count) in enumerate(counts or []):
+        role = "newest (wraps new data keys)" if index == 0 else "older"
+        out.write(f"{key_id}: {count} record(s); {role}\n")
+    return code
+
+
+def _rotate(
+    config: SessionConfig, *, batch: int, resume_from: str | None, out: TextIO, err: TextIO
+) -> int:
+    if batch < 1:
+        err.write("error: --batch: must be >= 1\n")
+        return 1
+
+    def progress(report: RotationReport) -> None:
+        resume = f"; resume with --resume-from {report.cursor}" if report.cursor else ""
+        err.write(
+            f"batch {report.batches}: {report.sessions_seen} session(s) seen, "
+            f"{report.sessions_rewrapped} re-wrapped{resume}\n"
+        )
+
+    async def work() -> RotationReport:
+        keyring = _keyring(config)
+        async with _store(config) as store:
+            return await rotate_keys(
+                envelope_access(store),
+                keyring,
+                batch=batch,
+                resume_from=resume_from,
+                progress=progress,
+            )
+
+    code, report = _run(work, err)
+    if report is None:
+        return code
+    out.write(
+        f"rotated: {report.sessions_rewrapped} of {report.sessions_seen} session(s) re-wrapped "
+        f"({report.envelopes_rewrapped} key envelope(s)) under the newest key\n"
+    )
+    for session_id, problem in report.failed:
+        err.write(f"error: session {session_id!r}: {problem}\n")
+    return 1 if report.failed else 0
+
+
+def _retire(config: SessionConfig, key_id: str, *, out: TextIO, err: TextIO) -> int:
+    async def work() -> int:
+        keyring = _keyring(config)
+        if keyring.newest.id == key_id:
+            raise ConfigurationError(
+                f"ai_session.encryption_keys: {key_id!r} is the newest key (it wraps every new "
+                "data key); put a new key first and run 'keys rotate' before retiring it"
+            )
+        async with _store(config) as store:
+            return await key_usage(envelope_access(store), key_id)
+
+    code, count = _run(work, err)
+    if count is None:
+        return code
+    if count:
+        err.write(
+            f"error: key {key_id!r} still wraps the data keys of {count} stored record(s); "
+            "run 'keys rotate' first (with a newer key first in encryption_keys)\n"
+        )
+        return 1
+    out.write(f"key {key_id!r} is needed by no stored record: remove it from encryption_keys\n")
+    return 0
+
+
+def _erase(config: SessionConfig, user_id: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
+    async def work() -> Any:
+        async with _store(config) as store:
+            return await SessionManagerImpl(store, config).erase_user(user_id)
+
+    code, erasure = _run(work, err)
+    if erasure is None:
+        return code
+    if as_json:
+        out.write(orjson.dumps({
+            "user_id": erasure.user_id,
+            "sessions": erasure.sessions,
+            "checkpoints": erasure.checkpoints,
+            "turns": erasure.turns,
+            "damaged": erasure.damaged,
+            "complete": erasure.complete,
+        }, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(
+            f"erased user {user_id!r}: {len(erasure.sessions)} session(s), "
+            f"{erasure.checkpoints} checkpoint(s), {erasure.turns} turn(s)\n"
+        )
+    if not erasure.complete:
+        err.write("error: sessions of the user remain (created meanwhile?); run it again\n")
+        return 1
+    return 0
+
+
+def _export(
+    config: SessionConfig, user_id: str, output: str | None, *, out: TextIO, err: TextIO
+) -> int:
+    async def work() -> Any:
+        async with _store(config) as store:
+            return await SessionManagerImpl(store, config).export_user(user_id)
+
+    code, export = _run(work, err)
+    if export is None:
+        return code
+    data = dump_document([session_to_dict(s.state, s.checkpoints) for s in export.sessions])
+    if output in (None, "-"):
+        out.write(data.decode())
+    else:
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:
+            err.write(f"error: cannot write {output}: {exc}\n")
+            return 1
+        err.write(f"wrote {len(export.sessions)} session(s) of {user_id!r} to {output}\n")
+    for session_id in export.damaged:
+        err.write(f"warning: session {session_id!r} could not be read and was left out\n")
+    return 1 if export.damaged else code
