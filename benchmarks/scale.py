@@ -2,7 +2,7 @@
 
 Run::
 
-    python benchmarks/scale.py [--backends sqlite,postgres,redis,redis-cluster]
+    python benchmarks/scale.py [--backends sqlite,postgres,mariadb,redis,redis-cluster]
         [--processes 2] [--tasks 32] [--history 200] [--duration 5] [--rounds 3]
 
 The workload is a busy chat service: every task owns one session that starts with
@@ -20,6 +20,8 @@ the newest 20 turns, then append a user turn and an assistant turn atomically.
     one hop running ``BEGIN IMMEDIATE; INSERT x2; UPDATE counters; COMMIT``.
   - PostgreSQL: an asyncpg pool of the same size as the store's; the same read, and
     the write as *one* statement (a CTE inserting both rows and bumping the counters).
+  - MariaDB: an asyncmy pool of the same size; the same read, and the write as one
+    ``INSERT`` of both rows, one ``UPDATE`` and ``COMMIT`` (``scale_mariadb.py``).
   - Redis / Redis Cluster: ``LRANGE -20 -1`` + ``orjson.loads``, then one Lua script
     (``RPUSH`` both turns, ``HINCRBY`` the counters, the touch time) by ``EVALSHA``.
 
@@ -137,7 +139,7 @@ def _history_payloads(history: int) -> list[bytes]:
 
 # -------------------------------------------------------------------- ours
 async def _make_store(spec: Spec) -> Any:
-    if spec.backend in ("sqlite", "postgres"):
+    if spec.backend in ("sqlite", "postgres", "mariadb"):
         from lexigram.ai.session.stores.database import DatabaseSessionStore
 
         return DatabaseSessionStore(spec.url, table_prefix=spec.prefix, pool_size=spec.pool_size)
@@ -245,7 +247,7 @@ async def check_ours(spec: Spec, acknowledged: int) -> list[str]:
 
 async def drop_ours(spec: Spec) -> None:
     """Delete the namespace of our store."""
-    if spec.backend == "postgres":
+    if spec.backend in ("postgres", "mariadb"):
         from lexigram.ai.session.stores.sql.schema import drop_all
 
         store = await _make_store(spec)
@@ -549,7 +551,15 @@ RAW: dict[str, Opener] = {
     "postgres": RawPostgres.open,
     "redis": RawRedis.open,
     "redis-cluster": RawRedis.open,
+    "mariadb": lambda spec: _raw_mariadb().open(spec),
 }
+
+
+def _raw_mariadb() -> Any:
+    """``scale_mariadb.RawMariadb`` (imported when a MariaDB round runs)."""
+    from scale_mariadb import RawMariadb
+
+    return RawMariadb
 
 
 async def _work(kind: str, spec: Spec, sids: list[str], duration: float, barrier: Any) -> Any:
@@ -686,6 +696,11 @@ def make_backend(name: str, args: argparse.Namespace, cluster_url: str | None) -
     if name == "postgres":
         spec = Spec(name, POSTGRES_URL, f"scale_{tag}_", args.pool, args.history, sessions=sessions)
         return Backend(name, spec, _pg_raw_seed, _pg_raw_counts)
+    if name == "mariadb":
+        from scale_mariadb import MARIADB_URL, mariadb_raw_counts, mariadb_raw_seed
+
+        spec = Spec(name, MARIADB_URL, f"scale_{tag}_", args.pool, args.history, sessions=sessions)
+        return Backend(name, spec, mariadb_raw_seed, mariadb_raw_counts)
     if name in ("redis", "redis-cluster"):
         url = REDIS_URL if name == "redis" else str(cluster_url)
         spec = Spec(name, url, f"lxscale:{tag}:", 50, args.history, sessions=sessions)
