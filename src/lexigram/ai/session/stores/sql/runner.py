@@ -292,6 +292,40 @@ class Leases:
         self._keep = keep
         self._idle: list[Lease] = []
         self._closed = False
+        self._pinned: Lease | None = None
+        self._pinning: asyncio.Lock | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`take_idle` ran (nothing is kept any more)."""
+        return self._closed
+
+    async def pinned(self) -> Lease:
+        """The one connection shared by every caller of a kind (SQLite's writes).
+
+        Callers use it at the same time: the driver queues their calls (aiosqlite
+        runs them one after the other in its thread). Given back by :meth:`close`.
+        """
+        lease = self._pinned
+        if lease is not None:
+            return lease
+        if self._pinning is None:
+            self._pinning = asyncio.Lock()
+        async with self._pinning:
+            if self._pinned is None:
+                self._pinned = await self.acquire()
+            return self._pinned
+
+    async def unpin(self, lease: Lease) -> None:
+        """Discard the pinned connection ``lease`` (it broke); the next caller opens another."""
+        if self._pinned is not lease:
+            return  # another caller of the same connection already discarded it
+        self._pinned = None
+        await self.release(lease, broken=True)
+
+    def _take_pinned(self) -> list[Lease]:
+        pinned, self._pinned = self._pinned, None
+        return [] if pinned is None else [pinned]
 
     async def acquire(self) -> Lease:
         """An idle connection, or a new checkout."""
@@ -314,7 +348,10 @@ class Leases:
             finally:
                 await conn.close()
             return
-        if self._closed or len(self._idle) >= self._keep:
+        # A pinned connection counts against ``keep``: the pool must always have a
+        # connection for a caller waiting on it.
+        kept = self._keep - (self._pinned is not None)
+        if self._closed or len(self._idle) >= kept:
             await conn.close()
         else:
             self._idle.append(lease)
@@ -331,14 +368,14 @@ class Leases:
     async def close(self) -> None:
         """Return every idle connection to the pool."""
         self._closed = True
-        idle, self._idle = self._idle, []
+        idle, self._idle = self._idle + self._take_pinned(), []
         for conn, _ in idle:
             await conn.close()
 
     def take_idle(self) -> list[Lease]:
         """Stop keeping connections and hand over the idle ones (no I/O)."""
         self._closed = True
-        idle, self._idle = self._idle, []
+        idle, self._idle = self._idle + self._take_pinned(), []
         return idle
 
 
@@ -490,6 +527,34 @@ class SqliteRunner(Runner):
         return _shared_lock(self._lock_key)
 
     async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
+        # Every write of this event loop goes to one pinned connection: aiosqlite
+        # queues them and its thread runs them back to back (no idle gap between
+        # two writes while the event loop wakes up), and they never contend for
+        # SQLite's write lock among themselves.
+        leases = self.leases
+        if not self.one_hop or leases.closed:
+            return await self._locked_write(script, args)
+        try:
+            lease = await leases.pinned()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            raise self.translate(exc) from exc
+        driver = lease[1]
+        call: Callable[..., Awaitable[T]] | None = getattr(driver, "_execute", None)
+        if call is None:
+            return await self._locked_write(script, args)
+        try:
+            return await call(_sqlite_call, driver._conn, "BEGIN IMMEDIATE", script, args)
+        except (SessionError, Conflict, asyncio.CancelledError):
+            raise
+        except BaseException as exc:
+            error = self.translate(exc)
+            if isinstance(error, StoreUnavailableError) or error is exc:
+                await leases.unpin(lease)
+            raise error from exc
+
+    async def _locked_write(self, script: Script[T], args: tuple[Any, ...]) -> T:
         async with self._lock():
             return await self._hop("BEGIN IMMEDIATE", script, args)
 
