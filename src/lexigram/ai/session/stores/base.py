@@ -37,7 +37,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -48,7 +48,7 @@ from lexigram.contracts.ai.session import (
     SessionTurn,
 )
 
-from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
 
 __all__ = [
     "LIVE_STATUSES",
@@ -67,6 +67,8 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 TurnRange = tuple[int, int]
+#: Page size of the derived :meth:`SessionStore.list_sessions`.
+_LIST_PAGE = 100
 
 T = TypeVar("T")
 
@@ -250,17 +252,42 @@ class SessionStore(abc.ABC):
         retention, so a late write cannot bring a purged session back.
         """
 
-    @abc.abstractmethod
     async def load(self, session_id: str) -> SessionState | None:
-        """The full state (header + live turns) or None."""
+        """The full state (header + live turns) or None.
+
+        Derived here from :meth:`load_record` and :meth:`get_turns` (two reads; a
+        backend that can read both at once, or in one snapshot, overrides it).
+        """
+        record = await self.load_record(session_id)
+        if record is None:
+            return None
+        try:
+            turns = await self.get_turns(session_id)
+        except SessionNotFoundError:
+            return None  # deleted between the two reads
+        return replace(record.state, turns=turns)
 
     @abc.abstractmethod
     async def delete(self, session_id: str) -> None:
         """Remove a session, its turns and its checkpoints. Unknown ids are ignored."""
 
-    @abc.abstractmethod
     async def list_sessions(self, user_id: str) -> list[SessionState]:
-        """Every session of ``user_id`` as full states (compat; prefer ``list_user_sessions``)."""
+        """Every session of ``user_id`` as full states, oldest first (compat; prefer
+        ``list_user_sessions``).
+
+        Derived here from :meth:`list_user_sessions` and :meth:`load`; a session
+        deleted meanwhile is left out.
+        """
+        newest_first: list[SessionState] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_user_sessions(user_id, limit=_LIST_PAGE, cursor=cursor)
+            newest_first.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None or not page.items:
+                break
+        found = [await self.load(header.session_id) for header in reversed(newest_first)]
+        return [state for state in found if state is not None]
 
     @abc.abstractmethod
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
