@@ -44,7 +44,7 @@ from lexigram.ai.session.stores.encrypted.sealing import (
     envelope_of,
     open_checkpoint,
     open_header,
-    open_turn,
+    open_turns,
     seal_checkpoint_metadata,
     seal_header,
     seal_patch,
@@ -179,7 +179,7 @@ class EncryptedSessionStore(SessionStore):
         if key is None:
             return turns
         record = f"session {session_id!r}"
-        return [open_turn(t, key, record=record) for t in turns]
+        return open_turns(turns, key, record=record)
 
     # --------------------------------------------------------- whole state
     async def save(self, state: SessionState) -> None:

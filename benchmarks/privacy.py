@@ -1,0 +1,120 @@
+"""Encryption at rest: add_turn and get_state with encryption on beside off, same run.
+
+Run:  python benchmarks/privacy.py [--quick] [--backends in_memory,sqlite,postgres,redis]
+
+For every backend ``benchmarks/backends_*.py`` offers (servers that answer), two
+stores on fresh namespaces: plain, and the same backend behind
+``EncryptedSessionStore`` (AES-256-GCM, one key). Through ``SessionManagerImpl``
+(automatic checkpoints off):
+
+* ``add_turn``: one realistic turn (~300 bytes of content, metadata, a tool call)
+  appended to a session, alternating plain / encrypted call by call;
+* ``get_state``: the full state of a 1,000-turn session, alternating likewise.
+
+Prints the medians and the ratio encrypted / plain (target: <= 1.25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("LEX_QUIET", "1")
+os.environ.setdefault("LEX_LOGGING__LEVEL", "WARNING")
+
+from lexigram.logging import configure_logging
+
+configure_logging(level="WARNING")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import bench_turn, discover, median_ms  # noqa: E402
+
+from lexigram.ai.session.config import SessionConfig  # noqa: E402
+from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys  # noqa: E402
+from lexigram.ai.session.manager.core import SessionManagerImpl  # noqa: E402
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore  # noqa: E402
+
+CONFIG = SessionConfig(
+    auto_checkpoint_interval=None, max_turns_per_session=100_000, session_ttl=0
+)
+
+
+def _turn(n: int, prefix: str):  # type: ignore[no-untyped-def]
+    turn = bench_turn(n, prefix=prefix)
+    return replace(turn, tool_calls=[{"name": "lookup", "arguments": {"q": "order 42"}}])
+
+
+async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    keyring = Keyring(parse_keys(new_key_text("bench")))
+    plain_store = await backend.make_store()
+    inner = await backend.make_store()
+    crypt_store = EncryptedSessionStore(inner, keyring)
+    try:
+        managers = {
+            "off": SessionManagerImpl(plain_store, CONFIG),
+            "on": SessionManagerImpl(crypt_store, CONFIG),
+        }
+        appends = 150 if quick else 600
+        reads = 10 if quick else 30
+        long_turns = 1000
+        samples: dict[str, list[float]] = {
+            "add_turn off": [], "add_turn on": [], "get_state off": [], "get_state on": []
+        }
+        sessions = {k: (await m.create("bench-user")).session_id for k, m in managers.items()}
+        for n in range(appends):
+            for mode, manager in managers.items():
+                turn = _turn(n, "a")
+                started = time.perf_counter()
+                await manager.add_turn(sessions[mode], turn)
+                samples[f"add_turn {mode}"].append(time.perf_counter() - started)
+        long_ids = {}
+        for mode, manager in managers.items():
+            state = await manager.create("bench-user")
+            for start in range(0, long_turns, 100):
+                await manager.add_turns(
+                    state.session_id, [_turn(n, "l") for n in range(start, start + 100)]
+                )
+            long_ids[mode] = state.session_id
+        for _ in range(reads):
+            for mode, manager in managers.items():
+                started = time.perf_counter()
+                full = await manager.get_state(long_ids[mode])
+                samples[f"get_state {mode}"].append(time.perf_counter() - started)
+                assert full is not None and len(full.turns) == long_turns
+        return {name: median_ms(values) for name, values in samples.items()}
+    finally:
+        await backend.drop_store(plain_store)
+        await backend.drop_store(inner)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backends", help="comma-separated names (default: all available)")
+    args = parser.parse_args()
+    backends, notes = discover()
+    wanted = set(args.backends.split(",")) if args.backends else None
+    for note in notes:
+        print(f"# {note}")
+    print(f"{'backend':<10} {'op':<10} {'off ms':>9} {'on ms':>9} {'on/off':>7}")
+    for backend in backends:
+        if wanted is not None and backend.name not in wanted:
+            continue
+        try:
+            result = await _bench(backend, args.quick)
+        except Exception as exc:  # a server that does not answer: skip it
+            print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
+            continue
+        for op in ("add_turn", "get_state"):
+            off, on = result[f"{op} off"], result[f"{op} on"]
+            print(f"{backend.name:<10} {op:<10} {off:9.3f} {on:9.3f} {on / off:7.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
