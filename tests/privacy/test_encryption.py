@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
@@ -101,3 +103,40 @@ async def test_a_value_moved_to_another_session_does_not_open() -> None:
     await inner.append_turns(second, [moved])
     with pytest.raises(EncryptionKeyError, match="k1"):
         await store.get_turns(second)
+
+
+async def test_a_plaintext_session_may_not_take_the_reserved_metadata_field() -> None:
+    from lexigram.ai.session.exceptions import SessionValidationError
+    from lexigram.ai.session.stores.base import SessionPatch
+
+    inner = InMemorySessionStore()
+    session_id = await fill_session(inner, "fred", Secrets())  # written in plaintext
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    with pytest.raises(SessionValidationError, match="__lexigram_key__") as caught:
+        await store.update_session(session_id, SessionPatch(metadata={"__lexigram_key__": "x"}))
+    assert caught.value.field == "metadata.__lexigram_key__"
+    state = await store.load(session_id)
+    assert state is not None and "__lexigram_key__" not in state.metadata
+
+
+async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> None:
+    """Process A holds the data key of s; B deletes s and creates it again (new key); A's
+    next append was sealed under the old key: it is reported, and reads raise, naming the key."""
+    inner = InMemorySessionStore()
+    ring = keyring("k1")
+    process_a, process_b = EncryptedSessionStore(inner, ring), EncryptedSessionStore(inner, ring)
+    session_id = await fill_session(process_a, "gina", Secrets())
+    await process_b.delete(session_id)
+    await fill_session(process_b, "gina", Secrets())  # new ids: recreate s by hand below
+    from lexigram.contracts.ai.session import SessionState, SessionStatus
+
+    now = datetime.now(UTC)
+    await process_b.create_session(
+        SessionState(session_id=session_id, user_id="gina", status=SessionStatus.ACTIVE,
+                     created_at=now, updated_at=now)
+    )
+    late = SessionTurn(turn_id="late", role="user", content="from A", timestamp=now)
+    await process_a.append_turns(session_id, [late])
+    with pytest.raises(EncryptionKeyError, match="k1"):
+        await process_b.get_turns(session_id)
+    assert process_a._cache[session_id] is not None  # A now holds the fresh key

@@ -69,3 +69,26 @@ async def test_without_rotation_the_old_key_is_still_needed(raw_backend: RawBack
     reader = EncryptedSessionStore(await raw_backend.make(), keyring("key-b"))
     with pytest.raises(EncryptionKeyError, match="key-a"):
         await reader.load(session_id)
+
+
+async def test_a_writer_holding_the_old_wrapping_picks_up_the_new_one(
+    raw_backend: RawBackend,
+) -> None:
+    from lexigram.ai.session.stores.base import SessionPatch
+
+    ring_a = keyring("key-a")
+    ring_ba = Keyring((keyring("key-b").newest, ring_a.newest))
+    writer = EncryptedSessionStore(await raw_backend.make(), ring_ba)
+    session_id = await fill_session(
+        EncryptedSessionStore(await raw_backend.make(), ring_a), "hank", Secrets()
+    )
+    old = EncryptedSessionStore(await raw_backend.make(), ring_ba)  # B deployed, not rotated
+    assert await old.load(session_id) is not None  # caches the A wrapping
+    access = envelope_access(writer)
+    await rotate_keys(access, ring_ba)
+    assert await key_usage(access, "key-a") == 0
+    await old.update_session(session_id, SessionPatch(variables={"x": 1}))  # reads the header
+    await old.update_session(session_id, SessionPatch(metadata={"m": 2}))  # writes metadata
+    assert await key_usage(access, "key-a") == 0  # the old wrapping was not written back
+    state = await writer.load(session_id)
+    assert state is not None and state.metadata == {"m": 2} and state.variables == {"x": 1}

@@ -27,9 +27,11 @@ from lexigram.contracts.ai.session import (
     SessionStatus,
     SessionTurn,
 )
+from lexigram.logging import get_logger
 
 from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
 from lexigram.ai.session.encryption.keyring import Keyring
+from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import (
     AppendResult,
     BatchOutcome,
@@ -41,6 +43,7 @@ from lexigram.ai.session.stores.base import (
     UserErasure,
 )
 from lexigram.ai.session.stores.encrypted.sealing import (
+    KEY_FIELD,
     envelope_of,
     open_checkpoint,
     open_header,
@@ -53,6 +56,8 @@ from lexigram.ai.session.stores.encrypted.sealing import (
 from lexigram.ai.session.validation import check_checkpoint, check_patch, check_state, check_turns
 
 __all__ = ["DEFAULT_KEY_CACHE", "EncryptedSessionStore"]
+
+logger = get_logger(__name__)
 
 #: How many sessions' data keys the store keeps unwrapped in memory.
 DEFAULT_KEY_CACHE = 10_000
@@ -162,8 +167,22 @@ class EncryptedSessionStore(SessionStore):
         key = self._key_of_state(state)
         if key is None:
             return state
-        self._remember(state.session_id, key)
+        cached = self._cache.get(state.session_id)
+        if isinstance(cached, DataKey) and cached.raw != key.raw:
+            # The session was deleted and created again by another process while this
+            # one held its old data key: what this process just wrote under the old
+            # key does not open. The fresh key replaces it from now on.
+            logger.error("ai_session.encryption.stale_data_key", session_id=state.session_id)
+        self._remember(state.session_id, key)  # also picks up a re-wrapped envelope
         return open_header(state, key, record=f"session {state.session_id!r}")
+
+    @staticmethod
+    def _refuse_reserved(patch_metadata: dict[str, Any] | None) -> None:
+        """A plaintext session may not take the key-envelope field into its metadata."""
+        if patch_metadata is not None and KEY_FIELD in patch_metadata:
+            raise SessionValidationError(
+                f"metadata.{KEY_FIELD}", "is reserved for encryption at rest"
+            )
 
     def _open_record(self, record: SessionRecord) -> SessionRecord:
         return replace(record, state=self._open_state(record.state))
@@ -189,6 +208,7 @@ class EncryptedSessionStore(SessionStore):
         if key is None:
             existing = await self.inner.load_record(state.session_id)
             if existing is not None:
+                self._refuse_reserved(state.metadata)
                 await self.inner.save(state)
                 return
             key = self.data_key_for_new(state.session_id)
@@ -312,6 +332,8 @@ class EncryptedSessionStore(SessionStore):
             checked = [seal_turn(t, key) for t in checked]
             if patch is not None:
                 patch = seal_patch(patch, key)
+        elif patch is not None:
+            self._refuse_reserved(patch.metadata)
         result = await self.inner.append_turns(
             session_id, checked, max_turns=max_turns, patch=patch
         )
@@ -323,6 +345,8 @@ class EncryptedSessionStore(SessionStore):
         key = await self._key_for(session_id)
         if key is not None:
             patch = seal_patch(patch, key)
+        else:
+            self._refuse_reserved(patch.metadata)
         return self._open_record(await self.inner.update_session(session_id, patch))
 
     async def transition(
