@@ -1,0 +1,22 @@
+
+if redis.call('EXISTS', KH) == 1 then return fail('EXISTS') end
+local tomb = redis.call('GET', KX)
+if tomb then
+  if tonumber(tomb) > NOW then return fail('EXISTS') end
+  redis.call('DEL', KX)
+end
+local fields = cjson.decode(ARGV[2])
+local flat = {}
+for f, v in pairs(fields) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+local k = tonumber(ARGV[3])
+local seqs, jsons, ids = {}, {}, {}
+for j = 1, k do
+  seqs[j] = j
+  jsons[j] = ARGV[3 + 2 * j]
+  ids[#ids + 1] = ARGV[2 + 2 * j]
+  ids[#ids + 1] = int(j)
+end
+redis.call('DEL', KT, KR, KI, KA, KC, KD, KK, KB, KP)
+hset_pairs(KH, flat)
+write_live(seqs, jsons, ids)
+return reply_h(fields)

@@ -1,0 +1,2 @@
+
+local function replay(prev) return prev end

@@ -1,0 +1,28 @@
+
+local h, err = header()
+if not h then return err end
+local mine = redis.call('ZSCORE', KB, ARGV[2])
+if ARGV[3] ~= '' and not mine then
+  local count = redis.call('ZCARD', KB)
+  if count >= tonumber(ARGV[3]) then return fail('CAPB', int(count)) end
+end
+local point, turns = h, nil
+if ARGV[4] ~= '' then
+  local raw = redis.call('HGET', KD, ARGV[4])
+  if not raw then return fail('CPNF') end
+  local data = cjson.decode(raw)
+  point = data.h or {}
+  local bad
+  turns, bad = checkpoint_turns(ARGV[4], data, live_map())
+  if not turns then return fail('CORRUPT', 'turn log', int(bad)) end
+else
+  turns = redis.call('LRANGE', KT, 0, -1)
+end
+if not mine then
+  local top = redis.call('ZRANGE', KB, -1, -1, 'WITHSCORES')
+  local ord = 1
+  if top[2] then ord = tonumber(top[2]) + 1 end
+  redis.call('ZADD', KB, ord, ARGV[2])
+end
+redis.call('HSET', KP, ARGV[2], ARGV[5])
+return with_turns(reply_h(point), turns)

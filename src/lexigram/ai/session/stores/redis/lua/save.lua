@@ -1,0 +1,38 @@
+
+local tomb = redis.call('GET', KX)
+if tomb then
+  if tonumber(tomb) > NOW then return fail('NF') end
+  redis.call('DEL', KX)
+end
+local old, bad = hmap(KH)
+if bad then return wrong_type() end
+local fields = cjson.decode(ARGV[2])
+local k = tonumber(ARGV[3])
+local base = 0
+if old then
+  base = tonumber(old.ls or '0') or 0
+  fields.o = old.o
+  fields.cq = old.cq
+  fields.fs = old.fs
+end
+fields.ls = int(base + k)
+local seqs, jsons, ids = {}, {}, {}
+for j = 1, k do
+  seqs[j] = base + j
+  jsons[j] = ARGV[3 + 2 * j]
+  ids[#ids + 1] = ARGV[2 + 2 * j]
+  ids[#ids + 1] = int(base + j)
+end
+if old then
+  local oseqs, ojsons = live_turns()
+  retire(oseqs, ojsons, coverage())
+else
+  redis.call('DEL', KT, KR, KI, KA, KC, KD, KK, KB, KP)
+end
+redis.call('DEL', KH)
+local flat = {}
+for f, v in pairs(fields) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+hset_pairs(KH, flat)
+write_live(seqs, jsons, ids)
+if old then gc_archive() end
+return cjson.encode({new = (old == nil), u = old and old.u or nil, ps = old and old.ps or nil})

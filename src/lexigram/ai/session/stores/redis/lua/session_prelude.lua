@@ -1,0 +1,304 @@
+
+-- ARGV[1] is "now" or "now|grace": grace (ms) is how long a session's keys outlive
+-- its deadline (or its end) when the store has a TTL. KEYS[12], when given, is the
+-- key recording this operation's reply (see _OP_EPILOGUE in scripts.py).
+local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
+local NOW_S = NOW_TEXT or ARGV[1]
+local NOW = tonumber(NOW_S)
+local GRACE = tonumber(GRACE_TEXT or '')
+local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX = unpack(KEYS, 1, 11)
+local KO = KEYS[12]
+local MAX_SAFE = 9007199254740991
+local FAILED = false
+-- set by a write that creates no key of its own when the session's keys already
+-- have an expiry: then they are only refreshed once it drifted by KEEP_SLACK_MS
+local KEEP_FAST = false
+local KEEP_SLACK_MS = 60000
+local LIVE = {active = true, suspended = true}
+local VALID = {active = true, suspended = true, closed = true, expired = true}
+
+local function int(x) return string.format('%d', x) end
+local function num(x) return string.format('%.17g', x) end
+
+local function fail(code, a, b)
+  FAILED = true
+  return cjson.encode({e = code, a = a, b = b})
+end
+
+local function json_list(items)
+  return '[' .. table.concat(items, ',') .. ']'
+end
+
+-- a reply carrying turns: {meta JSON, turn JSON, turn JSON, ...} (an array reply,
+-- much cheaper for Redis than concatenating the documents into one string)
+local function with_turns(meta, turns)
+  table.insert(turns, 1, meta)
+  return turns
+end
+
+local function str_list(items)
+  local out = {}
+  for j, v in ipairs(items) do out[j] = cjson.encode(v) end
+  return json_list(out)
+end
+
+local function opt_str(v)
+  if v == nil then return 'null' end
+  return cjson.encode(v)
+end
+
+-- a hash as a table; nil when missing; nil, true when the key is not a hash
+local function hmap(key)
+  local flat = redis.pcall('HGETALL', key)
+  if flat.err then return nil, true end
+  if #flat == 0 then return nil end
+  local m = {}
+  for j = 1, #flat, 2 do m[flat[j]] = flat[j + 1] end
+  return m
+end
+
+local function effective(h)
+  if LIVE[h.s] and h.ex and tonumber(h.ex) <= NOW then return 'expired' end
+  return h.s
+end
+
+local function wrong_type()
+  return fail('CORRUPT', 'header', 'not a hash')
+end
+
+local function header()
+  local h, bad = hmap(KH)
+  if bad then return nil, wrong_type() end
+  if not h then return nil, fail('NF') end
+  if not VALID[h.s] then return nil, fail('CORRUPT', 'status', h.s) end
+  if not (tonumber(h.n) and tonumber(h.tt) and tonumber(h.tc)) then
+    return nil, fail('CORRUPT', 'counters', '')
+  end
+  return h
+end
+
+local function reply_h(h, extra)
+  return '{"h":' .. cjson.encode(h) .. (extra or '') .. '}'
+end
+
+local function parse_ranges(text)
+  local out = {}
+  if text then
+    for a, b in string.gmatch(text, '(%d+):(%d+)') do out[#out + 1] = {tonumber(a), tonumber(b)} end
+  end
+  return out
+end
+
+local function live_ranges()
+  local out = {}
+  for _, v in ipairs(redis.call('LRANGE', KR, 0, -1)) do
+    local a, b = string.match(v, '^(%d+):(%d+)$')
+    out[#out + 1] = {tonumber(a), tonumber(b)}
+  end
+  return out
+end
+
+local function ranges_text(rs)
+  local parts = {}
+  for j, r in ipairs(rs) do parts[j] = int(r[1]) .. ':' .. int(r[2]) end
+  return table.concat(parts, ',')
+end
+
+local function expand(rs)
+  local out = {}
+  for _, r in ipairs(rs) do for s = r[1], r[2] do out[#out + 1] = s end end
+  return out
+end
+
+local function compress(seqs)
+  local out = {}
+  for _, s in ipairs(seqs) do
+    local last = out[#out]
+    if last and last[2] + 1 == s then last[2] = s else out[#out + 1] = {s, s} end
+  end
+  return out
+end
+
+local function push_all(cmd, key, values)
+  local n = #values
+  local j = 1
+  while j <= n do
+    local k = math.min(j + 499, n)
+    redis.call(cmd, key, unpack(values, j, k))
+    j = k + 1
+  end
+end
+
+local function hset_pairs(key, flat)
+  local n = #flat
+  local j = 1
+  while j <= n do
+    local k = math.min(j + 999, n)
+    redis.call('HSET', key, unpack(flat, j, k))
+    j = k + 1
+  end
+end
+
+local function live_turns()
+  local seqs = expand(live_ranges())
+  local jsons = redis.call('LRANGE', KT, 0, -1)
+  return seqs, jsons
+end
+
+-- merged, sorted intervals of every seq some checkpoint names
+local function coverage()
+  local iv = {}
+  for _, text in ipairs(redis.call('HVALS', KK)) do
+    for a, b in string.gmatch(text, '(%d+):(%d+)') do iv[#iv + 1] = {tonumber(a), tonumber(b)} end
+  end
+  table.sort(iv, function(x, y) return x[1] < y[1] end)
+  local merged = {}
+  for _, r in ipairs(iv) do
+    local last = merged[#merged]
+    if last and r[1] <= last[2] + 1 then
+      if r[2] > last[2] then last[2] = r[2] end
+    else
+      merged[#merged + 1] = {r[1], r[2]}
+    end
+  end
+  return merged
+end
+
+local function covered(iv, s)
+  local lo, hi = 1, #iv
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local r = iv[mid]
+    if s < r[1] then hi = mid - 1 elseif s > r[2] then lo = mid + 1 else return true end
+  end
+  return false
+end
+
+-- turns that stop being live: keep in the archive those a checkpoint names
+local function retire(seqs, jsons, iv)
+  local flat = {}
+  for j, s in ipairs(seqs) do
+    if covered(iv, s) then
+      flat[#flat + 1] = int(s)
+      flat[#flat + 1] = jsons[j]
+    end
+  end
+  if #flat > 0 then hset_pairs(KA, flat) end
+end
+
+-- drop archived turns no checkpoint names any more
+local function gc_archive()
+  local iv = coverage()
+  local drop = {}
+  for _, f in ipairs(redis.call('HKEYS', KA)) do
+    if not covered(iv, tonumber(f)) then drop[#drop + 1] = f end
+  end
+  if #drop > 0 then push_all('HDEL', KA, drop) end
+end
+
+local function turn_id(js)
+  local id = string.match(js, '^{"turn_id":"([^"\\]*)"')
+  if id then return id end
+  local ok, obj = pcall(cjson.decode, js)
+  if ok and type(obj) == 'table' and type(obj.turn_id) == 'string' then return obj.turn_id end
+  return nil
+end
+
+-- a stored turn's cost. Turns are written with "cost" after every field that can
+-- hold an object (only model and provider, plain strings, follow it), so the last
+-- unescaped "cost" key is the turn's own: a pattern, ~50x cheaper than decoding.
+local function turn_cost(js)
+  local c = tonumber(string.match(js, '.*,"cost":([^,}]+)'))
+  if c then return c end
+  local ok, obj = pcall(cjson.decode, js)
+  if ok and type(obj) == 'table' then return tonumber(obj.cost) end
+  return nil
+end
+
+-- turn_id/seq pairs of jsons; nil and the bad seq when a document has no id
+local function id_pairs(seqs, jsons)
+  local flat = {}
+  for j, js in ipairs(jsons) do
+    local id = turn_id(js)
+    if not id then return nil, seqs[j] end
+    flat[#flat + 1] = id
+    flat[#flat + 1] = int(seqs[j])
+  end
+  return flat
+end
+
+-- replace the live structures (seqs ascending, aligned with jsons)
+local function write_live(seqs, jsons, ids)
+  redis.call('DEL', KT, KR, KI)
+  if #jsons == 0 then return end
+  push_all('RPUSH', KT, jsons)
+  local texts = {}
+  for j, r in ipairs(compress(seqs)) do texts[j] = int(r[1]) .. ':' .. int(r[2]) end
+  push_all('RPUSH', KR, texts)
+  hset_pairs(KI, ids)
+end
+
+-- the turns a checkpoint names, with their seqs (nil seqs for inline turns);
+-- returns nil, bad_seq when a named turn is missing from the log
+local function checkpoint_turns(cpid, data, live_map)
+  local text = redis.call('HGET', KK, cpid)
+  if not text then return data.it or {}, nil end
+  local seqs = expand(parse_ranges(text))
+  local out = {}
+  for j, s in ipairs(seqs) do
+    local js = live_map[s] or redis.call('HGET', KA, int(s))
+    if not js then return nil, s end
+    out[j] = js
+  end
+  return out, seqs
+end
+
+local function live_map()
+  local seqs, jsons = live_turns()
+  local m = {}
+  for j, s in ipairs(seqs) do m[s] = jsons[j] end
+  return m
+end
+
+local function apply_patch(h, upd, patch)
+  if patch == '' then return end
+  for f, v in pairs(cjson.decode(patch)) do
+    if v == false then
+      if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
+    else
+      upd[#upd + 1] = f
+      upd[#upd + 1] = v
+    end
+  end
+end
+
+-- the new updated_at: "now", but never before the stored one (a writer whose clock
+-- was read earlier, or runs behind, never moves it backwards)
+local function stamp(h)
+  local u = tonumber(h.ua)
+  if u and u > NOW then return h.ua end
+  return NOW_S
+end
+
+local function set_deadline(h, upd, deadline, live)
+  if live and deadline ~= '' then
+    -- nor the deadline
+    if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
+    upd[#upd + 1] = 'ex'
+    upd[#upd + 1] = deadline
+  elseif h.ex then
+    redis.call('HDEL', KH, 'ex')
+    h.ex = nil
+  end
+end
+
+local function commit(h, upd)
+  if #upd > 0 then redis.call('HSET', KH, unpack(upd)) end
+  for j = 1, #upd, 2 do h[upd[j]] = upd[j + 1] end
+end
+
+local function writable(h)
+  local st = effective(h)
+  if st == 'closed' or st == 'expired' then return nil, fail('CHK', st, h.n) end
+  return st
+end
