@@ -137,6 +137,9 @@ def test_wheel_holds_the_package_and_its_metadata(built: Built) -> None:
         text = archive.read(metadata).decode()
     assert "lexigram/ai/session/py.typed" in names
     assert "lexigram/ai/session/__init__.py" in names
+    # The Redis store's Lua sources are package data.
+    assert "lexigram/ai/session/stores/redis/lua/append.lua" in names
+    assert "lexigram/ai/session/stores/redis/lua/session_prelude.lua" in names
     assert not [n for n in names if n.startswith(("lexigram/__init__", "tests/"))]
     for label in ("Homepage", "Documentation", "Repository", "Issues"):
         assert f"Project-URL: {label}, https://github.com/lexigram/lexigram-ai-session" in text
