@@ -2,7 +2,7 @@
 
 Run::
 
-    /work/venv/bin/python benchmarks/stores.py [--quick] \
+    python benchmarks/stores.py [--quick] \
         [--backends in_memory,sqlite,postgres,redis]
 
 Backends come from every ``benchmarks/backends_*.py`` (see ``harness.py``); one whose

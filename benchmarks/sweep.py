@@ -2,7 +2,7 @@
 
 Run::
 
-    /work/venv/bin/python benchmarks/sweep.py [--sessions 100000] [--backends sqlite,redis]
+    python benchmarks/sweep.py [--sessions 100000] [--backends sqlite,redis]
 
 Backends come from ``benchmarks/backends_*.py`` (``discover``); each run works on a
 fresh namespace that is dropped at the end. Sessions are created through the store
