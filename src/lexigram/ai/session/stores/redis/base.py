@@ -379,7 +379,7 @@ class RedisStoreBase(SessionStore):
         exists, tomb = await self._scripts.pipeline(
             [
                 ("exists", (self.keys.header(session_id),)),
-                ("get", (self.keys.session(session_id)[10],)),
+                ("get", (self.keys.tombstone(session_id),)),
             ]
         )
         return bool(exists) or (tomb is not None and int(tomb) > now_us)

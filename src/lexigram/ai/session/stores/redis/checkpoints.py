@@ -175,7 +175,7 @@ class CheckpointOps(RedisStoreBase):
 
     async def _checkpoint_exists(self, session_id: str, checkpoint_id: str) -> bool:
         found = await self._scripts.command(
-            "hexists", self.keys.session(session_id)[6], checkpoint_id
+            "hexists", self.keys.checkpoint_docs(session_id), checkpoint_id
         )
         return bool(found)
 

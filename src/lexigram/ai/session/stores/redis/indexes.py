@@ -135,7 +135,7 @@ class Indexes:
     async def live_members(self, user_id: str) -> list[tuple[str, int]]:
         """The user's live-set entries with their reservation times (µs)."""
         raw = await self._scripts.command(
-            "zrange", self._keys.user(user_id)[1], 0, -1, withscores=True
+            "zrange", self._keys.user_live(user_id), 0, -1, withscores=True
         )
         return [(m.decode(), int(score)) for m, score in raw]
 
@@ -170,17 +170,21 @@ class Indexes:
         """Drop the user's live-set entries that are no longer live; how many were dropped."""
         _, dead = await self.live_status(user_id, now_us)
         if dead:
-            await self.pipe([("zrem", (self._keys.user(user_id)[1], *dead))])
+            await self.pipe([("zrem", (self._keys.user_live(user_id), *dead))])
         return len(dead)
 
     async def release(self, user_id: str, session_id: str) -> None:
         """Undo a reservation (the session write failed)."""
-        keys = self._keys.user(user_id)
-        await self.pipe([("zrem", (keys[0], session_id)), ("zrem", (keys[1], session_id))])
+        await self.pipe(
+            [
+                ("zrem", (self._keys.user_sessions(user_id), session_id)),
+                ("zrem", (self._keys.user_live(user_id), session_id)),
+            ]
+        )
 
     async def mark_live(self, user_id: str, session_id: str) -> None:
         """Count ``session_id`` among the user's live sessions (it became live again)."""
-        await self.pipe([("zadd", (self._keys.user(user_id)[1], {session_id: wall_us()}))])
+        await self.pipe([("zadd", (self._keys.user_live(user_id), {session_id: wall_us()}))])
 
     # ----------------------------------------------------------- global indexes
     async def add_deadline(
@@ -213,7 +217,7 @@ class Indexes:
         """A session became CLOSED/EXPIRED: out of the live indexes, into the ended one."""
         await self.pipe(
             [
-                ("zrem", (self._keys.user(user_id)[1], session_id)),
+                ("zrem", (self._keys.user_live(user_id), session_id)),
                 ("zrem", (self._keys.deadlines, session_id)),
                 ("zadd", (self._keys.ended, {session_id: updated_us})),
             ]
@@ -230,7 +234,7 @@ class Indexes:
             ("zrem", (self._keys.deadlines, *(sid for sid, _, _ in entries))),
             ("zadd", (self._keys.ended, {sid: us for sid, _, us in entries})),
         ]
-        commands += [("zrem", (self._keys.user(u)[1], *sids)) for u, sids in by_user.items()]
+        commands += [("zrem", (self._keys.user_live(u), *sids)) for u, sids in by_user.items()]
         await self.pipe(commands)
 
     async def forget_many(
@@ -253,8 +257,10 @@ class Indexes:
             if user_id is not None:
                 by_user.setdefault(user_id, []).append(sid)
         for user_id, members in by_user.items():
-            keys = self._keys.user(user_id)
-            commands += [("zrem", (keys[0], *members)), ("zrem", (keys[1], *members))]
+            commands += [
+                ("zrem", (self._keys.user_sessions(user_id), *members)),
+                ("zrem", (self._keys.user_live(user_id), *members)),
+            ]
         commands += [
             ("delete", (self._keys.checkpoint(cp),)) for _, _, _, cps in entries for cp in cps
         ]
@@ -282,8 +288,10 @@ class Indexes:
             ("zrem", (self._keys.ended, session_id)),
         ]
         if user_id is not None:
-            keys = self._keys.user(user_id)
-            commands += [("zrem", (keys[0], session_id)), ("zrem", (keys[1], session_id))]
+            commands += [
+                ("zrem", (self._keys.user_sessions(user_id), session_id)),
+                ("zrem", (self._keys.user_live(user_id), session_id)),
+            ]
         commands += [("delete", (self._keys.checkpoint(cp),)) for cp in checkpoint_ids]
         await self.pipe(commands)
         if parent_id is not None:

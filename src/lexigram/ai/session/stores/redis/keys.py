@@ -64,9 +64,31 @@ class KeySpace:
         base = f"{self.prefix}:s:{{{tag(session_id)}}}:"
         return [base + name for name in SESSION_KEY_NAMES]
 
+    def session_key(self, session_id: str, name: str) -> str:
+        """One key of a session by its suffix in :data:`SESSION_KEY_NAMES`."""
+        if name not in SESSION_KEY_NAMES:
+            raise ValueError(f"no session key {name!r}")
+        return f"{self.prefix}:s:{{{tag(session_id)}}}:{name}"
+
     def header(self, session_id: str) -> str:
         """The session's header hash."""
         return f"{self.prefix}:s:{{{tag(session_id)}}}:h"
+
+    def turns(self, session_id: str) -> str:
+        """The session's list of live turns."""
+        return self.session_key(session_id, "t")
+
+    def checkpoint_docs(self, session_id: str) -> str:
+        """The session's hash of checkpoint id -> checkpoint JSON."""
+        return self.session_key(session_id, "d")
+
+    def branches(self, session_id: str) -> str:
+        """The session's sorted set of branch ids."""
+        return self.session_key(session_id, "b")
+
+    def tombstone(self, session_id: str) -> str:
+        """The tombstone of a purged session ("purged until", µs)."""
+        return self.session_key(session_id, "x")
 
     def op(self, session_id: str, op_id: str, script: str) -> str:
         """The key recording the reply of ``script`` run by operation ``op_id`` (same slot)."""
@@ -80,6 +102,14 @@ class KeySpace:
         """The user's index keys: all sessions, live sessions, ordinal counter (one slot)."""
         base = f"{self.prefix}:u:{{{tag(user_id)}}}:"
         return [base + "s", base + "l", base + "n"]
+
+    def user_sessions(self, user_id: str) -> str:
+        """The user's sessions by per-user ordinal."""
+        return f"{self.prefix}:u:{{{tag(user_id)}}}:s"
+
+    def user_live(self, user_id: str) -> str:
+        """The user's live sessions and reservations."""
+        return f"{self.prefix}:u:{{{tag(user_id)}}}:l"
 
     def checkpoint(self, checkpoint_id: str) -> str:
         """The key naming the session a checkpoint belongs to."""

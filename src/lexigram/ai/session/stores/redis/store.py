@@ -110,10 +110,13 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._clock()
-        keys = self.keys.session(session_id)
         try:
             header, items = await self._scripts.pipeline(
-                [("hgetall", (keys[0],)), ("lrange", (keys[1], 0, -1))], transaction=True
+                [
+                    ("hgetall", (self.keys.header(session_id),)),
+                    ("lrange", (self.keys.turns(session_id), 0, -1)),
+                ],
+                transaction=True,
             )
         except SessionStoreError as exc:
             if "WRONGTYPE" in str(exc):
@@ -141,7 +144,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         await forget_redis_user(self, user_id, session_ids)
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
-        members = await self._scripts.command("zrange", self.keys.user(user_id)[0], 0, -1)
+        members = await self._scripts.command("zrange", self.keys.user_sessions(user_id), 0, -1)
         out: list[SessionState] = []
         ids = [m.decode() for m in members]
         for start in range(0, len(ids), _GATHER):
@@ -224,7 +227,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     ) -> SessionPage:
         now, _ = self._clock()
         below = _parse_cursor(cursor)
-        key = self.keys.user(user_id)[0]
+        key = self.keys.user_sessions(user_id)
         top: str = "+inf" if below is None else f"({below}"
         batch = max(min(limit + 1, _SCAN_BATCH), 16)
         items: list[SessionState] = []
@@ -434,7 +437,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         now, _ = self._clock()
-        members = await self._scripts.command("zrange", self.keys.session(session_id)[8], 0, -1)
+        members = await self._scripts.command("zrange", self.keys.branches(session_id), 0, -1)
         ids = [m.decode() for m in members]
         out: list[SessionRecord] = []
         damaged: list[str] = []  # an unreadable branch is left out of the listing
