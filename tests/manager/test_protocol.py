@@ -10,7 +10,7 @@ from lexigram.ai.session.context.session_context import SessionContext
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.integrations.openai_agents import OpenAIAgentsSession
 from lexigram.ai.session.manager.core import SessionManagerImpl
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.session_middleware import SessionMiddleware
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 
@@ -37,9 +37,9 @@ def real() -> SessionManagerImpl:
 
 
 def test_the_real_and_a_wrapped_manager_satisfy_the_protocol(real: SessionManagerImpl) -> None:
-    assert isinstance(real, SessionManager)
-    assert isinstance(Wrapped(real), SessionManager)
-    assert not isinstance(object(), SessionManager)
+    assert isinstance(real, SessionManagerAPI)
+    assert isinstance(Wrapped(real), SessionManagerAPI)
+    assert not isinstance(object(), SessionManagerAPI)
 
 
 async def test_the_agents_adapter_writes_through_a_wrapped_manager(

@@ -29,7 +29,7 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.manager.core import new_turn
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 
 __all__ = ["SessionContext", "SessionBinding"]
 
@@ -51,7 +51,7 @@ class SessionBinding:
 
     state: SessionState | None
     user_id: str | None
-    manager: SessionManager | None
+    manager: SessionManagerAPI | None
     created: bool = False
     ended: bool = False
     released: bool = False
@@ -75,14 +75,14 @@ class SessionContext:
 
     def __init__(
         self,
-        session_manager: SessionManager | None = None,
+        session_manager: SessionManagerAPI | None = None,
         *,
         _binding: SessionBinding | None = None,
     ) -> None:
-        if session_manager is not None and not isinstance(session_manager, SessionManager):
+        if session_manager is not None and not isinstance(session_manager, SessionManagerAPI):
             raise SessionValidationError(
                 "session_manager",
-                f"expected a SessionManager, got {type(session_manager).__name__}",
+                f"expected a SessionManagerAPI, got {type(session_manager).__name__}",
             )
         self._manager = session_manager
         self._pinned = _binding
@@ -141,7 +141,7 @@ class SessionContext:
             raise SessionError("no session is bound to the current context")
         return binding.state
 
-    def _require_manager(self, binding: SessionBinding | None) -> SessionManager:
+    def _require_manager(self, binding: SessionBinding | None) -> SessionManagerAPI:
         manager = binding.manager if binding is not None and binding.manager else self._manager
         if manager is None:
             raise SessionError("this SessionContext has no session manager to create sessions with")

@@ -1,4 +1,4 @@
-"""``SessionManager``: the whole public API of the session manager, as a protocol.
+"""``SessionManagerAPI``: the whole public API of the session manager, as a protocol.
 
 The framework's ``SessionManagerProtocol`` has eight methods; this one has every
 method of :class:`~lexigram.ai.session.manager.core.SessionManagerImpl` plus its
@@ -19,11 +19,11 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.stores.base import SessionPage, SessionStore
 
-__all__ = ["SessionManager"]
+__all__ = ["SessionManagerAPI"]
 
 
 @runtime_checkable
-class SessionManager(Protocol):
+class SessionManagerAPI(Protocol):
     """What every session manager offers (see ``SessionManagerImpl`` for each method)."""
 
     config: SessionConfig

@@ -21,7 +21,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.cookies import (
     CookieCodec,
     CookiePayload,
@@ -106,7 +106,7 @@ def _candidate(
 
 
 async def _check(
-    manager: SessionManager, session_id: str, user_id: str | None
+    manager: SessionManagerAPI, session_id: str, user_id: str | None
 ) -> tuple[SessionState | None, Rejection | None]:
     if not is_valid_id(session_id):
         return None, Rejection.MALFORMED
@@ -128,7 +128,7 @@ async def _check(
 async def resolve_request(
     scope: Scope,
     *,
-    manager: SessionManager,
+    manager: SessionManagerAPI,
     config: SessionConfig,
     codec: CookieCodec | None,
     user_resolver: UserResolver | None,

@@ -31,7 +31,7 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.context.session_context import SessionBinding, SessionContext
 from lexigram.ai.session.exceptions import SessionError, SessionValidationError
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.anonymous import (
     AnonymousLimiter,
     AnonymousLimitError,
@@ -54,7 +54,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
-ManagerSource = Callable[[], "SessionManager | Awaitable[SessionManager]"]
+ManagerSource = Callable[[], "SessionManagerAPI | Awaitable[SessionManagerAPI]"]
 """A zero-argument callable giving the manager, called on the first request."""
 
 _SESSION_SCOPES = frozenset({"http", "websocket"})
@@ -73,7 +73,7 @@ class _Admission:
 class SessionMiddleware:
     """ASGI middleware binding the caller's own session to each request.
 
-    ``session_manager`` is the :class:`SessionManager` or a zero-argument
+    ``session_manager`` is the :class:`SessionManagerAPI` or a zero-argument
     callable returning it (sync or async, called once on the first request; handy
     when the manager only exists after the application's lifespan booted lexigram).
     ``config`` defaults to the manager's. ``user_resolver`` replaces the default
@@ -89,21 +89,21 @@ class SessionMiddleware:
         self,
         app: ASGIApp | None = None,
         *,
-        session_manager: SessionManager | ManagerSource,
+        session_manager: SessionManagerAPI | ManagerSource,
         config: SessionConfig | dict[str, Any] | None = None,
         user_resolver: UserResolver | None = None,
     ) -> None:
         self.app = app
-        self._manager: SessionManager | None = None
+        self._manager: SessionManagerAPI | None = None
         self._source: ManagerSource | None = None
-        if isinstance(session_manager, SessionManager):
+        if isinstance(session_manager, SessionManagerAPI):
             self._manager = session_manager
         elif callable(session_manager):
             self._source = session_manager
         else:
             raise SessionValidationError(
                 "session_manager",
-                f"expected a SessionManager or a callable returning one, "
+                f"expected a SessionManagerAPI or a callable returning one, "
                 f"got {type(session_manager).__name__}",
             )
         if config is None:
@@ -144,7 +144,7 @@ class SessionMiddleware:
         wrapped.app = app
         return wrapped
 
-    async def session_manager(self) -> SessionManager:
+    async def session_manager(self) -> SessionManagerAPI:
         """The manager (resolving the ``session_manager`` callable on first use)."""
         if self._manager is not None:
             return self._manager
@@ -153,10 +153,10 @@ class SessionMiddleware:
         result = self._source()
         if inspect.isawaitable(result):
             result = await result
-        if not isinstance(result, SessionManager):
+        if not isinstance(result, SessionManagerAPI):
             raise SessionValidationError(
                 "session_manager",
-                f"the callable returned {type(result).__name__}, not a SessionManager",
+                f"the callable returned {type(result).__name__}, not a SessionManagerAPI",
             )
         self._manager = result
         return result

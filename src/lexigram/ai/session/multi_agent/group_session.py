@@ -29,7 +29,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.multi_agent._checks import (
     require_int,
     require_name,
@@ -91,7 +91,7 @@ class GroupSession:
 
     def __init__(
         self,
-        session_manager: SessionManager,
+        session_manager: SessionManagerAPI,
         turn_manager: TurnManager | None = None,
         role_isolation: RoleIsolation | None = None,
         *,
@@ -104,7 +104,7 @@ class GroupSession:
             if not hasattr(session_manager, attr):
                 raise SessionValidationError(
                     "session_manager",
-                    f"expected a SessionManager, got {type(session_manager).__name__} "
+                    f"expected a SessionManagerAPI, got {type(session_manager).__name__} "
                     f"(it has no {attr!r})",
                 )
         self.manager = session_manager

@@ -42,7 +42,7 @@ from lexigram.ai.session.integrations.openai_agents.mapping import (
     turn_to_item,
     turns_to_items,
 )
-from lexigram.ai.session.manager.protocol import SessionManager
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.validation import check_id
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class OpenAIAgentsSession:
 
     def __init__(
         self,
-        manager: SessionManager,
+        manager: SessionManagerAPI,
         session_id: str,
         *,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
@@ -124,9 +124,9 @@ class OpenAIAgentsSession:
         ``SessionValidationError`` (field ``session_id``). With
         ``create_missing=False`` a missing session raises ``SessionNotFoundError``.
         """
-        if not isinstance(manager, SessionManager):
+        if not isinstance(manager, SessionManagerAPI):
             raise SessionValidationError(
-                "manager", f"expected a SessionManager, got {type(manager).__name__}"
+                "manager", f"expected a SessionManagerAPI, got {type(manager).__name__}"
             )
         self.manager = manager
         self.session_id = check_id(session_id, "session_id")
@@ -142,7 +142,7 @@ class OpenAIAgentsSession:
     @classmethod
     async def create(
         cls,
-        manager: SessionManager,
+        manager: SessionManagerAPI,
         *,
         user_id: str,
         metadata: dict[str, Any] | None = None,
@@ -157,9 +157,9 @@ class OpenAIAgentsSession:
         (``SessionCapacityError``). The adapter does not re-create the session if it
         is deleted later (``SessionNotFoundError``).
         """
-        if not isinstance(manager, SessionManager):
+        if not isinstance(manager, SessionManagerAPI):
             raise SessionValidationError(
-                "manager", f"expected a SessionManager, got {type(manager).__name__}"
+                "manager", f"expected a SessionManagerAPI, got {type(manager).__name__}"
             )
         settings = coerce_settings(session_settings)
         state = await manager.create(
@@ -176,7 +176,7 @@ class OpenAIAgentsSession:
     @classmethod
     async def attach(
         cls,
-        manager: SessionManager,
+        manager: SessionManagerAPI,
         session_id: str,
         *,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
