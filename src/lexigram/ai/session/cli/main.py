@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manage lexigram-ai-session sessions: schema, listing, export/import, sweeps, "
         "explorer.",
     )
-    parser.add_argument("--backend", help="in_memory, cache or database")
+    parser.add_argument(
+        "--backend", help="memory, sql, redis (or in_memory, database, cache) or a plugin's name"
+    )
     parser.add_argument("--database-url", help="SQL URL (selects the database backend)")
     parser.add_argument("--redis-url", help="Redis URL (selects the cache backend)")
     parser.add_argument("--table-prefix", help="SQL table prefix")

@@ -37,7 +37,9 @@ def create_app() -> Any:
 
     @app.callback()
     def options(
-        backend: str | None = typer.Option(None, help="in_memory, cache or database"),
+        backend: str | None = typer.Option(
+            None, help="memory, sql, redis (or in_memory, database, cache) or a plugin's name"
+        ),
         database_url: str | None = typer.Option(None, help="SQL URL (selects database)"),
         redis_url: str | None = typer.Option(None, help="Redis URL (selects cache)"),
         table_prefix: str | None = typer.Option(None, help="SQL table prefix"),
