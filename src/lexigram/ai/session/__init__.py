@@ -79,6 +79,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager import (
     SessionCleanupScheduler,
     SessionManager,
+    SessionManagerAPI,
     SessionManagerImpl,
     SessionStateMachine,
 )
@@ -164,6 +165,7 @@ __all__ = [
     # manager
     "SessionCleanupScheduler",
     "SessionManager",
+    "SessionManagerAPI",
     "SessionManagerImpl",
     "SessionStateMachine",
     # stores (the Redis and SQL stores are loaded on first use)
