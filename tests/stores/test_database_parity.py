@@ -25,7 +25,7 @@ from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.stores.sql.runner import SqliteRunner
-from tests.services import POSTGRES_URL, require_postgres
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _S = list(SessionStatus)
@@ -214,7 +214,7 @@ class Script:
 SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "sqlite-public-api", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "sqlite-public-api", "postgres", "mariadb"])
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_same_results_and_errors_as_the_in_memory_store(
     seed: int, backend: str, monkeypatch: pytest.MonkeyPatch
@@ -228,6 +228,9 @@ async def test_same_results_and_errors_as_the_in_memory_store(
         if backend == "postgres":
             require_postgres()
             url = POSTGRES_URL
+        elif backend == "mariadb":
+            require_mariadb()
+            url = MARIADB_URL
         else:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'p.db'}"
         sql = DatabaseSessionStore(url, table_prefix=prefix, session_ttl=50, clock=clock)
@@ -252,5 +255,5 @@ async def test_same_results_and_errors_as_the_in_memory_store(
             )
         finally:
             await sql.close()
-            if backend == "postgres":
+            if backend in ("postgres", "mariadb"):
                 await drop_schema(url, table_prefix=prefix)

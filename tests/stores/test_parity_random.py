@@ -43,7 +43,7 @@ from lexigram.ai.session.validation import MAX_SAFE_INT
 
 from .backends import all_specs
 
-BACKENDS = ("in_memory", "sqlite", "postgres", "redis")
+BACKENDS = ("in_memory", "sqlite", "postgres", "mariadb", "redis")
 SPECS = sorted((s for s in all_specs() if s.name in BACKENDS), key=lambda s: BACKENDS.index(s.name))
 pytestmark = [mark for spec in SPECS for mark in spec.marks]
 SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
