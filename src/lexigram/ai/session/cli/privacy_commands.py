@@ -34,7 +34,16 @@ from lexigram.ai.session.stores.encrypted.rotation import (
 )
 from lexigram.ai.session.stores.encrypted.wiring import encrypt_if_configured
 
-__all__ = ["COMMANDS", "add_parsers", "run"]
+__all__ = [
+    "COMMANDS",
+    "add_parsers",
+    "run",
+    "run_erase_user",
+    "run_export_user",
+    "run_keys_retire",
+    "run_keys_rotate",
+    "run_keys_status",
+]
 
 #: The commands this module adds to the CLI.
 COMMANDS = frozenset({"keys", "erase-user", "export-user"})
@@ -92,18 +101,21 @@ async def _store(config: SessionConfig) -> AsyncIterator[SessionStore]:
 def run(args: argparse.Namespace, config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
     """Run one of :data:`COMMANDS`; returns the exit code."""
     if args.command == "erase-user":
-        return _erase(config, args.user_id, as_json=args.json, out=out, err=err)
+        return run_erase_user(config, args.user_id, as_json=args.json, out=out, err=err)
     if args.command == "export-user":
-        return _export(config, args.user_id, args.output, out=out, err=err)
+        return run_export_user(config, args.user_id, args.output, out=out, err=err)
     action = args.keys_command
     if action == "status":
-        return _status(config, out=out, err=err)
+        return run_keys_status(config, out=out, err=err)
     if action == "rotate":
-        return _rotate(config, batch=args.batch, resume_from=args.resume_from, out=out, err=err)
-    return _retire(config, args.key_id, out=out, err=err)
+        return run_keys_rotate(
+            config, batch=args.batch, resume_from=args.resume_from, out=out, err=err
+        )
+    return run_keys_retire(config, args.key_id, out=out, err=err)
 
 
-def _status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
+def run_keys_status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
+    """``keys status``: how many stored records need each configured key."""
     async def work() -> list[tuple[str, int]]:
         keyring = _keyring(config)
         async with _store(config) as store:
@@ -117,9 +129,10 @@ def _status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
     return code
 
 
-def _rotate(
+def run_keys_rotate(
     config: SessionConfig, *, batch: int, resume_from: str | None, out: TextIO, err: TextIO
 ) -> int:
+    """``keys rotate``: re-wrap every data key under the newest key, batch by batch."""
     if batch < 1:
         err.write("error: --batch: must be >= 1\n")
         return 1
@@ -154,7 +167,8 @@ def _rotate(
     return 1 if report.failed else 0
 
 
-def _retire(config: SessionConfig, key_id: str, *, out: TextIO, err: TextIO) -> int:
+def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: TextIO) -> int:
+    """``keys retire KEYID``: exit 1 while a stored record still needs the key."""
     async def work() -> int:
         keyring = _keyring(config)
         if keyring.newest.id == key_id:
@@ -178,7 +192,10 @@ def _retire(config: SessionConfig, key_id: str, *, out: TextIO, err: TextIO) -> 
     return 0
 
 
-def _erase(config: SessionConfig, user_id: str, *, as_json: bool, out: TextIO, err: TextIO) -> int:
+def run_erase_user(
+    config: SessionConfig, user_id: str, *, as_json: bool, out: TextIO, err: TextIO
+) -> int:
+    """``erase-user USER``: erase every session of the user; print what was removed."""
     async def work() -> Any:
         async with _store(config) as store:
             return await SessionManagerImpl(store, config).erase_user(user_id)
@@ -206,9 +223,10 @@ def _erase(config: SessionConfig, user_id: str, *, as_json: bool, out: TextIO, e
     return 0
 
 
-def _export(
+def run_export_user(
     config: SessionConfig, user_id: str, output: str | None, *, out: TextIO, err: TextIO
 ) -> int:
+    """``export-user USER``: everything stored about the user as one export document."""
     async def work() -> Any:
         async with _store(config) as store:
             return await SessionManagerImpl(store, config).export_user(user_id)

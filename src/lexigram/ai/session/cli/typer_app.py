@@ -10,7 +10,7 @@ contributor's ``CommandContribution``). The commands are the ones of
 import sys
 from typing import Annotated, Any
 
-from lexigram.ai.session.cli import commands
+from lexigram.ai.session.cli import commands, privacy_commands
 from lexigram.ai.session.cli.main import _quiet_logging
 from lexigram.ai.session.cli.operations import build_config
 from lexigram.ai.session.redaction import RedactingWriter
@@ -168,4 +168,56 @@ def create_app() -> Any:
             )
         )
 
+    _add_privacy_commands(app, state, finish)
     return app
+
+
+def _add_privacy_commands(owner: Any, state: dict[str, Any], finish: Any) -> None:
+    """``keys status|rotate|retire``, ``erase-user`` and ``export-user`` (see docs/privacy.md)."""
+    import typer
+
+    app: typer.Typer = owner
+    keys = typer.Typer(name="keys", help="Encryption keys: status, rotate, retire.",
+                       no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+
+    @keys.command("status")
+    def keys_status() -> None:
+        """How many stored records need each configured key."""
+        finish(privacy_commands.run_keys_status(state["config"], out=sys.stdout,
+                                                err=state["err"]))
+
+    @keys.command("rotate")
+    def keys_rotate(
+        batch: int = typer.Option(500, help="sessions per batch"),
+        resume_from: str | None = typer.Option(None, help="cursor of an earlier run"),
+    ) -> None:
+        """Re-wrap every data key under the newest key."""
+        finish(privacy_commands.run_keys_rotate(
+            state["config"], batch=batch, resume_from=resume_from, out=sys.stdout,
+            err=state["err"],
+        ))
+
+    @keys.command("retire")
+    def keys_retire(key_id: str) -> None:
+        """Check that no stored record needs KEY_ID any more."""
+        finish(privacy_commands.run_keys_retire(state["config"], key_id, out=sys.stdout,
+                                                err=state["err"]))
+
+    @app.command("erase-user")
+    def erase_user(
+        user_id: str,
+        as_json: bool = typer.Option(False, "--json", help="the report as JSON"),
+    ) -> None:
+        """Erase every session of a user (irreversible)."""
+        finish(privacy_commands.run_erase_user(state["config"], user_id, as_json=as_json,
+                                               out=sys.stdout, err=state["err"]))
+
+    @app.command("export-user")
+    def export_user(
+        user_id: str,
+        output: str | None = typer.Option(None, "--output", "-o", help="file"),
+    ) -> None:
+        """Everything stored about a user, as one export document."""
+        finish(privacy_commands.run_export_user(state["config"], user_id, output,
+                                                out=sys.stdout, err=state["err"]))
