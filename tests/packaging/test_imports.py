@@ -29,6 +29,8 @@ EXPECTED_LAZY = {
     "lexigram.ai.session.SessionModule",
     "lexigram.ai.session.stores.CacheSessionStore",
     "lexigram.ai.session.stores.DatabaseSessionStore",
+    "lexigram.ai.session.stores.encrypted.DEFAULT_KEY_CACHE",
+    "lexigram.ai.session.stores.encrypted.EncryptedSessionStore",
 }
 
 

@@ -1,0 +1,76 @@
+"""With only the core dependencies (``pip install lexigram-ai-session``), the package works.
+
+The test environment has every extra installed, so each optional dependency is hidden
+in a subprocess (``sys.modules[name] = None`` makes ``import name`` raise ImportError,
+as if it were not installed). Then the README's Quick start must run as copied, and every
+public name must import except the ones documented to need an extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.packaging.readme import section_block
+
+# Top-level modules of the optional extras (pyproject.toml [project.optional-dependencies]).
+OPTIONAL = (
+    "redis",
+    "asyncpg",
+    "asyncmy",
+    "starlette",
+    "uvicorn",
+    "opentelemetry",
+    "typer",
+    "agents",
+    "cryptography",
+)
+# Public names that need an extra, with the module they cannot load without it.
+NEED_AN_EXTRA = {"CacheSessionStore": "redis", "OpenAIAgentsSession": "agents"}
+
+HIDE = "import sys\nfor _name in {names!r}:\n    sys.modules[_name] = None\n"
+
+
+def _run(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LEX_")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_quick_start_runs_without_any_extra(tmp_path: Path) -> None:
+    code = HIDE.format(names=OPTIONAL) + section_block("Quick start")
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == "user: Hello!\nassistant: Hello, Alice.\n2 turns, closed\n"
+
+
+def test_every_public_name_without_extras_but_the_documented_ones(tmp_path: Path) -> None:
+    code = HIDE.format(names=OPTIONAL) + (
+        "import json\n"
+        "import lexigram.ai.session as s\n"
+        "failed = {}\n"
+        "for name in s.__all__:\n"
+        "    try:\n"
+        "        getattr(s, name)\n"
+        "    except ImportError as exc:\n"
+        "        failed[name] = str(exc)\n"
+        "print(json.dumps(failed))\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    failed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(failed) == set(NEED_AN_EXTRA), failed
+    for name, module in NEED_AN_EXTRA.items():
+        assert module in failed[name]
