@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lexigram.ai.session.cli import typer_app
 from lexigram.ai.session.cli.main import main
 from lexigram.ai.session.cli.typer_app import create_app
 from lexigram.ai.session.encryption.keyring import new_key_text
@@ -62,7 +63,12 @@ def test_erase_and_export_of_an_unknown_user(keys: str, tmp_path: Path) -> None:
     assert code == 1 and "user_id" in err
 
 
-def test_the_typer_front_end_has_the_same_commands(keys: str, tmp_path: Path) -> None:
+def test_the_typer_front_end_has_the_same_commands(
+    keys: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The group's callback points the process's logging at CliRunner's stderr, which is
+    # closed afterwards: keep the process's logging as it is.
+    monkeypatch.setattr(typer_app, "_quiet_logging", lambda verbose: None)
     url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
     result = CliRunner().invoke(create_app(), ["--database-url", url, "keys", "status"])
     assert result.exit_code == 0, result.output
