@@ -1,8 +1,8 @@
 """The Redis backend of the store benchmarks, and a stand-alone runner.
 
 ``BACKENDS`` plugs ``CacheSessionStore`` into ``benchmarks/stores.py`` (see
-``harness.py``), with the raw baseline :class:`RawRedisWriter`: one MULTI of
-RPUSH + HINCRBY + EXPIRE of the same bytes per append, and LRANGE + orjson per
+``harness.py``), with the raw baseline :class:`RawRedisWriter`: one Lua script
+(RPUSH + HINCRBY + EXPIRE of the same bytes, one round trip) per append, and LRANGE + orjson per
 read (plus ``create`` and ``seed``, the optional extras of ``harness.py``). Run this
 file directly to measure the issue's targets on its own::
 
@@ -40,6 +40,16 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+#: The raw append: one round trip, one atomic step, like the store's append script.
+_RAW_APPEND = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'total_tokens', ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'turn_count', 1)
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+
 class RawRedisWriter:
     """The raw driver doing what an append does, with nothing of ours in between."""
 
@@ -47,19 +57,16 @@ class RawRedisWriter:
         pool = BlockingConnectionPool.from_url(url, max_connections=50)
         self._client = Redis(connection_pool=pool)
         self._prefix = f"lxbench-raw:{uuid.uuid4().hex[:10]}"
+        self._append = self._client.register_script(_RAW_APPEND)
 
     def _keys(self, session_key: str) -> tuple[str, str]:
         base = f"{self._prefix}:{{{session_key}}}"
         return base + ":t", base + ":h"
 
     async def append(self, session_key: str, payload: bytes, tokens: int) -> None:
-        """MULTI; RPUSH turns payload; HINCRBY header tokens; EXPIRE turns; EXEC."""
+        """One script (EVALSHA): RPUSH the turn, HINCRBY the counters, EXPIRE the list."""
         turns, header = self._keys(session_key)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.rpush(turns, payload)
-            pipe.hincrby(header, "total_tokens", tokens)
-            pipe.expire(turns, 86_400)
-            await pipe.execute()
+        await self._append(keys=[turns, header], args=[payload, tokens])
 
     async def create(self, session_key: str) -> None:
         """A new session header: MULTI; HSET of ~20 header fields; ZADD to a user index; EXEC."""
@@ -114,7 +121,7 @@ BACKENDS = [
         make_store=_make_store,
         drop_store=_drop_store,
         make_raw=_make_raw,
-        notes={"url": REDIS_URL, "baseline": "MULTI RPUSH+HINCRBY+EXPIRE / LRANGE+orjson"},
+        notes={"url": REDIS_URL, "baseline": "script RPUSH+HINCRBY+EXPIRE / LRANGE+orjson"},
     )
 ]
 
