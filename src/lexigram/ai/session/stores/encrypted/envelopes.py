@@ -11,15 +11,19 @@ Only the envelope strings change: no turn and no sealed value is rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
-
-import orjson
 
 from lexigram.ai.session.exceptions import SessionStoreError
 from lexigram.ai.session.stores.base import SessionStore
 
-__all__ = ["ENVELOPE_IN_TEXT", "EnvelopeAccess", "envelope_access", "envelopes_in"]
+__all__ = [
+    "ENVELOPE_IN_TEXT",
+    "EnvelopeAccess",
+    "envelope_access",
+    "envelopes_in",
+    "key_pattern",
+]
 
 #: An envelope as it appears inside stored JSON text.
 ENVELOPE_IN_TEXT = re.compile(r'"__lexigram_key__"\s*:\s*"(v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*'
@@ -73,22 +77,7 @@ def envelope_access(store: SessionStore) -> EnvelopeAccess:
     )
 
 
-def header_envelopes(metadata: Any) -> set[str]:
-    """The envelope of a header's stored metadata JSON text (empty for plaintext)."""
-    try:
-        data = orjson.loads(metadata) if isinstance(metadata, str | bytes) else None
-    except orjson.JSONDecodeError:
-        return set()
-    if isinstance(data, dict) and isinstance(data.get("__lexigram_key__"), str):
-        return {data["__lexigram_key__"]}
-    return set()
-
-
 def key_pattern(key_id: str) -> str:
     """The text every envelope naming ``key_id`` contains."""
     return f'"v1.{key_id}.'
 
-
-def ordered(items: Sequence[str]) -> list[str]:
-    """Ids in a stable order (for deterministic batches)."""
-    return sorted(items)

@@ -28,7 +28,7 @@ __all__ = [
     "KEY_FIELD",
     "SEALED_FIELD",
     "envelope_of",
-    "open_checkpoint_metadata",
+    "open_checkpoint",
     "open_header",
     "open_turn",
     "open_turns",
@@ -224,5 +224,3 @@ def open_checkpoint(checkpoint: SessionCheckpoint, key: DataKey) -> SessionCheck
         )
     return replace(checkpoint, state=state, metadata=metadata)
 
-
-open_checkpoint_metadata = open_checkpoint

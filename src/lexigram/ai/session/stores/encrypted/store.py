@@ -33,6 +33,7 @@ from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_en
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import (
+    BATCH_CONCURRENCY,
     AppendResult,
     BatchOutcome,
     Clock,
@@ -53,7 +54,13 @@ from lexigram.ai.session.stores.encrypted.sealing import (
     seal_patch,
     seal_turn,
 )
-from lexigram.ai.session.validation import check_checkpoint, check_patch, check_state, check_turns
+from lexigram.ai.session.validation import (
+    check_checkpoint,
+    check_json,
+    check_patch,
+    check_state,
+    check_turns,
+)
 
 __all__ = ["DEFAULT_KEY_CACHE", "EncryptedSessionStore"]
 
@@ -384,8 +391,6 @@ class EncryptedSessionStore(SessionStore):
         """Snapshot through the inner store (its own metadata sealed), opened."""
         key = await self._key_for(session_id)
         if key is not None and metadata:
-            from lexigram.ai.session.validation import check_json
-
             check_json(metadata, "metadata")
             metadata = seal_checkpoint_metadata(metadata, key, checkpoint_id)
         checkpoint, pruned = await self.inner.create_checkpoint(
@@ -445,7 +450,7 @@ class EncryptedSessionStore(SessionStore):
         return None if record is None else self._open_record(record)
 
     async def mark_expired_batch(
-        self, session_ids: Sequence[str], *, concurrency: int = 16
+        self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
     ) -> BatchOutcome[SessionRecord]:
         """The inner batched mark, records opened (a record that does not open is damaged)."""
         outcome = await self.inner.mark_expired_batch(session_ids, concurrency=concurrency)
@@ -464,7 +469,7 @@ class EncryptedSessionStore(SessionStore):
         session_ids: Sequence[str],
         *,
         tombstone_until: datetime,
-        concurrency: int = 16,
+        concurrency: int = BATCH_CONCURRENCY,
     ) -> BatchOutcome[str]:
         """The inner batched purge."""
         for session_id in session_ids:
