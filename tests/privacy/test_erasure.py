@@ -112,3 +112,26 @@ async def test_erasure_needs_no_key() -> None:
     erasure = await EncryptedSessionStore(inner, keyring("other")).erase_user("vera")
     assert len(erasure.sessions) == 2 and erasure.complete
     assert len(await inner.list_user_sessions("vera")) == 0
+
+
+async def test_erase_user_publishes_an_event_with_counts_only() -> None:
+    from lexigram.ai.session.events import SessionUserErasedEvent
+
+    published: list[Any] = []
+
+    class Bus:
+        async def publish(self, event: Any) -> None:
+            published.append(event)
+
+    store = InMemorySessionStore()
+    secrets = Secrets()
+    await fill_session(store, "wanda", secrets)
+    manager = SessionManagerImpl(
+        store, SessionConfig(auto_checkpoint_interval=None), event_bus=Bus(),  # type: ignore[arg-type]
+        hooks=HookRegistry(),
+    )
+    await manager.erase_user("wanda")
+    assert len(published) == 1 and isinstance(published[0], SessionUserErasedEvent)
+    event = published[0]
+    assert (event.user_id, event.sessions, event.checkpoints, event.turns) == ("wanda", 2, 1, 2)
+    assert secrets.value("CONTENT") not in repr(event)
