@@ -417,12 +417,6 @@ async def _compare_everything(sides: list[Side], where: str) -> None:
             assert got_ids == want_ids, f"{where}: sessions of {user} on {side.name}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known divergence, for the lead to settle: the SQL store takes a second append of "
-    "its newest turns, identical, for a retry of the first (success); in-memory and Redis "
-    "refuse it with DuplicateTurnError",
-)
 async def test_an_identical_second_append_gets_the_same_answer_everywhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,8 +4,8 @@
   refused, and ``updated_at``/``expires_at`` never move backwards.
 * Numbers: tokens within ``0..2**53-1``, costs finite and ``>= 0``, totals exact
   sums over the live turns, refused before anything is written, naming the field.
-* A retried append (the same turn ids and content as the newest turns) returns its
-  first outcome.
+* A caller's second append of the same turn is a duplicate (only the runner's own
+  re-send after a lost commit reply returns the first outcome).
 * Damaged records: the sweeper can quarantine them, listings report them.
 * Checkpoints are listed by creation time; ids and text that cannot be stored are
   refused naming the field.
@@ -39,6 +39,7 @@ from sqlalchemy import text
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DuplicateTurnError,
+    SessionError,
     SessionExpiredError,
     SessionValidationError,
 )
@@ -388,39 +389,38 @@ async def test_totals_are_the_exact_sums_over_the_live_turns(where: tuple[str, s
 
 
 # ------------------------------------------------------------------- retries
-async def test_a_retried_append_returns_its_first_outcome(where: tuple[str, str]) -> None:
+async def test_a_callers_second_identical_append_is_a_duplicate(where: tuple[str, str]) -> None:
+    """Only the runner's own re-send after a lost commit reply is taken for a retry
+    (tests/faults/test_sql_faults.py); a caller appending the same turn again gets
+    ``DuplicateTurnError`` as on every backend, and nothing is stored twice."""
     async with opened(where) as store:
         state = header()
         await store.create_session(state)
-        first = await store.append_turns(state.session_id, [turn(1)])
-        again = await store.append_turns(state.session_id, [turn(1)])
-        assert again.first_seq == first.first_seq == 1
-        assert again.record.state.turn_count == 1
-        batch = await store.append_turns(state.session_id, [turn(2), turn(3)])
-        replayed = await store.append_turns(state.session_id, [turn(2), turn(3)])
-        assert replayed.first_seq == batch.first_seq == 2
-        # Not the newest turns, or not exactly the same content: a duplicate.
+        await store.append_turns(state.session_id, [turn(1)])
+        await store.append_turns(state.session_id, [turn(2), turn(3)])
         with pytest.raises(DuplicateTurnError):
             await store.append_turns(state.session_id, [turn(1)])
         with pytest.raises(DuplicateTurnError):
-            await store.append_turns(state.session_id, [turn(3, content="changed")])
+            await store.append_turns(state.session_id, [turn(2), turn(3)])
         with pytest.raises(DuplicateTurnError):
-            await store.append_turns(state.session_id, [turn(3, cost=0.5)])
+            await store.append_turns(state.session_id, [turn(3, content="changed")])
         assert await _totals(store, state.session_id) == (3, 6, 0.75)
         stored = await store.get_turns(state.session_id)
         assert [t.turn_id for t in stored] == ["t1", "t2", "t3"]
 
 
-async def test_a_retried_append_that_closed_the_session_reports_it(
+async def test_an_append_after_the_cap_closed_the_session_is_refused(
     where: tuple[str, str],
 ) -> None:
     async with opened(where) as store:
         state = header()
         await store.create_session(state)
         first = await store.append_turns(state.session_id, [turn(1)], max_turns=1)
-        again = await store.append_turns(state.session_id, [turn(1)], max_turns=1)
-        assert first.closed_by_cap and again.closed_by_cap
-        assert again.record.state.status == SessionStatus.CLOSED
+        assert first.closed_by_cap
+        with pytest.raises(SessionError):
+            await store.append_turns(state.session_id, [turn(1)], max_turns=1)
+        record = await store.load_record(state.session_id)
+        assert record is not None and record.state.status == SessionStatus.CLOSED
         assert await _totals(store, state.session_id) == (1, 2, 0.25)
 
 

@@ -48,7 +48,15 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
     WriteOutcomeUnknownError,
 )
-from lexigram.ai.session.stores.sql.runner import Conflict, Lease, Row, Runner, Script, Tx
+from lexigram.ai.session.stores.sql.runner import (
+    Conflict,
+    Lease,
+    Row,
+    Runner,
+    Script,
+    Tx,
+    mark_resent,
+)
 
 if TYPE_CHECKING:
     from lexigram.ai.session.stores.sql.urls import DatabaseURL
@@ -353,6 +361,8 @@ class MyRunner(Runner):
                     broken = True
                     last = exc
                     if not unsure or retry_safe:
+                        if unsure:
+                            mark_resent(True)  # the next attempt may find its own commit
                         continue
                     raise WriteOutcomeUnknownError(
                         f"the connection to {self.masked_url} was lost after the write "

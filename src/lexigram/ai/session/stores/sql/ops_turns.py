@@ -6,8 +6,10 @@ happy path is a single statement) and one ``INSERT`` per turn. When the update m
 nothing, the header is locked and read (the clock read again once the lock is held) to
 raise the error the contract names, in the contract's order. A turn id that is already
 live is refused by the partial unique index; the runner rolls the whole transaction
-back and the store names the duplicate, unless the batch is a retry of the append that
-stored those turns (:func:`replay_outcome`).
+back and the store names the duplicate, unless the runner is re-sending this very
+append after its commit reply was lost and finds its first attempt stored
+(:func:`replay_outcome`). A caller's own second append of the same turn is a
+``DuplicateTurnError``, as on every backend.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
 from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row, turns_from_rows
-from lexigram.ai.session.stores.sql.runner import Row, Tx
+from lexigram.ai.session.stores.sql.runner import Row, Tx, was_resent
 from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
 
 #: The largest finite double: ``total_cost`` must stay at or below it.
@@ -130,9 +132,10 @@ async def append(
         try:
             check_append(session_id, current.status, current.turn_count, n, max_turns)
         except SessionError:
-            replayed = await replay_outcome(tx, ctx, locked, rows, max_turns)
-            if replayed is not None:
-                return replayed
+            if was_resent():
+                replayed = await replay_outcome(tx, ctx, locked, rows, max_turns)
+                if replayed is not None:
+                    return replayed
             raise
         if batch_dup is not None:
             raise DuplicateTurnError(session_id, batch_dup)
@@ -179,10 +182,11 @@ async def replay_outcome(
 ) -> AppendResult | None:
     """The first outcome of a batch that is already the session's newest live turns.
 
-    A client that did not hear back from a committed append (the reply was lost)
-    sends it again: when the newest live turns have the batch's ids, in order, with
-    exactly the same stored JSON, the append already happened and its result is
-    returned instead of a ``DuplicateTurnError``. None otherwise.
+    The runner re-sends an append whose commit reply was lost (only then is this
+    called, see :func:`runner.was_resent`): when the newest live turns have the
+    batch's ids, in order, with exactly the same stored JSON, the append already
+    happened and its result is returned instead of a ``DuplicateTurnError``. None
+    otherwise.
     """
     n = len(rows)
     if n == 0 or record.state.turn_count < n:

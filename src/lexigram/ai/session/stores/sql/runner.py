@@ -29,6 +29,7 @@ import re
 import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -50,11 +51,29 @@ from lexigram.ai.session.stores.sql.engine import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["Conflict", "Row", "Runner", "Script", "Tx", "make_runner"]
+__all__ = ["Conflict", "mark_resent", "was_resent", "Row", "Runner", "Script", "Tx", "make_runner"]
 
 T = TypeVar("T")
 Row = Sequence[Any]
 Script = Callable[..., Coroutine[Any, Any, T]]
+
+
+_RESENT: ContextVar[bool] = ContextVar("lexigram_ai_session_sql_resent", default=False)
+
+
+def mark_resent(value: bool) -> None:
+    """Record whether the running operation is a re-send of a write whose reply was lost."""
+    _RESENT.set(value)
+
+
+def was_resent() -> bool:
+    """True while (and after) the runner re-sends a write whose commit reply was lost.
+
+    Only then may a store treat turns it finds already stored as its own earlier
+    attempt (:func:`ops_turns.replay_outcome`); a caller's own second append of the
+    same turn is a duplicate, as on every other backend.
+    """
+    return _RESENT.get()
 
 
 class Conflict(Exception):
@@ -722,6 +741,8 @@ class PgRunner(Runner):
                     broken = True
                     last = exc
                     if not unsure or _not_applied(exc) or retry_safe:
+                        if unsure and not _not_applied(exc):
+                            mark_resent(True)  # the next attempt may find its own commit
                         continue  # rolled back, never sent, a read, or safe to redo
                     raise WriteOutcomeUnknownError(
                         f"the connection to {self.masked_url} was lost after the write "

@@ -63,7 +63,14 @@ from lexigram.ai.session.stores.sql.rows import (
     to_us,
     turns_to_json,
 )
-from lexigram.ai.session.stores.sql.runner import Conflict, Runner, Script, make_runner
+from lexigram.ai.session.stores.sql.runner import (
+    Conflict,
+    Runner,
+    Script,
+    make_runner,
+    mark_resent,
+    was_resent,
+)
 from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
 from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
@@ -368,6 +375,7 @@ class DatabaseSessionStore(SessionStore):
         tokens, cost = batch_totals(batch)
         changes = None if patch is None else patch_params(patch)
         repeat = first_repeat(batch)
+        mark_resent(False)
         try:
             if self.dialect == "postgresql" and repeat is None and len(rows) == 1:
                 # One statement, its own transaction. A lost reply is retried: the
@@ -383,11 +391,12 @@ class DatabaseSessionStore(SessionStore):
                 retry_safe=True,
             )
         except Conflict as exc:
-            replayed = await self._read(
-                trn.find_replay, session_id, rows, max_turns, snapshot=True
-            )
-            if replayed is not None:
-                return replayed
+            if was_resent():  # our own lost-reply re-send found its first commit
+                replayed = await self._read(
+                    trn.find_replay, session_id, rows, max_turns, snapshot=True
+                )
+                if replayed is not None:
+                    return replayed
             ids = [t.turn_id for t in batch]
             dup = await self._read(trn.find_live_duplicate, session_id, ids)
             if dup is not None:
