@@ -23,12 +23,13 @@ from lexigram.ai.session.explorer.settings import ExplorerSettings
 from lexigram.ai.session.explorer.views import PageViews
 from lexigram.ai.session.explorer.writes import WriteViews
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 
 __all__ = ["create_app"]
 
 
 def create_app(
-    source: SessionManagerImpl | SessionConfig, settings: ExplorerSettings | None = None
+    source: SessionManagerAPI | SessionConfig, settings: ExplorerSettings | None = None
 ) -> AccessGuard:
     """The explorer over a running manager, or over the store a config names.
 
@@ -36,15 +37,16 @@ def create_app(
     lifespan) and closed when it stops; with a manager, the caller owns the store.
     """
     settings = settings or ExplorerSettings()
-    service = ExplorerService(source) if isinstance(source, SessionManagerImpl) else None
+    config = source if isinstance(source, SessionConfig) else None
+    service = None if isinstance(source, SessionConfig) else ExplorerService(source)
     runtime = ExplorerRuntime(settings, service)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if isinstance(source, SessionManagerImpl):
+        if config is None:
             yield
             return
-        async with SessionManagerImpl.open(source) as manager:
+        async with SessionManagerImpl.open(config) as manager:
             runtime.service_or_none = ExplorerService(manager)
             yield
 

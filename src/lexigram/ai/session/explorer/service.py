@@ -1,4 +1,4 @@
-"""What the explorer reads and writes, over one :class:`SessionManagerImpl` and its store.
+"""What the explorer reads and writes, over one :class:`SessionManagerAPI` and its store.
 
 Pages and the JSON API both call these methods, so they always show the same data.
 Every read is bounded: a page of sessions (the store's cursor), a page of turns
@@ -16,7 +16,8 @@ from lexigram.ai.session.branching import BranchManager
 from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 from lexigram.ai.session.explorer.series import UsageSeries, load_series
 from lexigram.ai.session.explorer.tree import BranchTree, load_tree
-from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY
 from lexigram.ai.session.stores.base import SessionPage, SessionRecord
 from lexigram.ai.session.validation import check_id
@@ -52,10 +53,16 @@ def is_group_turn(turn: SessionTurn) -> bool:
     return GROUP_KEY in turn.metadata or isinstance(turn.metadata.get("agent"), str)
 
 
+def _notifier_of(manager: SessionManagerAPI) -> SessionNotifier | None:
+    """The manager's event notifier when it has one (a wrapped or fake manager may not)."""
+    found = getattr(manager, "notifier", None)
+    return found if isinstance(found, SessionNotifier) else None
+
+
 class ExplorerService:
     """Reads (and, when allowed, writes) sessions for the explorer's pages and API."""
 
-    def __init__(self, manager: SessionManagerImpl) -> None:
+    def __init__(self, manager: SessionManagerAPI) -> None:
         self.manager = manager
         self.store = manager.store
         self.branches = BranchManager(
@@ -63,7 +70,7 @@ class ExplorerService:
             manager.config.max_branches_per_session,
             max_sessions_per_user=manager.config.max_sessions_per_user,
             max_turns_per_session=manager.config.max_turns_per_session,
-            notifier=manager.notifier,
+            notifier=_notifier_of(manager),
         )
 
     @property
