@@ -15,11 +15,13 @@ from lexigram.ai.session.exceptions import (
     SessionClosedError,
     SessionExpiredError,
     SessionTransitionError,
+    SessionValidationError,
     TurnLimitReachedError,
 )
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionPatch
 
 __all__ = [
+    "parse_cursor",
     "apply_patch",
     "check_append",
     "check_batch_ids",
@@ -164,3 +166,20 @@ def branch_header(
         total_tokens=total_tokens,
         total_cost=total_cost,
     )
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The position a listing cursor names: a decimal integer in ``0..2**63-1``.
+
+    Anything else (not a string of digits, negative, too large for a 64-bit column)
+    is refused the same way on every backend, naming ``cursor``.
+    """
+    if cursor is None:
+        return None
+    text = cursor if isinstance(cursor, str) else None
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise SessionValidationError("cursor", f"not a cursor this store issued: {cursor!r}")
+    value = int(text)
+    if value > 2**63 - 1:
+        raise SessionValidationError("cursor", f"not a cursor this store issued: {cursor!r}")
+    return value

@@ -42,6 +42,7 @@ from lexigram.ai.session.stores._common import (
     copy_state,
     copy_turn,
     effective_status,
+    parse_cursor,
     require_writable,
 )
 from lexigram.ai.session.stores.base import (
@@ -416,7 +417,7 @@ class InMemorySessionStore(SessionStore):
         cursor: str | None = None,
     ) -> SessionPage:
         now = self.now()
-        below = _parse_cursor(cursor)
+        below = parse_cursor(cursor)
         index = self._by_user.get(user_id, _NO_SESSIONS)
         items: list[SessionState] = []
         last_ordinal: int | None = None
@@ -720,13 +721,3 @@ def _cost_of(turns: Iterable[SessionTurn]) -> float:
         total += turn.cost
     return total
 
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(cursor)
-    except ValueError as exc:
-        raise SessionValidationError(
-            "cursor", f"not a cursor this store issued: {cursor!r}"
-        ) from exc

@@ -190,6 +190,15 @@ class SessionsSuite(SuiteBase):
         rest = await store.get_turns(state.session_id, after_seq=first_five[-1][0])
         assert _ids(rest) == _ids(turns[5:])
 
+    async def test_a_cursor_the_store_did_not_issue_is_refused(self, store: SessionStore) -> None:
+        await self._session(store, "bob")
+        for bad in ("abc", "-1", "1.5", "99999999999999999999999", str(2**63), ""):
+            with pytest.raises(SessionValidationError) as info:
+                await store.list_user_sessions("bob", cursor=bad)
+            assert info.value.field == "cursor"
+        page = await store.list_user_sessions("bob", cursor=str(2**63 - 1))
+        assert len(page.items) == 1
+
     async def test_list_user_sessions_pages_newest_first(self, store: SessionStore) -> None:
         made = []
         for i in range(7):

@@ -24,7 +24,12 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
 )
-from lexigram.ai.session.stores._common import branch_header, check_append, check_batch_ids
+from lexigram.ai.session.stores._common import (
+    branch_header,
+    check_append,
+    check_batch_ids,
+    parse_cursor,
+)
 from lexigram.ai.session.stores.base import (
     LIVE_STATUSES,
     AppendResult,
@@ -226,7 +231,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         cursor: str | None = None,
     ) -> SessionPage:
         now, _ = self._clock()
-        below = _parse_cursor(cursor)
+        below = parse_cursor(cursor)
         key = self.keys.user_sessions(user_id)
         top: str = "+inf" if below is None else f"({below}"
         batch = max(min(limit + 1, _SCAN_BATCH), 16)
@@ -476,13 +481,3 @@ def _seqs_at(ranges: str, start: int, count: int) -> list[int]:
         raise SessionStoreError(f"live ranges {ranges!r} do not cover {count} turns from {start}")
     return out
 
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(cursor)
-    except (TypeError, ValueError) as exc:
-        raise SessionValidationError(
-            "cursor", f"not a cursor this store issued: {cursor!r}"
-        ) from exc

@@ -29,6 +29,7 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
 )
+from lexigram.ai.session.stores._common import parse_cursor
 from lexigram.ai.session.stores.base import (
     BATCH_CONCURRENCY,
     LIVE_STATUSES,
@@ -349,7 +350,7 @@ class DatabaseSessionStore(SessionStore):
         cursor: str | None = None,
     ) -> SessionPage:
         uid = checked_id(user_id, "user_id")
-        below = _parse_cursor(cursor)
+        below = parse_cursor(cursor)
         wanted = None if status is None else SessionStatus(status)
         items, damaged, last = await self._read(ses.list_page, uid, wanted, limit, below)
         return SessionPage(
@@ -558,13 +559,3 @@ class DatabaseSessionStore(SessionStore):
 async def _ping(tx: Any, ctx: Ctx) -> None:
     await tx.one(ctx.q.ping)
 
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(cursor)
-    except (TypeError, ValueError) as exc:
-        raise SessionValidationError(
-            "cursor", f"not a cursor this store issued: {cursor!r}"
-        ) from exc
