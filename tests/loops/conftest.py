@@ -11,9 +11,18 @@ import pytest
 
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from tests.loops.support import Backend, Worker, join, redis_backend, sql_backend
-from tests.services import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
+from tests.services import (
+    MARIADB_URL,
+    POSTGRES_URL,
+    REDIS_URL,
+    require_mariadb,
+    require_postgres,
+    require_redis,
+)
 
-NAMES = ["in_memory", "sqlite", "sqlite_memory", "postgres", "redis", "redis_cluster"]
+NAMES = [
+    "in_memory", "sqlite", "sqlite_memory", "postgres", "mariadb", "redis", "redis_cluster"
+]
 
 
 def build(name: str, tmp: Path) -> Backend:
@@ -29,6 +38,9 @@ def build(name: str, tmp: Path) -> Backend:
     if name == "postgres":
         require_postgres()
         return sql_backend(name, POSTGRES_URL, prefix)
+    if name == "mariadb":
+        require_mariadb()
+        return sql_backend(name, MARIADB_URL, prefix)
     if name == "redis":
         require_redis()
         return redis_backend(name, REDIS_URL, {6379}, cluster=False)

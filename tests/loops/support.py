@@ -275,7 +275,7 @@ def sql_backend(name: str, url: str, prefix: str, files: Path | None = None) -> 
     async def cleanup() -> None:
         from lexigram.ai.session.stores.database import drop_schema
 
-        if url.startswith("postgresql"):
+        if url.startswith(("postgresql", "mysql")):
             await drop_schema(url, table_prefix=prefix)
 
     async def on_server() -> int:
@@ -292,10 +292,11 @@ def sql_backend(name: str, url: str, prefix: str, files: Path | None = None) -> 
         return count
 
     postgres = url.startswith("postgresql")
+    ports = {5432} if postgres else {3306} if url.startswith("mysql") else set()
     return Backend(
         name=name,
         make=lambda: DatabaseSessionStore(url, table_prefix=prefix, pool_size=4),
-        ports=frozenset({5432}) if postgres else frozenset(),
+        ports=frozenset(ports),
         files=files,
         cleanup=cleanup,
         on_server=on_server if postgres else None,
