@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.stores.base import SessionPage, SessionStore
+from lexigram.ai.session.manager.privacy import UserExport
+from lexigram.ai.session.stores.base import SessionPage, SessionStore, UserErasure
 
 __all__ = ["SessionManagerAPI"]
 
@@ -119,6 +120,12 @@ class SessionManagerAPI(Protocol):
 
     def delete(self, session_id: str) -> Awaitable[bool]:
         """Delete the session; whether it existed."""
+
+    def erase_user(self, user_id: str) -> Awaitable[UserErasure]:
+        """Erase every session of ``user_id`` with its branches, checkpoints and turns."""
+
+    def export_user(self, user_id: str) -> Awaitable[UserExport]:
+        """Everything stored about ``user_id`` (sessions, branches, checkpoints, turns)."""
 
     def checkpoint(
         self, session_id: str, metadata: dict[str, Any] | None = None
