@@ -15,7 +15,7 @@ from lexigram.ai.session.stores.registry import register_backend, unregister_bac
 
 DOCUMENTED_DEFAULTS = {
     "enabled": True,
-    "backend": "in_memory",
+    "backend": "memory",
     "session_ttl": 86400,
     "cleanup_interval_s": 600,
     "max_turns_per_session": 1000,

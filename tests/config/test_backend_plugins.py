@@ -48,7 +48,7 @@ def test_options_blocks_fill_the_flat_fields() -> None:
     assert isinstance(store, DatabaseSessionStore)
     assert store.url == "mysql+asyncmy://app:***@127.0.0.1:3306/app?charset=utf8mb4"
     redis = SessionConfig(redis={"url": "redis://h:6379/2", "cluster": False, "pool_size": 7})
-    assert redis.backend == "cache" and redis.redis_url == "redis://h:6379/2"
+    assert redis.backend == "redis" and redis.redis_url == "redis://h:6379/2"
     assert redis.redis_pool_size == 7
 
 

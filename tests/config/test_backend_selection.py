@@ -20,10 +20,13 @@ REDIS = "redis://127.0.0.1:6379/5"
 @pytest.mark.parametrize(
     ("settings", "backend"),
     [
-        ({"database_url": DB}, "database"),
-        ({"database_url": "postgresql://u@h/db"}, "database"),
-        ({"redis_url": REDIS}, "cache"),
-        ({}, "in_memory"),
+        ({"database_url": DB}, "sql"),
+        ({"database_url": "postgresql://u@h/db"}, "sql"),
+        ({"redis_url": REDIS}, "redis"),
+        ({}, "memory"),
+        ({"backend": "sql", "database_url": DB}, "sql"),
+        ({"backend": "redis", "redis_url": REDIS, "database_url": DB}, "redis"),
+        ({"backend": "memory", "database_url": SessionConfig().database_url}, "memory"),
         ({"backend": "database", "database_url": DB}, "database"),
         ({"backend": "cache", "redis_url": REDIS, "database_url": DB}, "cache"),
         ({"backend": "in_memory", "database_url": SessionConfig().database_url}, "in_memory"),
@@ -41,6 +44,9 @@ def test_backend_from_keywords_and_dicts(settings: dict[str, Any], backend: str)
         ({"backend": "database", "redis_url": REDIS}, ("backend", "redis_url")),
         ({"backend": "in_memory", "database_url": DB}, ("backend", "database_url")),
         ({"backend": "in_memory", "redis_url": REDIS}, ("backend", "redis_url")),
+        ({"backend": "redis", "database_url": DB}, ("backend", "database_url")),
+        ({"backend": "sql", "redis_url": REDIS}, ("backend", "redis_url")),
+        ({"backend": "memory", "database_url": DB}, ("backend", "database_url")),
         ({"database_url": DB, "redis_url": REDIS}, ("backend", "database_url", "redis_url")),
     ],
 )
@@ -63,7 +69,7 @@ def test_a_user_backend_may_use_any_url() -> None:
 def test_round_trip_of_every_field_keeps_the_backend() -> None:
     config = SessionConfig(database_url=DB)
     again = SessionConfig(**config.model_dump())
-    assert (again.backend, again.database_url) == ("database", DB)
+    assert (again.backend, again.database_url) == ("sql", DB)
 
 
 async def _booted(tmp_path: Path) -> tuple[str, type[SessionStore]]:
@@ -81,7 +87,7 @@ async def test_only_the_database_url_env_var_selects_the_database(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LEX_AI_SESSION__DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'e.db'}")
     backend, store_type = await _booted(tmp_path)
-    assert (backend, store_type) == ("database", DatabaseSessionStore)
+    assert (backend, store_type) == ("sql", DatabaseSessionStore)
     assert (tmp_path / "e.db").exists()  # the tables were created there, not in memory
 
 

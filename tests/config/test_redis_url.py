@@ -40,7 +40,7 @@ def test_cluster_with_a_db_other_than_0_names_both_fields() -> None:
         SessionConfig(redis_url="redis://127.0.0.1:7101/2", redis_cluster=True)
     assert "ai_session.redis_url / ai_session.redis_cluster" in str(info.value)
     config = SessionConfig(redis_url="redis://127.0.0.1:7101/0", redis_cluster="true")
-    assert config.redis_cluster is True and config.backend == "cache"
+    assert config.redis_cluster is True and config.backend == "redis"
 
 
 def test_a_store_built_directly_names_redis_url_too() -> None:

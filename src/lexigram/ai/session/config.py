@@ -52,7 +52,7 @@ _URL_FIELD = {
     "redis": "redis_url",
 }
 #: The backend a URL field selects when ``backend`` is not given.
-_URL_BACKEND = {"database_url": "database", "redis_url": "cache"}
+_URL_BACKEND = {"database_url": "sql", "redis_url": "redis"}
 #: Class-level names ``model_dump()`` emits; accepted and ignored when passed back.
 _DUMPED_EXTRAS = frozenset({"model_config", "config_section"})
 
@@ -86,7 +86,7 @@ class SessionConfig(BaseConfig):
     name: str = Field(default="ai-session")
     env: str | None = Field(default=None)
     enabled: bool = Field(default=True)
-    backend: str = Field(default="in_memory")
+    backend: str = Field(default="memory")
     session_ttl: int = Field(default=86400)
     cleanup_interval_s: int = Field(default=600)
     max_turns_per_session: int = Field(default=1000)
@@ -157,7 +157,7 @@ class SessionConfig(BaseConfig):
                 _fail(
                     "backend",
                     "both ai_session.database_url and ai_session.redis_url are set; "
-                    "set backend to 'database' or 'cache'",
+                    "set backend to 'sql' or 'redis'",
                 )
             return data
         backend = data["backend"]
@@ -304,7 +304,7 @@ class SessionConfig(BaseConfig):
                     ConfigIssue(
                         field="ai_session.backend",
                         message="the in-memory backend loses every session on restart",
-                        suggestion="use backend 'cache' (Redis) or 'database' (SQL)",
+                        suggestion="use backend 'redis' or 'sql'",
                     )
                 )
             if self.cookie_name is not None and not self.cookie_secret:
