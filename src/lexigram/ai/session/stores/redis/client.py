@@ -34,6 +34,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores.loops import PerLoop, drop_transport
+from lexigram.ai.session.stores.redis.packing import connection_class
 from lexigram.ai.session.stores.redis.scripts import SCRIPTS
 
 __all__ = ["AnyRedis", "LoopClient", "ScriptRunner", "connect", "mask_url", "translate"]
@@ -75,11 +76,14 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
                 retry=retry,
                 socket_connect_timeout=_CONNECT_TIMEOUT,
             )
+        packing = connection_class(url)
+        extra: dict[str, Any] = {} if packing is None else {"connection_class": packing}
         return Redis.from_url(
             url,
             max_connections=pool_size,
             retry=retry,
             socket_connect_timeout=_CONNECT_TIMEOUT,
+            **extra,
         )
     except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
         raise SessionValidationError("redis_url", f"cannot use {mask_url(url)!r}: {exc}") from exc
