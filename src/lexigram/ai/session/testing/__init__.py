@@ -2,13 +2,14 @@
 
 ``StoreConformanceSuite`` runs every test; one class per capability
 (``SessionsSuite``, ``ValidationSuite``, ``TurnsSuite``, ``CheckpointsSuite``,
-``BranchesSuite``, ``SweepingSuite``) runs that capability's tests alone. Importing this
-package needs ``pytest`` (a test dependency).
+``BranchesSuite``, ``SweepingSuite``, ``ErasureSuite``) runs that capability's tests
+alone. Importing this package needs ``pytest`` (a test dependency).
 """
 
 from lexigram.ai.session.testing.conformance import (
     BranchesSuite,
     CheckpointsSuite,
+    ErasureSuite,
     FakeClock,
     SessionsSuite,
     StoreConformanceSuite,
@@ -22,6 +23,7 @@ from lexigram.ai.session.testing.conformance import (
 __all__ = [
     "BranchesSuite",
     "CheckpointsSuite",
+    "ErasureSuite",
     "FakeClock",
     "SessionsSuite",
     "StoreConformanceSuite",

@@ -28,12 +28,13 @@ need ``pytest-asyncio`` (``asyncio_mode = "auto"``).
 The suite is the union of one class per capability, each usable on its own (a backend
 that offers only some capabilities runs only those): :class:`SessionsSuite`,
 :class:`ValidationSuite`, :class:`TurnsSuite`, :class:`CheckpointsSuite`,
-:class:`BranchesSuite`, :class:`SweepingSuite`.
+:class:`BranchesSuite`, :class:`SweepingSuite`, :class:`ErasureSuite`.
 """
 from __future__ import annotations
 
 from lexigram.ai.session.testing.branches import BranchesSuite
 from lexigram.ai.session.testing.checkpoints import CheckpointsSuite
+from lexigram.ai.session.testing.erasure import ErasureSuite
 from lexigram.ai.session.testing.sessions import SessionsSuite
 from lexigram.ai.session.testing.support import FakeClock, make_state, make_turn
 from lexigram.ai.session.testing.sweeping import SweepingSuite
@@ -43,6 +44,7 @@ from lexigram.ai.session.testing.validation import ValidationSuite
 __all__ = [
     "BranchesSuite",
     "CheckpointsSuite",
+    "ErasureSuite",
     "FakeClock",
     "SessionsSuite",
     "StoreConformanceSuite",
@@ -61,5 +63,6 @@ class StoreConformanceSuite(
     CheckpointsSuite,
     BranchesSuite,
     SweepingSuite,
+    ErasureSuite,
 ):
     """Behaviour every session store must have (see ``stores/base.py``): every capability."""
