@@ -122,6 +122,9 @@ class SessionConfig(BaseConfig):
     table_prefix: str = Field(default="ai_session_")
     redis_pool_size: int = Field(default=50)
     db_pool_size: int = Field(default=10)
+    #: The chosen backend's own options (``ai_session.options`` or ``ai_session.<backend>``);
+    #: a plugin reads them in ``from_config`` and may judge them with ``options_problem``.
+    options: dict[str, Any] = Field(default_factory=dict)  # noqa: RUF009
 
     # sweeper
     purge_after_s: int = Field(default=7 * 86400)
@@ -254,6 +257,7 @@ class SessionConfig(BaseConfig):
             except ValueError:
                 _fail("env", f"unknown environment {self.env!r}")
         plugin = self._plugin_backend()
+        self._check_options(plugin)
         if plugin is not None and plugin.url_field == "database_url":
             # A plugin's message may quote the URL: never with its password.
             found = plugin.url_problem(self.database_url)
@@ -265,6 +269,23 @@ class SessionConfig(BaseConfig):
         redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
         if redis_problem is not None:
             _fail_fields(*redis_problem)
+
+    def _check_options(self, plugin: Any) -> None:
+        """``options`` is a mapping with string keys, judged by the plugin that reads it."""
+        block = canonical_name(self.backend) if isinstance(self.backend, str) else "options"
+        if self.options is None:
+            self.options = {}
+        if not isinstance(self.options, dict) or not all(isinstance(k, str) for k in self.options):
+            _fail(block, f"must be a mapping with string keys, got {self.options!r}")
+        if plugin is None:
+            if self.options:
+                _fail("options", f"backend {self.backend!r} takes no options block")
+            return
+        judge = getattr(plugin, "options_problem", None)
+        found = judge(dict(self.options)) if callable(judge) else None
+        if found is not None:
+            key, problem = found
+            _fail(f"{block}.{key}", redact_text(str(problem), _url_values(self.options)))
 
     def _plugin_backend(self) -> Any:
         """The installed or registered backend ``backend`` names (None for a built-in one).
@@ -362,6 +383,10 @@ class SessionConfig(BaseConfig):
             data["encryption_keys"] = [f"{k.id}:{MASK}" for k in keys]
         for name in _URL_BACKEND:
             data[name] = redact_url(data[name])
+        data["options"] = {
+            k: MASK if _secret_key(k) else redact_url(v) if v in _url_values(data["options"]) else v
+            for k, v in (data.get("options") or {}).items()
+        }
         return data
 
     def __repr__(self) -> str:
@@ -417,12 +442,49 @@ BACKEND_BLOCKS: dict[str, dict[str, str]] = {
 }
 
 
+def _backend_block(data: dict[str, Any]) -> dict[str, Any]:
+    """The chosen backend's block under its own name or ``options``, put where it belongs.
+
+    For ``sql`` and ``redis``, ``options`` is their block (``sql:`` / ``redis:``); for a
+    plugin, an ``ai_session.<name>:`` block becomes ``options`` (idempotent). Both given
+    with different values is refused naming both.
+    """
+    backend = data.get("backend")
+    if not isinstance(backend, str):
+        return data
+    name = canonical_name(backend)
+    if name in BACKEND_BLOCKS and data.get("options"):
+        data = dict(data)
+        options = data.pop("options")
+        if name in data and data[name] not in (None, options):
+            _fail_fields((name, "options"), "both are set, to different values; keep one")
+        data[name] = options
+    elif name in data and name not in BACKEND_BLOCKS and name not in _field_names():
+        data = dict(data)
+        block = data.pop(name)
+        if data.get("options") not in (None, {}, block):
+            _fail_fields((name, "options"), "both are set, to different values; keep one")
+        data["options"] = block
+    return data
+
+
+def _field_names() -> frozenset[str]:
+    """The names of ``SessionConfig``'s fields (a plugin's block may not shadow one)."""
+    return frozenset(f.name for f in fields(SessionConfig))
+
+
+def _url_values(options: dict[str, Any]) -> list[str]:
+    """The option values that look like URLs (masked in a plugin's message)."""
+    return [v for v in options.values() if isinstance(v, str) and "://" in v]
+
+
 def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
     """``sql: {url: ...}`` / ``redis: {...}`` moved to their flat fields (idempotent).
 
     A key the block does not know, or a flat field given with another value, is
     refused naming the field (``sql.url``, ``database_url``).
     """
+    data = _backend_block(data)
     if not any(name in data for name in BACKEND_BLOCKS):
         return data
     data = dict(data)
@@ -447,6 +509,13 @@ def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
                 )
             data[flat] = value
     return data
+
+
+def _secret_key(key: str) -> bool:
+    """Whether an option's name says it holds a secret (its value is masked when shown)."""
+    low = key.lower()
+    words = ("password", "secret", "token", "credential")
+    return any(word in low for word in words) or low == "key" or low.endswith("_key")
 
 
 def _field_default(cls: Any, name: str) -> Any:
