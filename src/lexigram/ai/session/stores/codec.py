@@ -289,6 +289,27 @@ def fast_turn(data: Any) -> SessionTurn | None:
     return turn
 
 
+_STATE_KEYS = tuple(f.name for f in fields(SessionState))
+_CAN_INSTALL_STATE_DICT = not hasattr(SessionState, "__slots__") and not hasattr(
+    SessionState, "__post_init__"
+)
+
+
+def build_state(values: dict[str, Any]) -> SessionState:
+    """A :class:`SessionState` of already checked field values (every field, in order).
+
+    Installs ``values`` as the instance's ``__dict__`` (a frozen dataclass's
+    ``__init__`` sets each of its 17 fields through ``object.__setattr__``, several
+    times slower); falls back to ``__init__`` when the class does not allow it.
+    Takes ownership of ``values``.
+    """
+    if _CAN_INSTALL_STATE_DICT and tuple(values) == _STATE_KEYS:
+        state = _new(SessionState)
+        _set_attr(state, "__dict__", values)
+        return state
+    return SessionState(**values)
+
+
 def decode_turn_document(data: Any, *, record: str) -> SessionTurn:
     """A turn from its decoded stored document: fast when intact, else fully checked."""
     return fast_turn(data) or turn_from_dict(data, record=record)

@@ -201,24 +201,26 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
             cost = float(raw_cost)
         except ValueError:
             raise _Corrupt("total_cost", f"not a number: {raw_cost!r}") from None
-        state = SessionState(
-            session_id=_req(data, "id", "session_id"),
-            user_id=_req(data, "u", "user_id"),
-            status=status,
-            turns=[],
-            metadata=_json(data, "m", "metadata", dict),
-            active_tools=_json(data, "ta", "active_tools", list),
-            active_skills=_json(data, "sk", "active_skills", list),
-            system_prompt=_opt(data, "sp", "system_prompt"),
-            variables=_json(data, "v", "variables", dict),
-            created_at=from_us(_num(data, "ca", "created_at")),
-            updated_at=from_us(_num(data, "ua", "updated_at")),
-            checkpoint_id=_opt(data, "cp", "checkpoint_id"),
-            total_tokens=_num(data, "tt", "total_tokens"),
-            total_cost=cost,
-            turn_count=_num(data, "n", "turn_count"),
-            parent_session_id=_opt(data, "ps", "parent_session_id"),
-            branch_name=_opt(data, "bn", "branch_name"),
+        state = codec.build_state(
+            {
+                "session_id": _req(data, "id", "session_id"),
+                "user_id": _req(data, "u", "user_id"),
+                "status": status,
+                "turns": [],
+                "metadata": _json(data, "m", "metadata", dict),
+                "active_tools": _json(data, "ta", "active_tools", list),
+                "active_skills": _json(data, "sk", "active_skills", list),
+                "system_prompt": _opt(data, "sp", "system_prompt"),
+                "variables": _json(data, "v", "variables", dict),
+                "created_at": from_us(_num(data, "ca", "created_at")),
+                "updated_at": from_us(_num(data, "ua", "updated_at")),
+                "checkpoint_id": _opt(data, "cp", "checkpoint_id"),
+                "total_tokens": _num(data, "tt", "total_tokens"),
+                "total_cost": cost,
+                "turn_count": _num(data, "n", "turn_count"),
+                "parent_session_id": _opt(data, "ps", "parent_session_id"),
+                "branch_name": _opt(data, "bn", "branch_name"),
+            }
         )
         expires = _num(data, "ex", "expires_at") if data.get("ex") is not None else None
     except _Corrupt as bad:
