@@ -1,14 +1,16 @@
-"""A backend's own options block: ``ai_session.options`` or ``ai_session.<backend>``."""
+"""A backend's own options block: ``ai_session.options``, judged by the backend."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lexigram.contracts.exceptions.config import ConfigurationError
 
-from lexigram.ai.session import backends
+from lexigram import Application
+from lexigram.ai.session import SessionModule, backends
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.stores.registry import create_store
@@ -74,14 +76,7 @@ def tuned() -> Iterator[Tuned]:
         backends.unregister(backend.name)
 
 
-def test_the_block_under_the_backend_name_reaches_from_config(tuned: Tuned) -> None:
-    config = SessionConfig(backend="tuned_options", tuned_options={"shards": 4})
-    assert config.options == {"shards": 4}
-    create_store(config)
-    assert tuned.seen == [{"shards": 4}]
-
-
-def test_the_options_key_is_the_same_block(tuned: Tuned) -> None:
+def test_the_options_block_reaches_from_config(tuned: Tuned) -> None:
     config = SessionConfig(backend="tuned_options", options={"shards": 2})
     assert SessionConfig(**config.model_dump()).options == {"shards": 2}
     create_store(config)
@@ -91,16 +86,16 @@ def test_the_options_key_is_the_same_block(tuned: Tuned) -> None:
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({"shard": 2}, "tuned_options.shard"),
-        ({"shards": 0}, "tuned_options.shards"),
-        ({"shards": "many"}, "tuned_options.shards"),
+        ({"shard": 2}, "options.shard"),
+        ({"shards": 0}, "options.shards"),
+        ({"shards": "many"}, "options.shards"),
     ],
 )
 def test_the_backend_judges_its_options_naming_the_key(
     tuned: Tuned, options: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ConfigurationError) as info:
-        SessionConfig(backend="tuned_options", tuned_options=options)
+        SessionConfig(backend="tuned_options", options=options)
     assert f"ai_session.{field}:" in str(info.value)
     assert tuned.seen == []
 
@@ -108,7 +103,7 @@ def test_the_backend_judges_its_options_naming_the_key(
 def test_a_url_in_the_problem_is_shown_without_its_password(tuned: Tuned) -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="tuned_options", options={"dsn": "http://u:s3cret@h/db"})
-    assert "ai_session.tuned_options.dsn" in str(info.value)
+    assert "ai_session.options.dsn" in str(info.value)
     assert "s3cret" not in str(info.value)
 
 
@@ -121,16 +116,10 @@ def test_secret_options_are_masked_when_shown(tuned: Tuned) -> None:
     assert config.options["api_token"] == "t0ken"  # the value itself is kept
 
 
-def test_both_spellings_with_different_values_name_both(tuned: Tuned) -> None:
-    with pytest.raises(ConfigurationError) as info:
-        SessionConfig(backend="tuned_options", options={"shards": 1}, tuned_options={"shards": 2})
-    assert "ai_session.tuned_options / ai_session.options" in str(info.value)
-
-
 def test_a_plugin_without_a_judge_gets_its_options_as_given() -> None:
     backends.register(Silent())
     try:
-        config = SessionConfig(backend="silent_options", silent_options={"anything": [1]})
+        config = SessionConfig(backend="silent_options", options={"anything": [1]})
         assert config.options == {"anything": [1]}
     finally:
         backends.unregister("silent_options")
@@ -140,7 +129,7 @@ def test_a_plugin_without_a_judge_gets_its_options_as_given() -> None:
 def test_options_must_be_a_mapping_with_string_keys(tuned: Tuned, bad: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="tuned_options", options=bad)
-    assert "ai_session.tuned_options:" in str(info.value)
+    assert "ai_session.options:" in str(info.value)
 
 
 def test_the_memory_backend_takes_no_options() -> None:
@@ -158,3 +147,21 @@ def test_options_of_sql_and_redis_are_their_blocks() -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="sql", options={"ur": "x"})
     assert "ai_session.sql.ur" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="sql", options={"pool_size": 3}, sql={"pool_size": 4})
+    assert "ai_session.sql / ai_session.options" in str(info.value)
+
+
+async def test_blocks_are_read_from_application_yaml(
+    tuned: Tuned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "application.yaml").write_text(
+        "ai_session:\n  backend: tuned_options\n  options:\n    shards: 3\n"
+        "  sql:\n    pool_size: 4\n  redis:\n    pool_size: 5\n"
+    )
+    async with Application.boot(modules=[SessionModule.configure()]) as app:
+        config = await app.container.resolve(SessionConfig)
+    assert (config.options, config.db_pool_size, config.redis_pool_size) == ({"shards": 3}, 4, 5)
+    assert (config.sql, config.redis) == (None, None)
+    assert tuned.seen == [{"shards": 3}]

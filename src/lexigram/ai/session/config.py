@@ -122,9 +122,12 @@ class SessionConfig(BaseConfig):
     table_prefix: str = Field(default="ai_session_")
     redis_pool_size: int = Field(default=50)
     db_pool_size: int = Field(default=10)
-    #: The chosen backend's own options (``ai_session.options`` or ``ai_session.<backend>``);
-    #: a plugin reads them in ``from_config`` and may judge them with ``options_problem``.
+    #: The chosen backend's own options; a plugin reads them in ``from_config`` and may
+    #: judge them with ``options_problem`` (for ``sql``/``redis``: their block below).
     options: dict[str, Any] = Field(default_factory=dict)  # noqa: RUF009
+    #: The ``sql:`` and ``redis:`` blocks (moved to their flat fields, then None).
+    sql: dict[str, Any] | None = Field(default=None)  # noqa: RUF009
+    redis: dict[str, Any] | None = Field(default=None)  # noqa: RUF009
 
     # sweeper
     purge_after_s: int = Field(default=7 * 86400)
@@ -272,7 +275,7 @@ class SessionConfig(BaseConfig):
 
     def _check_options(self, plugin: Any) -> None:
         """``options`` is a mapping with string keys, judged by the plugin that reads it."""
-        block = canonical_name(self.backend) if isinstance(self.backend, str) else "options"
+        block = "options"
         if self.options is None:
             self.options = {}
         if not isinstance(self.options, dict) or not all(isinstance(k, str) for k in self.options):
@@ -443,11 +446,10 @@ BACKEND_BLOCKS: dict[str, dict[str, str]] = {
 
 
 def _backend_block(data: dict[str, Any]) -> dict[str, Any]:
-    """The chosen backend's block under its own name or ``options``, put where it belongs.
+    """For ``sql`` and ``redis``, ``options`` is their block (``sql:`` / ``redis:``).
 
-    For ``sql`` and ``redis``, ``options`` is their block (``sql:`` / ``redis:``); for a
-    plugin, an ``ai_session.<name>:`` block becomes ``options`` (idempotent). Both given
-    with different values is refused naming both.
+    Both given with different values is refused naming both (idempotent). A plugin's
+    ``options`` stay as they are, for the plugin to read.
     """
     backend = data.get("backend")
     if not isinstance(backend, str):
@@ -456,21 +458,10 @@ def _backend_block(data: dict[str, Any]) -> dict[str, Any]:
     if name in BACKEND_BLOCKS and data.get("options"):
         data = dict(data)
         options = data.pop("options")
-        if name in data and data[name] not in (None, options):
+        if data.get(name) not in (None, options):
             _fail_fields((name, "options"), "both are set, to different values; keep one")
         data[name] = options
-    elif name in data and name not in BACKEND_BLOCKS and name not in _field_names():
-        data = dict(data)
-        block = data.pop(name)
-        if data.get("options") not in (None, {}, block):
-            _fail_fields((name, "options"), "both are set, to different values; keep one")
-        data["options"] = block
     return data
-
-
-def _field_names() -> frozenset[str]:
-    """The names of ``SessionConfig``'s fields (a plugin's block may not shadow one)."""
-    return frozenset(f.name for f in fields(SessionConfig))
 
 
 def _url_values(options: dict[str, Any]) -> list[str]:
