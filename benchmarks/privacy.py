@@ -9,7 +9,10 @@ stores on fresh namespaces: plain, and the same backend behind
 
 * ``add_turn``: one realistic turn (~300 bytes of content, metadata, a tool call)
   appended to a session, alternating plain / encrypted call by call;
-* ``get_state``: the full state of a 1,000-turn session, alternating likewise.
+* ``get_state``: the full state of a 1,000-turn session, alternating likewise;
+* ``get_state cold``: the same read through a second encrypted store on the same
+  data with its cache of opened turns off (``turn_cache_bytes=0``), as a process
+  reading the session for the first time does (its data key is cached).
 
 Prints the medians and the ratio encrypted / plain (target: <= 1.25).
 """
@@ -55,6 +58,7 @@ async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-u
     plain_store = await backend.make_store()
     inner = await backend.make_store()
     crypt_store = EncryptedSessionStore(inner, keyring)
+    cold_store = EncryptedSessionStore(inner, keyring, turn_cache_bytes=0)
     try:
         managers = {
             "off": SessionManagerImpl(plain_store, CONFIG),
@@ -64,8 +68,14 @@ async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-u
         reads = 10 if quick else 30
         long_turns = 1000
         samples: dict[str, list[float]] = {
-            "add_turn off": [], "add_turn on": [], "get_state off": [], "get_state on": []
+            "add_turn off": [],
+            "add_turn on": [],
+            "get_state off": [],
+            "get_state on": [],
+            "get_state cold off": [],
+            "get_state cold on": [],
         }
+        cold = SessionManagerImpl(cold_store, CONFIG)
         sessions = {k: (await m.create("bench-user")).session_id for k, m in managers.items()}
         for n in range(appends):
             for mode, manager in managers.items():
@@ -87,6 +97,11 @@ async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-u
                 full = await manager.get_state(long_ids[mode])
                 samples[f"get_state {mode}"].append(time.perf_counter() - started)
                 assert full is not None and len(full.turns) == long_turns
+            for mode, manager in (("off", managers["off"]), ("on", cold)):
+                started = time.perf_counter()
+                full = await manager.get_state(long_ids[mode])
+                samples[f"get_state cold {mode}"].append(time.perf_counter() - started)
+                assert full is not None and len(full.turns) == long_turns
         return {name: median_ms(values) for name, values in samples.items()}
     finally:
         await backend.drop_store(plain_store)
@@ -102,7 +117,7 @@ async def main() -> None:
     wanted = set(args.backends.split(",")) if args.backends else None
     for note in notes:
         print(f"# {note}")
-    print(f"{'backend':<10} {'op':<10} {'off ms':>9} {'on ms':>9} {'on/off':>7}")
+    print(f"{'backend':<10} {'op':<14} {'off ms':>9} {'on ms':>9} {'on/off':>7}")
     for backend in backends:
         if wanted is not None and backend.name not in wanted:
             continue
@@ -111,9 +126,9 @@ async def main() -> None:
         except Exception as exc:  # a server that does not answer: skip it
             print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
             continue
-        for op in ("add_turn", "get_state"):
+        for op in ("add_turn", "get_state", "get_state cold"):
             off, on = result[f"{op} off"], result[f"{op} on"]
-            print(f"{backend.name:<10} {op:<10} {off:9.3f} {on:9.3f} {on / off:7.2f}")
+            print(f"{backend.name:<10} {op:<14} {off:9.3f} {on:9.3f} {on / off:7.2f}")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ __all__ = [
 ]
 
 #: An envelope as it appears inside stored JSON text.
-ENVELOPE_IN_TEXT = re.compile(r'"__lexigram_key__"\s*:\s*"(v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*'
-                              r'\.[A-Za-z0-9_\-]+)"')
+ENVELOPE_IN_TEXT = re.compile(
+    r'"__lexigram_key__"\s*:\s*"(v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*'
+    r'\.[A-Za-z0-9_\-]+)"'
+)
 
 Found = list[tuple[str, set[str]]]
 
@@ -80,4 +82,3 @@ def envelope_access(store: SessionStore) -> EnvelopeAccess:
 def key_pattern(key_id: str) -> str:
     """The text every envelope naming ``key_id`` contains."""
     return f'"v1.{key_id}.'
-

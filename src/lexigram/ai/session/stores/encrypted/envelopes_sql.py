@@ -28,11 +28,15 @@ class SqlEnvelopes:
         """Sessions in id order after ``cursor`` (the last id of the previous batch)."""
         after = "WHERE session_id > :after " if cursor else ""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                text(f"SELECT session_id, metadata FROM {self.sessions} {after}"
-                     "ORDER BY session_id LIMIT :n"),
-                {"after": cursor, "n": limit} if cursor else {"n": limit},
-            )).all()
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT session_id, metadata FROM {self.sessions} {after}"
+                        "ORDER BY session_id LIMIT :n"
+                    ),
+                    {"after": cursor, "n": limit} if cursor else {"n": limit},
+                )
+            ).all()
             if not rows:
                 return [], None
             ids = [row[0] for row in rows]
@@ -53,13 +57,17 @@ class SqlEnvelopes:
             params = [{"sid": session_id, "old": old, "new": new} for old, new in swaps.items()]
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    text(f"UPDATE {self.sessions} SET metadata = REPLACE(metadata, :old, :new) "
-                         "WHERE session_id = :sid"),
+                    text(
+                        f"UPDATE {self.sessions} SET metadata = REPLACE(metadata, :old, :new) "
+                        "WHERE session_id = :sid"
+                    ),
                     params,
                 )
                 await conn.execute(
-                    text(f"UPDATE {self.checkpoints} SET header = REPLACE(header, :old, :new) "
-                         "WHERE session_id = :sid"),
+                    text(
+                        f"UPDATE {self.checkpoints} SET header = REPLACE(header, :old, :new) "
+                        "WHERE session_id = :sid"
+                    ),
                     params,
                 )
 
@@ -69,9 +77,11 @@ class SqlEnvelopes:
         total = 0
         async with self.engine.connect() as conn:
             for table, column in ((self.sessions, "metadata"), (self.checkpoints, "header")):
-                row = (await conn.execute(
-                    text(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE :p ESCAPE '!'"),
-                    {"p": pattern},
-                )).one()
+                row = (
+                    await conn.execute(
+                        text(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE :p ESCAPE '!'"),
+                        {"p": pattern},
+                    )
+                ).one()
                 total += int(row[0])
         return total

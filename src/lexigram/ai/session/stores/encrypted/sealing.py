@@ -23,6 +23,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 from lexigram.ai.session.encryption.cipher import SEALED_PREFIX, DataKey, is_sealed
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
+from lexigram.ai.session.stores.encrypted.opened import Entry
 
 __all__ = [
     "KEY_FIELD",
@@ -74,6 +75,7 @@ _set = object.__setattr__
 #: Whether a turn can be rebuilt by installing a field dict (several times cheaper than
 #: ``dataclasses.replace``, which runs ``__init__``): a plain frozen dataclass.
 _DICT_TURNS = not hasattr(SessionTurn, "__slots__") and not hasattr(SessionTurn, "__post_init__")
+_DICT_STATES = not hasattr(SessionState, "__slots__") and not hasattr(SessionState, "__post_init__")
 
 
 def _with(turn: SessionTurn, **changes: Any) -> SessionTurn:
@@ -113,20 +115,49 @@ def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
     )
 
 
-def open_turns(turns: list[SessionTurn], key: DataKey, *, record: str) -> list[SessionTurn]:
+def open_turns(
+    turns: list[SessionTurn],
+    key: DataKey,
+    *,
+    record: str,
+    cache: dict[str, Entry] | None = None,
+    added: list[tuple[str, Entry]] | None = None,
+) -> list[SessionTurn]:
     """:func:`open_turn` of each turn, batched (one decrypt loop, turns opened in place).
 
     The turns a store hands out are the caller's own objects (never aliased with
-    stored state), so the opened fields are installed into them directly. Any turn
-    that does not open on the fast path goes through :func:`open_turn`, which names
-    the problem.
+    stored state), so the opened fields are installed into them directly. With
+    ``cache`` (see :mod:`.opened`), a turn opened before under the same key and turn
+    id is not decrypted again; what this call decrypted is appended to ``added``.
+    Any turn that does not open on the fast path goes through :func:`open_turn`,
+    which names the problem.
     """
     if not _DICT_TURNS:
         return [open_turn(t, key, record=record) for t in turns]
-    sealed = [
-        t for t in turns if type(t.content) is str and t.content.startswith(SEALED_PREFIX)
-    ]
-    plains = key.open_many([t.content for t in sealed], [f"turn:{t.turn_id}" for t in sealed])
+    raw_key = key.raw
+    plains: list[bytes | None] = []
+    pending: list[int] = []
+    sealed: list[SessionTurn] = []
+    get = cache.get if cache is not None else None
+    for turn in turns:
+        content = turn.content
+        if type(content) is str and content.startswith(SEALED_PREFIX):
+            hit = get(content) if get is not None else None
+            if hit is not None and hit[0] == raw_key and hit[1] == turn.turn_id:
+                plains.append(hit[2])
+            else:
+                pending.append(len(plains))
+                plains.append(None)
+            sealed.append(turn)
+    if pending:
+        fresh = key.open_many(
+            [sealed[i].content for i in pending], [f"turn:{sealed[i].turn_id}" for i in pending]
+        )
+        for index, plain in zip(pending, fresh, strict=True):
+            plains[index] = plain
+            if plain is not None and added is not None:
+                turn = sealed[index]
+                added.append((turn.content, (raw_key, turn.turn_id, plain)))
     loads = orjson.loads
     broken: dict[int, SessionTurn] = {}
     for turn, plain in zip(sealed, plains, strict=True):
@@ -171,25 +202,70 @@ def seal_header(state: SessionState, key: DataKey) -> SessionState:
     )
 
 
-def open_header(state: SessionState, key: DataKey, *, record: str) -> SessionState:
-    """The plaintext of a sealed stored state (its turns opened too)."""
+def _open_known(
+    key: DataKey,
+    value: Any,
+    context: str,
+    record: str,
+    cache: dict[str, Entry] | None,
+    added: list[tuple[str, Entry]] | None,
+) -> Any:
+    """:func:`_open_json`, answered from ``cache`` when this value was opened before.
+
+    Header entries are tagged ``"\0" + context`` (a turn id never holds a NUL), so a
+    header value is never taken for a turn's.
+    """
+    if cache is None or type(value) is not str:
+        return _open_json(key, value, context, record)
+    tag = "\0" + context
+    hit = cache.get(value)
+    if hit is not None and hit[0] == key.raw and hit[1] == tag:
+        try:
+            return orjson.loads(hit[2])
+        except orjson.JSONDecodeError:
+            pass
+    opened = _open_json(key, value, context, record)
+    if added is not None:
+        added.append((value, (key.raw, tag, orjson.dumps(opened, option=_OPTS))))
+    return opened
+
+
+def _state_with(state: SessionState, **changes: Any) -> SessionState:
+    """A copy of ``state`` with ``changes`` (cheap: no ``__init__`` for a plain dataclass)."""
+    if not _DICT_STATES:
+        return replace(state, **changes)
+    data = dict(state.__dict__)
+    data.update(changes)
+    out = _new(SessionState)
+    _set(out, "__dict__", data)
+    return out
+
+
+def open_header(
+    state: SessionState,
+    key: DataKey,
+    *,
+    record: str,
+    cache: dict[str, Entry] | None = None,
+    added: list[tuple[str, Entry]] | None = None,
+) -> SessionState:
+    """The plaintext of a sealed stored state (its turns opened too, see :func:`open_turns`)."""
     meta = state.metadata
     variables = state.variables
-    metadata = _open_json(key, meta.get(SEALED_FIELD), "metadata", record)
-    opened_vars = _open_json(key, variables.get(SEALED_FIELD), "variables", record)
+    metadata = _open_known(key, meta.get(SEALED_FIELD), "metadata", record, cache, added)
+    opened_vars = _open_known(key, variables.get(SEALED_FIELD), "variables", record, cache, added)
     prompt = state.system_prompt
     if prompt is not None:
-        prompt = _open_json(key, prompt, "system_prompt", record)
+        prompt = _open_known(key, prompt, "system_prompt", record, cache, added)
     if not (isinstance(metadata, dict) and isinstance(opened_vars, dict)):
         raise CorruptRecordError(record, "field metadata/variables: expected JSON objects")
     if prompt is not None and not isinstance(prompt, str):
         raise CorruptRecordError(record, "field system_prompt: expected text")
-    return replace(
-        state,
-        metadata=metadata,
-        variables=opened_vars,
-        system_prompt=prompt,
-        turns=open_turns(list(state.turns), key, record=record),
+    turns = state.turns
+    if turns:
+        turns = open_turns(list(turns), key, record=record, cache=cache, added=added)
+    return _state_with(
+        state, metadata=metadata, variables=opened_vars, system_prompt=prompt, turns=turns
     )
 
 
@@ -223,4 +299,3 @@ def open_checkpoint(checkpoint: SessionCheckpoint, key: DataKey) -> SessionCheck
             key, metadata[SEALED_FIELD], f"checkpoint:{checkpoint.checkpoint_id}", record
         )
     return replace(checkpoint, state=state, metadata=metadata)
-

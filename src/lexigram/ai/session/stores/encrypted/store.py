@@ -43,6 +43,11 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     UserErasure,
 )
+from lexigram.ai.session.stores.encrypted.opened import (
+    DEFAULT_TURN_CACHE_BYTES,
+    Entry,
+    OpenedTurns,
+)
 from lexigram.ai.session.stores.encrypted.sealing import (
     KEY_FIELD,
     envelope_of,
@@ -75,7 +80,12 @@ class EncryptedSessionStore(SessionStore):
     """A :class:`SessionStore` that encrypts what it hands ``inner`` (see the module doc)."""
 
     def __init__(
-        self, inner: SessionStore, keyring: Keyring, *, key_cache: int = DEFAULT_KEY_CACHE
+        self,
+        inner: SessionStore,
+        keyring: Keyring,
+        *,
+        key_cache: int = DEFAULT_KEY_CACHE,
+        turn_cache_bytes: int = DEFAULT_TURN_CACHE_BYTES,
     ) -> None:
         # No super().__init__: ttl and clock are the inner store's (properties below).
         self.inner = inner
@@ -84,6 +94,7 @@ class EncryptedSessionStore(SessionStore):
         self._cache: OrderedDict[str, DataKey | object] = OrderedDict()
         self._envelopes: OrderedDict[str, DataKey] = OrderedDict()
         self._cache_size = max(key_cache, 1)
+        self._opened = OpenedTurns(turn_cache_bytes)
 
     # -------------------------------------------------------------- delegation
     @property
@@ -118,6 +129,7 @@ class EncryptedSessionStore(SessionStore):
         """Close the inner store and forget every cached data key."""
         self._cache.clear()
         self._envelopes.clear()
+        self._opened.clear()
         await self.inner.close()
 
     async def ping(self) -> None:
@@ -134,6 +146,7 @@ class EncryptedSessionStore(SessionStore):
 
     def _forget(self, session_id: str) -> None:
         self._cache.pop(session_id, None)
+        self._opened.drop(session_id)
 
     def _open_envelope(self, envelope: str, record: str) -> DataKey:
         known = self._envelopes.get(envelope)
@@ -181,7 +194,13 @@ class EncryptedSessionStore(SessionStore):
             # key does not open. The fresh key replaces it from now on.
             logger.error("ai_session.encryption.stale_data_key", session_id=state.session_id)
         self._remember(state.session_id, key)  # also picks up a re-wrapped envelope
-        return open_header(state, key, record=f"session {state.session_id!r}")
+        record = f"session {state.session_id!r}"
+        cache = self._opened.of(state.session_id)
+        added: list[tuple[str, Entry]] = []
+        opened = open_header(state, key, record=record, cache=cache, added=added)
+        if cache is not None:
+            self._opened.added(state.session_id, cache, added)
+        return opened
 
     @staticmethod
     def _refuse_reserved(patch_metadata: dict[str, Any] | None) -> None:
@@ -192,7 +211,9 @@ class EncryptedSessionStore(SessionStore):
             )
 
     def _open_record(self, record: SessionRecord) -> SessionRecord:
-        return replace(record, state=self._open_state(record.state))
+        return SessionRecord(
+            self._open_state(record.state), record.expires_at, record.fork_seq, record.last_seq
+        )
 
     def _open_checkpoint(self, checkpoint: SessionCheckpoint) -> SessionCheckpoint:
         key = self._key_of_state(checkpoint.state)
@@ -204,8 +225,12 @@ class EncryptedSessionStore(SessionStore):
         key = await self._key_for(session_id)
         if key is None:
             return turns
-        record = f"session {session_id!r}"
-        return open_turns(turns, key, record=record)
+        cache = self._opened.of(session_id)
+        added: list[tuple[str, Entry]] = []
+        opened = open_turns(turns, key, record=f"session {session_id!r}", cache=cache, added=added)
+        if cache is not None:
+            self._opened.added(session_id, cache, added)
+        return opened
 
     # --------------------------------------------------------- whole state
     async def save(self, state: SessionState) -> None:
@@ -344,7 +369,9 @@ class EncryptedSessionStore(SessionStore):
         result = await self.inner.append_turns(
             session_id, checked, max_turns=max_turns, patch=patch
         )
-        return replace(result, record=self._open_record(result.record))
+        return AppendResult(
+            self._open_record(result.record), result.closed_by_cap, result.first_seq
+        )
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
         """Seal the patch, then the inner store's update."""

@@ -1,0 +1,76 @@
+"""``OpenedTurns``: a bounded in-process cache of opened turn bodies, per session.
+
+Reading a long encrypted session again (each agent step reads its history) would
+decode and decrypt every turn again. A sealed turn never changes once stored (a new
+value gets a fresh nonce), so its plaintext is kept, keyed by the sealed text and
+checked against the data key and turn id it was opened with: a value moved to
+another turn or session, or sealed under another key, is never answered from here.
+
+What is kept is the decrypted JSON bytes (immutable), so each read still parses
+its own fresh containers. The cache is bounded by bytes; whole sessions are dropped,
+oldest first, and a deleted, purged or erased session's entries are dropped at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["DEFAULT_TURN_CACHE_BYTES", "Entry", "OpenedTurns"]
+
+#: Default budget of :class:`OpenedTurns` (plaintext bytes kept).
+DEFAULT_TURN_CACHE_BYTES = 32 * 1024 * 1024
+#: ``(raw data key, turn id, plaintext)`` of one opened turn.
+Entry = tuple[bytes, str, bytes]
+_MAX_ENTRY = 64 * 1024  # a larger turn is not worth holding
+
+
+class OpenedTurns:
+    """Opened turn bodies of recently read sessions, within a byte budget."""
+
+    def __init__(self, max_bytes: int = DEFAULT_TURN_CACHE_BYTES) -> None:
+        self.max_bytes = max(max_bytes, 0)
+        self._sessions: OrderedDict[str, dict[str, Entry]] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._total = 0
+
+    def of(self, session_id: str) -> dict[str, Entry] | None:
+        """The entries of ``session_id`` (sealed text -> entry), or None when disabled."""
+        if not self.max_bytes:
+            return None
+        entries = self._sessions.get(session_id)
+        if entries is None:
+            entries = self._sessions[session_id] = {}
+            self._sizes[session_id] = 0
+        else:
+            self._sessions.move_to_end(session_id)
+        return entries
+
+    def added(
+        self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
+    ) -> None:
+        """Record ``new`` entries of a session, then keep within the budget."""
+        if not new or self._sessions.get(session_id) is not entries:
+            return
+        grown = 0
+        for sealed, entry in new:
+            size = len(sealed) + len(entry[2])
+            if size <= _MAX_ENTRY:
+                entries[sealed] = entry
+                grown += size
+        self._sizes[session_id] += grown
+        self._total += grown
+        sessions = self._sessions
+        while self._total > self.max_bytes and sessions:
+            oldest = next(iter(sessions))
+            self.drop(oldest)
+
+    def drop(self, session_id: str) -> None:
+        """Forget ``session_id``'s entries."""
+        if self._sessions.pop(session_id, None) is not None:
+            self._total -= self._sizes.pop(session_id, 0)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._sessions.clear()
+        self._sizes.clear()
+        self._total = 0
