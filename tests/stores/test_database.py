@@ -279,17 +279,17 @@ async def test_listing_and_expiry_queries_use_their_indexes(sqlite_url: str) -> 
             rows = await _rows(store, "EXPLAIN QUERY PLAN " + sql, **params)
             return " | ".join(str(r[-1]) for r in rows)
 
-        page = await plan(q.page, uid="u", below=10, lim=5, now=0)
+        page = await plan(q.sessions.page, uid="u", below=10, lim=5, now=0)
         assert "sessions_user_ix" in page and "TEMP B-TREE" not in page, page
-        live = await plan(q.count_live, uid="u", now=0)
+        live = await plan(q.sessions.count_live, uid="u", now=0)
         assert "sessions_user_live_ix" in live, live
-        expired = await plan(q.find_expired, now=0, lim=5)
+        expired = await plan(q.sessions.find_expired, now=0, lim=5)
         assert "sessions_expiry_ix" in expired and "TEMP B-TREE" not in expired, expired
-        ended = await plan(q.find_purgeable, older=0, lim=5)
+        ended = await plan(q.sessions.find_purgeable, older=0, lim=5)
         assert "sessions_ended_ix" in ended and "TEMP B-TREE" not in ended, ended
-        turns = await plan(q.live_data, sid="s")  # a range of one session, in seq order
+        turns = await plan(q.turns.live_data, sid="s")  # a range of one session, in seq order
         assert "SEARCH" in turns and "TEMP B-TREE" not in turns, turns
-        last = await plan(q.last_turns, sid="s", lim=5)
+        last = await plan(q.turns.last_turns, sid="s", lim=5)
         assert "SCAN" not in last and "TEMP B-TREE" not in last, last
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from lexigram.ai.session.stores.base import SessionRecord
 from lexigram.ai.session.stores.sql.rows import record_from_row
-from lexigram.ai.session.stores.sql.statements import Statements
+
+if TYPE_CHECKING:  # the statements import the scripts, which import this module
+    from lexigram.ai.session.stores.sql.statements import Statements
 
 __all__ = ["NO_LIMIT", "Ctx"]
 

@@ -29,6 +29,7 @@ from lexigram.ai.session.stores._common import branch_header, require_writable
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
 from lexigram.ai.session.stores.codec import loads
 from lexigram.ai.session.stores.sql.context import Ctx
+from lexigram.ai.session.stores.sql.fragments import SqlParts
 from lexigram.ai.session.stores.sql.ops_sessions import (
     _check_cap,
     load,
@@ -56,6 +57,7 @@ from lexigram.ai.session.stores.sql.rows import (
 from lexigram.ai.session.stores.sql.runner import Row, Tx
 
 __all__ = [
+    "CheckpointStatements",
     "create_checkpoint",
     "delete_checkpoint",
     "fork_session",
@@ -71,7 +73,9 @@ async def _range_turns(
 ) -> list[SessionTurn]:
     turns: list[SessionTurn] = []
     for first, last in ranges:
-        rows = await tx.all(ctx.q.turns_range, {"sid": session_id, "first": first, "last": last})
+        rows = await tx.all(
+            ctx.q.checkpoints.turns_range, {"sid": session_id, "first": first, "last": last}
+        )
         turns.extend(turns_from_rows(rows, session_id))
     return turns
 
@@ -101,7 +105,7 @@ async def _from_row(tx: Tx, ctx: Ctx, row: Row, include_turns: bool) -> SessionC
 
 async def load_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionCheckpoint | None:
     """A checkpoint with its turns, or None (snapshot read)."""
-    row = await tx.one(ctx.q.cp_get, {"cp": checkpoint_id})
+    row = await tx.one(ctx.q.checkpoints.cp_get, {"cp": checkpoint_id})
     return None if row is None else await _from_row(tx, ctx, row, True)
 
 
@@ -109,13 +113,13 @@ async def list_checkpoints(
     tx: Tx, ctx: Ctx, session_id: str, include_turns: bool
 ) -> list[SessionCheckpoint]:
     """A session's checkpoints, oldest first (snapshot read)."""
-    rows = await tx.all(ctx.q.cp_list, {"sid": session_id})
+    rows = await tx.all(ctx.q.checkpoints.cp_list, {"sid": session_id})
     return [await _from_row(tx, ctx, r, include_turns) for r in rows]
 
 
 async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     """Insert or replace a checkpoint given whole (turns inline)."""
-    await tx.run(ctx.q.cp_upsert, params)
+    await tx.run(ctx.q.checkpoints.cp_upsert, params)
 
 
 async def live_ranges(tx: Tx, ctx: Ctx, session_id: str, live_count: int) -> list[TurnRange]:
@@ -128,12 +132,12 @@ async def live_ranges(tx: Tx, ctx: Ctx, session_id: str, live_count: int) -> lis
     """
     if live_count <= 0:
         return []
-    bounds = await tx.one(ctx.q.live_bounds, {"sid": session_id})
+    bounds = await tx.one(ctx.q.checkpoints.live_bounds, {"sid": session_id})
     if bounds is not None and bounds[0] is not None and bounds[1] is not None:
         first, last = int(bounds[0]), int(bounds[1])
         if last - first + 1 == live_count:
             return [(first, last)]
-    rows = await tx.all(ctx.q.live_ranges, {"sid": session_id})
+    rows = await tx.all(ctx.q.checkpoints.live_ranges, {"sid": session_id})
     return [(int(a), int(b)) for a, b in rows]
 
 
@@ -169,7 +173,7 @@ async def create_checkpoint(
     header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
-    if await tx.one(q.cp_exists, {"cp": checkpoint_id}) is not None:
+    if await tx.one(q.checkpoints.cp_exists, {"cp": checkpoint_id}) is not None:
         raise SessionValidationError(
             "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
         )
@@ -177,7 +181,7 @@ async def create_checkpoint(
     snapshot = replace(current, checkpoint_id=checkpoint_id)
     ranges = await live_ranges(tx, ctx, session_id, current.turn_count)
     await tx.run(
-        q.cp_insert,
+        q.checkpoints.cp_insert,
         {
             "cp": checkpoint_id,
             "sid": session_id,
@@ -189,12 +193,12 @@ async def create_checkpoint(
             "inline": None,
         },
     )
-    await tx.run(q.set_checkpoint, {"sid": session_id, "cp": checkpoint_id})
+    await tx.run(q.checkpoints.set_checkpoint, {"sid": session_id, "cp": checkpoint_id})
     pruned: list[str] = []
     if max_checkpoints is not None:
-        ids = [str(r[0]) for r in await tx.all(q.cp_ids, {"sid": session_id})]
+        ids = [str(r[0]) for r in await tx.all(q.checkpoints.cp_ids, {"sid": session_id})]
         for old in ids[: max(len(ids) - max_checkpoints, 0)]:
-            await tx.run(q.cp_delete, {"cp": old})
+            await tx.run(q.checkpoints.cp_delete, {"cp": old})
             pruned.append(old)
         if pruned:
             await gc(tx, ctx, session_id)
@@ -213,7 +217,7 @@ async def create_checkpoint(
 async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionState:
     """Make the checkpoint's turns live again and its header current (ACTIVE)."""
     q = ctx.q
-    row = await tx.one(q.cp_get, {"cp": checkpoint_id})
+    row = await tx.one(q.checkpoints.cp_get, {"cp": checkpoint_id})
     if row is None:
         raise CheckpointNotFoundError(checkpoint_id)
     session_id = row[1]
@@ -225,25 +229,29 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     record = f"checkpoint {checkpoint_id!r}"
     point = header_from_json(row[5], record)
     if row[7] is not None:
-        await tx.run(q.unlive_all, {"sid": session_id})
+        await tx.run(q.turns.unlive_all, {"sid": session_id})
         turns = turns_from_json(row[7], record)
         rows = [turn_params(session_id, current.last_seq + i, t) for i, t in enumerate(turns, 1)]
         await insert_turns(tx, ctx, rows)
         if rows:
-            await tx.run(q.bump_seq, {"sid": session_id, "n": len(rows)})
+            await tx.run(q.sessions.bump_seq, {"sid": session_id, "n": len(rows)})
     else:
         # Only the rows whose liveness changes are written (appending k turns after
         # the checkpoint and restoring it touches k rows, not the whole session).
         target = sorted(ranges_from_json(row[6] or "[]", record))
         now_live = await live_ranges(tx, ctx, session_id, current.state.turn_count)
         for first, last in subtract_ranges(now_live, target):
-            await tx.run(q.unlive_range, {"sid": session_id, "first": first, "last": last})
+            await tx.run(
+                q.checkpoints.unlive_range, {"sid": session_id, "first": first, "last": last}
+            )
         for first, last in subtract_ranges(target, now_live):
-            await tx.run(q.live_range, {"sid": session_id, "first": first, "last": last})
+            await tx.run(
+                q.checkpoints.live_range, {"sid": session_id, "first": first, "last": last}
+            )
     count, tokens, cost = await live_totals(tx, ctx, session_id)
     fields = header_params(point)
     await tx.run(
-        q.restore_header,
+        q.checkpoints.restore_header,
         {
             "sid": session_id,
             "metadata": fields["metadata"],
@@ -266,11 +274,14 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
 
 async def delete_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> bool:
     """Delete one checkpoint; the session's ``checkpoint_id`` moves to its parent."""
-    row = await tx.one(ctx.q.cp_delete, {"cp": checkpoint_id})
+    row = await tx.one(ctx.q.checkpoints.cp_delete, {"cp": checkpoint_id})
     if row is None:
         return False
     session_id, parent = row[0], row[1]
-    await tx.run(ctx.q.move_checkpoint, {"sid": session_id, "cp": checkpoint_id, "parent": parent})
+    await tx.run(
+        ctx.q.checkpoints.move_checkpoint,
+        {"sid": session_id, "cp": checkpoint_id, "parent": parent},
+    )
     await gc(tx, ctx, session_id)
     return True
 
@@ -293,7 +304,7 @@ async def fork_session(
         raise SessionNotFoundError(source_id)
     await require_new_id(tx, ctx, branch.session_id)
     if max_branches is not None:
-        found = await tx.one(q.count_branches, {"sid": source_id})
+        found = await tx.one(q.checkpoints.count_branches, {"sid": source_id})
         if found is not None and int(found[0]) >= max_branches:
             raise SessionCapacityError(
                 f"session {source_id!r} already has {max_branches} branches "
@@ -302,7 +313,7 @@ async def fork_session(
     await _check_cap(tx, ctx, branch.user_id, max_live)
     new_id = branch.session_id
     if from_checkpoint is not None:
-        row = await tx.one(q.cp_get, {"cp": from_checkpoint})
+        row = await tx.one(q.checkpoints.cp_get, {"cp": from_checkpoint})
         if row is None or row[1] != source_id:
             raise CheckpointNotFoundError(from_checkpoint)
         record = f"checkpoint {from_checkpoint!r}"
@@ -316,11 +327,13 @@ async def fork_session(
             count = 0
             for first, last in ranges_from_json(row[6] or "[]", record):
                 where = {"new": new_id, "offset": count, "src": source_id}
-                count += await tx.run(q.copy_range, dict(where, first=first, last=last))
+                count += await tx.run(q.checkpoints.copy_range, dict(where, first=first, last=last))
     else:
         point = ctx.record(source).state
-        count = await tx.run(q.copy_live, {"new": new_id, "offset": 0, "src": source_id})
-    costs = await tx.all(q.live_costs, {"sid": new_id}) if count else []
+        count = await tx.run(
+            q.checkpoints.copy_live, {"new": new_id, "offset": 0, "src": source_id}
+        )
+    costs = await tx.all(q.turns.live_costs, {"sid": new_id}) if count else []
     state = branch_header(
         point,
         branch,
@@ -332,7 +345,7 @@ async def fork_session(
     )
     params = header_params(state)
     row = await tx.one(
-        q.insert_session,
+        q.sessions.insert_session,
         dict(
             params,
             expires_at=ctx.deadline(params["updated_at"]),
@@ -342,3 +355,101 @@ async def fork_session(
     )
     assert row is not None
     return ctx.record(row)
+
+
+# ----------------------------------------------------------- the statements run here
+class CheckpointStatements:
+    """The statements of the checkpoint scripts: snapshots, restores and forks."""
+
+    def __init__(self, p: SqlParts) -> None:
+        s = p.sessions
+        t = p.turns
+        c = p.checkpoints
+        tc = p.tc
+        cols = p.cols
+        later_now = p.later_now
+        later_expiry = p.later_expiry
+        self.restore_header = (
+            f"UPDATE {s} SET status = 'active', metadata = :metadata, "
+            "active_tools = :active_tools, active_skills = :active_skills, "
+            "system_prompt = :system_prompt, variables = :variables, "
+            "checkpoint_id = :checkpoint_id, total_tokens = :total_tokens, "
+            "total_cost = :total_cost, turn_count = :turn_count, "
+            f"updated_at = {later_now}, expires_at = {later_expiry} WHERE session_id = :sid"
+        )
+        self.set_checkpoint = f"UPDATE {s} SET checkpoint_id = :cp WHERE session_id = :sid"
+        self.move_checkpoint = (
+            f"UPDATE {s} SET checkpoint_id = :parent "
+            "WHERE session_id = :sid AND checkpoint_id = :cp"
+        )
+        self.count_branches = f"SELECT COUNT(*) FROM {s} WHERE parent_session_id = :sid"
+        self.turns_range = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "ORDER BY seq"
+        )
+        self.live_ranges = (
+            "SELECT MIN(seq), MAX(seq) FROM (SELECT seq, seq - ROW_NUMBER() OVER "
+            f"(ORDER BY seq) AS grp FROM {t} WHERE session_id = :sid AND live = 1) AS g "
+            "GROUP BY grp ORDER BY 1"
+        )
+        # Restore touches only the rows whose liveness changes.
+        self.live_range = (
+            f"UPDATE {t} SET live = 1 WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "AND live = 0"
+        )
+        self.unlive_range = (
+            f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND seq BETWEEN :first AND :last "
+            "AND live = 1"
+        )
+        # The first and last live seq, each one probe of the partial live index.
+        self.live_bounds = (
+            f"SELECT (SELECT seq FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq LIMIT 1), "
+            f"(SELECT seq FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT 1)"
+        )
+        self.copy_live = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) "
+            f"SELECT :new, :offset + ROW_NUMBER() OVER (ORDER BY seq), 1, "
+            f"{cols} FROM {t} WHERE session_id = :src AND live = 1"
+        )
+        self.copy_range = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) "
+            f"SELECT :new, :offset + ROW_NUMBER() OVER (ORDER BY seq), 1, "
+            f"{cols} FROM {t} WHERE session_id = :src "
+            "AND seq BETWEEN :first AND :last"
+        )
+        self.cp_get = (
+            "SELECT checkpoint_id, session_id, created_at, parent_checkpoint_id, metadata, "
+            f"header, ranges, inline_turns FROM {c} WHERE checkpoint_id = :cp"
+        )
+        self.cp_list = (
+            "SELECT checkpoint_id, session_id, created_at, parent_checkpoint_id, metadata, "
+            f"header, ranges, inline_turns FROM {c} WHERE session_id = :sid "
+            "ORDER BY created_at, ordinal"
+        )
+        self.cp_exists = f"SELECT 1 FROM {c} WHERE checkpoint_id = :cp"
+        self.cp_ids = (
+            f"SELECT checkpoint_id FROM {c} WHERE session_id = :sid ORDER BY created_at, ordinal"
+        )
+        self.cp_insert = (
+            f"INSERT INTO {c} (checkpoint_id, session_id, created_at, parent_checkpoint_id, "
+            "metadata, header, ranges, inline_turns) VALUES (:cp, :sid, :created, :parent, "
+            "CAST(:metadata AS TEXT), CAST(:header AS TEXT), CAST(:ranges AS TEXT), "
+            "CAST(:inline AS TEXT))"
+        )
+        self.cp_upsert = (
+            f"INSERT INTO {c} (checkpoint_id, session_id, created_at, parent_checkpoint_id, "
+            "metadata, header, ranges, inline_turns) VALUES (:cp, :sid, :created, :parent, "
+            "CAST(:metadata AS TEXT), CAST(:header AS TEXT), CAST(:ranges AS TEXT), "
+            "CAST(:inline AS TEXT)) "
+            "ON CONFLICT (checkpoint_id) DO UPDATE SET session_id = excluded.session_id, "
+            "created_at = excluded.created_at, "
+            "parent_checkpoint_id = excluded.parent_checkpoint_id, "
+            "metadata = excluded.metadata, header = excluded.header, "
+            "ranges = excluded.ranges, inline_turns = excluded.inline_turns"
+        )
+        self.cp_delete = (
+            f"DELETE FROM {c} WHERE checkpoint_id = :cp "
+            "RETURNING session_id, parent_checkpoint_id"
+        )

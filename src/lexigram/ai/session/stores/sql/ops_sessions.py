@@ -27,11 +27,13 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
+from lexigram.ai.session.stores.sql.fragments import ENDED_SQL, LIVE_SQL, NOT_DUE, SqlParts
 from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns, lock_header
 from lexigram.ai.session.stores.sql.rows import turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Tx
 
 __all__ = [
+    "SessionStatements",
     "count_live",
     "create_session",
     "delete_session",
@@ -73,12 +75,12 @@ def _exists_error(session_id: str) -> SessionValidationError:
 async def lock_user(tx: Tx, ctx: Ctx, user_id: str) -> None:
     """Serialise the per-user cap on PostgreSQL (SQLite is already serialised)."""
     if ctx.pg:
-        await tx.run(ctx.q.user_lock, {"key": f"{ctx.lock_ns}{user_id}"})
+        await tx.run(ctx.q.sessions.user_lock, {"key": f"{ctx.lock_ns}{user_id}"})
 
 
 async def count_live(tx: Tx, ctx: Ctx, user_id: str) -> int:
     """Live (ACTIVE/SUSPENDED, deadline not passed) sessions of ``user_id``."""
-    row = await tx.one(ctx.q.count_live, {"uid": user_id, "now": ctx.now})
+    row = await tx.one(ctx.q.sessions.count_live, {"uid": user_id, "now": ctx.now})
     return 0 if row is None else int(row[0])
 
 
@@ -92,18 +94,18 @@ async def _check_cap(tx: Tx, ctx: Ctx, user_id: str, max_live: int | None) -> No
 
 async def tombstoned(tx: Tx, ctx: Ctx, session_id: str) -> bool:
     """Whether ``session_id`` was purged and may not be reused yet (stale ones dropped)."""
-    row = await tx.one(ctx.q.tombstone, {"sid": session_id})
+    row = await tx.one(ctx.q.sessions.tombstone, {"sid": session_id})
     if row is None:
         return False
     if int(row[0]) > ctx.now:
         return True
-    await tx.run(ctx.q.drop_tombstone, {"sid": session_id})
+    await tx.run(ctx.q.sessions.drop_tombstone, {"sid": session_id})
     return False
 
 
 async def require_new_id(tx: Tx, ctx: Ctx, session_id: str) -> None:
     """Refuse an id that exists or was purged recently (``SessionValidationError``)."""
-    if await tx.one(ctx.q.exists, {"sid": session_id}) is not None:
+    if await tx.one(ctx.q.sessions.exists, {"sid": session_id}) is not None:
         raise _exists_error(session_id)
     if await tombstoned(tx, ctx, session_id):
         raise _exists_error(session_id)
@@ -121,7 +123,7 @@ async def insert_session(
     """Insert a header and its first turns (``seq`` 1..n); the stored record."""
     session_id = header["session_id"]
     params = dict(header, expires_at=expires_at, fork_seq=fork_seq, last_seq=len(rows))
-    row = await tx.one(ctx.q.insert_session, params)
+    row = await tx.one(ctx.q.sessions.insert_session, params)
     assert row is not None
     for seq, item in enumerate(rows, start=1):
         item["session_id"] = session_id
@@ -166,24 +168,24 @@ async def save(
     if batch_dup is not None:
         raise DuplicateTurnError(session_id, batch_dup)
     expires = ctx.deadline(header["updated_at"]) if live else None
-    found = await tx.one(ctx.q.replace_header, dict(header, expires_at=expires))
+    found = await tx.one(ctx.q.sessions.replace_header, dict(header, expires_at=expires))
     if found is None:
         await insert_session(tx, ctx, header, rows, expires_at=expires)
         return
     last = int(found[0])
-    await tx.run(ctx.q.unlive_all, {"sid": session_id})
+    await tx.run(ctx.q.turns.unlive_all, {"sid": session_id})
     for offset, item in enumerate(rows, start=1):
         item["session_id"] = session_id
         item["seq"] = last + offset
     await insert_turns(tx, ctx, rows)
     if rows:
-        await tx.run(ctx.q.bump_seq, {"sid": session_id, "n": len(rows)})
+        await tx.run(ctx.q.sessions.bump_seq, {"sid": session_id, "n": len(rows)})
     await gc(tx, ctx, session_id)
 
 
 async def load_record(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None:
     """The header of a session, or None."""
-    row = await tx.one(ctx.q.header, {"sid": session_id})
+    row = await tx.one(ctx.q.sessions.header, {"sid": session_id})
     return None if row is None else ctx.record(row)
 
 
@@ -197,7 +199,7 @@ async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
 
 async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
     """:func:`load` as one statement (PostgreSQL: needs no snapshot transaction)."""
-    row = await tx.one(ctx.q.load_one, {"sid": session_id})
+    row = await tx.one(ctx.q.sessions.load_one, {"sid": session_id})
     if row is None:
         return None
     values = list(row)
@@ -213,7 +215,7 @@ async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:
     its id, so one damaged record does not hide the others.
     """
     states = []
-    for row in await tx.all(ctx.q.user_all, {"uid": user_id}):
+    for row in await tx.all(ctx.q.sessions.user_all, {"uid": user_id}):
         try:
             record = ctx.record(row)
             turns = await live_turns(tx, ctx, record.state.session_id)
@@ -234,7 +236,7 @@ async def list_page(
 ) -> tuple[list[SessionState], list[str], int | None]:
     """A page of headers, newest first, the damaged ids on it, and the ordinal to
     continue below (or None). A header that cannot be decoded is reported by id."""
-    sql = getattr(ctx.q, _PAGE_SQL[status])
+    sql = getattr(ctx.q.sessions, _PAGE_SQL[status])
     rows = await tx.all(
         sql,
         {
@@ -259,7 +261,7 @@ async def list_page(
 async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord]:
     """Sessions forked from ``session_id``, oldest first (damaged ones logged, left out)."""
     records = []
-    for row in await tx.all(ctx.q.branches, {"sid": session_id}):
+    for row in await tx.all(ctx.q.sessions.branches, {"sid": session_id}):
         try:
             records.append(ctx.record(row))
         except CorruptRecordError as exc:
@@ -279,13 +281,13 @@ async def update_session(
     def params() -> dict[str, Any]:
         return dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
 
-    row = await tx.one(ctx.q.update, params())
+    row = await tx.one(ctx.q.sessions.update, params())
     if row is None:
         header = await lock_header(tx, ctx, session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
         require_writable(session_id, ctx.record(header).state.status)
-        row = await tx.one(ctx.q.update, params())
+        row = await tx.one(ctx.q.sessions.update, params())
         if row is None:
             raise SessionStoreError(f"update of session {session_id!r} could not be applied")
     return ctx.record(row)
@@ -309,7 +311,7 @@ async def transition(
         raise SessionTransitionError(session_id, current, to_status)
     expires = ctx.deadline(ctx.now) if to_status in LIVE_STATUSES else None
     row = await tx.one(
-        ctx.q.set_status,
+        ctx.q.sessions.set_status,
         {"sid": session_id, "status": to_status.value, "now": ctx.now, "expires": expires},
     )
     assert row is not None
@@ -318,13 +320,13 @@ async def transition(
 
 async def find_expired(tx: Tx, ctx: Ctx, limit: int) -> list[str]:
     """Ids stored as live whose deadline has passed (index on status, expires_at)."""
-    rows = await tx.all(ctx.q.find_expired, {"now": ctx.now, "lim": max(limit, 0)})
+    rows = await tx.all(ctx.q.sessions.find_expired, {"now": ctx.now, "lim": max(limit, 0)})
     return [str(r[0]) for r in rows]
 
 
 async def mark_expired(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None:
     """Store EXPIRED if still live and due; the record only for the caller that did it."""
-    row = await tx.one(ctx.q.mark_expired, {"sid": session_id, "now": ctx.now})
+    row = await tx.one(ctx.q.sessions.mark_expired, {"sid": session_id, "now": ctx.now})
     return None if row is None else ctx.record(row)
 
 
@@ -336,7 +338,9 @@ async def mark_expired_batch(
     The records go to this caller only (a row another transaction holds is skipped
     on PostgreSQL). A header that cannot be decoded is reported as damaged.
     """
-    rows = await tx.all(ctx.q.mark_expired_batch, {"ids": ctx.id_list(session_ids), "now": ctx.now})
+    rows = await tx.all(
+        ctx.q.sessions.mark_expired_batch, {"ids": ctx.id_list(session_ids), "now": ctx.now}
+    )
     outcome: BatchOutcome[SessionRecord] = BatchOutcome()
     for row in rows:
         try:
@@ -348,21 +352,21 @@ async def mark_expired_batch(
 
 async def quarantine(tx: Tx, ctx: Ctx, session_id: str) -> None:
     """Move an undecodable record out of the sweeper's indexes (no decoding)."""
-    await tx.run(ctx.q.quarantine, {"sid": session_id})
+    await tx.run(ctx.q.sessions.quarantine, {"sid": session_id})
 
 
 async def find_purgeable(tx: Tx, ctx: Ctx, older_than: int, limit: int) -> list[str]:
     """Ids of CLOSED/EXPIRED sessions last updated before ``older_than``."""
-    rows = await tx.all(ctx.q.find_purgeable, {"older": older_than, "lim": max(limit, 0)})
+    rows = await tx.all(ctx.q.sessions.find_purgeable, {"older": older_than, "lim": max(limit, 0)})
     return [str(r[0]) for r in rows]
 
 
 async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
     """Remove a session with its turns and checkpoints (unknown ids ignored)."""
     params = {"sid": session_id}
-    await tx.run(ctx.q.delete_turns, params)
-    await tx.run(ctx.q.cp_delete_session, params)
-    await tx.run(ctx.q.delete_session, params)
+    await tx.run(ctx.q.sessions.delete_turns, params)
+    await tx.run(ctx.q.sessions.cp_delete_session, params)
+    await tx.run(ctx.q.sessions.delete_session, params)
 
 
 async def purge_batch(tx: Tx, ctx: Ctx, session_ids: Sequence[str], until: int) -> list[str]:
@@ -371,14 +375,14 @@ async def purge_batch(tx: Tx, ctx: Ctx, session_ids: Sequence[str], until: int) 
     One statement per table for the whole batch; the ids removed (on PostgreSQL a
     row another transaction holds is skipped).
     """
-    rows = await tx.all(ctx.q.purge_pick, {"ids": ctx.id_list(session_ids)})
+    rows = await tx.all(ctx.q.sessions.purge_pick, {"ids": ctx.id_list(session_ids)})
     picked = [str(r[0]) for r in rows]
     if picked:
         params = {"ids": ctx.id_list(picked)}
-        await tx.run(ctx.q.delete_turns_batch, params)
-        await tx.run(ctx.q.cp_delete_batch, params)
-        await tx.run(ctx.q.delete_sessions_batch, params)
-        await tx.run(ctx.q.put_tombstones, {**params, "until": until})
+        await tx.run(ctx.q.sessions.delete_turns_batch, params)
+        await tx.run(ctx.q.sessions.cp_delete_batch, params)
+        await tx.run(ctx.q.sessions.delete_sessions_batch, params)
+        await tx.run(ctx.q.sessions.put_tombstones, {**params, "until": until})
     return picked
 
 
@@ -388,5 +392,145 @@ async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
     if header is None or header[2] not in (SessionStatus.CLOSED.value, SessionStatus.EXPIRED.value):
         return False
     await delete_session(tx, ctx, session_id)
-    await tx.run(ctx.q.put_tombstone, {"sid": session_id, "until": until})
+    await tx.run(ctx.q.sessions.put_tombstone, {"sid": session_id, "until": until})
     return True
+
+
+# ----------------------------------------------------------- the statements run here
+class SessionStatements:
+    """The statements of the session scripts: headers, users, branches, sweeping."""
+
+    def __init__(self, p: SqlParts) -> None:
+        s = p.sessions
+        t = p.turns
+        c = p.checkpoints
+        tb = p.tombstones
+        h = p.header
+        ins_cols = p.ins_cols
+        patch_set = p.patch_set
+        later_now = p.later_now
+        later_expiry = p.later_expiry
+        target = p.target
+        prefix = p.prefix
+        dialect = p.dialect
+        self.header = f"SELECT {h} FROM {s} WHERE session_id = :sid"
+        # PostgreSQL: header and live turns in one statement (its own snapshot, one
+        # round trip instead of BEGIN, two SELECTs and COMMIT).
+        self.load_one = (
+            f"SELECT {h}, ARRAY(SELECT data FROM {t} WHERE session_id = :sid AND live = 1 "
+            f"ORDER BY seq) FROM {s} WHERE session_id = :sid"
+        )
+        self.exists = f"SELECT 1 FROM {s} WHERE session_id = :sid"
+        self.insert_session = (
+            f"INSERT INTO {s} ({', '.join(ins_cols)}) VALUES "
+            f"({', '.join(':' + c_ for c_ in ins_cols)}) RETURNING {h}"
+        )
+        self.replace_header = (
+            f"UPDATE {s} SET user_id = :user_id, status = :status, metadata = :metadata, "
+            "active_tools = :active_tools, active_skills = :active_skills, "
+            "system_prompt = :system_prompt, variables = :variables, "
+            "created_at = :created_at, updated_at = :updated_at, "
+            "checkpoint_id = :checkpoint_id, total_tokens = :total_tokens, "
+            "total_cost = :total_cost, turn_count = :turn_count, "
+            "parent_session_id = :parent_session_id, branch_name = :branch_name, "
+            "expires_at = CAST(:expires_at AS BIGINT) "
+            "WHERE session_id = :session_id RETURNING last_seq"
+        )
+        self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
+        self.update = (
+            f"UPDATE {s} SET {patch_set}, updated_at = {later_now}, "
+            f"expires_at = {later_expiry} "
+            f"WHERE {target} AND status IN {LIVE_SQL} AND {NOT_DUE} RETURNING {h}"
+        )
+        self.set_status = (
+            f"UPDATE {s} SET status = :status, updated_at = {later_now}, "
+            f"expires_at = {later_expiry} WHERE session_id = :sid RETURNING {h}"
+        )
+        self.delete_session = f"DELETE FROM {s} WHERE session_id = :sid"
+        # SQLite has no statistics on a new file: name the (partial) index it should use.
+        live_ix = f" INDEXED BY {prefix}sessions_user_live_ix" if dialect == "sqlite" else ""
+        self.count_live = (
+            f"SELECT COUNT(*) FROM {s}{live_ix} WHERE user_id = :uid AND status IN {LIVE_SQL} "
+            f"AND {NOT_DUE}"
+        )
+        self.user_lock = "SELECT pg_advisory_xact_lock(hashtext(:key))"
+        self.user_all = f"SELECT {h} FROM {s} WHERE user_id = :uid ORDER BY ordinal"
+        self.page = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            "ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_active = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND status = 'active' AND {NOT_DUE} ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_suspended = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND status = 'suspended' AND {NOT_DUE} ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_closed = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            "AND status = 'closed' ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.page_expired = (
+            f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
+            f"AND (status = 'expired' OR (status IN {LIVE_SQL} AND expires_at <= :now)) "
+            "ORDER BY ordinal DESC LIMIT :lim"
+        )
+        self.branches = f"SELECT {h} FROM {s} WHERE parent_session_id = :sid ORDER BY ordinal"
+        self.find_expired = (
+            f"SELECT session_id FROM {s} WHERE status IN {LIVE_SQL} AND expires_at <= :now "
+            "ORDER BY expires_at LIMIT :lim"
+        )
+        self.mark_expired = (
+            f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id = :sid "
+            f"AND status IN {LIVE_SQL} AND expires_at <= :now RETURNING {h}"
+        )
+        # A record that cannot be decoded leaves every index of the sweeper (and the
+        # per-user count): its status gets a ``quarantined:`` prefix, kept for an operator.
+        self.quarantine = (
+            f"UPDATE {s} SET status = 'quarantined:' || status, expires_at = NULL "
+            f"WHERE session_id = :sid AND status IN ('active', 'suspended', 'closed', 'expired')"
+        )
+        self.find_purgeable = (
+            f"SELECT session_id FROM {s} WHERE status IN {ENDED_SQL} AND updated_at < :older "
+            "ORDER BY updated_at LIMIT :lim"
+        )
+        # Batches (one statement each): the ids come as one parameter, a JSON array
+        # on SQLite and a text[] on PostgreSQL, where rows another transaction holds
+        # are skipped (a second sweeper or a writer has them; a later batch retries).
+        in_ids = (
+            "= ANY(CAST(:ids AS TEXT[]))"
+            if dialect == "postgresql"
+            else "IN (SELECT value FROM json_each(:ids))"
+        )
+        skip = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
+        due = f"status IN {LIVE_SQL} AND expires_at <= :now"
+        self.mark_expired_batch = (
+            f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id IN "
+            f"(SELECT session_id FROM {s} WHERE session_id {in_ids} AND {due}{skip}) "
+            f"AND {due} RETURNING {h}"
+        )
+        self.purge_pick = (
+            f"SELECT session_id FROM {s} WHERE session_id {in_ids} AND status IN {ENDED_SQL}"
+            f"{skip}"
+        )
+        self.delete_turns_batch = f"DELETE FROM {t} WHERE session_id {in_ids}"
+        self.cp_delete_batch = f"DELETE FROM {c} WHERE session_id {in_ids}"
+        self.delete_sessions_batch = f"DELETE FROM {s} WHERE session_id {in_ids}"
+        ids_rows = (
+            "SELECT unnest(CAST(:ids AS TEXT[])), CAST(:until AS BIGINT)"
+            if dialect == "postgresql"
+            else "SELECT value, :until FROM json_each(:ids) WHERE true"
+        )
+        self.put_tombstones = (
+            f"INSERT INTO {tb} (session_id, until_at) {ids_rows} "
+            "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"
+        )
+        self.tombstone = f"SELECT until_at FROM {tb} WHERE session_id = :sid"
+        self.drop_tombstone = f"DELETE FROM {tb} WHERE session_id = :sid"
+        self.put_tombstone = (
+            f"INSERT INTO {tb} (session_id, until_at) VALUES (:sid, :until) "
+            "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"
+        )
+        self.delete_turns = f"DELETE FROM {t} WHERE session_id = :sid"
+        self.cp_delete_session = f"DELETE FROM {c} WHERE session_id = :sid"

@@ -31,7 +31,13 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
 from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
-from lexigram.ai.session.stores.sql.rows import ranges_from_json, turn_from_row, turns_from_rows
+from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts
+from lexigram.ai.session.stores.sql.rows import (
+    TURN_COLUMNS,
+    ranges_from_json,
+    turn_from_row,
+    turns_from_rows,
+)
 from lexigram.ai.session.stores.sql.runner import Row, Tx, was_resent
 from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
 
@@ -39,6 +45,7 @@ from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
 _MAX_FLOAT = sys.float_info.max
 
 __all__ = [
+    "TurnStatements",
     "append",
     "append_one",
     "find_live_duplicate",
@@ -59,9 +66,9 @@ __all__ = [
 async def insert_turns(tx: Tx, ctx: Ctx, rows: Sequence[dict[str, Any]]) -> None:
     """Insert prepared turn rows (``session_id`` and ``seq`` already set)."""
     if len(rows) == 1:
-        await tx.run(ctx.q.insert_turn, rows[0])
+        await tx.run(ctx.q.turns.insert_turn, rows[0])
     elif rows:
-        await tx.many(ctx.q.insert_turn, rows)
+        await tx.many(ctx.q.turns.insert_turn, rows)
 
 
 def _append_params(
@@ -88,7 +95,7 @@ def _append_params(
 
 async def lock_header(tx: Tx, ctx: Ctx, session_id: str) -> Row | None:
     """The session's header row, locked for this transaction; the clock read after."""
-    row = await tx.one(ctx.q.header_lock, {"sid": session_id})
+    row = await tx.one(ctx.q.turns.header_lock, {"sid": session_id})
     ctx.locked()
     return row
 
@@ -118,10 +125,10 @@ async def append(
     row = None
     if n == 1 and batch_dup is None and not ctx.pg:
         params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
-        sql = q.append
+        sql = q.turns.append
         if patch is not None:
             params.update(patch)
-            sql = q.append_patch
+            sql = q.turns.append_patch
         row = await tx.one(sql, params)
     if row is None:
         header = await lock_header(tx, ctx, session_id)
@@ -156,10 +163,10 @@ async def append(
             return done
         params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
         params.update(abs_tokens=abs_tokens, abs_cost=abs_cost)
-        sql = q.append_abs
+        sql = q.turns.append_abs
         if patch is not None:
             params.update(patch)
-            sql = q.append_abs_patch
+            sql = q.turns.append_abs_patch
         row = await tx.one(sql, params)
         if row is None:
             raise SessionStoreError(f"append to session {session_id!r} could not be applied")
@@ -192,7 +199,7 @@ async def replay_outcome(
     if n == 0 or record.state.turn_count < n:
         return None
     session_id = record.state.session_id
-    newest = await tx.all(ctx.q.last_turn_ids, {"sid": session_id, "lim": n})
+    newest = await tx.all(ctx.q.turns.last_turn_ids, {"sid": session_id, "lim": n})
     newest.reverse()
     if len(newest) != n:
         return None
@@ -234,10 +241,10 @@ async def append_one(
     params["toks"] = [r["tokens_used"] for r in rows]
     params["costs"] = [r["cost"] for r in rows]
     params["datas"] = [r["data"] for r in rows]
-    sql = ctx.q.append_one
+    sql = ctx.q.turns.append_one
     if patch is not None:
         params.update(patch)
-        sql = ctx.q.append_one_patch
+        sql = ctx.q.turns.append_one_patch
     row = await tx.one(sql, params)
     if row is None:
         return None
@@ -250,7 +257,7 @@ async def find_replay(
     tx: Tx, ctx: Ctx, session_id: str, rows: Sequence[dict[str, Any]], max_turns: int | None
 ) -> AppendResult | None:
     """:func:`replay_outcome` as a read of its own (after a refused insert)."""
-    header = await tx.one(ctx.q.header, {"sid": session_id})
+    header = await tx.one(ctx.q.sessions.header, {"sid": session_id})
     if header is None:
         return None
     return await replay_outcome(tx, ctx, ctx.record(header), rows, max_turns)
@@ -261,7 +268,7 @@ async def find_live_duplicate(
 ) -> str | None:
     """The first of ``turn_ids`` that is a live turn of the session, or None."""
     for turn_id in turn_ids:
-        if await tx.one(ctx.q.live_has_id, {"sid": session_id, "tid": turn_id}) is not None:
+        if await tx.one(ctx.q.turns.live_has_id, {"sid": session_id, "tid": turn_id}) is not None:
             return turn_id
     return None
 
@@ -272,11 +279,11 @@ def _turns(rows: Sequence[Row], session_id: str) -> list[SessionTurn]:
 
 async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     """Every live turn in ``seq`` order."""
-    return _turns(await tx.all(ctx.q.live_data, {"sid": session_id}), session_id)
+    return _turns(await tx.all(ctx.q.turns.live_data, {"sid": session_id}), session_id)
 
 
 async def _require_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
-    if await tx.one(ctx.q.exists, {"sid": session_id}) is None:
+    if await tx.one(ctx.q.sessions.exists, {"sid": session_id}) is None:
         raise SessionNotFoundError(session_id)
 
 
@@ -291,7 +298,7 @@ async def get_turns(
     """Live turns: the newest ``last``, or those after ``after_seq`` (at most ``limit``)."""
     if last is not None:
         rows = [] if last <= 0 else await tx.all(
-            ctx.q.last_turns, {"sid": session_id, "lim": last}
+            ctx.q.turns.last_turns, {"sid": session_id, "lim": last}
         )
         if not rows:
             await _require_session(tx, ctx, session_id)
@@ -305,11 +312,11 @@ async def get_turn_seqs(
 ) -> list[tuple[int, SessionTurn]]:
     """Live turns after ``after_seq`` with their ``seq``, oldest first, at most ``limit``."""
     if after_seq is None and limit is None:
-        rows = await tx.all(ctx.q.live_turns, {"sid": session_id})
+        rows = await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
     else:
         lim = NO_LIMIT if limit is None else max(limit, 0)
         rows = [] if lim == 0 else await tx.all(
-            ctx.q.turns_after,
+            ctx.q.turns.turns_after,
             {"sid": session_id, "after": -1 if after_seq is None else after_seq, "lim": lim},
         )
     if not rows:
@@ -333,7 +340,7 @@ async def require_live_for_write(tx: Tx, ctx: Ctx, session_id: str) -> SessionRe
 async def live_totals(tx: Tx, ctx: Ctx, session_id: str) -> tuple[int, int, float]:
     """``(turn_count, total_tokens, total_cost)`` summed over the live turns, oldest first."""
     count, tokens, cost = 0, 0, 0.0
-    for used, spent in await tx.all(ctx.q.live_costs, {"sid": session_id}):
+    for used, spent in await tx.all(ctx.q.turns.live_costs, {"sid": session_id}):
         count += 1
         tokens += int(used)
         cost += float(spent)
@@ -345,7 +352,7 @@ async def _set_counters(tx: Tx, ctx: Ctx, session_id: str) -> None:
     count, tokens, cost = await live_totals(tx, ctx, session_id)
     now = ctx.now
     await tx.run(
-        ctx.q.set_counters,
+        ctx.q.turns.set_counters,
         {
             "sid": session_id,
             "count": count,
@@ -360,12 +367,12 @@ async def _set_counters(tx: Tx, ctx: Ctx, session_id: str) -> None:
 async def pop_turn(tx: Tx, ctx: Ctx, session_id: str) -> SessionTurn | None:
     """End the newest live turn's liveness; totals recomputed; the turn or None."""
     await require_live_for_write(tx, ctx, session_id)
-    rows = await tx.all(ctx.q.last_turns, {"sid": session_id, "lim": 1})
+    rows = await tx.all(ctx.q.turns.last_turns, {"sid": session_id, "lim": 1})
     if not rows:
         return None
     seq = int(rows[0][0])
     turn = turn_from_row(rows[0], session_id)
-    await tx.run(ctx.q.unlive_one, {"sid": session_id, "seq": seq})
+    await tx.run(ctx.q.turns.unlive_one, {"sid": session_id, "seq": seq})
     await _set_counters(tx, ctx, session_id)
     await gc(tx, ctx, session_id)
     return turn
@@ -374,7 +381,7 @@ async def pop_turn(tx: Tx, ctx: Ctx, session_id: str) -> SessionTurn | None:
 async def clear_turns(tx: Tx, ctx: Ctx, session_id: str) -> int:
     """End every live turn's liveness; totals to zero; how many there were."""
     await require_live_for_write(tx, ctx, session_id)
-    count = await tx.run(ctx.q.unlive_all, {"sid": session_id})
+    count = await tx.run(ctx.q.turns.unlive_all, {"sid": session_id})
     await _set_counters(tx, ctx, session_id)
     await gc(tx, ctx, session_id)
     return count
@@ -382,16 +389,123 @@ async def clear_turns(tx: Tx, ctx: Ctx, session_id: str) -> int:
 
 async def gc(tx: Tx, ctx: Ctx, session_id: str) -> int:
     """Delete log entries that are neither live nor named by a checkpoint; how many."""
-    dead = [int(r[0]) for r in await tx.all(ctx.q.dead_seqs, {"sid": session_id})]
+    dead = [int(r[0]) for r in await tx.all(ctx.q.turns.dead_seqs, {"sid": session_id})]
     if not dead:
         return 0
     kept: list[tuple[int, int]] = []
-    for (raw,) in await tx.all(ctx.q.cp_ranges, {"sid": session_id}):
+    for (raw,) in await tx.all(ctx.q.turns.cp_ranges, {"sid": session_id}):
         kept.extend(ranges_from_json(raw, f"checkpoints of session {session_id!r}"))
     doomed = [s for s in dead if not any(a <= s <= b for a, b in kept)]
     if doomed:
         await tx.many(
-            ctx.q.delete_dead,
+            ctx.q.turns.delete_dead,
             [{"sid": session_id, "first": a, "last": b} for a, b in compress_seqs(doomed)],
         )
     return len(doomed)
+
+
+# ----------------------------------------------------------- the statements run here
+class TurnStatements:
+    """The statements of the turn scripts: appends, reads, pops and garbage collection."""
+
+    def __init__(self, p: SqlParts) -> None:
+        s = p.sessions
+        t = p.turns
+        c = p.checkpoints
+        h = p.header
+        tc = p.tc
+        cols = p.cols
+        lock = p.lock
+        patch_set = p.patch_set
+        later_now = p.later_now
+        later_expiry = p.later_expiry
+
+        def appended(totals: str) -> str:
+            return (
+                f"last_seq = last_seq + :n, turn_count = turn_count + :n, {totals}, "
+                f"updated_at = {later_now}, "
+                "status = CASE WHEN turn_count + :n >= :max THEN 'closed' ELSE status END, "
+                "expires_at = CASE WHEN turn_count + :n >= :max THEN NULL "
+                f"ELSE {later_expiry} END"
+            )
+
+        delta = "total_tokens = total_tokens + :tokens, total_cost = total_cost + :cost"
+        absolute = "total_tokens = :abs_tokens, total_cost = :abs_cost"
+        # The totals guard keeps both sums exact and finite (see validation).
+        append_where = (
+            f"WHERE {p.target} AND status = 'active' AND {NOT_DUE} "
+            "AND turn_count < :max AND turn_count + :n <= :max "
+            "AND total_tokens <= :tok_room AND total_cost <= :cost_room"
+        )
+        self.header_lock = f"SELECT {h} FROM {s} WHERE session_id = :sid{lock}"
+        self.append = f"UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}"
+        self.append_patch = (
+            f"UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} RETURNING {h}"
+        )
+        self.append_abs = f"UPDATE {s} SET {appended(absolute)} {append_where} RETURNING {h}"
+        self.append_abs_patch = (
+            f"UPDATE {s} SET {patch_set}, {appended(absolute)} {append_where} RETURNING {h}"
+        )
+        # PostgreSQL: the whole append as one statement (one round trip, its own
+        # transaction): the conditional header update, then the rows it numbers.
+        rows_from = (
+            "FROM h, unnest(CAST(:ids AS TEXT[]), CAST(:toks AS BIGINT[]), "
+            "CAST(:costs AS DOUBLE PRECISION[]), CAST(:datas AS TEXT[])) "
+            "WITH ORDINALITY AS b(turn_id, tokens_used, cost, data, ord)"
+        )
+        insert_rows = (
+            f"INSERT INTO {t} (session_id, seq, live, turn_id, tokens_used, cost, data) "
+            f"SELECT h.session_id, h.last_seq - :n + b.ord, 1, b.turn_id, b.tokens_used, "
+            f"b.cost, b.data {rows_from}"
+        )
+        self.append_one = (
+            f"WITH h AS (UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}), "
+            f"ins AS ({insert_rows}) SELECT * FROM h"
+        )
+        self.append_one_patch = (
+            f"WITH h AS (UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} "
+            f"RETURNING {h}), "
+            f"ins AS ({insert_rows}) SELECT * FROM h"
+        )
+        self.set_counters = (
+            f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
+            f"total_cost = :cost, updated_at = {later_now}, expires_at = {later_expiry} "
+            "WHERE session_id = :sid"
+        )
+        self.insert_turn = (
+            f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES "
+            f"(:session_id, :seq, 1, {', '.join(':' + c_ for c_ in TURN_COLUMNS)})"
+        )
+        self.live_turns = f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+        self.live_data = (
+            f"SELECT data FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
+        )
+        self.last_turns = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT :lim"
+        )
+        self.last_turn_ids = (
+            f"SELECT seq, turn_id, data FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq DESC LIMIT :lim"
+        )
+        self.turns_after = (
+            f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 AND seq > :after "
+            "ORDER BY seq LIMIT :lim"
+        )
+        self.live_has_id = (
+            f"SELECT 1 FROM {t} WHERE session_id = :sid AND live = 1 AND turn_id = :tid"
+        )
+        self.live_costs = (
+            f"SELECT tokens_used, cost FROM {t} WHERE session_id = :sid AND live = 1 "
+            "ORDER BY seq"
+        )
+        self.unlive_one = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND seq = :seq"
+        self.unlive_all = f"UPDATE {t} SET live = 0 WHERE session_id = :sid AND live = 1"
+        self.dead_seqs = f"SELECT seq FROM {t} WHERE session_id = :sid AND live = 0 ORDER BY seq"
+        self.delete_dead = (
+            f"DELETE FROM {t} WHERE session_id = :sid AND live = 0 "
+            "AND seq BETWEEN :first AND :last"
+        )
+        self.cp_ranges = (
+            f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
+        )
