@@ -67,6 +67,9 @@ _RECORD = _lua("record")
 # ARGV: now, mode ('last'|'after'), K or S ('' = none), limit|''.
 _TURNS = _lua("turns")
 
+# KEYS: header, turns only; ARGV: count. The newest live turns, without the prelude.
+_TURNS_LAST = _lua("turns_last")
+
 # ARGV: now, checkpoint id, metadata-json, max|'', include_turns ('1'|'0').
 _CP_CREATE = _lua("cp_create")
 
@@ -196,4 +199,5 @@ def _session_script(name: str, body: str) -> str:
 SCRIPTS: dict[str, str] = {
     **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
     "reserve": _OP_TTL + _RESERVE,
+    "turns_last": _TURNS_LAST,
 }

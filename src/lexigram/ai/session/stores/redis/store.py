@@ -190,11 +190,16 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         after_seq: int | None = None,
         limit: int | None = None,
     ) -> list[SessionTurn]:
-        _, now_us = self._clock()
         if last is not None:
-            args = [now_us, "last", str(int(last)), ""]
-        else:
-            args = self._after_args(now_us, after_seq, limit)
+            # The chat path: a light script of two keys (no prelude, no clock).
+            keys = [self.keys.header(session_id), self.keys.turns(session_id)]
+            raw = await self._scripts.raw("turns_last", keys, [int(last)])
+            reply = self._meta(raw[0] if isinstance(raw, list) else raw, session_id)
+            if "e" in reply:
+                self._refuse(reply, session_id)
+            return self._turns(raw[1:] if isinstance(raw, list) else [], session_id)
+        _, now_us = self._clock()
+        args = self._after_args(now_us, after_seq, limit)
         reply, items = await self._run_turns("turns", session_id, args)
         if "e" in reply:
             self._refuse(reply, session_id)
