@@ -1,8 +1,8 @@
 """MariaDB through asyncmy: the engine, the statements' dialect and the runner.
 
 The store's statements are written once, in the SQL that SQLite and PostgreSQL share
-(see :mod:`~lexigram.ai.session.stores.sql.statements`). On MariaDB each is
-translated once (memoised) by :func:`translate`:
+(each area's beside its scripts; see :mod:`~lexigram.ai.session.stores.sql.statements`).
+On MariaDB each is translated once (memoised) by :func:`translate`:
 
 * ``:name`` parameters become asyncmy's ``%(name)s``;
 * ``CAST(… AS TEXT)`` / ``AS BIGINT`` become ``AS CHAR`` / ``AS SIGNED``;
