@@ -72,3 +72,22 @@ async def test_sessions_survive_a_restart(tmp_path: Path) -> None:
     loaded = await again.load("s1")
     assert loaded is not None and [t.content for t in loaded.turns] == ["hello"]
     await again.close()
+
+
+async def test_its_options_block_is_read_and_judged(tmp_path: Path) -> None:
+    url = f"jsonfile://{tmp_path / 'app.json'}"
+    config = SessionConfig(backend="jsonfile", database_url=url, options={"keep_backup": True})
+    store = create_store(config)
+    assert isinstance(store, JsonFileSessionStore) and store.keep_backup is True
+    await store.initialize()
+    await store.close()  # the first save: nothing to back up yet
+    assert not (tmp_path / "app.json.bak").exists()
+    first = (tmp_path / "app.json").read_bytes()
+    again = create_store(config)
+    await again.initialize()
+    await again.close()
+    assert (tmp_path / "app.json.bak").read_bytes() == first
+    bad = (({"keep_backups": True}, "keep_backups"), ({"keep_backup": 1}, "keep_backup"))
+    for options, key in bad:
+        with pytest.raises(Exception, match=f"ai_session.options.{key}"):
+            SessionConfig(backend="jsonfile", database_url=url, options=options)

@@ -10,6 +10,8 @@ from lexigram_jsonfile.store import JsonFileSessionStore
 __all__ = ["BACKEND", "JsonFileBackend"]
 
 _SCHEME = "jsonfile"
+#: The options of ``ai_session.options`` this backend reads.
+_OPTIONS = frozenset({"keep_backup"})
 
 
 class JsonFileBackend:
@@ -28,10 +30,21 @@ class JsonFileBackend:
             return f"no file in {url!r}"
         return None
 
+    def options_problem(self, options: dict[str, Any]) -> tuple[str, str] | None:
+        """The first bad entry of ``ai_session.options`` as (key, problem), or None."""
+        for key in sorted(set(options) - _OPTIONS):
+            return key, f"unknown option; expected one of {sorted(_OPTIONS)}"
+        if not isinstance(options.get("keep_backup", False), bool):
+            return "keep_backup", f"must be true or false, got {options['keep_backup']!r}"
+        return None
+
     def from_config(self, config: Any) -> JsonFileSessionStore:
-        """A store on the file of ``config.database_url``."""
+        """A store on the file of ``config.database_url`` with ``config.options``."""
+        options = getattr(config, "options", None) or {}
         return JsonFileSessionStore(
-            urlsplit(config.database_url).path, session_ttl=config.session_ttl
+            urlsplit(config.database_url).path,
+            session_ttl=config.session_ttl,
+            keep_backup=bool(options.get("keep_backup", False)),
         )
 
     async def setup(self, config: Any) -> str:

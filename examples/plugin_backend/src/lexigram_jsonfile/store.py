@@ -8,6 +8,7 @@ conformance suite as it is); ``initialize()`` reads the file written by the last
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,19 @@ __all__ = ["JsonFileSessionStore"]
 
 
 class JsonFileSessionStore(InMemorySessionStore):
-    """Sessions in memory, persisted to ``path`` (JSON) by ``close()``."""
+    """Sessions in memory, persisted to ``path`` (JSON) by ``close()``.
+
+    With ``keep_backup`` the previous file is kept as ``<path>.bak`` on each save.
+    """
 
     backend_name = "jsonfile"
 
-    def __init__(self, path: str | Path, *, session_ttl: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str | Path, *, session_ttl: int = 0, keep_backup: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(session_ttl=session_ttl, **kwargs)
         self.path = Path(path)
+        self.keep_backup = keep_backup
         self._ids: set[str] = set()
 
     async def initialize(self) -> None:
@@ -83,5 +90,7 @@ class JsonFileSessionStore(InMemorySessionStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(self.path.suffix + ".partial")
         partial.write_bytes(dump_document(entries))
+        if self.keep_backup and self.path.exists():
+            shutil.copy2(self.path, self.path.with_suffix(self.path.suffix + ".bak"))
         os.replace(partial, self.path)
         await super().close()
