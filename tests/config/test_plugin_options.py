@@ -144,6 +144,8 @@ def test_options_of_sql_and_redis_are_their_blocks() -> None:
     assert (sql.table_prefix, sql.db_pool_size, sql.options) == ("o_", 3, {})
     redis = SessionConfig(backend="redis", options={"pool_size": 9})
     assert (redis.redis_pool_size, redis.options) == (9, {})
+    chosen = SessionConfig(database_url="postgresql://h/db", options={"pool_size": 6})
+    assert (chosen.backend, chosen.db_pool_size, chosen.options) == ("sql", 6, {})
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="sql", options={"ur": "x"})
     assert "ai_session.sql.ur" in str(info.value)

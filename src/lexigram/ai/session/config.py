@@ -159,6 +159,7 @@ class SessionConfig(BaseConfig):
         if "backend" not in data:
             if len(given) == 1:
                 data["backend"] = _URL_BACKEND[given[0]]
+                data = _flatten_blocks(data)  # ``options`` is now that backend's block
             elif len(given) > 1:
                 _fail(
                     "backend",
