@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionCapacityError
 from lexigram.ai.session.stores.redis.client import ScriptRunner
@@ -60,7 +61,18 @@ class Indexes:
         A header Redis cannot read as a hash (``WRONGTYPE``) gives ``None`` instead
         of a list: one damaged key never fails the others.
         """
-        commands = [("hmget", (self._keys.header(sid), *fields)) for sid in session_ids]
+        headers = [self._keys.header(sid) for sid in session_ids]
+        if headers and not isinstance(self._scripts.client(), RedisCluster):
+            # A single server: one script reads every header (one reply to parse
+            # instead of one per session); Cluster spreads them over slots.
+            rows = await self._scripts.raw("probe_many", headers, list(fields))
+            return [
+                None
+                if not isinstance(row, list)
+                else [None if v is None else v.decode("utf-8", "replace") for v in row]
+                for row in rows
+            ]
+        commands = [("hmget", (key, *fields)) for key in headers]
         replies = await self._scripts.pipeline(commands, raise_on_error=False)
         return [
             None

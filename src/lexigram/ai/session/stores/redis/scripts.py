@@ -67,6 +67,9 @@ _RECORD = _lua("record")
 # ARGV: now, mode ('last'|'after'), K or S ('' = none), limit|''.
 _TURNS = _lua("turns")
 
+# KEYS: many session headers (single server only); ARGV: fields. HMGET of each.
+_PROBE_MANY = _lua("probe_many")
+
 # KEYS: header, turns only; ARGV: count. The newest live turns, without the prelude.
 _TURNS_LAST = _lua("turns_last")
 
@@ -200,4 +203,5 @@ SCRIPTS: dict[str, str] = {
     **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
     "reserve": _OP_TTL + _RESERVE,
     "turns_last": _TURNS_LAST,
+    "probe_many": _PROBE_MANY,
 }
