@@ -485,4 +485,3 @@ def _seqs_at(ranges: str, start: int, count: int) -> list[int]:
     if len(out) != count:
         raise SessionStoreError(f"live ranges {ranges!r} do not cover {count} turns from {start}")
     return out
-
