@@ -64,7 +64,7 @@ async def test_in_memory_by_default() -> None:
 
 async def test_data_survives_a_second_open(persistent: dict[str, Any]) -> None:
     async with SessionManager.open(persistent) as manager:
-        expected = "database" if "database_url" in persistent else "cache"
+        expected = "sql" if "database_url" in persistent else "redis"
         assert manager.config.backend == expected  # the URL selected the backend
         state = await manager.create("u-open", {"k": "v"})
         await manager.add_message(state.session_id, "user", "kept")
