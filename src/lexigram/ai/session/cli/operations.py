@@ -26,6 +26,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler, SweepProgress, SweepReport
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.privacy import user_session_ids
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.registry import create_store
 
@@ -198,14 +199,8 @@ async def export_sessions(
     async with open_store(config) as store:
         ids = list(session_ids or [])
         if user_id:
-            cursor: str | None = None
-            while True:
-                page = await store.list_user_sessions(user_id, limit=500, cursor=cursor)
-                ids.extend(s.session_id for s in page.items)
-                damaged.extend(page.damaged)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
+            found, damaged = await user_session_ids(store, user_id)
+            ids.extend(found)
         for n, session_id in enumerate(ids, start=1):
             try:
                 state = await store.load(session_id)

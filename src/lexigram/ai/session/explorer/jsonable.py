@@ -9,6 +9,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 from lexigram.ai.session.explorer.service import TurnPage
 from lexigram.ai.session.explorer.tree import BranchTree
 from lexigram.ai.session.stores.base import SessionPage, SessionRecord
+from lexigram.ai.session.stores.codec import turn_to_dict
 
 __all__ = [
     "checkpoint_json",
@@ -61,20 +62,8 @@ def page_json(page: SessionPage) -> dict[str, Any]:
 
 
 def turn_json(turn: SessionTurn) -> dict[str, Any]:
-    """Every field of a turn."""
-    return {
-        "turn_id": turn.turn_id,
-        "role": turn.role,
-        "content": turn.content,
-        "timestamp": turn.timestamp.isoformat(),
-        "tool_calls": turn.tool_calls,
-        "skill_results": turn.skill_results,
-        "metadata": turn.metadata,
-        "tokens_used": turn.tokens_used,
-        "cost": turn.cost,
-        "model": turn.model,
-        "provider": turn.provider,
-    }
+    """Every field of a turn (the stores' own JSON form, :func:`codec.turn_to_dict`)."""
+    return turn_to_dict(turn)
 
 
 def turns_json(page: TurnPage) -> dict[str, Any]:

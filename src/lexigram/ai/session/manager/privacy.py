@@ -20,7 +20,7 @@ from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.base import SessionStore, UserErasure
 from lexigram.ai.session.validation import check_id
 
-__all__ = ["ExportedUserSession", "UserExport", "erase_user", "export_user"]
+__all__ = ["ExportedUserSession", "UserExport", "erase_user", "export_user", "user_session_ids"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class UserExport:
     damaged: list[str] = field(default_factory=list)
 
 
-async def _user_session_ids(store: SessionStore, user_id: str) -> tuple[list[str], list[str]]:
+async def user_session_ids(store: SessionStore, user_id: str) -> tuple[list[str], list[str]]:
+    """Every session id of ``user_id`` (paging the store) and the ids it could not decode."""
     ids: list[str] = []
     damaged: list[str] = []
     cursor: str | None = None
@@ -56,7 +57,7 @@ async def _user_session_ids(store: SessionStore, user_id: str) -> tuple[list[str
 async def export_user(store: SessionStore, user_id: str) -> UserExport:
     """Every session of ``user_id`` and of its branches, with turns and checkpoints."""
     check_id(user_id, "user_id")
-    pending, damaged = await _user_session_ids(store, user_id)
+    pending, damaged = await user_session_ids(store, user_id)
     seen: set[str] = set(damaged)
     sessions: list[ExportedUserSession] = []
     while pending:
