@@ -19,7 +19,7 @@ from lexigram.contracts.ai.session import SessionState
 from lexigram.ai.session.cli import operations as ops
 from lexigram.ai.session.cli.importing import ImportStopped
 from lexigram.ai.session.cli.progress import ProgressLine
-from lexigram.ai.session.cli.transfer import dump_document, header_to_dict
+from lexigram.ai.session.cli.transfer import dump_document, header_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import SessionError
 from lexigram.ai.session.manager.cleanup import SweepReport
@@ -227,15 +227,8 @@ def run_export(
         return code
     entries = export.entries
     data = dump_document(entries)
-    if output in (None, "-"):
-        out.write(data.decode())
-    else:
-        try:
-            Path(output).write_bytes(data)
-        except OSError as exc:
-            err.write(f"error: cannot write {output}: {exc}\n")
-            return 1
-        err.write(f"wrote {len(entries)} session(s) to {output}\n")
+    if write_document(data, output, out, err, f"wrote {len(entries)} session(s) to {output}"):
+        return 1
     return _report_damaged(export.damaged, err)
 
 

@@ -13,14 +13,13 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import orjson
 from lexigram.contracts.exceptions.config import ConfigurationError
 
 from lexigram.ai.session.cli.operations import open_store
-from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
+from lexigram.ai.session.cli.transfer import dump_document, session_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import SessionError
@@ -235,15 +234,9 @@ def run_export_user(
     if export is None:
         return code
     data = dump_document([session_to_dict(s.state, s.checkpoints) for s in export.sessions])
-    if output in (None, "-"):
-        out.write(data.decode())
-    else:
-        try:
-            Path(output).write_bytes(data)
-        except OSError as exc:
-            err.write(f"error: cannot write {output}: {exc}\n")
-            return 1
-        err.write(f"wrote {len(export.sessions)} session(s) of {user_id!r} to {output}\n")
+    done = f"wrote {len(export.sessions)} session(s) of {user_id!r} to {output}"
+    if write_document(data, output, out, err, done):
+        return 1
     for session_id in export.damaged:
         err.write(f"warning: session {session_id!r} could not be read and was left out\n")
     return 1 if export.damaged else code

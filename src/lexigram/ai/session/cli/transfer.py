@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
@@ -46,6 +47,7 @@ __all__ = [
     "header_to_dict",
     "parse_document",
     "session_to_dict",
+    "write_document",
 ]
 
 EXPORT_FORMAT = "lexigram-ai-session/export"
@@ -188,3 +190,20 @@ def checkpoint_references(entry: ExportedSession, where: str) -> list[tuple[str,
         if cp.state.checkpoint_id is not None:
             refs.append((f"{at}.header.checkpoint_id", cp.state.checkpoint_id))
     return refs
+
+
+def write_document(data: bytes, output: str | None, out: TextIO, err: TextIO, done: str) -> int:
+    """Write an export to ``output`` (stdout for None or ``-``); 1 if the file cannot be written.
+
+    ``done`` is the line reported on ``err`` after a file was written.
+    """
+    if output in (None, "-"):
+        out.write(data.decode())
+        return 0
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        err.write(f"error: cannot write {output}: {exc}\n")
+        return 1
+    err.write(done + "\n")
+    return 0
