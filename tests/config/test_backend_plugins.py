@@ -29,7 +29,9 @@ from lexigram.ai.session.stores.registry import create_store
 )
 def test_each_backend_has_one_name_and_the_old_one_as_alias(name: str, store_type: type) -> None:
     config = SessionConfig(backend=name)
-    assert isinstance(create_store(config), store_type)
+    store = create_store(config)
+    assert isinstance(store, store_type)
+    assert store.backend_name == backends.canonical_name(name)  # telemetry labels, explorer
     found = backends.find_backend(name)
     assert found is not None and found.name == backends.canonical_name(name)
 

@@ -90,10 +90,10 @@ async def test_manager_operations_emit_spans_and_metrics(otel: Otel) -> None:
     failed = [s for s in spans if s.status.status_code == StatusCode.ERROR]
     assert [s.name for s in failed] == ["ai_session.add_turns"]
     assert all(
-        s.attributes.get("ai_session.backend") == "in_memory"
+        s.attributes.get("ai_session.backend") == "memory"
         for s in otel.spans.get_finished_spans()
     )
-    assert otel.total("ai_session.turns.appended", backend="in_memory") == 3
+    assert otel.total("ai_session.turns.appended", backend="memory") == 3
     assert otel.total("ai_session.sessions.created") == 1
     assert otel.total("ai_session.sessions.ended", reason="closed") == 1
     assert otel.total("ai_session.sessions.active") == 0

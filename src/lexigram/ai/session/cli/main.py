@@ -30,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "explorer.",
     )
     parser.add_argument(
-        "--backend", help="memory, sql, redis (or in_memory, database, cache) or a plugin's name"
+        "--backend",
+        help="memory, sql, redis (aliases: in_memory, database, cache) or a plugin's name",
     )
-    parser.add_argument("--database-url", help="SQL URL (selects the database backend)")
-    parser.add_argument("--redis-url", help="Redis URL (selects the cache backend)")
+    parser.add_argument("--database-url", help="SQL URL (selects the sql backend)")
+    parser.add_argument("--redis-url", help="Redis URL (selects the redis backend)")
     parser.add_argument("--table-prefix", help="SQL table prefix")
     parser.add_argument("--key-prefix", help="Redis key prefix")
     parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs")

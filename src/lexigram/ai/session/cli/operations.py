@@ -61,8 +61,8 @@ def build_config(
 ) -> SessionConfig:
     """The config of ``application.yaml`` / profile / ``LEX_AI_SESSION__*`` plus overrides.
 
-    A ``database_url`` without ``backend`` selects the ``database`` backend; a
-    ``redis_url`` selects ``cache``.
+    A ``database_url`` without ``backend`` selects the ``sql`` backend; a
+    ``redis_url`` selects ``redis``.
     """
     config = base if base is not None else SessionConfig.from_env_profile()
     overrides: dict[str, Any] = {}
@@ -77,9 +77,9 @@ def build_config(
     if backend is not None:
         overrides["backend"] = backend
     elif database_url is not None:
-        overrides["backend"] = "database"
+        overrides["backend"] = "sql"
     elif redis_url is not None:
-        overrides["backend"] = "cache"
+        overrides["backend"] = "redis"
     if not overrides:
         return config
     values = {f.name: getattr(config, f.name) for f in fields(config)}

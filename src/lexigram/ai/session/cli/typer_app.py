@@ -38,10 +38,10 @@ def create_app() -> Any:
     @app.callback()
     def options(
         backend: str | None = typer.Option(
-            None, help="memory, sql, redis (or in_memory, database, cache) or a plugin's name"
+            None, help="memory, sql, redis (aliases: in_memory, database, cache) or a plugin's name"
         ),
-        database_url: str | None = typer.Option(None, help="SQL URL (selects database)"),
-        redis_url: str | None = typer.Option(None, help="Redis URL (selects cache)"),
+        database_url: str | None = typer.Option(None, help="SQL URL (selects sql)"),
+        redis_url: str | None = typer.Option(None, help="Redis URL (selects redis)"),
         table_prefix: str | None = typer.Option(None, help="SQL table prefix"),
         key_prefix: str | None = typer.Option(None, help="Redis key prefix"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show framework logs"),

@@ -11,6 +11,7 @@ from lexigram.contracts.events.protocols.domain import EventBusProtocol
 from lexigram.di.provider import Provider, ProviderPriority
 from lexigram.logging import get_logger
 
+from lexigram.ai.session.backends import canonical_name
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
 from lexigram.ai.session.config import SessionConfig, coerce_config
@@ -210,7 +211,7 @@ class SessionProvider(Provider):
             )
         import asyncio
 
-        backend = self.session_config.backend if not self._stub else "in_memory"
+        backend = canonical_name(self.session_config.backend) if not self._stub else "memory"
         try:
             await asyncio.wait_for(self.store.ping(), timeout=timeout)
         except Exception as exc:

@@ -75,7 +75,7 @@ class ExplorerService:
 
     @property
     def backend(self) -> str:
-        """The store's backend name, with the SQL dialect (``database (sqlite)``)."""
+        """The store's backend name, with the SQL dialect (``sql (sqlite)``)."""
         name = self.store.backend_name or type(self.store).__name__
         dialect = getattr(getattr(getattr(self.store, "engine", None), "dialect", None),
                           "name", None)

@@ -196,7 +196,7 @@ class SessionManagerImpl:
         """A manager over its own store, without an Application (``async with``).
 
         ``config`` is a ``SessionConfig``, a dict or None; ``overrides`` are config
-        fields (``database_url=...`` alone selects the database backend). The store
+        fields (``database_url=...`` alone selects the sql backend). The store
         is initialised on entry; ``cleanup=True`` also runs the expiry sweeper. Both
         are closed on exit, also when the block raises. See
         :mod:`lexigram.ai.session.manager.standalone`.

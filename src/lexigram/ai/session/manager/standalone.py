@@ -46,7 +46,7 @@ def resolve_config(
     """``config`` (a ``SessionConfig``, a dict or None) with ``overrides`` applied.
 
     A dict and the overrides are merged and validated together, so
-    ``database_url=...`` alone selects the database backend. Over a
+    ``database_url=...`` alone selects the sql backend. Over a
     ``SessionConfig`` the overrides replace its fields (its ``backend`` stays
     explicit). Production settings are checked as at boot.
     """

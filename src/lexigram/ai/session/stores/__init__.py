@@ -1,4 +1,4 @@
-"""Session stores: in-memory, Redis (``cache``) and SQL (``database``), one contract."""
+"""Session stores: in-memory (``memory``), Redis (``redis``) and SQL (``sql``), one contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Import point of the Redis session store (``SessionConfig.backend == "cache"``).
+"""Import point of the Redis session store (``SessionConfig.backend == "redis"``).
 
 The implementation lives in :mod:`lexigram.ai.session.stores.redis`.
 """

@@ -125,7 +125,7 @@ class _Checkpoint:
 class InMemorySessionStore(SessionStore):
     """A dict-backed store; safe under concurrent tasks of any number of event loops."""
 
-    backend_name: ClassVar[str] = "in_memory"
+    backend_name: ClassVar[str] = "memory"
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)

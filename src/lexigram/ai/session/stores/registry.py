@@ -40,9 +40,9 @@ StoreFactory = Callable[["SessionConfig"], "SessionStore"]
 
 #: Optional driver module -> (what needs it, the extra that installs it).
 _DRIVERS: dict[str, tuple[str, str]] = {
-    "redis": ("the cache backend (Redis)", "redis"),
+    "redis": ("the redis backend", "redis"),
     "asyncpg": ("PostgreSQL", "postgres"),
-    "sqlalchemy": ("the database backend", "sql"),
+    "sqlalchemy": ("the sql backend", "sql"),
     "aiosqlite": ("SQLite", "sql"),
 }
 

@@ -1,4 +1,4 @@
-"""The Redis backend (``backend="cache"``): store, key layout, Lua scripts."""
+"""The Redis backend (``backend="redis"``): store, key layout, Lua scripts."""
 
 from __future__ import annotations
 

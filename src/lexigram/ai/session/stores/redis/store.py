@@ -66,7 +66,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     (an operation id per call, see ``docs/backend-redis.md``).
     """
 
-    backend_name: ClassVar[str] = "cache"
+    backend_name: ClassVar[str] = "redis"
 
     # ----------------------------------------------------- contract (whole state)
     async def save(self, state: SessionState) -> None:

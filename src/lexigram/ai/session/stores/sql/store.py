@@ -104,7 +104,7 @@ class DatabaseSessionStore(SessionStore):
     upgrade the tables.
     """
 
-    backend_name: ClassVar[str] = "database"
+    backend_name: ClassVar[str] = "sql"
 
     def __init__(
         self,
