@@ -87,7 +87,7 @@ def print_turn(turn: SessionTurn) -> None:
 
 async def main(db_path: Path) -> None:
     config = SessionConfig(
-        backend="database",
+        backend="sql",
         database_url=f"sqlite+aiosqlite:///{db_path}",
         auto_checkpoint_interval=None,
     )

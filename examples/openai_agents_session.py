@@ -92,9 +92,9 @@ SCRIPT: list[list[ResponseOutputItem]] = [
 
 def _config(db_path: Path, in_memory: bool) -> dict[str, Any]:
     if in_memory:
-        return {"backend": "in_memory", "auto_checkpoint_interval": None}
+        return {"backend": "memory", "auto_checkpoint_interval": None}
     return {
-        "database_url": f"sqlite+aiosqlite:///{db_path}",  # selects the database backend
+        "database_url": f"sqlite+aiosqlite:///{db_path}",  # selects the sql backend
         "auto_checkpoint_interval": None,
     }
 

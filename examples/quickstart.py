@@ -29,7 +29,7 @@ from lexigram.ai.session.config import SessionConfig  # noqa: E402
 @module(
     imports=[
         SessionModule.configure(
-            SessionConfig(backend="in_memory"),
+            SessionConfig(backend="memory"),
             enable_cleanup_scheduler=True,
         )
     ]

@@ -2,7 +2,7 @@
 
 Run: python examples/time_travel.py
 
-It uses the SQL store on a throw-away SQLite file (``backend="database"``) when the
+It uses the SQL store on a throw-away SQLite file (``backend="sql"``) when the
 SQL store is installed, else the in-memory store, and prints the timeline:
 
 1. 30 turns with an automatic checkpoint every 10 turns;
@@ -45,14 +45,14 @@ TOPICS = ["flights", "hotels", "museums", "food", "budget", "trains"]
 def _config(db_file: Path) -> SessionConfig:
     if importlib.util.find_spec("lexigram.ai.session.stores.database") is not None:
         return SessionConfig(
-            backend="database",
+            backend="sql",
             database_url=f"sqlite+aiosqlite:///{db_file}",
             auto_checkpoint_interval=10,
             max_checkpoints_per_session=50,
             max_branches_per_session=5,
         )
     print("(the SQL store is not installed here: using the in-memory store)")
-    return SessionConfig(backend="in_memory", auto_checkpoint_interval=10)
+    return SessionConfig(backend="memory", auto_checkpoint_interval=10)
 
 
 def _show(label: str, state: SessionState) -> None:

@@ -27,7 +27,7 @@ or anonymously with a cookie jar (a browser does this by itself)::
 Settings (environment): ``WEB_CHAT_DATABASE_URL`` (default
 ``sqlite+aiosqlite:///./web_chat.db``), ``WEB_CHAT_COOKIE_SECRET`` (without it cookies
 are signed with a per-process secret and do not survive a restart),
-``WEB_CHAT_BACKEND`` (default ``database``).
+``WEB_CHAT_BACKEND`` (default ``sql``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from lexigram.ai.session.middleware import (
 )
 
 SETTINGS: dict[str, Any] = {
-    "backend": os.environ.get("WEB_CHAT_BACKEND", "database"),
+    "backend": os.environ.get("WEB_CHAT_BACKEND", "sql"),
     "database_url": os.environ.get("WEB_CHAT_DATABASE_URL", "sqlite+aiosqlite:///./web_chat.db"),
     "cookie_secret": os.environ.get("WEB_CHAT_COOKIE_SECRET") or None,
     "allow_anonymous": True,  # browsers without a login chat under their own anonymous id

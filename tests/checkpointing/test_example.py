@@ -15,7 +15,7 @@ def test_the_time_travel_example_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "backend: database" in out  # SQLite through the SQL store
+    assert "backend: sql" in out  # SQLite through the SQL store
     assert "restored to turn 20                turns=20 " in out
     assert "parent after AppendMerge           turns=24 " in out
     assert "parent after SelectiveMerge        turns=25 " in out
