@@ -7,7 +7,7 @@ from typing import Any
 from lexigram.contracts.ai.llm import LLMClientProtocol
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.multi_agent.group_session import GroupSession
 from lexigram.ai.session.multi_agent.isolation import RoleIsolation
 from lexigram.ai.session.multi_agent.strategy import build_turn_manager
@@ -26,7 +26,7 @@ class GroupSessionFactory:
 
     def __init__(
         self,
-        session_manager: SessionManagerImpl,
+        session_manager: SessionManagerAPI,
         config: SessionConfig | None = None,
         llm: LLMClientProtocol | None = None,
     ) -> None:
