@@ -19,7 +19,7 @@ from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.stores.cache import CacheSessionStore
-from lexigram.ai.session.stores.redis.base import KEY_EXPIRY_MARGIN_S
+from lexigram.ai.session.stores.redis.core import KEY_EXPIRY_MARGIN_S
 from lexigram.ai.session.testing.conformance import FakeClock, make_state, make_turn
 from lexigram.ai.session.validation import MAX_SAFE_INT
 from tests.stores.backends.redis import corrupt_header, open_store, wrong_type_header

@@ -1,4 +1,7 @@
-"""Checkpoint operations of the Redis store (create, restore, list, delete, compat save)."""
+"""Checkpoint operations of the Redis store (create, restore, list, delete, compat save).
+
+A component of the store facade (``store.py``), working through its :class:`RedisCore`.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores import codec
-from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op
+from lexigram.ai.session.stores.redis.core import RedisCore, new_op
 from lexigram.ai.session.stores.redis.wire import (
     decode_header,
     encode_header,
@@ -30,8 +33,11 @@ from lexigram.ai.session.validation import check_checkpoint, check_id, check_jso
 __all__ = ["CheckpointOps"]
 
 
-class CheckpointOps(RedisStoreBase):
+class CheckpointOps:
     """Checkpoints: the header and the live seq ranges, in the session's own slot."""
+
+    def __init__(self, core: RedisCore) -> None:
+        self._core = core
 
     def _checkpoint(self, data: Any, turns: Any, checkpoint_id: str) -> SessionCheckpoint:
         record = f"checkpoint {checkpoint_id!r}"
@@ -46,18 +52,18 @@ class CheckpointOps(RedisStoreBase):
         return SessionCheckpoint(
             checkpoint_id=checkpoint_id,
             session_id=data.get("sid") or state.session_id,
-            state=replace(state, turns=self._turns(turns, state.session_id)),
+            state=replace(state, turns=self._core.turns(turns, state.session_id)),
             created_at=created,
             parent_checkpoint_id=data.get("p"),
             metadata=metadata,
         )
 
     async def _checkpoint_owner(self, checkpoint_id: str) -> str | None:
-        owner = await self._scripts.command("get", self.keys.checkpoint(checkpoint_id))
+        owner = await self._core.scripts.command("get", self._core.keys.checkpoint(checkpoint_id))
         return None if owner is None else bytes(owner).decode()
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
-        _, now_us = self._clock()
+        _, now_us = self._core.clock()
         checkpoint = check_checkpoint(checkpoint)
         state = checkpoint.state
         cpid = checkpoint.checkpoint_id
@@ -74,32 +80,36 @@ class CheckpointOps(RedisStoreBase):
         op = new_op()
         previous = await self._checkpoint_owner(cpid)
         if previous is not None and previous != checkpoint.session_id:
-            await self._run("cp_delete", previous, [now_us, cpid], op=op)
-        await self._run(
+            await self._core.run("cp_delete", previous, [now_us, cpid], op=op)
+        await self._core.run(
             "cp_save",
             checkpoint.session_id,
             [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
             op=op,
         )
-        await self._scripts.command("set", self.keys.checkpoint(cpid), checkpoint.session_id)
+        await self._core.scripts.command(
+            "set", self._core.keys.checkpoint(cpid), checkpoint.session_id
+        )
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
-        _, now_us = self._clock()
+        _, now_us = self._core.clock()
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             return None
-        reply, turns = await self._run_turns("cp_load", owner, [now_us, checkpoint_id, "1"])
+        reply, turns = await self._core.run_turns("cp_load", owner, [now_us, checkpoint_id, "1"])
         if "e" in reply:
-            self._refuse(reply, owner)
+            self._core.refuse(reply, owner)
         if "d" not in reply:
             return None
         return self._checkpoint(reply["d"], turns, checkpoint_id)
 
     async def _list_checkpoints(self, session_id: str, *, turns: bool) -> list[SessionCheckpoint]:
-        _, now_us = self._clock()
-        reply, lists = await self._run_turns("cp_list", session_id, [now_us, "1" if turns else "0"])
+        _, now_us = self._core.clock()
+        reply, lists = await self._core.run_turns(
+            "cp_list", session_id, [now_us, "1" if turns else "0"]
+        )
         if "e" in reply:
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         return [
             self._checkpoint(item["d"], items or [], item["i"])
             for item, items in zip(reply["l"], lists, strict=True)
@@ -112,12 +122,12 @@ class CheckpointOps(RedisStoreBase):
         return await self._list_checkpoints(session_id, turns=False)
 
     async def delete_checkpoint(self, checkpoint_id: str) -> bool:
-        _, now_us = self._clock()
+        _, now_us = self._core.clock()
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             return False
-        reply = await self._run("cp_delete", owner, [now_us, checkpoint_id], op=new_op())
-        await self._scripts.command("delete", self.keys.checkpoint(checkpoint_id))
+        reply = await self._core.run("cp_delete", owner, [now_us, checkpoint_id], op=new_op())
+        await self._core.scripts.command("delete", self._core.keys.checkpoint(checkpoint_id))
         return bool(reply.get("ok"))
 
     async def create_checkpoint(
@@ -129,23 +139,23 @@ class CheckpointOps(RedisStoreBase):
         max_checkpoints: int | None = None,
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         check_id(checkpoint_id, "checkpoint_id")
         if metadata:
             check_json(metadata, "metadata")
         meta = codec.dumps(metadata or {}, field="metadata")
-        index_key = self.keys.checkpoint(checkpoint_id)
-        claimed = await self._scripts.command("set", index_key, session_id, nx=True)
+        index_key = self._core.keys.checkpoint(checkpoint_id)
+        claimed = await self._core.scripts.command("set", index_key, session_id, nx=True)
         if not claimed:
             owner = await self._checkpoint_owner(checkpoint_id)
             if owner is not None and await self._checkpoint_exists(owner, checkpoint_id):
-                if not await self._exists(session_id, now_us):
+                if not await self._core.exists(session_id, now_us):
                     raise SessionNotFoundError(session_id)
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
                 )
             # A stale index entry (its checkpoint is gone): take it over.
-            await self._scripts.command("set", index_key, session_id)
+            await self._core.scripts.command("set", index_key, session_id)
         args = [
             now_us,
             checkpoint_id,
@@ -154,7 +164,7 @@ class CheckpointOps(RedisStoreBase):
             "1" if include_turns else "0",
         ]
         try:
-            reply, turns = await self._run_turns("cp_create", session_id, args, op=new_op())
+            reply, turns = await self._core.run_turns("cp_create", session_id, args, op=new_op())
         except StoreUnavailableError:
             raise  # outcome unknown: the checkpoint may exist, keep its index entry
         except BaseException:
@@ -166,38 +176,40 @@ class CheckpointOps(RedisStoreBase):
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
                 )
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         pruned: list[str] = list(reply["p"])
         if pruned:
-            await self._index.pipe([("delete", (self.keys.checkpoint(p),)) for p in pruned])
+            await self._core.index.pipe(
+                [("delete", (self._core.keys.checkpoint(p),)) for p in pruned]
+            )
         del now
         return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
 
     async def _checkpoint_exists(self, session_id: str, checkpoint_id: str) -> bool:
-        found = await self._scripts.command(
-            "hexists", self.keys.checkpoint_docs(session_id), checkpoint_id
+        found = await self._core.scripts.command(
+            "hexists", self._core.keys.checkpoint_docs(session_id), checkpoint_id
         )
         return bool(found)
 
     async def _unclaim(self, index_key: str, session_id: str) -> None:
         try:
-            owner = await self._scripts.command("get", index_key)
+            owner = await self._core.scripts.command("get", index_key)
             if owner is not None and bytes(owner).decode() == session_id:
-                await self._scripts.command("delete", index_key)
+                await self._core.scripts.command("delete", index_key)
         except SessionStoreError:  # pragma: no cover - best effort: a stale entry is harmless
             pass
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         owner = await self._checkpoint_owner(checkpoint_id)
         if owner is None:
             raise CheckpointNotFoundError(checkpoint_id)
-        reply, turns = await self._run_turns(
-            "cp_restore", owner, [now_us, checkpoint_id, self._deadline_arg(now)], op=new_op()
+        reply, turns = await self._core.run_turns(
+            "cp_restore", owner, [now_us, checkpoint_id, self._core.deadline_arg(now)], op=new_op()
         )
         if "e" in reply:
             if reply["e"] == "CPNF":
                 raise CheckpointNotFoundError(checkpoint_id)
-            self._refuse(reply, owner)
-        record = self._record(reply["h"], owner, now)
-        return replace(record.state, turns=self._turns(turns, owner))
+            self._core.refuse(reply, owner)
+        record = self._core.record(reply["h"], owner, now)
+        return replace(record.state, turns=self._core.turns(turns, owner))

@@ -3,6 +3,11 @@
 Every write to a session is one Lua script on the session's hash slot (see
 ``scripts.py``), so it is atomic across any number of processes. The layout is in
 ``keys.py``; the cross-slot indexes, and why they are re-checked, in ``indexes.py``.
+
+The store is a facade: sessions, turns and branches are here; it holds a
+:class:`RedisCore` (client, keys, scripts, clock, replies) and hands it to its
+components :class:`CheckpointOps` (``checkpoints.py``) and :class:`SweepOps`
+(``sweeping.py``); the arguments scripts receive are encoded in ``inputs.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +16,14 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
 
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
@@ -31,18 +41,34 @@ from lexigram.ai.session.stores._common import (
     parse_cursor,
 )
 from lexigram.ai.session.stores.base import (
+    BATCH_CONCURRENCY,
     LIVE_STATUSES,
     AppendResult,
+    BatchOutcome,
+    Clock,
     SessionPage,
     SessionPatch,
     SessionRecord,
+    SessionStore,
 )
-from lexigram.ai.session.stores.redis.base import new_op, record_name, text_map
 from lexigram.ai.session.stores.redis.checkpoints import CheckpointOps
+from lexigram.ai.session.stores.redis.client import AnyRedis
+from lexigram.ai.session.stores.redis.core import (
+    DEFAULT_PURGE_AFTER_S,
+    RedisCore,
+    check_options,
+    new_op,
+    record_name,
+    text_map,
+)
 from lexigram.ai.session.stores.redis.indexes import wall_us
+from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
 from lexigram.ai.session.validation import check_patch, check_state, check_turns
+
+if TYPE_CHECKING:
+    from lexigram.ai.session.config import SessionConfig
 
 __all__ = ["CacheSessionStore"]
 
@@ -51,7 +77,7 @@ _SCAN_BATCH = 200
 _GATHER = 32
 
 
-class CacheSessionStore(CheckpointOps, SweepOps):
+class CacheSessionStore(SessionStore):
     """Sessions in Redis through ``redis.asyncio``; works on Redis Cluster (``cluster=True``).
 
     ``url`` is a ``redis://``/``rediss://``/``unix://`` URL (for a cluster, any node);
@@ -68,58 +94,131 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     backend_name: ClassVar[str] = "redis"
 
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        client: AnyRedis | None = None,
+        key_prefix: str = "lexigram:session",
+        pool_size: int = 50,
+        cluster: bool = False,
+        session_ttl: int = 0,
+        purge_after_s: int = DEFAULT_PURGE_AFTER_S,
+        clock: Clock | None = None,
+    ) -> None:
+        check_options(
+            session_ttl=session_ttl,
+            key_prefix=key_prefix,
+            pool_size=pool_size,
+            purge_after_s=purge_after_s,
+        )
+        super().__init__(session_ttl=session_ttl, clock=clock)
+        self._core = RedisCore(
+            url,
+            client=client,
+            key_prefix=key_prefix,
+            pool_size=pool_size,
+            cluster=cluster,
+            session_ttl=session_ttl,
+            purge_after_s=purge_after_s,
+            now=self.now,
+            deadline_for=self.deadline_for,
+        )
+        self.url = url
+        self.cluster = self._core.cluster
+        self.keys = self._core.keys
+        self._checkpoints = CheckpointOps(self._core)
+        self._sweep = SweepOps(self._core)
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> Self:
+        """Build the store from ``SessionConfig`` (``redis_url``, ``redis_cluster``, ...)."""
+        return cls(
+            config.redis_url,
+            key_prefix=config.key_prefix,
+            pool_size=config.redis_pool_size,
+            cluster=config.redis_cluster,
+            session_ttl=config.session_ttl,
+            purge_after_s=config.purge_after_s,
+        )
+
+    @property
+    def client(self) -> AnyRedis:
+        """The ``redis.asyncio`` client of the running event loop (one per loop)."""
+        return self._core.client
+
+    # ---------------------------------------------------------------- lifecycle
+    async def initialize(self) -> None:
+        """Check the connection and load the scripts (``StoreUnavailableError`` if unreachable)."""
+        await self.ping()
+        await self._core.scripts.load_all()
+
+    async def ping(self) -> None:
+        """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
+        await self._core.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._core.scripts.close()  # every event loop's client the store made
+
     # ----------------------------------------------------- contract (whole state)
     async def save(self, state: SessionState) -> None:
-        _, now_us = self._clock()
+        _, now_us = self._core.clock()
         state = check_state(state)
         sid = state.session_id
         check_batch_ids(sid, state.turns)
-        pairs, _, _ = self._encode_batch(state.turns)
+        pairs, _, _ = turn_args(state.turns)
         live = state.status in LIVE_STATUSES
         op = new_op()
-        ordinal = await self._index.reserve(
+        ordinal = await self._core.index.reserve(
             state.user_id, sid, cap=None, live=live, now_us=now_us, op=op
         )
         header = self._header_json(state, last_seq=len(state.turns), ordinal=ordinal)
         try:
-            reply = await self._run("save", sid, [now_us, header, len(state.turns), *pairs], op=op)
+            reply = await self._core.run(
+                "save", sid, [now_us, header, len(state.turns), *pairs], op=op
+            )
         except StoreUnavailableError:
             raise  # outcome unknown: keep the reservation
         except BaseException:
             if ordinal is not None:
-                await self._index.release(state.user_id, sid)
+                await self._core.index.release(state.user_id, sid)
             raise
         if "e" in reply:
             if ordinal is not None:
-                await self._index.release(state.user_id, sid)
-            self._refuse(reply, sid)
+                await self._core.index.release(state.user_id, sid)
+            self._core.refuse(reply, sid)
         old_user = reply.get("u")
         if old_user is not None and old_user != state.user_id:
-            await self._index.forget(sid, user_id=old_user, parent_id=None, checkpoint_ids=())
+            await self._core.index.forget(sid, user_id=old_user, parent_id=None, checkpoint_ids=())
         if reply.get("new") and state.parent_session_id:
-            await self._raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
+            await self._core.raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
         await self._reindex(state, live=live)
 
     async def _reindex(self, state: SessionState, *, live: bool) -> None:
         """Make the indexes agree with a header just written whole."""
         sid = state.session_id
         if live:
-            await self._index.mark_live(state.user_id, sid)
+            await self._core.index.mark_live(state.user_id, sid)
             deadline = self.deadline_for(state.updated_at)
             if deadline is not None:
-                await self._index.add_deadline(sid, to_us(deadline))
+                await self._core.index.add_deadline(sid, to_us(deadline))
         else:
-            await self._index.ended(sid, state.user_id, to_us(state.updated_at))
+            await self._core.index.ended(sid, state.user_id, to_us(state.updated_at))
 
     async def load(self, session_id: str) -> SessionState | None:
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
-        now, _ = self._clock()
+        now, _ = self._core.clock()
         try:
-            header, items = await self._scripts.pipeline(
+            header, items = await self._core.scripts.pipeline(
                 [
-                    ("hgetall", (self.keys.header(session_id),)),
-                    ("lrange", (self.keys.turns(session_id), 0, -1)),
+                    ("hgetall", (self._core.keys.header(session_id),)),
+                    ("lrange", (self._core.keys.turns(session_id), 0, -1)),
                 ],
                 transaction=True,
             )
@@ -131,14 +230,14 @@ class CacheSessionStore(CheckpointOps, SweepOps):
             raise
         if not header:
             return None
-        record = self._record(text_map(header, session_id), session_id, now)
-        return replace(record.state, turns=self._turns(items, session_id))
+        record = self._core.record(text_map(header, session_id), session_id, now)
+        return replace(record.state, turns=self._core.turns(items, session_id))
 
     async def delete(self, session_id: str) -> None:
-        _, now_us = self._clock()
-        reply = await self._run("delete", session_id, [now_us], op=new_op())
+        _, now_us = self._core.clock()
+        reply = await self._core.run("delete", session_id, [now_us], op=new_op())
         if "u" in reply:
-            await self._index.forget(
+            await self._core.index.forget(
                 session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
             )
 
@@ -149,7 +248,9 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         await forget_redis_user(self, user_id, session_ids)
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
-        members = await self._scripts.command("zrange", self.keys.user_sessions(user_id), 0, -1)
+        members = await self._core.scripts.command(
+            "zrange", self._core.keys.user_sessions(user_id), 0, -1
+        )
         out: list[SessionState] = []
         ids = [m.decode() for m in members]
         for start in range(0, len(ids), _GATHER):
@@ -162,11 +263,11 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         state = check_state(state)
         sid = state.session_id
         check_batch_ids(sid, state.turns)
-        pairs, _, _ = self._encode_batch(state.turns)
+        pairs, _, _ = turn_args(state.turns)
         self._header_json(state, last_seq=len(state.turns))  # refuse bad values before reserving
         # No separate existence check on the way: the create script refuses a taken
         # id atomically (and _insert says "exists" rather than "cap" when both apply).
@@ -176,11 +277,11 @@ class CacheSessionStore(CheckpointOps, SweepOps):
 
     # -------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
-        now, now_us = self._clock()
-        reply = await self._run("record", session_id, [now_us])
+        now, now_us = self._core.clock()
+        reply = await self._core.run("record", session_id, [now_us])
         if "e" in reply:
-            self._refuse(reply, session_id)
-        return self._record(reply["h"], session_id, now) if "h" in reply else None
+            self._core.refuse(reply, session_id)
+        return self._core.record(reply["h"], session_id, now) if "h" in reply else None
 
     async def get_turns(
         self,
@@ -192,18 +293,18 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     ) -> list[SessionTurn]:
         if last is not None:
             # The chat path: a light script of two keys (no prelude, no clock).
-            keys = [self.keys.header(session_id), self.keys.turns(session_id)]
-            raw = await self._scripts.raw("turns_last", keys, [int(last)])
-            reply = self._meta(raw[0] if isinstance(raw, list) else raw, session_id)
+            keys = [self._core.keys.header(session_id), self._core.keys.turns(session_id)]
+            raw = await self._core.scripts.raw("turns_last", keys, [int(last)])
+            reply = self._core.meta(raw[0] if isinstance(raw, list) else raw, session_id)
             if "e" in reply:
-                self._refuse(reply, session_id)
-            return self._turns(raw[1:] if isinstance(raw, list) else [], session_id)
-        _, now_us = self._clock()
+                self._core.refuse(reply, session_id)
+            return self._core.turns(raw[1:] if isinstance(raw, list) else [], session_id)
+        _, now_us = self._core.clock()
         args = self._after_args(now_us, after_seq, limit)
-        reply, items = await self._run_turns("turns", session_id, args)
+        reply, items = await self._core.run_turns("turns", session_id, args)
         if "e" in reply:
-            self._refuse(reply, session_id)
-        return self._turns(items, session_id)
+            self._core.refuse(reply, session_id)
+        return self._core.turns(items, session_id)
 
     @staticmethod
     def _after_args(now_us: int, after_seq: int | None, limit: int | None) -> list[Any]:
@@ -217,13 +318,13 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
-        _, now_us = self._clock()
-        reply, items = await self._run_turns(
+        _, now_us = self._core.clock()
+        reply, items = await self._core.run_turns(
             "turns", session_id, self._after_args(now_us, after_seq, limit)
         )
         if "e" in reply:
-            self._refuse(reply, session_id)
-        turns = self._turns(items, session_id)
+            self._core.refuse(reply, session_id)
+        turns = self._core.turns(items, session_id)
         seqs = _seqs_at(reply.get("r", ""), int(reply.get("i", 0)), len(turns))
         return list(zip(seqs, turns, strict=True))
 
@@ -235,23 +336,23 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         limit: int = 100,
         cursor: str | None = None,
     ) -> SessionPage:
-        now, _ = self._clock()
+        now, _ = self._core.clock()
         below = parse_cursor(cursor)
-        key = self.keys.user_sessions(user_id)
+        key = self._core.keys.user_sessions(user_id)
         top: str = "+inf" if below is None else f"({below}"
         batch = max(min(limit + 1, _SCAN_BATCH), 16)
         items: list[SessionState] = []
         damaged: list[str] = []
         last_ordinal: int | None = None
         while True:
-            page = await self._scripts.command(
+            page = await self._core.scripts.command(
                 "zrevrangebyscore", key, top, "-inf", start=0, num=batch, withscores=True
             )
             if not page:
                 break
             ids = [m.decode() for m, _ in page]
             bad: list[str] = []
-            headers = await self._index.headers(ids, damaged=bad)
+            headers = await self._core.index.headers(ids, damaged=bad)
             scores = [int(s) for _, s in page]
             for sid, score, data in zip(ids, scores, headers, strict=True):
                 if sid in bad:
@@ -277,8 +378,8 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         return SessionPage(items=items, next_cursor=None, damaged=damaged)
 
     async def count_live_sessions(self, user_id: str) -> int:
-        _, now_us = self._clock()
-        alive, _ = await self._index.live_status(user_id, now_us)
+        _, now_us = self._core.clock()
+        alive, _ = await self._core.index.live_status(user_id, now_us)
         return len(alive)
 
     # ------------------------------------------------------------------- writes
@@ -290,46 +391,46 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
     ) -> AppendResult:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         batch = check_turns(turns, "turns")
         if patch is not None:
             check_patch(patch)
-        pairs, tokens, costs = self._encode_batch(batch)
+        pairs, tokens, costs = turn_args(batch)
         args = [
             now_us,
-            self._deadline_arg(now),
+            self._core.deadline_arg(now),
             "" if max_turns is None else str(max_turns),
             len(batch),
             tokens,
             costs,
-            self._patch_json(patch),
+            patch_json(patch),
             *pairs,
         ]
-        reply = await self._run("append", session_id, args, op=new_op())
+        reply = await self._core.run("append", session_id, args, op=new_op())
         if "e" in reply:
             if reply["e"] == "CHK":
                 check_append(
                     session_id, SessionStatus(reply["a"]), int(reply["b"]), len(batch), max_turns
                 )
-            self._refuse(reply, session_id)
-        record = self._record(reply["h"], session_id, now)
+            self._core.refuse(reply, session_id)
+        record = self._core.record(reply["h"], session_id, now)
         closed = bool(reply["c"])
         if closed:
-            await self._index.ended(session_id, record.state.user_id, now_us)
+            await self._core.index.ended(session_id, record.state.user_id, now_us)
         return AppendResult(record=record, closed_by_cap=closed, first_seq=int(reply["f"]))
 
     async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         check_patch(patch)
-        reply = await self._run(
+        reply = await self._core.run(
             "update",
             session_id,
-            [now_us, self._deadline_arg(now), self._patch_json(patch)],
+            [now_us, self._core.deadline_arg(now), patch_json(patch)],
             op=new_op(),
         )
         if "e" in reply:
-            self._refuse(reply, session_id)
-        return self._record(reply["h"], session_id, now)
+            self._core.refuse(reply, session_id)
+        return self._core.record(reply["h"], session_id, now)
 
     async def transition(
         self,
@@ -338,36 +439,40 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         *,
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         target = SessionStatus(to_status)
         allowed = ",".join(SessionStatus(s).value for s in allowed_from)
-        reply = await self._run(
+        reply = await self._core.run(
             "transition",
             session_id,
-            [now_us, self._deadline_arg(now), target.value, allowed],
+            [now_us, self._core.deadline_arg(now), target.value, allowed],
             op=new_op(),
         )
         if "e" in reply:
-            self._refuse(reply, session_id)
-        record = self._record(reply["h"], session_id, now)
+            self._core.refuse(reply, session_id)
+        record = self._core.record(reply["h"], session_id, now)
         if target in _ENDED:
-            await self._index.ended(session_id, record.state.user_id, now_us)
+            await self._core.index.ended(session_id, record.state.user_id, now_us)
         return record
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
-        now, now_us = self._clock()
-        reply = await self._run("pop", session_id, [now_us, self._deadline_arg(now)], op=new_op())
+        now, now_us = self._core.clock()
+        reply = await self._core.run(
+            "pop", session_id, [now_us, self._core.deadline_arg(now)], op=new_op()
+        )
         if "e" in reply:
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         if reply.get("t") is None:
             return None
         return decode_turns([reply["t"]], record=f"{record_name(session_id)} turn")[0]
 
     async def clear_turns(self, session_id: str) -> int:
-        now, now_us = self._clock()
-        reply = await self._run("clear", session_id, [now_us, self._deadline_arg(now)], op=new_op())
+        now, now_us = self._core.clock()
+        reply = await self._core.run(
+            "clear", session_id, [now_us, self._core.deadline_arg(now)], op=new_op()
+        )
         if "e" in reply:
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         return int(reply["n"])
 
     # ----------------------------------------------------------------- branches
@@ -380,18 +485,20 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         branch = check_state(branch, "branch")
         bid = branch.session_id
-        source_exists = await self._scripts.command("exists", self.keys.header(source_id))
+        source_exists = await self._core.scripts.command(
+            "exists", self._core.keys.header(source_id)
+        )
         if not source_exists:
             raise SessionNotFoundError(source_id)
-        if await self._exists(bid, now_us):
+        if await self._core.exists(bid, now_us):
             raise SessionValidationError("session_id", f"session {bid!r} already exists")
         # fork_source is re-entrant (a re-sent call finds its own reservation and
         # skips the branch cap); the branch's create is exactly-once through ``op``.
         op = new_op()
-        reply, raw_turns = await self._run_turns(
+        reply, raw_turns = await self._core.run_turns(
             "fork_source",
             source_id,
             [
@@ -410,10 +517,10 @@ class CacheSessionStore(CheckpointOps, SweepOps):
                 )
             if reply["e"] == "CPNF":
                 raise CheckpointNotFoundError(str(from_checkpoint))
-            self._refuse(reply, source_id)
+            self._core.refuse(reply, source_id)
         try:
             point, _ = decode_header(reply["h"], record=record_name(source_id))
-            turns = self._turns(raw_turns, source_id)
+            turns = self._core.turns(raw_turns, source_id)
             state = branch_header(
                 point,
                 branch,
@@ -423,7 +530,7 @@ class CacheSessionStore(CheckpointOps, SweepOps):
                 total_tokens=sum(t.tokens_used for t in turns),
                 total_cost=sum(t.cost for t in turns),
             )
-            pairs, _, _ = self._encode_batch(turns)
+            pairs, _, _ = turn_args(turns)
             record = await self._insert(
                 state,
                 pairs,
@@ -436,22 +543,26 @@ class CacheSessionStore(CheckpointOps, SweepOps):
         except StoreUnavailableError:
             raise  # outcome unknown: the branch may exist, keep its place
         except BaseException:
-            await self._raw("branch_drop", source_id, [now_us, bid])
+            await self._core.raw("branch_drop", source_id, [now_us, bid])
             raise
         parent = state.parent_session_id
         if parent is not None and parent != source_id:
             # Both steps are idempotent: re-sent, they leave the same indexes.
-            await self._raw("branch_drop", source_id, [now_us, bid])
-            await self._raw("branch_add", parent, [now_us, bid, wall_us()])
+            await self._core.raw("branch_drop", source_id, [now_us, bid])
+            await self._core.raw("branch_add", parent, [now_us, bid, wall_us()])
         return record
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
-        now, _ = self._clock()
-        members = await self._scripts.command("zrange", self.keys.branches(session_id), 0, -1)
+        now, _ = self._core.clock()
+        members = await self._core.scripts.command(
+            "zrange", self._core.keys.branches(session_id), 0, -1
+        )
         ids = [m.decode() for m in members]
         out: list[SessionRecord] = []
         damaged: list[str] = []  # an unreadable branch is left out of the listing
-        for sid, data in zip(ids, await self._index.headers(ids, damaged=damaged), strict=True):
+        for sid, data in zip(
+            ids, await self._core.index.headers(ids, damaged=damaged), strict=True
+        ):
             if data is not None and data.get("ps") == session_id:
                 record = self._readable(data, sid, now)
                 if record is not None:
@@ -461,9 +572,157 @@ class CacheSessionStore(CheckpointOps, SweepOps):
     def _readable(self, data: Any, session_id: str, now: datetime) -> SessionRecord | None:
         """The record of a stored header, or None when it cannot be decoded."""
         try:
-            return self._record(data, session_id, now)
+            return self._core.record(data, session_id, now)
         except CorruptRecordError:
             return None
+
+    # ------------------------------------------------------------------- insert
+    def _header_json(
+        self,
+        state: SessionState,
+        *,
+        last_seq: int,
+        fork_seq: int | None = None,
+        ordinal: int | None = None,
+    ) -> bytes:
+        expires_at = self.deadline_for(state.updated_at) if state.status in LIVE_STATUSES else None
+        return header_json(
+            state, expires_at=expires_at, last_seq=last_seq, fork_seq=fork_seq, ordinal=ordinal
+        )
+
+    async def _insert(
+        self,
+        state: SessionState,
+        pairs: list[Any],
+        *,
+        now: datetime,
+        now_us: int,
+        cap: int | None,
+        fork_seq: int | None,
+        op: str,
+    ) -> SessionRecord:
+        """Reserve the user's place, then write the session; undo the reservation on failure.
+
+        Every step is keyed by the operation id ``op``: a step the client re-sends
+        (its reply was lost) answers its first result again, so a create is applied
+        once and reports what really happened. When the outcome of the write is
+        unknown (Redis unreachable) the reservation is kept: it stops counting
+        after ``RESERVATION_GRACE_US`` if the session never appeared.
+        """
+        core = self._core
+        sid = state.session_id
+        live = state.status in LIVE_STATUSES
+        try:
+            ordinal = await core.index.reserve(
+                state.user_id, sid, cap=cap, live=live, now_us=now_us, op=op
+            )
+        except SessionCapacityError:
+            # The contract checks the id before the cap: a taken id wins.
+            if await core.exists(sid, now_us):
+                raise SessionValidationError(
+                    "session_id", f"session {sid!r} already exists"
+                ) from None
+            raise
+        if ordinal is None:
+            raise SessionValidationError("session_id", f"session {sid!r} already exists")
+        k = len(pairs) // 2
+        header = self._header_json(state, last_seq=k, fork_seq=fork_seq, ordinal=ordinal)
+        deadline = self.deadline_for(state.updated_at) if live else None
+        added = False
+        try:
+            # The deadline is indexed before the session exists: a writer dying in
+            # between leaves an entry the sweeper drops, never an unindexed session.
+            if deadline is not None:
+                added = await core.index.add_deadline(sid, to_us(deadline), only_new=True)
+            reply = await core.run("create", sid, [now_us, header, k, *pairs], op=op)
+        except StoreUnavailableError:
+            raise  # outcome unknown: keep the reservation and the deadline entry
+        except BaseException:
+            await self._undo_insert(state.user_id, sid, added)
+            raise
+        if "e" in reply:
+            await self._undo_insert(state.user_id, sid, added)
+            core.refuse(reply, sid)
+        if not live:
+            await core.index.ended(sid, state.user_id, to_us(state.updated_at))
+        return core.record(reply["h"], sid, now)
+
+    async def _undo_insert(self, user_id: str, session_id: str, deadline_added: bool) -> None:
+        """Release a reservation (and the deadline entry) of a create that was refused."""
+        await self._core.index.release(user_id, session_id)
+        if deadline_added:
+            await self._core.index.drop_deadline(session_id)
+
+    # -------------------------------------------------- checkpoints (component)
+    async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        await self._checkpoints.save_checkpoint(checkpoint)
+
+    async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        return await self._checkpoints.load_checkpoint(checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._checkpoints.list_checkpoints(session_id)
+
+    async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        return await self._checkpoints.list_checkpoint_headers(session_id)
+
+    async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        return await self._checkpoints.delete_checkpoint(checkpoint_id)
+
+    async def create_checkpoint(
+        self,
+        session_id: str,
+        *,
+        checkpoint_id: str,
+        metadata: dict[str, Any] | None = None,
+        max_checkpoints: int | None = None,
+        include_turns: bool = True,
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        return await self._checkpoints.create_checkpoint(
+            session_id,
+            checkpoint_id=checkpoint_id,
+            metadata=metadata,
+            max_checkpoints=max_checkpoints,
+            include_turns=include_turns,
+        )
+
+    async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        return await self._checkpoints.restore_checkpoint(checkpoint_id)
+
+    # ----------------------------------------------------- sweeping (component)
+    async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        return await self._sweep.find_expired(limit=limit)
+
+    async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        return await self._sweep.mark_expired(session_id)
+
+    async def mark_expired_batch(
+        self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
+    ) -> BatchOutcome[SessionRecord]:
+        """The ``mark_expired`` script for every id in one round trip, then the indexes in one."""
+        return await self._sweep.mark_expired_batch(session_ids, concurrency=concurrency)
+
+    async def quarantine(self, session_id: str) -> None:
+        """Remove the id from the deadline and purge indexes, reading nothing of the session."""
+        await self._sweep.quarantine(session_id)
+
+    async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        return await self._sweep.find_purgeable(older_than=older_than, limit=limit)
+
+    async def purge_batch(
+        self,
+        session_ids: Sequence[str],
+        *,
+        tombstone_until: datetime,
+        concurrency: int = BATCH_CONCURRENCY,
+    ) -> BatchOutcome[str]:
+        """The ``purge`` script for every id in one round trip, then the indexes in one."""
+        return await self._sweep.purge_batch(
+            session_ids, tombstone_until=tombstone_until, concurrency=concurrency
+        )
+
+    async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        return await self._sweep.purge(session_id, tombstone_until=tombstone_until)
 
 
 def _seqs_at(ranges: str, start: int, count: int) -> list[int]:

@@ -1,4 +1,7 @@
-"""Sweeping operations of the Redis store: expiry through the deadline index, purge."""
+"""Sweeping operations of the Redis store: expiry through the deadline index, purge.
+
+A component of the store facade (``store.py``), working through its :class:`RedisCore`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import orjson
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
-from lexigram.ai.session.stores.redis.base import RedisStoreBase, new_op, record_name
+from lexigram.ai.session.stores.redis.core import RedisCore, new_op, record_name
 from lexigram.ai.session.stores.redis.wire import to_us
 
 __all__ = ["SweepOps"]
@@ -20,23 +23,26 @@ _LIVE = ("active", "suspended")
 _TOMBSTONE_SAFETY_S = 86_400
 
 
-class SweepOps(RedisStoreBase):
+class SweepOps:
     """Finding and marking expired sessions, finding and purging ended ones."""
 
+    def __init__(self, core: RedisCore) -> None:
+        self._core = core
+
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
-        _, now_us = self._clock()
+        _, now_us = self._core.clock()
         found: list[str] = []
         seen: set[str] = set()
-        key = self.keys.deadlines
+        key = self._core.keys.deadlines
         while len(found) < limit:
-            page = await self._scripts.command(
+            page = await self._core.scripts.command(
                 "zrangebyscore", key, "-inf", now_us, start=len(found), num=_SCAN_BATCH
             )
             ids = [m.decode() for m in page if m.decode() not in seen]
             if not ids:
                 break
             seen.update(ids)
-            probes = await self._index.probe(ids, ("s", "ex", "ua"))
+            probes = await self._core.index.probe(ids, ("s", "ex", "ua"))
             fixes: list[tuple[str, tuple[Any, ...]]] = []
             # Every entry leaves the range [-inf, now] unless it is reported: the next
             # page therefore starts right after the ones found so far.
@@ -48,7 +54,7 @@ class SweepOps(RedisStoreBase):
                 elif status in ("closed", "expired"):
                     fixes.append(("zrem", (key, sid)))
                     if updated is not None and updated.isdigit():
-                        fixes.append(("zadd", (self.keys.ended, {sid: int(updated)})))
+                        fixes.append(("zadd", (self._core.keys.ended, {sid: int(updated)})))
                 elif status in _LIVE and expires is None:
                     fixes.append(("zrem", (key, sid)))  # no deadline any more
                 elif status not in _LIVE or deadline is None or deadline <= now_us:
@@ -60,20 +66,22 @@ class SweepOps(RedisStoreBase):
                 else:
                     # Extended since indexed: move the lower bound up to the deadline seen.
                     fixes.append(("zadd", (key, {sid: deadline}, False, True)))
-            await self._index.pipe(fixes)
+            await self._core.index.pipe(fixes)
             if len(page) < _SCAN_BATCH:
                 break
         return found
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
-        now, now_us = self._clock()
-        reply = await self._run("mark_expired", session_id, [now_us], op=new_op())
+        now, now_us = self._core.clock()
+        reply = await self._core.run("mark_expired", session_id, [now_us], op=new_op())
         if "e" in reply:
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         if "h" not in reply:
             return None
-        record = self._record(reply["h"], session_id, now)
-        await self._index.ended(session_id, record.state.user_id, to_us(record.state.updated_at))
+        record = self._core.record(reply["h"], session_id, now)
+        await self._core.index.ended(
+            session_id, record.state.user_id, to_us(record.state.updated_at)
+        )
         return record
 
     async def mark_expired_batch(
@@ -84,17 +92,17 @@ class SweepOps(RedisStoreBase):
         outcome: BatchOutcome[SessionRecord] = BatchOutcome()
         if not ids:
             return outcome
-        now, now_us = self._clock()
-        argv = self._argv([now_us])
-        calls = [(self._script_keys(sid, "mark_expired", new_op()), argv) for sid in ids]
-        replies = await self._scripts.many_settled("mark_expired", calls)
+        now, now_us = self._core.clock()
+        argv = self._core.argv([now_us])
+        calls = [(self._core.script_keys(sid, "mark_expired", new_op()), argv) for sid in ids]
+        replies = await self._core.scripts.many_settled("mark_expired", calls)
         ended: list[tuple[str, str, int]] = []
         for sid, reply in zip(ids, replies, strict=True):
             try:
                 data = self._settled_reply(sid, reply)
                 if "h" not in data:
                     continue
-                record = self._record(data["h"], sid, now)
+                record = self._core.record(data["h"], sid, now)
             except CorruptRecordError as exc:
                 outcome.damaged.append((sid, exc))
                 continue
@@ -103,7 +111,7 @@ class SweepOps(RedisStoreBase):
                 continue
             outcome.done.append(record)
             ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
-        await self._index.ended_many(ended)
+        await self._core.index.ended_many(ended)
         return outcome
 
     def _settled_reply(self, session_id: str, reply: Any) -> Any:
@@ -117,27 +125,27 @@ class SweepOps(RedisStoreBase):
                 record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
             ) from exc
         if "e" in data:
-            self._refuse(data, session_id)
+            self._core.refuse(data, session_id)
         return data
 
     async def quarantine(self, session_id: str) -> None:
         """Remove the id from the deadline and purge indexes, reading nothing of the session."""
-        await self._index.quarantine(session_id)
+        await self._core.index.quarantine(session_id)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_us(older_than)
         found: list[str] = []
         seen: set[str] = set()
-        key = self.keys.ended
+        key = self._core.keys.ended
         while len(found) < limit:
-            page = await self._scripts.command(
+            page = await self._core.scripts.command(
                 "zrangebyscore", key, "-inf", f"({cutoff}", start=len(found), num=_SCAN_BATCH
             )
             ids = [m.decode() for m in page if m.decode() not in seen]
             if not ids:
                 break
             seen.update(ids)
-            probes = await self._index.probe(ids, ("s", "ua"))
+            probes = await self._core.index.probe(ids, ("s", "ua"))
             fixes: list[tuple[str, tuple[Any, ...]]] = []
             for sid, probe in zip(ids, probes, strict=True):
                 if probe is None:
@@ -152,7 +160,7 @@ class SweepOps(RedisStoreBase):
                         found.append(sid)
                 else:
                     fixes.append(("zadd", (key, {sid: int(updated)}, False, True)))
-            await self._index.pipe(fixes)
+            await self._core.index.pipe(fixes)
             if len(page) < _SCAN_BATCH:
                 break
         return found
@@ -169,12 +177,12 @@ class SweepOps(RedisStoreBase):
         outcome: BatchOutcome[str] = BatchOutcome()
         if not ids:
             return outcome
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        argv = self._argv([now_us, until_us, safety])
-        calls = [(self._script_keys(sid, "purge", new_op()), argv) for sid in ids]
-        replies = await self._scripts.many_settled("purge", calls)
+        argv = self._core.argv([now_us, until_us, safety])
+        calls = [(self._core.script_keys(sid, "purge", new_op()), argv) for sid in ids]
+        replies = await self._core.scripts.many_settled("purge", calls)
         gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
         for sid, reply in zip(ids, replies, strict=True):
             try:
@@ -188,19 +196,19 @@ class SweepOps(RedisStoreBase):
             if "u" in data:
                 outcome.done.append(sid)
                 gone.append((sid, data["u"], data.get("ps"), data["c"]))
-        await self._index.forget_many(gone)
+        await self._core.index.forget_many(gone)
         return outcome
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
-        now, now_us = self._clock()
+        now, now_us = self._core.clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        reply = await self._run("purge", session_id, [now_us, until_us, safety], op=new_op())
+        reply = await self._core.run("purge", session_id, [now_us, until_us, safety], op=new_op())
         if "e" in reply:
-            self._refuse(reply, session_id)
+            self._core.refuse(reply, session_id)
         if "u" not in reply:
             return False
-        await self._index.forget(
+        await self._core.index.forget(
             session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
         )
         return True

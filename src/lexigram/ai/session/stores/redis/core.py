@@ -1,0 +1,301 @@
+"""The core every part of the Redis store shares: client, keys, scripts, clock, replies.
+
+:class:`RedisCore` is held by the store facade (``store.py``) and handed to its
+components (``checkpoints.py``, ``sweeping.py``); none of them subclasses another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import orjson
+from lexigram.contracts.ai.session import SessionStatus, SessionTurn
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    DuplicateTurnError,
+    SessionNotFoundError,
+    SessionStoreError,
+    SessionTransitionError,
+    SessionValidationError,
+    StoreUnavailableError,
+    WriteOutcomeUnknownError,
+)
+from lexigram.ai.session.stores._common import require_writable
+from lexigram.ai.session.stores.base import SessionRecord
+from lexigram.ai.session.stores.redis.client import AnyRedis, ScriptRunner, connect, mask_url
+from lexigram.ai.session.stores.redis.indexes import Indexes
+from lexigram.ai.session.stores.redis.keys import KeySpace
+from lexigram.ai.session.stores.redis.scripts import WRITE_SCRIPTS
+from lexigram.ai.session.stores.redis.wire import decode_turns, header_record, to_us
+
+__all__ = [
+    "DEFAULT_PURGE_AFTER_S",
+    "KEY_EXPIRY_MARGIN_S",
+    "RedisCore",
+    "check_options",
+    "new_op",
+    "record_name",
+    "text_map",
+]
+
+#: How long past its purge time a session's keys live on in Redis (one day): the
+#: storage-level expiry is a safety net for when no sweeper runs, never the
+#: normal way a session ends.
+KEY_EXPIRY_MARGIN_S = 86_400
+
+#: The sweeper's default purge delay (seven days), which the key expiry follows.
+DEFAULT_PURGE_AFTER_S = 7 * 86_400
+
+
+def new_op() -> str:
+    """A fresh operation id: one per logical store call, shared by all its steps.
+
+    128 random bits (a third of the cost of ``uuid4()``): two calls never share one
+    within the few minutes a reply stays recorded.
+    """
+    return os.urandom(16).hex()
+
+
+def record_name(session_id: str) -> str:
+    """How errors name a session's stored record."""
+    return f"session {session_id!r}"
+
+
+def text_map(raw: Any, session_id: str) -> dict[str, str]:
+    """An ``HGETALL`` reply (bytes) as text; bytes that are not UTF-8 are corruption."""
+    try:
+        return {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+    except UnicodeDecodeError as exc:
+        raise CorruptRecordError(record_name(session_id), f"not UTF-8 text: {exc}") from None
+
+
+def check_options(*, session_ttl: Any, key_prefix: Any, pool_size: Any, purge_after_s: Any) -> None:
+    """Refuse store options of the wrong type or range (``SessionValidationError``)."""
+    if isinstance(session_ttl, bool) or not isinstance(session_ttl, int) or session_ttl < 0:
+        raise SessionValidationError(
+            "session_ttl", f"expected an integer >= 0, got {session_ttl!r}"
+        )
+    if not isinstance(key_prefix, str) or not key_prefix.strip():
+        raise SessionValidationError(
+            "key_prefix", f"expected a non-empty string, got {key_prefix!r}"
+        )
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise SessionValidationError("pool_size", f"expected an integer >= 1, got {pool_size!r}")
+    if isinstance(purge_after_s, bool) or not isinstance(purge_after_s, int) or purge_after_s < 0:
+        raise SessionValidationError(
+            "purge_after_s", f"expected an integer >= 0, got {purge_after_s!r}"
+        )
+
+
+def _maybe_sent(exc: StoreUnavailableError) -> bool:
+    """Whether the driver failed after the command could have reached Redis.
+
+    A failure to connect at all ("Error 111 connecting to ...", "Timeout connecting
+    to server") means nothing was sent; a reset or a timeout while reading means
+    the command may have run.
+    """
+    cause = exc.__cause__
+    if not isinstance(cause, RedisConnectionError | RedisTimeoutError):
+        return False
+    return "connecting" not in str(cause).lower()
+
+
+class RedisCore:
+    """Connection, keys, scripts and clock of one Redis store, and how replies are read.
+
+    ``now`` and ``deadline_for`` are the facade's own (so a clock or TTL set on the
+    store is the one every component sees).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: AnyRedis | None,
+        key_prefix: str,
+        pool_size: int,
+        cluster: bool,
+        session_ttl: int,
+        purge_after_s: int,
+        now: Callable[[], datetime],
+        deadline_for: Callable[[datetime], datetime | None],
+    ) -> None:
+        self.url = url
+        self.cluster = cluster or isinstance(client, RedisCluster)
+        self.keys = KeySpace(key_prefix)
+        self.now = now
+        self.deadline_for = deadline_for
+        self._client: AnyRedis = (
+            client if client is not None else connect(url, cluster=cluster, pool_size=pool_size)
+        )
+        self.scripts = ScriptRunner(
+            self._client,
+            pool_size,
+            make_client=None
+            if client is not None
+            else lambda: connect(url, cluster=cluster, pool_size=pool_size),
+            owns_client=client is None,
+        )
+        self.index = Indexes(self.keys, self.scripts)
+        #: With a TTL, every key of a session expires in Redis this long (ms) after
+        #: its deadline or its end: past the sweeper's purge time plus a margin.
+        self.key_grace_ms: int | None = (
+            (purge_after_s + KEY_EXPIRY_MARGIN_S) * 1000 if session_ttl > 0 else None
+        )
+
+    @property
+    def client(self) -> AnyRedis:
+        """The ``redis.asyncio`` client of the running event loop (one per loop)."""
+        try:
+            return self.scripts.client()
+        except (RuntimeError, SessionStoreError):  # outside a loop, or closed
+            return self._client
+
+    async def ping(self) -> None:
+        """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
+        where = f"{'Redis Cluster' if self.cluster else 'Redis'} at {mask_url(self.url)}"
+        try:
+            await self.scripts.client().ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
+
+    # -------------------------------------------------------------------- clock
+    def clock(self) -> tuple[datetime, int]:
+        """The store's time now, as an aware datetime and in microseconds."""
+        now = self.now()
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        return now, to_us(now)
+
+    def deadline_arg(self, now: datetime) -> str:
+        """The deadline of a session updated at ``now`` as a script argument ("" for none)."""
+        deadline = self.deadline_for(now)
+        return "" if deadline is None else str(to_us(deadline))
+
+    # ------------------------------------------------------------------ scripts
+    def script_keys(self, session_id: str, name: str, op: str | None) -> list[str]:
+        """The session's keys, plus the key recording operation ``op``'s reply."""
+        keys = self.keys.session(session_id)
+        if op is not None:
+            keys.append(self.keys.op(session_id, op, name))
+        return keys
+
+    def argv(self, args: Sequence[Any]) -> list[Any]:
+        """``args`` with the key-expiry grace attached to "now" (``"now|grace_ms"``)."""
+        out = list(args)
+        if self.key_grace_ms is not None and out:
+            out[0] = f"{out[0]}|{self.key_grace_ms}"
+        return out
+
+    async def run(
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
+    ) -> Any:
+        """Run a session script answering one JSON document; ``op`` makes a write exactly-once.
+
+        A reply that is not valid JSON means stored bytes are damaged (the reply
+        embeds them): :class:`CorruptRecordError` naming the session.
+        """
+        reply = await self.raw(name, session_id, args, op=op)
+        try:
+            return orjson.loads(reply)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(
+                record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
+            ) from exc
+
+    async def raw(
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
+    ) -> Any:
+        """Run a session script and return the driver's reply as is.
+
+        When the connection is lost after a write script was sent (every retry of
+        the client included), the write may have been applied:
+        :class:`WriteOutcomeUnknownError` instead of ``StoreUnavailableError``.
+        """
+        try:
+            return await self.scripts.raw(
+                name, self.script_keys(session_id, name, op), self.argv(args)
+            )
+        except StoreUnavailableError as exc:
+            if name in WRITE_SCRIPTS and _maybe_sent(exc):
+                raise WriteOutcomeUnknownError(
+                    f"the connection to Redis was lost after {name!r} was sent for session "
+                    f"{session_id!r}: it may or may not have been applied ({exc.__cause__})"
+                ) from exc
+            raise
+
+    async def run_turns(
+        self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
+    ) -> tuple[Any, list[Any]]:
+        """Run a script that may answer ``{meta, turn, turn, ...}``: (meta, raw turns)."""
+        reply = await self.raw(name, session_id, args, op=op)
+        if isinstance(reply, list):
+            return self.meta(reply[0], session_id), reply[1:]
+        return self.meta(reply, session_id), []
+
+    # ------------------------------------------------------------------ replies
+    def record(self, data: Any, session_id: str, now: datetime) -> SessionRecord:
+        """The record of a stored header (``CorruptRecordError`` naming the session)."""
+        return header_record(data, record=record_name(session_id), now=now)
+
+    @staticmethod
+    def meta(raw: Any, session_id: str) -> Any:
+        """A script's JSON reply document, decoded."""
+        try:
+            return orjson.loads(raw)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(
+                record_name(session_id), f"unreadable stored data: {exc}"
+            ) from None
+
+    @staticmethod
+    def turns(items: Sequence[Any], session_id: str) -> list[SessionTurn]:
+        """Turns from their stored JSON documents (bytes), parsed in one go."""
+        record = f"{record_name(session_id)} turn"
+        if not items:
+            return []
+        try:
+            docs = orjson.loads(b"[" + b",".join(items) + b"]")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise CorruptRecordError(record, f"invalid JSON: {exc}") from None
+        return decode_turns(docs, record=record)
+
+    @staticmethod
+    def refuse(reply: dict[str, Any], session_id: str) -> NoReturn:
+        """Raise the error a script's refusal stands for (codes shared by all scripts)."""
+        code = reply.get("e")
+        if code == "NF":
+            raise SessionNotFoundError(session_id)
+        if code == "CHK":
+            require_writable(session_id, SessionStatus(reply["a"]))
+        if code == "TR":
+            raise SessionTransitionError(session_id, reply["a"], reply["b"])
+        if code == "DUP":
+            raise DuplicateTurnError(session_id, reply["a"])
+        if code == "EXISTS":
+            raise SessionValidationError("session_id", f"session {session_id!r} already exists")
+        if code == "VAL":
+            raise SessionValidationError(str(reply.get("a")), str(reply.get("b")))
+        if code == "CORRUPT":
+            raise CorruptRecordError(
+                record_name(session_id), f"field {reply.get('a')}: {reply.get('b')!r}"
+            )
+        raise SessionStoreError(f"unexpected reply for session {session_id!r}: {reply!r}")
+
+    async def exists(self, session_id: str, now_us: int) -> bool:
+        """Whether the id is taken (a session, or a tombstone still in force)."""
+        exists, tomb = await self.scripts.pipeline(
+            [
+                ("exists", (self.keys.header(session_id),)),
+                ("get", (self.keys.tombstone(session_id),)),
+            ]
+        )
+        return bool(exists) or (tomb is not None and int(tomb) > now_us)
