@@ -254,23 +254,38 @@ class SessionCleanupScheduler:
         self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
     ) -> tuple[int, int]:
         done = skipped = 0
-        while not stop.is_set():
-            ids = await self.store.find_expired(limit=self.batch_size)
-            if not ids:
-                break
-            outcome = await self._batch("expire", ids, self._mark_expired_batch)
-            newly_damaged = await self._settle(outcome, "expire", damaged)
-            await self._notify_all(outcome.done)
-            newly = len(outcome.done)
-            done += newly
-            skipped += len(ids) - newly - newly_damaged
-            if progress is not None:
-                progress("expire", done)
-            # A short batch is the last one; a batch where nothing changed (no
-            # expiry, no newly damaged record taken out) means another sweeper is
-            # ahead on the same ids: leave the rest to it.
-            if len(ids) < self.batch_size or newly + newly_damaged == 0:
-                break
+        # A batch's notifications run while the store works on the next batch (one
+        # batch at most in flight); the phase ends when the last ones are done.
+        notifying: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                ids = await self.store.find_expired(limit=self.batch_size)
+                if not ids:
+                    break
+                outcome = await self._batch("expire", ids, self._mark_expired_batch)
+                newly_damaged = await self._settle(outcome, "expire", damaged)
+                if notifying is not None:
+                    await notifying
+                notifying = asyncio.create_task(
+                    self._notify_all(outcome.done), name="ai_session.sweep_notify"
+                )
+                newly = len(outcome.done)
+                done += newly
+                skipped += len(ids) - newly - newly_damaged
+                if progress is not None:
+                    progress("expire", done)
+                # A short batch is the last one; a batch where nothing changed (no
+                # expiry, no newly damaged record taken out) means another sweeper is
+                # ahead on the same ids: leave the rest to it.
+                if len(ids) < self.batch_size or newly + newly_damaged == 0:
+                    break
+        except BaseException:
+            if notifying is not None:
+                notifying.cancel()  # cut short, as the sweep is
+            raise
+        finally:
+            if notifying is not None:
+                await asyncio.gather(notifying, return_exceptions=True)
         return done, skipped
 
     async def _purge_phase(
