@@ -41,6 +41,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 from lexigram.ai.session.exceptions import SessionValidationError
 
 __all__ = [
+    "CheckedTurns",
     "MAX_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
@@ -60,6 +61,7 @@ __all__ = [
     "check_totals",
     "check_turn",
     "check_turns",
+    "checked_batch",
     "new_totals",
 ]
 
@@ -109,6 +111,14 @@ def check_optional_text(value: Any, field: str) -> str | None:
 
 def check_id(value: Any, field: str) -> str:
     """``value`` when it is a valid id (see the module docstring); else refuse naming ``field``."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()  # ASCII and printable: no control character
+        and not value.isspace()
+    ):
+        return value
     if not isinstance(value, str):
         raise _fail(field, f"expected a non-empty string, got {type(value).__name__}")
     if len(value) > MAX_ID_LENGTH:
@@ -175,7 +185,8 @@ def new_totals(
     for turn in turns:
         tokens += turn.tokens_used
         cost += turn.cost
-    check_totals(tokens, cost)
+    if not (0 <= tokens <= MAX_SAFE_INT and 0.0 <= cost < math.inf):  # NaN fails too
+        check_totals(tokens, cost)
     return tokens, cost
 
 
@@ -370,11 +381,42 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     return turn
 
 
+class CheckedTurns(list[SessionTurn]):
+    """A batch :func:`check_turns` accepted; checking it again returns it as it is.
+
+    The manager checks a batch once at the API edge and hands this list to the
+    store, whose own ``check_turns`` then costs one type test instead of a second
+    walk over every field. Only this module builds one, and nothing appends to it
+    afterwards.
+    """
+
+    __slots__ = ()
+
+
 def check_turns(turns: Any, field: str = "turns") -> list[SessionTurn]:
-    """Each of ``turns`` checked by :func:`check_turn`, naming ``<field>[i]``."""
-    if isinstance(turns, SessionTurn | str) or not isinstance(turns, Sequence):
+    """Each of ``turns`` checked by :func:`check_turn`, naming ``<field>[i]``.
+
+    Returns a :class:`CheckedTurns`, which this function hands back as it is.
+    """
+    kind = type(turns)
+    if kind is CheckedTurns:
+        return turns  # type: ignore[no-any-return]
+    if kind is not list and (
+        isinstance(turns, SessionTurn | str) or not isinstance(turns, Sequence)
+    ):
         raise _fail(field, "expected a sequence of SessionTurn")
-    return [check_turn(turn, f"{field}[{index}]") for index, turn in enumerate(turns)]
+    checked = CheckedTurns(turns)
+    for index, turn in enumerate(checked):
+        if not _plain_turn(turn):  # the field name is only built off the fast path
+            checked[index] = check_turn(turn, f"{field}[{index}]")
+    return checked
+
+
+def checked_batch(turn: Any, field: str) -> CheckedTurns:
+    """A one-turn batch of ``turn`` checked by :func:`check_turn` (errors name ``field``)."""
+    checked = CheckedTurns()
+    checked.append(check_turn(turn, field))
+    return checked
 
 
 # --------------------------------------------------------------------- state
@@ -412,7 +454,7 @@ def check_state(state: Any, field: str = "state") -> SessionState:
         raise _fail(f"{p}turn_count", f"expected an integer >= 0, got {_shown(count)}")
     turns = check_turns(state.turns, f"{p}turns")
     if any(a is not b for a, b in zip(turns, state.turns, strict=True)):
-        return replace(state, turns=turns)
+        return replace(state, turns=list(turns))
     return state
 
 

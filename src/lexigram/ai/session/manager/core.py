@@ -57,8 +57,8 @@ from lexigram.ai.session.validation import (
     check_mapping,
     check_names,
     check_optional_text,
-    check_turn,
     check_turns,
+    checked_batch,
     new_totals,
 )
 
@@ -316,7 +316,7 @@ class SessionManagerImpl:
     async def add_turn(self, session_id: str, turn: SessionTurn) -> None:
         """Append ``turn`` (see :meth:`add_turns`; errors name ``turn.<field>``)."""
         _check_session_id(session_id)
-        await self._append(session_id, [check_turn(turn, "turn")])
+        await self._append(session_id, checked_batch(turn, "turn"))
 
     async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> SessionState:
         """Append ``turns`` atomically (all or none); return the header after the append.
@@ -340,20 +340,26 @@ class SessionManagerImpl:
     async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
         # A batch whose own sums cannot be stored is refused before the session is read.
         new_totals(0, 0.0, checked)
+        # The store sees the checked batch and does not check it again.
         result = await self.store.append_turns(
             session_id, checked, max_turns=self.config.max_turns_per_session
         )
         state = result.record.state
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
-        await self.memory.record(session_id, state.user_id, checked)
-        await self.notifier.notify_lazy(
-            None,
-            HOOK_TURN_ADDED,
-            lambda: SessionTurnAddedHook(
-                session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
-            ),
-        )
-        await self._auto_checkpoint(session_id, state.turn_count, len(checked))
+        # Each step below is skipped without a call when nobody would receive it.
+        if self.memory.working_memory is not None:
+            await self.memory.record(session_id, state.user_id, checked)
+        if self.notifier.fires(HOOK_TURN_ADDED):
+            await self.notifier.notify(
+                None,
+                HOOK_TURN_ADDED,
+                SessionTurnAddedHook(
+                    session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
+                ),
+            )
+        interval = self.config.auto_checkpoint_interval
+        if interval:
+            await self._auto_checkpoint(session_id, interval, state.turn_count, len(checked))
         if result.closed_by_cap:
             await self._after_close(state, reason="max_turns")
         return state
@@ -388,7 +394,7 @@ class SessionManagerImpl:
         )
         _check_session_id(session_id)
         # Errors name the parameter (``tokens_used``, ``metadata.foo``).
-        await self._append(session_id, [check_turn(turn, "")])
+        await self._append(session_id, checked_batch(turn, ""))
         return turn
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
@@ -399,10 +405,9 @@ class SessionManagerImpl:
         """Remove every turn of the session; returns how many there were."""
         return await self.store.clear_turns(_check_session_id(session_id))
 
-    async def _auto_checkpoint(self, session_id: str, turn_count: int, added: int) -> None:
-        interval = self.config.auto_checkpoint_interval
-        if not interval:
-            return
+    async def _auto_checkpoint(
+        self, session_id: str, interval: int, turn_count: int, added: int
+    ) -> None:
         # Exactly one append crosses each multiple of the interval.
         if turn_count // interval > (turn_count - added) // interval:
             try:

@@ -34,6 +34,10 @@ class SessionNotifier:
         """The registry hooks are fired on."""
         return self._hooks if self._hooks is not None else ambient_hooks.current()
 
+    def fires(self, hook: str) -> bool:
+        """Whether a handler for ``hook`` is registered now (its payload is worth building)."""
+        return self.hooks.has_action(hook)
+
     def listened(self, hook: str) -> bool:
         """Whether anything would receive ``hook`` or an event now (a bus, or a handler)."""
         return self.event_bus is not None or self.hooks.has_action(hook)
@@ -51,7 +55,7 @@ class SessionNotifier:
         receives.
         """
         built = event() if event is not None and self.event_bus is not None else None
-        fire = self.hooks.has_action(hook)
+        fire = self.fires(hook)
         if built is None and not fire:
             return
         await self.notify(built, hook if fire else None, payload() if fire else None)
