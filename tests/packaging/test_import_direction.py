@@ -14,6 +14,11 @@ higher layer's types either) and inside functions (a lazy import is still a
 dependency). The package root ``lexigram/ai/session/__init__.py`` re-exports the public
 names and sits above every layer; no module of the package imports it.
 
+Between modules (within a part too) there is no cycle of imports made when a module
+loads, counting those under ``if TYPE_CHECKING:`` (a cycle a type checker follows is
+still two modules that cannot be read one without the other); an import inside a
+function is left out there, as it runs once both modules are loaded.
+
 The source is read with ``ast``; nothing is imported.
 """
 
@@ -182,3 +187,87 @@ def test_no_cycle_between_parts() -> None:
     except graphlib.CycleError as exc:
         pytest.fail(f"import cycle between parts of the package: {exc.args[1]}")
     assert order.index("exceptions") < order.index("manager") < order.index("middleware")
+
+
+def load_time_imports(path: Path, name: str, known: set[str]) -> Iterator[tuple[int, str]]:
+    """(line, module) for the package modules ``name`` imports when it loads (module level
+    and ``if TYPE_CHECKING:``, not inside functions); ``from pkg import mod`` counts as
+    importing ``pkg.mod``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def visit(body: list[ast.stmt]) -> Iterator[tuple[int, str]]:
+        for node in body:
+            if isinstance(node, ast.Import):
+                yield from ((node.lineno, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    module = ".".join([*base, node.module] if node.module else base)
+                else:
+                    module = node.module or ""
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    yield node.lineno, sub if sub in known else module
+            elif isinstance(node, ast.If | ast.Try | ast.With):
+                nested = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+                for handler in getattr(node, "handlers", []):
+                    nested += handler.body
+                yield from visit(nested)
+            elif isinstance(node, ast.ClassDef):
+                yield from visit(node.body)
+
+    yield from visit(ast.parse(path.read_text(encoding="utf-8")).body)
+
+
+def module_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (strongly connected groups of two or more modules)."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        return [list(exc.args[1])]
+    return []
+
+
+def test_no_cycle_between_modules() -> None:
+    """No two modules need each other to load (or to be type-checked): a cycle through
+    ``if TYPE_CHECKING:`` counts, an import inside a function does not."""
+    known = {dotted(p) for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for path in modules():
+        name = dotted(path)
+        graph[name] = {
+            target
+            for _, target in load_time_imports(path, name, known)
+            if target in known and target != name
+        }
+    cycles = module_cycles(graph)
+    # graphlib lists each module before the one importing it: reversed, each imports the next.
+    assert not cycles, "import cycle: " + " imports ".join(reversed(cycles[0]))
+
+
+def test_the_module_check_sees_a_cycle_through_type_checking(tmp_path: Path) -> None:
+    """Two modules importing each other, one of them only for the type checker: a cycle;
+    the same import inside a function: none."""
+    first, second = tmp_path / "first.py", tmp_path / "second.py"
+    first.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from lexigram.ai.session.stores.sql.second import Thing\n",
+        encoding="utf-8",
+    )
+    second.write_text("from lexigram.ai.session.stores.sql import first\n", encoding="utf-8")
+    names = {f"{PACKAGE}.stores.sql.first": first, f"{PACKAGE}.stores.sql.second": second}
+    known = set(names)
+
+    def graph() -> dict[str, set[str]]:
+        return {
+            name: {t for _, t in load_time_imports(path, name, known) if t in known}
+            for name, path in names.items()
+        }
+
+    assert sorted(module_cycles(graph())[0][:2]) == sorted(names)
+    first.write_text(
+        "def f() -> None:\n    from lexigram.ai.session.stores.sql.second import Thing\n",
+        encoding="utf-8",
+    )
+    assert module_cycles(graph()) == []

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from lexigram.ai.session.stores.base import SessionRecord
 from lexigram.ai.session.stores.sql.rows import record_from_row
 
-if TYPE_CHECKING:  # the statements import the scripts, which import this module
-    from lexigram.ai.session.stores.sql.statements import Statements
-
-__all__ = ["NO_LIMIT", "Ctx"]
+__all__ = ["NO_LIMIT", "Ctx", "StatementSet"]
 
 #: Stands for "no limit" in ``LIMIT`` / cap comparisons (fits a signed 64-bit integer).
 NO_LIMIT = 2**62
 
 
-class Ctx:
+class StatementSet(Protocol):
+    """What the context reads of its statements (``q``): the dialect.
+
+    The statements of every area are a :class:`~.statements.Statements`; each script
+    module types ``ctx.q`` with a protocol of the areas its scripts read (e.g.
+    :class:`~.ops_turns.TurnScripts`), so this module, which every script imports,
+    names no area and imports no script.
+    """
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``."""
+        ...
+
+
+Q = TypeVar("Q", bound=StatementSet, covariant=True)
+
+
+class Ctx(Generic[Q]):
     """One operation's context: the statements, the clock and the TTL, in microseconds.
 
     ``now`` is read from the store's clock the first time a script asks for it, that
@@ -32,7 +47,7 @@ class Ctx:
     __slots__ = ("_clock", "_now", "lock_ns", "q", "ttl")
 
     def __init__(
-        self, q: Statements, clock: Callable[[], int], ttl: int, lock_ns: str
+        self, q: Q, clock: Callable[[], int], ttl: int, lock_ns: str
     ) -> None:
         self.q = q
         self.ttl = ttl

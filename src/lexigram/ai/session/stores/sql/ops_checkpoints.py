@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
@@ -28,15 +28,17 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import branch_header, require_writable
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
 from lexigram.ai.session.stores.codec import loads
-from lexigram.ai.session.stores.sql.context import Ctx
+from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import SqlParts
 from lexigram.ai.session.stores.sql.ops_sessions import (
+    SessionStatements,
     _check_cap,
     load,
     lock_user,
     require_new_id,
 )
 from lexigram.ai.session.stores.sql.ops_turns import (
+    TurnStatements,
     gc,
     insert_turns,
     live_totals,
@@ -56,7 +58,36 @@ from lexigram.ai.session.stores.sql.rows import (
 )
 from lexigram.ai.session.stores.sql.runner import Row, Tx
 
+
+class CheckpointScripts(Protocol):
+    """The statements the checkpoint scripts read through ``ctx.q``: every area's."""
+
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect."""
+        ...
+
+    @property
+    def checkpoints(self) -> CheckpointStatements:
+        """This area's statements."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStatements:
+        """The session statements (the checkpoint scripts call the session scripts)."""
+        ...
+
+    @property
+    def turns(self) -> TurnStatements:
+        """The turn statements (the checkpoint scripts call the turn scripts)."""
+        ...
+
+
+#: The context of a checkpoint script.
+Ctx: TypeAlias = Context[CheckpointScripts]
+
 __all__ = [
+    "CheckpointScripts",
     "CheckpointStatements",
     "create_checkpoint",
     "delete_checkpoint",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus
 from lexigram.logging import get_logger
@@ -26,13 +26,44 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
-from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
+from lexigram.ai.session.stores.sql.context import NO_LIMIT
+from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import ENDED_SQL, LIVE_SQL, NOT_DUE, SqlParts
-from lexigram.ai.session.stores.sql.ops_turns import gc, insert_turns, live_turns, lock_header
+from lexigram.ai.session.stores.sql.ops_turns import (
+    TurnStatements,
+    gc,
+    insert_turns,
+    live_turns,
+    lock_header,
+)
 from lexigram.ai.session.stores.sql.rows import turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Tx
 
+
+class SessionScripts(Protocol):
+    """The statements the session scripts read through ``ctx.q``: theirs and the turns'."""
+
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStatements:
+        """This area's statements."""
+        ...
+
+    @property
+    def turns(self) -> TurnStatements:
+        """The turn statements (the session scripts call the turn scripts)."""
+        ...
+
+
+#: The context of a session script (and of every script that calls one).
+Ctx: TypeAlias = Context[SessionScripts]
+
 __all__ = [
+    "SessionScripts",
     "SessionStatements",
     "count_live",
     "create_session",

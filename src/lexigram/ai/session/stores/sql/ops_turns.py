@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
@@ -30,7 +30,8 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
-from lexigram.ai.session.stores.sql.context import NO_LIMIT, Ctx
+from lexigram.ai.session.stores.sql.context import NO_LIMIT
+from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts
 from lexigram.ai.session.stores.sql.rows import (
     TURN_COLUMNS,
@@ -41,10 +42,43 @@ from lexigram.ai.session.stores.sql.rows import (
 from lexigram.ai.session.stores.sql.runner import Row, Tx, was_resent
 from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
 
+
+class SessionReads(Protocol):
+    """The session statements the turn scripts read (:class:`~.ops_sessions.SessionStatements`
+    has them; named here because the session scripts import these)."""
+
+    header: str
+    exists: str
+
+
+class TurnScripts(Protocol):
+    """The statements the turn scripts read through ``ctx.q``."""
+
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect."""
+        ...
+
+    @property
+    def turns(self) -> TurnStatements:
+        """This area's statements."""
+        ...
+
+    @property
+    def sessions(self) -> SessionReads:
+        """The two session statements a turn script reads."""
+        ...
+
+
+#: The context of a turn script (and of every script that calls one).
+Ctx: TypeAlias = Context[TurnScripts]
+
 #: The largest finite double: ``total_cost`` must stay at or below it.
 _MAX_FLOAT = sys.float_info.max
 
 __all__ = [
+    "SessionReads",
+    "TurnScripts",
     "TurnStatements",
     "append",
     "append_one",

@@ -176,7 +176,7 @@ class DatabaseSessionStore(SessionStore):
     def _now_us(self) -> int:
         return to_us(self.now())
 
-    def _ctx(self) -> Ctx:
+    def _ctx(self) -> Ctx[Statements]:
         if self._closed:
             raise StoreUnavailableError(f"the session store on {self.url} is closed")
         ttl = self.session_ttl
@@ -556,6 +556,5 @@ class DatabaseSessionStore(SessionStore):
             await compact_sqlite(self)
 
 
-async def _ping(tx: Any, ctx: Ctx) -> None:
+async def _ping(tx: Any, ctx: Ctx[Statements]) -> None:
     await tx.one(ctx.q.ping)
-
