@@ -34,6 +34,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores.loops import PerLoop, drop_transport
+from lexigram.ai.session.stores.redis.lane import DirectLane, LaneError, open_lane
 from lexigram.ai.session.stores.redis.packing import connection_class
 from lexigram.ai.session.stores.redis.scripts import SCRIPTS
 
@@ -108,24 +109,35 @@ class LoopClient:
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in SCRIPTS.items()
         }
+        self.lane: DirectLane | None = open_lane(client)
 
     async def aclose(self) -> None:
         """Close the client's connections (on its own loop), if the store made it."""
+        if self.lane is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.lane.aclose()
         if self.owned:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.aclose()
 
     def abandon(self) -> None:
         """Close the sockets of a client whose loop is gone, without that loop."""
+        lane = [] if self.lane is None else self.lane.connections()
         if not self.owned:
+            _drop(lane)
             return
-        for conn in _connections(self.client):
-            writer = getattr(conn, "_writer", None)
-            if writer is not None:
-                drop_transport(writer.transport)
-            conn._reader = conn._writer = None
+        _drop([*_connections(self.client), *lane])
         if isinstance(self.client, RedisCluster):
             self.client._initialize = True  # what aclose() sets: no "unclosed client" warning
+
+
+def _drop(connections: Sequence[Any]) -> None:
+    """Close the sockets of ``connections`` without their (gone) event loop."""
+    for conn in connections:
+        writer = getattr(conn, "_writer", None)
+        if writer is not None:
+            drop_transport(writer.transport)
+        conn._reader = conn._writer = None
 
 
 def _settle(reply: Any, name: str) -> Any:
@@ -308,12 +320,51 @@ class ScriptRunner:
         return results
 
     async def raw(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """The script's reply as the driver returns it."""
-        async with self._gate:
+        """The script's reply as the driver returns it.
+
+        Sent through the direct lane when there is one (see ``lane.py``); when the
+        lane fails the full client path runs it (loading a script the server lost,
+        reconnecting and retrying). A write re-sent that way is still applied once
+        (its operation id), and if it cannot be sent again its failure says it may
+        have run.
+        """
+        loop = self._loops.get()
+        script = loop.scripts[name]
+        sent: LaneError | None = None
+        if loop.lane is not None:
+            async with loop.gate:
+                try:
+                    return await loop.lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    pass  # the full path loads the scripts again
+                except LaneError as exc:
+                    sent = exc if exc.sent else None
+                except RedisError as exc:
+                    translate(exc, f"script {name}")
+        async with loop.gate:
             try:
-                return await self._scripts[name](keys=keys, args=args)
+                return await script(keys=keys, args=args)
             except RedisError as exc:
+                if sent is not None and not isinstance(exc, ResponseError | DataError):
+                    translate(sent.cause, f"script {name}")
                 translate(exc, f"script {name}")
+
+    async def fast(self, *args: Any) -> Any:
+        """One plain command (``"LRANGE", key, ...``) through the direct lane when there is one."""
+        loop = self._loops.get()
+        if loop.lane is not None:
+            async with loop.gate:
+                try:
+                    return await loop.lane.call(*args)
+                except LaneError:
+                    pass  # a read: the full path below simply runs it again
+                except RedisError as exc:
+                    translate(exc, str(args[0]))
+        async with loop.gate:
+            try:
+                return await loop.client.execute_command(*args)
+            except RedisError as exc:
+                translate(exc, str(args[0]))
 
     async def json(
         self, name: str, keys: Sequence[str], args: Sequence[Any], *, record: str

@@ -23,7 +23,17 @@ except ImportError:  # pragma: no cover - hiredis is part of the "redis" extra
 else:
     _pack = _hiredis_pack
 
-__all__ = ["HiredisPackingConnection", "connection_class"]
+__all__ = ["HiredisPackingConnection", "connection_class", "pack"]
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """The RESP bytes of one command whose name is one word (only with hiredis)."""
+    packer = _pack
+    assert packer is not None  # callers check connection_class() first
+    try:
+        return packer(args)
+    except TypeError as exc:
+        raise DataError(str(exc)) from exc
 
 
 class HiredisPackingConnection(Connection):

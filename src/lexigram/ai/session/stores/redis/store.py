@@ -292,19 +292,34 @@ class CacheSessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         if last is not None:
-            # The chat path: a light script of two keys (no prelude, no clock).
-            keys = [self._core.keys.header(session_id), self._core.keys.turns(session_id)]
-            raw = await self._core.scripts.raw("turns_last", keys, [int(last)])
-            reply = self._core.meta(raw[0] if isinstance(raw, list) else raw, session_id)
-            if "e" in reply:
-                self._core.refuse(reply, session_id)
-            return self._core.turns(raw[1:] if isinstance(raw, list) else [], session_id)
+            return await self._last_turns(session_id, int(last))
         _, now_us = self._core.clock()
         args = self._after_args(now_us, after_seq, limit)
         reply, items = await self._core.run_turns("turns", session_id, args)
         if "e" in reply:
             self._core.refuse(reply, session_id)
         return self._core.turns(items, session_id)
+
+    async def _last_turns(self, session_id: str, last: int) -> list[SessionTurn]:
+        """The chat path: one LRANGE, as a plain client would send it.
+
+        Turns exist only while their session does, so a non-empty answer needs no
+        other check; an empty one is told apart from a missing session by its header.
+        """
+        core = self._core
+        items: list[Any] = []
+        try:
+            if last > 0:
+                items = await core.scripts.fast("LRANGE", core.keys.turns(session_id), -last, -1)
+            if not items and not await core.scripts.fast("EXISTS", core.keys.header(session_id)):
+                raise SessionNotFoundError(session_id)
+        except SessionStoreError as exc:
+            if "WRONGTYPE" in str(exc):
+                raise CorruptRecordError(
+                    record_name(session_id), "a key of the session has the wrong Redis type"
+                ) from None
+            raise
+        return core.turns(items, session_id)
 
     @staticmethod
     def _after_args(now_us: int, after_seq: int | None, limit: int | None) -> list[Any]:
