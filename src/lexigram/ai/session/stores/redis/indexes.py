@@ -24,6 +24,7 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionCapacityError
+from lexigram.ai.session.stores.redis.batch_scripts import run_index_commands, scriptable
 from lexigram.ai.session.stores.redis.client import ScriptRunner
 from lexigram.ai.session.stores.redis.keys import KeySpace
 
@@ -50,7 +51,12 @@ class Indexes:
 
     # ------------------------------------------------------------------ helpers
     async def pipe(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Run independent commands (possibly on several slots) in one pipeline."""
+        """Run independent commands (possibly on several slots) in one pipeline.
+
+        Many of them on a single server go as one script call (one reply to read).
+        """
+        if scriptable(commands) and not isinstance(self._scripts.client(), RedisCluster):
+            return await run_index_commands(self._scripts, commands)
         return await self._scripts.pipeline(commands)
 
     async def probe(

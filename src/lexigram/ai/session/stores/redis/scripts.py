@@ -127,7 +127,8 @@ _DEFAULT_REPLAY = _lua("default_replay")
 # Runs a write script's body exactly once per operation id: KO (KEYS[12]) holds
 # the reply of the first run for OP_TTL_MS; a re-sent call answers it again. Then
 # every key of the session gets the storage-level expiry (when GRACE is given).
-_OP_EPILOGUE = _lua("op_epilogue")
+_KEEP_KEYS = _lua("keep_keys")
+_OP_EPILOGUE = _KEEP_KEYS + _lua("op_epilogue")
 
 _SESSION_SCRIPTS = {
     "create": _CREATE,
@@ -198,9 +199,27 @@ def _session_script(name: str, body: str) -> str:
     )
 
 
+# The sweeper's batches on a single server: KEYS 11 per session, then the batch's op key.
+_SESSION_BATCH = _lua("session_batch")
+
+
+def _batch_script(name: str) -> str:
+    """Session script ``name`` run for many sessions in one call (``session_batch.lua``)."""
+    body = _SESSION_SCRIPTS[name]
+    return (
+        SESSION_PRELUDE
+        + _OP_TTL
+        + f"local function body()\n{body}\nend\n"
+        + _KEEP_KEYS
+        + _SESSION_BATCH
+    )
+
+
 #: Every script's full source by name (session scripts carry the shared prelude).
 SCRIPTS: dict[str, str] = {
     **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
+    **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
+    "index_batch": _lua("index_batch"),
     "reserve": _OP_TTL + _RESERVE,
     "turns_last": _TURNS_LAST,
     "probe_many": _PROBE_MANY,

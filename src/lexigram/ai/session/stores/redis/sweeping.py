@@ -1,6 +1,8 @@
 """Sweeping operations of the Redis store: expiry through the deadline index, purge.
 
 A component of the store facade (``store.py``), working through its :class:`RedisCore`.
+A batch runs its script once per chunk of sessions on a single server
+(:func:`batch_scripts.run_session_batch`), once per session on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
+from lexigram.ai.session.stores.redis.batch_scripts import run_session_batch
 from lexigram.ai.session.stores.redis.core import RedisCore, new_op, record_name
 from lexigram.ai.session.stores.redis.wire import to_us
 
 __all__ = ["SweepOps"]
 
 _SCAN_BATCH = 200
+#: The most index entries one page reads (and probes) at once.
+_MAX_PAGE = 1000
 _LIVE = ("active", "suspended")
 _TOMBSTONE_SAFETY_S = 86_400
 
@@ -35,10 +41,11 @@ class SweepOps:
         seen: set[str] = set()
         key = self._core.keys.deadlines
         while len(found) < limit:
+            size = _page_size(limit - len(found))
             page = await self._core.scripts.command(
-                "zrangebyscore", key, "-inf", now_us, start=len(found), num=_SCAN_BATCH
+                "zrangebyscore", key, "-inf", now_us, start=len(found), num=size
             )
-            ids = [m.decode() for m in page if m.decode() not in seen]
+            ids = [sid for sid in (m.decode() for m in page) if sid not in seen]
             if not ids:
                 break
             seen.update(ids)
@@ -67,7 +74,7 @@ class SweepOps:
                     # Extended since indexed: move the lower bound up to the deadline seen.
                     fixes.append(("zadd", (key, {sid: deadline}, False, True)))
             await self._core.index.pipe(fixes)
-            if len(page) < _SCAN_BATCH:
+            if len(page) < size:
                 break
         return found
 
@@ -87,15 +94,13 @@ class SweepOps:
     async def mark_expired_batch(
         self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
     ) -> BatchOutcome[SessionRecord]:
-        """The ``mark_expired`` script for every id in one round trip, then the indexes in one."""
+        """``mark_expired`` for every id in one round trip, then the indexes in one."""
         ids = list(dict.fromkeys(session_ids))
         outcome: BatchOutcome[SessionRecord] = BatchOutcome()
         if not ids:
             return outcome
         now, now_us = self._core.clock()
-        argv = self._core.argv([now_us])
-        calls = [(self._core.script_keys(sid, "mark_expired", new_op()), argv) for sid in ids]
-        replies = await self._core.scripts.many_settled("mark_expired", calls)
+        replies = await self._batch_replies("mark_expired", ids, [now_us])
         ended: list[tuple[str, str, int]] = []
         for sid, reply in zip(ids, replies, strict=True):
             try:
@@ -113,6 +118,19 @@ class SweepOps:
             ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
         await self._core.index.ended_many(ended)
         return outcome
+
+    async def _batch_replies(self, name: str, ids: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """Write script ``name`` for every id, one round trip: one reply (or error) per id.
+
+        A single server runs ``<name>_many`` once per chunk of sessions; Redis Cluster
+        spreads the sessions over slots, so there each runs its own script.
+        """
+        core = self._core
+        argv = core.argv(args)
+        if isinstance(core.scripts.client(), RedisCluster):
+            calls = [(core.script_keys(sid, name, new_op()), argv) for sid in ids]
+            return await core.scripts.many_settled(name, calls)
+        return await run_session_batch(core.scripts, core.keys, name, ids, argv, new_op=new_op)
 
     def _settled_reply(self, session_id: str, reply: Any) -> Any:
         """One reply of :meth:`ScriptRunner.many_settled` as a document, or its error raised."""
@@ -138,10 +156,11 @@ class SweepOps:
         seen: set[str] = set()
         key = self._core.keys.ended
         while len(found) < limit:
+            size = _page_size(limit - len(found))
             page = await self._core.scripts.command(
-                "zrangebyscore", key, "-inf", f"({cutoff}", start=len(found), num=_SCAN_BATCH
+                "zrangebyscore", key, "-inf", f"({cutoff}", start=len(found), num=size
             )
-            ids = [m.decode() for m in page if m.decode() not in seen]
+            ids = [sid for sid in (m.decode() for m in page) if sid not in seen]
             if not ids:
                 break
             seen.update(ids)
@@ -161,7 +180,7 @@ class SweepOps:
                 else:
                     fixes.append(("zadd", (key, {sid: int(updated)}, False, True)))
             await self._core.index.pipe(fixes)
-            if len(page) < _SCAN_BATCH:
+            if len(page) < size:
                 break
         return found
 
@@ -172,7 +191,7 @@ class SweepOps:
         tombstone_until: datetime,
         concurrency: int = BATCH_CONCURRENCY,
     ) -> BatchOutcome[str]:
-        """The ``purge`` script for every id in one round trip, then the indexes in one."""
+        """``purge`` for every id in one round trip, then the indexes in one."""
         ids = list(dict.fromkeys(session_ids))
         outcome: BatchOutcome[str] = BatchOutcome()
         if not ids:
@@ -180,9 +199,7 @@ class SweepOps:
         now, now_us = self._core.clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        argv = self._core.argv([now_us, until_us, safety])
-        calls = [(self._core.script_keys(sid, "purge", new_op()), argv) for sid in ids]
-        replies = await self._core.scripts.many_settled("purge", calls)
+        replies = await self._batch_replies("purge", ids, [now_us, until_us, safety])
         gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
         for sid, reply in zip(ids, replies, strict=True):
             try:
@@ -212,3 +229,8 @@ class SweepOps:
             session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
         )
         return True
+
+
+def _page_size(wanted: int) -> int:
+    """How many index entries to read next when ``wanted`` more ids are sought."""
+    return min(max(wanted, _SCAN_BATCH), _MAX_PAGE)

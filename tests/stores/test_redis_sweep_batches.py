@@ -1,0 +1,115 @@
+"""The Redis sweeper's batches on a single server: one script call per chunk of sessions.
+
+``mark_expired_batch`` and ``purge_batch`` run ``<script>_many`` (``session_batch.lua``)
+once per :data:`batch_scripts.CHUNK` sessions, and the index updates run as one
+``index_batch.lua`` call: checked here across a chunk boundary, with a damaged
+session failing alone, and for the index commands' replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from lexigram.contracts.ai.session import SessionStatus
+
+from lexigram.ai.session.exceptions import SessionStoreError
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.redis.batch_scripts import (
+    CHUNK,
+    run_index_commands,
+    scriptable,
+)
+from lexigram.ai.session.testing.conformance import FakeClock, make_state
+from tests.stores.backends.redis import open_store
+
+pytestmark = pytest.mark.redis
+
+_TTL = 60
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[CacheSessionStore]:
+    async with open_store(cluster=False, session_ttl=_TTL) as factory:
+        made = await factory()
+        assert isinstance(made, CacheSessionStore)
+        made.clock = FakeClock(datetime.now(UTC))
+        yield made
+
+
+def _clock(store: CacheSessionStore) -> FakeClock:
+    assert isinstance(store.clock, FakeClock)
+    return store.clock
+
+
+async def _sessions(store: CacheSessionStore, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        state = make_state(f"batch-user-{n % 7}")
+        await store.create_session(state)
+        ids.append(state.session_id)
+    return ids
+
+
+async def test_a_batch_across_chunks_expires_each_session_once_and_moves_its_indexes(
+    store: CacheSessionStore,
+) -> None:
+    ids = await _sessions(store, CHUNK + 5)
+    _clock(store).advance(_TTL + 1)
+    assert sorted(await store.find_expired(limit=len(ids) + 10)) == sorted(ids)
+    outcome = await store.mark_expired_batch(ids)
+    assert sorted(r.state.session_id for r in outcome.done) == sorted(ids)
+    assert not outcome.failed and not outcome.damaged
+    assert {r.state.status for r in outcome.done} == {SessionStatus.EXPIRED}
+    again = await store.mark_expired_batch(ids)  # another sweeper's batch: nothing left
+    assert again.done == [] and not again.failed
+    client = store.client
+    assert await client.zcard(store.keys.deadlines) == 0
+    assert await client.zcard(store.keys.ended) == len(ids)
+    for n in range(7):
+        assert await client.zcard(store.keys.user_live(f"batch-user-{n}")) == 0
+    assert await store.find_expired() == []
+    ttl = await client.pttl(store.keys.header(ids[-1]))
+    assert ttl > 0  # the storage-level expiry was set, as by a single mark_expired
+
+
+async def test_a_damaged_session_fails_alone_in_a_purge_batch(store: CacheSessionStore) -> None:
+    ids = await _sessions(store, 4)
+    _clock(store).advance(_TTL + 1)
+    await store.mark_expired_batch(ids)
+    bad = ids[1]
+    await store.client.set(store.keys.session_key(bad, "c"), "not a sorted set")
+    until = _clock(store).now + timedelta(hours=1)
+    outcome = await store.purge_batch(ids, tombstone_until=until)
+    assert sorted(outcome.done) == sorted(i for i in ids if i != bad)
+    assert [sid for sid, _ in outcome.failed] == [bad]
+    for sid in outcome.done:
+        assert await store.load(sid) is None
+    assert await store.load(bad) is not None
+
+
+async def test_index_commands_in_one_call_answer_like_a_pipeline(
+    store: CacheSessionStore,
+) -> None:
+    key = store.keys.ended
+    members = {f"m{n}": n for n in range(1500)}  # more than one group's arguments
+    commands: list[tuple[str, tuple[Any, ...]]] = [
+        ("zadd", (key, members)),
+        ("zadd", (key, {"m0": 5}, True)),  # NX: not changed
+        ("zadd", (key, {"m1": 7}, False, True)),  # XX: updated, none added
+        ("zrem", (key, "m2", "m3", "absent")),
+        *[("zrem", (key, f"absent-{n}")) for n in range(4)],
+        ("delete", (store.keys.checkpoint("none"),)),
+    ]
+    assert scriptable(commands)
+    scripts = store._core.scripts
+    assert await run_index_commands(scripts, commands) == [1500, 0, 0, 2, 0, 0, 0, 0, 0]
+    assert await store.client.zscore(key, "m0") == 0
+    assert await store.client.zscore(key, "m1") == 7
+    assert await store.client.zcard(key) == 1498
+    await store.client.set(store.keys.deadlines, "wrong type")
+    with pytest.raises(SessionStoreError):
+        await run_index_commands(scripts, [("zrem", (store.keys.deadlines, "x")), *commands[3:]])
+    assert await store.client.zcard(key) == 1498  # the others ran
