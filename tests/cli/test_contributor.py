@@ -59,20 +59,20 @@ def test_command_group_runs_through_typer(seeded: Seeded, monkeypatch: pytest.Mo
 
 
 async def test_schema_setup_contribution_creates_then_finds_the_tables(tmp_path: Path) -> None:
-    config = SessionConfig(backend="database", database_url=sqlite_url(tmp_path / "db.sqlite"))
+    config = SessionConfig(backend="sql", database_url=sqlite_url(tmp_path / "db.sqlite"))
     assert not await schema_present(config)
     first = await ensure_schema(None, config=config)
     assert first.status == SchemaSetupResult.CREATED, first.message
     assert await schema_present(config)
     second = await ensure_schema(None, config=config)
     assert second.status == SchemaSetupResult.ALREADY_PRESENT
-    other = await ensure_schema(None, config=SessionConfig(backend="in_memory"))
+    other = await ensure_schema(None, config=SessionConfig(backend="memory"))
     assert other.status == SchemaSetupResult.ALREADY_PRESENT
-    assert "in_memory" in (other.message or "")
+    assert "backend 'memory' ready" in (other.message or "")
     # nothing listens on port 1 (an unopenable SQLite file would leave an aiosqlite
     # worker thread behind, which is the driver's doing, not what is tested here)
     broken = SessionConfig(
-        backend="database", database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none"
+        backend="sql", database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none"
     )
     failed = await ensure_schema(None, config=broken)
     assert failed.status == SchemaSetupResult.FAILED and failed.message
