@@ -14,6 +14,7 @@ from lexigram.ai.session.validation import (
     MAX_ID_LENGTH,
     MAX_JSON_DEPTH,
     MAX_SAFE_INT,
+    CheckedTurns,
     check_cost,
     check_id,
     check_json,
@@ -61,6 +62,9 @@ def _refused(field: str) -> Any:
         ("a\x00b", False),
         ("a\nb", False),
         ("a\x9fb", False),
+        ("a\x7fb", False),
+        ("a b", True),
+        ("\t", False),
         ("a\ud800", False),
         (42, False),
         (None, False),
@@ -163,6 +167,31 @@ def test_check_turn_names_each_field() -> None:
             check_turn(_turn(**changes), "turns[2]")
     with _refused("turns[1]"):
         check_turns([_turn(), "nope"])
+
+
+def test_check_turns_checks_a_batch_once() -> None:
+    naive = _turn(turn_id="t2", timestamp=datetime(2026, 1, 1))
+    checked = check_turns((_turn(), naive))
+    assert type(checked) is CheckedTurns
+    assert checked[0] == _turn() and checked[1].timestamp.tzinfo is not None
+    assert check_turns(checked, "other") is checked  # the store's check costs nothing
+    with _refused("turns[1].metadata.a[0].b"):
+        check_turns([_turn(), _turn(metadata={"a": [{"b": float("nan")}]})])
+
+
+def test_nested_values_pass_without_the_naming_walk() -> None:
+    calls = [{"name": "lookup", "arguments": {"q": "caf\u00e9", "ids": [1, 2.5, None, True]}}]
+    meta = {"user": {"locale": "fr", "tags": ("a", "b")}, "score": -(2**63 - 1)}
+    turn = _turn(content="d\u00e9j\u00e0 vu \U0001f600", tool_calls=calls, metadata=meta)
+    assert check_turn(turn) is turn
+    for changes, field in [
+        (dict(content="caf\u00e9 \ud800"), "turn.content"),
+        (dict(metadata={"user": {"\udc00": 1}}), "turn.metadata.user"),
+        (dict(metadata={"user": {"n": 2**63}}), "turn.metadata.user.n"),
+        (dict(tool_calls=[{"a": [0, float("inf")]}]), "turn.tool_calls[0].a[1]"),
+    ]:
+        with _refused(field):
+            check_turn(_turn(**changes))
 
 
 def test_totals() -> None:

@@ -233,9 +233,53 @@ def _check_json(value: Any, field: str, depth: int) -> None:
     raise _fail(field, f"{type(value).__name__} cannot be stored as JSON")
 
 
+def _text_ok(value: str) -> bool:
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+def _json_ok(value: Any, depth: int) -> bool:
+    """Whether ``value`` certainly passes :func:`_check_json`, without building field names.
+
+    Exact built-in types only; anything else (and any refusal) is left to
+    :func:`_check_json`, which names the offending field.
+    """
+    kind = type(value)
+    if kind is str:
+        return _text_ok(value)
+    if kind is int:
+        return bool(-MAX_JSON_INT <= value <= MAX_JSON_INT)
+    if kind is float:
+        return bool(-math.inf < value < math.inf)  # NaN fails too
+    if value is None or kind is bool:
+        return True
+    if depth >= MAX_JSON_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _text_ok(key) or not _json_ok(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 - a loop, not a generator, on the hot path
+            if not _json_ok(item, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _dict_list_ok(value: Any) -> bool:
+    """Whether ``value`` is a list of JSON objects the rules accept (no names built)."""
+    if type(value) is not list:
+        return False
+    for item in value:
+        if type(item) is not dict:
+            return False
+    return _json_ok(value, 0)
+
+
 def check_json(value: Any, field: str) -> Any:
     """``value`` when it is JSON-storable on every backend (see the module docstring)."""
-    if value or type(value) not in (dict, list):
+    if (value or type(value) not in (dict, list)) and not _json_ok(value, 0):
         _check_json(value, field, 0)
     return value
 
@@ -260,6 +304,8 @@ def check_names(value: Any, field: str) -> list[str]:
 
 
 def _check_dict_list(value: Any, field: str) -> None:
+    if _dict_list_ok(value):
+        return
     if type(value) is not list:
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise _fail(field, f"expected a list of dicts, got {type(value).__name__}")
@@ -272,26 +318,6 @@ def _check_dict_list(value: Any, field: str) -> None:
 
 
 # --------------------------------------------------------------------- turns
-def _flat_ok(data: Any) -> bool:
-    """Whether ``data`` is a dict of ASCII keys to plain scalars the rules accept (cheap)."""
-    for key, value in data.items():
-        if type(key) is not str or not key.isascii():
-            return False
-        kind = type(value)
-        if kind is str:
-            if not value.isascii():
-                return False
-        elif kind is int:
-            if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
-                return False
-        elif kind is float:
-            if not -math.inf < value < math.inf:
-                return False
-        elif value is not None and kind is not bool:
-            return False
-    return True
-
-
 def _plain_turn(turn: Any) -> bool:
     """Whether ``turn`` certainly passes :func:`check_turn` (the common case, no names built)."""
     if type(turn) is not SessionTurn:
@@ -304,6 +330,7 @@ def _plain_turn(turn: Any) -> bool:
         turn.cost,
     )
     model, provider, metadata, stamp = turn.model, turn.provider, turn.metadata, turn.timestamp
+    tool_calls, skill_results = turn.tool_calls, turn.skill_results
     return (
         type(turn_id) is str
         and 0 < len(turn_id) <= MAX_ID_LENGTH
@@ -316,19 +343,17 @@ def _plain_turn(turn: Any) -> bool:
         and role != ""
         and not role.isspace()
         and type(content) is str
-        and content.isascii()
+        and _text_ok(content)
         and type(tokens) is int
         and 0 <= tokens <= MAX_SAFE_INT
         and type(cost) is float
         and 0.0 <= cost < math.inf
-        and (model is None or (type(model) is str and model.isascii()))
-        and (provider is None or (type(provider) is str and provider.isascii()))
-        and type(turn.tool_calls) is list
-        and not turn.tool_calls
-        and type(turn.skill_results) is list
-        and not turn.skill_results
+        and (model is None or (type(model) is str and _text_ok(model)))
+        and (provider is None or (type(provider) is str and _text_ok(provider)))
+        and ((type(tool_calls) is list and not tool_calls) or _dict_list_ok(tool_calls))
+        and ((type(skill_results) is list and not skill_results) or _dict_list_ok(skill_results))
         and type(metadata) is dict
-        and (not metadata or _flat_ok(metadata))
+        and (not metadata or _json_ok(metadata, 0))
         and type(stamp) is datetime
         and stamp.tzinfo is not None
     )
@@ -372,7 +397,8 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     if metadata or type(metadata) is not dict:
         if not isinstance(metadata, dict):
             raise _fail(f"{p}metadata", f"expected a dict, got {type(metadata).__name__}")
-        _check_json(metadata, f"{p}metadata", 0)
+        if not _json_ok(metadata, 0):
+            _check_json(metadata, f"{p}metadata", 0)
     stamp = turn.timestamp
     if type(stamp) is not datetime and not isinstance(stamp, datetime):
         raise _fail(f"{p}timestamp", f"expected a datetime, got {type(stamp).__name__}")

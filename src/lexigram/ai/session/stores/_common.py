@@ -19,6 +19,7 @@ from lexigram.ai.session.exceptions import (
     TurnLimitReachedError,
 )
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionPatch
+from lexigram.ai.session.stores.codec import build_turn, state_with
 
 __all__ = [
     "parse_cursor",
@@ -86,19 +87,21 @@ def _json_copy(value: Any) -> Any:
 
 
 def copy_turn(turn: SessionTurn) -> SessionTurn:
-    """A copy of ``turn`` sharing no mutable container with it."""
-    return SessionTurn(
-        turn_id=turn.turn_id,
-        role=turn.role,
-        content=turn.content,
-        timestamp=turn.timestamp,
-        tool_calls=_json_copy(turn.tool_calls) if turn.tool_calls else [],
-        skill_results=_json_copy(turn.skill_results) if turn.skill_results else [],
-        metadata=_json_copy(turn.metadata) if turn.metadata else {},
-        tokens_used=turn.tokens_used,
-        cost=turn.cost,
-        model=turn.model,
-        provider=turn.provider,
+    """A plain :class:`SessionTurn` copy of ``turn`` sharing no mutable container with it."""
+    return build_turn(
+        {
+            "turn_id": turn.turn_id,
+            "role": turn.role,
+            "content": turn.content,
+            "timestamp": turn.timestamp,
+            "tool_calls": _json_copy(turn.tool_calls) if turn.tool_calls else [],
+            "skill_results": _json_copy(turn.skill_results) if turn.skill_results else [],
+            "metadata": _json_copy(turn.metadata) if turn.metadata else {},
+            "tokens_used": turn.tokens_used,
+            "cost": turn.cost,
+            "model": turn.model,
+            "provider": turn.provider,
+        }
     )
 
 
@@ -108,7 +111,7 @@ def copy_state(state: SessionState, turns: list[SessionTurn] | None = None) -> S
     ``metadata`` and ``variables`` are copied through JSON, as the durable stores keep
     them (a tuple comes back as a list).
     """
-    return replace(
+    return state_with(
         state,
         turns=[copy_turn(t) for t in state.turns] if turns is None else turns,
         metadata=_json_copy(state.metadata) if state.metadata else {},
@@ -133,7 +136,7 @@ def apply_patch(state: SessionState, patch: SessionPatch, now: datetime) -> Sess
         changes["system_prompt"] = patch.system_prompt
     elif patch.clear_system_prompt:
         changes["system_prompt"] = None
-    return replace(state, **changes)
+    return state_with(state, **changes)
 
 
 def branch_header(

@@ -8,7 +8,7 @@ and the field.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,9 @@ from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidation
 __all__ = [
     "EPOCH",
     "HEADER_JSON_FIELDS",
+    "build_state",
+    "build_turn",
+    "state_with",
     "decode_turn_document",
     "fast_turn",
     "from_epoch_us",
@@ -112,14 +115,8 @@ def validate_turn(turn: Any) -> SessionTurn:
     for name in ("tool_calls", "skill_results", "metadata"):
         dumps(getattr(turn, name), field=f"turn.{name}")
     if model.timestamp is not turn.timestamp:
-        return _replace_turn(turn, timestamp=model.timestamp)
+        return replace(turn, timestamp=model.timestamp)
     return turn
-
-
-def _replace_turn(turn: SessionTurn, **changes: Any) -> SessionTurn:
-    from dataclasses import replace
-
-    return replace(turn, **changes)
 
 
 def turn_to_dict(turn: SessionTurn) -> dict[str, Any]:
@@ -289,6 +286,20 @@ def fast_turn(data: Any) -> SessionTurn | None:
     return turn
 
 
+def build_turn(values: dict[str, Any]) -> SessionTurn:
+    """A :class:`SessionTurn` of already checked field values (every field, in order).
+
+    Installs ``values`` as the instance's ``__dict__`` (several times cheaper than
+    the frozen dataclass's ``__init__``); falls back to ``__init__`` when the class
+    does not allow it. Takes ownership of ``values``.
+    """
+    if _CAN_INSTALL_DICT and tuple(values) == _TURN_FIELDS:
+        turn = _new(SessionTurn)
+        _set_attr(turn, "__dict__", values)
+        return turn
+    return SessionTurn(**values)
+
+
 _STATE_KEYS = tuple(f.name for f in fields(SessionState))
 _CAN_INSTALL_STATE_DICT = not hasattr(SessionState, "__slots__") and not hasattr(
     SessionState, "__post_init__"
@@ -308,6 +319,18 @@ def build_state(values: dict[str, Any]) -> SessionState:
         _set_attr(state, "__dict__", values)
         return state
     return SessionState(**values)
+
+
+def state_with(state: SessionState, **changes: Any) -> SessionState:
+    """``dataclasses.replace(state, **changes)`` for checked values, without ``__init__``.
+
+    A subclass of :class:`SessionState` goes through ``dataclasses.replace``.
+    """
+    if type(state) is not SessionState:
+        return replace(state, **changes)
+    values = state.__dict__.copy()
+    values.update(changes)
+    return build_state(values)
 
 
 def decode_turn_document(data: Any, *, record: str) -> SessionTurn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -56,6 +56,7 @@ from lexigram.ai.session.stores.base import (
     TurnRange,
     compress_seqs,
 )
+from lexigram.ai.session.stores.codec import state_with
 from lexigram.ai.session.stores.loops import one_at_a_time
 from lexigram.ai.session.validation import (
     check_checkpoint,
@@ -151,7 +152,7 @@ class InMemorySessionStore(SessionStore):
         state = copy_state(sess.header, turns=[])
         status = self._status(sess, now)
         if status != state.status:
-            state = replace(state, status=status)
+            state = state_with(state, status=status)
         return SessionRecord(
             state=state,
             expires_at=sess.expires_at,
@@ -161,10 +162,10 @@ class InMemorySessionStore(SessionStore):
 
     def _full(self, sess: _Session, now: datetime) -> SessionState:
         turns = [copy_turn(sess.log[s]) for s in sess.live]
-        return replace(self._record(sess, now).state, turns=turns)
+        return state_with(self._record(sess, now).state, turns=turns)
 
     def _touch(self, sess: _Session, now: datetime, **changes: Any) -> None:
-        sess.header = replace(sess.header, updated_at=now, **changes)
+        sess.header = state_with(sess.header, updated_at=now, **changes)
         sess.expires_at = self.deadline_for(now)
 
     def _expire_if_due(self, sess: _Session, now: datetime) -> SessionStatus:
@@ -351,7 +352,7 @@ class InMemorySessionStore(SessionStore):
             ids.remove(checkpoint_id)
         sess = self._sessions.get(cp.session_id)
         if sess is not None and sess.header.checkpoint_id == checkpoint_id:
-            sess.header = replace(sess.header, checkpoint_id=cp.parent_checkpoint_id)
+            sess.header = state_with(sess.header, checkpoint_id=cp.parent_checkpoint_id)
         self._gc(cp.session_id)
         return True
 
@@ -564,7 +565,7 @@ class InMemorySessionStore(SessionStore):
         cp = _Checkpoint(
             checkpoint_id=checkpoint_id,
             session_id=session_id,
-            header=replace(header, checkpoint_id=checkpoint_id),
+            header=state_with(header, checkpoint_id=checkpoint_id),
             created_at=now,
             parent_checkpoint_id=sess.header.checkpoint_id,
             metadata=dict(metadata or {}),
@@ -572,7 +573,7 @@ class InMemorySessionStore(SessionStore):
         )
         self._checkpoints[checkpoint_id] = cp
         ids = self._file_checkpoint(session_id, checkpoint_id)
-        sess.header = replace(sess.header, checkpoint_id=checkpoint_id)
+        sess.header = state_with(sess.header, checkpoint_id=checkpoint_id)
         pruned: list[str] = []
         if max_checkpoints is not None:
             while len(ids) > max_checkpoints:
@@ -599,7 +600,7 @@ class InMemorySessionStore(SessionStore):
                 sess, [s for first, last in cp.ranges or [] for s in range(first, last + 1)]
             )
         h = cp.header
-        sess.header = replace(
+        sess.header = state_with(
             copy_state(h, turns=[]),
             session_id=sess.header.session_id,
             user_id=sess.header.user_id,
@@ -687,7 +688,7 @@ class InMemorySessionStore(SessionStore):
             return None
         if not self.is_past(sess.expires_at, now):
             return None
-        sess.header = replace(sess.header, status=SessionStatus.EXPIRED)
+        sess.header = state_with(sess.header, status=SessionStatus.EXPIRED)
         sess.expires_at = None
         return self._record(sess, now)
 
