@@ -388,6 +388,24 @@ async def test_totals_are_the_exact_sums_over_the_live_turns(where: tuple[str, s
         assert await _totals(store, state.session_id) == (0, 0, 0.0)
 
 
+async def test_a_batch_near_the_largest_float_is_summed_turn_by_turn(
+    where: tuple[str, str],
+) -> None:
+    """Far from the largest float a batch is one statement on PostgreSQL; near it the
+    locked path judges the total exactly: applied when it stays finite, else refused."""
+    async with opened(where) as store:
+        state = header()
+        await store.create_session(state)
+        await store.append_turns(state.session_id, [turn(1, cost=1.7e308)])
+        await store.append_turns(state.session_id, [turn(2, cost=3e306), turn(3, cost=0.1)])
+        expected = 1.7e308 + 3e306 + 0.1
+        assert await _totals(store, state.session_id) == (3, 6, expected)
+        with pytest.raises(SessionValidationError) as info:
+            await store.append_turns(state.session_id, [turn(4, cost=1e307), turn(5)])
+        assert info.value.field == "total_cost"
+        assert await _totals(store, state.session_id) == (3, 6, expected)
+
+
 # ------------------------------------------------------------------- retries
 async def test_a_callers_second_identical_append_is_a_duplicate(where: tuple[str, str]) -> None:
     """Only the runner's own re-send after a lost commit reply is taken for a retry

@@ -15,6 +15,11 @@ On MariaDB each is translated once (memoised) by :func:`translate`:
   when the update matched it; for a batch the rows are first locked with
   ``SELECT … FOR UPDATE`` so that exactly the rows updated are returned.
 
+An append of up to ``ONE_STATEMENT_TURNS`` turns is one compound statement
+(``BEGIN NOT ATOMIC … END``, :meth:`.ops_turns.TurnStatements.append_rows`) that runs its
+own transaction: one round trip instead of ``START TRANSACTION``, the update, its
+read-back, the insert and ``COMMIT`` (:meth:`MyRunner.write_statement`).
+
 Every connection runs with ``sql_mode`` ``SIMULTANEOUS_ASSIGNMENT`` (``SET a = …, b
 = …`` sees the old ``a``, as in standard SQL) and ``PIPES_AS_CONCAT``, and write
 transactions are ``SERIALIZABLE``: a plain ``SELECT`` in them takes shared next-key
@@ -278,8 +283,9 @@ class MyRunner(Runner):
     A connection lost before COMMIT was sent rolled the transaction back: the
     operation runs again on a fresh connection. Lost while COMMIT was on its way,
     the outcome is unknown: retried when the operation is ``retry_safe``, else
-    ``WriteOutcomeUnknownError``. A deadlock or lock wait timeout is retried after a
-    short random pause.
+    ``WriteOutcomeUnknownError`` (a statement that runs its own transaction, see
+    :meth:`write_statement`, is unsure from the moment it is sent). A deadlock or lock
+    wait timeout is retried after a short random pause.
     """
 
     dialect: ClassVar[str] = "mysql"
@@ -288,13 +294,20 @@ class MyRunner(Runner):
     async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
         return await self._run(script, args, write=True, snapshot=False, retry_safe=retry_safe)
 
+    async def write_statement(
+        self, script: Script[T], *args: Any, retry_safe: bool = False
+    ) -> T:
+        """Run a script of exactly one statement that runs its own transaction."""
+        return await self._run(
+            script, args, write=True, snapshot=False, single=True, retry_safe=retry_safe
+        )
+
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         return await self._run(script, args, write=False, snapshot=snapshot)
 
     def _attempts(self) -> int:
-        pool = self.engine.pool
-        size = getattr(pool, "size", lambda: 5)() + max(getattr(pool, "_max_overflow", 0), 0)
-        return size + self.leases._keep + 2
+        """Enough tries to get past every stale connection the pool may hold."""
+        return self.most_connections + 2
 
     async def _connect(self) -> Lease:
         """A pooled connection whose driver connection is open."""
@@ -314,6 +327,7 @@ class MyRunner(Runner):
         *,
         write: bool,
         snapshot: bool,
+        single: bool = False,
         retry_safe: bool = False,
     ) -> T:
         last: BaseException | None = None
@@ -332,7 +346,7 @@ class MyRunner(Runner):
             began = unsure = broken = False
             try:
                 try:
-                    if write:
+                    if write and not single:
                         await tx.raw("START TRANSACTION")
                         began = True
                     elif snapshot:
@@ -344,6 +358,7 @@ class MyRunner(Runner):
                     broken = True
                     last = exc
                     continue
+                unsure = write and single  # the statement commits by itself
                 result = await script(tx, *args)
                 if began:
                     unsure = write

@@ -75,8 +75,16 @@ Ctx: TypeAlias = Context[TurnScripts]
 
 #: The largest finite double: ``total_cost`` must stay at or below it.
 _MAX_FLOAT = sys.float_info.max
+_HALF_MAX_FLOAT = _MAX_FLOAT / 2
+#: The dialects whose store sends a whole append as one statement (:func:`append_one`).
+ONE_STATEMENT_DIALECTS = frozenset({"postgresql", "mysql"})
+#: The most turns an append sends as one statement (one text per batch size;
+#: larger batches take the locked path).
+ONE_STATEMENT_TURNS = 32
 
 __all__ = [
+    "ONE_STATEMENT_DIALECTS",
+    "ONE_STATEMENT_TURNS",
     "SessionReads",
     "TurnScripts",
     "TurnStatements",
@@ -262,7 +270,8 @@ async def append_one(
     max_turns: int | None,
     patch: dict[str, Any] | None,
 ) -> AppendResult | None:
-    """PostgreSQL: a one-turn append as one statement; None when it did not apply.
+    """PostgreSQL, MariaDB: an append of up to :data:`ONE_STATEMENT_TURNS` turns as one
+    statement (:meth:`TurnStatements.append_rows`), its own transaction.
 
     None when a check refused it or another transaction held the header (the
     statement skips a locked row rather than judge the deadline with a clock read
@@ -271,15 +280,26 @@ async def append_one(
     """
     n = len(rows)
     params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
-    params["ids"] = [r["turn_id"] for r in rows]
-    params["toks"] = [r["tokens_used"] for r in rows]
-    params["costs"] = [r["cost"] for r in rows]
-    params["datas"] = [r["data"] for r in rows]
-    sql = ctx.q.turns.append_one
+    if n > 1:
+        # Added turn by turn, the total may round a little above ``total + cost``: the
+        # statement applies only far below the largest float; the locked path judges
+        # the rest exactly (new_totals).
+        params["cost_room"] = _HALF_MAX_FLOAT - cost
+    for i, r in enumerate(rows, 1):
+        params[f"c{i}"] = float(r["cost"])
+    if ctx.pg:
+        params["ids"] = [r["turn_id"] for r in rows]
+        params["toks"] = [r["tokens_used"] for r in rows]
+        params["costs"] = [r["cost"] for r in rows]
+        params["datas"] = [r["data"] for r in rows]
+    else:
+        for i, r in enumerate(rows, 1):
+            params[f"id{i}"] = r["turn_id"]
+            params[f"tok{i}"] = r["tokens_used"]
+            params[f"data{i}"] = r["data"]
     if patch is not None:
         params.update(patch)
-        sql = ctx.q.turns.append_one_patch
-    row = await tx.one(sql, params)
+    row = await tx.one(ctx.q.turns.append_rows(n, patch is not None), params)
     if row is None:
         return None
     record = ctx.record(row)
@@ -481,7 +501,8 @@ class TurnStatements:
             f"UPDATE {s} SET {patch_set}, {appended(absolute)} {append_where} RETURNING {h}"
         )
         # PostgreSQL: the whole append as one statement (one round trip, its own
-        # transaction): the conditional header update, then the rows it numbers.
+        # transaction): the conditional header update, then the rows it numbers
+        # (built per batch size by append_rows).
         rows_from = (
             "FROM h, unnest(CAST(:ids AS TEXT[]), CAST(:toks AS BIGINT[]), "
             "CAST(:costs AS DOUBLE PRECISION[]), CAST(:datas AS TEXT[])) "
@@ -492,15 +513,33 @@ class TurnStatements:
             f"SELECT h.session_id, h.last_seq - :n + b.ord, 1, b.turn_id, b.tokens_used, "
             f"b.cost, b.data {rows_from}"
         )
-        self.append_one = (
-            f"WITH h AS (UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}), "
-            f"ins AS ({insert_rows}) SELECT * FROM h"
+        self._appended = appended
+        self._patch_set = patch_set
+        self._rows_head = f"WITH h AS (UPDATE {s} SET "
+        self._rows_tail = (
+            f" {append_where} RETURNING {h}), ins AS ({insert_rows}) SELECT * FROM h"
         )
-        self.append_one_patch = (
-            f"WITH h AS (UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} "
-            f"RETURNING {h}), "
-            f"ins AS ({insert_rows}) SELECT * FROM h"
-        )
+        if p.dialect == "mysql":
+            # MariaDB has no UPDATE … RETURNING and no data-modifying CTE: the append is
+            # one compound statement running its own transaction. It skips a header
+            # another transaction holds (the caller locks, reads the clock and judges),
+            # rolls back and re-raises on any error (a duplicate turn id), and returns
+            # the header when it applied, nothing when a check refused it.
+            self._rows_head = (
+                "BEGIN NOT ATOMIC DECLARE got INT DEFAULT 0; DECLARE base BIGINT; "
+                "DECLARE CONTINUE HANDLER FOR NOT FOUND SET got = 0; "
+                "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+                "START TRANSACTION; "
+                f"SELECT 1 INTO got FROM {s} WHERE session_id = :sid FOR UPDATE SKIP LOCKED; "
+                f"IF got = 1 THEN UPDATE {s} SET "
+            )
+            self._rows_tail = (
+                f" {append_where}; IF ROW_COUNT() = 1 THEN "
+                f"SELECT last_seq - :n INTO base FROM {s} WHERE session_id = :sid; "
+                f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES {{rows}}; "
+                f"SELECT {h} FROM {s} WHERE session_id = :sid; END IF; END IF; COMMIT; END"
+            )
+        self._append_rows: dict[tuple[int, bool], str] = {}
         self.set_counters = (
             f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
             f"total_cost = :cost, updated_at = {later_now}, expires_at = {later_expiry} "
@@ -543,3 +582,28 @@ class TurnStatements:
         self.cp_ranges = (
             f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
         )
+
+    def append_rows(self, n: int, patched: bool) -> str:
+        """PostgreSQL, MariaDB: the one-statement append of ``n`` turns (once per ``n``).
+
+        The costs are added one turn at a time, ``total_cost + :c1 + :c2`` (left to
+        right), so the stored total is the float sum :func:`new_totals` computes.
+        """
+        key = (n, patched)
+        sql = self._append_rows.get(key)
+        if sql is None:
+            costs = " + ".join(f":c{i}" for i in range(1, n + 1))
+            sets = self._appended(
+                f"total_tokens = total_tokens + :tokens, total_cost = total_cost + {costs}"
+            )
+            if patched:
+                sets = f"{self._patch_set}, {sets}"
+            tail = self._rows_tail.replace(
+                "{rows}",
+                ", ".join(
+                    f"(:sid, base + {i}, 1, :id{i}, :tok{i}, :c{i}, :data{i})"
+                    for i in range(1, n + 1)
+                ),
+            )
+            sql = self._append_rows[key] = f"{self._rows_head}{sets}{tail}"
+        return sql

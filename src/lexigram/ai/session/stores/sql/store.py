@@ -378,9 +378,13 @@ class DatabaseSessionStore(SessionStore):
         repeat = first_repeat(batch)
         mark_resent(False)
         try:
-            if self.dialect == "postgresql" and repeat is None and len(rows) == 1:
+            if (
+                self.dialect in trn.ONE_STATEMENT_DIALECTS
+                and repeat is None
+                and len(rows) <= trn.ONE_STATEMENT_TURNS
+            ):
                 # One statement, its own transaction. A lost reply is retried: the
-                # retry finds the turn stored and returns the first outcome.
+                # retry finds the turns stored and returns the first outcome.
                 done = await self._runner.write_statement(
                     trn.append_one, self._ctx(), session_id, rows, tokens, cost,
                     max_turns, changes, retry_safe=True,
