@@ -14,7 +14,10 @@ stores on fresh namespaces: plain, and the same backend behind
   data with its cache of opened turns off (``turn_cache_bytes=0``), as a process
   reading the session for the first time does (its data key is cached).
 
-Prints the medians and the ratio encrypted / plain (target: <= 1.25).
+Prints the medians of wall time and of this thread's CPU time with the ratios
+encrypted / plain (target: <= 1.25), and the load average. On a loaded machine the
+wall ratio grows with the load (the encrypted side does more work in Python while
+the plain one also waits on the server); the CPU ratio moves much less.
 """
 
 from __future__ import annotations
@@ -53,7 +56,25 @@ def _turn(n: int, prefix: str):  # type: ignore[no-untyped-def]
     return replace(turn, tool_calls=[{"name": "lookup", "arguments": {"q": "order 42"}}])
 
 
-async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-untyped-def]
+class _Samples:
+    """Wall and CPU seconds of each measured call, per operation and mode."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    async def time(self, name: str, call):  # type: ignore[no-untyped-def]
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = await call
+        self.cpu.setdefault(name, []).append(time.thread_time() - cpu)
+        self.wall.setdefault(name, []).append(time.perf_counter() - wall)
+        return result
+
+    def medians(self) -> dict[str, tuple[float, float]]:
+        return {n: (median_ms(self.wall[n]), median_ms(self.cpu[n])) for n in self.wall}
+
+
+async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
     keyring = Keyring(parse_keys(new_key_text("bench")))
     plain_store = await backend.make_store()
     inner = await backend.make_store()
@@ -67,22 +88,13 @@ async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-u
         appends = 150 if quick else 600
         reads = 10 if quick else 30
         long_turns = 1000
-        samples: dict[str, list[float]] = {
-            "add_turn off": [],
-            "add_turn on": [],
-            "get_state off": [],
-            "get_state on": [],
-            "get_state cold off": [],
-            "get_state cold on": [],
-        }
+        samples = _Samples()
         cold = SessionManagerImpl(cold_store, CONFIG)
         sessions = {k: (await m.create("bench-user")).session_id for k, m in managers.items()}
         for n in range(appends):
             for mode, manager in managers.items():
                 turn = _turn(n, "a")
-                started = time.perf_counter()
-                await manager.add_turn(sessions[mode], turn)
-                samples[f"add_turn {mode}"].append(time.perf_counter() - started)
+                await samples.time(f"add_turn {mode}", manager.add_turn(sessions[mode], turn))
         long_ids = {}
         for mode, manager in managers.items():
             state = await manager.create("bench-user")
@@ -93,16 +105,13 @@ async def _bench(backend, quick: bool) -> dict[str, float]:  # type: ignore[no-u
             long_ids[mode] = state.session_id
         for _ in range(reads):
             for mode, manager in managers.items():
-                started = time.perf_counter()
-                full = await manager.get_state(long_ids[mode])
-                samples[f"get_state {mode}"].append(time.perf_counter() - started)
+                full = await samples.time(f"get_state {mode}", manager.get_state(long_ids[mode]))
                 assert full is not None and len(full.turns) == long_turns
             for mode, manager in (("off", managers["off"]), ("on", cold)):
-                started = time.perf_counter()
-                full = await manager.get_state(long_ids[mode])
-                samples[f"get_state cold {mode}"].append(time.perf_counter() - started)
+                name = f"get_state cold {mode}"
+                full = await samples.time(name, manager.get_state(long_ids[mode]))
                 assert full is not None and len(full.turns) == long_turns
-        return {name: median_ms(values) for name, values in samples.items()}
+        return samples.medians()
     finally:
         await backend.drop_store(plain_store)
         await backend.drop_store(inner)
@@ -117,7 +126,11 @@ async def main() -> None:
     wanted = set(args.backends.split(",")) if args.backends else None
     for note in notes:
         print(f"# {note}")
-    print(f"{'backend':<10} {'op':<14} {'off ms':>9} {'on ms':>9} {'on/off':>7}")
+    print(f"# load average {os.getloadavg()[0]:.2f} (1 min) at start")
+    print(
+        f"{'backend':<10} {'op':<14} {'off ms':>9} {'on ms':>9} {'on/off':>7}"
+        f" {'cpu off':>9} {'cpu on':>9} {'on/off':>7}"
+    )
     for backend in backends:
         if wanted is not None and backend.name not in wanted:
             continue
@@ -127,8 +140,12 @@ async def main() -> None:
             print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
             continue
         for op in ("add_turn", "get_state", "get_state cold"):
-            off, on = result[f"{op} off"], result[f"{op} on"]
-            print(f"{backend.name:<10} {op:<14} {off:9.3f} {on:9.3f} {on / off:7.2f}")
+            (off, cpu_off), (on, cpu_on) = result[f"{op} off"], result[f"{op} on"]
+            print(
+                f"{backend.name:<10} {op:<14} {off:9.3f} {on:9.3f} {on / off:7.2f}"
+                f" {cpu_off:9.3f} {cpu_on:9.3f} {cpu_on / cpu_off:7.2f}"
+            )
+    print(f"# load average {os.getloadavg()[0]:.2f} (1 min) at end")
 
 
 if __name__ == "__main__":

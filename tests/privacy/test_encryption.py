@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import binascii
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
-from lexigram.ai.session.encryption.cipher import SEALED_PREFIX
+from lexigram.ai.session.encryption.cipher import (
+    LEGACY_SEALED_PREFIX,
+    SEALED_PREFIX,
+    sealed_bytes,
+)
 from lexigram.ai.session.exceptions import EncryptionKeyError
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
@@ -140,3 +146,67 @@ async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> No
     with pytest.raises(EncryptionKeyError, match="k1"):
         await process_b.get_turns(session_id)
     assert process_a._cache[session_id] is not None  # A now holds the fresh key
+
+
+def _as_legacy(value: Any) -> Any:
+    """A value sealed now (hex), re-encoded as earlier versions wrote it (``lxe1:`` base64)."""
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        raw = sealed_bytes(value)
+        return LEGACY_SEALED_PREFIX + binascii.b2a_base64(raw, newline=False).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _as_legacy(v) for k, v in value.items()}
+    return value
+
+
+async def test_values_sealed_by_earlier_versions_still_open() -> None:
+    """``lxe1:`` (base64) values written before ``lxe2:`` (hex) open beside new ones."""
+    from lexigram.ai.session.stores.base import SessionPatch
+
+    inner = InMemorySessionStore()
+    writer = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await fill_session(writer, "hana", Secrets())
+    stored = await inner.load(session_id)
+    assert stored is not None and stored.turns[0].content.startswith(SEALED_PREFIX)
+    first = stored.turns[0]
+    old = type(first)(**{**first.__dict__, "content": _as_legacy(first.content)})
+    await inner.clear_turns(session_id)
+    await inner.append_turns(
+        session_id,
+        [old],
+        patch=SessionPatch(
+            metadata=_as_legacy(stored.metadata),
+            variables=_as_legacy(stored.variables),
+        ),
+    )
+    late = SessionTurn(turn_id="new", role="user", content="hex", timestamp=old.timestamp)
+    await writer.append_turns(session_id, [late])
+    expected = await EncryptedSessionStore(inner, writer.keyring, turn_cache_bytes=0).load(
+        session_id
+    )
+    assert expected is not None and expected.turns[1].content == "hex"
+    for budget in (0, 1 << 20):  # through the fast path and through the cache
+        reader = EncryptedSessionStore(inner, writer.keyring, turn_cache_bytes=budget)
+        for _ in range(2):
+            state = await reader.load(session_id)
+            assert state is not None
+            assert [t.turn_id for t in state.turns] == [first.turn_id, "new"]
+            assert state.turns == expected.turns
+            assert (state.metadata, state.variables) == (expected.metadata, expected.variables)
+            assert state.turns[0].tool_calls and state.variables
+    raw_meta = (await inner.load_record(session_id)).state.metadata  # type: ignore[union-attr]
+    assert raw_meta["__lexigram_sealed__"].startswith(LEGACY_SEALED_PREFIX)
+
+
+async def test_a_damaged_hex_value_is_named() -> None:
+    from lexigram.ai.session.exceptions import CorruptRecordError
+
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await fill_session(store, "ivan", Secrets())
+    stored = (await inner.get_turns(session_id))[0]
+    broken = type(stored)(**{**stored.__dict__, "turn_id": "broken",
+                             "content": stored.content[:-1] + "z"})  # not hex any more
+    await inner.append_turns(session_id, [broken])
+    reader = EncryptedSessionStore(inner, store.keyring)
+    with pytest.raises(CorruptRecordError, match="broken"):
+        await reader.get_turns(session_id)

@@ -72,17 +72,24 @@ async def test_a_header_value_moved_into_a_turn_does_not_open() -> None:
 
 
 async def test_delete_and_erase_drop_the_session_from_the_cache() -> None:
-    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
-    gone = await _session(store)
-    erased = await _session(store)
+    inner = InMemorySessionStore()
+    writer = EncryptedSessionStore(inner, keyring("k1"))
+    gone = await _session(writer)
+    erased = await _session(writer)
+    store = EncryptedSessionStore(inner, writer.keyring)  # unwraps the keys it reads
     await store.load(gone)
     await store.load(erased)
     cache = store._opened
     assert cache._sessions.keys() >= {gone, erased}
+    envelopes = {store._cache[sid].envelope for sid in (gone, erased)}  # type: ignore[union-attr]
+    assert envelopes <= store._envelopes.keys()
     await store.delete(gone)
     await store.erase_user("erin")
     assert gone not in cache._sessions and erased not in cache._sessions
     assert cache._total == 0
+    # ... and so do their unwrapped data keys.
+    assert not envelopes & store._envelopes.keys()
+    assert gone not in store._cache and erased not in store._cache
 
 
 def test_the_budget_holds() -> None:
@@ -90,7 +97,31 @@ def test_the_budget_holds() -> None:
     for n in range(50):
         entries = cache.of(f"s{n}")
         assert entries is not None
-        cache.added(f"s{n}", entries, [(f"lxe1:{n}" + "x" * 90, (b"k", f"t{n}", b"y" * 100))])
+        cache.added(f"s{n}", entries, [(f"t{n}", (f"lxe2:{n}" + "x" * 90, b"k", b"y" * 100))])
         assert cache._total <= 1000
     assert len(cache._sessions) <= 5 and "s49" in cache._sessions
     assert OpenedTurns(0).of("s") is None
+
+
+def test_a_replaced_value_takes_its_predecessors_place_and_size() -> None:
+    cache = OpenedTurns(10_000)
+    entries = cache.of("s")
+    assert entries is not None
+    for n in range(20):  # the same place opened again and again (a header field updated)
+        cache.added("s", entries, [("\0metadata", (f"lxe2:{n:04}", b"k", b"{}"))])
+    assert list(entries) == ["\0metadata"] and entries["\0metadata"][0] == "lxe2:0019"
+    assert cache._total == cache._sizes["s"] == len("\0metadata") + len("lxe2:0019") + 2
+
+
+async def test_a_turn_id_used_again_reads_its_new_value() -> None:
+    """Popped, then appended again under the same id: the cache keyed by turn id must
+    not answer the old plaintext (it holds the old sealed text, which no longer matches)."""
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, turns=0)
+    await store.append_turns(session_id, [make_turn(1, turn_id="same", content="first")])
+    assert [t.content for t in await store.get_turns(session_id)] == ["first"]
+    await store.pop_turn(session_id)
+    await store.append_turns(session_id, [make_turn(2, turn_id="same", content="second")])
+    assert [t.content for t in await store.get_turns(session_id)] == ["second"]
+    state = await store.load(session_id)
+    assert state is not None and [t.content for t in state.turns] == ["second"]

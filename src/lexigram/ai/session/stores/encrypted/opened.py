@@ -2,9 +2,14 @@
 
 Reading a long encrypted session again (each agent step reads its history) would
 decode and decrypt every turn again. A sealed turn never changes once stored (a new
-value gets a fresh nonce), so its plaintext is kept, keyed by the sealed text and
-checked against the data key and turn id it was opened with: a value moved to
-another turn or session, or sealed under another key, is never answered from here.
+value gets a fresh nonce), so its plaintext is kept under its turn id (a header field
+under ``"\\0" + field``, which no turn id holds), together with the sealed text and the
+data key it was opened with. An entry answers only the same sealed text under the
+same data key at the same place: a value moved to another turn or session, or sealed
+under another key, is never answered from here. Looking up by turn id (short) rather
+than by sealed text (hundreds of characters, a fresh string on each read) saves
+hashing the whole ciphertext, and a replaced value (a popped turn's id used again, a
+metadata update) takes its predecessor's place instead of piling up.
 
 What is kept is the decrypted JSON bytes (immutable), so each read still parses
 its own fresh containers. The cache is bounded by bytes; whole sessions are dropped,
@@ -19,9 +24,13 @@ __all__ = ["DEFAULT_TURN_CACHE_BYTES", "Entry", "OpenedTurns"]
 
 #: Default budget of :class:`OpenedTurns` (plaintext bytes kept).
 DEFAULT_TURN_CACHE_BYTES = 32 * 1024 * 1024
-#: ``(raw data key, turn id, plaintext)`` of one opened turn.
-Entry = tuple[bytes, str, bytes]
+#: ``(sealed text, raw data key, plaintext)`` of one opened value.
+Entry = tuple[str, bytes, bytes]
 _MAX_ENTRY = 64 * 1024  # a larger turn is not worth holding
+
+
+def _size(place: str, entry: Entry) -> int:
+    return len(place) + len(entry[0]) + len(entry[2])
 
 
 class OpenedTurns:
@@ -34,7 +43,7 @@ class OpenedTurns:
         self._total = 0
 
     def of(self, session_id: str) -> dict[str, Entry] | None:
-        """The entries of ``session_id`` (sealed text -> entry), or None when disabled."""
+        """Entries of ``session_id`` (turn id or ``"\\0" + field`` -> entry); None when off."""
         if not self.max_bytes:
             return None
         entries = self._sessions.get(session_id)
@@ -48,14 +57,17 @@ class OpenedTurns:
     def added(
         self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
     ) -> None:
-        """Record ``new`` entries of a session, then keep within the budget."""
+        """Record ``new`` entries (place, entry) of a session, then keep within the budget."""
         if not new or self._sessions.get(session_id) is not entries:
             return
         grown = 0
-        for sealed, entry in new:
-            size = len(sealed) + len(entry[2])
+        for place, entry in new:
+            old = entries.pop(place, None)
+            if old is not None:
+                grown -= _size(place, old)
+            size = _size(place, entry)
             if size <= _MAX_ENTRY:
-                entries[sealed] = entry
+                entries[place] = entry
                 grown += size
         self._sizes[session_id] += grown
         self._total += grown

@@ -18,9 +18,17 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
-from lexigram.ai.session.encryption.cipher import SEALED_PREFIX, DataKey, is_sealed
+from lexigram.ai.session.encryption.cipher import (
+    NONCE_BYTES,
+    SEALED_PREFIX,
+    SEALED_PREFIXES,
+    DataKey,
+    is_sealed,
+    sealed_bytes,
+)
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.encrypted.opened import Entry
@@ -78,12 +86,22 @@ _DICT_TURNS = not hasattr(SessionTurn, "__slots__") and not hasattr(SessionTurn,
 _DICT_STATES = not hasattr(SessionState, "__slots__") and not hasattr(SessionState, "__post_init__")
 
 
-def _with(turn: SessionTurn, **changes: Any) -> SessionTurn:
-    """A copy of ``turn`` with ``changes`` (the original is left as it is)."""
+def _with_body(
+    turn: SessionTurn, content: str, tool_calls: Any, skill_results: Any, metadata: Any
+) -> SessionTurn:
+    """A copy of ``turn`` with these four fields (the original is left as it is)."""
     if not _DICT_TURNS:
-        return replace(turn, **changes)
-    data = dict(turn.__dict__)
-    data.update(changes)
+        return replace(
+            turn,
+            content=content,
+            tool_calls=tool_calls,
+            skill_results=skill_results,
+            metadata=metadata,
+        )
+    # Item assignment: dict.update(**) would build a keyword dict first (twice the cost).
+    data = turn.__dict__.copy()
+    data["content"], data["tool_calls"] = content, tool_calls
+    data["skill_results"], data["metadata"] = skill_results, metadata
     out = _new(SessionTurn)
     _set(out, "__dict__", data)
     return out
@@ -92,13 +110,7 @@ def _with(turn: SessionTurn, **changes: Any) -> SessionTurn:
 def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
     """``turn`` with its private fields sealed into ``content`` (bound to its turn id)."""
     body = [turn.content, turn.tool_calls, turn.skill_results, turn.metadata]
-    return _with(
-        turn,
-        content=_seal_json(key, body, f"turn:{turn.turn_id}"),
-        tool_calls=[],
-        skill_results=[],
-        metadata={},
-    )
+    return _with_body(turn, _seal_json(key, body, "turn:" + turn.turn_id), [], [], {})
 
 
 def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
@@ -109,10 +121,7 @@ def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
     body = _open_json(key, turn.content, context, record)
     if not (isinstance(body, list) and len(body) == 4 and isinstance(body[0], str)):
         raise CorruptRecordError(record, f"field {context}: unexpected sealed turn layout")
-    content, tool_calls, skill_results, metadata = body
-    return _with(
-        turn, content=content, tool_calls=tool_calls, skill_results=skill_results, metadata=metadata
-    )
+    return _with_body(turn, *body)
 
 
 def open_turns(
@@ -123,53 +132,49 @@ def open_turns(
     cache: dict[str, Entry] | None = None,
     added: list[tuple[str, Entry]] | None = None,
 ) -> list[SessionTurn]:
-    """:func:`open_turn` of each turn, batched (one decrypt loop, turns opened in place).
+    """:func:`open_turn` of each turn, in one tight loop (turns opened in place).
 
     The turns a store hands out are the caller's own objects (never aliased with
     stored state), so the opened fields are installed into them directly. With
-    ``cache`` (see :mod:`.opened`), a turn opened before under the same key and turn
-    id is not decrypted again; what this call decrypted is appended to ``added``.
-    Any turn that does not open on the fast path goes through :func:`open_turn`,
-    which names the problem.
+    ``cache`` (see :mod:`.opened`), a turn opened before under the same key, turn id
+    and sealed text is not decrypted again; what this call decrypted is appended to
+    ``added``. Any turn that does not open on the fast path goes through
+    :func:`open_turn`, which names the problem.
     """
     if not _DICT_TURNS:
         return [open_turn(t, key, record=record) for t in turns]
     raw_key = key.raw
-    plains: list[bytes | None] = []
-    pending: list[int] = []
-    sealed: list[SessionTurn] = []
+    decrypt, aad = key.decryptor("turn:")
     get = cache.get if cache is not None else None
-    for turn in turns:
-        content = turn.content
-        if type(content) is str and content.startswith(SEALED_PREFIX):
-            hit = get(content) if get is not None else None
-            if hit is not None and hit[0] == raw_key and hit[1] == turn.turn_id:
-                plains.append(hit[2])
-            else:
-                pending.append(len(plains))
-                plains.append(None)
-            sealed.append(turn)
-    if pending:
-        fresh = key.open_many(
-            [sealed[i].content for i in pending], [f"turn:{sealed[i].turn_id}" for i in pending]
-        )
-        for index, plain in zip(pending, fresh, strict=True):
-            plains[index] = plain
-            if plain is not None and added is not None:
-                turn = sealed[index]
-                added.append((turn.content, (raw_key, turn.turn_id, plain)))
     loads = orjson.loads
+    fromhex = bytes.fromhex
+    skip = len(SEALED_PREFIX)
     broken: dict[int, SessionTurn] = {}
-    for turn, plain in zip(sealed, plains, strict=True):
-        body = None
-        if plain is not None:
-            try:
-                body = loads(plain)
-            except orjson.JSONDecodeError:
-                body = None
+    for turn in turns:
+        fields = turn.__dict__
+        content = fields["content"]
+        turn_id = fields["turn_id"]
+        hit = get(turn_id) if get is not None else None
+        try:
+            if hit is not None and hit[0] == content and hit[1] == raw_key:
+                plain = hit[2]  # the same sealed text, so a sealed turn
+            elif type(content) is not str or not content.startswith(SEALED_PREFIXES):
+                continue  # a plaintext turn (written before encryption was on)
+            else:
+                if content.startswith(SEALED_PREFIX):
+                    raw = fromhex(content[skip:])
+                else:
+                    raw = sealed_bytes(content)
+                plain = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
+                if added is not None:
+                    added.append((turn_id, (content, raw_key, plain)))
+            body = loads(plain)
+        except (ValueError, InvalidTag, UnicodeEncodeError):  # JSONDecodeError is a ValueError
+            body = None
         if type(body) is list and len(body) == 4 and type(body[0]) is str:
-            turn.__dict__.update(
-                content=body[0], tool_calls=body[1], skill_results=body[2], metadata=body[3]
+            # Item assignment: dict.update(**) would build a keyword dict per turn.
+            fields["content"], fields["tool_calls"], fields["skill_results"], fields["metadata"] = (
+                body
             )
         else:
             broken[id(turn)] = open_turn(turn, key, record=record)  # raises, naming it
@@ -212,30 +217,39 @@ def _open_known(
 ) -> Any:
     """:func:`_open_json`, answered from ``cache`` when this value was opened before.
 
-    Header entries are tagged ``"\0" + context`` (a turn id never holds a NUL), so a
-    header value is never taken for a turn's.
+    Header entries are kept under ``"\\0" + context`` (a turn id never holds a NUL),
+    so a header value is never taken for a turn's.
     """
     if cache is None or type(value) is not str:
         return _open_json(key, value, context, record)
-    tag = "\0" + context
-    hit = cache.get(value)
-    if hit is not None and hit[0] == key.raw and hit[1] == tag:
+    place = "\0" + context
+    hit = cache.get(place)
+    if hit is not None and hit[0] == value and hit[1] == key.raw:
         try:
             return orjson.loads(hit[2])
         except orjson.JSONDecodeError:
             pass
     opened = _open_json(key, value, context, record)
     if added is not None:
-        added.append((value, (key.raw, tag, orjson.dumps(opened, option=_OPTS))))
+        added.append((place, (value, key.raw, orjson.dumps(opened, option=_OPTS))))
     return opened
 
 
-def _state_with(state: SessionState, **changes: Any) -> SessionState:
-    """A copy of ``state`` with ``changes`` (cheap: no ``__init__`` for a plain dataclass)."""
+def _header_with(
+    state: SessionState,
+    metadata: dict[str, Any],
+    variables: dict[str, Any],
+    system_prompt: str | None,
+    turns: list[SessionTurn],
+) -> SessionState:
+    """A copy of ``state`` with these fields (cheap: no ``__init__`` for a plain dataclass)."""
     if not _DICT_STATES:
-        return replace(state, **changes)
-    data = dict(state.__dict__)
-    data.update(changes)
+        return replace(
+            state, metadata=metadata, variables=variables, system_prompt=system_prompt, turns=turns
+        )
+    data = state.__dict__.copy()
+    data["metadata"], data["variables"] = metadata, variables
+    data["system_prompt"], data["turns"] = system_prompt, turns
     out = _new(SessionState)
     _set(out, "__dict__", data)
     return out
@@ -264,9 +278,7 @@ def open_header(
     turns = state.turns
     if turns:
         turns = open_turns(list(turns), key, record=record, cache=cache, added=added)
-    return _state_with(
-        state, metadata=metadata, variables=opened_vars, system_prompt=prompt, turns=turns
-    )
+    return _header_with(state, metadata, opened_vars, prompt, turns)
 
 
 def seal_patch(patch: SessionPatch, key: DataKey) -> SessionPatch:

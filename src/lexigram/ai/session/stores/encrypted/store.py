@@ -145,7 +145,14 @@ class EncryptedSessionStore(SessionStore):
             cache.popitem(last=False)
 
     def _forget(self, session_id: str) -> None:
-        self._cache.pop(session_id, None)
+        """Drop what this process holds of a deleted, purged or erased session.
+
+        Its unwrapped data key goes too (a branch sharing it unwraps it again on its
+        next read: one AES-GCM call).
+        """
+        key = self._cache.pop(session_id, None)
+        if isinstance(key, DataKey):
+            self._envelopes.pop(key.envelope, None)
         self._opened.drop(session_id)
 
     def _open_envelope(self, envelope: str, record: str) -> DataKey:
@@ -184,22 +191,28 @@ class EncryptedSessionStore(SessionStore):
 
     # ----------------------------------------------------------------- opening
     def _open_state(self, state: SessionState) -> SessionState:
-        key = self._key_of_state(state)
-        if key is None:
+        envelope = envelope_of(state)
+        if envelope is None:
             return state
-        cached = self._cache.get(state.session_id)
-        if isinstance(cached, DataKey) and cached.raw != key.raw:
-            # The session was deleted and created again by another process while this
-            # one held its old data key: what this process just wrote under the old
-            # key does not open. The fresh key replaces it from now on.
-            logger.error("ai_session.encryption.stale_data_key", session_id=state.session_id)
-        self._remember(state.session_id, key)  # also picks up a re-wrapped envelope
-        record = f"session {state.session_id!r}"
-        cache = self._opened.of(state.session_id)
+        session_id = state.session_id
+        record = f"session {session_id!r}"
+        cached = self._cache.get(session_id)
+        if isinstance(cached, DataKey) and cached.envelope == envelope:
+            key = cached  # the common case: the key this process already holds
+            self._cache.move_to_end(session_id)
+        else:
+            key = self._open_envelope(envelope, record)
+            if isinstance(cached, DataKey) and cached.raw != key.raw:
+                # The session was deleted and created again by another process while
+                # this one held its old data key: what this process just wrote under
+                # the old key does not open. The fresh key replaces it from now on.
+                logger.error("ai_session.encryption.stale_data_key", session_id=session_id)
+            self._remember(session_id, key)  # also picks up a re-wrapped envelope
+        cache = self._opened.of(session_id)
         added: list[tuple[str, Entry]] = []
         opened = open_header(state, key, record=record, cache=cache, added=added)
         if cache is not None:
-            self._opened.added(state.session_id, cache, added)
+            self._opened.added(session_id, cache, added)
         return opened
 
     @staticmethod
@@ -356,18 +369,18 @@ class EncryptedSessionStore(SessionStore):
         patch: SessionPatch | None = None,
     ) -> AppendResult:
         """Seal the turns (and patch) in Python, then the inner store's atomic append."""
-        checked = check_turns(turns)
+        outgoing: list[SessionTurn] = check_turns(turns)
         if patch is not None:
             check_patch(patch)
         key = await self._key_for(session_id)
         if key is not None:
-            checked = [seal_turn(t, key) for t in checked]
+            outgoing = [seal_turn(t, key) for t in outgoing]
             if patch is not None:
                 patch = seal_patch(patch, key)
         elif patch is not None:
             self._refuse_reserved(patch.metadata)
         result = await self.inner.append_turns(
-            session_id, checked, max_turns=max_turns, patch=patch
+            session_id, outgoing, max_turns=max_turns, patch=patch
         )
         return AppendResult(
             self._open_record(result.record), result.closed_by_cap, result.first_seq
