@@ -22,6 +22,7 @@ from lexigram.ai.session.stores.sql.urls import DatabaseURL
 
 __all__ = [
     "PG_CONNECT_TIMEOUT_S",
+    "SQLITE_AUTOCHECKPOINT_PAGES",
     "SQLITE_BUSY_TIMEOUT_S",
     "drop_driver_connection",
     "loop_agnostic",
@@ -31,6 +32,10 @@ __all__ = [
 
 #: How long a SQLite writer waits for another process's write transaction.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: SQLite: the WAL size (pages) at which a commit checkpoints it (SQLite's default is
+#: 1,000). Larger, a checkpoint copies a page that many commits wrote once, and the
+#: process's writes wait for one ten times less often (each wait is longer).
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 #: How long connecting to PostgreSQL may take before the store reports it unreachable.
 PG_CONNECT_TIMEOUT_S = 10.0
 
@@ -130,6 +135,7 @@ def install_sqlite_hooks(engine: AsyncEngine, *, wal: bool) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")
             if wal:
                 _ensure_wal(cursor)
+                cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()
 

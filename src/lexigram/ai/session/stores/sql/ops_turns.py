@@ -135,6 +135,41 @@ def _append_params(
     }
 
 
+async def _quick_append(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    rows: Sequence[dict[str, Any]],
+    tokens: int,
+    cost: float,
+    max_turns: int | None,
+    patch: dict[str, Any] | None,
+) -> Row | None:
+    """SQLite and MariaDB: the header update of an append that changes nothing else.
+
+    One conditional ``UPDATE … RETURNING`` (:meth:`TurnStatements.quick_append`) that
+    applies while the session stays ACTIVE below its cap and, without a TTL, has no
+    deadline: then it writes neither ``status`` nor ``expires_at``, and SQLite leaves
+    the pages of the partial indexes on them untouched (fewer pages per commit). The
+    costs are added one turn at a time (``total_cost + :c1 + :c2``, left to right), so
+    the total is the float sum :func:`new_totals` computes. None when it did not apply
+    (the caller locks the header and names the reason, or applies the rest).
+    """
+    n = len(rows)
+    params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
+    if n > 1:
+        # Added turn by turn, the total may round a little above ``total + cost``: the
+        # statement applies only far below the largest float; the locked path judges
+        # the rest exactly.
+        params["cost_room"] = _HALF_MAX_FLOAT - cost
+    for i, item in enumerate(rows, 1):
+        params[f"c{i}"] = item["cost"]
+    if patch is not None:
+        params.update(patch)
+    expiring = params["expires"] is not None
+    return await tx.one(ctx.q.turns.quick_append(n, expiring, patch is not None), params)
+
+
 async def lock_header(tx: Tx, ctx: Ctx, session_id: str) -> Row | None:
     """The session's header row, locked for this transaction; the clock read after."""
     row = await tx.one(ctx.q.turns.header_lock, {"sid": session_id})
@@ -154,24 +189,20 @@ async def append(
 ) -> AppendResult:
     """Append prepared turn rows and bump the counters, checks first (see module doc).
 
-    One turn: a conditional update, then the insert (SQLite; the slow path of
-    PostgreSQL). Several turns, or the conditional update matched nothing: the header
-    is locked and read, the checks raise the contract's error in its order, a retried
-    batch already stored as the newest turns returns its first outcome, and the
-    totals are computed turn by turn (:func:`new_totals`), exact.
+    SQLite and MariaDB, up to :data:`ONE_STATEMENT_TURNS` turns: the conditional
+    update of :func:`_quick_append` (the slow path of PostgreSQL starts below it). It
+    matched nothing, or the batch is larger: the header is locked and read, the checks
+    raise the contract's error in its order, a retried batch already stored as the
+    newest turns returns its first outcome, and the totals are computed turn by turn
+    (:func:`new_totals`), exact.
     """
     q = ctx.q
     n = len(rows)
     tokens = sum(t.tokens_used for t in batch)
     cost = float(sum(t.cost for t in batch))
     row = None
-    if n == 1 and batch_dup is None and not ctx.pg:
-        params = _append_params(ctx, session_id, n, tokens, cost, max_turns)
-        sql = q.turns.append
-        if patch is not None:
-            params.update(patch)
-            sql = q.turns.append_patch
-        row = await tx.one(sql, params)
+    if n <= ONE_STATEMENT_TURNS and batch_dup is None and not ctx.pg:
+        row = await _quick_append(tx, ctx, session_id, rows, tokens, cost, max_turns, patch)
     if row is None:
         header = await lock_header(tx, ctx, session_id)
         if header is None:
@@ -483,19 +514,27 @@ class TurnStatements:
                 f"ELSE {later_expiry} END"
             )
 
-        delta = "total_tokens = total_tokens + :tokens, total_cost = total_cost + :cost"
         absolute = "total_tokens = :abs_tokens, total_cost = :abs_cost"
         # The totals guard keeps both sums exact and finite (see validation).
+        guard = "total_tokens <= :tok_room AND total_cost <= :cost_room"
         append_where = (
             f"WHERE {p.target} AND status = 'active' AND {NOT_DUE} "
-            "AND turn_count < :max AND turn_count + :n <= :max "
-            "AND total_tokens <= :tok_room AND total_cost <= :cost_room"
+            f"AND turn_count < :max AND turn_count + :n <= :max AND {guard}"
         )
         self.header_lock = f"SELECT {h} FROM {s} WHERE session_id = :sid{lock}"
-        self.append = f"UPDATE {s} SET {appended(delta)} {append_where} RETURNING {h}"
-        self.append_patch = (
-            f"UPDATE {s} SET {patch_set}, {appended(delta)} {append_where} RETURNING {h}"
+        # SQLite and MariaDB: the append that leaves status and deadline as they are
+        # (built per batch size by quick_append).
+        self._quick_parts = (
+            f"UPDATE {s} SET ",
+            "last_seq = last_seq + :n, turn_count = turn_count + :n, "
+            f"total_tokens = total_tokens + :tokens, updated_at = {later_now}, "
+            "total_cost = total_cost + ",
+            f", expires_at = {later_expiry}",
+            f" WHERE session_id = :sid AND status = 'active' AND turn_count + :n < :max "
+            f"AND {guard} AND ",
+            f" RETURNING {h}",
         )
+        self._quick: dict[tuple[int, bool, bool], str] = {}
         self.append_abs = f"UPDATE {s} SET {appended(absolute)} {append_where} RETURNING {h}"
         self.append_abs_patch = (
             f"UPDATE {s} SET {patch_set}, {appended(absolute)} {append_where} RETURNING {h}"
@@ -582,6 +621,27 @@ class TurnStatements:
         self.cp_ranges = (
             f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
         )
+
+    def quick_append(self, n: int, expiring: bool, patched: bool) -> str:
+        """SQLite and MariaDB: the append of ``n`` turns that keeps the session ACTIVE.
+
+        Applies below the cap (``turn_count + n < max``) and, when appends set no
+        deadline (``expiring`` false), only to a session without one; it sets
+        neither ``status`` nor (without ``expiring``) ``expires_at``. The costs are
+        added one turn at a time, ``total_cost + :c1 + :c2`` (left to right).
+        """
+        key = (n, expiring, patched)
+        sql = self._quick.get(key)
+        if sql is None:
+            head, sets, expire, where, tail = self._quick_parts
+            sets += " + ".join(f":c{i}" for i in range(1, n + 1))
+            if expiring:
+                sets += expire
+            if patched:
+                sets = f"{self._patch_set}, {sets}"
+            due = NOT_DUE if expiring else "expires_at IS NULL"
+            sql = self._quick[key] = f"{head}{sets}{where}{due}{tail}"
+        return sql
 
     def append_rows(self, n: int, patched: bool) -> str:
         """PostgreSQL, MariaDB: the one-statement append of ``n`` turns (once per ``n``).

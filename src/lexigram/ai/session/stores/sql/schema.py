@@ -9,7 +9,10 @@ Every table name starts with the store's ``table_prefix`` (default ``ai_session_
   the turn is part of the session's history. A partial unique index keeps turn ids
   unique among the live turns of a session. ``data`` is the whole turn as JSON
   (orjson); ``turn_id``, ``tokens_used`` and ``cost`` are copied into columns for
-  the index and for correcting the totals when a turn is popped.
+  the index and for correcting the totals when a turn is popped. (SQLite, since 0.2:
+  a rowid table indexed by its primary key and the unique index only; older databases
+  keep ``WITHOUT ROWID`` and a partial ``(session_id, seq)`` index, and work with the
+  same statements.)
 * ``checkpoints``: a header snapshot plus the live ``seq`` ranges (or, for a
   checkpoint saved whole, its turns inline).
 * ``tombstones``: ids of purged sessions that may not be reused before ``until_at``.
@@ -196,8 +199,10 @@ class Schema:
             Column("tokens_used", BigInteger, nullable=False),
             Column("cost", _Double, nullable=False),
             Column("data", _Doc, nullable=False),
-            # SQLite: cluster the rows of a session by seq (one range scan per read).
-            sqlite_with_rowid=False,
+            # SQLite: a rowid table (new rows go to the end of the table's b-tree
+            # instead of splitting full leaves in the middle of a session's range:
+            # fewer pages per append). Databases created before keep WITHOUT ROWID;
+            # the statements are the same for both.
             **_MYSQL_TABLE,
         )
         Index(
@@ -208,13 +213,15 @@ class Schema:
             sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
         ).ddl_if(callable_=_not_mysql)
+        # PostgreSQL only: SQLite reads a session's turns through the primary key
+        # (the index would be one more page written per append; databases created
+        # before keep it).
         Index(
             f"{p}turns_live_ix",
             turns.c.session_id,
             turns.c.seq,
-            sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
-        ).ddl_if(callable_=_not_mysql)
+        ).ddl_if(dialect="postgresql")
         event.listen(turns, "after_create", _live_turn_ids(p))
 
         checkpoints = Table(
