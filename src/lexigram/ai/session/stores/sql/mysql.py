@@ -92,6 +92,9 @@ _ID_LIST = (
     f"COLLATE {COLLATION} PATH '$')) AS je"
 )
 
+#: The longest pause before a transaction that met a deadlock runs again.
+_MAX_PAUSE_S = 0.1
+
 # Server error codes.
 _DUP_ENTRY = 1062
 _DEADLOCK = 1213
@@ -388,7 +391,10 @@ class MyRunner(Runner):
                     conflicts += 1
                     tries -= 1  # not a connection problem: does not use up an attempt
                     last = exc
-                    await asyncio.sleep(random.uniform(0, 0.002 * conflicts))
+                    # Exponential back-off with jitter: writers that keep meeting (creates
+                    # of one user under load) spread out instead of colliding again.
+                    pause = min(_MAX_PAUSE_S, 0.001 * 2 ** min(conflicts, 8))
+                    await asyncio.sleep(random.uniform(0, pause))
                     continue
                 if isinstance(exc, SessionError | Conflict | asyncio.CancelledError):
                     if isinstance(exc, asyncio.CancelledError):
