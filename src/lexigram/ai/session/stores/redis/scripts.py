@@ -19,7 +19,8 @@ answer a re-sent call with the recorded reply, then set the session keys' Redis
 expiry when ``ARGV[1]`` carries a grace (``"now|grace_ms"``).
 
 The Lua sources are files of their own in ``lua/`` (package data, read with
-:mod:`importlib.resources`): ``session_prelude.lua`` (shared helpers), one file per
+:mod:`importlib.resources`): ``session_base.lua`` then ``session_prelude.lua`` (shared
+helpers; the chat path's ``append`` loads only the base), one file per
 operation (``append.lua``, ``cp_restore.lua``, ...), and the once-per-operation wrapper
 (``op_epilogue.lua``, ``*_replay.lua``); this module only assembles them.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["OP_TTL_MS", "SCRIPTS", "SESSION_PRELUDE", "WRITE_SCRIPTS"]
+__all__ = ["OP_TTL_MS", "SCRIPTS", "SESSION_BASE", "SESSION_PRELUDE", "WRITE_SCRIPTS"]
 
 
 def _lua(name: str) -> str:
@@ -37,7 +38,15 @@ def _lua(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-SESSION_PRELUDE = _lua("session_prelude")
+#: What every session script starts with: its keys and clock, header checks and writes.
+SESSION_BASE = _lua("session_base")
+
+#: The whole shared prelude: the base, then lists, seq ranges, checkpoints, archive.
+SESSION_PRELUDE = SESSION_BASE + _lua("session_prelude")
+
+#: Scripts that need only :data:`SESSION_BASE` (the chat path: less for Redis to
+#: set up on every call).
+_LEAN_SCRIPTS = frozenset({"append"})
 
 # ARGV: now, header-json, k, then k (turn_id, json) pairs. Refuses an existing or
 # tombstoned id.
@@ -185,18 +194,11 @@ _OP_TTL = f"local OP_TTL_MS = {OP_TTL_MS}\n"
 
 
 def _session_script(name: str, body: str) -> str:
+    prelude = SESSION_BASE if name in _LEAN_SCRIPTS else SESSION_PRELUDE
     if name not in WRITE_SCRIPTS:
-        return SESSION_PRELUDE + body
+        return prelude + body
     replay = _REPLAYS.get(name, _DEFAULT_REPLAY)
-    return (
-        SESSION_PRELUDE
-        + _OP_TTL
-        + replay
-        + "local function body()\n"
-        + body
-        + "\nend\n"
-        + _OP_EPILOGUE
-    )
+    return prelude + _OP_TTL + replay + "local function body()\n" + body + "\nend\n" + _OP_EPILOGUE
 
 
 # The sweeper's batches on a single server: KEYS 11 per session, then the batch's op key.

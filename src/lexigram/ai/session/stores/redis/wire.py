@@ -39,6 +39,7 @@ __all__ = [
 EPOCH = codec.EPOCH
 _TURN_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 _STATUSES = {s.value: s for s in SessionStatus}
+_EMPTY_JSON: dict[type, str] = {dict: "{}", list: "[]"}
 
 
 to_us = codec.to_epoch_us
@@ -174,8 +175,8 @@ def _json(
     data: Mapping[str, Any], key: str, name: str, kind: type[dict[str, Any] | list[Any]]
 ) -> Any:
     raw = data.get(key)
-    if raw is None:
-        return kind()
+    if raw is None or raw == _EMPTY_JSON[kind]:
+        return kind()  # the usual value, without a parse
     try:
         value = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError) as exc:
