@@ -343,7 +343,7 @@ def _plain_turn(turn: Any) -> bool:
         and role != ""
         and not role.isspace()
         and type(content) is str
-        and _text_ok(content)
+        and (content.isascii() or _SURROGATE.search(content) is None)
         and type(tokens) is int
         and 0 <= tokens <= MAX_SAFE_INT
         and type(cost) is float
