@@ -5,9 +5,9 @@ session runs its own script and index commands go through a pipeline. A single
 server takes them as one script call instead, whose one reply costs far less to
 read than one reply per session or per command:
 
-* :func:`run_session_batch` runs a session script (``mark_expired``, ``purge``) for
-  many sessions through ``<name>_many`` (``lua/session_batch.lua``), one call per
-  chunk of :data:`CHUNK` sessions, each recorded under its own operation id: a call
+* :func:`run_session_chunk` runs a session script (``mark_expired``, ``purge``) for
+  a chunk of up to :data:`CHUNK` sessions (:func:`chunked`) through ``<name>_many``
+  (``lua/session_batch.lua``), the call recorded under its own operation id: a call
   re-sent after a lost reply answers what its first run did.
 * :func:`run_index_commands` runs index commands (``zrem``, ``zadd``, ``delete`` as
   :meth:`Indexes.pipe` takes them) through ``lua/index_batch.lua``.
@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from lexigram.ai.session.exceptions import SessionStoreError, StoreUnavailableError
 from lexigram.ai.session.stores.redis.client import ScriptRunner, translate
 from lexigram.ai.session.stores.redis.keys import KeySpace
 
-__all__ = ["CHUNK", "run_index_commands", "run_session_batch", "scriptable"]
+__all__ = ["CHUNK", "chunked", "run_index_commands", "run_session_chunk", "scriptable"]
 
 #: Sessions per script call: bounds how long one call holds the server (a few ms).
 CHUNK = 250
@@ -35,35 +36,36 @@ _MIN_COMMANDS = 8
 _INDEX_COMMANDS = frozenset({"zrem", "zadd", "delete"})
 
 
-async def run_session_batch(
+def chunked(session_ids: Sequence[str]) -> list[Sequence[str]]:
+    """``session_ids`` cut into chunks of at most :data:`CHUNK`."""
+    return [session_ids[i : i + CHUNK] for i in range(0, len(session_ids), CHUNK)]
+
+
+async def run_session_chunk(
     scripts: ScriptRunner,
     keys: KeySpace,
     name: str,
-    session_ids: Sequence[str],
+    chunk: Sequence[str],
     argv: Sequence[Any],
     *,
     new_op: Callable[[], str],
 ) -> list[Any]:
-    """Session script ``name`` for every id, in one round trip: one reply per id.
+    """Session script ``name`` for every id of ``chunk`` as one call: one reply per id.
 
-    A reply is the script's JSON document (bytes), or the store's error when its
-    chunk's call failed as a whole. ``argv`` is the script's, shared by every id.
+    A reply is the script's JSON document (bytes), or the store's error when Redis
+    refused the call as a whole. ``argv`` is the script's, shared by every id; a
+    failure to reach Redis raises (:class:`StoreUnavailableError`).
     """
-    chunks = [session_ids[i : i + CHUNK] for i in range(0, len(session_ids), CHUNK)]
-    calls: list[tuple[Sequence[str], Sequence[Any]]] = []
-    for chunk in chunks:
-        chunk_keys = [key for sid in chunk for key in keys.session(sid)]
-        # The record lives in the first session's slot (a single server: any slot).
-        chunk_keys.append(keys.op(chunk[0], new_op(), f"{name}_many"))
-        calls.append((chunk_keys, argv))
-    replies = await scripts.many_settled(f"{name}_many", calls)
-    out: list[Any] = []
-    for chunk, reply in zip(chunks, replies, strict=True):
-        if isinstance(reply, Exception):
-            out.extend([reply] * len(chunk))
-        else:
-            out.extend(bytes(reply).split(b"\n"))
-    return out
+    chunk_keys = [key for sid in chunk for key in keys.session(sid)]
+    # The record lives in the first session's slot (a single server: any slot).
+    chunk_keys.append(keys.op(chunk[0], new_op(), f"{name}_many"))
+    try:
+        reply = await scripts.raw(f"{name}_many", chunk_keys, argv)
+    except StoreUnavailableError:
+        raise
+    except SessionStoreError as exc:
+        return [exc] * len(chunk)
+    return bytes(reply).split(b"\n")
 
 
 def scriptable(commands: Sequence[tuple[str, tuple[Any, ...]]]) -> bool:

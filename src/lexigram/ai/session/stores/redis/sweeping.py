@@ -1,22 +1,24 @@
 """Sweeping operations of the Redis store: expiry through the deadline index, purge.
 
 A component of the store facade (``store.py``), working through its :class:`RedisCore`.
-A batch runs its script once per chunk of sessions on a single server
-(:func:`batch_scripts.run_session_batch`), once per session on Redis Cluster.
+A batch is cut into chunks handled at once, so that one chunk's replies are decoded
+while Redis runs the next; a chunk is one script call on a single server
+(:func:`batch_scripts.run_session_chunk`), a script per session on Redis Cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
-from lexigram.ai.session.stores.redis.batch_scripts import run_session_batch
+from lexigram.ai.session.stores.redis.batch_scripts import chunked, run_session_chunk
 from lexigram.ai.session.stores.redis.core import RedisCore, new_op, record_name
 from lexigram.ai.session.stores.redis.wire import to_us
 
@@ -27,6 +29,8 @@ _SCAN_BATCH = 200
 _MAX_PAGE = 1000
 _LIVE = ("active", "suspended")
 _TOMBSTONE_SAFETY_S = 86_400
+
+T = TypeVar("T")
 
 
 class SweepOps:
@@ -94,43 +98,44 @@ class SweepOps:
     async def mark_expired_batch(
         self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
     ) -> BatchOutcome[SessionRecord]:
-        """``mark_expired`` for every id in one round trip, then the indexes in one."""
-        ids = list(dict.fromkeys(session_ids))
-        outcome: BatchOutcome[SessionRecord] = BatchOutcome()
-        if not ids:
-            return outcome
+        """``mark_expired`` for every id, then the indexes, chunk by chunk (all at once)."""
         now, now_us = self._core.clock()
-        replies = await self._batch_replies("mark_expired", ids, [now_us])
-        ended: list[tuple[str, str, int]] = []
-        for sid, reply in zip(ids, replies, strict=True):
-            try:
-                data = self._settled_reply(sid, reply)
-                if "h" not in data:
+
+        async def expire(chunk: Sequence[str]) -> BatchOutcome[SessionRecord]:
+            part: BatchOutcome[SessionRecord] = BatchOutcome()
+            replies = await self._replies("mark_expired", chunk, [now_us])
+            ended: list[tuple[str, str, int]] = []
+            for sid, reply in zip(chunk, replies, strict=True):
+                try:
+                    data = self._settled_reply(sid, reply)
+                    if "h" not in data:
+                        continue
+                    record = self._core.record(data["h"], sid, now)
+                except CorruptRecordError as exc:
+                    part.damaged.append((sid, exc))
                     continue
-                record = self._core.record(data["h"], sid, now)
-            except CorruptRecordError as exc:
-                outcome.damaged.append((sid, exc))
-                continue
-            except Exception as exc:
-                outcome.failed.append((sid, exc))
-                continue
-            outcome.done.append(record)
-            ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
-        await self._core.index.ended_many(ended)
-        return outcome
+                except Exception as exc:
+                    part.failed.append((sid, exc))
+                    continue
+                part.done.append(record)
+                ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
+            await self._core.index.ended_many(ended)
+            return part
 
-    async def _batch_replies(self, name: str, ids: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        """Write script ``name`` for every id, one round trip: one reply (or error) per id.
+        return await _by_chunks(list(dict.fromkeys(session_ids)), expire)
 
-        A single server runs ``<name>_many`` once per chunk of sessions; Redis Cluster
-        spreads the sessions over slots, so there each runs its own script.
+    async def _replies(self, name: str, chunk: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """Write script ``name`` for every id of ``chunk``: one reply (or error) per id.
+
+        A single server runs ``<name>_many`` once for the chunk; Redis Cluster spreads
+        the sessions over slots, so there each runs its own script.
         """
         core = self._core
         argv = core.argv(args)
         if isinstance(core.scripts.client(), RedisCluster):
-            calls = [(core.script_keys(sid, name, new_op()), argv) for sid in ids]
+            calls = [(core.script_keys(sid, name, new_op()), argv) for sid in chunk]
             return await core.scripts.many_settled(name, calls)
-        return await run_session_batch(core.scripts, core.keys, name, ids, argv, new_op=new_op)
+        return await run_session_chunk(core.scripts, core.keys, name, chunk, argv, new_op=new_op)
 
     def _settled_reply(self, session_id: str, reply: Any) -> Any:
         """One reply of :meth:`ScriptRunner.many_settled` as a document, or its error raised."""
@@ -191,30 +196,31 @@ class SweepOps:
         tombstone_until: datetime,
         concurrency: int = BATCH_CONCURRENCY,
     ) -> BatchOutcome[str]:
-        """``purge`` for every id in one round trip, then the indexes in one."""
-        ids = list(dict.fromkeys(session_ids))
-        outcome: BatchOutcome[str] = BatchOutcome()
-        if not ids:
-            return outcome
+        """``purge`` for every id, then the indexes, chunk by chunk (all at once)."""
         now, now_us = self._core.clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        replies = await self._batch_replies("purge", ids, [now_us, until_us, safety])
-        gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
-        for sid, reply in zip(ids, replies, strict=True):
-            try:
-                data = self._settled_reply(sid, reply)
-            except CorruptRecordError as exc:
-                outcome.damaged.append((sid, exc))
-                continue
-            except Exception as exc:
-                outcome.failed.append((sid, exc))
-                continue
-            if "u" in data:
-                outcome.done.append(sid)
-                gone.append((sid, data["u"], data.get("ps"), data["c"]))
-        await self._core.index.forget_many(gone)
-        return outcome
+
+        async def purge(chunk: Sequence[str]) -> BatchOutcome[str]:
+            part: BatchOutcome[str] = BatchOutcome()
+            replies = await self._replies("purge", chunk, [now_us, until_us, safety])
+            gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
+            for sid, reply in zip(chunk, replies, strict=True):
+                try:
+                    data = self._settled_reply(sid, reply)
+                except CorruptRecordError as exc:
+                    part.damaged.append((sid, exc))
+                    continue
+                except Exception as exc:
+                    part.failed.append((sid, exc))
+                    continue
+                if "u" in data:
+                    part.done.append(sid)
+                    gone.append((sid, data["u"], data.get("ps"), data["c"]))
+            await self._core.index.forget_many(gone)
+            return part
+
+        return await _by_chunks(list(dict.fromkeys(session_ids)), purge)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         now, now_us = self._core.clock()
@@ -234,3 +240,26 @@ class SweepOps:
 def _page_size(wanted: int) -> int:
     """How many index entries to read next when ``wanted`` more ids are sought."""
     return min(max(wanted, _SCAN_BATCH), _MAX_PAGE)
+
+
+async def _by_chunks(
+    ids: Sequence[str], work: Callable[[Sequence[str]], Awaitable[BatchOutcome[T]]]
+) -> BatchOutcome[T]:
+    """``work`` on every chunk of ``ids`` at once; their outcomes joined in order.
+
+    A chunk whose work failed (Redis unreachable, an index update refused) counts
+    its ids as failed; the other chunks are reported as they are.
+    """
+    outcome: BatchOutcome[T] = BatchOutcome()
+    chunks = chunked(ids)
+    parts = await asyncio.gather(*(work(chunk) for chunk in chunks), return_exceptions=True)
+    for chunk, part in zip(chunks, parts, strict=True):
+        if isinstance(part, BaseException):
+            if not isinstance(part, Exception):
+                raise part
+            outcome.failed.extend((sid, part) for sid in chunk)
+            continue
+        outcome.done.extend(part.done)
+        outcome.damaged.extend(part.damaged)
+        outcome.failed.extend(part.failed)
+    return outcome
