@@ -100,8 +100,9 @@ class DataKey:
 
         A value sealed with context ``context_prefix + rest`` opens as
         ``decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + rest.encode())`` where ``raw``
-        is :func:`sealed_bytes` of it; a failure raises ``InvalidTag``, and the caller
-        then opens the value with :meth:`open`, which names what is wrong.
+        is :func:`sealed_bytes` of it; a failure raises ``InvalidTag`` (``ValueError`` for
+        a truncated value), and the caller then opens the value with :meth:`open`, which
+        names what is wrong.
         """
         return self._aead.decrypt, self._aad(context_prefix)
 
