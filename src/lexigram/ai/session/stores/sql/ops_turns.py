@@ -565,16 +565,16 @@ class TurnStatements:
             # rolls back and re-raises on any error (a duplicate turn id), and returns
             # the header when it applied, nothing when a check refused it.
             self._rows_head = (
-                "BEGIN NOT ATOMIC DECLARE got INT DEFAULT 0; DECLARE base BIGINT; "
-                "DECLARE CONTINUE HANDLER FOR NOT FOUND SET got = 0; "
+                "BEGIN NOT ATOMIC DECLARE base BIGINT DEFAULT NULL; "
+                "DECLARE CONTINUE HANDLER FOR NOT FOUND SET base = NULL; "
                 "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
                 "START TRANSACTION; "
-                f"SELECT 1 INTO got FROM {s} WHERE session_id = :sid FOR UPDATE SKIP LOCKED; "
-                f"IF got = 1 THEN UPDATE {s} SET "
+                f"SELECT last_seq INTO base FROM {s} WHERE session_id = :sid "
+                "FOR UPDATE SKIP LOCKED; "
+                f"IF base IS NOT NULL THEN UPDATE {s} SET "
             )
             self._rows_tail = (
                 f" {append_where}; IF ROW_COUNT() = 1 THEN "
-                f"SELECT last_seq - :n INTO base FROM {s} WHERE session_id = :sid; "
                 f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES {{rows}}; "
                 f"SELECT {h} FROM {s} WHERE session_id = :sid; END IF; END IF; COMMIT; END"
             )
