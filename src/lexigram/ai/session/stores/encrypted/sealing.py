@@ -31,6 +31,7 @@ from lexigram.ai.session.encryption.cipher import (
 )
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
+from lexigram.ai.session.stores.codec import build_state, build_turn
 from lexigram.ai.session.stores.encrypted.opened import Entry
 
 __all__ = [
@@ -78,10 +79,8 @@ def _open_json(key: DataKey, value: Any, context: str, record: str) -> Any:
 
 
 # ----------------------------------------------------------------------- turns
-_new = object.__new__
-_set = object.__setattr__
-#: Whether a turn can be rebuilt by installing a field dict (several times cheaper than
-#: ``dataclasses.replace``, which runs ``__init__``): a plain frozen dataclass.
+#: Whether a turn's fields can be read and rebuilt as a dict (``codec.build_turn``,
+#: several times cheaper than ``dataclasses.replace``): a plain frozen dataclass.
 _DICT_TURNS = not hasattr(SessionTurn, "__slots__") and not hasattr(SessionTurn, "__post_init__")
 _DICT_STATES = not hasattr(SessionState, "__slots__") and not hasattr(SessionState, "__post_init__")
 
@@ -102,9 +101,7 @@ def _with_body(
     data = turn.__dict__.copy()
     data["content"], data["tool_calls"] = content, tool_calls
     data["skill_results"], data["metadata"] = skill_results, metadata
-    out = _new(SessionTurn)
-    _set(out, "__dict__", data)
-    return out
+    return build_turn(data)
 
 
 def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
@@ -250,9 +247,7 @@ def _header_with(
     data = state.__dict__.copy()
     data["metadata"], data["variables"] = metadata, variables
     data["system_prompt"], data["turns"] = system_prompt, turns
-    out = _new(SessionState)
-    _set(out, "__dict__", data)
-    return out
+    return build_state(data)
 
 
 def open_header(
