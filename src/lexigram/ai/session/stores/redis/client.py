@@ -331,10 +331,12 @@ class ScriptRunner:
         loop = self._loops.get()
         script = loop.scripts[name]
         sent: LaneError | None = None
-        if loop.lane is not None:
+        if loop.lane is not None and keys:
             async with loop.gate:
                 try:
-                    return await loop.lane.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                    return await loop.lane.call(
+                        keys[0], "EVALSHA", script.sha, len(keys), *keys, *args
+                    )
                 except NoScriptError:
                     pass  # the full path loads the scripts again
                 except LaneError as exc:
@@ -350,12 +352,12 @@ class ScriptRunner:
                 translate(exc, f"script {name}")
 
     async def fast(self, *args: Any) -> Any:
-        """One plain command (``"LRANGE", key, ...``) through the direct lane when there is one."""
+        """One plain command on one key (``"LRANGE", key, ...``), through the lane if any."""
         loop = self._loops.get()
         if loop.lane is not None:
             async with loop.gate:
                 try:
-                    return await loop.lane.call(*args)
+                    return await loop.lane.call(str(args[1]), *args)
                 except LaneError:
                     pass  # a read: the full path below simply runs it again
                 except RedisError as exc:

@@ -2,12 +2,13 @@
 
 redis-py runs every command through several layers (retry wrapper, pool lock,
 observability records, event dispatch, health checks, timeouts), which on a chat
-request cost the client more than the command itself. On a single server with
-``hiredis`` the store's hot calls go through :class:`DirectLane` instead: the
-command is packed by ``hiredis`` and written to the connection's stream, the reply
-is read by the connection's own ``hiredis`` parser. Connections come from the
+request cost the client more than the command itself. With ``hiredis`` the
+store's calls go through :class:`DirectLane` instead: the command is packed by
+``hiredis`` and written to the connection's stream, the reply is read by the
+connection's own parser. On a single server the connections come from the
 client's pool factory (same URL, credentials, database and handshake) but are
-kept here, so each carries at most one command at a time.
+kept by the lane; on a Cluster they are borrowed from the node serving the key's
+slot (a redirection is left to the full path). Each carries one command at a time.
 
 Failures are not handled here: any error leaves the connection closed (a reply may
 still be on its way) and is raised as redis-py's own exception, with
@@ -21,13 +22,26 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MaxConnectionsError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from lexigram.ai.session.stores.redis.packing import HiredisPackingConnection, pack
+from lexigram.ai.session.stores.redis.packing import HiredisPackingConnection, has_packer, pack
 
 __all__ = ["DirectLane", "LaneError", "open_lane"]
+
+#: Cluster replies saying the command did not run because its slot is served
+#: elsewhere or not at all right now (``MovedError`` is an ``AskError``).
+_ELSEWHERE = (AskError, TryAgainError, ClusterDownError)
 
 
 class LaneError(Exception):
@@ -48,21 +62,26 @@ class LaneError(Exception):
 
 
 class DirectLane:
-    """Commands written straight to idle connections of its own, replies read by hiredis."""
+    """Commands written straight to a connection, replies read by its hiredis parser.
 
-    def __init__(self, client: Redis) -> None:
-        # redis-py's connections are untyped where the lane reaches into them
-        self._make: Callable[[], Any] = client.connection_pool.make_connection
-        self._idle: list[Any] = []
-        self._made: list[Any] = []
+    ``source`` lends the connections: its own for a single server, the node's
+    (the one serving the command's key) on a Cluster.
+    """
 
-    async def call(self, *args: Any) -> Any:
-        """Send one command and return its reply (a server error reply is raised).
+    def __init__(self, source: _OwnConnections | _NodeConnections) -> None:
+        self._source = source
 
-        Raises :class:`LaneError` when the connection fails; ``ResponseError`` (and
-        its subclasses such as ``NoScriptError``) for an error reply.
+    async def call(self, key: str, *args: Any) -> Any:
+        """Send one command about ``key`` and return its reply (an error reply is raised).
+
+        Raises :class:`LaneError` when the connection fails (or, on a Cluster, the
+        key's slot is elsewhere: the full path follows the redirection);
+        ``ResponseError`` (and subclasses such as ``NoScriptError``) for an error reply.
         """
-        conn: Any = self._idle.pop() if self._idle else self._new()
+        try:
+            conn: Any = self._source.take(key)
+        except (RedisClusterException, ClusterError, MaxConnectionsError) as exc:
+            raise LaneError(exc, sent=False) from exc
         sent = False
         try:
             if conn.is_connected and _closed_by_peer(conn):
@@ -77,36 +96,82 @@ class DirectLane:
             writer.write(pack(args))
             sent = True
             reply = await conn._parser.read_response()
-        except ResponseError:  # pragma: no cover - the parser returns error replies
-            raise
         except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
             await conn.disconnect(nowait=True)
-            self._idle.append(conn)
+            self._source.give(conn)
             raise LaneError(exc, sent=sent) from exc
         except BaseException:
             # Cancelled (or worse) while a reply may be on its way: never reuse it.
             await conn.disconnect(nowait=True)
-            self._idle.append(conn)
+            self._source.give(conn)
             raise
-        self._idle.append(conn)
+        self._source.give(conn)
         if isinstance(reply, ResponseError):
+            if isinstance(reply, _ELSEWHERE):
+                raise LaneError(reply, sent=False) from reply  # not run: not its slot
             raise reply
         return reply
 
-    def _new(self) -> Any:
+    async def aclose(self) -> None:
+        """Close the connections the lane made (a Cluster's belong to its nodes)."""
+        await self._source.aclose()
+
+    def connections(self) -> list[Any]:
+        """The connections the lane made (to drop their sockets when their loop is gone)."""
+        return self._source.connections()
+
+
+class _OwnConnections:
+    """A single server: idle connections of the lane's own, made by the client's pool."""
+
+    def __init__(self, client: Redis) -> None:
+        # redis-py's connections are untyped where the lane reaches into them
+        self._make: Callable[[], Any] = client.connection_pool.make_connection
+        self._idle: list[Any] = []
+        self._made: list[Any] = []
+
+    def take(self, key: str) -> Any:
+        if self._idle:
+            return self._idle.pop()
         conn = self._make()
         self._made.append(conn)
         return conn
 
+    def give(self, conn: Any) -> None:
+        self._idle.append(conn)
+
     async def aclose(self) -> None:
-        """Close every connection of the lane."""
         made, self._made, self._idle = self._made, [], []
         for conn in made:
             await conn.disconnect(nowait=True)
 
     def connections(self) -> list[Any]:
-        """Every connection the lane made (to drop their sockets when their loop is gone)."""
         return list(self._made)
+
+
+class _NodeConnections:
+    """A Cluster: the connections of the node serving the key's slot, lent and returned."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._lent: dict[int, Any] = {}
+
+    def take(self, key: str) -> Any:
+        node: Any = self._client.get_node_from_key(key)
+        if node is None:  # pragma: no cover - only asked for replicas
+            raise ClusterError(f"no node serves {key!r}")
+        conn = node.acquire_connection()
+        self._lent[id(conn)] = node
+        return conn
+
+    def give(self, conn: Any) -> None:
+        self._lent.pop(id(conn)).release(conn)
+
+    async def aclose(self) -> None:
+        return None  # the client closes its nodes' connections
+
+    def connections(self) -> list[Any]:
+        return []
 
 
 def _closed_by_peer(conn: Any) -> bool:
@@ -116,9 +181,11 @@ def _closed_by_peer(conn: Any) -> bool:
 
 
 def open_lane(client: Any) -> DirectLane | None:
-    """A lane for ``client`` when it is a single server packing with hiredis, else None."""
+    """A lane for ``client``: a single server packing with hiredis, or a Cluster; else None."""
+    if isinstance(client, RedisCluster):
+        return DirectLane(_NodeConnections(client)) if has_packer() else None
     if not isinstance(client, Redis):
         return None
     if client.connection_pool.connection_class is not HiredisPackingConnection:
         return None
-    return DirectLane(client)
+    return DirectLane(_OwnConnections(client))

@@ -23,7 +23,12 @@ except ImportError:  # pragma: no cover - hiredis is part of the "redis" extra
 else:
     _pack = _hiredis_pack
 
-__all__ = ["HiredisPackingConnection", "connection_class", "pack"]
+__all__ = ["HiredisPackingConnection", "connection_class", "has_packer", "pack"]
+
+
+def has_packer() -> bool:
+    """Whether ``hiredis`` is there to pack commands (the ``redis`` extra)."""
+    return _pack is not None
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
