@@ -79,9 +79,6 @@ _TURNS = _lua("turns")
 # KEYS: many session headers (single server only); ARGV: fields. HMGET of each.
 _PROBE_MANY = _lua("probe_many")
 
-# KEYS: header, turns only; ARGV: count. The newest live turns, without the prelude.
-_TURNS_LAST = _lua("turns_last")
-
 # ARGV: now, checkpoint id, metadata-json, max|'', include_turns ('1'|'0').
 _CP_CREATE = _lua("cp_create")
 
@@ -223,6 +220,5 @@ SCRIPTS: dict[str, str] = {
     **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
     "index_batch": _lua("index_batch"),
     "reserve": _OP_TTL + _RESERVE,
-    "turns_last": _TURNS_LAST,
     "probe_many": _PROBE_MANY,
 }
