@@ -535,6 +535,11 @@ class SqliteRunner(Runner):
     #: ``_execute``); False (or an aiosqlite without it) uses the public API instead,
     #: one hop per statement.
     one_hop: ClassVar[bool] = True
+    #: Reads go to the pinned writer connection too: each process then runs its SQLite
+    #: work in one worker thread, as the raw driver does, instead of one thread per
+    #: pooled connection contending for the GIL with the writer while it holds the
+    #: database's write lock (more chat exchanges per second: docs/performance.md).
+    reads_on_writer: ClassVar[bool] = True
 
     def __init__(
         self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4, **loops: Any
@@ -553,6 +558,11 @@ class SqliteRunner(Runner):
         leases = self.leases
         if not self.one_hop or leases.closed:
             return await self._locked_write(script, args)
+        return await self._on_pinned("BEGIN IMMEDIATE", script, args)
+
+    async def _on_pinned(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
+        """One hop on the pinned connection (a write, or a read: see ``reads_on_writer``)."""
+        leases = self.leases
         try:
             lease = await leases.pinned()
         except asyncio.CancelledError:
@@ -561,10 +571,12 @@ class SqliteRunner(Runner):
             raise self.translate(exc) from exc
         driver = lease[1]
         call: Callable[..., Awaitable[T]] | None = getattr(driver, "_execute", None)
-        if call is None:
-            return await self._locked_write(script, args)
+        if call is None:  # an aiosqlite without it: one hop per statement
+            if begin == "BEGIN IMMEDIATE":
+                return await self._locked_write(script, args)
+            return await self._hop(begin, script, args)
         try:
-            return await call(_sqlite_call, driver._conn, "BEGIN IMMEDIATE", script, args)
+            return await call(_sqlite_call, driver._conn, begin, script, args)
         except (SessionError, Conflict, asyncio.CancelledError):
             raise
         except BaseException as exc:
@@ -578,7 +590,10 @@ class SqliteRunner(Runner):
             return await self._hop("BEGIN IMMEDIATE", script, args)
 
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
-        return await self._hop("BEGIN" if snapshot else None, script, args)
+        begin = "BEGIN" if snapshot else None
+        if self.reads_on_writer and self.one_hop and not self.leases.closed:
+            return await self._on_pinned(begin, script, args)
+        return await self._hop(begin, script, args)
 
     async def _hop(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
         try:
