@@ -25,7 +25,7 @@ async def _drop_store(store: SessionStore) -> None:
 
 BACKENDS = [
     BenchBackend(
-        name="in_memory",
+        name="memory",
         make_store=_make_store,
         drop_store=_drop_store,
         notes={"url": "process memory", "baseline": "none (no driver)"},

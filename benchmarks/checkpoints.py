@@ -1,6 +1,6 @@
 """Checkpoint, restore and fork of a 5,000-turn session, and what checkpoints cost in bytes.
 
-Run:  python benchmarks/checkpoints.py [--quick] [--backends in_memory,sqlite,postgres,redis]
+Run:  python benchmarks/checkpoints.py [--quick] [--backends memory,sqlite,postgres,redis]
 
 Per backend (in-memory always; SQLite when ``stores/database.py`` exists; PostgreSQL
 and Redis when, in addition, their server answers on 127.0.0.1), on a 5,000-turn
@@ -283,8 +283,8 @@ def available_backends(wanted: set[str]) -> tuple[list[Backend], list[str]]:
     notes: list[str] = []
     has_sql = importlib.util.find_spec("lexigram.ai.session.stores.database") is not None
     has_redis = importlib.util.find_spec("lexigram.ai.session.stores.cache") is not None
-    if "in_memory" in wanted:
-        found.append(Backend("in_memory", _memory))
+    if "memory" in wanted:
+        found.append(Backend("memory", _memory))
     if "sqlite" in wanted:
         if has_sql:
             found.append(_sql_backend("sqlite", lambda tmp: f"sqlite+aiosqlite:///{tmp / 'b.db'}"))
@@ -466,7 +466,7 @@ def report(name: str, timings: Timings, measured: tuple[Storage, Storage] | None
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--backends", default="in_memory,sqlite,postgres,redis")
+    parser.add_argument("--backends", default="memory,sqlite,postgres,redis")
     args = parser.parse_args()
     reps = 4 if args.quick else 20
     backends, notes = available_backends({b.strip() for b in args.backends.split(",")})

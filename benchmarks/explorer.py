@@ -2,7 +2,7 @@
 
 Run::
 
-    python benchmarks/explorer.py [--backend sqlite|in_memory|postgres|redis] [--runs 5]
+    python benchmarks/explorer.py [--backend sqlite|memory|postgres|redis] [--runs 5]
 
 It seeds one store with a **10,000-turn group session** (two agents, two models, a
 checkpoint every 1,000 turns, two branches, one merged back) and a **user with 10,000
@@ -75,7 +75,7 @@ def _turn(n: int) -> SessionTurn:
 @asynccontextmanager
 async def open_store(backend: str) -> AsyncIterator[SessionStore]:
     """An initialised, empty store of ``backend``; dropped afterwards."""
-    if backend == "in_memory":
+    if backend == "memory":
         from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 
         memory = InMemorySessionStore()
@@ -184,7 +184,7 @@ async def main() -> None:
     """Seed, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="sqlite",
-                        choices=["sqlite", "in_memory", "postgres", "redis"])
+                        choices=["sqlite", "memory", "postgres", "redis"])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     async with open_store(args.backend) as store:

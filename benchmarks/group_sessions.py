@@ -131,11 +131,11 @@ async def bench(name: str, make: Callable[[], Awaitable[SessionStore]], quick: b
 
 async def main(quick: bool) -> None:
     async def memory() -> SessionStore:
-        store = create_store(SessionConfig(backend="in_memory"))
+        store = create_store(SessionConfig(backend="memory"))
         await store.initialize()
         return store
 
-    await bench("in_memory", memory, quick)
+    await bench("memory", memory, quick)
     with tempfile.TemporaryDirectory() as tmp:
 
         async def sqlite() -> SessionStore:

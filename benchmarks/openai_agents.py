@@ -215,9 +215,9 @@ def _our_subject(backend: BenchBackend, store: SessionStore) -> Subject:
 async def main(rounds: int, n: int, only: set[str] | None) -> None:
     """Fill every subject, then measure ``rounds`` interleaved rounds of ``n`` samples."""
     backends = _plugged_backends()
-    if not any(b.name == "in_memory" for b in backends):
+    if not any(b.name == "memory" for b in backends):
         backends.insert(
-            0, BenchBackend(name="in_memory", make_store=_memory_store, drop_store=_close)
+            0, BenchBackend(name="memory", make_store=_memory_store, drop_store=_close)
         )
     if only:
         backends = [b for b in backends if b.name in only]

@@ -1,6 +1,6 @@
 """Encryption at rest: add_turn and get_state with encryption on beside off, same run.
 
-Run:  python benchmarks/privacy.py [--quick] [--backends in_memory,sqlite,postgres,redis]
+Run:  python benchmarks/privacy.py [--quick] [--backends memory,sqlite,postgres,redis]
 
 For every backend ``benchmarks/backends_*.py`` offers (servers that answer), two
 stores on fresh namespaces: plain, and the same backend behind

@@ -3,7 +3,7 @@
 Run::
 
     python benchmarks/stores.py [--quick] \
-        [--backends in_memory,sqlite,postgres,redis]
+        [--backends memory,sqlite,postgres,redis]
 
 Backends come from every ``benchmarks/backends_*.py`` (see ``harness.py``); one whose
 module does not import or whose server is down is skipped with a note. Per backend it
@@ -395,7 +395,7 @@ async def bench_scale(store: SessionStore, plan: Plan, report: Report) -> None:
         (f"get_turns(last=20) @ 10 / {big:,} turns", tails[few_turns], tails[many_turns]),
     ):
         ratio = median_ms(large) / median_ms(small)
-        judged = report.backend != "in_memory"  # the reference store sorts in Python
+        judged = report.backend != "memory"  # the reference store sorts in Python
         report.add(
             Row(
                 label,
