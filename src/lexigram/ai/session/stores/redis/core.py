@@ -6,8 +6,9 @@ components (``checkpoints.py``, ``sweeping.py``); none of them subclasses anothe
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -44,6 +45,7 @@ __all__ = [
     "new_op",
     "record_name",
     "text_map",
+    "wrong_type_is_damage",
 ]
 
 #: How long past its purge time a session's keys live on in Redis (one day): the
@@ -106,6 +108,19 @@ def _maybe_sent(exc: StoreUnavailableError) -> bool:
     if not isinstance(cause, RedisConnectionError | RedisTimeoutError):
         return False
     return "connecting" not in str(cause).lower()
+
+
+@contextlib.contextmanager
+def wrong_type_is_damage(session_id: str) -> Iterator[None]:
+    """Report a session key Redis cannot read as its type (``WRONGTYPE``) as damage."""
+    try:
+        yield
+    except SessionStoreError as exc:
+        if "WRONGTYPE" in str(exc):
+            raise CorruptRecordError(
+                record_name(session_id), "a key of the session has the wrong Redis type"
+            ) from None
+        raise
 
 
 class RedisCore:
@@ -203,13 +218,7 @@ class RedisCore:
         A reply that is not valid JSON means stored bytes are damaged (the reply
         embeds them): :class:`CorruptRecordError` naming the session.
         """
-        reply = await self.raw(name, session_id, args, op=op)
-        try:
-            return orjson.loads(reply)
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise CorruptRecordError(
-                record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
-            ) from exc
+        return self.meta(await self.raw(name, session_id, args, op=op), session_id)
 
     async def raw(
         self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
@@ -248,13 +257,17 @@ class RedisCore:
 
     @staticmethod
     def meta(raw: Any, session_id: str) -> Any:
-        """A script's JSON reply document, decoded."""
+        """A script's JSON reply document, decoded.
+
+        A reply that is not valid JSON means stored bytes are damaged (the reply
+        embeds them): :class:`CorruptRecordError` naming the session.
+        """
         try:
             return orjson.loads(raw)
         except (orjson.JSONDecodeError, TypeError) as exc:
             raise CorruptRecordError(
-                record_name(session_id), f"unreadable stored data: {exc}"
-            ) from None
+                record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
+            ) from exc
 
     @staticmethod
     def turns(items: Sequence[Any], session_id: str) -> list[SessionTurn]:

@@ -60,6 +60,7 @@ from lexigram.ai.session.stores.redis.core import (
     new_op,
     record_name,
     text_map,
+    wrong_type_is_damage,
 )
 from lexigram.ai.session.stores.redis.indexes import wall_us
 from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
@@ -214,7 +215,7 @@ class CacheSessionStore(SessionStore):
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._core.clock()
-        try:
+        with wrong_type_is_damage(session_id):
             header, items = await self._core.scripts.pipeline(
                 [
                     ("hgetall", (self._core.keys.header(session_id),)),
@@ -222,12 +223,6 @@ class CacheSessionStore(SessionStore):
                 ],
                 transaction=True,
             )
-        except SessionStoreError as exc:
-            if "WRONGTYPE" in str(exc):
-                raise CorruptRecordError(
-                    record_name(session_id), "a key of the session has the wrong Redis type"
-                ) from None
-            raise
         if not header:
             return None
         record = self._core.record(text_map(header, session_id), session_id, now)
@@ -308,17 +303,11 @@ class CacheSessionStore(SessionStore):
         """
         core = self._core
         items: list[Any] = []
-        try:
+        with wrong_type_is_damage(session_id):
             if last > 0:
                 items = await core.scripts.fast("LRANGE", core.keys.turns(session_id), -last, -1)
             if not items and not await core.scripts.fast("EXISTS", core.keys.header(session_id)):
                 raise SessionNotFoundError(session_id)
-        except SessionStoreError as exc:
-            if "WRONGTYPE" in str(exc):
-                raise CorruptRecordError(
-                    record_name(session_id), "a key of the session has the wrong Redis type"
-                ) from None
-            raise
         return core.turns(items, session_id)
 
     @staticmethod
