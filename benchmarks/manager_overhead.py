@@ -24,48 +24,17 @@ import asyncio
 import gc
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionTurn
+from scale import _config, exchange_turns
 
-from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import AppendResult
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.validation import check_turns
 
-CONFIG = SessionConfig(
-    session_ttl=0,
-    max_turns_per_session=10_000_000,
-    max_sessions_per_user=100_000,
-    auto_checkpoint_interval=None,
-)
-USER_TEXT = ("How do I rotate the API keys of the staging project safely? " * 4)[:200]
-ASSISTANT_TEXT = ("First create the new key, deploy it beside the old one, then revoke. " * 9)[:600]
-
-
-def _pair(n: int) -> list[SessionTurn]:
-    now = datetime.now(UTC)
-    return [
-        SessionTurn(
-            turn_id=f"u{n}",
-            role="user",
-            content=USER_TEXT,
-            timestamp=now,
-            tokens_used=12,
-            cost=0.0001,
-        ),
-        SessionTurn(
-            turn_id=f"a{n}",
-            role="assistant",
-            content=ASSISTANT_TEXT,
-            timestamp=now,
-            tokens_used=140,
-            cost=0.0021,
-            model="gpt-x",
-        ),
-    ]
+CONFIG = _config()
 
 
 class CannedStore(InMemorySessionStore):
@@ -118,12 +87,12 @@ async def main() -> None:
     real = InMemorySessionStore()
     sid = (await SessionManagerImpl(real, CONFIG).create("bench-user")).session_id
     for n in range(10):
-        await real.append_turns(sid, _pair(n), max_turns=None)
+        await real.append_turns(sid, exchange_turns("", n), max_turns=None)
     store = CannedStore()
     store.turns = await real.get_turns(sid, last=20)
-    store.result = await real.append_turns(sid, _pair(99), max_turns=None)
+    store.result = await real.append_turns(sid, exchange_turns("", 99), max_turns=None)
     manager = SessionManagerImpl(store, CONFIG)
-    batch = _pair(1)
+    batch = exchange_turns("", 1)
     checked = check_turns(batch)
 
     best: dict[str, float] = {}

@@ -117,6 +117,30 @@ def _turn(n: int, role: str, text: str, prefix: str) -> SessionTurn:
     )
 
 
+def exchange_turns(tag: str, n: int) -> list[SessionTurn]:
+    """The user and the assistant turn one chat exchange appends."""
+    now = datetime.now(UTC)
+    return [
+        SessionTurn(
+            turn_id=f"{tag}u{n}",
+            role="user",
+            content=USER_TEXT,
+            timestamp=now,
+            tokens_used=12,
+            cost=0.0001,
+        ),
+        SessionTurn(
+            turn_id=f"{tag}a{n}",
+            role="assistant",
+            content=ASSISTANT_TEXT,
+            timestamp=now,
+            tokens_used=140,
+            cost=0.0021,
+            model="gpt-x",
+        ),
+    ]
+
+
 def _turn_dict(turn_id: str, role: str, text: str, now: float) -> dict[str, Any]:
     return {
         "turn_id": turn_id,
@@ -172,29 +196,7 @@ class OursStack:
     async def exchange(self, sid: str, n: int, tag: str) -> int:
         """Read the newest 20 turns, append a user and an assistant turn."""
         recent = await self.manager.get_turns(sid, last=LAST)
-        now = datetime.now(UTC)
-        await self.manager.add_turns(
-            sid,
-            [
-                SessionTurn(
-                    turn_id=f"{tag}u{n}",
-                    role="user",
-                    content=USER_TEXT,
-                    timestamp=now,
-                    tokens_used=12,
-                    cost=0.0001,
-                ),
-                SessionTurn(
-                    turn_id=f"{tag}a{n}",
-                    role="assistant",
-                    content=ASSISTANT_TEXT,
-                    timestamp=now,
-                    tokens_used=140,
-                    cost=0.0021,
-                    model="gpt-x",
-                ),
-            ],
-        )
+        await self.manager.add_turns(sid, exchange_turns(tag, n))
         return len(recent)
 
     async def close(self) -> None:
