@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionTurn
@@ -14,7 +13,6 @@ from lexigram.ai.session.stores.codec import dumps
 from lexigram.ai.session.stores.sql.rows import encode_prompt, turn_params
 from lexigram.ai.session.validation import (
     MAX_ID_LENGTH,
-    MAX_SAFE_INT,
     check_id,
     check_json,
     check_names,
@@ -22,6 +20,7 @@ from lexigram.ai.session.validation import (
     check_state,
     check_totals,
     check_turn,
+    check_turns,
 )
 
 _INF = float("inf")
@@ -30,7 +29,6 @@ __all__ = [
     "batch_totals",
     "checked_id",
     "checked_state",
-    "checked_turn",
     "first_repeat",
     "nul_fields_of",
     "patch_params",
@@ -49,66 +47,14 @@ def first_repeat(turns: Sequence[SessionTurn]) -> str | None:
     return None
 
 
-def _fast_ok(turn: Any) -> bool:
-    """Cheap structural check of a turn that the storage rules certainly accept."""
-    if type(turn) is not SessionTurn:
-        return False
-    turn_id: Any = turn.turn_id
-    cost: Any = turn.cost
-    return (
-        type(turn_id) is str
-        and len(turn_id) <= MAX_ID_LENGTH
-        and turn_id.isascii()
-        and turn_id.isprintable()
-        and not turn_id.isspace()
-        and type(turn.tool_calls) is list
-        and not turn.tool_calls
-        and type(turn.skill_results) is list
-        and not turn.skill_results
-        and type(turn.metadata) is dict
-        and not turn.metadata
-        and type(turn.role) is str
-        and turn.role.isascii()
-        and turn.role.strip() != ""
-        and type(turn.content) is str
-        and turn.content.isascii()
-        and isinstance(turn.timestamp, datetime)
-        and turn.timestamp.tzinfo is not None
-        and type(turn.tokens_used) is int
-        and 0 <= turn.tokens_used <= MAX_SAFE_INT
-        and (
-            (type(cost) is float and 0.0 <= cost < _INF)
-            or (type(cost) is int and 0 <= cost <= MAX_SAFE_INT)
-        )
-        and (turn.model is None or (type(turn.model) is str and turn.model.isascii()))
-        and (turn.provider is None or (type(turn.provider) is str and turn.provider.isascii()))
-    )
-
-
-def checked_turn(turn: Any, field: str = "turn") -> SessionTurn:
-    """``turn`` when it can be stored; else ``SessionValidationError`` naming ``field.<x>``.
-
-    The storage rules are those of :mod:`lexigram.ai.session.validation` (ids, text
-    without lone surrogates, tokens in ``0..2**53-1``, finite costs >= 0, JSON values).
-    A plain ASCII turn without JSON values passes a cheap structural check; anything
-    else is checked field by field (JSON values walked: no NaN/inf, ints within 64
-    bits, no lone surrogates).
-    """
-    if _fast_ok(turn):
-        checked: SessionTurn = turn
-        return checked
-    return check_turn(turn, field)
-
-
 def turn_rows(session_id: str, turns: Sequence[SessionTurn]) -> list[dict[str, Any]]:
     """Checked, encoded ``turns`` rows (``seq`` set later by the script).
 
     Errors name ``turns[i].<field>``.
     """
     rows = []
-    for index, turn in enumerate(turns):
+    for index, checked in enumerate(check_turns(turns, "turns")):
         field = f"turns[{index}]"
-        checked = checked_turn(turn, field)
         try:
             rows.append(turn_params(session_id, 0, checked))
         except SessionValidationError as exc:

@@ -51,7 +51,6 @@ from lexigram.ai.session.stores.sql.inputs import (
     batch_totals,
     checked_id,
     checked_state,
-    checked_turn,
     first_repeat,
     nul_fields_of,
     patch_params,
@@ -75,7 +74,7 @@ from lexigram.ai.session.stores.sql.runner import (
 from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
 from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
-from lexigram.ai.session.validation import check_json
+from lexigram.ai.session.validation import check_json, check_turn, check_turns
 
 __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
 
@@ -281,7 +280,7 @@ class DatabaseSessionStore(SessionStore):
             "metadata": dumps(checkpoint.metadata, field="checkpoint.metadata").decode(),
             "header": header_to_json(state),
             "ranges": None,
-            "inline": turns_to_json([checked_turn(t) for t in state.turns]),
+            "inline": turns_to_json([check_turn(t, "turn") for t in state.turns]),
         }
         await self._write(cps.save_checkpoint, params, retry_safe=True)
 
@@ -370,7 +369,7 @@ class DatabaseSessionStore(SessionStore):
         patch: SessionPatch | None = None,
     ) -> AppendResult:
         checked_id(session_id, "session_id")
-        batch = list(turns)
+        batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
         tokens, cost = batch_totals(batch)
