@@ -368,6 +368,32 @@ class ScriptRunner:
             except RedisError as exc:
                 translate(exc, str(args[0]))
 
+    async def atomic_read(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Read commands on one slot (``("HGETALL", key)``, ...) as one MULTI/EXEC: replies.
+
+        Through the lane when there is one (one write, one round trip, replies as
+        the server sends them: ``HGETALL`` a flat list on RESP2); when it fails, the
+        full client path runs the whole transaction again (``HGETALL`` a dict).
+        Keyed by the first command's key.
+        """
+        loop = self._loops.get()
+        if loop.lane is not None:
+            async with loop.gate:
+                try:
+                    return await loop.lane.transaction(str(commands[0][1]), *commands)
+                except LaneError:
+                    pass  # reads: the full path simply runs them again
+                except RedisError as exc:
+                    translate(exc, str(commands[0][0]))
+        async with loop.gate:
+            try:
+                async with loop.client.pipeline(transaction=True) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    return list(await pipe.execute())
+            except RedisError as exc:
+                translate(exc, "pipeline")
+
     async def json(
         self, name: str, keys: Sequence[str], args: Sequence[Any], *, record: str
     ) -> Any:

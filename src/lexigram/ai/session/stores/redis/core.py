@@ -72,9 +72,13 @@ def record_name(session_id: str) -> str:
 
 
 def text_map(raw: Any, session_id: str) -> dict[str, str]:
-    """An ``HGETALL`` reply (bytes) as text; bytes that are not UTF-8 are corruption."""
+    """An ``HGETALL`` reply (bytes) as text; bytes that are not UTF-8 are corruption.
+
+    ``raw`` is a dict (redis-py, or RESP3) or the flat field/value list of RESP2.
+    """
+    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
     try:
-        return {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+        return {bytes(k).decode(): bytes(v).decode() for k, v in pairs}
     except UnicodeDecodeError as exc:
         raise CorruptRecordError(record_name(session_id), f"not UTF-8 text: {exc}") from None
 

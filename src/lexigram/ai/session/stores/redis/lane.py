@@ -43,6 +43,9 @@ __all__ = ["DirectLane", "LaneError", "open_lane"]
 #: elsewhere or not at all right now (``MovedError`` is an ``AskError``).
 _ELSEWHERE = (AskError, TryAgainError, ClusterDownError)
 
+_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
 
 class LaneError(Exception):
     """A lane call failed on the way to or from Redis.
@@ -78,6 +81,41 @@ class DirectLane:
         key's slot is elsewhere: the full path follows the redirection);
         ``ResponseError`` (and subclasses such as ``NoScriptError``) for an error reply.
         """
+        reply = (await self._exchange(key, pack(args), 1))[0]
+        if isinstance(reply, ResponseError):
+            if isinstance(reply, _ELSEWHERE):
+                raise LaneError(reply, sent=False) from reply  # not run: not its slot
+            raise reply
+        return reply
+
+    async def transaction(self, key: str, *commands: tuple[Any, ...]) -> list[Any]:
+        """Run ``commands`` (all about ``key``'s slot) as one MULTI/EXEC in one round trip.
+
+        Returns EXEC's replies; a command the server refused (``WRONGTYPE``) is raised
+        as its ``ResponseError``. A command refused while queued (on a Cluster, a slot
+        served elsewhere) aborts the transaction: :class:`LaneError` (nothing ran).
+        """
+        packed = b"".join([_MULTI, *(pack(c) for c in commands), _EXEC])
+        replies = await self._exchange(key, packed, len(commands) + 2)
+        *queued, result = replies
+        for reply in queued:
+            if isinstance(reply, ResponseError):
+                raise LaneError(reply, sent=False) from reply
+        if not isinstance(result, list):
+            if isinstance(result, ResponseError):
+                raise LaneError(result, sent=False) from result
+            raise LaneError(ResponseError(f"EXEC answered {result!r}"), sent=False)
+        for reply in result:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return result
+
+    async def _exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
+        """Write ``packed`` (``count`` commands) to a connection and read their replies.
+
+        Error replies are returned in their places, never raised; a failed
+        connection is closed and raised as :class:`LaneError`.
+        """
         try:
             conn: Any = self._source.take(key)
         except (RedisClusterException, ClusterError, MaxConnectionsError) as exc:
@@ -93,9 +131,10 @@ class DirectLane:
             writer = conn._writer
             if writer is None:  # pragma: no cover - connect() sets it or raises
                 raise RedisConnectionError("not connected")
-            writer.write(pack(args))
+            writer.write(packed)
             sent = True
-            reply = await conn._parser.read_response()
+            read = conn._parser.read_response
+            replies = [await read() for _ in range(count)]
         except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
             await conn.disconnect(nowait=True)
             self._source.give(conn)
@@ -106,11 +145,7 @@ class DirectLane:
             self._source.give(conn)
             raise
         self._source.give(conn)
-        if isinstance(reply, ResponseError):
-            if isinstance(reply, _ELSEWHERE):
-                raise LaneError(reply, sent=False) from reply  # not run: not its slot
-            raise reply
-        return reply
+        return replies
 
     async def aclose(self) -> None:
         """Close the connections the lane made (a Cluster's belong to its nodes)."""

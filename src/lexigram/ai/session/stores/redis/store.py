@@ -215,13 +215,10 @@ class CacheSessionStore(SessionStore):
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._core.clock()
+        keys = self._core.keys
         with wrong_type_is_damage(session_id):
-            header, items = await self._core.scripts.pipeline(
-                [
-                    ("hgetall", (self._core.keys.header(session_id),)),
-                    ("lrange", (self._core.keys.turns(session_id), 0, -1)),
-                ],
-                transaction=True,
+            header, items = await self._core.scripts.atomic_read(
+                ("HGETALL", keys.header(session_id)), ("LRANGE", keys.turns(session_id), 0, -1)
             )
         if not header:
             return None
