@@ -75,7 +75,7 @@ def is_sealed(value: object) -> bool:
 def sealed_bytes(value: str) -> bytes:
     """Nonce + ciphertext of a sealed value; ``ValueError`` when it does not decode."""
     if value.startswith(SEALED_PREFIX):
-        return bytes.fromhex(value[_PREFIX_LEN:])
+        return binascii.a2b_hex(value[_PREFIX_LEN:])  # binascii.Error / ValueError
     return binascii.a2b_base64(value[_PREFIX_LEN:], strict_mode=True)  # binascii.Error
 
 

@@ -75,8 +75,9 @@ def _entry(item: Any, where: str) -> EncryptionKey:
             raise _fail(where, f"unknown field(s) {unknown}; expected 'id' and 'key'")
         key_id, text = item.get("id"), item.get("key")
     else:
-        raise _fail(where, f"expected {{'id': ..., 'key': ...}} or 'id:key', "
-                           f"got a {type(item).__name__}")
+        raise _fail(
+            where, f"expected {{'id': ..., 'key': ...}} or 'id:key', got a {type(item).__name__}"
+        )
     if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
         raise _fail(f"{where}.id", "must be 1-64 letters, digits, '_' or '-'")
     return EncryptionKey(id=key_id, key=_decode_key(text, f"{where}.key"))
@@ -95,8 +96,10 @@ def parse_keys(value: Any) -> tuple[EncryptionKey, ...]:
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
-        raise _fail(_FIELD, f"expected a list of keys or an 'id:key,...' string, "
-                            f"got a {type(value).__name__}")
+        raise _fail(
+            _FIELD,
+            f"expected a list of keys or an 'id:key,...' string, got a {type(value).__name__}",
+        )
     keys = tuple(_entry(item, f"{_FIELD}[{i}]") for i, item in enumerate(items))
     seen: set[str] = set()
     for i, key in enumerate(keys):

@@ -60,6 +60,7 @@ from lexigram.ai.session.stores.encrypted.sealing import (
     seal_turn,
 )
 from lexigram.ai.session.validation import (
+    CheckedTurns,
     check_checkpoint,
     check_json,
     check_patch,
@@ -209,10 +210,11 @@ class EncryptedSessionStore(SessionStore):
                 logger.error("ai_session.encryption.stale_data_key", session_id=session_id)
             self._remember(session_id, key)  # also picks up a re-wrapped envelope
         cache = self._opened.of(session_id)
+        if cache is None:  # cache off: nothing to record either
+            return open_header(state, key, record=record)
         added: list[tuple[str, Entry]] = []
         opened = open_header(state, key, record=record, cache=cache, added=added)
-        if cache is not None:
-            self._opened.added(session_id, cache, added)
+        self._opened.added(session_id, cache, added)
         return opened
 
     @staticmethod
@@ -238,11 +240,13 @@ class EncryptedSessionStore(SessionStore):
         key = await self._key_for(session_id)
         if key is None:
             return turns
+        record = f"session {session_id!r}"
         cache = self._opened.of(session_id)
+        if cache is None:
+            return open_turns(turns, key, record=record)
         added: list[tuple[str, Entry]] = []
-        opened = open_turns(turns, key, record=f"session {session_id!r}", cache=cache, added=added)
-        if cache is not None:
-            self._opened.added(session_id, cache, added)
+        opened = open_turns(turns, key, record=record, cache=cache, added=added)
+        self._opened.added(session_id, cache, added)
         return opened
 
     # --------------------------------------------------------- whole state
@@ -374,7 +378,10 @@ class EncryptedSessionStore(SessionStore):
             check_patch(patch)
         key = await self._key_for(session_id)
         if key is not None:
-            outgoing = [seal_turn(t, key) for t in outgoing]
+            # Sealing a checked turn keeps it valid (its clear fields as they were, ASCII
+            # content, empty containers), so the batch stays a CheckedTurns and the inner
+            # store does not walk every field of the sealed copies again.
+            outgoing = CheckedTurns([seal_turn(t, key) for t in outgoing])
             if patch is not None:
                 patch = seal_patch(patch, key)
         elif patch is not None:
