@@ -18,7 +18,10 @@ On MariaDB each is translated once (memoised) by :func:`translate`:
 An append of up to ``ONE_STATEMENT_TURNS`` turns is one compound statement
 (``BEGIN NOT ATOMIC … END``, :meth:`.ops_turns.TurnStatements.append_rows`) that runs its
 own transaction: one round trip instead of ``START TRANSACTION``, the update, its
-read-back, the insert and ``COMMIT`` (:meth:`MyRunner.write_statement`).
+read-back, the insert and ``COMMIT`` (:meth:`MyRunner.write_statement`). An append of one
+or two turns calls the stored procedure that does the same instead
+(:mod:`.mysql_routines`): a :class:`~.mysql_routines.Call` statement, whose compound
+statement runs when the procedure is missing or may not be executed.
 
 Every connection runs with ``sql_mode`` ``SIMULTANEOUS_ASSIGNMENT`` (``SET a = …, b
 = …`` sees the old ``a``, as in standard SQL) and ``PIPES_AS_CONCAT``, and write
@@ -53,6 +56,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
     WriteOutcomeUnknownError,
 )
+from lexigram.ai.session.stores.sql.mysql_routines import Call
 from lexigram.ai.session.stores.sql.runner import (
     Conflict,
     Lease,
@@ -100,6 +104,9 @@ _DUP_ENTRY = 1062
 _DEADLOCK = 1213
 _LOCK_WAIT_TIMEOUT = 1205
 _NO_SUCH_TABLE = 1146
+#: A ``CALL`` of a procedure that does not exist, may not be executed, or cannot be
+#: loaded: the statement's fallback runs instead.
+_NO_ROUTINE = {1305, 1370, 1457}
 _LOST = {2003, 2006, 2013, 2055, 1927, 1053, 1077, 1078, 1079, 1080, 1152, 1153, 1158,
          1159, 1160, 1161, 4031}
 
@@ -154,7 +161,9 @@ class Plan:
 
     ``kind``: ``plain`` (``sql`` as is), ``update_one`` (``sql``, then ``fetch``
     with ``key`` when a row matched), ``update_many`` (``lock`` picks and locks the
-    ids, ``sql`` updates them, ``fetch`` reads them back).
+    ids, ``sql`` updates them, ``fetch`` reads them back), ``call`` (``sql`` calls a
+    procedure and returns its first result; ``fetch`` is the plain statement run
+    instead when the procedure is not there).
     """
 
     kind: str
@@ -175,6 +184,9 @@ def translate(sql: str) -> Plan:
     """The MariaDB form of one of the store's statements (memoised)."""
     plan = _PLANS.get(sql)
     if plan is not None:
+        return plan
+    if isinstance(sql, Call):
+        plan = _PLANS[sql] = Plan("call", _pyformat(sql), fetch=translate(sql.fallback).sql)
         return plan
     text = sql.replace(" AS TEXT)", " AS CHAR)").replace(" AS BIGINT)", " AS SIGNED)")
     text = re.sub(r"json_each\((:\w+)\)", lambda m: _ID_LIST.format(p=m.group(1)), text)
@@ -231,12 +243,35 @@ class MyTx(Tx):
             rows: list[Row] = list(await cur.fetchall()) if fetch else []
             return count, rows
 
+    async def _call(self, sql: str, plan: Plan, params: Mapping[str, Any] | None) -> list[Row]:
+        """The first result of a procedure call (none when it selected nothing)."""
+        async with self._conn.cursor() as cur:
+            try:
+                await cur.execute(plan.sql, params or None)
+            except self._integrity as exc:
+                raise Conflict(str(exc)) from exc
+            except Exception as exc:
+                if _code(exc) not in _NO_ROUTINE:
+                    raise
+            else:
+                rows: list[Row] = list(await cur.fetchall())
+                while await cur.nextset():  # the call's own status
+                    pass
+                return rows
+        # Not created (no CREATE ROUTINE privilege) or not ours to execute: the
+        # statement it stands for, in this process from now on.
+        _PLANS[sql] = Plan("plain", plan.fetch)
+        return (await self._exec(plan.fetch, params, fetch=True))[1]
+
     async def _plan(
         self, sql: str, params: Mapping[str, Any] | None
     ) -> tuple[int, list[Row]]:
         plan = translate(sql)
         if plan.kind == "plain":
             return await self._exec(plan.sql, params, fetch=True)
+        if plan.kind == "call":
+            rows = await self._call(sql, plan, params)
+            return len(rows), rows
         if plan.kind == "update_one":
             assert params is not None
             count, _ = await self._exec(plan.sql, params, fetch=False)

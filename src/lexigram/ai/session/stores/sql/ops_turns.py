@@ -33,6 +33,7 @@ from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compres
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts
+from lexigram.ai.session.stores.sql.mysql_routines import APPEND_SLOTS, Call, append_call
 from lexigram.ai.session.stores.sql.rows import (
     TURN_COLUMNS,
     ranges_from_json,
@@ -145,7 +146,7 @@ async def _quick_append(
     max_turns: int | None,
     patch: dict[str, Any] | None,
 ) -> Row | None:
-    """SQLite and MariaDB: the header update of an append that changes nothing else.
+    """SQLite: the header update of an append that changes nothing else.
 
     One conditional ``UPDATE … RETURNING`` (:meth:`TurnStatements.quick_append`) that
     applies while the session stays ACTIVE below its cap and, without a TTL, has no
@@ -189,9 +190,11 @@ async def append(
 ) -> AppendResult:
     """Append prepared turn rows and bump the counters, checks first (see module doc).
 
-    SQLite and MariaDB, up to :data:`ONE_STATEMENT_TURNS` turns: the conditional
-    update of :func:`_quick_append` (the slow path of PostgreSQL starts below it). It
-    matched nothing, or the batch is larger: the header is locked and read, the checks
+    SQLite, up to :data:`ONE_STATEMENT_TURNS` turns: the conditional update of
+    :func:`_quick_append` (the slow path of PostgreSQL and MariaDB starts below it: on
+    MariaDB that update would wait for a row lock and judge the deadline with the clock
+    read before the wait). It matched nothing, or the batch is larger: the header is
+    locked and read (the clock read again once the lock is held), the checks
     raise the contract's error in its order, a retried batch already stored as the
     newest turns returns its first outcome, and the totals are computed turn by turn
     (:func:`new_totals`), exact.
@@ -201,7 +204,7 @@ async def append(
     tokens = sum(t.tokens_used for t in batch)
     cost = float(sum(t.cost for t in batch))
     row = None
-    if n <= ONE_STATEMENT_TURNS and batch_dup is None and not ctx.pg:
+    if n <= ONE_STATEMENT_TURNS and batch_dup is None and q.dialect == "sqlite":
         row = await _quick_append(tx, ctx, session_id, rows, tokens, cost, max_turns, patch)
     if row is None:
         header = await lock_header(tx, ctx, session_id)
@@ -578,6 +581,9 @@ class TurnStatements:
                 f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES {{rows}}; "
                 f"SELECT {h} FROM {s} WHERE session_id = :sid; END IF; END IF; COMMIT; END"
             )
+        # MariaDB: up to APPEND_SLOTS turns without a patch go through the stored
+        # procedure (the compound statement is its fallback, see mysql_routines).
+        self._procedure = p.prefix if p.dialect == "mysql" else None
         self._append_rows: dict[tuple[int, bool], str] = {}
         self.set_counters = (
             f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
@@ -665,5 +671,8 @@ class TurnStatements:
                     for i in range(1, n + 1)
                 ),
             )
-            sql = self._append_rows[key] = f"{self._rows_head}{sets}{tail}"
+            sql = f"{self._rows_head}{sets}{tail}"
+            if self._procedure is not None and not patched and n <= APPEND_SLOTS:
+                sql = Call(append_call(self._procedure, n), sql)
+            self._append_rows[key] = sql
         return sql

@@ -18,6 +18,10 @@ Every table name starts with the store's ``table_prefix`` (default ``ai_session_
 * ``tombstones``: ids of purged sessions that may not be reused before ``until_at``.
 * ``schema_version``: one row per schema version applied.
 
+MariaDB also gets a stored procedure that appends one or two turns
+(:mod:`.mysql_routines`), created with the tables when the user may create routines
+(the store works without it) and dropped with them.
+
 ``system_prompt`` is stored as a JSON string (PostgreSQL text cannot hold NUL; JSON
 escapes it). Times are integers: microseconds since the Unix epoch, UTC, so that
 comparisons are exact on every engine.
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lexigram.logging import get_logger
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -48,8 +53,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.exc import DBAPIError
 
 from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
+from lexigram.ai.session.stores.sql.mysql_routines import (
+    append_procedure,
+    create_append_procedure,
+    drop_append_procedure,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -73,6 +84,11 @@ LIVE_SQL = "('active', 'suspended')"
 ENDED_SQL = "('closed', 'expired')"
 
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+#: MariaDB's answers to a user who may not create a routine (no CREATE ROUTINE, no
+#: SUPER with binary logging): the store then appends without the procedure.
+_ROUTINE_REFUSED = {1044, 1142, 1227, 1370, 1419}
+
+_log = get_logger(__name__)
 
 _Double = Float(precision=53).with_variant(postgresql.DOUBLE_PRECISION(), "postgresql")
 _Ordinal = BigInteger().with_variant(Integer(), "sqlite")
@@ -295,6 +311,7 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
                 version=SCHEMA_VERSION, applied_at=now_us, release=release
             )
         )
+        _create_routines(conn, schema)
         return 0
     for step in range(found, SCHEMA_VERSION):
         migrate = MIGRATIONS.get(step)
@@ -308,9 +325,45 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
         )
     # Tables added in this version but absent (e.g. dropped by hand) come back.
     schema.metadata.create_all(conn, checkfirst=True)
+    _create_routines(conn, schema)
     return found
+
+
+def _create_routines(conn: Connection, schema: Schema) -> None:
+    """MariaDB: create the append procedure unless it exists (last: DDL commits).
+
+    A user who may not create routines gets a warning in the log; the store then
+    runs the statement the procedure stands for.
+    """
+    if conn.dialect.name != "mysql" or _has_routine(conn, schema):
+        return
+    try:
+        conn.execute(text(create_append_procedure(schema.prefix)))
+    except DBAPIError as exc:
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        if code not in _ROUTINE_REFUSED:
+            raise
+        _log.warning("ai_session.sql.no_routine", prefix=schema.prefix, error=str(exc.orig))
+
+
+def _has_routine(conn: Connection, schema: Schema) -> bool:
+    """MariaDB: whether the append procedure of ``schema`` exists (and is visible to us).
+
+    Asked first because ``IF [NOT] EXISTS`` answers with a note the driver logs as a
+    warning on every ``initialize()``.
+    """
+    found = conn.execute(
+        text(
+            "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
+            "AND ROUTINE_TYPE = 'PROCEDURE' AND ROUTINE_NAME = :name"
+        ),
+        {"name": append_procedure(schema.prefix)},
+    )
+    return found.first() is not None
 
 
 def drop_all(conn: Connection, schema: Schema) -> None:
     """Drop every table of ``schema`` (destructive; tests and tooling only)."""
     schema.metadata.drop_all(conn, checkfirst=True)
+    if conn.dialect.name == "mysql" and _has_routine(conn, schema):
+        conn.execute(text(drop_append_procedure(schema.prefix)))

@@ -1,0 +1,153 @@
+"""MariaDB: the stored procedure that appends one or two turns, and its fallback.
+
+A chat exchange appends two turns, ``add_turn`` one. On MariaDB the store sends such an
+append as ``CALL <prefix>append_…(…)``: the procedure is compiled once per connection,
+where the anonymous ``BEGIN NOT ATOMIC … END`` statement it replaces
+(:meth:`.ops_turns.TurnStatements.append_rows`) was parsed and compiled by the server
+on every call, and the call is a tenth of that statement's text for the client to
+format and send. Both run the same transaction with the same checks and the same
+outcome: the header is locked with ``SKIP LOCKED`` (a header another transaction holds,
+or a check that refuses, returns nothing and the caller takes the locked path), the
+counters and totals move, the rows are inserted numbered from ``last_seq``, the header
+is returned, and any error (a live duplicate id) rolls the whole append back.
+
+The procedure is created with the tables (:func:`.schema.create_or_upgrade`, ``CREATE
+PROCEDURE IF NOT EXISTS``, ``SQL SECURITY INVOKER``) and dropped with them. When the
+database user may not create routines, or a store finds the procedure missing or may
+not execute it, the append runs the compound statement instead (:class:`Call`), so the
+procedure is an optimisation and never a requirement.
+
+The procedure reads the header into variables under the lock and writes the new
+values from them, so it does not depend on the ``sql_mode`` it was created with
+(``SIMULTANEOUS_ASSIGNMENT`` and the others are captured at creation).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS
+
+__all__ = [
+    "APPEND_SLOTS",
+    "Call",
+    "append_call",
+    "append_procedure",
+    "create_append_procedure",
+    "drop_append_procedure",
+]
+
+#: The most turns the procedure appends (larger batches use the compound statement).
+APPEND_SLOTS = 2
+#: Raise when the procedure's body or parameters change: the name carries it, so a
+#: database keeps the old procedure for processes still running the old release.
+_VERSION = 1
+#: ids and documents as the tables store them (binary collation without padding).
+_ID = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+_DOC = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+
+
+class Call(str):
+    """A ``CALL`` statement and the statement to run instead when the routine is not there.
+
+    A ``str``, so it passes through the store's scripts as any statement; the MariaDB
+    runner (:mod:`.mysql`) runs :attr:`fallback` when the server answers that the
+    procedure does not exist or may not be executed, and from then on in that process.
+    """
+
+    __slots__ = ("fallback",)
+    fallback: str
+
+    def __new__(cls, sql: str, fallback: str) -> Call:
+        """The call ``sql``; ``fallback`` takes the same ``:name`` parameters."""
+        self = super().__new__(cls, sql)
+        self.fallback = fallback
+        return self
+
+
+def append_procedure(prefix: str) -> str:
+    """The procedure's name for ``prefix``.
+
+    Routine names are case-insensitive and table names are not: the checksum of the
+    exact prefix keeps ``"A_"`` and ``"a_"`` (two sets of tables) apart.
+    """
+    return f"{prefix}append_v{_VERSION}_{zlib.crc32(prefix.encode()):08x}"
+
+
+def append_call(prefix: str, n: int) -> str:
+    """``CALL`` of the procedure for ``n`` (1 or 2) turns with the compound's parameters.
+
+    ``:sid, :n, :tokens, :now, :max, :expires, :tok_room, :cost_room`` and per turn
+    ``:id<i>, :tok<i>, :c<i>, :data<i>``; the slots after ``n`` are ``NULL``.
+    """
+    if not 0 < n <= APPEND_SLOTS:
+        raise ValueError(f"the append procedure takes 1 to {APPEND_SLOTS} turns, not {n}")
+    slots = [
+        f":id{i}, :tok{i}, :c{i}, :data{i}" if i <= n else "NULL, NULL, NULL, NULL"
+        for i in range(1, APPEND_SLOTS + 1)
+    ]
+    return (
+        f"CALL {append_procedure(prefix)}(:sid, :n, :tokens, :now, :max, :expires, "
+        f":tok_room, :cost_room, {', '.join(slots)})"
+    )
+
+
+def create_append_procedure(prefix: str) -> str:
+    """``CREATE PROCEDURE IF NOT EXISTS`` of the append procedure for ``prefix``."""
+    s, t = f"{prefix}sessions", f"{prefix}turns"
+    turn_params = ", ".join(
+        f"id{i} {_ID}, tok{i} BIGINT, c{i} DOUBLE, data{i} {_DOC}"
+        for i in range(1, APPEND_SLOTS + 1)
+    )
+    insert = f"INSERT INTO {t} (session_id, seq, live, turn_id, tokens_used, cost, data) VALUES "
+    inserts = " ELSE".join(
+        f"IF n = {n} THEN {insert}"
+        + ", ".join(f"(sid, base + {i}, 1, id{i}, tok{i}, c{i}, data{i})" for i in range(1, n + 1))
+        + ";"
+        for n in range(1, APPEND_SLOTS + 1)
+    )
+    # Added one turn at a time, as new_totals and the compound statement do.
+    costs = " ".join(
+        f"IF n >= {i} THEN SET cost = cost + c{i}; END IF;" for i in range(2, APPEND_SLOTS + 1)
+    )
+    header = ", ".join(HEADER_COLUMNS)
+    return (
+        f"CREATE PROCEDURE IF NOT EXISTS {append_procedure(prefix)}(sid {_ID}, n INT, "
+        "tokens BIGINT, now_us BIGINT, cap BIGINT, expires BIGINT, tok_room BIGINT, "
+        f"cost_room DOUBLE, {turn_params}) "
+        "MODIFIES SQL DATA SQL SECURITY INVOKER "
+        "BEGIN "
+        "DECLARE o, base, cnt, toks, upd, exp_at BIGINT DEFAULT NULL; "
+        "DECLARE cost DOUBLE DEFAULT NULL; "
+        "DECLARE ok BOOLEAN DEFAULT NULL; "
+        "DECLARE CONTINUE HANDLER FOR NOT FOUND SET ok = NULL; "
+        "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+        "START TRANSACTION; "
+        # The checks of the compound statement's WHERE clause, judged under the lock.
+        "SELECT ordinal, last_seq, turn_count, total_tokens, total_cost, updated_at, "
+        f"expires_at, n BETWEEN 1 AND {APPEND_SLOTS} AND status = 'active' "
+        "AND (expires_at IS NULL OR expires_at > now_us) "
+        "AND turn_count < cap AND turn_count + n <= cap AND total_tokens <= tok_room "
+        "AND total_cost <= cost_room "
+        "INTO o, base, cnt, toks, cost, upd, exp_at, ok "
+        f"FROM {s} WHERE session_id = sid FOR UPDATE SKIP LOCKED; "
+        "IF ok THEN "
+        f"SET cost = cost + c1; {costs} "
+        f"UPDATE {s} SET last_seq = base + n, turn_count = cnt + n, "
+        "total_tokens = toks + tokens, total_cost = cost, "
+        "updated_at = IF(upd > now_us, upd, now_us), "
+        "status = IF(cnt + n >= cap, 'closed', status), "
+        "expires_at = IF(cnt + n >= cap OR expires IS NULL, NULL, "
+        "IF(exp_at > expires, exp_at, expires)) "
+        "WHERE ordinal = o; "
+        f"{inserts} END IF; "
+        f"SELECT {header} FROM {s} WHERE ordinal = o; "
+        "END IF; "
+        "COMMIT; "
+        "END"
+    )
+
+
+def drop_append_procedure(prefix: str) -> str:
+    """``DROP PROCEDURE IF EXISTS`` of the append procedure for ``prefix``."""
+    return f"DROP PROCEDURE IF EXISTS {append_procedure(prefix)}"
