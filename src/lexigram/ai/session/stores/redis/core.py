@@ -34,7 +34,11 @@ from lexigram.ai.session.stores.base import SessionRecord
 from lexigram.ai.session.stores.redis.client import AnyRedis, ScriptRunner, connect, mask_url
 from lexigram.ai.session.stores.redis.indexes import Indexes
 from lexigram.ai.session.stores.redis.keys import KeySpace
-from lexigram.ai.session.stores.redis.scripts import WRITE_SCRIPTS
+from lexigram.ai.session.stores.redis.scripts import (
+    APPEND_GRACE_KEYS,
+    APPEND_KEYS,
+    WRITE_SCRIPTS,
+)
 from lexigram.ai.session.stores.redis.wire import decode_turns, header_record, to_us
 
 __all__ = [
@@ -201,7 +205,16 @@ class RedisCore:
 
     # ------------------------------------------------------------------ scripts
     def script_keys(self, session_id: str, name: str, op: str | None) -> list[str]:
-        """The session's keys, plus the key recording operation ``op``'s reply."""
+        """The session's keys, plus the key recording operation ``op``'s reply.
+
+        ``append`` (the chat path) gets only the keys it uses: see ``APPEND_KEYS``.
+        """
+        if name == "append":  # always once per operation: its op key is KEYS[5]
+            keys = self.keys.session(session_id, APPEND_KEYS)
+            keys.append(self.keys.op(session_id, op or new_op(), name))
+            if self.key_grace_ms is not None:
+                keys.extend(self.keys.session(session_id, APPEND_GRACE_KEYS))
+            return keys
         keys = self.keys.session(session_id)
         if op is not None:
             keys.append(self.keys.op(session_id, op, name))

@@ -59,10 +59,10 @@ class KeySpace:
 
     prefix: str
 
-    def session(self, session_id: str) -> list[str]:
-        """All keys of one session, in :data:`SESSION_KEY_NAMES` order (one slot)."""
+    def session(self, session_id: str, names: tuple[str, ...] = SESSION_KEY_NAMES) -> list[str]:
+        """Keys of one session (one slot): all of them, or those of ``names`` in its order."""
         base = f"{self.prefix}:s:{{{tag(session_id)}}}:"
-        return [base + name for name in SESSION_KEY_NAMES]
+        return [base + name for name in names]
 
     def session_key(self, session_id: str, name: str) -> str:
         """One key of a session by its suffix in :data:`SESSION_KEY_NAMES`."""

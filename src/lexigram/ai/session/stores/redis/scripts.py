@@ -16,20 +16,29 @@ token totals are refused past 2**53-1, below which doubles hold integers exactly
 Write scripts (:data:`WRITE_SCRIPTS`) are wrapped by ``_OP_EPILOGUE``: given an
 operation-id key as ``KEYS[12]`` they run their body once per operation id and
 answer a re-sent call with the recorded reply, then set the session keys' Redis
-expiry when ``ARGV[1]`` carries a grace (``"now|grace_ms"``).
+expiry when ``ARGV[1]`` carries a grace (``"now|grace_ms"``). ``append`` does the
+same by itself, with fewer keys (:data:`APPEND_KEYS`, op key, :data:`APPEND_GRACE_KEYS`).
 
 The Lua sources are files of their own in ``lua/`` (package data, read with
 :mod:`importlib.resources`): ``session_base.lua`` then ``session_prelude.lua`` (shared
-helpers; the chat path's ``append`` loads only the base), one file per
-operation (``append.lua``, ``cp_restore.lua``, ...), and the once-per-operation wrapper
-(``op_epilogue.lua``, ``*_replay.lua``); this module only assembles them.
+helpers), one file per operation (``cp_restore.lua``, ...), and the once-per-operation
+wrapper (``op_epilogue.lua``, ``*_replay.lua``); this module only assembles them. The
+chat path's ``append.lua`` stands alone (see :data:`APPEND_KEYS`).
 """
 
 from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["OP_TTL_MS", "SCRIPTS", "SESSION_BASE", "SESSION_PRELUDE", "WRITE_SCRIPTS"]
+__all__ = [
+    "APPEND_KEYS",
+    "APPEND_GRACE_KEYS",
+    "OP_TTL_MS",
+    "SCRIPTS",
+    "SESSION_BASE",
+    "SESSION_PRELUDE",
+    "WRITE_SCRIPTS",
+]
 
 
 def _lua(name: str) -> str:
@@ -44,10 +53,6 @@ SESSION_BASE = _lua("session_base")
 #: The whole shared prelude: the base, then lists, seq ranges, checkpoints, archive.
 SESSION_PRELUDE = SESSION_BASE + _lua("session_prelude")
 
-#: Scripts that need only :data:`SESSION_BASE` (the chat path: less for Redis to
-#: set up on every call).
-_LEAN_SCRIPTS = frozenset({"append"})
-
 # ARGV: now, header-json, k, then k (turn_id, json) pairs. Refuses an existing or
 # tombstoned id.
 _CREATE = _lua("create")
@@ -55,8 +60,17 @@ _CREATE = _lua("create")
 # ARGV: now, header-json, k, pairs. Insert or replace a whole session (compat path).
 _SAVE = _lua("save")
 
+# The chat path: a standalone script (no shared prelude, its own once-per-operation
+# record and key expiry: less for Redis to run on every exchange). KEYS: APPEND_KEYS,
+# then the operation's record key, then (only with a key-expiry grace) APPEND_GRACE_KEYS.
 # ARGV: now, deadline|'', max_turns|'', k, tokens, costs "c1,c2,...", patch|'', then k pairs.
 _APPEND = _lua("append")
+
+#: The session keys the append script reads and writes, by suffix (then its op key).
+APPEND_KEYS = ("h", "t", "r", "i")
+
+#: The other session keys whose expiry the append script moves when given a grace.
+APPEND_GRACE_KEYS = ("a", "c", "d", "k", "b", "p")
 
 # ARGV: now, deadline|'', patch.
 _UPDATE = _lua("update")
@@ -139,7 +153,6 @@ _OP_EPILOGUE = _KEEP_KEYS + _lua("op_epilogue")
 _SESSION_SCRIPTS = {
     "create": _CREATE,
     "save": _SAVE,
-    "append": _APPEND,
     "update": _UPDATE,
     "transition": _TRANSITION,
     "pop": _POP,
@@ -191,11 +204,18 @@ _OP_TTL = f"local OP_TTL_MS = {OP_TTL_MS}\n"
 
 
 def _session_script(name: str, body: str) -> str:
-    prelude = SESSION_BASE if name in _LEAN_SCRIPTS else SESSION_PRELUDE
     if name not in WRITE_SCRIPTS:
-        return prelude + body
+        return SESSION_PRELUDE + body
     replay = _REPLAYS.get(name, _DEFAULT_REPLAY)
-    return prelude + _OP_TTL + replay + "local function body()\n" + body + "\nend\n" + _OP_EPILOGUE
+    return (
+        SESSION_PRELUDE
+        + _OP_TTL
+        + replay
+        + "local function body()\n"
+        + body
+        + "\nend\n"
+        + _OP_EPILOGUE
+    )
 
 
 # The sweeper's batches on a single server: KEYS 11 per session, then the batch's op key.
@@ -217,6 +237,7 @@ def _batch_script(name: str) -> str:
 #: Every script's full source by name (session scripts carry the shared prelude).
 SCRIPTS: dict[str, str] = {
     **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
+    "append": _OP_TTL + _APPEND,
     **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
     "index_batch": _lua("index_batch"),
     "reserve": _OP_TTL + _RESERVE,

@@ -1,66 +1,138 @@
+-- The chat path's append, standalone: it runs on every exchange, so it loads none of
+-- the shared helpers (session_base.lua) nor the once-per-operation wrapper
+-- (op_epilogue.lua, keep_keys.lua) but does what they do for it, with the same
+-- checks, refusals, replies and key expiry, and no more Redis calls than it needs.
+-- KEYS: header, turns, ranges, ids, this operation's reply record; with a grace
+-- (ARGV[1] = "now|grace_ms") also archive, checkpoints, checkpoint docs, checkpoint
+-- ranges, branches, reservations, whose expiry it moves with the others.
+local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
+local NOW_S = NOW_TEXT or ARGV[1]
+local NOW = tonumber(NOW_S)
+local KH, KT, KR, KI, KO = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local fmt = string.format
 
-local h, err = header()
-if not h then return err end
-local n = tonumber(h.n)
+local prev = redis.call('GET', KO)
+if prev then return prev end
+
+-- a refusal is recorded like any reply: a re-sent call answers it again
+local function refuse(code, a, b)
+  local r = cjson.encode({e = code, a = a, b = b})
+  redis.call('SET', KO, r, 'PX', OP_TTL_MS)
+  return r
+end
+
+local flat = redis.pcall('HGETALL', KH)
+if flat.err then return refuse('CORRUPT', 'header', 'not a hash') end
+if #flat == 0 then return refuse('NF') end
+local h = {}
+for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
+local live = h.s == 'active' or h.s == 'suspended'
+if not (live or h.s == 'closed' or h.s == 'expired') then
+  return refuse('CORRUPT', 'status', h.s)
+end
+local n, tt, tc = tonumber(h.n), tonumber(h.tt), tonumber(h.tc)
+if not (n and tt and tc) then return refuse('CORRUPT', 'counters', '') end
+local st = h.s
+if live and h.ex and tonumber(h.ex) <= NOW then st = 'expired' end
 local k = tonumber(ARGV[4])
-local st = effective(h)
 local cap = nil
 if ARGV[3] ~= '' then
   cap = tonumber(ARGV[3])
-  if n >= cap or n + k > cap then return fail('CHK', st, h.n) end
+  if n >= cap or n + k > cap then return refuse('CHK', st, h.n) end
 end
-if st ~= 'active' then return fail('CHK', st, h.n) end
+if st ~= 'active' then return refuse('CHK', st, h.n) end
 -- duplicates: one HMGET per 1,000 ids (not one HEXISTS each), reported in batch order
-local tids, stored, seen = {}, {}, {}
+local tids, seen = {}, {}
 for j = 1, k do tids[j] = ARGV[6 + 2 * j] end
 for j = 1, k, 1000 do
   local part = redis.call('HMGET', KI, unpack(tids, j, math.min(j + 999, k)))
-  for x = 1, #part do stored[j + x - 1] = part[x] end
-end
-for j = 1, k do
-  local tid = tids[j]
-  if seen[tid] or stored[j] then return fail('DUP', tid) end
-  seen[tid] = true
+  for x = 1, #part do
+    local tid = tids[j + x - 1]
+    if part[x] or seen[tid] then return refuse('DUP', tid) end
+    seen[tid] = true
+  end
 end
 -- exact while below 2**53 (a double sum past it is >= 2**53: refused, never rounded)
-local tokens = tonumber(h.tt) + tonumber(ARGV[5])
-if tokens > MAX_SAFE then return fail('VAL', 'total_tokens', 'exceeds 2**53-1') end
+local tokens = tt + tonumber(ARGV[5])
+if tokens > 9007199254740991 then return refuse('VAL', 'total_tokens', 'exceeds 2**53-1') end
 -- costs added one turn at a time, oldest first (the total is a sum over the live turns)
-local cost = tonumber(h.tc)
+local cost = tc
 for c in string.gmatch(ARGV[6], '[^,]+') do cost = cost + tonumber(c) end
 if cost ~= cost or cost >= math.huge or cost < 0 then
-  return fail('VAL', 'total_cost', 'not a finite number >= 0')
+  return refuse('VAL', 'total_cost', 'not a finite number >= 0')
 end
-local first = (tonumber(h.ls or '0') or 0) + 1
-local last = first + k - 1
+local ls = tonumber(h.ls or '0') or 0
 local count = n + k
-KEEP_FAST = n > 0 or k == 0
-local upd = {'n', int(count), 'tt', int(tokens), 'tc', num(cost), 'ua', stamp(h),
-             'ls', int(last)}
-apply_patch(h, upd, ARGV[7])
+local last = fmt('%d', ls + k)
+-- updated_at is "now", but never before the stored one
+local ua = NOW_S
+local u = tonumber(h.ua)
+if u and u > NOW then ua = h.ua end
+local upd = {'n', fmt('%d', count), 'tt', fmt('%d', tokens), 'tc', fmt('%.17g', cost), 'ua', ua,
+             'ls', last}
+if ARGV[7] ~= '' then
+  for f, v in pairs(cjson.decode(ARGV[7])) do
+    if v == false then
+      if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
+    else
+      upd[#upd + 1] = f
+      upd[#upd + 1] = v
+    end
+  end
+end
 local closed = cap ~= nil and count >= cap
 if closed then
   upd[#upd + 1] = 's'
   upd[#upd + 1] = 'closed'
 end
-set_deadline(h, upd, ARGV[2], not closed)
+local deadline = ARGV[2]
+if not closed and deadline ~= '' then
+  -- nor the deadline
+  if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
+  upd[#upd + 1] = 'ex'
+  upd[#upd + 1] = deadline
+elseif h.ex then
+  redis.call('HDEL', KH, 'ex')
+  h.ex = nil
+end
 if k > 0 then
   local jsons, ids = {}, {}
-  for j = 0, k - 1 do
-    jsons[j + 1] = ARGV[9 + 2 * j]
-    ids[#ids + 1] = ARGV[8 + 2 * j]
-    ids[#ids + 1] = int(first + j)
+  for j = 1, k do
+    jsons[j] = ARGV[7 + 2 * j]
+    ids[2 * j - 1] = tids[j]
+    ids[2 * j] = fmt('%d', ls + j)
   end
-  push_all('RPUSH', KT, jsons)
-  hset_pairs(KI, ids)
+  for j = 1, k, 500 do redis.call('RPUSH', KT, unpack(jsons, j, math.min(j + 499, k))) end
+  for j = 1, 2 * k, 1000 do redis.call('HSET', KI, unpack(ids, j, math.min(j + 999, 2 * k))) end
+  -- the live seq ranges: the last one grows when it ends where this batch starts
   local tail = redis.call('LINDEX', KR, -1)
   local a, b = nil, nil
   if tail then a, b = string.match(tail, '^(%d+):(%d+)$') end
-  if b and tonumber(b) == first - 1 then
-    redis.call('LSET', KR, -1, a .. ':' .. int(last))
+  if b and tonumber(b) == ls then
+    redis.call('LSET', KR, -1, a .. ':' .. last)
   else
-    redis.call('RPUSH', KR, int(first) .. ':' .. int(last))
+    redis.call('RPUSH', KR, fmt('%d', ls + 1) .. ':' .. last)
   end
 end
-commit(h, upd)
-return reply_h(h, ',"f":' .. int(first) .. ',"c":' .. (closed and 'true' or 'false'))
+redis.call('HSET', KH, unpack(upd))
+for j = 1, #upd, 2 do h[upd[j]] = upd[j + 1] end
+local r = '{"h":' .. cjson.encode(h) .. ',"f":' .. fmt('%d', ls + 1) .. ',"c":'
+  .. (closed and 'true' or 'false') .. '}'
+redis.call('SET', KO, r, 'PX', OP_TTL_MS)
+if not GRACE_TEXT then return r end
+-- the storage-level expiry of every key of the session (as keep_keys.lua); when this
+-- append created no key (the session had turns, or none were added) it is only
+-- moved once it drifted by a minute
+local ms = tonumber(GRACE_TEXT)
+if h.s ~= 'closed' then
+  if not h.ex then return r end
+  ms = math.max(math.floor((tonumber(h.ex) - NOW) / 1000), 0) + ms
+end
+if n > 0 or k == 0 then
+  local cur = redis.call('PTTL', KH)
+  if cur > 0 and cur <= ms and cur > ms - 60000 then return r end
+end
+for j = 1, #KEYS do
+  if j ~= 5 then redis.call('PEXPIRE', KEYS[j], ms) end
+end
+return r
