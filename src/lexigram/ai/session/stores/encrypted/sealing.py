@@ -32,7 +32,6 @@ from lexigram.ai.session.encryption.cipher import (
 )
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
-from lexigram.ai.session.stores.codec import build_state, build_turn
 from lexigram.ai.session.stores.encrypted.opened import Entry
 
 __all__ = [
@@ -84,13 +83,33 @@ def _open_json(key: DataKey, value: Any, context: str, record: str) -> Any:
 #: several times cheaper than ``dataclasses.replace``): a plain frozen dataclass.
 _DICT_TURNS = not hasattr(SessionTurn, "__slots__") and not hasattr(SessionTurn, "__post_init__")
 _DICT_STATES = not hasattr(SessionState, "__slots__") and not hasattr(SessionState, "__post_init__")
+_new = object.__new__
+_set_attr = object.__setattr__
+
+
+def _copy_of_turn(data: dict[str, Any]) -> SessionTurn:
+    """A turn whose ``__dict__`` is ``data``: a copy of an exact :class:`SessionTurn`'s own.
+
+    Such a copy holds every field in order (only values were replaced), so it skips
+    ``codec.build_turn``'s check of the keys, a third of the cost of a copy.
+    """
+    turn = _new(SessionTurn)
+    _set_attr(turn, "__dict__", data)
+    return turn
+
+
+def _copy_of_state(data: dict[str, Any]) -> SessionState:
+    """:func:`_copy_of_turn` for an exact :class:`SessionState`'s ``__dict__``."""
+    state = _new(SessionState)
+    _set_attr(state, "__dict__", data)
+    return state
 
 
 def _with_body(
     turn: SessionTurn, content: str, tool_calls: Any, skill_results: Any, metadata: Any
 ) -> SessionTurn:
     """A copy of ``turn`` with these four fields (the original is left as it is)."""
-    if not _DICT_TURNS:
+    if not _DICT_TURNS or type(turn) is not SessionTurn:
         return replace(
             turn,
             content=content,
@@ -102,7 +121,7 @@ def _with_body(
     data = turn.__dict__.copy()
     data["content"], data["tool_calls"] = content, tool_calls
     data["skill_results"], data["metadata"] = skill_results, metadata
-    return build_turn(data)
+    return _copy_of_turn(data)
 
 
 def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
@@ -242,14 +261,14 @@ def _header_with(
     turns: list[SessionTurn],
 ) -> SessionState:
     """A copy of ``state`` with these fields (cheap: no ``__init__`` for a plain dataclass)."""
-    if not _DICT_STATES:
+    if not _DICT_STATES or type(state) is not SessionState:
         return replace(
             state, metadata=metadata, variables=variables, system_prompt=system_prompt, turns=turns
         )
     data = state.__dict__.copy()
     data["metadata"], data["variables"] = metadata, variables
     data["system_prompt"], data["turns"] = system_prompt, turns
-    return build_state(data)
+    return _copy_of_state(data)
 
 
 def open_header(
