@@ -9,7 +9,9 @@ transaction:
   the script, ``COMMIT`` — because each aiosqlite call is a thread round trip that
   costs more than the SQL itself. The script's ``await tx.…`` calls never suspend
   there (SQLite answers synchronously), so the coroutine is driven to completion
-  with ``send(None)`` in the worker thread.
+  with ``send(None)`` in the worker thread. Operations that arrive while a hop runs
+  wait on the event loop and the next hop runs them all (:class:`PinnedQueue`): the
+  reads, then the writes as one transaction with a savepoint each (one commit).
 * **PostgreSQL** (asyncpg): the script runs on the event loop against the driver
   connection inside ``BEGIN … COMMIT`` (READ COMMITTED for writes, REPEATABLE READ
   READ ONLY for snapshot reads). A connection found closed (server restarted) is
@@ -163,6 +165,208 @@ def _sqlite_call(
     if conn.in_transaction:
         conn.commit()
     return result
+
+
+#: How a write transaction starts on SQLite (a script given it is a write).
+_WRITE_BEGIN = "BEGIN IMMEDIATE"
+#: The most operations one hop into the worker thread runs (see :func:`_run_ops`).
+BATCH_MAX = 64
+Outcome = tuple[bool, Any]
+
+
+class _Op:
+    """One operation waiting for the pinned connection's worker thread."""
+
+    __slots__ = ("args", "begin", "future", "script")
+
+    def __init__(
+        self, begin: str | None, script: Script[Any], args: tuple[Any, ...], future: Any
+    ) -> None:
+        self.begin = begin
+        self.script = script
+        self.args = args
+        self.future = future
+
+
+def _outcome(conn: sqlite3.Connection, op: _Op) -> Outcome:
+    try:
+        return True, _sqlite_call(conn, op.begin, op.script, op.args)
+    except BaseException as exc:
+        return False, exc
+
+
+def _run_ops(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[Outcome]:
+    """The body of one hop running several operations (worker thread), in two steps.
+
+    The reads first, each as alone; then the writes in one ``BEGIN IMMEDIATE …
+    COMMIT`` (one commit for all: :func:`_write_group`). Every operation of one hop
+    was waiting at the same time (none had returned to its caller), so running the
+    reads before the writes is an order the callers could have seen anyway.
+    """
+    out: list[Outcome] = [(False, None)] * len(ops)
+    writes: list[int] = []
+    for i, op in enumerate(ops):
+        if op.begin == _WRITE_BEGIN:
+            writes.append(i)
+        else:
+            out[i] = _outcome(conn, op)
+    if len(writes) == 1:
+        out[writes[0]] = _outcome(conn, ops[writes[0]])
+    elif writes:
+        _write_group(conn, ops, writes, out)
+    return out
+
+
+def _write_group(
+    conn: sqlite3.Connection, ops: Sequence[_Op], writes: list[int], out: list[Outcome]
+) -> None:
+    """Writes ``ops[i]`` (``i`` in ``writes``) as one transaction, each in a savepoint.
+
+    A write that raises is undone alone (``ROLLBACK TO`` its savepoint) and gets its
+    error; the others commit together, and each gets its result only once ``COMMIT``
+    succeeded (a failed commit is every one's error: none of them was applied). When
+    SQLite rolls the whole transaction back itself (disk full, I/O error), the
+    failing write gets the error and the others run again in a new transaction.
+    """
+    while writes:
+        try:
+            conn.execute(_WRITE_BEGIN)
+        except BaseException as exc:
+            for i in writes:
+                out[i] = (False, exc)
+            return
+        applied: list[int] = []
+        again: list[int] = []
+        for k, i in enumerate(writes):
+            op = ops[i]
+            try:
+                conn.execute("SAVEPOINT lexigram_op")
+                result = _drive(op.script(SqliteTx(conn), *op.args))
+                conn.execute("RELEASE lexigram_op")
+            except BaseException as exc:
+                out[i] = (False, exc)
+                if _undo(conn):
+                    continue
+                again = applied + writes[k + 1 :]  # nothing of this transaction is left
+                applied = []
+                break
+            applied.append(i)
+            out[i] = (True, result)
+        if applied:
+            try:
+                conn.commit()
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
+                for i in applied:
+                    out[i] = (False, exc)
+        writes = again
+
+
+def _undo(conn: sqlite3.Connection) -> bool:
+    """Roll back to the write's savepoint; False when the transaction itself is gone."""
+    if not conn.in_transaction:
+        return False
+    try:
+        conn.execute("ROLLBACK TO lexigram_op")
+        conn.execute("RELEASE lexigram_op")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+        return False
+    return True
+
+
+class PinnedQueue:
+    """The operations of one event loop on its pinned SQLite connection.
+
+    Alone, an operation is one hop into the connection's worker thread, as before.
+    Operations that arrive while a hop runs wait here and the next hop runs them all
+    (:func:`_run_ops`): one thread round trip and one commit for many operations
+    instead of one each, which is where a busy process spends most of its time.
+    """
+
+    __slots__ = ("_busy", "_driver", "_pending")
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+        self._pending: list[_Op] = []
+        self._busy = False
+
+    async def run(self, begin: str | None, script: Script[T], args: tuple[Any, ...]) -> T:
+        """Run one operation; its result or its error."""
+        if not self._busy:
+            self._busy = True
+            try:
+                result: T = await self._driver._execute(
+                    _sqlite_call, self._driver._conn, begin, script, args
+                )
+                return result
+            finally:
+                self._next()
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Op(begin, script, args, future))
+        value: T = await future
+        return value
+
+    @property
+    def driver(self) -> Any:
+        """The aiosqlite connection the operations run on."""
+        return self._driver
+
+    def _next(self) -> None:
+        """Start a hop for the waiting operations, or become idle."""
+        pending = self._pending
+        ops = [op for op in pending[:BATCH_MAX] if not op.future.done()]  # not cancelled
+        del pending[:BATCH_MAX]
+        while not ops and pending:
+            ops = [op for op in pending[:BATCH_MAX] if not op.future.done()]
+            del pending[:BATCH_MAX]
+        if not ops:
+            self._busy = False
+            return
+        try:
+            hop = asyncio.ensure_future(self._driver._execute(_run_ops, self._driver._conn, ops))
+        except BaseException as exc:  # the connection is closed
+            self._settle(ops, [(False, exc)] * len(ops))
+            self._next()
+            return
+        hop.add_done_callback(lambda done: self._finish(ops, done))
+
+    def _finish(self, ops: list[_Op], hop: asyncio.Future[list[Outcome]]) -> None:
+        if hop.cancelled():
+            outcomes: list[Outcome] = [(False, asyncio.CancelledError())] * len(ops)
+        elif hop.exception() is not None:
+            outcomes = [(False, hop.exception())] * len(ops)
+        else:
+            outcomes = hop.result()
+        self._settle(ops, outcomes)
+        self._next()
+
+    @staticmethod
+    def _settle(ops: list[_Op], outcomes: list[Outcome]) -> None:
+        for op, (ok, value) in zip(ops, outcomes, strict=True):
+            if op.future.done():
+                continue
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+
+
+# One queue per event loop (its Leases): a loop-agnostic engine (SQLite :memory:)
+# pins the same connection on every loop, and each loop settles its own futures.
+_QUEUES: weakref.WeakKeyDictionary[Leases, PinnedQueue] = weakref.WeakKeyDictionary()
+
+
+def pinned_queue(leases: Leases, driver: Any) -> PinnedQueue:
+    """The queue of ``leases``' pinned aiosqlite connection ``driver`` (made on first use)."""
+    queue = _QUEUES.get(leases)
+    if queue is None or queue.driver is not driver:
+        queue = _QUEUES[leases] = PinnedQueue(driver)
+    return queue
 
 
 class AiosqliteTx(Tx):
@@ -523,7 +727,8 @@ class Runner(abc.ABC):
 
 
 class SqliteRunner(Runner):
-    """SQLite through aiosqlite: one worker-thread hop per operation.
+    """SQLite through aiosqlite: one worker-thread hop per operation (or per batch of
+    operations that waited together, see :class:`PinnedQueue`).
 
     Writers of one process queue on an asyncio lock shared by every store on the same
     database file, so ``BEGIN IMMEDIATE`` only ever waits (``busy_timeout``) for other
@@ -540,6 +745,10 @@ class SqliteRunner(Runner):
     #: pooled connection contending for the GIL with the writer while it holds the
     #: database's write lock (more chat exchanges per second: docs/performance.md).
     reads_on_writer: ClassVar[bool] = True
+    #: Operations that wait for the pinned connection while a hop runs go together in
+    #: the next hop, the writes as one transaction (:class:`PinnedQueue`); False sends
+    #: each in a hop of its own.
+    batch_hops: ClassVar[bool] = True
 
     def __init__(
         self, engine: AsyncEngine, masked_url: str, lock_key: str, keep: int = 4, **loops: Any
@@ -576,7 +785,9 @@ class SqliteRunner(Runner):
                 return await self._locked_write(script, args)
             return await self._hop(begin, script, args)
         try:
-            return await call(_sqlite_call, driver._conn, begin, script, args)
+            if not self.batch_hops:
+                return await call(_sqlite_call, driver._conn, begin, script, args)
+            return await pinned_queue(leases, driver).run(begin, script, args)
         except (SessionError, Conflict, asyncio.CancelledError):
             raise
         except BaseException as exc:
