@@ -70,8 +70,12 @@ async def test_plaintext_and_encrypted_sessions_coexist(raw_backend: RawBackend)
     new_id = await fill_session(store, "bob", new)
     loaded_old = await store.load(old_id)
     assert loaded_old is not None and loaded_old.turns[0].content == old.value("CONTENT")
-    late = SessionTurn(turn_id="t2", role="user", content=old.value("LATE"),
-                       timestamp=loaded_old.turns[0].timestamp)
+    late = SessionTurn(
+        turn_id="t2",
+        role="user",
+        content=old.value("LATE"),
+        timestamp=loaded_old.turns[0].timestamp,
+    )
     await store.append_turns(old_id, [late])  # a plaintext session stays plaintext
     raw = await raw_backend.dump()
     assert old.value("LATE").encode() in raw
@@ -138,8 +142,13 @@ async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> No
 
     now = datetime.now(UTC)
     await process_b.create_session(
-        SessionState(session_id=session_id, user_id="gina", status=SessionStatus.ACTIVE,
-                     created_at=now, updated_at=now)
+        SessionState(
+            session_id=session_id,
+            user_id="gina",
+            status=SessionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
     )
     late = SessionTurn(turn_id="late", role="user", content="from A", timestamp=now)
     await process_a.append_turns(session_id, [late])
@@ -204,9 +213,56 @@ async def test_a_damaged_hex_value_is_named() -> None:
     store = EncryptedSessionStore(inner, keyring("k1"))
     session_id = await fill_session(store, "ivan", Secrets())
     stored = (await inner.get_turns(session_id))[0]
-    broken = type(stored)(**{**stored.__dict__, "turn_id": "broken",
-                             "content": stored.content[:-1] + "z"})  # not hex any more
+    broken = type(stored)(
+        **{**stored.__dict__, "turn_id": "broken", "content": stored.content[:-1] + "z"}
+    )  # not hex any more
     await inner.append_turns(session_id, [broken])
     reader = EncryptedSessionStore(inner, store.keyring)
     with pytest.raises(CorruptRecordError, match="broken"):
         await reader.get_turns(session_id)
+
+
+async def test_whitespace_inside_a_sealed_value_is_named() -> None:
+    """Sealed hex is decoded strictly: no value is ever written with whitespace inside."""
+    from lexigram.ai.session.exceptions import CorruptRecordError
+
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await fill_session(store, "judy", Secrets())
+    stored = (await inner.get_turns(session_id))[0]
+    spaced = SEALED_PREFIX + " " + stored.content[len(SEALED_PREFIX) :]
+    broken = type(stored)(**{**stored.__dict__, "turn_id": "spaced", "content": spaced})
+    await inner.append_turns(session_id, [broken])
+    reader = EncryptedSessionStore(inner, store.keyring, turn_cache_bytes=0)
+    with pytest.raises(CorruptRecordError, match="spaced"):
+        await reader.get_turns(session_id)
+
+
+async def test_the_inner_store_gets_the_sealed_batch_already_checked() -> None:
+    """Sealing keeps a checked batch checked, so the inner store does not walk it again."""
+    from lexigram.ai.session.validation import CheckedTurns, check_turns
+
+    batches: list[Any] = []
+
+    class Spy(InMemorySessionStore):
+        async def append_turns(self, session_id: str, turns: Any, **kwargs: Any) -> Any:
+            batches.append(turns)
+            return await super().append_turns(session_id, turns, **kwargs)
+
+    store = EncryptedSessionStore(Spy(), keyring("k1"))
+    session_id = await fill_session(store, "kim", Secrets())
+    batches.clear()
+    turn = SessionTurn(
+        turn_id="t-checked",
+        role="user",
+        content="hello",
+        timestamp=datetime.now(UTC),
+        metadata={"k": "v"},
+    )
+    await store.append_turns(session_id, [turn])
+    (sent,) = batches
+    assert type(sent) is CheckedTurns
+    assert check_turns(sent) is sent  # the inner store's check hands it back as it is
+    assert sent[0].content.startswith(SEALED_PREFIX) and sent[0].metadata == {}
+    (back,) = await store.get_turns(session_id, last=1)
+    assert (back.content, back.metadata) == ("hello", {"k": "v"})
