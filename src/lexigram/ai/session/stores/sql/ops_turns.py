@@ -94,6 +94,7 @@ __all__ = [
     "find_live_duplicate",
     "find_replay",
     "gc",
+    "get_turn_rows",
     "get_turn_seqs",
     "insert_turns",
     "live_totals",
@@ -375,38 +376,53 @@ async def _require_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
         raise SessionNotFoundError(session_id)
 
 
-async def get_turns(
+async def get_turn_rows(
     tx: Tx,
     ctx: Ctx,
     session_id: str,
     last: int | None,
     after_seq: int | None,
     limit: int | None,
-) -> list[SessionTurn]:
-    """Live turns: the newest ``last``, or those after ``after_seq`` (at most ``limit``)."""
-    if last is not None:
-        rows = [] if last <= 0 else await tx.all(
-            ctx.q.turns.last_turns, {"sid": session_id, "lim": last}
-        )
-        if not rows:
-            await _require_session(tx, ctx, session_id)
+) -> list[Row]:
+    """Live turn rows ``(seq, data)``, oldest first, not decoded: the newest ``last``, or
+    those after ``after_seq`` (at most ``limit``); ``SessionNotFoundError`` when none
+    and no such session.
+
+    On SQLite a script runs in the connection's worker thread, which every operation
+    of the process waits for: the store decodes these rows on the event loop instead
+    (:func:`rows.turns_from_rows`), beside the worker's next statements.
+    """
+    if last is None:
+        rows = await _rows_after(tx, ctx, session_id, after_seq, limit)
+    elif last > 0:
+        rows = await tx.all(ctx.q.turns.last_turns, {"sid": session_id, "lim": last})
         rows.reverse()
-        return _turns(rows, session_id)
-    return [t for _, t in await get_turn_seqs(tx, ctx, session_id, after_seq, limit)]
+    else:
+        rows = []
+    if not rows:
+        await _require_session(tx, ctx, session_id)
+    return rows
+
+
+async def _rows_after(
+    tx: Tx, ctx: Ctx, session_id: str, after_seq: int | None, limit: int | None
+) -> list[Row]:
+    if after_seq is None and limit is None:
+        return await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
+    lim = NO_LIMIT if limit is None else max(limit, 0)
+    if lim == 0:
+        return []
+    return await tx.all(
+        ctx.q.turns.turns_after,
+        {"sid": session_id, "after": -1 if after_seq is None else after_seq, "lim": lim},
+    )
 
 
 async def get_turn_seqs(
     tx: Tx, ctx: Ctx, session_id: str, after_seq: int | None, limit: int | None
 ) -> list[tuple[int, SessionTurn]]:
     """Live turns after ``after_seq`` with their ``seq``, oldest first, at most ``limit``."""
-    if after_seq is None and limit is None:
-        rows = await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
-    else:
-        lim = NO_LIMIT if limit is None else max(limit, 0)
-        rows = [] if lim == 0 else await tx.all(
-            ctx.q.turns.turns_after,
-            {"sid": session_id, "after": -1 if after_seq is None else after_seq, "lim": lim},
-        )
+    rows = await _rows_after(tx, ctx, session_id, after_seq, limit)
     if not rows:
         await _require_session(tx, ctx, session_id)
     return [(int(r[0]), turn_from_row(r, session_id)) for r in rows]

@@ -61,6 +61,7 @@ from lexigram.ai.session.stores.sql.rows import (
     header_params,
     header_to_json,
     to_us,
+    turns_from_rows,
     turns_to_json,
 )
 from lexigram.ai.session.stores.sql.runner import (
@@ -332,7 +333,9 @@ class DatabaseSessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         sid = checked_id(session_id, "session_id")
-        return await self._read(trn.get_turns, sid, last, after_seq, limit)
+        # Decoded here, on the event loop, not in SQLite's worker thread (see the script).
+        rows = await self._read(trn.get_turn_rows, sid, last, after_seq, limit)
+        return turns_from_rows(rows, sid)
 
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
