@@ -292,8 +292,13 @@ class RedisCore:
         record = f"{record_name(session_id)} turn"
         if not items:
             return []
+        # One copy of the documents into one JSON array (brackets put on the first and
+        # last document: "[" + join + "]" copies the whole array twice more)
+        parts = list(items)
         try:
-            docs = orjson.loads(b"[" + b",".join(items) + b"]")
+            parts[0] = b"[" + parts[0]
+            parts[-1] = parts[-1] + b"]"
+            docs = orjson.loads(b",".join(parts))
         except (orjson.JSONDecodeError, TypeError) as exc:
             raise CorruptRecordError(record, f"invalid JSON: {exc}") from None
         return decode_turns(docs, record=record)
