@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.stores import codec
@@ -71,3 +73,67 @@ def test_fast_turn_refuses_a_damaged_document() -> None:
     assert codec.fast_turn(missing) is None
     assert codec.fast_turn({**doc, "extra": 1}) is None
     assert codec.fast_turn({**doc, "timestamp": "2026-01-01T00:00:00"}) is None
+
+
+def _texts(n: int) -> list[str]:
+    return [
+        orjson.dumps(dataclasses.replace(_turn(), turn_id=f"t{i}", content=f"c{i}")).decode()
+        for i in range(n)
+    ]
+
+
+def test_turns_from_texts_equal_the_turn_by_turn_decode() -> None:
+    texts = _texts(5)
+    turns = codec.turns_from_texts(texts)
+    assert turns == [codec.decode_turn_document(orjson.loads(t), record="r") for t in texts]
+    assert turns is not None and all(type(t) is SessionTurn for t in turns)
+    assert turns[0].timestamp.tzinfo is not None
+    assert turns[0].tool_calls is not turns[1].tool_calls  # nothing shared between turns
+    assert codec.turns_from_texts([t.encode() for t in texts]) == turns
+    assert codec.turns_from_texts([]) == []
+
+
+def _damaged(change: Any) -> list[str]:
+    texts = _texts(3)
+    doc = orjson.loads(texts[1])
+    change(doc)
+    texts[1] = orjson.dumps(doc).decode()
+    return texts
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.pop("role"),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(modle=d.pop("model")),  # a renamed key: 11 keys, one unknown
+        lambda d: d.update(timestamp="yesterday"),
+        lambda d: d.update(timestamp=None),
+        lambda d: d.update(timestamp="2026-01-01T00:00:00"),  # naive: the checked path
+        lambda d: d.update(content=None),
+    ],
+)
+def test_turns_from_texts_refuse_a_damaged_document(change: Any) -> None:
+    assert codec.turns_from_texts(_damaged(change)) is None
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["{oops"],
+        ['{"a": 1}, {"b": 2}'],  # two values in one text: the count gives it away
+        ["[1]"],
+        ["1"],
+        [None],
+    ],
+)
+def test_turns_from_texts_refuse_what_is_not_one_turn_per_text(texts: list[Any]) -> None:
+    assert codec.turns_from_texts(_texts(2) + texts) is None
+
+
+def test_turns_from_documents_leave_refused_documents_unchanged() -> None:
+    docs = [orjson.loads(t) for t in _texts(3)]
+    docs[2]["content"] = 5
+    before = orjson.dumps(docs)
+    assert codec.turns_from_documents(docs) is None
+    assert orjson.dumps(docs) == before  # the one-by-one decode sees the stored values
