@@ -3,7 +3,8 @@
 ``mark_expired_batch`` and ``purge_batch`` run ``<script>_many`` (``session_batch.lua``)
 once per :data:`batch_scripts.CHUNK` sessions, and the index updates run as one
 ``index_batch.lua`` call: checked here across a chunk boundary, with a damaged
-session failing alone, and for the index commands' replies.
+session failing alone, for the user and parent indexes a purge names, and for the
+index commands' replies.
 """
 
 from __future__ import annotations
@@ -88,6 +89,35 @@ async def test_a_damaged_session_fails_alone_in_a_purge_batch(store: CacheSessio
     for sid in outcome.done:
         assert await store.load(sid) is None
     assert await store.load(bad) is not None
+
+
+async def test_a_purge_batch_forgets_each_session_in_its_users_and_parents_indexes(
+    store: CacheSessionStore,
+) -> None:
+    # The purge script reads only status, user and parent of each header: the
+    # indexes those name must lose the purged sessions (and nothing else).
+    parent = make_state("purge-user", metadata={"k": [1, 2]}, variables={"v": "x"})
+    await store.create_session(parent)
+    pid = parent.session_id
+    branch = make_state("purge-user", parent_session_id=pid, branch_name="b")
+    await store.fork_session(pid, branch, max_branches=3)
+    other = make_state("purge-other")
+    await store.create_session(other)
+    ids = [branch.session_id, other.session_id]
+    _clock(store).advance(_TTL + 1)
+    expired = await store.mark_expired_batch([pid, *ids])
+    assert len(expired.done) == 3 and not expired.damaged  # non-empty JSON fields checked
+    until = _clock(store).now + timedelta(hours=1)
+    outcome = await store.purge_batch(ids, tombstone_until=until)
+    assert sorted(outcome.done) == sorted(ids) and not outcome.failed
+    client = store.client
+    assert await client.zcard(store.keys.branches(pid)) == 0  # the parent's branch list
+    assert await client.zrange(store.keys.user_sessions("purge-user"), 0, -1) == [pid.encode()]
+    assert await client.zcard(store.keys.user_sessions("purge-other")) == 0
+    assert await client.zscore(store.keys.ended, pid) is not None
+    assert all([await client.zscore(store.keys.ended, sid) is None for sid in ids])
+    again = await store.purge_batch(ids, tombstone_until=until)  # nothing left to purge
+    assert again.done == [] and not again.failed
 
 
 async def test_index_commands_in_one_call_answer_like_a_pipeline(
