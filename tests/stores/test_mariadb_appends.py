@@ -326,12 +326,18 @@ async def held_header(prefix: str, session_id: str) -> AsyncIterator[None]:
         conn.close()
 
 
-async def _queued(task: asyncio.Task[Any]) -> None:
-    """Until a transaction waits for a row lock (the append's locked path)."""
+async def _queued(prefix: str, task: asyncio.Task[Any]) -> None:
+    """Until the append waits for the held header: a transaction in ``LOCK WAIT``, or a
+    statement on the prefix's headers running for a second (``INNODB_TRX`` does not
+    always list a waiting prepared statement's transaction)."""
     for _ in range(250):
         assert not task.done(), "the append did not wait for the held header"
         rows = await _sql(
-            "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+            "SELECT (SELECT count(*) FROM information_schema.INNODB_TRX "
+            "WHERE trx_state = 'LOCK WAIT') + (SELECT count(*) FROM "
+            "information_schema.PROCESSLIST WHERE COMMAND IN ('Query', 'Execute') "
+            "AND TIME >= 1 AND INFO LIKE %s)",
+            f"%{prefix}sessions%",
         )
         if rows[0][0] > 0:
             return
@@ -351,13 +357,13 @@ async def test_a_held_header_is_waited_for_and_the_deadline_judged_after(
         clock.advance(TTL - 1)
         async with held_header(prefix, in_time.session_id):
             task = asyncio.create_task(store.append_turns(in_time.session_id, [turn(2)]))
-            await _queued(task)
+            await _queued(prefix, task)
         result = await task  # one second before its deadline: applied
         assert result.record.state.turn_count == 2
         assert result.record.expires_at == T0 + timedelta(seconds=2 * TTL - 1)
         async with held_header(prefix, late.session_id):
             task = asyncio.create_task(store.append_turns(late.session_id, [turn(2), turn(3)]))
-            await _queued(task)
+            await _queued(prefix, task)
             clock.advance(2)  # the deadline passes while the append waits
         with pytest.raises(SessionExpiredError):
             await task
