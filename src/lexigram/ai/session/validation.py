@@ -412,8 +412,10 @@ class CheckedTurns(list[SessionTurn]):
 
     The manager checks a batch once at the API edge and hands this list to the
     store, whose own ``check_turns`` then costs one type test instead of a second
-    walk over every field. Only this module builds one, and nothing appends to it
-    afterwards.
+    walk over every field. Only :func:`check_turns` builds one from caller input; the
+    encrypting store also wraps the sealed copies of a batch it was given checked (the
+    same turns with their private fields replaced by sealed strings). Nothing appends
+    to one afterwards.
     """
 
     __slots__ = ()
