@@ -6,6 +6,7 @@ asserts what is stored afterwards, not only the error raised.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -211,6 +212,44 @@ async def test_an_undecodable_header_is_reported_not_expired(
     page = await store.list_user_sessions("alice")
     assert [s.session_id for s in page.items] == [good]
     assert page.damaged == [bad]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"not json",
+        b'{"turn_id":"x"}',  # a JSON object without the turn's other fields
+        b"TWICE",  # two whole turn documents in one element: never two turns
+    ],
+)
+async def test_a_damaged_turn_document_is_named_on_every_read(
+    store: CacheSessionStore, damage: bytes
+) -> None:
+    sid = await new_session(store, turns=3)
+    key = store.keys.turns(sid)
+    if damage == b"TWICE":
+        first = await store.client.lindex(key, 0)
+        assert isinstance(first, bytes)
+        damage = first + b"," + first
+    await store.client.lset(key, 1, damage.decode())
+    with pytest.raises(CorruptRecordError, match=sid):
+        await store.load(sid)
+    with pytest.raises(CorruptRecordError, match=sid):
+        await store.get_turns(sid, last=3)
+    with pytest.raises(CorruptRecordError, match=sid):
+        await store.get_turns(sid)
+
+
+async def test_a_long_session_reads_whole_with_the_collector_running_after(
+    store: CacheSessionStore,
+) -> None:
+    sid = await new_session(store)
+    turns = [make_turn(n) for n in range(300)]
+    await store.append_turns(sid, turns)
+    state = await store.load(sid)
+    assert state is not None
+    assert state.turns == turns
+    assert gc.isenabled()
 
 
 async def test_a_damaged_ended_session_fails_only_its_own_purge(

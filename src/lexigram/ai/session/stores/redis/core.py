@@ -29,8 +29,10 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
     WriteOutcomeUnknownError,
 )
+from lexigram.ai.session.stores import codec
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import SessionRecord
+from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
 from lexigram.ai.session.stores.redis.client import AnyRedis, ScriptRunner, connect, mask_url
 from lexigram.ai.session.stores.redis.indexes import Indexes
 from lexigram.ai.session.stores.redis.keys import KeySpace
@@ -129,6 +131,25 @@ def wrong_type_is_damage(session_id: str) -> Iterator[None]:
                 record_name(session_id), "a key of the session has the wrong Redis type"
             ) from None
         raise
+
+
+def _bulk_turns(items: Sequence[Any]) -> list[SessionTurn] | None:
+    """Turns of intact documents, or None (see ``codec.turns_from_documents``).
+
+    One copy of the documents into one JSON array: the brackets go on the first and
+    last document (``b"[" + join + b"]"`` would copy the whole array twice more).
+    The array has one element per document only when each is one JSON value.
+    """
+    parts = list(items)
+    try:
+        parts[0] = b"[" + parts[0]
+        parts[-1] = parts[-1] + b"]"
+        docs = orjson.loads(b",".join(parts))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if type(docs) is not list or len(docs) != len(parts):
+        return None
+    return codec.turns_from_documents(docs)
 
 
 class RedisCore:
@@ -288,19 +309,29 @@ class RedisCore:
 
     @staticmethod
     def turns(items: Sequence[Any], session_id: str) -> list[SessionTurn]:
-        """Turns from their stored JSON documents (bytes), parsed in one go."""
-        record = f"{record_name(session_id)} turn"
+        """Turns from their stored JSON documents (bytes), parsed and checked in bulk.
+
+        All documents are parsed as one JSON array and checked together
+        (``codec.turns_from_documents``), with the garbage collector paused for a long
+        session; when anything fails they are decoded one by one, and the damaged one
+        raises :class:`CorruptRecordError` naming the session and the field.
+        """
         if not items:
             return []
-        # One copy of the documents into one JSON array (brackets put on the first and
-        # last document: "[" + join + "]" copies the whole array twice more)
-        parts = list(items)
-        try:
-            parts[0] = b"[" + parts[0]
-            parts[-1] = parts[-1] + b"]"
-            docs = orjson.loads(b",".join(parts))
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise CorruptRecordError(record, f"invalid JSON: {exc}") from None
+        if len(items) >= MIN_PAUSE:
+            with paused_gc():
+                turns = _bulk_turns(items)
+        else:
+            turns = _bulk_turns(items)
+        if turns is not None:
+            return turns
+        record = f"{record_name(session_id)} turn"
+        docs = []
+        for item in items:
+            try:
+                docs.append(orjson.loads(item))
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                raise CorruptRecordError(record, f"invalid JSON: {exc}") from None
         return decode_turns(docs, record=record)
 
     @staticmethod
