@@ -600,6 +600,11 @@ class TurnStatements:
         # MariaDB: up to APPEND_SLOTS turns without a patch go through the stored
         # procedure (the compound statement is its fallback, see mysql_routines).
         self._procedure = p.prefix if p.dialect == "mysql" else None
+        if p.dialect == "mysql":
+            # The header is locked for writing at once: under SERIALIZABLE a plain
+            # SELECT takes a shared lock, and writers of one session that all hold it
+            # deadlock when each then updates the row.
+            self.header_lock += " FOR UPDATE"
         self._append_rows: dict[tuple[int, bool], str] = {}
         self.set_counters = (
             f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
