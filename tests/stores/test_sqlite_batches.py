@@ -147,6 +147,22 @@ async def test_a_failing_write_is_undone_alone(sqlite_url: str, hops: list[int])
             assert record.last_seq == 2
 
 
+async def test_a_batch_whose_writes_all_fail_lets_the_write_lock_go(
+    sqlite_url: str, hops: list[int]
+) -> None:
+    async with _opened(sqlite_url) as store, _opened(sqlite_url) as other:
+        (sid,) = await _sessions(store, 1)
+        hops.clear()
+        missing = [store.append_turns(f"s-missing-{i}", [_turn("x")]) for i in range(6)]
+        outcomes = await asyncio.gather(*missing, return_exceptions=True)
+        assert hops and max(hops) > 1
+        assert all(isinstance(o, SessionNotFoundError) for o in outcomes)
+        # The same connection writes again, and so does another one (the lock is free).
+        await store.append_turns(sid, [_turn("mine")])
+        await asyncio.wait_for(other.append_turns(sid, [_turn("theirs")]), timeout=10)
+        assert [t.turn_id for t in await other.get_turns(sid)] == ["mine", "theirs"]
+
+
 async def test_a_write_that_rolls_back_the_transaction_leaves_the_others(
     sqlite_url: str, hops: list[int]
 ) -> None:

@@ -252,7 +252,7 @@ def _write_group(
                 break
             applied.append(i)
             out[i] = (True, result)
-        if applied:
+        if conn.in_transaction:  # also when every write failed: the lock is let go
             try:
                 conn.commit()
             except BaseException as exc:
