@@ -21,6 +21,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
 
 __all__ = [
     "EPOCH",
@@ -40,6 +41,7 @@ __all__ = [
     "loads",
     "turn_from_dict",
     "turn_to_dict",
+    "turns_from_array",
     "turns_from_documents",
     "turns_from_texts",
     "validate_turn",
@@ -338,23 +340,43 @@ def turns_from_documents(docs: list[Any]) -> list[SessionTurn] | None:
 def turns_from_texts(texts: Sequence[Any]) -> list[SessionTurn] | None:
     """Turns from their stored JSON texts (all ``str`` or all ``bytes``) when all are intact.
 
-    Parses them as one JSON array (one orjson call instead of one per turn), then
-    checks them with :func:`turns_from_documents`. None means "decode them one by
-    one", which names the damaged record and field. The array has one element per
-    text only when each text is one JSON value: a damaged text cannot hide in it
-    unless another damaged text completes it exactly, and every element must still be
-    a turn document with exactly the turn's fields.
+    Parses them as one JSON array (one orjson call instead of one per turn), see
+    :func:`turns_from_array`. None means "decode them one by one", which names the
+    damaged record and field.
     """
     if not texts:
         return []
     try:
         if type(texts[0]) is str:
-            docs = orjson.loads("[" + ",".join(texts) + "]")
+            array: str | bytes = "[" + ",".join(texts) + "]"
         else:
-            docs = orjson.loads(b"[" + b",".join(texts) + b"]")
-    except (TypeError, ValueError):  # a text of another type, or not JSON
+            array = b"[" + b",".join(texts) + b"]"
+    except TypeError:  # a text of another type
         return None
-    if len(docs) != len(texts):
+    return turns_from_array(array, len(texts))
+
+
+def turns_from_array(array: str | bytes, count: int) -> list[SessionTurn] | None:
+    """Turns from one JSON array of ``count`` stored turn texts joined with commas.
+
+    The array has ``count`` elements only when each text is one JSON value: a damaged
+    text cannot hide in it unless another damaged text completes it exactly, and
+    every element must still pass :func:`turns_from_documents`. None when anything
+    fails (the caller then decodes the rows one by one to name what is wrong). The
+    garbage collector is paused while a long session is built (:mod:`.gc_pause`).
+    """
+    if count >= MIN_PAUSE:
+        with paused_gc():
+            return _turns_from_array(array, count)
+    return _turns_from_array(array, count)
+
+
+def _turns_from_array(array: str | bytes, count: int) -> list[SessionTurn] | None:
+    try:
+        docs = orjson.loads(array)
+    except (TypeError, ValueError):  # not JSON text
+        return None
+    if type(docs) is not list or len(docs) != count:
         return None
     return turns_from_documents(docs)
 

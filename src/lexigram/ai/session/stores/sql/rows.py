@@ -29,7 +29,6 @@ from lexigram.ai.session.stores.codec import (
     turn_to_dict,
     turns_from_texts,
 )
-from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
 
 __all__ = [
     "HEADER_COLUMNS",
@@ -140,18 +139,12 @@ def turns_from_rows(rows: Sequence[Sequence[Any]], session_id: str) -> list[Sess
     Every row was validated field by field when it was written, so the read checks
     what damage would break: the text is a JSON object (orjson) with exactly the
     eleven fields and an ISO-8601 timestamp with an offset. All rows are parsed and
-    checked together (:func:`codec.turns_from_texts`), with the garbage collector
-    paused for a long session; when any check fails they are decoded one by one, and
-    the damaged one goes through the codec's schema, which raises
-    ``CorruptRecordError`` naming the session, the turn (``seq``, or its position for
-    ``(data,)`` rows) and the field.
+    checked together (:func:`codec.turns_from_texts`); when any check fails they are
+    decoded one by one, and the damaged one goes through the codec's schema, which
+    raises ``CorruptRecordError`` naming the session, the turn (``seq``, or its
+    position for ``(data,)`` rows) and the field.
     """
-    texts = [row[-1] for row in rows]
-    if len(texts) >= MIN_PAUSE:
-        with paused_gc():
-            turns = turns_from_texts(texts)
-    else:
-        turns = turns_from_texts(texts)
+    turns = turns_from_texts([row[-1] for row in rows])
     if turns is not None:
         return turns
     out: list[SessionTurn] = []
