@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
+from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.redis.batch_scripts import chunked, run_session_chunk
 from lexigram.ai.session.stores.redis.core import RedisCore, new_op, record_name
 from lexigram.ai.session.stores.redis.wire import to_us
@@ -105,20 +106,23 @@ class SweepOps:
             part: BatchOutcome[SessionRecord] = BatchOutcome()
             replies = await self._replies("mark_expired", chunk, [now_us])
             ended: list[tuple[str, str, int]] = []
-            for sid, reply in zip(chunk, replies, strict=True):
-                try:
-                    data = self._settled_reply(sid, reply)
-                    if "h" not in data:
+            # The records are new objects that all stay reachable: without the pause
+            # their allocation sets off collections that walk the heap again and again.
+            with paused_gc():
+                for sid, reply in zip(chunk, replies, strict=True):
+                    try:
+                        data = self._settled_reply(sid, reply)
+                        if "h" not in data:
+                            continue
+                        record = self._core.record(data["h"], sid, now)
+                    except CorruptRecordError as exc:
+                        part.damaged.append((sid, exc))
                         continue
-                    record = self._core.record(data["h"], sid, now)
-                except CorruptRecordError as exc:
-                    part.damaged.append((sid, exc))
-                    continue
-                except Exception as exc:
-                    part.failed.append((sid, exc))
-                    continue
-                part.done.append(record)
-                ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
+                    except Exception as exc:
+                        part.failed.append((sid, exc))
+                        continue
+                    part.done.append(record)
+                    ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
             await self._core.index.ended_many(ended)
             return part
 
