@@ -55,6 +55,25 @@ class TurnsSuite(SuiteBase):
         with pytest.raises(SessionNotFoundError):
             await store.append_turns("missing", [make_turn(1)])
 
+    async def test_empty_append_only_touches(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        first = make_turn(1, tokens=3, cost=0.5)
+        await store.append_turns(state.session_id, [first])
+        self.clock(store).advance(5)
+        result = await store.append_turns(
+            state.session_id, [], patch=SessionPatch(variables={"seen": True})
+        )
+        assert result.record.state.turn_count == 1
+        assert result.record.state.total_tokens == 3
+        assert result.record.state.updated_at == self.clock(store).now
+        assert not result.closed_by_cap
+        loaded = await store.load(state.session_id)
+        assert loaded is not None
+        assert _ids(loaded.turns) == [first.turn_id]
+        assert loaded.variables == {"seen": True}
+        with pytest.raises(SessionNotFoundError):
+            await store.append_turns("missing", [])
+
     async def test_duplicate_turn_id_refused_and_nothing_written(self, store: SessionStore) -> None:
         state = await self._session(store)
         first = make_turn(1, turn_id="same")

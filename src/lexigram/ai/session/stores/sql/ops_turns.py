@@ -205,7 +205,7 @@ async def append(
     tokens = sum(t.tokens_used for t in batch)
     cost = float(sum(t.cost for t in batch))
     row = None
-    if n <= ONE_STATEMENT_TURNS and batch_dup is None and q.dialect == "sqlite":
+    if 0 < n <= ONE_STATEMENT_TURNS and batch_dup is None and q.dialect == "sqlite":
         row = await _quick_append(tx, ctx, session_id, rows, tokens, cost, max_turns, patch)
     if row is None:
         header = await lock_header(tx, ctx, session_id)

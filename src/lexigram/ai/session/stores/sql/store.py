@@ -383,7 +383,7 @@ class DatabaseSessionStore(SessionStore):
             if (
                 self.dialect in trn.ONE_STATEMENT_DIALECTS
                 and repeat is None
-                and len(rows) <= trn.ONE_STATEMENT_TURNS
+                and 0 < len(rows) <= trn.ONE_STATEMENT_TURNS
             ):
                 # One statement, its own transaction. A lost reply is retried: the
                 # retry finds the turns stored and returns the first outcome.
