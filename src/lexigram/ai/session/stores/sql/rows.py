@@ -20,6 +20,7 @@ from lexigram.ai.session.stores._common import effective_status
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
 from lexigram.ai.session.stores.codec import (
     HEADER_JSON_FIELDS,
+    build_state,
     decode_header_fields,
     dumps,
     fast_turn,
@@ -273,24 +274,27 @@ def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
     effective = stored
     if expires is not None and expires <= now_us:
         effective = effective_status(stored, expires_at, from_us(now_us))
-    state = SessionState(
-        session_id=session_id,
-        user_id=user_id,
-        status=effective,
-        turns=[],
-        metadata=meta,
-        active_tools=tool_list,
-        active_skills=skill_list,
-        system_prompt=prompt,
-        variables=var_map,
-        created_at=from_us(created),
-        updated_at=from_us(updated),
-        checkpoint_id=checkpoint_id,
-        total_tokens=tokens,
-        total_cost=cost,
-        turn_count=count,
-        parent_session_id=parent,
-        branch_name=branch,
+    # Every value is checked above: the state is built without __init__ (build_state).
+    state = build_state(
+        {
+            "session_id": session_id,
+            "user_id": user_id,
+            "status": effective,
+            "turns": [],
+            "metadata": meta,
+            "active_tools": tool_list,
+            "active_skills": skill_list,
+            "system_prompt": prompt,
+            "variables": var_map,
+            "created_at": from_us(created),
+            "updated_at": from_us(updated),
+            "checkpoint_id": checkpoint_id,
+            "total_tokens": tokens,
+            "total_cost": cost,
+            "turn_count": count,
+            "parent_session_id": parent,
+            "branch_name": branch,
+        }
     )
     return SessionRecord(state=state, expires_at=expires_at, fork_seq=fork_seq, last_seq=last_seq)
 
