@@ -16,13 +16,11 @@ import multiprocessing
 import os
 import signal
 import socket
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -94,13 +92,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def sqlite_url() -> Iterator[str]:
-    """A SQLite file of this test alone."""
-    with tempfile.TemporaryDirectory(prefix="lexi-sqltest-") as tmp:
-        yield f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
 
 
 @pytest.fixture
@@ -309,13 +300,12 @@ async def test_one_row_per_turn_holding_the_turn_as_json(target: tuple[str, str]
             "WHERE session_id = :sid ORDER BY seq",
             sid=state.session_id,
         )
-        assert [(r[0], r[1], r[2]) for r in rows] == [
-            (i + 1, f"t{i}", 1) for i in range(5)
-        ]
+        assert [(r[0], r[1], r[2]) for r in rows] == [(i + 1, f"t{i}", 1) for i in range(5)]
         stored = orjson.loads(rows[3][3])
         assert stored["content"] == "message 3" and stored["metadata"] == {"i": 3}
         count = await _scalar(
-            store, f"SELECT turn_count FROM {prefix}sessions WHERE session_id = :s",
+            store,
+            f"SELECT turn_count FROM {prefix}sessions WHERE session_id = :s",
             s=state.session_id,
         )
         assert count == 5
@@ -357,9 +347,7 @@ async def test_appends_never_touch_earlier_rows(target: tuple[str, str]) -> None
             assert await _scalar(store, f"SELECT COUNT(*) FROM {audit}") == 0
             await _exec(store, f"DROP TABLE {audit}")
         else:
-            sql = (
-                f"SELECT seq, xmin::text FROM {prefix}turns WHERE session_id = :sid ORDER BY seq"
-            )
+            sql = f"SELECT seq, xmin::text FROM {prefix}turns WHERE session_id = :sid ORDER BY seq"
             before = await _rows(store, sql, sid=state.session_id)
             for i in range(20, 40):
                 await store.append_turns(state.session_id, [turn(i)])
@@ -425,7 +413,8 @@ async def test_a_corrupt_turn_row_names_the_session_and_field(
         table = "ai_session_turns"
         data = orjson.loads(
             await _scalar(
-                store, f"SELECT data FROM {table} WHERE session_id = :s AND seq = 2",
+                store,
+                f"SELECT data FROM {table} WHERE session_id = :s AND seq = 2",
                 s=state.session_id,
             )
         )
@@ -571,9 +560,7 @@ async def test_a_writer_killed_mid_stream_leaves_a_whole_session(
         state = header()
         await store.create_session(state)
         progress = SPAWN.Value("i", 0)
-        proc = SPAWN.Process(
-            target=_endless_writer, args=(url, prefix, state.session_id, progress)
-        )
+        proc = SPAWN.Process(target=_endless_writer, args=(url, prefix, state.session_id, progress))
         proc.start()
         await asyncio.to_thread(_wait_for, lambda: progress.value >= 60, 60)
         assert proc.pid is not None

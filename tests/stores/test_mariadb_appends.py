@@ -30,25 +30,13 @@ from lexigram.ai.session.stores.sql.mysql_routines import (
     append_procedure,
     create_append_procedure,
 )
+from lexigram.ai.session.testing.support import FakeClock, make_state
 from tests.services import MARIADB_URL, require_mariadb
 
 pytestmark = pytest.mark.mariadb
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = 60
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, at: datetime = T0) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 def turn(n: int, **extra: Any) -> SessionTurn:
@@ -67,13 +55,7 @@ def turn(n: int, **extra: Any) -> SessionTurn:
 
 def header() -> SessionState:
     """A new ACTIVE session at T0."""
-    return SessionState(
-        session_id=f"s-{uuid.uuid4().hex}",
-        user_id="alice",
-        status=SessionStatus.ACTIVE,
-        created_at=T0,
-        updated_at=T0,
-    )
+    return make_state(created_at=T0, updated_at=T0)
 
 
 def _prefix() -> str:
@@ -130,7 +112,7 @@ def _calls(store: DatabaseSessionStore) -> bool:
 @contextlib.asynccontextmanager
 async def opened(
     prefix: str,
-    clock: Clock | None = None,
+    clock: FakeClock | None = None,
     *,
     url: str = MARIADB_URL,
     ttl: int = TTL,
@@ -142,7 +124,7 @@ async def opened(
     the store's appends find it missing and run the compound statement.
     """
     store = DatabaseSessionStore(
-        url, table_prefix=prefix, pool_size=3, session_ttl=ttl, clock=clock or Clock()
+        url, table_prefix=prefix, pool_size=3, session_ttl=ttl, clock=clock or FakeClock(T0)
     )
     await store.initialize()
     if path == "statement":
@@ -274,7 +256,7 @@ async def test_the_cap_closes_the_session(prefix: str, path: str) -> None:
 
 
 async def test_updated_at_and_the_deadline_never_move_backwards(prefix: str, path: str) -> None:
-    ahead, behind = Clock(T0 + timedelta(seconds=30)), Clock(T0 + timedelta(seconds=10))
+    ahead, behind = FakeClock(T0 + timedelta(seconds=30)), FakeClock(T0 + timedelta(seconds=10))
     async with opened(prefix, ahead, path=path) as first, opened(prefix, behind, path=path) as late:
         state = header()
         await first.create_session(state)
@@ -348,7 +330,7 @@ async def _queued(prefix: str, task: asyncio.Task[Any]) -> None:
 async def test_a_held_header_is_waited_for_and_the_deadline_judged_after(
     prefix: str, path: str
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     async with opened(prefix, clock, path=path) as store:
         late, in_time = header(), header()
         for state in (late, in_time):

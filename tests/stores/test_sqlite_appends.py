@@ -10,11 +10,9 @@ index) keep working with the same statements.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,13 +45,6 @@ def _header(at: datetime = T0) -> SessionState:
         created_at=at,
         updated_at=at,
     )
-
-
-@pytest.fixture
-def sqlite_url() -> Iterator[str]:
-    """A SQLite file of this test alone."""
-    with tempfile.TemporaryDirectory(prefix="lexi-sqlite-appends-") as tmp:
-        yield f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
 
 
 @contextlib.asynccontextmanager
@@ -106,9 +97,7 @@ async def test_an_append_leaves_status_and_deadline_unwritten(sqlite_url: str) -
         await store.append_turns(state.session_id, [_turn("one")])
         assert await _run(store, "SELECT col FROM audit") == []
         # Reaching the cap still closes the session (the locked path writes status).
-        result = await store.append_turns(
-            state.session_id, [_turn("x"), _turn("y")], max_turns=13
-        )
+        result = await store.append_turns(state.session_id, [_turn("x"), _turn("y")], max_turns=13)
         assert result.closed_by_cap and result.record.state.status == SessionStatus.CLOSED
 
 
@@ -152,8 +141,7 @@ async def test_a_database_made_before_keeps_working(sqlite_url: str) -> None:
         )
         await _run(
             store,
-            f"CREATE INDEX {PREFIX}turns_live_ix ON {PREFIX}turns (session_id, seq) "
-            "WHERE live = 1",
+            f"CREATE INDEX {PREFIX}turns_live_ix ON {PREFIX}turns (session_id, seq) WHERE live = 1",
         )
     async with _opened(sqlite_url) as store:
         state = _header()

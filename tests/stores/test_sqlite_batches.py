@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from lexigram.contracts.ai.session import SessionState, SessionTurn
 from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import (
@@ -29,6 +26,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.sql import runner
+from lexigram.ai.session.testing.support import make_state
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PREFIX = "ai_session_"
@@ -46,20 +44,7 @@ def _turn(turn_id: str, n: int = 0) -> SessionTurn:
 
 
 def _header() -> SessionState:
-    return SessionState(
-        session_id=f"s-{uuid.uuid4().hex}",
-        user_id="alice",
-        status=SessionStatus.ACTIVE,
-        created_at=T0,
-        updated_at=T0,
-    )
-
-
-@pytest.fixture
-def sqlite_url() -> Iterator[str]:
-    """A SQLite file of this test alone."""
-    with tempfile.TemporaryDirectory(prefix="lexi-sqlite-batches-") as tmp:
-        yield f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
+    return make_state(created_at=T0, updated_at=T0)
 
 
 @pytest.fixture
