@@ -1,4 +1,4 @@
-"""How a SQL restore (and a checkpoint with its turns) reads the live turns back.
+"""How a SQL restore, a checkpoint with its turns and get_state read the live turns back.
 
 SQLite reads them as one joined text checked against the seqs joined beside it; the
 other dialects read rows. Either way a restore returns the turns it made live, in
@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
-from lexigram.ai.session.stores.sql import ops_checkpoints
+from lexigram.ai.session.stores.sql import ops_turns
 from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -123,12 +123,26 @@ async def test_a_damaged_row_fails_the_restore_naming_it(store: DatabaseSessionS
     assert sid in str(info.value) and "3" in str(info.value)
 
 
+async def test_get_state_names_a_damaged_row(store: DatabaseSessionStore) -> None:
+    sid = await _session(store, 5)
+    assert (await store.load(sid)).turns == [_turn(n) for n in range(1, 6)]  # type: ignore[union-attr]
+    await _exec(
+        store,
+        f"UPDATE {store.table_prefix}turns SET data = :d WHERE session_id = :s AND seq = 3",
+        d='{"oops": 1}',
+        s=sid,
+    )
+    with pytest.raises(CorruptRecordError) as info:
+        await store.load(sid)
+    assert sid in str(info.value) and "3" in str(info.value) and "field" in str(info.value)
+
+
 def test_seqs_out_of_order_are_not_trusted() -> None:
-    assert ops_checkpoints._ascending("1,2,5")
-    assert ops_checkpoints._ascending(b"7")
-    assert not ops_checkpoints._ascending("1,3,2")
-    assert not ops_checkpoints._ascending("1,1")
-    assert not ops_checkpoints._ascending("1,,2")
+    assert ops_turns._ascending("1,2,5")
+    assert ops_turns._ascending(b"7")
+    assert not ops_turns._ascending("1,3,2")
+    assert not ops_turns._ascending("1,1")
+    assert not ops_turns._ascending("1,,2")
 
 
 class _Tx:
@@ -147,10 +161,8 @@ class _Tx:
 
 class _Ctx:
     class q:
-        class checkpoints:
-            live_array = "joined"
-
         class turns:
+            live_array = "joined"
             live_turns = "rows"
 
 
@@ -168,6 +180,6 @@ async def test_the_joined_read_is_used_only_when_it_is_whole_and_in_order(
     a, b = (orjson.dumps(_turn(n)).decode() for n in (1, 2))
     array = joined[0].replace("{a}", a).replace("{b}", b)
     tx = _Tx((array, *joined[1:]), [(1, a), (2, b)])
-    turns = await ops_checkpoints.read_live_turns(tx, _Ctx, "s")  # type: ignore[arg-type]
+    turns = await ops_turns.read_live_turns(tx, _Ctx, "s")  # type: ignore[arg-type]
     assert turns == [_turn(1), _turn(2)]
     assert tx.row_reads == row_reads

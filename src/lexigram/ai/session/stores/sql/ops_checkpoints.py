@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import reduce
-from itertools import islice
-from operator import add, attrgetter, lt
+from operator import add, attrgetter
 from typing import Any, Protocol, TypeAlias
 
-import orjson
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
     SessionState,
@@ -31,7 +29,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import branch_header, require_writable
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange
-from lexigram.ai.session.stores.codec import loads, state_with, turns_from_array
+from lexigram.ai.session.stores.codec import loads, state_with
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import SqlParts
 from lexigram.ai.session.stores.sql.ops_sessions import (
@@ -46,6 +44,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     gc,
     insert_turns,
     lock_header,
+    read_live_turns,
 )
 from lexigram.ai.session.stores.sql.rows import (
     from_us,
@@ -95,7 +94,6 @@ __all__ = [
     "delete_checkpoint",
     "fork_session",
     "list_checkpoints",
-    "read_live_turns",
     "load_checkpoint",
     "restore_checkpoint",
     "save_checkpoint",
@@ -112,41 +110,6 @@ async def _range_turns(
         )
         turns.extend(turns_from_rows(rows, session_id))
     return turns
-
-
-async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
-    """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
-
-    SQLite joins the turn texts with ``group_concat`` over an ordered subquery (one
-    value instead of a row per turn: a restore of 5,000 turns reads and decodes
-    them ~15% faster) and returns the seqs in the same order beside them, so the
-    order is checked, not assumed. Elsewhere, or whenever that read cannot be used (an
-    order that is not ascending, a damaged text), the turns are read and decoded row by
-    row, which names a damaged row. (PostgreSQL's ``string_agg`` and ``ARRAY()`` cost
-    the server more than sending the rows: 8.8 / 4.2 ms against 1.6 ms for 5,000.)
-    """
-    sql = ctx.q.checkpoints.live_array
-    if sql is not None:
-        row = await tx.one(sql, {"sid": session_id})
-        if row is not None:
-            array, count, seqs = row[0], int(row[1]), row[2]
-            if count == 0:
-                return []
-            if array is not None and seqs is not None and _ascending(seqs):
-                turns = turns_from_array(array, count)
-                if turns is not None:
-                    return turns
-    rows = await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
-    return turns_from_rows(rows, session_id)
-
-
-def _ascending(seqs: str | bytes) -> bool:
-    """Whether the comma-separated ``seqs`` strictly ascend."""
-    try:
-        values = orjson.loads(b"[" + seqs + b"]" if isinstance(seqs, bytes) else f"[{seqs}]")
-    except orjson.JSONDecodeError:
-        return False
-    return type(values) is list and all(map(lt, values, islice(values, 1, None)))
 
 
 _tokens = attrgetter("tokens_used")
@@ -473,15 +436,6 @@ class CheckpointStatements:
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND seq BETWEEN :first AND :last "
             "ORDER BY seq"
         )
-        # SQLite: the live turns as one JSON array text, their count and their seqs in
-        # the order joined; None: read them row by row (see ``read_live_turns``).
-        self.live_array: str | None = None
-        if p.dialect == "sqlite":
-            self.live_array = (
-                "SELECT '[' || group_concat(data, ',') || ']', COUNT(*), "
-                "group_concat(seq, ',') FROM (SELECT seq, data FROM "
-                f"{t} WHERE session_id = :sid AND live = 1 ORDER BY seq)"
-            )
         self.live_ranges = (
             "SELECT MIN(seq), MAX(seq) FROM (SELECT seq, seq - ROW_NUMBER() OVER "
             f"(ORDER BY seq) AS grp FROM {t} WHERE session_id = :sid AND live = 1) AS g "

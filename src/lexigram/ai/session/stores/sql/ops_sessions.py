@@ -27,6 +27,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
+from lexigram.ai.session.stores.codec import state_with, turns_from_texts
 from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
@@ -37,6 +38,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     insert_turns,
     live_turns,
     lock_header,
+    read_live_turns,
 )
 from lexigram.ai.session.stores.sql.rows import turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Tx
@@ -227,7 +229,11 @@ async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
     record = await load_record(tx, ctx, session_id)
     if record is None:
         return None
-    return replace(record.state, turns=await live_turns(tx, ctx, session_id))
+    if ctx.q.turns.live_array is None:
+        turns = await live_turns(tx, ctx, session_id)
+    else:  # SQLite: the turns as one joined text, checked (see ``read_live_turns``)
+        turns = await read_live_turns(tx, ctx, session_id)
+    return state_with(record.state, turns=turns)
 
 
 async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
@@ -237,8 +243,11 @@ async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState 
         return None
     values = list(row)
     record = ctx.record(values[:-1])
-    turns = turns_from_rows([(data,) for data in values[-1]], session_id)
-    return replace(record.state, turns=turns)
+    texts = values[-1]
+    turns = turns_from_texts(texts)
+    if turns is None:  # a damaged text: decode one by one to name it
+        turns = turns_from_rows([(data,) for data in texts], session_id)
+    return state_with(record.state, turns=turns)
 
 
 async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:

