@@ -226,19 +226,14 @@ async def load_record(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None
 
 async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
     """Header and live turns (run as a snapshot read)."""
-    sql = ctx.q.sessions.load_joined
-    if sql is not None:  # SQLite: the header and the turns joined, one statement
-        row = await tx.one(sql, {"sid": session_id})
-        if row is None:
-            return None
-        values = list(row)
-        state = ctx.record(values[:-3]).state
-        turns = await read_live_turns(tx, ctx, session_id, values[-3:])
-        return state_with(state, turns=turns)
     record = await load_record(tx, ctx, session_id)
     if record is None:
         return None
-    return state_with(record.state, turns=await live_turns(tx, ctx, session_id))
+    if ctx.q.turns.live_array is None:
+        turns = await live_turns(tx, ctx, session_id)
+    else:  # SQLite: the turns as one joined text, checked (see ``read_live_turns``)
+        turns = await read_live_turns(tx, ctx, session_id)
+    return state_with(record.state, turns=turns)
 
 
 async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
@@ -471,16 +466,6 @@ class SessionStatements:
             f"SELECT {h}, ARRAY(SELECT data FROM {t} WHERE session_id = :sid AND live = 1 "
             f"ORDER BY seq) FROM {s} WHERE session_id = :sid"
         )
-        # SQLite: the header beside ``TurnStatements.live_array``'s three values (the
-        # live turns as one joined text, their count and seqs), see ``load``.
-        self.load_joined: str | None = None
-        if dialect == "sqlite":
-            self.load_joined = (
-                f"SELECT {h}, j.* FROM {s}, (SELECT '[' || group_concat(data, ',') || ']', "
-                "COUNT(*), group_concat(seq, ',') FROM (SELECT seq, data FROM "
-                f"{t} WHERE session_id = :sid AND live = 1 ORDER BY seq)) AS j "
-                "WHERE session_id = :sid"
-            )
         self.exists = f"SELECT 1 FROM {s} WHERE session_id = :sid"
         self.insert_session = (
             f"INSERT INTO {s} ({', '.join(ins_cols)}) VALUES "

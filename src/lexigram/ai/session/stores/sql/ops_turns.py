@@ -376,9 +376,7 @@ async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     return _turns(await tx.all(ctx.q.turns.live_data, {"sid": session_id}), session_id)
 
 
-async def read_live_turns(
-    tx: Tx, ctx: Ctx, session_id: str, joined: Sequence[Any] | None = None
-) -> list[SessionTurn]:
+async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
 
     Used by ``get_state`` on SQLite and by checkpoints and restores everywhere.
@@ -390,12 +388,10 @@ async def read_live_turns(
     ascending, a damaged text), the turns are read and decoded row by
     row, which names a damaged row. (PostgreSQL's ``string_agg`` and ``ARRAY()`` cost
     the server more than sending the rows: 8.8 / 4.2 ms against 1.6 ms for 5,000.)
-    ``joined``: the three values of ``live_array`` already read (``get_state`` reads
-    them in its header statement).
     """
     sql = ctx.q.turns.live_array
     if sql is not None:
-        row = joined if joined is not None else await tx.one(sql, {"sid": session_id})
+        row = await tx.one(sql, {"sid": session_id})
         if row is not None:
             array, count, seqs = row[0], int(row[1]), row[2]
             if count == 0:
