@@ -193,6 +193,50 @@ def _install_body(fields: dict[str, Any], body: list[Any]) -> None:
     fields["content"], fields["tool_calls"], fields["skill_results"], fields["metadata"] = body
 
 
+class _Opening:
+    """What opening the turns of one read needs, looked up once per read."""
+
+    __slots__ = ("aad", "decrypt", "get", "raw_key")
+
+    def __init__(self, key: DataKey, cache: dict[str, Entry] | None) -> None:
+        self.raw_key = key.raw
+        self.decrypt, self.aad = key.decryptor("turn:")
+        self.get = cache.get if cache is not None else None
+
+
+_unhex = binascii.a2b_hex  # ~1.7x faster than bytes.fromhex (no whitespace skipping)
+_SKIP = len(SEALED_PREFIX)
+
+
+def _plain_body(
+    content: Any,
+    turn_id: str,
+    key: _Opening,
+    fresh: list[tuple[str, Entry]] | None,
+) -> bytes | None:
+    """The authenticated plaintext body of one stored turn; None for a plaintext turn.
+
+    From the cache when it holds exactly this sealed text under this key and turn id,
+    else decrypted with its tag checked (raises ``ValueError``/``InvalidTag`` when it
+    does not open), and then appended to ``fresh``.
+    """
+    hit = key.get(turn_id) if key.get is not None else None
+    if hit is not None and hit[0] == content and hit[1] == key.raw_key:
+        return hit[2]  # the same sealed text, so a sealed turn
+    if type(content) is not str:
+        return None
+    if content.startswith(SEALED_PREFIX):
+        raw = _unhex(content[_SKIP:])
+    elif content.startswith(LEGACY_SEALED_PREFIX):
+        raw = sealed_bytes(content)
+    else:
+        return None  # a plaintext turn (written before encryption was on)
+    plain: bytes = key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key.aad + turn_id.encode())
+    if fresh is not None:
+        fresh.append((turn_id, (content, key.raw_key, plain)))
+    return plain
+
+
 def _open_bulk(
     turns: list[SessionTurn],
     key: DataKey,
@@ -207,34 +251,17 @@ def _open_bulk(
     elements, each a 4-element list with text first, or the caller opens the turns
     one by one. Nothing is installed or recorded in ``added`` unless all pass.
     """
-    raw_key = key.raw
-    decrypt, aad = key.decryptor("turn:")
-    get = cache.get if cache is not None else None
-    unhex = binascii.a2b_hex  # ~1.7x faster than bytes.fromhex (no whitespace skipping)
-    prefix = SEALED_PREFIX
-    skip = len(prefix)
+    opening = _Opening(key, cache)
     targets: list[dict[str, Any]] = []
     bodies: list[bytes] = []
     fresh: list[tuple[str, Entry]] = []
     try:
         for turn in turns:
             fields = turn.__dict__
-            content = fields["content"]
-            turn_id = fields["turn_id"]
-            hit = get(turn_id) if get is not None else None
-            if hit is not None and hit[0] == content and hit[1] == raw_key:
-                plain = hit[2]  # the same sealed text, so a sealed turn
-            else:
-                if type(content) is str and content.startswith(prefix):
-                    raw = unhex(content[skip:])
-                elif type(content) is str and content.startswith(LEGACY_SEALED_PREFIX):
-                    raw = sealed_bytes(content)
-                else:
-                    continue  # a plaintext turn (written before encryption was on)
-                plain = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
-                fresh.append((turn_id, (content, raw_key, plain)))
-            targets.append(fields)
-            bodies.append(plain)
+            plain = _plain_body(fields["content"], fields["turn_id"], opening, fresh)
+            if plain is not None:
+                targets.append(fields)
+                bodies.append(plain)
         if not bodies:
             return True
         parsed = orjson.loads(b"[" + b",".join(bodies) + b"]")
@@ -262,32 +289,15 @@ def _open_each(
     added: list[tuple[str, Entry]] | None,
 ) -> list[SessionTurn]:
     """Open the turns one by one; the first that does not open raises, naming it."""
-    raw_key = key.raw
-    decrypt, aad = key.decryptor("turn:")
-    get = cache.get if cache is not None else None
+    opening = _Opening(key, cache)
     loads = orjson.loads
-    unhex = binascii.a2b_hex
-    prefix = SEALED_PREFIX
-    skip = len(prefix)
     broken: dict[int, SessionTurn] = {}
     for turn in turns:
         fields = turn.__dict__
-        content = fields["content"]
-        turn_id = fields["turn_id"]
-        hit = get(turn_id) if get is not None else None
         try:
-            if hit is not None and hit[0] == content and hit[1] == raw_key:
-                plain = hit[2]  # the same sealed text, so a sealed turn
-            else:
-                if type(content) is str and content.startswith(prefix):
-                    raw = unhex(content[skip:])
-                elif type(content) is str and content.startswith(LEGACY_SEALED_PREFIX):
-                    raw = sealed_bytes(content)
-                else:
-                    continue  # a plaintext turn (written before encryption was on)
-                plain = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
-                if added is not None:
-                    added.append((turn_id, (content, raw_key, plain)))
+            plain = _plain_body(fields["content"], fields["turn_id"], opening, added)
+            if plain is None:
+                continue
             body = loads(plain)
         except (ValueError, InvalidTag, UnicodeEncodeError):  # JSONDecodeError is a ValueError
             body = None
