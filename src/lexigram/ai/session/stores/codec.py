@@ -21,7 +21,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
-from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
+from lexigram.ai.session.stores.gc_pause import paused_gc
 
 __all__ = [
     "EPOCH",
@@ -365,10 +365,8 @@ def turns_from_array(array: str | bytes, count: int) -> list[SessionTurn] | None
     fails (the caller then decodes the rows one by one to name what is wrong). The
     garbage collector is paused while a long session is built (:mod:`.gc_pause`).
     """
-    if count >= MIN_PAUSE:
-        with paused_gc():
-            return _turns_from_array(array, count)
-    return _turns_from_array(array, count)
+    with paused_gc(count):
+        return _turns_from_array(array, count)
 
 
 def _turns_from_array(array: str | bytes, count: int) -> list[SessionTurn] | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 
 __all__ = ["MIN_PAUSE", "paused_gc"]
@@ -76,8 +77,13 @@ class _Paused:
 
 
 _PAUSED = _Paused()
+_NOT_PAUSED: AbstractContextManager[None] = nullcontext()
 
 
-def paused_gc() -> _Paused:
-    """A context manager that pauses cyclic garbage collection while it is open."""
-    return _PAUSED
+def paused_gc(count: int | None = None) -> AbstractContextManager[None]:
+    """A context manager that pauses cyclic garbage collection while it is open.
+
+    With ``count`` (how many turns or records the caller is about to build), the
+    collector is paused only from :data:`MIN_PAUSE` on; below, nothing happens.
+    """
+    return _PAUSED if count is None or count >= MIN_PAUSE else _NOT_PAUSED

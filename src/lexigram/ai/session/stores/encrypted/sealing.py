@@ -35,7 +35,7 @@ from lexigram.ai.session.encryption.cipher import (
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.encrypted.opened import Entry
-from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
+from lexigram.ai.session.stores.gc_pause import paused_gc
 
 __all__ = [
     "KEY_FIELD",
@@ -165,10 +165,8 @@ def open_turns(
     """
     if not _DICT_TURNS:
         return [open_turn(t, key, record=record) for t in turns]
-    if len(turns) >= MIN_PAUSE:
-        with paused_gc():
-            return _open_all(turns, key, record, cache, added)
-    return _open_all(turns, key, record, cache, added)
+    with paused_gc(len(turns)):
+        return _open_all(turns, key, record, cache, added)
 
 
 def _open_all(

@@ -32,7 +32,7 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores import codec
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import SessionRecord
-from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
+from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.redis.client import AnyRedis, ScriptRunner, connect, mask_url
 from lexigram.ai.session.stores.redis.indexes import Indexes
 from lexigram.ai.session.stores.redis.keys import KeySpace
@@ -318,10 +318,7 @@ class RedisCore:
         """
         if not items:
             return []
-        if len(items) >= MIN_PAUSE:
-            with paused_gc():
-                turns = _bulk_turns(items)
-        else:
+        with paused_gc(len(items)):
             turns = _bulk_turns(items)
         if turns is not None:
             return turns

@@ -9,7 +9,6 @@ concurrent creates from many processes see each other's rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol, TypeAlias
 
@@ -28,7 +27,7 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores._common import require_writable
 from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
 from lexigram.ai.session.stores.codec import state_with, turns_from_texts
-from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
+from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import ENDED_SQL, LIVE_SQL, NOT_DUE, SqlParts
@@ -387,7 +386,7 @@ async def mark_expired_batch(
     # A batch's records are new objects that all stay reachable (no garbage): with
     # the collector running, their allocation set off collections that walked the
     # heap again and again (half of the sweeper's client CPU on PostgreSQL).
-    with paused_gc() if len(rows) >= MIN_PAUSE else nullcontext():
+    with paused_gc(len(rows)):
         for row in rows:
             try:
                 outcome.done.append(ctx.record(row))
