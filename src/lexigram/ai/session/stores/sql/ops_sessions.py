@@ -228,11 +228,7 @@ async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
     record = await load_record(tx, ctx, session_id)
     if record is None:
         return None
-    if ctx.q.turns.live_array is None:
-        turns = await live_turns(tx, ctx, session_id)
-    else:  # SQLite: the turns as one joined text, checked (see ``read_live_turns``)
-        turns = await read_live_turns(tx, ctx, session_id)
-    return state_with(record.state, turns=turns)
+    return state_with(record.state, turns=await read_live_turns(tx, ctx, session_id))
 
 
 async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:

@@ -379,7 +379,7 @@ async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
 async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
 
-    Used by ``get_state`` on SQLite and by checkpoints and restores everywhere.
+    Used by ``get_state`` (``ops_sessions.load``), checkpoints and restores.
     SQLite joins the turn texts with ``group_concat`` over an ordered subquery (one
     value instead of a row per turn: a restore of 5,000 turns reads and decodes
     them ~15% faster, 1,000 turns are fetched in 0.28 ms instead of 0.46 ms) and
