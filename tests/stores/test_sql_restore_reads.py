@@ -109,15 +109,20 @@ async def test_a_restore_to_no_turns_returns_no_turns(store: DatabaseSessionStor
     assert restored.turns == [] and restored.turn_count == 0 and restored.total_cost == 0.0
 
 
-async def test_a_damaged_row_fails_the_restore_naming_it(store: DatabaseSessionStore) -> None:
-    sid = await _session(store, 5)
-    checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id=f"cp-{uuid.uuid4().hex}")
+async def _damage_seq_3(store: DatabaseSessionStore, sid: str) -> None:
+    """Replace the stored text of the session's turn 3 with a document of the wrong shape."""
     await _exec(
         store,
         f"UPDATE {store.table_prefix}turns SET data = :d WHERE session_id = :s AND seq = 3",
         d='{"oops": 1}',
         s=sid,
     )
+
+
+async def test_a_damaged_row_fails_the_restore_naming_it(store: DatabaseSessionStore) -> None:
+    sid = await _session(store, 5)
+    checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id=f"cp-{uuid.uuid4().hex}")
+    await _damage_seq_3(store, sid)
     with pytest.raises(CorruptRecordError) as info:
         await store.restore_checkpoint(checkpoint.checkpoint_id)
     assert sid in str(info.value) and "3" in str(info.value)
@@ -126,12 +131,7 @@ async def test_a_damaged_row_fails_the_restore_naming_it(store: DatabaseSessionS
 async def test_get_state_names_a_damaged_row(store: DatabaseSessionStore) -> None:
     sid = await _session(store, 5)
     assert (await store.load(sid)).turns == [_turn(n) for n in range(1, 6)]  # type: ignore[union-attr]
-    await _exec(
-        store,
-        f"UPDATE {store.table_prefix}turns SET data = :d WHERE session_id = :s AND seq = 3",
-        d='{"oops": 1}',
-        s=sid,
-    )
+    await _damage_seq_3(store, sid)
     with pytest.raises(CorruptRecordError) as info:
         await store.load(sid)
     assert sid in str(info.value) and "3" in str(info.value) and "field" in str(info.value)
