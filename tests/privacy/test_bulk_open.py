@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import replace
 
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
-from lexigram.ai.session.encryption.cipher import DataKey, new_data_key
+from lexigram.ai.session.encryption.cipher import (
+    LEGACY_SEALED_PREFIX,
+    DataKey,
+    new_data_key,
+    sealed_bytes,
+)
 from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
 from lexigram.ai.session.stores.encrypted.opened import Entry
 from lexigram.ai.session.stores.encrypted.sealing import open_turn, open_turns, seal_turn
@@ -63,6 +69,44 @@ def test_bulk_opened_turns_equal_turns_opened_one_by_one(count: int) -> None:
     assert [t.__dict__ for t in cold] == [t.__dict__ for t in plain]
     assert [t.__dict__ for t in warm] == [t.__dict__ for t in plain]
     assert [turn_id for turn_id, _ in added] == [t.turn_id for t in plain]
+
+
+def test_a_partly_warm_cache_opens_cached_and_new_turns_alike() -> None:
+    key = _key()
+    plain = _turns(LONG)
+    sealed = _sealed(plain, key)
+    half = LONG // 2
+    first: list[tuple[str, Entry]] = []
+    open_turns(_fresh(sealed[:half]), key, record="r", cache={}, added=first)
+    added: list[tuple[str, Entry]] = []
+    opened = open_turns(_fresh(sealed), key, record="r", cache=dict(first), added=added)
+    assert [t.__dict__ for t in opened] == [t.__dict__ for t in plain]
+    assert [turn_id for turn_id, _ in added] == [t.turn_id for t in plain[half:]]
+
+
+def test_legacy_plaintext_and_cached_turns_mixed_open_alike() -> None:
+    key = _key()
+    plain = _turns(LONG)
+    sealed = _sealed(plain, key)
+    for n in range(0, LONG, 5):  # written by an earlier version: lxe1 and base64
+        raw = sealed_bytes(sealed[n].content)
+        legacy = LEGACY_SEALED_PREFIX + base64.b64encode(raw).decode()
+        sealed[n] = replace(sealed[n], content=legacy)
+    mixed = [plain[n] if n % 3 == 0 else t for n, t in enumerate(sealed)]
+    first: list[tuple[str, Entry]] = []
+    open_turns(_fresh(mixed[::2]), key, record="r", cache={}, added=first)
+    opened = open_turns(_fresh(mixed), key, record="r", cache=dict(first), added=[])
+    assert [t.__dict__ for t in opened] == [t.__dict__ for t in plain]
+
+
+def test_a_cache_entry_made_under_another_key_is_not_used() -> None:
+    key = _key()
+    plain = _turns(LONG)
+    sealed = _sealed(plain, key)
+    wrong = b'["forged", [], [], {}]'
+    cache: dict[str, Entry] = {t.turn_id: (t.content, b"\0" * 32, wrong) for t in sealed}
+    opened = open_turns(_fresh(sealed), key, record="r", cache=cache, added=[])
+    assert [t.__dict__ for t in opened] == [t.__dict__ for t in plain]
 
 
 def test_plaintext_turns_among_sealed_ones_are_left_as_they_are() -> None:
