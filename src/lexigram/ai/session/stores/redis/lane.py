@@ -1,24 +1,24 @@
-"""The direct lane: one command, one reply, on connections of the store's own.
+"""The direct lane: commands packed by hiredis, written straight to a connection.
 
 redis-py runs every command through several layers (retry wrapper, pool lock,
 observability records, event dispatch, health checks, timeouts), which on a chat
 request cost the client more than the command itself. With ``hiredis`` the
 store's calls go through :class:`DirectLane` instead: the command is packed by
 ``hiredis`` and written to the connection's stream, the reply is read by the
-connection's own parser. On a single server the connections come from the
-client's pool factory (same URL, credentials, database and handshake) but are
-kept by the lane; on a Cluster they are borrowed from the node serving the key's
-slot (a redirection is left to the full path). Each carries one command at a time.
+connection's own parser. On a single server every call of one event loop goes out
+on one connection of the lane's own (made by the client's pool factory: same URL,
+credentials, database and handshake), the calls of one loop turn written together
+(:mod:`.pipelined`); on a Cluster a call borrows a connection of the node serving
+the key's slot and carries it alone (a redirection is left to the full path).
 
 Failures are not handled here: any error leaves the connection closed (a reply may
-still be on its way) and is raised as redis-py's own exception, with
-:class:`LaneError` saying whether the command may have reached Redis. The
-caller (``ScriptRunner``) then falls back to the full client path, which retries.
+still be on its way) and is raised as :class:`LaneError`, saying whether the command
+may have reached Redis. The caller (``ScriptRunner``) then falls back to the full
+client path, which retries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,7 +35,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lexigram.ai.session.stores.redis.lane_errors import LaneError, closed_by_peer
 from lexigram.ai.session.stores.redis.packing import HiredisPackingConnection, has_packer, pack
+from lexigram.ai.session.stores.redis.pipelined import PipelinedConnection
 
 __all__ = ["DirectLane", "LaneError", "open_lane"]
 
@@ -47,23 +49,6 @@ _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-class LaneError(Exception):
-    """A lane call failed on the way to or from Redis.
-
-    ``sent``: the command may have reached Redis (it was written before the
-    failure); ``cause``: the failure as redis-py's connection error.
-    """
-
-    def __init__(self, cause: BaseException, *, sent: bool) -> None:
-        super().__init__(str(cause))
-        self.sent = sent
-        self.cause: RedisConnectionError | RedisTimeoutError = (
-            cause
-            if isinstance(cause, RedisConnectionError | RedisTimeoutError)
-            else RedisConnectionError(f"Error while talking to Redis: {cause}")
-        )
-
-
 class DirectLane:
     """Commands written straight to a connection, replies read by its hiredis parser.
 
@@ -71,7 +56,7 @@ class DirectLane:
     (the one serving the command's key) on a Cluster.
     """
 
-    def __init__(self, source: _OwnConnections | _NodeConnections) -> None:
+    def __init__(self, source: PipelinedConnection | _NodeConnections) -> None:
         self._source = source
 
     async def call(self, key: str, *args: Any) -> Any:
@@ -111,18 +96,39 @@ class DirectLane:
         return result
 
     async def _exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
-        """Write ``packed`` (``count`` commands) to a connection and read their replies.
+        """Write ``packed`` (``count`` commands) and read their replies (see the sources).
 
         Error replies are returned in their places, never raised; a failed
         connection is closed and raised as :class:`LaneError`.
         """
+        return await self._source.exchange(key, packed, count)
+
+    async def aclose(self) -> None:
+        """Close the connections the lane made (a Cluster's belong to its nodes)."""
+        await self._source.aclose()
+
+    def connections(self) -> list[Any]:
+        """The connections the lane made (to drop their sockets when their loop is gone)."""
+        return self._source.connections()
+
+
+class _NodeConnections:
+    """A Cluster: the connections of the node serving the key's slot, lent and returned."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._lent: dict[int, Any] = {}
+
+    async def exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
+        """Write ``packed`` (``count`` commands) to a connection of the key's node and
+        read their replies; the connection carries this call alone meanwhile."""
         try:
-            conn: Any = self._source.take(key)
+            conn: Any = self.take(key)
         except (RedisClusterException, ClusterError, MaxConnectionsError) as exc:
             raise LaneError(exc, sent=False) from exc
         sent = False
         try:
-            if conn.is_connected and _closed_by_peer(conn):
+            if conn.is_connected and closed_by_peer(conn):
                 # As the pool checks an idle connection: one the server closed
                 # meanwhile is opened again, so a write never goes out on it.
                 await conn.disconnect(nowait=True)
@@ -137,59 +143,15 @@ class DirectLane:
             replies = [await read() for _ in range(count)]
         except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
             await conn.disconnect(nowait=True)
-            self._source.give(conn)
+            self.give(conn)
             raise LaneError(exc, sent=sent) from exc
         except BaseException:
             # Cancelled (or worse) while a reply may be on its way: never reuse it.
             await conn.disconnect(nowait=True)
-            self._source.give(conn)
+            self.give(conn)
             raise
-        self._source.give(conn)
+        self.give(conn)
         return replies
-
-    async def aclose(self) -> None:
-        """Close the connections the lane made (a Cluster's belong to its nodes)."""
-        await self._source.aclose()
-
-    def connections(self) -> list[Any]:
-        """The connections the lane made (to drop their sockets when their loop is gone)."""
-        return self._source.connections()
-
-
-class _OwnConnections:
-    """A single server: idle connections of the lane's own, made by the client's pool."""
-
-    def __init__(self, client: Redis) -> None:
-        # redis-py's connections are untyped where the lane reaches into them
-        self._make: Callable[[], Any] = client.connection_pool.make_connection
-        self._idle: list[Any] = []
-        self._made: list[Any] = []
-
-    def take(self, key: str) -> Any:
-        if self._idle:
-            return self._idle.pop()
-        conn = self._make()
-        self._made.append(conn)
-        return conn
-
-    def give(self, conn: Any) -> None:
-        self._idle.append(conn)
-
-    async def aclose(self) -> None:
-        made, self._made, self._idle = self._made, [], []
-        for conn in made:
-            await conn.disconnect(nowait=True)
-
-    def connections(self) -> list[Any]:
-        return list(self._made)
-
-
-class _NodeConnections:
-    """A Cluster: the connections of the node serving the key's slot, lent and returned."""
-
-    def __init__(self, client: RedisCluster) -> None:
-        self._client = client
-        self._lent: dict[int, Any] = {}
 
     def take(self, key: str) -> Any:
         node: Any = self._client.get_node_from_key(key)
@@ -209,12 +171,6 @@ class _NodeConnections:
         return []
 
 
-def _closed_by_peer(conn: Any) -> bool:
-    """Whether an idle connection was closed (or reset) by the other end meanwhile."""
-    reader = conn._reader
-    return bool(reader.at_eof() or reader.exception() is not None or conn._writer.is_closing())
-
-
 def open_lane(client: Any) -> DirectLane | None:
     """A lane for ``client``: a single server packing with hiredis, or a Cluster; else None."""
     if isinstance(client, RedisCluster):
@@ -223,4 +179,4 @@ def open_lane(client: Any) -> DirectLane | None:
         return None
     if client.connection_pool.connection_class is not HiredisPackingConnection:
         return None
-    return DirectLane(_OwnConnections(client))
+    return DirectLane(PipelinedConnection(client))
