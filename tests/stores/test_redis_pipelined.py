@@ -165,3 +165,36 @@ async def _client_id(client: Redis, name: str) -> int:
         if entry.get("name") == name:
             return int(entry["id"])
     raise AssertionError(f"no client named {name}")
+
+
+@pytest.mark.cluster
+async def test_a_cluster_lane_pipelines_per_node_and_leaves_a_moved_key_to_the_full_path() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    from tests.stores.redis_cluster import shared_cluster
+
+    client = RedisCluster.from_url(shared_cluster().url)
+    await client.initialize()  # the slot map (the store does this when it starts)
+    lane = open_lane(client)
+    assert lane is not None
+    p = f"pipe-test:{uuid.uuid4().hex}:"
+    keys = [f"{p}{{k{i}}}" for i in range(60)]  # hash tags spread over every node
+    try:
+        replies = await asyncio.gather(*(lane.call(k, "INCRBY", k, 7) for k in keys))
+        assert replies == [7] * len(keys)
+        nodes = {client.get_node_from_key(k).name for k in keys}
+        assert len(nodes) == 3
+        assert len(lane.connections()) == 3  # one pipelined connection per node
+        # A key sent to a node that does not serve its slot: MOVED, nothing ran there.
+        home = client.get_node_from_key(keys[0])
+        other = next(k for k in keys if client.get_node_from_key(k) != home)
+        with pytest.raises(LaneError) as caught:
+            await lane.call(keys[0], "SET", other, "misrouted")
+        assert caught.value.sent is False
+        assert await lane.call(keys[0], "GET", keys[0]) == b"7"  # the connection is in step
+        assert int(await client.get(other) or 0) == 7
+    finally:
+        await lane.aclose()
+        for k in keys:
+            await client.delete(k)
+        await client.aclose()

@@ -5,11 +5,11 @@ observability records, event dispatch, health checks, timeouts), which on a chat
 request cost the client more than the command itself. With ``hiredis`` the
 store's calls go through :class:`DirectLane` instead: the command is packed by
 ``hiredis`` and written to the connection's stream, the reply is read by the
-connection's own parser. On a single server every call of one event loop goes out
-on one connection of the lane's own (made by the client's pool factory: same URL,
-credentials, database and handshake), the calls of one loop turn written together
-(:mod:`.pipelined`); on a Cluster a call borrows a connection of the node serving
-the key's slot and carries it alone (a redirection is left to the full path).
+connection's own parser. Every call of one event loop to one server goes out on one
+connection of the lane's own, the calls of one loop turn written together
+(:mod:`.pipelined`): on a single server it is made by the client's pool factory (same
+URL, credentials, database and handshake), on a Cluster there is one per node, made as
+the node makes its own (a redirection is left to the full path).
 
 Failures are not handled here: any error leaves the connection closed (a reply may
 still be on its way) and is raised as :class:`LaneError`, saying whether the command
@@ -19,23 +19,23 @@ client path, which retries.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
     ClusterDownError,
     ClusterError,
-    MaxConnectionsError,
     RedisClusterException,
     ResponseError,
     TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from lexigram.ai.session.stores.redis.lane_errors import LaneError, closed_by_peer
+from lexigram.ai.session.stores.redis.lane_errors import LaneError
 from lexigram.ai.session.stores.redis.packing import HiredisPackingConnection, has_packer, pack
 from lexigram.ai.session.stores.redis.pipelined import PipelinedConnection
 
@@ -56,7 +56,7 @@ class DirectLane:
     (the one serving the command's key) on a Cluster.
     """
 
-    def __init__(self, source: PipelinedConnection | _NodeConnections) -> None:
+    def __init__(self, source: PipelinedConnection | _NodePipelines) -> None:
         self._source = source
 
     async def call(self, key: str, *args: Any) -> Any:
@@ -112,71 +112,53 @@ class DirectLane:
         return self._source.connections()
 
 
-class _NodeConnections:
-    """A Cluster: the connections of the node serving the key's slot, lent and returned."""
+class _NodePipelines:
+    """A Cluster: one pipelined connection per node, shared by the calls for its slots.
+
+    The connections are the lane's own, made as the node makes its own (its connection
+    class and settings, no retries at that level). A node that left the cluster keeps
+    its idle connection until the lane is closed.
+    """
 
     def __init__(self, client: RedisCluster) -> None:
         self._client = client
-        self._lent: dict[int, Any] = {}
+        self._pipes: dict[str, PipelinedConnection] = {}
 
     async def exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
-        """Write ``packed`` (``count`` commands) to a connection of the key's node and
-        read their replies; the connection carries this call alone meanwhile."""
+        """Send ``packed`` on the pipelined connection of the node serving ``key``."""
         try:
-            conn: Any = self.take(key)
-        except (RedisClusterException, ClusterError, MaxConnectionsError) as exc:
+            node: Any = self._client.get_node_from_key(key)
+            if node is None:  # pragma: no cover - only asked for replicas
+                raise ClusterError(f"no node serves {key!r}")
+        except (RedisClusterException, ClusterError) as exc:
             raise LaneError(exc, sent=False) from exc
-        sent = False
-        try:
-            if conn.is_connected and closed_by_peer(conn):
-                # As the pool checks an idle connection: one the server closed
-                # meanwhile is opened again, so a write never goes out on it.
-                await conn.disconnect(nowait=True)
-            if not conn.is_connected:
-                await conn.connect()
-            writer = conn._writer
-            if writer is None:  # pragma: no cover - connect() sets it or raises
-                raise RedisConnectionError("not connected")
-            writer.write(packed)
-            sent = True
-            read = conn._parser.read_response
-            replies = [await read() for _ in range(count)]
-        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
-            await conn.disconnect(nowait=True)
-            self.give(conn)
-            raise LaneError(exc, sent=sent) from exc
-        except BaseException:
-            # Cancelled (or worse) while a reply may be on its way: never reuse it.
-            await conn.disconnect(nowait=True)
-            self.give(conn)
-            raise
-        self.give(conn)
-        return replies
-
-    def take(self, key: str) -> Any:
-        node: Any = self._client.get_node_from_key(key)
-        if node is None:  # pragma: no cover - only asked for replicas
-            raise ClusterError(f"no node serves {key!r}")
-        conn = node.acquire_connection()
-        self._lent[id(conn)] = node
-        return conn
-
-    def give(self, conn: Any) -> None:
-        self._lent.pop(id(conn)).release(conn)
+        pipe = self._pipes.get(node.name)
+        if pipe is None:
+            pipe = self._pipes[node.name] = PipelinedConnection(partial(_node_connection, node))
+        return await pipe.exchange(key, packed, count)
 
     async def aclose(self) -> None:
-        return None  # the client closes its nodes' connections
+        pipes, self._pipes = list(self._pipes.values()), {}
+        for pipe in pipes:
+            await pipe.aclose()
 
     def connections(self) -> list[Any]:
-        return []
+        return [conn for pipe in self._pipes.values() for conn in pipe.connections()]
+
+
+def _node_connection(node: Any) -> Any:
+    """A new connection to ``node`` as the node makes its own (retries left to the caller)."""
+    options = dict(node.connection_kwargs)
+    options["retry"] = Retry(backoff=NoBackoff(), retries=0)
+    return node.connection_class(**options)
 
 
 def open_lane(client: Any) -> DirectLane | None:
     """A lane for ``client``: a single server packing with hiredis, or a Cluster; else None."""
     if isinstance(client, RedisCluster):
-        return DirectLane(_NodeConnections(client)) if has_packer() else None
+        return DirectLane(_NodePipelines(client)) if has_packer() else None
     if not isinstance(client, Redis):
         return None
     if client.connection_pool.connection_class is not HiredisPackingConnection:
         return None
-    return DirectLane(PipelinedConnection(client))
+    return DirectLane(PipelinedConnection(client.connection_pool.make_connection))

@@ -27,7 +27,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lexigram.ai.session.stores.redis.lane_errors import LaneError, closed_by_peer
@@ -47,11 +46,12 @@ class _Call:
 
 
 class PipelinedConnection:
-    """One connection to a single server, carrying every lane call of one event loop."""
+    """One connection to one server, carrying every lane call of one event loop to it."""
 
-    def __init__(self, client: Redis) -> None:
-        # redis-py's connections are untyped where the lane reaches into them
-        self._make: Callable[[], Any] = client.connection_pool.make_connection
+    def __init__(self, make: Callable[[], Any]) -> None:
+        # ``make``: a new (unconnected) redis-py connection to the server; they are
+        # untyped where the lane reaches into them
+        self._make = make
         self._conn: Any = None
         self._made: list[Any] = []
         self._unsent: list[_Call] = []
