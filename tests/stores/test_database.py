@@ -278,8 +278,11 @@ async def test_listing_and_expiry_queries_use_their_indexes(sqlite_url: str) -> 
         assert "sessions_expiry_ix" in expired and "TEMP B-TREE" not in expired, expired
         ended = await plan(q.sessions.find_purgeable, older=0, lim=5)
         assert "sessions_ended_ix" in ended and "TEMP B-TREE" not in ended, ended
-        turns = await plan(q.turns.live_data, sid="s")  # a range of one session, in seq order
-        assert "SEARCH" in turns and "TEMP B-TREE" not in turns, turns
+        # the live turns of one session, in seq order: as rows and as one joined text
+        assert q.turns.live_array is not None
+        for sql in (q.turns.live_turns, q.turns.live_array):
+            turns = await plan(sql, sid="s")
+            assert "SEARCH" in turns and "TEMP B-TREE" not in turns, turns
         last = await plan(q.turns.last_turns, sid="s", lim=5)
         assert "SCAN" not in last and "TEMP B-TREE" not in last, last
 

@@ -35,7 +35,6 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     TurnStatements,
     gc,
     insert_turns,
-    live_turns,
     lock_header,
     read_live_turns,
 )
@@ -255,7 +254,7 @@ async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:
     for row in await tx.all(ctx.q.sessions.user_all, {"uid": user_id}):
         try:
             record = ctx.record(row)
-            turns = await live_turns(tx, ctx, record.state.session_id)
+            turns = await read_live_turns(tx, ctx, record.state.session_id)
         except CorruptRecordError as exc:
             _log.warning("ai_session.sql.damaged_record", session_id=row[0], error=str(exc))
             continue

@@ -102,7 +102,6 @@ __all__ = [
     "get_turn_seqs",
     "insert_turns",
     "live_totals",
-    "live_turns",
     "read_live_turns",
     "lock_header",
     "pop_turn",
@@ -367,19 +366,10 @@ async def find_live_duplicate(
     return None
 
 
-def _turns(rows: Sequence[Row], session_id: str) -> list[SessionTurn]:
-    return turns_from_rows(rows, session_id)
-
-
-async def live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
-    """Every live turn in ``seq`` order."""
-    return _turns(await tx.all(ctx.q.turns.live_data, {"sid": session_id}), session_id)
-
-
 async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
     """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
 
-    Used by ``get_state`` (``ops_sessions.load``), checkpoints and restores.
+    Used by ``get_state`` and listings (``ops_sessions``), checkpoints and restores.
     SQLite joins the turn texts with ``group_concat`` over an ordered subquery (one
     value instead of a row per turn: a restore of 5,000 turns reads and decodes
     them ~15% faster, 1,000 turns are fetched in 0.28 ms instead of 0.46 ms) and
@@ -658,9 +648,6 @@ class TurnStatements:
             f"(:session_id, :seq, 1, {', '.join(':' + c_ for c_ in TURN_COLUMNS)})"
         )
         self.live_turns = f"SELECT {tc} FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
-        self.live_data = (
-            f"SELECT data FROM {t} WHERE session_id = :sid AND live = 1 ORDER BY seq"
-        )
         # SQLite: the live turns as one JSON array text, their count and their seqs in
         # the order joined; None: read them row by row (see ``read_live_turns``).
         self.live_array: str | None = None
