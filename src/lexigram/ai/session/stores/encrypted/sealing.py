@@ -166,19 +166,9 @@ def open_turns(
     if not _DICT_TURNS:
         return [open_turn(t, key, record=record) for t in turns]
     with paused_gc(len(turns)):
-        return _open_all(turns, key, record, cache, added)
-
-
-def _open_all(
-    turns: list[SessionTurn],
-    key: DataKey,
-    record: str,
-    cache: dict[str, Entry] | None,
-    added: list[tuple[str, Entry]] | None,
-) -> list[SessionTurn]:
-    if _open_bulk(turns, key, cache, added):
-        return turns
-    return _open_each(turns, key, record, cache, added)
+        if _open_bulk(turns, key, cache, added):
+            return turns
+        return _open_each(turns, key, record, cache, added)
 
 
 _first = itemgetter(0)
