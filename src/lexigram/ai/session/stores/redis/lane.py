@@ -11,8 +11,8 @@ connection of the lane's own, the calls of one loop turn written together
 URL, credentials, database and handshake), on a Cluster there is one per node, made as
 the node makes its own (a redirection is left to the full path).
 
-Failures are not handled here: any error leaves the connection closed (a reply may
-still be on its way) and is raised as :class:`LaneError`, saying whether the command
+Failures are not handled here: a failed connection is closed (a reply may still be
+on its way) and every call on it raises :class:`LaneError`, saying whether its command
 may have reached Redis. The caller (``ScriptRunner``) then falls back to the full
 client path, which retries.
 """
@@ -52,8 +52,10 @@ _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 class DirectLane:
     """Commands written straight to a connection, replies read by its hiredis parser.
 
-    ``source`` lends the connections: its own for a single server, the node's
-    (the one serving the command's key) on a Cluster.
+    ``source`` sends them: one pipelined connection to a single server, or one per
+    node on a Cluster (the node serving the command's key). Its ``exchange`` returns
+    error replies in their places and raises :class:`LaneError` when the connection
+    fails.
     """
 
     def __init__(self, source: PipelinedConnection | _NodePipelines) -> None:
@@ -66,7 +68,7 @@ class DirectLane:
         key's slot is elsewhere: the full path follows the redirection);
         ``ResponseError`` (and subclasses such as ``NoScriptError``) for an error reply.
         """
-        reply = (await self._exchange(key, pack(args), 1))[0]
+        reply = (await self._source.exchange(key, pack(args), 1))[0]
         if isinstance(reply, ResponseError):
             if isinstance(reply, _ELSEWHERE):
                 raise LaneError(reply, sent=False) from reply  # not run: not its slot
@@ -81,7 +83,7 @@ class DirectLane:
         served elsewhere) aborts the transaction: :class:`LaneError` (nothing ran).
         """
         packed = b"".join([_MULTI, *(pack(c) for c in commands), _EXEC])
-        replies = await self._exchange(key, packed, len(commands) + 2)
+        replies = await self._source.exchange(key, packed, len(commands) + 2)
         *queued, result = replies
         for reply in queued:
             if isinstance(reply, ResponseError):
@@ -95,16 +97,8 @@ class DirectLane:
                 raise reply
         return result
 
-    async def _exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
-        """Write ``packed`` (``count`` commands) and read their replies (see the sources).
-
-        Error replies are returned in their places, never raised; a failed
-        connection is closed and raised as :class:`LaneError`.
-        """
-        return await self._source.exchange(key, packed, count)
-
     async def aclose(self) -> None:
-        """Close the connections the lane made (a Cluster's belong to its nodes)."""
+        """Close the connections the lane made (on a Cluster, one per node)."""
         await self._source.aclose()
 
     def connections(self) -> list[Any]:
