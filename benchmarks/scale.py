@@ -28,7 +28,16 @@ the newest 20 turns, then append a user turn and an assistant turn atomically.
 Rounds alternate ours and raw (ours, raw, ours, raw, …) so both see the same machine
 load; each round starts fresh worker processes that wait on a barrier, so only the
 exchanges are timed. Printed per backend: exchanges/s of each round, the medians, the
-ratio ours/raw and the load average (1 min) during each round.
+ratio ours/raw, the load average (1 min) during each round, and the share of the timed
+wall time each worker spent in Python's cyclic garbage collector (``gc.callbacks``) with
+the number of full collections.
+
+``--gc-freeze``: every worker, ours and raw alike, calls ``gc.collect(); gc.freeze()``
+after its warm-up (as ``stores.py`` does in its one process), so full collections no
+longer walk the objects the process built at start-up (the imported modules: about
+100,000 objects in ours, which imports SQLAlchemy, pydantic and the framework, against
+about 37,000 in raw's). Without it, those walks are most of the difference between the
+two sides (see docs/performance.md, "The garbage collector in the chat workload").
 
 After the run every session is checked: its header's ``turn_count`` must equal the
 number of turns stored, and the turns stored must add up to the history plus two per
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import shutil
@@ -90,6 +100,7 @@ class Spec:
     pool_size: int
     history: int
     sqlite_dir: str = ""
+    gc_freeze: bool = False
     sessions: list[str] = field(default_factory=list)
 
 
@@ -569,6 +580,10 @@ async def _work(kind: str, spec: Spec, sids: list[str], duration: float, barrier
     tag = uuid.uuid4().hex[:6]
     # Warm-up: one exchange per session (connections, statement caches, scripts).
     await asyncio.gather(*(stack.exchange(sid, 0, tag) for sid in sids))
+    if spec.gc_freeze:  # the same for ours and raw: the heap built so far is never walked
+        gc.collect()
+        gc.freeze()
+    collector = _GcClock()
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
     start = time.perf_counter()
     end = start + duration
@@ -587,8 +602,31 @@ async def _work(kind: str, spec: Spec, sids: list[str], duration: float, barrier
 
     counts = await asyncio.gather(*(task(sid) for sid in sids))
     elapsed = time.perf_counter() - start
+    gc_time, full = collector.stop()
     await stack.close()
-    return sum(counts), len(sids), elapsed, errors[:3]
+    return sum(counts), len(sids), elapsed, errors[:3], gc_time / elapsed, full
+
+
+class _GcClock:
+    """Time the cyclic garbage collector takes in this process (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._start = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._start
+        self.full += info["generation"] == 2
+
+    def stop(self) -> tuple[float, int]:
+        """Seconds spent collecting and full collections, since construction."""
+        gc.callbacks.remove(self._on)
+        return self.seconds, self.full
 
 
 def _worker(
@@ -611,6 +649,10 @@ class RoundResult:
     warmups: int
     load: float
     errors: list[str]
+    gc_share: float = 0.0
+    """Mean share of each worker's timed wall time spent in the cyclic collector."""
+    gc_full: int = 0
+    """Full (oldest-generation) collections in all workers while timed."""
 
 
 def run_round(kind: str, spec: Spec, processes: int, duration: float) -> RoundResult:
@@ -640,18 +682,20 @@ def run_round(kind: str, spec: Spec, processes: int, duration: float) -> RoundRe
     results = [out.get(timeout=duration + 300) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    total = warm = 0
-    rate = 0.0
+    total = warm = full = 0
+    rate = share = 0.0
     errors: list[str] = []
     for r in results:
         if isinstance(r, BaseException):
             raise r
-        count, nwarm, elapsed, errs = r
+        count, nwarm, elapsed, errs, gc_share, gc_full = r
         total += count
         warm += nwarm
         rate += count / elapsed
         errors.extend(errs)
-    return RoundResult(rate, total, warm, load, errors)
+        share += gc_share / len(results)
+        full += gc_full
+    return RoundResult(rate, total, warm, load, errors, share, full)
 
 
 # ------------------------------------------------------------------ backends
@@ -730,7 +774,7 @@ def bench_backend(backend: Backend, args: argparse.Namespace) -> tuple[dict[str,
                 rounds[kind].append(result)
                 print(
                     f"  {backend.name:<13} round {i + 1} {kind:<4} {result.rate:9.0f} exchanges/s"
-                    f"  load {result.load:5.2f}"
+                    f"  load {result.load:5.2f}  gc {result.gc_share:5.1%} ({result.gc_full} full)"
                     + (f"  ERRORS {result.errors}" if result.errors else ""),
                     flush=True,
                 )
@@ -756,6 +800,8 @@ def bench_backend(backend: Backend, args: argparse.Namespace) -> tuple[dict[str,
         "raw": raw,
         "ratio": ours / raw if raw else float("nan"),
         "load": statistics.mean(loads),
+        "gc_ours": statistics.mean(r.gc_share for r in rounds["ours"]),
+        "gc_raw": statistics.mean(r.gc_share for r in rounds["raw"]),
         "sessions": len(spec.sessions),
     }, problems
 
@@ -770,6 +816,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each (alternated)")
     parser.add_argument("--pool", type=int, default=10, help="SQL pool size (ours and raw)")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="every worker (ours and raw) calls gc.collect(); gc.freeze() after its warm-up",
+    )
     args = parser.parse_args()
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     cluster_url = None
@@ -786,7 +837,9 @@ def main() -> int:
     summary: list[dict[str, Any]] = []
     failed = False
     for name in names:
-        figures, problems = bench_backend(make_backend(name, args, cluster_url), args)
+        backend = make_backend(name, args, cluster_url)
+        backend.spec.gc_freeze = args.gc_freeze
+        figures, problems = bench_backend(backend, args)
         summary.append(figures)
         for p in problems[:20]:
             print(f"  MISMATCH {name}: {p}")
@@ -795,12 +848,15 @@ def main() -> int:
             print(f"  {name}: {len(problems)} problem(s)")
         else:
             print(f"  {name}: every session's turn_count equals its stored turns")
-    print("\n| backend | ours (exchanges/s) | raw (exchanges/s) | ours / raw | load avg (1 min) |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| backend | ours (exchanges/s) | raw (exchanges/s) | ours / raw | load avg (1 min)"
+        " | time in gc, ours / raw |"
+    )
+    print("|---|---|---|---|---|---|")
     for s in summary:
         print(
             f"| {s['backend']} | {s['ours']:,.0f} | {s['raw']:,.0f} | {s['ratio']:.2f}"
-            f" | {s['load']:.2f} |"
+            f" | {s['load']:.2f} | {s['gc_ours']:.1%} / {s['gc_raw']:.1%} |"
         )
     return 1 if failed else 0
 
