@@ -4,6 +4,7 @@ Run::
 
     python benchmarks/scale.py [--backends sqlite,postgres,mariadb,redis,redis-cluster]
         [--processes 2] [--tasks 32] [--history 200] [--duration 5] [--rounds 3]
+        [--gc-freeze]
 
 The workload is a busy chat service: every task owns one session that starts with
 ``--history`` turns, and repeats a *chat exchange* for ``--duration`` seconds — read
