@@ -36,8 +36,8 @@ the number of full collections.
 ``--gc-freeze``: every worker, ours and raw alike, calls ``gc.collect(); gc.freeze()``
 after its warm-up (as ``stores.py`` does in its one process), so full collections no
 longer walk the objects the process built at start-up (the imported modules: about
-100,000 objects in ours, which imports SQLAlchemy, pydantic and the framework, against
-about 37,000 in raw's). Without it, those walks are most of the difference between the
+72,000 objects in ours on Redis and 100,000 on the SQL stores, which import SQLAlchemy,
+against about 37,000 in raw's). Without it, those walks are most of the difference between the
 two sides (see docs/performance.md, "The garbage collector in the chat workload").
 
 After the run every session is checked: its header's ``turn_count`` must equal the
