@@ -187,6 +187,8 @@ class Plan:
 
 
 _PLANS: dict[str, Plan] = {}
+#: Procedure calls found missing or not executable in this process (see ``call_sets``).
+_NO_PROCEDURE: set[str] = set()
 
 
 def _pyformat(sql: str) -> str:
@@ -315,6 +317,34 @@ class MyTx(Tx):
         # statement it stands for, in this process from now on.
         _PLANS[sql] = Plan("plain", plan.fetch)
         return (await self._exec(plan.fetch, params, fetch=True))[1]
+
+    async def call_sets(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[list[Row]] | None:
+        """Every result set of a procedure call; None when the procedure is not there.
+
+        Not there (not created: no CREATE ROUTINE privilege) or not ours to execute:
+        None from then on in this process, without asking the server again.
+        """
+        if sql in _NO_PROCEDURE:
+            return None
+        sets: list[list[Row]] = []
+        async with self._conn.cursor() as cur:
+            try:
+                # Named parameters: sent as text (a prepared CALL returns only its
+                # first result set through asyncmy's binary protocol).
+                await cur.execute(translate(sql).sql, params)
+            except Exception as exc:
+                if _code(exc) not in _NO_ROUTINE:
+                    raise
+                _NO_PROCEDURE.add(sql)
+                return None
+            while True:
+                if cur.description is not None:  # a result set (not the call's status)
+                    sets.append(list(await cur.fetchall()))
+                if not await cur.nextset():
+                    break
+        return sets
 
     async def _plan(
         self, sql: str, params: Mapping[str, Any] | None

@@ -1,4 +1,4 @@
-"""MariaDB: the stored procedure that appends one or two turns, and its fallback.
+"""MariaDB: the stored procedures (append one or two turns; load a session), and fallbacks.
 
 A chat exchange appends two turns, ``add_turn`` one. On MariaDB the store sends such an
 append as ``CALL <prefix>append_…(…)``: the procedure is compiled once per connection,
@@ -20,6 +20,13 @@ procedure is an optimisation and never a requirement.
 The procedure reads the header into variables under the lock and writes the new
 values from them, so it does not depend on the ``sql_mode`` it was created with
 (``SIMULTANEOUS_ASSIGNMENT`` and the others are captured at creation).
+
+``get_state`` (``load``) reads the header and the live turns in one consistent snapshot.
+Sent by the client that is five round trips (``SET TRANSACTION``, ``START TRANSACTION
+WITH CONSISTENT SNAPSHOT``, two ``SELECT``s, ``COMMIT``); the load procedure runs the
+same five statements on the server and returns the two result sets to one ``CALL``
+(measured: 0.29 against 0.59-0.85 ms for 20 turns, 2.7 against 3.4-3.6 ms for 1,000).
+A store that finds it missing or may not execute it reads as before.
 """
 
 from __future__ import annotations
@@ -34,7 +41,12 @@ __all__ = [
     "append_call",
     "append_procedure",
     "create_append_procedure",
+    "create_load_procedure",
     "drop_append_procedure",
+    "drop_load_procedure",
+    "load_call",
+    "load_procedure",
+    "routines",
 ]
 
 #: The most turns the procedure appends (larger batches use the compound statement).
@@ -42,6 +54,8 @@ APPEND_SLOTS = 2
 #: Raise when the procedure's body or parameters change: the name carries it, so a
 #: database keeps the old procedure for processes still running the old release.
 _VERSION = 1
+#: The same for the load procedure.
+_LOAD_VERSION = 1
 #: ids and documents as the tables store them (binary collation without padding).
 _ID = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 _DOC = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
@@ -71,7 +85,21 @@ def append_procedure(prefix: str) -> str:
     Routine names are case-insensitive and table names are not: the checksum of the
     exact prefix keeps ``"A_"`` and ``"a_"`` (two sets of tables) apart.
     """
-    return f"{prefix}append_v{_VERSION}_{zlib.crc32(prefix.encode()):08x}"
+    return f"{prefix}append_v{_VERSION}_{_checksum(prefix)}"
+
+
+def _checksum(prefix: str) -> str:
+    return f"{zlib.crc32(prefix.encode()):08x}"
+
+
+def load_procedure(prefix: str) -> str:
+    """The load procedure's name for ``prefix`` (see :func:`append_procedure`)."""
+    return f"{prefix}load_v{_LOAD_VERSION}_{_checksum(prefix)}"
+
+
+def load_call(prefix: str) -> str:
+    """``CALL`` of the load procedure: ``:sid``; two result sets, header then turns."""
+    return f"CALL {load_procedure(prefix)}(:sid)"
 
 
 def append_call(prefix: str, n: int) -> str:
@@ -151,3 +179,43 @@ def create_append_procedure(prefix: str) -> str:
 def drop_append_procedure(prefix: str) -> str:
     """``DROP PROCEDURE IF EXISTS`` of the append procedure for ``prefix``."""
     return f"DROP PROCEDURE IF EXISTS {append_procedure(prefix)}"
+
+
+def create_load_procedure(prefix: str) -> str:
+    """``CREATE PROCEDURE IF NOT EXISTS`` of the load procedure for ``prefix``.
+
+    The statements the store sends for a snapshot read, in the same order: the
+    header's columns (``HEADER_COLUMNS``, no row when there is no such session), then
+    the live turns' ``seq, data`` in ``seq`` order.
+    """
+    s, t = f"{prefix}sessions", f"{prefix}turns"
+    header = ", ".join(HEADER_COLUMNS)
+    return (
+        f"CREATE PROCEDURE IF NOT EXISTS {load_procedure(prefix)}(sid {_ID}) "
+        "READS SQL DATA SQL SECURITY INVOKER "
+        "BEGIN "
+        "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; "
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; "
+        f"SELECT {header} FROM {s} WHERE session_id = sid; "
+        f"SELECT seq, data FROM {t} WHERE session_id = sid AND live = 1 ORDER BY seq; "
+        "COMMIT; "
+        "END"
+    )
+
+
+def drop_load_procedure(prefix: str) -> str:
+    """``DROP PROCEDURE IF EXISTS`` of the load procedure for ``prefix``."""
+    return f"DROP PROCEDURE IF EXISTS {load_procedure(prefix)}"
+
+
+def routines(prefix: str) -> list[tuple[str, str, str]]:
+    """``(name, create, drop)`` of every procedure of ``prefix``."""
+    return [
+        (
+            append_procedure(prefix),
+            create_append_procedure(prefix),
+            drop_append_procedure(prefix),
+        ),
+        (load_procedure(prefix), create_load_procedure(prefix), drop_load_procedure(prefix)),
+    ]

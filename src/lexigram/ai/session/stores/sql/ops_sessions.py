@@ -31,6 +31,7 @@ from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import ENDED_SQL, LIVE_SQL, NOT_DUE, SqlParts
+from lexigram.ai.session.stores.sql.mysql_routines import load_call
 from lexigram.ai.session.stores.sql.ops_turns import (
     TurnStatements,
     gc,
@@ -76,6 +77,7 @@ __all__ = [
     "list_branches",
     "list_page",
     "load",
+    "load_by_call",
     "load_one_statement",
     "load_record",
     "lock_user",
@@ -242,6 +244,23 @@ async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState 
     if turns is None:  # a damaged text: decode one by one to name it
         turns = turns_from_rows([(data,) for data in texts], session_id)
     return state_with(record.state, turns=turns)
+
+
+async def load_by_call(tx: Tx, ctx: Ctx, session_id: str) -> tuple[bool, SessionState | None]:
+    """:func:`load` by the MariaDB load procedure: ``(True, state or None)``.
+
+    ``(False, None)`` when the procedure cannot run here (not created, not ours to
+    execute, another dialect): the caller then runs :func:`load` as a snapshot read.
+    """
+    sql = ctx.q.sessions.load_call
+    sets = None if sql is None else await tx.call_sets(sql, {"sid": session_id})
+    if sets is None or len(sets) != 2:
+        return False, None
+    header, rows = sets
+    if not header:
+        return True, None
+    record = ctx.record(header[0])
+    return True, state_with(record.state, turns=turns_from_rows(rows, session_id))
 
 
 async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:
@@ -460,6 +479,8 @@ class SessionStatements:
             f"SELECT {h}, ARRAY(SELECT data FROM {t} WHERE session_id = :sid AND live = 1 "
             f"ORDER BY seq) FROM {s} WHERE session_id = :sid"
         )
+        # MariaDB: the same read by the load procedure (one round trip instead of five).
+        self.load_call = load_call(prefix) if dialect == "mysql" else None
         self.exists = f"SELECT 1 FROM {s} WHERE session_id = :sid"
         self.insert_session = (
             f"INSERT INTO {s} ({', '.join(ins_cols)}) VALUES "

@@ -103,6 +103,16 @@ class Tx(abc.ABC):
     async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute ``sql`` once per parameter set."""
 
+    async def call_sets(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[list[Row]] | None:
+        """Every result set of the procedure ``CALL`` ``sql``; None when it cannot run.
+
+        None also on dialects without stored procedures (the default here): the
+        caller then runs the statements the procedure stands for.
+        """
+        return None
+
 
 # --------------------------------------------------------------------- SQLite
 class SqliteTx(Tx):

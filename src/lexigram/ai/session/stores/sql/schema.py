@@ -56,11 +56,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.exc import DBAPIError
 
 from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
-from lexigram.ai.session.stores.sql.mysql_routines import (
-    append_procedure,
-    create_append_procedure,
-    drop_append_procedure,
-)
+from lexigram.ai.session.stores.sql.mysql_routines import routines
 
 __all__ = [
     "MIGRATIONS",
@@ -330,40 +326,49 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
 
 
 def _create_routines(conn: Connection, schema: Schema) -> None:
-    """MariaDB: create the append procedure unless it exists (last: DDL commits).
+    """MariaDB: create each procedure that does not exist yet (last: DDL commits).
 
     A user who may not create routines gets a warning in the log; the store then
-    runs the statement the procedure stands for.
+    runs the statements a procedure stands for.
     """
-    if conn.dialect.name != "mysql" or _has_routine(conn, schema):
+    if conn.dialect.name != "mysql":
         return
-    try:
-        conn.execute(text(create_append_procedure(schema.prefix)))
-    except DBAPIError as exc:
-        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-        if code not in _ROUTINE_REFUSED:
-            raise
-        _log.warning("ai_session.sql.no_routine", prefix=schema.prefix, error=str(exc.orig))
+    found = _routines_found(conn)
+    for name, create, _ in routines(schema.prefix):
+        if name.lower() in found:
+            continue
+        try:
+            conn.execute(text(create))
+        except DBAPIError as exc:
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            if code not in _ROUTINE_REFUSED:
+                raise
+            _log.warning(
+                "ai_session.sql.no_routine", prefix=schema.prefix, error=str(exc.orig)
+            )
+            return
 
 
-def _has_routine(conn: Connection, schema: Schema) -> bool:
-    """MariaDB: whether the append procedure of ``schema`` exists (and is visible to us).
+def _routines_found(conn: Connection) -> set[str]:
+    """MariaDB: the (lower-cased) names of the procedures of this database we can see.
 
     Asked first because ``IF [NOT] EXISTS`` answers with a note the driver logs as a
     warning on every ``initialize()``.
     """
     found = conn.execute(
         text(
-            "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
-            "AND ROUTINE_TYPE = 'PROCEDURE' AND ROUTINE_NAME = :name"
-        ),
-        {"name": append_procedure(schema.prefix)},
+            "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE = 'PROCEDURE'"
+        )
     )
-    return found.first() is not None
+    return {str(row[0]).lower() for row in found}
 
 
 def drop_all(conn: Connection, schema: Schema) -> None:
     """Drop every table of ``schema`` (destructive; tests and tooling only)."""
     schema.metadata.drop_all(conn, checkfirst=True)
-    if conn.dialect.name == "mysql" and _has_routine(conn, schema):
-        conn.execute(text(drop_append_procedure(schema.prefix)))
+    if conn.dialect.name == "mysql":
+        found = _routines_found(conn)
+        for name, _, drop in routines(schema.prefix):
+            if name.lower() in found:
+                conn.execute(text(drop))

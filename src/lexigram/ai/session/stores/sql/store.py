@@ -256,6 +256,10 @@ class DatabaseSessionStore(SessionStore):
         sid = checked_id(session_id, "session_id")
         if self.dialect == "postgresql":
             return await self._read(ses.load_one_statement, sid)
+        if self.dialect == "mysql":
+            called, state = await self._read(ses.load_by_call, sid)
+            if called:
+                return state
         return await self._read(ses.load, sid, snapshot=True)
 
     async def delete(self, session_id: str) -> None:
