@@ -92,13 +92,18 @@ async def _sql(sql: str, *args: Any) -> list[Any]:
         conn.close()
 
 
-async def _routine_exists(prefix: str) -> bool:
+async def procedure_exists(name: str) -> bool:
+    """Whether the test database has a procedure called ``name``."""
     rows = await _sql(
         "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
         "AND ROUTINE_NAME = %s",
-        append_procedure(prefix),
+        name,
     )
     return bool(rows)
+
+
+async def _routine_exists(prefix: str) -> bool:
+    return await procedure_exists(append_procedure(prefix))
 
 
 def _calls(store: DatabaseSessionStore) -> bool:

@@ -32,6 +32,7 @@ from tests.stores.test_mariadb_appends import (
     database_user,
     header,
     opened,
+    procedure_exists,
     turn,
 )
 
@@ -50,12 +51,7 @@ async def prefix() -> AsyncIterator[str]:
 
 
 async def _load_exists(prefix: str) -> bool:
-    rows = await _sql(
-        "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
-        "AND ROUTINE_NAME = %s",
-        load_procedure(prefix),
-    )
-    return bool(rows)
+    return await procedure_exists(load_procedure(prefix))
 
 
 def _called(prefix: str) -> bool:
