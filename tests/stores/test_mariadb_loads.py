@@ -54,9 +54,9 @@ async def _load_exists(prefix: str) -> bool:
     return await procedure_exists(load_procedure(prefix))
 
 
-def _called(prefix: str) -> bool:
-    """Whether this process still calls the load procedure of ``prefix``."""
-    return load_call(prefix) not in mysql._NO_PROCEDURE
+def _called(store: DatabaseSessionStore, prefix: str) -> bool:
+    """Whether ``store`` still calls the load procedure of ``prefix`` (in this process)."""
+    return store._runner.may_call(load_call(prefix))
 
 
 async def _snapshot_read(store: DatabaseSessionStore, session_id: str) -> Any:
@@ -105,7 +105,7 @@ async def test_tables_made_before_the_load_procedure_get_it_on_initialize(prefix
         await store.append_turns(state.session_id, [turn(1)])
         loaded = await store.load(state.session_id)
         assert loaded is not None and [t.turn_id for t in loaded.turns] == ["t1"]
-        assert _called(prefix)
+        assert _called(store, prefix)
 
 
 async def test_get_state_is_one_call_and_equals_the_snapshot_read(
@@ -130,7 +130,7 @@ async def test_get_state_is_one_call_and_equals_the_snapshot_read(
         assert loaded.turn_count == 6
         assert await store.load("no-such-session") is None
         assert sent.sent == []
-        assert _called(prefix)
+        assert _called(store, prefix)
 
 
 async def test_a_damaged_turn_is_named(prefix: str) -> None:
@@ -145,10 +145,12 @@ async def test_a_damaged_turn_is_named(prefix: str) -> None:
         with pytest.raises(CorruptRecordError) as info:
             await store.load(state.session_id)
         assert state.session_id in str(info.value)
-        assert _called(prefix)
+        assert _called(store, prefix)
 
 
-async def test_without_the_procedure_get_state_reads_as_before(prefix: str) -> None:
+async def test_without_the_procedure_get_state_reads_as_before(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with opened(prefix) as store:
         state = header()
         await store.create_session(state)
@@ -156,8 +158,17 @@ async def test_without_the_procedure_get_state_reads_as_before(prefix: str) -> N
         await _sql(f"DROP PROCEDURE {load_procedure(prefix)}")
         loaded = await store.load(state.session_id)
         assert loaded is not None and [t.turn_id for t in loaded.turns] == ["t1", "t2"]
-        assert not _called(prefix)  # not asked again in this process
+        assert not _called(store, prefix)  # not asked again in this process
+        calls: list[str] = []
+        call_sets = mysql.MyTx.call_sets
+
+        async def counted(tx: Any, sql: str, params: Any = None) -> Any:
+            calls.append(sql)
+            return await call_sets(tx, sql, params)
+
+        monkeypatch.setattr(mysql.MyTx, "call_sets", counted)
         assert await store.load(state.session_id) == loaded
+        assert calls == []  # no connection taken for a call known to fail
 
 
 async def test_a_user_who_may_not_execute_the_procedure_reads_without_it(prefix: str) -> None:
@@ -170,7 +181,7 @@ async def test_a_user_who_may_not_execute_the_procedure_reads_without_it(prefix:
         await store.append_turns(state.session_id, [turn(1)])
         loaded = await store.load(state.session_id)
         assert loaded is not None and [t.turn_id for t in loaded.turns] == ["t1"]
-        assert not _called(prefix)
+        assert not _called(store, prefix)
 
 
 def test_the_procedure_reads_in_one_snapshot() -> None:

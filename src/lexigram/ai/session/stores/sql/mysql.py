@@ -415,6 +415,9 @@ class MyRunner(Runner):
     async def write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
         return await self._run(script, args, write=True, snapshot=False, retry_safe=retry_safe)
 
+    def may_call(self, sql: str) -> bool:
+        return sql not in _NO_PROCEDURE
+
     async def write_statement(
         self, script: Script[T], *args: Any, retry_safe: bool = False
     ) -> T:

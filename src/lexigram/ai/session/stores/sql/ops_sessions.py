@@ -250,7 +250,8 @@ async def load_by_call(tx: Tx, ctx: Ctx, session_id: str) -> tuple[bool, Session
     """:func:`load` by the MariaDB load procedure: ``(True, state or None)``.
 
     ``(False, None)`` when the procedure cannot run here (not created, not ours to
-    execute, another dialect): the caller then runs :func:`load` as a snapshot read.
+    execute, another dialect): the caller then runs :func:`load` as a snapshot read
+    (and, told by ``Runner.may_call``, skips this script from then on).
     """
     sql = ctx.q.sessions.load_call
     sets = None if sql is None else await tx.call_sets(sql, {"sid": session_id})

@@ -724,6 +724,15 @@ class Runner(abc.ABC):
     async def read(self, script: Script[T], *args: Any, snapshot: bool = False) -> T:
         """Run ``script`` as a read; ``snapshot`` makes several statements agree."""
 
+    def may_call(self, sql: str) -> bool:
+        """Whether the procedure ``CALL`` ``sql`` is worth sending (never, by default).
+
+        False on dialects without stored procedures, and where one was found missing
+        or not executable: the caller then runs the statements it stands for without
+        taking a connection for the call first.
+        """
+        return False
+
     def unavailable(self, exc: BaseException, doing: str = "reach") -> StoreUnavailableError:
         """The error for a database that cannot be reached."""
         return StoreUnavailableError(

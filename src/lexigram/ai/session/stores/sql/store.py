@@ -256,7 +256,8 @@ class DatabaseSessionStore(SessionStore):
         sid = checked_id(session_id, "session_id")
         if self.dialect == "postgresql":
             return await self._read(ses.load_one_statement, sid)
-        if self.dialect == "mysql":
+        call = self._statements.sessions.load_call
+        if call is not None and self._runner.may_call(call):
             called, state = await self._read(ses.load_by_call, sid)
             if called:
                 return state
