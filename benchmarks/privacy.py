@@ -9,10 +9,14 @@ stores on fresh namespaces: plain, and the same backend behind
 
 * ``add_turn``: one realistic turn (~300 bytes of content, metadata, a tool call)
   appended to a session, alternating plain / encrypted call by call;
-* ``get_state``: the full state of a 1,000-turn session, alternating likewise;
+* ``get_state``: the full state of a 1,000-turn session of those turns (each with
+  metadata and a tool call), alternating likewise;
 * ``get_state cold``: the same read through a second encrypted store on the same
   data with its cache of opened turns off (``turn_cache_bytes=0``), as a process
-  reading the session for the first time does (its data key is cached).
+  reading the session for the first time does (its data key is cached);
+* ``text get_state`` / ``text cold``: the same two reads of a 1,000-turn session of
+  text-only turns (the same ~300 bytes of content, no metadata, no tool call: what
+  most chat turns are), which are sealed as their text and open without a parse.
 
 Prints the medians of wall time and of the process's CPU time (all threads:
 aiosqlite decodes in its own) with the ratios encrypted / plain (target: <= 1.25),
@@ -57,6 +61,10 @@ def _turn(n: int, prefix: str):  # type: ignore[no-untyped-def]
     return replace(turn, tool_calls=[{"name": "lookup", "arguments": {"q": "order 42"}}])
 
 
+def _text_turn(n: int, prefix: str):  # type: ignore[no-untyped-def]
+    return replace(bench_turn(n, prefix=prefix), metadata={})
+
+
 class _Samples:
     """Wall and CPU seconds of each measured call, per operation and mode."""
 
@@ -96,22 +104,28 @@ async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # typ
             for mode, manager in managers.items():
                 turn = _turn(n, "a")
                 await samples.time(f"add_turn {mode}", manager.add_turn(sessions[mode], turn))
-        long_ids = {}
-        for mode, manager in managers.items():
-            state = await manager.create("bench-user")
-            for start in range(0, long_turns, 100):
-                await manager.add_turns(
-                    state.session_id, [_turn(n, "l") for n in range(start, start + 100)]
-                )
-            long_ids[mode] = state.session_id
-        for _ in range(reads):
+        long_ids: dict[tuple[str, str], str] = {}
+        for kind, make in (("", _turn), ("text ", _text_turn)):
             for mode, manager in managers.items():
-                full = await samples.time(f"get_state {mode}", manager.get_state(long_ids[mode]))
-                assert full is not None and len(full.turns) == long_turns
-            for mode, manager in (("off", managers["off"]), ("on", cold)):
-                name = f"get_state cold {mode}"
-                full = await samples.time(name, manager.get_state(long_ids[mode]))
-                assert full is not None and len(full.turns) == long_turns
+                state = await manager.create("bench-user")
+                for start in range(0, long_turns, 100):
+                    await manager.add_turns(
+                        state.session_id, [make(n, "l") for n in range(start, start + 100)]
+                    )
+                long_ids[kind, mode] = state.session_id
+        names = {"": ("get_state", "get_state cold"), "text ": ("text get_state", "text cold")}
+        for _ in range(reads):
+            for kind, (warm_name, cold_name) in names.items():
+                for mode, manager in managers.items():
+                    full = await samples.time(
+                        f"{warm_name} {mode}", manager.get_state(long_ids[kind, mode])
+                    )
+                    assert full is not None and len(full.turns) == long_turns
+                for mode, manager in (("off", managers["off"]), ("on", cold)):
+                    full = await samples.time(
+                        f"{cold_name} {mode}", manager.get_state(long_ids[kind, mode])
+                    )
+                    assert full is not None and len(full.turns) == long_turns
         return samples.medians()
     finally:
         await backend.drop_store(plain_store)
@@ -140,7 +154,7 @@ async def main() -> None:
         except Exception as exc:  # a server that does not answer: skip it
             print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
             continue
-        for op in ("add_turn", "get_state", "get_state cold"):
+        for op in ("add_turn", "get_state", "get_state cold", "text get_state", "text cold"):
             (off, cpu_off), (on, cpu_on) = result[f"{op} off"], result[f"{op} on"]
             print(
                 f"{backend.name:<10} {op:<14} {off:9.3f} {on:9.3f} {on / off:7.2f}"

@@ -12,7 +12,8 @@ hashing the whole ciphertext, and a replaced value (a popped turn's id used agai
 metadata update) takes its predecessor's place instead of piling up.
 
 What is kept is the decrypted JSON bytes (immutable), so each read still parses
-its own fresh containers. The cache is bounded by bytes; whole sessions are dropped,
+its own fresh containers; for a text-only turn body, its text (a ``str``, immutable,
+so every read may share it). The cache is bounded by bytes; whole sessions are dropped,
 oldest first, and a deleted, purged or erased session's entries are dropped at once.
 """
 
@@ -24,8 +25,9 @@ __all__ = ["DEFAULT_TURN_CACHE_BYTES", "Entry", "OpenedTurns"]
 
 #: Default budget of :class:`OpenedTurns` (plaintext bytes kept).
 DEFAULT_TURN_CACHE_BYTES = 32 * 1024 * 1024
-#: ``(sealed text, raw data key, plaintext)`` of one opened value.
-Entry = tuple[str, bytes, bytes]
+#: ``(sealed text, raw data key, plaintext)`` of one opened value (the plaintext of a
+#: text-only turn body is its text).
+Entry = tuple[str, bytes, bytes | str]
 _MAX_ENTRY = 64 * 1024  # a larger turn is not worth holding
 
 

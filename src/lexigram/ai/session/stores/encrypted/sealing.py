@@ -2,8 +2,13 @@
 
 What is sealed (one AES-GCM value each, see :mod:`.cipher`): a turn's ``content``,
 ``tool_calls``, ``skill_results`` and ``metadata`` (one value, the turn's
-``content``; the other three stored empty); a header's ``metadata`` (stored as
-``{"__lexigram_key__": <envelope>, "__lexigram_sealed__": <value>}``), ``variables``
+``content``; the other three stored empty); the value's plaintext is the JSON array
+of the four, or, for a turn with nothing but text (no tool calls, skill results or
+metadata: most chat turns), a NUL byte followed by the UTF-8 text, which opens
+without a JSON parse and with no container to build (the NUL is inside the
+authenticated plaintext, so one form cannot be passed off as the other); a
+header's ``metadata`` (stored as ``{"__lexigram_key__": <envelope>,
+"__lexigram_sealed__": <value>}``), ``variables``
 (``{"__lexigram_sealed__": <value>}``) and ``system_prompt``; a checkpoint's own
 ``metadata``. Ids, role, model, provider, status, times, counters, token counts,
 costs and tool/skill names stay in clear: the stores' indexes and totals need them.
@@ -127,10 +132,38 @@ def _with_body(
     return _copy_of_turn(data)
 
 
+#: First byte of a sealed text-only turn body (a JSON body never starts with it).
+_TEXT_MARK = b"\x00"
+
+
+def _text_body(turn: SessionTurn) -> bytes | None:
+    """The text-only body of ``turn`` (NUL + UTF-8), or None when it has more than text."""
+    content = turn.content
+    if turn.tool_calls or turn.skill_results or turn.metadata or type(content) is not str:
+        return None
+    try:
+        return _TEXT_MARK + content.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the JSON body refuses it, naming it
+        return None
+
+
 def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
     """``turn`` with its private fields sealed into ``content`` (bound to its turn id)."""
-    body = [turn.content, turn.tool_calls, turn.skill_results, turn.metadata]
-    return _with_body(turn, _seal_json(key, body, "turn:" + turn.turn_id), [], [], {})
+    context = "turn:" + turn.turn_id
+    text = _text_body(turn)
+    if text is not None:
+        sealed = key.seal(text, context)
+    else:
+        body = [turn.content, turn.tool_calls, turn.skill_results, turn.metadata]
+        sealed = _seal_json(key, body, context)
+    return _with_body(turn, sealed, [], [], {})
+
+
+def _body_of(plain: bytes) -> Any:
+    """The opened body of a turn: its text (text-only form) or the parsed JSON array."""
+    if plain[:1] == _TEXT_MARK:
+        return [plain[1:].decode("utf-8"), [], [], {}]  # UnicodeDecodeError: a ValueError
+    return orjson.loads(plain)
 
 
 def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
@@ -138,7 +171,11 @@ def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
     if not is_sealed(turn.content):
         return turn
     context = f"turn:{turn.turn_id}"
-    body = _open_json(key, turn.content, context, record)
+    plain = key.open(turn.content, context, record=record)
+    try:
+        body = _body_of(plain)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CorruptRecordError(record, f"field {context}: invalid body inside: {exc}") from None
     if not (isinstance(body, list) and len(body) == 4 and isinstance(body[0], str)):
         raise CorruptRecordError(record, f"field {context}: unexpected sealed turn layout")
     return _with_body(turn, *body)
@@ -181,6 +218,15 @@ def _install_body(fields: dict[str, Any], body: list[Any]) -> None:
     fields["content"], fields["tool_calls"], fields["skill_results"], fields["metadata"] = body
 
 
+def _install_text(fields: dict[str, Any], text: str) -> None:
+    """A text-only body: the text, and no tool call, skill result or metadata."""
+    fields["content"] = text
+    # The store stored these empty and decoded them into fresh containers; anything
+    # else there was not sealed, so it is not the turn's.
+    if fields["tool_calls"] or fields["skill_results"] or fields["metadata"]:
+        fields["tool_calls"], fields["skill_results"], fields["metadata"] = [], [], {}
+
+
 class _Opening:
     """What opening the turns of one read needs, looked up once per read."""
 
@@ -201,12 +247,13 @@ def _plain_body(
     turn_id: str,
     key: _Opening,
     fresh: list[tuple[str, Entry]] | None,
-) -> bytes | None:
+) -> bytes | str | None:
     """The authenticated plaintext body of one stored turn; None for a plaintext turn.
 
-    From the cache when it holds exactly this sealed text under this key and turn id,
-    else decrypted with its tag checked (raises ``ValueError``/``InvalidTag`` when it
-    does not open), and then appended to ``fresh``.
+    A text-only body comes back as its text (``str``), any other as its JSON
+    (``bytes``). From the cache when it holds exactly this sealed text under this key
+    and turn id, else decrypted with its tag checked (raises ``ValueError`` /
+    ``InvalidTag`` when it does not open), and then appended to ``fresh``.
     """
     hit = key.get(turn_id) if key.get is not None else None
     if hit is not None and hit[0] == content and hit[1] == key.raw_key:
@@ -220,9 +267,10 @@ def _plain_body(
     else:
         return None  # a plaintext turn (written before encryption was on)
     plain: bytes = key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key.aad + turn_id.encode())
+    body: bytes | str = plain[1:].decode("utf-8") if plain[:1] == _TEXT_MARK else plain
     if fresh is not None:
-        fresh.append((turn_id, (content, key.raw_key, plain)))
-    return plain
+        fresh.append((turn_id, (content, key.raw_key, body)))
+    return body
 
 
 def _open_bulk(
@@ -235,27 +283,40 @@ def _open_bulk(
 
     Each body is authenticated plaintext (its tag checked here, or the cache's copy
     of exactly this sealed text under this key and turn id) that :func:`seal_turn`
-    wrote as one JSON value. Joined with commas they parse to exactly ``count``
-    elements, each a 4-element list with text first, or the caller opens the turns
-    one by one. Nothing is installed or recorded in ``added`` unless all pass.
+    wrote. A text-only body is installed as it is (no parse); the JSON ones, joined
+    with commas, parse to exactly ``count`` elements, each a 4-element list with
+    text first, or the caller opens the turns one by one. Nothing is installed or
+    recorded in ``added`` unless all pass.
     """
     opening = _Opening(key, cache)
     targets: list[dict[str, Any]] = []
     bodies: list[bytes] = []
+    text_targets: list[dict[str, Any]] = []
+    texts: list[str] = []
     fresh: list[tuple[str, Entry]] = []
+    get, raw_key = opening.get, opening.raw_key
     try:
         for turn in turns:
             fields = turn.__dict__
-            plain = _plain_body(fields["content"], fields["turn_id"], opening, fresh)
-            if plain is not None:
+            # The cache hit of _plain_body inlined: most turns of a re-read are one.
+            hit = get(fields["turn_id"]) if get is not None else None
+            if hit is not None and hit[0] == fields["content"] and hit[1] == raw_key:
+                plain: bytes | str = hit[2]
+            else:
+                opened = _plain_body(fields["content"], fields["turn_id"], opening, fresh)
+                if opened is None:
+                    continue
+                plain = opened
+            if isinstance(plain, str):
+                text_targets.append(fields)
+                texts.append(plain)
+            else:
                 targets.append(fields)
                 bodies.append(plain)
-        if not bodies:
-            return True
-        parsed = orjson.loads(b"[" + b",".join(bodies) + b"]")
+        parsed = orjson.loads(b"[" + b",".join(bodies) + b"]") if bodies else []
     except (ValueError, InvalidTag, UnicodeEncodeError):  # JSONDecodeError is a ValueError
         return False
-    if (
+    if bodies and (
         type(parsed) is not list
         or len(parsed) != len(bodies)
         or set(map(type, parsed)) != _ONLY_LIST
@@ -264,6 +325,7 @@ def _open_bulk(
     ):
         return False
     deque(map(_install_body, targets, parsed), 0)
+    deque(map(_install_text, text_targets, texts), 0)
     if added is not None:
         added.extend(fresh)
     return True
@@ -285,6 +347,9 @@ def _open_each(
         try:
             plain = _plain_body(fields["content"], fields["turn_id"], opening, added)
             if plain is None:
+                continue
+            if isinstance(plain, str):
+                _install_text(fields, plain)
                 continue
             body = loads(plain)
         except (ValueError, InvalidTag, UnicodeEncodeError):  # JSONDecodeError is a ValueError
