@@ -11,6 +11,7 @@ from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.encryption.cipher import (
     LEGACY_SEALED_PREFIX,
+    SEALED_PREFIX,
     DataKey,
     new_data_key,
     sealed_bytes,
@@ -88,9 +89,9 @@ def test_legacy_plaintext_and_cached_turns_mixed_open_alike() -> None:
     key = _key()
     plain = _turns(LONG)
     sealed = _sealed(plain, key)
-    for n in range(0, LONG, 5):  # written by an earlier version: lxe1 and base64
+    for n in range(0, LONG, 5):  # written by the previous version: lxe2 and hex
         raw = sealed_bytes(sealed[n].content)
-        legacy = LEGACY_SEALED_PREFIX + base64.b64encode(raw).decode()
+        legacy = LEGACY_SEALED_PREFIX + raw.hex()
         sealed[n] = replace(sealed[n], content=legacy)
     mixed = [plain[n] if n % 3 == 0 else t for n, t in enumerate(sealed)]
     first: list[tuple[str, Entry]] = []
@@ -124,8 +125,9 @@ def test_one_altered_turn_in_a_long_session_raises_naming_it(warm: bool) -> None
     added: list[tuple[str, Entry]] = []
     open_turns(_fresh(sealed), key, record="session 's'", cache={}, added=added)
     bad = 417
-    content = sealed[bad].content
-    flipped = content[:-1] + ("0" if content[-1] != "0" else "1")
+    raw = bytearray(sealed_bytes(sealed[bad].content))
+    raw[-1] ^= 1  # one bit of the tag: still base64, no longer authentic
+    flipped = SEALED_PREFIX + base64.b64encode(bytes(raw)).decode()
     damaged = _fresh(sealed)
     damaged[bad] = replace(damaged[bad], content=flipped)
     cache = dict(added) if warm else None

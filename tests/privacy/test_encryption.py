@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,17 +157,16 @@ async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> No
 
 
 def _as_legacy(value: Any) -> Any:
-    """A value sealed now (hex), re-encoded as earlier versions wrote it (``lxe1:`` base64)."""
+    """A value sealed now (base64), re-encoded as the previous version wrote it (``lxe2:`` hex)."""
     if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-        raw = sealed_bytes(value)
-        return LEGACY_SEALED_PREFIX + binascii.b2a_base64(raw, newline=False).decode("ascii")
+        return LEGACY_SEALED_PREFIX + sealed_bytes(value).hex()
     if isinstance(value, dict):
         return {k: _as_legacy(v) for k, v in value.items()}
     return value
 
 
 async def test_values_sealed_by_earlier_versions_still_open() -> None:
-    """``lxe1:`` (base64) values written before ``lxe2:`` (hex) open beside new ones."""
+    """``lxe2:`` (hex) values written by the previous version open beside new ``lxe1:`` ones."""
     from lexigram.ai.session.stores.base import SessionPatch
 
     inner = InMemorySessionStore()
@@ -206,16 +204,18 @@ async def test_values_sealed_by_earlier_versions_still_open() -> None:
     assert raw_meta["__lexigram_sealed__"].startswith(LEGACY_SEALED_PREFIX)
 
 
-async def test_a_damaged_hex_value_is_named() -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["base64", "hex"])
+async def test_a_damaged_sealed_value_is_named(legacy: bool) -> None:
     from lexigram.ai.session.exceptions import CorruptRecordError
 
     inner = InMemorySessionStore()
     store = EncryptedSessionStore(inner, keyring("k1"))
     session_id = await fill_session(store, "ivan", Secrets())
     stored = (await inner.get_turns(session_id))[0]
+    content = _as_legacy(stored.content) if legacy else stored.content
     broken = type(stored)(
-        **{**stored.__dict__, "turn_id": "broken", "content": stored.content[:-1] + "z"}
-    )  # not hex any more
+        **{**stored.__dict__, "turn_id": "broken", "content": content[:-1] + "!"}
+    )  # neither base64 nor hex any more
     await inner.append_turns(session_id, [broken])
     reader = EncryptedSessionStore(inner, store.keyring)
     with pytest.raises(CorruptRecordError, match="broken"):
@@ -223,7 +223,7 @@ async def test_a_damaged_hex_value_is_named() -> None:
 
 
 async def test_whitespace_inside_a_sealed_value_is_named() -> None:
-    """Sealed hex is decoded strictly: no value is ever written with whitespace inside."""
+    """Sealed values are decoded strictly: none is ever written with whitespace inside."""
     from lexigram.ai.session.exceptions import CorruptRecordError
 
     inner = InMemorySessionStore()

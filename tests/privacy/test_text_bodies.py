@@ -9,7 +9,7 @@ import orjson
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
-from lexigram.ai.session.encryption.cipher import DataKey, new_data_key
+from lexigram.ai.session.encryption.cipher import SEALED_PREFIX, DataKey, new_data_key
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.encrypted.opened import Entry
 from lexigram.ai.session.stores.encrypted.sealing import (
@@ -134,4 +134,4 @@ async def test_text_only_turns_round_trip_through_the_encrypted_store() -> None:
         assert [t.__dict__ for t in loaded.turns] == [t.__dict__ for t in turns]
         loaded.turns[0].metadata["mutated"] = True  # the caller's own containers
     stored = await store.inner.load("text-session")
-    assert stored is not None and all(t.content.startswith("lxe2:") for t in stored.turns)
+    assert stored is not None and all(t.content.startswith(SEALED_PREFIX) for t in stored.turns)

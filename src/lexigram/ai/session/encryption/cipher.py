@@ -8,12 +8,16 @@ keyring) in an envelope kept in clear beside the session header::
 
 ``owner`` is the id of the session the DEK was made for; it is the associated data
 of the wrap and of every value sealed under the DEK, so a ciphertext moved to
-another session family does not open. A sealed value is ``lxe2:`` followed by the
-hex of a fresh 12-byte nonce and the GCM ciphertext with its tag (values written
-before are ``lxe1:`` and standard base64; both open). Hex is larger than base64 but
-decodes several times faster, which is most of the cost of a first read after the
-AES-GCM call itself. The associated data also names the field (and the turn id), so
-values cannot be swapped between fields or turns either.
+another session family does not open. A sealed value is ``lxe1:`` followed by the
+standard base64 of a fresh 12-byte nonce and the GCM ciphertext with its tag.
+Values written between 2026-12-02 and 2026-12-03 are ``lxe2:`` and hex; both open.
+Hex decodes about three times faster (a first read of a long session), but base64
+is a third shorter, and every read of a stored value pays for its length (the
+backend's transfer, the JSON parse of the stored turn): a re-read of 1,000 sealed
+turns came out 0.13-0.44x of plaintext cheaper with base64, a first read 0-0.33x
+dearer (``benchmarks/privacy.py``, same machine, back to back). The associated data
+also names the field (and the turn id), so values cannot be swapped between fields
+or turns either.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ __all__ = [
     "sealed_bytes",
 ]
 
-#: Prefix of every value sealed now (hex of nonce + ciphertext).
-SEALED_PREFIX = "lxe2:"
-#: Prefix of values sealed by earlier versions (standard base64); they still open.
-LEGACY_SEALED_PREFIX = "lxe1:"
+#: Prefix of every value sealed now (standard base64 of nonce + ciphertext).
+SEALED_PREFIX = "lxe1:"
+#: Prefix of values sealed by the previous version (hex); they still open.
+LEGACY_SEALED_PREFIX = "lxe2:"
 #: Every prefix a sealed value may carry (for ``str.startswith``).
 SEALED_PREFIXES = (SEALED_PREFIX, LEGACY_SEALED_PREFIX)
 _PREFIX_LEN = len(SEALED_PREFIX)  # both prefixes have this length
@@ -74,7 +78,7 @@ def is_sealed(value: object) -> bool:
 
 def sealed_bytes(value: str) -> bytes:
     """Nonce + ciphertext of a sealed value; ``ValueError`` when it does not decode."""
-    if value.startswith(SEALED_PREFIX):
+    if value.startswith(LEGACY_SEALED_PREFIX):
         return binascii.a2b_hex(value[_PREFIX_LEN:])  # binascii.Error / ValueError
     return binascii.a2b_base64(value[_PREFIX_LEN:], strict_mode=True)  # binascii.Error
 
@@ -110,7 +114,7 @@ class DataKey:
         """``plaintext`` encrypted, bound to the owner and ``context`` (field, turn id)."""
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plaintext, self._aad(context))
-        return SEALED_PREFIX + (nonce + sealed).hex()
+        return SEALED_PREFIX + binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
 
     def open(self, value: str, context: str, *, record: str) -> bytes:
         """The plaintext of a sealed ``value``; a failure names the record and the key id."""
