@@ -42,7 +42,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,23 +117,22 @@ def _manager(store: SessionStore, name: str) -> tuple[SessionManagerImpl, list[s
     return manager, seen
 
 
-def _pin_threads(cpus: set[int]) -> dict[int, set[int]]:
-    """Pin every thread of this process to ``cpus``; returns what to restore (Linux only)."""
+@contextlib.contextmanager
+def _one_cpu() -> Iterator[None]:
+    """Every thread of this process on one CPU inside, as before after (Linux only)."""
     before: dict[int, set[int]] = {}
-    if not hasattr(os, "sched_setaffinity"):
-        return before
-    for entry in os.listdir("/proc/self/task"):
-        tid = int(entry)
-        with contextlib.suppress(OSError):  # the thread ended meanwhile
-            before[tid] = os.sched_getaffinity(tid)
-            os.sched_setaffinity(tid, cpus)
-    return before
-
-
-def _unpin_threads(before: dict[int, set[int]]) -> None:
-    for tid, cpus in before.items():
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(tid, cpus)
+    if hasattr(os, "sched_setaffinity"):
+        cpu = {min(os.sched_getaffinity(0))}
+        for entry in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):  # the thread ended meanwhile
+                before[int(entry)] = os.sched_getaffinity(int(entry))
+                os.sched_setaffinity(int(entry), cpu)
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
 
 
 async def _idle_sweeps(
@@ -142,18 +141,13 @@ async def _idle_sweeps(
     """Medians (seconds) of sweeps that find nothing due, the two stores alternated,
     with the process on one CPU (see the module docstring)."""
     samples: dict[SessionCleanupScheduler, list[float]] = {small: [], big: []}
-    before = _pin_threads(
-        {min(os.sched_getaffinity(0))} if hasattr(os, "sched_getaffinity") else set()
-    )
-    try:
+    with _one_cpu():
         for n in range(rounds):
             for sweeper in (small, big) if n % 2 == 0 else (big, small):
                 start = time.perf_counter()
                 report = await sweeper.sweep()
                 samples[sweeper].append(time.perf_counter() - start)
                 assert report.expired == 0 and report.purged == 0, report
-    finally:
-        _unpin_threads(before)
     return statistics.median(samples[small]), statistics.median(samples[big])
 
 

@@ -19,7 +19,6 @@ returned as stored, so plaintext and encrypted sessions live side by side.
 
 from __future__ import annotations
 
-import binascii
 from collections import deque
 from dataclasses import replace
 from operator import itemgetter
@@ -30,11 +29,10 @@ from cryptography.exceptions import InvalidTag
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
 from lexigram.ai.session.encryption.cipher import (
-    LEGACY_SEALED_PREFIX,
     NONCE_BYTES,
-    SEALED_PREFIX,
     DataKey,
     is_sealed,
+    sealed_bytes,
 )
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import SessionPatch
@@ -158,11 +156,18 @@ def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
     return _with_body(turn, sealed, [], [], {})
 
 
+def _text_or_json(plain: bytes) -> bytes | str:
+    """A turn's decrypted body: the text of the text-only form, else its JSON bytes.
+
+    ``UnicodeDecodeError`` (a ``ValueError``) when a text-only body is not UTF-8.
+    """
+    return plain[1:].decode("utf-8") if plain[:1] == _TEXT_MARK else plain
+
+
 def _body_of(plain: bytes) -> Any:
-    """The opened body of a turn: its text (text-only form) or the parsed JSON array."""
-    if plain[:1] == _TEXT_MARK:
-        return [plain[1:].decode("utf-8"), [], [], {}]  # UnicodeDecodeError: a ValueError
-    return orjson.loads(plain)
+    """The opened body of a turn: ``[text, [], [], {}]`` or the parsed JSON array."""
+    body = _text_or_json(plain)
+    return [body, [], [], {}] if isinstance(body, str) else orjson.loads(body)
 
 
 def open_turn(turn: SessionTurn, key: DataKey, *, record: str) -> SessionTurn:
@@ -237,11 +242,6 @@ class _Opening:
         self.get = cache.get if cache is not None else None
 
 
-_unb64 = binascii.a2b_base64
-_unhex = binascii.a2b_hex  # ~1.7x faster than bytes.fromhex (no whitespace skipping)
-_SKIP = len(SEALED_PREFIX)  # both prefixes have this length
-
-
 def _plain_body(
     content: Any,
     turn_id: str,
@@ -258,16 +258,11 @@ def _plain_body(
     hit = key.get(turn_id) if key.get is not None else None
     if hit is not None and hit[0] == content and hit[1] == key.raw_key:
         return hit[2]  # the same sealed text, so a sealed turn
-    if type(content) is not str:
-        return None
-    if content.startswith(SEALED_PREFIX):
-        raw = _unb64(content[_SKIP:], strict_mode=True)
-    elif content.startswith(LEGACY_SEALED_PREFIX):
-        raw = _unhex(content[_SKIP:])
-    else:
+    if not is_sealed(content):
         return None  # a plaintext turn (written before encryption was on)
+    raw = sealed_bytes(content)
     plain: bytes = key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key.aad + turn_id.encode())
-    body: bytes | str = plain[1:].decode("utf-8") if plain[:1] == _TEXT_MARK else plain
+    body = _text_or_json(plain)
     if fresh is not None:
         fresh.append((turn_id, (content, key.raw_key, body)))
     return body
