@@ -60,7 +60,7 @@ def test_options_blocks_fill_the_flat_fields() -> None:
         ({"sql": {"ur": "sqlite://"}}, "sql.ur"),
         ({"sql": "sqlite://"}, "sql"),
         ({"sql": {"url": "postgresql://h/a"}, "database_url": "postgresql://h/b"}, "sql.url"),
-        ({"redis": {"url": "http://h"}}, "redis_url"),
+        ({"redis": {"url": "http://h"}}, "redis.url"),
     ],
 )
 def test_bad_blocks_are_refused_naming_the_field(given: dict[str, Any], field: str) -> None:

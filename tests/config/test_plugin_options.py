@@ -148,10 +148,36 @@ def test_options_of_sql_and_redis_are_their_blocks() -> None:
     assert (chosen.backend, chosen.db_pool_size, chosen.options) == ("sql", 6, {})
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="sql", options={"ur": "x"})
-    assert "ai_session.sql.ur" in str(info.value)
+    assert "ai_session.options.ur:" in str(info.value)
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="sql", options={"pool_size": 3}, sql={"pool_size": 4})
     assert "ai_session.sql / ai_session.options" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"backend": "sql", "sql": {"url": "ftp://h/db"}}, "ai_session.sql.url: unsupported"),
+        ({"sql": {"url": "redis://h"}}, "ai_session.sql.url: unsupported scheme"),
+        ({"backend": "sql", "options": {"url": "ftp://h/db"}}, "ai_session.options.url:"),
+        ({"sql": {"url": "mysql+asyncmy://root@h"}}, "ai_session.sql.url: no database"),
+        ({"backend": "redis", "redis": {"url": "http://h"}}, "ai_session.redis.url: unsupported"),
+        ({"backend": "redis", "redis": {"url": "redis://h/x"}}, "ai_session.redis.url: db 'x'"),
+        ({"backend": "sql", "sql": {"pool_size": 0}}, "ai_session.sql.pool_size: must be >= 1"),
+        ({"backend": "redis", "options": {"pool_size": "many"}}, "ai_session.options.pool_size:"),
+        ({"backend": "sql", "sql": "sqlite"}, "ai_session.sql: must be a mapping"),
+    ],
+)
+def test_a_bad_block_value_is_named_as_written(given: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(**given)
+    assert named in str(info.value)
+
+
+def test_a_rule_across_fields_still_names_the_flat_fields() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="redis", redis={"url": "redis://h:6379/3", "cluster": True})
+    assert "ai_session.redis_url / ai_session.redis_cluster" in str(info.value)
 
 
 async def test_blocks_are_read_from_application_yaml(

@@ -476,31 +476,58 @@ def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
     A key the block does not know, or a flat field given with another value, is
     refused naming the field (``sql.url``, ``database_url``).
     """
+    backend = data.get("backend")
+    chosen = canonical_name(backend) if isinstance(backend, str) else None
+    # Errors name a key as the user wrote it: ``options.url`` when ``options`` is the block.
+    labels = {chosen: "options"} if data.get("options") and chosen not in data else {}
     data = _backend_block(data)
     if not any(name in data for name in BACKEND_BLOCKS):
         return data
     data = dict(data)
+    # A plugin that reads a flat URL field judges that URL itself (``url_problem``).
+    built_in = not isinstance(backend, str) or backend in BUILTIN_BACKENDS
     for block, keys in BACKEND_BLOCKS.items():
         if block not in data:
             continue
         options = data.pop(block)
         if options is None:
             continue
+        label = labels.get(block, block)
         if not isinstance(options, dict):
-            _fail(block, f"must be a mapping of {sorted(keys)}, got {type(options).__name__}")
+            _fail(label, f"must be a mapping of {sorted(keys)}, got {type(options).__name__}")
         for key, value in options.items():
+            shown = f"{label}.{key}"
             flat = keys.get(key)
             if flat is None:
                 near = difflib.get_close_matches(str(key), list(keys), n=1, cutoff=0.6)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                _fail(f"{block}.{key}", f"unknown option{hint}; expected one of {sorted(keys)}")
+                _fail(shown, f"unknown option{hint}; expected one of {sorted(keys)}")
                 continue
             if flat in data and data[flat] != value:
-                _fail_fields(
-                    (f"{block}.{key}", flat), "both are set, to different values; keep one"
-                )
-            data[flat] = value
+                _fail_fields((shown, flat), "both are set, to different values; keep one")
+            data[flat] = _block_value(shown, flat, value, urls=built_in)
     return data
+
+
+def _block_value(name: str, flat: str, value: Any, *, urls: bool) -> Any:
+    """A block option's value checked under the name the user wrote (``sql.url``).
+
+    Only the checks that need no other field run here (a URL's own form when
+    ``urls``, a pool size); the rest run later on the flat field, which names it.
+    """
+    if flat in _INT_FIELDS:
+        return _as_int(name, value, _INT_FIELDS[flat])
+    if not urls or not isinstance(value, str):
+        return value  # named as the flat field's type error later
+    if flat == "database_url":
+        problem = database_url_problem(value)
+        if problem is not None:
+            _fail(name, problem)
+    elif flat == "redis_url":
+        found = redis_url_problem(value, cluster=False)  # the cluster's rule comes later
+        if found is not None:
+            _fail(name, found[1])
+    return value
 
 
 def _secret_key(key: str) -> bool:
