@@ -16,12 +16,14 @@ before a measurement; without it ``append`` is called once per payload).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import socket
 import statistics
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +62,30 @@ class BenchBackend:
     make_raw: Callable[[], Awaitable[RawWriter]] | None = None
     """The raw-driver baseline, when there is one."""
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[None]:
+    """Every thread of this process on one CPU inside, as before after (Linux only).
+
+    For an A/B comparison inside one process whose two sides run on threads of their
+    own (each aiosqlite connection has a worker thread): on a 2-vCPU VM the thread
+    hand-offs cost more when a worker sits on the other CPU than the event loop, which
+    made one side slower by chance of placement. Pinned, both sides see the same.
+    """
+    before: dict[int, set[int]] = {}
+    if hasattr(os, "sched_setaffinity"):
+        cpu = {min(os.sched_getaffinity(0))}
+        for entry in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):  # the thread ended meanwhile
+                before[int(entry)] = os.sched_getaffinity(int(entry))
+                os.sched_setaffinity(int(entry), cpu)
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
 
 
 def median_ms(samples: list[float]) -> float:

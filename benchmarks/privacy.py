@@ -20,9 +20,13 @@ stores on fresh namespaces: plain, and the same backend behind
 
 Prints the medians of wall time and of the process's CPU time (all threads:
 aiosqlite decodes in its own) with the ratios encrypted / plain (target: <= 1.25),
-and the load average. On a loaded machine the wall ratio grows with the load (the
-encrypted side does more work in Python while the plain one also waits on the
-server); the CPU ratio moves much less.
+and the load average. Each backend is measured with the process on one CPU
+(``harness.one_cpu``): the plain and the encrypted SQLite stores each have their own
+aiosqlite thread, and unpinned the one whose thread happened to sit on the other CPU
+paid more per hand-off (SQLite ``add_turn`` measured 1.11-1.48x unpinned in four
+runs of the same code on 2026-12-04, 1.17x pinned). On a loaded machine the wall
+ratio grows with the load (the encrypted side does more work in Python while the
+plain one also waits on the server); the CPU ratio moves much less.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ configure_logging(level="WARNING")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bench_turn, discover, median_ms  # noqa: E402
+from harness import bench_turn, discover, median_ms, one_cpu  # noqa: E402
 
 from lexigram.ai.session.config import SessionConfig  # noqa: E402
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys  # noqa: E402
@@ -154,7 +158,8 @@ async def main() -> None:
         if wanted is not None and backend.name not in wanted:
             continue
         try:
-            result = await _bench(backend, args.quick)
+            with one_cpu():
+                result = await _bench(backend, args.quick)
         except Exception as exc:  # a server that does not answer: skip it
             print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
             continue

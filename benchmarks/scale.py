@@ -4,7 +4,7 @@ Run::
 
     python benchmarks/scale.py [--backends sqlite,postgres,mariadb,redis,redis-cluster]
         [--processes 2] [--tasks 32] [--history 200] [--duration 5] [--rounds 3]
-        [--gc-freeze]
+        [--pin] [--gc-freeze]
 
 The workload is a busy chat service: every task owns one session that starts with
 ``--history`` turns, and repeats a *chat exchange* for ``--duration`` seconds — read
@@ -39,6 +39,13 @@ longer walk the objects the process built at start-up (the imported modules: abo
 72,000 objects in ours on Redis and 100,000 on the SQL stores, which import SQLAlchemy,
 against about 37,000 in raw's). Without it, those walks are most of the difference between the
 two sides (see docs/performance.md, "The garbage collector in the chat workload").
+
+``--pin``: worker *i*, ours and raw alike, runs on CPU *i* (its driver threads
+inherit the CPU). Unpinned, the kernel places each worker's event loop and its
+aiosqlite thread where it likes, and on a 2-vCPU VM that placement decides much of a
+SQLite round: on 2026-12-04 ours measured 2,685 / 3,028 / 3,011 / 5,161 exchanges/s in
+four unpinned rounds of one run (raw 3,676-4,501), and 5,128-5,614 pinned (raw
+5,400-5,660). Both sides run faster pinned; the ratio stops depending on the draw.
 
 After the run every session is checked: its header's ``turn_count`` must equal the
 number of turns stored, and the turns stored must add up to the history plus two per
@@ -102,6 +109,7 @@ class Spec:
     history: int
     sqlite_dir: str = ""
     gc_freeze: bool = False
+    pin: bool = False
     sessions: list[str] = field(default_factory=list)
 
 
@@ -631,8 +639,11 @@ class _GcClock:
 
 
 def _worker(
-    kind: str, spec: Spec, sids: list[str], duration: float, barrier: Any, out: Any
+    kind: str, spec: Spec, sids: list[str], duration: float, barrier: Any, out: Any, cpu: int
 ) -> None:
+    if spec.pin and hasattr(os, "sched_setaffinity"):
+        # Before any thread starts: the driver's threads (aiosqlite) inherit the CPU.
+        os.sched_setaffinity(0, {cpu})
     try:
         out.put(asyncio.run(_work(kind, spec, sids, duration, barrier)))
     except BaseException as exc:
@@ -662,10 +673,19 @@ def run_round(kind: str, spec: Spec, processes: int, duration: float) -> RoundRe
     barrier = ctx.Barrier(processes + 1)
     out = ctx.Queue()
     per = len(spec.sessions) // processes
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     procs = [
         ctx.Process(
             target=_worker,
-            args=(kind, spec, spec.sessions[i * per : (i + 1) * per], duration, barrier, out),
+            args=(
+                kind,
+                spec,
+                spec.sessions[i * per : (i + 1) * per],
+                duration,
+                barrier,
+                out,
+                cpus[i % len(cpus)],
+            ),
         )
         for i in range(processes)
     ]
@@ -818,6 +838,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each (alternated)")
     parser.add_argument("--pool", type=int, default=10, help="SQL pool size (ours and raw)")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="worker i (ours and raw alike) and its threads on CPU i (mod the CPUs)",
+    )
+    parser.add_argument(
         "--gc-freeze",
         action="store_true",
         help="every worker (ours and raw) calls gc.collect(); gc.freeze() after its warm-up",
@@ -840,6 +865,7 @@ def main() -> int:
     for name in names:
         backend = make_backend(name, args, cluster_url)
         backend.spec.gc_freeze = args.gc_freeze
+        backend.spec.pin = args.pin
         figures, problems = bench_backend(backend, args)
         summary.append(figures)
         for p in problems[:20]:

@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchBackend, discover
+from harness import BenchBackend, discover, one_cpu
 from lexigram.contracts.ai.session import SessionState, SessionStatus
 from lexigram.hooks import HookRegistry
 
@@ -117,31 +116,13 @@ def _manager(store: SessionStore, name: str) -> tuple[SessionManagerImpl, list[s
     return manager, seen
 
 
-@contextlib.contextmanager
-def _one_cpu() -> Iterator[None]:
-    """Every thread of this process on one CPU inside, as before after (Linux only)."""
-    before: dict[int, set[int]] = {}
-    if hasattr(os, "sched_setaffinity"):
-        cpu = {min(os.sched_getaffinity(0))}
-        for entry in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError):  # the thread ended meanwhile
-                before[int(entry)] = os.sched_getaffinity(int(entry))
-                os.sched_setaffinity(int(entry), cpu)
-    try:
-        yield
-    finally:
-        for tid, cpus in before.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, cpus)
-
-
 async def _idle_sweeps(
     small: SessionCleanupScheduler, big: SessionCleanupScheduler, rounds: int = IDLE_ROUNDS
 ) -> tuple[float, float]:
     """Medians (seconds) of sweeps that find nothing due, the two stores alternated,
     with the process on one CPU (see the module docstring)."""
     samples: dict[SessionCleanupScheduler, list[float]] = {small: [], big: []}
-    with _one_cpu():
+    with one_cpu():
         for n in range(rounds):
             for sweeper in (small, big) if n % 2 == 0 else (big, small):
                 start = time.perf_counter()
