@@ -128,7 +128,11 @@ class LoopClient:
             return
         _drop([*_connections(self.client), *lane])
         if isinstance(self.client, RedisCluster):
-            self.client._initialize = True  # what aclose() sets: no "unclosed client" warning
+            # What aclose() leaves behind, so the client's __del__ does not warn
+            # "Unclosed RedisCluster client": redis-py up to 8.1 checks _initialize,
+            # 8.2 whether the nodes manager still has a default node.
+            self.client._initialize = True
+            self.client.nodes_manager.default_node = None  # type: ignore[assignment]  # as aclose()
 
 
 def _drop(connections: Sequence[Any]) -> None:
