@@ -336,6 +336,33 @@ async def test_merge_refusals(make_env: EnvFactory) -> None:
         await env.branches.merge(sid, branch.session_id)
 
 
+async def test_a_deleted_sessions_branches_stay_out_of_a_new_one_under_its_id(
+    make_env: EnvFactory,
+) -> None:
+    env = await make_env(max_branches_per_session=1)
+    sid, _ = await _source(env, 2)
+    orphan = await env.branches.fork(sid, "alice's idea")
+    await add(env, orphan.session_id, 10, 2)
+    await env.manager.delete(sid)
+    reborn = (await env.manager.create("bob", session_id=sid)).session_id
+    assert reborn == sid
+    assert await env.branches.list_branches(sid) == []
+    # Alice's branch names the id as its parent but is no branch of Bob's session:
+    # merging it would hand her turns to him.
+    with pytest.raises(SessionValidationError) as info:
+        await env.branches.merge(sid, orphan.session_id)
+    assert info.value.field == "branch_id"
+    bobs = await env.manager.get_state(sid)
+    assert bobs is not None and bobs.turns == [] and bobs.user_id == "bob"
+    # The cap counts Bob's own forks only.
+    mine = await env.branches.fork(sid, "bob's idea")
+    assert [b.session_id for b in await env.branches.list_branches(sid)] == [mine.session_id]
+    with pytest.raises(SessionCapacityError):
+        await env.branches.fork(sid, "one too many")
+    left = await env.manager.get_state(orphan.session_id)
+    assert left is not None and left.parent_session_id == sid and left.turn_count == 4
+
+
 async def test_merge_respects_the_turn_cap(make_env: EnvFactory) -> None:
     env = await make_env(max_turns_per_session=6)
     sid, _ = await _source(env, 4)

@@ -142,6 +142,20 @@ async def test_a_branch_whose_parent_was_deleted_roots_what_is_left(
         await load_tree(manager.store, root.session_id)
 
 
+async def test_a_new_session_under_a_deleted_parents_id_is_not_taken_for_the_root(
+    manager: SessionManagerImpl,
+) -> None:
+    branches = BranchManager(manager.store)
+    root = await manager.create("alice")
+    child = await branches.fork(root.session_id, "child")
+    await manager.delete(root.session_id)
+    await manager.create("bob", session_id=root.session_id)
+    tree = await load_tree(manager.store, child.session_id)
+    assert tree.root == child.session_id and list(tree.nodes) == [child.session_id]
+    bobs = await load_tree(manager.store, root.session_id)
+    assert list(bobs.nodes) == [root.session_id]
+
+
 async def test_series_reads_every_turn_across_pages(manager: SessionManagerImpl) -> None:
     from lexigram.ai.session.explorer.series import CHUNK, load_series
 

@@ -140,6 +140,12 @@ class BranchManager:
                 f"session {branch_id!r} is not a branch of {parent_id!r} "
                 f"(its parent is {branch_record.state.parent_session_id!r})",
             )
+        if not await _is_branch_of(self.store, branch_id, parent_id):
+            raise SessionValidationError(
+                "branch_id",
+                f"session {branch_id!r} was forked from an earlier session {parent_id!r}, "
+                "deleted since; it is not a branch of the present one",
+            )
         parent = await self.store.load(parent_id)
         if parent is None:
             raise SessionNotFoundError(parent_id)
@@ -179,6 +185,16 @@ class BranchManager:
         """Headers of the branches forked from ``session_id``, oldest first."""
         records: list[SessionRecord] = await self.store.list_branches(session_id)
         return [r.state for r in records]
+
+
+async def _is_branch_of(store: SessionStore, branch_id: str, parent_id: str) -> bool:
+    """Whether the store lists ``branch_id`` among the branches of ``parent_id``.
+
+    A branch keeps its ``parent_session_id`` when its parent is deleted, so a new
+    session created later under that id (another user's, perhaps) would otherwise
+    take in the old session's branches.
+    """
+    return any(r.state.session_id == branch_id for r in await store.list_branches(parent_id))
 
 
 def _checked(plan: MergePlan) -> MergePlan:

@@ -97,6 +97,11 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
             break
         if parent is None:  # the parent was deleted: this branch roots what is left
             break
+        if not any(
+            b.state.session_id == root.state.session_id
+            for b in await store.list_branches(parent_id)
+        ):  # a new session under a deleted parent's id: not this family
+            break
         root = parent
     else:
         truncated = True

@@ -197,6 +197,8 @@ class InMemorySessionStore(SessionStore):
             self.deadline_for(state.updated_at) if state.status in LIVE_STATUSES else None
         )
         self._sessions[state.session_id] = sess
+        # A new session has no branches, whatever named its id as parent before.
+        self._branches.pop(state.session_id, None)
         self._by_user.setdefault(state.user_id, _UserIndex()).add(sess.ordinal, state.session_id)
         if state.parent_session_id:
             self._branches.setdefault(state.parent_session_id, {})[state.session_id] = None
@@ -259,6 +261,8 @@ class InMemorySessionStore(SessionStore):
         self._by_user.get(sess.header.user_id, _NO_SESSIONS).remove(sess.ordinal)
         if sess.header.parent_session_id:
             self._branches.get(sess.header.parent_session_id, {}).pop(session_id, None)
+        # Its branches stay (naming it as parent) but are nobody's branches any more.
+        self._branches.pop(session_id, None)
         for cp_id in self._session_checkpoints.pop(session_id, []):
             self._checkpoints.pop(cp_id, None)
 
@@ -667,6 +671,8 @@ class InMemorySessionStore(SessionStore):
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         now = self.now()
+        if session_id not in self._sessions:
+            return []  # a missing session has no branches, whatever names it as parent
         return [
             self._record(self._sessions[sid], now) for sid in self._branches.get(session_id, {})
         ]

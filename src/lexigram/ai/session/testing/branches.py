@@ -1,6 +1,7 @@
 """The conformance tests of one capability.
 
-Branches: forks from the end or a checkpoint, the branch cap.
+Branches: forks from the end or a checkpoint, the branch cap, a session's branches
+ending with it.
 """
 
 
@@ -26,7 +27,8 @@ __all__ = ["BranchesSuite"]
 
 
 class BranchesSuite(SuiteBase):
-    """Branches: forks from the end or a checkpoint, the branch cap."""
+    """Branches: forks from the end or a checkpoint, the branch cap, a session's branches
+    ending with it."""
 
     # --------------------------------------------------------------- branches
     async def test_fork_from_the_end_and_from_a_checkpoint(self, store: SessionStore) -> None:
@@ -91,3 +93,36 @@ class BranchesSuite(SuiteBase):
             await store.fork_session(
                 "missing", make_state("alice", parent_session_id="missing", branch_name="b")
             )
+
+    async def test_a_new_session_under_a_deleted_ones_id_has_none_of_its_branches(
+        self, store: SessionStore
+    ) -> None:
+        old = await self._session(store, "alice")
+        kept = make_state("alice", parent_session_id=old.session_id, branch_name="kept")
+        await store.fork_session(old.session_id, kept, max_branches=1)
+        await store.delete(old.session_id)
+        # The branch stays, naming its parent; it is no branch of a new session there.
+        orphan = await store.load_record(kept.session_id)
+        assert orphan is not None and orphan.state.parent_session_id == old.session_id
+        assert await store.list_branches(old.session_id) == []
+        await store.create_session(make_state("bob", session_id=old.session_id))
+        assert await store.list_branches(old.session_id) == []
+        # The cap counts the new session's own forks only.
+        mine = make_state("bob", parent_session_id=old.session_id, branch_name="mine")
+        await store.fork_session(old.session_id, mine, max_branches=1)
+        listed = await store.list_branches(old.session_id)
+        assert [b.state.session_id for b in listed] == [mine.session_id]
+        with pytest.raises(SessionCapacityError):
+            await store.fork_session(
+                old.session_id,
+                make_state("bob", parent_session_id=old.session_id, branch_name="more"),
+                max_branches=1,
+            )
+
+    async def test_a_missing_session_has_no_branches(self, store: SessionStore) -> None:
+        # A session stored naming a parent that does not exist (an import of one branch).
+        lone = make_state("alice", parent_session_id="s-nowhere-" + uuid.uuid4().hex)
+        await store.create_session(lone)
+        assert lone.parent_session_id is not None
+        assert await store.list_branches(lone.parent_session_id) == []
+        assert await store.list_branches("s-never-" + uuid.uuid4().hex) == []

@@ -558,6 +558,10 @@ class CacheSessionStore(SessionStore):
         members = await self._core.scripts.command(
             "zrange", self._core.keys.branches(session_id), 0, -1
         )
+        if members and not await self._core.scripts.command(
+            "exists", self._core.keys.header(session_id)
+        ):
+            return []  # a missing session has no branches, whatever names it as parent
         ids = [m.decode() for m in members]
         out: list[SessionRecord] = []
         damaged: list[str] = []  # an unreadable branch is left out of the listing

@@ -431,7 +431,12 @@ class CheckpointStatements:
             f"UPDATE {s} SET checkpoint_id = :parent "
             "WHERE session_id = :sid AND checkpoint_id = :cp"
         )
-        self.count_branches = f"SELECT COUNT(*) FROM {s} WHERE parent_session_id = :sid"
+        # A branch of this session, not of an earlier one under the same id: stored
+        # after it (ordinals only grow), as ``sessions.branches`` lists them.
+        self.count_branches = (
+            f"SELECT COUNT(*) FROM {s} WHERE parent_session_id = :sid "
+            f"AND ordinal > (SELECT ordinal FROM {s} WHERE session_id = :sid)"
+        )
         self.turns_range = (
             f"SELECT {tc} FROM {t} WHERE session_id = :sid AND seq BETWEEN :first AND :last "
             "ORDER BY seq"

@@ -538,7 +538,13 @@ class SessionStatements:
             f"AND (status = 'expired' OR (status IN {LIVE_SQL} AND expires_at <= :now)) "
             "ORDER BY ordinal DESC LIMIT :lim"
         )
-        self.branches = f"SELECT {h} FROM {s} WHERE parent_session_id = :sid ORDER BY ordinal"
+        # Rows stored after the session's own row: a session deleted and created again
+        # under the same id starts with no branches (its predecessor's keep their
+        # ``parent_session_id`` but are no branches of the new one), as on Redis.
+        self.branches = (
+            f"SELECT {h} FROM {s} WHERE parent_session_id = :sid "
+            f"AND ordinal > (SELECT ordinal FROM {s} WHERE session_id = :sid) ORDER BY ordinal"
+        )
         self.find_expired = (
             f"SELECT session_id FROM {s} WHERE status IN {LIVE_SQL} AND expires_at <= :now "
             "ORDER BY expires_at LIMIT :lim"
