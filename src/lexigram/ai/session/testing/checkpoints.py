@@ -27,6 +27,7 @@ from lexigram.ai.session.testing.support import (
     _T0,
     SuiteBase,
     _ids,
+    make_state,
     make_turn,
 )
 
@@ -185,3 +186,27 @@ class CheckpointsSuite(SuiteBase):
         full = await store.list_checkpoints(state.session_id)
         assert [c.checkpoint_id for c in full] == expected
         assert [c.created_at for c in full] == sorted(c.created_at for c in full)
+
+    async def test_counters_saved_as_given_move_as_on_the_reference(
+        self, store: SessionStore
+    ) -> None:
+        # A whole-state save stores the counters it is given, even when they are not
+        # the sums over its turns. A pop then takes the popped turn off them (the cost
+        # is summed again over the turns still live) and a restore brings back the
+        # checkpoint's, as the in-memory store does.
+        turns = [make_turn(1, tokens=4, cost=0.5), make_turn(2, tokens=4, cost=1.0)]
+        state = make_state("alice", turns=turns, turn_count=2)
+        await store.save(state)
+        sid = state.session_id
+        cp, _ = await store.create_checkpoint(
+            sid, checkpoint_id="g-" + uuid.uuid4().hex, include_turns=True
+        )
+        popped = await store.pop_turn(sid)
+        assert popped is not None and popped.turn_id == turns[1].turn_id
+        record = await store.load_record(sid)
+        assert record is not None
+        after_pop = record.state
+        assert (after_pop.turn_count, after_pop.total_tokens, after_pop.total_cost) == (1, 0, 0.5)
+        restored = await store.restore_checkpoint(cp.checkpoint_id)
+        assert _ids(restored.turns) == _ids(turns)
+        assert (restored.turn_count, restored.total_tokens, restored.total_cost) == (2, 0, 0.0)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import reduce
-from operator import add, attrgetter
 from typing import Any, Protocol, TypeAlias
 
 from lexigram.contracts.ai.session import (
@@ -110,21 +108,6 @@ async def _range_turns(
         )
         turns.extend(turns_from_rows(rows, session_id))
     return turns
-
-
-_tokens = attrgetter("tokens_used")
-_cost = attrgetter("cost")
-
-
-def _totals(turns: Sequence[SessionTurn]) -> tuple[int, int, float]:
-    """``(turn_count, total_tokens, total_cost)`` of ``turns``, summed oldest first.
-
-    The same sums as ``ops_turns.live_totals`` makes of the turn rows' columns (each
-    row's ``tokens_used`` and ``cost`` columns are written from the turn its ``data``
-    holds), without reading them again.
-    """
-    cost: float = reduce(add, map(float, map(_cost, turns)), 0.0)
-    return len(turns), sum(map(_tokens, turns)), cost
 
 
 async def _from_row(tx: Tx, ctx: Ctx, row: Row, include_turns: bool) -> SessionCheckpoint:
@@ -295,9 +278,11 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
             await tx.run(
                 q.checkpoints.live_range, {"sid": session_id, "first": first, "last": last}
             )
-    # The restored turns are read once: they are returned and their sums are the totals.
+    # The restored turns are read once and returned. The totals are the checkpoint's,
+    # as the in-memory store restores them (they are the sums over these turns unless
+    # a whole-state save stored other values).
     turns = await read_live_turns(tx, ctx, session_id)
-    count, tokens, cost = _totals(turns)
+    count, tokens, cost = len(turns), point.total_tokens, point.total_cost
     fields = header_params(point)
     await tx.run(
         q.checkpoints.restore_header,

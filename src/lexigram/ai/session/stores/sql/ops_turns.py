@@ -485,7 +485,13 @@ async def live_totals(tx: Tx, ctx: Ctx, session_id: str) -> tuple[int, int, floa
 
 async def _set_counters(tx: Tx, ctx: Ctx, session_id: str) -> None:
     """Set ``turn_count`` and the totals to the sums over the live turns."""
-    count, tokens, cost = await live_totals(tx, ctx, session_id)
+    await _write_counters(tx, ctx, session_id, *await live_totals(tx, ctx, session_id))
+
+
+async def _write_counters(
+    tx: Tx, ctx: Ctx, session_id: str, count: int, tokens: int, cost: float
+) -> None:
+    """Set ``turn_count`` and the totals (and the write time and deadline)."""
     now = ctx.now
     await tx.run(
         ctx.q.turns.set_counters,
@@ -501,15 +507,23 @@ async def _set_counters(tx: Tx, ctx: Ctx, session_id: str) -> None:
 
 
 async def pop_turn(tx: Tx, ctx: Ctx, session_id: str) -> SessionTurn | None:
-    """End the newest live turn's liveness; totals recomputed; the turn or None."""
-    await require_live_for_write(tx, ctx, session_id)
+    """End the newest live turn's liveness; the turn or None.
+
+    As the in-memory store does: ``turn_count`` one less, ``total_tokens`` less the
+    turn's (at least 0), ``total_cost`` the sum over the turns still live, oldest
+    first (as appends built it). Counters a whole-state ``save`` stored as given stay
+    off by what they were off.
+    """
+    header = (await require_live_for_write(tx, ctx, session_id)).state
     rows = await tx.all(ctx.q.turns.last_turns, {"sid": session_id, "lim": 1})
     if not rows:
         return None
     seq = int(rows[0][0])
     turn = turn_from_row(rows[0], session_id)
     await tx.run(ctx.q.turns.unlive_one, {"sid": session_id, "seq": seq})
-    await _set_counters(tx, ctx, session_id)
+    _, _, cost = await live_totals(tx, ctx, session_id)
+    tokens = max(header.total_tokens - turn.tokens_used, 0)
+    await _write_counters(tx, ctx, session_id, header.turn_count - 1, tokens, cost)
     await gc(tx, ctx, session_id)
     return turn
 
