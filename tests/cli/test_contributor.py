@@ -48,6 +48,11 @@ def test_entry_point_names_a_contributor_built_without_arguments() -> None:
 def test_command_group_runs_through_typer(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
+    from lexigram.ai.session.cli import typer_app
+
+    # The group's callback points the process's logging at CliRunner's stream, which is
+    # closed afterwards (a later test's log line would then raise): leave logging alone.
+    monkeypatch.setattr(typer_app, "_quiet_logging", lambda verbose: None)
     (command,) = AiSessionCliContributor().get_commands()
     app = resolve(command.app_factory_path)()
     runner = CliRunner()

@@ -49,9 +49,13 @@ def test_explore_refuses_another_host_without_a_token(
 def test_the_lexigram_cli_command_group_has_explore(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    from lexigram.ai.session.cli import typer_app
     from lexigram.ai.session.cli.typer_app import create_app
 
     monkeypatch.delenv("AI_SESSION_EXPLORER_TOKEN", raising=False)
+    # The group's callback points the process's logging at CliRunner's stream, which is
+    # closed afterwards (a later test's log line would then raise): leave logging alone.
+    monkeypatch.setattr(typer_app, "_quiet_logging", lambda verbose: None)
     result = CliRunner().invoke(create_app(), ["explore", "--host", "0.0.0.0"])
     assert result.exit_code == 1
     assert "an access token is required" in result.output

@@ -12,9 +12,11 @@ must be stored identically, and every few calls every session, its checkpoints a
 the users' counts are compared.
 
 ``PARITY_SEEDS=1,2,3`` (environment) chooses the sequences; ``PARITY_STEPS`` their
-length. Ids that the manager draws at random (turn ids of ``add_message``,
-checkpoint and branch ids) are made deterministic per backend, so that the stored
-states can be compared field by field.
+length; ``PARITY_BACKENDS`` the backends (the first is the reference; e.g.
+``in_memory,sqlite+enc,postgres+enc,mariadb+enc,redis+enc`` for encryption at rest).
+Ids that the manager draws at random (turn ids of ``add_message``, checkpoint and
+branch ids) are made deterministic per backend, so that the stored states can be
+compared field by field.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from lexigram.ai.session.validation import MAX_SAFE_INT
 
 from .backends import all_specs
 
-BACKENDS = ("in_memory", "sqlite", "postgres", "mariadb", "redis")
+BACKENDS = tuple(
+    os.environ.get("PARITY_BACKENDS", "in_memory,sqlite,postgres,mariadb,redis").split(",")
+)
 SPECS = sorted((s for s in all_specs() if s.name in BACKENDS), key=lambda s: BACKENDS.index(s.name))
 pytestmark = [mark for spec in SPECS for mark in spec.marks]
 SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
