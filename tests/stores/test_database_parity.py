@@ -1,9 +1,14 @@
-"""``DatabaseSessionStore`` behaves exactly like the reference ``InMemorySessionStore``.
+"""The SQL and Redis stores behave exactly like the reference ``InMemorySessionStore``.
 
 A seeded random sequence of store operations (ids drawn from small pools so that
 duplicates, missing sessions, closed sessions, caps and expiries all happen) runs on
 both stores with the same clock; every result, or the type and message of every
 error, must be the same.
+
+On Redis every session keeps one owner: a whole-state ``save`` that hands a session to
+another user lists it as that user's newest there (per-user ordinals, one hash slot
+per user), where SQL and the in-memory store keep its place by creation order
+(``docs/backend-redis.md``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,22 @@ from typing import Any
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
+from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.stores.sql.runner import SqliteRunner
-from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+from tests.services import (
+    MARIADB_URL,
+    POSTGRES_URL,
+    REDIS_URL,
+    require_mariadb,
+    require_postgres,
+    require_redis,
+)
+from tests.stores.backends.redis import drop_prefix
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _S = list(SessionStatus)
@@ -211,10 +227,21 @@ class Script:
         return kind, tick
 
 
+class OneOwnerScript(Script):
+    """:class:`Script` where each session id always belongs to the same user."""
+
+    def state(self, sid: str) -> SessionState:
+        state = super().state(sid)
+        return SessionState(**{**state.__dict__, "user_id": "alice"})
+
+
 SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "sqlite-public-api", "postgres", "mariadb"])
+@pytest.mark.parametrize(
+    "backend",
+    ["sqlite", "sqlite-public-api", "postgres", "mariadb", "redis", "sqlite+enc", "redis+enc"],
+)
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_same_results_and_errors_as_the_in_memory_store(
     seed: int, backend: str, monkeypatch: pytest.MonkeyPatch
@@ -233,9 +260,19 @@ async def test_same_results_and_errors_as_the_in_memory_store(
             url = MARIADB_URL
         else:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'p.db'}"
-        sql = DatabaseSessionStore(url, table_prefix=prefix, session_ttl=50, clock=clock)
+        inner: SessionStore
+        if backend.startswith("redis"):
+            require_redis()
+            inner = CacheSessionStore(
+                REDIS_URL, key_prefix=f"lxtest:{prefix}", session_ttl=50, clock=clock
+            )
+        else:
+            inner = DatabaseSessionStore(url, table_prefix=prefix, session_ttl=50, clock=clock)
+        sql: SessionStore = inner
+        if backend.endswith("+enc"):  # encryption at rest on: the same answers
+            sql = EncryptedSessionStore(inner, Keyring(parse_keys(new_key_text("parity"))))
         await sql.initialize()
-        script = Script(seed)
+        script = OneOwnerScript(seed) if backend.startswith("redis") else Script(seed)
         try:
             for step in range(300):
                 kind, call = script.operation(clock)
@@ -254,6 +291,8 @@ async def test_same_results_and_errors_as_the_in_memory_store(
                 await sql.find_purgeable(older_than=older)
             )
         finally:
+            if isinstance(inner, CacheSessionStore):
+                await drop_prefix(inner.client, inner.keys.pattern)
             await sql.close()
             if backend in ("postgres", "mariadb"):
                 await drop_schema(url, table_prefix=prefix)

@@ -8,6 +8,7 @@ ending with it.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -126,3 +127,31 @@ class BranchesSuite(SuiteBase):
         assert lone.parent_session_id is not None
         assert await store.list_branches(lone.parent_session_id) == []
         assert await store.list_branches("s-never-" + uuid.uuid4().hex) == []
+
+    async def test_the_user_cap_is_judged_before_the_checkpoint(
+        self, store: SessionStore
+    ) -> None:
+        user = "capped-" + uuid.uuid4().hex
+        source = await self._session(store, user)
+        with pytest.raises(SessionCapacityError):
+            await store.fork_session(
+                source.session_id,
+                make_state(user, parent_session_id=source.session_id, branch_name="b"),
+                from_checkpoint="missing-" + uuid.uuid4().hex,
+                max_live_per_user=1,
+            )
+
+    async def test_a_save_that_reparents_a_branch_frees_its_place(
+        self, store: SessionStore
+    ) -> None:
+        source = await self._session(store)
+        first = make_state("alice", parent_session_id=source.session_id, branch_name="b1")
+        await store.fork_session(source.session_id, first, max_branches=1)
+        loaded = await store.load(first.session_id)
+        assert loaded is not None
+        await store.save(replace(loaded, parent_session_id=None, branch_name=None))
+        assert await store.list_branches(source.session_id) == []
+        second = make_state("alice", parent_session_id=source.session_id, branch_name="b2")
+        await store.fork_session(source.session_id, second, max_branches=1)
+        listed = await store.list_branches(source.session_id)
+        assert [b.state.session_id for b in listed] == [second.session_id]

@@ -18,6 +18,7 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     SessionClosedError,
+    SessionNotFoundError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
@@ -210,3 +211,19 @@ class CheckpointsSuite(SuiteBase):
         restored = await store.restore_checkpoint(cp.checkpoint_id)
         assert _ids(restored.turns) == _ids(turns)
         assert (restored.turn_count, restored.total_tokens, restored.total_cost) == (2, 0, 0.0)
+
+    async def test_a_checkpoint_of_a_missing_session_is_refused_as_missing(
+        self, store: SessionStore
+    ) -> None:
+        # Whatever its id: one another session's checkpoint holds is judged after.
+        other = await self._session(store)
+        taken = "h-" + uuid.uuid4().hex
+        await store.create_checkpoint(other.session_id, checkpoint_id=taken)
+        gone = await self._session(store)
+        await store.transition(gone.session_id, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(10)
+        until = self.clock(store).now + timedelta(hours=1)
+        assert await store.purge(gone.session_id, tombstone_until=until)
+        for missing in (gone.session_id, "never-" + uuid.uuid4().hex):
+            with pytest.raises(SessionNotFoundError):
+                await store.create_checkpoint(missing, checkpoint_id=taken)

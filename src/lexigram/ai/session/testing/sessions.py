@@ -282,6 +282,30 @@ class SessionsSuite(SuiteBase):
         with pytest.raises(SessionNotFoundError):
             await store.transition("missing", _C, allowed_from=frozenset({_A}))
 
+    async def test_a_session_made_live_again_counts_as_live(self, store: SessionStore) -> None:
+        # The store does what ``allowed_from`` allows (the manager never revives a
+        # session; an operator's repair may): the indexes follow.
+        user = "revived-" + uuid.uuid4().hex
+        state = await self._session(store, user)
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        assert await store.count_live_sessions(user) == 0
+        await store.transition(state.session_id, _A, allowed_from=frozenset({_C}))
+        assert await store.count_live_sessions(user) == 1
+        page = await store.list_user_sessions(user, status=_A)
+        assert [s.session_id for s in page.items] == [state.session_id]
+
+    async def test_save_refuses_a_tombstoned_id_before_judging_its_turns(
+        self, store: SessionStore
+    ) -> None:
+        chosen = "purged-" + uuid.uuid4().hex
+        await self._session(store, "fred", session_id=chosen)
+        await store.transition(chosen, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(10)
+        assert await store.purge(chosen, tombstone_until=self.clock(store).now + timedelta(hours=1))
+        twice = [make_turn(1, turn_id="same"), make_turn(2, turn_id="same")]
+        with pytest.raises(SessionNotFoundError):
+            await store.save(make_state("fred", session_id=chosen, turns=twice, turn_count=2))
+
     async def test_update_session_replaces_fields(self, store: SessionStore) -> None:
         state = await self._session(store, variables={"a": 1}, metadata={"m": 1})
         record = await store.update_session(

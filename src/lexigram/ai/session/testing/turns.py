@@ -89,6 +89,20 @@ class TurnsSuite(SuiteBase):
         assert _ids(loaded.turns) == ["same"]
         assert loaded.turn_count == 1
 
+    async def test_a_repeat_inside_the_batch_is_named_before_a_held_id(
+        self, store: SessionStore
+    ) -> None:
+        state = await self._session(store)
+        await store.append_turns(state.session_id, [make_turn(1, turn_id="held")])
+        batch = [make_turn(2, turn_id="held"), make_turn(3, turn_id="twice"),
+                 make_turn(4, turn_id="twice")]  # fmt: skip
+        with pytest.raises(DuplicateTurnError) as info:
+            await store.append_turns(state.session_id, batch)
+        assert info.value.turn_id == "twice"
+        with pytest.raises(DuplicateTurnError) as info:
+            await store.append_turns(state.session_id, batch[:2])
+        assert info.value.turn_id == "held"
+
     async def test_turn_cap_closes_then_refuses(self, store: SessionStore) -> None:
         state = await self._session(store)
         await store.append_turns(state.session_id, [make_turn(1), make_turn(2)], max_turns=3)

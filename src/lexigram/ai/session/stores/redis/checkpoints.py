@@ -149,7 +149,11 @@ class CheckpointOps:
         if not claimed:
             owner = await self._checkpoint_owner(checkpoint_id)
             if owner is not None and await self._checkpoint_exists(owner, checkpoint_id):
-                if not await self._core.exists(session_id, now_us):
+                # The session first, as on the other backends (an id taken only by a
+                # tombstone is no session).
+                if not await self._core.scripts.command(
+                    "exists", self._core.keys.header(session_id)
+                ):
                     raise SessionNotFoundError(session_id)
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"

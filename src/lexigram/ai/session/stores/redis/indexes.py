@@ -202,7 +202,12 @@ class Indexes:
 
     async def mark_live(self, user_id: str, session_id: str) -> None:
         """Count ``session_id`` among the user's live sessions (it became live again)."""
-        await self.pipe([("zadd", (self._keys.user_live(user_id), {session_id: wall_us()}))])
+        await self.pipe(
+            [
+                ("zadd", (self._keys.user_live(user_id), {session_id: wall_us()})),
+                ("zrem", (self._keys.ended, session_id)),
+            ]
+        )
 
     # ----------------------------------------------------------- global indexes
     async def add_deadline(

@@ -28,6 +28,7 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     CorruptRecordError,
+    DuplicateTurnError,
     SessionCapacityError,
     SessionNotFoundError,
     SessionStoreError,
@@ -171,7 +172,14 @@ class CacheSessionStore(SessionStore):
         _, now_us = self._core.clock()
         state = check_state(state)
         sid = state.session_id
-        check_batch_ids(sid, state.turns)
+        try:
+            check_batch_ids(sid, state.turns)
+        except DuplicateTurnError:
+            # A purged id still under its tombstone is refused first, as elsewhere.
+            tomb = await self._core.scripts.command("get", self._core.keys.tombstone(sid))
+            if tomb is not None and int(tomb) > now_us:
+                raise SessionNotFoundError(sid) from None
+            raise
         pairs, _, _ = turn_args(state.turns)
         live = state.status in LIVE_STATUSES
         op = new_op()
@@ -196,7 +204,11 @@ class CacheSessionStore(SessionStore):
         old_user = reply.get("u")
         if old_user is not None and old_user != state.user_id:
             await self._core.index.forget(sid, user_id=old_user, parent_id=None, checkpoint_ids=())
-        if reply.get("new") and state.parent_session_id:
+        old_parent = reply.get("ps")
+        if old_parent and old_parent != state.parent_session_id:
+            # Re-parented by the save: no longer one of the old parent's branches.
+            await self._core.raw("branch_drop", old_parent, [now_us, sid])
+        if state.parent_session_id and (reply.get("new") or old_parent != state.parent_session_id):
             await self._core.raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
         await self._reindex(state, live=live)
 
@@ -413,6 +425,10 @@ class CacheSessionStore(SessionStore):
                 check_append(
                     session_id, SessionStatus(reply["a"]), int(reply["b"]), len(batch), max_turns
                 )
+            if reply["e"] == "DUP":
+                # A repeat inside the batch is named before an id the session holds,
+                # as on the other backends (the script names the first in batch order).
+                check_batch_ids(session_id, batch)
             self._core.refuse(reply, session_id)
         record = self._core.record(reply["h"], session_id, now)
         closed = bool(reply["c"])
@@ -454,6 +470,10 @@ class CacheSessionStore(SessionStore):
         record = self._core.record(reply["h"], session_id, now)
         if target in _ENDED:
             await self._core.index.ended(session_id, record.state.user_id, now_us)
+        elif _ENDED.intersection(map(SessionStatus, allowed_from)):
+            # A CLOSED or EXPIRED session may have been made live again (the store
+            # allows what ``allowed_from`` allows): live indexes again, as after a save.
+            await self._reindex(record.state, live=True)
         return record
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
@@ -517,6 +537,15 @@ class CacheSessionStore(SessionStore):
                     f"(max_branches_per_session={max_branches})"
                 )
             if reply["e"] == "CPNF":
+                # The user's cap is judged before the checkpoint on the other backends.
+                if (
+                    max_live_per_user is not None
+                    and await self.count_live_sessions(branch.user_id) >= max_live_per_user
+                ):
+                    raise SessionCapacityError(
+                        f"user {branch.user_id!r} already has {max_live_per_user} live "
+                        f"sessions (max_sessions_per_user={max_live_per_user})"
+                    )
                 raise CheckpointNotFoundError(str(from_checkpoint))
             self._core.refuse(reply, source_id)
         try:
