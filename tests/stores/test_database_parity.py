@@ -235,7 +235,7 @@ class OneOwnerScript(Script):
         return SessionState(**{**state.__dict__, "user_id": "alice"})
 
 
-SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
+SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3,4,5,6,7,8,9,10").split(",")]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ error of the same type naming the same field; after every call the touched sessi
 must be stored identically, and every few calls every session, its checkpoints and
 the users' counts are compared.
 
-``PARITY_SEEDS=1,2,3`` (environment) chooses the sequences; ``PARITY_STEPS`` their
+``PARITY_SEEDS`` (environment, default 1 to 10) chooses the sequences; ``PARITY_STEPS`` their
 length; ``PARITY_BACKENDS`` the backends (the first is the reference; e.g.
 ``in_memory,sqlite+enc,postgres+enc,mariadb+enc,redis+enc`` for encryption at rest).
 Ids that the manager draws at random (turn ids of ``add_message``, checkpoint and
@@ -50,7 +50,7 @@ BACKENDS = tuple(
 )
 SPECS = sorted((s for s in all_specs() if s.name in BACKENDS), key=lambda s: BACKENDS.index(s.name))
 pytestmark = [mark for spec in SPECS for mark in spec.marks]
-SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3").split(",")]
+SEEDS = [int(s) for s in os.environ.get("PARITY_SEEDS", "1,2,3,4,5,6,7,8,9,10").split(",")]
 STEPS = int(os.environ.get("PARITY_STEPS", "150"))
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
