@@ -406,6 +406,37 @@ async def test_same_results_errors_and_stored_state_on_every_backend(
             await _compare_everything(sides, f"seed {seed} end")
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+async def test_export_and_erase_agree_after_a_random_history(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(T0)
+    script = Script(seed)
+    with _deterministic_ids(monkeypatch):
+        async with _sides(clock) as sides:
+            reference, others = sides[0], sides[1:]
+            for _ in range(STEPS):
+                _, op, _ = script.operation(clock)
+                if op is None:
+                    continue
+                script.observe(await _outcome(op, reference))
+                for side in others:
+                    await _outcome(op, side)
+                clock.now += timedelta(milliseconds=1)
+            await _compare_everything(sides, f"seed {seed} before erasing")
+            for user in USERS:  # one erasure after another, in one process
+                for call in (
+                    lambda s, u=user: s.manager.export_user(u),
+                    lambda s, u=user: s.manager.erase_user(u),
+                ):
+                    want = await _outcome(call, reference)
+                    assert want[0] == "ok", want
+                    for side in others:
+                        got = await _outcome(call, side)
+                        assert got == want, f"seed {seed} {user} on {side.name}"
+                await _compare_everything(sides, f"seed {seed} after erasing {user}")
+
+
 async def _compare_everything(sides: list[Side], where: str) -> None:
     reference, others = sides[0], sides[1:]
     for sid in SESSIONS + BRANCHES:

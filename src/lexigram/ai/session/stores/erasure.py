@@ -122,5 +122,9 @@ async def compact_sqlite(store: Any) -> None:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        await driver.execute("VACUUM")
-        await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # execute_fetchall steps each statement to its end and drops its cursor in the
+        # driver's thread. A cursor left there (``execute``) keeps the checkpoint's row
+        # pending on this pooled connection, and the next VACUUM on it (the next erasure
+        # in the process) fails with "SQL statements in progress".
+        await driver.execute_fetchall("VACUUM")
+        await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -138,6 +138,18 @@ class ErasureSuite(SuiteBase):
         header = await store.load_record(kept.session_id)
         assert header is not None and header.state.turn_count == 1
 
+    async def test_one_user_after_another(self, store: SessionStore) -> None:
+        # Each erasure that removed something may compact the storage (SQLite rewrites
+        # the file): the next one in the same process must find it usable.
+        users = [_user(name) for name in ("alice", "bob", "carol")]
+        for user in users:
+            state = await self._session(store, user)
+            await self._append(store, state.session_id, 2)
+        for user in users:
+            erasure = await store.erase_user(user)
+            assert erasure.complete and len(erasure.sessions) == 1 and erasure.turns == 2
+            await self._assert_gone(store, user, erasure.sessions)
+
     async def test_erase_user_of_an_unknown_user_removes_nothing(self, store: SessionStore) -> None:
         kept = await self._session(store, _user("bob"))
         erasure = await store.erase_user(_user("nobody"))
