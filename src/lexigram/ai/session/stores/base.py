@@ -124,7 +124,8 @@ class BatchOutcome(Generic[T]):
     """Outcome of a batched sweep call (:meth:`SessionStore.mark_expired_batch`, ``purge_batch``).
 
     ``done`` holds what this call changed (records it expired, ids it purged), each
-    session at most once and only for the one caller that changed it. ``damaged``
+    session at most once and only for the one caller that changed it, in the order of
+    the ids given. ``damaged``
     names sessions whose stored record could not be decoded (with the error);
     ``failed`` those whose call failed otherwise. Ids in none of the three were
     left as they were (not due, not ended, gone, or taken by another sweeper).

@@ -143,6 +143,18 @@ class SweepingSuite(SuiteBase):
         self.clock(store).advance(3601)
         await store.create_session(ended[0])
 
+    async def test_batches_answer_in_the_order_asked(self, store: SessionStore) -> None:
+        store.session_ttl = 10
+        states = [await self._session(store, f"o{i}") for i in range(5)]
+        self.clock(store).advance(11)
+        ids = [s.session_id for s in reversed(states)]
+        ids = ids[2:] + ids[:2]
+        expired = await store.mark_expired_batch(ids)
+        assert [r.state.session_id for r in expired.done] == ids
+        until = self.clock(store).now + timedelta(hours=1)
+        purged = await store.purge_batch(ids, tombstone_until=until)
+        assert purged.done == ids
+
     async def test_purge_leaves_a_tombstone(self, store: SessionStore) -> None:
         state = await self._session(store)
         await store.append_turns(state.session_id, [make_turn(1)])

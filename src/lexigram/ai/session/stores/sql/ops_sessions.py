@@ -397,6 +397,9 @@ async def mark_expired_batch(
     rows = await tx.all(
         ctx.q.sessions.mark_expired_batch, {"ids": ctx.id_list(session_ids), "now": ctx.now}
     )
+    if len(rows) > 1:  # in the order asked, as every backend answers
+        place = {sid: i for i, sid in enumerate(session_ids)}
+        rows.sort(key=lambda row: place.get(str(row[0]), len(place)))
     outcome: BatchOutcome[SessionRecord] = BatchOutcome()
     # A batch's records are new objects that all stay reachable (no garbage): with
     # the collector running, their allocation set off collections that walked the
@@ -436,7 +439,8 @@ async def purge_batch(tx: Tx, ctx: Ctx, session_ids: Sequence[str], until: int) 
     row another transaction holds is skipped).
     """
     rows = await tx.all(ctx.q.sessions.purge_pick, {"ids": ctx.id_list(session_ids)})
-    picked = [str(r[0]) for r in rows]
+    chosen = {str(r[0]) for r in rows}
+    picked = [sid for sid in dict.fromkeys(session_ids) if sid in chosen]  # in the order asked
     if picked:
         params = {"ids": ctx.id_list(picked)}
         await tx.run(ctx.q.sessions.delete_turns_batch, params)
