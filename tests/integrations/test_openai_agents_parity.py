@@ -23,9 +23,8 @@ from tests.stores.test_parity_random import (
     SPECS,
     T0,
     Side,
-    _current,
     _deterministic_ids,
-    _norm,
+    _outcome,
     _sides,
 )
 
@@ -46,16 +45,6 @@ ITEMS: list[Any] = [
     {"n": float("nan")},
     {"s": "\ud800"},
 ]
-
-
-async def _outcome(call: Callable[[Side], Awaitable[Any]], side: Side) -> Any:
-    _current.append(side)
-    try:
-        return ("ok", _norm(await call(side)))
-    except Exception as exc:  # the adapter's own errors too (TypeError subclasses)
-        return ("error", type(exc).__name__, getattr(exc, "field", None))
-    finally:
-        _current.pop()
 
 
 @pytest.mark.parametrize("seed", SEEDS[:5])
