@@ -128,15 +128,22 @@ async def test_a_plaintext_session_may_not_take_the_reserved_metadata_field() ->
     assert state is not None and "__lexigram_key__" not in state.metadata
 
 
+class _UnguardedMemory(InMemorySessionStore):
+    """A backend that does not honour ``key_guard`` (as a plugin may not)."""
+
+    supports_key_guard = False
+
+
 async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> None:
-    """Process A holds the data key of s; B deletes s and creates it again (new key); A's
-    next append was sealed under the old key: it is reported, and reads raise, naming the key."""
-    inner = InMemorySessionStore()
+    """Process A holds the data key of s; B deletes s and creates it again (new key). On a
+    backend that cannot guard writes by key, A's next append is sealed under the old key:
+    it is reported, and reads raise, naming the key (never garbage, never a silent gap).
+    Built-in backends guard the write instead (tests/privacy/test_key_guard.py)."""
+    inner = _UnguardedMemory()
     ring = keyring("k1")
     process_a, process_b = EncryptedSessionStore(inner, ring), EncryptedSessionStore(inner, ring)
     session_id = await fill_session(process_a, "gina", Secrets())
     await process_b.delete(session_id)
-    await fill_session(process_b, "gina", Secrets())  # new ids: recreate s by hand below
     from lexigram.contracts.ai.session import SessionState, SessionStatus
 
     now = datetime.now(UTC)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import EncryptionKeyError
+from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
 from lexigram.ai.session.stores.encrypted.rotation import RotationReport, key_usage, rotate_keys
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
@@ -92,3 +96,30 @@ async def test_a_writer_holding_the_old_wrapping_picks_up_the_new_one(
     assert await key_usage(access, "key-a") == 0  # the old wrapping was not written back
     state = await writer.load(session_id)
     assert state is not None and state.metadata == {"m": 2} and state.variables == {"x": 1}
+
+
+async def test_a_process_that_cached_the_old_wrapping_never_writes_it_back(
+    raw_backend: RawBackend,
+) -> None:
+    """Process A wrote under key A and keeps the session's envelope; the rotation re-wraps
+    it under key B; A's next metadata update is refused by the key guard and made again
+    under the new wrapping, so key A can still be retired."""
+    ring_a = keyring("key-a")
+    ring_ba = Keyring((keyring("key-b").newest, ring_a.newest))
+    process_a = EncryptedSessionStore(await raw_backend.make(), ring_ba)
+    writer = EncryptedSessionStore(await raw_backend.make(), ring_a)
+    session_id = await fill_session(writer, "rita", Secrets())
+    await process_a.load(session_id)  # A caches the key-a wrapping
+    await rotate_keys(envelope_access(writer), ring_ba, batch=100)
+    assert await key_usage(envelope_access(writer), "key-a") == 0
+
+    await process_a.update_session(session_id, SessionPatch(metadata={"after": "rotation"}))
+    late = SessionTurn(
+        turn_id="after-rotation", role="user", content="still readable", timestamp=datetime.now(UTC)
+    )
+    await process_a.append_turns(session_id, [late])
+    assert await key_usage(envelope_access(writer), "key-a") == 0
+    reader = EncryptedSessionStore(await raw_backend.make(), Keyring((ring_ba.newest,)))
+    state = await reader.load(session_id)
+    assert state is not None and state.metadata == {"after": "rotation"}
+    assert state.turns[-1].content == "still readable"

@@ -256,6 +256,60 @@ async def test_a_write_that_got_the_lock_in_time_is_applied(where: tuple[str, st
         assert record is not None and record.expires_at == T0 + timedelta(seconds=2 * TTL - 1)
 
 
+async def test_a_delete_waits_for_a_write_in_flight_and_leaves_none_of_its_rows(
+    where: tuple[str, str],
+) -> None:
+    """A transaction holding the header commits a turn row and a checkpoint while the
+    session is deleted: the delete waits for it (it locks the header first) and removes
+    them, so a session created again under the id starts empty. On PostgreSQL the
+    delete's statements used to miss rows committed while they ran (READ COMMITTED)."""
+    async with opened(where) as store:
+        state = header()
+        sid = state.session_id
+        await store.create_session(state)
+        await store.append_turns(sid, [turn(1)])
+        p = store.table_prefix
+        late_turn = (
+            f"INSERT INTO {p}turns (session_id, seq, live, turn_id, tokens_used, cost, data) "
+            "VALUES ({sid}, 2, 1, 'late', 0, 0, '{{}}')"
+        )
+        late_cp = (
+            f"INSERT INTO {p}checkpoints (checkpoint_id, session_id, created_at, metadata, "
+            "header) VALUES ('cp-late', {sid}, 0, '{{}}', '{{}}')"
+        )
+        if store.dialect == "sqlite":
+            path = store.database_url.sqlite_path
+            assert path is not None
+            lite = sqlite3.connect(path, isolation_level=None)
+            lite.execute("BEGIN IMMEDIATE")
+            lite.execute(late_turn.format(sid="?"), (sid,))
+            lite.execute(late_cp.format(sid="?"), (sid,))
+            task = asyncio.create_task(store.delete(sid))
+            await queued(store, task)
+            lite.execute("COMMIT")
+            lite.close()
+        else:
+            pg = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+            try:
+                async with pg.transaction():
+                    await pg.execute(
+                        f"SELECT 1 FROM {p}sessions WHERE session_id = $1 FOR UPDATE", sid
+                    )
+                    await pg.execute(late_turn.format(sid="$1"), sid)
+                    await pg.execute(late_cp.format(sid="$1"), sid)
+                    task = asyncio.create_task(store.delete(sid))
+                    await queued(store, task)
+            finally:
+                await pg.close()
+        await task
+        await store.create_session(replace(state, metadata={"life": 2}))
+        for table in ("turns", "checkpoints"):
+            count = f"SELECT count(*) FROM {p}{table} WHERE session_id = :s"
+            assert await _scalar(store, count, s=sid) == 0, table
+        assert await store.get_turns(sid) == []
+        assert await store.list_checkpoint_headers(sid) == []
+
+
 async def test_updated_at_and_the_deadline_never_move_backwards(
     where: tuple[str, str],
 ) -> None:

@@ -52,6 +52,7 @@ from lexigram.ai.session.events import (
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     CorruptRecordError,
+    DataKeyChangedError,
     DuplicateTurnError,
     EncryptionKeyError,
     SessionCapacityError,
@@ -133,6 +134,7 @@ __all__ = [
     # errors
     "CheckpointNotFoundError",
     "CorruptRecordError",
+    "DataKeyChangedError",
     "DuplicateTurnError",
     "EncryptionKeyError",
     "SessionCapacityError",

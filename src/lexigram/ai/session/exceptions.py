@@ -14,6 +14,7 @@ from lexigram.contracts.ai.session import SessionStatus
 
 __all__ = [
     "CheckpointNotFoundError",
+    "DataKeyChangedError",
     "DuplicateTurnError",
     "EncryptionKeyError",
     "SessionCapacityError",
@@ -223,5 +224,28 @@ class EncryptionKeyError(SessionStoreError):
         super().__init__(
             f"cannot decrypt {record}: key {key_id!r} {problem}",
             details={"record": record, "key_id": key_id},
+            **kwargs,
+        )
+
+
+class DataKeyChangedError(SessionStoreError):
+    """A guarded write found the session under another data key; nothing was written.
+
+    Raised by a store's ``append_turns`` / ``update_session`` given ``key_guard``
+    when the session's stored key envelope is not the guard: another process deleted
+    the session and created it again under the same id (a new data key) while the
+    writer still held the old one. The encrypted store catches it, reads the session's
+    current key and writes again; it reaches the caller only when the key kept
+    changing under it.
+    """
+
+    _code = "LEX_ERR_SES_115"
+
+    def __init__(self, session_id: str, **kwargs: Any) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} is stored under another data key than the write "
+            "was sealed with (it was deleted and created again)",
+            details={"session_id": session_id},
             **kwargs,
         )

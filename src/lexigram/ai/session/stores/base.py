@@ -51,6 +51,7 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
 
 __all__ = [
+    "KEY_ENVELOPE_FIELD",
     "LIVE_STATUSES",
     "AppendResult",
     "BatchOutcome",
@@ -62,6 +63,7 @@ __all__ = [
     "TurnRange",
     "UserErasure",
     "compress_seqs",
+    "holds_key",
     "utcnow",
 ]
 
@@ -159,6 +161,17 @@ class SessionPage:
         return self.items[index]
 
 
+#: Metadata key under which an encrypted session keeps its key envelope (in clear).
+KEY_ENVELOPE_FIELD = "__lexigram_key__"
+
+
+def holds_key(metadata: Any, key_guard: str | None) -> bool:
+    """Whether a header's ``metadata`` passes ``key_guard`` (None: no guard)."""
+    if key_guard is None:
+        return True
+    return type(metadata) is dict and metadata.get(KEY_ENVELOPE_FIELD) == key_guard
+
+
 @dataclass(frozen=True, slots=True)
 class SessionPatch:
     """Replacement values for a session's mutable header fields; None = unchanged."""
@@ -213,6 +226,11 @@ class SessionStore(abc.ABC):
 
     #: Name under which the backend is registered (``SessionConfig.backend``).
     backend_name: ClassVar[str] = ""
+    #: Whether ``append_turns`` and ``update_session`` honour ``key_guard`` (see
+    #: :func:`holds_key`). The encrypted store guards its writes only on a backend
+    #: that does; on others a write racing a re-creation of the session elsewhere
+    #: can be sealed under the old data key (docs/privacy.md).
+    supports_key_guard: ClassVar[bool] = False
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         self.session_ttl = session_ttl
@@ -373,11 +391,16 @@ class SessionStore(abc.ABC):
         *,
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
+        key_guard: str | None = None,
     ) -> AppendResult:
         """Append ``turns`` (all or none) and update the counters in one step.
 
         ``patch``, when given, replaces header fields in the same step (a merge
         carries the branch's variables this way; a group session its turn state).
+        ``key_guard`` (stores with :attr:`supports_key_guard`), when given: the step
+        applies only while the session's stored metadata holds this key envelope
+        (:func:`holds_key`), else ``DataKeyChangedError`` right after the existence
+        check, with nothing written.
 
         Checks, in this order, inside the step: the session exists
         (``SessionNotFoundError``); the cap (``turn_count >= max_turns`` or the batch
@@ -392,8 +415,13 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
-        """Replace the mutable header fields named by ``patch`` on a live session."""
+    async def update_session(
+        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+    ) -> SessionRecord:
+        """Replace the mutable header fields named by ``patch`` on a live session.
+
+        ``key_guard`` as for :meth:`append_turns`.
+        """
 
     @abc.abstractmethod
     async def transition(

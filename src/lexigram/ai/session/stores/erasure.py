@@ -10,6 +10,7 @@ are the backend parts of ``forget_user``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
@@ -94,22 +95,60 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
     """Delete the user's keys (ordinal counter, indexes, create replies) and the retry
     replies of the erased sessions (kept 5 minutes); one SCAN of the key space.
 
+    The user's keys go only while the user has no session left and no create in
+    progress: another process may create a session for the user while the erasure
+    runs, and deleting its index entries would hide it from listings and from the
+    per-user cap. The check and the deletion are one script on the user's slot
+    (``lua/forget_user.lua``), repeated when a session appeared in between.
+
     Returns how many keys it deleted.
     """
+    from lexigram.ai.session.stores.redis.indexes import RESERVATION_GRACE_US, wall_us
     from lexigram.ai.session.stores.redis.keys import tag
 
     prefix = store.keys.prefix
     user_base = f"{prefix}:u:{{{tag(user_id)}}}:"
     session_bases = tuple(f"{prefix}:s:{{{tag(sid)}}}:o:" for sid in session_ids)
     client = store.client
-    doomed: list[Any] = []
+    user_keys: list[Any] = []
+    replies: list[Any] = []
     async for raw in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
         key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
-        if key.startswith(user_base) or (session_bases and key.startswith(session_bases)):
-            doomed.append(raw)
-    for key in doomed:
+        if key.startswith(user_base):
+            user_keys.append(raw)
+        elif session_bases and key.startswith(session_bases):
+            replies.append(raw)
+    for key in replies:
         await client.unlink(key)
-    return len(doomed)
+    all_key, live_key, counter = store.keys.user(user_id)
+    index = store._core.index
+    for _ in range(_FORGET_ATTEMPTS):
+        everyone = await client.zrange(all_key, 0, -1)
+        live = await client.zrange(live_key, 0, -1, withscores=True)
+        members = list(dict.fromkeys([*everyone, *(m for m, _ in live)]))
+        names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        headers = await index.probe(names, ("u",))
+        recent = wall_us() - RESERVATION_GRACE_US
+        if any(h is not None and h[0] == user_id for h in headers) or any(
+            score >= recent for _, score in live
+        ):
+            return len(replies)  # the user has a session again, or one being created
+        keys = list(dict.fromkeys([all_key, live_key, counter, *user_keys]))
+        args = [len(everyone), *everyone, *(m for m, _ in live)]
+        if await client.eval(_forget_user_script(), len(keys), *keys, *args):
+            return len(replies) + len(user_keys)
+    return len(replies)
+
+
+#: How often the forgetting of a user's keys is tried while sessions keep appearing.
+_FORGET_ATTEMPTS = 5
+
+
+@cache
+def _forget_user_script() -> str:
+    from lexigram.ai.session.stores.redis.scripts import lua_source
+
+    return lua_source("forget_user")
 
 
 async def compact_sqlite(store: Any) -> None:

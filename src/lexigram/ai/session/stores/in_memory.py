@@ -28,6 +28,7 @@ from lexigram.contracts.ai.session import (
 
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
+    DataKeyChangedError,
     DuplicateTurnError,
     SessionCapacityError,
     SessionNotFoundError,
@@ -55,6 +56,7 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     TurnRange,
     compress_seqs,
+    holds_key,
 )
 from lexigram.ai.session.stores.codec import state_with
 from lexigram.ai.session.stores.loops import one_at_a_time
@@ -127,6 +129,7 @@ class InMemorySessionStore(SessionStore):
     """A dict-backed store; safe under concurrent tasks of any number of event loops."""
 
     backend_name: ClassVar[str] = "memory"
+    supports_key_guard: ClassVar[bool] = True
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)
@@ -447,13 +450,14 @@ class InMemorySessionStore(SessionStore):
         *,
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
+        key_guard: str | None = None,
     ) -> AppendResult:
         batch = check_turns(turns, "turns")
         new_totals(0, 0.0, batch)  # the batch alone must fit, whatever the session holds
         if patch is not None:
             check_patch(patch)
         now = self.now()
-        sess = self._get(session_id)
+        sess = self._guarded(session_id, key_guard)
         status = self._expire_if_due(sess, now)
         check_append(session_id, status, sess.header.turn_count, len(batch), max_turns)
         check_batch_ids(session_id, batch)
@@ -482,10 +486,12 @@ class InMemorySessionStore(SessionStore):
             record=self._record(sess, now), closed_by_cap=closed, first_seq=first_seq
         )
 
-    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+    async def update_session(
+        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+    ) -> SessionRecord:
         check_patch(patch)
         now = self.now()
-        sess = self._get(session_id)
+        sess = self._guarded(session_id, key_guard)
         require_writable(session_id, self._expire_if_due(sess, now))
         sess.header = apply_patch(sess.header, patch, now)
         sess.expires_at = self.deadline_for(now)
@@ -509,6 +515,13 @@ class InMemorySessionStore(SessionStore):
         if to_status not in LIVE_STATUSES:
             sess.expires_at = None
         return self._record(sess, now)
+
+    def _guarded(self, session_id: str, key_guard: str | None) -> _Session:
+        """The stored session, refused when it is not under ``key_guard``'s data key."""
+        sess = self._get(session_id)
+        if not holds_key(sess.header.metadata, key_guard):
+            raise DataKeyChangedError(session_id)
+        return sess
 
     def _live_for_write(self, session_id: str, now: datetime) -> _Session:
         sess = self._get(session_id)

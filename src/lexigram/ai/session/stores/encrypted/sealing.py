@@ -35,7 +35,7 @@ from lexigram.ai.session.encryption.cipher import (
     sealed_bytes,
 )
 from lexigram.ai.session.exceptions import CorruptRecordError
-from lexigram.ai.session.stores.base import SessionPatch
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch
 from lexigram.ai.session.stores.encrypted.opened import Entry
 from lexigram.ai.session.stores.gc_pause import paused_gc
 
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Metadata key holding a session's key envelope (in clear).
-KEY_FIELD = "__lexigram_key__"
+KEY_FIELD = KEY_ENVELOPE_FIELD
 #: Key holding a sealed JSON container.
 SEALED_FIELD = "__lexigram_sealed__"
 _OPTS = orjson.OPT_NON_STR_KEYS

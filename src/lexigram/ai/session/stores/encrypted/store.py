@@ -16,10 +16,10 @@ are read and written as plaintext.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
@@ -29,9 +29,19 @@ from lexigram.contracts.ai.session import (
 )
 from lexigram.logging import get_logger
 
-from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
+from lexigram.ai.session.encryption.cipher import (
+    DataKey,
+    is_sealed,
+    new_data_key,
+    open_envelope,
+)
 from lexigram.ai.session.encryption.keyring import Keyring
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import (
+    DataKeyChangedError,
+    EncryptionKeyError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.stores.base import (
     BATCH_CONCURRENCY,
     AppendResult,
@@ -74,7 +84,9 @@ logger = get_logger(__name__)
 
 #: How many sessions' data keys the store keeps unwrapped in memory.
 DEFAULT_KEY_CACHE = 10_000
-_PLAIN = object()  # cache value of a session stored in plaintext
+#: How many times a guarded write is sealed again after the session's key changed.
+_GUARD_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class EncryptedSessionStore(SessionStore):
@@ -92,7 +104,7 @@ class EncryptedSessionStore(SessionStore):
         self.inner = inner
         self.keyring = keyring
         self.backend_name = inner.backend_name  # type: ignore[misc]
-        self._cache: OrderedDict[str, DataKey | object] = OrderedDict()
+        self._cache: OrderedDict[str, DataKey] = OrderedDict()
         self._envelopes: OrderedDict[str, DataKey] = OrderedDict()
         self._cache_size = max(key_cache, 1)
         self._opened = OpenedTurns(turn_cache_bytes)
@@ -138,7 +150,7 @@ class EncryptedSessionStore(SessionStore):
         await self.inner.ping()
 
     # -------------------------------------------------------------------- keys
-    def _remember(self, session_id: str, key: DataKey | object) -> None:
+    def _remember(self, session_id: str, key: DataKey) -> None:
         cache = self._cache
         cache[session_id] = key
         cache.move_to_end(session_id)
@@ -174,17 +186,69 @@ class EncryptedSessionStore(SessionStore):
         return self._open_envelope(envelope, f"session {state.session_id!r}")
 
     async def _key_for(self, session_id: str) -> DataKey | None:
-        """The data key of a stored session (None: plaintext or missing)."""
+        """The data key of a stored session (None: plaintext or missing).
+
+        A data key is kept once read (writes are guarded by it, see :meth:`_guarded`);
+        that a session is plaintext is not, since another process may delete it and
+        create it again encrypted: a plaintext session is read again before each write.
+        """
         cached = self._cache.get(session_id)
         if cached is not None:
             self._cache.move_to_end(session_id)
-            return cached if isinstance(cached, DataKey) else None
+            return cached
+        return (await self._stored_key(session_id))[1]
+
+    async def _stored_key(self, session_id: str) -> tuple[bool, DataKey | None]:
+        """Whether the session exists, and its data key, as stored now (header read)."""
+        self._cache.pop(session_id, None)
         record = await self.inner.load_record(session_id)
         if record is None:
-            return None
+            return False, None
         key = self._key_of_state(record.state)
-        self._remember(session_id, key if key is not None else _PLAIN)
+        if key is not None:
+            self._remember(session_id, key)
+        return True, key
+
+    async def _sealing_key(self, session_id: str) -> DataKey | None:
+        """The key to seal a write to an existing session with (None: plaintext).
+
+        ``SessionNotFoundError`` when there is no such session: the write would be
+        refused anyway, and a plaintext write must not land in an encrypted session
+        that another process creates meanwhile.
+        """
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            self._cache.move_to_end(session_id)
+            return cached
+        exists, key = await self._stored_key(session_id)
+        if not exists:
+            raise SessionNotFoundError(session_id)
         return key
+
+    async def _guarded(
+        self, session_id: str, write: Callable[[DataKey | None, str | None], Awaitable[T]]
+    ) -> T:
+        """Run ``write(key, key_guard)`` sealed under the session's current data key.
+
+        On a backend that honours ``key_guard`` the write applies only while the
+        session is still under that key. When another process deleted the session and
+        created it again (a new data key), or re-wrapped its key, the write is refused
+        with nothing written (``DataKeyChangedError``); the key is read again and the
+        write sealed anew, up to :data:`_GUARD_ATTEMPTS` times.
+        """
+        guarding = self.inner.supports_key_guard
+        key = await self._sealing_key(session_id)
+        for attempt in range(1, _GUARD_ATTEMPTS + 1):
+            try:
+                return await write(key, key.envelope if guarding and key is not None else None)
+            except DataKeyChangedError:
+                if attempt == _GUARD_ATTEMPTS:
+                    raise
+                logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
+                exists, key = await self._stored_key(session_id)
+                if not exists:
+                    raise SessionNotFoundError(session_id) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def data_key_for_new(self, session_id: str) -> DataKey:
         """A fresh data key for a new session, wrapped under the newest key."""
@@ -205,9 +269,13 @@ class EncryptedSessionStore(SessionStore):
             key = self._open_envelope(envelope, record)
             if isinstance(cached, DataKey) and cached.raw != key.raw:
                 # The session was deleted and created again by another process while
-                # this one held its old data key: what this process just wrote under
-                # the old key does not open. The fresh key replaces it from now on.
-                logger.error("ai_session.encryption.stale_data_key", session_id=session_id)
+                # this one held its old data key. Writes are guarded by the key, so
+                # nothing was written under the old one, unless the backend cannot
+                # guard them. The fresh key replaces it from now on.
+                if self.inner.supports_key_guard:
+                    logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
+                else:
+                    logger.error("ai_session.encryption.stale_data_key", session_id=session_id)
             self._remember(session_id, key)  # also picks up a re-wrapped envelope
         cache = self._opened.of(session_id)
         if cache is None:  # cache off: nothing to record either
@@ -240,6 +308,24 @@ class EncryptedSessionStore(SessionStore):
         key = await self._key_for(session_id)
         if key is None:
             return turns
+        try:
+            return self._open_turns_with(session_id, turns, key)
+        except EncryptionKeyError:
+            # The key this process kept may be an earlier session's of the same id
+            # (deleted and created again by another process): read it again, once.
+            # A session gone by then (deleted once more) is not found, as it would
+            # be for a read made a moment later.
+            exists, fresh = await self._stored_key(session_id)
+            if not exists:
+                raise SessionNotFoundError(session_id) from None
+            if fresh is None or fresh.raw == key.raw:
+                raise
+            logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
+            return self._open_turns_with(session_id, turns, fresh)
+
+    def _open_turns_with(
+        self, session_id: str, turns: list[SessionTurn], key: DataKey
+    ) -> list[SessionTurn]:
         record = f"session {session_id!r}"
         cache = self._opened.of(session_id)
         if cache is None:
@@ -371,37 +457,60 @@ class EncryptedSessionStore(SessionStore):
         *,
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
+        key_guard: str | None = None,
     ) -> AppendResult:
-        """Seal the turns (and patch) in Python, then the inner store's atomic append."""
+        """Seal the turns (and patch) in Python, then the inner store's atomic append.
+
+        Guarded by the session's data key (:meth:`_guarded`); ``key_guard`` is the
+        inner store's and is not taken here.
+        """
+        _refuse_outer_guard(key_guard)
         outgoing: list[SessionTurn] = check_turns(turns)
         if patch is not None:
             check_patch(patch)
-        key = await self._key_for(session_id)
-        if key is not None:
-            # Sealing a checked turn keeps it valid (its clear fields as they were, ASCII
-            # content, empty containers), so the batch stays a CheckedTurns and the inner
-            # store does not walk every field of the sealed copies again.
-            outgoing = CheckedTurns([seal_turn(t, key) for t in outgoing])
-            if patch is not None:
-                patch = seal_patch(patch, key)
-        elif patch is not None:
-            self._refuse_reserved(patch.metadata)
-        result = await self.inner.append_turns(
-            session_id, outgoing, max_turns=max_turns, patch=patch
-        )
+
+        async def write(key: DataKey | None, guard: str | None) -> AppendResult:
+            sealed: list[SessionTurn] = outgoing
+            changes = patch
+            if key is not None:
+                # Sealing a checked turn keeps it valid (its clear fields as they were,
+                # ASCII content, empty containers), so the batch stays a CheckedTurns
+                # and the inner store does not walk every field of the sealed copies.
+                sealed = CheckedTurns([seal_turn(t, key) for t in outgoing])
+                if changes is not None:
+                    changes = seal_patch(changes, key)
+            elif changes is not None:
+                self._refuse_reserved(changes.metadata)
+            if guard is None:
+                return await self.inner.append_turns(
+                    session_id, sealed, max_turns=max_turns, patch=changes
+                )
+            return await self.inner.append_turns(
+                session_id, sealed, max_turns=max_turns, patch=changes, key_guard=guard
+            )
+
+        result = await self._guarded(session_id, write)
         return AppendResult(
             self._open_record(result.record), result.closed_by_cap, result.first_seq
         )
 
-    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
-        """Seal the patch, then the inner store's update."""
+    async def update_session(
+        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+    ) -> SessionRecord:
+        """Seal the patch, then the inner store's update (guarded as appends are)."""
+        _refuse_outer_guard(key_guard)
         check_patch(patch)
-        key = await self._key_for(session_id)
-        if key is not None:
-            patch = seal_patch(patch, key)
-        else:
-            self._refuse_reserved(patch.metadata)
-        return self._open_record(await self.inner.update_session(session_id, patch))
+
+        async def write(key: DataKey | None, guard: str | None) -> SessionRecord:
+            if key is None:
+                self._refuse_reserved(patch.metadata)
+                return await self.inner.update_session(session_id, patch)
+            sealed = seal_patch(patch, key)
+            if guard is None:
+                return await self.inner.update_session(session_id, sealed)
+            return await self.inner.update_session(session_id, sealed, key_guard=guard)
+
+        return self._open_record(await self._guarded(session_id, write))
 
     async def transition(
         self,
@@ -435,18 +544,33 @@ class EncryptedSessionStore(SessionStore):
         max_checkpoints: int | None = None,
         include_turns: bool = True,
     ) -> tuple[SessionCheckpoint, list[str]]:
-        """Snapshot through the inner store (its own metadata sealed), opened."""
-        key = await self._key_for(session_id)
-        if key is not None and metadata:
-            check_json(metadata, "metadata")
-            metadata = seal_checkpoint_metadata(metadata, key, checkpoint_id)
-        checkpoint, pruned = await self.inner.create_checkpoint(
-            session_id,
-            checkpoint_id=checkpoint_id,
-            metadata=metadata,
-            max_checkpoints=max_checkpoints,
-            include_turns=include_turns,
-        )
+        """Snapshot through the inner store (its own metadata sealed), opened.
+
+        The snapshot copies the header, so it names the data key the session had: when
+        that is not the key the metadata was sealed with (the session was deleted and
+        created again elsewhere), the checkpoint is deleted and made again, once.
+        """
+        key = await self._key_for(session_id) if metadata else None
+        for attempt in (1, 2):
+            sealed = metadata
+            if key is not None and metadata:
+                check_json(metadata, "metadata")
+                sealed = seal_checkpoint_metadata(metadata, key, checkpoint_id)
+            checkpoint, pruned = await self.inner.create_checkpoint(
+                session_id,
+                checkpoint_id=checkpoint_id,
+                metadata=sealed,
+                max_checkpoints=max_checkpoints,
+                include_turns=include_turns,
+            )
+            if not metadata or attempt == 2:
+                break
+            stored = self._key_of_state(checkpoint.state)
+            if (stored and stored.raw) == (key and key.raw):
+                break
+            logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
+            await self.inner.delete_checkpoint(checkpoint_id)
+            key = (await self._stored_key(session_id))[1]
         return self._open_checkpoint(checkpoint), pruned
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
@@ -468,19 +592,46 @@ class EncryptedSessionStore(SessionStore):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
-        """Fork through the inner store: the branch shares the source's data key."""
+        """Fork through the inner store: the branch shares the source's data key.
+
+        The branch's header is sealed under the key this process holds for the source
+        and the backend copies the source's sealed turns as they are. When another
+        process deleted the source and created it again meanwhile, the copied turns
+        are under another key: the newest of them is opened to check, and such a branch
+        is erased and made again under the source's current key, once.
+        """
         key = await self._key_for(source_id)
-        if key is not None:
-            check_state(branch, "branch")
-            branch = seal_header(branch, key)
-        record = await self.inner.fork_session(
-            source_id,
-            branch,
-            from_checkpoint=from_checkpoint,
-            max_branches=max_branches,
-            max_live_per_user=max_live_per_user,
-        )
+        for attempt in (1, 2):
+            sealed = branch
+            if key is not None:
+                check_state(branch, "branch")
+                sealed = seal_header(branch, key)
+            record = await self.inner.fork_session(
+                source_id,
+                sealed,
+                from_checkpoint=from_checkpoint,
+                max_branches=max_branches,
+                max_live_per_user=max_live_per_user,
+            )
+            if attempt == 2 or await self._copied_under(record.state.session_id, key):
+                break
+            logger.info("ai_session.encryption.data_key_changed", session_id=source_id)
+            await self.inner.erase_session(record.state.session_id)
+            key = (await self._stored_key(source_id))[1]
         return self._open_record(record)
+
+    async def _copied_under(self, branch_id: str, key: DataKey | None) -> bool:
+        """Whether the branch's newest copied turn is sealed under ``key`` (None: plain)."""
+        newest = await self.inner.get_turns(branch_id, last=1)
+        if not newest or not is_sealed(newest[0].content):
+            return True  # nothing copied, or a turn written before encryption was on
+        if key is None:
+            return False
+        try:
+            open_turns(newest, key, record=f"session {branch_id!r}")
+        except EncryptionKeyError:
+            return False
+        return True
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         """The source's branches, opened."""
@@ -557,3 +708,9 @@ class EncryptedSessionStore(SessionStore):
 
     def __repr__(self) -> str:
         return f"EncryptedSessionStore({self.inner!r}, keys={list(self.keyring.ids)!r})"
+
+
+def _refuse_outer_guard(key_guard: str | None) -> None:
+    """The encrypted store guards its own writes; a caller's ``key_guard`` is refused."""
+    if key_guard is not None:
+        raise SessionValidationError("key_guard", "is set by the encrypted store itself")

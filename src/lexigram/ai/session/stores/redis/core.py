@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
+    DataKeyChangedError,
     DuplicateTurnError,
     SessionNotFoundError,
     SessionStoreError,
@@ -343,6 +344,8 @@ class RedisCore:
             raise SessionTransitionError(session_id, reply["a"], reply["b"])
         if code == "DUP":
             raise DuplicateTurnError(session_id, reply["a"])
+        if code == "KEY":
+            raise DataKeyChangedError(session_id)
         if code == "EXISTS":
             raise SessionValidationError("session_id", f"session {session_id!r} already exists")
         if code == "VAL":

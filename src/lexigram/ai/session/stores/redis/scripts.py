@@ -35,16 +35,20 @@ __all__ = [
     "APPEND_GRACE_KEYS",
     "OP_TTL_MS",
     "SCRIPTS",
+    "lua_source",
     "SESSION_BASE",
     "SESSION_PRELUDE",
     "WRITE_SCRIPTS",
 ]
 
 
-def _lua(name: str) -> str:
+def lua_source(name: str) -> str:
     """The Lua source ``lua/<name>.lua`` shipped beside this module (package data)."""
     path = resources.files("lexigram.ai.session.stores.redis").joinpath("lua", f"{name}.lua")
     return path.read_text(encoding="utf-8")
+
+
+_lua = lua_source
 
 
 #: What every session script starts with: its keys and clock, header checks and writes.

@@ -95,6 +95,7 @@ class CacheSessionStore(SessionStore):
     """
 
     backend_name: ClassVar[str] = "redis"
+    supports_key_guard: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -403,6 +404,7 @@ class CacheSessionStore(SessionStore):
         *,
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
+        key_guard: str | None = None,
     ) -> AppendResult:
         now, now_us = self._core.clock()
         batch = check_turns(turns, "turns")
@@ -416,7 +418,7 @@ class CacheSessionStore(SessionStore):
             len(batch),
             tokens,
             costs,
-            patch_json(patch),
+            patch_json(patch, key_guard),
             *pairs,
         ]
         reply = await self._core.run("append", session_id, args, op=new_op())
@@ -436,13 +438,15 @@ class CacheSessionStore(SessionStore):
             await self._core.index.ended(session_id, record.state.user_id, now_us)
         return AppendResult(record=record, closed_by_cap=closed, first_seq=int(reply["f"]))
 
-    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+    async def update_session(
+        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+    ) -> SessionRecord:
         now, now_us = self._core.clock()
         check_patch(patch)
         reply = await self._core.run(
             "update",
             session_id,
-            [now_us, self._core.deadline_arg(now), patch_json(patch)],
+            [now_us, self._core.deadline_arg(now), patch_json(patch, key_guard)],
             op=new_op(),
         )
         if "e" in reply:

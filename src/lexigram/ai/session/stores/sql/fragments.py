@@ -25,7 +25,7 @@ class SqlParts:
     """Table names, column lists and clauses that statements of several areas share."""
 
     __slots__ = (
-        "checkpoints", "cols", "dialect", "header", "ins_cols", "later_expiry",
+        "checkpoints", "cols", "dialect", "header", "ins_cols", "key_guard", "later_expiry",
         "later_now", "lock", "patch_set", "prefix", "sessions", "target", "tc",
         "tombstones", "turns",
     )
@@ -52,6 +52,11 @@ class SqlParts:
             "system_prompt = CASE WHEN :p_prompt_set = 1 THEN CAST(:p_prompt AS TEXT) "
             "ELSE system_prompt END"
         )
+        # A write sealed under a data key applies only while the header's metadata
+        # holds that key's envelope as a JSON string (:kguard, quoted; see
+        # ``SessionStore.append_turns``): envelopes need no escaping in JSON.
+        find = "strpos" if dialect == "postgresql" else "instr"
+        self.key_guard = f"{find}(metadata, :kguard) > 0"
         # updated_at and expires_at never move backwards (another writer's clock may
         # run ahead); a NULL deadline (no TTL, or ended) is set as given.
         self.later_now = "CASE WHEN updated_at > :now THEN updated_at ELSE :now END"

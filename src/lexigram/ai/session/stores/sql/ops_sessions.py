@@ -17,6 +17,7 @@ from lexigram.logging import get_logger
 
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
+    DataKeyChangedError,
     DuplicateTurnError,
     SessionCapacityError,
     SessionNotFoundError,
@@ -25,7 +26,12 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.stores._common import require_writable
-from lexigram.ai.session.stores.base import LIVE_STATUSES, BatchOutcome, SessionRecord
+from lexigram.ai.session.stores.base import (
+    LIVE_STATUSES,
+    BatchOutcome,
+    SessionRecord,
+    holds_key,
+)
 from lexigram.ai.session.stores.codec import state_with, turns_from_texts
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
@@ -37,6 +43,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     gc,
     insert_turns,
     lock_header,
+    quoted_guard,
     read_live_turns,
 )
 from lexigram.ai.session.stores.sql.rows import turns_from_rows
@@ -326,24 +333,32 @@ async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord
 
 
 async def update_session(
-    tx: Tx, ctx: Ctx, session_id: str, patch: dict[str, Any]
+    tx: Tx, ctx: Ctx, session_id: str, patch: dict[str, Any], guard: str | None = None
 ) -> SessionRecord:
     """Replace the patched header fields of a live session.
 
     The first attempt is one conditional update (on PostgreSQL it skips a row another
     transaction holds); when it matches nothing the header is locked, the clock read
-    again and the error named, or the update applied.
+    again and the error named, or the update applied. ``guard``: only while the
+    session is under that data key (``DataKeyChangedError`` otherwise).
     """
     def params() -> dict[str, Any]:
-        return dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
+        values = dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
+        if guard is not None:
+            values["kguard"] = quoted_guard(guard)
+        return values
 
-    row = await tx.one(ctx.q.sessions.update, params())
+    update = ctx.q.sessions.update if guard is None else ctx.q.sessions.update_guarded
+    row = await tx.one(update, params())
     if row is None:
         header = await lock_header(tx, ctx, session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
-        require_writable(session_id, ctx.record(header).state.status)
-        row = await tx.one(ctx.q.sessions.update, params())
+        state = ctx.record(header).state
+        if not holds_key(state.metadata, guard):
+            raise DataKeyChangedError(session_id)
+        require_writable(session_id, state.status)
+        row = await tx.one(update, params())
         if row is None:
             raise SessionStoreError(f"update of session {session_id!r} could not be applied")
     return ctx.record(row)
@@ -425,8 +440,16 @@ async def find_purgeable(tx: Tx, ctx: Ctx, older_than: int, limit: int) -> list[
 
 
 async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
-    """Remove a session with its turns and checkpoints (unknown ids ignored)."""
+    """Remove a session with its turns and checkpoints (unknown ids ignored).
+
+    The header is locked first, as every write to the session does: on PostgreSQL
+    (READ COMMITTED) a ``DELETE`` does not see rows that a transaction holding the
+    header inserts and commits while it runs, so an append or a checkpoint committing
+    meanwhile left its rows behind the deleted header, and a session created again
+    under the id found them (turns and a checkpoint of the old one).
+    """
     params = {"sid": session_id}
+    await lock_header(tx, ctx, session_id)
     await tx.run(ctx.q.sessions.delete_turns, params)
     await tx.run(ctx.q.sessions.cp_delete_session, params)
     await tx.run(ctx.q.sessions.delete_session, params)
@@ -507,6 +530,9 @@ class SessionStatements:
             f"UPDATE {s} SET {patch_set}, updated_at = {later_now}, "
             f"expires_at = {later_expiry} "
             f"WHERE {target} AND status IN {LIVE_SQL} AND {NOT_DUE} RETURNING {h}"
+        )
+        self.update_guarded = self.update.replace(
+            " RETURNING ", f" AND {p.key_guard} RETURNING ", 1
         )
         self.set_status = (
             f"UPDATE {s} SET status = :status, updated_at = {later_now}, "

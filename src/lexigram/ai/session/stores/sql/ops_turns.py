@@ -24,6 +24,7 @@ import orjson
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
+    DataKeyChangedError,
     DuplicateTurnError,
     SessionError,
     SessionNotFoundError,
@@ -32,7 +33,12 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.stores._common import check_append, require_writable
-from lexigram.ai.session.stores.base import AppendResult, SessionRecord, compress_seqs
+from lexigram.ai.session.stores.base import (
+    AppendResult,
+    SessionRecord,
+    compress_seqs,
+    holds_key,
+)
 from lexigram.ai.session.stores.codec import turns_from_array
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
@@ -106,6 +112,7 @@ __all__ = [
     "lock_header",
     "pop_turn",
     "clear_turns",
+    "quoted_guard",
     "replay_outcome",
     "require_live_for_write",
 ]
@@ -150,6 +157,7 @@ async def _quick_append(
     cost: float,
     max_turns: int | None,
     patch: dict[str, Any] | None,
+    guard: str | None = None,
 ) -> Row | None:
     """SQLite: the header update of an append that changes nothing else.
 
@@ -172,8 +180,16 @@ async def _quick_append(
         params[f"c{i}"] = item["cost"]
     if patch is not None:
         params.update(patch)
+    if guard is not None:
+        params["kguard"] = quoted_guard(guard)
     expiring = params["expires"] is not None
-    return await tx.one(ctx.q.turns.quick_append(n, expiring, patch is not None), params)
+    sql = ctx.q.turns.quick_append(n, expiring, patch is not None, guard is not None)
+    return await tx.one(sql, params)
+
+
+def quoted_guard(guard: str) -> str:
+    """``:kguard`` of a guarded statement: the envelope as the JSON string it is stored as."""
+    return f'"{guard}"'
 
 
 async def lock_header(tx: Tx, ctx: Ctx, session_id: str) -> Row | None:
@@ -192,6 +208,7 @@ async def append(
     max_turns: int | None,
     patch: dict[str, Any] | None,
     batch_dup: str | None,
+    guard: str | None = None,
 ) -> AppendResult:
     """Append prepared turn rows and bump the counters, checks first (see module doc).
 
@@ -210,13 +227,17 @@ async def append(
     cost = float(sum(t.cost for t in batch))
     row = None
     if 0 < n <= ONE_STATEMENT_TURNS and batch_dup is None and q.dialect == "sqlite":
-        row = await _quick_append(tx, ctx, session_id, rows, tokens, cost, max_turns, patch)
+        row = await _quick_append(
+            tx, ctx, session_id, rows, tokens, cost, max_turns, patch, guard
+        )
     if row is None:
         header = await lock_header(tx, ctx, session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
         locked = ctx.record(header)
         current = locked.state
+        if not holds_key(current.metadata, guard):
+            raise DataKeyChangedError(session_id)
         try:
             check_append(session_id, current.status, current.turn_count, n, max_turns)
         except SessionError:
@@ -308,6 +329,7 @@ async def append_one(
     cost: float,
     max_turns: int | None,
     patch: dict[str, Any] | None,
+    guard: str | None = None,
 ) -> AppendResult | None:
     """PostgreSQL, MariaDB: an append of up to :data:`ONE_STATEMENT_TURNS` turns as one
     statement (:meth:`TurnStatements.append_rows`), its own transaction.
@@ -338,7 +360,9 @@ async def append_one(
             params[f"data{i}"] = r["data"]
     if patch is not None:
         params.update(patch)
-    row = await tx.one(ctx.q.turns.append_rows(n, patch is not None), params)
+    if guard is not None:
+        params["kguard"] = quoted_guard(guard)
+    row = await tx.one(ctx.q.turns.append_rows(n, patch is not None, guard is not None), params)
     if row is None:
         return None
     record = ctx.record(row)
@@ -599,7 +623,8 @@ class TurnStatements:
             f"AND {guard} AND ",
             f" RETURNING {h}",
         )
-        self._quick: dict[tuple[int, bool, bool], str] = {}
+        self._guard = p.key_guard
+        self._quick: dict[tuple[int, bool, bool, bool], str] = {}
         self.append_abs = f"UPDATE {s} SET {appended(absolute)} {append_where} RETURNING {h}"
         self.append_abs_patch = (
             f"UPDATE {s} SET {patch_set}, {appended(absolute)} {append_where} RETURNING {h}"
@@ -618,6 +643,7 @@ class TurnStatements:
             f"b.cost, b.data {rows_from}"
         )
         self._appended = appended
+        self._append_where = append_where
         self._patch_set = patch_set
         self._rows_head = f"WITH h AS (UPDATE {s} SET "
         self._rows_tail = (
@@ -651,7 +677,7 @@ class TurnStatements:
             # SELECT takes a shared lock, and writers of one session that all hold it
             # deadlock when each then updates the row.
             self.header_lock += " FOR UPDATE"
-        self._append_rows: dict[tuple[int, bool], str] = {}
+        self._append_rows: dict[tuple[int, bool, bool], str] = {}
         self.set_counters = (
             f"UPDATE {s} SET turn_count = :count, total_tokens = :tokens, "
             f"total_cost = :cost, updated_at = {later_now}, expires_at = {later_expiry} "
@@ -701,15 +727,16 @@ class TurnStatements:
             f"SELECT ranges FROM {c} WHERE session_id = :sid AND ranges IS NOT NULL"
         )
 
-    def quick_append(self, n: int, expiring: bool, patched: bool) -> str:
+    def quick_append(self, n: int, expiring: bool, patched: bool, guarded: bool = False) -> str:
         """SQLite and MariaDB: the append of ``n`` turns that keeps the session ACTIVE.
 
         Applies below the cap (``turn_count + n < max``) and, when appends set no
         deadline (``expiring`` false), only to a session without one; it sets
         neither ``status`` nor (without ``expiring``) ``expires_at``. The costs are
         added one turn at a time, ``total_cost + :c1 + :c2`` (left to right).
+        ``guarded``: only under the data key of ``:kguard`` (see ``SqlParts.key_guard``).
         """
-        key = (n, expiring, patched)
+        key = (n, expiring, patched, guarded)
         sql = self._quick.get(key)
         if sql is None:
             head, sets, expire, where, tail = self._quick_parts
@@ -718,17 +745,21 @@ class TurnStatements:
                 sets += expire
             if patched:
                 sets = f"{self._patch_set}, {sets}"
+            if guarded:
+                where += f"{self._guard} AND "
             due = NOT_DUE if expiring else "expires_at IS NULL"
             sql = self._quick[key] = f"{head}{sets}{where}{due}{tail}"
         return sql
 
-    def append_rows(self, n: int, patched: bool) -> str:
+    def append_rows(self, n: int, patched: bool, guarded: bool = False) -> str:
         """PostgreSQL, MariaDB: the one-statement append of ``n`` turns (once per ``n``).
 
         The costs are added one turn at a time, ``total_cost + :c1 + :c2`` (left to
         right), so the stored total is the float sum :func:`new_totals` computes.
+        ``guarded``: only under the data key of ``:kguard`` (MariaDB: the compound
+        statement, not the procedure).
         """
-        key = (n, patched)
+        key = (n, patched, guarded)
         sql = self._append_rows.get(key)
         if sql is None:
             costs = " + ".join(f":c{i}" for i in range(1, n + 1))
@@ -737,7 +768,11 @@ class TurnStatements:
             )
             if patched:
                 sets = f"{self._patch_set}, {sets}"
-            tail = self._rows_tail.replace(
+            tail = self._rows_tail
+            if guarded:
+                where = self._append_where
+                tail = tail.replace(where, f"{where} AND {self._guard}", 1)
+            tail = tail.replace(
                 "{rows}",
                 ", ".join(
                     f"(:sid, base + {i}, 1, :id{i}, :tok{i}, :c{i}, :data{i})"
@@ -745,7 +780,7 @@ class TurnStatements:
                 ),
             )
             sql = f"{self._rows_head}{sets}{tail}"
-            if self._procedure is not None and not patched and n <= APPEND_SLOTS:
+            if self._procedure is not None and not (patched or guarded) and n <= APPEND_SLOTS:
                 sql = Call(append_call(self._procedure, n), sql)
             self._append_rows[key] = sql
         return sql

@@ -105,6 +105,7 @@ class DatabaseSessionStore(SessionStore):
     """
 
     backend_name: ClassVar[str] = "sql"
+    supports_key_guard: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -375,6 +376,7 @@ class DatabaseSessionStore(SessionStore):
         *,
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
+        key_guard: str | None = None,
     ) -> AppendResult:
         checked_id(session_id, "session_id")
         batch = check_turns(turns, "turns")
@@ -394,12 +396,12 @@ class DatabaseSessionStore(SessionStore):
                 # retry finds the turns stored and returns the first outcome.
                 done = await self._runner.write_statement(
                     trn.append_one, self._ctx(), session_id, rows, tokens, cost,
-                    max_turns, changes, retry_safe=True,
+                    max_turns, changes, key_guard, retry_safe=True,
                 )
                 if done is not None:
                     return done
             return await self._write(
-                trn.append, session_id, rows, batch, max_turns, changes, repeat,
+                trn.append, session_id, rows, batch, max_turns, changes, repeat, key_guard,
                 retry_safe=True,
             )
         except Conflict as exc:
@@ -417,9 +419,11 @@ class DatabaseSessionStore(SessionStore):
                 f"append to session {session_id!r} refused by the database: {exc}"
             ) from exc
 
-    async def update_session(self, session_id: str, patch: SessionPatch) -> SessionRecord:
+    async def update_session(
+        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+    ) -> SessionRecord:
         sid = checked_id(session_id, "session_id")
-        return await self._write(ses.update_session, sid, patch_params(patch))
+        return await self._write(ses.update_session, sid, patch_params(patch), key_guard)
 
     async def transition(
         self,

@@ -26,6 +26,10 @@ if flat.err then return refuse('CORRUPT', 'header', 'not a hash') end
 if #flat == 0 then return refuse('NF') end
 local h = {}
 for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
+-- a write sealed under a data key ("kg" in the patch): refused, with nothing written,
+-- when the session is stored under another one (deleted and created again)
+local KG = ARGV[7] ~= '' and string.find(ARGV[7], '"kg"', 1, true) and cjson.decode(ARGV[7]).kg
+if KG and not string.find(h.m or '', '"' .. KG .. '"', 1, true) then return refuse('KEY') end
 local live = h.s == 'active' or h.s == 'suspended'
 if not (live or h.s == 'closed' or h.s == 'expired') then
   return refuse('CORRUPT', 'status', h.s)
@@ -72,7 +76,8 @@ local upd = {'n', fmt('%d', count), 'tt', fmt('%d', tokens), 'tc', fmt('%.17g', 
              'ls', last}
 if ARGV[7] ~= '' then
   for f, v in pairs(cjson.decode(ARGV[7])) do
-    if v == false then
+    if f == 'kg' then  -- the guard, checked above
+    elseif v == false then
       if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
     else
       upd[#upd + 1] = f

@@ -83,7 +83,8 @@ end
 local function apply_patch(h, upd, patch)
   if patch == '' then return end
   for f, v in pairs(cjson.decode(patch)) do
-    if v == false then
+    if f == 'kg' then  -- a data-key guard (key_guard), checked by the caller
+    elseif v == false then
       if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
     else
       upd[#upd + 1] = f

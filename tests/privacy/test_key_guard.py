@@ -1,0 +1,187 @@
+"""Writes guarded by the session's data key, on every backend.
+
+Two encrypting stores over one backend namespace stand for two processes. Process A
+keeps the data key of a session; process B deletes the session and creates it again
+under the same id (a new data key). A's next write must land sealed under the new key,
+so that both read it back: the backend refuses A's write sealed under the old key
+(``key_guard``, nothing written) and A seals it again. The store-level contract of
+``key_guard`` is checked on the plain backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import DataKeyChangedError, SessionNotFoundError
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch, SessionStore
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+
+from ..stores.backends import BackendSpec, all_specs
+from .helpers import keyring
+
+PLAIN = [
+    pytest.param(spec, id=spec.name, marks=spec.marks)
+    for spec in all_specs()
+    if not spec.name.endswith("+enc")
+]
+
+
+def _header(session_id: str, user_id: str = "ivy", **fields: object) -> SessionState:
+    now = datetime.now(UTC)
+    return SessionState(
+        session_id=session_id,
+        user_id=user_id,
+        status=SessionStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _turn(turn_id: str, content: str) -> SessionTurn:
+    return SessionTurn(turn_id=turn_id, role="user", content=content, timestamp=datetime.now(UTC))
+
+
+async def _two_processes(spec: BackendSpec, factory: object) -> tuple[SessionStore, ...]:
+    ring = keyring("k1")
+    make = factory  # the plain spec's factory: each call a store on the same namespace
+    first = await make()  # type: ignore[operator]
+    second = await make()  # type: ignore[operator]
+    return EncryptedSessionStore(first, ring), EncryptedSessionStore(second, ring)
+
+
+@pytest.mark.parametrize("spec", PLAIN)
+async def test_a_write_after_the_session_was_created_again_elsewhere_reads_back(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        a, b = await _two_processes(spec, factory)
+        await a.create_session(_header("s1", variables={"v": "old"}))
+        await a.append_turns("s1", [_turn("t1", "first life")])  # A keeps the key
+        await b.delete("s1")
+        await b.create_session(_header("s1", variables={"v": "new"}))
+        await b.append_turns("s1", [_turn("t2", "second life")])
+
+        await a.append_turns("s1", [_turn("t3", "late from A")])
+        await a.update_session("s1", SessionPatch(variables={"v": "set by A"}))
+
+        for reader in (a, b):
+            state = await reader.load("s1")
+            assert state is not None
+            assert [(t.turn_id, t.content) for t in state.turns] == [
+                ("t2", "second life"),
+                ("t3", "late from A"),
+            ]
+            assert state.variables == {"v": "set by A"}
+            assert state.turn_count == 2
+
+
+@pytest.mark.parametrize("spec", PLAIN)
+async def test_a_plaintext_session_created_again_encrypted_gets_no_plaintext(
+    spec: BackendSpec,
+) -> None:
+    """A read the session as plaintext (written before encryption was on); B replaced it
+    with an encrypted one: A's writes are sealed, never stored in clear beside sealed ones."""
+    async with spec.open() as factory:
+        raw = await factory()
+        a, b = await _two_processes(spec, factory)
+        await raw.create_session(_header("s2"))
+        await a.append_turns("s2", [_turn("t1", "plain")])
+        await b.delete("s2")
+        await b.create_session(_header("s2", variables={"v": "sealed"}))
+
+        await a.update_session("s2", SessionPatch(variables={"v": "from A"}))
+        await a.append_turns("s2", [_turn("t2", "from A")])
+
+        stored = await raw.load("s2")
+        assert stored is not None and KEY_ENVELOPE_FIELD in stored.metadata
+        assert "from A" not in repr(stored)  # sealed, not in clear
+        state = await b.load("s2")
+        assert state is not None
+        assert state.variables == {"v": "from A"}
+        assert [t.content for t in state.turns] == ["from A"]
+
+
+@pytest.mark.parametrize("spec", PLAIN)
+async def test_a_write_to_a_missing_session_is_refused_without_writing(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        a, _ = await _two_processes(spec, factory)
+        with pytest.raises(SessionNotFoundError):
+            await a.append_turns("nobody", [_turn("t1", "x")])
+        with pytest.raises(SessionNotFoundError):
+            await a.update_session("nobody", SessionPatch(variables={"v": 1}))
+        assert await a.load_record("nobody") is None
+
+
+@pytest.mark.parametrize("spec", PLAIN)
+async def test_key_guard_refuses_a_write_under_another_key_and_writes_nothing(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        store = await factory()
+        if not store.supports_key_guard:
+            pytest.skip(f"{spec.name} does not guard writes by key")
+        envelope = "v1.k1.b3duZXI.c2VhbGVk"
+        await store.create_session(_header("g1", metadata={KEY_ENVELOPE_FIELD: envelope}))
+        for wrong in ("v1.k1.b3duZXI.b3RoZXI", "v1.k1.b3duZXI", envelope + "x"):
+            with pytest.raises(DataKeyChangedError) as caught:
+                await store.append_turns("g1", [_turn("t1", "x")], key_guard=wrong)
+            assert caught.value.session_id == "g1"
+            with pytest.raises(DataKeyChangedError):
+                await store.update_session("g1", SessionPatch(variables={"v": 1}), key_guard=wrong)
+            with pytest.raises(DataKeyChangedError):  # the locked path, two turns and a patch
+                await store.append_turns(
+                    "g1",
+                    [_turn("t1", "x"), _turn("t2", "y")],
+                    patch=SessionPatch(variables={"v": 2}),
+                    key_guard=wrong,
+                )
+        record = await store.load_record("g1")
+        assert record is not None
+        assert record.state.turn_count == 0 and record.state.variables == {}
+        assert await store.get_turns("g1") == []
+
+        done = await store.append_turns("g1", [_turn("t1", "x")], key_guard=envelope)
+        assert done.record.state.turn_count == 1
+        updated = await store.update_session(
+            "g1", SessionPatch(variables={"v": 3}), key_guard=envelope
+        )
+        assert updated.state.variables == {"v": 3}
+        # A plaintext session holds no envelope: any guard refuses; none applies.
+        await store.create_session(_header("g2"))
+        with pytest.raises(DataKeyChangedError):
+            await store.append_turns("g2", [_turn("t1", "x")], key_guard=envelope)
+        assert (await store.append_turns("g2", [_turn("t1", "x")])).record.state.turn_count == 1
+        # The guard is judged after existence: a missing session is not found.
+        with pytest.raises(SessionNotFoundError):
+            await store.append_turns("g3", [_turn("t1", "x")], key_guard=envelope)
+
+
+@pytest.mark.parametrize("spec", PLAIN)
+async def test_checkpoints_and_forks_after_the_session_was_created_again_elsewhere(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        a, b = await _two_processes(spec, factory)
+        await a.create_session(_header("s4"))
+        await a.append_turns("s4", [_turn("t1", "first life")])  # A keeps the key
+        await b.delete("s4")
+        await b.create_session(_header("s4"))
+        await b.append_turns("s4", [_turn("t2", "second life")])
+
+        made, _ = await a.create_checkpoint("s4", checkpoint_id="cp-a", metadata={"by": "A"})
+        assert made.metadata == {"by": "A"}
+        branch = _header("s4-branch", parent_session_id="s4", branch_name="idea")
+        await a.fork_session("s4", branch)
+
+        for reader in (a, b):
+            (checkpoint,) = await reader.list_checkpoints("s4")
+            assert checkpoint.checkpoint_id == "cp-a" and checkpoint.metadata == {"by": "A"}
+            forked = await reader.load("s4-branch")
+            assert forked is not None
+            assert [t.content for t in forked.turns] == ["second life"]
