@@ -52,13 +52,16 @@ __all__ = [
 #: The most turns the procedure appends (larger batches use the compound statement).
 APPEND_SLOTS = 2
 #: Raise when the procedure's body or parameters change: the name carries it, so a
-#: database keeps the old procedure for processes still running the old release.
-_VERSION = 1
+#: database keeps the old procedure for processes still running the old release
+#: (2: the data-key guard ``kg``; :func:`routines` drops version 1 with the tables).
+_VERSION = 2
 #: The same for the load procedure.
 _LOAD_VERSION = 1
 #: ids and documents as the tables store them (binary collation without padding).
 _ID = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 _DOC = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+#: A data-key guard: a key envelope as a quoted JSON string (see ``SqlParts.key_guard``).
+_GUARD = "VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 
 
 class Call(str):
@@ -79,13 +82,13 @@ class Call(str):
         return self
 
 
-def append_procedure(prefix: str) -> str:
+def append_procedure(prefix: str, version: int = _VERSION) -> str:
     """The procedure's name for ``prefix``.
 
     Routine names are case-insensitive and table names are not: the checksum of the
     exact prefix keeps ``"A_"`` and ``"a_"`` (two sets of tables) apart.
     """
-    return f"{prefix}append_v{_VERSION}_{_checksum(prefix)}"
+    return f"{prefix}append_v{version}_{_checksum(prefix)}"
 
 
 def _checksum(prefix: str) -> str:
@@ -102,11 +105,12 @@ def load_call(prefix: str) -> str:
     return f"CALL {load_procedure(prefix)}(:sid)"
 
 
-def append_call(prefix: str, n: int) -> str:
+def append_call(prefix: str, n: int, guarded: bool = False) -> str:
     """``CALL`` of the procedure for ``n`` (1 or 2) turns with the compound's parameters.
 
-    ``:sid, :n, :tokens, :now, :max, :expires, :tok_room, :cost_room`` and per turn
-    ``:id<i>, :tok<i>, :c<i>, :data<i>``; the slots after ``n`` are ``NULL``.
+    ``:sid, :n, :tokens, :now, :max, :expires, :tok_room, :cost_room``, the data-key
+    guard (``:kguard`` when ``guarded``, else ``NULL``) and per turn ``:id<i>, :tok<i>,
+    :c<i>, :data<i>``; the slots after ``n`` are ``NULL``.
     """
     if not 0 < n <= APPEND_SLOTS:
         raise ValueError(f"the append procedure takes 1 to {APPEND_SLOTS} turns, not {n}")
@@ -116,7 +120,7 @@ def append_call(prefix: str, n: int) -> str:
     ]
     return (
         f"CALL {append_procedure(prefix)}(:sid, :n, :tokens, :now, :max, :expires, "
-        f":tok_room, :cost_room, {', '.join(slots)})"
+        f":tok_room, :cost_room, {':kguard' if guarded else 'NULL'}, {', '.join(slots)})"
     )
 
 
@@ -142,7 +146,7 @@ def create_append_procedure(prefix: str) -> str:
     return (
         f"CREATE PROCEDURE IF NOT EXISTS {append_procedure(prefix)}(sid {_ID}, n INT, "
         "tokens BIGINT, now_us BIGINT, cap BIGINT, expires BIGINT, tok_room BIGINT, "
-        f"cost_room DOUBLE, {turn_params}) "
+        f"cost_room DOUBLE, kg {_GUARD}, {turn_params}) "
         "MODIFIES SQL DATA SQL SECURITY INVOKER "
         "BEGIN "
         "DECLARE o, base, cnt, toks, upd, exp_at BIGINT DEFAULT NULL; "
@@ -156,7 +160,7 @@ def create_append_procedure(prefix: str) -> str:
         f"expires_at, n BETWEEN 1 AND {APPEND_SLOTS} AND status = 'active' "
         "AND (expires_at IS NULL OR expires_at > now_us) "
         "AND turn_count < cap AND turn_count + n <= cap AND total_tokens <= tok_room "
-        "AND total_cost <= cost_room "
+        "AND total_cost <= cost_room AND (kg IS NULL OR INSTR(metadata, kg) > 0) "
         "INTO o, base, cnt, toks, cost, upd, exp_at, ok "
         f"FROM {s} WHERE session_id = sid FOR UPDATE SKIP LOCKED; "
         "IF ok THEN "
@@ -210,7 +214,15 @@ def drop_load_procedure(prefix: str) -> str:
 
 
 def routines(prefix: str) -> list[tuple[str, str, str]]:
-    """``(name, create, drop)`` of every procedure of ``prefix``."""
+    """``(name, create, drop)`` of every procedure of ``prefix``.
+
+    Earlier versions of a procedure come with an empty ``create``: they are dropped
+    with the tables and never created again.
+    """
+    earlier = [
+        (name, "", f"DROP PROCEDURE IF EXISTS {name}")
+        for name in (append_procedure(prefix, v) for v in range(1, _VERSION))
+    ]
     return [
         (
             append_procedure(prefix),
@@ -218,4 +230,5 @@ def routines(prefix: str) -> list[tuple[str, str, str]]:
             drop_append_procedure(prefix),
         ),
         (load_procedure(prefix), create_load_procedure(prefix), drop_load_procedure(prefix)),
+        *earlier,
     ]

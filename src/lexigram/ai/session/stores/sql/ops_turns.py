@@ -756,8 +756,7 @@ class TurnStatements:
 
         The costs are added one turn at a time, ``total_cost + :c1 + :c2`` (left to
         right), so the stored total is the float sum :func:`new_totals` computes.
-        ``guarded``: only under the data key of ``:kguard`` (MariaDB: the compound
-        statement, not the procedure).
+        ``guarded``: only under the data key of ``:kguard``.
         """
         key = (n, patched, guarded)
         sql = self._append_rows.get(key)
@@ -780,7 +779,7 @@ class TurnStatements:
                 ),
             )
             sql = f"{self._rows_head}{sets}{tail}"
-            if self._procedure is not None and not (patched or guarded) and n <= APPEND_SLOTS:
-                sql = Call(append_call(self._procedure, n), sql)
+            if self._procedure is not None and not patched and n <= APPEND_SLOTS:
+                sql = Call(append_call(self._procedure, n, guarded), sql)
             self._append_rows[key] = sql
         return sql

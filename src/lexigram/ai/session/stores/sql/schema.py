@@ -335,7 +335,7 @@ def _create_routines(conn: Connection, schema: Schema) -> None:
         return
     found = _routines_found(conn)
     for name, create, _ in routines(schema.prefix):
-        if name.lower() in found:
+        if not create or name.lower() in found:
             continue
         try:
             conn.execute(text(create))
