@@ -11,6 +11,9 @@ turns, no duplicate turn id, and every cap kept (turns, checkpoints, branches, l
 sessions per user). A separate pool of append-only sessions must hold every turn whose
 append was acknowledged.
 
+A second run adds time: one test clock for both instances, moved by the tasks, so that
+sessions expire, and sweeps from both instances.
+
 ``STRESS_SEEDS`` (default 1), ``STRESS_TASKS`` (12), ``STRESS_OPS`` (50 per task).
 """
 
@@ -33,6 +36,8 @@ from lexigram.ai.session.exceptions import (
     EncryptionKeyError,
     SessionError,
 )
+from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.testing import FakeClock
 
 from .backends import BackendSpec, all_specs
 
@@ -45,6 +50,7 @@ POOL = [f"c{i}" for i in range(6)]
 APPEND_ONLY = [f"ao{i}" for i in range(3)]
 CONFIG = SessionConfig(
     session_ttl=3600,
+    purge_after_s=30 * 86400,
     auto_checkpoint_interval=4,
     max_turns_per_session=200,
     max_sessions_per_user=4,
@@ -72,9 +78,14 @@ def _turn(turn_id: str, content: str, tokens: int = 1, cost: float = 0.25) -> Se
 class Run:
     """Two managers over two store instances, and what the tasks were told."""
 
-    def __init__(self, stores: list[object]) -> None:
+    def __init__(self, stores: list[object], clock: FakeClock | None = None) -> None:
         self.stores = stores
+        self.clock = clock
+        if clock is not None:  # both "processes" on one clock, moved by the tasks
+            for store in stores:
+                store.clock = clock  # type: ignore[attr-defined]
         self.managers = [SessionManagerImpl(s, CONFIG) for s in stores]  # type: ignore[arg-type]
+        self.sweepers = [SessionCleanupScheduler(m) for m in self.managers]
         self.branches = [
             BranchManager(
                 s,  # type: ignore[arg-type]
@@ -93,8 +104,9 @@ class Run:
         rng = random.Random(seed * 1000 + t)
         manager, branches = self.managers[t % 2], self.branches[t % 2]
         store = self.stores[t % 2]
+        kinds = KINDS if self.clock is None else (*KINDS, "tick", "sweep")
         for k in range(OPS):
-            sid, kind, tid = rng.choice(POOL), rng.choice(KINDS), f"t{t}-{k}"
+            sid, kind, tid = rng.choice(POOL), rng.choice(kinds), f"t{t}-{k}"
             try:
                 if kind == "create":
                     await manager.create(rng.choice(USERS), session_id=sid)
@@ -134,6 +146,10 @@ class Run:
                     await manager.list_sessions(rng.choice(USERS))
                 elif kind == "erase" and rng.random() < 0.3:
                     await manager.erase_user(rng.choice(USERS))
+                elif kind == "tick" and self.clock is not None:
+                    self.clock.advance(rng.choice([5, 30, 120, 400]))
+                elif kind == "sweep":
+                    await self.sweepers[t % 2].sweep()
             except (CorruptRecordError, EncryptionKeyError) as exc:  # data that does not read
                 self.unexpected[f"{kind}: {type(exc).__name__}: {exc}"[:2000]] += 1
             except SessionError:
@@ -189,8 +205,20 @@ class Run:
 async def test_two_instances_keep_every_invariant_under_random_concurrency(
     spec: BackendSpec, seed: int
 ) -> None:
+    await _stress(spec, seed, None)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("spec", SPECS)
+async def test_and_with_time_passing_and_two_sweepers(spec: BackendSpec, seed: int) -> None:
+    """The same, on one test clock the tasks move (sessions expire) and with sweeps from
+    both instances; nothing is purged (``purge_after_s`` is longer than the run)."""
+    await _stress(spec, seed, FakeClock(datetime.now(UTC)))
+
+
+async def _stress(spec: BackendSpec, seed: int, clock: FakeClock | None) -> None:
     async with spec.open() as factory:
-        run = Run([await factory(), await factory()])
+        run = Run([await factory(), await factory()], clock)
         for sid in APPEND_ONLY:
             await run.managers[0].create("carol", session_id=sid)
         await asyncio.gather(*(run.task(seed, t) for t in range(TASKS)))

@@ -37,6 +37,7 @@ from lexigram.contracts.ai.session import (
 from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
     CorruptRecordError,
     DuplicateTurnError,
     SessionError,
@@ -308,6 +309,46 @@ async def test_a_delete_waits_for_a_write_in_flight_and_leaves_none_of_its_rows(
             assert await _scalar(store, count, s=sid) == 0, table
         assert await store.get_turns(sid) == []
         assert await store.list_checkpoint_headers(sid) == []
+
+
+async def test_a_restore_never_applies_a_checkpoint_of_a_deleted_session_to_a_new_one(
+    where: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore reads the checkpoint, then locks the session. If the session was
+    deleted (with the checkpoint) and created again under its id in between, the
+    checkpoint is gone: not found, and the new session is left as it is. On PostgreSQL
+    the restore used to apply the old session's header and turn ranges to the new one."""
+    from lexigram.ai.session.stores.sql import ops_checkpoints
+
+    async with opened(where) as store:
+        state = header(variables={"life": 1})
+        sid = state.session_id
+        await store.create_session(state)
+        await store.append_turns(sid, [turn(1), turn(2)])
+        await store.create_checkpoint(sid, checkpoint_id="cp-old")
+
+        async def delete_and_create_again() -> None:
+            async with opened(where) as other:
+                await other.delete(sid)
+                await other.create_session(replace(state, variables={"life": 2}))
+                await other.append_turns(sid, [turn(3)])
+
+        if store.dialect == "sqlite":  # one writer at a time: the same moves, in turn
+            await delete_and_create_again()
+        else:
+            lock = ops_checkpoints.lock_header
+
+            async def lock_later(tx: Any, ctx: Any, session_id: str) -> Any:
+                monkeypatch.setattr(ops_checkpoints, "lock_header", lock)
+                await delete_and_create_again()  # between the read and the lock
+                return await lock(tx, ctx, session_id)
+
+            monkeypatch.setattr(ops_checkpoints, "lock_header", lock_later)
+        with pytest.raises(CheckpointNotFoundError):
+            await store.restore_checkpoint("cp-old")
+        now = await store.load(sid)
+        assert now is not None and now.variables == {"life": 2}
+        assert [t.turn_id for t in now.turns] == ["t3"] and now.turn_count == 1
 
 
 async def test_updated_at_and_the_deadline_never_move_backwards(

@@ -254,6 +254,12 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
+    # Read again under the lock: on PostgreSQL (READ COMMITTED) the session may have
+    # been deleted with its checkpoints, and created again under its id, between the
+    # first read and the lock; that checkpoint is gone, not one of the new session's.
+    row = await tx.one(q.checkpoints.cp_get, {"cp": checkpoint_id})
+    if row is None or row[1] != session_id:
+        raise CheckpointNotFoundError(checkpoint_id)
     current = ctx.record(header)
     require_writable(session_id, current.state.status)
     record = f"checkpoint {checkpoint_id!r}"
