@@ -141,10 +141,19 @@ async def test_key_guard_refuses_a_write_under_another_key_and_writes_nothing(
                     patch=SessionPatch(variables={"v": 2}),
                     key_guard=wrong,
                 )
+            with pytest.raises(DataKeyChangedError):
+                await store.create_checkpoint(
+                    "g1", checkpoint_id="cp-wrong", metadata={"m": 1}, key_guard=wrong
+                )
         record = await store.load_record("g1")
         assert record is not None
         assert record.state.turn_count == 0 and record.state.variables == {}
         assert await store.get_turns("g1") == []
+        assert await store.list_checkpoint_headers("g1") == []
+        made, _ = await store.create_checkpoint(
+            "g1", checkpoint_id="cp-right", metadata={"m": 1}, key_guard=envelope
+        )
+        assert made.checkpoint_id == "cp-right"
 
         done = await store.append_turns("g1", [_turn("t1", "x")], key_guard=envelope)
         assert done.record.state.turn_count == 1

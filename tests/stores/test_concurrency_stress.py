@@ -1,9 +1,10 @@
 """Random concurrent manager calls from two store instances ("two processes"), then invariants.
 
 Many tasks, split between two managers over two store instances of one namespace, call
-create, add_turn(s), checkpoint, restore, fork, merge, suspend, resume, close, delete,
-pop, clear, update, list and erase_user at random over a small pool of caller-chosen session ids,
-so that sessions are deleted and created again under the same id while the other
+create, add_turn(s), checkpoint (with metadata or not), restore, fork (from a checkpoint
+or not), merge (all or selected turns), suspend, resume, close, delete, pop, clear,
+update, list, export_user and erase_user at random over a small pool of caller-chosen
+session ids, so that sessions are deleted and created again under the same id while the other
 instance still holds what it knew of them. Only the package's own errors may come out
 (refusals such as not found, closed, capacity); afterwards every stored session must
 read back (encrypted ones included), with ``turn_count`` and the totals equal to its
@@ -30,7 +31,7 @@ import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session import SessionConfig, SessionManagerImpl
-from lexigram.ai.session.branching import BranchManager
+from lexigram.ai.session.branching import BranchManager, SelectiveMerge
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     EncryptionKeyError,
@@ -122,16 +123,23 @@ class Run:
                     await manager.add_turns(target, [_turn(i, "z", 1, 0.0) for i in ids])
                     self.acknowledged[target].update(ids)
                 elif kind == "checkpoint":
-                    made = await manager.checkpoint(sid)
+                    label = {"by": t, "k": k} if rng.random() < 0.5 else None
+                    made = await manager.checkpoint(sid, label)
                     self.checkpoints.append(made.checkpoint_id)
                 elif kind == "restore" and self.checkpoints:
                     await manager.restore(rng.choice(self.checkpoints))
                 elif kind == "fork":
-                    await branches.fork(sid, rng.choice(["x", "y"]))
+                    point = rng.choice(self.checkpoints) if self.checkpoints else None
+                    if rng.random() < 0.5:
+                        point = None
+                    await branches.fork(sid, rng.choice(["x", "y"]), from_checkpoint=point)
                 elif kind == "merge":
                     forks = await store.list_branches(sid)  # type: ignore[attr-defined]
                     if forks:
-                        await branches.merge(sid, rng.choice(forks).state.session_id)
+                        branch = rng.choice(forks).state.session_id
+                        picked = SelectiveMerge([f"t{rng.randrange(TASKS)}-{rng.randrange(OPS)}"])
+                        strategy = picked if rng.random() < 0.3 else None
+                        await branches.merge(sid, branch, strategy=strategy)
                 elif kind in ("suspend", "resume", "close", "delete"):
                     await getattr(manager, kind)(sid)
                 elif kind == "pop":
@@ -146,6 +154,8 @@ class Run:
                     await manager.list_sessions(rng.choice(USERS))
                 elif kind == "erase" and rng.random() < 0.3:
                     await manager.erase_user(rng.choice(USERS))
+                elif kind == "erase":
+                    await manager.export_user(rng.choice(USERS))
                 elif kind == "tick" and self.clock is not None:
                     self.clock.advance(rng.choice([5, 30, 120, 400]))
                 elif kind == "sweep":

@@ -457,6 +457,7 @@ class SessionStore(abc.ABC):
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         """Snapshot the session in one step; return it and the ids pruned for retention.
 
@@ -464,7 +465,8 @@ class SessionStore(abc.ABC):
         session's current ``checkpoint_id``, which then becomes ``checkpoint_id``.
         Beyond ``max_checkpoints`` the oldest of the session's checkpoints are deleted.
         With ``include_turns=False`` the returned state has ``turns == []``.
-        Works on a session of any status.
+        Works on a session of any status. ``key_guard`` as for :meth:`append_turns`
+        (the checkpoint's metadata was sealed under that key).
         """
 
     @abc.abstractmethod

@@ -568,12 +568,13 @@ class InMemorySessionStore(SessionStore):
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         check_id(checkpoint_id, "checkpoint_id")
         if metadata is not None:
             check_json(metadata, "metadata")
         now = self.now()
-        sess = self._get(session_id)
+        sess = self._guarded(session_id, key_guard)
         if checkpoint_id in self._checkpoints:
             raise SessionValidationError(
                 "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"

@@ -543,19 +543,54 @@ class EncryptedSessionStore(SessionStore):
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         """Snapshot through the inner store (its own metadata sealed), opened.
 
-        The snapshot copies the header, so it names the data key the session had: when
-        that is not the key the metadata was sealed with (the session was deleted and
-        created again elsewhere), the checkpoint is deleted and made again, once.
+        Metadata sealed under the session's data key is guarded by it, as appends
+        are (:meth:`_guarded`). On a backend without the guard the snapshot, which
+        copies the header, is checked instead: when it names another key than the one
+        the metadata was sealed with (the session was deleted and created again
+        elsewhere), the checkpoint is deleted and made again, and finally deleted and
+        refused (``DataKeyChangedError``), so that none is kept.
         """
-        key = await self._key_for(session_id) if metadata else None
-        for attempt in (1, 2):
-            sealed = metadata
-            if key is not None and metadata:
-                check_json(metadata, "metadata")
-                sealed = seal_checkpoint_metadata(metadata, key, checkpoint_id)
+        _refuse_outer_guard(key_guard)
+        if not metadata:
+            checkpoint, pruned = await self.inner.create_checkpoint(
+                session_id,
+                checkpoint_id=checkpoint_id,
+                metadata=metadata,
+                max_checkpoints=max_checkpoints,
+                include_turns=include_turns,
+            )
+            return self._open_checkpoint(checkpoint), pruned
+        check_json(metadata, "metadata")
+        if self.inner.supports_key_guard:
+
+            async def write(
+                key: DataKey | None, guard: str | None
+            ) -> tuple[SessionCheckpoint, list[str]]:
+                sealed = (
+                    metadata
+                    if key is None
+                    else seal_checkpoint_metadata(metadata, key, checkpoint_id)
+                )
+                return await self.inner.create_checkpoint(
+                    session_id,
+                    checkpoint_id=checkpoint_id,
+                    metadata=sealed,
+                    max_checkpoints=max_checkpoints,
+                    include_turns=include_turns,
+                    **({} if guard is None else {"key_guard": guard}),
+                )
+
+            checkpoint, pruned = await self._guarded(session_id, write)
+            return self._open_checkpoint(checkpoint), pruned
+        key = await self._key_for(session_id)
+        for attempt in range(1, _GUARD_ATTEMPTS + 1):
+            sealed = (
+                metadata if key is None else seal_checkpoint_metadata(metadata, key, checkpoint_id)
+            )
             checkpoint, pruned = await self.inner.create_checkpoint(
                 session_id,
                 checkpoint_id=checkpoint_id,
@@ -563,13 +598,13 @@ class EncryptedSessionStore(SessionStore):
                 max_checkpoints=max_checkpoints,
                 include_turns=include_turns,
             )
-            if not metadata or attempt == 2:
-                break
             stored = self._key_of_state(checkpoint.state)
             if (stored and stored.raw) == (key and key.raw):
                 break
             logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
             await self.inner.delete_checkpoint(checkpoint_id)
+            if attempt == _GUARD_ATTEMPTS:
+                raise DataKeyChangedError(session_id)
             key = (await self._stored_key(session_id))[1]
         return self._open_checkpoint(checkpoint), pruned
 

@@ -138,6 +138,7 @@ class CheckpointOps:
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         now, now_us = self._core.clock()
         check_id(checkpoint_id, "checkpoint_id")
@@ -166,6 +167,7 @@ class CheckpointOps:
             meta,
             "" if max_checkpoints is None else str(max_checkpoints),
             "1" if include_turns else "0",
+            key_guard or "",
         ]
         try:
             reply, turns = await self._core.run_turns("cp_create", session_id, args, op=new_op())

@@ -715,6 +715,7 @@ class CacheSessionStore(SessionStore):
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         return await self._checkpoints.create_checkpoint(
             session_id,
@@ -722,6 +723,7 @@ class CacheSessionStore(SessionStore):
             metadata=metadata,
             max_checkpoints=max_checkpoints,
             include_turns=include_turns,
+            key_guard=key_guard,
         )
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:

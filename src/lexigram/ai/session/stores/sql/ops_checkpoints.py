@@ -21,12 +21,13 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     CorruptRecordError,
+    DataKeyChangedError,
     SessionCapacityError,
     SessionNotFoundError,
     SessionValidationError,
 )
 from lexigram.ai.session.stores._common import branch_header, require_writable
-from lexigram.ai.session.stores.base import SessionRecord, TurnRange
+from lexigram.ai.session.stores.base import SessionRecord, TurnRange, holds_key
 from lexigram.ai.session.stores.codec import loads, state_with
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import SqlParts
@@ -197,12 +198,15 @@ async def create_checkpoint(
     metadata_json: str,
     max_checkpoints: int | None,
     include_turns: bool,
+    guard: str | None = None,
 ) -> tuple[SessionCheckpoint, list[str]]:
     """Snapshot header + live ranges, chain it, prune the oldest beyond the retention."""
     q = ctx.q
     header = await lock_header(tx, ctx, session_id)
     if header is None:
         raise SessionNotFoundError(session_id)
+    if not holds_key(ctx.record(header).state.metadata, guard):
+        raise DataKeyChangedError(session_id)
     if await tx.one(q.checkpoints.cp_exists, {"cp": checkpoint_id}) is not None:
         raise SessionValidationError(
             "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"

@@ -452,6 +452,7 @@ class DatabaseSessionStore(SessionStore):
         metadata: dict[str, Any] | None = None,
         max_checkpoints: int | None = None,
         include_turns: bool = True,
+        key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         checked_id(session_id, "session_id")
         checked_id(checkpoint_id, "checkpoint_id")
@@ -462,7 +463,7 @@ class DatabaseSessionStore(SessionStore):
         try:
             return await self._write(
                 cps.create_checkpoint, session_id, checkpoint_id, meta, max_checkpoints,
-                include_turns,
+                include_turns, key_guard,
             )
         except Conflict:
             raise SessionValidationError(

@@ -1,6 +1,10 @@
 
 local h, err = header()
 if not h then return err end
+-- metadata sealed under a data key (ARGV[6]): refused when the session is under another
+if ARGV[6] and ARGV[6] ~= '' and not string.find(h.m or '', '"' .. ARGV[6] .. '"', 1, true) then
+  return fail('KEY')
+end
 local cpid = ARGV[2]
 if redis.call('HEXISTS', KD, cpid) == 1 then return fail('CPEX') end
 local rtext = ranges_text(live_ranges())
