@@ -29,12 +29,7 @@ from lexigram.contracts.ai.session import (
 )
 from lexigram.logging import get_logger
 
-from lexigram.ai.session.encryption.cipher import (
-    DataKey,
-    is_sealed,
-    new_data_key,
-    open_envelope,
-)
+from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import (
     DataKeyChangedError,
@@ -629,44 +624,23 @@ class EncryptedSessionStore(SessionStore):
     ) -> SessionRecord:
         """Fork through the inner store: the branch shares the source's data key.
 
-        The branch's header is sealed under the key this process holds for the source
-        and the backend copies the source's sealed turns as they are. When another
-        process deleted the source and created it again meanwhile, the copied turns
-        are under another key: the newest of them is opened to check, and such a branch
-        is erased and made again under the source's current key, once.
+        The backend builds the branch's header from the source's stored header (or
+        the checkpoint's) and copies the source's sealed turns, so the branch is under
+        the key the source has at that moment whatever key this process holds; the
+        fields taken from ``branch`` are sealed under the key held here.
         """
         key = await self._key_for(source_id)
-        for attempt in (1, 2):
-            sealed = branch
-            if key is not None:
-                check_state(branch, "branch")
-                sealed = seal_header(branch, key)
-            record = await self.inner.fork_session(
-                source_id,
-                sealed,
-                from_checkpoint=from_checkpoint,
-                max_branches=max_branches,
-                max_live_per_user=max_live_per_user,
-            )
-            if attempt == 2 or await self._copied_under(record.state.session_id, key):
-                break
-            logger.info("ai_session.encryption.data_key_changed", session_id=source_id)
-            await self.inner.erase_session(record.state.session_id)
-            key = (await self._stored_key(source_id))[1]
+        if key is not None:
+            check_state(branch, "branch")
+            branch = seal_header(branch, key)
+        record = await self.inner.fork_session(
+            source_id,
+            branch,
+            from_checkpoint=from_checkpoint,
+            max_branches=max_branches,
+            max_live_per_user=max_live_per_user,
+        )
         return self._open_record(record)
-
-    async def _copied_under(self, branch_id: str, key: DataKey | None) -> bool:
-        """Whether the branch's newest copied turn is sealed under ``key`` (None: plain)."""
-        newest = await self.inner.get_turns(branch_id, last=1)
-        if not newest or not is_sealed(newest[0].content):
-            return True  # nothing copied, or a turn written before encryption was on
-        if key is None:
-            return False
-        try:
-            open_turns(newest, key, record=f"session {branch_id!r}")
-        except EncryptionKeyError:
-            return False
-        return True
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         """The source's branches, opened."""
