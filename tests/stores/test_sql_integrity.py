@@ -311,6 +311,50 @@ async def test_a_delete_waits_for_a_write_in_flight_and_leaves_none_of_its_rows(
         assert await store.list_checkpoint_headers(sid) == []
 
 
+async def test_a_delete_that_finds_no_session_leaves_one_created_since_alone(
+    where: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deletes of one session: the second waits for the first's lock and finds the
+    row gone. The session is created again (with a turn) before the second goes on: the
+    second deletes nothing of it. On PostgreSQL it used to delete the new session's
+    turns and header without holding its lock, leaving rows that an append in flight
+    committed (a session created later counted them as its own: turn_count -1)."""
+    from lexigram.ai.session.stores.sql import ops_sessions
+
+    async with opened(where) as store:
+        state = header()
+        sid = state.session_id
+        await store.create_session(state)
+        await store.append_turns(sid, [turn(1)])
+        await store.delete(sid)
+
+        async def create_again() -> None:
+            async with opened(where) as other:
+                await other.create_session(replace(state, variables={"life": 2}))
+                await other.append_turns(sid, [turn(2)])
+
+        if store.dialect == "sqlite":  # one writer at a time: the same moves, in turn
+            await create_again()
+        else:
+            lock = ops_sessions.lock_header
+
+            async def lock_then_create(tx: Any, ctx: Any, session_id: str) -> Any:
+                monkeypatch.setattr(ops_sessions, "lock_header", lock)
+                found = await lock(tx, ctx, session_id)
+                assert found is None  # the first delete took it
+                await create_again()  # committed before this delete goes on
+                return found
+
+            monkeypatch.setattr(ops_sessions, "lock_header", lock_then_create)
+        await store.delete(sid)  # the second delete (the first already took it)
+        if store.dialect == "sqlite":
+            assert await store.load(sid) is None  # there, the delete came after the create
+            return
+        now = await store.load(sid)
+        assert now is not None and now.variables == {"life": 2}
+        assert [t.turn_id for t in now.turns] == ["t2"] and now.turn_count == 1
+
+
 async def test_a_restore_never_applies_a_checkpoint_of_a_deleted_session_to_a_new_one(
     where: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -449,7 +449,11 @@ async def delete_session(tx: Tx, ctx: Ctx, session_id: str) -> None:
     under the id found them (turns and a checkpoint of the old one).
     """
     params = {"sid": session_id}
-    await lock_header(tx, ctx, session_id)
+    if await lock_header(tx, ctx, session_id) is None:
+        # No such session when the lock was taken (a delete that waited for another
+        # one finds the row gone): rows stored under the id since belong to a session
+        # created again meanwhile, which this delete must not take apart.
+        return
     await tx.run(ctx.q.sessions.delete_turns, params)
     await tx.run(ctx.q.sessions.cp_delete_session, params)
     await tx.run(ctx.q.sessions.delete_session, params)
