@@ -194,3 +194,24 @@ async def test_checkpoints_and_forks_after_the_session_was_created_again_elsewhe
             forked = await reader.load("s4-branch")
             assert forked is not None
             assert [t.content for t in forked.turns] == ["second life"]
+
+
+async def test_without_the_guard_a_checkpoint_is_checked_and_made_again() -> None:
+    """On a backend that does not guard writes, a checkpoint whose metadata was sealed
+    under a key the session no longer has is deleted and made again under its key."""
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+    class Unguarded(InMemorySessionStore):
+        supports_key_guard = False
+
+    inner = Unguarded()
+    ring = keyring("k1")
+    a, b = EncryptedSessionStore(inner, ring), EncryptedSessionStore(inner, ring)
+    await a.create_session(_header("s5"))
+    await a.append_turns("s5", [_turn("t1", "first life")])  # A keeps the key
+    await b.delete("s5")
+    await b.create_session(_header("s5"))
+    made, _ = await a.create_checkpoint("s5", checkpoint_id="cp-a", metadata={"by": "A"})
+    assert made.metadata == {"by": "A"}
+    (stored,) = await b.list_checkpoints("s5")
+    assert stored.checkpoint_id == "cp-a" and stored.metadata == {"by": "A"}

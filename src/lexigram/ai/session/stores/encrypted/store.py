@@ -550,58 +550,52 @@ class EncryptedSessionStore(SessionStore):
         refused (``DataKeyChangedError``), so that none is kept.
         """
         _refuse_outer_guard(key_guard)
-        if not metadata:
-            checkpoint, pruned = await self.inner.create_checkpoint(
-                session_id,
-                checkpoint_id=checkpoint_id,
-                metadata=metadata,
-                max_checkpoints=max_checkpoints,
-                include_turns=include_turns,
-            )
-            return self._open_checkpoint(checkpoint), pruned
-        check_json(metadata, "metadata")
-        if self.inner.supports_key_guard:
+        if metadata:
+            check_json(metadata, "metadata")
 
-            async def write(
-                key: DataKey | None, guard: str | None
-            ) -> tuple[SessionCheckpoint, list[str]]:
-                sealed = (
-                    metadata
-                    if key is None
-                    else seal_checkpoint_metadata(metadata, key, checkpoint_id)
-                )
-                return await self.inner.create_checkpoint(
-                    session_id,
-                    checkpoint_id=checkpoint_id,
-                    metadata=sealed,
-                    max_checkpoints=max_checkpoints,
-                    include_turns=include_turns,
-                    **({} if guard is None else {"key_guard": guard}),
-                )
-
-            checkpoint, pruned = await self._guarded(session_id, write)
-            return self._open_checkpoint(checkpoint), pruned
-        key = await self._key_for(session_id)
-        for attempt in range(1, _GUARD_ATTEMPTS + 1):
-            sealed = (
-                metadata if key is None else seal_checkpoint_metadata(metadata, key, checkpoint_id)
-            )
-            checkpoint, pruned = await self.inner.create_checkpoint(
+        async def snapshot(
+            key: DataKey | None, guard: str | None
+        ) -> tuple[SessionCheckpoint, list[str]]:
+            sealed = metadata
+            if key is not None and metadata:
+                sealed = seal_checkpoint_metadata(metadata, key, checkpoint_id)
+            return await self.inner.create_checkpoint(
                 session_id,
                 checkpoint_id=checkpoint_id,
                 metadata=sealed,
                 max_checkpoints=max_checkpoints,
                 include_turns=include_turns,
+                **({} if guard is None else {"key_guard": guard}),
             )
+
+        if not metadata:
+            checkpoint, pruned = await snapshot(None, None)
+        elif self.inner.supports_key_guard:
+            checkpoint, pruned = await self._guarded(session_id, snapshot)
+        else:
+            checkpoint, pruned = await self._checked_snapshot(session_id, checkpoint_id, snapshot)
+        return self._open_checkpoint(checkpoint), pruned
+
+    async def _checked_snapshot(
+        self,
+        session_id: str,
+        checkpoint_id: str,
+        snapshot: Callable[
+            [DataKey | None, str | None], Awaitable[tuple[SessionCheckpoint, list[str]]]
+        ],
+    ) -> tuple[SessionCheckpoint, list[str]]:
+        """A checkpoint whose snapshot names the key its metadata was sealed with."""
+        key = await self._key_for(session_id)
+        for attempt in range(1, _GUARD_ATTEMPTS + 1):
+            checkpoint, pruned = await snapshot(key, None)
             stored = self._key_of_state(checkpoint.state)
             if (stored and stored.raw) == (key and key.raw):
-                break
+                return checkpoint, pruned
             logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
             await self.inner.delete_checkpoint(checkpoint_id)
-            if attempt == _GUARD_ATTEMPTS:
-                raise DataKeyChangedError(session_id)
-            key = (await self._stored_key(session_id))[1]
-        return self._open_checkpoint(checkpoint), pruned
+            if attempt < _GUARD_ATTEMPTS:
+                key = (await self._stored_key(session_id))[1]
+        raise DataKeyChangedError(session_id)
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
         """The inner restore, state opened."""
