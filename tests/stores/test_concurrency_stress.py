@@ -15,6 +15,8 @@ append was acknowledged.
 A second run adds time: one test clock for both instances, moved by the tasks, so that
 sessions expire, and sweeps from both instances.
 
+``STRESS_PURGE_AFTER`` (seconds, default 30 days) lets the sweeps purge too; with a short
+one an append-only session that happens to expire may be purged, so CI keeps the default.
 ``STRESS_SEEDS`` (default 1), ``STRESS_TASKS`` (12), ``STRESS_OPS`` (50 per task).
 """
 
@@ -51,7 +53,7 @@ POOL = [f"c{i}" for i in range(6)]
 APPEND_ONLY = [f"ao{i}" for i in range(3)]
 CONFIG = SessionConfig(
     session_ttl=3600,
-    purge_after_s=30 * 86400,
+    purge_after_s=int(os.environ.get("STRESS_PURGE_AFTER", str(30 * 86400))),
     auto_checkpoint_interval=4,
     max_turns_per_session=200,
     max_sessions_per_user=4,
