@@ -5,11 +5,25 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+
+
+def header(session_id: str, user_id: str = "ivy", **fields: Any) -> SessionState:
+    """A new ACTIVE session header, now, with no turns."""
+    now = datetime.now(UTC)
+    return SessionState(
+        session_id=session_id,
+        user_id=user_id,
+        status=SessionStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
 
 
 def keyring(*ids: str) -> Keyring:

@@ -10,28 +10,15 @@ listings and from the cap.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionStatus
 
 from lexigram.ai.session.exceptions import SessionCapacityError
 from lexigram.ai.session.stores.base import SessionStore
 
 from ..stores.backends import BackendSpec, all_specs
+from .helpers import header
 
 SPECS = [pytest.param(spec, id=spec.name, marks=spec.marks) for spec in all_specs()]
-
-
-def _header(session_id: str, user_id: str = "ula") -> SessionState:
-    now = datetime.now(UTC)
-    return SessionState(
-        session_id=session_id,
-        user_id=user_id,
-        status=SessionStatus.ACTIVE,
-        created_at=now,
-        updated_at=now,
-    )
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -41,15 +28,15 @@ async def test_a_session_created_during_the_erasure_stays_listed_counted_and_cap
     async with spec.open() as factory:
         eraser: SessionStore = await factory()
         other: SessionStore = await factory()
-        await eraser.create_session(_header("old-1"))
-        await eraser.create_session(_header("old-2"))
+        await eraser.create_session(header("old-1", "ula"))
+        await eraser.create_session(header("old-2", "ula"))
         # The backend's own forget_user (an encrypting store erases through its inner store).
         backend = type(getattr(eraser, "inner", eraser))
         forget = backend.forget_user
 
         async def create_then_forget(self: SessionStore, user_id: str, ids: list[str]) -> None:
             # Another process creates a session for the user after the last listing.
-            await other.create_session(_header("new-1"), max_live_per_user=2)
+            await other.create_session(header("new-1", "ula"), max_live_per_user=2)
             await forget(self, user_id, ids)
 
         monkeypatch.setattr(backend, "forget_user", create_then_forget)
@@ -63,9 +50,9 @@ async def test_a_session_created_during_the_erasure_stays_listed_counted_and_cap
             assert await reader.count_live_sessions("ula") == 1
             record = await reader.load_record("new-1")
             assert record is not None and record.state.user_id == "ula"
-        await other.create_session(_header("new-2"), max_live_per_user=2)
+        await other.create_session(header("new-2", "ula"), max_live_per_user=2)
         with pytest.raises(SessionCapacityError):
-            await other.create_session(_header("new-3"), max_live_per_user=2)
+            await other.create_session(header("new-3", "ula"), max_live_per_user=2)
         assert [s.session_id for s in (await eraser.list_user_sessions("ula")).items] == [
             "new-2",
             "new-1",

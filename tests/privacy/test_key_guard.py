@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.exceptions import DataKeyChangedError, SessionNotFoundError
 from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch, SessionStore
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 
-from ..stores.backends import BackendSpec, all_specs
-from .helpers import keyring
+from ..stores.backends import BackendSpec, StoreFactory, all_specs
+from .helpers import header, keyring
 
 PLAIN = [
     pytest.param(spec, id=spec.name, marks=spec.marks)
@@ -29,28 +29,27 @@ PLAIN = [
 ]
 
 
-def _header(session_id: str, user_id: str = "ivy", **fields: object) -> SessionState:
-    now = datetime.now(UTC)
-    return SessionState(
-        session_id=session_id,
-        user_id=user_id,
-        status=SessionStatus.ACTIVE,
-        created_at=now,
-        updated_at=now,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
 def _turn(turn_id: str, content: str) -> SessionTurn:
     return SessionTurn(turn_id=turn_id, role="user", content=content, timestamp=datetime.now(UTC))
 
 
-async def _two_processes(spec: BackendSpec, factory: object) -> tuple[SessionStore, ...]:
+async def _two_processes(factory: StoreFactory) -> tuple[SessionStore, SessionStore]:
+    """Two encrypting stores, each over its own store of the same namespace."""
     ring = keyring("k1")
-    make = factory  # the plain spec's factory: each call a store on the same namespace
-    first = await make()  # type: ignore[operator]
-    second = await make()  # type: ignore[operator]
-    return EncryptedSessionStore(first, ring), EncryptedSessionStore(second, ring)
+    return EncryptedSessionStore(await factory(), ring), EncryptedSessionStore(
+        await factory(), ring
+    )
+
+
+async def _created_again_elsewhere(
+    a: SessionStore, b: SessionStore, session_id: str, **first: object
+) -> None:
+    """A writes a session (and keeps its key); B deletes it and creates it again."""
+    await a.create_session(header(session_id, **first))
+    await a.append_turns(session_id, [_turn("t1", "first life")])
+    await b.delete(session_id)
+    await b.create_session(header(session_id, variables={"v": "new"}))
+    await b.append_turns(session_id, [_turn("t2", "second life")])
 
 
 @pytest.mark.parametrize("spec", PLAIN)
@@ -58,12 +57,8 @@ async def test_a_write_after_the_session_was_created_again_elsewhere_reads_back(
     spec: BackendSpec,
 ) -> None:
     async with spec.open() as factory:
-        a, b = await _two_processes(spec, factory)
-        await a.create_session(_header("s1", variables={"v": "old"}))
-        await a.append_turns("s1", [_turn("t1", "first life")])  # A keeps the key
-        await b.delete("s1")
-        await b.create_session(_header("s1", variables={"v": "new"}))
-        await b.append_turns("s1", [_turn("t2", "second life")])
+        a, b = await _two_processes(factory)
+        await _created_again_elsewhere(a, b, "s1", variables={"v": "old"})
 
         await a.append_turns("s1", [_turn("t3", "late from A")])
         await a.update_session("s1", SessionPatch(variables={"v": "set by A"}))
@@ -87,11 +82,11 @@ async def test_a_plaintext_session_created_again_encrypted_gets_no_plaintext(
     with an encrypted one: A's writes are sealed, never stored in clear beside sealed ones."""
     async with spec.open() as factory:
         raw = await factory()
-        a, b = await _two_processes(spec, factory)
-        await raw.create_session(_header("s2"))
+        a, b = await _two_processes(factory)
+        await raw.create_session(header("s2"))
         await a.append_turns("s2", [_turn("t1", "plain")])
         await b.delete("s2")
-        await b.create_session(_header("s2", variables={"v": "sealed"}))
+        await b.create_session(header("s2", variables={"v": "sealed"}))
 
         await a.update_session("s2", SessionPatch(variables={"v": "from A"}))
         await a.append_turns("s2", [_turn("t2", "from A")])
@@ -110,7 +105,7 @@ async def test_a_write_to_a_missing_session_is_refused_without_writing(
     spec: BackendSpec,
 ) -> None:
     async with spec.open() as factory:
-        a, _ = await _two_processes(spec, factory)
+        a, _ = await _two_processes(factory)
         with pytest.raises(SessionNotFoundError):
             await a.append_turns("nobody", [_turn("t1", "x")])
         with pytest.raises(SessionNotFoundError):
@@ -127,7 +122,7 @@ async def test_key_guard_refuses_a_write_under_another_key_and_writes_nothing(
         if not store.supports_key_guard:
             pytest.skip(f"{spec.name} does not guard writes by key")
         envelope = "v1.k1.b3duZXI.c2VhbGVk"
-        await store.create_session(_header("g1", metadata={KEY_ENVELOPE_FIELD: envelope}))
+        await store.create_session(header("g1", metadata={KEY_ENVELOPE_FIELD: envelope}))
         for wrong in ("v1.k1.b3duZXI.b3RoZXI", "v1.k1.b3duZXI", envelope + "x"):
             with pytest.raises(DataKeyChangedError) as caught:
                 await store.append_turns("g1", [_turn("t1", "x")], key_guard=wrong)
@@ -162,7 +157,7 @@ async def test_key_guard_refuses_a_write_under_another_key_and_writes_nothing(
         )
         assert updated.state.variables == {"v": 3}
         # A plaintext session holds no envelope: any guard refuses; none applies.
-        await store.create_session(_header("g2"))
+        await store.create_session(header("g2"))
         with pytest.raises(DataKeyChangedError):
             await store.append_turns("g2", [_turn("t1", "x")], key_guard=envelope)
         assert (await store.append_turns("g2", [_turn("t1", "x")])).record.state.turn_count == 1
@@ -176,16 +171,12 @@ async def test_checkpoints_and_forks_after_the_session_was_created_again_elsewhe
     spec: BackendSpec,
 ) -> None:
     async with spec.open() as factory:
-        a, b = await _two_processes(spec, factory)
-        await a.create_session(_header("s4"))
-        await a.append_turns("s4", [_turn("t1", "first life")])  # A keeps the key
-        await b.delete("s4")
-        await b.create_session(_header("s4"))
-        await b.append_turns("s4", [_turn("t2", "second life")])
+        a, b = await _two_processes(factory)
+        await _created_again_elsewhere(a, b, "s4")
 
         made, _ = await a.create_checkpoint("s4", checkpoint_id="cp-a", metadata={"by": "A"})
         assert made.metadata == {"by": "A"}
-        branch = _header("s4-branch", parent_session_id="s4", branch_name="idea")
+        branch = header("s4-branch", parent_session_id="s4", branch_name="idea")
         await a.fork_session("s4", branch)
 
         for reader in (a, b):
@@ -207,10 +198,10 @@ async def test_without_the_guard_a_checkpoint_is_checked_and_made_again() -> Non
     inner = Unguarded()
     ring = keyring("k1")
     a, b = EncryptedSessionStore(inner, ring), EncryptedSessionStore(inner, ring)
-    await a.create_session(_header("s5"))
+    await a.create_session(header("s5"))
     await a.append_turns("s5", [_turn("t1", "first life")])  # A keeps the key
     await b.delete("s5")
-    await b.create_session(_header("s5"))
+    await b.create_session(header("s5"))
     made, _ = await a.create_checkpoint("s5", checkpoint_id="cp-a", metadata={"by": "A"})
     assert made.metadata == {"by": "A"}
     (stored,) = await b.list_checkpoints("s5")

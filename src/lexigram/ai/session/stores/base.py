@@ -226,10 +226,10 @@ class SessionStore(abc.ABC):
 
     #: Name under which the backend is registered (``SessionConfig.backend``).
     backend_name: ClassVar[str] = ""
-    #: Whether ``append_turns`` and ``update_session`` honour ``key_guard`` (see
-    #: :func:`holds_key`). The encrypted store guards its writes only on a backend
-    #: that does; on others a write racing a re-creation of the session elsewhere
-    #: can be sealed under the old data key (docs/privacy.md).
+    #: Whether ``append_turns``, ``update_session`` and ``create_checkpoint`` honour
+    #: ``key_guard`` (see :func:`holds_key`). The encrypted store guards its writes
+    #: only on a backend that does; on others a write racing a re-creation of the
+    #: session elsewhere can be sealed under the old data key (docs/privacy.md).
     supports_key_guard: ClassVar[bool] = False
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:

@@ -187,11 +187,15 @@ class EncryptedSessionStore(SessionStore):
         that a session is plaintext is not, since another process may delete it and
         create it again encrypted: a plaintext session is read again before each write.
         """
+        cached = self._cached_key(session_id)
+        return cached if cached is not None else (await self._stored_key(session_id))[1]
+
+    def _cached_key(self, session_id: str) -> DataKey | None:
+        """The data key this process keeps for the session (marked recently used)."""
         cached = self._cache.get(session_id)
         if cached is not None:
             self._cache.move_to_end(session_id)
-            return cached
-        return (await self._stored_key(session_id))[1]
+        return cached
 
     async def _stored_key(self, session_id: str) -> tuple[bool, DataKey | None]:
         """Whether the session exists, and its data key, as stored now (header read)."""
@@ -211,9 +215,8 @@ class EncryptedSessionStore(SessionStore):
         refused anyway, and a plaintext write must not land in an encrypted session
         that another process creates meanwhile.
         """
-        cached = self._cache.get(session_id)
+        cached = self._cached_key(session_id)
         if cached is not None:
-            self._cache.move_to_end(session_id)
             return cached
         exists, key = await self._stored_key(session_id)
         if not exists:
@@ -476,12 +479,8 @@ class EncryptedSessionStore(SessionStore):
                     changes = seal_patch(changes, key)
             elif changes is not None:
                 self._refuse_reserved(changes.metadata)
-            if guard is None:
-                return await self.inner.append_turns(
-                    session_id, sealed, max_turns=max_turns, patch=changes
-                )
             return await self.inner.append_turns(
-                session_id, sealed, max_turns=max_turns, patch=changes, key_guard=guard
+                session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
             )
 
         result = await self._guarded(session_id, write)
@@ -501,9 +500,7 @@ class EncryptedSessionStore(SessionStore):
                 self._refuse_reserved(patch.metadata)
                 return await self.inner.update_session(session_id, patch)
             sealed = seal_patch(patch, key)
-            if guard is None:
-                return await self.inner.update_session(session_id, sealed)
-            return await self.inner.update_session(session_id, sealed, key_guard=guard)
+            return await self.inner.update_session(session_id, sealed, **_guard_arg(guard))
 
         return self._open_record(await self._guarded(session_id, write))
 
@@ -565,7 +562,7 @@ class EncryptedSessionStore(SessionStore):
                 metadata=sealed,
                 max_checkpoints=max_checkpoints,
                 include_turns=include_turns,
-                **({} if guard is None else {"key_guard": guard}),
+                **_guard_arg(guard),
             )
 
         if not metadata:
@@ -711,6 +708,12 @@ class EncryptedSessionStore(SessionStore):
 
     def __repr__(self) -> str:
         return f"EncryptedSessionStore({self.inner!r}, keys={list(self.keyring.ids)!r})"
+
+
+def _guard_arg(guard: str | None) -> dict[str, str]:
+    """``key_guard=guard`` for the inner store, nothing when unguarded (a backend without
+    ``supports_key_guard`` may not take the argument)."""
+    return {} if guard is None else {"key_guard": guard}
 
 
 def _refuse_outer_guard(key_guard: str | None) -> None:

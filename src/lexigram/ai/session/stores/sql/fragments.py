@@ -15,7 +15,7 @@ from __future__ import annotations
 from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS, TURN_COLUMNS
 from lexigram.ai.session.stores.sql.schema import ENDED_SQL, LIVE_SQL
 
-__all__ = ["ENDED_SQL", "LIVE_SQL", "NOT_DUE", "SqlParts"]
+__all__ = ["ENDED_SQL", "LIVE_SQL", "NOT_DUE", "SqlParts", "quoted_guard"]
 
 #: A live session whose deadline has not passed at ``:now``.
 NOT_DUE = "(expires_at IS NULL OR expires_at > :now)"
@@ -75,3 +75,8 @@ class SqlParts:
             if dialect == "postgresql"
             else "session_id = :sid"
         )
+
+
+def quoted_guard(guard: str) -> str:
+    """``:kguard`` of a guarded statement: the envelope as the JSON string it is stored as."""
+    return f'"{guard}"'

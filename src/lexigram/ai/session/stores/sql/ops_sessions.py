@@ -36,14 +36,19 @@ from lexigram.ai.session.stores.codec import state_with, turns_from_texts
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
-from lexigram.ai.session.stores.sql.fragments import ENDED_SQL, LIVE_SQL, NOT_DUE, SqlParts
+from lexigram.ai.session.stores.sql.fragments import (
+    ENDED_SQL,
+    LIVE_SQL,
+    NOT_DUE,
+    SqlParts,
+    quoted_guard,
+)
 from lexigram.ai.session.stores.sql.mysql_routines import load_call
 from lexigram.ai.session.stores.sql.ops_turns import (
     TurnStatements,
     gc,
     insert_turns,
     lock_header,
-    quoted_guard,
     read_live_turns,
 )
 from lexigram.ai.session.stores.sql.rows import turns_from_rows

@@ -42,7 +42,7 @@ from lexigram.ai.session.stores.base import (
 from lexigram.ai.session.stores.codec import turns_from_array
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
-from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts
+from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts, quoted_guard
 from lexigram.ai.session.stores.sql.mysql_routines import APPEND_SLOTS, Call, append_call
 from lexigram.ai.session.stores.sql.rows import (
     TURN_COLUMNS,
@@ -112,7 +112,6 @@ __all__ = [
     "lock_header",
     "pop_turn",
     "clear_turns",
-    "quoted_guard",
     "replay_outcome",
     "require_live_for_write",
 ]
@@ -186,10 +185,6 @@ async def _quick_append(
     sql = ctx.q.turns.quick_append(n, expiring, patch is not None, guard is not None)
     return await tx.one(sql, params)
 
-
-def quoted_guard(guard: str) -> str:
-    """``:kguard`` of a guarded statement: the envelope as the JSON string it is stored as."""
-    return f'"{guard}"'
 
 
 async def lock_header(tx: Tx, ctx: Ctx, session_id: str) -> Row | None:
