@@ -59,6 +59,7 @@ from lexigram.ai.session.stores.base import (
     holds_key,
 )
 from lexigram.ai.session.stores.codec import state_with
+from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.loops import one_at_a_time
 from lexigram.ai.session.validation import (
     check_checkpoint,
@@ -124,6 +125,17 @@ class _Checkpoint:
     inline_turns: list[SessionTurn] | None = None
 
 
+def _copies(sess: _Session, seqs: Sequence[int]) -> list[SessionTurn]:
+    """Copies of the session's turns at ``seqs``.
+
+    The collector is paused while a long list is copied, as the durable stores do
+    when they decode one (see :mod:`.gc_pause`).
+    """
+    log = sess.log
+    with paused_gc(len(seqs)):
+        return [copy_turn(log[s]) for s in seqs]
+
+
 @one_at_a_time
 class InMemorySessionStore(SessionStore):
     """A dict-backed store; safe under concurrent tasks of any number of event loops."""
@@ -164,7 +176,7 @@ class InMemorySessionStore(SessionStore):
         )
 
     def _full(self, sess: _Session, now: datetime) -> SessionState:
-        turns = [copy_turn(sess.log[s]) for s in sess.live]
+        turns = _copies(sess, sess.live)
         return state_with(self._record(sess, now).state, turns=turns)
 
     def _touch(self, sess: _Session, now: datetime, **changes: Any) -> None:
@@ -399,8 +411,7 @@ class InMemorySessionStore(SessionStore):
     ) -> list[SessionTurn]:
         if last is not None:
             sess = self._get(session_id)
-            seqs = sess.live[-last:] if last > 0 else []
-            return [copy_turn(sess.log[s]) for s in seqs]
+            return _copies(sess, sess.live[-last:] if last > 0 else [])
         return [
             t for _, t in await self.get_turn_seqs(session_id, after_seq=after_seq, limit=limit)
         ]
@@ -414,7 +425,7 @@ class InMemorySessionStore(SessionStore):
             seqs = seqs[bisect.bisect_right(seqs, after_seq) :]
         if limit is not None:
             seqs = seqs[: max(limit, 0)]
-        return [(s, copy_turn(sess.log[s])) for s in seqs]
+        return list(zip(seqs, _copies(sess, seqs), strict=True))
 
     async def list_user_sessions(
         self,

@@ -13,13 +13,17 @@ metadata update) takes its predecessor's place instead of piling up.
 
 What is kept is the decrypted JSON bytes (immutable), so each read still parses
 its own fresh containers; for a text-only turn body, its text (a ``str``, immutable,
-so every read may share it). The cache is bounded by bytes; whole sessions are dropped,
-oldest first, and a deleted, purged or erased session's entries are dropped at once.
+so every read may share it). Beside the entries, a session keeps the :class:`.Run` of
+its last whole read (:mod:`.reread`), which answers a re-read without a lookup per turn.
+The cache is bounded by bytes (runs included); whole sessions are dropped, oldest
+first, and a deleted, purged or erased session's entries are dropped at once.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+
+from lexigram.ai.session.stores.encrypted.reread import Run
 
 __all__ = ["DEFAULT_TURN_CACHE_BYTES", "Entry", "OpenedTurns"]
 
@@ -42,6 +46,7 @@ class OpenedTurns:
         self.max_bytes = max(max_bytes, 0)
         self._sessions: OrderedDict[str, dict[str, Entry]] = OrderedDict()
         self._sizes: dict[str, int] = {}
+        self._runs: dict[str, tuple[Run, int]] = {}
         self._total = 0
 
     def of(self, session_id: str) -> dict[str, Entry] | None:
@@ -71,6 +76,27 @@ class OpenedTurns:
             if size <= _MAX_ENTRY:
                 entries[place] = entry
                 grown += size
+        self._grow(session_id, grown)
+
+    def run(self, session_id: str) -> Run | None:
+        """The run of the session's last whole read, if kept."""
+        kept = self._runs.get(session_id)
+        return None if kept is None else kept[0]
+
+    def keep_run(self, session_id: str, entries: dict[str, Entry], run: Run) -> None:
+        """Keep ``run`` as the session's last whole read (``entries``: from :meth:`of`)."""
+        if self._sessions.get(session_id) is not entries:
+            return
+        size = run.size
+        old = self._runs.pop(session_id, None)
+        grown = -old[1] if old is not None else 0
+        if size <= self.max_bytes // 2:  # one that would crowd out every other is not kept
+            self._runs[session_id] = (run, size)
+            grown += size
+        self._grow(session_id, grown)
+
+    def _grow(self, session_id: str, grown: int) -> None:
+        """Count ``grown`` bytes more for the session, then keep within the budget."""
         self._sizes[session_id] += grown
         self._total += grown
         sessions = self._sessions
@@ -79,12 +105,14 @@ class OpenedTurns:
             self.drop(oldest)
 
     def drop(self, session_id: str) -> None:
-        """Forget ``session_id``'s entries."""
+        """Forget ``session_id``'s entries and run."""
         if self._sessions.pop(session_id, None) is not None:
             self._total -= self._sizes.pop(session_id, 0)
+            self._runs.pop(session_id, None)
 
     def clear(self) -> None:
         """Forget everything."""
         self._sessions.clear()
         self._sizes.clear()
+        self._runs.clear()
         self._total = 0

@@ -20,6 +20,7 @@ returned as stored, so plaintext and encrypted sessions live side by side.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from operator import itemgetter
 from typing import Any
@@ -37,6 +38,15 @@ from lexigram.ai.session.encryption.cipher import (
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch
 from lexigram.ai.session.stores.encrypted.opened import Entry
+from lexigram.ai.session.stores.encrypted.reread import (
+    Run,
+    body_check,
+    extended,
+    install,
+    matches,
+    new_run,
+    turn_fields,
+)
 from lexigram.ai.session.stores.gc_pause import paused_gc
 
 __all__ = [
@@ -192,6 +202,8 @@ def open_turns(
     record: str,
     cache: dict[str, Entry] | None = None,
     added: list[tuple[str, Entry]] | None = None,
+    run: Run | None = None,
+    keep_run: Callable[[Run], None] | None = None,
 ) -> list[SessionTurn]:
     """:func:`open_turn` of each turn, in bulk (turns opened in place).
 
@@ -203,13 +215,50 @@ def open_turns(
     (:func:`_open_bulk`); when anything fails there, each turn is opened on its own
     and a turn that does not open goes through :func:`open_turn`, which names the
     problem. The garbage collector is paused while a long session is opened.
+
+    With ``run`` (see :mod:`.reread`), turns that start exactly as that run are
+    installed from it and only the rest opened; ``keep_run`` receives the run of
+    what was opened (when every turn was sealed and opened in bulk).
     """
     if not _DICT_TURNS:
         return [open_turn(t, key, record=record) for t in turns]
     with paused_gc(len(turns)):
-        if _open_bulk(turns, key, cache, added):
+        if run is not None and _open_after_run(turns, key, run, cache, added, keep_run):
+            return turns
+        if _open_bulk(turns, key, cache, added, keep_run):
             return turns
         return _open_each(turns, key, record, cache, added)
+
+
+def _open_after_run(
+    turns: list[SessionTurn],
+    key: DataKey,
+    run: Run,
+    cache: dict[str, Entry] | None,
+    added: list[tuple[str, Entry]] | None,
+    keep_run: Callable[[Run], None] | None,
+) -> bool:
+    """Turns starting exactly as ``run``: its bodies installed, the rest opened in bulk.
+
+    False, with nothing changed, when they do not start so or anything fails.
+    """
+    count = len(run.ids)
+    if not count or len(turns) < count:
+        return False
+    head = list(map(turn_fields, turns[:count]))
+    if not matches(run, key.raw, head):
+        return False
+    parsed = body_check(run, head)
+    if parsed is None:
+        return False
+    tail = turns[count:]
+    tail_runs: list[Run] = []
+    if tail and not _open_bulk(tail, key, cache, added, tail_runs.append):
+        return False
+    install(run, head, parsed)
+    if keep_run is not None and tail_runs:  # no tail: the run is kept already
+        keep_run(extended(run, tail_runs[0]))
+    return True
 
 
 _first = itemgetter(0)
@@ -273,6 +322,7 @@ def _open_bulk(
     key: DataKey,
     cache: dict[str, Entry] | None,
     added: list[tuple[str, Entry]] | None,
+    keep_run: Callable[[Run], None] | None = None,
 ) -> bool:
     """Open every turn with one JSON parse of all bodies; False (nothing changed) on any doubt.
 
@@ -281,7 +331,8 @@ def _open_bulk(
     wrote. A text-only body is installed as it is (no parse); the JSON ones, joined
     with commas, parse to exactly ``count`` elements, each a 4-element list with
     text first, or the caller opens the turns one by one. Nothing is installed or
-    recorded in ``added`` unless all pass.
+    recorded in ``added`` unless all pass. ``keep_run`` receives the run of the turns
+    (see :mod:`.reread`) when every one was sealed.
     """
     opening = _Opening(key, cache)
     targets: list[dict[str, Any]] = []
@@ -289,6 +340,7 @@ def _open_bulk(
     text_targets: list[dict[str, Any]] = []
     texts: list[str] = []
     fresh: list[tuple[str, Entry]] = []
+    plains: list[bytes | str] | None = [] if keep_run is not None else None
     get, raw_key = opening.get, opening.raw_key
     try:
         for turn in turns:
@@ -300,8 +352,11 @@ def _open_bulk(
             else:
                 opened = _plain_body(fields["content"], fields["turn_id"], opening, fresh)
                 if opened is None:
+                    plains = None  # a plaintext turn: no run
                     continue
                 plain = opened
+            if plains is not None:
+                plains.append(plain)
             if isinstance(plain, str):
                 text_targets.append(fields)
                 texts.append(plain)
@@ -319,10 +374,14 @@ def _open_bulk(
         or set(map(type, map(_first, parsed))) != _ONLY_STR
     ):
         return False
+    # Made before installing: it records the sealed texts.
+    run = None if plains is None else new_run(raw_key, list(map(turn_fields, turns)), plains)
     deque(map(_install_body, targets, parsed), 0)
     deque(map(_install_text, text_targets, texts), 0)
     if added is not None:
         added.extend(fresh)
+    if run is not None and keep_run is not None:
+        keep_run(run)
     return True
 
 
@@ -435,6 +494,8 @@ def open_header(
     record: str,
     cache: dict[str, Entry] | None = None,
     added: list[tuple[str, Entry]] | None = None,
+    run: Run | None = None,
+    keep_run: Callable[[Run], None] | None = None,
 ) -> SessionState:
     """The plaintext of a sealed stored state (its turns opened too, see :func:`open_turns`)."""
     meta = state.metadata
@@ -450,7 +511,9 @@ def open_header(
         raise CorruptRecordError(record, "field system_prompt: expected text")
     turns = state.turns
     if turns:
-        turns = open_turns(list(turns), key, record=record, cache=cache, added=added)
+        turns = open_turns(
+            list(turns), key, record=record, cache=cache, added=added, run=run, keep_run=keep_run
+        )
     return _header_with(state, metadata, opened_vars, prompt, turns)
 
 

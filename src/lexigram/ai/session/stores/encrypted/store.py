@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from lexigram.contracts.ai.session import (
@@ -53,6 +54,7 @@ from lexigram.ai.session.stores.encrypted.opened import (
     Entry,
     OpenedTurns,
 )
+from lexigram.ai.session.stores.encrypted.reread import Run
 from lexigram.ai.session.stores.encrypted.sealing import (
     KEY_FIELD,
     envelope_of,
@@ -279,7 +281,10 @@ class EncryptedSessionStore(SessionStore):
         if cache is None:  # cache off: nothing to record either
             return open_header(state, key, record=record)
         added: list[tuple[str, Entry]] = []
-        opened = open_header(state, key, record=record, cache=cache, added=added)
+        run, keep_run = self._runs(session_id, cache)
+        opened = open_header(
+            state, key, record=record, cache=cache, added=added, run=run, keep_run=keep_run
+        )
         self._opened.added(session_id, cache, added)
         return opened
 
@@ -300,14 +305,17 @@ class EncryptedSessionStore(SessionStore):
         key = self._key_of_state(checkpoint.state)
         return checkpoint if key is None else open_checkpoint(checkpoint, key)
 
-    async def _open_turns(self, session_id: str, turns: list[SessionTurn]) -> list[SessionTurn]:
+    async def _open_turns(
+        self, session_id: str, turns: list[SessionTurn], *, whole: bool = False
+    ) -> list[SessionTurn]:
+        """``turns`` of the session opened (``whole``: every live turn, in order)."""
         if not turns:
             return turns
         key = await self._key_for(session_id)
         if key is None:
             return turns
         try:
-            return self._open_turns_with(session_id, turns, key)
+            return self._open_turns_with(session_id, turns, key, whole)
         except EncryptionKeyError:
             # The key this process kept may be an earlier session's of the same id
             # (deleted and created again by another process): read it again, once.
@@ -319,19 +327,28 @@ class EncryptedSessionStore(SessionStore):
             if fresh is None or fresh.raw == key.raw:
                 raise
             logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
-            return self._open_turns_with(session_id, turns, fresh)
+            return self._open_turns_with(session_id, turns, fresh, whole)
 
     def _open_turns_with(
-        self, session_id: str, turns: list[SessionTurn], key: DataKey
+        self, session_id: str, turns: list[SessionTurn], key: DataKey, whole: bool
     ) -> list[SessionTurn]:
         record = f"session {session_id!r}"
         cache = self._opened.of(session_id)
         if cache is None:
             return open_turns(turns, key, record=record)
         added: list[tuple[str, Entry]] = []
-        opened = open_turns(turns, key, record=record, cache=cache, added=added)
+        run, keep_run = self._runs(session_id, cache) if whole else (None, None)
+        opened = open_turns(
+            turns, key, record=record, cache=cache, added=added, run=run, keep_run=keep_run
+        )
         self._opened.added(session_id, cache, added)
         return opened
+
+    def _runs(
+        self, session_id: str, cache: dict[str, Entry]
+    ) -> tuple[Run | None, Callable[[Run], None]]:
+        """The session's last whole read, and where to keep this one's (see ``reread``)."""
+        return self._opened.run(session_id), partial(self._opened.keep_run, session_id, cache)
 
     # --------------------------------------------------------- whole state
     async def save(self, state: SessionState) -> None:
@@ -420,7 +437,8 @@ class EncryptedSessionStore(SessionStore):
     ) -> list[SessionTurn]:
         """Live turns, opened."""
         turns = await self.inner.get_turns(session_id, last=last, after_seq=after_seq, limit=limit)
-        return await self._open_turns(session_id, turns)
+        whole = last is None and after_seq is None and limit is None
+        return await self._open_turns(session_id, turns, whole=whole)
 
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None

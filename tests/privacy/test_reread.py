@@ -1,0 +1,169 @@
+"""A re-read of a session read whole before: installed from its run, never a stale answer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from lexigram.contracts.ai.session import SessionState, SessionTurn
+
+from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
+from lexigram.ai.session.stores.encrypted.reread import Run, new_run
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.testing import make_state, make_turn
+
+from .helpers import keyring
+
+LONG = 300  # above gc_pause.MIN_PAUSE: the paused path too
+
+
+def _turn(n: int, prefix: str = "t") -> SessionTurn:
+    """Every third turn carries a tool call and metadata (a JSON body), the rest are text."""
+    if n % 3:
+        return make_turn(n, turn_id=f"{prefix}{n}", content=f"text {n}")
+    return make_turn(
+        n,
+        turn_id=f"{prefix}{n}",
+        content=f"call {n}",
+        tool_calls=[{"name": "f", "arguments": {"n": n}}],
+        metadata={"k": n},
+    )
+
+
+async def _session(store: EncryptedSessionStore, count: int, session_id: str = "rr") -> str:
+    await store.create_session(make_state("erin", session_id=session_id))
+    await store.append_turns(session_id, [_turn(n) for n in range(count)])
+    return session_id
+
+
+async def _cold(store: EncryptedSessionStore, session_id: str) -> SessionState:
+    """The session as a process reading it for the first time sees it."""
+    cold = EncryptedSessionStore(store.inner, store.keyring, turn_cache_bytes=0)
+    state = await cold.load(session_id)
+    assert state is not None
+    return state
+
+
+def _run(store: EncryptedSessionStore, session_id: str) -> Run | None:
+    return store._opened.run(session_id)
+
+
+@pytest.mark.parametrize("count", [5, LONG])
+async def test_a_reread_after_appends_equals_a_first_read(count: int) -> None:
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, count)
+    first = await store.load(session_id)
+    run = _run(store, session_id)
+    assert first is not None and run is not None and len(run.ids) == count
+    await store.append_turns(session_id, [_turn(n, "new") for n in range(count, count + 4)])
+    again = await store.load(session_id)
+    assert again == await _cold(store, session_id)
+    assert again is not None and len(again.turns) == count + 4
+    grown = _run(store, session_id)
+    assert grown is not None and grown.ids == [t.turn_id for t in again.turns]
+    # A third read from the grown run: still equal, and containers are its own.
+    third = await store.load(session_id)
+    assert third == again
+    assert third is not None and third.turns[0].tool_calls is not again.turns[0].tool_calls
+
+
+async def test_a_reread_gets_its_own_containers() -> None:
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, LONG)
+    first = await store.load(session_id)
+    assert first is not None
+    first.turns[0].tool_calls[0]["name"] = "changed"
+    first.turns[0].metadata["k"] = "changed"
+    second = await store.load(session_id)
+    assert second is not None
+    assert second.turns[0].tool_calls == [{"name": "f", "arguments": {"n": 0}}]
+    assert second.turns[0].metadata == {"k": 0}
+
+
+async def test_a_turn_replaced_under_its_id_reads_its_new_value() -> None:
+    """Popped and appended again under the same id: same ids, another sealed text."""
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, 4)
+    await store.load(session_id)
+    await store.pop_turn(session_id)
+    await store.append_turns(session_id, [make_turn(9, turn_id="t3", content="replaced")])
+    state = await store.load(session_id)
+    assert state is not None and state.turns[-1].content == "replaced"
+    assert state == await _cold(store, session_id)
+
+
+async def test_fewer_turns_than_the_run_read_as_they_are() -> None:
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, 6)
+    await store.load(session_id)
+    await store.pop_turn(session_id)
+    state = await store.load(session_id)
+    assert state is not None and [t.turn_id for t in state.turns] == [f"t{n}" for n in range(5)]
+
+
+async def test_clear_values_put_beside_a_sealed_text_after_a_read_are_not_the_turns() -> None:
+    """Only what was sealed is the turn's, on a re-read as on a first read."""
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await _session(store, 3)
+    await store.load(session_id)
+    stored = inner._sessions[session_id]
+    seq = stored.live[1]  # a text-only turn
+    stored.log[seq] = replace(stored.log[seq], tool_calls=[{"name": "planted"}], metadata={"x": 1})
+    state = await store.load(session_id)
+    assert state is not None
+    assert state.turns[1].content == "text 1"
+    assert state.turns[1].tool_calls == [] and state.turns[1].metadata == {}
+
+
+async def test_a_session_created_again_elsewhere_reads_under_its_new_key() -> None:
+    inner = InMemorySessionStore()
+    reader = EncryptedSessionStore(inner, keyring("k1"))
+    other = EncryptedSessionStore(inner, reader.keyring)
+    session_id = await _session(reader, 4)
+    await reader.load(session_id)
+    await other.delete(session_id)
+    await other.create_session(make_state("erin", session_id=session_id))
+    await other.append_turns(session_id, [make_turn(n, turn_id=f"t{n}") for n in range(4)])
+    state = await reader.load(session_id)
+    assert state is not None and [t.content for t in state.turns] == [
+        f"message {n}" for n in range(4)
+    ]
+    run = _run(reader, session_id)
+    key = reader._cached_key(session_id)
+    assert run is not None and key is not None and run.raw_key == key.raw
+
+
+def test_runs_count_in_the_budget_and_go_with_their_session() -> None:
+    fields = [{"turn_id": f"t{n}", "content": "lxe1:" + "x" * 95} for n in range(10)]
+    run = new_run(b"k" * 32, fields, [f"text {n}" if n % 2 else b"[1]" for n in range(10)])
+    cache = OpenedTurns(10 * run.size)
+    entries = cache.of("s")
+    assert entries is not None
+    cache.keep_run("s", entries, run)
+    assert cache.run("s") is run and cache._total == run.size
+    cache.keep_run("s", entries, run)  # kept again: counted once
+    assert cache._total == run.size
+    cache.drop("s")
+    assert cache.run("s") is None and cache._total == 0
+    small = OpenedTurns(run.size)  # a run over half the budget is not kept
+    entries = small.of("s")
+    assert entries is not None
+    small.keep_run("s", entries, run)
+    assert small.run("s") is None and small._total == 0
+
+
+async def test_get_turns_of_the_whole_session_reads_from_the_run_and_a_window_does_not() -> None:
+    store = EncryptedSessionStore(InMemorySessionStore(), keyring("k1"))
+    session_id = await _session(store, LONG)
+    window = await store.get_turns(session_id, last=20)
+    assert [t.turn_id for t in window] == [f"t{n}" for n in range(LONG - 20, LONG)]
+    assert _run(store, session_id) is None  # a window is not a whole read
+    whole = await store.get_turns(session_id)
+    run = _run(store, session_id)
+    assert run is not None and run.ids == [t.turn_id for t in whole]
+    await store.append_turns(session_id, [_turn(LONG, "new")])
+    again = await store.get_turns(session_id)
+    state = await _cold(store, session_id)
+    assert again == state.turns
