@@ -27,8 +27,7 @@ __all__ = ["Run", "body_check", "extended", "install", "matches", "new_run", "tu
 
 #: A turn's field dict (the turns a store hands out are the caller's own objects).
 turn_fields = attrgetter("__dict__")
-_BODY_FIELDS = ("content", "tool_calls", "skill_results", "metadata")
-_EXTRAS = tuple(itemgetter(name) for name in _BODY_FIELDS[1:])
+_EXTRAS = (itemgetter("tool_calls"), itemgetter("skill_results"), itemgetter("metadata"))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -121,6 +120,9 @@ def install(run: Run, fields: list[dict[str, Any]], parsed: list[Any]) -> None:
         texts = list(map(fields.__getitem__, run.text_at))
         deque(map(setitem, texts, repeat("content"), run.texts), 0)
     if run.json_at:
-        targets = list(map(fields.__getitem__, run.json_at))
-        for index, name in enumerate(_BODY_FIELDS):
-            deque(map(setitem, targets, repeat(name), map(itemgetter(index), parsed)), 0)
+        # One pass over the turns (four passes, one per field, measured slower).
+        deque(map(_install_body, map(fields.__getitem__, run.json_at), parsed), 0)
+
+
+def _install_body(fields: dict[str, Any], body: list[Any]) -> None:
+    fields["content"], fields["tool_calls"], fields["skill_results"], fields["metadata"] = body
