@@ -5,9 +5,12 @@ history) finds it starting with the same turns as its last whole read. A
 :class:`Run` is what that read opened: the turn ids and sealed texts in order, the
 raw data key they opened under, and their plaintext bodies (text-only bodies as
 ``str``, the JSON ones joined into one array). When a new read starts with exactly
-those turns (the same ids, the same sealed texts, the same key, compared as whole
-lists), their bodies are installed in a few passes with no per-turn lookup, and only
-the turns after them (appended since) are opened one by one. A sealed text opens to
+those turns (the same ids, the same sealed texts, the same key, and nothing stored in
+clear beside a sealed text, compared as one list in one pass), their bodies are
+installed with no per-turn lookup, and only the turns after them (appended since) are
+opened one by one. Each pass over a thousand turns freshly read from a backend costs
+about as much as the work done in it (the turns are not in the CPU's caches), so the
+comparison is a single pass. A sealed text opens to
 a single plaintext under one key and turn id, so the exact match answers as the
 decryption would. JSON bodies are parsed again on every read: each read gets its own
 containers.
@@ -17,17 +20,21 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter, getitem, itemgetter, setitem
+from itertools import islice, repeat
+from operator import attrgetter, itemgetter, setitem
 from typing import Any
 
 import orjson
+from lexigram.contracts.ai.session import SessionTurn
 
-__all__ = ["Run", "body_check", "extended", "install", "matches", "new_run", "turn_fields"]
+__all__ = ["Run", "extended", "install", "matches", "new_run", "parsed_bodies"]
 
-#: A turn's field dict (the turns a store hands out are the caller's own objects).
-turn_fields = attrgetter("__dict__")
-_EXTRAS = (itemgetter("tool_calls"), itemgetter("skill_results"), itemgetter("metadata"))
+_fields = attrgetter("__dict__")
+#: What a stored sealed turn must hold to match: its id, its sealed text, and the
+#: three containers stored empty beside it (a value planted there is not the turn's).
+_STORED = itemgetter("turn_id", "content", "tool_calls", "skill_results", "metadata")
+_NO_LIST: list[Any] = []  # compared against, never handed out
+_NO_MAP: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -35,38 +42,42 @@ class Run:
     """The opened bodies of a session's last whole read, in turn order."""
 
     raw_key: bytes
-    ids: list[str]
-    sealed: list[str]
+    stored: list[tuple[Any, ...]]  # (turn id, sealed text, [], [], {}) per turn
     text_at: list[int]
     texts: list[str]
     json_at: list[int]
     json_array: bytes
+    size: int
 
     @property
-    def size(self) -> int:
-        """Bytes it holds, roughly (what a cache budget counts)."""
-        ids = sum(map(len, self.ids))
-        return ids + sum(map(len, self.sealed)) + sum(map(len, self.texts)) + len(self.json_array)
+    def ids(self) -> list[str]:
+        """The turn ids, in order."""
+        return [entry[0] for entry in self.stored]
 
 
-def new_run(raw_key: bytes, fields: list[dict[str, Any]], plains: list[str | bytes]) -> Run:
-    """The run of turns (``fields``, still sealed) whose plaintext bodies are ``plains``."""
+def _size(stored: list[tuple[Any, ...]], texts: list[str], json_array: bytes) -> int:
+    """Bytes a run holds, roughly (what a cache budget counts)."""
+    held = sum(len(entry[0]) + len(entry[1]) for entry in stored)
+    return held + sum(map(len, texts)) + len(json_array)
+
+
+def new_run(raw_key: bytes, turns: list[SessionTurn], plains: list[str | bytes]) -> Run:
+    """The run of ``turns`` (still sealed) whose plaintext bodies are ``plains``."""
+    stored = [
+        (fields["turn_id"], fields["content"], _NO_LIST, _NO_LIST, _NO_MAP)
+        for fields in map(_fields, turns)
+    ]
     text_at = [i for i, plain in enumerate(plains) if type(plain) is str]
     json_at = [i for i, plain in enumerate(plains) if type(plain) is not str]
-    return Run(
-        raw_key,
-        list(map(getitem, fields, repeat("turn_id"))),
-        list(map(getitem, fields, repeat("content"))),
-        text_at,
-        [plains[i] for i in text_at],  # type: ignore[misc]
-        json_at,
-        b"[" + b",".join([plains[i] for i in json_at]) + b"]" if json_at else b"",  # type: ignore[misc]
-    )
+    texts: list[str] = [plains[i] for i in text_at]  # type: ignore[misc]
+    bodies: list[bytes] = [plains[i] for i in json_at]  # type: ignore[misc]
+    array = b"[" + b",".join(bodies) + b"]" if bodies else b""
+    return Run(raw_key, stored, text_at, texts, json_at, array, _size(stored, texts, array))
 
 
 def extended(run: Run, tail: Run) -> Run:
     """``run`` followed by ``tail`` (the turns appended after it), one run."""
-    shift = len(run.ids)
+    shift = len(run.stored)
     if not run.json_array:
         array = tail.json_array
     elif not tail.json_array:
@@ -75,36 +86,27 @@ def extended(run: Run, tail: Run) -> Run:
         array = run.json_array[:-1] + b"," + tail.json_array[1:]
     return Run(
         run.raw_key,
-        run.ids + tail.ids,
-        run.sealed + tail.sealed,
+        run.stored + tail.stored,
         run.text_at + [i + shift for i in tail.text_at],
         run.texts + tail.texts,
         run.json_at + [i + shift for i in tail.json_at],
         array,
+        run.size + tail.size,
     )
 
 
-def matches(run: Run, raw_key: bytes, fields: list[dict[str, Any]]) -> bool:
-    """Whether these turns (``fields``, still sealed) are exactly the run's, under its key."""
+def matches(run: Run, raw_key: bytes, turns: list[SessionTurn]) -> bool:
+    """Whether ``turns`` (still sealed) start with exactly the run's turns, under its key."""
+    count = len(run.stored)
     return (
-        len(fields) == len(run.ids)
+        0 < count <= len(turns)
         and raw_key == run.raw_key
-        and list(map(getitem, fields, repeat("turn_id"))) == run.ids
-        and list(map(getitem, fields, repeat("content"))) == run.sealed
+        and list(map(_STORED, map(_fields, islice(turns, count)))) == run.stored
     )
 
 
-def body_check(run: Run, fields: list[dict[str, Any]]) -> list[Any] | None:
-    """The parsed JSON bodies to install in ``fields`` (matching turns), or None.
-
-    None when a text-only turn holds a tool call, skill result or metadata in clear
-    (stored empty when sealed): the caller then opens the turns one by one, which
-    replaces such values. Nothing is changed here.
-    """
-    if run.text_at:
-        texts = list(map(fields.__getitem__, run.text_at))
-        if any(any(map(extra, texts)) for extra in _EXTRAS):
-            return None
+def parsed_bodies(run: Run) -> list[Any] | None:
+    """The run's JSON bodies parsed afresh (each read gets its own containers)."""
     if not run.json_at:
         return []
     try:
@@ -114,14 +116,13 @@ def body_check(run: Run, fields: list[dict[str, Any]]) -> list[Any] | None:
     return parsed
 
 
-def install(run: Run, fields: list[dict[str, Any]], parsed: list[Any]) -> None:
-    """Install the run's bodies (``parsed``: from :func:`body_check`) into ``fields``."""
+def install(run: Run, turns: list[SessionTurn], parsed: list[Any]) -> None:
+    """Install the run's bodies (``parsed``: :func:`parsed_bodies`) into matching ``turns``."""
     if run.text_at:
-        texts = list(map(fields.__getitem__, run.text_at))
-        deque(map(setitem, texts, repeat("content"), run.texts), 0)
+        targets = map(_fields, map(turns.__getitem__, run.text_at))
+        deque(map(setitem, targets, repeat("content"), run.texts), 0)
     if run.json_at:
-        # One pass over the turns (four passes, one per field, measured slower).
-        deque(map(_install_body, map(fields.__getitem__, run.json_at), parsed), 0)
+        deque(map(_install_body, map(_fields, map(turns.__getitem__, run.json_at)), parsed), 0)
 
 
 def _install_body(fields: dict[str, Any], body: list[Any]) -> None:

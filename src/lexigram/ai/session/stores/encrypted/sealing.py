@@ -40,12 +40,11 @@ from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch
 from lexigram.ai.session.stores.encrypted.opened import Entry
 from lexigram.ai.session.stores.encrypted.reread import (
     Run,
-    body_check,
     extended,
     install,
     matches,
     new_run,
-    turn_fields,
+    parsed_bodies,
 )
 from lexigram.ai.session.stores.gc_pause import paused_gc
 
@@ -242,20 +241,16 @@ def _open_after_run(
 
     False, with nothing changed, when they do not start so or anything fails.
     """
-    count = len(run.ids)
-    if not count or len(turns) < count:
+    if not matches(run, key.raw, turns):
         return False
-    head = list(map(turn_fields, turns[:count]))
-    if not matches(run, key.raw, head):
-        return False
-    parsed = body_check(run, head)
+    parsed = parsed_bodies(run)
     if parsed is None:
         return False
-    tail = turns[count:]
+    tail = turns[len(run.stored) :]
     tail_runs: list[Run] = []
     if tail and not _open_bulk(tail, key, cache, added, tail_runs.append):
         return False
-    install(run, head, parsed)
+    install(run, turns, parsed)
     if keep_run is not None and tail_runs:  # no tail: the run is kept already
         keep_run(extended(run, tail_runs[0]))
     return True
@@ -375,7 +370,7 @@ def _open_bulk(
     ):
         return False
     # Made before installing: it records the sealed texts.
-    run = None if plains is None else new_run(raw_key, list(map(turn_fields, turns)), plains)
+    run = None if plains is None else new_run(raw_key, turns, plains)
     deque(map(_install_body, targets, parsed), 0)
     deque(map(_install_text, text_targets, texts), 0)
     if added is not None:
