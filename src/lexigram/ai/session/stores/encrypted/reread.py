@@ -6,14 +6,13 @@ history) finds it starting with the same turns as its last whole read. A
 raw data key they opened under, and their plaintext bodies (text-only bodies as
 ``str``, the JSON ones joined into one array). When a new read starts with exactly
 those turns (the same ids, the same sealed texts, the same key, and nothing stored in
-clear beside a sealed text, compared as one list in one pass), their bodies are
-installed with no per-turn lookup, and only the turns after them (appended since) are
-opened one by one. Each pass over a thousand turns freshly read from a backend costs
-about as much as the work done in it (the turns are not in the CPU's caches), so the
-comparison is a single pass. A sealed text opens to
-a single plaintext under one key and turn id, so the exact match answers as the
-decryption would. JSON bodies are parsed again on every read: each read gets its own
-containers.
+clear beside a sealed text), their bodies are installed with no per-turn lookup, and
+only the turns after them (appended since) are opened one by one.
+
+A sealed text opens to a single plaintext under one key and turn id, so the exact match
+answers as the decryption would. The comparison is one pass over the turns: on turns
+freshly decoded by a backend each pass costs about a cache miss per turn, whatever it
+does. JSON bodies are parsed again on every read, so each read gets its own containers.
 """
 
 from __future__ import annotations
