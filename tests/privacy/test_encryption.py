@@ -160,7 +160,7 @@ async def test_a_session_recreated_elsewhere_never_reads_back_as_garbage() -> No
     await process_a.append_turns(session_id, [late])
     with pytest.raises(EncryptionKeyError, match="k1"):
         await process_b.get_turns(session_id)
-    assert process_a._cache[session_id] is not None  # A now holds the fresh key
+    assert process_a._cache.get(session_id) is not None  # A now holds the fresh key
 
 
 def _as_legacy(value: Any) -> Any:

@@ -21,6 +21,7 @@ first, and a deleted, purged or erased session's entries are dropped at once.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 from lexigram.ai.session.stores.encrypted.reread import Run
@@ -48,35 +49,41 @@ class OpenedTurns:
         self._sizes: dict[str, int] = {}
         self._runs: dict[str, tuple[Run, int]] = {}
         self._total = 0
+        # Event loops in several threads may share the store: each operation is atomic.
+        self._lock = threading.Lock()
 
     def of(self, session_id: str) -> dict[str, Entry] | None:
         """Entries of ``session_id`` (turn id or ``"\\0" + field`` -> entry); None when off."""
         if not self.max_bytes:
             return None
-        entries = self._sessions.get(session_id)
-        if entries is None:
-            entries = self._sessions[session_id] = {}
-            self._sizes[session_id] = 0
-        else:
-            self._sessions.move_to_end(session_id)
-        return entries
+        with self._lock:
+            entries = self._sessions.get(session_id)
+            if entries is None:
+                entries = self._sessions[session_id] = {}
+                self._sizes[session_id] = 0
+            else:
+                self._sessions.move_to_end(session_id)
+            return entries
 
     def added(
         self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
     ) -> None:
         """Record ``new`` entries (place, entry) of a session, then keep within the budget."""
-        if not new or self._sessions.get(session_id) is not entries:
+        if not new:
             return
-        grown = 0
-        for place, entry in new:
-            old = entries.pop(place, None)
-            if old is not None:
-                grown -= _size(place, old)
-            size = _size(place, entry)
-            if size <= _MAX_ENTRY:
-                entries[place] = entry
-                grown += size
-        self._grow(session_id, grown)
+        with self._lock:
+            if self._sessions.get(session_id) is not entries:
+                return
+            grown = 0
+            for place, entry in new:
+                old = entries.pop(place, None)
+                if old is not None:
+                    grown -= _size(place, old)
+                size = _size(place, entry)
+                if size <= _MAX_ENTRY:
+                    entries[place] = entry
+                    grown += size
+            self._grow(session_id, grown)
 
     def run(self, session_id: str) -> Run | None:
         """The run of the session's last whole read, if kept."""
@@ -85,34 +92,39 @@ class OpenedTurns:
 
     def keep_run(self, session_id: str, entries: dict[str, Entry], run: Run) -> None:
         """Keep ``run`` as the session's last whole read (``entries``: from :meth:`of`)."""
-        if self._sessions.get(session_id) is not entries:
-            return
         size = run.size
-        old = self._runs.pop(session_id, None)
-        grown = -old[1] if old is not None else 0
-        if size <= self.max_bytes // 2:  # one that would crowd out every other is not kept
-            self._runs[session_id] = (run, size)
-            grown += size
-        self._grow(session_id, grown)
+        with self._lock:
+            if self._sessions.get(session_id) is not entries:
+                return
+            old = self._runs.pop(session_id, None)
+            grown = -old[1] if old is not None else 0
+            if size <= self.max_bytes // 2:  # one that would crowd out every other is not kept
+                self._runs[session_id] = (run, size)
+                grown += size
+            self._grow(session_id, grown)
+
+    def drop(self, session_id: str) -> None:
+        """Forget ``session_id``'s entries and run."""
+        with self._lock:
+            self._drop(session_id)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._sessions.clear()
+            self._sizes.clear()
+            self._runs.clear()
+            self._total = 0
 
     def _grow(self, session_id: str, grown: int) -> None:
-        """Count ``grown`` bytes more for the session, then keep within the budget."""
+        """Count ``grown`` bytes more for the session, then keep within the budget (locked)."""
         self._sizes[session_id] += grown
         self._total += grown
         sessions = self._sessions
         while self._total > self.max_bytes and sessions:
-            oldest = next(iter(sessions))
-            self.drop(oldest)
+            self._drop(next(iter(sessions)))
 
-    def drop(self, session_id: str) -> None:
-        """Forget ``session_id``'s entries and run."""
+    def _drop(self, session_id: str) -> None:
         if self._sessions.pop(session_id, None) is not None:
             self._total -= self._sizes.pop(session_id, 0)
             self._runs.pop(session_id, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._sessions.clear()
-        self._sizes.clear()
-        self._runs.clear()
-        self._total = 0

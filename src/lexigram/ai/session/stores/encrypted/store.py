@@ -15,7 +15,6 @@ are read and written as plaintext.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -49,6 +48,7 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     UserErasure,
 )
+from lexigram.ai.session.stores.encrypted.lru import Lru
 from lexigram.ai.session.stores.encrypted.opened import (
     DEFAULT_TURN_CACHE_BYTES,
     Entry,
@@ -101,9 +101,9 @@ class EncryptedSessionStore(SessionStore):
         self.inner = inner
         self.keyring = keyring
         self.backend_name = inner.backend_name  # type: ignore[misc]
-        self._cache: OrderedDict[str, DataKey] = OrderedDict()
-        self._envelopes: OrderedDict[str, DataKey] = OrderedDict()
-        self._cache_size = max(key_cache, 1)
+        # Data keys by session and by envelope; shared by every thread's event loop.
+        self._cache: Lru[str, DataKey] = Lru(key_cache)
+        self._envelopes: Lru[str, DataKey] = Lru(key_cache)
         self._opened = OpenedTurns(turn_cache_bytes)
 
     # -------------------------------------------------------------- delegation
@@ -148,11 +148,7 @@ class EncryptedSessionStore(SessionStore):
 
     # -------------------------------------------------------------------- keys
     def _remember(self, session_id: str, key: DataKey) -> None:
-        cache = self._cache
-        cache[session_id] = key
-        cache.move_to_end(session_id)
-        while len(cache) > self._cache_size:
-            cache.popitem(last=False)
+        self._cache.put(session_id, key)
 
     def _forget(self, session_id: str) -> None:
         """Drop what this process holds of a deleted, purged or erased session.
@@ -160,20 +156,17 @@ class EncryptedSessionStore(SessionStore):
         Its unwrapped data key goes too (a branch sharing it unwraps it again on its
         next read: one AES-GCM call).
         """
-        key = self._cache.pop(session_id, None)
-        if isinstance(key, DataKey):
-            self._envelopes.pop(key.envelope, None)
+        key = self._cache.pop(session_id)
+        if key is not None:
+            self._envelopes.pop(key.envelope)
         self._opened.drop(session_id)
 
     def _open_envelope(self, envelope: str, record: str) -> DataKey:
         known = self._envelopes.get(envelope)
         if known is not None:
-            self._envelopes.move_to_end(envelope)
             return known
         key = open_envelope(envelope, self.keyring, record=record)
-        self._envelopes[envelope] = key
-        while len(self._envelopes) > self._cache_size:
-            self._envelopes.popitem(last=False)
+        self._envelopes.put(envelope, key)
         return key
 
     def _key_of_state(self, state: SessionState) -> DataKey | None:
@@ -194,14 +187,11 @@ class EncryptedSessionStore(SessionStore):
 
     def _cached_key(self, session_id: str) -> DataKey | None:
         """The data key this process keeps for the session (marked recently used)."""
-        cached = self._cache.get(session_id)
-        if cached is not None:
-            self._cache.move_to_end(session_id)
-        return cached
+        return self._cache.get(session_id)
 
     async def _stored_key(self, session_id: str) -> tuple[bool, DataKey | None]:
         """Whether the session exists, and its data key, as stored now (header read)."""
-        self._cache.pop(session_id, None)
+        self._cache.pop(session_id)
         record = await self.inner.load_record(session_id)
         if record is None:
             return False, None
@@ -262,12 +252,11 @@ class EncryptedSessionStore(SessionStore):
         session_id = state.session_id
         record = f"session {session_id!r}"
         cached = self._cache.get(session_id)
-        if isinstance(cached, DataKey) and cached.envelope == envelope:
+        if cached is not None and cached.envelope == envelope:
             key = cached  # the common case: the key this process already holds
-            self._cache.move_to_end(session_id)
         else:
             key = self._open_envelope(envelope, record)
-            if isinstance(cached, DataKey) and cached.raw != key.raw:
+            if cached is not None and cached.raw != key.raw:
                 # The session was deleted and created again by another process while
                 # this one held its old data key. Writes are guarded by the key, so
                 # nothing was written under the old one, unless the backend cannot
