@@ -136,8 +136,9 @@ async def test_a_session_created_again_elsewhere_reads_under_its_new_key() -> No
 
 
 def test_runs_count_in_the_budget_and_go_with_their_session() -> None:
-    sealed = [make_turn(n, turn_id=f"t{n}", content="lxe1:" + "x" * 95) for n in range(10)]
-    run = new_run(b"k" * 32, sealed, [f"text {n}" if n % 2 else b"[1]" for n in range(10)])
+    ids = [f"t{n}" for n in range(10)]
+    sealed = ["lxe1:" + "x" * 95 for _ in range(10)]
+    run = new_run(b"k" * 32, ids, sealed, [f"text {n}" if n % 2 else b"[1]" for n in range(10)])
     cache = OpenedTurns(10 * run.size)
     entries = cache.of("s")
     assert entries is not None

@@ -60,11 +60,13 @@ def _size(stored: list[tuple[Any, ...]], texts: list[str], json_array: bytes) ->
     return held + sum(map(len, texts)) + len(json_array)
 
 
-def new_run(raw_key: bytes, turns: list[SessionTurn], plains: list[str | bytes]) -> Run:
-    """The run of ``turns`` (still sealed) whose plaintext bodies are ``plains``."""
+def new_run(
+    raw_key: bytes, ids: list[str], sealed: list[str], plains: list[str | bytes]
+) -> Run:
+    """The run of turns ``ids`` whose sealed texts open to ``plains`` under ``raw_key``."""
     stored = [
-        (fields["turn_id"], fields["content"], _NO_LIST, _NO_LIST, _NO_MAP)
-        for fields in map(_fields, turns)
+        (turn_id, text, _NO_LIST, _NO_LIST, _NO_MAP)
+        for turn_id, text in zip(ids, sealed, strict=True)
     ]
     text_at = [i for i, plain in enumerate(plains) if type(plain) is str]
     json_at = [i for i, plain in enumerate(plains) if type(plain) is not str]

@@ -335,23 +335,31 @@ def _open_bulk(
     text_targets: list[dict[str, Any]] = []
     texts: list[str] = []
     fresh: list[tuple[str, Entry]] = []
+    # For the run (see .reread): ids, sealed texts (the cache's own string on a hit, so
+    # the two share it) and plaintext bodies, in order.
     plains: list[bytes | str] | None = [] if keep_run is not None else None
+    ids: list[str] = []
+    sealed: list[str] = []
     get, raw_key = opening.get, opening.raw_key
     try:
         for turn in turns:
             fields = turn.__dict__
+            turn_id, content = fields["turn_id"], fields["content"]
             # The cache hit of _plain_body inlined: most turns of a re-read are one.
-            hit = get(fields["turn_id"]) if get is not None else None
-            if hit is not None and hit[0] == fields["content"] and hit[1] == raw_key:
+            hit = get(turn_id) if get is not None else None
+            if hit is not None and hit[0] == content and hit[1] == raw_key:
                 plain: bytes | str = hit[2]
+                content = hit[0]
             else:
-                opened = _plain_body(fields["content"], fields["turn_id"], opening, fresh)
+                opened = _plain_body(content, turn_id, opening, fresh)
                 if opened is None:
                     plains = None  # a plaintext turn: no run
                     continue
                 plain = opened
             if plains is not None:
                 plains.append(plain)
+                ids.append(turn_id)
+                sealed.append(content)
             if isinstance(plain, str):
                 text_targets.append(fields)
                 texts.append(plain)
@@ -369,8 +377,7 @@ def _open_bulk(
         or set(map(type, map(_first, parsed))) != _ONLY_STR
     ):
         return False
-    # Made before installing: it records the sealed texts.
-    run = None if plains is None else new_run(raw_key, turns, plains)
+    run = None if plains is None else new_run(raw_key, ids, sealed, plains)
     deque(map(_install_body, targets, parsed), 0)
     deque(map(_install_text, text_targets, texts), 0)
     if added is not None:
