@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice, repeat
-from operator import attrgetter, itemgetter, setitem
+from itertools import compress, islice, repeat
+from operator import attrgetter, itemgetter, not_, setitem
 from typing import Any
 
 import orjson
@@ -46,7 +46,7 @@ class Run:
     texts: list[str]
     json_at: list[int]
     json_array: bytes
-    size: int
+    size: int  # bytes held, roughly (what the cache's budget counts)
 
     @property
     def ids(self) -> list[str]:
@@ -54,26 +54,27 @@ class Run:
         return [entry[0] for entry in self.stored]
 
 
-def _size(stored: list[tuple[Any, ...]], texts: list[str], json_array: bytes) -> int:
-    """Bytes a run holds, roughly (what a cache budget counts)."""
-    held = sum(len(entry[0]) + len(entry[1]) for entry in stored)
-    return held + sum(map(len, texts)) + len(json_array)
-
-
 def new_run(
     raw_key: bytes, ids: list[str], sealed: list[str], plains: list[str | bytes]
 ) -> Run:
     """The run of turns ``ids`` whose sealed texts open to ``plains`` under ``raw_key``."""
-    stored = [
-        (turn_id, text, _NO_LIST, _NO_LIST, _NO_MAP)
-        for turn_id, text in zip(ids, sealed, strict=True)
-    ]
-    text_at = [i for i, plain in enumerate(plains) if type(plain) is str]
-    json_at = [i for i, plain in enumerate(plains) if type(plain) is not str]
-    texts: list[str] = [plains[i] for i in text_at]  # type: ignore[misc]
-    bodies: list[bytes] = [plains[i] for i in json_at]  # type: ignore[misc]
+    # C-level passes only: a run is made on every first whole read of a session.
+    stored = list(zip(ids, sealed, repeat(_NO_LIST), repeat(_NO_LIST), repeat(_NO_MAP)))
+    is_text = list(map(isinstance, plains, repeat(str)))
+    is_json = list(map(not_, is_text))
+    texts: list[str] = list(compress(plains, is_text))  # type: ignore[arg-type]
+    bodies: list[bytes] = list(compress(plains, is_json))  # type: ignore[arg-type]
     array = b"[" + b",".join(bodies) + b"]" if bodies else b""
-    return Run(raw_key, stored, text_at, texts, json_at, array, _size(stored, texts, array))
+    size = sum(map(len, ids)) + sum(map(len, sealed)) + sum(map(len, texts)) + len(array)
+    return Run(
+        raw_key,
+        stored,
+        list(compress(range(len(plains)), is_text)),
+        texts,
+        list(compress(range(len(plains)), is_json)),
+        array,
+        size,
+    )
 
 
 def extended(run: Run, tail: Run) -> Run:
