@@ -7,10 +7,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+
+from ..stores.backends import all_specs
+
+#: Every backend of the conformance suite without encryption (the tests here put an
+#: ``EncryptedSessionStore`` over each), on its real server.
+PLAIN = [
+    pytest.param(spec, id=spec.name, marks=spec.marks)
+    for spec in all_specs()
+    if not spec.name.endswith("+enc")
+]
 
 
 def header(session_id: str, user_id: str = "ivy", **fields: Any) -> SessionState:

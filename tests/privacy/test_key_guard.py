@@ -19,14 +19,8 @@ from lexigram.ai.session.exceptions import DataKeyChangedError, SessionNotFoundE
 from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch, SessionStore
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 
-from ..stores.backends import BackendSpec, StoreFactory, all_specs
-from .helpers import header, keyring
-
-PLAIN = [
-    pytest.param(spec, id=spec.name, marks=spec.marks)
-    for spec in all_specs()
-    if not spec.name.endswith("+enc")
-]
+from ..stores.backends import BackendSpec, StoreFactory
+from .helpers import PLAIN, header, keyring
 
 
 def _turn(turn_id: str, content: str) -> SessionTurn:

@@ -593,7 +593,7 @@ class EncryptedSessionStore(SessionStore):
         for attempt in range(1, _GUARD_ATTEMPTS + 1):
             checkpoint, pruned = await snapshot(key, None)
             stored = self._key_of_state(checkpoint.state)
-            if (stored and stored.raw) == (key and key.raw):
+            if (stored.raw if stored else None) == (key.raw if key else None):
                 return checkpoint, pruned
             logger.info("ai_session.encryption.data_key_changed", session_id=session_id)
             await self.inner.delete_checkpoint(checkpoint_id)

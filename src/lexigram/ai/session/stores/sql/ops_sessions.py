@@ -535,14 +535,12 @@ class SessionStatements:
             "WHERE session_id = :session_id RETURNING last_seq"
         )
         self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
-        self.update = (
+        update = (
             f"UPDATE {s} SET {patch_set}, updated_at = {later_now}, "
-            f"expires_at = {later_expiry} "
-            f"WHERE {target} AND status IN {LIVE_SQL} AND {NOT_DUE} RETURNING {h}"
+            f"expires_at = {later_expiry} WHERE {target} AND status IN {LIVE_SQL} AND {NOT_DUE}"
         )
-        self.update_guarded = self.update.replace(
-            " RETURNING ", f" AND {p.key_guard} RETURNING ", 1
-        )
+        self.update = f"{update} RETURNING {h}"
+        self.update_guarded = f"{update} AND {p.key_guard} RETURNING {h}"
         self.set_status = (
             f"UPDATE {s} SET status = :status, updated_at = {later_now}, "
             f"expires_at = {later_expiry} WHERE session_id = :sid RETURNING {h}"
