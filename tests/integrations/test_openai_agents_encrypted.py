@@ -4,7 +4,7 @@
 adapter must store them exactly (as neutral ``data`` turns) and give them back
 unchanged, so that the SDK can decrypt, expire (TTL), pop and clear them. Each test
 runs the same calls on ``EncryptedSession`` over the SDK's ``SQLiteSession`` and
-compares. Fernet's clock is replaced by a settable one, so TTL expiry needs no sleep.
+compares. The SDK's clock and its tokens' are a settable one, so TTL expiry needs no sleep.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from agents import Runner, SQLiteSession
+from agents.extensions.memory import encrypt_session
 from agents.extensions.memory.encrypt_session import EncryptedSession
-from cryptography import fernet
 from cryptography.fernet import Fernet
 
 from lexigram.ai.session.integrations.openai_agents import (
@@ -35,7 +35,11 @@ ENVELOPE_KEYS = {"__enc__", "v", "kid", "payload"}
 
 
 class _FernetClock:
-    """Stands in for the ``time`` module inside ``cryptography.fernet``."""
+    """A settable clock for the SDK's ``EncryptedSession`` and its Fernet tokens.
+
+    Stands in for the ``time`` module inside the SDK's ``encrypt_session`` (its own
+    expiry cut-off), and gives the time to :class:`_ClockFernet`.
+    """
 
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
@@ -44,10 +48,31 @@ class _FernetClock:
         return self.now
 
 
+def _clock_fernet(clock: _FernetClock) -> type[Fernet]:
+    """Fernet whose tokens are made and judged at ``clock``'s time.
+
+    Through Fernet's own ``encrypt_at_time`` / ``decrypt_at_time``: since
+    ``cryptography`` 51 Fernet is implemented in Rust and reads the system clock there,
+    so replacing ``time`` inside ``cryptography.fernet`` no longer reaches it.
+    """
+
+    class _ClockFernet(Fernet):
+        def encrypt(self, data: bytes) -> bytes:
+            return self.encrypt_at_time(data, int(clock.now))
+
+        def decrypt(self, token: bytes | str, ttl: int | None = None) -> bytes:
+            if ttl is None:
+                return super().decrypt(token)
+            return self.decrypt_at_time(token, ttl, int(clock.now))
+
+    return _ClockFernet
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FernetClock]:
     fake = _FernetClock()
-    monkeypatch.setattr(fernet, "time", fake)
+    monkeypatch.setattr(encrypt_session, "time", fake)
+    monkeypatch.setattr(encrypt_session, "Fernet", _clock_fernet(fake))
     yield fake
 
 
