@@ -596,9 +596,13 @@ class SessionStatements:
             f"UPDATE {s} SET status = 'quarantined:' || status, expires_at = NULL "
             f"WHERE session_id = :sid AND status IN ('active', 'suspended', 'closed', 'expired')"
         )
+        # MariaDB has no partial index: ``ended_at`` is ``updated_at`` of an ended
+        # session and NULL otherwise (schema._ended_at), indexed in its place.
         self.find_purgeable = (
-            f"SELECT session_id FROM {s} WHERE status IN {ENDED_SQL} AND updated_at < :older "
-            "ORDER BY updated_at LIMIT :lim"
+            f"SELECT session_id FROM {s} WHERE ended_at < :older ORDER BY ended_at LIMIT :lim"
+            if dialect == "mysql"
+            else f"SELECT session_id FROM {s} WHERE status IN {ENDED_SQL} "
+            "AND updated_at < :older ORDER BY updated_at LIMIT :lim"
         )
         # Batches (one statement each): the ids come as one parameter, a JSON array
         # on SQLite and a text[] on PostgreSQL, where rows another transaction holds

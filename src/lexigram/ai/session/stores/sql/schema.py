@@ -122,6 +122,64 @@ def _live_turn_ids(prefix: str) -> Callable[..., None]:
     return add
 
 
+#: MariaDB: the generated column standing for the partial index ``sessions_ended_ix``.
+_ENDED_AT_COLUMN = (
+    f"ended_at BIGINT AS (CASE WHEN status IN {ENDED_SQL} THEN updated_at END) PERSISTENT"
+)
+
+
+def _ended_at(prefix: str) -> Callable[..., None]:
+    """MariaDB: the purge index over ended sessions only, through a generated column.
+
+    ``ended_at`` holds ``updated_at`` of a closed or expired session and NULL for a
+    live one, in place of the partial index of the others: an index on ``updated_at``
+    itself would be rewritten by every append (each moves ``updated_at``), one more
+    index write per chat exchange; a live session's ``ended_at`` stays NULL.
+    """
+
+    def add(_target: Any, connection: Connection, **_kw: Any) -> None:
+        if connection.dialect.name == "mysql":
+            connection.execute(text(
+                f"ALTER TABLE {prefix}sessions ADD COLUMN {_ENDED_AT_COLUMN}, "
+                f"ADD INDEX {prefix}sessions_ended_ix (ended_at)"
+            ))
+
+    return add
+
+
+def _mysql_ended_index(conn: Connection, schema: Schema) -> None:
+    """MariaDB tables made before ``ended_at``: move the purge index onto it.
+
+    Their ``sessions_ended_ix`` is on ``updated_at``. Asked first (not ``IF [NOT]
+    EXISTS``, whose notes the driver logs as warnings on every ``initialize()``);
+    two initialisers doing it at once end with the same table.
+    """
+    if conn.dialect.name != "mysql":
+        return
+    table, index = schema.sessions.name, f"{schema.prefix}sessions_ended_ix"
+    found = conn.execute(
+        text(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i"
+        ),
+        {"t": table, "i": index},
+    ).scalars().all()
+    if list(found) == ["ended_at"]:
+        return
+    has_column = conn.execute(
+        text(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'ended_at'"
+        ),
+        {"t": table},
+    ).scalar()
+    changes = [] if has_column else [f"ADD COLUMN {_ENDED_AT_COLUMN}"]
+    if found:
+        changes.append(f"DROP INDEX {index}")
+    changes.append(f"ADD INDEX {index} (ended_at)")
+    conn.execute(text(f"ALTER TABLE {table} {', '.join(changes)}"))
+
+
 def check_prefix(prefix: str) -> str:
     """``prefix`` when it is a safe table-name prefix; else ``SessionValidationError``."""
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
@@ -198,7 +256,8 @@ class Schema:
             sessions.c.updated_at,
             sqlite_where=ended,
             postgresql_where=ended,
-        )
+        ).ddl_if(callable_=_not_mysql)
+        event.listen(sessions, "after_create", _ended_at(p))
         Index(f"{p}sessions_parent_ix", sessions.c.parent_session_id, sessions.c.ordinal)
 
         turns = Table(
@@ -321,6 +380,7 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
         )
     # Tables added in this version but absent (e.g. dropped by hand) come back.
     schema.metadata.create_all(conn, checkfirst=True)
+    _mysql_ended_index(conn, schema)
     _create_routines(conn, schema)
     return found
 
