@@ -60,7 +60,9 @@ __all__ = [
     "SessionPatch",
     "SessionRecord",
     "SessionStore",
+    "StoredTurns",
     "TurnRange",
+    "TurnReuse",
     "UserErasure",
     "compress_seqs",
     "holds_key",
@@ -170,6 +172,26 @@ def holds_key(metadata: Any, key_guard: str | None) -> bool:
     if key_guard is None:
         return True
     return type(metadata) is dict and metadata.get(KEY_ENVELOPE_FIELD) == key_guard
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurns:
+    """A session's live turns as a backend read them, in order, before decoding.
+
+    Either each turn's stored text (``texts``: ``str`` or ``bytes``, as the backend
+    holds them) or all of them joined into one JSON array (``array``); ``count``
+    turns either way. See :meth:`SessionStore.load_reusing`.
+    """
+
+    count: int
+    texts: Sequence[str | bytes] | None = None
+    array: str | bytes | None = None
+
+
+#: Offered to a backend's whole read by a store wrapping it: the turns standing for
+#: ``StoredTurns`` under the header read with them (its ``turns`` empty), or None to
+#: have the backend decode them as usual (see :meth:`SessionStore.load_reusing`).
+TurnReuse = Callable[[SessionState, StoredTurns], "list[SessionTurn] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +307,17 @@ class SessionStore(abc.ABC):
         except SessionNotFoundError:
             return None  # deleted between the two reads
         return replace(record.state, turns=turns)
+
+    async def load_reusing(self, session_id: str, reuse: TurnReuse) -> SessionState | None:
+        """:meth:`load`, offering ``reuse`` the live turns' stored texts before decoding.
+
+        Optional: a store wrapping this one (the encrypted store) may already hold the
+        turns those exact texts stand for. A backend whose whole read has its turns'
+        stored texts calls ``reuse(header, StoredTurns(...))`` once, with the header
+        read in the same snapshot (``turns`` empty), and when it returns turns uses
+        them instead of decoding the texts. The default ignores ``reuse``.
+        """
+        return await self.load(session_id)
 
     @abc.abstractmethod
     async def delete(self, session_id: str) -> None:

@@ -14,7 +14,9 @@ metadata update) takes its predecessor's place instead of piling up.
 What is kept is the decrypted JSON bytes (immutable), so each read still parses
 its own fresh containers; for a text-only turn body, its text (a ``str``, immutable,
 so every read may share it). Beside the entries, a session keeps the :class:`.Run` of
-its last whole read (:mod:`.reread`), which answers a re-read without a lookup per turn.
+its last whole read (:mod:`.reread`), which answers a re-read without a lookup per turn,
+and, on a backend that shows its stored texts, the :class:`.StoredRun` of its last
+``load`` (:mod:`.reread_stored`), which answers one without decoding the sealed turns.
 The cache is bounded by bytes (runs included); whole sessions are dropped, oldest
 first, and a deleted, purged or erased session's entries are dropped at once.
 """
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from lexigram.ai.session.stores.encrypted.reread import Run
+from lexigram.ai.session.stores.encrypted.reread_stored import StoredRun
 
 __all__ = ["DEFAULT_TURN_CACHE_BYTES", "Entry", "OpenedTurns"]
 
@@ -48,6 +52,7 @@ class OpenedTurns:
         self._sessions: OrderedDict[str, dict[str, Entry]] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._runs: dict[str, tuple[Run, int]] = {}
+        self._stored_runs: dict[str, tuple[StoredRun, int]] = {}
         self._total = 0
         # Event loops in several threads may share the store: each operation is atomic.
         self._lock = threading.Lock()
@@ -92,14 +97,34 @@ class OpenedTurns:
 
     def keep_run(self, session_id: str, entries: dict[str, Entry], run: Run) -> None:
         """Keep ``run`` as the session's last whole read (``entries``: from :meth:`of`)."""
-        size = run.size
+        self._keep(self._runs, session_id, entries, run, run.size)
+
+    def stored_run(self, session_id: str) -> StoredRun | None:
+        """The stored run of the session's last ``load``, if kept."""
+        kept = self._stored_runs.get(session_id)
+        return None if kept is None else kept[0]
+
+    def keep_stored_run(
+        self, session_id: str, entries: dict[str, Entry], run: StoredRun
+    ) -> None:
+        """Keep ``run`` as the session's last ``load`` (``entries``: from :meth:`of`)."""
+        self._keep(self._stored_runs, session_id, entries, run, run.size)
+
+    def _keep(
+        self,
+        runs: dict[str, tuple[Any, int]],
+        session_id: str,
+        entries: dict[str, Entry],
+        run: Any,
+        size: int,
+    ) -> None:
         with self._lock:
             if self._sessions.get(session_id) is not entries:
                 return
-            old = self._runs.pop(session_id, None)
+            old = runs.pop(session_id, None)
             grown = -old[1] if old is not None else 0
             if size <= self.max_bytes // 2:  # one that would crowd out every other is not kept
-                self._runs[session_id] = (run, size)
+                runs[session_id] = (run, size)
                 grown += size
             self._grow(session_id, grown)
 
@@ -114,6 +139,7 @@ class OpenedTurns:
             self._sessions.clear()
             self._sizes.clear()
             self._runs.clear()
+            self._stored_runs.clear()
             self._total = 0
 
     def _grow(self, session_id: str, grown: int) -> None:
@@ -128,3 +154,4 @@ class OpenedTurns:
         if self._sessions.pop(session_id, None) is not None:
             self._total -= self._sizes.pop(session_id, 0)
             self._runs.pop(session_id, None)
+            self._stored_runs.pop(session_id, None)

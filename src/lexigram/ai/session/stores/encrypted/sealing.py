@@ -498,8 +498,10 @@ def open_header(
     added: list[tuple[str, Entry]] | None = None,
     run: Run | None = None,
     keep_run: Callable[[Run], None] | None = None,
+    turns_opened: bool = False,
 ) -> SessionState:
-    """The plaintext of a sealed stored state (its turns opened too, see :func:`open_turns`)."""
+    """The plaintext of a sealed stored state (its turns opened too, see :func:`open_turns`,
+    unless ``turns_opened``: they are already)."""
     meta = state.metadata
     variables = state.variables
     metadata = _open_known(key, meta.get(SEALED_FIELD), "metadata", record, cache, added)
@@ -512,7 +514,7 @@ def open_header(
     if prompt is not None and not isinstance(prompt, str):
         raise CorruptRecordError(record, "field system_prompt: expected text")
     turns = state.turns
-    if turns:
+    if turns and not turns_opened:
         turns = open_turns(
             list(turns), key, record=record, cache=cache, added=added, run=run, keep_run=keep_run
         )

@@ -46,6 +46,7 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+    StoredTurns,
     UserErasure,
 )
 from lexigram.ai.session.stores.encrypted.lru import Lru
@@ -55,6 +56,12 @@ from lexigram.ai.session.stores.encrypted.opened import (
     OpenedTurns,
 )
 from lexigram.ai.session.stores.encrypted.reread import Run
+from lexigram.ai.session.stores.encrypted.reread_stored import (
+    extended_stored_run,
+    new_stored_run,
+    stored_prefix,
+    stored_tail,
+)
 from lexigram.ai.session.stores.encrypted.sealing import (
     KEY_FIELD,
     envelope_of,
@@ -66,6 +73,7 @@ from lexigram.ai.session.stores.encrypted.sealing import (
     seal_patch,
     seal_turn,
 )
+from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.validation import (
     CheckedTurns,
     check_checkpoint,
@@ -245,10 +253,39 @@ class EncryptedSessionStore(SessionStore):
         return new_data_key(session_id, self.keyring)
 
     # ----------------------------------------------------------------- opening
-    def _open_state(self, state: SessionState) -> SessionState:
+    def _open_state(
+        self, state: SessionState, *, turns_opened: bool = False, whole_run: bool = True
+    ) -> SessionState:
+        """``state`` opened (``turns_opened``: its turns are already; ``whole_run``: keep
+        the :class:`Run` of its turns, see ``reread``)."""
+        key = self._header_key(state)
+        if key is None:
+            return state
+        session_id = state.session_id
+        record = f"session {session_id!r}"
+        cache = self._opened.of(session_id)
+        if cache is None:  # cache off: nothing to record either
+            return open_header(state, key, record=record, turns_opened=turns_opened)
+        added: list[tuple[str, Entry]] = []
+        run, keep_run = self._runs(session_id, cache) if whole_run else (None, None)
+        opened = open_header(
+            state,
+            key,
+            record=record,
+            cache=cache,
+            added=added,
+            run=run,
+            keep_run=keep_run,
+            turns_opened=turns_opened,
+        )
+        self._opened.added(session_id, cache, added)
+        return opened
+
+    def _header_key(self, state: SessionState) -> DataKey | None:
+        """The data key of a stored header (None: a plaintext session); remembered."""
         envelope = envelope_of(state)
         if envelope is None:
-            return state
+            return None
         session_id = state.session_id
         record = f"session {session_id!r}"
         cached = self._cache.get(session_id)
@@ -266,16 +303,7 @@ class EncryptedSessionStore(SessionStore):
                 else:
                     logger.error("ai_session.encryption.stale_data_key", session_id=session_id)
             self._remember(session_id, key)  # also picks up a re-wrapped envelope
-        cache = self._opened.of(session_id)
-        if cache is None:  # cache off: nothing to record either
-            return open_header(state, key, record=record)
-        added: list[tuple[str, Entry]] = []
-        run, keep_run = self._runs(session_id, cache)
-        opened = open_header(
-            state, key, record=record, cache=cache, added=added, run=run, keep_run=keep_run
-        )
-        self._opened.added(session_id, cache, added)
-        return opened
+        return key
 
     @staticmethod
     def _refuse_reserved(patch_metadata: dict[str, Any] | None) -> None:
@@ -355,9 +383,63 @@ class EncryptedSessionStore(SessionStore):
         self._remember(state.session_id, key)
 
     async def load(self, session_id: str) -> SessionState | None:
-        """The opened full state, or None."""
-        state = await self.inner.load(session_id)
-        return None if state is None else self._open_state(state)
+        """The opened full state, or None.
+
+        On a backend that shows its stored texts (``load_reusing``), a re-read whose
+        texts are those of the last one is answered from its :class:`StoredRun`
+        (see ``reread_stored``), and a first read keeps one.
+        """
+        if not self._reuses_stored():
+            state = await self.inner.load(session_id)
+            return None if state is None else self._open_state(state)
+        offer = _StoredOffer(self, session_id)
+        state = await self.inner.load_reusing(session_id, offer)
+        if state is None:
+            return None
+        if offer.answered:
+            return self._open_state(state, turns_opened=True, whole_run=False)
+        opened = self._open_state(state, whole_run=False)
+        if offer.key is not None and offer.stored is not None:
+            self._keep_stored_run(session_id, offer.key, offer.stored, opened.turns)
+        return opened
+
+    def _reuses_stored(self) -> bool:
+        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache)."""
+        overridden = type(self.inner).load_reusing is not SessionStore.load_reusing
+        return overridden and self._opened.max_bytes > 0
+
+    def _keep_stored_run(
+        self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
+    ) -> None:
+        cache = self._opened.of(session_id)
+        run = None if cache is None else new_stored_run(key.raw, stored, opened)
+        if cache is not None and run is not None:
+            self._opened.keep_stored_run(session_id, cache, run)
+
+    def _reused_turns(
+        self, session_id: str, key: DataKey, stored: StoredTurns
+    ) -> list[SessionTurn] | None:
+        """The opened turns standing for ``stored`` from the session's stored run, or None."""
+        run = self._opened.stored_run(session_id)
+        if run is None or run.raw_key != key.raw or not stored_prefix(run, stored):
+            return None
+        with paused_gc(stored.count):
+            turns = run.turns()
+            if turns is None or stored.count == run.count:
+                return turns
+            tail = stored_tail(run, stored)
+            cache = self._opened.of(session_id)
+            if tail is None or cache is None:
+                return None
+            added: list[tuple[str, Entry]] = []
+            opened = open_turns(
+                tail, key, record=f"session {session_id!r}", cache=cache, added=added
+            )
+        self._opened.added(session_id, cache, added)
+        grown = extended_stored_run(run, stored, opened)
+        if grown is not None:
+            self._opened.keep_stored_run(session_id, cache, grown)
+        return turns + opened
 
     async def delete(self, session_id: str) -> None:
         """Delete through the inner store and forget the session's key."""
@@ -727,3 +809,35 @@ def _refuse_outer_guard(key_guard: str | None) -> None:
     """The encrypted store guards its own writes; a caller's ``key_guard`` is refused."""
     if key_guard is not None:
         raise SessionValidationError("key_guard", "is set by the encrypted store itself")
+
+
+class _StoredOffer:
+    """The encrypted store's offer to a backend's whole read (see ``reread_stored``).
+
+    Called with the sealed header and the stored texts (possibly more than once: a
+    backend retries a read on a fresh connection). It answers from the session's
+    stored run or declines (None), and never raises: anything unexpected declines,
+    and the usual path then reads, opens and names it.
+    """
+
+    __slots__ = ("_session_id", "_store", "answered", "key", "stored")
+
+    def __init__(self, store: EncryptedSessionStore, session_id: str) -> None:
+        self._store = store
+        self._session_id = session_id
+        self.key: DataKey | None = None
+        self.stored: StoredTurns | None = None
+        self.answered = False
+
+    def __call__(self, header: SessionState, stored: StoredTurns) -> list[SessionTurn] | None:
+        self.key, self.stored, self.answered = None, None, False
+        try:
+            key = self._store._header_key(header)
+            if key is None:
+                return None
+            self.key, self.stored = key, stored
+            turns = self._store._reused_turns(self._session_id, key, stored)
+        except Exception:  # the usual path names it
+            return None
+        self.answered = turns is not None
+        return turns

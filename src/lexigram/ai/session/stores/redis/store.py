@@ -51,6 +51,8 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+    StoredTurns,
+    TurnReuse,
 )
 from lexigram.ai.session.stores.redis.checkpoints import CheckpointOps
 from lexigram.ai.session.stores.redis.client import AnyRedis
@@ -225,6 +227,12 @@ class CacheSessionStore(SessionStore):
             await self._core.index.ended(sid, state.user_id, to_us(state.updated_at))
 
     async def load(self, session_id: str) -> SessionState | None:
+        return await self.load_reusing(session_id, None)
+
+    async def load_reusing(
+        self, session_id: str, reuse: TurnReuse | None
+    ) -> SessionState | None:
+        """:meth:`load`, showing ``reuse`` the live turns' stored texts first."""
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._core.clock()
@@ -236,7 +244,12 @@ class CacheSessionStore(SessionStore):
         if not header:
             return None
         record = self._core.record(text_map(header, session_id), session_id, now)
-        return replace(record.state, turns=self._core.turns(items, session_id))
+        turns = None
+        if reuse is not None and items:
+            turns = reuse(record.state, StoredTurns(len(items), texts=items))
+        if turns is None:
+            turns = self._core.turns(items, session_id)
+        return replace(record.state, turns=turns)
 
     async def delete(self, session_id: str) -> None:
         _, now_us = self._core.clock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, Protocol, TypeAlias
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus
@@ -30,6 +31,8 @@ from lexigram.ai.session.stores.base import (
     LIVE_STATUSES,
     BatchOutcome,
     SessionRecord,
+    StoredTurns,
+    TurnReuse,
     holds_key,
 )
 from lexigram.ai.session.stores.codec import state_with, turns_from_texts
@@ -236,15 +239,20 @@ async def load_record(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None
     return None if row is None else ctx.record(row)
 
 
-async def load(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
-    """Header and live turns (run as a snapshot read)."""
+async def load(
+    tx: Tx, ctx: Ctx, session_id: str, reuse: TurnReuse | None = None
+) -> SessionState | None:
+    """Header and live turns (run as a snapshot read); ``reuse``: see ``load_reusing``."""
     record = await load_record(tx, ctx, session_id)
     if record is None:
         return None
-    return state_with(record.state, turns=await read_live_turns(tx, ctx, session_id))
+    offer = None if reuse is None else partial(reuse, record.state)
+    return state_with(record.state, turns=await read_live_turns(tx, ctx, session_id, offer))
 
 
-async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState | None:
+async def load_one_statement(
+    tx: Tx, ctx: Ctx, session_id: str, reuse: TurnReuse | None = None
+) -> SessionState | None:
     """:func:`load` as one statement (PostgreSQL: needs no snapshot transaction)."""
     row = await tx.one(ctx.q.sessions.load_one, {"sid": session_id})
     if row is None:
@@ -252,13 +260,19 @@ async def load_one_statement(tx: Tx, ctx: Ctx, session_id: str) -> SessionState 
     values = list(row)
     record = ctx.record(values[:-1])
     texts = values[-1]
-    turns = turns_from_texts(texts)
+    turns = None
+    if reuse is not None and texts:
+        turns = reuse(record.state, StoredTurns(len(texts), texts=texts))
+    if turns is None:
+        turns = turns_from_texts(texts)
     if turns is None:  # a damaged text: decode one by one to name it
         turns = turns_from_rows([(data,) for data in texts], session_id)
     return state_with(record.state, turns=turns)
 
 
-async def load_by_call(tx: Tx, ctx: Ctx, session_id: str) -> tuple[bool, SessionState | None]:
+async def load_by_call(
+    tx: Tx, ctx: Ctx, session_id: str, reuse: TurnReuse | None = None
+) -> tuple[bool, SessionState | None]:
     """:func:`load` by the MariaDB load procedure: ``(True, state or None)``.
 
     ``(False, None)`` when the procedure cannot run here (not created, not ours to
@@ -273,7 +287,12 @@ async def load_by_call(tx: Tx, ctx: Ctx, session_id: str) -> tuple[bool, Session
     if not header:
         return True, None
     record = ctx.record(header[0])
-    return True, state_with(record.state, turns=turns_from_rows(rows, session_id))
+    turns = None
+    if reuse is not None and rows:
+        turns = reuse(record.state, StoredTurns(len(rows), texts=[row[-1] for row in rows]))
+    if turns is None:
+        turns = turns_from_rows(rows, session_id)
+    return True, state_with(record.state, turns=turns)
 
 
 async def list_all(tx: Tx, ctx: Ctx, user_id: str) -> list[SessionState]:

@@ -15,7 +15,7 @@ append after its commit reply was lost and finds its first attempt stored
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from operator import lt
 from typing import Any, Protocol, TypeAlias
@@ -36,6 +36,7 @@ from lexigram.ai.session.stores._common import check_append, require_writable
 from lexigram.ai.session.stores.base import (
     AppendResult,
     SessionRecord,
+    StoredTurns,
     compress_seqs,
     holds_key,
 )
@@ -385,7 +386,12 @@ async def find_live_duplicate(
     return None
 
 
-async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn]:
+async def read_live_turns(
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    offer: Callable[[StoredTurns], list[SessionTurn] | None] | None = None,
+) -> list[SessionTurn]:
     """Every live turn in ``seq`` order (SQLite: read as one JSON array text).
 
     Used by ``get_state`` and listings (``ops_sessions``), checkpoints and restores.
@@ -397,6 +403,9 @@ async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn
     ascending, a damaged text), the turns are read and decoded row by
     row, which names a damaged row. (PostgreSQL's ``string_agg`` and ``ARRAY()`` cost
     the server more than sending the rows: 8.8 / 4.2 ms against 1.6 ms for 5,000.)
+
+    ``offer`` (a whole read, see ``SessionStore.load_reusing``) is shown the texts
+    first, as read; turns it returns are used instead of decoding them.
     """
     sql = ctx.q.turns.live_array
     if sql is not None:
@@ -406,10 +415,16 @@ async def read_live_turns(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionTurn
             if count == 0:
                 return []
             if array is not None and seqs is not None and _ascending(seqs):
-                turns = turns_from_array(array, count)
+                turns = None if offer is None else offer(StoredTurns(count, array=array))
+                if turns is None:
+                    turns = turns_from_array(array, count)
                 if turns is not None:
                     return turns
     rows = await tx.all(ctx.q.turns.live_turns, {"sid": session_id})
+    if offer is not None and rows:
+        turns = offer(StoredTurns(len(rows), texts=[row[-1] for row in rows]))
+        if turns is not None:
+            return turns
     return turns_from_rows(rows, session_id)
 
 

@@ -40,6 +40,7 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+    TurnReuse,
 )
 from lexigram.ai.session.stores.codec import dumps
 from lexigram.ai.session.stores.sql import ops_checkpoints as cps
@@ -254,15 +255,22 @@ class DatabaseSessionStore(SessionStore):
             await self._write(ses.save, *args, retry_safe=True)
 
     async def load(self, session_id: str) -> SessionState | None:
+        return await self._load(session_id, None)
+
+    async def load_reusing(self, session_id: str, reuse: TurnReuse) -> SessionState | None:
+        """:meth:`load`, showing ``reuse`` the live turns' stored texts first."""
+        return await self._load(session_id, reuse)
+
+    async def _load(self, session_id: str, reuse: TurnReuse | None) -> SessionState | None:
         sid = checked_id(session_id, "session_id")
         if self.dialect == "postgresql":
-            return await self._read(ses.load_one_statement, sid)
+            return await self._read(ses.load_one_statement, sid, reuse)
         call = self._statements.sessions.load_call
         if call is not None and self._runner.may_call(call):
-            called, state = await self._read(ses.load_by_call, sid)
+            called, state = await self._read(ses.load_by_call, sid, reuse)
             if called:
                 return state
-        return await self._read(ses.load, sid, snapshot=True)
+        return await self._read(ses.load, sid, reuse, snapshot=True)
 
     async def delete(self, session_id: str) -> None:
         await self._write(

@@ -1,0 +1,257 @@
+"""A re-read answered from the stored texts of the last ``load`` (``reread_stored``).
+
+On the backends that show their stored texts (SQL and Redis, each on its real
+server): an unchanged session is re-read without opening or decoding a sealed turn,
+and any change made to a stored text after a read, by whatever writes to the
+database, reads exactly as a first read does (or fails as one does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from lexigram.contracts.ai.session import SessionState, SessionTurn
+from sqlalchemy import text
+
+from lexigram.ai.session.stores.base import SessionStore, StoredTurns
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.database import DatabaseSessionStore
+from lexigram.ai.session.stores.encrypted import sealing
+from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
+from lexigram.ai.session.stores.encrypted.reread_stored import (
+    new_stored_run,
+    stored_prefix,
+    stored_tail,
+)
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+from lexigram.ai.session.testing import make_state, make_turn
+
+from ..stores.backends import BackendSpec
+from .helpers import PLAIN, keyring
+
+LONG = 300  # above gc_pause.MIN_PAUSE: the paused path too
+
+#: The backends whose whole read shows its stored texts (all but the in-memory store).
+SHOWING = [p for p in PLAIN if p.values[0].name != "in_memory"]
+
+
+def _turn(n: int, prefix: str = "t") -> SessionTurn:
+    """Every third turn carries a tool call and metadata (a JSON body), the rest are text."""
+    if n % 3:
+        return make_turn(n, turn_id=f"{prefix}{n}", content=f"text {n}")
+    return make_turn(
+        n,
+        turn_id=f"{prefix}{n}",
+        content=f"call {n}",
+        tool_calls=[{"name": "f", "arguments": {"n": n}}],
+        metadata={"k": n},
+    )
+
+
+async def _session(store: EncryptedSessionStore, count: int, session_id: str = "rs") -> str:
+    await store.create_session(make_state("erin", session_id=session_id))
+    for start in range(0, count, 100):
+        batch = [_turn(n) for n in range(start, min(count, start + 100))]
+        await store.append_turns(session_id, batch)
+    return session_id
+
+
+async def _cold(store: EncryptedSessionStore, session_id: str) -> SessionState | None:
+    """The session as a process reading it for the first time sees it."""
+    cold = EncryptedSessionStore(store.inner, store.keyring, turn_cache_bytes=0)
+    return await cold.load(session_id)
+
+
+# ------------------------------------------------------- raw access to storage
+async def _stored_texts(inner: SessionStore, session_id: str) -> list[Any]:
+    if isinstance(inner, DatabaseSessionStore):
+        async with inner.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    f"SELECT data FROM {inner.table_prefix}turns WHERE session_id = :sid "
+                    "AND live = 1 ORDER BY seq"
+                ),
+                {"sid": session_id},
+            )
+            return [r[0] for r in rows]
+    assert isinstance(inner, CacheSessionStore)
+    return list(await inner.client.lrange(inner.keys.turns(session_id), 0, -1))
+
+
+async def _rewrite(inner: SessionStore, session_id: str, index: int, data: Any) -> None:
+    """Replace the stored text of the ``index``-th live turn (what a stray writer does)."""
+    if isinstance(inner, DatabaseSessionStore):
+        async with inner.engine.begin() as conn:
+            seqs = await conn.execute(
+                text(
+                    f"SELECT seq FROM {inner.table_prefix}turns WHERE session_id = :sid "
+                    "AND live = 1 ORDER BY seq"
+                ),
+                {"sid": session_id},
+            )
+            seq = [r[0] for r in seqs][index]
+            await conn.execute(
+                text(
+                    f"UPDATE {inner.table_prefix}turns SET data = :d WHERE session_id = :sid "
+                    "AND seq = :seq"
+                ),
+                {"d": data, "sid": session_id, "seq": seq},
+            )
+        return
+    assert isinstance(inner, CacheSessionStore)
+    await inner.client.lset(inner.keys.turns(session_id), index, data)
+
+
+def _as_text(data: Any) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+# ----------------------------------------------------------------------- tests
+@pytest.mark.parametrize("spec", SHOWING)
+@pytest.mark.parametrize("count", [7, LONG])
+async def test_an_unchanged_session_is_reread_without_opening_a_turn(
+    spec: BackendSpec, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with spec.open() as factory:
+        store = EncryptedSessionStore(await factory(), keyring("k1"))
+        assert store._reuses_stored()
+        session_id = await _session(store, count)
+        first = await store.load(session_id)
+        assert first is not None and store._opened.stored_run(session_id) is not None
+
+        def no_opening(*_args: Any, **_kw: Any) -> Any:
+            raise AssertionError("a sealed turn was opened again")
+
+        monkeypatch.setattr(sealing, "open_turns", no_opening)
+        again = await store.load(session_id)
+        monkeypatch.undo()
+        assert again == first == await _cold(store, session_id)
+        assert again is not None and again.turns[0] is not first.turns[0]
+        assert again.turns[0].tool_calls is not first.turns[0].tool_calls
+
+
+@pytest.mark.parametrize("spec", SHOWING)
+async def test_turns_appended_elsewhere_are_opened_alone_and_the_run_grows(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:  # two processes: a store each, one namespace
+        reader = EncryptedSessionStore(await factory(), keyring("k1"))
+        writer = EncryptedSessionStore(await factory(), reader.keyring)
+        session_id = await _session(reader, LONG)
+        await reader.load(session_id)
+        await writer.append_turns(session_id, [_turn(n, "w") for n in range(LONG, LONG + 5)])
+        again = await reader.load(session_id)
+        assert again is not None and len(again.turns) == LONG + 5
+        assert again == await _cold(reader, session_id)
+        run = reader._opened.stored_run(session_id)
+        assert run is not None and run.count == LONG + 5
+        assert await reader.load(session_id) == again
+
+
+@pytest.mark.parametrize("spec", SHOWING)
+async def test_a_value_planted_in_clear_after_a_read_reads_as_on_a_first_read(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        store = EncryptedSessionStore(await factory(), keyring("k1"))
+        session_id = await _session(store, 6)
+        await store.load(session_id)
+        stored = await _stored_texts(store.inner, session_id)
+        doc = orjson.loads(stored[1])  # a text-only turn: sealed text, empty containers
+        doc["metadata"], doc["tool_calls"] = {"planted": True}, [{"name": "planted"}]
+        await _rewrite(store.inner, session_id, 1, orjson.dumps(doc).decode())
+        again = await store.load(session_id)
+        assert again is not None and again == await _cold(store, session_id)
+        assert again.turns[1].content == "text 1"
+        assert again.turns[1].metadata == {} and again.turns[1].tool_calls == []
+
+
+@pytest.mark.parametrize("spec", SHOWING)
+async def test_a_sealed_text_changed_after_a_read_fails_as_on_a_first_read(
+    spec: BackendSpec,
+) -> None:
+    async with spec.open() as factory:
+        store = EncryptedSessionStore(await factory(), keyring("k1"))
+        session_id = await _session(store, 6)
+        await store.load(session_id)
+        stored = await _stored_texts(store.inner, session_id)
+        doc = orjson.loads(stored[2])
+        sealed = doc["content"]
+        doc["content"] = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+        await _rewrite(store.inner, session_id, 2, orjson.dumps(doc).decode())
+        with pytest.raises(Exception) as first_read:
+            await _cold(store, session_id)
+        with pytest.raises(type(first_read.value)):
+            await store.load(session_id)
+
+
+@pytest.mark.parametrize("spec", SHOWING)
+async def test_a_stored_text_moved_to_another_place_is_not_taken_for_the_turn(
+    spec: BackendSpec,
+) -> None:
+    """Two stored turns swapped: same texts, other order; read as on a first read."""
+    async with spec.open() as factory:
+        store = EncryptedSessionStore(await factory(), keyring("k1"))
+        session_id = await _session(store, 4)
+        before = await store.load(session_id)
+        stored = await _stored_texts(store.inner, session_id)
+        await _rewrite(store.inner, session_id, 0, _as_text(stored[1]))
+        await _rewrite(store.inner, session_id, 1, _as_text(stored[0]))
+        again = await store.load(session_id)
+        assert again is not None and before is not None
+        assert [t.turn_id for t in again.turns] == ["t1", "t0", "t2", "t3"]
+        assert again == await _cold(store, session_id)
+
+
+# ------------------------------------------------------------------ the pieces
+def _run_of(texts: list[str]) -> Any:
+    turns = [make_turn(n, turn_id=f"t{n}") for n in range(len(texts))]
+    return new_stored_run(b"k" * 32, StoredTurns(len(texts), texts=texts), turns)
+
+
+def test_a_prefix_is_the_runs_texts_in_order_and_no_fewer() -> None:
+    run = _run_of(["a", "b"])
+    assert run is not None
+    assert stored_prefix(run, StoredTurns(2, texts=["a", "b"]))
+    assert stored_prefix(run, StoredTurns(3, texts=["a", "b", "c"]))
+    assert stored_prefix(run, StoredTurns(2, texts=("a", "b")))
+    assert not stored_prefix(run, StoredTurns(2, texts=["b", "a"]))
+    assert not stored_prefix(run, StoredTurns(1, texts=["a"]))
+    assert not stored_prefix(run, StoredTurns(2, array='["a","b"]'))
+
+
+def test_a_joined_array_prefix_ends_at_a_separator() -> None:
+    turns = [make_turn(n, turn_id=f"t{n}") for n in range(2)]
+    array = "[" + ",".join(orjson.dumps(t).decode() for t in turns) + "]"
+    run = new_stored_run(b"k" * 32, StoredTurns(2, array=array), turns)
+    assert run is not None and run.texts is None
+    assert stored_prefix(run, StoredTurns(2, array=array))
+    longer = array[:-1] + "," + orjson.dumps(make_turn(2, turn_id="t2")).decode() + "]"
+    assert stored_prefix(run, StoredTurns(3, array=longer))
+    tail = stored_tail(run, StoredTurns(3, array=longer))
+    assert tail is not None and [t.turn_id for t in tail] == ["t2"]
+    assert not stored_prefix(run, StoredTurns(2, array=array.encode()))
+    assert not stored_prefix(run, StoredTurns(3, array=array[:-1] + " ]"))
+    # A tail that does not hold exactly the turns counted is not decoded.
+    assert stored_tail(run, StoredTurns(4, array=longer)) is None
+
+
+def test_stored_runs_count_in_the_budget_and_go_with_their_session() -> None:
+    run = _run_of(["x" * 200 for _ in range(10)])
+    assert run is not None and run.size > 2000
+    cache = OpenedTurns(10 * run.size)
+    entries = cache.of("s")
+    assert entries is not None
+    cache.keep_stored_run("s", entries, run)
+    assert cache.stored_run("s") is run and cache._total == run.size
+    cache.keep_stored_run("s", entries, run)  # kept again: counted once
+    assert cache._total == run.size
+    cache.drop("s")
+    assert cache.stored_run("s") is None and cache._total == 0
+    small = OpenedTurns(run.size)  # a run over half the budget is not kept
+    entries = small.of("s")
+    assert entries is not None
+    small.keep_stored_run("s", entries, run)
+    assert small.stored_run("s") is None and small._total == 0
