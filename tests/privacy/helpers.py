@@ -12,6 +12,7 @@ from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTu
 
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.testing import make_turn
 
 from ..stores.backends import all_specs
 
@@ -107,3 +108,16 @@ async def fill_session(store: SessionStore, user_id: str, secrets: Secrets) -> s
         f"{session_id}-b", SessionPatch(variables={"b": secrets.value("BRANCHVAR")})
     )
     return session_id
+
+
+def mixed_turn(n: int, prefix: str = "t") -> SessionTurn:
+    """Every third turn carries a tool call and metadata (a JSON body), the rest are text."""
+    if n % 3:
+        return make_turn(n, turn_id=f"{prefix}{n}", content=f"text {n}")
+    return make_turn(
+        n,
+        turn_id=f"{prefix}{n}",
+        content=f"call {n}",
+        tool_calls=[{"name": "f", "arguments": {"n": n}}],
+        metadata={"k": n},
+    )

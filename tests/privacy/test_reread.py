@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionTurn
+from lexigram.contracts.ai.session import SessionState
 
 from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
 from lexigram.ai.session.stores.encrypted.reread import Run, new_run
@@ -20,21 +20,9 @@ from lexigram.ai.session.testing import make_state, make_turn
 
 from ..stores.backends import BackendSpec, StoreFactory
 from .helpers import PLAIN, keyring
+from .helpers import mixed_turn as _turn
 
 LONG = 300  # above gc_pause.MIN_PAUSE: the paused path too
-
-
-def _turn(n: int, prefix: str = "t") -> SessionTurn:
-    """Every third turn carries a tool call and metadata (a JSON body), the rest are text."""
-    if n % 3:
-        return make_turn(n, turn_id=f"{prefix}{n}", content=f"text {n}")
-    return make_turn(
-        n,
-        turn_id=f"{prefix}{n}",
-        content=f"call {n}",
-        tool_calls=[{"name": "f", "arguments": {"n": n}}],
-        metadata={"k": n},
-    )
 
 
 async def _session(store: EncryptedSessionStore, count: int, session_id: str = "rr") -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionTurn
+from lexigram.contracts.ai.session import SessionState
 from sqlalchemy import text
 
 from lexigram.ai.session.stores.base import SessionStore, StoredTurns
@@ -30,24 +30,12 @@ from lexigram.ai.session.testing import make_state, make_turn
 
 from ..stores.backends import BackendSpec
 from .helpers import PLAIN, keyring
+from .helpers import mixed_turn as _turn
 
 LONG = 300  # above gc_pause.MIN_PAUSE: the paused path too
 
 #: The backends whose whole read shows its stored texts (all but the in-memory store).
 SHOWING = [p for p in PLAIN if p.values[0].name != "in_memory"]
-
-
-def _turn(n: int, prefix: str = "t") -> SessionTurn:
-    """Every third turn carries a tool call and metadata (a JSON body), the rest are text."""
-    if n % 3:
-        return make_turn(n, turn_id=f"{prefix}{n}", content=f"text {n}")
-    return make_turn(
-        n,
-        turn_id=f"{prefix}{n}",
-        content=f"call {n}",
-        tool_calls=[{"name": "f", "arguments": {"n": n}}],
-        metadata={"k": n},
-    )
 
 
 async def _session(store: EncryptedSessionStore, count: int, session_id: str = "rs") -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from lexigram.ai.session.stores.database import drop_schema
+from tests.services import MARIADB_URL, require_mariadb
 
 
 @pytest.fixture
@@ -14,3 +18,14 @@ def sqlite_url() -> Iterator[str]:
     """A SQLite file of this test alone."""
     with tempfile.TemporaryDirectory(prefix="lexi-sqltest-") as tmp:
         yield f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
+
+
+@pytest.fixture
+async def mariadb_prefix() -> AsyncIterator[str]:
+    """A MariaDB table prefix of this test alone, its tables dropped afterwards."""
+    require_mariadb()
+    name = f"t{uuid.uuid4().hex[:12]}_"
+    try:
+        yield name
+    finally:
+        await drop_schema(MARIADB_URL, table_prefix=name)

@@ -9,32 +9,20 @@ made before that have the index on ``updated_at``; ``initialize()`` moves it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from lexigram.contracts.ai.session import SessionStatus
 
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.testing.support import FakeClock
-from tests.services import MARIADB_URL, require_mariadb
-from tests.stores.test_mariadb_appends import T0, _prefix, _sql, header, opened, turn
+from tests.services import MARIADB_URL
+from tests.stores.test_mariadb_appends import T0, _sql, header, opened, turn
 
 pytestmark = pytest.mark.mariadb
 
 ACTIVE, CLOSED = SessionStatus.ACTIVE, SessionStatus.CLOSED
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A table prefix of this test alone, dropped afterwards."""
-    require_mariadb()
-    name = _prefix()
-    try:
-        yield name
-    finally:
-        await drop_schema(MARIADB_URL, table_prefix=name)
 
 
 async def _index_columns(p: str) -> list[str]:
@@ -65,7 +53,10 @@ async def _old_shape(p: str) -> None:
     await _sql(f"CREATE INDEX {ix} ON {s} (updated_at)")
 
 
-async def test_the_purge_index_is_on_ended_at_and_appends_leave_it_null(prefix: str) -> None:
+async def test_the_purge_index_is_on_ended_at_and_appends_leave_it_null(
+    mariadb_prefix: str,
+) -> None:
+    prefix = mariadb_prefix
     clock = FakeClock(T0)
     async with opened(prefix, clock, ttl=0) as store:
         assert await _index_columns(prefix) == ["ended_at"]
@@ -92,7 +83,8 @@ async def test_the_purge_index_is_on_ended_at_and_appends_leave_it_null(prefix: 
         assert f"{prefix}sessions_ended_ix" in str(plan), plan
 
 
-async def test_initialize_moves_an_old_purge_index_onto_ended_at(prefix: str) -> None:
+async def test_initialize_moves_an_old_purge_index_onto_ended_at(mariadb_prefix: str) -> None:
+    prefix = mariadb_prefix
     clock = FakeClock(T0)
     async with opened(prefix, clock, ttl=0) as store:
         states = [header() for _ in range(3)]
