@@ -8,15 +8,21 @@ database, reads exactly as a first read does (or fails as one does).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
-from lexigram.contracts.ai.session import SessionState
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from lexigram.contracts.ai.session import SessionState, SessionTurn
 from sqlalchemy import text
 
+from lexigram.ai.session.encryption.cipher import new_data_key
+from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import SessionStore, StoredTurns
 from lexigram.ai.session.stores.cache import CacheSessionStore
+from lexigram.ai.session.stores.codec import turns_from_texts
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.encrypted import sealing
 from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
@@ -25,8 +31,11 @@ from lexigram.ai.session.stores.encrypted.reread_stored import (
     stored_prefix,
     stored_tail,
 )
+from lexigram.ai.session.stores.encrypted.sealing import open_turns, seal_turn
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+from lexigram.ai.session.stores.sql.rows import encode_turn_json
 from lexigram.ai.session.testing import make_state, make_turn
+from lexigram.ai.session.validation import check_turns
 
 from ..stores.backends import BackendSpec
 from .helpers import PLAIN, keyring
@@ -243,3 +252,66 @@ def test_stored_runs_count_in_the_budget_and_go_with_their_session() -> None:
     assert entries is not None
     small.keep_stored_run("s", entries, run)
     assert small.stored_run("s") is None and small._total == 0
+
+
+# ------------------------------------------------- the plaintext array, any turn
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_TURNS = st.lists(
+    st.builds(
+        SessionTurn,
+        turn_id=st.uuids().map(str),
+        role=st.sampled_from(["user", "assistant", "tool"]),
+        content=st.text(max_size=40),
+        timestamp=st.datetimes(
+            min_value=datetime(1990, 1, 1),
+            max_value=datetime(2090, 1, 1),
+            timezones=st.sampled_from(
+                [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+            ),
+        ),
+        tool_calls=st.lists(st.dictionaries(st.text(max_size=6), _JSON, max_size=3), max_size=2),
+        skill_results=st.lists(
+            st.dictionaries(st.text(max_size=6), _JSON, max_size=2), max_size=1
+        ),
+        metadata=st.dictionaries(st.text(max_size=6), _JSON, max_size=3),
+        tokens_used=st.integers(min_value=0, max_value=10**6),
+        cost=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        model=st.none() | st.text(max_size=8),
+        provider=st.none() | st.text(max_size=8),
+    ),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda t: t.turn_id,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_TURNS)
+def test_the_plaintext_array_decodes_to_exactly_the_opened_turns(
+    turns: list[SessionTurn],
+) -> None:
+    """What a stored run answers equals what opening the stored texts gives, for any turn."""
+    try:
+        checked = check_turns(turns)
+    except SessionValidationError:
+        assume(False)
+    key = new_data_key("s", keyring("k1"))
+    texts = [encode_turn_json(seal_turn(t, key)) for t in checked]  # as the SQL store stores
+    sealed = turns_from_texts(texts)
+    assert sealed is not None
+    opened = open_turns(sealed, key, record="session 's'")
+    assert opened == list(checked)
+    run = new_stored_run(key.raw, StoredTurns(len(texts), texts=texts), opened)
+    assert run is not None
+    again = run.turns()
+    assert again == opened
+    assert [t.timestamp.utcoffset() for t in again] == [t.timestamp.utcoffset() for t in opened]
