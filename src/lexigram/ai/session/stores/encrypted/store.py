@@ -267,7 +267,8 @@ class EncryptedSessionStore(SessionStore):
         if cache is None:  # cache off: nothing to record either
             return open_header(state, key, record=record, turns_opened=turns_opened)
         added: list[tuple[str, Entry]] = []
-        run, keep_run = self._runs(session_id, cache) if whole_run else (None, None)
+        whole = whole_run and bool(state.turns)  # a header alone (a write's reply): no run
+        run, keep_run = self._runs(session_id, cache) if whole else (None, None)
         opened = open_header(
             state,
             key,
