@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from lexigram.contracts.ai.session import (
+    SessionState,
     SessionTurn,
 )
 
@@ -25,7 +26,7 @@ from lexigram.ai.session.exceptions import (
     SessionTransitionError,
     SessionValidationError,
 )
-from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore, StoredTurns
 from lexigram.ai.session.testing.support import (
     _A,
     _C,
@@ -337,6 +338,37 @@ class SessionsSuite(SuiteBase):
         assert await store.count_live_sessions("alice") == 0
         assert (await store.list_user_sessions("alice")).items == []
         await store.delete(state.session_id)  # unknown ids are ignored
+
+    # ------------------------------------------- stored texts (optional capability)
+    async def test_load_reusing_shows_the_stored_texts_once_or_just_loads(
+        self, store: SessionStore
+    ) -> None:
+        """``load_reusing``: the default loads; an override offers the texts before decoding."""
+        state = await self._session(store, metadata={"m": 1})
+        turns = await self._append(store, state.session_id, 3)
+        offers: list[tuple[SessionState, StoredTurns]] = []
+
+        def decline(header: SessionState, stored: StoredTurns) -> list[SessionTurn] | None:
+            offers.append((header, stored))
+            return None
+
+        loaded = await store.load_reusing(state.session_id, decline)
+        assert loaded == await store.load(state.session_id)
+        assert loaded is not None and loaded.turns == turns
+        # A backend that overrides it offers its texts once per read (0 without turns).
+        overridden = type(store).load_reusing is not SessionStore.load_reusing
+        assert len(offers) == (1 if overridden else 0)
+        for header, stored in offers:
+            assert header.session_id == state.session_id and header.turns == []
+            assert header.metadata == loaded.metadata
+            assert stored.count == 3 and (stored.texts is None) != (stored.array is None)
+            assert stored.texts is None or len(stored.texts) == 3
+        others = [make_turn(100 + i) for i in range(3)]
+        answered = await store.load_reusing(state.session_id, lambda _h, _s: list(others))
+        assert answered is not None
+        assert answered.turns == (others if offers else turns)
+        assert answered.turn_count == loaded.turn_count
+        assert await store.load_reusing("no-such-session", decline) is None
 
     # ----------------------------------------------------------- persistence
     async def test_data_survives_a_new_store_instance(
