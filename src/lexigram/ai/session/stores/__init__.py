@@ -10,6 +10,8 @@ from lexigram.ai.session.stores.base import (
     SessionPatch,
     SessionRecord,
     SessionStore,
+    StoredTurns,
+    TurnReuse,
 )
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.stores.registry import (
@@ -32,6 +34,8 @@ __all__ = [
     "SessionPatch",
     "SessionRecord",
     "SessionStore",
+    "StoredTurns",
+    "TurnReuse",
     "create_store",
     "register_backend",
     "registered_backends",
