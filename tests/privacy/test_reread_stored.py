@@ -9,6 +9,7 @@ database, reads exactly as a first read does (or fails as one does).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -315,3 +316,27 @@ def test_the_plaintext_array_decodes_to_exactly_the_opened_turns(
     again = run.turns()
     assert again == opened
     assert [t.timestamp.utcoffset() for t in again] == [t.timestamp.utcoffset() for t in opened]
+
+
+async def test_a_subclass_that_changes_load_alone_is_read_through_its_load(
+    tmp_path: Path,
+) -> None:
+    """A wrapper of a backend overriding ``load`` only keeps being called for ``get_state``."""
+    calls: list[str] = []
+
+    class Counting(DatabaseSessionStore):
+        async def load(self, session_id: str) -> SessionState | None:
+            calls.append(session_id)
+            return await super().load(session_id)
+
+    inner = Counting(f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}")
+    await inner.initialize()
+    try:
+        store = EncryptedSessionStore(inner, keyring("k1"))
+        assert not store._reuses_stored()
+        session_id = await _session(store, 3)
+        assert (await store.load(session_id)) is not None
+        assert (await store.load(session_id)) is not None
+        assert calls == [session_id, session_id]
+    finally:
+        await inner.close()

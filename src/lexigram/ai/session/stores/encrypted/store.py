@@ -405,9 +405,19 @@ class EncryptedSessionStore(SessionStore):
         return opened
 
     def _reuses_stored(self) -> bool:
-        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache)."""
-        overridden = type(self.inner).load_reusing is not SessionStore.load_reusing
-        return overridden and self._opened.max_bytes > 0
+        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache).
+
+        Only when the class that overrides ``load_reusing`` is also the one that
+        defines ``load``: a subclass that changes ``load`` alone (a wrapper, a test
+        double) is read through its ``load``.
+        """
+        cls = type(self.inner)
+        reusing = _definer(cls, "load_reusing")
+        return (
+            reusing is not SessionStore
+            and reusing is _definer(cls, "load")
+            and self._opened.max_bytes > 0
+        )
 
     def _keep_stored_run(
         self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
@@ -810,6 +820,11 @@ def _refuse_outer_guard(key_guard: str | None) -> None:
     """The encrypted store guards its own writes; a caller's ``key_guard`` is refused."""
     if key_guard is not None:
         raise SessionValidationError("key_guard", "is set by the encrypted store itself")
+
+
+def _definer(cls: type, name: str) -> type | None:
+    """The class along ``cls``'s MRO whose own namespace defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class _StoredOffer:
