@@ -397,7 +397,7 @@ class EncryptedSessionStore(SessionStore):
         state = await self.inner.load_reusing(session_id, offer)
         if state is None:
             return None
-        if offer.answered:
+        if offer.answered is not None and state.turns is offer.answered:
             return self._open_state(state, turns_opened=True, whole_run=False)
         opened = self._open_state(state, whole_run=False)
         if offer.key is not None and offer.stored is not None:
@@ -843,10 +843,12 @@ class _StoredOffer:
         self._session_id = session_id
         self.key: DataKey | None = None
         self.stored: StoredTurns | None = None
-        self.answered = False
+        # The list of opened turns handed back (the state's own ``turns`` when the
+        # backend used it: an earlier attempt's answer is never taken for this one).
+        self.answered: list[SessionTurn] | None = None
 
     def __call__(self, header: SessionState, stored: StoredTurns) -> list[SessionTurn] | None:
-        self.key, self.stored, self.answered = None, None, False
+        self.key, self.stored, self.answered = None, None, None
         try:
             key = self._store._header_key(header)
             if key is None:
@@ -855,5 +857,5 @@ class _StoredOffer:
             turns = self._store._reused_turns(self._session_id, key, stored)
         except Exception:  # the usual path names it
             return None
-        self.answered = turns is not None
+        self.answered = turns
         return turns
