@@ -63,17 +63,18 @@ async def _cold(store: EncryptedSessionStore, session_id: str) -> SessionState |
 
 
 # ------------------------------------------------------- raw access to storage
+def _live_rows(inner: DatabaseSessionStore) -> Any:
+    return text(
+        f"SELECT seq, data FROM {inner.table_prefix}turns WHERE session_id = :sid "
+        "AND live = 1 ORDER BY seq"
+    )
+
+
 async def _stored_texts(inner: SessionStore, session_id: str) -> list[Any]:
     if isinstance(inner, DatabaseSessionStore):
         async with inner.engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    f"SELECT data FROM {inner.table_prefix}turns WHERE session_id = :sid "
-                    "AND live = 1 ORDER BY seq"
-                ),
-                {"sid": session_id},
-            )
-            return [r[0] for r in rows]
+            rows = await conn.execute(_live_rows(inner), {"sid": session_id})
+            return [r[1] for r in rows]
     assert isinstance(inner, CacheSessionStore)
     return list(await inner.client.lrange(inner.keys.turns(session_id), 0, -1))
 
@@ -82,14 +83,8 @@ async def _rewrite(inner: SessionStore, session_id: str, index: int, data: Any) 
     """Replace the stored text of the ``index``-th live turn (what a stray writer does)."""
     if isinstance(inner, DatabaseSessionStore):
         async with inner.engine.begin() as conn:
-            seqs = await conn.execute(
-                text(
-                    f"SELECT seq FROM {inner.table_prefix}turns WHERE session_id = :sid "
-                    "AND live = 1 ORDER BY seq"
-                ),
-                {"sid": session_id},
-            )
-            seq = [r[0] for r in seqs][index]
+            rows = await conn.execute(_live_rows(inner), {"sid": session_id})
+            seq = [r[0] for r in rows][index]
             await conn.execute(
                 text(
                     f"UPDATE {inner.table_prefix}turns SET data = :d WHERE session_id = :sid "
@@ -100,6 +95,18 @@ async def _rewrite(inner: SessionStore, session_id: str, index: int, data: Any) 
         return
     assert isinstance(inner, CacheSessionStore)
     await inner.client.lset(inner.keys.turns(session_id), index, data)
+
+
+async def _edited_after_a_read(
+    store: EncryptedSessionStore, index: int, edit: Any
+) -> str:
+    """A session of 6 turns, read once; then ``edit`` applied to the stored JSON of one."""
+    session_id = await _session(store, 6)
+    await store.load(session_id)
+    doc = orjson.loads((await _stored_texts(store.inner, session_id))[index])
+    edit(doc)
+    await _rewrite(store.inner, session_id, index, orjson.dumps(doc).decode())
+    return session_id
 
 
 def _as_text(data: Any) -> str:
@@ -154,12 +161,11 @@ async def test_a_value_planted_in_clear_after_a_read_reads_as_on_a_first_read(
 ) -> None:
     async with spec.open() as factory:
         store = EncryptedSessionStore(await factory(), keyring("k1"))
-        session_id = await _session(store, 6)
-        await store.load(session_id)
-        stored = await _stored_texts(store.inner, session_id)
-        doc = orjson.loads(stored[1])  # a text-only turn: sealed text, empty containers
-        doc["metadata"], doc["tool_calls"] = {"planted": True}, [{"name": "planted"}]
-        await _rewrite(store.inner, session_id, 1, orjson.dumps(doc).decode())
+
+        def plant(doc: dict[str, Any]) -> None:  # a text-only turn: empty containers
+            doc["metadata"], doc["tool_calls"] = {"planted": True}, [{"name": "planted"}]
+
+        session_id = await _edited_after_a_read(store, 1, plant)
         again = await store.load(session_id)
         assert again is not None and again == await _cold(store, session_id)
         assert again.turns[1].content == "text 1"
@@ -172,13 +178,12 @@ async def test_a_sealed_text_changed_after_a_read_fails_as_on_a_first_read(
 ) -> None:
     async with spec.open() as factory:
         store = EncryptedSessionStore(await factory(), keyring("k1"))
-        session_id = await _session(store, 6)
-        await store.load(session_id)
-        stored = await _stored_texts(store.inner, session_id)
-        doc = orjson.loads(stored[2])
-        sealed = doc["content"]
-        doc["content"] = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
-        await _rewrite(store.inner, session_id, 2, orjson.dumps(doc).decode())
+
+        def tamper(doc: dict[str, Any]) -> None:  # one character of the sealed text
+            sealed = doc["content"]
+            doc["content"] = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+
+        session_id = await _edited_after_a_read(store, 2, tamper)
         with pytest.raises(Exception) as first_read:
             await _cold(store, session_id)
         with pytest.raises(type(first_read.value)):

@@ -47,22 +47,24 @@ class StoredRun:
         return turns_from_array(self.plain, self.count)
 
 
-def _size(texts: list[str | bytes] | None, array: str | bytes | None, plain: bytes) -> int:
-    held = len(array) if array is not None else sum(map(len, texts or ()))
-    return held + len(plain)
-
-
-def _texts(stored: StoredTurns) -> list[str | bytes] | None:
-    texts = stored.texts
-    return None if texts is None else texts if type(texts) is list else list(texts)
-
-
 def _plain(opened: list[SessionTurn]) -> bytes | None:
     """``opened`` as one JSON array (None when a value has no exact JSON form)."""
     try:
         return orjson.dumps(opened)
     except (orjson.JSONEncodeError, TypeError):
         return None
+
+
+def _run(raw_key: bytes, stored: StoredTurns, plain: bytes) -> StoredRun | None:
+    """The run of ``stored`` as read, its turns opened to ``plain``."""
+    texts = stored.texts
+    if texts is not None:
+        kept: list[str | bytes] = texts if type(texts) is list else list(texts)
+        return StoredRun(raw_key, stored.count, kept, None, plain, sum(map(len, kept)) + len(plain))
+    if stored.array is None:
+        return None
+    size = len(stored.array) + len(plain)
+    return StoredRun(raw_key, stored.count, None, stored.array, plain, size)
 
 
 def new_stored_run(
@@ -72,14 +74,7 @@ def new_stored_run(
     if not opened or stored.count != len(opened):
         return None
     plain = _plain(opened)
-    if plain is None:
-        return None
-    texts = _texts(stored)
-    if texts is None and stored.array is None:
-        return None
-    return StoredRun(
-        raw_key, stored.count, texts, stored.array, plain, _size(texts, stored.array, plain)
-    )
+    return None if plain is None else _run(raw_key, stored, plain)
 
 
 def stored_prefix(run: StoredRun, stored: StoredTurns) -> bool:
@@ -91,20 +86,19 @@ def stored_prefix(run: StoredRun, stored: StoredTurns) -> bool:
         texts = stored.texts
         if texts is None:
             return False
-        if stored.count == count:
-            return texts == run.texts if type(texts) is list else list(texts) == run.texts
-        return list(texts[:count]) == run.texts
+        head = texts if stored.count == count else texts[:count]
+        return (head if type(head) is list else list(head)) == run.texts
     array, before = stored.array, run.array
     if array is None or before is None:
         return False
     if stored.count == count:
         return array == before
     # before is "[t1,...,tn]"; array must be "[t1,...,tn," followed by the rest.
-    head = len(before) - 1
+    head_len = len(before) - 1
     if isinstance(array, str) and isinstance(before, str):
-        return array.startswith(before[:head]) and array[head] == ","
+        return array.startswith(before[:head_len]) and array[head_len] == ","
     if isinstance(array, bytes) and isinstance(before, bytes):
-        return array.startswith(before[:head]) and array[head : head + 1] == b","
+        return array.startswith(before[:head_len]) and array[head_len : head_len + 1] == b","
     return False
 
 
@@ -116,7 +110,7 @@ def stored_tail(run: StoredRun, stored: StoredTurns) -> list[SessionTurn] | None
     """
     rest = stored.count - run.count
     if stored.texts is not None:
-        return turns_from_texts(list(stored.texts[run.count :]))
+        return turns_from_texts(stored.texts[run.count :])
     array, before = stored.array, run.array
     if array is None or before is None:
         return None
@@ -132,8 +126,4 @@ def extended_stored_run(
     tail = _plain(opened_tail)
     if tail is None or not opened_tail:
         return None
-    plain = run.plain[:-1] + b"," + tail[1:]
-    texts = _texts(stored)
-    return StoredRun(
-        run.raw_key, stored.count, texts, stored.array, plain, _size(texts, stored.array, plain)
-    )
+    return _run(run.raw_key, stored, run.plain[:-1] + b"," + tail[1:])

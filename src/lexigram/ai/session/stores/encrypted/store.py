@@ -113,6 +113,7 @@ class EncryptedSessionStore(SessionStore):
         self._cache: Lru[str, DataKey] = Lru(key_cache)
         self._envelopes: Lru[str, DataKey] = Lru(key_cache)
         self._opened = OpenedTurns(turn_cache_bytes)
+        self._reuse = _reuses_stored(type(inner)) and self._opened.max_bytes > 0
 
     # -------------------------------------------------------------- delegation
     @property
@@ -390,7 +391,7 @@ class EncryptedSessionStore(SessionStore):
         texts are those of the last one is answered from its :class:`StoredRun`
         (see ``reread_stored``), and a first read keeps one.
         """
-        if not self._reuses_stored():
+        if not self._reuse:
             state = await self.inner.load(session_id)
             return None if state is None else self._open_state(state)
         offer = _StoredOffer(self, session_id)
@@ -405,26 +406,17 @@ class EncryptedSessionStore(SessionStore):
         return opened
 
     def _reuses_stored(self) -> bool:
-        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache).
-
-        Only when the class that overrides ``load_reusing`` is also the one that
-        defines ``load``: a subclass that changes ``load`` alone (a wrapper, a test
-        double) is read through its ``load``.
-        """
-        cls = type(self.inner)
-        reusing = _definer(cls, "load_reusing")
-        return (
-            reusing is not SessionStore
-            and reusing is _definer(cls, "load")
-            and self._opened.max_bytes > 0
-        )
+        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache)."""
+        return self._reuse
 
     def _keep_stored_run(
         self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
     ) -> None:
         cache = self._opened.of(session_id)
-        run = None if cache is None else new_stored_run(key.raw, stored, opened)
-        if cache is not None and run is not None:
+        if cache is None:
+            return
+        run = new_stored_run(key.raw, stored, opened)
+        if run is not None:
             self._opened.keep_stored_run(session_id, cache, run)
 
     def _reused_turns(
@@ -820,6 +812,17 @@ def _refuse_outer_guard(key_guard: str | None) -> None:
     """The encrypted store guards its own writes; a caller's ``key_guard`` is refused."""
     if key_guard is not None:
         raise SessionValidationError("key_guard", "is set by the encrypted store itself")
+
+
+def _reuses_stored(inner: type[SessionStore]) -> bool:
+    """Whether a store of class ``inner`` is read through its ``load_reusing``.
+
+    Only when the class that overrides ``load_reusing`` is also the one that defines
+    ``load``: a subclass that changes ``load`` alone (a wrapper, a test double) is
+    read through its ``load``.
+    """
+    reusing = _definer(inner, "load_reusing")
+    return reusing is not SessionStore and reusing is _definer(inner, "load")
 
 
 def _definer(cls: type, name: str) -> type | None:

@@ -227,12 +227,13 @@ class CacheSessionStore(SessionStore):
             await self._core.index.ended(sid, state.user_id, to_us(state.updated_at))
 
     async def load(self, session_id: str) -> SessionState | None:
-        return await self.load_reusing(session_id, None)
+        return await self._load(session_id, None)
 
-    async def load_reusing(
-        self, session_id: str, reuse: TurnReuse | None
-    ) -> SessionState | None:
+    async def load_reusing(self, session_id: str, reuse: TurnReuse) -> SessionState | None:
         """:meth:`load`, showing ``reuse`` the live turns' stored texts first."""
+        return await self._load(session_id, reuse)
+
+    async def _load(self, session_id: str, reuse: TurnReuse | None) -> SessionState | None:
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._core.clock()
