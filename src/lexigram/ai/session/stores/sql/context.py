@@ -8,6 +8,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from lexigram.ai.session.stores.base import SessionRecord
+from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies
 from lexigram.ai.session.stores.sql.rows import record_from_row
 
 __all__ = ["NO_LIMIT", "Ctx", "StatementSet"]
@@ -42,16 +43,24 @@ class Ctx(Generic[Q]):
     lock. A script that waits for a row lock (PostgreSQL) calls :meth:`locked` once
     it holds it, so that a deadline is judged when the write is applied, not when
     the caller started waiting. ``now`` never goes backwards within an operation.
+    ``replies``: on MariaDB, the store's copies of the headers it appended to (see
+    :mod:`.mysql_replies`).
     """
 
-    __slots__ = ("_clock", "_now", "lock_ns", "q", "ttl")
+    __slots__ = ("_clock", "_now", "lock_ns", "q", "replies", "ttl")
 
     def __init__(
-        self, q: Q, clock: Callable[[], int], ttl: int, lock_ns: str
+        self,
+        q: Q,
+        clock: Callable[[], int],
+        ttl: int,
+        lock_ns: str,
+        replies: HeaderReplies | None = None,
     ) -> None:
         self.q = q
         self.ttl = ttl
         self.lock_ns = lock_ns
+        self.replies = replies
         self._clock = clock
         self._now: int | None = None
 

@@ -37,6 +37,7 @@ from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS
 
 __all__ = [
     "APPEND_SLOTS",
+    "EXPECT_PARAMS",
     "Call",
     "append_call",
     "append_procedure",
@@ -44,6 +45,7 @@ __all__ = [
     "create_load_procedure",
     "drop_append_procedure",
     "drop_load_procedure",
+    "fingerprint",
     "load_call",
     "load_procedure",
     "routines",
@@ -53,8 +55,9 @@ __all__ = [
 APPEND_SLOTS = 2
 #: Raise when the procedure's body or parameters change: the name carries it, so a
 #: database keeps the old procedure for processes still running the old release
-#: (2: the data-key guard ``kg``; :func:`routines` drops version 1 with the tables).
-_VERSION = 2
+#: (2: the data-key guard ``kg``; 3: the caller's expected header, see
+#: :mod:`.mysql_replies`; :func:`routines` drops the earlier ones with the tables).
+_VERSION = 3
 #: The same for the load procedure.
 _LOAD_VERSION = 1
 #: ids and documents as the tables store them (binary collation without padding).
@@ -62,6 +65,31 @@ _ID = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 _DOC = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 #: A data-key guard: a key envelope as a quoted JSON string (see ``SqlParts.key_guard``).
 _GUARD = "VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+#: A header's fingerprint (:func:`fingerprint`): 64 hex digits.
+_FP = "CHAR(64) CHARACTER SET ascii COLLATE ascii_bin"
+#: The parameters that name the header a caller expects (see :mod:`.mysql_replies`).
+EXPECT_PARAMS = (
+    "e_fp", "e_count", "e_seq", "e_tokens", "e_cost", "e_updated", "e_expires",
+)
+#: The header columns an append leaves as they are, text first: what
+#: :func:`fingerprint` covers.
+_KEPT_TEXT = (
+    "session_id", "user_id", "metadata", "active_tools", "active_skills", "system_prompt",
+    "variables", "checkpoint_id", "parent_session_id", "branch_name",
+)
+_KEPT_NUMBERS = ("ordinal", "created_at", "fork_seq")
+
+
+def fingerprint() -> str:
+    """SQL: SHA-256 (hex) of the header columns an append leaves as they are.
+
+    Each text is preceded by its length in characters (``-1`` for NULL), so no two
+    headers encode alike; ``ordinal`` is new for every row ever inserted, so a session
+    deleted and created again under the same id never matches its former self.
+    """
+    numbers = ", ".join(f"IFNULL({c}, 'n')" for c in _KEPT_NUMBERS)
+    texts = ", ".join(f"IFNULL(CHAR_LENGTH({c}), -1), {c}" for c in _KEPT_TEXT)
+    return f"SHA2(CONCAT_WS(',', {numbers}, {texts}), 256)"
 
 
 class Call(str):
@@ -109,8 +137,9 @@ def append_call(prefix: str, n: int, guarded: bool = False) -> str:
     """``CALL`` of the procedure for ``n`` (1 or 2) turns with the compound's parameters.
 
     ``:sid, :n, :tokens, :now, :max, :expires, :tok_room, :cost_room``, the data-key
-    guard (``:kguard`` when ``guarded``, else ``NULL``) and per turn ``:id<i>, :tok<i>,
-    :c<i>, :data<i>``; the slots after ``n`` are ``NULL``.
+    guard (``:kguard`` when ``guarded``, else ``NULL``), per turn ``:id<i>, :tok<i>,
+    :c<i>, :data<i>`` (the slots after ``n`` are ``NULL``), then the header the caller
+    expects (:data:`EXPECT_PARAMS`, all ``NULL`` when it expects none).
     """
     if not 0 < n <= APPEND_SLOTS:
         raise ValueError(f"the append procedure takes 1 to {APPEND_SLOTS} turns, not {n}")
@@ -118,14 +147,22 @@ def append_call(prefix: str, n: int, guarded: bool = False) -> str:
         f":id{i}, :tok{i}, :c{i}, :data{i}" if i <= n else "NULL, NULL, NULL, NULL"
         for i in range(1, APPEND_SLOTS + 1)
     ]
+    expected = ", ".join(f":{name}" for name in EXPECT_PARAMS)
     return (
         f"CALL {append_procedure(prefix)}(:sid, :n, :tokens, :now, :max, :expires, "
-        f":tok_room, :cost_room, {':kguard' if guarded else 'NULL'}, {', '.join(slots)})"
+        f":tok_room, :cost_room, {':kguard' if guarded else 'NULL'}, {', '.join(slots)}, "
+        f"{expected})"
     )
 
 
 def create_append_procedure(prefix: str) -> str:
-    """``CREATE PROCEDURE IF NOT EXISTS`` of the append procedure for ``prefix``."""
+    """``CREATE PROCEDURE IF NOT EXISTS`` of the append procedure for ``prefix``.
+
+    Its answer (see :mod:`.mysql_replies`): no result set when it applied and the
+    header it locked was exactly the one the caller expects (``e_fp`` and the
+    counters); the header and its :func:`fingerprint` when it applied otherwise; one
+    ``NULL`` column when a check refused it or another transaction held the header.
+    """
     s, t = f"{prefix}sessions", f"{prefix}turns"
     turn_params = ", ".join(
         f"id{i} {_ID}, tok{i} BIGINT, c{i} DOUBLE, data{i} {_DOC}"
@@ -146,12 +183,14 @@ def create_append_procedure(prefix: str) -> str:
     return (
         f"CREATE PROCEDURE IF NOT EXISTS {append_procedure(prefix)}(sid {_ID}, n INT, "
         "tokens BIGINT, now_us BIGINT, cap BIGINT, expires BIGINT, tok_room BIGINT, "
-        f"cost_room DOUBLE, kg {_GUARD}, {turn_params}) "
+        f"cost_room DOUBLE, kg {_GUARD}, {turn_params}, e_fp {_FP}, e_count BIGINT, "
+        "e_seq BIGINT, e_tokens BIGINT, e_cost DOUBLE, e_updated BIGINT, e_expires BIGINT) "
         "MODIFIES SQL DATA SQL SECURITY INVOKER "
         "BEGIN "
         "DECLARE o, base, cnt, toks, upd, exp_at BIGINT DEFAULT NULL; "
         "DECLARE cost DOUBLE DEFAULT NULL; "
-        "DECLARE ok BOOLEAN DEFAULT NULL; "
+        "DECLARE ok, same BOOLEAN DEFAULT NULL; "
+        f"DECLARE fp {_FP} DEFAULT NULL; "
         "DECLARE CONTINUE HANDLER FOR NOT FOUND SET ok = NULL; "
         "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
         "START TRANSACTION; "
@@ -160,10 +199,15 @@ def create_append_procedure(prefix: str) -> str:
         f"expires_at, n BETWEEN 1 AND {APPEND_SLOTS} AND status = 'active' "
         "AND (expires_at IS NULL OR expires_at > now_us) "
         "AND turn_count < cap AND turn_count + n <= cap AND total_tokens <= tok_room "
-        "AND total_cost <= cost_room AND (kg IS NULL OR INSTR(metadata, kg) > 0) "
-        "INTO o, base, cnt, toks, cost, upd, exp_at, ok "
+        "AND total_cost <= cost_room AND (kg IS NULL OR INSTR(metadata, kg) > 0), "
+        f"IF(e_fp IS NULL, NULL, {fingerprint()}) "
+        "INTO o, base, cnt, toks, cost, upd, exp_at, ok, fp "
         f"FROM {s} WHERE session_id = sid FOR UPDATE SKIP LOCKED; "
         "IF ok THEN "
+        # Judged before the totals move: the header as the caller last saw it?
+        "SET same = IFNULL(fp = e_fp AND cnt = e_count AND base = e_seq "
+        "AND toks = e_tokens AND cost = e_cost AND upd = e_updated "
+        "AND exp_at <=> e_expires, FALSE); "
         f"SET cost = cost + c1; {costs} "
         f"UPDATE {s} SET last_seq = base + n, turn_count = cnt + n, "
         "total_tokens = toks + tokens, total_cost = cost, "
@@ -173,7 +217,9 @@ def create_append_procedure(prefix: str) -> str:
         "IF(exp_at > expires, exp_at, expires)) "
         "WHERE ordinal = o; "
         f"{inserts} END IF; "
-        f"SELECT {header} FROM {s} WHERE ordinal = o; "
+        f"IF NOT same THEN SELECT {header}, {fingerprint()} FROM {s} WHERE ordinal = o; "
+        "END IF; "
+        "ELSE SELECT NULL; "
         "END IF; "
         "COMMIT; "
         "END"

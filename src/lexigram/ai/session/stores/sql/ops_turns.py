@@ -44,8 +44,15 @@ from lexigram.ai.session.stores.codec import turns_from_array
 from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import NOT_DUE, SqlParts, quoted_guard
-from lexigram.ai.session.stores.sql.mysql_routines import APPEND_SLOTS, Call, append_call
+from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies, expectation, moved
+from lexigram.ai.session.stores.sql.mysql_routines import (
+    APPEND_SLOTS,
+    EXPECT_PARAMS,
+    Call,
+    append_call,
+)
 from lexigram.ai.session.stores.sql.rows import (
+    HEADER_COLUMNS,
     TURN_COLUMNS,
     ranges_from_json,
     turn_from_row,
@@ -358,12 +365,48 @@ async def append_one(
         params.update(patch)
     if guard is not None:
         params["kguard"] = quoted_guard(guard)
-    row = await tx.one(ctx.q.turns.append_rows(n, patch is not None, guard is not None), params)
+    sql = ctx.q.turns.append_rows(n, patch is not None, guard is not None)
+    replies = ctx.replies
+    if replies is None:
+        row: Sequence[Any] | None = await tx.one(sql, params)
+    else:
+        row = await _mysql_append(tx, replies, sql, session_id, params)
     if row is None:
         return None
     record = ctx.record(row)
     closed = max_turns is not None and record.state.turn_count >= max_turns
     return AppendResult(record=record, closed_by_cap=closed, first_seq=record.last_seq - n + 1)
+
+
+#: The ``e_*`` parameters of an append whose caller holds no header.
+_NO_EXPECTATION: dict[str, Any] = dict.fromkeys(EXPECT_PARAMS)
+
+
+async def _mysql_append(
+    tx: Tx, replies: HeaderReplies, sql: str, session_id: str, params: dict[str, Any]
+) -> Sequence[Any] | None:
+    """MariaDB: run the one-statement append; the new header row, or None when refused.
+
+    The procedure is told which header this store holds (:mod:`.mysql_replies`) and
+    answers with no result set when that is the header it locked: the new one is then
+    computed from it. A one-column answer is a refusal; a header with its fingerprint
+    is kept for the next append; a header alone (the compound statement) is not.
+    """
+    held = replies.get(session_id) if isinstance(sql, Call) else None
+    params.update(_NO_EXPECTATION if held is None else expectation(*held))
+    row = await tx.one(sql, params)
+    if row is None:
+        if held is None:  # no expectation sent: an answer always comes
+            return None
+        new = moved(held[0], params)
+        replies.keep(session_id, new, held[1])
+        return new
+    width = len(row)
+    if width == 1:
+        return None
+    if width > len(HEADER_COLUMNS):
+        replies.keep(session_id, list(row[: len(HEADER_COLUMNS)]), row[len(HEADER_COLUMNS)])
+    return row
 
 
 async def find_replay(
@@ -664,7 +707,7 @@ class TurnStatements:
             # one compound statement running its own transaction. It skips a header
             # another transaction holds (the caller locks, reads the clock and judges),
             # rolls back and re-raises on any error (a duplicate turn id), and returns
-            # the header when it applied, nothing when a check refused it.
+            # the header when it applied, one NULL column when a check refused it.
             self._rows_head = (
                 "BEGIN NOT ATOMIC DECLARE base BIGINT DEFAULT NULL; "
                 "DECLARE CONTINUE HANDLER FOR NOT FOUND SET base = NULL; "
@@ -677,7 +720,8 @@ class TurnStatements:
             self._rows_tail = (
                 f" {append_where}; IF ROW_COUNT() = 1 THEN "
                 f"INSERT INTO {t} (session_id, seq, live, {cols}) VALUES {{rows}}; "
-                f"SELECT {h} FROM {s} WHERE session_id = :sid; END IF; END IF; COMMIT; END"
+                f"SELECT {h} FROM {s} WHERE session_id = :sid; ELSE SELECT NULL; END IF; "
+                "ELSE SELECT NULL; END IF; COMMIT; END"
             )
         # MariaDB: up to APPEND_SLOTS turns without a patch go through the stored
         # procedure (the compound statement is its fallback, see mysql_routines).

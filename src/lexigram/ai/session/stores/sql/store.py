@@ -58,6 +58,7 @@ from lexigram.ai.session.stores.sql.inputs import (
     refuse_nul,
     turn_rows,
 )
+from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies
 from lexigram.ai.session.stores.sql.rows import (
     header_params,
     header_to_json,
@@ -149,6 +150,8 @@ class DatabaseSessionStore(SessionStore):
             owns_engine=engine is None,
         )
         self._lock_ns = f"{table_prefix}:"
+        # MariaDB: the headers appends need not send back (see mysql_replies).
+        self._replies = HeaderReplies() if self.dialect == "mysql" else None
         self._closed = False
 
     # ----------------------------------------------------------------- set-up
@@ -183,7 +186,7 @@ class DatabaseSessionStore(SessionStore):
             raise StoreUnavailableError(f"the session store on {self.url} is closed")
         ttl = self.session_ttl
         return Ctx(self._statements, self._now_us, ttl * 1_000_000 if ttl > 0 else 0,
-                   self._lock_ns)
+                   self._lock_ns, self._replies)
 
     async def _write(self, script: Script[T], *args: Any, retry_safe: bool = False) -> T:
         return await self._runner.write(script, self._ctx(), *args, retry_safe=retry_safe)
@@ -276,6 +279,7 @@ class DatabaseSessionStore(SessionStore):
         await self._write(
             ses.delete_session, checked_id(session_id, "session_id"), retry_safe=True
         )
+        self._forget_headers([session_id])
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
         """Every session of ``user_id`` that can be decoded (damaged ones are logged)."""
@@ -566,14 +570,29 @@ class DatabaseSessionStore(SessionStore):
         if not ids:
             return BatchOutcome()
         purged = await self._write(ses.purge_batch, ids, to_us(tombstone_until))
+        self._forget_headers(ids)
         return BatchOutcome(done=purged)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         sid = checked_id(session_id, "session_id")
-        return await self._write(ses.purge, sid, to_us(tombstone_until))
+        purged = await self._write(ses.purge, sid, to_us(tombstone_until))
+        self._forget_headers([sid])
+        return purged
+
+    def _forget_headers(self, session_ids: Sequence[str]) -> None:
+        """Drop this process's copies of these sessions' headers (MariaDB appends).
+
+        Not needed for correctness (the server compares before it trusts a copy), but a
+        deleted or erased session's metadata should not outlive it in memory.
+        """
+        if self._replies is not None:
+            for sid in session_ids:
+                self._replies.forget(sid)
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
-        """SQLite: rewrite the file so that freed pages keep no copy of the erased rows."""
+        """Drop the erased sessions' header copies; SQLite: rewrite the file so that freed
+        pages keep no copy of the erased rows."""
+        self._forget_headers(session_ids)
         if self.dialect == "sqlite" and session_ids:
             from lexigram.ai.session.stores.erasure import compact_sqlite
 
