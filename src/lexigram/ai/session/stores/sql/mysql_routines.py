@@ -7,9 +7,11 @@ where the anonymous ``BEGIN NOT ATOMIC … END`` statement it replaces
 on every call, and the call is a tenth of that statement's text for the client to
 format and send. Both run the same transaction with the same checks and the same
 outcome: the header is locked with ``SKIP LOCKED`` (a header another transaction holds,
-or a check that refuses, returns nothing and the caller takes the locked path), the
-counters and totals move, the rows are inserted numbered from ``last_seq``, the header
-is returned, and any error (a live duplicate id) rolls the whole append back.
+or a check that refuses, answers one NULL column and the caller takes the locked path),
+the counters and totals move, the rows are inserted numbered from ``last_seq``, the
+header is returned, and any error (a live duplicate id) rolls the whole append back.
+The procedure alone skips the header when the caller already holds it
+(:mod:`.mysql_replies`).
 
 The procedure is created with the tables (:func:`.schema.create_or_upgrade`, ``CREATE
 PROCEDURE IF NOT EXISTS``, ``SQL SECURITY INVOKER``) and dropped with them. When the
