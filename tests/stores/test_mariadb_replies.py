@@ -11,8 +11,9 @@ created again under the same id, the cap, the deadline, encryption.
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.exceptions import SessionClosedError
-from lexigram.ai.session.stores.base import AppendResult, SessionPatch
+from lexigram.ai.session.stores.base import AppendResult, SessionPatch, SessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.sql import ops_turns
@@ -51,11 +52,26 @@ def turn(n: int, cost: float = 0.1, tokens: int = 3) -> SessionTurn:
     )
 
 
-def store_on(prefix: str, clock: FakeClock, ttl: int = TTL) -> DatabaseSessionStore:
-    """A store on ``prefix`` (call ``initialize``)."""
-    return DatabaseSessionStore(
-        MARIADB_URL, table_prefix=prefix, pool_size=2, session_ttl=ttl, clock=clock
+@contextlib.asynccontextmanager
+async def opened(
+    prefix: str, clock: FakeClock | None = None, ttl: int = TTL
+) -> AsyncIterator[DatabaseSessionStore]:
+    """An initialised store on ``prefix``, closed afterwards."""
+    store = DatabaseSessionStore(
+        MARIADB_URL, table_prefix=prefix, pool_size=2, session_ttl=ttl, clock=clock or FakeClock(T0)
     )
+    await store.initialize()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def new_session(store: SessionStore, **fields: Any) -> str:
+    """The id of a new session created at T0 with ``fields``."""
+    state = make_state(created_at=T0, updated_at=T0, **fields)
+    await store.create_session(state)
+    return state.session_id
 
 
 @pytest.fixture
@@ -160,12 +176,8 @@ async def test_a_store_computes_the_header_of_its_own_appends(
     mariadb_prefix: str, derived: list[int]
 ) -> None:
     clock = FakeClock(T0)
-    store = store_on(mariadb_prefix, clock)
-    await store.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0, metadata={"plan": "pro"})
-        await store.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix, clock) as store:
+        sid = await new_session(store, metadata={"plan": "pro"})
         first = await store.append_turns(sid, [turn(1)])
         assert derived == []  # nothing held yet: the header came back
         await _check(store, first, sid)
@@ -176,19 +188,13 @@ async def test_a_store_computes_the_header_of_its_own_appends(
         assert len(derived) == 5
         assert result.record.state.metadata == {"plan": "pro"}
         assert result.record.expires_at == T0 + timedelta(seconds=5 + TTL)
-    finally:
-        await store.close()
 
 
 async def test_the_cap_closes_the_session_on_the_computed_path(
     mariadb_prefix: str, derived: list[int]
 ) -> None:
-    store = store_on(mariadb_prefix, FakeClock(T0))
-    await store.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0)
-        await store.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix) as store:
+        sid = await new_session(store)
         await store.append_turns(sid, [turn(1)], max_turns=3)
         result = await store.append_turns(sid, [turn(2), turn(3)], max_turns=3)
         assert derived == [1]
@@ -198,28 +204,20 @@ async def test_the_cap_closes_the_session_on_the_computed_path(
         with pytest.raises(SessionClosedError):
             await store.append_turns(sid, [turn(4)], max_turns=3)
         assert derived == [1]
-    finally:
-        await store.close()
 
 
 async def test_an_encrypted_session_reads_its_computed_header(
     mariadb_prefix: str, derived: list[int]
 ) -> None:
-    inner = store_on(mariadb_prefix, FakeClock(T0))
-    store = EncryptedSessionStore(inner, Keyring(parse_keys(new_key_text("k1"))))
-    await store.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0, metadata={"ssn": "078-05-1120"})
-        await store.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix) as inner:
+        store = EncryptedSessionStore(inner, Keyring(parse_keys(new_key_text("k1"))))
+        sid = await new_session(store, metadata={"ssn": "078-05-1120"})
         for n in range(1, 5):
             result = await store.append_turns(sid, [turn(n)])
         assert len(derived) == 3
         assert result.record.state.metadata == {"ssn": "078-05-1120"}
         stored = await store.load_record(sid)
         assert stored is not None and result.record.state == stored.state
-    finally:
-        await store.close()
 
 
 Change = Callable[[DatabaseSessionStore, str, int], Any]
@@ -250,13 +248,8 @@ async def test_a_change_made_elsewhere_sends_the_header_back(
     mariadb_prefix: str, derived: list[int], change: Change
 ) -> None:
     clock = FakeClock(T0)
-    mine, other = store_on(mariadb_prefix, clock), store_on(mariadb_prefix, clock)
-    await mine.initialize()
-    await other.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0, metadata={"v": 0})
-        await mine.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix, clock) as mine, opened(mariadb_prefix, clock) as other:
+        sid = await new_session(mine, metadata={"v": 0})
         await mine.append_turns(sid, [turn(1)])
         await mine.append_turns(sid, [turn(2)])
         assert len(derived) == 1
@@ -267,9 +260,6 @@ async def test_a_change_made_elsewhere_sends_the_header_back(
         again = await mine.append_turns(sid, [turn(6)])
         assert len(derived) == 2  # and is held again
         await _check(mine, again, sid)
-    finally:
-        await mine.close()
-        await other.close()
 
 
 @pytest.mark.parametrize(
@@ -296,12 +286,8 @@ async def test_any_column_changed_behind_the_stores_back_sends_the_header_back(
     mariadb_prefix: str, derived: list[int], column: str, value: str
 ) -> None:
     """Every column the header holds is compared, directly or by its fingerprint."""
-    store = store_on(mariadb_prefix, FakeClock(T0))
-    await store.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0)
-        await store.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix) as store:
+        sid = await new_session(store)
         await store.append_turns(sid, [turn(1)])
         await _sql(
             f"UPDATE {mariadb_prefix}sessions SET {column} = {value} WHERE session_id = %s", sid
@@ -309,75 +295,51 @@ async def test_any_column_changed_behind_the_stores_back_sends_the_header_back(
         result = await store.append_turns(sid, [turn(2)])
         assert derived == []
         await _check(store, result, sid)
-    finally:
-        await store.close()
 
 
 async def test_a_session_created_again_under_the_same_id_is_not_taken_for_the_old(
     mariadb_prefix: str, derived: list[int]
 ) -> None:
     clock = FakeClock(T0)
-    mine, other = store_on(mariadb_prefix, clock), store_on(mariadb_prefix, clock)
-    await mine.initialize()
-    await other.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0, user_id="alice", metadata={"a": 1})
-        await mine.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix, clock) as mine, opened(mariadb_prefix, clock) as other:
+        sid = await new_session(mine, user_id="alice", metadata={"a": 1})
         await mine.append_turns(sid, [turn(1)])
         # Deleted and created again elsewhere, with the same counters once appended to.
         await other.delete(sid)
-        again = make_state(
-            session_id=sid, created_at=T0, updated_at=T0, user_id="bob", metadata={"b": 2}
-        )
-        await other.create_session(again)
+        await new_session(other, session_id=sid, user_id="bob", metadata={"b": 2})
         await other.append_turns(sid, [turn(1)])
         result = await mine.append_turns(sid, [turn(2)])
         assert derived == []
         assert result.record.state.user_id == "bob"
         assert result.record.state.metadata == {"b": 2}
         await _check(mine, result, sid)
-    finally:
-        await mine.close()
-        await other.close()
 
 
 async def test_without_the_procedure_appends_return_the_header(
     mariadb_prefix: str, derived: list[int]
 ) -> None:
-    store = store_on(mariadb_prefix, FakeClock(T0))
-    await store.initialize()
-    await _sql(f"DROP PROCEDURE IF EXISTS {append_procedure(mariadb_prefix)}")
-    try:
-        state = make_state(created_at=T0, updated_at=T0)
-        await store.create_session(state)
-        sid = state.session_id
+    async with opened(mariadb_prefix) as store:
+        await _sql(f"DROP PROCEDURE IF EXISTS {append_procedure(mariadb_prefix)}")
+        sid = await new_session(store)
         for n in range(1, 4):
             result = await store.append_turns(sid, [turn(n)], max_turns=3)
             await _check(store, result, sid)
         assert derived == [] and result.closed_by_cap
         with pytest.raises(SessionClosedError):  # the statement's refusal, named
             await store.append_turns(sid, [turn(4)], max_turns=3)
-    finally:
-        await store.close()
 
 
 async def test_deleting_a_session_drops_its_copy(mariadb_prefix: str) -> None:
-    store = store_on(mariadb_prefix, FakeClock(T0))
-    await store.initialize()
-    try:
-        states = [make_state(created_at=T0, updated_at=T0) for _ in range(3)]
-        for state in states:
-            await store.create_session(state)
-            await store.append_turns(state.session_id, [turn(1)])
+    async with opened(mariadb_prefix) as store:
+        sids = [await new_session(store) for _ in range(3)]
+        for sid in sids:
+            await store.append_turns(sid, [turn(1)])
         replies = store._replies
         assert replies is not None and len(replies) == 3
-        await store.delete(states[0].session_id)
-        await store.purge(states[1].session_id, tombstone_until=T0)
-        await store.forget_user(states[2].user_id, [states[2].session_id])
+        await store.delete(sids[0])
+        await store.purge(sids[1], tombstone_until=T0)
+        await store.forget_user("alice", [sids[2]])
         assert len(replies) == 0
-    finally:
-        await store.close()
 
 
 async def test_interleaved_changes_never_return_a_stale_header(
@@ -387,14 +349,11 @@ async def test_interleaved_changes_never_return_a_stale_header(
     rng = random.Random(1234)
     clock_a = FakeClock(T0)
     clock_b = FakeClock(T0 + timedelta(seconds=3))
-    a = store_on(mariadb_prefix, clock_a, ttl=3600)
-    b = store_on(mariadb_prefix, clock_b, ttl=3600)
-    await a.initialize()
-    await b.initialize()
-    try:
-        state = make_state(created_at=T0, updated_at=T0)
-        await a.create_session(state)
-        sid = state.session_id
+    async with (
+        opened(mariadb_prefix, clock_a, ttl=3600) as a,
+        opened(mariadb_prefix, clock_b, ttl=3600) as b,
+    ):
+        sid = await new_session(a)
         n = 0
         for _ in range(120):
             step = rng.random()
@@ -415,6 +374,3 @@ async def test_interleaved_changes_never_return_a_stale_header(
             else:
                 (clock_a if step < 0.9 else clock_b).advance(rng.choice([1, 7, 61]))
         assert derived, "no append computed its header"
-    finally:
-        await a.close()
-        await b.close()
