@@ -171,6 +171,21 @@ def test_the_copies_are_bounded_oldest_first() -> None:
     assert replies.get("s2") is None and len(replies) == 2
 
 
+def test_the_copies_hold_a_bounded_amount_of_text() -> None:
+    replies = HeaderReplies(size=100, budget=64 * 100)
+    big = _row(metadata="m" * 60, variables="v" * 30)  # 96 characters with "active"
+    for i in range(100):
+        replies.keep(f"s{i}", big, "f")
+    assert replies.chars == 66 * 96 and len(replies) == 66
+    assert replies.get("s99") is not None and replies.get("s0") is None
+    # Over a 64th of the budget: not kept, and what was held for it is dropped.
+    replies.keep("s99", _row(metadata="m" * 101), "g")
+    assert replies.get("s99") is None and replies.chars == 65 * 96
+    for i in range(100):
+        replies.forget(f"s{i}")
+    assert replies.chars == 0 and len(replies) == 0
+
+
 # ---------------------------------------------------------- against MariaDB
 async def test_a_store_computes_the_header_of_its_own_appends(
     mariadb_prefix: str, derived: list[int]

@@ -20,8 +20,9 @@ fingerprint as before, and the store keeps those. The server decides under the r
 lock, so a stale copy here never reaches a caller: at worst it costs the reply it
 would have cost anyway.
 
-The copies are per store, at most :data:`KEPT` sessions (the oldest dropped first),
-and dropped when the store deletes, purges or erases the session. Measured on
+The copies are per store, at most :data:`KEPT` sessions and :data:`BUDGET` characters
+of header text (the oldest dropped first; a header larger than a 64th of that is not
+kept), and dropped when the store deletes, purges or erases the session. Measured on
 2026-12-06 (one process, 32 tasks, two-turn appends, alternated with the previous
 release): 5-16 us less client CPU and about 10-20 us less server CPU per append of
 255-350 us of server time; ``add_turn`` 4-5 % faster in ``benchmarks/stores.py``.
@@ -29,16 +30,18 @@ release): 5-16 us less client CPU and about 10-20 us less server CPU per append 
 
 from __future__ import annotations
 
-import contextlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS
 
-__all__ = ["KEPT", "HeaderReplies", "expectation", "moved"]
+__all__ = ["BUDGET", "KEPT", "HeaderReplies", "expectation", "moved"]
 
 #: How many sessions' headers a store keeps.
 KEPT = 4096
+#: How many characters of header text (all sessions together) a store keeps.
+BUDGET = 8 * 1024 * 1024
 
 _WIDTH = len(HEADER_COLUMNS)
 _AT = {name: i for i, name in enumerate(HEADER_COLUMNS)}
@@ -95,32 +98,61 @@ def moved(row: Sequence[Any], params: dict[str, Any]) -> list[Any]:
     return new
 
 
+def _chars(row: Sequence[Any]) -> int:
+    """About how much memory a header row holds: the length of its texts."""
+    return sum(len(value) for value in row if type(value) is str)
+
+
 class HeaderReplies:
-    """The last header (row and fingerprint) this store saw of each session it appends to."""
+    """The last header (row and fingerprint) this store saw of each session it appends to.
 
-    __slots__ = ("_kept", "_size")
+    At most ``size`` sessions and ``budget`` characters of header text (metadata,
+    variables, prompt, ids), the oldest dropped first; a header over a 64th of the
+    budget is not kept (its appends get it back from the server, as without copies).
+    A store may serve event loops in several threads: one lock guards the copies.
+    """
 
-    def __init__(self, size: int = KEPT) -> None:
+    __slots__ = ("_budget", "_chars", "_kept", "_lock", "_size")
+
+    def __init__(self, size: int = KEPT, budget: int = BUDGET) -> None:
         self._size = size
-        self._kept: dict[str, tuple[list[Any], str]] = {}
+        self._budget = budget
+        self._chars = 0
+        self._kept: dict[str, tuple[list[Any], str, int]] = {}
+        self._lock = threading.Lock()
 
     def get(self, session_id: str) -> tuple[list[Any], str] | None:
         """The header row held for ``session_id`` and its fingerprint, if any."""
-        return self._kept.get(session_id)
+        held = self._kept.get(session_id)
+        return None if held is None else (held[0], held[1])
 
     def keep(self, session_id: str, row: list[Any], fp: str) -> None:
         """Hold ``row`` (the header columns) with the server's fingerprint ``fp``."""
-        kept = self._kept
-        if session_id not in kept and len(kept) >= self._size:
-            # A store may serve event loops in several threads: another thread may
-            # have dropped or added an entry between these steps.
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                del kept[next(iter(kept))]
-        kept[session_id] = (row, fp)
+        chars = _chars(row)
+        with self._lock:
+            self._drop(session_id)
+            if chars > self._budget // 64:
+                return
+            kept = self._kept
+            while kept and (len(kept) >= self._size or self._chars + chars > self._budget):
+                self._drop(next(iter(kept)))
+            kept[session_id] = (row, fp, chars)
+            self._chars += chars
 
     def forget(self, session_id: str) -> None:
         """Drop what is held for ``session_id``."""
-        self._kept.pop(session_id, None)
+        with self._lock:
+            self._drop(session_id)
+
+    def _drop(self, session_id: str) -> None:
+        held = self._kept.pop(session_id, None)
+        if held is not None:
+            self._chars -= held[2]
+
+    @property
+    def chars(self) -> int:
+        """Characters of header text held."""
+        return self._chars
 
     def __len__(self) -> int:
         return len(self._kept)
