@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from typing import Any
 
+from lexigram.ai.session.stores import gc_pause
 from lexigram.ai.session.stores.gc_pause import MIN_PAUSE, paused_gc
 
 
@@ -73,7 +75,8 @@ def _cycles_left_after(pause_every: int, rounds: int = 50_000) -> int:
     return len(gc.get_objects()) - before
 
 
-def test_frequent_long_decodes_do_not_stop_the_collector() -> None:
+def test_frequent_long_decodes_do_not_stop_the_collector(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
     # 100,000 objects in cycles are made; the collector must keep reclaiming them
     # (an earlier pause reset the young generation's count and none ever was).
     assert _cycles_left_after(pause_every=100) < 10_000
@@ -81,15 +84,29 @@ def test_frequent_long_decodes_do_not_stop_the_collector() -> None:
     gc.collect()
 
 
-def test_what_was_built_during_a_pause_stays_tracked_and_alive() -> None:
+def test_what_was_built_during_a_pause_is_not_walked_again(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
     with paused_gc():
         built = [[i] for i in range(5_000)]
-    assert gc.isenabled()
-    gc.collect(0)
-    assert len(built) == 5_000 and all(gc.is_tracked(b) for b in built[:10])
+    # Moved out of the youngest generation: no young collection walks them next.
+    assert gc.get_count()[0] < 1_000
+    assert len(built) == 5_000 and gc.is_tracked(built[0])
 
 
-def test_objects_the_application_froze_stay_frozen() -> None:
+def test_young_garbage_is_collected_before_a_pause_not_promoted(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
+    gc.collect()
+    garbage: list[Any] = []
+    garbage.append(garbage)  # a cycle in the youngest generation
+    witness = weakref.ref(_Node(garbage))
+    del garbage
+    with paused_gc():
+        pass
+    assert witness() is None  # reclaimed by the collection before the pause
+
+
+def test_objects_the_application_froze_stay_frozen(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
@@ -97,5 +114,14 @@ def test_objects_the_application_froze_stay_frozen() -> None:
         with paused_gc():
             pass
         assert gc.get_freeze_count() == frozen
+        assert gc_pause._promote is False  # and no longer tried
     finally:
         gc.unfreeze()
+
+
+class _Node:
+    """An object a weak reference can watch, kept alive only by a cycle."""
+
+    def __init__(self, cycle: list[Any]) -> None:
+        self.cycle = cycle
+        cycle.append(self)
