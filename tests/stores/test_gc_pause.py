@@ -86,7 +86,7 @@ def test_frequent_long_decodes_do_not_stop_the_collector(monkeypatch: Any) -> No
 
 def test_what_was_built_during_a_pause_is_not_walked_again(monkeypatch: Any) -> None:
     monkeypatch.setattr(gc_pause, "_promote", True)
-    with paused_gc():
+    with paused_gc(5_000):
         built = [[i] for i in range(5_000)]
     # Moved out of the youngest generation: no young collection walks them next.
     assert gc.get_count()[0] < 1_000
@@ -105,13 +105,38 @@ def test_young_garbage_is_collected_before_a_pause_not_promoted(monkeypatch: Any
     assert witness() is None  # reclaimed by the collection before the pause
 
 
+def test_what_others_allocated_during_a_pause_is_left_young(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
+    gc.collect()
+    with paused_gc(MIN_PAUSE):
+        # Far more than MIN_PAUSE turns make: as another thread would, meanwhile.
+        for _ in range(20_000):
+            cycle: list[Any] = []
+            cycle.append(cycle)
+        witness = weakref.ref(_Node(cycle))
+        del cycle
+    gc.collect(0)  # a young collection reaches it: it was not promoted
+    assert witness() is None
+
+
+def test_a_pause_without_a_count_promotes_nothing(monkeypatch: Any) -> None:
+    monkeypatch.setattr(gc_pause, "_promote", True)
+    gc.collect()
+    with paused_gc():
+        cycle: list[Any] = []
+        witness = weakref.ref(_Node(cycle))
+        del cycle
+    gc.collect(0)
+    assert witness() is None
+
+
 def test_objects_the_application_froze_stay_frozen(monkeypatch: Any) -> None:
     monkeypatch.setattr(gc_pause, "_promote", True)
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        with paused_gc():
+        with paused_gc(MIN_PAUSE):
             pass
         assert gc.get_freeze_count() == frozen
         assert gc_pause._promote is False  # and no longer tried

@@ -30,6 +30,11 @@ long session every few hundred allocations never ran a young collection again, a
 the cyclic garbage of any other code stayed in memory for good
 (``tests/stores/test_gc_pause.py``).
 
+The promotion is also skipped when the young generation holds more than the pause
+announced it would build (``count`` items, a few tracked objects each): other threads
+allocated meanwhile, and their objects are left for the collector to examine. A pause
+without ``count`` never promotes.
+
 The promotion is skipped, for the life of the process, as soon as the application
 has frozen objects itself (``gc.get_freeze_count()``, e.g. to share pages with forked
 workers), since ``gc.unfreeze()`` would release those too.
@@ -47,28 +52,41 @@ __all__ = ["MIN_PAUSE", "paused_gc"]
 #: Below this many turns a pause is not worth its (sub-microsecond) cost.
 MIN_PAUSE = 256
 
+#: Tracked objects a pause may allocate per turn or record it announces before what it
+#: built is taken for its own (a turn is four to eight: the turn, its dict, its lists,
+#: the dicts of its tool calls); more means other threads allocated meanwhile.
+_PER_ITEM = 16
+#: Allocations a pause may make besides its items (lists, rows, headers).
+_SLACK = 2_000
+
 _lock = threading.Lock()
 _holders = 0
 _resume = False
+_expected = 0
 _promote = True
 
 
 class _Paused:
     """Context manager: the collector is off inside (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_expect",)
+
+    def __init__(self, expect: int) -> None:
+        self._expect = expect
 
     def __enter__(self) -> None:
-        global _holders, _resume
+        global _holders, _resume, _expected
         if _promote and _holders == 0 and gc.isenabled():
             # Outside the lock: a collection may run finalizers. A race only adds one.
             gc.collect(1)
         with _lock:
             if _holders == 0:
                 _resume = gc.isenabled()
+                _expected = 0
                 if _resume:
                     gc.disable()
             _holders += 1
+            _expected += self._expect
 
     def __exit__(
         self,
@@ -80,7 +98,9 @@ class _Paused:
         with _lock:
             _holders -= 1
             if _holders == 0 and _resume:
-                if _promote:
+                # Promoted only when the young generation holds no more than the
+                # pauses built: anything more (other threads) is left to be examined.
+                if _promote and gc.get_count()[0] <= _expected:
                     if gc.get_freeze_count():
                         _promote = False  # the application freezes objects: leave them
                     else:
@@ -89,7 +109,6 @@ class _Paused:
                 gc.enable()
 
 
-_PAUSED = _Paused()
 _NOT_PAUSED: AbstractContextManager[None] = nullcontext()
 
 
@@ -99,4 +118,6 @@ def paused_gc(count: int | None = None) -> AbstractContextManager[None]:
     With ``count`` (how many turns or records the caller is about to build), the
     collector is paused only from :data:`MIN_PAUSE` on; below, nothing happens.
     """
-    return _PAUSED if count is None or count >= MIN_PAUSE else _NOT_PAUSED
+    if count is None:
+        return _Paused(0)
+    return _Paused(count * _PER_ITEM + _SLACK) if count >= MIN_PAUSE else _NOT_PAUSED
