@@ -22,10 +22,12 @@ collector would have moved the surviving result anyway.
 
 ``gc.freeze()`` also sets the youngest generation's allocation count back to zero, and
 whatever sat in the young generations moves to the oldest one unexamined. So the first
-pause to start first runs a collection of the two young generations (what other code
-allocated since the last one, at most a few thousand objects): their garbage is
-reclaimed and the count restarts from zero there, so the freeze forgives only the
-pause's own allocations, which are the result. Without that step a process that read a
+pause to start first runs a young collection (what other code allocated since the last
+one, a few hundred objects): its garbage is reclaimed and the count restarts from zero
+there, so the freeze forgives only the pause's own allocations, which are the result.
+(What the middle generation holds is moved on unexamined; the collector's middle and
+full collections keep their pace, since the freeze leaves their counts alone, and the
+next full collection examines it.) Without that step a process that read a
 long session every few hundred allocations never ran a young collection again, and
 the cyclic garbage of any other code stayed in memory for good
 (``tests/stores/test_gc_pause.py``).
@@ -78,7 +80,7 @@ class _Paused:
         global _holders, _resume, _expected
         if _promote and _holders == 0 and gc.isenabled():
             # Outside the lock: a collection may run finalizers. A race only adds one.
-            gc.collect(1)
+            gc.collect(0)
         with _lock:
             if _holders == 0:
                 _resume = gc.isenabled()
