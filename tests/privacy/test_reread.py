@@ -49,7 +49,7 @@ def _loaded(store: EncryptedSessionStore, session_id: str) -> tuple[bytes, list[
     A backend that shows its stored texts keeps a ``StoredRun`` (``reread_stored``);
     the in-memory store, a ``Run`` of its turns.
     """
-    if store._reuses_stored():
+    if store._reuse:
         stored = store._opened.stored_run(session_id)
         turns = None if stored is None else stored.turns()
         return None if stored is None or turns is None else (

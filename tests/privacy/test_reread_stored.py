@@ -121,7 +121,7 @@ async def test_an_unchanged_session_is_reread_without_opening_a_turn(
 ) -> None:
     async with spec.open() as factory:
         store = EncryptedSessionStore(await factory(), keyring("k1"))
-        assert store._reuses_stored()
+        assert store._reuse
         session_id = await _session(store, count)
         first = await store.load(session_id)
         assert first is not None and store._opened.stored_run(session_id) is not None
@@ -338,7 +338,7 @@ async def test_a_subclass_that_changes_load_alone_is_read_through_its_load(
     await inner.initialize()
     try:
         store = EncryptedSessionStore(inner, keyring("k1"))
-        assert not store._reuses_stored()
+        assert not store._reuse
         session_id = await _session(store, 3)
         assert (await store.load(session_id)) is not None
         assert (await store.load(session_id)) is not None

@@ -11,14 +11,13 @@ created again under the same id, the cap, the deadline, encryption.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from lexigram.contracts.ai.session import SessionStatus, SessionTurn
+from lexigram.contracts.ai.session import SessionStatus
 
 from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.exceptions import SessionClosedError
@@ -30,41 +29,11 @@ from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies, expectat
 from lexigram.ai.session.stores.sql.mysql_routines import append_procedure
 from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS
 from lexigram.ai.session.testing.support import FakeClock, make_state
-from tests.services import MARIADB_URL
-from tests.stores.test_mariadb_appends import _sql
+from tests.stores.test_mariadb_appends import T0, TTL, _sql, opened, turn
 
 pytestmark = pytest.mark.mariadb
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-TTL = 60
 AT = {name: i for i, name in enumerate(HEADER_COLUMNS)}
-
-
-def turn(n: int, cost: float = 0.1, tokens: int = 3) -> SessionTurn:
-    """Turn ``n`` (costs that do not add up exactly in binary)."""
-    return SessionTurn(
-        turn_id=f"t{n}",
-        role="user" if n % 2 else "assistant",
-        content=f"message {n}",
-        timestamp=T0 + timedelta(seconds=n),
-        tokens_used=tokens,
-        cost=cost,
-    )
-
-
-@contextlib.asynccontextmanager
-async def opened(
-    prefix: str, clock: FakeClock | None = None, ttl: int = TTL
-) -> AsyncIterator[DatabaseSessionStore]:
-    """An initialised store on ``prefix``, closed afterwards."""
-    store = DatabaseSessionStore(
-        MARIADB_URL, table_prefix=prefix, pool_size=2, session_ttl=ttl, clock=clock or FakeClock(T0)
-    )
-    await store.initialize()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def new_session(store: SessionStore, **fields: Any) -> str:

@@ -112,6 +112,8 @@ class _Paused:
 
 
 _NOT_PAUSED: AbstractContextManager[None] = nullcontext()
+#: The pause of a caller that announces no count: it never promotes.
+_PAUSED_UNCOUNTED = _Paused(0)
 
 
 def paused_gc(count: int | None = None) -> AbstractContextManager[None]:
@@ -121,5 +123,5 @@ def paused_gc(count: int | None = None) -> AbstractContextManager[None]:
     collector is paused only from :data:`MIN_PAUSE` on; below, nothing happens.
     """
     if count is None:
-        return _Paused(0)
+        return _PAUSED_UNCOUNTED
     return _Paused(count * _PER_ITEM + _SLACK) if count >= MIN_PAUSE else _NOT_PAUSED

@@ -113,6 +113,7 @@ class EncryptedSessionStore(SessionStore):
         self._cache: Lru[str, DataKey] = Lru(key_cache)
         self._envelopes: Lru[str, DataKey] = Lru(key_cache)
         self._opened = OpenedTurns(turn_cache_bytes)
+        # Whether load goes through the inner store's load_reusing (with a cache).
         self._reuse = _reuses_stored(type(inner)) and self._opened.max_bytes > 0
 
     # -------------------------------------------------------------- delegation
@@ -404,10 +405,6 @@ class EncryptedSessionStore(SessionStore):
         if offer.key is not None and offer.stored is not None:
             self._keep_stored_run(session_id, offer.key, offer.stored, opened.turns)
         return opened
-
-    def _reuses_stored(self) -> bool:
-        """Whether ``load`` goes through the inner store's ``load_reusing`` (and a cache)."""
-        return self._reuse
 
     def _keep_stored_run(
         self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
