@@ -14,9 +14,14 @@ stores on fresh namespaces: plain, and the same backend behind
 * ``get_state cold``: the same read through a second encrypted store on the same
   data with its cache of opened turns off (``turn_cache_bytes=0``), as a process
   reading the session for the first time does (its data key is cached);
-* ``text get_state`` / ``text cold``: the same two reads of a 1,000-turn session of
-  text-only turns (the same ~300 bytes of content, no metadata, no tool call: what
-  most chat turns are), which are sealed as their text and open without a parse.
+* ``get_state first``: the first read of a 1,000-turn session the same store has
+  just written (a new session per sample): the turns it sealed are remembered
+  opened, so it decrypts none of them; what a chat worker reading back the session
+  it writes to does;
+* ``text get_state`` / ``text cold`` / ``text first``: the same three reads of
+  1,000-turn sessions of text-only turns (the same ~300 bytes of content, no metadata,
+  no tool call: what most chat turns are), which are sealed as their text and open
+  without a parse.
 
 Prints the medians of wall time and of the process's CPU time (all threads:
 aiosqlite decodes in its own) with the ratios encrypted / plain (target: <= 1.25),
@@ -118,6 +123,7 @@ async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # typ
                     )
                 long_ids[kind, mode] = state.session_id
         names = {"": ("get_state", "get_state cold"), "text ": ("text get_state", "text cold")}
+        firsts = {"": "get_state first", "text ": "text first"}
         # Warm and cold reads in separate loops: a cold read (a thousand decryptions)
         # just before a warm one evicts what the warm one would find in the CPU caches,
         # which no process re-reading a session meets.
@@ -132,6 +138,17 @@ async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # typ
                 for mode, manager in (("off", managers["off"]), ("on", cold)):
                     full = await samples.time(
                         f"{cold_name} {mode}", manager.get_state(long_ids[kind, mode])
+                    )
+                    assert full is not None and len(full.turns) == long_turns
+        for kind, make in (("", _turn), ("text ", _text_turn)):
+            for sample in range(reads):
+                for mode, manager in managers.items():
+                    state = await manager.create("bench-user")
+                    for start in range(0, long_turns, 100):
+                        batch = [make(n, f"f{sample}") for n in range(start, start + 100)]
+                        await manager.add_turns(state.session_id, batch)
+                    full = await samples.time(
+                        f"{firsts[kind]} {mode}", manager.get_state(state.session_id)
                     )
                     assert full is not None and len(full.turns) == long_turns
         return samples.medians()
@@ -163,7 +180,15 @@ async def main() -> None:
         except Exception as exc:  # a server that does not answer: skip it
             print(f"# {backend.name}: skipped ({type(exc).__name__}: {exc})")
             continue
-        for op in ("add_turn", "get_state", "get_state cold", "text get_state", "text cold"):
+        for op in (
+            "add_turn",
+            "get_state",
+            "get_state cold",
+            "get_state first",
+            "text get_state",
+            "text cold",
+            "text first",
+        ):
             (off, cpu_off), (on, cpu_on) = result[f"{op} off"], result[f"{op} on"]
             print(
                 f"{backend.name:<10} {op:<14} {off:9.3f} {on:9.3f} {on / off:7.2f}"

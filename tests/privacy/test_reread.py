@@ -70,6 +70,7 @@ async def test_a_reread_after_appends_equals_a_first_read(spec: BackendSpec, cou
         store = await _encrypting(factory)
         session_id = await _session(store, count)
         first = await store.load(session_id)
+        assert await store.load(session_id) == first  # a stored run from the second read
         kept = _loaded(store, session_id)
         assert first is not None and kept is not None and len(kept[1]) == count
         await store.append_turns(session_id, [_turn(n, "new") for n in range(count, count + 4)])

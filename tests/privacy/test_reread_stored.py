@@ -62,6 +62,15 @@ async def _cold(store: EncryptedSessionStore, session_id: str) -> SessionState |
     return await cold.load(session_id)
 
 
+async def _read_until_kept(store: EncryptedSessionStore, session_id: str) -> SessionState:
+    """Whole reads of the session until it has a stored run (its second read keeps one)."""
+    first = await store.load(session_id)
+    assert first is not None and store._opened.stored_run(session_id) is None
+    assert await store.load(session_id) == first
+    assert store._opened.stored_run(session_id) is not None
+    return first
+
+
 # ------------------------------------------------------- raw access to storage
 def _live_rows(inner: DatabaseSessionStore) -> Any:
     return text(
@@ -102,7 +111,7 @@ async def _edited_after_a_read(
 ) -> str:
     """A session of 6 turns, read once; then ``edit`` applied to the stored JSON of one."""
     session_id = await _session(store, 6)
-    await store.load(session_id)
+    await _read_until_kept(store, session_id)
     doc = orjson.loads((await _stored_texts(store.inner, session_id))[index])
     edit(doc)
     await _rewrite(store.inner, session_id, index, orjson.dumps(doc).decode())
@@ -123,8 +132,7 @@ async def test_an_unchanged_session_is_reread_without_opening_a_turn(
         store = EncryptedSessionStore(await factory(), keyring("k1"))
         assert store._reuse
         session_id = await _session(store, count)
-        first = await store.load(session_id)
-        assert first is not None and store._opened.stored_run(session_id) is not None
+        first = await _read_until_kept(store, session_id)
 
         def no_opening(*_args: Any, **_kw: Any) -> Any:
             raise AssertionError("a sealed turn was opened again")
@@ -145,7 +153,7 @@ async def test_turns_appended_elsewhere_are_opened_alone_and_the_run_grows(
         reader = EncryptedSessionStore(await factory(), keyring("k1"))
         writer = EncryptedSessionStore(await factory(), reader.keyring)
         session_id = await _session(reader, LONG)
-        await reader.load(session_id)
+        await _read_until_kept(reader, session_id)
         await writer.append_turns(session_id, [_turn(n, "w") for n in range(LONG, LONG + 5)])
         again = await reader.load(session_id)
         assert again is not None and len(again.turns) == LONG + 5
@@ -198,7 +206,7 @@ async def test_a_stored_text_moved_to_another_place_is_not_taken_for_the_turn(
     async with spec.open() as factory:
         store = EncryptedSessionStore(await factory(), keyring("k1"))
         session_id = await _session(store, 4)
-        before = await store.load(session_id)
+        before = await _read_until_kept(store, session_id)
         stored = await _stored_texts(store.inner, session_id)
         await _rewrite(store.inner, session_id, 0, _as_text(stored[1]))
         await _rewrite(store.inner, session_id, 1, _as_text(stored[0]))

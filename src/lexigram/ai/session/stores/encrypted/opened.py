@@ -16,9 +16,11 @@ its own fresh containers; for a text-only turn body, its text (a ``str``, immuta
 so every read may share it). Beside the entries, a session keeps the :class:`.Run` of
 its last whole read (:mod:`.reread`), which answers a re-read without a lookup per turn,
 and, on a backend that shows its stored texts, the :class:`.StoredRun` of its last
-``load`` (:mod:`.reread_stored`), which answers one without decoding the sealed turns.
-The cache is bounded by bytes (runs included); whole sessions are dropped, oldest
-first, and a deleted, purged or erased session's entries are dropped at once.
+``load`` from its second on (:mod:`.reread_stored`), which answers one without
+decoding the sealed turns. The turns a store appends are entered as it seals them,
+so its next read of them decrypts none. The cache is bounded by bytes (runs
+included); whole sessions are dropped, oldest first, and a deleted, purged or erased
+session's entries are dropped at once.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class OpenedTurns:
         self._sizes: dict[str, int] = {}
         self._runs: dict[str, tuple[Run, int]] = {}
         self._stored_runs: dict[str, tuple[StoredRun, int]] = {}
+        # Sessions with one whole read and no stored run yet (see admit_stored_run).
+        self._read_once: set[str] = set()
         self._total = 0
         # Event loops in several threads may share the store: each operation is atomic.
         self._lock = threading.Lock()
@@ -77,18 +81,36 @@ class OpenedTurns:
         if not new:
             return
         with self._lock:
-            if self._sessions.get(session_id) is not entries:
-                return
-            grown = 0
-            for place, entry in new:
-                old = entries.pop(place, None)
-                if old is not None:
-                    grown -= _size(place, old)
-                size = _size(place, entry)
-                if size <= _MAX_ENTRY:
-                    entries[place] = entry
-                    grown += size
-            self._grow(session_id, grown)
+            if self._sessions.get(session_id) is entries:
+                self._record(session_id, entries, new)
+
+    def remember(self, session_id: str, new: list[tuple[str, Entry]]) -> None:
+        """:meth:`of` then :meth:`added` under one lock: values this process just sealed."""
+        if not self.max_bytes or not new:
+            return
+        with self._lock:
+            entries = self._sessions.get(session_id)
+            if entries is None:
+                entries = self._sessions[session_id] = {}
+                self._sizes[session_id] = 0
+            else:
+                self._sessions.move_to_end(session_id)
+            self._record(session_id, entries, new)
+
+    def _record(
+        self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
+    ) -> None:
+        """Put ``new`` into a session's ``entries`` (locked), then keep within the budget."""
+        grown = 0
+        for place, entry in new:
+            old = entries.pop(place, None)
+            if old is not None:
+                grown -= _size(place, old)
+            size = _size(place, entry)
+            if size <= _MAX_ENTRY:
+                entries[place] = entry
+                grown += size
+        self._grow(session_id, grown)
 
     def run(self, session_id: str) -> Run | None:
         """The run of the session's last whole read, if kept."""
@@ -103,6 +125,21 @@ class OpenedTurns:
         """The stored run of the session's last ``load``, if kept."""
         kept = self._stored_runs.get(session_id)
         return None if kept is None else kept[0]
+
+    def admit_stored_run(self, session_id: str, entries: dict[str, Entry]) -> bool:
+        """Whether a whole read of the session keeps a stored run: from its second on.
+
+        A run costs its making (one JSON encoding of the opened turns) and about twice
+        the session's stored size while kept; it pays back on the next read, so a
+        session this process reads once does without (its first read is the cheaper).
+        """
+        with self._lock:
+            if self._sessions.get(session_id) is not entries:
+                return False
+            if session_id in self._read_once or session_id in self._stored_runs:
+                return True
+            self._read_once.add(session_id)
+            return False
 
     def keep_stored_run(
         self, session_id: str, entries: dict[str, Entry], run: StoredRun
@@ -140,6 +177,7 @@ class OpenedTurns:
             self._sizes.clear()
             self._runs.clear()
             self._stored_runs.clear()
+            self._read_once.clear()
             self._total = 0
 
     def _grow(self, session_id: str, grown: int) -> None:
@@ -155,3 +193,4 @@ class OpenedTurns:
             self._total -= self._sizes.pop(session_id, 0)
             self._runs.pop(session_id, None)
             self._stored_runs.pop(session_id, None)
+            self._read_once.discard(session_id)

@@ -60,6 +60,7 @@ __all__ = [
     "seal_header",
     "seal_patch",
     "seal_turn",
+    "seal_turn_opened",
 ]
 
 #: Metadata key holding a session's key envelope (in clear).
@@ -155,14 +156,27 @@ def _text_body(turn: SessionTurn) -> bytes | None:
 
 def seal_turn(turn: SessionTurn, key: DataKey) -> SessionTurn:
     """``turn`` with its private fields sealed into ``content`` (bound to its turn id)."""
+    return seal_turn_opened(turn, key)[0]
+
+
+def seal_turn_opened(turn: SessionTurn, key: DataKey) -> tuple[SessionTurn, bytes | str]:
+    """:func:`seal_turn`, with the body opening the sealed turn gives back.
+
+    That body is what :mod:`.opened` keeps for a turn (its text, or the JSON sealed),
+    so a store may remember a turn it wrote as if it had read it.
+    """
     context = "turn:" + turn.turn_id
     text = _text_body(turn)
+    opened: bytes | str
     if text is not None:
         sealed = key.seal(text, context)
+        opened = turn.content
     else:
-        body = [turn.content, turn.tool_calls, turn.skill_results, turn.metadata]
-        sealed = _seal_json(key, body, context)
-    return _with_body(turn, sealed, [], [], {})
+        opened = orjson.dumps(
+            [turn.content, turn.tool_calls, turn.skill_results, turn.metadata], option=_OPTS
+        )
+        sealed = key.seal(opened, context)
+    return _with_body(turn, sealed, [], [], {}), opened
 
 
 def _text_or_json(plain: bytes) -> bytes | str:

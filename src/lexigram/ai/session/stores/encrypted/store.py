@@ -71,7 +71,7 @@ from lexigram.ai.session.stores.encrypted.sealing import (
     seal_checkpoint_metadata,
     seal_header,
     seal_patch,
-    seal_turn,
+    seal_turn_opened,
 )
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.validation import (
@@ -410,7 +410,7 @@ class EncryptedSessionStore(SessionStore):
         self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
     ) -> None:
         cache = self._opened.of(session_id)
-        if cache is None:
+        if cache is None or not self._opened.admit_stored_run(session_id, cache):
             return
         run = new_stored_run(key.raw, stored, opened)
         if run is not None:
@@ -559,18 +559,30 @@ class EncryptedSessionStore(SessionStore):
         async def write(key: DataKey | None, guard: str | None) -> AppendResult:
             sealed: list[SessionTurn] = outgoing
             changes = patch
+            kept: list[tuple[str, Entry]] = []
             if key is not None:
                 # Sealing a checked turn keeps it valid (its clear fields as they were,
                 # ASCII content, empty containers), so the batch stays a CheckedTurns
                 # and the inner store does not walk every field of the sealed copies.
-                sealed = CheckedTurns([seal_turn(t, key) for t in outgoing])
+                closed: list[SessionTurn] = []
+                raw = key.raw
+                for turn in outgoing:
+                    one, body = seal_turn_opened(turn, key)
+                    closed.append(one)
+                    kept.append((one.turn_id, (one.content, raw, body)))
+                sealed = CheckedTurns(closed)
                 if changes is not None:
                     changes = seal_patch(changes, key)
             elif changes is not None:
                 self._refuse_reserved(changes.metadata)
-            return await self.inner.append_turns(
+            result = await self.inner.append_turns(
                 session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
             )
+            # Remembered opened, so this process's next read decrypts none of them. An
+            # entry answers only its exact sealed text under this key and turn id (see
+            # .opened): a turn another writer popped and replaced is opened anew.
+            self._opened.remember(session_id, kept)
+            return result
 
         result = await self._guarded(session_id, write)
         return AppendResult(
