@@ -15,7 +15,11 @@ import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus
 
 from lexigram.ai.session.encryption.cipher import DataKey
-from lexigram.ai.session.exceptions import SessionClosedError, TurnLimitReachedError
+from lexigram.ai.session.exceptions import (
+    SessionClosedError,
+    SessionNotFoundError,
+    TurnLimitReachedError,
+)
 from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
@@ -159,14 +163,40 @@ def test_a_stored_run_is_admitted_from_a_sessions_second_whole_read() -> None:
     assert entries is not None and cache.admit_stored_run("s", entries) is False
 
 
-def test_remember_records_under_one_lock_as_of_then_added_do() -> None:
-    direct, stepwise = OpenedTurns(10_000), OpenedTurns(10_000)
-    new = [("t1", ("lxe1:a", b"k", "one")), ("t2", ("lxe1:b", b"k", b'["x",[],[],{}]'))]
-    direct.remember("s", new)
-    entries = stepwise.of("s")
-    assert entries is not None
-    stepwise.added("s", entries, new)
-    assert direct.of("s") == stepwise.of("s") and direct._total == stepwise._total > 0
-    off = OpenedTurns(0)
-    off.remember("s", new)
-    assert off._sessions == {} and off._total == 0
+class _ErasedWhileAppending(InMemorySessionStore):
+    """Stores the append, then lets ``during`` run before answering (an erasure racing it)."""
+
+    during: Any = None
+
+    async def append_turns(self, session_id: str, turns: Any, **kw: Any) -> Any:
+        result = await super().append_turns(session_id, turns, **kw)
+        if self.during is not None:
+            await self.during(session_id)
+        return result
+
+
+async def test_an_append_answered_after_its_session_was_erased_enters_nothing() -> None:
+    inner = _ErasedWhileAppending()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await _session(store, 2)
+    assert session_id in store._opened._sessions
+
+    async def erase(sid: str) -> None:
+        await store.erase_session(sid)
+
+    inner.during = erase
+    await store.append_turns(session_id, [_turn(7, "late")])
+    # The header the append returns is opened as any reply is; no turn is entered.
+    entries = store._opened._sessions.get(session_id, {})
+    assert [place for place in entries if not place.startswith("\0")] == []
+
+
+async def test_an_append_to_a_session_gone_elsewhere_drops_what_was_kept_of_it() -> None:
+    inner = InMemorySessionStore()
+    store = EncryptedSessionStore(inner, keyring("k1"))
+    session_id = await _session(store, 3)
+    assert store._opened._total > 0
+    await inner.delete(session_id)  # another process deleted it
+    with pytest.raises(SessionNotFoundError):
+        await store.append_turns(session_id, [_turn(9, "after")])
+    assert session_id not in store._opened._sessions and store._opened._total == 0

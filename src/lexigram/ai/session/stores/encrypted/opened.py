@@ -77,40 +77,26 @@ class OpenedTurns:
     def added(
         self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
     ) -> None:
-        """Record ``new`` entries (place, entry) of a session, then keep within the budget."""
+        """Record ``new`` entries (place, entry) of a session, then keep within the budget.
+
+        Nothing is recorded when the session was dropped since ``entries`` was taken
+        (:meth:`of`): a read or write that finishes after an erasure leaves nothing.
+        """
         if not new:
             return
         with self._lock:
-            if self._sessions.get(session_id) is entries:
-                self._record(session_id, entries, new)
-
-    def remember(self, session_id: str, new: list[tuple[str, Entry]]) -> None:
-        """:meth:`of` then :meth:`added` under one lock: values this process just sealed."""
-        if not self.max_bytes or not new:
-            return
-        with self._lock:
-            entries = self._sessions.get(session_id)
-            if entries is None:
-                entries = self._sessions[session_id] = {}
-                self._sizes[session_id] = 0
-            else:
-                self._sessions.move_to_end(session_id)
-            self._record(session_id, entries, new)
-
-    def _record(
-        self, session_id: str, entries: dict[str, Entry], new: list[tuple[str, Entry]]
-    ) -> None:
-        """Put ``new`` into a session's ``entries`` (locked), then keep within the budget."""
-        grown = 0
-        for place, entry in new:
-            old = entries.pop(place, None)
-            if old is not None:
-                grown -= _size(place, old)
-            size = _size(place, entry)
-            if size <= _MAX_ENTRY:
-                entries[place] = entry
-                grown += size
-        self._grow(session_id, grown)
+            if self._sessions.get(session_id) is not entries:
+                return
+            grown = 0
+            for place, entry in new:
+                old = entries.pop(place, None)
+                if old is not None:
+                    grown -= _size(place, old)
+                size = _size(place, entry)
+                if size <= _MAX_ENTRY:
+                    entries[place] = entry
+                    grown += size
+            self._grow(session_id, grown)
 
     def run(self, session_id: str) -> Run | None:
         """The run of the session's last whole read, if kept."""

@@ -560,6 +560,9 @@ class EncryptedSessionStore(SessionStore):
             sealed: list[SessionTurn] = outgoing
             changes = patch
             kept: list[tuple[str, Entry]] = []
+            # Taken before the write: a session dropped meanwhile (erased, deleted) is
+            # not entered again after it (see OpenedTurns.added).
+            entries = self._opened.of(session_id) if key is not None else None
             if key is not None:
                 # Sealing a checked turn keeps it valid (its clear fields as they were,
                 # ASCII content, empty containers), so the batch stays a CheckedTurns
@@ -575,13 +578,18 @@ class EncryptedSessionStore(SessionStore):
                     changes = seal_patch(changes, key)
             elif changes is not None:
                 self._refuse_reserved(changes.metadata)
-            result = await self.inner.append_turns(
-                session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
-            )
+            try:
+                result = await self.inner.append_turns(
+                    session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
+                )
+            except SessionNotFoundError:
+                self._opened.drop(session_id)  # gone: nothing of it is worth keeping
+                raise
             # Remembered opened, so this process's next read decrypts none of them. An
             # entry answers only its exact sealed text under this key and turn id (see
             # .opened): a turn another writer popped and replaced is opened anew.
-            self._opened.remember(session_id, kept)
+            if entries is not None:
+                self._opened.added(session_id, entries, kept)
             return result
 
         result = await self._guarded(session_id, write)
