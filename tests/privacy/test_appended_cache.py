@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionStatus
+from lexigram.contracts.ai.session import SessionStatus
 
 from lexigram.ai.session.encryption.cipher import DataKey
 from lexigram.ai.session.exceptions import (
@@ -23,11 +23,13 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores.encrypted.opened import OpenedTurns
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
-from lexigram.ai.session.testing import make_state, make_turn
+from lexigram.ai.session.testing import make_turn
 
 from ..stores.backends import BackendSpec
 from .helpers import PLAIN, keyring
 from .helpers import mixed_turn as _turn
+from .test_reread import _cold
+from .test_reread_stored import _session
 
 LONG = 300  # above gc_pause.MIN_PAUSE: the paused path too
 
@@ -55,22 +57,6 @@ def turn_openings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(DataKey, "decryptor", counting_decryptor)
     monkeypatch.setattr(DataKey, "open", counting_open)
     yield opened
-
-
-async def _session(store: EncryptedSessionStore, count: int, session_id: str = "ap") -> str:
-    await store.create_session(make_state("erin", session_id=session_id))
-    for start in range(0, count, 100):
-        batch = [_turn(n) for n in range(start, min(count, start + 100))]
-        await store.append_turns(session_id, batch)
-    return session_id
-
-
-async def _cold(store: EncryptedSessionStore, session_id: str) -> SessionState:
-    """The session as a process reading it for the first time sees it."""
-    cold = EncryptedSessionStore(store.inner, store.keyring, turn_cache_bytes=0)
-    state = await cold.load(session_id)
-    assert state is not None
-    return state
 
 
 @pytest.mark.parametrize("spec", PLAIN)
