@@ -47,7 +47,7 @@ def _size(place: str, entry: Entry) -> int:
 
 
 class OpenedTurns:
-    """Opened turn bodies of recently read sessions, within a byte budget."""
+    """Opened turn bodies of recently read or written sessions, within a byte budget."""
 
     def __init__(self, max_bytes: int = DEFAULT_TURN_CACHE_BYTES) -> None:
         self.max_bytes = max(max_bytes, 0)
