@@ -256,19 +256,30 @@ class EncryptedSessionStore(SessionStore):
 
     # ----------------------------------------------------------------- opening
     def _open_state(
-        self, state: SessionState, *, turns_opened: bool = False, whole_run: bool = True
+        self,
+        state: SessionState,
+        *,
+        turns_opened: bool = False,
+        whole_run: bool = True,
+        taken: dict[str, Entry] | None = None,
+        written: Sequence[tuple[str, Entry]] = (),
     ) -> SessionState:
         """``state`` opened (``turns_opened``: its turns are already; ``whole_run``: keep
-        the :class:`Run` of its turns, see ``reread``)."""
+        the :class:`Run` of its turns, see ``reread``).
+
+        A write's reply passes the session's cache entries it took before writing
+        (``taken``) and the turns it sealed (``written``): both are entered there at
+        once, and not at all when the session was dropped meanwhile (erased, deleted).
+        """
         key = self._header_key(state)
         if key is None:
             return state
         session_id = state.session_id
         record = f"session {session_id!r}"
-        cache = self._opened.of(session_id)
+        cache = self._opened.of(session_id) if taken is None else taken
         if cache is None:  # cache off: nothing to record either
             return open_header(state, key, record=record, turns_opened=turns_opened)
-        added: list[tuple[str, Entry]] = []
+        added: list[tuple[str, Entry]] = list(written)
         whole = whole_run and bool(state.turns)  # a header alone (a write's reply): no run
         run, keep_run = self._runs(session_id, cache) if whole else (None, None)
         opened = open_header(
@@ -316,10 +327,15 @@ class EncryptedSessionStore(SessionStore):
                 f"metadata.{KEY_FIELD}", "is reserved for encryption at rest"
             )
 
-    def _open_record(self, record: SessionRecord) -> SessionRecord:
-        return SessionRecord(
-            self._open_state(record.state), record.expires_at, record.fork_seq, record.last_seq
-        )
+    def _open_record(
+        self,
+        record: SessionRecord,
+        *,
+        taken: dict[str, Entry] | None = None,
+        written: Sequence[tuple[str, Entry]] = (),
+    ) -> SessionRecord:
+        state = self._open_state(record.state, taken=taken, written=written)
+        return SessionRecord(state, record.expires_at, record.fork_seq, record.last_seq)
 
     def _open_checkpoint(self, checkpoint: SessionCheckpoint) -> SessionCheckpoint:
         key = self._key_of_state(checkpoint.state)
@@ -556,7 +572,9 @@ class EncryptedSessionStore(SessionStore):
         if patch is not None:
             check_patch(patch)
 
-        async def write(key: DataKey | None, guard: str | None) -> AppendResult:
+        Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]]]
+
+        async def write(key: DataKey | None, guard: str | None) -> Written:
             sealed: list[SessionTurn] = outgoing
             changes = patch
             kept: list[tuple[str, Entry]] = []
@@ -585,17 +603,15 @@ class EncryptedSessionStore(SessionStore):
             except SessionNotFoundError:
                 self._opened.drop(session_id)  # gone: nothing of it is worth keeping
                 raise
-            # Remembered opened, so this process's next read decrypts none of them. An
-            # entry answers only its exact sealed text under this key and turn id (see
-            # .opened): a turn another writer popped and replaced is opened anew.
-            if entries is not None:
-                self._opened.added(session_id, entries, kept)
-            return result
+            return result, entries, kept
 
-        result = await self._guarded(session_id, write)
-        return AppendResult(
-            self._open_record(result.record), result.closed_by_cap, result.first_seq
-        )
+        result, entries, kept = await self._guarded(session_id, write)
+        # The turns are remembered opened with the reply's header fields, so this
+        # process's next read decrypts none of them. An entry answers only its exact
+        # sealed text under this key and turn id (see .opened): a turn another writer
+        # popped and replaced is opened anew.
+        record = self._open_record(result.record, taken=entries, written=kept)
+        return AppendResult(record, result.closed_by_cap, result.first_seq)
 
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
