@@ -92,6 +92,15 @@ class _Samples:
         return {n: (median_ms(self.wall[n]), median_ms(self.cpu[n])) for n in self.wall}
 
 
+async def _long_session(manager, make, prefix: str, turns: int = 1000) -> str:  # type: ignore[no-untyped-def]
+    """A new session of ``turns`` turns from ``make``, appended 100 at a time."""
+    state = await manager.create("bench-user")
+    for start in range(0, turns, 100):
+        batch = [make(n, prefix) for n in range(start, min(turns, start + 100))]
+        await manager.add_turns(state.session_id, batch)
+    return state.session_id
+
+
 async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
     keyring = Keyring(parse_keys(new_key_text("bench")))
     plain_store = await backend.make_store()
@@ -116,12 +125,7 @@ async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # typ
         long_ids: dict[tuple[str, str], str] = {}
         for kind, make in (("", _turn), ("text ", _text_turn)):
             for mode, manager in managers.items():
-                state = await manager.create("bench-user")
-                for start in range(0, long_turns, 100):
-                    await manager.add_turns(
-                        state.session_id, [make(n, "l") for n in range(start, start + 100)]
-                    )
-                long_ids[kind, mode] = state.session_id
+                long_ids[kind, mode] = await _long_session(manager, make, "l", long_turns)
         names = {"": ("get_state", "get_state cold"), "text ": ("text get_state", "text cold")}
         firsts = {"": "get_state first", "text ": "text first"}
         # Warm and cold reads in separate loops: a cold read (a thousand decryptions)
@@ -143,13 +147,8 @@ async def _bench(backend, quick: bool) -> dict[str, tuple[float, float]]:  # typ
         for kind, make in (("", _turn), ("text ", _text_turn)):
             for sample in range(reads):
                 for mode, manager in managers.items():
-                    state = await manager.create("bench-user")
-                    for start in range(0, long_turns, 100):
-                        batch = [make(n, f"f{sample}") for n in range(start, start + 100)]
-                        await manager.add_turns(state.session_id, batch)
-                    full = await samples.time(
-                        f"{firsts[kind]} {mode}", manager.get_state(state.session_id)
-                    )
+                    sid = await _long_session(manager, make, f"f{sample}", long_turns)
+                    full = await samples.time(f"{firsts[kind]} {mode}", manager.get_state(sid))
                     assert full is not None and len(full.turns) == long_turns
         return samples.medians()
     finally:

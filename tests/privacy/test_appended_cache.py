@@ -185,3 +185,4 @@ async def test_an_append_to_a_session_gone_elsewhere_drops_what_was_kept_of_it()
     with pytest.raises(SessionNotFoundError):
         await store.append_turns(session_id, [_turn(9, "after")])
     assert session_id not in store._opened._sessions and store._opened._total == 0
+    assert session_id not in store._cache  # its data key goes too, as on a delete

@@ -590,7 +590,8 @@ class EncryptedSessionStore(SessionStore):
                 for turn in outgoing:
                     one, body = seal_turn_opened(turn, key)
                     closed.append(one)
-                    kept.append((one.turn_id, (one.content, raw, body)))
+                    if entries is not None:  # the cache is on
+                        kept.append((one.turn_id, (one.content, raw, body)))
                 sealed = CheckedTurns(closed)
                 if changes is not None:
                     changes = seal_patch(changes, key)
@@ -601,7 +602,7 @@ class EncryptedSessionStore(SessionStore):
                     session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
                 )
             except SessionNotFoundError:
-                self._opened.drop(session_id)  # gone: nothing of it is worth keeping
+                self._forget(session_id)  # gone: nothing of it is worth keeping
                 raise
             return result, entries, kept
 
