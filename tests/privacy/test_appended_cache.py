@@ -138,15 +138,15 @@ def test_a_stored_run_is_admitted_from_a_sessions_second_whole_read() -> None:
     cache = OpenedTurns(1 << 20)
     entries = cache.of("s")
     assert entries is not None
-    assert cache.admit_stored_run("s", entries) is False
-    assert cache.admit_stored_run("s", entries) is True
-    assert cache.admit_stored_run("s", {}) is False  # not the session's live entries
+    assert cache.admit_run("s", entries) is False
+    assert cache.admit_run("s", entries) is True
+    assert cache.admit_run("s", {}) is False  # not the session's live entries
     cache.drop("s")  # forgotten with the session: a new first read again
     entries = cache.of("s")
-    assert entries is not None and cache.admit_stored_run("s", entries) is False
+    assert entries is not None and cache.admit_run("s", entries) is False
     cache.clear()
     entries = cache.of("s")
-    assert entries is not None and cache.admit_stored_run("s", entries) is False
+    assert entries is not None and cache.admit_run("s", entries) is False
 
 
 class _ErasedWhileAppending(InMemorySessionStore):

@@ -110,6 +110,31 @@ def test_a_cache_entry_made_under_another_key_is_not_used() -> None:
     assert [t.__dict__ for t in opened] == [t.__dict__ for t in plain]
 
 
+@pytest.mark.parametrize("spoilt", ["key", "sealed text"])
+def test_a_warm_cache_with_one_entry_not_the_turns_opens_that_turn_from_storage(
+    spoilt: str,
+) -> None:
+    """Every turn cached but one entry under another key, or of another sealed text
+    (the turn was replaced under its id): that turn is opened from what is stored."""
+    key = _key()
+    plain = _turns(LONG)
+    sealed = _sealed(plain, key)
+    added: list[tuple[str, Entry]] = []
+    open_turns(_fresh(sealed), key, record="r", cache={}, added=added)
+    cache = dict(added)
+    odd = sealed[123]
+    sealed_text, raw_key, _ = cache[odd.turn_id]
+    forged = b'["forged", [], [], {}]'
+    if spoilt == "key":
+        cache[odd.turn_id] = (sealed_text, b"\0" * 32, forged)
+    else:
+        cache[odd.turn_id] = (key.seal(forged, f"turn:{odd.turn_id}"), raw_key, forged)
+    fresh: list[tuple[str, Entry]] = []
+    opened = open_turns(_fresh(sealed), key, record="r", cache=cache, added=fresh)
+    assert [t.__dict__ for t in opened] == [t.__dict__ for t in plain]
+    assert [turn_id for turn_id, _ in fresh] == [odd.turn_id]  # only it was decrypted
+
+
 def test_plaintext_turns_among_sealed_ones_are_left_as_they_are() -> None:
     key = _key()
     plain = _turns(LONG)

@@ -192,6 +192,8 @@ async def test_get_turns_of_the_whole_session_reads_from_the_run_and_a_window_do
         assert [t.turn_id for t in window] == [f"t{n}" for n in range(LONG - 20, LONG)]
         assert _run(store, session_id) is None  # a window is not a whole read
         whole = await store.get_turns(session_id)
+        assert _run(store, session_id) is None  # a session's first whole read keeps none
+        assert await store.get_turns(session_id) == whole
         run = _run(store, session_id)
         assert run is not None and run.ids == [t.turn_id for t in whole]
         await store.append_turns(session_id, [_turn(LONG, "new")])

@@ -55,7 +55,7 @@ class OpenedTurns:
         self._sizes: dict[str, int] = {}
         self._runs: dict[str, tuple[Run, int]] = {}
         self._stored_runs: dict[str, tuple[StoredRun, int]] = {}
-        # Sessions with one whole read and no stored run yet (see admit_stored_run).
+        # Sessions with one whole read and no run yet (see admit_run).
         self._read_once: set[str] = set()
         self._total = 0
         # Event loops in several threads may share the store: each operation is atomic.
@@ -112,17 +112,20 @@ class OpenedTurns:
         kept = self._stored_runs.get(session_id)
         return None if kept is None else kept[0]
 
-    def admit_stored_run(self, session_id: str, entries: dict[str, Entry]) -> bool:
-        """Whether a whole read of the session keeps a stored run: from its second on.
+    def admit_run(self, session_id: str, entries: dict[str, Entry]) -> bool:
+        """Whether a whole read of the session keeps a run (either kind): from its second on.
 
-        A run costs its making (one JSON encoding of the opened turns) and about twice
-        the session's stored size while kept; it pays back on the next read, so a
-        session this process reads once does without (its first read is the cheaper).
+        A run costs its making (a pass over the opened turns; a stored run, one JSON
+        encoding of them) and memory while kept (a stored run, about twice the
+        session's stored size); it pays back on the next read, so a session this
+        process reads once does without (its first read is the cheaper).
         """
         with self._lock:
             if self._sessions.get(session_id) is not entries:
                 return False
             if session_id in self._read_once or session_id in self._stored_runs:
+                return True
+            if session_id in self._runs:
                 return True
             self._read_once.add(session_id)
             return False

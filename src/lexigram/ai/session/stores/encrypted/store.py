@@ -263,15 +263,21 @@ class EncryptedSessionStore(SessionStore):
         whole_run: bool = True,
         taken: dict[str, Entry] | None = None,
         written: Sequence[tuple[str, Entry]] = (),
+        sealed_with: DataKey | None = None,
     ) -> SessionState:
         """``state`` opened (``turns_opened``: its turns are already; ``whole_run``: keep
         the :class:`Run` of its turns, see ``reread``).
 
         A write's reply passes the session's cache entries it took before writing
-        (``taken``) and the turns it sealed (``written``): both are entered there at
-        once, and not at all when the session was dropped meanwhile (erased, deleted).
+        (``taken``), the turns it sealed (``written``) and the key it sealed them with
+        (``sealed_with``, taken when the reply names its envelope). The entries are
+        entered at once, and not at all when the session was dropped meanwhile (erased,
+        deleted).
         """
-        key = self._header_key(state)
+        if sealed_with is not None and envelope_of(state) == sealed_with.envelope:
+            key: DataKey | None = sealed_with
+        else:
+            key = self._header_key(state)
         if key is None:
             return state
         session_id = state.session_id
@@ -333,8 +339,11 @@ class EncryptedSessionStore(SessionStore):
         *,
         taken: dict[str, Entry] | None = None,
         written: Sequence[tuple[str, Entry]] = (),
+        sealed_with: DataKey | None = None,
     ) -> SessionRecord:
-        state = self._open_state(record.state, taken=taken, written=written)
+        state = self._open_state(
+            record.state, taken=taken, written=written, sealed_with=sealed_with
+        )
         return SessionRecord(state, record.expires_at, record.fork_seq, record.last_seq)
 
     def _open_checkpoint(self, checkpoint: SessionCheckpoint) -> SessionCheckpoint:
@@ -382,9 +391,13 @@ class EncryptedSessionStore(SessionStore):
 
     def _runs(
         self, session_id: str, cache: dict[str, Entry]
-    ) -> tuple[Run | None, Callable[[Run], None]]:
-        """The session's last whole read, and where to keep this one's (see ``reread``)."""
-        return self._opened.run(session_id), partial(self._opened.keep_run, session_id, cache)
+    ) -> tuple[Run | None, Callable[[Run], None] | None]:
+        """The session's last whole read, and where to keep this one's (see ``reread``;
+        None on a session's first whole read in this process, see ``admit_run``)."""
+        keep = self._opened.admit_run(session_id, cache)
+        return self._opened.run(session_id), (
+            partial(self._opened.keep_run, session_id, cache) if keep else None
+        )
 
     # --------------------------------------------------------- whole state
     async def save(self, state: SessionState) -> None:
@@ -426,7 +439,7 @@ class EncryptedSessionStore(SessionStore):
         self, session_id: str, key: DataKey, stored: StoredTurns, opened: list[SessionTurn]
     ) -> None:
         cache = self._opened.of(session_id)
-        if cache is None or not self._opened.admit_stored_run(session_id, cache):
+        if cache is None or not self._opened.admit_run(session_id, cache):
             return
         run = new_stored_run(key.raw, stored, opened)
         if run is not None:
@@ -572,9 +585,7 @@ class EncryptedSessionStore(SessionStore):
         if patch is not None:
             check_patch(patch)
 
-        Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]]]
-
-        async def write(key: DataKey | None, guard: str | None) -> Written:
+        async def write(key: DataKey | None, guard: str | None) -> _Written:
             sealed: list[SessionTurn] = outgoing
             changes = patch
             kept: list[tuple[str, Entry]] = []
@@ -604,14 +615,14 @@ class EncryptedSessionStore(SessionStore):
             except SessionNotFoundError:
                 self._forget(session_id)  # gone: nothing of it is worth keeping
                 raise
-            return result, entries, kept
+            return result, entries, kept, key
 
-        result, entries, kept = await self._guarded(session_id, write)
+        result, entries, kept, key = await self._guarded(session_id, write)
         # The turns are remembered opened with the reply's header fields, so this
         # process's next read decrypts none of them. An entry answers only its exact
         # sealed text under this key and turn id (see .opened): a turn another writer
         # popped and replaced is opened anew.
-        record = self._open_record(result.record, taken=entries, written=kept)
+        record = self._open_record(result.record, taken=entries, written=kept, sealed_with=key)
         return AppendResult(record, result.closed_by_cap, result.first_seq)
 
     async def update_session(
@@ -834,6 +845,11 @@ class EncryptedSessionStore(SessionStore):
 
     def __repr__(self) -> str:
         return f"EncryptedSessionStore({self.inner!r}, keys={list(self.keyring.ids)!r})"
+
+
+#: What an append's write step gives back: the inner store's answer, the session's cache
+#: entries taken before it, the entries of the turns it sealed, and the key it used.
+_Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]], DataKey | None]
 
 
 def _guard_arg(guard: str | None) -> dict[str, str]:
