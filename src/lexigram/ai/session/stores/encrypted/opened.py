@@ -125,8 +125,6 @@ class OpenedTurns:
                 return False
             if session_id in self._read_once or session_id in self._stored_runs:
                 return True
-            if session_id in self._runs:
-                return True
             self._read_once.add(session_id)
             return False
 

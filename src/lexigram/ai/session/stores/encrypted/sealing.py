@@ -22,9 +22,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import compress, repeat
-from operator import attrgetter, itemgetter, not_
-from typing import Any, cast
+from operator import itemgetter
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -345,8 +344,6 @@ def _open_bulk(
     (see :mod:`.reread`) when every one was sealed.
     """
     opening = _Opening(key, cache)
-    if opening.get is not None and _open_all_known(turns, opening, keep_run):
-        return True
     targets: list[dict[str, Any]] = []
     bodies: list[bytes] = []
     text_targets: list[dict[str, Any]] = []
@@ -386,76 +383,19 @@ def _open_bulk(
         parsed = orjson.loads(b"[" + b",".join(bodies) + b"]") if bodies else []
     except (ValueError, InvalidTag, UnicodeEncodeError):  # JSONDecodeError is a ValueError
         return False
-    if bodies and not _valid_bodies(parsed, len(bodies)):
+    if bodies and (
+        type(parsed) is not list
+        or len(parsed) != len(bodies)
+        or set(map(type, parsed)) != _ONLY_LIST
+        or set(map(len, parsed)) != _ONLY_FOUR
+        or set(map(type, map(_first, parsed))) != _ONLY_STR
+    ):
         return False
     run = None if plains is None else new_run(raw_key, ids, sealed, plains)
     deque(map(_install_body, targets, parsed), 0)
     deque(map(_install_text, text_targets, texts), 0)
     if added is not None:
         added.extend(fresh)
-    if run is not None and keep_run is not None:
-        keep_run(run)
-    return True
-
-
-_fields = attrgetter("__dict__")
-_turn_id = itemgetter("turn_id")
-_content = itemgetter("content")
-_second = itemgetter(1)
-_third = itemgetter(2)
-
-
-def _valid_bodies(parsed: Any, count: int) -> bool:
-    """Whether ``parsed`` is ``count`` turn bodies: 4-element lists, text first."""
-    return (
-        type(parsed) is list
-        and len(parsed) == count
-        and set(map(type, parsed)) == _ONLY_LIST
-        and set(map(len, parsed)) == _ONLY_FOUR
-        and set(map(type, map(_first, parsed))) == _ONLY_STR
-    )
-
-
-def _open_all_known(
-    turns: list[SessionTurn], opening: _Opening, keep_run: Callable[[Run], None] | None
-) -> bool:
-    """:func:`_open_bulk` when the cache holds every turn: C-level passes, no per-turn loop.
-
-    The reads of turns this process sealed (an append enters them) or opened before.
-    False, with nothing changed, unless every turn's entry is exactly its sealed text
-    under this key and every JSON body parses as one.
-    """
-    assert opening.get is not None
-    fields = list(map(_fields, turns))
-    ids = list(map(_turn_id, fields))
-    found = list(map(opening.get, ids))
-    if None in found:
-        return False
-    hits = cast(list[Entry], found)
-    sealed = list(map(_first, hits))  # equal to the stored texts, checked next
-    if sealed != list(map(_content, fields)) or set(map(_second, hits)) != {opening.raw_key}:
-        return False
-    plains: list[bytes | str] = list(map(_third, hits))
-    is_text = list(map(isinstance, plains, repeat(str)))
-    texts = cast(list[str], list(compress(plains, is_text)))
-    text_fields = list(compress(fields, is_text)) if texts else []
-    if len(texts) == len(plains):
-        json_fields, bodies = [], []
-    else:
-        is_json = list(map(not_, is_text))
-        json_fields = list(compress(fields, is_json))
-        bodies = cast(list[bytes], list(compress(plains, is_json)))
-    parsed: Any = []
-    if bodies:
-        try:
-            parsed = orjson.loads(b"[" + b",".join(bodies) + b"]")
-        except orjson.JSONDecodeError:
-            return False
-        if not _valid_bodies(parsed, len(bodies)):
-            return False
-    run = None if keep_run is None else new_run(opening.raw_key, ids, sealed, plains)
-    deque(map(_install_body, json_fields, parsed), 0)
-    deque(map(_install_text, text_fields, texts), 0)
     if run is not None and keep_run is not None:
         keep_run(run)
     return True
