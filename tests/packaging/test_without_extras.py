@@ -29,6 +29,7 @@ OPTIONAL = (
     "typer",
     "agents",
     "cryptography",
+    "pybase64",
 )
 # Public names that need an extra, with the module they cannot load without it.
 NEED_AN_EXTRA = {"CacheSessionStore": "redis", "OpenAIAgentsSession": "agents"}

@@ -27,6 +27,7 @@ import binascii
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +42,7 @@ __all__ = [
     "SEALED_PREFIXES",
     "DataKey",
     "Decrypt",
+    "b64decode",
     "envelope_key_id",
     "is_sealed",
     "new_data_key",
@@ -71,6 +73,27 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _standard_b64decode() -> Callable[[str], bytes]:
+    """The fastest strict decoder of standard base64 at hand.
+
+    ``pybase64`` (installed with the ``crypto`` extra) decodes a sealed turn 3-4 times
+    faster than ``binascii``, which is most of what a first read of a long session
+    spends per turn after the AES-GCM call. Either raises ``binascii.Error`` (a
+    ``ValueError``) on a character outside the alphabet or wrong padding; the two differ
+    only on inputs no sealer writes (excess padding), and whatever decodes is then
+    authenticated by the GCM tag.
+    """
+    try:
+        import pybase64
+    except ImportError:  # pragma: no cover - the crypto extra installs it
+        return partial(binascii.a2b_base64, strict_mode=True)
+    return partial(pybase64.b64decode, validate=True)
+
+
+#: Decodes the standard base64 of a value sealed now: ``b64decode(text) -> bytes``.
+b64decode = _standard_b64decode()
+
+
 def is_sealed(value: object) -> bool:
     """Whether ``value`` is a sealed value (a string with one of :data:`SEALED_PREFIXES`)."""
     return isinstance(value, str) and value.startswith(SEALED_PREFIXES)
@@ -80,7 +103,7 @@ def sealed_bytes(value: str) -> bytes:
     """Nonce + ciphertext of a sealed value; ``ValueError`` when it does not decode."""
     if value.startswith(LEGACY_SEALED_PREFIX):
         return binascii.a2b_hex(value[_PREFIX_LEN:])  # binascii.Error / ValueError
-    return binascii.a2b_base64(value[_PREFIX_LEN:], strict_mode=True)  # binascii.Error
+    return b64decode(value[_PREFIX_LEN:])  # binascii.Error
 
 
 @dataclass(frozen=True, eq=False)

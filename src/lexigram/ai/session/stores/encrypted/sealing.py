@@ -31,7 +31,9 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 
 from lexigram.ai.session.encryption.cipher import (
     NONCE_BYTES,
+    SEALED_PREFIX,
     DataKey,
+    b64decode,
     is_sealed,
     sealed_bytes,
 )
@@ -141,6 +143,8 @@ def _with_body(
 
 #: First byte of a sealed text-only turn body (a JSON body never starts with it).
 _TEXT_MARK = b"\x00"
+#: Where the base64 of a value sealed now starts (what ``cipher.sealed_bytes`` decodes).
+_PREFIX_LEN = len(SEALED_PREFIX)
 
 
 def _text_body(turn: SessionTurn) -> bytes | None:
@@ -355,6 +359,7 @@ def _open_bulk(
     ids: list[str] = []
     sealed: list[str] = []
     get, raw_key = opening.get, opening.raw_key
+    decrypt, aad, fresh_entry = opening.decrypt, opening.aad, fresh.append
     try:
         for turn in turns:
             fields = turn.__dict__
@@ -364,6 +369,14 @@ def _open_bulk(
             if hit is not None and hit[0] == content and hit[1] == raw_key:
                 plain: bytes | str = hit[2]
                 content = hit[0]
+            elif type(content) is str and content.startswith(SEALED_PREFIX):
+                # _plain_body inlined for values sealed now: every turn of a first read.
+                # A value that does not decode or open raises here (ValueError,
+                # InvalidTag): the turns are then opened one by one, naming it.
+                raw = b64decode(content[_PREFIX_LEN:])
+                body = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
+                plain = body[1:].decode("utf-8") if body[:1] == _TEXT_MARK else body
+                fresh_entry((turn_id, (content, raw_key, plain)))
             else:
                 opened = _plain_body(content, turn_id, opening, fresh)
                 if opened is None:
