@@ -86,7 +86,7 @@ def _standard_b64decode() -> Callable[[str], bytes]:
     """
     try:
         import pybase64
-    except ImportError:  # pragma: no cover - the crypto extra installs it
+    except ImportError:  # the crypto extra installs it
         return partial(binascii.a2b_base64, strict_mode=True)
     return partial(pybase64.b64decode, validate=True)
 

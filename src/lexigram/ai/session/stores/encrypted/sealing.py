@@ -375,7 +375,7 @@ def _open_bulk(
                 # InvalidTag): the turns are then opened one by one, naming it.
                 raw = b64decode(content[_PREFIX_LEN:])
                 body = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
-                plain = body[1:].decode("utf-8") if body[:1] == _TEXT_MARK else body
+                plain = _text_or_json(body)
                 fresh_entry((turn_id, (content, raw_key, plain)))
             else:
                 opened = _plain_body(content, turn_id, opening, fresh)

@@ -263,21 +263,15 @@ class EncryptedSessionStore(SessionStore):
         whole_run: bool = True,
         taken: dict[str, Entry] | None = None,
         written: Sequence[tuple[str, Entry]] = (),
-        sealed_with: DataKey | None = None,
     ) -> SessionState:
         """``state`` opened (``turns_opened``: its turns are already; ``whole_run``: keep
         the :class:`Run` of its turns, see ``reread``).
 
         A write's reply passes the session's cache entries it took before writing
-        (``taken``), the turns it sealed (``written``) and the key it sealed them with
-        (``sealed_with``, taken when the reply names its envelope). The entries are
-        entered at once, and not at all when the session was dropped meanwhile (erased,
-        deleted).
+        (``taken``) and the turns it sealed (``written``): both are entered there at
+        once, and not at all when the session was dropped meanwhile (erased, deleted).
         """
-        if sealed_with is not None and envelope_of(state) == sealed_with.envelope:
-            key: DataKey | None = sealed_with
-        else:
-            key = self._header_key(state)
+        key = self._header_key(state)
         if key is None:
             return state
         session_id = state.session_id
@@ -339,11 +333,8 @@ class EncryptedSessionStore(SessionStore):
         *,
         taken: dict[str, Entry] | None = None,
         written: Sequence[tuple[str, Entry]] = (),
-        sealed_with: DataKey | None = None,
     ) -> SessionRecord:
-        state = self._open_state(
-            record.state, taken=taken, written=written, sealed_with=sealed_with
-        )
+        state = self._open_state(record.state, taken=taken, written=written)
         return SessionRecord(state, record.expires_at, record.fork_seq, record.last_seq)
 
     def _open_checkpoint(self, checkpoint: SessionCheckpoint) -> SessionCheckpoint:
@@ -615,14 +606,14 @@ class EncryptedSessionStore(SessionStore):
             except SessionNotFoundError:
                 self._forget(session_id)  # gone: nothing of it is worth keeping
                 raise
-            return result, entries, kept, key
+            return result, entries, kept
 
-        result, entries, kept, key = await self._guarded(session_id, write)
+        result, entries, kept = await self._guarded(session_id, write)
         # The turns are remembered opened with the reply's header fields, so this
         # process's next read decrypts none of them. An entry answers only its exact
         # sealed text under this key and turn id (see .opened): a turn another writer
         # popped and replaced is opened anew.
-        record = self._open_record(result.record, taken=entries, written=kept, sealed_with=key)
+        record = self._open_record(result.record, taken=entries, written=kept)
         return AppendResult(record, result.closed_by_cap, result.first_seq)
 
     async def update_session(
@@ -848,8 +839,8 @@ class EncryptedSessionStore(SessionStore):
 
 
 #: What an append's write step gives back: the inner store's answer, the session's cache
-#: entries taken before it, the entries of the turns it sealed, and the key it used.
-_Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]], DataKey | None]
+#: entries taken before it, and the entries of the turns it sealed.
+_Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]]]
 
 
 def _guard_arg(guard: str | None) -> dict[str, str]:
