@@ -134,7 +134,7 @@ async def test_appends_stay_within_the_cache_budget() -> None:
     assert entries is not None and "big" not in entries
 
 
-def test_a_stored_run_is_admitted_from_a_sessions_second_whole_read() -> None:
+def test_a_run_of_either_kind_is_admitted_from_a_sessions_second_whole_read() -> None:
     cache = OpenedTurns(1 << 20)
     entries = cache.of("s")
     assert entries is not None
