@@ -116,3 +116,62 @@ def test_the_entry_point_group_is_read() -> None:
     assert {"memory", "sql", "redis", "in_memory", "database", "cache"} <= (
         backends.backend_names()
     )
+
+
+class ValkeyLike(MongoLike):
+    """A plugin reading ``redis_url`` with a scheme of its own."""
+
+    name = "valkey_like"
+    url_field = "redis_url"
+
+    def url_problem(self, url: str) -> str | None:
+        return None if url.startswith("valkey://") else f"expected valkey://host, got {url}"
+
+
+class NoUrl(MongoLike):
+    """A plugin reading no URL field."""
+
+    name = "no_url"
+    url_field = None
+
+
+@pytest.fixture
+def url_plugins() -> Iterator[None]:
+    for backend in (ValkeyLike(), NoUrl()):
+        backends.register(backend)
+    try:
+        yield
+    finally:
+        backends.unregister("valkey_like")
+        backends.unregister("no_url")
+
+
+def test_a_plugin_reading_redis_url_is_judged_by_itself_not_by_the_redis_rules(
+    url_plugins: None,
+) -> None:
+    assert SessionConfig(backend="valkey_like", redis_url="valkey://h:1/0").redis_url
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="valkey_like", redis_url="redis://u:s3cret@h:6379/0")
+    message = str(info.value)
+    assert "ai_session.redis_url" in message and "expected valkey://" in message
+    assert "s3cret" not in message
+
+
+def test_a_url_field_the_plugin_does_not_read_is_not_checked(url_plugins: None) -> None:
+    config = SessionConfig(backend="no_url", database_url="mongodb://h/db", redis_url="x:y")
+    assert config.database_url == "mongodb://h/db"
+    mongo = SessionConfig(
+        backend="valkey_like", redis_url="valkey://h:1/0", database_url="mongodb://h/db"
+    )
+    assert mongo.database_url == "mongodb://h/db"
+
+
+def test_registering_over_an_installed_plugin_needs_replace() -> None:
+    installed = sorted(backends._plugins())
+    if not installed:
+        pytest.fail("the example plugin (examples/plugin_backend) is not installed")
+    name = installed[0]
+    with pytest.raises(ValueError, match="installed"):
+        backends.register(NoUrl.__new__(type("Other", (NoUrl,), {"name": name})))
+    assert backends.find_backend(name) is not None
+    assert type(backends.find_backend(name)).__name__ != "Other"

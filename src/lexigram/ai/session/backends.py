@@ -148,6 +148,11 @@ def register(backend: SessionBackend, *, replace: bool = False) -> None:
         raise ValueError("backend name must be a non-empty string")
     if name in ALIASES or (name in _BUILTIN and not replace):
         raise ValueError(f"backend {name!r} is built in")
+    if name in _plugins() and not replace:
+        raise ValueError(
+            f"backend {name!r} is installed (entry point group {BACKEND_GROUP!r}); "
+            "pass replace=True to put yours in its place"
+        )
     with _lock:
         if name in _registered and not replace:
             raise ValueError(f"backend {name!r} is already registered (pass replace=True)")

@@ -262,17 +262,33 @@ class SessionConfig(BaseConfig):
                 _fail("env", f"unknown environment {self.env!r}")
         plugin = self._plugin_backend()
         self._check_options(plugin)
-        if plugin is not None and plugin.url_field == "database_url":
-            # A plugin's message may quote the URL: never with its password.
-            found = plugin.url_problem(self.database_url)
-            problem = None if found is None else redact_text(str(found), [self.database_url])
-        else:
-            problem = database_url_problem(self.database_url)
+        if self.backend in BUILTIN_BACKENDS:
+            self._check_builtin_urls()
+        elif plugin is not None:
+            self._check_plugin_url(plugin)
+
+    def _check_builtin_urls(self) -> None:
+        """A built-in backend's URLs, by the SQL and Redis rules."""
+        problem = database_url_problem(self.database_url)
         if problem is not None:
             _fail("database_url", problem)
         redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
         if redis_problem is not None:
             _fail_fields(*redis_problem)
+
+    def _check_plugin_url(self, plugin: Any) -> None:
+        """The URL field a plugin reads, judged by the plugin alone.
+
+        A field it does not read is its own business and not checked; its message may
+        quote the URL, never with the password.
+        """
+        name = plugin.url_field
+        if name not in _URL_BACKEND:
+            return
+        value = getattr(self, name)
+        found = plugin.url_problem(value)
+        if found is not None:
+            _fail(name, redact_text(str(found), [value]))
 
     def _check_options(self, plugin: Any) -> None:
         """``options`` is a mapping with string keys, judged by the plugin that reads it."""
