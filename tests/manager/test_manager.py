@@ -199,6 +199,17 @@ async def test_ttl_expiry(make_manager, clock: FakeClock) -> None:  # type: igno
     with pytest.raises(SessionExpiredError):
         await manager.update(state.session_id, variables={"a": 1})
     assert await manager.count_live_sessions("alice") == 0
+    # EXPIRED is terminal: each move out of it is also an illegal transition.
+    moves = (manager.resume, manager.suspend, manager.close)
+    for move, target in zip(moves, ("active", "suspended", "closed"), strict=True):
+        with pytest.raises(SessionTransitionError) as caught:
+            await move(state.session_id)
+        assert isinstance(caught.value, SessionExpiredError)
+        assert (caught.value.from_status, caught.value.to_status) == ("expired", target)
+        assert caught.value.code == "LEX_ERR_SES_103"
+    with pytest.raises(SessionExpiredError) as not_a_move:
+        await manager.add_turn(state.session_id, make_turn(3))
+    assert not isinstance(not_a_move.value, SessionTransitionError)
 
 
 async def test_ttl_zero_never_expires(make_manager, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]

@@ -75,3 +75,29 @@ def test_every_public_name_without_extras_but_the_documented_ones(tmp_path: Path
     assert set(failed) == set(NEED_AN_EXTRA), failed
     for name, module in NEED_AN_EXTRA.items():
         assert module in failed[name]
+
+
+@pytest.mark.parametrize(
+    ("driver", "url", "extra"),
+    [
+        ("asyncmy", "mysql://root@127.0.0.1:3306/test", "mysql"),
+        ("asyncpg", "postgresql://postgres@127.0.0.1:5432/test", "postgres"),
+        ("aiosqlite", "sqlite+aiosqlite:///./never.db", "sql"),
+    ],
+)
+def test_a_missing_sql_driver_is_one_line_naming_the_extra(
+    tmp_path: Path, driver: str, url: str, extra: str
+) -> None:
+    code = HIDE.format(names=(driver,)) + (
+        "from lexigram.ai.session.config import SessionConfig\n"
+        "from lexigram.ai.session.stores.registry import create_store\n"
+        "try:\n"
+        f"    create_store(SessionConfig(database_url={url!r}))\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, str(exc).splitlines()[0])\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("ConfigurationError"), line
+    assert "ai_session.database_url" in line and f"[{extra}]" in line and driver in line

@@ -21,6 +21,7 @@ __all__ = [
     "SessionClosedError",
     "SessionError",
     "SessionExpiredError",
+    "SessionExpiredTransitionError",
     "SessionNotFoundError",
     "SessionStoreError",
     "SessionTransitionError",
@@ -115,6 +116,31 @@ class SessionTransitionError(SessionError):
                 "to_status": self.to_status,
             },
             **kwargs,
+        )
+
+
+class SessionExpiredTransitionError(SessionExpiredError, SessionTransitionError):
+    """A status move out of EXPIRED (resume, suspend, close), which is terminal.
+
+    It is both a :class:`SessionExpiredError` (code ``LEX_ERR_SES_103``, as before)
+    and a :class:`SessionTransitionError` with ``from_status`` ``"expired"``.
+    """
+
+    _code = "LEX_ERR_SES_103"
+
+    def __init__(self, session_id: str, to_status: SessionStatus | str) -> None:
+        self.session_id = session_id
+        self.from_status = SessionStatus.EXPIRED.value
+        self.to_status = _status_value(to_status)
+        SessionError.__init__(
+            self,
+            f"session {session_id!r} has expired: illegal transition expired -> "
+            f"{self.to_status}",
+            details={
+                "session_id": session_id,
+                "from_status": self.from_status,
+                "to_status": self.to_status,
+            },
         )
 
 

@@ -34,6 +34,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lexigram.ai.session.encryption.keyring import KEY_BYTES, Keyring
+from lexigram.ai.session.encryption.markers import (
+    ENVELOPE_VERSION,
+    LEGACY_SEALED_PREFIX,
+    SEALED_PREFIX,
+    SEALED_PREFIXES,
+    envelope_key_id,
+)
 from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
 
 __all__ = [
@@ -51,14 +58,8 @@ __all__ = [
     "sealed_bytes",
 ]
 
-#: Prefix of every value sealed now (standard base64 of nonce + ciphertext).
-SEALED_PREFIX = "lxe1:"
-#: Prefix of values sealed by the previous version (hex); they still open.
-LEGACY_SEALED_PREFIX = "lxe2:"
-#: Every prefix a sealed value may carry (for ``str.startswith``).
-SEALED_PREFIXES = (SEALED_PREFIX, LEGACY_SEALED_PREFIX)
 _PREFIX_LEN = len(SEALED_PREFIX)  # both prefixes have this length
-_ENVELOPE_VERSION = "v1"
+_ENVELOPE_VERSION = ENVELOPE_VERSION
 #: Length of the nonce at the start of a sealed value's bytes.
 NONCE_BYTES = 12
 #: ``AESGCM.decrypt``: ``(nonce, ciphertext with tag, associated data) -> plaintext``.
@@ -180,12 +181,6 @@ def _wrap(dek: bytes, owner: str, keyring: Keyring) -> DataKey:
 def new_data_key(owner: str, keyring: Keyring) -> DataKey:
     """A fresh random data key for session ``owner``, wrapped under the newest key."""
     return _wrap(os.urandom(KEY_BYTES), owner, keyring)
-
-
-def envelope_key_id(envelope: str) -> str | None:
-    """The key id an envelope names (read in clear), or None when it is no envelope."""
-    parts = envelope.split(".") if isinstance(envelope, str) else []
-    return parts[1] if len(parts) == 4 and parts[0] == _ENVELOPE_VERSION else None
 
 
 def open_envelope(envelope: str, keyring: Keyring | None, *, record: str) -> DataKey:

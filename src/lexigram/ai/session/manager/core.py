@@ -28,6 +28,8 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
+    SessionExpiredError,
+    SessionExpiredTransitionError,
     SessionNotFoundError,
     SessionValidationError,
 )
@@ -43,6 +45,7 @@ from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.manager.state_machine import SessionStateMachine
 from lexigram.ai.session.observability import instrumented, telemetry
 from lexigram.ai.session.stores.base import (
@@ -180,6 +183,7 @@ class SessionManagerImpl:
             store, self.config.max_checkpoints_per_session, notifier=self.notifier
         )
         self.state_machine = SessionStateMachine()
+        self.sealed = SealedSessionGuard(store)
 
     @classmethod
     def open(
@@ -243,6 +247,7 @@ class SessionManagerImpl:
         now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
         check_optional_text(prompt, "system_prompt")
+        self.sealed.check_metadata(metadata)
         state = SessionState(
             session_id=chosen,
             user_id=user_id,
@@ -258,6 +263,7 @@ class SessionManagerImpl:
         record = await self.store.create_session(
             state, max_live_per_user=self.config.max_sessions_per_user
         )
+        self.sealed.seen(record.state)
         telemetry().session_created(backend=self.store.backend_name)
         await self.notifier.notify(
             SessionCreatedEvent(session_id=state.session_id, user_id=user_id),
@@ -269,18 +275,25 @@ class SessionManagerImpl:
     # ------------------------------------------------------------------ reads
     async def get_state(self, session_id: str) -> SessionState | None:
         """The full state (EXPIRED when idle past ``session_ttl``), or None."""
-        return await self.store.load(_check_session_id(session_id))
+        state = await self.store.load(_check_session_id(session_id))
+        self.sealed.check_state(state)
+        return state
 
     async def get_header(self, session_id: str) -> SessionState | None:
         """The state without its turns (``turns == []``, counters set), or None."""
         record = await self.store.load_record(_check_session_id(session_id))
-        return None if record is None else record.state
+        if record is None:
+            return None
+        self.sealed.check_state(record.state)
+        return record.state
 
     async def get_turns(self, session_id: str, *, last: int | None = None) -> list[SessionTurn]:
         """All live turns in order, or only the newest ``last`` without reading the rest."""
         if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 0):
             raise SessionValidationError("last", f"must be an integer >= 0, got {last!r}")
-        return await self.store.get_turns(_check_session_id(session_id), last=last)
+        turns = await self.store.get_turns(_check_session_id(session_id), last=last)
+        await self.sealed.check_turns(session_id, turns)
+        return turns
 
     async def list_sessions(
         self,
@@ -340,11 +353,13 @@ class SessionManagerImpl:
     async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
         # A batch whose own sums cannot be stored is refused before the session is read.
         new_totals(0, 0.0, checked)
+        await self.sealed.before_write(session_id)
         # The store sees the checked batch and does not check it again.
         result = await self.store.append_turns(
             session_id, checked, max_turns=self.config.max_turns_per_session
         )
         state = result.record.state
+        self.sealed.seen(state)
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
         # Each step below is skipped without a call when nobody would receive it.
         if self.memory.working_memory is not None:
@@ -446,6 +461,8 @@ class SessionManagerImpl:
             else _check_names("active_skills", active_skills),
             system_prompt=system_prompt,
         )
+        self.sealed.check_metadata(patch.metadata)
+        await self.sealed.before_write(session_id)
         record = await self.store.update_session(session_id, patch)
         return record.state
 
@@ -461,7 +478,8 @@ class SessionManagerImpl:
         """SUSPENDED -> ACTIVE and return the full state; None when the session is unknown.
 
         ACTIVE -> ACTIVE is not a legal move: resuming an ACTIVE (or CLOSED) session
-        raises ``SessionTransitionError``, an EXPIRED one ``SessionExpiredError``.
+        raises ``SessionTransitionError``; an EXPIRED one
+        ``SessionExpiredTransitionError``, which is both that and ``SessionExpiredError``.
         """
         try:
             await self._transition(session_id, _A)
@@ -477,9 +495,15 @@ class SessionManagerImpl:
 
     async def _transition(self, session_id: str, to_status: SessionStatus) -> SessionRecord:
         _check_session_id(session_id)
-        return await self.store.transition(
-            session_id, to_status, allowed_from=SessionStateMachine.sources_of(to_status)
-        )
+        try:
+            return await self.store.transition(
+                session_id, to_status, allowed_from=SessionStateMachine.sources_of(to_status)
+            )
+        except SessionExpiredTransitionError:
+            raise
+        except SessionExpiredError:
+            # EXPIRED is terminal: an illegal move, and still an expired session.
+            raise SessionExpiredTransitionError(session_id, to_status) from None
 
     async def _after_close(self, header: SessionState, *, reason: str) -> None:
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
@@ -519,7 +543,10 @@ class SessionManagerImpl:
 
     async def export_user(self, user_id: str) -> privacy.UserExport:
         """Everything stored about ``user_id`` (sessions, branches, checkpoints, turns)."""
-        return await privacy.export_user(self.store, user_id)
+        export = await privacy.export_user(self.store, user_id)
+        for session in export.sessions:
+            self.sealed.check_state(session.state)
+        return export
 
     # ----------------------------------------------------------- checkpoints
     @instrumented("checkpoint")
@@ -534,11 +561,16 @@ class SessionManagerImpl:
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
-        return await self.checkpoints.restore(check_id(checkpoint_id, "checkpoint_id"))
+        state = await self.checkpoints.restore(check_id(checkpoint_id, "checkpoint_id"))
+        self.sealed.check_state(state)
+        return state
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
         """The session's checkpoints, oldest first by ``created_at`` (header-only states)."""
-        return await self.checkpoints.list(_check_session_id(session_id))
+        checkpoints = await self.checkpoints.list(_check_session_id(session_id))
+        for checkpoint in checkpoints:
+            self.sealed.check_state(checkpoint.state)
+        return checkpoints
 
     # ------------------------------------------------------------------ misc
     async def dispose(self) -> None:

@@ -7,7 +7,7 @@ those registered in code. A bare store factory can still be registered here::
 
     register_backend("dynamo", lambda config: DynamoSessionStore(config))
 
-A backend whose driver is not installed (``redis``, ``asyncpg``) fails with one
+A backend whose driver is not installed (``redis``, ``asyncpg``, ``asyncmy``) fails with one
 ``ConfigurationError`` carrying the ``pip install`` line, not an import traceback.
 """
 
@@ -44,6 +44,7 @@ _DRIVERS: dict[str, tuple[str, str]] = {
     "asyncpg": ("PostgreSQL", "postgres"),
     "sqlalchemy": ("the sql backend", "sql"),
     "aiosqlite": ("SQLite", "sql"),
+    "asyncmy": ("MySQL/MariaDB", "mysql"),
 }
 
 

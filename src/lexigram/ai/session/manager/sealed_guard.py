@@ -1,0 +1,94 @@
+"""Refusing encrypted sessions in a process configured without encryption keys.
+
+A store shared by processes with ``encryption_keys`` and one started without them (a
+configuration mistake) holds sessions this process cannot open. Reading one would hand
+out sealed text, and writing one would store plaintext beside sealed values or replace
+the metadata that carries the session's wrapped data key, which loses every turn.
+So, when the manager's store does not encrypt, each such read or write raises
+``EncryptionKeyError`` naming the key id the session needs, and nothing is written.
+
+A write is checked against the stored header once per session per process: sessions
+this process has seen in clear (created, read, written) are kept in a bounded set, so
+the common write costs no extra read. A session deleted and created again encrypted
+by another process under the same id, while this process still holds it as plaintext,
+is not caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lexigram.contracts.ai.session import SessionState, SessionTurn
+
+from lexigram.ai.session.encryption.markers import SEALED_PREFIXES, envelope_key_id
+from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionStore
+from lexigram.ai.session.stores.encrypted.lru import Lru
+
+__all__ = ["SealedSessionGuard"]
+
+#: How many sessions a manager remembers as seen in clear.
+PLAIN_SESSIONS = 10_000
+
+
+class SealedSessionGuard:
+    """The checks above, for one manager; every method is a no-op over an encrypting store."""
+
+    def __init__(self, store: SessionStore, size: int = PLAIN_SESSIONS) -> None:
+        self.store = store
+        # An encrypting store opens (or refuses by key id) what it reads itself.
+        self.active = getattr(store, "keyring", None) is None
+        self._plain: Lru[str, bool] = Lru(size)
+
+    def check_state(self, state: SessionState | None) -> None:
+        """Refuse ``state`` when it is encrypted; remember it as plaintext otherwise."""
+        if state is None or not self.active:
+            return
+        meta = state.metadata
+        envelope = meta.get(KEY_ENVELOPE_FIELD) if type(meta) is dict else None
+        if envelope is None:
+            self._plain.put(state.session_id, True)
+            return
+        self._plain.pop(state.session_id)
+        raise EncryptionKeyError(
+            f"session {state.session_id!r}",
+            envelope_key_id(envelope) or "?",
+            "is needed but encryption_keys is empty",
+        )
+
+    def seen(self, state: SessionState) -> None:
+        """Remember a session a write reply showed in clear (never raises)."""
+        if self.active:
+            meta = state.metadata
+            if type(meta) is not dict or KEY_ENVELOPE_FIELD not in meta:
+                self._plain.put(state.session_id, True)
+
+    def check_metadata(self, metadata: dict[str, Any] | None) -> None:
+        """Refuse the key-envelope field in metadata this process writes."""
+        if self.active and metadata is not None and KEY_ENVELOPE_FIELD in metadata:
+            raise SessionValidationError(
+                f"metadata.{KEY_ENVELOPE_FIELD}", "is reserved for encryption at rest"
+            )
+
+    async def before_write(self, session_id: str) -> None:
+        """Refuse a write to an encrypted session (reads its header once per session)."""
+        if not self.active or self._plain.get(session_id) is not None:
+            return
+        record = await self.store.load_record(session_id)
+        if record is not None:
+            self.check_state(record.state)
+
+    async def check_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> None:
+        """Refuse turns read from an encrypted session (header read when one looks sealed)."""
+        if not self.active:
+            return
+        for turn in turns:
+            content = turn.content
+            if type(content) is str and content.startswith(SEALED_PREFIXES):
+                break
+        else:
+            return
+        record = await self.store.load_record(session_id)
+        if record is not None:
+            self.check_state(record.state)

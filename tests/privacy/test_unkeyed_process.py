@@ -1,0 +1,120 @@
+"""A process configured without keys, sharing a store with encrypted sessions.
+
+It must refuse them by key id, on every read and write, and never write into them:
+a metadata update without the key would drop the wrapped data key (every turn lost),
+a variables or prompt update would leave the session unreadable, an append would
+store plaintext inside an encrypted session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD
+from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+from lexigram.ai.session.testing import make_turn
+
+from .helpers import keyring
+from .raw import RawBackend
+
+Call = Callable[[SessionManagerImpl, str], Awaitable[Any]]
+
+CALLS: dict[str, Call] = {
+    "add_turn": lambda m, sid: m.add_turn(sid, make_turn(turn_id="late", content="plain text")),
+    "update_metadata": lambda m, sid: m.update(sid, metadata={"m": "CLEAR"}),
+    "update_variables": lambda m, sid: m.update(sid, variables={"x": 1}),
+    "update_prompt": lambda m, sid: m.update(sid, system_prompt="CLEAR"),
+    "get_state": lambda m, sid: m.get_state(sid),
+    "get_header": lambda m, sid: m.get_header(sid),
+    "get_turns": lambda m, sid: m.get_turns(sid, last=5),
+    "list_checkpoints": lambda m, sid: m.list_checkpoints(sid),
+    "export_user": lambda m, sid: m.export_user("ivy"),
+}
+
+
+async def _encrypted_session(keyed: SessionManagerImpl) -> str:
+    state = await keyed.create("ivy", {"m": "secret meta"}, variables={"v": "secret var"})
+    await keyed.add_turn(state.session_id, make_turn(turn_id="t1", content="secret turn"))
+    await keyed.checkpoint(state.session_id)
+    return state.session_id
+
+
+async def _unchanged(keyed: SessionManagerImpl, session_id: str) -> None:
+    state = await keyed.get_state(session_id)
+    assert state is not None
+    assert [t.content for t in state.turns] == ["secret turn"]
+    assert state.metadata == {"m": "secret meta"} and state.variables == {"v": "secret var"}
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+async def test_every_read_and_write_is_refused_naming_the_key(call: str) -> None:
+    inner = InMemorySessionStore()
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k-2026")))
+    session_id = await _encrypted_session(keyed)
+    unkeyed = SessionManagerImpl(inner)  # the same storage, no encryption_keys
+    with pytest.raises(EncryptionKeyError) as caught:
+        await CALLS[call](unkeyed, session_id)
+    assert caught.value.key_id == "k-2026" and session_id in str(caught.value)
+    assert "encryption_keys is empty" in str(caught.value)
+    await _unchanged(keyed, session_id)
+
+
+async def test_durable_backends_refuse_the_unkeyed_process(raw_backend: RawBackend) -> None:
+    keyed = SessionManagerImpl(EncryptedSessionStore(await raw_backend.make(), keyring("kx")))
+    session_id = await _encrypted_session(keyed)
+    unkeyed = SessionManagerImpl(await raw_backend.make())
+    for name in ("update_metadata", "add_turn", "get_turns", "get_state"):
+        with pytest.raises(EncryptionKeyError, match="'kx'"):
+            await CALLS[name](unkeyed, session_id)
+    await _unchanged(keyed, session_id)
+
+
+async def test_plaintext_sessions_work_and_are_read_once_per_process() -> None:
+    inner = InMemorySessionStore()
+    plain = await SessionManagerImpl(inner).create("ivy")  # created by another process
+    reads = 0
+    load_record = inner.load_record
+
+    async def counting(session_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return await load_record(session_id)
+
+    inner.load_record = counting  # type: ignore[method-assign]
+    manager = SessionManagerImpl(inner)
+    for n in range(5):
+        await manager.add_turn(plain.session_id, make_turn(turn_id=f"t{n}", content="hello"))
+    await manager.update(plain.session_id, variables={"x": 1})
+    assert reads == 1  # the first write checked the header; the rest trusted it
+    turns = await manager.get_turns(plain.session_id)
+    assert [t.turn_id for t in turns] == [f"t{n}" for n in range(5)]
+
+
+async def test_plaintext_content_that_looks_sealed_is_still_read() -> None:
+    manager = SessionManagerImpl(InMemorySessionStore())
+    state = await manager.create("ivy")
+    await manager.add_turn(
+        state.session_id, make_turn(turn_id="t1", content="lxe1:not really sealed")
+    )
+    assert [t.content for t in await manager.get_turns(state.session_id)] == [
+        "lxe1:not really sealed"
+    ]
+
+
+@pytest.mark.parametrize("where", ["create", "update"])
+async def test_the_reserved_metadata_field_is_refused_without_keys(where: str) -> None:
+    manager = SessionManagerImpl(InMemorySessionStore())
+    reserved = {KEY_ENVELOPE_FIELD: "v1.k.x.y"}
+    with pytest.raises(SessionValidationError) as caught:
+        if where == "create":
+            await manager.create("ivy", reserved)
+        else:
+            state = await manager.create("ivy")
+            await manager.update(state.session_id, metadata=reserved)
+    assert caught.value.field == f"metadata.{KEY_ENVELOPE_FIELD}"
