@@ -42,14 +42,20 @@ def test_without_keys_the_key_commands_name_the_setting(
 def test_status_retire_and_bad_batch(keys: str, tmp_path: Path) -> None:
     code, out, _ = _cli(tmp_path, "keys", "status")
     assert code == 0 and out.splitlines() == [
-        "new: 0 record(s); newest (wraps new data keys)", "old: 0 record(s); older"
+        "new: 0 record(s); newest (wraps new data keys)",
+        "old: 0 record(s); older",
     ]
     code, _, err = _cli(tmp_path, "keys", "retire", "new")
     assert code == 1 and "is the newest key" in err
     code, out, _ = _cli(tmp_path, "keys", "retire", "old")
     assert code == 0 and "remove it from encryption_keys" in out
+    code, _, err = _cli(tmp_path, "keys", "retire", "nope")
+    assert code == 1 and "'nope' is not in encryption_keys (configured: new, old)" in err
     code, _, err = _cli(tmp_path, "keys", "rotate", "--batch", "0")
     assert code == 1 and "--batch" in err
+    for bad in ("zzzz", "-5", "rc1.", "rc1.!!"):
+        code, _, err = _cli(tmp_path, "keys", "rotate", "--resume-from", bad)
+        assert code == 1 and "resume_from" in err and "earlier rotation" in err, err
     for part in keys.split(","):
         assert part.split(":")[1] not in out + err
 

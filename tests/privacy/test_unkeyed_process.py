@@ -118,3 +118,26 @@ async def test_the_reserved_metadata_field_is_refused_without_keys(where: str) -
             state = await manager.create("ivy")
             await manager.update(state.session_id, metadata=reserved)
     assert caught.value.field == f"metadata.{KEY_ENVELOPE_FIELD}"
+
+
+async def test_rotation_resumes_only_from_a_cursor_it_printed(raw_backend: RawBackend) -> None:
+    from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
+    from lexigram.ai.session.stores.encrypted.rotation import rotate_keys
+
+    old = keyring("old")
+    store = EncryptedSessionStore(await raw_backend.make(), old)
+    manager = SessionManagerImpl(store)
+    for _ in range(5):
+        await manager.create("ivy")
+    both = keyring("new")
+    both = type(both)((*both.keys, *old.keys))
+    access = envelope_access(store)
+    first = await rotate_keys(access, both, batch=2, max_batches=1)
+    assert first.cursor is not None and first.cursor.startswith("rc1.")
+    rest = await rotate_keys(access, both, batch=2, resume_from=first.cursor)
+    assert rest.cursor is None
+    assert first.sessions_rewrapped + rest.sessions_rewrapped >= 5
+    for bad in ("zzzz", "-5", "rc1.", "rc1.!"):
+        with pytest.raises(SessionValidationError) as caught:
+            await rotate_keys(access, both, resume_from=bad)
+        assert caught.value.field == "resume_from"

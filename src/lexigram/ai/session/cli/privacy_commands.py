@@ -168,8 +168,11 @@ def run_keys_rotate(
 
 def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: TextIO) -> int:
     """``keys retire KEYID``: exit 1 while a stored record still needs the key."""
+    configured: list[str] = []
+
     async def work() -> int:
         keyring = _keyring(config)
+        configured.extend(keyring.ids)
         if keyring.newest.id == key_id:
             raise ConfigurationError(
                 f"ai_session.encryption_keys: {key_id!r} is the newest key (it wraps every new "
@@ -185,6 +188,12 @@ def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: Tex
         err.write(
             f"error: key {key_id!r} still wraps the data keys of {count} stored record(s); "
             "run 'keys rotate' first (with a newer key first in encryption_keys)\n"
+        )
+        return 1
+    if key_id not in configured:
+        err.write(
+            f"error: key {key_id!r} is not in encryption_keys (configured: "
+            f"{', '.join(configured)}), and no stored record needs it\n"
         )
         return 1
     out.write(f"key {key_id!r} is needed by no stored record: remove it from encryption_keys\n")

@@ -49,12 +49,20 @@ def _fail(where: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"{where}: {problem}")
 
 
+#: A key's text: base64, url-safe or standard alphabet, padding optional.
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
+
+
 def _decode_key(text: Any, where: str) -> bytes:
     if not isinstance(text, str) or not text.strip():
         raise _fail(where, "must be 32 random bytes in url-safe base64 (a string)")
     raw = text.strip()
     try:
-        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        if not _KEY_TEXT.fullmatch(raw):
+            raise ValueError(raw)  # a stray character would otherwise be skipped
+        key = base64.urlsafe_b64decode(
+            raw.replace("+", "-").replace("/", "_") + "=" * (-len(raw) % 4)
+        )
     except (binascii.Error, ValueError):
         raise _fail(where, "is not url-safe base64") from None
     if len(key) != KEY_BYTES:

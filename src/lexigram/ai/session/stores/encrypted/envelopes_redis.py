@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
 
 __all__ = ["RedisEnvelopes"]
@@ -48,7 +49,10 @@ class RedisEnvelopes:
 
     async def _header_keys(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
         client = self.store.client
-        position, keys = await client.scan(cursor=int(cursor or 0), match=self.match, count=limit)
+        start = cursor or "0"
+        if not start.isdigit():
+            raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
+        position, keys = await client.scan(cursor=int(start), match=self.match, count=limit)
         found = [_text(k) for k in keys]
         return found, (None if int(position) == 0 else str(position))
 

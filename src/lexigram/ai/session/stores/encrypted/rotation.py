@@ -8,15 +8,47 @@ naming it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lexigram.ai.session.encryption.cipher import envelope_key_id, open_envelope
 from lexigram.ai.session.encryption.keyring import Keyring
-from lexigram.ai.session.exceptions import SessionError
+from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.stores.encrypted.envelopes import EnvelopeAccess
 
 __all__ = ["RotationReport", "key_usage", "rotate_keys"]
+
+#: What every resume cursor starts with (the rest is the backend's position, base64).
+_CURSOR_TAG = "rc1."
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _cursor_out(position: str | None) -> str | None:
+    """The opaque cursor printed for a backend position."""
+    if position is None:
+        return None
+    return _CURSOR_TAG + base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _cursor_in(cursor: str | None) -> str | None:
+    """The backend position of a printed cursor; anything else is refused by name."""
+    if cursor is None:
+        return None
+    body = cursor[len(_CURSOR_TAG):] if isinstance(cursor, str) else ""
+    try:
+        if not cursor.startswith(_CURSOR_TAG) or not _BASE64URL.fullmatch(body):
+            raise ValueError(cursor)
+        position = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        if not position:
+            raise ValueError(cursor)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise SessionValidationError(
+            "resume_from", f"{cursor!r} is not a cursor printed by an earlier rotation"
+        ) from None
+    return position
 
 
 @dataclass
@@ -43,12 +75,14 @@ async def rotate_keys(
     """Re-wrap every envelope not under ``keyring.newest``; report after each batch.
 
     A session whose envelope cannot be opened (its key missing from the keyring) is
-    listed in ``failed`` with the error, and left as it was.
+    listed in ``failed`` with the error, and left as it was. ``resume_from`` must be a
+    ``cursor`` an earlier run reported (``SessionValidationError`` naming it otherwise).
     """
+    position = _cursor_in(resume_from)
     report = RotationReport(cursor=resume_from)
     newest = keyring.newest.id
     while True:
-        found, next_cursor = await access.scan(report.cursor, max(batch, 1))
+        found, position = await access.scan(position, max(batch, 1))
         changes: dict[str, dict[str, str]] = {}
         for session_id, envelopes in found:
             report.sessions_seen += 1
@@ -68,10 +102,10 @@ async def rotate_keys(
         report.sessions_rewrapped += len(changes)
         report.envelopes_rewrapped += sum(len(s) for s in changes.values())
         report.batches += 1
-        report.cursor = next_cursor
+        report.cursor = _cursor_out(position)
         if progress is not None:
             progress(report)
-        if next_cursor is None or (max_batches is not None and report.batches >= max_batches):
+        if position is None or (max_batches is not None and report.batches >= max_batches):
             return report
 
 
