@@ -120,8 +120,9 @@ class OpenAIAgentsSession:
         ``session_id`` creates it, with exactly that id, for ``user_id`` (default: the
         session id itself, so ``max_sessions_per_user`` counts each such conversation
         on its own). Concurrent first calls, from any task, loop or process, create
-        one session. An id that was deleted recently is refused on first use with
-        ``SessionValidationError`` (field ``session_id``). With
+        one session. An id the sweeper purged within the tombstone retention is refused
+        on first use with ``SessionValidationError`` (field ``session_id``); one removed
+        with ``delete`` is created again, empty. With
         ``create_missing=False`` a missing session raises ``SessionNotFoundError``.
         """
         if not isinstance(manager, SessionManagerAPI):

@@ -59,6 +59,7 @@ from lexigram.ai.session.stores.sql.inputs import (
     turn_rows,
 )
 from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies
+from lexigram.ai.session.stores.sql.packet import check_packet
 from lexigram.ai.session.stores.sql.rows import (
     header_params,
     header_to_json,
@@ -85,6 +86,14 @@ __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
 _BATCH_DIALECTS = frozenset({"sqlite", "postgresql"})
 
 T = TypeVar("T")
+
+#: The field each header or patch column holds (errors of ``check_packet`` name it).
+_HEADER_FIELDS = {"system_prompt": "state.system_prompt", "metadata": "state.metadata",
+                  "variables": "state.variables", "active_tools": "state.active_tools",
+                  "active_skills": "state.active_skills"}
+_PATCH_FIELDS = {"p_metadata": "metadata", "p_variables": "variables",
+                 "p_prompt": "system_prompt", "p_active_tools": "active_tools",
+                 "p_active_skills": "active_skills"}
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_URL = "sqlite+aiosqlite:///./lexigram_sessions.db"
@@ -152,6 +161,8 @@ class DatabaseSessionStore(SessionStore):
         self._lock_ns = f"{table_prefix}:"
         # MariaDB: the headers appends need not send back (see mysql_replies).
         self._replies = HeaderReplies() if self.dialect == "mysql" else None
+        # MariaDB's max_allowed_packet, read by initialize() (see .packet).
+        self._max_packet: int | None = None
         self._closed = False
 
     # ----------------------------------------------------------------- set-up
@@ -214,6 +225,9 @@ class DatabaseSessionStore(SessionStore):
                         {"k": f"{self._lock_ns}schema"},
                     )
                 await conn.run_sync(create_or_upgrade, self.schema, now_us=now, release=_release())
+                if self.dialect == "mysql":
+                    found = await conn.execute(text("SELECT @@max_allowed_packet"))
+                    self._max_packet = int(found.scalar_one())
         except SessionError:
             raise
         except Exception as exc:
@@ -249,6 +263,7 @@ class DatabaseSessionStore(SessionStore):
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
+        check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
         args = (header, rows, first_repeat(state.turns), live)
         try:
@@ -327,6 +342,7 @@ class DatabaseSessionStore(SessionStore):
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
+        check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
         try:
             return await self._write(
@@ -394,6 +410,8 @@ class DatabaseSessionStore(SessionStore):
         batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
+        check_packet(self._max_packet, rows, "turns", patch_params(patch) if patch else None,
+                     _PATCH_FIELDS)
         tokens, cost = batch_totals(batch)
         changes = None if patch is None else patch_params(patch)
         repeat = first_repeat(batch)
@@ -435,7 +453,9 @@ class DatabaseSessionStore(SessionStore):
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
     ) -> SessionRecord:
         sid = checked_id(session_id, "session_id")
-        return await self._write(ses.update_session, sid, patch_params(patch), key_guard)
+        params = patch_params(patch)
+        check_packet(self._max_packet, header=params, header_fields=_PATCH_FIELDS)
+        return await self._write(ses.update_session, sid, params, key_guard)
 
     async def transition(
         self,
