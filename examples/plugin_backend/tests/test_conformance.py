@@ -87,7 +87,33 @@ async def test_its_options_block_is_read_and_judged(tmp_path: Path) -> None:
     await again.initialize()
     await again.close()
     assert (tmp_path / "app.json.bak").read_bytes() == first
-    bad = (({"keep_backups": True}, "keep_backups"), ({"keep_backup": 1}, "keep_backup"))
+    bad = (({"keep_backups": True}, "keep_backups"), ({"keep_backup": "maybe"}, "keep_backup"))
     for options, key in bad:
         with pytest.raises(Exception, match=f"ai_session.options.{key}"):
             SessionConfig(backend="jsonfile", database_url=url, options=options)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"), [("true", True), ("False", False), ("1", True), ("0", False), (1, True)]
+)
+def test_keep_backup_from_an_environment_variable(
+    raw: str, kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An environment variable arrives as a string ("true"), or as a number for "1"/"0".
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEX_AI_SESSION__BACKEND", "jsonfile")
+    monkeypatch.setenv("LEX_AI_SESSION__DATABASE_URL", f"jsonfile://{tmp_path / 'app.json'}")
+    monkeypatch.setenv("LEX_AI_SESSION__OPTIONS__KEEP_BACKUP", str(raw))
+    store = create_store(SessionConfig.from_env_profile())
+    assert isinstance(store, JsonFileSessionStore) and store.keep_backup is kept
+
+
+def test_a_bad_keep_backup_from_the_environment_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEX_AI_SESSION__BACKEND", "jsonfile")
+    monkeypatch.setenv("LEX_AI_SESSION__DATABASE_URL", f"jsonfile://{tmp_path / 'app.json'}")
+    monkeypatch.setenv("LEX_AI_SESSION__OPTIONS__KEEP_BACKUP", "sometimes")
+    with pytest.raises(Exception, match="ai_session.options.keep_backup: must be true or false"):
+        SessionConfig.from_env_profile()

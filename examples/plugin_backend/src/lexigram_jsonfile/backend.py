@@ -7,11 +7,25 @@ from urllib.parse import urlsplit
 
 from lexigram_jsonfile.store import JsonFileSessionStore
 
-__all__ = ["BACKEND", "JsonFileBackend"]
+__all__ = ["BACKEND", "JsonFileBackend", "as_flag"]
 
 _SCHEME = "jsonfile"
 #: The options of ``ai_session.options`` this backend reads.
 _OPTIONS = frozenset({"keep_backup"})
+#: How a flag may be written: YAML gives a bool, an environment variable a string
+#: (``LEX_AI_SESSION__OPTIONS__KEEP_BACKUP=true``) or, for ``1``/``0``, a number.
+_FLAGS: dict[str, bool] = {"true": True, "false": False, "1": True, "0": False}
+
+
+def as_flag(value: Any) -> bool | None:
+    """``value`` as a bool (``True``, ``"true"``, ``"1"``, ``1``...), or None if it is none."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return _FLAGS.get(value.strip().lower())
+    return None
 
 
 class JsonFileBackend:
@@ -34,7 +48,7 @@ class JsonFileBackend:
         """The first bad entry of ``ai_session.options`` as (key, problem), or None."""
         for key in sorted(set(options) - _OPTIONS):
             return key, f"unknown option; expected one of {sorted(_OPTIONS)}"
-        if not isinstance(options.get("keep_backup", False), bool):
+        if as_flag(options.get("keep_backup", False)) is None:
             return "keep_backup", f"must be true or false, got {options['keep_backup']!r}"
         return None
 
@@ -44,7 +58,7 @@ class JsonFileBackend:
         return JsonFileSessionStore(
             urlsplit(config.database_url).path,
             session_ttl=config.session_ttl,
-            keep_backup=bool(options.get("keep_backup", False)),
+            keep_backup=bool(as_flag(options.get("keep_backup", False))),
         )
 
     async def setup(self, config: Any) -> str:

@@ -222,9 +222,7 @@ class SessionConfig(BaseConfig):
             "database_url",
             "cookie_samesite",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                _fail(name, f"must be a non-empty string, got {value!r}")
+            _non_empty(name, getattr(self, name))
         self.cookie_secret = _cookie_secrets(self.cookie_secret)
         parse_keys(self.encryption_keys)  # refuses a bad entry, naming it (never the key)
         for name in (
@@ -236,11 +234,7 @@ class SessionConfig(BaseConfig):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 _fail(name, f"must be a string or null, got {value!r}")
-        if (
-            not isinstance(self.table_prefix, str)
-            or not self.table_prefix.replace("_", "a").isalnum()
-        ):
-            _fail("table_prefix", f"must be letters, digits and '_', got {self.table_prefix!r}")
+        _table_prefix("table_prefix", self.table_prefix)
         if self.cookie_name == "":
             self.cookie_name = None
         if self.default_turn_strategy not in TURN_STRATEGIES:
@@ -489,8 +483,9 @@ def _url_values(options: dict[str, Any]) -> list[str]:
 def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
     """``sql: {url: ...}`` / ``redis: {...}`` moved to their flat fields (idempotent).
 
-    A key the block does not know, or a flat field given with another value, is
-    refused naming the field (``sql.url``, ``database_url``).
+    A key the block does not know, a bad value, or a flat field given with another
+    value is refused naming the key as written (``sql.url``, ``options.url``); a
+    non-empty block of another built-in backend than the chosen one is refused too.
     """
     backend = data.get("backend")
     chosen = canonical_name(backend) if isinstance(backend, str) else None
@@ -499,51 +494,124 @@ def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
     data = _backend_block(data)
     if not any(name in data for name in BACKEND_BLOCKS):
         return data
+    judged = _blocks_backend(data)
     data = dict(data)
     # A plugin that reads a flat URL field judges that URL itself (``url_problem``).
     built_in = not isinstance(backend, str) or backend in BUILTIN_BACKENDS
-    for block, keys in BACKEND_BLOCKS.items():
+    for block in BACKEND_BLOCKS:
         if block not in data:
             continue
         options = data.pop(block)
         if options is None:
             continue
         label = labels.get(block, block)
-        if not isinstance(options, dict):
-            _fail(label, f"must be a mapping of {sorted(keys)}, got {type(options).__name__}")
-        for key, value in options.items():
-            shown = f"{label}.{key}"
-            flat = keys.get(key)
-            if flat is None:
-                near = difflib.get_close_matches(str(key), list(keys), n=1, cutoff=0.6)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                _fail(shown, f"unknown option{hint}; expected one of {sorted(keys)}")
-                continue
-            if flat in data and data[flat] != value:
-                _fail_fields((shown, flat), "both are set, to different values; keep one")
-            data[flat] = _block_value(shown, flat, value, urls=built_in)
+        _move_block(data, block, label, options, urls=built_in)  # its keys first: a typo
+        _check_block_owner(data, block, options, judged)
     return data
+
+
+def _blocks_backend(data: dict[str, Any]) -> str | None:
+    """The built-in backend the ``sql:``/``redis:`` blocks are judged against, or None.
+
+    The backend given (by its canonical name), else the one a single URL selects (as a
+    flat field or in a block), else ``memory``. None for a plugin backend (it may read
+    any field), a ``backend`` that is no string, and two URLs (refused later, naming both).
+    """
+    if "backend" in data:
+        backend = data["backend"]
+        if not isinstance(backend, str) or backend not in BUILTIN_BACKENDS:
+            return None
+        return canonical_name(backend)
+    selected = {_URL_BACKEND[name] for name in _URL_BACKEND if data.get(name) not in (None, "")}
+    for block in BACKEND_BLOCKS:
+        options = data.get(block)
+        if isinstance(options, dict) and options.get("url") not in (None, ""):
+            selected.add(block)
+    if len(selected) > 1:
+        return None
+    return selected.pop() if selected else "memory"
+
+
+def _check_block_owner(data: dict[str, Any], block: str, options: Any, judged: str | None) -> None:
+    """Refuse a non-empty ``block`` when the chosen built-in backend ``judged`` is another."""
+    if judged is None or judged == block or options == {}:
+        return
+    shown = data.get("backend", judged)
+    _fail(
+        block,
+        f"backend {shown!r} does not use the {block} block (set backend to {block!r}, "
+        "or remove the block)",
+    )
+
+
+def _move_block(
+    data: dict[str, Any], block: str, label: str, options: Any, *, urls: bool
+) -> None:
+    """Move the keys of ``block`` (written as ``label``) to their flat fields in ``data``."""
+    keys = BACKEND_BLOCKS[block]
+    if not isinstance(options, dict):
+        _fail(label, f"must be a mapping of {sorted(keys)}, got {type(options).__name__}")
+    for key, value in options.items():
+        shown = f"{label}.{key}"
+        flat = keys.get(key)
+        if flat is None:
+            near = difflib.get_close_matches(str(key), list(keys), n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            _fail(shown, f"unknown option{hint}; expected one of {sorted(keys)}")
+            continue
+        checked = _block_value(shown, flat, value, urls=urls)
+        if flat in data and data[flat] not in (value, checked):
+            _fail_fields(
+                (shown, flat),
+                "both are set, to different values; keep one (an environment variable "
+                f"overrides YAML written the same way: {_env_name(shown)} for {shown}, "
+                f"{_env_name(flat)} for {flat})",
+            )
+        data[flat] = checked
+
+
+def _env_name(name: str) -> str:
+    """The environment variable of the ``ai_session`` key ``name`` (``sql.url``)."""
+    return "LEX_AI_SESSION__" + name.upper().replace(".", "__")
 
 
 def _block_value(name: str, flat: str, value: Any, *, urls: bool) -> Any:
     """A block option's value checked under the name the user wrote (``sql.url``).
 
     Only the checks that need no other field run here (a URL's own form when
-    ``urls``, a pool size); the rest run later on the flat field, which names it.
+    ``urls``, a pool size, a prefix, a flag); a rule across fields (Redis Cluster
+    and the db number) runs later on the flat fields, which it names.
     """
     if flat in _INT_FIELDS:
         return _as_int(name, value, _INT_FIELDS[flat])
-    if not urls or not isinstance(value, str):
-        return value  # named as the flat field's type error later
-    if flat == "database_url":
+    if flat in _BOOL_FIELDS:
+        return _as_bool(name, value)
+    if flat == "table_prefix":
+        return _table_prefix(name, value)
+    value = _non_empty(name, value)
+    if urls and flat == "database_url":
         problem = database_url_problem(value)
         if problem is not None:
             _fail(name, problem)
-    elif flat == "redis_url":
+    elif urls and flat == "redis_url":
         found = redis_url_problem(value, cluster=False)  # the cluster's rule comes later
         if found is not None:
             _fail(name, found[1])
     return value
+
+
+def _non_empty(name: str, value: Any) -> str:
+    """``value`` if it is a non-empty string; else refused naming ``name``."""
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, f"must be a non-empty string, got {value!r}")
+    return str(value)
+
+
+def _table_prefix(name: str, value: Any) -> str:
+    """``value`` if it is letters, digits and ``_`` (a SQL table prefix); else refused."""
+    if not isinstance(value, str) or not value.replace("_", "a").isalnum():
+        _fail(name, f"must be letters, digits and '_', got {value!r}")
+    return str(value)
 
 
 def _secret_key(key: str) -> bool:
