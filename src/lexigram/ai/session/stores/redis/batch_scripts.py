@@ -15,7 +15,7 @@ read than one reply per session or per command:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from lexigram.ai.session.exceptions import SessionStoreError, StoreUnavailableError
@@ -49,22 +49,26 @@ async def run_session_chunk(
     argv: Sequence[Any],
     *,
     new_op: Callable[[], str],
+    drop: Callable[[Sequence[str]], Awaitable[None]],
 ) -> list[Any]:
     """Session script ``name`` for every id of ``chunk`` as one call: one reply per id.
 
     A reply is the script's JSON document (bytes), or the store's error when Redis
     refused the call as a whole. ``argv`` is the script's, shared by every id; a
-    failure to reach Redis raises (:class:`StoreUnavailableError`).
+    failure to reach Redis raises (:class:`StoreUnavailableError`). Once read, the
+    call's record (the replies of many sessions) goes through ``drop``.
     """
     chunk_keys = [key for sid in chunk for key in keys.session(sid)]
     # The record lives in the first session's slot (a single server: any slot).
-    chunk_keys.append(keys.op(chunk[0], new_op(), f"{name}_many"))
+    record = keys.op(chunk[0], new_op(), f"{name}_many")
+    chunk_keys.append(record)
     try:
         reply = await scripts.raw(f"{name}_many", chunk_keys, argv)
     except StoreUnavailableError:
         raise
     except SessionStoreError as exc:
         return [exc] * len(chunk)
+    await drop([record])
     return bytes(reply).split(b"\n")
 
 

@@ -231,7 +231,7 @@ class RedisCore:
 
         ``append`` (the chat path) gets only the keys it uses: see ``APPEND_KEYS``.
         """
-        if name == "append":  # always once per operation: its op key is KEYS[5]
+        if name == "append":  # always once per operation: its op key is KEYS[6]
             keys = self.keys.session(session_id, APPEND_KEYS)
             keys.append(self.keys.op(session_id, op or new_op(), name))
             if self.key_grace_ms is not None:
@@ -355,6 +355,17 @@ class RedisCore:
                 record_name(session_id), f"field {reply.get('a')}: {reply.get('b')!r}"
             )
         raise SessionStoreError(f"unexpected reply for session {session_id!r}: {reply!r}")
+
+    async def drop_records(self, keys: Sequence[str]) -> None:
+        """Delete reply records once their replies were read (one round trip).
+
+        The replies of scripts that remove a session (``delete``, ``purge``) and of the
+        sweeper's batches are recorded outside any session's reply index: once read,
+        a re-sent call is no longer possible and the records (which name the user)
+        must not outlive the session.
+        """
+        # execute_command: a cluster pipeline cannot queue its own (multi-slot) unlink
+        await self.scripts.pipeline([("execute_command", ("UNLINK", key)) for key in keys])
 
     async def exists(self, session_id: str, now_us: int) -> bool:
         """Whether the id is taken (a session, or a tombstone still in force)."""

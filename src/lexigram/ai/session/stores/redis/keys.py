@@ -19,6 +19,7 @@ Layout (``P`` = the key prefix)::
     P:s:{sid}:b   zset    branch (fork) ids by creation order
     P:s:{sid}:p   hash    branch id -> wall-clock time its reservation was made (µs)
     P:s:{sid}:x   string  tombstone of a purged session: "purged until" (µs)
+    P:s:{sid}:q   zset    the session's reply keys below (score: when they expire, µs)
     P:s:{sid}:o:<op>:<script>  string  reply of one write operation (kept 5 minutes)
     P:u:{uid}:s   zset    a user's sessions by per-user ordinal (newest = highest)
     P:u:{uid}:l   zset    a user's live sessions and reservations (score: wall µs)
@@ -27,6 +28,10 @@ Layout (``P`` = the key prefix)::
     P:c:{cpid}    string  checkpoint id -> session id
     P:g:{index}:d zset    live sessions by (lower bound of) deadline µs
     P:g:{index}:e zset    ended (CLOSED/EXPIRED) sessions by updated_at µs
+
+A session's reply keys are listed in its ``q`` index while it is stored, so that
+``delete``/``purge`` (and so erasure) remove them in the same script; the replies of
+those two scripts, and of the sweeper's batches, are deleted once the store read them.
 
 The ``s:``/``u:``/``c:``/``g:`` namespaces keep keys of different kinds from ever
 colliding whatever characters the ids contain. An id that is empty or contains
@@ -41,7 +46,7 @@ from dataclasses import dataclass
 __all__ = ["SESSION_KEY_NAMES", "KeySpace", "tag"]
 
 #: Suffixes of a session's keys, in the order every session script receives them.
-SESSION_KEY_NAMES = ("h", "t", "r", "i", "a", "c", "d", "k", "b", "p", "x")
+SESSION_KEY_NAMES = ("h", "t", "r", "i", "a", "c", "d", "k", "b", "p", "x", "q")
 
 _SPECIAL = frozenset("{}=")
 

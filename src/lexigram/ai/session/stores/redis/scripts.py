@@ -14,10 +14,12 @@ totals uses Lua's doubles and ``%.17g``, which round-trips exactly as Python flo
 token totals are refused past 2**53-1, below which doubles hold integers exactly.
 
 Write scripts (:data:`WRITE_SCRIPTS`) are wrapped by ``_OP_EPILOGUE``: given an
-operation-id key as ``KEYS[12]`` they run their body once per operation id and
+operation-id key as ``KEYS[13]`` they run their body once per operation id and
 answer a re-sent call with the recorded reply, then set the session keys' Redis
 expiry when ``ARGV[1]`` carries a grace (``"now|grace_ms"``). ``append`` does the
 same by itself, with fewer keys (:data:`APPEND_KEYS`, op key, :data:`APPEND_GRACE_KEYS`).
+A recorded reply is indexed in the session's ``q`` key, which ``delete`` and ``purge``
+empty with the session; a refusal because the session is missing is not recorded.
 
 The Lua sources are files of their own in ``lua/`` (package data, read with
 :mod:`importlib.resources`): ``session_base.lua`` then ``session_prelude.lua`` (shared
@@ -71,7 +73,7 @@ _SAVE = _lua("save")
 _APPEND = _lua("append")
 
 #: The session keys the append script reads and writes, by suffix (then its op key).
-APPEND_KEYS = ("h", "t", "r", "i")
+APPEND_KEYS = ("h", "t", "r", "i", "q")
 
 #: The other session keys whose expiry the append script moves when given a grace.
 APPEND_GRACE_KEYS = ("a", "c", "d", "k", "b", "p")
@@ -148,7 +150,7 @@ _CP_RESTORE_REPLAY = _lua("cp_restore_replay")
 
 _DEFAULT_REPLAY = _lua("default_replay")
 
-# Runs a write script's body exactly once per operation id: KO (KEYS[12]) holds
+# Runs a write script's body exactly once per operation id: KO (KEYS[13]) holds
 # the reply of the first run for OP_TTL_MS; a re-sent call answers it again. Then
 # every key of the session gets the storage-level expiry (when GRACE is given).
 _KEEP_KEYS = _lua("keep_keys")
@@ -222,7 +224,7 @@ def _session_script(name: str, body: str) -> str:
     )
 
 
-# The sweeper's batches on a single server: KEYS 11 per session, then the batch's op key.
+# The sweeper's batches on a single server: KEYS 12 per session, then the batch's op key.
 _SESSION_BATCH = _lua("session_batch")
 
 

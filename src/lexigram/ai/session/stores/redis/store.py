@@ -69,7 +69,7 @@ from lexigram.ai.session.stores.redis.indexes import wall_us
 from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
-from lexigram.ai.session.validation import check_patch, check_state, check_turns
+from lexigram.ai.session.validation import check_patch, check_state, check_turns, new_totals
 
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
@@ -254,11 +254,13 @@ class CacheSessionStore(SessionStore):
 
     async def delete(self, session_id: str) -> None:
         _, now_us = self._core.clock()
-        reply = await self._core.run("delete", session_id, [now_us], op=new_op())
+        op = new_op()
+        reply = await self._core.run("delete", session_id, [now_us], op=op)
         if "u" in reply:
             await self._core.index.forget(
                 session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
             )
+            await self._core.drop_records([self._core.keys.op(session_id, op, "delete")])
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Delete the user's counter and index keys and the erased sessions' retry replies."""
@@ -290,9 +292,13 @@ class CacheSessionStore(SessionStore):
         self._header_json(state, last_seq=len(state.turns))  # refuse bad values before reserving
         # No separate existence check on the way: the create script refuses a taken
         # id atomically (and _insert says "exists" rather than "cap" when both apply).
-        return await self._insert(
+        record = await self._insert(
             state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=None, op=new_op()
         )
+        if state.parent_session_id:
+            # A branch written whole (an import) is one of its parent's, as after a fork.
+            await self._core.raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
+        return record
 
     # -------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
@@ -445,6 +451,10 @@ class CacheSessionStore(SessionStore):
                 # A repeat inside the batch is named before an id the session holds,
                 # as on the other backends (the script names the first in batch order).
                 check_batch_ids(session_id, batch)
+            if reply["e"] == "TOT":
+                # Totals past their limits: worded from the stored totals, as elsewhere.
+                new_totals(int(reply["a"]), float(reply["b"]), batch)
+                raise SessionValidationError("total_tokens", "past the limits of the totals")
             self._core.refuse(reply, session_id)
         record = self._core.record(reply["h"], session_id, now)
         closed = bool(reply["c"])

@@ -138,8 +138,13 @@ class SweepOps:
         argv = core.argv(args)
         if isinstance(core.scripts.client(), RedisCluster):
             calls = [(core.script_keys(sid, name, new_op()), argv) for sid in chunk]
-            return await core.scripts.many_settled(name, calls)
-        return await run_session_chunk(core.scripts, core.keys, name, chunk, argv, new_op=new_op)
+            replies = await core.scripts.many_settled(name, calls)
+            if name == "purge":  # recorded outside the (removed) session's reply index
+                await core.drop_records([keys[-1] for keys, _ in calls])
+            return replies
+        return await run_session_chunk(
+            core.scripts, core.keys, name, chunk, argv, new_op=new_op, drop=core.drop_records
+        )
 
     def _settled_reply(self, session_id: str, reply: Any) -> Any:
         """One reply of :meth:`ScriptRunner.many_settled` as a document, or its error raised."""
@@ -230,7 +235,8 @@ class SweepOps:
         now, now_us = self._core.clock()
         until_us = to_us(tombstone_until)
         safety = max(int((tombstone_until - now) / timedelta(seconds=1)), 1) + _TOMBSTONE_SAFETY_S
-        reply = await self._core.run("purge", session_id, [now_us, until_us, safety], op=new_op())
+        op = new_op()
+        reply = await self._core.run("purge", session_id, [now_us, until_us, safety], op=op)
         if "e" in reply:
             self._core.refuse(reply, session_id)
         if "u" not in reply:
@@ -238,6 +244,7 @@ class SweepOps:
         await self._core.index.forget(
             session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
         )
+        await self._core.drop_records([self._core.keys.op(session_id, op, "purge")])
         return True
 
 

@@ -2,22 +2,34 @@
 -- the shared helpers (session_base.lua) nor the once-per-operation wrapper
 -- (op_epilogue.lua, keep_keys.lua) but does what they do for it, with the same
 -- checks, refusals, replies and key expiry, and no more Redis calls than it needs.
--- KEYS: header, turns, ranges, ids, this operation's reply record; with a grace
--- (ARGV[1] = "now|grace_ms") also archive, checkpoints, checkpoint docs, checkpoint
--- ranges, branches, reservations, whose expiry it moves with the others.
+-- KEYS: header, turns, ranges, ids, reply index, this operation's reply record; with
+-- a grace (ARGV[1] = "now|grace_ms") also archive, checkpoints, checkpoint docs,
+-- checkpoint ranges, branches, reservations, whose expiry it moves with the others.
 local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
 local NOW_S = NOW_TEXT or ARGV[1]
 local NOW = tonumber(NOW_S)
-local KH, KT, KR, KI, KO = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local KH, KT, KR, KI, KQ, KO = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local fmt = string.format
 
 local prev = redis.call('GET', KO)
 if prev then return prev end
 
--- a refusal is recorded like any reply: a re-sent call answers it again
+-- the reply, recorded for a re-sent call and indexed in KQ (as keep_keys.lua's
+-- remember: deleting the session deletes it). KQ outlives the session's last reply
+-- (not its other keys), and is pruned when asked.
+local function remember(r, prune)
+  local ttl_us = OP_TTL_MS * 1000
+  redis.call('SET', KO, r, 'PX', OP_TTL_MS)
+  redis.call('ZADD', KQ, fmt('%d', NOW + ttl_us), KO)
+  redis.call('PEXPIRE', KQ, 2 * OP_TTL_MS)
+  if prune then redis.call('ZREMRANGEBYSCORE', KQ, '-inf', fmt('(%d', NOW - ttl_us)) end
+end
+
+-- a refusal is recorded like any reply (a re-sent call answers it again), but for a
+-- missing session: nothing was applied, and no key may outlive a session it names
 local function refuse(code, a, b)
   local r = cjson.encode({e = code, a = a, b = b})
-  redis.call('SET', KO, r, 'PX', OP_TTL_MS)
+  if code ~= 'NF' then remember(r, true) end
   return r
 end
 
@@ -57,13 +69,14 @@ for j = 1, k, 1000 do
   end
 end
 -- exact while below 2**53 (a double sum past it is >= 2**53: refused, never rounded)
+-- ('TOT': the store words the refusal from the stored totals, as the other backends)
 local tokens = tt + tonumber(ARGV[5])
-if tokens > 9007199254740991 then return refuse('VAL', 'total_tokens', 'exceeds 2**53-1') end
+if tokens > 9007199254740991 then return refuse('TOT', h.tt, h.tc) end
 -- costs added one turn at a time, oldest first (the total is a sum over the live turns)
 local cost = tc
 for c in string.gmatch(ARGV[6], '[^,]+') do cost = cost + tonumber(c) end
 if cost ~= cost or cost >= math.huge or cost < 0 then
-  return refuse('VAL', 'total_cost', 'not a finite number >= 0')
+  return refuse('TOT', h.tt, h.tc)
 end
 local ls = tonumber(h.ls or '0') or 0
 local count = n + k
@@ -123,7 +136,8 @@ redis.call('HSET', KH, unpack(upd))
 for j = 1, #upd, 2 do h[upd[j]] = upd[j + 1] end
 local r = '{"h":' .. cjson.encode(h) .. ',"f":' .. fmt('%d', ls + 1) .. ',"c":'
   .. (closed and 'true' or 'false') .. '}'
-redis.call('SET', KO, r, 'PX', OP_TTL_MS)
+-- the index is pruned about once per 32 turns (k = 0: a patch, rare)
+remember(r, k == 0 or math.floor(ls / 32) ~= math.floor((ls + k) / 32))
 if not GRACE_TEXT then return r end
 -- the storage-level expiry of every key of the session (as keep_keys.lua); when this
 -- append created no key (the session had turns, or none were added) it is only
@@ -138,6 +152,6 @@ if n > 0 or k == 0 then
   if cur > 0 and cur <= ms and cur > ms - 60000 then return r end
 end
 for j = 1, #KEYS do
-  if j ~= 5 then redis.call('PEXPIRE', KEYS[j], ms) end
+  if j ~= 5 and j ~= 6 then redis.call('PEXPIRE', KEYS[j], ms) end
 end
 return r

@@ -1,4 +1,23 @@
 
+-- Records a write's reply for a re-sent call (used by op_epilogue.lua) and indexes it
+-- in KQ while the session is stored: deleting the session deletes it. A refusal
+-- because the session is missing is not recorded (nothing was applied, and a key
+-- named after the session would outlive it); the reply of a script that removed
+-- the session is recorded unindexed, and the store deletes it once it has read it.
+local function remember(rec)
+  if MISSING then return end
+  if not REMOVED then
+    if redis.call('EXISTS', KH) == 0 then return end
+    local ttl_us = OP_TTL_MS * 1000
+    redis.call('ZADD', KQ, int(NOW + ttl_us), KO)
+    -- the index outlives the last reply it names, not the session's other keys
+    redis.call('PEXPIRE', KQ, 2 * OP_TTL_MS)
+    -- a key past its expiry (by another OP_TTL, for clock skew) is gone from Redis
+    redis.call('ZREMRANGEBYSCORE', KQ, '-inf', '(' .. int(NOW - ttl_us))
+  end
+  redis.call('SET', KO, rec, 'PX', OP_TTL_MS)
+end
+
 -- Sets the storage-level expiry of every key of the session (when GRACE is given):
 -- used after a write by op_epilogue.lua and session_batch.lua.
 local function keep_keys()

@@ -7,7 +7,7 @@ local r = body()
 if KO then
   local rec = r
   if type(r) == 'table' then rec = r[1] end
-  redis.call('SET', KO, rec, 'PX', OP_TTL_MS)
+  remember(rec)
 end
 if not FAILED then keep_keys() end
 return r

@@ -1,15 +1,20 @@
 
 -- ARGV[1] is "now" or "now|grace": grace (ms) is how long a session's keys outlive
--- its deadline (or its end) when the store has a TTL. KEYS[12], when given, is the
--- key recording this operation's reply (see _OP_EPILOGUE in scripts.py).
+-- its deadline (or its end) when the store has a TTL. KEYS[13], when given, is the
+-- key recording this operation's reply (see _OP_EPILOGUE in scripts.py); KQ indexes
+-- the session's reply keys, so that deleting the session deletes them too.
 local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
 local NOW_S = NOW_TEXT or ARGV[1]
 local NOW = tonumber(NOW_S)
 local GRACE = tonumber(GRACE_TEXT or '')
-local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX = unpack(KEYS, 1, 11)
-local KO = KEYS[12]
+local KH, KT, KR, KI, KA, KC, KD, KK, KB, KP, KX, KQ = unpack(KEYS, 1, 12)
+local KO = KEYS[13]
 local MAX_SAFE = 9007199254740991
 local FAILED = false
+-- set by a refusal because the session is not stored: nothing to record (see
+-- op_epilogue.lua); and by a script that removed the session with its reply keys
+local MISSING = false
+local REMOVED = false
 -- set by a write that creates no key of its own when the session's keys already
 -- have an expiry: then they are only refreshed once it drifted by KEEP_SLACK_MS
 local KEEP_FAST = false
@@ -23,6 +28,7 @@ local function num(x) return string.format('%.17g', x) end
 
 local function fail(code, a, b)
   FAILED = true
+  MISSING = code == 'NF'
   return cjson.encode({e = code, a = a, b = b})
 end
 
@@ -122,4 +128,11 @@ local function writable(h)
   local st = effective(h)
   if st == 'closed' or st == 'expired' then return nil, fail('CHK', st, h.n) end
   return st
+end
+
+-- delete every reply key the session indexed, and the index
+local function drop_replies()
+  local ops = redis.call('ZRANGE', KQ, 0, -1)
+  for j = 1, #ops, 500 do redis.call('UNLINK', unpack(ops, j, math.min(j + 499, #ops))) end
+  redis.call('DEL', KQ)
 end
