@@ -292,7 +292,8 @@ class SessionManagerImpl:
         if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 0):
             raise SessionValidationError("last", f"must be an integer >= 0, got {last!r}")
         turns = await self.store.get_turns(_check_session_id(session_id), last=last)
-        await self.sealed.check_turns(session_id, turns)
+        if self.sealed.looks_sealed(turns):
+            await self.sealed.check(session_id)
         return turns
 
     async def list_sessions(
@@ -353,7 +354,8 @@ class SessionManagerImpl:
     async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
         # A batch whose own sums cannot be stored is refused before the session is read.
         new_totals(0, 0.0, checked)
-        await self.sealed.before_write(session_id)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)
         # The store sees the checked batch and does not check it again.
         result = await self.store.append_turns(
             session_id, checked, max_turns=self.config.max_turns_per_session
@@ -462,7 +464,8 @@ class SessionManagerImpl:
             system_prompt=system_prompt,
         )
         self.sealed.check_metadata(patch.metadata)
-        await self.sealed.before_write(session_id)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)
         record = await self.store.update_session(session_id, patch)
         return record.state
 

@@ -8,10 +8,10 @@ So, when the manager's store does not encrypt, each such read or write raises
 ``EncryptionKeyError`` naming the key id the session needs, and nothing is written.
 
 A write is checked against the stored header once per session per process: sessions
-this process has seen in clear (created, read, written) are kept in a bounded set, so
-the common write costs no extra read. A session deleted and created again encrypted
-by another process under the same id, while this process still holds it as plaintext,
-is not caught.
+this process has seen in clear (created, read, written) are kept in a bounded set
+(oldest out first), so the common write costs no extra read. A session deleted and
+created again encrypted by another process under the same id, while this process still
+holds it as plaintext, is not caught.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class SealedSessionGuard:
         """Remember a session a write reply showed in clear (never raises)."""
         if self.active:
             meta = state.metadata
-            if type(meta) is not dict or KEY_ENVELOPE_FIELD not in meta:
+            clear = type(meta) is not dict or KEY_ENVELOPE_FIELD not in meta
+            if clear and state.session_id not in self._plain:
                 self._plain.put(state.session_id, True)
 
     def check_metadata(self, metadata: dict[str, Any] | None) -> None:
@@ -71,24 +72,25 @@ class SealedSessionGuard:
                 f"metadata.{KEY_ENVELOPE_FIELD}", "is reserved for encryption at rest"
             )
 
-    async def before_write(self, session_id: str) -> None:
-        """Refuse a write to an encrypted session (reads its header once per session)."""
-        if not self.active or self._plain.get(session_id) is not None:
-            return
-        record = await self.store.load_record(session_id)
-        if record is not None:
-            self.check_state(record.state)
+    def write_unchecked(self, session_id: str) -> bool:
+        """Whether a write to ``session_id`` must read its header first (see :meth:`check`)."""
+        return self.active and session_id not in self._plain
 
-    async def check_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> None:
-        """Refuse turns read from an encrypted session (header read when one looks sealed)."""
-        if not self.active:
-            return
-        for turn in turns:
-            content = turn.content
-            if type(content) is str and content.startswith(SEALED_PREFIXES):
-                break
-        else:
-            return
+    def looks_sealed(self, turns: Sequence[SessionTurn]) -> bool:
+        """Whether turns read may come from an encrypted session (then :meth:`check`).
+
+        An encrypted session's turns are all sealed; the oldest and the newest are
+        looked at (the newest alone would miss plaintext an older release appended).
+        """
+        if not self.active or not turns:
+            return False
+        first, last = turns[0].content, turns[-1].content
+        return (type(first) is str and first.startswith(SEALED_PREFIXES)) or (
+            type(last) is str and last.startswith(SEALED_PREFIXES)
+        )
+
+    async def check(self, session_id: str) -> None:
+        """Read the session's header and refuse it when it is encrypted."""
         record = await self.store.load_record(session_id)
         if record is not None:
             self.check_state(record.state)
