@@ -220,6 +220,9 @@ async def test_restore_and_fork_with_allow_writes(
             "id": story.budget, "checkpoint": story.first_checkpoint, "confirm": "yes",
             "csrf": csrf})
         assert foreign_cp.status_code == 400
+        unknown_cp = await http.post("/actions/restore", data={
+            "id": "trip", "checkpoint": "cp-none", "confirm": "yes", "csrf": csrf})
+        assert unknown_cp.status_code == 404 and "LEX_ERR_SES_104" in unknown_cp.text
         restored = await http.post("/actions/restore", data={
             "id": "trip", "checkpoint": story.first_checkpoint, "confirm": "yes", "csrf": csrf})
         assert restored.status_code == 303

@@ -141,3 +141,39 @@ async def test_rotation_resumes_only_from_a_cursor_it_printed(raw_backend: RawBa
         with pytest.raises(SessionValidationError) as caught:
             await rotate_keys(access, both, resume_from=bad)
         assert caught.value.field == "resume_from"
+
+
+async def test_lists_name_sessions_this_process_cannot_open_in_damaged() -> None:
+    inner = InMemorySessionStore()
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k1")))
+    sealed = await _encrypted_session(keyed)
+    plain = await SessionManagerImpl(inner).create("ivy")
+    for manager in (
+        SessionManagerImpl(inner),  # no keys at all
+        SessionManagerImpl(EncryptedSessionStore(inner, keyring("k2"))),  # not its key
+    ):
+        page = await manager.list_sessions("ivy")
+        assert [s.session_id for s in page.items] == [plain.session_id]
+        assert page.damaged == [sealed]
+    page = await keyed.list_sessions("ivy")
+    assert {s.session_id for s in page.items} == {plain.session_id, sealed} and not page.damaged
+
+
+async def test_the_explorer_without_keys_refuses_encrypted_sessions() -> None:
+    import httpx
+
+    from lexigram.ai.session.explorer import ExplorerSettings, create_app
+
+    inner = InMemorySessionStore()
+    sealed = await _encrypted_session(
+        SessionManagerImpl(EncryptedSessionStore(inner, keyring("k1")))
+    )
+    app = create_app(SessionManagerImpl(inner), ExplorerSettings())
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as http:
+        for path in ("/api/session", "/api/session/turns", "/api/session/checkpoints", "/session"):
+            answer = await http.get(path, params={"id": sealed})
+            assert answer.status_code == 500 and "LEX_ERR_SES_114" in answer.text, path
+            assert "lxe1:" not in answer.text and "secret" not in answer.text
+        listed = (await http.get("/api/sessions", params={"user": "ivy"})).json()
+        assert listed["sessions"] == [] and listed["damaged"] == [sealed]

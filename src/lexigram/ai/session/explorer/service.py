@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
 from lexigram.ai.session.branching import BranchManager
-from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.explorer.series import UsageSeries, load_series
 from lexigram.ai.session.explorer.tree import BranchTree, load_tree
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY
 from lexigram.ai.session.stores.base import SessionPage, SessionRecord
 from lexigram.ai.session.validation import check_id
@@ -65,6 +70,8 @@ class ExplorerService:
     def __init__(self, manager: SessionManagerAPI) -> None:
         self.manager = manager
         self.store = manager.store
+        # Without keys, an encrypted session is refused by key id, never shown sealed.
+        self.sealed = SealedSessionGuard(manager.store)
         self.branches = BranchManager(
             manager.store,
             manager.config.max_branches_per_session,
@@ -86,15 +93,17 @@ class ExplorerService:
         self, user_id: str, *, status: str | None, cursor: str | None, limit: int
     ) -> SessionPage:
         """A page of the user's sessions, newest first (the store's cursor)."""
-        return await self.manager.list_sessions(
+        page = await self.manager.list_sessions(
             user_id, status=status or None, limit=limit, cursor=cursor or None
         )
+        return self.sealed.split_page(page)
 
     async def record(self, session_id: str) -> SessionRecord:
         """The session's header and bookkeeping (no turns read)."""
         record = await self.store.load_record(check_id(session_id, "id"))
         if record is None:
             raise SessionNotFoundError(session_id)
+        self.sealed.check_state(record.state)
         return record
 
     async def turns(
@@ -144,6 +153,8 @@ class ExplorerService:
         check_id(checkpoint_id, "checkpoint")
         owned = {c.checkpoint_id for c in await self.checkpoints(check_id(session_id, "id"))}
         if checkpoint_id not in owned:
+            if await self.store.load_checkpoint(checkpoint_id) is None:
+                raise CheckpointNotFoundError(checkpoint_id)  # 404, as an unknown session
             raise SessionValidationError(
                 "checkpoint", f"{checkpoint_id!r} is not a checkpoint of session {session_id!r}"
             )

@@ -318,9 +318,10 @@ class SessionManagerImpl:
                 raise SessionValidationError(
                     "status", f"unknown session status {status!r}"
                 ) from None
-        return await self.store.list_user_sessions(
+        page = await self.store.list_user_sessions(
             user_id, status=wanted, limit=limit, cursor=cursor
         )
+        return self.sealed.split_page(page)
 
     async def count_live_sessions(self, user_id: str) -> int:
         """How many live sessions the user has (what ``max_sessions_per_user`` counts)."""

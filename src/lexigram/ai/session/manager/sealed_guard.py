@@ -17,13 +17,14 @@ holds it as plaintext, is not caught.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionTurn
 
 from lexigram.ai.session.encryption.markers import SEALED_PREFIXES, envelope_key_id
 from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
-from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionStore
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPage, SessionStore
 from lexigram.ai.session.stores.encrypted.lru import Lru
 
 __all__ = ["SealedSessionGuard"]
@@ -64,6 +65,22 @@ class SealedSessionGuard:
             clear = type(meta) is not dict or KEY_ENVELOPE_FIELD not in meta
             if clear and state.session_id not in self._plain:
                 self._plain.put(state.session_id, True)
+
+    def split_page(self, page: SessionPage) -> SessionPage:
+        """``page`` with the encrypted sessions moved from ``items`` to ``damaged``."""
+        if not self.active:
+            return page
+        items: list[SessionState] = []
+        damaged = list(page.damaged)
+        for state in page.items:
+            meta = state.metadata
+            if type(meta) is dict and KEY_ENVELOPE_FIELD in meta:
+                damaged.append(state.session_id)
+            else:
+                items.append(state)
+        if len(items) == len(page.items):
+            return page
+        return replace(page, items=items, damaged=damaged)
 
     def check_metadata(self, metadata: dict[str, Any] | None) -> None:
         """Refuse the key-envelope field in metadata this process writes."""

@@ -32,6 +32,7 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
     DataKeyChangedError,
     EncryptionKeyError,
     SessionNotFoundError,
@@ -547,11 +548,21 @@ class EncryptedSessionStore(SessionStore):
         limit: int = 100,
         cursor: str | None = None,
     ) -> SessionPage:
-        """A page of opened headers."""
+        """A page of opened headers; one this process cannot open is named in ``damaged``."""
         page = await self.inner.list_user_sessions(
             user_id, status=status, limit=limit, cursor=cursor
         )
-        return replace(page, items=[self._open_state(s) for s in page.items])
+        items: list[SessionState] = []
+        damaged = list(page.damaged)
+        for state in page.items:
+            try:
+                items.append(self._open_state(state))
+            except (EncryptionKeyError, CorruptRecordError) as exc:
+                logger.warning(
+                    "ai_session.list.unreadable", session_id=state.session_id, error=str(exc)
+                )
+                damaged.append(state.session_id)
+        return replace(page, items=items, damaged=damaged)
 
     async def count_live_sessions(self, user_id: str) -> int:
         """How many live sessions ``user_id`` has."""
