@@ -135,7 +135,10 @@ async def count_live(tx: Tx, ctx: Ctx, user_id: str) -> int:
 
 
 async def _check_cap(tx: Tx, ctx: Ctx, user_id: str, max_live: int | None) -> None:
-    if max_live is not None and await count_live(tx, ctx, user_id) >= max_live:
+    if max_live is None:
+        return
+    row = await tx.one(ctx.q.sessions.count_live_locked, {"uid": user_id, "now": ctx.now})
+    if row is not None and int(row[0]) >= max_live:
         raise SessionCapacityError(
             f"user {user_id!r} already has {max_live} live sessions "
             f"(max_sessions_per_user={max_live})"
@@ -572,6 +575,11 @@ class SessionStatements:
             f"AND {NOT_DUE}"
         )
         self.user_lock = "SELECT pg_advisory_xact_lock(hashtext(:key))"
+        # MariaDB: the cap's count takes the user's live rows for writing, so creates of
+        # one user wait for each other (a shared count, then inserts, deadlocks them).
+        self.count_live_locked = (
+            self.count_live + " FOR UPDATE" if dialect == "mysql" else self.count_live
+        )
         self.user_all = f"SELECT {h} FROM {s} WHERE user_id = :uid ORDER BY ordinal"
         self.page = (
             f"SELECT {h} FROM {s} WHERE user_id = :uid AND ordinal < :below "
