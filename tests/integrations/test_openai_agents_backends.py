@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -467,6 +468,23 @@ async def test_a_cancelled_add_items_is_all_or_nothing(make_manager: MakeManager
     await adapter.add_items([{"role": "user", "content": "after"}])
     assert (await adapter.get_items(limit=1)) == [{"role": "user", "content": "after"}]
     assert outcomes <= {0, len(batch)}, outcomes
+
+
+async def test_a_cancelled_first_add_items_still_stores_its_items(
+    make_manager: MakeManager,
+) -> None:
+    """The create-on-first-use and the append are settled as one write."""
+    manager = await make_manager()
+    batch = [{"role": "user", "content": "first words"}, {"role": "user", "content": "two"}]
+    for delay in (1, 2, 3):  # at 0 the task is cancelled before it starts: nothing runs
+        adapter = OpenAIAgentsSession(manager, f"first-{uuid.uuid4().hex[:8]}", user_id="alice")
+        task = asyncio.create_task(adapter.add_items(batch))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await adapter.get_items() == batch, f"delay {delay}"
 
 
 async def test_control_characters_and_big_numbers_survive(make_manager: MakeManager) -> None:

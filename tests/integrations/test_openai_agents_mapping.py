@@ -173,3 +173,17 @@ def test_turns_to_items_mixes_adapter_and_foreign_turns() -> None:
     assert turns_to_items([ours, foreign, ours]) == [
         ENVELOPE, {"role": "assistant", "content": "42"}, ENVELOPE
     ]
+
+
+def test_a_shell_call_output_keeps_its_streams_as_text() -> None:
+    from datetime import UTC, datetime
+
+    from lexigram.ai.session.integrations.openai_agents.mapping import item_to_turn
+
+    item = {
+        "type": "shell_call_output",
+        "call_id": "sh1",
+        "output": [{"stdout": "a\nb\n", "stderr": "warn", "outcome": {"type": "exit"}}],
+    }
+    turn = item_to_turn(item, now=datetime.now(UTC), field="items[0]")
+    assert turn.role == "tool" and turn.content == "a\nb\n\nwarn"

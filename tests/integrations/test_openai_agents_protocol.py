@@ -120,3 +120,24 @@ def test_core_package_never_imports_the_sdk() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "ok"
+
+
+async def test_an_empty_add_items_is_refused_where_a_write_would_be() -> None:
+    from lexigram.ai.session.exceptions import (
+        SessionClosedError,
+        SessionTransitionError,
+    )
+
+    manager = _manager()
+    await OpenAIAgentsSession(manager, "fresh").add_items([])  # created on first use: fine
+    with pytest.raises(SessionNotFoundError):
+        await OpenAIAgentsSession(manager, "nope", create_missing=False).add_items([])
+    suspended = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await manager.suspend(suspended.session_id)
+    with pytest.raises(SessionTransitionError):
+        await suspended.add_items([])
+    closed = await OpenAIAgentsSession.create(manager, user_id="alice")
+    await manager.close(closed.session_id)
+    with pytest.raises(SessionClosedError):
+        await closed.add_items([])
+    assert await closed.get_items() == []

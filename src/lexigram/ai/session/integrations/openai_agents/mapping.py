@@ -146,6 +146,10 @@ def _part_text(part: Any) -> str:
     if kind == "input_file":
         name = part.get("filename")
         return f"[file: {name}]" if isinstance(name, str) and name else "[file]"
+    if kind is None and ("stdout" in part or "stderr" in part):
+        # a shell call's output: its streams, stdout first
+        streams = (part.get("stdout"), part.get("stderr"))
+        return "\n".join(text for text in streams if isinstance(text, str) and text)
     if kind == "input_audio":
         return "[audio]"
     return f"[{kind}]" if isinstance(kind, str) and kind else ""

@@ -28,9 +28,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agents.memory.session_settings import SessionSettings
+from lexigram.contracts.ai.session import SessionStatus
 
 from lexigram.ai.session.branching.branch_manager import BranchManager
-from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    SessionClosedError,
+    SessionExpiredError,
+    SessionNotFoundError,
+    SessionTransitionError,
+    SessionValidationError,
+)
 from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.integrations.openai_agents.inputs import (
     check_limit,
@@ -216,6 +223,34 @@ class OpenAIAgentsSession:
                 continue
         raise SessionNotFoundError(self.session_id)  # pragma: no cover - deleted each time
 
+    async def _or_after_missing(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, and when the session is missing, again after creating it."""
+        try:
+            return await call()
+        except SessionNotFoundError:
+            return await self._after_missing(call)
+
+    async def _check_writable(self) -> None:
+        """Refuse a write to this session as ``add_turns`` would (an empty one included).
+
+        The SDK's own sessions check before skipping an empty list; a missing session
+        is fine when it would be created on first use.
+        """
+        header = await self.manager.get_header(self.session_id)
+        if header is None:
+            if not self.create_missing:
+                raise SessionNotFoundError(self.session_id)
+            return
+        status = SessionStatus(header.status)
+        if status is SessionStatus.CLOSED:
+            raise SessionClosedError(self.session_id)
+        if status is SessionStatus.EXPIRED:
+            raise SessionExpiredError(self.session_id)
+        if status is SessionStatus.SUSPENDED:
+            raise SessionTransitionError(
+                self.session_id, SessionStatus.SUSPENDED, SessionStatus.ACTIVE
+            )
+
     # ----------------------------------------------------------------- protocol
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The history in order; with ``limit=N`` only the newest N, reading nothing else.
@@ -245,13 +280,16 @@ class OpenAIAgentsSession:
         (a ``TypeError``, as in the SDK) naming it (``items[i]``), and nothing is
         stored. A value every backend cannot keep (an integer beyond 64 bits signed,
         nesting deeper than the manager's limit) raises ``SessionValidationError``
-        naming it (``items[i].path``). An empty list does nothing.
+        naming it (``items[i].path``). An empty list stores nothing, but is refused as a
+        non-empty one would be by a closed, expired or suspended session (and by a
+        missing one without ``create_missing``), as the SDK's own sessions do.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
             raise SessionTypeError(
                 "items", f"expected a list of items, got {type(items).__name__}"
             )
         if not items:
+            await self._check_writable()
             return
         now = datetime.now(UTC)
         turns = [
@@ -259,10 +297,9 @@ class OpenAIAgentsSession:
         ]
         manager, session_id = self.manager, self.session_id
         try:
-            try:
-                await _settle(manager.add_turns(session_id, turns))
-            except SessionNotFoundError:
-                await self._after_missing(lambda: _settle(manager.add_turns(session_id, turns)))
+            # Settled as a whole: a cancellation during the create-on-first-use still
+            # lets the append that follows it run to its end.
+            await _settle(self._or_after_missing(lambda: manager.add_turns(session_id, turns)))
         except SessionValidationError as exc:
             renamed = item_error(exc)
             if renamed is None:
@@ -272,18 +309,13 @@ class OpenAIAgentsSession:
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
         manager, session_id = self.manager, self.session_id
-        try:
-            turn = await _settle(manager.pop_turn(session_id))
-        except SessionNotFoundError:
-            turn = await self._after_missing(lambda: _settle(manager.pop_turn(session_id)))
+        turn = await _settle(self._or_after_missing(lambda: manager.pop_turn(session_id)))
         return None if turn is None else cast("TResponseInputItem", turn_to_item(turn))
 
     async def clear_session(self) -> None:
         """Remove every item of the history (the session itself stays, with its settings)."""
-        try:
-            await _settle(self.manager.clear_turns(self.session_id))
-        except SessionNotFoundError:
-            await self._after_missing(lambda: _settle(self.manager.clear_turns(self.session_id)))
+        manager, session_id = self.manager, self.session_id
+        await _settle(self._or_after_missing(lambda: manager.clear_turns(session_id)))
 
     # ------------------------------------------------------------- branching
     async def fork(
