@@ -370,6 +370,27 @@ async def test_a_held_header_is_waited_for_and_the_deadline_judged_after(
         _expect_path(store, path)
 
 
+async def test_an_update_held_past_the_deadline_is_refused(prefix: str, path: str) -> None:
+    """An update queued on a held header judges the deadline after the wait, as appends do."""
+    from lexigram.ai.session.stores.base import SessionPatch
+
+    clock = FakeClock(T0)
+    async with opened(prefix, clock, path=path) as store:
+        late = header()
+        await store.create_session(late)
+        clock.advance(TTL - 1)
+        async with held_header(prefix, late.session_id):
+            patch = SessionPatch(variables={"late": 1})
+            task = asyncio.create_task(store.update_session(late.session_id, patch))
+            await _queued(prefix, task)
+            clock.advance(2)  # the deadline passes while the update waits
+        with pytest.raises(SessionExpiredError):
+            await task
+        record = await store.load_record(late.session_id)
+        assert record is not None and record.state.status == SessionStatus.EXPIRED
+        assert record.state.variables == {} and record.state.updated_at == T0
+
+
 # ------------------------------------------------------------------ refusals
 @contextlib.asynccontextmanager
 async def database_user(*privileges: str) -> AsyncIterator[str]:

@@ -366,8 +366,9 @@ async def update_session(
 
     The first attempt is one conditional update (on PostgreSQL it skips a row another
     transaction holds); when it matches nothing the header is locked, the clock read
-    again and the error named, or the update applied. ``guard``: only while the
-    session is under that data key (``DataKeyChangedError`` otherwise).
+    again and the error named, or the update applied. MariaDB always locks first.
+    ``guard``: only while the session is under that data key (``DataKeyChangedError``
+    otherwise).
     """
     def params() -> dict[str, Any]:
         values = dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
@@ -376,7 +377,11 @@ async def update_session(
         return values
 
     update = ctx.q.sessions.update if guard is None else ctx.q.sessions.update_guarded
-    row = await tx.one(update, params())
+    row = None
+    if ctx.q.dialect != "mysql":
+        # MariaDB's UPDATE would wait for a row another transaction holds and then judge
+        # the deadline with the clock read before the wait: it locks first, below.
+        row = await tx.one(update, params())
     if row is None:
         header = await lock_header(tx, ctx, session_id)
         if header is None:
