@@ -27,11 +27,11 @@ def _error(**given: Any) -> str:
         ({"backend": "sql", "sql": {"url": ""}}, "ai_session.sql.url: must be a non-empty"),
         (
             {"backend": "sql", "sql": {"table_prefix": "bad-prefix"}},
-            "ai_session.sql.table_prefix: must be letters",
+            "ai_session.sql.table_prefix: must start with a letter",
         ),
         (
             {"backend": "sql", "options": {"table_prefix": "bad-prefix"}},
-            "ai_session.options.table_prefix: must be letters",
+            "ai_session.options.table_prefix: must start with a letter",
         ),
         (
             {"backend": "redis", "redis": {"key_prefix": ""}},
@@ -57,7 +57,7 @@ def test_a_bad_value_in_a_block_is_named_as_written(given: dict[str, Any], named
     ("given", "named"),
     [
         ({"backend": "sql", "database_url": 5}, "ai_session.database_url: must be a non-empty"),
-        ({"backend": "sql", "table_prefix": "bad-prefix"}, "ai_session.table_prefix: must be"),
+        ({"backend": "sql", "table_prefix": "bad-prefix"}, "ai_session.table_prefix: must start"),
         ({"backend": "redis", "key_prefix": ""}, "ai_session.key_prefix: must be a non-empty"),
         ({"backend": "redis", "redis_cluster": "maybe"}, "ai_session.redis_cluster: must be"),
     ],
@@ -163,3 +163,13 @@ def test_a_wrong_block_from_the_environment_is_refused(
     monkeypatch.setenv("LEX_AI_SESSION__SQL__POOL_SIZE", "4")
     with pytest.raises(ConfigurationError, match="ai_session.sql: backend 'redis' does not use"):
         SessionConfig.from_env_profile()
+
+
+@pytest.mark.parametrize("prefix", ["a" * 32, "1abc", "bad-prefix", ""])
+def test_a_table_prefix_the_sql_store_refuses_is_refused_when_the_config_is_built(
+    prefix: str,
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(table_prefix=prefix)
+    assert "ai_session.table_prefix: must start with a letter" in str(info.value)
+    assert SessionConfig(table_prefix="a" * 31).table_prefix == "a" * 31

@@ -13,6 +13,8 @@ CORE_CONFIG = (
     "lexigram.ai.session.redaction",
     "lexigram.ai.session.backends",
     "lexigram.ai.session.encryption.keyring",
+    "lexigram.ai.session.validation",
+    "lexigram.ai.session.exceptions",
 )
 
 

@@ -78,3 +78,19 @@ async def test_damaged_records_are_skipped_reported_quarantined_and_the_sweep_go
         assert otel.total("ai_session.sweep.damaged") == 1
         with pytest.raises(CorruptRecordError):
             await store.load(bad.session_id)
+
+
+@pytest.mark.parametrize("spec", DAMAGEABLE)
+async def test_the_manager_deletes_a_damaged_session(spec: BackendSpec) -> None:
+    assert spec.corrupt is not None
+    async with spec.open() as factory:
+        store = await factory()
+        manager = SessionManagerImpl(store, SessionConfig(auto_checkpoint_interval=None))
+        bad = await manager.create("dora")
+        await spec.corrupt(store, bad.session_id)
+        with pytest.raises(CorruptRecordError):
+            await manager.get_header(bad.session_id)
+        assert await manager.delete(bad.session_id) is True
+        assert await manager.get_header(bad.session_id) is None
+        page = await manager.list_sessions("dora")
+        assert page.items == [] and page.damaged == []

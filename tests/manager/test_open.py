@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -168,3 +169,38 @@ async def test_same_validation_as_boot(
     with pytest.raises(ConfigurationError, match=fragment):
         async with SessionManager.open(config, **overrides):
             pytest.fail("the block must not run")
+
+
+def test_a_failed_open_logs_no_traceback_and_no_password(tmp_path: Path) -> None:
+    """Without logging configured, the framework prints DEBUG lines with rich tracebacks,
+    whose local variables would show the URL's password: the failure is logged as one
+    line per cause, secrets masked."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import asyncio\n"
+        "from lexigram.ai.session import SessionManager\n"
+        "secret = 'hun' + 'ter2-pw'\n"
+        f"url = f'postgresql+asyncpg://app:{{secret}}@127.0.0.1:{port}/app'\n"
+        "async def main():\n"
+        "    async with SessionManager.open(database_url=url):\n"
+        "        pass\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except Exception as exc:\n"
+        "    print('raised', type(exc).__name__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEX_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert "raised StoreUnavailableError" in output
+    assert "hunter2-pw" not in output
+    assert len(output.splitlines()) < 40, output[-3000:]

@@ -25,6 +25,7 @@ from lexigram.ai.session.backends import backend_names, canonical_name, find_bac
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
 from lexigram.ai.session.encryption.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_text, redact_url
+from lexigram.ai.session.validation import TABLE_PREFIX_RULE, table_prefix_ok
 
 __all__ = [
     "BUILTIN_BACKENDS",
@@ -609,8 +610,8 @@ def _non_empty(name: str, value: Any) -> str:
 
 def _table_prefix(name: str, value: Any) -> str:
     """``value`` if it is letters, digits and ``_`` (a SQL table prefix); else refused."""
-    if not isinstance(value, str) or not value.replace("_", "a").isalnum():
-        _fail(name, f"must be letters, digits and '_', got {value!r}")
+    if not table_prefix_ok(value):
+        _fail(name, f"{TABLE_PREFIX_RULE}, got {value!r}")
     return str(value)
 
 

@@ -41,11 +41,13 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, Sessi
 from lexigram.ai.session.exceptions import SessionValidationError
 
 __all__ = [
+    "TABLE_PREFIX_RULE",
     "CheckedTurns",
     "MAX_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
     "MAX_SAFE_INT",
+    "table_prefix_ok",
     "check_checkpoint",
     "check_cost",
     "check_id",
@@ -73,6 +75,14 @@ MAX_ID_LENGTH = 255
 
 #: Largest magnitude of an integer inside a JSON value (signed 64 bits).
 MAX_JSON_INT = 2**63 - 1
+#: A SQL table prefix: what it may hold (the tables' names stay within every dialect's).
+TABLE_PREFIX_RULE = "must start with a letter or '_' and hold at most 31 letters, digits and '_'"
+_TABLE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")
+
+
+def table_prefix_ok(value: object) -> bool:
+    """Whether ``value`` is a valid SQL table prefix (see :data:`TABLE_PREFIX_RULE`)."""
+    return isinstance(value, str) and _TABLE_PREFIX.fullmatch(value) is not None
 
 #: Deepest nesting of a JSON value (containers within containers).
 MAX_JSON_DEPTH = 64

@@ -179,7 +179,8 @@ class SessionProvider(Provider):
         """Initialise the store (tables, scripts, connection) and start the sweeper."""
         if not self.session_config.enabled or self.store is None:
             return
-        await initialize_store(self.store)
+        config = self.session_config
+        await initialize_store(self.store, (config.database_url, config.redis_url))
         if self.enable_cleanup_scheduler and not self._stub:
             scheduler: SessionCleanupScheduler = await container.resolve(SessionCleanupScheduler)
             scheduler.start()

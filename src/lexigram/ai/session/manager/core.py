@@ -28,6 +28,7 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
     SessionExpiredError,
     SessionExpiredTransitionError,
     SessionNotFoundError,
@@ -532,7 +533,10 @@ class SessionManagerImpl:
     async def delete(self, session_id: str) -> bool:
         """Remove the session with its turns and checkpoints; True when it existed."""
         _check_session_id(session_id)
-        existed = await self.store.load_record(session_id) is not None
+        try:
+            existed = await self.store.load_record(session_id) is not None
+        except CorruptRecordError:
+            existed = True  # a damaged record is removed like any other
         await self.store.delete(session_id)
         return existed
 

@@ -13,7 +13,7 @@ also when the block raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +27,7 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.exceptions import SessionError
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.redaction import redact_text
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.registry import create_store
 
@@ -67,16 +68,35 @@ def resolve_config(
     return settings
 
 
-async def initialize_store(store: SessionStore) -> None:
+def _causes(exc: BaseException, urls: Sequence[object]) -> list[str]:
+    """The exception chain under ``exc`` as one line each, secrets of ``urls`` masked."""
+    out: list[str] = []
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen and len(out) < 10:
+        seen.add(id(cause))
+        line = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
+        out.append(redact_text(line, urls))
+        cause = cause.__cause__ or cause.__context__
+    return out
+
+
+async def initialize_store(store: SessionStore, urls: Sequence[object] = ()) -> None:
     """``store.initialize()``, failing with the store's own one-line error.
 
     The driver's exception chain (often a hundred lines of traceback repeating
-    what the message says) is logged at DEBUG and left off the raised error.
+    what the message says) is logged at DEBUG as one line per cause, without
+    tracebacks (whose local variables would show a password) and with the secrets
+    of ``urls`` masked, and left off the raised error.
     """
     try:
         await store.initialize()
     except SessionError as exc:
-        logger.debug("ai_session.store_initialize_failed", exc_info=True)
+        logger.debug(
+            "ai_session.store_initialize_failed",
+            error=str(exc),
+            causes=_causes(exc, urls),
+        )
         exc.__cause__ = None
         exc.__suppress_context__ = True
         raise exc.with_traceback(None) from None
@@ -99,7 +119,7 @@ async def open_manager(
     store = create_store(settings)
     scheduler: SessionCleanupScheduler | None = None
     try:
-        await initialize_store(store)
+        await initialize_store(store, (settings.database_url, settings.redis_url))
         manager = manager_class(
             store,
             settings,

@@ -29,7 +29,6 @@ comparisons are exact on every engine.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +56,7 @@ from sqlalchemy.exc import DBAPIError
 
 from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
 from lexigram.ai.session.stores.sql.mysql_routines import routines
+from lexigram.ai.session.validation import TABLE_PREFIX_RULE, table_prefix_ok
 
 __all__ = [
     "MIGRATIONS",
@@ -79,7 +79,6 @@ MIGRATIONS: dict[int, Callable[[Connection, Schema], None]] = {}
 LIVE_SQL = "('active', 'suspended')"
 ENDED_SQL = "('closed', 'expired')"
 
-_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 #: MariaDB's answers to a user who may not create a routine (no CREATE ROUTINE, no
 #: SUPER with binary logging): the store then appends without the procedure.
 _ROUTINE_REFUSED = {1044, 1142, 1227, 1370, 1419}
@@ -182,12 +181,8 @@ def _mysql_ended_index(conn: Connection, schema: Schema) -> None:
 
 def check_prefix(prefix: str) -> str:
     """``prefix`` when it is a safe table-name prefix; else ``SessionValidationError``."""
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
-        raise SessionValidationError(
-            "table_prefix",
-            f"must start with a letter or '_' and hold at most 31 letters, digits and '_', "
-            f"got {prefix!r}",
-        )
+    if not table_prefix_ok(prefix):
+        raise SessionValidationError("table_prefix", f"{TABLE_PREFIX_RULE}, got {prefix!r}")
     return prefix
 
 
