@@ -180,8 +180,26 @@ class InMemorySessionStore(SessionStore):
         return state_with(self._record(sess, now).state, turns=turns)
 
     def _touch(self, sess: _Session, now: datetime, **changes: Any) -> None:
-        sess.header = state_with(sess.header, updated_at=now, **changes)
-        sess.expires_at = self.deadline_for(now)
+        sess.header = state_with(sess.header, updated_at=self._later(sess, now), **changes)
+        self._extend(sess, now)
+
+    @staticmethod
+    def _later(sess: _Session, now: datetime) -> datetime:
+        """The ``updated_at`` of a write at ``now``: never before the stored one.
+
+        Another writer's clock may run ahead; as the durable backends do, the later
+        of the two is kept.
+        """
+        stored = sess.header.updated_at
+        return stored if stored > now else now
+
+    def _extend(self, sess: _Session, now: datetime) -> None:
+        """The deadline of a write at ``now``: never before the stored one (None: none)."""
+        deadline = self.deadline_for(now)
+        stored = sess.expires_at
+        if deadline is not None and stored is not None and stored > deadline:
+            deadline = stored
+        sess.expires_at = deadline
 
     def _expire_if_due(self, sess: _Session, now: datetime) -> SessionStatus:
         """The effective status; persisting EXPIRED is the sweeper's job (``mark_expired``)."""
@@ -478,7 +496,7 @@ class InMemorySessionStore(SessionStore):
         tokens, cost = new_totals(sess.header.total_tokens, sess.header.total_cost, batch)
         first_seq = sess.next_seq
         if patch is not None:
-            sess.header = apply_patch(sess.header, patch, now)
+            sess.header = apply_patch(sess.header, patch, self._later(sess, now))
         for turn in batch:
             self._append_one(sess, copy_turn(turn))
         count = sess.header.turn_count + len(batch)
@@ -504,8 +522,8 @@ class InMemorySessionStore(SessionStore):
         now = self.now()
         sess = self._guarded(session_id, key_guard)
         require_writable(session_id, self._expire_if_due(sess, now))
-        sess.header = apply_patch(sess.header, patch, now)
-        sess.expires_at = self.deadline_for(now)
+        sess.header = apply_patch(sess.header, patch, self._later(sess, now))
+        self._extend(sess, now)
         return self._record(sess, now)
 
     async def transition(
@@ -639,9 +657,9 @@ class InMemorySessionStore(SessionStore):
             status=SessionStatus.ACTIVE,
             checkpoint_id=checkpoint_id,
             turn_count=len(sess.live),
-            updated_at=now,
+            updated_at=self._later(sess, now),
         )
-        sess.expires_at = self.deadline_for(now)
+        self._extend(sess, now)
         return self._full(sess, now)
 
     # ---------------------------------------------------------------- branches
