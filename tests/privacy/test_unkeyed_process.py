@@ -177,3 +177,20 @@ async def test_the_explorer_without_keys_refuses_encrypted_sessions() -> None:
             assert "lxe1:" not in answer.text and "secret" not in answer.text
         listed = (await http.get("/api/sessions", params={"user": "ivy"})).json()
         assert listed["sessions"] == [] and listed["damaged"] == [sealed]
+
+
+async def test_fork_and_merge_without_keys_are_refused_and_change_nothing() -> None:
+    from lexigram.ai.session.branching import BranchManager
+
+    inner = InMemorySessionStore()
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k1")))
+    sealed = await _encrypted_session(keyed)
+    branch = await BranchManager(keyed.store).fork(sealed, "b1")
+    await keyed.add_turn(branch.session_id, make_turn(turn_id="t2", content="branch turn"))
+    unkeyed = BranchManager(inner)
+    with pytest.raises(EncryptionKeyError, match="'k1'"):
+        await unkeyed.fork(sealed, "b2")
+    with pytest.raises(EncryptionKeyError, match="'k1'"):
+        await unkeyed.merge(sealed, branch.session_id)
+    await _unchanged(keyed, sealed)
+    assert len(await BranchManager(keyed.store).list_branches(sealed)) == 1

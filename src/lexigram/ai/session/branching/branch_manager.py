@@ -23,6 +23,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
 from lexigram.ai.session.validation import check_id, check_mapping, check_optional_id, check_turns
 
@@ -67,6 +68,9 @@ class BranchManager:
             else _limit("max_turns_per_session", max_turns_per_session, 1)
         )
         self.notifier = notifier or SessionNotifier()
+        # Without keys an encrypted session is refused by key id: a fork or merge would
+        # copy its sealed values where they no longer open.
+        self._sealed = SealedSessionGuard(store)
 
     async def fork(
         self, session_id: str, branch_name: str, *, from_checkpoint: str | None = None
@@ -82,6 +86,7 @@ class BranchManager:
         source = await self.store.load_record(session_id)
         if source is None:
             raise SessionNotFoundError(session_id)
+        self._sealed.check_state(source.state)
         now = self.store.now()  # the store's clock judges the deadline
         header = SessionState(
             session_id=new_session_id(),
@@ -152,6 +157,8 @@ class BranchManager:
         branch = await self.store.load(branch_id)
         if branch is None:
             raise SessionNotFoundError(branch_id)
+        self._sealed.check_state(parent)
+        self._sealed.check_state(branch)
         new_turns = await self.store.get_turns(branch_id, after_seq=branch_record.fork_seq or 0)
         plan = _checked(await _plan(strategy or AppendMerge(), parent, branch, new_turns))
         # Judged here, the same on every backend (a store may take an append of its
