@@ -123,6 +123,14 @@ async def test_completion_objects_are_accepted_as_replies(
         (Ok(42), "reply: Ok value of type int is not a reply"),
         (Ok(AgentReply("x", tokens_used=-1)), "reply.tokens_used: must be an integer >= 0"),
         (Ok(AgentReply("x", metadata={"k": object()})), "reply.metadata: value cannot be stored"),
+        (
+            Ok(AgentReply("x", metadata={"visible_to": 5})),
+            "reply.metadata.visible_to: expected a name or a list of names",
+        ),
+        (
+            Ok(AgentReply("x", metadata={"hidden_from": [1, 2]})),
+            "reply.metadata.hidden_from: expected a name or a list of names",
+        ),
     ],
 )
 async def test_agent_failure_is_recorded_and_ends_the_run_cleanly(

@@ -7,7 +7,7 @@ from typing import Any
 
 from lexigram.ai.session.exceptions import SessionValidationError
 
-__all__ = ["require_int", "require_name", "require_positive_number"]
+__all__ = ["names_of", "require_int", "require_name", "require_positive_number"]
 
 
 def require_int(field: str, value: Any, minimum: int) -> int:
@@ -34,3 +34,17 @@ def require_name(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SessionValidationError(field, f"must be a non-empty string, got {value!r}")
     return value
+
+
+def names_of(value: Any, field: str) -> set[str] | None:
+    """A ``visible_to`` / ``hidden_from`` value as a set of names (None when not set).
+
+    A name, or a list (tuple, set) of names; anything else is refused naming ``field``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
+        return set(value)
+    raise SessionValidationError(field, f"expected a name or a list of names, got {value!r}")

@@ -17,7 +17,7 @@ from lexigram.contracts.ai.session import SessionTurn
 from lexigram.result import Result
 
 from lexigram.ai.session.exceptions import SessionValidationError
-from lexigram.ai.session.multi_agent._checks import require_int
+from lexigram.ai.session.multi_agent._checks import names_of, require_int
 from lexigram.ai.session.stores.codec import dumps
 
 __all__ = ["AgentReply", "GroupAgent", "GroupMember", "check_agent", "reply_from_value"]
@@ -117,6 +117,8 @@ def _check_reply(reply: AgentReply) -> None:
     if not isinstance(reply.metadata, Mapping):
         raise SessionValidationError("reply.metadata", f"expected a dict, got {reply.metadata!r}")
     dumps(dict(reply.metadata), field="reply.metadata")
+    for key in ("visible_to", "hidden_from"):  # what isolation reads back from the turn
+        names_of(reply.metadata.get(key), f"reply.metadata.{key}")
 
 
 def _usage_tokens(usage: Any) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.multi_agent._checks import names_of
 from lexigram.ai.session.multi_agent.agent import GroupMember
 
 __all__ = ["HIDDEN_FROM", "VISIBLE_TO", "RoleIsolation"]
@@ -56,10 +57,10 @@ class RoleIsolation:
         if metadata.get("agent") == name:
             return True
         where = f"turns[{index}].metadata" if index is not None else "turn.metadata"
-        allowed = _names(metadata.get(VISIBLE_TO), f"{where}.{VISIBLE_TO}")
+        allowed = names_of(metadata.get(VISIBLE_TO), f"{where}.{VISIBLE_TO}")
         if allowed is not None and not keys & allowed:
             return False
-        hidden = _names(metadata.get(HIDDEN_FROM), f"{where}.{HIDDEN_FROM}")
+        hidden = names_of(metadata.get(HIDDEN_FROM), f"{where}.{HIDDEN_FROM}")
         return not (hidden is not None and keys & hidden)
 
 
@@ -79,11 +80,3 @@ def _identity(agent: GroupMember | str | Any) -> tuple[str, str | None]:
     return name, role if isinstance(role, str) else None
 
 
-def _names(value: Any, field: str) -> set[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
-        return set(value)
-    raise SessionValidationError(field, f"expected a name or a list of names, got {value!r}")
