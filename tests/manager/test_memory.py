@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from lexigram.contracts.ai.memory import (
@@ -139,3 +140,22 @@ async def test_entry_ids_are_unique_across_sessions_with_equal_turn_ids() -> Non
     await manager.add_turn(b.session_id, make_turn(1, turn_id="t1"))
     assert len({e.id for e in wm.entries}) == 2
     assert await wm.assemble("q", 100, owner_id="u", session_id=a.session_id) == [wm.entries[0]]
+
+
+async def test_a_slow_memory_service_never_holds_a_write_or_a_close_up() -> None:
+    """Past ``wait_s`` the call goes on in the background and still completes."""
+    wm = RecordingWorkingMemory(delay_s=0.6)
+    consolidator = RecordingConsolidator(delay_s=0.6)
+    manager = _manager(wm, consolidator)
+    manager.memory = MemoryBridge(wm, consolidator, timeout_s=5.0, wait_s=0.05)
+    state = await manager.create("u")
+    start = time.perf_counter()
+    await manager.add_message(state.session_id, "user", "kept")
+    await manager.close(state.session_id)
+    assert time.perf_counter() - start < 0.5
+    for _ in range(40):  # both finish in the background
+        if wm.entries and consolidator.batches:
+            break
+        await asyncio.sleep(0.05)
+    assert [e.content for e in wm.entries] == ["kept"]
+    assert [[e.content for e in b] for b in consolidator.batches] == [["kept"]]
