@@ -177,3 +177,51 @@ def test_a_copy_under_a_new_id_needs_new_checkpoint_ids(seeded: Seeded, tmp_path
             await store.close()
 
     asyncio.run(check())
+
+
+def test_show_refuses_a_negative_turn_count(seeded: Seeded) -> None:
+    code, _, err = run("--database-url", seeded.url, "show", "--turns", "-3", "--", seeded.bob)
+    assert code == 1 and "--turns" in err
+    code, out, _ = run("--database-url", seeded.url, "show", "--turns", "0", "--", seeded.bob)
+    assert code == 0 and seeded.bob in out
+
+
+def test_a_session_named_twice_is_exported_once_and_imports_back(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    document = tmp_path / "twice.json"
+    code, _, _ = run("--database-url", seeded.url, "export", "-o", str(document), "--",
+                     seeded.bob, seeded.bob)
+    assert code == 0
+    assert [s["header"]["session_id"] for s in json.loads(document.read_text())["sessions"]] == [
+        seeded.bob
+    ]
+    target = sqlite_url(tmp_path / "target.db")
+    code, out, err = run("--database-url", target, "import", str(document))
+    assert code == 0 and "imported 1" in out, err
+
+
+def test_importing_a_recently_purged_session_says_so(seeded: Seeded, tmp_path: Path) -> None:
+    document = tmp_path / "bob.json"
+    exported = run("--database-url", seeded.url, "export", "-o", str(document), "--", seeded.bob)
+    assert exported[0] == 0
+
+    async def purge() -> None:
+        from datetime import UTC, datetime, timedelta
+
+        store = DatabaseSessionStore(seeded.url)
+        await store.initialize()
+        try:
+            await SessionManagerImpl(store).close(seeded.bob)  # only ended sessions purge
+            purged = await store.purge(
+                seeded.bob, tombstone_until=datetime.now(UTC) + timedelta(hours=1)
+            )
+            assert purged
+        finally:
+            await store.close()
+
+    asyncio.run(purge())
+    for _ in range(2):  # running it again gives the same answer, never "run it again"
+        code, _, err = run("--database-url", seeded.url, "import", str(document))
+        assert code == 1 and "was purged recently" in err
+        assert "run the same import again" not in err

@@ -21,7 +21,7 @@ from lexigram.ai.session.cli.importing import ImportStopped
 from lexigram.ai.session.cli.progress import ProgressLine
 from lexigram.ai.session.cli.transfer import dump_document, header_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.exceptions import SessionError
+from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.manager.cleanup import SweepReport
 
 __all__ = [
@@ -135,6 +135,9 @@ def run_show(
     err: TextIO,
 ) -> int:
     """``show SESSION``: header, analytics, checkpoints and the newest turns."""
+    if turns < 0:
+        err.write(f"error: --turns: must be >= 0 (0 shows none), got {turns}\n")
+        return 1
     code, details = _run(lambda: ops.show_session(config, session_id), err)
     if details is None:
         return code
@@ -263,6 +266,10 @@ def run_import(
                 progress=progress,
             )
         except ImportStopped as stopped:
+            if _id_refused(stopped.cause) and not await ops.session_exists(
+                config, stopped.session_id
+            ):
+                stopped.purged = True
             return stopped
 
     code, result = _run(work, err)
@@ -279,6 +286,14 @@ def run_import(
         err.write(f"skipped {sid}: already exists (use --replace to overwrite)\n")
     if isinstance(result, ImportStopped):
         err.write(f"error: {result}\n")
+        if result.purged:
+            err.write(
+                f"session {result.session_id!r} was purged recently: its id may not be "
+                "used again until the purge retention (purge_after_s) has passed; nothing "
+                "was stored for it and the sessions after it were not tried (import the "
+                "document again after that, or without this session)\n"
+            )
+            return 1
         if result.outcome_unknown:
             fate = "holds either its old header and turns or the document's (unconfirmed)"
         else:
@@ -289,6 +304,11 @@ def run_import(
         )
         return 1
     return 0
+
+
+def _id_refused(cause: BaseException) -> bool:
+    """Whether a store refused the session's id (it exists, or was purged recently)."""
+    return isinstance(cause, SessionValidationError) and cause.field == "session_id"
 
 
 def run_sweep(

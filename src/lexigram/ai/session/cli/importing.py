@@ -80,6 +80,8 @@ class ImportStopped(Exception):
         self.session_id = session_id
         self.cause = cause
         self.outcome_unknown = outcome_unknown
+        #: Set by the CLI: the id was refused although no session holds it (a tombstone).
+        self.purged = False
         written = len(report.imported) + len(report.replaced)
         super().__init__(
             f"import stopped at session {session_id!r} ({cause}); "

@@ -27,6 +27,7 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler, SweepProgress, SweepReport
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.manager.privacy import user_session_ids
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.registry import create_store
 
@@ -131,8 +132,10 @@ async def list_sessions(
     async with open_store(config) as store:
         cursor: str | None = None
         while len(found) < limit:
-            page = await store.list_user_sessions(
-                user_id, status=wanted, limit=min(limit - len(found), 500), cursor=cursor
+            page = SealedSessionGuard(store).split_page(
+                await store.list_user_sessions(
+                    user_id, status=wanted, limit=min(limit - len(found), 500), cursor=cursor
+                )
             )
             found.extend(page.items)
             damaged.extend(page.damaged)
@@ -166,6 +169,7 @@ async def show_session(config: SessionConfig, session_id: str) -> SessionDetails
         state = await store.load(session_id)
         if state is None:
             raise SessionNotFoundError(session_id)
+        SealedSessionGuard(store).check_state(state)  # never print sealed text
         checkpoints = await store.list_checkpoint_headers(session_id)
     return SessionDetails(state=state, checkpoints=checkpoints, analytics=compute(state))
 
@@ -197,15 +201,18 @@ async def export_sessions(
     entries: list[dict[str, Any]] = []
     damaged: list[str] = []
     async with open_store(config) as store:
+        sealed = SealedSessionGuard(store)
         ids = list(session_ids or [])
         if user_id:
             found, damaged = await user_session_ids(store, user_id)
             ids.extend(found)
+        ids = list(dict.fromkeys(ids))  # a session named twice is exported once
         for n, session_id in enumerate(ids, start=1):
             try:
                 state = await store.load(session_id)
                 if state is None:
                     raise SessionNotFoundError(session_id)
+                sealed.check_state(state)  # never write sealed text
                 checkpoints = (
                     await store.list_checkpoints(session_id) if include_checkpoints else []
                 )
@@ -216,6 +223,15 @@ async def export_sessions(
             if progress is not None:
                 progress(n, len(ids))
     return Export(entries=entries, damaged=damaged)
+
+
+async def session_exists(config: SessionConfig, session_id: str) -> bool:
+    """Whether a session (readable or damaged) is stored under ``session_id``."""
+    async with open_store(config) as store:
+        try:
+            return await store.load_record(session_id) is not None
+        except CorruptRecordError:
+            return True
 
 
 async def import_sessions(
