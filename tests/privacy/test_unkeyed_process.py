@@ -194,3 +194,25 @@ async def test_fork_and_merge_without_keys_are_refused_and_change_nothing() -> N
         await unkeyed.merge(sealed, branch.session_id)
     await _unchanged(keyed, sealed)
     assert len(await BranchManager(keyed.store).list_branches(sealed)) == 1
+
+
+def test_key_text_is_strict_base64_in_either_alphabet() -> None:
+    import base64
+
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    from lexigram.ai.session.encryption.keyring import parse_keys
+
+    raw = bytes(range(200, 232))  # encodes with '+' and '/' in the standard alphabet
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode()
+    assert "+" in standard or "/" in standard
+    assert parse_keys(f"a:{standard}")[0].key == parse_keys(f"a:{urlsafe}")[0].key
+    assert parse_keys(f"a:{urlsafe.rstrip('=')}")[0].key == raw  # padding optional
+    for bad in (
+        urlsafe[:10] + " " + urlsafe[10:],
+        urlsafe[:10] + "\n" + urlsafe[10:],
+        urlsafe[:-2] + "!=",
+    ):
+        with pytest.raises(ConfigurationError, match=r"encryption_keys\[0\]\.key"):
+            parse_keys(f"a:{bad}")
