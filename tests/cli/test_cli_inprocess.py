@@ -225,3 +225,15 @@ def test_importing_a_recently_purged_session_says_so(seeded: Seeded, tmp_path: P
         code, _, err = run("--database-url", seeded.url, "import", str(document))
         assert code == 1 and "was purged recently" in err
         assert "run the same import again" not in err
+
+
+def test_reading_commands_do_not_create_a_missing_sqlite_file(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "typo" / "x.db")
+    for argv in (("list", "alice"), ("show", "--", "s1"), ("export", "--user", "alice")):
+        code, _, err = run("--database-url", url, *argv)
+        assert code == 1 and "no SQLite database at" in err, argv
+    assert not (tmp_path / "typo").exists()
+    code, _, _ = run("--database-url", url, "schema-setup")
+    assert code == 0 and (tmp_path / "typo" / "x.db").exists()
+    code, _, err = run("--database-url", url, "list", "alice")
+    assert code == 0 and "0 session(s)" in err

@@ -15,13 +15,14 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionStatus
 
 from lexigram.ai.session.analytics import SessionAnalytics, compute
-from lexigram.ai.session.backends import find_backend
+from lexigram.ai.session.backends import canonical_name, find_backend
 from lexigram.ai.session.cli.importing import ImportReport, import_document
 from lexigram.ai.session.cli.transfer import session_to_dict
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     SessionNotFoundError,
+    SessionStoreError,
     SessionValidationError,
 )
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler, SweepProgress, SweepReport
@@ -87,9 +88,30 @@ def build_config(
     return SessionConfig(**{**values, **overrides})
 
 
+def _require_database_file(config: SessionConfig) -> None:
+    """Refuse a SQLite database file that does not exist (a read-only command)."""
+    if canonical_name(config.backend) != "sql":
+        return
+    from lexigram.ai.session.stores.sql.urls import normalise_url
+
+    path = normalise_url(config.database_url).sqlite_path
+    if path is not None and not path.exists():
+        raise SessionStoreError(
+            f"no SQLite database at {path}: a command that only reads does not create one "
+            "(check --database-url; 'schema-setup' or a write creates it)"
+        )
+
+
 @asynccontextmanager
-async def open_store(config: SessionConfig) -> AsyncIterator[SessionStore]:
-    """The initialised store of ``config`` (closed on exit)."""
+async def open_store(
+    config: SessionConfig, *, read_only: bool = False
+) -> AsyncIterator[SessionStore]:
+    """The initialised store of ``config`` (closed on exit).
+
+    ``read_only``: a SQLite file that does not exist is refused, not created.
+    """
+    if read_only:
+        _require_database_file(config)
     store = create_store(config)
     store.session_ttl = config.session_ttl
     try:
@@ -129,7 +151,7 @@ async def list_sessions(
     wanted = None if status is None else _status(status)
     found: list[SessionState] = []
     damaged: list[str] = []
-    async with open_store(config) as store:
+    async with open_store(config, read_only=True) as store:
         cursor: str | None = None
         while len(found) < limit:
             page = SealedSessionGuard(store).split_page(
@@ -165,7 +187,7 @@ class SessionDetails:
 
 async def show_session(config: SessionConfig, session_id: str) -> SessionDetails:
     """The session with all its turns, its checkpoint headers and its analytics."""
-    async with open_store(config) as store:
+    async with open_store(config, read_only=True) as store:
         state = await store.load(session_id)
         if state is None:
             raise SessionNotFoundError(session_id)
@@ -200,7 +222,7 @@ async def export_sessions(
         raise SessionValidationError("session_id", "name a session or a user to export")
     entries: list[dict[str, Any]] = []
     damaged: list[str] = []
-    async with open_store(config) as store:
+    async with open_store(config, read_only=True) as store:
         sealed = SealedSessionGuard(store)
         ids = list(session_ids or [])
         if user_id:
