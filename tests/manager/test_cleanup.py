@@ -264,3 +264,13 @@ def test_bad_scheduler_settings_name_the_field(kwargs: dict[str, Any], field: st
     with pytest.raises(SessionValidationError) as err:
         SessionCleanupScheduler(manager, **kwargs)
     assert err.value.field == field
+
+
+def test_a_session_listed_again_is_counted_skipped_once_and_not_if_done_later() -> None:
+    from lexigram.ai.session.manager.cleanup import _skipped
+
+    skipped: set[str] = set()
+    _skipped(skipped, ["a", "b", "c"], {"a"}, set())  # b and c held by another sweeper
+    _skipped(skipped, ["b", "c", "d"], {"c", "d"}, set())  # listed again; c taken now
+    _skipped(skipped, ["b", "e"], set(), {"e"})  # e damaged: never "skipped"
+    assert skipped == {"b"}

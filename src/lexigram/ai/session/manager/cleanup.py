@@ -86,6 +86,16 @@ class SweepReport:
     damaged: int = 0
 
 
+def _skipped(skipped: set[str], ids: Sequence[str], done: set[str], damaged: set[str]) -> None:
+    """Keep in ``skipped`` the ids a batch left alone, each counted once per phase.
+
+    A row another sweeper holds is skipped, listed again by the next batch while that
+    sweeper's transaction is open, and may be taken by this one after all.
+    """
+    skipped.difference_update(done)
+    skipped.update(i for i in ids if i not in done and i not in damaged)
+
+
 class SessionCleanupScheduler:
     """Runs :meth:`sweep` every ``cleanup_interval_s`` seconds between ``start`` and ``stop``.
 
@@ -253,7 +263,8 @@ class SessionCleanupScheduler:
     async def _expire_phase(
         self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
     ) -> tuple[int, int]:
-        done = skipped = 0
+        done = 0
+        skipped: set[str] = set()
         # A batch's notifications run while the store works on the next batch (one
         # batch at most in flight); the phase ends when the last ones are done.
         notifying: asyncio.Task[None] | None = None
@@ -271,7 +282,7 @@ class SessionCleanupScheduler:
                 )
                 newly = len(outcome.done)
                 done += newly
-                skipped += len(ids) - newly - newly_damaged
+                _skipped(skipped, ids, {r.state.session_id for r in outcome.done}, damaged)
                 if progress is not None:
                     progress("expire", done)
                 # A short batch is the last one; a batch where nothing changed (no
@@ -286,7 +297,7 @@ class SessionCleanupScheduler:
         finally:
             if notifying is not None:
                 await asyncio.gather(notifying, return_exceptions=True)
-        return done, skipped
+        return done, len(skipped)
 
     async def _purge_phase(
         self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
@@ -294,7 +305,8 @@ class SessionCleanupScheduler:
         now = self.store.now()
         cutoff = now - timedelta(seconds=self.purge_after_s)
         until = now + timedelta(seconds=self.tombstone_s)
-        done = skipped = 0
+        done = 0
+        skipped: set[str] = set()
 
         async def purge_batch(ids: Sequence[str]) -> BatchOutcome[str]:
             return await self.store.purge_batch(
@@ -309,12 +321,12 @@ class SessionCleanupScheduler:
             newly_damaged = await self._settle(outcome, "purge", damaged)
             newly = len(outcome.done)
             done += newly
-            skipped += len(ids) - newly - newly_damaged
+            _skipped(skipped, ids, set(outcome.done), damaged)
             if progress is not None:
                 progress("purge", done)
             if len(ids) < self.batch_size or newly + newly_damaged == 0:
                 break
-        return done, skipped
+        return done, len(skipped)
 
     async def _mark_expired_batch(self, ids: Sequence[str]) -> BatchOutcome[SessionRecord]:
         return await self.store.mark_expired_batch(ids, concurrency=self.concurrency)
