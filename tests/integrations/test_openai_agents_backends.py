@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import random
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,16 @@ async def test_fork_checkpoint_and_restore_a_conversation(make_manager: MakeMana
     assert await main.get_items() == [*base, {"role": "user", "content": "Rome"}]
 
 
+async def _cancelled_after(call: Coroutine[Any, Any, None], ticks: int) -> None:
+    """Run ``call`` as a task and cancel it after ``ticks`` turns of the event loop."""
+    task = asyncio.create_task(call)
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def test_a_cancelled_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
     manager = await make_manager()
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")
@@ -455,12 +466,7 @@ async def test_a_cancelled_add_items_is_all_or_nothing(make_manager: MakeManager
     outcomes = set()
     for delay in (0, 1, 2, 3, 5, 8):
         await adapter.clear_session()
-        task = asyncio.create_task(adapter.add_items(batch))
-        for _ in range(delay):
-            await asyncio.sleep(0)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled_after(adapter.add_items(batch), delay)
         items = await adapter.get_items()
         assert items in ([], batch), f"delay {delay}: {len(items)} items"
         outcomes.add(len(items))
@@ -478,12 +484,7 @@ async def test_a_cancelled_first_add_items_still_stores_its_items(
     batch = [{"role": "user", "content": "first words"}, {"role": "user", "content": "two"}]
     for delay in (1, 2, 3):  # at 0 the task is cancelled before it starts: nothing runs
         adapter = OpenAIAgentsSession(manager, f"first-{uuid.uuid4().hex[:8]}", user_id="alice")
-        task = asyncio.create_task(adapter.add_items(batch))
-        for _ in range(delay):
-            await asyncio.sleep(0)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled_after(adapter.add_items(batch), delay)
         assert await adapter.get_items() == batch, f"delay {delay}"
 
 

@@ -20,6 +20,12 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
 
 
+@pytest.fixture(params=["redis", pytest.param("redis_cluster", marks=pytest.mark.cluster)])
+def cluster(request: pytest.FixtureRequest) -> bool:
+    """True for the local Redis Cluster, False for the single Redis server."""
+    return bool(request.param == "redis_cluster")
+
+
 @pytest.fixture
 async def mariadb_prefix() -> AsyncIterator[str]:
     """A MariaDB table prefix of this test alone, its tables dropped afterwards."""

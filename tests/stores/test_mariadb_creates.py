@@ -8,30 +8,26 @@ used to run out of deadlock retries. The count now takes the rows for writing.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from lexigram.ai.session.exceptions import SessionCapacityError
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.testing.support import make_state
-from tests.services import MARIADB_URL, require_mariadb
+from tests.services import MARIADB_URL
 
 pytestmark = pytest.mark.mariadb
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[DatabaseSessionStore]:
-    require_mariadb()
-    prefix = f"cr{uuid.uuid4().hex[:10]}_"
-    made = DatabaseSessionStore(MARIADB_URL, table_prefix=prefix, pool_size=20)
+async def store(mariadb_prefix: str) -> AsyncIterator[DatabaseSessionStore]:
+    made = DatabaseSessionStore(MARIADB_URL, table_prefix=mariadb_prefix, pool_size=20)
     await made.initialize()
     try:
         yield made
     finally:
         await made.close()
-        await drop_schema(MARIADB_URL, table_prefix=prefix)
 
 
 async def test_concurrent_creates_of_one_user_all_land(store: DatabaseSessionStore) -> None:

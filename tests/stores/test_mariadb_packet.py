@@ -8,30 +8,26 @@ fits on every other backend (none has such a limit), so only MariaDB refuses it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import SessionPatch
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.sql.packet import PACKET_MARGIN, check_packet
 from lexigram.ai.session.testing.support import make_state, make_turn
-from tests.services import MARIADB_URL, require_mariadb
+from tests.services import MARIADB_URL
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[DatabaseSessionStore]:
-    require_mariadb()
-    prefix = f"pk{uuid.uuid4().hex[:10]}_"
-    made = DatabaseSessionStore(MARIADB_URL, table_prefix=prefix)
+async def store(mariadb_prefix: str) -> AsyncIterator[DatabaseSessionStore]:
+    made = DatabaseSessionStore(MARIADB_URL, table_prefix=mariadb_prefix)
     await made.initialize()
     try:
         yield made
     finally:
         await made.close()
-        await drop_schema(MARIADB_URL, table_prefix=prefix)
 
 
 @pytest.mark.mariadb

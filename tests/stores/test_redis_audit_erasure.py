@@ -27,11 +27,6 @@ _A, _C = SessionStatus.ACTIVE, SessionStatus.CLOSED
 _SECRET = "ALICE-HOME-ADDRESS"
 
 
-@pytest.fixture(params=["redis", pytest.param("redis_cluster", marks=pytest.mark.cluster)])
-def cluster(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "redis_cluster")
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

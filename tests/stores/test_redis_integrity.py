@@ -33,11 +33,6 @@ _PURGE = 100
 _GRACE_MS = (_PURGE + KEY_EXPIRY_MARGIN_S) * 1000
 
 
-@pytest.fixture(params=["redis", pytest.param("redis_cluster", marks=pytest.mark.cluster)])
-def cluster(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "redis_cluster")
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

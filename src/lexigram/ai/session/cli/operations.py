@@ -152,9 +152,10 @@ async def list_sessions(
     found: list[SessionState] = []
     damaged: list[str] = []
     async with open_store(config, read_only=True) as store:
+        sealed = SealedSessionGuard(store)
         cursor: str | None = None
         while len(found) < limit:
-            page = SealedSessionGuard(store).split_page(
+            page = sealed.split_page(
                 await store.list_user_sessions(
                     user_id, status=wanted, limit=min(limit - len(found), 500), cursor=cursor
                 )

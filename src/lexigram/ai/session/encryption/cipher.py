@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 _PREFIX_LEN = len(SEALED_PREFIX)  # both prefixes have this length
-_ENVELOPE_VERSION = ENVELOPE_VERSION
 #: Length of the nonce at the start of a sealed value's bytes.
 NONCE_BYTES = 12
 #: ``AESGCM.decrypt``: ``(nonce, ciphertext with tag, associated data) -> plaintext``.
@@ -174,7 +173,7 @@ def _wrap(dek: bytes, owner: str, keyring: Keyring) -> DataKey:
     nonce = os.urandom(NONCE_BYTES)
     owner_bytes = owner.encode("utf-8", "surrogatepass")
     wrapped = AESGCM(kek.key).encrypt(nonce, dek, _WRAP_AAD + owner_bytes)
-    envelope = ".".join((_ENVELOPE_VERSION, kek.id, _b64(owner_bytes), _b64(nonce + wrapped)))
+    envelope = ".".join((ENVELOPE_VERSION, kek.id, _b64(owner_bytes), _b64(nonce + wrapped)))
     return DataKey(owner=owner, key_id=kek.id, envelope=envelope, raw=dek)
 
 
@@ -186,7 +185,7 @@ def new_data_key(owner: str, keyring: Keyring) -> DataKey:
 def open_envelope(envelope: str, keyring: Keyring | None, *, record: str) -> DataKey:
     """Unwrap the data key of ``envelope``; a missing or wrong key names its id."""
     parts = envelope.split(".") if isinstance(envelope, str) else []
-    if len(parts) != 4 or parts[0] != _ENVELOPE_VERSION:
+    if len(parts) != 4 or parts[0] != ENVELOPE_VERSION:
         raise CorruptRecordError(record, "field encryption key: not a key envelope")
     _, key_id, owner_text, wrapped_text = parts
     if keyring is None:

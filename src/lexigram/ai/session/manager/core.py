@@ -504,8 +504,6 @@ class SessionManagerImpl:
             return await self.store.transition(
                 session_id, to_status, allowed_from=SessionStateMachine.sources_of(to_status)
             )
-        except SessionExpiredTransitionError:
-            raise
         except SessionExpiredError:
             # EXPIRED is terminal: an illegal move, and still an expired session.
             raise SessionExpiredTransitionError(session_id, to_status) from None

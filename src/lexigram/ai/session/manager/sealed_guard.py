@@ -23,8 +23,13 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionState, SessionTurn
 
 from lexigram.ai.session.encryption.markers import SEALED_PREFIXES, envelope_key_id
-from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
-from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPage, SessionStore
+from lexigram.ai.session.exceptions import EncryptionKeyError
+from lexigram.ai.session.stores.base import (
+    SessionPage,
+    SessionStore,
+    envelope_of,
+    refuse_key_field,
+)
 from lexigram.ai.session.stores.encrypted.lru import Lru
 
 __all__ = ["SealedSessionGuard"]
@@ -46,8 +51,7 @@ class SealedSessionGuard:
         """Refuse ``state`` when it is encrypted; remember it as plaintext otherwise."""
         if state is None or not self.active:
             return
-        meta = state.metadata
-        envelope = meta.get(KEY_ENVELOPE_FIELD) if type(meta) is dict else None
+        envelope = envelope_of(state)
         if envelope is None:
             self._plain.put(state.session_id, True)
             return
@@ -60,11 +64,8 @@ class SealedSessionGuard:
 
     def seen(self, state: SessionState) -> None:
         """Remember a session a write reply showed in clear (never raises)."""
-        if self.active:
-            meta = state.metadata
-            clear = type(meta) is not dict or KEY_ENVELOPE_FIELD not in meta
-            if clear and state.session_id not in self._plain:
-                self._plain.put(state.session_id, True)
+        if self.active and state.session_id not in self._plain and envelope_of(state) is None:
+            self._plain.put(state.session_id, True)
 
     def split_page(self, page: SessionPage) -> SessionPage:
         """``page`` with the encrypted sessions moved from ``items`` to ``damaged``."""
@@ -73,21 +74,18 @@ class SealedSessionGuard:
         items: list[SessionState] = []
         damaged = list(page.damaged)
         for state in page.items:
-            meta = state.metadata
-            if type(meta) is dict and KEY_ENVELOPE_FIELD in meta:
-                damaged.append(state.session_id)
-            else:
+            if envelope_of(state) is None:
                 items.append(state)
+            else:
+                damaged.append(state.session_id)
         if len(items) == len(page.items):
             return page
         return replace(page, items=items, damaged=damaged)
 
     def check_metadata(self, metadata: dict[str, Any] | None) -> None:
         """Refuse the key-envelope field in metadata this process writes."""
-        if self.active and metadata is not None and KEY_ENVELOPE_FIELD in metadata:
-            raise SessionValidationError(
-                f"metadata.{KEY_ENVELOPE_FIELD}", "is reserved for encryption at rest"
-            )
+        if self.active:
+            refuse_key_field(metadata)
 
     def write_unchecked(self, session_id: str) -> bool:
         """Whether a write to ``session_id`` must read its header first (see :meth:`check`)."""

@@ -48,7 +48,11 @@ from lexigram.contracts.ai.session import (
     SessionTurn,
 )
 
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 
 __all__ = [
     "KEY_ENVELOPE_FIELD",
@@ -65,7 +69,9 @@ __all__ = [
     "TurnReuse",
     "UserErasure",
     "compress_seqs",
+    "envelope_of",
     "holds_key",
+    "refuse_key_field",
     "utcnow",
 ]
 
@@ -165,6 +171,24 @@ class SessionPage:
 
 #: Metadata key under which an encrypted session keeps its key envelope (in clear).
 KEY_ENVELOPE_FIELD = "__lexigram_key__"
+
+
+def envelope_of(state: SessionState) -> str | None:
+    """The key envelope a stored header carries, or None for a plaintext session."""
+    meta = state.metadata
+    if type(meta) is dict:
+        envelope = meta.get(KEY_ENVELOPE_FIELD)
+        if isinstance(envelope, str):
+            return envelope
+    return None
+
+
+def refuse_key_field(metadata: dict[str, Any] | None) -> None:
+    """Refuse metadata that a plaintext write would store with the key-envelope field."""
+    if metadata is not None and KEY_ENVELOPE_FIELD in metadata:
+        raise SessionValidationError(
+            f"metadata.{KEY_ENVELOPE_FIELD}", "is reserved for encryption at rest"
+        )
 
 
 def holds_key(metadata: Any, key_guard: str | None) -> bool:

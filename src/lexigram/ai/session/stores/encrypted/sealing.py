@@ -38,7 +38,7 @@ from lexigram.ai.session.encryption.cipher import (
     sealed_bytes,
 )
 from lexigram.ai.session.exceptions import CorruptRecordError
-from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch, envelope_of
 from lexigram.ai.session.stores.encrypted.opened import Entry
 from lexigram.ai.session.stores.encrypted.reread import (
     Run,
@@ -70,16 +70,6 @@ KEY_FIELD = KEY_ENVELOPE_FIELD
 #: Key holding a sealed JSON container.
 SEALED_FIELD = "__lexigram_sealed__"
 _OPTS = orjson.OPT_NON_STR_KEYS
-
-
-def envelope_of(state: SessionState) -> str | None:
-    """The key envelope a stored header carries, or None for a plaintext session."""
-    meta = state.metadata
-    if type(meta) is dict:
-        envelope = meta.get(KEY_FIELD)
-        if isinstance(envelope, str):
-            return envelope
-    return None
 
 
 def _seal_json(key: DataKey, value: Any, context: str) -> str:

@@ -49,6 +49,7 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     StoredTurns,
     UserErasure,
+    refuse_key_field,
 )
 from lexigram.ai.session.stores.encrypted.lru import Lru
 from lexigram.ai.session.stores.encrypted.opened import (
@@ -64,7 +65,6 @@ from lexigram.ai.session.stores.encrypted.reread_stored import (
     stored_tail,
 )
 from lexigram.ai.session.stores.encrypted.sealing import (
-    KEY_FIELD,
     envelope_of,
     open_checkpoint,
     open_header,
@@ -320,14 +320,6 @@ class EncryptedSessionStore(SessionStore):
             self._remember(session_id, key)  # also picks up a re-wrapped envelope
         return key
 
-    @staticmethod
-    def _refuse_reserved(patch_metadata: dict[str, Any] | None) -> None:
-        """A plaintext session may not take the key-envelope field into its metadata."""
-        if patch_metadata is not None and KEY_FIELD in patch_metadata:
-            raise SessionValidationError(
-                f"metadata.{KEY_FIELD}", "is reserved for encryption at rest"
-            )
-
     def _open_record(
         self,
         record: SessionRecord,
@@ -399,7 +391,7 @@ class EncryptedSessionStore(SessionStore):
         if key is None:
             existing = await self.inner.load_record(state.session_id)
             if existing is not None:
-                self._refuse_reserved(state.metadata)
+                refuse_key_field(state.metadata)
                 await self.inner.save(state)
                 return
             key = self.data_key_for_new(state.session_id)
@@ -609,7 +601,7 @@ class EncryptedSessionStore(SessionStore):
                 if changes is not None:
                     changes = seal_patch(changes, key)
             elif changes is not None:
-                self._refuse_reserved(changes.metadata)
+                refuse_key_field(changes.metadata)
             try:
                 result = await self.inner.append_turns(
                     session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
@@ -636,7 +628,7 @@ class EncryptedSessionStore(SessionStore):
 
         async def write(key: DataKey | None, guard: str | None) -> SessionRecord:
             if key is None:
-                self._refuse_reserved(patch.metadata)
+                refuse_key_field(patch.metadata)
                 return await self.inner.update_session(session_id, patch)
             sealed = seal_patch(patch, key)
             return await self.inner.update_session(session_id, sealed, **_guard_arg(guard))

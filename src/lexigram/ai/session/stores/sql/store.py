@@ -410,10 +410,9 @@ class DatabaseSessionStore(SessionStore):
         batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
-        check_packet(self._max_packet, rows, "turns", patch_params(patch) if patch else None,
-                     _PATCH_FIELDS)
-        tokens, cost = batch_totals(batch)
         changes = None if patch is None else patch_params(patch)
+        check_packet(self._max_packet, rows, "turns", changes, _PATCH_FIELDS)
+        tokens, cost = batch_totals(batch)
         repeat = first_repeat(batch)
         mark_resent(False)
         try:
