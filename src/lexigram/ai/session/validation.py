@@ -36,7 +36,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
+from lexigram.contracts.ai.session import (
+    SessionCheckpoint,
+    SessionState,
+    SessionStatus,
+    SessionTurn,
+)
 
 from lexigram.ai.session.exceptions import SessionValidationError
 
@@ -49,15 +54,19 @@ __all__ = [
     "MAX_SAFE_INT",
     "table_prefix_ok",
     "check_checkpoint",
+    "check_caps",
     "check_cost",
+    "check_count",
     "check_id",
     "check_json",
     "check_mapping",
     "check_names",
+    "check_optional_count",
     "check_optional_id",
     "check_optional_text",
     "check_patch",
     "check_state",
+    "check_status_filter",
     "check_text",
     "check_tokens",
     "check_totals",
@@ -156,6 +165,39 @@ def check_tokens(value: Any, field: str) -> int:
     if not 0 <= value <= MAX_SAFE_INT:
         raise _fail(field, f"must be in 0..{MAX_SAFE_INT} (2**53 - 1), got {_shown(value)}")
     return int(value)
+
+
+def check_count(value: Any, field: str, *, minimum: int = 0) -> int:
+    """A count argument (``last``, ``limit``, a cap) as an ``int`` in ``minimum..MAX_SAFE_INT``."""
+    if type(value) is int and minimum <= value <= MAX_SAFE_INT:
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(field, f"expected an integer, got {type(value).__name__}")
+    if not minimum <= value <= MAX_SAFE_INT:
+        raise _fail(field, f"must be in {minimum}..{MAX_SAFE_INT}, got {_shown(value)}")
+    return int(value)
+
+
+def check_optional_count(value: Any, field: str, *, minimum: int = 0) -> int | None:
+    """None, or a count as :func:`check_count` accepts it."""
+    return None if value is None else check_count(value, field, minimum=minimum)
+
+
+def check_caps(*, max_branches: Any = None, max_live_per_user: Any = None) -> None:
+    """The caps of a create or a fork: each None or a count (branches >= 0, sessions >= 1)."""
+    check_optional_count(max_branches, "max_branches")
+    check_optional_count(max_live_per_user, "max_live_per_user", minimum=1)
+
+
+def check_status_filter(value: Any, field: str = "status") -> SessionStatus | None:
+    """None, or a :class:`SessionStatus` (or its value, ``"active"``); else refused."""
+    if value is None or type(value) is SessionStatus:
+        return value
+    try:
+        return SessionStatus(value)
+    except (ValueError, TypeError):
+        choices = ", ".join(s.value for s in SessionStatus)
+        raise _fail(field, f"must be one of {choices}, got {_shown(value)}") from None
 
 
 def check_cost(value: Any, field: str) -> float:

@@ -53,6 +53,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
+from lexigram.ai.session.validation import check_id
 
 __all__ = [
     "KEY_ENVELOPE_FIELD",
@@ -681,6 +682,8 @@ async def each_id(
     ``damaged`` and any other ``Exception`` to ``failed``, so one bad id never
     fails the others. Results keep the order of ``session_ids``.
     """
+    for session_id in session_ids:  # a bad id refuses the batch before anything runs
+        check_id(session_id, "session_ids")
     gate = asyncio.Semaphore(max(concurrency, 1))
     outcome: BatchOutcome[T] = BatchOutcome()
 

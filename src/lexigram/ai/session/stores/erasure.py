@@ -15,7 +15,7 @@ from typing import Any
 
 from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
 from lexigram.ai.session.stores.base import SessionStore, UserErasure
-from lexigram.ai.session.validation import check_id
+from lexigram.ai.session.validation import check_count, check_id
 
 __all__ = ["compact_sqlite", "erase_user_sessions", "forget_redis_user"]
 
@@ -68,6 +68,7 @@ async def erase_user_sessions(
 ) -> UserErasure:
     """Erase every session of ``user_id`` and its branches; see ``SessionStore.erase_user``."""
     check_id(user_id, "user_id")
+    check_count(batch, "batch", minimum=1)
     tally = _Tally()
     while True:
         fresh = [sid for sid in await _listed(store, user_id, batch) if sid not in tally.seen]

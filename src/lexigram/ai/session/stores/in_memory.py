@@ -62,11 +62,15 @@ from lexigram.ai.session.stores.codec import state_with
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.loops import one_at_a_time
 from lexigram.ai.session.validation import (
+    check_caps,
     check_checkpoint,
+    check_count,
     check_id,
     check_json,
+    check_optional_count,
     check_patch,
     check_state,
+    check_status_filter,
     check_turns,
     new_totals,
 )
@@ -284,10 +288,12 @@ class InMemorySessionStore(SessionStore):
         self._gc(state.session_id)
 
     async def load(self, session_id: str) -> SessionState | None:
+        session_id = check_id(session_id, "session_id")
         sess = self._sessions.get(session_id)
         return None if sess is None else self._full(sess, self.now())
 
     async def delete(self, session_id: str) -> None:
+        session_id = check_id(session_id, "session_id")
         sess = self._sessions.pop(session_id, None)
         if sess is None:
             return
@@ -300,6 +306,7 @@ class InMemorySessionStore(SessionStore):
             self._checkpoints.pop(cp_id, None)
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
+        user_id = check_id(user_id, "user_id")
         now = self.now()
         index = self._by_user.get(user_id, _NO_SESSIONS)
         return [self._full(self._sessions[sid], now) for sid in index]
@@ -365,22 +372,26 @@ class InMemorySessionStore(SessionStore):
         )
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         cp = self._checkpoints.get(checkpoint_id)
         return None if cp is None else self._to_checkpoint(cp, include_turns=True)
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        session_id = check_id(session_id, "session_id")
         return [
             self._to_checkpoint(self._checkpoints[c], include_turns=True)
             for c in self._session_checkpoints.get(session_id, [])
         ]
 
     async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        session_id = check_id(session_id, "session_id")
         return [
             self._to_checkpoint(self._checkpoints[c], include_turns=False)
             for c in self._session_checkpoints.get(session_id, [])
         ]
 
     async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         cp = self._checkpoints.pop(checkpoint_id, None)
         if cp is None:
             return False
@@ -397,6 +408,7 @@ class InMemorySessionStore(SessionStore):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
+        check_caps(max_live_per_user=max_live_per_user)
         state = check_state(state)
         now = self.now()
         if state.session_id in self._sessions or self._tombstoned(state.session_id, now):
@@ -416,6 +428,7 @@ class InMemorySessionStore(SessionStore):
 
     # ------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
+        session_id = check_id(session_id, "session_id")
         sess = self._sessions.get(session_id)
         return None if sess is None else self._record(sess, self.now())
 
@@ -427,6 +440,10 @@ class InMemorySessionStore(SessionStore):
         after_seq: int | None = None,
         limit: int | None = None,
     ) -> list[SessionTurn]:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(last, "last")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         if last is not None:
             sess = self._get(session_id)
             return _copies(sess, sess.live[-last:] if last > 0 else [])
@@ -437,6 +454,9 @@ class InMemorySessionStore(SessionStore):
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         sess = self._get(session_id)
         seqs = sess.live
         if after_seq is not None:
@@ -453,6 +473,9 @@ class InMemorySessionStore(SessionStore):
         limit: int = 100,
         cursor: str | None = None,
     ) -> SessionPage:
+        user_id = check_id(user_id, "user_id")
+        status = check_status_filter(status)
+        check_count(limit, "limit", minimum=1)
         now = self.now()
         below = parse_cursor(cursor)
         index = self._by_user.get(user_id, _NO_SESSIONS)
@@ -469,6 +492,7 @@ class InMemorySessionStore(SessionStore):
         return SessionPage(items=items, next_cursor=None)
 
     async def count_live_sessions(self, user_id: str) -> int:
+        user_id = check_id(user_id, "user_id")
         return self._live_count(user_id, self.now())
 
     # ------------------------------------------------------------------ writes
@@ -481,6 +505,8 @@ class InMemorySessionStore(SessionStore):
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
     ) -> AppendResult:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(max_turns, "max_turns", minimum=1)
         batch = check_turns(turns, "turns")
         new_totals(0, 0.0, batch)  # the batch alone must fit, whatever the session holds
         if patch is not None:
@@ -518,6 +544,7 @@ class InMemorySessionStore(SessionStore):
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
     ) -> SessionRecord:
+        session_id = check_id(session_id, "session_id")
         check_patch(patch)
         now = self.now()
         sess = self._guarded(session_id, key_guard)
@@ -533,6 +560,7 @@ class InMemorySessionStore(SessionStore):
         *,
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
+        session_id = check_id(session_id, "session_id")
         now = self.now()
         sess = self._get(session_id)
         current = self._expire_if_due(sess, now)
@@ -561,6 +589,7 @@ class InMemorySessionStore(SessionStore):
         return sess
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        session_id = check_id(session_id, "session_id")
         now = self.now()
         sess = self._live_for_write(session_id, now)
         if not sess.live:
@@ -580,6 +609,7 @@ class InMemorySessionStore(SessionStore):
         return copy_turn(turn)
 
     async def clear_turns(self, session_id: str) -> int:
+        session_id = check_id(session_id, "session_id")
         now = self.now()
         sess = self._live_for_write(session_id, now)
         count = len(sess.live)
@@ -599,7 +629,9 @@ class InMemorySessionStore(SessionStore):
         include_turns: bool = True,
         key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
+        session_id = check_id(session_id, "session_id")
         check_id(checkpoint_id, "checkpoint_id")
+        check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
         if metadata is not None:
             check_json(metadata, "metadata")
         now = self.now()
@@ -632,6 +664,7 @@ class InMemorySessionStore(SessionStore):
         return self._to_checkpoint(cp, include_turns=include_turns), pruned
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         now = self.now()
         cp = self._checkpoints.get(checkpoint_id)
         if cp is None:
@@ -672,6 +705,10 @@ class InMemorySessionStore(SessionStore):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
+        source_id = check_id(source_id, "source_id")
+        if from_checkpoint is not None:
+            check_id(from_checkpoint, "from_checkpoint")
+        check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         branch = check_state(branch, "branch")
         now = self.now()
         source = self._get(source_id)
@@ -713,6 +750,7 @@ class InMemorySessionStore(SessionStore):
         return self._record(sess, now)
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        session_id = check_id(session_id, "session_id")
         now = self.now()
         if session_id not in self._sessions:
             return []  # a missing session has no branches, whatever names it as parent
@@ -722,6 +760,7 @@ class InMemorySessionStore(SessionStore):
 
     # ---------------------------------------------------------------- sweeping
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
+        check_count(limit, "limit")
         now = self.now()
         found = [
             sid
@@ -731,6 +770,7 @@ class InMemorySessionStore(SessionStore):
         return found[:limit]
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        session_id = check_id(session_id, "session_id")
         now = self.now()
         sess = self._sessions.get(session_id)
         if sess is None or sess.header.status not in LIVE_STATUSES:
@@ -742,6 +782,7 @@ class InMemorySessionStore(SessionStore):
         return self._record(sess, now)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
+        check_count(limit, "limit")
         found = [
             sid
             for sid, sess in self._sessions.items()
@@ -752,11 +793,13 @@ class InMemorySessionStore(SessionStore):
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Drop the user's index once it holds no session."""
+        user_id = check_id(user_id, "user_id")
         index = self._by_user.get(user_id)
         if index is not None and not index.ids:
             del self._by_user[user_id]
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        session_id = check_id(session_id, "session_id")
         sess = self._sessions.get(session_id)
         if sess is None or sess.header.status not in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
             return False

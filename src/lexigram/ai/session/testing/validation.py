@@ -6,9 +6,12 @@ Input validation: what every backend refuses, naming the same field, before writ
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from lexigram.contracts.ai.session import SessionStatus
 
 from lexigram.ai.session.exceptions import (
     SessionValidationError,
@@ -23,6 +26,71 @@ from lexigram.ai.session.testing.support import (
 from lexigram.ai.session.validation import MAX_ID_LENGTH, MAX_SAFE_INT
 
 __all__ = ["ValidationSuite"]
+
+#: Id arguments no backend can hold: empty, blank, too long, a control character, not text.
+_BAD_IDS: list[Any] = ["", "   ", "x" * (MAX_ID_LENGTH + 1), "a\nb", "nul\x00", 5, None]
+
+_IdCall = Callable[[SessionStore, Any], Awaitable[object]]
+#: Every operation taking an id, with the field its refusal names.
+_ID_CALLS: list[tuple[str, str, _IdCall]] = [
+    ("load", "session_id", lambda s, v: s.load(v)),
+    ("load_record", "session_id", lambda s, v: s.load_record(v)),
+    ("get_turns", "session_id", lambda s, v: s.get_turns(v)),
+    ("get_turns(last)", "session_id", lambda s, v: s.get_turns(v, last=3)),
+    ("get_turn_seqs", "session_id", lambda s, v: s.get_turn_seqs(v)),
+    ("delete", "session_id", lambda s, v: s.delete(v)),
+    ("list_sessions", "user_id", lambda s, v: s.list_sessions(v)),
+    ("list_user_sessions", "user_id", lambda s, v: s.list_user_sessions(v)),
+    ("count_live_sessions", "user_id", lambda s, v: s.count_live_sessions(v)),
+    ("append_turns", "session_id", lambda s, v: s.append_turns(v, [make_turn(1)])),
+    ("update_session", "session_id",
+     lambda s, v: s.update_session(v, SessionPatch(metadata={"a": 1}))),
+    ("transition", "session_id", lambda s, v: s.transition(
+        v, SessionStatus.CLOSED, allowed_from=frozenset({SessionStatus.ACTIVE}))),
+    ("pop_turn", "session_id", lambda s, v: s.pop_turn(v)),
+    ("clear_turns", "session_id", lambda s, v: s.clear_turns(v)),
+    ("create_checkpoint", "session_id", lambda s, v: s.create_checkpoint(v, checkpoint_id="c1")),
+    ("load_checkpoint", "checkpoint_id", lambda s, v: s.load_checkpoint(v)),
+    ("list_checkpoints", "session_id", lambda s, v: s.list_checkpoints(v)),
+    ("list_checkpoint_headers", "session_id", lambda s, v: s.list_checkpoint_headers(v)),
+    ("delete_checkpoint", "checkpoint_id", lambda s, v: s.delete_checkpoint(v)),
+    ("restore_checkpoint", "checkpoint_id", lambda s, v: s.restore_checkpoint(v)),
+    ("list_branches", "session_id", lambda s, v: s.list_branches(v)),
+    ("mark_expired", "session_id", lambda s, v: s.mark_expired(v)),
+    ("mark_expired_batch", "session_ids", lambda s, v: s.mark_expired_batch(["ok-id", v])),
+    ("purge", "session_id", lambda s, v: s.purge(v, tombstone_until=_T0 + timedelta(days=1))),
+    ("purge_batch", "session_ids",
+     lambda s, v: s.purge_batch(["ok-id", v], tombstone_until=_T0 + timedelta(days=1))),
+    ("erase_session", "session_id", lambda s, v: s.erase_session(v)),
+    ("erase_user", "user_id", lambda s, v: s.erase_user(v)),
+]
+
+
+_BAD_COUNTS: list[Any] = [-1, True, 3.5, "3", 2**70]
+_CountCall = Callable[[SessionStore, Any, str], Awaitable[object]]
+#: Every count argument, with the field its refusal names and the least value it takes.
+_COUNT_CALLS: list[tuple[str, str, int, _CountCall]] = [
+    ("get_turns(last)", "last", 0, lambda s, v, sid: s.get_turns(sid, last=v)),
+    ("get_turns(after_seq)", "after_seq", 0, lambda s, v, sid: s.get_turns(sid, after_seq=v)),
+    ("get_turns(limit)", "limit", 0, lambda s, v, sid: s.get_turns(sid, after_seq=0, limit=v)),
+    ("get_turn_seqs(after_seq)", "after_seq", 0,
+     lambda s, v, sid: s.get_turn_seqs(sid, after_seq=v)),
+    ("get_turn_seqs(limit)", "limit", 0, lambda s, v, sid: s.get_turn_seqs(sid, limit=v)),
+    ("list_user_sessions(limit)", "limit", 1,
+     lambda s, v, sid: s.list_user_sessions("gina", limit=v)),
+    ("append_turns(max_turns)", "max_turns", 1,
+     lambda s, v, sid: s.append_turns(sid, [make_turn(9)], max_turns=v)),
+    ("create_checkpoint(max_checkpoints)", "max_checkpoints", 1,
+     lambda s, v, sid: s.create_checkpoint(sid, checkpoint_id="c9", max_checkpoints=v)),
+    ("create_session(max_live_per_user)", "max_live_per_user", 1,
+     lambda s, v, sid: s.create_session(make_state(user_id="gina"), max_live_per_user=v)),
+    ("fork_session(max_branches)", "max_branches", 0,
+     lambda s, v, sid: s.fork_session(sid, make_state(user_id="gina"), max_branches=v)),
+    ("find_expired(limit)", "limit", 0, lambda s, v, sid: s.find_expired(limit=v)),
+    ("find_purgeable(limit)", "limit", 0,
+     lambda s, v, sid: s.find_purgeable(older_than=_T0, limit=v)),
+    ("erase_user(batch)", "batch", 1, lambda s, v, sid: s.erase_user("gina", batch=v)),
+]
 
 
 class ValidationSuite(SuiteBase):
@@ -56,6 +124,48 @@ class ValidationSuite(SuiteBase):
         assert (await store.list_user_sessions("gina")).items == []
         if field != "state.session_id":
             assert await store.load(state.session_id) is None
+
+    @pytest.mark.parametrize(
+        ("call", "field"), [(c, f) for _, f, c in _ID_CALLS], ids=[n for n, _, _ in _ID_CALLS]
+    )
+    async def test_bad_id_arguments_are_refused_naming_the_field(
+        self, store: SessionStore, call: _IdCall, field: str
+    ) -> None:
+        # The same answer on every backend: not None, not "not found", not a driver error.
+        state = await self._session(store)
+        turn = make_turn(1)
+        await store.append_turns(state.session_id, [turn])
+        for bad in _BAD_IDS:
+            with pytest.raises(SessionValidationError) as info:
+                await call(store, bad)
+            assert info.value.field == field, f"{bad!r}: named {info.value.field!r}"
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and loaded.status == SessionStatus.ACTIVE
+        assert loaded.turns == [turn]
+
+    @pytest.mark.parametrize(
+        ("call", "field", "least"),
+        [(c, f, m) for _, f, m, c in _COUNT_CALLS],
+        ids=[n for n, _, _, _ in _COUNT_CALLS],
+    )
+    async def test_bad_count_arguments_are_refused_naming_the_field(
+        self, store: SessionStore, call: _CountCall, field: str, least: int
+    ) -> None:
+        state = make_state(user_id="gina")
+        sid = state.session_id
+        await store.create_session(state)
+        turn = make_turn(1)
+        await store.append_turns(sid, [turn])
+        for bad in [*_BAD_COUNTS, least - 1]:
+            with pytest.raises(SessionValidationError) as info:
+                await call(store, bad, sid)
+            assert info.value.field == field, f"{bad!r}: named {info.value.field!r}"
+        loaded = await store.load(sid)
+        assert loaded is not None and loaded.turns == [turn]
+        assert loaded.status == SessionStatus.ACTIVE
+        assert await store.list_checkpoint_headers(sid) == []
+        assert await store.list_branches(sid) == []
+        assert await store.count_live_sessions("gina") == 1
 
     @pytest.mark.parametrize(
         ("fields", "field"),

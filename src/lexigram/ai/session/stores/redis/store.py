@@ -69,7 +69,17 @@ from lexigram.ai.session.stores.redis.indexes import wall_us
 from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
-from lexigram.ai.session.validation import check_patch, check_state, check_turns, new_totals
+from lexigram.ai.session.validation import (
+    check_caps,
+    check_count,
+    check_id,
+    check_optional_count,
+    check_patch,
+    check_state,
+    check_status_filter,
+    check_turns,
+    new_totals,
+)
 
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
@@ -234,6 +244,7 @@ class CacheSessionStore(SessionStore):
         return await self._load(session_id, reuse)
 
     async def _load(self, session_id: str, reuse: TurnReuse | None) -> SessionState | None:
+        session_id = check_id(session_id, "session_id")
         # A MULTI of HGETALL + LRANGE: atomic like a script, and the cheapest way for
         # Redis to hand out a long list (a script copying it costs the server more).
         now, _ = self._core.clock()
@@ -253,6 +264,7 @@ class CacheSessionStore(SessionStore):
         return replace(record.state, turns=turns)
 
     async def delete(self, session_id: str) -> None:
+        session_id = check_id(session_id, "session_id")
         _, now_us = self._core.clock()
         op = new_op()
         reply = await self._core.run("delete", session_id, [now_us], op=op)
@@ -264,11 +276,13 @@ class CacheSessionStore(SessionStore):
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Delete the user's counter and index keys and the erased sessions' retry replies."""
+        user_id = check_id(user_id, "user_id")
         from lexigram.ai.session.stores.erasure import forget_redis_user
 
         await forget_redis_user(self, user_id, session_ids)
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
+        user_id = check_id(user_id, "user_id")
         members = await self._core.scripts.command(
             "zrange", self._core.keys.user_sessions(user_id), 0, -1
         )
@@ -284,6 +298,7 @@ class CacheSessionStore(SessionStore):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
+        check_caps(max_live_per_user=max_live_per_user)
         now, now_us = self._core.clock()
         state = check_state(state)
         sid = state.session_id
@@ -302,6 +317,7 @@ class CacheSessionStore(SessionStore):
 
     # -------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
+        session_id = check_id(session_id, "session_id")
         now, now_us = self._core.clock()
         reply = await self._core.run("record", session_id, [now_us])
         if "e" in reply:
@@ -316,8 +332,12 @@ class CacheSessionStore(SessionStore):
         after_seq: int | None = None,
         limit: int | None = None,
     ) -> list[SessionTurn]:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(last, "last")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         if last is not None:
-            return await self._last_turns(session_id, int(last))
+            return await self._last_turns(session_id, last)
         _, now_us = self._core.clock()
         args = self._after_args(now_us, after_seq, limit)
         reply, items = await self._core.run_turns("turns", session_id, args)
@@ -352,6 +372,9 @@ class CacheSessionStore(SessionStore):
     async def get_turn_seqs(
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         _, now_us = self._core.clock()
         reply, items = await self._core.run_turns(
             "turns", session_id, self._after_args(now_us, after_seq, limit)
@@ -370,6 +393,9 @@ class CacheSessionStore(SessionStore):
         limit: int = 100,
         cursor: str | None = None,
     ) -> SessionPage:
+        user_id = check_id(user_id, "user_id")
+        status = check_status_filter(status)
+        check_count(limit, "limit", minimum=1)
         now, _ = self._core.clock()
         below = parse_cursor(cursor)
         key = self._core.keys.user_sessions(user_id)
@@ -412,6 +438,7 @@ class CacheSessionStore(SessionStore):
         return SessionPage(items=items, next_cursor=None, damaged=damaged)
 
     async def count_live_sessions(self, user_id: str) -> int:
+        user_id = check_id(user_id, "user_id")
         _, now_us = self._core.clock()
         alive, _ = await self._core.index.live_status(user_id, now_us)
         return len(alive)
@@ -426,6 +453,8 @@ class CacheSessionStore(SessionStore):
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
     ) -> AppendResult:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(max_turns, "max_turns", minimum=1)
         now, now_us = self._core.clock()
         batch = check_turns(turns, "turns")
         if patch is not None:
@@ -465,6 +494,7 @@ class CacheSessionStore(SessionStore):
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
     ) -> SessionRecord:
+        session_id = check_id(session_id, "session_id")
         now, now_us = self._core.clock()
         check_patch(patch)
         reply = await self._core.run(
@@ -484,6 +514,7 @@ class CacheSessionStore(SessionStore):
         *,
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
+        session_id = check_id(session_id, "session_id")
         now, now_us = self._core.clock()
         target = SessionStatus(to_status)
         allowed = ",".join(SessionStatus(s).value for s in allowed_from)
@@ -505,6 +536,7 @@ class CacheSessionStore(SessionStore):
         return record
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
+        session_id = check_id(session_id, "session_id")
         now, now_us = self._core.clock()
         reply = await self._core.run(
             "pop", session_id, [now_us, self._core.deadline_arg(now)], op=new_op()
@@ -516,6 +548,7 @@ class CacheSessionStore(SessionStore):
         return decode_turns([reply["t"]], record=f"{record_name(session_id)} turn")[0]
 
     async def clear_turns(self, session_id: str) -> int:
+        session_id = check_id(session_id, "session_id")
         now, now_us = self._core.clock()
         reply = await self._core.run(
             "clear", session_id, [now_us, self._core.deadline_arg(now)], op=new_op()
@@ -534,6 +567,10 @@ class CacheSessionStore(SessionStore):
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
     ) -> SessionRecord:
+        source_id = check_id(source_id, "source_id")
+        if from_checkpoint is not None:
+            check_id(from_checkpoint, "from_checkpoint")
+        check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         now, now_us = self._core.clock()
         branch = check_state(branch, "branch")
         bid = branch.session_id
@@ -611,6 +648,7 @@ class CacheSessionStore(SessionStore):
         return record
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
+        session_id = check_id(session_id, "session_id")
         now, _ = self._core.clock()
         members = await self._core.scripts.command(
             "zrange", self._core.keys.branches(session_id), 0, -1
@@ -720,15 +758,19 @@ class CacheSessionStore(SessionStore):
         await self._checkpoints.save_checkpoint(checkpoint)
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         return await self._checkpoints.load_checkpoint(checkpoint_id)
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
+        session_id = check_id(session_id, "session_id")
         return await self._checkpoints.list_checkpoints(session_id)
 
     async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:
+        session_id = check_id(session_id, "session_id")
         return await self._checkpoints.list_checkpoint_headers(session_id)
 
     async def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         return await self._checkpoints.delete_checkpoint(checkpoint_id)
 
     async def create_checkpoint(
@@ -741,6 +783,8 @@ class CacheSessionStore(SessionStore):
         include_turns: bool = True,
         key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
+        session_id = check_id(session_id, "session_id")
+        check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
         return await self._checkpoints.create_checkpoint(
             session_id,
             checkpoint_id=checkpoint_id,
@@ -751,27 +795,33 @@ class CacheSessionStore(SessionStore):
         )
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
+        checkpoint_id = check_id(checkpoint_id, "checkpoint_id")
         return await self._checkpoints.restore_checkpoint(checkpoint_id)
 
     # ----------------------------------------------------- sweeping (component)
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
-        return await self._sweep.find_expired(limit=limit)
+        return await self._sweep.find_expired(limit=check_count(limit, "limit"))
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
+        session_id = check_id(session_id, "session_id")
         return await self._sweep.mark_expired(session_id)
 
     async def mark_expired_batch(
         self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
     ) -> BatchOutcome[SessionRecord]:
         """The ``mark_expired`` script for every id in one round trip, then the indexes in one."""
-        return await self._sweep.mark_expired_batch(session_ids, concurrency=concurrency)
+        ids = [check_id(sid, "session_ids") for sid in session_ids]
+        return await self._sweep.mark_expired_batch(ids, concurrency=concurrency)
 
     async def quarantine(self, session_id: str) -> None:
         """Remove the id from the deadline and purge indexes, reading nothing of the session."""
+        session_id = check_id(session_id, "session_id")
         await self._sweep.quarantine(session_id)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
-        return await self._sweep.find_purgeable(older_than=older_than, limit=limit)
+        return await self._sweep.find_purgeable(
+            older_than=older_than, limit=check_count(limit, "limit")
+        )
 
     async def purge_batch(
         self,
@@ -781,11 +831,13 @@ class CacheSessionStore(SessionStore):
         concurrency: int = BATCH_CONCURRENCY,
     ) -> BatchOutcome[str]:
         """The ``purge`` script for every id in one round trip, then the indexes in one."""
+        ids = [check_id(sid, "session_ids") for sid in session_ids]
         return await self._sweep.purge_batch(
-            session_ids, tombstone_until=tombstone_until, concurrency=concurrency
+            ids, tombstone_until=tombstone_until, concurrency=concurrency
         )
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
+        session_id = check_id(session_id, "session_id")
         return await self._sweep.purge(session_id, tombstone_until=tombstone_until)
 
 

@@ -78,7 +78,15 @@ from lexigram.ai.session.stores.sql.runner import (
 from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
 from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
-from lexigram.ai.session.validation import check_json, check_turn, check_turns
+from lexigram.ai.session.validation import (
+    check_caps,
+    check_count,
+    check_json,
+    check_optional_count,
+    check_status_filter,
+    check_turn,
+    check_turns,
+)
 
 __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
 
@@ -338,6 +346,7 @@ class DatabaseSessionStore(SessionStore):
     async def create_session(
         self, state: SessionState, *, max_live_per_user: int | None = None
     ) -> SessionRecord:
+        check_caps(max_live_per_user=max_live_per_user)
         state = checked_state(state)
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
@@ -367,6 +376,9 @@ class DatabaseSessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         sid = checked_id(session_id, "session_id")
+        check_optional_count(last, "last")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         # Decoded here, on the event loop, not in SQLite's worker thread (see the script).
         rows = await self._read(trn.get_turn_rows, sid, last, after_seq, limit)
         return turns_from_rows(rows, sid)
@@ -375,6 +387,8 @@ class DatabaseSessionStore(SessionStore):
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
         sid = checked_id(session_id, "session_id")
+        check_optional_count(after_seq, "after_seq")
+        check_optional_count(limit, "limit")
         return await self._read(trn.get_turn_seqs, sid, after_seq, limit)
 
     async def list_user_sessions(
@@ -386,8 +400,9 @@ class DatabaseSessionStore(SessionStore):
         cursor: str | None = None,
     ) -> SessionPage:
         uid = checked_id(user_id, "user_id")
+        wanted = check_status_filter(status)
+        check_count(limit, "limit", minimum=1)
         below = parse_cursor(cursor)
-        wanted = None if status is None else SessionStatus(status)
         items, damaged, last = await self._read(ses.list_page, uid, wanted, limit, below)
         return SessionPage(
             items=items, next_cursor=None if last is None else str(last), damaged=damaged
@@ -407,6 +422,7 @@ class DatabaseSessionStore(SessionStore):
         key_guard: str | None = None,
     ) -> AppendResult:
         checked_id(session_id, "session_id")
+        check_optional_count(max_turns, "max_turns", minimum=1)
         batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
@@ -487,6 +503,7 @@ class DatabaseSessionStore(SessionStore):
     ) -> tuple[SessionCheckpoint, list[str]]:
         checked_id(session_id, "session_id")
         checked_id(checkpoint_id, "checkpoint_id")
+        check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
         check_json(metadata or {}, "metadata")
         meta = dumps(metadata or {}, field="metadata").decode()
         if self.dialect == "postgresql":
@@ -523,6 +540,7 @@ class DatabaseSessionStore(SessionStore):
         checked_id(source_id, "source_id")
         if from_checkpoint is not None:
             checked_id(from_checkpoint, "from_checkpoint")
+        check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         branch = checked_state(branch, "branch")
         header_params(branch)  # refuse a header that cannot be stored before any I/O
         self._text_ok(branch)
@@ -541,7 +559,7 @@ class DatabaseSessionStore(SessionStore):
 
     # --------------------------------------------------------------- sweeping
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
-        return await self._read(ses.find_expired, limit)
+        return await self._read(ses.find_expired, check_count(limit, "limit"))
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
         """Store EXPIRED; ``CorruptRecordError`` (nothing changed) for an undecodable record."""
@@ -571,7 +589,9 @@ class DatabaseSessionStore(SessionStore):
         )
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
-        return await self._read(ses.find_purgeable, to_us(older_than), limit)
+        return await self._read(
+            ses.find_purgeable, to_us(older_than), check_count(limit, "limit")
+        )
 
     async def purge_batch(
         self,
@@ -611,6 +631,7 @@ class DatabaseSessionStore(SessionStore):
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Drop the erased sessions' header copies; SQLite: rewrite the file so that freed
         pages keep no copy of the erased rows."""
+        checked_id(user_id, "user_id")
         self._forget_headers(session_ids)
         if self.dialect == "sqlite" and session_ids:
             from lexigram.ai.session.stores.erasure import compact_sqlite
