@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,12 +61,17 @@ __all__ = [
     "check_json",
     "check_mapping",
     "check_names",
+    "check_instant",
     "check_optional_count",
+    "check_optional_guard",
     "check_optional_id",
     "check_optional_text",
     "check_patch",
+    "check_patch_type",
     "check_state",
+    "check_status",
     "check_status_filter",
+    "check_statuses",
     "check_text",
     "check_tokens",
     "check_totals",
@@ -187,6 +192,39 @@ def check_caps(*, max_branches: Any = None, max_live_per_user: Any = None) -> No
     """The caps of a create or a fork: each None or a count (branches >= 0, sessions >= 1)."""
     check_optional_count(max_branches, "max_branches")
     check_optional_count(max_live_per_user, "max_live_per_user", minimum=1)
+
+
+def check_status(value: Any, field: str) -> SessionStatus:
+    """A :class:`SessionStatus` (or its value, ``"closed"``); else refused naming ``field``."""
+    if type(value) is SessionStatus:
+        return value
+    status = check_status_filter(value, field)
+    if status is None:
+        raise _fail(field, "expected a SessionStatus, got NoneType")
+    return status
+
+
+def check_statuses(value: Any, field: str) -> frozenset[SessionStatus]:
+    """A set of statuses (any iterable of them, not a string); else refused naming ``field``."""
+    if type(value) is frozenset and all(type(s) is SessionStatus for s in value):
+        return value
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise _fail(field, f"expected a set of SessionStatus, got {type(value).__name__}")
+    return frozenset(check_status(s, field) for s in value)
+
+
+def check_instant(value: Any, field: str) -> datetime:
+    """A ``datetime`` (a naive one is taken as UTC, as turn timestamps are); else refused."""
+    if not isinstance(value, datetime):
+        raise _fail(field, f"expected a datetime, got {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def check_optional_guard(value: Any) -> str | None:
+    """None, or a key envelope (text) for ``key_guard``; else refused naming it."""
+    if value is None or type(value) is str:
+        return value
+    raise _fail("key_guard", f"expected a string, got {type(value).__name__}")
 
 
 def check_status_filter(value: Any, field: str = "status") -> SessionStatus | None:
@@ -538,12 +576,25 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     return state
 
 
+_PATCH_FIELDS = (
+    "variables", "metadata", "active_tools", "active_skills", "system_prompt",
+    "clear_system_prompt",
+)
+
+
+def check_patch_type(patch: Any) -> None:
+    """Refuse (field ``patch``) anything that is not a ``SessionPatch`` (read by its fields)."""
+    if not all(hasattr(patch, name) for name in _PATCH_FIELDS):
+        raise _fail("patch", f"expected a SessionPatch, got {type(patch).__name__}")
+
+
 def check_patch(patch: Any) -> None:
     """Check the replacement values of a header patch (a ``SessionPatch``), naming each field.
 
     ``variables``/``metadata`` must be JSON objects, ``active_tools``/``active_skills``
     lists of text, ``system_prompt`` text; None means "unchanged" and is not checked.
     """
+    check_patch_type(patch)
     for name in ("variables", "metadata"):
         value = getattr(patch, name, None)
         if value is not None:

@@ -53,7 +53,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.validation import check_id
+from lexigram.ai.session.validation import check_id, check_instant
 
 __all__ = [
     "KEY_ENVELOPE_FIELD",
@@ -603,6 +603,8 @@ class SessionStore(abc.ABC):
         The default runs :meth:`purge` for each id (``concurrency`` at a time); backends
         override it with one statement or one round trip per batch.
         """
+
+        tombstone_until = check_instant(tombstone_until, "tombstone_until")
 
         async def one(session_id: str) -> str | None:
             removed = await self.purge(session_id, tombstone_until=tombstone_until)

@@ -66,11 +66,15 @@ from lexigram.ai.session.validation import (
     check_checkpoint,
     check_count,
     check_id,
-    check_json,
+    check_instant,
+    check_mapping,
     check_optional_count,
+    check_optional_guard,
     check_patch,
     check_state,
+    check_status,
     check_status_filter,
+    check_statuses,
     check_turns,
     new_totals,
 )
@@ -561,6 +565,8 @@ class InMemorySessionStore(SessionStore):
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
         session_id = check_id(session_id, "session_id")
+        to_status = check_status(to_status, "to_status")
+        allowed_from = check_statuses(allowed_from, "allowed_from")
         now = self.now()
         sess = self._get(session_id)
         current = self._expire_if_due(sess, now)
@@ -575,6 +581,7 @@ class InMemorySessionStore(SessionStore):
 
     def _guarded(self, session_id: str, key_guard: str | None) -> _Session:
         """The stored session, refused when it is not under ``key_guard``'s data key."""
+        check_optional_guard(key_guard)
         sess = self._get(session_id)
         if not holds_key(sess.header.metadata, key_guard):
             raise DataKeyChangedError(session_id)
@@ -633,7 +640,7 @@ class InMemorySessionStore(SessionStore):
         check_id(checkpoint_id, "checkpoint_id")
         check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
         if metadata is not None:
-            check_json(metadata, "metadata")
+            metadata = check_mapping(metadata, "metadata")
         now = self.now()
         sess = self._guarded(session_id, key_guard)
         if checkpoint_id in self._checkpoints:
@@ -783,6 +790,7 @@ class InMemorySessionStore(SessionStore):
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         check_count(limit, "limit")
+        older_than = check_instant(older_than, "older_than")
         found = [
             sid
             for sid, sess in self._sessions.items()
@@ -800,6 +808,7 @@ class InMemorySessionStore(SessionStore):
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         session_id = check_id(session_id, "session_id")
+        tombstone_until = check_instant(tombstone_until, "tombstone_until")
         sess = self._sessions.get(session_id)
         if sess is None or sess.header.status not in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
             return False

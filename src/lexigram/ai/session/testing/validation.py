@@ -93,6 +93,35 @@ _COUNT_CALLS: list[tuple[str, str, int, _CountCall]] = [
 ]
 
 
+#: Other arguments of the wrong kind, with the field refused and values to try.
+_KIND_CALLS: list[tuple[str, str, list[Any], _CountCall]] = [
+    ("create_checkpoint(metadata)", "metadata", ["x", 5, [1], {1: "a"}],
+     lambda s, v, sid: s.create_checkpoint(sid, checkpoint_id="c9", metadata=v)),
+    ("update_session(patch)", "patch", [None, {"metadata": {}}, "x"],
+     lambda s, v, sid: s.update_session(sid, v)),
+    ("append_turns(patch)", "patch", [{"metadata": {}}, "x"],
+     lambda s, v, sid: s.append_turns(sid, [make_turn(9)], patch=v)),
+    ("transition(to_status)", "to_status", [None, "x", 5],
+     lambda s, v, sid: s.transition(sid, v, allowed_from=frozenset({SessionStatus.ACTIVE}))),
+    ("transition(allowed_from)", "allowed_from", ["active", None, 5, ["x"]],
+     lambda s, v, sid: s.transition(sid, SessionStatus.SUSPENDED, allowed_from=v)),
+    ("purge(tombstone_until)", "tombstone_until", [None, "2026-01-01", 5],
+     lambda s, v, sid: s.purge(sid, tombstone_until=v)),
+    ("purge_batch(tombstone_until)", "tombstone_until", [None, "2026-01-01"],
+     lambda s, v, sid: s.purge_batch([sid], tombstone_until=v)),
+    ("find_purgeable(older_than)", "older_than", [None, "2026-01-01", 5],
+     lambda s, v, sid: s.find_purgeable(older_than=v)),
+    ("append_turns(key_guard)", "key_guard", [5, [1], {"a": 1}],
+     lambda s, v, sid: s.append_turns(sid, [make_turn(9)], key_guard=v)),
+    ("update_session(key_guard)", "key_guard", [5, [1]],
+     lambda s, v, sid: s.update_session(sid, SessionPatch(metadata={"a": 1}), key_guard=v)),
+    ("create_checkpoint(key_guard)", "key_guard", [5, [1]],
+     lambda s, v, sid: s.create_checkpoint(sid, checkpoint_id="c9", key_guard=v)),
+    ("save_checkpoint", "checkpoint", [None, "x", {"checkpoint_id": "c9"}],
+     lambda s, v, sid: s.save_checkpoint(v)),
+]
+
+
 class ValidationSuite(SuiteBase):
     """Input validation: what every backend refuses, naming the same field, before writing."""
 
@@ -166,6 +195,28 @@ class ValidationSuite(SuiteBase):
         assert await store.list_checkpoint_headers(sid) == []
         assert await store.list_branches(sid) == []
         assert await store.count_live_sessions("gina") == 1
+
+    @pytest.mark.parametrize(
+        ("call", "field", "values"),
+        [(c, f, v) for _, f, v, c in _KIND_CALLS],
+        ids=[n for n, _, _, _ in _KIND_CALLS],
+    )
+    async def test_arguments_of_the_wrong_kind_are_refused_naming_the_field(
+        self, store: SessionStore, call: _CountCall, field: str, values: list[Any]
+    ) -> None:
+        state = make_state(user_id="gina")
+        sid = state.session_id
+        await store.create_session(state)
+        turn = make_turn(1)
+        await store.append_turns(sid, [turn])
+        for bad in values:
+            with pytest.raises(SessionValidationError) as info:
+                await call(store, bad, sid)
+            assert info.value.field == field, f"{bad!r}: named {info.value.field!r}"
+        loaded = await store.load(sid)
+        assert loaded is not None and loaded.turns == [turn]
+        assert loaded.status == SessionStatus.ACTIVE and loaded.metadata == state.metadata
+        assert await store.list_checkpoint_headers(sid) == []
 
     @pytest.mark.parametrize(
         ("fields", "field"),

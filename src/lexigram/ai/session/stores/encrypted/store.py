@@ -78,7 +78,7 @@ from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.validation import (
     CheckedTurns,
     check_checkpoint,
-    check_json,
+    check_mapping,
     check_patch,
     check_state,
     check_turns,
@@ -678,8 +678,8 @@ class EncryptedSessionStore(SessionStore):
         refused (``DataKeyChangedError``), so that none is kept.
         """
         _refuse_outer_guard(key_guard)
-        if metadata:
-            check_json(metadata, "metadata")
+        if metadata is not None:
+            metadata = check_mapping(metadata, "metadata")
 
         async def snapshot(
             key: DataKey | None, guard: str | None

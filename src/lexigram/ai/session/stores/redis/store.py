@@ -73,10 +73,15 @@ from lexigram.ai.session.validation import (
     check_caps,
     check_count,
     check_id,
+    check_instant,
+    check_mapping,
     check_optional_count,
+    check_optional_guard,
     check_patch,
     check_state,
+    check_status,
     check_status_filter,
+    check_statuses,
     check_turns,
     new_totals,
 )
@@ -455,6 +460,7 @@ class CacheSessionStore(SessionStore):
     ) -> AppendResult:
         session_id = check_id(session_id, "session_id")
         check_optional_count(max_turns, "max_turns", minimum=1)
+        check_optional_guard(key_guard)
         now, now_us = self._core.clock()
         batch = check_turns(turns, "turns")
         if patch is not None:
@@ -495,6 +501,7 @@ class CacheSessionStore(SessionStore):
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
     ) -> SessionRecord:
         session_id = check_id(session_id, "session_id")
+        check_optional_guard(key_guard)
         now, now_us = self._core.clock()
         check_patch(patch)
         reply = await self._core.run(
@@ -515,9 +522,9 @@ class CacheSessionStore(SessionStore):
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
         session_id = check_id(session_id, "session_id")
+        target = check_status(to_status, "to_status")
+        allowed = ",".join(s.value for s in check_statuses(allowed_from, "allowed_from"))
         now, now_us = self._core.clock()
-        target = SessionStatus(to_status)
-        allowed = ",".join(SessionStatus(s).value for s in allowed_from)
         reply = await self._core.run(
             "transition",
             session_id,
@@ -785,6 +792,9 @@ class CacheSessionStore(SessionStore):
     ) -> tuple[SessionCheckpoint, list[str]]:
         session_id = check_id(session_id, "session_id")
         check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
+        check_optional_guard(key_guard)
+        if metadata is not None:
+            metadata = check_mapping(metadata, "metadata")
         return await self._checkpoints.create_checkpoint(
             session_id,
             checkpoint_id=checkpoint_id,
@@ -820,7 +830,7 @@ class CacheSessionStore(SessionStore):
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         return await self._sweep.find_purgeable(
-            older_than=older_than, limit=check_count(limit, "limit")
+            older_than=check_instant(older_than, "older_than"), limit=check_count(limit, "limit")
         )
 
     async def purge_batch(
@@ -832,13 +842,13 @@ class CacheSessionStore(SessionStore):
     ) -> BatchOutcome[str]:
         """The ``purge`` script for every id in one round trip, then the indexes in one."""
         ids = [check_id(sid, "session_ids") for sid in session_ids]
-        return await self._sweep.purge_batch(
-            ids, tombstone_until=tombstone_until, concurrency=concurrency
-        )
+        until = check_instant(tombstone_until, "tombstone_until")
+        return await self._sweep.purge_batch(ids, tombstone_until=until, concurrency=concurrency)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         session_id = check_id(session_id, "session_id")
-        return await self._sweep.purge(session_id, tombstone_until=tombstone_until)
+        until = check_instant(tombstone_until, "tombstone_until")
+        return await self._sweep.purge(session_id, tombstone_until=until)
 
 
 def _seqs_at(ranges: str, start: int, count: int) -> list[int]:

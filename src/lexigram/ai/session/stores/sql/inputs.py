@@ -17,6 +17,7 @@ from lexigram.ai.session.validation import (
     check_json,
     check_names,
     check_optional_text,
+    check_patch_type,
     check_state,
     check_totals,
     check_turn,
@@ -121,6 +122,7 @@ def nul_fields_of(
 
 def patch_params(patch: SessionPatch) -> dict[str, Any]:
     """The bound parameters of a header patch (None = column unchanged); fields checked."""
+    check_patch_type(patch)
     def enc(value: Any, name: str) -> str | None:
         if value is None:
             return None

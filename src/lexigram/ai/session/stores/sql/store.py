@@ -80,10 +80,15 @@ from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
 from lexigram.ai.session.validation import (
     check_caps,
+    check_checkpoint,
     check_count,
-    check_json,
+    check_instant,
+    check_mapping,
     check_optional_count,
+    check_optional_guard,
+    check_status,
     check_status_filter,
+    check_statuses,
     check_turn,
     check_turns,
 )
@@ -309,6 +314,7 @@ class DatabaseSessionStore(SessionStore):
         return await self._read(ses.list_all, checked_id(user_id, "user_id"), snapshot=True)
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        checkpoint = check_checkpoint(checkpoint)
         checked_id(checkpoint.checkpoint_id, "checkpoint.checkpoint_id")
         checked_id(checkpoint.session_id, "checkpoint.session_id")
         state = checked_state(checkpoint.state, "checkpoint.state")
@@ -423,6 +429,7 @@ class DatabaseSessionStore(SessionStore):
     ) -> AppendResult:
         checked_id(session_id, "session_id")
         check_optional_count(max_turns, "max_turns", minimum=1)
+        check_optional_guard(key_guard)
         batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
@@ -468,6 +475,7 @@ class DatabaseSessionStore(SessionStore):
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
     ) -> SessionRecord:
         sid = checked_id(session_id, "session_id")
+        check_optional_guard(key_guard)
         params = patch_params(patch)
         check_packet(self._max_packet, header=params, header_fields=_PATCH_FIELDS)
         return await self._write(ses.update_session, sid, params, key_guard)
@@ -480,8 +488,8 @@ class DatabaseSessionStore(SessionStore):
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
         return await self._write(
-            ses.transition, checked_id(session_id, "session_id"), SessionStatus(to_status),
-            frozenset(allowed_from),
+            ses.transition, checked_id(session_id, "session_id"),
+            check_status(to_status, "to_status"), check_statuses(allowed_from, "allowed_from"),
         )
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
@@ -504,7 +512,8 @@ class DatabaseSessionStore(SessionStore):
         checked_id(session_id, "session_id")
         checked_id(checkpoint_id, "checkpoint_id")
         check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
-        check_json(metadata or {}, "metadata")
+        check_optional_guard(key_guard)
+        metadata = None if metadata is None else check_mapping(metadata, "metadata")
         meta = dumps(metadata or {}, field="metadata").decode()
         if self.dialect == "postgresql":
             refuse_nul([("checkpoint_id", checkpoint_id)])
@@ -590,7 +599,8 @@ class DatabaseSessionStore(SessionStore):
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         return await self._read(
-            ses.find_purgeable, to_us(older_than), check_count(limit, "limit")
+            ses.find_purgeable, to_us(check_instant(older_than, "older_than")),
+            check_count(limit, "limit"),
         )
 
     async def purge_batch(
@@ -606,15 +616,17 @@ class DatabaseSessionStore(SessionStore):
                 session_ids, tombstone_until=tombstone_until, concurrency=concurrency
             )
         ids = [checked_id(sid, "session_ids") for sid in session_ids]
+        until = check_instant(tombstone_until, "tombstone_until")
         if not ids:
             return BatchOutcome()
-        purged = await self._write(ses.purge_batch, ids, to_us(tombstone_until))
+        purged = await self._write(ses.purge_batch, ids, to_us(until))
         self._forget_headers(ids)
         return BatchOutcome(done=purged)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         sid = checked_id(session_id, "session_id")
-        purged = await self._write(ses.purge, sid, to_us(tombstone_until))
+        until = check_instant(tombstone_until, "tombstone_until")
+        purged = await self._write(ses.purge, sid, to_us(until))
         self._forget_headers([sid])
         return purged
 
