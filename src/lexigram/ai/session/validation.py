@@ -43,7 +43,7 @@ from lexigram.contracts.ai.session import (
     SessionTurn,
 )
 
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import DuplicateTurnError, SessionValidationError
 
 __all__ = [
     "TABLE_PREFIX_RULE",
@@ -299,10 +299,14 @@ def _check_json(value: Any, field: str, depth: int) -> None:
                 field, f"integer {_shown(value)} is outside +/-(2**63 - 1), which cannot be stored"
             )
         return
-    if kind is float or isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):
             raise _fail(field, f"{value!r} cannot be stored as JSON (numbers must be finite)")
         return
+    if isinstance(value, float):  # numpy.float64 and the like: not every encoder takes them
+        raise _fail(
+            field, f"{type(value).__name__} is not a plain float; pass float(value) to store it"
+        )
     if isinstance(value, str):
         check_text(value, field)
         return
@@ -445,8 +449,21 @@ def _plain_turn(turn: Any) -> bool:
         and type(metadata) is dict
         and (not metadata or _json_ok(metadata, 0))
         and type(stamp) is datetime
-        and stamp.tzinfo is not None
+        and (stamp.tzinfo is UTC or _minute_offset(stamp))
     )
+
+
+def _minute_offset(stamp: datetime) -> bool:
+    """Whether ``stamp`` is aware with a whole-minute UTC offset (what every backend keeps)."""
+    offset = stamp.utcoffset()
+    return offset is not None and offset.seconds % 60 == 0 and not offset.microseconds
+
+
+def _utc_instant(stamp: datetime) -> datetime:
+    """``stamp`` in UTC (a naive one taken as UTC): how the stores keep header times."""
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
 
 
 def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
@@ -478,7 +495,7 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     check_tokens(turn.tokens_used, f"{p}tokens_used")
     cost = turn.cost
     if type(cost) is not float or not (0.0 <= cost < math.inf):
-        check_cost(cost, f"{p}cost")
+        cost = check_cost(cost, f"{p}cost")  # an int (or a float subclass) becomes a float
     if turn.tool_calls or type(turn.tool_calls) is not list:
         _check_dict_list(turn.tool_calls, f"{p}tool_calls")
     if turn.skill_results or type(turn.skill_results) is not list:
@@ -493,7 +510,11 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     if type(stamp) is not datetime and not isinstance(stamp, datetime):
         raise _fail(f"{p}timestamp", f"expected a datetime, got {type(stamp).__name__}")
     if stamp.tzinfo is None:
-        return replace(turn, timestamp=stamp.replace(tzinfo=UTC))
+        stamp = stamp.replace(tzinfo=UTC)
+    elif not _minute_offset(stamp):  # an offset in seconds: not every backend keeps it
+        stamp = stamp.astimezone(UTC)
+    if stamp is not turn.timestamp or cost is not turn.cost:
+        return replace(turn, timestamp=stamp, cost=cost)
     return turn
 
 
@@ -550,6 +571,7 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     p = f"{field}."
     check_id(state.session_id, f"{p}session_id")
     check_id(state.user_id, f"{p}user_id")
+    status = check_status(state.status, f"{p}status")
     check_optional_id(state.checkpoint_id, f"{p}checkpoint_id")
     check_optional_id(state.parent_session_id, f"{p}parent_session_id")
     check_optional_id(state.branch_name, f"{p}branch_name")
@@ -565,15 +587,23 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     for name in ("created_at", "updated_at"):
         if not isinstance(getattr(state, name), datetime):
             raise _fail(f"{p}{name}", "expected a datetime")
+    created, updated = _utc_instant(state.created_at), _utc_instant(state.updated_at)
     check_tokens(state.total_tokens, f"{p}total_tokens")
     check_cost(state.total_cost, f"{p}total_cost")
     count = state.turn_count
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise _fail(f"{p}turn_count", f"expected an integer >= 0, got {_shown(count)}")
     turns = check_turns(state.turns, f"{p}turns")
+    changed: dict[str, Any] = {}
     if any(a is not b for a, b in zip(turns, state.turns, strict=True)):
-        return replace(state, turns=list(turns))
-    return state
+        changed["turns"] = list(turns)
+    if status is not state.status:
+        changed["status"] = status
+    if created is not state.created_at:
+        changed["created_at"] = created
+    if updated is not state.updated_at:
+        changed["updated_at"] = updated
+    return replace(state, **changed) if changed else state
 
 
 _PATCH_FIELDS = (
@@ -621,4 +651,12 @@ def check_checkpoint(checkpoint: Any, field: str = "checkpoint") -> SessionCheck
     if not isinstance(checkpoint.created_at, datetime):
         raise _fail(f"{field}.created_at", "expected a datetime")
     state = check_state(checkpoint.state, f"{field}.state")
-    return checkpoint if state is checkpoint.state else replace(checkpoint, state=state)
+    seen: set[str] = set()
+    for turn in state.turns:  # restored as live turns, whose ids are unique
+        if turn.turn_id in seen:
+            raise DuplicateTurnError(checkpoint.session_id, turn.turn_id)
+        seen.add(turn.turn_id)
+    created = _utc_instant(checkpoint.created_at)
+    if state is checkpoint.state and created is checkpoint.created_at:
+        return checkpoint
+    return replace(checkpoint, state=state, created_at=created)

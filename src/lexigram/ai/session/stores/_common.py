@@ -29,6 +29,7 @@ __all__ = [
     "copy_state",
     "copy_turn",
     "effective_status",
+    "json_copy",
     "require_writable",
 ]
 
@@ -80,7 +81,8 @@ def check_batch_ids(session_id: str, turns: list[SessionTurn] | tuple[SessionTur
         seen.add(turn.turn_id)
 
 
-def _json_copy(value: Any) -> Any:
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value as the durable stores read it back (tuples as lists)."""
     # A JSON round trip copies faster than deepcopy and normalises values exactly as
     # the durable stores do (tuples become lists, non-string keys become strings).
     return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
@@ -94,9 +96,9 @@ def copy_turn(turn: SessionTurn) -> SessionTurn:
             "role": turn.role,
             "content": turn.content,
             "timestamp": turn.timestamp,
-            "tool_calls": _json_copy(turn.tool_calls) if turn.tool_calls else [],
-            "skill_results": _json_copy(turn.skill_results) if turn.skill_results else [],
-            "metadata": _json_copy(turn.metadata) if turn.metadata else {},
+            "tool_calls": json_copy(turn.tool_calls) if turn.tool_calls else [],
+            "skill_results": json_copy(turn.skill_results) if turn.skill_results else [],
+            "metadata": json_copy(turn.metadata) if turn.metadata else {},
             "tokens_used": turn.tokens_used,
             "cost": turn.cost,
             "model": turn.model,
@@ -114,10 +116,10 @@ def copy_state(state: SessionState, turns: list[SessionTurn] | None = None) -> S
     return state_with(
         state,
         turns=[copy_turn(t) for t in state.turns] if turns is None else turns,
-        metadata=_json_copy(state.metadata) if state.metadata else {},
+        metadata=json_copy(state.metadata) if state.metadata else {},
         active_tools=list(state.active_tools),
         active_skills=list(state.active_skills),
-        variables=_json_copy(state.variables) if state.variables else {},
+        variables=json_copy(state.variables) if state.variables else {},
     )
 
 
@@ -125,9 +127,9 @@ def apply_patch(state: SessionState, patch: SessionPatch, now: datetime) -> Sess
     """The header after ``patch`` (containers copied), with ``updated_at`` = ``now``."""
     changes: dict[str, Any] = {"updated_at": now}
     if patch.variables is not None:
-        changes["variables"] = _json_copy(patch.variables)
+        changes["variables"] = json_copy(patch.variables)
     if patch.metadata is not None:
-        changes["metadata"] = _json_copy(patch.metadata)
+        changes["metadata"] = json_copy(patch.metadata)
     if patch.active_tools is not None:
         changes["active_tools"] = list(patch.active_tools)
     if patch.active_skills is not None:

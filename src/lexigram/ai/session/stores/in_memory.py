@@ -43,6 +43,7 @@ from lexigram.ai.session.stores._common import (
     copy_state,
     copy_turn,
     effective_status,
+    json_copy,
     parse_cursor,
     require_writable,
 )
@@ -131,6 +132,8 @@ class _Checkpoint:
     metadata: dict[str, Any]
     ranges: list[TurnRange] | None = None
     inline_turns: list[SessionTurn] | None = None
+    #: Order of first storage: breaks ties of ``created_at`` (kept when saved again).
+    ordinal: int = 0
 
 
 def _copies(sess: _Session, seqs: Sequence[int]) -> list[SessionTurn]:
@@ -158,6 +161,7 @@ class InMemorySessionStore(SessionStore):
         self._branches: dict[str, dict[str, None]] = {}
         self._checkpoints: dict[str, _Checkpoint] = {}
         self._session_checkpoints: dict[str, list[str]] = {}
+        self._cp_ordinals = itertools.count(1)
         self._tombstones: dict[str, datetime] = {}
         self._ordinals = itertools.count(1)
 
@@ -330,14 +334,21 @@ class InMemorySessionStore(SessionStore):
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         checkpoint = check_checkpoint(checkpoint)
         state = checkpoint.state
+        old = self._checkpoints.get(checkpoint.checkpoint_id)
+        if old is not None and old.session_id != checkpoint.session_id:
+            # Moved to another session: no longer one of the first session's.
+            listed = self._session_checkpoints.get(old.session_id, [])
+            if checkpoint.checkpoint_id in listed:
+                listed.remove(checkpoint.checkpoint_id)
         self._checkpoints[checkpoint.checkpoint_id] = _Checkpoint(
             checkpoint_id=checkpoint.checkpoint_id,
             session_id=checkpoint.session_id,
             header=copy_state(state, turns=[]),
             created_at=checkpoint.created_at,
             parent_checkpoint_id=checkpoint.parent_checkpoint_id,
-            metadata=dict(checkpoint.metadata),
+            metadata=json_copy(checkpoint.metadata),
             inline_turns=[copy_turn(t) for t in state.turns],
+            ordinal=old.ordinal if old is not None else next(self._cp_ordinals),
         )
         self._file_checkpoint(checkpoint.session_id, checkpoint.checkpoint_id)
 
@@ -349,9 +360,9 @@ class InMemorySessionStore(SessionStore):
         ids = self._session_checkpoints.setdefault(session_id, [])
         if checkpoint_id in ids:
             ids.remove(checkpoint_id)
-        stamp = self._checkpoints[checkpoint_id].created_at
-        at = bisect.bisect_right([self._checkpoints[c].created_at for c in ids], stamp)
-        ids.insert(at, checkpoint_id)
+        cp = self._checkpoints[checkpoint_id]
+        keys = [(self._checkpoints[c].created_at, self._checkpoints[c].ordinal) for c in ids]
+        ids.insert(bisect.bisect_right(keys, (cp.created_at, cp.ordinal)), checkpoint_id)
         return ids
 
     def _checkpoint_turns(self, cp: _Checkpoint) -> list[SessionTurn]:
@@ -372,7 +383,7 @@ class InMemorySessionStore(SessionStore):
             state=copy_state(cp.header, turns=turns),
             created_at=cp.created_at,
             parent_checkpoint_id=cp.parent_checkpoint_id,
-            metadata=dict(cp.metadata),
+            metadata=json_copy(cp.metadata),
         )
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
@@ -654,8 +665,9 @@ class InMemorySessionStore(SessionStore):
             header=state_with(header, checkpoint_id=checkpoint_id),
             created_at=now,
             parent_checkpoint_id=sess.header.checkpoint_id,
-            metadata=dict(metadata or {}),
+            metadata=json_copy(metadata or {}),
             ranges=compress_seqs(sess.live),
+            ordinal=next(self._cp_ordinals),
         )
         self._checkpoints[checkpoint_id] = cp
         ids = self._file_checkpoint(session_id, checkpoint_id)
@@ -751,7 +763,7 @@ class InMemorySessionStore(SessionStore):
             turns=turns,
             turn_count=len(turns),
             total_tokens=sum(t.tokens_used for t in turns),
-            total_cost=sum(t.cost for t in turns),
+            total_cost=sum((t.cost for t in turns), 0.0),
         )
         sess = self._insert(state, now, fork_seq=len(turns))
         return self._record(sess, now)

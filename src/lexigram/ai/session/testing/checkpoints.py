@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lexigram.contracts.ai.session import (
@@ -227,3 +227,71 @@ class CheckpointsSuite(SuiteBase):
         for missing in (gone.session_id, "never-" + uuid.uuid4().hex):
             with pytest.raises(SessionNotFoundError):
                 await store.create_checkpoint(missing, checkpoint_id=taken)
+
+    async def test_checkpoints_saved_before_their_session_are_kept_when_it_is_created(
+        self, store: SessionStore
+    ) -> None:
+        # An import may write a session's checkpoints before the session itself.
+        for create in ("create_session", "save"):
+            state = make_state("alice")
+            sid = state.session_id
+            saved = SessionCheckpoint(
+                checkpoint_id="early-" + uuid.uuid4().hex,
+                session_id=sid,
+                state=replace(state, turns=[make_turn(1)], turn_count=1),
+                created_at=_T0,
+            )
+            await store.save_checkpoint(saved)
+            await getattr(store, create)(state)
+            headers = await store.list_checkpoint_headers(sid)
+            assert [c.checkpoint_id for c in headers] == [saved.checkpoint_id], create
+            loaded = await store.load_checkpoint(saved.checkpoint_id)
+            assert loaded is not None and _ids(loaded.state.turns) == _ids(saved.state.turns)
+            self.clock(store).advance(5)
+            made, _ = await store.create_checkpoint(sid, checkpoint_id="late-" + uuid.uuid4().hex)
+            listed = [c.checkpoint_id for c in await store.list_checkpoint_headers(sid)]
+            assert listed == [saved.checkpoint_id, made.checkpoint_id], create
+            restored = await store.restore_checkpoint(saved.checkpoint_id)
+            assert _ids(restored.turns) == _ids(saved.state.turns)
+
+    async def test_saving_a_checkpoint_again_keeps_its_place_among_equal_times(
+        self, store: SessionStore
+    ) -> None:
+        state = await self._session(store)
+        sid = state.session_id
+        first, _ = await store.create_checkpoint(sid, checkpoint_id="A-" + sid)
+        second, _ = await store.create_checkpoint(sid, checkpoint_id="B-" + sid)
+        loaded = await store.load_checkpoint(first.checkpoint_id)
+        assert loaded is not None
+        await store.save_checkpoint(loaded)
+        listed = [c.checkpoint_id for c in await store.list_checkpoint_headers(sid)]
+        assert listed == [first.checkpoint_id, second.checkpoint_id]
+        _, pruned = await store.create_checkpoint(
+            sid, checkpoint_id="C-" + sid, max_checkpoints=2
+        )
+        assert pruned == [first.checkpoint_id]
+
+    async def test_naive_times_in_a_saved_checkpoint_and_a_branch_are_utc(
+        self, store: SessionStore
+    ) -> None:
+        state = await self._session(store)
+        sid = state.session_id
+        await store.create_checkpoint(sid, checkpoint_id="aware-" + sid)
+        naive = datetime(2026, 1, 1, 11)
+        checkpoint = SessionCheckpoint(
+            checkpoint_id="naive-" + sid,
+            session_id=sid,
+            state=replace(state, created_at=naive, updated_at=naive),
+            created_at=naive,
+        )
+        await store.save_checkpoint(checkpoint)
+        listed = await store.list_checkpoint_headers(sid)
+        assert [c.checkpoint_id for c in listed] == ["naive-" + sid, "aware-" + sid]
+        assert listed[0].created_at == naive.replace(tzinfo=UTC)
+        branch = await store.fork_session(
+            sid, make_state("alice", created_at=naive, updated_at=naive)
+        )
+        assert [b.state.session_id for b in await store.list_branches(sid)] == [
+            branch.state.session_id
+        ]
+        assert await store.load(branch.state.session_id) is not None

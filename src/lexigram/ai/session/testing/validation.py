@@ -7,13 +7,15 @@ Input validation: what every backend refuses, naming the same field, before writ
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from lexigram.contracts.ai.session import SessionStatus
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 
 from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
     SessionValidationError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
@@ -26,6 +28,8 @@ from lexigram.ai.session.testing.support import (
 from lexigram.ai.session.validation import MAX_ID_LENGTH, MAX_SAFE_INT
 
 __all__ = ["ValidationSuite"]
+
+_ZERO = timedelta(0)
 
 #: Id arguments no backend can hold: empty, blank, too long, a control character, not text.
 _BAD_IDS: list[Any] = ["", "   ", "x" * (MAX_ID_LENGTH + 1), "a\nb", "nul\x00", 5, None]
@@ -62,8 +66,13 @@ _ID_CALLS: list[tuple[str, str, _IdCall]] = [
     ("purge_batch", "session_ids",
      lambda s, v: s.purge_batch(["ok-id", v], tombstone_until=_T0 + timedelta(days=1))),
     ("erase_session", "session_id", lambda s, v: s.erase_session(v)),
+    ("fork_session", "source_id", lambda s, v: s.fork_session(v, make_state(user_id="gina"))),
     ("erase_user", "user_id", lambda s, v: s.erase_user(v)),
 ]
+
+
+class _Score(float):
+    """A float subclass (as ``numpy.float64`` is): not every JSON encoder takes one."""
 
 
 _BAD_COUNTS: list[Any] = [-1, True, 3.5, "3", 2**70]
@@ -119,6 +128,16 @@ _KIND_CALLS: list[tuple[str, str, list[Any], _CountCall]] = [
      lambda s, v, sid: s.create_checkpoint(sid, checkpoint_id="c9", key_guard=v)),
     ("save_checkpoint", "checkpoint", [None, "x", {"checkpoint_id": "c9"}],
      lambda s, v, sid: s.save_checkpoint(v)),
+    ("create_session(status)", "state.status", ["nope", None, 5],
+     lambda s, v, sid: s.create_session(make_state(user_id="gina", status=v))),
+    ("fork_session(branch.status)", "branch.status", ["nope", None],
+     lambda s, v, sid: s.fork_session(sid, make_state(user_id="gina", status=v))),
+    ("update_session(float subclass)", "metadata.score", [_Score(0.5)],
+     lambda s, v, sid: s.update_session(sid, SessionPatch(metadata={"score": v}))),
+    ("append_turns(float subclass)", "turns[0].metadata.score", [_Score(0.5)],
+     lambda s, v, sid: s.append_turns(sid, [make_turn(9, metadata={"score": v})])),
+    ("create_checkpoint(float subclass)", "metadata.score", [_Score(0.5)],
+     lambda s, v, sid: s.create_checkpoint(sid, checkpoint_id="c9", metadata={"score": v})),
 ]
 
 
@@ -321,3 +340,50 @@ class ValidationSuite(SuiteBase):
         assert record.state.turns == []
         assert record.state.turn_count == 3
         assert record.last_seq >= 3
+
+    async def test_values_are_kept_as_every_backend_reads_them_back(
+        self, store: SessionStore
+    ) -> None:
+        # An int cost is a float; an offset in seconds (no backend keeps one) is the
+        # same instant in UTC; header times are UTC; checkpoint metadata is a copy.
+        odd = timezone(timedelta(hours=5, minutes=30, seconds=15))
+        stamp = datetime(2026, 1, 1, 12, tzinfo=odd)
+        state = make_state(
+            user_id="gina",
+            created_at=datetime(2026, 1, 1, 12),
+            updated_at=datetime(2026, 1, 1, 17, tzinfo=timezone(timedelta(hours=5))),
+        )
+        sid = state.session_id
+        created = await store.create_session(state)
+        assert created.state.created_at == _T0 and created.state.created_at.utcoffset() == _ZERO
+        assert created.state.updated_at == _T0 and created.state.updated_at.utcoffset() == _ZERO
+        turn = replace(make_turn(1, cost=3), timestamp=stamp)
+        big = make_turn(2, cost=2**70)
+        await store.append_turns(sid, [turn, big])
+        loaded = await store.load(sid)
+        assert loaded is not None
+        first, second = loaded.turns
+        assert type(first.cost) is float and first.cost == 3.0
+        assert type(second.cost) is float and second.cost == float(2**70)
+        assert first.timestamp == stamp and first.timestamp.utcoffset() == _ZERO
+        meta: dict[str, Any] = {"t": (1, 2), "l": [1]}
+        made, _ = await store.create_checkpoint(sid, checkpoint_id="m-" + sid, metadata=meta)
+        meta["l"].append(2)
+        made.metadata["l"].append(3)
+        again = await store.load_checkpoint("m-" + sid)
+        assert again is not None and again.metadata == {"t": [1, 2], "l": [1]}
+        branch = await store.fork_session(sid, make_state(user_id="gina"))
+        assert type(branch.state.total_cost) is float
+
+    async def test_a_checkpoint_repeating_a_turn_id_is_refused(self, store: SessionStore) -> None:
+        state = await self._session(store)
+        twice = make_turn(1, turn_id="same")
+        checkpoint = SessionCheckpoint(
+            checkpoint_id="dup-" + state.session_id,
+            session_id=state.session_id,
+            state=replace(state, turns=[twice, make_turn(2, turn_id="same")], turn_count=2),
+            created_at=datetime(2026, 1, 1, 12),
+        )
+        with pytest.raises(DuplicateTurnError):
+            await store.save_checkpoint(checkpoint)
+        assert await store.load_checkpoint(checkpoint.checkpoint_id) is None

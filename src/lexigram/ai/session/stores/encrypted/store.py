@@ -77,8 +77,11 @@ from lexigram.ai.session.stores.encrypted.sealing import (
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.validation import (
     CheckedTurns,
+    check_caps,
     check_checkpoint,
+    check_id,
     check_mapping,
+    check_optional_count,
     check_patch,
     check_state,
     check_turns,
@@ -677,9 +680,12 @@ class EncryptedSessionStore(SessionStore):
         elsewhere), the checkpoint is deleted and made again, and finally deleted and
         refused (``DataKeyChangedError``), so that none is kept.
         """
-        _refuse_outer_guard(key_guard)
+        check_id(session_id, "session_id")  # the inner store's own checks, in its order
+        check_id(checkpoint_id, "checkpoint_id")
+        check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
         if metadata is not None:
             metadata = check_mapping(metadata, "metadata")
+        _refuse_outer_guard(key_guard)
 
         async def snapshot(
             key: DataKey | None, guard: str | None
@@ -751,6 +757,10 @@ class EncryptedSessionStore(SessionStore):
         the key the source has at that moment whatever key this process holds; the
         fields taken from ``branch`` are sealed under the key held here.
         """
+        check_id(source_id, "source_id")  # the inner store's own checks, in its order
+        if from_checkpoint is not None:
+            check_id(from_checkpoint, "from_checkpoint")
+        check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         key = await self._key_for(source_id)
         if key is not None:
             check_state(branch, "branch")

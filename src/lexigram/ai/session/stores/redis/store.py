@@ -791,10 +791,11 @@ class CacheSessionStore(SessionStore):
         key_guard: str | None = None,
     ) -> tuple[SessionCheckpoint, list[str]]:
         session_id = check_id(session_id, "session_id")
+        check_id(checkpoint_id, "checkpoint_id")
         check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
-        check_optional_guard(key_guard)
         if metadata is not None:
             metadata = check_mapping(metadata, "metadata")
+        check_optional_guard(key_guard)
         return await self._checkpoints.create_checkpoint(
             session_id,
             checkpoint_id=checkpoint_id,

@@ -75,7 +75,7 @@ from lexigram.ai.session.stores.sql.runner import (
     mark_resent,
     was_resent,
 )
-from lexigram.ai.session.stores.sql.schema import Schema, create_or_upgrade
+from lexigram.ai.session.stores.sql.schema import Schema, check_prefix, create_or_upgrade
 from lexigram.ai.session.stores.sql.statements import Statements
 from lexigram.ai.session.stores.sql.urls import DatabaseURL, normalise_url
 from lexigram.ai.session.validation import (
@@ -147,13 +147,17 @@ class DatabaseSessionStore(SessionStore):
         self.database_url: DatabaseURL = (
             normalise_url(engine.url) if engine is not None else normalise_url(url)
         )
-        self.schema = Schema.build(table_prefix)
-        self.table_prefix = table_prefix
+        check_prefix(table_prefix)
         self._owns_engine = engine is None
         self.engine: AsyncEngine = engine or make_engine(
             self.database_url, pool_size=pool_size, table_prefix=table_prefix
         )
         self.dialect: str = self.engine.dialect.name
+        if self.dialect == "postgresql":
+            # PostgreSQL folds the statements' unquoted names to lower case: so do the tables.
+            table_prefix = table_prefix.lower()
+        self.schema = Schema.build(table_prefix)
+        self.table_prefix = table_prefix
         self._statements = Statements(table_prefix, self.dialect)
         lock_key = str(self.database_url.sqlite_path or self.database_url.masked)
         if self.database_url.sqlite_path is not None:
@@ -512,8 +516,8 @@ class DatabaseSessionStore(SessionStore):
         checked_id(session_id, "session_id")
         checked_id(checkpoint_id, "checkpoint_id")
         check_optional_count(max_checkpoints, "max_checkpoints", minimum=1)
-        check_optional_guard(key_guard)
         metadata = None if metadata is None else check_mapping(metadata, "metadata")
+        check_optional_guard(key_guard)
         meta = dumps(metadata or {}, field="metadata").decode()
         if self.dialect == "postgresql":
             refuse_nul([("checkpoint_id", checkpoint_id)])

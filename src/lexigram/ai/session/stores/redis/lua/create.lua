@@ -6,6 +6,9 @@ if tomb then
   redis.call('DEL', KX)
 end
 local fields = cjson.decode(ARGV[2])
+-- Checkpoints saved for this id before it existed (an import) stay, numbered on.
+local top = redis.call('ZRANGE', KC, -1, -1, 'WITHSCORES')
+if top[2] then fields.cq = int(tonumber(top[2])) end
 local flat = {}
 for f, v in pairs(fields) do flat[#flat + 1] = f; flat[#flat + 1] = v end
 local k = tonumber(ARGV[3])
@@ -16,7 +19,7 @@ for j = 1, k do
   ids[#ids + 1] = ARGV[2 + 2 * j]
   ids[#ids + 1] = int(j)
 end
-redis.call('DEL', KT, KR, KI, KA, KC, KD, KK, KB, KP)
+redis.call('DEL', KT, KR, KI, KA, KB, KP)
 hset_pairs(KH, flat)
 write_live(seqs, jsons, ids)
 return reply_h(fields)

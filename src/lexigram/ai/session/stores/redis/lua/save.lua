@@ -27,7 +27,10 @@ if old then
   local oseqs, ojsons = live_turns()
   retire(oseqs, ojsons, coverage())
 else
-  redis.call('DEL', KT, KR, KI, KA, KC, KD, KK, KB, KP)
+  -- Checkpoints saved for this id before it existed (an import) stay, numbered on.
+  redis.call('DEL', KT, KR, KI, KA, KB, KP)
+  local top = redis.call('ZRANGE', KC, -1, -1, 'WITHSCORES')
+  if top[2] then fields.cq = int(tonumber(top[2])) end
 end
 redis.call('DEL', KH)
 local flat = {}
