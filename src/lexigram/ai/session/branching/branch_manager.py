@@ -9,7 +9,11 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
-from lexigram.ai.session.events import SessionBranchMergedEvent, SessionForkedEvent
+from lexigram.ai.session.events import (
+    SessionBranchMergedEvent,
+    SessionClosedEvent,
+    SessionForkedEvent,
+)
 from lexigram.ai.session.exceptions import (
     DuplicateTurnError,
     SessionNotFoundError,
@@ -17,13 +21,16 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.hooks import (
     HOOK_BRANCH_MERGED,
+    HOOK_SESSION_CLOSED,
     HOOK_SESSION_FORKED,
     SessionBranchMergedHook,
+    SessionClosedHook,
     SessionForkedHook,
 )
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
+from lexigram.ai.session.observability import telemetry
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
 from lexigram.ai.session.validation import check_id, check_mapping, check_optional_id, check_turns
 
@@ -168,10 +175,12 @@ class BranchManager:
             if turn.turn_id in known:
                 raise DuplicateTurnError(parent_id, turn.turn_id)
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
+        closed: SessionState | None = None
         if plan.turns:
-            await self.store.append_turns(
+            result = await self.store.append_turns(
                 parent_id, plan.turns, max_turns=self.max_turns_per_session, patch=patch
             )
+            closed = result.record.state if result.closed_by_cap else None
         elif not patch.is_empty():
             await self.store.update_session(parent_id, patch)
         await self.notifier.notify(
@@ -183,10 +192,28 @@ class BranchManager:
                 session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
             ),
         )
+        if closed is not None:  # the merge filled the parent up to the turn cap
+            await self._closed_by_cap(closed)
         merged = await self.store.load(parent_id)
         if merged is None:
             raise SessionNotFoundError(parent_id)
         return merged
+
+    async def _closed_by_cap(self, header: SessionState) -> None:
+        """The event and hook ``add_turns`` sends when an append reaches the turn cap."""
+        telemetry().session_ended("max_turns", backend=self.store.backend_name)
+        await self.notifier.notify(
+            SessionClosedEvent(
+                session_id=header.session_id,
+                user_id=header.user_id,
+                duration_seconds=(header.updated_at - header.created_at).total_seconds(),
+                reason="max_turns",
+            ),
+            HOOK_SESSION_CLOSED,
+            SessionClosedHook(
+                session_id=header.session_id, user_id=header.user_id, reason="max_turns"
+            ),
+        )
 
     async def list_branches(self, session_id: str) -> list[SessionState]:
         """Headers of the branches forked from ``session_id``, oldest first."""

@@ -285,8 +285,11 @@ class SessionStore(abc.ABC):
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> datetime:
-        """The store's current time."""
-        return self.clock()
+        """The store's current time, in UTC (a clock's naive time is taken as UTC)."""
+        now = self.clock()
+        if now.tzinfo is UTC:
+            return now
+        return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
     def deadline_for(self, updated_at: datetime) -> datetime | None:
         """``updated_at + session_ttl``, or None when sessions do not expire."""
@@ -568,7 +571,11 @@ class SessionStore(abc.ABC):
     # ---------------------------------------------------------------- sweeping
     @abc.abstractmethod
     async def find_expired(self, *, limit: int = 1000) -> list[str]:
-        """Ids of sessions still stored as live whose deadline has passed (via an index)."""
+        """Ids of sessions still stored as live whose deadline has passed (via an index).
+
+        Earliest deadline first (on Redis by its index, whose score is a lower bound of
+        the deadline: see docs/backend-redis.md); the order is a courtesy, not a promise.
+        """
 
     @abc.abstractmethod
     async def mark_expired(self, session_id: str) -> SessionRecord | None:

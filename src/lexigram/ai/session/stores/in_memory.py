@@ -782,11 +782,12 @@ class InMemorySessionStore(SessionStore):
         check_count(limit, "limit")
         now = self.now()
         found = [
-            sid
+            (sess.expires_at, sid)
             for sid, sess in self._sessions.items()
             if sess.header.status in LIVE_STATUSES and self.is_past(sess.expires_at, now)
         ]
-        return found[:limit]
+        found.sort(key=lambda due: due[0] or now)  # earliest deadline first, as SQL
+        return [sid for _, sid in found[:limit]]
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
         session_id = check_id(session_id, "session_id")

@@ -168,7 +168,7 @@ class RedisCore:
         key_prefix: str,
         pool_size: int,
         cluster: bool,
-        session_ttl: int,
+        session_ttl: Callable[[], int],
         purge_after_s: int,
         now: Callable[[], datetime],
         deadline_for: Callable[[datetime], datetime | None],
@@ -190,11 +190,15 @@ class RedisCore:
             owns_client=client is None,
         )
         self.index = Indexes(self.keys, self.scripts)
-        #: With a TTL, every key of a session expires in Redis this long (ms) after
-        #: its deadline or its end: past the sweeper's purge time plus a margin.
-        self.key_grace_ms: int | None = (
-            (purge_after_s + KEY_EXPIRY_MARGIN_S) * 1000 if session_ttl > 0 else None
-        )
+        self._session_ttl = session_ttl
+        self._grace_ms = (purge_after_s + KEY_EXPIRY_MARGIN_S) * 1000
+
+    @property
+    def key_grace_ms(self) -> int | None:
+        """With a TTL, every key of a session expires in Redis this long (ms) after its
+        deadline or its end: past the sweeper's purge time plus a margin. The TTL is the
+        store's at the time (a manager sets its own on the store it is given)."""
+        return self._grace_ms if self._session_ttl() > 0 else None
 
     @property
     def client(self) -> AnyRedis:

@@ -65,7 +65,7 @@ from lexigram.ai.session.stores.redis.core import (
     text_map,
     wrong_type_is_damage,
 )
-from lexigram.ai.session.stores.redis.indexes import wall_us
+from lexigram.ai.session.stores.redis.indexes import RESERVATION_GRACE_US, wall_us
 from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
@@ -139,7 +139,7 @@ class CacheSessionStore(SessionStore):
             key_prefix=key_prefix,
             pool_size=pool_size,
             cluster=cluster,
-            session_ttl=session_ttl,
+            session_ttl=lambda: self.session_ttl,
             purge_after_s=purge_after_s,
             now=self.now,
             deadline_for=self.deadline_for,
@@ -200,21 +200,27 @@ class CacheSessionStore(SessionStore):
             raise
         pairs, _, _ = turn_args(state.turns)
         live = state.status in LIVE_STATUSES
-        op = new_op()
-        ordinal = await self._core.index.reserve(
-            state.user_id, sid, cap=None, live=live, now_us=now_us, op=op
-        )
-        header = self._header_json(state, last_seq=len(state.turns), ordinal=ordinal)
-        try:
-            reply = await self._core.run(
-                "save", sid, [now_us, header, len(state.turns), *pairs], op=op
+        for _attempt in range(3):  # again only when a delete came between the two steps
+            op = new_op()
+            ordinal = await self._core.index.reserve(
+                state.user_id, sid, cap=None, live=live, now_us=now_us, op=op
             )
-        except StoreUnavailableError:
-            raise  # outcome unknown: keep the reservation
-        except BaseException:
-            if ordinal is not None:
-                await self._core.index.release(state.user_id, sid)
-            raise
+            header = self._header_json(state, last_seq=len(state.turns), ordinal=ordinal)
+            try:
+                reply = await self._core.run(
+                    "save", sid, [now_us, header, len(state.turns), *pairs], op=op
+                )
+            except StoreUnavailableError:
+                raise  # outcome unknown: keep the reservation
+            except BaseException:
+                if ordinal is not None:
+                    await self._core.index.release(state.user_id, sid)
+                raise
+            if reply.get("e") != "GONE":
+                break
+            # Indexed but gone: deleted meanwhile, or a create that died after its
+            # reservation. Drop the entry left (if any) and index the session anew.
+            await self._core.index.release(state.user_id, sid)
         if "e" in reply:
             if ordinal is not None:
                 await self._core.index.release(state.user_id, sid)
@@ -600,9 +606,13 @@ class CacheSessionStore(SessionStore):
                 "" if max_branches is None else str(max_branches),
                 from_checkpoint or "",
                 wall_us(),
+                op,
+                RESERVATION_GRACE_US,
             ],
         )
         if "e" in reply:
+            if reply["e"] == "RESERVED":  # another fork is creating this id right now
+                raise SessionValidationError("session_id", f"session {bid!r} already exists")
             if reply["e"] == "CAPB":
                 raise SessionCapacityError(
                     f"session {source_id!r} already has {max_branches} branches "
@@ -630,7 +640,7 @@ class CacheSessionStore(SessionStore):
                 turns=turns,
                 turn_count=len(turns),
                 total_tokens=sum(t.tokens_used for t in turns),
-                total_cost=sum(t.cost for t in turns),
+                total_cost=sum((t.cost for t in turns), 0.0),
             )
             pairs, _, _ = turn_args(turns)
             record = await self._insert(
@@ -645,12 +655,12 @@ class CacheSessionStore(SessionStore):
         except StoreUnavailableError:
             raise  # outcome unknown: the branch may exist, keep its place
         except BaseException:
-            await self._core.raw("branch_drop", source_id, [now_us, bid])
+            await self._core.raw("branch_drop", source_id, [now_us, bid, op])
             raise
         parent = state.parent_session_id
         if parent is not None and parent != source_id:
             # Both steps are idempotent: re-sent, they leave the same indexes.
-            await self._core.raw("branch_drop", source_id, [now_us, bid])
+            await self._core.raw("branch_drop", source_id, [now_us, bid, op])
             await self._core.raw("branch_add", parent, [now_us, bid, wall_us()])
         return record
 

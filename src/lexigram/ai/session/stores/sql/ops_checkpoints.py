@@ -257,6 +257,9 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
     session_id = row[1]
     header = await lock_header(tx, ctx, session_id)
     if header is None:
+        # Deleted (with its checkpoints) since the first read: the checkpoint is gone too.
+        if await tx.one(q.checkpoints.cp_get, {"cp": checkpoint_id}) is None:
+            raise CheckpointNotFoundError(checkpoint_id)
         raise SessionNotFoundError(session_id)
     # Read again under the lock: on PostgreSQL (READ COMMITTED) the session may have
     # been deleted with its checkpoints, and created again under its id, between the

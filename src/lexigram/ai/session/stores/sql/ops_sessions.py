@@ -223,6 +223,10 @@ async def save(
     expires = ctx.deadline(header["updated_at"]) if live else None
     found = await tx.one(ctx.q.sessions.replace_header, dict(header, expires_at=expires))
     if found is None:
+        # The update may have waited on a purge that held the row: it is gone now, and
+        # its tombstone committed with it (read again: a new statement sees it).
+        if await tombstoned(tx, ctx, session_id):
+            raise SessionNotFoundError(session_id)
         await insert_session(tx, ctx, header, rows, expires_at=expires)
         return
     last = int(found[0])

@@ -7,6 +7,15 @@ if ARGV[6] and ARGV[6] ~= '' and not string.find(h.m or '', '"' .. ARGV[6] .. '"
 end
 local cpid = ARGV[2]
 if redis.call('HEXISTS', KD, cpid) == 1 then return fail('CPEX') end
+-- Never older than the checkpoint it follows: two writers' clocks are read before
+-- their scripts run, and the listing (created_at, then the order stored) must keep
+-- the chain's order, or retention would drop the newer one.
+local ca_num, ca_text = NOW, NOW_S
+if h.cp then
+  local ok, head = pcall(cjson.decode, redis.call('HGET', KD, h.cp) or 'null')
+  local before = ok and type(head) == 'table' and tonumber(head.ca)
+  if before and before > NOW then ca_num, ca_text = before, tostring(head.ca) end
+end
 -- Retention drops the oldest by the listing's order (cp_list.lua): created_at, ties
 -- by the order stored (the zset score), the new checkpoint (created now) included.
 -- Chosen before any write, so that a damaged record refuses the whole operation.
@@ -32,7 +41,7 @@ if ARGV[4] ~= '' then
         entries[#entries + 1] = {id, ca, tonumber(flat[j + 1])}
       end
     end
-    entries[#entries + 1] = {cpid, NOW, math.huge}
+    entries[#entries + 1] = {cpid, ca_num, math.huge}
     table.sort(entries, function(x, y)
       if x[2] ~= y[2] then return x[2] < y[2] end
       return x[3] < y[3]
@@ -45,7 +54,7 @@ local snap = {}
 for f, v in pairs(h) do snap[f] = v end
 snap.s = effective(h)
 snap.cp = cpid
-local data = cjson.encode({sid = h.id, h = snap, ca = NOW_S, p = h.cp, m = ARGV[3], r = rtext})
+local data = cjson.encode({sid = h.id, h = snap, ca = ca_text, p = h.cp, m = ARGV[3], r = rtext})
 local ord = redis.call('HINCRBY', KH, 'cq', 1)
 redis.call('ZADD', KC, ord, cpid)
 redis.call('HSET', KD, cpid, data)

@@ -7,6 +7,9 @@ end
 local old, bad = hmap(KH)
 if bad then return wrong_type() end
 local fields = cjson.decode(ARGV[2])
+-- Saved over a session the caller found indexed (no new ordinal), deleted since: the
+-- caller indexes it again and retries, so the new session is listed.
+if not old and not fields.o then return fail('GONE') end
 local k = tonumber(ARGV[3])
 local base = 0
 if old then
