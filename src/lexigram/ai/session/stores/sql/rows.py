@@ -28,6 +28,7 @@ from lexigram.ai.session.stores.codec import (
     to_epoch_us,
     turn_from_dict,
     turn_to_dict,
+    turns_from_documents,
     turns_from_texts,
 )
 
@@ -191,6 +192,11 @@ def turns_from_json(raw: str, record: str) -> list[SessionTurn]:
     data = _loads(raw, record, "inline_turns")
     if not isinstance(data, list):
         raise CorruptRecordError(record, "field inline_turns: expected a JSON array")
+    # Decoded as live turns are (any ISO offset, datetime.timezone); one by one only to
+    # name what is damaged.
+    fast = turns_from_documents(data)
+    if fast is not None:
+        return fast
     return [turn_from_dict(item, record=f"{record} turn #{i}") for i, item in enumerate(data)]
 
 
