@@ -53,6 +53,8 @@ __all__ = [
     "MAX_JSON_INT",
     "MAX_SAFE_INT",
     "table_prefix_ok",
+    "utc_instant",
+    "check_batch_ids",
     "check_checkpoint",
     "check_caps",
     "check_cost",
@@ -76,6 +78,7 @@ __all__ = [
     "check_tokens",
     "check_totals",
     "check_turn",
+    "check_turn_range",
     "check_turns",
     "checked_batch",
     "new_totals",
@@ -214,10 +217,26 @@ def check_statuses(value: Any, field: str) -> frozenset[SessionStatus]:
 
 
 def check_instant(value: Any, field: str) -> datetime:
-    """A ``datetime`` (a naive one is taken as UTC, as turn timestamps are); else refused."""
+    """A ``datetime``, in UTC (a naive one is taken as UTC, as turn timestamps are)."""
     if not isinstance(value, datetime):
         raise _fail(field, f"expected a datetime, got {type(value).__name__}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return utc_instant(value)
+
+
+def check_batch_ids(session_id: str, turns: Sequence[SessionTurn]) -> None:
+    """Refuse turns that repeat a turn id among themselves (``DuplicateTurnError``)."""
+    seen: set[str] = set()
+    for turn in turns:
+        if turn.turn_id in seen:
+            raise DuplicateTurnError(session_id, turn.turn_id)
+        seen.add(turn.turn_id)
+
+
+def check_turn_range(last: Any, after_seq: Any, limit: Any) -> None:
+    """The range arguments of ``get_turns``/``get_turn_seqs``: each None or a count >= 0."""
+    check_optional_count(last, "last")
+    check_optional_count(after_seq, "after_seq")
+    check_optional_count(limit, "limit")
 
 
 def check_optional_guard(value: Any) -> str | None:
@@ -459,8 +478,8 @@ def _minute_offset(stamp: datetime) -> bool:
     return offset is not None and offset.seconds % 60 == 0 and not offset.microseconds
 
 
-def _utc_instant(stamp: datetime) -> datetime:
-    """``stamp`` in UTC (a naive one taken as UTC): how the stores keep header times."""
+def utc_instant(stamp: datetime) -> datetime:
+    """``stamp`` in UTC (a naive one taken as UTC): how the stores keep their times."""
     if stamp.tzinfo is None:
         return stamp.replace(tzinfo=UTC)
     return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
@@ -587,7 +606,7 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     for name in ("created_at", "updated_at"):
         if not isinstance(getattr(state, name), datetime):
             raise _fail(f"{p}{name}", "expected a datetime")
-    created, updated = _utc_instant(state.created_at), _utc_instant(state.updated_at)
+    created, updated = utc_instant(state.created_at), utc_instant(state.updated_at)
     check_tokens(state.total_tokens, f"{p}total_tokens")
     check_cost(state.total_cost, f"{p}total_cost")
     count = state.turn_count
@@ -651,12 +670,8 @@ def check_checkpoint(checkpoint: Any, field: str = "checkpoint") -> SessionCheck
     if not isinstance(checkpoint.created_at, datetime):
         raise _fail(f"{field}.created_at", "expected a datetime")
     state = check_state(checkpoint.state, f"{field}.state")
-    seen: set[str] = set()
-    for turn in state.turns:  # restored as live turns, whose ids are unique
-        if turn.turn_id in seen:
-            raise DuplicateTurnError(checkpoint.session_id, turn.turn_id)
-        seen.add(turn.turn_id)
-    created = _utc_instant(checkpoint.created_at)
+    check_batch_ids(checkpoint.session_id, state.turns)  # restored as live turns
+    created = utc_instant(checkpoint.created_at)
     if state is checkpoint.state and created is checkpoint.created_at:
         return checkpoint
     return replace(checkpoint, state=state, created_at=created)

@@ -10,7 +10,6 @@ import orjson
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
-    DuplicateTurnError,
     SessionCapacityError,
     SessionClosedError,
     SessionExpiredError,
@@ -20,6 +19,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionPatch
 from lexigram.ai.session.stores.codec import build_turn, state_with
+from lexigram.ai.session.validation import check_batch_ids
 
 __all__ = [
     "parse_cursor",
@@ -70,15 +70,6 @@ def check_append(
     require_writable(session_id, status)
     if status == SessionStatus.SUSPENDED:
         raise SessionTransitionError(session_id, SessionStatus.SUSPENDED, SessionStatus.ACTIVE)
-
-
-def check_batch_ids(session_id: str, turns: list[SessionTurn] | tuple[SessionTurn, ...]) -> None:
-    """Refuse a batch that repeats a turn id within itself."""
-    seen: set[str] = set()
-    for turn in turns:
-        if turn.turn_id in seen:
-            raise DuplicateTurnError(session_id, turn.turn_id)
-        seen.add(turn.turn_id)
 
 
 def json_copy(value: Any) -> Any:

@@ -53,7 +53,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.validation import check_id, check_instant
+from lexigram.ai.session.validation import check_id, check_instant, utc_instant
 
 __all__ = [
     "KEY_ENVELOPE_FIELD",
@@ -286,10 +286,7 @@ class SessionStore(abc.ABC):
     # ------------------------------------------------------------------ helpers
     def now(self) -> datetime:
         """The store's current time, in UTC (a clock's naive time is taken as UTC)."""
-        now = self.clock()
-        if now.tzinfo is UTC:
-            return now
-        return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        return utc_instant(self.clock())
 
     def deadline_for(self, updated_at: datetime) -> datetime | None:
         """``updated_at + session_ttl``, or None when sessions do not expire."""

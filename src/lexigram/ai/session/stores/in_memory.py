@@ -76,6 +76,7 @@ from lexigram.ai.session.validation import (
     check_status,
     check_status_filter,
     check_statuses,
+    check_turn_range,
     check_turns,
     new_totals,
 )
@@ -456,9 +457,7 @@ class InMemorySessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         session_id = check_id(session_id, "session_id")
-        check_optional_count(last, "last")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(last, after_seq, limit)
         if last is not None:
             sess = self._get(session_id)
             return _copies(sess, sess.live[-last:] if last > 0 else [])
@@ -470,8 +469,7 @@ class InMemorySessionStore(SessionStore):
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
         session_id = check_id(session_id, "session_id")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(None, after_seq, limit)
         sess = self._get(session_id)
         seqs = sess.live
         if after_seq is not None:
@@ -786,7 +784,7 @@ class InMemorySessionStore(SessionStore):
             for sid, sess in self._sessions.items()
             if sess.header.status in LIVE_STATUSES and self.is_past(sess.expires_at, now)
         ]
-        found.sort(key=lambda due: due[0] or now)  # earliest deadline first, as SQL
+        found.sort()  # earliest deadline first, as SQL (is_past: every deadline is set)
         return [sid for _, sid in found[:limit]]
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:

@@ -82,6 +82,7 @@ from lexigram.ai.session.validation import (
     check_status,
     check_status_filter,
     check_statuses,
+    check_turn_range,
     check_turns,
     new_totals,
 )
@@ -344,9 +345,7 @@ class CacheSessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         session_id = check_id(session_id, "session_id")
-        check_optional_count(last, "last")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(last, after_seq, limit)
         if last is not None:
             return await self._last_turns(session_id, last)
         _, now_us = self._core.clock()
@@ -384,8 +383,7 @@ class CacheSessionStore(SessionStore):
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
         session_id = check_id(session_id, "session_id")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(None, after_seq, limit)
         _, now_us = self._core.clock()
         reply, items = await self._core.run_turns(
             "turns", session_id, self._after_args(now_us, after_seq, limit)

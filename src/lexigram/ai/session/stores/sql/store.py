@@ -89,7 +89,7 @@ from lexigram.ai.session.validation import (
     check_status,
     check_status_filter,
     check_statuses,
-    check_turn,
+    check_turn_range,
     check_turns,
 )
 
@@ -319,9 +319,7 @@ class DatabaseSessionStore(SessionStore):
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         checkpoint = check_checkpoint(checkpoint)
-        checked_id(checkpoint.checkpoint_id, "checkpoint.checkpoint_id")
-        checked_id(checkpoint.session_id, "checkpoint.session_id")
-        state = checked_state(checkpoint.state, "checkpoint.state")
+        state = checkpoint.state
         self._text_ok(state, state.turns)
         refuse_nul([("checkpoint.checkpoint_id", checkpoint.checkpoint_id)])
         params = {
@@ -332,7 +330,7 @@ class DatabaseSessionStore(SessionStore):
             "metadata": dumps(checkpoint.metadata, field="checkpoint.metadata").decode(),
             "header": header_to_json(state),
             "ranges": None,
-            "inline": turns_to_json([check_turn(t, "turn") for t in state.turns]),
+            "inline": turns_to_json(state.turns),
         }
         await self._write(cps.save_checkpoint, params, retry_safe=True)
 
@@ -386,9 +384,7 @@ class DatabaseSessionStore(SessionStore):
         limit: int | None = None,
     ) -> list[SessionTurn]:
         sid = checked_id(session_id, "session_id")
-        check_optional_count(last, "last")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(last, after_seq, limit)
         # Decoded here, on the event loop, not in SQLite's worker thread (see the script).
         rows = await self._read(trn.get_turn_rows, sid, last, after_seq, limit)
         return turns_from_rows(rows, sid)
@@ -397,8 +393,7 @@ class DatabaseSessionStore(SessionStore):
         self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
     ) -> list[tuple[int, SessionTurn]]:
         sid = checked_id(session_id, "session_id")
-        check_optional_count(after_seq, "after_seq")
-        check_optional_count(limit, "limit")
+        check_turn_range(None, after_seq, limit)
         return await self._read(trn.get_turn_seqs, sid, after_seq, limit)
 
     async def list_user_sessions(
