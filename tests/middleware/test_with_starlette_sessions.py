@@ -72,6 +72,58 @@ async def test_both_cookies_are_set_and_both_sessions_read_back(
     assert world.created == [login.json()["id"]]
 
 
+async def test_the_spec_slot_holds_the_session_while_no_cookie_middleware_uses_it(
+    world: World,
+) -> None:
+    seen: list[bool] = []
+
+    async def endpoint(request: Request) -> Response:
+        seen.append(request.scope["session"] is request.scope["ai_session"])
+        state = await request.session.ensure()  # scope["session"], as SPEC §10 binds it
+        return JSONResponse({"id": state.session_id})
+
+    app = Starlette(
+        routes=[Route("/", endpoint, methods=["POST"])],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                session_manager=world.manager,
+                config=world.config(),
+                user_resolver=user_from_header,
+            )
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        answer = await http.post("/", headers={"x-user": "alice"})
+    assert seen == [True]
+    assert answer.json()["id"] == world.created[0]
+    assert "lexigram_session" in [c.split("=", 1)[0] for c in set_cookies(answer)]
+
+
+@pytest.mark.parametrize("ours_outside", [True, False], ids=["ours-outer", "ours-inner"])
+async def test_a_cookie_middleware_keeps_its_dict_in_the_spec_slot(
+    world: World, ours_outside: bool
+) -> None:
+    kinds: list[tuple[bool, bool]] = []
+
+    async def endpoint(request: Request) -> Response:
+        kinds.append(
+            (
+                isinstance(request.scope["session"], SessionContext),
+                isinstance(request.scope["ai_session"], SessionContext),
+            )
+        )
+        return JSONResponse({})
+
+    app = _app(world, ours_outside=ours_outside)
+    app.router.routes.append(Route("/kinds", endpoint))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        await http.get("/kinds", headers={"x-user": "alice"})
+    assert kinds == [(False, True)]  # Starlette's own object, ours beside it
+
+
 async def test_the_old_session_slot_can_still_be_chosen(world: World) -> None:
     async def endpoint(request: Request) -> Response:
         state = await request.session.ensure()  # request.session is scope["session"]

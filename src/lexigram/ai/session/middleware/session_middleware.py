@@ -5,9 +5,11 @@ Pure ASGI (no web framework needed): wrap any ASGI application (Starlette, FastA
 user and the session it may use (:mod:`.resolution`), binds a
 :class:`~lexigram.ai.session.context.SessionContext` for the duration of the call and
 stores a view of it in ``scope[config.scope_key]`` (``scope["ai_session"]`` by
-default, so that Starlette's own ``SessionMiddleware`` keeps ``scope["session"]``);
-:func:`current_session` returns the same view whatever the key. ``lifespan`` and any
-other scope type pass through untouched.
+default, so that Starlette's own ``SessionMiddleware`` keeps ``scope["session"]``) and,
+while no other middleware holds it, in ``scope["session"]`` too (the slot earlier
+releases and the specification use; a cookie middleware inside this one replaces it
+with its own dict); :func:`current_session` returns the same view whatever the key.
+``lifespan`` and any other scope type pass through untouched.
 
 Sessions are created lazily: only when the application calls
 ``await current_session().ensure()``. The response then carries the new session's
@@ -46,7 +48,13 @@ from lexigram.ai.session.middleware.cookies import (
 from lexigram.ai.session.middleware.identity import ANONYMOUS_PREFIX, UserResolver
 from lexigram.ai.session.middleware.resolution import Rejection, Resolution, resolve_request
 
-__all__ = ["ASGIApp", "ManagerSource", "SessionMiddleware", "current_session"]
+__all__ = [
+    "SHARED_SCOPE_KEY",
+    "ASGIApp",
+    "ManagerSource",
+    "SessionMiddleware",
+    "current_session",
+]
 
 logger = get_logger(__name__)
 
@@ -58,6 +66,8 @@ ManagerSource = Callable[[], "SessionManagerAPI | Awaitable[SessionManagerAPI]"]
 """A zero-argument callable giving the manager, called on the first request."""
 
 _SESSION_SCOPES = frozenset({"http", "websocket"})
+#: The scope slot the view also takes when it is free (see the module docstring).
+SHARED_SCOPE_KEY = "session"
 _START_MESSAGES = frozenset({"http.response.start", "websocket.accept"})
 _GONE = frozenset({Rejection.UNKNOWN, Rejection.CLOSED, Rejection.EXPIRED})
 
@@ -197,6 +207,8 @@ class SessionMiddleware:
         if self.limiter is not None and resolution.anonymous_id is not None:
             binding.guard = self._guard(scope, admission)
         scope[key] = view
+        if key != SHARED_SCOPE_KEY and SHARED_SCOPE_KEY not in scope:
+            scope[SHARED_SCOPE_KEY] = view
         secure = scope.get("scheme") in ("https", "wss")
         started = False
         announced = False  # whether the response start reported a created session
