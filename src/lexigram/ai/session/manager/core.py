@@ -332,7 +332,7 @@ class SessionManagerImpl:
     async def add_turn(self, session_id: str, turn: SessionTurn) -> None:
         """Append ``turn`` (see :meth:`add_turns`; errors name ``turn.<field>``)."""
         _check_session_id(session_id)
-        await self._append(session_id, checked_batch(turn, "turn"))
+        await self._append(session_id, checked_batch(turn, "turn"), counted=True)
 
     async def add_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> SessionState:
         """Append ``turns`` atomically (all or none); return the header after the append.
@@ -353,15 +353,23 @@ class SessionManagerImpl:
         return await self._append(session_id, checked)
 
     @instrumented("add_turns")
-    async def _append(self, session_id: str, checked: list[SessionTurn]) -> SessionState:
+    async def _append(
+        self, session_id: str, checked: list[SessionTurn], *, counted: bool = False
+    ) -> SessionState:
+        """Append a checked batch; ``counted``: the caller returns nothing of the header,
+        so the store may leave its private fields unopened (``append_turns_counted``)."""
         # A batch whose own sums cannot be stored is refused before the session is read.
         new_totals(0, 0.0, checked)
         if self.sealed.write_unchecked(session_id):
             await self.sealed.check(session_id)
         # The store sees the checked batch and does not check it again.
-        result = await self.store.append_turns(
-            session_id, checked, max_turns=self.config.max_turns_per_session
-        )
+        max_turns = self.config.max_turns_per_session
+        if counted:
+            result = await self.store.append_turns_counted(
+                session_id, checked, max_turns=max_turns
+            )
+        else:
+            result = await self.store.append_turns(session_id, checked, max_turns=max_turns)
         state = result.record.state
         self.sealed.seen(state)
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
@@ -413,7 +421,7 @@ class SessionManagerImpl:
         )
         _check_session_id(session_id)
         # Errors name the parameter (``tokens_used``, ``metadata.foo``).
-        await self._append(session_id, checked_batch(turn, ""))
+        await self._append(session_id, checked_batch(turn, ""), counted=True)
         return turn
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:

@@ -472,6 +472,19 @@ class SessionStore(abc.ABC):
         the same step (``closed_by_cap``).
         """
 
+    async def append_turns_counted(
+        self, session_id: str, turns: Sequence[SessionTurn], *, max_turns: int | None = None
+    ) -> AppendResult:
+        """:meth:`append_turns` for a caller that reads only the reply's ids, status and counters.
+
+        The same append, with the same checks and errors. The reply's state always
+        carries the ids, ``user_id``, status, times and counters; a store may leave its
+        ``metadata``, ``variables`` and ``system_prompt`` empty when the append did not
+        close the session (``closed_by_cap`` false), which saves the encrypting store
+        opening them on every turn. By default this is :meth:`append_turns`.
+        """
+        return await self.append_turns(session_id, turns, max_turns=max_turns)
+
     @abc.abstractmethod
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None

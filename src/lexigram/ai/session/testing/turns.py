@@ -131,6 +131,31 @@ class TurnsSuite(SuiteBase):
         loaded = await store.load(state.session_id)
         assert loaded is not None and loaded.turn_count == 1
 
+    async def test_counted_append_is_the_same_append(self, store: SessionStore) -> None:
+        """``append_turns_counted``: same checks, same counters, same stored turns."""
+        state = await self._session(store, metadata={"topic": "billing"})
+        with pytest.raises(SessionNotFoundError):
+            await store.append_turns_counted("missing", [make_turn(1)])
+        batch = [make_turn(1, turn_id="t1", tokens=4, cost=0.25), make_turn(2, turn_id="t2")]
+        result = await store.append_turns_counted(state.session_id, batch, max_turns=3)
+        header = result.record.state
+        assert (header.session_id, header.user_id) == (state.session_id, state.user_id)
+        assert header.status == _A and header.turn_count == 2 and header.total_tokens == 5
+        assert header.total_cost == pytest.approx(0.75) and result.first_seq >= 1
+        with pytest.raises(DuplicateTurnError):
+            await store.append_turns_counted(
+                state.session_id, [make_turn(2, turn_id="t2")], max_turns=3
+            )
+        closing = await store.append_turns_counted(
+            state.session_id, [make_turn(3, turn_id="t3")], max_turns=3
+        )
+        assert closing.closed_by_cap and closing.record.state.status == _C
+        assert closing.record.state.metadata == state.metadata
+        with pytest.raises(TurnLimitReachedError):
+            await store.append_turns_counted(state.session_id, [make_turn(4)], max_turns=3)
+        loaded = await store.load(state.session_id)
+        assert loaded is not None and _ids(loaded.turns) == ["t1", "t2", "t3"]
+
     async def test_concurrent_appends_lose_nothing(self, store: SessionStore) -> None:
         state = await self._session(store)
         turns = [make_turn(i) for i in range(200)]

@@ -54,6 +54,7 @@ __all__ = [
     "KEY_FIELD",
     "SEALED_FIELD",
     "envelope_of",
+    "header_without_private",
     "open_checkpoint",
     "open_header",
     "open_turn",
@@ -504,6 +505,12 @@ def _header_with(
     data["metadata"], data["variables"] = metadata, variables
     data["system_prompt"], data["turns"] = system_prompt, turns
     return _copy_of_state(data)
+
+
+def header_without_private(state: SessionState) -> SessionState:
+    """``state`` with ``metadata`` and ``variables`` empty and no system prompt (nothing
+    sealed in it, nothing opened: a write's reply read only for its counters)."""
+    return _header_with(state, {}, {}, None, state.turns)
 
 
 def open_header(

@@ -66,6 +66,7 @@ from lexigram.ai.session.stores.encrypted.reread_stored import (
 )
 from lexigram.ai.session.stores.encrypted.sealing import (
     envelope_of,
+    header_without_private,
     open_checkpoint,
     open_header,
     open_turns,
@@ -578,6 +579,45 @@ class EncryptedSessionStore(SessionStore):
         inner store's and is not taken here.
         """
         _refuse_outer_guard(key_guard)
+        result, entries, kept, _ = await self._append(session_id, turns, max_turns, patch)
+        # The turns are remembered opened with the reply's header fields, so this
+        # process's next read decrypts none of them. An entry answers only its exact
+        # sealed text under this key and turn id (see .opened): a turn another writer
+        # popped and replaced is opened anew.
+        record = self._open_record(result.record, taken=entries, written=kept)
+        return AppendResult(record, result.closed_by_cap, result.first_seq)
+
+    async def append_turns_counted(
+        self, session_id: str, turns: Sequence[SessionTurn], *, max_turns: int | None = None
+    ) -> AppendResult:
+        """:meth:`append_turns` whose reply leaves the sealed header fields unopened.
+
+        When the inner store guarded the write by the data key the turns were sealed
+        under (so the reply's header is under that key) and the append did not close
+        the session, the reply's ``metadata`` and ``variables`` are ``{}`` and its
+        ``system_prompt`` None; ids, status, times and counters are as stored. The
+        turns are remembered opened as by :meth:`append_turns`.
+        """
+        result, entries, kept, key = await self._append(session_id, turns, max_turns, None)
+        if key is None or result.closed_by_cap or not self.inner.supports_key_guard:
+            record = self._open_record(result.record, taken=entries, written=kept)
+            return AppendResult(record, result.closed_by_cap, result.first_seq)
+        if entries is not None:
+            self._opened.added(session_id, entries, kept)
+        stored = result.record
+        state = header_without_private(stored.state)
+        record = SessionRecord(state, stored.expires_at, stored.fork_seq, stored.last_seq)
+        return AppendResult(record, False, result.first_seq)
+
+    async def _append(
+        self,
+        session_id: str,
+        turns: Sequence[SessionTurn],
+        max_turns: int | None,
+        patch: SessionPatch | None,
+    ) -> _Written:
+        """The sealed append: the inner reply, the cache entries taken, the turns sealed
+        (to remember opened) and the data key they were sealed under (None: plaintext)."""
         outgoing: list[SessionTurn] = check_turns(turns)
         if patch is not None:
             check_patch(patch)
@@ -612,15 +652,9 @@ class EncryptedSessionStore(SessionStore):
             except SessionNotFoundError:
                 self._forget(session_id)  # gone: nothing of it is worth keeping
                 raise
-            return result, entries, kept
+            return result, entries, kept, key
 
-        result, entries, kept = await self._guarded(session_id, write)
-        # The turns are remembered opened with the reply's header fields, so this
-        # process's next read decrypts none of them. An entry answers only its exact
-        # sealed text under this key and turn id (see .opened): a turn another writer
-        # popped and replaced is opened anew.
-        record = self._open_record(result.record, taken=entries, written=kept)
-        return AppendResult(record, result.closed_by_cap, result.first_seq)
+        return await self._guarded(session_id, write)
 
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
@@ -853,7 +887,9 @@ class EncryptedSessionStore(SessionStore):
 
 #: What an append's write step gives back: the inner store's answer, the session's cache
 #: entries taken before it, and the entries of the turns it sealed.
-_Written = tuple[AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]]]
+_Written = tuple[
+    AppendResult, dict[str, Entry] | None, list[tuple[str, Entry]], DataKey | None
+]
 
 
 def _guard_arg(guard: str | None) -> dict[str, str]:
