@@ -374,9 +374,18 @@ class SessionStore(abc.ABC):
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
         """A checkpoint with its full state, or None."""
 
-    @abc.abstractmethod
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
-        """A session's checkpoints with full states, oldest first."""
+        """A session's checkpoints with full states, oldest first.
+
+        Derived here from :meth:`list_checkpoint_headers` and :meth:`load_checkpoint`
+        (one read per checkpoint; a checkpoint deleted meanwhile is left out). A
+        backend that reads them all at once overrides it.
+        """
+        found = [
+            await self.load_checkpoint(header.checkpoint_id)
+            for header in await self.list_checkpoint_headers(session_id)
+        ]
+        return [checkpoint for checkpoint in found if checkpoint is not None]
 
     @abc.abstractmethod
     async def delete_checkpoint(self, checkpoint_id: str) -> bool:

@@ -66,6 +66,23 @@ class CheckpointsSuite(SuiteBase):
         assert loaded.state.variables == {"v": 1}
         assert await store.load_checkpoint("missing") is None
 
+    async def test_list_checkpoints_answers_as_its_derived_form(self, store: SessionStore) -> None:
+        """An override of ``list_checkpoints`` equals the base class's derivation."""
+        state = await self._session(store, metadata={"m": 1})
+        sid = state.session_id
+        assert await store.list_checkpoints(sid) == []
+        assert await SessionStore.list_checkpoints(store, sid) == []
+        await self._append(store, sid, 2)
+        await store.create_checkpoint(sid, checkpoint_id="d1-" + uuid.uuid4().hex)
+        await self._append(store, sid, 1, start=10)
+        await store.create_checkpoint(
+            sid, checkpoint_id="d2-" + uuid.uuid4().hex, include_turns=False, metadata={"k": 2}
+        )
+        native = await store.list_checkpoints(sid)
+        derived = await SessionStore.list_checkpoints(store, sid)
+        assert [len(c.state.turns) for c in native] == [2, 3]
+        assert derived == native
+
     async def test_time_travel_keeps_every_checkpoint_restorable(self, store: SessionStore) -> None:
         state = await self._session(store)
         sid = state.session_id
