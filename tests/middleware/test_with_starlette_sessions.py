@@ -55,6 +55,17 @@ def _app(world: World, *, ours_outside: bool, **config: Any) -> Starlette:
     )
 
 
+def _ours_only(world: World, endpoint: Any, **config: Any) -> Starlette:
+    """An app with our middleware alone, ``endpoint`` at ``POST /``."""
+    ours = Middleware(
+        SessionMiddleware,
+        session_manager=world.manager,
+        config=world.config(**config),
+        user_resolver=user_from_header,
+    )
+    return Starlette(routes=[Route("/", endpoint, methods=["POST"])], middleware=[ours])
+
+
 @pytest.mark.parametrize("ours_outside", [True, False], ids=["ours-outer", "ours-inner"])
 async def test_both_cookies_are_set_and_both_sessions_read_back(
     world: World, ours_outside: bool
@@ -82,18 +93,7 @@ async def test_the_spec_slot_holds_the_session_while_no_cookie_middleware_uses_i
         state = await request.session.ensure()  # scope["session"], as SPEC §10 binds it
         return JSONResponse({"id": state.session_id})
 
-    app = Starlette(
-        routes=[Route("/", endpoint, methods=["POST"])],
-        middleware=[
-            Middleware(
-                SessionMiddleware,
-                session_manager=world.manager,
-                config=world.config(),
-                user_resolver=user_from_header,
-            )
-        ],
-    )
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=_ours_only(world, endpoint))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         answer = await http.post("/", headers={"x-user": "alice"})
     assert seen == [True]
@@ -129,18 +129,7 @@ async def test_the_old_session_slot_can_still_be_chosen(world: World) -> None:
         state = await request.session.ensure()  # request.session is scope["session"]
         return JSONResponse({"id": state.session_id})
 
-    app = Starlette(
-        routes=[Route("/", endpoint, methods=["POST"])],
-        middleware=[
-            Middleware(
-                SessionMiddleware,
-                session_manager=world.manager,
-                config=world.config(scope_key="session"),
-                user_resolver=user_from_header,
-            )
-        ],
-    )
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=_ours_only(world, endpoint, scope_key="session"))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         answer = await http.post("/", headers={"x-user": "alice"})
     assert answer.json()["id"] == world.created[0]
