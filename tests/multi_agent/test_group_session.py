@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -37,6 +38,10 @@ def _group(manager: SessionManagerImpl, *names: str, **kwargs: Any) -> GroupSess
     for name in names:
         group.add_agent(ScriptedAgent(name))
     return group
+
+
+def _plain_turn(turn_id: str) -> SessionTurn:
+    return SessionTurn(turn_id=turn_id, role="user", content=turn_id, timestamp=datetime.now(UTC))
 
 
 def _group_state(turn: SessionTurn) -> GroupTurnState:
@@ -131,6 +136,13 @@ async def test_completion_objects_are_accepted_as_replies(
             Ok(AgentReply("x", metadata={"hidden_from": [1, 2]})),
             "reply.metadata.hidden_from: expected a name or a list of names",
         ),
+        # Values only the store's own checks refuse, and reasons that must be escaped.
+        (Ok(AgentReply("x", model=5)), "reply.model: expected a string"),  # type: ignore[arg-type]
+        (Ok(AgentReply("x", cost=float("nan"))), "reply.cost: must be a finite number"),
+        (Ok(AgentReply("x", tokens_used=2**60)), "reply.tokens_used: must be in 0.."),
+        (Ok("bad \ud800"), "reply.content: contains a lone surrogate"),
+        (RuntimeError("oops \udc80"), "raised RuntimeError: oops \\udc80"),
+        (Err("no \ud800"), "returned Err(no \\ud800)"),
     ],
 )
 async def test_agent_failure_is_recorded_and_ends_the_run_cleanly(
@@ -293,6 +305,19 @@ async def test_default_priority_and_topic_strategies_drive_runs() -> None:
     group.add_agent(ScriptedAgent("finance"), topics=["invoice"])
     state = await group.run(sid, "an INVOICE question", max_rounds=1)
     assert speakers(state.turns) == ["finance", "general"]
+
+
+async def test_an_opening_message_that_reaches_the_cap_finishes_the_run() -> None:
+    manager = make_manager(max_turns_per_session=3)
+    sid = (await manager.create("u")).session_id
+    group = _group(manager, "a", "b")
+    await manager.add_turns(sid, [_plain_turn("t1"), _plain_turn("t2")])
+    state = await group.run(sid, "go")
+    assert len(state.turns) == 3 and state.status == SessionStatus.CLOSED
+    info = _group_state(state.turns[-1])
+    assert (info.status, info.next_speaker) == ("finished", None)
+    assert info.reason == "session reached max_turns_per_session (3)"
+    assert await group.run_state(sid) == info
 
 
 async def test_max_turns_per_session_ends_the_run_cleanly() -> None:

@@ -323,7 +323,11 @@ class GroupSession:
             max_rounds=max_rounds,
         )
         run = _Run(session_id, header, history, state, self._termination(max_rounds))
-        state = await self._plan_next(run, turn, state, speaker=None)
+        cap = self.config.max_turns_per_session
+        if header.turn_count + 1 >= cap:  # the opening turn closes the session
+            state = _ended(state, "finished", _cap_reason(cap))
+        else:
+            state = await self._plan_next(run, turn, state, speaker=None)
         return run, await self._record(run, turn, state)
 
     async def _step(self, run: _Run) -> SessionTurn:
@@ -361,12 +365,19 @@ class GroupSession:
             reason = self._stop_reason(run, turn, base)
         except Exception as exc:
             state = _ended(base, "failed", f"termination condition failed: {_describe(exc)}")
-            return await self._record(run, turn, state)
-        if reason is not None:
-            state = _ended(base, "finished", reason)
         else:
-            state = await self._plan_next(run, turn, base, speaker=speaker)
-        return await self._record(run, turn, state)
+            if reason is not None:
+                state = _ended(base, "finished", reason)
+            else:
+                state = await self._plan_next(run, turn, base, speaker=speaker)
+        try:
+            return await self._record(run, turn, state)
+        except SessionValidationError as exc:
+            # A reply the store refuses (a value it cannot hold, totals past their
+            # limit) fails the agent like any malformed reply; nothing was stored.
+            field = exc.field.replace("turns[0].", "reply.", 1)
+            error = f"its reply cannot be stored: {field}: {exc.problem}"
+            return await self._fail(run, base, speaker, member.role, error)
 
     def _stop_reason(self, run: _Run, turn: SessionTurn, state: GroupTurnState) -> str | None:
         context = TerminationContext(
@@ -382,7 +393,7 @@ class GroupSession:
         reason = run.termination.check(context)
         cap = self.config.max_turns_per_session
         if reason is None and run.header.turn_count + 1 >= cap:
-            reason = f"session reached max_turns_per_session ({cap})"
+            reason = _cap_reason(cap)
         return reason
 
     async def _plan_next(
@@ -453,6 +464,7 @@ class GroupSession:
     async def _fail(
         self, run: _Run, state: GroupTurnState, speaker: str, role: str | None, error: str
     ) -> SessionTurn:
+        error = _storable(error)
         reason = f"agent {speaker!r} failed: {error}"
         logger.warning(
             "ai_session.group.agent_failed", session_id=run.session_id, agent=speaker, error=error
@@ -516,8 +528,17 @@ def _ended(state: GroupTurnState, status: RunStatus, reason: str) -> GroupTurnSt
 def _describe(error: Any) -> str:
     if isinstance(error, BaseException):
         text = str(error)
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return str(error)
+        return _storable(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+    return _storable(str(error))
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\udc80``): a reason must be storable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _cap_reason(cap: int) -> str:
+    return f"session reached max_turns_per_session ({cap})"
 
 
 def _require_writable(header: SessionState, max_turns: int) -> None:
