@@ -139,6 +139,19 @@ async def test_get_or_create_returns_the_bound_live_session(manager: SessionMana
         context.unbind(token)
 
 
+async def test_get_or_create_in_a_binding_without_user_is_refused(
+    manager: SessionManagerImpl,
+) -> None:
+    context = SessionContext(manager)
+    token = context.bind(None)  # what the middleware binds for a request with no user
+    try:
+        with pytest.raises(SessionError, match="no user"):
+            await context.get_or_create("victim")
+    finally:
+        context.unbind(token)
+    assert (await manager.list_sessions("victim")).items == []
+
+
 async def test_get_or_create_outside_a_request_binds_a_new_session(
     manager: SessionManagerImpl,
 ) -> None:

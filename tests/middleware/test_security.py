@@ -187,6 +187,30 @@ async def test_anonymous_requests_asking_for_a_session_are_refused_when_not_allo
     assert world.created == []
 
 
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"allow_anonymous": True, "cookie_name": None}],
+    ids=["default", "anonymous-without-cookies"],
+)
+async def test_a_request_without_user_cannot_create_for_a_named_user(
+    world: World, config: dict[str, Any]
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            state = await scope["ai_session"].get_or_create("victim")
+            await send_json(send, {"created": state.user_id})
+        except SessionError as exc:
+            await send_json(send, {"refused": type(exc).__name__}, status=401)
+
+    middleware = world.middleware(app, config=world.config(max_sessions_per_user=3, **config))
+    async with client(middleware) as http:
+        answers = [await http.post("/") for _ in range(4)]
+    assert [a.json() for a in answers] == [{"refused": "SessionError"}] * 4
+    assert all(set_cookies(a) == [] for a in answers)
+    assert world.created == []
+    assert (await world.manager.create("victim")).user_id == "victim"  # cap untouched
+
+
 async def test_anonymous_callers_get_their_own_sessions(world: World) -> None:
     app = world.middleware(echo_app(), config=world.config(allow_anonymous=True))
     async with client(app) as one, client(app) as two:

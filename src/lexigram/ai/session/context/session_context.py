@@ -201,10 +201,7 @@ class SessionContext:
             if binding.state is not None:
                 return binding.state
             if binding.user_id is None:
-                raise SessionError(
-                    "the request has no user: authenticate it, or set "
-                    "ai_session.allow_anonymous to give anonymous callers sessions"
-                )
+                raise _no_user()
             manager = self._require_manager(binding)
             if binding.guard is not None:
                 await binding.guard(binding.user_id)
@@ -219,7 +216,8 @@ class SessionContext:
         """The bound live session of ``user_id``, else a new session bound in its place.
 
         Inside a request the user must be the request's user (a
-        :class:`SessionValidationError` names ``user_id`` otherwise). Outside any
+        :class:`SessionValidationError` names ``user_id`` otherwise), and a request
+        without a user gets :class:`SessionError`, as from :meth:`ensure`. Outside any
         binding a new session is created and bound to the current context.
         """
         if not isinstance(user_id, str) or not user_id.strip():
@@ -232,7 +230,9 @@ class SessionContext:
                 SessionBinding(state=state, user_id=user_id, manager=manager, created=True)
             )
             return state
-        if binding.user_id is not None and binding.user_id != user_id:
+        if binding.user_id is None:
+            raise _no_user()  # as ensure(): a request without a user creates for nobody
+        if binding.user_id != user_id:
             raise SessionValidationError("user_id", "is not the user of the current request")
         current = binding.state
         if current is not None and current.user_id == user_id and current.status in _LIVE:
@@ -322,3 +322,10 @@ class SessionContext:
 
     def __repr__(self) -> str:
         return f"SessionContext(bound={self.bound})"
+
+
+def _no_user() -> SessionError:
+    return SessionError(
+        "the request has no user: authenticate it, or set "
+        "ai_session.allow_anonymous to give anonymous callers sessions"
+    )
