@@ -50,6 +50,9 @@ def test_documented_defaults() -> None:
         ("redis_url", "redis://", "redis_url"),
         ("database_url", "oracle://x/y", "database_url"),
         ("database_url", "sqlite+aiosqlite:/relative", "database_url"),
+        ("database_url", "sqlite+aiosqlite:///", "database_url"),  # no file: in memory
+        ("database_url", "sqlite:///", "database_url"),
+        ("database_url", "sqlite+aiosqlite:////tmp/sessions/", "database_url"),  # a directory
         ("max_turns_per_session", 0, "max_turns_per_session"),
         ("max_sessions_per_user", "abc", "max_sessions_per_user"),
         ("cleanup_interval_s", 0, "cleanup_interval_s"),
@@ -90,6 +93,19 @@ def test_production_rejects_in_memory() -> None:
     )
     ok = SessionConfig(backend="database", cookie_secret="s" * 32)
     assert ok.validate_for_environment(Environment.PRODUCTION) == []
+
+
+def test_production_rejects_an_in_memory_sqlite_database() -> None:
+    config = SessionConfig(database_url="sqlite+aiosqlite:///:memory:", cookie_secret="s" * 32)
+    assert config.backend == "sql" and config.keeps_nothing()
+    issues = config.validate_for_environment(Environment.PRODUCTION)
+    assert [i.field for i in issues] == ["ai_session.database_url"]
+    assert config.validate_for_environment(Environment.DEVELOPMENT) == []
+    on_file = SessionConfig(
+        database_url="sqlite+aiosqlite:///s.db?mode=rwc", cookie_secret="s" * 32
+    )
+    assert not on_file.keeps_nothing()
+    assert on_file.validate_for_environment(Environment.PRODUCTION) == []
 
 
 async def test_provider_refuses_to_boot_in_production() -> None:

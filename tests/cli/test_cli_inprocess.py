@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from lexigram.ai.session.cli.main import main
 from lexigram.ai.session.cli.progress import ProgressLine
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 
+from ..services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 from .conftest import Seeded, sqlite_url
 
 
@@ -237,3 +239,44 @@ def test_reading_commands_do_not_create_a_missing_sqlite_file(tmp_path: Path) ->
     assert code == 0 and (tmp_path / "typo" / "x.db").exists()
     code, _, err = run("--database-url", url, "list", "alice")
     assert code == 0 and "0 session(s)" in err
+
+
+def test_both_urls_without_a_backend_are_refused_naming_it(seeded: Seeded) -> None:
+    code, out, err = run("--database-url", seeded.url, "--redis-url", "redis://127.0.0.1:6379/0",
+                         "list", "alice")
+    assert code == 1 and out == ""
+    assert "ai_session.backend" in err and "--database-url" in err and "--redis-url" in err
+
+
+def test_an_in_memory_sqlite_url_is_warned_about(tmp_path: Path) -> None:
+    code, _, err = run("--database-url", "sqlite+aiosqlite:///:memory:", "sweep")
+    assert code == 0 and "in-memory SQLite database" in err and "keeps nothing" in err
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
+def test_read_commands_do_not_create_tables_under_an_unknown_prefix(
+    seeded: Seeded, backend: str
+) -> None:
+    prefix = f"ro{uuid.uuid4().hex[:8]}_"
+    url = {"sqlite": seeded.url, "postgres": POSTGRES_URL, "mariadb": MARIADB_URL}[backend]
+    if backend == "postgres":
+        require_postgres()
+    elif backend == "mariadb":
+        require_mariadb()
+    for argv in (("list", "alice"), ("show", "--", "x"), ("export", "--user", "alice")):
+        code, out, err = run("--database-url", url, "--table-prefix", prefix, *argv)
+        assert code == 1 and out == "", argv
+        assert f"no session tables with prefix {prefix!r}" in err, err
+    assert asyncio.run(_tables_with(url, prefix)) == []
+
+
+async def _tables_with(url: str, prefix: str) -> list[str]:
+    from sqlalchemy import inspect
+
+    store = DatabaseSessionStore(url, table_prefix=prefix, pool_size=1)
+    try:
+        async with store.engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    finally:
+        await store.close()
+    return [n for n in names if n.startswith(prefix)]

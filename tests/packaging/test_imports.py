@@ -139,3 +139,12 @@ def test_importing_the_package_and_its_cli_prints_nothing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout == ""
+
+
+def test_the_cli_is_installed_as_a_console_script() -> None:
+    from importlib.metadata import entry_points
+
+    from lexigram.ai.session.cli.main import SCRIPT_NAME, main
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == SCRIPT_NAME]
+    assert script.load() is main

@@ -40,6 +40,12 @@ def test_without_keys_the_key_commands_name_the_setting(
 
 
 def test_status_retire_and_bad_batch(keys: str, tmp_path: Path) -> None:
+    # They only read: a mistyped path is not a store that needs no key.
+    for argv in (("keys", "status"), ("keys", "retire", "old"), ("export-user", "u")):
+        code, _, err = _cli(tmp_path, *argv)
+        assert code == 1 and "no SQLite database" in err, argv
+    assert not (tmp_path / "s.db").exists()
+    assert _cli(tmp_path, "schema-setup")[0] == 0
     code, out, _ = _cli(tmp_path, "keys", "status")
     assert code == 0 and out.splitlines() == [
         "new: 0 record(s); newest (wraps new data keys)",
@@ -76,6 +82,7 @@ def test_the_typer_front_end_has_the_same_commands(
     # closed afterwards: keep the process's logging as it is.
     monkeypatch.setattr(typer_app, "_quiet_logging", lambda verbose: None)
     url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    assert _cli(tmp_path, "schema-setup")[0] == 0
     result = CliRunner().invoke(create_app(), ["--database-url", url, "keys", "status"])
     assert result.exit_code == 0, result.output
     assert "new: 0 record(s)" in result.output

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring
-from lexigram.ai.session.exceptions import EncryptionKeyError
+from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
 from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
 from lexigram.ai.session.stores.encrypted.rotation import RotationReport, key_usage, rotate_keys
@@ -123,3 +124,39 @@ async def test_a_process_that_cached_the_old_wrapping_never_writes_it_back(
     state = await reader.load(session_id)
     assert state is not None and state.metadata == {"after": "rotation"}
     assert state.turns[-1].content == "still readable"
+
+
+async def test_a_cursor_is_only_one_a_rotation_of_this_store_under_these_keys_printed(
+    raw_backend: RawBackend,
+) -> None:
+    ring_a = keyring("key-a")
+    writer = EncryptedSessionStore(await raw_backend.make(), ring_a)
+    for i in range(4):
+        await fill_session(writer, f"user{i}", Secrets())
+    access = envelope_access(writer)
+    ring_ba = Keyring((keyring("key-b").newest, ring_a.newest))
+    first = await rotate_keys(access, ring_ba, batch=1, max_batches=1)
+    assert first.cursor is not None
+    body = first.cursor.removeprefix("rc1.").split(".")[0]
+    made_up = [
+        "rc1." + body,  # the position without its tag
+        "rc1.enp6." + first.cursor.rsplit(".", 1)[1],  # another position, the same tag
+        "rc1.OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ.AAAAAAAAAAAAAAAA",
+    ]
+    other_keys = Keyring((keyring("key-c").newest, ring_a.newest))
+    # The same backend under another prefix or URL is another scope.
+    elsewhere = SimpleNamespace(
+        scope=access.scope + "x", scan=access.scan, replace=access.replace, count=access.count
+    )
+    cases = [(access, ring_ba, c) for c in made_up] + [
+        (access, other_keys, first.cursor),  # printed before encryption_keys changed
+        (elsewhere, ring_ba, first.cursor),
+    ]
+    usage = await key_usage(access, "key-a")
+    for where, ring, cursor in cases:
+        with pytest.raises(SessionValidationError, match="resume_from") as info:
+            await rotate_keys(where, ring, batch=10, resume_from=cursor)
+        assert "earlier rotation" in str(info.value)
+    assert await key_usage(access, "key-a") == usage  # nothing was rotated by those
+    report = await rotate_keys(access, ring_ba, batch=10, resume_from=first.cursor)
+    assert report.cursor is None and await key_usage(access, "key-a") == 0

@@ -330,6 +330,10 @@ class SessionConfig(BaseConfig):
         """Whether sessions expire at all (``session_ttl`` > 0)."""
         return self.session_ttl > 0
 
+    def keeps_nothing(self) -> bool:
+        """Whether ``database_url`` is an in-memory SQLite database (gone with the process)."""
+        return _sqlite_in_memory(self.database_url)
+
     def validate_for_environment(self, env: Environment | None = None) -> list[ConfigIssue]:
         """Report settings that are unsafe for ``env`` (the active environment by default)."""
         target = env or self.environment
@@ -341,6 +345,15 @@ class SessionConfig(BaseConfig):
                         field="ai_session.backend",
                         message="the in-memory backend loses every session on restart",
                         suggestion="use backend 'redis' or 'sql'",
+                    )
+                )
+            if canonical_name(self.backend) == "sql" and self.keeps_nothing():
+                issues.append(
+                    ConfigIssue(
+                        field="ai_session.database_url",
+                        message="an in-memory SQLite database loses every session on restart",
+                        suggestion="give a database file (sqlite+aiosqlite:///<path>) or a "
+                        "PostgreSQL or MariaDB URL",
                     )
                 )
             if self.cookie_name is not None and not self.cookie_secret:
@@ -647,6 +660,12 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
         "variable of digits only is read as a number: use letters too)",
     )
     return None
+
+
+def _sqlite_in_memory(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (``:memory:``)."""
+    scheme, _, rest = url.partition(":///")
+    return scheme.startswith("sqlite") and rest.split("?", 1)[0] == ":memory:"
 
 
 def _fail(name: str, problem: str) -> Any:

@@ -70,6 +70,14 @@ def database_url_problem(url: str) -> str | None:
     if parts.scheme.startswith("sqlite"):
         if not url.startswith(parts.scheme + ":///"):
             return f"malformed URL {shown}: expected {parts.scheme}:///<path>"
+        path = url[len(parts.scheme) + 4 :].split("?", 1)[0]
+        if not path:
+            return (
+                f"no database file in {shown}: expected {parts.scheme}:///<path> "
+                f"({parts.scheme}:///:memory: for a throwaway in-memory database)"
+            )
+        if path.endswith("/"):
+            return f"{shown} names a directory, not a database file"
         return None
     if not parts.hostname and "host" not in parse_qs(parts.query):
         return f"no host in {shown}"

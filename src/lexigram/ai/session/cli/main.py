@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO, cast
 
 from lexigram.ai.session.backends import find_backend
@@ -19,13 +20,18 @@ from lexigram.ai.session.cli import commands, privacy_commands
 from lexigram.ai.session.cli.operations import build_config
 from lexigram.ai.session.redaction import RedactingWriter
 
-__all__ = ["build_parser", "main"]
+__all__ = ["SCRIPT_NAME", "build_parser", "main"]
+
+#: The console script the package installs (``[project.scripts]``).
+SCRIPT_NAME = "lexigram-ai-session"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the session CLI."""
+    command = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     parser = argparse.ArgumentParser(
-        prog="python -m lexigram.ai.session.cli",
+        # The installed script names itself; ``python -m`` shows the module path.
+        prog=command if command == SCRIPT_NAME else "python -m lexigram.ai.session.cli",
         description="Manage lexigram-ai-session sessions: schema, listing, export/import, sweeps, "
         "explorer.",
     )
@@ -129,11 +135,17 @@ def main(
         return 1
     redacting.add_urls([config.database_url, config.redis_url])
     backend = find_backend(config.backend)
-    if backend is not None and not backend.persistent and args.command != "schema-setup":
-        err.write(
-            f"warning: backend {config.backend} keeps nothing between runs; "
-            "pass --database-url or --redis-url, or configure ai_session.backend\n"
-        )
+    if args.command != "schema-setup" and backend is not None:
+        if not backend.persistent:
+            err.write(
+                f"warning: backend {config.backend} keeps nothing between runs; "
+                "pass --database-url or --redis-url, or configure ai_session.backend\n"
+            )
+        elif backend.name == "sql" and config.keeps_nothing():
+            err.write(
+                "warning: database_url is an in-memory SQLite database, which keeps "
+                "nothing between runs; give a file: sqlite+aiosqlite:///<path>\n"
+            )
     if args.command in privacy_commands.COMMANDS:
         return privacy_commands.run(args, config, out=out, err=err)
     if args.command == "schema-setup":

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionStatus
+from lexigram.contracts.exceptions.config import ConfigurationError
 
 from lexigram.ai.session.analytics import SessionAnalytics, compute
 from lexigram.ai.session.backends import canonical_name, find_backend
 from lexigram.ai.session.cli.importing import ImportReport, import_document
+from lexigram.ai.session.cli.schema import tables_present
 from lexigram.ai.session.cli.transfer import session_to_dict
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import (
@@ -64,7 +66,8 @@ def build_config(
     """The config of ``application.yaml`` / profile / ``LEX_AI_SESSION__*`` plus overrides.
 
     A ``database_url`` without ``backend`` selects the ``sql`` backend; a
-    ``redis_url`` selects ``redis``.
+    ``redis_url`` selects ``redis``; both without ``backend`` are refused naming
+    ``ai_session.backend`` (as in the configuration).
     """
     config = base if base is not None else SessionConfig.from_env_profile()
     overrides: dict[str, Any] = {}
@@ -78,6 +81,11 @@ def build_config(
         overrides["key_prefix"] = key_prefix
     if backend is not None:
         overrides["backend"] = backend
+    elif database_url is not None and redis_url is not None:
+        raise ConfigurationError(
+            "ai_session.backend: both --database-url and --redis-url are given; "
+            "give one, or choose the backend with --backend"
+        )
     elif database_url is not None:
         overrides["backend"] = "sql"
     elif redis_url is not None:
@@ -102,19 +110,37 @@ def _require_database_file(config: SessionConfig) -> None:
         )
 
 
+async def _require_schema(config: SessionConfig, store: SessionStore) -> None:
+    """Refuse SQL session tables that do not exist under the prefix (a read-only command)."""
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+    if not isinstance(store, DatabaseSessionStore):
+        return
+    await store.ping()  # an unreachable server is named as by initialize()
+    if not await tables_present(store):
+        raise SessionStoreError(
+            f"no session tables with prefix {config.table_prefix!r} in that database: a "
+            "command that only reads does not create them (check --table-prefix and "
+            "--database-url; 'schema-setup' or a write creates them)"
+        )
+
+
 @asynccontextmanager
 async def open_store(
     config: SessionConfig, *, read_only: bool = False
 ) -> AsyncIterator[SessionStore]:
     """The initialised store of ``config`` (closed on exit).
 
-    ``read_only``: a SQLite file that does not exist is refused, not created.
+    ``read_only``: a SQLite file, or SQL session tables under the prefix, that do not
+    exist are refused, not created.
     """
     if read_only:
         _require_database_file(config)
     store = create_store(config)
     store.session_ttl = config.session_ttl
     try:
+        if read_only:
+            await _require_schema(config, store)
         await store.initialize()
         yield store
     finally:

@@ -92,8 +92,8 @@ def _keyring(config: SessionConfig) -> Keyring:
 
 
 @asynccontextmanager
-async def _store(config: SessionConfig) -> AsyncIterator[SessionStore]:
-    async with open_store(config) as store:
+async def _store(config: SessionConfig, *, read_only: bool = False) -> AsyncIterator[SessionStore]:
+    async with open_store(config, read_only=read_only) as store:
         yield encrypt_if_configured(store, config)
 
 
@@ -117,7 +117,7 @@ def run_keys_status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
     """``keys status``: how many stored records need each configured key."""
     async def work() -> list[tuple[str, int]]:
         keyring = _keyring(config)
-        async with _store(config) as store:
+        async with _store(config, read_only=True) as store:
             access = envelope_access(store)
             return [(key_id, await key_usage(access, key_id)) for key_id in keyring.ids]
 
@@ -178,7 +178,7 @@ def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: Tex
                 f"ai_session.encryption_keys: {key_id!r} is the newest key (it wraps every new "
                 "data key); put a new key first and run 'keys rotate' before retiring it"
             )
-        async with _store(config) as store:
+        async with _store(config, read_only=True) as store:
             return await key_usage(envelope_access(store), key_id)
 
     code, count = _run(work, err)
@@ -236,7 +236,7 @@ def run_export_user(
 ) -> int:
     """``export-user USER``: everything stored about the user as one export document."""
     async def work() -> Any:
-        async with _store(config) as store:
+        async with _store(config, read_only=True) as store:
             return await SessionManagerImpl(store, config).export_user(user_id)
 
     code, export = _run(work, err)

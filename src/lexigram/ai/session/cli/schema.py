@@ -8,29 +8,38 @@ created there, where the store will look for them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexigram.contracts.cli.contributions import SchemaSetupOutcome, SchemaSetupResult
 
 from lexigram.ai.session.backends import find_backend
 from lexigram.ai.session.config import SessionConfig
 
-__all__ = ["ensure_schema", "schema_present"]
+if TYPE_CHECKING:
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+__all__ = ["ensure_schema", "schema_present", "tables_present"]
 
 
 async def schema_present(config: SessionConfig) -> bool:
     """Whether the session tables of ``config.table_prefix`` exist at ``database_url``."""
     from lexigram.ai.session.stores.database import DatabaseSessionStore
-    from lexigram.ai.session.stores.sql.schema import current_version
 
     store = DatabaseSessionStore(
         config.database_url, table_prefix=config.table_prefix, pool_size=1
     )
     try:
-        async with store.engine.connect() as conn:
-            version = await conn.run_sync(lambda c: current_version(c, store.schema))
+        return await tables_present(store)
     finally:
         await store.close()
+
+
+async def tables_present(store: DatabaseSessionStore) -> bool:
+    """Whether ``store``'s session tables exist (read without creating anything)."""
+    from lexigram.ai.session.stores.sql.schema import current_version
+
+    async with store.engine.connect() as conn:
+        version = await conn.run_sync(lambda c: current_version(c, store.schema))
     return version is not None
 
 

@@ -49,6 +49,9 @@ def envelopes_in(*texts: Any) -> set[str]:
 class EnvelopeAccess(Protocol):
     """Batch access to the key envelopes one backend stores."""
 
+    #: Which store this is (backend and prefix): a rotation cursor is bound to it.
+    scope: str
+
     async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
         """Up to about ``limit`` sessions after ``cursor`` with their envelopes; next cursor."""
         ...

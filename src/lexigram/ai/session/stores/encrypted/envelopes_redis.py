@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
 
@@ -46,13 +48,19 @@ class RedisEnvelopes:
         self.store = store
         escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in store.keys.prefix)
         self.match = escaped + ":s:*:h"
+        self.scope = f"redis:{store.keys.prefix}"
 
     async def _header_keys(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
         client = self.store.client
         start = cursor or "0"
         if not start.isdigit():
             raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
-        position, keys = await client.scan(cursor=int(start), match=self.match, count=limit)
+        try:
+            position, keys = await client.scan(cursor=int(start), match=self.match, count=limit)
+        except ResponseError as exc:  # a position this server does not take
+            raise SessionValidationError(
+                "resume_from", f"{cursor!r} is not a SCAN position of this server: {exc}"
+            ) from None
         found = [_text(k) for k in keys]
         return found, (None if int(position) == 0 else str(position))
 

@@ -23,6 +23,7 @@ class SqlEnvelopes:
         self.engine = store.engine
         self.sessions = f"{store.table_prefix}sessions"
         self.checkpoints = f"{store.table_prefix}checkpoints"
+        self.scope = f"sql:{store.engine.url.render_as_string(hide_password=True)}:{self.sessions}"
 
     async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
         """Sessions in id order after ``cursor`` (the last id of the previous batch)."""

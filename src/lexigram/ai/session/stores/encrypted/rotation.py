@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,32 +23,58 @@ from lexigram.ai.session.stores.encrypted.envelopes import EnvelopeAccess
 
 __all__ = ["RotationReport", "key_usage", "rotate_keys"]
 
-#: What every resume cursor starts with (the rest is the backend's position, base64).
+#: What every resume cursor starts with. The rest is the backend's position and a tag,
+#: each url-safe base64, joined by a dot.
 _CURSOR_TAG = "rc1."
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_TAG_BYTES = 12
 
 
-def _cursor_out(position: str | None) -> str | None:
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError(text)
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _tag(keyring: Keyring, scope: str, position: str) -> bytes:
+    """The cursor's tag: an HMAC of the position and the store, under the newest key.
+
+    A cursor is thus only one a rotation of this store under this keyring printed;
+    a made-up position, one from another store or prefix, or one printed before
+    ``encryption_keys`` changed is refused (a run without it starts over, safely).
+    """
+    secret = hmac.new(keyring.newest.key, b"lexigram.ai.session/rotation-cursor", hashlib.sha256)
+    message = scope.encode("utf-8", "surrogatepass") + b"\0" + position.encode()
+    return hmac.new(secret.digest(), message, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def _cursor_out(position: str | None, keyring: Keyring, scope: str) -> str | None:
     """The opaque cursor printed for a backend position."""
     if position is None:
         return None
-    return _CURSOR_TAG + base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+    return f"{_CURSOR_TAG}{_b64(position.encode())}.{_b64(_tag(keyring, scope, position))}"
 
 
-def _cursor_in(cursor: str | None) -> str | None:
+def _cursor_in(cursor: str | None, keyring: Keyring, scope: str) -> str | None:
     """The backend position of a printed cursor; anything else is refused by name."""
     if cursor is None:
         return None
-    body = cursor[len(_CURSOR_TAG):] if isinstance(cursor, str) else ""
     try:
-        if not cursor.startswith(_CURSOR_TAG) or not _BASE64URL.fullmatch(body):
+        if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_TAG):
             raise ValueError(cursor)
-        position = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
-        if not position:
+        body, _, tag = cursor[len(_CURSOR_TAG) :].partition(".")
+        position = _unb64(body).decode()
+        if not position or not hmac.compare_digest(_unb64(tag), _tag(keyring, scope, position)):
             raise ValueError(cursor)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise SessionValidationError(
-            "resume_from", f"{cursor!r} is not a cursor printed by an earlier rotation"
+            "resume_from",
+            f"{cursor!r} is not a cursor printed by an earlier rotation of this store "
+            "under these keys (run it again without resume_from to start over)",
         ) from None
     return position
 
@@ -78,7 +106,8 @@ async def rotate_keys(
     listed in ``failed`` with the error, and left as it was. ``resume_from`` must be a
     ``cursor`` an earlier run reported (``SessionValidationError`` naming it otherwise).
     """
-    position = _cursor_in(resume_from)
+    scope = access.scope
+    position = _cursor_in(resume_from, keyring, scope)
     report = RotationReport(cursor=resume_from)
     newest = keyring.newest.id
     while True:
@@ -102,7 +131,7 @@ async def rotate_keys(
         report.sessions_rewrapped += len(changes)
         report.envelopes_rewrapped += sum(len(s) for s in changes.values())
         report.batches += 1
-        report.cursor = _cursor_out(position)
+        report.cursor = _cursor_out(position, keyring, scope)
         if progress is not None:
             progress(report)
         if position is None or (max_batches is not None and report.batches >= max_batches):
