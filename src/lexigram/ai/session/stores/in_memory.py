@@ -334,6 +334,8 @@ class InMemorySessionStore(SessionStore):
 
     async def save_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
         checkpoint = check_checkpoint(checkpoint)
+        if self._tombstoned(checkpoint.session_id, self.now()):
+            raise SessionNotFoundError(checkpoint.session_id)  # a purged session stays gone
         state = checkpoint.state
         old = self._checkpoints.get(checkpoint.checkpoint_id)
         if old is not None and old.session_id != checkpoint.session_id:

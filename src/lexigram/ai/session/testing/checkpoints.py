@@ -245,6 +245,30 @@ class CheckpointsSuite(SuiteBase):
             with pytest.raises(SessionNotFoundError):
                 await store.create_checkpoint(missing, checkpoint_id=taken)
 
+    async def test_a_purged_sessions_checkpoint_cannot_be_saved_back(
+        self, store: SessionStore
+    ) -> None:
+        """A late copy of a purged session's checkpoint would bring its turns back."""
+        state = await self._session(store)
+        await self._append(store, state.session_id, 2)
+        cp, _ = await store.create_checkpoint(
+            state.session_id, checkpoint_id="pg-" + uuid.uuid4().hex
+        )
+        copy = await store.load_checkpoint(cp.checkpoint_id)
+        assert copy is not None and len(copy.state.turns) == 2
+        await store.transition(state.session_id, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(10)
+        until = self.clock(store).now + timedelta(hours=1)
+        assert await store.purge(state.session_id, tombstone_until=until)
+        with pytest.raises(SessionNotFoundError):
+            await store.save_checkpoint(copy)
+        assert await store.load_checkpoint(cp.checkpoint_id) is None
+        assert await store.list_checkpoints(state.session_id) == []
+        self.clock(store).advance(2 * 3600)  # the tombstone has lapsed: an import may
+        await store.save_checkpoint(copy)
+        again = await store.load_checkpoint(cp.checkpoint_id)
+        assert again is not None and _ids(again.state.turns) == _ids(copy.state.turns)
+
     async def test_checkpoints_saved_before_their_session_are_kept_when_it_is_created(
         self, store: SessionStore
     ) -> None:

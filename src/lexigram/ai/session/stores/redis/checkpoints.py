@@ -79,14 +79,18 @@ class CheckpointOps:
             data["p"] = checkpoint.parent_checkpoint_id
         op = new_op()
         previous = await self._checkpoint_owner(cpid)
-        if previous is not None and previous != checkpoint.session_id:
-            await self._core.run("cp_delete", previous, [now_us, cpid], op=op)
-        await self._core.run(
+        # Saved first: a purged session's id is refused (tombstone) before the
+        # checkpoint leaves the session that held it.
+        reply = await self._core.run(
             "cp_save",
             checkpoint.session_id,
             [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
             op=op,
         )
+        if isinstance(reply, dict) and "e" in reply:
+            self._core.refuse(reply, checkpoint.session_id)
+        if previous is not None and previous != checkpoint.session_id:
+            await self._core.run("cp_delete", previous, [now_us, cpid], op=new_op())
         await self._core.scripts.command(
             "set", self._core.keys.checkpoint(cpid), checkpoint.session_id
         )

@@ -37,6 +37,7 @@ from lexigram.ai.session.stores.sql.ops_sessions import (
     load_record,
     lock_user,
     require_new_id,
+    tombstoned,
 )
 from lexigram.ai.session.stores.sql.ops_turns import (
     TurnStatements,
@@ -149,7 +150,17 @@ async def list_checkpoints(
 
 
 async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
-    """Insert or replace a checkpoint given whole (turns inline)."""
+    """Insert or replace a checkpoint given whole (turns inline).
+
+    Refused with ``SessionNotFoundError`` for a session purged within its tombstone:
+    a late copy of one of its checkpoints would bring its turns back. The session's
+    header is locked first, so a purge of it runs wholly before or after this write
+    (after: its delete of the session's checkpoints removes this one too).
+    """
+    session_id = params["sid"]
+    await lock_header(tx, ctx, session_id)
+    if await tombstoned(tx, ctx, session_id):
+        raise SessionNotFoundError(session_id)
     await tx.run(ctx.q.checkpoints.cp_upsert, params)
 
 

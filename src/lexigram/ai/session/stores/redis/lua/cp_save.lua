@@ -1,4 +1,11 @@
 
+-- A purged session's id is refused while its tombstone lasts: a late copy of one of
+-- its checkpoints would bring its turns back.
+local tomb = redis.call('GET', KX)
+if tomb then
+  if tonumber(tomb) > NOW then return fail('NF') end
+  redis.call('DEL', KX)
+end
 local cpid = ARGV[4]
 if redis.call('ZSCORE', KC, cpid) == false then
   local top = redis.call('ZRANGE', KC, -1, -1, 'WITHSCORES')
