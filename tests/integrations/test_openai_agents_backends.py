@@ -121,6 +121,33 @@ async def test_any_json_item_round_trips_like_the_sdk_sqlite_session(
         sdk.close()
 
 
+async def test_items_with_lone_surrogates_round_trip_like_the_sdk_sqlite_session(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
+    """SQLiteSession stores them with json.dumps (escaped); so does the adapter."""
+    items: list[Any] = [
+        {"p": "\ud800"},
+        "\udc80",
+        {"role": "user", "content": "before \udfff after"},
+        {"type": "function_call", "call_id": "c\ud800", "name": "f", "arguments": "{}"},
+        {"\ud801key": [1, "x\ud802"]},
+    ]
+    manager = await make_manager()
+    ours = await OpenAIAgentsSession.create(manager, user_id="alice")
+    sdk = SQLiteSession("reference", db_path=tmp_path / "sdk.db")
+    try:
+        for session in (ours, sdk):
+            await session.add_items(items)
+        assert await ours.get_items() == await sdk.get_items() == items
+        turns = await manager.get_turns(ours.session_id)
+        assert turns[2].role == "user" and turns[2].content == "before \\udfff after"
+        assert turns[3].tool_calls[0]["id"] == "c\\ud800"
+        for _ in range(len(items)):
+            assert await ours.pop_item() == await sdk.pop_item()
+    finally:
+        sdk.close()
+
+
 async def test_add_items_is_all_or_nothing(make_manager: MakeManager) -> None:
     manager = await make_manager(max_turns_per_session=5)
     adapter = await OpenAIAgentsSession.create(manager, user_id="alice")

@@ -41,6 +41,7 @@ in a history).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,7 @@ from lexigram.ai.session.stores.codec import dumps, loads
 __all__ = [
     "CALL_ID_KEY",
     "ENCRYPTED_KIND",
+    "ITEM_JSON_KEY",
     "ITEM_KEY",
     "ITEM_TYPE_KEY",
     "NEUTRAL_ROLE",
@@ -69,6 +71,9 @@ __all__ = [
 
 #: Turn metadata key holding the item's full original JSON.
 ITEM_KEY = "openai_item"
+#: Turn metadata key holding, instead of :data:`ITEM_KEY`, the item as ASCII JSON text
+#: (``\\udXXX`` escapes) when it holds a lone surrogate, which no backend stores as text.
+ITEM_JSON_KEY = "openai_item_json"
 #: Turn metadata key holding the item's type (``message``, ``function_call``, ...).
 ITEM_TYPE_KEY = "openai_item_type"
 #: Turn metadata key holding the ``call_id`` of a tool call or tool output.
@@ -230,14 +235,47 @@ def _exact_json_copy(item: Any, *, field: str) -> Any:
     return copy
 
 
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate of its strings written as ``\\udXXX``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def _escaped_json(item: Any) -> str | None:
+    """``item`` as ASCII JSON text when it holds a lone surrogate and survives the round
+    trip unchanged (what the SDK's own sessions store with ``json.dumps``); else None."""
+    try:
+        if _without_surrogates(item) == item:
+            return None  # refused for another reason
+        text = json.dumps(item, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text if json.loads(text) == item else None
+
+
 def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTurn:
     """The turn that stores ``item`` (a fresh turn id, ``now`` as its timestamp).
 
     Any JSON value is accepted; one of unknown shape becomes a neutral turn (role
     ``data``). Raises :class:`SessionTypeError` naming ``field`` (e.g. ``items[2]``)
-    when the item does not survive a JSON round trip unchanged.
+    when the item does not survive a JSON round trip unchanged. An item holding a lone
+    surrogate is kept as escaped JSON text (:data:`ITEM_JSON_KEY`); its turn's content
+    and tool calls show the surrogate as ``\\udXXX``.
     """
-    copy = _exact_json_copy(item, field=field)
+    try:
+        copy = _exact_json_copy(item, field=field)
+        kept: dict[str, Any] = {ITEM_KEY: copy}
+    except SessionTypeError:
+        text = _escaped_json(item)
+        if text is None:
+            raise
+        copy = _without_surrogates(item)
+        kept = {ITEM_JSON_KEY: text}
     kind = item_kind(copy)
     if kind is None:
         envelope = type(copy) is dict and _is_envelope(copy)
@@ -246,9 +284,9 @@ def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTur
             role=NEUTRAL_ROLE,
             content="[encrypted item]" if envelope else "[item]",
             timestamp=now,
-            metadata={ITEM_KEY: copy, ITEM_TYPE_KEY: ENCRYPTED_KIND if envelope else OPAQUE_KIND},
+            metadata={**kept, ITEM_TYPE_KEY: ENCRYPTED_KIND if envelope else OPAQUE_KIND},
         )
-    metadata: dict[str, Any] = {ITEM_KEY: copy, ITEM_TYPE_KEY: kind}
+    metadata: dict[str, Any] = {**kept, ITEM_TYPE_KEY: kind}
     call_id = copy.get("call_id")
     if isinstance(call_id, str):
         metadata[CALL_ID_KEY] = call_id
@@ -273,6 +311,9 @@ def turn_to_item(turn: SessionTurn) -> Any:
     metadata = turn.metadata
     if ITEM_KEY in metadata:
         return metadata[ITEM_KEY]
+    text = metadata.get(ITEM_JSON_KEY)
+    if isinstance(text, str):
+        return json.loads(text)
     role = turn.role if turn.role in _MESSAGE_ROLES else "assistant"
     return {"role": role, "content": turn.content}
 
