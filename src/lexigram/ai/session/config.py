@@ -22,7 +22,11 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.validation import Field, model_validator
 
 from lexigram.ai.session.backends import backend_names, canonical_name, find_backend
-from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
+from lexigram.ai.session.config_urls import (
+    database_url_problem,
+    redis_url_problem,
+    sqlite_database,
+)
 from lexigram.ai.session.encryption.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_text, redact_url
 from lexigram.ai.session.validation import TABLE_PREFIX_RULE, table_prefix_ok
@@ -332,7 +336,7 @@ class SessionConfig(BaseConfig):
 
     def keeps_nothing(self) -> bool:
         """Whether ``database_url`` is an in-memory SQLite database (gone with the process)."""
-        return _sqlite_in_memory(self.database_url)
+        return sqlite_database(self.database_url) == ":memory:"
 
     def validate_for_environment(self, env: Environment | None = None) -> list[ConfigIssue]:
         """Report settings that are unsafe for ``env`` (the active environment by default)."""
@@ -660,12 +664,6 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
         "variable of digits only is read as a number: use letters too)",
     )
     return None
-
-
-def _sqlite_in_memory(url: str) -> bool:
-    """Whether ``url`` is an in-memory SQLite database (``:memory:``)."""
-    scheme, _, rest = url.partition(":///")
-    return scheme.startswith("sqlite") and rest.split("?", 1)[0] == ":memory:"
 
 
 def _fail(name: str, problem: str) -> Any:

@@ -17,6 +17,7 @@ __all__ = [
     "database_url_problem",
     "redis_db",
     "redis_url_problem",
+    "sqlite_database",
 ]
 
 #: Schemes ``database_url`` accepts; the SQL store maps each to its async driver.
@@ -55,6 +56,17 @@ def _split(url: str) -> tuple[SplitResult | None, str | None]:
     return parts, None
 
 
+def sqlite_database(url: str) -> str | None:
+    """The database of a ``sqlite…:///<database>`` URL (query left out); None otherwise.
+
+    ``""`` when the URL names none, ``":memory:"`` for an in-memory database.
+    """
+    scheme, sep, rest = url.partition(":///")
+    if not sep or not scheme.startswith("sqlite") or "/" in scheme:
+        return None
+    return rest.split("?", 1)[0]
+
+
 def database_url_problem(url: str) -> str | None:
     """What is wrong with ``url`` as a ``database_url``, or None."""
     parts, problem = _split(url)
@@ -68,9 +80,9 @@ def database_url_problem(url: str) -> str | None:
             "mysql+asyncmy://user@host/db"
         )
     if parts.scheme.startswith("sqlite"):
-        if not url.startswith(parts.scheme + ":///"):
+        path = sqlite_database(url)
+        if path is None:
             return f"malformed URL {shown}: expected {parts.scheme}:///<path>"
-        path = url[len(parts.scheme) + 4 :].split("?", 1)[0]
         if not path:
             return (
                 f"no database file in {shown}: expected {parts.scheme}:///<path> "

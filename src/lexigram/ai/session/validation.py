@@ -54,6 +54,7 @@ __all__ = [
     "MAX_SAFE_INT",
     "table_prefix_ok",
     "utc_instant",
+    "escape_surrogates",
     "check_batch_ids",
     "check_checkpoint",
     "check_caps",
@@ -115,6 +116,11 @@ def _shown(value: Any) -> str:
     if len(text) > _SHOWN:
         text = text[:_SHOWN] + "..."
     return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as ``\\udXXX`` (storable on every backend)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _fail(field: str, problem: str) -> SessionValidationError:

@@ -51,6 +51,8 @@ __all__ = [
     "DataKey",
     "Decrypt",
     "b64decode",
+    "b64url_decode",
+    "b64url_encode",
     "envelope_key_id",
     "is_sealed",
     "new_data_key",
@@ -66,11 +68,13 @@ Decrypt = Callable[[bytes, bytes, bytes], bytes]
 _WRAP_AAD = b"lexigram.ai.session/dek\x00"
 
 
-def _b64(data: bytes) -> str:
+def b64url_encode(data: bytes) -> str:
+    """``data`` as url-safe base64 without padding (envelopes, rotation cursors)."""
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
+    """The bytes of :func:`b64url_encode`'s text (padding restored)."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -173,7 +177,9 @@ def _wrap(dek: bytes, owner: str, keyring: Keyring) -> DataKey:
     nonce = os.urandom(NONCE_BYTES)
     owner_bytes = owner.encode("utf-8", "surrogatepass")
     wrapped = AESGCM(kek.key).encrypt(nonce, dek, _WRAP_AAD + owner_bytes)
-    envelope = ".".join((ENVELOPE_VERSION, kek.id, _b64(owner_bytes), _b64(nonce + wrapped)))
+    envelope = ".".join(
+        (ENVELOPE_VERSION, kek.id, b64url_encode(owner_bytes), b64url_encode(nonce + wrapped))
+    )
     return DataKey(owner=owner, key_id=kek.id, envelope=envelope, raw=dek)
 
 
@@ -194,8 +200,8 @@ def open_envelope(envelope: str, keyring: Keyring | None, *, record: str) -> Dat
     if kek is None:
         raise EncryptionKeyError(record, key_id, "is not in encryption_keys")
     try:
-        owner_bytes = _unb64(owner_text)
-        wrapped = _unb64(wrapped_text)
+        owner_bytes = b64url_decode(owner_text)
+        wrapped = b64url_decode(wrapped_text)
         owner = owner_bytes.decode("utf-8", "surrogatepass")
     except (binascii.Error, ValueError):
         raise CorruptRecordError(record, "field encryption key: not base64") from None

@@ -52,6 +52,7 @@ from lexigram.ai.session.multi_agent.termination import (
 from lexigram.ai.session.multi_agent.turn_managers import TurnContext, TurnManager
 from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY, GroupTurnState, RunStatus
 from lexigram.ai.session.stores._common import check_append
+from lexigram.ai.session.validation import escape_surrogates
 
 __all__ = ["DEFAULT_MAX_ROUNDS", "GroupSession"]
 
@@ -464,7 +465,7 @@ class GroupSession:
     async def _fail(
         self, run: _Run, state: GroupTurnState, speaker: str, role: str | None, error: str
     ) -> SessionTurn:
-        error = _storable(error)
+        error = escape_surrogates(error)
         reason = f"agent {speaker!r} failed: {error}"
         logger.warning(
             "ai_session.group.agent_failed", session_id=run.session_id, agent=speaker, error=error
@@ -528,13 +529,9 @@ def _ended(state: GroupTurnState, status: RunStatus, reason: str) -> GroupTurnSt
 def _describe(error: Any) -> str:
     if isinstance(error, BaseException):
         text = str(error)
-        return _storable(f"{type(error).__name__}: {text}" if text else type(error).__name__)
-    return _storable(str(error))
-
-
-def _storable(text: str) -> str:
-    """``text`` with lone surrogates escaped (``\\udc80``): a reason must be storable."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        described = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        return escape_surrogates(described)
+    return escape_surrogates(str(error))
 
 
 def _cap_reason(cap: int) -> str:

@@ -52,6 +52,7 @@ from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.manager.core import new_turn_id
 from lexigram.ai.session.stores.codec import dumps, loads
+from lexigram.ai.session.validation import escape_surrogates
 
 __all__ = [
     "CALL_ID_KEY",
@@ -238,7 +239,7 @@ def _exact_json_copy(item: Any, *, field: str) -> Any:
 def _without_surrogates(value: Any) -> Any:
     """``value`` with every lone surrogate of its strings written as ``\\udXXX``."""
     if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return escape_surrogates(value)
     if isinstance(value, dict):
         return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -247,11 +248,9 @@ def _without_surrogates(value: Any) -> Any:
 
 
 def _escaped_json(item: Any) -> str | None:
-    """``item`` as ASCII JSON text when it holds a lone surrogate and survives the round
-    trip unchanged (what the SDK's own sessions store with ``json.dumps``); else None."""
+    """``item`` as ASCII JSON text when it survives the round trip unchanged (what the
+    SDK's own sessions store with ``json.dumps``); else None."""
     try:
-        if _without_surrogates(item) == item:
-            return None  # refused for another reason
         text = json.dumps(item, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError):
         return None
@@ -271,10 +270,11 @@ def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTur
         copy = _exact_json_copy(item, field=field)
         kept: dict[str, Any] = {ITEM_KEY: copy}
     except SessionTypeError:
-        text = _escaped_json(item)
+        # Kept as escaped text only when a lone surrogate is what JSON could not hold.
+        copy = _without_surrogates(item)
+        text = None if copy == item else _escaped_json(item)
         if text is None:
             raise
-        copy = _without_surrogates(item)
         kept = {ITEM_JSON_KEY: text}
     kind = item_kind(copy)
     if kind is None:

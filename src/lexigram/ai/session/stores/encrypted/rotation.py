@@ -8,7 +8,6 @@ naming it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -16,7 +15,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lexigram.ai.session.encryption.cipher import envelope_key_id, open_envelope
+from lexigram.ai.session.encryption.cipher import (
+    b64url_decode,
+    b64url_encode,
+    envelope_key_id,
+    open_envelope,
+)
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.stores.encrypted.envelopes import EnvelopeAccess
@@ -30,14 +34,11 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _TAG_BYTES = 12
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 def _unb64(text: str) -> bytes:
+    """:func:`b64url_decode` of strict url-safe base64 (it skips other characters)."""
     if not _BASE64URL.fullmatch(text):
         raise ValueError(text)
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return b64url_decode(text)
 
 
 def _tag(keyring: Keyring, scope: str, position: str) -> bytes:
@@ -56,7 +57,8 @@ def _cursor_out(position: str | None, keyring: Keyring, scope: str) -> str | Non
     """The opaque cursor printed for a backend position."""
     if position is None:
         return None
-    return f"{_CURSOR_TAG}{_b64(position.encode())}.{_b64(_tag(keyring, scope, position))}"
+    tag = _tag(keyring, scope, position)
+    return f"{_CURSOR_TAG}{b64url_encode(position.encode())}.{b64url_encode(tag)}"
 
 
 def _cursor_in(cursor: str | None, keyring: Keyring, scope: str) -> str | None:
