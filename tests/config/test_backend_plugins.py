@@ -105,6 +105,14 @@ def test_a_plugin_judges_its_own_url(mongo_like: MongoLike) -> None:
     assert "ai_session.database_url" in str(info.value) and "s3cret" not in str(info.value)
 
 
+def test_a_plugin_url_in_a_block_is_named_as_written(mongo_like: MongoLike) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(backend="mongo_like", sql={"url": "postgresql://u:s3cret@h/db"})
+    assert "ai_session.sql.url" in str(info.value) and "s3cret" not in str(info.value)
+    good = SessionConfig(backend="mongo_like", sql={"url": "mongodb://h/app"})
+    assert good.database_url == "mongodb://h/app"
+
+
 def test_an_unknown_backend_is_refused_naming_the_field() -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="nosuch")

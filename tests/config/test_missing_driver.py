@@ -103,3 +103,38 @@ def test_the_middleware_needs_no_starlette(tmp_path: Path) -> None:
     """
     result = run_python(code, cwd=tmp_path, block=("starlette",))
     assert "built SessionMiddleware" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args", [("--help",), ("schema-setup",), ("list", "u")])
+def test_cli_runs_without_the_crypto_extra(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Every CLI command works on a plaintext store with ``cryptography`` not installed."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    options = () if args == ("--help",) else ("--database-url", url)
+    if args == ("list", "u"):
+        setup = ("--database-url", url, "schema-setup")
+        made = run_python("", cwd=tmp_path, module="lexigram.ai.session.cli", args=setup)
+        assert made.returncode == 0, made.stderr
+    result = run_python(
+        "",
+        cwd=tmp_path,
+        module="lexigram.ai.session.cli",
+        args=(*options, *args),
+        block=("cryptography", "pybase64"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_keys_without_the_crypto_extra_names_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    result = run_python(
+        "",
+        cwd=tmp_path,
+        module="lexigram.ai.session.cli",
+        args=("--database-url", url, "keys", "status"),
+        env={"LEX_AI_SESSION__ENCRYPTION_KEYS": "k1:" + "A" * 43 + "="},
+        block=("cryptography",),
+    )
+    assert result.returncode == 1
+    assert "pip install 'lexigram-ai-session[crypto]'" in result.stderr
+    assert "Traceback" not in result.stderr

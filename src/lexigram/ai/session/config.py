@@ -525,7 +525,31 @@ def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
         label = labels.get(block, block)
         _move_block(data, block, label, options, urls=built_in)  # its keys first: a typo
         _check_block_owner(data, block, options, judged)
+        if not built_in:
+            _check_plugin_block_url(str(backend), block, label, options)
     return data
+
+
+def _check_plugin_block_url(backend: str, block: str, label: str, options: dict[str, Any]) -> None:
+    """A plugin's URL written in a block (``sql: {url: ...}``), judged by the plugin.
+
+    Named as written (``sql.url``), as for a built-in backend; the flat field's own
+    check runs later and names the flat field.
+    """
+    try:
+        plugin = find_backend(backend)
+    except Exception:  # a plugin that does not import is named later, under backend
+        return
+    if plugin is None:  # an unknown backend is named later, under backend
+        return
+    url_field = getattr(plugin, "url_field", None)
+    for key, flat in BACKEND_BLOCKS[block].items():
+        if flat != url_field or key not in options:
+            continue
+        value = options[key]
+        found = plugin.url_problem(value)
+        if found is not None:
+            _fail(f"{label}.{key}", redact_text(str(found), [value]))
 
 
 def _blocks_backend(data: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 
 from lexigram.ai.session.analytics import SessionAnalytics, compute
 from lexigram.ai.session.backends import canonical_name, find_backend
+from lexigram.ai.session.cli.flags import configured_section, with_flags
 from lexigram.ai.session.cli.importing import ImportReport, import_document
 from lexigram.ai.session.cli.schema import tables_present
 from lexigram.ai.session.cli.transfer import session_to_dict
@@ -69,7 +70,6 @@ def build_config(
     ``redis_url`` selects ``redis``; both without ``backend`` are refused naming
     ``ai_session.backend`` (as in the configuration).
     """
-    config = base if base is not None else SessionConfig.from_env_profile()
     overrides: dict[str, Any] = {}
     if database_url is not None:
         overrides["database_url"] = database_url
@@ -90,9 +90,12 @@ def build_config(
         overrides["backend"] = "sql"
     elif redis_url is not None:
         overrides["backend"] = "redis"
+    if base is None:
+        # Applied before validation: env settings for the backend the flags choose hold.
+        return SessionConfig(**with_flags(configured_section(), overrides))
     if not overrides:
-        return config
-    values = {f.name: getattr(config, f.name) for f in fields(config)}
+        return base
+    values = {f.name: getattr(base, f.name) for f in fields(base)}
     return SessionConfig(**{**values, **overrides})
 
 

@@ -13,7 +13,8 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TextIO, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import orjson
 from lexigram.contracts.exceptions.config import ConfigurationError
@@ -24,17 +25,17 @@ from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import SessionError
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
-from lexigram.ai.session.stores.encrypted.rotation import (
-    RotationReport,
-    key_usage,
-    rotate_keys,
-)
-from lexigram.ai.session.stores.encrypted.wiring import encrypt_if_configured
+from lexigram.ai.session.stores.encrypted.wiring import crypto_missing, encrypt_if_configured
+
+if TYPE_CHECKING:
+    from lexigram.ai.session.stores.encrypted.rotation import RotationReport
 
 __all__ = [
     "COMMANDS",
+    "ManagerFactory",
     "add_parsers",
     "run",
     "run_erase_user",
@@ -48,6 +49,10 @@ __all__ = [
 COMMANDS = frozenset({"keys", "erase-user", "export-user"})
 
 T = TypeVar("T")
+
+ManagerFactory = Callable[[SessionStore, SessionConfig], SessionManagerAPI]
+"""Makes the manager a command runs through: any :class:`SessionManagerAPI` (a wrapped or
+instrumented manager too); ``SessionManagerImpl`` by default."""
 
 
 def add_parsers(sub: Any) -> None:
@@ -91,6 +96,15 @@ def _keyring(config: SessionConfig) -> Keyring:
     return keyring
 
 
+def _rotation() -> ModuleType:
+    """The key rotation module, which needs ``cryptography`` (the CLI's other commands do not)."""
+    try:
+        from lexigram.ai.session.stores.encrypted import rotation
+    except ImportError as exc:
+        raise crypto_missing() from exc
+    return rotation
+
+
 @asynccontextmanager
 async def _store(config: SessionConfig, *, read_only: bool = False) -> AsyncIterator[SessionStore]:
     async with open_store(config, read_only=read_only) as store:
@@ -117,6 +131,7 @@ def run_keys_status(config: SessionConfig, *, out: TextIO, err: TextIO) -> int:
     """``keys status``: how many stored records need each configured key."""
     async def work() -> list[tuple[str, int]]:
         keyring = _keyring(config)
+        key_usage = _rotation().key_usage
         async with _store(config, read_only=True) as store:
             access = envelope_access(store)
             return [(key_id, await key_usage(access, key_id)) for key_id in keyring.ids]
@@ -145,14 +160,16 @@ def run_keys_rotate(
 
     async def work() -> RotationReport:
         keyring = _keyring(config)
+        rotate_keys = _rotation().rotate_keys
         async with _store(config) as store:
-            return await rotate_keys(
+            report: RotationReport = await rotate_keys(
                 envelope_access(store),
                 keyring,
                 batch=batch,
                 resume_from=resume_from,
                 progress=progress,
             )
+            return report
 
     code, report = _run(work, err)
     if report is None:
@@ -178,8 +195,10 @@ def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: Tex
                 f"ai_session.encryption_keys: {key_id!r} is the newest key (it wraps every new "
                 "data key); put a new key first and run 'keys rotate' before retiring it"
             )
+        key_usage = _rotation().key_usage
         async with _store(config, read_only=True) as store:
-            return await key_usage(envelope_access(store), key_id)
+            count: int = await key_usage(envelope_access(store), key_id)
+            return count
 
     code, count = _run(work, err)
     if count is None:
@@ -201,12 +220,18 @@ def run_keys_retire(config: SessionConfig, key_id: str, *, out: TextIO, err: Tex
 
 
 def run_erase_user(
-    config: SessionConfig, user_id: str, *, as_json: bool, out: TextIO, err: TextIO
+    config: SessionConfig,
+    user_id: str,
+    *,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    manager: ManagerFactory = SessionManagerImpl,
 ) -> int:
     """``erase-user USER``: erase every session of the user; print what was removed."""
     async def work() -> Any:
         async with _store(config) as store:
-            return await SessionManagerImpl(store, config).erase_user(user_id)
+            return await manager(store, config).erase_user(user_id)
 
     code, erasure = _run(work, err)
     if erasure is None:
@@ -232,12 +257,18 @@ def run_erase_user(
 
 
 def run_export_user(
-    config: SessionConfig, user_id: str, output: str | None, *, out: TextIO, err: TextIO
+    config: SessionConfig,
+    user_id: str,
+    output: str | None,
+    *,
+    out: TextIO,
+    err: TextIO,
+    manager: ManagerFactory = SessionManagerImpl,
 ) -> int:
     """``export-user USER``: everything stored about the user as one export document."""
     async def work() -> Any:
         async with _store(config, read_only=True) as store:
-            return await SessionManagerImpl(store, config).export_user(user_id)
+            return await manager(store, config).export_user(user_id)
 
     code, export = _run(work, err)
     if export is None:

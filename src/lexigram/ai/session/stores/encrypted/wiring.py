@@ -12,7 +12,15 @@ if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
     from lexigram.ai.session.stores.base import SessionStore
 
-__all__ = ["encrypt_if_configured"]
+__all__ = ["crypto_missing", "encrypt_if_configured"]
+
+
+def crypto_missing() -> ConfigurationError:
+    """The error for a configured keyring when ``cryptography`` is not installed."""
+    return ConfigurationError(
+        "ai_session.encryption_keys: encryption needs the 'cryptography' package "
+        "(pip install 'lexigram-ai-session[crypto]')"
+    )
 
 
 def encrypt_if_configured(store: SessionStore, config: SessionConfig) -> SessionStore:
@@ -26,11 +34,8 @@ def encrypt_if_configured(store: SessionStore, config: SessionConfig) -> Session
         return store
     try:
         from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
-    except ImportError as exc:  # pragma: no cover - cryptography is in the test extra
-        raise ConfigurationError(
-            "ai_session.encryption_keys: encryption needs the 'cryptography' package "
-            "(pip install 'lexigram-ai-session[crypto]')"
-        ) from exc
+    except ImportError as exc:
+        raise crypto_missing() from exc
     if isinstance(store, EncryptedSessionStore):
         return store
     return EncryptedSessionStore(store, keyring)
