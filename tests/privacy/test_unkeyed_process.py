@@ -35,6 +35,9 @@ CALLS: dict[str, Call] = {
     "get_turns": lambda m, sid: m.get_turns(sid, last=5),
     "list_checkpoints": lambda m, sid: m.list_checkpoints(sid),
     "export_user": lambda m, sid: m.export_user("ivy"),
+    "pop_turn": lambda m, sid: m.pop_turn(sid),
+    "checkpoint": lambda m, sid: m.checkpoint(sid),
+    "checkpoint_metadata": lambda m, sid: m.checkpoint(sid, {"note": "CLEAR"}),
 }
 
 
@@ -63,6 +66,7 @@ async def test_every_read_and_write_is_refused_naming_the_key(call: str) -> None
     assert caught.value.key_id == "k-2026" and session_id in str(caught.value)
     assert "encryption_keys is empty" in str(caught.value)
     await _unchanged(keyed, session_id)
+    assert len(await keyed.list_checkpoints(session_id)) == 1  # no checkpoint was added
 
 
 async def test_durable_backends_refuse_the_unkeyed_process(raw_backend: RawBackend) -> None:
@@ -216,3 +220,41 @@ def test_key_text_is_strict_base64_in_either_alphabet() -> None:
     ):
         with pytest.raises(ConfigurationError, match=r"encryption_keys\[0\]\.key"):
             parse_keys(f"a:{bad}")
+
+
+async def _restorable(keyed: SessionManagerImpl) -> tuple[str, str]:
+    """An encrypted session with two turns and a checkpoint taken after the first."""
+    state = await keyed.create("ivy", {"m": "secret meta"})
+    await keyed.add_turn(state.session_id, make_turn(turn_id="t1", content="first"))
+    checkpoint = await keyed.checkpoint(state.session_id)
+    await keyed.add_turn(state.session_id, make_turn(turn_id="t2", content="second"))
+    return state.session_id, checkpoint.checkpoint_id
+
+
+async def _two_turns(keyed: SessionManagerImpl, session_id: str) -> None:
+    state = await keyed.get_state(session_id)
+    assert state is not None and [t.content for t in state.turns] == ["first", "second"]
+
+
+async def test_pop_and_restore_are_refused_before_anything_changes(
+    raw_backend: RawBackend,
+) -> None:
+    """Without keys, with a wrong key under the right id, and with another key alone."""
+    inner = await raw_backend.make()
+    keys = keyring("k-a")
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keys))
+    session_id, checkpoint_id = await _restorable(keyed)
+    others = [
+        SessionManagerImpl(await raw_backend.make()),
+        SessionManagerImpl(EncryptedSessionStore(await raw_backend.make(), keyring("k-a"))),
+        SessionManagerImpl(EncryptedSessionStore(await raw_backend.make(), keyring("k-b"))),
+    ]
+    for other in others:
+        with pytest.raises(EncryptionKeyError, match="'k-a'"):
+            await other.pop_turn(session_id)
+        with pytest.raises(EncryptionKeyError, match="'k-a'"):
+            await other.restore(checkpoint_id)
+        await _two_turns(keyed, session_id)
+    assert (await keyed.pop_turn(session_id)) is not None  # the keyed process still can
+    restored = await keyed.restore(checkpoint_id)
+    assert [t.content for t in restored.turns] == ["first"]

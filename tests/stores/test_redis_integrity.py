@@ -190,6 +190,7 @@ async def test_a_header_of_the_wrong_type_fails_only_its_own_session(
     page = await store.list_user_sessions("alice")
     assert [s.session_id for s in page.items] == [good]
     assert page.damaged == [bad]
+    assert [s.session_id for s in await store.list_sessions("alice")] == [good]
 
 
 async def test_an_undecodable_header_is_reported_not_expired(
@@ -207,6 +208,7 @@ async def test_an_undecodable_header_is_reported_not_expired(
     page = await store.list_user_sessions("alice")
     assert [s.session_id for s in page.items] == [good]
     assert page.damaged == [bad]
+    assert [s.session_id for s in await store.list_sessions("alice")] == [good]
 
 
 @pytest.mark.parametrize(

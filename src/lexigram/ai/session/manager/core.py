@@ -426,7 +426,10 @@ class SessionManagerImpl:
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
         """Remove and return the newest turn (None when there is none); totals corrected."""
-        return await self.store.pop_turn(_check_session_id(session_id))
+        _check_session_id(session_id)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)  # the turn would come back sealed, and be gone
+        return await self.store.pop_turn(session_id)
 
     async def clear_turns(self, session_id: str) -> int:
         """Remove every turn of the session; returns how many there were."""
@@ -570,12 +573,23 @@ class SessionManagerImpl:
         """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
         _check_session_id(session_id)
         checked = None if metadata is None else _check_mapping("metadata", metadata)
-        return await self.checkpoints.create(session_id, checked)
+        self.sealed.check_metadata(checked)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)  # its metadata would be stored in clear
+        checkpoint = await self.checkpoints.create(session_id, checked)
+        self.sealed.check_state(checkpoint.state)
+        return checkpoint
 
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
-        state = await self.checkpoints.restore(check_id(checkpoint_id, "checkpoint_id"))
+        check_id(checkpoint_id, "checkpoint_id")
+        if self.sealed.active:
+            # Refused before anything changes: the checkpoint names the session it restores.
+            checkpoint = await self.store.load_checkpoint(checkpoint_id)
+            if checkpoint is not None:
+                self.sealed.check_state(checkpoint.state)
+        state = await self.checkpoints.restore(checkpoint_id)
         self.sealed.check_state(state)
         return state
 

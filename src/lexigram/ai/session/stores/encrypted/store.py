@@ -684,7 +684,9 @@ class EncryptedSessionStore(SessionStore):
         return self._open_record(record)
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
-        """The popped turn, opened."""
+        """The popped turn, opened; refused before anything is popped when it cannot be."""
+        check_id(session_id, "session_id")
+        await self._key_for(session_id)  # EncryptionKeyError now, not after the turn is gone
         turn = await self.inner.pop_turn(session_id)
         if turn is None:
             return None
@@ -766,7 +768,16 @@ class EncryptedSessionStore(SessionStore):
         raise DataKeyChangedError(session_id)
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
-        """The inner restore, state opened."""
+        """The inner restore, state opened; refused before anything changes when it cannot be.
+
+        The checkpoint and its session must both open under this keyring (a missing or
+        wrong key raises ``EncryptionKeyError`` with the session untouched).
+        """
+        check_id(checkpoint_id, "checkpoint_id")
+        checkpoint = await self.inner.load_checkpoint(checkpoint_id)
+        if checkpoint is not None:
+            self._key_of_state(checkpoint.state)
+            await self._key_for(checkpoint.session_id)
         return self._open_state(await self.inner.restore_checkpoint(checkpoint_id))
 
     async def list_checkpoint_headers(self, session_id: str) -> list[SessionCheckpoint]:

@@ -302,9 +302,16 @@ class CacheSessionStore(SessionStore):
         ids = [m.decode() for m in members]
         for start in range(0, len(ids), _GATHER):
             chunk = ids[start : start + _GATHER]
-            states = await asyncio.gather(*(self.load(sid) for sid in chunk))
+            states = await asyncio.gather(*(self._load_healthy(sid) for sid in chunk))
             out.extend(s for s in states if s is not None and s.user_id == user_id)
         return out
+
+    async def _load_healthy(self, session_id: str) -> SessionState | None:
+        """``load``, with a damaged session left out as ``list_user_sessions`` leaves it."""
+        try:
+            return await self.load(session_id)
+        except CorruptRecordError:
+            return None
 
     # ------------------------------------------------------------------- create
     async def create_session(
