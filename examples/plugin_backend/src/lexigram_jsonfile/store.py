@@ -36,6 +36,7 @@ class JsonFileSessionStore(InMemorySessionStore):
         self.path = Path(path)
         self.keep_backup = keep_backup
         self._ids: set[str] = set()
+        self._closed = False
 
     async def initialize(self) -> None:
         """Load the file (when it exists) into memory."""
@@ -81,7 +82,10 @@ class JsonFileSessionStore(InMemorySessionStore):
         return record
 
     async def close(self) -> None:
-        """Write every session (with its checkpoints) to the file, atomically."""
+        """Write every session (with its checkpoints) to the file, atomically (once)."""
+        if self._closed:
+            return
+        self._closed = True
         entries = []
         for session_id in sorted(self._ids):
             state = await self.load(session_id)

@@ -61,7 +61,7 @@ from lexigram.ai.session.stores.base import (
 )
 from lexigram.ai.session.stores.codec import state_with
 from lexigram.ai.session.stores.gc_pause import paused_gc
-from lexigram.ai.session.stores.loops import one_at_a_time
+from lexigram.ai.session.stores.loops import CLOSED_FLAG, one_at_a_time
 from lexigram.ai.session.validation import (
     check_caps,
     check_checkpoint,
@@ -165,6 +165,13 @@ class InMemorySessionStore(SessionStore):
         self._cp_ordinals = itertools.count(1)
         self._tombstones: dict[str, datetime] = {}
         self._ordinals = itertools.count(1)
+
+    async def close(self) -> None:
+        """Refuse every later operation (``StoreUnavailableError``), as the durable stores do.
+
+        What is stored stays in memory until the store is dropped. Idempotent.
+        """
+        self.__dict__[CLOSED_FLAG] = True
 
     # ----------------------------------------------------------------- helpers
     def _get(self, session_id: str) -> _Session:

@@ -286,26 +286,36 @@ C = TypeVar("C", bound=type)
 _OP_LOCK = "_one_at_a_time_lock"
 
 
+#: Set on a store by ``close()``; every other operation then raises (see one_at_a_time).
+CLOSED_FLAG = "_one_at_a_time_closed"
+_LIFECYCLE = frozenset({"close", "initialize"})
+
+
 def one_at_a_time(cls: C) -> C:
     """Run each public coroutine method of ``cls`` under one ``threading.RLock`` per object.
 
     For stores whose operations never suspend (the in-memory store): under one event
     loop they are atomic anyway, but event loops in other threads could interleave
     with them. The lock is held for the whole call, which never waits for I/O, and
-    is re-entrant (an operation may call another one).
+    is re-entrant (an operation may call another one). Once the object's
+    :data:`CLOSED_FLAG` is set (its ``close()``), every operation but ``close`` and
+    ``initialize`` raises ``StoreUnavailableError``, as a closed durable store does.
     """
     for name, method in list(vars(cls).items()):
         if not name.startswith("_") and inspect.iscoroutinefunction(method):
-            setattr(cls, name, _locked(method))
+            setattr(cls, name, _locked(method, refuse_closed=name not in _LIFECYCLE))
     return cls
 
 
-def _locked(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _locked(
+    method: Callable[..., Awaitable[Any]], *, refuse_closed: bool
+) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        lock = self.__dict__.get(_OP_LOCK) or self.__dict__.setdefault(
-            _OP_LOCK, threading.RLock()
-        )
+        state = self.__dict__
+        if refuse_closed and CLOSED_FLAG in state:
+            raise StoreUnavailableError(f"the {self.backend_name} session store is closed")
+        lock = state.get(_OP_LOCK) or state.setdefault(_OP_LOCK, threading.RLock())
         with lock:
             return await method(self, *args, **kwargs)
 

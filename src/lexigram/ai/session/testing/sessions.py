@@ -25,6 +25,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionTransitionError,
     SessionValidationError,
+    StoreUnavailableError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore, StoredTurns
 from lexigram.ai.session.testing.support import (
@@ -389,6 +390,20 @@ class SessionsSuite(SuiteBase):
         await other.append_turns(state.session_id, [make_turn(99)])
         again = await store.load(state.session_id)
         assert again is not None and again.turn_count == 6
+
+    async def test_a_closed_store_refuses_to_be_used(self, store_factory: StoreFactory) -> None:
+        """``close()`` is idempotent; afterwards every operation raises ``StoreUnavailableError``
+        (the in-memory store too, so code tested on it fails as it would in production)."""
+        store = await store_factory()
+        state = await self._session(store)
+        await store.close()
+        await store.close()
+        with pytest.raises(StoreUnavailableError):
+            await store.load_record(state.session_id)
+        with pytest.raises(StoreUnavailableError):
+            await store.append_turns(state.session_id, [make_turn(1)])
+        with pytest.raises(StoreUnavailableError):
+            await store.create_session(make_state("alice"))
 
     async def test_returned_values_are_not_aliased(self, store: SessionStore) -> None:
         state = await self._session(store, variables={"a": {"b": 1}})
