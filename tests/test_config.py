@@ -56,6 +56,10 @@ def test_documented_defaults() -> None:
         ("max_turns_per_session", 0, "max_turns_per_session"),
         ("max_sessions_per_user", "abc", "max_sessions_per_user"),
         ("cleanup_interval_s", 0, "cleanup_interval_s"),
+        # Past a thousand years a purge cutoff or deadline is no date (OverflowError).
+        ("purge_after_s", 100_000_000_000, "purge_after_s"),
+        ("session_ttl", 10**12, "session_ttl"),
+        ("cleanup_interval_s", 10**20, "cleanup_interval_s"),
         ("auto_checkpoint_interval", -5, "auto_checkpoint_interval"),
         ("enabled", "maybe", "enabled"),
         ("cookie_samesite", "sometimes", "cookie_samesite"),

@@ -280,3 +280,24 @@ async def _tables_with(url: str, prefix: str) -> list[str]:
     finally:
         await store.close()
     return [n for n in names if n.startswith(prefix)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
+def test_read_commands_with_keys_do_not_create_tables_either(
+    seeded: Seeded, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With encryption on, the SQL store sits behind the encrypting one: still refused."""
+    from lexigram.ai.session.encryption.keyring import new_key_text
+
+    monkeypatch.setenv("LEX_AI_SESSION__ENCRYPTION_KEYS", new_key_text("k1"))
+    prefix = f"rk{uuid.uuid4().hex[:8]}_"
+    url = {"sqlite": seeded.url, "postgres": POSTGRES_URL, "mariadb": MARIADB_URL}[backend]
+    if backend == "postgres":
+        require_postgres()
+    elif backend == "mariadb":
+        require_mariadb()
+    for argv in (("keys", "status"), ("list", "alice"), ("export-user", "alice")):
+        code, out, err = run("--database-url", url, "--table-prefix", prefix, *argv)
+        assert code == 1 and out == "", argv
+        assert f"no session tables with prefix {prefix!r}" in err, err
+    assert asyncio.run(_tables_with(url, prefix)) == []

@@ -223,6 +223,10 @@ async def test_restore_and_fork_with_allow_writes(
         unknown_cp = await http.post("/actions/restore", data={
             "id": "trip", "checkpoint": "cp-none", "confirm": "yes", "csrf": csrf})
         assert unknown_cp.status_code == 404 and "LEX_ERR_SES_104" in unknown_cp.text
+        unknown_session = await http.post("/actions/restore", data={
+            "id": "no-such-session", "checkpoint": story.first_checkpoint, "confirm": "yes",
+            "csrf": csrf})
+        assert unknown_session.status_code == 404 and "LEX_ERR_SES_101" in unknown_session.text
         restored = await http.post("/actions/restore", data={
             "id": "trip", "checkpoint": story.first_checkpoint, "confirm": "yes", "csrf": csrf})
         assert restored.status_code == 303

@@ -131,3 +131,11 @@ def test_an_unreachable_store_fails_before_serving() -> None:
     assert code == 1
     assert err.startswith("error: ") and "Traceback" not in err
     assert "Session explorer on" not in err
+
+
+def test_a_read_only_explorer_creates_no_database(tmp_path: Path) -> None:
+    """A mistyped path is refused as by the read-only commands, not made into a new store."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'typo' / 'sessions.db'}"
+    code, err = _run("--database-url", url, "explore", "--port", str(_free_port()))
+    assert code == 1 and "no SQLite database at" in err, err
+    assert not (tmp_path / "typo").exists()

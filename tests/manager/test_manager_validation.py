@@ -17,8 +17,9 @@ from lexigram.contracts.ai.session import SessionStatus
 from lexigram.ai.session import SessionManagerImpl
 from lexigram.ai.session.exceptions import SessionExpiredError, SessionValidationError
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+from lexigram.ai.session.stores.in_memory import InMemorySessionStore
 from lexigram.ai.session.testing import FakeClock, make_turn
-from lexigram.ai.session.validation import MAX_ID_LENGTH, MAX_SAFE_INT
+from lexigram.ai.session.validation import MAX_DURATION_S, MAX_ID_LENGTH, MAX_SAFE_INT
 
 Make = Any
 
@@ -174,3 +175,13 @@ async def test_expired_session_refuses_writes_with_its_clock(
         await manager.add_turn("short", replace(make_turn(1), content="late"))
     stored = await manager.get_state("short")
     assert stored is not None and stored.turns == []
+
+
+@pytest.mark.parametrize("option", ["purge_after_s", "interval_s", "tombstone_s"])
+async def test_sweeper_durations_past_a_thousand_years_are_refused(option: str) -> None:
+    manager = SessionManagerImpl(InMemorySessionStore())
+    with pytest.raises(SessionValidationError) as info:
+        SessionCleanupScheduler(manager, **{option: 10**11})
+    assert info.value.field == option
+    report = await SessionCleanupScheduler(manager, purge_after_s=MAX_DURATION_S).sweep()
+    assert report.purged == 0

@@ -27,7 +27,9 @@ class Noop(BaseHTTPMiddleware):
 
 def _app(world: World) -> Starlette:
     async def create(request: Request) -> Response:
-        state = await current_session().ensure()  # the view in request.scope["ai_session"]
+        view = current_session()
+        assert view is request.scope["ai_session"] is current_session()  # as web.md says
+        state = await view.ensure()
         return JSONResponse({"id": state.session_id})
 
     def sync_read(request: Request) -> Response:  # runs in a worker thread

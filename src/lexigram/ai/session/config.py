@@ -29,7 +29,7 @@ from lexigram.ai.session.config_urls import (
 )
 from lexigram.ai.session.encryption.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_text, redact_url
-from lexigram.ai.session.validation import TABLE_PREFIX_RULE, table_prefix_ok
+from lexigram.ai.session.validation import MAX_DURATION_S, TABLE_PREFIX_RULE, table_prefix_ok
 
 __all__ = [
     "BUILTIN_BACKENDS",
@@ -77,6 +77,9 @@ _INT_FIELDS: dict[str, int] = {
     "anonymous_sessions_per_minute": 0,
     "max_anonymous_sessions": 0,
 }
+#: Durations, bounded so that a deadline or a purge cutoff stays a date the stores hold.
+_MAX_INT = {"session_ttl": MAX_DURATION_S, "cleanup_interval_s": MAX_DURATION_S,
+            "purge_after_s": MAX_DURATION_S}
 _BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous", "redis_cluster")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -722,4 +725,7 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
         _fail(name, f"must be an integer, got {value!r}")
     if value < minimum:
         _fail(name, f"must be >= {minimum}, got {value}")
+    maximum = _MAX_INT.get(name.rsplit(".", 1)[-1])
+    if maximum is not None and value > maximum:
+        _fail(name, f"must be <= {maximum} (a thousand years), got {value}")
     return int(value)

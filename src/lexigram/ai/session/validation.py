@@ -46,6 +46,7 @@ from lexigram.contracts.ai.session import (
 from lexigram.ai.session.exceptions import DuplicateTurnError, SessionValidationError
 
 __all__ = [
+    "MAX_DURATION_S",
     "TABLE_PREFIX_RULE",
     "CheckedTurns",
     "MAX_ID_LENGTH",
@@ -84,6 +85,10 @@ __all__ = [
     "checked_batch",
     "new_totals",
 ]
+
+#: The longest duration a setting may hold (a TTL, a purge retention, an interval): a
+#: thousand years. Past it a deadline or a purge cutoff leaves the dates a store holds.
+MAX_DURATION_S = 1_000 * 365 * 86_400
 
 #: Largest token count (per turn and per session): 2**53 - 1, exact as a double.
 MAX_SAFE_INT = 2**53 - 1

@@ -367,10 +367,21 @@ def run_explore(
         err.write(f"error: {exc.message}\n")
         return 1
     try:
+        if not settings.allow_writes:  # read-only: a mistyped path or prefix creates nothing
+            asyncio.run(_check_readable(config))
         serve(config, settings, err=err)
     except KeyboardInterrupt:
         return 0
     except (SessionError, ConfigurationError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return 1
+    except SystemExit:  # uvicorn's own exit when it cannot start (its error is printed above)
+        err.write("error: the explorer could not start (see above)\n")
+        return 1
     return 0
+
+
+async def _check_readable(config: SessionConfig) -> None:
+    """Open the store as the read-only commands do (missing SQL tables are refused)."""
+    async with ops.open_store(config, read_only=True):
+        pass

@@ -117,6 +117,7 @@ async def _require_schema(config: SessionConfig, store: SessionStore) -> None:
     """Refuse SQL session tables that do not exist under the prefix (a read-only command)."""
     from lexigram.ai.session.stores.database import DatabaseSessionStore
 
+    store = getattr(store, "inner", store)  # the SQL store behind an encrypting one
     if not isinstance(store, DatabaseSessionStore):
         return
     await store.ping()  # an unreachable server is named as by initialize()

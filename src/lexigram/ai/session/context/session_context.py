@@ -57,6 +57,9 @@ class SessionBinding:
     released: bool = False
     guard: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    #: The view of this binding handed out by ``pinned()`` of a context without its own
+    #: manager (the middleware's and ``current_session()``'s): one object per request.
+    view: SessionContext | None = field(default=None, repr=False, compare=False)
 
 
 _CURRENT: ContextVar[SessionBinding | None] = ContextVar(
@@ -122,7 +125,11 @@ class SessionContext:
         binding = self._binding()
         if binding is None:
             raise SessionError("no session context is bound to the current request")
-        return SessionContext(self._manager, _binding=binding)
+        if self._manager is not None:
+            return SessionContext(self._manager, _binding=binding)
+        if binding.view is None:
+            binding.view = SessionContext(_binding=binding)
+        return binding.view
 
     @property
     def binding(self) -> SessionBinding | None:

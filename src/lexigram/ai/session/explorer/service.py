@@ -151,7 +151,8 @@ class ExplorerService:
     async def restore(self, session_id: str, checkpoint_id: str) -> SessionState:
         """Put the session back to one of its checkpoints."""
         check_id(checkpoint_id, "checkpoint")
-        owned = {c.checkpoint_id for c in await self.checkpoints(check_id(session_id, "id"))}
+        await self.record(session_id)  # an unknown session is a 404, as on every page
+        owned = {c.checkpoint_id for c in await self.checkpoints(session_id)}
         if checkpoint_id not in owned:
             if await self.store.load_checkpoint(checkpoint_id) is None:
                 raise CheckpointNotFoundError(checkpoint_id)  # 404, as an unknown session

@@ -53,6 +53,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.observability import telemetry
 from lexigram.ai.session.stores.base import BatchOutcome, SessionRecord
+from lexigram.ai.session.validation import MAX_DURATION_S
 
 __all__ = ["MIN_TOMBSTONE_S", "SessionCleanupScheduler", "SweepProgress", "SweepReport"]
 
@@ -120,20 +121,20 @@ class SessionCleanupScheduler:
         self.manager = manager
         self.store = manager.store
         self.config = manager.config
-        self.interval_s = _positive(
+        self.interval_s = _bounded(_positive(
             "interval_s", interval_s if interval_s is not None else self.config.cleanup_interval_s
-        )
+        ), "interval_s")
         cfg = self.config
         self.batch_size = int(
             _positive("batch_size", cfg.sweep_batch_size if batch_size is None else batch_size)
         )
-        self.purge_after_s = _non_negative(
+        self.purge_after_s = _bounded(_non_negative(
             "purge_after_s", cfg.purge_after_s if purge_after_s is None else purge_after_s
-        )
-        self.tombstone_s = _non_negative(
+        ), "purge_after_s")
+        self.tombstone_s = _bounded(_non_negative(
             "tombstone_s",
             tombstone_s if tombstone_s is not None else max(self.purge_after_s, MIN_TOMBSTONE_S),
-        )
+        ), "tombstone_s")
         self.concurrency = int(_positive("concurrency", concurrency))
         if not 0.0 <= jitter < 1.0:
             raise SessionValidationError("jitter", f"must be in [0, 1), got {jitter!r}")
@@ -437,4 +438,13 @@ def _positive(name: str, value: float) -> float:
 def _non_negative(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise SessionValidationError(name, f"must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _bounded(value: float, name: str) -> float:
+    """``value`` as a float, refused past :data:`MAX_DURATION_S` (and when not finite)."""
+    if not value <= MAX_DURATION_S:
+        raise SessionValidationError(
+            name, f"must be <= {MAX_DURATION_S} (a thousand years), got {value!r}"
+        )
     return float(value)

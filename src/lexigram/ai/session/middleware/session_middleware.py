@@ -199,7 +199,7 @@ class SessionMiddleware:
         )
         context = SessionContext(manager)
         token = context.bind(resolution.state, user_id=resolution.user_id)
-        view = context.pinned()
+        view = SessionContext().pinned()  # the one view current_session() also returns
         binding = view.binding
         if binding is None:  # pragma: no cover - bind() just set it
             raise RuntimeError("the session binding vanished")

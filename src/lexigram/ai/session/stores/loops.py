@@ -253,7 +253,7 @@ async def _close_elsewhere(entry: _Entry[Any], here: asyncio.AbstractEventLoop) 
     try:
         await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT_S + 1.0)
     except Exception as exc:  # that loop is stuck: leave its connections to it
-        _log.warning("ai_session.loop_close_timeout: %s", exc)
+        _log.warning("ai_session.loop_close_timeout: %r", exc)  # a timeout's str() is empty
 
 
 def drop_transport(transport: Any) -> None:
