@@ -315,7 +315,10 @@ class SessionStore(abc.ABC):
         """Create or replace a whole session: header and live turns (O(n); compat path).
 
         Refused with ``SessionNotFoundError`` for an id purged within the tombstone
-        retention, so a late write cannot bring a purged session back.
+        retention, so a late write cannot bring a purged session back. Otherwise it
+        replaces what is stored, status included: a stale copy saved over a session
+        that was closed or expired meanwhile makes it live again. It is the import and
+        test path; writers use the atomic operations, which never do that.
         """
 
     async def load(self, session_id: str) -> SessionState | None:
