@@ -340,3 +340,16 @@ async def test_an_unconfirmed_replace_is_reported_as_such_and_is_never_a_mix(
     state = await store.load(sid)
     assert state is not None and [t.content for t in state.turns] == ["Weather in Paris?"]
     assert (state.turn_count, state.total_tokens) == (1, 5)
+
+
+async def test_replace_never_makes_an_ended_session_live_again(store: SessionStore) -> None:
+    """A live copy of a session closed since is refused before anything is written."""
+    sid, _ = await _seed(store)
+    doc = await _document(store, sid)  # taken while the session was active
+    doc["sessions"][0]["checkpoints"][0]["checkpoint_id"] = "cp-new-in-doc"
+    await _manager(store).close(sid)
+    before = await _snapshot(store, sid)
+    with pytest.raises(SessionValidationError) as info:
+        await import_document(store, _raw(doc), replace_existing=True)
+    assert info.value.field == "sessions[0].status" and "closed" in str(info.value)
+    assert await _snapshot(store, sid) == before

@@ -315,10 +315,11 @@ class SessionStore(abc.ABC):
         """Create or replace a whole session: header and live turns (O(n); compat path).
 
         Refused with ``SessionNotFoundError`` for an id purged within the tombstone
-        retention, so a late write cannot bring a purged session back. Otherwise it
-        replaces what is stored, status included: a stale copy saved over a session
-        that was closed or expired meanwhile makes it live again. It is the import and
-        test path; writers use the atomic operations, which never do that.
+        retention, so a late write cannot bring a purged session back. A live state
+        (ACTIVE or SUSPENDED) saved over a stored session that is CLOSED or EXPIRED
+        (stored so, or past its deadline) is refused in the same atomic step with
+        ``SessionClosedError`` / ``SessionExpiredError``: a stale copy never makes an
+        ended session live again. An ended state may replace anything.
         """
 
     async def load(self, session_id: str) -> SessionState | None:

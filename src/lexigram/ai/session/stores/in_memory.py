@@ -293,6 +293,11 @@ class InMemorySessionStore(SessionStore):
         if old is None:
             self._insert(state, now)
             return
+        if state.status in LIVE_STATUSES:
+            # A live copy saved over a session that ended meanwhile would make it live again.
+            ended = self._status(old, now)
+            if ended in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
+                require_writable(state.session_id, ended)
         self._reindex(state.session_id, old.header, state)
         old.header = copy_state(state, turns=[])
         self._set_live(old, [])

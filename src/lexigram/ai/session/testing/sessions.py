@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from lexigram.contracts.ai.session import (
     SessionState,
+    SessionStatus,
     SessionTurn,
 )
 
@@ -22,12 +23,18 @@ from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     SessionCapacityError,
     SessionClosedError,
+    SessionExpiredError,
     SessionNotFoundError,
     SessionTransitionError,
     SessionValidationError,
     StoreUnavailableError,
 )
-from lexigram.ai.session.stores.base import SessionPatch, SessionStore, StoredTurns
+from lexigram.ai.session.stores.base import (
+    LIVE_STATUSES,
+    SessionPatch,
+    SessionStore,
+    StoredTurns,
+)
 from lexigram.ai.session.testing.support import (
     _A,
     _C,
@@ -225,6 +232,38 @@ class SessionsSuite(SuiteBase):
         assert len(active.items) == 6
         assert await store.count_live_sessions("bob") == 6
         assert await store.count_live_sessions("nobody") == 0
+
+    async def test_a_stale_live_save_cannot_revive_an_ended_session(
+        self, store: SessionStore
+    ) -> None:
+        """Closed, expired (stored or past its deadline) stay so: nothing resurrected."""
+        store.session_ttl = 60
+        closed = await self._session(store)
+        stale = await store.load(closed.session_id)
+        assert stale is not None
+        await store.transition(
+            closed.session_id, SessionStatus.CLOSED, allowed_from=LIVE_STATUSES
+        )
+        with pytest.raises(SessionClosedError):
+            await store.save(stale)
+        idle = await self._session(store, "erin")
+        stale_idle = await store.load(idle.session_id)
+        assert stale_idle is not None
+        self.clock(store).advance(61)
+        with pytest.raises(SessionExpiredError):
+            await store.save(stale_idle)
+        assert await store.mark_expired(idle.session_id) is not None
+        with pytest.raises(SessionExpiredError):
+            await store.save(replace(stale_idle, updated_at=self.clock(store).now))
+        for sid, status in ((closed.session_id, SessionStatus.CLOSED),
+                            (idle.session_id, SessionStatus.EXPIRED)):
+            record = await store.load_record(sid)
+            assert record is not None and record.state.status == status
+        ended = await store.load(closed.session_id)
+        assert ended is not None
+        await store.save(replace(ended, variables={"note": "kept closed"}))  # ended stays ended
+        record = await store.load_record(closed.session_id)
+        assert record is not None and record.state.variables == {"note": "kept closed"}
 
     async def test_contract_list_sessions_and_save(self, store: SessionStore) -> None:
         state = make_state("dave", variables={"k": 1})

@@ -7,6 +7,11 @@ end
 local old, bad = hmap(KH)
 if bad then return wrong_type() end
 local fields = cjson.decode(ARGV[2])
+-- A live copy saved over a session that ended meanwhile would make it live again.
+if old and LIVE[fields.s] then
+  local st, refused = writable(old)
+  if not st then return refused end
+end
 -- Saved over a session the caller found indexed (no new ordinal), deleted since: the
 -- caller indexes it again and retries, so the new session is listed.
 if not old and not fields.o then return fail('GONE') end
