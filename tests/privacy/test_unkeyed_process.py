@@ -175,7 +175,8 @@ async def test_the_explorer_without_keys_refuses_encrypted_sessions() -> None:
     app = create_app(SessionManagerImpl(inner), ExplorerSettings())
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as http:
-        for path in ("/api/session", "/api/session/turns", "/api/session/checkpoints", "/session"):
+        for path in ("/api/session", "/api/session/turns", "/api/session/checkpoints",
+                     "/api/session/tree", "/session"):
             answer = await http.get(path, params={"id": sealed})
             assert answer.status_code == 500 and "LEX_ERR_SES_114" in answer.text, path
             assert "lxe1:" not in answer.text and "secret" not in answer.text

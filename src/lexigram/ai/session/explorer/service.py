@@ -135,7 +135,9 @@ class ExplorerService:
         return await self.store.list_checkpoint_headers(session_id)
 
     async def tree(self, session_id: str) -> BranchTree:
-        """The session's branch family."""
+        """The session's branch family (refused as the session's other pages are when its
+        header cannot be opened: no keys, or keys that do not open it)."""
+        await self.record(session_id)
         return await load_tree(self.store, session_id)
 
     async def series(self, session_id: str) -> UsageSeries:
