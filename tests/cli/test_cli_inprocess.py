@@ -253,17 +253,27 @@ def test_an_in_memory_sqlite_url_is_warned_about(tmp_path: Path) -> None:
     assert code == 0 and "in-memory SQLite database" in err and "keeps nothing" in err
 
 
+_READ_ONLY = (("list", "alice"), ("show", "--", "x"), ("export", "--user", "alice"))
+#: With encryption on, the SQL store sits behind the encrypting one: still refused.
+_READ_ONLY_WITH_KEYS = (("keys", "status"), ("list", "alice"), ("export-user", "alice"))
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["plain", "keys"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
 def test_read_commands_do_not_create_tables_under_an_unknown_prefix(
-    seeded: Seeded, backend: str
+    seeded: Seeded, backend: str, keys: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from lexigram.ai.session.encryption.keyring import new_key_text
+
+    if keys:
+        monkeypatch.setenv("LEX_AI_SESSION__ENCRYPTION_KEYS", new_key_text("k1"))
     prefix = f"ro{uuid.uuid4().hex[:8]}_"
     url = {"sqlite": seeded.url, "postgres": POSTGRES_URL, "mariadb": MARIADB_URL}[backend]
     if backend == "postgres":
         require_postgres()
     elif backend == "mariadb":
         require_mariadb()
-    for argv in (("list", "alice"), ("show", "--", "x"), ("export", "--user", "alice")):
+    for argv in _READ_ONLY_WITH_KEYS if keys else _READ_ONLY:
         code, out, err = run("--database-url", url, "--table-prefix", prefix, *argv)
         assert code == 1 and out == "", argv
         assert f"no session tables with prefix {prefix!r}" in err, err
@@ -280,24 +290,3 @@ async def _tables_with(url: str, prefix: str) -> list[str]:
     finally:
         await store.close()
     return [n for n in names if n.startswith(prefix)]
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
-def test_read_commands_with_keys_do_not_create_tables_either(
-    seeded: Seeded, backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With encryption on, the SQL store sits behind the encrypting one: still refused."""
-    from lexigram.ai.session.encryption.keyring import new_key_text
-
-    monkeypatch.setenv("LEX_AI_SESSION__ENCRYPTION_KEYS", new_key_text("k1"))
-    prefix = f"rk{uuid.uuid4().hex[:8]}_"
-    url = {"sqlite": seeded.url, "postgres": POSTGRES_URL, "mariadb": MARIADB_URL}[backend]
-    if backend == "postgres":
-        require_postgres()
-    elif backend == "mariadb":
-        require_mariadb()
-    for argv in (("keys", "status"), ("list", "alice"), ("export-user", "alice")):
-        code, out, err = run("--database-url", url, "--table-prefix", prefix, *argv)
-        assert code == 1 and out == "", argv
-        assert f"no session tables with prefix {prefix!r}" in err, err
-    assert asyncio.run(_tables_with(url, prefix)) == []
