@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -74,6 +74,7 @@ class _Fault:
     match: Matcher
     nbytes: int = 0
     marker: bytes = b""
+    before_close: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(eq=False)
@@ -83,6 +84,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     drop_reply: bool = False
+    before_close: Callable[[], Awaitable[None]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -170,14 +172,17 @@ class FaultProxy:
 
     # -- faults ----------------------------------------------------------------
 
-    def drop_next_reply(self, match: Matcher = None) -> None:
+    def drop_next_reply(
+        self, match: Matcher = None, *, before_close: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Forward the next matching request, then drop its reply and close the connection.
 
         The server receives and applies the request; when its reply arrives the
         proxy aborts both sides of that connection instead of forwarding it, so
         the client sees a connection error after the command took effect.
+        ``before_close`` is awaited first (another writer acting in that window).
         """
-        self._faults.append(_Fault("drop_reply", match))
+        self._faults.append(_Fault("drop_reply", match, before_close=before_close))
 
     def cut_before_request(self, match: Matcher = None) -> None:
         """Close the connection instead of forwarding the next matching request."""
@@ -219,6 +224,16 @@ class FaultProxy:
             link.close()
         self.cuts += len(links)
         return len(links)
+
+    def upstream_ports(self) -> list[int]:
+        """The local ports of the proxy's open connections to the server (as the server
+        sees its clients: to find and kill them there)."""
+        ports = []
+        for link in self._links:
+            sockname = link.upstream.get_extra_info("sockname")
+            if sockname:
+                ports.append(int(sockname[1]))
+        return ports
 
     def reset(self) -> None:
         """Disarm every pending fault and remove the delay."""
@@ -272,6 +287,7 @@ class FaultProxy:
                     return
                 if fault is not None:
                     link.drop_reply = True
+                    link.before_close = fault.before_close
                 await self._send(link.upstream, data)
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -283,6 +299,8 @@ class FaultProxy:
             while data := await reader.read(_CHUNK):
                 if link.drop_reply:
                     self.replies_dropped += 1
+                    if link.before_close is not None:
+                        await link.before_close()
                     link.close()
                     return
                 await self._send(link.client, data)

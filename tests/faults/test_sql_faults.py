@@ -14,6 +14,8 @@ the transaction back on the server; the store retries it and it is applied once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -420,6 +422,33 @@ async def test_a_lost_reply_is_applied_once_and_the_caller_told_the_truth(
     assert await _ids(pair.direct, state.session_id) == [made[0].turn_id]
 
 
+@pytest.mark.parametrize("batch", [1, 2], ids=["one_turn", "batch"])
+async def test_a_lost_reply_with_another_writer_in_between_is_still_applied_once(
+    pair: Pair, batch: int
+) -> None:
+    """Another writer appends while the reply is lost: the re-send finds its own commit
+    below that writer's turn and reports success, not a DuplicateTurnError."""
+    ctx = await _base(pair)
+    mine = [turn(7), turn(8)][:batch]
+    other = turn(9)
+
+    async def other_writer() -> None:
+        await pair.direct.append_turns(ctx["sid"], [other])
+
+    await pair.proxied.ping()
+    one_statement = pair.direct.dialect in ONE_STATEMENT_DIALECTS
+    match = _batch_commit({"batch": mine, "one_statement": one_statement})
+    pair.proxy.drop_next_reply(match=match, before_close=other_writer)
+    result = await pair.proxied.append_turns(ctx["sid"], mine)
+    assert pair.proxy.replies_dropped == 1
+    assert result.first_seq == 3
+    assert await _ids(pair.direct, ctx["sid"]) == (
+        ctx["ids"] + [t.turn_id for t in mine] + [other.turn_id]
+    )
+    state = await _record(pair, ctx["sid"])
+    assert state.turn_count == 2 + batch + 1
+
+
 async def test_a_cut_inside_the_transaction_is_rolled_back_and_retried(pair: Pair) -> None:
     ctx = await _base(pair)
     # A fresh connection parses the statement that ends the turn's liveness: cut there.
@@ -454,3 +483,48 @@ async def test_a_checkpoint_saved_whole_is_retried(pair: Pair) -> None:
     assert pair.proxy.replies_dropped == 1
     headers = await pair.direct.list_checkpoint_headers(ctx["sid"])
     assert [c.checkpoint_id for c in headers] == ["cp-whole"]
+
+
+async def _kill_server_side(pair: Pair) -> int:
+    """Have the server end the proxied store's connections (KILL / pg_terminate_backend)."""
+    from sqlalchemy import text
+
+    ports = pair.proxy.upstream_ports()
+    if not ports:
+        return 0
+    async with pair.direct.engine.connect() as conn:
+        if pair.direct.dialect == "postgresql":
+            found = await conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE client_port IN ({','.join(map(str, ports))})"
+            ))
+            return int(found.scalar_one())
+        hosts = {f"127.0.0.1:{port}" for port in ports} | {f"localhost:{port}" for port in ports}
+        rows = (await conn.execute(text("SELECT ID, HOST FROM information_schema.PROCESSLIST")))
+        ids = [row[0] for row in rows if row[1] in hosts]
+        for killed in ids:
+            await conn.execute(text(f"KILL {int(killed)}"))
+        return len(ids)
+
+
+async def test_connections_the_server_kills_mid_read_leave_no_broken_connection_behind(
+    pair: Pair,
+) -> None:
+    """A read whose connection the server kills recovers; the writes after it run on
+    live connections (MariaDB handed out one its driver knew was closed: the write
+    failed with a raw "(0, 'Not connected')" although nothing had been sent)."""
+    ctx = await _base(pair)
+    added: list[SessionTurn] = []
+    killed = 0
+    for n in range(4):
+        pair.proxy.delay(0.2)
+        reading = asyncio.ensure_future(pair.proxied.load(ctx["sid"]))
+        await asyncio.sleep(0.3)
+        killed += await _kill_server_side(pair)
+        pair.proxy.reset()
+        with contextlib.suppress(StoreUnavailableError):
+            await reading
+        added.append(turn(10 + n))
+        await pair.proxied.append_turns(ctx["sid"], [added[-1]])
+    assert killed >= 4
+    assert await _ids(pair.direct, ctx["sid"]) == ctx["ids"] + [t.turn_id for t in added]

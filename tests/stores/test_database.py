@@ -773,3 +773,14 @@ async def test_a_shared_engine_is_used_and_left_open(sqlite_url: str) -> None:
         await second.close()
     finally:
         await engine.dispose()
+
+
+async def test_a_sqlite_directory_that_cannot_be_made_is_a_store_error(tmp_path: Any) -> None:
+    """A file where the directory should be (as a read-only or full file system would):
+    StoreUnavailableError naming the URL, not a raw OSError."""
+    (tmp_path / "taken").write_text("a file, not a directory")
+    store = DatabaseSessionStore(f"sqlite+aiosqlite:///{tmp_path / 'taken' / 'sub' / 's.db'}")
+    with pytest.raises(StoreUnavailableError) as info:
+        await store.initialize()
+    assert "create the directory of" in str(info.value) and "s.db" in str(info.value)
+    await store.close()

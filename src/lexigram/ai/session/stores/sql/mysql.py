@@ -499,6 +499,8 @@ class MyRunner(Runner):
                 if lost:
                     broken = True
                     last = exc
+                    if _never_sent(exc):
+                        unsure = False  # not sent: not applied (a COMMIT not sent commits nothing)
                     if not unsure or retry_safe:
                         if unsure:
                             mark_resent(True)  # the next attempt may find its own commit
@@ -570,9 +572,20 @@ def _is_disconnect(exc: BaseException) -> bool:
     import asyncmy.errors
 
     root = _root(exc)
+    if _never_sent(root):
+        return True
     if isinstance(root, asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError):
         code = _code(root)
         return code is None or code in _LOST or code >= 2000
     return isinstance(
         root, ConnectionError | OSError | TimeoutError | asyncio.IncompleteReadError
     )
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether the driver refused a command before sending it (its connection was closed:
+    asyncmy's ``InterfaceError(0, "Not connected")``), so the server never saw it."""
+    import asyncmy.errors
+
+    root = _root(exc)
+    return isinstance(root, asyncmy.errors.InterfaceError) and _code(root) == 0

@@ -285,6 +285,11 @@ async def append(
     return AppendResult(record=record, closed_by_cap=closed, first_seq=first)
 
 
+#: How many turns other writers may append between a batch's lost commit reply and its
+#: re-send for the re-send still to find the batch stored (and not call it a duplicate).
+REPLAY_WINDOW = 256
+
+
 async def replay_outcome(
     tx: Tx,
     ctx: Ctx,
@@ -292,26 +297,32 @@ async def replay_outcome(
     rows: Sequence[dict[str, Any]],
     max_turns: int | None,
 ) -> AppendResult | None:
-    """The first outcome of a batch that is already the session's newest live turns.
+    """The first outcome of a batch already stored among the session's newest live turns.
 
     The runner re-sends an append whose commit reply was lost (only then is this
-    called, see :func:`runner.was_resent`): when the newest live turns have the
-    batch's ids, in order, with exactly the same stored JSON, the append already
-    happened and its result is returned instead of a ``DuplicateTurnError``. None
-    otherwise.
+    called, see :func:`runner.was_resent`): when consecutive live turns among the
+    newest have the batch's ids, in order, with exactly the same stored JSON, the
+    append already happened and its result is returned instead of a
+    ``DuplicateTurnError``. Other writers may have appended after it meanwhile (up to
+    :data:`REPLAY_WINDOW` turns); the record returned is the session as it is now.
+    None otherwise.
     """
     n = len(rows)
     if n == 0 or record.state.turn_count < n:
         return None
     session_id = record.state.session_id
-    newest = await tx.all(ctx.q.turns.last_turn_ids, {"sid": session_id, "lim": n})
+    newest = await tx.all(
+        ctx.q.turns.last_turn_ids, {"sid": session_id, "lim": n + REPLAY_WINDOW}
+    )
     newest.reverse()
-    if len(newest) != n:
+    wanted = [(item["turn_id"], item["data"]) for item in rows]
+    found = [(stored[1], stored[2]) for stored in newest]
+    start = next(
+        (i for i in range(len(found) - n, -1, -1) if found[i : i + n] == wanted), None
+    )
+    if start is None:
         return None
-    for stored, item in zip(newest, rows, strict=True):
-        if stored[1] != item["turn_id"] or stored[2] != item["data"]:
-            return None
-    first = int(newest[0][0])
+    first = int(newest[start][0])
     for offset, item in enumerate(rows):
         item["session_id"] = session_id
         item["seq"] = first + offset

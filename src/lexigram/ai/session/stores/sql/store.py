@@ -231,7 +231,10 @@ class DatabaseSessionStore(SessionStore):
         """
         path = self.database_url.sqlite_path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a read-only or full file system, a file in the way
+                raise self._runner.unavailable(exc, "create the directory of") from exc
         await self.ping()
         now = to_us(self.now())
         try:
