@@ -10,6 +10,7 @@ and the caller got its real outcome.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -677,3 +678,34 @@ async def test_on_a_cluster_every_write_with_a_lost_reply_is_applied_once() -> N
         r.assert_dropped()
         assert await store.load(sid) is None
         assert await r.direct.zscore(users[0], sid) is None
+
+
+async def test_a_stalled_server_fails_calls_within_the_socket_timeout() -> None:
+    """A server that stops answering is given up on after ``socket_timeout`` (redis-py's
+    read timeout, from the URL) on the direct lane too, then on the full path: the call
+    fails in bounded time (it waited for the whole stall) and is applied at most once."""
+    require_redis()
+    prefix = f"lxfault:{uuid.uuid4().hex[:12]}"
+    direct = Redis.from_url(REDIS_URL)
+    async with FaultProxy("127.0.0.1", 6379) as proxy:
+        store = CacheSessionStore(
+            f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=0.5", key_prefix=prefix
+        )
+        await store.initialize()
+        try:
+            state = make_state("alice")
+            await store.create_session(state)
+            first, late = make_turn(0), make_turn(1)
+            await store.append_turns(state.session_id, [first])  # the lane is open
+            proxy.delay(8.0)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError):
+                await store.append_turns(state.session_id, [late])
+            assert time.monotonic() - started < 7.0
+            proxy.reset()
+            stored = [t.turn_id for t in await store.get_turns(state.session_id)]
+            assert stored in ([first.turn_id], [first.turn_id, late.turn_id])
+        finally:
+            await store.close()
+            await drop_prefix(direct, store.keys.pattern)
+            await direct.aclose()

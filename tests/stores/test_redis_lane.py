@@ -73,3 +73,19 @@ async def test_a_command_refused_while_queued_runs_nothing_and_leaves_it_to_the_
     assert await client.exists(p + "k") == 0  # EXECABORT: the SET did not run either
     assert await direct.call(p + "k", "SET", p + "k", "w") == b"OK"
     assert await client.get(p + "k") == b"w"
+
+
+@pytest.mark.parametrize(
+    "error", ["ClusterDownError", "MasterDownError", "TryAgainError"]
+)
+def test_a_cluster_that_is_down_is_unavailable_not_a_refusal(error: str) -> None:
+    """CLUSTERDOWN / MASTERDOWN / TRYAGAIN: the command did not run and may once the
+    cluster is back, so callers that retry on StoreUnavailableError do (it was a
+    SessionStoreError, 'Redis refused')."""
+    import redis.exceptions
+
+    from lexigram.ai.session.exceptions import StoreUnavailableError
+    from lexigram.ai.session.stores.redis.client import translate
+
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        translate(getattr(redis.exceptions, error)("The cluster is down"), "script append")

@@ -20,11 +20,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    ClusterDownError,
     DataError,
     NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 
 from lexigram.ai.session.exceptions import (
@@ -91,7 +93,14 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
 
 
 def translate(exc: BaseException, where: str) -> NoReturn:
-    """Re-raise a driver error as the store's own error type."""
+    """Re-raise a driver error as the store's own error type.
+
+    A Cluster that is down or moving a slot (``CLUSTERDOWN``, ``TRYAGAIN``) refused
+    nothing for good: the command did not run, and may once the cluster is back
+    (``StoreUnavailableError``).
+    """
+    if isinstance(exc, ClusterDownError | TryAgainError):
+        raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
     if isinstance(exc, ResponseError | DataError):
         raise SessionStoreError(f"Redis refused {where}: {exc}") from exc
     raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc

@@ -135,16 +135,27 @@ class PipelinedConnection:
             self._reader = asyncio.get_running_loop().create_task(self._read(conn))
 
     async def _read(self, conn: Any) -> None:
-        """Read replies in order until every written call has its own."""
+        """Read replies in order until every written call has its own.
+
+        Each call's replies must come within the connection's ``socket_timeout`` (as
+        redis-py reads them; 5 s by default): a server that stalls fails the calls on
+        the connection (``TimeoutError``, sent), which the store then runs on the full
+        path, with its own timeout and retries.
+        """
         read = conn._parser.read_response
         in_flight = self._in_flight
+        limit = getattr(conn, "socket_timeout", None)
+        loop = asyncio.get_running_loop()
         try:
-            while in_flight:
-                call = in_flight[0]
-                replies = [await read() for _ in range(call.count)]
-                in_flight.popleft()
-                if not call.future.done():  # its caller may have been cancelled
-                    call.future.set_result(replies)
+            async with asyncio.timeout(None) as deadline:
+                while in_flight:
+                    call = in_flight[0]
+                    if limit:
+                        deadline.reschedule(loop.time() + limit)
+                    replies = [await read() for _ in range(call.count)]
+                    in_flight.popleft()
+                    if not call.future.done():  # its caller may have been cancelled
+                        call.future.set_result(replies)
         except BaseException as exc:
             self._break(conn, exc)
             if not isinstance(exc, Exception):
