@@ -59,6 +59,8 @@ class PipelinedConnection:
         self._flush_planned = False
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._answered = 0  # calls answered so far (the stall watch's progress mark)
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
         """Send ``packed`` (``count`` commands) with the other calls of this loop turn.
@@ -133,39 +135,62 @@ class PipelinedConnection:
         self._in_flight.extend(calls)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+        if self._watchdog is None:
+            self._watch(conn)
 
     async def _read(self, conn: Any) -> None:
-        """Read replies in order until every written call has its own.
-
-        Each call's replies must come within the connection's ``socket_timeout`` (as
-        redis-py reads them; 5 s by default): a server that stalls fails the calls on
-        the connection (``TimeoutError``, sent), which the store then runs on the full
-        path, with its own timeout and retries.
-        """
+        """Read replies in order until every written call has its own."""
         read = conn._parser.read_response
         in_flight = self._in_flight
-        limit = getattr(conn, "socket_timeout", None)
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(None) as deadline:
-                while in_flight:
-                    call = in_flight[0]
-                    if limit:
-                        deadline.reschedule(loop.time() + limit)
-                    replies = [await read() for _ in range(call.count)]
-                    in_flight.popleft()
-                    if not call.future.done():  # its caller may have been cancelled
-                        call.future.set_result(replies)
+            while in_flight:
+                call = in_flight[0]
+                replies = [await read() for _ in range(call.count)]
+                in_flight.popleft()
+                self._answered += 1
+                if not call.future.done():  # its caller may have been cancelled
+                    call.future.set_result(replies)
         except BaseException as exc:
             self._break(conn, exc)
             if not isinstance(exc, Exception):
                 raise
+
+    def _watch(self, conn: Any) -> None:
+        """Fail the connection when no reply came for ``socket_timeout`` while calls wait.
+
+        Each call's replies must come within the connection's ``socket_timeout`` (as
+        redis-py reads them; 5 s by default): a server that stalls fails the calls on
+        the connection (``TimeoutError``, sent), which the store then runs on the full
+        path, with its own timeout and retries. One timer per ``socket_timeout`` while
+        calls are in flight, not one per call.
+        """
+        limit = getattr(conn, "socket_timeout", None)
+        if not limit or self._watchdog is not None or self._conn is not conn:
+            return
+        answered = self._answered
+
+        def check() -> None:
+            self._watchdog = None
+            if self._conn is not conn or not self._in_flight:
+                return
+            if self._answered == answered:
+                reader = self._reader
+                self._break(conn, TimeoutError(f"no reply from Redis in {limit} s"))
+                if reader is not None and not reader.done():
+                    reader.cancel()
+                return
+            self._watch(conn)  # replies came: watch the next stretch
+
+        self._watchdog = asyncio.get_running_loop().call_later(limit, check)
 
     def _break(self, conn: Any, exc: BaseException) -> None:
         """The connection failed: fail every call on it; the next call opens a new one."""
         if self._conn is not conn:
             return
         self._conn = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._reader = None  # the old one stops at its next read; the next flush starts one
         old = self._in_flight
         self._in_flight = deque()
