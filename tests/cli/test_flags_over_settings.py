@@ -78,3 +78,50 @@ def test_a_bad_setting_is_still_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEX_AI_SESSION__OPTIONS__POOL_SIZ", "4")
     with pytest.raises(ConfigurationError, match=r"options\.pool_siz.*did you mean 'pool_size'"):
         build_config(backend="redis", redis_url=REDIS)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "field"),
+    [
+        ("backend: redis\n  redis_url: redis://127.0.0.1:6379/9\n  sql:\n    url: sqlite:///x.db",
+         "ai_session.sql"),
+        ("backend: memory\n  redis:\n    pool_size: 3", "ai_session.redis"),
+        ("backend: in_memory\n  sql:\n    urll: x", "ai_session.sql.urll"),
+        ("backend: sql\n  redis: nope", "ai_session.redis"),
+    ],
+)
+def test_without_flags_a_stray_block_is_refused_as_the_application_refuses_it(
+    tmp_path: Path, yaml: str, field: str
+) -> None:
+    """No flag chooses anything: the settings are judged as SessionConfig.from_env_profile()
+    and the application judge them (the CLI dropped another backend's block silently)."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    from lexigram.ai.session.config import SessionConfig
+
+    (tmp_path / "application.yaml").write_text(f"ai_session:\n  {yaml}\n")
+    with pytest.raises(ConfigurationError) as app:
+        SessionConfig.from_env_profile()
+    with pytest.raises(ConfigurationError) as cli:
+        build_config()
+    assert field in str(app.value) and field in str(cli.value)
+
+
+def test_a_flag_that_keeps_the_backend_keeps_the_settings_judged(tmp_path: Path) -> None:
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    (tmp_path / "application.yaml").write_text(
+        "ai_session:\n  backend: redis\n  sql:\n    url: sqlite:///x.db\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"ai_session\.sql"):
+        build_config(backend="redis", redis_url=REDIS)
+
+
+def test_a_block_selected_by_its_url_is_left_out_when_the_flags_choose_another(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "application.yaml").write_text(
+        "ai_session:\n  sql:\n    url: sqlite+aiosqlite:///yaml.db\n    table_prefix: y_\n"
+    )
+    config = build_config(redis_url=REDIS)
+    assert (config.backend, config.redis_url) == ("redis", REDIS)

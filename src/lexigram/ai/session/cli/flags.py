@@ -45,23 +45,23 @@ def configured_section(base_path: Path | None = None) -> dict[str, Any]:
 def with_flags(section: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
     """``section`` with the CLI's ``flags`` (flat field -> value) applied, flags winning.
 
-    A flag replaces the same setting in a block (``--database-url`` over ``sql.url``);
-    when the flags choose another backend than the one written, that backend's
-    ``options`` and the blocks of other built-in backends are left out (they configure
-    a backend the command does not use).
+    A flag replaces the same setting in a block (``--database-url`` over ``sql.url``).
+    When the flags choose another backend than the one the settings configure (written
+    as ``backend``, or selected by their one URL), that backend's ``options`` and block
+    are left out: they configure a backend the command does not use. Anything else is
+    judged as the application judges it (a stray block is refused, naming it).
     """
     data = dict(section)
     written = data.get("backend")
-    chosen = flags.get("backend", written)
-    if not isinstance(chosen, str):
-        return {**data, **flags}
-    name = canonical_name(chosen)
-    if isinstance(written, str) and canonical_name(written) != name:
-        data.pop("options", None)
+    chosen = flags.get("backend")
+    own = _configured_backend(data)
+    if isinstance(chosen, str) and own is not None and own != canonical_name(chosen):
+        if isinstance(written, str):
+            data.pop("options", None)
+        data.pop(own, None)
+    final = chosen if isinstance(chosen, str) else written
+    name = canonical_name(final) if isinstance(final, str) else None
     for block, keys in BACKEND_BLOCKS.items():
-        if block != name and block in data and _other_builtin(name):
-            data.pop(block)
-            continue
         for label in (block, "options") if block == name else (block,):
             options = data.get(label)
             if isinstance(options, dict):
@@ -69,6 +69,17 @@ def with_flags(section: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]
     return {**data, **flags}
 
 
-def _other_builtin(name: str) -> bool:
-    """Whether blocks of other built-in backends are out of place with backend ``name``."""
-    return name in BACKEND_BLOCKS or name == "memory"
+def _configured_backend(data: dict[str, Any]) -> str | None:
+    """The backend the settings configure: ``backend`` (canonical name), else the one
+    built-in backend their URLs select (a flat URL field or a block's ``url``), else None."""
+    written = data.get("backend")
+    if isinstance(written, str):
+        return canonical_name(written)
+    found = set()
+    for block, keys in BACKEND_BLOCKS.items():
+        options = data.get(block)
+        if data.get(keys["url"]) not in (None, "") or (
+            isinstance(options, dict) and options.get("url") not in (None, "")
+        ):
+            found.add(block)
+    return found.pop() if len(found) == 1 else None
