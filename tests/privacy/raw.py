@@ -86,13 +86,19 @@ async def _sql(name: str, url: str | None) -> AsyncIterator[RawBackend]:
 
 
 @asynccontextmanager
-async def _redis() -> AsyncIterator[RawBackend]:
-    require_redis()
+async def _redis(cluster: bool = False) -> AsyncIterator[RawBackend]:
+    if cluster:
+        from tests.stores.redis_cluster import shared_cluster
+
+        url = shared_cluster().url
+    else:
+        require_redis()
+        url = REDIS_URL
     prefix = f"lxpriv:{uuid.uuid4().hex[:12]}"
     made: list[CacheSessionStore] = []
 
     async def make() -> SessionStore:
-        store = CacheSessionStore(REDIS_URL, key_prefix=prefix, pool_size=10)
+        store = CacheSessionStore(url, key_prefix=prefix, pool_size=10, cluster=cluster)
         await store.initialize()
         made.append(store)
         return store
@@ -122,7 +128,7 @@ async def _redis() -> AsyncIterator[RawBackend]:
         return b"\n".join(out)
 
     try:
-        yield RawBackend("redis", make, dump)
+        yield RawBackend("redis_cluster" if cluster else "redis", make, dump)
     finally:
         if made:
             keys = [k async for k in made[0].client.scan_iter(match=f"{prefix}*", count=1000)]
@@ -142,14 +148,15 @@ def open_raw(name: str) -> AbstractAsyncContextManager[RawBackend]:
     if name == "mariadb":
         require_mariadb()
         return _sql("mariadb", MARIADB_URL)
-    return _redis()
+    return _redis(cluster=name == "redis_cluster")
 
 
-RAW_BACKENDS = ["sqlite", "postgres", "mariadb", "redis"]
+RAW_BACKENDS = ["sqlite", "postgres", "mariadb", "redis", "redis_cluster"]
 _MARKS = {
     "postgres": (pytest.mark.postgres,),
     "mariadb": (pytest.mark.mariadb,),
     "redis": (pytest.mark.redis,),
+    "redis_cluster": (pytest.mark.redis,),
 }
 RAW_PARAMS = [pytest.param(n, id=n, marks=_MARKS.get(n, ())) for n in RAW_BACKENDS]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from lexigram.ai.session.exceptions import SessionValidationError
@@ -52,6 +53,8 @@ class RedisEnvelopes:
 
     async def _header_keys(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
         client = self.store.client
+        if isinstance(client, RedisCluster):
+            return await self._cluster_header_keys(client, cursor, limit)
         start = cursor or "0"
         if not start.isdigit():
             raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
@@ -63,6 +66,38 @@ class RedisEnvelopes:
             ) from None
         found = [_text(k) for k in keys]
         return found, (None if int(position) == 0 else str(position))
+
+    async def _cluster_header_keys(
+        self, client: RedisCluster, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """One SCAN step on one master of a Cluster; the position is ``<master>:<cursor>``.
+
+        Masters are taken in the order of their names (``host:port``), each scanned to
+        its end before the next. A position names a master by its place in that order:
+        after a failover changed the masters, a resumed run may see some sessions again
+        (a rotation skips what is already re-wrapped) or miss some (``keys status``
+        still counts them, and ``keys retire`` refuses while any needs the old key).
+        """
+        masters = sorted(client.get_primaries(), key=lambda node: node.name)
+        index_text, _, node_text = (cursor or "0:0").partition(":")
+        if not (index_text.isdigit() and node_text.isdigit()) or int(index_text) >= len(masters):
+            raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
+        index, master = int(index_text), masters[int(index_text)]
+        try:
+            # On a Cluster the reply's first item maps each scanned node to its cursor.
+            positions: Any
+            positions, keys = await client.scan(
+                cursor=int(node_text), match=self.match, count=limit, target_nodes=master
+            )
+        except ResponseError as exc:  # a position this server does not take
+            raise SessionValidationError(
+                "resume_from", f"{cursor!r} is not a SCAN position of this server: {exc}"
+            ) from None
+        found = [_text(k) for k in keys]
+        following = int(positions.get(master.name, 0))
+        if following:
+            return found, f"{index}:{following}"
+        return found, (f"{index + 1}:0" if index + 1 < len(masters) else None)
 
     async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
         """Headers found by one SCAN step after ``cursor``, with their envelopes."""
