@@ -290,3 +290,16 @@ async def _tables_with(url: str, prefix: str) -> list[str]:
     finally:
         await store.close()
     return [n for n in names if n.startswith(prefix)]
+
+
+def test_ctrl_c_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a command (a long `keys rotate`, an export) ended in a traceback."""
+    from lexigram.ai.session.cli import commands
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "run_list", interrupted)
+    code, out, err = run("list", "alice")
+    assert code == 1 and out == ""
+    assert "error: interrupted" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -143,3 +144,51 @@ def test_export_of_a_named_damaged_session_exports_the_others(
     assert code == 1
     assert [s["header"]["session_id"] for s in json.loads(out)["sessions"]] == [healthy[0]]
     assert damaged in err
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_sweep_names_the_damaged_records_it_quarantined(backend: str, tmp_path: Path) -> None:
+    """The sweep quarantined a damaged due session and printed nothing of it, exit 0."""
+    prefix = f"lxtest:{uuid.uuid4().hex[:12]}"
+    if backend == "redis":
+        require_redis()
+        options = ["--redis-url", REDIS_URL, "--key-prefix", prefix]
+    else:
+        url = sqlite_url(tmp_path / "due.db")
+        options = ["--database-url", url]
+
+    def make() -> SessionStore:
+        if backend == "redis":
+            return CacheSessionStore(REDIS_URL, key_prefix=prefix, session_ttl=1)
+        return DatabaseSessionStore(url, session_ttl=1)
+
+    async def seed() -> str:
+        store = make()
+        await store.initialize()
+        try:
+            config = {"auto_checkpoint_interval": None, "session_ttl": 1}
+            manager = SessionManagerImpl(store, config)
+            state = await manager.create("dora")
+            await manager.add_message(state.session_id, "user", "hello")
+            await (corrupt_header if backend == "redis" else corrupt)(store, state.session_id)
+            return state.session_id
+        finally:
+            await store.close()
+
+    async def drop() -> None:
+        store = make()
+        await store.initialize()
+        try:
+            if isinstance(store, CacheSessionStore):
+                await drop_prefix(store.client, store.keys.pattern)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    try:
+        time.sleep(1.2)  # past the session's deadline
+        code, out, err = run(*options, "sweep")
+        assert code == 1 and "expired 0" in out, (out, err)
+        assert "1 damaged session record(s)" in err and "quarantined" in err
+    finally:
+        asyncio.run(drop())

@@ -323,9 +323,12 @@ def _down_url(port: int) -> str:
     return f"redis://:s3cret-pw@127.0.0.1:{port}/0"
 
 
-async def test_store_reports_redis_down_at_boot() -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["single", "cluster"])
+async def test_store_reports_redis_down_at_boot(cluster: bool) -> None:
+    """Also a Cluster none of whose nodes answers (redis-py's RedisClusterUnreachableError
+    is no RedisError: it went through as a raw traceback)."""
     port = _free_port()  # nothing answers there
-    store = CacheSessionStore(_down_url(port), key_prefix="down-test")
+    store = CacheSessionStore(_down_url(port), key_prefix="down-test", cluster=cluster)
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError) as info:
         await store.initialize()

@@ -335,6 +335,13 @@ def run_sweep(
         f"expired {report.expired}, purged {report.purged}, skipped {report.skipped} "
         f"in {report.seconds:.2f}s\n"
     )
+    if report.damaged:
+        err.write(
+            f"error: {report.damaged} damaged session record(s) could not be expired or "
+            "purged and were quarantined (taken out of the sweep; their ids are in the "
+            "WARNING log lines ai_session.sweep_damaged_record); repair or delete them\n"
+        )
+        return 1
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import TextIO, cast
 from lexigram.ai.session.backends import find_backend
 from lexigram.ai.session.cli import commands, privacy_commands
 from lexigram.ai.session.cli.operations import build_config
+from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.redaction import RedactingWriter
 
 __all__ = ["SCRIPT_NAME", "build_parser", "main"]
@@ -146,6 +147,20 @@ def main(
                 "warning: database_url is an in-memory SQLite database, which keeps "
                 "nothing between runs; give a file: sqlite+aiosqlite:///<path>\n"
             )
+    try:
+        return _dispatch(args, config, out=out, err=err)
+    except KeyboardInterrupt:
+        err.write(
+            "error: interrupted; what was done is kept (a 'keys rotate' resumes with the "
+            "last --resume-from cursor it printed; running the other commands again is safe)\n"
+        )
+        return 1
+
+
+def _dispatch(
+    args: argparse.Namespace, config: SessionConfig, *, out: TextIO, err: TextIO
+) -> int:
+    """Run the parsed command; returns the exit code."""
     if args.command in privacy_commands.COMMANDS:
         return privacy_commands.run(args, config, out=out, err=err)
     if args.command == "schema-setup":

@@ -16,7 +16,7 @@ import orjson
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexigram.ai.session.exceptions import (
@@ -213,7 +213,7 @@ class RedisCore:
         where = f"{'Redis Cluster' if self.cluster else 'Redis'} at {mask_url(self.url)}"
         try:
             await self.scripts.client().ping()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
 
     # -------------------------------------------------------------------- clock
