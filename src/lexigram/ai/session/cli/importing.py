@@ -37,7 +37,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 from lexigram.ai.session.cli.reader import ExportedSession
 from lexigram.ai.session.cli.transfer import checkpoint_references, parse_document
 from lexigram.ai.session.exceptions import SessionValidationError, WriteOutcomeUnknownError
-from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionStore
+from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord, SessionStore
 
 __all__ = [
     "ImportReport",
@@ -117,20 +117,15 @@ def renumber_checkpoints(entry: ExportedSession) -> ExportedSession:
     return ExportedSession(state=header(entry.state), checkpoints=checkpoints)
 
 
-async def _exists(store: SessionStore, session_id: str) -> bool:
-    return await store.load_record(session_id) is not None
-
-
-async def _check_not_revived(store: SessionStore, entry: ExportedSession, where: str) -> None:
+def _check_not_revived(stored: SessionRecord, entry: ExportedSession, where: str) -> None:
     """Refuse replacing an ended session with a live one (``save`` would refuse it, after
     the entry's checkpoints were written): a closed or expired session stays ended."""
     if entry.state.status not in LIVE_STATUSES:
         return
-    record = await store.load_record(entry.state.session_id)
-    if record is not None and record.state.status not in LIVE_STATUSES:
+    if stored.state.status not in LIVE_STATUSES:
         raise SessionValidationError(
             f"{where}.status",
-            f"session {entry.state.session_id!r} is {record.state.status.value} in the target "
+            f"session {entry.state.session_id!r} is {stored.state.status.value} in the target "
             f"store; a {entry.state.status.value} copy cannot make it live again (delete it "
             "first to import it as it was)",
         )
@@ -190,11 +185,12 @@ async def import_document(
     entries.sort(key=lambda e: e.state.created_at)
     plan: list[tuple[ExportedSession, bool]] = []
     for entry in entries:
-        exists = await _exists(store, entry.state.session_id)
+        stored = await store.load_record(entry.state.session_id)
+        exists = stored is not None
         if not exists or replace_existing:
             await _check_ownership(store, entry, places[entry.state.session_id])
-        if exists and replace_existing:
-            await _check_not_revived(store, entry, places[entry.state.session_id])
+        if stored is not None and replace_existing:
+            _check_not_revived(stored, entry, places[entry.state.session_id])
         plan.append((entry, exists))
     imported: list[str] = []
     skipped: list[str] = []

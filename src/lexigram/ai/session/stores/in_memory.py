@@ -295,9 +295,7 @@ class InMemorySessionStore(SessionStore):
             return
         if state.status in LIVE_STATUSES:
             # A live copy saved over a session that ended meanwhile would make it live again.
-            ended = self._status(old, now)
-            if ended in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
-                require_writable(state.session_id, ended)
+            require_writable(state.session_id, self._status(old, now))
         self._reindex(state.session_id, old.header, state)
         old.header = copy_state(state, turns=[])
         self._set_live(old, [])

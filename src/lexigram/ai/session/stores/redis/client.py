@@ -92,6 +92,11 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
         raise SessionValidationError("redis_url", f"cannot use {mask_url(url)!r}: {exc}") from exc
 
 
+#: What redis-py raises: its errors, and the Cluster client's own (``RedisClusterException``
+#: is no ``RedisError``: an unreachable Cluster raised through untranslated).
+_DRIVER_ERRORS = (RedisError, RedisClusterException)
+
+
 def translate(exc: BaseException, where: str) -> NoReturn:
     """Re-raise a driver error as the store's own error type.
 
@@ -230,7 +235,7 @@ class ScriptRunner:
         async with self._gate:
             try:
                 return await getattr(self._client, name)(*args, **options)
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, name.upper())
 
     async def pipeline(
@@ -255,7 +260,7 @@ class ScriptRunner:
                     for name, args in commands:
                         getattr(pipe, name)(*args)
                     return list(await pipe.execute(raise_on_error=raise_on_error))
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, "pipeline")
 
     async def load_all(self) -> None:
@@ -288,7 +293,7 @@ class ScriptRunner:
                     translate(exc, f"script {name}")
                 await self.load_all()
                 sha = self._scripts[name].sha
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, f"script {name}")
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -318,7 +323,7 @@ class ScriptRunner:
                         keys, args = calls[i]
                         pipe.evalsha(sha, len(keys), *keys, *args)
                     replies = list(await pipe.execute(raise_on_error=False))
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, f"script {name}")
             missing = []
             for i, reply in zip(todo, replies, strict=True):
@@ -354,12 +359,12 @@ class ScriptRunner:
                     pass  # the full path loads the scripts again
                 except LaneError as exc:
                     sent = exc if exc.sent else None
-                except (RedisError, RedisClusterException) as exc:
+                except _DRIVER_ERRORS as exc:
                     translate(exc, f"script {name}")
         async with loop.gate:
             try:
                 return await script(keys=keys, args=args)
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 if sent is not None and not isinstance(exc, ResponseError | DataError):
                     translate(sent.cause, f"script {name}")
                 translate(exc, f"script {name}")
@@ -373,12 +378,12 @@ class ScriptRunner:
                     return await loop.lane.call(str(args[1]), *args)
                 except LaneError:
                     pass  # a read: the full path below simply runs it again
-                except (RedisError, RedisClusterException) as exc:
+                except _DRIVER_ERRORS as exc:
                     translate(exc, str(args[0]))
         async with loop.gate:
             try:
                 return await loop.client.execute_command(*args)
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, str(args[0]))
 
     async def atomic_read(self, *commands: tuple[Any, ...]) -> list[Any]:
@@ -396,7 +401,7 @@ class ScriptRunner:
                     return await loop.lane.transaction(str(commands[0][1]), *commands)
                 except LaneError:
                     pass  # reads: the full path simply runs them again
-                except (RedisError, RedisClusterException) as exc:
+                except _DRIVER_ERRORS as exc:
                     translate(exc, str(commands[0][0]))
         async with loop.gate:
             try:
@@ -404,7 +409,7 @@ class ScriptRunner:
                     for command in commands:
                         pipe.execute_command(*command)
                     return list(await pipe.execute())
-            except (RedisError, RedisClusterException) as exc:
+            except _DRIVER_ERRORS as exc:
                 translate(exc, "pipeline")
 
     async def json(

@@ -224,9 +224,7 @@ async def save(
         # A live copy saved over a session that ended meanwhile would make it live again.
         stored = await lock_header(tx, ctx, session_id)
         if stored is not None:
-            ended = ctx.record(stored).state.status
-            if ended in (SessionStatus.CLOSED, SessionStatus.EXPIRED):
-                require_writable(session_id, ended)
+            require_writable(session_id, ctx.record(stored).state.status)
     expires = ctx.deadline(header["updated_at"]) if live else None
     found = await tx.one(ctx.q.sessions.replace_header, dict(header, expires_at=expires))
     if found is None:
