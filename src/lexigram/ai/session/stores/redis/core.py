@@ -216,6 +216,26 @@ class RedisCore:
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
 
+    async def check_mode(self) -> None:
+        """Refuse a Cluster node addressed as a single server (``redis_cluster`` off).
+
+        Such a store would work for the sessions whose slots that node serves and fail
+        with ``MOVED`` for the others, one session in three on a 3-master cluster. A
+        server that does not answer ``INFO cluster`` (a proxy) is taken as it is.
+        """
+        if self.cluster:
+            return
+        try:
+            info = await self.scripts.client().info("cluster")
+        except (RedisError, OSError):
+            return
+        if str(info.get("cluster_enabled", "0")) == "1":
+            raise SessionStoreError(
+                f"Redis at {mask_url(self.url)} is a Redis Cluster node: set "
+                "redis_cluster: true (ai_session.redis.cluster) so that every session "
+                "is sent to the node serving it"
+            )
+
     # -------------------------------------------------------------------- clock
     def clock(self) -> tuple[datetime, int]:
         """The store's time now, as an aware datetime and in microseconds."""

@@ -171,8 +171,13 @@ class CacheSessionStore(SessionStore):
 
     # ---------------------------------------------------------------- lifecycle
     async def initialize(self) -> None:
-        """Check the connection and load the scripts (``StoreUnavailableError`` if unreachable)."""
+        """Check the connection and the server's mode, and load the scripts.
+
+        ``StoreUnavailableError`` when unreachable; ``SessionStoreError`` naming
+        ``redis_cluster`` when the server is a Cluster node and the store is not set for one.
+        """
         await self.ping()
+        await self._core.check_mode()
         await self._core.scripts.load_all()
 
     async def ping(self) -> None:

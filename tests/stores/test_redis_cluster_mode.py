@@ -1,0 +1,52 @@
+"""A Redis Cluster node given as a single server is refused at start, naming ``redis_cluster``.
+
+Addressed without ``redis_cluster``, a store on a cluster node served the sessions whose
+slots that node holds and failed the others with a raw ``MOVED`` ("Redis refused script
+reserve: 7635 127.0.0.1:7102"): about two sessions in three on a 3-master cluster.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lexigram.ai.session import SessionManager
+from lexigram.ai.session.exceptions import SessionStoreError
+from lexigram.ai.session.stores.cache import CacheSessionStore
+from tests.services import REDIS_URL, require_redis
+from tests.stores.redis_cluster import shared_cluster
+
+
+async def test_a_cluster_node_addressed_as_one_server_is_refused_at_initialize() -> None:
+    cluster = shared_cluster()
+    store = CacheSessionStore(cluster.url, key_prefix="cluster-mode-test")
+    try:
+        with pytest.raises(SessionStoreError, match="redis_cluster: true") as caught:
+            await store.initialize()
+        assert "is a Redis Cluster node" in str(caught.value)
+    finally:
+        await store.close()
+
+
+async def test_the_manager_refuses_it_in_one_line_and_the_cluster_setting_works() -> None:
+    cluster = shared_cluster()
+    with pytest.raises(SessionStoreError, match="redis_cluster"):
+        async with SessionManager.open(
+            backend="redis", redis_url=cluster.url, key_prefix="cluster-mode-test"
+        ):
+            pass
+    async with SessionManager.open(
+        backend="redis", redis_url=cluster.url, redis_cluster=True, key_prefix="cluster-mode-test"
+    ) as sessions:
+        state = await sessions.create("alice")
+        assert (await sessions.get_state(state.session_id)) is not None
+        await sessions.delete(state.session_id)
+
+
+async def test_a_single_server_passes_the_check() -> None:
+    require_redis()
+    store = CacheSessionStore(REDIS_URL, key_prefix="cluster-mode-test")
+    try:
+        await store.initialize()
+        await store.ping()
+    finally:
+        await store.close()
