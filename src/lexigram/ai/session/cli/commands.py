@@ -18,6 +18,7 @@ from lexigram.contracts.ai.session import SessionState
 
 from lexigram.ai.session.cli import operations as ops
 from lexigram.ai.session.cli.importing import ImportStopped
+from lexigram.ai.session.cli.interrupt import run_interruptible
 from lexigram.ai.session.cli.progress import ProgressLine
 from lexigram.ai.session.cli.transfer import dump_document, header_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
@@ -47,7 +48,7 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]], err: TextIO) -> tuple[int, 
     from lexigram.contracts.exceptions.config import ConfigurationError
 
     try:
-        return 0, asyncio.run(make())
+        return 0, run_interruptible(make())
     except (SessionError, ConfigurationError, CommandError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return 1, None

@@ -10,7 +10,6 @@ while any record still needs that key, else says it can be removed from the conf
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import orjson
 from lexigram.contracts.exceptions.config import ConfigurationError
 
+from lexigram.ai.session.cli.interrupt import run_interruptible
 from lexigram.ai.session.cli.operations import open_store
 from lexigram.ai.session.cli.transfer import dump_document, session_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
@@ -80,7 +80,7 @@ def _run(make: Callable[[], Awaitable[T]], err: TextIO) -> tuple[int, T | None]:
         return await make()
 
     try:
-        return 0, asyncio.run(main())
+        return 0, run_interruptible(main())
     except (SessionError, ConfigurationError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return 1, None

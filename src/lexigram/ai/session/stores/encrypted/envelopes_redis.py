@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -51,10 +52,19 @@ class RedisEnvelopes:
         self.match = escaped + ":s:*:h"
         self.scope = f"redis:{store.keys.prefix}"
 
+    def _redis(self, where: str) -> AbstractAsyncContextManager[Any]:
+        """The store's client under its gate, driver errors as the store's (``guarded``)."""
+        return self.store._core.scripts.guarded(where)  # type: ignore[no-any-return]
+
     async def _header_keys(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
-        client = self.store.client
-        if isinstance(client, RedisCluster):
-            return await self._cluster_header_keys(client, cursor, limit)
+        async with self._redis("SCAN") as client:
+            if isinstance(client, RedisCluster):
+                return await self._cluster_header_keys(client, cursor, limit)
+            return await self._single_header_keys(client, cursor, limit)
+
+    async def _single_header_keys(
+        self, client: Any, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
         start = cursor or "0"
         if not start.isdigit():
             raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
@@ -101,41 +111,41 @@ class RedisEnvelopes:
 
     async def scan(self, cursor: str | None, limit: int) -> tuple[Found, str | None]:
         """Headers found by one SCAN step after ``cursor``, with their envelopes."""
-        client = self.store.client
         keys, next_cursor = await self._header_keys(cursor, limit)
         out: Found = []
-        for key in keys:
-            session_id, metadata = await client.hmget(key, ["id", "m"])
-            if session_id is None:
-                continue
-            checkpoints = await client.hvals(key[:-1] + "d")
-            out.append((_text(session_id), envelopes_in(metadata, *checkpoints)))
+        async with self._redis("key envelopes") as client:
+            for key in keys:
+                session_id, metadata = await client.hmget(key, ["id", "m"])
+                if session_id is None:
+                    continue
+                checkpoints = await client.hvals(key[:-1] + "d")
+                out.append((_text(session_id), envelopes_in(metadata, *checkpoints)))
         return out, next_cursor
 
     async def replace(self, changes: Mapping[str, Mapping[str, str]]) -> None:
         """One Lua script per session on its slot."""
-        client = self.store.client
-        for session_id, swaps in changes.items():
-            if not swaps:
-                continue
-            header = self.store.keys.header(session_id)
-            args = [part for pair in swaps.items() for part in pair]
-            await client.eval(_SWAP, 2, header, header[:-1] + "d", *args)
+        async with self._redis("key envelope swap") as client:
+            for session_id, swaps in changes.items():
+                if not swaps:
+                    continue
+                header = self.store.keys.header(session_id)
+                args = [part for pair in swaps.items() for part in pair]
+                await client.eval(_SWAP, 2, header, header[:-1] + "d", *args)
 
     async def count(self, key_id: str) -> int:
         """Headers plus checkpoints naming ``key_id`` (one full SCAN)."""
-        client = self.store.client
         needle = key_pattern(key_id)
         total = 0
         cursor: str | None = None
         while True:
             keys, cursor = await self._header_keys(cursor, 500)
-            for key in keys:
-                metadata = await client.hget(key, "m")
-                if metadata is not None and needle in _text(metadata):
-                    total += 1
-                for value in await client.hvals(key[:-1] + "d"):
-                    if needle in _text(value):
+            async with self._redis("key envelopes") as client:
+                for key in keys:
+                    metadata = await client.hget(key, "m")
+                    if metadata is not None and needle in _text(metadata):
                         total += 1
+                    for value in await client.hvals(key[:-1] + "d"):
+                        if needle in _text(value):
+                            total += 1
             if cursor is None:
                 return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +36,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores.loops import PerLoop, drop_transport
+from lexigram.ai.session.stores.redis.gate import CallGate, new_gate
 from lexigram.ai.session.stores.redis.lane import DirectLane, LaneError, open_lane
 from lexigram.ai.session.stores.redis.packing import connection_class
 from lexigram.ai.session.stores.redis.scripts import SCRIPTS
@@ -119,7 +120,7 @@ class LoopClient:
     def __init__(self, client: AnyRedis, pool_size: int, owned: bool) -> None:
         self.client = client
         self.owned = owned
-        self.gate = asyncio.Semaphore(pool_size)
+        self.gate = new_gate(pool_size)
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in SCRIPTS.items()
         }
@@ -215,7 +216,7 @@ class ScriptRunner:
         return self._loops.get().client
 
     @property
-    def _gate(self) -> asyncio.Semaphore:
+    def _gate(self) -> asyncio.Semaphore | CallGate:
         return self._loops.get().gate
 
     @property
@@ -229,6 +230,22 @@ class ScriptRunner:
     async def close(self) -> None:
         """Close the clients of every event loop (those the store made)."""
         await self._loops.aclose()
+
+    @contextlib.asynccontextmanager
+    async def guarded(self, where: str) -> AsyncIterator[AnyRedis]:
+        """The running loop's client, for calls made on it directly (scans, maintenance).
+
+        Held under the loop's gate (see :mod:`.gate`: a cancellation the driver
+        swallowed is given back), with the driver's errors raised as the store's own
+        (:func:`translate`, naming ``where``). Not to be nested in one task: the gate
+        may have one place.
+        """
+        loop = self._loops.get()
+        async with loop.gate:
+            try:
+                yield loop.client
+            except _DRIVER_ERRORS as exc:
+                translate(exc, where)
 
     async def command(self, name: str, *args: Any, **options: Any) -> Any:
         """Run one client command (``name`` is the redis-py method)."""
