@@ -38,6 +38,12 @@ CALLS: dict[str, Call] = {
     "pop_turn": lambda m, sid: m.pop_turn(sid),
     "checkpoint": lambda m, sid: m.checkpoint(sid),
     "checkpoint_metadata": lambda m, sid: m.checkpoint(sid, {"note": "CLEAR"}),
+    # manager.checkpoints is the CheckpointManager the container hands out: the same
+    # refusals (it stored checkpoint metadata in clear and restored, found by an audit).
+    "checkpoints.create": lambda m, sid: m.checkpoints.create(sid),
+    "checkpoints.create_metadata": lambda m, sid: m.checkpoints.create(sid, {"note": "CLEAR"}),
+    "checkpoints.list": lambda m, sid: m.checkpoints.list(sid),
+    "checkpoints.list_turns": lambda m, sid: m.checkpoints.list(sid, include_turns=True),
 }
 
 
@@ -255,6 +261,10 @@ async def test_pop_and_restore_are_refused_before_anything_changes(
             await other.pop_turn(session_id)
         with pytest.raises(EncryptionKeyError, match="'k-a'"):
             await other.restore(checkpoint_id)
+        with pytest.raises(EncryptionKeyError, match="'k-a'"):
+            await other.checkpoints.restore(checkpoint_id)
+        with pytest.raises(EncryptionKeyError, match="'k-a'"):
+            await other.checkpoints.get(checkpoint_id)
         await _two_turns(keyed, session_id)
     assert (await keyed.pop_turn(session_id)) is not None  # the keyed process still can
     restored = await keyed.restore(checkpoint_id)

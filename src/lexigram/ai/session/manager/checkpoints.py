@@ -25,6 +25,7 @@ from lexigram.ai.session.hooks import (
     SessionCheckpointRestoredHook,
 )
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.validation import check_id, check_mapping
 
@@ -49,6 +50,7 @@ class CheckpointManager:
         max_checkpoints_per_session: int = 50,
         *,
         notifier: SessionNotifier | None = None,
+        sealed: SealedSessionGuard | None = None,
     ) -> None:
         if (
             not isinstance(max_checkpoints_per_session, int)
@@ -62,6 +64,10 @@ class CheckpointManager:
         self.store = store
         self.max_checkpoints_per_session = max_checkpoints_per_session
         self.notifier = notifier or SessionNotifier()
+        # Over a store that does not encrypt, an encrypted session is refused by key id
+        # before anything is written (a checkpoint's metadata would be stored in clear
+        # inside it, a restore applied and then refused); see docs/privacy.md.
+        self.sealed = sealed if sealed is not None else SealedSessionGuard(store)
 
     async def create(
         self,
@@ -86,6 +92,9 @@ class CheckpointManager:
             )
         if metadata is not None:
             metadata = check_mapping(metadata, "metadata")
+        self.sealed.check_metadata(metadata)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)
         checkpoint, _pruned = await self.store.create_checkpoint(
             session_id,
             checkpoint_id=new_checkpoint_id(),
@@ -93,6 +102,7 @@ class CheckpointManager:
             max_checkpoints=self.max_checkpoints_per_session,
             include_turns=include_turns,
         )
+        self.sealed.check_state(checkpoint.state)
         await self.notifier.notify(
             SessionCheckpointCreatedEvent(
                 session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
@@ -106,7 +116,14 @@ class CheckpointManager:
 
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the checkpoint's session back to it (ACTIVE) and return the full state."""
-        state = await self.store.restore_checkpoint(_check_id("checkpoint_id", checkpoint_id))
+        _check_id("checkpoint_id", checkpoint_id)
+        if self.sealed.active:
+            # Refused before anything changes: the checkpoint names the session it restores.
+            stored = await self.store.load_checkpoint(checkpoint_id)
+            if stored is not None:
+                self.sealed.check_state(stored.state)
+        state = await self.store.restore_checkpoint(checkpoint_id)
+        self.sealed.check_state(state)
         await self.notifier.notify(
             SessionCheckpointRestoredEvent(
                 session_id=state.session_id, checkpoint_id=checkpoint_id
@@ -121,6 +138,7 @@ class CheckpointManager:
         checkpoint = await self.store.load_checkpoint(_check_id("checkpoint_id", checkpoint_id))
         if checkpoint is None:
             raise CheckpointNotFoundError(checkpoint_id)
+        self.sealed.check_state(checkpoint.state)
         return checkpoint
 
     async def list(
@@ -134,8 +152,12 @@ class CheckpointManager:
         """
         _check_id("session_id", session_id)
         if include_turns:
-            return await self.store.list_checkpoints(session_id)
-        return await self.store.list_checkpoint_headers(session_id)
+            checkpoints = await self.store.list_checkpoints(session_id)
+        else:
+            checkpoints = await self.store.list_checkpoint_headers(session_id)
+        for checkpoint in checkpoints:
+            self.sealed.check_state(checkpoint.state)
+        return checkpoints
 
     async def delete(self, checkpoint_id: str) -> None:
         """Delete one checkpoint; ``CheckpointNotFoundError`` when unknown."""

@@ -180,11 +180,14 @@ class SessionManagerImpl:
         store.session_ttl = self.config.session_ttl
         self.notifier = SessionNotifier(event_bus, hooks)
         self.memory = MemoryBridge(working_memory, consolidator)
+        self.sealed = SealedSessionGuard(store)
         self.checkpoints = CheckpointManager(
-            store, self.config.max_checkpoints_per_session, notifier=self.notifier
+            store,
+            self.config.max_checkpoints_per_session,
+            notifier=self.notifier,
+            sealed=self.sealed,
         )
         self.state_machine = SessionStateMachine()
-        self.sealed = SealedSessionGuard(store)
 
     @classmethod
     def open(
@@ -573,32 +576,17 @@ class SessionManagerImpl:
         """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
         _check_session_id(session_id)
         checked = None if metadata is None else _check_mapping("metadata", metadata)
-        self.sealed.check_metadata(checked)
-        if self.sealed.write_unchecked(session_id):
-            await self.sealed.check(session_id)  # its metadata would be stored in clear
-        checkpoint = await self.checkpoints.create(session_id, checked)
-        self.sealed.check_state(checkpoint.state)
-        return checkpoint
+        return await self.checkpoints.create(session_id, checked)  # refuses sealed sessions
 
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
         check_id(checkpoint_id, "checkpoint_id")
-        if self.sealed.active:
-            # Refused before anything changes: the checkpoint names the session it restores.
-            checkpoint = await self.store.load_checkpoint(checkpoint_id)
-            if checkpoint is not None:
-                self.sealed.check_state(checkpoint.state)
-        state = await self.checkpoints.restore(checkpoint_id)
-        self.sealed.check_state(state)
-        return state
+        return await self.checkpoints.restore(checkpoint_id)  # refuses sealed sessions
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
         """The session's checkpoints, oldest first by ``created_at`` (header-only states)."""
-        checkpoints = await self.checkpoints.list(_check_session_id(session_id))
-        for checkpoint in checkpoints:
-            self.sealed.check_state(checkpoint.state)
-        return checkpoints
+        return await self.checkpoints.list(_check_session_id(session_id))
 
     # ------------------------------------------------------------------ misc
     async def dispose(self) -> None:
