@@ -40,6 +40,7 @@ from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     CorruptRecordError,
     DuplicateTurnError,
+    SessionClosedError,
     SessionError,
     SessionExpiredError,
     SessionValidationError,
@@ -688,6 +689,33 @@ async def test_a_damaged_ended_session_is_purged_without_decoding(
         assert await store.find_purgeable(older_than=clock()) == [state.session_id]
         assert await store.purge(state.session_id, tombstone_until=clock() + timedelta(days=1))
         assert await store.load_record(state.session_id) is None
+
+
+async def test_a_live_save_replaces_a_damaged_live_record_and_never_revives_an_ended_one(
+    where: tuple[str, str],
+) -> None:
+    """The ended-session guard of ``save`` reads the status and deadline columns only.
+
+    It decoded the whole header, so a live session with a damaged JSON field could no
+    longer be replaced (``CorruptRecordError``), while Redis replaces it.
+    """
+    clock = Clock()
+    async with opened(where, clock) as store:
+        live = header()
+        await store.create_session(live)
+        await _corrupt(store, live.session_id)
+        await store.save(replace(live, metadata={"repaired": True}))
+        record = await store.load_record(live.session_id)
+        assert record is not None and record.state.metadata == {"repaired": True}
+        ended = header()
+        await store.create_session(ended)
+        await store.transition(ended.session_id, SessionStatus.CLOSED, allowed_from=LIVE)
+        await _corrupt(store, ended.session_id)
+        with pytest.raises(SessionClosedError):
+            await store.save(ended)
+        assert await store.find_purgeable(older_than=clock() + timedelta(seconds=1)) == [
+            ended.session_id
+        ]
 
 
 # -------------------------------------------------------------- checkpoints

@@ -54,7 +54,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     lock_header,
     read_live_turns,
 )
-from lexigram.ai.session.stores.sql.rows import turns_from_rows
+from lexigram.ai.session.stores.sql.rows import status_of_row, turns_from_rows
 from lexigram.ai.session.stores.sql.runner import Tx
 
 
@@ -223,8 +223,9 @@ async def save(
     if live:
         # A live copy saved over a session that ended meanwhile would make it live again.
         stored = await lock_header(tx, ctx, session_id)
-        if stored is not None:
-            require_writable(session_id, ctx.record(stored).state.status)
+        status = None if stored is None else status_of_row(stored, ctx.now)
+        if status is not None:
+            require_writable(session_id, status)
     expires = ctx.deadline(header["updated_at"]) if live else None
     found = await tx.one(ctx.q.sessions.replace_header, dict(header, expires_at=expires))
     if found is None:

@@ -49,6 +49,7 @@ __all__ = [
     "turn_params",
     "turns_from_json",
     "turns_to_json",
+    "status_of_row",
 ]
 
 _EMPTY_LIST = "[]"
@@ -220,6 +221,24 @@ def header_params(state: SessionState) -> dict[str, Any]:
     for name in HEADER_JSON_FIELDS:
         params[name] = dumps(getattr(state, name), field=f"state.{name}").decode()
     return params
+
+
+_STATUS_AT = HEADER_COLUMNS.index("status")
+_EXPIRES_AT = HEADER_COLUMNS.index("expires_at")
+
+
+def status_of_row(row: Sequence[Any], now_us: int) -> SessionStatus | None:
+    """The effective status of a header row from its status and deadline columns alone.
+
+    None when the status column holds no status. The other columns are not read, so a
+    session whose JSON fields are damaged still answers (``save`` replaces such a
+    record, as on Redis).
+    """
+    status = _STATUSES.get(row[_STATUS_AT])
+    expires = row[_EXPIRES_AT]
+    if status is not None and type(expires) is int and expires <= now_us:
+        return effective_status(status, from_us(expires), from_us(now_us))
+    return status
 
 
 def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
