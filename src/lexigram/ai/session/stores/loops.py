@@ -288,7 +288,9 @@ _OP_LOCK = "_one_at_a_time_lock"
 
 #: Set on a store by ``close()``; every other operation then raises (see one_at_a_time).
 CLOSED_FLAG = "_one_at_a_time_closed"
-_LIFECYCLE = frozenset({"close", "initialize"})
+_LIFECYCLE = frozenset({"close"})
+#: Hooks of the store base class that must refuse once the store is closed.
+_INHERITED_HOOKS = frozenset({"initialize", "ping", "quarantine"})
 
 
 def one_at_a_time(cls: C) -> C:
@@ -298,10 +300,14 @@ def one_at_a_time(cls: C) -> C:
     loop they are atomic anyway, but event loops in other threads could interleave
     with them. The lock is held for the whole call, which never waits for I/O, and
     is re-entrant (an operation may call another one). Once the object's
-    :data:`CLOSED_FLAG` is set (its ``close()``), every operation but ``close`` and
-    ``initialize`` raises ``StoreUnavailableError``, as a closed durable store does.
+    :data:`CLOSED_FLAG` is set (its ``close()``), every operation but ``close`` raises
+    ``StoreUnavailableError``, as a closed durable store does; the base class's hooks
+    too (its ``ping``, ``initialize`` and ``quarantine`` answered after ``close()``, so
+    a closed in-memory store passed its health check). Other inherited methods are
+    left as they are: code tells an override from them by identity.
     """
-    for name, method in list(vars(cls).items()):
+    for name in {*vars(cls), *_INHERITED_HOOKS}:
+        method = getattr(cls, name, None)
         if not name.startswith("_") and inspect.iscoroutinefunction(method):
             setattr(cls, name, _locked(method, refuse_closed=name not in _LIFECYCLE))
     return cls
