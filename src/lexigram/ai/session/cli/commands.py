@@ -339,9 +339,10 @@ def run_sweep(
     if report.damaged:
         err.write(
             f"error: {report.damaged} damaged session record(s) could not be expired or "
-            "purged and were quarantined (taken out of the sweep; their ids are in the "
-            "WARNING log lines ai_session.sweep_damaged_record); repair or delete them\n"
+            "purged and were quarantined (taken out of the sweep); repair or delete them:\n"
         )
+        for session_id in report.damaged_ids:
+            err.write(f"damaged: {session_id}\n")
         return 1
     return 0
 

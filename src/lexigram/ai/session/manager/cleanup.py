@@ -76,7 +76,8 @@ class SweepReport:
     (another sweeper got there first, or a write moved the deadline).
     ``damaged`` counts sessions whose stored record could not be decoded: each was
     logged and quarantined (taken out of the sweeper's indexes), and the sweep went
-    on. ``interrupted`` is True when :meth:`SessionCleanupScheduler.stop` cut it short.
+    on; ``damaged_ids`` names them, sorted. ``interrupted`` is True when
+    :meth:`SessionCleanupScheduler.stop` cut it short.
     """
 
     expired: int = 0
@@ -85,6 +86,7 @@ class SweepReport:
     seconds: float = 0.0
     interrupted: bool = False
     damaged: int = 0
+    damaged_ids: tuple[str, ...] = ()
 
 
 def _skipped(skipped: set[str], ids: Sequence[str], done: set[str], damaged: set[str]) -> None:
@@ -253,6 +255,7 @@ class SessionCleanupScheduler:
                 seconds=seconds,
                 interrupted=stop.is_set(),
                 damaged=len(damaged),
+                damaged_ids=tuple(sorted(damaged)),
             )
             self.last_report = report
             if expired or purged:
