@@ -71,6 +71,7 @@ from lexigram.ai.session.stores.sql.runner import (
     Tx,
     mark_resent,
 )
+from lexigram.ai.session.stores.sql.settle import settled
 
 if TYPE_CHECKING:
     from lexigram.ai.session.stores.sql.urls import DatabaseURL
@@ -483,10 +484,13 @@ class MyRunner(Runner):
                     last = exc
                     continue
                 unsure = write and single  # the statement commits by itself
-                result = await script(tx, *args)
+                if unsure:  # see settle.py
+                    result = await settled(script(tx, *args))
+                else:
+                    result = await script(tx, *args)
                 if began:
                     unsure = write
-                    await tx.raw("COMMIT")
+                    await (settled(tx.raw("COMMIT")) if write else tx.raw("COMMIT"))
                     began = False
                 return result
             except BaseException as exc:

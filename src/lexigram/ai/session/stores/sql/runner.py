@@ -49,6 +49,7 @@ from lexigram.ai.session.stores.sql.engine import (
     loop_agnostic,
     track_connections,
 )
+from lexigram.ai.session.stores.sql.settle import settled
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -971,13 +972,21 @@ class PgRunner(Runner):
                         last = exc
                         continue
                 unsure = write and tr is None
-                result = await script(PgTx(driver), *args)
+                if unsure:  # the statement commits by itself: see settle.py
+                    result = await settled(script(PgTx(driver), *args))
+                else:
+                    result = await script(PgTx(driver), *args)
                 if tr is not None:
                     unsure = True
-                    await tr.commit()
+                    await settled(tr.commit())
                 return result
             except BaseException as exc:
-                if tr is not None and not driver.is_closed() and not _is_disconnect(exc):
+                if (
+                    tr is not None
+                    and not driver.is_closed()
+                    and not _is_disconnect(exc)
+                    and driver.is_in_transaction()  # not after a commit settled on cancel
+                ):
                     try:
                         await tr.rollback()
                     except BaseException:

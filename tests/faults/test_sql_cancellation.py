@@ -1,0 +1,118 @@
+"""A cancelled SQL write is settled before its caller hears of the cancellation.
+
+When a task was cancelled while its ``COMMIT`` (or a write that commits by itself)
+was on the wire, the caller got ``CancelledError`` at once and the server committed
+the write a moment later: a read made after the cancellation did not show it, and a
+caller re-sending ``add_message`` (a new turn id each time) stored it twice. An
+outside audit saw it on PostgreSQL (8-16 of 600 cancelled writes per run here) and
+on MariaDB. Now the cancellation is raised once the server has answered
+(``stores/sql/settle.py``): the read after it is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+
+import pytest
+
+from lexigram.ai.session import SessionManager
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.stores.database import drop_schema
+from lexigram.ai.session.stores.sql import settle
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+
+
+async def _cancelled_writes_then_reads(manager: SessionManagerImpl, worker: int) -> list[str]:
+    """Cancel writes at random moments; after each, read, then write once more."""
+    problems: list[str] = []
+    rng = random.Random(worker)
+    session_id = (await manager.create(f"canceller-{worker}")).session_id
+    for i in range(80):
+        text = f"w{worker}c{i}"
+        task = asyncio.ensure_future(manager.add_message(session_id, "user", text))
+        for _ in range(rng.randrange(8)):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        seen = [t.content for t in await manager.get_turns(session_id)]
+        await manager.add_message(session_id, "assistant", f"w{worker}after{i}")
+        now = [t.content for t in await manager.get_turns(session_id)]
+        if (text in now) != (text in seen):
+            problems.append(f"{text} landed after the read that followed its cancellation")
+    state = await manager.get_state(session_id)
+    assert state is not None and state.turn_count == len(state.turns)
+    return problems
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_a_write_cancelled_in_flight_never_lands_after_the_next_read(backend: str) -> None:
+    if backend == "postgres":
+        require_postgres()
+        url = POSTGRES_URL
+    else:
+        require_mariadb()
+        url = MARIADB_URL
+    prefix = f"cx{uuid.uuid4().hex[:10]}_"
+    try:
+        async with SessionManager.open(
+            backend="sql", database_url=url, table_prefix=prefix,
+            auto_checkpoint_interval=None, db_pool_size=2,
+        ) as manager:
+            found = await asyncio.gather(
+                *(_cancelled_writes_then_reads(manager, w) for w in range(4))
+            )
+        problems = [p for worker in found for p in worker]
+        assert problems == []
+    finally:
+        await drop_schema(url, table_prefix=prefix)
+
+
+async def test_a_cancelled_step_finishes_before_the_cancellation_is_raised() -> None:
+    finished: list[str] = []
+
+    async def commit() -> str:
+        await asyncio.sleep(0.1)
+        finished.append("committed")
+        return "ok"
+
+    task = asyncio.ensure_future(settle.settled(commit()))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["committed"]
+
+
+async def test_the_wait_is_bounded_and_a_second_cancellation_is_raised_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settle, "SETTLE_S", 0.05)
+    stuck = asyncio.Event()
+
+    async def never() -> None:
+        await stuck.wait()
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(settle.settled(never()))
+    await asyncio.sleep(0.01)
+    start = loop.time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - start < 1.0
+    monkeypatch.setattr(settle, "SETTLE_S", 30.0)
+    task = asyncio.ensure_future(settle.settled(never()))
+    await asyncio.sleep(0.01)
+    start = loop.time()
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - start < 1.0
+    stuck.set()
+    await asyncio.sleep(0)
