@@ -22,7 +22,7 @@ configure_logging(level=os.environ["LEX_LOGGING__LEVEL"])
 from lexigram.di.module import Module, module  # noqa: E402
 
 from lexigram import Application  # noqa: E402
-from lexigram.ai.session import SessionManagerProtocol, SessionModule  # noqa: E402
+from lexigram.ai.session import SessionManagerAPI, SessionModule  # noqa: E402
 from lexigram.ai.session.config import SessionConfig  # noqa: E402
 
 
@@ -40,7 +40,7 @@ class AppModule(Module):
 
 async def main() -> None:
     async with Application.boot(modules=[AppModule]) as app:
-        manager = await app.container.resolve(SessionManagerProtocol)
+        manager: SessionManagerAPI = await app.container.resolve(SessionManagerAPI)
         session = await manager.create("alice", metadata={"channel": "quickstart"})
         await manager.add_message(session.session_id, "user", "What is a session?")
         await manager.add_message(

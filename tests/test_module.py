@@ -22,6 +22,7 @@ from lexigram.ai.session import (
     CheckpointManager,
     InMemorySessionStore,
     SessionConfig,
+    SessionManagerAPI,
     SessionManagerImpl,
     SessionModule,
     SessionProvider,
@@ -88,6 +89,8 @@ async def test_services_resolve() -> None:
         c = app.container
         manager = await c.resolve(SessionManagerImpl)
         assert await c.resolve(SessionManagerProtocol) is manager
+        # The whole typed API (the README's type to annotate with) resolves to it too.
+        assert await c.resolve(SessionManagerAPI) is manager
         assert await c.resolve(SessionStoreProtocol) is manager.store
         assert await c.resolve(CheckpointManager) is manager.checkpoints
         branches = await c.resolve(BranchManager)

@@ -13,6 +13,7 @@ from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.di.provider import SessionProvider
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.stores.base import SessionStore
 
 __all__ = ["SessionModule"]
@@ -22,6 +23,7 @@ _EXPORTS: list[type] = [
     SessionStore,
     SessionStoreProtocol,
     SessionManagerProtocol,
+    SessionManagerAPI,
     SessionManagerImpl,
     CheckpointManager,
     BranchManager,

@@ -17,6 +17,7 @@ from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManag
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.manager.standalone import initialize_store
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
@@ -162,6 +163,8 @@ class SessionProvider(Provider):
 
         container.singleton(SessionManagerImpl, factory=build_manager)
         container.singleton(SessionManagerProtocol, factory=manager_alias)
+        # The manager's whole typed API (the framework's contract declares a few methods).
+        container.singleton(SessionManagerAPI, factory=manager_alias)
         container.singleton(CheckpointManager, factory=build_checkpoints)
         container.singleton(BranchManager, factory=build_branches)
         container.singleton(SessionCleanupScheduler, factory=build_scheduler)
