@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,7 +164,8 @@ class InMemorySessionStore(SessionStore):
         self._checkpoints: dict[str, _Checkpoint] = {}
         self._session_checkpoints: dict[str, list[str]] = {}
         self._cp_ordinals = itertools.count(1)
-        self._tombstones: dict[str, datetime] = {}
+        # Oldest first: a purge drops the lapsed ones from the front (see _drop_lapsed).
+        self._tombstones: OrderedDict[str, datetime] = OrderedDict()
         self._ordinals = itertools.count(1)
 
     async def close(self) -> None:
@@ -316,13 +318,23 @@ class InMemorySessionStore(SessionStore):
         sess = self._sessions.pop(session_id, None)
         if sess is None:
             return
-        self._by_user.get(sess.header.user_id, _NO_SESSIONS).remove(sess.ordinal)
+        self._drop_from_user(sess.header.user_id, sess.ordinal)
         if sess.header.parent_session_id:
             self._branches.get(sess.header.parent_session_id, {}).pop(session_id, None)
         # Its branches stay (naming it as parent) but are nobody's branches any more.
         self._branches.pop(session_id, None)
         for cp_id in self._session_checkpoints.pop(session_id, []):
             self._checkpoints.pop(cp_id, None)
+
+    def _drop_from_user(self, user_id: str, ordinal: int) -> None:
+        """Take a session out of its user's index; a user left with none is forgotten
+        (an index per user ever seen grew without end: one per anonymous visitor)."""
+        index = self._by_user.get(user_id)
+        if index is None:
+            return
+        index.remove(ordinal)
+        if not index.ids:
+            del self._by_user[user_id]
 
     async def list_sessions(self, user_id: str) -> list[SessionState]:
         user_id = check_id(user_id, "user_id")
@@ -334,7 +346,7 @@ class InMemorySessionStore(SessionStore):
         """Keep the user and branch indexes right when ``save`` changes the owner or parent."""
         if old.user_id != new.user_id:
             ordinal = self._sessions[session_id].ordinal
-            self._by_user.get(old.user_id, _NO_SESSIONS).remove(ordinal)
+            self._drop_from_user(old.user_id, ordinal)
             self._by_user.setdefault(new.user_id, _UserIndex()).add(ordinal, session_id)
         if old.parent_session_id != new.parent_session_id:
             if old.parent_session_id:
@@ -837,7 +849,22 @@ class InMemorySessionStore(SessionStore):
             return False
         await self.delete(session_id)
         self._tombstones[session_id] = tombstone_until
+        self._tombstones.move_to_end(session_id)
+        self._drop_lapsed(self.now())
         return True
+
+    def _drop_lapsed(self, now: datetime) -> None:
+        """Drop lapsed tombstones from the oldest on (each purge; they were kept forever).
+
+        Tombstones go in nearly in the order they lapse (one sweeper's ``tombstone_s``);
+        one that lapses before an older neighbour waits for it, or for a look-up.
+        """
+        tombstones = self._tombstones
+        while tombstones:
+            session_id, until = next(iter(tombstones.items()))
+            if until > now:
+                return
+            del tombstones[session_id]
 
 
 def _cost_of(turns: Iterable[SessionTurn]) -> float:

@@ -296,6 +296,7 @@ class Indexes:
         for failure in await self._scripts.many_settled("branch_drop", drops):
             if isinstance(failure, Exception):
                 raise failure
+        await self.forget_empty_users(list(by_user))
 
     async def forget(
         self,
@@ -321,3 +322,14 @@ class Indexes:
             await self._scripts.raw(
                 "branch_drop", self._keys.session(parent_id), [str(wall_us()), session_id]
             )
+        if user_id is not None:
+            await self.forget_empty_users([user_id])
+
+    async def forget_empty_users(self, user_ids: Sequence[str]) -> None:
+        """Drop the ordinal counter of each of ``user_ids`` left with no session."""
+        calls: list[tuple[Sequence[str], Sequence[Any]]] = [
+            (self._keys.user(user_id), []) for user_id in user_ids
+        ]
+        for failure in await self._scripts.many_settled("user_gc", calls):
+            if isinstance(failure, Exception):
+                raise failure

@@ -246,6 +246,7 @@ SCRIPTS: dict[str, str] = {
     "append": _OP_TTL + _APPEND,
     **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
     "index_batch": _lua("index_batch"),
+    "user_gc": _lua("user_gc"),
     "reserve": _OP_TTL + _RESERVE,
     "probe_many": _PROBE_MANY,
 }

@@ -516,7 +516,20 @@ async def purge_batch(tx: Tx, ctx: Ctx, session_ids: Sequence[str], until: int) 
         await tx.run(ctx.q.sessions.cp_delete_batch, params)
         await tx.run(ctx.q.sessions.delete_sessions_batch, params)
         await tx.run(ctx.q.sessions.put_tombstones, {**params, "until": until})
+        await drop_lapsed_tombstones(tx, ctx)
     return picked
+
+
+#: The most lapsed tombstones one purge deletes (a backlog goes over several purges).
+TOMBSTONES_PER_PURGE = 1000
+
+
+async def drop_lapsed_tombstones(tx: Tx, ctx: Ctx) -> None:
+    """Delete tombstones whose time is over (a look-up of the id dropped them, nothing else:
+    one row per purged session, kept forever)."""
+    await tx.run(
+        ctx.q.sessions.drop_lapsed_tombstones, {"now": ctx.now, "n": TOMBSTONES_PER_PURGE}
+    )
 
 
 async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
@@ -526,6 +539,7 @@ async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
         return False
     await delete_session(tx, ctx, session_id)
     await tx.run(ctx.q.sessions.put_tombstone, {"sid": session_id, "until": until})
+    await drop_lapsed_tombstones(tx, ctx)
     return True
 
 
@@ -676,6 +690,15 @@ class SessionStatements:
         self.put_tombstones = (
             f"INSERT INTO {tb} (session_id, until_at) {ids_rows} "
             "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"
+        )
+        # At most TOMBSTONES_PER_PURGE lapsed tombstones, oldest first, through the
+        # until_at index (MariaDB takes no LIMIT in an IN subquery; SQLite no LIMIT on
+        # DELETE by default).
+        self.drop_lapsed_tombstones = (
+            f"DELETE FROM {tb} WHERE until_at <= :now ORDER BY until_at LIMIT :n"
+            if dialect == "mysql"
+            else f"DELETE FROM {tb} WHERE session_id IN (SELECT session_id FROM {tb} "
+            "WHERE until_at <= :now ORDER BY until_at LIMIT :n)"
         )
         self.tombstone = f"SELECT until_at FROM {tb} WHERE session_id = :sid"
         self.drop_tombstone = f"DELETE FROM {tb} WHERE session_id = :sid"

@@ -315,6 +315,8 @@ class Schema:
             Column("until_at", BigInteger, nullable=False),
             **_MYSQL_TABLE,
         )
+        # Lapsed tombstones are deleted by each purge, oldest first (they were kept forever).
+        Index(f"{p}tombstones_until_ix", tombstones.c.until_at)
         version = Table(
             f"{p}schema_version",
             md,
@@ -376,8 +378,16 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
     # Tables added in this version but absent (e.g. dropped by hand) come back.
     schema.metadata.create_all(conn, checkfirst=True)
     _mysql_ended_index(conn, schema)
+    _tombstone_index(conn, schema)
     _create_routines(conn, schema)
     return found
+
+
+def _tombstone_index(conn: Connection, schema: Schema) -> None:
+    """Tables made before the index on ``tombstones.until_at`` get it (``create_all`` makes
+    missing tables only)."""
+    for index in schema.tombstones.indexes:
+        index.create(conn, checkfirst=True)
 
 
 def _create_routines(conn: Connection, schema: Schema) -> None:
