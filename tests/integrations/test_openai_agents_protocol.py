@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agents import SQLiteSession
@@ -96,7 +97,7 @@ async def test_attach_refuses_an_unknown_session() -> None:
     assert adapter.session_id == state.session_id
 
 
-@pytest.mark.parametrize("limit", ["3", 1.5, True])
+@pytest.mark.parametrize("limit", ["3", 1.5])
 async def test_bad_limit_is_named(limit: object) -> None:
     adapter = await OpenAIAgentsSession.create(_manager(), user_id="alice")
     with pytest.raises(SessionValidationError) as info:
@@ -141,3 +142,25 @@ async def test_an_empty_add_items_is_refused_where_a_write_would_be() -> None:
     with pytest.raises(SessionClosedError):
         await closed.add_items([])
     assert await closed.get_items() == []
+
+
+async def test_limits_and_iterables_are_taken_as_the_sdk_takes_them() -> None:
+    """``True``/``False`` are 1/0, a limit past 2**53 (``sys.maxsize``) is everything, and
+    ``add_items`` takes any iterable, as ``SQLiteSession`` does (found by running the
+    SDK's own tests against the adapter: ``limit=sys.maxsize`` raised, naming ``last``)."""
+    import sys
+
+    from agents import SQLiteSession
+    from agents.memory.session_settings import SessionSettings
+
+    items: list[Any] = [{"role": "user", "content": str(n)} for n in range(3)]
+    ours = await OpenAIAgentsSession.create(_manager(), user_id="alice")
+    theirs = SQLiteSession("sdk-reference")
+    for session in (ours, theirs):
+        await session.add_items(item for item in items)  # type: ignore[arg-type]
+    for limit in (True, False, sys.maxsize, 2**53, 2**53 - 1, -5):
+        assert await ours.get_items(limit=limit) == await theirs.get_items(limit=limit), limit
+    everything = await OpenAIAgentsSession.attach(
+        ours.manager, ours.session_id, session_settings=SessionSettings(limit=sys.maxsize)
+    )
+    assert await everything.get_items() == items

@@ -43,9 +43,12 @@ def item_error(exc: SessionValidationError) -> SessionValidationError | None:
 
 
 def check_limit(limit: Any) -> int | None:
-    """``limit`` as an int or None; anything else raises :class:`SessionTypeError`."""
+    """``limit`` as an int or None; anything else raises :class:`SessionTypeError`.
+
+    ``True`` and ``False`` are the integers 1 and 0, as in the SDK's own sessions.
+    """
     if limit is None or type(limit) is int:
         return limit
-    if not isinstance(limit, int) or isinstance(limit, bool):
+    if not isinstance(limit, int):
         raise SessionTypeError("limit", f"must be an integer or None, got {limit!r}")
     return int(limit)

@@ -23,7 +23,7 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -50,7 +50,7 @@ from lexigram.ai.session.integrations.openai_agents.mapping import (
     turns_to_items,
 )
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
-from lexigram.ai.session.validation import check_id
+from lexigram.ai.session.validation import MAX_SAFE_INT, check_id
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -262,7 +262,8 @@ class OpenAIAgentsSession:
         resolved = check_limit(limit)
         if resolved is None and self.session_settings is not None:
             resolved = check_limit(self.session_settings.limit)
-        last = None if resolved is None or resolved < 0 else resolved
+        # Negative, or more than any session holds (sys.maxsize, a common "all"): everything.
+        last = None if resolved is None or not 0 <= resolved <= MAX_SAFE_INT else resolved
         try:
             turns = await self.manager.get_turns(self.session_id, last=last)
         except SessionNotFoundError:
@@ -284,10 +285,12 @@ class OpenAIAgentsSession:
         non-empty one would be by a closed, expired or suspended session (and by a
         missing one without ``create_missing``), as the SDK's own sessions do.
         """
-        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise SessionTypeError(
                 "items", f"expected a list of items, got {type(items).__name__}"
             )
+        if not isinstance(items, Sequence):  # a generator or any iterable, as the SDK takes
+            items = list(items)
         if not items:
             await self._check_writable()
             return
