@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -245,6 +246,7 @@ class SessionConfig(BaseConfig):
         _table_prefix("table_prefix", self.table_prefix)
         if self.cookie_name == "":
             self.cookie_name = None
+        self._check_web_fields()
         if self.default_turn_strategy not in TURN_STRATEGIES:
             _fail(
                 "default_turn_strategy",
@@ -268,6 +270,32 @@ class SessionConfig(BaseConfig):
             self._check_builtin_urls()
         elif plugin is not None:
             self._check_plugin_url(plugin)
+
+    def _check_web_fields(self) -> None:
+        """What goes into HTTP headers as written: tokens and cookie attribute values.
+
+        A ``;`` or a space there wrote attributes of its own into ``Set-Cookie``
+        (``cookie_path: "/; Domain=evil.example"``), and a character outside Latin-1
+        failed every response after the session was created.
+        """
+        if self.cookie_name is not None and not _HTTP_TOKEN.fullmatch(self.cookie_name):
+            _fail("cookie_name", f"must be an HTTP token (letters, digits, {_TOKEN_MARKS}), "
+                  f"got {self.cookie_name!r}")
+        if not _HTTP_TOKEN.fullmatch(self.header_name):
+            _fail("header_name", f"must be an HTTP token (letters, digits, {_TOKEN_MARKS}), "
+                  f"got {self.header_name!r}")
+        if not _COOKIE_PATH.fullmatch(self.cookie_path):
+            _fail("cookie_path", "must be printable ASCII without ';', "
+                  f"got {self.cookie_path!r}")
+        if self.cookie_domain is not None and not _COOKIE_DOMAIN.fullmatch(self.cookie_domain):
+            _fail("cookie_domain", f"must be a host name, got {self.cookie_domain!r}")
+        prompt = self.default_system_prompt
+        if prompt is not None:
+            try:
+                prompt.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                _fail("default_system_prompt", f"must be valid Unicode text: {exc.reason} "
+                      f"at position {exc.start}")
 
     def _check_builtin_urls(self) -> None:
         """A built-in backend's URLs, by the SQL and Redis rules."""
@@ -643,6 +671,16 @@ def _block_value(name: str, flat: str, value: Any, *, urls: bool) -> Any:
         if found is not None:
             _fail(name, found[1])
     return value
+
+
+#: An HTTP token (RFC 9110 5.6.2): a cookie or header name.
+_TOKEN_MARKS = "!#$%&'*+-.^_`|~"
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A cookie's Path attribute value (RFC 6265 4.1.1: any CHAR but controls and ';').
+_COOKIE_PATH = re.compile(r"[\x20-\x3a\x3c-\x7e]+")
+#: A cookie's Domain attribute value: a host name, an optional leading dot.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_COOKIE_DOMAIN = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
 
 
 def _non_empty(name: str, value: Any) -> str:
