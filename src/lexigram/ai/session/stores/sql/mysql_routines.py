@@ -58,15 +58,18 @@ APPEND_SLOTS = 2
 #: Raise when the procedure's body or parameters change: the name carries it, so a
 #: database keeps the old procedure for processes still running the old release
 #: (2: the data-key guard ``kg``; 3: the caller's expected header, see
-#: :mod:`.mysql_replies`; :func:`routines` drops the earlier ones with the tables).
-_VERSION = 3
+#: :mod:`.mysql_replies`; 4: ``kg`` as TEXT; :func:`routines` drops the earlier ones
+#: with the tables).
+_VERSION = 4
 #: The same for the load procedure.
 _LOAD_VERSION = 1
 #: ids and documents as the tables store them (binary collation without padding).
 _ID = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 _DOC = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 #: A data-key guard: a key envelope as a quoted JSON string (see ``SqlParts.key_guard``).
-_GUARD = "VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+#: TEXT: the envelope names its session, whose id (up to 255 characters) JSON may escape
+#: to 12 characters each; VARCHAR(1024) refused every append to a session of 180 emoji.
+_GUARD = "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 #: A header's fingerprint (:func:`fingerprint`): 64 hex digits.
 _FP = "CHAR(64) CHARACTER SET ascii COLLATE ascii_bin"
 #: The parameters that name the header a caller expects (see :mod:`.mysql_replies`).
