@@ -186,7 +186,9 @@ def envelope_of(state: SessionState) -> str | None:
 
 def refuse_key_field(metadata: dict[str, Any] | None) -> None:
     """Refuse metadata that a plaintext write would store with the key-envelope field."""
-    if metadata is not None and KEY_ENVELOPE_FIELD in metadata:
+    # Only a mapping can hold the field; anything else is refused by the metadata checks,
+    # naming ``metadata`` (``5`` raised TypeError here, ``"x__lexigram_key__"`` "reserved").
+    if isinstance(metadata, dict) and KEY_ENVELOPE_FIELD in metadata:
         raise SessionValidationError(
             f"metadata.{KEY_ENVELOPE_FIELD}", "is reserved for encryption at rest"
         )

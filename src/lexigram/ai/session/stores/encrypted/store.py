@@ -169,8 +169,11 @@ class EncryptedSessionStore(SessionStore):
         """Drop what this process holds of a deleted, purged or erased session.
 
         Its unwrapped data key goes too (a branch sharing it unwraps it again on its
-        next read: one AES-GCM call).
+        next read: one AES-GCM call). An id that is no string was never held; the inner
+        store refuses it, naming ``session_id`` (a list raised ``unhashable type`` here).
         """
+        if not isinstance(session_id, str):
+            return
         key = self._cache.pop(session_id)
         if key is not None:
             self._envelopes.pop(key.envelope)
