@@ -164,3 +164,18 @@ async def test_limits_and_iterables_are_taken_as_the_sdk_takes_them() -> None:
         ours.manager, ours.session_id, session_settings=SessionSettings(limit=sys.maxsize)
     )
     assert await everything.get_items() == items
+
+
+@pytest.mark.parametrize("depth", [70, 400, 1000, 5000])
+async def test_an_item_nested_too_deep_is_refused_naming_it_however_deep(depth: int) -> None:
+    """A thousand levels raised a raw ``RecursionError``, 400 a ``SessionTypeError``
+    about orjson's recursion limit (found by an outside bad-input audit)."""
+    nested: Any = "x"
+    for _ in range(depth):
+        nested = {"a": nested}
+    adapter = await OpenAIAgentsSession.create(_manager(), user_id="alice")
+    with pytest.raises(SessionValidationError) as caught:
+        await adapter.add_items([{"role": "user", "content": "hi"}, {"extra": nested}])
+    assert caught.value.field.startswith("items[1]")
+    assert "nested deeper than 64 levels" in str(caught.value)
+    assert await adapter.get_items() == []

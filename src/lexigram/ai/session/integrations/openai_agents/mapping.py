@@ -52,7 +52,7 @@ from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.integrations.openai_agents.errors import SessionTypeError
 from lexigram.ai.session.manager.core import new_turn_id
 from lexigram.ai.session.stores.codec import dumps, loads
-from lexigram.ai.session.validation import escape_surrogates
+from lexigram.ai.session.validation import MAX_JSON_DEPTH, escape_surrogates
 
 __all__ = [
     "CALL_ID_KEY",
@@ -225,6 +225,8 @@ def _exact_json_copy(item: Any, *, field: str) -> Any:
     try:
         raw = dumps(item, field=field)
     except SessionValidationError as exc:
+        if "Recursion limit" in exc.problem:  # orjson's own depth limit (254 levels)
+            raise RecursionError from None  # named as too deep by item_to_turn
         raise SessionTypeError(field, exc.problem) from exc.__cause__
     copy = loads(raw, record=field)
     if copy != item:
@@ -264,8 +266,20 @@ def item_to_turn(item: Any, *, now: datetime, field: str = "item") -> SessionTur
     ``data``). Raises :class:`SessionTypeError` naming ``field`` (e.g. ``items[2]``)
     when the item does not survive a JSON round trip unchanged. An item holding a lone
     surrogate is kept as escaped JSON text (:data:`ITEM_JSON_KEY`); its turn's content
-    and tool calls show the surrogate as ``\\udXXX``.
+    and tool calls show the surrogate as ``\\udXXX``. An item nested deeper than
+    :data:`~lexigram.ai.session.validation.MAX_JSON_DEPTH` levels is refused with
+    ``SessionValidationError`` naming ``field``, however deep (a thousand levels raised
+    a raw ``RecursionError``).
     """
+    try:
+        return _item_to_turn(item, now=now, field=field)
+    except RecursionError:
+        raise SessionValidationError(
+            field, f"nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+
+
+def _item_to_turn(item: Any, *, now: datetime, field: str) -> SessionTurn:
     try:
         copy = _exact_json_copy(item, field=field)
         kept: dict[str, Any] = {ITEM_KEY: copy}
