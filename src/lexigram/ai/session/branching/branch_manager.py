@@ -60,6 +60,10 @@ class BranchManager:
         max_turns_per_session: int | None = None,
         notifier: SessionNotifier | None = None,
     ) -> None:
+        if not isinstance(store, SessionStore):
+            raise SessionValidationError(
+                "store", f"expected a SessionStore, got {type(store).__name__}"
+            )
         self.store = store
         self.max_branches_per_session = _limit(
             "max_branches_per_session", max_branches_per_session, 0

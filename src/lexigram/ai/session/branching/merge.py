@@ -63,8 +63,10 @@ class SelectiveMerge:
     """
 
     def __init__(self, turn_ids: Iterable[str], *, merge_variables: bool = False) -> None:
-        if isinstance(turn_ids, str):
-            raise SessionValidationError("turn_ids", "expected a list of turn ids, got a string")
+        if isinstance(turn_ids, (str, bytes)) or not isinstance(turn_ids, Iterable):
+            raise SessionValidationError(
+                "turn_ids", f"expected a list of turn ids, got {type(turn_ids).__name__}"
+            )
         self.turn_ids = list(turn_ids)
         if not self.turn_ids:
             raise SessionValidationError("turn_ids", "no turn id given")

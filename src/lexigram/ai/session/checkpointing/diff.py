@@ -68,6 +68,11 @@ class StateDiff:
     @staticmethod
     def compute(old: SessionState, new: SessionState) -> dict[str, Any]:
         """The diff turning ``old`` into ``new`` (see the module docstring for its shape)."""
+        for name, state in (("old", old), ("new", new)):
+            if not isinstance(state, SessionState):
+                raise SessionValidationError(
+                    name, f"expected a SessionState, got {type(state).__name__}"
+                )
         changed = {
             name: copy.deepcopy(getattr(new, name))
             for name in _SCALAR_FIELDS

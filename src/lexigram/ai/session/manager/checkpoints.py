@@ -61,6 +61,10 @@ class CheckpointManager:
                 "max_checkpoints_per_session",
                 f"must be an integer >= 1, got {max_checkpoints_per_session!r}",
             )
+        if not isinstance(store, SessionStore):
+            raise SessionValidationError(
+                "store", f"expected a SessionStore, got {type(store).__name__}"
+            )
         self.store = store
         self.max_checkpoints_per_session = max_checkpoints_per_session
         self.notifier = notifier or SessionNotifier()

@@ -19,6 +19,7 @@ from lexigram.result import Result
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.multi_agent._checks import names_of, require_int
 from lexigram.ai.session.stores.codec import dumps
+from lexigram.ai.session.validation import check_id
 
 __all__ = ["AgentReply", "GroupAgent", "GroupMember", "check_agent", "reply_from_value"]
 
@@ -77,6 +78,7 @@ def check_agent(agent: Any) -> str:
     name = getattr(agent, "name", None)
     if not isinstance(name, str) or not name.strip():
         raise SessionValidationError("agent.name", f"must be a non-empty string, got {name!r}")
+    check_id(name, "agent.name")  # the id rules: it is stored in turns and listed
     execute = getattr(agent, "execute", None)
     if execute is None or not callable(execute):
         raise SessionValidationError("agent.execute", f"agent {name!r} has no execute() method")

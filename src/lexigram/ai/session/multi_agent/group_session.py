@@ -52,7 +52,7 @@ from lexigram.ai.session.multi_agent.termination import (
 from lexigram.ai.session.multi_agent.turn_managers import TurnContext, TurnManager
 from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY, GroupTurnState, RunStatus
 from lexigram.ai.session.stores._common import check_append
-from lexigram.ai.session.validation import escape_surrogates
+from lexigram.ai.session.validation import check_id, escape_surrogates
 
 __all__ = ["DEFAULT_MAX_ROUNDS", "GroupSession"]
 
@@ -170,6 +170,7 @@ class GroupSession:
                 "agent.name", f"an agent named {name!r} is already in the group"
             )
         require_name("role", role)
+        check_id(role, "role")  # matched against visible_to / hidden_from like a name
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise SessionValidationError("priority", f"must be an integer, got {priority!r}")
         if isinstance(topics, str) or not isinstance(topics, Iterable):

@@ -14,7 +14,7 @@ filtering only the newest turn, so a subclass must keep that property.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionTurn
@@ -43,6 +43,16 @@ class RoleIsolation:
         """
         name, role = _identity(agent)
         keys = {name} if role is None else {name, role}
+        if isinstance(turns, (str, bytes)) or not isinstance(turns, Iterable):
+            raise SessionValidationError(
+                "turns", f"expected a list of SessionTurn, got {type(turns).__name__}"
+            )
+        turns = list(turns)
+        for index, turn in enumerate(turns):
+            if not isinstance(turn, SessionTurn):
+                raise SessionValidationError(
+                    f"turns[{index}]", f"expected a SessionTurn, got {type(turn).__name__}"
+                )
         return [
             turn
             for index, turn in enumerate(turns)
