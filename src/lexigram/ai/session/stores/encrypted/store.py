@@ -29,13 +29,19 @@ from lexigram.contracts.ai.session import (
 )
 from lexigram.logging import get_logger
 
-from lexigram.ai.session.encryption.cipher import DataKey, new_data_key, open_envelope
+from lexigram.ai.session.encryption.cipher import (
+    DataKey,
+    envelope_key_id,
+    new_data_key,
+    open_envelope,
+)
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DataKeyChangedError,
     EncryptionKeyError,
     SessionNotFoundError,
+    SessionStoreError,
     SessionValidationError,
 )
 from lexigram.ai.session.stores.base import (
@@ -51,6 +57,7 @@ from lexigram.ai.session.stores.base import (
     UserErasure,
     refuse_key_field,
 )
+from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
 from lexigram.ai.session.stores.encrypted.lru import Lru
 from lexigram.ai.session.stores.encrypted.opened import (
     DEFAULT_TURN_CACHE_BYTES,
@@ -65,6 +72,7 @@ from lexigram.ai.session.stores.encrypted.reread_stored import (
     stored_tail,
 )
 from lexigram.ai.session.stores.encrypted.sealing import (
+    KEY_FIELD,
     envelope_of,
     header_without_private,
     open_checkpoint,
@@ -820,7 +828,35 @@ class EncryptedSessionStore(SessionStore):
             max_branches=max_branches,
             max_live_per_user=max_live_per_user,
         )
-        return self._open_record(record)
+        return self._open_record(await self._under_newest_key(record))
+
+    async def _under_newest_key(self, record: SessionRecord) -> SessionRecord:
+        """A branch forked under an older key than the newest, re-wrapped under the newest.
+
+        The branch takes its source's envelope. A rotation running meanwhile may have
+        passed the branch's place already (ids are random) and left it under the old
+        key, so ``keys retire`` refused after a finished rotation (found by an outside
+        audit). Only the envelope is rewritten, as a rotation does; a backend without
+        envelope access (memory, a plugin) keeps the branch as forked.
+        """
+        state = record.state
+        envelope = envelope_of(state)
+        if envelope is None or envelope_key_id(envelope) == self.keyring.newest.id:
+            return record
+        try:
+            access = envelope_access(self)
+        except SessionStoreError:
+            return record
+        key = self._header_key(state)
+        if key is None:  # pragma: no cover - an envelope was found above
+            return record
+        fresh = key.rewrap(self.keyring).envelope
+        await access.replace({state.session_id: {envelope: fresh}})
+        metadata = dict(state.metadata)
+        metadata[KEY_FIELD] = fresh
+        return SessionRecord(
+            replace(state, metadata=metadata), record.expires_at, record.fork_seq, record.last_seq
+        )
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         """The source's branches, opened."""
