@@ -198,3 +198,36 @@ async def test_a_cluster_lane_pipelines_per_node_and_leaves_a_moved_key_to_the_f
         for k in keys:
             await client.delete(k)
         await client.aclose()
+
+
+async def test_a_call_on_a_stalled_server_is_given_up_after_its_own_socket_timeout() -> None:
+    """The stall watch follows the oldest waiting call's deadline (write + timeout).
+
+    It was re-armed for a whole ``socket_timeout`` after any progress, so a call written
+    just after another's reply waited up to twice the timeout (3.95 s for 2 s, found by
+    an outside audit).
+    """
+    import time
+
+    from tests.faults.proxy import FaultProxy
+
+    require_redis()
+    async with FaultProxy("127.0.0.1", 6379) as proxy:
+        client = Redis.from_url(
+            f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=1",
+            connection_class=HiredisPackingConnection,
+        )
+        lane = open_lane(client)
+        assert lane is not None
+        try:
+            assert await lane.call("stall-test", "PING")  # arms the watch, answered at once
+            await asyncio.sleep(0.3)
+            proxy.delay(5.0)
+            started = time.monotonic()
+            with pytest.raises(LaneError):
+                await lane.call("stall-test", "PING")
+            assert time.monotonic() - started < 1.4
+        finally:
+            proxy.reset()
+            await lane.aclose()
+            await client.aclose()

@@ -33,16 +33,20 @@ from lexigram.ai.session.stores.redis.lane_errors import LaneError, closed_by_pe
 
 __all__ = ["PipelinedConnection"]
 
+#: A timer may run this much before its time (the event loop's clock resolution).
+_CLOCK_SLACK_S = 0.001
+
 
 class _Call:
     """One caller's bytes, how many replies they produce, and where the replies go."""
 
-    __slots__ = ("count", "data", "future")
+    __slots__ = ("count", "data", "future", "sent_at")
 
     def __init__(self, data: bytes, count: int, future: asyncio.Future[list[Any]]) -> None:
         self.data = data
         self.count = count
         self.future = future
+        self.sent_at = 0.0  # the event loop's time of its write (the stall watch's start)
 
 
 class PipelinedConnection:
@@ -59,7 +63,6 @@ class PipelinedConnection:
         self._flush_planned = False
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._answered = 0  # calls answered so far (the stall watch's progress mark)
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def exchange(self, key: str, packed: bytes, count: int) -> list[Any]:
@@ -132,6 +135,9 @@ class PipelinedConnection:
             _fail(calls, exc, sent=False)
             self._break(conn, exc)
             return
+        now = asyncio.get_running_loop().time()
+        for call in calls:
+            call.sent_at = now
         self._in_flight.extend(calls)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read(conn))
@@ -147,7 +153,6 @@ class PipelinedConnection:
                 call = in_flight[0]
                 replies = [await read() for _ in range(call.count)]
                 in_flight.popleft()
-                self._answered += 1
                 if not call.future.done():  # its caller may have been cancelled
                     call.future.set_result(replies)
         except BaseException as exc:
@@ -161,27 +166,32 @@ class PipelinedConnection:
         Each call's replies must come within the connection's ``socket_timeout`` (as
         redis-py reads them; 5 s by default): a server that stalls fails the calls on
         the connection (``TimeoutError``, sent), which the store then runs on the full
-        path, with its own timeout and retries. One timer per ``socket_timeout`` while
-        calls are in flight, not one per call.
+        path, with its own timeout and retries. One timer at a time, set for the oldest
+        waiting call's deadline (its write plus ``socket_timeout``): replies come in
+        order, so a later call's deadline is watched once the calls before it are
+        answered. (Re-armed for a whole ``socket_timeout`` after any progress, a call
+        written just after another's reply waited up to twice as long.)
         """
         limit = getattr(conn, "socket_timeout", None)
         if not limit or self._watchdog is not None or self._conn is not conn:
             return
-        answered = self._answered
+        if not self._in_flight:
+            return
+        loop = asyncio.get_running_loop()
 
         def check() -> None:
             self._watchdog = None
             if self._conn is not conn or not self._in_flight:
                 return
-            if self._answered == answered:
+            if loop.time() + _CLOCK_SLACK_S >= self._in_flight[0].sent_at + limit:
                 reader = self._reader
                 self._break(conn, TimeoutError(f"no reply from Redis in {limit} s"))
                 if reader is not None and not reader.done():
                     reader.cancel()
                 return
-            self._watch(conn)  # replies came: watch the next stretch
+            self._watch(conn)  # the oldest call was answered: watch the next one's deadline
 
-        self._watchdog = asyncio.get_running_loop().call_later(limit, check)
+        self._watchdog = loop.call_at(self._in_flight[0].sent_at + limit, check)
 
     def _break(self, conn: Any, exc: BaseException) -> None:
         """The connection failed: fail every call on it; the next call opens a new one."""
