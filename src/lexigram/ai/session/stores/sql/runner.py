@@ -562,9 +562,23 @@ class Leases:
         return [] if pinned is None else [pinned]
 
     async def acquire(self) -> Lease:
-        """An idle connection, or a new checkout."""
+        """An idle connection, or a new checkout.
+
+        A new connection is opened in a task of its own: a caller cancelled meanwhile
+        leaves the handshake to finish and the connection is kept for the next caller
+        (cancelling asyncpg's ``connect`` half way logged "Future exception was never
+        retrieved" at ERROR, once per timed-out call that had to connect).
+        """
         if self._idle:
             return self._idle.pop()
+        opening = asyncio.ensure_future(self._open())
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(self._adopt)
+            raise
+
+    async def _open(self) -> Lease:
         conn = await self._engine.connect()
         try:
             raw = await conn.get_raw_connection()
@@ -573,20 +587,24 @@ class Leases:
             raise
         return conn, raw.driver_connection
 
+    def _adopt(self, opening: asyncio.Future[Lease]) -> None:
+        """Keep a connection opened for a caller that was cancelled meanwhile."""
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        keeping = asyncio.ensure_future(self.release(opening.result()))
+        keeping.add_done_callback(_retrieve_quietly)
+
     async def release(self, lease: Lease, *, broken: bool = False) -> None:
         """Keep ``lease`` for the next caller, or give it back (``broken``: discard it)."""
         conn = lease[0]
         if broken:
-            try:
-                await conn.invalidate()
-            finally:
-                await conn.close()
+            await _to_the_end(_discard(conn))
             return
         # A pinned connection counts against ``keep``: the pool must always have a
         # connection for a caller waiting on it.
         kept = self._keep - (self._pinned is not None)
         if self._closed or len(self._idle) >= kept:
-            await conn.close()
+            await _to_the_end(conn.close())
         else:
             self._idle.append(lease)
 
@@ -611,6 +629,35 @@ class Leases:
         self._closed = True
         idle, self._idle = self._idle + self._take_pinned(), []
         return idle
+
+
+def _retrieve_quietly(task: asyncio.Future[Any]) -> None:
+    """Consume a background task's outcome (nobody awaits it)."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Invalidate and close a connection that broke or may be out of step."""
+    try:
+        await conn.invalidate()
+    finally:
+        await conn.close()
+
+
+async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
+    """Run a connection's close to its end even when the caller is cancelled meanwhile.
+
+    Cancelled half way, SQLAlchemy's reset of the connection (a ROLLBACK) logged
+    "Exception during reset or similar" at ERROR with a traceback; the close now
+    finishes in the background and the caller gets its cancellation at once.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_retrieve_quietly)
+        raise
 
 
 class LoopDb:

@@ -1,0 +1,78 @@
+"""Calls cut short by tiny timeouts log nothing at ERROR (no leak either way).
+
+An outside soak audit saw asyncio's "Future exception was never retrieved" (asyncpg's
+``connect`` cancelled half way: 181 times for 232 timed-out reads) and SQLAlchemy's
+"Exception during reset or similar" (a connection's ROLLBACK cancelled while it was
+returned: MariaDB), each with a traceback at ERROR: a service alerting on ERROR
+alerted on every client timeout. Connections are now opened and closed to the end in
+tasks of their own (``stores/sql/runner.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import random
+import uuid
+
+import pytest
+
+from lexigram.ai.session import SessionManager
+from lexigram.ai.session.stores.database import drop_schema
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(f"{record.name}: {record.getMessage().splitlines()[0]}")
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_timed_out_calls_log_no_error(backend: str) -> None:
+    if backend == "postgres":
+        require_postgres()
+        url = POSTGRES_URL
+    else:
+        require_mariadb()
+        url = MARIADB_URL
+    prefix = f"cl{uuid.uuid4().hex[:10]}_"
+    errors = _Errors()
+    loggers = [logging.getLogger(n) for n in ("asyncio", "sqlalchemy")]
+    for logger in loggers:
+        logger.addHandler(errors)
+    rng = random.Random(7)
+    try:
+        async with SessionManager.open(
+            backend="sql", database_url=url, table_prefix=prefix,
+            auto_checkpoint_interval=None, db_pool_size=3,
+        ) as manager:
+            session_id = (await manager.create("timeouts")).session_id
+
+            async def one(n: int) -> None:
+                call = (
+                    manager.get_state(session_id)
+                    if n % 2
+                    else manager.add_message(session_id, "user", f"m{n}")
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(call, rng.choice([0.0003, 0.001, 0.003, 0.006]))
+
+            # Four at once over a pool keeping three: calls also wait for new connections.
+            for n in range(0, 400, 4):
+                await asyncio.gather(*(one(n + k) for k in range(4)))
+            state = await manager.get_state(session_id)
+            assert state is not None and state.turn_count == len(state.turns)
+        gc.collect()
+        await asyncio.sleep(0.1)
+        gc.collect()
+        assert errors.seen == []
+    finally:
+        for logger in loggers:
+            logger.removeHandler(errors)
+        await drop_schema(url, table_prefix=prefix)
