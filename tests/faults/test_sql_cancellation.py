@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import random
 import uuid
 
@@ -23,6 +25,15 @@ from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.database import drop_schema
 from lexigram.ai.session.stores.sql import settle
 from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(f"{record.name}: {record.getMessage().splitlines()[0]}")
 
 
 async def _cancelled_writes_then_reads(manager: SessionManagerImpl, worker: int) -> list[str]:
@@ -116,3 +127,50 @@ async def test_the_wait_is_bounded_and_a_second_cancellation_is_raised_at_once(
     assert loop.time() - start < 1.0
     stuck.set()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_a_second_cancel_never_leaves_a_busy_connection_to_the_next_caller(
+    backend: str,
+) -> None:
+    """Cancelled twice, the write is given up on and its connection discarded.
+
+    The first settle handed the connection back to the pool while the write still ran
+    on it: the next caller's statement met it (asyncpg: 'got result for unknown
+    protocol state'), found by an outside regression audit.
+    """
+    if backend == "postgres":
+        require_postgres()
+        url = POSTGRES_URL
+    else:
+        require_mariadb()
+        url = MARIADB_URL
+    prefix = f"cx{uuid.uuid4().hex[:10]}_"
+    errors = _Errors()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(errors)
+    try:
+        async with SessionManager.open(
+            backend="sql", database_url=url, table_prefix=prefix,
+            auto_checkpoint_interval=None, db_pool_size=1,
+        ) as manager:
+            session_id = (await manager.create("twice")).session_id
+            for n in range(60):
+                task = asyncio.ensure_future(manager.add_message(session_id, "user", f"m{n}"))
+                for _ in range(n % 4):
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                turns = await manager.get_turns(session_id)  # never meets the other's reply
+                state = await manager.get_state(session_id)
+                assert state is not None and state.turn_count == len(turns)
+        gc.collect()
+        await asyncio.sleep(0.1)
+        gc.collect()
+        assert errors.seen == []
+    finally:
+        logger.removeHandler(errors)
+        await drop_schema(url, table_prefix=prefix)

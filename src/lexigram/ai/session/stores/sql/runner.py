@@ -49,7 +49,7 @@ from lexigram.ai.session.stores.sql.engine import (
     loop_agnostic,
     track_connections,
 )
-from lexigram.ai.session.stores.sql.settle import settled
+from lexigram.ai.session.stores.sql.settle import StepStillRunning, settled
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -1028,6 +1028,9 @@ class PgRunner(Runner):
                     await settled(tr.commit())
                 return result
             except BaseException as exc:
+                if isinstance(exc, StepStillRunning):
+                    broken = True  # the statement still runs on it: never to be reused
+                    raise
                 if (
                     tr is not None
                     and not driver.is_closed()

@@ -8,7 +8,8 @@ makes a new turn id each time) stored it twice: an outside audit saw 3 of 1,000
 cancelled PostgreSQL writes land after the caller's read, and 2 on MariaDB. Now the
 cancellation reaches the caller once the server has answered (committed, or not):
 a read after it shows what happened. The wait is bounded by :data:`SETTLE_S`; a
-second cancellation while waiting is raised at once.
+second cancellation while waiting is raised at once. Either way, a step still running
+then raises :class:`StepStillRunning` and its connection is discarded.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-__all__ = ["SETTLE_S", "settled"]
+__all__ = ["SETTLE_S", "StepStillRunning", "settled"]
 
 T = TypeVar("T")
 
-#: The longest a cancelled write waits for the server's answer before giving up on it.
-SETTLE_S = 5.0
+#: The longest a cancelled write waits for the server's answer before giving up on it: a
+#: commit takes milliseconds; a write waiting on another transaction's lock may take
+#: longer, and is then given up (it may still be applied once the lock is let go).
+SETTLE_S = 1.0
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -31,16 +34,32 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+class StepStillRunning(asyncio.CancelledError):
+    """The caller was cancelled and the step still runs on its connection.
+
+    Raised instead of the cancellation when the wait ran out (or a second cancellation
+    cut it): the connection is busy, and must be discarded, never handed to another
+    caller (two statements on one asyncpg connection broke its protocol state).
+    """
+
+
 async def settled(step: Awaitable[T]) -> T:
-    """``await step``; when cancelled, wait up to :data:`SETTLE_S` for it, then re-raise."""
+    """``await step``; when cancelled, wait up to :data:`SETTLE_S` for it, then re-raise.
+
+    Raises :class:`StepStillRunning` (a ``CancelledError``) when ``step`` had not
+    finished by then.
+    """
     task = asyncio.ensure_future(step)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not task.done():
-            await asyncio.wait({task}, timeout=SETTLE_S)
+        try:
+            if not task.done():
+                await asyncio.wait({task}, timeout=SETTLE_S)
+        except asyncio.CancelledError:
+            pass  # a second cancellation: raised at once, below
         if task.done():
             _retrieve(task)
-        else:
-            task.add_done_callback(_retrieve)
-        raise
+            raise
+        task.add_done_callback(_retrieve)
+        raise StepStillRunning from None
