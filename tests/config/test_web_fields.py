@@ -47,8 +47,15 @@ def test_an_unsafe_header_value_is_refused_naming_the_field(field: str, value: s
         ("cookie_domain", "example.test"),
         ("cookie_domain", ".chat.example.test"),
         ("cookie_domain", "localhost"),
+        ("cookie_domain", "example.com."),
+        ("cookie_domain", "my_host.internal"),
         ("default_system_prompt", "Réponds en français 😀"),
     ],
 )
 def test_ordinary_values_pass(field: str, value: str) -> None:
     assert getattr(SessionConfig(**{field: value}), field) == value
+
+
+def test_an_empty_cookie_domain_is_host_only() -> None:
+    """As ``cookie_name: ""`` turns cookies off: ``LEX_AI_SESSION__COOKIE_DOMAIN=`` is null."""
+    assert SessionConfig(cookie_domain="").cookie_domain is None

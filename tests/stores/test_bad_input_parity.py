@@ -55,3 +55,26 @@ async def test_metadata_that_is_no_mapping_is_refused_naming_metadata(metadata: 
         with pytest.raises(SessionValidationError) as caught:
             await manager.create("alice", metadata)
         assert caught.value.field == "metadata", (type(store).__name__, caught.value)
+
+
+@pytest.mark.parametrize("ttl", [10**12, -1, True, 1.5, "60"])
+def test_a_store_built_directly_refuses_a_ttl_past_the_bound(ttl: Any) -> None:
+    """``SessionConfig`` bounds ``session_ttl`` at a thousand years; a store built directly
+    took 10**12 and failed every create with a raw ``OverflowError`` (outside audit)."""
+    from lexigram.ai.session.stores.cache import CacheSessionStore
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+    makers = [
+        lambda: InMemorySessionStore(session_ttl=ttl),
+        lambda: DatabaseSessionStore("sqlite+aiosqlite:///:memory:", session_ttl=ttl),
+        lambda: CacheSessionStore("redis://127.0.0.1:6379/0", session_ttl=ttl),
+    ]
+    for make in makers:
+        with pytest.raises(SessionValidationError) as caught:
+            make()
+        assert caught.value.field == "session_ttl"
+    store = InMemorySessionStore()
+    with pytest.raises(SessionValidationError):
+        store.session_ttl = ttl
+    store.session_ttl = 3600
+    assert store.session_ttl == 3600

@@ -246,6 +246,8 @@ class SessionConfig(BaseConfig):
         _table_prefix("table_prefix", self.table_prefix)
         if self.cookie_name == "":
             self.cookie_name = None
+        if self.cookie_domain == "":  # host-only, as null (an empty env var)
+            self.cookie_domain = None
         self._check_web_fields()
         if self.default_turn_strategy not in TURN_STRATEGIES:
             _fail(
@@ -288,7 +290,10 @@ class SessionConfig(BaseConfig):
             _fail("cookie_path", "must be printable ASCII without ';', "
                   f"got {self.cookie_path!r}")
         if self.cookie_domain is not None and not _COOKIE_DOMAIN.fullmatch(self.cookie_domain):
-            _fail("cookie_domain", f"must be a host name, got {self.cookie_domain!r}")
+            _fail(
+                "cookie_domain",
+                f"must be a host name (an IDN in its xn-- form), got {self.cookie_domain!r}",
+            )
         prompt = self.default_system_prompt
         if prompt is not None:
             try:
@@ -679,8 +684,8 @@ _HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: A cookie's Path attribute value (RFC 6265 4.1.1: any CHAR but controls and ';').
 _COOKIE_PATH = re.compile(r"[\x20-\x3a\x3c-\x7e]+")
 #: A cookie's Domain attribute value: a host name, an optional leading dot.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_COOKIE_DOMAIN = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_COOKIE_DOMAIN = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def _non_empty(name: str, value: Any) -> str:

@@ -53,7 +53,12 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.validation import check_id, check_instant, utc_instant
+from lexigram.ai.session.validation import (
+    MAX_DURATION_S,
+    check_id,
+    check_instant,
+    utc_instant,
+)
 
 __all__ = [
     "KEY_ENVELOPE_FIELD",
@@ -284,6 +289,21 @@ class SessionStore(abc.ABC):
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         self.session_ttl = session_ttl
         self.clock: Clock = clock or utcnow
+
+    @property
+    def session_ttl(self) -> int:
+        """Seconds a session may stay idle before it expires (0: never)."""
+        return self._session_ttl
+
+    @session_ttl.setter
+    def session_ttl(self, value: int) -> None:
+        # Bounded as in SessionConfig: a TTL of 10**12 s overflowed every deadline
+        # (OverflowError on the first create) when a store was built directly.
+        if type(value) is not int or not 0 <= value <= MAX_DURATION_S:
+            raise SessionValidationError(
+                "session_ttl", f"must be an integer in 0..{MAX_DURATION_S} seconds, got {value!r}"
+            )
+        self._session_ttl = value
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> datetime:
