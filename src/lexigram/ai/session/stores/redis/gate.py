@@ -17,27 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from contextvars import ContextVar
 from types import TracebackType
+from typing import Any
 
 __all__ = ["CallGate", "new_gate"]
-
-#: The cancellation requests pending on the current task when it entered each gate it holds.
-_ENTERED: ContextVar[tuple[int, ...]] = ContextVar("lexigram_redis_gate_entered", default=())
 
 
 class CallGate:
     """A semaphore that re-raises a cancellation swallowed while it was held."""
 
-    __slots__ = ("_semaphore",)
+    __slots__ = ("_entered", "_semaphore")
 
     def __init__(self, size: int) -> None:
         self._semaphore = asyncio.Semaphore(size)
+        # Per task holding the gate: the cancellation requests pending when it entered,
+        # and how deep it holds it (one task never needs it twice, but may).
+        self._entered: dict[asyncio.Task[Any], tuple[int, int]] = {}
 
     async def __aenter__(self) -> None:
         await self._semaphore.acquire()
         task = asyncio.current_task()
-        _ENTERED.set((*_ENTERED.get(), task.cancelling() if task is not None else 0))
+        if task is None:
+            return
+        held = self._entered.get(task)
+        if held is None:
+            self._entered[task] = (task.cancelling(), 1)
+        else:
+            self._entered[task] = (held[0], held[1] + 1)
 
     async def __aexit__(
         self,
@@ -46,12 +52,15 @@ class CallGate:
         tb: TracebackType | None,
     ) -> None:
         self._semaphore.release()
-        entered = _ENTERED.get()
-        _ENTERED.set(entered[:-1])
-        if exc_type is not None or not entered:
-            return
         task = asyncio.current_task()
-        if task is not None and task.cancelling() > entered[-1]:
+        held = None if task is None else self._entered.pop(task, None)
+        if held is None or task is None:
+            return
+        pending, depth = held
+        if depth > 1:
+            self._entered[task] = (pending, depth - 1)
+            return
+        if exc_type is None and task.cancelling() > pending:
             raise asyncio.CancelledError
 
 
