@@ -50,3 +50,45 @@ async def test_a_single_server_passes_the_check() -> None:
         await store.ping()
     finally:
         await store.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+async def test_the_health_check_fails_while_the_cluster_reports_failure() -> None:
+    """A live node answers PING while a failed master's slots are served by nobody: the
+    health check said healthy while one write in three failed (an outside audit)."""
+    import asyncio
+    import time
+
+    from lexigram.ai.session.exceptions import StoreUnavailableError
+    from tests.stores.redis_cluster import (
+        port_lock,
+        release_lock,
+        require_redis_binaries,
+        start_cluster,
+        stop_server,
+    )
+
+    require_redis_binaries()
+    ports = (7121, 7122, 7123)
+    handle = port_lock("cluster-7121", wait_s=120)
+    assert handle is not None, "ports 7121-7123 stayed busy"
+    cluster = start_cluster(ports)
+    store = CacheSessionStore(cluster.url, key_prefix="cluster-health", cluster=True)
+    try:
+        await store.initialize()
+        await store.ping()
+        stop_server(ports[2])
+        deadline = time.monotonic() + 30
+        failed: StoreUnavailableError | None = None
+        while failed is None and time.monotonic() < deadline:
+            try:
+                await store.ping()
+            except StoreUnavailableError as exc:
+                failed = exc
+            await asyncio.sleep(0.5)
+        assert failed is not None and "cluster_state:fail" in str(failed)
+    finally:
+        await store.close()
+        cluster.stop()
+        release_lock(handle)

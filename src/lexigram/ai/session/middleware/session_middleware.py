@@ -320,8 +320,10 @@ class SessionMiddleware:
 def current_session() -> SessionContext:
     """The session view of the request being served (what ``scope[scope_key]`` holds).
 
-    Works in any endpoint, dependency or thread of the request, whatever
-    ``scope_key`` is. Raises :class:`SessionError` outside a request served by
-    :class:`SessionMiddleware`.
+    Works in any endpoint or dependency of the request, and in a function it runs in
+    a thread through ``asyncio.to_thread`` / Starlette's ``run_in_threadpool`` (which
+    carry the request's context), whatever ``scope_key`` is. A thread started by hand
+    (``threading.Thread``) does not carry it: pass it the view. Raises
+    :class:`SessionError` outside a request served by :class:`SessionMiddleware`.
     """
     return SessionContext().pinned()

@@ -211,10 +211,19 @@ class RedisCore:
     async def ping(self) -> None:
         """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
         where = f"{'Redis Cluster' if self.cluster else 'Redis'} at {mask_url(self.url)}"
+        client = self.scripts.client()
         try:
-            await self.scripts.client().ping()
+            await client.ping()
+            state = None
+            if isinstance(client, RedisCluster):
+                # A live node answers PING while the cluster serves no slot of a failed
+                # master: the health check said HEALTHY with writes failing.
+                info = await client.cluster_info()
+                state = str(info.get("cluster_state", "ok"))
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
+        if state is not None and state != "ok":
+            raise StoreUnavailableError(f"{where} reports cluster_state:{state}")
 
     async def check_mode(self) -> None:
         """Refuse a Cluster node addressed as a single server (``redis_cluster`` off).
