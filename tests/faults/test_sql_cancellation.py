@@ -27,7 +27,18 @@ from lexigram.ai.session.stores.sql import settle
 from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 
-class _Errors(logging.Handler):
+def server_url(backend: str) -> str:
+    """The URL of the ``postgres`` or ``mariadb`` test server (fails/skips when it is down)."""
+    if backend == "postgres":
+        require_postgres()
+        return POSTGRES_URL
+    require_mariadb()
+    return MARIADB_URL
+
+
+class ErrorLines(logging.Handler):
+    """Every ERROR-level record a logger it is added to emits, as one line each."""
+
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
         self.seen: list[str] = []
@@ -61,12 +72,7 @@ async def _cancelled_writes_then_reads(manager: SessionManagerImpl, worker: int)
 
 @pytest.mark.parametrize("backend", ["postgres", "mariadb"])
 async def test_a_write_cancelled_in_flight_never_lands_after_the_next_read(backend: str) -> None:
-    if backend == "postgres":
-        require_postgres()
-        url = POSTGRES_URL
-    else:
-        require_mariadb()
-        url = MARIADB_URL
+    url = server_url(backend)
     prefix = f"cx{uuid.uuid4().hex[:10]}_"
     try:
         async with SessionManager.open(
@@ -139,14 +145,9 @@ async def test_a_second_cancel_never_leaves_a_busy_connection_to_the_next_caller
     on it: the next caller's statement met it (asyncpg: 'got result for unknown
     protocol state'), found by an outside regression audit.
     """
-    if backend == "postgres":
-        require_postgres()
-        url = POSTGRES_URL
-    else:
-        require_mariadb()
-        url = MARIADB_URL
+    url = server_url(backend)
     prefix = f"cx{uuid.uuid4().hex[:10]}_"
-    errors = _Errors()
+    errors = ErrorLines()
     logger = logging.getLogger("asyncio")
     logger.addHandler(errors)
     try:

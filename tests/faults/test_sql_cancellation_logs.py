@@ -21,28 +21,14 @@ import pytest
 
 from lexigram.ai.session import SessionManager
 from lexigram.ai.session.stores.database import drop_schema
-from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen.append(f"{record.name}: {record.getMessage().splitlines()[0]}")
+from tests.faults.test_sql_cancellation import ErrorLines, server_url
 
 
 @pytest.mark.parametrize("backend", ["postgres", "mariadb"])
 async def test_timed_out_calls_log_no_error(backend: str) -> None:
-    if backend == "postgres":
-        require_postgres()
-        url = POSTGRES_URL
-    else:
-        require_mariadb()
-        url = MARIADB_URL
+    url = server_url(backend)
     prefix = f"cl{uuid.uuid4().hex[:10]}_"
-    errors = _Errors()
+    errors = ErrorLines()
     loggers = [logging.getLogger(n) for n in ("asyncio", "sqlalchemy")]
     for logger in loggers:
         logger.addHandler(errors)
