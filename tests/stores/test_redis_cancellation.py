@@ -197,3 +197,71 @@ async def test_a_connection_lost_during_a_key_scan_is_the_stores_error() -> None
         await cleanup.delete(state.session_id)
     finally:
         await cleanup.close()
+
+
+async def test_a_cancelled_create_or_fork_never_leaves_a_session_out_of_its_indexes() -> None:
+    """A create (or fork) cancelled after its script was sent may have run.
+
+    It was undone as if refused: the session existed in no index (listings, the
+    per-user cap, the sweeper's deadlines, erase_user). An outside cancellation audit
+    saw 22-28 of 200 cancelled creates and 16 of 200 forks left so.
+    """
+    import random
+
+    from lexigram.ai.session.branching.branch_manager import BranchManager
+
+    require_redis()
+    store = CacheSessionStore(
+        REDIS_URL, key_prefix=f"cancel-{uuid.uuid4().hex[:8]}", session_ttl=3600
+    )
+    await store.initialize()
+    manager = SessionManagerImpl(
+        store, {"auto_checkpoint_interval": None, "session_ttl": 3600,
+                "max_sessions_per_user": 10_000},
+    )
+    branches = BranchManager(store, 1_000)
+    rng = random.Random(3)
+    try:
+        source = await manager.create("owner")
+        await manager.add_message(source.session_id, "user", "hello")
+        made: list[str] = []
+        forked: list[str] = []
+        for n in range(300):
+            sid = f"c{n}"
+            call = (
+                manager.create("owner", session_id=sid)
+                if n % 2
+                else branches.fork(source.session_id, f"b{n}")
+            )
+            task = asyncio.ensure_future(call)
+            for _ in range(rng.randint(0, 16)):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                result = await task
+                if n % 2 == 0:
+                    forked.append(result.session_id)
+            if n % 2:
+                made.append(sid)
+        listed = {s.session_id for s in (await manager.list_sessions("owner", limit=1000)).items}
+        for sid in made:
+            if await manager.get_state(sid) is not None:
+                assert sid in listed, f"{sid} exists but is not listed"
+        branch_ids = {r.state.session_id for r in await store.list_branches(source.session_id)}
+        stored: set[str] = set()  # every session header in Redis, indexed or not
+        async for key in store.client.scan_iter(match=store.keys.prefix + ":s:*:h", count=1000):
+            found = await store.client.hget(key, "id")
+            if found is not None:
+                stored.add(found.decode())
+        assert stored - listed == set(), "sessions stored but in no user index"
+        for state in await store.list_sessions("owner"):
+            if state.parent_session_id == source.session_id:
+                assert state.session_id in branch_ids
+        due = set(await store.find_expired(limit=10_000))
+        assert due == set()  # nothing due yet: the index exists, nobody is past the TTL
+        live = await store.count_live_sessions("owner")
+        assert live >= len(listed)
+    finally:
+        async for key in store.client.scan_iter(match=store.keys.prefix + ":*", count=1000):
+            await store.client.unlink(key)
+        await store.close()

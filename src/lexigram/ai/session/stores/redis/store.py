@@ -216,8 +216,8 @@ class CacheSessionStore(SessionStore):
                 reply = await self._core.run(
                     "save", sid, [now_us, header, len(state.turns), *pairs], op=op
                 )
-            except StoreUnavailableError:
-                raise  # outcome unknown: keep the reservation
+            except (StoreUnavailableError, asyncio.CancelledError):
+                raise  # outcome unknown (a cancelled call may have run): keep the reservation
             except BaseException:
                 if ordinal is not None:
                     await self._core.index.release(state.user_id, sid)
@@ -662,8 +662,8 @@ class CacheSessionStore(SessionStore):
                 fork_seq=len(turns),
                 op=op,
             )
-        except StoreUnavailableError:
-            raise  # outcome unknown: the branch may exist, keep its place
+        except (StoreUnavailableError, asyncio.CancelledError):
+            raise  # outcome unknown (a cancelled call may have run): the branch may exist
         except BaseException:
             await self._core.raw("branch_drop", source_id, [now_us, bid, op])
             raise
@@ -762,8 +762,12 @@ class CacheSessionStore(SessionStore):
             if deadline is not None:
                 added = await core.index.add_deadline(sid, to_us(deadline), only_new=True)
             reply = await core.run("create", sid, [now_us, header, k, *pairs], op=op)
-        except StoreUnavailableError:
-            raise  # outcome unknown: keep the reservation and the deadline entry
+        except (StoreUnavailableError, asyncio.CancelledError):
+            # Outcome unknown: a call cancelled after its script was sent may have run.
+            # Undone, such a session was left in no index: past the per-user cap, never
+            # expired, missed by erase_user (found by an outside cancellation audit).
+            # The reservation and the deadline entry stay (dropped later if unused).
+            raise
         except BaseException:
             await self._undo_insert(state.user_id, sid, added)
             raise
