@@ -175,3 +175,46 @@ async def test_a_second_cancel_never_leaves_a_busy_connection_to_the_next_caller
     finally:
         logger.removeHandler(errors)
         await drop_schema(url, table_prefix=prefix)
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_a_refused_write_cancelled_during_its_rollback_raises_the_cancellation(
+    backend: str,
+) -> None:
+    """A write to a closed session, cancelled while the store rolled it back, ended with
+    ``SessionClosedError``: the cancellation was swallowed (``asyncio.timeout()`` raised
+    the refusal, not ``TimeoutError``). Found by an outside cancellation audit."""
+    from lexigram.ai.session.exceptions import SessionClosedError
+    from lexigram.ai.session.testing import make_turn
+
+    url = server_url(backend)
+    prefix = f"cx{uuid.uuid4().hex[:10]}_"
+    rng = random.Random(11)
+    try:
+        async with SessionManager.open(
+            backend="sql", database_url=url, table_prefix=prefix,
+            auto_checkpoint_interval=None, db_pool_size=4,
+        ) as manager:
+            session_id = (await manager.create("closed")).session_id
+            await manager.close(session_id)
+            swallowed = 0
+            for n in range(400):
+                task = asyncio.ensure_future(
+                    manager.add_turn(session_id, make_turn(turn_id=f"t{n}"))
+                )
+                for _ in range(rng.randint(0, 40)):
+                    await asyncio.sleep(0)
+                if task.done():
+                    with pytest.raises(SessionClosedError):
+                        await task
+                    continue
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    continue
+                except SessionClosedError:
+                    swallowed += 1
+            assert swallowed == 0
+    finally:
+        await drop_schema(url, table_prefix=prefix)

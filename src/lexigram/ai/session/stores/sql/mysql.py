@@ -498,6 +498,9 @@ class MyRunner(Runner):
                 if began and not lost:
                     try:
                         await tx.raw("ROLLBACK")
+                    except asyncio.CancelledError:
+                        broken = True  # the cancellation is the outcome, not the refusal
+                        raise
                     except BaseException:
                         broken = True
                 if lost:

@@ -1039,6 +1039,11 @@ class PgRunner(Runner):
                 ):
                     try:
                         await tr.rollback()
+                    except asyncio.CancelledError:
+                        # Cancelled during the rollback: the cancellation is the outcome
+                        # (it was swallowed and the refusal raised instead).
+                        broken = True
+                        raise
                     except BaseException:
                         broken = True
                 if _is_disconnect(exc):
