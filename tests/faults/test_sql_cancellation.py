@@ -218,3 +218,59 @@ async def test_a_refused_write_cancelled_during_its_rollback_raises_the_cancella
             assert swallowed == 0
     finally:
         await drop_schema(url, table_prefix=prefix)
+
+
+def _sockets_to(port: int) -> int:
+    """This process's open TCP connections to ``port`` on loopback (from /proc)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[9] in inodes and int(fields[2].split(":")[1], 16) == port:
+                    count += 1
+    return count
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_closing_right_after_cancelled_calls_leaves_no_connection_open(
+    backend: str,
+) -> None:
+    """What a web server does at shutdown: cancel the requests in flight, then close.
+
+    Connections opened or closed in the background for cancelled callers came back
+    after the store was closed (sockets open, a ResourceWarning at exit; an outside
+    audit). ``close()`` now waits for them.
+    """
+    url = server_url(backend)
+    port = 5432 if backend == "postgres" else 3306
+    prefix = f"cx{uuid.uuid4().hex[:10]}_"
+    rng = random.Random(5)
+    before = _sockets_to(port)
+    try:
+        for _round in range(3):
+            async with SessionManager.open(
+                backend="sql", database_url=url, table_prefix=prefix,
+                auto_checkpoint_interval=None, db_pool_size=4,
+            ) as manager:
+                session_id = (await manager.create("shutdown")).session_id
+                for _ in range(20):
+                    tasks = [
+                        asyncio.ensure_future(manager.add_message(session_id, "user", "hi"))
+                        for _ in range(8)
+                    ]
+                    await asyncio.sleep(rng.random() * 0.003)
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            assert _sockets_to(port) == before
+    finally:
+        await drop_schema(url, table_prefix=prefix)

@@ -528,6 +528,13 @@ class Leases:
         self._closed = False
         self._pinned: Lease | None = None
         self._pinning: asyncio.Lock | None = None
+        # Connections being opened or closed in tasks of their own (see acquire and
+        # release): close() waits for them, so none is given back after the engine.
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def closed(self) -> bool:
@@ -572,6 +579,7 @@ class Leases:
         if self._idle:
             return self._idle.pop()
         opening = asyncio.ensure_future(self._open())
+        self._track(opening)
         try:
             return await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -593,18 +601,19 @@ class Leases:
             return
         keeping = asyncio.ensure_future(self.release(opening.result()))
         keeping.add_done_callback(_retrieve_quietly)
+        self._track(keeping)
 
     async def release(self, lease: Lease, *, broken: bool = False) -> None:
         """Keep ``lease`` for the next caller, or give it back (``broken``: discard it)."""
         conn = lease[0]
         if broken:
-            await _to_the_end(_discard(conn))
+            await _to_the_end(_discard(conn), self._track)
             return
         # A pinned connection counts against ``keep``: the pool must always have a
         # connection for a caller waiting on it.
         kept = self._keep - (self._pinned is not None)
         if self._closed or len(self._idle) >= kept:
-            await _to_the_end(conn.close())
+            await _to_the_end(conn.close(), self._track)
         else:
             self._idle.append(lease)
 
@@ -618,8 +627,13 @@ class Leases:
                 await conn.close()
 
     async def close(self) -> None:
-        """Return every idle connection to the pool."""
+        """Return every idle connection to the pool, once those being opened or closed
+        in the background are done (a connection opened for a caller cancelled meanwhile
+        is closed, not kept). Cancelled calls just before ``close()`` left connections
+        open after it (a ResourceWarning at exit; found by an outside audit)."""
         self._closed = True
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=_BACKGROUND_WAIT_S)
         idle, self._idle = self._idle + self._take_pinned(), []
         for conn, _ in idle:
             await conn.close()
@@ -645,7 +659,13 @@ async def _discard(conn: AsyncConnection) -> None:
         await conn.close()
 
 
-async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
+#: How long closing the store waits for connections being opened or closed meanwhile.
+_BACKGROUND_WAIT_S = 5.0
+
+
+async def _to_the_end(
+    step: Coroutine[Any, Any, None], track: Callable[[asyncio.Future[Any]], None]
+) -> None:
     """Run a connection's close to its end even when the caller is cancelled meanwhile.
 
     Cancelled half way, SQLAlchemy's reset of the connection (a ROLLBACK) logged
@@ -653,6 +673,7 @@ async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
     finishes in the background and the caller gets its cancellation at once.
     """
     task = asyncio.ensure_future(step)
+    track(task)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
