@@ -92,3 +92,41 @@ async def test_the_health_check_fails_while_the_cluster_reports_failure() -> Non
         await store.close()
         cluster.stop()
         release_lock(handle)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+async def test_a_user_who_may_not_ask_cluster_info_still_gets_in() -> None:
+    """The health check's ``CLUSTER INFO`` is a courtesy: refused by an ACL, it is skipped."""
+    from redis.asyncio import Redis
+
+    from tests.stores.redis_cluster import (
+        port_lock,
+        release_lock,
+        require_redis_binaries,
+        start_cluster,
+    )
+
+    require_redis_binaries()
+    ports = (7121, 7122, 7123)
+    handle = port_lock("cluster-7121", wait_s=120)
+    assert handle is not None, "ports 7121-7123 stayed busy"
+    cluster = start_cluster(ports)
+    try:
+        for port in ports:
+            admin = Redis(port=port)
+            await admin.execute_command(
+                "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-cluster|info"
+            )
+            await admin.aclose()
+        store = CacheSessionStore(
+            f"redis://limited:pw@127.0.0.1:{ports[0]}/0", key_prefix="acl", cluster=True
+        )
+        try:
+            await store.initialize()
+            await store.ping()
+        finally:
+            await store.close()
+    finally:
+        cluster.stop()
+        release_lock(handle)

@@ -16,7 +16,7 @@ import orjson
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lexigram.ai.session.exceptions import (
@@ -218,8 +218,11 @@ class RedisCore:
             if isinstance(client, RedisCluster):
                 # A live node answers PING while the cluster serves no slot of a failed
                 # master: the health check said HEALTHY with writes failing.
-                info = await client.cluster_info()
-                state = str(info.get("cluster_state", "ok"))
+                try:
+                    info = await client.cluster_info()
+                    state = str(info.get("cluster_state", "ok"))
+                except ResponseError:
+                    state = None  # CLUSTER INFO refused (an ACL, a renamed command)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
         if state is not None and state != "ok":
