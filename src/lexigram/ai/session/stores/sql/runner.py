@@ -531,6 +531,7 @@ class Leases:
         # Connections being opened or closed in tasks of their own (see acquire and
         # release): close() waits for them, so none is given back after the engine.
         self._background: set[asyncio.Future[Any]] = set()
+        self._network = engine.dialect.name != "sqlite"
 
     def _track(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)
@@ -578,6 +579,10 @@ class Leases:
         """
         if self._idle:
             return self._idle.pop()
+        if not self._network:
+            # aiosqlite opens in its own thread, which a caller's cancellation does not
+            # stop; a task left to finish it would outlive a loop its thread closes.
+            return await self._open()
         opening = asyncio.ensure_future(self._open())
         self._track(opening)
         try:
@@ -632,8 +637,12 @@ class Leases:
         is closed, not kept). Cancelled calls just before ``close()`` left connections
         open after it (a ResourceWarning at exit; found by an outside audit)."""
         self._closed = True
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=_BACKGROUND_WAIT_S)
+        # Only this loop's tasks can finish while we wait: a SQLite store closes the
+        # connections of a stopped loop from the caller's (it waited 5 s on them).
+        loop = asyncio.get_running_loop()
+        ours = {t for t in self._background if not t.done() and t.get_loop() is loop}
+        if ours:
+            await asyncio.wait(ours, timeout=_BACKGROUND_WAIT_S)
         idle, self._idle = self._idle + self._take_pinned(), []
         for conn, _ in idle:
             await conn.close()
