@@ -258,7 +258,12 @@ async def test_a_cancelled_create_or_fork_never_leaves_a_session_out_of_its_inde
             if state.parent_session_id == source.session_id:
                 assert state.session_id in branch_ids
         due = set(await store.find_expired(limit=10_000))
-        assert due == set()  # nothing due yet: the index exists, nobody is past the TTL
+        assert due == set()  # nothing due yet: nobody is past the TTL
+        # ...and every stored session is in the sweeper's deadline index, to be due later.
+        deadlines = {
+            m.decode() for m in await store.client.zrange(store.keys.deadlines, 0, -1)
+        }
+        assert stored - deadlines == set(), "sessions stored but never to be expired"
         live = await store.count_live_sessions("owner")
         assert live >= len(listed)
     finally:

@@ -7,13 +7,27 @@ reserve: 7635 127.0.0.1:7102"): about two sessions in three on a 3-master cluste
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+from redis.asyncio import Redis
 
 from lexigram.ai.session import SessionManager
-from lexigram.ai.session.exceptions import SessionStoreError
+from lexigram.ai.session.exceptions import SessionStoreError, StoreUnavailableError
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from tests.services import REDIS_URL, require_redis
-from tests.stores.redis_cluster import shared_cluster
+from tests.stores.redis_cluster import (
+    LocalCluster,
+    port_lock,
+    release_lock,
+    require_redis_binaries,
+    shared_cluster,
+    start_cluster,
+    stop_server,
+)
 
 
 async def test_a_cluster_node_addressed_as_one_server_is_refused_at_initialize() -> None:
@@ -52,81 +66,64 @@ async def test_a_single_server_passes_the_check() -> None:
         await store.close()
 
 
+_OWN_PORTS = (7121, 7122, 7123)
+
+
+@contextmanager
+def _own_cluster() -> Iterator[LocalCluster]:
+    """A 3-master cluster of this module's own on 7121-7123 (a test may break it)."""
+    require_redis_binaries()
+    handle = port_lock("cluster-7121", wait_s=120)
+    assert handle is not None, "ports 7121-7123 stayed busy"
+    cluster = start_cluster(_OWN_PORTS)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        release_lock(handle)
+
+
+
 @pytest.mark.cluster
 @pytest.mark.slow
 async def test_the_health_check_fails_while_the_cluster_reports_failure() -> None:
     """A live node answers PING while a failed master's slots are served by nobody: the
     health check said healthy while one write in three failed (an outside audit)."""
-    import asyncio
-    import time
-
-    from lexigram.ai.session.exceptions import StoreUnavailableError
-    from tests.stores.redis_cluster import (
-        port_lock,
-        release_lock,
-        require_redis_binaries,
-        start_cluster,
-        stop_server,
-    )
-
-    require_redis_binaries()
-    ports = (7121, 7122, 7123)
-    handle = port_lock("cluster-7121", wait_s=120)
-    assert handle is not None, "ports 7121-7123 stayed busy"
-    cluster = start_cluster(ports)
-    store = CacheSessionStore(cluster.url, key_prefix="cluster-health", cluster=True)
-    try:
-        await store.initialize()
-        await store.ping()
-        stop_server(ports[2])
-        deadline = time.monotonic() + 30
-        failed: StoreUnavailableError | None = None
-        while failed is None and time.monotonic() < deadline:
-            try:
-                await store.ping()
-            except StoreUnavailableError as exc:
-                failed = exc
-            await asyncio.sleep(0.5)
-        assert failed is not None and "cluster_state:fail" in str(failed)
-    finally:
-        await store.close()
-        cluster.stop()
-        release_lock(handle)
+    with _own_cluster() as cluster:
+        store = CacheSessionStore(cluster.url, key_prefix="cluster-health", cluster=True)
+        try:
+            await store.initialize()
+            await store.ping()
+            stop_server(_OWN_PORTS[2])
+            deadline = time.monotonic() + 30
+            failed: StoreUnavailableError | None = None
+            while failed is None and time.monotonic() < deadline:
+                try:
+                    await store.ping()
+                except StoreUnavailableError as exc:
+                    failed = exc
+                await asyncio.sleep(0.5)
+            assert failed is not None and "cluster_state:fail" in str(failed)
+        finally:
+            await store.close()
 
 
 @pytest.mark.cluster
 @pytest.mark.slow
 async def test_a_user_who_may_not_ask_cluster_info_still_gets_in() -> None:
     """The health check's ``CLUSTER INFO`` is a courtesy: refused by an ACL, it is skipped."""
-    from redis.asyncio import Redis
-
-    from tests.stores.redis_cluster import (
-        port_lock,
-        release_lock,
-        require_redis_binaries,
-        start_cluster,
-    )
-
-    require_redis_binaries()
-    ports = (7121, 7122, 7123)
-    handle = port_lock("cluster-7121", wait_s=120)
-    assert handle is not None, "ports 7121-7123 stayed busy"
-    cluster = start_cluster(ports)
-    try:
-        for port in ports:
+    with _own_cluster():
+        for port in _OWN_PORTS:
             admin = Redis(port=port)
             await admin.execute_command(
                 "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-cluster|info"
             )
             await admin.aclose()
         store = CacheSessionStore(
-            f"redis://limited:pw@127.0.0.1:{ports[0]}/0", key_prefix="acl", cluster=True
+            f"redis://limited:pw@127.0.0.1:{_OWN_PORTS[0]}/0", key_prefix="acl", cluster=True
         )
         try:
             await store.initialize()
             await store.ping()
         finally:
             await store.close()
-    finally:
-        cluster.stop()
-        release_lock(handle)

@@ -110,26 +110,25 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
     prefix = store.keys.prefix
     user_base = f"{prefix}:u:{{{tag(user_id)}}}:"
     session_bases = tuple(f"{prefix}:s:{{{tag(sid)}}}:o:" for sid in session_ids)
-    # Calls on the client go under the store's gate, errors as the store's own; never
-    # nested (index.probe below takes the gate itself).
-    redis = store._core.scripts.guarded
+    # Under the store's gate, errors as the store's own (``guarded`` for the scan, which
+    # redis-py gives as an iterator; ``command`` for the rest).
+    scripts = store._core.scripts
     user_keys: list[Any] = []
     replies: list[Any] = []
-    async with redis("SCAN") as client:
+    async with scripts.guarded("SCAN") as client:
         async for raw in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
             key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
             if key.startswith(user_base):
                 user_keys.append(raw)
             elif session_bases and key.startswith(session_bases):
                 replies.append(raw)
-        for key in replies:
-            await client.unlink(key)
+    for key in replies:
+        await scripts.command("unlink", key)
     all_key, live_key, counter = store.keys.user(user_id)
     index = store._core.index
     for _ in range(_FORGET_ATTEMPTS):
-        async with redis("ZRANGE") as client:
-            everyone = await client.zrange(all_key, 0, -1)
-            live = await client.zrange(live_key, 0, -1, withscores=True)
+        everyone = await scripts.command("zrange", all_key, 0, -1)
+        live = await scripts.command("zrange", live_key, 0, -1, withscores=True)
         members = list(dict.fromkeys([*everyone, *(m for m, _ in live)]))
         names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         headers = await index.probe(names, ("u",))
@@ -140,9 +139,7 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
             return len(replies)  # the user has a session again, or one being created
         keys = list(dict.fromkeys([all_key, live_key, counter, *user_keys]))
         args = [len(everyone), *everyone, *(m for m, _ in live)]
-        async with redis("script forget_user") as client:
-            forgotten = await client.eval(_forget_user_script(), len(keys), *keys, *args)
-        if forgotten:
+        if await scripts.command("eval", _forget_user_script(), len(keys), *keys, *args):
             return len(replies) + len(user_keys)
     return len(replies)
 

@@ -848,8 +848,7 @@ class EncryptedSessionStore(SessionStore):
         except SessionStoreError:
             return record
         key = self._header_key(state)
-        if key is None:  # pragma: no cover - an envelope was found above
-            return record
+        assert key is not None  # the state holds an envelope
         fresh = key.rewrap(self.keyring).envelope
         await access.replace({state.session_id: {envelope: fresh}})
         metadata = dict(state.metadata)

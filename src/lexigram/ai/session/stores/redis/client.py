@@ -249,11 +249,8 @@ class ScriptRunner:
 
     async def command(self, name: str, *args: Any, **options: Any) -> Any:
         """Run one client command (``name`` is the redis-py method)."""
-        async with self._gate:
-            try:
-                return await getattr(self._client, name)(*args, **options)
-            except _DRIVER_ERRORS as exc:
-                translate(exc, name.upper())
+        async with self.guarded(name.upper()) as client:
+            return await getattr(client, name)(*args, **options)
 
     async def pipeline(
         self,
