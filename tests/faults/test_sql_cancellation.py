@@ -17,6 +17,7 @@ import gc
 import logging
 import random
 import uuid
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -34,6 +35,17 @@ def server_url(backend: str) -> str:
         return POSTGRES_URL
     require_mariadb()
     return MARIADB_URL
+
+
+def sql_manager(
+    url: str, prefix: str, *, pool: int
+) -> AbstractAsyncContextManager[SessionManagerImpl]:
+    """``SessionManager.open`` on ``url`` under ``prefix``, no auto-checkpoints, ``pool``
+    connections (the ``async with`` of every test here)."""
+    return SessionManager.open(
+        backend="sql", database_url=url, table_prefix=prefix,
+        auto_checkpoint_interval=None, db_pool_size=pool,
+    )
 
 
 class ErrorLines(logging.Handler):
@@ -75,10 +87,7 @@ async def test_a_write_cancelled_in_flight_never_lands_after_the_next_read(backe
     url = server_url(backend)
     prefix = f"cx{uuid.uuid4().hex[:10]}_"
     try:
-        async with SessionManager.open(
-            backend="sql", database_url=url, table_prefix=prefix,
-            auto_checkpoint_interval=None, db_pool_size=2,
-        ) as manager:
+        async with sql_manager(url, prefix, pool=2) as manager:
             found = await asyncio.gather(
                 *(_cancelled_writes_then_reads(manager, w) for w in range(4))
             )
@@ -151,10 +160,7 @@ async def test_a_second_cancel_never_leaves_a_busy_connection_to_the_next_caller
     logger = logging.getLogger("asyncio")
     logger.addHandler(errors)
     try:
-        async with SessionManager.open(
-            backend="sql", database_url=url, table_prefix=prefix,
-            auto_checkpoint_interval=None, db_pool_size=1,
-        ) as manager:
+        async with sql_manager(url, prefix, pool=1) as manager:
             session_id = (await manager.create("twice")).session_id
             for n in range(60):
                 task = asyncio.ensure_future(manager.add_message(session_id, "user", f"m{n}"))
@@ -191,10 +197,7 @@ async def test_a_refused_write_cancelled_during_its_rollback_raises_the_cancella
     prefix = f"cx{uuid.uuid4().hex[:10]}_"
     rng = random.Random(11)
     try:
-        async with SessionManager.open(
-            backend="sql", database_url=url, table_prefix=prefix,
-            auto_checkpoint_interval=None, db_pool_size=4,
-        ) as manager:
+        async with sql_manager(url, prefix, pool=4) as manager:
             session_id = (await manager.create("closed")).session_id
             await manager.close(session_id)
             swallowed = 0
@@ -257,10 +260,7 @@ async def test_closing_right_after_cancelled_calls_leaves_no_connection_open(
     before = _sockets_to(port)
     try:
         for _round in range(3):
-            async with SessionManager.open(
-                backend="sql", database_url=url, table_prefix=prefix,
-                auto_checkpoint_interval=None, db_pool_size=4,
-            ) as manager:
+            async with sql_manager(url, prefix, pool=4) as manager:
                 session_id = (await manager.create("shutdown")).session_id
                 for _ in range(20):
                     tasks = [

@@ -19,9 +19,8 @@ import uuid
 
 import pytest
 
-from lexigram.ai.session import SessionManager
 from lexigram.ai.session.stores.database import drop_schema
-from tests.faults.test_sql_cancellation import ErrorLines, server_url
+from tests.faults.test_sql_cancellation import ErrorLines, server_url, sql_manager
 
 
 @pytest.mark.parametrize("backend", ["postgres", "mariadb"])
@@ -34,10 +33,7 @@ async def test_timed_out_calls_log_no_error(backend: str) -> None:
         logger.addHandler(errors)
     rng = random.Random(7)
     try:
-        async with SessionManager.open(
-            backend="sql", database_url=url, table_prefix=prefix,
-            auto_checkpoint_interval=None, db_pool_size=3,
-        ) as manager:
+        async with sql_manager(url, prefix, pool=3) as manager:
             session_id = (await manager.create("timeouts")).session_id
 
             async def one(n: int) -> None:
