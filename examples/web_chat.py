@@ -9,7 +9,7 @@ Run it::
 
     pip install 'lexigram-ai-session[web]'
     WEB_CHAT_COOKIE_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') \\
-        uvicorn web_chat:app --app-dir examples --port 8000
+        uvicorn web_chat:app --app-dir examples --port 8000 --lifespan on
 
 Talk to it as an authenticated user (demo bearer tokens below)::
 

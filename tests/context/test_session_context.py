@@ -170,6 +170,35 @@ async def test_get_or_create_outside_a_request_binds_a_new_session(
     assert header is not None and header.user_id == "bob" and header.status == SessionStatus.ACTIVE
 
 
+async def test_get_or_create_outside_a_request_gets_the_users_existing_session(
+    manager: SessionManagerImpl,
+) -> None:
+    existing = await manager.create("carol")
+    context = SessionContext(manager)
+
+    async def job(user: str) -> str:
+        return (await context.get_or_create(user)).session_id
+
+    # each job in a task of its own (no binding yet): the same existing session, no new one
+    found = await asyncio.gather(*(asyncio.create_task(job("carol")) for _ in range(7)))
+    assert found == [existing.session_id] * 7
+    assert len((await manager.list_sessions("carol")).items) == 1
+
+
+async def test_get_or_create_outside_a_request_serves_one_user_after_another(
+    manager: SessionManagerImpl,
+) -> None:
+    context = SessionContext(manager)
+
+    async def worker() -> tuple[str, str, str]:
+        first = await context.get_or_create("u1")
+        second = await context.get_or_create("u2")  # no request's user to hold to
+        child = await asyncio.create_task(context.get_or_create("u3"))
+        return first.user_id, second.user_id, child.user_id
+
+    assert await asyncio.create_task(worker()) == ("u1", "u2", "u3")
+
+
 async def test_get_or_create_without_manager_is_a_clear_error() -> None:
     with pytest.raises(SessionError, match="manager"):
         await SessionContext().get_or_create("alice")

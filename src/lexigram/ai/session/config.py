@@ -12,8 +12,10 @@ messages with their credentials redacted.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -716,9 +718,26 @@ def _field_default(cls: Any, name: str) -> Any:
 def _cookie_secrets(value: Any) -> str | list[str] | None:
     """``cookie_secret`` checked: None, one string, or a non-empty list of strings (newest first).
 
-    A secret is never echoed in the message.
+    From an environment variable, a list comes as a JSON array in one variable
+    (``LEX_AI_SESSION__COOKIE_SECRET='["new", "old"]'``) or as numbered variables
+    (``..._COOKIE_SECRET__0``, ``__1``: read as a mapping of ``"0"``, ``"1"``). A secret
+    is never echoed in the message.
     """
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
+        listed = _json_list(value)
+        if listed is None:
+            return value
+        value = listed
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and k.isdigit() for k in value)
+    ):
+        numbers = sorted(int(k) for k in value)
+        if numbers != list(range(len(numbers))):
+            _fail("cookie_secret", f"numbered secrets must run 0, 1, 2, ...; got {numbers}")
+        value = [value[k] for k in sorted(value, key=int)]
+    if value is None:
         return value
     if isinstance(value, list | tuple):
         if not value:
@@ -734,6 +753,18 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
         "variable of digits only is read as a number: use letters too)",
     )
     return None
+
+
+def _json_list(text: str) -> list[Any] | None:
+    """``text`` parsed when it is a JSON array (a list given in one env variable), else None."""
+    stripped = text.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]")):
+        return None
+    try:
+        parsed = json.loads(stripped)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) else None
 
 
 def _fail(name: str, problem: str) -> Any:

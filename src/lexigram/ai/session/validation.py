@@ -62,6 +62,7 @@ __all__ = [
     "check_cost",
     "check_count",
     "check_id",
+    "is_valid_id",
     "check_json",
     "check_mapping",
     "check_names",
@@ -169,6 +170,16 @@ def check_id(value: Any, field: str) -> str:
             f"contains a control character or a lone surrogate: {_shown(value)}",
         )
     return value
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether :func:`check_id` accepts ``value`` (without raising)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and not value.isspace()
+        and ((value.isascii() and value.isprintable()) or _ID_BAD.search(value) is None)
+    )
 
 
 def check_optional_id(value: Any, field: str) -> str | None:

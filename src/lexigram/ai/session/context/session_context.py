@@ -60,6 +60,9 @@ class SessionBinding:
     #: The view of this binding handed out by ``pinned()`` of a context without its own
     #: manager (the middleware's and ``current_session()``'s): one object per request.
     view: SessionContext | None = field(default=None, repr=False, compare=False)
+    #: Set by :meth:`SessionContext.get_or_create` outside any request (a worker): no
+    #: request's user to hold to, so a later call for another user binds in its place.
+    standalone: bool = field(default=False, repr=False)
 
 
 _CURRENT: ContextVar[SessionBinding | None] = ContextVar(
@@ -225,18 +228,15 @@ class SessionContext:
         Inside a request the user must be the request's user (a
         :class:`SessionValidationError` names ``user_id`` otherwise), and a request
         without a user gets :class:`SessionError`, as from :meth:`ensure`. Outside any
-        binding a new session is created and bound to the current context.
+        request (a worker, a script) it returns the user's newest ACTIVE session, or
+        creates one, and binds it to the current context (and the tasks it starts
+        afterwards); a later call for another user binds that user's session instead.
         """
         if not isinstance(user_id, str) or not user_id.strip():
             raise SessionValidationError("user_id", f"must be a non-empty string, got {user_id!r}")
         binding = self._binding()
-        if binding is None:
-            manager = self._require_manager(None)
-            state = await manager.create(user_id)
-            _CURRENT.set(
-                SessionBinding(state=state, user_id=user_id, manager=manager, created=True)
-            )
-            return state
+        if binding is None or binding.standalone:
+            return await self._get_or_create_standalone(user_id, binding)
         if binding.user_id is None:
             raise _no_user()  # as ensure(): a request without a user creates for nobody
         if binding.user_id != user_id:
@@ -253,6 +253,25 @@ class SessionContext:
             binding.state = state
             binding.created = True
             return state
+
+    async def _get_or_create_standalone(
+        self, user_id: str, binding: SessionBinding | None
+    ) -> SessionState:
+        """:meth:`get_or_create` outside a request (``binding``: a standalone one or None)."""
+        if binding is not None and binding.user_id == user_id:
+            current = binding.state
+            if current is not None and current.status in _LIVE:
+                return current
+        manager = self._require_manager(binding)
+        page = await manager.list_sessions(user_id, status=SessionStatus.ACTIVE, limit=1)
+        created = not page.items
+        state = await manager.create(user_id) if created else page.items[0]
+        _CURRENT.set(
+            SessionBinding(
+                state=state, user_id=user_id, manager=manager, created=created, standalone=True
+            )
+        )
+        return state
 
     async def end(self) -> None:
         """Close the bound session (e.g. on logout) and unbind it from the request.

@@ -7,6 +7,7 @@ notifications (events, hooks), memory recording and automatic checkpoints around
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
+from lexigram.ai.session.manager.finishing import finish
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -188,6 +190,8 @@ class SessionManagerImpl:
             sealed=self.sealed,
         )
         self.state_machine = SessionStateMachine()
+        # Steps after a stored write left running by a twice-cancelled caller (finishing).
+        self._finishing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def open(
@@ -377,9 +381,32 @@ class SessionManagerImpl:
         self.sealed.seen(state)
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
         # Each step below is skipped without a call when nobody would receive it.
+        interval = self.config.auto_checkpoint_interval
+        # Exactly one append crosses each multiple of the interval.
+        checkpoint = (
+            interval is not None
+            and interval > 0
+            and (state.turn_count // interval > (state.turn_count - len(checked)) // interval)
+        )
+        hook = self.notifier.fires(HOOK_TURN_ADDED)
+        if checkpoint or hook or result.closed_by_cap or self.memory.working_memory is not None:
+            steps = self._after_append(state, checked, checkpoint, hook, result.closed_by_cap)
+            await finish(steps, self._finishing)
+        return state
+
+    async def _after_append(
+        self,
+        state: SessionState,
+        checked: list[SessionTurn],
+        checkpoint: bool,
+        hook: bool,
+        closed_by_cap: bool,
+    ) -> None:
+        """What follows a stored append (run to its end by :func:`.finishing.finish`)."""
+        session_id = state.session_id
         if self.memory.working_memory is not None:
             await self.memory.record(session_id, state.user_id, checked)
-        if self.notifier.fires(HOOK_TURN_ADDED):
+        if hook:
             await self.notifier.notify(
                 None,
                 HOOK_TURN_ADDED,
@@ -387,12 +414,10 @@ class SessionManagerImpl:
                     session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
                 ),
             )
-        interval = self.config.auto_checkpoint_interval
-        if interval:
-            await self._auto_checkpoint(session_id, interval, state.turn_count, len(checked))
-        if result.closed_by_cap:
+        if checkpoint:
+            await self._auto_checkpoint(session_id, state.turn_count)
+        if closed_by_cap:
             await self._after_close(state, reason="max_turns")
-        return state
 
     async def add_message(
         self,
@@ -438,21 +463,17 @@ class SessionManagerImpl:
         """Remove every turn of the session; returns how many there were."""
         return await self.store.clear_turns(_check_session_id(session_id))
 
-    async def _auto_checkpoint(
-        self, session_id: str, interval: int, turn_count: int, added: int
-    ) -> None:
-        # Exactly one append crosses each multiple of the interval.
-        if turn_count // interval > (turn_count - added) // interval:
-            try:
-                await self.checkpoints.create(
-                    session_id,
-                    metadata={"auto": True, "turn_count": turn_count},
-                    include_turns=False,
-                )
-            except Exception as exc:
-                logger.warning(
-                    "ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc)
-                )
+    async def _auto_checkpoint(self, session_id: str, turn_count: int) -> None:
+        try:
+            await self.checkpoints.create(
+                session_id,
+                metadata={"auto": True, "turn_count": turn_count},
+                include_turns=False,
+            )
+        except Exception as exc:
+            logger.warning(
+                "ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc)
+            )
 
     # ---------------------------------------------------------------- update
     async def update(

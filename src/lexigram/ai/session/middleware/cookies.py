@@ -10,7 +10,6 @@ the list) or that is older than ``session_ttl`` decodes to None and is ignored.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.validation import is_valid_id as _id_ok
 
 __all__ = [
     "CookieCodec",
@@ -34,13 +34,15 @@ __all__ = [
 logger = get_logger(__name__)
 
 _SALT = "lexigram.ai.session.cookie"
-_ID = re.compile(r"[A-Za-z0-9_\-.:~]{1,200}")
 _process_secret: str | None = None
 
 
 def is_valid_id(value: object) -> bool:
-    """Whether ``value`` looks like an id this library issues (URL-safe, <= 200 chars)."""
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
+    """Whether ``value`` is an id the manager accepts (see :func:`validation.check_id`).
+
+    A caller-chosen id (``create(session_id=...)``) is bound like an issued one.
+    """
+    return _id_ok(value)
 
 
 @dataclass(frozen=True)

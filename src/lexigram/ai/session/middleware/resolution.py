@@ -76,7 +76,12 @@ class Resolution:
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key.lower() == name:
-            return value.decode("latin-1").strip() or None
+            # A caller-chosen id may hold any character: clients send them as UTF-8.
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = value.decode("latin-1")
+            return text.strip(" \t") or None
     return None
 
 
@@ -86,7 +91,8 @@ def _query(scope: Scope) -> str | None:
         return None
     for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=False):
         if key == QUERY_PARAMETER:
-            return value.strip() or None
+            # Not stripped: a percent-encoded space is part of the id the caller sent.
+            return value or None
     return None
 
 

@@ -21,6 +21,7 @@ its id in the ``config.header_name`` header. Anonymous sessions are bounded
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -106,6 +107,7 @@ class SessionMiddleware:
         self.app = app
         self._manager: SessionManagerAPI | None = None
         self._source: ManagerSource | None = None
+        self._source_lock = asyncio.Lock()
         if isinstance(session_manager, SessionManagerAPI):
             self._manager = session_manager
         elif callable(session_manager):
@@ -129,7 +131,15 @@ class SessionMiddleware:
         self.codec: CookieCodec | None = None
         if self.config.cookie_name is not None:
             ttl = self.config.session_ttl
-            self.codec = CookieCodec(cookie_secret(self.config), max_age=ttl if ttl > 0 else None)
+            try:
+                secret = cookie_secret(self.config)
+            except ConfigurationError as exc:
+                # Starlette builds its middleware in the lifespan call, where uvicorn's
+                # default ``--lifespan auto`` reports the exception only as "lifespan
+                # unsupported": logged here so a server that starts anyway says why.
+                logger.error("ai_session.web.refused", error=str(exc))
+                raise
+            self.codec = CookieCodec(secret, max_age=ttl if ttl > 0 else None)
         self.limiter: AnonymousLimiter | None = None
         if self.config.allow_anonymous and self.codec is not None:
             self.limiter = AnonymousLimiter(
@@ -160,16 +170,20 @@ class SessionMiddleware:
             return self._manager
         if self._source is None:  # pragma: no cover - __init__ sets one of the two
             raise RuntimeError("SessionMiddleware has no session manager")
-        result = self._source()
-        if inspect.isawaitable(result):
-            result = await result
-        if not isinstance(result, SessionManagerAPI):
-            raise SessionValidationError(
-                "session_manager",
-                f"the callable returned {type(result).__name__}, not a SessionManagerAPI",
-            )
-        self._manager = result
-        return result
+        # Concurrent first requests wait for one call of the source, not one call each.
+        async with self._source_lock:
+            if self._manager is not None:
+                return self._manager
+            result = self._source()
+            if inspect.isawaitable(result):
+                result = await result
+            if not isinstance(result, SessionManagerAPI):
+                raise SessionValidationError(
+                    "session_manager",
+                    f"the callable returned {type(result).__name__}, not a SessionManagerAPI",
+                )
+            self._manager = result
+            return result
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
