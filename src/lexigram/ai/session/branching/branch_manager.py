@@ -108,12 +108,16 @@ class BranchManager:
             parent_session_id=session_id,
             branch_name=branch_name,
         )
+        # The owner is checked again inside the store's step where it can be: the
+        # session read above may be deleted and its id taken by another user meanwhile.
+        guard = {"owner": source.state.user_id} if self.store.supports_owner_guard else {}
         record = await self.store.fork_session(
             session_id,
             header,
             from_checkpoint=from_checkpoint,
             max_branches=self.max_branches_per_session,
             max_live_per_user=self.max_sessions_per_user,
+            **guard,
         )
         await self.notifier.notify(
             SessionForkedEvent(

@@ -285,6 +285,10 @@ class SessionStore(abc.ABC):
     #: only on a backend that does; on others a write racing a re-creation of the
     #: session elsewhere can be sealed under the old data key (docs/privacy.md).
     supports_key_guard: ClassVar[bool] = False
+    #: Whether ``fork_session`` honours ``owner``: the fork applies only while the
+    #: source belongs to that user. Without it, a fork racing the deletion of its
+    #: source and a re-creation of that id by another user can copy that user's data.
+    supports_owner_guard: ClassVar[bool] = False
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         self.session_ttl = session_ttl
@@ -598,6 +602,7 @@ class SessionStore(abc.ABC):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         """Create ``branch`` (a header: new id, parent and branch name set) in one step.
 
@@ -606,7 +611,10 @@ class SessionStore(abc.ABC):
         from the same point; ``fork_seq`` records the last inherited ``seq``.
         Refused with ``SessionCapacityError`` when the source already has
         ``max_branches`` branches (sessions whose ``parent_session_id`` is the source)
-        or the user has ``max_live_per_user`` live sessions.
+        or the user has ``max_live_per_user`` live sessions. ``owner`` (stores with
+        :attr:`supports_owner_guard`), when given: the source must belong to that
+        user inside the step, else ``SessionNotFoundError`` with nothing written (the
+        session the caller read is gone; its id now holds someone else's).
         """
 
     @abc.abstractmethod

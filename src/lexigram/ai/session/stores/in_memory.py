@@ -155,6 +155,7 @@ class InMemorySessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "memory"
     supports_key_guard: ClassVar[bool] = True
+    supports_owner_guard: ClassVar[bool] = True
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)
@@ -745,6 +746,7 @@ class InMemorySessionStore(SessionStore):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         source_id = check_id(source_id, "source_id")
         if from_checkpoint is not None:
@@ -753,6 +755,8 @@ class InMemorySessionStore(SessionStore):
         branch = check_state(branch, "branch")
         now = self.now()
         source = self._get(source_id)
+        if owner is not None and source.header.user_id != owner:
+            raise SessionNotFoundError(source_id)
         if branch.session_id in self._sessions or self._tombstoned(branch.session_id, now):
             raise SessionValidationError(
                 "session_id", f"session {branch.session_id!r} already exists"

@@ -155,3 +155,28 @@ class BranchesSuite(SuiteBase):
         await store.fork_session(source.session_id, second, max_branches=1)
         listed = await store.list_branches(source.session_id)
         assert [b.state.session_id for b in listed] == [second.session_id]
+
+    async def test_a_fork_for_another_owner_is_refused_with_nothing_written(
+        self, store: SessionStore
+    ) -> None:
+        """``owner``: the source's id now holds another user's session (deleted and
+        re-created meanwhile), so the fork copies nothing of it."""
+        if not store.supports_owner_guard:
+            pytest.skip("the store does not honour fork_session(owner=)")
+        source = await self._session(store, "bob", variables={"secret": "bob's"})
+        await self._append(store, source.session_id, 2)
+        cp, _ = await store.create_checkpoint(
+            source.session_id, checkpoint_id="o-" + uuid.uuid4().hex
+        )
+        for point in (None, cp.checkpoint_id):
+            branch = make_state("alice", parent_session_id=source.session_id, branch_name="b")
+            with pytest.raises(SessionNotFoundError):
+                await store.fork_session(
+                    source.session_id, branch, from_checkpoint=point, owner="alice"
+                )
+            assert await store.load(branch.session_id) is None
+        assert await store.list_branches(source.session_id) == []
+        assert await store.count_live_sessions("alice") == 0
+        mine = make_state("bob", parent_session_id=source.session_id, branch_name="b")
+        record = await store.fork_session(source.session_id, mine, max_branches=1, owner="bob")
+        assert record.state.turn_count == 2

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
@@ -109,6 +109,9 @@ T = TypeVar("T")
 
 class EncryptedSessionStore(SessionStore):
     """A :class:`SessionStore` that encrypts what it hands ``inner`` (see the module doc)."""
+
+    #: Passed on to an inner store that honours it (see :meth:`fork_session`).
+    supports_owner_guard: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -805,6 +808,7 @@ class EncryptedSessionStore(SessionStore):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         """Fork through the inner store: the branch shares the source's data key.
 
@@ -821,12 +825,15 @@ class EncryptedSessionStore(SessionStore):
         if key is not None:
             check_state(branch, "branch")
             branch = seal_header(branch, key)
+        # ``owner`` only to an inner store that takes it (a plugin's may not).
+        guard = {"owner": owner} if owner is not None and self.inner.supports_owner_guard else {}
         record = await self.inner.fork_session(
             source_id,
             branch,
             from_checkpoint=from_checkpoint,
             max_branches=max_branches,
             max_live_per_user=max_live_per_user,
+            **guard,
         )
         return self._open_record(await self._under_newest_key(record))
 

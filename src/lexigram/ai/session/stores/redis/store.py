@@ -114,6 +114,7 @@ class CacheSessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "redis"
     supports_key_guard: ClassVar[bool] = True
+    supports_owner_guard: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -589,10 +590,13 @@ class CacheSessionStore(SessionStore):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         source_id = check_id(source_id, "source_id")
         if from_checkpoint is not None:
             check_id(from_checkpoint, "from_checkpoint")
+        if owner is not None:
+            check_id(owner, "owner")
         check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         now, now_us = self._core.clock()
         branch = check_state(branch, "branch")
@@ -642,6 +646,10 @@ class CacheSessionStore(SessionStore):
             self._core.refuse(reply, source_id)
         try:
             point, _ = decode_header(reply["h"], record=record_name(source_id))
+            if owner is not None and point.user_id != owner:
+                # Read in the same script as the turns: the id now holds another
+                # user's session (the reservation is dropped below).
+                raise SessionNotFoundError(source_id)
             turns = self._core.turns(raw_turns, source_id)
             state = branch_header(
                 point,

@@ -56,6 +56,7 @@ from lexigram.ai.session.stores.sql.rows import (
     turn_params,
     turns_from_json,
     turns_from_rows,
+    user_of_row,
 )
 from lexigram.ai.session.stores.sql.runner import Row, Tx
 
@@ -352,13 +353,18 @@ async def fork_session(
     from_checkpoint: str | None,
     max_branches: int | None,
     max_live: int | None,
+    owner: str | None = None,
 ) -> SessionRecord:
-    """Create ``branch`` from the source's live turns (or a checkpoint's) in one step."""
+    """Create ``branch`` from the source's live turns (or a checkpoint's) in one step.
+
+    ``owner``: the source must belong to that user (else it is not the session the
+    caller read: ``SessionNotFoundError``).
+    """
     q = ctx.q
     if max_live is not None:
         await lock_user(tx, ctx, branch.user_id)
     source = await lock_header(tx, ctx, source_id)
-    if source is None:
+    if source is None or (owner is not None and user_of_row(source) != owner):
         raise SessionNotFoundError(source_id)
     await require_new_id(tx, ctx, branch.session_id)
     if max_branches is not None:

@@ -50,6 +50,7 @@ __all__ = [
     "turns_from_json",
     "turns_to_json",
     "status_of_row",
+    "user_of_row",
 ]
 
 _EMPTY_LIST = "[]"
@@ -224,6 +225,7 @@ def header_params(state: SessionState) -> dict[str, Any]:
 
 
 _STATUS_AT = HEADER_COLUMNS.index("status")
+_USER_AT = HEADER_COLUMNS.index("user_id")
 _EXPIRES_AT = HEADER_COLUMNS.index("expires_at")
 
 
@@ -239,6 +241,11 @@ def status_of_row(row: Sequence[Any], now_us: int) -> SessionStatus | None:
     if status is not None and type(expires) is int and expires <= now_us:
         return effective_status(status, from_us(expires), from_us(now_us))
     return status
+
+
+def user_of_row(row: Sequence[Any]) -> Any:
+    """The ``user_id`` column of a header row (not decoded further)."""
+    return row[_USER_AT]
 
 
 def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:

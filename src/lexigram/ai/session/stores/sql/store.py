@@ -130,6 +130,7 @@ class DatabaseSessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "sql"
     supports_key_guard: ClassVar[bool] = True
+    supports_owner_guard: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -547,10 +548,13 @@ class DatabaseSessionStore(SessionStore):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         checked_id(source_id, "source_id")
         if from_checkpoint is not None:
             checked_id(from_checkpoint, "from_checkpoint")
+        if owner is not None:
+            checked_id(owner, "owner")
         check_caps(max_branches=max_branches, max_live_per_user=max_live_per_user)
         branch = checked_state(branch, "branch")
         header_params(branch)  # refuse a header that cannot be stored before any I/O
@@ -558,7 +562,7 @@ class DatabaseSessionStore(SessionStore):
         try:
             return await self._write(
                 cps.fork_session, source_id, branch, from_checkpoint, max_branches,
-                max_live_per_user,
+                max_live_per_user, owner,
             )
         except Conflict:
             raise SessionValidationError(
