@@ -129,6 +129,38 @@ async def test_token_in_the_url_sets_a_cookie_and_is_removed_from_the_url(
         assert follow.status_code == 200 and "Plan three days" in follow.text
 
 
+@pytest.mark.parametrize("path", ["//evil.example/login", "/\\evil.example/login", "///x"])
+async def test_the_token_redirect_never_leaves_the_site(
+    store: InMemorySessionStore, path: str
+) -> None:
+    """``//evil.example/login?token=…`` was redirected to ``//evil.example/login``, which a
+    browser follows off-site (an outside audit)."""
+    from lexigram.ai.session.explorer import create_app
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    app = create_app(SessionManagerImpl(store, CONFIG), ExplorerSettings(token=TOKEN))
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": f"token={TOKEN}".encode(), "headers": [(b"host", b"127.0.0.1:8765")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8765),
+    }
+    await app(scope, receive, send)
+    start = sent[0]
+    assert start["status"] == 303
+    location = dict(start["headers"])[b"location"].decode()  # type: ignore[arg-type]
+    assert location.startswith("/") and not location.startswith(("//", "/\\"))
+
+
 async def test_a_token_also_guards_a_loopback_explorer(
     store: InMemorySessionStore, story: Story
 ) -> None:

@@ -188,3 +188,21 @@ async def test_a_damaged_branch_does_not_break_its_familys_pages(spec: BackendSp
     assert orphan.status_code == 200
     assert 'id="tree-damaged"' in orphan.text and story.trip in orphan.text
     assert orphan_tree["damaged"] == [story.trip] and orphan_tree["root"] == story.budget
+
+
+async def test_user_and_session_parameters_are_taken_as_given(store: SessionStore) -> None:
+    """``" bob"`` and ``"bob"`` are two users: the list of one never shows the other's
+    sessions (the parameters were stripped; an outside audit)."""
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    manager = SessionManagerImpl(store, CONFIG)
+    padded = await manager.create(" bob", session_id=" padded ")
+    plain = await manager.create("bob", session_id="padded")
+    async with client_for(store) as http:
+        listed = (await http.get("/api/sessions", params={"user": " bob"})).json()
+        other = (await http.get("/api/sessions", params={"user": "bob"})).json()
+        opened = await http.get("/", params={"session": " padded "}, follow_redirects=False)
+    assert [s["session_id"] for s in listed["sessions"]] == [padded.session_id]
+    assert [s["session_id"] for s in other["sessions"]] == [plain.session_id]
+    assert opened.status_code == 303 and "id=+padded+" in opened.headers["location"]

@@ -104,6 +104,8 @@ class AccessGuard:
             root, target = scope.get("root_path", ""), scope["path"]
             if not target.startswith(root):  # servers that strip the mount prefix
                 target = root + target
+            # "//host/..." (or "/\\host") in Location is another site to a browser.
+            target = "/" + target.lstrip("/\\")
             if rest:
                 target += "?" + urlencode(rest)
             response = RedirectResponse(target, status_code=303)

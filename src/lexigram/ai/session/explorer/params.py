@@ -46,8 +46,12 @@ def paging(request: Request) -> tuple[int | None, int]:
 
 
 def text_param(request: Request, name: str) -> str:
-    """The query parameter ``name`` without surrounding blanks ("" when absent)."""
-    return request.query_params.get(name, "").strip()
+    """The query parameter ``name`` as given ("" when absent or only blanks).
+
+    Not stripped: ``" bob"`` and ``"bob"`` are two users (ids are taken as given).
+    """
+    value = request.query_params.get(name, "")
+    return "" if value.isspace() else value
 
 
 def required(value: str, name: str) -> str:
