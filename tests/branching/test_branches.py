@@ -481,3 +481,23 @@ async def test_a_strategy_in_the_original_two_argument_form(make_env: EnvFactory
 
     with pytest.raises(SessionValidationError, match="SessionState"):
         await env.branches.merge(sid, branch.session_id, strategy=ReturnsAPlan())  # type: ignore[arg-type]
+
+
+class _PlainMerge:
+    """A strategy whose ``merge`` is a plain function returning its plan."""
+
+    def merge(
+        self, parent: SessionState, branch: SessionState, new_turns: list[SessionTurn]
+    ) -> MergePlan:
+        return MergePlan(turns=list(new_turns[-1:]), variables=None, metadata=None)
+
+
+async def test_a_plain_merge_method_is_taken_like_an_async_one(make_env: EnvFactory) -> None:
+    """It raised a raw ``TypeError`` (MergePlan can't be used in 'await'; an outside audit)."""
+    env = await make_env()
+    sid, base = await _source(env, 2)
+    branch = await env.branches.fork(sid, "plain")
+    new = await add(env, branch.session_id, 10, 2)
+    merged = await env.branches.merge(sid, branch.session_id, strategy=_PlainMerge())  # type: ignore[arg-type]
+    assert ids(merged.turns) == [*ids(base), new[-1].turn_id]
+    assert_totals_exact(merged)

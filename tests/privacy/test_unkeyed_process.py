@@ -203,6 +203,9 @@ async def test_fork_and_merge_without_keys_are_refused_and_change_nothing() -> N
         await unkeyed.fork(sealed, "b2")
     with pytest.raises(EncryptionKeyError, match="'k1'"):
         await unkeyed.merge(sealed, branch.session_id)
+    # Listing the branches handed out their sealed fields as values (an outside audit).
+    with pytest.raises(EncryptionKeyError, match="'k1'"):
+        await unkeyed.list_branches(sealed)
     await _unchanged(keyed, sealed)
     assert len(await BranchManager(keyed.store).list_branches(sealed)) == 1
 

@@ -224,8 +224,14 @@ class BranchManager:
         )
 
     async def list_branches(self, session_id: str) -> list[SessionState]:
-        """Headers of the branches forked from ``session_id``, oldest first."""
+        """Headers of the branches forked from ``session_id``, oldest first.
+
+        In a process without ``encryption_keys``, an encrypted branch raises
+        ``EncryptionKeyError`` naming its key id (never its sealed fields).
+        """
         records: list[SessionRecord] = await self.store.list_branches(session_id)
+        for record in records:  # without keys an encrypted branch is refused by key id
+            self._sealed.check_state(record.state)
         return [r.state for r in records]
 
 
@@ -259,7 +265,8 @@ async def _plan(
     """Ask ``strategy`` for its plan.
 
     ``merge`` is called as ``merge(parent, branch)`` when it takes exactly two
-    positional arguments, else as ``merge(parent, branch, new_turns)``. It may
+    positional arguments, else as ``merge(parent, branch, new_turns)``; it may be
+    a coroutine function or a plain one. It may
     return a :class:`MergePlan` or, whatever its signature, the merged parent as a
     :class:`SessionState`: the turns of that state the parent does not have become
     the plan's turns, and changed variables/metadata are carried over.
@@ -268,9 +275,11 @@ async def _plan(
     if merge is None or not callable(merge):
         raise SessionValidationError("strategy", "expected an object with an async merge() method")
     if _positional_arity(merge) == 2:
-        result = await merge(parent, branch)
+        result = merge(parent, branch)
     else:
-        result = await merge(parent, branch, new_turns)
+        result = merge(parent, branch, new_turns)
+    if inspect.isawaitable(result):  # a plain merge() returning its plan is taken too
+        result = await result
     if isinstance(result, MergePlan):
         return result
     if isinstance(result, SessionState):
