@@ -468,3 +468,23 @@ async def test_a_damaged_header_field_is_reported_by_find_expired_not_dropped(
     )
     await store.quarantine(bad)
     assert await store.find_expired() == []
+
+
+async def test_a_timestamp_out_of_range_or_a_nan_cost_is_a_damaged_record(
+    store: CacheSessionStore,
+) -> None:
+    """A microsecond count past year 9999 raised a raw ``OverflowError`` from every read
+    and from the user's whole listing; a NaN total was served as a cost (an outside
+    audit). Both are damage: named, and left out of listings."""
+    far = await new_session(store)
+    nan = await new_session(store)
+    fine = await new_session(store)
+    await store.client.hset(store.keys.header(far), "ca", str(2**62))
+    await store.client.hset(store.keys.header(nan), "tc", "nan")
+    with pytest.raises(CorruptRecordError, match="created_at"):
+        await store.load_record(far)
+    with pytest.raises(CorruptRecordError, match="total_cost"):
+        await store.load_record(nan)
+    page = await store.list_user_sessions("alice")
+    assert sorted(page.damaged) == sorted([far, nan])
+    assert [s.session_id for s in page.items] == [fine]

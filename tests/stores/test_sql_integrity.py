@@ -809,3 +809,37 @@ async def test_turns_patches_and_ids_that_cannot_be_stored_are_refused(
         record = await store.load_record(state.session_id)
         assert record is not None and record.state.system_prompt is None
         assert record.state.variables == {} and record.state.checkpoint_id is None
+
+
+async def test_a_timestamp_out_of_range_or_a_nan_cost_is_a_damaged_record(
+    where: tuple[str, str],
+) -> None:
+    """A stored microsecond count past year 9999 raised a raw ``OverflowError`` from every
+    read and from the user's whole listing; a NaN total (PostgreSQL) was served as a
+    cost (an outside audit). Both are damage: named, and left out of listings."""
+    async with opened(where) as store:
+        far, nan, fine = header(), header(), header()
+        for state in (far, nan, fine):
+            await store.create_session(state)
+        await _exec(
+            store,
+            f"UPDATE {store.table_prefix}sessions SET created_at = :v WHERE session_id = :s",
+            v=2**62,
+            s=far.session_id,
+        )
+        with pytest.raises(CorruptRecordError, match="out of range"):
+            await store.load_record(far.session_id)
+        damaged = [far.session_id]
+        if store.dialect == "postgresql":
+            await _exec(
+                store,
+                f"UPDATE {store.table_prefix}sessions SET total_cost = 'NaN' "
+                "WHERE session_id = :s",
+                s=nan.session_id,
+            )
+            with pytest.raises(CorruptRecordError, match="total_cost"):
+                await store.load_record(nan.session_id)
+            damaged.append(nan.session_id)
+        page = await store.list_user_sessions("alice")
+        assert sorted(page.damaged) == sorted(damaged)
+        assert fine.session_id in [s.session_id for s in page.items]

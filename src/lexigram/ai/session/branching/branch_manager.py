@@ -184,13 +184,16 @@ class BranchManager:
                 raise DuplicateTurnError(parent_id, turn.turn_id)
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
         closed: SessionState | None = None
+        # The parent read above may be deleted and its id taken by another user
+        # meanwhile (a strategy may take seconds): the write checks the owner in its step.
+        owned = {"owner": parent.user_id} if self.store.supports_owner_guard else {}
         if plan.turns:
             result = await self.store.append_turns(
-                parent_id, plan.turns, max_turns=self.max_turns_per_session, patch=patch
+                parent_id, plan.turns, max_turns=self.max_turns_per_session, patch=patch, **owned
             )
             closed = result.record.state if result.closed_by_cap else None
         elif not patch.is_empty():
-            await self.store.update_session(parent_id, patch)
+            await self.store.update_session(parent_id, patch, **owned)
         await self.notifier.notify(
             SessionBranchMergedEvent(
                 session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)

@@ -30,8 +30,21 @@ __all__ = [
     "copy_turn",
     "effective_status",
     "json_copy",
+    "refuse_taken_checkpoint",
     "require_writable",
 ]
+
+
+def refuse_taken_checkpoint(checkpoint_id: str, owner: str | None, session_id: str) -> None:
+    """Refuse saving ``checkpoint_id`` for ``session_id`` when ``owner`` (another session)
+    holds it: the other session would lose its checkpoint, and a restore by that id
+    would restore this one (``save_checkpoint`` of the store contract)."""
+    if owner is not None and owner != session_id:
+        raise SessionValidationError(
+            "checkpoint.checkpoint_id",
+            f"checkpoint {checkpoint_id!r} belongs to session {owner!r}; "
+            "give the copy a new checkpoint id",
+        )
 
 
 def effective_status(

@@ -285,10 +285,11 @@ class SessionStore(abc.ABC):
     #: only on a backend that does; on others a write racing a re-creation of the
     #: session elsewhere can be sealed under the old data key (docs/privacy.md).
     supports_key_guard: ClassVar[bool] = False
-    #: Whether ``fork_session`` honours ``owner``: the fork applies only while the
-    #: source belongs to that user. Without it, a fork racing the deletion of its
-    #: source and a re-creation of that id by another user can copy that user's data.
-    supports_owner_guard: ClassVar[bool] = False
+    #: Whether ``fork_session``, ``append_turns`` and ``update_session`` honour
+    #: ``owner``: the step applies only while the session belongs to that user.
+    #: Without it, a fork or merge racing the deletion of its session and a
+    #: re-creation of that id by another user can mix two users' data.
+    supports_owner_guard: bool = False
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         self.session_ttl = session_ttl
@@ -489,6 +490,7 @@ class SessionStore(abc.ABC):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
+        owner: str | None = None,
     ) -> AppendResult:
         """Append ``turns`` (all or none) and update the counters in one step.
 
@@ -497,7 +499,11 @@ class SessionStore(abc.ABC):
         ``key_guard`` (stores with :attr:`supports_key_guard`), when given: the step
         applies only while the session's stored metadata holds this key envelope
         (:func:`holds_key`), else ``DataKeyChangedError`` right after the existence
-        check, with nothing written.
+        check, with nothing written. ``owner`` (stores with
+        :attr:`supports_owner_guard`), when given: the step applies only while the
+        session belongs to that user, else ``SessionNotFoundError`` with nothing
+        written (a merge read the parent before; its id may now hold another user's
+        session).
 
         Checks, in this order, inside the step: the session exists
         (``SessionNotFoundError``); the cap (``turn_count >= max_turns`` or the batch
@@ -526,11 +532,16 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def update_session(
-        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+        self,
+        session_id: str,
+        patch: SessionPatch,
+        *,
+        key_guard: str | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         """Replace the mutable header fields named by ``patch`` on a live session.
 
-        ``key_guard`` as for :meth:`append_turns`.
+        ``key_guard`` and ``owner`` as for :meth:`append_turns`.
         """
 
     @abc.abstractmethod

@@ -46,6 +46,7 @@ from lexigram.ai.session.stores._common import (
     effective_status,
     json_copy,
     parse_cursor,
+    refuse_taken_checkpoint,
     require_writable,
 )
 from lexigram.ai.session.stores.base import (
@@ -155,7 +156,7 @@ class InMemorySessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "memory"
     supports_key_guard: ClassVar[bool] = True
-    supports_owner_guard: ClassVar[bool] = True
+    supports_owner_guard = True
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)
@@ -361,11 +362,10 @@ class InMemorySessionStore(SessionStore):
             raise SessionNotFoundError(checkpoint.session_id)  # a purged session stays gone
         state = checkpoint.state
         old = self._checkpoints.get(checkpoint.checkpoint_id)
-        if old is not None and old.session_id != checkpoint.session_id:
-            # Moved to another session: no longer one of the first session's.
-            listed = self._session_checkpoints.get(old.session_id, [])
-            if checkpoint.checkpoint_id in listed:
-                listed.remove(checkpoint.checkpoint_id)
+        refuse_taken_checkpoint(
+            checkpoint.checkpoint_id, None if old is None else old.session_id,
+            checkpoint.session_id,
+        )
         self._checkpoints[checkpoint.checkpoint_id] = _Checkpoint(
             checkpoint_id=checkpoint.checkpoint_id,
             session_id=checkpoint.session_id,
@@ -542,6 +542,7 @@ class InMemorySessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
+        owner: str | None = None,
     ) -> AppendResult:
         session_id = check_id(session_id, "session_id")
         check_optional_count(max_turns, "max_turns", minimum=1)
@@ -550,7 +551,7 @@ class InMemorySessionStore(SessionStore):
         if patch is not None:
             check_patch(patch)
         now = self.now()
-        sess = self._guarded(session_id, key_guard)
+        sess = self._guarded(session_id, key_guard, owner)
         status = self._expire_if_due(sess, now)
         check_append(session_id, status, sess.header.turn_count, len(batch), max_turns)
         check_batch_ids(session_id, batch)
@@ -580,12 +581,17 @@ class InMemorySessionStore(SessionStore):
         )
 
     async def update_session(
-        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+        self,
+        session_id: str,
+        patch: SessionPatch,
+        *,
+        key_guard: str | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         session_id = check_id(session_id, "session_id")
         check_patch(patch)
         now = self.now()
-        sess = self._guarded(session_id, key_guard)
+        sess = self._guarded(session_id, key_guard, owner)
         require_writable(session_id, self._expire_if_due(sess, now))
         sess.header = apply_patch(sess.header, patch, self._later(sess, now))
         self._extend(sess, now)
@@ -613,10 +619,17 @@ class InMemorySessionStore(SessionStore):
             sess.expires_at = None
         return self._record(sess, now)
 
-    def _guarded(self, session_id: str, key_guard: str | None) -> _Session:
-        """The stored session, refused when it is not under ``key_guard``'s data key."""
+    def _guarded(
+        self, session_id: str, key_guard: str | None, owner: str | None = None
+    ) -> _Session:
+        """The stored session, refused when it is not under ``key_guard``'s data key
+        (or, with ``owner``, not that user's: ``SessionNotFoundError``)."""
         check_optional_guard(key_guard)
+        if owner is not None:
+            check_id(owner, "owner")
         sess = self._get(session_id)
+        if owner is not None and sess.header.user_id != owner:
+            raise SessionNotFoundError(session_id)
         if not holds_key(sess.header.metadata, key_guard):
             raise DataKeyChangedError(session_id)
         return sess

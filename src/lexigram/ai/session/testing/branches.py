@@ -17,11 +17,12 @@ from lexigram.ai.session.exceptions import (
     SessionCapacityError,
     SessionNotFoundError,
 )
-from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
     SuiteBase,
     _ids,
     make_state,
+    make_turn,
 )
 
 __all__ = ["BranchesSuite"]
@@ -180,3 +181,46 @@ class BranchesSuite(SuiteBase):
         mine = make_state("bob", parent_session_id=source.session_id, branch_name="b")
         record = await store.fork_session(source.session_id, mine, max_branches=1, owner="bob")
         assert record.state.turn_count == 2
+
+    async def test_an_append_or_update_for_another_owner_is_refused_with_nothing_written(
+        self, store: SessionStore
+    ) -> None:
+        """``owner`` on ``append_turns`` / ``update_session``: a merge that read alice's
+        parent must not write into bob's session created under that id since."""
+        if not store.supports_owner_guard:
+            pytest.skip("the store does not honour owner=")
+        bob = await self._session(store, "bob", variables={"who": "bob"})
+        sid = bob.session_id
+        await self._append(store, sid, 1)
+        patch = SessionPatch(variables={"who": "alice"})
+        for batch in ([make_turn(90)], [make_turn(91), make_turn(92)]):
+            with pytest.raises(SessionNotFoundError):
+                await store.append_turns(sid, batch, patch=patch, owner="alice")
+        with pytest.raises(SessionNotFoundError):
+            await store.update_session(sid, patch, owner="alice")
+        loaded = await store.load(sid)
+        assert loaded is not None and loaded.turn_count == 1
+        assert loaded.variables == {"who": "bob"}
+        result = await store.append_turns(sid, [make_turn(93)], patch=patch, owner="bob")
+        assert result.record.state.turn_count == 2
+        updated = await store.update_session(sid, SessionPatch(metadata={"m": 1}), owner="bob")
+        assert updated.state.metadata == {"m": 1} and updated.state.variables == {"who": "alice"}
+
+    async def test_a_fork_from_another_sessions_checkpoint_is_refused(
+        self, store: SessionStore
+    ) -> None:
+        """A checkpoint id names one session's past: forking it from another session would
+        copy that session's fields and turns into a branch of the wrong one."""
+        bob = await self._session(store, "bob", variables={"card": "secret"})
+        await self._append(store, bob.session_id, 2)
+        cp, _ = await store.create_checkpoint(
+            bob.session_id, checkpoint_id="x-" + uuid.uuid4().hex
+        )
+        mallory = await self._session(store, "mallory")
+        branch = make_state("mallory", parent_session_id=mallory.session_id, branch_name="b")
+        with pytest.raises(CheckpointNotFoundError):
+            await store.fork_session(
+                mallory.session_id, branch, from_checkpoint=cp.checkpoint_id
+            )
+        assert await store.load(branch.session_id) is None
+        assert await store.list_branches(mallory.session_id) == []

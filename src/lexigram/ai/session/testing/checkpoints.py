@@ -19,6 +19,7 @@ from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     SessionClosedError,
     SessionNotFoundError,
+    SessionValidationError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
@@ -244,6 +245,34 @@ class CheckpointsSuite(SuiteBase):
         for missing in (gone.session_id, "never-" + uuid.uuid4().hex):
             with pytest.raises(SessionNotFoundError):
                 await store.create_checkpoint(missing, checkpoint_id=taken)
+
+    async def test_a_checkpoint_id_another_session_holds_is_refused_by_save_checkpoint(
+        self, store: SessionStore
+    ) -> None:
+        """Saving B's checkpoint under A's checkpoint id took it from A (A lost it, and a
+        restore by that id restored B); the backends then disagreed on A's pointer."""
+        a = await self._session(store)
+        await self._append(store, a.session_id, 1)
+        taken = "t-" + uuid.uuid4().hex
+        await store.create_checkpoint(a.session_id, checkpoint_id=taken)
+        b = await self._session(store)
+        steal = SessionCheckpoint(
+            checkpoint_id=taken,
+            session_id=b.session_id,
+            state=replace(b, turns=[]),
+            created_at=_T0,
+        )
+        with pytest.raises(SessionValidationError, match="checkpoint_id"):
+            await store.save_checkpoint(steal)
+        held = await store.load_checkpoint(taken)
+        assert held is not None and held.session_id == a.session_id
+        assert [c.checkpoint_id for c in await store.list_checkpoint_headers(a.session_id)] == [
+            taken
+        ]
+        assert await store.list_checkpoint_headers(b.session_id) == []
+        again = await store.load_checkpoint(taken)
+        assert again is not None
+        await store.save_checkpoint(again)  # its own session's: replaced, as before
 
     async def test_a_purged_sessions_checkpoint_cannot_be_saved_back(
         self, store: SessionStore

@@ -177,3 +177,18 @@ class SweepingSuite(SuiteBase):
             await store.save(state)
         self.clock(store).advance(3601)
         await store.create_session(state)
+
+    async def test_find_purgeable_keeps_sessions_ended_after_older_than(
+        self, store: SessionStore
+    ) -> None:
+        """Only sessions that ended before ``older_than`` are offered for purging."""
+        early = await self._session(store)
+        await store.transition(early.session_id, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(100)
+        cutoff = self.clock(store).now
+        self.clock(store).advance(100)
+        late = await self._session(store)
+        await store.transition(late.session_id, _C, allowed_from=frozenset({_A}))
+        found = await store.find_purgeable(older_than=cutoff)
+        assert early.session_id in found
+        assert late.session_id not in found

@@ -7,18 +7,21 @@ Turns: append (caps, duplicates, concurrency, patches), pop and clear.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
 from lexigram.ai.session.exceptions import (
+    DataKeyChangedError,
     DuplicateTurnError,
     SessionCapacityError,
     SessionClosedError,
+    SessionExpiredError,
     SessionNotFoundError,
     SessionTransitionError,
     TurnLimitReachedError,
 )
-from lexigram.ai.session.stores.base import SessionPatch, SessionStore
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
     _A,
     _C,
@@ -198,3 +201,57 @@ class TurnsSuite(SuiteBase):
         assert await store.pop_turn(state.session_id) is None
         await store.append_turns(state.session_id, [turns[0]])
         assert _ids(await store.get_turns(state.session_id)) == [turns[0].turn_id]
+
+    async def test_pop_and_clear_need_a_live_session_that_exists(
+        self, store: SessionStore
+    ) -> None:
+        """A closed or expired session's history is not removed, a missing one is named."""
+        store.session_ttl = 60
+        closed: list[str] = []
+        lapsed: list[str] = []
+        for _ in range(2):  # one of each for pop_turn, one for clear_turns
+            for made in (closed, lapsed):
+                state = await self._session(store)
+                await self._append(store, state.session_id, 2)
+                made.append(state.session_id)
+        for sid in closed:
+            await store.transition(sid, _C, allowed_from=frozenset({_A}))
+        self.clock(store).advance(61)  # the others are past their deadline now
+        for i, op in enumerate(("pop_turn", "clear_turns")):
+            with pytest.raises(SessionNotFoundError):
+                await getattr(store, op)("missing-" + uuid.uuid4().hex)
+            with pytest.raises(SessionClosedError):
+                await getattr(store, op)(closed[i])
+            with pytest.raises(SessionExpiredError):
+                await getattr(store, op)(lapsed[i])
+        for sid in closed + lapsed:
+            loaded = await store.load(sid)
+            assert loaded is not None and loaded.turn_count == 2 and len(loaded.turns) == 2
+
+    async def test_a_key_guard_is_honoured_when_the_store_says_so(
+        self, store: SessionStore
+    ) -> None:
+        """``supports_key_guard``: a write under another key envelope writes nothing."""
+        if not store.supports_key_guard:
+            pytest.skip("the store does not guard writes by key")
+        envelope = "v1.k1.b3duZXI.c2VhbGVk"
+        state = await self._session(store, metadata={KEY_ENVELOPE_FIELD: envelope})
+        sid = state.session_id
+        wrong = envelope + "x"
+        with pytest.raises(DataKeyChangedError):
+            await store.append_turns(sid, [make_turn(1)], key_guard=wrong)
+        with pytest.raises(DataKeyChangedError):
+            await store.append_turns(
+                sid, [make_turn(2), make_turn(3)], patch=SessionPatch(variables={"v": 1}),
+                key_guard=wrong,
+            )
+        with pytest.raises(DataKeyChangedError):
+            await store.update_session(sid, SessionPatch(variables={"v": 2}), key_guard=wrong)
+        with pytest.raises(DataKeyChangedError):
+            await store.create_checkpoint(sid, checkpoint_id="kg-" + sid, key_guard=wrong)
+        record = await store.load_record(sid)
+        assert record is not None
+        assert record.state.turn_count == 0 and record.state.variables == {}
+        assert await store.list_checkpoint_headers(sid) == []
+        done = await store.append_turns(sid, [make_turn(4)], key_guard=envelope)
+        assert done.record.state.turn_count == 1

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
@@ -110,9 +110,6 @@ T = TypeVar("T")
 class EncryptedSessionStore(SessionStore):
     """A :class:`SessionStore` that encrypts what it hands ``inner`` (see the module doc)."""
 
-    #: Passed on to an inner store that honours it (see :meth:`fork_session`).
-    supports_owner_guard: ClassVar[bool] = True
-
     def __init__(
         self,
         inner: SessionStore,
@@ -125,6 +122,8 @@ class EncryptedSessionStore(SessionStore):
         self.inner = inner
         self.keyring = keyring
         self.backend_name = inner.backend_name  # type: ignore[misc]
+        # ``owner`` is passed on, so it is honoured exactly when the inner store does.
+        self.supports_owner_guard = inner.supports_owner_guard
         # Data keys by session and by envelope; shared by every thread's event loop.
         self._cache: Lru[str, DataKey] = Lru(key_cache)
         self._envelopes: Lru[str, DataKey] = Lru(key_cache)
@@ -586,14 +585,18 @@ class EncryptedSessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
+        owner: str | None = None,
     ) -> AppendResult:
         """Seal the turns (and patch) in Python, then the inner store's atomic append.
 
         Guarded by the session's data key (:meth:`_guarded`); ``key_guard`` is the
-        inner store's and is not taken here.
+        inner store's and is not taken here. ``owner`` is passed on (see
+        :meth:`fork_session`).
         """
         _refuse_outer_guard(key_guard)
-        result, entries, kept, _ = await self._append(session_id, turns, max_turns, patch)
+        result, entries, kept, _ = await self._append(
+            session_id, turns, max_turns, patch, owner
+        )
         # The turns are remembered opened with the reply's header fields, so this
         # process's next read decrypts none of them. An entry answers only its exact
         # sealed text under this key and turn id (see .opened): a turn another writer
@@ -612,7 +615,9 @@ class EncryptedSessionStore(SessionStore):
         ``system_prompt`` None; ids, status, times and counters are as stored. The
         turns are remembered opened as by :meth:`append_turns`.
         """
-        result, entries, kept, key = await self._append(session_id, turns, max_turns, None)
+        result, entries, kept, key = await self._append(
+            session_id, turns, max_turns, None, None
+        )
         if key is None or result.closed_by_cap or not self.inner.supports_key_guard:
             record = self._open_record(result.record, taken=entries, written=kept)
             return AppendResult(record, result.closed_by_cap, result.first_seq)
@@ -629,6 +634,7 @@ class EncryptedSessionStore(SessionStore):
         turns: Sequence[SessionTurn],
         max_turns: int | None,
         patch: SessionPatch | None,
+        owner: str | None,
     ) -> _Written:
         """The sealed append: the inner reply, the cache entries taken, the turns sealed
         (to remember opened) and the data key they were sealed under (None: plaintext)."""
@@ -661,7 +667,12 @@ class EncryptedSessionStore(SessionStore):
                 refuse_key_field(changes.metadata)
             try:
                 result = await self.inner.append_turns(
-                    session_id, sealed, max_turns=max_turns, patch=changes, **_guard_arg(guard)
+                    session_id,
+                    sealed,
+                    max_turns=max_turns,
+                    patch=changes,
+                    **_guard_arg(guard),
+                    **self._owner_arg(owner),
                 )
             except SessionNotFoundError:
                 self._forget(session_id)  # gone: nothing of it is worth keeping
@@ -671,18 +682,26 @@ class EncryptedSessionStore(SessionStore):
         return await self._guarded(session_id, write)
 
     async def update_session(
-        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+        self,
+        session_id: str,
+        patch: SessionPatch,
+        *,
+        key_guard: str | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         """Seal the patch, then the inner store's update (guarded as appends are)."""
         _refuse_outer_guard(key_guard)
         check_patch(patch)
+        owned = self._owner_arg(owner)
 
         async def write(key: DataKey | None, guard: str | None) -> SessionRecord:
             if key is None:
                 refuse_key_field(patch.metadata)
-                return await self.inner.update_session(session_id, patch)
+                return await self.inner.update_session(session_id, patch, **owned)
             sealed = seal_patch(patch, key)
-            return await self.inner.update_session(session_id, sealed, **_guard_arg(guard))
+            return await self.inner.update_session(
+                session_id, sealed, **_guard_arg(guard), **owned
+            )
 
         return self._open_record(await self._guarded(session_id, write))
 
@@ -825,17 +844,21 @@ class EncryptedSessionStore(SessionStore):
         if key is not None:
             check_state(branch, "branch")
             branch = seal_header(branch, key)
-        # ``owner`` only to an inner store that takes it (a plugin's may not).
-        guard = {"owner": owner} if owner is not None and self.inner.supports_owner_guard else {}
         record = await self.inner.fork_session(
             source_id,
             branch,
             from_checkpoint=from_checkpoint,
             max_branches=max_branches,
             max_live_per_user=max_live_per_user,
-            **guard,
+            **self._owner_arg(owner),
         )
         return self._open_record(await self._under_newest_key(record))
+
+    def _owner_arg(self, owner: str | None) -> dict[str, str]:
+        """``owner=owner`` for an inner store that takes it (a plugin's may not take it)."""
+        if owner is None or not self.inner.supports_owner_guard:
+            return {}
+        return {"owner": owner}
 
     async def _under_newest_key(self, record: SessionRecord) -> SessionRecord:
         """A branch forked under an older key than the newest, re-wrapped under the newest.

@@ -20,6 +20,7 @@ from lexigram.ai.session.exceptions import (
     StoreUnavailableError,
 )
 from lexigram.ai.session.stores import codec
+from lexigram.ai.session.stores._common import refuse_taken_checkpoint
 from lexigram.ai.session.stores.redis.core import RedisCore, new_op
 from lexigram.ai.session.stores.redis.wire import (
     decode_header,
@@ -79,8 +80,7 @@ class CheckpointOps:
             data["p"] = checkpoint.parent_checkpoint_id
         op = new_op()
         previous = await self._checkpoint_owner(cpid)
-        # Saved first: a purged session's id is refused (tombstone) before the
-        # checkpoint leaves the session that held it.
+        refuse_taken_checkpoint(cpid, previous, checkpoint.session_id)
         reply = await self._core.run(
             "cp_save",
             checkpoint.session_id,
@@ -89,8 +89,6 @@ class CheckpointOps:
         )
         if isinstance(reply, dict) and "e" in reply:
             self._core.refuse(reply, checkpoint.session_id)
-        if previous is not None and previous != checkpoint.session_id:
-            await self._core.run("cp_delete", previous, [now_us, cpid], op=new_op())
         await self._core.scripts.command(
             "set", self._core.keys.checkpoint(cpid), checkpoint.session_id
         )

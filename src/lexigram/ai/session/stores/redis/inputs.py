@@ -45,13 +45,19 @@ def turn_args(turns: Sequence[SessionTurn]) -> tuple[list[Any], int, str]:
     return args, tokens, ",".join(costs)
 
 
-def patch_json(patch: SessionPatch | None, key_guard: str | None = None) -> str:
+def patch_json(
+    patch: SessionPatch | None, key_guard: str | None = None, owner: str | None = None
+) -> str:
     """A header patch as the JSON the scripts apply ("" when there is nothing to change).
 
     ``key_guard`` travels as ``"kg"``: the script refuses the write (``KEY``) unless
     the stored metadata holds it as a JSON string (``key_guard`` of the store contract).
+    ``owner`` travels as ``"ow"``: refused as missing (``NF``) unless the stored user
+    is that one (``owner`` of the store contract).
     """
     fields: dict[str, Any] = {} if key_guard is None else {"kg": key_guard}
+    if owner is not None:
+        fields["ow"] = owner
     if patch is None or patch.is_empty():
         return orjson.dumps(fields).decode() if fields else ""
     for name, key in (

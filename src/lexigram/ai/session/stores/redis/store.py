@@ -114,7 +114,7 @@ class CacheSessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "redis"
     supports_key_guard: ClassVar[bool] = True
-    supports_owner_guard: ClassVar[bool] = True
+    supports_owner_guard = True
 
     def __init__(
         self,
@@ -474,10 +474,13 @@ class CacheSessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
+        owner: str | None = None,
     ) -> AppendResult:
         session_id = check_id(session_id, "session_id")
         check_optional_count(max_turns, "max_turns", minimum=1)
         check_optional_guard(key_guard)
+        if owner is not None:
+            check_id(owner, "owner")
         now, now_us = self._core.clock()
         batch = check_turns(turns, "turns")
         if patch is not None:
@@ -490,7 +493,7 @@ class CacheSessionStore(SessionStore):
             len(batch),
             tokens,
             costs,
-            patch_json(patch, key_guard),
+            patch_json(patch, key_guard, owner),
             *pairs,
         ]
         reply = await self._core.run("append", session_id, args, op=new_op())
@@ -515,16 +518,23 @@ class CacheSessionStore(SessionStore):
         return AppendResult(record=record, closed_by_cap=closed, first_seq=int(reply["f"]))
 
     async def update_session(
-        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+        self,
+        session_id: str,
+        patch: SessionPatch,
+        *,
+        key_guard: str | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         session_id = check_id(session_id, "session_id")
         check_optional_guard(key_guard)
+        if owner is not None:
+            check_id(owner, "owner")
         now, now_us = self._core.clock()
         check_patch(patch)
         reply = await self._core.run(
             "update",
             session_id,
-            [now_us, self._core.deadline_arg(now), patch_json(patch, key_guard)],
+            [now_us, self._core.deadline_arg(now), patch_json(patch, key_guard, owner)],
             op=new_op(),
         )
         if "e" in reply:

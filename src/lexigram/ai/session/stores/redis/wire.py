@@ -188,6 +188,14 @@ def _json(
     return value
 
 
+def _instant(data: Mapping[str, Any], key: str, field: str) -> datetime:
+    """The stored microsecond count ``data[key]`` as a datetime; out of range is damage."""
+    try:
+        return from_us(_num(data, key, field))
+    except OverflowError:
+        raise _Corrupt(field, "out of range") from None
+
+
 def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState, int | None]:
     """The header-only state stored in ``data`` (as stored) and its deadline in µs.
 
@@ -202,6 +210,8 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
             cost = float(raw_cost)
         except ValueError:
             raise _Corrupt("total_cost", f"not a number: {raw_cost!r}") from None
+        if cost - cost != 0.0:
+            raise _Corrupt("total_cost", f"not a finite number: {raw_cost!r}")
         state = codec.build_state(
             {
                 "session_id": _req(data, "id", "session_id"),
@@ -213,8 +223,8 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
                 "active_skills": _json(data, "sk", "active_skills", list),
                 "system_prompt": _opt(data, "sp", "system_prompt"),
                 "variables": _json(data, "v", "variables", dict),
-                "created_at": from_us(_num(data, "ca", "created_at")),
-                "updated_at": from_us(_num(data, "ua", "updated_at")),
+                "created_at": _instant(data, "ca", "created_at"),
+                "updated_at": _instant(data, "ua", "updated_at"),
                 "checkpoint_id": _opt(data, "cp", "checkpoint_id"),
                 "total_tokens": _num(data, "tt", "total_tokens"),
                 "total_cost": cost,
@@ -224,6 +234,8 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
             }
         )
         expires = _num(data, "ex", "expires_at") if data.get("ex") is not None else None
+        if expires is not None:
+            _instant(data, "ex", "expires_at")
     except _Corrupt as bad:
         raise CorruptRecordError(record, f"field {bad.field}: {bad.problem}") from None
     return state, expires

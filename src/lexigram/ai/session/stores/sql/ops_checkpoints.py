@@ -26,7 +26,11 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.stores._common import branch_header, require_writable
+from lexigram.ai.session.stores._common import (
+    branch_header,
+    refuse_taken_checkpoint,
+    require_writable,
+)
 from lexigram.ai.session.stores.base import SessionRecord, TurnRange, holds_key
 from lexigram.ai.session.stores.codec import loads, state_with
 from lexigram.ai.session.stores.sql.context import Ctx as Context
@@ -162,6 +166,8 @@ async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     await lock_header(tx, ctx, session_id)
     if await tombstoned(tx, ctx, session_id):
         raise SessionNotFoundError(session_id)
+    held = await tx.one(ctx.q.checkpoints.cp_get, {"cp": params["cp"]})
+    refuse_taken_checkpoint(params["cp"], None if held is None else held[1], session_id)
     await tx.run(ctx.q.checkpoints.cp_upsert, params)
 
 

@@ -54,7 +54,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     lock_header,
     read_live_turns,
 )
-from lexigram.ai.session.stores.sql.rows import status_of_row, turns_from_rows
+from lexigram.ai.session.stores.sql.rows import status_of_row, turns_from_rows, user_of_row
 from lexigram.ai.session.stores.sql.runner import Tx
 
 
@@ -370,7 +370,12 @@ async def list_branches(tx: Tx, ctx: Ctx, session_id: str) -> list[SessionRecord
 
 
 async def update_session(
-    tx: Tx, ctx: Ctx, session_id: str, patch: dict[str, Any], guard: str | None = None
+    tx: Tx,
+    ctx: Ctx,
+    session_id: str,
+    patch: dict[str, Any],
+    guard: str | None = None,
+    owner: str | None = None,
 ) -> SessionRecord:
     """Replace the patched header fields of a live session.
 
@@ -378,7 +383,8 @@ async def update_session(
     transaction holds); when it matches nothing the header is locked, the clock read
     again and the error named, or the update applied. MariaDB always locks first.
     ``guard``: only while the session is under that data key (``DataKeyChangedError``
-    otherwise).
+    otherwise). ``owner``: only while the session belongs to that user (locked first;
+    ``SessionNotFoundError`` otherwise).
     """
     def params() -> dict[str, Any]:
         values = dict(patch, sid=session_id, now=ctx.now, expires=ctx.deadline(ctx.now))
@@ -388,13 +394,13 @@ async def update_session(
 
     update = ctx.q.sessions.update if guard is None else ctx.q.sessions.update_guarded
     row = None
-    if ctx.q.dialect != "mysql":
+    if ctx.q.dialect != "mysql" and owner is None:
         # MariaDB's UPDATE would wait for a row another transaction holds and then judge
         # the deadline with the clock read before the wait: it locks first, below.
         row = await tx.one(update, params())
     if row is None:
         header = await lock_header(tx, ctx, session_id)
-        if header is None:
+        if header is None or (owner is not None and user_of_row(header) != owner):
             raise SessionNotFoundError(session_id)
         state = ctx.record(header).state
         if not holds_key(state.metadata, guard):

@@ -57,6 +57,7 @@ from lexigram.ai.session.stores.sql.rows import (
     ranges_from_json,
     turn_from_row,
     turns_from_rows,
+    user_of_row,
 )
 from lexigram.ai.session.stores.sql.runner import Row, Tx, was_resent
 from lexigram.ai.session.validation import MAX_SAFE_INT, new_totals
@@ -212,8 +213,12 @@ async def append(
     patch: dict[str, Any] | None,
     batch_dup: str | None,
     guard: str | None = None,
+    owner: str | None = None,
 ) -> AppendResult:
     """Append prepared turn rows and bump the counters, checks first (see module doc).
+
+    ``owner``: only while the session belongs to that user (the header is locked and
+    read first; ``SessionNotFoundError`` otherwise).
 
     SQLite, up to :data:`ONE_STATEMENT_TURNS` turns: the conditional update of
     :func:`_quick_append` (the slow path of PostgreSQL and MariaDB starts below it: on
@@ -229,13 +234,18 @@ async def append(
     tokens = sum(t.tokens_used for t in batch)
     cost = float(sum(t.cost for t in batch))
     row = None
-    if 0 < n <= ONE_STATEMENT_TURNS and batch_dup is None and q.dialect == "sqlite":
+    if (
+        0 < n <= ONE_STATEMENT_TURNS
+        and batch_dup is None
+        and owner is None
+        and q.dialect == "sqlite"
+    ):
         row = await _quick_append(
             tx, ctx, session_id, rows, tokens, cost, max_turns, patch, guard
         )
     if row is None:
         header = await lock_header(tx, ctx, session_id)
-        if header is None:
+        if header is None or (owner is not None and user_of_row(header) != owner):
             raise SessionNotFoundError(session_id)
         locked = ctx.record(header)
         current = locked.state

@@ -249,7 +249,19 @@ def user_of_row(row: Sequence[Any]) -> Any:
 
 
 def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
-    """A :class:`SessionRecord` from a row of :data:`HEADER_COLUMNS` (effective status)."""
+    """A :class:`SessionRecord` from a row of :data:`HEADER_COLUMNS` (effective status).
+
+    ``CorruptRecordError`` for a damaged row, a timestamp out of range included.
+    """
+    try:
+        return _record_from_row(row, now_us)
+    except OverflowError:  # a stored microsecond count past year 9999
+        raise CorruptRecordError(
+            f"session {row[0]!r}", "a timestamp is out of range"
+        ) from None
+
+
+def _record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
     (
         session_id,
         user_id,
@@ -296,6 +308,7 @@ def record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
         and type(updated) is int
         and type(tokens) is int
         and type(cost) is float
+        and cost - cost == 0.0  # finite (NaN and infinities are damage)
         and type(count) is int
         and (expires is None or type(expires) is int)
         and (fork_seq is None or type(fork_seq) is int)
@@ -351,6 +364,8 @@ def _slow_record(row: Sequence[Any], now_us: int) -> SessionRecord:
     if data["last_seq"] is None:
         raise CorruptRecordError(record, "field last_seq: missing")
     state = decode_header_fields(data, record=record)
+    if state.total_cost - state.total_cost != 0.0:
+        raise CorruptRecordError(record, "field total_cost: not a finite number")
     expires = data["expires_at"]
     expires_at = None if expires is None else from_us(expires)
     status = effective_status(state.status, expires_at, from_us(now_us))

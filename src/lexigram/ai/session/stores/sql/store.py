@@ -130,7 +130,7 @@ class DatabaseSessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "sql"
     supports_key_guard: ClassVar[bool] = True
-    supports_owner_guard: ClassVar[bool] = True
+    supports_owner_guard = True
 
     def __init__(
         self,
@@ -429,10 +429,13 @@ class DatabaseSessionStore(SessionStore):
         max_turns: int | None = None,
         patch: SessionPatch | None = None,
         key_guard: str | None = None,
+        owner: str | None = None,
     ) -> AppendResult:
         checked_id(session_id, "session_id")
         check_optional_count(max_turns, "max_turns", minimum=1)
         check_optional_guard(key_guard)
+        if owner is not None:
+            checked_id(owner, "owner")
         batch = check_turns(turns, "turns")
         rows = turn_rows(session_id, batch)
         self._text_ok(None, batch)
@@ -445,6 +448,7 @@ class DatabaseSessionStore(SessionStore):
             if (
                 self.dialect in trn.ONE_STATEMENT_DIALECTS
                 and repeat is None
+                and owner is None
                 and 0 < len(rows) <= trn.ONE_STATEMENT_TURNS
             ):
                 # One statement, its own transaction. A lost reply is retried: the
@@ -457,7 +461,7 @@ class DatabaseSessionStore(SessionStore):
                     return done
             return await self._write(
                 trn.append, session_id, rows, batch, max_turns, changes, repeat, key_guard,
-                retry_safe=True,
+                owner, retry_safe=True,
             )
         except Conflict as exc:
             if was_resent():  # our own lost-reply re-send found its first commit
@@ -475,13 +479,20 @@ class DatabaseSessionStore(SessionStore):
             ) from exc
 
     async def update_session(
-        self, session_id: str, patch: SessionPatch, *, key_guard: str | None = None
+        self,
+        session_id: str,
+        patch: SessionPatch,
+        *,
+        key_guard: str | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         sid = checked_id(session_id, "session_id")
         check_optional_guard(key_guard)
+        if owner is not None:
+            checked_id(owner, "owner")
         params = patch_params(patch)
         check_packet(self._max_packet, header=params, header_fields=_PATCH_FIELDS)
-        return await self._write(ses.update_session, sid, params, key_guard)
+        return await self._write(ses.update_session, sid, params, key_guard, owner)
 
     async def transition(
         self,

@@ -42,6 +42,9 @@ for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
 -- when the session is stored under another one (deleted and created again)
 local KG = ARGV[7] ~= '' and string.find(ARGV[7], '"kg"', 1, true) and cjson.decode(ARGV[7]).kg
 if KG and not string.find(h.m or '', '"' .. KG .. '"', 1, true) then return refuse('KEY') end
+-- a write for one user's session ("ow"): the id may now hold another user's session
+local OW = ARGV[7] ~= '' and string.find(ARGV[7], '"ow"', 1, true) and cjson.decode(ARGV[7]).ow
+if OW and h.u ~= OW then return refuse('NF') end
 local live = h.s == 'active' or h.s == 'suspended'
 if not (live or h.s == 'closed' or h.s == 'expired') then
   return refuse('CORRUPT', 'status', h.s)
@@ -89,7 +92,7 @@ local upd = {'n', fmt('%d', count), 'tt', fmt('%d', tokens), 'tc', fmt('%.17g', 
              'ls', last}
 if ARGV[7] ~= '' then
   for f, v in pairs(cjson.decode(ARGV[7])) do
-    if f == 'kg' then  -- the guard, checked above
+    if f == 'kg' or f == 'ow' then  -- the guards, checked above
     elseif v == false then
       if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
     else

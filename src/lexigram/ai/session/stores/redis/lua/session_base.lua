@@ -89,7 +89,7 @@ end
 local function apply_patch(h, upd, patch)
   if patch == '' then return end
   for f, v in pairs(cjson.decode(patch)) do
-    if f == 'kg' then  -- a data-key guard (key_guard), checked by the caller
+    if f == 'kg' or f == 'ow' then  -- guards (key_guard, owner), checked by the caller
     elseif v == false then
       if h[f] then redis.call('HDEL', KH, f); h[f] = nil end
     else
