@@ -353,3 +353,37 @@ async def test_replace_never_makes_an_ended_session_live_again(store: SessionSto
         await import_document(store, _raw(doc), replace_existing=True)
     assert info.value.field == "sessions[0].status" and "closed" in str(info.value)
     assert await _snapshot(store, sid) == before
+
+
+async def test_a_create_cancelled_after_it_was_stored_leaves_nothing_and_a_rerun_finishes(
+) -> None:
+    """SQLite may commit a create whose caller was cancelled: the session was left without
+    its checkpoints and the re-run skipped it as present (an outside audit)."""
+    import asyncio
+
+    from lexigram.contracts.ai.session import SessionState
+
+    from lexigram.ai.session import InMemorySessionStore
+
+    class CancelledAfterCommit(InMemorySessionStore):
+        """The real in-memory store; the first create is cancelled once it is stored."""
+
+        armed = True
+
+        async def create_session(self, state: SessionState, **kwargs: Any) -> Any:
+            result = await super().create_session(state, **kwargs)
+            if self.armed:
+                self.armed = False
+                raise asyncio.CancelledError
+            return result
+
+    source = InMemorySessionStore()
+    sid, checkpoint_id = await _seed(source)
+    raw = json.dumps(await _document(source, sid))
+    target = CancelledAfterCommit()
+    with pytest.raises(asyncio.CancelledError):
+        await import_document(target, raw)
+    assert await target.load_record(sid) is None
+    report = await import_document(target, raw)
+    assert report.imported == [sid]
+    assert [c.checkpoint_id for c in await target.list_checkpoint_headers(sid)] == [checkpoint_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,40 @@ async def test_user_and_session_parameters_are_taken_as_given(store: SessionStor
     assert [s["session_id"] for s in listed["sessions"]] == [padded.session_id]
     assert [s["session_id"] for s in other["sessions"]] == [plain.session_id]
     assert opened.status_code == 303 and "id=+padded+" in opened.headers["location"]
+
+
+async def test_a_damaged_checkpoint_leaves_the_session_page_readable(tmp_path: Any) -> None:
+    """One damaged checkpoint row answered the whole session page with 500, so the
+    transcript could not be reached (an outside audit)."""
+    import sqlite3
+
+    from lexigram.ai.session import SessionConfig
+    from lexigram.ai.session.manager.core import SessionManagerImpl, new_turn
+    from lexigram.ai.session.stores.database import DatabaseSessionStore
+
+    db = tmp_path / "cp.db"
+    config = SessionConfig(
+        backend="sql", database_url=f"sqlite+aiosqlite:///{db}",
+        auto_checkpoint_interval=None, session_ttl=0,
+    )
+    async with SessionManagerImpl.open(config) as manager:
+        sid = (await manager.create("u", session_id="s1")).session_id
+        await manager.add_turns(sid, [new_turn("user", "the transcript line")])
+        damaged = (await manager.checkpoint(sid)).checkpoint_id
+    raw = sqlite3.connect(db)
+    raw.execute(
+        f"UPDATE {config.table_prefix}checkpoints SET header = 'garbage' WHERE checkpoint_id = ?",
+        (damaged,),
+    )
+    raw.commit()
+    raw.close()
+    store = DatabaseSessionStore(f"sqlite+aiosqlite:///{db}")
+    await store.initialize()
+    try:
+        async with client_for(store) as http:
+            page = await http.get("/session", params={"id": sid})
+    finally:
+        await store.close()
+    assert page.status_code == 200
+    assert "the transcript line" in page.text
+    assert 'id="checkpoints-damaged"' in page.text and damaged in page.text

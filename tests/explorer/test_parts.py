@@ -156,6 +156,30 @@ async def test_a_new_session_under_a_deleted_parents_id_is_not_taken_for_the_roo
     assert list(bobs.nodes) == [root.session_id]
 
 
+async def test_a_merge_past_the_scan_bound_is_reported_not_hidden(
+    manager: SessionManagerImpl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge more turns after the fork than the scan reads showed as no merge, and
+    the page did not say a bound was reached (an outside audit)."""
+    from lexigram.ai.session.explorer import tree as tree_module
+
+    monkeypatch.setattr(tree_module, "MAX_MERGE_SCAN", 5)
+    branches = BranchManager(manager.store)
+    near, far = await manager.create("u"), await manager.create("u")
+    for parent, gap in ((near, 2), (far, 8)):
+        child = await branches.fork(parent.session_id, "child")
+        await manager.add_message(child.session_id, "user", "branch turn")
+        for i in range(gap):
+            await manager.add_message(parent.session_id, "user", f"parent {i}")
+        await branches.merge(parent.session_id, child.session_id)
+        tree = await load_tree(manager.store, parent.session_id)
+        merged = tree.nodes[child.session_id].merge
+        if gap < 5:
+            assert merged is not None and not tree.truncated
+        else:
+            assert merged is None and tree.truncated
+
+
 async def test_series_reads_every_turn_across_pages(manager: SessionManagerImpl) -> None:
     from lexigram.ai.session.explorer.series import CHUNK, load_series
 

@@ -151,10 +151,16 @@ async def _check_ownership(store: SessionStore, entry: ExportedSession, where: s
 async def _write_new(
     store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
 ) -> None:
-    await store.create_session(state)
     try:
+        # Inside the try: a create cancelled after the database committed it (SQLite
+        # may) left a session without its checkpoints that a re-run skipped as present.
+        await store.create_session(state)
         for checkpoint in cps:
             await store.save_checkpoint(checkpoint)
+    except SessionValidationError as exc:
+        if exc.field != "session_id":  # "already exists": not ours to remove
+            await store.delete(state.session_id)
+        raise
     except BaseException:
         await store.delete(state.session_id)
         raise

@@ -109,6 +109,8 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
         root.state.session_id: BranchNode(state=root.state, depth=0)
     }
     records: dict[str, SessionRecord] = {root.state.session_id: root}
+    # Branches forked at the same point share the parent's scan (read once per tree).
+    scans: _Scans = {}
     queue = [root.state.session_id]
     while queue:
         current = queue.pop(0)
@@ -126,10 +128,11 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
                 truncated = True
                 break
             try:
-                merge = await _find_merge(store, records[current], branch)
+                merge, bounded = await _find_merge(store, records[current], branch, scans)
             except CorruptRecordError:
                 damaged.append(branch_id)
-                merge = None
+                merge, bounded = None, False
+            truncated = truncated or bounded
             nodes[branch_id] = BranchNode(
                 state=branch.state,
                 depth=node.depth + 1,
@@ -148,24 +151,33 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
     )
 
 
+_Scans = dict[tuple[str, int], list[tuple[int, str]]]
+
+
 async def _find_merge(
-    store: SessionStore, parent: SessionRecord, branch: SessionRecord
-) -> Merge | None:
-    """Where the turns ``branch`` added after its fork point are live in ``parent``."""
+    store: SessionStore, parent: SessionRecord, branch: SessionRecord, scans: _Scans
+) -> tuple[Merge | None, bool]:
+    """Where the turns ``branch`` added after its fork point are live in ``parent``, and
+    whether a scan stopped at :data:`MAX_MERGE_SCAN` without finding them (the page
+    then says a bound was reached instead of showing no merge)."""
     fork_seq = branch.fork_seq or 0
     if branch.last_seq and branch.last_seq <= fork_seq:
-        return None  # the branch added nothing
+        return None, False  # the branch added nothing
     added = await store.get_turn_seqs(
         branch.state.session_id, after_seq=fork_seq, limit=MAX_MERGE_SCAN
     )
     wanted = {turn.turn_id for _, turn in added}
     if not wanted:
-        return None
+        return None, False
     # Turns at positions past the fork point have a seq past it too (seqs only grow).
-    candidates = await store.get_turn_seqs(
-        parent.state.session_id, after_seq=fork_seq, limit=MAX_MERGE_SCAN
-    )
-    found = [seq for seq, turn in candidates if turn.turn_id in wanted]
+    key = (parent.state.session_id, fork_seq)
+    candidates = scans.get(key)
+    if candidates is None:
+        rows = await store.get_turn_seqs(
+            parent.state.session_id, after_seq=fork_seq, limit=MAX_MERGE_SCAN
+        )
+        candidates = scans[key] = [(seq, turn.turn_id) for seq, turn in rows]
+    found = [seq for seq, turn_id in candidates if turn_id in wanted]
     if not found:
-        return None
-    return Merge(turns=len(found), parent_seq=found[0])
+        return None, MAX_MERGE_SCAN in (len(added), len(candidates))
+    return Merge(turns=len(found), parent_seq=found[0]), False

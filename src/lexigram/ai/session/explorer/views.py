@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from lexigram.contracts.ai.session import SessionCheckpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.explorer.pages.analytics import analytics_page
 from lexigram.ai.session.explorer.pages.session import session_page
 from lexigram.ai.session.explorer.pages.sessions import sessions_page
@@ -55,11 +57,16 @@ class PageViews:
             record, after=after, position=position, limit=limit,
             newest=request.query_params.get("view") == "newest",
         )
+        checkpoints: list[SessionCheckpoint] | str
+        try:
+            checkpoints = await rt.service.checkpoints(sid)
+        except CorruptRecordError as exc:  # one damaged checkpoint: the rest still shows
+            checkpoints = str(exc).splitlines()[0]
         html = session_page(
             rt.ctx(request),
             record,
             page=page,
-            checkpoints=await rt.service.checkpoints(sid),
+            checkpoints=checkpoints,
             tree=await rt.service.tree(sid),
             limit=limit,
             notice=_NOTICES.get(request.query_params.get("done", "")),

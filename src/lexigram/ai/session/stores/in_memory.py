@@ -80,6 +80,7 @@ from lexigram.ai.session.validation import (
     check_statuses,
     check_turn_range,
     check_turns,
+    counted,
     new_totals,
 )
 
@@ -289,6 +290,7 @@ class InMemorySessionStore(SessionStore):
     # ------------------------------------------------------------ contract API
     async def save(self, state: SessionState) -> None:
         state = check_state(state)
+        state = counted(state)
         now = self.now()
         if self._tombstoned(state.session_id, now):
             raise SessionNotFoundError(state.session_id)

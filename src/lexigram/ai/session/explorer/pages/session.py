@@ -85,8 +85,12 @@ def _checkpoint_state(cp: SessionCheckpoint, record: SessionRecord) -> Markup:
 
 
 def _checkpoints(
-    ctx: PageContext, record: SessionRecord, checkpoints: list[SessionCheckpoint]
+    ctx: PageContext, record: SessionRecord, checkpoints: list[SessionCheckpoint] | str
 ) -> Markup:
+    if isinstance(checkpoints, str):  # they could not be read: why, instead of the list
+        return el("section", {"id": "checkpoints"}, el("h2", None, "Checkpoints"),
+                  el("p", {"class": "warning", "id": "checkpoints-damaged"},
+                     "The checkpoints cannot be shown: ", checkpoints))
     sid = record.state.session_id
     current = record.state.checkpoint_id
     rows = []
@@ -169,12 +173,12 @@ def session_page(
     record: SessionRecord,
     *,
     page: TurnPage,
-    checkpoints: list[SessionCheckpoint],
+    checkpoints: list[SessionCheckpoint] | str,
     tree: BranchTree,
     limit: int,
     notice: str | None = None,
 ) -> str:
-    """The whole page."""
+    """The whole page (``checkpoints``: the list, or why it cannot be read)."""
     s = record.state
     title = s.branch_name or s.session_id
     heading = el("h1", None, el("span", {"class": "muted"}, "Session "),
