@@ -135,3 +135,49 @@ async def test_erase_user_publishes_an_event_with_counts_only() -> None:
     event = published[0]
     assert (event.user_id, event.sessions, event.checkpoints, event.turns) == ("wanda", 2, 1, 2)
     assert secrets.value("CONTENT") not in repr(event)
+
+
+async def test_a_rerun_on_sqlite_rewrites_the_file_even_with_nothing_left_to_erase(
+    tmp_path: Any,
+) -> None:
+    """A run killed after erasing the rows but before rewriting the file left the text in
+    freed pages and the WAL; the re-run erased nothing and skipped the rewrite (an
+    outside audit: ``complete=True`` with the text still in the file)."""
+    db = tmp_path / "e.db"
+    config = SessionConfig(backend="sql", database_url=f"sqlite+aiosqlite:///{db}", session_ttl=0)
+    async with SessionManagerImpl.open(config) as manager:
+        state = await manager.create("victim")
+        await manager.add_message(state.session_id, "user", "SECRET-STRING " * 50)
+        await manager.store.erase_session(state.session_id)  # the first run, killed here
+        report = await manager.erase_user("victim")
+        assert report.sessions == [] and report.complete
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"SECRET-STRING" not in on_disk
+
+
+async def test_a_damaged_sessions_checkpoints_and_turns_are_counted() -> None:
+    """The report (and the event, the audit record) undercounted a damaged session's
+    checkpoints and turns although they were removed (an outside audit)."""
+    store = InMemorySessionStore()
+    manager = SessionManagerImpl(store, SessionConfig(auto_checkpoint_interval=None))
+    ids = []
+    for _ in range(2):
+        state = await manager.create("alice")
+        for i in range(3):
+            await manager.add_message(state.session_id, "user", f"m{i}")
+        await manager.checkpoint(state.session_id)
+        ids.append(state.session_id)
+
+    real = store.load_record
+
+    async def damaged(session_id: str) -> Any:
+        if session_id == ids[0]:
+            from lexigram.ai.session.exceptions import CorruptRecordError
+
+            raise CorruptRecordError(f"session {session_id!r}", "field metadata: damaged")
+        return await real(session_id)
+
+    store.load_record = damaged  # type: ignore[method-assign]
+    report = await manager.erase_user("alice")
+    assert report.damaged == [ids[0]]
+    assert (report.checkpoints, report.turns) == (2, 6)

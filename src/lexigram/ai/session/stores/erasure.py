@@ -9,15 +9,25 @@ are the backend parts of ``forget_user``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionNotFoundError
+from lexigram.logging import get_logger
+
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionNotFoundError,
+    SessionStoreError,
+)
 from lexigram.ai.session.stores.base import SessionStore, UserErasure
 from lexigram.ai.session.validation import check_count, check_id
 
 __all__ = ["compact_sqlite", "erase_user_sessions", "forget_redis_user"]
+
+logger = get_logger(__name__)
 
 
 class _Tally:
@@ -44,12 +54,21 @@ async def _erase_tree(store: SessionStore, session_id: str, tally: _Tally) -> No
         await _erase_tree(store, branch_id, tally)
     checkpoints = turns = 0
     damaged = False
+    record = None
     try:
         record = await store.load_record(session_id)
-        checkpoints = len(await store.list_checkpoint_headers(session_id))
         turns = record.state.turn_count if record is not None else 0
     except CorruptRecordError:
         damaged = True
+    # Counted apart: a damaged header leaves its checkpoints and turns to count (the
+    # report is the audit record of what was removed).
+    try:
+        checkpoints = len(await store.list_checkpoint_headers(session_id))
+    except CorruptRecordError:
+        damaged = True
+    if damaged and record is None:
+        with contextlib.suppress(CorruptRecordError, SessionNotFoundError):
+            turns = len(await store.get_turns(session_id))
     if await store.erase_session(session_id):
         tally.sessions.append(session_id)
         tally.checkpoints += checkpoints
@@ -155,12 +174,34 @@ def _forget_user_script() -> str:
     return lua_source("forget_user")
 
 
+#: Attempts (and the pause between them) at truncating the WAL while another
+#: connection still reads from it.
+_CHECKPOINT_ATTEMPTS = 50
+_CHECKPOINT_PAUSE_S = 0.1
+
+
 async def compact_sqlite(store: Any) -> None:
     """Rewrite a SQLite database so that freed pages keep no copy of erased rows.
 
     ``VACUUM`` rebuilds the file from the live rows; the WAL is then checkpointed and
-    truncated. Costs time proportional to the database file.
+    truncated. Costs time proportional to the database file. A cancellation waits for
+    the rewrite to end (a connection left mid-VACUUM stayed checked out and kept the
+    WAL, with the erased text, from being truncated by the next run) and is raised
+    after. ``SessionStoreError`` when the WAL stays in use by another reader (5 s):
+    the erasure is then not complete, and running it again finishes it.
     """
+    task = asyncio.ensure_future(_compact_sqlite(store))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("ai_session.erasure.compact_failed", error=str(task.exception()))
+        raise
+
+
+async def _compact_sqlite(store: Any) -> None:
     async with store.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
@@ -170,4 +211,15 @@ async def compact_sqlite(store: Any) -> None:
         # pending on this pooled connection, and the next VACUUM on it (the next erasure
         # in the process) fails with "SQL statements in progress".
         await driver.execute_fetchall("VACUUM")
-        await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        for _ in range(_CHECKPOINT_ATTEMPTS):
+            # (busy, WAL frames, frames checkpointed): busy while another connection
+            # reads an older snapshot; the erased text stays in the WAL until then.
+            rows = await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = any(int(row[0]) != 0 for row in rows)
+            if not busy:
+                return
+            await asyncio.sleep(_CHECKPOINT_PAUSE_S)
+        raise SessionStoreError(
+            "erasure: the SQLite write-ahead log is still read by another connection and "
+            "could not be truncated; run the erasure again"
+        )

@@ -660,10 +660,14 @@ class DatabaseSessionStore(SessionStore):
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Drop the erased sessions' header copies; SQLite: rewrite the file so that freed
-        pages keep no copy of the erased rows."""
+        pages keep no copy of the erased rows.
+
+        On SQLite also when this run erased nothing: a run stopped (killed) before its
+        rewrite had erased the rows, and running it again must still rewrite the file.
+        """
         checked_id(user_id, "user_id")
         self._forget_headers(session_ids)
-        if self.dialect == "sqlite" and session_ids:
+        if self.dialect == "sqlite":
             from lexigram.ai.session.stores.erasure import compact_sqlite
 
             await compact_sqlite(self)
