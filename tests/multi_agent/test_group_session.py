@@ -329,3 +329,20 @@ async def test_max_turns_per_session_ends_the_run_cleanly() -> None:
     info = _group_state(state.turns[-1])
     assert info.status == "finished"
     assert info.reason == "session reached max_turns_per_session (4)"
+
+
+async def test_malformed_visibility_in_the_history_is_refused_before_anything_is_stored(
+    manager: SessionManagerImpl, session_id: str
+) -> None:
+    """A turn accepted with ``visible_to: {"critic": True}`` made every run store its
+    opening turn, then fail, leaving the run "running" with no reason (an audit)."""
+    bad = await manager.add_message(
+        session_id, "user", "note", metadata={"visible_to": {"critic": True}}
+    )
+    group = _group(manager, "writer", "critic")
+    for resume in (False, True):
+        with pytest.raises(SessionValidationError, match=bad.turn_id):
+            await group.run(session_id, "topic", resume=resume)
+    state = await manager.get_state(session_id)
+    assert state is not None and [t.turn_id for t in state.turns] == [bad.turn_id]
+    assert await group.run_state(session_id) is None

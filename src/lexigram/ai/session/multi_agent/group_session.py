@@ -292,6 +292,8 @@ class GroupSession:
                 f"cannot resume session {header.session_id!r}: the next speaker "
                 f"{previous.next_speaker!r} is not in the group (members: {self.agent_names})",
             )
+        history = await self._load_history(header.session_id)
+        self._check_visibility(history)
         rounds = max_rounds or previous.max_rounds
         logger.debug(
             "ai_session.group.resumed",
@@ -303,7 +305,7 @@ class GroupSession:
         return _Run(
             session_id=header.session_id,
             header=header,
-            history=await self._load_history(header.session_id),
+            history=history,
             state=replace(previous, max_rounds=rounds),
             termination=self._termination(rounds),
         )
@@ -313,6 +315,7 @@ class GroupSession:
     ) -> tuple[_Run, SessionTurn]:
         session_id = header.session_id
         history = await self._load_history(session_id)
+        self._check_visibility(history)
         turn = _turn("user", message)
         state = GroupTurnState(
             run_id=uuid.uuid4().hex,
@@ -425,6 +428,20 @@ class GroupSession:
                 state, "failed", f"turn manager chose {chosen!r}, who is not in the group"
             )
         return replace(state, next_speaker=chosen, status="running", reason=None)
+
+    def _check_visibility(self, history: list[SessionTurn]) -> None:
+        """Refuse a history whose visibility metadata is malformed before anything is
+        stored: a run that stored its opening turn and then failed on it stayed
+        "running" with no reason, and every later run did the same."""
+        for member in self._members.values():
+            try:
+                self.role_isolation.filter_for_agent(history, member)
+            except SessionValidationError as exc:
+                where = exc.field or ""
+                index = where[len("turns[") : where.find("]")] if where.startswith("turns[") else ""
+                at = int(index) if index.isdigit() else len(history)
+                named = f"turn {history[at].turn_id!r}: " if at < len(history) else ""
+                raise SessionValidationError(where, f"{named}{exc.problem}") from None
 
     def _visible(self, run: _Run, member: GroupMember) -> list[SessionTurn]:
         """The turns of the run's history ``member`` may see (kept per agent, see _record)."""
