@@ -105,6 +105,12 @@ def test_a_plugin_judges_its_own_url(mongo_like: MongoLike) -> None:
     assert "ai_session.database_url" in str(info.value) and "s3cret" not in str(info.value)
 
 
+def test_a_plugin_selected_without_its_url_is_told_it_is_not_set(mongo_like: MongoLike) -> None:
+    """It was judged on the SQL default, a URL the user never wrote (an outside audit)."""
+    with pytest.raises(ConfigurationError, match="is not set; backend 'mongo_like'"):
+        SessionConfig(backend="mongo_like")
+
+
 def test_a_plugin_url_in_a_block_is_named_as_written(mongo_like: MongoLike) -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionConfig(backend="mongo_like", sql={"url": "postgresql://u:s3cret@h/db"})

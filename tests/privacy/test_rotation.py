@@ -161,3 +161,24 @@ async def test_a_cursor_is_only_one_a_rotation_of_this_store_under_these_keys_pr
     assert await key_usage(access, "key-a") == usage  # nothing was rotated by those
     report = await rotate_keys(access, ring_ba, batch=10, resume_from=first.cursor)
     assert report.cursor is None and await key_usage(access, "key-a") == 0
+
+
+def test_a_plugin_store_is_told_what_rotation_needs_not_driven_as_redis() -> None:
+    """A plugin store with ``client`` and ``keys`` attributes was driven as Redis (a raw
+    AttributeError), and a durable plugin was told it kept its keys in memory."""
+    from lexigram.ai.session.exceptions import SessionStoreError
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+    class PluginStore(InMemorySessionStore):
+        backend_name = "plugin_like"  # type: ignore[misc]
+
+    class LooksLikeRedis(PluginStore):
+        client = object()
+        keys = object()
+
+    for store in (PluginStore(), LooksLikeRedis()):
+        store.__class__.__module__ = "plugin_package.store"
+        with pytest.raises(SessionStoreError, match="plugin_like"):
+            envelope_access(store)
+    with pytest.raises(SessionStoreError, match="in this process only"):
+        envelope_access(InMemorySessionStore())

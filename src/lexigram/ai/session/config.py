@@ -325,6 +325,12 @@ class SessionConfig(BaseConfig):
         value = getattr(self, name)
         found = plugin.url_problem(value)
         if found is not None:
+            if value == _field_default(type(self), name):  # never given: say so
+                _fail(
+                    name,
+                    f"is not set; backend {self.backend!r} needs its own "
+                    f"(the default {value!r} is the built-in backend's): {found}",
+                )
             _fail(name, redact_text(str(found), [value]))
 
     def _check_options(self, plugin: Any) -> None:

@@ -68,17 +68,33 @@ class EnvelopeAccess(Protocol):
 def envelope_access(store: SessionStore) -> EnvelopeAccess:
     """The accessor of ``store``'s backend (the plain store under an encrypting one)."""
     inner = getattr(store, "inner", store)
-    if hasattr(inner, "engine") and hasattr(inner, "table_prefix"):
+    # By class, not by attribute names: a plugin store with a ``client`` and ``keys``
+    # was driven as Redis and failed with a raw AttributeError.
+    module = type(inner).__module__
+    if module.startswith("lexigram.ai.session.stores.sql."):
         from lexigram.ai.session.stores.encrypted.envelopes_sql import SqlEnvelopes
+        from lexigram.ai.session.stores.sql.store import DatabaseSessionStore
 
-        return SqlEnvelopes(inner)
-    if hasattr(inner, "keys") and hasattr(inner, "client"):
+        if isinstance(inner, DatabaseSessionStore):
+            return SqlEnvelopes(inner)
+    if module.startswith("lexigram.ai.session.stores.redis."):
         from lexigram.ai.session.stores.encrypted.envelopes_redis import RedisEnvelopes
+        from lexigram.ai.session.stores.redis.store import CacheSessionStore
 
-        return RedisEnvelopes(inner)
+        if isinstance(inner, CacheSessionStore):
+            return RedisEnvelopes(inner)
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+    if type(inner) is InMemorySessionStore:  # a plugin may build on it and be durable
+        raise SessionStoreError(
+            f"key rotation needs a durable backend; {type(inner).__name__} keeps its data "
+            "keys in this process only"
+        )
     raise SessionStoreError(
-        f"key rotation needs a durable backend (SQL or Redis); {type(inner).__name__} keeps "
-        "its data keys in this process only"
+        f"key rotation and retiring a key are built for the SQL and Redis backends; "
+        f"{type(inner).__name__} (backend {inner.backend_name!r}) gives no access to the "
+        "key envelopes it stores. Its sessions still read and write under every key in "
+        "the keyring; keep an old key there as long as it may hold sessions sealed under it"
     )
 
 
