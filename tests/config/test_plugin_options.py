@@ -116,6 +116,18 @@ def test_secret_options_are_masked_when_shown(tuned: Tuned) -> None:
     assert config.options["api_token"] == "t0ken"  # the value itself is kept
 
 
+def test_nested_secret_options_are_masked_when_shown() -> None:
+    """Only the top level was masked (an outside audit)."""
+    options = {"nested": {"password": "S7", "deeper": [{"token": "S8"}]},
+               "list": ["redis://:S9@h/0"]}
+    backends.register(Silent())
+    try:
+        shown = repr(SessionConfig(backend="silent_options", options=options))
+    finally:
+        backends.unregister("silent_options")
+    assert not any(secret in shown for secret in ("S7", "S8", ":S9@"))
+
+
 def test_a_plugin_without_a_judge_gets_its_options_as_given() -> None:
     backends.register(Silent())
     try:

@@ -69,6 +69,7 @@ class JsonFileSessionStore(InMemorySessionStore):
         from_checkpoint: str | None = None,
         max_branches: int | None = None,
         max_live_per_user: int | None = None,
+        owner: str | None = None,
     ) -> SessionRecord:
         """Fork, and remember the branch's id for the file."""
         record = await super().fork_session(
@@ -77,6 +78,7 @@ class JsonFileSessionStore(InMemorySessionStore):
             from_checkpoint=from_checkpoint,
             max_branches=max_branches,
             max_live_per_user=max_live_per_user,
+            owner=owner,
         )
         self._ids.add(branch.session_id)
         return record

@@ -459,10 +459,7 @@ class SessionConfig(BaseConfig):
             data["encryption_keys"] = [f"{k.id}:{MASK}" for k in keys]
         for name in _URL_BACKEND:
             data[name] = redact_url(data[name])
-        data["options"] = {
-            k: MASK if _secret_key(k) else redact_url(v) if v in _url_values(data["options"]) else v
-            for k, v in (data.get("options") or {}).items()
-        }
+        data["options"] = _masked(data.get("options") or {})
         return data
 
     def __repr__(self) -> str:
@@ -535,6 +532,23 @@ def _backend_block(data: dict[str, Any]) -> dict[str, Any]:
             _fail_fields((name, "options"), "both are set, to different values; keep one")
         data[name] = options
     return data
+
+
+def _masked(value: Any, depth: int = 0) -> Any:
+    """A plugin's options as shown: values under a secret-looking key masked, URL
+    credentials redacted, at every level of nested mappings and lists."""
+    if depth > 32:  # deeper than any option block: shown as masked, not walked
+        return MASK
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(k, str) and _secret_key(k) else _masked(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_masked(v, depth + 1) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
 
 
 def _url_values(options: dict[str, Any]) -> list[str]:

@@ -83,7 +83,6 @@ __all__ = [
     "check_turn",
     "check_turn_range",
     "check_turns",
-    "counted",
     "checked_batch",
     "new_totals",
 ]
@@ -320,19 +319,6 @@ def new_totals(
     if not (0 <= tokens <= MAX_SAFE_INT and 0.0 <= cost < math.inf):  # NaN fails too
         check_totals(tokens, cost)
     return tokens, cost
-
-
-def counted(state: SessionState) -> SessionState:
-    """``state`` with ``turn_count`` and the totals taken from its turns (``save``).
-
-    A whole state saved with counters that do not match its turns (a caller removed
-    a turn and saved) would make later appends build on wrong numbers: the turn cap
-    closing early, restores and pops with wrong totals. The turns are what is stored.
-    """
-    tokens, cost = new_totals(0, 0.0, state.turns)
-    if (state.turn_count, state.total_tokens, state.total_cost) == (len(state.turns), tokens, cost):
-        return state
-    return replace(state, turn_count=len(state.turns), total_tokens=tokens, total_cost=cost)
 
 
 # ---------------------------------------------------------------------- JSON

@@ -13,6 +13,8 @@ past 2**53 - 1 or make ``total_cost`` non-finite is refused).
 from __future__ import annotations
 
 import bisect
+import functools
+import inspect
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -80,7 +82,6 @@ from lexigram.ai.session.validation import (
     check_statuses,
     check_turn_range,
     check_turns,
-    counted,
     new_totals,
 )
 
@@ -157,10 +158,11 @@ class InMemorySessionStore(SessionStore):
 
     backend_name: ClassVar[str] = "memory"
     supports_key_guard: ClassVar[bool] = True
-    supports_owner_guard = True
 
     def __init__(self, *, session_ttl: int = 0, clock: Clock | None = None) -> None:
         super().__init__(session_ttl=session_ttl, clock=clock)
+        # A plugin built on this store may override a write without ``owner``.
+        self.supports_owner_guard = _honours_owner(type(self))
         self._sessions: dict[str, _Session] = {}
         self._by_user: dict[str, _UserIndex] = {}
         self._branches: dict[str, dict[str, None]] = {}
@@ -290,7 +292,6 @@ class InMemorySessionStore(SessionStore):
     # ------------------------------------------------------------ contract API
     async def save(self, state: SessionState) -> None:
         state = check_state(state)
-        state = counted(state)
         now = self.now()
         if self._tombstoned(state.session_id, now):
             raise SessionNotFoundError(state.session_id)
@@ -892,3 +893,14 @@ def _cost_of(turns: Iterable[SessionTurn]) -> float:
         total += turn.cost
     return total
 
+
+_OWNER_WRITES = ("fork_session", "append_turns", "update_session")
+
+
+@functools.cache
+def _honours_owner(cls: type) -> bool:
+    """Whether every write of ``cls`` still takes ``owner`` (a subclass that overrides
+    one without it is not handed one: ``supports_owner_guard`` is then false)."""
+    return all(
+        "owner" in inspect.signature(getattr(cls, name)).parameters for name in _OWNER_WRITES
+    )

@@ -26,6 +26,7 @@ from lexigram.ai.session.testing.support import (
     _A,
     _C,
     _S,
+    StoreFactory,
     SuiteBase,
     _ids,
     make_turn,
@@ -168,6 +169,28 @@ class TurnsSuite(SuiteBase):
         assert loaded.turn_count == 200
         assert sorted(_ids(loaded.turns)) == sorted(_ids(turns))
         assert loaded.total_tokens == 200
+
+    async def test_concurrent_appends_through_two_instances_lose_nothing(
+        self, store: SessionStore, store_factory: StoreFactory
+    ) -> None:
+        """Two store instances on one namespace stand for two processes: a lock held in
+        one instance only does not make an append atomic."""
+        other = await store_factory()
+        if other is not store:
+            other.clock = store.clock
+        state = await self._session(store)
+        turns = [make_turn(i) for i in range(120)]
+        await asyncio.gather(
+            *(
+                (store if i % 2 else other).append_turns(state.session_id, [t])
+                for i, t in enumerate(turns)
+            )
+        )
+        for reader in (store, other):
+            loaded = await reader.load(state.session_id)
+            assert loaded is not None
+            assert loaded.turn_count == 120 and loaded.total_tokens == 120
+            assert sorted(_ids(loaded.turns)) == sorted(_ids(turns))
 
     async def test_append_with_patch_is_one_step(self, store: SessionStore) -> None:
         state = await self._session(store)

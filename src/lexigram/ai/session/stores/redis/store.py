@@ -84,7 +84,6 @@ from lexigram.ai.session.validation import (
     check_statuses,
     check_turn_range,
     check_turns,
-    counted,
     new_totals,
 )
 
@@ -197,7 +196,6 @@ class CacheSessionStore(SessionStore):
     async def save(self, state: SessionState) -> None:
         _, now_us = self._core.clock()
         state = check_state(state)
-        state = counted(state)
         sid = state.session_id
         try:
             check_batch_ids(sid, state.turns)

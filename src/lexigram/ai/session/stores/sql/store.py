@@ -91,7 +91,6 @@ from lexigram.ai.session.validation import (
     check_statuses,
     check_turn_range,
     check_turns,
-    counted,
 )
 
 __all__ = ["DEFAULT_URL", "DatabaseSessionStore"]
@@ -281,7 +280,7 @@ class DatabaseSessionStore(SessionStore):
 
     # --------------------------------------------------------- contract (whole)
     async def save(self, state: SessionState) -> None:
-        state = counted(checked_state(state))
+        state = checked_state(state)
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
