@@ -488,3 +488,32 @@ async def test_a_timestamp_out_of_range_or_a_nan_cost_is_a_damaged_record(
     page = await store.list_user_sessions("alice")
     assert sorted(page.damaged) == sorted([far, nan])
     assert [s.session_id for s in page.items] == [fine]
+
+
+async def test_a_status_filter_reads_only_what_may_match_and_still_names_damage(
+    store: CacheSessionStore, clock: FakeClock
+) -> None:
+    """A filtered listing reads the status fields first and leaves out the sessions
+    whose effective status is another (pages of 10,000 sessions took seconds); a header
+    whose deadline is damaged is still read whole and named."""
+    closed = [await new_session(store) for _ in range(5)]
+    for sid in closed:
+        await store.transition(sid, SessionStatus.CLOSED, allowed_from=frozenset({_A}))
+    live = [await new_session(store) for _ in range(3)]
+    odd = await new_session(store)
+    await store.client.hset(store.keys.header(odd), "ex", "abc")
+    seen: list[str] = []
+    damaged: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = await store.list_user_sessions(
+            "alice", status=SessionStatus.ACTIVE, limit=2, cursor=cursor
+        )
+        seen += [s.session_id for s in page.items]
+        damaged += page.damaged
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(live) and damaged == [odd]
+    page = await store.list_user_sessions("alice", status=SessionStatus.CLOSED)
+    assert sorted(s.session_id for s in page.items) == sorted(closed)

@@ -94,6 +94,7 @@ __all__ = ["CacheSessionStore"]
 
 _ENDED = frozenset({SessionStatus.CLOSED, SessionStatus.EXPIRED})
 _SCAN_BATCH = 200
+_STATUS_VALUES = frozenset(s.value for s in SessionStatus)
 _GATHER = 32
 
 
@@ -418,11 +419,14 @@ class CacheSessionStore(SessionStore):
         user_id = check_id(user_id, "user_id")
         status = check_status_filter(status)
         check_count(limit, "limit", minimum=1)
-        now, _ = self._core.clock()
+        now, now_us = self._core.clock()
         below = parse_cursor(cursor)
         key = self._core.keys.user_sessions(user_id)
         top: str = "+inf" if below is None else f"({below}"
-        batch = max(min(limit + 1, _SCAN_BATCH), 16)
+        # A status filter may pass over many sessions: larger pages, and only the
+        # status fields read of those it leaves out (10,000 sessions, a status none
+        # has: 1.6-2.6 s before, reading every header whole 51 at a time).
+        batch = _SCAN_BATCH if status is not None else max(min(limit + 1, _SCAN_BATCH), 16)
         items: list[SessionState] = []
         damaged: list[str] = []
         last_ordinal: int | None = None
@@ -433,9 +437,11 @@ class CacheSessionStore(SessionStore):
             if not page:
                 break
             ids = [m.decode() for m, _ in page]
+            scores = [int(s) for _, s in page]
+            if status is not None:
+                ids, scores = await self._maybe(ids, scores, user_id, status, now_us)
             bad: list[str] = []
             headers = await self._core.index.headers(ids, damaged=bad)
-            scores = [int(s) for _, s in page]
             for sid, score, data in zip(ids, scores, headers, strict=True):
                 if sid in bad:
                     record = None
@@ -458,6 +464,37 @@ class CacheSessionStore(SessionStore):
                 break
             top = f"({int(page[-1][1])}"
         return SessionPage(items=items, next_cursor=None, damaged=damaged)
+
+    async def _maybe(
+        self,
+        ids: list[str],
+        scores: list[int],
+        user_id: str,
+        status: SessionStatus,
+        now_us: int,
+    ) -> tuple[list[str], list[int]]:
+        """The ids (and scores) whose stored status fields may give ``status``: a
+        well-formed header of this user with another effective status is left out; any
+        other is kept, to be read whole (and named when damaged)."""
+        probes = await self._core.index.probe(ids, ("s", "ex", "u"))
+        wanted = status.value
+        kept: list[str] = []
+        kept_scores: list[int] = []
+        for sid, score, probe in zip(ids, scores, probes, strict=True):
+            if probe is not None:
+                stored, expires, owner = probe
+                if owner == user_id and stored in _STATUS_VALUES:
+                    effective = stored
+                    if stored in ("active", "suspended") and expires is not None:
+                        if not expires.isdigit():
+                            effective = None  # damaged: read whole, named
+                        elif int(expires) <= now_us:
+                            effective = "expired"
+                    if effective is not None and effective != wanted:
+                        continue
+            kept.append(sid)
+            kept_scores.append(score)
+        return kept, kept_scores
 
     async def count_live_sessions(self, user_id: str) -> int:
         user_id = check_id(user_id, "user_id")
