@@ -244,3 +244,25 @@ async def test_a_damaged_checkpoint_leaves_the_session_page_readable(tmp_path: A
     assert page.status_code == 200
     assert "the transcript line" in page.text
     assert 'id="checkpoints-damaged"' in page.text and damaged in page.text
+
+
+async def test_a_huge_turn_is_cut_on_the_page_and_whole_in_the_api() -> None:
+    """A page of 200 turns of 100 KB each weighed 40 MB (10 s in a browser; an audit)."""
+    from lexigram.ai.session import InMemorySessionStore
+    from lexigram.ai.session.explorer.pages.transcript import SHOWN_CHARS
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    store = InMemorySessionStore()
+    manager = SessionManagerImpl(store, CONFIG)
+    sid = (await manager.create("u")).session_id
+    text = "<b>" + "x" * (5 * SHOWN_CHARS) + "END-OF-TURN"
+    await manager.add_message(sid, "tool", text)
+    async with client_for(store) as http:
+        page = await http.get("/session", params={"id": sid})
+        api = (await http.get("/api/session/turns", params={"id": sid})).json()
+    assert page.status_code == 200
+    assert "END-OF-TURN" not in page.text and "more characters not shown" in page.text
+    assert "&lt;b&gt;" in page.text and "<b>x" not in page.text
+    assert len(page.text) < 3 * SHOWN_CHARS
+    assert api["turns"][0]["content"] == text

@@ -59,7 +59,22 @@ def _tool_call(call: Any) -> Markup:
     name = names[0] if names else "tool call"
     return el("details", {"class": "tool-call"},
               el("summary", None, el("span", {"class": "tool-name"}, name)),
-              el("pre", None, pretty_json(call)))
+              el("pre", None, _shown(pretty_json(call))))
+
+
+#: Characters of one turn's text (or of one JSON block) shown on a page: a page of 200
+#: turns of 100 KB each weighed 40 MB and took a browser 10 s to load.
+SHOWN_CHARS = 20_000
+
+
+def _shown(text: str) -> list[object]:
+    """``text``, or its first :data:`SHOWN_CHARS` characters and a note of the rest."""
+    if len(text) <= SHOWN_CHARS:
+        return [text]
+    rest = len(text) - SHOWN_CHARS
+    return [text[:SHOWN_CHARS],
+            el("p", {"class": "cut"}, f"… {rest:,} more characters not shown here; "
+               "the JSON API (/api/session/turns) returns the whole turn.")]
 
 
 def _turn(entry: TurnEntry) -> Markup:
@@ -83,7 +98,7 @@ def _turn(entry: TurnEntry) -> Markup:
     facts.append(el("span", {"class": "cost"}, f"${cost(turn.cost)}"))
     facts.append(when(turn.timestamp))
     parts: list[object] = [el("header", None, facts),
-                           el("div", {"class": "content"}, turn.content)]
+                           el("div", {"class": "content"}, _shown(turn.content))]
     if turn.tool_calls:
         parts.append(el("div", {"class": "tool-calls"},
                         el("span", {"class": "label"}, "tool calls"),
@@ -91,11 +106,11 @@ def _turn(entry: TurnEntry) -> Markup:
     if turn.skill_results:
         parts.append(el("details", {"class": "tool-results"},
                         el("summary", None, f"skill results ({len(turn.skill_results)})"),
-                        el("pre", None, pretty_json(turn.skill_results))))
+                        el("pre", None, _shown(pretty_json(turn.skill_results)))))
     extra = {"turn_id": turn.turn_id, "seq": entry.seq, "provider": turn.provider,
              "metadata": turn.metadata}
     parts.append(el("details", {"class": "meta"}, el("summary", None, "metadata"),
-                    el("pre", None, pretty_json(extra))))
+                    el("pre", None, _shown(pretty_json(extra)))))
     return el("article", {"class": f"turn role-{turn.role}", "id": f"turn-{entry.position}",
                           "data-seq": entry.seq, "data-turn-id": turn.turn_id}, parts)
 
