@@ -174,10 +174,11 @@ async def test_a_merge_past_the_scan_bound_is_reported_not_hidden(
         await branches.merge(parent.session_id, child.session_id)
         tree = await load_tree(manager.store, parent.session_id)
         merged = tree.nodes[child.session_id].merge
+        assert not tree.truncated  # the family is all there
         if gap < 5:
-            assert merged is not None and not tree.truncated
+            assert merged is not None and tree.merge_unknown == []
         else:
-            assert merged is None and tree.truncated
+            assert merged is None and tree.merge_unknown == [child.session_id]
 
 
 async def test_series_reads_every_turn_across_pages(manager: SessionManagerImpl) -> None:

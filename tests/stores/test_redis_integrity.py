@@ -517,3 +517,20 @@ async def test_a_status_filter_reads_only_what_may_match_and_still_names_damage(
     assert sorted(seen) == sorted(live) and damaged == [odd]
     page = await store.list_user_sessions("alice", status=SessionStatus.CLOSED)
     assert sorted(s.session_id for s in page.items) == sorted(closed)
+
+
+async def test_a_checkpoint_time_out_of_range_is_a_damaged_record(
+    store: CacheSessionStore,
+) -> None:
+    """``list_checkpoints`` raised a raw ``OverflowError`` (a regression audit)."""
+    import orjson
+
+    sid = await new_session(store, turns=1)
+    made, _ = await store.create_checkpoint(sid, checkpoint_id="cp-far")
+    key = store.keys.checkpoint_docs(sid)
+    raw = await store.client.hget(key, made.checkpoint_id)
+    data = orjson.loads(raw)
+    data["ca"] = str(2**62)
+    await store.client.hset(key, made.checkpoint_id, orjson.dumps(data))
+    with pytest.raises(CorruptRecordError, match="created_at"):
+        await store.load_checkpoint(made.checkpoint_id)

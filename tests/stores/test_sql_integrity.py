@@ -843,3 +843,24 @@ async def test_a_timestamp_out_of_range_or_a_nan_cost_is_a_damaged_record(
         page = await store.list_user_sessions("alice")
         assert sorted(page.damaged) == sorted(damaged)
         assert fine.session_id in [s.session_id for s in page.items]
+
+
+async def test_a_checkpoint_time_out_of_range_is_a_damaged_record(
+    where: tuple[str, str],
+) -> None:
+    """``list_checkpoints`` raised a raw ``OverflowError`` and the explorer's session page
+    answered 500 (a regression audit)."""
+    async with opened(where) as store:
+        state = header()
+        await store.create_session(state)
+        made, _ = await store.create_checkpoint(state.session_id, checkpoint_id="cp-far")
+        await _exec(
+            store,
+            f"UPDATE {store.table_prefix}checkpoints SET created_at = :v WHERE checkpoint_id = :c",
+            v=2**62,
+            c=made.checkpoint_id,
+        )
+        with pytest.raises(CorruptRecordError, match="created_at"):
+            await store.list_checkpoints(state.session_id)
+        with pytest.raises(CorruptRecordError, match="created_at"):
+            await store.load_checkpoint(made.checkpoint_id)

@@ -74,6 +74,7 @@ class SessionProvider(Provider):
         )
         self.store: SessionStore | None = None
         self.scheduler: SessionCleanupScheduler | None = None
+        self.manager: SessionManagerImpl | None = None
 
     @classmethod
     def preset(
@@ -130,7 +131,7 @@ class SessionProvider(Provider):
         container.singleton(SessionStoreProtocol, store)
 
         async def build_manager(resolver: Any) -> SessionManagerImpl:
-            return SessionManagerImpl(
+            manager = SessionManagerImpl(
                 store,
                 config,
                 working_memory=await _optional(resolver, WorkingMemoryProtocol),
@@ -138,6 +139,8 @@ class SessionProvider(Provider):
                 event_bus=await _optional(resolver, EventBusProtocol),
                 hooks=await _optional(resolver, _hook_registry_type()),
             )
+            self.manager = manager  # shutdown waits for what it left running
+            return manager
 
         async def manager_alias(resolver: Any) -> SessionManagerImpl:
             manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
@@ -194,6 +197,9 @@ class SessionProvider(Provider):
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None
+        if self.manager is not None:
+            # Automatic checkpoints of appends whose callers were cancelled (finishing).
+            await self.manager.wait_for_background()
         if self.store is not None:
             await self.store.close()
 

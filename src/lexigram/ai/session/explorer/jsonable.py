@@ -98,6 +98,7 @@ def tree_json(tree: BranchTree) -> dict[str, Any]:
         "root": tree.root,
         "truncated": tree.truncated,
         "damaged": list(tree.damaged),
+        "merge_unknown": list(tree.merge_unknown),
         "nodes": [
             {
                 "session_id": n.session_id,

@@ -63,7 +63,9 @@ class BranchTree:
     """The family of ``focus``: nodes in breadth-first order from ``root``.
 
     ``damaged`` names the sessions whose parent or branches could not be read because
-    a stored record is damaged; the walk went on without them.
+    a stored record is damaged; the walk went on without them. ``merge_unknown`` names
+    the branches found unmerged in the first :data:`MAX_MERGE_SCAN` turns compared: a
+    merge may lie beyond them.
     """
 
     focus: str
@@ -71,6 +73,7 @@ class BranchTree:
     nodes: dict[str, BranchNode]
     truncated: bool = False
     damaged: list[str] = field(default_factory=list)
+    merge_unknown: list[str] = field(default_factory=list)
 
     @property
     def merges(self) -> list[BranchNode]:
@@ -85,6 +88,7 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
         raise SessionNotFoundError(session_id)
     truncated = False
     damaged: list[str] = []
+    merge_unknown: list[str] = []
     root = record
     for _ in range(MAX_DEPTH):
         parent_id = root.state.parent_session_id
@@ -132,7 +136,8 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
             except CorruptRecordError:
                 damaged.append(branch_id)
                 merge, bounded = None, False
-            truncated = truncated or bounded
+            if bounded:
+                merge_unknown.append(branch_id)
             nodes[branch_id] = BranchNode(
                 state=branch.state,
                 depth=node.depth + 1,
@@ -147,7 +152,7 @@ async def load_tree(store: SessionStore, session_id: str) -> BranchTree:
         truncated = True
     return BranchTree(
         focus=session_id, root=root.state.session_id, nodes=nodes, truncated=truncated,
-        damaged=damaged,
+        damaged=damaged, merge_unknown=merge_unknown,
     )
 
 

@@ -45,7 +45,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
-from lexigram.ai.session.manager.finishing import finish
+from lexigram.ai.session.manager.finishing import detach, drain, finish
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -190,7 +190,7 @@ class SessionManagerImpl:
             sealed=self.sealed,
         )
         self.state_machine = SessionStateMachine()
-        # Steps after a stored write left running by a twice-cancelled caller (finishing).
+        # Steps after a stored write left running by a cancelled caller (finishing).
         self._finishing: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -389,9 +389,9 @@ class SessionManagerImpl:
             and (state.turn_count // interval > (state.turn_count - len(checked)) // interval)
         )
         hook = self.notifier.fires(HOOK_TURN_ADDED)
-        if checkpoint or hook or result.closed_by_cap or self.memory.working_memory is not None:
-            steps = self._after_append(state, checked, checkpoint, hook, result.closed_by_cap)
-            await finish(steps, self._finishing)
+        closed = result.closed_by_cap
+        if checkpoint or hook or closed or self.memory.working_memory is not None:
+            await self._after_append(state, checked, checkpoint, hook, closed)
         return state
 
     async def _after_append(
@@ -402,22 +402,44 @@ class SessionManagerImpl:
         hook: bool,
         closed_by_cap: bool,
     ) -> None:
-        """What follows a stored append (run to its end by :func:`.finishing.finish`)."""
+        """What follows a stored append: memory and the hook in the caller's task; the
+        automatic checkpoint and the cap's close through :mod:`.finishing`, so that a
+        cancelled caller does not lose them."""
         session_id = state.session_id
-        if self.memory.working_memory is not None:
-            await self.memory.record(session_id, state.user_id, checked)
-        if hook:
-            await self.notifier.notify(
-                None,
-                HOOK_TURN_ADDED,
-                SessionTurnAddedHook(
-                    session_id=session_id, turn_id=checked[-1].turn_id, turn_count=state.turn_count
-                ),
-            )
-        if checkpoint:
-            await self._auto_checkpoint(session_id, state.turn_count)
-        if closed_by_cap:
-            await self._after_close(state, reason="max_turns")
+
+        async def late() -> None:
+            if checkpoint:
+                await self._auto_checkpoint(session_id, state.turn_count)
+            if closed_by_cap:
+                await self._after_close(state, reason="max_turns")
+
+        try:
+            if self.memory.working_memory is not None:
+                await self.memory.record(session_id, state.user_id, checked)
+            if hook:
+                await self.notifier.notify(
+                    None,
+                    HOOK_TURN_ADDED,
+                    SessionTurnAddedHook(
+                        session_id=session_id,
+                        turn_id=checked[-1].turn_id,
+                        turn_count=state.turn_count,
+                    ),
+                )
+        except asyncio.CancelledError:
+            if checkpoint or closed_by_cap:
+                detach(late, self._finishing)
+            raise
+        if checkpoint or closed_by_cap:
+            await finish(late, self._finishing)
+
+    async def wait_for_background(self, timeout_s: float = 5.0) -> int:
+        """Wait (up to ``timeout_s``) for the steps cancelled callers left running (an
+        automatic checkpoint, a cap's close); returns how many are still running.
+
+        ``SessionManager.open`` and the module call it before closing the store.
+        """
+        return await drain(self._finishing, timeout_s)
 
     async def add_message(
         self,

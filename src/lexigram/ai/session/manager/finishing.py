@@ -1,44 +1,62 @@
-"""``finish``: the steps that follow a stored write, run to their end despite a cancellation.
+"""Steps that follow a stored write and must not be lost with a cancelled caller.
 
-Once an append is stored, what the manager does next (the automatic checkpoint, the
-``turn_added`` hook, working memory, the close a turn cap caused) belongs to that
-write. A caller cancelled meanwhile (a client hanging up on a streamed response, a
-timeout) would otherwise stop them half-way: the turn stored, its checkpoint never
-taken, nothing logged. Here they run as a task of their own; the caller's first
-cancellation waits for it and is then re-raised, a second one leaves it running in
-the background (kept referenced, its failure logged).
+Once an append is stored, its automatic checkpoint and the close a turn cap caused
+belong to that write. A caller cancelled meanwhile (a client hanging up on a streamed
+response, a timeout) would otherwise stop them half-way: the turn stored, its
+checkpoint never taken, nothing logged. :func:`finish` runs such steps as a task of
+their own: the caller awaits it; when the caller is cancelled the cancellation is
+raised at once (a caller's timeout still bounds the call) and the task goes on in the
+background, kept in ``background`` (so :func:`drain` can wait for it before the store
+closes) and its failure logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lexigram.logging import get_logger
 
-__all__ = ["finish"]
+__all__ = ["detach", "drain", "finish"]
 
 logger = get_logger(__name__)
 
+Steps = Callable[[], Coroutine[Any, Any, None]]
 
-async def finish(steps: Coroutine[Any, Any, None], background: set[asyncio.Task[None]]) -> None:
-    """Await ``steps``; when cancelled, let them end first (see the module docstring)."""
-    task = asyncio.ensure_future(steps)
+
+async def finish(steps: Steps, background: set[asyncio.Task[None]]) -> None:
+    """Run ``steps()``; a cancelled caller leaves them running (see the module doc)."""
+    task = asyncio.ensure_future(steps())
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         if not task.done():
-            background.add(task)
-            task.add_done_callback(lambda done: _ended(done, background))
-            # Cancelled again: the steps go on by themselves.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({task})
+            _keep(task, background)
         raise
+
+
+def detach(steps: Steps, background: set[asyncio.Task[None]]) -> None:
+    """Start ``steps()`` in the background (the caller is being cancelled)."""
+    _keep(asyncio.ensure_future(steps()), background)
+
+
+async def drain(background: set[asyncio.Task[None]], timeout_s: float) -> int:
+    """Wait up to ``timeout_s`` for the steps left in the background; how many remain."""
+    pending = {t for t in background if not t.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=timeout_s)
+    return len(pending)
+
+
+def _keep(task: asyncio.Task[None], background: set[asyncio.Task[None]]) -> None:
+    background.add(task)
+    task.add_done_callback(lambda done: _ended(done, background))
 
 
 def _ended(task: asyncio.Task[None], background: set[asyncio.Task[None]]) -> None:
     background.discard(task)
-    if not task.cancelled() and (error := task.exception()) is not None:
+    if task.cancelled():
+        logger.warning("ai_session.after_write_cancelled")
+    elif (error := task.exception()) is not None:
         logger.warning("ai_session.after_write_failed", error=repr(error))

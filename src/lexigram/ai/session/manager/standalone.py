@@ -118,6 +118,7 @@ async def open_manager(
     settings = resolve_config(config, overrides)
     store = create_store(settings)
     scheduler: SessionCleanupScheduler | None = None
+    manager: SessionManagerImpl | None = None
     try:
         await initialize_store(store, (settings.database_url, settings.redis_url))
         manager = manager_class(
@@ -136,5 +137,7 @@ async def open_manager(
         try:
             if scheduler is not None:
                 await scheduler.stop()
+            if manager is not None:
+                await manager.wait_for_background()
         finally:
             await store.close()

@@ -6,6 +6,7 @@ Checkpoints: chains, restore (time travel), retention, deletion, ordering.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -273,6 +274,34 @@ class CheckpointsSuite(SuiteBase):
         again = await store.load_checkpoint(taken)
         assert again is not None
         await store.save_checkpoint(again)  # its own session's: replaced, as before
+
+    async def test_two_saves_of_one_new_checkpoint_id_for_two_sessions_keep_one(
+        self, store: SessionStore
+    ) -> None:
+        """Two imports at once: one save wins, the other is refused (PostgreSQL and Redis
+        accepted both, and one session lost the checkpoint it was told was saved)."""
+        for _ in range(5):
+            a, b = await self._session(store), await self._session(store)
+            cpid = "r-" + uuid.uuid4().hex
+            copies = [
+                SessionCheckpoint(
+                    checkpoint_id=cpid, session_id=s.session_id, state=s, created_at=_T0
+                )
+                for s in (a, b)
+            ]
+            results = await asyncio.gather(
+                *(store.save_checkpoint(c) for c in copies), return_exceptions=True
+            )
+            refused = [r for r in results if isinstance(r, SessionValidationError)]
+            assert len(refused) == 1, results
+            held = await store.load_checkpoint(cpid)
+            assert held is not None
+            owners = []
+            for s in (a, b):
+                listed = await store.list_checkpoint_headers(s.session_id)
+                if cpid in [c.checkpoint_id for c in listed]:
+                    owners.append(s.session_id)
+            assert owners == [held.session_id]
 
     async def test_a_purged_sessions_checkpoint_cannot_be_saved_back(
         self, store: SessionStore

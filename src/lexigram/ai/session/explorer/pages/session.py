@@ -11,7 +11,7 @@ from lexigram.ai.session.explorer.pages.format import cost, pretty_json, status_
 from lexigram.ai.session.explorer.pages.layout import layout
 from lexigram.ai.session.explorer.pages.transcript import rounds_grid, transcript
 from lexigram.ai.session.explorer.service import TurnPage
-from lexigram.ai.session.explorer.tree import BranchTree
+from lexigram.ai.session.explorer.tree import MAX_MERGE_SCAN, BranchTree
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord
 
 __all__ = ["session_page"]
@@ -134,6 +134,11 @@ def _branches(ctx: PageContext, tree: BranchTree) -> Markup:
               for n in tree.merges if n.merge is not None]
     note = (el("p", {"class": "warning"}, "The family is larger than shown (bounded walk).")
             if tree.truncated else None)
+    unknown = (el("p", {"class": "warning", "id": "merge-unknown"},
+                  f"Not merged in the first {MAX_MERGE_SCAN:,} turns after the fork point "
+                  "(a merge further on is not looked for): ",
+                  [el("code", None, tree.nodes[sid].label, " ") for sid in tree.merge_unknown])
+               if tree.merge_unknown else None)
     damaged = (el("p", {"class": "warning", "id": "tree-damaged"},
                   "Left out of the tree: a stored record is damaged near ",
                   [el("code", None, sid, " ") for sid in tree.damaged])
@@ -146,7 +151,7 @@ def _branches(ctx: PageContext, tree: BranchTree) -> Markup:
                              f"{len(tree.merges)} merge(s))"),
               el("div", {"class": "graph-scroll"}, branch_graph(tree, ctx.session)),
               legend, el("ul", {"class": "merges"}, merges) if merges else None, note,
-              damaged)
+              unknown, damaged)
 
 
 def _pager(ctx: PageContext, record: SessionRecord, page: TurnPage, limit: int) -> Markup:

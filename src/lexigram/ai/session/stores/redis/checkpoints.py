@@ -5,6 +5,7 @@ A component of the store facade (``store.py``), working through its :class:`Redi
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -48,7 +49,7 @@ class CheckpointOps:
         try:
             created = from_us(int(data["ca"]))
             metadata = orjson.loads(data.get("m") or "{}")
-        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError, orjson.JSONDecodeError) as exc:
             raise CorruptRecordError(record, f"field created_at/metadata: {exc}") from None
         return SessionCheckpoint(
             checkpoint_id=checkpoint_id,
@@ -79,19 +80,32 @@ class CheckpointOps:
         if checkpoint.parent_checkpoint_id is not None:
             data["p"] = checkpoint.parent_checkpoint_id
         op = new_op()
-        previous = await self._checkpoint_owner(cpid)
-        refuse_taken_checkpoint(cpid, previous, checkpoint.session_id)
-        reply = await self._core.run(
-            "cp_save",
-            checkpoint.session_id,
-            [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
-            op=op,
+        owner_key = self._core.keys.checkpoint(cpid)
+        # Claimed first (SET NX): of two saves of one new id for two sessions, one
+        # claims it and the other is refused (a read, then a write, let both succeed).
+        claimed = await self._core.scripts.command(
+            "set", owner_key, checkpoint.session_id, nx=True
         )
-        if isinstance(reply, dict) and "e" in reply:
-            self._core.refuse(reply, checkpoint.session_id)
-        await self._core.scripts.command(
-            "set", self._core.keys.checkpoint(cpid), checkpoint.session_id
-        )
+        if not claimed:
+            previous = await self._checkpoint_owner(cpid)
+            refuse_taken_checkpoint(cpid, previous, checkpoint.session_id)
+        try:
+            reply = await self._core.run(
+                "cp_save",
+                checkpoint.session_id,
+                [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
+                op=op,
+            )
+            if isinstance(reply, dict) and "e" in reply:
+                self._core.refuse(reply, checkpoint.session_id)
+        except (StoreUnavailableError, asyncio.CancelledError):
+            raise  # the save may have been applied: the claim stays with it
+        except BaseException:
+            if claimed:
+                await self._core.scripts.command("delete", owner_key)
+            raise
+        if not claimed:
+            await self._core.scripts.command("set", owner_key, checkpoint.session_id)
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
         _, now_us = self._core.clock()

@@ -130,11 +130,15 @@ async def _from_row(tx: Tx, ctx: Ctx, row: Row, include_turns: bool) -> SessionC
             turns = turns_from_json(inline, record)
         elif ranges is not None:
             turns = await _range_turns(tx, ctx, session_id, ranges_from_json(ranges, record))
+    try:
+        created_at = from_us(int(created))
+    except (OverflowError, ValueError, TypeError):  # past year 9999, or no number
+        raise CorruptRecordError(record, "field created_at: out of range") from None
     return SessionCheckpoint(
         checkpoint_id=checkpoint_id,
         session_id=session_id,
         state=replace(state, turns=turns),
-        created_at=from_us(int(created)),
+        created_at=created_at,
         parent_checkpoint_id=parent,
         metadata=meta,
     )
@@ -154,6 +158,10 @@ async def list_checkpoints(
     return [await _from_row(tx, ctx, r, include_turns) for r in rows]
 
 
+#: A transaction lock on a checkpoint id (PostgreSQL), see :func:`save_checkpoint`.
+_PG_ID_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(CAST(:cp AS TEXT), 7301))"
+
+
 async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     """Insert or replace a checkpoint given whole (turns inline).
 
@@ -166,6 +174,11 @@ async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     await lock_header(tx, ctx, session_id)
     if await tombstoned(tx, ctx, session_id):
         raise SessionNotFoundError(session_id)
+    if ctx.pg:
+        # Two saves of one new id for two sessions lock two different headers: the id
+        # is locked too, so the second reads the first's row once it committed (both
+        # succeeded before, and one session lost the checkpoint it was told was saved).
+        await tx.one(_PG_ID_LOCK, {"cp": params["cp"]})
     held = await tx.one(ctx.q.checkpoints.cp_get, {"cp": params["cp"]})
     refuse_taken_checkpoint(params["cp"], None if held is None else held[1], session_id)
     await tx.run(ctx.q.checkpoints.cp_upsert, params)
