@@ -205,3 +205,17 @@ async def test_blocks_are_read_from_application_yaml(
     assert (config.options, config.db_pool_size, config.redis_pool_size) == ({"shards": 3}, 4, 5)
     assert (config.sql, config.redis) == (None, None)
     assert tuned.seen == [{"shards": 3}]
+
+
+def test_nested_secrets_never_appear_in_a_configuration_error(tuned: Tuned) -> None:
+    """A plugin's message quoting a nested URL, and a block with a bad key, printed
+    secrets (a regression audit)."""
+    with pytest.raises(ConfigurationError) as info:
+        SessionConfig(
+            backend="tuned_options",
+            options={"shards": [{"dsn": "redis://admin:hunter22@db:6379"}], "api_token": "t0ken"},
+        )
+    assert "hunter22" not in str(info.value)
+    with pytest.raises(ConfigurationError) as bad:
+        SessionConfig(backend="tuned_options", options={"db_password": "hunter22", 1: "x"})
+    assert "hunter22" not in str(bad.value) and "ai_session.options" in str(bad.value)

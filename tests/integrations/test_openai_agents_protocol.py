@@ -179,3 +179,31 @@ async def test_an_item_nested_too_deep_is_refused_naming_it_however_deep(depth: 
     assert caught.value.field.startswith("items[1]")
     assert "nested deeper than 64 levels" in str(caught.value)
     assert await adapter.get_items() == []
+
+
+async def test_a_timeout_bounds_add_items_whose_hook_hangs() -> None:
+    """The adapter waited for the whole write, hooks included, and swallowed further
+    cancellations: a ``turn_added`` hook that hangs hung ``Runner.run`` under any
+    timeout (a regression audit). The items are stored; the call ends ~1 s later."""
+    import asyncio
+
+    from lexigram.hooks import HookRegistry
+
+    from lexigram.ai.session.hooks import HOOK_TURN_ADDED
+
+    hooks = HookRegistry("test")
+
+    async def hangs(**_: Any) -> None:
+        await asyncio.Event().wait()
+
+    hooks.register_action(HOOK_TURN_ADDED, hangs)
+    manager = SessionManagerImpl(InMemorySessionStore(), hooks=hooks)
+    adapter = OpenAIAgentsSession(manager, "hook-hangs")
+
+    async def bounded() -> None:
+        async with asyncio.timeout(0.05):
+            await adapter.add_items([{"role": "user", "content": "hi"}])
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bounded(), timeout=10)
+    assert [item["content"] for item in await adapter.get_items()] == ["hi"]

@@ -534,3 +534,51 @@ async def test_a_checkpoint_time_out_of_range_is_a_damaged_record(
     await store.client.hset(key, made.checkpoint_id, orjson.dumps(data))
     with pytest.raises(CorruptRecordError, match="created_at"):
         await store.load_checkpoint(made.checkpoint_id)
+
+
+async def test_a_checkpoint_id_left_by_expired_keys_is_taken_over_by_save(
+    store: CacheSessionStore,
+) -> None:
+    """Redis expiry removes a session's keys but may leave its checkpoint-id entry: a
+    save of that id for another session was refused naming the gone session."""
+    from dataclasses import replace as _replace
+
+    gone = await new_session(store, turns=1)
+    await store.create_checkpoint(gone, checkpoint_id="cp-left")
+    # What the keys' expiry does to the session (its checkpoint-id entry may stay).
+    await store.client.delete(store.keys.header(gone))
+    await store.client.delete(store.keys.checkpoint_docs(gone))
+    other = make_state("bob")
+    await store.create_session(other)
+    copy = SessionCheckpoint(
+        checkpoint_id="cp-left", session_id=other.session_id,
+        state=_replace(other, turns=[]), created_at=other.created_at,
+    )
+    await store.save_checkpoint(copy)
+    held = await store.load_checkpoint("cp-left")
+    assert held is not None and held.session_id == other.session_id
+
+
+async def test_cancelled_checkpoint_saves_leave_no_claim_behind(store: CacheSessionStore) -> None:
+    """A save cut by the caller's timeout after claiming the id kept the claim: every
+    later save of the id for another session was refused (a regression audit)."""
+    import asyncio
+    import contextlib
+    from dataclasses import replace as _replace
+
+    alice = make_state("alice")
+    bob = make_state("bob")
+    for state in (alice, bob):
+        await store.create_session(state)
+    for i in range(60):
+        cpid = f"cut-{i}"
+        copy = SessionCheckpoint(
+            checkpoint_id=cpid, session_id=alice.session_id,
+            state=_replace(alice, turns=[]), created_at=alice.created_at,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(store.save_checkpoint(copy), timeout=0.0002 * (i % 8))
+        if await store.load_checkpoint(cpid) is None:  # not saved: the id is free
+            await store.save_checkpoint(
+                _replace(copy, session_id=bob.session_id, state=_replace(bob, turns=[]))
+            )

@@ -338,8 +338,11 @@ class SessionConfig(BaseConfig):
         block = "options"
         if self.options is None:
             self.options = {}
-        if not isinstance(self.options, dict) or not all(isinstance(k, str) for k in self.options):
-            _fail(block, f"must be a mapping with string keys, got {self.options!r}")
+        if not isinstance(self.options, dict):
+            _fail(block, f"must be a mapping with string keys, got {type(self.options).__name__}")
+        bad_keys = [k for k in self.options if not isinstance(k, str)]
+        if bad_keys:  # the values are not shown: they may be secrets
+            _fail(block, f"must be a mapping with string keys, got a key {bad_keys[0]!r}")
         if plugin is None:
             if self.options:
                 _fail("options", f"backend {self.backend!r} takes no options block")
@@ -348,7 +351,10 @@ class SessionConfig(BaseConfig):
         found = judge(dict(self.options)) if callable(judge) else None
         if found is not None:
             key, problem = found
-            _fail(f"{block}.{key}", redact_text(str(problem), _url_values(self.options)))
+            text = redact_text(str(problem), _url_values(self.options))
+            for secret in _secret_values(self.options):  # a value a plugin quoted
+                text = text.replace(secret, MASK)
+            _fail(f"{block}.{key}", text)
 
     def _plugin_backend(self) -> Any:
         """The installed or registered backend ``backend`` names (None for a built-in one).
@@ -551,9 +557,40 @@ def _masked(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _url_values(options: dict[str, Any]) -> list[str]:
-    """The option values that look like URLs (masked in a plugin's message)."""
-    return [v for v in options.values() if isinstance(v, str) and "://" in v]
+def _url_values(options: Any, depth: int = 0) -> list[str]:
+    """The option values that look like URLs, at any depth (masked in a plugin's message)."""
+    if depth > 32:
+        return []
+    values = options.values() if isinstance(options, dict) else options
+    if not isinstance(values, list | tuple) and not isinstance(options, dict):
+        return []
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, str) and "://" in value:
+            found.append(value)
+        elif isinstance(value, dict | list | tuple):
+            found += _url_values(value, depth + 1)
+    return found
+
+
+def _secret_values(options: Any, depth: int = 0) -> list[str]:
+    """The string values under secret-looking keys, at any depth (longest first)."""
+    found: list[str] = []
+    if depth > 32:
+        return found
+    if isinstance(options, dict):
+        for key, value in options.items():
+            # Long enough not to mask ordinary words of the message.
+            if isinstance(key, str) and _secret_key(key) and isinstance(value, str) and (
+                len(value) >= 4
+            ):
+                found.append(value)
+            elif isinstance(value, dict | list | tuple):
+                found += _secret_values(value, depth + 1)
+    elif isinstance(options, list | tuple):
+        for value in options:
+            found += _secret_values(value, depth + 1)
+    return sorted(found, key=len, reverse=True)
 
 
 def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:

@@ -434,10 +434,13 @@ class SessionManagerImpl:
             await finish(late, self._finishing)
 
     async def wait_for_background(self, timeout_s: float = 5.0) -> int:
-        """Wait (up to ``timeout_s``) for the steps cancelled callers left running (an
-        automatic checkpoint, a cap's close); returns how many are still running.
+        """Wait (up to ``timeout_s``) for the steps cancelled callers on this event loop
+        left running (an automatic checkpoint, a cap's close); returns how many are
+        still running.
 
-        ``SessionManager.open`` and the module call it before closing the store.
+        ``SessionManager.open`` and the module call it before closing the store. A
+        worker thread's ``asyncio.run`` cancels what its loop still runs when it ends:
+        await this before returning from it after a cancelled append.
         """
         return await drain(self._finishing, timeout_s)
 

@@ -42,8 +42,11 @@ def detach(steps: Steps, background: set[asyncio.Task[None]]) -> None:
 
 
 async def drain(background: set[asyncio.Task[None]], timeout_s: float) -> int:
-    """Wait up to ``timeout_s`` for the steps left in the background; how many remain."""
-    pending = {t for t in background if not t.done()}
+    """Wait up to ``timeout_s`` for the steps this event loop left in the background;
+    how many remain. Steps of other loops run (and end) on their own loop: waiting
+    for them here would not wake this one."""
+    loop = asyncio.get_running_loop()
+    pending = {t for t in background if not t.done() and t.get_loop() is loop}
     if pending:
         _, pending = await asyncio.wait(pending, timeout=timeout_s)
     return len(pending)

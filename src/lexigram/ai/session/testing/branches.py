@@ -198,6 +198,14 @@ class BranchesSuite(SuiteBase):
                 await store.append_turns(sid, batch, patch=patch, owner="alice")
         with pytest.raises(SessionNotFoundError):
             await store.update_session(sid, patch, owner="alice")
+        if store.supports_key_guard:  # the owner is judged first, as a missing session
+            wrong_key = "v1.k1.b3duZXI.c2VhbGVk"
+            with pytest.raises(SessionNotFoundError):
+                await store.append_turns(
+                    sid, [make_turn(94)], key_guard=wrong_key, owner="alice"
+                )
+            with pytest.raises(SessionNotFoundError):
+                await store.update_session(sid, patch, key_guard=wrong_key, owner="alice")
         loaded = await store.load(sid)
         assert loaded is not None and loaded.turn_count == 1
         assert loaded.variables == {"who": "bob"}

@@ -23,12 +23,14 @@ and reaching ``max_turns_per_session`` closes it. Reading works in every status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agents.memory.session_settings import SessionSettings
 from lexigram.contracts.ai.session import SessionStatus
+from lexigram.logging import get_logger
 
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import (
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenAIAgentsSession"]
 
+logger = get_logger(__name__)
 _T = TypeVar("_T")
 
 #: Attempts to create a missing session whose id another creator holds (see
@@ -66,25 +69,43 @@ _CREATE_ATTEMPTS = 8
 _CREATE_PAUSE_S = 0.002
 
 
-async def _settle(write: Awaitable[_T]) -> _T:
-    """Run a write to completion even when the caller is cancelled meanwhile.
+#: How long a cancelled call waits for its write to finish before the cancellation is
+#: raised (the write goes on in the background after that).
+_SETTLE_S = 1.0
+#: Writes left running by cancelled calls (kept referenced until they end).
+_BACKGROUND: set[asyncio.Future[Any]] = set()
 
-    The store makes each write atomic; this makes its outcome settled before a
-    cancellation propagates (no transaction abandoned half-way on a pooled
-    connection), as the SDK's own sessions do. The cancellation is re-raised after.
+
+async def _settle(write: Awaitable[_T]) -> _T:
+    """Run a write to its end even when the caller is cancelled meanwhile.
+
+    The store makes each write atomic; this lets its outcome settle before a
+    cancellation propagates, as the SDK's own sessions do, so that the next call
+    (the next ``Runner.run``) sees it. The wait is bounded by :data:`_SETTLE_S` and
+    by a second cancellation: a write held up longer (a slow ``turn_added`` hook runs
+    after the items are stored) goes on in the background, and a caller's timeout
+    still bounds the call. The cancellation is re-raised after.
     """
     task = asyncio.ensure_future(write)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        while not task.done():
-            try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:
-                continue
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller's cancellation wins
+        if not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task}, timeout=_SETTLE_S)
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: the caller's cancellation wins
+        else:
+            _BACKGROUND.add(task)
+            task.add_done_callback(_ended)
         raise
+
+
+def _ended(task: asyncio.Future[Any]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("ai_session.openai_agents.write_failed", error=repr(task.exception()))
 
 
 class OpenAIAgentsSession:

@@ -5,7 +5,6 @@ A component of the store facade (``store.py``), working through its :class:`Redi
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -81,31 +80,33 @@ class CheckpointOps:
             data["p"] = checkpoint.parent_checkpoint_id
         op = new_op()
         owner_key = self._core.keys.checkpoint(cpid)
-        # Claimed first (SET NX): of two saves of one new id for two sessions, one
-        # claims it and the other is refused (a read, then a write, let both succeed).
-        claimed = await self._core.scripts.command(
-            "set", owner_key, checkpoint.session_id, nx=True
-        )
-        if not claimed:
-            previous = await self._checkpoint_owner(cpid)
-            refuse_taken_checkpoint(cpid, previous, checkpoint.session_id)
+        sid = checkpoint.session_id
         try:
+            # Claimed first (SET NX): of two saves of one new id for two sessions, one
+            # claims it and the other is refused (a read, then a write, let both pass).
+            if not await self._core.scripts.command("set", owner_key, sid, nx=True):
+                previous = await self._checkpoint_owner(cpid)
+                if (
+                    previous is not None
+                    and previous != sid
+                    and not await self._stale_claim(previous, cpid)
+                ):
+                    refuse_taken_checkpoint(cpid, previous, sid)
+                # Ours, or a stale entry (its session's keys expired): taken over.
+                await self._core.scripts.command("set", owner_key, sid)
             reply = await self._core.run(
-                "cp_save",
-                checkpoint.session_id,
-                [now_us, checkpoint.session_id, orjson.dumps(data), cpid],
-                op=op,
+                "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
             )
             if isinstance(reply, dict) and "e" in reply:
-                self._core.refuse(reply, checkpoint.session_id)
-        except (StoreUnavailableError, asyncio.CancelledError):
-            raise  # the save may have been applied: the claim stays with it
+                self._core.refuse(reply, sid)
+        except StoreUnavailableError:
+            raise  # outcome unknown: the checkpoint may exist, keep its index entry
         except BaseException:
-            if claimed:
-                await self._core.scripts.command("delete", owner_key)
+            # Refused or cancelled (also while claiming): a claim of ours whose
+            # checkpoint was not written is let go; another session's is left alone.
+            if not await self._checkpoint_exists(sid, cpid):
+                await self._unclaim(owner_key, sid)
             raise
-        if not claimed:
-            await self._core.scripts.command("set", owner_key, checkpoint.session_id)
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
         _, now_us = self._core.clock()
@@ -162,21 +163,6 @@ class CheckpointOps:
             check_json(metadata, "metadata")
         meta = codec.dumps(metadata or {}, field="metadata")
         index_key = self._core.keys.checkpoint(checkpoint_id)
-        claimed = await self._core.scripts.command("set", index_key, session_id, nx=True)
-        if not claimed:
-            owner = await self._checkpoint_owner(checkpoint_id)
-            if owner is not None and await self._checkpoint_exists(owner, checkpoint_id):
-                # The session first, as on the other backends (an id taken only by a
-                # tombstone is no session).
-                if not await self._core.scripts.command(
-                    "exists", self._core.keys.header(session_id)
-                ):
-                    raise SessionNotFoundError(session_id)
-                raise SessionValidationError(
-                    "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
-                )
-            # A stale index entry (its checkpoint is gone): take it over.
-            await self._core.scripts.command("set", index_key, session_id)
         args = [
             now_us,
             checkpoint_id,
@@ -186,14 +172,37 @@ class CheckpointOps:
             key_guard or "",
         ]
         try:
+            # Inside the try: a claim cancelled after Redis set it is let go below.
+            if not await self._core.scripts.command("set", index_key, session_id, nx=True):
+                owner = await self._checkpoint_owner(checkpoint_id)
+                if (
+                    owner is not None
+                    and owner != session_id
+                    and not await self._stale_claim(owner, checkpoint_id)
+                ):
+                    # The session first, as on the other backends (an id taken only by
+                    # a tombstone is no session).
+                    if not await self._core.scripts.command(
+                        "exists", self._core.keys.header(session_id)
+                    ):
+                        raise SessionNotFoundError(session_id)
+                    raise SessionValidationError(
+                        "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+                    )
+                # Ours, or a stale index entry (its session is gone): take it over.
+                await self._core.scripts.command("set", index_key, session_id)
             reply, turns = await self._core.run_turns("cp_create", session_id, args, op=new_op())
         except StoreUnavailableError:
             raise  # outcome unknown: the checkpoint may exist, keep its index entry
         except BaseException:
-            await self._unclaim(index_key, session_id)
+            # A create cancelled after its script ran keeps the entry of the
+            # checkpoint it made (restore and fork find it by its id).
+            if not await self._checkpoint_exists(session_id, checkpoint_id):
+                await self._unclaim(index_key, session_id)
             raise
         if "e" in reply:
-            await self._unclaim(index_key, session_id)
+            if reply["e"] != "CPEX":  # CPEX: the session holds it already, entry and all
+                await self._unclaim(index_key, session_id)
             if reply["e"] == "CPEX":
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
@@ -206,6 +215,14 @@ class CheckpointOps:
             )
         del now
         return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
+
+    async def _stale_claim(self, owner: str, checkpoint_id: str) -> bool:
+        """Whether ``owner``'s claim on ``checkpoint_id`` is left over: the checkpoint is
+        not stored and neither is the owner's session (its keys expired). A claim whose
+        session exists and whose checkpoint does not yet is another write in progress."""
+        if await self._checkpoint_exists(owner, checkpoint_id):
+            return False
+        return not await self._core.scripts.command("exists", self._core.keys.header(owner))
 
     async def _checkpoint_exists(self, session_id: str, checkpoint_id: str) -> bool:
         found = await self._core.scripts.command(

@@ -175,9 +175,10 @@ async def save_checkpoint(tx: Tx, ctx: Ctx, params: dict[str, Any]) -> None:
     if await tombstoned(tx, ctx, session_id):
         raise SessionNotFoundError(session_id)
     if ctx.pg:
-        # Two saves of one new id for two sessions lock two different headers: the id
-        # is locked too, so the second reads the first's row once it committed (both
-        # succeeded before, and one session lost the checkpoint it was told was saved).
+        # Two writes of one new id for two sessions (save or create) lock two different
+        # headers: the id is locked too, so the second reads the first's row once it
+        # committed (both succeeded before, and one session lost the checkpoint it was
+        # told was saved or created).
         await tx.one(_PG_ID_LOCK, {"cp": params["cp"]})
     held = await tx.one(ctx.q.checkpoints.cp_get, {"cp": params["cp"]})
     refuse_taken_checkpoint(params["cp"], None if held is None else held[1], session_id)
@@ -238,6 +239,8 @@ async def create_checkpoint(
         raise SessionNotFoundError(session_id)
     if not holds_key(ctx.record(header).state.metadata, guard):
         raise DataKeyChangedError(session_id)
+    if ctx.pg:  # the id's lock, as save_checkpoint takes it (see there)
+        await tx.one(_PG_ID_LOCK, {"cp": checkpoint_id})
     if await tx.one(q.checkpoints.cp_exists, {"cp": checkpoint_id}) is not None:
         raise SessionValidationError(
             "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"

@@ -38,13 +38,14 @@ if flat.err then return refuse('CORRUPT', 'header', 'not a hash') end
 if #flat == 0 then return refuse('NF') end
 local h = {}
 for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
+-- a write for one user's session ("ow"): the id may now hold another user's session,
+-- which is "missing" to this writer (judged first, as on the other backends)
+local OW = ARGV[7] ~= '' and string.find(ARGV[7], '"ow"', 1, true) and cjson.decode(ARGV[7]).ow
+if OW and h.u ~= OW then return refuse('NF') end
 -- a write sealed under a data key ("kg" in the patch): refused, with nothing written,
 -- when the session is stored under another one (deleted and created again)
 local KG = ARGV[7] ~= '' and string.find(ARGV[7], '"kg"', 1, true) and cjson.decode(ARGV[7]).kg
 if KG and not string.find(h.m or '', '"' .. KG .. '"', 1, true) then return refuse('KEY') end
--- a write for one user's session ("ow"): the id may now hold another user's session
-local OW = ARGV[7] ~= '' and string.find(ARGV[7], '"ow"', 1, true) and cjson.decode(ARGV[7]).ow
-if OW and h.u ~= OW then return refuse('NF') end
 local live = h.s == 'active' or h.s == 'suspended'
 if not (live or h.s == 'closed' or h.s == 'expired') then
   return refuse('CORRUPT', 'status', h.s)
