@@ -82,18 +82,9 @@ class CheckpointOps:
         owner_key = self._core.keys.checkpoint(cpid)
         sid = checkpoint.session_id
         try:
-            # Claimed first (SET NX): of two saves of one new id for two sessions, one
-            # claims it and the other is refused (a read, then a write, let both pass).
-            if not await self._core.scripts.command("set", owner_key, sid, nx=True):
-                previous = await self._checkpoint_owner(cpid)
-                if (
-                    previous is not None
-                    and previous != sid
-                    and not await self._stale_claim(previous, cpid)
-                ):
-                    refuse_taken_checkpoint(cpid, previous, sid)
-                # Ours, or a stale entry (its session's keys expired): taken over.
-                await self._core.scripts.command("set", owner_key, sid)
+            holder = await self._claim(owner_key, sid, cpid)
+            if holder is not None:
+                refuse_taken_checkpoint(cpid, holder, sid)
             reply = await self._core.run(
                 "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
             )
@@ -173,24 +164,16 @@ class CheckpointOps:
         ]
         try:
             # Inside the try: a claim cancelled after Redis set it is let go below.
-            if not await self._core.scripts.command("set", index_key, session_id, nx=True):
-                owner = await self._checkpoint_owner(checkpoint_id)
-                if (
-                    owner is not None
-                    and owner != session_id
-                    and not await self._stale_claim(owner, checkpoint_id)
+            if await self._claim(index_key, session_id, checkpoint_id) is not None:
+                # The session first, as on the other backends (an id taken only by a
+                # tombstone is no session).
+                if not await self._core.scripts.command(
+                    "exists", self._core.keys.header(session_id)
                 ):
-                    # The session first, as on the other backends (an id taken only by
-                    # a tombstone is no session).
-                    if not await self._core.scripts.command(
-                        "exists", self._core.keys.header(session_id)
-                    ):
-                        raise SessionNotFoundError(session_id)
-                    raise SessionValidationError(
-                        "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
-                    )
-                # Ours, or a stale index entry (its session is gone): take it over.
-                await self._core.scripts.command("set", index_key, session_id)
+                    raise SessionNotFoundError(session_id)
+                raise SessionValidationError(
+                    "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
+                )
             reply, turns = await self._core.run_turns("cp_create", session_id, args, op=new_op())
         except StoreUnavailableError:
             raise  # outcome unknown: the checkpoint may exist, keep its index entry
@@ -215,6 +198,23 @@ class CheckpointOps:
             )
         del now
         return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
+
+    async def _claim(self, index_key: str, session_id: str, checkpoint_id: str) -> str | None:
+        """Claim ``checkpoint_id`` for ``session_id`` (``SET NX``); the session holding it
+        instead, or None once claimed. Of two writes of one new id for two sessions one
+        claims it (a read, then a write, let both pass); a stale entry is taken over."""
+        if await self._core.scripts.command("set", index_key, session_id, nx=True):
+            return None
+        owner = await self._checkpoint_owner(checkpoint_id)
+        if (
+            owner is not None
+            and owner != session_id
+            and not await self._stale_claim(owner, checkpoint_id)
+        ):
+            return owner
+        # Ours, or a stale entry (its session's keys expired): taken over.
+        await self._core.scripts.command("set", index_key, session_id)
+        return None
 
     async def _stale_claim(self, owner: str, checkpoint_id: str) -> bool:
         """Whether ``owner``'s claim on ``checkpoint_id`` is left over: the checkpoint is
