@@ -636,11 +636,13 @@ class SessionManagerImpl:
 
     # ------------------------------------------------------------------ misc
     async def dispose(self) -> None:
-        """Container disposal hook; a no-op (the provider closes the store).
+        """Container disposal hook: waits for what cancelled callers left running
+        (:meth:`wait_for_background`); the provider closes the store.
 
         Defined so that the container never mistakes :meth:`close` (which closes a
         *session*) for a resource release.
         """
+        await self.wait_for_background()
 
     async def health_check(self) -> bool:
         """Ping the store; raises ``StoreUnavailableError`` when it is unreachable."""
