@@ -207,3 +207,33 @@ async def test_a_timeout_bounds_add_items_whose_hook_hangs() -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(bounded(), timeout=10)
     assert [item["content"] for item in await adapter.get_items()] == ["hi"]
+
+
+async def test_a_cancelled_calls_checkpoint_is_waited_for_before_the_store_closes() -> None:
+    """The adapter kept a write it left running in a set of its own: the manager's
+    shutdown did not wait for it and its automatic checkpoint failed on a closed store
+    (a regression audit)."""
+    import asyncio
+
+    from lexigram.hooks import HookRegistry
+
+    from lexigram.ai.session import SessionConfig
+    from lexigram.ai.session.hooks import HOOK_TURN_ADDED
+
+    hooks = HookRegistry("test")
+    release = asyncio.Event()
+
+    async def slow(**_: Any) -> None:
+        await release.wait()
+
+    hooks.register_action(HOOK_TURN_ADDED, slow)
+    manager = SessionManagerImpl(
+        InMemorySessionStore(), SessionConfig(auto_checkpoint_interval=1), hooks=hooks
+    )
+    adapter = OpenAIAgentsSession(manager, "bg")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await adapter.add_items([{"role": "user", "content": "hi"}])
+    asyncio.get_running_loop().call_later(0.1, release.set)
+    assert await manager.wait_for_background(timeout_s=5) == 0
+    assert len(await manager.checkpoints.list("bg")) == 1

@@ -582,3 +582,42 @@ async def test_cancelled_checkpoint_saves_leave_no_claim_behind(store: CacheSess
             await store.save_checkpoint(
                 _replace(copy, session_id=bob.session_id, state=_replace(bob, turns=[]))
             )
+
+
+async def test_two_writers_taking_over_one_stale_checkpoint_id_leave_one_owner(
+    store: CacheSessionStore,
+) -> None:
+    """A stale entry was taken over with a plain SET: two writers both won the id, which
+    was then listed under both sessions (a regression audit)."""
+    import asyncio
+    from dataclasses import replace as _replace
+
+    for round_ in range(10):
+        cpid = f"stale-{round_}"
+        gone = await new_session(store, turns=1)
+        await store.create_checkpoint(gone, checkpoint_id=cpid)
+        await store.client.delete(store.keys.header(gone))
+        await store.client.delete(store.keys.checkpoint_docs(gone))
+        bob, carol = make_state("bob"), make_state("carol")
+        for state in (bob, carol):
+            await store.create_session(state)
+        copies = [
+            SessionCheckpoint(
+                checkpoint_id=cpid, session_id=s.session_id,
+                state=_replace(s, turns=[]), created_at=s.created_at,
+            )
+            for s in (bob, carol)
+        ]
+        results = await asyncio.gather(
+            store.save_checkpoint(copies[0]),
+            store.create_checkpoint(carol.session_id, checkpoint_id=cpid),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(r, SessionValidationError) for r in results) == 1, results
+        listed = [
+            s.session_id
+            for s in (bob, carol)
+            if cpid in [c.checkpoint_id for c in await store.list_checkpoint_headers(s.session_id)]
+        ]
+        held = await store.load_checkpoint(cpid)
+        assert held is not None and listed == [held.session_id]

@@ -45,7 +45,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
-from lexigram.ai.session.manager.finishing import detach, drain, finish
+from lexigram.ai.session.manager.finishing import detach, drain, finish, track
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -432,6 +432,11 @@ class SessionManagerImpl:
             raise
         if checkpoint or closed_by_cap:
             await finish(late, self._finishing)
+
+    def track_background(self, task: asyncio.Future[Any]) -> None:
+        """Keep ``task`` (a write a cancelled caller left running, such as the Agents SDK
+        adapter's) until it ends; :meth:`wait_for_background` waits for it too."""
+        track(task, self._finishing)  # type: ignore[arg-type]
 
     async def wait_for_background(self, timeout_s: float = 5.0) -> int:
         """Wait (up to ``timeout_s``) for the steps cancelled callers on this event loop

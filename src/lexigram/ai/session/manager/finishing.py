@@ -18,7 +18,7 @@ from typing import Any
 
 from lexigram.logging import get_logger
 
-__all__ = ["detach", "drain", "finish"]
+__all__ = ["detach", "drain", "finish", "track"]
 
 logger = get_logger(__name__)
 
@@ -46,18 +46,33 @@ async def drain(background: set[asyncio.Task[None]], timeout_s: float) -> int:
     how many remain. Steps of other loops run (and end) on their own loop: waiting
     for them here would not wake this one."""
     loop = asyncio.get_running_loop()
-    pending = {t for t in background if not t.done() and t.get_loop() is loop}
+    pending = {t for t in _snapshot(background) if not t.done() and t.get_loop() is loop}
     if pending:
         _, pending = await asyncio.wait(pending, timeout=timeout_s)
     return len(pending)
 
 
-def _keep(task: asyncio.Task[None], background: set[asyncio.Task[None]]) -> None:
+def track(task: asyncio.Task[Any], background: set[asyncio.Task[None]]) -> None:
+    """Keep ``task`` (a write a caller left running) in ``background`` until it ends."""
+    _keep(task, background)
+
+
+def _snapshot(background: set[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+    """The tasks of ``background``; other loops' threads add and drop some meanwhile."""
+    for _ in range(100):
+        try:
+            return list(background)
+        except RuntimeError:  # "Set changed size during iteration": copy again
+            continue
+    return []
+
+
+def _keep(task: asyncio.Task[Any], background: set[asyncio.Task[None]]) -> None:
     background.add(task)
     task.add_done_callback(lambda done: _ended(done, background))
 
 
-def _ended(task: asyncio.Task[None], background: set[asyncio.Task[None]]) -> None:
+def _ended(task: asyncio.Task[Any], background: set[asyncio.Task[None]]) -> None:
     background.discard(task)
     if task.cancelled():
         logger.warning("ai_session.after_write_cancelled")

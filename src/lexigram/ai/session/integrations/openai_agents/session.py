@@ -76,7 +76,7 @@ _SETTLE_S = 1.0
 _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 
-async def _settle(write: Awaitable[_T]) -> _T:
+async def _settle(write: Awaitable[_T], manager: Any = None) -> _T:
     """Run a write to its end even when the caller is cancelled meanwhile.
 
     The store makes each write atomic; this lets its outcome settle before a
@@ -97,8 +97,13 @@ async def _settle(write: Awaitable[_T]) -> _T:
             if not task.cancelled():
                 task.exception()  # retrieved: the caller's cancellation wins
         else:
-            _BACKGROUND.add(task)
-            task.add_done_callback(_ended)
+            # The manager's shutdown waits for it (SessionManager.open, the module).
+            track = getattr(manager, "track_background", None)
+            if callable(track):
+                track(task)
+            else:
+                _BACKGROUND.add(task)
+                task.add_done_callback(_ended)
         raise
 
 
@@ -233,7 +238,10 @@ class OpenAIAgentsSession:
             raise SessionNotFoundError(self.session_id)
         for attempt in range(_CREATE_ATTEMPTS):
             try:
-                await _settle(self.manager.create(self.user_id, session_id=self.session_id))
+                await _settle(
+                    self.manager.create(self.user_id, session_id=self.session_id),
+                    self.manager,
+                )
             except SessionValidationError as exc:
                 if exc.field != "session_id" or attempt == _CREATE_ATTEMPTS - 1:
                     raise
@@ -323,7 +331,9 @@ class OpenAIAgentsSession:
         try:
             # Settled as a whole: a cancellation during the create-on-first-use still
             # lets the append that follows it run to its end.
-            await _settle(self._or_after_missing(lambda: manager.add_turns(session_id, turns)))
+            await _settle(
+                self._or_after_missing(lambda: manager.add_turns(session_id, turns)), manager
+            )
         except SessionValidationError as exc:
             renamed = item_error(exc)
             if renamed is None:
@@ -333,13 +343,15 @@ class OpenAIAgentsSession:
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
         manager, session_id = self.manager, self.session_id
-        turn = await _settle(self._or_after_missing(lambda: manager.pop_turn(session_id)))
+        turn = await _settle(
+            self._or_after_missing(lambda: manager.pop_turn(session_id)), manager
+        )
         return None if turn is None else cast("TResponseInputItem", turn_to_item(turn))
 
     async def clear_session(self) -> None:
         """Remove every item of the history (the session itself stays, with its settings)."""
         manager, session_id = self.manager, self.session_id
-        await _settle(self._or_after_missing(lambda: manager.clear_turns(session_id)))
+        await _settle(self._or_after_missing(lambda: manager.clear_turns(session_id)), manager)
 
     # ------------------------------------------------------------- branching
     async def fork(

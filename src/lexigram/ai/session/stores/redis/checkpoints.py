@@ -5,6 +5,9 @@ A component of the store facade (``store.py``), working through its :class:`Redi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +35,21 @@ from lexigram.ai.session.stores.redis.wire import (
 from lexigram.ai.session.validation import check_checkpoint, check_id, check_json
 
 __all__ = ["CheckpointOps"]
+
+
+#: Tries at claiming a checkpoint id while other writers take and let go of it.
+_CLAIM_ATTEMPTS = 4
+#: ``SET key new`` only while it holds ``old``; ``DEL key`` only while it holds ``old``.
+_SWAP_IF = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0"
+)
+_DELETE_IF = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0"
+)
+#: Claims being settled after a cancelled write (kept referenced until they end).
+_SETTLING: set[asyncio.Future[None]] = set()
 
 
 class CheckpointOps:
@@ -92,11 +110,18 @@ class CheckpointOps:
                 self._core.refuse(reply, sid)
         except StoreUnavailableError:
             raise  # outcome unknown: the checkpoint may exist, keep its index entry
+        except asyncio.CancelledError:
+            # The script may be in flight: sent again under its op (answered from its
+            # record when it ran), the claim then follows its outcome.
+            self._settle_claim(
+                owner_key, sid, lambda: self._core.run(
+                    "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
+                )
+            )
+            raise
         except BaseException:
-            # Refused or cancelled (also while claiming): a claim of ours whose
-            # checkpoint was not written is let go; another session's is left alone.
-            if not await self._checkpoint_exists(sid, cpid):
-                await self._unclaim(owner_key, sid)
+            # Refused: a claim of ours is let go; another session's is left alone.
+            await self._unclaim(owner_key, sid)
             raise
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
@@ -154,6 +179,7 @@ class CheckpointOps:
             check_json(metadata, "metadata")
         meta = codec.dumps(metadata or {}, field="metadata")
         index_key = self._core.keys.checkpoint(checkpoint_id)
+        op = new_op()
         args = [
             now_us,
             checkpoint_id,
@@ -174,14 +200,20 @@ class CheckpointOps:
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
                 )
-            reply, turns = await self._core.run_turns("cp_create", session_id, args, op=new_op())
+            reply, turns = await self._core.run_turns("cp_create", session_id, args, op=op)
         except StoreUnavailableError:
             raise  # outcome unknown: the checkpoint may exist, keep its index entry
+        except asyncio.CancelledError:
+            # A create cancelled after its script was sent keeps the entry of the
+            # checkpoint it made (restore and fork find it by its id): sent again under
+            # its op, the claim follows its outcome.
+            async def again() -> Any:
+                return (await self._core.run_turns("cp_create", session_id, args, op=op))[0]
+
+            self._settle_claim(index_key, session_id, again)
+            raise
         except BaseException:
-            # A create cancelled after its script ran keeps the entry of the
-            # checkpoint it made (restore and fork find it by its id).
-            if not await self._checkpoint_exists(session_id, checkpoint_id):
-                await self._unclaim(index_key, session_id)
+            await self._unclaim(index_key, session_id)
             raise
         if "e" in reply:
             if reply["e"] != "CPEX":  # CPEX: the session holds it already, entry and all
@@ -202,19 +234,40 @@ class CheckpointOps:
     async def _claim(self, index_key: str, session_id: str, checkpoint_id: str) -> str | None:
         """Claim ``checkpoint_id`` for ``session_id`` (``SET NX``); the session holding it
         instead, or None once claimed. Of two writes of one new id for two sessions one
-        claims it (a read, then a write, let both pass); a stale entry is taken over."""
-        if await self._core.scripts.command("set", index_key, session_id, nx=True):
-            return None
-        owner = await self._checkpoint_owner(checkpoint_id)
-        if (
-            owner is not None
-            and owner != session_id
-            and not await self._stale_claim(owner, checkpoint_id)
-        ):
-            return owner
-        # Ours, or a stale entry (its session's keys expired): taken over.
-        await self._core.scripts.command("set", index_key, session_id)
-        return None
+        claims it (a read, then a write, let both pass); a stale entry is taken over by
+        a compare-and-set, so that of two writers seeing it stale one wins."""
+        owner: str | None = None
+        for _ in range(_CLAIM_ATTEMPTS):
+            if await self._core.scripts.command("set", index_key, session_id, nx=True):
+                return None
+            owner = await self._checkpoint_owner(checkpoint_id)
+            if owner is None:
+                continue  # let go meanwhile: claim it again
+            if owner == session_id:
+                return None
+            if not await self._stale_claim(owner, checkpoint_id):
+                return owner
+            if await self._core.scripts.command(
+                "eval", _SWAP_IF, 1, index_key, owner, session_id
+            ):
+                return None  # the stale entry (its session's keys expired) is ours now
+        return owner if owner != session_id else None
+
+    def _settle_claim(
+        self, index_key: str, session_id: str, resend: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """In the background: ``resend`` the cancelled write under its op; its claim is
+        let go when the write was refused, kept when it was applied."""
+
+        async def settle() -> None:
+            reply = await resend()
+            # CPEX: the session holds that checkpoint already, entry and all.
+            if isinstance(reply, dict) and reply.get("e") not in (None, "CPEX"):
+                await self._unclaim(index_key, session_id)
+
+        task = asyncio.ensure_future(settle())
+        _SETTLING.add(task)
+        task.add_done_callback(_SETTLING.discard)
 
     async def _stale_claim(self, owner: str, checkpoint_id: str) -> bool:
         """Whether ``owner``'s claim on ``checkpoint_id`` is left over: the checkpoint is
@@ -231,12 +284,10 @@ class CheckpointOps:
         return bool(found)
 
     async def _unclaim(self, index_key: str, session_id: str) -> None:
-        try:
-            owner = await self._core.scripts.command("get", index_key)
-            if owner is not None and bytes(owner).decode() == session_id:
-                await self._core.scripts.command("delete", index_key)
-        except SessionStoreError:  # pragma: no cover - best effort: a stale entry is harmless
-            pass
+        """Let go of our claim (compare-and-delete: another writer's is never touched)."""
+        # Best effort: an entry left behind is stale and taken over by the next write.
+        with contextlib.suppress(SessionStoreError):
+            await self._core.scripts.command("eval", _DELETE_IF, 1, index_key, session_id)
 
     async def restore_checkpoint(self, checkpoint_id: str) -> SessionState:
         now, now_us = self._core.clock()
