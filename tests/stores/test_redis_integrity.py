@@ -578,7 +578,19 @@ async def test_cancelled_checkpoint_saves_leave_no_claim_behind(store: CacheSess
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(store.save_checkpoint(copy), timeout=0.0002 * (i % 8))
-        if await store.load_checkpoint(cpid) is None:  # not saved: the id is free
+        # Once the cancelled write has settled (in the background), the id's entry is
+        # alice's with her checkpoint stored, or gone: never a claim without one.
+        for _ in range(200):
+            entry = await store.client.get(store.keys.checkpoint(cpid))
+            listed = [c.checkpoint_id for c in await store.list_checkpoint_headers(
+                alice.session_id
+            )]
+            if (entry is None) == (cpid not in listed):
+                break
+            await asyncio.sleep(0.01)
+        assert (entry is None) == (cpid not in listed), (cpid, entry, listed)
+        assert entry in (None, alice.session_id.encode())
+        if entry is None:  # not saved: the id is free for another session
             await store.save_checkpoint(
                 _replace(copy, session_id=bob.session_id, state=_replace(bob, turns=[]))
             )

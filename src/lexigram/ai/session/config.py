@@ -12,13 +12,13 @@ messages with their credentials redacted.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+import orjson
 from lexigram.config import BaseConfig
 from lexigram.contracts.core.config import ConfigIssue, Environment
 from lexigram.contracts.exceptions.config import ConfigurationError
@@ -557,39 +557,34 @@ def _masked(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _url_values(options: Any, depth: int = 0) -> list[str]:
-    """The option values that look like URLs, at any depth (masked in a plugin's message)."""
-    if depth > 32:
-        return []
-    values = options.values() if isinstance(options, dict) else options
-    if not isinstance(values, list | tuple) and not isinstance(options, dict):
-        return []
-    found: list[str] = []
-    for value in values:
-        if isinstance(value, str) and "://" in value:
-            found.append(value)
-        elif isinstance(value, dict | list | tuple):
-            found += _url_values(value, depth + 1)
-    return found
-
-
-def _secret_values(options: Any, depth: int = 0) -> list[str]:
-    """The string values under secret-looking keys, at any depth (longest first)."""
-    found: list[str] = []
-    if depth > 32:
-        return found
-    if isinstance(options, dict):
-        for key, value in options.items():
-            # Long enough not to mask ordinary words of the message.
-            if isinstance(key, str) and _secret_key(key) and isinstance(value, str) and (
-                len(value) >= 4
-            ):
-                found.append(value)
-            elif isinstance(value, dict | list | tuple):
-                found += _secret_values(value, depth + 1)
+def _option_texts(options: Any, key: Any = None, depth: int = 0) -> Iterator[tuple[Any, str]]:
+    """Every text value in a plugin's options, at any depth, with the key it sits under
+    (its mapping's key; the list's key for a list item)."""
+    if depth > 32:  # deeper than any option block: not walked
+        return
+    if isinstance(options, str):
+        yield key, options
+    elif isinstance(options, dict):
+        for name, value in options.items():
+            yield from _option_texts(value, name, depth + 1)
     elif isinstance(options, list | tuple):
         for value in options:
-            found += _secret_values(value, depth + 1)
+            yield from _option_texts(value, key, depth + 1)
+
+
+def _url_values(options: Any) -> list[str]:
+    """The option values that look like URLs, at any depth (masked in a plugin's message)."""
+    return [text for _, text in _option_texts(options) if "://" in text]
+
+
+def _secret_values(options: Any) -> list[str]:
+    """The texts under secret-looking keys, at any depth, longest first (at least 4
+    characters, so that ordinary words of a message are not masked)."""
+    found = [
+        text
+        for key, text in _option_texts(options)
+        if isinstance(key, str) and _secret_key(key) and len(text) >= 4
+    ]
     return sorted(found, key=len, reverse=True)
 
 
@@ -818,8 +813,8 @@ def _json_list(text: str) -> list[Any] | None:
     if not (stripped.startswith("[") and stripped.endswith("]")):
         return None
     try:
-        parsed = json.loads(stripped)
-    except ValueError:
+        parsed = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
         return None
     return parsed if isinstance(parsed, list) else None
 

@@ -45,7 +45,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
-from lexigram.ai.session.manager.finishing import detach, drain, finish, track
+from lexigram.ai.session.manager.finishing import Background, detach, drain, finish, track
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -191,7 +191,7 @@ class SessionManagerImpl:
         )
         self.state_machine = SessionStateMachine()
         # Steps after a stored write left running by a cancelled caller (finishing).
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing: Background = set()
 
     @classmethod
     def open(
@@ -436,7 +436,7 @@ class SessionManagerImpl:
     def track_background(self, task: asyncio.Future[Any]) -> None:
         """Keep ``task`` (a write a cancelled caller left running, such as the Agents SDK
         adapter's) until it ends; :meth:`wait_for_background` waits for it too."""
-        track(task, self._finishing)  # type: ignore[arg-type]
+        track(task, self._finishing)
 
     async def wait_for_background(self, timeout_s: float = 5.0) -> int:
         """Wait (up to ``timeout_s``) for the steps cancelled callers on this event loop

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agents.memory.session_settings import SessionSettings
 from lexigram.contracts.ai.session import SessionStatus
-from lexigram.logging import get_logger
 
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.exceptions import (
@@ -51,6 +50,7 @@ from lexigram.ai.session.integrations.openai_agents.mapping import (
     turn_to_item,
     turns_to_items,
 )
+from lexigram.ai.session.manager.finishing import Background, track
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.validation import MAX_SAFE_INT, check_id
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenAIAgentsSession"]
 
-logger = get_logger(__name__)
 _T = TypeVar("_T")
 
 #: Attempts to create a missing session whose id another creator holds (see
@@ -73,7 +72,7 @@ _CREATE_PAUSE_S = 0.002
 #: raised (the write goes on in the background after that).
 _SETTLE_S = 1.0
 #: Writes left running by cancelled calls (kept referenced until they end).
-_BACKGROUND: set[asyncio.Future[Any]] = set()
+_BACKGROUND: Background = set()
 
 
 async def _settle(write: Awaitable[_T], manager: Any = None) -> _T:
@@ -97,20 +96,14 @@ async def _settle(write: Awaitable[_T], manager: Any = None) -> _T:
             if not task.cancelled():
                 task.exception()  # retrieved: the caller's cancellation wins
         else:
-            # The manager's shutdown waits for it (SessionManager.open, the module).
-            track = getattr(manager, "track_background", None)
-            if callable(track):
-                track(task)
+            # The manager's shutdown waits for it (SessionManager.open, the module); a
+            # manager without that hook (a wrapper) leaves it in the adapter's own set.
+            keep = getattr(manager, "track_background", None)
+            if callable(keep):
+                keep(task)
             else:
-                _BACKGROUND.add(task)
-                task.add_done_callback(_ended)
+                track(task, _BACKGROUND)
         raise
-
-
-def _ended(task: asyncio.Future[Any]) -> None:
-    _BACKGROUND.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("ai_session.openai_agents.write_failed", error=repr(task.exception()))
 
 
 class OpenAIAgentsSession:

@@ -99,13 +99,17 @@ class CheckpointOps:
         op = new_op()
         owner_key = self._core.keys.checkpoint(cpid)
         sid = checkpoint.session_id
+
+        async def write() -> Any:  # exactly-once under ``op``: it may be sent again
+            return await self._core.run(
+                "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
+            )
+
         try:
             holder = await self._claim(owner_key, sid, cpid)
             if holder is not None:
                 refuse_taken_checkpoint(cpid, holder, sid)
-            reply = await self._core.run(
-                "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
-            )
+            reply = await write()
             if isinstance(reply, dict) and "e" in reply:
                 self._core.refuse(reply, sid)
         except StoreUnavailableError:
@@ -113,11 +117,7 @@ class CheckpointOps:
         except asyncio.CancelledError:
             # The script may be in flight: sent again under its op (answered from its
             # record when it ran), the claim then follows its outcome.
-            self._settle_claim(
-                owner_key, sid, lambda: self._core.run(
-                    "cp_save", sid, [now_us, sid, orjson.dumps(data), cpid], op=op
-                )
-            )
+            self._settle_claim(owner_key, sid, write)
             raise
         except BaseException:
             # Refused: a claim of ours is let go; another session's is left alone.
@@ -216,12 +216,11 @@ class CheckpointOps:
             await self._unclaim(index_key, session_id)
             raise
         if "e" in reply:
-            if reply["e"] != "CPEX":  # CPEX: the session holds it already, entry and all
-                await self._unclaim(index_key, session_id)
-            if reply["e"] == "CPEX":
+            if reply["e"] == "CPEX":  # the session holds it already, entry and all
                 raise SessionValidationError(
                     "checkpoint_id", f"checkpoint {checkpoint_id!r} already exists"
                 )
+            await self._unclaim(index_key, session_id)
             self._core.refuse(reply, session_id)
         pruned: list[str] = list(reply["p"])
         if pruned:
@@ -251,7 +250,11 @@ class CheckpointOps:
                 "eval", _SWAP_IF, 1, index_key, owner, session_id
             ):
                 return None  # the stale entry (its session's keys expired) is ours now
-        return owner if owner != session_id else None
+        # Taken and let go by other writers on every try: not ours, say whose it was.
+        raise SessionStoreError(
+            f"checkpoint {checkpoint_id!r}: its id is being claimed by other writers "
+            f"(last held by {owner!r}); try again"
+        )
 
     def _settle_claim(
         self, index_key: str, session_id: str, resend: Callable[[], Awaitable[Any]]
