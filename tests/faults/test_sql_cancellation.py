@@ -173,7 +173,10 @@ async def test_a_second_cancel_never_leaves_a_busy_connection_to_the_next_caller
                     await task
                 turns = await manager.get_turns(session_id)  # never meets the other's reply
                 state = await manager.get_state(session_id)
-                assert state is not None and state.turn_count == len(turns)
+                # A write given up on may still commit between the two reads (the server
+                # runs it to its end), so each read is checked on its own.
+                assert state is not None and state.turn_count == len(state.turns)
+                assert len(turns) <= len(state.turns)
         gc.collect()
         await asyncio.sleep(0.1)
         gc.collect()
@@ -274,3 +277,40 @@ async def test_closing_right_after_cancelled_calls_leaves_no_connection_open(
             assert _sockets_to(port) == before
     finally:
         await drop_schema(url, table_prefix=prefix)
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
+async def test_close_waits_for_a_connection_opened_for_a_caller_cancelled_before_it(
+    backend: str,
+) -> None:
+    """A connection whose opening ends while ``close()`` waits is closed before it returns.
+
+    The opening's end starts a task of its own (the connection is given back, and with
+    the store closed, closed); ``close()`` waited for the opening only and returned while
+    that close was still under way (a socket left open: the flaky end of the test above
+    under a loaded full suite).
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from lexigram.ai.session.stores.sql.runner import Leases
+    from lexigram.ai.session.stores.sql.urls import normalise_url
+
+    url = server_url(backend)
+    port = 5432 if backend == "postgres" else 3306
+    before = _sockets_to(port)
+    engine = create_async_engine(normalise_url(url).url, pool_size=4)
+    try:
+        for _round in range(5):
+            leases = Leases(engine, 4)
+            callers = [asyncio.ensure_future(leases.acquire()) for _ in range(4)]
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the openings are under way
+            for caller in callers:
+                caller.cancel()
+            await asyncio.gather(*callers, return_exceptions=True)
+            await leases.close()
+            assert _sockets_to(port) == before + engine.pool.checkedin()
+            await engine.dispose()
+            assert _sockets_to(port) == before
+    finally:
+        await engine.dispose()

@@ -640,9 +640,16 @@ class Leases:
         # Only this loop's tasks can finish while we wait: a SQLite store closes the
         # connections of a stopped loop from the caller's (it waited 5 s on them).
         loop = asyncio.get_running_loop()
-        ours = {t for t in self._background if not t.done() and t.get_loop() is loop}
-        if ours:
-            await asyncio.wait(ours, timeout=_BACKGROUND_WAIT_S)
+        deadline = loop.time() + _BACKGROUND_WAIT_S
+        # A finished opening's done-callback may start a task of its own (the close of a
+        # connection opened for a cancelled caller): wait again for what started meanwhile.
+        for _ in range(_BACKGROUND_ROUNDS):
+            await asyncio.sleep(0)  # let finished tasks' done-callbacks run first
+            ours = {t for t in self._background if not t.done() and t.get_loop() is loop}
+            left = deadline - loop.time()
+            if not ours or left <= 0:
+                break
+            await asyncio.wait(ours, timeout=left)
         idle, self._idle = self._idle + self._take_pinned(), []
         for conn, _ in idle:
             await conn.close()
@@ -670,6 +677,9 @@ async def _discard(conn: AsyncConnection) -> None:
 
 #: How long closing the store waits for connections being opened or closed meanwhile.
 _BACKGROUND_WAIT_S = 5.0
+
+#: How many times closing looks again for tasks started while it waited (bounded).
+_BACKGROUND_ROUNDS = 8
 
 
 async def _to_the_end(
