@@ -33,3 +33,14 @@ def test_numbered_secrets_with_a_gap_are_refused_by_name() -> None:
         SessionConfig(cookie_secret={"0": NEW, "2": OLD})
     with pytest.raises(ConfigurationError, match=r"cookie_secret\[1\]"):
         SessionConfig(cookie_secret=f'["{NEW}", 3]')
+
+
+def test_both_forms_at_once_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one variable beside numbered ones: a bare TypeError from the framework's
+    environment source, or the numbered ones dropped silently, by the variables' order."""
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET", NEW)
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET__0", OLD)
+    with pytest.raises(ConfigurationError, match="cookie_secret") as caught:
+        SessionConfig.from_env_profile()
+    assert "COOKIE_SECRET__0" in str(caught.value)
+    assert NEW not in str(caught.value) and OLD not in str(caught.value)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import orjson
 from lexigram.config import BaseConfig
@@ -139,6 +140,18 @@ class SessionConfig(BaseConfig):
     #: The ``sql:`` and ``redis:`` blocks (moved to their flat fields, then None).
     sql: dict[str, Any] | None = Field(default=None)  # noqa: RUF009
     redis: dict[str, Any] | None = Field(default=None)  # noqa: RUF009
+
+    @classmethod
+    def from_yaml(cls, *args: Any, **kwargs: Any) -> Self:
+        """The framework's loader, after refusing variables that set a field two ways.
+
+        ``LEX_AI_SESSION__COOKIE_SECRET`` beside ``LEX_AI_SESSION__COOKIE_SECRET__0``
+        made the framework's environment source fail with a bare ``TypeError``, or drop
+        the numbered ones silently, depending on the variables' order.
+        """
+        _refuse_env_conflicts(os.environ)
+        return super().from_yaml(*args, **kwargs)
+
 
     # sweeper
     purge_after_s: int = Field(default=7 * 86400)
@@ -805,6 +818,23 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
         "variable of digits only is read as a number: use letters too)",
     )
     return None
+
+
+_ENV_PREFIX = "LEX_AI_SESSION__"
+
+
+def _refuse_env_conflicts(environ: Mapping[str, str]) -> None:
+    """Refuse a variable that sets a field beside another that sets a part of it."""
+    names = sorted(k for k in environ if k.startswith(_ENV_PREFIX))
+    for whole in names:
+        parts = [k for k in names if k.startswith(whole + "__")]
+        if parts:
+            field = whole[len(_ENV_PREFIX):].lower()
+            _fail(
+                field,
+                f"{whole} and {parts[0]} are both set; give the value one way only "
+                f"(for a list: a JSON array in {whole}, or numbered variables alone)",
+            )
 
 
 def _json_list(text: str) -> list[Any] | None:
