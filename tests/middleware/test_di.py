@@ -65,3 +65,58 @@ def test_web_types_are_exported_by_the_module() -> None:
     from lexigram.ai.session.middleware.di import exported_types
 
     assert set(exported_types()) <= set(wired())
+
+
+class _Wrapped:
+    """A manager of the application's own: delegates everything, counts creates."""
+
+    def __init__(self, inner: SessionManagerImpl) -> None:
+        self.inner = inner
+        self.creates = 0
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        self.creates += 1
+        return await self.inner.create(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_services_built_by_the_container_use_the_manager_bound_as_the_protocol() -> None:
+    """An application binding its own wrapper as ``SessionManagerAPI`` got the concrete
+    manager in the container's middleware, context and group factory (an outside audit)."""
+    from lexigram.di.module import Module, module
+    from lexigram.di.provider import Provider
+
+    from lexigram.ai.session import SessionManagerAPI
+    from lexigram.ai.session.multi_agent.factory import GroupSessionFactory
+
+    class WrapProvider(Provider):
+        name = "wrap-manager"
+
+        async def register(self, container: Any) -> None:
+            async def build(resolver: Any) -> _Wrapped:
+                return _Wrapped(await resolver.resolve(SessionManagerImpl))
+
+            container.singleton(SessionManagerAPI, factory=build)
+
+        async def boot(self, container: Any) -> None:
+            return None
+
+        async def shutdown(self) -> None:
+            return None
+
+    @module(imports=_modules(), providers=[WrapProvider])
+    class App(Module):
+        pass
+
+    async with Application.boot(modules=[App]) as app:
+        wrapped = await app.container.resolve(SessionManagerAPI)
+        assert isinstance(wrapped, _Wrapped)
+        middleware = await app.container.resolve(SessionMiddleware)
+        context = await app.container.resolve(SessionContext)
+        groups = await app.container.resolve(GroupSessionFactory)
+        assert await middleware.session_manager() is wrapped
+        assert groups.manager is wrapped
+        await context.get_or_create("alice")
+        assert wrapped.creates == 1

@@ -15,7 +15,7 @@ from lexigram.contracts.ai.session import SessionContextProtocol
 
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.context.session_context import SessionContext
-from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.session_middleware import SessionMiddleware
 
 __all__ = ["exported_types", "register_web_services"]
@@ -25,11 +25,11 @@ def register_web_services(container: Any, config: SessionConfig) -> None:
     """Bind ``SessionMiddleware`` (no app yet), ``SessionContext`` and its protocol."""
 
     async def build_middleware(resolver: Any) -> SessionMiddleware:
-        manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+        manager: SessionManagerAPI = await resolver.resolve(SessionManagerAPI)
         return SessionMiddleware(None, session_manager=manager, config=config)
 
     async def build_context(resolver: Any) -> SessionContext:
-        manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+        manager: SessionManagerAPI = await resolver.resolve(SessionManagerAPI)
         return SessionContext(manager)
 
     async def context_alias(resolver: Any) -> SessionContext:

@@ -7,7 +7,7 @@ from typing import Any
 from lexigram.contracts.ai.llm import LLMClientProtocol
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.multi_agent.factory import GroupSessionFactory
 
 __all__ = ["exported_types", "register_group_services"]
@@ -30,7 +30,7 @@ def register_group_services(container: Any, config: SessionConfig) -> None:
     """Bind :class:`GroupSessionFactory` as a singleton on the resolved session manager."""
 
     async def build(resolver: Any) -> GroupSessionFactory:
-        manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
+        manager: SessionManagerAPI = await resolver.resolve(SessionManagerAPI)
         return GroupSessionFactory(manager, config, llm=await _optional_llm(resolver))
 
     container.singleton(GroupSessionFactory, factory=build)
