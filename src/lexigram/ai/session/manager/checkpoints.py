@@ -94,6 +94,18 @@ class CheckpointManager:
             raise SessionValidationError(
                 "state", f"expected a SessionState or a session id, got {type(state).__name__}"
             )
+        checkpoint = await self.snapshot(session_id, metadata, include_turns=include_turns)
+        await self.announce(checkpoint)
+        return checkpoint
+
+    async def snapshot(
+        self,
+        session_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        include_turns: bool = True,
+    ) -> SessionCheckpoint:
+        """:meth:`create` without its event and hook (:meth:`announce` sends them)."""
         if metadata is not None:
             metadata = check_mapping(metadata, "metadata")
         self.sealed.check_metadata(metadata)
@@ -107,6 +119,11 @@ class CheckpointManager:
             include_turns=include_turns,
         )
         self.sealed.check_state(checkpoint.state)
+        return checkpoint
+
+    async def announce(self, checkpoint: SessionCheckpoint) -> None:
+        """The checkpoint-created event and hook of ``checkpoint``."""
+        session_id = checkpoint.session_id
         await self.notifier.notify(
             SessionCheckpointCreatedEvent(
                 session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
@@ -116,7 +133,6 @@ class CheckpointManager:
                 session_id=session_id, checkpoint_id=checkpoint.checkpoint_id
             ),
         )
-        return checkpoint
 
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the checkpoint's session back to it (ACTIVE) and return the full state."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -48,6 +48,7 @@ from lexigram.ai.session.manager.checkpoints import CheckpointManager
 from lexigram.ai.session.manager.finishing import Background, detach, drain, finish, track
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.ordering import SessionLocks
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.manager.state_machine import SessionStateMachine
 from lexigram.ai.session.observability import instrumented, telemetry
@@ -192,6 +193,7 @@ class SessionManagerImpl:
         self.state_machine = SessionStateMachine()
         # Steps after a stored write left running by a cancelled caller (finishing).
         self._finishing: Background = set()
+        self._ordered = SessionLocks()
 
     @classmethod
     def open(
@@ -364,7 +366,40 @@ class SessionManagerImpl:
         self, session_id: str, checked: list[SessionTurn], *, counted: bool = False
     ) -> SessionState:
         """Append a checked batch; ``counted``: the caller returns nothing of the header,
-        so the store may leave its private fields unopened (``append_turns_counted``)."""
+        so the store may leave its private fields unopened (``append_turns_counted``).
+
+        With automatic checkpoints on, appends to one session from this process take
+        turns, so that each checkpoint holds the state its crossing append left
+        (see :mod:`.ordering`)."""
+        interval = self.config.auto_checkpoint_interval
+        if interval is None or interval <= 0:
+            state, closed = await self._store_append(session_id, checked, counted)
+            snapshot = None
+        else:
+            async with self._ordered.lock(session_id):
+                state, closed = await self._store_append(session_id, checked, counted)
+                # Exactly one append crosses each multiple of the interval; its snapshot
+                # is taken before the next append of this process (the lock).
+                snapshot = None
+                if state.turn_count // interval > (state.turn_count - len(checked)) // interval:
+                    snapshot = asyncio.ensure_future(
+                        self._auto_snapshot(session_id, state.turn_count)
+                    )
+                    try:
+                        await asyncio.shield(snapshot)
+                    except asyncio.CancelledError:
+                        detach(self._late_steps(state, snapshot, closed), self._finishing)
+                        raise
+        # Each step below is skipped without a call when nobody would receive it.
+        hook = self.notifier.fires(HOOK_TURN_ADDED)
+        if snapshot is not None or hook or closed or self.memory.working_memory is not None:
+            await self._after_append(state, checked, snapshot, hook, closed)
+        return state
+
+    async def _store_append(
+        self, session_id: str, checked: list[SessionTurn], counted: bool
+    ) -> tuple[SessionState, bool]:
+        """The store's append; the header after it and whether it reached the turn cap."""
         # A batch whose own sums cannot be stored is refused before the session is read.
         new_totals(0, 0.0, checked)
         if self.sealed.write_unchecked(session_id):
@@ -380,39 +415,41 @@ class SessionManagerImpl:
         state = result.record.state
         self.sealed.seen(state)
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
-        # Each step below is skipped without a call when nobody would receive it.
-        interval = self.config.auto_checkpoint_interval
-        # Exactly one append crosses each multiple of the interval.
-        checkpoint = (
-            interval is not None
-            and interval > 0
-            and (state.turn_count // interval > (state.turn_count - len(checked)) // interval)
-        )
-        hook = self.notifier.fires(HOOK_TURN_ADDED)
-        closed = result.closed_by_cap
-        if checkpoint or hook or closed or self.memory.working_memory is not None:
-            await self._after_append(state, checked, checkpoint, hook, closed)
-        return state
+        return state, result.closed_by_cap
+
+    def _late_steps(
+        self,
+        state: SessionState,
+        snapshot: asyncio.Future[SessionCheckpoint | None] | None,
+        closed_by_cap: bool,
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The steps that must follow a stored append even for a cancelled caller: the
+        automatic checkpoint's announcement (once its snapshot is taken) and the cap's
+        close."""
+
+        async def late() -> None:
+            if snapshot is not None:
+                taken = await snapshot
+                if taken is not None:
+                    await self._announce_checkpoint(taken)
+            if closed_by_cap:
+                await self._after_close(state, reason="max_turns")
+
+        return late
 
     async def _after_append(
         self,
         state: SessionState,
         checked: list[SessionTurn],
-        checkpoint: bool,
+        snapshot: asyncio.Future[SessionCheckpoint | None] | None,
         hook: bool,
         closed_by_cap: bool,
     ) -> None:
         """What follows a stored append: memory and the hook in the caller's task; the
-        automatic checkpoint and the cap's close through :mod:`.finishing`, so that a
-        cancelled caller does not lose them."""
+        automatic checkpoint's announcement and the cap's close through
+        :mod:`.finishing`, so that a cancelled caller does not lose them."""
         session_id = state.session_id
-
-        async def late() -> None:
-            if checkpoint:
-                await self._auto_checkpoint(session_id, state.turn_count)
-            if closed_by_cap:
-                await self._after_close(state, reason="max_turns")
-
+        late = self._late_steps(state, snapshot, closed_by_cap)
         try:
             if self.memory.working_memory is not None:
                 await self.memory.record(session_id, state.user_id, checked)
@@ -427,10 +464,10 @@ class SessionManagerImpl:
                     ),
                 )
         except asyncio.CancelledError:
-            if checkpoint or closed_by_cap:
+            if snapshot is not None or closed_by_cap:
                 detach(late, self._finishing)
             raise
-        if checkpoint or closed_by_cap:
+        if snapshot is not None or closed_by_cap:
             await finish(late, self._finishing)
 
     def track_background(self, task: asyncio.Future[Any]) -> None:
@@ -493,9 +530,10 @@ class SessionManagerImpl:
         """Remove every turn of the session; returns how many there were."""
         return await self.store.clear_turns(_check_session_id(session_id))
 
-    async def _auto_checkpoint(self, session_id: str, turn_count: int) -> None:
+    async def _auto_snapshot(self, session_id: str, turn_count: int) -> SessionCheckpoint | None:
+        """The automatic checkpoint's snapshot (announced later); None when it failed."""
         try:
-            await self.checkpoints.create(
+            return await self.checkpoints.snapshot(
                 session_id,
                 metadata={"auto": True, "turn_count": turn_count},
                 include_turns=False,
@@ -503,6 +541,18 @@ class SessionManagerImpl:
         except Exception as exc:
             logger.warning(
                 "ai_session.auto_checkpoint_failed", session_id=session_id, error=str(exc)
+            )
+            return None
+
+    async def _announce_checkpoint(self, checkpoint: SessionCheckpoint) -> None:
+        """The checkpoint-created event and hook of an automatic checkpoint."""
+        try:
+            await self.checkpoints.announce(checkpoint)
+        except Exception as exc:
+            logger.warning(
+                "ai_session.auto_checkpoint_failed",
+                session_id=checkpoint.session_id,
+                error=str(exc),
             )
 
     # ---------------------------------------------------------------- update

@@ -4,11 +4,12 @@ The framework's ``SessionManagerProtocol`` has eight methods; this one has every
 method of :class:`~lexigram.ai.session.manager.core.SessionManagerImpl` plus its
 ``config`` and ``store``, except ``open`` (a constructor) and the two shutdown helpers
 ``track_background`` and ``wait_for_background``, which the Agents SDK adapter and the
-module use when a manager has them (so a fake needs neither). The middleware, the context, group sessions, the Agents SDK
-adapter and the CLI are typed against it and check it (``isinstance`` against this
-runtime-checkable protocol), so a wrapped, proxied or fake manager with the same
-methods is accepted. Methods are declared as returning awaitables (an ``async def``
-satisfies them, and so does a decorated method returning any awaitable).
+module use when a manager has them (so a fake needs neither). The middleware, the
+context, group sessions, the Agents SDK adapter and the CLI are typed against it and
+check it (``isinstance`` against this runtime-checkable protocol), so a wrapped,
+proxied or fake manager with the same methods is accepted. Methods are declared as
+returning awaitables (an ``async def`` satisfies them, and so does a decorated method
+returning any awaitable).
 """
 
 from __future__ import annotations
