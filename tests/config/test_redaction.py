@@ -271,3 +271,37 @@ def test_a_cookie_secret_of_the_wrong_type_is_not_echoed(
     ) as info:
         SessionConfig.from_env_profile()
     assert_error_clean(info.value, digits)
+
+
+def test_store_urls_mask_secret_query_parameters() -> None:
+    """A ``?password=`` given in the URL was printed in clear by the stores' connect
+    errors (SQLAlchemy's masking hides the user-info password only; an outside audit)."""
+    from lexigram.ai.session.stores.redis.client import mask_url as redis_mask
+    from lexigram.ai.session.stores.sql.urls import mask_url as sql_mask
+    from lexigram.ai.session.stores.sql.urls import normalise_url
+
+    for url in (
+        "postgresql://postgres@127.0.0.1:5439/test?password=hunter2",
+        "mysql+asyncmy://root@127.0.0.1:3306/test?charset=utf8mb4&password=hunter2",
+        "postgresql://u:hunter2@127.0.0.1/test",
+    ):
+        assert "hunter2" not in sql_mask(url)
+        assert "hunter2" not in normalise_url(url).masked
+    for url in ("redis://127.0.0.1:6399/12?password=hunter2", "redis://:hunter2@h:6379/0"):
+        assert "hunter2" not in redis_mask(url) and "***" in redis_mask(url)
+
+
+async def test_a_store_that_cannot_connect_names_no_secret_of_its_url() -> None:
+    import pytest
+
+    from lexigram.ai.session import SessionManager
+    from lexigram.ai.session.exceptions import StoreUnavailableError
+
+    for options in (
+        {"backend": "sql", "database_url": "postgresql://p@127.0.0.1:1/test?password=hunter2"},
+        {"backend": "redis", "redis_url": "redis://127.0.0.1:1/0?password=hunter2"},
+    ):
+        with pytest.raises(StoreUnavailableError) as caught:
+            async with SessionManager.open(**options):  # type: ignore[arg-type]
+                pass
+        assert "hunter2" not in str(caught.value) and "***" in str(caught.value)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from redis.asyncio import Redis
@@ -35,6 +34,7 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
 )
+from lexigram.ai.session.redaction import redact_url
 from lexigram.ai.session.stores.loops import PerLoop, drop_transport
 from lexigram.ai.session.stores.redis.gate import CallGate, new_gate
 from lexigram.ai.session.stores.redis.lane import DirectLane, LaneError, open_lane
@@ -54,19 +54,9 @@ _CONNECT_TIMEOUT = 3.0
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` with its secrets replaced by ``***``: the password, a token used as the
+    user name, and ``password=`` / ``token=`` query parameters (see ``redaction``)."""
+    return redact_url(url)
 
 
 def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:

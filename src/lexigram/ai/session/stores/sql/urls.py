@@ -72,8 +72,9 @@ class DatabaseURL:
 
     @property
     def masked(self) -> str:
-        """The URL with its password replaced by ``***`` (for messages and logs)."""
-        return self.url.render_as_string(hide_password=True)
+        """The URL with its secrets replaced by ``***`` (for messages and logs): the
+        password, and ``password=`` / ``token=`` query parameters."""
+        return redact_url(self.url.render_as_string(hide_password=True))
 
     def render(self) -> str:
         """The URL in full (password included), for the engine."""
@@ -128,10 +129,10 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` with the password hidden (also a string that does not parse)."""
+    """``url`` with its secrets hidden (also a string that does not parse)."""
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
+        return redact_url(url.render_as_string(hide_password=True))
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact_url(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):
         return redact_url(url)
