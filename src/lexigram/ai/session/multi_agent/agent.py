@@ -9,6 +9,7 @@ the agent could not answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -95,6 +96,16 @@ def reply_from_value(value: Any) -> AgentReply:
         return value
     if isinstance(value, str):
         return AgentReply(content=value)
+    message = getattr(value, "message", None)
+    if isinstance(message, str) and not isinstance(getattr(value, "content", None), str):
+        # The framework's agent reply (``lexigram.contracts.ai.agents.types.AgentResponse``).
+        return AgentReply(
+            content=message,
+            tokens_used=_nonnegative_int(getattr(value, "total_tokens", 0))
+            or _nonnegative_int(getattr(value, "prompt_tokens", 0))
+            + _nonnegative_int(getattr(value, "completion_tokens", 0)),
+            cost=_nonnegative_cost(getattr(value, "total_cost", 0.0)),
+        )
     content = getattr(value, "content", None)
     if isinstance(content, str):
         model = getattr(value, "model", None)
@@ -106,7 +117,8 @@ def reply_from_value(value: Any) -> AgentReply:
     raise SessionValidationError(
         "reply",
         f"Ok value of type {type(value).__name__} is not a reply; "
-        "expected a str, an AgentReply or an object with a 'content' string",
+        "expected a str, an AgentReply, an AgentResponse (a 'message' string) or an object "
+        "with a 'content' string",
     )
 
 
@@ -121,6 +133,15 @@ def _check_reply(reply: AgentReply) -> None:
     dumps(dict(reply.metadata), field="reply.metadata")
     for key in ("visible_to", "hidden_from"):  # what isolation reads back from the turn
         names_of(reply.metadata.get(key), f"reply.metadata.{key}")
+
+
+def _nonnegative_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _nonnegative_cost(value: Any) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value >= 0 else 0.0
 
 
 def _usage_tokens(usage: Any) -> int:
