@@ -117,3 +117,17 @@ async def test_yaml_backend_and_env_url_that_contradict_fail_at_boot(
 def test_wrong_types_name_the_field(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"ai_session\.{field}: must be"):
         SessionConfig(**settings)
+
+
+@pytest.mark.parametrize("section", ["sql", "5", "\n  - backend: sql"])
+async def test_a_section_that_is_no_mapping_is_refused_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    """``ai_session: sql`` booted the application on the in-memory defaults, silently,
+    and ``from_env_profile()`` failed with a bare TypeError (outside day-one audit)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "application.yaml").write_text(f"ai_session: {section}\n")
+    with pytest.raises(ConfigurationError, match="ai_session: must be a mapping"):
+        SessionConfig.from_env_profile()
+    with pytest.raises(ConfigurationError, match="ai_session: must be a mapping"):
+        await _booted(tmp_path)

@@ -147,10 +147,20 @@ class SessionConfig(BaseConfig):
 
         ``LEX_AI_SESSION__COOKIE_SECRET`` beside ``LEX_AI_SESSION__COOKIE_SECRET__0``
         made the framework's environment source fail with a bare ``TypeError``, or drop
-        the numbered ones silently, depending on the variables' order.
+        the numbered ones silently, depending on the variables' order; a section that is
+        not a mapping failed with a bare ``TypeError`` too.
         """
         _refuse_env_conflicts(os.environ)
-        return super().from_yaml(*args, **kwargs)
+        try:
+            return super().from_yaml(*args, **kwargs)
+        except TypeError as exc:
+            # ``ai_session: sql`` in the YAML: the loader's ``cls(**section)`` fails bare.
+            found = re.search(r"must be a mapping, not (\w+)", str(exc))
+            if found is None:
+                raise
+            raise ConfigurationError(
+                f"ai_session: must be a mapping, got {found.group(1)}"
+            ) from None
 
 
     # sweeper

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lexigram.contracts.ai.memory import MemoryConsolidatorProtocol, WorkingMemoryProtocol
 from lexigram.contracts.ai.session import SessionManagerProtocol, SessionStoreProtocol
 from lexigram.contracts.core.health import HealthCheckResult, HealthStatus
 from lexigram.contracts.events.protocols.domain import EventBusProtocol
+from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.di.provider import Provider, ProviderPriority
 from lexigram.logging import get_logger
 
@@ -116,6 +118,8 @@ class SessionProvider(Provider):
         ``cookie_secret`` is not required here: ``SessionMiddleware`` checks it when
         it is built, so a worker that never serves HTTP boots without one.
         """
+        if not getattr(self, "_config_from_factory", False):
+            await _refuse_a_section_that_is_no_mapping(container)
         config = self.session_config
         config.check_environment()
         container.singleton(SessionConfig, config)
@@ -240,3 +244,24 @@ def _hook_registry_type() -> type:
     from lexigram.hooks import HookRegistry
 
     return HookRegistry
+
+
+async def _refuse_a_section_that_is_no_mapping(container: Any) -> None:
+    """``ai_session: sql`` (or a list, a number) in application.yaml: the framework binds
+    the defaults for a section that is not a mapping, silently (sessions kept in memory)."""
+    from lexigram.config.main import LexigramConfig
+
+    resolve_optional = getattr(container, "resolve_optional", None)
+    if resolve_optional is None:
+        return
+    try:
+        lex_config = await resolve_optional(LexigramConfig)
+    except Exception:  # no application config to look at: nothing to refuse
+        return
+    if lex_config is None:
+        return
+    section = lex_config.get_section(SessionProvider.config_key)
+    if section is not None and not isinstance(section, Mapping | SessionConfig):
+        raise ConfigurationError(
+            f"ai_session: must be a mapping, got {type(section).__name__}"
+        )
