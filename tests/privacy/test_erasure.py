@@ -181,3 +181,37 @@ async def test_a_damaged_sessions_checkpoints_and_turns_are_counted() -> None:
     report = await manager.erase_user("alice")
     assert report.damaged == [ids[0]]
     assert (report.checkpoints, report.turns) == (2, 6)
+
+
+async def test_a_sqlite_reader_holding_a_snapshot_fails_the_erasure_in_about_5_s(
+    tmp_path: Any,
+) -> None:
+    """Each WAL checkpoint attempt waited the connection's 30 s busy timeout: a reader
+    holding a snapshot for 100 s held the erasure 100 s (an outside audit); the docs
+    promise ``SessionStoreError`` after about 5 s, and a re-run once the reader is gone
+    finishes it."""
+    import sqlite3
+    import time
+
+    from lexigram.ai.session.exceptions import SessionStoreError
+
+    db = tmp_path / "e.db"
+    config = SessionConfig(backend="sql", database_url=f"sqlite+aiosqlite:///{db}", session_ttl=0)
+    async with SessionManagerImpl.open(config) as manager:
+        state = await manager.create("victim")
+        await manager.add_message(state.session_id, "user", "SECRET-STRING " * 50)
+        reader = sqlite3.connect(db, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM ai_session_sessions").fetchall()
+            await manager.add_message(state.session_id, "user", "SECRET-STRING again")
+            started = time.monotonic()
+            with pytest.raises(SessionStoreError, match="run the erasure again"):
+                await manager.erase_user("victim")
+            assert time.monotonic() - started < 15
+        finally:
+            reader.close()
+        report = await manager.erase_user("victim")
+        assert report.complete
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"SECRET-STRING" not in on_disk

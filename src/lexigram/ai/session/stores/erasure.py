@@ -177,7 +177,9 @@ def _forget_user_script() -> str:
 #: Attempts (and the pause between them) at truncating the WAL while another
 #: connection still reads from it.
 _CHECKPOINT_ATTEMPTS = 50
-_CHECKPOINT_PAUSE_S = 0.1
+_CHECKPOINT_PAUSE_S = 0.05
+#: The busy timeout of one checkpoint attempt, in milliseconds.
+_CHECKPOINT_BUSY_MS = 50
 
 
 async def compact_sqlite(store: Any) -> None:
@@ -211,14 +213,22 @@ async def _compact_sqlite(store: Any) -> None:
         # pending on this pooled connection, and the next VACUUM on it (the next erasure
         # in the process) fails with "SQL statements in progress".
         await driver.execute_fetchall("VACUUM")
-        for _ in range(_CHECKPOINT_ATTEMPTS):
-            # (busy, WAL frames, frames checkpointed): busy while another connection
-            # reads an older snapshot; the erased text stays in the WAL until then.
-            rows = await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-            busy = any(int(row[0]) != 0 for row in rows)
-            if not busy:
-                return
-            await asyncio.sleep(_CHECKPOINT_PAUSE_S)
+        # Each checkpoint waits up to the connection's busy timeout (30 s) for a reader:
+        # with a short one the attempts below are what bounds the wait (about 5 s; a
+        # reader holding a snapshot for minutes held the erasure that long).
+        (before,) = (await driver.execute_fetchall("PRAGMA busy_timeout"))[0]
+        await driver.execute_fetchall(f"PRAGMA busy_timeout={_CHECKPOINT_BUSY_MS}")
+        try:
+            for _ in range(_CHECKPOINT_ATTEMPTS):
+                # (busy, WAL frames, frames checkpointed): busy while another connection
+                # reads an older snapshot; the erased text stays in the WAL until then.
+                rows = await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = any(int(row[0]) != 0 for row in rows)
+                if not busy:
+                    return
+                await asyncio.sleep(_CHECKPOINT_PAUSE_S)
+        finally:
+            await driver.execute_fetchall(f"PRAGMA busy_timeout={int(before)}")
         raise SessionStoreError(
             "erasure: the SQLite write-ahead log is still read by another connection and "
             "could not be truncated; run the erasure again"
