@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
 from lexigram.hooks import HookRegistry
@@ -215,3 +216,64 @@ async def test_a_sqlite_reader_holding_a_snapshot_fails_the_erasure_in_about_5_s
         assert report.complete
         on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"SECRET-STRING" not in on_disk
+
+
+async def test_erasure_drops_the_tombstones_that_name_the_user(raw_backend: RawBackend) -> None:
+    """A purged session under an id chosen after the user (the Agents SDK adapter's
+    default: the user id is the session id) left the user's id in its tombstone after
+    ``erase_user`` (an outside audit); tombstones of ids that do not name the user stay."""
+    from datetime import timedelta
+
+    store = await raw_backend.make()
+    manager = _manager(store)
+    tag = Secrets().tag
+    victim = f"customer-{tag}"
+    until = datetime.now(UTC) + timedelta(days=7)
+    for session_id in (victim, f"chat:{victim}:2", f"other-{tag}", f"x{victim}"):
+        await manager.create(victim if "other" not in session_id else "someone",
+                             session_id=session_id)
+        await manager.close(session_id)
+        assert await store.purge(session_id, tombstone_until=until)
+
+    erasure = await manager.erase_user(victim)
+
+    assert erasure.complete
+    raw = await raw_backend.dump()
+    assert victim.encode() not in raw.replace(f"x{victim}".encode(), b"")
+    assert f"other-{tag}".encode() in raw and f"x{victim}".encode() in raw
+    await manager.create(victim, session_id=victim)  # reusable, as after delete
+    with pytest.raises(Exception, match="exists|purged|tombstone"):
+        await manager.create("someone", session_id=f"other-{tag}")
+
+
+async def test_redis_erasure_drops_a_killed_runs_delete_reply_naming_the_user() -> None:
+    """A run killed after a session's delete script left its recorded reply
+    (``{"u": user, ...}``, kept 5 minutes) under that session's keys; the re-run, which
+    no longer lists that session, left the user's id there (an outside audit)."""
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from lexigram.ai.session.stores.cache import CacheSessionStore
+    from tests.services import REDIS_URL, require_redis
+
+    require_redis()
+    prefix = f"erk{uuid.uuid4().hex[:8]}"
+    store = CacheSessionStore(REDIS_URL, key_prefix=prefix)
+    await store.initialize()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        victim = f"victim-{uuid.uuid4().hex[:6]}"
+        left = store.keys.op("gone-session", "op1", "delete")
+        other = store.keys.op("gone-other", "op2", "delete")
+        await client.set(left, orjson.dumps({"u": victim, "c": []}), ex=300)
+        await client.set(other, orjson.dumps({"u": "someone-else", "c": []}), ex=300)
+        erasure = await _manager(store).erase_user(victim)
+        assert erasure.complete
+        assert await client.exists(left) == 0 and await client.exists(other) == 1
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await store.close()

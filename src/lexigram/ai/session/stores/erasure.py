@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+import orjson
 from lexigram.logging import get_logger
 
 from lexigram.ai.session.exceptions import (
@@ -95,6 +97,7 @@ async def erase_user_sessions(
             break
         for session_id in fresh:
             await _erase_tree(store, session_id, tally)
+    await store.forget_tombstones(user_id)  # before forget_user: SQLite's rewrite follows
     await store.forget_user(user_id, list(tally.sessions))
     left = await _listed(store, user_id, 1)
     return UserErasure(
@@ -105,6 +108,16 @@ async def erase_user_sessions(
         damaged=tally.damaged,
         complete=not left,
     )
+
+
+def names_user(session_id: str, user_id: str) -> bool:
+    """Whether ``session_id`` names ``user_id``: equal to it, or holding it as a whole
+    word (not next to a letter or digit): ``alice``, ``chat:alice:3``, ``alice-2`` name
+    ``alice``; ``malice`` and ``alice2`` do not."""
+    if session_id == user_id:
+        return True
+    pattern = rf"(?<![^\W_]){re.escape(user_id)}(?![^\W_])"
+    return re.search(pattern, session_id) is not None
 
 
 def _glob_escape(text: str) -> str:
@@ -134,6 +147,7 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
     scripts = store._core.scripts
     user_keys: list[Any] = []
     replies: list[Any] = []
+    deletions: list[Any] = []  # other sessions' delete replies: a killed run's may name the user
     async with scripts.guarded("SCAN") as client:
         async for raw in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
             key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
@@ -141,6 +155,11 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
                 user_keys.append(raw)
             elif session_bases and key.startswith(session_bases):
                 replies.append(raw)
+            elif key.endswith(":delete") and ":o:" in key:
+                deletions.append(raw)
+    for key in deletions:
+        if _names_in_reply(await scripts.command("get", key), user_id):
+            replies.append(key)
     for key in replies:
         await scripts.command("unlink", key)
     all_key, live_key, counter = store.keys.user(user_id)
@@ -161,6 +180,48 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
         if await scripts.command("eval", _forget_user_script(), len(keys), *keys, *args):
             return len(replies) + len(user_keys)
     return len(replies)
+
+
+async def forget_redis_tombstones(store: Any, user_id: str) -> int:
+    """Delete the tombstone keys (``P:s:{sid}:x``) whose session id names ``user_id``;
+    one SCAN of the key space. Returns how many it deleted."""
+    prefix = store.keys.prefix
+    scripts = store._core.scripts
+    head, tail = f"{prefix}:s:{{", "}:x"
+    named: list[Any] = []
+    async with scripts.guarded("SCAN") as client:
+        match = _glob_escape(prefix) + ":s:*:x"
+        async for raw in client.scan_iter(match=match, count=1000):
+            key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+            if not (key.startswith(head) and key.endswith(tail)):
+                continue
+            session_id = _untag(key[len(head) : -len(tail)])
+            if session_id is not None and names_user(session_id, user_id):
+                named.append(raw)
+    for key in named:
+        await scripts.command("unlink", key)
+    return len(named)
+
+
+def _names_in_reply(value: Any, user_id: str) -> bool:
+    """Whether a recorded delete reply (``{"u": user, ...}``) is of ``user_id``'s session."""
+    if value is None:
+        return False
+    try:
+        reply = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(reply, dict) and reply.get("u") == user_id
+
+
+def _untag(body: str) -> str | None:
+    """The id a key's hash tag stands for (see ``redis.keys.tag``), or None."""
+    if not body.startswith("="):
+        return body
+    try:
+        return bytes.fromhex(body[1:]).decode("utf-8")
+    except ValueError:
+        return None
 
 
 #: How often the forgetting of a user's keys is tried while sessions keep appearing.

@@ -861,6 +861,16 @@ class InMemorySessionStore(SessionStore):
         if index is not None and not index.ids:
             del self._by_user[user_id]
 
+    async def forget_tombstones(self, user_id: str) -> int:
+        """Drop the tombstones whose session id names ``user_id`` (see the base class)."""
+        from lexigram.ai.session.stores.erasure import names_user
+
+        user_id = check_id(user_id, "user_id")
+        named = [sid for sid in self._tombstones if names_user(sid, user_id)]
+        for session_id in named:
+            del self._tombstones[session_id]
+        return len(named)
+
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         session_id = check_id(session_id, "session_id")
         tombstone_until = check_instant(tombstone_until, "tombstone_until")

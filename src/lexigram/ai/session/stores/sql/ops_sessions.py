@@ -549,6 +549,20 @@ async def purge(tx: Tx, ctx: Ctx, session_id: str, until: int) -> bool:
     return True
 
 
+async def tombstones_containing(tx: Tx, ctx: Ctx, text: str) -> list[str]:
+    """The ids of the tombstones holding ``text``."""
+    rows = await tx.all(ctx.q.sessions.tombstones_containing, {"text": text})
+    return [str(row[0]) for row in rows]
+
+
+async def drop_tombstones(tx: Tx, ctx: Ctx, session_ids: list[str]) -> int:
+    """Delete the tombstones of ``session_ids``; how many there were."""
+    dropped = 0
+    for session_id in session_ids:
+        dropped += await tx.run(ctx.q.sessions.drop_tombstone, {"sid": session_id})
+    return dropped
+
+
 # ----------------------------------------------------------- the statements run here
 class SessionStatements:
     """The statements of the session scripts: headers, users, branches, sweeping."""
@@ -708,6 +722,10 @@ class SessionStatements:
         )
         self.tombstone = f"SELECT until_at FROM {tb} WHERE session_id = :sid"
         self.drop_tombstone = f"DELETE FROM {tb} WHERE session_id = :sid"
+        position = "strpos" if dialect == "postgresql" else "instr"
+        self.tombstones_containing = (
+            f"SELECT session_id FROM {tb} WHERE {position}(session_id, :text) > 0"
+        )
         self.put_tombstone = (
             f"INSERT INTO {tb} (session_id, until_at) VALUES (:sid, :until) "
             "ON CONFLICT (session_id) DO UPDATE SET until_at = excluded.until_at"

@@ -657,6 +657,18 @@ class DatabaseSessionStore(SessionStore):
             for sid in session_ids:
                 self._replies.forget(sid)
 
+    async def forget_tombstones(self, user_id: str) -> int:
+        """Drop the tombstones whose session id names ``user_id`` (see the base class)."""
+        from lexigram.ai.session.stores.erasure import names_user
+
+        uid = checked_id(user_id, "user_id")
+        found = await self._read(ses.tombstones_containing, uid)
+        named = [sid for sid in found if names_user(sid, uid)]
+        if not named:
+            return 0
+        dropped: int = await self._write(ses.drop_tombstones, named, retry_safe=True)
+        return dropped
+
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Drop the erased sessions' header copies; SQLite: rewrite the file so that freed
         pages keep no copy of the erased rows.
