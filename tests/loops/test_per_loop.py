@@ -159,3 +159,61 @@ async def test_a_loop_reused_after_shutdown_asyncgens_is_served_again() -> None:
     assert all(m.closed_on is loop for m in made)
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     await per_loop.aclose()
+
+
+@bounded
+async def test_a_loop_closed_alone_is_abandoned_at_the_next_call_of_a_known_loop() -> None:
+    """A worker's loop closed with ``loop.close()`` mid-transaction kept its connection,
+    and the server's row lock, until a *new* loop came: the main loop's next write to the
+    session waited on that lock, for good (an outside audit). Any later call now lets go
+    of a closed loop's resource."""
+    made: list[Recorder] = []
+    per_loop = registry(made)
+    here = per_loop.get()
+    loop = asyncio.new_event_loop()
+
+    async def take() -> Recorder:
+        return per_loop.get()
+
+    def run_then_close() -> None:
+        loop.run_until_complete(take())
+        loop.close()
+
+    thread = threading.Thread(target=run_then_close)
+    thread.start()
+    await asyncio.to_thread(thread.join, DEADLINE_S)
+    assert here is per_loop.get()  # this loop's next call, no new loop involved
+    assert made[0].abandoned and per_loop.loops() == 1
+    await per_loop.aclose()
+
+
+class _Ends(Recorder):
+    """A resource whose close never finishes on its own loop."""
+
+    async def aclose(self) -> None:
+        await asyncio.Event().wait()
+
+
+@bounded
+async def test_close_is_not_cancelled_by_another_loop_ending_meanwhile() -> None:
+    """``close()`` hands each running loop the close of its resource; a loop ending
+    meanwhile (``asyncio.run`` cancels what it still runs) made ``close()`` raise
+    ``CancelledError`` in a caller nobody cancelled (an outside audit)."""
+    per_loop: PerLoop[Recorder] = PerLoop(
+        lambda: _Ends("other"), first=Recorder("boot"), what="the test registry"
+    )
+    per_loop.get()
+    started, stop = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        per_loop.get()
+        started.set()
+        await asyncio.to_thread(stop.wait, DEADLINE_S)
+
+    worker = Worker(hold).start()
+    assert await asyncio.to_thread(started.wait, DEADLINE_S)
+    closing = asyncio.ensure_future(per_loop.aclose())
+    await asyncio.sleep(0.2)  # the close is on the worker's loop, waiting
+    stop.set()  # the worker's asyncio.run ends, cancelling it
+    await asyncio.wait_for(closing, DEADLINE_S)  # no CancelledError
+    await join(worker)

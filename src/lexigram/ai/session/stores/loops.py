@@ -93,13 +93,15 @@ class PerLoop(Generic[R]):
         self._mutex = threading.Lock()
         self._closed = False
         self._pending: set[asyncio.Task[None]] = set()
+        # Other loops hold resources too: every call looks for closed ones (below).
+        self._others = False
 
     # ------------------------------------------------------------------ lookup
     def get(self) -> R:
         """The resource of the running loop (made on its first call)."""
         loop = _running_loop()
         last_loop, last = self._last
-        if last_loop is loop and last is not None:
+        if last_loop is loop and last is not None and not self._others:
             return last
         return self._slow(loop)
 
@@ -114,12 +116,15 @@ class PerLoop(Generic[R]):
         with self._mutex:
             if self._closed:
                 raise StoreUnavailableError(f"{self._what} is closed")
+            # A loop closed with ``loop.close()`` alone, maybe mid-transaction: its
+            # connections still hold the server's locks until they are dropped, and a
+            # live loop's write waiting on such a lock would hang (an outside audit).
+            dead = [e for lp, e in self._entries.items() if lp.is_closed() and lp is not loop]
+            for gone in dead:
+                del self._entries[gone.loop]
+                gone.armed = False
             entry = self._entries.get(loop)
             if entry is None:
-                dead = [e for lp, e in self._entries.items() if lp.is_closed()]
-                for gone in dead:
-                    del self._entries[gone.loop]
-                    gone.armed = False
                 try:
                     entry = _Entry(loop, self._new())
                 except Exception as exc:  # raised below, once the dead are let go
@@ -129,6 +134,7 @@ class PerLoop(Generic[R]):
                     fresh = True
             if entry is not None:
                 self._last = (loop, entry.resource)
+            self._others = len(self._entries) > 1
         for gone in dead:
             self._finish_watcher(gone)
             self._discard_dead(gone.resource)
@@ -173,6 +179,7 @@ class PerLoop(Generic[R]):
                 del self._entries[entry.loop]
             if self._last[0] is entry.loop:
                 self._last = (None, None)
+            self._others = len(self._entries) > 1
         if mine:
             await _close_bounded(entry.resource)
 
@@ -203,6 +210,7 @@ class PerLoop(Generic[R]):
             entries = list(self._entries.values())
             self._entries.clear()
             self._last = (None, None)
+            self._others = False
             first, self._first = self._first, None
             for entry in entries:
                 entry.armed = False
@@ -252,6 +260,13 @@ async def _close_elsewhere(entry: _Entry[Any], here: asyncio.AbstractEventLoop) 
         return
     try:
         await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT_S + 1.0)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the caller of close() is being cancelled
+        # That loop ended meanwhile (``asyncio.run`` cancels what it still runs) and
+        # cancelled the close it was handed: close() raised CancelledError (an audit).
+        resource.abandon()
     except Exception as exc:  # that loop is stuck: leave its connections to it
         _log.warning("ai_session.loop_close_timeout: %r", exc)  # a timeout's str() is empty
 
