@@ -88,3 +88,34 @@ def test_the_typer_front_end_has_the_same_commands(
     assert "new: 0 record(s)" in result.output
     result = CliRunner().invoke(create_app(), ["--database-url", url, "erase-user", "nobody"])
     assert result.exit_code == 0 and "0 session(s)" in result.output
+
+
+async def test_list_and_exports_name_the_key_a_session_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``list``, ``export --user`` and ``export-user`` called a session whose key is
+    missing or wrong "damaged", without the key id (an outside privacy audit)."""
+    import asyncio
+
+    from lexigram.ai.session import SessionManager
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    right = new_key_text("kX")
+
+    async def write() -> None:
+        async with SessionManager.open(
+            backend="sql", database_url=url, encryption_keys=right
+        ) as manager:
+            state = await manager.create("ula")
+            await manager.add_message(state.session_id, "user", "hello")
+
+    await asyncio.to_thread(asyncio.run, write())
+    for keys in (None, new_key_text("kX")):  # no key; the right id, other key material
+        if keys is None:
+            monkeypatch.delenv("LEX_AI_SESSION__ENCRYPTION_KEYS", raising=False)
+        else:
+            monkeypatch.setenv("LEX_AI_SESSION__ENCRYPTION_KEYS", keys)
+        for argv in (("list", "ula"), ("export", "--user", "ula"), ("export-user", "ula")):
+            code, _, err = await asyncio.to_thread(_cli, tmp_path, *argv)
+            assert code == 1 and "key 'kX'" in err, (keys, argv, err)

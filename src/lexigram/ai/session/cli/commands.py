@@ -113,15 +113,17 @@ def run_list(
         headers = ["SESSION", "STATUS", "TURNS", "TOKENS", "COST", "UPDATED (UTC)", "BRANCH"]
         out.write(_table(rows, headers) + "\n")
         err.write(f"{len(found)} session(s) of {user_id!r}\n")
-    return _report_damaged(listing.damaged, err)
+    return _report_damaged(listing.damaged, err, listing.reasons)
 
 
-def _report_damaged(damaged: list[str], err: TextIO) -> int:
-    """Name each session whose record could not be read; exit code 1 when there are any."""
+def _report_damaged(damaged: list[str], err: TextIO, reasons: dict[str, str]) -> int:
+    """Name each session whose record could not be read, and why (the key id when its
+    key is missing or wrong); exit code 1 when there are any."""
     for session_id in damaged:
-        err.write(f"error: session {session_id!r}: stored record is damaged and was left out\n")
+        why = reasons.get(session_id, ops.DAMAGED)
+        err.write(f"error: session {session_id!r}: {why}; it was left out\n")
     if damaged:
-        err.write(f"{len(damaged)} damaged session(s) left out\n")
+        err.write(f"{len(damaged)} unreadable session(s) left out\n")
         return 1
     return 0
 
@@ -233,7 +235,7 @@ def run_export(
     data = dump_document(entries)
     if write_document(data, output, out, err, f"wrote {len(entries)} session(s) to {output}"):
         return 1
-    return _report_damaged(export.damaged, err)
+    return _report_damaged(export.damaged, err, export.reasons)
 
 
 def run_import(

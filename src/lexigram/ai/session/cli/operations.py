@@ -24,6 +24,7 @@ from lexigram.ai.session.cli.transfer import session_to_dict
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
+    EncryptionKeyError,
     SessionNotFoundError,
     SessionStoreError,
     SessionValidationError,
@@ -166,6 +167,32 @@ class Listing:
 
     sessions: list[SessionState]
     damaged: list[str] = field(default_factory=list)
+    #: Why each damaged session could not be read (see :func:`why_unreadable`).
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+#: At most this many unreadable sessions are read again to say why.
+_WHY_MAX = 100
+DAMAGED = "stored record is damaged"
+
+
+async def why_unreadable(store: SessionStore, session_ids: list[str]) -> dict[str, str]:
+    """Why each session a listing left out could not be read: the key error, naming the
+    key id, when its key is missing or does not open it; else :data:`DAMAGED`."""
+    sealed = SealedSessionGuard(store)
+    reasons: dict[str, str] = {}
+    for session_id in session_ids[:_WHY_MAX]:
+        reason = DAMAGED
+        try:
+            record = await store.load_record(session_id)
+            if record is not None:
+                sealed.check_state(record.state)
+        except EncryptionKeyError as exc:
+            reason = f"cannot decrypt it: key {exc.key_id!r} {exc.problem}"
+        except Exception:  # damaged in some other way: said as such
+            pass
+        reasons[session_id] = reason
+    return reasons
 
 
 async def list_sessions(
@@ -195,7 +222,8 @@ async def list_sessions(
             cursor = page.next_cursor
             if not cursor:
                 break
-    return Listing(sessions=found[:limit], damaged=damaged)
+        reasons = await why_unreadable(store, damaged) if damaged else {}
+    return Listing(sessions=found[:limit], damaged=damaged, reasons=reasons)
 
 
 def _status(value: str) -> SessionStatus:
@@ -233,6 +261,8 @@ class Export:
 
     entries: list[dict[str, Any]]
     damaged: list[str] = field(default_factory=list)
+    #: Why each damaged session could not be read (see :func:`why_unreadable`).
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 async def export_sessions(
@@ -275,7 +305,8 @@ async def export_sessions(
                 entries.append(session_to_dict(state, checkpoints))
             if progress is not None:
                 progress(n, len(ids))
-    return Export(entries=entries, damaged=damaged)
+        reasons = await why_unreadable(store, damaged) if damaged else {}
+    return Export(entries=entries, damaged=damaged, reasons=reasons)
 
 
 async def session_exists(config: SessionConfig, session_id: str) -> bool:

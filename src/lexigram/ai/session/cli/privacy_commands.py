@@ -19,7 +19,7 @@ import orjson
 from lexigram.contracts.exceptions.config import ConfigurationError
 
 from lexigram.ai.session.cli.interrupt import run_interruptible
-from lexigram.ai.session.cli.operations import open_store
+from lexigram.ai.session.cli.operations import DAMAGED, open_store, why_unreadable
 from lexigram.ai.session.cli.transfer import dump_document, session_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.encryption.keyring import Keyring
@@ -266,9 +266,14 @@ def run_export_user(
     manager: ManagerFactory = SessionManagerImpl,
 ) -> int:
     """``export-user USER``: everything stored about the user as one export document."""
+    reasons: dict[str, str] = {}
+
     async def work() -> Any:
         async with _store(config, read_only=True) as store:
-            return await manager(store, config).export_user(user_id)
+            export = await manager(store, config).export_user(user_id)
+            if export.damaged:
+                reasons.update(await why_unreadable(store, list(export.damaged)))
+            return export
 
     code, export = _run(work, err)
     if export is None:
@@ -278,5 +283,6 @@ def run_export_user(
     if write_document(data, output, out, err, done):
         return 1
     for session_id in export.damaged:
-        err.write(f"warning: session {session_id!r} could not be read and was left out\n")
+        why = reasons.get(session_id, DAMAGED)
+        err.write(f"warning: session {session_id!r} could not be read ({why}); it was left out\n")
     return 1 if export.damaged else code
