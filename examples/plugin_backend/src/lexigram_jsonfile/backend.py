@@ -36,10 +36,15 @@ class JsonFileBackend:
     persistent = True
 
     def url_problem(self, url: str) -> str | None:
-        """``jsonfile:///path/to/file.json`` or nothing."""
+        """``jsonfile:///path/to/file.json`` (or ``jsonfile:relative/path.json``) or nothing."""
         parts = urlsplit(url)
         if parts.scheme != _SCHEME:
             return f"expected {_SCHEME}:///<path to a .json file>, got scheme {parts.scheme!r}"
+        if parts.netloc:  # jsonfile://data/s.json would be the file /s.json on host "data"
+            return (
+                f"a file has no host, got {parts.netloc!r}: write {_SCHEME}:///<absolute path>"
+                f" (three slashes) or {_SCHEME}:<relative path>"
+            )
         if not parts.path or parts.path.endswith("/"):
             return f"no file in {url!r}"
         return None
