@@ -16,7 +16,7 @@ from lexigram.ai.session.config_urls import redis_db
         ("redis://127.0.0.1:6379/", 0),
         ("redis://127.0.0.1:6379/7", 7),
         ("rediss://h:6380/15", 15),
-        ("redis://h/0?db=3", 3),
+        ("redis://h/3?db=3", 3),  # the same db twice; two different ones are refused
         ("unix:///tmp/redis.sock?db=2", 2),
         ("unix:///tmp/redis.sock", 0),
     ],
@@ -28,7 +28,12 @@ def test_valid_urls_and_their_db(url: str, db: int) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://127.0.0.1:6379/abc", "redis://h/-1", "redis://h/1?db=x", "unix:///s.sock?db=one"],
+    [
+        "redis://127.0.0.1:6379/abc",
+        "redis://h/-1",
+        "redis://h/1?db=x",
+        "unix:///s.sock?db=one",
+    ],
 )
 def test_a_db_that_is_not_a_number_names_redis_url(url: str) -> None:
     with pytest.raises(ConfigurationError, match=r"ai_session\.redis_url: db '.*' in .* is not"):

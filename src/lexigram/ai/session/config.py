@@ -27,6 +27,7 @@ from lexigram.validation import Field, model_validator
 
 from lexigram.ai.session.backends import backend_names, canonical_name, find_backend
 from lexigram.ai.session.config_urls import (
+    CLUSTER_PREFIX_BRACES,
     database_url_problem,
     redis_url_problem,
     sqlite_database,
@@ -335,6 +336,8 @@ class SessionConfig(BaseConfig):
         redis_problem = redis_url_problem(self.redis_url, cluster=self.redis_cluster)
         if redis_problem is not None:
             _fail_fields(*redis_problem)
+        if self.redis_cluster and ("{" in self.key_prefix or "}" in self.key_prefix):
+            _fail("key_prefix", CLUSTER_PREFIX_BRACES)
 
     def _check_plugin_url(self, plugin: Any) -> None:
         """The URL field a plugin reads, judged by the plugin alone.

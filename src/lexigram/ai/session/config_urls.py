@@ -12,6 +12,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from lexigram.ai.session.redaction import redact_text, redact_url
 
 __all__ = [
+    "CLUSTER_PREFIX_BRACES",
     "REDIS_SCHEMES",
     "SQL_SCHEMES",
     "database_url_problem",
@@ -113,7 +114,18 @@ def redis_db(url: str) -> int | str:
         if not raw.isdigit():
             return f"db {raw!r} in {redact_url(url)} is not a database number (0..15 by default)"
         db = int(raw)
+    if len({int(v) for v in values}) > 1:
+        # redis-py takes the query's and ignores the path's, without a word.
+        return f"{redact_url(url)} selects db {' and '.join(values)}; give it once"
     return db
+
+
+#: Why a key prefix with braces is refused on Redis Cluster (config and store alike).
+CLUSTER_PREFIX_BRACES = (
+    "must not contain '{' or '}' with Redis Cluster: the keys of each session share a "
+    "slot through their own hash tag, which a brace in the prefix replaces ('{}' "
+    "spreads one session over several slots; '{x}' puts every session in one)"
+)
 
 
 def redis_url_problem(url: str, *, cluster: bool) -> tuple[tuple[str, ...], str] | None:

@@ -28,6 +28,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from lexigram.ai.session.config_urls import redis_url_problem
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     SessionStoreError,
@@ -61,6 +62,9 @@ def mask_url(url: str) -> str:
 
 def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
     """A (lazily connecting) client for ``url``; a malformed URL names ``redis_url``."""
+    found = redis_url_problem(url, cluster=cluster)
+    if found is not None:  # as SessionConfig says it (``/abc`` went to db 0)
+        raise SessionValidationError("redis_url", found[1])
     retry = Retry(ExponentialWithJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), _RETRIES)
     try:
         if cluster:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lexigram.ai.session.config_urls import CLUSTER_PREFIX_BRACES
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DataKeyChangedError,
@@ -90,7 +91,14 @@ def text_map(raw: Any, session_id: str) -> dict[str, str]:
         raise CorruptRecordError(record_name(session_id), f"not UTF-8 text: {exc}") from None
 
 
-def check_options(*, session_ttl: Any, key_prefix: Any, pool_size: Any, purge_after_s: Any) -> None:
+def check_options(
+    *,
+    session_ttl: Any,
+    key_prefix: Any,
+    pool_size: Any,
+    purge_after_s: Any,
+    cluster: bool = False,
+) -> None:
     """Refuse store options of the wrong type or range (``SessionValidationError``)."""
     if isinstance(session_ttl, bool) or not isinstance(session_ttl, int) or session_ttl < 0:
         raise SessionValidationError(
@@ -100,6 +108,8 @@ def check_options(*, session_ttl: Any, key_prefix: Any, pool_size: Any, purge_af
         raise SessionValidationError(
             "key_prefix", f"expected a non-empty string, got {key_prefix!r}"
         )
+    if cluster and ("{" in key_prefix or "}" in key_prefix):
+        raise SessionValidationError("key_prefix", CLUSTER_PREFIX_BRACES)
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
         raise SessionValidationError("pool_size", f"expected an integer >= 1, got {pool_size!r}")
     if isinstance(purge_after_s, bool) or not isinstance(purge_after_s, int) or purge_after_s < 0:

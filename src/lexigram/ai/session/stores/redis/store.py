@@ -134,6 +134,7 @@ class CacheSessionStore(SessionStore):
             key_prefix=key_prefix,
             pool_size=pool_size,
             purge_after_s=purge_after_s,
+            cluster=cluster,
         )
         super().__init__(session_ttl=session_ttl, clock=clock)
         self._core = RedisCore(
