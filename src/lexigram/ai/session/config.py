@@ -86,6 +86,12 @@ _INT_FIELDS: dict[str, int] = {
 _MAX_INT = {"session_ttl": MAX_DURATION_S, "cleanup_interval_s": MAX_DURATION_S,
             "purge_after_s": MAX_DURATION_S}
 _BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous", "redis_cluster")
+#: Text fields an environment variable may set to digits (read back as text, below).
+_TEXT_FIELDS = (
+    "name", "env", "key_prefix", "table_prefix", "default_system_prompt", "header_name",
+    "cookie_name", "cookie_path", "cookie_domain", "scope_key", "cookie_samesite",
+    "default_turn_strategy",
+)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -227,6 +233,9 @@ class SessionConfig(BaseConfig):
         for name, minimum in _INT_FIELDS.items():
             if name in data:
                 data[name] = _as_int(name, data[name], minimum)
+        for name in _TEXT_FIELDS:
+            if name in data:
+                data[name] = _env_text(name, data[name])
         return data
 
     @model_validator(mode="after")
@@ -848,6 +857,22 @@ def _refuse_env_conflicts(environ: Mapping[str, str]) -> None:
                 f"{whole} and {parts[0]} are both set; give the value one way only "
                 f"(for a list: a JSON array in {whole}, or numbered variables alone)",
             )
+
+
+def _env_text(name: str, value: Any) -> Any:
+    """A text field the framework's environment source turned into a number
+    (``LEX_AI_SESSION__KEY_PREFIX=2024`` arrives as ``2024``): the variable's own text,
+    when the variable is set and reads as that number; anything else as given."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    raw = os.environ.get(_ENV_PREFIX + name.upper())
+    if raw is None:
+        return value
+    try:
+        same = type(value)(raw.strip()) == value
+    except ValueError:
+        same = False
+    return raw if same else value
 
 
 def _json_list(text: str) -> list[Any] | None:

@@ -1,0 +1,25 @@
+"""Text fields set to digits through the environment (an outside SPEC audit: the
+framework's environment source turns ``2024`` into a number, and the field was refused,
+so the application did not boot)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lexigram.ai.session import SessionConfig
+
+
+def test_digits_in_text_fields_are_read_as_the_variables_text(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("LEX_AI_SESSION__KEY_PREFIX", "007")
+    monkeypatch.setenv("LEX_AI_SESSION__DEFAULT_SYSTEM_PROMPT", "42")
+    monkeypatch.setenv("LEX_AI_SESSION__NAME", "2024")
+    config = SessionConfig.from_env_profile()
+    assert (config.key_prefix, config.default_system_prompt, config.name) == ("007", "42", "2024")
+
+
+def test_a_number_given_in_code_is_still_refused_by_name() -> None:
+    with pytest.raises(Exception, match="ai_session.key_prefix"):
+        SessionConfig(key_prefix=7)  # type: ignore[arg-type]
