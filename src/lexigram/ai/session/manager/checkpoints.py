@@ -11,6 +11,7 @@ length; restoring one never destroys any other.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import secrets
 from typing import Any
 
@@ -80,14 +81,25 @@ class CheckpointManager:
         *,
         include_turns: bool = True,
     ) -> SessionCheckpoint:
-        """Checkpoint the stored session ``state`` names (a state or a session id).
+        """Checkpoint a session: ``state`` is a session id or a ``SessionState``.
 
-        The checkpoint captures the session as stored at this moment, in one atomic
-        step; its parent is the session's previous checkpoint. The oldest checkpoints
-        beyond the retention limit are deleted.
+        A session id, a header-only state (no turns), a state read before the
+        session's latest write, or one equal to the stored session: the checkpoint
+        captures the session as stored at this moment, in one atomic step (O(1)
+        storage); its parent is the session's previous checkpoint. A whole state of the
+        caller's own (never stored, or the current version changed by the caller) is
+        checkpointed as given (its turns copied), its parent its own ``checkpoint_id``.
+        The oldest checkpoints beyond the retention limit are deleted.
         """
         if isinstance(state, SessionState):
             session_id = _check_id("state.session_id", state.session_id)
+            if len(state.turns) == state.turn_count and await self._own_state(state):
+                # A whole state of the caller's own (never stored, or changed by the
+                # caller since it was read): the checkpoint holds that state, as the
+                # contract's ``create(state)`` says, not the stored session.
+                given = await self._save_given(state, metadata)
+                await self.announce(given)
+                return given
         elif isinstance(state, str):
             session_id = _check_id("state", state)
         else:
@@ -96,6 +108,41 @@ class CheckpointManager:
             )
         checkpoint = await self.snapshot(session_id, metadata, include_turns=include_turns)
         await self.announce(checkpoint)
+        return checkpoint
+
+    async def _own_state(self, state: SessionState) -> bool:
+        """Whether ``state`` is the caller's own: no such session is stored, or it is the
+        stored session's current version (same ``updated_at``) changed by the caller. A
+        state read before the session's latest write names the session (its current
+        version is checkpointed, atomically)."""
+        record = await self.store.load_record(state.session_id)
+        if record is None:
+            return True
+        if record.state.updated_at != state.updated_at:
+            return False
+        return await self.store.load(state.session_id) != state
+
+    async def _save_given(
+        self, state: SessionState, metadata: dict[str, Any] | None
+    ) -> SessionCheckpoint:
+        """Store a checkpoint of ``state`` itself; prune the oldest beyond the retention."""
+        if metadata is not None:
+            metadata = check_mapping(metadata, "metadata")
+        self.sealed.check_metadata(metadata)
+        self.sealed.check_state(state)
+        checkpoint_id = new_checkpoint_id()
+        checkpoint = SessionCheckpoint(
+            checkpoint_id=checkpoint_id,
+            session_id=state.session_id,
+            state=dataclasses.replace(state, checkpoint_id=checkpoint_id),
+            created_at=self.store.now(),
+            parent_checkpoint_id=state.checkpoint_id,
+            metadata=metadata or {},
+        )
+        await self.store.save_checkpoint(checkpoint)
+        kept = await self.store.list_checkpoint_headers(state.session_id)
+        for old in kept[: max(0, len(kept) - self.max_checkpoints_per_session)]:
+            await self.store.delete_checkpoint(old.checkpoint_id)
         return checkpoint
 
     async def snapshot(

@@ -589,9 +589,11 @@ class SessionManagerImpl:
     # ------------------------------------------------------------- lifecycle
     @instrumented("suspend")
     async def suspend(self, session_id: str) -> SessionState:
-        """ACTIVE -> SUSPENDED; the session refuses turns until resumed."""
+        """ACTIVE -> SUSPENDED and return the full state (turns included, as ``resume``);
+        the session refuses turns until resumed."""
         record = await self._transition(session_id, _S)
-        return record.state
+        state = await self.store.load(session_id)
+        return record.state if state is None else state
 
     @instrumented("resume")
     async def resume(self, session_id: str) -> SessionState | None:

@@ -1,0 +1,68 @@
+"""``CheckpointManager.create(state)`` and ``suspend`` as the contract has them (an outside
+SPEC audit): a whole state of the caller's own was ignored for the stored session (or
+refused when never stored), and ``suspend`` returned a state without its turns."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session import (
+    CheckpointManager,
+    InMemorySessionStore,
+    SessionConfig,
+    SessionManagerImpl,
+)
+
+
+def _turn(text: str) -> SessionTurn:
+    return SessionTurn(
+        turn_id=uuid.uuid4().hex, role="user", content=text, timestamp=datetime.now(UTC)
+    )
+
+
+async def test_a_state_never_stored_is_checkpointed_as_given() -> None:
+    store = InMemorySessionStore()
+    checkpoints = CheckpointManager(store, 2)
+    state = SessionState(
+        session_id="s1", user_id="u", status=SessionStatus.ACTIVE, turns=[_turn("a")],
+        turn_count=1,
+    )
+    first = await checkpoints.create(state, metadata={"label": "x"})
+    assert [t.content for t in first.state.turns] == ["a"] and first.metadata == {"label": "x"}
+    loaded = await checkpoints.get(first.checkpoint_id)
+    assert loaded.state.turns == state.turns
+    for _ in range(2):  # retention: the oldest goes
+        await checkpoints.create(state)
+    kept = [c.checkpoint_id for c in await store.list_checkpoint_headers("s1")]
+    assert len(kept) == 2 and first.checkpoint_id not in kept
+
+
+async def test_a_changed_state_is_checkpointed_as_given_the_stored_one_atomically() -> None:
+    manager = SessionManagerImpl(InMemorySessionStore(), SessionConfig(auto_checkpoint_interval=0))
+    sid = (await manager.create("u")).session_id
+    await manager.add_turn(sid, _turn("a"))
+    stored = await manager.get_state(sid)
+    assert stored is not None
+    changed = dataclasses.replace(
+        stored, turns=[*stored.turns, _turn("b")], turn_count=2, variables={"x": 1}
+    )
+    given = await manager.checkpoints.create(changed)
+    assert [t.content for t in given.state.turns] == ["a", "b"]
+    assert given.state.variables == {"x": 1}
+    same = await manager.checkpoints.create(stored)  # the stored session: its snapshot
+    assert [t.content for t in same.state.turns] == ["a"]
+    header = await manager.get_header(sid)
+    assert header is not None and header.checkpoint_id == same.checkpoint_id
+
+
+async def test_suspend_returns_the_turns_too() -> None:
+    manager = SessionManagerImpl(InMemorySessionStore(), SessionConfig(auto_checkpoint_interval=0))
+    sid = (await manager.create("u")).session_id
+    await manager.add_turns(sid, [_turn("a"), _turn("b")])
+    suspended = await manager.suspend(sid)
+    assert suspended.status == SessionStatus.SUSPENDED
+    assert suspended.turn_count == len(suspended.turns) == 2
