@@ -189,3 +189,22 @@ def test_registering_over_an_installed_plugin_needs_replace() -> None:
         backends.register(NoUrl.__new__(type("Other", (NoUrl,), {"name": name})))
     assert backends.find_backend(name) is not None
     assert type(backends.find_backend(name)).__name__ != "Other"
+
+
+def test_the_clis_database_url_sets_a_configured_plugins_url(
+    mongo_like: MongoLike, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """``--database-url`` forced the ``sql`` backend and judged a configured plugin's URL
+    by the SQL rules ("unsupported scheme"; an outside plugin audit)."""
+    from lexigram.ai.session.cli.operations import build_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEX_AI_SESSION__BACKEND", "mongo_like")
+    config = build_config(database_url="mongodb://db.example/app")
+    assert (config.backend, config.database_url) == ("mongo_like", "mongodb://db.example/app")
+    base = SessionConfig(backend="mongo_like", database_url="mongodb://a/b")
+    again = build_config(database_url="mongodb://c/d", base=base)
+    assert (again.backend, again.database_url) == ("mongo_like", "mongodb://c/d")
+    monkeypatch.delenv("LEX_AI_SESSION__BACKEND")
+    plain = build_config(database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    assert plain.backend == "sql"  # no plugin configured: the flag chooses sql

@@ -67,8 +67,9 @@ def build_config(
 ) -> SessionConfig:
     """The config of ``application.yaml`` / profile / ``LEX_AI_SESSION__*`` plus overrides.
 
-    A ``database_url`` without ``backend`` selects the ``sql`` backend; a
-    ``redis_url`` selects ``redis``; both without ``backend`` are refused naming
+    A ``database_url`` without ``backend`` selects the ``sql`` backend (or sets the URL
+    of a configured plugin backend that reads ``database_url``); a ``redis_url``
+    selects ``redis`` (likewise); both without ``backend`` are refused naming
     ``ai_session.backend`` (as in the configuration).
     """
     overrides: dict[str, Any] = {}
@@ -88,9 +89,9 @@ def build_config(
             "give one, or choose the backend with --backend"
         )
     elif database_url is not None:
-        overrides["backend"] = "sql"
+        overrides["backend"] = _reading("database_url", base) or "sql"
     elif redis_url is not None:
-        overrides["backend"] = "redis"
+        overrides["backend"] = _reading("redis_url", base) or "redis"
     if base is None:
         # Applied before validation: env settings for the backend the flags choose hold.
         return SessionConfig(**with_flags(configured_section(), overrides))
@@ -224,6 +225,16 @@ async def list_sessions(
                 break
         reasons = await why_unreadable(store, damaged) if damaged else {}
     return Listing(sessions=found[:limit], damaged=damaged, reasons=reasons)
+
+
+def _reading(url_field: str, base: SessionConfig | None) -> str | None:
+    """The configured plugin backend when it reads ``url_field`` (``--database-url``
+    then sets its URL instead of choosing the ``sql`` backend), else None."""
+    written = base.backend if base is not None else configured_section().get("backend")
+    if not isinstance(written, str) or canonical_name(written) in ("memory", "sql", "redis"):
+        return None
+    plugin = find_backend(written)
+    return written if plugin is not None and plugin.url_field == url_field else None
 
 
 def _status(value: str) -> SessionStatus:
