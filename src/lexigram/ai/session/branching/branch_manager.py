@@ -29,6 +29,7 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager.core import new_session_id
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.observability import telemetry
 from lexigram.ai.session.stores.base import SessionPatch, SessionRecord, SessionStore
@@ -46,20 +47,38 @@ def _limit(name: str, value: object, smallest: int) -> int:
 class BranchManager:
     """Forks and merges sessions kept in ``store``.
 
-    ``max_branches_per_session`` caps the branches of one source session (branches
-    that still exist); ``max_sessions_per_user`` and ``max_turns_per_session``, when
-    given, apply to branches and merges as to any session.
+    ``max_branches_per_session`` (10 by default) caps the branches of one source
+    session (branches that still exist); ``max_sessions_per_user`` and
+    ``max_turns_per_session``, when given, apply to branches and merges as to any
+    session. Given a session manager instead of a store (``BranchManager(manager)``),
+    it works on the manager's store with the manager's limits and subscribers, unless
+    given here.
     """
 
     def __init__(
         self,
-        store: SessionStore,
-        max_branches_per_session: int = 10,
+        store: SessionStore | SessionManagerAPI,
+        max_branches_per_session: int | None = None,
         *,
         max_sessions_per_user: int | None = None,
         max_turns_per_session: int | None = None,
         notifier: SessionNotifier | None = None,
     ) -> None:
+        if not isinstance(store, SessionStore) and isinstance(store, SessionManagerAPI):
+            # A manager: its store, its limits and its subscribers, unless given here.
+            config = store.config
+            if max_branches_per_session is None:
+                max_branches_per_session = config.max_branches_per_session
+            if max_sessions_per_user is None:
+                max_sessions_per_user = config.max_sessions_per_user
+            if max_turns_per_session is None:
+                max_turns_per_session = config.max_turns_per_session
+            found = getattr(store, "notifier", None)
+            if notifier is None and isinstance(found, SessionNotifier):
+                notifier = found
+            store = store.store
+        if max_branches_per_session is None:
+            max_branches_per_session = 10
         if not isinstance(store, SessionStore):
             raise SessionValidationError(
                 "store", f"expected a SessionStore, got {type(store).__name__}"
