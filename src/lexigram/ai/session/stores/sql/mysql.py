@@ -63,6 +63,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores.sql.mysql_routines import Call
 from lexigram.ai.session.stores.sql.runner import (
+    RETURNED_CLEAN,
     Conflict,
     Lease,
     Row,
@@ -70,6 +71,7 @@ from lexigram.ai.session.stores.sql.runner import (
     Script,
     Tx,
     mark_resent,
+    socket_lost,
 )
 from lexigram.ai.session.stores.sql.settle import settled
 
@@ -136,6 +138,8 @@ def make_mysql_engine(url: DatabaseURL, *, pool_size: int, table_prefix: str) ->
         pool_size=pool_size,
         max_overflow=pool_size,
         isolation_level="AUTOCOMMIT",
+        # Reset by _on_reset below: no ROLLBACK for a connection the runner left clean.
+        pool_reset_on_return=None,
         connect_args={
             "connect_timeout": MYSQL_CONNECT_TIMEOUT_S,
             "init_command": INIT_COMMAND,
@@ -158,7 +162,27 @@ def make_mysql_engine(url: DatabaseURL, *, pool_size: int, table_prefix: str) ->
         with contextlib.suppress(Exception):
             conn.exec_driver_sql("DO RELEASE_ALL_LOCKS()")
 
+    event.listen(engine.sync_engine.pool, "reset", _on_reset)
     return engine
+
+
+def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+    """The pool's reset of a connection given back (``pool_reset_on_return=None``).
+
+    As SQLAlchemy's default (a ROLLBACK), except for a connection the store's runner
+    gives back marked :data:`~.runner.RETURNED_CLEAN`: it ended every transaction it
+    started on it (COMMIT, ROLLBACK, or the connection is discarded instead), and the
+    connection runs in autocommit mode, so nothing is left to roll back. The ROLLBACK
+    was a round trip for nothing, and on a socket the server dropped while it was on
+    its way (a connection cut just after it answered) it failed with "Lost connection"
+    and SQLAlchemy logged that at ERROR with the driver's traceback ("Exception during
+    reset or similar"). asyncpg's adapter sends none either when no transaction is open.
+    """
+    info = getattr(record, "info", None)
+    clean = bool(info.pop(RETURNED_CLEAN, False)) if info is not None else False
+    if clean or not state.asyncio_safe or state.transaction_was_reset:
+        return
+    dbapi_connection.rollback()
 
 
 # ---------------------------------------------------------------- statements
@@ -438,8 +462,7 @@ class MyRunner(Runner):
         """A pooled connection whose driver connection is open."""
         for _ in range(self._attempts()):
             lease = await self.leases.acquire()
-            driver = lease[1]
-            if driver is not None and driver.connected:
+            if not socket_lost(lease[1]):
                 return lease
             await self.leases.release(lease, broken=True)
             await self.leases.drop_idle()
@@ -532,7 +555,7 @@ class MyRunner(Runner):
                     raise
                 raise self.translate(exc) from exc
             finally:
-                await self.leases.release(lease, broken=broken or not lease[1].connected)
+                await self.leases.release(lease, broken=broken or socket_lost(lease[1]))
         assert last is not None
         raise self.unavailable(_root(last), "use") from last
 

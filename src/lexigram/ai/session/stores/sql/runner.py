@@ -54,7 +54,18 @@ from lexigram.ai.session.stores.sql.settle import StepStillRunning, settled
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["Conflict", "mark_resent", "was_resent", "Row", "Runner", "Script", "Tx", "make_runner"]
+__all__ = [
+    "RETURNED_CLEAN",
+    "Conflict",
+    "Row",
+    "Runner",
+    "Script",
+    "Tx",
+    "make_runner",
+    "mark_resent",
+    "socket_lost",
+    "was_resent",
+]
 
 T = TypeVar("T")
 Row = Sequence[Any]
@@ -609,16 +620,23 @@ class Leases:
         self._track(keeping)
 
     async def release(self, lease: Lease, *, broken: bool = False) -> None:
-        """Keep ``lease`` for the next caller, or give it back (``broken``: discard it)."""
+        """Keep ``lease`` for the next caller, or give it back (``broken``: discard it).
+
+        A network connection whose socket is already gone (the server or something
+        on the way dropped it) is discarded too: neither kept nor given back to the
+        pool, whose reset of it (a ROLLBACK on MariaDB) would fail and be logged at
+        ERROR with the driver's traceback.
+        """
         conn = lease[0]
-        if broken:
+        if broken or (self._network and socket_lost(lease[1])):
             await _to_the_end(_discard(conn), self._track)
             return
         # A pinned connection counts against ``keep``: the pool must always have a
         # connection for a caller waiting on it.
         kept = self._keep - (self._pinned is not None)
         if self._closed or len(self._idle) >= kept:
-            await _to_the_end(conn.close(), self._track)
+            closing = _give_back(lease) if self._network else conn.close()
+            await _to_the_end(closing, self._track)
         else:
             self._idle.append(lease)
 
@@ -651,8 +669,8 @@ class Leases:
                 break
             await asyncio.wait(ours, timeout=left)
         idle, self._idle = self._idle + self._take_pinned(), []
-        for conn, _ in idle:
-            await conn.close()
+        for lease in idle:
+            await (_give_back(lease) if self._network else lease[0].close())
 
     def take_idle(self) -> list[Lease]:
         """Stop keeping connections and hand over the idle ones (no I/O)."""
@@ -673,6 +691,48 @@ async def _discard(conn: AsyncConnection) -> None:
         await conn.invalidate()
     finally:
         await conn.close()
+
+
+def socket_lost(driver: Any) -> bool:
+    """Whether a network driver connection can no longer be used (its socket is gone).
+
+    asyncpg: ``is_closed()``. asyncmy: ``connected`` is cleared only once the driver
+    itself met the loss; ``_stream_broken`` (0.2.18) also sees a stream the peer
+    closed or reset while the connection was idle or just answered.
+    """
+    if driver is None:
+        return True
+    is_closed = getattr(driver, "is_closed", None)
+    if callable(is_closed):
+        return bool(is_closed())
+    if not getattr(driver, "connected", True):
+        return True
+    return bool(getattr(driver, "_stream_broken", False))
+
+
+#: Set in a connection's pool ``info`` just before a runner gives it back to the pool
+#: with no transaction open (what :meth:`Leases.release` without ``broken`` means):
+#: MariaDB's pool then skips its reset, a ROLLBACK (see ``mysql._on_reset``).
+RETURNED_CLEAN = "lexigram_ai_session_returned_clean"
+
+
+async def _give_back(lease: Lease) -> None:
+    """Return a network connection to the pool, or discard it if its socket is gone.
+
+    Checked when the close runs (it may run in a task of its own, after the caller
+    let go of it). The pool's reset of a connection given back was a ROLLBACK on
+    MariaDB; on a socket the server dropped meanwhile (or while that ROLLBACK was on
+    its way) it failed with "Lost connection" / "server has gone away", and SQLAlchemy
+    logged that at ERROR with the driver's traceback ("Exception during reset or
+    similar"). The connection is marked clean, so that MariaDB's pool sends none.
+    """
+    conn, driver = lease
+    if socket_lost(driver):
+        await _discard(conn)
+        return
+    with contextlib.suppress(Exception):  # closed or invalidated meanwhile: no marker
+        conn.info[RETURNED_CLEAN] = True
+    await conn.close()
 
 
 #: How long closing the store waits for connections being opened or closed meanwhile.

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    inspect,
     select,
     text,
 )
@@ -385,9 +386,19 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
 
 def _tombstone_index(conn: Connection, schema: Schema) -> None:
     """Tables made before the index on ``tombstones.until_at`` get it (``create_all`` makes
-    missing tables only)."""
+    missing tables only).
+
+    Names are compared without case: SQLite's are case-insensitive, so the tables made
+    with prefix ``chat_`` are those of ``Chat_`` too, and their index, named as the
+    first prefix spelled it, is already there (``checkfirst`` compares names exactly
+    and re-created it: "index ... already exists"). MariaDB's index names are
+    case-insensitive as well; PostgreSQL's prefix is lower case already.
+    """
+    table = schema.tombstones.name
+    found = {str(ix["name"]).lower() for ix in inspect(conn).get_indexes(table)}
     for index in schema.tombstones.indexes:
-        index.create(conn, checkfirst=True)
+        if str(index.name).lower() not in found:
+            index.create(conn)
 
 
 def _create_routines(conn: Connection, schema: Schema) -> None:
