@@ -464,7 +464,7 @@ class MyRunner(Runner):
             lease = await self.leases.acquire()
             if not socket_lost(lease[1]):
                 return lease
-            await self.leases.release(lease, broken=True)
+            await self._release(lease, broken=True)
             await self.leases.drop_idle()
         raise StoreUnavailableError(f"no open connection to {self.masked_url}")
 
@@ -555,7 +555,7 @@ class MyRunner(Runner):
                     raise
                 raise self.translate(exc) from exc
             finally:
-                await self.leases.release(lease, broken=broken or socket_lost(lease[1]))
+                await self._release(lease, broken=broken or socket_lost(lease[1]))
         assert last is not None
         raise self.unavailable(_root(last), "use") from last
 

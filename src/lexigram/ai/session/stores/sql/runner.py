@@ -679,6 +679,11 @@ class Leases:
         return idle
 
 
+def _untracked(task: asyncio.Future[Any]) -> None:
+    """Track nothing (a close after the store's own close, which waits for no one)."""
+    task.add_done_callback(_retrieve_quietly)
+
+
 def _retrieve_quietly(task: asyncio.Future[Any]) -> None:
     """Consume a background task's outcome (nobody awaits it)."""
     if not task.cancelled():
@@ -847,6 +852,22 @@ class Runner(abc.ABC):
         """The connections kept for reuse on the running event loop."""
         return self._dbs.get().leases
 
+    async def _release(self, lease: Lease, *, broken: bool = False) -> None:
+        """Give ``lease`` back to the running loop's :class:`Leases`.
+
+        The store may have been closed by another task while ``lease`` was in use: the
+        connection is then discarded here. Looking the leases up again raised "store is
+        closed" out of the ``finally`` of a write that had committed, so the caller was
+        told the write was refused (and retried it: stored twice), and the connection
+        was left to the garbage collector (an outside audit).
+        """
+        try:
+            leases = self.leases
+        except StoreUnavailableError:
+            await _to_the_end(_discard(lease[0]), _untracked)
+            return
+        await leases.release(lease, broken=broken)
+
     async def close(self) -> None:
         """Close every event loop's connections and the engines the store made."""
         await self._dbs.aclose()
@@ -995,7 +1016,7 @@ class SqliteRunner(Runner):
             broken = isinstance(error, StoreUnavailableError) or error is exc
             raise error from exc
         finally:
-            await self.leases.release(lease, broken=broken)
+            await self._release(lease, broken=broken)
 
     def translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -1067,7 +1088,7 @@ class PgRunner(Runner):
                 return lease
             # The server closed it (restart, pg_terminate_backend): the idle ones kept
             # with it are as dead; discard them all.
-            await self.leases.release(lease, broken=True)
+            await self._release(lease, broken=True)
             await self.leases.drop_idle()
         raise StoreUnavailableError(f"no open connection to {self.masked_url}")
 
@@ -1168,7 +1189,7 @@ class PgRunner(Runner):
                 raise self.translate(exc) from exc
             finally:
                 dirty = broken or driver.is_closed() or driver.is_in_transaction()
-                await self.leases.release(lease, broken=dirty)
+                await self._release(lease, broken=dirty)
         assert last is not None
         raise self.unavailable(last, "use") from last
 
