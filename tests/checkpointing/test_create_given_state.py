@@ -8,6 +8,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session import (
@@ -16,6 +17,7 @@ from lexigram.ai.session import (
     SessionConfig,
     SessionManagerImpl,
 )
+from lexigram.ai.session.exceptions import SessionNotFoundError
 
 
 def _turn(text: str) -> SessionTurn:
@@ -24,21 +26,18 @@ def _turn(text: str) -> SessionTurn:
     )
 
 
-async def test_a_state_never_stored_is_checkpointed_as_given() -> None:
+async def test_a_state_never_stored_is_refused() -> None:
+    """A checkpoint of no session escaped erase_user, export_user and delete, and an
+    encrypting store wrote it in clear (a regression audit of the first version)."""
     store = InMemorySessionStore()
     checkpoints = CheckpointManager(store, 2)
     state = SessionState(
         session_id="s1", user_id="u", status=SessionStatus.ACTIVE, turns=[_turn("a")],
         turn_count=1,
     )
-    first = await checkpoints.create(state, metadata={"label": "x"})
-    assert [t.content for t in first.state.turns] == ["a"] and first.metadata == {"label": "x"}
-    loaded = await checkpoints.get(first.checkpoint_id)
-    assert loaded.state.turns == state.turns
-    for _ in range(2):  # retention: the oldest goes
-        await checkpoints.create(state)
-    kept = [c.checkpoint_id for c in await store.list_checkpoint_headers("s1")]
-    assert len(kept) == 2 and first.checkpoint_id not in kept
+    with pytest.raises(SessionNotFoundError):
+        await checkpoints.create(state, metadata={"label": "x"})
+    assert await store.list_checkpoint_headers("s1") == []
 
 
 async def test_a_changed_state_is_checkpointed_as_given_the_stored_one_atomically() -> None:

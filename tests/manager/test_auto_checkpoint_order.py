@@ -118,3 +118,29 @@ async def test_hooks_that_append_to_the_same_session_do_not_deadlock() -> None:
         c.metadata["turn_count"] == c.state.turn_count
         for c in await manager.list_checkpoints(sid)
     )
+
+
+class _SlowSnapshots(InMemorySessionStore):
+    """The real in-memory store; a checkpoint's snapshot takes a network round trip."""
+
+    async def create_checkpoint(self, session_id: str, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.1)
+        return await super().create_checkpoint(session_id, **kwargs)
+
+
+async def test_an_append_after_a_cancelled_crossing_append_waits_for_its_snapshot() -> None:
+    """The crossing append's caller cancelled while its snapshot was under way let go of
+    the lock: the next append landed in the checkpoint labelled 5 (a regression audit)."""
+    manager = SessionManagerImpl(_SlowSnapshots(), SessionConfig(auto_checkpoint_interval=5))
+    sid = (await manager.create("u")).session_id
+    for n in range(4):
+        await manager.add_turn(sid, _turn(n))
+    crossing = asyncio.ensure_future(manager.add_turn(sid, _turn(4)))
+    await asyncio.sleep(0.03)  # its turn is stored, its snapshot under way
+    crossing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await crossing
+    await manager.add_turn(sid, _turn(5))
+    assert await manager.wait_for_background(timeout_s=5) == 0
+    (checkpoint,) = await manager.list_checkpoints(sid)
+    assert checkpoint.metadata["turn_count"] == checkpoint.state.turn_count == 5

@@ -87,8 +87,9 @@ class CheckpointManager:
         session's latest write, or one equal to the stored session: the checkpoint
         captures the session as stored at this moment, in one atomic step (O(1)
         storage); its parent is the session's previous checkpoint. A whole state of the
-        caller's own (never stored, or the current version changed by the caller) is
+        caller's own (the session's current version, changed by the caller) is
         checkpointed as given (its turns copied), its parent its own ``checkpoint_id``.
+        A session that is not stored raises ``SessionNotFoundError``.
         The oldest checkpoints beyond the retention limit are deleted.
         """
         if isinstance(state, SessionState):
@@ -111,13 +112,16 @@ class CheckpointManager:
         return checkpoint
 
     async def _own_state(self, state: SessionState) -> bool:
-        """Whether ``state`` is the caller's own: no such session is stored, or it is the
-        stored session's current version (same ``updated_at``) changed by the caller. A
-        state read before the session's latest write names the session (its current
-        version is checkpointed, atomically)."""
+        """Whether ``state`` is the caller's own: the stored session's current version
+        (same ``updated_at``) changed by the caller. A state read before the session's
+        latest write names the session (its current version is checkpointed,
+        atomically); a session not stored is refused (``SessionNotFoundError``)."""
         record = await self.store.load_record(state.session_id)
         if record is None:
-            return True
+            # Never stored (or deleted): refused below as before. A checkpoint of no
+            # session would escape erase_user, export_user and delete, and an
+            # encrypting store would write it in clear (a regression audit).
+            return False
         if record.state.updated_at != state.updated_at:
             return False
         return await self.store.load(state.session_id) != state

@@ -376,10 +376,13 @@ class SessionManagerImpl:
             state, closed = await self._store_append(session_id, checked, counted)
             snapshot = None
         else:
-            async with self._ordered.lock(session_id):
+            lock = self._ordered.lock(session_id)
+            await lock.acquire()
+            held = True
+            try:
                 state, closed = await self._store_append(session_id, checked, counted)
                 # Exactly one append crosses each multiple of the interval; its snapshot
-                # is taken before the next append of this process (the lock).
+                # is taken before the next append on this loop (the lock).
                 snapshot = None
                 if state.turn_count // interval > (state.turn_count - len(checked)) // interval:
                     snapshot = asyncio.ensure_future(
@@ -388,8 +391,15 @@ class SessionManagerImpl:
                     try:
                         await asyncio.shield(snapshot)
                     except asyncio.CancelledError:
+                        # The snapshot goes on without its caller; the next append waits
+                        # for it still (it slipped in before, a regression audit).
+                        held = False
+                        snapshot.add_done_callback(lambda _: lock.release())
                         detach(self._late_steps(state, snapshot, closed), self._finishing)
                         raise
+            finally:
+                if held:
+                    lock.release()
         # Each step below is skipped without a call when nobody would receive it.
         hook = self.notifier.fires(HOOK_TURN_ADDED)
         if snapshot is not None or hook or closed or self.memory.working_memory is not None:

@@ -2,9 +2,10 @@
 must not interleave in one process.
 
 An automatic checkpoint is a snapshot of the session *after the append that crossed
-the interval*. Concurrent appends to one session from tasks of one process would
+the interval*. Concurrent appends to one session from tasks of one event loop would
 otherwise slip in between that append and its snapshot, and the checkpoint labelled
-"turn 5" would hold 20 turns. Appends from other processes are not ordered by this.
+"turn 5" would hold 20 turns. Appends from other loops or processes are not ordered by
+this.
 """
 
 from __future__ import annotations
