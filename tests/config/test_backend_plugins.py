@@ -205,6 +205,8 @@ def test_the_clis_database_url_sets_a_configured_plugins_url(
     base = SessionConfig(backend="mongo_like", database_url="mongodb://a/b")
     again = build_config(database_url="mongodb://c/d", base=base)
     assert (again.backend, again.database_url) == ("mongo_like", "mongodb://c/d")
+    moving = build_config(database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    assert moving.backend == "sql"  # a URL the plugin refuses: sql, as before
     monkeypatch.delenv("LEX_AI_SESSION__BACKEND")
     plain = build_config(database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
     assert plain.backend == "sql"  # no plugin configured: the flag chooses sql

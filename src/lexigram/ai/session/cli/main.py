@@ -40,8 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         help="memory, sql, redis (aliases: in_memory, database, cache) or a plugin's name",
     )
-    parser.add_argument("--database-url", help="SQL URL (selects the sql backend)")
-    parser.add_argument("--redis-url", help="Redis URL (selects the redis backend)")
+    parser.add_argument(
+        "--database-url",
+        help="SQL URL (selects the sql backend; or the URL of a configured plugin that takes it)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="Redis URL (selects redis; or the URL of a configured plugin that takes it)",
+    )
     parser.add_argument("--table-prefix", help="SQL table prefix")
     parser.add_argument("--key-prefix", help="Redis key prefix")
     parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs")

@@ -89,9 +89,9 @@ def build_config(
             "give one, or choose the backend with --backend"
         )
     elif database_url is not None:
-        overrides["backend"] = _reading("database_url", base) or "sql"
+        overrides["backend"] = _reading("database_url", database_url, base) or "sql"
     elif redis_url is not None:
-        overrides["backend"] = _reading("redis_url", base) or "redis"
+        overrides["backend"] = _reading("redis_url", redis_url, base) or "redis"
     if base is None:
         # Applied before validation: env settings for the backend the flags choose hold.
         return SessionConfig(**with_flags(configured_section(), overrides))
@@ -227,14 +227,21 @@ async def list_sessions(
     return Listing(sessions=found[:limit], damaged=damaged, reasons=reasons)
 
 
-def _reading(url_field: str, base: SessionConfig | None) -> str | None:
-    """The configured plugin backend when it reads ``url_field`` (``--database-url``
-    then sets its URL instead of choosing the ``sql`` backend), else None."""
+def _reading(url_field: str, url: str, base: SessionConfig | None) -> str | None:
+    """The configured plugin backend when it reads ``url_field`` and takes ``url``
+    (``--database-url`` then sets its URL instead of choosing the ``sql`` backend), else
+    None: a URL the plugin refuses (a SQL URL) still chooses the built-in backend."""
     written = base.backend if base is not None else configured_section().get("backend")
     if not isinstance(written, str) or canonical_name(written) in ("memory", "sql", "redis"):
         return None
     plugin = find_backend(written)
-    return written if plugin is not None and plugin.url_field == url_field else None
+    if plugin is None or plugin.url_field != url_field:
+        return None
+    try:
+        refused = plugin.url_problem(url)
+    except Exception:  # a plugin's check that fails is no acceptance
+        return None
+    return written if refused is None else None
 
 
 def _status(value: str) -> SessionStatus:

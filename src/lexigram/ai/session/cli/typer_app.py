@@ -40,8 +40,12 @@ def create_app() -> Any:
         backend: str | None = typer.Option(
             None, help="memory, sql, redis (aliases: in_memory, database, cache) or a plugin's name"
         ),
-        database_url: str | None = typer.Option(None, help="SQL URL (selects sql)"),
-        redis_url: str | None = typer.Option(None, help="Redis URL (selects redis)"),
+        database_url: str | None = typer.Option(
+            None, help="SQL URL (selects sql; or the URL of a configured plugin that takes it)"
+        ),
+        redis_url: str | None = typer.Option(
+            None, help="Redis URL (selects redis; or the URL of a configured plugin that takes it)"
+        ),
         table_prefix: str | None = typer.Option(None, help="SQL table prefix"),
         key_prefix: str | None = typer.Option(None, help="Redis key prefix"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show framework logs"),
