@@ -16,8 +16,10 @@ def test_digits_in_text_fields_are_read_as_the_variables_text(
     monkeypatch.setenv("LEX_AI_SESSION__KEY_PREFIX", "007")
     monkeypatch.setenv("LEX_AI_SESSION__DEFAULT_SYSTEM_PROMPT", "42")
     monkeypatch.setenv("LEX_AI_SESSION__NAME", "2024")
+    monkeypatch.setenv("LEX_AI_SESSION__HEADER_NAME", "nan")
     config = SessionConfig.from_env_profile()
     assert (config.key_prefix, config.default_system_prompt, config.name) == ("007", "42", "2024")
+    assert config.header_name == "nan"
 
 
 def test_a_number_given_in_code_is_still_refused_by_name() -> None:

@@ -869,7 +869,7 @@ def _env_text(name: str, value: Any) -> Any:
     if raw is None:
         return value
     try:
-        same = type(value)(raw.strip()) == value
+        same = str(type(value)(raw.strip())) == str(value)  # str: nan is not == nan
     except ValueError:
         same = False
     return raw if same else value
