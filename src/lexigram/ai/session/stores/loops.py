@@ -26,6 +26,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -35,6 +36,10 @@ __all__ = ["CLOSE_TIMEOUT_S", "LoopResource", "PerLoop", "drop_transport", "one_
 
 _log = logging.getLogger(__name__)
 _running_loop = asyncio.get_running_loop
+
+#: How often, at most, a call looks for other loops closed meanwhile (seconds).
+_LOOK_S = 0.05
+_monotonic = time.monotonic
 
 #: How long closing one loop's connections may take before they are abandoned.
 CLOSE_TIMEOUT_S = 5.0
@@ -93,17 +98,27 @@ class PerLoop(Generic[R]):
         self._mutex = threading.Lock()
         self._closed = False
         self._pending: set[asyncio.Task[None]] = set()
-        # Other loops hold resources too: every call looks for closed ones (below).
+        # Other loops hold resources too: calls look for closed ones (``_look``).
         self._others = False
+        self._next_look = 0.0
 
     # ------------------------------------------------------------------ lookup
     def get(self) -> R:
         """The resource of the running loop (made on its first call)."""
         loop = _running_loop()
         last_loop, last = self._last
-        if last_loop is loop and last is not None and not self._others:
+        if last_loop is loop and last is not None and not (self._others and self._look()):
             return last
         return self._slow(loop)
+
+    def _look(self) -> bool:
+        """Whether another loop holding a resource is closed (looked at most every
+        :data:`_LOOK_S`, without the mutex; the hot path stays a few checks)."""
+        now = _monotonic()
+        if now < self._next_look:
+            return False
+        self._next_look = now + _LOOK_S
+        return any(lp.is_closed() for lp in list(self._entries))
 
     def loops(self) -> int:
         """How many loops hold a resource now."""
