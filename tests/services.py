@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -56,3 +57,10 @@ def require_postgres() -> None:
 def require_mariadb() -> None:
     """MariaDB at ``TEST_MARIADB_URL`` (default 127.0.0.1:3306)."""
     require_server("MariaDB", *_host_port(MARIADB_URL, 3306))
+
+
+async def drop_redis_keys(client: Any, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own namespace) through ``client``."""
+    keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)

@@ -19,7 +19,7 @@ from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
-from tests.services import REDIS_URL, require_redis
+from tests.services import REDIS_URL, drop_redis_keys, require_redis
 
 
 class _Clock:
@@ -96,9 +96,7 @@ async def test_redis_key_expiry_follows_the_managers_ttl() -> None:
         header = store.keys.header("s")
         assert await client.pttl(header) > 3600 * 1000  # the safety net is set
     finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await drop_redis_keys(client, prefix)
         await client.aclose()
         await store.close()
 

@@ -27,7 +27,7 @@ from lexigram.ai.session.hooks import HOOK_CHECKPOINT_CREATED, HOOK_TURN_ADDED
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.in_memory import InMemorySessionStore
-from tests.services import REDIS_URL, require_redis
+from tests.services import REDIS_URL, drop_redis_keys, require_redis
 
 
 def _turn(n: int) -> SessionTurn:
@@ -51,9 +51,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await made.close()
     if request.param == "redis":
         client = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await drop_redis_keys(client, prefix)
         await client.aclose()
 
 

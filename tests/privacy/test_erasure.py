@@ -255,7 +255,7 @@ async def test_redis_erasure_drops_a_killed_runs_delete_reply_naming_the_user() 
     import redis.asyncio as aioredis
 
     from lexigram.ai.session.stores.cache import CacheSessionStore
-    from tests.services import REDIS_URL, require_redis
+    from tests.services import REDIS_URL, drop_redis_keys, require_redis
 
     require_redis()
     prefix = f"erk{uuid.uuid4().hex[:8]}"
@@ -272,8 +272,6 @@ async def test_redis_erasure_drops_a_killed_runs_delete_reply_naming_the_user() 
         assert erasure.complete
         assert await client.exists(left) == 0 and await client.exists(other) == 1
     finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await drop_redis_keys(client, prefix)
         await client.aclose()
         await store.close()

@@ -19,6 +19,7 @@ from tests.services import (
     MARIADB_URL,
     POSTGRES_URL,
     REDIS_URL,
+    drop_redis_keys,
     require_mariadb,
     require_postgres,
     require_redis,
@@ -69,9 +70,7 @@ async def _redis_pair() -> AsyncIterator[Pair]:
         await one.close()
         await two.close()
         client = aioredis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await drop_redis_keys(client, prefix)
         await client.aclose()
 
 
