@@ -73,6 +73,7 @@ def build_config(
     ``ai_session.backend`` (as in the configuration).
     """
     overrides: dict[str, Any] = {}
+    section = configured_section() if base is None else None  # read once
     if database_url is not None:
         overrides["database_url"] = database_url
     if redis_url is not None:
@@ -89,12 +90,12 @@ def build_config(
             "give one, or choose the backend with --backend"
         )
     elif database_url is not None:
-        overrides["backend"] = _reading("database_url", database_url, base) or "sql"
+        overrides["backend"] = _reading("database_url", database_url, base, section) or "sql"
     elif redis_url is not None:
-        overrides["backend"] = _reading("redis_url", redis_url, base) or "redis"
+        overrides["backend"] = _reading("redis_url", redis_url, base, section) or "redis"
     if base is None:
         # Applied before validation: env settings for the backend the flags choose hold.
-        return SessionConfig(**with_flags(configured_section(), overrides))
+        return SessionConfig(**with_flags(section or {}, overrides))
     if not overrides:
         return base
     values = {f.name: getattr(base, f.name) for f in fields(base)}
@@ -227,11 +228,14 @@ async def list_sessions(
     return Listing(sessions=found[:limit], damaged=damaged, reasons=reasons)
 
 
-def _reading(url_field: str, url: str, base: SessionConfig | None) -> str | None:
-    """The configured plugin backend when it reads ``url_field`` and takes ``url``
-    (``--database-url`` then sets its URL instead of choosing the ``sql`` backend), else
-    None: a URL the plugin refuses (a SQL URL) still chooses the built-in backend."""
-    written = base.backend if base is not None else configured_section().get("backend")
+def _reading(
+    url_field: str, url: str, base: SessionConfig | None, section: dict[str, Any] | None
+) -> str | None:
+    """The configured plugin backend (``base``'s, else the settings ``section``'s) when
+    it reads ``url_field`` and takes ``url`` (``--database-url`` then sets its URL
+    instead of choosing the ``sql`` backend), else None: a URL the plugin refuses (a SQL
+    URL) still chooses the built-in backend."""
+    written = base.backend if base is not None else (section or {}).get("backend")
     if not isinstance(written, str) or canonical_name(written) in ("memory", "sql", "redis"):
         return None
     plugin = find_backend(written)

@@ -718,32 +718,21 @@ class SessionStore(abc.ABC):
         """Drop what the store keeps about ``user_id`` beyond its sessions.
 
         Called by :meth:`erase_user` after it erased ``session_ids``: per-user
-        counters, empty indexes, retry replies naming the user or those sessions,
-        freed pages still holding their bytes. The default keeps nothing more.
+        counters, empty indexes, retry replies naming the user or those sessions, the
+        tombstones of purged sessions whose id names the user
+        (:func:`~lexigram.ai.session.stores.erasure.names_user`: an id chosen after the
+        user, as the Agents SDK adapter's default, would keep the erased user's id in
+        storage; such an id may then be created again, as after :meth:`delete`), freed
+        pages still holding their bytes. The default keeps nothing more.
         """
-
-    async def forget_tombstones(self, user_id: str) -> int:
-        """Drop the tombstones of purged sessions whose id names ``user_id``.
-
-        A tombstone holds a purged session's id only; an id chosen after the user
-        (``OpenAIAgentsSession(manager, "customer-42")`` makes the user id the session
-        id) would keep the erased user's id in storage. Called by :meth:`erase_user`
-        before :meth:`forget_user`; "names" is
-        :func:`~lexigram.ai.session.stores.erasure.names_user`. Such an id may then be
-        created again, as after :meth:`delete`. Returns how many were dropped; the
-        default (a store without tombstones) drops none.
-        """
-        check_id(user_id, "user_id")
-        return 0
 
     async def erase_user(self, user_id: str, *, batch: int = 100) -> UserErasure:
         """Erase every session of ``user_id`` with its branches, checkpoints and turns.
 
         Each session goes in its own atomic step (:meth:`erase_session`), branches
         before their source, then :meth:`forget_user`; a run that stopped half way
-        is finished by running it again; the tombstones naming the user go too
-        (:meth:`forget_tombstones`). Built from the listing and erase primitives, so
-        every backend has it.
+        is finished by running it again. Built from the listing and erase
+        primitives, so every backend has it.
         """
         from lexigram.ai.session.stores.erasure import erase_user_sessions
 

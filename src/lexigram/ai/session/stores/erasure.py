@@ -97,7 +97,6 @@ async def erase_user_sessions(
             break
         for session_id in fresh:
             await _erase_tree(store, session_id, tally)
-    await store.forget_tombstones(user_id)  # before forget_user: SQLite's rewrite follows
     await store.forget_user(user_id, list(tally.sessions))
     left = await _listed(store, user_id, 1)
     return UserErasure(
@@ -125,8 +124,9 @@ def _glob_escape(text: str) -> str:
 
 
 async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]) -> int:
-    """Delete the user's keys (ordinal counter, indexes, create replies) and the retry
-    replies of the erased sessions (kept 5 minutes); one SCAN of the key space.
+    """Delete the user's keys (ordinal counter, indexes, create replies), the retry
+    replies of the erased sessions (kept 5 minutes), recorded delete replies naming the
+    user and the tombstones whose session id names the user; one SCAN of the key space.
 
     The user's keys go only while the user has no session left and no create in
     progress: another process may create a session for the user while the erasure
@@ -148,6 +148,7 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
     user_keys: list[Any] = []
     replies: list[Any] = []
     deletions: list[Any] = []  # other sessions' delete replies: a killed run's may name the user
+    head, tail = f"{prefix}:s:{{", "}:x"  # a tombstone: P:s:{sid}:x
     async with scripts.guarded("SCAN") as client:
         async for raw in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
             key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
@@ -157,6 +158,10 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
                 replies.append(raw)
             elif key.endswith(":delete") and ":o:" in key:
                 deletions.append(raw)
+            elif key.startswith(head) and key.endswith(tail):
+                session_id = _untag(key[len(head) : -len(tail)])
+                if session_id is not None and names_user(session_id, user_id):
+                    replies.append(raw)  # deleted with the replies below
     for key in deletions:
         if _names_in_reply(await scripts.command("get", key), user_id):
             replies.append(key)
@@ -180,27 +185,6 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
         if await scripts.command("eval", _forget_user_script(), len(keys), *keys, *args):
             return len(replies) + len(user_keys)
     return len(replies)
-
-
-async def forget_redis_tombstones(store: Any, user_id: str) -> int:
-    """Delete the tombstone keys (``P:s:{sid}:x``) whose session id names ``user_id``;
-    one SCAN of the key space. Returns how many it deleted."""
-    prefix = store.keys.prefix
-    scripts = store._core.scripts
-    head, tail = f"{prefix}:s:{{", "}:x"
-    named: list[Any] = []
-    async with scripts.guarded("SCAN") as client:
-        match = _glob_escape(prefix) + ":s:*:x"
-        async for raw in client.scan_iter(match=match, count=1000):
-            key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
-            if not (key.startswith(head) and key.endswith(tail)):
-                continue
-            session_id = _untag(key[len(head) : -len(tail)])
-            if session_id is not None and names_user(session_id, user_id):
-                named.append(raw)
-    for key in named:
-        await scripts.command("unlink", key)
-    return len(named)
 
 
 def _names_in_reply(value: Any, user_id: str) -> bool:

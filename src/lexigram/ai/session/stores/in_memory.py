@@ -855,21 +855,15 @@ class InMemorySessionStore(SessionStore):
         return found[:limit]
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
-        """Drop the user's index once it holds no session."""
+        """Drop the user's index once it holds no session, and the tombstones naming it."""
+        from lexigram.ai.session.stores.erasure import names_user
+
         user_id = check_id(user_id, "user_id")
         index = self._by_user.get(user_id)
         if index is not None and not index.ids:
             del self._by_user[user_id]
-
-    async def forget_tombstones(self, user_id: str) -> int:
-        """Drop the tombstones whose session id names ``user_id`` (see the base class)."""
-        from lexigram.ai.session.stores.erasure import names_user
-
-        user_id = check_id(user_id, "user_id")
-        named = [sid for sid in self._tombstones if names_user(sid, user_id)]
-        for session_id in named:
+        for session_id in [sid for sid in self._tombstones if names_user(sid, user_id)]:
             del self._tombstones[session_id]
-        return len(named)
 
     async def purge(self, session_id: str, *, tombstone_until: datetime) -> bool:
         session_id = check_id(session_id, "session_id")

@@ -953,10 +953,6 @@ class EncryptedSessionStore(SessionStore):
         """The inner store's ``forget_user``."""
         await self.inner.forget_user(user_id, session_ids)
 
-    async def forget_tombstones(self, user_id: str) -> int:
-        """The inner store's ``forget_tombstones``."""
-        return await self.inner.forget_tombstones(user_id)
-
     async def erase_user(self, user_id: str, *, batch: int = 100) -> UserErasure:
         """Erase on the inner store: needs no key, so sessions under a lost key go too."""
         erasure = await self.inner.erase_user(user_id, batch=batch)

@@ -294,15 +294,9 @@ class CacheSessionStore(SessionStore):
             )
             await self._core.drop_records([self._core.keys.op(session_id, op, "delete")])
 
-    async def forget_tombstones(self, user_id: str) -> int:
-        """Delete the tombstones whose session id names ``user_id`` (see the base class)."""
-        user_id = check_id(user_id, "user_id")
-        from lexigram.ai.session.stores.erasure import forget_redis_tombstones
-
-        return await forget_redis_tombstones(self, user_id)
-
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
-        """Delete the user's counter and index keys and the erased sessions' retry replies."""
+        """Delete the user's counter and index keys, the erased sessions' retry replies and
+        the tombstones naming the user (one SCAN)."""
         user_id = check_id(user_id, "user_id")
         from lexigram.ai.session.stores.erasure import forget_redis_user
 

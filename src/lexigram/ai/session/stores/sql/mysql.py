@@ -555,7 +555,7 @@ class MyRunner(Runner):
                     raise
                 raise self.translate(exc) from exc
             finally:
-                await self._release(lease, broken=broken or socket_lost(lease[1]))
+                await self._release(lease, broken=broken)  # a lost socket: Leases.release
         assert last is not None
         raise self.unavailable(_root(last), "use") from last
 

@@ -657,27 +657,21 @@ class DatabaseSessionStore(SessionStore):
             for sid in session_ids:
                 self._replies.forget(sid)
 
-    async def forget_tombstones(self, user_id: str) -> int:
-        """Drop the tombstones whose session id names ``user_id`` (see the base class)."""
-        from lexigram.ai.session.stores.erasure import names_user
-
-        uid = checked_id(user_id, "user_id")
-        found = await self._read(ses.tombstones_containing, uid)
-        named = [sid for sid in found if names_user(sid, uid)]
-        if not named:
-            return 0
-        dropped: int = await self._write(ses.drop_tombstones, named, retry_safe=True)
-        return dropped
-
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
-        """Drop the erased sessions' header copies; SQLite: rewrite the file so that freed
-        pages keep no copy of the erased rows.
+        """Drop the erased sessions' header copies and the tombstones naming the user;
+        SQLite: rewrite the file so that freed pages keep no copy of the erased rows.
 
         On SQLite also when this run erased nothing: a run stopped (killed) before its
         rewrite had erased the rows, and running it again must still rewrite the file.
         """
-        checked_id(user_id, "user_id")
+        from lexigram.ai.session.stores.erasure import names_user
+
+        uid = checked_id(user_id, "user_id")
         self._forget_headers(session_ids)
+        found = await self._read(ses.tombstones_containing, uid)
+        named = [sid for sid in found if names_user(sid, uid)]
+        if named:  # before the rewrite below, which then drops their bytes too
+            await self._write(ses.drop_tombstones, named, retry_safe=True)
         if self.dialect == "sqlite":
             from lexigram.ai.session.stores.erasure import compact_sqlite
 
