@@ -8,6 +8,7 @@ import contextvars
 import pytest
 from lexigram.contracts.ai.session import SessionContextProtocol, SessionStatus
 from lexigram.contracts.ai.session import SessionError as ContractSessionError
+from tests.stores.backends import BackendSpec, all_specs
 
 from lexigram.ai.session.context import SessionContext
 from lexigram.ai.session.exceptions import (
@@ -231,3 +232,25 @@ def test_bad_arguments_name_the_field(manager: SessionManagerImpl) -> None:
         SessionContext(manager).bind("nope")  # type: ignore[arg-type]
     with pytest.raises(SessionValidationError, match="user_id"):
         SessionContext(manager).bind(None, user_id=" ")
+
+
+_RACE_SPECS = [s for s in all_specs() if s.name in {"in_memory", "sqlite", "postgres", "redis"}]
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.name, marks=s.marks) for s in _RACE_SPECS])
+async def test_get_or_create_outside_a_request_creates_one_session_for_concurrent_tasks(
+    spec: BackendSpec,
+) -> None:
+    # A worker handling one user's messages in parallel: every task gets the one new
+    # session, on every backend (on SQL and Redis each task created its own).
+    async with spec.open() as make_store:
+        manager = SessionManagerImpl(await make_store(), {})
+        context = SessionContext(manager)
+
+        async def job() -> str:
+            return (await context.get_or_create("dana")).session_id
+
+        found = await asyncio.gather(*(asyncio.create_task(job()) for _ in range(10)))
+        stored = (await manager.list_sessions("dana")).items
+        assert len(stored) == 1
+        assert set(found) == {stored[0].session_id}

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from lexigram.contracts.ai.session import SessionTurn
+from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 from lexigram.result import Result
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import SessionClosedError, SessionValidationError
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.multi_agent import GroupSession, GroupTurnState
 from tests.stores.backends import BackendSpec, StoreFactory, all_specs
@@ -109,6 +109,38 @@ async def test_resume_of_a_finished_run_does_nothing(store_factory: StoreFactory
     state = await group.run(sid, "go", resume=True)
     assert state.turn_count == count == 4
     assert [t async for t in group.stream(sid, "go", resume=True)] == []
+
+
+async def test_resume_of_a_run_that_ended_the_session_does_nothing(
+    store_factory: StoreFactory,
+) -> None:
+    # The same call at every process start: a run ended by the turn cap (which closed
+    # the session), or a finished run on a session closed since, returns the state.
+    store = await store_factory()
+    capped = SessionManagerImpl(
+        store, SessionConfig(auto_checkpoint_interval=None, max_turns_per_session=5)
+    )
+    sid = (await capped.create("alice")).session_id
+    state = await _group(capped).run(sid, "go", max_rounds=3)
+    assert state.status == SessionStatus.CLOSED and state.turn_count == 5
+    again = await _group(capped).run(sid, "go", resume=True)
+    assert again.status == SessionStatus.CLOSED and again.turn_count == 5
+
+    manager = await _manager(store_factory)
+    done = (await manager.create("alice")).session_id
+    await _group(manager).run(done, "go", max_rounds=1)
+    await manager.close(done)
+    assert (await _group(manager).run(done, "go", resume=True)).turn_count == 4
+    with pytest.raises(SessionClosedError):  # a new run on a closed session is still refused
+        await _group(manager).run(done, "go")
+
+    # An unfinished run on a closed session cannot go on: refused as before.
+    stopped = (await manager.create("alice")).session_id
+    with pytest.raises(Crash):
+        await _group(manager, crash=("critic", 1)).run(stopped, "go", max_rounds=2)
+    await manager.close(stopped)
+    with pytest.raises(SessionClosedError):
+        await _group(manager).run(stopped, "go", resume=True)
 
 
 async def test_resume_without_a_run_starts_one_and_needs_a_message(

@@ -29,11 +29,16 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.manager.core import new_turn
+from lexigram.ai.session.manager.ordering import SessionLocks
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 
 __all__ = ["SessionContext", "SessionBinding"]
 
 _LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
+#: ``get_or_create`` outside a request: one look-up-or-create per user at a time in a
+#: loop, so concurrent tasks of a worker share one new session (as on the in-memory
+#: store) instead of each creating its own.
+_STANDALONE_USERS = SessionLocks()
 
 
 @dataclass(eq=False)
@@ -231,6 +236,8 @@ class SessionContext:
         request (a worker, a script) it returns the user's newest ACTIVE session, or
         creates one, and binds it to the current context (and the tasks it starts
         afterwards); a later call for another user binds that user's session instead.
+        Concurrent such calls for one user in one event loop take turns, so they share
+        one new session (other loops and processes are not ordered by this).
         """
         if not isinstance(user_id, str) or not user_id.strip():
             raise SessionValidationError("user_id", f"must be a non-empty string, got {user_id!r}")
@@ -263,9 +270,11 @@ class SessionContext:
             if current is not None and current.status in _LIVE:
                 return current
         manager = self._require_manager(binding)
-        page = await manager.list_sessions(user_id, status=SessionStatus.ACTIVE, limit=1)
-        created = not page.items
-        state = await manager.create(user_id) if created else page.items[0]
+        lock = _STANDALONE_USERS.lock(user_id)
+        async with lock:
+            page = await manager.list_sessions(user_id, status=SessionStatus.ACTIVE, limit=1)
+            created = not page.items
+            state = await manager.create(user_id) if created else page.items[0]
         _CURRENT.set(
             SessionBinding(
                 state=state, user_id=user_id, manager=manager, created=created, standalone=True

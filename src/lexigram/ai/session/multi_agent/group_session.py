@@ -231,7 +231,8 @@ class GroupSession:
         group has agents). With ``resume=True`` and an unfinished run as the newest
         turn of the session, that run continues where it stopped (with its own round
         budget unless ``max_rounds`` is given) and ``initial_message`` is ignored; if
-        the newest turn ended a run, nothing happens; otherwise a new run starts.
+        the newest turn ended a run, nothing happens (also when the session is closed,
+        by that run's turn cap or since); otherwise a new run starts.
         """
         require_name("session_id", session_id)
         if max_rounds is not None:
@@ -243,11 +244,12 @@ class GroupSession:
         header = await self.manager.get_header(session_id)
         if header is None:
             raise SessionNotFoundError(session_id)
-        _require_writable(header, self.config.max_turns_per_session)
-
         previous = await self._last_state(session_id) if resume else None
         if previous is not None and previous.status != "running":
+            # The newest turn ended a run: nothing to do, also when that run ended the
+            # session (the turn cap) or the session was closed since.
             return
+        _require_writable(header, self.config.max_turns_per_session)
         if previous is not None and previous.running:
             run = await self._resume(header, previous, max_rounds)
         else:
