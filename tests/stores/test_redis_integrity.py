@@ -15,7 +15,11 @@ import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionStatus
 
 from lexigram.ai.session.config import SessionConfig
-from lexigram.ai.session.exceptions import CorruptRecordError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    SessionCapacityError,
+    SessionValidationError,
+)
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
@@ -633,3 +637,34 @@ async def test_two_writers_taking_over_one_stale_checkpoint_id_leave_one_owner(
         ]
         held = await store.load_checkpoint(cpid)
         assert held is not None and listed == [held.session_id]
+
+
+async def test_a_fork_whose_branch_never_appeared_stops_counting_against_the_cap(
+    store: CacheSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The branch write fails with its outcome unknown (a slot being resharded answered
+    # TRYAGAIN): the reservation is kept in case the branch was written. Past the grace
+    # with no branch, it no longer holds the place (it did, forever).
+    from lexigram.ai.session.exceptions import StoreUnavailableError
+    from lexigram.ai.session.stores.redis import store as redis_store
+
+    sid = await new_session(store, 1)
+    real_insert = store._insert
+
+    async def unreachable(*args: object, **kwargs: object) -> object:
+        raise StoreUnavailableError("TRYAGAIN (a slot being resharded)")
+
+    monkeypatch.setattr(store, "_insert", unreachable)
+    with pytest.raises(StoreUnavailableError):
+        await store.fork_session(sid, make_state("bob"), max_branches=1)
+    monkeypatch.setattr(store, "_insert", real_insert)
+    with pytest.raises(SessionCapacityError):  # within the grace: the place is held
+        await store.fork_session(sid, make_state("bob"), max_branches=1)
+    assert await store.list_branches(sid) == []
+
+    monkeypatch.setattr(redis_store, "RESERVATION_GRACE_US", 0)  # the grace has passed
+    branch = await store.fork_session(sid, make_state("bob"), max_branches=1)
+    listed = [r.state.session_id for r in await store.list_branches(sid)]
+    assert listed == [branch.state.session_id]
+    with pytest.raises(SessionCapacityError):  # a branch that exists still counts
+        await store.fork_session(sid, make_state("bob"), max_branches=1)

@@ -76,16 +76,17 @@ async def test_a_command_refused_while_queued_runs_nothing_and_leaves_it_to_the_
 
 
 @pytest.mark.parametrize(
-    "error", ["ClusterDownError", "MasterDownError", "TryAgainError"]
+    "error", ["ClusterDownError", "MasterDownError", "TryAgainError", "AskError", "MovedError"]
 )
 def test_a_cluster_that_is_down_is_unavailable_not_a_refusal(error: str) -> None:
-    """CLUSTERDOWN / MASTERDOWN / TRYAGAIN: the command did not run and may once the
-    cluster is back, so callers that retry on StoreUnavailableError do (it was a
-    SessionStoreError, 'Redis refused')."""
+    """CLUSTERDOWN / MASTERDOWN / TRYAGAIN, and an ASK / MOVED redirection inside a
+    transaction (a slot being resharded: a read's pipeline): the command did not run
+    and may once the cluster is back or the slot has moved, so callers that retry on
+    StoreUnavailableError do (it was a SessionStoreError, 'Redis refused')."""
     import redis.exceptions
 
     from lexigram.ai.session.exceptions import StoreUnavailableError
     from lexigram.ai.session.stores.redis.client import translate
 
     with pytest.raises(StoreUnavailableError, match="unavailable"):
-        translate(getattr(redis.exceptions, error)("The cluster is down"), "script append")
+        translate(getattr(redis.exceptions, error)("6004 127.0.0.1:7405"), "pipeline")

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     DataError,
     NoScriptError,
@@ -95,11 +96,12 @@ _DRIVER_ERRORS = (RedisError, RedisClusterException)
 def translate(exc: BaseException, where: str) -> NoReturn:
     """Re-raise a driver error as the store's own error type.
 
-    A Cluster that is down or moving a slot (``CLUSTERDOWN``, ``TRYAGAIN``) refused
-    nothing for good: the command did not run, and may once the cluster is back
-    (``StoreUnavailableError``).
+    A Cluster that is down or moving a slot (``CLUSTERDOWN``, ``TRYAGAIN``, and an
+    ``ASK``/``MOVED`` redirection a transaction cannot follow) refused nothing for
+    good: the command did not run, and may once the cluster is back or the slot has
+    moved (``StoreUnavailableError``).
     """
-    if isinstance(exc, ClusterDownError | TryAgainError):
+    if isinstance(exc, ClusterDownError | TryAgainError | AskError):
         raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
     if isinstance(exc, ResponseError | DataError):
         raise SessionStoreError(f"Redis refused {where}: {exc}") from exc

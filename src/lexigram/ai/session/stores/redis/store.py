@@ -660,19 +660,19 @@ class CacheSessionStore(SessionStore):
         # fork_source is re-entrant (a re-sent call finds its own reservation and
         # skips the branch cap); the branch's create is exactly-once through ``op``.
         op = new_op()
-        reply, raw_turns = await self._core.run_turns(
-            "fork_source",
-            source_id,
-            [
-                now_us,
-                bid,
-                "" if max_branches is None else str(max_branches),
-                from_checkpoint or "",
-                wall_us(),
-                op,
-                RESERVATION_GRACE_US,
-            ],
-        )
+        args: list[Any] = [
+            now_us,
+            bid,
+            "" if max_branches is None else str(max_branches),
+            from_checkpoint or "",
+            wall_us(),
+            op,
+            RESERVATION_GRACE_US,
+        ]
+        reply, raw_turns = await self._core.run_turns("fork_source", source_id, args)
+        if reply.get("e") == "CAPB" and await self._drop_dead_branch_reservations(source_id):
+            args[4] = wall_us()
+            reply, raw_turns = await self._core.run_turns("fork_source", source_id, args)
         if "e" in reply:
             if reply["e"] == "RESERVED":  # another fork is creating this id right now
                 raise SessionValidationError("session_id", f"session {bid!r} already exists")
@@ -730,6 +730,34 @@ class CacheSessionStore(SessionStore):
             await self._core.raw("branch_drop", source_id, [now_us, bid, op])
             await self._core.raw("branch_add", parent, [now_us, bid, wall_us()])
         return record
+
+    async def _drop_dead_branch_reservations(self, source_id: str) -> int:
+        """Release the source's branch reservations whose fork never wrote its branch.
+
+        A fork whose branch write failed with its outcome unknown (Redis unreachable,
+        a slot being resharded) keeps its place under ``max_branches`` in case the
+        branch was written. One older than ``RESERVATION_GRACE_US`` whose branch does
+        not exist is released here (only that fork's own reservation, by its
+        operation id), as the per-user reservations are; how many were released.
+        """
+        core = self._core
+        pending = await core.scripts.command("hgetall", core.keys.session_key(source_id, "p"))
+        oldest = wall_us() - RESERVATION_GRACE_US
+        stale: list[tuple[str, str]] = []
+        for raw_id, raw_mark in (pending or {}).items():
+            at, _, op = raw_mark.decode("utf-8", "replace").partition("|")
+            if op and at.isdigit() and int(at) < oldest:
+                stale.append((raw_id.decode("utf-8", "replace"), op))
+        if not stale:
+            return 0
+        probes = await core.index.probe([bid for bid, _ in stale], ("u",))
+        _, now_us = core.clock()
+        dropped = 0
+        for (bid, op), probe in zip(stale, probes, strict=True):
+            if probe is not None and probe[0] is None:  # no header: the branch never appeared
+                await core.raw("branch_drop", source_id, [now_us, bid, op])
+                dropped += 1
+        return dropped
 
     async def list_branches(self, session_id: str) -> list[SessionRecord]:
         session_id = check_id(session_id, "session_id")
