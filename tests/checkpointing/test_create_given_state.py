@@ -17,7 +17,7 @@ from lexigram.ai.session import (
     SessionConfig,
     SessionManagerImpl,
 )
-from lexigram.ai.session.exceptions import SessionNotFoundError
+from lexigram.ai.session.exceptions import SessionNotFoundError, SessionValidationError
 
 
 def _turn(text: str) -> SessionTurn:
@@ -65,3 +65,21 @@ async def test_suspend_returns_the_turns_too() -> None:
     suspended = await manager.suspend(sid)
     assert suspended.status == SessionStatus.SUSPENDED
     assert suspended.turn_count == len(suspended.turns) == 2
+
+
+async def test_a_changed_state_whose_count_does_not_match_its_turns_is_refused() -> None:
+    """Turns added by hand without the count: the stored session was checkpointed
+    instead and the change dropped silently (an outside differential audit)."""
+    manager = SessionManagerImpl(InMemorySessionStore(), SessionConfig(auto_checkpoint_interval=0))
+    sid = (await manager.create("u")).session_id
+    await manager.add_turn(sid, _turn("a"))
+    stored = await manager.get_state(sid)
+    assert stored is not None
+    changed = dataclasses.replace(stored, turns=[*stored.turns, _turn("b")], variables={"x": 2})
+    with pytest.raises(SessionValidationError) as caught:
+        await manager.checkpoints.create(changed)
+    assert caught.value.field == "state.turn_count"
+    assert await manager.list_checkpoints(sid) == []
+    header_only = dataclasses.replace(stored, turns=[])  # a header: the stored session
+    taken = await manager.checkpoints.create(header_only)
+    assert [t.content for t in taken.state.turns] == ["a"]

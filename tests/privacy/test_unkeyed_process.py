@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from lexigram.contracts.ai.session import SessionStatus
 
 from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
 from lexigram.ai.session.manager.core import SessionManagerImpl
@@ -272,3 +273,50 @@ async def test_pop_and_restore_are_refused_before_anything_changes(
     assert (await keyed.pop_turn(session_id)) is not None  # the keyed process still can
     restored = await keyed.restore(checkpoint_id)
     assert [t.content for t in restored.turns] == ["first"]
+
+
+class _Consolidator:
+    """Records what it is given to consolidate."""
+
+    def __init__(self) -> None:
+        self.contents: list[str] = []
+
+    async def consolidate(self, entries: list[Any]) -> None:
+        self.contents.extend(str(e.content) for e in entries)
+
+
+async def test_close_suspend_resume_are_refused_before_anything_changes(
+    raw_backend: RawBackend,
+) -> None:
+    """They hand out (suspend, resume) or consolidate (close) the session's content: a
+    process that cannot open it is refused with nothing changed (suspend returned the
+    sealed text as content, close handed it to the memory consolidator, and behind an
+    encrypting store without the session's key the status moved and then the call
+    failed). delete works without the key, as clear_turns and erase_user do."""
+    keyed = SessionManagerImpl(EncryptedSessionStore(await raw_backend.make(), keyring("k-a")))
+    session_id, _ = await _restorable(keyed)
+    suspended = (await keyed.create("ivy")).session_id
+    await keyed.suspend(suspended)
+    memory = _Consolidator()
+    others = [
+        SessionManagerImpl(await raw_backend.make(), consolidator=memory),
+        SessionManagerImpl(
+            EncryptedSessionStore(await raw_backend.make(), keyring("k-b")),
+            consolidator=memory,
+        ),
+    ]
+    for other in others:
+        for call in (other.close, other.suspend):
+            with pytest.raises(EncryptionKeyError, match="'k-a'"):
+                await call(session_id)
+        with pytest.raises(EncryptionKeyError, match="'k-a'"):
+            await other.resume(suspended)
+        header = await keyed.get_header(session_id)
+        assert header is not None and header.status == SessionStatus.ACTIVE
+        header = await keyed.get_header(suspended)
+        assert header is not None and header.status == SessionStatus.SUSPENDED
+        await _two_turns(keyed, session_id)
+    assert memory.contents == []
+    gone = (await keyed.create("ivy")).session_id
+    assert await others[1].delete(gone) is True  # without the session's key
+    assert await keyed.get_header(gone) is None

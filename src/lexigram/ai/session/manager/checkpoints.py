@@ -88,16 +88,24 @@ class CheckpointManager:
         captures the session as stored at this moment, in one atomic step (O(1)
         storage); its parent is the session's previous checkpoint. A whole state of the
         caller's own (the session's current version, changed by the caller) is
-        checkpointed as given (its turns copied), its parent its own ``checkpoint_id``.
+        checkpointed as given (its turns copied), its parent its own ``checkpoint_id``;
+        such a state whose ``turn_count`` is not its number of turns is refused
+        (``SessionValidationError`` naming ``state.turn_count``).
         A session that is not stored raises ``SessionNotFoundError``.
         The oldest checkpoints beyond the retention limit are deleted.
         """
         if isinstance(state, SessionState):
             session_id = _check_id("state.session_id", state.session_id)
-            if len(state.turns) == state.turn_count and await self._own_state(state):
-                # A whole state of the caller's own (never stored, or changed by the
-                # caller since it was read): the checkpoint holds that state, as the
-                # contract's ``create(state)`` says, not the stored session.
+            whole = len(state.turns) == state.turn_count
+            if (whole or state.turns) and await self._own_state(state):
+                # A whole state of the caller's own (changed by the caller since it was
+                # read): the checkpoint holds that state, as the contract's
+                # ``create(state)`` says, not the stored session.
+                if not whole:  # turns changed by hand, the count not: never guessed
+                    raise SessionValidationError(
+                        "state.turn_count",
+                        f"is {state.turn_count} but the state holds {len(state.turns)} turns",
+                    )
                 given = await self._save_given(state, metadata)
                 await self.announce(given)
                 return given

@@ -412,7 +412,12 @@ class SessionCleanupScheduler:
                     error=str(exc),
                 )
             else:
-                await manager.memory.consolidate(state.session_id, state.user_id, turns)
+                if manager.sealed.looks_sealed(turns):  # no keys: never consolidate sealed text
+                    logger.warning(
+                        "ai_session.memory.sealed_not_consolidated", session_id=state.session_id
+                    )
+                else:
+                    await manager.memory.consolidate(state.session_id, state.user_id, turns)
         notifier = manager.notifier
         sid, uid = state.session_id, state.user_id
         await notifier.notify_lazy(

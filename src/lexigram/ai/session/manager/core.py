@@ -30,6 +30,7 @@ from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
+    EncryptionKeyError,
     SessionExpiredError,
     SessionExpiredTransitionError,
     SessionNotFoundError,
@@ -601,6 +602,7 @@ class SessionManagerImpl:
     async def suspend(self, session_id: str) -> SessionState:
         """ACTIVE -> SUSPENDED and return the full state (turns included, as ``resume``);
         the session refuses turns until resumed."""
+        await self._refuse_unopenable(session_id)
         record = await self._transition(session_id, _S)
         state = await self.store.load(session_id)
         return record.state if state is None else state
@@ -613,6 +615,7 @@ class SessionManagerImpl:
         raises ``SessionTransitionError``; an EXPIRED one
         ``SessionExpiredTransitionError``, which is both that and ``SessionExpiredError``.
         """
+        await self._refuse_unopenable(session_id)
         try:
             await self._transition(session_id, _A)
         except SessionNotFoundError:
@@ -622,6 +625,7 @@ class SessionManagerImpl:
     @instrumented("close")
     async def close(self, session_id: str) -> None:
         """ACTIVE/SUSPENDED -> CLOSED; consolidates memory and notifies subscribers."""
+        await self._refuse_unopenable(session_id)
         record = await self._transition(session_id, _C)
         await self._after_close(record.state, reason="closed")
 
@@ -635,10 +639,27 @@ class SessionManagerImpl:
             # EXPIRED is terminal: an illegal move, and still an expired session.
             raise SessionExpiredTransitionError(session_id, to_status) from None
 
+    async def _refuse_unopenable(self, session_id: str) -> None:
+        """Refuse, before anything changes, a session this process cannot open.
+
+        Without ``encryption_keys`` an encrypted session's state (what ``suspend`` and
+        ``resume`` return) and turns (what ``close`` consolidates) are sealed text:
+        ``EncryptionKeyError`` naming the key id, as for a write (an encrypting store
+        refuses a key it lacks itself, see its ``transition``).
+        """
+        _check_session_id(session_id)
+        if self.sealed.write_unchecked(session_id):
+            await self.sealed.check(session_id)
+
     async def _after_close(self, header: SessionState, *, reason: str) -> None:
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
             turns = await self.store.get_turns(header.session_id)
-            await self.memory.consolidate(header.session_id, header.user_id, turns)
+            if self.sealed.looks_sealed(turns):  # no keys: never consolidate sealed text
+                logger.warning(
+                    "ai_session.memory.sealed_not_consolidated", session_id=header.session_id
+                )
+            else:
+                await self.memory.consolidate(header.session_id, header.user_id, turns)
         telemetry().session_ended(reason, backend=self.store.backend_name)
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
@@ -660,8 +681,8 @@ class SessionManagerImpl:
         _check_session_id(session_id)
         try:
             existed = await self.store.load_record(session_id) is not None
-        except CorruptRecordError:
-            existed = True  # a damaged record is removed like any other
+        except (CorruptRecordError, EncryptionKeyError):
+            existed = True  # a damaged record, or one without its key, is removed like any other
         await self.store.delete(session_id)
         return existed
 

@@ -712,7 +712,10 @@ class EncryptedSessionStore(SessionStore):
         *,
         allowed_from: frozenset[SessionStatus],
     ) -> SessionRecord:
-        """The inner transition, record opened."""
+        """The inner transition, record opened; refused before it applies when the
+        session's key is not at hand (``EncryptionKeyError``, as ``pop_turn``)."""
+        check_id(session_id, "session_id")
+        await self._key_for(session_id)  # refused now, not after the status has moved
         record = await self.inner.transition(session_id, to_status, allowed_from=allowed_from)
         return self._open_record(record)
 
