@@ -254,3 +254,24 @@ async def test_get_or_create_outside_a_request_creates_one_session_for_concurren
         stored = (await manager.list_sessions("dana")).items
         assert len(stored) == 1
         assert set(found) == {stored[0].session_id}
+
+
+async def test_get_or_create_from_a_hook_of_its_own_create_does_not_wait_on_itself() -> None:
+    # A session_started hook greeting the user through the context: the look-up that
+    # created the session holds the user's turn, and the hook ran inside it (it hung).
+    from lexigram.hooks import HookRegistry
+
+    from lexigram.ai.session.hooks import HOOK_SESSION_STARTED
+
+    hooks = HookRegistry("test-goc-reentrant")
+    manager = SessionManagerImpl(InMemorySessionStore(), {}, hooks=hooks)
+    context = SessionContext(manager)
+
+    async def greet(*, payload: object, **_: object) -> None:
+        state = await context.get_or_create("erin")
+        await manager.add_message(state.session_id, "assistant", "Welcome!")
+
+    hooks.register_action(HOOK_SESSION_STARTED, greet)
+    state = await asyncio.wait_for(asyncio.create_task(context.get_or_create("erin")), 5)
+    assert [t.content for t in await manager.get_turns(state.session_id)] == ["Welcome!"]
+    assert len((await manager.list_sessions("erin")).items) == 1

@@ -320,3 +320,47 @@ async def test_close_suspend_resume_are_refused_before_anything_changes(
     gone = (await keyed.create("ivy")).session_id
     assert await others[1].delete(gone) is True  # without the session's key
     assert await keyed.get_header(gone) is None
+
+
+async def test_a_sweeper_without_the_key_expires_and_announces_without_consolidating() -> None:
+    """It stored EXPIRED, then failed opening the record: no event or hook, the report
+    said expired=0 and the session, EXPIRED now, was never tried again."""
+    import asyncio
+
+    from lexigram.hooks import HookRegistry
+
+    from lexigram.ai.session.config import SessionConfig
+    from lexigram.ai.session.hooks import HOOK_SESSION_EXPIRED
+    from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+
+    inner = InMemorySessionStore()
+    config = SessionConfig(session_ttl=1, auto_checkpoint_interval=None)
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k-a")), config)
+    session_id, _ = await _restorable(keyed)
+    hooks = HookRegistry("test-sweeper-wrong-key")
+    expired: list[str] = []
+
+    async def on_expired(*, payload: Any, **_: Any) -> None:
+        expired.append(payload.session_id)
+
+    hooks.register_action(HOOK_SESSION_EXPIRED, on_expired)
+    memory = _Consolidator()
+    other = SessionManagerImpl(
+        EncryptedSessionStore(inner, keyring("k-b")), config, hooks=hooks, consolidator=memory
+    )
+    await asyncio.sleep(1.1)
+    report = await SessionCleanupScheduler(other, purge_after_s=3600).sweep()
+    assert report.expired == 1 and expired == [session_id]
+    assert memory.contents == []
+    header = await keyed.get_header(session_id)
+    assert header is not None and header.status == SessionStatus.EXPIRED
+    await _two_turns(keyed, session_id)
+
+
+async def test_plaintext_that_starts_like_a_sealed_value_is_still_consolidated() -> None:
+    memory = _Consolidator()
+    manager = SessionManagerImpl(InMemorySessionStore(), consolidator=memory)
+    session_id = (await manager.create("ivy")).session_id
+    await manager.add_message(session_id, "user", "lxe1:abc is my licence token")
+    await manager.close(session_id)
+    assert memory.contents == ["lxe1:abc is my licence token"]

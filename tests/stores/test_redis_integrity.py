@@ -662,7 +662,7 @@ async def test_a_fork_whose_branch_never_appeared_stops_counting_against_the_cap
         await store.fork_session(sid, make_state("bob"), max_branches=1)
     assert await store.list_branches(sid) == []
 
-    monkeypatch.setattr(redis_store, "RESERVATION_GRACE_US", 0)  # the grace has passed
+    monkeypatch.setattr(redis_store, "DEAD_FORK_US", 0)  # the fork is long dead
     branch = await store.fork_session(sid, make_state("bob"), max_branches=1)
     listed = [r.state.session_id for r in await store.list_branches(sid)]
     assert listed == [branch.state.session_id]

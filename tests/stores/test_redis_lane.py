@@ -90,3 +90,26 @@ def test_a_cluster_that_is_down_is_unavailable_not_a_refusal(error: str) -> None
 
     with pytest.raises(StoreUnavailableError, match="unavailable"):
         translate(getattr(redis.exceptions, error)("6004 127.0.0.1:7405"), "pipeline")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "NOREPLICAS Not enough good replicas to write.",
+        "READONLY You can't write against a read only replica.",
+        "LOADING Redis is loading the dataset in memory",
+    ],
+)
+def test_a_server_refusing_writes_for_now_is_unavailable(reply: str) -> None:
+    """min-replicas-to-write, a replica or demoted master, a server loading: nothing was
+    applied and a later try may pass, so StoreUnavailableError (it was 'Redis refused',
+    though docs/backend-redis.md recommended min-replicas-to-write as 'unavailable')."""
+    import redis.exceptions
+
+    from lexigram.ai.session.exceptions import StoreUnavailableError
+    from lexigram.ai.session.stores.redis.client import translate
+
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        translate(redis.exceptions.ResponseError(reply), "script append")
+    with pytest.raises(StoreUnavailableError, match="unavailable"):
+        translate(redis.exceptions.ReadOnlyError("You can't write"), "script append")

@@ -35,10 +35,16 @@ from lexigram.ai.session.manager.protocol import SessionManagerAPI
 __all__ = ["SessionContext", "SessionBinding"]
 
 _LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
-#: ``get_or_create`` outside a request: one look-up-or-create per user at a time in a
-#: loop, so concurrent tasks of a worker share one new session (as on the in-memory
-#: store) instead of each creating its own.
+#: ``get_or_create`` outside a request: one look-up-or-create per manager and user at a
+#: time in a loop, so concurrent tasks of a worker share one new session (as on the
+#: in-memory store) instead of each creating its own.
 _STANDALONE_USERS = SessionLocks()
+#: The (manager, user) pairs whose look-up-or-create the current context is inside: a
+#: hook or subscriber that ``create`` runs inline (or a task it awaits) calling
+#: ``get_or_create`` again goes through instead of waiting on its own caller's lock.
+_CREATING: ContextVar[frozenset[str]] = ContextVar(
+    "lexigram_ai_session_get_or_create", default=frozenset()
+)
 
 
 @dataclass(eq=False)
@@ -270,11 +276,18 @@ class SessionContext:
             if current is not None and current.status in _LIVE:
                 return current
         manager = self._require_manager(binding)
-        lock = _STANDALONE_USERS.lock(user_id)
-        async with lock:
-            page = await manager.list_sessions(user_id, status=SessionStatus.ACTIVE, limit=1)
-            created = not page.items
-            state = await manager.create(user_id) if created else page.items[0]
+        place = f"{id(manager)}\0{user_id}"
+        inside = _CREATING.get()
+        if place in inside:  # re-entered from this look-up's own create (a hook)
+            state, created = await _newest_or_new(manager, user_id)
+        else:
+            lock = _STANDALONE_USERS.lock(place)
+            async with lock:
+                token = _CREATING.set(inside | {place})
+                try:
+                    state, created = await _newest_or_new(manager, user_id)
+                finally:
+                    _CREATING.reset(token)
         _CURRENT.set(
             SessionBinding(
                 state=state, user_id=user_id, manager=manager, created=created, standalone=True
@@ -357,6 +370,14 @@ class SessionContext:
 
     def __repr__(self) -> str:
         return f"SessionContext(bound={self.bound})"
+
+
+async def _newest_or_new(manager: SessionManagerAPI, user_id: str) -> tuple[SessionState, bool]:
+    """The user's newest ACTIVE session, or a new one; and whether it was created."""
+    page = await manager.list_sessions(user_id, status=SessionStatus.ACTIVE, limit=1)
+    if page.items:
+        return page.items[0], False
+    return await manager.create(user_id), True
 
 
 def _no_user() -> SessionError:

@@ -412,7 +412,7 @@ class SessionCleanupScheduler:
                     error=str(exc),
                 )
             else:
-                if manager.sealed.looks_sealed(turns):  # no keys: never consolidate sealed text
+                if await manager.sealed.sealed_turns(state.session_id, turns):  # no keys
                     logger.warning(
                         "ai_session.memory.sealed_not_consolidated", session_id=state.session_id
                     )

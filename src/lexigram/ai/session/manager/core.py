@@ -654,7 +654,7 @@ class SessionManagerImpl:
     async def _after_close(self, header: SessionState, *, reason: str) -> None:
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
             turns = await self.store.get_turns(header.session_id)
-            if self.sealed.looks_sealed(turns):  # no keys: never consolidate sealed text
+            if await self.sealed.sealed_turns(header.session_id, turns):  # no keys
                 logger.warning(
                     "ai_session.memory.sealed_not_consolidated", session_id=header.session_id
                 )

@@ -109,3 +109,17 @@ class SealedSessionGuard:
         record = await self.store.load_record(session_id)
         if record is not None:
             self.check_state(record.state)
+
+    async def sealed_turns(self, session_id: str, turns: Sequence[SessionTurn]) -> bool:
+        """Whether ``turns`` read without keys are an encrypted session's sealed text.
+
+        Plaintext that merely starts like a sealed value (a pasted token) is not: the
+        session's header decides (read only when the turns look sealed).
+        """
+        if not self.looks_sealed(turns):
+            return False
+        try:
+            await self.check(session_id)
+        except EncryptionKeyError:
+            return True
+        return False

@@ -900,9 +900,20 @@ class EncryptedSessionStore(SessionStore):
         return await self.inner.find_expired(limit=limit)
 
     async def mark_expired(self, session_id: str) -> SessionRecord | None:
-        """The inner mark, record opened."""
+        """The inner mark, record opened (see :meth:`_expired_record`)."""
         record = await self.inner.mark_expired(session_id)
-        return None if record is None else self._open_record(record)
+        return None if record is None else self._expired_record(record)
+
+    def _expired_record(self, record: SessionRecord) -> SessionRecord:
+        """The record of a session just marked EXPIRED, opened; without its sealed fields
+        when this process's keys do not open it: the expiry is stored already, and what
+        follows it (events, hooks) needs only ids and counters, so a sweeper lacking the
+        key still announces it instead of failing after it (never retried, EXPIRED)."""
+        try:
+            return self._open_record(record)
+        except EncryptionKeyError:
+            state = header_without_private(record.state)
+            return SessionRecord(state, record.expires_at, record.fork_seq, record.last_seq)
 
     async def mark_expired_batch(
         self, session_ids: Sequence[str], *, concurrency: int = BATCH_CONCURRENCY
@@ -914,7 +925,7 @@ class EncryptedSessionStore(SessionStore):
         )
         for record in outcome.done:
             try:
-                opened.done.append(self._open_record(record))
+                opened.done.append(self._expired_record(record))
             except Exception as exc:  # a key error must not hide the expiry
                 opened.failed.append((record.state.session_id, exc))
         return opened

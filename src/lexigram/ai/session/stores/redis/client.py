@@ -23,6 +23,7 @@ from redis.exceptions import (
     ClusterDownError,
     DataError,
     NoScriptError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -93,15 +94,24 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> AnyRedis:
 _DRIVER_ERRORS = (RedisError, RedisClusterException)
 
 
+#: Replies refusing a write for now, with nothing applied: too few replicas keep up
+#: (``min-replicas-to-write``), a replica or a demoted master (``READONLY``), a master
+#: down or a server still loading its data.
+_NOT_NOW = ("NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING")
+
+
 def translate(exc: BaseException, where: str) -> NoReturn:
     """Re-raise a driver error as the store's own error type.
 
     A Cluster that is down or moving a slot (``CLUSTERDOWN``, ``TRYAGAIN``, and an
-    ``ASK``/``MOVED`` redirection a transaction cannot follow) refused nothing for
-    good: the command did not run, and may once the cluster is back or the slot has
-    moved (``StoreUnavailableError``).
+    ``ASK``/``MOVED`` redirection a transaction cannot follow), and a server refusing
+    writes for now (:data:`_NOT_NOW`), refused nothing for good: the command did not
+    run, and may once the cluster is back or the slot has moved
+    (``StoreUnavailableError``).
     """
-    if isinstance(exc, ClusterDownError | TryAgainError | AskError):
+    if isinstance(exc, ClusterDownError | TryAgainError | AskError | ReadOnlyError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_NOT_NOW)
+    ):
         raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
     if isinstance(exc, ResponseError | DataError):
         raise SessionStoreError(f"Redis refused {where}: {exc}") from exc

@@ -98,6 +98,12 @@ _STATUS_VALUES = frozenset(s.value for s in SessionStatus)
 _GATHER = 32
 
 
+#: How old a branch reservation without its branch must be to be taken for a fork that
+#: died (10 minutes): a live fork still writing would otherwise lose its place under
+#: ``max_branches`` and end up unlisted.
+DEAD_FORK_US = 600_000_000
+
+
 class CacheSessionStore(SessionStore):
     """Sessions in Redis through ``redis.asyncio``; works on Redis Cluster (``cluster=True``).
 
@@ -736,13 +742,14 @@ class CacheSessionStore(SessionStore):
 
         A fork whose branch write failed with its outcome unknown (Redis unreachable,
         a slot being resharded) keeps its place under ``max_branches`` in case the
-        branch was written. One older than ``RESERVATION_GRACE_US`` whose branch does
-        not exist is released here (only that fork's own reservation, by its
-        operation id), as the per-user reservations are; how many were released.
+        branch was written. One older than ``DEAD_FORK_US`` (far beyond the longest a
+        fork's calls take with their retries, about six socket timeouts) whose branch
+        does not exist is released here (only that fork's own reservation, by its
+        operation id); how many were released.
         """
         core = self._core
         pending = await core.scripts.command("hgetall", core.keys.session_key(source_id, "p"))
-        oldest = wall_us() - RESERVATION_GRACE_US
+        oldest = wall_us() - DEAD_FORK_US
         stale: list[tuple[str, str]] = []
         for raw_id, raw_mark in (pending or {}).items():
             at, _, op = raw_mark.decode("utf-8", "replace").partition("|")
