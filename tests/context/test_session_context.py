@@ -275,3 +275,53 @@ async def test_get_or_create_from_a_hook_of_its_own_create_does_not_wait_on_itse
     state = await asyncio.wait_for(asyncio.create_task(context.get_or_create("erin")), 5)
     assert [t.content for t in await manager.get_turns(state.session_id)] == ["Welcome!"]
     assert len((await manager.list_sessions("erin")).items) == 1
+
+
+async def test_a_task_started_inside_a_create_takes_turns_once_the_create_has_ended() -> None:
+    # A session_started hook starting a background worker: the worker's context copied
+    # the "inside the create" mark and skipped the turn-taking for good (10 parallel
+    # look-ups of that worker made 10 sessions on SQL).
+    from lexigram.hooks import HookRegistry
+
+    from lexigram.ai.session.hooks import HOOK_SESSION_STARTED
+
+    hooks = HookRegistry("test-goc-background")
+    store = _SlowListing()
+    manager = SessionManagerImpl(store, {}, hooks=hooks)
+    context = SessionContext(manager)
+    started = asyncio.Event()
+    go = asyncio.Event()
+    found: list[str] = []
+
+    async def worker() -> None:
+        started.set()
+        await go.wait()  # runs on after the create that started it has ended
+        for old in (await manager.list_sessions("finn")).items:
+            await manager.delete(old.session_id)
+        results = await asyncio.gather(
+            *(asyncio.create_task(context.get_or_create("finn")) for _ in range(5))
+        )
+        found.extend(s.session_id for s in results)
+
+    background: list[asyncio.Task[None]] = []
+
+    async def on_started(*, payload: object, **_: object) -> None:
+        if not background:
+            background.append(asyncio.create_task(worker()))
+
+    hooks.register_action(HOOK_SESSION_STARTED, on_started)
+    await asyncio.create_task(context.get_or_create("finn"))
+    await started.wait()
+    go.set()
+    await asyncio.wait_for(background[0], 5)
+    assert len(set(found)) == 1
+    assert len((await manager.list_sessions("finn")).items) == 1
+
+
+class _SlowListing(InMemorySessionStore):
+    """The in-memory store with a pause in each listing, as a server round trip makes."""
+
+    async def list_user_sessions(self, *args: object, **kwargs: object) -> object:
+        page = await super().list_user_sessions(*args, **kwargs)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # the answer travels back: others run meanwhile
+        return page

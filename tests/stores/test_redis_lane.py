@@ -98,6 +98,8 @@ def test_a_cluster_that_is_down_is_unavailable_not_a_refusal(error: str) -> None
         "NOREPLICAS Not enough good replicas to write.",
         "READONLY You can't write against a read only replica.",
         "LOADING Redis is loading the dataset in memory",
+        "Command # 1 (UNLINK p:s:{a}:h) of pipeline caused error: NOREPLICAS Not enough good"
+        " replicas to write.",
     ],
 )
 def test_a_server_refusing_writes_for_now_is_unavailable(reply: str) -> None:

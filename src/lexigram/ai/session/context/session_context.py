@@ -39,11 +39,24 @@ _LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
 #: time in a loop, so concurrent tasks of a worker share one new session (as on the
 #: in-memory store) instead of each creating its own.
 _STANDALONE_USERS = SessionLocks()
-#: The (manager, user) pairs whose look-up-or-create the current context is inside: a
-#: hook or subscriber that ``create`` runs inline (or a task it awaits) calling
-#: ``get_or_create`` again goes through instead of waiting on its own caller's lock.
-_CREATING: ContextVar[frozenset[str]] = ContextVar(
-    "lexigram_ai_session_get_or_create", default=frozenset()
+
+
+class _Holding:
+    """A look-up-or-create holding its (manager, user) turn; ``active`` until it ends."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
+
+
+#: The look-ups-or-creates the current context was started inside, by (manager, user):
+#: a hook or subscriber that ``create`` runs inline (or a task it awaits) calling
+#: ``get_or_create`` again goes through while that look-up still holds the turn,
+#: instead of waiting on its own caller. A task started meanwhile and still running
+#: afterwards takes turns again once that look-up has ended.
+_CREATING: ContextVar[tuple[tuple[str, _Holding], ...]] = ContextVar(
+    "lexigram_ai_session_get_or_create", default=()
 )
 
 
@@ -278,15 +291,18 @@ class SessionContext:
         manager = self._require_manager(binding)
         place = f"{id(manager)}\0{user_id}"
         inside = _CREATING.get()
-        if place in inside:  # re-entered from this look-up's own create (a hook)
+        if any(p == place and holding.active for p, holding in inside):
+            # Re-entered from the look-up holding the turn (a hook of its create).
             state, created = await _newest_or_new(manager, user_id)
         else:
             lock = _STANDALONE_USERS.lock(place)
             async with lock:
-                token = _CREATING.set(inside | {place})
+                holding = _Holding()
+                token = _CREATING.set((*inside, (place, holding)))
                 try:
                     state, created = await _newest_or_new(manager, user_id)
                 finally:
+                    holding.active = False
                     _CREATING.reset(token)
         _CURRENT.set(
             SessionBinding(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NoReturn
 
@@ -97,7 +98,13 @@ _DRIVER_ERRORS = (RedisError, RedisClusterException)
 #: Replies refusing a write for now, with nothing applied: too few replicas keep up
 #: (``min-replicas-to-write``), a replica or a demoted master (``READONLY``), a master
 #: down or a server still loading its data.
-_NOT_NOW = ("NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING")
+#: A pipeline's error names its command first (``Command # 1 (...) of pipeline caused
+#: error: NOREPLICAS ...``).
+_NOT_NOW = re.compile(
+    r"^(?:Command # \d+ \(.*\) of pipeline caused error: )?"
+    r"(?:NOREPLICAS|READONLY|MASTERDOWN|LOADING)\b",
+    re.DOTALL,
+)
 
 
 def translate(exc: BaseException, where: str) -> NoReturn:
@@ -110,7 +117,7 @@ def translate(exc: BaseException, where: str) -> NoReturn:
     (``StoreUnavailableError``).
     """
     if isinstance(exc, ClusterDownError | TryAgainError | AskError | ReadOnlyError) or (
-        isinstance(exc, ResponseError) and str(exc).startswith(_NOT_NOW)
+        isinstance(exc, ResponseError) and _NOT_NOW.search(str(exc)) is not None
     ):
         raise StoreUnavailableError(f"Redis is unavailable ({where}): {exc}") from exc
     if isinstance(exc, ResponseError | DataError):
