@@ -41,6 +41,20 @@ async def test_session_settings_accepts_a_dict_and_rejects_junk() -> None:
     assert bad_value.value.field == "session_settings"
 
 
+async def test_a_dict_assigned_to_session_settings_works_as_in_the_sdk() -> None:
+    """The SDK's sessions take ``session.session_settings = {"limit": 1}`` (its
+    EncryptedSession forwards such a value too); get_items raised AttributeError."""
+    adapter = OpenAIAgentsSession(_manager(), "s1")
+    reference = SQLiteSession("s1")
+    items: list[Any] = [{"role": "user", "content": "1"}, {"role": "user", "content": "2"}]
+    for session in (adapter, reference):
+        await session.add_items(items)
+        session.session_settings = {"limit": 1}  # type: ignore[assignment]
+    assert await adapter.get_items() == await reference.get_items() == [
+        {"role": "user", "content": "2"}
+    ]
+
+
 @pytest.mark.parametrize(
     ("settings", "unknown"),
     [({"limitt": 1}, "limitt"), ({"limit": 2, "max": 3, "b": 1}, "b, max")],

@@ -212,9 +212,7 @@ class OpenAIAgentsSession:
 
         The adapter does not create the session if it is deleted later.
         """
-        adapter = cls(
-            manager, session_id, session_settings=session_settings, create_missing=False
-        )
+        adapter = cls(manager, session_id, session_settings=session_settings, create_missing=False)
         if await manager.get_header(session_id) is None:
             raise SessionNotFoundError(session_id)
         return adapter
@@ -273,6 +271,16 @@ class OpenAIAgentsSession:
                 self.session_id, SessionStatus.SUSPENDED, SessionStatus.ACTIVE
             )
 
+    def _settings(self) -> SessionSettings | None:
+        """``session_settings`` as a ``SessionSettings``: a dict assigned to the attribute
+        after construction is taken as the SDK's own sessions take it."""
+        settings: Any = self.session_settings
+        return (
+            settings
+            if settings is None or isinstance(settings, SessionSettings)
+            else coerce_settings(settings)
+        )
+
     # ----------------------------------------------------------------- protocol
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The history in order; with ``limit=N`` only the newest N, reading nothing else.
@@ -282,8 +290,9 @@ class OpenAIAgentsSession:
         Each item comes back exactly as it was added.
         """
         resolved = check_limit(limit)
-        if resolved is None and self.session_settings is not None:
-            resolved = check_limit(self.session_settings.limit)
+        settings = self._settings()
+        if resolved is None and settings is not None:
+            resolved = check_limit(settings.limit)
         # Negative, or more than any session holds (sys.maxsize, a common "all"): everything.
         last = None if resolved is None or not 0 <= resolved <= MAX_SAFE_INT else resolved
         try:
@@ -308,9 +317,7 @@ class OpenAIAgentsSession:
         missing one without ``create_missing``), as the SDK's own sessions do.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise SessionTypeError(
-                "items", f"expected a list of items, got {type(items).__name__}"
-            )
+            raise SessionTypeError("items", f"expected a list of items, got {type(items).__name__}")
         if not isinstance(items, Sequence):  # a generator or any iterable, as the SDK takes
             items = list(items)
         if not items:
@@ -336,9 +343,7 @@ class OpenAIAgentsSession:
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it (None when the history is empty), atomically."""
         manager, session_id = self.manager, self.session_id
-        turn = await _settle(
-            self._or_after_missing(lambda: manager.pop_turn(session_id)), manager
-        )
+        turn = await _settle(self._or_after_missing(lambda: manager.pop_turn(session_id)), manager)
         return None if turn is None else cast("TResponseInputItem", turn_to_item(turn))
 
     async def clear_session(self) -> None:
@@ -363,7 +368,7 @@ class OpenAIAgentsSession:
         return type(self)(
             self.manager,
             state.session_id,
-            session_settings=self.session_settings,
+            session_settings=self._settings(),
             user_id=state.user_id,
             create_missing=False,
         )
