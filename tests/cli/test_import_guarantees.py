@@ -16,12 +16,7 @@ from typing import Any
 import pytest
 
 from lexigram.ai.session import SessionManagerImpl
-from lexigram.ai.session.cli.importing import (
-    IMPORT_MARK,
-    ImportStopped,
-    _fingerprint,
-    import_document,
-)
+from lexigram.ai.session.cli.importing import ImportStopped, import_document
 from lexigram.ai.session.cli.transfer import dump_document, parse_document, session_to_dict
 from lexigram.ai.session.exceptions import (
     SessionValidationError,
@@ -395,58 +390,36 @@ async def test_a_create_cancelled_after_it_was_stored_leaves_nothing_and_a_rerun
     assert [c.checkpoint_id for c in await target.list_checkpoint_headers(sid)] == [checkpoint_id]
 
 
-async def test_a_run_killed_before_a_new_sessions_last_step_is_redone_by_a_rerun(
+async def test_a_run_killed_between_create_and_checkpoints_is_finished_by_a_rerun(
     store: SessionStore,
 ) -> None:
-    """A process killed between a new session's create and its last checkpoint cannot
-    delete it: the re-run skipped it as present and exited 0, its checkpoints never
-    written (an outside SIGKILL audit, every backend). The session is now written
-    marked first; a re-run of the same import finds the mark and writes it again."""
+    """A process killed after a new session's create and before its last checkpoint
+    cannot delete it: the re-run skipped it as present and exited 0, its checkpoints
+    never written (an outside SIGKILL audit, every backend)."""
     sid, _ = await _seed(store)
-    await _manager(store).checkpoint(sid, {"label": "three"})
+    manager = _manager(store)
+    await manager.checkpoint(sid, {"label": "three"})
     doc = await _document(store, sid)
     raw = _raw(doc)
-    source = await _snapshot(store, sid)
     await store.delete(sid)
+    # What the killed run left: the session, and the first of its two checkpoints.
     (entry,) = parse_document(raw)
-    # What the killed run left: the marked header, and the first of two checkpoints.
-    marked = replace(
-        entry.state,
-        metadata={**entry.state.metadata, IMPORT_MARK: _fingerprint(entry)},
-        turns=[],
-        turn_count=0,
-        total_tokens=0,
-        total_cost=0.0,
-    )
-    await store.create_session(marked)
+    await store.create_session(entry.state)
     await store.save_checkpoint(entry.checkpoints[0])
     report = await import_document(store, raw)
-    assert report.imported == [sid] and report.skipped == [] and report.checkpoints == 2
-    assert await _snapshot(store, sid) == source
-    again = await import_document(store, raw)  # whole now: skipped
+    assert report.imported == [sid] and report.skipped == [] and report.checkpoints == 1
+    stored = {c.checkpoint_id for c in await store.list_checkpoint_headers(sid)}
+    assert stored == {c.checkpoint_id for c in entry.checkpoints}
+    again = await import_document(store, raw)  # complete now: skipped as before
     assert again.skipped == [sid] and again.imported == []
 
 
-async def test_an_existing_session_is_never_completed_from_the_document(
-    store: SessionStore,
-) -> None:
-    """Only a run's own mark makes a session unfinished: a session equal to the
-    document whose checkpoint was deleted on purpose is skipped (its copy in the
-    document came back), and so is one marked by another document; and a re-run with
-    new checkpoint ids adds none (it added a copy of every checkpoint per run)."""
-    sid, checkpoint_id = await _seed(store)
-    later = await _manager(store).checkpoint(sid, {"label": "later"})
+async def test_a_session_that_is_not_the_documents_is_not_completed(store: SessionStore) -> None:
+    sid, _ = await _seed(store)
     doc = await _document(store, sid)
-    assert await store.delete_checkpoint(checkpoint_id)
+    (entry,) = parse_document(_raw(doc))
+    await store.delete(sid)
+    await store.create_session(replace(entry.state, metadata={"topic": "other"}))
     report = await import_document(store, _raw(doc))
     assert report.skipped == [sid] and report.imported == []
-    assert await store.load_checkpoint(checkpoint_id) is None
-    before = await _snapshot(store, sid)
-    for _ in range(2):
-        again = await import_document(store, _raw(doc), new_checkpoint_ids=True)
-        assert again.skipped == [sid] and again.checkpoints == 0
-    assert await _snapshot(store, sid) == before
-    other = await _manager(store).create("carol", {IMPORT_MARK: "another document"})
-    other_doc = await _document(store, other.session_id)
-    assert (await import_document(store, _raw(other_doc))).skipped == [other.session_id]
-    assert (await store.load_record(later.session_id)) is not None
+    assert await store.list_checkpoint_headers(sid) == []

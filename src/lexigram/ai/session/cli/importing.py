@@ -12,13 +12,12 @@ Order of work
    document gets a fresh id instead, see :func:`renumber_checkpoints`).
 3. Sessions are written one at a time, oldest first:
 
-   * a **new** session's header is created (marked with :data:`IMPORT_MARK`, no
-     turns), its checkpoints are added, then its header and turns are written as the
-     document has them in one atomic step; if any step fails, the new session is
-     deleted again, so it is stored whole or not at all. A process killed before the
-     last step leaves the marked header: a re-run of the same import deletes it and
-     writes the session again;
-   * an **existing** session is skipped, or with ``replace_existing`` its
+   * a **new** session is created in one step with its turns, then its checkpoints
+     are added; if adding a checkpoint fails, the new session is deleted again, so
+     it is stored whole or not at all;
+   * an **existing** session is skipped (unless it is exactly the document's with
+     checkpoints of the document missing: a run stopped, killed, between its create
+     and its checkpoints; they are written then), or with ``replace_existing`` its
      checkpoints from the document are written first and then its header and live
      turns are replaced in **one atomic step** (``SessionStore.save``). It is never
      deleted: until that step the stored session keeps its old header and turns,
@@ -31,20 +30,14 @@ tells what was written before it; running the same import again finishes it.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import orjson
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.cli.reader import ExportedSession
-from lexigram.ai.session.cli.transfer import (
-    checkpoint_references,
-    parse_document,
-    session_to_dict,
-)
+from lexigram.ai.session.cli.transfer import checkpoint_references, parse_document
 from lexigram.ai.session.exceptions import SessionValidationError, WriteOutcomeUnknownError
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord, SessionStore
 
@@ -56,10 +49,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int | None], None]
-#: Header metadata of a new session while an import writes it; the value is the digest
-#: of the document's entry, so only a re-run of that import finds it unfinished.
-IMPORT_MARK = "__lexigram_import__"
-_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 @dataclass(frozen=True)
@@ -161,39 +150,15 @@ async def _check_ownership(store: SessionStore, entry: ExportedSession, where: s
             )
 
 
-def _fingerprint(entry: ExportedSession) -> str:
-    """A digest of the document's entry (taken before any renumbering of checkpoints)."""
-    data = orjson.dumps(session_to_dict(entry.state, entry.checkpoints), option=_SORTED)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _unfinished(stored: SessionRecord | None, mark: str) -> bool:
-    """Whether ``stored`` is the session an earlier run of this import stopped writing."""
-    return stored is not None and stored.state.metadata.get(IMPORT_MARK) == mark
-
-
 async def _write_new(
-    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint], mark: str
+    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
 ) -> None:
-    """Header first (marked, no turns), then the checkpoints, then header and turns as
-    the document has them in one atomic step (``save``). A process killed before that
-    step leaves the marked header, which a re-run of the same import takes for
-    unfinished (:func:`_unfinished`): it is deleted and written again."""
-    header = replace(
-        state,
-        metadata={**state.metadata, IMPORT_MARK: mark},
-        turns=[],
-        turn_count=0,
-        total_tokens=0,
-        total_cost=0.0,
-    )
     try:
         # Inside the try: a create cancelled after the database committed it (SQLite
         # may) left a session without its checkpoints that a re-run skipped as present.
-        await store.create_session(header)
+        await store.create_session(state)
         for checkpoint in cps:
             await store.save_checkpoint(checkpoint)
-        await store.save(state)
     except SessionValidationError as exc:
         if exc.field != "session_id":  # "already exists": not ours to remove
             await store.delete(state.session_id)
@@ -201,6 +166,24 @@ async def _write_new(
     except BaseException:
         await store.delete(state.session_id)
         raise
+
+
+async def _finish_interrupted(
+    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
+) -> int | None:
+    """Finish a new session an earlier run stopped writing; how many checkpoints it wrote.
+
+    A run killed between a new session's create and its last checkpoint left the session
+    stored without (some of) them. When the stored session is exactly the document's
+    (header and turns) and checkpoints of the document are missing from the store,
+    they are written now. None, with nothing written, otherwise (the session is skipped).
+    """
+    missing = [cp for cp in cps if await store.load_checkpoint(cp.checkpoint_id) is None]
+    if not missing or await store.load(state.session_id) != state:
+        return None
+    for checkpoint in missing:
+        await store.save_checkpoint(checkpoint)
+    return len(missing)
 
 
 async def _write_replace(
@@ -222,38 +205,39 @@ async def import_document(
     """Import every session of the document ``raw`` into ``store`` (see the module doc)."""
     entries = parse_document(raw)
     places = {e.state.session_id: f"sessions[{i}]" for i, e in enumerate(entries)}
-    marks = {e.state.session_id: _fingerprint(e) for e in entries}
     if new_checkpoint_ids:
         entries = [renumber_checkpoints(e) for e in entries]
     # Oldest first, so that listings (newest first) come out as in the source store.
     entries.sort(key=lambda e: e.state.created_at)
-    plan: list[tuple[ExportedSession, bool, bool]] = []
+    plan: list[tuple[ExportedSession, bool]] = []
     for entry in entries:
         stored = await store.load_record(entry.state.session_id)
-        unfinished = _unfinished(stored, marks[entry.state.session_id])
-        exists = stored is not None and not unfinished
+        exists = stored is not None
         if not exists or replace_existing:
             await _check_ownership(store, entry, places[entry.state.session_id])
-        if exists and stored is not None and replace_existing:
+        if stored is not None and replace_existing:
             _check_not_revived(stored, entry, places[entry.state.session_id])
-        plan.append((entry, exists, unfinished))
+        plan.append((entry, exists))
     imported: list[str] = []
     skipped: list[str] = []
     replaced: list[str] = []
     checkpoints = 0
-    for n, (entry, exists, unfinished) in enumerate(plan, start=1):
+    for n, (entry, exists) in enumerate(plan, start=1):
         sid = entry.state.session_id
         try:
             if exists and not replace_existing:
-                skipped.append(sid)
+                finished = await _finish_interrupted(store, entry.state, entry.checkpoints)
+                if finished is None:
+                    skipped.append(sid)
+                else:
+                    imported.append(sid)
+                    checkpoints += finished
             elif exists:
                 await _write_replace(store, entry.state, entry.checkpoints)
                 replaced.append(sid)
                 checkpoints += len(entry.checkpoints)
             else:
-                if unfinished:  # a killed run's marked header: written again, whole
-                    await store.delete(sid)
-                await _write_new(store, entry.state, entry.checkpoints, marks[sid])
+                await _write_new(store, entry.state, entry.checkpoints)
                 imported.append(sid)
                 checkpoints += len(entry.checkpoints)
         except Exception as exc:
