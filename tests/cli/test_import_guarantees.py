@@ -10,14 +10,13 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from lexigram.ai.session import SessionManagerImpl
 from lexigram.ai.session.cli.importing import ImportStopped, import_document
-from lexigram.ai.session.cli.transfer import dump_document, parse_document, session_to_dict
+from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
 from lexigram.ai.session.exceptions import (
     SessionValidationError,
     StoreUnavailableError,
@@ -388,38 +387,3 @@ async def test_a_create_cancelled_after_it_was_stored_leaves_nothing_and_a_rerun
     report = await import_document(target, raw)
     assert report.imported == [sid]
     assert [c.checkpoint_id for c in await target.list_checkpoint_headers(sid)] == [checkpoint_id]
-
-
-async def test_a_run_killed_between_create_and_checkpoints_is_finished_by_a_rerun(
-    store: SessionStore,
-) -> None:
-    """A process killed after a new session's create and before its last checkpoint
-    cannot delete it: the re-run skipped it as present and exited 0, its checkpoints
-    never written (an outside SIGKILL audit, every backend)."""
-    sid, _ = await _seed(store)
-    manager = _manager(store)
-    await manager.checkpoint(sid, {"label": "three"})
-    doc = await _document(store, sid)
-    raw = _raw(doc)
-    await store.delete(sid)
-    # What the killed run left: the session, and the first of its two checkpoints.
-    (entry,) = parse_document(raw)
-    await store.create_session(entry.state)
-    await store.save_checkpoint(entry.checkpoints[0])
-    report = await import_document(store, raw)
-    assert report.imported == [sid] and report.skipped == [] and report.checkpoints == 1
-    stored = {c.checkpoint_id for c in await store.list_checkpoint_headers(sid)}
-    assert stored == {c.checkpoint_id for c in entry.checkpoints}
-    again = await import_document(store, raw)  # complete now: skipped as before
-    assert again.skipped == [sid] and again.imported == []
-
-
-async def test_a_session_that_is_not_the_documents_is_not_completed(store: SessionStore) -> None:
-    sid, _ = await _seed(store)
-    doc = await _document(store, sid)
-    (entry,) = parse_document(_raw(doc))
-    await store.delete(sid)
-    await store.create_session(replace(entry.state, metadata={"topic": "other"}))
-    report = await import_document(store, _raw(doc))
-    assert report.skipped == [sid] and report.imported == []
-    assert await store.list_checkpoint_headers(sid) == []

@@ -15,9 +15,7 @@ Order of work
    * a **new** session is created in one step with its turns, then its checkpoints
      are added; if adding a checkpoint fails, the new session is deleted again, so
      it is stored whole or not at all;
-   * an **existing** session is skipped (unless it is exactly the document's with
-     checkpoints of the document missing: a run stopped, killed, between its create
-     and its checkpoints; they are written then), or with ``replace_existing`` its
+   * an **existing** session is skipped, or with ``replace_existing`` its
      checkpoints from the document are written first and then its header and live
      turns are replaced in **one atomic step** (``SessionStore.save``). It is never
      deleted: until that step the stored session keeps its old header and turns,
@@ -168,24 +166,6 @@ async def _write_new(
         raise
 
 
-async def _finish_interrupted(
-    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
-) -> int | None:
-    """Finish a new session an earlier run stopped writing; how many checkpoints it wrote.
-
-    A run killed between a new session's create and its last checkpoint left the session
-    stored without (some of) them. When the stored session is exactly the document's
-    (header and turns) and checkpoints of the document are missing from the store,
-    they are written now. None, with nothing written, otherwise (the session is skipped).
-    """
-    missing = [cp for cp in cps if await store.load_checkpoint(cp.checkpoint_id) is None]
-    if not missing or await store.load(state.session_id) != state:
-        return None
-    for checkpoint in missing:
-        await store.save_checkpoint(checkpoint)
-    return len(missing)
-
-
 async def _write_replace(
     store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
 ) -> None:
@@ -226,12 +206,7 @@ async def import_document(
         sid = entry.state.session_id
         try:
             if exists and not replace_existing:
-                finished = await _finish_interrupted(store, entry.state, entry.checkpoints)
-                if finished is None:
-                    skipped.append(sid)
-                else:
-                    imported.append(sid)
-                    checkpoints += finished
+                skipped.append(sid)
             elif exists:
                 await _write_replace(store, entry.state, entry.checkpoints)
                 replaced.append(sid)
