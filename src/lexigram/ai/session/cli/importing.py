@@ -14,7 +14,8 @@ Order of work
 
    * a **new** session is created in one step with its turns, then its checkpoints
      are added; if adding a checkpoint fails, the new session is deleted again, so
-     it is stored whole or not at all;
+     it is stored whole or not at all (a process killed in between cannot delete it:
+     a re-run with ``replace_existing`` completes such a session);
    * an **existing** session is skipped, or with ``replace_existing`` its
      checkpoints from the document are written first and then its header and live
      turns are replaced in **one atomic step** (``SessionStore.save``). It is never
