@@ -668,3 +668,26 @@ async def test_a_fork_whose_branch_never_appeared_stops_counting_against_the_cap
     assert listed == [branch.state.session_id]
     with pytest.raises(SessionCapacityError):  # a branch that exists still counts
         await store.fork_session(sid, make_state("bob"), max_branches=1)
+
+
+async def test_an_id_a_killed_create_left_indexed_can_be_created_again(
+    store: CacheSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process killed between a create's reservation and its write left the id in the
+    # user's index with no session: every later create of that id was refused as
+    # existing (an import re-run said "purged recently"), for good.
+    from lexigram.ai.session.stores.redis import store as redis_store
+    from lexigram.ai.session.stores.redis.core import new_op
+
+    state = make_state("alice")
+    sid = state.session_id
+    _, now_us = store._core.clock()
+    await store._core.index.reserve("alice", sid, cap=None, live=True, now_us=now_us, op=new_op())
+    with pytest.raises(SessionValidationError):  # young: a create may still be writing it
+        await store.create_session(state)
+    monkeypatch.setattr(redis_store, "DEAD_FORK_US", 0)  # the create is long dead
+    await store.create_session(state)
+    page = await store.list_user_sessions("alice")
+    assert [s.session_id for s in page.items] == [sid]
+    with pytest.raises(SessionValidationError):  # a session holds it now
+        await store.create_session(state)

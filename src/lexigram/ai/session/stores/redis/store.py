@@ -98,9 +98,9 @@ _STATUS_VALUES = frozenset(s.value for s in SessionStatus)
 _GATHER = 32
 
 
-#: How old a branch reservation without its branch must be to be taken for a fork that
-#: died (10 minutes): a live fork still writing would otherwise lose its place under
-#: ``max_branches`` and end up unlisted.
+#: How old a reservation without its session must be to be taken for a fork or create
+#: that died (10 minutes): one still writing would otherwise lose its place (under
+#: ``max_branches``, or in the user's index) and end up unlisted.
 DEAD_FORK_US = 600_000_000
 
 
@@ -842,6 +842,10 @@ class CacheSessionStore(SessionStore):
                     "session_id", f"session {sid!r} already exists"
                 ) from None
             raise
+        if ordinal is None and await self._drop_dead_create(state.user_id, sid, now_us):
+            ordinal = await core.index.reserve(
+                state.user_id, sid, cap=cap, live=live, now_us=now_us, op=op
+            )
         if ordinal is None:
             raise SessionValidationError("session_id", f"session {sid!r} already exists")
         k = len(pairs) // 2
@@ -869,6 +873,24 @@ class CacheSessionStore(SessionStore):
         if not live:
             await core.index.ended(sid, state.user_id, to_us(state.updated_at))
         return core.record(reply["h"], sid, now)
+
+    async def _drop_dead_create(self, user_id: str, session_id: str, now_us: int) -> bool:
+        """Release the user's index entry of ``session_id`` left by a create that died.
+
+        A process killed between a create's reservation and its write left the id in
+        the user's index with no session: every later create of that id was refused
+        as existing. An entry with no session, no tombstone and a live reservation
+        older than ``DEAD_FORK_US`` (far beyond the longest a create's calls take) is
+        dropped; True when it was.
+        """
+        core = self._core
+        if await core.exists(session_id, now_us):
+            return False
+        reserved = dict(await core.index.live_members(user_id)).get(session_id)
+        if reserved is None or reserved >= wall_us() - DEAD_FORK_US:
+            return False
+        await core.index.release(user_id, session_id)
+        return True
 
     async def _undo_insert(self, user_id: str, session_id: str, deadline_added: bool) -> None:
         """Release a reservation (and the deadline entry) of a create that was refused."""
