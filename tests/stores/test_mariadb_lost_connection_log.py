@@ -34,23 +34,13 @@ from lexigram.ai.session.exceptions import (
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.sql.runner import socket_lost
 from tests.faults.proxy import FaultProxy
+from tests.faults.test_sql_cancellation import ErrorLines
 from tests.services import MARIADB_URL
 
 
-class _ErrorRecords(logging.Handler):
-    """Every record at ERROR or above of the loggers it is added to."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen.append(f"{record.name}: {record.getMessage().splitlines()[0]}")
-
-
 @contextmanager
-def _sqlalchemy_errors() -> Iterator[_ErrorRecords]:
-    errors = _ErrorRecords()
+def _sqlalchemy_errors() -> Iterator[ErrorLines]:
+    errors = ErrorLines()
     logger = logging.getLogger("sqlalchemy")  # the pool's loggers are its children
     logger.addHandler(errors)
     try:

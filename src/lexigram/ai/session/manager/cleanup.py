@@ -412,12 +412,7 @@ class SessionCleanupScheduler:
                     error=str(exc),
                 )
             else:
-                if await manager.sealed.sealed_turns(state.session_id, turns):  # no keys
-                    logger.warning(
-                        "ai_session.memory.sealed_not_consolidated", session_id=state.session_id
-                    )
-                else:
-                    await manager.memory.consolidate(state.session_id, state.user_id, turns)
+                await manager.consolidate_ended(state.session_id, state.user_id, turns)
         notifier = manager.notifier
         sid, uid = state.session_id, state.user_id
         await notifier.notify_lazy(

@@ -651,15 +651,20 @@ class SessionManagerImpl:
         if self.sealed.write_unchecked(session_id):
             await self.sealed.check(session_id)
 
+    async def consolidate_ended(
+        self, session_id: str, user_id: str, turns: Sequence[SessionTurn]
+    ) -> None:
+        """Hand an ended session's turns to the memory consolidator (close, cap, expiry);
+        never the sealed text of an encrypted session this process cannot open."""
+        if await self.sealed.sealed_turns(session_id, turns):
+            logger.warning("ai_session.memory.sealed_not_consolidated", session_id=session_id)
+            return
+        await self.memory.consolidate(session_id, user_id, turns)
+
     async def _after_close(self, header: SessionState, *, reason: str) -> None:
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
             turns = await self.store.get_turns(header.session_id)
-            if await self.sealed.sealed_turns(header.session_id, turns):  # no keys
-                logger.warning(
-                    "ai_session.memory.sealed_not_consolidated", session_id=header.session_id
-                )
-            else:
-                await self.memory.consolidate(header.session_id, header.user_id, turns)
+            await self.consolidate_ended(header.session_id, header.user_id, turns)
         telemetry().session_ended(reason, backend=self.store.backend_name)
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
