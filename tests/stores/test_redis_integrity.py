@@ -294,6 +294,24 @@ async def test_pages_skip_damaged_sessions_without_losing_healthy_ones(
     assert damaged == [ids[3], ids[1]]
 
 
+async def test_a_header_without_its_user_is_named_damaged_and_erased(
+    store: CacheSessionStore,
+) -> None:
+    # Before: a header whose user field was lost was taken for a stale index entry,
+    # left out of listings and exports unnamed, and erase_user said complete with the
+    # session's turns still stored.
+    kept = await new_session(store, turns=1)
+    bad = await new_session(store, turns=2)
+    await store.client.hdel(store.keys.header(bad), "u")
+    page = await store.list_user_sessions("alice")
+    assert [s.session_id for s in page.items] == [kept]
+    assert page.damaged == [bad]
+    erased = await store.erase_user("alice")
+    assert sorted(erased.sessions) == sorted([kept, bad])
+    assert erased.complete
+    assert await store.client.exists(store.keys.header(bad), store.keys.turns(bad)) == 0
+
+
 async def test_a_damaged_header_does_not_hold_a_place_under_the_cap(
     store: CacheSessionStore,
 ) -> None:
