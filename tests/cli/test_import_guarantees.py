@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -129,6 +130,28 @@ async def test_one_invalid_session_means_nothing_is_written(
     with pytest.raises(SessionValidationError) as caught:
         await import_document(store, _raw(doc))
     assert caught.value.field == field
+    assert await store.load_record(first.session_id) is None
+    assert await store.load_record(second.session_id) is None
+
+
+async def test_a_recently_purged_id_is_refused_before_anything_is_written(
+    store: SessionStore,
+) -> None:
+    # Before: the tombstone was met only when its create ran, after the sessions
+    # before it in the document were stored, and the error said "already exists".
+    source = _manager(store)
+    first = await source.create("alice")
+    await source.add_message(first.session_id, "user", "hello")
+    second = await source.create("bob")
+    await source.add_message(second.session_id, "user", "hi")
+    doc = await _document(store, first.session_id, second.session_id)
+    await store.delete(first.session_id)
+    await source.close(second.session_id)
+    until = datetime.now(UTC) + timedelta(hours=1)
+    assert await store.purge(second.session_id, tombstone_until=until)
+    with pytest.raises(SessionValidationError, match="purged recently") as caught:
+        await import_document(store, _raw(doc))
+    assert caught.value.field == "sessions[1].session_id"
     assert await store.load_record(first.session_id) is None
     assert await store.load_record(second.session_id) is None
 

@@ -4,7 +4,8 @@ Order of work
 -------------
 1. The whole document is validated (:func:`~.transfer.parse_document`): nothing is
    written when any session, turn or checkpoint of it is invalid.
-2. The target store is read, never written: which sessions exist already, and
+2. The target store is read, never written: which sessions exist already, which
+   new ids it still refuses (purged recently: ``SessionStore.id_taken``), and
    whether a checkpoint id the document uses (as a checkpoint, a parent or a
    header's ``checkpoint_id``) belongs to *another* session there. Such a document
    is refused naming the place, so an import never moves or relinks another
@@ -132,6 +133,19 @@ def _check_not_revived(stored: SessionRecord, entry: ExportedSession, where: str
         )
 
 
+async def _check_not_purged(store: SessionStore, entry: ExportedSession, where: str) -> None:
+    """Refuse an id the store still holds a tombstone for (purged recently): its create
+    would be refused, after the sessions before it in the document were written."""
+    sid = entry.state.session_id
+    if await store.id_taken(sid):
+        raise SessionValidationError(
+            f"{where}.session_id",
+            f"session {sid!r} was purged recently in the target store: its id may not be "
+            "used again until the purge retention (purge_after_s) has passed (import the "
+            "document after that, or without this session); nothing was written",
+        )
+
+
 async def _check_ownership(store: SessionStore, entry: ExportedSession, where: str) -> None:
     """Refuse a checkpoint id that belongs to another session in ``store``."""
     sid = entry.state.session_id
@@ -194,6 +208,8 @@ async def import_document(
     for entry in entries:
         stored = await store.load_record(entry.state.session_id)
         exists = stored is not None
+        if not exists:
+            await _check_not_purged(store, entry, places[entry.state.session_id])
         if not exists or replace_existing:
             await _check_ownership(store, entry, places[entry.state.session_id])
         if stored is not None and replace_existing:

@@ -480,6 +480,19 @@ class SessionStore(abc.ABC):
     async def count_live_sessions(self, user_id: str) -> int:
         """How many live sessions ``user_id`` has (what the per-user cap counts)."""
 
+    async def id_taken(self, session_id: str) -> bool:
+        """Whether :meth:`create_session` would refuse ``session_id`` as taken right now.
+
+        True when a session (readable or damaged) is stored under it, or it was purged
+        and its tombstone is still in force. Read only; what lets a caller (the CLI's
+        ``import``) check a whole batch of ids before it writes any. The default sees
+        stored sessions only: a backend keeping tombstones overrides it.
+        """
+        try:
+            return await self.load_record(check_id(session_id, "session_id")) is not None
+        except CorruptRecordError:
+            return True
+
     # ------------------------------------------------------------ atomic: writes
     @abc.abstractmethod
     async def append_turns(

@@ -536,6 +536,10 @@ class InMemorySessionStore(SessionStore):
         user_id = check_id(user_id, "user_id")
         return self._live_count(user_id, self.now())
 
+    async def id_taken(self, session_id: str) -> bool:
+        session_id = check_id(session_id, "session_id")
+        return session_id in self._sessions or self._tombstoned(session_id, self.now())
+
     # ------------------------------------------------------------------ writes
     async def append_turns(
         self,

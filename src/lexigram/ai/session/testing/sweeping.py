@@ -175,8 +175,14 @@ class SweepingSuite(SuiteBase):
             await store.create_session(state)
         with pytest.raises(SessionNotFoundError):
             await store.save(state)
+        # id_taken answers what create_session would, without writing.
+        assert await store.id_taken(state.session_id)
+        assert await store.id_taken(open_state.session_id)
+        assert not await store.id_taken("never-" + uuid.uuid4().hex)
         self.clock(store).advance(3601)
+        assert not await store.id_taken(state.session_id)
         await store.create_session(state)
+        assert await store.id_taken(state.session_id)
 
     async def test_find_purgeable_keeps_sessions_ended_after_older_than(
         self, store: SessionStore

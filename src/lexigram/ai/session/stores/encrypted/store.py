@@ -577,6 +577,10 @@ class EncryptedSessionStore(SessionStore):
         """How many live sessions ``user_id`` has."""
         return await self.inner.count_live_sessions(user_id)
 
+    async def id_taken(self, session_id: str) -> bool:
+        """Whether the inner store would refuse ``session_id`` as taken."""
+        return await self.inner.id_taken(session_id)
+
     async def append_turns(
         self,
         session_id: str,

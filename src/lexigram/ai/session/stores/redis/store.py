@@ -510,6 +510,11 @@ class CacheSessionStore(SessionStore):
         alive, _ = await self._core.index.live_status(user_id, now_us)
         return len(alive)
 
+    async def id_taken(self, session_id: str) -> bool:
+        session_id = check_id(session_id, "session_id")
+        _, now_us = self._core.clock()
+        return await self._core.exists(session_id, now_us)
+
     # ------------------------------------------------------------------- writes
     async def append_turns(
         self,

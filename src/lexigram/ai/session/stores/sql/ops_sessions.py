@@ -88,6 +88,7 @@ __all__ = [
     "delete_session",
     "find_expired",
     "find_purgeable",
+    "id_taken",
     "list_all",
     "list_branches",
     "list_page",
@@ -154,6 +155,14 @@ async def tombstoned(tx: Tx, ctx: Ctx, session_id: str) -> bool:
         return True
     await tx.run(ctx.q.sessions.drop_tombstone, {"sid": session_id})
     return False
+
+
+async def id_taken(tx: Tx, ctx: Ctx, session_id: str) -> bool:
+    """Whether ``session_id`` is stored or purged recently; reads only (see ``tombstoned``)."""
+    if await tx.one(ctx.q.sessions.exists, {"sid": session_id}) is not None:
+        return True
+    row = await tx.one(ctx.q.sessions.tombstone, {"sid": session_id})
+    return row is not None and int(row[0]) > ctx.now
 
 
 async def require_new_id(tx: Tx, ctx: Ctx, session_id: str) -> None:

@@ -420,6 +420,9 @@ class DatabaseSessionStore(SessionStore):
     async def count_live_sessions(self, user_id: str) -> int:
         return await self._read(ses.count_live, checked_id(user_id, "user_id"))
 
+    async def id_taken(self, session_id: str) -> bool:
+        return await self._read(ses.id_taken, checked_id(session_id, "session_id"))
+
     # ----------------------------------------------------------------- writes
     async def append_turns(
         self,
