@@ -101,3 +101,27 @@ def test_a_missing_sql_driver_is_one_line_naming_the_extra(
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("ConfigurationError"), line
     assert "ai_session.database_url" in line and f"[{extra}]" in line and driver in line
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [
+        ("lexigram.ai.session.explorer", "explorer"),
+        ("lexigram.ai.session.integrations.openai_agents", "openai-agents"),
+    ],
+)
+def test_an_optional_package_without_its_extra_names_the_extra(
+    tmp_path: Path, module: str, extra: str
+) -> None:
+    # Before: the explorer (embedded as docs/explorer.md shows) failed with a bare
+    # "No module named 'starlette'".
+    code = HIDE.format(names=OPTIONAL) + (
+        "try:\n"
+        f"    import {module}\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("ImportError") and f"lexigram-ai-session[{extra}]" in line, line

@@ -368,7 +368,8 @@ def run_explore(
     try:
         from lexigram.ai.session.explorer import ExplorerSettings, serve
     except ImportError as exc:
-        err.write(f"error: {exc}; pip install 'lexigram-ai-session[explorer]'\n")
+        hint = "pip install 'lexigram-ai-session[explorer]'"
+        err.write(f"error: {exc}" + ("" if hint in str(exc) else f"; {hint}") + "\n")
         return 1
     try:
         settings = ExplorerSettings.from_options(

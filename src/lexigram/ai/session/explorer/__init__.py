@@ -12,6 +12,14 @@ Needs Starlette and uvicorn: ``pip install 'lexigram-ai-session[explorer]'``.
 
 from __future__ import annotations
 
+try:
+    import starlette as _starlette
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "lexigram.ai.session.explorer needs Starlette and uvicorn: "
+        "pip install 'lexigram-ai-session[explorer]'"
+    ) from exc
+
 from lexigram.ai.session.explorer.app import create_app
 from lexigram.ai.session.explorer.server import explorer_url, serve
 from lexigram.ai.session.explorer.settings import ExplorerSettings
