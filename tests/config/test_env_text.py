@@ -25,3 +25,24 @@ def test_digits_in_text_fields_are_read_as_the_variables_text(
 def test_a_number_given_in_code_is_still_refused_by_name() -> None:
     with pytest.raises(Exception, match="ai_session.key_prefix"):
         SessionConfig(key_prefix=7)  # type: ignore[arg-type]
+
+
+def test_null_in_the_environment_unsets_a_field_that_may_be_null(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # Before: LEX_AI_SESSION__COOKIE_NAME=null named the cookie "null" (YAML's
+    # `cookie_name: null` disables cookies), and the interval's "null" was refused.
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_NAME", "null")
+    monkeypatch.setenv("LEX_AI_SESSION__DEFAULT_SYSTEM_PROMPT", "NULL")
+    monkeypatch.setenv("LEX_AI_SESSION__AUTO_CHECKPOINT_INTERVAL", "null")
+    monkeypatch.setenv("LEX_AI_SESSION__KEY_PREFIX", "null")  # may not be null: text
+    config = SessionConfig.from_env_profile()
+    assert config.cookie_name is None
+    assert config.default_system_prompt is None
+    assert config.auto_checkpoint_interval is None
+    assert config.key_prefix == "null"
+
+
+def test_null_given_in_code_is_text() -> None:
+    assert SessionConfig(cookie_name="null").cookie_name == "null"

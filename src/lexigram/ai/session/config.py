@@ -226,7 +226,7 @@ class SessionConfig(BaseConfig):
     @model_validator(mode="before")
     def _coerce_scalars(cls, data: dict[str, Any]) -> dict[str, Any]:
         # Runs before the framework's own coercion, whose errors do not name the field.
-        data = dict(data)
+        data = _env_nulls(cls, dict(data))
         for name in _BOOL_FIELDS:
             if name in data:
                 data[name] = _as_bool(name, data[name])
@@ -857,6 +857,20 @@ def _refuse_env_conflicts(environ: Mapping[str, str]) -> None:
                 f"{whole} and {parts[0]} are both set; give the value one way only "
                 f"(for a list: a JSON array in {whole}, or numbered variables alone)",
             )
+
+
+def _env_nulls(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``None`` for a field that may be ``null`` whose environment variable
+    says ``null`` (YAML's word for it): ``LEX_AI_SESSION__COOKIE_NAME=null`` disables
+    cookies as ``cookie_name: null`` does, instead of naming the cookie "null"."""
+    nullable = {f.name for f in fields(cls) if "None" in str(f.type)}
+    for name in nullable & set(data):
+        value = data[name]
+        if isinstance(value, str) and value.strip().lower() == "null":
+            raw = os.environ.get(_ENV_PREFIX + name.upper())
+            if raw is not None and raw.strip().lower() == "null":
+                data[name] = None
+    return data
 
 
 def _env_text(name: str, value: Any) -> Any:
