@@ -226,7 +226,7 @@ class SessionConfig(BaseConfig):
     @model_validator(mode="before")
     def _coerce_scalars(cls, data: dict[str, Any]) -> dict[str, Any]:
         # Runs before the framework's own coercion, whose errors do not name the field.
-        data = _env_nulls(cls, dict(data))
+        data = _env_nulls(dict(data))
         for name in _BOOL_FIELDS:
             if name in data:
                 data[name] = _as_bool(name, data[name])
@@ -859,11 +859,11 @@ def _refuse_env_conflicts(environ: Mapping[str, str]) -> None:
             )
 
 
-def _env_nulls(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+def _env_nulls(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with ``None`` for a field that may be ``null`` whose environment variable
     says ``null`` (YAML's word for it): ``LEX_AI_SESSION__COOKIE_NAME=null`` disables
     cookies as ``cookie_name: null`` does, instead of naming the cookie "null"."""
-    nullable = {f.name for f in fields(cls) if "None" in str(f.type)}
+    nullable = {f.name for f in fields(SessionConfig) if "None" in str(f.type)}
     for name in nullable & set(data):
         value = data[name]
         if isinstance(value, str) and value.strip().lower() == "null":
