@@ -183,3 +183,45 @@ def test_export_user_imports_and_erase_user_removes(target: Target, tmp_path: Pa
     assert back.stdout.strip().splitlines()[-3:] == [
         f"{secret}-content {secret}-var {secret}-meta"
     ] * 3
+
+
+PLAIN = """
+import asyncio, sys
+from lexigram.ai.session.cli.operations import build_config, open_store
+from lexigram.ai.session.manager.core import SessionManagerImpl
+
+async def main(user):
+    config = build_config(**TARGET)
+    async with open_store(config) as store:
+        state = await SessionManagerImpl(store, config).create(user)
+        await SessionManagerImpl(store, config).add_message(state.session_id, "user", "hi")
+        print(state.session_id)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keys", ["", "OTHER"])
+def test_export_without_the_key_writes_the_readable_sessions_and_names_the_rest(
+    target: Target, tmp_path: Path, keys: str
+) -> None:
+    # Before: both commands wrote nothing (exit 1, "cannot decrypt") when one of the
+    # user's sessions was sealed under a key the process lacks; the docs promise the
+    # healthy sessions, with the sealed ones named on stderr.
+    key = new_key_text("K")
+    written = run(key, "-c", target.script(WRITE), "cleo", "SECRETX", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    sealed = written.stdout.strip().splitlines()[-1].split(",")
+    made = run("", "-c", target.script(PLAIN), "cleo", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    plain = made.stdout.strip().splitlines()[-1]
+    process_keys = new_key_text("OTHER") if keys else ""
+    for argv in (["export", "--user", "cleo"], ["export-user", "cleo"]):
+        result = cli(target, process_keys, *argv, cwd=tmp_path)
+        assert result.returncode == 1, (argv, result.stderr)
+        document = json.loads(result.stdout)
+        assert [s["header"]["session_id"] for s in document["sessions"]] == [plain], argv
+        assert "SECRETX" not in result.stdout
+        for session_id in sealed:
+            assert session_id in result.stderr and "key 'K'" in result.stderr, argv

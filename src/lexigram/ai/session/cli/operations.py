@@ -321,7 +321,7 @@ async def export_sessions(
                 checkpoints = (
                     await store.list_checkpoints(session_id) if include_checkpoints else []
                 )
-            except CorruptRecordError:
+            except (CorruptRecordError, EncryptionKeyError):  # named with its reason
                 damaged.append(session_id)
             else:
                 entries.append(session_to_dict(state, checkpoints))

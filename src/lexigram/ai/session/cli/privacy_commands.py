@@ -23,8 +23,9 @@ from lexigram.ai.session.cli.operations import DAMAGED, open_store, why_unreadab
 from lexigram.ai.session.cli.transfer import dump_document, session_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.encryption.keyring import Keyring
-from lexigram.ai.session.exceptions import SessionError
+from lexigram.ai.session.exceptions import EncryptionKeyError, SessionError
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.privacy import export_user as export_readable
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
@@ -270,7 +271,12 @@ def run_export_user(
 
     async def work() -> Any:
         async with _store(config, read_only=True) as store:
-            export = await manager(store, config).export_user(user_id)
+            try:
+                export = await manager(store, config).export_user(user_id)
+            except EncryptionKeyError:
+                # The manager refuses a user it cannot read whole; the command writes
+                # what it can read and names the rest (exit 1), as `export` does.
+                export = await export_readable(store, user_id, skip_unopenable=True)
             if export.damaged:
                 reasons.update(await why_unreadable(store, list(export.damaged)))
             return export

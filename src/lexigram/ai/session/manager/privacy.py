@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.events import SessionUserErasedEvent
-from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
 from lexigram.ai.session.hooks import HOOK_USER_ERASED, SessionUserErasedHook
 from lexigram.ai.session.manager.notifier import SessionNotifier
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore, UserErasure
 from lexigram.ai.session.validation import check_id
 
@@ -54,9 +55,18 @@ async def user_session_ids(store: SessionStore, user_id: str) -> tuple[list[str]
             return ids, damaged
 
 
-async def export_user(store: SessionStore, user_id: str) -> UserExport:
-    """Every session of ``user_id`` and of its branches, with turns and checkpoints."""
+async def export_user(
+    store: SessionStore, user_id: str, *, skip_unopenable: bool = False
+) -> UserExport:
+    """Every session of ``user_id`` and of its branches, with turns and checkpoints.
+
+    With ``skip_unopenable``, a session this process has no key for is named in
+    ``damaged`` instead of failing the export (the CLI's ``export-user``, which
+    writes the sessions it can read and exits 1 naming the others).
+    """
     check_id(user_id, "user_id")
+    sealed = SealedSessionGuard(store) if skip_unopenable else None
+    unopenable = (EncryptionKeyError,) if skip_unopenable else ()
     pending, damaged = await user_session_ids(store, user_id)
     seen: set[str] = set(damaged)
     sessions: list[ExportedUserSession] = []
@@ -69,9 +79,11 @@ async def export_user(store: SessionStore, user_id: str) -> UserExport:
             state = await store.load(session_id)
             if state is None:
                 continue
+            if sealed is not None:
+                sealed.check_state(state)  # sealed text is never exported
             checkpoints = await store.list_checkpoints(session_id)
             branches = await store.list_branches(session_id)
-        except CorruptRecordError:
+        except (CorruptRecordError, *unopenable):
             damaged.append(session_id)
             continue
         sessions.append(ExportedUserSession(state=state, checkpoints=checkpoints))
