@@ -336,6 +336,35 @@ async def test_document_level_mistakes_are_named_and_nothing_is_written(
     assert await target.load_record(first) is None and await target.load_record(second) is None
 
 
+@pytest.mark.parametrize(
+    ("tail", "field"),
+    [
+        (', "sessions": []}', "sessions"),  # the last "sessions" won: nothing imported, exit 0
+        (None, "sessions[1].turns[0].content"),
+    ],
+)
+async def test_a_repeated_key_is_refused_naming_its_place(
+    tail: str | None, field: str
+) -> None:
+    # Before: JSON's last-one-wins kept the second value silently.
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+
+    source = InMemorySessionStore()
+    first, _ = await _seed(source, "alice")
+    second, _ = await _seed(source, "bob")
+    text = json.dumps(await _document(source, first, second))
+    if tail is not None:
+        text = text[:-1] + tail
+    else:  # the second session's first turn says its content twice
+        at = text.index('"content"', text.index('"bob"'))
+        text = text[:at] + '"content": "x", ' + text[at:]
+    target = InMemorySessionStore()
+    with pytest.raises(SessionValidationError, match="appears twice") as caught:
+        await import_document(target, text.encode())
+    assert caught.value.field == field
+    assert await target.load_record(first) is None and await target.load_record(second) is None
+
+
 class _UnconfirmedSave:
     """A real store whose ``save`` is applied but its confirmation lost."""
 

@@ -144,10 +144,53 @@ def _decode(raw: bytes | str) -> Any:
     64 bits into floats), and reads a lone surrogate escape (``"\\ud800"``) and
     ``NaN``, so that the field checks refuse them naming the exact place.
     """
+    repeated: list[_Repeated] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                break
+            seen.add(key)
+        marked = _Repeated(obj)
+        marked.key = key
+        repeated.append(marked)
+        return marked
+
     try:
-        return json.loads(raw)
+        doc = json.loads(raw, object_pairs_hook=pairs)
     except (ValueError, RecursionError) as exc:
         raise SessionValidationError("document", f"invalid JSON: {exc}") from exc
+    if repeated:  # JSON's last-one-wins would drop the first value silently
+        place = _repeated_place(doc, "") or repeated[0].key
+        raise SessionValidationError(place, "appears twice in one object (a repeated key)")
+    return doc
+
+
+class _Repeated(dict[str, Any]):
+    """A JSON object of the document that repeats a key (``key``, the first repeated)."""
+
+    key: str
+
+
+def _repeated_place(value: Any, path: str) -> str | None:
+    """The place (``sessions[0].turns[1].content``) of the first repeated key under ``value``."""
+    if isinstance(value, _Repeated):
+        return f"{path}.{value.key}" if path else value.key
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _repeated_place(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _repeated_place(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _check_unique(entries: list[ExportedSession]) -> None:
