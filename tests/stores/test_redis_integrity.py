@@ -294,15 +294,21 @@ async def test_pages_skip_damaged_sessions_without_losing_healthy_ones(
     assert damaged == [ids[3], ids[1]]
 
 
+@pytest.mark.parametrize("lost", ["missing", "empty"])
 async def test_a_header_without_its_user_is_named_damaged_and_erased(
-    store: CacheSessionStore,
+    store: CacheSessionStore, lost: str
 ) -> None:
-    # Before: a header whose user field was lost was taken for a stale index entry,
-    # left out of listings and exports unnamed, and erase_user said complete with the
-    # session's turns still stored.
+    # Before: a header whose user field was lost (or emptied) was taken for a stale
+    # index entry, left out of listings and exports unnamed, and erase_user said
+    # complete with the session's turns still stored; an empty one loaded as user ''.
     kept = await new_session(store, turns=1)
     bad = await new_session(store, turns=2)
-    await store.client.hdel(store.keys.header(bad), "u")
+    if lost == "missing":
+        await store.client.hdel(store.keys.header(bad), "u")
+    else:
+        await store.client.hset(store.keys.header(bad), "u", "")
+        with pytest.raises(CorruptRecordError, match="user_id"):
+            await store.load_record(bad)
     page = await store.list_user_sessions("alice")
     assert [s.session_id for s in page.items] == [kept]
     assert page.damaged == [bad]

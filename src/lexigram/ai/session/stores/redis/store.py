@@ -453,7 +453,7 @@ class CacheSessionStore(SessionStore):
             for sid, score, data in zip(ids, scores, headers, strict=True):
                 if sid in bad:
                     record = None
-                elif data is None or ("u" in data and data["u"] != user_id):
+                elif data is None or (data.get("u") and data["u"] != user_id):
                     continue  # a stale index entry (a header without its user is damaged)
                 else:
                     record = self._readable(data, sid, now)

@@ -157,6 +157,14 @@ def _req(data: Mapping[str, Any], key: str, name: str) -> str:
     return value
 
 
+def _req_id(data: Mapping[str, Any], key: str, name: str) -> str:
+    """A required id field: a string that is not empty (no store writes a blank id)."""
+    value = _req(data, key, name)
+    if not value:
+        raise _Corrupt(name, "empty")
+    return value
+
+
 def _opt(data: Mapping[str, Any], key: str, name: str) -> str | None:
     value = data.get(key)
     if value is not None and not isinstance(value, str):
@@ -214,8 +222,8 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
             raise _Corrupt("total_cost", f"not a finite number: {raw_cost!r}")
         state = codec.build_state(
             {
-                "session_id": _req(data, "id", "session_id"),
-                "user_id": _req(data, "u", "user_id"),
+                "session_id": _req_id(data, "id", "session_id"),
+                "user_id": _req_id(data, "u", "user_id"),
                 "status": status,
                 "turns": [],
                 "metadata": _json(data, "m", "metadata", dict),
