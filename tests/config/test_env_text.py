@@ -46,3 +46,25 @@ def test_null_in_the_environment_unsets_a_field_that_may_be_null(
 
 def test_null_given_in_code_is_text() -> None:
     assert SessionConfig(cookie_name="null").cookie_name == "null"
+
+
+@pytest.mark.parametrize("block", ["SQL", "REDIS"])
+def test_null_in_the_environment_unsets_a_backend_block(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, block: str
+) -> None:
+    # Before: refused, "must be a mapping ..., got str" (YAML's `sql: null` is accepted).
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv(f"LEX_AI_SESSION__{block}", "null")
+    config = SessionConfig.from_env_profile()
+    assert config.sql is None and config.redis is None
+
+
+def test_a_numbered_secret_saying_null_is_refused_by_index(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # Before: the signing secret became the word "null", silently.
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET__0", "null")
+    monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET__1", "a-real-old-secret")
+    with pytest.raises(Exception, match=r"cookie_secret\[0\]"):
+        SessionConfig.from_env_profile()

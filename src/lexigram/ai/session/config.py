@@ -630,6 +630,7 @@ def _flatten_blocks(data: dict[str, Any]) -> dict[str, Any]:
     value is refused naming the key as written (``sql.url``, ``options.url``); a
     non-empty block of another built-in backend than the chosen one is refused too.
     """
+    data = _env_nulls(dict(data))  # ``LEX_AI_SESSION__SQL=null``: no block
     backend = data.get("backend")
     chosen = canonical_name(backend) if isinstance(backend, str) else None
     # Errors name a key as the user wrote it: ``options.url`` when ``options`` is the block.
@@ -823,7 +824,9 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
         numbers = sorted(int(k) for k in value)
         if numbers != list(range(len(numbers))):
             _fail("cookie_secret", f"numbered secrets must run 0, 1, 2, ...; got {numbers}")
-        value = [value[k] for k in sorted(value, key=int)]
+        # A numbered variable saying ``null`` is YAML's ``[null]``: refused below, by index
+        # (it became the signing secret "null").
+        value = [_null_word(value[k]) for k in sorted(value, key=int)]
     if value is None:
         return value
     if isinstance(value, list | tuple):
@@ -871,6 +874,11 @@ def _env_nulls(data: dict[str, Any]) -> dict[str, Any]:
             if raw is not None and raw.strip().lower() == "null":
                 data[name] = None
     return data
+
+
+def _null_word(value: Any) -> Any:
+    """None for the word ``null`` (any case, spaces around), else ``value``."""
+    return None if isinstance(value, str) and value.strip().lower() == "null" else value
 
 
 def _env_text(name: str, value: Any) -> Any:
