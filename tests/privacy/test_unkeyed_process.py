@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from lexigram.contracts.ai.session import SessionStatus
 
+from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
 from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD
@@ -364,3 +365,22 @@ async def test_plaintext_that_starts_like_a_sealed_value_is_still_consolidated()
     await manager.add_message(session_id, "user", "lxe1:abc is my licence token")
     await manager.close(session_id)
     assert memory.contents == ["lxe1:abc is my licence token"]
+
+
+async def test_export_user_with_keys_that_do_not_open_a_session_names_the_key() -> None:
+    # Before: a process with keys, but not the session's, got a normal return with the
+    # session only in ``damaged`` (a process without keys got EncryptionKeyError).
+    old_key, new_key = new_key_text("k-old"), new_key_text("k-new")
+    inner = InMemorySessionStore()
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, Keyring(parse_keys(old_key))))
+    sealed = await _encrypted_session(keyed)
+    other = SessionManagerImpl(EncryptedSessionStore(inner, Keyring(parse_keys(new_key))))
+    readable = await other.create("ivy")
+    with pytest.raises(EncryptionKeyError) as caught:
+        await other.export_user("ivy")
+    assert caught.value.key_id == "k-old" and sealed in str(caught.value)
+    both = Keyring(parse_keys(f"{new_key},{old_key}"))
+    export = await SessionManagerImpl(EncryptedSessionStore(inner, both)).export_user("ivy")
+    assert sorted(s.state.session_id for s in export.sessions) == sorted(
+        [sealed, readable.session_id]
+    )
