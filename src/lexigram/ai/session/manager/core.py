@@ -714,9 +714,11 @@ class SessionManagerImpl:
         for session_id in export.damaged:
             # The store lists a session its keys do not open as damaged: say why.
             try:
-                self.sealed.check_state(await self.store.load_record(session_id))
+                record = await self.store.load_record(session_id)
             except CorruptRecordError:
                 continue
+            if record is not None:
+                self.sealed.check_state(record.state)
         return export
 
     # ----------------------------------------------------------- checkpoints
