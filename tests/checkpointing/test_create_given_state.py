@@ -83,3 +83,23 @@ async def test_a_changed_state_whose_count_does_not_match_its_turns_is_refused()
     header_only = dataclasses.replace(stored, turns=[])  # a header: the stored session
     taken = await manager.checkpoints.create(header_only)
     assert [t.content for t in taken.state.turns] == ["a"]
+
+
+async def test_a_changed_states_totals_are_those_of_its_turns() -> None:
+    # Before: the totals were kept as read while a turn was added by hand, and restore
+    # made them the session's (every later append built on them).
+    config = SessionConfig(auto_checkpoint_interval=None)
+    manager = SessionManagerImpl(InMemorySessionStore(), config)
+    sid = (await manager.create("u")).session_id
+    await manager.add_turns(sid, [
+        dataclasses.replace(_turn("a"), tokens_used=10, cost=0.5),
+        dataclasses.replace(_turn("b"), tokens_used=10, cost=0.5),
+    ])
+    read = await manager.get_state(sid)
+    assert read is not None
+    extra = dataclasses.replace(_turn("c"), tokens_used=100, cost=4.0)
+    mine = dataclasses.replace(read, turns=[*read.turns, extra], turn_count=3)
+    checkpoint = await manager.checkpoints.create(mine)
+    assert (checkpoint.state.total_tokens, checkpoint.state.total_cost) == (120, 5.0)
+    restored = await manager.restore(checkpoint.checkpoint_id)
+    assert (restored.turn_count, restored.total_tokens, restored.total_cost) == (3, 120, 5.0)

@@ -90,7 +90,10 @@ class CheckpointManager:
         caller's own (the session's current version, changed by the caller) is
         checkpointed as given (its turns copied), its parent its own ``checkpoint_id``;
         such a state whose ``turn_count`` is not its number of turns is refused
-        (``SessionValidationError`` naming ``state.turn_count``).
+        (``SessionValidationError`` naming ``state.turn_count``), and its
+        ``total_tokens`` and ``total_cost`` are recomputed from its turns (a restore
+        copies them to the session). It leaves the session's own ``checkpoint_id`` as
+        it is: the session was not checkpointed.
         A session that is not stored raises ``SessionNotFoundError``.
         The oldest checkpoints beyond the retention limit are deleted.
         """
@@ -143,10 +146,19 @@ class CheckpointManager:
         self.sealed.check_metadata(metadata)
         self.sealed.check_state(state)
         checkpoint_id = new_checkpoint_id()
+        # Totals as the turns give them, added one turn at a time as the stores add them:
+        # turns edited by hand with the totals left as read would otherwise become the
+        # session's totals on restore (found by an outside time-travel audit).
+        tokens, cost = 0, 0.0
+        for turn in state.turns:
+            tokens += turn.tokens_used
+            cost += turn.cost
         checkpoint = SessionCheckpoint(
             checkpoint_id=checkpoint_id,
             session_id=state.session_id,
-            state=dataclasses.replace(state, checkpoint_id=checkpoint_id),
+            state=dataclasses.replace(
+                state, checkpoint_id=checkpoint_id, total_tokens=tokens, total_cost=cost
+            ),
             created_at=self.store.now(),
             parent_checkpoint_id=state.checkpoint_id,
             metadata=metadata or {},
