@@ -68,3 +68,12 @@ def test_a_numbered_secret_saying_null_is_refused_by_index(
     monkeypatch.setenv("LEX_AI_SESSION__COOKIE_SECRET__1", "a-real-old-secret")
     with pytest.raises(Exception, match=r"cookie_secret\[0\]"):
         SessionConfig.from_env_profile()
+
+
+def test_null_in_the_environment_unsets_the_options_block(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("LEX_AI_SESSION__BACKEND", "sql")
+    monkeypatch.setenv("LEX_AI_SESSION__OPTIONS", "null")
+    assert SessionConfig.from_env_profile().options == {}

@@ -8,6 +8,7 @@ store plaintext inside an encrypted session.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -384,3 +385,21 @@ async def test_export_user_with_keys_that_do_not_open_a_session_names_the_key() 
     assert sorted(s.state.session_id for s in export.sessions) == sorted(
         [sealed, readable.session_id]
     )
+
+
+async def test_export_user_names_a_damaged_session_when_the_key_is_here() -> None:
+    # Before (a regression of the fix above): a tampered sealed field of a session whose
+    # key the process holds raised EncryptionKeyError naming that key: no export at all.
+    inner = InMemorySessionStore()
+    manager = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k-a")))
+    good = (await manager.create("ivy")).session_id
+    bad = (await manager.create("ivy", variables={"v": "var"})).session_id
+    raw = await inner.load(bad)
+    assert raw is not None
+    sealed = next(iter(raw.variables.values()))
+    flipped = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    key = next(iter(raw.variables))
+    await inner.save(dataclasses.replace(raw, variables={key: flipped}))
+    export = await manager.export_user("ivy")
+    assert [s.state.session_id for s in export.sessions] == [good]
+    assert export.damaged == [bad]

@@ -316,6 +316,8 @@ async def test_a_header_without_its_user_is_named_damaged_and_erased(
     assert sorted(erased.sessions) == sorted([kept, bad])
     assert erased.complete
     assert await store.client.exists(store.keys.header(bad), store.keys.turns(bad)) == 0
+    # The user's own keys go too (the erased session's live entry held them back).
+    assert await store.client.exists(*store.keys.user("alice")) == 0
 
 
 async def test_a_damaged_header_does_not_hold_a_place_under_the_cap(

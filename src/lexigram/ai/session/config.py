@@ -866,7 +866,8 @@ def _env_nulls(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with ``None`` for a field that may be ``null`` whose environment variable
     says ``null`` (YAML's word for it): ``LEX_AI_SESSION__COOKIE_NAME=null`` disables
     cookies as ``cookie_name: null`` does, instead of naming the cookie "null"."""
-    nullable = {f.name for f in fields(SessionConfig) if "None" in str(f.type)}
+    # ``options`` takes YAML's null too (no options): the same block as ``sql``/``redis``.
+    nullable = {f.name for f in fields(SessionConfig) if "None" in str(f.type)} | {"options"}
     for name in nullable & set(data):
         value = data[name]
         if isinstance(value, str) and value.strip().lower() == "null":

@@ -228,7 +228,8 @@ class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
         self.session_id = session_id
         self.max_turns = max_turns
         self.detail = (
-            f"session {session_id!r} reached max_turns_per_session={max_turns} and is closed"
+            f"session {session_id!r} reached max_turns_per_session={max_turns}: it takes no "
+            "more turns"
         )
         SessionError.__init__(
             self, self.detail, details={"session_id": session_id, "max_turns": max_turns}

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import math
 import secrets
 from typing import Any
 
-from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
 
 from lexigram.ai.session.events import SessionCheckpointCreatedEvent, SessionCheckpointRestoredEvent
 from lexigram.ai.session.exceptions import CheckpointNotFoundError, SessionValidationError
@@ -36,6 +37,23 @@ __all__ = ["CheckpointManager", "new_checkpoint_id"]
 def new_checkpoint_id() -> str:
     """A fresh, unguessable checkpoint id."""
     return "cp_" + secrets.token_urlsafe(16)
+
+
+def _totals(turns: list[SessionTurn]) -> tuple[int, float] | None:
+    """``(tokens, cost)`` summed one turn at a time; None when a turn's values are not
+    counts and finite costs >= 0 (the store then refuses that turn by name)."""
+    tokens, cost = 0, 0.0
+    for turn in turns:
+        used, spent = turn.tokens_used, turn.cost
+        if type(used) is not int or used < 0:
+            return None
+        if isinstance(spent, bool) or not isinstance(spent, int | float):
+            return None
+        if not 0 <= spent < math.inf:
+            return None
+        tokens += used
+        cost += spent
+    return tokens, cost
 
 
 def _check_id(name: str, value: object) -> str:
@@ -149,16 +167,14 @@ class CheckpointManager:
         # Totals as the turns give them, added one turn at a time as the stores add them:
         # turns edited by hand with the totals left as read would otherwise become the
         # session's totals on restore (found by an outside time-travel audit).
-        tokens, cost = 0, 0.0
-        for turn in state.turns:
-            tokens += turn.tokens_used
-            cost += turn.cost
+        # A turn's own bad value is left for the store's checks, which name the turn.
+        totals = _totals(state.turns)
+        if totals is not None:
+            state = dataclasses.replace(state, total_tokens=totals[0], total_cost=totals[1])
         checkpoint = SessionCheckpoint(
             checkpoint_id=checkpoint_id,
             session_id=state.session_id,
-            state=dataclasses.replace(
-                state, checkpoint_id=checkpoint_id, total_tokens=tokens, total_cost=cost
-            ),
+            state=dataclasses.replace(state, checkpoint_id=checkpoint_id),
             created_at=self.store.now(),
             parent_checkpoint_id=state.checkpoint_id,
             metadata=metadata or {},

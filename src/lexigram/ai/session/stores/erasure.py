@@ -169,15 +169,17 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
         await scripts.command("unlink", key)
     all_key, live_key, counter = store.keys.user(user_id)
     index = store._core.index
+    erased = set(session_ids)
     for _ in range(_FORGET_ATTEMPTS):
         everyone = await scripts.command("zrange", all_key, 0, -1)
         live = await scripts.command("zrange", live_key, 0, -1, withscores=True)
         members = list(dict.fromkeys([*everyone, *(m for m, _ in live)]))
-        names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-        headers = await index.probe(names, ("u",))
+        headers = await index.probe([_text(m) for m in members], ("u",))
         recent = wall_us() - RESERVATION_GRACE_US
+        # An erased session's own live entry is no create in progress: a damaged header
+        # (no user id) was erased without the user's index entries, which name it still.
         if any(h is not None and h[0] == user_id for h in headers) or any(
-            score >= recent for _, score in live
+            score >= recent and _text(m) not in erased for m, score in live
         ):
             return len(replies)  # the user has a session again, or one being created
         keys = list(dict.fromkeys([all_key, live_key, counter, *user_keys]))
@@ -185,6 +187,10 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
         if await scripts.command("eval", _forget_user_script(), len(keys), *keys, *args):
             return len(replies) + len(user_keys)
     return len(replies)
+
+
+def _text(member: Any) -> str:
+    return member.decode() if isinstance(member, bytes) else str(member)
 
 
 def _names_in_reply(value: Any, user_id: str) -> bool:
