@@ -105,8 +105,18 @@ async def test_a_changed_states_totals_are_those_of_its_turns() -> None:
     assert (restored.turn_count, restored.total_tokens, restored.total_cost) == (3, 120, 5.0)
 
 
-@pytest.mark.parametrize("cost", [float("nan"), -1.0, -0.2])
-async def test_a_bad_turn_cost_in_a_changed_state_is_named_by_its_turn(cost: float) -> None:
+@pytest.mark.parametrize(
+    ("cost", "tokens", "field"),
+    [
+        (float("nan"), 0, "checkpoint.state.turns[1].cost"),
+        (-1.0, 0, "checkpoint.state.turns[1].cost"),
+        (-0.2, 0, "checkpoint.state.turns[1].cost"),
+        (0.0, 2**53, "checkpoint.state.turns[1].tokens_used"),
+    ],
+)
+async def test_a_bad_turn_cost_in_a_changed_state_is_named_by_its_turn(
+    cost: float, tokens: int, field: str
+) -> None:
     # Before (a regression of the totals fix): the error named the recomputed
     # checkpoint.state.total_cost, a field the caller did not give.
     manager = SessionManagerImpl(InMemorySessionStore(), SessionConfig(auto_checkpoint_interval=0))
@@ -114,8 +124,8 @@ async def test_a_bad_turn_cost_in_a_changed_state_is_named_by_its_turn(cost: flo
     await manager.add_turn(sid, dataclasses.replace(_turn("a"), cost=0.5))
     read = await manager.get_state(sid)
     assert read is not None
-    bad = dataclasses.replace(_turn("b"), cost=cost)
+    bad = dataclasses.replace(_turn("b"), cost=cost, tokens_used=tokens)
     changed = dataclasses.replace(read, turns=[*read.turns, bad], turn_count=2)
     with pytest.raises(SessionValidationError) as caught:
         await manager.checkpoints.create(changed)
-    assert caught.value.field == "checkpoint.state.turns[1].cost"
+    assert caught.value.field == field

@@ -403,3 +403,16 @@ async def test_export_user_names_a_damaged_session_when_the_key_is_here() -> Non
     export = await manager.export_user("ivy")
     assert [s.state.session_id for s in export.sessions] == [good]
     assert export.damaged == [bad]
+
+
+async def test_export_user_with_other_bytes_under_the_key_id_names_the_key() -> None:
+    # Before (a regression of the damaged-session fix): every session was put in
+    # ``damaged`` and an empty export returned, with no error.
+    inner = InMemorySessionStore()
+    keyed = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k-a")))
+    sealed = await _encrypted_session(keyed)
+    impostor = SessionManagerImpl(EncryptedSessionStore(inner, keyring("k-a")))  # new bytes
+    with pytest.raises(EncryptionKeyError) as caught:
+        await impostor.export_user("ivy")
+    assert caught.value.key_id == "k-a" and sealed in str(caught.value)
+    assert not caught.value.value_altered

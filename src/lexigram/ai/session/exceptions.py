@@ -240,14 +240,26 @@ class EncryptionKeyError(SessionStoreError):
     """An encrypted record cannot be opened: its key is missing or does not open it.
 
     ``key_id`` names the key-encryption key the record needs (never the key itself).
+    ``value_altered`` is True when that key opened the session's data key but a sealed
+    value did not open under it: the stored value was altered or moved (damage), not a
+    key missing or wrong.
     """
 
     _code = "LEX_ERR_SES_114"
 
-    def __init__(self, record: str, key_id: str, problem: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        record: str,
+        key_id: str,
+        problem: str,
+        *,
+        value_altered: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.record = record
         self.key_id = key_id
         self.problem = problem
+        self.value_altered = value_altered
         super().__init__(
             f"cannot decrypt {record}: key {key_id!r} {problem}",
             details={"record": record, "key_id": key_id},

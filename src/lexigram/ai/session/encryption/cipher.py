@@ -162,6 +162,7 @@ class DataKey:
                 self.key_id,
                 f"does not open field {context} (the value was altered or moved from "
                 "another session)",
+                value_altered=True,
             ) from None
 
     def _aad(self, context: str) -> bytes:

@@ -29,7 +29,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore
-from lexigram.ai.session.validation import check_id, check_mapping
+from lexigram.ai.session.validation import MAX_SAFE_INT, check_id, check_mapping
 
 __all__ = ["CheckpointManager", "new_checkpoint_id"]
 
@@ -45,7 +45,7 @@ def _totals(turns: list[SessionTurn]) -> tuple[int, float] | None:
     tokens, cost = 0, 0.0
     for turn in turns:
         used, spent = turn.tokens_used, turn.cost
-        if type(used) is not int or used < 0:
+        if type(used) is not int or not 0 <= used <= MAX_SAFE_INT:
             return None
         if isinstance(spent, bool) or not isinstance(spent, int | float):
             return None

@@ -704,14 +704,13 @@ class SessionManagerImpl:
         """Everything stored about ``user_id`` (sessions, branches, checkpoints, turns).
 
         ``EncryptionKeyError`` naming the key id when a session of the user needs a key
-        this process lacks (no keys, or keys that do not open it): an export is never
-        silently short of what the keys would show. ``damaged`` names the records that
-        cannot be decoded at all.
+        this process lacks (no keys, none under that id, or other bytes under it): an
+        export is never silently short of what the keys would show. ``damaged`` names
+        the records that cannot be decoded, or whose sealed values were altered.
         """
         export = await privacy.export_user(self.store, user_id)
         for session in export.sessions:
             self.sealed.check_state(session.state)
-        keyring = getattr(self.store, "keyring", None)
         for session_id in export.damaged:
             # The store lists a session its keys do not open as damaged: say why.
             try:
@@ -721,8 +720,8 @@ class SessionManagerImpl:
             except CorruptRecordError:
                 continue
             except EncryptionKeyError as exc:
-                if keyring is not None and keyring.get(exc.key_id) is not None:
-                    continue  # the key is here: the record itself does not open (damaged)
+                if exc.value_altered:
+                    continue  # the key opened the data key: a value was altered (damaged)
                 raise
         return export
 
