@@ -228,8 +228,7 @@ class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
         self.session_id = session_id
         self.max_turns = max_turns
         self.detail = (
-            f"session {session_id!r} reached max_turns_per_session={max_turns}: it takes no "
-            "more turns"
+            f"session {session_id!r} reached max_turns_per_session={max_turns} and is closed"
         )
         SessionError.__init__(
             self, self.detail, details={"session_id": session_id, "max_turns": max_turns}
