@@ -869,17 +869,19 @@ def _env_nulls(data: dict[str, Any]) -> dict[str, Any]:
     # ``options`` takes YAML's null too (no options): the same block as ``sql``/``redis``.
     nullable = {f.name for f in fields(SessionConfig) if "None" in str(f.type)} | {"options"}
     for name in nullable & set(data):
-        value = data[name]
-        if isinstance(value, str) and value.strip().lower() == "null":
-            raw = os.environ.get(_ENV_PREFIX + name.upper())
-            if raw is not None and raw.strip().lower() == "null":
-                data[name] = None
+        if _is_null_word(data[name]) and _is_null_word(os.environ.get(_ENV_PREFIX + name.upper())):
+            data[name] = None
     return data
 
 
+def _is_null_word(value: Any) -> bool:
+    """Whether ``value`` is the word ``null`` (any case, spaces around)."""
+    return isinstance(value, str) and value.strip().lower() == "null"
+
+
 def _null_word(value: Any) -> Any:
-    """None for the word ``null`` (any case, spaces around), else ``value``."""
-    return None if isinstance(value, str) and value.strip().lower() == "null" else value
+    """None for the word ``null``, else ``value``."""
+    return None if _is_null_word(value) else value
 
 
 def _env_text(name: str, value: Any) -> Any:

@@ -184,16 +184,13 @@ async def why_unreadable(store: SessionStore, session_ids: list[str]) -> dict[st
     sealed = SealedSessionGuard(store)
     reasons: dict[str, str] = {}
     for session_id in session_ids[:_WHY_MAX]:
-        reason = DAMAGED
         try:
-            record = await store.load_record(session_id)
-            if record is not None:
-                sealed.check_state(record.state)
-        except EncryptionKeyError as exc:
-            reason = f"cannot decrypt it: key {exc.key_id!r} {exc.problem}"
+            error = await sealed.key_error(session_id)
         except Exception:  # damaged in some other way: said as such
-            pass
-        reasons[session_id] = reason
+            error = None
+        reasons[session_id] = (
+            DAMAGED if error is None else f"cannot decrypt it: key {error.key_id!r} {error.problem}"
+        )
     return reasons
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import math
 import secrets
 from typing import Any
 
-from lexigram.contracts.ai.session import SessionCheckpoint, SessionState, SessionTurn
+from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.events import SessionCheckpointCreatedEvent, SessionCheckpointRestoredEvent
 from lexigram.ai.session.exceptions import CheckpointNotFoundError, SessionValidationError
@@ -29,7 +28,7 @@ from lexigram.ai.session.hooks import (
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore
-from lexigram.ai.session.validation import MAX_SAFE_INT, check_id, check_mapping
+from lexigram.ai.session.validation import check_id, check_mapping, check_turns
 
 __all__ = ["CheckpointManager", "new_checkpoint_id"]
 
@@ -37,23 +36,6 @@ __all__ = ["CheckpointManager", "new_checkpoint_id"]
 def new_checkpoint_id() -> str:
     """A fresh, unguessable checkpoint id."""
     return "cp_" + secrets.token_urlsafe(16)
-
-
-def _totals(turns: list[SessionTurn]) -> tuple[int, float] | None:
-    """``(tokens, cost)`` summed one turn at a time; None when a turn's values are not
-    counts and finite costs >= 0 (the store then refuses that turn by name)."""
-    tokens, cost = 0, 0.0
-    for turn in turns:
-        used, spent = turn.tokens_used, turn.cost
-        if type(used) is not int or not 0 <= used <= MAX_SAFE_INT:
-            return None
-        if isinstance(spent, bool) or not isinstance(spent, int | float):
-            return None
-        if not 0 <= spent < math.inf:
-            return None
-        tokens += used
-        cost += spent
-    return tokens, cost
 
 
 def _check_id(name: str, value: object) -> str:
@@ -166,11 +148,15 @@ class CheckpointManager:
         checkpoint_id = new_checkpoint_id()
         # Totals as the turns give them, added one turn at a time as the stores add them:
         # turns edited by hand with the totals left as read would otherwise become the
-        # session's totals on restore (found by an outside time-travel audit).
-        # A turn's own bad value is left for the store's checks, which name the turn.
-        totals = _totals(state.turns)
-        if totals is not None:
-            state = dataclasses.replace(state, total_tokens=totals[0], total_cost=totals[1])
+        # session's totals on restore (found by an outside time-travel audit). The turns
+        # are checked first, so a bad value is named by its turn as the store names it.
+        turns = check_turns(state.turns, "checkpoint.state.turns")
+        state = dataclasses.replace(
+            state,
+            turns=turns,
+            total_tokens=sum(t.tokens_used for t in turns),
+            total_cost=sum((t.cost for t in turns), 0.0),
+        )
         checkpoint = SessionCheckpoint(
             checkpoint_id=checkpoint_id,
             session_id=state.session_id,

@@ -712,17 +712,11 @@ class SessionManagerImpl:
         for session in export.sessions:
             self.sealed.check_state(session.state)
         for session_id in export.damaged:
-            # The store lists a session its keys do not open as damaged: say why.
-            try:
-                record = await self.store.load_record(session_id)
-                if record is not None:
-                    self.sealed.check_state(record.state)
-            except CorruptRecordError:
-                continue
-            except EncryptionKeyError as exc:
-                if exc.value_altered:
-                    continue  # the key opened the data key: a value was altered (damaged)
-                raise
+            # The store lists a session its keys do not open as damaged: say why (a value
+            # altered under a data key that opens is damage, not a missing key).
+            error = await self.sealed.key_error(session_id)
+            if error is not None and not error.value_altered:
+                raise error
         return export
 
     # ----------------------------------------------------------- checkpoints

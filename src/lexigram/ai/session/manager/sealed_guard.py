@@ -23,7 +23,7 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionState, SessionTurn
 
 from lexigram.ai.session.encryption.markers import SEALED_PREFIXES, envelope_key_id
-from lexigram.ai.session.exceptions import EncryptionKeyError
+from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
 from lexigram.ai.session.stores.base import (
     SessionPage,
     SessionStore,
@@ -61,6 +61,22 @@ class SealedSessionGuard:
             envelope_key_id(envelope) or "?",
             "is needed but encryption_keys is empty",
         )
+
+    async def key_error(self, session_id: str) -> EncryptionKeyError | None:
+        """Why the stored session cannot be opened by this process's keys, or None.
+
+        None when it opens, is gone, or is damaged otherwise (``CorruptRecordError``):
+        what a listing's ``damaged`` entry turns out to be.
+        """
+        try:
+            record = await self.store.load_record(session_id)
+            if record is not None:
+                self.check_state(record.state)
+        except CorruptRecordError:
+            return None
+        except EncryptionKeyError as exc:
+            return exc
+        return None
 
     def seen(self, state: SessionState) -> None:
         """Remember a session a write reply showed in clear (never raises)."""
