@@ -114,6 +114,28 @@ def test_compute_rejects_what_is_not_a_state() -> None:
     assert err.value.field == "state"
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"tool_calls": None}, "state.turns[1].tool_calls"),
+        ({"tokens_used": None}, "state.turns[1].tokens_used"),
+        ({"cost": float("nan")}, "state.turns[1].cost"),
+    ],
+)
+def test_compute_names_the_bad_turn_field_of_a_hand_built_state(
+    change: dict[str, Any], field: str
+) -> None:
+    """A bare TypeError (or a NaN total) came out of a hand-built state's odd turn."""
+    now = datetime.now(UTC)
+    turns = [
+        SessionTurn(turn_id="t0", role="user", content="q", timestamp=now),
+        SessionTurn(turn_id="t1", role="assistant", content="a", timestamp=now, **change),
+    ]
+    state = SessionState(session_id="s", user_id="u", status=SessionStatus.ACTIVE, turns=turns)
+    with pytest.raises(SessionValidationError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        compute(state)
+
+
 def test_tool_names_understands_the_common_shapes() -> None:
     calls = [
         {"function": {"name": "a"}},

@@ -189,3 +189,16 @@ async def test_never_more_than_max_turns_even_with_many_system_messages() -> Non
     history = [msg("system", f"rule {i}") for i in range(4)] + [msg("user", "hello")]
     kept = await RelevanceContextPruner().prune(history, "hello", max_turns=2)
     assert kept == history[:2]
+
+
+@pytest.mark.parametrize("field", ["relevance_weight", "recency_weight"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_weight_that_is_not_finite_is_refused(field: str, value: float) -> None:
+    """A NaN weight made every score NaN and kept the oldest messages."""
+    with pytest.raises(SessionValidationError, match=field):
+        RelevanceContextPruner(**{field: value})
+
+
+def test_half_life_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(SessionValidationError, match="half_life"):
+        RelevanceContextPruner(half_life="8")  # type: ignore[arg-type]

@@ -193,6 +193,30 @@ async def test_non_result_return_and_timeout_are_failures(manager: SessionManage
     assert state.turns[-1].metadata["error"] == "timed out after 0.05s"
 
 
+async def test_an_agents_own_timeout_error_is_a_failure_not_agent_timeout(
+    manager: SessionManagerImpl,
+) -> None:
+    """An agent raising TimeoutError (its LLM call's) is recorded as raised, with or
+    without ``agent_timeout`` (it crashed the run with a TypeError without one)."""
+
+    class Upstream:
+        name = "researcher"
+
+        async def execute(self, *, message: str, history: Sequence[SessionTurn]) -> Any:
+            raise TimeoutError("upstream LLM call timed out")
+
+    for timeout in (None, 30):
+        sid = (await manager.create("alice")).session_id
+        group = GroupSession(manager, agent_timeout=timeout)
+        group.add_agent(Upstream())
+        state = await group.run(sid, "go", max_rounds=1)
+        assert state.turns[-1].metadata["error"] == (
+            "raised TimeoutError: upstream LLM call timed out"
+        )
+        info = _group_state(state.turns[-1])
+        assert info.status == "failed"
+
+
 async def test_turn_manager_failures_end_the_run(manager: SessionManagerImpl) -> None:
     class Broken:
         def __init__(self, answer: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from lexigram.contracts.ai.session import SessionTurn
@@ -192,6 +193,10 @@ def test_parse_choice() -> None:
     assert parse_choice("I think the critic should go next", names) == "critic"
     assert parse_choice("writer or critic", names) is None
     assert parse_choice("nobody", names) is None
+    # An exact name wins over one that differs only in case.
+    assert parse_choice("Bob", ["bob", "Bob", "carol"]) == "Bob"
+    assert parse_choice("bob", ["Bob", "bob"]) == "bob"
+    assert parse_choice("BOB", ["Bob", "carol"]) == "Bob"
     assert parse_choice("writers", names) is None
 
 
@@ -249,3 +254,19 @@ async def test_llm_directed_with_single_agent_offers_it() -> None:
 def test_llm_directed_rejects_non_client() -> None:
     with pytest.raises(SessionValidationError, match="llm"):
         LLMDirectedTurnManager(object())  # type: ignore[arg-type]
+
+
+async def test_llm_directed_falls_back_when_the_client_returns_no_result() -> None:
+    """A client returning its completion unwrapped (not a Result) falls back to round
+    robin, as an Err does (the run failed with an AttributeError)."""
+
+    class Completion:
+        content = "critic"
+
+    class Unwrapped:
+        async def complete(self, messages: Any, **kwargs: Any) -> Any:
+            return Completion()
+
+    selector = LLMDirectedTurnManager(Unwrapped())  # type: ignore[arg-type]
+    chosen = await selector.select_next(_ctx(_roster("writer", "critic"), [], None))
+    assert chosen == "writer" and selector.fallbacks == 1

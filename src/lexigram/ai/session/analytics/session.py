@@ -11,6 +11,7 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionState, SessionTurn
 
 from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.validation import check_turns
 
 __all__ = ["SessionAnalytics", "compute", "tool_names"]
 
@@ -136,7 +137,8 @@ def compute(state: SessionState) -> SessionAnalytics:
     if not isinstance(state, SessionState):
         kind = type(state).__name__
         raise SessionValidationError("state", f"expected a SessionState, got {kind}")
-    turns = list(state.turns)
+    # A hand-built state gets the checks a stored one passed (errors name the turn).
+    turns = list(check_turns(state.turns, "state.turns"))
     if turns:
         total_turns = len(turns)
         total_tokens = sum(t.tokens_used for t in turns)

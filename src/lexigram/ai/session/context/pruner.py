@@ -112,10 +112,17 @@ class RelevanceContextPruner:
     ) -> None:
         weights = (("relevance_weight", relevance_weight), ("recency_weight", recency_weight))
         for name, value in weights:
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise SessionValidationError(name, f"must be a number >= 0, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise SessionValidationError(name, f"must be a finite number >= 0, got {value!r}")
         if relevance_weight + recency_weight <= 0:
             raise SessionValidationError("relevance_weight", "weights must not both be 0")
+        if isinstance(half_life, bool) or not isinstance(half_life, int | float):
+            raise SessionValidationError("half_life", f"must be a number > 0, got {half_life!r}")
         if not half_life > 0:
             raise SessionValidationError("half_life", f"must be > 0, got {half_life!r}")
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:

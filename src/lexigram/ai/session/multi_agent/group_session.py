@@ -459,15 +459,20 @@ class GroupSession:
         self, member: GroupMember, message: str, history: list[SessionTurn]
     ) -> tuple[AgentReply | None, str | None]:
         """Call the agent; (reply, None) on ``Ok``, (None, reason) on anything else."""
+        window: asyncio.Timeout | None = None
         try:
             outcome: Any = member.agent.execute(message=message, history=history)
             if inspect.isawaitable(outcome):
                 if self.agent_timeout is None:
                     outcome = await outcome
                 else:
-                    outcome = await asyncio.wait_for(outcome, self.agent_timeout)
-        except TimeoutError:
-            return None, f"timed out after {self.agent_timeout:g}s"
+                    async with asyncio.timeout(self.agent_timeout) as window:
+                        outcome = await outcome
+        except TimeoutError as exc:
+            if window is not None and window.expired():
+                return None, f"timed out after {self.agent_timeout:g}s"
+            # The agent's own TimeoutError (its LLM or HTTP call), not agent_timeout.
+            return None, f"raised {_describe(exc)}"
         except Exception as exc:
             return None, f"raised {_describe(exc)}"
         if not isinstance(outcome, Result):

@@ -14,6 +14,7 @@ from typing import Any
 
 from lexigram.contracts.ai.llm import ChatMessage, LLMClientProtocol
 from lexigram.logging import get_logger
+from lexigram.result import Result
 
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.multi_agent._checks import require_int
@@ -42,8 +43,11 @@ def parse_choice(reply: str, candidates: Sequence[str]) -> str | None:
     An exact name (case, quotes and punctuation aside) wins; otherwise the reply must
     mention exactly one candidate as a whole word.
     """
+    stripped = reply.strip(_STRIP)
+    if stripped in candidates:  # "Bob" is Bob even beside a "bob"
+        return stripped
     by_key = {name.casefold(): name for name in candidates}
-    exact = by_key.get(reply.strip(_STRIP).casefold())
+    exact = by_key.get(stripped.casefold())
     if exact is not None:
         return exact
     named = [name for name in candidates if mentions(reply, name)]
@@ -128,6 +132,13 @@ class LLMDirectedTurnManager:
         except Exception as exc:
             logger.warning(
                 "ai_session.group.selector_failed", session_id=context.session_id, error=str(exc)
+            )
+            return None
+        if not isinstance(result, Result):
+            logger.warning(
+                "ai_session.group.selector_failed",
+                session_id=context.session_id,
+                error=f"complete() returned {type(result).__name__}, expected a Result",
             )
             return None
         if not result.is_ok():
