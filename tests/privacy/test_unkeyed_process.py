@@ -88,6 +88,30 @@ async def test_durable_backends_refuse_the_unkeyed_process(raw_backend: RawBacke
     await _unchanged(keyed, session_id)
 
 
+async def test_import_replace_without_keys_refuses_an_encrypted_session(
+    raw_backend: RawBackend,
+) -> None:
+    """``import --replace`` in a process without keys stored an encrypted session's
+    values in clear (and dropped its data key); it is refused by key id, before any
+    write."""
+    from lexigram.ai.session.cli.importing import import_document
+    from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
+
+    keyed = SessionManagerImpl(EncryptedSessionStore(await raw_backend.make(), keyring("kx")))
+    session_id = await _encrypted_session(keyed)
+    state = await keyed.get_state(session_id)
+    assert state is not None
+    document = dump_document(
+        [session_to_dict(state, await keyed.store.list_checkpoints(session_id))]
+    )
+    before = await raw_backend.dump()
+    with pytest.raises(EncryptionKeyError, match="'kx'"):
+        await import_document(await raw_backend.make(), document, replace_existing=True)
+    assert await raw_backend.dump() == before
+    assert b"secret turn" not in before
+    await _unchanged(keyed, session_id)
+
+
 async def test_plaintext_sessions_work_and_are_read_once_per_process() -> None:
     inner = InMemorySessionStore()
     plain = await SessionManagerImpl(inner).create("ivy")  # created by another process
@@ -211,6 +235,18 @@ async def test_fork_and_merge_without_keys_are_refused_and_change_nothing() -> N
         await unkeyed.list_branches(sealed)
     await _unchanged(keyed, sealed)
     assert len(await BranchManager(keyed.store).list_branches(sealed)) == 1
+
+
+@pytest.mark.parametrize(("value", "place"), [(",", 0), (" , ", 0), (",,", 0), ("k1:{k},", 1)])
+def test_an_empty_entry_of_the_key_string_is_refused(value: str, place: int) -> None:
+    """``"$NEW,$OLD"`` with both unset gave ``","``: accepted as no keys, so encryption
+    was silently off; with one unset a key was dropped silently."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    text = value.replace("{k}", new_key_text("k1").split(":", 1)[1])
+    with pytest.raises(ConfigurationError, match=rf"encryption_keys\[{place}\]: is empty"):
+        parse_keys(text)
+    assert parse_keys("") == () and parse_keys("  ") == ()
 
 
 def test_key_text_is_strict_base64_in_either_alphabet() -> None:

@@ -39,6 +39,7 @@ from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 from lexigram.ai.session.cli.reader import ExportedSession
 from lexigram.ai.session.cli.transfer import checkpoint_references, parse_document
 from lexigram.ai.session.exceptions import SessionValidationError, WriteOutcomeUnknownError
+from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import LIVE_STATUSES, SessionRecord, SessionStore
 
 __all__ = [
@@ -214,6 +215,9 @@ async def import_document(
             await _check_ownership(store, entry, places[entry.state.session_id])
         if stored is not None and replace_existing:
             _check_not_revived(stored, entry, places[entry.state.session_id])
+            # Without keys, a replace would store an encrypted session's values in clear
+            # (and drop its wrapped data key): refused by key id, as a manager's write is.
+            SealedSessionGuard(store).check_state(stored.state)
         plan.append((entry, exists))
     imported: list[str] = []
     skipped: list[str] = []

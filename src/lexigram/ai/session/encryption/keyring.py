@@ -94,13 +94,23 @@ def _entry(item: Any, where: str) -> EncryptionKey:
 def parse_keys(value: Any) -> tuple[EncryptionKey, ...]:
     """The keys ``value`` holds, newest first; ``ConfigurationError`` names a bad entry.
 
-    None, ``""`` and ``[]`` mean no keys (encryption off).
+    None, ``""`` and ``[]`` mean no keys (encryption off). An empty entry of the
+    string form (``","``, ``"new:…,"``: ``"$NEW,$OLD"`` with a variable unset) is
+    refused, naming it: it must not turn encryption off or drop a key silently.
     """
     if value is None:
         return ()
     items: list[Any]
     if isinstance(value, str):
-        items = [part for part in value.split(",") if part.strip()]
+        if not value.strip():
+            return ()
+        items = value.split(",")
+        for i, part in enumerate(items):
+            if not part.strip():
+                raise _fail(
+                    f"{_FIELD}[{i}]",
+                    "is empty (an unset variable in an 'id:key,id:key' list?)",
+                )
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
