@@ -182,3 +182,48 @@ def test_a_plugin_store_is_told_what_rotation_needs_not_driven_as_redis() -> Non
             envelope_access(store)
     with pytest.raises(SessionStoreError, match="in this process only"):
         envelope_access(InMemorySessionStore())
+
+
+async def test_a_session_is_rotated_in_one_transaction_on_every_sql_backend(
+    raw_backend: RawBackend,
+) -> None:
+    """A failure between the header's and the checkpoints' swap leaves both under the old
+    key (MariaDB committed the header alone: its engine runs in autocommit mode)."""
+    if raw_backend.name not in ("sqlite", "postgres", "mariadb"):
+        pytest.skip("SQL transactions (Redis swaps a session's envelopes in one script)")
+    ring_a = keyring("key-a")
+    inner = await raw_backend.make()
+    writer = EncryptedSessionStore(inner, ring_a)
+    await fill_session(writer, "ann", Secrets())
+    prefix = inner.table_prefix  # type: ignore[attr-defined]
+    trigger = {
+        "sqlite": f"CREATE TRIGGER {prefix}boom BEFORE UPDATE ON {prefix}checkpoints "
+        "BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        "postgres": f"CREATE TRIGGER {prefix}boom BEFORE UPDATE ON {prefix}checkpoints "
+        f"FOR EACH ROW EXECUTE FUNCTION {prefix}boom()",
+        "mariadb": f"CREATE TRIGGER {prefix}boom BEFORE UPDATE ON {prefix}checkpoints "
+        "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'",
+    }[raw_backend.name]
+    engine = inner.engine  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        if raw_backend.name == "postgres":
+            await conn.exec_driver_sql(
+                f"CREATE FUNCTION {prefix}boom() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'boom'; END $$"
+            )
+        await conn.exec_driver_sql(trigger)
+        await conn.commit()
+    try:
+        ring_ba = Keyring((keyring("key-b").newest, ring_a.newest))
+        with pytest.raises(Exception, match="boom"):
+            await rotate_keys(envelope_access(writer), ring_ba, batch=100)
+        access = envelope_access(writer)
+        assert await key_usage(access, "key-b") == 0  # neither the header nor a checkpoint
+    finally:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql(f"DROP TRIGGER {prefix}boom" + (
+                f" ON {prefix}checkpoints" if raw_backend.name == "postgres" else ""
+            ))
+            if raw_backend.name == "postgres":
+                await conn.exec_driver_sql(f"DROP FUNCTION {prefix}boom()")
+            await conn.commit()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
 
@@ -56,21 +58,44 @@ class SqlEnvelopes:
             if not swaps:
                 continue
             params = [{"sid": session_id, "old": old, "new": new} for old, new in swaps.items()]
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        f"UPDATE {self.sessions} SET metadata = REPLACE(metadata, :old, :new) "
-                        "WHERE session_id = :sid"
-                    ),
-                    params,
-                )
-                await conn.execute(
-                    text(
-                        f"UPDATE {self.checkpoints} SET header = REPLACE(header, :old, :new) "
-                        "WHERE session_id = :sid"
-                    ),
-                    params,
-                )
+            if self.engine.dialect.name in ("mysql", "mariadb"):
+                await self._replace_mysql(params)
+            else:
+                async with self.engine.begin() as conn:
+                    await self._swap(conn, params)
+
+    async def _replace_mysql(self, params: list[dict[str, str]]) -> None:
+        """The swaps in one explicit transaction: the MariaDB engine runs in autocommit
+        mode (its store opens its own transactions), where ``engine.begin()`` committed
+        each UPDATE alone (a failure between them left the header and the checkpoints
+        under different keys)."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("START TRANSACTION")
+            try:
+                await self._swap(conn, params)
+                await conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                # Closing the connection rolls the transaction back on the server, even
+                # when a ROLLBACK could not be sent (cancelled, connection lost).
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
+
+    async def _swap(self, conn: AsyncConnection, params: list[dict[str, str]]) -> None:
+        await conn.execute(
+            text(
+                f"UPDATE {self.sessions} SET metadata = REPLACE(metadata, :old, :new) "
+                "WHERE session_id = :sid"
+            ),
+            params,
+        )
+        await conn.execute(
+            text(
+                f"UPDATE {self.checkpoints} SET header = REPLACE(header, :old, :new) "
+                "WHERE session_id = :sid"
+            ),
+            params,
+        )
 
     async def count(self, key_id: str) -> int:
         """Headers plus checkpoints whose stored text names ``key_id``."""
