@@ -66,18 +66,22 @@ class SessionBinding:
 
     ``state`` is None until a session is bound or created. ``created`` tells whether
     :meth:`SessionContext.ensure` created the session during this binding;
-    ``ended`` that :meth:`SessionContext.end` closed it (the middleware then removes
-    the cookie); ``released`` is set when the binding is unbound (views then report
-    no session). ``guard``, when set (the middleware sets it to bound anonymous
-    sessions), is awaited with the user id before a session is created for the
-    binding and refuses by raising.
+    ``creates`` counts the sessions created for it (by ``ensure`` and
+    ``get_or_create``, once the manager's ``create`` returned); ``ended`` that
+    :meth:`SessionContext.end` closed a session, and ``ended_ids`` which ones (the
+    middleware removes the cookie when it named one of them); ``released`` is set
+    when the binding is unbound (views then report no session). ``guard``, when set
+    (the middleware sets it to bound anonymous sessions), is awaited with the user id
+    before a session is created for the binding and refuses by raising.
     """
 
     state: SessionState | None
     user_id: str | None
     manager: SessionManagerAPI | None
     created: bool = False
+    creates: int = 0
     ended: bool = False
+    ended_ids: list[str] = field(default_factory=list, repr=False)
     released: bool = False
     guard: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -242,6 +246,7 @@ class SessionContext:
             state = await manager.create(
                 binding.user_id, metadata, system_prompt=system_prompt, variables=variables
             )
+            binding.creates += 1
             binding.state = state
             binding.created = True
             return state
@@ -275,6 +280,7 @@ class SessionContext:
             if binding.guard is not None:
                 await binding.guard(user_id)
             state = await manager.create(user_id)
+            binding.creates += 1
             binding.user_id = user_id
             binding.state = state
             binding.created = True
@@ -314,8 +320,9 @@ class SessionContext:
     async def end(self) -> None:
         """Close the bound session (e.g. on logout) and unbind it from the request.
 
-        The middleware then deletes the session cookie. Raises :class:`SessionError`
-        when no session is bound.
+        The middleware then deletes the session cookie when the cookie named this
+        session (not when the session came from the header or the query and the
+        cookie names another). Raises :class:`SessionError` when no session is bound.
         """
         binding = self._binding()
         if binding is None or binding.state is None:
@@ -328,6 +335,7 @@ class SessionContext:
             await manager.close(state.session_id)
             binding.state = None
             binding.ended = True
+            binding.ended_ids.append(state.session_id)
 
     # -------------------------------------------------------- conveniences
     async def refresh(self) -> SessionState:

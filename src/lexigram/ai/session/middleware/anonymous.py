@@ -2,7 +2,8 @@
 
 Every cookie-less request is a new anonymous identity, so the per-user cap
 (``max_sessions_per_user``) never applies to a client that drops its cookie. Two
-bounds, kept in the process's memory, limit what such clients can create through
+bounds, kept in memory by each middleware instance (and the copies its ``wrap()``
+makes; not shared between instances), limit what such clients can create through
 ``ensure()``:
 
 * **per client address**: at most ``anonymous_sessions_per_minute`` new anonymous
@@ -10,10 +11,14 @@ bounds, kept in the process's memory, limit what such clients can create through
   :data:`MAX_TRACKED_CLIENTS` addresses are tracked; past that, the address whose
   window started first is forgotten.
 * **in total**: at most ``max_anonymous_sessions`` live anonymous sessions created
-  by this process. When the bound is reached, the oldest tracked sessions are
+  through this middleware. When the bound is reached, the oldest tracked sessions are
   re-read from the store (at most :data:`RECHECK_BATCH`, at most once every
   :data:`RECHECK_EVERY_S` seconds) and those no longer live (closed, expired,
   purged) stop counting.
+
+A reservation whose session was not created after all (``ensure()`` refused by the
+manager, a store error) is refunded: it stops counting in the total, and in the
+client's window while that window is still the current one.
 
 A refusal raises :class:`AnonymousLimitError`, which the middleware answers with
 ``429 Too Many Requests`` and a ``Retry-After`` header. ``0`` disables a bound.
@@ -25,6 +30,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionStatus
@@ -38,6 +44,7 @@ __all__ = [
     "RECHECK_EVERY_S",
     "AnonymousLimitError",
     "AnonymousLimiter",
+    "Reservation",
     "send_too_many",
 ]
 
@@ -69,6 +76,19 @@ class AnonymousLimitError(SessionCapacityError):
         super().__init__(detail, **kwargs)
         self.retry_after = retry_after
         self.bound = bound
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One admission by :meth:`AnonymousLimiter.reserve`: the client and its window.
+
+    ``window`` is the start of the client's window it was counted in (None: the
+    per-client bound is off), so that :meth:`AnonymousLimiter.refund` only gives
+    back a count of the window it was taken from.
+    """
+
+    client: str
+    window: float | None
 
 
 class AnonymousLimiter:
@@ -107,12 +127,13 @@ class AnonymousLimiter:
         """Client addresses whose current window is remembered."""
         return len(self._windows)
 
-    async def reserve(self, client: str) -> None:
+    async def reserve(self, client: str) -> Reservation:
         """Admit one new anonymous session for ``client`` or raise :class:`AnonymousLimitError`.
 
-        An admission holds a place in the total until :meth:`settle` is called. The
-        checks and the counting run without awaiting in between, so concurrent
-        requests never pass a bound together.
+        An admission holds a place in the total until :meth:`settle` (the session was
+        created) or :meth:`refund` (it was not) is called. The checks and the counting
+        run without awaiting in between, so concurrent requests never pass a bound
+        together.
         """
         rechecked = False
         while True:
@@ -138,10 +159,11 @@ class AnonymousLimiter:
                     retry_after=TOTAL_RETRY_AFTER_S,
                     bound="max_anonymous_sessions",
                 )
+            start: float | None = None
             if self.per_minute:
-                self._count(client, window, now)
+                start = self._count(client, window, now)
             self._pending += 1
-            return
+            return Reservation(client=client, window=start)
 
     def settle(self, session_id: str | None) -> None:
         """End a reservation: ``session_id`` was created (now counted), or None (nothing was)."""
@@ -149,17 +171,32 @@ class AnonymousLimiter:
         if session_id is not None and self.max_live:
             self._live[session_id] = None
 
+    def refund(self, reservation: Reservation) -> None:
+        """End a reservation whose session was not created: it stops counting anywhere.
+
+        Its place in the total is released, and its count in the client's window is
+        given back when that window is still the current one.
+        """
+        self._pending = max(0, self._pending - 1)
+        if reservation.window is None:
+            return
+        window = self._windows.get(reservation.client)
+        if window is not None and window[0] == reservation.window and window[1] > 0:
+            self._windows[reservation.client] = (window[0], window[1] - 1)
+
     def forget(self, session_id: str) -> None:
         """Stop counting a session (it was ended)."""
         self._live.pop(session_id, None)
 
-    def _count(self, client: str, window: tuple[float, int] | None, now: float) -> None:
+    def _count(self, client: str, window: tuple[float, int] | None, now: float) -> float:
+        """Count one session in ``client``'s window; return the window's start."""
         if window is None:
             while len(self._windows) >= self._max_clients:
                 self._windows.popitem(last=False)
             self._windows[client] = (now, 1)
-        else:
-            self._windows[client] = (window[0], window[1] + 1)
+            return now
+        self._windows[client] = (window[0], window[1] + 1)
+        return window[0]
 
     def _forget_old_windows(self, now: float) -> None:
         # Windows are in order of their start: a new window is appended at the end.

@@ -28,6 +28,7 @@ __all__ = [
     "delete_cookie_header",
     "is_valid_id",
     "read_cookie",
+    "read_cookies",
     "set_cookie_header",
 ]
 
@@ -126,8 +127,13 @@ def cookie_secret(config: SessionConfig) -> str | list[str]:
     return _process_secret
 
 
-def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
-    """The value of cookie ``name`` in the request headers (first occurrence), or None."""
+def read_cookies(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[str]:
+    """Every value of cookie ``name`` in the request headers, in the order sent.
+
+    A browser sends one cookie per Path and Domain under the same name (an old one
+    left at another Path after ``cookie_path`` changed, say), longest Path first.
+    """
+    values: list[str] = []
     for key, raw in headers:
         if key.lower() != b"cookie":
             continue
@@ -137,8 +143,14 @@ def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
-                return value
-    return None
+                values.append(value)
+    return values
+
+
+def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of cookie ``name`` in the request headers (first occurrence), or None."""
+    values = read_cookies(headers, name)
+    return values[0] if values else None
 
 
 def _attributes(config: SessionConfig, *, secure: bool) -> list[str]:

@@ -2,10 +2,13 @@
 
 By default the user is read from ``scope["user"]``, Starlette's authentication
 convention (``AuthenticationMiddleware`` puts a ``BaseUser`` there): an object whose
-``is_authenticated`` is true and whose ``identity`` (else ``id``, else ``username``)
-names the user; a plain non-empty string is taken as the user id. An application
-with its own authentication passes a *user resolver* instead: a callable that takes
-the ASGI scope and returns the user id (or None), synchronously or as an awaitable.
+``identity`` (else ``id``, else ``username``) names the user, unless its
+``is_authenticated`` is false (a method, Django's old style, is called); an object
+without ``is_authenticated`` counts as logged in. A plain non-empty string is taken
+as the user id. An application with its own authentication passes a *user resolver*
+instead: a callable that takes the ASGI scope and returns the user id (or None),
+synchronously or as an awaitable. A user id of whitespace only is no user, as ``""``
+is (with a warning).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def user_from_scope(scope: Scope) -> str | None:
     if isinstance(user, str):
         return _checked(user) if user else None
     authenticated = _attribute(user, "is_authenticated")
+    if callable(authenticated):
+        # Django's old style: a method (a bound method itself is always true).
+        try:
+            authenticated = authenticated()
+        except NotImplementedError:
+            authenticated = _MISSING
     if authenticated is not _MISSING and not authenticated:
         return None
     for name in ("identity", "id", "username"):
@@ -64,6 +73,10 @@ def user_from_scope(scope: Scope) -> str | None:
 
 
 def _checked(user_id: str) -> str | None:
+    if not user_id.strip():
+        # No user, as "" is: a blank id would otherwise fail every request when bound.
+        logger.warning("ai_session.web.blank_user_id", detail="user id is whitespace only")
+        return None
     if user_id.startswith(ANONYMOUS_PREFIX):
         # Reserved for anonymous callers: an account named like that must not be able
         # to claim their sessions.

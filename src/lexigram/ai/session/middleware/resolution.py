@@ -7,6 +7,11 @@ request's user; otherwise the request gets no session and the reason (never the 
 is logged. A caller with no authenticated user is anonymous: with
 ``allow_anonymous`` it is identified by the random anonymous id in its signed cookie
 (a new one when it has none), so each anonymous client owns its own sessions.
+
+A browser may send several cookies of that name (one per Path and Domain). Each is
+verified; the cookie's candidate is the first verified value whose session binds,
+else the first verified value (as if it had been the only one). The extra look-ups
+happen only when several values verify.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from lexigram.ai.session.middleware.cookies import (
     CookieCodec,
     CookiePayload,
     is_valid_id,
-    read_cookie,
+    read_cookies,
 )
 from lexigram.ai.session.middleware.identity import (
     ANONYMOUS_PREFIX,
@@ -62,7 +67,9 @@ class Resolution:
     lazily created session would belong to; ``anonymous_id`` the caller's anonymous
     id (to put in the cookie); ``source`` where the candidate id came from
     (``header``, ``query``, ``cookie`` or None); ``rejection`` why it was not bound;
-    ``cookie_rejected`` whether a cookie was present but failed verification.
+    ``cookie_rejected`` whether a cookie was present but no value of it verified;
+    ``cookie_session_id`` the session id in the verified cookie value the request
+    went by (None: no such value, or it names no session).
     """
 
     state: SessionState | None
@@ -71,6 +78,7 @@ class Resolution:
     source: str | None
     rejection: Rejection | None
     cookie_rejected: bool
+    cookie_session_id: str | None = None
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -96,9 +104,8 @@ def _query(scope: Scope) -> str | None:
     return None
 
 
-def _candidate(
-    scope: Scope, config: SessionConfig, payload: CookiePayload | None
-) -> tuple[str | None, str | None]:
+def _explicit(scope: Scope, config: SessionConfig) -> tuple[str | None, str | None]:
+    """The id given in the header or the query parameter, and which one."""
     headers = scope.get("headers") or []
     value = _header(headers, config.header_name.lower().encode("latin-1"))
     if value is not None:
@@ -106,9 +113,28 @@ def _candidate(
     value = _query(scope)
     if value is not None:
         return value, "query"
-    if payload is not None and payload.session_id is not None:
-        return payload.session_id, "cookie"
     return None, None
+
+
+def _verified(
+    scope: Scope, config: SessionConfig, codec: CookieCodec | None
+) -> tuple[list[CookiePayload], bool]:
+    """The verified values of the session cookie in order, and whether all failed."""
+    if codec is None or config.cookie_name is None:
+        return [], False
+    raws = read_cookies(scope.get("headers") or [], config.cookie_name)
+    payloads = [p for p in (codec.decode(raw) for raw in raws) if p is not None]
+    rejected = bool(raws) and not payloads
+    if rejected:
+        logger.debug("ai_session.web.cookie_rejected", detail="bad signature or expired")
+    return payloads, rejected
+
+
+def _anonymous_user(payload: CookiePayload | None) -> str | None:
+    """The anonymous user id a cookie value names (None: it names none)."""
+    if payload is None or payload.anonymous_id is None:
+        return None
+    return ANONYMOUS_PREFIX + payload.anonymous_id
 
 
 async def _check(
@@ -141,26 +167,35 @@ async def resolve_request(
 ) -> Resolution:
     """Work out the request's user and the session it may use (see the module doc)."""
     user_id = await resolve_user(scope, user_resolver)
-    payload: CookiePayload | None = None
-    cookie_rejected = False
-    if codec is not None and config.cookie_name is not None:
-        raw = read_cookie(scope.get("headers") or [], config.cookie_name)
-        if raw is not None:
-            payload = codec.decode(raw)
-            if payload is None:
-                cookie_rejected = True
-                logger.debug("ai_session.web.cookie_rejected", detail="bad signature or expired")
-    anonymous_id: str | None = None
-    if user_id is None and config.allow_anonymous and codec is not None:
-        # Anonymous callers are told apart by the id in their signed cookie only;
-        # without cookies there is nothing to tie a session to the caller.
-        anonymous_id = (payload.anonymous_id if payload else None) or secrets.token_urlsafe(16)
-        user_id = ANONYMOUS_PREFIX + anonymous_id
-    session_id, source = _candidate(scope, config, payload)
+    payloads, cookie_rejected = _verified(scope, config, codec)
+    # Anonymous callers are told apart by the id in their signed cookie only; without
+    # cookies there is nothing to tie a session to the caller.
+    anonymous = user_id is None and config.allow_anonymous and codec is not None
+    session_id, source = _explicit(scope, config)
+    payload = payloads[0] if payloads else None
     state: SessionState | None = None
     rejection: Rejection | None = None
+    looked_up: dict[tuple[str, str | None], tuple[SessionState | None, Rejection | None]] = {}
+    if session_id is None and len(payloads) > 1:
+        # Several cookies of the name: the first whose session binds.
+        for candidate in payloads:
+            if candidate.session_id is None:
+                continue
+            owner = _anonymous_user(candidate) if anonymous else user_id
+            outcome = await _check(manager, candidate.session_id, owner)
+            looked_up[candidate.session_id, owner] = outcome
+            if outcome[1] is None:
+                payload = candidate
+                break
+    anonymous_id: str | None = None
+    if anonymous:
+        anonymous_id = (payload.anonymous_id if payload else None) or secrets.token_urlsafe(16)
+        user_id = ANONYMOUS_PREFIX + anonymous_id
+    if session_id is None and payload is not None and payload.session_id is not None:
+        session_id, source = payload.session_id, "cookie"
     if session_id is not None:
-        state, rejection = await _check(manager, session_id, user_id)
+        known = looked_up.get((session_id, user_id))
+        state, rejection = known or await _check(manager, session_id, user_id)
         if rejection is not None:
             logger.debug(
                 "ai_session.web.session_not_bound",
@@ -174,4 +209,5 @@ async def resolve_request(
         source=source,
         rejection=rejection,
         cookie_rejected=cookie_rejected,
+        cookie_session_id=payload.session_id if payload is not None else None,
     )

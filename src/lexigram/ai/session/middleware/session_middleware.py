@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lexigram.contracts.ai.session import SessionStatus
@@ -38,6 +38,7 @@ from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.anonymous import (
     AnonymousLimiter,
     AnonymousLimitError,
+    Reservation,
     send_too_many,
 )
 from lexigram.ai.session.middleware.cookies import (
@@ -75,9 +76,14 @@ _GONE = frozenset({Rejection.UNKNOWN, Rejection.CLOSED, Rejection.EXPIRED})
 
 @dataclass
 class _Admission:
-    """A request's dealings with the anonymous bounds: places reserved, the refusal."""
+    """A request's dealings with the anonymous bounds: places reserved, the refusal.
 
-    reserved: int = 0
+    Each reservation is kept with the binding's count of created sessions when it was
+    taken: it was used when the next reservation (or the request's end) finds that
+    count grown.
+    """
+
+    reserved: list[tuple[Reservation, int]] = field(default_factory=list)
     refused: AnonymousLimitError | None = None
 
 
@@ -219,7 +225,7 @@ class SessionMiddleware:
             raise RuntimeError("the session binding vanished")
         admission = _Admission()
         if self.limiter is not None and resolution.anonymous_id is not None:
-            binding.guard = self._guard(scope, admission)
+            binding.guard = self._guard(scope, binding, admission)
         scope[key] = view
         if key != SHARED_SCOPE_KEY and SHARED_SCOPE_KEY not in scope:
             scope[SHARED_SCOPE_KEY] = view
@@ -258,7 +264,7 @@ class SessionMiddleware:
             await send_too_many(scope, send, refused)
         finally:
             context.unbind(token)
-            self._settle(binding, resolution, admission)
+            self._settle(binding, admission)
             if started and binding.created and not announced:
                 logger.warning(
                     "ai_session.web.session_created_after_response",
@@ -266,7 +272,7 @@ class SessionMiddleware:
                 )
 
     def _guard(
-        self, scope: MutableMapping[str, Any], admission: _Admission
+        self, scope: MutableMapping[str, Any], binding: SessionBinding, admission: _Admission
     ) -> Callable[[str], Awaitable[None]]:
         """The binding guard: admit a new anonymous session or raise ``AnonymousLimitError``."""
         limiter = self.limiter
@@ -276,27 +282,41 @@ class SessionMiddleware:
         async def guard(user_id: str) -> None:
             if limiter is None or not user_id.startswith(ANONYMOUS_PREFIX):
                 return
+            if admission.reserved and admission.reserved[-1][1] == binding.creates:
+                # The previous create of this request failed: give its place back
+                # before asking again (a retry in the same request is not refused by it).
+                limiter.refund(admission.reserved.pop()[0])
             try:
-                await limiter.reserve(address)
+                reservation = await limiter.reserve(address)
             except AnonymousLimitError as refused:
                 admission.refused = refused
                 raise
-            admission.reserved += 1
+            # ensure()/get_or_create() hold the binding's lock from here to the end of
+            # their create, so the count grows by one exactly when this one succeeds.
+            admission.reserved.append((reservation, binding.creates))
 
         return guard
 
-    def _settle(
-        self, binding: SessionBinding, resolution: Resolution, admission: _Admission
-    ) -> None:
-        """Count the anonymous session the request created; release its reservations."""
+    def _settle(self, binding: SessionBinding, admission: _Admission) -> None:
+        """Count the anonymous sessions the request created; refund the reservations
+        whose create failed (they count neither in the total nor in the client's window)."""
         limiter = self.limiter
         if limiter is None:
             return
-        created = binding.state.session_id if binding.created and binding.state else None
-        for index in range(admission.reserved):
-            limiter.settle(created if index == admission.reserved - 1 else None)
-        if binding.ended and resolution.state is not None:
-            limiter.forget(resolution.state.session_id)
+        live = binding.state.session_id if binding.created and binding.state else None
+        reserved = admission.reserved
+        used: list[Reservation] = []
+        for index, (reservation, before) in enumerate(reserved):
+            after = reserved[index + 1][1] if index + 1 < len(reserved) else binding.creates
+            if after > before:
+                used.append(reservation)
+            else:
+                limiter.refund(reservation)
+        for index in range(len(used)):
+            # Only the last created session can still be the bound one.
+            limiter.settle(live if index == len(used) - 1 else None)
+        for ended in binding.ended_ids:
+            limiter.forget(ended)
 
     def _response_headers(
         self, binding: SessionBinding, resolution: Resolution, *, secure: bool
@@ -320,7 +340,10 @@ class SessionMiddleware:
             value = self.codec.encode(state.session_id, anonymous_id)
             headers.append(set_cookie_header(self.config, value, secure=secure))
         elif (
-            binding.ended
+            (
+                resolution.cookie_session_id is not None
+                and resolution.cookie_session_id in binding.ended_ids
+            )
             or resolution.cookie_rejected
             or (resolution.source == "cookie" and resolution.rejection in _GONE)
         ):
