@@ -187,11 +187,9 @@ async def test_anonymous_requests_asking_for_a_session_are_refused_when_not_allo
     assert world.created == []
 
 
-@pytest.mark.parametrize(
-    "config",
-    [{}, {"allow_anonymous": True, "cookie_name": None}],
-    ids=["default", "anonymous-without-cookies"],
-)
+# ``allow_anonymous`` with cookies off (a case here before) is refused by the config
+# now: tests/config/test_web_fields_more.py.
+@pytest.mark.parametrize("config", [{}], ids=["default"])
 async def test_a_request_without_user_cannot_create_for_a_named_user(
     world: World, config: dict[str, Any]
 ) -> None:

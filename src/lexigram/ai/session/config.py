@@ -324,6 +324,16 @@ class SessionConfig(BaseConfig):
         if not _COOKIE_PATH.fullmatch(self.cookie_path):
             _fail("cookie_path", "must be printable ASCII without ';', "
                   f"got {self.cookie_path!r}")
+        if not self.cookie_path.startswith("/"):
+            # Browsers ignore a Path attribute that does not (RFC 6265 5.2.4).
+            _fail("cookie_path", f"must start with '/', got {self.cookie_path!r}")
+        if self.allow_anonymous and self.cookie_name is None:
+            _fail_fields(
+                ("allow_anonymous", "cookie_name"),
+                "anonymous sessions are tied to their caller by the signed session cookie, "
+                "which cookie_name null (or \"\") turns off; set cookie_name, or "
+                "allow_anonymous: false",
+            )
         if self.cookie_domain is not None and not _COOKIE_DOMAIN.fullmatch(self.cookie_domain):
             _fail(
                 "cookie_domain",
@@ -814,19 +824,20 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
     if isinstance(value, str):
         listed = _json_list(value)
         if listed is None:
+            _refuse_env_non_list(value)
             return value
         value = listed
-    if (
-        isinstance(value, Mapping)
-        and value
-        and all(isinstance(k, str) and k.isdigit() for k in value)
-    ):
+    numbered: list[str] | None = None  # the suffixes of numbered variables, in order
+    if isinstance(value, Mapping) and value:
+        _refuse_bad_suffixes(value)
+    if isinstance(value, Mapping) and value and all(_is_number(k) for k in value):
         numbers = sorted(int(k) for k in value)
         if numbers != list(range(len(numbers))):
             _fail("cookie_secret", f"numbered secrets must run 0, 1, 2, ...; got {numbers}")
         # A numbered variable saying ``null`` is YAML's ``[null]``: refused below, by index
         # (it became the signing secret "null").
-        value = [_null_word(value[k]) for k in sorted(value, key=int)]
+        numbered = sorted(value, key=int)
+        value = [_null_word(value[k]) for k in numbered]
     if value is None:
         return value
     if isinstance(value, list | tuple):
@@ -834,18 +845,63 @@ def _cookie_secrets(value: Any) -> str | list[str] | None:
             _fail("cookie_secret", "must be a string or a non-empty list of strings")
         for index, item in enumerate(value):
             if not isinstance(item, str) or not item:
-                _fail(f"cookie_secret[{index}]", f"must be a non-empty string, got a "
-                      f"{type(item).__name__}")
+                hint = ""
+                if numbered is not None and isinstance(item, int | float):
+                    hint = (f" ({_SECRET_ENV}__{numbered[index]}: a variable of digits only is "
+                            "read as a number: use letters too)")
+                _fail(f"cookie_secret[{index}]", f"must be a non-empty string, got "
+                      f"{_a(type(item).__name__)}{hint}")
         return [str(item) for item in value]
     _fail(
         "cookie_secret",
-        f"must be a string or a list of strings, got a {type(value).__name__} (an environment "
+        f"must be a string or a list of strings, got {_a(type(value).__name__)} (an environment "
         "variable of digits only is read as a number: use letters too)",
     )
     return None
 
 
 _ENV_PREFIX = "LEX_AI_SESSION__"
+_SECRET_ENV = _ENV_PREFIX + "COOKIE_SECRET"
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article (``an int``, ``a dict``)."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"
+
+
+def _is_number(key: Any) -> bool:
+    """Whether ``key`` is the suffix of a numbered variable: ASCII digits only."""
+    return isinstance(key, str) and key.isascii() and key.isdigit()
+
+
+def _refuse_env_non_list(value: str) -> None:
+    """Refuse ``LEX_AI_SESSION__COOKIE_SECRET`` starting with ``[`` that is no JSON list.
+
+    ``['new', 'old']``, a trailing comma or a missing ``]`` became one literal secret
+    (every cookie signed with the old one stopped verifying, without an error). A
+    literal secret starting with ``[`` cannot be given in the variable.
+    """
+    raw = os.environ.get(_SECRET_ENV)
+    stripped = value.strip()
+    if raw is None or raw.strip() != stripped or not stripped.startswith("["):
+        return
+    _fail(
+        "cookie_secret",
+        f"{_SECRET_ENV} starts with '[' but is not a JSON array of strings; give the "
+        'list as one, e.g. ["new", "old"] (double quotes, no trailing comma)',
+    )
+
+
+def _refuse_bad_suffixes(value: Mapping[Any, Any]) -> None:
+    """Refuse numbered variables whose suffix is not a number, naming them."""
+    bad = {str(k).lower() for k in value if not _is_number(k)}
+    prefix = _SECRET_ENV + "__"
+    names = sorted(
+        name for name in os.environ
+        if name.startswith(prefix) and name[len(prefix):].lower() in bad
+    )
+    if names:
+        _fail("cookie_secret", f"{', '.join(names)}: the suffix must be a number 0, 1, ...")
 
 
 def _refuse_env_conflicts(environ: Mapping[str, str]) -> None:
