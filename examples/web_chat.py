@@ -2,8 +2,8 @@
 
 A Starlette application (FastAPI works the same way: it is Starlette underneath)
 wrapped by ``SessionMiddleware``. Lexigram boots in the Starlette lifespan with the
-SQL session store on a SQLite file; the assistant is scripted, so no model and no
-network are needed.
+SQL session store on a SQLite file (by default: see the settings below); the assistant
+is scripted, so no model and no network are needed.
 
 Run it::
 
@@ -24,10 +24,19 @@ or anonymously with a cookie jar (a browser does this by itself)::
     curl -s -c jar -b jar localhost:8000/chat -d '{"message": "hi"}'
     curl -s -c jar -b jar localhost:8000/history
 
-Settings (environment): ``WEB_CHAT_DATABASE_URL`` (default
-``sqlite+aiosqlite:///./web_chat.db``), ``WEB_CHAT_COOKIE_SECRET`` (without it cookies
-are signed with a per-process secret and do not survive a restart),
-``WEB_CHAT_BACKEND`` (default ``sql``).
+Settings (environment):
+
+* ``WEB_CHAT_BACKEND``: where sessions are kept, ``sql`` (the default), ``redis`` or
+  ``memory`` (lost when the process stops; one worker only);
+* ``WEB_CHAT_DATABASE_URL``: the ``sql`` backend's database (default
+  ``sqlite+aiosqlite:///./web_chat.db``);
+* ``WEB_CHAT_REDIS_URL``: the ``redis`` backend's server (default
+  ``redis://127.0.0.1:6379/0``);
+* ``WEB_CHAT_COOKIE_SECRET``: signs the session cookie (without it cookies are signed
+  with a per-process secret and do not survive a restart).
+
+Each URL is passed only to its own backend (lexigram refuses a URL the chosen backend
+would ignore).
 """
 
 from __future__ import annotations
@@ -70,17 +79,25 @@ from lexigram.ai.session.middleware import (
     current_session,
 )
 
+BACKEND = os.environ.get("WEB_CHAT_BACKEND", "sql")
+
 SETTINGS: dict[str, Any] = {
-    "backend": os.environ.get("WEB_CHAT_BACKEND", "sql"),
-    "database_url": os.environ.get("WEB_CHAT_DATABASE_URL", "sqlite+aiosqlite:///./web_chat.db"),
+    "backend": BACKEND,
     "cookie_secret": os.environ.get("WEB_CHAT_COOKIE_SECRET") or None,
     "allow_anonymous": True,  # browsers without a login chat under their own anonymous id
     "anonymous_sessions_per_minute": 20,  # new anonymous sessions per client address
-    "max_anonymous_sessions": 10000,  # live anonymous sessions of this process
+    "max_anonymous_sessions": 10000,  # live anonymous sessions of this middleware
     "session_ttl": 3600,  # idle sessions expire after an hour; the cookie's Max-Age too
     "max_sessions_per_user": 20,
     "default_system_prompt": "You are a friendly scripted assistant.",
 }
+# Only the chosen backend's URL: lexigram refuses a URL the backend would not use.
+if BACKEND == "sql":
+    SETTINGS["database_url"] = os.environ.get(
+        "WEB_CHAT_DATABASE_URL", "sqlite+aiosqlite:///./web_chat.db"
+    )
+elif BACKEND == "redis":
+    SETTINGS["redis_url"] = os.environ.get("WEB_CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Demo authentication: a bearer token names the user. Use your real auth instead; the
 # session middleware only needs scope["user"] (or a user_resolver=).
@@ -118,7 +135,7 @@ services = Services()
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """Boot lexigram (creates the SQL tables, starts the expiry sweeper) around serving."""
+    """Boot lexigram (creates the SQL tables on ``sql``, starts the expiry sweeper)."""
     async with Application.boot(modules=[SessionModule.configure(SETTINGS)]) as lexigram_app:
         services.manager = await lexigram_app.container.resolve(SessionManagerImpl)
         yield

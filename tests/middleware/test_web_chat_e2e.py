@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import secrets
 import socket
@@ -16,6 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+from starlette.testclient import TestClient
+
+from tests.services import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -179,3 +184,79 @@ async def test_sessions_and_cookies_survive_a_restart(
     with _serve({**server_env, "WEB_CHAT_COOKIE_SECRET": secrets.token_urlsafe(32)}) as base:
         async with _client(base, cookies=jar) as browser:
             assert (await browser.get("/history")).json() == {"turns": []}
+
+
+def _load_example(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    """A fresh copy of examples/web_chat.py, imported with ``env`` set."""
+    for name in ("WEB_CHAT_BACKEND", "WEB_CHAT_DATABASE_URL", "WEB_CHAT_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # the example sets these when they are unset: undone after the test
+    monkeypatch.setenv("LEX_QUIET", os.environ.get("LEX_QUIET", "1"))
+    monkeypatch.setenv("LEX_LOGGING__LEVEL", os.environ.get("LEX_LOGGING__LEVEL", "WARNING"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location(
+        f"web_chat_{secrets.token_hex(4)}", EXAMPLES / "web_chat.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _chat_through(module: Any) -> None:
+    """Chat, read back and end a conversation against the example's app."""
+    with TestClient(module.app) as http:
+        first = http.post("/chat", json={"message": "hello"})
+        assert first.status_code == 200, first.text
+        again = http.post("/chat", json={"message": "again"})
+        assert again.json()["turn_count"] == 4
+        assert len(http.get("/history").json()["turns"]) == 4
+        ended = http.post("/end")
+        assert ended.json() == {"closed": True}
+        assert "max-age=0" in ended.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("backend", ["sql", "memory"])
+def test_the_example_boots_on_the_backend_it_is_given(
+    backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``WEB_CHAT_BACKEND=memory`` failed to boot: the example always passed database_url."""
+    module = _load_example(
+        monkeypatch,
+        WEB_CHAT_BACKEND=backend,
+        WEB_CHAT_COOKIE_SECRET=secrets.token_urlsafe(32),
+        WEB_CHAT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}",
+    )
+    assert module.SETTINGS["backend"] == backend
+    assert ("database_url" in module.SETTINGS) is (backend == "sql")
+    assert "redis_url" not in module.SETTINGS
+    _chat_through(module)
+
+
+def test_the_example_boots_on_redis_at_its_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_redis()
+    module = _load_example(
+        monkeypatch,
+        WEB_CHAT_BACKEND="redis",
+        WEB_CHAT_COOKIE_SECRET=secrets.token_urlsafe(32),
+        WEB_CHAT_REDIS_URL=REDIS_URL,
+    )
+    assert module.SETTINGS["redis_url"] == REDIS_URL and "database_url" not in module.SETTINGS
+    prefix = f"test_web_chat_{secrets.token_hex(4)}"
+    module.SETTINGS["key_prefix"] = prefix  # this test's own keys
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        _chat_through(module)
+        assert list(client.scan_iter(match=f"{prefix}*"))  # it did keep them in Redis
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_the_example_defaults_to_sql_and_a_local_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _load_example(monkeypatch).SETTINGS["backend"] == "sql"
+    module = _load_example(monkeypatch, WEB_CHAT_BACKEND="redis")
+    assert module.SETTINGS["redis_url"] == "redis://127.0.0.1:6379/0"
