@@ -10,7 +10,7 @@ from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import EncryptionKeyError, SessionValidationError
-from lexigram.ai.session.stores.base import SessionPatch
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionPatch
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
 from lexigram.ai.session.stores.encrypted.rotation import RotationReport, key_usage, rotate_keys
 from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
@@ -227,3 +227,31 @@ async def test_a_session_is_rotated_in_one_transaction_on_every_sql_backend(
             if raw_backend.name == "postgres":
                 await conn.exec_driver_sql(f"DROP FUNCTION {prefix}boom()")
             await conn.commit()
+
+
+@pytest.mark.parametrize("where", ["nested metadata", "variables"])
+async def test_a_value_shaped_like_an_envelope_in_user_data_is_not_a_key(
+    raw_backend: RawBackend, where: str
+) -> None:
+    """A plaintext session holding ``__lexigram_key__`` in its own data (nested metadata,
+    variables, and so its checkpoints) was taken for a key envelope: ``keys retire``
+    refused for ever and ``keys rotate`` blamed the key."""
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+
+    fake = {KEY_ENVELOPE_FIELD: "v1.key-a.AAAA.BBBB"}
+    plain = SessionManagerImpl(await raw_backend.make())
+    if where == "variables":
+        state = await plain.create("ann", variables=fake)
+    else:
+        state = await plain.create("ann", {"form": fake})
+    await plain.checkpoint(state.session_id)
+    ring_a = keyring("key-a")
+    writer = EncryptedSessionStore(await raw_backend.make(), ring_a)
+    access = envelope_access(writer)
+    assert await key_usage(access, "key-a") == 0
+    ring_ba = Keyring((keyring("key-b").newest, ring_a.newest))
+    report = await rotate_keys(access, ring_ba, batch=100)
+    assert not report.failed and report.sessions_rewrapped == 0
+    reread = await plain.get_state(state.session_id)
+    assert reread is not None
+    assert (reread.variables if where == "variables" else reread.metadata["form"]) == fake

@@ -14,15 +14,18 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import orjson
+
 from lexigram.ai.session.exceptions import SessionStoreError
-from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionStore
 
 __all__ = [
     "ENVELOPE_IN_TEXT",
     "EnvelopeAccess",
+    "checkpoint_envelope",
     "envelope_access",
-    "envelopes_in",
     "key_pattern",
+    "metadata_envelope",
 ]
 
 #: An envelope as it appears inside stored JSON text.
@@ -34,16 +37,56 @@ ENVELOPE_IN_TEXT = re.compile(
 Found = list[tuple[str, set[str]]]
 
 
-def envelopes_in(*texts: Any) -> set[str]:
-    """Every envelope inside the given stored JSON texts (bytes or str; None skipped)."""
-    found: set[str] = set()
-    for text in texts:
-        if text is None:
-            continue
-        if isinstance(text, bytes | bytearray):
-            text = bytes(text).decode("utf-8", "replace")
-        found.update(ENVELOPE_IN_TEXT.findall(str(text)))
-    return found
+#: An envelope value (``v1.<key id>.<session>.<wrapped data key>``).
+_ENVELOPE = re.compile(r"v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+")
+
+
+def _json(text: Any) -> Any:
+    """``text`` (stored JSON, bytes or str) decoded; None when it is not JSON or holds
+    no envelope field at all (most plaintext records: no parse)."""
+    if text is None:
+        return None
+    if isinstance(text, bytes | bytearray):
+        raw = bytes(text)
+        if KEY_ENVELOPE_FIELD.encode() not in raw:
+            return None
+        text = raw
+    elif isinstance(text, str):
+        if KEY_ENVELOPE_FIELD not in text:
+            return None
+    else:
+        return text  # already decoded (a driver returning JSON columns as objects)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def metadata_envelope(metadata: Any) -> set[str]:
+    """The envelope of a stored session metadata object: its top-level key field only.
+
+    The encrypted store puts it there and refuses that field from callers, so a value
+    shaped like an envelope anywhere else (nested metadata, variables of a plaintext
+    session) is the caller's data, not a key's: it is neither rotated nor counted.
+    """
+    value = _json(metadata)
+    if isinstance(value, str):  # metadata stored as a JSON string inside a JSON value
+        value = _json(value)
+    envelope = value.get(KEY_ENVELOPE_FIELD) if isinstance(value, dict) else None
+    if isinstance(envelope, str) and _ENVELOPE.fullmatch(envelope):
+        return {envelope}
+    return set()
+
+
+def checkpoint_envelope(snapshot: Any, *path: str) -> set[str]:
+    """The envelope of a stored checkpoint: its header's metadata, found at ``path``
+    (``("metadata",)`` in the SQL header column; ``("h", "m")`` in a Redis checkpoint)."""
+    value = _json(snapshot)
+    for key in path:
+        if not isinstance(value, dict):
+            return set()
+        value = value.get(key)
+    return metadata_envelope(value)
 
 
 class EnvelopeAccess(Protocol):

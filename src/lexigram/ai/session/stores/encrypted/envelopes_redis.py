@@ -10,7 +10,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from lexigram.ai.session.exceptions import SessionValidationError
-from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
+from lexigram.ai.session.stores.encrypted.envelopes import (
+    Found,
+    checkpoint_envelope,
+    key_pattern,
+    metadata_envelope,
+)
 
 __all__ = ["RedisEnvelopes"]
 
@@ -37,6 +42,15 @@ local d = redis.call('HGETALL', KEYS[2])
 for i = 1, #d, 2 do redis.call('HSET', KEYS[2], d[i], swap(d[i + 1])) end
 return 1
 """
+
+
+#: Where a stored checkpoint keeps its header's metadata (a JSON string).
+_CHECKPOINT_METADATA = ("h", "m")
+
+
+def _names(envelopes: set[str], needle: str) -> int:
+    """1 when one of ``envelopes`` names the key of ``needle`` (:func:`key_pattern`)."""
+    return int(any(envelope.startswith(needle[1:]) for envelope in envelopes))
 
 
 def _text(value: Any) -> str:
@@ -118,8 +132,10 @@ class RedisEnvelopes:
                 session_id, metadata = await client.hmget(key, ["id", "m"])
                 if session_id is None:
                     continue
-                checkpoints = await client.hvals(key[:-1] + "d")
-                out.append((_text(session_id), envelopes_in(metadata, *checkpoints)))
+                found = metadata_envelope(metadata)
+                for snapshot in await client.hvals(key[:-1] + "d"):
+                    found |= checkpoint_envelope(snapshot, *_CHECKPOINT_METADATA)
+                out.append((_text(session_id), found))
         return out, next_cursor
 
     async def replace(self, changes: Mapping[str, Mapping[str, str]]) -> None:
@@ -142,10 +158,8 @@ class RedisEnvelopes:
             async with self._redis("key envelopes") as client:
                 for key in keys:
                     metadata = await client.hget(key, "m")
-                    if metadata is not None and needle in _text(metadata):
-                        total += 1
+                    total += _names(metadata_envelope(metadata), needle)
                     for value in await client.hvals(key[:-1] + "d"):
-                        if needle in _text(value):
-                            total += 1
+                        total += _names(checkpoint_envelope(value, *_CHECKPOINT_METADATA), needle)
             if cursor is None:
                 return total

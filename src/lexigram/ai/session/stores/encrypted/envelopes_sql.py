@@ -9,7 +9,12 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lexigram.ai.session.stores.encrypted.envelopes import Found, envelopes_in, key_pattern
+from lexigram.ai.session.stores.encrypted.envelopes import (
+    Found,
+    checkpoint_envelope,
+    key_pattern,
+    metadata_envelope,
+)
 
 __all__ = ["SqlEnvelopes"]
 
@@ -43,12 +48,12 @@ class SqlEnvelopes:
             if not rows:
                 return [], None
             ids = [row[0] for row in rows]
-            found: dict[str, set[str]] = {sid: envelopes_in(meta) for sid, meta in rows}
+            found: dict[str, set[str]] = {sid: metadata_envelope(meta) for sid, meta in rows}
             query = text(
                 f"SELECT session_id, header FROM {self.checkpoints} WHERE session_id IN :ids"
             ).bindparams(bindparam("ids", expanding=True))
             for sid, header in (await conn.execute(query, {"ids": ids})).all():
-                found[sid] |= envelopes_in(header)
+                found[sid] |= checkpoint_envelope(header, "metadata")
         next_cursor = ids[-1] if len(rows) == limit else None
         return [(sid, found[sid]) for sid in ids], next_cursor
 
@@ -99,15 +104,21 @@ class SqlEnvelopes:
 
     async def count(self, key_id: str) -> int:
         """Headers plus checkpoints whose stored text names ``key_id``."""
-        pattern = _like(key_pattern(key_id))
+        needle = key_pattern(key_id)
+        pattern = _like(needle)
         total = 0
         async with self.engine.connect() as conn:
-            for table, column in ((self.sessions, "metadata"), (self.checkpoints, "header")):
-                row = (
-                    await conn.execute(
-                        text(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE :p ESCAPE '!'"),
-                        {"p": pattern},
-                    )
-                ).one()
-                total += int(row[0])
+            for table, column, path in (
+                (self.sessions, "metadata", ()),
+                (self.checkpoints, "header", ("metadata",)),
+            ):
+                # The LIKE finds candidates; only an envelope where the store puts one
+                # counts (a caller's value shaped like one elsewhere is not a key's).
+                result = await conn.execute(
+                    text(f"SELECT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '!'"),
+                    {"p": pattern},
+                )
+                for (value,) in result:
+                    found = checkpoint_envelope(value, *path)
+                    total += any(envelope.startswith(needle[1:]) for envelope in found)
         return total
