@@ -37,10 +37,24 @@ def _status_value(status: SessionStatus | str) -> str:
     return status.value if isinstance(status, SessionStatus) else str(status)
 
 
+def _rebuilt(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An error of ``cls`` with ``args`` and attributes ``state``, without its ``__init__``."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class SessionError(_ContractSessionError):
     """Base class of every error this package raises."""
 
     _code = "LEX_ERR_SES_100"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (a ProcessPoolExecutor, multiprocessing, Celery) with its attributes,
+        # not by calling __init__ with ``args``: most subclasses take other arguments,
+        # and a worker's error reached its caller as a broken pool.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
 class SessionNotFoundError(SessionError):
