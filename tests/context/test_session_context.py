@@ -256,6 +256,25 @@ async def test_get_or_create_outside_a_request_creates_one_session_for_concurren
         assert set(found) == {stored[0].session_id}
 
 
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.name, marks=s.marks) for s in _RACE_SPECS])
+async def test_get_or_create_outside_a_request_replaces_a_session_that_ended_elsewhere(
+    spec: BackendSpec,
+) -> None:
+    """A worker's bound session closed (or expired) elsewhere was handed out again, and
+    every write through the context then failed."""
+    async with spec.open() as make_store:
+        manager = SessionManagerImpl(await make_store(), {})
+        context = SessionContext(manager)
+        first = await context.get_or_create("erin")
+        assert (await context.get_or_create("erin")).session_id == first.session_id
+        await manager.close(first.session_id)
+        second = await context.get_or_create("erin")
+        assert second.session_id != first.session_id and second.status == SessionStatus.ACTIVE
+        await context.add_message("user", "job 2")
+        header = await manager.get_header(second.session_id)
+        assert header is not None and header.turn_count == 1
+
+
 async def test_get_or_create_from_a_hook_of_its_own_create_does_not_wait_on_itself() -> None:
     # A session_started hook greeting the user through the context: the look-up that
     # created the session holds the user's turn, and the hook ran inside it (it hung).

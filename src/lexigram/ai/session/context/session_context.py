@@ -290,11 +290,16 @@ class SessionContext:
         self, user_id: str, binding: SessionBinding | None
     ) -> SessionState:
         """:meth:`get_or_create` outside a request (``binding``: a standalone one or None)."""
+        manager = self._require_manager(binding)
         if binding is not None and binding.user_id == user_id:
             current = binding.state
             if current is not None and current.status in _LIVE:
-                return current
-        manager = self._require_manager(binding)
+                # Re-read: it may have expired or been closed elsewhere since it was bound
+                # (a long-lived worker kept handing out a dead session).
+                fresh = await manager.get_header(current.session_id)
+                if fresh is not None and fresh.status in _LIVE and fresh.user_id == user_id:
+                    binding.state = fresh
+                    return fresh
         place = f"{id(manager)}\0{user_id}"
         inside = _CREATING.get()
         if any(p == place and holding.active for p, holding in inside):
