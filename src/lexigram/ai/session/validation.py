@@ -33,7 +33,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from lexigram.contracts.ai.session import (
@@ -490,7 +490,7 @@ def _plain_turn(turn: Any) -> bool:
         and type(metadata) is dict
         and (not metadata or _json_ok(metadata, 0))
         and type(stamp) is datetime
-        and (stamp.tzinfo is UTC or _minute_offset(stamp))
+        and (stamp.tzinfo is UTC or (type(stamp.tzinfo) is timezone and _minute_offset(stamp)))
     )
 
 
@@ -554,9 +554,44 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
         stamp = stamp.replace(tzinfo=UTC)
     elif not _minute_offset(stamp):  # an offset in seconds: not every backend keeps it
         stamp = stamp.astimezone(UTC)
-    if stamp is not turn.timestamp or cost is not turn.cost:
-        return replace(turn, timestamp=stamp, cost=cost)
+    elif type(stamp.tzinfo) is not timezone:
+        # A zone (ZoneInfo, pytz) becomes its offset at that instant, which is what the
+        # durable backends store and hand back: the in-memory store hands back the same.
+        stamp = stamp.replace(tzinfo=timezone(stamp.utcoffset() or _ZERO))
+    if type(stamp) is not datetime:  # a datetime subclass: its plain value, as stored
+        stamp = datetime(
+            stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second,
+            stamp.microsecond, stamp.tzinfo, fold=stamp.fold,
+        )
+    # A str or int subclass (a str Enum role, an IntEnum count) is stored as its plain
+    # value by every durable backend: the in-memory store keeps the same.
+    plain = {
+        name: _plain_value(value)
+        for name, value in (
+            ("turn_id", turn.turn_id),
+            ("role", role),
+            ("content", content),
+            ("model", turn.model),
+            ("provider", turn.provider),
+            ("tokens_used", turn.tokens_used),
+        )
+        if value is not None and type(value) not in (str, int)
+    }
+    if stamp is not turn.timestamp or cost is not turn.cost or plain:
+        return replace(turn, timestamp=stamp, cost=cost, **plain)
     return turn
+
+
+_ZERO = timedelta(0)
+
+
+def _plain_value(value: Any) -> Any:
+    """A ``str`` or ``int`` subclass instance as its plain ``str`` / ``int`` value."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    return value
 
 
 class CheckedTurns(list[SessionTurn]):

@@ -1,0 +1,64 @@
+"""Every backend hands back a turn's values as plain ``str``, ``int`` and a fixed-offset
+``datetime``, whatever subclass or zone the caller gave (the in-memory store handed back
+the caller's own str Enum, IntEnum and ZoneInfo, the durable ones their plain values)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from lexigram.contracts.ai.session import SessionTurn
+
+from lexigram.ai.session.manager.core import SessionManagerImpl
+from tests.stores.backends import BackendSpec, all_specs
+
+
+class Role(str, enum.Enum):  # noqa: UP042 - what user code often has
+    USER = "user"
+
+
+class Tokens(enum.IntEnum):
+    FIVE = 5
+
+
+class Stamp(datetime):
+    """A datetime subclass (as some libraries hand out)."""
+
+
+_SPECS = [
+    s for s in all_specs() if s.name in {"in_memory", "sqlite", "postgres", "mariadb", "redis"}
+]
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.name, marks=s.marks) for s in _SPECS])
+async def test_turn_values_come_back_plain_on_every_backend(spec: BackendSpec) -> None:
+    async with spec.open() as make_store:
+        manager = SessionManagerImpl(await make_store(), {})
+        sid = (await manager.create("ann")).session_id
+        paris = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))
+        sub = Stamp(2026, 7, 1, 10, 0, tzinfo=UTC)
+        await manager.add_turns(
+            sid,
+            [
+                SessionTurn(
+                    turn_id="t1",
+                    role=Role.USER,
+                    content="hi",
+                    timestamp=paris,
+                    tokens_used=Tokens.FIVE,
+                ),
+                SessionTurn(turn_id="t2", role="assistant", content="yo", timestamp=sub),
+            ],
+        )
+        state = await manager.get_state(sid)
+        assert state is not None
+        first, second = state.turns
+        assert type(first.role) is str and str(first.role) == "user"
+        assert type(first.tokens_used) is int and first.tokens_used == 5
+        assert type(first.timestamp.tzinfo) is timezone
+        assert first.timestamp.utcoffset() == timedelta(hours=2)
+        assert first.timestamp == paris
+        assert (first.timestamp + timedelta(days=180)).utcoffset() == timedelta(hours=2)
+        assert type(second.timestamp) is datetime and second.timestamp == sub
