@@ -37,6 +37,8 @@ from lexigram.ai.session.exceptions import (
     SessionValidationError,
 )
 from lexigram.ai.session.hooks import (
+    HOOK_CHECKPOINT_CREATED,
+    HOOK_CHECKPOINT_RESTORED,
     HOOK_SESSION_CLOSED,
     HOOK_SESSION_STARTED,
     HOOK_TURN_ADDED,
@@ -46,7 +48,14 @@ from lexigram.ai.session.hooks import (
 )
 from lexigram.ai.session.manager import privacy
 from lexigram.ai.session.manager.checkpoints import CheckpointManager
-from lexigram.ai.session.manager.finishing import Background, detach, drain, finish, track
+from lexigram.ai.session.manager.finishing import (
+    Background,
+    detach,
+    drain,
+    finish,
+    shielded,
+    track,
+)
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.ordering import SessionLocks
@@ -138,6 +147,12 @@ def new_turn(
         model=model,
         provider=provider,
     )
+
+
+def _crossed(turn_count: int, appended: int, interval: int) -> bool:
+    """Whether an append of ``appended`` turns that left ``turn_count`` crossed a
+    multiple of ``interval`` (exactly one append crosses each)."""
+    return turn_count // interval > (turn_count - appended) // interval
 
 
 def _check_user_id(user_id: Any) -> str:
@@ -271,17 +286,35 @@ class SessionManagerImpl:
             created_at=now,
             updated_at=now,
         )
+        stored = self._store_create(state)
+        if self.notifier.listened(HOOK_SESSION_STARTED):
+            # A caller cancelled while the store creates the session still has it announced.
+            record = await shielded(
+                stored,
+                self._finishing,
+                lambda _: detach(lambda: self._announce_created(state), self._finishing),
+            )
+        else:
+            record = await stored
+        await self._announce_created(state)
+        return record.state
+
+    async def _store_create(self, state: SessionState) -> SessionRecord:
+        """The store's create of ``state`` (the user's live sessions counted with it)."""
         record = await self.store.create_session(
             state, max_live_per_user=self.config.max_sessions_per_user
         )
         self.sealed.seen(record.state)
         telemetry().session_created(backend=self.store.backend_name)
+        return record
+
+    async def _announce_created(self, state: SessionState) -> None:
+        """The created event and the ``session_started`` hook of a stored session."""
         await self.notifier.notify(
-            SessionCreatedEvent(session_id=state.session_id, user_id=user_id),
+            SessionCreatedEvent(session_id=state.session_id, user_id=state.user_id),
             HOOK_SESSION_STARTED,
-            SessionStartedHook(session_id=state.session_id, user_id=user_id),
+            SessionStartedHook(session_id=state.session_id, user_id=state.user_id),
         )
-        return record.state
 
     # ------------------------------------------------------------------ reads
     async def get_state(self, session_id: str) -> SessionState | None:
@@ -371,21 +404,59 @@ class SessionManagerImpl:
 
         With automatic checkpoints on, appends to one session from this process take
         turns, so that each checkpoint holds the state its crossing append left
-        (see :mod:`.ordering`)."""
+        (see :mod:`.ordering`).
+
+        When something follows the append (see :meth:`_append_followed`), the store's
+        append runs in a task of its own: a caller cancelled during it still gets what
+        follows a stored append (:func:`.finishing.shielded`)."""
         interval = self.config.auto_checkpoint_interval
         if interval is None or interval <= 0:
-            state, closed = await self._store_append(session_id, checked, counted)
+            stored = self._store_append(session_id, checked, counted)
+            if self._append_followed():
+                state, closed = await shielded(
+                    stored,
+                    self._finishing,
+                    lambda done: self._finish_cancelled_append(done[0], checked, None, done[1]),
+                )
+            else:
+                state, closed = await stored
             snapshot = None
         else:
             lock = self._ordered.lock(session_id)
             await lock.acquire()
             held = True
+
+            def landed(done: tuple[SessionState, bool]) -> None:
+                # The caller was cancelled during the store's append, which was stored:
+                # its snapshot is taken under the lock, still held (as below).
+                landed_snapshot = None
+                try:
+                    if _crossed(done[0].turn_count, len(checked), interval):
+                        landed_snapshot = asyncio.ensure_future(
+                            self._auto_snapshot(session_id, done[0].turn_count)
+                        )
+                finally:
+                    if landed_snapshot is None:
+                        lock.release()
+                    else:
+                        landed_snapshot.add_done_callback(lambda _: lock.release())
+                self._finish_cancelled_append(done[0], checked, landed_snapshot, done[1])
+
             try:
-                state, closed = await self._store_append(session_id, checked, counted)
+                try:
+                    state, closed = await shielded(
+                        self._store_append(session_id, checked, counted),
+                        self._finishing,
+                        landed,
+                        lock.release,
+                    )
+                except asyncio.CancelledError:
+                    held = False  # let go by ``landed`` or ``lock.release`` (see shielded)
+                    raise
                 # Exactly one append crosses each multiple of the interval; its snapshot
                 # is taken before the next append on this loop (the lock).
                 snapshot = None
-                if state.turn_count // interval > (state.turn_count - len(checked)) // interval:
+                if _crossed(state.turn_count, len(checked), interval):
                     snapshot = asyncio.ensure_future(
                         self._auto_snapshot(session_id, state.turn_count)
                     )
@@ -428,6 +499,54 @@ class SessionManagerImpl:
         telemetry().turns_appended(len(checked), backend=self.store.backend_name)
         return state, result.closed_by_cap
 
+    def _append_followed(self) -> bool:
+        """Whether something follows an append that a caller cancelled during the
+        store's append would lose (automatic checkpoints aside): working memory, a
+        ``turn_added`` hook, or what follows a close by the turn cap."""
+        return (
+            self.memory.working_memory is not None
+            or self.notifier.fires(HOOK_TURN_ADDED)
+            or self._close_followed()
+        )
+
+    def _close_followed(self) -> bool:
+        """Whether something follows a close (telemetry aside): an event bus, a
+        ``session_closed`` hook, or a consolidation."""
+        return self.notifier.listened(HOOK_SESSION_CLOSED) or (
+            self.config.consolidate_on_close and self.memory.consolidator is not None
+        )
+
+    def _finish_cancelled_append(
+        self,
+        state: SessionState,
+        checked: list[SessionTurn],
+        snapshot: asyncio.Future[SessionCheckpoint | None] | None,
+        closed_by_cap: bool,
+    ) -> None:
+        """What follows an append stored after its caller was cancelled, in the
+        background: memory, the hook, the automatic checkpoint's announcement (its
+        snapshot is under way) and the cap's close."""
+        hook = self.notifier.fires(HOOK_TURN_ADDED)
+        if (
+            snapshot is None
+            and not closed_by_cap
+            and not hook
+            and self.memory.working_memory is None
+        ):
+            return
+        late = self._late_steps(state, snapshot, closed_by_cap)
+
+        async def steps() -> None:
+            try:
+                await self._record_turns(state, checked, hook)
+            except Exception as exc:  # logged; the checkpoint and the close still follow
+                logger.warning(
+                    "ai_session.after_write_failed", session_id=state.session_id, error=str(exc)
+                )
+            await late()
+
+        detach(steps, self._finishing)
+
     def _late_steps(
         self,
         state: SessionState,
@@ -459,27 +578,33 @@ class SessionManagerImpl:
         """What follows a stored append: memory and the hook in the caller's task; the
         automatic checkpoint's announcement and the cap's close through
         :mod:`.finishing`, so that a cancelled caller does not lose them."""
-        session_id = state.session_id
         late = self._late_steps(state, snapshot, closed_by_cap)
         try:
-            if self.memory.working_memory is not None:
-                await self.memory.record(session_id, state.user_id, checked)
-            if hook:
-                await self.notifier.notify(
-                    None,
-                    HOOK_TURN_ADDED,
-                    SessionTurnAddedHook(
-                        session_id=session_id,
-                        turn_id=checked[-1].turn_id,
-                        turn_count=state.turn_count,
-                    ),
-                )
+            await self._record_turns(state, checked, hook)
         except asyncio.CancelledError:
             if snapshot is not None or closed_by_cap:
                 detach(late, self._finishing)
             raise
         if snapshot is not None or closed_by_cap:
             await finish(late, self._finishing)
+
+    async def _record_turns(
+        self, state: SessionState, checked: list[SessionTurn], hook: bool
+    ) -> None:
+        """Record the appended turns in working memory and fire the ``turn_added`` hook."""
+        session_id = state.session_id
+        if self.memory.working_memory is not None:
+            await self.memory.record(session_id, state.user_id, checked)
+        if hook:
+            await self.notifier.notify(
+                None,
+                HOOK_TURN_ADDED,
+                SessionTurnAddedHook(
+                    session_id=session_id,
+                    turn_id=checked[-1].turn_id,
+                    turn_count=state.turn_count,
+                ),
+            )
 
     def track_background(self, task: asyncio.Future[Any]) -> None:
         """Keep ``task`` (a write a cancelled caller left running, such as the Agents SDK
@@ -626,7 +751,19 @@ class SessionManagerImpl:
     async def close(self, session_id: str) -> None:
         """ACTIVE/SUSPENDED -> CLOSED; consolidates memory and notifies subscribers."""
         await self._refuse_unopenable(session_id)
-        record = await self._transition(session_id, _C)
+        stored = self._transition(session_id, _C)
+        if self._close_followed():
+            # A caller cancelled while the store closes the session still has it
+            # announced (a retry could not: the session is closed by then).
+            record = await shielded(
+                stored,
+                self._finishing,
+                lambda done: detach(
+                    lambda: self._after_close(done.state, reason="closed"), self._finishing
+                ),
+            )
+        else:
+            record = await stored
         await self._after_close(record.state, reason="closed")
 
     async def _transition(self, session_id: str, to_status: SessionStatus) -> SessionRecord:
@@ -727,13 +864,27 @@ class SessionManagerImpl:
         """Snapshot the session (O(1) storage); the oldest beyond the retention are pruned."""
         _check_session_id(session_id)
         checked = None if metadata is None else _check_mapping("metadata", metadata)
-        return await self.checkpoints.create(session_id, checked)  # refuses sealed sessions
+        if not self.notifier.listened(HOOK_CHECKPOINT_CREATED):
+            return await self.checkpoints.create(session_id, checked)  # refuses sealed sessions
+        # A caller cancelled while the store takes the checkpoint still has it announced.
+        taken = await shielded(
+            self.checkpoints.snapshot(session_id, checked),
+            self._finishing,
+            lambda done: detach(lambda: self.checkpoints.announce(done), self._finishing),
+        )
+        await self.checkpoints.announce(taken)
+        return taken
 
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:
         """Put the session back to the checkpoint (ACTIVE); other checkpoints stay valid."""
         check_id(checkpoint_id, "checkpoint_id")
-        return await self.checkpoints.restore(checkpoint_id)  # refuses sealed sessions
+        restoring = self.checkpoints.restore(checkpoint_id)  # refuses sealed sessions
+        if not self.notifier.listened(HOOK_CHECKPOINT_RESTORED):
+            return await restoring
+        # The restore and its announcement run as one task, which a caller cancelled
+        # meanwhile does not stop (the announcement follows a stored restore).
+        return await shielded(restoring, self._finishing)
 
     async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
         """The session's checkpoints, oldest first by ``created_at`` (header-only states)."""
