@@ -55,7 +55,54 @@ async def test_a_tombstoned_id_is_refused_naming_it(make_manager: Make, clock: F
     with pytest.raises(SessionValidationError) as info:
         await manager.create("alice", session_id="gone")
     assert info.value.field == "session_id" and "gone" in str(info.value)
+    # Not "already exists" while nothing reads under it (an outside audit).
+    assert "purged recently" in str(info.value) and "already exists" not in str(info.value)
     assert await manager.get_state("gone") is None
+
+
+async def test_a_repeated_turn_id_is_named_by_its_place_in_the_batch(
+    manager: SessionManagerImpl,
+) -> None:
+    """It was named ``turn.turn_id`` and said to be "already in session" when the batch
+    repeated it."""
+    from lexigram.ai.session.exceptions import DuplicateTurnError
+
+    sid = (await manager.create("alice")).session_id
+    await manager.add_turn(sid, make_turn(turn_id="a"))
+    with pytest.raises(DuplicateTurnError) as info:
+        await manager.add_turns(sid, [make_turn(turn_id="b"), make_turn(turn_id="b")])
+    assert info.value.field == "turns[1].turn_id" and "twice in the batch" in str(info.value)
+    with pytest.raises(DuplicateTurnError) as info:
+        await manager.add_turns(sid, [make_turn(turn_id="c"), make_turn(turn_id="a")])
+    assert info.value.field == "turns[1].turn_id" and "already in session" in str(info.value)
+    with pytest.raises(DuplicateTurnError) as info:
+        await manager.add_turn(sid, make_turn(turn_id="a"))
+    assert info.value.field == "turn.turn_id"
+    header = await manager.get_header(sid)
+    assert header is not None and header.turn_count == 1
+
+
+async def test_list_checkpoints_takes_include_turns(manager: SessionManagerImpl) -> None:
+    sid = (await manager.create("alice")).session_id
+    await manager.add_turn(sid, make_turn(turn_id="a"))
+    await manager.checkpoint(sid)
+    (bare,) = await manager.list_checkpoints(sid)
+    (full,) = await manager.list_checkpoints(sid, include_turns=True)
+    assert bare.state.turns == [] and [t.turn_id for t in full.state.turns] == ["a"]
+
+
+async def test_a_str_subclass_user_id_is_stored_as_its_plain_value(
+    manager: SessionManagerImpl,
+) -> None:
+    import enum
+
+    class User(enum.StrEnum):
+        ALICE = "alice"
+
+    state = await manager.create(User.ALICE)
+    assert type(state.user_id) is str and str(state.user_id) == "alice"
+    stored = await manager.get_state(state.session_id)
+    assert stored is not None and type(stored.user_id) is str
 
 
 async def test_concurrent_creates_of_one_id_exactly_one_wins(manager: SessionManagerImpl) -> None:

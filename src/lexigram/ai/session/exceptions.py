@@ -184,12 +184,20 @@ class DuplicateTurnError(SessionValidationError):
 
     _code = "LEX_ERR_SES_108"
 
-    def __init__(self, session_id: str, turn_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        turn_id: str,
+        *,
+        field: str = "turn.turn_id",
+        problem: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.session_id = session_id
         self.turn_id = turn_id
         super().__init__(
-            "turn.turn_id",
-            f"turn {turn_id!r} is already in session {session_id!r}",
+            field,
+            problem or f"turn {turn_id!r} is already in session {session_id!r}",
             **kwargs,
         )
 

@@ -30,6 +30,7 @@ from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.events import SessionClosedEvent, SessionCreatedEvent
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
+    DuplicateTurnError,
     EncryptionKeyError,
     SessionExpiredError,
     SessionExpiredTransitionError,
@@ -163,6 +164,21 @@ def _check_session_id(session_id: Any) -> str:
     return check_id(session_id, "session_id")
 
 
+def _refuse_repeated_ids(session_id: str, turns: Sequence[SessionTurn]) -> None:
+    """Refuse a batch that repeats a turn id, naming the repeat's place."""
+    first: dict[str, int] = {}
+    for index, turn in enumerate(turns):
+        earlier = first.setdefault(turn.turn_id, index)
+        if earlier != index:
+            raise DuplicateTurnError(
+                session_id,
+                turn.turn_id,
+                field=f"turns[{index}].turn_id",
+                problem=f"turn {turn.turn_id!r} is given twice in the batch "
+                f"(turns[{earlier}] and turns[{index}])",
+            )
+
+
 def _check_mapping(name: str, value: Any) -> dict[str, Any]:
     return check_mapping(value, name)
 
@@ -268,8 +284,10 @@ class SessionManagerImpl:
         ``max_sessions_per_user`` live sessions (checked atomically with the insert).
         ``system_prompt`` defaults to ``config.default_system_prompt``.
         """
-        _check_user_id(user_id)
+        # A str subclass (a str Enum) is kept as its plain value, as every backend stores it.
+        user_id = str.__str__(_check_user_id(user_id))
         chosen = new_session_id() if session_id is None else _check_session_id(session_id)
+        chosen = str.__str__(chosen)
         now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
         check_optional_text(prompt, "system_prompt")
@@ -286,7 +304,7 @@ class SessionManagerImpl:
             created_at=now,
             updated_at=now,
         )
-        stored = self._store_create(state)
+        stored = self._store_create(state, chosen=session_id is not None)
         if self.notifier.listened(HOOK_SESSION_STARTED):
             # A caller cancelled while the store creates the session still has it announced.
             record = await shielded(
@@ -299,11 +317,26 @@ class SessionManagerImpl:
         await self._announce_created(state)
         return record.state
 
-    async def _store_create(self, state: SessionState) -> SessionRecord:
-        """The store's create of ``state`` (the user's live sessions counted with it)."""
-        record = await self.store.create_session(
-            state, max_live_per_user=self.config.max_sessions_per_user
-        )
+    async def _store_create(self, state: SessionState, *, chosen: bool = False) -> SessionRecord:
+        """The store's create of ``state`` (the user's live sessions counted with it).
+
+        ``chosen``: the caller chose the id; an id refused as taken while nothing is
+        stored under it was purged recently, and the error says so."""
+        try:
+            record = await self.store.create_session(
+                state, max_live_per_user=self.config.max_sessions_per_user
+            )
+        except SessionValidationError as exc:
+            sid = state.session_id
+            if not chosen or exc.field != "session_id" or not exc.problem.endswith("exists"):
+                raise
+            if await self.store.load_record(sid) is not None:
+                raise
+            raise SessionValidationError(
+                "session_id",
+                f"session {sid!r} was purged recently: its id may not be used again until "
+                "the purge retention (purge_after_s) has passed",
+            ) from None
         self.sealed.seen(record.state)
         telemetry().session_created(backend=self.store.backend_name)
         return record
@@ -393,7 +426,20 @@ class SessionManagerImpl:
         checked = check_turns(turns, "turns")
         if not checked:
             raise SessionValidationError("turns", "no turn given")
-        return await self._append(session_id, checked)
+        if len(checked) > 1:
+            _refuse_repeated_ids(session_id, checked)
+        try:
+            return await self._append(session_id, checked)
+        except DuplicateTurnError as exc:
+            if exc.field != "turn.turn_id":
+                raise
+            # Named by its place in the batch, as every other error of the batch is.
+            at = next((i for i, t in enumerate(checked) if t.turn_id == exc.turn_id), None)
+            if at is None:
+                raise
+            raise DuplicateTurnError(
+                exc.session_id, exc.turn_id, field=f"turns[{at}].turn_id"
+            ) from None
 
     @instrumented("add_turns")
     async def _append(
@@ -886,9 +932,14 @@ class SessionManagerImpl:
         # meanwhile does not stop (the announcement follows a stored restore).
         return await shielded(restoring, self._finishing)
 
-    async def list_checkpoints(self, session_id: str) -> list[SessionCheckpoint]:
-        """The session's checkpoints, oldest first by ``created_at`` (header-only states)."""
-        return await self.checkpoints.list(_check_session_id(session_id))
+    async def list_checkpoints(
+        self, session_id: str, *, include_turns: bool = False
+    ) -> list[SessionCheckpoint]:
+        """The session's checkpoints, oldest first by ``created_at`` (header-only states;
+        ``include_turns=True`` also loads their turns)."""
+        return await self.checkpoints.list(
+            _check_session_id(session_id), include_turns=include_turns
+        )
 
     # ------------------------------------------------------------------ misc
     async def dispose(self) -> None:
