@@ -40,8 +40,16 @@ def test_without_keys_the_key_commands_name_the_setting(
 
 
 def test_status_retire_and_bad_batch(keys: str, tmp_path: Path) -> None:
-    # They only read: a mistyped path is not a store that needs no key.
-    for argv in (("keys", "status"), ("keys", "retire", "old"), ("export-user", "u")):
+    # They only read (or change what exists): a mistyped path is not a store that needs
+    # no key, nor one whose erasure is complete (erase-user created it and said so).
+    for argv in (
+        ("keys", "status"),
+        ("keys", "retire", "old"),
+        ("export-user", "u"),
+        ("erase-user", "u"),
+        ("erase-user", "--json", "u"),
+        ("keys", "rotate"),
+    ):
         code, _, err = _cli(tmp_path, *argv)
         assert code == 1 and "no SQLite database" in err, argv
     assert not (tmp_path / "s.db").exists()
@@ -67,6 +75,7 @@ def test_status_retire_and_bad_batch(keys: str, tmp_path: Path) -> None:
 
 
 def test_erase_and_export_of_an_unknown_user(keys: str, tmp_path: Path) -> None:
+    assert _cli(tmp_path, "schema-setup")[0] == 0
     code, out, _ = _cli(tmp_path, "erase-user", "nobody")
     assert code == 0 and "0 session(s)" in out
     code, out, _ = _cli(tmp_path, "export-user", "nobody")

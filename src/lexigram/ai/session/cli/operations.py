@@ -111,8 +111,9 @@ def _require_database_file(config: SessionConfig) -> None:
     path = normalise_url(config.database_url).sqlite_path
     if path is not None and not path.exists():
         raise SessionStoreError(
-            f"no SQLite database at {path}: a command that only reads does not create one "
-            "(check --database-url; 'schema-setup' or a write creates it)"
+            f"no SQLite database at {path}: a command that only reads, erases or rotates "
+            "keys does not create one (check --database-url; 'schema-setup', 'import' or "
+            "'sweep' creates it)"
         )
 
 
@@ -127,8 +128,9 @@ async def _require_schema(config: SessionConfig, store: SessionStore) -> None:
     if not await tables_present(store):
         raise SessionStoreError(
             f"no session tables with prefix {config.table_prefix!r} in that database: a "
-            "command that only reads does not create them (check --table-prefix and "
-            "--database-url; 'schema-setup' or a write creates them)"
+            "command that only reads, erases or rotates keys does not create them (check "
+            "--table-prefix and --database-url; 'schema-setup', 'import' or 'sweep' "
+            "creates them)"
         )
 
 
@@ -139,7 +141,8 @@ async def open_store(
     """The initialised store of ``config`` (closed on exit).
 
     ``read_only``: a SQLite file, or SQL session tables under the prefix, that do not
-    exist are refused, not created.
+    exist are refused, not created (also for commands that erase or rotate keys: a
+    mistyped path or prefix must not pass for an empty store).
     """
     if read_only:
         _require_database_file(config)

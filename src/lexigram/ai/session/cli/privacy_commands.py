@@ -162,7 +162,7 @@ def run_keys_rotate(
     async def work() -> RotationReport:
         keyring = _keyring(config)
         rotate_keys = _rotation().rotate_keys
-        async with _store(config) as store:
+        async with _store(config, read_only=True) as store:  # never creates a store
             report: RotationReport = await rotate_keys(
                 envelope_access(store),
                 keyring,
@@ -231,7 +231,7 @@ def run_erase_user(
 ) -> int:
     """``erase-user USER``: erase every session of the user; print what was removed."""
     async def work() -> Any:
-        async with _store(config) as store:
+        async with _store(config, read_only=True) as store:  # never creates a store
             return await manager(store, config).erase_user(user_id)
 
     code, erasure = _run(work, err)
