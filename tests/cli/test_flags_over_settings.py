@@ -125,3 +125,23 @@ def test_a_block_selected_by_its_url_is_left_out_when_the_flags_choose_another(
     )
     config = build_config(redis_url=REDIS)
     assert (config.backend, config.redis_url) == ("redis", REDIS)
+
+
+@pytest.mark.parametrize("profile", [None, "prod"])
+def test_a_yaml_syntax_error_is_named_with_its_file_and_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, profile: str | None
+) -> None:
+    """It was a Python traceback naming "<unicode string>", even with the URL as a flag."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    broken = "ai_session:\n  database_url: [unclosed\n"
+    if profile is None:
+        (tmp_path / "application.yaml").write_text(broken)
+        name = "application.yaml"
+    else:
+        monkeypatch.setenv("LEX_PROFILE", profile)
+        (tmp_path / "application.yaml").write_text("ai_session:\n  backend: sql\n")
+        (tmp_path / f"application.{profile}.yaml").write_text(broken)
+        name = f"application.{profile}.yaml"
+    with pytest.raises(ConfigurationError, match=rf"{name}: not valid YAML \(line 3"):
+        build_config(database_url=SQLITE, table_prefix="flag_")

@@ -31,15 +31,31 @@ def configured_section(base_path: Path | None = None) -> dict[str, Any]:
     loader = ConfigLoader()
     base = (base_path or Path.cwd()) / "application.yaml"
     if base.exists():
+        _check_yaml(base)
         loader.add_source(FileConfigSource(base))
     profile = os.environ.get("LEX_PROFILE")
     if profile and (overlay := base.parent / f"application.{profile}.yaml").exists():
+        _check_yaml(overlay)
         loader.add_source(FileConfigSource(overlay))
     loader.add_source(EnvironmentConfigSource("LEX_"))
     section = loader._collect_sync(None).get(SessionConfig.config_section) or {}
     if not isinstance(section, dict):
         raise ConfigurationError(f"ai_session: must be a mapping, got {type(section).__name__}")
     return dict(section)
+
+
+def _check_yaml(path: Path) -> None:
+    """Refuse a file that is not valid YAML, naming it and the place (the loader's own
+    error was a traceback naming ``"<unicode string>"``)."""
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigurationError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
 def with_flags(section: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
