@@ -47,7 +47,7 @@ def configured_section(base_path: Path | None = None) -> dict[str, Any]:
 def _check_yaml(path: Path) -> None:
     """Refuse a file that is not valid YAML, naming it and the place (the loader's own
     error was a traceback naming ``"<unicode string>"``)."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     try:
         yaml.safe_load(path.read_text(encoding="utf-8"))
