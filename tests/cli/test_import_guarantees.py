@@ -134,6 +134,34 @@ async def test_one_invalid_session_means_nothing_is_written(
     assert await store.load_record(second.session_id) is None
 
 
+@pytest.mark.parametrize(
+    ("place", "value"),
+    [
+        ("header.updated_at", "9999-12-31T00:00:00+00:00"),
+        ("header.created_at", "1969-12-31T23:59:59+00:00"),
+        ("header.updated_at", "1969-12-31T23:59:59+00:00"),
+    ],
+)
+async def test_an_instant_a_backend_cannot_store_is_refused_before_anything_is_written(
+    store: SessionStore, place: str, value: str
+) -> None:
+    """Year 9999 (every backend) and before 1970 (Redis) passed validation, then the
+    import stopped half-written with a message naming no field (an outside audit)."""
+    source = _manager(store)
+    first = await source.create("alice")
+    second = await source.create("bob")
+    doc = await _document(store, first.session_id, second.session_id)
+    await store.delete(first.session_id)
+    await store.delete(second.session_id)
+    part, name = place.split(".")
+    doc["sessions"][1][part][name] = value
+    with pytest.raises(SessionValidationError) as caught:
+        await import_document(store, _raw(doc))
+    assert caught.value.field == f"sessions[1].{place}"
+    assert await store.load_record(first.session_id) is None
+    assert await store.load_record(second.session_id) is None
+
+
 async def test_a_recently_purged_id_is_refused_before_anything_is_written(
     store: SessionStore,
 ) -> None:

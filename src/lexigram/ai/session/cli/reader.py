@@ -78,14 +78,30 @@ def _required(data: dict[str, Any], names: tuple[str, ...], where: str) -> None:
             raise SessionValidationError(f"{where}.{name}", "is missing")
 
 
-def _time(value: Any, where: str) -> datetime:
+#: The instants every backend stores in a header or a checkpoint (microseconds since the
+#: epoch, >= 0 on Redis; a deadline up to ``MAX_DURATION_S`` later still before year 10000
+#: in SQL): the import refuses others before writing, naming them.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(8999, 1, 1, tzinfo=UTC)
+
+
+def _time(value: Any, where: str, *, stored: bool = False) -> datetime:
+    """An ISO-8601 time (naive: UTC); ``stored``: a header's or checkpoint's instant,
+    which must lie in the range every backend stores."""
     if not isinstance(value, str):
         raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}") from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if stored and not _EARLIEST <= parsed < _LATEST:
+        raise SessionValidationError(
+            where,
+            f"{value!r} is out of the range every backend stores "
+            f"({_EARLIEST.date().isoformat()} to {_LATEST.date().isoformat()}, excluded)",
+        )
+    return parsed
 
 
 def _dict(value: Any, where: str) -> dict[str, Any]:
@@ -168,8 +184,8 @@ def _state(data: Any, turns: list[SessionTurn], where: str) -> SessionState:
                                   f"{at}active_skills"),
         system_prompt=check_optional_text(header.get("system_prompt"), f"{at}system_prompt"),
         variables=_dict(header.get("variables", {}), f"{at}variables"),
-        created_at=_time(header["created_at"], f"{at}created_at"),
-        updated_at=_time(header["updated_at"], f"{at}updated_at"),
+        created_at=_time(header["created_at"], f"{at}created_at", stored=True),
+        updated_at=_time(header["updated_at"], f"{at}updated_at", stored=True),
         checkpoint_id=check_optional_id(header.get("checkpoint_id"), f"{at}checkpoint_id"),
         total_tokens=tokens,
         total_cost=cost,
@@ -200,7 +216,7 @@ def _checkpoint(data: Any, session_id: str, where: str) -> SessionCheckpoint:
         checkpoint_id=check_id(item["checkpoint_id"], f"{where}.checkpoint_id"),
         session_id=session_id,
         state=state,
-        created_at=_time(item["created_at"], f"{where}.created_at"),
+        created_at=_time(item["created_at"], f"{where}.created_at", stored=True),
         parent_checkpoint_id=check_optional_id(
             item.get("parent_checkpoint_id"), f"{where}.parent_checkpoint_id"
         ),
