@@ -143,3 +143,33 @@ async def test_index_commands_in_one_call_answer_like_a_pipeline(
     with pytest.raises(SessionStoreError):
         await run_index_commands(scripts, [("zrem", (store.keys.deadlines, "x")), *commands[3:]])
     assert await store.client.zcard(key) == 1498  # the others ran
+
+
+@pytest.mark.parametrize("write", ["append", "update", "clear", "suspend"])
+async def test_a_session_created_without_ttl_is_swept_once_a_write_gives_it_a_deadline(
+    store: CacheSessionStore, write: str
+) -> None:
+    """Created while ``session_ttl`` was 0 (no deadline, so no index entry), then written
+    with a TTL: it read as expired but the sweeper never found it (an outside audit)."""
+    from lexigram.ai.session.stores.base import SessionPatch
+    from lexigram.ai.session.testing import make_turn
+
+    store.session_ttl = 0
+    state = make_state("ttl-on-user")
+    await store.create_session(state)
+    sid = state.session_id
+    store.session_ttl = _TTL  # expiry turned on (a redeploy)
+    if write == "append":
+        await store.append_turns(sid, [make_turn(turn_id="t1")])
+    elif write == "update":
+        await store.update_session(sid, SessionPatch(variables={"k": 1}))
+    elif write == "clear":
+        await store.clear_turns(sid)
+    else:
+        await store.transition(
+            sid, SessionStatus.SUSPENDED, allowed_from=frozenset({SessionStatus.ACTIVE})
+        )
+    _clock(store).advance(_TTL + 1)
+    assert await store.find_expired() == [sid]
+    outcome = await store.mark_expired_batch([sid])
+    assert [r.state.status for r in outcome.done] == [SessionStatus.EXPIRED]

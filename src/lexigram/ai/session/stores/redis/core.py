@@ -303,7 +303,18 @@ class RedisCore:
         A reply that is not valid JSON means stored bytes are damaged (the reply
         embeds them): :class:`CorruptRecordError` naming the session.
         """
-        return self.meta(await self.raw(name, session_id, args, op=op), session_id)
+        reply = self.meta(await self.raw(name, session_id, args, op=op), session_id)
+        if type(reply) is dict and "nd" in reply:
+            await self._index_new_deadline(session_id, reply)
+        return reply
+
+    async def _index_new_deadline(self, session_id: str, reply: dict[str, Any]) -> None:
+        """Enter a deadline the write gave a session that had none (created while
+        ``session_ttl`` was 0) in the sweeper's index: it was never expired nor purged."""
+        header = reply.get("h")
+        deadline = header.get("ex") if isinstance(header, dict) else None
+        if isinstance(deadline, str) and deadline.isdigit():
+            await self.index.add_deadline(session_id, int(deadline))
 
     async def raw(
         self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None

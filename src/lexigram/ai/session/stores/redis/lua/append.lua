@@ -108,7 +108,11 @@ if closed then
   upd[#upd + 1] = 'closed'
 end
 local deadline = ARGV[2]
+-- a live session that had no deadline (created while session_ttl was 0) gets one: the
+-- caller enters it in the sweeper's deadline index ("nd")
+local nd = false
 if not closed and deadline ~= '' then
+  nd = not h.ex
   -- nor the deadline
   if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
   upd[#upd + 1] = 'ex'
@@ -139,7 +143,7 @@ end
 redis.call('HSET', KH, unpack(upd))
 for j = 1, #upd, 2 do h[upd[j]] = upd[j + 1] end
 local r = '{"h":' .. cjson.encode(h) .. ',"f":' .. fmt('%d', ls + 1) .. ',"c":'
-  .. (closed and 'true' or 'false') .. '}'
+  .. (closed and 'true' or 'false') .. (nd and ',"nd":1' or '') .. '}'
 -- the index is pruned about once per 32 turns (k = 0: a patch, rare)
 remember(r, k == 0 or math.floor(ls / 32) ~= math.floor((ls + k) / 32))
 if not GRACE_TEXT then return r end

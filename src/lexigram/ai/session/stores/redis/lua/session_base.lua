@@ -62,8 +62,12 @@ local function header()
   return h
 end
 
+-- set when this write gave a deadline to a live session that had none (created while
+-- session_ttl was 0): the caller then enters it in the sweeper's deadline index
+local NEW_DEADLINE = false
+
 local function reply_h(h, extra)
-  return '{"h":' .. cjson.encode(h) .. (extra or '') .. '}'
+  return '{"h":' .. cjson.encode(h) .. (extra or '') .. (NEW_DEADLINE and ',"nd":1' or '') .. '}'
 end
 
 local function push_all(cmd, key, values)
@@ -109,6 +113,7 @@ end
 
 local function set_deadline(h, upd, deadline, live)
   if live and deadline ~= '' then
+    if not h.ex then NEW_DEADLINE = true end
     -- nor the deadline
     if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
     upd[#upd + 1] = 'ex'
