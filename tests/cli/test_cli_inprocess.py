@@ -109,6 +109,15 @@ def test_a_damaged_document_is_refused_whole_naming_the_place(
     assert json.loads(out) == []  # nothing half-written
 
 
+@pytest.mark.parametrize("value", ["-1", "99999999999999"])
+def test_a_purge_age_out_of_range_names_the_flag(tmp_path: Path, value: str) -> None:
+    """It named the config field ``purge_after_s`` (and printed a float)."""
+    url = sqlite_url(tmp_path / "p.db")
+    code, _, err = run("--database-url", url, "sweep", "--purge-after", value)
+    assert code == 1 and "--purge-after: must be a whole number of seconds" in err
+    assert f"got {value}" in err and not (tmp_path / "p.db").exists()
+
+
 def test_purge_only_sweep(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "purge.db")
 

@@ -24,6 +24,7 @@ from lexigram.ai.session.cli.transfer import dump_document, header_to_dict, writ
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import SessionError, SessionValidationError
 from lexigram.ai.session.manager.cleanup import SweepReport
+from lexigram.ai.session.validation import MAX_DURATION_S
 
 __all__ = [
     "CommandError",
@@ -323,6 +324,13 @@ def run_sweep(
     err: TextIO,
 ) -> int:
     """``sweep``: expire idle sessions and purge old ended ones now."""
+    if purge_after_s is not None and not 0 <= purge_after_s <= MAX_DURATION_S:
+        # Named as the user wrote it (the check behind it names the config field).
+        err.write(
+            f"error: --purge-after: must be a whole number of seconds in "
+            f"0..{MAX_DURATION_S}, got {purge_after_s}\n"
+        )
+        return 1
     progress = ProgressLine("expire", stream=err, unit="session(s)")
 
     async def work() -> SweepReport:
