@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,7 @@ from lexigram.ai.session.hooks import (
     SessionForkedHook,
 )
 from lexigram.ai.session.manager.core import new_session_id
+from lexigram.ai.session.manager.finishing import Background, detach, shielded
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -64,6 +66,10 @@ class BranchManager:
         max_turns_per_session: int | None = None,
         notifier: SessionNotifier | None = None,
     ) -> None:
+        # What a cancelled caller leaves running: the manager's, so that its
+        # wait_for_background() (and its shutdown) waits for it too.
+        finishing = getattr(store, "_finishing", None)
+        self._finishing: Background = finishing if isinstance(finishing, set) else set()
         if not isinstance(store, SessionStore) and isinstance(store, SessionManagerAPI):
             # A manager: its store, its limits and its subscribers, unless given here.
             config = store.config
@@ -130,7 +136,7 @@ class BranchManager:
         # The owner is checked again inside the store's step where it can be: the
         # session read above may be deleted and its id taken by another user meanwhile.
         guard = {"owner": source.state.user_id} if self.store.supports_owner_guard else {}
-        record = await self.store.fork_session(
+        forking = self.store.fork_session(
             session_id,
             header,
             from_checkpoint=from_checkpoint,
@@ -138,15 +144,30 @@ class BranchManager:
             max_live_per_user=self.max_sessions_per_user,
             **guard,
         )
-        await self.notifier.notify(
-            SessionForkedEvent(
-                session_id=session_id, branch_id=record.state.session_id, branch_name=branch_name
-            ),
-            HOOK_SESSION_FORKED,
-            SessionForkedHook(
-                session_id=session_id, branch_id=record.state.session_id, branch_name=branch_name
-            ),
-        )
+
+        def announce(record: SessionRecord) -> Callable[[], Coroutine[Any, Any, None]]:
+            async def forked() -> None:
+                branch_id = record.state.session_id
+                await self.notifier.notify(
+                    SessionForkedEvent(
+                        session_id=session_id, branch_id=branch_id, branch_name=branch_name
+                    ),
+                    HOOK_SESSION_FORKED,
+                    SessionForkedHook(
+                        session_id=session_id, branch_id=branch_id, branch_name=branch_name
+                    ),
+                )
+
+            return forked
+
+        if self.notifier.listened(HOOK_SESSION_FORKED):
+            # A caller cancelled while the store forks still has the fork announced.
+            record = await shielded(
+                forking, self._finishing, lambda done: detach(announce(done), self._finishing)
+            )
+        else:
+            record = await forking
+        await announce(record)()
         state = await self.store.load(record.state.session_id)
         if state is None:  # deleted between the fork and the read
             raise SessionNotFoundError(record.state.session_id)
@@ -202,28 +223,52 @@ class BranchManager:
             if turn.turn_id in known:
                 raise DuplicateTurnError(parent_id, turn.turn_id)
         patch = SessionPatch(variables=plan.variables, metadata=plan.metadata)
-        closed: SessionState | None = None
         # The parent read above may be deleted and its id taken by another user
         # meanwhile (a strategy may take seconds): the write checks the owner in its step.
         owned = {"owner": parent.user_id} if self.store.supports_owner_guard else {}
-        if plan.turns:
-            result = await self.store.append_turns(
-                parent_id, plan.turns, max_turns=self.max_turns_per_session, patch=patch, **owned
+        merged_turns = len(plan.turns)
+
+        async def write() -> SessionState | None:
+            """The merge's write; the parent's header when it reached the turn cap."""
+            if plan.turns:
+                result = await self.store.append_turns(
+                    parent_id,
+                    plan.turns,
+                    max_turns=self.max_turns_per_session,
+                    patch=patch,
+                    **owned,
+                )
+                return result.record.state if result.closed_by_cap else None
+            if not patch.is_empty():
+                await self.store.update_session(parent_id, patch, **owned)
+            return None
+
+        def announce(closed: SessionState | None) -> Callable[[], Coroutine[Any, Any, None]]:
+            async def merged() -> None:
+                await self.notifier.notify(
+                    SessionBranchMergedEvent(
+                        session_id=parent_id, branch_id=branch_id, merged_turns=merged_turns
+                    ),
+                    HOOK_BRANCH_MERGED,
+                    SessionBranchMergedHook(
+                        session_id=parent_id, branch_id=branch_id, merged_turns=merged_turns
+                    ),
+                )
+                if closed is not None:  # the merge filled the parent up to the turn cap
+                    await self._closed_by_cap(closed)
+
+            return merged
+
+        if self.notifier.listened(HOOK_BRANCH_MERGED) or self.notifier.listened(
+            HOOK_SESSION_CLOSED
+        ):
+            # A caller cancelled while the store merges still has the merge announced.
+            closed = await shielded(
+                write(), self._finishing, lambda done: detach(announce(done), self._finishing)
             )
-            closed = result.record.state if result.closed_by_cap else None
-        elif not patch.is_empty():
-            await self.store.update_session(parent_id, patch, **owned)
-        await self.notifier.notify(
-            SessionBranchMergedEvent(
-                session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
-            ),
-            HOOK_BRANCH_MERGED,
-            SessionBranchMergedHook(
-                session_id=parent_id, branch_id=branch_id, merged_turns=len(plan.turns)
-            ),
-        )
-        if closed is not None:  # the merge filled the parent up to the turn cap
-            await self._closed_by_cap(closed)
+        else:
+            closed = await write()
+        await announce(closed)()
         merged = await self.store.load(parent_id)
         if merged is None:
             raise SessionNotFoundError(parent_id)
