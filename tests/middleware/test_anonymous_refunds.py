@@ -138,3 +138,48 @@ async def test_a_refund_only_gives_back_to_the_window_it_was_taken_from() -> Non
     limiter.refund(fresh)
     assert limiter.live_count == 0
     await limiter.reserve("other")  # given back: the window admits one again
+
+
+async def test_an_ensure_cancelled_while_its_create_is_stored_is_not_refunded() -> None:
+    """A view's deadline expiring during ensure() while the manager finishes the create
+    in the background (an event bus listens): each request stored a session and was
+    refunded, so one client created without bound (a regression audit)."""
+    import asyncio
+
+    from lexigram.result import Ok
+
+    from lexigram.ai.session import SessionConfig, SessionManagerImpl
+
+    class Bus:
+        async def publish(self, event: Any) -> Any:
+            return Ok(None)
+
+        def subscribe(self, *args: Any) -> None: ...
+
+        def unsubscribe(self, *args: Any) -> None: ...
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        status = 200
+        try:
+            async with asyncio.timeout(0):  # the view's own deadline, already spent
+                await current_session().ensure()
+        except TimeoutError:
+            status = 504
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with SessionManagerImpl.open({"backend": "memory"}, event_bus=Bus()) as manager:
+        config = SessionConfig(
+            cookie_secret="s" * 40,
+            allow_anonymous=True,
+            max_anonymous_sessions=3,
+            anonymous_sessions_per_minute=3,
+        )
+        middleware = SessionMiddleware(app, session_manager=manager, config=config)
+        codes = []
+        for _ in range(6):  # one client, never keeping its cookie
+            transport = httpx.ASGITransport(app=middleware)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                codes.append((await http.get("/")).status_code)
+        assert await manager.wait_for_background(5) == 0
+        assert codes == [504, 504, 504, 429, 429, 429]

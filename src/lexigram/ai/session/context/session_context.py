@@ -243,9 +243,17 @@ class SessionContext:
             manager = self._require_manager(binding)
             if binding.guard is not None:
                 await binding.guard(binding.user_id)
-            state = await manager.create(
-                binding.user_id, metadata, system_prompt=system_prompt, variables=variables
-            )
+            try:
+                state = await manager.create(
+                    binding.user_id, metadata, system_prompt=system_prompt, variables=variables
+                )
+            except Exception:
+                raise  # refused: nothing was stored
+            except BaseException:
+                # Cancelled: the store may have made the session (the manager finishes a
+                # create whose call was in flight), so it counts as made (never refunded).
+                binding.creates += 1
+                raise
             binding.creates += 1
             binding.state = state
             binding.created = True
@@ -279,7 +287,13 @@ class SessionContext:
             manager = self._require_manager(binding)
             if binding.guard is not None:
                 await binding.guard(user_id)
-            state = await manager.create(user_id)
+            try:
+                state = await manager.create(user_id)
+            except Exception:
+                raise  # refused: nothing was stored
+            except BaseException:
+                binding.creates += 1  # cancelled: may be stored, counts as made (see ensure)
+                raise
             binding.creates += 1
             binding.user_id = user_id
             binding.state = state
