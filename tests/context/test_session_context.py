@@ -267,9 +267,14 @@ async def test_get_or_create_outside_a_request_replaces_a_session_that_ended_els
         context = SessionContext(manager)
         first = await context.get_or_create("erin")
         assert (await context.get_or_create("erin")).session_id == first.session_id
-        await manager.close(first.session_id)
+        await manager.suspend(first.session_id)  # a suspended one takes no turns either
+        suspended = await context.get_or_create("erin")
+        assert suspended.session_id != first.session_id
+        assert suspended.status == SessionStatus.ACTIVE
+        await manager.close(suspended.session_id)
         second = await context.get_or_create("erin")
-        assert second.session_id != first.session_id and second.status == SessionStatus.ACTIVE
+        assert second.session_id not in (first.session_id, suspended.session_id)
+        assert second.status == SessionStatus.ACTIVE
         await context.add_message("user", "job 2")
         header = await manager.get_header(second.session_id)
         assert header is not None and header.turn_count == 1

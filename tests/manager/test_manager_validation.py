@@ -99,10 +99,20 @@ async def test_a_str_subclass_user_id_is_stored_as_its_plain_value(
     class User(enum.StrEnum):
         ALICE = "alice"
 
-    state = await manager.create(User.ALICE)
+    state = await manager.create(User.ALICE, system_prompt=User.ALICE)
     assert type(state.user_id) is str and str(state.user_id) == "alice"
+    await manager.update(state.session_id, active_tools=[User.ALICE], active_skills=[User.ALICE])
     stored = await manager.get_state(state.session_id)
     assert stored is not None and type(stored.user_id) is str
+    assert type(stored.system_prompt) is str
+    assert [type(n) for n in (*stored.active_tools, *stored.active_skills)] == [str, str]
+    await manager.update(state.session_id, system_prompt=User.ALICE)
+    header = await manager.get_header(state.session_id)
+    assert header is not None and type(header.system_prompt) is str
+    from lexigram.ai.session import BranchManager
+
+    branch = await BranchManager(manager).fork(state.session_id, User.ALICE)
+    assert type(branch.branch_name) is str
 
 
 async def test_concurrent_creates_of_one_id_exactly_one_wins(manager: SessionManagerImpl) -> None:

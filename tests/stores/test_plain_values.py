@@ -62,3 +62,22 @@ async def test_turn_values_come_back_plain_on_every_backend(spec: BackendSpec) -
         assert first.timestamp == paris
         assert (first.timestamp + timedelta(days=180)).utcoffset() == timedelta(hours=2)
         assert type(second.timestamp) is datetime and second.timestamp == sub
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.name, marks=s.marks) for s in _SPECS])
+async def test_the_second_of_two_equal_wall_times_comes_back_alike(spec: BackendSpec) -> None:
+    """A ZoneInfo time with ``fold=1`` (the repeated hour) kept ``fold=1`` on the
+    in-memory store only (equal, but another repr)."""
+    stamp = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York"), fold=1)
+    async with spec.open() as make_store:
+        manager = SessionManagerImpl(await make_store(), {})
+        sid = (await manager.create("ann")).session_id
+        await manager.add_turns(
+            sid, [SessionTurn(turn_id="t", role="user", content="x", timestamp=stamp)]
+        )
+        state = await manager.get_state(sid)
+        assert state is not None
+        (turn,) = state.turns
+        # (PEP 495: a fold=1 time is never == across zones: compare the instants)
+        assert turn.timestamp.timestamp() == stamp.timestamp() and turn.timestamp.fold == 0
+        assert turn.timestamp.utcoffset() == timedelta(hours=-5)

@@ -435,6 +435,8 @@ def check_names(value: Any, field: str) -> list[str]:
     names = list(value)
     for index, item in enumerate(names):
         check_text(item, f"{field}[{index}]")
+        if type(item) is not str:  # a str subclass (a str Enum): stored as its value
+            names[index] = str.__str__(item)
     return names
 
 
@@ -491,6 +493,7 @@ def _plain_turn(turn: Any) -> bool:
         and (not metadata or _json_ok(metadata, 0))
         and type(stamp) is datetime
         and (stamp.tzinfo is UTC or (type(stamp.tzinfo) is timezone and _minute_offset(stamp)))
+        and not stamp.fold
     )
 
 
@@ -557,11 +560,13 @@ def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     elif type(stamp.tzinfo) is not timezone:
         # A zone (ZoneInfo, pytz) becomes its offset at that instant, which is what the
         # durable backends store and hand back: the in-memory store hands back the same.
-        stamp = stamp.replace(tzinfo=timezone(stamp.utcoffset() or _ZERO))
+        stamp = stamp.replace(tzinfo=timezone(stamp.utcoffset() or _ZERO), fold=0)
+    if stamp.fold:  # meaningless under a fixed offset, and no backend keeps it
+        stamp = stamp.replace(fold=0)
     if type(stamp) is not datetime:  # a datetime subclass: its plain value, as stored
         stamp = datetime(
             stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second,
-            stamp.microsecond, stamp.tzinfo, fold=stamp.fold,
+            stamp.microsecond, stamp.tzinfo,
         )
     # A str or int subclass (a str Enum role, an IntEnum count) is stored as its plain
     # value by every durable backend: the in-memory store keeps the same.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -133,12 +134,29 @@ def _duration_seconds(state: SessionState, turns: list[SessionTurn]) -> float:
 
 
 def compute(state: SessionState) -> SessionAnalytics:
-    """The :class:`SessionAnalytics` of ``state`` (full state, or header-only for totals)."""
+    """The :class:`SessionAnalytics` of ``state`` (full state, or header-only for totals).
+
+    A hand-built state whose turns a store would refuse raises
+    ``SessionValidationError`` naming the turn's field (``state.turns[i].cost``).
+    """
     if not isinstance(state, SessionState):
         kind = type(state).__name__
         raise SessionValidationError("state", f"expected a SessionState, got {kind}")
-    # A hand-built state gets the checks a stored one passed (errors name the turn).
-    turns = list(check_turns(state.turns, "state.turns"))
+    try:
+        analytics = _compute(state)
+    except (TypeError, AttributeError, ValueError):
+        checked = check_turns(state.turns, "state.turns")  # names what is wrong
+        # Turns a store would take as they are made storable (a naive time as UTC).
+        return _compute(replace(state, turns=list(checked)))
+    if not math.isfinite(analytics.total_cost):
+        check_turns(state.turns, "state.turns")  # names the turn whose cost is not finite
+    return analytics
+
+
+def _compute(state: SessionState) -> SessionAnalytics:
+    """:func:`compute` of a state whose turns are checked only when this fails: the
+    turns of a state read from a store passed every check on their way in."""
+    turns = list(state.turns)
     if turns:
         total_turns = len(turns)
         total_tokens = sum(t.tokens_used for t in turns)

@@ -29,7 +29,7 @@ from lexigram.ai.session.hooks import (
     SessionForkedHook,
 )
 from lexigram.ai.session.manager.core import new_session_id
-from lexigram.ai.session.manager.finishing import Background, detach, shielded
+from lexigram.ai.session.manager.finishing import Background, detach, finish, shielded
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -117,7 +117,7 @@ class BranchManager:
         checkpoint of that session). Returns the branch's full state.
         """
         check_id(session_id, "session_id")
-        check_id(branch_name, "branch_name")
+        branch_name = str.__str__(check_id(branch_name, "branch_name"))  # a str subclass: its value
         check_optional_id(from_checkpoint, "from_checkpoint")
         source = await self.store.load_record(session_id)
         if source is None:
@@ -165,9 +165,10 @@ class BranchManager:
             record = await shielded(
                 forking, self._finishing, lambda done: detach(announce(done), self._finishing)
             )
+            await finish(announce(record), self._finishing)
         else:
             record = await forking
-        await announce(record)()
+            await announce(record)()
         state = await self.store.load(record.state.session_id)
         if state is None:  # deleted between the fork and the read
             raise SessionNotFoundError(record.state.session_id)
@@ -266,9 +267,10 @@ class BranchManager:
             closed = await shielded(
                 write(), self._finishing, lambda done: detach(announce(done), self._finishing)
             )
+            await finish(announce(closed), self._finishing)
         else:
             closed = await write()
-        await announce(closed)()
+            await announce(closed)()
         merged = await self.store.load(parent_id)
         if merged is None:
             raise SessionNotFoundError(parent_id)

@@ -310,8 +310,10 @@ class SessionContext:
             if current is not None and current.status in _LIVE:
                 # Re-read: it may have expired or been closed elsewhere since it was bound
                 # (a long-lived worker kept handing out a dead session).
+                # ACTIVE only, as the look-up below: a suspended session takes no turns.
                 fresh = await manager.get_header(current.session_id)
-                if fresh is not None and fresh.status in _LIVE and fresh.user_id == user_id:
+                active = fresh is not None and fresh.status == SessionStatus.ACTIVE
+                if fresh is not None and active and fresh.user_id == user_id:
                     binding.state = fresh
                     return fresh
         place = f"{id(manager)}\0{user_id}"

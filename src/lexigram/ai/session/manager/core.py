@@ -32,6 +32,7 @@ from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DuplicateTurnError,
     EncryptionKeyError,
+    SessionError,
     SessionExpiredError,
     SessionExpiredTransitionError,
     SessionNotFoundError,
@@ -291,6 +292,8 @@ class SessionManagerImpl:
         now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
         check_optional_text(prompt, "system_prompt")
+        if prompt is not None and type(prompt) is not str:
+            prompt = str.__str__(prompt)  # a str subclass: stored as its value
         self.sealed.check_metadata(metadata)
         state = SessionState(
             session_id=chosen,
@@ -312,9 +315,11 @@ class SessionManagerImpl:
                 self._finishing,
                 lambda _: detach(lambda: self._announce_created(state), self._finishing),
             )
+            # Announced even when the caller is cancelled while it is (a retry could not).
+            await finish(lambda: self._announce_created(state), self._finishing)
         else:
             record = await stored
-        await self._announce_created(state)
+            await self._announce_created(state)
         return record.state
 
     async def _store_create(self, state: SessionState, *, chosen: bool = False) -> SessionRecord:
@@ -330,12 +335,16 @@ class SessionManagerImpl:
             sid = state.session_id
             if not chosen or exc.field != "session_id" or not exc.problem.endswith("exists"):
                 raise
-            if await self.store.load_record(sid) is not None:
+            try:
+                stored = await self.store.load_record(sid)
+            except SessionError:  # stored, but not readable here (another key, damaged)
+                raise exc from None
+            if stored is not None:
                 raise
             raise SessionValidationError(
                 "session_id",
-                f"session {sid!r} was purged recently: its id may not be used again until "
-                "the purge retention (purge_after_s) has passed",
+                f"session {sid!r} was purged recently: its id stays reserved while the "
+                "purge's tombstone is kept (purge_after_s, at least one hour)",
             ) from None
         self.sealed.seen(record.state)
         telemetry().session_created(backend=self.store.backend_name)
@@ -751,6 +760,8 @@ class SessionManagerImpl:
         """Replace the given mutable fields of a live session; return the new header."""
         _check_session_id(session_id)
         check_optional_text(system_prompt, "system_prompt")
+        if system_prompt is not None and type(system_prompt) is not str:
+            system_prompt = str.__str__(system_prompt)  # a str subclass: stored as its value
         patch = SessionPatch(
             variables=None if variables is None else _check_mapping("variables", variables),
             metadata=None if metadata is None else _check_mapping("metadata", metadata),
@@ -810,7 +821,11 @@ class SessionManagerImpl:
             )
         else:
             record = await stored
-        await self._after_close(record.state, reason="closed")
+            await self._after_close(record.state, reason="closed")
+            return
+        # What follows the stored close goes on without a caller cancelled meanwhile
+        # (its consolidation reads the turns: a cancellation there lost the event).
+        await finish(lambda: self._after_close(record.state, reason="closed"), self._finishing)
 
     async def _transition(self, session_id: str, to_status: SessionStatus) -> SessionRecord:
         _check_session_id(session_id)
@@ -918,7 +933,7 @@ class SessionManagerImpl:
             self._finishing,
             lambda done: detach(lambda: self.checkpoints.announce(done), self._finishing),
         )
-        await self.checkpoints.announce(taken)
+        await finish(lambda: self.checkpoints.announce(taken), self._finishing)
         return taken
 
     @instrumented("restore")
