@@ -145,3 +145,21 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(
         name = f"application.{profile}.yaml"
     with pytest.raises(ConfigurationError, match=rf"{name}: not valid YAML \(line 3"):
         build_config(database_url=SQLITE, table_prefix="flag_")
+
+
+def test_a_json_application_file_with_tabs_is_read_and_a_directory_is_named(
+    tmp_path: Path,
+) -> None:
+    """The YAML check refused JSON the framework's loader takes (tab-indented), and a
+    path that cannot be read (a directory) was a traceback."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    (tmp_path / "application.yaml").write_text(
+        '{\n\t"ai_session": {"backend": "sql", "table_prefix": "json_"}\n}\n'
+    )
+    config = build_config(database_url=SQLITE)
+    assert config.table_prefix == "json_"
+    (tmp_path / "application.yaml").unlink()
+    (tmp_path / "application.yaml").mkdir()
+    with pytest.raises(ConfigurationError, match="application.yaml: cannot be read"):
+        build_config(database_url=SQLITE)

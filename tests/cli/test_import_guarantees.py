@@ -145,8 +145,9 @@ async def test_one_invalid_session_means_nothing_is_written(
 async def test_an_instant_a_backend_cannot_store_is_refused_before_anything_is_written(
     store: SessionStore, place: str, value: str
 ) -> None:
-    """Year 9999 (every backend) and before 1970 (Redis) passed validation, then the
-    import stopped half-written with a message naming no field (an outside audit)."""
+    """Year 9999 under a TTL (every backend) and before 1970 (Redis) passed validation,
+    then the import stopped half-written with a message naming no field (an outside
+    audit). Year 9000 without a deadline problem is stored and imported as any time."""
     source = _manager(store)
     first = await source.create("alice")
     second = await source.create("bob")
@@ -155,11 +156,26 @@ async def test_an_instant_a_backend_cannot_store_is_refused_before_anything_is_w
     await store.delete(second.session_id)
     part, name = place.split(".")
     doc["sessions"][1][part][name] = value
+    store.session_ttl = 86_400  # the deadline of year 9999 + a day is what cannot be stored
     with pytest.raises(SessionValidationError) as caught:
         await import_document(store, _raw(doc))
     assert caught.value.field == f"sessions[1].{place}"
     assert await store.load_record(first.session_id) is None
     assert await store.load_record(second.session_id) is None
+
+
+async def test_a_far_future_time_whose_deadline_fits_is_imported(store: SessionStore) -> None:
+    """A session stamped 9000-01-01 is stored and exported by every backend: its import
+    was refused (a regression audit)."""
+    source = _manager(store)
+    first = await source.create("alice")
+    doc = await _document(store, first.session_id)
+    await store.delete(first.session_id)
+    doc["sessions"][0]["header"]["created_at"] = "9000-01-01T00:00:00+00:00"
+    doc["sessions"][0]["header"]["updated_at"] = "9000-01-01T00:00:00+00:00"
+    store.session_ttl = 86_400
+    report = await import_document(store, _raw(doc))
+    assert report.imported == [first.session_id]
 
 
 async def test_a_recently_purged_id_is_refused_before_anything_is_written(

@@ -145,7 +145,7 @@ async def test_index_commands_in_one_call_answer_like_a_pipeline(
     assert await store.client.zcard(key) == 1498  # the others ran
 
 
-@pytest.mark.parametrize("write", ["append", "update", "clear", "suspend"])
+@pytest.mark.parametrize("write", ["append", "update", "clear", "suspend", "restore"])
 async def test_a_session_created_without_ttl_is_swept_once_a_write_gives_it_a_deadline(
     store: CacheSessionStore, write: str
 ) -> None:
@@ -159,7 +159,12 @@ async def test_a_session_created_without_ttl_is_swept_once_a_write_gives_it_a_de
     await store.create_session(state)
     sid = state.session_id
     store.session_ttl = _TTL  # expiry turned on (a redeploy)
-    if write == "append":
+    if write == "restore":
+        store.session_ttl = 0
+        await store.create_checkpoint(sid, checkpoint_id="cp-ttl-on")
+        store.session_ttl = _TTL
+        await store.restore_checkpoint("cp-ttl-on")
+    elif write == "append":
         await store.append_turns(sid, [make_turn(turn_id="t1")])
     elif write == "update":
         await store.update_session(sid, SessionPatch(variables={"k": 1}))
@@ -173,3 +178,38 @@ async def test_a_session_created_without_ttl_is_swept_once_a_write_gives_it_a_de
     assert await store.find_expired() == [sid]
     outcome = await store.mark_expired_batch([sid])
     assert [r.state.status for r in outcome.done] == [SessionStatus.EXPIRED]
+
+
+async def test_the_first_deadline_is_indexed_even_when_the_caller_is_cancelled(
+    store: CacheSessionStore,
+) -> None:
+    """The index entry follows the write script: a caller cancelled between the two left
+    the session unindexed for good (later writes do not say "new deadline" again)."""
+    import asyncio
+
+    from lexigram.ai.session.testing import make_turn
+
+    store.session_ttl = 0
+    state = make_state("ttl-on-user")
+    await store.create_session(state)
+    sid = state.session_id
+    store.session_ttl = _TTL
+    index = store._core.index
+    real = index.add_deadline
+    entered = asyncio.Event()
+
+    async def slow(*args: Any, **kwargs: Any) -> bool:
+        entered.set()
+        await asyncio.sleep(0.2)
+        return await real(*args, **kwargs)
+
+    index.add_deadline = slow  # type: ignore[method-assign]
+    call = asyncio.ensure_future(store.append_turns(sid, [make_turn(turn_id="t1")]))
+    await asyncio.wait_for(entered.wait(), 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.4)  # the entry lands without its caller
+    index.add_deadline = real  # type: ignore[method-assign]
+    _clock(store).advance(_TTL + 1)
+    assert await store.find_expired() == [sid]

@@ -47,11 +47,22 @@ def configured_section(base_path: Path | None = None) -> dict[str, Any]:
 def _check_yaml(path: Path) -> None:
     """Refuse a file that is not valid YAML, naming it and the place (the loader's own
     error was a traceback naming ``"<unicode string>"``)."""
+    import json
+
     import yaml  # type: ignore[import-untyped]
 
     try:
-        yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot be read: {exc}") from None
+    try:
+        json.loads(text)  # the framework's loader takes JSON first (tabs and all)
+        return
+    except ValueError:
+        pass
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
@@ -118,6 +119,23 @@ def renumber_checkpoints(entry: ExportedSession) -> ExportedSession:
         for cp in entry.checkpoints
     ]
     return ExportedSession(state=header(entry.state), checkpoints=checkpoints)
+
+
+def _check_deadline(store: SessionStore, entry: ExportedSession, where: str) -> None:
+    """Refuse a live session whose deadline (``updated_at + session_ttl`` of the target
+    store) is past what a datetime holds: its write would stop the import half-way."""
+    ttl = store.session_ttl
+    state = entry.state
+    if not ttl or state.status not in LIVE_STATUSES:
+        return
+    try:
+        state.updated_at + timedelta(seconds=ttl)
+    except OverflowError:
+        raise SessionValidationError(
+            f"{where}.header.updated_at",
+            f"{state.updated_at.isoformat()} plus the target store's session_ttl ({ttl} s) "
+            "is past year 9999: no backend can store its deadline",
+        ) from None
 
 
 def _check_not_revived(stored: SessionRecord, entry: ExportedSession, where: str) -> None:
@@ -212,6 +230,7 @@ async def import_document(
         if not exists:
             await _check_not_purged(store, entry, places[entry.state.session_id])
         if not exists or replace_existing:
+            _check_deadline(store, entry, places[entry.state.session_id])
             await _check_ownership(store, entry, places[entry.state.session_id])
         if stored is not None and replace_existing:
             _check_not_revived(stored, entry, places[entry.state.session_id])

@@ -78,11 +78,11 @@ def _required(data: dict[str, Any], names: tuple[str, ...], where: str) -> None:
             raise SessionValidationError(f"{where}.{name}", "is missing")
 
 
-#: The instants every backend stores in a header or a checkpoint (microseconds since the
-#: epoch, >= 0 on Redis; a deadline up to ``MAX_DURATION_S`` later still before year 10000
-#: in SQL): the import refuses others before writing, naming them.
+#: The earliest instant every backend stores in a header or a checkpoint (microseconds
+#: since the epoch, >= 0 on Redis): the import refuses earlier ones before writing. (A
+#: live session's deadline past year 9999 is refused against the target store's
+#: ``session_ttl``, see :mod:`.importing`.)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(8999, 1, 1, tzinfo=UTC)
 
 
 def _time(value: Any, where: str, *, stored: bool = False) -> datetime:
@@ -95,11 +95,9 @@ def _time(value: Any, where: str, *, stored: bool = False) -> datetime:
     except ValueError as exc:
         raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}") from exc
     parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    if stored and not _EARLIEST <= parsed < _LATEST:
+    if stored and parsed < _EARLIEST:
         raise SessionValidationError(
-            where,
-            f"{value!r} is out of the range every backend stores "
-            f"({_EARLIEST.date().isoformat()} to {_LATEST.date().isoformat()}, excluded)",
+            where, f"{value!r} is before 1970-01-01T00:00:00Z, which not every backend stores"
         )
     return parsed
 

@@ -285,10 +285,8 @@ class SessionManagerImpl:
         ``max_sessions_per_user`` live sessions (checked atomically with the insert).
         ``system_prompt`` defaults to ``config.default_system_prompt``.
         """
-        # A str subclass (a str Enum) is kept as its plain value, as every backend stores it.
-        user_id = str.__str__(_check_user_id(user_id))
+        _check_user_id(user_id)
         chosen = new_session_id() if session_id is None else _check_session_id(session_id)
-        chosen = str.__str__(chosen)
         now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
         check_optional_text(prompt, "system_prompt")

@@ -6,6 +6,7 @@ components (``checkpoints.py``, ``sweeping.py``); none of them subclasses anothe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -314,7 +315,9 @@ class RedisCore:
         header = reply.get("h")
         deadline = header.get("ex") if isinstance(header, dict) else None
         if isinstance(deadline, str) and deadline.isdigit():
-            await self.index.add_deadline(session_id, int(deadline))
+            # The reply says so once: a caller cancelled now must not leave it unindexed.
+            entry = asyncio.ensure_future(self.index.add_deadline(session_id, int(deadline)))
+            await asyncio.shield(entry)
 
     async def raw(
         self, name: str, session_id: str, args: Sequence[Any], *, op: str | None = None
@@ -342,9 +345,11 @@ class RedisCore:
     ) -> tuple[Any, list[Any]]:
         """Run a script that may answer ``{meta, turn, turn, ...}``: (meta, raw turns)."""
         reply = await self.raw(name, session_id, args, op=op)
-        if isinstance(reply, list):
-            return self.meta(reply[0], session_id), reply[1:]
-        return self.meta(reply, session_id), []
+        meta, turns = (reply[0], reply[1:]) if isinstance(reply, list) else (reply, [])
+        data = self.meta(meta, session_id)
+        if type(data) is dict and "nd" in data:  # a restore may give the first deadline
+            await self._index_new_deadline(session_id, data)
+        return data, turns
 
     # ------------------------------------------------------------------ replies
     def record(self, data: Any, session_id: str, now: datetime) -> SessionRecord:
