@@ -198,3 +198,21 @@ async def test_user_analytics_pages_through_the_managers_sessions() -> None:
     assert headers_only.total_turns == 14 and headers_only.agents_used == []
     closed_only = await user_analytics(manager, "bob", status="closed")
     assert closed_only.session_count == 1
+
+
+def test_times_in_one_zone_compare_as_instants_across_a_dst_change() -> None:
+    """Two turns in America/New_York across the spring change are 20 minutes apart, not
+    the 80 of their wall clocks (a regression audit)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+    turns = [
+        SessionTurn(turn_id="q", role="user", content="q",
+                    timestamp=datetime(2026, 3, 8, 1, 50, tzinfo=zone)),
+        SessionTurn(turn_id="a", role="assistant", content="a",
+                    timestamp=datetime(2026, 3, 8, 3, 10, tzinfo=zone)),
+    ]
+    state = SessionState(session_id="s", user_id="u", status=SessionStatus.ACTIVE, turns=turns)
+    result = compute(state)
+    assert result.duration_seconds == 1200.0
+    assert result.avg_response_time_ms == 1_200_000.0

@@ -183,3 +183,51 @@ async def test_an_ensure_cancelled_while_its_create_is_stored_is_not_refunded() 
                 codes.append((await http.get("/")).status_code)
         assert await manager.wait_for_background(5) == 0
         assert codes == [504, 504, 504, 429, 429, 429]
+        # The total bound too: ten clients, one request each (it was not counted in
+        # max_anonymous_sessions: every client stored one; a second audit).
+        middleware = SessionMiddleware(
+            app,
+            session_manager=manager,
+            config=SessionConfig(
+                cookie_secret="s" * 40,
+                allow_anonymous=True,
+                max_anonymous_sessions=3,
+                anonymous_sessions_per_minute=0,
+            ),
+        )
+        codes = []
+        for n in range(10):
+            transport = httpx.ASGITransport(app=middleware, client=(f"10.0.0.{n}", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                codes.append((await http.get("/")).status_code)
+        assert await manager.wait_for_background(5) == 0
+        assert codes == [504] * 3 + [429] * 7
+
+
+async def test_two_concurrent_get_or_create_in_one_request_share_one_session() -> None:
+    """Both created one (the state was read before the binding's lock only)."""
+    import asyncio
+
+    from lexigram.ai.session import SessionConfig, SessionManagerImpl
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        view = current_session()
+        user = view.binding.user_id if view.binding else None
+        assert user is not None
+        first, second = await asyncio.gather(view.get_or_create(user), view.get_or_create(user))
+        seen["ids"] = {first.session_id, second.session_id}
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with SessionManagerImpl.open({"backend": "memory"}) as manager:
+        config = SessionConfig(cookie_secret="s" * 40, allow_anonymous=True)
+        middleware = SessionMiddleware(app, session_manager=manager, config=config)
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get("/")).status_code == 200
+        (only,) = seen["ids"]
+        header = await manager.get_header(only)
+        assert header is not None
+        assert await manager.count_live_sessions(header.user_id) == 1

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -142,21 +141,10 @@ def compute(state: SessionState) -> SessionAnalytics:
     if not isinstance(state, SessionState):
         kind = type(state).__name__
         raise SessionValidationError("state", f"expected a SessionState, got {kind}")
-    try:
-        analytics = _compute(state)
-    except (TypeError, AttributeError, ValueError):
-        checked = check_turns(state.turns, "state.turns")  # names what is wrong
-        # Turns a store would take as they are made storable (a naive time as UTC).
-        return _compute(replace(state, turns=list(checked)))
-    if not math.isfinite(analytics.total_cost):
-        check_turns(state.turns, "state.turns")  # names the turn whose cost is not finite
-    return analytics
-
-
-def _compute(state: SessionState) -> SessionAnalytics:
-    """:func:`compute` of a state whose turns are checked only when this fails: the
-    turns of a state read from a store passed every check on their way in."""
-    turns = list(state.turns)
+    # Every turn as a store keeps it (a zone as its fixed offset, a naive time as UTC),
+    # so that times compare as instants across a DST change; a turn a store would refuse
+    # is named. (A state read from a store costs a type test per turn.)
+    turns = list(check_turns(state.turns, "state.turns"))
     if turns:
         total_turns = len(turns)
         total_tokens = sum(t.tokens_used for t in turns)

@@ -28,7 +28,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.manager.core import new_turn
+from lexigram.ai.session.manager.core import new_session_id, new_turn
 from lexigram.ai.session.manager.ordering import SessionLocks
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 
@@ -67,7 +67,8 @@ class SessionBinding:
     ``state`` is None until a session is bound or created. ``created`` tells whether
     :meth:`SessionContext.ensure` created the session during this binding;
     ``creates`` counts the sessions created for it (by ``ensure`` and
-    ``get_or_create``, once the manager's ``create`` returned); ``ended`` that
+    ``get_or_create``, once the manager's ``create`` returned or was cancelled in
+    flight) and ``made_ids`` their ids, in order; ``ended`` that
     :meth:`SessionContext.end` closed a session, and ``ended_ids`` which ones (the
     middleware removes the cookie when it named one of them); ``released`` is set
     when the binding is unbound (views then report no session). ``guard``, when set
@@ -82,6 +83,7 @@ class SessionBinding:
     creates: int = 0
     ended: bool = False
     ended_ids: list[str] = field(default_factory=list, repr=False)
+    made_ids: list[str] = field(default_factory=list, repr=False)
     released: bool = False
     guard: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -243,18 +245,14 @@ class SessionContext:
             manager = self._require_manager(binding)
             if binding.guard is not None:
                 await binding.guard(binding.user_id)
-            try:
-                state = await manager.create(
-                    binding.user_id, metadata, system_prompt=system_prompt, variables=variables
-                )
-            except Exception:
-                raise  # refused: nothing was stored
-            except BaseException:
-                # Cancelled: the store may have made the session (the manager finishes a
-                # create whose call was in flight), so it counts as made (never refunded).
-                binding.creates += 1
-                raise
-            binding.creates += 1
+            state = await _create(
+                binding,
+                manager,
+                binding.user_id,
+                metadata=metadata,
+                system_prompt=system_prompt,
+                variables=variables,
+            )
             binding.state = state
             binding.created = True
             return state
@@ -284,17 +282,13 @@ class SessionContext:
         if current is not None and current.user_id == user_id and current.status in _LIVE:
             return current
         async with binding.lock:
+            current = binding.state  # again: a concurrent call may have created it meanwhile
+            if current is not None and current.user_id == user_id and current.status in _LIVE:
+                return current
             manager = self._require_manager(binding)
             if binding.guard is not None:
                 await binding.guard(user_id)
-            try:
-                state = await manager.create(user_id)
-            except Exception:
-                raise  # refused: nothing was stored
-            except BaseException:
-                binding.creates += 1  # cancelled: may be stored, counts as made (see ensure)
-                raise
-            binding.creates += 1
+            state = await _create(binding, manager, user_id)
             binding.user_id = user_id
             binding.state = state
             binding.created = True
@@ -415,6 +409,27 @@ class SessionContext:
 
     def __repr__(self) -> str:
         return f"SessionContext(bound={self.bound})"
+
+
+async def _create(
+    binding: SessionBinding, manager: SessionManagerAPI, user_id: str, **fields: Any
+) -> SessionState:
+    """``manager.create`` for a request's binding, counted in ``creates`` and
+    ``made_ids`` when made, or when cancelled in flight (the manager finishes such a
+    create, so it may be stored: the middleware's anonymous bounds count it, and a
+    re-check drops it when it was not). The id is drawn here so that it is known then."""
+    session_id = new_session_id()
+    try:
+        state = await manager.create(user_id, session_id=session_id, **fields)
+    except Exception:
+        raise  # refused: nothing was stored
+    except BaseException:
+        binding.creates += 1
+        binding.made_ids.append(session_id)
+        raise
+    binding.creates += 1
+    binding.made_ids.append(state.session_id)
+    return state
 
 
 async def _newest_or_new(manager: SessionManagerAPI, user_id: str) -> tuple[SessionState, bool]:

@@ -156,13 +156,9 @@ class SessionProvider(Provider):
 
         async def build_branches(resolver: Any) -> BranchManager:
             manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)
-            return BranchManager(
-                store,
-                config.max_branches_per_session,
-                max_sessions_per_user=config.max_sessions_per_user,
-                max_turns_per_session=config.max_turns_per_session,
-                notifier=manager.notifier,
-            )
+            # Built from the manager: its store, limits and subscribers, and its
+            # background, which shutdown waits for (a fork's announcement included).
+            return BranchManager(manager)
 
         async def build_scheduler(resolver: Any) -> SessionCleanupScheduler:
             manager: SessionManagerImpl = await resolver.resolve(SessionManagerImpl)

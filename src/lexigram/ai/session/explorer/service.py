@@ -72,13 +72,9 @@ class ExplorerService:
         self.store = manager.store
         # Without keys, an encrypted session is refused by key id, never shown sealed.
         self.sealed = SealedSessionGuard(manager.store)
-        self.branches = BranchManager(
-            manager.store,
-            manager.config.max_branches_per_session,
-            max_sessions_per_user=manager.config.max_sessions_per_user,
-            max_turns_per_session=manager.config.max_turns_per_session,
-            notifier=_notifier_of(manager),
-        )
+        # From the manager (its limits and subscribers, and its background, which
+        # its wait_for_background() waits for), with the notifier found for it.
+        self.branches = BranchManager(manager, notifier=_notifier_of(manager))
 
     @property
     def backend(self) -> str:

@@ -303,18 +303,20 @@ class SessionMiddleware:
         limiter = self.limiter
         if limiter is None:
             return
-        live = binding.state.session_id if binding.created and binding.state else None
         reserved = admission.reserved
-        used: list[Reservation] = []
+        used = 0
         for index, (reservation, before) in enumerate(reserved):
             after = reserved[index + 1][1] if index + 1 < len(reserved) else binding.creates
             if after > before:
-                used.append(reservation)
+                used += 1
             else:
                 limiter.refund(reservation)
-        for index in range(len(used)):
-            # Only the last created session can still be the bound one.
-            limiter.settle(live if index == len(used) - 1 else None)
+        # Each used reservation made one session (``made_ids``, in order; one cancelled
+        # in flight may be stored, and is dropped by a re-check when it was not); the
+        # ones the request ended stop counting at once.
+        made = binding.made_ids
+        for index in range(used):
+            limiter.settle(made[index] if index < len(made) else None)
         for ended in binding.ended_ids:
             limiter.forget(ended)
 
