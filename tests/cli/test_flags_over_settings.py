@@ -159,6 +159,10 @@ def test_a_json_application_file_with_tabs_is_read_and_a_directory_is_named(
     )
     config = build_config(database_url=SQLITE)
     assert config.table_prefix == "json_"
+    # JSON that is no object is read as YAML by the framework: named as YAML then.
+    (tmp_path / "application.yaml").write_text('[\n\t"ai_session"\n]\n')
+    with pytest.raises(ConfigurationError, match="application.yaml: not valid YAML"):
+        build_config(database_url=SQLITE)
     (tmp_path / "application.yaml").unlink()
     (tmp_path / "application.yaml").mkdir()
     with pytest.raises(ConfigurationError, match="application.yaml: cannot be read"):

@@ -140,6 +140,7 @@ async def test_one_invalid_session_means_nothing_is_written(
         ("header.updated_at", "9999-12-31T00:00:00+00:00"),
         ("header.created_at", "1969-12-31T23:59:59+00:00"),
         ("header.updated_at", "1969-12-31T23:59:59+00:00"),
+        ("header.created_at", "9999-12-31T23:30:00-05:00"),  # past 9999 in UTC
     ],
 )
 async def test_an_instant_a_backend_cannot_store_is_refused_before_anything_is_written(

@@ -231,3 +231,41 @@ async def test_two_concurrent_get_or_create_in_one_request_share_one_session() -
         header = await manager.get_header(only)
         assert header is not None
         assert await manager.count_live_sessions(header.user_id) == 1
+
+
+async def test_a_manager_wrapper_without_session_id_still_creates() -> None:
+    """The context draws the id of an anonymous create (to count it if cancelled): a
+    wrapper whose create() does not take ``session_id`` failed with a TypeError."""
+    from lexigram.ai.session import SessionConfig, SessionManagerImpl
+
+    class Audited:
+        def __init__(self, inner: SessionManagerImpl) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        async def create(
+            self,
+            user_id: str,
+            metadata: Any = None,
+            *,
+            system_prompt: Any = None,
+            variables: Any = None,
+        ) -> Any:
+            return await self.inner.create(
+                user_id, metadata, system_prompt=system_prompt, variables=variables
+            )
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = await current_session().ensure()
+        await send_json(send, {"sid": state.session_id})
+
+    async with SessionManagerImpl.open({"backend": "memory"}) as inner:
+        config = SessionConfig(cookie_secret="s" * 40, allow_anonymous=True)
+        middleware = SessionMiddleware(app, session_manager=Audited(inner), config=config)
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/")
+        assert response.status_code == 200
+        assert await inner.get_header(response.json()["sid"]) is not None

@@ -81,3 +81,30 @@ async def test_the_second_of_two_equal_wall_times_comes_back_alike(spec: Backend
         # (PEP 495: a fold=1 time is never == across zones: compare the instants)
         assert turn.timestamp.timestamp() == stamp.timestamp() and turn.timestamp.fold == 0
         assert turn.timestamp.utcoffset() == timedelta(hours=-5)
+
+
+class User(str, enum.Enum):  # noqa: UP042 - what user code often has
+    ALICE = "enum-alice"
+
+
+class Ticket(str, enum.Enum):  # noqa: UP042
+    T1 = "enum-ticket-1"
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.name, marks=s.marks) for s in _SPECS])
+async def test_str_enum_ids_are_one_id_with_their_values_on_every_backend(
+    spec: BackendSpec,
+) -> None:
+    """Redis keyed a str Enum id by its name (``{User.ALICE}``) while storing its value:
+    listings by the value found nothing and ``erase_user`` erased nothing (an audit)."""
+    async with spec.open() as make_store:
+        manager = SessionManagerImpl(await make_store(), {})
+        state = await manager.create(User.ALICE, session_id=Ticket.T1)
+        assert type(state.user_id) is str and type(state.session_id) is str
+        assert [s.session_id for s in (await manager.list_sessions("enum-alice")).items] == [
+            "enum-ticket-1"
+        ]
+        assert await manager.get_header("enum-ticket-1") is not None
+        report = await manager.erase_user(User.ALICE)
+        assert report.sessions == ["enum-ticket-1"]
+        assert await manager.get_header(Ticket.T1) is None

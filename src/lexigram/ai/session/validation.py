@@ -169,7 +169,9 @@ def check_id(value: Any, field: str) -> str:
             field,
             f"contains a control character or a lone surrogate: {_shown(value)}",
         )
-    return value
+    # A str subclass (a str Enum) as its plain value: keys are built from it (Redis), and
+    # every backend stores and hands back the plain text.
+    return value if type(value) is str else str.__str__(value)
 
 
 def is_valid_id(value: object) -> bool:

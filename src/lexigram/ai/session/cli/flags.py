@@ -56,8 +56,9 @@ def _check_yaml(path: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot be read: {exc}") from None
     try:
-        json.loads(text)  # the framework's loader takes JSON first (tabs and all)
-        return
+        # The framework's loader takes a JSON object first (tabs and all), else YAML.
+        if isinstance(json.loads(text), dict):
+            return
     except ValueError:
         pass
     try:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
@@ -129,7 +129,7 @@ def _check_deadline(store: SessionStore, entry: ExportedSession, where: str) -> 
     if not ttl or state.status not in LIVE_STATUSES:
         return
     try:
-        state.updated_at + timedelta(seconds=ttl)
+        state.updated_at.astimezone(UTC) + timedelta(seconds=ttl)
     except OverflowError:
         raise SessionValidationError(
             f"{where}.header.updated_at",

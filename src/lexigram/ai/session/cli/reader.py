@@ -95,6 +95,12 @@ def _time(value: Any, where: str, *, stored: bool = False) -> datetime:
     except ValueError as exc:
         raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}") from exc
     parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)  # stores keep UTC instants
+    except OverflowError:
+        raise SessionValidationError(
+            where, f"{value!r} is past year 9999 in UTC, which no backend stores"
+        ) from None
     if stored and parsed < _EARLIEST:
         raise SessionValidationError(
             where, f"{value!r} is before 1970-01-01T00:00:00Z, which not every backend stores"

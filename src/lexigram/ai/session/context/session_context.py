@@ -229,8 +229,8 @@ class SessionContext:
     ) -> SessionState:
         """The bound session, creating one for the request's user when none is bound.
 
-        The new session always gets a fresh id from the manager (never one a client
-        sent). Raises :class:`SessionError` when the request has no user (not
+        The new session always gets a fresh random id (``new_session_id()``, never one
+        a client sent). Raises :class:`SessionError` when the request has no user (not
         authenticated and anonymous sessions not allowed) and
         ``SessionCapacityError`` when the user is at ``max_sessions_per_user``.
         """
@@ -418,14 +418,28 @@ async def _create(
     ``made_ids`` when made, or when cancelled in flight (the manager finishes such a
     create, so it may be stored: the middleware's anonymous bounds count it, and a
     re-check drops it when it was not). The id is drawn here so that it is known then."""
-    session_id = new_session_id()
+    # Drawn here only under the anonymous bounds (a guard), which must count a create
+    # cancelled in flight by its id; otherwise the manager draws it, as always.
+    session_id = new_session_id() if binding.guard is not None else None
+    if session_id is not None:
+        fields["session_id"] = session_id
     try:
-        state = await manager.create(user_id, session_id=session_id, **fields)
+        try:
+            state = await manager.create(user_id, **fields)
+        except TypeError as exc:
+            # A manager wrapper whose create() does not take ``session_id`` (the protocol
+            # declares it): its own id then, uncounted if cancelled in flight.
+            if session_id is None or "session_id" not in str(exc):
+                raise
+            del fields["session_id"]
+            session_id = None
+            state = await manager.create(user_id, **fields)
     except Exception:
         raise  # refused: nothing was stored
     except BaseException:
         binding.creates += 1
-        binding.made_ids.append(session_id)
+        if session_id is not None:
+            binding.made_ids.append(session_id)
         raise
     binding.creates += 1
     binding.made_ids.append(state.session_id)

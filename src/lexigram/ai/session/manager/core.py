@@ -285,7 +285,8 @@ class SessionManagerImpl:
         ``max_sessions_per_user`` live sessions (checked atomically with the insert).
         ``system_prompt`` defaults to ``config.default_system_prompt``.
         """
-        _check_user_id(user_id)
+        # The checked ids are plain str (a str Enum's value), as every store keys them.
+        user_id = _check_user_id(user_id)
         chosen = new_session_id() if session_id is None else _check_session_id(session_id)
         now = self.store.now()  # the store's clock judges the deadline
         prompt = system_prompt if system_prompt is not None else self.config.default_system_prompt
