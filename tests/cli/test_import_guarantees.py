@@ -141,6 +141,7 @@ async def test_one_invalid_session_means_nothing_is_written(
         ("header.created_at", "1969-12-31T23:59:59+00:00"),
         ("header.updated_at", "1969-12-31T23:59:59+00:00"),
         ("header.created_at", "9999-12-31T23:30:00-05:00"),  # past 9999 in UTC
+        ("header.created_at", "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
     ],
 )
 async def test_an_instant_a_backend_cannot_store_is_refused_before_anything_is_written(
@@ -484,3 +485,22 @@ async def test_a_create_cancelled_after_it_was_stored_leaves_nothing_and_a_rerun
     report = await import_document(target, raw)
     assert report.imported == [sid]
     assert [c.checkpoint_id for c in await target.list_checkpoint_headers(sid)] == [checkpoint_id]
+
+
+async def test_a_turn_time_of_year_one_round_trips(store: SessionStore) -> None:
+    """A turn stamped 0001-01-01+05:00 is stored by every backend: the reader refused it
+    as "past year 9999" (a regression audit)."""
+    from datetime import datetime, timedelta, timezone
+
+    from lexigram.contracts.ai.session import SessionTurn
+
+    source = _manager(store)
+    first = await source.create("alice")
+    stamp = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    await source.add_turn(
+        first.session_id, SessionTurn(turn_id="t", role="user", content="x", timestamp=stamp)
+    )
+    doc = await _document(store, first.session_id)
+    await store.delete(first.session_id)
+    report = await import_document(store, _raw(doc))
+    assert report.imported == [first.session_id]

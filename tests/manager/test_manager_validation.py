@@ -112,6 +112,13 @@ async def test_str_subclass_texts_are_stored_as_their_plain_values(
     branch = await BranchManager(manager).fork(state.session_id, User.ALICE)
     assert type(branch.branch_name) is str
 
+    class Sid(enum.StrEnum):
+        ONE = "sid-one"
+
+    await manager.create("alice", session_id="sid-one")
+    forked = await BranchManager(manager).fork(Sid.ONE, "b")
+    assert type(forked.parent_session_id) is str  # the in-memory store kept the Enum
+
 
 async def test_concurrent_creates_of_one_id_exactly_one_wins(manager: SessionManagerImpl) -> None:
     results = await asyncio.gather(

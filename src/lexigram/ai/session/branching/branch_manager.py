@@ -116,9 +116,10 @@ class BranchManager:
         The fork point is the session's current end, or ``from_checkpoint`` (a
         checkpoint of that session). Returns the branch's full state.
         """
-        check_id(session_id, "session_id")
-        branch_name = str.__str__(check_id(branch_name, "branch_name"))  # a str subclass: its value
-        check_optional_id(from_checkpoint, "from_checkpoint")
+        # The checked ids are plain str (a str Enum's value), as every store keeps them.
+        session_id = check_id(session_id, "session_id")
+        branch_name = check_id(branch_name, "branch_name")
+        from_checkpoint = check_optional_id(from_checkpoint, "from_checkpoint")
         source = await self.store.load_record(session_id)
         if source is None:
             raise SessionNotFoundError(session_id)
@@ -186,8 +187,8 @@ class BranchManager:
         refused with ``DuplicateTurnError`` and nothing changes), totals are counted
         from the merged turns. Returns the parent's full state.
         """
-        check_id(parent_id, "parent_id")
-        check_id(branch_id, "branch_id")
+        parent_id = check_id(parent_id, "parent_id")
+        branch_id = check_id(branch_id, "branch_id")
         if parent_id == branch_id:
             raise SessionValidationError("branch_id", "a session cannot be merged into itself")
         if await self.store.load_record(parent_id) is None:

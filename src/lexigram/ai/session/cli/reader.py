@@ -95,13 +95,16 @@ def _time(value: Any, where: str, *, stored: bool = False) -> datetime:
     except ValueError as exc:
         raise SessionValidationError(where, f"expected an ISO-8601 time, got {value!r}") from exc
     parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not stored:
+        return parsed
     try:
-        parsed.astimezone(UTC)  # stores keep UTC instants
+        parsed.astimezone(UTC)  # stores keep a header's instants in UTC
     except OverflowError:
+        problem = "past year 9999 in UTC" if parsed.year > 1970 else "before 1970-01-01T00:00:00Z"
         raise SessionValidationError(
-            where, f"{value!r} is past year 9999 in UTC, which no backend stores"
+            where, f"{value!r} is {problem}, which no backend stores"
         ) from None
-    if stored and parsed < _EARLIEST:
+    if parsed < _EARLIEST:
         raise SessionValidationError(
             where, f"{value!r} is before 1970-01-01T00:00:00Z, which not every backend stores"
         )
