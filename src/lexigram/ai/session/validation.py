@@ -247,13 +247,28 @@ def check_instant(value: Any, field: str) -> datetime:
     return utc_instant(value)
 
 
-def check_batch_ids(session_id: str, turns: Sequence[SessionTurn]) -> None:
-    """Refuse turns that repeat a turn id among themselves (``DuplicateTurnError``)."""
-    seen: set[str] = set()
-    for turn in turns:
-        if turn.turn_id in seen:
+def check_batch_ids(
+    session_id: str, turns: Sequence[SessionTurn], field: str | None = None
+) -> None:
+    """Refuse turns that repeat a turn id among themselves (``DuplicateTurnError``).
+
+    With ``field`` (``"turns"``) the error names the repeat's place
+    (``turns[i].turn_id``, "given twice in the batch"), as the manager's callers see it.
+    """
+    first: dict[str, int] = {}
+    for index, turn in enumerate(turns):
+        earlier = first.setdefault(turn.turn_id, index)
+        if earlier == index:
+            continue
+        if field is None:
             raise DuplicateTurnError(session_id, turn.turn_id)
-        seen.add(turn.turn_id)
+        raise DuplicateTurnError(
+            session_id,
+            turn.turn_id,
+            field=f"{field}[{index}].turn_id",
+            problem=f"turn {turn.turn_id!r} is given twice in the batch "
+            f"({field}[{earlier}] and {field}[{index}])",
+        )
 
 
 def check_turn_range(last: Any, after_seq: Any, limit: Any) -> None:

@@ -29,7 +29,7 @@ from lexigram.ai.session.hooks import (
     SessionForkedHook,
 )
 from lexigram.ai.session.manager.core import new_session_id
-from lexigram.ai.session.manager.finishing import Background, detach, finish, shielded
+from lexigram.ai.session.manager.finishing import Background, write_then
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
@@ -163,10 +163,7 @@ class BranchManager:
 
         if self.notifier.listened(HOOK_SESSION_FORKED):
             # A caller cancelled while the store forks still has the fork announced.
-            record = await shielded(
-                forking, self._finishing, lambda done: detach(announce(done), self._finishing)
-            )
-            await finish(announce(record), self._finishing)
+            record = await write_then(forking, self._finishing, announce)
         else:
             record = await forking
             await announce(record)()
@@ -265,10 +262,7 @@ class BranchManager:
             HOOK_SESSION_CLOSED
         ):
             # A caller cancelled while the store merges still has the merge announced.
-            closed = await shielded(
-                write(), self._finishing, lambda done: detach(announce(done), self._finishing)
-            )
-            await finish(announce(closed), self._finishing)
+            closed = await write_then(write(), self._finishing, announce)
         else:
             closed = await write()
             await announce(closed)()

@@ -57,6 +57,7 @@ from lexigram.ai.session.manager.finishing import (
     finish,
     shielded,
     track,
+    write_then,
 )
 from lexigram.ai.session.manager.memory import MemoryBridge
 from lexigram.ai.session.manager.notifier import SessionNotifier
@@ -72,6 +73,7 @@ from lexigram.ai.session.stores.base import (
     UserErasure,
 )
 from lexigram.ai.session.validation import (
+    check_batch_ids,
     check_id,
     check_mapping,
     check_names,
@@ -163,21 +165,6 @@ def _check_user_id(user_id: Any) -> str:
 
 def _check_session_id(session_id: Any) -> str:
     return check_id(session_id, "session_id")
-
-
-def _refuse_repeated_ids(session_id: str, turns: Sequence[SessionTurn]) -> None:
-    """Refuse a batch that repeats a turn id, naming the repeat's place."""
-    first: dict[str, int] = {}
-    for index, turn in enumerate(turns):
-        earlier = first.setdefault(turn.turn_id, index)
-        if earlier != index:
-            raise DuplicateTurnError(
-                session_id,
-                turn.turn_id,
-                field=f"turns[{index}].turn_id",
-                problem=f"turn {turn.turn_id!r} is given twice in the batch "
-                f"(turns[{earlier}] and turns[{index}])",
-            )
 
 
 def _check_mapping(name: str, value: Any) -> dict[str, Any]:
@@ -308,14 +295,11 @@ class SessionManagerImpl:
         )
         stored = self._store_create(state, chosen=session_id is not None)
         if self.notifier.listened(HOOK_SESSION_STARTED):
-            # A caller cancelled while the store creates the session still has it announced.
-            record = await shielded(
-                stored,
-                self._finishing,
-                lambda _: detach(lambda: self._announce_created(state), self._finishing),
+            # A caller cancelled during the create or its announcement still has it
+            # announced (a retry could not).
+            record = await write_then(
+                stored, self._finishing, lambda _: lambda: self._announce_created(state)
             )
-            # Announced even when the caller is cancelled while it is (a retry could not).
-            await finish(lambda: self._announce_created(state), self._finishing)
         else:
             record = await stored
             await self._announce_created(state)
@@ -435,7 +419,7 @@ class SessionManagerImpl:
         if not checked:
             raise SessionValidationError("turns", "no turn given")
         if len(checked) > 1:
-            _refuse_repeated_ids(session_id, checked)
+            check_batch_ids(session_id, checked, "turns")
         try:
             return await self._append(session_id, checked)
         except DuplicateTurnError as exc:
@@ -808,23 +792,17 @@ class SessionManagerImpl:
         """ACTIVE/SUSPENDED -> CLOSED; consolidates memory and notifies subscribers."""
         await self._refuse_unopenable(session_id)
         stored = self._transition(session_id, _C)
-        if self._close_followed():
-            # A caller cancelled while the store closes the session still has it
-            # announced (a retry could not: the session is closed by then).
-            record = await shielded(
-                stored,
-                self._finishing,
-                lambda done: detach(
-                    lambda: self._after_close(done.state, reason="closed"), self._finishing
-                ),
-            )
-        else:
+        if not self._close_followed():
             record = await stored
             await self._after_close(record.state, reason="closed")
             return
-        # What follows the stored close goes on without a caller cancelled meanwhile
-        # (its consolidation reads the turns: a cancellation there lost the event).
-        await finish(lambda: self._after_close(record.state, reason="closed"), self._finishing)
+        # A caller cancelled during the close or what follows it (the consolidation reads
+        # the turns) still has it announced (a retry could not: the session is closed).
+        await write_then(
+            stored,
+            self._finishing,
+            lambda done: lambda: self._after_close(done.state, reason="closed"),
+        )
 
     async def _transition(self, session_id: str, to_status: SessionStatus) -> SessionRecord:
         _check_session_id(session_id)
@@ -927,13 +905,11 @@ class SessionManagerImpl:
         if not self.notifier.listened(HOOK_CHECKPOINT_CREATED):
             return await self.checkpoints.create(session_id, checked)  # refuses sealed sessions
         # A caller cancelled while the store takes the checkpoint still has it announced.
-        taken = await shielded(
+        return await write_then(
             self.checkpoints.snapshot(session_id, checked),
             self._finishing,
-            lambda done: detach(lambda: self.checkpoints.announce(done), self._finishing),
+            lambda done: lambda: self.checkpoints.announce(done),
         )
-        await finish(lambda: self.checkpoints.announce(taken), self._finishing)
-        return taken
 
     @instrumented("restore")
     async def restore(self, checkpoint_id: str) -> SessionState:

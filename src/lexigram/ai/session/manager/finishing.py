@@ -27,7 +27,16 @@ from typing import Any, TypeVar
 
 from lexigram.logging import get_logger
 
-__all__ = ["SETTLE_S", "Background", "detach", "drain", "finish", "shielded", "track"]
+__all__ = [
+    "SETTLE_S",
+    "Background",
+    "detach",
+    "drain",
+    "finish",
+    "shielded",
+    "track",
+    "write_then",
+]
 
 logger = get_logger(__name__)
 
@@ -87,6 +96,19 @@ async def shielded(
             track(task, background)
             task.add_done_callback(lambda done: _landed(done, landed, lost))
         raise
+
+
+async def write_then(
+    call: Coroutine[Any, Any, T],
+    background: Background,
+    follows: Callable[[T], Steps],
+) -> T:
+    """``await call`` (a store write), then ``follows(result)()`` (its announcement);
+    a caller cancelled during either leaves the rest to run in ``background``: the
+    write through :func:`shielded`, what follows it through :func:`finish`."""
+    result = await shielded(call, background, lambda done: detach(follows(done), background))
+    await finish(follows(result), background)
+    return result
 
 
 def _landed(
