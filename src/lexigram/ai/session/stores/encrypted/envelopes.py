@@ -20,19 +20,13 @@ from lexigram.ai.session.exceptions import SessionStoreError
 from lexigram.ai.session.stores.base import KEY_ENVELOPE_FIELD, SessionStore
 
 __all__ = [
-    "ENVELOPE_IN_TEXT",
     "EnvelopeAccess",
     "checkpoint_envelope",
     "envelope_access",
     "key_pattern",
     "metadata_envelope",
+    "names_key",
 ]
-
-#: An envelope as it appears inside stored JSON text.
-ENVELOPE_IN_TEXT = re.compile(
-    r'"__lexigram_key__"\s*:\s*"(v1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*'
-    r'\.[A-Za-z0-9_\-]+)"'
-)
 
 Found = list[tuple[str, set[str]]]
 
@@ -139,6 +133,13 @@ def envelope_access(store: SessionStore) -> EnvelopeAccess:
         "key envelopes it stores. Its sessions still read and write under every key in "
         "the keyring; keep an old key there as long as it may hold sessions sealed under it"
     )
+
+
+def names_key(envelopes: set[str], key_id: str) -> bool:
+    """Whether one of ``envelopes`` (from :func:`metadata_envelope` /
+    :func:`checkpoint_envelope`) wraps its data key under ``key_id``."""
+    prefix = f"v1.{key_id}."
+    return any(envelope.startswith(prefix) for envelope in envelopes)
 
 
 def key_pattern(key_id: str) -> str:

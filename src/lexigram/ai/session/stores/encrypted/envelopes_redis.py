@@ -13,8 +13,8 @@ from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.encrypted.envelopes import (
     Found,
     checkpoint_envelope,
-    key_pattern,
     metadata_envelope,
+    names_key,
 )
 
 __all__ = ["RedisEnvelopes"]
@@ -46,11 +46,6 @@ return 1
 
 #: Where a stored checkpoint keeps its header's metadata (a JSON string).
 _CHECKPOINT_METADATA = ("h", "m")
-
-
-def _names(envelopes: set[str], needle: str) -> int:
-    """1 when one of ``envelopes`` names the key of ``needle`` (:func:`key_pattern`)."""
-    return int(any(envelope.startswith(needle[1:]) for envelope in envelopes))
 
 
 def _text(value: Any) -> str:
@@ -150,7 +145,6 @@ class RedisEnvelopes:
 
     async def count(self, key_id: str) -> int:
         """Headers plus checkpoints naming ``key_id`` (one full SCAN)."""
-        needle = key_pattern(key_id)
         total = 0
         cursor: str | None = None
         while True:
@@ -158,8 +152,9 @@ class RedisEnvelopes:
             async with self._redis("key envelopes") as client:
                 for key in keys:
                     metadata = await client.hget(key, "m")
-                    total += _names(metadata_envelope(metadata), needle)
+                    total += names_key(metadata_envelope(metadata), key_id)
                     for value in await client.hvals(key[:-1] + "d"):
-                        total += _names(checkpoint_envelope(value, *_CHECKPOINT_METADATA), needle)
+                        found = checkpoint_envelope(value, *_CHECKPOINT_METADATA)
+                        total += names_key(found, key_id)
             if cursor is None:
                 return total

@@ -14,6 +14,7 @@ from lexigram.ai.session.stores.encrypted.envelopes import (
     checkpoint_envelope,
     key_pattern,
     metadata_envelope,
+    names_key,
 )
 
 __all__ = ["SqlEnvelopes"]
@@ -104,8 +105,7 @@ class SqlEnvelopes:
 
     async def count(self, key_id: str) -> int:
         """Headers plus checkpoints whose stored text names ``key_id``."""
-        needle = key_pattern(key_id)
-        pattern = _like(needle)
+        pattern = _like(key_pattern(key_id))
         total = 0
         async with self.engine.connect() as conn:
             for table, column, path in (
@@ -119,6 +119,5 @@ class SqlEnvelopes:
                     {"p": pattern},
                 )
                 for (value,) in result:
-                    found = checkpoint_envelope(value, *path)
-                    total += any(envelope.startswith(needle[1:]) for envelope in found)
+                    total += names_key(checkpoint_envelope(value, *path), key_id)
         return total
