@@ -113,11 +113,11 @@ async def _redis(cluster: bool = False) -> AsyncIterator[RawBackend]:
             if kind == "string":
                 value: object = await client.get(key)
             elif kind == "hash":
-                value = await client.hgetall(key)
+                value = sorted((await client.hgetall(key)).items())
             elif kind == "list":
                 value = await client.lrange(key, 0, -1)
             elif kind == "set":
-                value = await client.smembers(key)
+                value = sorted(await client.smembers(key))
             elif kind == "zset":
                 value = await client.zrange(key, 0, -1, withscores=True)
             elif kind == "stream":
@@ -125,7 +125,8 @@ async def _redis(cluster: bool = False) -> AsyncIterator[RawBackend]:
             else:
                 value = kind
             out.append(name + b"\t" + repr(value).encode())  # one line per key
-        return b"\n".join(out)
+        # a cluster scans its nodes in no fixed order: compare sorted lines
+        return b"\n".join(sorted(out))
 
     try:
         yield RawBackend("redis_cluster" if cluster else "redis", make, dump)
