@@ -19,6 +19,7 @@ In this order, on every HTTP request:
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -52,9 +53,20 @@ def _host_name(host_header: str) -> str:
 class AccessGuard:
     """Refuses requests from outside the bind address or without the token (see module doc)."""
 
-    def __init__(self, app: ASGIApp, settings: ExplorerSettings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ExplorerSettings,
+        closer: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self._closer = closer
+
+    async def aclose(self) -> None:
+        """Close the store the app opened from a config (mounted apps: no lifespan does)."""
+        if self._closer is not None:
+            await self._closer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request, then pass it on with the security headers added."""

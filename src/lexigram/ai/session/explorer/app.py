@@ -22,7 +22,6 @@ from lexigram.ai.session.explorer.service import ExplorerService
 from lexigram.ai.session.explorer.settings import ExplorerSettings
 from lexigram.ai.session.explorer.views import PageViews
 from lexigram.ai.session.explorer.writes import WriteViews
-from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 
 __all__ = ["create_app"]
@@ -34,21 +33,22 @@ def create_app(
     """The explorer over a running manager, or over the store a config names.
 
     With a :class:`SessionConfig` the store is opened when the app starts (ASGI
-    lifespan) and closed when it stops; with a manager, the caller owns the store.
+    lifespan) and closed when it stops; mounted in another app (whose lifespan does not
+    reach a mounted app) it is opened on the first request and closed by
+    ``await app.aclose()``. With a manager, the caller owns the store.
     """
     settings = settings or ExplorerSettings()
     config = source if isinstance(source, SessionConfig) else None
     service = None if isinstance(source, SessionConfig) else ExplorerService(source)
-    runtime = ExplorerRuntime(settings, service)
+    runtime = ExplorerRuntime(settings, service, config)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if config is None:
+        await runtime.start()
+        try:
             yield
-            return
-        async with SessionManagerImpl.open(config) as manager:
-            runtime.service_or_none = ExplorerService(manager)
-            yield
+        finally:
+            await runtime.stop()
 
     def page(handler: Handler) -> Handler:
         return runtime.guarded(handler, api=False)
@@ -73,4 +73,4 @@ def create_app(
         Mount("/static", StaticFiles(packages=[("lexigram.ai.session.explorer", "static")]),
               name="static"),
     ]
-    return AccessGuard(Starlette(routes=routes, lifespan=lifespan), settings)
+    return AccessGuard(Starlette(routes=routes, lifespan=lifespan), settings, runtime.stop)
