@@ -266,3 +266,55 @@ async def test_a_huge_turn_is_cut_on_the_page_and_whole_in_the_api() -> None:
     assert "&lt;b&gt;" in page.text and "<b>x" not in page.text
     assert len(page.text) < 3 * SHOWN_CHARS
     assert api["turns"][0]["content"] == text
+
+
+async def test_bad_query_values_name_the_parameter_and_share_the_stores_bounds() -> None:
+    """A bad ``user`` was named ``user_id`` and an ``after`` above 2**53 - 1 (allowed by the
+    explorer up to 2**62) was refused by the store as ``after_seq`` (an outside audit)."""
+    from lexigram.ai.session import InMemorySessionStore
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from lexigram.ai.session.validation import MAX_SAFE_INT
+    from tests.explorer.seed import CONFIG
+
+    store = InMemorySessionStore()
+    sid = (await SessionManagerImpl(store, CONFIG).create("u")).session_id
+    async with client_for(store) as http:
+        cases = {
+            ("/api/sessions", "user", "u" * 300): "user",
+            ("/api/sessions", "user", "a\tb"): "user",
+            ("/api/session/turns", "after", str(MAX_SAFE_INT + 1)): "after",
+            ("/api/session/turns", "after", "-1"): "after",
+            ("/api/session", "id", "a\tb"): "id",
+        }
+        for (path, name, value), field in cases.items():
+            params = {"id": sid, name: value} if name != "id" else {"id": value}
+            answer = await http.get(path, params=params)
+            assert answer.status_code == 400, (path, name, answer.text)
+            error = answer.json()["error"]
+            assert error["field"] == field, (path, name, error)
+        top = await http.get("/api/session/turns", params={"id": sid, "after": MAX_SAFE_INT})
+        assert top.status_code == 200 and top.json()["turns"] == []
+        page = await http.get("/", params={"user": "a\tb"})
+        assert page.status_code == 400 and "user" in page.text
+
+
+async def test_a_turn_stamped_with_another_offset_is_shown_in_utc() -> None:
+    """A turn stamped 12:00+05:30 showed "12:00:00" beside header times in UTC."""
+    import dataclasses
+    from datetime import datetime, timedelta, timezone
+
+    from lexigram.ai.session import InMemorySessionStore
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from lexigram.ai.session.testing import make_turn
+    from tests.explorer.seed import CONFIG
+
+    store = InMemorySessionStore()
+    manager = SessionManagerImpl(store, CONFIG)
+    sid = (await manager.create("u")).session_id
+    stamped = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    turn = dataclasses.replace(make_turn(turn_id="t1", content="hi"), timestamp=stamped)
+    await manager.add_turn(sid, turn)
+    async with client_for(store) as http:
+        page = (await http.get("/session", params={"id": sid})).text
+    assert "2026-01-01 06:30:00" in page and "2026-01-01 12:00:00" not in page
+    assert 'datetime="2026-01-01T12:00:00+05:30"' in page

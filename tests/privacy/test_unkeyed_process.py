@@ -215,6 +215,11 @@ async def test_the_explorer_without_keys_refuses_encrypted_sessions() -> None:
             assert "lxe1:" not in answer.text and "secret" not in answer.text
         listed = (await http.get("/api/sessions", params={"user": "ivy"})).json()
         assert listed["sessions"] == [] and listed["damaged"] == [sealed]
+        # Named as locked under its key, not as a damaged record to delete (an audit).
+        assert listed["locked"] == {sealed: "k1"}
+        page = (await http.get("/", params={"user": "ivy"})).text
+        assert 'id="locked"' in page and "needs key &#x27;k1&#x27;" in page
+        assert 'id="damaged"' not in page
 
 
 async def test_fork_and_merge_without_keys_are_refused_and_change_nothing() -> None:

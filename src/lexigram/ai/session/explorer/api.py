@@ -18,6 +18,7 @@ from lexigram.ai.session.explorer.params import (
     required,
     session_id,
     text_param,
+    user_param,
 )
 from lexigram.ai.session.explorer.runtime import ExplorerRuntime, json_response
 
@@ -54,13 +55,13 @@ class ApiViews:
     async def sessions(self, request: Request) -> Response:
         """A page of a user's sessions."""
         rt = self.runtime
-        user_id = required(text_param(request, "user"), "user")
+        user_id = required(user_param(request), "user")
         limit = int_param(request, "limit", low=1, high=1000, default=rt.settings.page_size)
         page = await rt.service.sessions(
             user_id, status=text_param(request, "status"),
             cursor=request.query_params.get("cursor") or None, limit=limit or 1,
         )
-        return json_response(page_json(page))
+        return json_response(page_json(page, await rt.service.locked(page)))
 
     async def session(self, request: Request) -> Response:
         """A session's header."""

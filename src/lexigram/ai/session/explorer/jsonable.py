@@ -52,12 +52,14 @@ def record_json(record: SessionRecord) -> dict[str, Any]:
     return data
 
 
-def page_json(page: SessionPage) -> dict[str, Any]:
-    """A page of session headers with its cursor and the damaged ids."""
+def page_json(page: SessionPage, locked: dict[str, str] | None = None) -> dict[str, Any]:
+    """A page of session headers with its cursor and the ids left out: ``damaged`` (all
+    of them) and ``locked`` (those encrypted under a key this process lacks -> key id)."""
     return {
         "sessions": [header_json(s) for s in page.items],
         "next_cursor": page.next_cursor,
         "damaged": list(page.damaged),
+        "locked": dict(locked or {}),
     }
 
 

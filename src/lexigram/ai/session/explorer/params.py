@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 
 from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.validation import MAX_SAFE_INT, check_id
 
 __all__ = [
     "MAX_FORM_BYTES",
@@ -17,6 +18,7 @@ __all__ = [
     "same_origin",
     "session_id",
     "text_param",
+    "user_param",
 ]
 
 MAX_FORM_BYTES = 16 * 1024
@@ -40,8 +42,9 @@ def int_param(
 
 def paging(request: Request) -> tuple[int | None, int]:
     """``after`` (a turn ``seq``) and ``pos`` (the position of the first turn shown)."""
-    after = int_param(request, "after", low=0, high=2**62, default=None)
-    position = int_param(request, "pos", low=1, high=2**62, default=1)
+    # The stores' bound on a seq: a larger ``after`` was refused by the store as ``after_seq``.
+    after = int_param(request, "after", low=0, high=MAX_SAFE_INT, default=None)
+    position = int_param(request, "pos", low=1, high=MAX_SAFE_INT, default=1)
     return after, position or 1
 
 
@@ -54,6 +57,12 @@ def text_param(request: Request, name: str) -> str:
     return "" if value.isspace() else value
 
 
+def user_param(request: Request) -> str:
+    """The ``user`` query parameter ("" when absent), checked as an id naming ``user``."""
+    value = text_param(request, "user")
+    return check_id(value, "user") if value else value
+
+
 def required(value: str, name: str) -> str:
     """``value`` unless it is empty (then ``SessionValidationError`` naming ``name``)."""
     if not value:
@@ -62,8 +71,8 @@ def required(value: str, name: str) -> str:
 
 
 def session_id(request: Request) -> str:
-    """The ``id`` query parameter (required; ids are taken as given)."""
-    return required(request.query_params.get("id", ""), "id")
+    """The ``id`` query parameter (required, checked as an id; ids are taken as given)."""
+    return check_id(required(request.query_params.get("id", ""), "id"), "id")
 
 
 def same_origin(request: Request) -> bool:

@@ -94,6 +94,16 @@ class ExplorerService:
         )
         return self.sealed.split_page(page)
 
+    async def locked(self, page: SessionPage) -> dict[str, str]:
+        """The ids of ``page.damaged`` that are encrypted under a key this process lacks,
+        with that key's id (the others could not be decoded)."""
+        found: dict[str, str] = {}
+        for session_id in page.damaged:
+            error = await self.sealed.key_error(session_id)
+            if error is not None:
+                found[session_id] = error.key_id or "?"
+        return found
+
     async def record(self, session_id: str) -> SessionRecord:
         """The session's header and bookkeeping (no turns read)."""
         record = await self.store.load_record(check_id(session_id, "id"))

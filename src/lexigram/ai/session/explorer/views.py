@@ -10,7 +10,7 @@ from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.explorer.pages.analytics import analytics_page
 from lexigram.ai.session.explorer.pages.session import session_page
 from lexigram.ai.session.explorer.pages.sessions import sessions_page
-from lexigram.ai.session.explorer.params import paging, session_id, text_param
+from lexigram.ai.session.explorer.params import paging, session_id, text_param, user_param
 from lexigram.ai.session.explorer.runtime import ExplorerRuntime
 
 __all__ = ["PageViews"]
@@ -35,15 +35,19 @@ class PageViews:
         wanted = text_param(request, "session")
         if wanted:
             return RedirectResponse(ctx.session(wanted), status_code=303)
-        user_id, status = text_param(request, "user"), text_param(request, "status")
+        user_id, status = user_param(request), text_param(request, "status")
         cursor = request.query_params.get("cursor") or None
         page = None
+        locked: dict[str, str] = {}
         if user_id:
             page = await rt.service.sessions(
                 user_id, status=status, cursor=cursor, limit=rt.settings.page_size
             )
+            locked = await rt.service.locked(page)
         return HTMLResponse(
-            sessions_page(ctx, user_id=user_id, status=status, cursor=cursor, page=page)
+            sessions_page(
+                ctx, user_id=user_id, status=status, cursor=cursor, page=page, locked=locked
+            )
         )
 
     async def session(self, request: Request) -> Response:

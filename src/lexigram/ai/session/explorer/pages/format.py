@@ -22,8 +22,14 @@ def age(moment: datetime, now: datetime | None = None) -> str:
 
 
 def when(moment: datetime) -> Markup:
-    """A ``<time>`` showing the UTC time, with the ISO value as its datetime."""
-    return el("time", {"datetime": moment.isoformat()}, moment.strftime("%Y-%m-%d %H:%M:%S"))
+    """A ``<time>`` showing the UTC time, with the ISO value as its datetime.
+
+    A time stored with another offset (a turn stamped ``12:00+05:30``) is shown in UTC
+    like every other time on the page; the ``datetime`` attribute keeps it as stored.
+    """
+    shown = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    return el("time", {"datetime": moment.isoformat(), "title": "UTC"},
+              shown.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def cost(value: float) -> str:

@@ -37,19 +37,35 @@ def sessions_page(
     status: str,
     cursor: str | None,
     page: SessionPage | None,
+    locked: dict[str, str] | None = None,
 ) -> str:
-    """The page; ``page`` is None until a user id is given."""
+    """The page; ``page`` is None until a user id is given; ``locked``: the ids of
+    ``page.damaged`` encrypted under a key this process lacks, with the key id."""
     body: list[object] = [el("h1", None, "Sessions"), _filter_form(ctx, user_id, status)]
     if page is None:
         body.append(el("p", {"class": "muted"},
                        "Enter a user id to list that user's sessions, newest first, "
                        "or open a session by its id above."))
         return layout(ctx, "Sessions", *body)
-    if page.damaged:
+    locked = locked or {}
+    if locked:
+        body.append(el(
+            "div", {"class": "warning", "role": "alert", "id": "locked"},
+            el("strong", None,
+               f"{len(locked)} encrypted session(s) left out (this process lacks the key): "),
+            el("ul", None, [
+                el("li", None, el("code", None, sid), f" needs key {key_id!r}")
+                for sid, key_id in locked.items()
+            ]),
+            "They are intact; start the explorer with that key in encryption_keys to read "
+            "them.",
+        ))
+    broken = [sid for sid in page.damaged if sid not in locked]
+    if broken:
         body.append(el(
             "div", {"class": "warning", "role": "alert", "id": "damaged"},
-            el("strong", None, f"{len(page.damaged)} damaged session record(s) left out: "),
-            el("ul", None, [el("li", None, el("code", None, sid)) for sid in page.damaged]),
+            el("strong", None, f"{len(broken)} damaged session record(s) left out: "),
+            el("ul", None, [el("li", None, el("code", None, sid)) for sid in broken]),
             "Their stored records could not be decoded; inspect or delete them in the store.",
         ))
     rows = [
