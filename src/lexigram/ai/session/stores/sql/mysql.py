@@ -59,7 +59,6 @@ from lexigram.ai.session.exceptions import (
     SessionError,
     SessionStoreError,
     StoreUnavailableError,
-    WriteOutcomeUnknownError,
 )
 from lexigram.ai.session.stores.sql.mysql_routines import Call
 from lexigram.ai.session.stores.sql.runner import (
@@ -482,13 +481,21 @@ class MyRunner(Runner):
         conflicts = 0
         attempts = self._attempts()
         tries = 0
+        # An earlier attempt's COMMIT (or self-committing statement) was sent and its
+        # reply lost: from then on a failure is "may have been applied", never a plain
+        # "cannot connect".
+        sent = False
         while tries < attempts:
             tries += 1
             try:
                 lease = await self._connect()
-            except (SessionError, Conflict, asyncio.CancelledError):
+            except (Conflict, asyncio.CancelledError):
                 raise
             except BaseException as exc:
+                if sent:
+                    raise self.outcome_unknown(_root(exc), "connect to") from exc
+                if isinstance(exc, SessionError):
+                    raise
                 raise self.unavailable(_root(exc), "connect to") from exc
             tx = MyTx(lease[1])
             began = unsure = broken = False
@@ -533,13 +540,10 @@ class MyRunner(Runner):
                         unsure = False  # not sent: not applied (a COMMIT not sent commits nothing)
                     if not unsure or retry_safe:
                         if unsure:
+                            sent = True
                             mark_resent(True)  # the next attempt may find its own commit
                         continue
-                    raise WriteOutcomeUnknownError(
-                        f"the connection to {self.masked_url} was lost after the write "
-                        "was sent to be committed; it may or may not have been applied "
-                        f"({type(exc).__name__}: {exc})"
-                    ) from exc
+                    raise self.outcome_unknown(exc) from exc
                 if _code(exc) in (_DEADLOCK, _LOCK_WAIT_TIMEOUT) and conflicts < self.retries:
                     conflicts += 1
                     tries -= 1  # not a connection problem: does not use up an attempt
@@ -557,6 +561,8 @@ class MyRunner(Runner):
             finally:
                 await self._release(lease, broken=broken)  # a lost socket: Leases.release
         assert last is not None
+        if sent:
+            raise self.outcome_unknown(_root(last), "use") from last
         raise self.unavailable(_root(last), "use") from last
 
     def translate(self, exc: BaseException) -> BaseException:

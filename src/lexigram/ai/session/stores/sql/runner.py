@@ -909,6 +909,23 @@ class Runner(abc.ABC):
             f"{type(exc).__name__}: {exc}"
         )
 
+    def outcome_unknown(
+        self, exc: BaseException, doing: str | None = None
+    ) -> WriteOutcomeUnknownError:
+        """The error for a write whose commit was sent and whose reply never came.
+
+        ``doing``: what failed afterwards, when an earlier attempt was the unsure one
+        and a later step (reconnecting to settle it) failed: the write is still
+        possibly applied, never plainly "not reached".
+        """
+        cause = f"{type(exc).__name__}: {exc}"
+        if doing is not None:
+            cause = f"then cannot {doing} it again: {cause}"
+        return WriteOutcomeUnknownError(
+            f"the connection to {self.masked_url} was lost after the write was sent to "
+            f"be committed; it may or may not have been applied ({cause})"
+        )
+
     def translate(self, exc: BaseException) -> BaseException:
         """The domain error for a driver error (others are returned unchanged)."""
         return exc
@@ -1113,13 +1130,20 @@ class PgRunner(Runner):
 
         last: BaseException | None = None
         deadlocks = 0
+        # An earlier attempt's commit was sent and its reply lost: whatever fails from
+        # then on, the write may have been applied (never a plain "cannot connect").
+        sent = False
         for _ in range(self._attempts()):
             try:
                 lease = await self._connect()
-            except (SessionError, Conflict):
+            except Conflict:
                 raise
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if sent:
+                    raise self.outcome_unknown(_root(exc), "connect to") from exc
+                if isinstance(exc, SessionError):
                     raise
                 raise self.unavailable(_root(exc), "connect to") from exc
             driver = lease[1]
@@ -1145,7 +1169,9 @@ class PgRunner(Runner):
                 else:
                     result = await script(PgTx(driver), *args)
                 if tr is not None:
-                    unsure = True
+                    # A read-only snapshot's COMMIT changes nothing: its lost reply is
+                    # retried like any read.
+                    unsure = write
                     await settled(tr.commit())
                 return result
             except BaseException as exc:
@@ -1172,13 +1198,10 @@ class PgRunner(Runner):
                     last = exc
                     if not unsure or _not_applied(exc) or retry_safe:
                         if unsure and not _not_applied(exc):
+                            sent = True
                             mark_resent(True)  # the next attempt may find its own commit
                         continue  # rolled back, never sent, a read, or safe to redo
-                    raise WriteOutcomeUnknownError(
-                        f"the connection to {self.masked_url} was lost after the write "
-                        "was sent to be committed; it may or may not have been applied "
-                        f"({type(exc).__name__}: {exc})"
-                    ) from exc
+                    raise self.outcome_unknown(exc) from exc
                 retry = asyncpg.DeadlockDetectedError | asyncpg.SerializationError
                 if isinstance(exc, retry) and deadlocks < self.retries:
                     deadlocks += 1
@@ -1191,6 +1214,8 @@ class PgRunner(Runner):
                 dirty = broken or driver.is_closed() or driver.is_in_transaction()
                 await self._release(lease, broken=dirty)
         assert last is not None
+        if sent:
+            raise self.outcome_unknown(last, "use") from last
         raise self.unavailable(last, "use") from last
 
     def translate(self, exc: BaseException) -> BaseException:

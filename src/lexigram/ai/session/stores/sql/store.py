@@ -28,6 +28,7 @@ from lexigram.ai.session.exceptions import (
     SessionStoreError,
     SessionValidationError,
     StoreUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from lexigram.ai.session.stores._common import parse_cursor
 from lexigram.ai.session.stores.base import (
@@ -466,6 +467,13 @@ class DatabaseSessionStore(SessionStore):
                 trn.append, session_id, rows, batch, max_turns, changes, repeat, key_guard,
                 owner, retry_safe=True,
             )
+        except StoreUnavailableError as exc:
+            if was_resent() and not isinstance(exc, WriteOutcomeUnknownError):
+                # The one statement's reply was lost and its re-send found the row busy:
+                # the locked path could not reach the server, but the first attempt may
+                # have been applied.
+                raise self._runner.outcome_unknown(exc, "send") from exc
+            raise
         except Conflict as exc:
             if was_resent():  # our own lost-reply re-send found its first commit
                 replayed = await self._read(

@@ -1,0 +1,198 @@
+"""Lost replies on PostgreSQL and MariaDB (audit 47): what the caller is told, what is stored.
+
+* A read-only snapshot's ``COMMIT`` whose reply is lost is a read: retried, never
+  ``WriteOutcomeUnknownError``.
+* A write whose commit reply was lost and whose re-send then cannot reach the server
+  is ``WriteOutcomeUnknownError``: it may have been applied (a plain
+  ``StoreUnavailableError`` says nothing was).
+* ``delete`` re-sent after a lost reply removes the session it found, never one
+  created again under the same id meanwhile; ``save`` re-sent never overwrites what
+  another writer stored after it.
+* ``create_session`` whose reply is lost is settled by reading the id back.
+
+Each test checks what is stored through a second store that does not go through the
+loopback proxy (``tests/faults/proxy.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+
+from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUnknownError
+from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from tests.faults.proxy import FaultProxy
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TTL = 3600
+
+
+def COMMIT(request: bytes) -> bool:
+    """PostgreSQL's ``COMMIT;`` or MariaDB's ``COMMIT`` query (not ``READ COMMITTED``)."""
+    return b"COMMIT;" in request or request.endswith(b"\x03COMMIT")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = T0
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def turn(n: int) -> SessionTurn:
+    return SessionTurn(
+        turn_id=f"turn-{n}-{uuid.uuid4().hex}",
+        role="user",
+        content=f"message {n}",
+        timestamp=T0 + timedelta(seconds=n),
+        tokens_used=2,
+        cost=0.25,
+    )
+
+
+def header(user: str | None = None) -> SessionState:
+    return SessionState(
+        session_id=f"s-{uuid.uuid4().hex}",
+        user_id=user or f"u-{uuid.uuid4().hex[:8]}",
+        status=SessionStatus.ACTIVE,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+@dataclass
+class Pair:
+    proxied: DatabaseSessionStore
+    direct: DatabaseSessionStore
+    proxy: FaultProxy
+    url: str  # the proxied store's URL
+
+
+SERVERS = {
+    "postgres": (POSTGRES_URL, 5432, "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"),
+    "mariadb": (MARIADB_URL, 3306, "mysql+asyncmy://root@127.0.0.1:{port}/test"),
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    server: str = request.param
+    require_postgres() if server == "postgres" else require_mariadb()
+    direct_url, port, proxied_url = SERVERS[server]
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    clock = Clock()
+    direct = DatabaseSessionStore(
+        direct_url, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
+    )
+    try:
+        await direct.initialize()
+        async with FaultProxy("127.0.0.1", port) as proxy:
+            url = proxied_url.format(port=proxy.port)
+            proxied = DatabaseSessionStore(
+                url,
+                table_prefix=prefix,
+                pool_size=2,
+                session_ttl=TTL,
+                clock=clock,
+            )
+            try:
+                await proxied.initialize()
+                yield Pair(proxied, direct, proxy, url)
+            finally:
+                await proxied.close()
+    finally:
+        await direct.close()
+        await drop_schema(direct_url, table_prefix=prefix)
+
+
+async def _session(store: DatabaseSessionStore, turns: int = 1) -> tuple[SessionState, list[str]]:
+    state = header()
+    await store.create_session(state)
+    made = [turn(i) for i in range(1, turns + 1)]
+    for item in made:
+        await store.append_turns(state.session_id, [item])
+    return state, [t.turn_id for t in made]
+
+
+async def _ids(store: DatabaseSessionStore, session_id: str) -> list[str]:
+    return [t.turn_id for t in await store.get_turns(session_id)]
+
+
+# ------------------------------------------------------------------ S2: reads
+async def test_a_lost_reply_to_a_snapshot_reads_commit_is_retried(pair: Pair) -> None:
+    state, ids = await _session(pair.direct)
+    await pair.direct.create_checkpoint(state.session_id, checkpoint_id=f"cp-{uuid.uuid4().hex}")
+    [cp] = await pair.direct.list_checkpoint_headers(state.session_id)
+    await pair.proxied.ping()
+    reads = [
+        lambda: pair.proxied.load_checkpoint(cp.checkpoint_id),
+        lambda: pair.proxied.list_checkpoints(state.session_id),
+        lambda: pair.proxied.list_sessions(state.user_id),
+    ]
+    for read in reads:
+        dropped = pair.proxy.replies_dropped
+        pair.proxy.drop_next_reply(match=COMMIT)
+        assert await read()  # found, not WriteOutcomeUnknownError
+        assert pair.proxy.replies_dropped == dropped + 1
+    # A restore whose snapshot read loses its reply is applied once.
+    await pair.direct.append_turns(state.session_id, [turn(5)])
+    pair.proxy.drop_next_reply(match=COMMIT)
+    loaded = await pair.proxied.load_checkpoint(cp.checkpoint_id)
+    assert loaded is not None and [t.turn_id for t in loaded.state.turns] == ids
+    restored = await pair.proxied.restore_checkpoint(cp.checkpoint_id)
+    assert [t.turn_id for t in restored.turns] == ids
+    assert await _ids(pair.direct, state.session_id) == ids
+    record = await pair.direct.load_record(state.session_id)
+    assert record is not None and record.state.turn_count == 1
+
+
+# ------------------------------------------- S3: lost reply, then cannot connect
+@pytest.mark.parametrize("turns", [1, 2], ids=["one_turn", "batch"])
+async def test_a_lost_append_reply_then_no_connection_is_outcome_unknown(
+    pair: Pair, turns: int
+) -> None:
+    state, ids = await _session(pair.direct)
+    mine = [turn(10 + i) for i in range(turns)]
+
+    async def server_goes_away() -> None:
+        pair.proxy.max_connections = 0  # every new connection is closed on accept
+        pair.proxy.drop_connections()
+
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=mine[-1].turn_id.encode(), before_close=server_goes_away)
+    with pytest.raises(WriteOutcomeUnknownError) as info:
+        await pair.proxied.append_turns(state.session_id, mine)
+    assert isinstance(info.value, StoreUnavailableError)
+    assert info.value.code == "LEX_ERR_SES_113"
+    assert "may or may not have been applied" in str(info.value)
+    assert pair.proxy.replies_dropped == 1
+    # It was applied: the caller was not told "nothing was sent".
+    assert await _ids(pair.direct, state.session_id) == ids + [t.turn_id for t in mine]
+
+
+async def test_a_connect_failure_alone_is_still_plain_unavailable(pair: Pair) -> None:
+    """Nothing was sent (no connection could be opened): plain ``StoreUnavailableError``."""
+    state, ids = await _session(pair.direct)
+    pair.proxy.max_connections = 0
+    fresh = DatabaseSessionStore(
+        pair.url, table_prefix=pair.direct.table_prefix, pool_size=2
+    )
+    try:
+        with pytest.raises(StoreUnavailableError) as info:
+            await fresh.append_turns(state.session_id, [turn(9)])
+    finally:
+        await fresh.close()
+    assert not isinstance(info.value, WriteOutcomeUnknownError)
+    assert await _ids(pair.direct, state.session_id) == ids
