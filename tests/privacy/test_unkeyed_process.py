@@ -457,3 +457,39 @@ async def test_export_user_with_other_bytes_under_the_key_id_names_the_key() -> 
         await impostor.export_user("ivy")
     assert caught.value.key_id == "k-a" and sealed in str(caught.value)
     assert not caught.value.value_altered
+
+
+@pytest.mark.parametrize("call", ["checkpoint", "checkpoint_empty", "checkpoints.create_no_turns"])
+async def test_a_wrong_key_checkpoint_is_refused_before_anything_is_written(
+    raw_backend: RawBackend, call: str
+) -> None:
+    """``checkpoint(sid)`` without metadata in a process whose keys do not open the
+    session raised EncryptionKeyError after the inner store had stored the checkpoint,
+    moved the session's pointer and pruned its oldest checkpoint (an outside audit)."""
+    from lexigram.ai.session.config import SessionConfig
+
+    config = SessionConfig(max_checkpoints_per_session=2, auto_checkpoint_interval=None)
+    keyed = SessionManagerImpl(
+        EncryptedSessionStore(await raw_backend.make(), keyring("k1")), config
+    )
+    session_id = await _encrypted_session(keyed)  # one checkpoint
+    await keyed.checkpoint(session_id, {"label": "B"})
+    before = [c.checkpoint_id for c in await keyed.list_checkpoints(session_id)]
+    header = await keyed.get_header(session_id)
+    wrong = SessionManagerImpl(
+        EncryptedSessionStore(await raw_backend.make(), keyring("k2")), config
+    )
+    attempts: dict[str, Call] = {
+        "checkpoint": lambda m, sid: m.checkpoint(sid),
+        "checkpoint_empty": lambda m, sid: m.checkpoint(sid, {}),
+        "checkpoints.create_no_turns": lambda m, sid: m.checkpoints.create(
+            sid, include_turns=False
+        ),
+    }
+    with pytest.raises(EncryptionKeyError, match="'k1'"):
+        await attempts[call](wrong, session_id)
+    assert [c.checkpoint_id for c in await keyed.list_checkpoints(session_id)] == before
+    again = await keyed.get_header(session_id)
+    assert header is not None and again is not None
+    assert again.checkpoint_id == header.checkpoint_id
+    await _unchanged(keyed, session_id)

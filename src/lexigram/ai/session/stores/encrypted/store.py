@@ -779,6 +779,12 @@ class EncryptedSessionStore(SessionStore):
             )
 
         if not metadata:
+            # Nothing to seal, but a process whose keys do not open the session must be
+            # refused before the snapshot: the inner store would store it, move the
+            # session's pointer and prune an old checkpoint, and only opening the reply
+            # would fail (an outside audit). A key this process holds opens it already.
+            if self._cached_key(session_id) is None:
+                await self._stored_key(session_id)  # raises EncryptionKeyError by key id
             checkpoint, pruned = await snapshot(None, None)
         elif self.inner.supports_key_guard:
             checkpoint, pruned = await self._guarded(session_id, snapshot)
