@@ -307,9 +307,12 @@ def _record_from_row(row: Sequence[Any], now_us: int) -> SessionRecord:
         and type(created) is int
         and type(updated) is int
         and type(tokens) is int
+        and tokens >= 0
         and type(cost) is float
+        and cost >= 0.0  # False for NaN too
         and cost - cost == 0.0  # finite (NaN and infinities are damage)
         and type(count) is int
+        and count >= 0
         and (expires is None or type(expires) is int)
         and (fork_seq is None or type(fork_seq) is int)
         and type(last_seq) is int
@@ -363,6 +366,13 @@ def _slow_record(row: Sequence[Any], now_us: int) -> SessionRecord:
             raise CorruptRecordError(record, f"field {name}: expected an integer")
     if data["last_seq"] is None:
         raise CorruptRecordError(record, "field last_seq: missing")
+    for name in ("total_tokens", "turn_count"):  # as Redis names them
+        value = data[name]
+        if type(value) is int and value < 0:
+            raise CorruptRecordError(record, f"field {name}: not an integer >= 0: {value!r}")
+    cost = data["total_cost"]
+    if type(cost) in (int, float) and cost < 0:
+        raise CorruptRecordError(record, f"field total_cost: not a number >= 0: {cost!r}")
     state = decode_header_fields(data, record=record)
     if state.total_cost - state.total_cost != 0.0:
         raise CorruptRecordError(record, "field total_cost: not a finite number")
