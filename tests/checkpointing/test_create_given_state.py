@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
@@ -129,3 +130,36 @@ async def test_a_bad_turn_cost_in_a_changed_state_is_named_by_its_turn(
     with pytest.raises(SessionValidationError) as caught:
         await manager.checkpoints.create(changed)
     assert caught.value.field == field
+
+
+async def test_a_given_state_checkpoint_racing_a_delete_and_a_new_owner_is_taken_back(
+    make_env: Any,
+) -> None:
+    """``create(edited_state)`` checked that the session existed, then saved: a delete
+    (and another user creating the same id) in between left a checkpoint of Bob's turns
+    listed under, and restorable into, Eve's session, or belonging to no session at all,
+    out of reach of delete and erase_user (an outside audit)."""
+    env = await make_env(auto_checkpoint_interval=None)
+    manager, store = env.manager, env.store
+    sid = f"ticket-{uuid.uuid4().hex[:8]}"
+    await manager.create("bob", session_id=sid)
+    await manager.add_message(sid, "user", "bob's secret")
+    state = await manager.get_state(sid)
+    assert state is not None
+    edited = dataclasses.replace(state, turns=[*state.turns, _turn("edited")], turn_count=2)
+    real_save = store.save_checkpoint
+
+    async def deleted_first(checkpoint: Any) -> None:
+        await manager.delete(sid)  # another process deletes bob's session ...
+        await manager.create("eve", session_id=sid)  # ... and eve takes the id
+        await real_save(checkpoint)
+
+    store.save_checkpoint = deleted_first  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SessionNotFoundError):
+            await env.checkpoints.create(edited, metadata={"label": "x"})
+    finally:
+        del store.save_checkpoint  # type: ignore[method-assign]
+    assert await manager.list_checkpoints(sid) == []
+    eve = await manager.get_state(sid)
+    assert eve is not None and eve.user_id == "eve" and eve.turns == []

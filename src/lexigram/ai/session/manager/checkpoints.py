@@ -18,7 +18,11 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.events import SessionCheckpointCreatedEvent, SessionCheckpointRestoredEvent
-from lexigram.ai.session.exceptions import CheckpointNotFoundError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    CheckpointNotFoundError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.hooks import (
     HOOK_CHECKPOINT_CREATED,
     HOOK_CHECKPOINT_RESTORED,
@@ -166,6 +170,18 @@ class CheckpointManager:
             metadata=metadata or {},
         )
         await self.store.save_checkpoint(checkpoint)
+        # The session may have been deleted (and its id taken again, by another user)
+        # since _own_state read it: the checkpoint would then belong to no session,
+        # escaping delete and erase_user, or be listed under the new one (an outside
+        # audit). Read it again; when it is not that session any more, take ours back.
+        record = await self.store.load_record(state.session_id)
+        if (
+            record is None
+            or record.state.created_at != state.created_at
+            or record.state.user_id != state.user_id
+        ):
+            await self.store.delete_checkpoint(checkpoint_id)
+            raise SessionNotFoundError(state.session_id)
         kept = await self.store.list_checkpoint_headers(state.session_id)
         for old in kept[: max(0, len(kept) - self.max_checkpoints_per_session)]:
             await self.store.delete_checkpoint(old.checkpoint_id)
