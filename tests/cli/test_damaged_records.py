@@ -195,3 +195,54 @@ def test_sweep_names_the_damaged_records_it_quarantined(backend: str, tmp_path: 
         assert f"damaged: {session_id}" in err.splitlines()
     finally:
         asyncio.run(drop())
+
+
+def test_a_sweep_whose_batches_fail_says_so_and_exits_1(tmp_path: Path) -> None:
+    """Every batch of the sweep failed (a trigger refusing each UPDATE stands for a store
+    that refuses the write) and the CLI printed "skipped 3", no error, exit 0; the report
+    had no failure field at all (an outside audit)."""
+    import sqlite3
+
+    from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
+
+    db = tmp_path / "failing.db"
+    url = sqlite_url(db)
+
+    async def seed() -> list[str]:
+        store = DatabaseSessionStore(url, session_ttl=1)
+        await store.initialize()
+        try:
+            config = {"auto_checkpoint_interval": None, "session_ttl": 1}
+            manager = SessionManagerImpl(store, config)
+            return [(await manager.create("dora")).session_id for _ in range(3)]
+        finally:
+            await store.close()
+
+    ids = asyncio.run(seed())
+    raw = sqlite3.connect(db)
+    raw.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON ai_session_sessions "
+        "BEGIN SELECT RAISE(ABORT, 'simulated refusal'); END"
+    )
+    raw.commit()
+    raw.close()
+    time.sleep(1.2)  # past the deadlines
+
+    async def sweep_report() -> object:
+        store = DatabaseSessionStore(url, session_ttl=1)
+        await store.initialize()
+        try:
+            config = {"auto_checkpoint_interval": None, "session_ttl": 1}
+            manager = SessionManagerImpl(store, config)
+            return await SessionCleanupScheduler(manager).sweep()
+        finally:
+            await store.close()
+
+    report = asyncio.run(sweep_report())
+    assert report.failed == 3 and report.skipped == 0 and report.expired == 0  # type: ignore[attr-defined]
+    assert report.failed_ids == tuple(sorted(ids))  # type: ignore[attr-defined]
+    assert "simulated refusal" in (report.error or "")  # type: ignore[attr-defined]
+    code, out, err = run("--database-url", url, "sweep")
+    assert code == 1, (out, err)
+    assert "failed 3" in out and "skipped 0" in out
+    assert "error: the store failed for 3 session(s)" in err and "simulated refusal" in err

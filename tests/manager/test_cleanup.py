@@ -270,7 +270,10 @@ def test_a_session_listed_again_is_counted_skipped_once_and_not_if_done_later() 
     from lexigram.ai.session.manager.cleanup import _skipped
 
     skipped: set[str] = set()
-    _skipped(skipped, ["a", "b", "c"], {"a"}, set())  # b and c held by another sweeper
-    _skipped(skipped, ["b", "c", "d"], {"c", "d"}, set())  # listed again; c taken now
-    _skipped(skipped, ["b", "e"], set(), {"e"})  # e damaged: never "skipped"
-    assert skipped == {"b"}
+    failures: dict[str, str] = {}
+    _skipped(skipped, ["a", "b", "c"], {"a"}, set(), failures)  # b, c held by another sweeper
+    _skipped(skipped, ["b", "c", "d"], {"c", "d"}, set(), failures)  # listed again; c taken now
+    _skipped(skipped, ["b", "e"], set(), {"e"}, failures)  # e damaged: never "skipped"
+    failures["f"] = "expire: refused"
+    _skipped(skipped, ["f"], set(), set(), failures)  # f failed: counted failed, not skipped
+    assert skipped == {"b"} and failures == {"f": "expire: refused"}

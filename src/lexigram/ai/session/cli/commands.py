@@ -342,10 +342,18 @@ def run_sweep(
     progress.finish()
     if report is None:
         return code
+    failed = f", failed {report.failed}" if report.failed else ""
     out.write(
-        f"expired {report.expired}, purged {report.purged}, skipped {report.skipped} "
-        f"in {report.seconds:.2f}s\n"
+        f"expired {report.expired}, purged {report.purged}, skipped {report.skipped}"
+        f"{failed} in {report.seconds:.2f}s\n"
     )
+    code = 0
+    if report.failed:
+        err.write(
+            f"error: the store failed for {report.failed} session(s), left for the next "
+            f"sweep: {report.error}\n"
+        )
+        code = 1
     if report.damaged:
         err.write(
             f"error: {report.damaged} damaged session record(s) could not be expired or "
@@ -354,7 +362,7 @@ def run_sweep(
         for session_id in report.damaged_ids:
             err.write(f"damaged: {session_id}\n")
         return 1
-    return 0
+    return code
 
 
 def run_explore(

@@ -76,7 +76,10 @@ class SweepReport:
     (another sweeper got there first, or a write moved the deadline).
     ``damaged`` counts sessions whose stored record could not be decoded: each was
     logged and quarantined (taken out of the sweeper's indexes), and the sweep went
-    on; ``damaged_ids`` names them, sorted. ``interrupted`` is True when
+    on; ``damaged_ids`` names them, sorted. ``failed`` counts sessions a store call
+    failed for (a batch that raised as a whole, or one session of it: the store down,
+    a constraint), left for the next sweep; ``failed_ids`` names them, sorted, and
+    ``error`` is the first failure's message. ``interrupted`` is True when
     :meth:`SessionCleanupScheduler.stop` cut it short.
     """
 
@@ -87,16 +90,28 @@ class SweepReport:
     interrupted: bool = False
     damaged: int = 0
     damaged_ids: tuple[str, ...] = ()
+    failed: int = 0
+    failed_ids: tuple[str, ...] = ()
+    error: str | None = None
 
 
-def _skipped(skipped: set[str], ids: Sequence[str], done: set[str], damaged: set[str]) -> None:
+def _skipped(
+    skipped: set[str],
+    ids: Sequence[str],
+    done: set[str],
+    damaged: set[str],
+    failures: dict[str, str],
+) -> None:
     """Keep in ``skipped`` the ids a batch left alone, each counted once per phase.
 
     A row another sweeper holds is skipped, listed again by the next batch while that
-    sweeper's transaction is open, and may be taken by this one after all.
+    sweeper's transaction is open, and may be taken by this one after all. An id the
+    store failed for is counted as failed, not skipped (unless a later batch did it).
     """
     skipped.difference_update(done)
-    skipped.update(i for i in ids if i not in done and i not in damaged)
+    for session_id in done:
+        failures.pop(session_id, None)
+    skipped.update(i for i in ids if i not in done and i not in damaged and i not in failures)
 
 
 class SessionCleanupScheduler:
@@ -224,12 +239,17 @@ class SessionCleanupScheduler:
             failed = False
             expired = purged = skipped = 0
             damaged: set[str] = set()
+            failures: dict[str, str] = {}  # session id -> error, in the order met
             try:
                 with tel.span("ai_session.sweep", {"ai_session.backend": backend}) as span:
                     if expire:
-                        expired, skipped = await self._expire_phase(stop, progress, damaged)
+                        expired, skipped = await self._expire_phase(
+                            stop, progress, damaged, failures
+                        )
                     if purge and not stop.is_set():
-                        purged, more_skipped = await self._purge_phase(stop, progress, damaged)
+                        purged, more_skipped = await self._purge_phase(
+                            stop, progress, damaged, failures
+                        )
                         skipped += more_skipped
                     if span is not None:
                         span.set_attribute("ai_session.sweep.expired", expired)
@@ -256,6 +276,9 @@ class SessionCleanupScheduler:
                 interrupted=stop.is_set(),
                 damaged=len(damaged),
                 damaged_ids=tuple(sorted(damaged)),
+                failed=len(failures),
+                failed_ids=tuple(sorted(failures)),
+                error=next(iter(failures.values()), None),
             )
             self.last_report = report
             if expired or purged:
@@ -265,7 +288,11 @@ class SessionCleanupScheduler:
             return report
 
     async def _expire_phase(
-        self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
+        self,
+        stop: asyncio.Event,
+        progress: SweepProgress | None,
+        damaged: set[str],
+        failures: dict[str, str],
     ) -> tuple[int, int]:
         done = 0
         skipped: set[str] = set()
@@ -277,8 +304,8 @@ class SessionCleanupScheduler:
                 ids = await self.store.find_expired(limit=self.batch_size)
                 if not ids:
                     break
-                outcome = await self._batch("expire", ids, self._mark_expired_batch)
-                newly_damaged = await self._settle(outcome, "expire", damaged)
+                outcome = await self._batch("expire", ids, self._mark_expired_batch, failures)
+                newly_damaged = await self._settle(outcome, "expire", damaged, failures)
                 if notifying is not None:
                     await notifying
                 notifying = asyncio.create_task(
@@ -286,7 +313,9 @@ class SessionCleanupScheduler:
                 )
                 newly = len(outcome.done)
                 done += newly
-                _skipped(skipped, ids, {r.state.session_id for r in outcome.done}, damaged)
+                _skipped(
+                    skipped, ids, {r.state.session_id for r in outcome.done}, damaged, failures
+                )
                 if progress is not None:
                     progress("expire", done)
                 # A short batch is the last one; a batch where nothing changed (no
@@ -304,7 +333,11 @@ class SessionCleanupScheduler:
         return done, len(skipped)
 
     async def _purge_phase(
-        self, stop: asyncio.Event, progress: SweepProgress | None, damaged: set[str]
+        self,
+        stop: asyncio.Event,
+        progress: SweepProgress | None,
+        damaged: set[str],
+        failures: dict[str, str],
     ) -> tuple[int, int]:
         now = self.store.now()
         cutoff = now - timedelta(seconds=self.purge_after_s)
@@ -321,11 +354,11 @@ class SessionCleanupScheduler:
             ids = await self.store.find_purgeable(older_than=cutoff, limit=self.batch_size)
             if not ids:
                 break
-            outcome = await self._batch("purge", ids, purge_batch)
-            newly_damaged = await self._settle(outcome, "purge", damaged)
+            outcome = await self._batch("purge", ids, purge_batch, failures)
+            newly_damaged = await self._settle(outcome, "purge", damaged, failures)
             newly = len(outcome.done)
             done += newly
-            _skipped(skipped, ids, set(outcome.done), damaged)
+            _skipped(skipped, ids, set(outcome.done), damaged, failures)
             if progress is not None:
                 progress("purge", done)
             if len(ids) < self.batch_size or newly + newly_damaged == 0:
@@ -340,15 +373,25 @@ class SessionCleanupScheduler:
         phase: str,
         ids: Sequence[str],
         call: Callable[[Sequence[str]], Awaitable[BatchOutcome[T]]],
+        failures: dict[str, str],
     ) -> BatchOutcome[T]:
-        """One batched store call; a batch that fails as a whole changes nothing here."""
+        """One batched store call; a batch that fails as a whole changes nothing here
+        (its ids are counted as failed, with the error)."""
         try:
             return await call(ids)
         except Exception as exc:
             logger.warning("ai_session.sweep_batch_failed", phase=phase, error=str(exc))
+            for session_id in ids:
+                failures.setdefault(session_id, f"{phase}: {exc}")
             return BatchOutcome()
 
-    async def _settle(self, outcome: BatchOutcome[Any], phase: str, damaged: set[str]) -> int:
+    async def _settle(
+        self,
+        outcome: BatchOutcome[Any],
+        phase: str,
+        damaged: set[str],
+        failures: dict[str, str],
+    ) -> int:
         """Quarantine the batch's damaged records (once per sweep), log its failures.
 
         Returns how many damaged records were new to this sweep.
@@ -361,6 +404,7 @@ class SessionCleanupScheduler:
                 await self._quarantine(session_id, phase, exc)
         for session_id, error in outcome.failed:
             logger.warning("ai_session.sweep_item_failed", session_id=session_id, error=str(error))
+            failures.setdefault(session_id, f"{phase}: {error}")
         return newly
 
     async def _notify_all(self, records: Sequence[SessionRecord]) -> None:
