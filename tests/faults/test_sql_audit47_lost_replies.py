@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -196,3 +196,83 @@ async def test_a_connect_failure_alone_is_still_plain_unavailable(pair: Pair) ->
         await fresh.close()
     assert not isinstance(info.value, WriteOutcomeUnknownError)
     assert await _ids(pair.direct, state.session_id) == ids
+
+
+# ------------------------------------------- S1: re-sends after a lost reply
+async def test_a_delete_re_sent_after_a_lost_reply_spares_the_session_created_again(
+    pair: Pair,
+) -> None:
+    state, _ = await _session(pair.direct, turns=2)
+    again = turn(20)
+
+    async def created_again() -> None:  # another process, before the re-send
+        await pair.direct.create_session(replace_id(state))
+        await pair.direct.append_turns(state.session_id, [again])
+
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT, before_close=created_again)
+    await pair.proxied.delete(state.session_id)
+    assert pair.proxy.replies_dropped == 1
+    # The first attempt deleted the old session; the re-send left the new one alone.
+    assert await _ids(pair.direct, state.session_id) == [again.turn_id]
+    record = await pair.direct.load_record(state.session_id)
+    assert record is not None and record.state.turn_count == 1
+
+
+async def test_a_delete_re_sent_after_a_rollback_still_deletes(pair: Pair) -> None:
+    state, _ = await _session(pair.direct, turns=2)
+    await pair.proxied.ping()
+    pair.proxy.cut_before_request(match=COMMIT)  # never committed: the re-send deletes
+    await pair.proxied.delete(state.session_id)
+    assert pair.proxy.cuts == 1
+    assert await pair.direct.load_record(state.session_id) is None
+
+
+def replace_id(state: SessionState) -> SessionState:
+    """A new session under ``state``'s id (same user), created now."""
+    return SessionState(
+        session_id=state.session_id,
+        user_id=state.user_id,
+        status=SessionStatus.ACTIVE,
+        created_at=T0 + timedelta(seconds=30),
+        updated_at=T0 + timedelta(seconds=30),
+    )
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["replacing", "inserting"])
+async def test_a_save_re_sent_after_a_lost_reply_keeps_a_turn_appended_meanwhile(
+    pair: Pair, existing: bool
+) -> None:
+    state = header()
+    saved = [turn(1), turn(2)]
+    if existing:
+        await pair.direct.create_session(state)
+        await pair.direct.append_turns(state.session_id, [turn(0)])
+    doc = replace(state, turns=saved, turn_count=2, total_tokens=4, total_cost=0.5,
+                  variables={"imported": True})
+    other = turn(3)
+
+    async def other_writer() -> None:  # another process appends before the re-send
+        await pair.direct.append_turns(state.session_id, [other])
+
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT, before_close=other_writer)
+    await pair.proxied.save(doc)
+    assert pair.proxy.replies_dropped == 1
+    assert await _ids(pair.direct, state.session_id) == [
+        saved[0].turn_id, saved[1].turn_id, other.turn_id
+    ]
+    loaded = await pair.direct.load(state.session_id)
+    assert loaded is not None and loaded.variables == {"imported": True}
+    assert loaded.turn_count == 3 and loaded.total_tokens == 6
+
+
+async def test_a_save_re_sent_after_a_rollback_is_applied(pair: Pair) -> None:
+    state, _ = await _session(pair.direct, turns=2)
+    doc = replace(state, turns=[turn(7)], turn_count=1, total_tokens=2, total_cost=0.25)
+    await pair.proxied.ping()
+    pair.proxy.cut_before_request(match=COMMIT)
+    await pair.proxied.save(doc)
+    assert pair.proxy.cuts == 1
+    assert await _ids(pair.direct, state.session_id) == [doc.turns[0].turn_id]
+

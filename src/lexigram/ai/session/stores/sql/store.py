@@ -287,11 +287,17 @@ class DatabaseSessionStore(SessionStore):
         header = header_params(state)
         check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
-        args = (header, rows, first_repeat(state.turns), live)
+        # What the first attempt wrote: a re-send after a lost reply that finds it
+        # committed changes nothing (turns appended since are kept: ses.save).
+        first: list[tuple[int | None, int]] = []
+        args = (header, rows, first_repeat(state.turns), live, first)
+        mark_resent(False)
         try:
             await self._write(ses.save, *args, retry_safe=True)
         except Conflict:
             # a concurrent first save: replace it
+            first.clear()
+            mark_resent(False)
             await self._write(ses.save, *args, retry_safe=True)
 
     async def load(self, session_id: str) -> SessionState | None:
@@ -313,8 +319,11 @@ class DatabaseSessionStore(SessionStore):
         return await self._read(ses.load, sid, reuse, snapshot=True)
 
     async def delete(self, session_id: str) -> None:
+        # A re-send after a lost reply deletes the row the first attempt found, never a
+        # session created again under the id meanwhile (see ses.delete_session).
+        target: list[int | None] = []
         await self._write(
-            ses.delete_session, checked_id(session_id, "session_id"), retry_safe=True
+            ses.delete_session, checked_id(session_id, "session_id"), target, retry_safe=True
         )
         self._forget_headers([session_id])
 
