@@ -276,3 +276,43 @@ async def test_a_save_re_sent_after_a_rollback_is_applied(pair: Pair) -> None:
     assert pair.proxy.cuts == 1
     assert await _ids(pair.direct, state.session_id) == [doc.turns[0].turn_id]
 
+
+# ------------------------------------------------- S4: create, reply lost
+async def test_a_create_whose_reply_is_lost_is_settled_by_reading_it_back(pair: Pair) -> None:
+    state = replace(header(), turns=[turn(1)], turn_count=1, total_tokens=2, total_cost=0.25)
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT)
+    record = await pair.proxied.create_session(state, max_live_per_user=1)
+    assert pair.proxy.replies_dropped == 1
+    assert record.state.session_id == state.session_id and record.state.turn_count == 1
+    # Stored once, counted once.
+    assert await pair.direct.count_live_sessions(state.user_id) == 1
+    assert await _ids(pair.direct, state.session_id) == [state.turns[0].turn_id]
+
+
+async def test_a_create_whose_commit_never_arrived_is_run_again(pair: Pair) -> None:
+    state = header()
+    await pair.proxied.ping()
+    pair.proxy.cut_before_request(match=COMMIT)  # unsure to the store, not applied
+    record = await pair.proxied.create_session(state, max_live_per_user=1)
+    assert pair.proxy.cuts == 1
+    assert record.state.session_id == state.session_id
+    assert await pair.direct.count_live_sessions(state.user_id) == 1
+
+
+async def test_a_create_left_unknown_names_its_session(pair: Pair) -> None:
+    state = header()
+
+    async def server_goes_away() -> None:
+        pair.proxy.max_connections = 0
+        pair.proxy.drop_connections()
+
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT, before_close=server_goes_away)
+    with pytest.raises(WriteOutcomeUnknownError) as info:
+        await pair.proxied.create_session(state)
+    assert info.value.code == "LEX_ERR_SES_113"
+    assert info.value.details["session_id"] == state.session_id
+    assert getattr(info.value, "session_id", None) == state.session_id
+    assert state.session_id in str(info.value)
+    assert await pair.direct.load_record(state.session_id) is not None  # it was applied

@@ -375,15 +375,46 @@ class DatabaseSessionStore(SessionStore):
         header = header_params(state)
         check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
+        args = (header, rows, first_repeat(state.turns), max_live_per_user, live)
         try:
-            return await self._write(
-                ses.create_session, header, rows, first_repeat(state.turns),
-                max_live_per_user, live,
-            )
+            try:
+                return await self._write(ses.create_session, *args)
+            except WriteOutcomeUnknownError as lost:
+                # The reply to its COMMIT was lost: settled by reading the id back, as a
+                # lost append is (the id may be random: the caller could not look).
+                found = await self._created(state, lost)
+                if found is not None:
+                    return found
+                try:
+                    return await self._write(ses.create_session, *args)  # not applied
+                except WriteOutcomeUnknownError as again:
+                    raise _naming(again, state.session_id) from again
         except Conflict:
             raise SessionValidationError(
                 "session_id", f"session {state.session_id!r} already exists"
             ) from None
+
+    async def _created(
+        self, state: SessionState, lost: WriteOutcomeUnknownError
+    ) -> SessionRecord | None:
+        """The session a create whose reply was lost stored, or None when it stored none.
+
+        Its row is the one with its id, user and creation time. Another session under
+        the id, or no answer from the database, leaves the outcome unknown: the error
+        then names ``session_id`` (``details`` and an attribute), so the caller can read
+        the session before creating it again.
+        """
+        try:
+            found = await self._read(ses.load_record, state.session_id)
+        except StoreUnavailableError:
+            raise _naming(lost, state.session_id) from lost
+        if found is None:
+            return None
+        if found.state.user_id == state.user_id and to_us(found.state.created_at) == to_us(
+            state.created_at
+        ):
+            return found
+        raise _naming(lost, state.session_id) from lost
 
     # ------------------------------------------------------------------ reads
     async def load_record(self, session_id: str) -> SessionRecord | None:
@@ -696,6 +727,15 @@ class DatabaseSessionStore(SessionStore):
             from lexigram.ai.session.stores.erasure import compact_sqlite
 
             await compact_sqlite(self)
+
+
+def _naming(error: WriteOutcomeUnknownError, session_id: str) -> WriteOutcomeUnknownError:
+    """``error`` naming the session whose write it is (``details`` and ``session_id``)."""
+    named = WriteOutcomeUnknownError(
+        f"{error.message} (session {session_id!r})", details={"session_id": session_id}
+    )
+    named.session_id = session_id  # type: ignore[attr-defined]
+    return named
 
 
 async def _ping(tx: Any, ctx: Ctx[Statements]) -> None:
