@@ -175,3 +175,61 @@ async def test_zero_counters_are_healthy(db: Db) -> None:
     )
     loaded = await db.store.load(state.session_id)
     assert loaded is not None and loaded.total_tokens == 0 and loaded.total_cost == 0.0
+
+
+# ------------------------------------------ S6: writes to a damaged header
+@pytest.mark.parametrize("size", [1, 2, 32, 33])
+async def test_an_append_to_a_damaged_header_is_refused_or_says_it_was_stored(
+    db: Db, size: int
+) -> None:
+    state = header()
+    await db.store.create_session(state)
+    await db.store.append_turns(state.session_id, [turn(0)])
+    await db.execute("UPDATE {p}sessions SET metadata = '{not json' WHERE session_id = :s",
+                     s=state.session_id)
+    before = await db.stored(state.session_id)
+    batch = [turn(i) for i in range(1, size + 1)]
+    with pytest.raises(CorruptRecordError) as info:
+        await db.store.append_turns(state.session_id, batch)
+    assert info.value.record == f"session {state.session_id!r}"
+    assert "field metadata: invalid JSON" in str(info.value)
+    after = await db.stored(state.session_id)
+    one_statement = db.store.dialect != "sqlite" and size <= 32
+    if one_statement:
+        # Applied by the one statement before the header was read back: said so, so a
+        # caller does not append the turns again.
+        assert info.value.details["applied"] is True
+        assert info.value.details["turn_ids"] == [t.turn_id for t in batch]
+        assert "are stored (do not append them again)" in str(info.value)
+        assert after[1] == before[1] + size and after[-1] == before[-1] + size
+    else:
+        assert "applied" not in info.value.details
+        assert "are stored" not in str(info.value)
+        assert after == before  # nothing half-written
+
+
+@pytest.mark.parametrize("write", ["update", "transition", "pop", "clear", "checkpoint"])
+async def test_other_writes_to_a_damaged_header_change_nothing(db: Db, write: str) -> None:
+    from lexigram.ai.session.stores.base import SessionPatch
+
+    state = header()
+    await db.store.create_session(state)
+    await db.store.append_turns(state.session_id, [turn(0), turn(1)])
+    await db.execute("UPDATE {p}sessions SET metadata = '{not json' WHERE session_id = :s",
+                     s=state.session_id)
+    before = await db.stored(state.session_id)
+    sid = state.session_id
+    calls = {
+        "update": lambda: db.store.update_session(sid, SessionPatch(variables={"k": 1})),
+        "transition": lambda: db.store.transition(
+            sid, SessionStatus.SUSPENDED, allowed_from=frozenset({SessionStatus.ACTIVE})
+        ),
+        "pop": lambda: db.store.pop_turn(sid),
+        "clear": lambda: db.store.clear_turns(sid),
+        "checkpoint": lambda: db.store.create_checkpoint(sid, checkpoint_id="cp-1"),
+    }
+    with pytest.raises(CorruptRecordError) as info:
+        await calls[write]()
+    assert "applied" not in info.value.details
+    assert await db.stored(sid) == before
+    assert await db.scalar("SELECT count(*) FROM {p}checkpoints") == 0

@@ -24,6 +24,7 @@ import orjson
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
     DataKeyChangedError,
     DuplicateTurnError,
     SessionError,
@@ -394,9 +395,32 @@ async def append_one(
         row = await _mysql_append(tx, replies, sql, session_id, params)
     if row is None:
         return None
-    record = ctx.record(row)
+    try:
+        record = ctx.record(row)
+    except CorruptRecordError as exc:
+        raise _applied_to_damaged(exc, session_id, [r["turn_id"] for r in rows]) from exc
     closed = max_turns is not None and record.state.turn_count >= max_turns
     return AppendResult(record=record, closed_by_cap=closed, first_seq=record.last_seq - n + 1)
+
+
+def _applied_to_damaged(
+    exc: CorruptRecordError, session_id: str, turn_ids: list[str]
+) -> CorruptRecordError:
+    """The error of a one-statement append that committed, then found the header damaged.
+
+    The statement is its own transaction and the header it returns is decoded once it
+    has committed: the turns are stored. Refusing first would cost every append a
+    round trip (a transaction around the statement) or a server-side parse of every
+    JSON column of the header; a damaged header is rare, so the error says instead
+    that the append was applied (``details["applied"]``, ``details["turn_ids"]``), and
+    a caller does not send the turns again.
+    """
+    error = CorruptRecordError(
+        exc.record,
+        f"{exc.problem}; the append was applied before the header was read back: "
+        f"turns {turn_ids!r} are stored (do not append them again)",
+    )
+    return error.with_details(session_id=session_id, applied=True, turn_ids=turn_ids)
 
 
 #: The ``e_*`` parameters of an append whose caller holds no header.
