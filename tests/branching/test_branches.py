@@ -313,6 +313,40 @@ async def test_a_strategy_returning_garbage_changes_nothing(make_env: EnvFactory
     assert await env.manager.get_state(sid) == before
 
 
+@pytest.mark.parametrize("strategy", [AppendMerge, SelectiveMerge])
+async def test_a_strategy_class_for_an_instance_is_named(
+    make_env: EnvFactory, strategy: type
+) -> None:
+    """``strategy=AppendMerge`` (the class) raised a bare TypeError from the unbound
+    ``merge`` (an outside audit)."""
+    env = await make_env()
+    sid, _ = await _source(env, 2)
+    branch = await env.branches.fork(sid, "cls")
+    await add(env, branch.session_id, 10, 1)
+    before = await env.manager.get_state(sid)
+    with pytest.raises(SessionValidationError) as info:
+        await env.branches.merge(sid, branch.session_id, strategy=strategy)
+    assert info.value.field == "strategy" and f"{strategy.__name__}(" in str(info.value)
+    assert await env.manager.get_state(sid) == before
+
+
+async def test_a_turn_limit_on_an_active_branch_does_not_say_closed(
+    make_env: EnvFactory,
+) -> None:
+    """A branch forked at max_turns_per_session stays ACTIVE and refuses its next turn;
+    the error said "... and is closed" (an outside audit)."""
+    from lexigram.ai.session.exceptions import TurnLimitReachedError
+
+    env = await make_env(max_turns_per_session=3)
+    sid, _ = await _source(env, 3)
+    branch = await env.branches.fork(sid, "at-cap")
+    with pytest.raises(TurnLimitReachedError) as info:
+        await add(env, branch.session_id, 10, 1)
+    assert "closed" not in str(info.value) and "accepts no more turns" in str(info.value)
+    state = await env.manager.get_header(branch.session_id)
+    assert state is not None and state.status is SessionStatus.ACTIVE
+
+
 async def test_merge_refusals(make_env: EnvFactory) -> None:
     env = await make_env()
     sid, _ = await _source(env, 2)

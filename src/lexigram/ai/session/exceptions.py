@@ -238,7 +238,10 @@ class CorruptRecordError(SessionStoreError):
 
 
 class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
-    """A turn was added past ``max_turns_per_session``; the session is closed.
+    """A turn was added past ``max_turns_per_session``; the session accepts no more.
+
+    The append that reached the cap closed the session; a branch forked at the cap, or a
+    session restored to a checkpoint at or above it, stays ACTIVE and refuses its next turn.
 
     It is both a :class:`SessionCapacityError` (a limit was hit) and a
     :class:`SessionClosedError` (the session accepts no more turns).
@@ -250,7 +253,8 @@ class TurnLimitReachedError(SessionCapacityError, SessionClosedError):
         self.session_id = session_id
         self.max_turns = max_turns
         self.detail = (
-            f"session {session_id!r} reached max_turns_per_session={max_turns} and is closed"
+            f"session {session_id!r} reached max_turns_per_session={max_turns} and accepts "
+            "no more turns"
         )
         SessionError.__init__(
             self, self.detail, details={"session_id": session_id, "max_turns": max_turns}

@@ -335,6 +335,12 @@ async def _plan(
     :class:`SessionState`: the turns of that state the parent does not have become
     the plan's turns, and changed variables/metadata are carried over.
     """
+    if isinstance(strategy, type):  # AppendMerge, not AppendMerge(): merge() is unbound
+        raise SessionValidationError(
+            "strategy",
+            f"expected a strategy object, got the class {strategy.__name__}; "
+            f"pass an instance ({strategy.__name__}(...))",
+        )
     merge = getattr(strategy, "merge", None)
     if merge is None or not callable(merge):
         raise SessionValidationError("strategy", "expected an object with an async merge() method")

@@ -30,7 +30,7 @@ from dataclasses import fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from lexigram.contracts.ai.session import SessionState, SessionTurn
+from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.exceptions import SessionValidationError
 
@@ -118,8 +118,62 @@ class StateDiff:
             )
         turns = copy.deepcopy(base.turns[:keep]) + copy.deepcopy(appended)
         kept = {name: copy.deepcopy(getattr(base, name)) for name in _SCALAR_FIELDS}
-        kept.update({name: copy.deepcopy(value) for name, value in changed.items()})
+        kept.update({name: copy.deepcopy(value) for name, value in _typed(changed).items()})
         return replace(base, turns=turns, **kept)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_cost(value: Any) -> bool:
+    # NaN passes (a state may hold it; compute and apply carry it as it is)
+    return isinstance(value, int | float) and not isinstance(value, bool) and not value < 0
+
+
+#: What each changed field must be, with what the message says it expects. Only types
+#: and signs: a diff is applied to states no store has checked (ids, texts and turns
+#: are taken as they are, as ``compute`` takes them), but a value of the wrong kind
+#: would make a state no code reading it expects (an outside time-travel audit).
+_FIELD_KINDS: dict[str, tuple[Any, str]] = {
+    "session_id": (lambda v: isinstance(v, str), "a string"),
+    "user_id": (lambda v: isinstance(v, str), "a string"),
+    "turn_count": (_is_count, "an integer >= 0"),
+    "total_tokens": (_is_count, "an integer >= 0"),
+    "total_cost": (_is_cost, "a number >= 0"),
+    "created_at": (lambda v: isinstance(v, datetime), "a datetime"),
+    "updated_at": (lambda v: isinstance(v, datetime), "a datetime"),
+    "metadata": (lambda v: isinstance(v, dict), "a dict"),
+    "variables": (lambda v: isinstance(v, dict), "a dict"),
+    "active_tools": (lambda v: isinstance(v, list), "a list"),
+    "active_skills": (lambda v: isinstance(v, list), "a list"),
+    "system_prompt": (lambda v: v is None or isinstance(v, str), "a string or None"),
+    "checkpoint_id": (lambda v: v is None or isinstance(v, str), "a string or None"),
+    "parent_session_id": (lambda v: v is None or isinstance(v, str), "a string or None"),
+    "branch_name": (lambda v: v is None or isinstance(v, str), "a string or None"),
+}
+
+
+def _typed(changed: dict[str, Any]) -> dict[str, Any]:
+    """``changed`` with each value of the kind its field holds (``status`` as a
+    :class:`SessionStatus`); a value of another kind refused, naming the field."""
+    typed = dict(changed)
+    for name, value in changed.items():
+        if name == "status":
+            try:
+                typed[name] = SessionStatus(value)
+            except ValueError:
+                raise SessionValidationError(
+                    "diff.fields.status",
+                    f"expected one of {[s.value for s in SessionStatus]}, got {value!r}",
+                ) from None
+            continue
+        kind = _FIELD_KINDS.get(name)
+        if kind is not None and not kind[0](value):
+            raise SessionValidationError(
+                f"diff.fields.{name}", f"expected {kind[1]}, got {value!r:.80}"
+            )
+    return typed
 
 
 def _check_base(base: SessionState, expected: Any) -> None:
