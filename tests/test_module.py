@@ -277,3 +277,32 @@ def test_every_public_name_imports() -> None:
         except (AttributeError, ImportError) as exc:
             missing.append(f"{name}: {exc}")
     assert missing == []
+
+
+async def test_a_config_in_code_names_the_storage_settings_it_leaves_unused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``configure({"session_ttl": 3600})`` beside ``LEX_AI_SESSION__DATABASE_URL``
+    stored in memory without a word (an outside audit). The config in code still wins
+    (SPEC); what it leaves unused is named by field, never by value."""
+    from lexigram.ai.session.di import provider
+
+    warned: list[dict[str, object]] = []
+
+    class Recorder:
+        def warning(self, event: str, **fields: object) -> None:
+            warned.append({"event": event, **fields})
+
+    monkeypatch.setattr(provider, "logger", Recorder())
+    monkeypatch.chdir(tmp_path)
+    secret_url = f"sqlite+aiosqlite:///{tmp_path}/app.db"
+    monkeypatch.setenv("LEX_AI_SESSION__DATABASE_URL", secret_url)
+    async with Application.boot(modules=[SessionModule.configure({"session_ttl": 3600})]):
+        pass
+    unused = [w for w in warned if w["event"] == "ai_session.config_in_code_ignores_layered"]
+    assert len(unused) == 1 and unused[0]["fields"] == ["backend", "database_url"]
+    assert secret_url not in repr(unused)
+    warned.clear()
+    async with Application.boot(modules=[SessionModule.configure()]):
+        pass  # the layered config itself: nothing left unused
+    assert not [w for w in warned if w["event"] == "ai_session.config_in_code_ignores_layered"]

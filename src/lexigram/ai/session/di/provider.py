@@ -121,6 +121,8 @@ class SessionProvider(Provider):
         if not getattr(self, "_config_from_factory", False):
             await _refuse_a_section_that_is_no_mapping(container)
         config = self.session_config
+        if getattr(self, "_config_from_factory", False) and not self._stub:
+            _warn_of_unused_layered_storage(config)
         config.check_environment()
         container.singleton(SessionConfig, config)
         if not config.enabled:
@@ -260,4 +262,40 @@ async def _refuse_a_section_that_is_no_mapping(container: Any) -> None:
     if section is not None and not isinstance(section, Mapping | SessionConfig):
         raise ConfigurationError(
             f"ai_session: must be a mapping, got {type(section).__name__}"
+        )
+
+
+#: The settings that decide where sessions are stored.
+_STORAGE_FIELDS = ("backend", "database_url", "redis_url")
+
+
+def _warn_of_unused_layered_storage(config: SessionConfig) -> None:
+    """Log the storage settings of YAML / environment a config given in code leaves unused.
+
+    A config in code replaces the layered one (SPEC, docs/configuration.md), so a
+    ``LEX_AI_SESSION__DATABASE_URL`` beside ``configure({"session_ttl": 3600})`` was
+    ignored without a word and sessions went to memory (an outside audit). Named by
+    field, never by value (a URL may hold a password).
+    """
+    try:
+        layered = SessionConfig.from_env_profile()
+    except Exception:  # a file or variable the app did not ask to read: not our business
+        return
+    default = SessionConfig()
+    unused = [
+        name
+        for name in _STORAGE_FIELDS
+        if getattr(layered, name) != getattr(default, name)
+        and getattr(layered, name) != getattr(config, name)
+    ]
+    if unused:
+        logger.warning(
+            "ai_session.config_in_code_ignores_layered",
+            fields=unused,
+            backend=config.backend,
+            hint=(
+                "the config given in code replaces application.yaml and LEX_AI_SESSION__* "
+                "variables; set these fields in it too, or build it with "
+                "SessionConfig.from_env_profile() and change what you need"
+            ),
         )
