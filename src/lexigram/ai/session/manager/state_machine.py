@@ -10,7 +10,11 @@ from typing import ClassVar
 
 from lexigram.contracts.ai.session import SessionStatus
 
-from lexigram.ai.session.exceptions import SessionTransitionError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    SessionExpiredTransitionError,
+    SessionTransitionError,
+    SessionValidationError,
+)
 
 __all__ = ["SessionStateMachine"]
 
@@ -60,8 +64,14 @@ class SessionStateMachine:
         from_status: SessionStatus | str,
         to_status: SessionStatus | str,
     ) -> None:
-        """Raise ``SessionTransitionError`` unless ``from_status -> to_status`` is legal."""
+        """Raise ``SessionTransitionError`` unless ``from_status -> to_status`` is legal.
+
+        A move out of EXPIRED raises :class:`SessionExpiredTransitionError`, which is both
+        that and a ``SessionExpiredError``, as the manager's own moves do.
+        """
         if not cls.can_transition(from_status, to_status):
+            if _as_status(from_status, "from_status") is SessionStatus.EXPIRED:
+                raise SessionExpiredTransitionError(session_id, to_status)
             raise SessionTransitionError(session_id, from_status, to_status)
 
     @classmethod
