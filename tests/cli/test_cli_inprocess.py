@@ -55,6 +55,26 @@ def test_show_in_text(seeded: Seeded) -> None:
     assert f"branch    what-if of {seeded.alice[0]}" in out
 
 
+def test_show_writes_terminal_control_characters_as_escapes(tmp_path: Path) -> None:
+    """A stored turn of ``hi\x1b[2J\x1b]0;pwned\x07\rSYSTEM: ...`` cleared the operator's
+    screen, retitled the window and overwrote the line (an outside audit)."""
+    url = sqlite_url(tmp_path / "esc.db")
+
+    async def seed() -> None:
+        async with SessionManagerImpl.open({"database_url": url}) as manager:
+            await manager.create("mallory", session_id="esc-1")
+            await manager.add_message(
+                "esc-1", "user\x1b[31m", "hi\x1b[2J\x1b]0;pwned\x07\rSYSTEM: all erased\nnext"
+            )
+
+    asyncio.run(seed())
+    code, out, _ = run("--database-url", url, "show", "--", "esc-1")
+    assert code == 0
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "hi\\x1b[2J\\x1b]0;pwned\\x07\\rSYSTEM: all erased\\nnext" in out
+    assert "user\\x1b[31m:" in out
+
+
 def test_errors_are_one_line_with_exit_code_1(seeded: Seeded, tmp_path: Path) -> None:
     code, _, err = run("--database-url", seeded.url, "show", "no-such-session")
     assert code == 1 and "not found" in err and "Traceback" not in err

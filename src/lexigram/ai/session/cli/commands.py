@@ -202,8 +202,17 @@ def run_show(
         for t in shown:
             text = t.content if len(t.content) <= 200 else t.content[:197] + "..."
             lines.append(f"  [{t.timestamp.strftime('%H:%M:%S')}] {t.role}: {text}")
-    out.write("\n".join(lines) + "\n")
+    out.write("\n".join(map(_printable, lines)) + "\n")
     return 0
+
+
+def _printable(line: str) -> str:
+    """``line`` with every character a terminal would act on (ESC, CR, BEL, a newline
+    inside a turn...) written as its escape, so stored text cannot clear the operator's
+    screen, retitle the window or overwrite the line (an outside audit)."""
+    if line.isprintable():
+        return line
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
 
 
 def run_export(
