@@ -124,6 +124,7 @@ async def test_token_in_the_url_sets_a_cookie_and_is_removed_from_the_url(
         assert opened.headers["location"] == "/session?id=trip"
         cookie = opened.headers["set-cookie"]
         assert cookie.startswith(f"{TOKEN_COOKIE}=") and "HttpOnly" in cookie
+        assert "path=/;" in cookie.lower() + ";"  # not mounted: the whole site is ours
         assert "samesite=strict" in cookie.lower()
         follow = await http.get("/session", params={"id": "trip"})  # cookie kept by httpx
         assert follow.status_code == 200 and "Plan three days" in follow.text
@@ -323,6 +324,9 @@ async def test_mounted_under_a_prefix_links_stay_under_it(
         opened = await http.get("/explorer/session", params={"id": "trip", "token": TOKEN})
         assert opened.status_code == 303
         assert opened.headers["location"] == "/explorer/session?id=trip"
+        # The token cookie stays under the mount: with Path=/ it went to every route of
+        # the host application (an outside audit).
+        assert "path=/explorer;" in opened.headers["set-cookie"].lower() + ";"
         page = await http.get("/explorer/session", params={"id": "trip"})
         css = await http.get("/explorer/static/explorer.css")
     assert page.status_code == 200

@@ -121,8 +121,11 @@ class AccessGuard:
             if rest:
                 target += "?" + urlencode(rest)
             response = RedirectResponse(target, status_code=303)
+            # Under the mount path only: with "/" the token went with every request to
+            # the host application's other routes, into its logs (an outside audit).
+            cookie_path = root.rstrip("/").replace(";", "") or "/"
             response.set_cookie(
-                TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/"
+                TOKEN_COOKIE, token, httponly=True, samesite="strict", path=cookie_path
             )
             return response
         if any(_same(c, token) for c in _presented(headers)):
