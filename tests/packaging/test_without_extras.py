@@ -125,3 +125,33 @@ def test_an_optional_package_without_its_extra_names_the_extra(
     assert result.returncode == 0, result.stderr[-3000:]
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("ImportError") and f"lexigram-ai-session[{extra}]" in line, line
+
+
+@pytest.mark.parametrize(
+    ("statement", "hint"),
+    [
+        ("from lexigram.ai.session import CacheSessionStore", "lexigram-ai-session[redis]"),
+        ("from lexigram.ai.session.stores.cache import CacheSessionStore",
+         "lexigram-ai-session[redis]"),
+        ("from lexigram.ai.session.stores.encrypted import EncryptedSessionStore",
+         "lexigram-ai-session[crypto]"),
+        ("from lexigram.ai.session.testing import StoreConformanceSuite",
+         "pip install pytest pytest-asyncio"),
+    ],
+)
+def test_a_public_name_without_its_extra_names_the_install(
+    tmp_path: Path, statement: str, hint: str
+) -> None:
+    """They failed with a bare "No module named 'redis'" ('cryptography', 'pytest'),
+    where the Agents adapter and the explorer name their extra (an outside audit)."""
+    code = HIDE.format(names=(*OPTIONAL, "pytest")) + (
+        "try:\n"
+        f"    {statement}\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("ModuleNotFoundError") and hint in line, line
+

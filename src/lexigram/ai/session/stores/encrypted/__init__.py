@@ -30,5 +30,15 @@ if not TYPE_CHECKING:
             raise AttributeError(
                 f"module 'lexigram.ai.session.stores.encrypted' has no attribute {name!r}"
             )
-        module = importlib.import_module("lexigram.ai.session.stores.encrypted.store")
+        try:
+            module = importlib.import_module("lexigram.ai.session.stores.encrypted.store")
+        except ModuleNotFoundError as exc:  # the extra is missing: say which one
+            missing = (exc.name or "").partition(".")[0]
+            if missing not in ("cryptography", "pybase64"):
+                raise
+            raise ModuleNotFoundError(
+                f"{name} needs {missing!r}, which is not installed: "
+                "pip install 'lexigram-ai-session[crypto]'",
+                name=exc.name,
+            ) from exc
         return getattr(module, name)
