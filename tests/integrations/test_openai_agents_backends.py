@@ -527,3 +527,27 @@ async def test_control_characters_and_big_numbers_survive(make_manager: MakeMana
     await adapter.add_items(items)
     other = await make_manager()
     assert await OpenAIAgentsSession(other, adapter.session_id).get_items() == items
+
+
+async def test_an_item_too_large_for_the_server_is_named_by_item() -> None:
+    """MariaDB refuses a value larger than its max_allowed_packet naming the stored turn:
+    the adapter passed ``turns[1]`` on to the SDK user, who gave ``items`` (an outside
+    audit)."""
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+    from tests.services import MARIADB_URL, require_mariadb
+
+    require_mariadb()
+    prefix = f"lxagents_{uuid.uuid4().hex[:8]}_"
+    store = DatabaseSessionStore(MARIADB_URL, table_prefix=prefix)
+    await store.initialize()
+    try:
+        adapter = OpenAIAgentsSession(SessionManagerImpl(store), "big-conv")
+        big = {"type": "function_call_output", "call_id": "c1", "output": "x" * 9_000_000}
+        with pytest.raises(SessionValidationError) as info:
+            await adapter.add_items([{"role": "user", "content": "hi"}, big])
+        assert info.value.field == "items[1]", info.value.field
+        assert await adapter.get_items() == []
+    finally:
+        await store.close()
+        await drop_schema(MARIADB_URL, table_prefix=prefix)

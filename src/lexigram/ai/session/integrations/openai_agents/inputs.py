@@ -32,14 +32,20 @@ def coerce_settings(value: Any) -> SessionSettings:
 
 
 _ITEM_FIELD = re.compile(rf"turns\[(\d+)\]\.metadata\.{ITEM_KEY}(.*)", re.DOTALL)
+#: A refusal of the whole stored turn (MariaDB's size check names ``turns[i]``) or of its
+#: text (made from the item): the caller's ``items[i]``.
+_WHOLE_TURN = re.compile(r"turns\[(\d+)\](?:\.content)?")
 
 
 def item_error(exc: SessionValidationError) -> SessionValidationError | None:
     """The manager's refusal of a stored item, renamed to the caller's ``items[i]...``."""
     match = _ITEM_FIELD.fullmatch(exc.field)
-    if match is None:
-        return None
-    return SessionValidationError(f"items[{match.group(1)}]{match.group(2)}", exc.problem)
+    if match is not None:
+        return SessionValidationError(f"items[{match.group(1)}]{match.group(2)}", exc.problem)
+    whole = _WHOLE_TURN.fullmatch(exc.field)
+    if whole is not None:
+        return SessionValidationError(f"items[{whole.group(1)}]", exc.problem)
+    return None
 
 
 def check_limit(limit: Any) -> int | None:
