@@ -182,6 +182,25 @@ async def test_a_lost_append_reply_then_no_connection_is_outcome_unknown(
     assert await _ids(pair.direct, state.session_id) == ids + [t.turn_id for t in mine]
 
 
+async def test_a_lost_append_reply_whose_replay_read_fails_is_outcome_unknown(
+    pair: Pair,
+) -> None:
+    """The re-send ran into its own stored turn, then reading the outcome failed."""
+    state, ids = await _session(pair.direct)
+    mine = turn(30)
+    header_read = f"ordinal FROM {pair.direct.table_prefix}sessions WHERE session_id".encode()
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=mine.turn_id.encode())
+    for _ in range(30):  # every attempt of the replay read is cut before it is sent
+        pair.proxy.cut_before_request(match=header_read)
+    with pytest.raises(WriteOutcomeUnknownError) as info:
+        await pair.proxied.append_turns(state.session_id, [mine])
+    assert "may or may not have been applied" in str(info.value)
+    assert pair.proxy.replies_dropped == 1 and pair.proxy.cuts >= 1
+    pair.proxy.reset()
+    assert await _ids(pair.direct, state.session_id) == [*ids, mine.turn_id]
+
+
 async def test_a_connect_failure_alone_is_still_plain_unavailable(pair: Pair) -> None:
     """Nothing was sent (no connection could be opened): plain ``StoreUnavailableError``."""
     state, ids = await _session(pair.direct)

@@ -516,9 +516,14 @@ class DatabaseSessionStore(SessionStore):
             raise
         except Conflict as exc:
             if was_resent():  # our own lost-reply re-send found its first commit
-                replayed = await self._read(
-                    trn.find_replay, session_id, rows, max_turns, snapshot=True
-                )
+                try:
+                    replayed = await self._read(
+                        trn.find_replay, session_id, rows, max_turns, snapshot=True
+                    )
+                except StoreUnavailableError as lost:
+                    # The turns are stored (the re-send ran into them): never "cannot
+                    # connect", which says nothing was applied.
+                    raise self._runner.outcome_unknown(lost, "read") from lost
                 if replayed is not None:
                     return replayed
             ids = [t.turn_id for t in batch]
