@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUnknownError
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
@@ -245,6 +246,43 @@ async def test_a_delete_re_sent_after_a_rollback_still_deletes(pair: Pair) -> No
     await pair.proxied.delete(state.session_id)
     assert pair.proxy.cuts == 1
     assert await pair.direct.load_record(state.session_id) is None
+
+
+async def test_a_quarantine_re_sent_after_a_lost_reply_spares_the_session_created_again(
+    pair: Pair,
+) -> None:
+    state, _ = await _session(pair.direct, turns=1)
+
+    async def created_again() -> None:  # deleted by an operator, the id used again
+        await pair.direct.delete(state.session_id)
+        await pair.direct.create_session(replace_id(state))
+
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT, before_close=created_again)
+    await pair.proxied.quarantine(state.session_id)
+    assert pair.proxy.replies_dropped == 1
+    record = await pair.direct.load_record(state.session_id)  # healthy, not quarantined
+    assert record is not None and record.state.status == SessionStatus.ACTIVE
+    assert record.state.created_at == T0 + timedelta(seconds=30)
+
+
+async def test_a_quarantine_whose_reply_is_lost_is_applied(pair: Pair) -> None:
+    state, _ = await _session(pair.direct, turns=1)
+    await pair.proxied.ping()
+    pair.proxy.drop_next_reply(match=COMMIT)
+    await pair.proxied.quarantine(state.session_id)
+    assert pair.proxy.replies_dropped == 1
+    async with pair.direct.engine.connect() as conn:
+        status = (
+            await conn.execute(
+                text(
+                    f"SELECT status FROM {pair.direct.table_prefix}sessions "
+                    "WHERE session_id = :s"
+                ),
+                {"s": state.session_id},
+            )
+        ).scalar()
+    assert status == "quarantined:active"
 
 
 def replace_id(state: SessionState) -> SessionState:

@@ -547,8 +547,25 @@ async def mark_expired_batch(
     return outcome
 
 
-async def quarantine(tx: Tx, ctx: Ctx, session_id: str) -> None:
-    """Move an undecodable record out of the sweeper's indexes (no decoding)."""
+async def quarantine(
+    tx: Tx, ctx: Ctx, session_id: str, target: list[int | None] | None = None
+) -> None:
+    """Move an undecodable record out of the sweeper's indexes (no decoding).
+
+    ``target`` (PostgreSQL, MariaDB, where a lost reply is re-sent): as for
+    :func:`delete_session`, the first attempt records the ``ordinal`` of the row it
+    locked, and a re-send quarantines that row only, never a session created again
+    under the id meanwhile.
+    """
+    if target is not None:
+        row = await tx.one(ctx.q.sessions.ordinal_lock, {"sid": session_id})
+        ordinal = None if row is None else row[0]
+        if not target:
+            target.append(ordinal)
+        elif target[0] != ordinal:
+            return
+        if ordinal is None:
+            return
     await tx.run(ctx.q.sessions.quarantine, {"sid": session_id})
 
 
@@ -759,6 +776,10 @@ class SessionStatements:
         )
         # A record that cannot be decoded leaves every index of the sweeper (and the
         # per-user count): its status gets a ``quarantined:`` prefix, kept for an operator.
+        self.ordinal_lock = (
+            f"SELECT ordinal FROM {s} WHERE session_id = :sid"
+            + ("" if dialect == "sqlite" else " FOR UPDATE")
+        )
         self.quarantine = (
             f"UPDATE {s} SET status = 'quarantined:' || status, expires_at = NULL "
             f"WHERE session_id = :sid AND status IN ('active', 'suspended', 'closed', 'expired')"

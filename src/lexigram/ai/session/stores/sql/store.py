@@ -666,8 +666,11 @@ class DatabaseSessionStore(SessionStore):
         the per-user count meets it again; reads keep raising ``CorruptRecordError``
         and listings report it in ``damaged``. ``delete`` removes it. Idempotent.
         """
+        # Re-sent after a lost reply (not on SQLite), it takes only the row its first
+        # attempt found (see ses.quarantine).
+        target: list[int | None] | None = None if self.dialect == "sqlite" else []
         await self._write(
-            ses.quarantine, checked_id(session_id, "session_id"), retry_safe=True
+            ses.quarantine, checked_id(session_id, "session_id"), target, retry_safe=True
         )
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
