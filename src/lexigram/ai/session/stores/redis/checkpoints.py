@@ -24,7 +24,7 @@ from lexigram.ai.session.exceptions import (
 )
 from lexigram.ai.session.stores import codec
 from lexigram.ai.session.stores._common import refuse_taken_checkpoint
-from lexigram.ai.session.stores.redis.core import RedisCore, new_op
+from lexigram.ai.session.stores.redis.core import RedisCore, applied, new_op
 from lexigram.ai.session.stores.redis.wire import (
     decode_header,
     encode_header,
@@ -228,7 +228,10 @@ class CheckpointOps:
                 [("delete", (self._core.keys.checkpoint(p),)) for p in pruned]
             )
         del now
-        return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
+        try:
+            return self._checkpoint(reply["d"], turns, checkpoint_id), pruned
+        except CorruptRecordError as exc:
+            raise applied(exc, "checkpoint") from None
 
     async def _claim(self, index_key: str, session_id: str, checkpoint_id: str) -> str | None:
         """Claim ``checkpoint_id`` for ``session_id`` (``SET NX``); the session holding it
@@ -304,5 +307,5 @@ class CheckpointOps:
             if reply["e"] == "CPNF":
                 raise CheckpointNotFoundError(checkpoint_id)
             self._core.refuse(reply, owner)
-        record = self._core.record(reply["h"], owner, now)
+        record = self._core.written(reply["h"], owner, now, "restore")
         return replace(record.state, turns=self._core.turns(turns, owner))

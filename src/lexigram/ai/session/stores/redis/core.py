@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_PURGE_AFTER_S",
     "KEY_EXPIRY_MARGIN_S",
     "RedisCore",
+    "applied",
     "check_options",
     "new_op",
     "record_name",
@@ -143,6 +144,19 @@ def wrong_type_is_damage(session_id: str) -> Iterator[None]:
                 record_name(session_id), "a key of the session has the wrong Redis type"
             ) from None
         raise
+
+
+#: How a write script's reply starts when the write was applied (a header, a checkpoint).
+_APPLIED_REPLIES = (b'{"h":', b'{"d":')
+
+
+def applied(exc: CorruptRecordError, what: str) -> CorruptRecordError:
+    """``exc`` (found in the reply of a write that was applied), saying so."""
+    note = (
+        f"the {what} was stored before this was found: it is applied, do not send it "
+        "again; repair or delete the session (quarantine takes it out of the sweep)"
+    )
+    return CorruptRecordError(exc.record, f"{exc.problem} ({note})", hint=note)
 
 
 def _bulk_turns(items: Sequence[Any]) -> list[SessionTurn] | None:
@@ -304,7 +318,7 @@ class RedisCore:
         A reply that is not valid JSON means stored bytes are damaged (the reply
         embeds them): :class:`CorruptRecordError` naming the session.
         """
-        reply = self.meta(await self.raw(name, session_id, args, op=op), session_id)
+        reply = self.meta(await self.raw(name, session_id, args, op=op), session_id, name)
         if type(reply) is dict and "nd" in reply:
             await self._index_new_deadline(session_id, reply)
         return reply
@@ -346,7 +360,7 @@ class RedisCore:
         """Run a script that may answer ``{meta, turn, turn, ...}``: (meta, raw turns)."""
         reply = await self.raw(name, session_id, args, op=op)
         meta, turns = (reply[0], reply[1:]) if isinstance(reply, list) else (reply, [])
-        data = self.meta(meta, session_id)
+        data = self.meta(meta, session_id, name)
         if type(data) is dict and "nd" in data:  # a restore may give the first deadline
             await self._index_new_deadline(session_id, data)
         return data, turns
@@ -356,19 +370,40 @@ class RedisCore:
         """The record of a stored header (``CorruptRecordError`` naming the session)."""
         return header_record(data, record=record_name(session_id), now=now)
 
+    def written(self, data: Any, session_id: str, now: datetime, what: str) -> SessionRecord:
+        """The record of the header a write script answered after applying ``what``.
+
+        The scripts refuse a header they can see is damaged before writing
+        (``header_check.lua``); what only the decoder finds (bytes that are not UTF-8,
+        JSON that Lua's decoder takes and orjson does not) is found after the write:
+        the error then says that it was applied.
+        """
+        try:
+            return self.record(data, session_id, now)
+        except CorruptRecordError as exc:
+            raise applied(exc, what) from None
+
     @staticmethod
-    def meta(raw: Any, session_id: str) -> Any:
+    def meta(raw: Any, session_id: str, name: str | None = None) -> Any:
         """A script's JSON reply document, decoded.
 
         A reply that is not valid JSON means stored bytes are damaged (the reply
-        embeds them): :class:`CorruptRecordError` naming the session.
+        embeds them): :class:`CorruptRecordError` naming the session, saying that the
+        write was applied when the reply of write script ``name`` is its success reply.
         """
         try:
             return orjson.loads(raw)
         except (orjson.JSONDecodeError, TypeError) as exc:
-            raise CorruptRecordError(
+            error = CorruptRecordError(
                 record_name(session_id), f"stored data is not valid JSON/UTF-8: {exc}"
-            ) from exc
+            )
+            if (
+                name in WRITE_SCRIPTS
+                and isinstance(raw, bytes)
+                and raw.startswith(_APPLIED_REPLIES)
+            ):
+                error = applied(error, name or "write")
+            raise error from exc
 
     @staticmethod
     def turns(items: Sequence[Any], session_id: str) -> list[SessionTurn]:
@@ -415,6 +450,10 @@ class RedisCore:
         if code == "CORRUPT":
             raise CorruptRecordError(
                 record_name(session_id), f"field {reply.get('a')}: {reply.get('b')!r}"
+            )
+        if code == "CPBAD":  # a damaged checkpoint, named as the SQL stores name it
+            raise CorruptRecordError(
+                f"checkpoint {reply.get('c')!r}", f"field {reply.get('a')}: {reply.get('b')}"
             )
         raise SessionStoreError(f"unexpected reply for session {session_id!r}: {reply!r}")
 

@@ -223,14 +223,16 @@ class Indexes:
         )
         return bool(added)
 
-    async def quarantine(self, session_id: str) -> None:
-        """Take a session out of the sweeper's indexes (its header cannot be decoded)."""
-        await self.pipe(
-            [
-                ("zrem", (self._keys.deadlines, session_id)),
-                ("zrem", (self._keys.ended, session_id)),
-            ]
-        )
+    async def quarantine(self, session_id: str, user_id: str | None) -> None:
+        """Take a session out of the sweeper's indexes and its user's live set (its
+        header cannot be decoded; its user's listing names it as damaged)."""
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("zrem", (self._keys.deadlines, session_id)),
+            ("zrem", (self._keys.ended, session_id)),
+        ]
+        if user_id is not None:
+            commands.append(("zrem", (self._keys.user_live(user_id), session_id)))
+        await self.pipe(commands)
 
     async def drop_deadline(self, session_id: str) -> None:
         """Forget a deadline entry this store added (the create it belonged to failed)."""

@@ -53,8 +53,11 @@ def lua_source(name: str) -> str:
 _lua = lua_source
 
 
+#: The header checks a write makes before writing (shared with ``append``).
+HEADER_CHECK = _lua("header_check")
+
 #: What every session script starts with: its keys and clock, header checks and writes.
-SESSION_BASE = _lua("session_base")
+SESSION_BASE = HEADER_CHECK + _lua("session_base")
 
 #: The whole shared prelude: the base, then lists, seq ranges, checkpoints, archive.
 SESSION_PRELUDE = SESSION_BASE + _lua("session_prelude")
@@ -136,6 +139,10 @@ _PURGE = _lua("purge")
 # ARGV: now. Store EXPIRED when the session is still stored live and past its deadline.
 _MARK_EXPIRED = _lua("mark_expired")
 
+# ARGV: now. Mark an undecodable session 'quarantined:<status>' (writes refuse it);
+# answers its user id. Idempotent, so not once-per-operation.
+_QUARANTINE = _lua("quarantine")
+
 # User slot. KEYS: sessions zset, live zset, ordinal counter.
 # ARGV: wall µs, session id, cap|'', live ('1'|'0'). Reserve a place for a new session.
 # KEYS[4], when given, records the ordinal of this operation (a re-sent reserve
@@ -177,6 +184,7 @@ _SESSION_SCRIPTS = {
     "delete": _DELETE,
     "purge": _PURGE,
     "mark_expired": _MARK_EXPIRED,
+    "quarantine": _QUARANTINE,
 }
 
 #: Scripts that write: run once per operation id (see ``_OP_EPILOGUE``).
@@ -243,7 +251,7 @@ def _batch_script(name: str) -> str:
 #: Every script's full source by name (session scripts carry the shared prelude).
 SCRIPTS: dict[str, str] = {
     **{name: _session_script(name, body) for name, body in _SESSION_SCRIPTS.items()},
-    "append": _OP_TTL + _APPEND,
+    "append": _OP_TTL + HEADER_CHECK + _APPEND,
     **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
     "index_batch": _lua("index_batch"),
     "user_gc": _lua("user_gc"),

@@ -561,7 +561,7 @@ class CacheSessionStore(SessionStore):
                 new_totals(int(reply["a"]), float(reply["b"]), batch)
                 raise SessionValidationError("total_tokens", "past the limits of the totals")
             self._core.refuse(reply, session_id)
-        record = self._core.record(reply["h"], session_id, now)
+        record = self._core.written(reply["h"], session_id, now, "append")
         closed = bool(reply["c"])
         if closed:
             await self._core.index.ended(session_id, record.state.user_id, now_us)
@@ -589,7 +589,7 @@ class CacheSessionStore(SessionStore):
         )
         if "e" in reply:
             self._core.refuse(reply, session_id)
-        return self._core.record(reply["h"], session_id, now)
+        return self._core.written(reply["h"], session_id, now, "update")
 
     async def transition(
         self,
@@ -610,7 +610,7 @@ class CacheSessionStore(SessionStore):
         )
         if "e" in reply:
             self._core.refuse(reply, session_id)
-        record = self._core.record(reply["h"], session_id, now)
+        record = self._core.written(reply["h"], session_id, now, "transition")
         if target in _ENDED:
             await self._core.index.ended(session_id, record.state.user_id, now_us)
         elif _ENDED.intersection(map(SessionStatus, allowed_from)):
@@ -852,7 +852,7 @@ class CacheSessionStore(SessionStore):
                 state.user_id, sid, cap=cap, live=live, now_us=now_us, op=op
             )
         if ordinal is None:
-            raise SessionValidationError("session_id", f"session {sid!r} already exists")
+            raise await self._id_held(state.user_id, sid, now_us)
         k = len(pairs) // 2
         header = self._header_json(state, last_seq=k, fork_seq=fork_seq, ordinal=ordinal)
         deadline = self.deadline_for(state.updated_at) if live else None
@@ -896,6 +896,34 @@ class CacheSessionStore(SessionStore):
             return False
         await core.index.release(user_id, session_id)
         return True
+
+    async def _id_held(self, user_id: str, session_id: str, now_us: int) -> SessionValidationError:
+        """Why a create of ``session_id`` for ``user_id`` found it in the user's index.
+
+        A stored session (or a tombstone in force) "already exists". Otherwise nothing
+        is stored under the id (``id_taken`` says False) and only the index entry holds
+        it: a create of it in progress, or a create or delete whose process died or lost
+        its connection between its two steps. The error says so, and when it is freed
+        (an outside audit was told "purged recently … at least one hour" instead).
+        """
+        core = self._core
+        if await core.exists(session_id, now_us):
+            return SessionValidationError("session_id", f"session {session_id!r} already exists")
+        reserved = dict(await core.index.live_members(user_id)).get(session_id)
+        if reserved is not None:
+            left_s = max((reserved + DEAD_FORK_US - wall_us()) // 1_000_000, 1)
+            freed = f"the entry is dropped by the first create of it after {left_s} s"
+        else:
+            freed = (
+                "the entry stays until removed "
+                f"(ZREM {core.keys.user_sessions(user_id)} {session_id})"
+            )
+        return SessionValidationError(
+            "session_id",
+            f"session {session_id!r} is not stored, but user {user_id!r}'s index still "
+            "holds its id: a create of it is in progress, or a create or delete of it "
+            f"stopped between its two steps (its process died or lost Redis); {freed}",
+        )
 
     async def _undo_insert(self, user_id: str, session_id: str, deadline_added: bool) -> None:
         """Release a reservation (and the deadline entry) of a create that was refused."""

@@ -161,8 +161,23 @@ class SweepOps:
         return data
 
     async def quarantine(self, session_id: str) -> None:
-        """Remove the id from the deadline and purge indexes, reading nothing of the session."""
-        await self._core.index.quarantine(session_id)
+        """Mark the session ``quarantined:<status>`` and take it out of every index.
+
+        As on the SQL stores: every write then refuses it (``CorruptRecordError`` naming
+        the status) before writing, reads keep raising, and it leaves the deadline and
+        purge indexes and the user's live set (the per-user cap). Only the status and
+        user fields are read (a header that is not a hash is only taken out of the
+        indexes). Idempotent.
+        """
+        _, now_us = self._core.clock()
+        user = await self._core.raw("quarantine", session_id, [now_us])
+        user_id: str | None = None
+        if isinstance(user, bytes):
+            try:
+                user_id = user.decode()
+            except UnicodeDecodeError:
+                user_id = None  # no user's key can be named by it
+        await self._core.index.quarantine(session_id, user_id or None)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_us(older_than)

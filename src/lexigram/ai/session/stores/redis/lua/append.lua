@@ -52,8 +52,30 @@ if not (live or h.s == 'closed' or h.s == 'expired') then
 end
 local n, tt, tc = tonumber(h.n), tonumber(h.tt), tonumber(h.tc)
 if not (n and tt and tc) then return refuse('CORRUPT', 'counters', '') end
+-- A field the store's decoder rejects refuses the append before it writes (the other
+-- writes call header_damage, header_check.lua): the numbers this script parses anyway
+-- and a look at the ends of the JSON fields, well under a microsecond; damage only a
+-- decoder finds ('{bad}', bytes that are not UTF-8) is found in the reply, after the
+-- write, and the store's error says that the append was applied.
+local ua_n, ex_n, ca_n = tonumber(h.ua), h.ex and tonumber(h.ex), tonumber(h.ca)
+local bad
+if h.id == nil or h.id == '' then bad = 'session_id'
+elseif h.u == nil or h.u == '' then bad = 'user_id'
+elseif not ca_n or ca_n < 0 or ca_n % 1 ~= 0 or ca_n >= HC_MAX_US then bad = 'created_at'
+elseif not ua_n or ua_n < 0 or ua_n % 1 ~= 0 or ua_n >= HC_MAX_US then bad = 'updated_at'
+elseif tt < 0 or tt % 1 ~= 0 then bad = 'total_tokens'
+elseif n < 0 or n % 1 ~= 0 then bad = 'turn_count'
+elseif h.ex and (not ex_n or ex_n < 0 or ex_n % 1 ~= 0 or ex_n >= HC_MAX_US) then
+  bad = 'expires_at'
+elseif tc ~= tc or tc >= math.huge or tc <= -math.huge then bad = 'total_cost'
+end
+if bad then return refuse('CORRUPT', bad, 'not a number the store can read') end
+local why = hc_json(h.m, '{}', 123, 125) if why then return refuse('CORRUPT', 'metadata', why) end
+why = hc_json(h.ta, '[]', 91, 93) if why then return refuse('CORRUPT', 'active_tools', why) end
+why = hc_json(h.sk, '[]', 91, 93) if why then return refuse('CORRUPT', 'active_skills', why) end
+why = hc_json(h.v, '{}', 123, 125) if why then return refuse('CORRUPT', 'variables', why) end
 local st = h.s
-if live and h.ex and tonumber(h.ex) <= NOW then st = 'expired' end
+if live and h.ex and ex_n <= NOW then st = 'expired' end
 local k = tonumber(ARGV[4])
 local cap = nil
 if ARGV[3] ~= '' then
@@ -87,8 +109,7 @@ local count = n + k
 local last = fmt('%d', ls + k)
 -- updated_at is "now", but never before the stored one
 local ua = NOW_S
-local u = tonumber(h.ua)
-if u and u > NOW then ua = h.ua end
+if ua_n > NOW then ua = h.ua end
 local upd = {'n', fmt('%d', count), 'tt', fmt('%d', tokens), 'tc', fmt('%.17g', cost), 'ua', ua,
              'ls', last}
 if ARGV[7] ~= '' then
@@ -114,7 +135,7 @@ local nd = false
 if not closed and deadline ~= '' then
   nd = not h.ex
   -- nor the deadline
-  if h.ex and tonumber(h.ex) > tonumber(deadline) then deadline = h.ex end
+  if h.ex and ex_n > tonumber(deadline) then deadline = h.ex end
   upd[#upd + 1] = 'ex'
   upd[#upd + 1] = deadline
 elseif h.ex then

@@ -33,7 +33,7 @@ if ARGV[4] ~= '' then
         local raw = redis.call('HGET', KD, id)
         if raw then
           local ok, data = pcall(cjson.decode, raw)
-          if not ok or type(data) ~= 'table' then return fail('CORRUPT', 'checkpoint', id) end
+          if not ok or type(data) ~= 'table' then return cp_bad(id, 'document', 'invalid JSON') end
           ca = tonumber(data.ca) or 0
         else
           ca = -math.huge  -- a listing entry without its record: first to go

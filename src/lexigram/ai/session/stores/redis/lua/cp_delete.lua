@@ -1,7 +1,9 @@
 
 local raw = redis.call('HGET', KD, ARGV[2])
 if not raw then return '{"ok":false}' end
-local data = cjson.decode(raw)
+-- a damaged document is deleted too (its parent is then unknown)
+local ok, data = pcall(cjson.decode, raw)
+if not ok or type(data) ~= 'table' then data = {} end
 redis.call('ZREM', KC, ARGV[2])
 redis.call('HDEL', KD, ARGV[2])
 redis.call('HDEL', KK, ARGV[2])

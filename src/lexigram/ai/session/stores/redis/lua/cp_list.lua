@@ -5,8 +5,8 @@ local entries = {}
 for j = 1, #flat, 2 do
   local raw = redis.call('HGET', KD, flat[j])
   if raw then
-    local ok, data = pcall(cjson.decode, raw)
-    if not ok or type(data) ~= 'table' then return fail('CORRUPT', 'checkpoint', flat[j]) end
+    local data, refused = cp_doc(flat[j], raw)
+    if not data then return refused end
     entries[#entries + 1] = {flat[j], raw, tonumber(data.ca) or 0, tonumber(flat[j + 1]), data}
   end
 end
@@ -22,7 +22,7 @@ for _, e in ipairs(entries) do
   if ARGV[2] == '1' then
     lm = lm or live_map()
     local t, bad = checkpoint_turns(cpid, e[5], lm)
-    if not t then return fail('CORRUPT', 'turn log', int(bad)) end
+    if not t then return bad end
     turns = t
   end
   parts[#parts + 1] = '{"i":' .. cjson.encode(cpid) .. ',"d":' .. raw .. '}'

@@ -6,12 +6,16 @@ local h, err = header()
 if not h then return err end
 local st, err2 = writable(h)
 if not st then return err2 end
-local data = cjson.decode(raw)
+local data, refused = cp_doc(cpid, raw)
+if not data then return refused end
+-- the fields restored from the checkpoint's header are checked as the session's are
+local bad, why = header_damage(data.h)
+if bad then return cp_bad(cpid, bad, why) end
 local cseqs, cjsons = live_turns()
 local lm = {}
 for j, s in ipairs(cseqs) do lm[s] = cjsons[j] end
 local jsons, seqs = checkpoint_turns(cpid, data, lm)
-if not jsons then return fail('CORRUPT', 'turn log', int(seqs)) end
+if not jsons then return seqs end
 local ls = tonumber(h.ls or '0') or 0
 local from_archive = {}
 if seqs then
@@ -32,7 +36,7 @@ end
 retire(gone_s, gone_j, coverage())
 if #from_archive > 0 then push_all('HDEL', KA, from_archive) end
 write_live(seqs, jsons, ids)
-local src = data.h or {}
+local src = data.h
 local upd = {'s', 'active', 'cp', cpid, 'n', int(#jsons), 'ua', stamp(h), 'ls', int(ls)}
 for _, f in ipairs({'m', 'ta', 'sk', 'v', 'tt', 'tc'}) do
   if src[f] then upd[#upd + 1] = f; upd[#upd + 1] = src[f] end

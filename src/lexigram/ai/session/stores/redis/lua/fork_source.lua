@@ -23,11 +23,13 @@ local point, turns = h, nil
 if ARGV[4] ~= '' then
   local raw = redis.call('HGET', KD, ARGV[4])
   if not raw then return fail('CPNF') end
-  local data = cjson.decode(raw)
-  point = data.h or {}
-  local bad
+  local data, refused = cp_doc(ARGV[4], raw)
+  if not data then return refused end
+  point = data.h
+  local bad, why = header_damage(point)
+  if bad then return cp_bad(ARGV[4], bad, why) end
   turns, bad = checkpoint_turns(ARGV[4], data, live_map())
-  if not turns then return fail('CORRUPT', 'turn log', int(bad)) end
+  if not turns then return bad end
 else
   turns = redis.call('LRANGE', KT, 0, -1)
 end

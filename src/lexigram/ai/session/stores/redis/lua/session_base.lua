@@ -59,6 +59,10 @@ local function header()
   if not (tonumber(h.n) and tonumber(h.tt) and tonumber(h.tc)) then
     return nil, fail('CORRUPT', 'counters', '')
   end
+  -- every script reading the header this way writes: a field the store could not
+  -- decode refuses the write before anything is written (header_check.lua)
+  local bad, why = header_damage(h)
+  if bad then return nil, fail('CORRUPT', bad, why) end
   return h
 end
 

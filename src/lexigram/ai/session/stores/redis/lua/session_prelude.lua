@@ -160,16 +160,50 @@ local function write_live(seqs, jsons, ids)
   hset_pairs(KI, ids)
 end
 
--- the turns a checkpoint names, with their seqs (nil seqs for inline turns);
--- returns nil, bad_seq when a named turn is missing from the log
+-- a refusal naming a damaged checkpoint (the store raises CorruptRecordError for
+-- "checkpoint '<id>'" and the field, as the SQL stores do)
+local function cp_bad(cpid, field, problem)
+  FAILED = true
+  return cjson.encode({e = 'CPBAD', a = field, b = problem, c = cpid})
+end
+
+-- a checkpoint's stored document decoded, with its header; nil and the refusal when
+-- either is damaged (never a Lua error: cjson.decode is called under pcall)
+local function cp_doc(cpid, raw)
+  local ok, data = pcall(cjson.decode, raw)
+  if not ok or type(data) ~= 'table' then
+    return nil, cp_bad(cpid, 'document', 'invalid JSON')
+  end
+  if type(data.h) ~= 'table' then return nil, cp_bad(cpid, 'header', 'missing') end
+  return data
+end
+
+-- the turns a checkpoint names, with their seqs (nil seqs for inline turns); nil and
+-- the refusal when its seq ranges are damaged or a named turn is missing from the log
 local function checkpoint_turns(cpid, data, live_map)
   local text = redis.call('HGET', KK, cpid)
-  if not text then return data.it or {}, nil end
-  local seqs = expand(parse_ranges(text))
+  if not text then
+    if data.it ~= nil and type(data.it) ~= 'table' then
+      return nil, cp_bad(cpid, 'turns', 'expected a list')
+    end
+    return data.it or {}, nil
+  end
+  -- "first:last,first:last" (empty for a checkpoint of no turns), ascending, each
+  -- first <= last: anything else is damage (a damaged text used to read as no turns,
+  -- and restore emptied the session)
+  local rs = parse_ranges(text)
+  local ok = text == ranges_text(rs)
+  for j, r in ipairs(rs) do
+    if r[1] < 1 or r[1] > r[2] or (j > 1 and r[1] <= rs[j - 1][2]) then ok = false end
+  end
+  if not ok then
+    return nil, cp_bad(cpid, 'ranges', 'expected ascending first:last,...')
+  end
+  local seqs = expand(rs)
   local out = {}
   for j, s in ipairs(seqs) do
     local js = live_map[s] or redis.call('HGET', KA, int(s))
-    if not js then return nil, s end
+    if not js then return nil, fail('CORRUPT', 'turn log', int(s)) end
     out[j] = js
   end
   return out, seqs
