@@ -527,6 +527,30 @@ def utc_instant(stamp: datetime) -> datetime:
     return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
 
 
+#: The earliest header time every backend stores (Redis keeps microseconds since 1970).
+EARLIEST_HEADER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _header_time(stamp: datetime, field: str) -> datetime:
+    """A session header's time in UTC, within what every backend stores.
+
+    Redis accepted a ``save`` of a header stamped 1969 and then could not read it back
+    (a negative count of microseconds); a time past year 9999 in UTC raised a bare
+    ``OverflowError`` (both found by an outside audit).
+    """
+    try:
+        instant = utc_instant(stamp)
+    except OverflowError:
+        end = "past year 9999" if stamp.year > 1970 else "before year 1"
+        raise _fail(field, f"{stamp.isoformat()} is {end} in UTC") from None
+    if instant < EARLIEST_HEADER_TIME:
+        raise _fail(
+            field, f"{stamp.isoformat()} is before 1970-01-01T00:00:00Z, which not every "
+            "backend stores"
+        )
+    return instant
+
+
 def check_turn(turn: Any, field: str = "turn") -> SessionTurn:
     """``turn`` when every field can be stored; a naive timestamp is taken as UTC.
 
@@ -685,7 +709,8 @@ def check_state(state: Any, field: str = "state") -> SessionState:
     for name in ("created_at", "updated_at"):
         if not isinstance(getattr(state, name), datetime):
             raise _fail(f"{p}{name}", "expected a datetime")
-    created, updated = utc_instant(state.created_at), utc_instant(state.updated_at)
+    created = _header_time(state.created_at, f"{p}created_at")
+    updated = _header_time(state.updated_at, f"{p}updated_at")
     check_tokens(state.total_tokens, f"{p}total_tokens")
     check_cost(state.total_cost, f"{p}total_cost")
     count = state.turn_count

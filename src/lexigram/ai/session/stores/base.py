@@ -316,10 +316,21 @@ class SessionStore(abc.ABC):
         return utc_instant(self.clock())
 
     def deadline_for(self, updated_at: datetime) -> datetime | None:
-        """``updated_at + session_ttl``, or None when sessions do not expire."""
+        """``updated_at + session_ttl``, or None when sessions do not expire.
+
+        A deadline past year 9999 (a whole state saved with such an ``updated_at``) is
+        refused naming ``state.updated_at`` (it raised a bare ``OverflowError``).
+        """
         if self.session_ttl <= 0:
             return None
-        return updated_at + timedelta(seconds=self.session_ttl)
+        try:
+            return updated_at + timedelta(seconds=self.session_ttl)
+        except OverflowError:
+            raise SessionValidationError(
+                "state.updated_at",
+                f"{updated_at.isoformat()} with session_ttl={self.session_ttl} gives a "
+                "deadline past year 9999, which no backend stores",
+            ) from None
 
     @staticmethod
     def is_past(expires_at: datetime | None, now: datetime) -> bool:
