@@ -318,3 +318,31 @@ async def test_a_turn_stamped_with_another_offset_is_shown_in_utc() -> None:
         page = (await http.get("/session", params={"id": sid})).text
     assert "2026-01-01 06:30:00" in page and "2026-01-01 12:00:00" not in page
     assert 'datetime="2026-01-01T12:00:00+05:30"' in page
+
+
+async def test_huge_header_and_checkpoint_blocks_are_cut_on_the_page() -> None:
+    """A 1 MB system prompt, variables and metadata with ten 100 KB checkpoints made a
+    34 MB session page: only the transcript was cut (an outside audit)."""
+    from lexigram.ai.session import InMemorySessionStore
+    from lexigram.ai.session.explorer.pages.format import SHOWN_CHARS
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from tests.explorer.seed import CONFIG
+
+    store = InMemorySessionStore()
+    manager = SessionManagerImpl(store, CONFIG)
+    big = "y" * (10 * SHOWN_CHARS)
+    sid = (await manager.create(
+        "u", {"blob": big + "META-END"}, variables={"blob": big}, system_prompt=big + "P-END"
+    )).session_id
+    await manager.add_message(sid, "user", "hi")
+    for _ in range(3):
+        await manager.checkpoint(sid, {"note": big + "CP-END"})
+    async with client_for(store) as http:
+        page = await http.get("/session", params={"id": sid})
+        api = (await http.get("/api/session", params={"id": sid})).json()
+    assert page.status_code == 200
+    for end in ("META-END", "P-END", "CP-END"):
+        assert end not in page.text
+    assert len(page.text) < 15 * SHOWN_CHARS
+    assert page.text.count("more characters not shown") >= 5
+    assert api["system_prompt"].endswith("P-END")

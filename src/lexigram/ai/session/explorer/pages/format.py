@@ -9,7 +9,7 @@ import orjson
 
 from lexigram.ai.session.explorer.html import Markup, el
 
-__all__ = ["age", "cost", "pretty_json", "status_badge", "when"]
+__all__ = ["SHOWN_CHARS", "age", "cost", "pretty_json", "shown", "status_badge", "when"]
 
 
 def age(moment: datetime, now: datetime | None = None) -> str:
@@ -50,3 +50,21 @@ def pretty_json(value: Any) -> str:
 def status_badge(status: str) -> Markup:
     """A coloured status label."""
     return el("span", {"class": f"badge status-{status}"}, status)
+
+
+#: Characters of one text or JSON block shown on a page: a page of 200 turns of 100 KB
+#: each weighed 40 MB and took a browser 10 s to load; a 1 MB system prompt, variables
+#: and metadata with ten 100 KB checkpoints made a 34 MB session page (outside audits).
+SHOWN_CHARS = 20_000
+
+
+def shown(text: str, whole_in: str) -> list[object]:
+    """``text``, or its first :data:`SHOWN_CHARS` characters and a note saying where the
+    whole value is (``whole_in``: the JSON API path that returns it)."""
+    if len(text) <= SHOWN_CHARS:
+        return [text]
+    rest = len(text) - SHOWN_CHARS
+    return [text[:SHOWN_CHARS],
+            el("p", {"class": "cut"}, f"… {rest:,} more characters not shown here; "
+               f"the JSON API ({whole_in}) returns the whole value.")]
+

@@ -7,7 +7,13 @@ from lexigram.contracts.ai.session import SessionCheckpoint
 from lexigram.ai.session.explorer.graph import branch_graph, checkpoint_timeline
 from lexigram.ai.session.explorer.html import Markup, el
 from lexigram.ai.session.explorer.pages.context import PageContext
-from lexigram.ai.session.explorer.pages.format import cost, pretty_json, status_badge, when
+from lexigram.ai.session.explorer.pages.format import (
+    cost,
+    pretty_json,
+    shown,
+    status_badge,
+    when,
+)
 from lexigram.ai.session.explorer.pages.layout import layout
 from lexigram.ai.session.explorer.pages.transcript import rounds_grid, transcript
 from lexigram.ai.session.explorer.service import TurnPage
@@ -37,13 +43,16 @@ def _summary(ctx: PageContext, record: SessionRecord) -> Markup:
     if s.checkpoint_id:
         facts.append(("Checkpoint", el("a", {"href": f"#cp-{s.checkpoint_id}"}, s.checkpoint_id)))
     if s.system_prompt:
-        facts.append(("System prompt", el("span", {"class": "prompt"}, s.system_prompt)))
+        facts.append(("System prompt", el("span", {"class": "prompt"},
+                                          shown(s.system_prompt, "/api/session"))))
     if s.active_tools:
         facts.append(("Tools", ", ".join(s.active_tools)))
     dl = el("dl", {"class": "facts"}, [(el("dt", None, k), el("dd", None, v)) for k, v in facts])
     more = el("details", {"class": "meta"}, el("summary", None, "metadata and variables"),
-              el("pre", None, pretty_json({"metadata": s.metadata, "variables": s.variables,
-                                           "active_skills": s.active_skills})))
+              el("pre", None, shown(pretty_json({"metadata": s.metadata,
+                                                 "variables": s.variables,
+                                                 "active_skills": s.active_skills}),
+                                    "/api/session")))
     return el("section", {"class": "summary"}, dl, more)
 
 
@@ -81,7 +90,7 @@ def _checkpoint_state(cp: SessionCheckpoint, record: SessionRecord) -> Markup:
     summary = ("same as now" if not changed
                else "changed since: " + ", ".join(changed))
     return el("details", {"class": "meta cp-state"}, el("summary", None, summary),
-              el("pre", None, pretty_json(state)))
+              el("pre", None, shown(pretty_json(state), "/api/session/checkpoints")))
 
 
 def _checkpoints(

@@ -13,11 +13,17 @@ from lexigram.contracts.ai.session import SessionTurn
 
 from lexigram.ai.session.analytics.session import tool_names
 from lexigram.ai.session.explorer.html import Markup, el
-from lexigram.ai.session.explorer.pages.format import cost, pretty_json, when
+from lexigram.ai.session.explorer.pages.format import (
+    SHOWN_CHARS,
+    cost,
+    pretty_json,
+    shown,
+    when,
+)
 from lexigram.ai.session.explorer.service import TurnEntry, TurnPage, is_group_turn
 from lexigram.ai.session.multi_agent.turn_state import GROUP_KEY
 
-__all__ = ["agent_class", "rounds_grid", "transcript"]
+__all__ = ["SHOWN_CHARS", "agent_class", "rounds_grid", "transcript"]
 
 _PALETTE = 8
 
@@ -62,19 +68,9 @@ def _tool_call(call: Any) -> Markup:
               el("pre", None, _shown(pretty_json(call))))
 
 
-#: Characters of one turn's text (or of one JSON block) shown on a page: a page of 200
-#: turns of 100 KB each weighed 40 MB and took a browser 10 s to load.
-SHOWN_CHARS = 20_000
-
-
 def _shown(text: str) -> list[object]:
     """``text``, or its first :data:`SHOWN_CHARS` characters and a note of the rest."""
-    if len(text) <= SHOWN_CHARS:
-        return [text]
-    rest = len(text) - SHOWN_CHARS
-    return [text[:SHOWN_CHARS],
-            el("p", {"class": "cut"}, f"… {rest:,} more characters not shown here; "
-               "the JSON API (/api/session/turns) returns the whole turn.")]
+    return shown(text, "/api/session/turns")
 
 
 def _turn(entry: TurnEntry) -> Markup:
