@@ -310,3 +310,29 @@ async def test_an_id_held_only_by_the_index_is_refused_saying_so(
     assert ("dropped by the first create of it after" in text) is live
     assert ("ZREM" in text) is not live
     assert await store.id_taken(sid) is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "name"),
+    [("m", {"an": "object"}, "metadata"), ("sp", 7, "system_prompt"), ("tt", 3, "total_tokens")],
+)
+async def test_a_checkpoint_header_field_of_the_wrong_json_type_is_never_restored(
+    store: CacheSessionStore, field: str, value: Any, name: str
+) -> None:
+    """A checkpoint's header is a JSON document (a header hash holds only strings): a
+    value of another JSON type raised a raw Lua error, or was copied into the session."""
+    sid, cpid = await checkpointed(store)
+    key = store.keys.checkpoint_docs(sid)
+    data = orjson.loads(await store.client.hget(key, cpid))
+    data["h"][field] = value
+    await store.client.hset(key, cpid, orjson.dumps(data))
+    before = await stored(store, sid)
+    for call in (
+        lambda: store.restore_checkpoint(cpid),
+        lambda: store.fork_session(
+            sid, make_state("alice", parent_session_id=sid, branch_name="b"), from_checkpoint=cpid
+        ),
+    ):
+        with pytest.raises(CorruptRecordError, match=f"checkpoint {cpid!r}: field {name}"):
+            await call()
+        assert await stored(store, sid) == before

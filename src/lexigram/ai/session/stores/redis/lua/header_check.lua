@@ -7,10 +7,16 @@
 -- the first microsecond count past year 9999 (datetime's range)
 local HC_MAX_US = 253402300800000000
 
+-- the text fields (the others are checked with their kind)
+local HC_TEXT = {id = 'session_id', u = 'user_id', s = 'status', sp = 'system_prompt',
+                 cp = 'checkpoint_id', ps = 'parent_session_id', bn = 'branch_name',
+                 tc = 'total_cost'}
+
 -- nil when v is a count the decoder takes (digits only; a time also in range), else
 -- the problem; a missing v is 'missing' when required
 local function hc_count(v, required, time)
   if v == nil then return required and 'missing' or nil end
+  if type(v) ~= 'string' then return 'not a string' end
   local x = tonumber(v)
   if not x or x < 0 or x % 1 ~= 0 or string.find(v, '%D') then
     return 'not an integer >= 0'
@@ -25,6 +31,7 @@ end
 local function hc_json(v, empty, open, close, full)
   if v == nil or v == empty then return nil end
   local kind = open == 123 and 'object' or 'array'
+  if type(v) ~= 'string' then return 'not a string' end
   if string.byte(v, 1) ~= open or string.byte(v, -1) ~= close then
     -- (JSON may have white space around the value; the store writes none)
     local o, c = string.sub(empty, 1, 1), string.sub(empty, 2, 2)
@@ -52,6 +59,10 @@ local function header_damage(h)
   local p
   if h.id == nil or h.id == '' then return 'session_id', h.id and 'empty' or 'missing' end
   if h.u == nil or h.u == '' then return 'user_id', h.u and 'empty' or 'missing' end
+  -- (a header hash holds only strings; a checkpoint's header is JSON, and may not)
+  for f, name in pairs(HC_TEXT) do
+    if h[f] ~= nil and type(h[f]) ~= 'string' then return name, 'not a string' end
+  end
   p = hc_count(h.ca, true, true) if p then return 'created_at', p end
   p = hc_count(h.ua, true, true) if p then return 'updated_at', p end
   p = hc_count(h.tt, true) if p then return 'total_tokens', p end
