@@ -22,10 +22,11 @@ A recorded reply is indexed in the session's ``q`` key, which ``delete`` and ``p
 empty with the session; a refusal because the session is missing is not recorded.
 
 The Lua sources are files of their own in ``lua/`` (package data, read with
-:mod:`importlib.resources`): ``session_base.lua`` then ``session_prelude.lua`` (shared
-helpers), one file per operation (``cp_restore.lua``, ...), and the once-per-operation
-wrapper (``op_epilogue.lua``, ``*_replay.lua``); this module only assembles them. The
-chat path's ``append.lua`` stands alone (see :data:`APPEND_KEYS`).
+:mod:`importlib.resources`): ``header_check.lua``, ``session_base.lua`` then
+``session_prelude.lua`` (shared helpers), one file per operation (``cp_restore.lua``, ...),
+and the once-per-operation wrapper (``op_epilogue.lua``, ``*_replay.lua``); this module only
+assembles them. The chat path's ``append.lua`` stands alone (see :data:`APPEND_KEYS`) but
+for ``header_check.lua``, the checks that refuse a damaged header before a write.
 """
 
 from __future__ import annotations
