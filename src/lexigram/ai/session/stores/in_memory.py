@@ -783,8 +783,7 @@ class InMemorySessionStore(SessionStore):
             )
         if max_branches is not None and len(self._branches.get(source_id, {})) >= max_branches:
             raise SessionCapacityError(
-                f"session {source_id!r} already has {max_branches} branches "
-                f"(max_branches_per_session={max_branches})"
+                f"session {source_id!r} has reached max_branches_per_session={max_branches}"
             )
         if (
             max_live_per_user is not None

@@ -689,8 +689,7 @@ class CacheSessionStore(SessionStore):
                 raise SessionValidationError("session_id", f"session {bid!r} already exists")
             if reply["e"] == "CAPB":
                 raise SessionCapacityError(
-                    f"session {source_id!r} already has {max_branches} branches "
-                    f"(max_branches_per_session={max_branches})"
+                    f"session {source_id!r} has reached max_branches_per_session={max_branches}"
                 )
             if reply["e"] == "CPNF":
                 # The user's cap is judged before the checkpoint on the other backends.
