@@ -716,7 +716,9 @@ class SessionStore(abc.ABC):
 
         The sweeper calls this after ``mark_expired``/``purge`` raised
         ``CorruptRecordError`` so that the damaged record is not met again in every
-        batch. The record itself is left as it is, for an operator to inspect or
+        batch. The built-in stores mark the record (status ``quarantined:<status>`` on
+        SQL and Redis) so that every write refuses it before writing, and take it out
+        of the per-user count; its content is left for an operator to inspect or
         delete. Must be idempotent and must not need to decode the record.
         """
 
