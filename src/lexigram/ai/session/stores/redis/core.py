@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from lexigram.ai.session.config_urls import CLUSTER_PREFIX_BRACES
+from lexigram.ai.session.config_urls import CLUSTER_PREFIX_BRACES, redis_db
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
     DataKeyChangedError,
@@ -118,6 +118,27 @@ def check_options(
         raise SessionValidationError(
             "purge_after_s", f"expected an integer >= 0, got {purge_after_s!r}"
         )
+
+
+#: What Redis answers ``SELECT n`` for a database it does not have: past its
+#: ``databases`` setting, or past what a database number can be (2**31-1).
+_NO_SUCH_DB = ("DB index is out of range", "value is out of range")
+
+
+def _missing_db(url: str, exc: ResponseError) -> str | None:
+    """Why ``url`` names a database the server does not have, when ``exc`` (raised while
+    connecting) is the server refusing its ``SELECT``; None for any other refusal.
+
+    The server answered, so it is not unreachable: the setting is wrong.
+    """
+    db = redis_db(url)
+    if not isinstance(db, int) or db == 0 or not any(m in str(exc) for m in _NO_SUCH_DB):
+        return None
+    return (
+        f"db {db} in {mask_url(url)} is not a database this server has (it refused "
+        f"SELECT {db}: {exc}); a server has databases 0..N-1, N being its 'databases' "
+        "setting (16 by default)"
+    )
 
 
 def _maybe_sent(exc: StoreUnavailableError) -> bool:
@@ -248,6 +269,11 @@ class RedisCore:
                     state = str(info.get("cluster_state", "ok"))
                 except ResponseError:
                     state = None  # CLUSTER INFO refused (an ACL, a renamed command)
+        except ResponseError as exc:
+            missing = _missing_db(self.url, exc)
+            if missing is not None:
+                raise SessionValidationError("redis_url", missing) from None
+            raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"{where} is unreachable: {exc}") from exc
         if state is not None and state != "ok":
