@@ -392,9 +392,8 @@ async def fork_session(
     if max_branches is not None:
         found = await tx.one(q.checkpoints.count_branches, {"sid": source_id})
         if found is not None and int(found[0]) >= max_branches:
-            raise SessionCapacityError(
-                f"session {source_id!r} already has {max_branches} branches "
-                f"(max_branches_per_session={max_branches})"
+            raise SessionCapacityError(  # the count may exceed a lowered limit
+                f"session {source_id!r} has reached max_branches_per_session={max_branches}"
             )
     await _check_cap(tx, ctx, branch.user_id, max_live)
     new_id = branch.session_id
