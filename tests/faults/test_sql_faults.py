@@ -3,7 +3,8 @@
 For every write operation the proxy lets the server apply the operation and drops
 its reply (the reply to ``COMMIT``, or to the one statement of a one-turn append),
 closing the connection. The store must then either retry safely (appends, delete,
-save, save_checkpoint, quarantine: a retry finds the work done and reports the first
+save, save_checkpoint, quarantine, create_session: a retry finds the work done (a create
+reads its id back) and reports the first
 outcome) or tell the caller the outcome is unknown (``WriteOutcomeUnknownError``,
 a ``StoreUnavailableError``). Each test checks, through a second store that does
 not go through the proxy, that the operation was applied exactly once.
@@ -364,6 +365,7 @@ CASES: dict[str, Case] = {
         _new_session,
         lambda s, c: s.create_session(c["state"], max_live_per_user=5),
         check_created,
+        retried=True,  # settled by reading the id back (it names the session otherwise)
     ),
     "pop_turn": Case(_base, lambda s, c: s.pop_turn(c["sid"]), check_popped_once),
     "clear_turns": Case(_base, lambda s, c: s.clear_turns(c["sid"]), check_cleared),

@@ -22,7 +22,11 @@ import asyncmy
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
-from lexigram.ai.session.exceptions import DuplicateTurnError, SessionExpiredError
+from lexigram.ai.session.exceptions import (
+    DuplicateTurnError,
+    SessionExpiredError,
+    TurnLimitReachedError,
+)
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
 from lexigram.ai.session.stores.sql.mysql import translate
 from lexigram.ai.session.stores.sql.mysql_routines import (
@@ -252,7 +256,7 @@ async def test_the_cap_closes_the_session(prefix: str, path: str) -> None:
         assert result.closed_by_cap
         assert result.record.state.status == SessionStatus.CLOSED
         assert result.record.expires_at is None
-        with pytest.raises(Exception, match="closed|CLOSED"):
+        with pytest.raises(TurnLimitReachedError, match="max_turns_per_session=3"):
             await store.append_turns(state.session_id, [turn(4)], max_turns=3)
         record = await store.load_record(state.session_id)
         assert record is not None and record.state.turn_count == 3

@@ -282,6 +282,8 @@ class DatabaseSessionStore(SessionStore):
     # --------------------------------------------------------- contract (whole)
     async def save(self, state: SessionState) -> None:
         state = checked_state(state)
+        if SessionStatus(state.status) in LIVE_STATUSES:
+            self.deadline_for(state.updated_at)  # refused naming it when past year 9999
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
