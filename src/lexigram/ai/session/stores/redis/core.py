@@ -316,13 +316,13 @@ class RedisCore:
     def script_keys(self, session_id: str, name: str, op: str | None) -> list[str]:
         """The session's keys, plus the key recording operation ``op``'s reply.
 
-        ``append`` (the chat path) gets only the keys it uses: see ``APPEND_KEYS``.
+        ``append`` (the chat path) gets the keys it uses (``APPEND_KEYS``), its op
+        key, then the other keys whose expiry it sets or removes (``APPEND_GRACE_KEYS``).
         """
         if name == "append":  # always once per operation: its op key is KEYS[6]
             keys = self.keys.session(session_id, APPEND_KEYS)
             keys.append(self.keys.op(session_id, op or new_op(), name))
-            if self.key_grace_ms is not None:
-                keys.extend(self.keys.session(session_id, APPEND_GRACE_KEYS))
+            keys.extend(self.keys.session(session_id, APPEND_GRACE_KEYS))
             return keys
         keys = self.keys.session(session_id)
         if op is not None:

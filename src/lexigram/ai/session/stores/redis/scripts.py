@@ -72,14 +72,14 @@ _SAVE = _lua("save")
 
 # The chat path: a standalone script (no shared prelude, its own once-per-operation
 # record and key expiry: less for Redis to run on every exchange). KEYS: APPEND_KEYS,
-# then the operation's record key, then (only with a key-expiry grace) APPEND_GRACE_KEYS.
+# then the operation's record key, then APPEND_GRACE_KEYS (whose expiry it sets or removes).
 # ARGV: now, deadline|'', max_turns|'', k, tokens, costs "c1,c2,...", patch|'', then k pairs.
 _APPEND = _lua("append")
 
 #: The session keys the append script reads and writes, by suffix (then its op key).
 APPEND_KEYS = ("h", "t", "r", "i", "q")
 
-#: The other session keys whose expiry the append script moves when given a grace.
+#: The other session keys whose expiry the append script sets (a grace) or removes (none).
 APPEND_GRACE_KEYS = ("a", "c", "d", "k", "b", "p")
 
 # ARGV: now, deadline|'', patch.

@@ -2,9 +2,11 @@
 -- the shared helpers (session_base.lua) nor the once-per-operation wrapper
 -- (op_epilogue.lua, keep_keys.lua) but does what they do for it, with the same
 -- checks, refusals, replies and key expiry, and no more Redis calls than it needs.
--- KEYS: header, turns, ranges, ids, reply index, this operation's reply record; with
--- a grace (ARGV[1] = "now|grace_ms") also archive, checkpoints, checkpoint docs,
--- checkpoint ranges, branches, reservations, whose expiry it moves with the others.
+-- KEYS: header, turns, ranges, ids, reply index, this operation's reply record, then
+-- archive, checkpoints, checkpoint docs, checkpoint ranges, branches, reservations,
+-- whose expiry it moves with the others: with a grace (ARGV[1] = "now|grace_ms") it
+-- sets it; without one (session_ttl 0) it removes one a write under a TTL set, once
+-- (the header's "kp" says the keys carry none, as keep_keys.lua).
 local NOW_TEXT, GRACE_TEXT = string.match(ARGV[1], '^(-?%d+)|(%d+)$')
 local NOW_S = NOW_TEXT or ARGV[1]
 local NOW = tonumber(NOW_S)
@@ -167,7 +169,15 @@ local r = '{"h":' .. cjson.encode(h) .. ',"f":' .. fmt('%d', ls + 1) .. ',"c":'
   .. (closed and 'true' or 'false') .. (nd and ',"nd":1' or '') .. '}'
 -- the index is pruned about once per 32 turns (k = 0: a patch, rare)
 remember(r, k == 0 or math.floor(ls / 32) ~= math.floor((ls + k) / 32))
-if not GRACE_TEXT then return r end
+if not GRACE_TEXT then
+  if not h.kp then
+    for j = 1, #KEYS do
+      if j ~= 5 and j ~= 6 then redis.call('PERSIST', KEYS[j]) end
+    end
+    redis.call('HSET', KH, 'kp', '1')
+  end
+  return r
+end
 -- the storage-level expiry of every key of the session (as keep_keys.lua); when this
 -- append created no key (the session had turns, or none were added) it is only
 -- moved once it drifted by a minute
@@ -183,4 +193,5 @@ end
 for j = 1, #KEYS do
   if j ~= 5 and j ~= 6 then redis.call('PEXPIRE', KEYS[j], ms) end
 end
+if h.kp then redis.call('HDEL', KH, 'kp') end
 return r

@@ -54,6 +54,7 @@ local snap = {}
 for f, v in pairs(h) do snap[f] = v end
 snap.s = effective(h)
 snap.cp = cpid
+snap.kp = nil  -- the keys' expiry is the session's, not the checkpoint's
 local data = cjson.encode({sid = h.id, h = snap, ca = ca_text, p = h.cp, m = ARGV[3], r = rtext})
 local ord = redis.call('HINCRBY', KH, 'cq', 1)
 redis.call('ZADD', KC, ord, cpid)

@@ -6,6 +6,8 @@ if tomb then
   redis.call('DEL', KX)
 end
 local fields = cjson.decode(ARGV[2])
+-- without a TTL the new keys carry no expiry: said in the header ("kp", keep_keys.lua)
+if not GRACE then fields.kp = '1' end
 -- Checkpoints saved for this id before it existed (an import) stay, numbered on.
 local top = redis.call('ZRANGE', KC, -1, -1, 'WITHSCORES')
 if top[2] then fields.cq = int(tonumber(top[2])) end

@@ -19,10 +19,21 @@ local function remember(rec)
 end
 
 -- Sets the storage-level expiry of every key of the session (when GRACE is given):
--- used after a write by op_epilogue.lua and session_batch.lua.
+-- used after a write by op_epilogue.lua and session_batch.lua. Without a GRACE
+-- (session_ttl 0: keys never expire) it removes an expiry a write under a TTL set:
+-- the header field "kp" says the keys carry none, so that is done once per session
+-- (one HMGET otherwise); a write that sets an expiry removes "kp".
 local function keep_keys()
-  if not GRACE then return end
-  local f = redis.pcall('HMGET', KH, 's', 'ex')
+  if not GRACE then
+    local f = redis.pcall('HMGET', KH, 's', 'kp')
+    if f.err or not f[1] or f[2] then return end
+    for _, key in ipairs({KH, KT, KR, KI, KA, KC, KD, KK, KB, KP}) do
+      redis.call('PERSIST', key)
+    end
+    redis.call('HSET', KH, 'kp', '1')
+    return
+  end
+  local f = redis.pcall('HMGET', KH, 's', 'ex', 'kp')
   if f.err then return end
   local ms
   if LIVE[f[1]] and f[2] then
@@ -39,4 +50,5 @@ local function keep_keys()
   for _, key in ipairs({KH, KT, KR, KI, KA, KC, KD, KK, KB, KP}) do
     redis.call('PEXPIRE', key, ms)
   end
+  if f[3] then redis.call('HDEL', KH, 'kp') end
 end
