@@ -354,7 +354,27 @@ async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionSta
 
 
 async def delete_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> bool:
-    """Delete one checkpoint; the session's ``checkpoint_id`` moves to its parent."""
+    """Delete one checkpoint; the session's ``checkpoint_id`` moves to its parent.
+
+    On PostgreSQL the session's header is locked first, as every other write to the
+    session (restore, fork, create and its pruning, purge) locks it before touching
+    its checkpoints or turns. Under READ COMMITTED a restore or fork holding the header
+    read the checkpoint's row while this delete, not yet committed, had removed it and
+    was collecting the turns only it named: the restore then made live only what was
+    left of them (10 of 60 turns, the session's newer turns gone from the history, the
+    totals and ``checkpoint_id`` of the deleted checkpoint), and a fork copied as few.
+    Now one waits for the other: a restore or fork after the delete finds no checkpoint
+    (``CheckpointNotFoundError``), a delete after them collects nothing they made live.
+    (SQLite runs one writer at a time; on MariaDB the restore's or fork's read of the
+    row, SERIALIZABLE, waits for the delete's row lock, and the delete keeps its order.)
+    """
+    if ctx.pg:
+        owner = await tx.one(ctx.q.checkpoints.cp_session, {"cp": checkpoint_id})
+        if owner is None:
+            return False
+        # A session deleted meanwhile took its checkpoints with it: the DELETE below
+        # then finds nothing, whether or not a session holds the id again.
+        await lock_header(tx, ctx, str(owner[0]))
     row = await tx.one(ctx.q.checkpoints.cp_delete, {"cp": checkpoint_id})
     if row is None:
         return False
@@ -519,6 +539,7 @@ class CheckpointStatements:
             "ORDER BY created_at, ordinal"
         )
         self.cp_exists = f"SELECT 1 FROM {c} WHERE checkpoint_id = :cp"
+        self.cp_session = f"SELECT session_id FROM {c} WHERE checkpoint_id = :cp"
         self.cp_ids = (
             f"SELECT checkpoint_id FROM {c} WHERE session_id = :sid ORDER BY created_at, ordinal"
         )
