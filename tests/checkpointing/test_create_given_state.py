@@ -163,3 +163,27 @@ async def test_a_given_state_checkpoint_racing_a_delete_and_a_new_owner_is_taken
     assert await manager.list_checkpoints(sid) == []
     eve = await manager.get_state(sid)
     assert eve is not None and eve.user_id == "eve" and eve.turns == []
+
+
+async def test_a_given_state_with_its_created_at_or_user_edited_is_still_checkpointed(
+    make_env: Any,
+) -> None:
+    """The re-read after the save compared the caller's edited created_at / user_id
+    with the stored session, took the checkpoint back and said the (existing) session
+    was not found (a regression audit of the fix above)."""
+    from datetime import timedelta
+
+    env = await make_env(auto_checkpoint_interval=None)
+    manager = env.manager
+    sid = (await manager.create("kim")).session_id
+    await manager.add_message(sid, "user", "hello")
+    state = await manager.get_state(sid)
+    assert state is not None
+    for edited in (
+        dataclasses.replace(state, created_at=state.created_at - timedelta(hours=1),
+                            variables={"v": 1}),
+        dataclasses.replace(state, user_id="kim2", variables={"v": 2}),
+    ):
+        checkpoint = await env.checkpoints.create(edited)
+        assert checkpoint.state.variables == edited.variables
+    assert len(await manager.list_checkpoints(sid)) == 2

@@ -104,7 +104,8 @@ class CheckpointManager:
         if isinstance(state, SessionState):
             session_id = _check_id("state.session_id", state.session_id)
             whole = len(state.turns) == state.turn_count
-            if (whole or state.turns) and await self._own_state(state):
+            stored = await self._own_state(state) if (whole or state.turns) else None
+            if stored is not None:
                 # A whole state of the caller's own (changed by the caller since it was
                 # read): the checkpoint holds that state, as the contract's
                 # ``create(state)`` says, not the stored session.
@@ -113,7 +114,7 @@ class CheckpointManager:
                         "state.turn_count",
                         f"is {state.turn_count} but the state holds {len(state.turns)} turns",
                     )
-                given = await self._save_given(state, metadata)
+                given = await self._save_given(state, metadata, stored)
                 await self.announce(given)
                 return given
         elif isinstance(state, str):
@@ -126,23 +127,26 @@ class CheckpointManager:
         await self.announce(checkpoint)
         return checkpoint
 
-    async def _own_state(self, state: SessionState) -> bool:
-        """Whether ``state`` is the caller's own: the stored session's current version
-        (same ``updated_at``) changed by the caller. A state read before the session's
-        latest write names the session (its current version is checkpointed,
-        atomically); a session not stored is refused (``SessionNotFoundError``)."""
+    async def _own_state(self, state: SessionState) -> SessionState | None:
+        """The stored session's header when ``state`` is the caller's own: the stored
+        session's current version (same ``updated_at``) changed by the caller; else None.
+        A state read before the session's latest write names the session (its current
+        version is checkpointed, atomically); a session not stored is refused
+        (``SessionNotFoundError``)."""
         record = await self.store.load_record(state.session_id)
         if record is None:
             # Never stored (or deleted): refused below as before. A checkpoint of no
             # session would escape erase_user, export_user and delete, and an
             # encrypting store would write it in clear (a regression audit).
-            return False
+            return None
         if record.state.updated_at != state.updated_at:
-            return False
-        return await self.store.load(state.session_id) != state
+            return None
+        if await self.store.load(state.session_id) == state:
+            return None
+        return record.state
 
     async def _save_given(
-        self, state: SessionState, metadata: dict[str, Any] | None
+        self, state: SessionState, metadata: dict[str, Any] | None, stored: SessionState
     ) -> SessionCheckpoint:
         """Store a checkpoint of ``state`` itself; prune the oldest beyond the retention."""
         if metadata is not None:
@@ -174,11 +178,13 @@ class CheckpointManager:
         # since _own_state read it: the checkpoint would then belong to no session,
         # escaping delete and erase_user, or be listed under the new one (an outside
         # audit). Read it again; when it is not that session any more, take ours back.
+        # Compared with the session as read before the save (the caller may have edited
+        # created_at or user_id in the state it checkpoints; a regression audit).
         record = await self.store.load_record(state.session_id)
         if (
             record is None
-            or record.state.created_at != state.created_at
-            or record.state.user_id != state.user_id
+            or record.state.created_at != stored.created_at
+            or record.state.user_id != stored.user_id
         ):
             await self.store.delete_checkpoint(checkpoint_id)
             raise SessionNotFoundError(state.session_id)
