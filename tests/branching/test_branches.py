@@ -330,6 +330,26 @@ async def test_a_strategy_class_for_an_instance_is_named(
     assert await env.manager.get_state(sid) == before
 
 
+async def test_a_class_whose_merge_is_a_classmethod_is_a_strategy(make_env: EnvFactory) -> None:
+    """The check above refused every class, this one too (a regression audit)."""
+
+    class KeepBranchTurns:
+        @classmethod
+        async def merge(
+            cls, parent: SessionState, branch: SessionState, new_turns: list[SessionTurn]
+        ) -> MergePlan:
+            return MergePlan(turns=list(new_turns))
+
+    env = await make_env()
+    sid, _ = await _source(env, 2)
+    branch = await env.branches.fork(sid, "classy")
+    await add(env, branch.session_id, 10, 1)
+    merged = await env.branches.merge(
+        sid, branch.session_id, strategy=KeepBranchTurns  # type: ignore[arg-type]
+    )
+    assert merged.turn_count == 3
+
+
 async def test_a_turn_limit_on_an_active_branch_does_not_say_closed(
     make_env: EnvFactory,
 ) -> None:

@@ -335,13 +335,15 @@ async def _plan(
     :class:`SessionState`: the turns of that state the parent does not have become
     the plan's turns, and changed variables/metadata are carried over.
     """
-    if isinstance(strategy, type):  # AppendMerge, not AppendMerge(): merge() is unbound
+    merge = getattr(strategy, "merge", None)
+    if isinstance(strategy, type) and _unbound(merge):
+        # AppendMerge, not AppendMerge(): its merge() wants a self (a class whose merge
+        # is a classmethod or staticmethod is a strategy as it is)
         raise SessionValidationError(
             "strategy",
             f"expected a strategy object, got the class {strategy.__name__}; "
             f"pass an instance ({strategy.__name__}(...))",
         )
-    merge = getattr(strategy, "merge", None)
     if merge is None or not callable(merge):
         raise SessionValidationError("strategy", "expected an object with an async merge() method")
     if _positional_arity(merge) == 2:
@@ -374,3 +376,13 @@ def _positional_arity(func: Any) -> int:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 3
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _unbound(merge: Any) -> bool:
+    """Whether ``merge``, read from a class, is an instance method (its first parameter
+    would take the class's first argument: ``self``)."""
+    if not inspect.isfunction(merge):
+        return False  # a classmethod reads as a bound method
+    params = list(inspect.signature(merge).parameters)
+    return bool(params) and params[0] == "self"
+
