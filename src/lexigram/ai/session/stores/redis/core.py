@@ -247,6 +247,12 @@ class RedisCore:
         return self._grace_ms if self._session_ttl() > 0 else None
 
     @property
+    def purge_grace_ms(self) -> int:
+        """How long (ms) after its end an ended session's keys last when written under
+        a TTL: ``purge_after_s`` plus the margin."""
+        return self._grace_ms
+
+    @property
     def client(self) -> AnyRedis:
         """The ``redis.asyncio`` client of the running event loop (one per loop)."""
         try:

@@ -28,6 +28,7 @@ Layout (``P`` = the key prefix)::
     P:c:{cpid}    string  checkpoint id -> session id
     P:g:{index}:d zset    live sessions by (lower bound of) deadline µs
     P:g:{index}:e zset    ended (CLOSED/EXPIRED) sessions by updated_at µs
+    P:g:{index}:g hash    how long after their end the ended sessions' keys were kept
 
 A session's reply keys are listed in its ``q`` index while it is stored, so that
 ``delete``/``purge`` (and so erasure) remove them in the same script; the replies of
@@ -129,6 +130,13 @@ class KeySpace:
     def ended(self) -> str:
         """Sorted set of CLOSED/EXPIRED sessions by their last update."""
         return f"{self.prefix}:g:{{index}}:e"
+
+    @property
+    def ended_grace(self) -> str:
+        """Hash: the key expiry the ended sessions were given by the sweeper (see
+        ``SweepOps``): ``g`` (ms after the end), ``w``/``k`` how far through the ended
+        index (score, entries at that score), ``c`` = "1" once through to its end."""
+        return f"{self.prefix}:g:{{index}}:g"
 
     @property
     def pattern(self) -> str:

@@ -258,4 +258,6 @@ SCRIPTS: dict[str, str] = {
     "user_gc": _lua("user_gc"),
     "reserve": _OP_TTL + _RESERVE,
     "probe_many": _PROBE_MANY,
+    # ARGV: now, grace ms. Moves an ended session's key expiry to its end + grace.
+    "keep_ended": SESSION_BASE + _lua("keep_ended"),
 }

@@ -180,7 +180,8 @@ class CacheSessionStore(SessionStore):
 
     # ---------------------------------------------------------------- lifecycle
     async def initialize(self) -> None:
-        """Check the connection and the server's mode, and load the scripts.
+        """Check the connection and the server's mode, load the scripts, and record the
+        key expiry of ended sessions when none is recorded (``SweepOps.note_grace``).
 
         ``StoreUnavailableError`` when unreachable; ``SessionStoreError`` naming
         ``redis_cluster`` when the server is a Cluster node and the store is not set for one.
@@ -188,6 +189,7 @@ class CacheSessionStore(SessionStore):
         await self.ping()
         await self._core.check_mode()
         await self._core.scripts.load_all()
+        await self._sweep.note_grace()
 
     async def ping(self) -> None:
         """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""

@@ -9,6 +9,7 @@ while Redis runs the next; a chunk is one script call on a single server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,11 +17,16 @@ from typing import Any, TypeVar
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from lexigram.ai.session.exceptions import CorruptRecordError
+from lexigram.ai.session.exceptions import CorruptRecordError, SessionStoreError
 from lexigram.ai.session.stores.base import BATCH_CONCURRENCY, BatchOutcome, SessionRecord
 from lexigram.ai.session.stores.gc_pause import paused_gc
 from lexigram.ai.session.stores.redis.batch_scripts import chunked, run_session_chunk
-from lexigram.ai.session.stores.redis.core import RedisCore, new_op, record_name
+from lexigram.ai.session.stores.redis.core import (
+    KEY_EXPIRY_MARGIN_S,
+    RedisCore,
+    new_op,
+    record_name,
+)
 from lexigram.ai.session.stores.redis.wire import to_us
 
 __all__ = ["SweepOps"]
@@ -30,6 +36,11 @@ _SCAN_BATCH = 200
 _MAX_PAGE = 1000
 _LIVE = ("active", "suspended")
 _TOMBSTONE_SAFETY_S = 86_400
+#: Ended sessions whose key expiry one ``find_purgeable`` call moves at most: pages of
+#: ``_KEEP_PAGE`` (one pipelined round trip each), ``_KEEP_PAGES`` of them.
+_KEEP_PAGE = 500
+_KEEP_PAGES = 4
+_HOUR_MS = 3_600_000
 
 T = TypeVar("T")
 
@@ -181,6 +192,7 @@ class SweepOps:
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_us(older_than)
+        await self._keep_ended(cutoff)
         found: list[str] = []
         seen: set[str] = set()
         key = self._core.keys.ended
@@ -212,6 +224,81 @@ class SweepOps:
             if len(page) < size:
                 break
         return found
+
+    async def note_grace(self) -> None:
+        """At start: record this store's key expiry of ended sessions, when none is
+        recorded yet (a new key prefix, the first start of this version), as the one
+        the ended sessions have, so that a later store keeping them longer knows to
+        walk them (see :meth:`_keep_ended`). Best effort: without the record, the
+        first sweep walks the ended sessions it keeps once.
+        """
+        core = self._core
+        _, now_us = core.clock()
+        mark = core.keys.ended_grace
+        with contextlib.suppress(SessionStoreError):
+            if await core.scripts.command("hsetnx", mark, "g", core.purge_grace_ms):
+                await core.scripts.command(
+                    "hset", mark, mapping={"w": now_us, "k": 0, "c": 1}
+                )
+
+    async def _keep_ended(self, cutoff: int) -> None:
+        """Keep the keys of the ended sessions the sweeper keeps (those that ended at
+        ``cutoff`` or later) until their purge time plus the margin.
+
+        Their keys were given an expiry of ``purge_after_s`` + 1 day after their end
+        by the store that ended them. When the sweeper keeps them longer (a raised
+        ``purge_after_s``, a sweep's own ``--purge-after``), the ended index is walked
+        once for that retention, ``_KEEP_PAGES`` pages per call, and each session's
+        ``keep_ended`` script moves the expiry of its keys (never shortens it, never
+        gives one to keys without). Where the walk stands is kept in
+        ``P:g:{index}:g`` (first written by :meth:`note_grace`); once through, a sweep
+        whose retention this store's own expiry covers costs one ``HMGET``.
+        """
+        core = self._core
+        _, now_us = core.clock()
+        own = core.purge_grace_ms
+        needed = (now_us - cutoff) // 1000 + KEY_EXPIRY_MARGIN_S * 1000
+        if needed <= own + _HOUR_MS:
+            needed = own  # this store's own expiry covers the retention
+        mark = core.keys.ended_grace
+        raw = await core.scripts.command("hmget", mark, "g", "w", "k", "c")
+        done, where, skip_at, through = (_digits(v) for v in raw)
+        # within an hour of it (the cutoff is "now - retention", read a moment earlier)
+        covered = done is not None and done + _HOUR_MS >= needed
+        if covered and through == 1 and needed == own:
+            return
+        if covered and done is not None and where is not None and where >= cutoff:
+            target, low, skip = done, where, skip_at or 0  # go on where the walk stands
+        else:
+            # a new retention: from the first session kept
+            target = needed if needed == own else -(-needed // _HOUR_MS) * _HOUR_MS
+            if covered and done is not None:
+                target = max(target, done)
+            low, skip = cutoff, 0
+            await core.scripts.command("hset", mark, mapping={"g": target, "c": 0})
+        needed = target
+        finished = False
+        for _ in range(_KEEP_PAGES):
+            page = await core.scripts.command(
+                "zrangebyscore", core.keys.ended, low, "+inf",
+                start=skip, num=_KEEP_PAGE, withscores=True,
+            )
+            if page:
+                calls = [
+                    (core.script_keys(member.decode(), "keep_ended", None), [now_us, needed])
+                    for member, _ in page
+                ]
+                # a damaged session's refusal is its own: the others are kept
+                await core.scripts.many_settled("keep_ended", calls)
+                last = int(page[-1][1])
+                ties = sum(1 for _, score in page if int(score) == last)
+                low, skip = (low, skip + ties) if last == low else (last, ties)
+            if len(page) < _KEEP_PAGE:
+                finished = True
+                break
+        await core.scripts.command(
+            "hset", mark, mapping={"g": needed, "w": low, "k": skip, "c": int(finished)}
+        )
 
     async def purge_batch(
         self,
@@ -261,6 +348,12 @@ class SweepOps:
         )
         await self._core.drop_records([self._core.keys.op(session_id, op, "purge")])
         return True
+
+
+def _digits(raw: Any) -> int | None:
+    """A stored decimal integer, or None (missing or not one)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return int(text) if isinstance(text, str) and text.isdigit() else None
 
 
 def _page_size(wanted: int) -> int:
