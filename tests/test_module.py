@@ -306,3 +306,10 @@ async def test_a_config_in_code_names_the_storage_settings_it_leaves_unused(
     async with Application.boot(modules=[SessionModule.configure()]):
         pass  # the layered config itself: nothing left unused
     assert not [w for w in warned if w["event"] == "ai_session.config_in_code_ignores_layered"]
+    # The same backend under another of its names is no field left unused (a regression
+    # audit: "database" in code and "sql" in the environment warned of "backend").
+    monkeypatch.setenv("LEX_AI_SESSION__BACKEND", "sql")
+    same = {"backend": "database", "database_url": secret_url}
+    async with Application.boot(modules=[SessionModule.configure(same)]):
+        pass
+    assert not [w for w in warned if w["event"] == "ai_session.config_in_code_ignores_layered"]

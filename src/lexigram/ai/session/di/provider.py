@@ -282,11 +282,17 @@ def _warn_of_unused_layered_storage(config: SessionConfig) -> None:
     except Exception:  # a file or variable the app did not ask to read: not our business
         return
     default = SessionConfig()
+
+    def value(source: SessionConfig, name: str) -> object:
+        got = getattr(source, name)
+        # "database" and "sql" (and the other aliases) name one backend
+        return canonical_name(got) if name == "backend" and isinstance(got, str) else got
+
     unused = [
         name
         for name in _STORAGE_FIELDS
-        if getattr(layered, name) != getattr(default, name)
-        and getattr(layered, name) != getattr(config, name)
+        if value(layered, name) != value(default, name)
+        and value(layered, name) != value(config, name)
     ]
     if unused:
         logger.warning(
