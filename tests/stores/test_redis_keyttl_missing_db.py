@@ -28,9 +28,7 @@ async def test_a_database_the_server_does_not_have_is_named_as_redis_url(db: int
             pass
     assert not isinstance(caught.value, StoreUnavailableError)
     assert caught.value.field == "redis_url"
-    assert f"db {db} in redis://{_HOST}/{db} is not a database this server has" in str(
-        caught.value
-    )
+    assert f"db {db} in redis://{_HOST}/{db} is not a database this server has" in str(caught.value)
 
 
 async def test_the_store_alone_names_redis_url_without_the_password() -> None:

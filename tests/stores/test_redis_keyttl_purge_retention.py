@@ -46,8 +46,12 @@ class Stores:
 
     async def open(self, **options: int) -> CacheSessionStore:
         store = CacheSessionStore(
-            self.url, key_prefix=self.prefix, cluster=self.cluster, clock=self.clock,
-            session_ttl=options.pop("session_ttl", 60), **options,
+            self.url,
+            key_prefix=self.prefix,
+            cluster=self.cluster,
+            clock=self.clock,
+            session_ttl=options.pop("session_ttl", 60),
+            **options,
         )
         await store.initialize()
         self.made.append(store)
@@ -103,8 +107,9 @@ async def test_a_raised_purge_after_keeps_sessions_that_ended_before(stores: Sto
     sid = await ended(old)
     assert all(t <= (3600 + KEY_EXPIRY_MARGIN_S) * 1000 for t in await key_ttls(old, sid))
     new = await stores.open(purge_after_s=30 * _DAY)
-    manager = SessionManagerImpl(new, {"purge_after_s": 30 * _DAY, "session_ttl": 60,
-                                       "auto_checkpoint_interval": None})
+    manager = SessionManagerImpl(
+        new, {"purge_after_s": 30 * _DAY, "session_ttl": 60, "auto_checkpoint_interval": None}
+    )
     report = await SessionCleanupScheduler(manager).sweep()
     assert report.purged == 0
     lo, hi = kept_for(30 * _DAY)

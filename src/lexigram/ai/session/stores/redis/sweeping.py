@@ -237,9 +237,7 @@ class SweepOps:
         mark = core.keys.ended_grace
         with contextlib.suppress(SessionStoreError):
             if await core.scripts.command("hsetnx", mark, "g", core.purge_grace_ms):
-                await core.scripts.command(
-                    "hset", mark, mapping={"w": now_us, "k": 0, "c": 1}
-                )
+                await core.scripts.command("hset", mark, mapping={"w": now_us, "k": 0, "c": 1})
 
     async def _keep_ended(self, cutoff: int) -> None:
         """Keep the keys of the ended sessions the sweeper keeps (those that ended at
@@ -280,8 +278,13 @@ class SweepOps:
         finished = False
         for _ in range(_KEEP_PAGES):
             page = await core.scripts.command(
-                "zrangebyscore", core.keys.ended, low, "+inf",
-                start=skip, num=_KEEP_PAGE, withscores=True,
+                "zrangebyscore",
+                core.keys.ended,
+                low,
+                "+inf",
+                start=skip,
+                num=_KEEP_PAGE,
+                withscores=True,
             )
             if page:
                 calls = [
