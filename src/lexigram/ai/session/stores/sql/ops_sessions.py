@@ -60,7 +60,7 @@ from lexigram.ai.session.stores.sql.rows import (
     turns_from_rows,
     user_of_row,
 )
-from lexigram.ai.session.stores.sql.runner import Tx, was_resent
+from lexigram.ai.session.stores.sql.runner import Tx
 
 
 class SessionScripts(Protocol):
@@ -222,42 +222,6 @@ async def create_session(
     return await insert_session(tx, ctx, header, rows, expires_at=expires)
 
 
-#: The header columns a save writes that no append, transition or counter moves: a
-#: re-send finds them as its first attempt wrote them when that attempt committed.
-_SAVED_COLUMNS = (
-    "user_id", "metadata", "active_tools", "active_skills", "system_prompt", "variables",
-    "created_at", "checkpoint_id", "parent_session_id", "branch_name",
-)
-_SAVED_AT = tuple((HEADER_COLUMNS.index(name), name) for name in _SAVED_COLUMNS)
-
-
-async def _saved_before(
-    tx: Tx,
-    ctx: Ctx,
-    header: dict[str, Any],
-    rows: list[dict[str, Any]],
-    ordinal: int | None,
-    last: int,
-) -> bool:
-    """Whether the first attempt of this save committed (the re-send after a lost reply).
-
-    True when the row is the one it wrote (same ``ordinal`` when it replaced one), with
-    the columns it wrote, and the live turns up to its last ``seq`` are exactly its
-    turns at ``last + 1 …``: other writers may have appended after them meanwhile, and
-    a second save would take their turns out of the history (unlive them).
-    """
-    row = await lock_header(tx, ctx, header["session_id"])
-    if row is None or (ordinal is not None and row[_ORDINAL_AT] != ordinal):
-        return False
-    if any(row[at] != header[name] for at, name in _SAVED_AT):
-        return False
-    found = await tx.all(
-        ctx.q.sessions.live_ids_upto, {"sid": header["session_id"], "hi": last + len(rows)}
-    )
-    mine = [(last + i, item["turn_id"]) for i, item in enumerate(rows, start=1)]
-    return [(int(r[0]), r[1]) for r in found] == mine
-
-
 async def save(
     tx: Tx,
     ctx: Ctx,
@@ -265,18 +229,14 @@ async def save(
     rows: list[dict[str, Any]],
     batch_dup: str | None,
     live: bool,
-    first: list[tuple[int | None, int]] | None = None,
 ) -> None:
-    """Create or replace a whole session (header and live turns).
-
-    ``first``: empty on the first attempt, which records there the row it wrote
-    (``ordinal``, None for a row it inserted) and the ``last_seq`` it found. A re-send
-    after a lost reply (:func:`runner.was_resent`) that finds the first attempt
-    committed changes nothing (:func:`_saved_before`).
-    """
+    """Create or replace a whole session (header and live turns)."""
     session_id = header["session_id"]
-    if first and was_resent() and await _saved_before(tx, ctx, header, rows, *first[0]):
-        return
+    # A re-send does the whole save again. Telling "my first attempt committed" from
+    # the row as it is cannot be done from the saved values: a save that changes only
+    # the status or the totals of a session without turns finds the row "as written"
+    # when its COMMIT never arrived, and returned success with nothing stored (a
+    # regression audit of such a check). Overlapping writers see the save applied last.
     if await tombstoned(tx, ctx, session_id):
         raise SessionNotFoundError(session_id)
     if batch_dup is not None:
@@ -295,7 +255,6 @@ async def save(
         if await tombstoned(tx, ctx, session_id):
             raise SessionNotFoundError(session_id)
         await insert_session(tx, ctx, header, rows, expires_at=expires)
-        _record_first(first, None, 0)
         return
     last = int(found[0])
     await tx.run(ctx.q.turns.unlive_all, {"sid": session_id})
@@ -306,15 +265,6 @@ async def save(
     if rows:
         await tx.run(ctx.q.sessions.bump_seq, {"sid": session_id, "n": len(rows)})
     await gc(tx, ctx, session_id)
-    _record_first(first, int(found[1]), last)
-
-
-def _record_first(
-    first: list[tuple[int | None, int]] | None, ordinal: int | None, last: int
-) -> None:
-    """What a save's attempt wrote, for its re-send (the latest attempt's, see ``save``)."""
-    if first is not None:
-        first[:] = [(ordinal, last)]
 
 
 async def load_record(tx: Tx, ctx: Ctx, session_id: str) -> SessionRecord | None:
@@ -707,11 +657,6 @@ class SessionStatements:
             "parent_session_id = :parent_session_id, branch_name = :branch_name, "
             "expires_at = CAST(:expires_at AS BIGINT) "
             "WHERE session_id = :session_id RETURNING last_seq, ordinal"
-        )
-        # A save's re-send: the live turns up to the last its first attempt wrote.
-        self.live_ids_upto = (
-            f"SELECT seq, turn_id FROM {t} WHERE session_id = :sid AND live = 1 "
-            "AND seq <= :hi ORDER BY seq"
         )
         self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
         update = (

@@ -289,17 +289,11 @@ class DatabaseSessionStore(SessionStore):
         header = header_params(state)
         check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
-        # What the first attempt wrote: a re-send after a lost reply that finds it
-        # committed changes nothing (turns appended since are kept: ses.save).
-        first: list[tuple[int | None, int]] = []
-        args = (header, rows, first_repeat(state.turns), live, first)
-        mark_resent(False)
+        args = (header, rows, first_repeat(state.turns), live)
         try:
             await self._write(ses.save, *args, retry_safe=True)
         except Conflict:
             # a concurrent first save: replace it
-            first.clear()
-            mark_resent(False)
             await self._write(ses.save, *args, retry_safe=True)
 
     async def load(self, session_id: str) -> SessionState | None:
