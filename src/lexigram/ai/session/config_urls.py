@@ -111,7 +111,7 @@ def redis_db(url: str) -> int | str:
             values = [path, *values]
     db = 0
     for raw in values:
-        if not raw.isdigit():
+        if not raw.isdecimal():
             return f"db {raw!r} in {redact_url(url)} is not a database number (0..15 by default)"
         db = int(raw)
     if len({int(v) for v in values}) > 1:

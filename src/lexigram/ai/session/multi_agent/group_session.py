@@ -441,7 +441,7 @@ class GroupSession:
             except SessionValidationError as exc:
                 where = exc.field or ""
                 index = where[len("turns[") : where.find("]")] if where.startswith("turns[") else ""
-                at = int(index) if index.isdigit() else len(history)
+                at = int(index) if index.isdecimal() else len(history)
                 named = f"turn {history[at].turn_id!r}: " if at < len(history) else ""
                 raise SessionValidationError(where, f"{named}{exc.problem}") from None
 

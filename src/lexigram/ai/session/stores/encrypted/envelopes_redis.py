@@ -75,7 +75,7 @@ class RedisEnvelopes:
         self, client: Any, cursor: str | None, limit: int
     ) -> tuple[list[str], str | None]:
         start = cursor or "0"
-        if not start.isdigit():
+        if not start.isdecimal():
             raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
         try:
             position, keys = await client.scan(cursor=int(start), match=self.match, count=limit)
@@ -99,7 +99,8 @@ class RedisEnvelopes:
         """
         masters = sorted(client.get_primaries(), key=lambda node: node.name)
         index_text, _, node_text = (cursor or "0:0").partition(":")
-        if not (index_text.isdigit() and node_text.isdigit()) or int(index_text) >= len(masters):
+        numbers = index_text.isdecimal() and node_text.isdecimal()
+        if not numbers or int(index_text) >= len(masters):
             raise SessionValidationError("resume_from", f"{cursor!r} is not a SCAN position")
         index, master = int(index_text), masters[int(index_text)]
         try:

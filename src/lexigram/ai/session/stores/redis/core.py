@@ -360,7 +360,7 @@ class RedisCore:
         ``session_ttl`` was 0) in the sweeper's index: it was never expired nor purged."""
         header = reply.get("h")
         deadline = header.get("ex") if isinstance(header, dict) else None
-        if isinstance(deadline, str) and deadline.isdigit():
+        if isinstance(deadline, str) and deadline.isdecimal():
             # The reply says so once: a caller cancelled now must not leave it unindexed.
             entry = asyncio.ensure_future(self.index.add_deadline(session_id, int(deadline)))
             await asyncio.shield(entry)

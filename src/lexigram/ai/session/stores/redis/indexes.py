@@ -177,7 +177,7 @@ class Indexes:
             if (
                 owner != user_id
                 or status not in _LIVE
-                or (expires is not None and expires.isdigit() and int(expires) <= now_us)
+                or (expires is not None and expires.isdecimal() and int(expires) <= now_us)
             ):
                 dead.append(sid)
             else:

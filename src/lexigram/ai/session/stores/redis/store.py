@@ -496,7 +496,7 @@ class CacheSessionStore(SessionStore):
                 if owner == user_id and stored in _STATUS_VALUES:
                     effective = stored
                     if stored in ("active", "suspended") and expires is not None:
-                        if not expires.isdigit():
+                        if not expires.isdecimal():
                             effective = None  # damaged: read whole, named
                         elif int(expires) <= now_us:
                             effective = "expired"
@@ -759,7 +759,7 @@ class CacheSessionStore(SessionStore):
         stale: list[tuple[str, str]] = []
         for raw_id, raw_mark in (pending or {}).items():
             at, _, op = raw_mark.decode("utf-8", "replace").partition("|")
-            if op and at.isdigit() and int(at) < oldest:
+            if op and at.isdecimal() and int(at) < oldest:
                 stale.append((raw_id.decode("utf-8", "replace"), op))
         if not stale:
             return 0

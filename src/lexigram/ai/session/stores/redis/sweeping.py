@@ -71,12 +71,12 @@ class SweepOps:
             # page therefore starts right after the ones found so far.
             for sid, probe in zip(ids, probes, strict=True):
                 status, expires, updated = probe or (None, None, None)
-                deadline = int(expires) if expires is not None and expires.isdigit() else None
+                deadline = int(expires) if expires is not None and expires.isdecimal() else None
                 if probe is not None and status is None:
                     fixes.append(("zrem", (key, sid)))  # the session is gone
                 elif status in ("closed", "expired"):
                     fixes.append(("zrem", (key, sid)))
-                    if updated is not None and updated.isdigit():
+                    if updated is not None and updated.isdecimal():
                         fixes.append(("zadd", (self._core.keys.ended, {sid: int(updated)})))
                 elif status in _LIVE and expires is None:
                     fixes.append(("zrem", (key, sid)))  # no deadline any more
@@ -213,7 +213,8 @@ class SweepOps:
                         found.append(sid)
                     continue
                 status, updated = probe
-                if status not in ("closed", "expired") or updated is None or not updated.isdigit():
+                ended = status in ("closed", "expired")
+                if not ended or updated is None or not updated.isdecimal():
                     fixes.append(("zrem", (key, sid)))
                 elif int(updated) < cutoff:
                     if len(found) < limit:
@@ -356,7 +357,7 @@ class SweepOps:
 def _digits(raw: Any) -> int | None:
     """A stored decimal integer, or None (missing or not one)."""
     text = raw.decode() if isinstance(raw, bytes) else raw
-    return int(text) if isinstance(text, str) and text.isdigit() else None
+    return int(text) if isinstance(text, str) and text.isdecimal() else None
 
 
 def _page_size(wanted: int) -> int:

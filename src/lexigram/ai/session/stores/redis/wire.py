@@ -174,7 +174,9 @@ def _opt(data: Mapping[str, Any], key: str, name: str) -> str | None:
 
 def _num(data: Mapping[str, Any], key: str, name: str, *, default: str | None = None) -> int:
     raw = data.get(key, default)
-    if not isinstance(raw, str) or not raw.isdigit():
+    # isascii: "²" is a digit to isdigit() and no number to int() (a bare ValueError
+    # broke the whole listing; a regression audit)
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit():
         raise _Corrupt(name, "missing" if raw is None else f"not an integer >= 0: {raw!r}")
     return int(raw)
 
@@ -220,6 +222,8 @@ def decode_header(data: Mapping[str, Any], *, record: str) -> tuple[SessionState
             raise _Corrupt("total_cost", f"not a number: {raw_cost!r}") from None
         if cost - cost != 0.0:
             raise _Corrupt("total_cost", f"not a finite number: {raw_cost!r}")
+        if cost < 0:  # as the SQL stores (costs are >= 0)
+            raise _Corrupt("total_cost", f"not a number >= 0: {raw_cost!r}")
         state = codec.build_state(
             {
                 "session_id": _req_id(data, "id", "session_id"),
