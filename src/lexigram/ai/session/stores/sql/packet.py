@@ -40,11 +40,15 @@ def check_packet(
     field: str = "turns",
     header: Mapping[str, Any] | None = None,
     header_fields: Mapping[str, str] | None = None,
+    *,
+    together: str | None = None,
 ) -> None:
     """Refuse values that cannot travel in one packet of ``limit`` bytes (None: no limit).
 
     ``rows`` are a batch's encoded turns (named ``field[i]``); ``header`` the encoded
     header or patch columns, named through ``header_fields`` (column -> field).
+    ``together`` names the values as a whole when each fits and all do not (by default
+    ``field`` with rows, else ``state``).
     """
     if limit is None:
         return
@@ -64,7 +68,8 @@ def check_packet(
             _refuse(f"{field}[{index}]", size, limit)
         total += size
     if total > room:
-        _refuse(field if rows else "state", total, limit, together=True)
+        whole = together or (field if rows else "state")
+        _refuse(whole, total, limit, together=True)
 
 
 def _refuse(field: str, size: int, limit: int, *, together: bool = False) -> None:

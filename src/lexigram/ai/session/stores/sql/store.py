@@ -60,7 +60,7 @@ from lexigram.ai.session.stores.sql.inputs import (
     turn_rows,
 )
 from lexigram.ai.session.stores.sql.mysql_replies import HeaderReplies
-from lexigram.ai.session.stores.sql.packet import check_packet
+from lexigram.ai.session.stores.sql.packet import PACKET_MARGIN, check_packet
 from lexigram.ai.session.stores.sql.rows import (
     header_params,
     header_to_json,
@@ -108,6 +108,12 @@ _HEADER_FIELDS = {"system_prompt": "state.system_prompt", "metadata": "state.met
 _PATCH_FIELDS = {"p_metadata": "metadata", "p_variables": "variables",
                  "p_prompt": "system_prompt", "p_active_tools": "active_tools",
                  "p_active_skills": "active_skills"}
+
+#: The same fields of a whole checkpoint's state (``save_checkpoint``).
+_CHECKPOINT_FIELDS = {k: "checkpoint." + v for k, v in _HEADER_FIELDS.items()}
+#: A checkpoint row's large columns and the part of the checkpoint each holds.
+_CHECKPOINT_COLUMNS = {"metadata": "checkpoint.metadata", "header": "checkpoint.state",
+                       "inline": "checkpoint.state.turns"}
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_URL = "sqlite+aiosqlite:///./lexigram_sessions.db"
@@ -342,7 +348,31 @@ class DatabaseSessionStore(SessionStore):
             "ranges": None,
             "inline": turns_to_json(state.turns),
         }
+        self._checkpoint_fits(params, state)
         await self._write(cps.save_checkpoint, params, retry_safe=True)
+
+    def _checkpoint_fits(self, params: dict[str, Any], state: SessionState) -> None:
+        """MariaDB: refuse a whole checkpoint whose row cannot travel in one statement.
+
+        Named as the checkpoint's validation names its parts (``checkpoint.metadata``,
+        ``checkpoint.state.variables``, ``checkpoint.state.turns[i]``), the part too
+        large alone first, then the turns (one column) or the header together, then
+        the checkpoint as a whole.
+        """
+        limit = self._max_packet
+        if limit is None:
+            return
+        whole = {k: params[k] for k in ("metadata", "header", "inline")}
+        if sum(4 * len(v) for v in whole.values() if isinstance(v, str)) <= limit - PACKET_MARGIN:
+            return  # the common case: nothing to measure exactly
+        check_packet(limit, header={"metadata": params["metadata"]},
+                     header_fields={"metadata": "checkpoint.metadata"})
+        fields = {k: v for k, v in header_params(state).items() if k in _HEADER_FIELDS}
+        check_packet(limit, header=fields, header_fields=_CHECKPOINT_FIELDS,
+                     together="checkpoint.state")
+        check_packet(limit, turn_rows(state.session_id, state.turns), "checkpoint.state.turns")
+        check_packet(limit, header=whole, header_fields=_CHECKPOINT_COLUMNS,
+                     together="checkpoint")
 
     async def load_checkpoint(self, checkpoint_id: str) -> SessionCheckpoint | None:
         cp = checked_id(checkpoint_id, "checkpoint_id")
@@ -581,6 +611,8 @@ class DatabaseSessionStore(SessionStore):
         metadata = None if metadata is None else check_mapping(metadata, "metadata")
         check_optional_guard(key_guard)
         meta = dumps(metadata or {}, field="metadata").decode()
+        check_packet(self._max_packet, header={"metadata": meta},
+                     header_fields={"metadata": "metadata"})
         if self.dialect == "postgresql":
             refuse_nul([("checkpoint_id", checkpoint_id)])
         try:
