@@ -22,6 +22,7 @@ import pytest
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.stores.base import SessionPatch
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.testing.support import make_state, make_turn
 from tests.services import MARIADB_URL
@@ -108,3 +109,24 @@ async def test_save_checkpoint_too_large_names_the_part(store: DatabaseSessionSt
     assert saved is not None and [t.turn_id for t in saved.state.turns] == [
         t.turn_id for t in stored.turns[:3]
     ]
+
+
+async def test_create_checkpoint_of_a_large_header_names_metadata(
+    store: DatabaseSessionStore,
+) -> None:
+    """The checkpoint's row carries the stored header beside the metadata: both fit alone,
+    not together (before: ``StoreUnavailableError``, "Got a packet bigger than ...")."""
+    limit = store._max_packet
+    assert limit is not None
+    state = make_state()
+    await store.create_session(state)
+    sid = state.session_id
+    big = limit * 2 // 5
+    await store.update_session(sid, SessionPatch(variables={"v": "x" * big}))
+    await store.update_session(sid, SessionPatch(metadata={"m": "y" * big}))
+    with pytest.raises(SessionValidationError) as caught:
+        await store.create_checkpoint(sid, checkpoint_id="cp-big", metadata={"b": "z" * big})
+    _refused(caught, "metadata")
+    assert await store.list_checkpoints(sid) == []
+    checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id="cp-ok")
+    assert checkpoint.state.variables == {"v": "x" * big}

@@ -50,6 +50,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     lock_header,
     read_live_turns,
 )
+from lexigram.ai.session.stores.sql.packet import check_packet
 from lexigram.ai.session.stores.sql.rows import (
     from_us,
     header_from_json,
@@ -231,8 +232,15 @@ async def create_checkpoint(
     max_checkpoints: int | None,
     include_turns: bool,
     guard: str | None = None,
+    max_packet: int | None = None,
 ) -> tuple[SessionCheckpoint, list[str]]:
-    """Snapshot header + live ranges, chain it, prune the oldest beyond the retention."""
+    """Snapshot header + live ranges, chain it, prune the oldest beyond the retention.
+
+    ``max_packet`` (MariaDB's ``max_allowed_packet``): the checkpoint's row carries the
+    stored header beside the metadata, so a header that updates made large may not fit
+    with it; refused naming ``metadata`` (the header alone too large: ``state``) before
+    the row is sent, nothing written.
+    """
     q = ctx.q
     header = await lock_header(tx, ctx, session_id)
     if header is None:
@@ -248,6 +256,14 @@ async def create_checkpoint(
     current = ctx.record(header).state
     snapshot = replace(current, checkpoint_id=checkpoint_id)
     ranges = await live_ranges(tx, ctx, session_id, current.turn_count)
+    header_json = header_to_json(snapshot)
+    if max_packet is not None:
+        check_packet(max_packet, header={"header": header_json}, header_fields=_STORED)
+        check_packet(
+            max_packet,
+            header={"header": header_json, "metadata": metadata_json},
+            together="metadata",
+        )
     await tx.run(
         q.checkpoints.cp_insert,
         {
@@ -256,7 +272,7 @@ async def create_checkpoint(
             "created": ctx.now,
             "parent": current.checkpoint_id,
             "metadata": metadata_json,
-            "header": header_to_json(snapshot),
+            "header": header_json,
             "ranges": ranges_to_json(ranges),
             "inline": None,
         },
@@ -280,6 +296,10 @@ async def create_checkpoint(
         metadata=loads(metadata_json, record=f"checkpoint {checkpoint_id!r}"),
     )
     return checkpoint, pruned
+
+
+#: The stored header a checkpoint copies, named as the session's state.
+_STORED = {"header": "state"}
 
 
 async def restore_checkpoint(tx: Tx, ctx: Ctx, checkpoint_id: str) -> SessionState:

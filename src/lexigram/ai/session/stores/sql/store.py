@@ -618,7 +618,7 @@ class DatabaseSessionStore(SessionStore):
         try:
             return await self._write(
                 cps.create_checkpoint, session_id, checkpoint_id, meta, max_checkpoints,
-                include_turns, key_guard,
+                include_turns, key_guard, self._max_packet,
             )
         except Conflict:
             raise SessionValidationError(
