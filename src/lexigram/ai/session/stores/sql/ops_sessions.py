@@ -54,6 +54,7 @@ from lexigram.ai.session.stores.sql.ops_turns import (
     lock_header,
     read_live_turns,
 )
+from lexigram.ai.session.stores.sql.packet import check_packet
 from lexigram.ai.session.stores.sql.rows import (
     HEADER_COLUMNS,
     status_of_row,
@@ -397,8 +398,13 @@ async def update_session(
     patch: dict[str, Any],
     guard: str | None = None,
     owner: str | None = None,
+    max_packet: int | None = None,
 ) -> SessionRecord:
     """Replace the patched header fields of a live session.
+
+    ``max_packet`` (MariaDB's ``max_allowed_packet``): the header the patch leaves must
+    fit in one statement with its other fields (an append hashes them together, a
+    checkpoint copies them): refused naming the patched field, nothing written.
 
     The first attempt is one conditional update (on PostgreSQL it skips a row another
     transaction holds); when it matches nothing the header is locked, the clock read
@@ -427,10 +433,45 @@ async def update_session(
         if not holds_key(state.metadata, guard):
             raise DataKeyChangedError(session_id)
         require_writable(session_id, state.status)
+        if max_packet is not None:
+            _patched_header_fits(header, patch, max_packet)
         row = await tx.one(update, params())
         if row is None:
             raise SessionStoreError(f"update of session {session_id!r} could not be applied")
     return ctx.record(row)
+
+
+#: The header columns a patch may set: (column, patch parameter, field named).
+_PATCHABLE = (
+    ("metadata", "p_metadata", "metadata"),
+    ("active_tools", "p_active_tools", "active_tools"),
+    ("active_skills", "p_active_skills", "active_skills"),
+    ("system_prompt", "p_prompt", "system_prompt"),
+    ("variables", "p_variables", "variables"),
+)
+
+
+def _patched_header_fits(header: Sequence[Any], patch: dict[str, Any], limit: int) -> None:
+    """Refuse a patch whose header, with the fields it leaves, cannot travel in one packet.
+
+    Each patched value was measured alone before anything was sent; here the header's
+    other values join them (two updates of 9 MB each fitted alone, and left a session
+    whose every append failed: "Result of concat_ws() was larger than
+    max_allowed_packet"). Named after the largest value the patch sets.
+    """
+    values: dict[str, str] = {}
+    changed: list[tuple[int, str]] = []
+    for column, param, field in _PATCHABLE:
+        if param == "p_prompt":
+            is_set = patch.get("p_prompt_set") == 1
+        else:
+            is_set = patch.get(param) is not None
+        value = patch.get(param) if is_set else header[HEADER_COLUMNS.index(column)]
+        values[field] = value if isinstance(value, str) else ""
+        if is_set:
+            changed.append((len(values[field]), field))
+    if changed:
+        check_packet(limit, header=values, together=max(changed)[1])
 
 
 async def transition(

@@ -574,7 +574,9 @@ class DatabaseSessionStore(SessionStore):
             checked_id(owner, "owner")
         params = patch_params(patch)
         check_packet(self._max_packet, header=params, header_fields=_PATCH_FIELDS)
-        return await self._write(ses.update_session, sid, params, key_guard, owner)
+        return await self._write(
+            ses.update_session, sid, params, key_guard, owner, self._max_packet
+        )
 
     async def transition(
         self,
