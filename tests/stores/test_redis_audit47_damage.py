@@ -107,6 +107,7 @@ _DAMAGE = [
     ("ca", "soon", "created_at"),
     ("ua", str(2**62), "updated_at"),
     ("tc", "nan", "total_cost"),
+    ("tc", "-5", "total_cost"),  # refused by the reader too (a regression audit)
     ("u", "", "user_id"),
 ]
 

@@ -121,6 +121,26 @@ async def test_a_raised_purge_after_keeps_sessions_that_ended_before(stores: Sto
     assert all(lo - 60_000 < t <= hi for t in await key_ttls(new, sid))
 
 
+async def test_a_retention_lowered_then_raised_again_keeps_what_ended_meanwhile(
+    stores: Stores,
+) -> None:
+    """30 d, then 1 h, then 30 d again: the walk record still said 30 d, so the sessions
+    ended under 1 h were never walked and expired after 25 h (a regression audit)."""
+    first = await stores.open(purge_after_s=30 * _DAY)
+    await first.find_purgeable(older_than=stores.clock.now - timedelta(days=30))
+    lowered = await stores.open(purge_after_s=3600)
+    sid = await ended(lowered)
+    raised = await stores.open(purge_after_s=30 * _DAY)
+    stores.clock.advance(60)
+    for _ in range(3):
+        assert await raised.find_purgeable(
+            older_than=stores.clock.now - timedelta(days=30)
+        ) == []
+    lo, hi = kept_for(30 * _DAY)
+    found = await key_ttls(raised, sid)
+    assert found and all(lo - _HOUR_MS < t <= hi for t in found), found
+
+
 async def test_a_sweep_keeping_longer_than_the_config_keeps_the_keys(stores: Stores) -> None:
     """``sweep --purge-after N`` with N past the store's ``purge_after_s``."""
     store = await stores.open(purge_after_s=3600)
@@ -184,6 +204,9 @@ async def test_a_sweep_within_the_store_s_own_retention_walks_nothing(stores: St
     await ended(store)
     assert await store.find_purgeable(older_than=store.now() - timedelta(seconds=3600)) == []
     assert await store.client.hgetall(mark) == recorded
-    # another store with a shorter retention does not lower it
+    # another store with a shorter retention lowers it (the sessions it ends expire
+    # sooner), so that a store keeping them longer walks them again
     await stores.open(purge_after_s=60)
-    assert await store.client.hgetall(mark) == recorded
+    lowered = await store.client.hgetall(mark)
+    assert lowered[b"g"] == str((60 + KEY_EXPIRY_MARGIN_S) * 1000).encode()
+    assert lowered[b"c"] == b"1"

@@ -236,9 +236,20 @@ class SweepOps:
         core = self._core
         _, now_us = core.clock()
         mark = core.keys.ended_grace
+        own = core.purge_grace_ms
         with contextlib.suppress(SessionStoreError):
-            if await core.scripts.command("hsetnx", mark, "g", core.purge_grace_ms):
+            if await core.scripts.command("hsetnx", mark, "g", own):
                 await core.scripts.command("hset", mark, mapping={"w": now_us, "k": 0, "c": 1})
+                return
+            # A shorter retention than the recorded one: the sessions this store ends get
+            # the shorter expiry, so the record comes down with it, and a later store
+            # keeping them longer again walks them (30 d -> 1 h -> 30 d left the ones
+            # ended under 1 h to expire after 25 h; a regression audit).
+            recorded = _digits((await core.scripts.command("hmget", mark, "g"))[0])
+            if recorded is not None and recorded > own:
+                await core.scripts.command(
+                    "hset", mark, mapping={"g": own, "w": now_us, "k": 0, "c": 1}
+                )
 
     async def _keep_ended(self, cutoff: int) -> None:
         """Keep the keys of the ended sessions the sweeper keeps (those that ended at

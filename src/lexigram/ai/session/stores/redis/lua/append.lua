@@ -69,7 +69,7 @@ elseif tt < 0 or tt % 1 ~= 0 then bad = 'total_tokens'
 elseif n < 0 or n % 1 ~= 0 then bad = 'turn_count'
 elseif h.ex and (not ex_n or ex_n < 0 or ex_n % 1 ~= 0 or ex_n >= HC_MAX_US) then
   bad = 'expires_at'
-elseif tc ~= tc or tc >= math.huge or tc <= -math.huge then bad = 'total_cost'
+elseif tc ~= tc or tc >= math.huge or tc < 0 then bad = 'total_cost'
 end
 if bad then return refuse('CORRUPT', bad, 'not a number the store can read') end
 local why = hc_json(h.m, '{}', 123, 125) if why then return refuse('CORRUPT', 'metadata', why) end

@@ -75,6 +75,7 @@ local function header_damage(h)
   if not cost or cost ~= cost or cost >= math.huge or cost <= -math.huge then
     return 'total_cost', c and 'not a finite number' or 'missing'
   end
+  if cost < 0 then return 'total_cost', 'not a number >= 0' end
   p = hc_json(h.m, '{}', 123, 125, full) if p then return 'metadata', p end
   p = hc_json(h.ta, '[]', 91, 93, full) if p then return 'active_tools', p end
   p = hc_json(h.sk, '[]', 91, 93, full) if p then return 'active_skills', p end
