@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -337,3 +338,19 @@ async def test_a_checkpoint_header_field_of_the_wrong_json_type_is_never_restore
         with pytest.raises(CorruptRecordError, match=f"checkpoint {cpid!r}: field {name}"):
             await call()
         assert await stored(store, sid) == before
+
+
+async def test_a_whole_state_save_repairs_a_damaged_deadline(store: CacheSessionStore) -> None:
+    """The docs name save (a whole state written over it) and delete as the repairs; a
+    deadline that is no number made save fail with a raw Lua error, and delete_checkpoint
+    delete the checkpoint and then raise one (a regression audit)."""
+    sid = await new_session(store)
+    made, _ = await store.create_checkpoint(sid, checkpoint_id=f"cp-{sid}")
+    good = await store.load(sid)
+    assert good is not None
+    await store.client.hset(store.keys.header(sid), "ex", "x")
+    assert await store.delete_checkpoint(made.checkpoint_id) is True
+    await store.save(replace(good, variables={"repaired": True}))
+    repaired = await store.load(sid)
+    assert repaired is not None and repaired.variables == {"repaired": True}
+    assert [t.turn_id for t in repaired.turns] == [t.turn_id for t in good.turns]

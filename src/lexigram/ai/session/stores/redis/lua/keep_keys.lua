@@ -36,8 +36,9 @@ local function keep_keys()
   local f = redis.pcall('HMGET', KH, 's', 'ex', 'kp')
   if f.err then return end
   local ms
-  if LIVE[f[1]] and f[2] then
-    ms = math.max(math.floor((tonumber(f[2]) - NOW) / 1000), 0) + GRACE
+  local ex = f[2] and tonumber(f[2])
+  if LIVE[f[1]] and ex then
+    ms = math.max(math.floor((ex - NOW) / 1000), 0) + GRACE
   elseif f[1] == 'closed' or f[1] == 'expired' then
     ms = GRACE
   else

@@ -43,7 +43,11 @@ local function hmap(key)
 end
 
 local function effective(h)
-  if LIVE[h.s] and h.ex and tonumber(h.ex) <= NOW then return 'expired' end
+  -- a deadline that is no number (a damaged header) is no deadline here: the write
+  -- scripts refuse such a header first (header_check), and a whole-state save, the
+  -- repair, replaces it
+  local ex = h.ex and tonumber(h.ex)
+  if LIVE[h.s] and ex and ex <= NOW then return 'expired' end
   return h.s
 end
 
