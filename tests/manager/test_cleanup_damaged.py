@@ -94,3 +94,32 @@ async def test_the_manager_deletes_a_damaged_session(spec: BackendSpec) -> None:
         assert await manager.get_header(bad.session_id) is None
         page = await manager.list_sessions("dora")
         assert page.items == [] and page.damaged == []
+
+
+@pytest.mark.parametrize("spec", DAMAGEABLE)
+async def test_a_damaged_record_replaced_before_its_quarantine_is_left_alone(
+    spec: BackendSpec,
+) -> None:
+    """The sweeper met a damaged record, then (before it quarantined the id) the session
+    was deleted and created again, healthy, under the same id: quarantine marked the new
+    one and every write to it was refused (a regression audit). The record is read once
+    more first."""
+    assert spec.corrupt is not None
+    async with spec.open() as factory:
+        store = await factory()
+        manager = SessionManagerImpl(store, SessionConfig(auto_checkpoint_interval=None))
+        sid = (await manager.create("hank", session_id="hank-1")).session_id
+        await spec.corrupt(store, sid)
+        scheduler = SessionCleanupScheduler(manager)
+        damage = CorruptRecordError(f"session {sid!r}", "as the batch met it")
+        await store.delete(sid)
+        await manager.create("hank", session_id=sid)  # healthy again, same id
+        assert await scheduler._quarantine(sid, "expire", damage) is False
+        await manager.add_message(sid, "user", "still writable")
+        state = await manager.get_state(sid)
+        assert state is not None and [t.content for t in state.turns] == ["still writable"]
+        assert await store.count_live_sessions("hank") == 1
+        # still damaged: quarantined as before
+        other = (await manager.create("hank", session_id="hank-2")).session_id
+        await spec.corrupt(store, other)
+        assert await scheduler._quarantine(other, "expire", damage) is True

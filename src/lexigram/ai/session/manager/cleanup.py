@@ -398,10 +398,9 @@ class SessionCleanupScheduler:
         """
         newly = 0
         for session_id, exc in outcome.damaged:
-            if session_id not in damaged:
+            if session_id not in damaged and await self._quarantine(session_id, phase, exc):
                 damaged.add(session_id)
                 newly += 1
-                await self._quarantine(session_id, phase, exc)
         for session_id, error in outcome.failed:
             logger.warning("ai_session.sweep_item_failed", session_id=session_id, error=str(error))
             failures.setdefault(session_id, f"{phase}: {error}")
@@ -426,8 +425,26 @@ class SessionCleanupScheduler:
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(records)))))
 
-    async def _quarantine(self, session_id: str, phase: str, exc: CorruptRecordError) -> None:
-        """Log a damaged record and take it out of the sweeper's indexes."""
+    async def _quarantine(self, session_id: str, phase: str, exc: CorruptRecordError) -> bool:
+        """Log a damaged record and take it out of the sweeper's indexes.
+
+        The record is read once more first: a session deleted and created again under
+        the id (an auto-creating adapter), or repaired, since the batch met it is
+        healthy now and is left alone (quarantine marks whatever the id holds; a
+        regression audit saw a re-created session refuse every write).
+        """
+        try:
+            again = await self.store.load_record(session_id)
+        except Exception:  # still damaged (or unreadable): quarantined below
+            pass
+        else:  # gone, or healthy now
+            logger.debug(
+                "ai_session.sweep_damaged_record_gone",
+                session_id=session_id,
+                phase=phase,
+                stored=again is not None,
+            )
+            return False
         logger.warning(
             "ai_session.sweep_damaged_record",
             session_id=session_id,
@@ -440,6 +457,7 @@ class SessionCleanupScheduler:
             logger.warning(
                 "ai_session.sweep_quarantine_failed", session_id=session_id, error=str(failure)
             )
+        return True
 
     async def _after_expiry(self, record: SessionRecord) -> None:
         """What a close does, for a session this sweeper just marked EXPIRED."""
