@@ -18,104 +18,33 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
-from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
+from lexigram.contracts.ai.session import SessionState, SessionStatus
 from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUnknownError
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
-from tests.faults.proxy import FaultProxy
-from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+from lexigram.ai.session.stores.database import DatabaseSessionStore
+from tests.faults.sql_pair import (
+    COMMIT,
+    SERVER_PARAMS,
+    T0,
+    Pair,
+    header,
+    open_pair,
+    turn,
+)
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = 3600
 
 
-def COMMIT(request: bytes) -> bool:
-    """PostgreSQL's ``COMMIT;`` or MariaDB's ``COMMIT`` query (not ``READ COMMITTED``)."""
-    return b"COMMIT;" in request or request.endswith(b"\x03COMMIT")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-def turn(n: int) -> SessionTurn:
-    return SessionTurn(
-        turn_id=f"turn-{n}-{uuid.uuid4().hex}",
-        role="user",
-        content=f"message {n}",
-        timestamp=T0 + timedelta(seconds=n),
-        tokens_used=2,
-        cost=0.25,
-    )
-
-
-def header(user: str | None = None) -> SessionState:
-    return SessionState(
-        session_id=f"s-{uuid.uuid4().hex}",
-        user_id=user or f"u-{uuid.uuid4().hex[:8]}",
-        status=SessionStatus.ACTIVE,
-        created_at=T0,
-        updated_at=T0,
-    )
-
-
-@dataclass
-class Pair:
-    proxied: DatabaseSessionStore
-    direct: DatabaseSessionStore
-    proxy: FaultProxy
-    url: str  # the proxied store's URL
-
-
-SERVERS = {
-    "postgres": (POSTGRES_URL, 5432, "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"),
-    "mariadb": (MARIADB_URL, 3306, "mysql+asyncmy://root@127.0.0.1:{port}/test"),
-}
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SERVER_PARAMS)
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
-    server: str = request.param
-    require_postgres() if server == "postgres" else require_mariadb()
-    direct_url, port, proxied_url = SERVERS[server]
-    prefix = f"t{uuid.uuid4().hex[:12]}_"
-    clock = Clock()
-    direct = DatabaseSessionStore(
-        direct_url, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
-    )
-    try:
-        await direct.initialize()
-        async with FaultProxy("127.0.0.1", port) as proxy:
-            url = proxied_url.format(port=proxy.port)
-            proxied = DatabaseSessionStore(
-                url,
-                table_prefix=prefix,
-                pool_size=2,
-                session_ttl=TTL,
-                clock=clock,
-            )
-            try:
-                await proxied.initialize()
-                yield Pair(proxied, direct, proxy, url)
-            finally:
-                await proxied.close()
-    finally:
-        await direct.close()
-        await drop_schema(direct_url, table_prefix=prefix)
+    """Two stores on one random table prefix; the proxied one goes through a FaultProxy."""
+    async with open_pair(request.param, TTL) as made:
+        yield made
 
 
 async def _session(store: DatabaseSessionStore, turns: int = 1) -> tuple[SessionState, list[str]]:

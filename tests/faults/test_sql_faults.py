@@ -20,7 +20,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -33,108 +33,28 @@ from lexigram.contracts.ai.session import (
 
 from lexigram.ai.session.exceptions import StoreUnavailableError, WriteOutcomeUnknownError
 from lexigram.ai.session.stores.base import SessionPatch
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.stores.sql.ops_turns import ONE_STATEMENT_DIALECTS
-from tests.faults.proxy import FaultProxy, Matcher
-from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
+from tests.faults.proxy import Matcher
+from tests.faults.sql_pair import (
+    COMMIT,
+    SERVER_PARAMS,
+    T0,
+    Pair,
+    header,
+    open_pair,
+    turn,
+)
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = 60
 LIVE = frozenset({SessionStatus.ACTIVE, SessionStatus.SUSPENDED})
 
 
-def COMMIT(request: bytes) -> bool:
-    """The request that commits: PostgreSQL's ``COMMIT;``, MariaDB's ``COMMIT`` query.
-
-    (Not a substring test: ``READ COMMITTED`` is in every PostgreSQL ``BEGIN``.)
-    """
-    return b"COMMIT;" in request or request.endswith(b"\x03COMMIT")
-
-
-class Clock:
-    """A clock the test moves by hand (shared by both stores)."""
-
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-def turn(n: int) -> SessionTurn:
-    """A turn whose id is unique in the whole database (the proxy matches on it)."""
-    return SessionTurn(
-        turn_id=f"turn-{n}-{uuid.uuid4().hex}",
-        role="user",
-        content=f"message {n}",
-        timestamp=T0 + timedelta(seconds=n),
-        tokens_used=2,
-        cost=0.25,
-    )
-
-
-def header() -> SessionState:
-    """A new ACTIVE session at T0."""
-    return SessionState(
-        session_id=f"s-{uuid.uuid4().hex}",
-        user_id=f"u-{uuid.uuid4().hex[:8]}",
-        status=SessionStatus.ACTIVE,
-        created_at=T0,
-        updated_at=T0,
-    )
-
-
-@dataclass
-class Pair:
-    """A store through the proxy, one straight to the server, and the proxy."""
-
-    proxied: DatabaseSessionStore
-    direct: DatabaseSessionStore
-    proxy: FaultProxy
-    clock: Clock
-
-
-#: Each server: (URL straight to it, its port, the URL through a proxy on ``{port}``).
-SERVERS = {
-    "postgres": (POSTGRES_URL, 5432, "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"),
-    "mariadb": (MARIADB_URL, 3306, "mysql+asyncmy://root@127.0.0.1:{port}/test"),
-}
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SERVER_PARAMS)
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     """Two stores on one random table prefix; the proxied one goes through a FaultProxy."""
-    server: str = request.param
-    require_postgres() if server == "postgres" else require_mariadb()
-    direct_url, port, proxied_url = SERVERS[server]
-    prefix = f"t{uuid.uuid4().hex[:12]}_"
-    clock = Clock()
-    direct = DatabaseSessionStore(
-        direct_url, table_prefix=prefix, pool_size=2, session_ttl=TTL, clock=clock
-    )
-    try:
-        await direct.initialize()
-        async with FaultProxy("127.0.0.1", port) as proxy:
-            proxied = DatabaseSessionStore(
-                proxied_url.format(port=proxy.port),
-                table_prefix=prefix,
-                pool_size=2,
-                session_ttl=TTL,
-                clock=clock,
-            )
-            try:
-                await proxied.initialize()
-                yield Pair(proxied, direct, proxy, clock)
-            finally:
-                await proxied.close()
-    finally:
-        await direct.close()
-        await drop_schema(direct_url, table_prefix=prefix)
+    async with open_pair(request.param, TTL) as made:
+        yield made
 
 
 async def _session(
@@ -212,7 +132,7 @@ async def _new_session(p: Pair) -> dict[str, Any]:
 
 async def _due(p: Pair) -> dict[str, Any]:
     ctx = await _base(p)
-    p.clock.at = T0 + timedelta(seconds=TTL + 1)
+    p.clock.now = T0 + timedelta(seconds=TTL + 1)
     return ctx
 
 

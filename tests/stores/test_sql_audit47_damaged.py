@@ -26,17 +26,10 @@ from sqlalchemy import text
 
 from lexigram.ai.session.exceptions import CorruptRecordError
 from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.testing import FakeClock
 from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 def turn(n: int) -> SessionTurn:
@@ -66,7 +59,7 @@ def header(**extra: Any) -> SessionState:
 class Db:
     store: DatabaseSessionStore
     prefix: str
-    clock: Clock
+    clock: FakeClock
 
     async def execute(self, sql: str, **params: Any) -> None:
         async with self.store.engine.begin() as conn:
@@ -106,7 +99,7 @@ class Db:
 )
 async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
     prefix = f"t{uuid.uuid4().hex[:12]}_"
-    clock = Clock()
+    clock = FakeClock(T0)
     with tempfile.TemporaryDirectory(prefix="lexi-audit47-") as tmp:
         if request.param == "sqlite":
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'sessions.db'}"
@@ -145,7 +138,7 @@ async def test_a_negative_counter_is_a_damaged_header(db: Db, column: str, value
         assert info.value.record == f"session {state.session_id!r}"
         assert f"field {column}: not " in str(info.value) and ">= 0" in str(info.value)
     # The sweeper does not take it for healthy: mark_expired refuses it (then quarantine).
-    db.clock.at = T0 + timedelta(seconds=3600)
+    db.clock.now = T0 + timedelta(seconds=3600)
     assert await db.store.find_expired() == [state.session_id]
     with pytest.raises(CorruptRecordError):
         await db.store.mark_expired(state.session_id)

@@ -9,6 +9,12 @@ MariaDB"). ``create_checkpoint`` now names ``metadata``; ``save_checkpoint`` nam
 part of the checkpoint as its validation does (``checkpoint.metadata``,
 ``checkpoint.state.variables``, ``checkpoint.state.turns[i]``, and
 ``checkpoint.state.turns`` for turns that fit one by one but not together).
+
+An update may not grow the header past one statement either (found while fixing the
+above): ``update(variables=9 MB)`` and then ``update(metadata=9 MB)`` each fitted alone
+and were stored, and every later append failed with ``SessionStoreError`` ("Result of
+concat_ws() was larger than max_allowed_packet"), as did its checkpoints; the second
+update is refused naming the field it sets, nothing written.
 """
 
 from __future__ import annotations
@@ -130,3 +136,30 @@ async def test_create_checkpoint_of_a_large_header_names_metadata(
     assert await store.list_checkpoints(sid) == []
     checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id="cp-ok")
     assert checkpoint.state.variables == {"v": "x" * big}
+
+
+async def test_an_update_that_would_outgrow_the_packet_is_refused(
+    store: DatabaseSessionStore,
+) -> None:
+    limit = store._max_packet
+    assert limit is not None
+    state = make_state()
+    await store.create_session(state)
+    sid = state.session_id
+    big = limit * 11 // 20  # fits alone, two of them do not
+    await store.update_session(sid, SessionPatch(variables={"v": "x" * big}))
+    with pytest.raises(SessionValidationError) as caught:
+        await store.update_session(sid, SessionPatch(metadata={"m": "y" * big}))
+    assert caught.value.field == "metadata"
+    assert "max_allowed_packet" in str(caught.value)
+    record = await store.load_record(sid)
+    assert record is not None and record.state.metadata == {}
+    # The session still takes turns and checkpoints, and a header that fits is stored.
+    await store.append_turns(sid, [make_turn(1), make_turn(2)])
+    await store.update_session(sid, SessionPatch(metadata={"m": "y" * (limit * 2 // 5)}))
+    await store.append_turns(sid, [make_turn(3)])
+    checkpoint, _ = await store.create_checkpoint(sid, checkpoint_id="cp")
+    assert checkpoint.state.turn_count == 3
+    loaded = await store.load(sid)
+    assert loaded is not None and loaded.turn_count == 3
+    assert len(loaded.metadata["m"]) == limit * 2 // 5

@@ -697,7 +697,7 @@ class SessionStatements:
             "total_cost = :total_cost, turn_count = :turn_count, "
             "parent_session_id = :parent_session_id, branch_name = :branch_name, "
             "expires_at = CAST(:expires_at AS BIGINT) "
-            "WHERE session_id = :session_id RETURNING last_seq, ordinal"
+            "WHERE session_id = :session_id RETURNING last_seq"
         )
         self.bump_seq = f"UPDATE {s} SET last_seq = last_seq + :n WHERE session_id = :sid"
         update = (
