@@ -159,7 +159,12 @@ class Indexes:
 
     async def live_status(self, user_id: str, now_us: int) -> tuple[list[str], list[str]]:
         """Split the user's live-set entries into (live session ids, dead entries)."""
-        members = await self.live_members(user_id)
+        return await self._split_live(user_id, await self.live_members(user_id), now_us)
+
+    async def _split_live(
+        self, user_id: str, members: Sequence[tuple[str, int]], now_us: int
+    ) -> tuple[list[str], list[str]]:
+        """:meth:`live_status` of the entries ``members`` (id, reservation time)."""
         probes = await self.probe([m for m, _ in members], ("u", "s", "ex"))
         alive: list[str] = []
         dead: list[str] = []
@@ -186,10 +191,16 @@ class Indexes:
 
     async def prune_live(self, user_id: str, *, now_us: int) -> int:
         """Drop the user's live-set entries that are no longer live; how many were dropped."""
-        _, dead = await self.live_status(user_id, now_us)
-        if dead:
-            await self.pipe([("zrem", (self._keys.user_live(user_id), *dead))])
-        return len(dead)
+        members = dict(await self.live_members(user_id))
+        _, dead = await self._split_live(user_id, list(members.items()), now_us)
+        if not dead:
+            return 0
+        # Each only while its entry is the one read: a create or resume of the id
+        # since then wrote a new reservation time, and that entry stays.
+        args: list[Any] = ["r"]
+        for sid in dead:
+            args += [sid, members[sid]]
+        return int(await self._scripts.raw("user_unlive", self._keys.user(user_id)[:2], args))
 
     async def release(self, user_id: str, session_id: str) -> None:
         """Undo a reservation (the session write failed)."""
@@ -223,44 +234,62 @@ class Indexes:
         )
         return bool(added)
 
-    async def quarantine(self, session_id: str, user_id: str | None) -> None:
+    async def quarantine(self, session_id: str, user_id: str | None, ordinal: str | None) -> None:
         """Take a session out of the sweeper's indexes and its user's live set (its
-        header cannot be decoded; its user's listing names it as damaged)."""
-        commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("zrem", (self._keys.deadlines, session_id)),
-            ("zrem", (self._keys.ended, session_id)),
-        ]
+        header cannot be decoded; its user's listing names it as damaged); ``ordinal``
+        is the header's, as for :meth:`unlive`."""
+        await self.pipe(
+            [
+                ("zrem", (self._keys.deadlines, session_id)),
+                ("zrem", (self._keys.ended, session_id)),
+            ]
+        )
         if user_id is not None:
-            commands.append(("zrem", (self._keys.user_live(user_id), session_id)))
-        await self.pipe(commands)
+            await self.unlive([(session_id, user_id, ordinal)])
 
     async def drop_deadline(self, session_id: str) -> None:
         """Forget a deadline entry this store added (the create it belonged to failed)."""
         await self.pipe([("zrem", (self._keys.deadlines, session_id))])
 
-    async def ended(self, session_id: str, user_id: str, updated_us: int) -> None:
-        """A session became CLOSED/EXPIRED: out of the live indexes, into the ended one."""
-        await self.pipe(
-            [
-                ("zrem", (self._keys.user_live(user_id), session_id)),
-                ("zrem", (self._keys.deadlines, session_id)),
-                ("zadd", (self._keys.ended, {session_id: updated_us})),
-            ]
-        )
+    async def ended(
+        self, session_id: str, user_id: str, updated_us: int, ordinal: str | None
+    ) -> None:
+        """A session became CLOSED/EXPIRED: out of the live indexes, into the ended one.
 
-    async def ended_many(self, entries: Sequence[tuple[str, str, int]]) -> None:
-        """:meth:`ended` for many ``(session_id, user_id, updated_us)`` in one pipeline."""
+        ``ordinal`` is the ended header's (``o``): the user's live entry goes only while
+        the id is still indexed under it (see :meth:`unlive`).
+        """
+        await self.ended_many([(session_id, user_id, updated_us, ordinal)])
+
+    async def ended_many(self, entries: Sequence[tuple[str, str, int, str | None]]) -> None:
+        """:meth:`ended` for many ``(session_id, user_id, updated_us, ordinal)``."""
         if not entries:
             return
-        by_user: dict[str, list[str]] = {}
-        for sid, user_id, _ in entries:
-            by_user.setdefault(user_id, []).append(sid)
-        commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("zrem", (self._keys.deadlines, *(sid for sid, _, _ in entries))),
-            ("zadd", (self._keys.ended, {sid: us for sid, _, us in entries})),
-        ]
-        commands += [("zrem", (self._keys.user_live(u), *sids)) for u, sids in by_user.items()]
-        await self.pipe(commands)
+        await self.pipe(
+            [
+                ("zrem", (self._keys.deadlines, *(sid for sid, _, _, _ in entries))),
+                ("zadd", (self._keys.ended, {sid: us for sid, _, us, _ in entries})),
+            ]
+        )
+        await self.unlive([(sid, user_id, ordinal) for sid, user_id, _, ordinal in entries])
+
+    async def unlive(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
+        """Take ended sessions ``(session_id, user_id, ordinal)`` out of their users'
+        live sets, one script per user.
+
+        The end was written in the session's slot, the live set is in the user's: a
+        process may delete the ended session and create it again under its id (live,
+        with a new ordinal) before this runs, and the new session's entry must stay
+        (it was lost from the per-user count and cap). The id's entry goes only while
+        the user's index holds it under the ended header's ordinal.
+        """
+        by_user: dict[str, list[Any]] = {}
+        for sid, user_id, ordinal in entries:
+            by_user.setdefault(user_id, ["o"]).extend((sid, ordinal or ""))
+        calls = [(self._keys.user(u)[:2], args) for u, args in by_user.items()]
+        for failure in await self._scripts.many_settled("user_unlive", calls):
+            if isinstance(failure, Exception):
+                raise failure
 
     async def forget_many(
         self, entries: Sequence[tuple[str, str | None, str | None, Sequence[str]]]

@@ -256,6 +256,7 @@ SCRIPTS: dict[str, str] = {
     **{f"{name}_many": _batch_script(name) for name in ("mark_expired", "purge")},
     "index_batch": _lua("index_batch"),
     "user_gc": _lua("user_gc"),
+    "user_unlive": _lua("user_unlive"),
     "reserve": _OP_TTL + _RESERVE,
     "probe_many": _PROBE_MANY,
     # ARGV: now, grace ms. Moves an ended session's key expiry to its end + grace.

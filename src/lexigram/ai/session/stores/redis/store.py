@@ -251,10 +251,11 @@ class CacheSessionStore(SessionStore):
             await self._core.raw("branch_drop", old_parent, [now_us, sid])
         if state.parent_session_id and (reply.get("new") or old_parent != state.parent_session_id):
             await self._core.raw("branch_add", state.parent_session_id, [now_us, sid, wall_us()])
-        await self._reindex(state, live=live)
+        await self._reindex(state, live=live, ordinal=reply.get("o"))
 
-    async def _reindex(self, state: SessionState, *, live: bool) -> None:
-        """Make the indexes agree with a header just written whole."""
+    async def _reindex(self, state: SessionState, *, live: bool, ordinal: str | None) -> None:
+        """Make the indexes agree with a header just written whole (``ordinal``: its
+        ``o``)."""
         sid = state.session_id
         if live:
             await self._core.index.mark_live(state.user_id, sid)
@@ -262,7 +263,7 @@ class CacheSessionStore(SessionStore):
             if deadline is not None:
                 await self._core.index.add_deadline(sid, to_us(deadline))
         else:
-            await self._core.index.ended(sid, state.user_id, to_us(state.updated_at))
+            await self._core.index.ended(sid, state.user_id, to_us(state.updated_at), ordinal)
 
     async def load(self, session_id: str) -> SessionState | None:
         return await self._load(session_id, None)
@@ -566,7 +567,9 @@ class CacheSessionStore(SessionStore):
         record = self._core.written(reply["h"], session_id, now, "append")
         closed = bool(reply["c"])
         if closed:
-            await self._core.index.ended(session_id, record.state.user_id, now_us)
+            await self._core.index.ended(
+                session_id, record.state.user_id, now_us, reply["h"].get("o")
+            )
         return AppendResult(record=record, closed_by_cap=closed, first_seq=int(reply["f"]))
 
     async def update_session(
@@ -614,11 +617,13 @@ class CacheSessionStore(SessionStore):
             self._core.refuse(reply, session_id)
         record = self._core.written(reply["h"], session_id, now, "transition")
         if target in _ENDED:
-            await self._core.index.ended(session_id, record.state.user_id, now_us)
+            await self._core.index.ended(
+                session_id, record.state.user_id, now_us, reply["h"].get("o")
+            )
         elif _ENDED.intersection(map(SessionStatus, allowed_from)):
             # A CLOSED or EXPIRED session may have been made live again (the store
             # allows what ``allowed_from`` allows): live indexes again, as after a save.
-            await self._reindex(record.state, live=True)
+            await self._reindex(record.state, live=True, ordinal=None)
         return record
 
     async def pop_turn(self, session_id: str) -> SessionTurn | None:
@@ -877,7 +882,7 @@ class CacheSessionStore(SessionStore):
             await self._undo_insert(state.user_id, sid, added)
             core.refuse(reply, sid)
         if not live:
-            await core.index.ended(sid, state.user_id, to_us(state.updated_at))
+            await core.index.ended(sid, state.user_id, to_us(state.updated_at), str(ordinal))
         return core.record(reply["h"], sid, now)
 
     async def _drop_dead_create(self, user_id: str, session_id: str, now_us: int) -> bool:

@@ -103,7 +103,7 @@ class SweepOps:
             return None
         record = self._core.record(reply["h"], session_id, now)
         await self._core.index.ended(
-            session_id, record.state.user_id, to_us(record.state.updated_at)
+            session_id, record.state.user_id, to_us(record.state.updated_at), reply["h"].get("o")
         )
         return record
 
@@ -116,7 +116,7 @@ class SweepOps:
         async def expire(chunk: Sequence[str]) -> BatchOutcome[SessionRecord]:
             part: BatchOutcome[SessionRecord] = BatchOutcome()
             replies = await self._replies("mark_expired", chunk, [now_us])
-            ended: list[tuple[str, str, int]] = []
+            ended: list[tuple[str, str, int, str | None]] = []
             # The records are new objects that all stay reachable: without the pause
             # their allocation sets off collections that walk the heap again and again.
             with paused_gc():
@@ -133,7 +133,8 @@ class SweepOps:
                         part.failed.append((sid, exc))
                         continue
                     part.done.append(record)
-                    ended.append((sid, record.state.user_id, to_us(record.state.updated_at)))
+                    updated = to_us(record.state.updated_at)
+                    ended.append((sid, record.state.user_id, updated, data["h"].get("o")))
             await self._core.index.ended_many(ended)
             return part
 
@@ -176,19 +177,19 @@ class SweepOps:
 
         As on the SQL stores: every write then refuses it (``CorruptRecordError`` naming
         the status) before writing, reads keep raising, and it leaves the deadline and
-        purge indexes and the user's live set (the per-user cap). Only the status and
-        user fields are read (a header that is not a hash is only taken out of the
+        purge indexes and the user's live set (the per-user cap). Only the status, user
+        and ordinal fields are read (a header that is not a hash is only taken out of the
         indexes). Idempotent.
         """
         _, now_us = self._core.clock()
-        user = await self._core.raw("quarantine", session_id, [now_us])
-        user_id: str | None = None
-        if isinstance(user, bytes):
-            try:
-                user_id = user.decode()
-            except UnicodeDecodeError:
-                user_id = None  # no user's key can be named by it
-        await self._core.index.quarantine(session_id, user_id or None)
+        reply = await self._core.raw("quarantine", session_id, [now_us])
+        user, ordinal = reply if isinstance(reply, list) else (None, None)
+        try:
+            user_id = user.decode() if isinstance(user, bytes) else None
+            seen = ordinal.decode() if isinstance(ordinal, bytes) else None
+        except UnicodeDecodeError:
+            user_id = seen = None  # no user's key can be named by it
+        await self._core.index.quarantine(session_id, user_id or None, seen)
 
     async def find_purgeable(self, *, older_than: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_us(older_than)

@@ -5,8 +5,19 @@ if KEYS[4] then
 end
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 'DUP' end
 if ARGV[3] ~= '' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'CAP' end
-local o = redis.call('INCR', KEYS[3])
+-- A user's first counter starts at the reservation time (µs), not at 1: the counter
+-- goes when the user has no session left (user_gc.lua), and ordinals that started
+-- over would name a session created again under an ended one's id like the old one
+-- (user_unlive.lua tells them apart by ordinal). Formatted whole ('%d'): tostring
+-- would round a 16-digit number.
+local o
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  o = string.format('%d', redis.call('INCR', KEYS[3]))
+else
+  o = ARGV[1]
+  redis.call('SET', KEYS[3], o)
+end
 redis.call('ZADD', KEYS[1], o, ARGV[2])
 if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2]) end
-if KEYS[4] then redis.call('SET', KEYS[4], tostring(o), 'PX', OP_TTL_MS) end
-return tostring(o)
+if KEYS[4] then redis.call('SET', KEYS[4], o, 'PX', OP_TTL_MS) end
+return o

@@ -46,4 +46,5 @@ for f, v in pairs(fields) do flat[#flat + 1] = f; flat[#flat + 1] = v end
 hset_pairs(KH, flat)
 write_live(seqs, jsons, ids)
 if old then gc_archive() end
-return cjson.encode({new = (old == nil), u = old and old.u or nil, ps = old and old.ps or nil})
+return cjson.encode({new = (old == nil), u = old and old.u or nil, ps = old and old.ps or nil,
+  o = fields.o})
