@@ -262,6 +262,10 @@ class SessionMiddleware:
             if started:
                 raise
             await send_too_many(scope, send, refused)
+        except Exception:
+            if not started:
+                await self._close_unannounced(binding)
+            raise
         finally:
             context.unbind(token)
             self._settle(binding, admission)
@@ -296,6 +300,28 @@ class SessionMiddleware:
             admission.reserved.append((reservation, binding.creates))
 
         return guard
+
+    async def _close_unannounced(self, binding: SessionBinding) -> None:
+        """Close the sessions this request created when it raised before its response
+        started: the error response (Starlette's, outside this middleware) carries no id,
+        so the client could never reach them, and each retry would hold one more place
+        under ``max_sessions_per_user`` until they expired. Their turns stay stored."""
+        manager = binding.manager
+        if manager is None:
+            return
+        for session_id in binding.made_ids:
+            if session_id in binding.ended_ids:
+                continue
+            try:
+                await manager.close(session_id)
+            except SessionError:
+                pass  # deleted, closed or expired meanwhile: nothing holds a place
+            except Exception as exc:  # the app's error is the one to raise
+                logger.warning(
+                    "ai_session.web.unannounced_session_not_closed", error=repr(exc)
+                )
+            else:
+                logger.info("ai_session.web.unannounced_session_closed")
 
     def _settle(self, binding: SessionBinding, admission: _Admission) -> None:
         """Count the anonymous sessions the request created; refund the reservations
