@@ -69,6 +69,50 @@ class BranchesSuite(SuiteBase):
                 from_checkpoint="missing",
             )
 
+    async def test_a_fork_from_the_end_copies_only_the_live_turns(
+        self, store: SessionStore
+    ) -> None:
+        """The branch's turns are the source's live turns now: not a popped or cleared
+        turn, even one a checkpoint still keeps."""
+        source = await self._session(store)
+        sid = source.session_id
+        turns = [make_turn(i, tokens=i + 1, cost=0.5) for i in range(3)]
+        await store.append_turns(sid, turns)
+        await store.create_checkpoint(sid, checkpoint_id="lv-" + uuid.uuid4().hex)
+        popped = await store.pop_turn(sid)
+        assert popped is not None and popped.turn_id == turns[-1].turn_id
+        after_pop = make_state("bea", parent_session_id=sid, branch_name="after-pop")
+        record = await store.fork_session(sid, after_pop)
+        assert record.state.turn_count == 2 and record.state.total_tokens == 1 + 2
+        assert record.state.total_cost == pytest.approx(1.0)
+        assert (record.state.user_id, record.state.branch_name) == ("bea", "after-pop")
+        loaded = await store.load(after_pop.session_id)
+        assert loaded is not None and _ids(loaded.turns) == _ids(turns[:2])
+        assert await store.clear_turns(sid) == 2
+        after_clear = make_state("alice", parent_session_id=sid, branch_name="after-clear")
+        record = await store.fork_session(sid, after_clear)
+        assert record.state.turn_count == 0 and record.state.total_tokens == 0
+        assert await store.get_turns(after_clear.session_id) == []
+
+    async def test_a_fork_without_a_parent_is_a_branch_of_its_source(
+        self, store: SessionStore
+    ) -> None:
+        """A branch handed to ``fork_session`` without ``parent_session_id`` gets the
+        source as its parent: it is listed among the source's branches and counted."""
+        source = await self._session(store)
+        sid = source.session_id
+        branch = make_state("alice", branch_name="orphan?")
+        assert branch.parent_session_id is None
+        record = await store.fork_session(sid, branch, max_branches=1)
+        assert record.state.parent_session_id == sid
+        loaded = await store.load_record(branch.session_id)
+        assert loaded is not None and loaded.state.parent_session_id == sid
+        assert [b.state.session_id for b in await store.list_branches(sid)] == [
+            branch.session_id
+        ]
+        with pytest.raises(SessionCapacityError):
+            await store.fork_session(sid, make_state("alice"), max_branches=1)
+
     async def test_branch_limit_counts_forks_of_the_source(self, store: SessionStore) -> None:
         source = await self._session(store)
         for i in range(2):

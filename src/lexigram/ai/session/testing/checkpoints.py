@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lexigram.contracts.ai.session import (
     SessionCheckpoint,
+    SessionStatus,
 )
 
 from lexigram.ai.session.exceptions import (
@@ -26,6 +27,7 @@ from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
     _A,
     _C,
+    _E,
     _S,
     _T0,
     SuiteBase,
@@ -115,6 +117,40 @@ class CheckpointsSuite(SuiteBase):
         await store.append_turns(sid, [turns[25]])
         with pytest.raises(CheckpointNotFoundError):
             await store.restore_checkpoint("missing")
+
+    async def test_a_checkpoint_can_be_made_of_a_session_of_any_status(
+        self, store: SessionStore
+    ) -> None:
+        """``create_checkpoint`` works whatever the status: suspended, closed, past its
+        deadline, or stored as expired; the snapshot shows that status and the turns."""
+        store.session_ttl = 60
+        made = {name: await self._session(store) for name in ("S", "C", "lapsed", "marked")}
+        for state in made.values():
+            await self._append(store, state.session_id, 2)
+        await store.transition(made["S"].session_id, _S, allowed_from=frozenset({_A}))
+        await store.transition(made["C"].session_id, _C, allowed_from=frozenset({_A}))
+
+        async def snapshot(name: str, status: SessionStatus) -> None:
+            sid = made[name].session_id
+            cp, pruned = await store.create_checkpoint(
+                sid, checkpoint_id="any-" + uuid.uuid4().hex
+            )
+            assert pruned == []
+            assert cp.state.status == status, name
+            assert cp.state.turn_count == 2 and len(cp.state.turns) == 2, name
+            headers = await store.list_checkpoint_headers(sid)
+            assert [c.checkpoint_id for c in headers] == [cp.checkpoint_id], name
+            record = await store.load_record(sid)
+            assert record is not None, name
+            assert record.state.checkpoint_id == cp.checkpoint_id, name
+            assert record.state.status == status, name
+
+        await snapshot("S", _S)
+        await snapshot("C", _C)
+        self.clock(store).advance(61)
+        assert await store.mark_expired(made["marked"].session_id) is not None
+        await snapshot("lapsed", _E)
+        await snapshot("marked", _E)
 
     async def test_restore_refused_on_closed_session(self, store: SessionStore) -> None:
         state = await self._session(store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 
 import pytest
@@ -266,6 +266,58 @@ class SessionsSuite(SuiteBase):
         record = await store.load_record(closed.session_id)
         assert record is not None and record.state.variables == {"note": "kept closed"}
 
+    async def test_save_round_trips_every_header_field(self, store: SessionStore) -> None:
+        """``save`` keeps every field of the state it is given (a new id and over an old
+        one): ids, status, times, metadata, variables, tools, skills, prompt, checkpoint,
+        parent, branch name, the counters as given, and the turns."""
+        sid = "s-" + uuid.uuid4().hex
+        first = SessionState(
+            session_id=sid,
+            user_id="hana",
+            status=_S,
+            turns=[make_turn(1, tokens=3, cost=0.25), make_turn(2, tokens=4, cost=0.5)],
+            metadata={"channel": "web", "nested": {"a": [1, 2.5, None, True]}},
+            active_tools=["search", "calc"],
+            active_skills=["summarize"],
+            system_prompt="Be brief. — ✓",
+            variables={"lang": "日本語", "count": 3},
+            created_at=_T0 - timedelta(days=2),
+            updated_at=_T0 - timedelta(hours=1),
+            checkpoint_id="cp-" + uuid.uuid4().hex,
+            total_tokens=7,
+            total_cost=0.75,
+            turn_count=2,
+            parent_session_id="s-parent-" + uuid.uuid4().hex,
+            branch_name="idea",
+        )
+        second = replace(
+            first,
+            user_id="ivan",
+            status=_A,
+            turns=[make_turn(3, tokens=9, cost=1.5)],
+            metadata={"channel": "api"},
+            active_tools=["calc"],
+            active_skills=["translate", "summarize"],
+            system_prompt="Be thorough.",
+            variables={"lang": "fr"},
+            created_at=_T0 - timedelta(days=1),
+            updated_at=_T0 - timedelta(minutes=5),
+            checkpoint_id="cp-" + uuid.uuid4().hex,
+            total_tokens=11,  # not the sum over its turns: kept as given
+            total_cost=2.5,
+            turn_count=1,
+            parent_session_id="s-other-" + uuid.uuid4().hex,
+            branch_name="plan",
+        )
+        for state in (first, second):
+            await store.save(state)
+            loaded = await store.load(sid)
+            assert loaded is not None
+            for name in (f.name for f in fields(SessionState)):
+                assert getattr(loaded, name) == getattr(state, name), name
+            record = await store.load_record(sid)
+            assert record is not None and record.state == replace(state, turns=[])
+
     async def test_contract_list_sessions_and_save(self, store: SessionStore) -> None:
         state = make_state("dave", variables={"k": 1})
         turns = [make_turn(1), make_turn(2)]
@@ -308,6 +360,47 @@ class SessionsSuite(SuiteBase):
         await store.transition(first.session_id, _C, allowed_from=frozenset({_A}))
         await store.create_session(make_state("frank"), max_live_per_user=1)
 
+    async def test_suspended_sessions_count_toward_the_user_cap(
+        self, store: SessionStore
+    ) -> None:
+        """The per-user cap counts live sessions: ``SUSPENDED`` as well as ``ACTIVE``."""
+        user = "suspended-" + uuid.uuid4().hex
+        first = make_state(user)
+        await store.create_session(first, max_live_per_user=1)
+        await store.transition(first.session_id, _S, allowed_from=frozenset({_A}))
+        assert await store.count_live_sessions(user) == 1
+        second = make_state(user)
+        with pytest.raises(SessionCapacityError):
+            await store.create_session(second, max_live_per_user=1)
+        assert await store.load(second.session_id) is None
+        branch = make_state(user, parent_session_id=first.session_id, branch_name="b")
+        with pytest.raises(SessionCapacityError):
+            await store.fork_session(first.session_id, branch, max_live_per_user=1)
+        assert await store.load(branch.session_id) is None
+        await store.create_session(make_state(user), max_live_per_user=2)
+        assert await store.count_live_sessions(user) == 2
+
+    async def test_a_session_past_its_deadline_frees_the_user_cap(
+        self, store: SessionStore
+    ) -> None:
+        """A live session past its deadline is not counted by the cap, before any sweep."""
+        store.session_ttl = 60
+        user = "lapsed-" + uuid.uuid4().hex
+        lapsed = make_state(user)
+        await store.create_session(lapsed, max_live_per_user=1)
+        self.clock(store).advance(61)
+        now = self.clock(store).now
+        fresh = make_state(user, created_at=now, updated_at=now)
+        await store.create_session(fresh, max_live_per_user=1)
+        assert await store.count_live_sessions(user) == 1
+        branch = make_state(
+            user, created_at=now, updated_at=now, parent_session_id=fresh.session_id
+        )
+        await store.fork_session(fresh.session_id, branch, max_live_per_user=2)
+        assert await store.count_live_sessions(user) == 2
+        record = await store.load_record(lapsed.session_id)
+        assert record is not None and record.state.status == SessionStatus.EXPIRED
+
     # ------------------------------------------------------------ transitions
     async def test_transition_compare_and_set(self, store: SessionStore) -> None:
         state = await self._session(store)
@@ -347,6 +440,27 @@ class SessionsSuite(SuiteBase):
         twice = [make_turn(1, turn_id="same"), make_turn(2, turn_id="same")]
         with pytest.raises(SessionNotFoundError):
             await store.save(make_state("fred", session_id=chosen, turns=twice, turn_count=2))
+
+    async def test_update_session_needs_a_live_session_that_exists(
+        self, store: SessionStore
+    ) -> None:
+        """``update_session``: a missing session is named, an expired one refused unchanged;
+        a suspended one (live) is updated and stays suspended."""
+        store.session_ttl = 60
+        with pytest.raises(SessionNotFoundError):
+            await store.update_session(
+                "missing-" + uuid.uuid4().hex, SessionPatch(variables={"a": 1})
+            )
+        paused = await self._session(store)
+        await store.transition(paused.session_id, _S, allowed_from=frozenset({_A}))
+        record = await store.update_session(paused.session_id, SessionPatch(variables={"a": 1}))
+        assert record.state.variables == {"a": 1} and record.state.status == _S
+        lapsed = await self._session(store, variables={"kept": True})
+        self.clock(store).advance(61)
+        with pytest.raises(SessionExpiredError):
+            await store.update_session(lapsed.session_id, SessionPatch(variables={"a": 1}))
+        loaded = await store.load(lapsed.session_id)
+        assert loaded is not None and loaded.variables == {"kept": True}
 
     async def test_update_session_replaces_fields(self, store: SessionStore) -> None:
         state = await self._session(store, variables={"a": 1}, metadata={"m": 1})

@@ -48,7 +48,8 @@ class FakeClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
+        """Move the clock forward (a negative ``seconds`` moves it back, as the clock of
+        a writer running behind another's)."""
         self.now += timedelta(seconds=seconds)
 
 

@@ -18,7 +18,7 @@ from lexigram.ai.session.exceptions import (
     SessionNotFoundError,
     SessionValidationError,
 )
-from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
     _A,
     _C,
@@ -69,6 +69,50 @@ class SweepingSuite(SuiteBase):
         assert await store.find_expired() == []
         loaded = await store.load(state.session_id)
         assert loaded is not None and loaded.status == _A
+
+    async def test_a_lower_ttl_never_shortens_the_deadline(self, store: SessionStore) -> None:
+        """A write pushes the deadline to ``updated_at + session_ttl`` but never before the
+        stored one: lowering ``session_ttl`` does not cut short a deadline already given."""
+        store.session_ttl = 3600
+        state = await self._session(store)
+        sid = state.session_id
+        long_deadline = self.clock(store).now + timedelta(hours=1)
+        result = await store.append_turns(sid, [make_turn(1)])
+        assert result.record.expires_at == long_deadline
+        store.session_ttl = 60
+        result = await store.append_turns(sid, [make_turn(2)])
+        assert result.record.expires_at == long_deadline
+        self.clock(store).advance(120)  # past what a TTL of 60 s alone would give
+        record = await store.load_record(sid)
+        assert record is not None and record.state.status == _A
+        assert record.expires_at == long_deadline
+        assert sid not in await store.find_expired()
+        self.clock(store).advance(3600 - 120 + 1)
+        record = await store.load_record(sid)
+        assert record is not None and record.state.status == _E
+
+    async def test_a_write_by_a_clock_behind_never_shortens_the_deadline(
+        self, store: SessionStore
+    ) -> None:
+        """A writer whose clock runs behind keeps the stored deadline."""
+        store.session_ttl = 600
+        state = await self._session(store)
+        sid = state.session_id
+        clock = self.clock(store)
+        clock.advance(300)
+        deadline = clock.now + timedelta(seconds=600)
+        result = await store.append_turns(sid, [make_turn(1)])
+        assert result.record.expires_at == deadline
+        clock.advance(-200)  # this writer's clock is 200 s behind the last one
+        result = await store.append_turns(sid, [make_turn(2)])
+        assert result.record.expires_at == deadline
+        updated = await store.update_session(sid, SessionPatch(variables={"v": 1}))
+        assert updated.expires_at == deadline
+        clock.advance(700)  # 100 s before the deadline, past what the late writes alone give
+        record = await store.load_record(sid)
+        assert record is not None and record.state.status == _A
+        assert record.expires_at == deadline
+        assert sid not in await store.find_expired()
 
     async def test_concurrent_sweepers_mark_once(self, store: SessionStore) -> None:
         store.session_ttl = 10

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -250,6 +251,72 @@ class TurnsSuite(SuiteBase):
         for sid in closed + lapsed:
             loaded = await store.load(sid)
             assert loaded is not None and loaded.turn_count == 2 and len(loaded.turns) == 2
+
+    async def test_pop_and_clear_refuse_a_suspended_session(self, store: SessionStore) -> None:
+        """A ``SUSPENDED`` session's history is not removed: ``SessionTransitionError``
+        (as for an append), nothing changed; once active again both work."""
+        state = await self._session(store)
+        sid = state.session_id
+        turns = await self._append(store, sid, 2)
+        await store.transition(sid, _S, allowed_from=frozenset({_A}))
+        for op in ("pop_turn", "clear_turns"):
+            with pytest.raises(SessionTransitionError) as info:
+                await getattr(store, op)(sid)
+            assert info.value.from_status == "suspended", op
+        loaded = await store.load(sid)
+        assert loaded is not None and loaded.status == _S
+        assert _ids(loaded.turns) == _ids(turns) and loaded.turn_count == 2
+        await store.transition(sid, _A, allowed_from=frozenset({_S}))
+        assert await store.pop_turn(sid) == turns[-1]
+        assert await store.clear_turns(sid) == 1
+
+    async def test_a_write_sets_updated_at_to_now_never_back_in_time(
+        self, store: SessionStore
+    ) -> None:
+        """Every write sets ``updated_at`` to now, but keeps the stored one when that is
+        later (another writer's clock ran ahead): time only moves forward."""
+        state = await self._session(store)
+        sid = state.session_id
+        cp, _ = await store.create_checkpoint(sid, checkpoint_id="tb-" + uuid.uuid4().hex)
+        clock = self.clock(store)
+        clock.advance(600)
+        ahead = clock.now
+        result = await store.append_turns(sid, [make_turn(1)])
+        assert result.record.state.updated_at == ahead
+        clock.advance(-300)  # this writer's clock is five minutes behind the last one
+        writes: dict[str, Callable[[], Awaitable[object]]] = {
+            "append_turns": lambda: store.append_turns(sid, [make_turn(2), make_turn(3)]),
+            "append_turns([])": lambda: store.append_turns(
+                sid, [], patch=SessionPatch(variables={"v": 1})
+            ),
+            "update_session": lambda: store.update_session(
+                sid, SessionPatch(metadata={"m": 1})
+            ),
+            "transition(suspend)": lambda: store.transition(
+                sid, _S, allowed_from=frozenset({_A})
+            ),
+            "transition(resume)": lambda: store.transition(
+                sid, _A, allowed_from=frozenset({_S})
+            ),
+            "pop_turn": lambda: store.pop_turn(sid),
+            "clear_turns": lambda: store.clear_turns(sid),
+            "restore_checkpoint": lambda: store.restore_checkpoint(cp.checkpoint_id),
+        }
+        for name, write in writes.items():
+            await write()
+            record = await store.load_record(sid)
+            assert record is not None
+            assert record.state.updated_at == ahead, name
+        loaded = await store.load(sid)
+        assert loaded is not None and loaded.updated_at == ahead
+        await store.append_turns(sid, [make_turn(4)])  # something for pop_turn to take
+        clock.advance(300)  # this writer's clock catches up
+        for name, write in writes.items():
+            clock.advance(60)  # now after every stored time: the write's own is kept
+            await write()
+            record = await store.load_record(sid)
+            assert record is not None
+            assert record.state.updated_at == clock.now, name
 
     async def test_a_key_guard_is_honoured_when_the_store_says_so(
         self, store: SessionStore
