@@ -6,6 +6,10 @@ and appends its reply as an assistant turn, until a termination condition, the r
 budget, an agent failure or the session's turn cap ends it. Every turn carries the
 group's turn-taking state (see :mod:`.turn_state`) in the same atomic append, so a run
 interrupted by a crash continues with ``run(..., resume=True)`` on any backend.
+
+Before each step the run reads the turns stored after the newest one it has read (one
+``get_turn_seqs(after_seq=...)``), so turns others append meanwhile (a person, another
+group) reach the agents in stored order, as a resumed run would show them.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class _Run:
     history: list[SessionTurn]
     state: GroupTurnState
     termination: TerminationCondition
+    seen_seq: int
+    """The ``seq`` of the newest stored turn the run has read (its store's numbering)."""
+    pending: list[str] = field(default_factory=list)
+    """Ids of the turns the run appended since it last read (their ``seq`` is unknown)."""
     views: dict[str, tuple[GroupMember, list[SessionTurn]]] = field(default_factory=dict)
     """Per agent: the member and the turns of ``history`` it may see, kept up to date."""
 
@@ -101,7 +109,7 @@ class GroupSession:
         history_limit: int | None = None,
         agent_timeout: float | None = None,
     ) -> None:
-        for attr in ("add_turns", "get_turns", "get_header", "get_state", "config"):
+        for attr in ("add_turns", "get_turns", "get_header", "get_state", "config", "store"):
             if not hasattr(session_manager, attr):
                 raise SessionValidationError(
                     "session_manager",
@@ -278,8 +286,17 @@ class GroupSession:
         last = await self.manager.get_turns(session_id, last=1)
         return GroupTurnState.from_turn(last[0]) if last else None
 
-    async def _load_history(self, session_id: str) -> list[SessionTurn]:
-        return await self.manager.get_turns(session_id, last=self.history_limit)
+    async def _load_history(self, session_id: str) -> tuple[SessionState, int, list[SessionTurn]]:
+        """The header, the ``seq`` of its newest turn, and the turns the run starts with.
+
+        The header is read first: turns appended between the two reads are in the
+        history and come again in the first :meth:`_catch_up`, which keeps one copy.
+        """
+        record = await self.manager.store.load_record(session_id)
+        if record is None:
+            raise SessionNotFoundError(session_id)
+        history = await self.manager.get_turns(session_id, last=self.history_limit)
+        return record.state, record.last_seq, history
 
     def _termination(self, max_rounds: int) -> TerminationCondition:
         budget = MaxRoundsTermination(max_rounds)
@@ -294,7 +311,7 @@ class GroupSession:
                 f"cannot resume session {header.session_id!r}: the next speaker "
                 f"{previous.next_speaker!r} is not in the group (members: {self.agent_names})",
             )
-        history = await self._load_history(header.session_id)
+        header, seen_seq, history = await self._load_history(header.session_id)
         self._check_visibility(history)
         rounds = max_rounds or previous.max_rounds
         logger.debug(
@@ -310,13 +327,14 @@ class GroupSession:
             history=history,
             state=replace(previous, max_rounds=rounds),
             termination=self._termination(rounds),
+            seen_seq=seen_seq,
         )
 
     async def _open(
         self, header: SessionState, message: str, max_rounds: int
     ) -> tuple[_Run, SessionTurn]:
         session_id = header.session_id
-        history = await self._load_history(session_id)
+        header, seen_seq, history = await self._load_history(session_id)
         self._check_visibility(history)
         turn = _turn("user", message)
         state = GroupTurnState(
@@ -329,7 +347,7 @@ class GroupSession:
             spoken=(),
             max_rounds=max_rounds,
         )
-        run = _Run(session_id, header, history, state, self._termination(max_rounds))
+        run = _Run(session_id, header, history, state, self._termination(max_rounds), seen_seq)
         cap = self.config.max_turns_per_session
         if header.turn_count + 1 >= cap:  # the opening turn closes the session
             state = _ended(state, "finished", _cap_reason(cap))
@@ -351,6 +369,14 @@ class GroupSession:
             roster=tuple(self._members),
             spoken=spoken,
         )
+        try:
+            await self._catch_up(run)
+        except SessionValidationError as exc:
+            # A turn appended during the run with visibility metadata no agent can be
+            # judged by: the run ends with the reason (a new run would refuse to start).
+            where = exc.field.split("].", 1)[-1] if exc.field else ""
+            why = f"a turn added during the run cannot be shown to the agents: {exc.problem}"
+            return await self._abort(run, base, f"{why} ({where})" if where else why)
         if member is None:
             return await self._fail(run, base, speaker, None, "left the group before its turn")
         visible = self._visible(run, member)
@@ -431,6 +457,53 @@ class GroupSession:
             )
         return replace(state, next_speaker=chosen, status="running", reason=None)
 
+    async def _catch_up(self, run: _Run) -> None:
+        """Merge the turns stored after ``run.seen_seq`` into the run's history.
+
+        One read. It returns the run's own turns appended since the last read too, in
+        their stored place: an append racing another writer's lands where the store
+        put it. The history's tail past ``seen_seq`` (those own turns, and turns the
+        start-up load read past its header) is replaced by what the read returned, so
+        no turn is held twice. Turns others stored after the run's newest own turn
+        are added to the header's counters and totals, as the header a resumed run
+        reads would have them (what the budget conditions and the turn cap judge).
+        """
+        rows = await self.manager.store.get_turn_seqs(run.session_id, after_seq=run.seen_seq)
+        new = [turn for _, turn in rows]
+        own = set(run.pending)
+        cut = len(run.history) - min(len(run.pending), len(run.history))
+        ids = {turn.turn_id for turn in new}
+        while cut > 0 and run.history[cut - 1].turn_id in ids:
+            cut -= 1
+        replaced = run.history[cut:]
+        if [t.turn_id for t in replaced] != [t.turn_id for t in new]:  # others wrote
+            self._check_visibility(new)
+            for member, view in run.views.values():
+                # RoleIsolation judges each turn on its own: the view's tail is what
+                # it showed of the replaced turns.
+                gone = len(self.role_isolation.filter_for_agent(replaced, member))
+                if gone:
+                    del view[-gone:]
+                view.extend(self.role_isolation.filter_for_agent(new, member))
+            run.history[cut:] = new
+            if self.history_limit is not None and len(run.history) > self.history_limit:
+                del run.history[: len(run.history) - self.history_limit]
+        # The header the run holds counts every turn up to its newest own append (the
+        # append's reply), or up to seen_seq when it has appended nothing since.
+        found = [i for i, turn in enumerate(new) if turn.turn_id in own]
+        start = found[-1] + 1 if found else (len(new) if own else 0)
+        others = new[start:]
+        if others:
+            run.header = replace(
+                run.header,
+                turn_count=run.header.turn_count + len(others),
+                total_tokens=run.header.total_tokens + sum(t.tokens_used for t in others),
+                total_cost=run.header.total_cost + sum(t.cost for t in others),
+            )
+        if rows:
+            run.seen_seq = rows[-1][0]
+        run.pending.clear()
+
     def _check_visibility(self, history: list[SessionTurn]) -> None:
         """Refuse a history whose visibility metadata is malformed before anything is
         stored: a run that stored its opening turn and then failed on it stayed
@@ -501,6 +574,13 @@ class GroupSession:
         turn = _turn("system", reason, metadata=metadata)
         return await self._record(run, turn, _ended(state, "failed", reason))
 
+    async def _abort(self, run: _Run, state: GroupTurnState, reason: str) -> SessionTurn:
+        """End the run as failed for a reason that is no agent's."""
+        reason = escape_surrogates(reason)
+        logger.warning("ai_session.group.run_failed", session_id=run.session_id, error=reason)
+        turn = _turn("system", reason, metadata={"round": state.round, "error": reason})
+        return await self._record(run, turn, _ended(state, "failed", reason))
+
     async def _record(self, run: _Run, turn: SessionTurn, state: GroupTurnState) -> SessionTurn:
         """Append ``turn`` with ``state`` in its metadata, under the position's turn id.
 
@@ -524,6 +604,7 @@ class GroupSession:
             )
             run.state = _ended(state, "failed", "another process continued this run")
             raise _TakenOver from None
+        run.pending.append(stored.turn_id)
         run.history.append(stored)
         if self.history_limit is not None and len(run.history) > self.history_limit:
             del run.history[: len(run.history) - self.history_limit]
