@@ -14,13 +14,15 @@ ordinal of the ended header, or the reservation time read).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus
 
-from lexigram.ai.session.exceptions import SessionCapacityError
+from lexigram.ai.session.exceptions import SessionCapacityError, SessionValidationError
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.testing.conformance import FakeClock, make_state
 from tests.stores.backends.redis import open_store
@@ -158,3 +160,146 @@ async def test_the_cap_check_does_not_drop_the_entry_of_an_id_created_again(
     assert await _live_listed(second, "carol") == 2
     with pytest.raises(SessionCapacityError, match="max_sessions_per_user=2"):
         await second.create_session(_fresh(second, "carol", "s4"), max_live_per_user=2)
+
+
+# --------------------------------------------------------------------------------------
+# The same kind of late step in a delete, a refused create, a dead writer's entry and an
+# erasure (a regression audit of the fix above): each removed the index entries of a
+# session another process had just saved or created under the id, leaving a stored,
+# live session in none of its user's indexes (not listed, not counted, not held under
+# the cap, missed by erase_user).
+
+
+async def _indexed(store: CacheSessionStore, user_id: str) -> tuple[list[str], list[str]]:
+    """The ids in the user's sessions index and live set."""
+    keys = store.keys
+    every = await store.client.zrange(keys.user_sessions(user_id), 0, -1)
+    live = await store.client.zrange(keys.user_live(user_id), 0, -1)
+    return sorted(m.decode() for m in every), sorted(m.decode() for m in live)
+
+
+async def test_a_delete_keeps_the_entries_of_the_session_saved_again_under_its_id(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    first, second = pair
+    for sid in ("X", "Y"):
+        await first.create_session(_fresh(first, "dave", sid))
+
+    async def step() -> None:  # after the delete's script, before its index step
+        await second.save(_fresh(second, "dave", "X"))
+
+    _before(first._core.index, "forget", step)
+    await first.delete("X")
+    assert await second.load("X") is not None
+    assert await _indexed(second, "dave") == (["X", "Y"], ["X", "Y"])
+    assert await second.count_live_sessions("dave") == 2
+    with pytest.raises(SessionCapacityError):
+        await second.create_session(_fresh(second, "dave", "Z"), max_live_per_user=2)
+
+
+async def test_a_refused_create_keeps_the_entries_of_the_session_saved_meanwhile(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """A create has reserved X; a save of X (finding it reserved but not stored) indexes
+    it anew and writes it; the create is refused, and its undo leaves the save's entries."""
+    first, second = pair
+    original = second._core.run
+    done = False
+
+    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        if name == "create" and not done:
+            done = True
+            await first.save(_fresh(first, "erin", "X"))
+        return await original(name, *args, **kwargs)
+
+    second._core.run = run  # type: ignore[method-assign]
+    with pytest.raises(SessionValidationError, match="already exists"):
+        await second.create_session(_fresh(second, "erin", "X"))
+    assert await first.load("X") is not None
+    assert await _indexed(first, "erin") == (["X"], ["X"])
+    assert await first.count_live_sessions("erin") == 1
+
+
+async def test_two_creates_over_a_dead_writers_entry_keep_the_winners_entries(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """X's index entry is a dead writer's (11 minutes old, no session); both instances
+    create X: the one that drops the dead entry late must not drop the winner's."""
+    first, second = pair
+    keys = first.keys
+    dead = time.time_ns() // 1000 - 11 * 60 * 1_000_000
+    await first.client.zadd(keys.user_sessions("fred"), {"X": 7})
+    await first.client.zadd(keys.user_live("fred"), {"X": dead})
+    await first.client.set(keys.user("fred")[2], 7)
+
+    async def step() -> None:
+        await second.create_session(_fresh(second, "fred", "X"))
+
+    _before(first._core.index, "release", step)
+    with pytest.raises(SessionValidationError):
+        await first.create_session(_fresh(first, "fred", "X"))
+    assert await first.load("X") is not None
+    assert await _indexed(first, "fred") == (["X"], ["X"])
+    assert await first.count_live_sessions("fred") == 1
+
+
+async def test_erase_user_keeps_the_index_of_an_erased_id_being_created_again(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """While erase_user forgets the user's keys, another process has reserved the erased
+    id X again and not yet written it: the new session keeps its index entries."""
+    first, second = pair
+    await first.create_session(_fresh(first, "gina", "X"))
+    reserved, go = asyncio.Event(), asyncio.Event()
+    original_run = second._core.run
+
+    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "create":
+            reserved.set()
+            await go.wait()
+        return await original_run(name, *args, **kwargs)
+
+    second._core.run = run  # type: ignore[method-assign]
+    original_forget = first.forget_user
+    creating: asyncio.Task[Any] | None = None
+
+    async def forget_user(*args: Any, **kwargs: Any) -> Any:
+        nonlocal creating
+        creating = asyncio.create_task(second.create_session(_fresh(second, "gina", "X")))
+        await reserved.wait()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, go.set)  # the create writes while the erasure looks again
+        try:
+            return await original_forget(*args, **kwargs)
+        finally:
+            go.set()
+
+    first.forget_user = forget_user  # type: ignore[method-assign]
+    await first.erase_user("gina")
+    assert creating is not None
+    await creating
+    assert await first.load("X") is not None
+    assert await _indexed(first, "gina") == (["X"], ["X"])
+    assert await first.count_live_sessions("gina") == 1
+
+
+async def test_a_new_users_ordinals_start_high_and_stay_whole_in_lua(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """A user's counter that starts over starts at the time (in 100 µs units): 14 digits,
+    which Lua's ``tostring`` (the reserve script of earlier versions, still running in
+    another process during an upgrade or after a rollback) gives whole."""
+    first, _ = pair
+    before = time.time_ns() // 100_000
+    one = await first.create_session(_fresh(first, "hana", "A"))
+    two = await first.create_session(_fresh(first, "hana", "B"))
+    ordinals = [
+        int(await first.client.hget(first.keys.header(r.state.session_id), "o")) for r in (one, two)
+    ]
+    assert ordinals[0] >= before and len(str(ordinals[0])) == 14
+    assert ordinals[1] == ordinals[0] + 1
+    scores = dict(
+        await first.client.zrange(first.keys.user_sessions("hana"), 0, -1, withscores=True)
+    )
+    assert [int(scores[b"A"]), int(scores[b"B"])] == ordinals

@@ -170,18 +170,24 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
     all_key, live_key, counter = store.keys.user(user_id)
     index = store._core.index
     erased = set(session_ids)
-    for _ in range(_FORGET_ATTEMPTS):
+    for attempt in range(_FORGET_ATTEMPTS):
         everyone = await scripts.command("zrange", all_key, 0, -1)
         live = await scripts.command("zrange", live_key, 0, -1, withscores=True)
         members = list(dict.fromkeys([*everyone, *(m for m, _ in live)]))
         headers = await index.probe([_text(m) for m in members], ("u",))
         recent = wall_us() - RESERVATION_GRACE_US
-        # An erased session's own live entry is no create in progress: a damaged header
-        # (no user id) was erased without the user's index entries, which name it still.
         if any(h is not None and h[0] == user_id for h in headers) or any(
             score >= recent and _text(m) not in erased for m, score in live
         ):
             return len(replies)  # the user has a session again, or one being created
+        # A recent entry of an erased id (no session of the user behind it) is the erased
+        # session's own (a damaged header, erased without the user's index entries,
+        # which name it still), or a create of that id again that has reserved and not
+        # yet written (deleting it would hide the new session from every index): the
+        # create writes within milliseconds, so look again a little later first.
+        if attempt + 1 < _FORGET_ATTEMPTS and any(score >= recent for _, score in live):
+            await asyncio.sleep(_CREATE_SETTLE_S)
+            continue
         keys = list(dict.fromkeys([all_key, live_key, counter, *user_keys]))
         args = [len(everyone), *everyone, *(m for m, _ in live)]
         if await scripts.command("eval", _forget_user_script(), len(keys), *keys, *args):
@@ -216,6 +222,9 @@ def _untag(body: str) -> str | None:
 
 #: How often the forgetting of a user's keys is tried while sessions keep appearing.
 _FORGET_ATTEMPTS = 5
+#: How long ``forget_redis_user`` waits for a create it may have caught between its
+#: reservation and its write before it looks again.
+_CREATE_SETTLE_S = 0.05
 
 
 @cache

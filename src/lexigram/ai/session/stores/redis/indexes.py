@@ -197,19 +197,31 @@ class Indexes:
             return 0
         # Each only while its entry is the one read: a create or resume of the id
         # since then wrote a new reservation time, and that entry stays.
-        args: list[Any] = ["r"]
+        args: list[Any] = ["r", "0"]
         for sid in dead:
             args += [sid, members[sid]]
         return int(await self._scripts.raw("user_unlive", self._keys.user(user_id)[:2], args))
 
-    async def release(self, user_id: str, session_id: str) -> None:
-        """Undo a reservation (the session write failed)."""
-        await self.pipe(
-            [
-                ("zrem", (self._keys.user_sessions(user_id), session_id)),
-                ("zrem", (self._keys.user_live(user_id), session_id)),
-            ]
-        )
+    async def release(
+        self,
+        user_id: str,
+        session_id: str,
+        ordinal: int | str | None,
+        *,
+        reserved: int | None = None,
+    ) -> None:
+        """Undo a reservation (the session write failed): only while the user's index
+        holds the id under ``ordinal``, the one reserved (or, given ``reserved``, while
+        its live entry has that reservation time); None takes whatever entry is there.
+
+        Another process may have indexed the id anew meanwhile (a ``save`` that found
+        it gone, a create after a dead writer's entry was dropped): its entries stay.
+        """
+        if reserved is not None:
+            args: list[Any] = ["r", "1", session_id, reserved]
+        else:
+            args = ["o", "1", session_id, "" if ordinal is None else str(ordinal)]
+        await self._scripts.raw("user_unlive", self._keys.user(user_id)[:2], args)
 
     async def mark_live(self, user_id: str, session_id: str) -> None:
         """Count ``session_id`` among the user's live sessions (it became live again)."""
@@ -283,21 +295,28 @@ class Indexes:
         (it was lost from the per-user count and cap). The id's entry goes only while
         the user's index holds it under the ended header's ordinal.
         """
+        await self._unlive(entries, forget=False)
+
+    async def _unlive(
+        self, entries: Sequence[tuple[str, str, str | None]], *, forget: bool
+    ) -> None:
+        """:meth:`unlive`; with ``forget``, out of the users' sessions indexes too."""
         by_user: dict[str, list[Any]] = {}
         for sid, user_id, ordinal in entries:
-            by_user.setdefault(user_id, ["o"]).extend((sid, ordinal or ""))
+            by_user.setdefault(user_id, ["o", "1" if forget else "0"]).extend((sid, ordinal or ""))
         calls = [(self._keys.user(u)[:2], args) for u, args in by_user.items()]
         for failure in await self._scripts.many_settled("user_unlive", calls):
             if isinstance(failure, Exception):
                 raise failure
 
     async def forget_many(
-        self, entries: Sequence[tuple[str, str | None, str | None, Sequence[str]]]
+        self, entries: Sequence[tuple[str, str | None, str | None, Sequence[str], str | None]]
     ) -> None:
-        """:meth:`forget` for many ``(session_id, user_id, parent_id, checkpoint_ids)``.
+        """:meth:`forget` for many ``(session_id, user_id, parent_id, checkpoint_ids,
+        ordinal)``.
 
-        One pipeline for the index entries and checkpoint keys, one for the parents'
-        branch lists.
+        One pipeline for the global index entries and checkpoint keys, one script per
+        user, one for the parents' branch lists.
         """
         if not entries:
             return
@@ -306,28 +325,21 @@ class Indexes:
             ("zrem", (self._keys.deadlines, *sids)),
             ("zrem", (self._keys.ended, *sids)),
         ]
-        by_user: dict[str, list[str]] = {}
-        for sid, user_id, _, _ in entries:
-            if user_id is not None:
-                by_user.setdefault(user_id, []).append(sid)
-        for user_id, members in by_user.items():
-            commands += [
-                ("zrem", (self._keys.user_sessions(user_id), *members)),
-                ("zrem", (self._keys.user_live(user_id), *members)),
-            ]
         commands += [
-            ("delete", (self._keys.checkpoint(cp),)) for _, _, _, cps in entries for cp in cps
+            ("delete", (self._keys.checkpoint(cp),)) for _, _, _, cps, _ in entries for cp in cps
         ]
         await self.pipe(commands)
+        owned = [(sid, user, o) for sid, user, _, _, o in entries if user is not None]
+        await self._unlive(owned, forget=True)
         drops = [
             (self._keys.session(parent), [str(wall_us()), sid])
-            for sid, _, parent, _ in entries
+            for sid, _, parent, _, _ in entries
             if parent is not None
         ]
         for failure in await self._scripts.many_settled("branch_drop", drops):
             if isinstance(failure, Exception):
                 raise failure
-        await self.forget_empty_users(list(by_user))
+        await self.forget_empty_users(list(dict.fromkeys(user for _, user, _ in owned)))
 
     async def forget(
         self,
@@ -336,25 +348,12 @@ class Indexes:
         user_id: str | None,
         parent_id: str | None,
         checkpoint_ids: Sequence[str],
+        ordinal: str | None,
     ) -> None:
-        """Remove every index entry of a deleted/purged session."""
-        commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("zrem", (self._keys.deadlines, session_id)),
-            ("zrem", (self._keys.ended, session_id)),
-        ]
-        if user_id is not None:
-            commands += [
-                ("zrem", (self._keys.user_sessions(user_id), session_id)),
-                ("zrem", (self._keys.user_live(user_id), session_id)),
-            ]
-        commands += [("delete", (self._keys.checkpoint(cp),)) for cp in checkpoint_ids]
-        await self.pipe(commands)
-        if parent_id is not None:
-            await self._scripts.raw(
-                "branch_drop", self._keys.session(parent_id), [str(wall_us()), session_id]
-            )
-        if user_id is not None:
-            await self.forget_empty_users([user_id])
+        """Remove every index entry of a deleted/purged session; its user's only while
+        the user's index holds the id under ``ordinal`` (the removed header's, see
+        :meth:`unlive`): a session saved again under the id meanwhile stays listed."""
+        await self.forget_many([(session_id, user_id, parent_id, checkpoint_ids, ordinal)])
 
     async def forget_empty_users(self, user_ids: Sequence[str]) -> None:
         """Drop the ordinal counter of each of ``user_ids`` left with no session."""

@@ -231,20 +231,22 @@ class CacheSessionStore(SessionStore):
                 raise  # outcome unknown (a cancelled call may have run): keep the reservation
             except BaseException:
                 if ordinal is not None:
-                    await self._core.index.release(state.user_id, sid)
+                    await self._core.index.release(state.user_id, sid, ordinal)
                 raise
             if reply.get("e") != "GONE":
                 break
             # Indexed but gone: deleted meanwhile, or a create that died after its
             # reservation. Drop the entry left (if any) and index the session anew.
-            await self._core.index.release(state.user_id, sid)
+            await self._core.index.release(state.user_id, sid, None)
         if "e" in reply:
             if ordinal is not None:
-                await self._core.index.release(state.user_id, sid)
+                await self._core.index.release(state.user_id, sid, ordinal)
             self._core.refuse(reply, sid)
         old_user = reply.get("u")
         if old_user is not None and old_user != state.user_id:
-            await self._core.index.forget(sid, user_id=old_user, parent_id=None, checkpoint_ids=())
+            await self._core.index.forget(
+                sid, user_id=old_user, parent_id=None, checkpoint_ids=(), ordinal=reply.get("oo")
+            )
         old_parent = reply.get("ps")
         if old_parent and old_parent != state.parent_session_id:
             # Re-parented by the save: no longer one of the old parent's branches.
@@ -299,7 +301,11 @@ class CacheSessionStore(SessionStore):
         reply = await self._core.run("delete", session_id, [now_us], op=op)
         if "u" in reply:
             await self._core.index.forget(
-                session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
+                session_id,
+                user_id=reply["u"],
+                parent_id=reply.get("ps"),
+                checkpoint_ids=reply["c"],
+                ordinal=reply.get("o"),
             )
             await self._core.drop_records([self._core.keys.op(session_id, op, "delete")])
 
@@ -876,10 +882,10 @@ class CacheSessionStore(SessionStore):
             # The reservation and the deadline entry stay (dropped later if unused).
             raise
         except BaseException:
-            await self._undo_insert(state.user_id, sid, added)
+            await self._undo_insert(state.user_id, sid, ordinal, added)
             raise
         if "e" in reply:
-            await self._undo_insert(state.user_id, sid, added)
+            await self._undo_insert(state.user_id, sid, ordinal, added)
             core.refuse(reply, sid)
         if not live:
             await core.index.ended(sid, state.user_id, to_us(state.updated_at), str(ordinal))
@@ -900,7 +906,8 @@ class CacheSessionStore(SessionStore):
         reserved = dict(await core.index.live_members(user_id)).get(session_id)
         if reserved is None or reserved >= wall_us() - DEAD_FORK_US:
             return False
-        await core.index.release(user_id, session_id)
+        # Only that entry: another create of the id may have dropped it and reserved anew.
+        await core.index.release(user_id, session_id, None, reserved=reserved)
         return True
 
     async def _id_held(self, user_id: str, session_id: str, now_us: int) -> SessionValidationError:
@@ -931,9 +938,11 @@ class CacheSessionStore(SessionStore):
             f"stopped between its two steps (its process died or lost Redis); {freed}",
         )
 
-    async def _undo_insert(self, user_id: str, session_id: str, deadline_added: bool) -> None:
+    async def _undo_insert(
+        self, user_id: str, session_id: str, ordinal: int, deadline_added: bool
+    ) -> None:
         """Release a reservation (and the deadline entry) of a create that was refused."""
-        await self._core.index.release(user_id, session_id)
+        await self._core.index.release(user_id, session_id, ordinal)
         if deadline_added:
             await self._core.index.drop_deadline(session_id)
 

@@ -331,7 +331,7 @@ class SweepOps:
         async def purge(chunk: Sequence[str]) -> BatchOutcome[str]:
             part: BatchOutcome[str] = BatchOutcome()
             replies = await self._replies("purge", chunk, [now_us, until_us, safety])
-            gone: list[tuple[str, str | None, str | None, Sequence[str]]] = []
+            gone: list[tuple[str, str | None, str | None, Sequence[str], str | None]] = []
             for sid, reply in zip(chunk, replies, strict=True):
                 try:
                     data = self._settled_reply(sid, reply)
@@ -343,7 +343,7 @@ class SweepOps:
                     continue
                 if "u" in data:
                     part.done.append(sid)
-                    gone.append((sid, data["u"], data.get("ps"), data["c"]))
+                    gone.append((sid, data["u"], data.get("ps"), data["c"], data.get("o")))
             await self._core.index.forget_many(gone)
             return part
 
@@ -360,7 +360,11 @@ class SweepOps:
         if "u" not in reply:
             return False
         await self._core.index.forget(
-            session_id, user_id=reply["u"], parent_id=reply.get("ps"), checkpoint_ids=reply["c"]
+            session_id,
+            user_id=reply["u"],
+            parent_id=reply.get("ps"),
+            checkpoint_ids=reply["c"],
+            ordinal=reply.get("o"),
         )
         await self._core.drop_records([self._core.keys.op(session_id, op, "purge")])
         return True

@@ -5,4 +5,5 @@ local cps = redis.call('ZRANGE', KC, 0, -1)
 redis.call('DEL', KH, KT, KR, KI, KA, KC, KD, KK, KB, KP)
 drop_replies()
 REMOVED = true
-return '{"u":' .. opt_str(h.u) .. ',"ps":' .. opt_str(h.ps) .. ',"c":' .. str_list(cps) .. '}'
+return '{"u":' .. opt_str(h.u) .. ',"ps":' .. opt_str(h.ps) .. ',"o":' .. opt_str(h.o)
+  .. ',"c":' .. str_list(cps) .. '}'

@@ -19,7 +19,9 @@ local k = tonumber(ARGV[3])
 local base = 0
 if old then
   base = tonumber(old.ls or '0') or 0
-  fields.o = old.o
+  -- the ordinal the user's index holds: a new one when the caller reserved one (the
+  -- session changed user, or its entry was missing), else the stored one
+  fields.o = fields.o or old.o
   fields.cq = old.cq
   fields.fs = old.fs
 end
@@ -47,4 +49,4 @@ hset_pairs(KH, flat)
 write_live(seqs, jsons, ids)
 if old then gc_archive() end
 return cjson.encode({new = (old == nil), u = old and old.u or nil, ps = old and old.ps or nil,
-  o = fields.o})
+  o = fields.o, oo = old and old.o or nil})
