@@ -639,11 +639,13 @@ class SessionStore(abc.ABC):
         max_live_per_user: int | None = None,
         owner: str | None = None,
     ) -> SessionRecord:
-        """Create ``branch`` (a header: new id, parent and branch name set) in one step.
+        """Create ``branch`` (a header: new id and branch name set) in one step.
 
-        Its turns are the source's live turns now, or the checkpoint's turns; its
-        header fields (variables, metadata, tools, skills, prompt, totals) come
-        from the same point; ``fork_seq`` records the last inherited ``seq``.
+        Its ``parent_session_id`` is ``source_id`` unless the header names another
+        parent. Its turns are the source's live turns now, or the checkpoint's turns;
+        its header fields (variables, metadata, tools, skills, prompt) come from the
+        same point, its ``turn_count`` and totals are counted and summed over the turns
+        it copied; ``fork_seq`` records the last inherited ``seq``.
         Refused with ``SessionCapacityError`` when the source already has
         ``max_branches`` branches (sessions whose ``parent_session_id`` is the source)
         or the user has ``max_live_per_user`` live sessions. ``owner`` (stores with
