@@ -10,9 +10,12 @@ outside audit saw each retry of a failing endpoint create one more live session 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import pytest
 from lexigram.contracts.ai.session import SessionStatus, SessionTurn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lexigram.ai.session.middleware import SessionMiddleware, current_session
+from lexigram.ai.session.exceptions import StoreUnavailableError
+from lexigram.ai.session.middleware import SessionMiddleware, current_session, session_middleware
 
 from .conftest import World, user_from_header
 
@@ -99,3 +103,127 @@ async def test_a_session_the_request_only_bound_stays_open(world: World) -> None
     stored = await world.manager.get_state(state.session_id)
     assert stored is not None and stored.status is SessionStatus.ACTIVE
     assert [t.turn_id for t in stored.turns] == ["bound-turn"]
+
+
+# ---- a regression audit of the fix: the other ways a request ends without a response
+
+
+def _anonymous_app(world: World) -> Starlette:
+    async def failing(request: Request) -> JSONResponse:
+        await current_session().ensure()
+        raise RuntimeError("the model call failed")
+
+    async def working(request: Request) -> JSONResponse:
+        await current_session().ensure()
+        return JSONResponse({"ok": True})
+
+    config = world.config(
+        allow_anonymous=True, max_anonymous_sessions=3, anonymous_sessions_per_minute=0
+    )
+    return Starlette(
+        routes=[Route("/fail", failing), Route("/work", working)],
+        middleware=[Middleware(SessionMiddleware, session_manager=world.manager, config=config)],
+    )
+
+
+async def test_closed_sessions_stop_counting_under_the_anonymous_bound_at_once(
+    world: World,
+) -> None:
+    async with _client(_anonymous_app(world)) as http:
+        statuses = []
+        for path in ["/work", "/fail", "/fail", "/work", "/fail", "/fail", "/work"]:
+            http.cookies.clear()  # each a new anonymous visitor
+            statuses.append((await http.get(path)).status_code)
+        http.cookies.clear()
+        refused = await http.get("/work")  # a fourth live one: over the bound
+    assert statuses == [200, 500, 500, 200, 500, 500, 200]
+    assert refused.status_code == 429
+
+
+async def test_a_cancelled_request_closes_what_it_created(world: World) -> None:
+    created = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await current_session().ensure()
+        created.set()
+        await asyncio.sleep(30)  # a slow model call, cut by a timeout or a client gone
+
+    middleware = world.middleware(app, user_resolver=user_from_header)
+    for _ in range(3):
+        created.clear()
+        task = asyncio.create_task(middleware(_scope("http"), _receive, _ignore))
+        await created.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await world.manager.count_live_sessions("alice") == 0
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+async def test_a_request_answered_by_nobody_closes_what_it_created(world: World, kind: str) -> None:
+    """An HTTP app returning without a response (the server answers 500), a websocket
+    closed before it was accepted (403): no id reached the client."""
+    sent: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await current_session().ensure()
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    await world.middleware(app, user_resolver=user_from_header)(_scope(kind), _receive, send)
+    assert sent == (["websocket.close"] if kind == "websocket" else [])
+    assert await world.manager.count_live_sessions("alice") == 0
+
+
+async def test_a_close_the_store_refuses_is_logged_and_the_apps_error_raised(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        def warning(self, event: str, **fields: Any) -> None:
+            records.append((event, fields))
+
+        info = debug = error = warning
+
+    monkeypatch.setattr(session_middleware, "logger", Recorder())
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        state = await current_session().ensure()
+        records.append(("created", {"id": state.session_id}))
+        raise RuntimeError("the model call failed")
+
+    async def unavailable(session_id: str) -> None:
+        raise StoreUnavailableError("the store is unreachable")
+
+    world.manager.close = unavailable  # type: ignore[method-assign]
+    middleware = world.middleware(app, user_resolver=user_from_header)
+    with pytest.raises(RuntimeError, match="the model call failed"):
+        await middleware(_scope("http"), _receive, _ignore)
+    (_, made), (event, fields) = records
+    assert event == "ai_session.web.unannounced_session_not_closed"
+    assert "StoreUnavailableError" in fields["error"] and made["id"] not in str(fields)
+    assert await world.manager.count_live_sessions("alice") == 1  # the store said no
+
+
+def _scope(kind: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "path": "/",
+        "headers": [(b"x-user", b"alice")],
+        "query_string": b"",
+        "scheme": "http" if kind == "http" else "ws",
+        "client": ("127.0.0.1", 1),
+        "method": "GET",
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "websocket.connect"}
+
+
+async def _ignore(message: Any) -> None:
+    return None

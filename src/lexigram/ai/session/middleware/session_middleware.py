@@ -22,6 +22,7 @@ its id in the ``config.header_name`` header. Anonymous sessions are bounded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -33,7 +34,13 @@ from lexigram.logging import get_logger
 
 from lexigram.ai.session.config import SessionConfig, coerce_config
 from lexigram.ai.session.context.session_context import SessionBinding, SessionContext
-from lexigram.ai.session.exceptions import SessionError, SessionValidationError
+from lexigram.ai.session.exceptions import (
+    SessionClosedError,
+    SessionError,
+    SessionExpiredError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.middleware.anonymous import (
     AnonymousLimiter,
@@ -262,12 +269,10 @@ class SessionMiddleware:
             if started:
                 raise
             await send_too_many(scope, send, refused)
-        except Exception:
-            if not started:
-                await self._close_unannounced(binding)
-            raise
         finally:
             context.unbind(token)
+            if not started:  # no response start reached the client, so no id did
+                await self._close_unannounced(binding)
             self._settle(binding, admission)
             if started and binding.created and not announced:
                 logger.warning(
@@ -302,26 +307,35 @@ class SessionMiddleware:
         return guard
 
     async def _close_unannounced(self, binding: SessionBinding) -> None:
-        """Close the sessions this request created when it raised before its response
-        started: the error response (Starlette's, outside this middleware) carries no id,
-        so the client could never reach them, and each retry would hold one more place
-        under ``max_sessions_per_user`` until they expired. Their turns stay stored."""
-        manager = binding.manager
-        if manager is None:
+        """Close the sessions this request created when it ended without starting a
+        response: it raised (the error response, Starlette's, is made outside this
+        middleware and carries no id), was cancelled (a timeout, a client gone),
+        returned without a response, or closed a websocket before accepting it. The
+        client could never reach them, and each retry would hold one more place under
+        ``max_sessions_per_user`` (and the anonymous bound) until they expired. Their
+        turns stay stored. Shielded: a second cancellation does not stop the closes."""
+        if binding.manager is None or not binding.made_ids:
             return
-        for session_id in binding.made_ids:
+        # Cancelled again: the closes go on; the request's own outcome stands.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._close_made(binding, binding.manager))
+
+    async def _close_made(self, binding: SessionBinding, manager: SessionManagerAPI) -> None:
+        for session_id in list(binding.made_ids):
             if session_id in binding.ended_ids:
                 continue
             try:
                 await manager.close(session_id)
-            except SessionError:
+            except (SessionNotFoundError, SessionClosedError, SessionExpiredError):
                 pass  # deleted, closed or expired meanwhile: nothing holds a place
-            except Exception as exc:  # the app's error is the one to raise
+            except Exception as exc:  # the app's error (if any) is the one to raise
                 logger.warning(
                     "ai_session.web.unannounced_session_not_closed", error=repr(exc)
                 )
+                continue
             else:
                 logger.info("ai_session.web.unannounced_session_closed")
+            binding.ended_ids.append(session_id)  # stops counting under the anonymous bound
 
     def _settle(self, binding: SessionBinding, admission: _Admission) -> None:
         """Count the anonymous sessions the request created; refund the reservations
