@@ -2,9 +2,12 @@
 
 Every configuration error, log line and CLI message that shows a ``database_url``
 or ``redis_url`` shows it through :func:`redact_url`: the password becomes ``***``,
-and so does a user name that looks like a token (``redis://<token>@host``) or a
-``password=``/``token=`` query parameter. It works on URLs that do not parse, so a
-malformed URL is redacted too.
+and so does a user name that looks like a token (``redis://<token>@host``), a
+``password=``/``token=`` query parameter, and the ``password=`` (``pwd=``,
+``passwd=``, quoted ``password='a b'``, any case) of a libpq-style key=value
+connection string (``host=db user=app password=...``). It works on URLs that do
+not parse, so a malformed URL is redacted too. :func:`url_secrets` also gives the
+percent-decoded form of an encoded secret, which a driver's message may quote.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import TextIO
+from urllib.parse import unquote, unquote_plus
 
 __all__ = ["MASK", "RedactingWriter", "redact_text", "redact_url", "url_secrets"]
 
@@ -24,11 +28,22 @@ _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^
 _BARE_USERINFO = re.compile(r"^(?P<scheme>)(?P<userinfo>[^?#]*)@")
 #: Last resort for text that is no URL at all: a ``:secret@`` anywhere.
 _LOOSE_PASSWORD = re.compile(r":(?P<secret>[^:@/\s]+)@")
+_SECRET_KEYS = (
+    r"(?:password|passwd|pass|pwd|secret|token|access_token|auth|api_key|apikey|sslpassword)"
+)
 _SECRET_PARAMS = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pass|pwd|secret|token|access_token|auth|"
-    r"api_key|apikey|sslpassword)=)(?P<value>[^&;#]*)",
+    rf"(?P<key>[?&;]{_SECRET_KEYS}=)(?P<value>[^&;#]*)",
     re.IGNORECASE,
 )
+#: ``password=...`` of a key=value connection string (libpq, ODBC): the key at the
+#: start or after white space, blanks allowed around ``=``; the value single-quoted
+#: (backslash escapes, perhaps unterminated) or up to the next white space.
+_KV_SECRET = re.compile(
+    rf"(?P<key>(?:^|(?<=\s)){_SECRET_KEYS}\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*(?:'|\\?$)|[^\s']\S*)",
+    re.IGNORECASE,
+)
+_KV_ESCAPE = re.compile(r"\\(.)")
 #: A user name given without a password is treated as a token when it is this long,
 #: or this long with both letters and digits.
 _TOKEN_LENGTH = 16
@@ -56,9 +71,27 @@ def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     return match.group("scheme"), user, (password if sep else None), url[match.end() :]
 
 
+def _redact_key_values(text: str) -> str:
+    """``text`` with the secret values of its key=value settings replaced."""
+    return _KV_SECRET.sub(lambda m: m.group("key") + MASK, text)
+
+
+def _key_value_secrets(text: str) -> list[str]:
+    """The secret values of ``text``'s key=value settings, as written and unquoted."""
+    found: list[str] = []
+    for match in _KV_SECRET.finditer(text):
+        value = match.group("value")
+        if value.startswith("'"):
+            value = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
+            found += [value, _KV_ESCAPE.sub(r"\1", value)]
+        else:
+            found += [value, value.split(";", 1)[0]]  # ODBC: Pwd=x;Server=y
+    return found
+
+
 def redact_url(url: object) -> str:
     """``url`` with its credentials replaced by ``***`` (never raises)."""
-    text = url if isinstance(url, str) else str(url)
+    text = _redact_key_values(url if isinstance(url, str) else str(url))
     parts = _split_userinfo(text)
     if parts is not None:
         scheme, user, password, rest = parts
@@ -72,11 +105,13 @@ def redact_url(url: object) -> str:
 
 
 def url_secrets(url: object) -> list[str]:
-    """The secret substrings of ``url`` (password, token-like user, secret parameters)."""
+    """The secret substrings of ``url`` (password, token-like user, secret parameters,
+    key=value passwords), each also percent-decoded when that differs."""
     if not isinstance(url, str):
         return []
-    found: list[str] = []
-    parts = _split_userinfo(url)
+    found = _key_value_secrets(url)
+    text = _redact_key_values(url)  # what is left is judged as a URL
+    parts = _split_userinfo(text)
     if parts is not None:
         _, user, password, _ = parts
         if password:
@@ -84,9 +119,14 @@ def url_secrets(url: object) -> list[str]:
         elif user and _token_like(user):
             found.append(user)
     else:
-        found += [m.group("secret") for m in _LOOSE_PASSWORD.finditer(url)]
-    found += [m.group("value") for m in _SECRET_PARAMS.finditer(url) if m.group("value")]
-    return found
+        found += [m.group("secret") for m in _LOOSE_PASSWORD.finditer(text)]
+    found += [m.group("value") for m in _SECRET_PARAMS.finditer(text)]
+    decoded = [unquote(s) for s in found] + [unquote_plus(s) for s in found]
+    unique: list[str] = []
+    for secret in found + decoded:
+        if secret and secret != MASK and secret not in unique:
+            unique.append(secret)
+    return unique
 
 
 def redact_text(text: str, urls: Iterable[object]) -> str:
@@ -99,6 +139,7 @@ def redact_text(text: str, urls: Iterable[object]) -> str:
         if isinstance(url, str) and url:
             text = text.replace(url, redact_url(url))
             found += url_secrets(url)
+    found += [repr(s)[1:-1] for s in found]  # as quoted by a message's {value!r}
     for secret in sorted(set(found), key=len, reverse=True):  # longest first
         if len(secret) >= _MIN_FREE_TEXT_SECRET:
             text = text.replace(secret, MASK)

@@ -3,7 +3,8 @@
 Selection, in this order:
 
 1. System messages are always kept (they count toward the limits; past ``max_turns``
-   only the oldest ones fit).
+   only the oldest ones fit). They are kept even when they alone exceed
+   ``token_budget``: :attr:`PruneResult.over_budget` then says so.
 2. The newest ``keep_last`` units (none by default) are kept when they fit.
 3. The rest are taken by score, best first, while they fit; a unit that does not
    fit is skipped and smaller ones may still go in.
@@ -17,7 +18,11 @@ newest. A *unit* is a message plus the ``tool`` messages that answer its tool ca
 so a tool result is never kept without the call it belongs to.
 
 Works on any message-like objects with ``role`` and ``content`` (``ChatMessage``,
-``SessionTurn``, ...); multimodal content counts by its text parts.
+``SessionTurn``, ...); multimodal content counts by its text parts. A message's
+tokens are its role and text by the counter's ``count_message`` plus, by its
+``count``, what else it carries to the model (:func:`message_extras`: tool calls
+with their arguments, ``name``, ``tool_call_id``, ``thinking_blocks``,
+``skill_results``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +39,7 @@ from lexigram.contracts.ai.llm.protocols import ChatMessageProtocol
 from lexigram.ai.session.context.tokens import (
     HeuristicTokenCounter,
     TokenCounter,
+    message_extras,
     message_role,
     message_text,
 )
@@ -77,13 +83,19 @@ def terms(text: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult(Generic[M]):
-    """What :meth:`RelevanceContextPruner.select` kept."""
+    """What :meth:`RelevanceContextPruner.select` kept.
+
+    ``tokens`` is what the kept messages cost; ``over_budget`` is True when that is
+    more than ``token_budget``, which only the always-kept (system) messages can
+    cause: they are kept even when they alone do not fit.
+    """
 
     messages: list[M]
     kept_indices: list[int]
     tokens: int
     dropped: int
     scores: list[float]
+    over_budget: bool = False
 
 
 @dataclass(slots=True)
@@ -92,6 +104,26 @@ class _Unit:
     system: bool
     text: str
     tokens: int
+
+
+def _roles(value: Any) -> frozenset[str]:
+    """``always_keep_roles``: a role, or an iterable of roles (enums by their value)."""
+    field = "always_keep_roles"
+    if isinstance(value, str):
+        value = (value,)  # one role, not its letters
+    elif isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise SessionValidationError(
+            field, f"expected a role or a list of roles, got {type(value).__name__}"
+        )
+    roles: set[str] = set()
+    for item in value:
+        role = getattr(item, "value", item)  # an enum by its value, as message_role reads
+        if not isinstance(role, str) or not role.strip():
+            raise SessionValidationError(
+                field, f"expected a role or a list of roles, got an item {item!r}"
+            )
+        roles.add(role.lower())
+    return frozenset(roles)
 
 
 class RelevanceContextPruner:
@@ -136,7 +168,7 @@ class RelevanceContextPruner:
         self.recency_weight = float(recency_weight)
         self.half_life = float(half_life)
         self.keep_last = keep_last
-        self.always_keep_roles = frozenset(r.lower() for r in always_keep_roles)
+        self.always_keep_roles = _roles(always_keep_roles)
 
     # ------------------------------------------------------------ public API
     async def prune(
@@ -156,7 +188,11 @@ class RelevanceContextPruner:
         *,
         max_turns: int | None = None,
     ) -> list[M]:
-        """The messages that fit ``token_budget`` (and ``max_turns``), chronological."""
+        """The messages that fit ``token_budget`` (and ``max_turns``), chronological.
+
+        The always-kept (system) messages are in even when they alone exceed
+        ``token_budget``; :meth:`select` returns the same with ``over_budget`` to tell.
+        """
         return self.select(messages, query, token_budget=token_budget, max_turns=max_turns).messages
 
     def select(
@@ -199,6 +235,7 @@ class RelevanceContextPruner:
             if fits(u):
                 take(u)
         kept = sorted(i for u in chosen for i in units[u].indices)
+        tokens = sum(units[u].tokens for u in chosen)
         per_message = [0.0] * len(items)
         for u, unit in enumerate(units):
             for i in unit.indices:
@@ -206,20 +243,26 @@ class RelevanceContextPruner:
         return PruneResult(
             messages=[items[i] for i in kept],
             kept_indices=kept,
-            tokens=sum(units[u].tokens for u in chosen),
+            tokens=tokens,
             dropped=len(items) - len(kept),
             scores=per_message,
+            over_budget=token_budget is not None and tokens > token_budget,
         )
 
     def count_tokens(self, messages: Iterable[Any]) -> int:
-        """Prompt tokens of ``messages`` by this pruner's counter."""
-        counter = self.token_counter
+        """Prompt tokens of ``messages`` by this pruner's counter (as :meth:`select` counts)."""
         return sum(
-            counter.count_message(message_role(m), message_text(getattr(m, "content", "")))
+            self._tokens(m, message_role(m), message_text(getattr(m, "content", "")))
             for m in messages
         )
 
     # -------------------------------------------------------------- internals
+    def _tokens(self, message: Any, role: str, text: str) -> int:
+        """One message's framing, role and text, plus what else it sends the model."""
+        tokens = self.token_counter.count_message(role, text)
+        extras = message_extras(message)
+        return tokens + self.token_counter.count(extras) if extras else tokens
+
     @staticmethod
     def _check(
         messages: Sequence[M], query: str, max_turns: int | None, token_budget: int | None
@@ -245,7 +288,7 @@ class RelevanceContextPruner:
         for i, message in enumerate(items):
             role = message_role(message)
             text = message_text(message.content)
-            tokens = self.token_counter.count_message(role, text)
+            tokens = self._tokens(message, role, text)
             if role in _TOOL_ROLES and units and not units[-1].system:
                 unit = units[-1]
                 unit.indices.append(i)

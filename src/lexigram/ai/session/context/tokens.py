@@ -2,7 +2,9 @@
 
 The default :class:`HeuristicTokenCounter` needs no network and no vocabulary file;
 it over-estimates rather than under-estimates, so a history it fits into a budget
-fits the model too. Plug an exact tokenizer in with :class:`CallableTokenCounter`::
+fits the model too. A message costs its text plus what else goes to the model with
+it (:func:`message_extras`: tool calls with their arguments, a tool result's call id,
+...). Plug an exact tokenizer in with :class:`CallableTokenCounter`::
 
     import tiktoken
     enc = tiktoken.get_encoding("cl100k_base")   # fetched once by tiktoken itself
@@ -11,8 +13,11 @@ fits the model too. Plug an exact tokenizer in with :class:`CallableTokenCounter
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,6 +27,7 @@ __all__ = [
     "CallableTokenCounter",
     "HeuristicTokenCounter",
     "TokenCounter",
+    "message_extras",
     "message_role",
     "message_text",
 ]
@@ -61,6 +67,78 @@ def message_text(content: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
+#: Fields besides ``content`` that a chat message carries to the model:
+#: ``ChatMessage``'s ``name``, ``tool_call_id``, ``tool_calls`` and ``thinking_blocks``,
+#: and ``SessionTurn``'s ``skill_results`` (a caller may pass them on, so they count).
+_EXTRA_FIELDS = ("name", "tool_call_id", "tool_calls", "thinking_blocks", "skill_results")
+_MAX_DEPTH = 64
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data (dataclasses and pydantic models as their fields)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if depth >= _MAX_DEPTH:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v, depth + 1) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name, None), depth + 1)
+            for f in dataclasses.fields(value)
+        }
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return _plain(dump(), depth + 1)
+        except Exception:  # an odd model still counts, by its text
+            return str(value)
+    return str(value)
+
+
+def message_extras(message: Any) -> str:
+    """What ``message`` sends to the model besides its ``content``, as text to count.
+
+    Its ``name`` and ``tool_call_id`` (a ``SessionTurn``'s from ``metadata``), and its
+    ``tool_calls`` (names and arguments), ``thinking_blocks`` and ``skill_results``
+    serialized as compact JSON; ``""`` when it has none of them.
+    """
+    parts: list[str] = []
+    for field in _EXTRA_FIELDS:
+        value = getattr(message, field, None)
+        if field == "tool_call_id" and not value:
+            metadata = getattr(message, "metadata", None)
+            value = metadata.get("tool_call_id") if isinstance(metadata, Mapping) else None
+        if value is None or value == "" or (isinstance(value, Sequence | Mapping) and not value):
+            continue
+        if isinstance(value, str):
+            parts.append(value)
+        else:
+            parts.append(
+                json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":"), default=str)
+            )
+    return "\n".join(parts)
+
+
+def _finite_positive(field: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise SessionValidationError(field, f"must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _count_setting(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SessionValidationError(field, f"must be an integer >= 0, got {value!r}")
+    return value
+
+
 def message_role(message: Any) -> str:
     """A message's role as a lower-case string (enums use their value)."""
     role = getattr(message, "role", "")
@@ -84,17 +162,9 @@ class HeuristicTokenCounter:
         tokens_per_piece: float = 1.3,
         per_message: int = 4,
     ) -> None:
-        if not chars_per_token > 0:
-            raise SessionValidationError("chars_per_token", f"must be > 0, got {chars_per_token!r}")
-        if not tokens_per_piece > 0:
-            raise SessionValidationError(
-                "tokens_per_piece", f"must be > 0, got {tokens_per_piece!r}"
-            )
-        if per_message < 0:
-            raise SessionValidationError("per_message", f"must be >= 0, got {per_message!r}")
-        self.chars_per_token = chars_per_token
-        self.tokens_per_piece = tokens_per_piece
-        self.per_message = per_message
+        self.chars_per_token = _finite_positive("chars_per_token", chars_per_token)
+        self.tokens_per_piece = _finite_positive("tokens_per_piece", tokens_per_piece)
+        self.per_message = _count_setting("per_message", per_message)
 
     def count(self, text: str) -> int:
         """Estimated tokens of ``text`` (0 for an empty text)."""
@@ -102,7 +172,8 @@ class HeuristicTokenCounter:
             return 0
         by_chars = len(text) / self.chars_per_token
         by_pieces = len(_WORD.findall(text)) * self.tokens_per_piece
-        return max(1, math.ceil(max(by_chars, by_pieces)))
+        # min(): extreme (finite) settings can overflow to inf; the count stays an int
+        return max(1, math.ceil(min(max(by_chars, by_pieces), sys.maxsize)))
 
     def count_message(self, role: str, text: str) -> int:
         """Estimated prompt tokens of one message: framing + role + text."""
@@ -115,10 +186,8 @@ class CallableTokenCounter:
     def __init__(self, count: Callable[[str], int], *, per_message: int = 4) -> None:
         if not callable(count):
             raise SessionValidationError("count", f"expected a callable, got {count!r}")
-        if per_message < 0:
-            raise SessionValidationError("per_message", f"must be >= 0, got {per_message!r}")
         self._count = count
-        self.per_message = per_message
+        self.per_message = _count_setting("per_message", per_message)
 
     def count(self, text: str) -> int:
         """Tokens of ``text`` as the wrapped function reports them."""

@@ -1,0 +1,163 @@
+"""Key=value connection strings and percent-encoded passwords are redacted too.
+
+An outside audit: ``database_url="host=db user=app password=hunter2 dbname=x"`` (a
+libpq DSN) was echoed with its password by the configuration error and the CLI, and
+``url_secrets`` found nothing in it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from lexigram.contracts.exceptions.config import ConfigurationError
+
+from lexigram.ai.session import SessionConfig
+from lexigram.ai.session.cli.main import main as cli_main
+from lexigram.ai.session.config import coerce_config
+from lexigram.ai.session.redaction import (
+    RedactingWriter,
+    redact_text,
+    redact_url,
+    url_secrets,
+)
+
+from .support import SECRET, chain
+
+#: (key=value string, its secret as the server or a driver would see it)
+DSNS: list[tuple[str, str]] = [
+    (f"host=db.internal user=app password={SECRET} dbname=sessions", SECRET),
+    (f"password={SECRET} host=db.internal", SECRET),
+    (f"host=h user=app PASSWORD = {SECRET}", SECRET),
+    (f"host=h\tpwd={SECRET}\tdbname=x", SECRET),
+    (f"host=h Passwd={SECRET} dbname=x", SECRET),
+    (f"host=h password='{SECRET} with blanks' dbname=x", f"{SECRET} with blanks"),
+    (f"host=h password='{SECRET}\\'q' dbname=x", f"{SECRET}'q"),
+    (f"host=h password='{SECRET} unterminated", f"{SECRET} unterminated"),
+    (f"host=h password={SECRET}@x:y dbname=x", f"{SECRET}@x:y"),
+    (f"host=h sslpassword={SECRET}", SECRET),
+]
+DSN_IDS = [f"dsn-{i}" for i in range(len(DSNS))]
+
+
+@pytest.mark.parametrize(("dsn", "secret"), DSNS, ids=DSN_IDS)
+def test_redact_url_masks_a_key_value_password(dsn: str, secret: str) -> None:
+    shown = redact_url(dsn)
+    assert SECRET not in shown, shown
+    assert "=***" in shown or "= ***" in shown
+    assert "host=" in shown  # the rest stays readable
+
+
+@pytest.mark.parametrize(("dsn", "secret"), DSNS, ids=DSN_IDS)
+def test_url_secrets_finds_a_key_value_password(dsn: str, secret: str) -> None:
+    assert secret in url_secrets(dsn)
+    text = redact_text(f"connect failed for {dsn!r}; the server refused {secret!r}", [dsn])
+    assert SECRET not in text, text
+
+
+def test_the_exact_key_value_output() -> None:
+    assert (
+        redact_url("host=db user=app password=hunter2 dbname=x")
+        == "host=db user=app password=*** dbname=x"
+    )
+    assert redact_url("host=db password='a b' dbname=x") == "host=db password=*** dbname=x"
+    # not a key of its own: left alone
+    assert redact_url("host=db mypassword=x") == "host=db mypassword=x"
+    assert url_secrets("host=db user=app dbname=x") == []
+
+
+@pytest.mark.parametrize("dsn", [d for d, _ in DSNS], ids=DSN_IDS)
+def test_config_errors_on_a_key_value_string_hide_its_password(dsn: str) -> None:
+    with pytest.raises(ConfigurationError, match="ai_session.database_url") as info:
+        coerce_config({"backend": "sql", "database_url": dsn})
+    with pytest.raises(ConfigurationError, match="ai_session.database_url") as info2:
+        SessionConfig(database_url=dsn)
+    for exc in (info.value, info2.value):
+        for item in chain(exc):
+            assert SECRET not in str(item), str(item)
+            assert SECRET not in repr(item.args)
+
+
+@pytest.mark.parametrize("dsn", [d for d, _ in DSNS], ids=DSN_IDS)
+def test_cli_error_on_a_key_value_string_hides_its_password(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli_main(["--database-url", dsn, "list", "u"], out=out, err=err, setup_logging=False)
+    assert code == 1
+    assert "ai_session.database_url" in err.getvalue()
+    assert SECRET not in out.getvalue() + err.getvalue(), err.getvalue()
+
+
+def test_typer_cli_error_on_a_key_value_string_hides_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from lexigram.ai.session.cli.typer_app import create_app
+
+    monkeypatch.chdir(tmp_path)
+    dsn = f"host=h user=app password={SECRET} dbname=x"
+    result = CliRunner().invoke(create_app(), ["--database-url", dsn, "list", "u"])
+    assert result.exit_code == 1
+    assert "ai_session.database_url" in result.output
+    assert SECRET not in result.output, result.output
+
+
+def test_sql_store_refuses_a_key_value_string_without_its_password() -> None:
+    from lexigram.ai.session.exceptions import SessionValidationError
+    from lexigram.ai.session.stores.sql.urls import normalise_url
+
+    with pytest.raises(SessionValidationError) as info:
+        normalise_url(f"host=h user=app password={SECRET} dbname=x")
+    for item in chain(info.value):
+        assert SECRET not in str(item), str(item)
+
+
+# ------------------------------------------------------ percent-encoded passwords
+ENCODED = SECRET.replace("-", "%2D").replace("Z", "%5A")  # decodes to SECRET
+
+
+def test_url_secrets_gives_the_decoded_form_of_an_encoded_password() -> None:
+    url = f"postgresql://bob:{ENCODED}@h/db"
+    assert ENCODED != SECRET
+    assert redact_url(url) == "postgresql://bob:***@h/db"
+    assert ENCODED in url_secrets(url) and SECRET in url_secrets(url)
+    # a driver quotes the password as it sent it: decoded
+    text = redact_text(f"authentication failed for bob with password {SECRET}", [url])
+    assert SECRET not in text
+
+
+def test_an_encoded_query_password_is_found_decoded() -> None:
+    url = f"postgresql://u@h/db?password={ENCODED}&sslmode=require"
+    assert SECRET in url_secrets(url)
+    sink = io.StringIO()
+    RedactingWriter(sink, [url]).write(f"refused: {SECRET}\n")
+    assert sink.getvalue() == "refused: ***\n"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://bob:{ENCODED}@h:notaport/db",
+        f"postgresql://bob:{SECRET}@h:notaport/db",
+        f"postgresql://bob:{ENCODED}@h:99999999/db",
+        f"postgresql://bob:{ENCODED}@[h/db",
+    ],
+)
+def test_an_unparsable_port_or_host_with_a_userinfo_password(url: str) -> None:
+    assert SECRET not in redact_url(url) and ENCODED not in redact_url(url)
+    with pytest.raises(ConfigurationError, match="ai_session.database_url") as info:
+        coerce_config({"backend": "sql", "database_url": url})
+    for item in chain(info.value):
+        assert SECRET not in str(item) and ENCODED not in str(item), str(item)
+    err = io.StringIO()
+    assert (
+        cli_main(
+            ["--database-url", url, "list", "u"], out=io.StringIO(), err=err, setup_logging=False
+        )
+        == 1
+    )
+    assert SECRET not in err.getvalue() and ENCODED not in err.getvalue(), err.getvalue()
