@@ -19,6 +19,7 @@ from lexigram.contracts.ai.session import SessionTurn
 from lexigram.result import Result
 
 from lexigram.ai.session.config import SessionConfig
+from lexigram.ai.session.exceptions import SessionClosedError
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.multi_agent import (
     AgentReply,
@@ -76,8 +77,9 @@ async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFa
         yield factory
 
 
-async def _manager(store_factory: StoreFactory) -> SessionManagerImpl:
-    return SessionManagerImpl(await store_factory(), SessionConfig(auto_checkpoint_interval=None))
+async def _manager(store_factory: StoreFactory, **config: Any) -> SessionManagerImpl:
+    settings: dict[str, Any] = {"auto_checkpoint_interval": None, **config}
+    return SessionManagerImpl(await store_factory(), SessionConfig(**settings))
 
 
 def _seen(agent: ScriptedAgent) -> list[tuple[str, list[str]]]:
@@ -302,3 +304,138 @@ async def test_a_turn_stored_between_the_start_up_reads_is_held_and_counted_once
         assert _seen(a) == [("open", ["raced"])]
     run = GroupTurnState.from_turn(state.turns[-1])
     assert run is not None and run.reason == "token budget reached (100 >= 100)"
+
+
+# ------------------------------------ removals and the budget (a regression audit)
+async def test_an_outside_turn_counts_at_once_when_the_runs_own_turn_was_removed(
+    store_factory: StoreFactory,
+) -> None:
+    # Between two steps someone pops the run's own newest turn (a #1), then a person
+    # adds 50 tokens. The run judged the budget one step late (c was called too) and
+    # dropped a #1 from b's history, while a popped turn the run had read stayed.
+    manager = await _manager(store_factory)
+    sid = (await manager.create("alice")).session_id
+    group = GroupSession(manager, termination=TokenBudgetTermination(50))
+    a, b, c = ScriptedAgent("a"), ScriptedAgent("b"), ScriptedAgent("c")
+    for agent in (a, b, c):
+        group.add_agent(agent)
+    stream = group.stream(sid, "open", max_rounds=3)
+    got = [await anext(stream), await anext(stream)]  # opening, a #1
+    popped = await manager.pop_turn(sid)
+    assert popped is not None and popped.content == "a #1"
+    await manager.add_message(sid, "user", "HUMAN 50 tokens", tokens_used=50)
+    got += [turn async for turn in stream]
+    assert _contents(got) == ["open", "a #1", "b #1"]
+    assert c.calls == []
+    # The removed own turn stays in the history the run holds (as documented).
+    assert _seen(b) == [("HUMAN 50 tokens", ["open", "a #1"])]
+    assert _contents(await manager.get_turns(sid)) == ["open", "HUMAN 50 tokens", "b #1"]
+    state = await group.run_state(sid)
+    assert state is not None and state.status == "finished"
+    assert state.reason == "token budget reached (50 >= 50)"
+
+
+async def test_a_removed_turn_stops_counting_toward_the_budget(
+    store_factory: StoreFactory,
+) -> None:
+    # The budgets judge the session's totals, as a resumed run would: a turn taken
+    # out between steps no longer counts, whichever turn it was.
+    manager = await _manager(store_factory)
+    sid = (await manager.create("alice")).session_id
+    group = GroupSession(manager, termination=TokenBudgetTermination(100))
+    a = ScriptedAgent("a", [AgentReply("a #1", tokens_used=60)])
+    b = ScriptedAgent("b", [AgentReply("b #1", tokens_used=60)])
+    group.add_agent(a)
+    group.add_agent(b)
+    stream = group.stream(sid, "open", max_rounds=2)
+    got = [await anext(stream), await anext(stream)]  # opening, a #1 (60 tokens)
+    await manager.pop_turn(sid)
+    got += [turn async for turn in stream]
+    assert _contents(got) == ["open", "a #1", "b #1", "a #2", "b #2"]
+    state = await group.run_state(sid)
+    assert state is not None and state.reason == "max_rounds reached (2)"
+
+
+# ---------------------------------- the turn cap reached by outside turns (audit)
+async def test_outside_turns_that_fill_the_session_between_steps_end_the_run(
+    store_factory: StoreFactory,
+) -> None:
+    # max_turns_per_session=6: opening, a #1, then 4 turns of a person. The run read
+    # them and still called b, then raised TurnLimitReachedError.
+    manager = await _manager(store_factory, max_turns_per_session=6)
+    sid = (await manager.create("alice")).session_id
+    a, b = ScriptedAgent("a"), ScriptedAgent("b")
+    group = GroupSession(manager)
+    group.add_agent(a)
+    group.add_agent(b)
+    stream = group.stream(sid, "open", max_rounds=5)
+    got = [await anext(stream), await anext(stream)]
+    for i in range(4):
+        await manager.add_message(sid, "user", f"H{i}")
+    got += [turn async for turn in stream]  # ends, nothing raised
+    assert _contents(got) == ["open", "a #1"]
+    assert b.calls == []
+    header = await manager.get_header(sid)
+    assert header is not None and header.status.value == "closed"
+    assert header.turn_count == 6
+    # Every run on a full session has ended: resume returns the state as it is.
+    again = GroupSession(manager)
+    again.add_agent(ScriptedAgent("a"))
+    again.add_agent(b2 := ScriptedAgent("b"))
+    state = await again.run(sid, resume=True)
+    assert state.turn_count == 6 and b2.calls == []
+
+
+@pytest.mark.parametrize("outside", [3, 4])
+async def test_outside_turns_during_a_step_that_fill_the_session_end_the_run_finished(
+    outside: int, store_factory: StoreFactory
+) -> None:
+    # 3 turns during b's step: b's reply is turn 6 (stored "running", it closed the
+    # session). 4 turns: the store refuses b's reply. Either way the run ends finished,
+    # nothing raised, and a resume does nothing (it raised TurnLimitReachedError).
+    manager = await _manager(store_factory, max_turns_per_session=6)
+    sid = (await manager.create("alice")).session_id
+
+    async def fill() -> None:
+        for i in range(outside):
+            await manager.add_message(sid, "user", f"H{i}")
+
+    group = GroupSession(manager)
+    group.add_agent(HookedAgent("a"))
+    group.add_agent(HookedAgent("b", hooks={1: fill}))
+    state = await group.run(sid, "open", max_rounds=5)
+    humans = [f"H{i}" for i in range(outside)]
+    assert _contents(state.turns) == ["open", "a #1", *humans, "b #1"][:6]
+    assert state.status.value == "closed"
+    run = await group.run_state(sid)
+    if outside == 3:
+        assert run is not None and (run.status, run.next_speaker) == ("finished", None)
+        assert run.reason == "session reached max_turns_per_session (6)"
+    else:
+        assert run is None  # the newest turn is a person's
+    again = GroupSession(manager)
+    again.add_agent(a2 := HookedAgent("a"))
+    again.add_agent(HookedAgent("b"))
+    assert (await again.run(sid, resume=True)).turn_count == 6
+    assert [t async for t in again.stream(sid, resume=True)] == []
+    assert a2.calls == []
+
+
+async def test_a_session_closed_between_steps_is_refused_before_the_agent_is_called(
+    store_factory: StoreFactory,
+) -> None:
+    # A session that can take no more turns for another reason: the error an append
+    # would raise, at once (the agent was called first, for a reply that was lost).
+    manager = await _manager(store_factory)
+    sid = (await manager.create("alice")).session_id
+    a, b = ScriptedAgent("a"), ScriptedAgent("b")
+    group = GroupSession(manager)
+    group.add_agent(a)
+    group.add_agent(b)
+    stream = group.stream(sid, "open", max_rounds=2)
+    await anext(stream)
+    await anext(stream)
+    await manager.close(sid)
+    with pytest.raises(SessionClosedError):
+        await anext(stream)
+    assert b.calls == []

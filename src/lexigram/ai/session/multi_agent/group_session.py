@@ -7,9 +7,11 @@ budget, an agent failure or the session's turn cap ends it. Every turn carries t
 group's turn-taking state (see :mod:`.turn_state`) in the same atomic append, so a run
 interrupted by a crash continues with ``run(..., resume=True)`` on any backend.
 
-Before each step the run reads the turns stored after the newest one it has read (one
-``get_turn_seqs(after_seq=...)``), so turns others append meanwhile (a person, another
-group) reach the agents in stored order, as a resumed run would show them.
+Before each step the run reads the session's header and the turns stored after the
+newest one it has read (``load_record``, then ``get_turn_seqs(after_seq=...)``), so
+turns others append meanwhile (a person, another group) reach the agents in stored
+order, as a resumed run would show them, and the budgets and the turn cap judge the
+session's totals as that header has them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from lexigram.ai.session.exceptions import (
     SessionCapacityError,
     SessionNotFoundError,
     SessionValidationError,
+    TurnLimitReachedError,
 )
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
 from lexigram.ai.session.multi_agent._checks import (
@@ -240,7 +243,9 @@ class GroupSession:
         turn of the session, that run continues where it stopped (with its own round
         budget unless ``max_rounds`` is given) and ``initial_message`` is ignored; if
         the newest turn ended a run, nothing happens (also when the session is closed,
-        by that run's turn cap or since); otherwise a new run starts.
+        by that run's turn cap or since), nor when the session is at its turn cap
+        (every run on it has ended); otherwise a new run starts. Turns others add that
+        fill the session during a run end it, finished, without raising.
         """
         require_name("session_id", session_id)
         if max_rounds is not None:
@@ -256,6 +261,11 @@ class GroupSession:
         if previous is not None and previous.status != "running":
             # The newest turn ended a run: nothing to do, also when that run ended the
             # session (the turn cap) or the session was closed since.
+            return
+        if resume and header.turn_count >= self.config.max_turns_per_session:
+            # A session at its turn cap: every run on it has ended, finished (turns
+            # others added may have filled it, or a run's own reply did while its turn
+            # still says "running"). Nothing to do, as for a run that ended it.
             return
         _require_writable(header, self.config.max_turns_per_session)
         if previous is not None and previous.running:
@@ -275,11 +285,35 @@ class GroupSession:
                 turn = await self._step(run)
             except _TakenOver:
                 return
+            except TurnLimitReachedError:
+                # Turns others added filled the session: before the step (its read) or
+                # during it (the store refused the reply). The run ends, finished, with
+                # no turn of its own (the session takes none).
+                cap = self.config.max_turns_per_session
+                run.state = _ended(run.state, "finished", _cap_reason(cap))
+                return
             yield turn
+            if run.state.running and run.header.turn_count >= self.config.max_turns_per_session:
+                # The reply filled the session (turns others added during the agent's
+                # step): stored as "running", but the run ends there, finished.
+                cap = self.config.max_turns_per_session
+                run.state = _ended(run.state, "finished", _cap_reason(cap))
+                return
 
     async def run_state(self, session_id: str) -> GroupTurnState | None:
-        """The turn-taking state of the session's newest turn (None: not a group turn)."""
-        return await self._last_state(session_id)
+        """The turn-taking state of the session's newest turn (None: not a group turn).
+
+        A running state on a session at ``max_turns_per_session`` is given as finished
+        with the cap's reason: that run's reply filled the session (turns others added
+        during its step), and no run can go on there.
+        """
+        state = await self._last_state(session_id)
+        if state is not None and state.running:
+            header = await self.manager.get_header(session_id)
+            cap = self.config.max_turns_per_session
+            if header is not None and header.turn_count >= cap:
+                return _ended(state, "finished", _cap_reason(cap))
+        return state
 
     # ------------------------------------------------------------- internals
     async def _last_state(self, session_id: str) -> GroupTurnState | None:
@@ -458,25 +492,39 @@ class GroupSession:
         return replace(state, next_speaker=chosen, status="running", reason=None)
 
     async def _catch_up(self, run: _Run) -> None:
-        """Merge the turns stored after ``run.seen_seq`` into the run's history.
+        """Read the session's header and merge the turns stored after ``run.seen_seq``.
 
-        One read. It returns the run's own turns appended since the last read too, in
-        their stored place: an append racing another writer's lands where the store
-        put it. The history's tail past ``seen_seq`` (those own turns, and turns the
-        start-up load read past its header) is replaced by what the read returned, so
-        no turn is held twice. Turns others stored after the run's newest own turn
-        are added to the header's counters and totals, as the header a resumed run
-        reads would have them (what the budget conditions and the turn cap judge).
+        Two reads: the header (``load_record``), then the turns past ``seen_seq`` up to
+        the header's newest ``seq``, so the header counts exactly the turns the run now
+        holds (a turn stored between the reads waits for the next step). The header
+        replaces the run's: the budgets and the turn cap judge the session's totals
+        as a resumed run would, whatever was appended or removed meanwhile. A session
+        that can take no more turns is refused here, before the agent is called, with
+        the error an append would raise (``TurnLimitReachedError`` at the turn cap).
+
+        The read returns the run's own turns appended since the last read too, in their
+        stored place: an append racing another writer's lands where the store put it.
+        The history's tail past ``seen_seq`` (those own turns, and turns the start-up
+        load read past its header) is replaced by what the read returned, so no turn
+        is held twice; an own turn removed before the run read it back (``pop_turn``,
+        ``clear_turns``, a restore) is kept, before the turns read, as a removed turn
+        the run has read is kept.
         """
+        record = await self.manager.store.load_record(run.session_id)
+        if record is None:
+            raise SessionNotFoundError(run.session_id)
         rows = await self.manager.store.get_turn_seqs(run.session_id, after_seq=run.seen_seq)
+        rows = [(seq, turn) for seq, turn in rows if seq <= record.last_seq]
         new = [turn for _, turn in rows]
         own = set(run.pending)
-        cut = len(run.history) - min(len(run.pending), len(run.history))
         ids = {turn.turn_id for turn in new}
+        cut = len(run.history) - min(len(run.pending), len(run.history))
         while cut > 0 and run.history[cut - 1].turn_id in ids:
             cut -= 1
         replaced = run.history[cut:]
-        if [t.turn_id for t in replaced] != [t.turn_id for t in new]:  # others wrote
+        removed = [t for t in replaced if t.turn_id in own and t.turn_id not in ids]
+        tail = [*removed, *new]
+        if [t.turn_id for t in replaced] != [t.turn_id for t in tail]:  # others wrote
             self._check_visibility(new)
             for member, view in run.views.values():
                 # RoleIsolation judges each turn on its own: the view's tail is what
@@ -484,25 +532,15 @@ class GroupSession:
                 gone = len(self.role_isolation.filter_for_agent(replaced, member))
                 if gone:
                     del view[-gone:]
-                view.extend(self.role_isolation.filter_for_agent(new, member))
-            run.history[cut:] = new
+                view.extend(self.role_isolation.filter_for_agent(tail, member))
+            run.history[cut:] = tail
             if self.history_limit is not None and len(run.history) > self.history_limit:
                 del run.history[: len(run.history) - self.history_limit]
-        # The header the run holds counts every turn up to its newest own append (the
-        # append's reply), or up to seen_seq when it has appended nothing since.
-        found = [i for i, turn in enumerate(new) if turn.turn_id in own]
-        start = found[-1] + 1 if found else (len(new) if own else 0)
-        others = new[start:]
-        if others:
-            run.header = replace(
-                run.header,
-                turn_count=run.header.turn_count + len(others),
-                total_tokens=run.header.total_tokens + sum(t.tokens_used for t in others),
-                total_cost=run.header.total_cost + sum(t.cost for t in others),
-            )
+        run.header = record.state
         if rows:
             run.seen_seq = rows[-1][0]
         run.pending.clear()
+        _require_writable(run.header, self.config.max_turns_per_session)
 
     def _check_visibility(self, history: list[SessionTurn]) -> None:
         """Refuse a history whose visibility metadata is malformed before anything is
