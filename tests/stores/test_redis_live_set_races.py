@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -303,3 +304,111 @@ async def test_a_new_users_ordinals_start_high_and_stay_whole_in_lua(
         await first.client.zrange(first.keys.user_sessions("hana"), 0, -1, withscores=True)
     )
     assert [int(scores[b"A"]), int(scores[b"B"])] == ordinals
+
+
+# ---- a second regression audit: the whole-state save and erase_user against a create
+# of the same id in progress in another process.
+
+
+def _hold_create(store: CacheSessionStore, step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` once when ``store``'s next create has reserved and not yet written."""
+    original = store._core.run
+    done = False
+
+    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        if name == "create" and not done:
+            done = True
+            await step()
+        return await original(name, *args, **kwargs)
+
+    store._core.run = run  # type: ignore[method-assign]
+
+
+async def test_a_save_moving_a_session_to_a_user_creating_its_id_is_refused(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """The move would write a header naming an ordinal the new user's index does not
+    hold (the create's entry is there): the session fell out of every index."""
+    first, second = pair
+    await first.create_session(_fresh(first, "ida", "S"))
+    refused: list[Exception] = []
+
+    async def step() -> None:
+        try:
+            await first.save(_fresh(first, "jon", "S"))
+        except SessionValidationError as exc:
+            refused.append(exc)
+
+    _hold_create(second, step)
+    with pytest.raises(SessionValidationError, match="already exists"):
+        await second.create_session(_fresh(second, "jon", "S"))
+    assert len(refused) == 1 and "in progress" in str(refused[0])
+    stored = await first.load("S")
+    assert stored is not None and stored.user_id == "ida"
+    assert await _indexed(first, "ida") == (["S"], ["S"])
+    assert await _indexed(first, "jon") == ([], [])
+
+
+async def test_a_save_over_a_create_in_progress_leaves_one_indexed_session(
+    pair: tuple[CacheSessionStore, CacheSessionStore],
+) -> None:
+    """The save finds the id indexed and not stored (a create in progress): it indexes
+    the session anew and writes it; the create is then refused as existing, and its
+    undo leaves the save's entries."""
+    first, second = pair
+
+    async def step() -> None:
+        await first.save(_fresh(first, "kim", "S"))
+
+    _hold_create(second, step)
+    with pytest.raises(SessionValidationError, match="already exists"):
+        await second.create_session(_fresh(second, "kim", "S"))
+    stored = await first.load("S")
+    assert stored is not None and stored.user_id == "kim"
+    assert await _indexed(first, "kim") == (["S"], ["S"])
+    ordinal = await first.client.hget(first.keys.header("S"), "o")
+    held = await first.client.zscore(first.keys.user_sessions("kim"), "S")
+    assert ordinal is not None and held is not None and int(ordinal) == int(held)
+
+
+@pytest.mark.parametrize("write", ["save", "create"])
+async def test_erase_user_keeps_the_index_of_a_closed_session_being_written(
+    pair: tuple[CacheSessionStore, CacheSessionStore], write: str
+) -> None:
+    """A CLOSED session reserves in the user's sessions index only (no live entry): the
+    erasure looks again while an entry has no session behind it."""
+    first, second = pair
+    await first.create_session(_fresh(first, "lea", "X"))
+    reserved, go = asyncio.Event(), asyncio.Event()
+    original_run = second._core.run
+
+    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in ("save", "create"):
+            reserved.set()
+            await go.wait()
+        return await original_run(name, *args, **kwargs)
+
+    second._core.run = run  # type: ignore[method-assign]
+    closed = replace(_fresh(second, "lea", "NEW"), status=SessionStatus.CLOSED)
+    original_forget = first.forget_user
+    writing: asyncio.Task[Any] | None = None
+
+    async def forget_user(*args: Any, **kwargs: Any) -> Any:
+        nonlocal writing
+        made = second.save(closed) if write == "save" else second.create_session(closed)
+        writing = asyncio.ensure_future(made)
+        await reserved.wait()
+        asyncio.get_running_loop().call_later(0.02, go.set)
+        try:
+            return await original_forget(*args, **kwargs)
+        finally:
+            go.set()
+
+    first.forget_user = forget_user  # type: ignore[method-assign]
+    await first.erase_user("lea")
+    assert writing is not None
+    await writing
+    assert await first.load("NEW") is not None
+    assert await _indexed(first, "lea") == (["NEW"], [])
+    assert [s.session_id for s in await first.list_sessions("lea")] == ["NEW"]

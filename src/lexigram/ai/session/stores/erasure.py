@@ -180,12 +180,16 @@ async def forget_redis_user(store: Any, user_id: str, session_ids: Sequence[str]
             score >= recent and _text(m) not in erased for m, score in live
         ):
             return len(replies)  # the user has a session again, or one being created
-        # A recent entry of an erased id (no session of the user behind it) is the erased
-        # session's own (a damaged header, erased without the user's index entries,
-        # which name it still), or a create of that id again that has reserved and not
-        # yet written (deleting it would hide the new session from every index): the
-        # create writes within milliseconds, so look again a little later first.
-        if attempt + 1 < _FORGET_ATTEMPTS and any(score >= recent for _, score in live):
+        # An entry with no session of the user behind it is an erased session's own (a
+        # damaged header, erased without the user's index entries, which name it
+        # still), an entry left behind, or a create of that id that has reserved and not
+        # yet written (deleting it would hide the new session from every index; a
+        # CLOSED one reserves in the sessions index only): the create writes within
+        # milliseconds, so look again a little later first.
+        unbacked = any(h is not None and h[0] is None for h in headers)
+        if attempt + 1 < _FORGET_ATTEMPTS and (
+            unbacked or any(score >= recent for _, score in live)
+        ):
             await asyncio.sleep(_CREATE_SETTLE_S)
             continue
         keys = list(dict.fromkeys([all_key, live_key, counter, *user_keys]))

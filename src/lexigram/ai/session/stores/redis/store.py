@@ -233,14 +233,28 @@ class CacheSessionStore(SessionStore):
                 if ordinal is not None:
                     await self._core.index.release(state.user_id, sid, ordinal)
                 raise
-            if reply.get("e") != "GONE":
+            if reply.get("e") not in ("GONE", "HELD"):
                 break
-            # Indexed but gone: deleted meanwhile, or a create that died after its
-            # reservation. Drop the entry left (if any) and index the session anew.
-            await self._core.index.release(state.user_id, sid, None)
+            if reply["e"] == "GONE":
+                # Indexed but not stored: deleted meanwhile (its index step to come), a
+                # create in progress, or one that died after its reservation. Drop the
+                # entry and index the session anew: the late step of a delete or the undo
+                # of the refused create goes by its own ordinal and leaves the new one.
+                await self._core.index.release(state.user_id, sid, None)
+            else:
+                # HELD: stored for another user, and this user's index holds the id
+                # already (a create in progress, or an entry left behind).
+                await self._drop_left_entry(state.user_id, sid)
         if "e" in reply:
             if ordinal is not None:
                 await self._core.index.release(state.user_id, sid, ordinal)
+            if reply["e"] in ("GONE", "HELD"):
+                raise SessionValidationError(
+                    "session_id",
+                    f"user {state.user_id!r}'s index entry of session {sid!r} changed under "
+                    "each of 3 attempts (creates or deletes of the id by other processes); "
+                    "nothing was saved",
+                )
             self._core.refuse(reply, sid)
         old_user = reply.get("u")
         if old_user is not None and old_user != state.user_id:
@@ -890,6 +904,28 @@ class CacheSessionStore(SessionStore):
         if not live:
             await core.index.ended(sid, state.user_id, to_us(state.updated_at), str(ordinal))
         return core.record(reply["h"], sid, now)
+
+    async def _drop_left_entry(self, user_id: str, session_id: str) -> None:
+        """Drop ``user_id``'s index entry of ``session_id`` that a save moving the session
+        to that user found in its way, unless it is a reservation younger than
+        ``DEAD_FORK_US`` (a create of the id in progress): that refuses the save."""
+        core = self._core
+        reserved = dict(await core.index.live_members(user_id)).get(session_id)
+        if reserved is not None:
+            if reserved >= wall_us() - DEAD_FORK_US:
+                left_s = max((reserved + DEAD_FORK_US - wall_us()) // 1_000_000, 1)
+                raise SessionValidationError(
+                    "session_id",
+                    f"user {user_id!r}'s index holds session {session_id!r} for a create "
+                    "of it in progress (another process); nothing was saved. If that "
+                    f"create never finishes, its entry is dropped by a save or create of "
+                    f"the id after {left_s} s",
+                )
+            await core.index.release(user_id, session_id, None, reserved=reserved)
+            return
+        held = await core.scripts.command("zscore", core.keys.user_sessions(user_id), session_id)
+        if held is not None:  # no live entry: that very entry, by its ordinal
+            await core.index.release(user_id, session_id, int(held))
 
     async def _drop_dead_create(self, user_id: str, session_id: str, now_us: int) -> bool:
         """Release the user's index entry of ``session_id`` left by a create that died.

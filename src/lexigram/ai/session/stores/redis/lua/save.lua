@@ -15,6 +15,9 @@ end
 -- Saved over a session the caller found indexed (no new ordinal), deleted since: the
 -- caller indexes it again and retries, so the new session is listed.
 if not old and not fields.o then return fail('GONE') end
+-- Moved to another user whose index holds the id already (the caller found it there,
+-- so reserved no ordinal): the header would name an ordinal that index does not hold.
+if old and old.u ~= fields.u and not fields.o then return fail('HELD') end
 local k = tonumber(ARGV[3])
 local base = 0
 if old then
