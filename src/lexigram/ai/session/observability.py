@@ -20,6 +20,11 @@ name                                   kind            attributes
 ``ai_session.sweep.damaged``           counter         ``backend``
 =====================================  ==============  ==================================
 
+``sessions.created`` counts ``create`` and each branch a fork makes; ``turns.appended``
+counts the turns of ``add_turns`` and those a merge appends to its parent (a fork's
+copied turns are not appended); ``sessions.active`` is created minus ended, as seen by
+this process.
+
 Spans and instruments come from the global OpenTelemetry providers (whatever the
 application or ``lexigram-monitor`` installed), or from the providers given to
 :class:`SessionTelemetry`. Without ``opentelemetry`` every call is a no-op that
@@ -90,10 +95,14 @@ class SessionTelemetry:
             "ai_session.operation.duration", unit="ms", description="Duration of session operations"
         )
         self._appended = meter.create_counter(
-            "ai_session.turns.appended", unit="{turn}", description="Turns appended to sessions"
+            "ai_session.turns.appended",
+            unit="{turn}",
+            description="Turns appended to sessions (add_turns, and a merge's into its parent)",
         )
         self._created = meter.create_counter(
-            "ai_session.sessions.created", unit="{session}", description="Sessions created"
+            "ai_session.sessions.created",
+            unit="{session}",
+            description="Sessions created (create, and a fork's branch)",
         )
         self._ended = meter.create_counter(
             "ai_session.sessions.ended",
@@ -182,12 +191,12 @@ class SessionTelemetry:
 
     # --------------------------------------------------------------- metrics
     def turns_appended(self, count: int, *, backend: str = "") -> None:
-        """Count ``count`` appended turns."""
+        """Count ``count`` appended turns (``add_turns``, a merge into the parent)."""
         if self.enabled:
             self._appended.add(count, {"backend": backend})
 
     def session_created(self, *, backend: str = "") -> None:
-        """Count a created session (and one more active)."""
+        """Count a created session, a fork's branch too (and one more active)."""
         if self.enabled:
             self._created.add(1, {"backend": backend})
             self._active.add(1, {"backend": backend})

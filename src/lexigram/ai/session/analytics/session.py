@@ -13,7 +13,7 @@ from lexigram.contracts.ai.session import SessionState, SessionTurn
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.validation import check_turns
 
-__all__ = ["SessionAnalytics", "compute", "tool_names"]
+__all__ = ["SessionAnalytics", "compute", "compute_share", "tool_names", "turn_key"]
 
 _USER_ROLES = frozenset({"user", "human"})
 _REPLY_ROLES = frozenset({"assistant", "ai", "agent"})
@@ -49,6 +49,8 @@ class SessionAnalytics:
       turn after it (before the next user turn); 0.0 when there is no such pair
       (``response_count`` says how many pairs there were).
     * ``models_used`` / ``providers_used`` — distinct ``model`` / ``provider`` values.
+    * ``turns_by_role`` — turns per role, roles lower-cased (``"User"`` and ``"user"``
+      are one role, as response pairing reads them).
     """
 
     session_id: str
@@ -107,19 +109,30 @@ def _distinct(values: Iterable[Any]) -> list[str]:
     return list(seen)
 
 
-def _response_gaps_ms(turns: Sequence[SessionTurn]) -> list[float]:
-    gaps: list[float] = []
+def _response_pairs(turns: Sequence[SessionTurn]) -> list[tuple[int, float]]:
+    """The index of each reply turn that answers a user turn, with the time it took (ms)."""
+    pairs: list[tuple[int, float]] = []
     asked: datetime | None = None
-    for turn in turns:
+    for at, turn in enumerate(turns):
         role = turn.role.lower()
         if role in _USER_ROLES:
             asked = turn.timestamp
         elif role in _REPLY_ROLES and asked is not None:
             gap = (turn.timestamp - asked).total_seconds() * 1000.0
             if gap >= 0:
-                gaps.append(gap)
+                pairs.append((at, gap))
             asked = None
-    return gaps
+    return pairs
+
+
+def turn_key(turn: SessionTurn) -> tuple[str, datetime]:
+    """What identifies a turn among the sessions of one family (a branch and its source).
+
+    A fork or a merge copies a turn with its id and its timestamp; two turns that merely
+    share an id (callers numbering their turns "t1", "t2" in each session) have the
+    same timestamp only by accident.
+    """
+    return (turn.turn_id, turn.timestamp)
 
 
 def _duration_seconds(state: SessionState, turns: list[SessionTurn]) -> float:
@@ -138,6 +151,20 @@ def compute(state: SessionState) -> SessionAnalytics:
     A hand-built state whose turns a store would refuse raises
     ``SessionValidationError`` naming the turn's field (``state.turns[i].cost``).
     """
+    return compute_share(state)
+
+
+def compute_share(
+    state: SessionState, seen: set[tuple[str, datetime]] | None = None
+) -> SessionAnalytics:
+    """:func:`compute`, counting only the turns not in ``seen`` (then added to it).
+
+    What a session adds to the figures of its family (a branch and its source share
+    the turns the fork or a merge copied): the turn-based figures cover the turns
+    not seen before, a response pair counts when its reply turn does; the session's
+    own figures (``duration_seconds``, ``first_turn_at``, ``last_turn_at``, the
+    status) are the whole session's. ``seen=None`` is :func:`compute`.
+    """
     if not isinstance(state, SessionState):
         kind = type(state).__name__
         raise SessionValidationError("state", f"expected a SessionState, got {kind}")
@@ -145,18 +172,24 @@ def compute(state: SessionState) -> SessionAnalytics:
     # so that times compare as instants across a DST change; a turn a store would refuse
     # is named. (A state read from a store costs a type test per turn.)
     turns = list(check_turns(state.turns, "state.turns"))
+    new = [True] * len(turns)
+    if seen is not None:
+        new = [turn_key(t) not in seen for t in turns]
+        seen.update(turn_key(t) for t in turns)
+    counted = [t for t, is_new in zip(turns, new, strict=True) if is_new]
     if turns:
-        total_turns = len(turns)
-        total_tokens = sum(t.tokens_used for t in turns)
-        total_cost = float(sum(t.cost for t in turns))
+        total_turns = len(counted)
+        total_tokens = sum(t.tokens_used for t in counted)
+        total_cost = float(sum(t.cost for t in counted))
     else:
         total_turns, total_tokens = state.turn_count, state.total_tokens
         total_cost = float(state.total_cost)
     duration = _duration_seconds(state, turns)
     tools: Counter[str] = Counter()
-    for turn in turns:
+    for turn in counted:
         tools.update(tool_names(turn.tool_calls))
-    gaps = _response_gaps_ms(turns)
+    # A pair counts where its reply turn does (once in a family).
+    gaps = [gap for at, gap in _response_pairs(turns) if new[at]]
     status = state.status.value if hasattr(state.status, "value") else str(state.status)
     return SessionAnalytics(
         session_id=state.session_id,
@@ -164,17 +197,18 @@ def compute(state: SessionState) -> SessionAnalytics:
         total_tokens=total_tokens,
         total_cost=total_cost,
         duration_seconds=duration,
-        agents_used=_distinct(t.metadata.get("agent") for t in turns),
+        agents_used=_distinct(t.metadata.get("agent") for t in counted),
         tools_invoked=list(tools),
         tool_call_counts=dict(tools),
         avg_response_time_ms=sum(gaps) / len(gaps) if gaps else 0.0,
-        models_used=_distinct(t.model for t in turns),
+        models_used=_distinct(t.model for t in counted),
         user_id=state.user_id,
         status=status,
-        providers_used=_distinct(t.provider for t in turns),
-        turns_by_role=dict(Counter(t.role for t in turns)),
+        providers_used=_distinct(t.provider for t in counted),
+        # Roles count as response pairing reads them: "User" and "user" are one role.
+        turns_by_role=dict(Counter(t.role.lower() for t in counted)),
         response_count=len(gaps),
-        error_turns=sum(1 for t in turns if t.metadata.get("error")),
+        error_turns=sum(1 for t in counted if t.metadata.get("error")),
         first_turn_at=min((t.timestamp for t in turns), default=None),
         last_turn_at=max((t.timestamp for t in turns), default=None),
     )

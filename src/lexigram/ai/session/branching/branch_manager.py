@@ -137,14 +137,22 @@ class BranchManager:
         # The owner is checked again inside the store's step where it can be: the
         # session read above may be deleted and its id taken by another user meanwhile.
         guard = {"owner": source.state.user_id} if self.store.supports_owner_guard else {}
-        forking = self.store.fork_session(
-            session_id,
-            header,
-            from_checkpoint=from_checkpoint,
-            max_branches=self.max_branches_per_session,
-            max_live_per_user=self.max_sessions_per_user,
-            **guard,
-        )
+
+        async def store_fork() -> SessionRecord:
+            record = await self.store.fork_session(
+                session_id,
+                header,
+                from_checkpoint=from_checkpoint,
+                max_branches=self.max_branches_per_session,
+                max_live_per_user=self.max_sessions_per_user,
+                **guard,
+            )
+            # A branch is a session created (its close counts as one ended): the
+            # active gauge is created minus ended.
+            telemetry().session_created(backend=self.store.backend_name)
+            return record
+
+        forking = store_fork()
 
         def announce(record: SessionRecord) -> Callable[[], Coroutine[Any, Any, None]]:
             async def forked() -> None:
@@ -237,6 +245,7 @@ class BranchManager:
                     patch=patch,
                     **owned,
                 )
+                telemetry().turns_appended(len(plan.turns), backend=self.store.backend_name)
                 return result.record.state if result.closed_by_cap else None
             if not patch.is_empty():
                 await self.store.update_session(parent_id, patch, **owned)
