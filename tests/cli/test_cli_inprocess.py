@@ -332,3 +332,45 @@ def test_ctrl_c_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = run("list", "alice")
     assert code == 1 and out == ""
     assert "error: interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["plain", "keys"])
+def test_read_commands_refuse_a_redis_prefix_holding_nothing(
+    keys: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Redis a mistyped --key-prefix is an empty namespace: `keys retire` said the key
+    was needed by no record and `erase-user` confirmed an erasure (an outside audit)."""
+    import redis
+
+    from ..services import REDIS_URL, require_redis
+
+    require_redis()
+    from lexigram.ai.session.encryption.keyring import new_key_text
+
+    if keys:  # k2 newest: retiring k1 is a command the CLI accepts
+        keyring = new_key_text("k2") + "," + new_key_text("k1")
+        monkeypatch.setenv("LEX_AI_SESSION__ENCRYPTION_KEYS", keyring)
+    stored, mistyped = f"ro{uuid.uuid4().hex[:8]}", f"ro{uuid.uuid4().hex[:8]}"
+    config = SessionConfig(redis_url=REDIS_URL, key_prefix=stored, backend="redis")
+
+    async def seed() -> None:
+        async with SessionManagerImpl.open(config) as manager:
+            await manager.create("alice")
+
+    asyncio.run(seed())
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        argv_sets = [("list", "alice"), ("erase-user", "nobody")]
+        if keys:
+            argv_sets += [("keys", "status"), ("keys", "retire", "k1")]
+        for argv in argv_sets:
+            code, out, err = run("--redis-url", REDIS_URL, "--key-prefix", mistyped, *argv)
+            assert code == 1 and out == "", argv
+            assert f"nothing stored under key prefix {mistyped!r}" in err, err
+        assert list(client.scan_iter(match=f"{mistyped}*")) == []
+        code, out, err = run("--redis-url", REDIS_URL, "--key-prefix", stored, "list", "alice")
+        assert code == 0, err
+    finally:
+        for key in client.scan_iter(match=f"{stored}*"):
+            client.delete(key)
+        client.close()

@@ -255,3 +255,33 @@ async def test_a_value_shaped_like_an_envelope_in_user_data_is_not_a_key(
     reread = await plain.get_state(state.session_id)
     assert reread is not None
     assert (reread.variables if where == "variables" else reread.metadata["form"]) == fake
+
+
+async def test_redis_key_usage_counts_only_its_own_prefix_not_an_extended_one() -> None:
+    """A store under ``P`` and another under ``P:s:y`` (its prefix extends the first): the
+    first one's SCAN matched the other's headers too, counting and "rotating" them, so
+    its old key could never be retired while the other existed (an outside audit)."""
+    import uuid
+
+    from lexigram.ai.session.stores.cache import CacheSessionStore
+    from lexigram.ai.session.testing.conformance import make_state
+
+    from ..services import REDIS_URL, require_redis
+
+    require_redis()
+    ring = keyring("key-a")
+    base = f"lxtest:{uuid.uuid4().hex[:10]}"
+    inners = [CacheSessionStore(REDIS_URL, key_prefix=p) for p in (base, base + ":s:y")]
+    stores = [EncryptedSessionStore(inner, ring) for inner in inners]
+    try:
+        for store in stores:
+            await store.initialize()
+            await store.create_session(make_state("alice"))
+        for store in stores:
+            assert await key_usage(envelope_access(store), "key-a") == 1
+    finally:
+        client = inners[0].client
+        async for key in client.scan_iter(match=base + "*"):
+            await client.delete(key)
+        for store in stores:
+            await store.close()

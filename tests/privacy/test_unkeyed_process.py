@@ -251,7 +251,17 @@ def test_an_empty_entry_of_the_key_string_is_refused(value: str, place: int) -> 
     text = value.replace("{k}", new_key_text("k1").split(":", 1)[1])
     with pytest.raises(ConfigurationError, match=rf"encryption_keys\[{place}\]: is empty"):
         parse_keys(text)
-    assert parse_keys("") == () and parse_keys("  ") == ()
+    assert parse_keys("") == ()
+
+
+@pytest.mark.parametrize("value", [" ", "  \t", "\n"])
+def test_a_key_string_of_only_whitespace_is_refused(value: str) -> None:
+    """Only ``""`` means no keys: ``" "`` (a variable expanding to spaces) turned
+    encryption off silently (an outside audit)."""
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"encryption_keys: is only whitespace"):
+        parse_keys(value)
 
 
 def test_key_text_is_strict_base64_in_either_alphabet() -> None:

@@ -118,10 +118,24 @@ def _require_database_file(config: SessionConfig) -> None:
 
 
 async def _require_schema(config: SessionConfig, store: SessionStore) -> None:
-    """Refuse SQL session tables that do not exist under the prefix (a read-only command)."""
+    """Refuse SQL session tables that do not exist under the prefix, or a Redis key prefix
+    holding nothing (a read-only command)."""
+    store = getattr(store, "inner", store)  # the store behind an encrypting one
+    if canonical_name(config.backend) == "redis":
+        from lexigram.ai.session.stores.cache import CacheSessionStore  # needs the extra
+
+        if not isinstance(store, CacheSessionStore):
+            return
+        await store.ping()
+        if not await store.holds_data():
+            raise SessionStoreError(
+                f"nothing stored under key prefix {config.key_prefix!r} on that Redis: a "
+                "command that only reads, erases or rotates keys does not take an empty "
+                "prefix for an empty store (check --key-prefix and --redis-url)"
+            )
+        return
     from lexigram.ai.session.stores.database import DatabaseSessionStore
 
-    store = getattr(store, "inner", store)  # the SQL store behind an encrypting one
     if not isinstance(store, DatabaseSessionStore):
         return
     await store.ping()  # an unreachable server is named as by initialize()

@@ -94,7 +94,8 @@ def _entry(item: Any, where: str) -> EncryptionKey:
 def parse_keys(value: Any) -> tuple[EncryptionKey, ...]:
     """The keys ``value`` holds, newest first; ``ConfigurationError`` names a bad entry.
 
-    None, ``""`` and ``[]`` mean no keys (encryption off). An empty entry of the
+    None, ``""`` and ``[]`` mean no keys (encryption off); a value of only whitespace
+    is refused, naming the field. An empty entry of the
     string form (``","``, ``"new:…,"``: ``"$NEW,$OLD"`` with a variable unset) is
     refused, naming it: it must not turn encryption off or drop a key silently.
     """
@@ -102,8 +103,10 @@ def parse_keys(value: Any) -> tuple[EncryptionKey, ...]:
         return ()
     items: list[Any]
     if isinstance(value, str):
-        if not value.strip():
+        if not value:
             return ()
+        if not value.strip():
+            raise _fail(_FIELD, "is only whitespace (an unset variable?); use '' for no keys")
         items = value.split(",")
         for i, part in enumerate(items):
             if not part.strip():

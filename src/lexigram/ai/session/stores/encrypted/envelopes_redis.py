@@ -58,7 +58,9 @@ class RedisEnvelopes:
     def __init__(self, store: Any) -> None:
         self.store = store
         escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in store.keys.prefix)
-        self.match = escaped + ":s:*:h"
+        # The hash tag's braces keep a store whose prefix extends this one
+        # ("app:s:x" beside "app") out of the match.
+        self.match = escaped + ":s:{*}:h"
         self.scope = f"redis:{store.keys.prefix}"
 
     def _redis(self, where: str) -> AbstractAsyncContextManager[Any]:

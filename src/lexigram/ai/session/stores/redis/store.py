@@ -195,6 +195,23 @@ class CacheSessionStore(SessionStore):
         """Round-trip to Redis; ``StoreUnavailableError`` (password masked) when it fails."""
         await self._core.ping()
 
+    async def holds_data(self) -> bool:
+        """Whether anything of a store is stored under this key prefix: its global
+        indexes, else (one SCAN of the key space, every primary of a cluster) a session
+        header or a user index. The CLI's commands that only read, erase or rotate keys
+        refuse a prefix holding nothing: on Redis a mistyped ``--key-prefix`` would
+        otherwise pass for an empty store whose records "need no key"."""
+        keys = self._core.keys
+        async with self._core.scripts.guarded("EXISTS") as client:
+            if await client.exists(keys.deadlines, keys.ended, keys.ended_grace):
+                return True
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in keys.prefix)
+        async with self._core.scripts.guarded("SCAN") as client:
+            for match in (escaped + ":s:{*}:h", escaped + ":u:{*}:s"):
+                async for _ in client.scan_iter(match=match, count=1000):
+                    return True
+        return False
+
     async def close(self) -> None:
         """Close the connection pool (once; later calls do nothing)."""
         if self._closed:
