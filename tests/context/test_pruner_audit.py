@@ -188,3 +188,14 @@ def test_system_messages_past_the_budget_are_kept_and_flagged() -> None:
     within = pruner.select(history, "number", token_budget=10_000)
     assert not within.over_budget and within.tokens <= 10_000
     assert not pruner.select(history, "number", max_turns=2).over_budget  # no budget given
+
+
+@pytest.mark.parametrize(
+    "text", ["这是一个很长的中文句子没有空格", "こんにちは世界です", "안녕하세요반갑습니다"]
+)
+def test_text_without_spaces_in_cjk_counts_at_least_a_token_per_character(text: str) -> None:
+    """A run of CJK characters was one "word": 15 of them counted 4 tokens, where a
+    tokenizer gives about one each, so a history "fitted" to a budget overran it."""
+    from lexigram.ai.session.context.tokens import HeuristicTokenCounter
+
+    assert HeuristicTokenCounter().count(text) >= len(text)

@@ -32,7 +32,11 @@ __all__ = [
     "message_text",
 ]
 
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Kana, CJK ideographs and Hangul syllables: written without spaces, and tokenizers give
+# about one token per character, so each is a piece of its own (a run of them was one
+# "word", and a sentence of 15 of them counted 4 tokens).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]", re.UNICODE)
 
 
 @runtime_checkable
