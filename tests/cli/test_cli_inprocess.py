@@ -370,7 +370,14 @@ def test_read_commands_refuse_a_redis_prefix_holding_nothing(
         assert list(client.scan_iter(match=f"{mistyped}*")) == []
         code, out, err = run("--redis-url", REDIS_URL, "--key-prefix", stored, "list", "alice")
         assert code == 0, err
+        # A command that opens the store (a sweep) under the typo leaves only its
+        # retention record there: still nothing stored.
+        code, _, err = run("--redis-url", REDIS_URL, "--key-prefix", mistyped, "sweep")
+        assert code == 0, err
+        code, out, err = run("--redis-url", REDIS_URL, "--key-prefix", mistyped, *argv_sets[-1])
+        assert code == 1 and f"nothing stored under key prefix {mistyped!r}" in err, err
     finally:
-        for key in client.scan_iter(match=f"{stored}*"):
-            client.delete(key)
+        for prefix in (stored, mistyped):
+            for key in client.scan_iter(match=f"{prefix}*"):
+                client.delete(key)
         client.close()

@@ -161,3 +161,49 @@ def test_an_unparsable_port_or_host_with_a_userinfo_password(url: str) -> None:
         == 1
     )
     assert SECRET not in err.getvalue() and ENCODED not in err.getvalue(), err.getvalue()
+
+
+# ---- a regression audit of the key=value redaction
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "piece"),
+    [
+        ("redis://:Pa ss#Zq9?rd@127.0.0.1:1/12", "Pa ss#Zq9?rd", "Pa ss"),
+        ("postgresql+asyncpg://app:Pa ss#Zq9?rd@127.0.0.1:1/db", "Pa ss#Zq9?rd", "Pa ss"),
+        ("redis://user:ab@cd:TopSecret99/x@127.0.0.1:1/12", "ab@cd:TopSecret99/x", "TopSecret99"),
+    ],
+)
+def test_a_password_with_url_delimiters_is_redacted_whole_and_in_pieces(
+    url: str, secret: str, piece: str
+) -> None:
+    """A password holding '#', '?' or white space matched no user-info pattern and was
+    printed whole; a driver cutting the URL elsewhere quoted a piece of it as a port."""
+    assert secret not in redact_url(url) and piece not in redact_url(url)
+    assert secret in url_secrets(url) and piece in url_secrets(url)
+    echoed = f"Port could not be cast to integer value as {piece!r}"
+    assert piece not in redact_text(echoed, [url])
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Driver={ODBC Driver 18};Server=h;Uid=u;Pwd={ab;Zq9cd};", "Zq9cd"),
+        ('host=h user=app password="ab Zq9cd" dbname=x', "Zq9cd"),
+    ],
+)
+def test_braced_and_double_quoted_values_are_redacted_whole(text: str, secret: str) -> None:
+    assert secret not in redact_url(text)
+    assert any(secret in found for found in url_secrets(text))
+
+
+def test_a_multi_host_url_the_dialect_refuses_names_the_field_without_a_traceback() -> None:
+    from lexigram.contracts.exceptions.config import ConfigurationError
+
+    from lexigram.ai.session import SessionConfig
+    from lexigram.ai.session.stores.registry import create_store
+
+    config = SessionConfig(database_url="postgresql://app:secretpw@/db?host=h1:5432&host=h2")
+    with pytest.raises(ConfigurationError, match="ai_session.database_url") as caught:
+        create_store(config)
+    assert "secretpw" not in str(caught.value) and caught.value.__cause__ is None

@@ -199,3 +199,33 @@ def test_text_without_spaces_in_cjk_counts_at_least_a_token_per_character(text: 
     from lexigram.ai.session.context.tokens import HeuristicTokenCounter
 
     assert HeuristicTokenCounter().count(text) >= len(text)
+
+
+def test_an_always_kept_tool_call_keeps_its_results() -> None:
+    """With ``always_keep_roles="assistant"`` the assistant's tool call was kept and its
+    ``tool`` result dropped: chat APIs refuse a call without its answer."""
+    from types import SimpleNamespace
+
+    from lexigram.ai.session.context.pruner import RelevanceContextPruner
+
+    history = [
+        SimpleNamespace(role="user", content="look up order 42 " * 20),
+        SimpleNamespace(role="assistant", content="", tool_calls=[{"name": "lookup"}]),
+        SimpleNamespace(role="tool", content="order 42: shipped " * 30),
+        SimpleNamespace(role="user", content="thanks"),
+    ]
+    pruner = RelevanceContextPruner(always_keep_roles="assistant")
+    result = pruner.select(history, "thanks", token_budget=40)
+    kept = set(result.kept_indices)
+    assert 1 in kept and 2 in kept
+
+
+@pytest.mark.parametrize(
+    "text", ["𠀀𠀁𠀂𠀃", "ｶﾀｶﾅ", "丽丸乁𠄢", "\u1100\u1161\u11a8\u1102\u1161"]
+)
+def test_supplementary_ideographs_half_width_kana_and_jamo_count_per_character(
+    text: str,
+) -> None:
+    from lexigram.ai.session.context.tokens import HeuristicTokenCounter
+
+    assert HeuristicTokenCounter().count(text) >= len(text)

@@ -271,7 +271,8 @@ async def test_redis_key_usage_counts_only_its_own_prefix_not_an_extended_one() 
     require_redis()
     ring = keyring("key-a")
     base = f"lxtest:{uuid.uuid4().hex[:10]}"
-    inners = [CacheSessionStore(REDIS_URL, key_prefix=p) for p in (base, base + ":s:y")]
+    prefixes = (base, base + ":s:y", base + ":s:{w}")  # '*' of SCAN matches across '}'
+    inners = [CacheSessionStore(REDIS_URL, key_prefix=p) for p in prefixes]
     stores = [EncryptedSessionStore(inner, ring) for inner in inners]
     try:
         for store in stores:

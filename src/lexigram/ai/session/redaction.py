@@ -26,6 +26,11 @@ MASK = "***"
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^?#]*)@")
 #: The same without a scheme (``bob:pw@host/db``, or a mistyped scheme).
 _BARE_USERINFO = re.compile(r"^(?P<scheme>)(?P<userinfo>[^?#]*)@")
+#: When neither matches because the password itself holds ``?``, ``#`` or white space
+#: (``redis://:Pa ss#Zq9?rd@host``): user-info up to the last ``@`` of the text.
+_LOOSE_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/]*?.*)@")
+#: Where a driver splitting a malformed URL may cut a password: its pieces are secrets.
+_PIECES = re.compile(r"[@:/?#]")
 #: Last resort for text that is no URL at all: a ``:secret@`` anywhere.
 _LOOSE_PASSWORD = re.compile(r":(?P<secret>[^:@/\s]+)@")
 _SECRET_KEYS = (
@@ -39,8 +44,11 @@ _SECRET_PARAMS = re.compile(
 #: start or after white space, blanks allowed around ``=``; the value single-quoted
 #: (backslash escapes, perhaps unterminated) or up to the next white space.
 _KV_SECRET = re.compile(
-    rf"(?P<key>(?:^|(?<=\s)){_SECRET_KEYS}\s*=\s*)"
-    r"(?P<value>'(?:[^'\\]|\\.)*(?:'|\\?$)|[^\s']\S*)",
+    rf"(?P<key>(?:^|(?<=[\s;])){_SECRET_KEYS}\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*(?:'|\\?$)"  # libpq: single-quoted
+    r'|"(?:[^"\\]|\\.)*(?:"|\\?$)'  # double-quoted
+    r"|\{(?:[^}]|\}\})*(?:\}|$)"  # ODBC: braced (may hold ';'; '}}' is a '}')
+    r"|[^\s'\"{]\S*)",
     re.IGNORECASE,
 )
 _KV_ESCAPE = re.compile(r"\\(.)")
@@ -61,7 +69,7 @@ def _token_like(user: str) -> bool:
 
 def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     """``(scheme, user, password, rest)`` of ``url``, or None without user-info."""
-    match = _USERINFO.match(url) or _BARE_USERINFO.match(url)
+    match = _USERINFO.match(url) or _BARE_USERINFO.match(url) or _LOOSE_USERINFO.match(url)
     if match is None:
         return None
     userinfo = match.group("userinfo")
@@ -81,9 +89,10 @@ def _key_value_secrets(text: str) -> list[str]:
     found: list[str] = []
     for match in _KV_SECRET.finditer(text):
         value = match.group("value")
-        if value.startswith("'"):
-            value = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
-            found += [value, _KV_ESCAPE.sub(r"\1", value)]
+        if value[:1] in ("'", '"', "{"):
+            close = "}" if value[0] == "{" else value[0]
+            value = value[1:-1] if len(value) > 1 and value.endswith(close) else value[1:]
+            found += [value, _KV_ESCAPE.sub(r"\1", value), value.replace("}}", "}")]
         else:
             found += [value, value.split(";", 1)[0]]  # ODBC: Pwd=x;Server=y
     return found
@@ -116,6 +125,10 @@ def url_secrets(url: object) -> list[str]:
         _, user, password, _ = parts
         if password:
             found.append(password)
+            # A driver that splits the URL elsewhere may quote a piece of it (as a port,
+            # a host, a fragment): the longer pieces are secrets too.
+            pieces = [p.strip() for p in _PIECES.split(password)]
+            found += [p for p in pieces if len(p) >= _MIN_FREE_TEXT_SECRET and p != password]
         elif user and _token_like(user):
             found.append(user)
     else:

@@ -104,6 +104,7 @@ class _Unit:
     system: bool
     text: str
     tokens: int
+    role: str = ""  # the first message's
 
 
 def _roles(value: Any) -> frozenset[str]:
@@ -289,14 +290,23 @@ class RelevanceContextPruner:
             role = message_role(message)
             text = message_text(message.content)
             tokens = self._tokens(message, role, text)
-            if role in _TOOL_ROLES and units and not units[-1].system:
+            # A tool result joins the unit of the call it answers, also when that unit is
+            # always kept (``always_keep_roles=("assistant",)``): a kept call without its
+            # result is refused by chat APIs. Only a true system message keeps none.
+            if role in _TOOL_ROLES and units and units[-1].role != "system":
                 unit = units[-1]
                 unit.indices.append(i)
                 unit.text += "\n" + text
                 unit.tokens += tokens
                 continue
             units.append(
-                _Unit(indices=[i], system=role in self.always_keep_roles, text=text, tokens=tokens)
+                _Unit(
+                    indices=[i],
+                    system=role in self.always_keep_roles,
+                    text=text,
+                    tokens=tokens,
+                    role=role,
+                )
             )
         return units
 

@@ -35,7 +35,14 @@ __all__ = [
 # Kana, CJK ideographs and Hangul syllables: written without spaces, and tokenizers give
 # about one token per character, so each is a piece of its own (a run of them was one
 # "word", and a sentence of 15 of them counted 4 tokens).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK = (
+    "\u1100-\u11ff"  # Hangul jamo (a decomposed syllable)
+    "\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff"  # kana, compatibility jamo
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # ideographs, compatibility ideographs
+    "\ua960-\ua97f\uac00-\ud7ff"  # Hangul syllables and extended jamo
+    "\uff65-\uff9f\uffa0-\uffdc"  # half-width katakana and Hangul
+    "\U00020000-\U0003134f"  # ideographs of the supplementary planes
+)
 _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]", re.UNICODE)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lexigram.contracts.exceptions.config import ConfigurationError
+
 from lexigram.ai.session.config_urls import database_url_problem, redis_url_problem
-from lexigram.ai.session.redaction import redact_url
+from lexigram.ai.session.redaction import redact_text, redact_url
 from lexigram.ai.session.stores.registry import build_store
 
 if TYPE_CHECKING:
@@ -57,9 +59,18 @@ class SqlBackend:
         """A :class:`DatabaseSessionStore` (``database_url``, ``table_prefix``, ...)."""
 
         def build() -> SessionStore:
+            from sqlalchemy.exc import ArgumentError
+
             from lexigram.ai.session.stores.database import DatabaseSessionStore
 
-            return DatabaseSessionStore.from_config(config)
+            try:
+                return DatabaseSessionStore.from_config(config)
+            except ArgumentError as exc:  # a URL SQLAlchemy's dialect refuses
+                reason = redact_text(str(exc), [config.database_url])
+                error = ConfigurationError(
+                    f"ai_session.database_url: {redact_url(config.database_url)}: {reason}"
+                )
+            raise error  # outside the handler: no SQLAlchemy traceback chained to it
 
         return build_store("database_url", build)
 

@@ -16,6 +16,7 @@ from lexigram.ai.session.stores.encrypted.envelopes import (
     metadata_envelope,
     names_key,
 )
+from lexigram.ai.session.stores.redis.keys import own_keys
 
 __all__ = ["RedisEnvelopes"]
 
@@ -58,9 +59,10 @@ class RedisEnvelopes:
     def __init__(self, store: Any) -> None:
         self.store = store
         escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in store.keys.prefix)
-        # The hash tag's braces keep a store whose prefix extends this one
-        # ("app:s:x" beside "app") out of the match.
+        # The hash tag's braces keep most stores whose prefix extends this one out of
+        # the match ("app:s:x" beside "app"); ``own_keys`` the rest ("app:s:{x}").
         self.match = escaped + ":s:{*}:h"
+        self.mine = own_keys(store.keys.prefix, "s", "h")
         self.scope = f"redis:{store.keys.prefix}"
 
     def _redis(self, where: str) -> AbstractAsyncContextManager[Any]:
@@ -85,7 +87,7 @@ class RedisEnvelopes:
             raise SessionValidationError(
                 "resume_from", f"{cursor!r} is not a SCAN position of this server: {exc}"
             ) from None
-        found = [_text(k) for k in keys]
+        found = [_text(k) for k in keys if self.mine(k)]
         return found, (None if int(position) == 0 else str(position))
 
     async def _cluster_header_keys(
@@ -115,7 +117,7 @@ class RedisEnvelopes:
             raise SessionValidationError(
                 "resume_from", f"{cursor!r} is not a SCAN position of this server: {exc}"
             ) from None
-        found = [_text(k) for k in keys]
+        found = [_text(k) for k in keys if self.mine(k)]
         following = int(positions.get(master.name, 0))
         if following:
             return found, f"{index}:{following}"

@@ -42,7 +42,10 @@ always covers the whole id.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["SESSION_KEY_NAMES", "KeySpace", "tag"]
 
@@ -57,6 +60,22 @@ def tag(ident: str) -> str:
     if ident and not (_SPECIAL & set(ident)):
         return ident
     return "=" + ident.encode("utf-8").hex()
+
+
+def own_keys(prefix: str, kind: str, suffix: str) -> Callable[[Any], bool]:
+    """A test of a key SCAN found: ``<prefix>:<kind>:{<tag>}:<suffix>`` exactly.
+
+    SCAN's ``*`` also matches across ``}``, so ``P:s:{*}:h`` finds the keys of a store
+    whose prefix extends this one (``P:s:{x}:s:{y}:h`` under ``P:s:{x}``); a tag never
+    holds a brace (:func:`tag`), so this tells them apart.
+    """
+    pattern = re.compile(re.escape(f"{prefix}:{kind}:") + r"\{[^{}]*\}" + re.escape(f":{suffix}"))
+
+    def mine(key: Any) -> bool:
+        text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else str(key)
+        return pattern.fullmatch(text) is not None
+
+    return mine
 
 
 @dataclass(frozen=True, slots=True)

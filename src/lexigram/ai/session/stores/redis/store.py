@@ -67,6 +67,7 @@ from lexigram.ai.session.stores.redis.core import (
 )
 from lexigram.ai.session.stores.redis.indexes import RESERVATION_GRACE_US, wall_us
 from lexigram.ai.session.stores.redis.inputs import header_json, patch_json, turn_args
+from lexigram.ai.session.stores.redis.keys import own_keys
 from lexigram.ai.session.stores.redis.sweeping import SweepOps
 from lexigram.ai.session.stores.redis.wire import decode_header, decode_turns, to_us
 from lexigram.ai.session.validation import (
@@ -203,13 +204,18 @@ class CacheSessionStore(SessionStore):
         otherwise pass for an empty store whose records "need no key"."""
         keys = self._core.keys
         async with self._core.scripts.guarded("EXISTS") as client:
-            if await client.exists(keys.deadlines, keys.ended, keys.ended_grace):
+            # Not the retention record (g:{index}:g): initialize() writes it, so one
+            # command run under a mistyped prefix would make that prefix "hold data".
+            if await client.exists(keys.deadlines, keys.ended):
                 return True
         escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in keys.prefix)
         async with self._core.scripts.guarded("SCAN") as client:
-            for match in (escaped + ":s:{*}:h", escaped + ":u:{*}:s"):
-                async for _ in client.scan_iter(match=match, count=1000):
-                    return True
+            for kind, suffix in (("s", "h"), ("u", "s")):
+                mine = own_keys(keys.prefix, kind, suffix)
+                match = f"{escaped}:{kind}:{{*}}:{suffix}"
+                async for key in client.scan_iter(match=match, count=1000):
+                    if mine(key):
+                        return True
         return False
 
     async def close(self) -> None:
