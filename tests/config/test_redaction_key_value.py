@@ -207,3 +207,42 @@ def test_a_multi_host_url_the_dialect_refuses_names_the_field_without_a_tracebac
     with pytest.raises(ConfigurationError, match="ai_session.database_url") as caught:
         create_store(config)
     assert "secretpw" not in str(caught.value) and caught.value.__cause__ is None
+
+
+# ---- a second regression audit of the redaction
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://:p@ssw0rd#2024@127.0.0.1:1/0", "ssw0rd#2024"),  # '@' and '#' both
+        ("postgresql+asyncpg://app:Adm1n@Corp?2024@127.0.0.1/db", "Corp?2024"),
+        ("redis://127.0.0.1:1/0?password=abc;defgh", "defgh"),  # drivers keep the ';'
+    ],
+)
+def test_the_whole_secret_is_masked(url: str, secret: str) -> None:
+    assert secret not in redact_url(url)
+
+
+def test_short_or_joined_pieces_a_driver_quotes_are_masked() -> None:
+    urls = ["redis://:ab:cd:ef:gh#ijkl@127.0.0.1:1/0", "redis://:Ab1#Cd2?Ef3@h:1/0"]
+    message = "Port could not be cast to integer value as 'ab:cd:ef:gh', then 'Ab1'"
+    redacted = redact_text(message, urls)
+    assert "ab:cd" not in redacted and "Ab1" not in redacted
+
+
+def test_a_url_without_user_info_and_an_at_sign_in_its_query_is_shown_as_it_is() -> None:
+    """The loose pattern took the port for a password: 'connecting to 127.0.0.1:***'."""
+    url = "redis://127.0.0.1:6390/0?client_name=ops@team"
+    assert redact_url(url) == url
+    message = "Error connecting to 127.0.0.1:6390. ('127.0.0.1', 6390)"
+    assert redact_text(message, [url]) == message
+
+
+def test_a_piece_the_redacted_url_shows_anyway_is_not_masked_in_messages() -> None:
+    url = "redis://:admin:localhost@localhost:1/0"
+    assert redact_url(url) == "redis://:***@localhost:1/0"
+    assert "localhost" not in url_secrets(url)
+    assert (
+        redact_text("Error connecting to localhost:1.", [url]) == "Error connecting to localhost:1."
+    )

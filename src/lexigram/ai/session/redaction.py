@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import TextIO
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 __all__ = ["MASK", "RedactingWriter", "redact_text", "redact_url", "url_secrets"]
 
@@ -31,13 +31,15 @@ _BARE_USERINFO = re.compile(r"^(?P<scheme>)(?P<userinfo>[^?#]*)@")
 _LOOSE_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/]*?.*)@")
 #: Where a driver splitting a malformed URL may cut a password: its pieces are secrets.
 _PIECES = re.compile(r"[@:/?#]")
+#: A quoted value in a message (``as 'Ab1'``).
+_QUOTED = re.compile(r"""(['"])([^'"\n]{2,200})\1""")
 #: Last resort for text that is no URL at all: a ``:secret@`` anywhere.
 _LOOSE_PASSWORD = re.compile(r":(?P<secret>[^:@/\s]+)@")
 _SECRET_KEYS = (
     r"(?:password|passwd|pass|pwd|secret|token|access_token|auth|api_key|apikey|sslpassword)"
 )
 _SECRET_PARAMS = re.compile(
-    rf"(?P<key>[?&;]{_SECRET_KEYS}=)(?P<value>[^&;#]*)",
+    rf"(?P<key>[?&;]{_SECRET_KEYS}=)(?P<value>[^&]*)",  # drivers keep ';' and '#' in it
     re.IGNORECASE,
 )
 #: ``password=...`` of a key=value connection string (libpq, ODBC): the key at the
@@ -69,7 +71,17 @@ def _token_like(user: str) -> bool:
 
 def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     """``(scheme, user, password, rest)`` of ``url``, or None without user-info."""
-    match = _USERINFO.match(url) or _BARE_USERINFO.match(url) or _LOOSE_USERINFO.match(url)
+    match = _USERINFO.match(url) or _BARE_USERINFO.match(url)
+    loose = _LOOSE_USERINFO.match(url)
+    # A password holding '#', '?' (or a later '@'): a parser stops at the first of
+    # them, so the user-info runs to the last '@' of the text; unless the URL has none
+    # (an '@' in its query only: ``redis://h:6390/0?client_name=ops@team``).
+    if (
+        loose is not None
+        and (match is None or loose.end() > match.end())
+        and (match is not None or _parsed_netloc_has_at(url))
+    ):
+        match = loose
     if match is None:
         return None
     userinfo = match.group("userinfo")
@@ -77,6 +89,16 @@ def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
         return None  # an '@' in the path or query, not user-info
     user, sep, password = userinfo.partition(":")
     return match.group("scheme"), user, (password if sep else None), url[match.end() :]
+
+
+def _parsed_netloc_has_at(url: str) -> bool:
+    """Whether ``urlsplit`` finds user-info in ``url`` (True when it cannot parse it)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return True
+    return "@" in parts.netloc
 
 
 def _redact_key_values(text: str) -> str:
@@ -96,6 +118,17 @@ def _key_value_secrets(text: str) -> list[str]:
         else:
             found += [value, value.split(";", 1)[0]]  # ODBC: Pwd=x;Server=y
     return found
+
+
+def _pieces(secret: str, shown: str) -> list[str]:
+    """What of ``secret`` a driver that splits its URL at ``@ : / ? #`` may quote (as a
+    port, a host, a fragment): every run of pieces starting or ending at a delimiter.
+    Runs the redacted URL shows anyway (``localhost`` in ``:admin:localhost@localhost``)
+    are left out: masking them would garble every message and hide nothing."""
+    cuts = [m.start() for m in _PIECES.finditer(secret)]
+    runs = {secret[:c] for c in cuts} | {secret[c + 1 :] for c in cuts}
+    runs |= {p for p in _PIECES.split(secret)}
+    return sorted(r.strip() for r in runs if r.strip() and r.strip() not in shown)
 
 
 def redact_url(url: object) -> str:
@@ -125,12 +158,10 @@ def url_secrets(url: object) -> list[str]:
         _, user, password, _ = parts
         if password:
             found.append(password)
-            # A driver that splits the URL elsewhere may quote a piece of it (as a port,
-            # a host, a fragment): the longer pieces are secrets too.
-            pieces = [p.strip() for p in _PIECES.split(password)]
-            found += [p for p in pieces if len(p) >= _MIN_FREE_TEXT_SECRET and p != password]
+            found += _pieces(password, redact_url(url))
         elif user and _token_like(user):
             found.append(user)
+            found += _pieces(user, redact_url(url))
     else:
         found += [m.group("secret") for m in _LOOSE_PASSWORD.finditer(text)]
     found += [m.group("value") for m in _SECRET_PARAMS.finditer(text)]
@@ -155,8 +186,16 @@ def redact_text(text: str, urls: Iterable[object]) -> str:
     found += [repr(s)[1:-1] for s in found]  # as quoted by a message's {value!r}
     for secret in sorted(set(found), key=len, reverse=True):  # longest first
         if len(secret) >= _MIN_FREE_TEXT_SECRET:
-            text = text.replace(secret, MASK)
-    return text
+            # any case: a parser lower-cases what it takes for a host
+            text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
+    # A quoted value that is a piece of a secret, however short ('Ab1' as a port).
+    secrets = [s for s in found if s]
+    return _QUOTED.sub(
+        lambda m: m.group(0)
+        if m.group(2) == MASK or not any(m.group(2) in s for s in secrets)
+        else m.group(1) + MASK + m.group(1),
+        text,
+    )
 
 
 class RedactingWriter:

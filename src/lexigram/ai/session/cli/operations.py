@@ -130,8 +130,10 @@ async def _require_schema(config: SessionConfig, store: SessionStore) -> None:
         if not await store.holds_data():
             raise SessionStoreError(
                 f"nothing stored under key prefix {config.key_prefix!r} on that Redis: a "
-                "command that only reads, erases or rotates keys does not take an empty "
-                "prefix for an empty store (check --key-prefix and --redis-url)"
+                "mistyped prefix, or a store that holds no session any more (all erased "
+                "or purged: then nothing needs a key and no user is left to erase); a "
+                "command that only reads, erases or rotates keys does not tell the two "
+                "apart (check --key-prefix and --redis-url)"
             )
         return
     from lexigram.ai.session.stores.database import DatabaseSessionStore
