@@ -197,16 +197,18 @@ class CacheSessionStore(SessionStore):
         await self._core.ping()
 
     async def holds_data(self) -> bool:
-        """Whether anything of a store is stored under this key prefix: its global
-        indexes, else (one SCAN of the key space, every primary of a cluster) a session
-        header or a user index. The CLI's commands that only read, erase or rotate keys
-        refuse a prefix holding nothing: on Redis a mistyped ``--key-prefix`` would
-        otherwise pass for an empty store whose records "need no key"."""
+        """Whether a store was ever opened or anything of one is stored under this key
+        prefix: its global indexes or retention record, else (one SCAN of the key space,
+        every primary of a cluster) a session header or a user index. The CLI's
+        commands that only read, erase or rotate keys refuse a prefix holding nothing:
+        on Redis a mistyped ``--key-prefix`` would otherwise pass for an empty store
+        whose records "need no key"."""
         keys = self._core.keys
         async with self._core.scripts.guarded("EXISTS") as client:
-            # Not the retention record (g:{index}:g): initialize() writes it, so one
-            # command run under a mistyped prefix would make that prefix "hold data".
-            if await client.exists(keys.deadlines, keys.ended):
+            # The retention record (g:{index}:g) too: initialize() writes it, so it tells a
+            # store emptied by erasure (listing it must answer "nothing") from a prefix
+            # nothing ever opened; one that a command opened under a typo passes as well.
+            if await client.exists(keys.deadlines, keys.ended, keys.ended_grace):
                 return True
         escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in keys.prefix)
         async with self._core.scripts.guarded("SCAN") as client:
