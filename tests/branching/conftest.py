@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ..checkpointing.harness import PARAMS, EnvFactory, open_env_factory
+from ..manager.test_events_telemetry import otel  # noqa: F401 - the telemetry recorder
 
 
 @pytest.fixture(params=PARAMS)

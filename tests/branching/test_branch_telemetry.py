@@ -3,29 +3,12 @@ active-sessions gauge (created minus ended) never goes below zero (an outside au
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from lexigram.ai.session.exceptions import SessionCapacityError
-from lexigram.ai.session.observability import SessionTelemetry, set_telemetry
 
 from ..checkpointing.harness import EnvFactory, add
 from ..manager.test_events_telemetry import Otel
-
-
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    recorder = Otel()
-    old = set_telemetry(
-        SessionTelemetry(
-            tracer_provider=recorder.tracer_provider, meter_provider=recorder.meter_provider
-        )
-    )
-    try:
-        yield recorder
-    finally:
-        set_telemetry(old)
 
 
 async def test_fork_and_merge_keep_the_active_gauge_right(

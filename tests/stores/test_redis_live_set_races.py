@@ -245,6 +245,43 @@ async def test_two_creates_over_a_dead_writers_entry_keep_the_winners_entries(
     assert await first.count_live_sessions("fred") == 1
 
 
+async def _erase_while_writing(
+    first: CacheSessionStore,
+    second: CacheSessionStore,
+    user_id: str,
+    write: Callable[[], Awaitable[Any]],
+) -> None:
+    """``first.erase_user(user_id)`` while ``second`` runs ``write`` (a create or save),
+    caught between its reservation and its write, which it makes 20 ms into the
+    erasure's forgetting of the user's keys (while the erasure looks again)."""
+    reserved, go = asyncio.Event(), asyncio.Event()
+    original_run = second._core.run
+
+    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in ("save", "create"):
+            reserved.set()
+            await go.wait()
+        return await original_run(name, *args, **kwargs)
+
+    second._core.run = run  # type: ignore[method-assign]
+    original_forget = first.forget_user
+    writing: list[asyncio.Future[Any]] = []
+
+    async def forget_user(*args: Any, **kwargs: Any) -> Any:
+        writing.append(asyncio.ensure_future(write()))
+        await reserved.wait()
+        asyncio.get_running_loop().call_later(0.02, go.set)
+        try:
+            return await original_forget(*args, **kwargs)
+        finally:
+            go.set()
+
+    first.forget_user = forget_user  # type: ignore[method-assign]
+    await first.erase_user(user_id)
+    assert len(writing) == 1
+    await writing[0]
+
+
 async def test_erase_user_keeps_the_index_of_an_erased_id_being_created_again(
     pair: tuple[CacheSessionStore, CacheSessionStore],
 ) -> None:
@@ -252,34 +289,9 @@ async def test_erase_user_keeps_the_index_of_an_erased_id_being_created_again(
     id X again and not yet written it: the new session keeps its index entries."""
     first, second = pair
     await first.create_session(_fresh(first, "gina", "X"))
-    reserved, go = asyncio.Event(), asyncio.Event()
-    original_run = second._core.run
-
-    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "create":
-            reserved.set()
-            await go.wait()
-        return await original_run(name, *args, **kwargs)
-
-    second._core.run = run  # type: ignore[method-assign]
-    original_forget = first.forget_user
-    creating: asyncio.Task[Any] | None = None
-
-    async def forget_user(*args: Any, **kwargs: Any) -> Any:
-        nonlocal creating
-        creating = asyncio.create_task(second.create_session(_fresh(second, "gina", "X")))
-        await reserved.wait()
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.02, go.set)  # the create writes while the erasure looks again
-        try:
-            return await original_forget(*args, **kwargs)
-        finally:
-            go.set()
-
-    first.forget_user = forget_user  # type: ignore[method-assign]
-    await first.erase_user("gina")
-    assert creating is not None
-    await creating
+    await _erase_while_writing(
+        first, second, "gina", lambda: second.create_session(_fresh(second, "gina", "X"))
+    )
     assert await first.load("X") is not None
     assert await _indexed(first, "gina") == (["X"], ["X"])
     assert await first.count_live_sessions("gina") == 1
@@ -380,35 +392,12 @@ async def test_erase_user_keeps_the_index_of_a_closed_session_being_written(
     erasure looks again while an entry has no session behind it."""
     first, second = pair
     await first.create_session(_fresh(first, "lea", "X"))
-    reserved, go = asyncio.Event(), asyncio.Event()
-    original_run = second._core.run
-
-    async def run(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name in ("save", "create"):
-            reserved.set()
-            await go.wait()
-        return await original_run(name, *args, **kwargs)
-
-    second._core.run = run  # type: ignore[method-assign]
     closed = replace(_fresh(second, "lea", "NEW"), status=SessionStatus.CLOSED)
-    original_forget = first.forget_user
-    writing: asyncio.Task[Any] | None = None
 
-    async def forget_user(*args: Any, **kwargs: Any) -> Any:
-        nonlocal writing
-        made = second.save(closed) if write == "save" else second.create_session(closed)
-        writing = asyncio.ensure_future(made)
-        await reserved.wait()
-        asyncio.get_running_loop().call_later(0.02, go.set)
-        try:
-            return await original_forget(*args, **kwargs)
-        finally:
-            go.set()
+    def made() -> Awaitable[Any]:
+        return second.save(closed) if write == "save" else second.create_session(closed)
 
-    first.forget_user = forget_user  # type: ignore[method-assign]
-    await first.erase_user("lea")
-    assert writing is not None
-    await writing
+    await _erase_while_writing(first, second, "lea", made)
     assert await first.load("NEW") is not None
     assert await _indexed(first, "lea") == (["NEW"], [])
     assert [s.session_id for s in await first.list_sessions("lea")] == ["NEW"]
