@@ -28,7 +28,7 @@ _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^
 _BARE_USERINFO = re.compile(r"^(?P<scheme>)(?P<userinfo>[^?#]*)@")
 #: When neither matches because the password itself holds ``?``, ``#`` or white space
 #: (``redis://:Pa ss#Zq9?rd@host``): user-info up to the last ``@`` of the text.
-_LOOSE_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/]*?.*)@")
+_LOOSE_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>.*)@")
 #: Where a driver splitting a malformed URL may cut a password: its pieces are secrets.
 _PIECES = re.compile(r"[@:/?#]")
 #: A quoted value in a message (``as 'Ab1'``).
@@ -127,7 +127,7 @@ def _pieces(secret: str, shown: str) -> list[str]:
     are left out: masking them would garble every message and hide nothing."""
     cuts = [m.start() for m in _PIECES.finditer(secret)]
     runs = {secret[:c] for c in cuts} | {secret[c + 1 :] for c in cuts}
-    runs |= {p for p in _PIECES.split(secret)}
+    runs |= set(_PIECES.split(secret))
     return sorted(r.strip() for r in runs if r.strip() and r.strip() not in shown)
 
 
