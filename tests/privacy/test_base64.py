@@ -5,7 +5,6 @@ from __future__ import annotations
 import binascii
 import copy
 import sys
-from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -23,20 +22,32 @@ from .helpers import keyring
 _BINASCII = partial(binascii.a2b_base64, strict_mode=True)
 
 
-def _fallback(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], bytes]:
+def _fallback(monkeypatch: pytest.MonkeyPatch) -> cipher.StrictB64Decode:
     """The decoder the module picks when ``pybase64`` is not installed."""
     monkeypatch.setitem(sys.modules, "pybase64", None)  # its import raises ImportError
     return cipher._standard_b64decode()
 
 
 def test_the_crypto_extra_brings_the_fast_decoder() -> None:
-    assert isinstance(cipher.b64decode, partial)
-    assert cipher.b64decode.func.__module__.startswith("pybase64")
+    import pybase64
+
+    assert cipher.b64decode_strict is pybase64.b64decode
 
 
 def test_without_pybase64_binascii_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     decode = _fallback(monkeypatch)
-    assert isinstance(decode, partial) and decode.func is binascii.a2b_base64
+    assert decode is cipher._binascii_strict
+    assert decode("QUJD", None, True) == b"ABC"
+    with pytest.raises(binascii.Error):
+        decode("QU!D", None, True)  # a character outside the alphabet
+
+
+@given(st.binary(max_size=700))
+def test_the_positional_call_is_strict_and_exact(data: bytes) -> None:
+    text = binascii.b2a_base64(data, newline=False).decode("ascii")
+    assert cipher.b64decode_strict(text, None, True) == data
+    with pytest.raises(ValueError):
+        cipher.b64decode_strict(text + "!", None, True)
 
 
 @given(st.binary(max_size=700))
@@ -67,7 +78,7 @@ def test_turns_open_alike_with_either_decoder(monkeypatch: pytest.MonkeyPatch) -
         return sealing.open_turns([copy.deepcopy(t) for t in sealed], key, record="r")
 
     fast = opened()
-    monkeypatch.setattr(sealing, "b64decode", _fallback(monkeypatch))
+    monkeypatch.setattr(sealing, "b64decode_strict", _fallback(monkeypatch))
     slow = opened()
     assert [t.__dict__ for t in fast] == [t.__dict__ for t in slow]
     assert [t.__dict__ for t in fast] == [t.__dict__ for t in plain]

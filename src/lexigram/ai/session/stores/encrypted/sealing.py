@@ -33,7 +33,7 @@ from lexigram.ai.session.encryption.cipher import (
     NONCE_BYTES,
     SEALED_PREFIX,
     DataKey,
-    b64decode,
+    b64decode_strict,
     is_sealed,
     sealed_bytes,
 )
@@ -351,6 +351,7 @@ def _open_bulk(
     sealed: list[str] = []
     get, raw_key = opening.get, opening.raw_key
     decrypt, aad, fresh_entry = opening.decrypt, opening.aad, fresh.append
+    b64 = b64decode_strict
     try:
         for turn in turns:
             fields = turn.__dict__
@@ -364,7 +365,7 @@ def _open_bulk(
                 # _plain_body inlined for values sealed now: every turn of a first read.
                 # A value that does not decode or open raises here (ValueError,
                 # InvalidTag): the turns are then opened one by one, naming it.
-                raw = b64decode(content[_PREFIX_LEN:])
+                raw = b64(content[_PREFIX_LEN:], None, True)
                 body = decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad + turn_id.encode())
                 plain = _text_or_json(body)
                 fresh_entry((turn_id, (content, raw_key, plain)))
