@@ -204,3 +204,68 @@ def test_a_failed_open_logs_no_traceback_and_no_password(tmp_path: Path) -> None
     assert "raised StoreUnavailableError" in output
     assert "hunter2-pw" not in output
     assert len(output.splitlines()) < 40, output[-3000:]
+
+
+class _Recorder:
+    """Stands in for a module's logger: keeps the warnings."""
+
+    def __init__(self) -> None:
+        self.warned: list[dict[str, object]] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.warned.append({"event": event, **fields})
+
+    def debug(self, event: str, **fields: object) -> None:
+        pass
+
+
+LAYERED = "ai_session.config_in_code_ignores_layered"
+
+
+async def test_open_names_the_layered_storage_settings_it_does_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LEX_AI_SESSION__DATABASE_URL`` beside ``open()`` gave an in-memory store without
+    a word (an outside audit), while ``SessionModule.configure()`` warned. open() does not
+    read the environment (docs/configuration.md); it now names what it leaves unused,
+    by field, never by value."""
+    from lexigram.ai.session.manager import standalone
+
+    recorder = _Recorder()
+    monkeypatch.setattr(standalone, "logger", recorder)
+    monkeypatch.chdir(tmp_path)
+    secret_url = f"sqlite+aiosqlite:///{tmp_path}/env.db"
+    monkeypatch.setenv("LEX_AI_SESSION__DATABASE_URL", secret_url)
+    async with SessionManager.open() as sessions:
+        assert isinstance(sessions.store, InMemorySessionStore)
+    unused = [w for w in recorder.warned if w["event"] == LAYERED]
+    assert len(unused) == 1 and unused[0]["fields"] == ["backend", "database_url"]
+    assert secret_url not in repr(unused)
+    recorder.warned.clear()
+    async with SessionManager.open(session_ttl=60):
+        pass
+    assert [w["fields"] for w in recorder.warned if w["event"] == LAYERED] == [
+        ["backend", "database_url"]
+    ]
+    recorder.warned.clear()
+    # The layered config itself, or a config that uses the same storage: nothing unused.
+    async with SessionManager.open(SessionConfig.from_env_profile()):
+        pass
+    async with SessionManager.open({"backend": "database", "database_url": secret_url}):
+        pass
+    assert not [w for w in recorder.warned if w["event"] == LAYERED]
+
+
+async def test_open_without_layered_settings_warns_of_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lexigram.ai.session.manager import standalone
+
+    recorder = _Recorder()
+    monkeypatch.setattr(standalone, "logger", recorder)
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("LEX_AI_SESSION__")]:
+        monkeypatch.delenv(name)
+    async with SessionManager.open():
+        pass
+    assert not recorder.warned

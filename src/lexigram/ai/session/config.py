@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import orjson
@@ -34,14 +35,22 @@ from lexigram.ai.session.config_urls import (
 )
 from lexigram.ai.session.encryption.keyring import parse_keys
 from lexigram.ai.session.redaction import MASK, redact_text, redact_url
-from lexigram.ai.session.validation import MAX_DURATION_S, TABLE_PREFIX_RULE, table_prefix_ok
+from lexigram.ai.session.validation import (
+    MAX_DURATION_S,
+    MAX_SAFE_INT,
+    TABLE_PREFIX_RULE,
+    table_prefix_ok,
+)
 
 __all__ = [
     "BUILTIN_BACKENDS",
     "TURN_STRATEGIES",
     "SessionConfig",
+    "LAYERED_HINT",
+    "LAYERED_STORAGE_FIELDS",
     "coerce_config",
     "known_backends",
+    "layered_fields_left_unused",
     "register_backend_name",
     "unregister_backend_name",
 ]
@@ -85,6 +94,11 @@ _INT_FIELDS: dict[str, int] = {
 #: Durations, bounded so that a deadline or a purge cutoff stays a date the stores hold.
 _MAX_INT = {"session_ttl": MAX_DURATION_S, "cleanup_interval_s": MAX_DURATION_S,
             "purge_after_s": MAX_DURATION_S}
+#: Every other integer (the caps, the batch size, pool sizes, the anonymous bounds,
+#: ``auto_checkpoint_interval``) is at most 2**53 - 1: the bound the stores check each
+#: cap and limit against when it is used (``validation.check_count``). Larger, the
+#: config was accepted and every call then failed naming an internal argument.
+_MAX_COUNT = MAX_SAFE_INT
 _BOOL_FIELDS = ("enabled", "consolidate_on_close", "allow_anonymous", "redis_cluster")
 #: Text fields an environment variable may set to digits (read back as text, below).
 _TEXT_FIELDS = (
@@ -537,6 +551,47 @@ def coerce_config(config: SessionConfig | dict[str, Any] | None) -> SessionConfi
     )
 
 
+#: The settings that decide where sessions are stored.
+LAYERED_STORAGE_FIELDS = ("backend", "database_url", "redis_url")
+#: What to do about :func:`layered_fields_left_unused` (the hint of the warning that names them).
+LAYERED_HINT = (
+    "the config given in code replaces application.yaml and LEX_AI_SESSION__* "
+    "variables; set these fields in it too, or build it with "
+    "SessionConfig.from_env_profile() and change what you need"
+)
+
+
+def layered_fields_left_unused(config: SessionConfig) -> list[str]:
+    """The storage fields that YAML / ``LEX_AI_SESSION__*`` set and ``config`` leaves otherwise.
+
+    A config given in code (``SessionModule.configure(...)``, ``SessionManager.open(...)``)
+    replaces the layered one; what it leaves unused is named by field (never by value: a
+    URL may hold a password) so that the caller can log it. Backends are compared by
+    their canonical name (``database`` and ``sql`` are one). Empty when the layered
+    config cannot be read (a file or variable the caller did not ask to read).
+    """
+    if not any(k.startswith(_ENV_PREFIX) for k in os.environ) and not any(
+        Path().glob("application*.y*ml")
+    ):
+        return []  # nothing layered to read (and no framework log line about reading it)
+    try:
+        layered = SessionConfig.from_env_profile()
+    except Exception:
+        return []
+    default = SessionConfig()
+
+    def value(source: SessionConfig, name: str) -> object:
+        got = getattr(source, name)
+        return canonical_name(got) if name == "backend" and isinstance(got, str) else got
+
+    return [
+        name
+        for name in LAYERED_STORAGE_FIELDS
+        if value(layered, name) != value(default, name)
+        and value(layered, name) != value(config, name)
+    ]
+
+
 def known_backends() -> frozenset[str]:
     """Names ``SessionConfig.backend`` accepts (built in, installed and registered)."""
     return frozenset(_BACKEND_NAMES) | backend_names()
@@ -796,10 +851,23 @@ def _non_empty(name: str, value: Any) -> str:
 
 
 def _table_prefix(name: str, value: Any) -> str:
-    """``value`` if it is letters, digits and ``_`` (a SQL table prefix); else refused."""
+    """``value`` if it is lower-case letters, digits and ``_`` (a SQL table prefix).
+
+    Upper-case letters are refused: PostgreSQL folds them and SQLite's names are
+    case-insensitive (``Chat_`` and ``chat_`` are one set of tables there), while
+    MariaDB on Linux keeps them (two sets). One rule for every backend.
+    """
     if not table_prefix_ok(value):
         _fail(name, f"{TABLE_PREFIX_RULE}, got {value!r}")
-    return str(value)
+    text = str(value)
+    if text != text.lower():
+        _fail(
+            name,
+            f"must be lower case, got {text!r} (use {text.lower()!r}): PostgreSQL and "
+            "SQLite take prefixes differing only in case as the same tables, MariaDB as "
+            "different ones",
+        )
+    return text
 
 
 def _secret_key(key: str) -> bool:
@@ -999,8 +1067,16 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
     if not isinstance(value, int):
         _fail(name, f"must be an integer, got {value!r}")
     if value < minimum:
-        _fail(name, f"must be >= {minimum}, got {value}")
+        _fail(name, f"must be >= {minimum}, got {_shown_int(value)}")
     maximum = _MAX_INT.get(name.rsplit(".", 1)[-1])
     if maximum is not None and value > maximum:
-        _fail(name, f"must be <= {maximum} (a thousand years), got {value}")
+        _fail(name, f"must be <= {maximum} (a thousand years), got {_shown_int(value)}")
+    if value > _MAX_COUNT:
+        _fail(name, f"must be in {minimum}..{_MAX_COUNT} (2**53 - 1), got {_shown_int(value)}")
     return int(value)
+
+
+def _shown_int(value: int) -> str:
+    """``value`` as shown in a message: in full up to 40 digits, else its size."""
+    text = str(value)
+    return text if len(text) <= 40 else f"an integer of {len(text)} digits"

@@ -7,7 +7,8 @@ a driver; each problem is returned as text that shows the URL redacted
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, parse_qs, urlsplit
+import math
+from urllib.parse import SplitResult, parse_qs, parse_qsl, urlsplit
 
 from lexigram.ai.session.redaction import redact_text, redact_url
 
@@ -17,7 +18,9 @@ __all__ = [
     "SQL_SCHEMES",
     "database_url_problem",
     "redis_db",
+    "redis_query_problem",
     "redis_url_problem",
+    "sql_query_problem",
     "sqlite_database",
 ]
 
@@ -96,6 +99,9 @@ def database_url_problem(url: str) -> str | None:
         return f"no host in {shown}"
     if parts.scheme.startswith(("mysql", "mariadb")) and not parts.path.strip("/"):
         return f"no database in {shown}"
+    query = sql_query_problem(parts.scheme, parts.query)
+    if query is not None:
+        return f"{query} (in {shown})"
     return None
 
 
@@ -147,4 +153,287 @@ def redis_url_problem(url: str, *, cluster: bool) -> tuple[tuple[str, ...], str]
             ("redis_url", "redis_cluster"),
             f"Redis Cluster has only db 0, but {shown} selects db {db}",
         )
+    query = redis_query_problem(parts, cluster=cluster)
+    if query is not None:
+        return ("redis_url",), f"{query} (in {shown})"
+    return None
+
+
+# ------------------------------------------------------------- Redis URL queries
+# redis-py hands every query parameter of the URL to its connection class as a keyword
+# (``redis.asyncio.connection.parse_url``), typed by ``URL_QUERY_ARGUMENT_PARSERS``
+# or else as text. A name the class does not take failed at boot with a bare
+# TypeError; some it takes change what the store reads back. These lists say which
+# the store accepts (tests/config/test_limits_and_url_queries.py checks them against
+# the installed redis-py).
+
+_FLOAT = "a number of seconds"
+_INT = "a whole number"
+_BOOL = "true or false"
+#: Accepted on every Redis URL: name -> the kind of value.
+REDIS_QUERY_COMMON: dict[str, str] = {
+    "db": _INT,
+    "socket_timeout": _FLOAT,
+    "socket_connect_timeout": _FLOAT,
+    "socket_read_size": _INT,
+    "retry_on_error": "a comma-separated list of redis exception names",
+    "health_check_interval": _INT,
+    "client_name": "a name",
+    "username": "a user name",
+    "password": "a password",
+    "protocol": "2",
+}
+#: Accepted on ``redis://`` and ``rediss://`` (a TCP connection).
+REDIS_QUERY_TCP: dict[str, str] = {"socket_keepalive": _BOOL}
+#: Accepted with one server (not with ``redis_cluster``, whose client does not take them).
+REDIS_QUERY_SINGLE: dict[str, str] = {"retry_on_timeout": _BOOL}
+#: Accepted on ``rediss://`` only (TLS).
+REDIS_QUERY_TLS: dict[str, str] = {
+    "ssl_cert_reqs": "none, optional or required",
+    "ssl_check_hostname": _BOOL,
+    "ssl_ca_certs": "a file",
+    "ssl_ca_path": "a directory",
+    "ssl_ca_data": "PEM text",
+    "ssl_certfile": "a file",
+    "ssl_keyfile": "a file",
+    "ssl_password": "a password",
+    "ssl_ciphers": "an OpenSSL cipher list",
+    "ssl_min_version": _INT,
+    "ssl_include_verify_flags": "a comma-separated list of ssl.VerifyFlags names",
+    "ssl_exclude_verify_flags": "a comma-separated list of ssl.VerifyFlags names",
+}
+#: TLS options the Cluster client does not take.
+REDIS_QUERY_TLS_SINGLE = ("ssl_ca_path", "ssl_password")
+#: Refused whatever the URL, with the reason.
+REDIS_QUERY_REFUSED: dict[str, str] = {
+    "decode_responses": "the store reads replies as bytes; decoded replies break every read",
+    "encoding": "the store encodes its keys and values as UTF-8 itself",
+    "encoding_errors": "the store encodes its keys and values as UTF-8 itself",
+    "legacy_responses": "it changes the types of the replies the store reads",
+    "max_connections": "the pool size is ai_session.redis_pool_size (the URL's would "
+    "override it behind the store's back)",
+    "lib_name": "deprecated by redis-py (use client_name)",
+    "lib_version": "deprecated by redis-py (use client_name)",
+}
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f"})
+_CERT_REQS = frozenset({"none", "optional", "required"})
+
+
+def redis_query_names(scheme: str, *, cluster: bool) -> dict[str, str]:
+    """The query parameters a ``scheme`` URL may carry (with or without ``redis_cluster``)."""
+    names = dict(REDIS_QUERY_COMMON)
+    if scheme in ("redis", "rediss"):
+        names.update(REDIS_QUERY_TCP)
+    if not cluster:
+        names.update(REDIS_QUERY_SINGLE)
+    if scheme == "rediss":
+        names.update(REDIS_QUERY_TLS)
+        if cluster:
+            for name in REDIS_QUERY_TLS_SINGLE:
+                del names[name]
+    return names
+
+
+def _redis_value_problem(name: str, kind: str, value: str) -> str | None:
+    """What is wrong with ``value`` for the query parameter ``name`` of kind ``kind``."""
+    problem: str | None = None
+    if kind == _FLOAT:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            problem = "a number of seconds above 0"
+    elif kind == _INT and name != "db":
+        if not value.isdecimal():
+            problem = "a whole number"
+    elif kind == _BOOL:
+        if value.lower() not in _TRUE_WORDS | _FALSE_WORDS:
+            problem = "true or false"
+    elif name == "protocol":
+        if value.strip() != "2":
+            problem = "2 (RESP2: RESP3 changes the types of the replies the store reads)"
+    elif name == "ssl_cert_reqs":
+        if value.lower() not in _CERT_REQS:
+            problem = "none, optional or required"
+    elif not value:
+        problem = kind
+    return None if problem is None else f"query parameter {name}={value!r} must be {problem}"
+
+
+def redis_query_problem(parts: SplitResult, *, cluster: bool) -> str | None:
+    """What is wrong with the query parameters of a Redis URL (already split), or None.
+
+    A name redis-py does not take for this kind of URL, one that breaks the store
+    (:data:`REDIS_QUERY_REFUSED`), a parameter given twice, or a value of the wrong kind.
+    Values of secrets (``password``, ``ssl_password``) are never shown.
+    """
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as exc:  # pragma: no cover - parse_qsl is lenient unless strict
+        return f"malformed query: {exc}"
+    allowed = redis_query_names(parts.scheme, cluster=cluster)
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in REDIS_QUERY_REFUSED:
+            return f"query parameter {name!r} is not accepted: {REDIS_QUERY_REFUSED[name]}"
+        if name not in allowed:
+            where = _redis_where(name, parts.scheme, cluster=cluster)
+            return f"query parameter {name!r} is not accepted{where}; accepted: " + ", ".join(
+                sorted(allowed)
+            )
+        if name in seen and name != "db":  # two db values are named by redis_db()
+            return f"query parameter {name!r} is given twice"
+        seen.add(name)
+        if name in ("password", "ssl_password"):
+            value_problem = None if value else f"query parameter {name} is empty"
+        else:
+            value_problem = _redis_value_problem(name, allowed[name], value)
+        if value_problem is not None:
+            return value_problem
+    return None
+
+
+def _redis_where(name: str, scheme: str, *, cluster: bool) -> str:
+    """Why ``name`` is refused on this URL when redis-py takes it elsewhere."""
+    if name in REDIS_QUERY_TLS and scheme != "rediss":
+        return f" on a {scheme}:// URL (TLS options need rediss://)"
+    if name in REDIS_QUERY_TCP and scheme == "unix":
+        return f" on a {scheme}:// URL (a Unix socket has no TCP keepalive)"
+    if (name in REDIS_QUERY_SINGLE or name in REDIS_QUERY_TLS_SINGLE) and cluster:
+        return " with redis_cluster (the Cluster client does not take it)"
+    return ""
+
+
+# --------------------------------------------------------------- SQL URL queries
+# SQLAlchemy hands every query parameter of a PostgreSQL or MariaDB URL to the async
+# driver as a keyword (asyncpg's ``connect()``, asyncmy's ``Connection``). A libpq or
+# libmysqlclient name (``sslmode``, ``connect_timeout``, ``ssl_mode``) failed only when
+# the store connected, as a TypeError reported like an unreachable server.
+
+#: libpq's ``sslmode`` values, which asyncpg's ``ssl`` takes as they are.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+#: asyncpg's ``target_session_attrs`` values.
+_SESSION_ATTRS = ("any", "primary", "standby", "read-write", "read-only", "prefer-standby")
+#: Accepted on a PostgreSQL URL: name -> what it must be (``sslmode`` becomes ``ssl``).
+POSTGRES_QUERY: dict[str, str] = {
+    "sslmode": "one of " + ", ".join(SSL_MODES),
+    "ssl": "one of " + ", ".join(SSL_MODES),
+    "host": "a host or a Unix socket directory",
+    "user": "a user name",
+    "password": "a password",
+    "target_session_attrs": "one of " + ", ".join(_SESSION_ATTRS),
+    "command_timeout": "a number of seconds above 0",
+    "prepared_statement_cache_size": "a whole number",
+}
+#: Refused on a PostgreSQL URL, with the reason.
+POSTGRES_QUERY_REFUSED: dict[str, str] = {
+    "connect_timeout": "the store connects with its own timeout (10 s)",
+    "timeout": "the store connects with its own timeout (10 s)",
+    "application_name": "the store names its connections lexigram-ai-session:<table_prefix>",
+    "server_settings": "the store sets the connections' server settings",
+    "options": "asyncpg takes no libpq options string",
+    **{
+        name: f"asyncpg reads it from the environment variable {env}, not from the URL"
+        for name, env in (
+            ("sslrootcert", "PGSSLROOTCERT"),
+            ("sslcert", "PGSSLCERT"),
+            ("sslkey", "PGSSLKEY"),
+            ("sslcrl", "PGSSLCRL"),
+            ("sslpassword", "PGSSLPASSWORD"),
+        )
+    },
+}
+#: Accepted on a MariaDB URL (SQLAlchemy turns the ``ssl_*`` ones into asyncmy's ``ssl``).
+MYSQL_QUERY: dict[str, str] = {
+    "charset": "utf8mb4",
+    "unix_socket": "a socket file",
+    "user": "a user name",
+    "password": "a password",
+    "read_timeout": "a whole number of seconds above 0",
+    "ssl_ca": "a file",
+    "ssl_cert": "a file",
+    "ssl_key": "a file",
+    "ssl_capath": "a directory",
+    "ssl_cipher": "an OpenSSL cipher list",
+    "ssl_check_hostname": "true or false",
+}
+#: Refused on a MariaDB URL, with the reason.
+MYSQL_QUERY_REFUSED: dict[str, str] = {
+    "ssl_mode": "asyncmy has no ssl_mode: give ssl_ca (and ssl_cert, ssl_key, "
+    "ssl_check_hostname=false as needed) to connect with TLS",
+    "sslmode": "asyncmy has no sslmode: give ssl_ca (and ssl_cert, ssl_key, "
+    "ssl_check_hostname=false as needed) to connect with TLS",
+    "connect_timeout": "the store connects with its own timeout",
+    "init_command": "the store sets its own session settings",
+}
+
+
+def _sql_value_problem(name: str, value: str) -> str | None:
+    """Whether ``value`` fits the query parameter ``name`` (PostgreSQL or MariaDB)."""
+    ok = True
+    if name in ("sslmode", "ssl"):
+        ok = value in SSL_MODES
+    elif name == "target_session_attrs":
+        ok = value in _SESSION_ATTRS
+    elif name == "command_timeout":
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        ok = math.isfinite(number) and number > 0
+    elif name == "prepared_statement_cache_size":
+        ok = value.isdecimal()
+    elif name == "read_timeout":
+        ok = value.isdecimal() and int(value) > 0
+    elif name == "charset":
+        ok = value.lower() == "utf8mb4"
+    elif name == "ssl_check_hostname":
+        ok = value.lower() in _TRUE_WORDS | _FALSE_WORDS
+    else:
+        ok = bool(value)
+    if ok:
+        return None
+    if name == "password":  # never shown
+        return "query parameter password is empty"
+    return f"query parameter {name}={value!r} must be {_sql_kind(name)}"
+
+
+def _sql_kind(name: str) -> str:
+    return POSTGRES_QUERY.get(name) or MYSQL_QUERY.get(name, "a value")
+
+
+def sql_query_problem(scheme: str, query: str) -> str | None:
+    """What is wrong with the query of a PostgreSQL or MariaDB ``database_url``, or None.
+
+    A parameter the store's driver does not take (with what to do instead, for the
+    libpq and libmysqlclient names users bring from other tools), a parameter given
+    twice, or a value of the wrong kind. ``sslmode`` is accepted on PostgreSQL: the
+    store hands it to asyncpg as ``ssl``. SQLite URLs are not judged here.
+    """
+    if scheme.startswith("sqlite"):
+        return None
+    postgres = scheme.startswith("postgres")
+    allowed, refused = (
+        (POSTGRES_QUERY, POSTGRES_QUERY_REFUSED) if postgres else (MYSQL_QUERY, MYSQL_QUERY_REFUSED)
+    )
+    driver = "asyncpg" if postgres else "asyncmy"
+    seen: set[str] = set()
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in refused:
+            return f"query parameter {name!r} is not accepted: {refused[name]}"
+        if name not in allowed:
+            return (
+                f"query parameter {name!r} is not accepted (the store connects with "
+                f"{driver}); accepted: {', '.join(sorted(allowed))}"
+            )
+        if name in seen and name != "host":  # several hosts: asyncpg tries each
+            return f"query parameter {name!r} is given twice"
+        seen.add(name)
+        problem = _sql_value_problem(name, value)
+        if problem is not None:
+            return problem
+    if postgres and {"ssl", "sslmode"} <= seen:
+        return "query parameters 'ssl' and 'sslmode' are both given; keep one"
     return None

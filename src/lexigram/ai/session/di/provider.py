@@ -16,7 +16,12 @@ from lexigram.logging import get_logger
 from lexigram.ai.session.backends import canonical_name
 from lexigram.ai.session.branching.branch_manager import BranchManager
 from lexigram.ai.session.checkpointing.checkpoint_manager import CheckpointManager
-from lexigram.ai.session.config import SessionConfig, coerce_config
+from lexigram.ai.session.config import (
+    LAYERED_HINT,
+    SessionConfig,
+    coerce_config,
+    layered_fields_left_unused,
+)
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.manager.core import SessionManagerImpl
 from lexigram.ai.session.manager.protocol import SessionManagerAPI
@@ -265,43 +270,20 @@ async def _refuse_a_section_that_is_no_mapping(container: Any) -> None:
         )
 
 
-#: The settings that decide where sessions are stored.
-_STORAGE_FIELDS = ("backend", "database_url", "redis_url")
-
-
 def _warn_of_unused_layered_storage(config: SessionConfig) -> None:
     """Log the storage settings of YAML / environment a config given in code leaves unused.
 
     A config in code replaces the layered one (SPEC, docs/configuration.md), so a
     ``LEX_AI_SESSION__DATABASE_URL`` beside ``configure({"session_ttl": 3600})`` was
     ignored without a word and sessions went to memory (an outside audit). Named by
-    field, never by value (a URL may hold a password).
+    field, never by value (a URL may hold a password); ``SessionManager.open()`` runs
+    the same check (``config.layered_fields_left_unused``).
     """
-    try:
-        layered = SessionConfig.from_env_profile()
-    except Exception:  # a file or variable the app did not ask to read: not our business
-        return
-    default = SessionConfig()
-
-    def value(source: SessionConfig, name: str) -> object:
-        got = getattr(source, name)
-        # "database" and "sql" (and the other aliases) name one backend
-        return canonical_name(got) if name == "backend" and isinstance(got, str) else got
-
-    unused = [
-        name
-        for name in _STORAGE_FIELDS
-        if value(layered, name) != value(default, name)
-        and value(layered, name) != value(config, name)
-    ]
+    unused = layered_fields_left_unused(config)
     if unused:
         logger.warning(
             "ai_session.config_in_code_ignores_layered",
             fields=unused,
             backend=config.backend,
-            hint=(
-                "the config given in code replaces application.yaml and LEX_AI_SESSION__* "
-                "variables; set these fields in it too, or build it with "
-                "SessionConfig.from_env_profile() and change what you need"
-            ),
+            hint=LAYERED_HINT,
         )

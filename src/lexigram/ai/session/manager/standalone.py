@@ -24,7 +24,12 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.hooks import HookRegistry
 from lexigram.logging import get_logger
 
-from lexigram.ai.session.config import SessionConfig, coerce_config
+from lexigram.ai.session.config import (
+    LAYERED_HINT,
+    SessionConfig,
+    coerce_config,
+    layered_fields_left_unused,
+)
 from lexigram.ai.session.exceptions import SessionError
 from lexigram.ai.session.manager.cleanup import SessionCleanupScheduler
 from lexigram.ai.session.redaction import redact_text
@@ -49,7 +54,10 @@ def resolve_config(
     A dict and the overrides are merged and validated together, so
     ``database_url=...`` alone selects the sql backend. Over a
     ``SessionConfig`` the overrides replace its fields (its ``backend`` stays
-    explicit). Production settings are checked as at boot.
+    explicit). Production settings are checked as at boot. YAML and
+    ``LEX_AI_SESSION__*`` are not read: when they set a storage field (``backend``,
+    ``database_url``, ``redis_url``) that the result leaves otherwise,
+    ``ai_session.config_in_code_ignores_layered`` is logged at WARNING naming the fields.
     """
     if isinstance(config, SessionConfig):
         settings = config
@@ -61,6 +69,16 @@ def resolve_config(
     else:
         settings = coerce_config(config)  # refuses with the type named
     settings.check_environment()
+    unused = layered_fields_left_unused(settings)
+    if unused:
+        # As SessionModule.configure() does: the config given here replaces the layered
+        # one, so a LEX_AI_SESSION__DATABASE_URL beside it is not used (named, never shown).
+        logger.warning(
+            "ai_session.config_in_code_ignores_layered",
+            fields=unused,
+            backend=settings.backend,
+            hint=LAYERED_HINT,
+        )
     if not settings.enabled:
         raise ConfigurationError(
             "ai_session.enabled: the session subsystem is disabled; nothing to open"

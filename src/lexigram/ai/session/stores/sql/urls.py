@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from lexigram.ai.session.config_urls import sql_query_problem
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.redaction import redact_text, redact_url
 
@@ -87,8 +89,10 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
     ``sqlite:///path`` becomes ``sqlite+aiosqlite:///path``; ``postgresql://``,
     ``postgres://`` (and ``+psycopg2``) become ``postgresql+asyncpg://``; ``mysql://``,
     ``mariadb://`` (and ``+aiomysql``, ``+pymysql``) become ``mysql+asyncmy://`` with
-    ``charset=utf8mb4``. Anything else is refused with :class:`SessionValidationError`
-    naming ``field``.
+    ``charset=utf8mb4``. A PostgreSQL ``sslmode`` (libpq's name) becomes asyncpg's
+    ``ssl``; a query parameter the driver does not take is refused
+    (``config_urls.sql_query_problem``). Anything else is refused with
+    :class:`SessionValidationError` naming ``field``.
     """
     if isinstance(url, str):
         if not url.strip():
@@ -116,7 +120,16 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
             "sqlite+aiosqlite:///<file>, postgresql+asyncpg://user@host/db or "
             "mysql+asyncmy://user@host/db",
         )
+    if target != _SQLITE and isinstance(url, str):  # an engine's URL is its maker's business
+        query_problem = sql_query_problem(target, urlencode(_query_pairs(parsed)))
+        if query_problem is not None:
+            raise SessionValidationError(field, f"{query_problem} (in {mask_url(parsed)})")
     parsed = parsed.set(drivername=target)
+    if target == _POSTGRES and "sslmode" in parsed.query:
+        # libpq's name (hosted PostgreSQL URLs carry sslmode=require): asyncpg's
+        # connect() takes the same values as ``ssl``.
+        mode = parsed.query["sslmode"]
+        parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
     if target == _POSTGRES and not parsed.host and not parsed.query.get("host"):
         raise SessionValidationError(field, f"no host in {mask_url(parsed)}")
     if target == _MYSQL:
@@ -126,6 +139,15 @@ def normalise_url(url: str | URL, *, field: str = "database_url") -> DatabaseURL
             raise SessionValidationError(field, f"no database in {mask_url(parsed)}")
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return DatabaseURL(parsed)
+
+
+def _query_pairs(url: URL) -> list[tuple[str, str]]:
+    """The query of ``url`` as (name, value) pairs, a repeated name once per value."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in url.query.items():
+        values = (value,) if isinstance(value, str) else value
+        pairs.extend((name, item) for item in values)
+    return pairs
 
 
 def mask_url(url: str | URL) -> str:
