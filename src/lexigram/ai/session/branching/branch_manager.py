@@ -10,6 +10,7 @@ from typing import Any
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
 from lexigram.ai.session.branching.merge import AppendMerge, MergePlan, MergeStrategy
+from lexigram.ai.session.branching.merge_locks import HeldMerge, merge_lock
 from lexigram.ai.session.events import (
     SessionBranchMergedEvent,
     SessionClosedEvent,
@@ -213,6 +214,23 @@ class BranchManager:
                 f"session {branch_id!r} was forked from an earlier session {parent_id!r}, "
                 "deleted since; it is not a branch of the present one",
             )
+        held = merge_lock(self.store, parent_id)
+        await held.acquire()
+        try:
+            return await self._merge_held(parent_id, branch_id, branch_record, strategy, held)
+        finally:
+            if not held.writing:
+                held.release()
+
+    async def _merge_held(
+        self,
+        parent_id: str,
+        branch_id: str,
+        branch_record: SessionRecord,
+        strategy: MergeStrategy | None,
+        held: HeldMerge,
+    ) -> SessionState:
+        """:meth:`merge` from the parent's read on, holding its merge lock until written."""
         parent = await self.store.load(parent_id)
         if parent is None:
             raise SessionNotFoundError(parent_id)
@@ -251,6 +269,12 @@ class BranchManager:
                 await self.store.update_session(parent_id, patch, **owned)
             return None
 
+        async def write_and_release() -> SessionState | None:
+            try:
+                return await write()
+            finally:
+                held.release()  # written: the next merge into the parent reads it
+
         def announce(closed: SessionState | None) -> Callable[[], Coroutine[Any, Any, None]]:
             async def merged() -> None:
                 await self.notifier.notify(
@@ -271,9 +295,11 @@ class BranchManager:
             HOOK_SESSION_CLOSED
         ):
             # A caller cancelled while the store merges still has the merge announced.
-            closed = await write_then(write(), self._finishing, announce)
+            held.writing = True
+            closed = await write_then(write_and_release(), self._finishing, announce)
         else:
-            closed = await write()
+            held.writing = True
+            closed = await write_and_release()
             await announce(closed)()
         merged = await self.store.load(parent_id)
         if merged is None:
