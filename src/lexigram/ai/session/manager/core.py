@@ -837,9 +837,24 @@ class SessionManagerImpl:
         await self.memory.consolidate(session_id, user_id, turns)
 
     async def _after_close(self, header: SessionState, *, reason: str) -> None:
+        """What follows a stored end (close, turn cap): consolidation, then the events.
+
+        The end is stored: a failure here (the store unreachable when the consolidation
+        reads the turns) is logged, never raised, and the events still fire, so the
+        caller is not told the close or the append failed (its retry would then be
+        refused, the session being closed) and subscribers hear of it once.
+        """
         if self.config.consolidate_on_close and self.memory.consolidator is not None:
-            turns = await self.store.get_turns(header.session_id)
-            await self.consolidate_ended(header.session_id, header.user_id, turns)
+            try:
+                turns = await self.store.get_turns(header.session_id)
+                await self.consolidate_ended(header.session_id, header.user_id, turns)
+            except Exception as exc:
+                logger.warning(
+                    "ai_session.consolidation_failed",
+                    session_id=header.session_id,
+                    error=str(exc),
+                    step="read the ended session's turns",
+                )
         telemetry().session_ended(reason, backend=self.store.backend_name)
         duration = (header.updated_at - header.created_at).total_seconds()
         await self.notifier.notify(
