@@ -20,7 +20,12 @@ from typing import Any
 
 from lexigram.contracts.ai.session import SessionState, SessionStatus
 
-from lexigram.ai.session.cli.transfer import dump_document, parse_document, session_to_dict
+from lexigram.ai.session.cli.transfer import (
+    dump_document,
+    fork_point,
+    parse_document,
+    session_to_dict,
+)
 from lexigram.ai.session.stores import InMemorySessionStore
 from lexigram.ai.session.stores.base import SessionRecord
 
@@ -78,7 +83,10 @@ class JsonFileSessionStore(InMemorySessionStore):
         # its branches, which are then its branches again (ties keep the file's order).
         entries = sorted(parse_document(raw), key=lambda e: e.state.created_at)
         for entry in entries:
-            await self.save(entry.state)
+            if entry.fork_seq is None:
+                await self.save(entry.state)
+            else:  # a branch with its fork point, as the import stores it
+                await self.create_session(entry.state, fork_seq=entry.fork_seq)
             for checkpoint in entry.checkpoints:
                 await self.save_checkpoint(checkpoint)
         for session_id, until in tombstones.items():
@@ -100,10 +108,17 @@ class JsonFileSessionStore(InMemorySessionStore):
         self._ids[session_id] = None
 
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
-        """Create, and remember the id for the file."""
-        created = await super().create_session(state, max_live_per_user=max_live_per_user)
+        """Create, and remember the id for the file (``fork_seq``: a branch's fork point,
+        as an import gives it; see the store contract)."""
+        created = await super().create_session(
+            state, max_live_per_user=max_live_per_user, fork_seq=fork_seq
+        )
         self._created(state.session_id)
         return created
 
@@ -151,7 +166,9 @@ class JsonFileSessionStore(InMemorySessionStore):
         for session_id in list(self._ids):
             state = await self.load(session_id)
             if state is not None:
-                entries.append(session_to_dict(state, await self.list_checkpoints(session_id)))
+                checkpoints = await self.list_checkpoints(session_id)
+                fork_seq = await fork_point(self, state)
+                entries.append(session_to_dict(state, checkpoints, fork_seq=fork_seq))
         data = dump_document(entries)
         now = self.now()
         tombstones = {sid: t.isoformat() for sid, t in self._purged.items() if t > now}

@@ -3,17 +3,26 @@
 Order of work
 -------------
 1. The whole document is validated (:func:`~.transfer.parse_document`): nothing is
-   written when any session, turn or checkpoint of it is invalid.
+   written when any session, turn or checkpoint of it is invalid. The CLI does this
+   before it even opens the target store (:func:`import_entries` then takes the
+   parsed sessions), so a refused document creates no SQLite file, no tables and no
+   Redis key either.
 2. The target store is read, never written: which sessions exist already, which
    new ids it still refuses (purged recently: ``SessionStore.id_taken``), and
    whether a checkpoint id the document uses (as a checkpoint, a parent or a
    header's ``checkpoint_id``) belongs to *another* session there. Such a document
    is refused naming the place, so an import never moves or relinks another
    session's checkpoints (with ``new_checkpoint_ids`` every checkpoint of the
-   document gets a fresh id instead, see :func:`renumber_checkpoints`).
+   document gets a fresh id instead, see :func:`renumber_checkpoints`). A new branch
+   with a fork point (``fork_seq``) needs a store whose ``create_session`` takes the
+   ``fork_seq`` keyword: a backend written for the earlier store contract (found once
+   per import with :func:`inspect.signature`) refuses the whole document, naming the
+   branch, rather than store a branch whose later merge would append its inherited
+   turns again.
 3. Sessions are written one at a time, oldest first:
 
-   * a **new** session is created in one step with its turns, then its checkpoints
+   * a **new** session is created in one step with its turns (a branch with its fork
+     point), then its checkpoints
      are added; if adding a checkpoint fails, the new session is deleted again, so
      it is stored whole or not at all (a process killed in between cannot delete it:
      a re-run with ``replace_existing`` completes such a session);
@@ -22,7 +31,8 @@ Order of work
      turns are replaced in **one atomic step** (``SessionStore.save``). It is never
      deleted: until that step the stored session keeps its old header and turns,
      after it the document's. Checkpoints the stored session has and the document
-     lacks are kept (still restorable).
+     lacks are kept (still restorable), and so is its stored fork point (``save``
+     takes none).
 
 A store failure in step 3 stops the import with :class:`ImportStopped`, which
 tells what was written before it; running the same import again finishes it.
@@ -30,6 +40,7 @@ tells what was written before it; running the same import again finishes it.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -47,7 +58,9 @@ __all__ = [
     "ImportReport",
     "ImportStopped",
     "import_document",
+    "import_entries",
     "renumber_checkpoints",
+    "takes_fork_seq",
 ]
 
 Progress = Callable[[int, int | None], None]
@@ -118,7 +131,48 @@ def renumber_checkpoints(entry: ExportedSession) -> ExportedSession:
         )
         for cp in entry.checkpoints
     ]
-    return ExportedSession(state=header(entry.state), checkpoints=checkpoints)
+    return ExportedSession(
+        state=header(entry.state), checkpoints=checkpoints, fork_seq=entry.fork_seq
+    )
+
+
+def takes_fork_seq(store: SessionStore) -> bool:
+    """Whether ``store.create_session`` takes the ``fork_seq`` keyword (and every store
+    it wraps, through ``inner``): a backend written for the earlier store contract
+    does not, and would fail a branch's create with a ``TypeError``."""
+    seen: set[int] = set()
+    current: object = store
+    while isinstance(current, SessionStore) and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            params = inspect.signature(current.create_session).parameters
+        except (TypeError, ValueError):  # no signature to read: assume the old contract
+            return False
+        if "fork_seq" not in params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        ):
+            return False
+        current = getattr(current, "inner", None)
+    return True
+
+
+def _check_fork_points(
+    store: SessionStore, plan: list[tuple[ExportedSession, bool]], places: dict[str, str]
+) -> None:
+    """Refuse a new branch with a fork point when the store cannot keep it."""
+    wanted = [e for e, exists in plan if not exists and e.fork_seq is not None]
+    if not wanted or takes_fork_seq(store):
+        return
+    entry = wanted[0]
+    sid = entry.state.session_id
+    raise SessionValidationError(
+        f"{places[sid]}.fork_seq",
+        f"the target store ({type(store).__name__}) cannot keep the fork point of branch "
+        f"{sid!r}: its create_session takes no fork_seq keyword (a backend written for an "
+        "earlier store contract); nothing was written. Update the backend, or remove "
+        "fork_seq from the document to import the branch without its fork point (a "
+        "later merge of it then appends all of its turns)",
+    )
 
 
 def _check_deadline(store: SessionStore, entry: ExportedSession, where: str) -> None:
@@ -183,12 +237,18 @@ async def _check_ownership(store: SessionStore, entry: ExportedSession, where: s
 
 
 async def _write_new(
-    store: SessionStore, state: SessionState, cps: list[SessionCheckpoint]
+    store: SessionStore,
+    state: SessionState,
+    cps: list[SessionCheckpoint],
+    fork_seq: int | None = None,
 ) -> None:
     try:
         # Inside the try: a create cancelled after the database committed it (SQLite
         # may) left a session without its checkpoints that a re-run skipped as present.
-        await store.create_session(state)
+        if fork_seq is None:  # no keyword: a store of the earlier contract takes it
+            await store.create_session(state)
+        else:
+            await store.create_session(state, fork_seq=fork_seq)
         for checkpoint in cps:
             await store.save_checkpoint(checkpoint)
     except SessionValidationError as exc:
@@ -217,7 +277,26 @@ async def import_document(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import every session of the document ``raw`` into ``store`` (see the module doc)."""
-    entries = parse_document(raw)
+    return await import_entries(
+        store,
+        parse_document(raw),
+        replace_existing=replace_existing,
+        new_checkpoint_ids=new_checkpoint_ids,
+        progress=progress,
+    )
+
+
+async def import_entries(
+    store: SessionStore,
+    entries: list[ExportedSession],
+    *,
+    replace_existing: bool = False,
+    new_checkpoint_ids: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import the sessions of a document already validated by
+    :func:`~.transfer.parse_document` (in its order) into ``store``."""
+    entries = list(entries)
     places = {e.state.session_id: f"sessions[{i}]" for i, e in enumerate(entries)}
     if new_checkpoint_ids:
         entries = [renumber_checkpoints(e) for e in entries]
@@ -238,6 +317,7 @@ async def import_document(
             # (and drop its wrapped data key): refused by key id, as a manager's write is.
             SealedSessionGuard(store).check_state(stored.state)
         plan.append((entry, exists))
+    _check_fork_points(store, plan, places)
     imported: list[str] = []
     skipped: list[str] = []
     replaced: list[str] = []
@@ -252,7 +332,7 @@ async def import_document(
                 replaced.append(sid)
                 checkpoints += len(entry.checkpoints)
             else:
-                await _write_new(store, entry.state, entry.checkpoints)
+                await _write_new(store, entry.state, entry.checkpoints, entry.fork_seq)
                 imported.append(sid)
                 checkpoints += len(entry.checkpoints)
         except Exception as exc:

@@ -18,9 +18,9 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 from lexigram.ai.session.analytics import SessionAnalytics, compute
 from lexigram.ai.session.backends import canonical_name, find_backend
 from lexigram.ai.session.cli.flags import configured_section, with_flags
-from lexigram.ai.session.cli.importing import ImportReport, import_document
+from lexigram.ai.session.cli.importing import ImportReport, import_entries
 from lexigram.ai.session.cli.schema import tables_present
-from lexigram.ai.session.cli.transfer import session_to_dict
+from lexigram.ai.session.cli.transfer import fork_point, parse_document, session_to_dict
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.exceptions import (
     CorruptRecordError,
@@ -337,10 +337,11 @@ async def export_sessions(
                 checkpoints = (
                     await store.list_checkpoints(session_id) if include_checkpoints else []
                 )
+                fork_seq = await fork_point(store, state)
             except (CorruptRecordError, EncryptionKeyError):  # named with its reason
                 damaged.append(session_id)
             else:
-                entries.append(session_to_dict(state, checkpoints))
+                entries.append(session_to_dict(state, checkpoints, fork_seq=fork_seq))
             if progress is not None:
                 progress(n, len(ids))
         reasons = await why_unreadable(store, damaged) if damaged else {}
@@ -366,14 +367,16 @@ async def import_sessions(
 ) -> ImportReport:
     """Store every session of an export document, with its checkpoints.
 
-    The whole document is validated, and checked against the store, before
-    anything is written; see :mod:`lexigram.ai.session.cli.importing` for the
-    order of the writes and what a replace guarantees.
+    The whole document is validated before the store is even opened (a refused
+    document creates no database file, tables or keys), and checked against the
+    store before anything is written; see :mod:`lexigram.ai.session.cli.importing`
+    for the order of the writes and what a replace guarantees.
     """
+    entries = parse_document(raw)
     async with open_store(config) as store:
-        return await import_document(
+        return await import_entries(
             store,
-            raw,
+            entries,
             replace_existing=replace_existing,
             new_checkpoint_ids=new_checkpoint_ids,
             progress=progress,

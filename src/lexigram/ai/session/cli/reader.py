@@ -10,7 +10,10 @@ session's turns or within a checkpoint's turns. Each error is a
 
 The counters of a header (``turn_count``, ``total_tokens``, ``total_cost``) are
 type-checked, then recomputed from the turns, so that an imported session's totals
-always equal the sums over its live turns.
+always equal the sums over its live turns. A checkpoint's header names its session's
+id and user (``...checkpoints[k].header.session_id`` / ``.user_id`` otherwise). A
+branch's optional ``fork_seq`` (how many of its first turns it inherited) is an
+integer in ``0..len(turns)``, given only with a ``parent_session_id``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ _HEADER_KEYS = frozenset(HEADER_FIELDS)
 _TURN_KEYS = frozenset(f.name for f in fields(SessionTurn))
 _TURN_REQUIRED = ("turn_id", "role", "content", "timestamp")
 _HEADER_REQUIRED = ("session_id", "user_id", "status", "created_at", "updated_at")
-_ENTRY_KEYS = frozenset({"header", "turns", "checkpoints"})
+_ENTRY_KEYS = frozenset({"header", "fork_seq", "turns", "checkpoints"})
 _CHECKPOINT_KEYS = frozenset(
     {"checkpoint_id", "created_at", "parent_checkpoint_id", "metadata", "header", "turns"}
 )
@@ -56,10 +59,15 @@ _CHECKPOINT_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class ExportedSession:
-    """One session of a document: full state (with turns) and its checkpoints."""
+    """One session of a document: full state (with turns) and its checkpoints.
+
+    ``fork_seq``: for a branch, how many of the first ``state.turns`` it inherited
+    from its parent (its fork point); None when the document gives none.
+    """
 
     state: SessionState
     checkpoints: list[SessionCheckpoint] = field(default_factory=list)
+    fork_seq: int | None = None
 
 
 def _object(data: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
@@ -210,7 +218,10 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _checkpoint(data: Any, session_id: str, where: str) -> SessionCheckpoint:
+def _checkpoint(data: Any, owner: SessionState, where: str) -> SessionCheckpoint:
+    """The checkpoint at ``where`` of the session ``owner`` (its header names that very
+    session and user: a checkpoint is never stored under another user's id)."""
+    session_id = owner.session_id
     item = _object(data, where, _CHECKPOINT_KEYS)
     _required(item, ("checkpoint_id", "created_at", "header"), where)
     state = _state(item["header"], _turns(item.get("turns", []), f"{where}.turns"),
@@ -218,6 +229,12 @@ def _checkpoint(data: Any, session_id: str, where: str) -> SessionCheckpoint:
     if state.session_id != session_id:
         raise SessionValidationError(
             f"{where}.header.session_id", "does not match the session it belongs to"
+        )
+    if state.user_id != owner.user_id:
+        raise SessionValidationError(
+            f"{where}.header.user_id",
+            f"{state.user_id!r} does not match the user of the session it belongs to "
+            f"({owner.user_id!r})",
         )
     return SessionCheckpoint(
         checkpoint_id=check_id(item["checkpoint_id"], f"{where}.checkpoint_id"),
@@ -237,9 +254,30 @@ def read_entry(data: Any, where: str) -> ExportedSession:
     _required(entry, ("header",), where)
     state = _state(entry["header"], _turns(entry.get("turns", []), f"{where}.turns"),
                    f"{where}.header")
+    fork_seq = _fork_seq(entry.get("fork_seq"), state, f"{where}.fork_seq")
     raw_cps = _list(entry.get("checkpoints", []), f"{where}.checkpoints")
     checkpoints = [
-        _checkpoint(cp, state.session_id, f"{where}.checkpoints[{k}]")
+        _checkpoint(cp, state, f"{where}.checkpoints[{k}]")
         for k, cp in enumerate(raw_cps)
     ]
-    return ExportedSession(state=state, checkpoints=checkpoints)
+    return ExportedSession(state=state, checkpoints=checkpoints, fork_seq=fork_seq)
+
+
+def _fork_seq(value: Any, state: SessionState, where: str) -> int | None:
+    """A branch's fork point: how many of its first turns it inherited (absent or null:
+    none, as in documents of earlier releases)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SessionValidationError(where, f"expected an integer, got {value!r}")
+    if state.parent_session_id is None:
+        raise SessionValidationError(
+            where, "only a branch (a header with parent_session_id) has a fork point"
+        )
+    if not 0 <= value <= len(state.turns):
+        raise SessionValidationError(
+            where,
+            f"must be in 0..{len(state.turns)} (the number of the session's turns), "
+            f"got {value}",
+        )
+    return value

@@ -9,6 +9,7 @@ One document holds any number of sessions::
       "sessions": [
         {
           "header": {"session_id": ..., "user_id": ..., "status": "active", ...},
+          "fork_seq": 2,
           "turns": [{"turn_id": ..., "role": ..., "content": ..., "timestamp": ...}, ...],
           "checkpoints": [
             {"checkpoint_id": ..., "created_at": ..., "parent_checkpoint_id": ...,
@@ -19,10 +20,22 @@ One document holds any number of sessions::
     }
 
 ``header`` is every ``SessionState`` field but ``turns`` (datetimes ISO-8601);
-a checkpoint carries its own header and the turns it restores to, so a document
-restores without the store it came from. Reading validates the whole document
-before anything is written and names the offending place
-(``sessions[0].turns[3].timestamp: expected an ISO-8601 time, ...``).
+a checkpoint carries its own header (naming the same session and user) and the
+turns it restores to, so a document restores without the store it came from.
+
+``fork_seq`` is written for a branch only (a header with ``parent_session_id`` that
+was forked, or imported with one): how many of the entry's first ``turns`` the
+branch inherited from its parent. The turns after them are the branch's own, the
+ones a merge appends to the parent; the import stores the branch with that fork
+point (``SessionStore.create_session(..., fork_seq=)``). It is optional: documents
+of earlier releases have none and import as before (the branch then has no fork
+point, and a merge takes all of its turns), and an earlier release refuses a
+document that has one as an unknown field. A target store whose backend does not
+take ``fork_seq`` (written for an earlier store contract) refuses such a document
+before writing anything, naming the branch.
+
+Reading validates the whole document before anything is written and names the
+offending place (``sessions[0].turns[3].timestamp: expected an ISO-8601 time, ...``).
 """
 
 from __future__ import annotations
@@ -35,7 +48,8 @@ from typing import Any, TextIO
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.cli.reader import HEADER_FIELDS, ExportedSession, read_entry
-from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
+from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.codec import dumps, turn_to_dict
 
 __all__ = [
@@ -44,6 +58,7 @@ __all__ = [
     "ExportedSession",
     "checkpoint_references",
     "dump_document",
+    "fork_point",
     "header_to_dict",
     "parse_document",
     "session_to_dict",
@@ -69,10 +84,21 @@ def header_to_dict(state: SessionState) -> dict[str, Any]:
     return data
 
 
-def session_to_dict(state: SessionState, checkpoints: list[SessionCheckpoint]) -> dict[str, Any]:
-    """The document entry of one session (``state`` with its turns)."""
-    return {
-        "header": header_to_dict(state),
+def session_to_dict(
+    state: SessionState,
+    checkpoints: list[SessionCheckpoint],
+    *,
+    fork_seq: int | None = None,
+) -> dict[str, Any]:
+    """The document entry of one session (``state`` with its turns).
+
+    ``fork_seq``: for a branch, how many of the first ``state.turns`` it inherited
+    (:func:`fork_point` reads it from the store); written only when given.
+    """
+    entry: dict[str, Any] = {"header": header_to_dict(state)}
+    if fork_seq is not None:
+        entry["fork_seq"] = fork_seq
+    return entry | {
         "turns": [turn_to_dict(t) for t in state.turns],
         "checkpoints": [
             {
@@ -86,6 +112,37 @@ def session_to_dict(state: SessionState, checkpoints: list[SessionCheckpoint]) -
             for cp in checkpoints
         ],
     }
+
+
+async def fork_point(store: SessionStore, state: SessionState) -> int | None:
+    """The fork point of the branch ``state`` (a full state, as exported) in a document:
+    how many of the first ``state.turns`` it inherited; None for a session that is no
+    branch or has no fork point stored.
+
+    The store keeps the last inherited ``seq`` (``SessionRecord.fork_seq``); the turns
+    it still has up to that seq are the first ones of ``state.turns`` (seqs only grow).
+    A turn popped or cleared from the branch since the fork is not counted, so that the
+    imported branch's turns after the fork point are exactly those a merge appends on
+    the source store. Raises ``SessionStoreError`` when the branch's inherited turns
+    changed between the read of ``state`` and this one (export again).
+    """
+    if state.parent_session_id is None:
+        return None
+    record = await store.load_record(state.session_id)
+    if record is None or record.fork_seq is None:
+        return None
+    fork_seq = record.fork_seq
+    inherited: list[str] = []
+    if fork_seq > 0:
+        # At most fork_seq live turns have a seq <= fork_seq: only they are read.
+        pairs = await store.get_turn_seqs(state.session_id, limit=fork_seq)
+        inherited = [turn.turn_id for seq, turn in pairs if seq <= fork_seq]
+    if [t.turn_id for t in state.turns[: len(inherited)]] != inherited:
+        raise SessionStoreError(
+            f"branch {state.session_id!r} changed while it was exported (its inherited "
+            "turns differ between two reads); export it again"
+        )
+    return len(inherited)
 
 
 def dump_document(entries: list[dict[str, Any]], *, indent: bool = True) -> bytes:

@@ -74,6 +74,7 @@ __all__ = [
     "TurnRange",
     "TurnReuse",
     "UserErasure",
+    "check_fork_seq",
     "compress_seqs",
     "envelope_of",
     "holds_key",
@@ -124,6 +125,30 @@ class SessionRecord:
     expires_at: datetime | None = None
     fork_seq: int | None = None
     last_seq: int = 0
+
+
+def check_fork_seq(fork_seq: Any, state: SessionState) -> int | None:
+    """``fork_seq`` of :meth:`SessionStore.create_session` when valid for ``state``.
+
+    None, or an int (not a bool) in ``0..len(state.turns)`` for a state with a
+    ``parent_session_id``; else ``SessionValidationError`` naming ``fork_seq``.
+    """
+    if fork_seq is None:
+        return None
+    if isinstance(fork_seq, bool) or not isinstance(fork_seq, int):
+        raise SessionValidationError(
+            "fork_seq", f"expected an integer or None, got {type(fork_seq).__name__}"
+        )
+    if not state.parent_session_id:
+        raise SessionValidationError(
+            "fork_seq", "only a branch (a state with parent_session_id) has a fork point"
+        )
+    if not 0 <= fork_seq <= len(state.turns):
+        raise SessionValidationError(
+            "fork_seq",
+            f"must be in 0..{len(state.turns)} (the number of state.turns), got {fork_seq}",
+        )
+    return int(fork_seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +465,11 @@ class SessionStore(abc.ABC):
     # ------------------------------------------------------------ atomic: create
     @abc.abstractmethod
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
         """Insert a new session (header and ``state.turns`` as its first live turns).
 
@@ -448,6 +477,18 @@ class SessionStore(abc.ABC):
         ``max_live_per_user`` live (ACTIVE/SUSPENDED, deadline not passed) sessions,
         and with ``SessionValidationError`` (field ``session_id``) when the id exists
         or was purged recently.
+
+        ``fork_seq`` (optional; a branch written whole, as an import does): the last
+        ``seq`` the branch inherited from its parent. The turns get ``seq`` 1..n, so it
+        is how many of the first ``state.turns`` were inherited; the record's
+        ``fork_seq`` is then that value, and a merge of the branch takes only the turns
+        after it (``get_turns(after_seq=fork_seq)``). It must be an int in
+        ``0..len(state.turns)`` and given only with ``state.parent_session_id``: anything
+        else is refused with ``SessionValidationError`` naming ``fork_seq`` before
+        anything is written (:func:`check_fork_seq`, the same on every backend).
+        Without it the record's ``fork_seq`` is None, as before. A store written for the
+        earlier contract (no such keyword) still works for everything but such an
+        import, which refuses the document naming the branch.
         """
 
     # -------------------------------------------------------------------- reads

@@ -60,6 +60,7 @@ from lexigram.ai.session.stores.base import (
     SessionRecord,
     SessionStore,
     TurnRange,
+    check_fork_seq,
     compress_seqs,
     holds_key,
 )
@@ -450,10 +451,15 @@ class InMemorySessionStore(SessionStore):
 
     # ------------------------------------------------------------------ create
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
         check_caps(max_live_per_user=max_live_per_user)
         state = check_state(state)
+        fork_seq = check_fork_seq(fork_seq, state)
         now = self.now()
         if state.session_id in self._sessions or self._tombstoned(state.session_id, now):
             raise SessionValidationError(
@@ -468,7 +474,7 @@ class InMemorySessionStore(SessionStore):
                 f"user {state.user_id!r} already has {max_live_per_user} live sessions "
                 f"(max_sessions_per_user={max_live_per_user})"
             )
-        return self._record(self._insert(state, now), now)
+        return self._record(self._insert(state, now, fork_seq=fork_seq), now)
 
     # ------------------------------------------------------------------- reads
     async def load_record(self, session_id: str) -> SessionRecord | None:

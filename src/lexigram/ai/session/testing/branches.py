@@ -1,21 +1,28 @@
 """The conformance tests of one capability.
 
 Branches: forks from the end or a checkpoint, the branch cap, a session's branches
-ending with it.
+ending with it, and a branch written whole with its fork point
+(``create_session(state, fork_seq=n)``, what an import does).
 """
 
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from lexigram.ai.session.branching import BranchManager
+from lexigram.ai.session.cli.importing import import_document
+from lexigram.ai.session.cli.transfer import dump_document, fork_point, session_to_dict
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
     SessionCapacityError,
     SessionNotFoundError,
+    SessionValidationError,
 )
 from lexigram.ai.session.stores.base import SessionPatch, SessionStore
 from lexigram.ai.session.testing.support import (
@@ -276,3 +283,108 @@ class BranchesSuite(SuiteBase):
             )
         assert await store.load(branch.session_id) is None
         assert await store.list_branches(mallory.session_id) == []
+
+    # ---------------------------------------------- branches written whole (import)
+    async def test_create_session_keeps_a_branchs_fork_point(self, store: SessionStore) -> None:
+        """``create_session(state, fork_seq=n)``: the record's ``fork_seq`` is n (through
+        ``load_record`` too), the turns after it are the branch's own, and the branch is
+        one of its parent's. Without the keyword a branch has none, as before."""
+        parent = await self._session(store)
+        inherited = await self._append(store, parent.session_id, 2)
+        await self._append(store, parent.session_id, 2, start=10)
+        own = [make_turn(50)]
+        branch = make_state(
+            "alice",
+            parent_session_id=parent.session_id,
+            branch_name="imported",
+            turns=inherited + own,
+        )
+        record = await store.create_session(branch, fork_seq=2)
+        assert record.fork_seq == 2
+        loaded = await store.load_record(branch.session_id)
+        assert loaded is not None and loaded.fork_seq == 2
+        assert loaded.state.parent_session_id == parent.session_id
+        assert _ids(await store.get_turns(branch.session_id, after_seq=2)) == _ids(own)
+        listed = await store.list_branches(parent.session_id)
+        assert [b.state.session_id for b in listed] == [branch.session_id]
+        assert listed[0].fork_seq == 2
+        for n in (0, 3):  # both ends of 0..len(turns)
+            edge = make_state("alice", parent_session_id=parent.session_id,
+                              turns=[make_turn(60 + i) for i in range(3)])
+            assert (await store.create_session(edge, fork_seq=n)).fork_seq == n
+            found = await store.load_record(edge.session_id)
+            assert found is not None and found.fork_seq == n
+        plain = make_state("alice", parent_session_id=parent.session_id, turns=[make_turn(70)])
+        await store.create_session(plain)
+        found = await store.load_record(plain.session_id)
+        assert found is not None and found.fork_seq is None
+        lone = make_state("alice", turns=[make_turn(80)])
+        await store.create_session(lone, fork_seq=None)
+        found = await store.load_record(lone.session_id)
+        assert found is not None and found.fork_seq is None
+
+    @pytest.mark.parametrize(
+        ("fork_seq", "branch", "problem"),
+        [
+            (-1, True, "must be in 0..2"),
+            (3, True, "must be in 0..2"),
+            (True, True, "expected an integer or None, got bool"),
+            ("1", True, "expected an integer or None, got str"),
+            (1.0, True, "expected an integer or None, got float"),
+            (1, False, "only a branch (a state with parent_session_id) has a fork point"),
+        ],
+    )
+    async def test_create_session_refuses_a_bad_fork_point_naming_it(
+        self, store: SessionStore, fork_seq: Any, branch: bool, problem: str
+    ) -> None:
+        """The same error on every backend, before anything is written."""
+        parent = await self._session(store)
+        state = make_state(
+            "alice",
+            parent_session_id=parent.session_id if branch else None,
+            turns=[make_turn(1), make_turn(2)],
+        )
+        with pytest.raises(SessionValidationError) as caught:
+            await store.create_session(state, fork_seq=fork_seq)
+        assert caught.value.field == "fork_seq"
+        assert caught.value.problem.startswith(problem)
+        assert await store.load_record(state.session_id) is None
+        assert await store.list_branches(parent.session_id) == []
+        assert await store.count_live_sessions("alice") == 1
+
+    async def test_a_merge_after_an_import_appends_only_the_branchs_own_turns(
+        self, store: SessionStore
+    ) -> None:
+        """Fork from a checkpoint, add a turn to the branch, export both, import them
+        under new ids into the same store: merging the imported branch appends only its
+        own turn, as merging the original does."""
+        parent = await self._session(store)
+        sid = parent.session_id
+        early = await self._append(store, sid, 2)
+        cp, _ = await store.create_checkpoint(sid, checkpoint_id="i-" + uuid.uuid4().hex)
+        late = await self._append(store, sid, 2, start=10)
+        branch = make_state("alice", parent_session_id=sid, branch_name="br1")
+        await store.fork_session(sid, branch, from_checkpoint=cp.checkpoint_id)
+        own = await self._append(store, branch.session_id, 1, start=50)
+        entries = []
+        for session_id in (sid, branch.session_id):
+            state = await store.load(session_id)
+            assert state is not None
+            fork_seq = await fork_point(store, state)
+            entries.append(session_to_dict(state, [], fork_seq=fork_seq))
+        doc = json.loads(dump_document(entries))
+        assert doc["sessions"][1]["fork_seq"] == 2 and "fork_seq" not in doc["sessions"][0]
+        new_parent, new_branch = "s-" + uuid.uuid4().hex, "s-" + uuid.uuid4().hex
+        doc["sessions"][0]["header"]["session_id"] = new_parent
+        doc["sessions"][1]["header"]["session_id"] = new_branch
+        doc["sessions"][1]["header"]["parent_session_id"] = new_parent
+        # New checkpoint ids: the headers name the source's checkpoint (copied as a
+        # copy is, see the CLI's --new-checkpoint-ids).
+        report = await import_document(store, json.dumps(doc), new_checkpoint_ids=True)
+        assert sorted(report.imported) == sorted([new_parent, new_branch])
+        record = await store.load_record(new_branch)
+        assert record is not None and record.fork_seq == 2
+        merged = await BranchManager(store).merge(new_parent, new_branch)
+        assert _ids(merged.turns) == _ids(early + late + own)
+        original = await BranchManager(store).merge(sid, branch.session_id)
+        assert _ids(original.turns) == _ids(merged.turns)

@@ -55,6 +55,7 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     StoredTurns,
     UserErasure,
+    check_fork_seq,
     refuse_key_field,
 )
 from lexigram.ai.session.stores.encrypted.envelopes import envelope_access
@@ -512,13 +513,23 @@ class EncryptedSessionStore(SessionStore):
 
     # ------------------------------------------------------------------ writes
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
-        """Create the session sealed under a new data key (checked before sealing)."""
+        """Create the session sealed under a new data key (checked before sealing).
+
+        ``fork_seq`` is passed through, and only when given: an inner store written
+        for the earlier contract (no such keyword) still creates every other session.
+        """
         check_state(state)
+        fork_seq = check_fork_seq(fork_seq, state)
         key = self.data_key_for_new(state.session_id)
+        extra: dict[str, int] = {} if fork_seq is None else {"fork_seq": fork_seq}
         record = await self.inner.create_session(
-            seal_header(state, key), max_live_per_user=max_live_per_user
+            seal_header(state, key), max_live_per_user=max_live_per_user, **extra
         )
         self._remember(state.session_id, key)
         return self._open_record(record)

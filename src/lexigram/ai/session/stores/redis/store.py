@@ -53,6 +53,7 @@ from lexigram.ai.session.stores.base import (
     SessionStore,
     StoredTurns,
     TurnReuse,
+    check_fork_seq,
 )
 from lexigram.ai.session.stores.redis.checkpoints import CheckpointOps
 from lexigram.ai.session.stores.redis.client import AnyRedis
@@ -378,19 +379,31 @@ class CacheSessionStore(SessionStore):
 
     # ------------------------------------------------------------------- create
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
         check_caps(max_live_per_user=max_live_per_user)
         now, now_us = self._core.clock()
         state = check_state(state)
+        fork_seq = check_fork_seq(fork_seq, state)
         sid = state.session_id
         check_batch_ids(sid, state.turns)
         pairs, _, _ = turn_args(state.turns)
-        self._header_json(state, last_seq=len(state.turns))  # refuse bad values before reserving
+        # Refuse bad values before reserving.
+        self._header_json(state, last_seq=len(state.turns), fork_seq=fork_seq)
         # No separate existence check on the way: the create script refuses a taken
         # id atomically (and _insert says "exists" rather than "cap" when both apply).
         record = await self._insert(
-            state, pairs, now=now, now_us=now_us, cap=max_live_per_user, fork_seq=None, op=new_op()
+            state,
+            pairs,
+            now=now,
+            now_us=now_us,
+            cap=max_live_per_user,
+            fork_seq=fork_seq,
+            op=new_op(),
         )
         if state.parent_session_id:
             # A branch written whole (an import) is one of its parent's, as after a fork.

@@ -210,8 +210,12 @@ async def create_session(
     batch_dup: str | None,
     max_live: int | None,
     live: bool,
+    fork_seq: int | None = None,
 ) -> SessionRecord:
-    """Insert a new session; refuse a used id, a repeated turn id, or the user's cap."""
+    """Insert a new session; refuse a used id, a repeated turn id, or the user's cap.
+
+    ``fork_seq``: a branch's fork point, checked by the caller (``check_fork_seq``).
+    """
     session_id, user_id = header["session_id"], header["user_id"]
     if max_live is not None:
         await lock_user(tx, ctx, user_id)
@@ -220,7 +224,7 @@ async def create_session(
         raise DuplicateTurnError(session_id, batch_dup)
     await _check_cap(tx, ctx, user_id, max_live)
     expires = ctx.deadline(header["updated_at"]) if live else None
-    return await insert_session(tx, ctx, header, rows, expires_at=expires)
+    return await insert_session(tx, ctx, header, rows, expires_at=expires, fork_seq=fork_seq)
 
 
 async def save(

@@ -42,6 +42,7 @@ from lexigram.ai.session.stores.base import (
     SessionRecord,
     SessionStore,
     TurnReuse,
+    check_fork_seq,
 )
 from lexigram.ai.session.stores.codec import dumps
 from lexigram.ai.session.stores.sql import ops_checkpoints as cps
@@ -392,16 +393,21 @@ class DatabaseSessionStore(SessionStore):
 
     # ----------------------------------------------------------------- create
     async def create_session(
-        self, state: SessionState, *, max_live_per_user: int | None = None
+        self,
+        state: SessionState,
+        *,
+        max_live_per_user: int | None = None,
+        fork_seq: int | None = None,
     ) -> SessionRecord:
         check_caps(max_live_per_user=max_live_per_user)
         state = checked_state(state)
+        fork_seq = check_fork_seq(fork_seq, state)
         rows = turn_rows(state.session_id, state.turns)
         self._text_ok(state, state.turns)
         header = header_params(state)
         check_packet(self._max_packet, rows, "state.turns", header, _HEADER_FIELDS)
         live = SessionStatus(state.status) in LIVE_STATUSES
-        args = (header, rows, first_repeat(state.turns), max_live_per_user, live)
+        args = (header, rows, first_repeat(state.turns), max_live_per_user, live, fork_seq)
         try:
             try:
                 return await self._write(ses.create_session, *args)
