@@ -43,7 +43,7 @@ async def test_a_failed_merge_lets_the_next_one_in(make_env: EnvFactory) -> None
     for _ in range(2):  # merged already: refused, and the lock is not left held
         try:
             await asyncio.wait_for(env.branches.merge(parent, branch.session_id), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError("the merge lock was left held") from None
         except Exception as exc:  # the refusal names the turn already merged
             assert "already" in str(exc)
