@@ -13,7 +13,7 @@ components :class:`CheckpointOps` (``checkpoints.py``) and :class:`SweepOps`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -24,6 +24,7 @@ from lexigram.contracts.ai.session import (
     SessionStatus,
     SessionTurn,
 )
+from lexigram.logging import get_logger
 
 from lexigram.ai.session.exceptions import (
     CheckpointNotFoundError,
@@ -91,6 +92,9 @@ from lexigram.ai.session.validation import (
 
 if TYPE_CHECKING:
     from lexigram.ai.session.config import SessionConfig
+
+
+_log = get_logger(__name__)
 
 __all__ = ["CacheSessionStore"]
 
@@ -340,14 +344,19 @@ class CacheSessionStore(SessionStore):
         op = new_op()
         reply = await self._core.run("delete", session_id, [now_us], op=op)
         if "u" in reply:
-            await self._core.index.forget(
+            forgotten = await _late_index_step(
+                self._core.index.forget(
+                    session_id,
+                    user_id=reply["u"],
+                    parent_id=reply.get("ps"),
+                    checkpoint_ids=reply["c"],
+                    ordinal=reply.get("o"),
+                ),
+                "delete",
                 session_id,
-                user_id=reply["u"],
-                parent_id=reply.get("ps"),
-                checkpoint_ids=reply["c"],
-                ordinal=reply.get("o"),
             )
-            await self._core.drop_records([self._core.keys.op(session_id, op, "delete")])
+            if forgotten:
+                await self._core.drop_records([self._core.keys.op(session_id, op, "delete")])
 
     async def forget_user(self, user_id: str, session_ids: Sequence[str]) -> None:
         """Delete the user's counter and index keys, the erased sessions' retry replies and
@@ -625,8 +634,12 @@ class CacheSessionStore(SessionStore):
         record = self._core.written(reply["h"], session_id, now, "append")
         closed = bool(reply["c"])
         if closed:
-            await self._core.index.ended(
-                session_id, record.state.user_id, now_us, reply["h"].get("o")
+            await _late_index_step(
+                self._core.index.ended(
+                    session_id, record.state.user_id, now_us, reply["h"].get("o")
+                ),
+                "append",
+                session_id,
             )
         return AppendResult(record=record, closed_by_cap=closed, first_seq=int(reply["f"]))
 
@@ -675,8 +688,12 @@ class CacheSessionStore(SessionStore):
             self._core.refuse(reply, session_id)
         record = self._core.written(reply["h"], session_id, now, "transition")
         if target in _ENDED:
-            await self._core.index.ended(
-                session_id, record.state.user_id, now_us, reply["h"].get("o")
+            await _late_index_step(
+                self._core.index.ended(
+                    session_id, record.state.user_id, now_us, reply["h"].get("o")
+                ),
+                "transition",
+                session_id,
             )
         elif _ENDED.intersection(map(SessionStatus, allowed_from)):
             # A CLOSED or EXPIRED session may have been made live again (the store
@@ -1131,3 +1148,24 @@ def _seqs_at(ranges: str, start: int, count: int) -> list[int]:
     if len(out) != count:
         raise SessionStoreError(f"live ranges {ranges!r} do not cover {count} turns from {start}")
     return out
+
+
+async def _late_index_step(step: Awaitable[None], op: str, session_id: str) -> bool:
+    """Run an index step that follows a committed session write; False when Redis
+    could not be reached for it.
+
+    The write (a close, the turn cap's end, a delete) is stored: raising
+    ``StoreUnavailableError`` here told the caller it was not, and its retry was then
+    refused (closed -> closed) or answered "not found". A step that cannot reach
+    Redis leaves what a process dying between the two steps leaves, which no read
+    takes for a wrong answer (docs/backend-redis.md, "Limits and known behaviour"):
+    it is logged and the write's outcome returned.
+    """
+    try:
+        await step
+    except StoreUnavailableError as exc:
+        _log.warning(
+            "ai_session.redis.index_step_failed", op=op, session_id=session_id, error=str(exc)
+        )
+        return False
+    return True
