@@ -50,3 +50,37 @@ async def test_the_cap_holds_under_concurrent_creates(store: DatabaseSessionStor
     made = await asyncio.gather(*(create() for _ in range(200)))
     assert made.count(True) == 40
     assert await store.count_live_sessions("capped") == 40
+
+
+async def test_creates_and_forks_of_one_user_all_land(mariadb_prefix: str) -> None:
+    """An outside audit: 8 creates and forks of one user at a time (sequential ids, a
+    fork every tenth session) ran out of deadlock retries at 200-400 sessions: the
+    count's gap locks, held by every writer at once, made each insert wait for the
+    others. A named lock per user now serialises them (``MyTx.lock_user``)."""
+    from lexigram.ai.session import BranchManager, SessionConfig
+    from lexigram.ai.session.manager.core import SessionManagerImpl
+    from lexigram.ai.session.testing.support import make_turn
+
+    config = SessionConfig(
+        max_sessions_per_user=100_000, auto_checkpoint_interval=None, session_ttl=0
+    )
+    store = DatabaseSessionStore(MARIADB_URL, table_prefix=mariadb_prefix)  # default pool
+    await store.initialize()
+    manager = SessionManagerImpl(store, config)
+    branches = BranchManager(manager)
+    gate = asyncio.Semaphore(8)
+
+    async def one(i: int) -> None:
+        async with gate:
+            sid = (await manager.create("u1", session_id=f"u1-s{i}")).session_id
+            await manager.add_turns(sid, [make_turn(2 * i), make_turn(2 * i + 1)])
+            if i % 10 == 0:
+                await manager.checkpoint(sid)
+                await branches.fork(sid, "b")
+
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(400)), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert await store.count_live_sessions("u1") == 440
+    finally:
+        await store.close()

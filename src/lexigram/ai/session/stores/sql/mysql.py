@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,9 @@ _ID_LIST = (
 
 #: The longest pause before a transaction that met a deadlock runs again.
 _MAX_PAUSE_S = 0.1
+#: How long a write waits for the named lock of a user (``MyTx.lock_user``): as long
+#: as for a row lock (``innodb_lock_wait_timeout`` in :data:`INIT_COMMAND`).
+_USER_LOCK_WAIT_S = 30
 
 # Server error codes.
 _DUP_ENTRY = 1062
@@ -298,6 +302,10 @@ def _bind(
 
 
 # ---------------------------------------------------------------------- Tx
+class UserLockTimeout(Exception):
+    """``GET_LOCK`` timed out: retried as a lock wait timeout (``args[0]`` is 1205)."""
+
+
 class MyTx(Tx):
     """Statements on an asyncmy connection (``:name`` parameters, translated)."""
 
@@ -308,6 +316,32 @@ class MyTx(Tx):
 
         self._conn = conn
         self._integrity = asyncmy.errors.IntegrityError
+        #: A named lock was asked for: the runner releases it when the transaction ends.
+        self.user_locked = False
+
+    async def lock_user(self, key: str) -> None:
+        """``GET_LOCK`` on ``key`` (hashed: MariaDB names have at most 64 characters).
+
+        The per-user cap's count and the insert after it, in ``SERIALIZABLE``, take
+        gap locks that concurrent creates and forks of one user all hold at once: each
+        insert then waits for the others' gap lock, a deadlock InnoDB breaks by rolling
+        one back, which under load (8 creates and forks of one user at a time) outlasted
+        every retry. The named lock makes them wait for each other instead, as
+        PostgreSQL's advisory lock does. It is the transaction's first statement (its
+        callers take it before reading anything), so a writer waiting for it holds no
+        row lock another writer could need. A named lock outlives a transaction: the
+        runner releases it after ``COMMIT`` or ``ROLLBACK`` (and closing the connection
+        releases it too).
+        """
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        self.user_locked = True
+        row = await self.one(
+            "SELECT GET_LOCK(:name, :wait)", {"name": "lxs:" + digest, "wait": _USER_LOCK_WAIT_S}
+        )
+        if row is None or row[0] != 1:  # 0: waited too long; NULL: an error
+            raise UserLockTimeout(
+                _LOCK_WAIT_TIMEOUT, f"waited {_USER_LOCK_WAIT_S} s for the user's lock"
+            )
 
     async def _exec(
         self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None, fetch: bool
@@ -559,7 +593,12 @@ class MyRunner(Runner):
                     raise
                 raise self.translate(exc) from exc
             finally:
-                await self._release(lease, broken=broken)  # a lost socket: Leases.release
+                try:
+                    if tx.user_locked and not broken:
+                        broken = True  # until released: cancelled meanwhile, it is closed
+                        broken = not await _unlock_users(tx)
+                finally:
+                    await self._release(lease, broken=broken)  # a lost socket: Leases.release
         assert last is not None
         if sent:
             raise self.outcome_unknown(_root(last), "use") from last
@@ -585,6 +624,17 @@ class MyRunner(Runner):
         if isinstance(exc, asyncmy.errors.MySQLError | SQLAlchemyError):
             return SessionStoreError(f"session database {self.masked_url} failed: {exc}")
         return exc
+
+
+async def _unlock_users(tx: MyTx) -> bool:
+    """Release the named locks ``tx`` took; False when the connection must be closed
+    instead (which releases them)."""
+    try:
+        await tx.raw("DO RELEASE_ALL_LOCKS()")
+    except Exception:
+        return False
+    tx.user_locked = False
+    return True
 
 
 def _root(exc: BaseException) -> BaseException:

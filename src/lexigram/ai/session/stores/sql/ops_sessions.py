@@ -132,9 +132,14 @@ def _exists_error(session_id: str) -> SessionValidationError:
 
 
 async def lock_user(tx: Tx, ctx: Ctx, user_id: str) -> None:
-    """Serialise the per-user cap on PostgreSQL (SQLite is already serialised)."""
+    """Serialise the per-user cap: an advisory lock on PostgreSQL, a named lock on
+    MariaDB (``Tx.lock_user``); SQLite's writers are serialised already. Taken first,
+    before the operation reads anything."""
+    key = f"{ctx.lock_ns}{user_id}"
     if ctx.pg:
-        await tx.run(ctx.q.sessions.user_lock, {"key": f"{ctx.lock_ns}{user_id}"})
+        await tx.run(ctx.q.sessions.user_lock, {"key": key})
+    else:
+        await tx.lock_user(key)
 
 
 async def count_live(tx: Tx, ctx: Ctx, user_id: str) -> int:

@@ -115,6 +115,14 @@ class Tx(abc.ABC):
     async def many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute ``sql`` once per parameter set."""
 
+    async def lock_user(self, key: str) -> None:  # noqa: B027 - a dialect may need none
+        """Hold ``key`` (a namespaced user id) until the transaction ends.
+
+        What serialises the per-user cap where the transaction's own locks do not (the
+        default: nothing, SQLite's writers are serialised already; PostgreSQL takes an
+        advisory lock in the script, MariaDB a named lock, see ``mysql.MyTx``).
+        """
+
     async def call_sets(
         self, sql: str, params: Mapping[str, Any] | None = None
     ) -> list[list[Row]] | None:
