@@ -20,12 +20,7 @@ from lexigram.contracts.exceptions.config import ConfigurationError
 
 from lexigram.ai.session.cli.interrupt import run_interruptible
 from lexigram.ai.session.cli.operations import DAMAGED, open_store, why_unreadable
-from lexigram.ai.session.cli.transfer import (
-    dump_document,
-    fork_point,
-    session_to_dict,
-    write_document,
-)
+from lexigram.ai.session.cli.transfer import dump_document, session_to_dict, write_document
 from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.encryption.keyring import Keyring
 from lexigram.ai.session.exceptions import EncryptionKeyError, SessionError
@@ -273,7 +268,6 @@ def run_export_user(
 ) -> int:
     """``export-user USER``: everything stored about the user as one export document."""
     reasons: dict[str, str] = {}
-    forks: dict[str, int | None] = {}  # each branch's fork point, kept by the import
 
     async def work() -> Any:
         async with _store(config, read_only=True) as store:
@@ -285,15 +279,13 @@ def run_export_user(
                 export = await export_readable(store, user_id, skip_unopenable=True)
             if export.damaged:
                 reasons.update(await why_unreadable(store, list(export.damaged)))
-            for s in export.sessions:
-                forks[s.state.session_id] = await fork_point(store, s.state)
             return export
 
     code, export = _run(work, err)
     if export is None:
         return code
     data = dump_document([
-        session_to_dict(s.state, s.checkpoints, fork_seq=forks.get(s.state.session_id))
+        session_to_dict(s.state, s.checkpoints, fork_seq=s.fork_seq)
         for s in export.sessions
     ])
     done = f"wrote {len(export.sessions)} session(s) of {user_id!r} to {output}"

@@ -48,8 +48,8 @@ from typing import Any, TextIO
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.cli.reader import HEADER_FIELDS, ExportedSession, read_entry
-from lexigram.ai.session.exceptions import SessionStoreError, SessionValidationError
-from lexigram.ai.session.stores.base import SessionStore
+from lexigram.ai.session.exceptions import SessionValidationError
+from lexigram.ai.session.manager.privacy import branch_fork_point as fork_point
 from lexigram.ai.session.stores.codec import dumps, turn_to_dict
 
 __all__ = [
@@ -112,37 +112,6 @@ def session_to_dict(
             for cp in checkpoints
         ],
     }
-
-
-async def fork_point(store: SessionStore, state: SessionState) -> int | None:
-    """The fork point of the branch ``state`` (a full state, as exported) in a document:
-    how many of the first ``state.turns`` it inherited; None for a session that is no
-    branch or has no fork point stored.
-
-    The store keeps the last inherited ``seq`` (``SessionRecord.fork_seq``); the turns
-    it still has up to that seq are the first ones of ``state.turns`` (seqs only grow).
-    A turn popped or cleared from the branch since the fork is not counted, so that the
-    imported branch's turns after the fork point are exactly those a merge appends on
-    the source store. Raises ``SessionStoreError`` when the branch's inherited turns
-    changed between the read of ``state`` and this one (export again).
-    """
-    if state.parent_session_id is None:
-        return None
-    record = await store.load_record(state.session_id)
-    if record is None or record.fork_seq is None:
-        return None
-    fork_seq = record.fork_seq
-    inherited: list[str] = []
-    if fork_seq > 0:
-        # At most fork_seq live turns have a seq <= fork_seq: only they are read.
-        pairs = await store.get_turn_seqs(state.session_id, limit=fork_seq)
-        inherited = [turn.turn_id for seq, turn in pairs if seq <= fork_seq]
-    if [t.turn_id for t in state.turns[: len(inherited)]] != inherited:
-        raise SessionStoreError(
-            f"branch {state.session_id!r} changed while it was exported (its inherited "
-            "turns differ between two reads); export it again"
-        )
-    return len(inherited)
 
 
 def dump_document(entries: list[dict[str, Any]], *, indent: bool = True) -> bytes:

@@ -14,22 +14,37 @@ from dataclasses import dataclass, field
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
 
 from lexigram.ai.session.events import SessionUserErasedEvent
-from lexigram.ai.session.exceptions import CorruptRecordError, EncryptionKeyError
+from lexigram.ai.session.exceptions import (
+    CorruptRecordError,
+    EncryptionKeyError,
+    SessionStoreError,
+)
 from lexigram.ai.session.hooks import HOOK_USER_ERASED, SessionUserErasedHook
 from lexigram.ai.session.manager.notifier import SessionNotifier
 from lexigram.ai.session.manager.sealed_guard import SealedSessionGuard
 from lexigram.ai.session.stores.base import SessionStore, UserErasure
 from lexigram.ai.session.validation import check_id
 
-__all__ = ["ExportedUserSession", "UserExport", "erase_user", "export_user", "user_session_ids"]
+__all__ = [
+    "ExportedUserSession",
+    "UserExport",
+    "branch_fork_point",
+    "erase_user",
+    "export_user",
+    "user_session_ids",
+]
 
 
 @dataclass(frozen=True)
 class ExportedUserSession:
-    """One exported session: its full state (live turns) and its checkpoints."""
+    """One exported session: its full state (live turns), its checkpoints and, for a
+    branch, its fork point (how many of its first turns it inherited, see
+    :func:`branch_fork_point`; what an import keeps so that a merge appends only the
+    branch's own turns)."""
 
     state: SessionState
     checkpoints: list[SessionCheckpoint] = field(default_factory=list)
+    fork_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,13 +98,47 @@ async def export_user(
                 sealed.check_state(state)  # sealed text is never exported
             checkpoints = await store.list_checkpoints(session_id)
             branches = await store.list_branches(session_id)
+            fork_seq = await branch_fork_point(store, state)
         except (CorruptRecordError, *unopenable):
             damaged.append(session_id)
             continue
-        sessions.append(ExportedUserSession(state=state, checkpoints=checkpoints))
+        sessions.append(
+            ExportedUserSession(state=state, checkpoints=checkpoints, fork_seq=fork_seq)
+        )
         pending.extend(r.state.session_id for r in branches)
     sessions.sort(key=lambda s: (s.state.created_at, s.state.parent_session_id is not None))
     return UserExport(user_id=user_id, sessions=_parents_first(sessions), damaged=damaged)
+
+
+async def branch_fork_point(store: SessionStore, state: SessionState) -> int | None:
+    """The fork point of the branch ``state`` (a full state, as exported) in a document:
+    how many of the first ``state.turns`` it inherited; None for a session that is no
+    branch or has no fork point stored.
+
+    The store keeps the last inherited ``seq`` (``SessionRecord.fork_seq``); the turns
+    it still has up to that seq are the first ones of ``state.turns`` (seqs only grow).
+    A turn popped or cleared from the branch since the fork is not counted, so that the
+    imported branch's turns after the fork point are exactly those a merge appends on
+    the source store. Raises ``SessionStoreError`` when the branch's inherited turns
+    changed between the read of ``state`` and this one (export again).
+    """
+    if state.parent_session_id is None:
+        return None
+    record = await store.load_record(state.session_id)
+    if record is None or record.fork_seq is None:
+        return None
+    fork_seq = record.fork_seq
+    inherited: list[str] = []
+    if fork_seq > 0:
+        # At most fork_seq live turns have a seq <= fork_seq: only they are read.
+        pairs = await store.get_turn_seqs(state.session_id, limit=fork_seq)
+        inherited = [turn.turn_id for seq, turn in pairs if seq <= fork_seq]
+    if [t.turn_id for t in state.turns[: len(inherited)]] != inherited:
+        raise SessionStoreError(
+            f"branch {state.session_id!r} changed while it was exported (its inherited "
+            "turns differ between two reads); export it again"
+        )
+    return len(inherited)
 
 
 def _parents_first(sessions: list[ExportedUserSession]) -> list[ExportedUserSession]:
