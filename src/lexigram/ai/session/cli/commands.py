@@ -297,6 +297,12 @@ def run_import(
     )
     for sid in report.skipped:
         err.write(f"skipped {sid}: already exists (use --replace to overwrite)\n")
+    for sid in report.fork_points_kept:
+        err.write(
+            f"warning: branch {sid}: its stored fork point was kept (a replace does not "
+            "change it) and differs from the document's; a merge appends from the stored "
+            "one: delete the branch and import again to take the document's\n"
+        )
     if isinstance(result, ImportStopped):
         err.write(f"error: {result}\n")
         if result.purged:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, timedelta
 
 from lexigram.contracts.ai.session import SessionCheckpoint, SessionState
@@ -74,6 +74,9 @@ class ImportReport:
     skipped: list[str]
     replaced: list[str]
     checkpoints: int
+    #: Branches replaced whose stored fork point differs from the document's: a replace
+    #: writes the state whole (``save``), which keeps the stored fork point.
+    fork_points_kept: list[str] = field(default_factory=list)
 
 
 class ImportStopped(Exception):
@@ -303,9 +306,12 @@ async def import_entries(
     # Oldest first, so that listings (newest first) come out as in the source store.
     entries.sort(key=lambda e: e.state.created_at)
     plan: list[tuple[ExportedSession, bool]] = []
+    fork_seqs: dict[str, int | None] = {}
     for entry in entries:
         stored = await store.load_record(entry.state.session_id)
         exists = stored is not None
+        if stored is not None:
+            fork_seqs[entry.state.session_id] = stored.fork_seq
         if not exists:
             await _check_not_purged(store, entry, places[entry.state.session_id])
         if not exists or replace_existing:
@@ -318,6 +324,12 @@ async def import_entries(
             SealedSessionGuard(store).check_state(stored.state)
         plan.append((entry, exists))
     _check_fork_points(store, plan, places)
+    kept = [
+        entry.state.session_id
+        for entry, exists in plan
+        if exists and replace_existing and entry.fork_seq is not None
+        and entry.fork_seq != fork_seqs.get(entry.state.session_id)
+    ]
     imported: list[str] = []
     skipped: list[str] = []
     replaced: list[str] = []
@@ -342,5 +354,9 @@ async def import_entries(
         if progress is not None:
             progress(n, len(plan))
     return ImportReport(
-        imported=imported, skipped=skipped, replaced=replaced, checkpoints=checkpoints
+        imported=imported,
+        skipped=skipped,
+        replaced=replaced,
+        checkpoints=checkpoints,
+        fork_points_kept=[sid for sid in kept if sid in replaced],
     )
