@@ -132,3 +132,26 @@ async def test_the_plugin_example_keeps_a_fork_point_across_a_restart(tmp_path: 
         assert [t.content for t in own] == ["message 3"]
     finally:
         await again.close()
+
+
+async def test_the_encrypted_store_names_the_cap_before_the_fork_point() -> None:
+    """Two bad arguments: the encrypted store names the one the stores name (a
+    regression audit found it named ``fork_seq`` where the stores named the cap)."""
+    from lexigram.ai.session.encryption.keyring import Keyring, new_key_text, parse_keys
+    from lexigram.ai.session.exceptions import SessionValidationError
+    from lexigram.ai.session.stores.encrypted.store import EncryptedSessionStore
+    from lexigram.ai.session.stores.in_memory import InMemorySessionStore
+    from lexigram.ai.session.testing.support import make_state
+
+    plain = InMemorySessionStore()
+    sealed = EncryptedSessionStore(InMemorySessionStore(), Keyring(parse_keys(new_key_text("k"))))
+    branch = make_state("u", parent_session_id="p")
+    cases = ({"max_live_per_user": -1, "fork_seq": -1}, {"max_live_per_user": 0, "fork_seq": True})
+    for bad in cases:
+        fields = []
+        for store in (plain, sealed):
+            try:
+                await store.create_session(branch, **bad)
+            except SessionValidationError as exc:
+                fields.append(exc.field)
+        assert fields == ["max_live_per_user", "max_live_per_user"], bad

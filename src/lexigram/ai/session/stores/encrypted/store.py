@@ -524,6 +524,7 @@ class EncryptedSessionStore(SessionStore):
         ``fork_seq`` is passed through, and only when given: an inner store written
         for the earlier contract (no such keyword) still creates every other session.
         """
+        check_caps(max_live_per_user=max_live_per_user)  # named first, as the stores do
         check_state(state)
         fork_seq = check_fork_seq(fork_seq, state)
         key = self.data_key_for_new(state.session_id)
