@@ -7,8 +7,8 @@
   failed at boot with a bare ``TypeError`` from redis-py.
 - libpq / libmysqlclient query parameters (``sslmode``, ``connect_timeout``,
   ``ssl_mode``) passed the config, then boot failed as an unreachable server.
-- A ``table_prefix`` differing only in case named the same tables on PostgreSQL and
-  SQLite but other tables on MariaDB.
+- (A ``table_prefix`` with capitals, refused for a while, is accepted again: see the
+  end of this file.)
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ BAD_SQL = [
     ("postgresql://u@127.0.0.1:5432/test?foo=bar", "'foo' is not accepted"),
     ("mysql://root:pw@127.0.0.1:3306/test?ssl_mode=REQUIRED", "'ssl_mode'"),
     ("mysql://root@127.0.0.1:3306/test?connect_timeout=5", "'connect_timeout'"),
-    ("mariadb://root@127.0.0.1:3306/test?charset=latin1", "must be utf8mb4"),
+    ("mariadb://root@127.0.0.1:3306/test?charset=latin1", "charset='latin1' must be utf8mb4"),
     ("mysql+asyncmy://root@127.0.0.1:3306/test?foo=bar", "'foo' is not accepted"),
 ]
 
@@ -365,28 +365,52 @@ async def test_mariadb_with_a_read_timeout_connects() -> None:
 
 
 # ------------------------------------------------------------------ table_prefix case
+# An upper-case table_prefix was refused for a while (b1ea35d), which cut MariaDB users
+# off from the tables they had created with it: it is accepted again, as written; the
+# database decides what it names (docs/backend-sql.md, docs/configuration.md).
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "prefix"),
     [
-        {"table_prefix": "aud_CaseA_"},
-        {"backend": "sql", "sql": {"table_prefix": "Chat_"}},
+        ({"table_prefix": "aud_CaseA_"}, "aud_CaseA_"),
+        ({"backend": "sql", "sql": {"table_prefix": "Chat_"}}, "Chat_"),
     ],
 )
-def test_a_table_prefix_with_capitals_is_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError) as info:
-        SessionConfig(**settings)
-    message = str(info.value)
-    assert "must be lower case" in message
-    assert "ai_session.table_prefix" in message or "ai_session.sql.table_prefix" in message
+def test_a_table_prefix_with_capitals_is_accepted_as_written(
+    settings: dict[str, Any], prefix: str
+) -> None:
+    assert SessionConfig(**settings).table_prefix == prefix
 
 
-def test_a_table_prefix_with_capitals_from_the_environment_is_refused(
+def test_a_table_prefix_with_capitals_from_the_environment_is_accepted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("LEX_AI_SESSION__TABLE_PREFIX", "aud_CaseA_")
-    with pytest.raises(ConfigurationError, match=r"ai_session\.table_prefix: must be lower case"):
-        SessionConfig.from_env_profile()
+    assert SessionConfig.from_env_profile().table_prefix == "aud_CaseA_"
 
 
 def test_a_lower_case_table_prefix_is_accepted() -> None:
     assert SessionConfig(table_prefix="aud_casea_1_").table_prefix == "aud_casea_1_"
+
+
+def test_a_table_prefix_breaking_the_other_rules_is_still_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"ai_session\.table_prefix: must start"):
+        SessionConfig(table_prefix="9Chat-")
+
+
+async def test_mariadb_tables_of_an_upper_case_prefix_stay_reachable() -> None:
+    """Tables made with an upper-case prefix on MariaDB (Linux: case-sensitive names)
+    are opened again by a SessionConfig with the same spelling."""
+    from lexigram.ai.session.stores.database import drop_schema
+
+    require_mariadb()
+    prefix = f"lxQ{uuid.uuid4().hex[:8]}_"
+    try:
+        async with SessionManager.open(database_url=MARIADB_URL, table_prefix=prefix) as s:
+            state = await s.create("u")
+        config = SessionConfig(database_url=MARIADB_URL, table_prefix=prefix)
+        async with SessionManager.open(config) as s:
+            found = await s.get_state(state.session_id)
+            assert found is not None and found.user_id == "u"
+    finally:
+        await drop_schema(MARIADB_URL, table_prefix=prefix)
+        await drop_schema(MARIADB_URL, table_prefix=prefix.lower())

@@ -851,23 +851,16 @@ def _non_empty(name: str, value: Any) -> str:
 
 
 def _table_prefix(name: str, value: Any) -> str:
-    """``value`` if it is lower-case letters, digits and ``_`` (a SQL table prefix).
+    """``value`` if it is letters, digits and ``_`` (a SQL table prefix); else refused.
 
-    Upper-case letters are refused: PostgreSQL folds them and SQLite's names are
-    case-insensitive (``Chat_`` and ``chat_`` are one set of tables there), while
-    MariaDB on Linux keeps them (two sets). One rule for every backend.
+    Upper-case letters are accepted as written (tables created with them stay
+    reachable): the database decides whether prefixes differing only in case name the
+    same tables (PostgreSQL and SQLite: yes; MariaDB on Linux: no). See
+    docs/backend-sql.md.
     """
     if not table_prefix_ok(value):
         _fail(name, f"{TABLE_PREFIX_RULE}, got {value!r}")
-    text = str(value)
-    if text != text.lower():
-        _fail(
-            name,
-            f"must be lower case, got {text!r} (use {text.lower()!r}): PostgreSQL and "
-            "SQLite take prefixes differing only in case as the same tables, MariaDB as "
-            "different ones",
-        )
-    return text
+    return str(value)
 
 
 def _secret_key(key: str) -> bool:

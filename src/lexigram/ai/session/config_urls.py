@@ -8,6 +8,9 @@ a driver; each problem is returned as text that shows the URL redacted
 from __future__ import annotations
 
 import math
+import re
+import ssl
+from types import ModuleType
 from urllib.parse import SplitResult, parse_qs, parse_qsl, urlsplit
 
 from lexigram.ai.session.redaction import redact_text, redact_url
@@ -175,10 +178,10 @@ REDIS_QUERY_COMMON: dict[str, str] = {
     "db": _INT,
     "socket_timeout": _FLOAT,
     "socket_connect_timeout": _FLOAT,
-    "socket_read_size": _INT,
+    "socket_read_size": "a whole number above 0",
     "retry_on_error": "a comma-separated list of redis exception names",
     "health_check_interval": _INT,
-    "client_name": "a name",
+    "client_name": "a name without spaces (printable ASCII)",
     "username": "a user name",
     "password": "a password",
     "protocol": "2",
@@ -198,7 +201,7 @@ REDIS_QUERY_TLS: dict[str, str] = {
     "ssl_keyfile": "a file",
     "ssl_password": "a password",
     "ssl_ciphers": "an OpenSSL cipher list",
-    "ssl_min_version": _INT,
+    "ssl_min_version": "an ssl.TLSVersion value",
     "ssl_include_verify_flags": "a comma-separated list of ssl.VerifyFlags names",
     "ssl_exclude_verify_flags": "a comma-separated list of ssl.VerifyFlags names",
 }
@@ -215,9 +218,56 @@ REDIS_QUERY_REFUSED: dict[str, str] = {
     "lib_name": "deprecated by redis-py (use client_name)",
     "lib_version": "deprecated by redis-py (use client_name)",
 }
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f"})
+#: redis-py's ``to_bool`` reads these (any case) as false and any other text as true;
+#: the store takes the true ones that mirror them, so a typo is not read as true.
+_FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
+_TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
 _CERT_REQS = frozenset({"none", "optional", "required"})
+#: ``ssl.TLSVersion`` values (redis-py parses ``ssl_min_version`` with ``int``).
+_TLS_VERSIONS = {int(v): v.name for v in ssl.TLSVersion}
+#: ``ssl.VerifyFlags`` names (redis-py looks each name up on the class).
+_VERIFY_FLAGS = frozenset(ssl.VerifyFlags.__members__)
+#: Redis refuses a client name with a character outside ``!``..``~`` (a space, a newline).
+_CLIENT_NAME = re.compile(r"[!-~]+")
+
+
+def _redis_exception_names(value: str) -> str | None:
+    """Why ``value`` is no list of redis exception names (as redis-py parses it), or None."""
+    exceptions: ModuleType | None
+    try:
+        from redis import exceptions
+    except ImportError:  # pragma: no cover - the redis extra is not installed
+        exceptions = None
+    for name in value.replace("[", "").replace("]", "").split(","):
+        name = name.strip()
+        if not name:
+            return "a comma-separated list of redis exception names (an entry is empty)"
+        if exceptions is not None:
+            exc = getattr(exceptions, name, None)
+            if not (isinstance(exc, type) and issubclass(exc, Exception)):
+                return (
+                    f"a comma-separated list of redis exception names ({name!r} is none; "
+                    "e.g. ConnectionError,TimeoutError)"
+                )
+    return None
+
+
+def _verify_flags(value: str) -> str | None:
+    """Why ``value`` is no list of ``ssl.VerifyFlags`` names (as redis-py parses it)."""
+    for flag in value.replace("[", "").replace("]", "").split(","):
+        if flag.strip() not in _VERIFY_FLAGS:
+            return "a comma-separated list of ssl.VerifyFlags names: " + ", ".join(
+                sorted(_VERIFY_FLAGS)
+            )
+    return None
+
+
+def _int_value(value: str) -> int | None:
+    """``value`` as redis-py's ``int()`` reads it, or None."""
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def redis_query_names(scheme: str, *, cluster: bool) -> dict[str, str]:
@@ -246,8 +296,28 @@ def _redis_value_problem(name: str, kind: str, value: str) -> str | None:
         if not (math.isfinite(number) and number > 0):
             problem = "a number of seconds above 0"
     elif kind == _INT and name != "db":
-        if not value.isdecimal():
+        whole = _int_value(value)
+        if whole is None or whole < 0:
             problem = "a whole number"
+    elif name == "socket_read_size":
+        whole = _int_value(value)
+        if whole is None or whole <= 0:
+            problem = "a whole number above 0"
+    elif name == "ssl_min_version":
+        if _int_value(value) not in _TLS_VERSIONS:
+            problem = "an ssl.TLSVersion value: " + ", ".join(
+                f"{v} ({n})" for v, n in _TLS_VERSIONS.items()
+            )
+    elif name == "client_name":
+        if _CLIENT_NAME.fullmatch(value) is None:
+            problem = (
+                "a name without spaces, newlines or other special characters "
+                "(Redis refuses them)"
+            )
+    elif name == "retry_on_error":
+        problem = _redis_exception_names(value)
+    elif name in ("ssl_include_verify_flags", "ssl_exclude_verify_flags"):
+        problem = _verify_flags(value)
     elif kind == _BOOL:
         if value.lower() not in _TRUE_WORDS | _FALSE_WORDS:
             problem = "true or false"
@@ -267,7 +337,8 @@ def redis_query_problem(parts: SplitResult, *, cluster: bool) -> str | None:
 
     A name redis-py does not take for this kind of URL, one that breaks the store
     (:data:`REDIS_QUERY_REFUSED`), a parameter given twice, or a value of the wrong kind.
-    Values of secrets (``password``, ``ssl_password``) are never shown.
+    A blank value is accepted as redis-py takes it: dropped. Values of secrets
+    (``password``, ``ssl_password``) are never shown.
     """
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)
@@ -283,11 +354,13 @@ def redis_query_problem(parts: SplitResult, *, cluster: bool) -> str | None:
             return f"query parameter {name!r} is not accepted{where}; accepted: " + ", ".join(
                 sorted(allowed)
             )
+        if not value:
+            continue  # redis-py drops a blank value (parse_qs): the name is not used
         if name in seen and name != "db":  # two db values are named by redis_db()
             return f"query parameter {name!r} is given twice"
         seen.add(name)
-        if name in ("password", "ssl_password"):
-            value_problem = None if value else f"query parameter {name} is empty"
+        if name in ("password", "ssl_password", "username"):
+            value_problem = None  # any text (a secret's is never shown)
         else:
             value_problem = _redis_value_problem(name, allowed[name], value)
         if value_problem is not None:
@@ -323,6 +396,8 @@ POSTGRES_QUERY: dict[str, str] = {
     "host": "a host or a Unix socket directory",
     "user": "a user name",
     "password": "a password",
+    "passfile": "a password file",
+    "port": "a port number (1..65535), or one per host separated by commas",
     "target_session_attrs": "one of " + ", ".join(_SESSION_ATTRS),
     "command_timeout": "a number of seconds above 0",
     "prepared_statement_cache_size": "a whole number",
@@ -347,7 +422,7 @@ POSTGRES_QUERY_REFUSED: dict[str, str] = {
 }
 #: Accepted on a MariaDB URL (SQLAlchemy turns the ``ssl_*`` ones into asyncmy's ``ssl``).
 MYSQL_QUERY: dict[str, str] = {
-    "charset": "utf8mb4",
+    "charset": "utf8mb4 (utf8 and utf8mb3 are accepted: the store always uses utf8mb4)",
     "unix_socket": "a socket file",
     "user": "a user name",
     "password": "a password",
@@ -388,15 +463,15 @@ def _sql_value_problem(name: str, value: str) -> str | None:
     elif name == "read_timeout":
         ok = value.isdecimal() and int(value) > 0
     elif name == "charset":
-        ok = value.lower() == "utf8mb4"
+        ok = value.lower() in ("utf8mb4", "utf8mb3", "utf8")
+    elif name == "port":
+        ok = all(p.strip().isdecimal() and 0 < int(p) < 65536 for p in value.split(","))
     elif name == "ssl_check_hostname":
         ok = value.lower() in _TRUE_WORDS | _FALSE_WORDS
     else:
         ok = bool(value)
     if ok:
         return None
-    if name == "password":  # never shown
-        return "query parameter password is empty"
     return f"query parameter {name}={value!r} must be {_sql_kind(name)}"
 
 
@@ -421,6 +496,8 @@ def sql_query_problem(scheme: str, query: str) -> str | None:
     driver = "asyncpg" if postgres else "asyncmy"
     seen: set[str] = set()
     for name, value in parse_qsl(query, keep_blank_values=True):
+        if not value and name in allowed:
+            continue  # SQLAlchemy drops a blank value (make_url): the name is not used
         if name in refused:
             return f"query parameter {name!r} is not accepted: {refused[name]}"
         if name not in allowed:

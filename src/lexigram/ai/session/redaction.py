@@ -3,7 +3,8 @@
 Every configuration error, log line and CLI message that shows a ``database_url``
 or ``redis_url`` shows it through :func:`redact_url`: the password becomes ``***``,
 and so does a user name that looks like a token (``redis://<token>@host``), a
-``password=``/``token=`` query parameter, and the ``password=`` (``pwd=``,
+``password=``/``token=``/``ssl_password=`` query parameter (its name also when
+percent-encoded: ``pass%77ord=``), and the ``password=`` (``pwd=``,
 ``passwd=``, quoted ``password='a b'``, any case) of a libpq-style key=value
 connection string (``host=db user=app password=...``). It works on URLs that do
 not parse, so a malformed URL is redacted too. :func:`url_secrets` also gives the
@@ -36,12 +37,15 @@ _QUOTED = re.compile(r"""(['"])([^'"\n]{2,200})\1""")
 #: Last resort for text that is no URL at all: a ``:secret@`` anywhere.
 _LOOSE_PASSWORD = re.compile(r":(?P<secret>[^:@/\s]+)@")
 _SECRET_KEYS = (
-    r"(?:password|passwd|pass|pwd|secret|token|access_token|auth|api_key|apikey|sslpassword)"
+    r"(?:password|passwd|pass|pwd|secret|token|access_token|auth|api_key|apikey"
+    r"|sslpassword|ssl_password|ssl_key_password|sslkeypassword|tls_password"
+    r"|key_password|client_secret)"
 )
-_SECRET_PARAMS = re.compile(
-    rf"(?P<key>[?&;]{_SECRET_KEYS}=)(?P<value>[^&]*)",  # drivers keep ';' and '#' in it
-    re.IGNORECASE,
-)
+#: A secret query parameter as written: the name may be percent-encoded
+#: (``pass%77ord=``, which every URL parser reads as ``password``), so the name is
+#: matched after decoding (:func:`_secret_param_name`), not by this pattern alone.
+_QUERY_PARAM = re.compile(r"(?P<key>[?&;](?P<name>[^=&;?#]*)=)(?P<value>[^&]*)")
+_SECRET_NAME = re.compile(rf"{_SECRET_KEYS}", re.IGNORECASE)
 #: ``password=...`` of a key=value connection string (libpq, ODBC): the key at the
 #: start or after white space, blanks allowed around ``=``; the value single-quoted
 #: (backslash escapes, perhaps unterminated) or up to the next white space.
@@ -101,6 +105,29 @@ def _parsed_netloc_has_at(url: str) -> bool:
     return "@" in parts.netloc
 
 
+def _secret_param_name(name: str) -> bool:
+    """Whether a query parameter's name (as written, perhaps percent-encoded) is a secret's."""
+    return any(
+        _SECRET_NAME.fullmatch(form.strip()) is not None
+        for form in {name, unquote(name), unquote_plus(name)}
+    )
+
+
+def _redact_params(text: str) -> str:
+    """``text`` with the values of its secret query parameters replaced."""
+    return _QUERY_PARAM.sub(
+        lambda m: m.group("key") + MASK if _secret_param_name(m.group("name")) else m.group(0),
+        text,
+    )
+
+
+def _param_secrets(text: str) -> list[str]:
+    """The values of ``text``'s secret query parameters."""
+    return [
+        m.group("value") for m in _QUERY_PARAM.finditer(text) if _secret_param_name(m.group("name"))
+    ]
+
+
 def _redact_key_values(text: str) -> str:
     """``text`` with the secret values of its key=value settings replaced."""
     return _KV_SECRET.sub(lambda m: m.group("key") + MASK, text)
@@ -143,7 +170,7 @@ def redact_url(url: object) -> str:
             text = f"{scheme}{MASK}{':' if password is not None else ''}@{rest}"
     else:
         text = _LOOSE_PASSWORD.sub(f":{MASK}@", text)
-    return _SECRET_PARAMS.sub(lambda m: m.group("key") + MASK, text)
+    return _redact_params(text)
 
 
 def url_secrets(url: object) -> list[str]:
@@ -164,7 +191,7 @@ def url_secrets(url: object) -> list[str]:
             found += _pieces(user, redact_url(url))
     else:
         found += [m.group("secret") for m in _LOOSE_PASSWORD.finditer(text)]
-    found += [m.group("value") for m in _SECRET_PARAMS.finditer(text)]
+    found += _param_secrets(text)
     decoded = [unquote(s) for s in found] + [unquote_plus(s) for s in found]
     unique: list[str] = []
     for secret in found + decoded:

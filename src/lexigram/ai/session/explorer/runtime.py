@@ -20,6 +20,7 @@ from lexigram.ai.session.explorer.pages.layout import message_page
 from lexigram.ai.session.explorer.service import ExplorerService
 from lexigram.ai.session.explorer.settings import ExplorerSettings
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.standalone import open_manager
 
 __all__ = ["ExplorerRuntime", "Handler", "json_response"]
 
@@ -72,7 +73,9 @@ class ExplorerRuntime:
             if self.service_or_none is not None:
                 return
             stack = AsyncExitStack()
-            manager = await stack.enter_async_context(SessionManagerImpl.open(self._config))
+            manager = await stack.enter_async_context(
+                open_manager(self._config, manager_class=SessionManagerImpl, warn_layered=False)
+            )
             self._stack = stack
             self.service_or_none = ExplorerService(manager)
 

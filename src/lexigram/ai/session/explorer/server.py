@@ -8,6 +8,7 @@ from lexigram.ai.session.config import SessionConfig
 from lexigram.ai.session.explorer.app import create_app
 from lexigram.ai.session.explorer.settings import ExplorerSettings
 from lexigram.ai.session.manager.core import SessionManagerImpl
+from lexigram.ai.session.manager.standalone import open_manager
 
 __all__ = ["check_store", "explorer_url", "serve"]
 
@@ -22,7 +23,9 @@ def explorer_url(settings: ExplorerSettings, port: int | None = None) -> str:
 
 async def check_store(config: SessionConfig) -> None:
     """Open the store ``config`` names and ping it, so a bad URL fails before serving."""
-    async with SessionManagerImpl.open(config) as manager:
+    async with open_manager(
+        config, manager_class=SessionManagerImpl, warn_layered=False
+    ) as manager:
         await manager.health_check()
 
 

@@ -47,7 +47,10 @@ M = TypeVar("M", bound="SessionManagerImpl")
 
 
 def resolve_config(
-    config: SessionConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]
+    config: SessionConfig | Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+    *,
+    warn_layered: bool = True,
 ) -> SessionConfig:
     """``config`` (a ``SessionConfig``, a dict or None) with ``overrides`` applied.
 
@@ -57,7 +60,9 @@ def resolve_config(
     explicit). Production settings are checked as at boot. YAML and
     ``LEX_AI_SESSION__*`` are not read: when they set a storage field (``backend``,
     ``database_url``, ``redis_url``) that the result leaves otherwise,
-    ``ai_session.config_in_code_ignores_layered`` is logged at WARNING naming the fields.
+    ``ai_session.config_in_code_ignores_layered`` is logged at WARNING naming the fields;
+    unless ``warn_layered`` is False: the CLI and the explorer pass a config built from
+    their own flags over the layered one (an explicit override, not config in code).
     """
     if isinstance(config, SessionConfig):
         settings = config
@@ -69,7 +74,7 @@ def resolve_config(
     else:
         settings = coerce_config(config)  # refuses with the type named
     settings.check_environment()
-    unused = layered_fields_left_unused(settings)
+    unused = layered_fields_left_unused(settings) if warn_layered else []
     if unused:
         # As SessionModule.configure() does: the config given here replaces the layered
         # one, so a LEX_AI_SESSION__DATABASE_URL beside it is not used (named, never shown).
@@ -130,10 +135,15 @@ async def open_manager(
     consolidator: MemoryConsolidatorProtocol | None = None,
     event_bus: EventBusProtocol | None = None,
     hooks: HookRegistry | None = None,
+    warn_layered: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[M]:
-    """Build, initialise and yield a manager; close the sweeper and the store on exit."""
-    settings = resolve_config(config, overrides)
+    """Build, initialise and yield a manager; close the sweeper and the store on exit.
+
+    ``warn_layered=False``: ``config`` is an explicit override of the layered config
+    (the CLI's flags), so :func:`resolve_config` does not warn about what it replaces.
+    """
+    settings = resolve_config(config, overrides, warn_layered=warn_layered)
     store = create_store(settings)
     scheduler: SessionCleanupScheduler | None = None
     manager: SessionManagerImpl | None = None
