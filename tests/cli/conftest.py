@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,3 +67,20 @@ async def seeded(tmp_path: Path) -> AsyncIterator[Seeded]:
         checkpoint=cp.checkpoint_id,
         bob=bob.session_id,
     )
+
+
+@pytest.fixture
+def no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No layered settings: run in an empty directory, without LEX_AI_SESSION__* variables."""
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("LEX_AI_SESSION__")]:
+        monkeypatch.delenv(key)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """The CLI in this process: its exit code, stdout and stderr."""
+    from lexigram.ai.session.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err, setup_logging=False)
+    return code, out.getvalue(), err.getvalue()

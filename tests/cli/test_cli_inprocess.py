@@ -12,25 +12,13 @@ from typing import Any
 import pytest
 
 from lexigram.ai.session import SessionConfig, SessionManagerImpl
-from lexigram.ai.session.cli.main import main
 from lexigram.ai.session.cli.progress import ProgressLine
 from lexigram.ai.session.stores.database import DatabaseSessionStore
 
 from ..services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
-from .conftest import Seeded, sqlite_url
+from .conftest import Seeded, run, sqlite_url
 
-
-@pytest.fixture(autouse=True)
-def _no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in [k for k in __import__("os").environ if k.startswith("LEX_AI_SESSION__")]:
-        monkeypatch.delenv(key)
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err, setup_logging=False)
-    return code, out.getvalue(), err.getvalue()
+pytestmark = pytest.mark.usefixtures("no_env_config")
 
 
 def test_listing_filters_and_table(seeded: Seeded) -> None:

@@ -7,9 +7,7 @@ the exit code is 1.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from lexigram.ai.session import SessionManagerImpl
-from lexigram.ai.session.cli.main import main
 from lexigram.ai.session.stores.base import SessionStore
 from lexigram.ai.session.stores.cache import CacheSessionStore
 from lexigram.ai.session.stores.database import DatabaseSessionStore
@@ -26,20 +23,9 @@ from tests.services import REDIS_URL, require_redis
 from tests.stores.backends.redis import corrupt_header, drop_prefix
 from tests.stores.backends.sql import corrupt
 
-from .conftest import sqlite_url
+from .conftest import run, sqlite_url
 
-
-@pytest.fixture(autouse=True)
-def _no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in [k for k in os.environ if k.startswith("LEX_AI_SESSION__")]:
-        monkeypatch.delenv(key)
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err, setup_logging=False)
-    return code, out.getvalue(), err.getvalue()
+pytestmark = pytest.mark.usefixtures("no_env_config")
 
 
 async def _seed(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +28,6 @@ from lexigram.contracts.ai.session import SessionState, SessionTurn
 from lexigram.ai.session import SessionConfig, SessionManagerImpl
 from lexigram.ai.session.branching import BranchManager
 from lexigram.ai.session.cli.importing import import_document
-from lexigram.ai.session.cli.main import main
 from lexigram.ai.session.cli.transfer import dump_document, session_to_dict
 from lexigram.ai.session.exceptions import SessionValidationError
 from lexigram.ai.session.stores.base import SessionRecord, SessionStore
@@ -45,23 +43,13 @@ from ..services import (
     require_postgres,
     require_redis,
 )
-from .conftest import sqlite_url
+from .conftest import run, sqlite_url
 
 SPECS = [s for s in all_specs() if s.name != "redis_cluster"]
 _CONFIG = {"auto_checkpoint_interval": None, "session_ttl": 0}
 
 
-@pytest.fixture(autouse=True)
-def _no_env_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in [k for k in __import__("os").environ if k.startswith("LEX_AI_SESSION__")]:
-        monkeypatch.delenv(key)
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err, setup_logging=False)
-    return code, out.getvalue(), err.getvalue()
+pytestmark = pytest.mark.usefixtures("no_env_config")
 
 
 def _turn(n: int) -> SessionTurn:
