@@ -13,9 +13,9 @@ statements live beside the scripts that run them: ``SessionStatements`` in
 from __future__ import annotations
 
 from lexigram.ai.session.stores.sql.rows import HEADER_COLUMNS, TURN_COLUMNS
-from lexigram.ai.session.stores.sql.schema import ENDED_SQL, LIVE_SQL
+from lexigram.ai.session.stores.sql.schema import ENDED_SQL, EXPIRY_BUCKET_US, LIVE_SQL
 
-__all__ = ["ENDED_SQL", "LIVE_SQL", "NOT_DUE", "SqlParts", "quoted_guard"]
+__all__ = ["ENDED_SQL", "EXPIRY_BUCKET_US", "LIVE_SQL", "NOT_DUE", "SqlParts", "quoted_guard"]
 
 #: A live session whose deadline has not passed at ``:now``.
 NOT_DUE = "(expires_at IS NULL OR expires_at > :now)"

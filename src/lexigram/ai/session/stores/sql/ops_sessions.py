@@ -41,6 +41,7 @@ from lexigram.ai.session.stores.sql.context import NO_LIMIT
 from lexigram.ai.session.stores.sql.context import Ctx as Context
 from lexigram.ai.session.stores.sql.fragments import (
     ENDED_SQL,
+    EXPIRY_BUCKET_US,
     LIVE_SQL,
     NOT_DUE,
     SqlParts,
@@ -761,9 +762,15 @@ class SessionStatements:
             f"SELECT {h} FROM {s} WHERE parent_session_id = :sid "
             f"AND ordinal > (SELECT ordinal FROM {s} WHERE session_id = :sid) ORDER BY ordinal"
         )
+        # PostgreSQL indexes a live session's deadline by the minute (schema._ended_at):
+        # every session due by now is in a bucket up to now's.
         self.find_expired = (
-            f"SELECT session_id FROM {s} WHERE status IN {LIVE_SQL} AND expires_at <= :now "
-            "ORDER BY expires_at LIMIT :lim"
+            f"SELECT session_id FROM {s} WHERE expiry_bucket <= "
+            f"CAST(:now AS BIGINT) / {EXPIRY_BUCKET_US} AND expires_at <= :now "
+            "ORDER BY expiry_bucket, expires_at LIMIT :lim"
+            if dialect == "postgresql"
+            else f"SELECT session_id FROM {s} WHERE status IN {LIVE_SQL} "
+            "AND expires_at <= :now ORDER BY expires_at LIMIT :lim"
         )
         self.mark_expired = (
             f"UPDATE {s} SET status = 'expired', expires_at = NULL WHERE session_id = :sid "
@@ -779,11 +786,11 @@ class SessionStatements:
             f"UPDATE {s} SET status = 'quarantined:' || status, expires_at = NULL "
             f"WHERE session_id = :sid AND status IN ('active', 'suspended', 'closed', 'expired')"
         )
-        # MariaDB has no partial index: ``ended_at`` is ``updated_at`` of an ended
-        # session and NULL otherwise (schema._ended_at), indexed in its place.
+        # MariaDB and PostgreSQL: ``ended_at`` is ``updated_at`` of an ended session and
+        # NULL otherwise (schema._ended_at), indexed in place of ``updated_at``.
         self.find_purgeable = (
             f"SELECT session_id FROM {s} WHERE ended_at < :older ORDER BY ended_at LIMIT :lim"
-            if dialect == "mysql"
+            if dialect in ("mysql", "postgresql")
             else f"SELECT session_id FROM {s} WHERE status IN {ENDED_SQL} "
             "AND updated_at < :older ORDER BY updated_at LIMIT :lim"
         )

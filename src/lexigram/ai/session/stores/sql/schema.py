@@ -104,6 +104,17 @@ def _not_mysql(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
     return getattr(dialect, "name", "") != "mysql"
 
 
+def _sqlite_only(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
+    """Whether an index of the sweeper is made from its ``Index``: PostgreSQL and MariaDB
+    index generated columns instead (see :func:`_ended_at`)."""
+    return getattr(dialect, "name", "") == "sqlite"
+
+
+def _not_postgresql(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
+    """Whether the deadline index is on ``expires_at`` itself (not on PostgreSQL)."""
+    return getattr(dialect, "name", "") != "postgresql"
+
+
 def _live_turn_ids(prefix: str) -> Callable[..., None]:
     """MariaDB: turn ids unique among the live turns, through a generated column.
 
@@ -128,13 +139,46 @@ _ENDED_AT_COLUMN = (
 )
 
 
-def _ended_at(prefix: str) -> Callable[..., None]:
-    """MariaDB: the purge index over ended sessions only, through a generated column.
+#: PostgreSQL: the width (µs) of the deadline buckets the sweeper's index holds.
+EXPIRY_BUCKET_US = 60_000_000
+#: PostgreSQL: the generated columns the sweeper's two indexes are on.
+_PG_ENDED_AT = (
+    "ended_at BIGINT GENERATED ALWAYS AS "
+    f"(CASE WHEN status IN {ENDED_SQL} THEN updated_at END) STORED"
+)
+_PG_EXPIRY_BUCKET = (
+    "expiry_bucket BIGINT GENERATED ALWAYS AS "
+    f"(CASE WHEN status IN {LIVE_SQL} THEN expires_at / {EXPIRY_BUCKET_US} END) STORED"
+)
 
-    ``ended_at`` holds ``updated_at`` of a closed or expired session and NULL for a
-    live one, in place of the partial index of the others: an index on ``updated_at``
-    itself would be rewritten by every append (each moves ``updated_at``), one more
-    index write per chat exchange; a live session's ``ended_at`` stays NULL.
+
+def _pg_sweeper_indexes(prefix: str) -> list[str]:
+    """PostgreSQL: the statements (re)making the sweeper's indexes on the generated columns."""
+    table = f"{prefix}sessions"
+    ended, expiry = f"{table}_ended_ix", f"{table}_expiry_ix"
+    return [
+        f"DROP INDEX IF EXISTS {ended}",
+        f"CREATE INDEX {ended} ON {table} (ended_at) WHERE ended_at IS NOT NULL",
+        f"DROP INDEX IF EXISTS {expiry}",
+        f"CREATE INDEX {expiry} ON {table} (expiry_bucket) WHERE expiry_bucket IS NOT NULL",
+    ]
+
+
+def _ended_at(prefix: str) -> Callable[..., None]:
+    """MariaDB and PostgreSQL: the sweeper's indexes through generated columns.
+
+    MariaDB has no partial index: ``ended_at`` holds ``updated_at`` of a closed or
+    expired session and NULL for a live one, indexed in place of the partial index of
+    the others: an index on ``updated_at`` itself would be rewritten by every append
+    (each moves ``updated_at``), one more index write per chat exchange.
+
+    PostgreSQL updates a row in place (a HOT update: no new entry in any index) only
+    when no column an index refers to changes, its partial indexes' conditions
+    included; a partial index on ``updated_at`` or ``expires_at`` therefore made every
+    append write a new entry into each of the table's seven indexes. Its indexes are
+    on ``ended_at`` (as MariaDB's) and on ``expiry_bucket``, a live session's deadline
+    in minutes (:data:`EXPIRY_BUCKET_US`): an append leaves the one NULL and moves the
+    other at most once a minute, so appends are HOT updates.
     """
 
     def add(_target: Any, connection: Connection, **_kw: Any) -> None:
@@ -143,8 +187,44 @@ def _ended_at(prefix: str) -> Callable[..., None]:
                 f"ALTER TABLE {prefix}sessions ADD COLUMN {_ENDED_AT_COLUMN}, "
                 f"ADD INDEX {prefix}sessions_ended_ix (ended_at)"
             ))
+        elif connection.dialect.name == "postgresql":
+            connection.execute(text(
+                f"ALTER TABLE {prefix}sessions ADD COLUMN {_PG_ENDED_AT}, "
+                f"ADD COLUMN {_PG_EXPIRY_BUCKET}"
+            ))
+            for statement in _pg_sweeper_indexes(prefix):
+                connection.execute(text(statement))
 
     return add
+
+
+def _pg_generated_indexes(conn: Connection, schema: Schema) -> None:
+    """PostgreSQL tables made before ``ended_at`` and ``expiry_bucket``: move the
+    sweeper's indexes onto them (see :func:`_ended_at`).
+
+    Adding a stored generated column rewrites the sessions table once, holding its
+    lock meanwhile (docs/backend-sql.md, "Schema version and upgrades").
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    table = schema.sessions.name
+    ended, expiry = f"{schema.prefix}sessions_ended_ix", f"{schema.prefix}sessions_expiry_ix"
+    rows = conn.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = :t AND indexname IN (:e, :x)"
+        ),
+        {"t": table, "e": ended, "x": expiry},
+    ).all()
+    found = {str(row[0]): str(row[1]) for row in rows}
+    if "(ended_at)" in found.get(ended, "") and "(expiry_bucket)" in found.get(expiry, ""):
+        return
+    conn.execute(text(
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_PG_ENDED_AT}, "
+        f"ADD COLUMN IF NOT EXISTS {_PG_EXPIRY_BUCKET}"
+    ))
+    for statement in _pg_sweeper_indexes(schema.prefix):
+        conn.execute(text(statement))
 
 
 def _mysql_ended_index(conn: Connection, schema: Schema) -> None:
@@ -231,8 +311,8 @@ class Schema:
             sqlite_autoincrement=True,
             **_MYSQL_TABLE,
         )
-        # Partial indexes hold only the rows their queries look for, and none of them
-        # changes when a turn is appended without a TTL (a TTL moves expires_at).
+        # Partial indexes hold only the rows their queries look for. The sweeper's two
+        # are on generated columns on PostgreSQL and MariaDB (see _ended_at).
         live, ended = text(f"status IN {LIVE_SQL}"), text(f"status IN {ENDED_SQL}")
         Index(f"{p}sessions_user_ix", sessions.c.user_id, sessions.c.ordinal)
         Index(
@@ -245,14 +325,12 @@ class Schema:
             f"{p}sessions_expiry_ix",
             sessions.c.expires_at,
             sqlite_where=live,
-            postgresql_where=live,
-        )
+        ).ddl_if(callable_=_not_postgresql)
         Index(
             f"{p}sessions_ended_ix",
             sessions.c.updated_at,
             sqlite_where=ended,
-            postgresql_where=ended,
-        ).ddl_if(callable_=_not_mysql)
+        ).ddl_if(callable_=_sqlite_only)
         event.listen(sessions, "after_create", _ended_at(p))
         Index(f"{p}sessions_parent_ix", sessions.c.parent_session_id, sessions.c.ordinal)
 
@@ -379,6 +457,7 @@ def create_or_upgrade(conn: Connection, schema: Schema, *, now_us: int, release:
     # Tables added in this version but absent (e.g. dropped by hand) come back.
     schema.metadata.create_all(conn, checkfirst=True)
     _mysql_ended_index(conn, schema)
+    _pg_generated_indexes(conn, schema)
     _tombstone_index(conn, schema)
     _create_routines(conn, schema)
     return found
