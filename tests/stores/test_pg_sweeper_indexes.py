@@ -111,6 +111,16 @@ async def _hot_counts(prefix: str, at_least: int) -> tuple[int, int]:
     return counts
 
 
+async def _opened(
+    prefix: str, clock: FakeClock, *, ttl: int, pool_size: int = 2
+) -> DatabaseSessionStore:
+    store = DatabaseSessionStore(
+        POSTGRES_URL, table_prefix=prefix, pool_size=pool_size, session_ttl=ttl, clock=clock
+    )
+    await store.initialize()
+    return store
+
+
 async def _close(store: DatabaseSessionStore, session_id: str) -> None:
     await store.transition(session_id, CLOSED, allowed_from=frozenset({ACTIVE}))
 
@@ -118,10 +128,7 @@ async def _close(store: DatabaseSessionStore, session_id: str) -> None:
 @pytest.mark.parametrize("ttl", [0, 3600])
 async def test_appends_are_hot_updates_with_and_without_a_ttl(prefix: str, ttl: int) -> None:
     clock = FakeClock(T0)
-    store = DatabaseSessionStore(
-        POSTGRES_URL, table_prefix=prefix, pool_size=2, session_ttl=ttl, clock=clock
-    )
-    await store.initialize()
+    store = await _opened(prefix, clock, ttl=ttl)
     try:
         defs = await _index_defs(prefix)
         assert "(ended_at) WHERE (ended_at IS NOT NULL)" in defs[f"{prefix}sessions_ended_ix"]
@@ -148,10 +155,7 @@ async def test_the_sweeper_finds_due_and_ended_sessions_through_the_new_indexes(
     prefix: str,
 ) -> None:
     clock = FakeClock(T0)
-    store = DatabaseSessionStore(
-        POSTGRES_URL, table_prefix=prefix, pool_size=2, session_ttl=60, clock=clock
-    )
-    await store.initialize()
+    store = await _opened(prefix, clock, ttl=60)
     try:
         soon = _header()
         await store.create_session(soon)  # deadline T0 + 60 s
@@ -183,10 +187,7 @@ async def test_initialize_moves_old_sweeper_indexes_onto_the_generated_columns(
     prefix: str,
 ) -> None:
     clock = FakeClock(T0)
-    store = DatabaseSessionStore(
-        POSTGRES_URL, table_prefix=prefix, pool_size=2, session_ttl=60, clock=clock
-    )
-    await store.initialize()
+    store = await _opened(prefix, clock, ttl=60)
     states = [_header() for _ in range(3)]
     try:
         for state in states:
