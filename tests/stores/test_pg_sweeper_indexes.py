@@ -5,7 +5,7 @@ only when no column an index refers to changes, partial indexes' conditions incl
 The sweeper's indexes were on ``updated_at`` and ``expires_at``, which every append
 moves, so each append wrote a new entry into all seven indexes of the sessions table.
 They are now on the generated columns ``ended_at`` (``updated_at`` of an ended
-session, else NULL) and ``expiry_bucket`` (a live session's deadline in minutes, else
+session, else NULL) and ``expiry_bucket`` (a live session's deadline in 5-minute units, else
 NULL). Tables made before are moved onto them by ``initialize()``.
 """
 
@@ -121,6 +121,18 @@ async def _opened(
     return store
 
 
+async def _old_shape(prefix: str) -> None:
+    """The tables as a release before the generated columns made them."""
+    s = f"{prefix}sessions"
+    await _exec(
+        f"DROP INDEX {s}_ended_ix; DROP INDEX {s}_expiry_ix;"
+        f"ALTER TABLE {s} DROP COLUMN ended_at, DROP COLUMN expiry_bucket;"
+        f"CREATE INDEX {s}_expiry_ix ON {s} (expires_at) WHERE status IN ('active', 'suspended');"
+        f"CREATE INDEX {s}_ended_ix ON {s} (updated_at) WHERE status IN ('closed', 'expired')"
+    )
+    assert "(updated_at)" in (await _index_defs(prefix))[f"{s}_ended_ix"]
+
+
 async def _close(store: DatabaseSessionStore, session_id: str) -> None:
     await store.transition(session_id, CLOSED, allowed_from=frozenset({ACTIVE}))
 
@@ -144,9 +156,29 @@ async def test_appends_are_hot_updates_with_and_without_a_ttl(prefix: str, ttl: 
             await store.append_turns(state.session_id, [_turn(n)])
         updates, hot = await _hot_counts(prefix, before[0] + appends)
         assert updates - before[0] >= appends
-        # A deadline crosses a minute boundary at most once in these 40 seconds: every
+        # A deadline crosses a 5-minute boundary at most once in these 40 seconds: every
         # other append is HOT (before, none was).
         assert hot - before[1] >= appends - 2, (updates - before[0], hot - before[1])
+    finally:
+        await store.close()
+
+
+async def test_turns_a_minute_apart_with_a_ttl_are_mostly_hot(prefix: str) -> None:
+    """A chat at a human pace: the deadline crosses into the next 5-minute bucket on
+    about one append in five; the others are HOT."""
+    clock = FakeClock(T0)
+    store = await _opened(prefix, clock, ttl=86_400)
+    try:
+        state = _header()
+        await store.create_session(state)
+        before = await _hot_counts(prefix, 0)
+        appends = 30
+        for n in range(appends):
+            clock.advance(60)
+            await store.append_turns(state.session_id, [_turn(n)])
+        updates, hot = await _hot_counts(prefix, before[0] + appends)
+        assert updates - before[0] >= appends
+        assert hot - before[1] >= appends - appends // 5 - 1, (updates, hot, before)
     finally:
         await store.close()
 
@@ -166,7 +198,7 @@ async def test_the_sweeper_finds_due_and_ended_sessions_through_the_new_indexes(
         await _close(store, ended.session_id)
         clock.advance(10)  # T0 + 60 s: exactly the first deadline
         assert await store.find_expired() == [soon.session_id]
-        clock.advance(45)  # T0 + 105 s: the same minute as the second, not due
+        clock.advance(45)  # T0 + 105 s: the second's bucket, not due yet
         assert await store.find_expired() == [soon.session_id]
         clock.advance(5)  # T0 + 110 s
         assert sorted(await store.find_expired()) == sorted([soon.session_id, later.session_id])
@@ -196,15 +228,8 @@ async def test_initialize_moves_old_sweeper_indexes_onto_the_generated_columns(
         await _close(store, states[0].session_id)
     finally:
         await store.close()
-    # The tables as a release before the generated columns made them.
+    await _old_shape(prefix)
     s = f"{prefix}sessions"
-    await _exec(
-        f"DROP INDEX {s}_ended_ix; DROP INDEX {s}_expiry_ix;"
-        f"ALTER TABLE {s} DROP COLUMN ended_at, DROP COLUMN expiry_bucket;"
-        f"CREATE INDEX {s}_expiry_ix ON {s} (expires_at) WHERE status IN ('active', 'suspended');"
-        f"CREATE INDEX {s}_ended_ix ON {s} (updated_at) WHERE status IN ('closed', 'expired')"
-    )
-    assert "(updated_at)" in (await _index_defs(prefix))[f"{s}_ended_ix"]
     # Two processes upgrading at once end with the same table.
     stores = [
         DatabaseSessionStore(
@@ -229,3 +254,28 @@ async def test_initialize_moves_old_sweeper_indexes_onto_the_generated_columns(
     finally:
         for opened in stores:
             await opened.close()
+
+
+async def test_old_tables_without_a_recorded_version_are_moved_too(prefix: str) -> None:
+    """The version table emptied (or dropped) by hand: initialize() takes the tables over
+    as version 1 and still moves their sweeper indexes (it skipped them, and every
+    sweep then failed: ``column "expiry_bucket" does not exist``)."""
+    clock = FakeClock(T0)
+    store = await _opened(prefix, clock, ttl=60)
+    state = _header()
+    try:
+        await store.create_session(state)
+    finally:
+        await store.close()
+    await _old_shape(prefix)
+    await _exec(f"DELETE FROM {prefix}schema_version")
+    store = await _opened(prefix, clock, ttl=60)
+    try:
+        defs = await _index_defs(prefix)
+        assert "(expiry_bucket)" in defs[f"{prefix}sessions_expiry_ix"]
+        assert "(ended_at)" in defs[f"{prefix}sessions_ended_ix"]
+        clock.advance(61)
+        assert await store.find_expired() == [state.session_id]
+        assert await store.find_purgeable(older_than=clock.now) == []
+    finally:
+        await store.close()

@@ -598,10 +598,13 @@ async def test_a_damaged_due_session_is_quarantined_and_the_sweep_goes_on(
     async with opened(where, clock) as store:
         damaged = header()
         await store.create_session(damaged)  # the earliest deadline: sorts first
-        clock.advance(1)
+        # Ten minutes later: a later deadline bucket on PostgreSQL too, where due
+        # sessions are ordered by 5-minute bucket only.
+        clock.advance(600)
+        later = T0 + timedelta(seconds=600)
         healthy = [header() for _ in range(3)]
         for state in healthy:
-            await store.create_session(replace(state, updated_at=T0 + timedelta(seconds=1)))
+            await store.create_session(replace(state, updated_at=later))
         await _corrupt(store, damaged.session_id)
         clock.advance(TTL + 1)
         assert await store.count_live_sessions("alice") == 0

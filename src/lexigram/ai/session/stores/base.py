@@ -705,8 +705,8 @@ class SessionStore(abc.ABC):
         """Ids of sessions still stored as live whose deadline has passed (via an index).
 
         Earliest deadline first (on Redis by its index, whose score is a lower bound of
-        the deadline: see docs/backend-redis.md; on PostgreSQL by the minute of the
-        deadline, see docs/backend-sql.md); the order is a courtesy, not a promise.
+        the deadline: see docs/backend-redis.md; on PostgreSQL by the deadline's 5-minute
+        bucket, see docs/backend-sql.md); the order is a courtesy, not a promise.
         """
 
     @abc.abstractmethod

@@ -762,10 +762,10 @@ class SessionStatements:
             f"SELECT {h} FROM {s} WHERE parent_session_id = :sid "
             f"AND ordinal > (SELECT ordinal FROM {s} WHERE session_id = :sid) ORDER BY ordinal"
         )
-        # PostgreSQL indexes a live session's deadline by the minute (schema._ended_at):
-        # every session due by now is in a bucket up to now's. Earliest minute first, in
-        # index order within it (sorting a bucket of many due sessions on expires_at
-        # cost each batch a sort of all of them).
+        # PostgreSQL indexes a live session's deadline in 5-minute buckets
+        # (schema._ended_at): every session due by now is in a bucket up to now's.
+        # Earliest bucket first, in index order within it (sorting a bucket of many due
+        # sessions on expires_at cost each batch a sort of all of them).
         self.find_expired = (
             f"SELECT session_id FROM {s} WHERE expiry_bucket <= "
             f"CAST(:now AS BIGINT) / {EXPIRY_BUCKET_US} AND expires_at <= :now "
