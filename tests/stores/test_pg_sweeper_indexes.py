@@ -95,11 +95,12 @@ async def _index_defs(prefix: str) -> dict[str, str]:
 async def _hot_counts(prefix: str, at_least: int) -> tuple[int, int]:
     """(updates, HOT updates) of the sessions table, once ``at_least`` updates are counted.
 
-    The server publishes a backend's counts after its transactions end, within about a
-    second; bounded wait.
+    The server publishes a backend's counts when it goes idle, at most once a second,
+    and a flush put off that way comes within 10 s (PostgreSQL 15's stats intervals);
+    the wait is bounded at 30 s.
     """
     counts = (0, 0)
-    for _ in range(100):
+    for _ in range(300):
         rows = await _raw(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1",
             f"{prefix}sessions",
