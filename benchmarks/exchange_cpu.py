@@ -96,7 +96,7 @@ async def _hot(prefix: str, at_least: int) -> tuple[int, int]:
     conn = await asyncpg.connect(scale._pg_dsn())
     try:
         counts = (0, 0)
-        for _ in range(50):
+        for _ in range(150):  # a deferred stats flush comes within 10 s
             row = await conn.fetchrow(
                 "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1",
                 prefix + "sessions",
