@@ -148,17 +148,6 @@ async def _one(side: str, args: argparse.Namespace) -> str:
     )
 
 
-def _config(ttl: int) -> Any:
-    from lexigram.ai.session.config import SessionConfig
-
-    return SessionConfig(
-        session_ttl=ttl,
-        max_turns_per_session=10_000_000,
-        max_sessions_per_user=100_000,
-        auto_checkpoint_interval=None,
-    )
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2)
@@ -167,7 +156,9 @@ async def main() -> None:
     parser.add_argument("--pool", type=int, default=8)
     parser.add_argument("--freeze", action="store_true")
     args = parser.parse_args()
-    scale._config = lambda: _config(args.ttl)  # type: ignore[assignment]
+    # scale.py's configuration (no TTL) with this run's TTL.
+    config = scale._config().model_copy(update={"session_ttl": args.ttl})
+    scale._config = lambda: config
     print(
         f"# {TASKS} tasks, ttl {args.ttl}, {args.duration} s per run, freeze {args.freeze};"
         f" load average {os.getloadavg()[0]:.2f}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lexigram.ai.session.stores.database import drop_schema
-from tests.services import MARIADB_URL, require_mariadb
+from tests.services import MARIADB_URL, POSTGRES_URL, require_mariadb, require_postgres
 
 
 @pytest.fixture
@@ -26,12 +26,26 @@ def cluster(request: pytest.FixtureRequest) -> bool:
     return bool(request.param == "redis_cluster")
 
 
-@pytest.fixture
-async def mariadb_prefix() -> AsyncIterator[str]:
-    """A MariaDB table prefix of this test alone, its tables dropped afterwards."""
-    require_mariadb()
+async def _own_prefix(url: str) -> AsyncIterator[str]:
+    """A table prefix of one test alone on ``url``, its tables dropped afterwards."""
     name = f"t{uuid.uuid4().hex[:12]}_"
     try:
         yield name
     finally:
-        await drop_schema(MARIADB_URL, table_prefix=name)
+        await drop_schema(url, table_prefix=name)
+
+
+@pytest.fixture
+async def mariadb_prefix() -> AsyncIterator[str]:
+    """A MariaDB table prefix of this test alone, its tables dropped afterwards."""
+    require_mariadb()
+    async for name in _own_prefix(MARIADB_URL):
+        yield name
+
+
+@pytest.fixture
+async def postgres_prefix() -> AsyncIterator[str]:
+    """A PostgreSQL table prefix of this test alone, its tables dropped afterwards."""
+    require_postgres()
+    async for name in _own_prefix(POSTGRES_URL):
+        yield name

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from lexigram.contracts.ai.session import SessionState, SessionStatus, SessionTurn
 
-from lexigram.ai.session.stores.database import DatabaseSessionStore, drop_schema
+from lexigram.ai.session.stores.database import DatabaseSessionStore
 from lexigram.ai.session.testing.support import FakeClock
-from tests.services import POSTGRES_URL, require_postgres
+from tests.services import POSTGRES_URL
 
 pytestmark = pytest.mark.postgres
 
@@ -48,13 +47,9 @@ def _header(at: datetime = T0) -> SessionState:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_postgres()
-    name = f"hot{uuid.uuid4().hex[:10]}_"
-    try:
-        yield name
-    finally:
-        await drop_schema(POSTGRES_URL, table_prefix=name)
+def prefix(postgres_prefix: str) -> str:
+    """This test's own table prefix (tables dropped afterwards)."""
+    return postgres_prefix
 
 
 async def _raw(sql: str, *args: object) -> list[asyncpg.Record]:

@@ -99,20 +99,15 @@ _MYSQL_TABLE: dict[str, Any] = {
 }
 
 
-def _not_mysql(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
-    """Whether a partial index is created here: MariaDB has none (emulated, see below)."""
-    return getattr(dialect, "name", "") != "mysql"
+def _made_on(*dialects: str) -> Callable[..., bool]:
+    """A ``ddl_if`` condition for several dialects (its ``dialect=`` takes one name):
+    the index is made from its ``Index`` there only; elsewhere a generated column
+    stands in for it (:func:`_live_turn_ids`, :func:`_ended_at`)."""
 
+    def applies(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
+        return getattr(dialect, "name", "") in dialects
 
-def _sqlite_only(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
-    """Whether an index of the sweeper is made from its ``Index``: PostgreSQL and MariaDB
-    index generated columns instead (see :func:`_ended_at`)."""
-    return getattr(dialect, "name", "") == "sqlite"
-
-
-def _not_postgresql(*_args: Any, dialect: Any = None, **_kw: Any) -> bool:
-    """Whether the deadline index is on ``expires_at`` itself (not on PostgreSQL)."""
-    return getattr(dialect, "name", "") != "postgresql"
+    return applies
 
 
 def _live_turn_ids(prefix: str) -> Callable[..., None]:
@@ -145,27 +140,26 @@ _ENDED_AT_COLUMN = (
 #: are not yet due. Five minutes: turns a minute apart are 4 in 5 HOT. The value is in
 #: the stored column's expression: changing it needs a migration of existing tables.
 EXPIRY_BUCKET_US = 300_000_000
-#: PostgreSQL: the generated columns the sweeper's two indexes are on.
-_PG_ENDED_AT = (
-    "ended_at BIGINT GENERATED ALWAYS AS "
-    f"(CASE WHEN status IN {ENDED_SQL} THEN updated_at END) STORED"
-)
-_PG_EXPIRY_BUCKET = (
-    "expiry_bucket BIGINT GENERATED ALWAYS AS "
-    f"(CASE WHEN status IN {LIVE_SQL} THEN expires_at / {EXPIRY_BUCKET_US} END) STORED"
-)
+#: PostgreSQL: the sweeper's index on each generated column (index name suffix, column).
+_PG_SWEEPER_INDEXES = (("ended_ix", "ended_at"), ("expiry_ix", "expiry_bucket"))
 
 
-def _pg_sweeper_indexes(prefix: str) -> list[str]:
-    """PostgreSQL: the statements (re)making the sweeper's indexes on the generated columns."""
+def _pg_sweeper_columns(connection: Connection, prefix: str) -> None:
+    """PostgreSQL: add the generated columns (if missing) and (re)make the sweeper's
+    indexes on them; for a new table and for one made by an earlier release alike."""
     table = f"{prefix}sessions"
-    ended, expiry = f"{table}_ended_ix", f"{table}_expiry_ix"
-    return [
-        f"DROP INDEX IF EXISTS {ended}",
-        f"CREATE INDEX {ended} ON {table} (ended_at) WHERE ended_at IS NOT NULL",
-        f"DROP INDEX IF EXISTS {expiry}",
-        f"CREATE INDEX {expiry} ON {table} (expiry_bucket) WHERE expiry_bucket IS NOT NULL",
-    ]
+    connection.execute(text(
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ended_at BIGINT GENERATED ALWAYS AS "
+        f"(CASE WHEN status IN {ENDED_SQL} THEN updated_at END) STORED, "
+        "ADD COLUMN IF NOT EXISTS expiry_bucket BIGINT GENERATED ALWAYS AS "
+        f"(CASE WHEN status IN {LIVE_SQL} THEN expires_at / {EXPIRY_BUCKET_US} END) STORED"
+    ))
+    for suffix, column in _PG_SWEEPER_INDEXES:
+        index = f"{table}_{suffix}"
+        connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
+        connection.execute(text(
+            f"CREATE INDEX {index} ON {table} ({column}) WHERE {column} IS NOT NULL"
+        ))
 
 
 def _ended_at(prefix: str) -> Callable[..., None]:
@@ -193,12 +187,7 @@ def _ended_at(prefix: str) -> Callable[..., None]:
                 f"ADD INDEX {prefix}sessions_ended_ix (ended_at)"
             ))
         elif connection.dialect.name == "postgresql":
-            connection.execute(text(
-                f"ALTER TABLE {prefix}sessions ADD COLUMN {_PG_ENDED_AT}, "
-                f"ADD COLUMN {_PG_EXPIRY_BUCKET}"
-            ))
-            for statement in _pg_sweeper_indexes(prefix):
-                connection.execute(text(statement))
+            _pg_sweeper_columns(connection, prefix)
 
     return add
 
@@ -213,23 +202,20 @@ def _pg_generated_indexes(conn: Connection, schema: Schema) -> None:
     if conn.dialect.name != "postgresql":
         return
     table = schema.sessions.name
-    ended, expiry = f"{schema.prefix}sessions_ended_ix", f"{schema.prefix}sessions_expiry_ix"
     rows = conn.execute(
         text(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = :t AND indexname IN (:e, :x)"
+            "AND tablename = :t"
         ),
-        {"t": table, "e": ended, "x": expiry},
+        {"t": table},
     ).all()
     found = {str(row[0]): str(row[1]) for row in rows}
-    if "(ended_at)" in found.get(ended, "") and "(expiry_bucket)" in found.get(expiry, ""):
+    if all(
+        f"({column})" in found.get(f"{table}_{suffix}", "")
+        for suffix, column in _PG_SWEEPER_INDEXES
+    ):
         return
-    conn.execute(text(
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_PG_ENDED_AT}, "
-        f"ADD COLUMN IF NOT EXISTS {_PG_EXPIRY_BUCKET}"
-    ))
-    for statement in _pg_sweeper_indexes(schema.prefix):
-        conn.execute(text(statement))
+    _pg_sweeper_columns(conn, schema.prefix)
 
 
 def _mysql_ended_index(conn: Connection, schema: Schema) -> None:
@@ -316,8 +302,9 @@ class Schema:
             sqlite_autoincrement=True,
             **_MYSQL_TABLE,
         )
-        # Partial indexes hold only the rows their queries look for. The sweeper's two
-        # are on generated columns on PostgreSQL and MariaDB (see _ended_at).
+        # Partial indexes hold only the rows their queries look for. MariaDB has none:
+        # generated columns stand in (_live_turn_ids, _ended_at), as they do for the
+        # sweeper's two on PostgreSQL (_ended_at); those are made there, not here.
         live, ended = text(f"status IN {LIVE_SQL}"), text(f"status IN {ENDED_SQL}")
         Index(f"{p}sessions_user_ix", sessions.c.user_id, sessions.c.ordinal)
         Index(
@@ -330,12 +317,12 @@ class Schema:
             f"{p}sessions_expiry_ix",
             sessions.c.expires_at,
             sqlite_where=live,
-        ).ddl_if(callable_=_not_postgresql)
+        ).ddl_if(callable_=_made_on("sqlite", "mysql"))
         Index(
             f"{p}sessions_ended_ix",
             sessions.c.updated_at,
             sqlite_where=ended,
-        ).ddl_if(callable_=_sqlite_only)
+        ).ddl_if(dialect="sqlite")
         event.listen(sessions, "after_create", _ended_at(p))
         Index(f"{p}sessions_parent_ix", sessions.c.parent_session_id, sessions.c.ordinal)
 
@@ -362,7 +349,7 @@ class Schema:
             unique=True,
             sqlite_where=turns.c.live == 1,
             postgresql_where=turns.c.live == 1,
-        ).ddl_if(callable_=_not_mysql)
+        ).ddl_if(callable_=_made_on("sqlite", "postgresql"))
         # PostgreSQL only: SQLite reads a session's turns through the primary key
         # (the index would be one more page written per append; databases created
         # before keep it).
